@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP_BASE := $(VENV)/.installed-base
+STAMP_TEST := $(VENV)/.installed-test
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench venv clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP_BASE): $(PY) setup.cfg pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): $(PY) setup.cfg pyproject.toml
+	$(PIP) install --quiet -e '.[test,dist,rl]'
+	touch $@ $(STAMP_BASE)
+
+venv: $(STAMP_BASE)
+
+demo: $(STAMP_BASE)
+	$(VENV)/bin/abrkit demo
+
+test: $(STAMP_TEST)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP_TEST)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
