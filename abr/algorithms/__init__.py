@@ -1,0 +1,1 @@
+"""Built-in algorithms; importing this package registers them."""

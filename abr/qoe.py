@@ -1,0 +1,130 @@
+"""QoE models and per-session quality metrics.
+
+The three models of Pensieve (Mao et al., SIGCOMM 2017, section 5.1), which most later work reuses:
+    QoE = sum_n q(R_n) - mu * T_n - sum_n |q(R_n) - q(R_{n-1})|
+with q(R) = R in Mbit/s and mu = 4.3 (lin), q(R) = log(R / R_min) and mu = 2.66 (log), and
+q from the HD table {300:1, 750:2, 1200:3, 1850:12, 2850:15, 4300:20} kbit/s with mu = 8 (hd).
+Segment 0 is not counted: its download time is the startup delay, reported on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Utility = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (bitrates_bps, ladder_bps) -> utility
+
+
+def _utility_lin(bitrates_bps: np.ndarray, ladder_bps: np.ndarray) -> np.ndarray:
+    return bitrates_bps / 1e6
+
+
+def _utility_log(bitrates_bps: np.ndarray, ladder_bps: np.ndarray) -> np.ndarray:
+    return np.log(bitrates_bps / ladder_bps[0])
+
+
+_HD_TABLE_KBPS = np.array([300, 750, 1200, 1850, 2850, 4300], dtype=np.float64)
+_HD_TABLE_UTILITY = np.array([1, 2, 3, 12, 15, 20], dtype=np.float64)
+
+
+def _utility_hd(bitrates_bps: np.ndarray, ladder_bps: np.ndarray) -> np.ndarray:
+    # Pensieve defines the HD reward on its own ladder; other ladders interpolate it by bitrate
+    # (and extrapolate with the slope of the last step above 4.3 Mbit/s).
+    kbps = bitrates_bps / 1e3
+    values = np.interp(kbps, _HD_TABLE_KBPS, _HD_TABLE_UTILITY)
+    slope = (_HD_TABLE_UTILITY[-1] - _HD_TABLE_UTILITY[-2]) / (_HD_TABLE_KBPS[-1] - _HD_TABLE_KBPS[-2])
+    above = kbps > _HD_TABLE_KBPS[-1]
+    values[above] = _HD_TABLE_UTILITY[-1] + slope * (kbps[above] - _HD_TABLE_KBPS[-1])
+    return values
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QoeModel:
+    """A linear QoE model: utility minus rebuffer and switching penalties, summed over segments."""
+
+    name: str
+    utility: Utility = field(repr=False)
+    rebuffer_penalty: float  # per second of stall
+    switch_penalty: float = 1.0  # per unit of |utility change|
+    first_counted_segment: int = 1  # Pensieve skips segment 0 (startup)
+
+    def segment_values(self, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
+                       ladder_bps: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Per-segment QoE contributions (segment 0 compares with itself, so no switch term)."""
+        rates = np.asarray(bitrates_bps, dtype=np.float64)
+        ladder = np.asarray(ladder_bps, dtype=np.float64)
+        utility = self.utility(rates, ladder)
+        previous = np.r_[utility[:1], utility[:-1]]
+        return utility - self.rebuffer_penalty * np.asarray(rebuffer_s, dtype=np.float64) \
+            - self.switch_penalty * np.abs(utility - previous)
+
+    def score(self, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
+              ladder_bps: Sequence[float] | np.ndarray) -> float:
+        """Session QoE: the sum of segment values from `first_counted_segment` on."""
+        return float(self.segment_values(bitrates_bps, rebuffer_s, ladder_bps)[self.first_counted_segment:].sum())
+
+
+QOE_MODELS: dict[str, QoeModel] = {
+    "lin": QoeModel(name="lin", utility=_utility_lin, rebuffer_penalty=4.3),
+    "log": QoeModel(name="log", utility=_utility_log, rebuffer_penalty=2.66),
+    "hd": QoeModel(name="hd", utility=_utility_hd, rebuffer_penalty=8.0),
+}
+
+
+def qoe_model(name: str) -> QoeModel:
+    try:
+        return QOE_MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown QoE model {name!r}; choose from {', '.join(QOE_MODELS)}") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionMetrics:
+    """What a viewer experienced in one session."""
+
+    segments: int
+    startup_s: float
+    rebuffer_s: float  # stall time after startup
+    rebuffer_count: int
+    rebuffer_ratio: float  # stall time / (stall time + media played)
+    avg_bitrate_bps: float
+    switches: int
+    avg_switch_bps: float  # mean |bitrate change| over all switches (0 without switches)
+    qoe: dict[str, float]  # by model name; the per-segment mean is qoe / counted segments
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "segments": self.segments, "startup_s": self.startup_s, "rebuffer_s": self.rebuffer_s,
+            "rebuffer_count": self.rebuffer_count, "rebuffer_ratio": self.rebuffer_ratio,
+            "avg_bitrate_bps": self.avg_bitrate_bps, "switches": self.switches, "avg_switch_bps": self.avg_switch_bps,
+        }
+        out.update({f"qoe_{name}": value for name, value in self.qoe.items()})
+        return out
+
+
+def session_metrics(*, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
+                    ladder_bps: Sequence[float] | np.ndarray, segment_duration_s: float, startup_s: float,
+                    rebuffer_count: int | None = None, models: Sequence[QoeModel] = tuple(QOE_MODELS.values()),
+                    ) -> SessionMetrics:
+    """Metrics of one session from its per-segment bitrates and stall times."""
+    rates = np.asarray(bitrates_bps, dtype=np.float64)
+    stalls = np.asarray(rebuffer_s, dtype=np.float64)
+    if rates.shape != stalls.shape:
+        raise ValueError("one rebuffer time per segment is needed")
+    steps = np.abs(np.diff(rates))
+    switched = steps[steps > 0]
+    total_stall = float(stalls.sum())
+    played_s = rates.size * segment_duration_s
+    return SessionMetrics(
+        segments=int(rates.size),
+        startup_s=startup_s,
+        rebuffer_s=total_stall,
+        rebuffer_count=int(np.count_nonzero(stalls > 0)) if rebuffer_count is None else rebuffer_count,
+        rebuffer_ratio=total_stall / (total_stall + played_s) if played_s + total_stall > 0 else 0.0,
+        avg_bitrate_bps=float(rates.mean()) if rates.size else 0.0,
+        switches=int(switched.size),
+        avg_switch_bps=float(switched.mean()) if switched.size else 0.0,
+        qoe={m.name: m.score(rates, stalls, ladder_bps) for m in models},
+    )

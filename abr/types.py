@@ -1,0 +1,172 @@
+"""The plain-data ABR interface: what an algorithm sees (`Observation`) and what it says (`Decision`).
+
+Algorithms are pure and synchronous: no I/O, no clocks, no globals. The same observation sequence
+must give the same decisions, so the simulator, the headless player and the desktop player can all
+drive the same object and be compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ladder:
+    """The renditions an algorithm may choose from, ascending by bitrate; `quality` indexes it."""
+
+    bitrates_bps: tuple[int, ...]
+    segment_duration_s: float
+
+    def __post_init__(self) -> None:
+        if not self.bitrates_bps:
+            raise ValueError("ladder has no bitrates")
+        if any(b <= 0 for b in self.bitrates_bps):
+            raise ValueError(f"ladder bitrates must be positive, got {self.bitrates_bps}")
+        if any(b2 <= b1 for b1, b2 in zip(self.bitrates_bps, self.bitrates_bps[1:])):
+            raise ValueError(f"ladder bitrates must be strictly ascending, got {self.bitrates_bps}")
+        if not self.segment_duration_s > 0:
+            raise ValueError(f"segment duration must be > 0 s, got {self.segment_duration_s}")
+
+    def __len__(self) -> int:
+        return len(self.bitrates_bps)
+
+    @property
+    def top(self) -> int:
+        """The highest quality index."""
+        return len(self.bitrates_bps) - 1
+
+    def highest_at_most(self, rate_bps: float) -> int:
+        """The highest quality whose bitrate is <= `rate_bps` (quality 0 if none is)."""
+        best = 0
+        for quality, bitrate_bps in enumerate(self.bitrates_bps):
+            if bitrate_bps <= rate_bps:
+                best = quality
+        return best
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Download:
+    """One finished segment download as the player measured it."""
+
+    segment_index: int
+    quality: int
+    size_bytes: int
+    duration_s: float  # request sent -> last byte received (includes ttfb_s)
+    ttfb_s: float = 0.0  # request sent -> first byte received
+    start_time_s: float = 0.0
+    abandoned: bool = False
+
+    @property
+    def throughput_bps(self) -> float:
+        """Bytes over the whole request time, as most ABR papers measure a sample."""
+        return self.size_bytes * 8.0 / self.duration_s if self.duration_s > 0 else float("inf")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Observation:
+    """Everything an algorithm may base a decision on, at the moment the next segment is chosen."""
+
+    time_s: float  # session time (0 = session start)
+    buffer_s: float  # media buffered ahead of the playhead
+    segment_index: int  # the segment about to be fetched (0-based)
+    segment_count: int
+    ladder: Ladder
+    last_quality: int | None  # quality of the previous segment, None before the first
+    downloads: tuple[Download, ...] = ()  # recent downloads, oldest first
+    # sizes of upcoming segments: next_sizes_bytes[k][q] is segment (segment_index + k) at quality q
+    next_sizes_bytes: tuple[tuple[int, ...], ...] = ()
+    rebuffering: bool = False
+    buffer_cap_s: float = 60.0
+
+    @property
+    def segments_left(self) -> int:
+        return self.segment_count - self.segment_index
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    """The quality for the next segment; optionally wait `delay_s` before fetching it."""
+
+    quality: int
+    delay_s: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Progress:
+    """A download in flight, offered to algorithms that can abandon it."""
+
+    time_s: float
+    buffer_s: float
+    segment_index: int
+    quality: int
+    bytes_received: int
+    size_bytes: int  # expected total, 0 when unknown
+    elapsed_s: float
+    ladder: Ladder
+    next_sizes_bytes: tuple[tuple[int, ...], ...] = ()
+
+
+@runtime_checkable
+class AbrAlgorithm(Protocol):
+    """What every algorithm provides. State, if any, comes only from the observations given."""
+
+    name: str
+
+    def decide(self, obs: Observation) -> Decision:
+        """Choose the quality of segment `obs.segment_index`."""
+        ...
+
+
+@runtime_checkable
+class Abandoning(Protocol):
+    """Optional: an algorithm that may abandon a slow download (returns a lower quality or None)."""
+
+    def should_abandon(self, progress: Progress) -> Decision | None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class BatchObservation:
+    """Observations of B sessions advancing in lock-step (all choosing segment `segment_index`).
+
+    Used only by the vectorised simulator; an algorithm's `decide_batch` must choose exactly what
+    its `decide` would for each session's scalar `Observation` (the conformance check verifies it).
+    """
+
+    time_s: np.ndarray  # (B,)
+    buffer_s: np.ndarray  # (B,)
+    segment_index: int
+    segment_count: int
+    ladder: Ladder
+    last_quality: np.ndarray  # (B,) int; -1 before the first segment
+    # The last H downloads, oldest first (H = min(downloads so far, history length)); same H for all.
+    download_bytes: np.ndarray  # (B, H)
+    download_s: np.ndarray  # (B, H) whole request time, ttfb included
+    next_sizes_bytes: np.ndarray  # (K, Q): the same upcoming sizes for every session (one video)
+    buffer_cap_s: float = 60.0
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.buffer_s.shape[0])
+
+
+@runtime_checkable
+class BatchAbr(Protocol):
+    """Optional: a vectorised twin of `decide` for B sessions at once (returns (B,) qualities).
+
+    One instance serves one batch for its whole run (its state arrays are per session).
+    """
+
+    def decide_batch(self, obs: BatchObservation) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AbrSpec:
+    """A registry entry: a name, a factory and a one-line description."""
+
+    name: str
+    description: str
+    factory: object = field(repr=False)  # Callable[..., AbrAlgorithm]; typed loosely to stay picklable

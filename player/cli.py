@@ -1,0 +1,52 @@
+"""The `abrkit` command line: one console script, one module per subcommand in `player.commands`.
+
+Each module in `player/commands/` defines `register(subparsers) -> None`, which adds its parser and
+sets `func=run` (a callable taking the parsed namespace and returning an exit code). User errors are
+raised as `CliError` (or `ValueError`/`OSError` from bad input) and printed as one line, never as a
+traceback; `ABRKIT_DEBUG=1` shows the traceback for developers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from player import commands as _commands
+from player.errors import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="abrkit",
+        description="Adaptive-bitrate streaming toolkit: simulate, package, serve and play DASH.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{_commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("abrkit: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, OSError) as exc:
+        if os.environ.get("ABRKIT_DEBUG"):
+            raise
+        print(f"abrkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of `abrkit`; each module provides `register(subparsers)` (see `player.cli`)."""

@@ -1,0 +1,274 @@
+"""The simulator: drives `PlaybackSession` on virtual time through netsim's link model.
+
+Two engines with one semantics:
+- `run_session` drives the shared state machine one session at a time (any algorithm, full event log);
+- `run_batch` advances many sessions in lock-step with numpy, for algorithms that implement
+  `decide_batch` (the fast path for sweeps); `tests/player/test_sim.py` checks it against
+  `run_session` segment by segment.
+
+Profiles fix the download model. `pensieve` reproduces Pensieve's fixed test simulator
+(`test/fixed_env.py`): 0.95 payload factor, an 80 ms RTT added to each download's delay but not to
+the trace clock, a 60 s buffer cap left in 500 ms sleeps, first segment at quality 1. `default` is
+closer to a real player behind our shaper: the request latency (the trace's, else the base RTT) passes
+on the trace clock too, goodput equals the trace rate, and the first quality is the algorithm's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics
+from abr.registry import make, parse_spec
+from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
+from netsim.link import LinkBatch, LinkModel
+from netsim.trace import Trace
+from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
+from player.video import Video
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SimProfile:
+    """How downloads take time in simulation, plus the player policy and per-algorithm parameters."""
+
+    name: str
+    session: SessionConfig
+    payload_factor: float = 1.0  # goodput / trace capacity
+    rtt_s: float = 0.08  # base request latency (used when the trace has none)
+    latency_on_trace_clock: bool = True  # False: Pensieve adds the RTT to the delay only
+    abr_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.payload_factor <= 1:
+            raise ValueError(f"payload factor must be in (0, 1], got {self.payload_factor}")
+        if self.rtt_s < 0:
+            raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
+        object.__setattr__(self, "abr_params", MappingProxyType({k: dict(v) for k, v in self.abr_params.items()}))
+
+    def make_abr(self, spec: str) -> AbrAlgorithm:
+        """The registry's algorithm with this profile's parameters for it."""
+        name, _ = parse_spec(spec)
+        return make(spec, **self.abr_params.get(name, {}))
+
+
+PROFILES: dict[str, SimProfile] = {
+    "pensieve": SimProfile(
+        name="pensieve",
+        session=SessionConfig(startup_threshold_s=0.0, buffer_cap_s=60.0, sleep_quantum_s=0.5, initial_quality=1,
+                              history_len=8, lookahead_segments=6),
+        payload_factor=0.95,  # Pensieve fixed_env.py PACKET_PAYLOAD_PORTION
+        rtt_s=0.08,  # Pensieve LINK_RTT = 80 ms
+        latency_on_trace_clock=False,
+        abr_params={"bba": {"map": "pensieve"}, "mpc": {"pensieve_indexing": True},
+                    "mpc-robust": {"pensieve_indexing": True}},
+    ),
+    "default": SimProfile(
+        name="default",
+        session=SessionConfig(startup_threshold_s=0.0, buffer_cap_s=60.0, history_len=20, lookahead_segments=6),
+        payload_factor=1.0,
+        rtt_s=0.08,
+        latency_on_trace_clock=True,
+    ),
+}
+
+
+def profile(name: str) -> SimProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown simulation profile {name!r}; choose from {', '.join(PROFILES)}") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class SessionResult:
+    """One simulated session: per-segment arrays plus the metrics derived from them."""
+
+    abr: str
+    trace: str
+    qualities: np.ndarray  # (N,) int
+    bitrates_bps: np.ndarray  # (N,)
+    rebuffer_s: np.ndarray  # (N,) stall while fetching each segment (0 for segment 0)
+    buffer_s: np.ndarray  # (N,) after each segment was added
+    download_s: np.ndarray  # (N,)
+    size_bytes: np.ndarray  # (N,)
+    request_time_s: np.ndarray  # (N,)
+    metrics: SessionMetrics
+    reasons: tuple[str, ...] = ()
+    events: tuple[SessionEvent, ...] = ()
+    trace_offset_s: float = 0.0
+
+    @property
+    def qoe_lin(self) -> float:
+        return self.metrics.qoe["lin"]
+
+
+def _result(abr: str, trace: Trace, video: Video, qualities: np.ndarray, rebuffer: np.ndarray, buffer: np.ndarray,
+            download: np.ndarray, request: np.ndarray, startup_s: float, stall_count: int | None,
+            models: Sequence[QoeModel], reasons: tuple[str, ...] = (), events: tuple[SessionEvent, ...] = (),
+            offset_s: float = 0.0) -> SessionResult:
+    ladder = np.asarray(video.ladder.bitrates_bps)
+    bitrates = ladder[qualities]
+    sizes = video.sizes_bytes[np.arange(qualities.size), qualities]
+    metrics = session_metrics(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
+                              segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
+                              rebuffer_count=stall_count, models=models)
+    return SessionResult(abr=abr, trace=trace.name, qualities=qualities, bitrates_bps=bitrates, rebuffer_s=rebuffer,
+                         buffer_s=buffer, download_s=download, size_bytes=sizes, request_time_s=request,
+                         metrics=metrics, reasons=reasons, events=events, trace_offset_s=offset_s)
+
+
+def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
+                offset_s: float = 0.0, record_events: bool = False,
+                models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
+    """Simulate one session through the shared state machine."""
+    algorithm = abr if abr is not None else prof.make_abr(abr_spec)
+    session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
+    link = LinkModel(trace, payload_factor=prof.payload_factor)
+    trace_time = offset_s
+    sizes = video.sizes_bytes
+    records: list[SegmentRecord] = []
+    while True:
+        action = session.next_action()
+        if isinstance(action, Finished):
+            break
+        if isinstance(action, Wait):
+            session.advance(session.time_s + action.duration_s)
+            trace_time += action.duration_s
+            continue
+        assert isinstance(action, Fetch)
+        size = int(sizes[action.segment_index, action.quality])
+        if prof.latency_on_trace_clock:
+            latency = trace.latency_at(trace_time) if trace.latency_s is not None else prof.rtt_s
+            finish = link.finish_time(trace_time + latency, size)
+            elapsed = finish - trace_time
+            trace_time = finish
+        else:
+            latency = prof.rtt_s
+            finish = link.finish_time(trace_time, size)
+            elapsed = finish - trace_time + latency
+            trace_time = finish
+        records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
+    return _result(
+        abr_spec, trace, video,
+        qualities=np.fromiter((r.quality for r in records), dtype=np.int64, count=len(records)),
+        rebuffer=np.fromiter((r.rebuffer_s for r in records), dtype=np.float64, count=len(records)),
+        buffer=np.fromiter((r.buffer_after_s for r in records), dtype=np.float64, count=len(records)),
+        download=np.fromiter((r.download_s for r in records), dtype=np.float64, count=len(records)),
+        request=np.fromiter((r.request_time_s for r in records), dtype=np.float64, count=len(records)),
+        startup_s=session.startup_s or 0.0, stall_count=session.stall_count, models=models,
+        reasons=tuple(r.reason for r in records), events=tuple(session.events), offset_s=offset_s,
+    )
+
+
+def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
+    """The lock-step engine applies when the algorithm is vectorised and one segment starts playback."""
+    seg = video.ladder.segment_duration_s
+    cfg = prof.session
+    return (isinstance(algorithm, BatchAbr) and cfg.startup_threshold_s <= seg and cfg.rebuffer_resume_s <= seg)
+
+
+def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
+              offsets_s: Sequence[float] | None = None,
+              models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+    """Simulate one session per trace in lock-step (same semantics as `run_session`)."""
+    algorithm = prof.make_abr(abr_spec)
+    if not supports_batch(algorithm, prof, video):
+        raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
+    batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
+    b = len(traces)
+    n = video.segment_count
+    cfg = prof.session
+    seg_s = video.ladder.segment_duration_s
+    links = LinkBatch(traces, payload_factor=prof.payload_factor)
+    trace_time = np.zeros(b) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64).copy()
+    start_offsets = trace_time.copy()
+    clock = np.zeros(b)
+    buffer = np.zeros(b)
+    last_quality = np.full(b, -1, dtype=np.int64)
+    history = cfg.history_len
+    hist_bytes = np.zeros((b, history))
+    hist_s = np.ones((b, history))
+    qualities = np.zeros((n, b), dtype=np.int64)
+    rebuffer = np.zeros((n, b))
+    buffer_after = np.zeros((n, b))
+    download = np.zeros((n, b))
+    request = np.zeros((n, b))
+    startup = np.zeros(b)
+    stall_count = np.zeros(b, dtype=np.int64)
+    latency = np.full(b, prof.rtt_s)
+    has_latency = all(t.latency_s is not None for t in traces) and prof.latency_on_trace_clock
+    ladder_sizes = video.sizes_bytes
+    cap = cfg.buffer_cap_s
+    quantum = cfg.sleep_quantum_s
+    for i in range(n):
+        over = buffer - cap
+        if np.any(over > 0):
+            sleep = np.where(over > 0, np.ceil(over / quantum) * quantum if quantum > 0 else over, 0.0)
+            buffer -= sleep
+            clock += sleep
+            trace_time += sleep
+        if i == 0 and cfg.initial_quality is not None:
+            q = np.full(b, min(cfg.initial_quality, video.ladder.top), dtype=np.int64)
+        else:
+            h = min(i, history)
+            obs = BatchObservation(
+                time_s=clock, buffer_s=buffer, segment_index=i, segment_count=n, ladder=video.ladder,
+                last_quality=last_quality, download_bytes=hist_bytes[:, history - h:],
+                download_s=hist_s[:, history - h:], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
+                buffer_cap_s=cap,
+            )
+            q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
+        size = ladder_sizes[i, q].astype(np.float64)
+        request[i] = clock
+        if prof.latency_on_trace_clock:
+            if has_latency:
+                latency = np.array([t.latency_at(x) for t, x in zip(traces, trace_time)])
+            finish = links.finish_time(trace_time + latency, size)
+            elapsed = finish - trace_time
+        else:
+            finish = links.finish_time(trace_time, size)
+            elapsed = finish - trace_time + prof.rtt_s
+        trace_time = finish
+        clock = clock + elapsed
+        if i == 0:
+            startup = clock.copy()
+            stall = np.zeros(b)
+        else:
+            stall = np.maximum(elapsed - buffer, 0.0)
+            stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
+        buffer = np.maximum(buffer - elapsed, 0.0) + seg_s
+        qualities[i] = q
+        rebuffer[i] = stall
+        buffer_after[i] = buffer
+        download[i] = elapsed
+        last_quality = q
+        hist_bytes = np.roll(hist_bytes, -1, axis=1)
+        hist_s = np.roll(hist_s, -1, axis=1)
+        hist_bytes[:, -1] = size
+        hist_s[:, -1] = elapsed
+    return [
+        _result(abr_spec, traces[j], video, qualities[:, j], rebuffer[:, j], buffer_after[:, j], download[:, j],
+                request[:, j], float(startup[j]), int(stall_count[j]), models, offset_s=float(start_offsets[j]))
+        for j in range(b)
+    ]
+
+
+def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
+             engine: str = "auto", offsets_s: Sequence[float] | None = None, record_events: bool = False,
+             models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+    """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session"."""
+    if engine not in ("auto", "batch", "session"):
+        raise ValueError(f"unknown engine {engine!r}; choose auto, batch or session")
+    offsets = list(offsets_s) if offsets_s is not None else [0.0] * len(traces)
+    if engine != "session" and not record_events:
+        probe = prof.make_abr(abr_spec)
+        if supports_batch(probe, prof, video):
+            return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, models=models)
+        if engine == "batch":
+            raise ValueError(f"ABR {abr_spec!r} has no vectorised decide_batch; use engine='session'")
+    return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, models=models)
+            for t, o in zip(traces, offsets)]

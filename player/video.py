@@ -1,0 +1,145 @@
+"""Videos as the simulator and the ABR see them: a ladder plus per-segment sizes.
+
+Loaded from Pensieve's `video_size_<q>` folders, Sabre's JSON manifests, or a title packaged by
+`abrkit package` (its `segments.json`), so simulated and emulated sessions see the same sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from abr.types import Ladder
+
+# Pensieve's Envivio video: 48 chunks are played, the 49th size line is only read by MPC look-ahead.
+PENSIEVE_BITRATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
+PENSIEVE_SEGMENT_S = 4.0
+PENSIEVE_SEGMENT_COUNT = 48
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class Video:
+    """`sizes_bytes[n, q]`: size of segment n at quality q. Rows past `segment_count` are look-ahead only."""
+
+    name: str
+    ladder: Ladder
+    sizes_bytes: np.ndarray
+    segment_count: int
+    resolutions: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
+        if sizes.ndim != 2 or sizes.shape[1] != len(self.ladder):
+            raise ValueError(f"video {self.name!r}: sizes must be (segments, {len(self.ladder)}), got {sizes.shape}")
+        if not 0 < self.segment_count <= sizes.shape[0]:
+            raise ValueError(f"video {self.name!r}: segment count {self.segment_count} outside 1..{sizes.shape[0]}")
+        if np.any(sizes[: self.segment_count] <= 0):
+            raise ValueError(f"video {self.name!r}: segment sizes must be > 0 bytes")
+        sizes.setflags(write=False)
+        object.__setattr__(self, "sizes_bytes", sizes)
+
+    @property
+    def duration_s(self) -> float:
+        return self.segment_count * self.ladder.segment_duration_s
+
+    def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
+        """Sizes of segments `segment_index .. segment_index+count-1` that exist (look-ahead rows included)."""
+        rows = self.sizes_bytes[segment_index : segment_index + count]
+        return tuple(tuple(row) for row in rows.tolist())
+
+    def truncated(self, segment_count: int) -> Video:
+        return Video(
+            name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes,
+            segment_count=min(segment_count, self.segment_count), resolutions=self.resolutions,
+        )
+
+
+def load_pensieve_video(directory: Path, *, segment_count: int | None = None,
+                        bitrates_kbps: tuple[int, ...] = PENSIEVE_BITRATES_KBPS,
+                        segment_s: float = PENSIEVE_SEGMENT_S) -> Video:
+    """A folder of `video_size_<q>` files (bytes per line). Uses Pensieve's 48 of 49 chunks by default."""
+    files = sorted(directory.glob("video_size_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    if len(files) != len(bitrates_kbps):
+        raise ValueError(f"{directory}: expected {len(bitrates_kbps)} video_size_<q> files, found {len(files)}")
+    columns = []
+    for file in files:
+        sizes = []
+        for number, line in enumerate(file.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                sizes.append(int(line.split()[0]))
+            except ValueError:
+                raise ValueError(f"{file}:{number}: expected a segment size in bytes, got {line[:40]!r}") from None
+        columns.append(sizes)
+    rows = min(len(c) for c in columns)
+    if rows == 0:
+        raise ValueError(f"{directory}: video size files are empty")
+    sizes_bytes = np.array([c[:rows] for c in columns]).T
+    default_count = PENSIEVE_SEGMENT_COUNT if rows > PENSIEVE_SEGMENT_COUNT else rows
+    return Video(
+        name=directory.name,
+        ladder=Ladder(bitrates_bps=tuple(k * 1000 for k in bitrates_kbps), segment_duration_s=segment_s),
+        sizes_bytes=sizes_bytes,
+        segment_count=segment_count or default_count,
+    )
+
+
+def load_sabre_video(path: Path) -> Video:
+    """Sabre's manifest JSON: `segment_duration_ms`, `bitrates_kbps`, `segment_sizes_bits` (bits!)."""
+    try:
+        manifest = json.loads(path.read_text())
+        bitrates = tuple(int(round(b * 1000)) for b in manifest["bitrates_kbps"])
+        duration_s = manifest["segment_duration_ms"] / 1000.0
+        sizes_bits = np.asarray(manifest["segment_sizes_bits"], dtype=np.float64)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a Sabre video manifest ({exc})") from None
+    if sizes_bits.ndim != 2 or sizes_bits.shape[1] != len(bitrates):
+        raise ValueError(f"{path}: segment_sizes_bits must have one column per bitrate")
+    sizes_bytes = np.ceil(sizes_bits / 8).astype(np.int64)
+    return Video(
+        name=path.stem, ladder=Ladder(bitrates_bps=bitrates, segment_duration_s=duration_s),
+        sizes_bytes=sizes_bytes, segment_count=sizes_bytes.shape[0],
+    )
+
+
+def load_packaged_video(path: Path) -> Video:
+    """A title packaged by `abrkit package` (its directory or its `segments.json`)."""
+    file = path / "segments.json" if path.is_dir() else path
+    try:
+        meta = json.loads(file.read_text())
+        reps = meta["video"]
+        duration_s = float(meta["segment_duration_s"])
+        bitrates = tuple(int(r["bitrate_bps"]) for r in reps)
+        columns = [list(map(int, r["segment_sizes_bytes"])) for r in reps]
+        resolutions = tuple((int(r["width"]), int(r["height"])) for r in reps)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: not an abrkit segments.json ({exc})") from None
+    if not columns or len({len(c) for c in columns}) != 1:
+        raise ValueError(f"{file}: every rendition must list the same number of segments")
+    return Video(
+        name=str(meta.get("title", file.parent.name)),
+        ladder=Ladder(bitrates_bps=bitrates, segment_duration_s=duration_s),
+        sizes_bytes=np.array(columns).T, segment_count=len(columns[0]), resolutions=resolutions,
+    )
+
+
+def load_video(path: str | os.PathLike[str]) -> Video:
+    """Detect the format: a packaged title, a Sabre JSON manifest, or a Pensieve size folder."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such video (give a Pensieve video_size folder, a Sabre JSON, or a packaged title)")
+    if p.is_dir():
+        if (p / "segments.json").is_file():
+            return load_packaged_video(p)
+        if any(p.glob("video_size_*")):
+            return load_pensieve_video(p)
+        raise ValueError(f"{p}: neither a packaged title (segments.json) nor a Pensieve video (video_size_*)")
+    if p.name == "segments.json":
+        return load_packaged_video(p)
+    return load_sabre_video(p)
