@@ -1,0 +1,200 @@
+"""Request IDs, structured JSON access logs and Prometheus metrics, shared by every service.
+
+- `request_id_middleware`: reuses an incoming `X-Request-ID` (if sane) or makes one, stores it in
+  `request[REQUEST_ID]`, and echoes it on the response; services pass it on to their backends.
+- `JsonAccessLogger`: one JSON object per request on the `abrkit.access` logger; extra fields a
+  handler puts in `request[LOG_EXTRA]` (e.g. parsed CMCD) are merged in. Signed-URL tokens are
+  redacted from logged paths.
+- `Metrics`: counters, gauges and histograms rendered in the Prometheus text format (0.0.4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID: str = "abrkit_request_id"
+LOG_EXTRA: str = "abrkit_log_extra"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TOKEN_IN_PATH = re.compile(r"^/s/[^/]+/")
+
+access_log = logging.getLogger("abrkit.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_ID.match(incoming) else new_request_id()
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def request_id(request: web.Request) -> str:
+    return str(request.get(REQUEST_ID) or "-")
+
+
+def redact_path(path: str) -> str:
+    """Signed-URL tokens are credentials: keep them out of logs."""
+    return _TOKEN_IN_PATH.sub("/s/<token>/", path)
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """aiohttp access logger writing one JSON line per request (set `service` via `for_service`)."""
+
+    service = "abrkit"
+
+    @classmethod
+    def for_service(cls, service: str) -> type[JsonAccessLogger]:
+        return type(f"JsonAccessLogger_{service}", (cls,), {"service": service})
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:  # noqa: A002
+        entry: dict[str, object] = {
+            "ts": round(_now(), 3),
+            "service": self.service,
+            "request_id": request.get(REQUEST_ID) or response.headers.get(REQUEST_ID_HEADER, "-"),
+            "method": request.method,
+            "path": redact_path(request.path),
+            "status": response.status,
+            "bytes": response.body_length,
+            "duration_ms": round(time * 1000, 3),
+            "remote": request.remote,
+        }
+        extra = request.get(LOG_EXTRA)
+        if isinstance(extra, Mapping):
+            entry.update(extra)
+        self.logger.info(json.dumps(entry, separators=(",", ":"), default=str))
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def add_log_fields(request: web.Request, **fields: object) -> None:
+    """Extra fields for this request's access-log line."""
+    extra = request.get(LOG_EXTRA)
+    if not isinstance(extra, dict):
+        extra = {}
+        request[LOG_EXTRA] = extra
+    extra.update(fields)
+
+
+Labels = tuple[tuple[str, str], ...]
+DEFAULT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _labels(labels: Mapping[str, str] | None) -> Labels:
+    return tuple(sorted((labels or {}).items()))
+
+
+def _fmt_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
+    items = list(labels) + list(extra)
+    if not items:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in items)
+    return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+@dataclass(slots=True)
+class _Histogram:
+    buckets: tuple[float, ...]
+    counts: list[int]
+    total: float = 0.0
+    count: int = 0
+
+
+@dataclass(slots=True)
+class Metrics:
+    """A small in-process metrics registry; one per service app (not a global)."""
+
+    namespace: str = "abrkit"
+    _help: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type, help)
+    _values: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    _hists: dict[str, dict[Labels, _Histogram]] = field(default_factory=dict)
+
+    def _declare(self, name: str, kind: str, help_text: str) -> str:
+        full = f"{self.namespace}_{name}"
+        self._help.setdefault(full, (kind, help_text))
+        return full
+
+    def inc(self, name: str, amount: float = 1.0, *, help: str = "", labels: Mapping[str, str] | None = None) -> None:  # noqa: A002
+        full = self._declare(name, "counter", help)
+        series = self._values.setdefault(full, {})
+        key = _labels(labels)
+        series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, *, help: str = "", labels: Mapping[str, str] | None = None) -> None:  # noqa: A002
+        full = self._declare(name, "gauge", help)
+        self._values.setdefault(full, {})[_labels(labels)] = value
+
+    def observe(self, name: str, value: float, *, help: str = "", labels: Mapping[str, str] | None = None,  # noqa: A002
+                buckets: tuple[float, ...] = DEFAULT_BUCKETS_S) -> None:
+        full = self._declare(name, "histogram", help)
+        series = self._hists.setdefault(full, {})
+        key = _labels(labels)
+        hist = series.get(key)
+        if hist is None:
+            hist = series[key] = _Histogram(buckets=buckets, counts=[0] * len(buckets))
+        for i, bound in enumerate(hist.buckets):
+            if value <= bound:
+                hist.counts[i] += 1
+        hist.total += value
+        hist.count += 1
+
+    def value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        return self._values.get(f"{self.namespace}_{name}", {}).get(_labels(labels), 0.0)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for full, (kind, help_text) in sorted(self._help.items()):
+            if help_text:
+                lines.append(f"# HELP {full} {help_text}")
+            lines.append(f"# TYPE {full} {kind}")
+            if kind == "histogram":
+                for labels, hist in sorted(self._hists.get(full, {}).items()):
+                    for bound, count in zip(hist.buckets, hist.counts):
+                        lines.append(f"{full}_bucket{_fmt_labels(labels, [('le', repr(bound))])} {count}")
+                    lines.append(f"{full}_bucket{_fmt_labels(labels, [('le', '+Inf')])} {hist.count}")
+                    lines.append(f"{full}_sum{_fmt_labels(labels)} {hist.total}")
+                    lines.append(f"{full}_count{_fmt_labels(labels)} {hist.count}")
+            else:
+                for labels, value in sorted(self._values.get(full, {}).items()):
+                    lines.append(f"{full}{_fmt_labels(labels)} {value:g}")
+        return "\n".join(lines) + "\n"
+
+
+METRICS = web.AppKey("abrkit_metrics", Metrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """`GET /metrics` in the Prometheus text format."""
+    return web.Response(text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})
