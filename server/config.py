@@ -1,0 +1,545 @@
+"""Configuration of the server stack: one frozen config per service, the stack's JSON file, secrets.
+
+The stack file (`stack.json`, see docs/SERVER.md) says how to run the stack and holds the users
+(scrypt hashes, entitlements); `abrkit user` rewrites it atomically under a lock and the auth
+service reloads it when it changes. Keys live apart, in a secrets file created with mode 0600 on
+first run, never with a built-in default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets as _secrets
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+SECRETS_FILE = "secrets.json"
+REVOCATIONS_FILE = "revoked.json"
+MIN_KEY_BYTES = 32
+TITLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+ALL_TITLES = "*"
+
+
+def _check_port(port: int, what: str) -> None:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what} must be in 0..65535, got {port}")
+
+
+def _check_positive(value: float, what: str) -> None:
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0, got {value}")
+
+
+def _check_origins(origins: tuple[str, ...]) -> None:
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ValueError(f"allowed origin must be '*' or scheme://host[:port], got {origin!r}")
+
+
+def _check_url(url: str, what: str) -> None:
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise ValueError(f"{what} must be an http(s) URL, got {url!r}")
+
+
+# --- tokens ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenPolicy:
+    """How access and refresh tokens (JWT HS256) are signed and checked; shared by every service."""
+
+    signing_key: bytes = field(repr=False)
+    issuer: str = "abrkit-auth"
+    audience: str = "abrkit"
+    leeway_s: float = 5.0
+    access_ttl_s: int = 900
+    refresh_ttl_s: int = 86_400
+    revocations_path: Path | None = None  # None: revocations kept in memory (one process only)
+
+    def __post_init__(self) -> None:
+        if len(self.signing_key) < MIN_KEY_BYTES:
+            raise ValueError(f"token signing key must be at least {MIN_KEY_BYTES} bytes")
+        if not self.issuer or not self.audience:
+            raise ValueError("token issuer and audience must not be empty")
+        if not 0 <= self.leeway_s <= 300:
+            raise ValueError(f"leeway_s must be in 0..300, got {self.leeway_s}")
+        _check_positive(self.access_ttl_s, "access_ttl_s")
+        _check_positive(self.refresh_ttl_s, "refresh_ttl_s")
+
+
+# --- per-service configs ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuthConfig:
+    """The auth service: users come from the `users` section of `users_path` (reloaded on change)."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    users_path: Path
+    tokens: TokenPolicy
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 8192
+    max_concurrent_hashes: int = 4  # scrypt uses 16 MiB and ~40 ms per hash: bound both
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "port")
+        _check_origins(self.allowed_origins)
+        _check_positive(self.max_body_bytes, "max_body_bytes")
+        _check_positive(self.max_concurrent_hashes, "max_concurrent_hashes")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SteeringWeights:
+    """How the playback API ranks edges: lower cost first.
+
+    cost = affinity_weight * (rendezvous rank of the edge for the title) + load_weight * load
+           - cached_bonus (if the edge reports the title cached)
+    """
+
+    affinity_weight: float = 1.0
+    load_weight: float = 0.1  # 10 more active requests outweigh one rank of affinity
+    cached_bonus: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("affinity_weight", "load_weight", "cached_bonus"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlaybackConfig:
+    """The playback (steering) API."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    content_root: Path
+    tokens: TokenPolicy
+    url_signing_key: bytes = field(repr=False)
+    license_url: str
+    url_ttl_s: int = 6 * 3600
+    heartbeat_s: float = 1.0
+    missed_heartbeats: int = 2  # an edge silent for this many intervals leaves the ranking
+    weights: SteeringWeights = SteeringWeights()
+    allowed_origins: tuple[str, ...] = ()
+    max_edges: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "port")
+        if len(self.url_signing_key) < MIN_KEY_BYTES:
+            raise ValueError(f"URL signing key must be at least {MIN_KEY_BYTES} bytes")
+        _check_url(self.license_url, "license_url")
+        _check_positive(self.url_ttl_s, "url_ttl_s")
+        _check_positive(self.heartbeat_s, "heartbeat_s")
+        if self.missed_heartbeats < 1:
+            raise ValueError("missed_heartbeats must be >= 1")
+        _check_origins(self.allowed_origins)
+        _check_positive(self.max_edges, "max_edges")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LicenseConfig:
+    """The ClearKey license service: reads `<content_root>/<title>/keys.json`."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    content_root: Path
+    tokens: TokenPolicy
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 16 * 1024
+    max_kids: int = 64
+    rescan_interval_s: float = 1.0  # an unknown KID re-reads the key stores at most this often
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "port")
+        _check_origins(self.allowed_origins)
+        _check_positive(self.max_body_bytes, "max_body_bytes")
+        if not 1 <= self.max_kids <= 10_000:
+            raise ValueError(f"max_kids must be in 1..10000, got {self.max_kids}")
+        if self.rescan_interval_s < 0:
+            raise ValueError("rescan_interval_s must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BackendPolicy:
+    """Isolation of one gateway backend: timeout, circuit breaker and bulkhead."""
+
+    timeout_s: float = 5.0
+    failure_threshold: int = 5  # consecutive failures or timeouts that open the breaker
+    reset_timeout_s: float = 5.0  # open -> half-open after this cool-down
+    max_concurrent: int = 64  # bulkhead: more in flight get 503 at once
+
+    def __post_init__(self) -> None:
+        _check_positive(self.timeout_s, "timeout_s")
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be >= 1")
+        _check_positive(self.reset_timeout_s, "reset_timeout_s")
+        if self.max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimitPolicy:
+    """Per-client token bucket: `rate_per_s` sustained, `burst` at once; client = token subject or IP."""
+
+    rate_per_s: float = 20.0
+    burst: int = 40
+    max_clients: int = 100_000  # idle buckets beyond this are forgotten (oldest first)
+
+    def __post_init__(self) -> None:
+        _check_positive(self.rate_per_s, "rate_per_s")
+        if self.burst < 1:
+            raise ValueError("burst must be >= 1")
+        if self.max_clients < 1:
+            raise ValueError("max_clients must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BackendConfig:
+    """One gateway route: requests under `prefix` go to `url` (same path)."""
+
+    name: str
+    url: str
+    prefix: str
+    requires_token: bool
+    policy: BackendPolicy = BackendPolicy()
+
+    def __post_init__(self) -> None:
+        _check_url(self.url, f"backend {self.name} url")
+        if not self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(f"backend prefix must start and not end with '/', got {self.prefix!r}")
+        if self.prefix.startswith("/internal"):
+            raise ValueError("/internal is never routed through the gateway")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GatewayConfig:
+    """The API gateway."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    backends: tuple[BackendConfig, ...]
+    tokens: TokenPolicy
+    rate_limit: RateLimitPolicy = RateLimitPolicy()
+    max_body_bytes: int = 64 * 1024
+    allowed_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "port")
+        _check_origins(self.allowed_origins)
+        _check_positive(self.max_body_bytes, "max_body_bytes")
+        names = [b.name for b in self.backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backend names must be unique: {names}")
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Secrets:
+    """Keys of one stack installation (never printed: repr hides them)."""
+
+    jwt_signing_key: bytes = field(repr=False)
+    url_signing_key: bytes = field(repr=False)
+    demo_password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.jwt_signing_key) < MIN_KEY_BYTES or len(self.url_signing_key) < MIN_KEY_BYTES:
+            raise ValueError(f"secret keys must be at least {MIN_KEY_BYTES} bytes")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Atomically replace `path` with `text`, the file created with mode 0600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _check_private(path: Path) -> None:
+    mode = os.stat(path).st_mode
+    if stat.S_IMODE(mode) & 0o077:
+        raise ValueError(f"{path} is readable by other users; run: chmod 600 {path}")
+
+
+def load_or_create_secrets(path: Path) -> Secrets:
+    """The secrets in `path`, generated (CSPRNG) and written with mode 0600 if it does not exist."""
+    if not path.exists():
+        with file_lock(path):
+            if not path.exists():
+                fresh = {"jwt_signing_key": _secrets.token_hex(32), "url_signing_key": _secrets.token_hex(32)}
+                _write_private(path, json.dumps(fresh, indent=2) + "\n")
+    return load_secrets(path)
+
+
+def load_secrets(path: Path) -> Secrets:
+    _check_private(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Secrets(jwt_signing_key=bytes.fromhex(data["jwt_signing_key"]),
+                       url_signing_key=bytes.fromhex(data["url_signing_key"]),
+                       demo_password=data.get("demo_password"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a valid secrets file ({exc.__class__.__name__})") from None
+
+
+def store_demo_password(path: Path, password: str) -> None:
+    """Keep the generated demo password beside the keys so every `abrkit serve` can print it."""
+    with file_lock(path):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["demo_password"] = password
+        _write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `<path>.lock` (serialises writers of `path` across processes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- users -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserRecord:
+    """A user: scrypt password hash (see `server.auth.hash_password`) and entitled titles ("*" = all)."""
+
+    username: str
+    password_hash: str = field(repr=False)
+    titles: tuple[str, ...] = ()
+    disabled: bool = False
+
+    def __post_init__(self) -> None:
+        if not USERNAME_RE.match(self.username):
+            raise ValueError(f"invalid username {self.username!r} (letters, digits, . _ @ -; at most 64)")
+        if not self.password_hash.startswith("scrypt$"):
+            raise ValueError(f"user {self.username}: password_hash is not an scrypt hash")
+        for title in self.titles:
+            if title != ALL_TITLES and not TITLE_RE.match(title):
+                raise ValueError(f"user {self.username}: invalid title {title!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"password_hash": self.password_hash, "titles": list(self.titles), "disabled": self.disabled}
+
+    @classmethod
+    def from_json(cls, username: str, data: Mapping[str, Any]) -> UserRecord:
+        titles = data.get("titles", [])
+        if not isinstance(titles, list) or not all(isinstance(t, str) for t in titles):
+            raise ValueError(f"user {username}: titles must be a list of strings")
+        return cls(username=username, password_hash=str(data["password_hash"]), titles=tuple(titles),
+                   disabled=bool(data.get("disabled", False)))
+
+
+def read_users(path: Path) -> dict[str, UserRecord]:
+    """The `users` section of a stack (or users-only) JSON file."""
+    data = _read_json_object(path)
+    users = data.get("users", {})
+    if not isinstance(users, dict):
+        raise ValueError(f"{path}: 'users' must be an object")
+    try:
+        return {name: UserRecord.from_json(name, record) for name, record in users.items()}
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: malformed user record ({exc})") from None
+
+
+def update_users(path: Path, change: Callable[[dict[str, UserRecord]], None]) -> dict[str, UserRecord]:
+    """Apply `change` to the users of `path` under a lock and write the file back atomically (0600)."""
+    with file_lock(path):
+        data = _read_json_object(path) if path.exists() else {}
+        users = read_users(path) if path.exists() else {}
+        change(users)
+        data["users"] = {name: users[name].to_json() for name in sorted(users)}
+        _write_private(path, json.dumps(data, indent=2) + "\n")
+        return users
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+# --- the stack -------------------------------------------------------------------------------------
+
+SERVICES = ("origin", "edge", "auth", "playback", "license", "gateway")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StackConfig:
+    """Everything `abrkit serve` needs; saved as the JSON stack file `config_path` (users live there too).
+
+    Relative paths in the file are relative to the file's folder. `secrets_path` and
+    `revocations_path` default to files beside the stack file.
+    """
+
+    config_path: Path
+    content_root: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT  # the gateway; 0 = any free port
+    service_ports: Mapping[str, int] = field(default_factory=dict)  # e.g. {"origin": 8001}; 0/absent = free port
+    edges: int = 2
+    processes: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    edge_cache_bytes: int = 256 * 1024 * 1024
+    heartbeat_s: float = 1.0
+    access_ttl_s: int = 900
+    refresh_ttl_s: int = 86_400
+    url_ttl_s: int = 6 * 3600
+    rate_limit: RateLimitPolicy = RateLimitPolicy()
+    backend_policy: BackendPolicy = BackendPolicy()
+    backend_overrides: Mapping[str, BackendPolicy] = field(default_factory=dict)  # by backend name
+    shutdown_timeout_s: float = 10.0
+    access_log: bool = True  # one JSON line per request on stderr
+    secrets_path: Path | None = None
+    revocations_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        _check_port(self.port, "port")
+        for name, port in self.service_ports.items():
+            if name not in ("origin", "auth", "playback", "license") and not re.match(r"^edge-\d+$", name):
+                raise ValueError(f"service_ports: unknown service {name!r}")
+            _check_port(port, f"service_ports[{name}]")
+        if not 0 <= self.edges <= 64:
+            raise ValueError(f"edges must be in 0..64, got {self.edges}")
+        _check_origins(self.allowed_origins)
+        _check_positive(self.edge_cache_bytes, "edge_cache_bytes")
+        _check_positive(self.heartbeat_s, "heartbeat_s")
+        _check_positive(self.access_ttl_s, "access_ttl_s")
+        _check_positive(self.refresh_ttl_s, "refresh_ttl_s")
+        _check_positive(self.url_ttl_s, "url_ttl_s")
+        _check_positive(self.shutdown_timeout_s, "shutdown_timeout_s")
+        for name in self.backend_overrides:
+            if name not in ("auth", "playback", "license"):
+                raise ValueError(f"backend_overrides: unknown backend {name!r}")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config_path.parent
+
+    @property
+    def resolved_secrets_path(self) -> Path:
+        return self.secrets_path or self.state_dir / SECRETS_FILE
+
+    @property
+    def resolved_revocations_path(self) -> Path:
+        return self.revocations_path or self.state_dir / REVOCATIONS_FILE
+
+    def policy_for(self, backend: str) -> BackendPolicy:
+        return self.backend_overrides.get(backend, self.backend_policy)
+
+
+_PATH_FIELDS = ("content_root", "secrets_path", "revocations_path")
+_NESTED = {"rate_limit": RateLimitPolicy, "backend_policy": BackendPolicy}
+
+
+def stack_config_to_json(config: StackConfig) -> dict[str, Any]:
+    """The JSON object for the stack file (without `users`)."""
+    out: dict[str, Any] = {}
+    base = config.config_path.parent
+    for f in fields(StackConfig):
+        if f.name == "config_path":
+            continue
+        value = getattr(config, f.name)
+        if f.name in _PATH_FIELDS:
+            if value is None:
+                continue
+            value = str(value.relative_to(base)) if value.is_relative_to(base) else str(value)
+        elif f.name in _NESTED:
+            value = {g.name: getattr(value, g.name) for g in fields(value)}
+        elif f.name == "backend_overrides":
+            value = {k: {g.name: getattr(v, g.name) for g in fields(v)} for k, v in value.items()}
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def stack_config_from_json(data: Mapping[str, Any], config_path: Path) -> StackConfig:
+    """Build a `StackConfig` from the stack file's object; unknown keys are an error (typos)."""
+    base = config_path.parent
+    known = {f.name for f in fields(StackConfig)} - {"config_path"}
+    unknown = set(data) - known - {"users"}
+    if unknown:
+        raise ValueError(f"{config_path}: unknown setting(s) {sorted(unknown)}")
+    kwargs: dict[str, Any] = {"config_path": config_path}
+    try:
+        for name, value in data.items():
+            if name == "users":
+                continue
+            if name in _PATH_FIELDS:
+                kwargs[name] = None if value is None else base / Path(str(value)).expanduser()
+            elif name in _NESTED:
+                kwargs[name] = _NESTED[name](**value)
+            elif name == "backend_overrides":
+                kwargs[name] = {k: BackendPolicy(**v) for k, v in value.items()}
+            elif name == "allowed_origins":
+                kwargs[name] = tuple(value)
+            elif name == "service_ports":
+                kwargs[name] = {str(k): int(v) for k, v in value.items()}
+            else:
+                kwargs[name] = value
+        if "content_root" not in kwargs:
+            raise ValueError("content_root is required")
+        return StackConfig(**kwargs)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"{config_path}: invalid setting ({exc})") from None
+
+
+def load_stack_config(path: Path) -> StackConfig:
+    path = path.expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"no stack config at {path} (create one with `abrkit serve --config {path}`"
+                         " and --content, or see docs/SERVER.md)")
+    return stack_config_from_json(_read_json_object(path), path)
+
+
+def save_stack_config(config: StackConfig) -> None:
+    """Write the stack file (mode 0600: it holds password hashes), keeping its `users` section."""
+    path = config.config_path
+    with file_lock(path):
+        users = _read_json_object(path).get("users", {}) if path.exists() else {}
+        data = stack_config_to_json(config)
+        data["users"] = users
+        _write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+def default_config_path() -> Path:
+    """`$ABRKIT_CONFIG_DIR/stack.json`, else `$XDG_CONFIG_HOME/abrkit/stack.json` (~/.config)."""
+    explicit = os.environ.get("ABRKIT_CONFIG_DIR")
+    if explicit:
+        return Path(explicit).expanduser() / "stack.json"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg).expanduser() / "abrkit" / "stack.json"
+
+
+def with_overrides(config: StackConfig, **changes: Any) -> StackConfig:
+    """`config` with the non-None `changes` applied (CLI flags over the file)."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
