@@ -1,0 +1,115 @@
+"""Pieces every JSON service of the stack shares: JSON errors, bounded JSON bodies, CORS.
+
+- `json_error(status, message)`: the one error shape, `{"error": "..."}` (plus optional fields).
+- `json_errors_middleware`: any `HTTPException` becomes that shape; an unexpected exception is
+  logged with its traceback and answered `500 {"error": "internal error"}` - never a traceback.
+- `cors_middleware(policy)`: CORS for browser clients (EME players on another origin), with
+  preflight answered here and `Access-Control-Expose-Headers` for the headers players read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from server.observability import REQUEST_ID_HEADER, Handler
+
+log = logging.getLogger("abrkit.server")
+
+
+def json_error(status: int, message: str, *, headers: Mapping[str, str] | None = None,
+               **extra: object) -> web.Response:
+    body = {"error": message, **extra}
+    return web.json_response(body, status=status, headers=dict(headers or {}))
+
+
+@web.middleware
+async def json_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return json_error(exc.status, exc.reason.lower(), headers=headers)
+    except Exception:  # the boundary: log the bug loudly, never send a traceback to a client
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal error")
+
+
+class BadRequest(ValueError):
+    """A client error: becomes `400 {"error": str(exc)}`."""
+
+
+async def read_json_body(request: web.Request, *, max_bytes: int) -> Any:
+    """The request's JSON body, at most `max_bytes`; `BadRequest` if too large or not JSON."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BadRequest(f"request body too large (max {max_bytes} bytes)")
+    body = await request.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise BadRequest(f"request body too large (max {max_bytes} bytes)")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CorsPolicy:
+    """Which browser origins may call a service; empty `allowed_origins` = no CORS headers at all."""
+
+    allowed_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "OPTIONS")
+    allow_headers: tuple[str, ...] = ("Authorization", "Content-Type", REQUEST_ID_HEADER)
+    expose_headers: tuple[str, ...] = (REQUEST_ID_HEADER, "Retry-After", "Content-Length", "Content-Range",
+                                       "X-Cache", "ETag")
+    max_age_s: int = 600
+
+    def __post_init__(self) -> None:
+        if self.max_age_s < 0:
+            raise ValueError("max_age_s must be >= 0")
+
+    def allows(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin in self.allowed_origins
+
+    def response_headers(self, origin: str | None) -> dict[str, str]:
+        """Headers for an actual (non-preflight) response to a request from `origin`."""
+        if origin is None or not self.allows(origin):
+            return {}
+        return {"Access-Control-Allow-Origin": origin,
+                "Access-Control-Expose-Headers": ", ".join(self.expose_headers)}
+
+
+def cors_middleware(policy: CorsPolicy) -> Any:
+    """Middleware adding CORS headers for allowed origins and answering preflight requests."""
+    allow_methods = ", ".join(policy.allow_methods)
+    allow_headers = ", ".join(policy.allow_headers)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or not policy.allowed_origins:
+            return await handler(request)
+        allowed = policy.allows(origin)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not allowed:
+                return json_error(403, "origin not allowed", headers={"Vary": "Origin"})
+            return web.Response(status=204, headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": allow_methods,
+                "Access-Control-Allow-Headers": allow_headers,
+                "Access-Control-Max-Age": str(policy.max_age_s),
+                "Vary": "Origin",
+            })
+        response = await handler(request)
+        if allowed and not response.prepared:  # a streamed response adds them itself before prepare()
+            response.headers.update(policy.response_headers(origin))
+            response.headers.add("Vary", "Origin")
+        return response
+
+    return cors
