@@ -1,0 +1,163 @@
+"""Playback (steering) API: heartbeats, ranking by affinity and load, signed URLs, error cases."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from server import playback, urlsign
+from server.auth import TokenService
+from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
+from server.playback import EdgeStatus, rank_edges, rendezvous_weight
+from stack_helpers import fake_title, token_policy
+
+URL_KEY = b"u" * 32
+LICENSE_URL = "http://127.0.0.1:8000/license"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> TokenPolicy:
+    return token_policy(tmp_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path: Path, policy: TokenPolicy, clock: FakeClock) -> TestClient:  # type: ignore[no-untyped-def]
+    fake_title(tmp_path / "content", "demo")
+    fake_title(tmp_path / "content", "premium")
+    config = PlaybackConfig(content_root=tmp_path / "content", tokens=policy, url_signing_key=URL_KEY,
+                            license_url=LICENSE_URL, heartbeat_s=1.0, url_ttl_s=600)
+    return await aiohttp_client(playback.create_app(config, monotonic=clock))
+
+
+def bearer(policy: TokenPolicy, titles: tuple[str, ...] = ("demo",)) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TokenService(policy).issue('alice', titles).access_token}"}
+
+
+async def beat(client: TestClient, edge_id: str, port: int, *, healthy: bool = True, load: float = 0.0,
+               cached: tuple[str, ...] = ()) -> None:
+    resp = await client.post("/internal/edges/heartbeat", json={
+        "edge_id": edge_id, "url": f"http://127.0.0.1:{port}", "healthy": healthy, "load": load,
+        "cached_titles": list(cached)})
+    assert resp.status == 200, await resp.text()
+
+
+async def start(client: TestClient, policy: TokenPolicy, title: str = "demo") -> dict:  # type: ignore[type-arg]
+    resp = await client.post(f"/playback/{title}", headers=bearer(policy))
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_session_gets_signed_manifest_urls_on_every_live_edge(client: TestClient, policy: TokenPolicy) -> None:
+    await beat(client, "edge-0", 9000)
+    await beat(client, "edge-1", 9001)
+    body = await start(client, policy)
+    assert body["license_url"] == LICENSE_URL and body["expires_in"] == 600 and len(body["session_id"]) == 32
+    assert {URL(u).port for u in body["manifest_urls"]} == {9000, 9001}
+    for url in body["manifest_urls"]:
+        grant, path = urlsign.check_path(URL_KEY, URL(url).path, now=time.time())
+        assert path == "/demo/manifest.mpd"
+        assert grant.session_id == body["session_id"] and grant.path_prefix == "/demo/"
+
+
+async def test_an_edge_silent_for_two_heartbeats_leaves_the_ranking(client: TestClient, policy: TokenPolicy,
+                                                                     clock: FakeClock) -> None:
+    await beat(client, "edge-0", 9000)
+    await beat(client, "edge-1", 9001)
+    clock.now += 1.0
+    await beat(client, "edge-1", 9001)
+    clock.now += 1.0  # edge-0 last heard 2.0 s ago: still in
+    assert len((await start(client, policy))["manifest_urls"]) == 2
+    clock.now += 0.01
+    assert [URL(u).port for u in (await start(client, policy))["manifest_urls"]] == [9001]
+    edges = await (await client.get("/internal/edges")).json()
+    assert {e["edge_id"]: e["live"] for e in edges["edges"]} == {"edge-0": False, "edge-1": True}
+
+
+async def test_an_unhealthy_edge_is_not_ranked(client: TestClient, policy: TokenPolicy) -> None:
+    await beat(client, "edge-0", 9000, healthy=False)
+    await beat(client, "edge-1", 9001)
+    assert [URL(u).port for u in (await start(client, policy))["manifest_urls"]] == [9001]
+
+
+async def test_no_healthy_edge_is_503_with_a_reason(client: TestClient, policy: TokenPolicy) -> None:
+    resp = await client.post("/playback/demo", headers=bearer(policy))
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["error"] == "no healthy edge" and "reason" in body
+
+
+@pytest.mark.parametrize(("title", "titles", "status"), [
+    ("premium", ("demo",), 403), ("nosuch", ("demo",), 403), ("nosuch", ("*",), 404), ("..", ("*",), 404),
+    ("a%00b", ("*",), 404)])
+async def test_entitlement_and_unknown_titles(client: TestClient, policy: TokenPolicy, title: str,
+                                              titles: tuple[str, ...], status: int) -> None:
+    await beat(client, "edge-0", 9000)
+    resp = await client.post(f"/playback/{title}", headers=bearer(policy, titles))
+    assert resp.status == status
+    assert "error" in await resp.json()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}])
+async def test_bad_token_is_401(client: TestClient, headers: dict[str, str]) -> None:
+    resp = await client.post("/playback/demo", headers=headers)
+    assert resp.status == 401
+
+
+@pytest.mark.parametrize("body", [
+    [], {"edge_id": "e", "url": "ftp://x:1", "healthy": True}, {"edge_id": "", "url": "http://x:1", "healthy": True},
+    {"edge_id": "e", "url": "http://x:1", "healthy": "yes"}, {"edge_id": "e", "url": "http://x:1", "healthy": True,
+                                                             "load": -1},
+    {"edge_id": "e", "url": "http://x:1/path", "healthy": True},
+    {"edge_id": "e", "url": "http://x:1", "healthy": True, "cached_titles": "demo"}])
+async def test_malformed_heartbeats_are_400(client: TestClient, body: object) -> None:
+    resp = await client.post("/internal/edges/heartbeat", json=body)
+    assert resp.status == 400
+
+
+def _edge(edge_id: str, load: float = 0.0, cached: tuple[str, ...] = ()) -> EdgeStatus:
+    return EdgeStatus(edge_id=edge_id, url=f"http://{edge_id}:1", healthy=True, load=load,
+                      cached_titles=frozenset(cached), last_seen_s=0.0)
+
+
+def test_ranking_puts_the_titles_rendezvous_home_first_when_loads_are_equal() -> None:
+    edges = [_edge(f"edge-{i}") for i in range(5)]
+    for title in ("demo", "movie-a", "movie-b"):
+        home = max(edges, key=lambda e: rendezvous_weight(title, e.edge_id))
+        assert rank_edges(title, edges, SteeringWeights())[0] is home
+
+
+def test_removing_an_edge_moves_only_the_titles_it_was_home_to() -> None:
+    edges = [_edge(f"edge-{i}") for i in range(4)]
+    titles = [f"title-{i}" for i in range(200)]
+    before = {t: rank_edges(t, edges, SteeringWeights())[0].edge_id for t in titles}
+    after = {t: rank_edges(t, edges[1:], SteeringWeights())[0].edge_id for t in titles}
+    moved = [t for t in titles if before[t] != after[t]]
+    assert moved and all(before[t] == "edge-0" for t in moved)
+
+
+def test_heavy_load_outweighs_affinity_and_a_cached_title_attracts() -> None:
+    weights = SteeringWeights(affinity_weight=1.0, load_weight=0.1, cached_bonus=0.5)
+    a, b = _edge("a"), _edge("b")
+    home = rank_edges("demo", [a, b], weights)[0].edge_id
+    other = "b" if home == "a" else "a"
+    loaded = [_edge(home, load=50.0), _edge(other)]
+    assert rank_edges("demo", loaded, weights)[0].edge_id == other
+    tied = [_edge(home, load=10.0), _edge(other, cached=("demo",))]
+    assert rank_edges("demo", tied, weights)[0].edge_id == other
