@@ -1,0 +1,92 @@
+"""Run one service of the stack in this process: `python -m server.run SERVICE --config stack.json`.
+
+`abrkit serve --processes` starts one of these per service and hands each its listening socket
+(`--fd`); by hand, give every service's port in the stack file's `service_ports` (or `--ports`).
+Prints `ready <url>` on stdout once listening; SIGTERM/SIGINT shut it down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from server.config import load_secrets, load_stack_config, stack_config_from_json
+from server.stack import (READY_LINE, bind_socket, build_app, configure_logging, make_runner, requested_port,
+                          service_kind, service_names, url_host)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m server.run", description=__doc__.splitlines()[0])
+    parser.add_argument("service", help="origin, edge-<i>, auth, playback, license or gateway")
+    parser.add_argument("--config", type=Path, required=True, help="the stack file (users, settings)")
+    parser.add_argument("--stack-json", help="settings overriding the file's (as `abrkit serve` passes them)")
+    parser.add_argument("--ports", help='JSON {"service": port} of every service (default: the file\'s)')
+    parser.add_argument("--fd", type=int, help="an inherited listening socket to serve on")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    config_path = args.config.expanduser().resolve()
+    config = (stack_config_from_json(json.loads(args.stack_json), config_path) if args.stack_json
+              else load_stack_config(config_path))
+    configure_logging(access_log_enabled=config.access_log)
+    names = service_names(config)
+    if args.service not in names:
+        raise ValueError(f"unknown service {args.service!r}; this stack has {', '.join(names)}")
+    if args.ports:
+        ports = {str(k): int(v) for k, v in json.loads(args.ports).items()}
+    else:
+        ports = {name: requested_port(config, name) for name in names}
+    missing = [name for name in names if not ports.get(name) and not (name == args.service and args.fd is None)]
+    if missing:
+        raise ValueError(f"ports unknown for {', '.join(missing)}: set service_ports in {config_path} or pass --ports")
+    if args.fd is not None:
+        sock = socket.socket(fileno=args.fd)
+    else:
+        sock = bind_socket(config.host, ports[args.service])
+    ports[args.service] = sock.getsockname()[1]
+    app = build_app(args.service, config, ports, load_secrets(config.resolved_secrets_path))
+    runner: web.AppRunner = make_runner(args.service, app, config.shutdown_timeout_s)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"{READY_LINE} {service_kind(args.service)} http://{url_host(config.host)}:{ports[args.service]}",
+          flush=True)
+    parent = os.getppid()
+    try:
+        while not stop.is_set():
+            if args.fd is not None and os.getppid() != parent:  # orphaned: the stack was killed
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    configure_logging()
+    try:
+        return asyncio.run(_serve(args))
+    except (ValueError, OSError) as exc:
+        print(f"server.run {args.service}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+"""Start the whole stack: origin, N edges, auth, playback, license and gateway.
+
+Embedded (default): every service is an aiohttp app on its own site in the running event loop.
+Processes (`StackConfig.processes`): one OS process per service (`python -m server.run SERVICE`), so
+a single edge can be killed. Either way the listening sockets are bound here first, so every
+service knows every other's URL before any starts, and there is no port race.
+
+    async with start_stack(config) as stack:
+        stack.gateway_url, stack.edge_urls, await stack.kill_edge(0), ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets as _secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from server.auth import hash_password
+from server.config import (BackendConfig, GatewayConfig, LicenseConfig, PlaybackConfig, Secrets, StackConfig,
+                           TokenPolicy, AuthConfig, UserRecord, load_or_create_secrets, load_secrets, read_users,
+                           save_stack_config, stack_config_to_json, store_demo_password, update_users)
+from server.observability import JsonAccessLogger, access_log
+
+log = logging.getLogger("abrkit.stack")
+
+DEMO_USERNAME = "demo"
+READY_LINE = "ready"
+_START_TIMEOUT_S = 60.0
+
+
+# --- naming and addresses --------------------------------------------------------------------------
+
+def service_names(config: StackConfig) -> list[str]:
+    """Start order (stopped in reverse): origin and playback before the edges that use them, the gateway last."""
+    return ["origin", "playback", *(f"edge-{i}" for i in range(config.edges)), "auth", "license", "gateway"]
+
+
+def service_kind(name: str) -> str:
+    return "edge" if name.startswith("edge-") else name
+
+
+def url_host(host: str) -> str:
+    """The host to put in URLs for a bind address (a wildcard bind is reached via loopback here)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0 = any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def requested_port(config: StackConfig, name: str) -> int:
+    return config.port if name == "gateway" else config.service_ports.get(name, 0)
+
+
+# --- per-service configs ---------------------------------------------------------------------------
+
+def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: Secrets) -> web.Application:
+    """The aiohttp app of service `name` in a stack whose services listen on `ports`."""
+    def url(service: str) -> str:
+        return f"http://{url_host(config.host)}:{ports[service]}"
+
+    host, port = config.host, ports[name]
+    tokens = TokenPolicy(signing_key=secrets.jwt_signing_key, access_ttl_s=config.access_ttl_s,
+                         refresh_ttl_s=config.refresh_ttl_s, revocations_path=config.resolved_revocations_path)
+    license_url = url("gateway") + "/license"
+    kind = service_kind(name)
+    if kind == "origin":
+        return _origin_app(config.content_root, host, port)
+    if kind == "edge":
+        from server import edge
+        return edge.create_app(edge.EdgeConfig(
+            edge_id=name, host=host, port=port, origin_url=url("origin"), url_signing_key=secrets.url_signing_key,
+            cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
+            heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
+    if kind == "auth":
+        from server import auth
+        return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
+                                          allowed_origins=config.allowed_origins))
+    if kind == "playback":
+        from server import playback
+        return playback.create_app(PlaybackConfig(
+            host=host, port=port, content_root=config.content_root, tokens=tokens,
+            url_signing_key=secrets.url_signing_key, license_url=license_url, url_ttl_s=config.url_ttl_s,
+            heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins))
+    if kind == "license":
+        from server import license
+        return license.create_app(LicenseConfig(host=host, port=port, content_root=config.content_root, tokens=tokens,
+                                                allowed_origins=config.allowed_origins))
+    if kind == "gateway":
+        from server import gateway
+        backends = tuple(BackendConfig(name=b, url=url(b), prefix=prefix, requires_token=needs_token,
+                                       policy=config.policy_for(b))
+                         for b, prefix, needs_token in (("auth", "/auth", False), ("playback", "/playback", True),
+                                                        ("license", "/license", True)))
+        return gateway.create_app(GatewayConfig(host=host, port=port, backends=backends, tokens=tokens,
+                                                rate_limit=config.rate_limit, allowed_origins=config.allowed_origins))
+    raise ValueError(f"unknown service {name!r}")
+
+
+def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
+    from server import origin
+    return origin.create_app(origin.OriginConfig(content_root=content_root, host=host, port=port))
+
+
+def make_runner(name: str, app: web.Application, shutdown_timeout_s: float) -> web.AppRunner:
+    return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service_kind(name)),
+                         access_log=access_log, handle_signals=False, shutdown_timeout=shutdown_timeout_s)
+
+
+def configure_logging(*, access_log_enabled: bool = True, level: int = logging.INFO) -> None:
+    """Service logs to stderr; the JSON access log and the audit log there too, one bare JSON object
+    a line (the access log only if enabled). Safe to call more than once."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for json_log in (access_log, logging.getLogger("abrkit.audit")):
+        if not any(getattr(h, "abrkit_json", False) for h in json_log.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.abrkit_json = True  # type: ignore[attr-defined]
+            json_log.addHandler(handler)
+        json_log.propagate = False
+        json_log.setLevel(logging.INFO)
+    access_log.setLevel(logging.INFO if access_log_enabled else logging.WARNING)
+
+
+# --- the demo setup --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Credentials:
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+
+def ensure_demo_user(config: StackConfig) -> Credentials:
+    """The demo user (entitled to every title) with a generated password kept in the 0600 secrets file,
+    created on first use; an existing `demo` user with another password is left alone and gets a new one
+    only if the stored password no longer matches."""
+    from server.auth import verify_password
+    secrets_path = config.resolved_secrets_path
+    stored = load_or_create_secrets(secrets_path).demo_password
+    users = read_users(config.config_path) if config.config_path.exists() else {}
+    current = users.get(DEMO_USERNAME)
+    if stored and current and verify_password(current.password_hash, stored):
+        return Credentials(username=DEMO_USERNAME, password=stored)
+    password = _secrets.token_urlsafe(12)
+    record = UserRecord(username=DEMO_USERNAME, password_hash=hash_password(password), titles=("*",))
+    update_users(config.config_path, lambda u: u.__setitem__(DEMO_USERNAME, record))
+    store_demo_password(secrets_path, password)
+    return Credentials(username=DEMO_USERNAME, password=password)
+
+
+def init_stack_config(config: StackConfig) -> None:
+    """Write the stack file if it does not exist yet (and make sure the secrets exist)."""
+    if not config.config_path.exists():
+        save_stack_config(config)
+    load_or_create_secrets(config.resolved_secrets_path)
+
+
+# --- running services ------------------------------------------------------------------------------
+
+class _Service(Protocol):
+    name: str
+    url: str
+
+    async def start(self, sock: socket.socket) -> None: ...
+    async def stop(self) -> None: ...
+    async def kill(self) -> None: ...
+    def alive(self) -> bool: ...
+
+
+class _EmbeddedService:
+    """A service as an aiohttp site in this event loop."""
+
+    def __init__(self, name: str, url: str, app_factory: Any, shutdown_timeout_s: float) -> None:
+        self.name, self.url = name, url
+        self._factory = app_factory
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        runner = make_runner(self.name, self._factory(), self._shutdown_timeout_s)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def kill(self) -> None:
+        # One process cannot SIGKILL a part of itself: the nearest is closing its site and connections.
+        await self.stop()
+
+    def alive(self) -> bool:
+        return self._runner is not None
+
+
+class _ProcessService:
+    """A service as a child process (`python -m server.run`) handed its listening socket."""
+
+    def __init__(self, name: str, url: str, argv: list[str], shutdown_timeout_s: float) -> None:
+        self.name, self.url = name, url
+        self._argv = argv
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        process = await asyncio.create_subprocess_exec(
+            *self._argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, start_new_session=True)
+        self.process = process
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=_START_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if not line.decode(errors="replace").startswith(READY_LINE):
+            await self.kill()
+            raise RuntimeError(f"service {self.name} did not start (exit code {process.returncode}); see its log above")
+        # Keep draining stdout so the child can never block on a full pipe.
+        asyncio.get_running_loop().create_task(_drain(process.stdout))
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=self._shutdown_timeout_s + 5.0)
+        except TimeoutError:
+            log.warning("service %s ignored SIGTERM; killing it", self.name)
+            await self.kill()
+
+    async def kill(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
+
+
+def process_argv(name: str, config: StackConfig, ports: Mapping[str, int]) -> list[str]:
+    """The command line of a service's process (without `--fd`)."""
+    return [sys.executable, "-m", "server.run", name, "--config", str(config.config_path),
+            "--stack-json", json.dumps(stack_config_to_json(config), separators=(",", ":")),
+            "--ports", json.dumps(dict(ports), separators=(",", ":"))]
+
+
+class RunningStack:
+    """A started stack. URLs are `http://host:port` without a trailing slash."""
+
+    def __init__(self, config: StackConfig, services: dict[str, _Service], ports: dict[str, int]) -> None:
+        self.config = config
+        self.ports = ports
+        self._services = services
+        self._http: aiohttp.ClientSession | None = None
+
+    def url(self, name: str) -> str:
+        return self._services[name].url
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def origin_url(self) -> str:
+        return self.url("origin")
+
+    @property
+    def auth_url(self) -> str:
+        return self.url("auth")
+
+    @property
+    def playback_url(self) -> str:
+        return self.url("playback")
+
+    @property
+    def license_service_url(self) -> str:
+        return self.url("license")
+
+    @property
+    def license_url(self) -> str:
+        """What clients POST license requests to (through the gateway); also the MPD's Laurl."""
+        return self.gateway_url + "/license"
+
+    @property
+    def edge_urls(self) -> list[str]:
+        return [self.url(f"edge-{i}") for i in range(self.config.edges)]
+
+    @property
+    def service_names(self) -> list[str]:
+        return list(self._services)
+
+    def pid(self, name: str) -> int | None:
+        """The process id of a service in processes mode (None when embedded)."""
+        service = self._services[name]
+        return service.pid if isinstance(service, _ProcessService) else None
+
+    def alive(self, name: str) -> bool:
+        return self._services[name].alive()
+
+    async def kill_service(self, name: str) -> None:
+        """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`."""
+        await self._services[name].kill()
+
+    async def stop_service(self, name: str) -> None:
+        """Stop `name` gracefully (in-flight requests finish)."""
+        await self._services[name].stop()
+
+    async def start_service(self, name: str) -> None:
+        """Start `name` again on its old port (after `kill_service`/`stop_service`)."""
+        service = self._services[name]
+        if service.alive():
+            return
+        sock = bind_socket(self.config.host, self.ports[name])
+        try:
+            await service.start(sock)
+        finally:
+            if isinstance(service, _ProcessService):
+                sock.close()
+
+    async def kill_edge(self, index: int) -> None:
+        await self.kill_service(f"edge-{index}")
+
+    async def restart_edge(self, index: int) -> None:
+        await self.start_service(f"edge-{index}")
+
+    async def live_edges(self) -> list[str]:
+        """URLs of the edges the playback API currently ranks (its `/internal/edges`)."""
+        assert self._http is not None
+        async with self._http.get(self.playback_url + "/internal/edges") as resp:
+            body = await resp.json()
+        return [e["url"] for e in body["edges"] if e["live"]]
+
+    async def wait_for_edges(self, count: int | None = None, *, timeout_s: float = 30.0) -> list[str]:
+        """Wait until the playback API ranks `count` (default: all) edges; returns their URLs."""
+        want = self.config.edges if count is None else count
+        deadline = time.monotonic() + timeout_s
+        while True:
+            live = await self.live_edges()
+            if len(live) >= want:
+                return live
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(live)} of {want} edges reported healthy within {timeout_s} s")
+            await asyncio.sleep(min(0.05, self.config.heartbeat_s / 4))
+
+    async def _open(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0))
+
+    async def close(self) -> None:
+        """Graceful shutdown: the gateway first, the origin last."""
+        for name in reversed(list(self._services)):
+            try:
+                await self._services[name].stop()
+            except Exception:  # keep stopping the others; say which one failed
+                log.exception("stopping %s failed", name)
+        if self._http is not None:
+            await self._http.close()
+
+
+@contextlib.asynccontextmanager
+async def start_stack(config: StackConfig, *, wait_for_edges: bool = True) -> AsyncIterator[RunningStack]:
+    """Start every service of `config` (embedded or one process each) and stop them all on exit.
+
+    The stack file `config.config_path` must exist (it holds the users; `init_stack_config` writes
+    one) and the secrets file is created if missing. On entry the playback API already ranks every
+    edge (unless `wait_for_edges=False`).
+    """
+    init_stack_config(config)
+    secrets = load_secrets(config.resolved_secrets_path)
+    names = service_names(config)
+    sockets: dict[str, socket.socket] = {}
+    try:
+        for name in names:
+            sockets[name] = bind_socket(config.host, requested_port(config, name))
+        ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+        services: dict[str, _Service] = {}
+        for name in names:
+            url = f"http://{url_host(config.host)}:{ports[name]}"
+            if config.processes:
+                services[name] = _ProcessService(name, url, process_argv(name, config, ports),
+                                                 config.shutdown_timeout_s)
+            else:
+                services[name] = _EmbeddedService(
+                    name, url, lambda name=name: build_app(name, config, ports, secrets), config.shutdown_timeout_s)
+        stack = RunningStack(config, services, ports)
+        await stack._open()
+        try:
+            if config.processes:
+                await asyncio.gather(*(services[n].start(sockets[n]) for n in names))
+                for sock in sockets.values():  # the children hold them now; a dead child must refuse connections
+                    sock.close()
+            else:
+                for name in names:
+                    await services[name].start(sockets[name])
+            if wait_for_edges and config.edges:
+                await stack.wait_for_edges(timeout_s=max(10.0, 5 * config.heartbeat_s))
+            yield stack
+        finally:
+            await stack.close()
+    finally:
+        for sock in sockets.values():
+            sock.close()

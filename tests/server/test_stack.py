@@ -1,0 +1,196 @@
+"""The whole stack on real sockets: embedded and one process per service, `abrkit serve`, `abrkit user`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import ENCRYPTED_TITLE, PackagedTitles
+from player.cli import main as abrkit
+from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, read_users, save_stack_config
+from server.stack import start_stack
+from stack_helpers import PASSWORD, write_users
+
+HEARTBEAT_S = 0.25
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def stack_config(tmp_path: Path, packaged: PackagedTitles) -> StackConfig:
+    config = StackConfig(config_path=tmp_path / "state" / "stack.json", content_root=packaged.content_root, port=0,
+                         heartbeat_s=HEARTBEAT_S, access_log=False, shutdown_timeout_s=2.0,
+                         rate_limit=RateLimitPolicy(rate_per_s=100, burst=100))
+    save_stack_config(config)
+    write_users(config.config_path, {"alice": (ENCRYPTED_TITLE,), "bob": ("clip",)})
+    return config
+
+
+async def login(session: aiohttp.ClientSession, gateway_url: str, username: str = "alice") -> dict[str, str]:
+    async with session.post(f"{gateway_url}/auth/token", json={"username": username, "password": PASSWORD}) as resp:
+        assert resp.status == 200
+        return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+
+
+async def test_embedded_stack_token_playback_manifest_license_segment(stack_config: StackConfig,
+                                                                      packaged: PackagedTitles) -> None:
+    keys = json.loads((packaged.content_root / ENCRYPTED_TITLE / "keys.json").read_text())["keys"]
+    async with start_stack(stack_config) as stack, aiohttp.ClientSession() as session:
+        assert len(stack.edge_urls) == 2
+        headers = await login(session, stack.gateway_url)
+        async with session.post(f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", headers=headers) as resp:
+            assert resp.status == 200
+            play = await resp.json()
+        assert play["license_url"] == stack.license_url
+        assert {u.split("/s/")[0] for u in play["manifest_urls"]} == set(stack.edge_urls)
+        async with session.get(play["manifest_urls"][0]) as resp:
+            assert resp.status == 200
+            mpd = await resp.text()
+        assert f"<dashif:Laurl>{stack.license_url}</dashif:Laurl>" in mpd
+        kids = {bytes.fromhex(k.replace("-", "")) for k in re.findall(r'cenc:default_KID="([0-9a-f-]{36})"', mpd)}
+        assert kids == {bytes.fromhex(k["kid"]) for k in keys}
+
+        async with session.post(play["license_url"], json={"kids": [b64(k) for k in kids], "type": "temporary"},
+                                headers=headers) as resp:
+            assert resp.status == 200
+            granted = {(k["kid"], k["k"]) for k in (await resp.json())["keys"]}
+        assert granted == {(b64(bytes.fromhex(k["kid"])), b64(bytes.fromhex(k["key"]))) for k in keys}
+
+        segment_url = play["manifest_urls"][1].replace("manifest.mpd", "segments.json")
+        async with session.get(segment_url) as resp:
+            assert resp.status == 200
+        async with session.get(f"{stack.edge_urls[0]}/{ENCRYPTED_TITLE}/manifest.mpd") as resp:
+            assert resp.status == 403  # unsigned
+
+        bob = await login(session, stack.gateway_url, "bob")
+        async with session.post(play["license_url"], json={"kids": [b64(k) for k in kids]}, headers=bob) as resp:
+            assert resp.status == 403
+        async with session.post(f"{stack.gateway_url}/auth/revoke", headers=headers) as resp:
+            assert resp.status == 200
+        for url in (f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", f"{stack.playback_url}/playback/{ENCRYPTED_TITLE}",
+                    stack.license_service_url + "/license"):
+            async with session.post(url, json={"kids": [b64(next(iter(kids)))]}, headers=headers) as resp:
+                assert resp.status == 401, url
+        async with session.get(f"{stack.gateway_url}/internal/edges") as resp:
+            assert resp.status == 404
+
+
+async def test_license_outage_opens_the_gateway_breaker_and_recovery_closes_it(stack_config: StackConfig) -> None:
+    config = replace(stack_config,
+                     backend_overrides={"license": BackendPolicy(failure_threshold=2, reset_timeout_s=0.3)})
+    async with start_stack(config) as stack, aiohttp.ClientSession() as session:
+        headers = await login(session, stack.gateway_url)
+        body = {"kids": [b64(b"\x00" * 16)]}
+        await stack.stop_service("license")
+        statuses = []
+        for _ in range(3):
+            async with session.post(stack.license_url, json=body, headers=headers) as resp:
+                statuses.append(resp.status)
+                last = await resp.json()
+        assert statuses == [502, 502, 503] and last["reason"] == "circuit open"
+        await stack.start_service("license")
+        await asyncio.sleep(0.35)
+        async with session.post(stack.license_url, json=body, headers=headers) as resp:
+            assert resp.status == 404  # the license service answers again: unknown KID
+
+
+async def test_processes_mode_killed_edge_leaves_the_ranking_within_two_heartbeats(stack_config: StackConfig) -> None:
+    config = replace(stack_config, processes=True)
+    async with start_stack(config) as stack, aiohttp.ClientSession() as session:
+        assert all(stack.pid(name) for name in stack.service_names)
+        headers = await login(session, stack.gateway_url)
+        victim = stack.edge_urls[0]
+        await stack.kill_edge(0)
+        killed_at = time.monotonic()
+        while True:
+            async with session.post(f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", headers=headers) as resp:
+                urls = (await resp.json())["manifest_urls"]
+            if not any(u.startswith(victim + "/") for u in urls):
+                break
+            assert time.monotonic() - killed_at < 10 * HEARTBEAT_S, "killed edge still ranked"
+            await asyncio.sleep(0.02)
+        gone_after_s = time.monotonic() - killed_at
+        assert gone_after_s <= 2 * HEARTBEAT_S + HEARTBEAT_S  # two intervals, plus one of scheduling slack
+        assert urls and all(u.startswith(stack.edge_urls[1]) for u in urls)
+        with pytest.raises(aiohttp.ClientConnectionError):  # a dead edge refuses connections, it does not hang
+            async with session.get(victim + "/healthz", timeout=aiohttp.ClientTimeout(total=2)):
+                pass
+        await stack.restart_edge(0)
+        assert len(await stack.wait_for_edges()) == 2
+    assert not any(stack.alive(name) for name in stack.service_names)
+
+
+def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, packaged: PackagedTitles) -> None:
+    config_path = tmp_path / "serve" / "stack.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "player.cli", "serve", "--content", str(packaged.content_root),
+                             "--config", str(config_path), "--port", "0", "--edges", "1", "--no-access-log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("ready"):
+                break
+        gateway_url = lines[-1].split()[1]
+        assert lines[-1].startswith("ready http://127.0.0.1:")
+        assert any("edge-0" in line for line in lines)
+
+        async def health() -> int:
+            async with aiohttp.ClientSession() as session, session.get(gateway_url + "/healthz") as resp:
+                return resp.status
+
+        assert asyncio.run(health()) == 200
+        assert oct(config_path.stat().st_mode & 0o777) == "0o600"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_abrkit_user_add_list_set_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(tmp_path / "stack.json")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a long password\n"))
+    assert abrkit(["user", "--config", config, "add", "carol", "--password-stdin", "--titles", "demo,clip"]) == 0
+    assert abrkit(["user", "--config", config, "add", "carol", "--password-stdin"]) == 2  # exists
+    assert abrkit(["user", "--config", config, "set", "carol", "--titles", "*"]) == 0
+    assert abrkit(["user", "--config", config, "list"]) == 0
+    assert "carol\t*" in capsys.readouterr().out
+    assert abrkit(["user", "--config", config, "revoke", "carol"]) == 0
+    assert read_users(Path(config))["carol"].disabled
+    revoked = json.loads((tmp_path / "revoked.json").read_text())
+    assert "carol" in revoked["subject"]
+    assert abrkit(["user", "--config", config, "revoke", "nobody"]) == 2
+
+
+def test_stack_file_round_trips(tmp_path: Path) -> None:
+    config = StackConfig(config_path=tmp_path / "stack.json", content_root=tmp_path / "content", edges=3,
+                         allowed_origins=("http://a.example",), service_ports={"origin": 9001},
+                         backend_overrides={"license": BackendPolicy(timeout_s=1.5)})
+    save_stack_config(config)
+    assert load_stack_config(config.config_path) == config
+    data = json.loads(config.config_path.read_text())
+    assert data["content_root"] == "content"  # relative to the file
+    data["edgez"] = 1
+    config.config_path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="edgez"):
+        load_stack_config(config.config_path)
