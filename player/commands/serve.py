@@ -1,0 +1,103 @@
+"""`abrkit serve`: run the whole server stack (origin, edges, auth, playback, license, gateway)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from player.errors import CliError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "serve", help="run the streaming server stack",
+        description="Start the origin, N edge caches, auth, the playback API, the license service and the gateway. "
+                    "With no arguments: the demo title (packaged on first use) and a demo user. "
+                    "Prints the URLs, then a line starting with 'ready'. Ctrl-C stops it gracefully.")
+    parser.add_argument("--content", type=Path, help="content root of packaged titles (default: the demo title)")
+    parser.add_argument("--config", type=Path,
+                        help="stack file (default: $ABRKIT_CONFIG_DIR or ~/.config/abrkit/stack.json; created "
+                             "with a demo user on first run)")
+    parser.add_argument("--edges", type=int, help="number of edge caches (default 2)")
+    parser.add_argument("--processes", action="store_true", default=None,
+                        help="one OS process per service (an edge can then be killed on its own)")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="gateway port (default 8000; 0 = any free port)")
+    parser.add_argument("--allow-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
+                        help="browser origin allowed by CORS, e.g. http://localhost:3000 (repeatable; '*' = any)")
+    parser.add_argument("--no-access-log", action="store_true", help="do not print the JSON access log")
+    parser.set_defaults(func=run)
+
+
+def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
+    """(StackConfig, whether it is the default demo setup)."""
+    from server.config import (StackConfig, default_config_path, save_stack_config, stack_config_from_json,
+                               with_overrides)
+    from server.packager import default_cache_dir
+
+    path = (args.config or default_config_path()).expanduser().resolve()
+    demo_content = (default_cache_dir() / "content").resolve()
+    content = args.content.expanduser().resolve() if args.content else None
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise CliError(f"{path}: expected a JSON object")
+        needs_save = "content_root" not in data
+        if needs_save:  # a users-only file from `abrkit user add`: complete it
+            data["content_root"] = str(content or demo_content)
+        config = stack_config_from_json(data, path)
+        if needs_save:
+            save_stack_config(config)
+    else:
+        if args.config is not None and content is None:
+            raise CliError(f"no stack file at {path}: pass --content DIR to create one")
+        config = StackConfig(config_path=path, content_root=content or demo_content)
+        save_stack_config(config)
+    config = with_overrides(config, content_root=content, edges=args.edges, processes=args.processes,
+                            host=args.host, port=args.port,
+                            allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
+                            access_log=False if args.no_access_log else None)
+    is_demo = args.config is None and config.content_root.resolve() == demo_content
+    return config, is_demo
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.stack import configure_logging, ensure_demo_user
+
+    config, is_demo = _stack_config(args)
+    configure_logging(access_log_enabled=config.access_log)
+    credentials = None
+    if is_demo:
+        from server.packager import ensure_demo_title
+        print("abrkit serve: preparing the demo title (packaged once, then cached)...", file=sys.stderr, flush=True)
+        ensure_demo_title(config.content_root, progress=sys.stderr.isatty())
+        credentials = ensure_demo_user(config)
+    if not config.content_root.is_dir():
+        raise CliError(f"content root {config.content_root} does not exist")
+    return asyncio.run(_serve(config, credentials))
+
+
+async def _serve(config: object, credentials: object) -> int:
+    from server.stack import start_stack
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with start_stack(config) as stack:  # type: ignore[arg-type]
+        mode = "one process per service" if stack.config.processes else "embedded"
+        print(f"abrkit stack ({mode}), content {stack.config.content_root}, config {stack.config.config_path}")
+        for name in stack.service_names:
+            print(f"  {name:<9} {stack.url(name)}")
+        print(f"  API: POST {stack.gateway_url}/auth/token, {stack.gateway_url}/playback/<title>, "
+              f"{stack.license_url}")
+        if credentials is not None:
+            print(f"  demo user: {credentials.username}  password: {credentials.password}")  # type: ignore[attr-defined]
+        print(f"ready {stack.gateway_url}", flush=True)
+        await stop.wait()
+        print("abrkit serve: shutting down (in-flight requests finish)...", file=sys.stderr, flush=True)
+    return 0
