@@ -1,0 +1,148 @@
+"""Throughput estimators: samples, harmonic/sliding/EWMA means, safety factor, new-download tracking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from abr.algorithms.common import batch_arithmetic_mean, batch_harmonic_mean
+from abr.estimators import (DashEwma, DownloadLog, EstimatorConfig, HarmonicMean, LatencyEwma, Safe,
+                            SlidingWindowMean, estimate, harmonic_mean, sample_bps)
+from abr.types import Download
+
+
+def dl(size_bytes: int, duration_s: float, ttfb_s: float = 0.0, index: int = 0) -> Download:
+    return Download(segment_index=index, quality=0, size_bytes=size_bytes, duration_s=duration_s, ttfb_s=ttfb_s,
+                    start_time_s=4.0 * index)
+
+
+@pytest.mark.parametrize(("download", "exclude_ttfb", "expected"), [
+    (dl(1_000_000, 2.0, ttfb_s=0.5), False, 4e6),  # whole request time, TTFB included
+    (dl(1_000_000, 2.0, ttfb_s=0.5), True, 8e6 / 1.5),  # dash.js dead-time: first to last byte only
+    (dl(1_000_000, 0.0), False, None),  # no time measured: no sample
+    (dl(1_000, 0.5, ttfb_s=0.5), True, 8e3 / 1e-3),  # zero transfer time clamps to 1 ms as in dash.js
+])
+def test_sample_bps_measures_bits_over_request_time(download: Download, exclude_ttfb: bool,
+                                                    expected: float | None) -> None:
+    assert sample_bps(download, exclude_ttfb=exclude_ttfb) == expected
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([3e6], 3e6),
+    ([1e6, 1e6], 1e6),
+    ([1e6, 2e6], 4e6 / 3),
+    ([1e6, 2e6, 4e6], 3 / (1 / 1e6 + 1 / 2e6 + 1 / 4e6)),
+    ([2e6, 0.0], 0.0),  # a stalled download drags the mean to zero
+])
+def test_harmonic_mean_of_samples(values: list[float], expected: float) -> None:
+    assert harmonic_mean(values) == pytest.approx(expected, rel=1e-12)
+
+
+def test_harmonic_mean_keeps_only_last_window_samples() -> None:
+    estimator = HarmonicMean(window=5)
+    estimator.feed(dl(10_000, 1.0))  # 80 kbit/s: must fall out of the window
+    for i in range(5):
+        estimator.feed(dl(250_000, 1.0, index=i + 1))  # 2 Mbit/s
+    assert estimator.estimate_bps() == pytest.approx(2e6)
+
+
+def test_sliding_window_mean_defaults_to_dashjs_four_samples() -> None:
+    estimator = SlidingWindowMean()
+    for i, size in enumerate([1_000_000, 125_000, 250_000, 375_000, 500_000]):  # 8, 1, 2, 3, 4 Mbit/s
+        estimator.feed(dl(size, 1.0, index=i))
+    assert estimator.estimate_bps() == pytest.approx(2.5e6)
+
+
+@pytest.mark.parametrize("estimator", [HarmonicMean(), SlidingWindowMean(), DashEwma()])
+def test_estimators_have_no_estimate_before_a_sample(estimator: HarmonicMean | SlidingWindowMean | DashEwma) -> None:
+    assert estimator.estimate_bps() is None
+    estimator.feed(dl(1_000, 0.0))  # unmeasurable: ignored
+    assert estimator.estimate_bps() is None
+
+
+def test_dash_ewma_single_sample_is_unbiased() -> None:
+    estimator = DashEwma()
+    estimator.feed(dl(500_000, 1.0))
+    assert estimator.estimate_bps() == pytest.approx(4e6)
+
+
+def test_dash_ewma_hand_computed_drop_takes_fast_average() -> None:
+    # 8 then 2 Mbit/s, 1 s each. fast (3 s half-life): a=0.5^(1/3); ((1-a)2e6 + a(1-a)8e6) / (1 - a^2)
+    # = 4.65496e6; slow (8 s): 4.87012e6; the estimate is the smaller, fast one.
+    estimator = DashEwma()
+    estimator.feed(dl(1_000_000, 1.0))
+    estimator.feed(dl(250_000, 1.0, index=1))
+    assert estimator.estimate_bps() == pytest.approx(4.65496e6, rel=1e-5)
+
+
+def test_dash_ewma_weighs_samples_by_transfer_time() -> None:
+    short_slow, long_slow = DashEwma(), DashEwma()
+    for estimator, seconds in ((short_slow, 0.5), (long_slow, 8.0)):
+        estimator.feed(dl(1_000_000, 1.0))  # 8 Mbit/s for 1 s
+        estimator.feed(dl(round(1e6 * seconds / 8), seconds, index=1))  # then 1 Mbit/s for `seconds`
+    long_bps, short_bps = long_slow.estimate_bps(), short_slow.estimate_bps()
+    assert long_bps is not None and short_bps is not None and long_bps < short_bps
+
+
+def test_latency_ewma_is_pessimistic_and_counts_zero_ttfb_as_one_ms() -> None:
+    latency = LatencyEwma()
+    latency.feed(dl(1000, 1.0, ttfb_s=0.2))
+    latency.feed(dl(1000, 1.0, ttfb_s=0.0, index=1))
+    fast, slow = 0.5, 0.5 ** 0.5  # alphas of the 1- and 2-request half-lives
+    fast_value = ((1 - fast) * 1e-3 + fast * (1 - fast) * 0.2) / (1 - fast ** 2)
+    slow_value = ((1 - slow) * 1e-3 + slow * (1 - slow) * 0.2) / (1 - slow ** 2)
+    assert latency.estimate_s() == pytest.approx(max(fast_value, slow_value))
+
+
+def test_safe_scales_the_inner_estimate() -> None:
+    safe = Safe(HarmonicMean(), factor=0.9)
+    safe.feed(dl(1_000_000, 2.0))
+    assert safe.estimate_bps() == pytest.approx(3.6e6)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"kind": "median"}, "unknown throughput estimator"),
+    ({"kind": "harmonic", "window": 0}, "window"),
+    ({"kind": "ewma", "window": 3}, "window"),
+    ({"safety": 0.0}, "safety"),
+    ({"safety": 1.5}, "safety"),
+    ({"safety": math.nan}, "safety"),
+])
+def test_estimator_config_rejects_bad_values(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EstimatorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "ewma", "window"])
+def test_estimate_is_a_function_of_the_downloads(kind: str) -> None:
+    downloads = [dl(200_000 * (i + 1), 1.0 + 0.1 * i, ttfb_s=0.05, index=i) for i in range(7)]
+    config = EstimatorConfig(kind=kind, safety=0.9)
+    fed = config.build()
+    for download in downloads:
+        fed.feed(download)
+    assert estimate(config, downloads) == fed.estimate_bps() == estimate(config, downloads)
+
+
+def test_download_log_returns_only_downloads_not_seen_before() -> None:
+    log = DownloadLog()
+    history = [dl(1000, 1.0, index=i) for i in range(6)]
+    assert list(log.new(history[:2])) == history[:2]
+    assert list(log.new(history[:2])) == []  # the same observation again: nothing new
+    assert list(log.new(history[1:4])) == history[2:4]  # the window slid by one, two arrived
+    assert list(log.new(history[5:6])) == history[5:6]  # the last seen one left the window: all are new
+
+
+def test_batched_means_round_exactly_like_the_scalar_estimators() -> None:
+    # The batched simulator must reproduce scalar decisions bit for bit, so equal is equal, not approx.
+    rng = np.random.default_rng(7)
+    samples = rng.lognormal(14.0, 1.5, (200, 5))
+    for k in range(1, 6):
+        rows = samples[:, :k]
+        harmonic, arithmetic = batch_harmonic_mean(rows), batch_arithmetic_mean(rows)
+        for i, row in enumerate(rows.tolist()):
+            assert harmonic[i] == harmonic_mean(row)
+            assert arithmetic[i] == sum(row) / len(row)
+    empty = samples[:, :0]
+    assert np.isnan(batch_harmonic_mean(empty)).all() and np.isnan(batch_arithmetic_mean(empty)).all()
