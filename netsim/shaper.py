@@ -1,0 +1,717 @@
+"""A trace-shaping TCP proxy: real sockets paced by the simulator's link model.
+
+Each client connection is relayed to the upstream. Downstream bytes (upstream -> client) leave only
+as fast as `LinkModel.bytes_until` allows, so a backlogged stream receives exactly the trace's
+capacity; the request direction carries the base RTT. See docs/SHAPER.md for the model and its limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
+from netsim.link import LinkModel
+from netsim.trace import Trace
+
+logger = logging.getLogger(__name__)
+
+DelaySplit = Literal["request", "symmetric"]
+
+# Below a full segment the link waits for more capacity instead of waking every quantum; a real
+# bottleneck also serves whole packets (TCP MSS over Ethernet).
+_SEGMENT_BYTES = 1448
+# An unshaped direction may hold this much in its delay line before the sender is paused.
+_DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
+_MIN_SLEEP_S = 0.001
+# Kernel send buffer towards the client (Linux doubles it). Autotuning would let a client that stops
+# reading soak up megabytes the link model never delivered, then get them as one burst.
+_CLIENT_SNDBUF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShaperConfig:
+    """One shaping proxy. Times in `trace`, `start_offset_s`, `faults` and `rtt_ms` are trace time;
+    with `speed` K the proxy plays them K times faster (bandwidth x K, delays / K)."""
+
+    upstream_host: str
+    upstream_port: int
+    trace: Trace
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0  # 0: any free port; read the bound one from `Shaper.port`
+    rtt_ms: float = 80.0
+    # "request": the whole RTT delays the client->server direction, so a download started at t
+    # finishes at LinkModel.finish_time(t + rtt), as in the simulator's default profile.
+    # "symmetric": half the RTT on each direction.
+    delay_split: DelaySplit = "request"
+    use_trace_latency: bool = True  # a trace with per-interval latency (Sabre) overrides rtt_ms
+    speed: float = 1.0
+    start_offset_s: float = 0.0  # where in the trace the link's clock starts
+    faults: tuple[FaultWindow, ...] = ()  # in session time from the link's start
+    per_connection: bool = False  # True: each connection its own link; False: one shared bottleneck
+    upload_trace: Trace | None = None  # shape client->server too (None: only delayed)
+    quantum_ms: float = 10.0  # pacing period while backlogged
+    buffer_bytes: int = 256 * 1024  # read-ahead from the sender per connection and direction
+    stats_bin_s: float = 1.0  # wall-clock width of the bins in `ShaperStats`
+
+    def __post_init__(self) -> None:
+        for name in ("upstream_host", "listen_host"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
+        for name in ("upstream_port", "listen_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"{name} must be an integer in 0..65535, got {port!r}")
+        if self.upstream_port == 0:
+            raise ValueError("upstream_port must not be 0")
+        if not isinstance(self.trace, Trace):
+            raise ValueError(f"trace must be a Trace, got {type(self.trace).__name__}")
+        if self.upload_trace is not None and not isinstance(self.upload_trace, Trace):
+            raise ValueError(f"upload_trace must be a Trace or None, got {type(self.upload_trace).__name__}")
+        if not (math.isfinite(self.rtt_ms) and self.rtt_ms >= 0):
+            raise ValueError(f"rtt_ms must be finite and >= 0, got {self.rtt_ms}")
+        if self.delay_split not in ("request", "symmetric"):
+            raise ValueError(f"delay_split must be 'request' or 'symmetric', got {self.delay_split!r}")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"speed must be finite and > 0, got {self.speed}")
+        if not (math.isfinite(self.start_offset_s) and self.start_offset_s >= 0):
+            raise ValueError(f"start_offset_s must be finite and >= 0, got {self.start_offset_s}")
+        faults = tuple(self.faults)
+        if not all(isinstance(f, FaultWindow) for f in faults):
+            raise ValueError("faults must be FaultWindow objects")
+        object.__setattr__(self, "faults", faults)
+        if not 1 <= self.quantum_ms <= 100:
+            raise ValueError(f"quantum_ms must be in [1, 100], got {self.quantum_ms}")
+        if not isinstance(self.buffer_bytes, int) or self.buffer_bytes < 16 * 1024:
+            raise ValueError(f"buffer_bytes must be an integer >= 16384, got {self.buffer_bytes!r}")
+        if not (math.isfinite(self.stats_bin_s) and self.stats_bin_s > 0):
+            raise ValueError(f"stats_bin_s must be finite and > 0, got {self.stats_bin_s}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkStats:
+    """What one link delivered, per `bin_s` wall seconds of its own clock."""
+
+    started_s: float  # event-loop time at which the link's clock started
+    bin_s: float
+    delivered_bytes: tuple[int, ...]  # bytes the link released in each bin
+    capacity_bytes: tuple[float, ...]  # bytes the link model (faults included) offered in each bin
+
+    @property
+    def delivered_total_bytes(self) -> int:
+        return sum(self.delivered_bytes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShaperStats:
+    """A snapshot of a shaper's counters."""
+
+    connections_accepted: int
+    connections_open: int
+    down_bytes: int  # written to clients
+    up_bytes: int  # written to the upstream
+    links: tuple[LinkStats, ...]  # downstream links: one if shared, else one per connection so far
+
+
+class _RateChanges:
+    """Times (looped) at which a trace interval of at least `min_interval_s` starts or ends.
+
+    The link ticks on these edges, so bytes owed at the old rate leave before the new rate applies;
+    shorter intervals (Mahimahi's 1 ms slots) are left to the quantum, which averages them anyway.
+    """
+
+    __slots__ = ("_period_s", "_edges")
+
+    def __init__(self, trace: Trace, min_interval_s: float) -> None:
+        ends = trace.end_times_s
+        starts = ends - trace.durations_s
+        long = trace.durations_s >= min_interval_s
+        self._period_s = float(ends[-1])
+        edges = set(starts[long].tolist()) | {e % self._period_s for e in ends[long].tolist()}
+        self._edges = sorted(edges)
+
+    def next_after(self, time_s: float) -> float:
+        if not self._edges:
+            return math.inf
+        laps = math.floor(time_s / self._period_s)
+        i = bisect.bisect_right(self._edges, time_s - laps * self._period_s)
+        if i == len(self._edges):
+            return (laps + 1) * self._period_s + self._edges[0]
+        return laps * self._period_s + self._edges[i]
+
+
+class _Link:
+    """A paced bottleneck shared by the pipes attached to it (fair-queued, max-min fair per tick).
+
+    `cursor` counts capacity bytes already used or lost. While a pipe is backlogged the link releases
+    `bytes_until(now) - cursor` every quantum; when no pipe can send, the cursor jumps to
+    `bytes_until(now)`: an idle link's capacity is lost, never banked.
+    """
+
+    __slots__ = (
+        "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
+        "_in_tick", "_bin_s", "bins", "_changes",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        model: FaultedLink,
+        changes: _RateChanges,
+        *,
+        quantum_s: float,
+        bin_s: float,
+    ) -> None:
+        self._loop = loop
+        self.model = model
+        self._changes = changes
+        self.origin = loop.time()
+        self.cursor = 0.0
+        self.pipes: list[_Pipe] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_tick = -math.inf
+        self._quantum_s = quantum_s
+        self._in_tick = False
+        self._bin_s = bin_s
+        self.bins: list[int] = []
+
+    def clock(self) -> float:
+        """Seconds since this link started."""
+        return self._loop.time() - self.origin
+
+    def add_fault(self, window: FaultWindow) -> None:
+        self.model = self.model.with_window(window)
+
+    def attach(self, pipe: _Pipe) -> None:
+        self.pipes.append(pipe)
+
+    def detach(self, pipe: _Pipe) -> None:
+        if pipe in self.pipes:
+            self.pipes.remove(pipe)
+        if not self.pipes and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close(self) -> None:
+        self.pipes.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def notify(self) -> None:
+        """A pipe has new data or its receiver drained: start pacing if the link was idle."""
+        if self._timer is not None or self._in_tick:
+            return
+        now = self.clock()
+        self.cursor = max(self.cursor, self.model.bytes_until(now))
+        self._schedule(now)
+
+    def _schedule(self, now: float) -> None:
+        pending = sum(len(p.buf) for p in self.pipes if not p.sink_paused)
+        if pending == 0:
+            return
+        due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
+        # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
+        at = max(due, self._last_tick + self._quantum_s, now + _MIN_SLEEP_S)
+        edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now))
+        if now + _MIN_SLEEP_S <= edge < at:
+            at = edge
+        self._timer = self._loop.call_at(self.origin + at, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._in_tick = True
+        try:
+            now = self.clock()
+            available = self.model.bytes_until(now)
+            ready = [p for p in self.pipes if p.buf and not p.sink_paused]
+            budget = int(available - self.cursor)
+            if ready and budget > 0:
+                sent = self._share(ready, budget)
+                self._record(now, sent)
+                # A queue that ran dry leaves the rest of this interval unused: lost, not banked.
+                self.cursor = self.cursor + sent if any(p.buf for p in ready) else available
+                self._last_tick = now
+            elif not ready:
+                self.cursor = available
+        finally:
+            self._in_tick = False
+        self._schedule(now)
+
+    @staticmethod
+    def _share(ready: list[_Pipe], budget: int) -> int:
+        """Water-filling: each pipe gets an equal share, what a short queue leaves goes to the rest."""
+        ready.sort(key=lambda p: len(p.buf))
+        remaining = budget
+        for i, pipe in enumerate(ready):
+            take = min(len(pipe.buf), remaining // (len(ready) - i))
+            if take:
+                pipe.release(take)
+                remaining -= take
+        return budget - remaining
+
+    def _record(self, now: float, sent: int) -> None:
+        index = int(now / self._bin_s)
+        if index >= len(self.bins):
+            self.bins.extend([0] * (index + 1 - len(self.bins)))
+        self.bins[index] += sent
+
+    def stats(self) -> LinkStats:
+        now = self.clock()
+        count = max(len(self.bins), int(now / self._bin_s) + 1)
+        delivered = self.bins + [0] * (count - len(self.bins))
+        edges = [min(i * self._bin_s, now) for i in range(count + 1)]
+        available = [self.model.bytes_until(t) for t in edges]
+        capacity = tuple(b - a for a, b in zip(available, available[1:]))
+        return LinkStats(started_s=self.origin, bin_s=self._bin_s, delivered_bytes=tuple(delivered), capacity_bytes=capacity)
+
+
+class _Pipe:
+    """One direction of one proxied connection: source -> [link] -> delay line -> sink."""
+
+    __slots__ = (
+        "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
+        "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        *,
+        link: _Link | None,
+        delay: Callable[[], float],
+        limit_bytes: int,
+    ) -> None:
+        self._loop = loop
+        self._conn = conn
+        self.link = link
+        self._delay = delay
+        self._limit = limit_bytes if link is not None else _DELAY_LINE_LIMIT_BYTES
+        self.source: asyncio.Transport | None = None
+        self.sink: asyncio.Transport | None = None
+        self.buf = bytearray()  # read from the source, not yet released by the link
+        self.delayed: deque[tuple[float, bytes]] = deque()  # released, waiting out the one-way delay
+        self._delayed_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_due = 0.0
+        self.eof = False
+        self._abort = False
+        self.done = False
+        self.source_paused = False
+        self.sink_paused = False
+        self.written = 0
+        if link is not None:
+            link.attach(self)
+
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        if self.link is None:
+            self._emit(data)
+        else:
+            self.buf += data
+            self.link.notify()
+        self._flow_control()
+
+    def feed_eof(self, *, abort: bool = False) -> None:
+        """The source finished (abort: it was reset, so reset the sink once the data is out)."""
+        self.eof = True
+        self._abort = self._abort or abort
+        self._maybe_finish()
+
+    def release(self, size: int) -> None:
+        """Called by the link: `size` bytes may cross the bottleneck now."""
+        chunk = bytes(self.buf[:size])
+        del self.buf[:size]
+        self._emit(chunk)
+        self._flow_control()
+        self._maybe_finish()
+
+    def pause_sink(self) -> None:
+        self.sink_paused = True
+        self._flow_control()
+
+    def resume_sink(self) -> None:
+        self.sink_paused = False
+        self._flow_control()
+        if self.link is not None:
+            self.link.notify()
+
+    def kill(self) -> None:
+        """Drop everything: the sink or the whole connection is gone."""
+        self.done = True
+        self.buf.clear()
+        self.delayed.clear()
+        self._delayed_bytes = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.link is not None:
+            self.link.detach(self)
+
+    def _emit(self, chunk: bytes) -> None:
+        delay_s = self._delay()
+        if delay_s <= 0 and not self.delayed and self.sink is not None:
+            self._write(chunk)
+            return
+        due = max(self._loop.time() + delay_s, self._last_due)  # FIFO even if the delay shrinks
+        self._last_due = due
+        self.delayed.append((due, chunk))
+        self._delayed_bytes += len(chunk)
+        if self._timer is None:
+            self._timer = self._loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        if self.sink is None:
+            return
+        now = self._loop.time()
+        while self.delayed and self.delayed[0][0] <= now:
+            _, chunk = self.delayed.popleft()
+            self._delayed_bytes -= len(chunk)
+            self._write(chunk)
+        if self.delayed:
+            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
+        self._flow_control()
+        self._maybe_finish()
+
+    def start_sink(self, sink: asyncio.Transport) -> None:
+        """The sink connected: deliver what is already due."""
+        self.sink = sink
+        if self.delayed and self._timer is None:
+            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
+
+    def _write(self, chunk: bytes) -> None:
+        if self.sink is None or self.sink.is_closing():
+            return
+        self.written += len(chunk)
+        self.sink.write(chunk)
+
+    def _flow_control(self) -> None:
+        if self.source is None or self.done:
+            return
+        backlog = len(self.buf) if self.link is not None else self._delayed_bytes
+        # A shaped pipe throttles its sender by the read-ahead buffer alone (a full receiver stops
+        # the link, the buffer fills); an unshaped one must pass the receiver's backpressure on.
+        blocked = backlog >= self._limit or (self.link is None and self.sink_paused)
+        if blocked and not self.source_paused:
+            self.source_paused = True
+            self.source.pause_reading()
+        elif self.source_paused and not blocked and backlog < self._limit // 2:
+            self.source_paused = False
+            if not self.source.is_closing():
+                self.source.resume_reading()
+
+    def _maybe_finish(self) -> None:
+        if self.done or not self.eof or self.buf or self.delayed or self.sink is None:
+            return
+        self.done = True
+        if self.link is not None:
+            self.link.detach(self)
+        if not self.sink.is_closing():
+            if self._abort:
+                self.sink.abort()
+            elif self.sink.can_write_eof():
+                self.sink.write_eof()
+        self._conn.pipe_finished()
+
+
+class _Connection:
+    """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
+
+    __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer")
+
+    def __init__(self, shaper: Shaper, client: asyncio.Transport) -> None:
+        self._shaper = shaper
+        self.client = client
+        self.upstream: asyncio.Transport | None = None
+        self.down_link, self.up_link = shaper._links_for_connection()
+        down_delay, up_delay = shaper._delays(self.down_link)
+        limit = shaper.config.buffer_bytes
+        self.down = _Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit)
+        self.up = _Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit)
+        self.down.sink = client
+        self.up.source = client
+        self._closed = False
+        self.task: asyncio.Task[None] | None = None
+        self.peer = client.get_extra_info("peername")
+
+    async def connect_upstream(self) -> None:
+        config = self._shaper.config
+        loop = self._shaper._loop
+        try:
+            await loop.create_connection(lambda: _UpstreamProtocol(self), config.upstream_host, config.upstream_port)
+        except OSError as exc:
+            logger.warning("upstream %s:%s unreachable for client %s: %s", config.upstream_host, config.upstream_port, self.peer, exc)
+            self.close()
+
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        if self._closed:
+            transport.abort()
+            return
+        self.upstream = transport
+        self.down.source = transport
+        self.up.start_sink(transport)
+        self.client.resume_reading()
+
+    def client_lost(self, exc: Exception | None) -> None:
+        # Nobody is left to read the response: drop both directions at once.
+        logger.debug("client %s disconnected%s", self.peer, f": {exc}" if exc else "")
+        self.close()
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        logger.debug("upstream closed for client %s%s", self.peer, f": {exc}" if exc else "")
+        self.upstream = None
+        self.up.kill()
+        # Bytes already read from the upstream still cross the link before the client sees the end.
+        self.down.feed_eof(abort=exc is not None)
+        self.pipe_finished()
+
+    def pipe_finished(self) -> None:
+        if self.down.done and (self.up.done or self.upstream is None):
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.down.kill()
+        self.up.kill()
+        if not self.client.is_closing():
+            self.client.close()
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._shaper._connection_closed(self)
+
+
+class _ClientProtocol(asyncio.Protocol):
+    def __init__(self, shaper: Shaper) -> None:
+        self._shaper = shaper
+        self._conn: _Connection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # until the upstream is connected
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CLIENT_SNDBUF_BYTES)
+        self._conn = self._shaper._connection_opened(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._conn is not None:
+            self._conn.up.feed(data)
+
+    def eof_received(self) -> bool:
+        if self._conn is not None:
+            self._conn.up.feed_eof()
+        return True  # keep the downstream open (half-close)
+
+    def pause_writing(self) -> None:
+        if self._conn is not None:
+            self._conn.down.pause_sink()
+
+    def resume_writing(self) -> None:
+        if self._conn is not None:
+            self._conn.down.resume_sink()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._conn.client_lost(exc)
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._conn.upstream_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._conn.down.feed(data)
+
+    def eof_received(self) -> bool:
+        self._conn.down.feed_eof()
+        return True  # the client may still be sending
+
+    def pause_writing(self) -> None:
+        self._conn.up.pause_sink()
+
+    def resume_writing(self) -> None:
+        self._conn.up.resume_sink()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn.upstream_lost(exc)
+
+
+class Shaper:
+    """A running shaping proxy: `async with Shaper(config) as shaper: ... shaper.port ...`.
+
+    One shaper per emulated session is cheap; all of them may share one event loop. The link clock
+    (trace time `start_offset_s`) starts at the first connection (shared link) or at each
+    connection (`per_connection`).
+    """
+
+    def __init__(self, config: ShaperConfig) -> None:
+        self.config = config
+        speed = config.speed
+        self._down_model = LinkModel(config.trace.rotated(config.start_offset_s).scaled(speed), payload_factor=1.0)
+        self._up_model = (
+            None
+            if config.upload_trace is None
+            else LinkModel(config.upload_trace.rotated(config.start_offset_s).scaled(speed), payload_factor=1.0)
+        )
+        self._faults = tuple(f.scaled(speed) for f in config.faults)
+        quantum_s = config.quantum_ms / 1000.0
+        self._down_changes = _RateChanges(self._down_model.trace, quantum_s)
+        self._up_changes = None if self._up_model is None else _RateChanges(self._up_model.trace, quantum_s)
+        self._rtt_s = config.rtt_ms / 1000.0 / speed
+        self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time of link time 0, window)
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
+        self._shared: tuple[_Link, _Link | None] | None = None
+        self._down_links: list[_Link] = []
+        self._live_links: list[_Link] = []
+        self._connections: set[_Connection] = set()
+        self._accepted = 0
+        self._down_bytes_closed = 0
+        self._up_bytes_closed = 0
+
+    async def __aenter__(self) -> Shaper:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind the listening socket."""
+        if self._server is not None:
+            raise RuntimeError("shaper already started")
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _ClientProtocol(self), self.config.listen_host, self.config.listen_port
+        )
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        for link in self._live_links:
+            link.close()
+        await self._server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        """The bound listening port (the real one when `listen_port` is 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("shaper not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def host(self) -> str:
+        return self.config.listen_host
+
+    def outage(self, duration_s: float) -> None:
+        """Deliver nothing for `duration_s` seconds of trace time from now (wall: / speed)."""
+        self._fault_now(duration_s, "outage", 0.0)
+
+    def loss_burst(self, duration_s: float, recovery_s: float = DEFAULT_RECOVERY_S) -> None:
+        """Lose every packet for `duration_s` trace seconds from now, then stall `recovery_s` more."""
+        self._fault_now(duration_s, "loss_burst", recovery_s)
+
+    def _fault_now(self, duration_s: float, kind: FaultKind, recovery_s: float) -> None:
+        if self._server is None:
+            raise RuntimeError("shaper not started")
+        speed = self.config.speed
+        now = self._loop.time()
+        window = FaultWindow(start_s=0.0, duration_s=duration_s / speed, kind=kind, recovery_s=recovery_s / speed)
+        self._runtime_faults.append((now, window))
+        for link in self._live_links:
+            link.add_fault(FaultWindow(start_s=link.clock(), duration_s=window.duration_s, kind=kind, recovery_s=window.recovery_s))
+
+    def stats(self) -> ShaperStats:
+        open_down = sum(c.down.written for c in self._connections)
+        open_up = sum(c.up.written for c in self._connections)
+        return ShaperStats(
+            connections_accepted=self._accepted,
+            connections_open=len(self._connections),
+            down_bytes=self._down_bytes_closed + open_down,
+            up_bytes=self._up_bytes_closed + open_up,
+            links=tuple(link.stats() for link in self._down_links),
+        )
+
+    # -- internals used by _Connection ---------------------------------------------------------
+
+    def _new_link(self, model: LinkModel, changes: _RateChanges) -> _Link:
+        link = _Link(
+            self._loop,
+            FaultedLink(model, self._faults),
+            changes,
+            quantum_s=self.config.quantum_ms / 1000.0,
+            bin_s=self.config.stats_bin_s,
+        )
+        for at, window in self._runtime_faults:
+            # A fault triggered before this link started still blocks whatever is left of it.
+            left_s = at + window.blocked_until_s - link.origin
+            if left_s > 0:
+                link.add_fault(FaultWindow(start_s=0.0, duration_s=left_s, kind="outage"))
+        self._live_links.append(link)
+        return link
+
+    def _links_for_connection(self) -> tuple[_Link, _Link | None]:
+        if not self.config.per_connection and self._shared is not None:
+            return self._shared
+        down = self._new_link(self._down_model, self._down_changes)
+        self._down_links.append(down)
+        up = None if self._up_model is None or self._up_changes is None else self._new_link(self._up_model, self._up_changes)
+        if not self.config.per_connection:
+            self._shared = (down, up)
+        return down, up
+
+    def _delays(self, down_link: _Link) -> tuple[Callable[[], float], Callable[[], float]]:
+        """One-way delay functions (seconds) for the downstream and upstream pipes."""
+        trace = down_link.model.link.trace
+        if self.config.use_trace_latency and trace.latency_s is not None:
+            def latency() -> float:
+                return trace.latency_at(down_link.clock())
+        else:
+            rtt_s = self._rtt_s
+
+            def latency() -> float:
+                return rtt_s
+
+        if self.config.delay_split == "request":
+            return (lambda: 0.0), latency
+        return (lambda: latency() / 2), (lambda: latency() / 2)
+
+    def _connection_opened(self, client: asyncio.Transport) -> _Connection:
+        conn = _Connection(self, client)
+        self._accepted += 1
+        self._connections.add(conn)
+        conn.task = self._loop.create_task(conn.connect_upstream())
+        return conn
+
+    def _connection_closed(self, conn: _Connection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            self._down_bytes_closed += conn.down.written
+            self._up_bytes_closed += conn.up.written
+        if self.config.per_connection:
+            for link in (conn.down_link, conn.up_link):
+                if link is not None and link in self._live_links:
+                    link.close()
+                    self._live_links.remove(link)

@@ -1,0 +1,487 @@
+"""The shaping proxy on real loopback sockets: fidelity to the link model, RTT, faults, offsets,
+fair sharing, half-close and abort handling, and the `abrkit shape` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from netsim.faults import FaultedLink, FaultWindow, parse_fault
+from netsim.link import LinkModel
+from netsim.shaper import Shaper, ShaperConfig
+from netsim.trace import Trace
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def step_trace(rates_mbps: list[float], step_s: float) -> Trace:
+    return Trace(
+        name="steps",
+        durations_s=np.full(len(rates_mbps), step_s),
+        bandwidth_bps=np.asarray(rates_mbps) * 1e6,
+    )
+
+
+class _Source(asyncio.Protocol):
+    """Upstream that answers the first bytes it receives with an endless stream, as fast as allowed."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self._started = False
+        self._block = b"x" * 65536
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._started:
+            self._started = True
+            self._pump()
+
+    def _pump(self) -> None:
+        while self._transport is not None and not self._paused and not self._transport.is_closing():
+            self._transport.write(self._block)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+
+class _Meter(asyncio.Protocol):
+    """Client that sends a request line and timestamps every chunk it receives (event-loop time)."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, int]] = []
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.got_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"GET /\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.arrivals.append((asyncio.get_running_loop().time(), len(data)))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(n for _, n in self.arrivals)
+
+    def bins(self, origin: float, bin_s: float, count: int) -> np.ndarray:
+        """Bytes received in each of `count` bins of `bin_s` from `origin`."""
+        out = np.zeros(count)
+        for time_s, size in self.arrivals:
+            index = int((time_s - origin) // bin_s)
+            if 0 <= index < count:
+                out[index] += size
+        return out
+
+    def eof_received(self) -> bool:
+        self.got_eof = True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+
+@asynccontextmanager
+async def _serving(factory: Callable[[], asyncio.Protocol]) -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 for the duration; yields its port."""
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def source_port() -> AsyncIterator[int]:
+    async with _serving(_Source) as port:
+        yield port
+
+
+def _config(port: int, trace: Trace, **overrides: Any) -> ShaperConfig:
+    return ShaperConfig(upstream_host="127.0.0.1", upstream_port=port, trace=trace, **overrides)
+
+
+async def _meter(shaper: Shaper) -> _Meter:
+    _, meter = await asyncio.get_running_loop().create_connection(_Meter, "127.0.0.1", shaper.port)
+    return meter
+
+
+def _capacity_bins(trace: Trace, bin_s: float, count: int, *, speed: float = 1.0, offset_s: float = 0.0) -> np.ndarray:
+    """Bytes the link model offers in each wall-clock bin (the trace at `speed`, from `offset_s`)."""
+    link = LinkModel(trace.rotated(offset_s).scaled(speed))
+    edges = [link.bytes_until(i * bin_s) for i in range(count + 1)]
+    return np.diff(edges)
+
+
+async def _measure(shaper: Shaper, duration_s: float, meters: int = 1) -> tuple[float, list[_Meter]]:
+    """Backlogged clients for `duration_s` of link time; returns the link's start (loop time) and them."""
+    clients = [await _meter(shaper) for _ in range(meters)]
+    await asyncio.sleep(0.05)
+    origin = shaper.stats().links[0].started_s  # bins on the link clock line up with the trace
+    await asyncio.sleep(duration_s - (asyncio.get_running_loop().time() - origin))
+    for client in clients:
+        assert client.transport is not None
+        client.transport.abort()
+    return origin, clients
+
+
+# -- fidelity ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("speed", "step_s"), [(1.0, 2.0), (4.0, 4.0)])
+async def test_backlogged_client_gets_the_trace_within_ten_percent(source_port: int, speed: float, step_s: float) -> None:
+    # 1 s bins of wall time. A late wake-up of the event loop at a rate drop (4 -> 1 Mbit/s) spills
+    # the old rate into the next bin; at speed K one wall second holds K trace seconds.
+    trace = step_trace([4, 1, 8], step_s=step_s)
+    config = _config(source_port, trace, rtt_ms=0, speed=speed)
+    async with Shaper(config) as shaper:
+        origin, [meter] = await _measure(shaper, duration_s=3 * step_s / speed)
+        link_stats = shaper.stats().links[0]
+    count = round(3 * step_s / speed)
+    expected = _capacity_bins(trace, 1.0, count, speed=speed)
+    got = meter.bins(origin, 1.0, count)
+    np.testing.assert_allclose(got, expected, rtol=0.10)
+    # The shaper's own per-bin accounting agrees with what the client received.
+    np.testing.assert_allclose(link_stats.delivered_bytes[:count], got, rtol=0.02)
+    np.testing.assert_allclose(link_stats.capacity_bytes[:count], expected)
+
+
+async def test_offset_starts_the_link_clock_inside_the_trace(source_port: int) -> None:
+    trace = step_trace([8, 1], step_s=1.0)
+    config = _config(source_port, trace, rtt_ms=0, start_offset_s=1.0)
+    async with Shaper(config) as shaper:
+        origin, [meter] = await _measure(shaper, duration_s=2.0)
+    expected = _capacity_bins(trace, 0.5, 4, offset_s=1.0)
+    np.testing.assert_allclose(expected, np.array([1, 1, 8, 8]) * 1e6 / 8 * 0.5)
+    np.testing.assert_allclose(meter.bins(origin, 0.5, 4), expected, rtol=0.10)
+
+
+async def test_shared_link_splits_capacity_fairly(source_port: int) -> None:
+    trace = step_trace([8], step_s=10.0)
+    config = _config(source_port, trace, rtt_ms=0)
+    async with Shaper(config) as shaper:
+        origin, meters = await _measure(shaper, duration_s=1.5, meters=2)
+    half = 8e6 / 8 * 0.5 / 2
+    for meter in meters:
+        np.testing.assert_allclose(meter.bins(origin, 0.5, 3)[1:], [half, half], rtol=0.10)
+
+
+async def test_per_connection_links_each_get_the_whole_trace(source_port: int) -> None:
+    trace = step_trace([4], step_s=10.0)
+    config = _config(source_port, trace, rtt_ms=0, per_connection=True)
+    async with Shaper(config) as shaper:
+        origin, meters = await _measure(shaper, duration_s=1.5, meters=2)
+        assert len(shaper.stats().links) == 2
+    for meter in meters:
+        np.testing.assert_allclose(meter.bins(origin, 0.5, 3)[1:], [4e6 / 8 * 0.5] * 2, rtol=0.10)
+
+
+async def test_capacity_is_lost_while_the_client_does_not_read(source_port: int) -> None:
+    trace = step_trace([8], step_s=10.0)
+    config = _config(source_port, trace, rtt_ms=0, stats_bin_s=0.5)
+    async with Shaper(config) as shaper:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small receive window fills fast
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", shaper.port))
+        _, meter = await loop.create_connection(_Meter, sock=sock)
+        assert meter.transport is not None
+        meter.transport.pause_reading()
+        await asyncio.sleep(1.5)
+        meter.transport.resume_reading()
+        await asyncio.sleep(1.0)
+        stats = shaper.stats().links[0]
+        meter.transport.abort()
+    delivered = np.asarray(stats.delivered_bytes[:5], dtype=float)
+    capacity = np.asarray(stats.capacity_bytes[:5])
+    # Stalled: the link delivered far less than its capacity; afterwards no catch-up burst.
+    assert delivered[1:3].sum() < 0.5 * capacity[1:3].sum()
+    assert np.all(delivered[3:5] <= capacity[3:5] * 1.10)
+    assert delivered[4] >= capacity[4] * 0.9
+
+
+# -- latency -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def http_port() -> AsyncIterator[int]:
+    async def small(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok")
+
+    app = web.Application()
+    app.router.add_get("/small", small)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert runner.addresses
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+
+
+async def _ttfb_s(port: int) -> float:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    start = loop.time()
+    writer.write(b"GET /small HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+    first = await reader.read(1)
+    ttfb = loop.time() - start
+    assert first == b"H"
+    body = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert body.endswith(b"ok")
+    return ttfb
+
+
+@pytest.mark.parametrize("split", ["request", "symmetric"])
+async def test_rtt_delays_the_first_byte_of_a_small_request(http_port: int, split: str) -> None:
+    config = _config(http_port, step_trace([10], 10.0), rtt_ms=150, delay_split=split)
+    async with Shaper(config) as shaper:
+        assert await _ttfb_s(shaper.port) >= 0.150
+
+
+async def test_speed_divides_the_rtt(http_port: int) -> None:
+    config = _config(http_port, step_trace([10], 10.0), rtt_ms=400, speed=4)
+    async with Shaper(config) as shaper:
+        ttfb = await _ttfb_s(shaper.port)
+    assert 0.100 <= ttfb < 0.400
+
+
+async def test_trace_latency_replaces_the_base_rtt(http_port: int) -> None:
+    trace = Trace(name="sabre", durations_s=np.array([10.0]), bandwidth_bps=np.array([10e6]), latency_s=np.array([0.2]))
+    config = _config(http_port, trace, rtt_ms=0)
+    async with Shaper(config) as shaper:
+        assert await _ttfb_s(shaper.port) >= 0.200
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+async def test_scheduled_outage_delivers_nothing_then_resumes(source_port: int) -> None:
+    trace = step_trace([8], step_s=10.0)
+    outage = FaultWindow(start_s=0.5, duration_s=1.0)
+    config = _config(source_port, trace, rtt_ms=0, faults=(outage,))
+    async with Shaper(config) as shaper:
+        origin, [meter] = await _measure(shaper, duration_s=2.5)
+    got = meter.bins(origin, 0.25, 10)
+    per_bin = 8e6 / 8 * 0.25
+    np.testing.assert_allclose(got[:2], per_bin, rtol=0.10)
+    assert got[3:6].sum() == 0  # 0.75 s .. 1.5 s: inside the window (the first bin may hold the last tick)
+    np.testing.assert_allclose(got[7:10], per_bin, rtol=0.10)
+
+
+async def test_loss_burst_blocks_until_the_recovery_timeout(source_port: int) -> None:
+    trace = step_trace([8], step_s=10.0)
+    burst = parse_fault("0.5:0.5:0.5", "loss_burst")
+    config = _config(source_port, trace, rtt_ms=0, faults=(burst,))
+    async with Shaper(config) as shaper:
+        origin, [meter] = await _measure(shaper, duration_s=2.0)
+    got = meter.bins(origin, 0.25, 8)
+    assert got[3:6].sum() == 0  # burst 0.5-1.0 s plus recovery to 1.5 s
+    np.testing.assert_allclose(got[6:8], 8e6 / 8 * 0.25, rtol=0.10)
+
+
+async def test_runtime_outage_stops_delivery_for_its_duration(source_port: int) -> None:
+    trace = step_trace([8], step_s=10.0)
+    config = _config(source_port, trace, rtt_ms=0, speed=2)
+    async with Shaper(config) as shaper:
+        meter = await _meter(shaper)
+        await asyncio.sleep(0.5)
+        start = asyncio.get_running_loop().time()
+        shaper.outage(2.0)  # trace seconds: 1 s of wall time at speed 2
+        await asyncio.sleep(1.5)
+        assert meter.transport is not None
+        meter.transport.abort()
+    got = meter.bins(start, 0.25, 6)
+    per_bin = 16e6 / 8 * 0.25
+    assert got[0] <= per_bin * 0.1  # at most the tick that was already due
+    assert got[1:4].sum() == 0
+    np.testing.assert_allclose(got[4:6], per_bin, rtol=0.10)
+
+
+def test_faulted_link_loses_the_capacity_of_its_windows() -> None:
+    link = LinkModel(step_trace([8], step_s=100.0))
+    faulted = FaultedLink(link, [FaultWindow(start_s=1, duration_s=2), FaultWindow(start_s=2, duration_s=2, kind="loss_burst", recovery_s=1)])
+    rate = 1e6
+    assert faulted.bytes_until(1.0) == pytest.approx(rate)
+    assert faulted.bytes_until(4.9) == pytest.approx(rate)  # blocked 1 s .. 5 s (merged windows)
+    assert faulted.bytes_until(6.0) == pytest.approx(2 * rate)
+    assert faulted.blocked_at(3.0) and not faulted.blocked_at(5.0)
+    for total in (0.5 * rate, rate, 1.5 * rate, 7 * rate):
+        assert faulted.bytes_until(faulted.time_for_bytes(total)) == pytest.approx(total)
+    assert faulted.time_for_bytes(1.5 * rate) == pytest.approx(5.5)
+    assert faulted.download_time(0.0, 2 * rate) == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "message"),
+    [
+        ("3", "outage", "expected START_S:DURATION_S"),
+        ("3:x", "outage", "numbers"),
+        ("3:1:0.2", "outage", "expected START_S:DURATION_S"),
+        ("3:0", "outage", "duration"),
+        ("-1:2", "loss_burst", "start"),
+        ("1:2:-1", "loss_burst", "recovery"),
+    ],
+)
+def test_bad_fault_specs_are_rejected(spec: str, kind: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_fault(spec, kind)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rtt_ms", -1.0), ("speed", 0.0), ("start_offset_s", -2.0), ("quantum_ms", 0.1), ("listen_port", 70000), ("buffer_bytes", 10)],
+)
+def test_config_rejects_bad_values(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        _config(80, step_trace([1], 1.0), **{field: value})
+
+
+# -- connection handling -----------------------------------------------------------------------
+
+
+class _EchoAfterEof(asyncio.Protocol):
+    """Upstream that replies only once the client half-closed, then closes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.received = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def eof_received(self) -> bool:
+        self.transport.write(b"got:" + bytes(self.received) + b"x" * 100_000)
+        self.transport.close()
+        return True
+
+
+async def test_half_close_reaches_the_upstream_and_its_close_reaches_the_client() -> None:
+    async with _serving(_EchoAfterEof) as port, Shaper(_config(port, step_trace([20], 10.0), rtt_ms=20)) as shaper:
+        reader, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
+        writer.write(b"hello")
+        writer.write_eof()
+        reply = await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)
+        assert shaper.stats().connections_open == 0
+    assert reply == b"got:hello" + b"x" * 100_000
+
+
+async def test_client_abort_closes_the_upstream_without_errors(source_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    config = _config(source_port, step_trace([8], 10.0), rtt_ms=0)
+    with caplog.at_level(logging.DEBUG):
+        async with Shaper(config) as shaper:
+            meter = await _meter(shaper)
+            await asyncio.sleep(0.2)
+            assert meter.transport is not None
+            meter.transport.abort()
+            await asyncio.sleep(0.1)
+            stats = shaper.stats()
+    assert stats.connections_accepted == 1 and stats.connections_open == 0
+    assert stats.down_bytes > 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class _ResetAfterData(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"y" * 50_000)
+        asyncio.get_running_loop().call_later(0.05, transport.abort)
+
+
+async def test_upstream_reset_delivers_queued_bytes_then_ends_the_client() -> None:
+    async with _serving(_ResetAfterData) as port, Shaper(_config(port, step_trace([2], 10.0), rtt_ms=0)) as shaper:
+        meter = await _meter(shaper)
+        await asyncio.wait_for(meter.closed, timeout=5)  # 50 kB at 2 Mbit/s: 0.2 s
+        assert shaper.stats().connections_open == 0
+    assert meter.total_bytes == 50_000
+
+
+async def test_unreachable_upstream_closes_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    config = _config(dead_port, step_trace([8], 10.0))
+    async with Shaper(config) as shaper:
+        reader, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+async def _shape_command(trace: Path, upstream_port: int) -> asyncio.subprocess.Process:
+    """`abrkit shape` in a subprocess, listening on any free port."""
+    return await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "player", "shape", "--trace", str(trace), "--listen", "127.0.0.1:0"],
+        *["--upstream", f"127.0.0.1:{upstream_port}"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def test_cli_bad_trace_is_one_error_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad_trace"
+    bad.write_text("0 1.0\n1 fast\n")
+    proc = await _shape_command(bad, 9)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert len(lines) == 1 and f"{bad}:2" in lines[0], lines
+
+
+async def test_cli_relays_shaped_traffic_and_stops_on_sigint(tmp_path: Path, http_port: int) -> None:
+    trace = tmp_path / "flat.json"
+    trace.write_text('[{"duration_ms": 1000, "bandwidth_kbps": 20000, "latency_ms": 50}]')
+    proc = await _shape_command(trace, http_port)
+    try:
+        assert proc.stdout is not None
+        ready = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+        assert "listening on 127.0.0.1:" in ready
+        port = int(ready.split("listening on 127.0.0.1:")[1].split()[0])
+        assert await _ttfb_s(port) >= 0.050
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert "Traceback" not in err.decode()
+    assert "stopped after 1 connections" in err.decode()
