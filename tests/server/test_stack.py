@@ -18,13 +18,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import ENCRYPTED_TITLE, PackagedTitles
 from player.cli import main as abrkit
 from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, read_users, save_stack_config
 from server.stack import start_stack
 from stack_helpers import PASSWORD, write_users
 
 HEARTBEAT_S = 0.25
+ENCRYPTED_TITLE = "clipenc"  # the encrypted title of the `packaged` fixture (tests/server/conftest.py)
 
 
 def b64(data: bytes) -> str:
@@ -32,7 +32,8 @@ def b64(data: bytes) -> str:
 
 
 @pytest.fixture
-def stack_config(tmp_path: Path, packaged: PackagedTitles) -> StackConfig:
+def stack_config(tmp_path: Path, packaged) -> StackConfig:  # type: ignore[no-untyped-def]
+    assert packaged.encrypted.title_dir.name == ENCRYPTED_TITLE
     config = StackConfig(config_path=tmp_path / "state" / "stack.json", content_root=packaged.content_root, port=0,
                          heartbeat_s=HEARTBEAT_S, access_log=False, shutdown_timeout_s=2.0,
                          rate_limit=RateLimitPolicy(rate_per_s=100, burst=100))
@@ -48,7 +49,7 @@ async def login(session: aiohttp.ClientSession, gateway_url: str, username: str 
 
 
 async def test_embedded_stack_token_playback_manifest_license_segment(stack_config: StackConfig,
-                                                                      packaged: PackagedTitles) -> None:
+                                                                      packaged) -> None:
     keys = json.loads((packaged.content_root / ENCRYPTED_TITLE / "keys.json").read_text())["keys"]
     async with start_stack(stack_config) as stack, aiohttp.ClientSession() as session:
         assert len(stack.edge_urls) == 2
@@ -135,7 +136,7 @@ async def test_processes_mode_killed_edge_leaves_the_ranking_within_two_heartbea
     assert not any(stack.alive(name) for name in stack.service_names)
 
 
-def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, packaged: PackagedTitles) -> None:
+def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, packaged) -> None:
     config_path = tmp_path / "serve" / "stack.json"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "player.cli", "serve", "--content", str(packaged.content_root),
