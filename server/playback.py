@@ -1,6 +1,7 @@
 """The playback API (the steering role): which edges should serve this session, with signed URLs.
 
-Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`); one silent for
+Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`, with the bearer
+`server.edge.internal_token(url_signing_key)`); one silent for
 `missed_heartbeats` intervals leaves the ranking. A title's edges are ranked by cost: rendezvous
 (highest-random-weight) hashing of the title over edge ids gives cache affinity that moves only
 1/N of titles when an edge comes or goes (Thaler & Ravishankar 1998), traded off against reported
@@ -10,17 +11,19 @@ load and whether the edge says it holds the title already.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from server import urlsign
 from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
 from server.config import TITLE_RE, PlaybackConfig, SteeringWeights
+from server.edge import internal_token
 from server.httpapi import BadRequest, json_error, read_json_body
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler
 
@@ -127,6 +130,7 @@ class _Runtime:
     registry: EdgeRegistry
     monotonic: Clock
     wall: Clock
+    edge_secret: bytes = field(repr=False)
 
 
 _RUNTIME = web.AppKey("abrkit_playback", _Runtime)
@@ -166,6 +170,10 @@ async def _start_playback(request: web.Request) -> web.Response:
 
 async def _heartbeat(request: web.Request) -> web.Response:
     rt = request.app[_RUNTIME]
+    # Only holders of the stack's URL key may steer clients: edges send a bearer derived from it.
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+    if not hmac.compare_digest(presented, rt.edge_secret):
+        return json_error(401, "heartbeat needs the edges' internal bearer token")
     try:
         status = parse_heartbeat(await read_json_body(request, max_bytes=256 * 1024), now=rt.monotonic())
         rt.registry.heartbeat(status)
@@ -189,7 +197,8 @@ def create_app(config: PlaybackConfig, *, tokens: TokenService | None = None, mo
                wall: Clock = time.time) -> web.Application:
     app = web.Application(middlewares=common_middlewares(config.allowed_origins), client_max_size=256 * 1024)
     registry = EdgeRegistry(stale_after_s=config.heartbeat_s * config.missed_heartbeats, max_edges=config.max_edges)
-    app[_RUNTIME] = _Runtime(config=config, registry=registry, monotonic=monotonic, wall=wall)
+    app[_RUNTIME] = _Runtime(config=config, registry=registry, monotonic=monotonic, wall=wall,
+                             edge_secret=internal_token(config.url_signing_key).encode())
     app[TOKENS] = tokens or TokenService(config.tokens)
     app[METRICS] = Metrics()
     app.router.add_post("/playback/{title}", _start_playback)

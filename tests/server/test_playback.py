@@ -12,11 +12,13 @@ from yarl import URL
 from server import playback, urlsign
 from server.auth import TokenService
 from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
+from server.edge import internal_token
 from server.playback import EdgeStatus, rank_edges, rendezvous_weight
 from stack_helpers import fake_title, token_policy
 
 URL_KEY = b"u" * 32
 LICENSE_URL = "http://127.0.0.1:8000/license"
+EDGE_AUTH = {"Authorization": f"Bearer {internal_token(URL_KEY)}"}
 
 
 class FakeClock:
@@ -52,7 +54,7 @@ def bearer(policy: TokenPolicy, titles: tuple[str, ...] = ("demo",)) -> dict[str
 
 async def beat(client: TestClient, edge_id: str, port: int, *, healthy: bool = True, load: float = 0.0,
                cached: tuple[str, ...] = ()) -> None:
-    resp = await client.post("/internal/edges/heartbeat", json={
+    resp = await client.post("/internal/edges/heartbeat", headers=EDGE_AUTH, json={
         "edge_id": edge_id, "url": f"http://127.0.0.1:{port}", "healthy": healthy, "load": load,
         "cached_titles": list(cached)})
     assert resp.status == 200, await resp.text()
@@ -127,8 +129,18 @@ async def test_bad_token_is_401(client: TestClient, headers: dict[str, str]) -> 
     {"edge_id": "e", "url": "http://x:1/path", "healthy": True},
     {"edge_id": "e", "url": "http://x:1", "healthy": True, "cached_titles": "demo"}])
 async def test_malformed_heartbeats_are_400(client: TestClient, body: object) -> None:
-    resp = await client.post("/internal/edges/heartbeat", json=body)
+    resp = await client.post("/internal/edges/heartbeat", json=body, headers=EDGE_AUTH)
     assert resp.status == 400
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer forged"},
+                                     {"Authorization": f"Bearer {internal_token(b'x' * 32)}"}])
+async def test_heartbeats_without_the_edge_secret_are_401_and_not_ranked(client: TestClient, policy: TokenPolicy,
+                                                                        headers: dict[str, str]) -> None:
+    resp = await client.post("/internal/edges/heartbeat", headers=headers,
+                             json={"edge_id": "rogue", "url": "http://evil.example:80", "healthy": True})
+    assert resp.status == 401
+    assert (await client.post("/playback/demo", headers=bearer(policy))).status == 503
 
 
 def _edge(edge_id: str, load: float = 0.0, cached: tuple[str, ...] = ()) -> EdgeStatus:
