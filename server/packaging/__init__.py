@@ -1,0 +1,1 @@
+"""Building blocks of `server.packager`: sources, encoding, fMP4 boxes, MPD, quality, demo clip."""
