@@ -59,6 +59,9 @@ def main() -> int:
     for audio in segments.audio:
         print(f"{audio.id:>6} {audio.bitrate_bps / 1e3:>7.0f}k {(audio.measured_bitrate_bps or 0) / 1e3:>8.0f}k")
     print(f"wall {wall:.1f} s  x-realtime {segments.duration_s / wall:.2f}  CPU {cpu:.1f} s  CPU/wall {cpu / wall:.2f}")
+    cores = os.cpu_count() or 1
+    if cores >= 2 and cpu / wall < 0.75 * min(cores, 2):
+        print(f"note: CPU/wall {cpu / wall:.2f} is well below {min(cores, 2)}; is the machine busy with other work?")
     return 0
 
 

@@ -621,3 +621,28 @@ def test_variable_frame_rate_input_is_put_on_a_constant_grid(tmp_path: Path) -> 
     assert [c.index for c in chunks] == list(range(10))
     assert chunks[4].frame is chunks[3].frame and chunks[5].frame is chunks[3].frame  # gap filled by repeats
     assert chunks[6].frame is not chunks[3].frame
+
+
+def test_audio_starting_late_is_placed_after_leading_silence(tmp_path: Path) -> None:
+    class LateAudio(DemoSource):
+        """The demo clip whose audio begins 0.5 s after its first video frame."""
+
+        def media(self) -> Iterator[VideoChunk | AudioChunk]:
+            for chunk in super().media():
+                if isinstance(chunk, AudioChunk):
+                    if chunk.time_s < 1.5:
+                        yield AudioChunk(chunk.frame, chunk.time_s + 0.5)
+                else:
+                    yield chunk
+
+    source = LateAudio(DemoClipConfig(duration_s=2.0, width=384, height=216))
+    result = package_source(source, tmp_path / "late", PackageConfig(preset="ultrafast", segment_s=1.0), title="late")
+    count = result.segments.segment_count
+    data = rendition_bytes(result.title_dir, "audio", "a128k", count)
+    with av.open(io.BytesIO(data), "r", format="mp4") as container:
+        pcm = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    pcm = pcm[:, 1024:]  # drop the encoder delay (the MPD's presentationTimeOffset)
+    assert abs(pcm.shape[1] - 2 * 48_000) <= 1024  # cut or padded to the video's length
+    lead = float(np.abs(pcm[:, : 23_000]).max())
+    body = float(np.abs(pcm[:, 25_000:70_000]).max())
+    assert lead < 0.01 < body  # silence, then the tone that was sent 0.5 s late
