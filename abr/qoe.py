@@ -52,18 +52,26 @@ class QoeModel:
 
     def segment_values(self, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
                        ladder_bps: Sequence[float] | np.ndarray) -> np.ndarray:
-        """Per-segment QoE contributions (segment 0 compares with itself, so no switch term)."""
+        """Per-segment QoE contributions (segment 0 compares with itself, so no switch term).
+
+        Works along axis 0, so (segments, sessions) arrays score many sessions at once.
+        """
         rates = np.asarray(bitrates_bps, dtype=np.float64)
         ladder = np.asarray(ladder_bps, dtype=np.float64)
         utility = self.utility(rates, ladder)
-        previous = np.r_[utility[:1], utility[:-1]]
+        previous = np.concatenate((utility[:1], utility[:-1]), axis=0)
         return utility - self.rebuffer_penalty * np.asarray(rebuffer_s, dtype=np.float64) \
             - self.switch_penalty * np.abs(utility - previous)
 
     def score(self, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
               ladder_bps: Sequence[float] | np.ndarray) -> float:
         """Session QoE: the sum of segment values from `first_counted_segment` on."""
-        return float(self.segment_values(bitrates_bps, rebuffer_s, ladder_bps)[self.first_counted_segment:].sum())
+        return float(self.scores(bitrates_bps, rebuffer_s, ladder_bps))
+
+    def scores(self, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
+               ladder_bps: Sequence[float] | np.ndarray) -> np.ndarray:
+        """`score` of each column of (segments, sessions) arrays."""
+        return self.segment_values(bitrates_bps, rebuffer_s, ladder_bps)[self.first_counted_segment:].sum(axis=0)
 
 
 QOE_MODELS: dict[str, QoeModel] = {
@@ -111,20 +119,41 @@ def session_metrics(*, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: S
     """Metrics of one session from its per-segment bitrates and stall times."""
     rates = np.asarray(bitrates_bps, dtype=np.float64)
     stalls = np.asarray(rebuffer_s, dtype=np.float64)
-    if rates.shape != stalls.shape:
+    if rates.shape != stalls.shape or rates.ndim != 1:
         raise ValueError("one rebuffer time per segment is needed")
-    steps = np.abs(np.diff(rates))
-    switched = steps[steps > 0]
-    total_stall = float(stalls.sum())
-    played_s = rates.size * segment_duration_s
-    return SessionMetrics(
-        segments=int(rates.size),
-        startup_s=startup_s,
-        rebuffer_s=total_stall,
-        rebuffer_count=int(np.count_nonzero(stalls > 0)) if rebuffer_count is None else rebuffer_count,
-        rebuffer_ratio=total_stall / (total_stall + played_s) if played_s + total_stall > 0 else 0.0,
-        avg_bitrate_bps=float(rates.mean()) if rates.size else 0.0,
-        switches=int(switched.size),
-        avg_switch_bps=float(switched.mean()) if switched.size else 0.0,
-        qoe={m.name: m.score(rates, stalls, ladder_bps) for m in models},
-    )
+    counts = None if rebuffer_count is None else np.array([rebuffer_count])
+    return session_metrics_batch(bitrates_bps=rates[:, None], rebuffer_s=stalls[:, None], ladder_bps=ladder_bps,
+                                 segment_duration_s=segment_duration_s, startup_s=np.array([startup_s]),
+                                 rebuffer_count=counts, models=models)[0]
+
+
+def session_metrics_batch(*, bitrates_bps: np.ndarray, rebuffer_s: np.ndarray, ladder_bps: Sequence[float] | np.ndarray,
+                          segment_duration_s: float, startup_s: np.ndarray, rebuffer_count: np.ndarray | None = None,
+                          models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionMetrics]:
+    """Metrics of many sessions at once from (segments, sessions) arrays."""
+    rates = np.asarray(bitrates_bps, dtype=np.float64)
+    stalls = np.asarray(rebuffer_s, dtype=np.float64)
+    if rates.shape != stalls.shape or rates.ndim != 2:
+        raise ValueError("bitrates and rebuffer times must be (segments, sessions) arrays of one shape")
+    segments, sessions = rates.shape
+    steps = np.abs(np.diff(rates, axis=0))
+    switches = np.count_nonzero(steps > 0, axis=0)
+    switch_sum = steps.sum(axis=0)
+    total_stall = stalls.sum(axis=0)
+    played_s = segments * segment_duration_s
+    ratio = np.divide(total_stall, total_stall + played_s, out=np.zeros(sessions), where=(total_stall + played_s) > 0)
+    mean_rate = rates.mean(axis=0) if segments else np.zeros(sessions)
+    counts = np.count_nonzero(stalls > 0, axis=0) if rebuffer_count is None else np.asarray(rebuffer_count)
+    qoe = {m.name: m.scores(rates, stalls, ladder_bps).tolist() for m in models}
+    avg_switch = np.divide(switch_sum, switches, out=np.zeros(sessions), where=switches > 0)
+    startup = np.asarray(startup_s, dtype=np.float64).tolist()
+    stall_list, ratio_list, mean_list = total_stall.tolist(), ratio.tolist(), mean_rate.tolist()
+    switch_list, avg_switch_list, count_list = switches.tolist(), avg_switch.tolist(), counts.tolist()
+    return [
+        SessionMetrics(
+            segments=segments, startup_s=startup[j], rebuffer_s=stall_list[j], rebuffer_count=int(count_list[j]),
+            rebuffer_ratio=ratio_list[j], avg_bitrate_bps=mean_list[j], switches=int(switch_list[j]),
+            avg_switch_bps=avg_switch_list[j], qoe={name: values[j] for name, values in qoe.items()},
+        )
+        for j in range(sessions)
+    ]

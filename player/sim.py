@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics
+from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics_batch
 from abr.registry import make, parse_spec
 from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.link import LinkBatch, LinkModel
@@ -106,19 +106,26 @@ class SessionResult:
         return self.metrics.qoe["lin"]
 
 
-def _result(abr: str, trace: Trace, video: Video, qualities: np.ndarray, rebuffer: np.ndarray, buffer: np.ndarray,
-            download: np.ndarray, request: np.ndarray, startup_s: float, stall_count: int | None,
-            models: Sequence[QoeModel], reasons: tuple[str, ...] = (), events: tuple[SessionEvent, ...] = (),
-            offset_s: float = 0.0) -> SessionResult:
+def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndarray, rebuffer: np.ndarray,
+             buffer: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
+             stall_count: np.ndarray | None, models: Sequence[QoeModel], offsets_s: Sequence[float],
+             reasons: Sequence[tuple[str, ...]] = (), events: Sequence[tuple[SessionEvent, ...]] = (),
+             ) -> list[SessionResult]:
+    """Results of sessions given (segments, sessions) arrays; metrics are computed in one pass."""
     ladder = np.asarray(video.ladder.bitrates_bps)
     bitrates = ladder[qualities]
-    sizes = video.sizes_bytes[np.arange(qualities.size), qualities]
-    metrics = session_metrics(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
-                              segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
-                              rebuffer_count=stall_count, models=models)
-    return SessionResult(abr=abr, trace=trace.name, qualities=qualities, bitrates_bps=bitrates, rebuffer_s=rebuffer,
-                         buffer_s=buffer, download_s=download, size_bytes=sizes, request_time_s=request,
-                         metrics=metrics, reasons=reasons, events=events, trace_offset_s=offset_s)
+    sizes = video.sizes_bytes[np.arange(qualities.shape[0])[:, None], qualities]
+    metrics = session_metrics_batch(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
+                                    segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
+                                    rebuffer_count=stall_count, models=models)
+    return [
+        SessionResult(abr=abr, trace=traces[j].name, qualities=qualities[:, j], bitrates_bps=bitrates[:, j],
+                      rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], download_s=download[:, j],
+                      size_bytes=sizes[:, j], request_time_s=request[:, j], metrics=metrics[j],
+                      reasons=reasons[j] if reasons else (), events=events[j] if events else (),
+                      trace_offset_s=float(offsets_s[j]))
+        for j in range(len(traces))
+    ]
 
 
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
@@ -152,16 +159,58 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
             elapsed = finish - trace_time + latency
             trace_time = finish
         records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
-    return _result(
-        abr_spec, trace, video,
-        qualities=np.fromiter((r.quality for r in records), dtype=np.int64, count=len(records)),
-        rebuffer=np.fromiter((r.rebuffer_s for r in records), dtype=np.float64, count=len(records)),
-        buffer=np.fromiter((r.buffer_after_s for r in records), dtype=np.float64, count=len(records)),
-        download=np.fromiter((r.download_s for r in records), dtype=np.float64, count=len(records)),
-        request=np.fromiter((r.request_time_s for r in records), dtype=np.float64, count=len(records)),
-        startup_s=session.startup_s or 0.0, stall_count=session.stall_count, models=models,
-        reasons=tuple(r.reason for r in records), events=tuple(session.events), offset_s=offset_s,
+    def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
+        return np.asarray(values, dtype=dtype)[:, None]
+
+    (result,) = _results(
+        abr_spec, [trace], video,
+        qualities=column([r.quality for r in records], np.int64),
+        rebuffer=column([r.rebuffer_s for r in records]),
+        buffer=column([r.buffer_after_s for r in records]),
+        download=column([r.download_s for r in records]),
+        request=column([r.request_time_s for r in records]),
+        startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
+        offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
     )
+    return result
+
+
+def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig) -> np.ndarray:
+    """How long each session waits before its next request because its buffer is over the cap."""
+    over = buffer_s - cfg.buffer_cap_s
+    if cfg.sleep_quantum_s > 0:
+        return np.where(over > 0, np.ceil(over / cfg.sleep_quantum_s) * cfg.sleep_quantum_s, 0.0)
+    return np.maximum(over, 0.0)
+
+
+class LatencyLookup:
+    """Per-request latency for a batch: the trace's own (Sabre) where it has one, else the profile RTT."""
+
+    def __init__(self, traces: Sequence[Trace], prof: SimProfile) -> None:
+        self._traces = traces
+        self._with_latency = [j for j, t in enumerate(traces) if t.latency_s is not None]
+        self._base = np.full(len(traces), prof.rtt_s)
+
+    def at(self, trace_time: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        if not self._with_latency:
+            return self._base if which is None else self._base[which]
+        j = np.arange(len(self._traces)) if which is None else which
+        out = self._base[j].copy()
+        for k, (tj, x) in enumerate(zip(j, trace_time)):
+            trace = self._traces[int(tj)]
+            if trace.latency_s is not None:
+                out[k] = trace.latency_at(float(x))
+        return out
+
+
+def download_step(links: LinkBatch, latency: LatencyLookup, prof: SimProfile, trace_time: np.ndarray,
+                  size_bytes: np.ndarray, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(trace time when the download ends, session time it took) for requests made at `trace_time`."""
+    if prof.latency_on_trace_clock:
+        finish = links.finish_time(trace_time + latency.at(trace_time, which), size_bytes, which)
+        return finish, finish - trace_time
+    finish = links.finish_time(trace_time, size_bytes, which)
+    return finish, finish - trace_time + prof.rtt_s
 
 
 def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
@@ -199,18 +248,13 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     request = np.zeros((n, b))
     startup = np.zeros(b)
     stall_count = np.zeros(b, dtype=np.int64)
-    latency = np.full(b, prof.rtt_s)
-    has_latency = all(t.latency_s is not None for t in traces) and prof.latency_on_trace_clock
+    latency = LatencyLookup(traces, prof)
     ladder_sizes = video.sizes_bytes
-    cap = cfg.buffer_cap_s
-    quantum = cfg.sleep_quantum_s
     for i in range(n):
-        over = buffer - cap
-        if np.any(over > 0):
-            sleep = np.where(over > 0, np.ceil(over / quantum) * quantum if quantum > 0 else over, 0.0)
-            buffer -= sleep
-            clock += sleep
-            trace_time += sleep
+        sleep = cap_sleep_s(buffer, cfg)
+        buffer -= sleep
+        clock += sleep
+        trace_time += sleep
         if i == 0 and cfg.initial_quality is not None:
             q = np.full(b, min(cfg.initial_quality, video.ladder.top), dtype=np.int64)
         else:
@@ -219,19 +263,12 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
                 time_s=clock, buffer_s=buffer, segment_index=i, segment_count=n, ladder=video.ladder,
                 last_quality=last_quality, download_bytes=hist_bytes[:, history - h:],
                 download_s=hist_s[:, history - h:], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
-                buffer_cap_s=cap,
+                buffer_cap_s=cfg.buffer_cap_s,
             )
             q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
         size = ladder_sizes[i, q].astype(np.float64)
         request[i] = clock
-        if prof.latency_on_trace_clock:
-            if has_latency:
-                latency = np.array([t.latency_at(x) for t, x in zip(traces, trace_time)])
-            finish = links.finish_time(trace_time + latency, size)
-            elapsed = finish - trace_time
-        else:
-            finish = links.finish_time(trace_time, size)
-            elapsed = finish - trace_time + prof.rtt_s
+        finish, elapsed = download_step(links, latency, prof, trace_time, size)
         trace_time = finish
         clock = clock + elapsed
         if i == 0:
@@ -250,11 +287,8 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         hist_s = np.roll(hist_s, -1, axis=1)
         hist_bytes[:, -1] = size
         hist_s[:, -1] = elapsed
-    return [
-        _result(abr_spec, traces[j], video, qualities[:, j], rebuffer[:, j], buffer_after[:, j], download[:, j],
-                request[:, j], float(startup[j]), int(stall_count[j]), models, offset_s=float(start_offsets[j]))
-        for j in range(b)
-    ]
+    return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, download, request, startup,
+                    stall_count, models, start_offsets)
 
 
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
