@@ -267,6 +267,7 @@ async def concurrency(traces: list[Trace], steps: list[int], duration_s: float, 
     print(f"   traces: {len(traces)} Pensieve test traces, 1x, staggered offsets; quantum {quantum_ms:g} ms")
     print(f"{'sessions':>8} {'Mbit/s':>8} {'deliv/cap':>9} {'bins<=10%':>9} {'shaper CPU':>10} {'CPU s/Mbit':>10} {'lag p99':>8} {'load CPU':>8}")
     best = 0
+    estimate = ""
     for sessions in steps:
         r = await concurrency_step(parent, port, traces, sessions, duration_s, quantum_ms)
         ok = r.within_fraction >= 0.95 and r.delivered_ratio >= 0.97
@@ -277,10 +278,12 @@ async def concurrency(traces: list[Trace], steps: list[int], duration_s: float, 
         if not ok:
             break
         best = sessions
+        per_session = r.cpu_fraction / r.sessions
+        estimate = f"; CPU-bound estimate for one core: {1 / per_session:.0f} sessions ({r.offered_mbps / r.sessions:.2f} Mbit/s each)"
     parent.send(None)
     process.join(timeout=10)
     print(f"max sessions keeping up (>= 95% of 1 s bins within 10%, >= 97% of capacity delivered): {best}"
-          + (" (not reached: raise --sessions)" if best == steps[-1] else ""))
+          + (" (not reached: raise --sessions)" if best == steps[-1] else "") + estimate)
 
 
 def main() -> int:

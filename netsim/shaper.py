@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.link import LinkModel
 from netsim.trace import Trace
@@ -31,6 +33,7 @@ _SEGMENT_BYTES = 1448
 # An unshaped direction may hold this much in its delay line before the sender is paused.
 _DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
 _MIN_SLEEP_S = 0.001
+_STALL_COVER_S = 0.2  # wall seconds
 # Kernel send buffer towards the client (Linux doubles it). Autotuning would let a client that stops
 # reading soak up megabytes the link model never delivered, then get them as one burst.
 _CLIENT_SNDBUF_BYTES = 64 * 1024
@@ -120,6 +123,21 @@ class ShaperStats:
     links: tuple[LinkStats, ...]  # downstream links: one if shared, else one per connection so far
 
 
+def _peak_bytes(trace: Trace, window_s: float) -> float:
+    """The most bytes `trace` offers in any window of `window_s` (the largest burst one tick releases)."""
+    rate = trace.bandwidth_bps / 8.0
+    ends = np.cumsum(trace.durations_s)
+    cum = np.cumsum(trace.durations_s * rate)
+    period_s, period_bytes = float(ends[-1]), float(cum[-1])
+    if window_s >= period_s:
+        return period_bytes * math.ceil(window_s / period_s)
+    # Two passes so windows may wrap; the maximum starts or ends on an interval edge.
+    times = np.concatenate(([0.0], ends, period_s + ends))
+    total = np.concatenate(([0.0], cum, period_bytes + cum))
+    starts = np.concatenate((times[: ends.size], np.maximum(ends - window_s, 0.0)))
+    return float(np.max(np.interp(starts + window_s, times, total) - np.interp(starts, times, total)))
+
+
 class _RateChanges:
     """Times (looped) at which a trace interval of at least `min_interval_s` starts or ends.
 
@@ -157,7 +175,7 @@ class _Link:
 
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
-        "_in_tick", "_bin_s", "bins", "_changes",
+        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes",
     )
 
     def __init__(
@@ -168,10 +186,13 @@ class _Link:
         *,
         quantum_s: float,
         bin_s: float,
+        owed_limit_bytes: int,
     ) -> None:
         self._loop = loop
         self.model = model
         self._changes = changes
+        self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
+        self._owed_limit_bytes = owed_limit_bytes
         self.origin = loop.time()
         self.cursor = 0.0
         self.pipes: list[_Pipe] = []
@@ -210,8 +231,13 @@ class _Link:
         if self._timer is not None or self._in_tick:
             return
         now = self.clock()
-        self.cursor = max(self.cursor, self.model.bytes_until(now))
+        self._catch_up(self.model.bytes_until(now))
         self._schedule(now)
+
+    def _catch_up(self, available: float) -> None:
+        """Drop the capacity of an idle spell; what a throttled sender was owed (one buffer) stays."""
+        self.cursor = max(self.cursor, available - (self._owed_limit_bytes if self._owed else 0))
+        self._owed = False
 
     def _schedule(self, now: float) -> None:
         pending = sum(len(p.buf) for p in self.pipes if not p.sink_paused)
@@ -220,7 +246,9 @@ class _Link:
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
         at = max(due, self._last_tick + self._quantum_s, now + _MIN_SLEEP_S)
-        edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now))
+        # Also wake on stats bin edges: bytes due in a bin leave in it, even from a burst at its end.
+        next_bin = (math.floor(now / self._bin_s) + 1) * self._bin_s
+        edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now), next_bin)
         if now + _MIN_SLEEP_S <= edge < at:
             at = edge
         self._timer = self._loop.call_at(self.origin + at, self._tick)
@@ -234,13 +262,19 @@ class _Link:
             ready = [p for p in self.pipes if p.buf and not p.sink_paused]
             budget = int(available - self.cursor)
             if ready and budget > 0:
+                # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
+                # (a late tick may owe more than one buffer); any other dry queue is idle.
+                throttled = any(p.source_paused for p in ready)
                 sent = self._share(ready, budget)
                 self._record(now, sent)
-                # A queue that ran dry leaves the rest of this interval unused: lost, not banked.
-                self.cursor = self.cursor + sent if any(p.buf for p in ready) else available
+                queued = any(p.buf for p in ready)
+                self.cursor += sent
+                if not queued and not throttled:
+                    self._catch_up(available)  # idle for the rest of the interval: lost, not banked
+                self._owed = throttled and not queued
                 self._last_tick = now
             elif not ready:
-                self.cursor = available
+                self._catch_up(available)
         finally:
             self._in_tick = False
         self._schedule(now)
@@ -435,7 +469,8 @@ class _Connection:
         self.upstream: asyncio.Transport | None = None
         self.down_link, self.up_link = shaper._links_for_connection()
         down_delay, up_delay = shaper._delays(self.down_link)
-        limit = shaper.config.buffer_bytes
+        limit = shaper._pipe_limit_bytes
+        client.set_write_buffer_limits(high=limit)
         self.down = _Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit)
         self.up = _Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit)
         self.down.sink = client
@@ -479,16 +514,20 @@ class _Connection:
         if self.down.done and (self.up.done or self.upstream is None):
             self.close()
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
+        """Close both sides: flushing what was written (a finished exchange) or at once (`abort`)."""
         if self._closed:
             return
         self._closed = True
         self.down.kill()
         self.up.kill()
-        if not self.client.is_closing():
-            self.client.close()
-        if self.upstream is not None and not self.upstream.is_closing():
-            self.upstream.close()
+        for transport in (self.client, self.upstream):
+            if transport is None or transport.is_closing():
+                continue
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._shaper._connection_closed(self)
@@ -573,6 +612,11 @@ class Shaper:
         )
         self._faults = tuple(f.scaled(speed) for f in config.faults)
         quantum_s = config.quantum_ms / 1000.0
+        # Read-ahead and the client's write buffer cover an event-loop stall of _STALL_COVER_S at the
+        # trace's peak, so neither a short queue nor our own burst pausing the writer loses capacity.
+        window_s = max(4 * quantum_s, _STALL_COVER_S)
+        peak = max(_peak_bytes(m.trace, window_s) for m in (self._down_model, self._up_model) if m is not None)
+        self._pipe_limit_bytes = max(config.buffer_bytes, int(peak))
         self._down_changes = _RateChanges(self._down_model.trace, quantum_s)
         self._up_changes = None if self._up_model is None else _RateChanges(self._up_model.trace, quantum_s)
         self._rtt_s = config.rtt_ms / 1000.0 / speed
@@ -609,7 +653,7 @@ class Shaper:
             return
         self._server.close()
         for conn in list(self._connections):
-            conn.close()
+            conn.close(abort=True)  # a client that stopped reading must not hold the stop up
         for link in self._live_links:
             link.close()
         await self._server.wait_closed()
@@ -663,6 +707,7 @@ class Shaper:
             changes,
             quantum_s=self.config.quantum_ms / 1000.0,
             bin_s=self.config.stats_bin_s,
+            owed_limit_bytes=self._pipe_limit_bytes,
         )
         for at, window in self._runtime_faults:
             # A fault triggered before this link started still blocks whatever is left of it.

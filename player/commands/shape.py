@@ -118,4 +118,6 @@ async def _serve(config: ShaperConfig) -> ShaperStats:
             flush=True,
         )
         await stop.wait()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)  # a second Ctrl-C interrupts the shutdown itself
         return shaper.stats()
