@@ -1,0 +1,81 @@
+"""`abrkit edge --origin URL ...`: run one edge cache on its own (see docs/EDGE.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from pathlib import Path
+
+from player.errors import CliError
+from server.edge import EdgeConfig, serve
+
+KEY_ENV = "ABRKIT_URL_SIGNING_KEY"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("edge", help="run one edge cache in front of an origin")
+    parser.add_argument("--origin", required=True, help="origin base URL (the only upstream), e.g. http://127.0.0.1:8100")
+    parser.add_argument("--edge-id", default="edge-1", help="name reported in heartbeats, logs and /healthz")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8200, help="port to bind; 0 picks a free one (default 8200)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the port (SO_REUSEPORT), each with its own cache")
+    parser.add_argument("--cache-mb", type=float, default=512.0, help="cache bound per worker, MiB of bodies")
+    parser.add_argument("--max-object-mb", type=float, default=64.0,
+                        help="objects bigger than this stream through uncached (MiB)")
+    parser.add_argument("--key-file", type=Path,
+                        help=f"URL-signing key: hex text or raw bytes (default: ${KEY_ENV} as hex)")
+    parser.add_argument("--no-signature", action="store_true",
+                        help="also serve unsigned /<title>/<file> paths (testing only)")
+    parser.add_argument("--license-url", help="license URL written into MPDs in place of the placeholder")
+    parser.add_argument("--steering-url", help="playback API base URL to send heartbeats to")
+    parser.add_argument("--public-url", help="URL reported in heartbeats (default http://host:port)")
+    parser.add_argument("--heartbeat-s", type=float, default=1.0, help="seconds between heartbeats")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="CORS: allowed browser origin (repeatable; '*' for any)")
+    parser.add_argument("--origin-timeout-s", type=float, default=10.0, help="origin fetch timeout")
+    parser.add_argument("--access-log", default="-", metavar="FILE",
+                        help="JSON access log file ('-' = stderr, 'off' = none; default '-')")
+    parser.set_defaults(func=run)
+
+
+def read_key(key_file: Path | None) -> bytes | None:
+    """The URL-signing key from a file (hex text or raw bytes) or the environment (hex)."""
+    if key_file is not None:
+        raw = key_file.read_bytes()
+        try:
+            return bytes.fromhex(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return raw
+    text = os.environ.get(KEY_ENV)
+    if text is None:
+        return None
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError:
+        raise CliError(f"${KEY_ENV} must be hex") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    key = read_key(args.key_file)
+    if key is None:
+        if not args.no_signature:
+            raise CliError(f"give the URL-signing key with --key-file or ${KEY_ENV} (or use --no-signature)")
+        key = secrets.token_bytes(32)  # nothing is signed with it; it only keys /internal/* tokens
+    config = EdgeConfig(
+        edge_id=args.edge_id, origin_url=args.origin, url_signing_key=key, host=args.host, port=args.port,
+        workers=args.workers, cache_bytes=int(args.cache_mb * 1024 * 1024),
+        max_object_bytes=int(args.max_object_mb * 1024 * 1024), require_signature=not args.no_signature,
+        license_url=args.license_url, steering_url=args.steering_url, public_url=args.public_url,
+        heartbeat_s=args.heartbeat_s, allowed_origins=tuple(args.allow_origin),
+        origin_timeout_s=args.origin_timeout_s,
+    )
+
+    def ready(url: str) -> None:
+        print(f"edge {config.edge_id} ready at {url} (origin {config.origin_url}, workers {config.workers})",
+              flush=True)
+
+    access_log_path = None if args.access_log == "off" else args.access_log
+    return serve(config, ready=ready, access_log_path=access_log_path)
+
