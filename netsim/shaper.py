@@ -175,7 +175,7 @@ class _Link:
 
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
-        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes",
+        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at",
     )
 
     def __init__(
@@ -193,6 +193,7 @@ class _Link:
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
         self._owed_limit_bytes = owed_limit_bytes
+        self._closed_at: float | None = None  # link time at close: its stats stop there
         self.origin = loop.time()
         self.cursor = 0.0
         self.pipes: list[_Pipe] = []
@@ -221,6 +222,7 @@ class _Link:
             self._timer = None
 
     def close(self) -> None:
+        self._closed_at = self.clock()
         self.pipes.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -298,7 +300,7 @@ class _Link:
         self.bins[index] += sent
 
     def stats(self) -> LinkStats:
-        now = self.clock()
+        now = self.clock() if self._closed_at is None else self._closed_at
         count = max(len(self.bins), int(now / self._bin_s) + 1)
         delivered = self.bins + [0] * (count - len(self.bins))
         edges = [min(i * self._bin_s, now) for i in range(count + 1)]
@@ -620,7 +622,7 @@ class Shaper:
         self._down_changes = _RateChanges(self._down_model.trace, quantum_s)
         self._up_changes = None if self._up_model is None else _RateChanges(self._up_model.trace, quantum_s)
         self._rtt_s = config.rtt_ms / 1000.0 / speed
-        self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time of link time 0, window)
+        self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time when triggered, window from 0)
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self._shared: tuple[_Link, _Link | None] | None = None
