@@ -202,6 +202,30 @@ async def test_per_connection_links_each_get_the_whole_trace(source_port: int) -
         assert meter.bins(origin, 0.5, 3)[1:].sum() == pytest.approx(4e6 / 8 * 1.0, rel=0.10)
 
 
+class _Sink(asyncio.Protocol):
+    """Upstream that timestamps what it receives."""
+
+    def __init__(self, arrivals: list[tuple[float, int]]) -> None:
+        self.arrivals = arrivals
+
+    def data_received(self, data: bytes) -> None:
+        self.arrivals.append((asyncio.get_running_loop().time(), len(data)))
+
+
+async def test_upload_trace_paces_the_request_direction() -> None:
+    arrivals: list[tuple[float, int]] = []
+    async with _serving(lambda: _Sink(arrivals)) as port:
+        config = _config(port, step_trace([8], 10.0), upload_trace=step_trace([1], 10.0), rtt_ms=0)
+        async with Shaper(config) as shaper:
+            _, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
+            writer.write(bytes(1_000_000))
+            await asyncio.sleep(1.1)
+            origin = shaper.stats().links[0].started_s
+            writer.close()
+    received = sum(size for time_s, size in arrivals if time_s - origin < 1.0)
+    assert received == pytest.approx(1e6 / 8, rel=0.10)
+
+
 async def test_capacity_is_lost_while_the_client_does_not_read(source_port: int) -> None:
     trace = step_trace([8], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0, stats_bin_s=0.5)
