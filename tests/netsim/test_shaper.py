@@ -26,7 +26,8 @@ from netsim.trace import Trace
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def step_trace(rates_mbps: list[float], step_s: float) -> Trace:
+def steps_trace(rates_mbps: list[float], step_s: float) -> Trace:
+    """Piecewise-constant rates (Mbit/s), each for `step_s` (a local builder: conftest's `step_trace` has 10 s steps)."""
     return Trace(
         name="steps",
         durations_s=np.full(len(rates_mbps), step_s),
@@ -158,7 +159,7 @@ async def _measure(shaper: Shaper, duration_s: float, meters: int = 1) -> tuple[
 async def test_backlogged_client_gets_the_trace_within_ten_percent(source_port: int, speed: float, step_s: float) -> None:
     # 1 s bins of wall time. A late wake-up of the event loop at a rate drop (4 -> 1 Mbit/s) spills
     # the old rate into the next bin; at speed K one wall second holds K trace seconds.
-    trace = step_trace([4, 1, 8], step_s=step_s)
+    trace = steps_trace([4, 1, 8], step_s=step_s)
     config = _config(source_port, trace, rtt_ms=0, speed=speed)
     async with Shaper(config) as shaper:
         origin, [meter] = await _measure(shaper, duration_s=3 * step_s / speed)
@@ -173,7 +174,7 @@ async def test_backlogged_client_gets_the_trace_within_ten_percent(source_port: 
 
 
 async def test_offset_starts_the_link_clock_inside_the_trace(source_port: int) -> None:
-    trace = step_trace([8, 1], step_s=1.0)
+    trace = steps_trace([8, 1], step_s=1.0)
     config = _config(source_port, trace, rtt_ms=0, start_offset_s=1.0)
     async with Shaper(config) as shaper:
         origin, [meter] = await _measure(shaper, duration_s=2.0)
@@ -183,7 +184,7 @@ async def test_offset_starts_the_link_clock_inside_the_trace(source_port: int) -
 
 
 async def test_shared_link_splits_capacity_fairly(source_port: int) -> None:
-    trace = step_trace([8], step_s=10.0)
+    trace = steps_trace([8], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0)
     async with Shaper(config) as shaper:
         origin, meters = await _measure(shaper, duration_s=1.5, meters=2)
@@ -193,7 +194,7 @@ async def test_shared_link_splits_capacity_fairly(source_port: int) -> None:
 
 
 async def test_per_connection_links_each_get_the_whole_trace(source_port: int) -> None:
-    trace = step_trace([4], step_s=10.0)
+    trace = steps_trace([4], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0, per_connection=True)
     async with Shaper(config) as shaper:
         origin, meters = await _measure(shaper, duration_s=1.5, meters=2)
@@ -215,7 +216,7 @@ class _Sink(asyncio.Protocol):
 async def test_upload_trace_paces_the_request_direction() -> None:
     arrivals: list[tuple[float, int]] = []
     async with _serving(lambda: _Sink(arrivals)) as port:
-        config = _config(port, step_trace([8], 10.0), upload_trace=step_trace([1], 10.0), rtt_ms=0)
+        config = _config(port, steps_trace([8], 10.0), upload_trace=steps_trace([1], 10.0), rtt_ms=0)
         async with Shaper(config) as shaper:
             _, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
             writer.write(bytes(1_000_000))
@@ -227,7 +228,7 @@ async def test_upload_trace_paces_the_request_direction() -> None:
 
 
 async def test_capacity_is_lost_while_the_client_does_not_read(source_port: int) -> None:
-    trace = step_trace([8], step_s=10.0)
+    trace = steps_trace([8], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0, stats_bin_s=0.5)
     async with Shaper(config) as shaper:
         loop = asyncio.get_running_loop()
@@ -287,13 +288,13 @@ async def _ttfb_s(port: int) -> float:
 
 @pytest.mark.parametrize("split", ["request", "symmetric"])
 async def test_rtt_delays_the_first_byte_of_a_small_request(http_port: int, split: str) -> None:
-    config = _config(http_port, step_trace([10], 10.0), rtt_ms=150, delay_split=split)
+    config = _config(http_port, steps_trace([10], 10.0), rtt_ms=150, delay_split=split)
     async with Shaper(config) as shaper:
         assert await _ttfb_s(shaper.port) >= 0.150
 
 
 async def test_speed_divides_the_rtt(http_port: int) -> None:
-    config = _config(http_port, step_trace([10], 10.0), rtt_ms=400, speed=4)
+    config = _config(http_port, steps_trace([10], 10.0), rtt_ms=400, speed=4)
     async with Shaper(config) as shaper:
         ttfb = await _ttfb_s(shaper.port)
     assert 0.100 <= ttfb < 0.400
@@ -310,7 +311,7 @@ async def test_trace_latency_replaces_the_base_rtt(http_port: int) -> None:
 
 
 async def test_scheduled_outage_delivers_nothing_then_resumes(source_port: int) -> None:
-    trace = step_trace([8], step_s=10.0)
+    trace = steps_trace([8], step_s=10.0)
     outage = FaultWindow(start_s=0.5, duration_s=1.0)
     config = _config(source_port, trace, rtt_ms=0, faults=(outage,))
     async with Shaper(config) as shaper:
@@ -323,7 +324,7 @@ async def test_scheduled_outage_delivers_nothing_then_resumes(source_port: int) 
 
 
 async def test_loss_burst_blocks_until_the_recovery_timeout(source_port: int) -> None:
-    trace = step_trace([8], step_s=10.0)
+    trace = steps_trace([8], step_s=10.0)
     burst = parse_fault("0.5:0.5:0.5", "loss_burst")
     config = _config(source_port, trace, rtt_ms=0, faults=(burst,))
     async with Shaper(config) as shaper:
@@ -334,7 +335,7 @@ async def test_loss_burst_blocks_until_the_recovery_timeout(source_port: int) ->
 
 
 async def test_runtime_outage_stops_delivery_for_its_duration(source_port: int) -> None:
-    trace = step_trace([8], step_s=10.0)
+    trace = steps_trace([8], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0, speed=2)
     async with Shaper(config) as shaper:
         meter = await _meter(shaper)
@@ -350,7 +351,7 @@ async def test_runtime_outage_stops_delivery_for_its_duration(source_port: int) 
 
 
 def test_faulted_link_loses_the_capacity_of_its_windows() -> None:
-    link = LinkModel(step_trace([8], step_s=100.0))
+    link = LinkModel(steps_trace([8], step_s=100.0))
     faulted = FaultedLink(link, [FaultWindow(start_s=1, duration_s=2), FaultWindow(start_s=2, duration_s=2, kind="loss_burst", recovery_s=1)])
     rate = 1e6
     assert faulted.bytes_until(1.0) == pytest.approx(rate)
@@ -385,7 +386,7 @@ def test_bad_fault_specs_are_rejected(spec: str, kind: str, message: str) -> Non
 )
 def test_config_rejects_bad_values(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
-        _config(80, step_trace([1], 1.0), **{field: value})
+        _config(80, steps_trace([1], 1.0), **{field: value})
 
 
 # -- connection handling -----------------------------------------------------------------------
@@ -409,7 +410,7 @@ class _EchoAfterEof(asyncio.Protocol):
 
 
 async def test_half_close_reaches_the_upstream_and_its_close_reaches_the_client() -> None:
-    async with _serving(_EchoAfterEof) as port, Shaper(_config(port, step_trace([20], 10.0), rtt_ms=20)) as shaper:
+    async with _serving(_EchoAfterEof) as port, Shaper(_config(port, steps_trace([20], 10.0), rtt_ms=20)) as shaper:
         reader, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
         writer.write(b"hello")
         writer.write_eof()
@@ -422,7 +423,7 @@ async def test_half_close_reaches_the_upstream_and_its_close_reaches_the_client(
 
 
 async def test_client_abort_closes_the_upstream_without_errors(source_port: int, caplog: pytest.LogCaptureFixture) -> None:
-    config = _config(source_port, step_trace([8], 10.0), rtt_ms=0)
+    config = _config(source_port, steps_trace([8], 10.0), rtt_ms=0)
     with caplog.at_level(logging.DEBUG):
         async with Shaper(config) as shaper:
             meter = await _meter(shaper)
@@ -437,7 +438,7 @@ async def test_client_abort_closes_the_upstream_without_errors(source_port: int,
 
 
 async def test_stop_ends_the_connection_of_a_client_that_stopped_reading(source_port: int) -> None:
-    shaper = Shaper(_config(source_port, step_trace([8], 10.0), rtt_ms=0))
+    shaper = Shaper(_config(source_port, steps_trace([8], 10.0), rtt_ms=0))
     await shaper.start()
     meter = await _meter(shaper)
     assert meter.transport is not None
@@ -457,7 +458,7 @@ class _ResetAfterData(asyncio.Protocol):
 
 
 async def test_upstream_reset_delivers_queued_bytes_then_ends_the_client() -> None:
-    async with _serving(_ResetAfterData) as port, Shaper(_config(port, step_trace([2], 10.0), rtt_ms=0)) as shaper:
+    async with _serving(_ResetAfterData) as port, Shaper(_config(port, steps_trace([2], 10.0), rtt_ms=0)) as shaper:
         meter = await _meter(shaper)
         await asyncio.wait_for(meter.closed, timeout=5)  # 50 kB at 2 Mbit/s: 0.2 s
         assert shaper.stats().connections_open == 0
@@ -468,7 +469,7 @@ async def test_unreachable_upstream_closes_the_client(caplog: pytest.LogCaptureF
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    config = _config(dead_port, step_trace([8], 10.0))
+    config = _config(dead_port, steps_trace([8], 10.0))
     async with Shaper(config) as shaper:
         reader, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
