@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import unquote
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
@@ -239,8 +240,10 @@ def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], s
     """CMCD sent with a request (query parameter `CMCD` and/or the four headers), merged, with the first
     problem found; None when the request carries no CMCD. A malformed part is dropped, not fatal."""
     sources: list[str] = []
-    if "CMCD=" in request.query_string:
-        sources.extend(request.query.getall("CMCD", ()))
+    raw_query = request.rel_url.raw_query_string
+    if "CMCD=" in raw_query:
+        # Straight from the raw query: cheaper than building request.query on every segment request.
+        sources.extend(unquote(part[5:]) for part in raw_query.split("&") if part.startswith("CMCD="))
     headers = request.headers
     for name in CMCD_HEADERS:
         value = headers.get(name)
@@ -568,7 +571,9 @@ class Edge:
         if content_path is None:
             return self._error(request, 404, "not found (not a file of the title layout)")
 
-        if "CMCD" in request.query_string or _has_cmcd_header(request):
+        log_enabled = access_log.isEnabledFor(logging.INFO)
+        # CMCD only goes into the access log: not parsed at all when that is off.
+        if log_enabled and ("CMCD=" in request.rel_url.raw_query_string or _has_cmcd_header(request)):
             self._log_cmcd(request)
 
         obj = self.cache.get(content_path)
@@ -595,7 +600,7 @@ class Edge:
                 # A revalidated object (the origin said 304) keeps its body: served from the cache.
                 revalidated = stale is not None and obj.body is stale.body
                 x_cache_headers = obj.hit_headers if revalidated else obj.miss_headers
-        if access_log.isEnabledFor(logging.INFO):
+        if log_enabled:
             add_log_fields(request, edge_id=self.config.edge_id, cache=x_cache_headers["X-Cache"])
         return await self._respond(request, obj, x_cache_headers)
 
