@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,8 @@ class SimProfile:
             raise ValueError(f"payload factor must be in (0, 1], got {self.payload_factor}")
         if self.rtt_s < 0:
             raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
-        object.__setattr__(self, "abr_params", MappingProxyType({k: dict(v) for k, v in self.abr_params.items()}))
+        # A private copy: callers cannot change a profile after it is made (it must stay picklable).
+        object.__setattr__(self, "abr_params", {k: dict(v) for k, v in self.abr_params.items()})
 
     def make_abr(self, spec: str) -> AbrAlgorithm:
         """The registry's algorithm with this profile's parameters for it."""
@@ -93,6 +93,7 @@ class SessionResult:
     bitrates_bps: np.ndarray  # (N,)
     rebuffer_s: np.ndarray  # (N,) stall while fetching each segment (0 for segment 0)
     buffer_s: np.ndarray  # (N,) after each segment was added
+    buffer_before_s: np.ndarray  # (N,) when each request was made
     download_s: np.ndarray  # (N,)
     size_bytes: np.ndarray  # (N,)
     request_time_s: np.ndarray  # (N,)
@@ -107,7 +108,7 @@ class SessionResult:
 
 
 def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndarray, rebuffer: np.ndarray,
-             buffer: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
+             buffer: np.ndarray, buffer_before: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
              stall_count: np.ndarray | None, models: Sequence[QoeModel], offsets_s: Sequence[float],
              reasons: Sequence[tuple[str, ...]] = (), events: Sequence[tuple[SessionEvent, ...]] = (),
              ) -> list[SessionResult]:
@@ -120,7 +121,7 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
                                     rebuffer_count=stall_count, models=models)
     return [
         SessionResult(abr=abr, trace=traces[j].name, qualities=qualities[:, j], bitrates_bps=bitrates[:, j],
-                      rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], download_s=download[:, j],
+                      rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], buffer_before_s=buffer_before[:, j], download_s=download[:, j],
                       size_bytes=sizes[:, j], request_time_s=request[:, j], metrics=metrics[j],
                       reasons=reasons[j] if reasons else (), events=events[j] if events else (),
                       trace_offset_s=float(offsets_s[j]))
@@ -167,6 +168,7 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
         qualities=column([r.quality for r in records], np.int64),
         rebuffer=column([r.rebuffer_s for r in records]),
         buffer=column([r.buffer_after_s for r in records]),
+        buffer_before=column([r.buffer_before_s for r in records]),
         download=column([r.download_s for r in records]),
         request=column([r.request_time_s for r in records]),
         startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
@@ -244,6 +246,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     qualities = np.zeros((n, b), dtype=np.int64)
     rebuffer = np.zeros((n, b))
     buffer_after = np.zeros((n, b))
+    buffer_before = np.zeros((n, b))
     download = np.zeros((n, b))
     request = np.zeros((n, b))
     startup = np.zeros(b)
@@ -268,6 +271,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
             q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
         size = ladder_sizes[i, q].astype(np.float64)
         request[i] = clock
+        buffer_before[i] = buffer
         finish, elapsed = download_step(links, latency, prof, trace_time, size)
         trace_time = finish
         clock = clock + elapsed
@@ -287,7 +291,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         hist_s = np.roll(hist_s, -1, axis=1)
         hist_bytes[:, -1] = size
         hist_s[:, -1] = elapsed
-    return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, download, request, startup,
+    return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
                     stall_count, models, start_offsets)
 
 
