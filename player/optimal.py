@@ -39,6 +39,7 @@ class OptimalResult:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OptimalConfig:
     grid_s: float = 0.02  # merge states closer than this in trace time and in buffer
+    stall_cell_s: float = 0.25  # states whose stall differs by less are compared on time and utility
     max_states: int = 200_000  # safety bound per segment; the coarsest cells are merged first beyond it
 
     def __post_init__(self) -> None:
@@ -141,6 +142,13 @@ def _prune(quality: np.ndarray, trace_time: np.ndarray, stalled: np.ndarray, val
         v_rev = value[order][::-1]
         keep2 = (v_rev > _prefix_max_exclusive(v_rev, group[::-1]))[::-1]
         keep = order[keep2]
+        # Pass 3: across time cells, a state that is later, stalled about as much (same stall cell)
+        # and earned no more stall-free utility than an earlier one is redundant too.
+        stall_cell = np.floor(stalled[keep] / config.stall_cell_s).astype(np.int64)
+        order3 = np.lexsort((-worth[keep], trace_time[keep], stall_cell, quality[keep]))
+        w3 = worth[keep][order3]
+        keep3 = w3 > _prefix_max_exclusive(w3, _group_ids(quality[keep][order3], stall_cell[order3]))
+        keep = keep[order3[keep3]]
         if keep.size <= config.max_states:
             return keep
         grid *= 2  # too many distinct states: coarser cells for this segment only
