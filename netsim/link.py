@@ -62,55 +62,61 @@ class LinkModel:
 
 
 class LinkBatch:
-    """Many traces at once, vectorised: element j of every array belongs to trace j."""
+    """Many traces at once, vectorised: element j of every query array is a transfer on trace j.
+
+    Traces given more than once (the same object, e.g. many sessions with different start offsets
+    on one trace) are stored once.
+    """
 
     def __init__(self, traces: Sequence[Trace], *, payload_factor: float = 1.0) -> None:
         if not traces:
             raise ValueError("a link batch needs at least one trace")
         if not 0 < payload_factor <= 1:
             raise ValueError(f"payload factor must be in (0, 1], got {payload_factor}")
-        ends, cums, rates, starts, befores = [], [], [], [], []
-        period_s, period_bytes, time_offset, byte_offset = [], [], [], []
-        t_base = 0.0
-        b_base = 0.0
+        unique: dict[int, int] = {}
         for trace in traces:
-            rate = trace.bandwidth_bps * payload_factor / 8.0
-            end = np.cumsum(trace.durations_s)
-            cum = np.cumsum(trace.durations_s * rate)
-            # Offsets keep the concatenated arrays increasing, so one searchsorted serves all traces.
-            ends.append(end + t_base)
-            starts.append(end - trace.durations_s)
-            cums.append(cum + b_base)
-            befores.append(cum - trace.durations_s * rate)
-            rates.append(rate)
-            period_s.append(end[-1])
-            period_bytes.append(cum[-1])
-            time_offset.append(t_base)
-            byte_offset.append(b_base)
-            t_base += end[-1] + 1.0
-            b_base += cum[-1] + 1.0
+            unique.setdefault(id(trace), len(unique))
+        distinct = list({id(t): t for t in traces}.values())
         self.size = len(traces)
-        self._ends = np.concatenate(ends)
-        self._cum = np.concatenate(cums)
-        self._rate = np.concatenate(rates)
-        self._starts = np.concatenate(starts)
-        self._cum_before = np.concatenate(befores)
-        self.period_s = np.asarray(period_s)
-        self.period_bytes = np.asarray(period_bytes)
-        self._time_offset = np.asarray(time_offset)
-        self._byte_offset = np.asarray(byte_offset)
-        self._last_index = np.cumsum([t.durations_s.size for t in traces]) - 1
+        self._slot = np.fromiter((unique[id(t)] for t in traces), dtype=np.int64, count=len(traces))
+        lengths = np.array([t.durations_s.size for t in distinct])
+        durations = np.concatenate([t.durations_s for t in distinct])
+        rate = np.concatenate([t.bandwidth_bps for t in distinct]) * (payload_factor / 8.0)  # bytes/s
+        first = np.r_[0, np.cumsum(lengths)[:-1]]
+        last = first + lengths - 1
+        ends_all = np.cumsum(durations)
+        cum_all = np.cumsum(durations * rate)
+        time_base = np.r_[0.0, ends_all[last][:-1]]
+        byte_base = np.r_[0.0, cum_all[last][:-1]]
+        owner = np.repeat(np.arange(len(distinct)), lengths)
+        ends = ends_all - time_base[owner]  # per-trace local end times
+        cum = cum_all - byte_base[owner]
+        self.period_s = ends[last]
+        self.period_bytes = cum[last]
+        # Offsets keep the concatenated arrays strictly increasing across traces, so one searchsorted
+        # serves every trace: trace k's values are shifted past all earlier traces' values.
+        self._time_offset = np.r_[0.0, np.cumsum(self.period_s + 1.0)[:-1]]
+        self._byte_offset = np.r_[0.0, np.cumsum(self.period_bytes + 1.0)[:-1]]
+        self._ends = ends + self._time_offset[owner]
+        self._cum = cum + self._byte_offset[owner]
+        self._rate = rate
+        self._starts = ends - durations
+        self._cum_before = cum - durations * rate
+        self._last_index = last
+
+    def _traces(self, which: np.ndarray | None) -> np.ndarray:
+        return self._slot if which is None else self._slot[which]
 
     def bytes_until(self, time_s: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
         """Vectorised `LinkModel.bytes_until`; `which` selects traces (default: all, in order)."""
-        j = np.arange(self.size) if which is None else which
+        j = self._traces(which)
         laps = np.floor(time_s / self.period_s[j])
         offset = time_s - laps * self.period_s[j]
         i = np.minimum(np.searchsorted(self._ends, offset + self._time_offset[j], side="right"), self._last_index[j])
         return laps * self.period_bytes[j] + self._cum_before[i] + (offset - self._starts[i]) * self._rate[i]
 
     def time_for_bytes(self, total_bytes: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
-        j = np.arange(self.size) if which is None else which
+        j = self._traces(which)
         laps = np.ceil(total_bytes / self.period_bytes[j]) - 1
         remaining = total_bytes - laps * self.period_bytes[j]
         i = np.minimum(np.searchsorted(self._cum, remaining + self._byte_offset[j], side="left"), self._last_index[j])

@@ -241,8 +241,9 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     buffer = np.zeros(b)
     last_quality = np.full(b, -1, dtype=np.int64)
     history = cfg.history_len
-    hist_bytes = np.zeros((b, history))
-    hist_s = np.ones((b, history))
+    # Every download is kept (segments x sessions is small); observations see a window of it.
+    hist_bytes = np.zeros((b, n))
+    hist_s = np.ones((b, n))
     qualities = np.zeros((n, b), dtype=np.int64)
     rebuffer = np.zeros((n, b))
     buffer_after = np.zeros((n, b))
@@ -264,8 +265,8 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
             h = min(i, history)
             obs = BatchObservation(
                 time_s=clock, buffer_s=buffer, segment_index=i, segment_count=n, ladder=video.ladder,
-                last_quality=last_quality, download_bytes=hist_bytes[:, history - h:],
-                download_s=hist_s[:, history - h:], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
+                last_quality=last_quality, download_bytes=hist_bytes[:, i - h: i],
+                download_s=hist_s[:, i - h: i], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
                 buffer_cap_s=cfg.buffer_cap_s,
             )
             q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
@@ -287,10 +288,8 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         buffer_after[i] = buffer
         download[i] = elapsed
         last_quality = q
-        hist_bytes = np.roll(hist_bytes, -1, axis=1)
-        hist_s = np.roll(hist_s, -1, axis=1)
-        hist_bytes[:, -1] = size
-        hist_s[:, -1] = elapsed
+        hist_bytes[:, i] = size
+        hist_s[:, i] = elapsed
     return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
                     stall_count, models, start_offsets)
 
