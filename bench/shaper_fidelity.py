@@ -69,7 +69,9 @@ class Source(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        self.pump()
+        # Not synchronously: a write failing inside asyncio's _write_ready makes CPython 3.11 call
+        # connection_lost twice (AttributeError on a None protocol).
+        asyncio.get_running_loop().call_soon(self.pump)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -111,7 +113,7 @@ def bin_errors(delivered: np.ndarray, capacity: np.ndarray) -> np.ndarray:
 # -- fidelity ----------------------------------------------------------------------------------
 
 
-async def fidelity(traces: list[Trace], duration_s: float, quantum_ms: float, speed: float) -> None:
+async def fidelity(traces: list[Trace], duration_s: float, quantum_ms: float | None, speed: float) -> None:
     """`duration_s` of trace time per trace, all at once; bins are 1 s of trace time (1/speed s wall)."""
     loop = asyncio.get_running_loop()
     upstream = await loop.create_server(Source, "127.0.0.1", 0)
@@ -142,7 +144,8 @@ async def fidelity(traces: list[Trace], duration_s: float, quantum_ms: float, sp
         origins = [shaper.stats().links[0].started_s for shaper in shapers]
     upstream.close()
     count = int(duration_s)
-    print(f"\n== fidelity: {len(traces)} traces at once, speed {speed:g}, {count} bins of 1 s trace time, quantum {quantum_ms:g} ms")
+    quantum = f"{shapers[0].quantum_ms:g} ms"
+    print(f"\n== fidelity: {len(traces)} traces at once, speed {speed:g}, {count} bins of 1 s trace time, quantum {quantum}")
     print(f"{'trace':28} {'bins>=0.3':>9} {'within10%':>9} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} {'total':>7}")
     total_bytes = 0.0
     for trace, reader, origin in zip(traces, readers, origins):
@@ -218,7 +221,15 @@ def _window(stats: LinkStats, start: float, end: float) -> tuple[np.ndarray, np.
     return np.asarray(stats.delivered_bytes[first:last], float), np.asarray(stats.capacity_bytes[first:last])
 
 
-async def concurrency_step(conn: Connection, port: int, traces: list[Trace], sessions: int, duration_s: float, quantum_ms: float) -> ConcurrencyResult:
+async def concurrency_step(
+    conn: Connection,
+    port: int,
+    traces: list[Trace],
+    sessions: int,
+    duration_s: float,
+    quantum_ms: float | None,
+    speed: float,
+) -> ConcurrencyResult:
     loop = asyncio.get_running_loop()
     async with AsyncExitStack() as stack:
         shapers = []
@@ -231,6 +242,7 @@ async def concurrency_step(conn: Connection, port: int, traces: list[Trace], ses
                 rtt_ms=0,
                 start_offset_s=(i * 7.0) % trace.duration_s,
                 quantum_ms=quantum_ms,
+                speed=speed,
             )
             shapers.append(await stack.enter_async_context(Shaper(config)))
         conn.send([s.port for s in shapers])
@@ -265,7 +277,9 @@ async def concurrency_step(conn: Connection, port: int, traces: list[Trace], ses
     )
 
 
-async def concurrency(traces: list[Trace], steps: list[int], duration_s: float, quantum_ms: float) -> None:
+async def concurrency(
+    traces: list[Trace], steps: list[int], duration_s: float, quantum_ms: float | None, speed: float
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     process = ctx.Process(target=load_process, args=(child,), daemon=True)
@@ -273,13 +287,14 @@ async def concurrency(traces: list[Trace], steps: list[int], duration_s: float, 
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
     print(f"\n== concurrency: N shapers in one event loop, backlogged clients in another process; {duration_s:g} s per step")
-    print(f"   traces: {len(traces)} Pensieve test traces, 1x, staggered offsets; quantum {quantum_ms:g} ms")
+    quantum = quantum_ms or max(10 / speed, 2)
+    print(f"   traces: {len(traces)} Pensieve test traces, speed {speed:g}, staggered offsets; quantum {quantum:g} ms")
     print(f"{'sessions':>8} {'Mbit/s':>8} {'deliv/cap':>9} {'bins<=10%':>9} {'shaper CPU':>10} {'CPU s/Mbit':>10} {'lag p99':>8} {'load CPU':>8}")
     best = 0
     estimate = ""
     busiest = 0.0
     for sessions in steps:
-        r = await concurrency_step(parent, port, traces, sessions, duration_s, quantum_ms)
+        r = await concurrency_step(parent, port, traces, sessions, duration_s, quantum_ms, speed)
         ok = r.within_fraction >= 0.95 and r.delivered_ratio >= 0.97
         print(
             f"{r.sessions:8d} {r.offered_mbps:8.1f} {r.delivered_ratio:9.3f} {r.within_fraction:9.1%} {r.cpu_fraction:10.1%}"
@@ -303,8 +318,8 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=60.0, help="fidelity run per trace (default 60)")
     parser.add_argument("--step-s", type=float, default=10.0, help="measurement per concurrency step (default 10)")
     parser.add_argument("--sessions", default="25,50,100,150,200,300,400", help="concurrency steps")
-    parser.add_argument("--quantum-ms", type=float, default=10.0)
-    parser.add_argument("--speed", type=float, default=1.0, help="fidelity run at this time scale (default 1)")
+    parser.add_argument("--quantum-ms", type=float, help="pacing period (default: the shaper's, 10 ms / speed)")
+    parser.add_argument("--speed", type=float, default=1.0, help="time scale of both parts (default 1)")
     parser.add_argument("--quick", action="store_true", help="15 s fidelity, steps 25,50 only")
     parser.add_argument("--skip-fidelity", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
@@ -321,7 +336,7 @@ def main() -> int:
         folder = SHARED_TRACES / CONCURRENCY_TRACES
         traces = [load_trace(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith((".", "README"))]
         steps = [int(s) for s in args.sessions.split(",")]
-        asyncio.run(concurrency(traces, steps, args.step_s, args.quantum_ms))
+        asyncio.run(concurrency(traces, steps, args.step_s, args.quantum_ms, args.speed))
     return 0
 
 

@@ -33,6 +33,8 @@ _SEGMENT_BYTES = 1448
 # An unshaped direction may hold this much in its delay line before the sender is paused.
 _DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
 _MIN_SLEEP_S = 0.001
+_DEFAULT_QUANTUM_MS = 10.0  # of trace time
+_MIN_QUANTUM_MS = 2.0  # of wall time
 _STALL_COVER_S = 0.2  # wall seconds
 # Kernel send buffer towards the client (Linux doubles it). Autotuning would let a client that stops
 # reading soak up megabytes the link model never delivered, then get them as one burst.
@@ -60,7 +62,8 @@ class ShaperConfig:
     faults: tuple[FaultWindow, ...] = ()  # in session time from the link's start
     per_connection: bool = False  # True: each connection its own link; False: one shared bottleneck
     upload_trace: Trace | None = None  # shape client->server too (None: only delayed)
-    quantum_ms: float = 10.0  # pacing period while backlogged
+    # Pacing period (wall ms) while backlogged; None: 10 ms of trace time, at least 2 ms of wall time.
+    quantum_ms: float | None = None
     buffer_bytes: int = 256 * 1024  # read-ahead from the sender per connection and direction
     stats_bin_s: float = 1.0  # wall-clock width of the bins in `ShaperStats`
 
@@ -90,8 +93,8 @@ class ShaperConfig:
         if not all(isinstance(f, FaultWindow) for f in faults):
             raise ValueError("faults must be FaultWindow objects")
         object.__setattr__(self, "faults", faults)
-        if not 1 <= self.quantum_ms <= 100:
-            raise ValueError(f"quantum_ms must be in [1, 100], got {self.quantum_ms}")
+        if self.quantum_ms is not None and not 1 <= self.quantum_ms <= 100:
+            raise ValueError(f"quantum_ms must be in [1, 100] or None, got {self.quantum_ms}")
         if not isinstance(self.buffer_bytes, int) or self.buffer_bytes < 16 * 1024:
             raise ValueError(f"buffer_bytes must be an integer >= 16384, got {self.buffer_bytes!r}")
         if not (math.isfinite(self.stats_bin_s) and self.stats_bin_s > 0):
@@ -613,7 +616,7 @@ class Shaper:
             else LinkModel(config.upload_trace.rotated(config.start_offset_s).scaled(speed), payload_factor=1.0)
         )
         self._faults = tuple(f.scaled(speed) for f in config.faults)
-        quantum_s = config.quantum_ms / 1000.0
+        quantum_s = self.quantum_ms / 1000.0
         # Read-ahead and the client's write buffer cover an event-loop stall of _STALL_COVER_S at the
         # trace's peak, so neither a short queue nor our own burst pausing the writer loses capacity.
         window_s = max(4 * quantum_s, _STALL_COVER_S)
@@ -668,6 +671,14 @@ class Shaper:
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
+    def quantum_ms(self) -> float:
+        """The pacing period in use (wall ms)."""
+        if self.config.quantum_ms is not None:
+            return self.config.quantum_ms
+        # One period per 10 ms of trace time keeps each trace second paced alike at any speed.
+        return max(_DEFAULT_QUANTUM_MS / self.config.speed, _MIN_QUANTUM_MS)
+
+    @property
     def host(self) -> str:
         return self.config.listen_host
 
@@ -707,7 +718,7 @@ class Shaper:
             self._loop,
             FaultedLink(model, self._faults),
             changes,
-            quantum_s=self.config.quantum_ms / 1000.0,
+            quantum_s=self.quantum_ms / 1000.0,
             bin_s=self.config.stats_bin_s,
             owed_limit_bytes=self._pipe_limit_bytes,
         )

@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--per-connection", action="store_true", help="give each connection its own link and trace clock")
     parser.add_argument("--upload-trace", help="also shape the client->server direction to this trace")
-    parser.add_argument("--quantum-ms", type=float, default=10.0, help="pacing period while backlogged (default 10)")
+    parser.add_argument(
+        "--quantum-ms", type=float, help="pacing period while backlogged (default: 10 ms of trace time, at least 2 ms)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log connections (debug)")
     parser.set_defaults(func=run)
 

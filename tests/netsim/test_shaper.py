@@ -62,7 +62,9 @@ class _Source(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._pump()
+        # Not synchronously: a write failing inside asyncio's _write_ready makes CPython 3.11 call
+        # connection_lost twice (AttributeError on a None protocol).
+        asyncio.get_running_loop().call_soon(self._pump)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
