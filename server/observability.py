@@ -22,8 +22,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID: str = "abrkit_request_id"
-LOG_EXTRA: str = "abrkit_log_extra"
+REQUEST_ID = web.RequestKey("abrkit_request_id", str)
+LOG_EXTRA = web.RequestKey("abrkit_log_extra", dict)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TOKEN_IN_PATH = re.compile(r"^/s/[^/]+/")
 
@@ -76,7 +76,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             "method": request.method,
             "path": redact_path(request.path),
             "status": response.status,
-            "bytes": response.body_length,
+            "bytes": response.content_length if response.content_length is not None else response.body_length,
             "duration_ms": round(time * 1000, 3),
             "remote": request.remote,
         }
@@ -97,9 +97,8 @@ def _now() -> float:
 def add_log_fields(request: web.Request, **fields: object) -> None:
     """Extra fields for this request's access-log line."""
     extra = request.get(LOG_EXTRA)
-    if not isinstance(extra, dict):
-        extra = {}
-        request[LOG_EXTRA] = extra
+    if extra is None:
+        extra = request[LOG_EXTRA] = {}
     extra.update(fields)
 
 
@@ -187,8 +186,13 @@ class Metrics:
                     lines.append(f"{full}_count{_fmt_labels(labels)} {hist.count}")
             else:
                 for labels, value in sorted(self._values.get(full, {}).items()):
-                    lines.append(f"{full}{_fmt_labels(labels)} {value:g}")
+                    lines.append(f"{full}{_fmt_labels(labels)} {_fmt_value(value)}")
         return "\n".join(lines) + "\n"
+
+
+def _fmt_value(value: float) -> str:
+    """Exact integers stay exact (a 512 MiB gauge is not 5.36871e+08); other floats use repr."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**63 else repr(float(value))
 
 
 METRICS = web.AppKey("abrkit_metrics", Metrics)
