@@ -466,11 +466,13 @@ class _Pipe:
 class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
-    __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer")
+    __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
+                 "target")
 
-    def __init__(self, shaper: Shaper, client: asyncio.Transport) -> None:
+    def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
         self.client = client
+        self.target = target
         self.upstream: asyncio.Transport | None = None
         self.down_link, self.up_link = shaper._links_for_connection()
         down_delay, up_delay = shaper._delays(self.down_link)
@@ -485,12 +487,12 @@ class _Connection:
         self.peer = client.get_extra_info("peername")
 
     async def connect_upstream(self) -> None:
-        config = self._shaper.config
+        host, port = self.target
         loop = self._shaper._loop
         try:
-            await loop.create_connection(lambda: _UpstreamProtocol(self), config.upstream_host, config.upstream_port)
+            await loop.create_connection(lambda: _UpstreamProtocol(self), host, port)
         except OSError as exc:
-            logger.warning("upstream %s:%s unreachable for client %s: %s", config.upstream_host, config.upstream_port, self.peer, exc)
+            logger.warning("upstream %s:%s unreachable for client %s: %s", host, port, self.peer, exc)
             self.close()
 
     def upstream_made(self, transport: asyncio.Transport) -> None:
@@ -539,8 +541,9 @@ class _Connection:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    def __init__(self, shaper: Shaper) -> None:
+    def __init__(self, shaper: Shaper, target: tuple[str, int]) -> None:
         self._shaper = shaper
+        self._target = target
         self._conn: _Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -549,7 +552,7 @@ class _ClientProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CLIENT_SNDBUF_BYTES)
-        self._conn = self._shaper._connection_opened(transport)
+        self._conn = self._shaper._connection_opened(transport, self._target)
 
     def data_received(self, data: bytes) -> None:
         if self._conn is not None:
@@ -627,6 +630,7 @@ class Shaper:
         self._rtt_s = config.rtt_ms / 1000.0 / speed
         self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time when triggered, window from 0)
         self._server: asyncio.Server | None = None
+        self._routes: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self._shared: tuple[_Link, _Link | None] | None = None
         self._down_links: list[_Link] = []
@@ -648,20 +652,39 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
+        target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
-            lambda: _ClientProtocol(self), self.config.listen_host, self.config.listen_port
+            lambda: _ClientProtocol(self, target), self.config.listen_host, self.config.listen_port
         )
+
+    async def add_route(self, upstream_host: str, upstream_port: int, listen_port: int = 0) -> int:
+        """Listen on another port that forwards to another upstream through the same link(s).
+
+        A player talks to a gateway and to several edges over one access link: one shaper with a
+        route per server shapes all of it as one bottleneck. Returns the bound listening port.
+        """
+        if self._server is None:
+            raise RuntimeError("shaper not started")
+        target = (upstream_host, upstream_port)
+        server = await self._loop.create_server(lambda: _ClientProtocol(self, target), self.config.listen_host,
+                                                listen_port)
+        self._routes.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         """Stop listening and drop every connection."""
         if self._server is None:
             return
         self._server.close()
+        for route in self._routes:
+            route.close()
         for conn in list(self._connections):
             conn.close(abort=True)  # a client that stopped reading must not hold the stop up
         for link in self._live_links:
             link.close()
         await self._server.wait_closed()
+        for route in self._routes:
+            await route.wait_closed()
 
     @property
     def port(self) -> int:
@@ -756,8 +779,8 @@ class Shaper:
             return (lambda: 0.0), latency
         return (lambda: latency() / 2), (lambda: latency() / 2)
 
-    def _connection_opened(self, client: asyncio.Transport) -> _Connection:
-        conn = _Connection(self, client)
+    def _connection_opened(self, client: asyncio.Transport, target: tuple[str, int]) -> _Connection:
+        conn = _Connection(self, client, target)
         self._accepted += 1
         self._connections.add(conn)
         conn.task = self._loop.create_task(conn.connect_upstream())

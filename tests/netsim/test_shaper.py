@@ -195,6 +195,25 @@ async def test_shared_link_splits_capacity_fairly(source_port: int) -> None:
     assert sum(got) == pytest.approx(8e6 / 8 * 1.0, rel=0.10)
 
 
+async def test_routes_to_two_upstreams_share_one_link(source_port: int) -> None:
+    trace = steps_trace([8], step_s=10.0)
+    async with _serving(_Source) as other_port, Shaper(_config(source_port, trace, rtt_ms=0)) as shaper:
+        route_port = await shaper.add_route("127.0.0.1", other_port)
+        loop = asyncio.get_running_loop()
+        _, first = await loop.create_connection(_Meter, "127.0.0.1", shaper.port)
+        _, second = await loop.create_connection(_Meter, "127.0.0.1", route_port)
+        await asyncio.sleep(0.05)
+        origin = shaper.stats().links[0].started_s
+        await asyncio.sleep(1.5 - (loop.time() - origin))
+        for meter in (first, second):
+            assert meter.transport is not None
+            meter.transport.abort()
+        assert len(shaper.stats().links) == 1  # both routes crossed the one shared link
+    got = [meter.bins(origin, 0.5, 3)[1:].sum() for meter in (first, second)]
+    assert min(got) > 0.4 * sum(got)
+    assert sum(got) == pytest.approx(8e6 / 8 * 1.0, rel=0.10)
+
+
 async def test_per_connection_links_each_get_the_whole_trace(source_port: int) -> None:
     trace = steps_trace([4], step_s=10.0)
     config = _config(source_port, trace, rtt_ms=0, per_connection=True)
