@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from abr.types import Ladder
+from server.packager import TitleSegments, load_segments_json
 
 # Pensieve's Envivio video: 48 chunks are played, the 49th size line is only read by MPC look-ahead.
 PENSIEVE_BITRATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
@@ -108,25 +109,27 @@ def load_sabre_video(path: Path) -> Video:
     )
 
 
-def load_packaged_video(path: Path) -> Video:
-    """A title packaged by `abrkit package` (its directory or its `segments.json`)."""
-    file = path / "segments.json" if path.is_dir() else path
-    try:
-        meta = json.loads(file.read_text())
-        reps = meta["video"]
-        duration_s = float(meta["segment_duration_s"])
-        bitrates = tuple(int(r["bitrate_bps"]) for r in reps)
-        columns = [list(map(int, r["segment_sizes_bytes"])) for r in reps]
-        resolutions = tuple((int(r["width"]), int(r["height"])) for r in reps)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{file}: not an abrkit segments.json ({exc})") from None
-    if not columns or len({len(c) for c in columns}) != 1:
-        raise ValueError(f"{file}: every rendition must list the same number of segments")
+def video_from_title(meta: TitleSegments, *, include_audio: bool = True) -> Video:
+    """The simulator's view of a packaged title (`abrkit package`'s segments.json).
+
+    A player fetches the audio segment alongside each video segment over the same link, so by
+    default each rung's size includes the (first) audio rendition's segment: simulated and emulated
+    sessions then move the same bytes. The ladder is the packager's target bitrates.
+    """
+    sizes = np.array([list(v.segment_sizes_bytes) for v in meta.video], dtype=np.int64).T
+    if include_audio and meta.audio:
+        sizes = sizes + np.asarray(meta.audio[0].segment_sizes_bytes, dtype=np.int64)[:, None]
     return Video(
-        name=str(meta.get("title", file.parent.name)),
-        ladder=Ladder(bitrates_bps=bitrates, segment_duration_s=duration_s),
-        sizes_bytes=np.array(columns).T, segment_count=len(columns[0]), resolutions=resolutions,
+        name=meta.title,
+        ladder=Ladder(bitrates_bps=tuple(v.bitrate_bps for v in meta.video), segment_duration_s=meta.segment_duration_s),
+        sizes_bytes=sizes, segment_count=meta.segment_count,
+        resolutions=tuple((v.width, v.height) for v in meta.video),
     )
+
+
+def load_packaged_video(path: Path, *, include_audio: bool = True) -> Video:
+    """A title packaged by `abrkit package` (its directory or its `segments.json`)."""
+    return video_from_title(load_segments_json(path), include_audio=include_audio)
 
 
 def load_video(path: str | os.PathLike[str]) -> Video:

@@ -270,9 +270,17 @@ def load_segments_json(path: Path) -> TitleSegments:
     if path.is_dir():
         path = path / SEGMENTS_NAME
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file (is this a packaged title?)") from None
+    return parse_segments_json(data, path)
+
+
+def parse_segments_json(data: str | bytes, source: Path | str) -> TitleSegments:
+    """Validates segments.json content (e.g. fetched over HTTP); errors name `source`."""
+    path = Path(source)
+    try:
+        raw = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     top = _Checker(path, "", raw)
