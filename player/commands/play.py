@@ -1,0 +1,121 @@
+"""`abrkit play`: play a stream in a window, or headless with a QoE report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from abr.registry import make, names
+from player.bootstrap import parse_key_args
+from player.errors import CliError
+from player.headless import DECODE_MODES, PlaybackReport, PlayerConfig
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "play", help="play a stream (window, or --headless with a QoE report)",
+        description="Play a DASH stream with an ABR algorithm. With no argument: start a local stack with the demo "
+                    "title and play it. A title name plays through a running stack's gateway; an http(s) MPD URL "
+                    "plays directly.")
+    parser.add_argument("target", nargs="?", metavar="URL_OR_TITLE", help="MPD URL or title name (default: demo)")
+    parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
+    parser.add_argument("--abr", default="bba", help=f"ABR algorithm ({', '.join(names())}; default bba)")
+    parser.add_argument("--trace", help="shape the link to this trace (file or synthetic spec, e.g. step:4e6,1e6@5)")
+    parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link")
+    parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
+    parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
+    parser.add_argument("--decode", choices=DECODE_MODES, default="all", help="headless decoding (default all)")
+    parser.add_argument("--max-segments", type=int, help="stop after this many segments")
+    parser.add_argument("--log", type=Path, help="write the event log (JSON lines) here")
+    parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
+    parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
+    parser.add_argument("--user", default=None, help="username for the gateway (default: demo)")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    parser.add_argument("--key", action="append", default=[], metavar="KID:KEY",
+                        help="content key for a plain MPD URL (hex; repeatable)")
+    parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
+    parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")
+    parser.set_defaults(func=run)
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if os.environ.get("ABRKIT_PASSWORD"):
+        return os.environ["ABRKIT_PASSWORD"]
+    if (args.user or "demo") == "demo":
+        from server.config import default_config_path, load_secrets, load_stack_config
+
+        path = default_config_path()
+        if path.exists():
+            secrets = load_secrets(load_stack_config(path).resolved_secrets_path)
+            return secrets.demo_password
+    return None
+
+
+def _display_available() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
+
+
+def build_player_config(args: argparse.Namespace) -> PlayerConfig:
+    make(args.abr)  # unknown names fail here, listing the known ones
+    return PlayerConfig(abr=args.abr, speed=args.speed, decode=args.decode, max_segments=args.max_segments)
+
+
+def run(args: argparse.Namespace) -> int:
+    from netsim.sources import open_trace
+    from player.play import LinkConfig, PlayTarget
+
+    config = build_player_config(args)
+    trace = open_trace(args.trace) if args.trace else None
+    link = LinkConfig(trace=trace, rtt_ms=args.rtt_ms, offset_s=args.offset_s)
+    target_arg = args.target
+    if target_arg and target_arg.startswith(("http://", "https://")):
+        target = PlayTarget(url=target_arg, keys=parse_key_args(args.key))
+    elif target_arg:
+        target = PlayTarget(title=target_arg, gateway_url=args.gateway or DEFAULT_GATEWAY,
+                            username=args.user or "demo", password=_password(args))
+        if target.password is None:
+            raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
+    else:
+        target = PlayTarget()
+    if not args.headless and _display_available():
+        try:
+            from player.desktop import run_desktop
+        except ImportError:
+            print("abrkit play: the desktop player is not available here; playing headless", file=sys.stderr)
+        else:
+            return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot)
+    report = asyncio.run(_headless(target, config, link, args.log))
+    print_report(report, as_json=args.json)
+    return 0 if report.error is None else 1
+
+
+async def _headless(target: object, config: PlayerConfig, link: object, log: Path | None) -> PlaybackReport:
+    from player.decoding import DecodePipeline
+    from player.play import play_headless
+
+    factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)  # type: ignore[arg-type]
+
+
+def print_report(report: PlaybackReport, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    m = report.metrics
+    print(f"{report.title}: {m.segments} segments with {report.abr}")
+    print(f"  QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}")
+    print(f"  startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls "
+          f"({100 * m.rebuffer_ratio:.1f}%), average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, "
+          f"{m.switches} switches")
+    print(f"  frames decoded {report.frames_decoded}, failed {report.frames_failed}; requests {report.requests} "
+          f"({report.failed_requests} failed), abandoned downloads {report.abandoned}")
+    if report.error:
+        print(f"  playback stopped: {report.error}")
