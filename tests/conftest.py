@@ -1,7 +1,9 @@
-"""Shared fixtures: the read-only data folder `../shared` (traces, videos, reference results)."""
+"""Shared fixtures: the read-only data folder `../shared`, small traces and ladders, and one short
+packaged demo title (clear and encrypted) used by the server and player tests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 from abr.types import Ladder
 from netsim import synthetic
 from netsim.trace import Trace
+from server.packager import PackageConfig, PackageResult, Rung, package, parse_ladder
+from server.packaging.demo import DemoClipConfig, write_demo_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -42,3 +46,51 @@ def step_trace() -> Trace:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# -- one short demo title, packaged once clear and once encrypted (server and player tests) --
+from server.packager import PackageConfig, PackageResult, Rung, package, parse_ladder
+from server.packaging.demo import DemoClipConfig, write_demo_source
+
+TEST_LADDER = "216p:300k,360p:700k,540p:1400k"
+TEST_CLIP = DemoClipConfig(duration_s=10.0, width=960, height=540, frame_rate=24)
+CLEAR_TITLE = "clip"
+ENCRYPTED_TITLE = "clipenc"
+
+
+@dataclass(frozen=True)
+class PackagedTitles:
+    clip: DemoClipConfig
+    ladder: tuple[Rung, ...]
+    source: Path  # the demo clip as an MP4 file: packaging goes through the file input path
+    content_root: Path  # holds the two titles below
+    clear: PackageResult
+    encrypted: PackageResult
+
+    @property
+    def frame_count(self) -> int:
+        return self.clip.frame_count
+
+    @property
+    def gop_frames(self) -> int:
+        return 4 * self.clip.frame_rate  # default 4 s segments
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> PackagedTitles:
+    base = tmp_path_factory.mktemp("packaged")
+    source = write_demo_source(base / "clip.mp4", TEST_CLIP)
+    content = base / "content"
+    # veryfast keeps the suite quick; rate control and GOP handling are the same as the default.
+    config = PackageConfig(ladder=parse_ladder(TEST_LADDER), preset="veryfast")
+    clear = package(source, content / CLEAR_TITLE, config)
+    encrypted = package(
+        source,
+        content / ENCRYPTED_TITLE,
+        PackageConfig(ladder=config.ladder, preset="veryfast", encrypt=True),
+        title=ENCRYPTED_TITLE,
+    )
+    return PackagedTitles(
+        clip=TEST_CLIP, ladder=config.ladder or (), source=source, content_root=content, clear=clear,
+        encrypted=encrypted,
+    )

@@ -15,7 +15,7 @@ from server.content import ContentKind, classify, list_titles, resolve_content_p
 from server.origin import OriginConfig, create_app
 
 if TYPE_CHECKING:
-    from conftest import PackagedTitles
+    from tests.conftest import PackagedTitles
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 

@@ -49,7 +49,7 @@ from server.packaging.mp4split import (
 from server.packaging.source import AudioChunk, DemoSource, FileSource, VideoChunk
 
 if TYPE_CHECKING:
-    from conftest import PackagedTitles
+    from tests.conftest import PackagedTitles
 
 NS = {"mpd": "urn:mpeg:dash:schema:mpd:2011", "cenc": "urn:mpeg:cenc:2013", "dashif": "https://dashif.org/CPS"}
 
