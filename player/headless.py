@@ -201,6 +201,8 @@ class HeadlessPlayer:
         if self.decoder is not None:
             summary = await self.decoder.finish()
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
+            for message in summary.errors:
+                self.events.emit(self.now(), "decode_error", message=message)
             if summary.first_frame_wall is not None:
                 first_frame_s = (summary.first_frame_wall - self._t0) * self.config.speed
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)

@@ -113,7 +113,7 @@ async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
-                        decoder_factory: object | None = None) -> PlaybackReport:
+                        events: EventLog | None = None, decoder_factory: object | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`)."""
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
     async with contextlib.AsyncExitStack() as stack:
@@ -128,7 +128,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             gateway, user, password = await stack.enter_async_context(_demo_stack())
             play_target = PlayTarget(title="demo")
         source = await _bootstrap(fetcher, play_target, gateway, user, password)
-        events = stack.enter_context(EventLog(log_path))
+        if events is None:
+            events = stack.enter_context(EventLog(log_path))
         events.emit(0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if callable(decoder_factory) else None
         player = HeadlessPlayer(source, config, fetcher, events=events, decoder=decoder)
