@@ -224,18 +224,18 @@ class Manifest:
     def audio(self) -> AdaptationSet | None:
         return self.periods[0].audio
 
-    def all_adaptation_sets(self) -> Iterable[AdaptationSet]:
+    def adaptation_sets(self) -> Iterable[AdaptationSet]:
         """The adaptation sets of every Period, in order."""
         for period in self.periods:
             yield from period.adaptation_sets
 
     def clearkey_laurl(self) -> str | None:
         """The first ClearKey license URL signalled anywhere in the MPD."""
-        return _clearkey_laurl(p for a in self.all_adaptation_sets() for p in a.all_content_protection())
+        return _clearkey_laurl(p for a in self.adaptation_sets() for p in a.all_content_protection())
 
     def default_kids(self) -> tuple[str, ...]:
         """Every distinct default KID in the MPD, in document order."""
-        return _default_kids(p for a in self.all_adaptation_sets() for p in a.all_content_protection())
+        return _default_kids(p for a in self.adaptation_sets() for p in a.all_content_protection())
 
 
 def _clearkey_laurl(items: Iterable[ContentProtection]) -> str | None:

@@ -215,7 +215,7 @@ def test_ffmpeg_timeline_urls_name_exactly_the_files_it_wrote(ffmpeg_dir: Path) 
     directory = ffmpeg_dir / "timeline"
     manifest = parse_mpd((directory / "manifest.mpd").read_bytes(), (directory / "manifest.mpd").as_uri())
     named = set()
-    for aset in manifest.all_adaptation_sets():
+    for aset in manifest.adaptation_sets():
         for rep in aset.representations:
             assert rep.init is not None and rep.segment_count >= 3
             named |= {path_of(rep.init.url)} | {path_of(s.url) for s in rep.segments}
@@ -685,7 +685,7 @@ def test_duration_templates_over_a_huge_period_stop_at_the_budget() -> None:
 
 
 def test_max_segment_urls_is_the_budget_for_the_whole_mpd() -> None:
-    assert sum(r.segment_count for a in parse_mpd(GOOD, "http://h/m.mpd", max_segment_urls=45).all_adaptation_sets()
+    assert sum(r.segment_count for a in parse_mpd(GOOD, "http://h/m.mpd", max_segment_urls=45).adaptation_sets()
                for r in a.representations) == 45
     with pytest.raises(MpdError, match="beyond the budget"):
         parse_mpd(GOOD, "http://h/m.mpd", max_segment_urls=44)

@@ -80,7 +80,7 @@ def check(text: str | bytes, *, budget: int = BUDGET) -> Manifest | None:
     event("Manifest")
     urls = 0
     assert manifest.periods and manifest.min_buffer_s >= 0
-    for aset in manifest.all_adaptation_sets():
+    for aset in manifest.adaptation_sets():
         rates = [r.bandwidth_bps for r in aset.representations]
         assert rates == sorted(rates) and rates[0] > 0
         assert all(len(kid) == 32 and int(kid, 16) >= 0 for kid in aset.default_kids())
