@@ -12,18 +12,19 @@ Keys never appear in logs, reprs or error messages.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, urljoin, urlsplit
 
 from player.errors import CliError
 from player.fetch import Fetcher, FetchError
-from player.mpd import Manifest, MpdError, parse_mpd
+from player.mpd import Manifest, MpdError, Representation, parse_mpd
 from player.video import Video, video_from_title
 from server.packager import parse_segments_json
 
@@ -116,15 +117,43 @@ def _explain(exc: FetchError) -> str:
 
 
 async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str]) -> tuple[Manifest, str]:
-    """The MPD from the first edge that answers; parse errors name the problem."""
+    """The MPD from the first edge that answers; parse errors name the problem. SegmentBase
+    representations get their segment list from their index (sidx) before playback."""
     try:
         result = await fetcher.fetch(list(manifest_urls), headers={"CMCD-Object": "ot=m"})
     except FetchError as exc:
         raise BootstrapError(f"manifest download failed: {_explain(exc)}") from None
     try:
-        return parse_mpd(result.body, result.url), result.url
+        manifest = parse_mpd(result.body, result.url)
+        return await _read_segment_indexes(fetcher, manifest), result.url
     except MpdError as exc:
         raise BootstrapError(f"manifest is not valid: {exc}") from None
+
+
+def range_header(byte_range: tuple[int, int] | None) -> dict[str, str]:
+    """HTTP Range for a SegmentRef's inclusive byte range (none for whole files)."""
+    return {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"}
+
+
+async def _read_segment_indexes(fetcher: Fetcher, manifest: Manifest) -> Manifest:
+    """Fetch the sidx of every SegmentBase representation (ISO/IEC 23009-1 5.3.9.2) and list its segments."""
+    async def resolve(rep: Representation) -> Representation:
+        if rep.segments or rep.index_range is None:
+            return rep
+        try:
+            index = await fetcher.fetch(list(rep.base_urls), headers=range_header(rep.index_range))
+        except FetchError as exc:
+            raise BootstrapError(f"segment index of {rep.id!r} could not be fetched: {_explain(exc)}") from None
+        return rep.with_sidx(index.body)
+
+    periods = []
+    for period in manifest.periods:
+        sets = []
+        for adaptation in period.adaptation_sets:
+            reps = await asyncio.gather(*(resolve(r) for r in adaptation.representations))
+            sets.append(replace(adaptation, representations=tuple(reps)))
+        periods.append(replace(period, adaptation_sets=tuple(sets)))
+    return replace(manifest, periods=tuple(periods))
 
 
 async def fetch_sizes(fetcher: Fetcher, manifest_url: str, manifest_urls: Sequence[str]) -> Video | None:

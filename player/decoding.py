@@ -60,15 +60,16 @@ class DecodePipeline:
                 keys[rep.id] = next((source.keys[k] for k in kids if k in source.keys), None)
         return keys
 
-    async def start(self, init_urls: Mapping[str, Sequence[str]], fetcher: Fetcher) -> None:
+    async def start(self, init_urls: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], fetcher: Fetcher) -> None:
         """Fetch every rendition's init segment (small, once, before playback starts)."""
-        async def one(rep_id: str, urls: Sequence[str]) -> None:
+        async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:
-                self._inits[rep_id] = (await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i"})).body
+                result = await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
+                self._inits[rep_id] = result.body
             except FetchError as exc:
                 self._errors.append(f"init segment of {rep_id}: {exc}")
 
-        await asyncio.gather(*(one(rep_id, urls) for rep_id, urls in init_urls.items() if urls))
+        await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
     def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
         self._futures.append(self._executor.submit(self._decode, kind, rep_id, index, data))
@@ -88,7 +89,7 @@ class DecodePipeline:
         mode = "all" if kind == "audio" else self.mode
         result: DecodeResult | None
         try:
-            result = self._decoder(kind, rep_id).decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
+            result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
         except DecodeError as exc:
             self._failed_segments += 1
             self._errors.append(f"{kind} segment {index} of {rep_id}: {exc}")
@@ -103,6 +104,11 @@ class DecodePipeline:
         self._frames_failed += result.frames_failed
         if result.frames_decoded and self._first_frame_wall is None and result.first_frame_s is not None:
             self._first_frame_wall = self._clock() - result.decode_s + result.first_frame_s  # type: ignore[operator]
+
+    def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
+                        data: bytes, mode: str) -> DecodeResult:
+        """One segment through its rendition's decoder (the desktop player's subclass sends frames and PCM on)."""
+        return decoder.decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
 
     async def finish(self) -> DecodeSummary:
         """Wait for every submitted segment, then report."""

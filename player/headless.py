@@ -21,7 +21,7 @@ import numpy as np
 from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
-from player.bootstrap import PlaybackSource, edge_alternatives
+from player.bootstrap import PlaybackSource, edge_alternatives, range_header
 from player.cmcd import cmcd_headers
 from player.errors import CliError
 from player.events import EventLog
@@ -68,13 +68,15 @@ class ManifestContent:
 
     def __init__(self, source: PlaybackSource, video_reps: list[Representation], max_segments: int | None) -> None:
         count = min(r.segment_count for r in video_reps)
+        if count == 0:
+            raise PlaybackError("the manifest lists no segments for its video representations")
         sizes = source.sizes
         if sizes is not None and len(sizes.ladder) == len(video_reps) and sizes.segment_count == count:
             self.ladder = sizes.ladder
             self._sizes: np.ndarray | None = sizes.sizes_bytes
         else:
             self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in video_reps),
-                                 segment_duration_s=video_reps[0].segment_duration_s)
+                                 segment_duration_s=video_reps[0].segment_duration_s or video_reps[0].segments[0].duration_s)
             self._sizes = None
         self.segment_count = min(count, max_segments) if max_segments else count
 
@@ -125,7 +127,8 @@ class HeadlessPlayer:
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  events: EventLog | None = None, decoder: Any | None = None,
-                 abr: AbrAlgorithm | None = None) -> None:
+                 abr: AbrAlgorithm | None = None, interactive: bool = False,
+                 on_seek: Callable[[float], None] | None = None) -> None:
         self.source = source
         self.config = config
         self.fetcher = fetcher
@@ -150,6 +153,13 @@ class HeadlessPlayer:
         self._audio_cache: dict[int, FetchResult] = {}
         self._next_sample_s = 0.0
         self._measured_bps = 0.0
+        # Interactive (the desktop player): at the end of the stream wait for a seek or stop()
+        # instead of returning; `on_seek(position_s)` hears where each seek landed.
+        self.interactive = interactive
+        self.on_seek = on_seek
+        self._seek_to: float | None = None
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
         self.fetcher.observer = self._on_attempt
 
     # -- clock ------------------------------------------------------------------------------------
@@ -162,24 +172,57 @@ class HeadlessPlayer:
     async def _sleep(self, session_s: float) -> None:
         await asyncio.sleep(max(session_s, 0.0) / self.config.speed)
 
+    async def _wait(self, session_s: float | None) -> None:
+        """Sleep `session_s` (None: indefinitely); a seek or stop request cuts it short."""
+        assert self._wake is not None
+        if self._seek_to is not None or self._stopping:
+            return
+        timeout = None if session_s is None else max(session_s, 0.0) / self.config.speed
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._wake.clear()
+
+    # -- controls (call on the player's event loop) -------------------------------------------------
+
+    def request_seek(self, position_s: float) -> None:
+        """Jump to media time `position_s` once the fetch in flight (if any) completes."""
+        self._seek_to = position_s
+        if self._wake is not None:
+            self._wake.set()
+
+    def stop(self) -> None:
+        """End the run once the fetch in flight (if any) completes; the report covers what was fetched."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
     # -- the loop ---------------------------------------------------------------------------------
 
     async def run(self) -> PlaybackReport:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
+        self._wake = asyncio.Event()
         self.events.emit(0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
                          segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
         sampler = asyncio.create_task(self._sample_buffer())
         error: str | None = None
         try:
             failures: dict[int, int] = {}
-            while True:
+            while not self._stopping:
+                if self._seek_to is not None:
+                    self._apply_seek(self._seek_to)
                 action = self.session.next_action()
                 self._drain_session_events()
                 if isinstance(action, Finished):
-                    break
+                    if not self.interactive:
+                        break
+                    await self._wait(None)
+                    continue
                 if isinstance(action, Wait):
-                    await self._sleep(action.duration_s)
+                    await self._wait(action.duration_s)
                     self.session.advance(self.now())
                     continue
                 assert isinstance(action, Fetch)
@@ -209,15 +252,21 @@ class HeadlessPlayer:
         self.events.emit(self.now(), "end", **{k: v for k, v in report.as_dict().items() if k != "qualities"})
         return report
 
-    def init_urls(self) -> dict[str, list[str]]:
-        """Each rendition's init segment, with its failover alternatives (fetched before playback)."""
+    def _apply_seek(self, position_s: float) -> None:
+        self._seek_to = None
+        self.session.seek(self.now(), position_s)
+        self._drain_session_events()
+        if self.on_seek is not None:
+            self.on_seek(self.session.playhead_s)
+
+    def init_urls(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        """Each rendition's init segment: failover alternatives and Range header (fetched before playback)."""
         return self._init_urls()
 
-    def _init_urls(self) -> dict[str, list[str]]:
-        urls = {rep.id: self._alternatives(rep.init.urls) for rep in self.video_reps}
-        if self.audio_rep is not None:
-            urls[self.audio_rep.id] = self._alternatives(self.audio_rep.init.urls)
-        return urls
+    def _init_urls(self) -> dict[str, tuple[list[str], dict[str, str]]]:
+        reps = [*self.video_reps, *([self.audio_rep] if self.audio_rep is not None else [])]
+        return {rep.id: (self._alternatives(rep.init.urls), range_header(rep.init.byte_range))
+                for rep in reps if rep.init is not None}
 
     def _alternatives(self, urls: tuple[str, ...]) -> list[str]:
         out: list[str] = []
@@ -234,7 +283,7 @@ class HeadlessPlayer:
         if self.audio_rep is not None and index < self.audio_rep.segment_count and index not in self._audio_cache:
             audio_task = asyncio.create_task(self._fetch_audio(index))
         progress = self._abandon_check(action) if isinstance(self.abr, Abandoning) else None
-        headers = self._cmcd(rep, index, "v", segment.duration_s)
+        headers = self._cmcd(rep, index, "v", segment.duration_s) | range_header(segment.byte_range)
         try:
             video = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress)
         except Abandoned as exc:
@@ -268,7 +317,7 @@ class HeadlessPlayer:
     async def _fetch_audio(self, index: int) -> None:
         assert self.audio_rep is not None
         segment = self.audio_rep.segments[index]
-        headers = self._cmcd(self.audio_rep, index, "a", segment.duration_s)
+        headers = self._cmcd(self.audio_rep, index, "a", segment.duration_s) | range_header(segment.byte_range)
         self._audio_cache[index] = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers)
 
     @staticmethod

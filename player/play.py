@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -113,8 +113,11 @@ async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
-                        events: EventLog | None = None, decoder_factory: object | None = None) -> PlaybackReport:
-    """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`)."""
+                        events: EventLog | None = None, decoder_factory: object | None = None,
+                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer) -> PlaybackReport:
+    """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
+    `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
+    passes one that keeps a handle for its controls)."""
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
@@ -132,7 +135,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             events = stack.enter_context(EventLog(log_path))
         events.emit(0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if callable(decoder_factory) else None
-        player = HeadlessPlayer(source, config, fetcher, events=events, decoder=decoder)
+        player = player_factory(source, config, fetcher, events=events, decoder=decoder)
         if decoder is not None:
             await decoder.start(player.init_urls(), fetcher)
         routes.active = shaper is not None

@@ -59,7 +59,7 @@ def _password(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _display_available() -> bool:
+def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
 
 
@@ -85,19 +85,20 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
     else:
         target = PlayTarget()
-    if not args.headless and _display_available():
+    if not args.headless and display_available():
         try:
             from player.desktop import run_desktop
         except ImportError:
             print("abrkit play: the desktop player is not available here; playing headless", file=sys.stderr)
         else:
-            return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot)
-    report = asyncio.run(_headless(target, config, link, args.log))
+            return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
+                               as_json=args.json, log_path=args.log)
+    report = asyncio.run(headless_session(target, config, link, args.log))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1
 
 
-async def _headless(target: object, config: PlayerConfig, link: object, log: Path | None) -> PlaybackReport:
+async def headless_session(target: object, config: PlayerConfig, link: object, log: Path | None) -> PlaybackReport:
     from player.decoding import DecodePipeline
     from player.play import play_headless
 

@@ -245,3 +245,34 @@ async def test_cli_bad_trace_is_one_error_line(tmp_path: Path) -> None:
     assert process.returncode == 2
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "bad:2" in lines[0] and "finite" in lines[0]
+
+
+@asynccontextmanager
+async def serving_directory(root: Path) -> AsyncIterator[str]:
+    """A plain static file server (with Range support): a stand-in for any third-party CDN."""
+    app = web.Application()
+    app.router.add_static("/", root)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("layout", ["timeline", "single"])
+async def test_plays_dash_written_by_ffmpeg(tmp_path: Path, layout: str) -> None:
+    from tests.player.test_mpd import write_ffmpeg_dash
+
+    options = {"timeline": {"use_template": "1", "use_timeline": "1"},
+               "single": {"use_template": "0", "single_file": "1", "global_sidx": "1"}}[layout]
+    write_ffmpeg_dash(tmp_path / layout, **options)
+    async with serving_directory(tmp_path) as server:
+        report = await play_headless(PlayTarget(url=f"{server}/{layout}/manifest.mpd"), PlayerConfig(abr="rate"),
+                                     decoder_factory=_decoder())
+    assert report.error is None
+    assert report.metrics.segments >= 2
+    assert report.frames_decoded >= 5 * FRAMES_PER_S - 1 and report.frames_failed == 0
