@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -106,12 +107,9 @@ def write_plots(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -
     written = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for abr, sessions in result.sessions.items():
-        values = np.sort([r.metrics.qoe[qoe] for r in sessions])
-        ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=abr)
+        plot_cdf(ax, [r.metrics.qoe[qoe] for r in sessions], label=abr)
     if result.optimal:
-        values = np.sort(list(result.optimal.values()))
-        ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label="offline optimal",
-                linestyle="--", color="black")
+        plot_cdf(ax, list(result.optimal.values()), label="offline optimal", linestyle="--", color="black")
     ax.set_xlabel(f"QoE_{qoe} per session")
     ax.set_ylabel("CDF")
     ax.grid(alpha=0.3)
@@ -127,7 +125,14 @@ def write_plots(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -
     return written
 
 
-def plot_timeline(r: SessionResult, path: Path) -> Path:
+def plot_cdf(ax: Any, values: Sequence[float], **style: Any) -> None:
+    """An empirical CDF as a step line on a matplotlib axis."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", **style)
+
+
+def plot_timeline(r: SessionResult, path: Path | BinaryIO) -> Path | BinaryIO:
+    """Bitrate, measured throughput and buffer over session time; `path` may be a file object (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +153,7 @@ def plot_timeline(r: SessionResult, path: Path) -> Path:
     bottom.set_xlabel("session time s")
     bottom.legend(loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return path
 
