@@ -1,0 +1,91 @@
+"""`abrkit run`: an experiment - ABR algorithms x traces, simulated and/or emulated - with a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from abr.registry import names
+from netsim.sources import open_traces
+from player.errors import CliError
+from player.headless import DECODE_MODES
+from player.sim import PROFILES, profile
+
+MODE_CHOICES = {"sim": ("sim",), "emulate": ("emulate",), "both": ("sim", "emulate")}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "run", help="run an experiment: algorithms x traces, simulated and/or emulated, with an HTML report",
+        description="Run every ABR algorithm on every trace in the simulator and/or as real headless sessions "
+                    "through the shaper against a local stack, on a process pool or a Dask cluster. Results go to "
+                    "OUT/results.jsonl as they finish (a rerun skips finished cells), then results.csv and "
+                    "report.html.")
+    parser.add_argument("--abr", required=True, help=f"comma-separated algorithms ({', '.join(names())})")
+    parser.add_argument("--traces", required=True, nargs="+", metavar="DIR_OR_FILE",
+                        help="trace files, directories, or synthetic specs like step:4e6,1e6@5")
+    parser.add_argument("--video-or-title", required=True, metavar="X",
+                        help="packaged title directory, Pensieve video_size folder or Sabre JSON (sim only), or 'demo'")
+    parser.add_argument("--mode", choices=sorted(MODE_CHOICES), default="sim", help="default: %(default)s")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (reused: finished cells are skipped)")
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                        help="download model and player policy (default: %(default)s, the one the shaper matches)")
+    parser.add_argument("--speed", type=float, default=1.0, help="emulation clock speed-up K (default 1)")
+    parser.add_argument("--workers", type=int, default=0, help="local worker processes (default 0 = one per core)")
+    parser.add_argument("--sessions-per-worker", type=int, default=16, metavar="M",
+                        help="emulated sessions run at once in each worker task (default %(default)s)")
+    parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="run tasks on this Dask cluster instead")
+    parser.add_argument("--seed", type=int, help="start each trace at a seeded random offset (default: at 0)")
+    parser.add_argument("--decode", nargs="?", const="all", default="none", choices=DECODE_MODES,
+                        help="decode emulated video (--decode = all; default none)")
+    parser.add_argument("--stack-processes", action="store_true", help="serve the title with one process per service")
+    parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from player.experiment import ExperimentConfig, check_abrs, open_content, run_experiment
+    from player.experiment_report import sim_emulation_gaps, summaries, write_report
+    from player.report import format_table
+    from server.packager import default_cache_dir
+
+    abrs = tuple(a.strip() for a in args.abr.split(",") if a.strip())
+    if args.workers < 0:
+        raise CliError("--workers must be >= 0")
+    if args.timelines < 0:
+        raise CliError("--timelines must be >= 0")
+    config = ExperimentConfig(
+        abrs=abrs, modes=MODE_CHOICES[args.mode], profile=profile(args.profile), speed=args.speed,
+        workers=args.workers or os.cpu_count() or 1, sessions_per_worker=args.sessions_per_worker,
+        dask_address=args.dask, seed=args.seed, decode=args.decode, stack_processes=args.stack_processes,
+    )
+    check_abrs(config)
+    traces = open_traces(args.traces)
+    content = open_content(args.video_or_title, cache_dir=default_cache_dir())
+    summary = run_experiment(config, content, traces, args.out, progress=not args.quiet)
+    meta = {"content": f"{content.name} ({content.video.segment_count} x {content.video.ladder.segment_duration_s:g} s, "
+                       f"{len(content.video.ladder)} rungs)",
+            "algorithms": ", ".join(abrs), "modes": ", ".join(config.modes), "traces": len(traces),
+            "profile": config.profile.name, "emulation speed": f"{config.speed:g}", "decode": config.decode,
+            "seed": "none (offset 0)" if config.seed is None else config.seed,
+            "executor": f"dask {config.dask_address}" if config.dask_address else f"{config.workers} local processes"}
+    files = write_report(list(summary.rows), args.out, meta=meta, abrs=abrs, seed=config.seed or 0)
+    print(f"{content.name}: {summary.ran} sessions run, {summary.skipped} already done, {summary.failed} failed "
+          f"({summary.wall_s:.1f} s)")
+    for mode, items in summaries(summary.rows).items():
+        print(f"\n{mode}")
+        print(format_table(items, "lin"))
+    gaps = sim_emulation_gaps(summary.rows, seed=config.seed or 0)
+    if gaps:
+        print("\nemulate - sim, QoE_lin (paired per trace, 95% bootstrap CI):")
+        for g in gaps:
+            print(f"  {g.abr}: {g.difference.mean:+.2f} [{g.difference.low:+.2f}, {g.difference.high:+.2f}] "
+                  f"({g.relative_pct:+.1f}% of sim {g.base_mean:.2f}, {g.pairs} traces)")
+    print(f"\nwrote {', '.join(str(f) for f in files)} and {args.out / 'results.jsonl'}")
+    if summary.failed:
+        print(f"abrkit run: {summary.failed} sessions failed (see report.html); rerun to retry them", file=sys.stderr)
+        return 1
+    return 0
