@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from player.bootstrap import PlaybackSource
-from player.decode import AudioDecoder, DecodeError, DecodeResult, SegmentDecoder
+from player.decode import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
 from player.fetch import Fetcher, FetchError
 
 
@@ -39,6 +39,10 @@ class DecodePipeline:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abrkit-decode")
         self._inits: dict[str, bytes] = {}
         self._keys = self._rendition_keys(source)
+        # presentationTimeOffset per rendition, so decoded pts are presentation times (audio and
+        # video tracks usually have different ones: the A/V alignment depends on it)
+        self._offsets_s = {rep.id: rep.presentation_time_offset_s
+                           for adaptation in source.manifest.adaptation_sets() for rep in adaptation.representations}
         self._decoders: dict[str, SegmentDecoder | AudioDecoder] = {}
         self._futures: list[Future[None]] = []
         self._frames_decoded = 0
@@ -81,7 +85,8 @@ class DecodePipeline:
             if init is None:
                 raise DecodeError(f"no init segment for {rep_id}", rendition=rep_id, segment_number=None)
             cls = AudioDecoder if kind == "audio" else SegmentDecoder
-            decoder = self._decoders[rep_id] = cls(init, key_hex=self._keys.get(rep_id), name=rep_id)
+            config = DecoderConfig(presentation_time_offset_s=self._offsets_s.get(rep_id, 0.0))
+            decoder = self._decoders[rep_id] = cls(init, key_hex=self._keys.get(rep_id), name=rep_id, config=config)
         return decoder
 
     def _decode(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
