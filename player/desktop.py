@@ -11,13 +11,17 @@ counted, and each presented frame's offset (pts - clock at the flip) is recorded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +57,7 @@ class DesktopConfig:
     window_size_px: tuple[int, int] | None = None  # None: the top rendition's size, within 90% of the screen
     max_texture_px: tuple[int, int] = (1920, 1080)  # frames are converted to the top rendition's size, capped
     frame_queue_frames: int = 12  # decoded RGBA frames held ahead (0.5 s at 24 fps)
-    refresh_hz: float = 60.0  # redraws per second
+    refresh_hz: float = 60.0  # checks of the clock per second; the window redraws only on change
     vsync: bool = True
     show_stats: bool = False
     exit_at_end: bool = False  # quit when the stream has played out (else the summary stays up)
@@ -451,6 +455,8 @@ class DesktopApp:
         self._to_present: VideoFrame | None = None  # uploaded this draw, counted at the flip
         self._update_clock_s = 0.0  # the clock when this draw took its frame
         self._waiting_since: float | None = None  # since when the session plays but the clock waits for data
+        self._dirty = True  # the window needs a redraw even without a new frame
+        self._summary_up = False
         self._flip_latency_s = 0.0  # moving average of clock advance from taking a frame to its flip
         self._last_frame: VideoFrame | None = None
         self._seeks: list[dict[str, float | None]] = []
@@ -509,8 +515,11 @@ class DesktopApp:
             pyglet.clock.schedule_once(lambda dt: self.quit(), self.exit_after_s)
         for wall_s, action in self._steps:
             pyglet.clock.schedule_once(lambda dt, a=action: a(self), wall_s)
+        # We draw ourselves, and only when something changed (a new frame, the overlay, a spinner):
+        # a 24 fps stream then costs 24 redraws a second, not 60 (llvmpipe pays per pixel drawn).
+        pyglet.clock.schedule_interval(self._tick, 1.0 / self.options.refresh_hz)
         try:
-            pyglet.app.run(1.0 / self.options.refresh_hz)
+            pyglet.app.run(None)
         finally:
             self.quit()
             self.backend.join(self.options.join_timeout_s)
@@ -557,9 +566,16 @@ class DesktopApp:
         except Exception as exc:  # noqa: BLE001 - the boundary: no display, no GL, no libGL; say which
             raise DesktopUnavailable(f"cannot open a window on display {display}: "
                                      f"{type(exc).__name__}: {exc}") from None
-        window.push_handlers(on_draw=self._on_draw, on_key_press=self._on_key_press,
-                             on_mouse_press=self._on_mouse_press, on_close=self._on_close)
+        window.push_handlers(on_draw=self._draw, on_key_press=self._on_key_press, on_expose=self._invalidate,
+                             on_resize=self._on_resize, on_mouse_press=self._on_mouse_press,
+                             on_close=self._on_close)
         return window
+
+    def _invalidate(self) -> None:
+        self._dirty = True
+
+    def _on_resize(self, width: int, height: int) -> None:
+        self._dirty = True  # pyglet's own handler (viewport, projection) runs after this one
 
     def _on_close(self) -> bool:
         self.quit()
@@ -579,6 +595,7 @@ class DesktopApp:
             self.toggle_fullscreen()
         elif symbol == key.S:
             self.show_stats = not self.show_stats
+            self._dirty = True
         elif symbol == key.A:
             self.backend.lock_quality(None)
         elif key._1 <= symbol <= key._9:
@@ -604,6 +621,7 @@ class DesktopApp:
 
     def toggle_pause(self) -> None:
         self.user_paused = not self.user_paused
+        self._dirty = True
         if self.user_paused and self.audio is not None:
             self.audio.pause()
         self.backend.set_paused(self.user_paused)
@@ -742,13 +760,23 @@ class DesktopApp:
             return 0, 0, self.window.width, self.window.height
         return letterbox(self.window.width, self.window.height, *media.texture_size_px)
 
-    def _on_draw(self) -> None:
-        if not self._quitting:
-            self._update()
-        self._draw()
+    def _tick(self, dt: float) -> None:
+        """Every 1/refresh_hz: follow the stream; redraw (and flip) only if the picture changed."""
+        if self._quitting or self.window is None:
+            return
+        self._update()
+        now_wall = time.monotonic() - self._opened_wall
+        summary_up = self.ended or self.backend.done.is_set()
+        changed = (self._to_present is not None or self._dirty or summary_up != self._summary_up
+                   or self._status(self.backend.snapshot) not in (None, "Paused")  # a turning spinner
+                   or (self.show_stats and now_wall >= self._next_stats_wall))
+        self._summary_up = summary_up
+        if changed:
+            self.window.draw(dt)
 
     def _draw(self) -> None:
         assert self.window is not None
+        self._dirty = False
         window = self.window
         window.clear()
         if self._texture_view is not None:
@@ -851,6 +879,35 @@ def print_summary(result: DesktopResult, *, as_json: bool) -> None:
     print(f"  audio driver {result.audio_driver}; silence inserted {result.audio_silence_s:.2f} s")
     if result.screenshot is not None:
         print(f"  screenshot {result.screenshot}")
+
+
+@contextlib.contextmanager
+def xvfb_display(screen: str = "1920x1080x24") -> Iterator[str]:
+    """A private Xvfb X server for tests and benchmarks; sets DISPLAY while it runs. Raises
+    `DesktopUnavailable` when Xvfb is not installed or does not start."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        raise DesktopUnavailable("Xvfb is not installed (apt-get install xvfb xauth libgl1 libgl1-mesa-dri libegl1)")
+    read_fd, write_fd = os.pipe()
+    process = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
+                               pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()  # written once the server accepts clients
+    if not number:
+        process.kill()
+        raise DesktopUnavailable(f"Xvfb exited ({process.wait()}) without reporting a display")
+    previous = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        if previous is None:
+            del os.environ["DISPLAY"]
+        else:
+            os.environ["DISPLAY"] = previous
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(), *,
