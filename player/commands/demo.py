@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"abrkit demo: the demo title over a link shaped by {DEMO_TRACE} (Norway HSDPA bus), ABR {args.abr}; "
           "the first run packages the demo clip (a few minutes), later runs reuse it.", file=sys.stderr, flush=True)
     if windowed:
+        from player.desktop import DesktopUnavailable, run_desktop
+
         try:
-            from player.desktop import run_desktop
-        except ImportError:
-            print("abrkit demo: no desktop player here; playing headless", file=sys.stderr)
-        else:
             return run_desktop(PlayTarget(), config, link, exit_after_s=args.exit_after, screenshot=None)
+        except DesktopUnavailable as exc:
+            print(f"abrkit demo: {exc}; playing headless instead", file=sys.stderr)
+            config = PlayerConfig(abr=args.abr, speed=args.speed or 4.0)
     report = asyncio.run(headless_session(PlayTarget(), config, link, None))
     print_report(report, as_json=False)
     return 0 if report.error is None else 1

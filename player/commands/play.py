@@ -86,13 +86,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         target = PlayTarget()
     if not args.headless and display_available():
-        try:
-            from player.desktop import run_desktop
-        except ImportError:
-            print("abrkit play: the desktop player is not available here; playing headless", file=sys.stderr)
-        else:
-            return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
-                               as_json=args.json, log_path=args.log)
+        from player.desktop import run_desktop
+
+        return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
+                           as_json=args.json, log_path=args.log)
     report = asyncio.run(headless_session(target, config, link, args.log))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1
