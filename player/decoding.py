@@ -96,12 +96,14 @@ class DecodePipeline:
         try:
             result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
         except DecodeError as exc:
+            # The decoder judged the whole segment unusable (e.g. a wrong key): the odd frame that
+            # came out of garbage is not a decoded frame, so every expected frame counts as failed.
             self._failed_segments += 1
             self._errors.append(f"{kind} segment {index} of {rep_id}: {exc}")
-            result = exc.result
-            if result is None:
-                self._frames_failed += self._expected_per_segment.get(rep_id, 1) if kind == "video" else 0
-                return
+            if kind == "video":
+                expected = exc.result.frames_expected if exc.result is not None else 0
+                self._frames_failed += expected or self._expected_per_segment.get(rep_id, 1)
+            return
         if kind != "video":
             return
         self._expected_per_segment.setdefault(rep_id, max(result.frames_expected, 1))
