@@ -229,17 +229,21 @@ class _EmbeddedService:
 class _ProcessService:
     """A service as a child process (`python -m server.run`) handed its listening socket."""
 
-    def __init__(self, name: str, url: str, argv: list[str], shutdown_timeout_s: float) -> None:
+    def __init__(self, name: str, url: str, argv: list[str], shutdown_timeout_s: float,
+                 log_path: Path | None = None) -> None:
         self.name, self.url = name, url
         self._argv = argv
         self._shutdown_timeout_s = shutdown_timeout_s
+        self.log_path = log_path  # the child's stderr (its logs) is appended here; None: inherited
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, sock: socket.socket) -> None:
         fd = sock.fileno()
-        process = await asyncio.create_subprocess_exec(
-            *self._argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, start_new_session=True)
+        with contextlib.ExitStack() as files:
+            stderr = files.enter_context(self.log_path.open("ab")) if self.log_path is not None else None
+            process = await asyncio.create_subprocess_exec(
+                *self._argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True)
         self.process = process
         assert process.stdout is not None
         try:
@@ -338,6 +342,11 @@ class RunningStack:
     def service_names(self) -> list[str]:
         return list(self._services)
 
+    def log_path(self, name: str) -> Path | None:
+        """The file a service's log (stderr) goes to: processes mode with `start_stack(log_dir=...)` only."""
+        service = self._services[name]
+        return service.log_path if isinstance(service, _ProcessService) else None
+
     def pid(self, name: str) -> int | None:
         """The process id of a service in processes mode (None when embedded)."""
         service = self._services[name]
@@ -406,16 +415,20 @@ class RunningStack:
 
 
 @contextlib.asynccontextmanager
-async def start_stack(config: StackConfig, *, wait_for_edges: bool = True) -> AsyncIterator[RunningStack]:
+async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
+                      log_dir: Path | None = None) -> AsyncIterator[RunningStack]:
     """Start every service of `config` (embedded or one process each) and stop them all on exit.
 
     The stack file `config.config_path` must exist (it holds the users; `init_stack_config` writes
     one) and the secrets file is created if missing. On entry the playback API already ranks every
-    edge (unless `wait_for_edges=False`).
+    edge (unless `wait_for_edges=False`). In processes mode with `log_dir`, each service's log
+    (stderr: its messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
     """
     init_stack_config(config)
     secrets = load_secrets(config.resolved_secrets_path)
     names = service_names(config)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
     sockets: dict[str, socket.socket] = {}
     try:
         for name in names:
@@ -426,7 +439,8 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True) -> As
             url = f"http://{url_host(config.host)}:{ports[name]}"
             if config.processes:
                 services[name] = _ProcessService(name, url, process_argv(name, config, ports),
-                                                 config.shutdown_timeout_s)
+                                                 config.shutdown_timeout_s,
+                                                 log_dir / f"{name}.log" if log_dir is not None else None)
             else:
                 services[name] = _EmbeddedService(
                     name, url, lambda name=name: build_app(name, config, ports, secrets), config.shutdown_timeout_s)
