@@ -36,6 +36,7 @@ from yarl import URL
 
 from server.cache import ByteLRU, Coalescer
 from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
+from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.observability import (
     REQUEST_ID_HEADER,
     JsonAccessLogger,
@@ -1026,7 +1027,8 @@ EDGE = web.AppKey("abrkit_edge", Edge)
 
 def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.Application:
     """The edge's aiohttp app; the origin client session (and heartbeats) start and stop with it."""
-    app = web.Application(middlewares=[request_id_middleware], client_max_size=64 * 1024)
+    faults = FaultState()  # chaos runs only: off until set through /internal/faults (server/faults.py)
+    app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults)], client_max_size=64 * 1024)
     edge = Edge(config, group)
     app[EDGE] = edge
     app.cleanup_ctx.append(_client_session_ctx)
@@ -1036,6 +1038,7 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
     app.router.add_get("/metrics", edge.handle_metrics)
     app.router.add_post("/internal/preposition/{title}", edge.handle_preposition)
     app.router.add_get("/internal/stats", edge.handle_stats)
+    add_fault_routes(app, faults, internal_token(config.url_signing_key).encode())
     app.router.add_route("*", "/{path:.*}", edge.handle_content)
     return app
 
