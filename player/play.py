@@ -114,14 +114,18 @@ async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
                         events: EventLog | None = None, decoder_factory: object | None = None,
-                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer) -> PlaybackReport:
+                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer,
+                        on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
-    passes one that keeps a handle for its controls)."""
+    passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
+    it runs (chaos runs cut it with `Shaper.outage`)."""
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
         shaper = await stack.enter_async_context(_shaper(link, config.speed))
+        if shaper is not None and on_link is not None:
+            on_link(shaper)
         routes = ShapedRoutes(shaper)
         routes.active = shaper is not None and link.shape_bootstrap
         fetcher = Fetcher(http, fetch, route=routes.route)
