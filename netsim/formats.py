@@ -26,6 +26,7 @@ from netsim.trace import Trace
 MAHIMAHI_PACKET_BYTES = 1500
 TraceFormat = Literal["pensieve", "mahimahi", "sabre"]
 FORMATS: tuple[TraceFormat, ...] = ("pensieve", "mahimahi", "sabre")
+MAX_TRACE_FILE_BYTES = 1 << 30  # read whole into memory: a bound against hostile or mistaken input
 
 
 class TraceFormatError(ValueError):
@@ -34,6 +35,8 @@ class TraceFormatError(ValueError):
 
 def _read_text(path: Path) -> str:
     try:
+        if path.stat().st_size > MAX_TRACE_FILE_BYTES:
+            raise TraceFormatError(f"{path}: too large for a trace file (over {MAX_TRACE_FILE_BYTES >> 20} MiB)")
         data = path.read_bytes()
     except IsADirectoryError:
         raise TraceFormatError(f"{path}: is a directory, not a trace file") from None
@@ -112,13 +115,19 @@ def parse_mahimahi(text: str, *, name: str = "trace", source: str = "<text>") ->
     # Opportunity at ms m is delivered during (m-1, m]; timestamp 0 coincides with `period_ms`.
     slots = np.asarray(stamps, dtype=np.int64)
     slots[slots == 0] = period_ms
-    counts = np.bincount(slots - 1, minlength=period_ms).astype(np.float64)
-    rate_bps = counts * MAHIMAHI_PACKET_BYTES * 8 / 1e-3
+    # One 1 ms interval per distinct timestamp and a zero-rate gap before each: memory follows the
+    # number of lines, not the period (one huge timestamp must not allocate a per-ms array).
+    ms, counts = np.unique(slots, return_counts=True)
+    durations_ms = np.empty(2 * ms.size)
+    durations_ms[0::2] = np.r_[ms[0] - 1, np.diff(ms) - 1]
+    durations_ms[1::2] = 1.0
+    rate_bps = np.zeros(2 * ms.size)
+    rate_bps[1::2] = counts * MAHIMAHI_PACKET_BYTES * 8 / 1e-3
+    keep = durations_ms > 0
+    durations_ms, rate_bps = durations_ms[keep], rate_bps[keep]
     # Merge runs of equal rate so long constant stretches stay one interval.
-    change = np.flatnonzero(np.diff(rate_bps)) + 1
-    starts = np.r_[0, change]
-    ends = np.r_[change, period_ms]
-    return Trace(name=name, durations_s=(ends - starts) * 1e-3, bandwidth_bps=rate_bps[starts])
+    starts = np.r_[0, np.flatnonzero(np.diff(rate_bps)) + 1]
+    return Trace(name=name, durations_s=np.add.reduceat(durations_ms, starts) * 1e-3, bandwidth_bps=rate_bps[starts])
 
 
 def format_mahimahi(trace: Trace) -> str:
@@ -148,6 +157,8 @@ def parse_sabre(text: str, *, name: str = "trace", source: str = "<text>") -> Tr
         periods = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise TraceFormatError(f"{source}: JSON nested too deeply") from None
     if not isinstance(periods, list) or not periods:
         raise TraceFormatError(f"{source}: a Sabre trace is a non-empty JSON list of periods")
     durations, rates, latencies = [], [], []
@@ -213,7 +224,12 @@ def load_trace(path: str | os.PathLike[str], fmt: TraceFormat | None = None) -> 
     chosen = fmt or sniff_format(file, text)
     if chosen not in _PARSERS:
         raise TraceFormatError(f"unknown trace format {chosen!r}; choose from {', '.join(FORMATS)}")
-    return _PARSERS[chosen](text, name=file.name, source=str(file))
+    try:
+        return _PARSERS[chosen](text, name=file.name, source=str(file))
+    except TraceFormatError:
+        raise
+    except ValueError as exc:  # values each fine alone, but not as a trace (e.g. bit/s overflowing)
+        raise TraceFormatError(f"{file}: {exc}") from None
 
 
 def dump_trace(trace: Trace, path: str | os.PathLike[str], fmt: TraceFormat) -> None:
