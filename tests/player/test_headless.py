@@ -276,3 +276,46 @@ async def test_plays_dash_written_by_ffmpeg(tmp_path: Path, layout: str) -> None
     assert report.error is None
     assert report.metrics.segments >= 2
     assert report.frames_decoded >= 5 * FRAMES_PER_S - 1 and report.frames_failed == 0
+
+
+class AbandonOnce:
+    """Top quality first; abandons that first download once, then picks the lowest quality."""
+
+    name = "abandon-once"
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        self.offered = 0
+
+    def decide(self, obs):  # noqa: ANN001, ANN201
+        from abr.types import Decision
+
+        return Decision(quality=0 if self.abandoned else obs.ladder.top, reason="scripted")
+
+    def should_abandon(self, progress):  # noqa: ANN001, ANN201
+        from abr.types import Decision
+
+        self.offered += 1
+        if self.abandoned or progress.bytes_received == 0:
+            return None
+        self.abandoned = True
+        return Decision(quality=0, reason="too slow")
+
+
+async def test_abandoned_download_is_decided_again(tmp_path: Path, long_content: Path) -> None:
+    from player.headless import HeadlessPlayer
+
+    abr = AbandonOnce()
+    log = EventLog()
+
+    def factory(source, config, fetcher, *, events, decoder):  # noqa: ANN001, ANN202
+        return HeadlessPlayer(source, config, fetcher, events=events, decoder=decoder, abr=abr)
+
+    async with running_stack(tmp_path, long_content) as (stack, password):
+        report = await play_headless(_target(stack, password, LONG_TITLE), PlayerConfig(abr="bba", max_segments=3),
+                                     link=LinkConfig(trace=synthetic.constant(1e6, duration_s=600)), events=log,
+                                     player_factory=factory)
+    assert report.error is None and report.abandoned == 1
+    assert abr.offered >= 1
+    assert log.of_type("abandon")[0]["segment"] == 0
+    assert report.qualities == [0, 0, 0]  # segment 0 fetched again at the lower quality
