@@ -27,6 +27,7 @@ MAHIMAHI_PACKET_BYTES = 1500
 TraceFormat = Literal["pensieve", "mahimahi", "sabre"]
 FORMATS: tuple[TraceFormat, ...] = ("pensieve", "mahimahi", "sabre")
 MAX_TRACE_FILE_BYTES = 1 << 30  # read whole into memory: a bound against hostile or mistaken input
+_MAX_MAHIMAHI_MS = 2**53  # ms stay exact as float64 (and fit int64) below this
 
 
 class TraceFormatError(ValueError):
@@ -104,6 +105,8 @@ def parse_mahimahi(text: str, *, name: str = "trace", source: str = "<text>") ->
             raise TraceFormatError(f"{source}:{number}: expected one integer (ms), got {line[:60]!r}") from None
         if ms < 0:
             raise TraceFormatError(f"{source}:{number}: negative timestamp {ms}")
+        if ms > _MAX_MAHIMAHI_MS:
+            raise TraceFormatError(f"{source}:{number}: timestamp {ms} ms is too large")
         if stamps and ms < stamps[-1]:
             raise TraceFormatError(f"{source}:{number}: timestamp {ms} decreases (previous {stamps[-1]})")
         stamps.append(ms)
