@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -46,11 +47,26 @@ class BadRequest(ValueError):
     """A client error: becomes `400 {"error": str(exc)}`."""
 
 
-async def read_json_body(request: web.Request, *, max_bytes: int) -> Any:
-    """The request's JSON body, at most `max_bytes`; `BadRequest` if too large or not JSON."""
+# A client trickling its body (slowloris) would otherwise hold a handler for as long as it likes.
+BODY_READ_TIMEOUT_S = 10.0
+
+
+async def read_json_body(request: web.Request, *, max_bytes: int, timeout_s: float = BODY_READ_TIMEOUT_S) -> Any:
+    """The request's JSON body, at most `max_bytes`, read within `timeout_s`; `BadRequest` if too
+    large or not JSON, 408 if the body is not complete in time."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise BadRequest(f"request body too large (max {max_bytes} bytes)")
-    body = await request.content.read(max_bytes + 1)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            # read(n) returns what has arrived so far: a body split over several packets needs a loop.
+            while len(body) <= max_bytes:
+                chunk = await request.content.read(max_bytes + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason="Request body not received in time") from None
     if len(body) > max_bytes:
         raise BadRequest(f"request body too large (max {max_bytes} bytes)")
     try:
