@@ -41,6 +41,10 @@ log = logging.getLogger("abrkit.stack")
 DEMO_USERNAME = "demo"
 READY_LINE = "ready"
 _START_TIMEOUT_S = 60.0
+# aiohttp closes a connection that sends no complete request within its keep-alive timeout, armed
+# when the connection opens: this bounds idle connections and slow senders trickling headers
+# (slowloris). Its default is an hour; clients' pools (aiohttp: 15 s) close idle ones before this.
+IDLE_TIMEOUT_S = 30.0
 
 
 # --- naming and addresses --------------------------------------------------------------------------
@@ -132,9 +136,11 @@ def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
     return origin.create_app(origin.OriginConfig(content_root=content_root, host=host, port=port))
 
 
-def make_runner(name: str, app: web.Application, shutdown_timeout_s: float) -> web.AppRunner:
+def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
+                idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
     return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service_kind(name)),
-                         access_log=access_log, handle_signals=False, shutdown_timeout=shutdown_timeout_s)
+                         access_log=access_log, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
+                         keepalive_timeout=idle_timeout_s)
 
 
 def configure_logging(*, access_log_enabled: bool = True, level: int = logging.INFO) -> None:
