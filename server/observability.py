@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("abrkit_request_id", str)
@@ -92,6 +93,27 @@ class JsonAccessLogger(AbstractAccessLogger):
 
 def _now() -> float:
     return time.time()
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every request its parser rejects (answered 400/431: the client's fault) as an
+    ERROR with a traceback whose text quotes the raw request line, signed-URL token and all. This
+    keeps one INFO line without either, so a traceback in a service log means a bug and a client
+    cannot flood the log with them. Real errors (anything else) pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: malformed request refused ({type(exc).__name__}, {exc.code})"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_malformed_requests(logger: logging.Logger) -> None:
+    """Install `MalformedRequestFilter` on aiohttp's server logger (idempotent)."""
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
 
 
 def add_log_fields(request: web.Request, **fields: object) -> None:

@@ -34,7 +34,7 @@ from server.auth import hash_password
 from server.config import (BackendConfig, GatewayConfig, LicenseConfig, PlaybackConfig, Secrets, StackConfig,
                            TokenPolicy, AuthConfig, UserRecord, load_or_create_secrets, load_secrets, read_users,
                            save_stack_config, stack_config_to_json, store_demo_password, update_users)
-from server.observability import JsonAccessLogger, access_log
+from server.observability import JsonAccessLogger, access_log, quiet_malformed_requests
 
 log = logging.getLogger("abrkit.stack")
 
@@ -138,6 +138,7 @@ def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
 
 def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    quiet_malformed_requests(logging.getLogger("aiohttp.server"))
     return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service_kind(name)),
                          access_log=access_log, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
                          keepalive_timeout=idle_timeout_s)
