@@ -57,7 +57,7 @@ _STREAM_CHUNK_BYTES = 256 * 1024
 _CORS_ALLOWED_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID",
                          "CMCD-Object", "CMCD-Request", "CMCD-Session", "CMCD-Status")
 _CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Content-Type, ETag, Last-Modified, Cache-Control, " \
-                        "X-Cache, X-Request-ID"
+                        "X-Cache, X-Request-ID, Retry-After"
 _CORS_MAX_AGE_S = 600
 
 _VERIFIED_PATHS_MAX = 16_384

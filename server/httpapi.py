@@ -81,7 +81,9 @@ class CorsPolicy:
 
     allowed_origins: tuple[str, ...] = ()
     allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "OPTIONS")
-    allow_headers: tuple[str, ...] = ("Authorization", "Content-Type", REQUEST_ID_HEADER)
+    # CMCD-*: players send CMCD as headers (CTA-5004 3.2) to the license too, as ours does.
+    allow_headers: tuple[str, ...] = ("Authorization", "Content-Type", REQUEST_ID_HEADER, "CMCD-Object",
+                                      "CMCD-Request", "CMCD-Session", "CMCD-Status")
     expose_headers: tuple[str, ...] = (REQUEST_ID_HEADER, "Retry-After", "Content-Length", "Content-Range",
                                        "X-Cache", "ETag")
     max_age_s: int = 600

@@ -1,0 +1,173 @@
+"""A web player served from another origin uses the whole stack, DRM included, under the browser's
+CORS rules (Fetch standard, section 3.2): a preflight for every non-simple request, then only
+what the answers grant and expose may be read. A disallowed origin gets no grant anywhere."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+import aiohttp
+import pytest
+
+from server.config import RateLimitPolicy, StackConfig
+from server.stack import RunningStack, ensure_demo_user, init_stack_config, start_stack
+from tests.conftest import ENCRYPTED_TITLE, PackagedTitles
+
+PLAYER_ORIGIN = "http://player.example:3000"
+OTHER_ORIGIN = "http://evil.example"
+# Fetch standard: headers a script may always read, and request headers that need no preflight.
+SAFELISTED_RESPONSE = {"cache-control", "content-language", "content-length", "content-type", "expires",
+                       "last-modified", "pragma"}
+SIMPLE_CONTENT_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+
+
+class CorsBlocked(AssertionError):
+    """What a browser would refuse (the script sees a network error)."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A response as a script in the browser may see it."""
+
+    status: int
+    headers: Mapping[str, str]  # only the readable ones, lower-cased
+    body: bytes
+
+
+def _needs_preflight(method: str, headers: Mapping[str, str]) -> list[str]:
+    """The request headers a preflight must ask for ([] and a simple method: no preflight)."""
+    unsafe = []
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower == "content-type" and value.split(";")[0].strip().lower() in SIMPLE_CONTENT_TYPES:
+            continue
+        if lower == "range" and re.fullmatch(r"bytes=\d+-(\d+)?", value):
+            continue  # safelisted since 2023; older browsers preflight it, tested separately
+        if lower in ("accept", "accept-language", "content-language"):
+            continue
+        unsafe.append(lower)
+    if method not in ("GET", "HEAD", "POST"):
+        unsafe.append("")  # method alone forces a preflight
+    return sorted(unsafe)
+
+
+async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, origin: str = PLAYER_ORIGIN,
+                        headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                        force_preflight: bool = False) -> Seen:
+    headers = dict(headers or {})
+    unsafe = _needs_preflight(method, headers)
+    if unsafe or force_preflight:
+        asked = sorted({h for h in unsafe if h} | ({h.lower() for h in headers} if force_preflight else set()))
+        pre_headers = {"Origin": origin, "Access-Control-Request-Method": method}
+        if asked:
+            pre_headers["Access-Control-Request-Headers"] = ",".join(asked)
+        async with http.options(url, headers=pre_headers) as pre:
+            if not 200 <= pre.status < 300:
+                raise CorsBlocked(f"preflight {url}: HTTP {pre.status}")
+            allow_origin = pre.headers.get("Access-Control-Allow-Origin")
+            if allow_origin not in (origin, "*"):
+                raise CorsBlocked(f"preflight {url}: Allow-Origin {allow_origin!r}")
+            methods = {m.strip().upper() for m in pre.headers.get("Access-Control-Allow-Methods", "").split(",")}
+            if method not in methods | {"GET", "HEAD", "POST"}:
+                raise CorsBlocked(f"preflight {url}: method {method} not allowed")
+            allowed = {h.strip().lower() for h in pre.headers.get("Access-Control-Allow-Headers", "").split(",")}
+            missing = [h for h in asked if h not in allowed and "*" not in allowed]
+            if missing:
+                raise CorsBlocked(f"preflight {url}: headers {missing} not allowed")
+    async with http.request(method, url, headers={**headers, "Origin": origin}, data=body) as resp:
+        data = await resp.read()
+        allow_origin = resp.headers.get("Access-Control-Allow-Origin")
+        if allow_origin not in (origin, "*"):
+            raise CorsBlocked(f"{method} {url}: HTTP {resp.status} without a grant for {origin}")
+        if allow_origin == origin and "origin" not in resp.headers.get("Vary", "").lower():
+            raise CorsBlocked(f"{method} {url}: per-origin grant without Vary: Origin (caches would mix origins)")
+        exposed = {h.strip().lower() for h in resp.headers.get("Access-Control-Expose-Headers", "").split(",")}
+        readable = {k.lower(): v for k, v in resp.headers.items() if k.lower() in SAFELISTED_RESPONSE | exposed}
+        return Seen(resp.status, readable, data)
+
+
+@asynccontextmanager
+async def cors_stack(tmp_path: Path, content: Path, **overrides: object) -> AsyncIterator[tuple[RunningStack, str]]:
+    config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=2,
+                         heartbeat_s=0.25, access_log=False, allowed_origins=(PLAYER_ORIGIN,), **overrides)  # type: ignore[arg-type]
+    init_stack_config(config)
+    password = ensure_demo_user(config).password
+    async with start_stack(config) as stack:
+        yield stack, password
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def test_a_web_player_on_another_origin_plays_an_encrypted_title(tmp_path: Path,
+                                                                       packaged: PackagedTitles) -> None:
+    async with cors_stack(tmp_path, packaged.content_root) as (stack, password), aiohttp.ClientSession() as http:
+        json_type = {"Content-Type": "application/json"}
+        login = await browser_fetch(http, "POST", stack.gateway_url + "/auth/token", headers=json_type,
+                                    body=json.dumps({"username": "demo", "password": password}).encode())
+        assert login.status == 200 and "x-request-id" in login.headers
+        auth = {"Authorization": f"Bearer {json.loads(login.body)['access_token']}"}
+        steering = await browser_fetch(http, "POST", f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", headers=auth)
+        assert steering.status == 200
+        answer = json.loads(steering.body)
+        manifest_url = answer["manifest_urls"][0]
+        mpd = await browser_fetch(http, "GET", manifest_url, headers={"CMCD-Object": "ot=m"})
+        assert mpd.status == 200 and b"<MPD" in mpd.body
+        kids = sorted(set(re.findall(rb'cenc:default_KID="([0-9a-fA-F-]{36})"', mpd.body)))
+        assert kids
+        license_url = re.search(rb"<dashif:Laurl[^>]*>([^<]+)<", mpd.body) or re.search(rb'Laurl="([^"]+)"', mpd.body)
+        laurl = license_url.group(1).decode() if license_url else answer["license_url"]
+        body = json.dumps({"kids": [_b64url(bytes.fromhex(k.decode().replace("-", ""))) for k in kids],
+                           "type": "temporary"}).encode()
+        keys = await browser_fetch(http, "POST", laurl, headers={**auth, **json_type, "CMCD-Object": "ot=k"},
+                                   body=body)
+        assert keys.status == 200 and len(json.loads(keys.body)["keys"]) == len(kids)
+        segment = urljoin(manifest_url, "video/v216p/1.m4s")
+        ranged = await browser_fetch(http, "GET", segment, headers={"Range": "bytes=0-99"}, force_preflight=True)
+        assert ranged.status == 206 and len(ranged.body) == 100
+        # What players read from segment responses must be exposed, not just sent.
+        for header in ("content-range", "content-length", "x-request-id"):
+            assert header in ranged.headers, f"{header} is not exposed to scripts"
+        for url in (segment, stack.gateway_url + "/auth/token"):  # refusals carry Retry-After (429, 503)
+            async with http.options(url, headers={"Origin": PLAYER_ORIGIN, "Access-Control-Request-Method": "GET"}):
+                pass
+            async with http.get(url, headers={"Origin": PLAYER_ORIGIN}) as resp:
+                assert "retry-after" in resp.headers.get("Access-Control-Expose-Headers", "").lower(), url
+
+
+async def test_refusals_are_readable_by_the_player(tmp_path: Path, packaged: PackagedTitles) -> None:
+    async with cors_stack(tmp_path, packaged.content_root,
+                          rate_limit=RateLimitPolicy(rate_per_s=0.01, burst=1)) as (stack, _), \
+            aiohttp.ClientSession() as http:
+        json_type = {"Content-Type": "application/json", "Authorization": "Bearer nope"}
+        first = await browser_fetch(http, "POST", stack.gateway_url + "/license", headers=json_type, body=b"{}")
+        assert first.status == 401 and "x-request-id" in first.headers
+        limited = await browser_fetch(http, "POST", stack.gateway_url + "/license", headers=json_type, body=b"{}")
+        assert limited.status == 429 and "retry-after" in limited.headers
+        bad_url = await browser_fetch(http, "GET", stack.edge_urls[0] + "/s/forged/x/manifest.mpd")
+        assert bad_url.status == 403 and "x-request-id" in bad_url.headers
+
+
+@pytest.mark.parametrize("service", ["gateway", "auth", "playback", "license", "edge-0"])
+async def test_a_disallowed_origin_gets_no_grant(tmp_path: Path, packaged: PackagedTitles, service: str) -> None:
+    path = {"gateway": "/auth/token", "auth": "/auth/token", "playback": f"/playback/{ENCRYPTED_TITLE}",
+            "license": "/license", "edge-0": f"/s/x/{ENCRYPTED_TITLE}/manifest.mpd"}[service]
+    async with cors_stack(tmp_path, packaged.content_root) as (stack, _), aiohttp.ClientSession() as http:
+        url = stack.url(service) + path
+        method = "GET" if service.startswith("edge") else "POST"
+        async with http.options(url, headers={"Origin": OTHER_ORIGIN, "Access-Control-Request-Method": method,
+                                              "Access-Control-Request-Headers": "authorization"}) as pre:
+            assert pre.status == 403
+            assert "Access-Control-Allow-Origin" not in pre.headers
+        async with http.request(method, url, headers={"Origin": OTHER_ORIGIN}) as resp:
+            assert "Access-Control-Allow-Origin" not in resp.headers
+        with pytest.raises(CorsBlocked):
+            await browser_fetch(http, method, url, origin=OTHER_ORIGIN, headers={"Authorization": "Bearer x"})
