@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -142,8 +143,9 @@ async def test_corrupt_segment_is_counted_and_playback_goes_on(tmp_path: Path, p
 
 
 @asynccontextmanager
-async def serving_origin(content: Path) -> AsyncIterator[str]:
-    runner = web.AppRunner(origin_app(OriginConfig(content_root=content, port=0)))
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a free port of 127.0.0.1 for the duration; yields its base URL."""
+    runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -152,6 +154,11 @@ async def serving_origin(content: Path) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def serving_origin(content: Path) -> contextlib.AbstractAsyncContextManager[str]:
+    """Our origin serving `content` (no stack in front)."""
+    return serving_app(origin_app(OriginConfig(content_root=content, port=0)))
 
 
 async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) -> None:
@@ -247,20 +254,11 @@ async def test_cli_bad_trace_is_one_error_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "bad:2" in lines[0] and "finite" in lines[0]
 
 
-@asynccontextmanager
-async def serving_directory(root: Path) -> AsyncIterator[str]:
+def serving_directory(root: Path) -> contextlib.AbstractAsyncContextManager[str]:
     """A plain static file server (with Range support): a stand-in for any third-party CDN."""
     app = web.Application()
     app.router.add_static("/", root)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return serving_app(app)
 
 
 @pytest.mark.parametrize("layout", ["timeline", "single"])
