@@ -41,7 +41,6 @@ from server.urlsign import UrlGrant, sign, signed_path
 # Lines in a service log that mean a bug, not a handled failure.
 _LOG_PROBLEM = re.compile(r"Traceback \(most recent call last\)|unhandled error|Task exception was never retrieved"
                           r"|Error handling request|\bCRITICAL\b")
-_KEY_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -655,12 +654,6 @@ def _config_dict(config: ChaosConfig) -> dict[str, Any]:
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def keys_in_text(text: str, keys_hex: Sequence[str]) -> list[str]:
-    """Which of `keys_hex` appear in `text` (hex, either case): for checking logs hold no key."""
-    lowered = text.lower()
-    return [k for k in keys_hex if _KEY_HEX.match(k) and k.lower() in lowered]
 
 
 def summary_lines(report: ChaosReport) -> list[str]:

@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--fault-s", type=float, help="how long the fault lasts, session seconds "
                                                       "(default: the scenario's)")
     parser.add_argument("--buffer-cap", type=float, default=16.0, metavar="S", help="player buffer cap (default 16)")
+    parser.add_argument("--slow-delay", type=float, default=2.0, metavar="S",
+                        help="slow-edge: session seconds added before each response's first byte (default 2)")
     parser.add_argument("--edges", type=int, default=2, help="edge caches in the stack (default 2)")
     parser.add_argument("--content", type=Path, help="content root of packaged titles (default: the demo title)")
     parser.add_argument("--title", help="title to play from --content")
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--content and --title go together")
     config = ChaosConfig(scenario=args.scenario, sessions=args.sessions, abr=args.abr,
                          trace=open_trace(args.trace) if args.trace else None, rtt_ms=args.rtt_ms, speed=args.speed,
-                         fault_at_s=args.fault_at, fault_s=args.fault_s, buffer_cap_s=args.buffer_cap)
+                         fault_at_s=args.fault_at, fault_s=args.fault_s, buffer_cap_s=args.buffer_cap,
+                         slow_delay_s=args.slow_delay)
     report = asyncio.run(_run(args, config))
     if args.json:
         print(json.dumps(report.as_dict(), default=str))
