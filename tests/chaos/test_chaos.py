@@ -151,3 +151,12 @@ async def test_link_outage_recovers_when_the_link_returns(chaos_content: Path, t
 def test_every_scenario_is_tested() -> None:
     tested = {"kill-edge", "slow-edge", "edge-5xx", "origin-outage", "license-outage", "auth-outage", "link-outage"}
     assert set(SCENARIOS) == tested
+
+
+def test_cli_refuses_a_content_root_without_a_title(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from player.cli import main
+
+    assert main(["chaos", "kill-edge", "--content", str(tmp_path)]) == 2
+    assert "--content and --title go together" in capsys.readouterr().err
+    assert main(["chaos", "kill-edge", "--content", str(tmp_path), "--title", "missing"]) == 2
+    assert "no packaged title 'missing'" in capsys.readouterr().err

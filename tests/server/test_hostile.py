@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -500,7 +501,7 @@ def short_idle_auth(hostile: Hostile) -> Iterator[str]:
         runner = make_runner("auth", build_app("auth", hostile.config, hostile.ports, hostile.secrets),
                              1.0, idle_timeout_s=1.0)
         await runner.setup()
-        site = __import__("aiohttp").web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
