@@ -85,7 +85,9 @@ def parse_pensieve(text: str, *, name: str = "trace", source: str = "<text>") ->
     bw = np.asarray(rates_mbps)
     if not np.any(bw[1:] > 0):
         raise TraceFormatError(f"{source}: throughput is zero on every line")
-    return Trace(name=name, durations_s=np.diff(t), bandwidth_bps=bw[1:] * 1e6)
+    with np.errstate(over="ignore"):  # Mbit/s overflowing as bit/s become inf: refused by Trace, named by load_trace
+        bandwidth_bps = bw[1:] * 1e6
+    return Trace(name=name, durations_s=np.diff(t), bandwidth_bps=bandwidth_bps)
 
 
 def format_pensieve(trace: Trace) -> str:
