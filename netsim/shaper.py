@@ -492,8 +492,18 @@ class _Connection:
         try:
             await loop.create_connection(lambda: _UpstreamProtocol(self), host, port)
         except OSError as exc:
-            logger.warning("upstream %s:%s unreachable for client %s: %s", host, port, self.peer, exc)
+            # Once per outage of an upstream, not once per connection: a dead server behind a busy
+            # route would otherwise flood the log.
+            if self.target not in self._shaper._unreachable:
+                self._shaper._unreachable.add(self.target)
+                logger.warning("upstream %s:%s unreachable (client %s): %s", host, port, self.peer, exc)
+            else:
+                logger.debug("upstream %s:%s still unreachable (client %s)", host, port, self.peer)
             self.close()
+            return
+        if self.target in self._shaper._unreachable:
+            self._shaper._unreachable.discard(self.target)
+            logger.info("upstream %s:%s reachable again", host, port)
 
     def upstream_made(self, transport: asyncio.Transport) -> None:
         if self._closed:
@@ -631,6 +641,7 @@ class Shaper:
         self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time when triggered, window from 0)
         self._server: asyncio.Server | None = None
         self._routes: list[asyncio.Server] = []
+        self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self._shared: tuple[_Link, _Link | None] | None = None
         self._down_links: list[_Link] = []

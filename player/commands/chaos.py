@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -51,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from player.chaos import ChaosConfig
 
     make(args.abr)  # unknown names fail here, listing the known ones
-    # A killed edge makes each shaped connection to it log a warning; the event logs record them.
-    logging.getLogger("netsim.shaper").setLevel(logging.ERROR)
     if (args.content is None) != (args.title is None):
         raise CliError("--content and --title go together")
     config = ChaosConfig(scenario=args.scenario, sessions=args.sessions, abr=args.abr,

@@ -487,6 +487,7 @@ async def test_upstream_reset_delivers_queued_bytes_then_ends_the_client() -> No
 
 
 async def test_unreachable_upstream_closes_the_client(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="netsim.shaper")
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
@@ -542,3 +543,16 @@ async def test_cli_relays_shaped_traffic_and_stops_on_sigint(tmp_path: Path, htt
     assert proc.returncode == 0
     assert "Traceback" not in err.decode()
     assert "stopped after 1 connections" in err.decode()
+
+
+async def test_an_unreachable_upstream_is_logged_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="netsim.shaper")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    async with Shaper(_config(dead_port, steps_trace([8], 10.0))) as shaper:
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", shaper.port)
+            assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+            writer.close()
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
