@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +58,17 @@ def test_optimal_bounds_every_algorithm_on_synthetic_traces(profile_name: str, e
 def test_optimal_bounds_every_algorithm_on_every_pensieve_test_trace(shared_dir: Path, envivio: Video) -> None:
     traces: list[Trace] = load_traces([shared_dir / "traces/pensieve/test-public"])
     prof = PROFILES["pensieve"]
-    optimum = np.array([offline_optimal(envivio, t, prof, config=OptimalConfig(grid_s=0.25)).qoe for t in traces])
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        solve = partial(_optimal_qoe, envivio, prof)
+        optimum = np.array(list(pool.map(solve, traces, chunksize=4)))
     for name in abr.names():
         qoe = np.array([r.qoe_lin for r in simulate(name, envivio, traces, prof)])
         beaten = [traces[i].name for i in np.flatnonzero(qoe > optimum + 1e-9)]
         assert beaten == [], f"{name} beat the optimum on {beaten}"
+
+
+def _optimal_qoe(video: Video, prof: SimProfile, trace: Trace) -> float:
+    return offline_optimal(video, trace, prof, config=OptimalConfig(grid_s=0.25)).qoe
 
 
 def test_finer_grid_never_changes_the_result_much(envivio: Video) -> None:
