@@ -129,7 +129,9 @@ class ExperimentConfig:
     seed: int | None = None
     decode: str = "none"
     stack_processes: bool = False  # serve the title with one process per service
-    start_spacing_s: float = 0.02  # wall seconds between session starts within a task (spreads logins)
+    # Wall seconds between session starts within a task: each login costs the auth service a ~40 ms
+    # scrypt check, and a crowd of them at once would slow the stack for the sessions already playing.
+    start_spacing_s: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.abrs:
@@ -287,9 +289,9 @@ def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records
 
 def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float) -> Row:
     records = report.records
-    timeline = {name: [] for name in _TIMELINE}
+    timeline: dict[str, list[float]] = {name: [] for name in (*_TIMELINE, "ttfb_s")}
     for r in records:
-        for name, value in (("request_time_s", r.request_time_s), ("download_s", r.download_s),
+        for name, value in (("request_time_s", r.request_time_s), ("download_s", r.download_s), ("ttfb_s", r.ttfb_s),
                             ("rebuffer_s", r.rebuffer_s), ("buffer_before_s", r.buffer_before_s),
                             ("buffer_after_s", r.buffer_after_s)):
             timeline[name].append(round(value, 4))
@@ -364,10 +366,14 @@ async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: StackEn
     finally:
         probe.cancel()
     # How late this loop woke (p99): the players and shapers in it are at least this late.
-    lag_ms = round(float(np.percentile(lags_s, 99)) * 1000, 2) if lags_s else 0.0
+    lag_ms = _p99_ms(lags_s) or 0.0
     for row in rows:
         row["loop_lag_p99_ms"] = lag_ms
     return list(rows)
+
+
+def _p99_ms(lags_s: Sequence[float]) -> float | None:
+    return round(float(np.percentile(lags_s, 99)) * 1000, 2) if lags_s else None
 
 
 async def _lag_probe(lags_s: list[float], period_s: float = 0.05) -> None:
@@ -463,9 +469,10 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
             config_path=Path(state) / "stack.json", content_root=title_dir.parent, port=0, access_log=False,
             processes=processes,
             # Every emulated viewer is the one demo account on one address: the per-client rate limit
-            # and the bulkhead would otherwise refuse a crowd of them starting together.
+            # and the bulkhead would refuse a crowd of them starting together, and logins queued behind
+            # each other's password checks would trip the gateway's timeout and circuit breaker.
             rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
-            backend_policy=BackendPolicy(max_concurrent=100_000),
+            backend_policy=BackendPolicy(timeout_s=60.0, failure_threshold=1_000_000, max_concurrent=100_000),
         )
         init_stack_config(config)
         credentials = ensure_demo_user(config)
@@ -520,6 +527,7 @@ class RunSummary:
     failed: int  # rows with an error (retried on the next run)
     rows: tuple[Row, ...]
     wall_s: float
+    loop_lag_p99_ms: float | None = None  # this process's event loop (the stack's, when emulating)
 
 
 def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[Trace], out_dir: Path, *,
@@ -541,12 +549,12 @@ def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[
     if skipped:
         notify(f"skipping {skipped} of {len(cells)} cells already in {store.path}")
     started = time.monotonic()
-    failed = 0
+    failed, lag_ms = 0, None
     if todo:
         try:
             with tqdm(total=len(todo), unit="session", desc="running", file=sys.stderr, disable=None if progress else True,
                       dynamic_ncols=True) as bar:
-                failed = asyncio.run(_execute(config, content, by_key, todo, store, bar.update))
+                failed, lag_ms = asyncio.run(_execute(config, content, by_key, todo, store, bar.update))
         except KeyboardInterrupt:
             notify(f"interrupted: {store.appended} finished cells are saved in {store.path}; "
                    "the same command runs the rest")
@@ -556,32 +564,38 @@ def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[
     rows = store.load()
     plan_rows = tuple(rows[c.key] for c in cells if c.key in rows)
     return RunSummary(planned=len(cells), skipped=skipped, ran=len(todo), failed=failed, rows=plan_rows,
-                      wall_s=time.monotonic() - started)
+                      wall_s=time.monotonic() - started, loop_lag_p99_ms=lag_ms)
 
 
 async def _execute(config: ExperimentConfig, content: Content, traces: Mapping[str, Trace], todo: Sequence[Cell],
-                   store: ResultStore, tick: Callable[[int], object]) -> int:
+                   store: ResultStore, tick: Callable[[int], object]) -> tuple[int, float | None]:
+    """Runs the cells; (failed sessions, p99 lateness of this process's loop in ms)."""
     failed = 0
-    with open_executor(config) as executor:
-        async with contextlib.AsyncExitStack() as stack:
-            endpoint = None
-            if any(c.mode == "emulate" for c in todo):
-                assert content.title_dir is not None
-                endpoint = await stack.enter_async_context(serve_title(content.title_dir,
-                                                                       processes=config.stack_processes))
-            futures: list[Future[list[Row]]] = [executor.submit(t.fn, *t.args)
-                                                for t in _tasks(config, content, traces, todo, endpoint)]
-            waiting = [asyncio.wrap_future(f) for f in futures]
-            try:
-                for finished in asyncio.as_completed(waiting):
-                    rows = await finished
-                    store.append(rows)
-                    failed += sum(1 for r in rows if r.get("error"))
-                    tick(len(rows))
-            finally:
-                for future in waiting:  # on an error: cancel the rest, and mark failures as seen
-                    if future.done() and not future.cancelled():
-                        future.exception()
-                    else:
-                        future.cancel()
-    return failed
+    lags_s: list[float] = []
+    probe = asyncio.create_task(_lag_probe(lags_s))
+    try:
+        with open_executor(config) as executor:
+            async with contextlib.AsyncExitStack() as stack:
+                endpoint = None
+                if any(c.mode == "emulate" for c in todo):
+                    assert content.title_dir is not None
+                    endpoint = await stack.enter_async_context(serve_title(content.title_dir,
+                                                                           processes=config.stack_processes))
+                futures: list[Future[list[Row]]] = [executor.submit(t.fn, *t.args)
+                                                    for t in _tasks(config, content, traces, todo, endpoint)]
+                waiting = [asyncio.wrap_future(f) for f in futures]
+                try:
+                    for finished in asyncio.as_completed(waiting):
+                        rows = await finished
+                        store.append(rows)
+                        failed += sum(1 for r in rows if r.get("error"))
+                        tick(len(rows))
+                finally:
+                    for future in waiting:  # on an error: cancel the rest, and mark failures as seen
+                        if future.done() and not future.cancelled():
+                            future.exception()
+                        else:
+                            future.cancel()
+    finally:
+        probe.cancel()
+    return failed, _p99_ms(lags_s)

@@ -261,10 +261,11 @@ def render_html(rows: Sequence[Row], *, meta: Mapping[str, object], abrs: Sequen
 
 
 def write_report(rows: Sequence[Row], out_dir: Path, *, meta: Mapping[str, object], abrs: Sequence[str],
-                 seed: int = 0) -> list[Path]:
+                 timeline_traces: int = 2, seed: int = 0) -> list[Path]:
     """results.csv and report.html under `out_dir`; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(rows, out_dir / "results.csv")
     html_path = out_dir / "report.html"
-    html_path.write_text(render_html(rows, meta=meta, abrs=abrs, seed=seed), encoding="utf-8")
+    html_path.write_text(render_html(rows, meta=meta, abrs=abrs, timeline_traces=timeline_traces, seed=seed),
+                         encoding="utf-8")
     return [csv_path, html_path]

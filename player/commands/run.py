@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             "profile": config.profile.name, "emulation speed": f"{config.speed:g}", "decode": config.decode,
             "seed": "none (offset 0)" if config.seed is None else config.seed,
             "executor": f"dask {config.dask_address}" if config.dask_address else f"{config.workers} local processes"}
-    files = write_report(list(summary.rows), args.out, meta=meta, abrs=abrs, seed=config.seed or 0)
+    files = write_report(list(summary.rows), args.out, meta=meta, abrs=abrs, timeline_traces=args.timelines,
+                         seed=config.seed or 0)
     print(f"{content.name}: {summary.ran} sessions run, {summary.skipped} already done, {summary.failed} failed "
           f"({summary.wall_s:.1f} s)")
     for mode, items in summaries(summary.rows).items():
