@@ -459,7 +459,10 @@ class _Pipe:
             if self._abort:
                 self.sink.abort()
             elif self.sink.can_write_eof():
-                self.sink.write_eof()
+                try:
+                    self.sink.write_eof()
+                except OSError:  # the peer is already gone (ENOTCONN): nothing left to tell it
+                    self.sink.abort()
         self._conn.pipe_finished()
 
 
