@@ -1,0 +1,110 @@
+"""`abrkit train`: train the `learned` ABR by imitating the offline optimum (Comyco + DAgger)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from abr.algorithms.learned import encode_model
+from netsim.sources import open_traces
+from player.errors import CliError
+from player.sim import PROFILES, profile
+from player.train import ExpertConfig, TrainConfig, total_rollouts, train
+from player.video import load_video
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    defaults = TrainConfig()
+    parser = subparsers.add_parser(
+        "train", help="train the learned ABR (imitation of the offline optimum with DAgger)",
+        description="Train the `learned` ABR policy on TRAINING traces only: DAgger rounds of rollouts labelled by "
+                    "the instant-solver offline optimum, an MLP refitted each round, the best round on held-out "
+                    "training traces kept. Use it with --abr learned:MODEL. See docs/LEARNED.md.")
+    parser.add_argument("--traces", required=True, nargs="+", metavar="DIR_OR_FILE",
+                        help="training trace files or directories (never the traces you evaluate on)")
+    parser.add_argument("--video", required=True, help="Pensieve video_size folder, Sabre JSON, or packaged title dir")
+    parser.add_argument("--out", required=True, type=Path, help="model file to write (JSON)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of every random draw (default %(default)s)")
+    parser.add_argument("--iterations", type=int, default=defaults.iterations,
+                        help="DAgger rounds after the expert round (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="rollout worker processes (default 1; 0 = all cores)")
+    parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES),
+                        help="simulation profile the policy is trained for (default %(default)s)")
+    parser.add_argument("--rollouts-per-trace", type=int, default=defaults.rollouts_per_trace,
+                        help="rollouts per training trace and round, from random trace offsets (default %(default)s)")
+    parser.add_argument("--horizon", type=int, default=defaults.expert.horizon_segments,
+                        help="segments the instant-solver expert plans ahead (default %(default)s)")
+    parser.add_argument("--expert-rebuffer-penalty", type=float, default=defaults.expert.rebuffer_penalty,
+                        metavar="PER_S", help="stall penalty per second in the expert's values (default: the QoE "
+                                              "model's, 4.3 for lin); higher makes the imitated policy hedge")
+    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
+                        help="share of the training traces held out to pick the best round (default %(default)s)")
+    parser.add_argument("--target", choices=("regret", "action"), default=defaults.target,
+                        help="fit each quality's regret (cost-sensitive) or the expert's action (default %(default)s)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    parser.set_defaults(func=run)
+
+
+def _cpu_s() -> float:
+    """CPU time of this process and its finished children (the rollout workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as it reproduces this model (recorded in the model file)."""
+    parts = ["abrkit", "train", "--traces", *args.traces, "--video", args.video, "--out", str(args.out),
+             "--seed", str(args.seed), "--iterations", str(args.iterations), "--profile", args.profile,
+             "--rollouts-per-trace", str(args.rollouts_per_trace), "--horizon", str(args.horizon),
+             *(() if args.expert_rebuffer_penalty is None else
+               ("--expert-rebuffer-penalty", str(args.expert_rebuffer_penalty))),
+             "--validation-fraction", str(args.validation_fraction), "--target", args.target]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 0:
+        raise CliError("--workers must be >= 0")
+    workers = (os.cpu_count() or 1) if args.workers == 0 else args.workers
+    config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
+                         validation_fraction=args.validation_fraction, target=args.target, workers=workers,
+                         expert=ExpertConfig(horizon_segments=args.horizon,
+                                             rebuffer_penalty=args.expert_rebuffer_penalty))
+    traces = open_traces(args.traces)
+    if not traces:
+        raise CliError(f"no traces found in {' '.join(args.traces)}")
+    video = load_video(args.video)
+    prof = profile(args.profile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    wall0, cpu0 = time.monotonic(), _cpu_s()
+    disable = None if args.progress is None else not args.progress
+    with tqdm(total=total_rollouts(traces, config), unit="rollout", desc="training", disable=disable,
+              file=sys.stderr) as bar:
+        result = train(video, traces, prof, config, metadata={"command": _command_line(args)}, progress=bar.update,
+                       log=bar.write)
+    data = encode_model(result.model)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, args.out)
+    wall_s, cpu_s = time.monotonic() - wall0, _cpu_s() - cpu0
+    best = result.rounds[result.best_round]
+    held_out = set(result.validation_traces) - set(result.fit_traces)
+    validation = f"{len(held_out)} held out for validation" if held_out else "too few to hold any out for validation"
+    print(f"trained on {len(result.fit_traces)} traces ({validation}), {best.samples} decisions labelled by the "
+          f"expert up to round {result.best_round}")
+    margin, margin_qoe = max(result.margin_scores, key=lambda pair: (pair[1], -pair[0]))
+    print(f"best round {result.best_round}: validation QoE {best.validation_qoe:.2f} per session, "
+          f"{margin_qoe:.2f} with switch margin {margin:g}")
+    print(f"wrote {args.out} ({len(data)} bytes) in {wall_s:.0f} s wall, {cpu_s:.0f} s CPU "
+          f"({workers} worker{'s' if workers != 1 else ''})")
+    return 0
