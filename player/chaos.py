@@ -28,7 +28,7 @@ from netsim.shaper import Shaper
 from netsim.trace import Trace
 from player.bootstrap import BootstrapError, bootstrap_stack
 from player.events import EventLog
-from player.fetch import Attempt, FetchConfig, Fetcher, host_of
+from player.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_of
 from player.headless import PlayerConfig
 from player.play import LinkConfig, PlayTarget, play_headless
 from player.session import SessionConfig
@@ -461,6 +461,11 @@ async def _play(run: ChaosRun, index: int, out_dir: Path | None) -> SessionOutco
     return _outcome(run, index, log, report.as_dict() if report is not None else None, error, crashed, hung)
 
 
+
+def _failed(event: dict[str, Any]) -> bool:
+    """A request event that failed (an abandoned download is the player's choice, not a failure)."""
+    return bool(event.get("error")) and event.get("error") != ABANDONED
+
 def _outcome(run: ChaosRun, index: int, log: _ChaosLog, report: dict[str, Any] | None, error: str | None,
              crashed: str | None, hung: bool) -> SessionOutcome:
     start, end = run.fault_start_s, run.fault_end_s
@@ -475,7 +480,7 @@ def _outcome(run: ChaosRun, index: int, log: _ChaosLog, report: dict[str, Any] |
         window_end = end + run.config.buffer_cap_s
         fault_rebuffer = sum(max(0.0, min(b, window_end) - max(a, start)) for a, b in stalls)
     requests = [e for e in events if e["type"] == "request"]
-    failed = [e for e in requests if e.get("error")]
+    failed = [e for e in requests if _failed(e)]
     failover = recovery = None
     if start is not None:
         first_fail = next((e for e in failed if e["chaos_t"] >= start), None)
@@ -619,7 +624,7 @@ async def run_chaos(config: ChaosConfig, stack: RunningStack, *, title: str, pas
         run.service["fault_error"] = fault_error
     log_dir = stack.log_path("gateway").parent if stack.log_path("gateway") is not None else None
     by_id, problems = read_service_logs(log_dir) if log_dir is not None else ({}, [])
-    failed = [e for log in run.logs for e in log.events if e["type"] == "request" and e.get("error")]
+    failed = [e for log in run.logs for e in log.events if e["type"] == "request" and _failed(e)]
     failed += [{"url": a.url, "status": a.status, "error": a.error, "request_id": a.request_id}
                for a in run.probe_attempts if a.error is not None]
     accounting = account_failures(failed, by_id) if log_dir is not None else {"failed": len(failed)}

@@ -83,6 +83,9 @@ class FetchError(Exception):
         self.status = status
 
 
+ABANDONED = "abandoned"  # the error an attempt records when the caller abandoned it (not a failure)
+
+
 class Abandoned(Exception):
     """The caller's progress callback asked to stop an in-flight download."""
 
@@ -203,7 +206,7 @@ class Fetcher:
                     if on_progress is not None and now >= next_check:
                         next_check = now + cfg.progress_interval_s
                         if not on_progress(received, total, now - start):
-                            record("abandoned")
+                            record(ABANDONED)
                             raise Abandoned(received, now - start)
                 if response.content_length is not None and received != response.content_length:
                     record(f"short body: {received} of {response.content_length} bytes")

@@ -25,7 +25,7 @@ from player.bootstrap import PlaybackSource, edge_alternatives, range_header
 from player.cmcd import cmcd_headers
 from player.errors import CliError
 from player.events import EventLog
-from player.fetch import Abandoned, Fetcher, FetchError, FetchResult
+from player.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
 from player.mpd import Representation
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 
@@ -361,7 +361,7 @@ class HeadlessPlayer:
 
     def _on_attempt(self, attempt: Any) -> None:
         self._requests += 1
-        if attempt.error is not None:
+        if attempt.error is not None and attempt.error != ABANDONED:  # abandoned: the player's choice
             self._failed_requests += 1
         wall_to_session = self.config.speed
         self.events.emit(self.now() if self._loop else 0.0, "request", url=attempt.url, status=attempt.status,

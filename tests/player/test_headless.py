@@ -314,6 +314,7 @@ async def test_abandoned_download_is_decided_again(tmp_path: Path, long_content:
                                      link=LinkConfig(trace=synthetic.constant(1e6, duration_s=600)), events=log,
                                      player_factory=factory)
     assert report.error is None and report.abandoned == 1
+    assert report.failed_requests == 0  # an abandoned download is the player's choice, not a failure
     assert abr.offered >= 1
     assert log.of_type("abandon")[0]["segment"] == 0
     assert report.qualities == [0, 0, 0]  # segment 0 fetched again at the lower quality
