@@ -169,7 +169,9 @@ async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) 
         report = await play_headless(PlayTarget(url=f"{origin}/{ENCRYPTED_TITLE}/manifest.mpd", keys=wrong),
                                      PlayerConfig(abr="bba"), events=log, decoder_factory=_decoder())
     assert report.metrics.segments == 3
-    assert report.frames_decoded == 0 and report.frames_failed > 0
+    # Garbage from a wrong key now and then happens to decode into a frame FFmpeg does not flag (1 of
+    # ~100 in a segment, for a few keys in 300 tried): nearly all frames fail, and the key is blamed.
+    assert report.frames_failed > 0 and report.frames_decoded <= 0.05 * (report.frames_decoded + report.frames_failed)
     assert any("key" in e["message"] or "decrypt" in e["message"] for e in log.of_type("decode_error"))
     assert not any("00" * 16 in json.dumps(e) for e in log.events), "a key reached the event log"
 
