@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser("demo", help="play the demo title (window, or headless with a QoE summary)")
     parser.add_argument("--sim", action="store_true", help="run the simulation demo instead")
     parser.add_argument("--headless", action="store_true", help="no window even if a display exists")
-    parser.add_argument("--abr", default="bba", help="ABR algorithm (default bba)")
+    parser.add_argument("--abr", default="dynamic", help="ABR algorithm (default dynamic, as dash.js plays)")
     parser.add_argument("--speed", type=float, help="clock speed-up (default 1 in a window, 4 headless)")
     parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
     parser.set_defaults(func=run)

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "plays directly.")
     parser.add_argument("target", nargs="?", metavar="URL_OR_TITLE", help="MPD URL or title name (default: demo)")
     parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
-    parser.add_argument("--abr", default="bba", help=f"ABR algorithm ({', '.join(names())}; default bba)")
+    parser.add_argument("--abr", default="dynamic",
+                        help=f"ABR algorithm ({', '.join(names())}; default dynamic, dash.js's default)")
     parser.add_argument("--trace", help="shape the link to this trace (file or synthetic spec, e.g. step:4e6,1e6@5)")
     parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link")
     parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
