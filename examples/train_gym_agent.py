@@ -7,7 +7,7 @@ per-step baseline (Williams, 1992) on the bundled Envivio video and Norway trace
 greedily with the teacher and BBA on the same episodes. Needs the `rl` extra (`pip install
 abrkit[rl]`); runs in well under two minutes on one core.
 
-    python examples/train_gym_agent.py [--updates 30] [--episodes-per-update 16] [--seed 0]
+    python examples/train_gym_agent.py [--clone-episodes 128] [--updates 60] [--episodes-per-update 16] [--seed 0]
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def reinforce(env: gymnasium.Env, weights: np.ndarray, rng: np.random.Generator,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clone-episodes", type=int, default=32)
-    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--clone-episodes", type=int, default=128)
+    parser.add_argument("--updates", type=int, default=60)
     parser.add_argument("--episodes-per-update", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
