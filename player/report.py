@@ -131,6 +131,28 @@ def plot_cdf(ax: Any, values: Sequence[float], **style: Any) -> None:
     ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", **style)
 
 
+def buffer_curve(request_s: np.ndarray, download_s: np.ndarray, before_s: np.ndarray,
+                 after_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, buffer) points of the buffer level: it drains while each segment downloads (to zero if
+    the download outlasts it: a stall, or startup), jumps when the segment lands, and drains again
+    until the next request."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for t0, dl, b0, b1 in zip(request_s.tolist(), download_s.tolist(), before_s.tolist(), after_s.tolist()):
+        t1 = t0 + dl
+        xs.append(t0)
+        ys.append(b0)
+        if dl > b0:  # ran dry at t0 + b0 and stayed empty until the segment landed
+            xs += [t0 + b0, t1]
+            ys += [0.0, 0.0]
+        else:
+            xs.append(t1)
+            ys.append(b0 - dl)
+        xs.append(t1)
+        ys.append(b1)
+    return np.array(xs), np.array(ys)
+
+
 def plot_timeline(r: SessionResult, path: Path | BinaryIO) -> Path | BinaryIO:
     """Bitrate, measured throughput and buffer over session time; `path` may be a file object (PNG)."""
     import matplotlib
@@ -145,10 +167,11 @@ def plot_timeline(r: SessionResult, path: Path | BinaryIO) -> Path | BinaryIO:
     top.set_ylabel("Mbit/s")
     top.legend(loc="upper right")
     top.set_title(f"{r.abr} on {r.trace}: QoE_lin {r.qoe_lin:.1f}")
-    bottom.plot(np.ravel(np.column_stack((r.request_time_s, done))),
-                np.ravel(np.column_stack((r.buffer_before_s, r.buffer_s))), label="buffer")
+    bottom.plot(*buffer_curve(r.request_time_s, r.download_s, r.buffer_before_s, r.buffer_s), label="buffer")
     stalls = r.rebuffer_s > 0
-    bottom.plot(done[stalls], np.zeros(int(stalls.sum())), "rx", label="stall")
+    if stalls.any():
+        bottom.hlines(np.zeros(int(stalls.sum())), done[stalls] - r.rebuffer_s[stalls], done[stalls], colors="red",
+                      linewidth=4, label="stall")
     bottom.set_ylabel("buffer s")
     bottom.set_xlabel("session time s")
     bottom.legend(loc="upper right")
