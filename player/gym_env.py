@@ -86,8 +86,6 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
         low, high = features.bounds(rungs)
         self.observation_space = spaces.Box(low=low.astype(np.float32), high=high.astype(np.float32), dtype=np.float32)
         self.action_space: spaces.Discrete = spaces.Discrete(rungs)
-        self._bitrates = np.asarray(self.video.ladder.bitrates_bps, dtype=np.float64)
-        self._utility = self.qoe.utility(self._bitrates, self._bitrates)
         self._slot = _AgentSlot()
         self._session: PlaybackSession | None = None
         self._trace: Trace = self.traces[0]
@@ -169,15 +167,14 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
             session.on_download(session.time_s + float(elapsed[0]), size_bytes=int(size), ttfb_s=ttfb_s)
 
     def _segment_qoe(self, index: int) -> float:
-        """The QoE term of segment `index` (`abr.qoe.QoeModel.segment_values` for one segment)."""
+        """The QoE term of segment `index`: `abr.qoe.QoeModel.segment_values` of it and the one before."""
         if index < self.qoe.first_counted_segment:
             return 0.0
         assert self._session is not None
-        records = self._session.records
-        current, previous = records[index], records[index - 1] if index > 0 else records[index]
-        utility, before = self._utility[current.quality], self._utility[previous.quality]
-        return float(utility - self.qoe.rebuffer_penalty * current.rebuffer_s
-                     - self.qoe.switch_penalty * abs(utility - before))
+        pair = self._session.records[max(index - 1, 0):index + 1]
+        values = self.qoe.segment_values([r.bitrate_bps for r in pair], [r.rebuffer_s for r in pair],
+                                         self.video.ladder.bitrates_bps)
+        return float(values[-1])
 
     def _observe(self) -> np.ndarray:
         assert self._session is not None

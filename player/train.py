@@ -546,11 +546,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
                 "validation_qoe": round(s.validation_qoe, 4)} for s in rounds]
-    final = PolicyModel(
-        feature_schema=model.feature_schema, ladder_bitrates_bps=model.ladder_bitrates_bps,
-        segment_duration_s=model.segment_duration_s, sklearn_version=model.sklearn_version,
-        activation=model.activation, input_mean_=model.input_mean_, input_scale_=model.input_scale_,
-        coefs_=model.coefs_, intercepts_=model.intercepts_, switch_margin=margin,
+    final = dataclasses.replace(
+        model, switch_margin=margin,
         metadata={**model.metadata, "best_round": best_round, "rounds": history,
                   "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores}},
     )

@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     validation = f"{len(held_out)} held out for validation" if held_out else "too few to hold any out for validation"
     print(f"trained on {len(result.fit_traces)} traces ({validation}), {best.samples} decisions labelled by the "
           f"expert up to round {result.best_round}")
-    margin, margin_qoe = max(result.margin_scores, key=lambda pair: (pair[1], -pair[0]))
+    margin = result.model.switch_margin  # the one `train` picked from `margin_scores`
+    margin_qoe = dict(result.margin_scores)[margin]
     print(f"best round {result.best_round}: validation QoE {best.validation_qoe:.2f} per session, "
           f"{margin_qoe:.2f} with switch margin {margin:g}")
     print(f"wrote {args.out} ({len(data)} bytes) in {wall_s:.0f} s wall, {cpu_s:.0f} s CPU "
