@@ -157,8 +157,6 @@ class TrainResult:
     margin_scores: tuple[tuple[float, float], ...]  # (switch margin, validation QoE) of the best round's policy
     fit_traces: tuple[str, ...]
     validation_traces: tuple[str, ...]
-    features: np.ndarray  # (n, F) every labelled decision of every round
-    values: np.ndarray  # (n, Q) the expert's values there
 
 
 # -- the expert ---------------------------------------------------------------------------------------------------
@@ -553,5 +551,4 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     )
     return TrainResult(model=final, rounds=tuple(rounds), best_round=best_round, margin_scores=tuple(margin_scores),
                        fit_traces=tuple(t.name for t in fit_traces),
-                       validation_traces=tuple(t.name for t in validation), features=np.concatenate(xs),
-                       values=np.concatenate(vs))
+                       validation_traces=tuple(t.name for t in validation))
