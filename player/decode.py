@@ -21,6 +21,8 @@ import numpy as np
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from server.packaging.mp4split import Mp4FormatError, iter_boxes
+
 DecodeMode = Literal["all", "keyframes", "none"]
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 RgbFormat = Literal["rgba", "bgra", "rgb24", "bgr24"]
@@ -111,7 +113,6 @@ class AudioOutputFormat:
     @property
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(_NUMPY_SAMPLE_TYPES[self.sample_format])
-
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -545,48 +546,39 @@ class _InitLayout:
 
     @staticmethod
     def parse(init: bytes) -> _InitLayout:
-        entries: set[bytes] = set()
-        for stsd_start, stsd_end in _find(init, (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd")):
+        entries: set[str] = set()
+        for stsd_start, stsd_end in _find(init, ("moov", "trak", "mdia", "minf", "stbl", "stsd")):
             # stsd is a full box (4 bytes) with an entry count (4 bytes), then the sample entries.
             entries.update(kind for kind, _, _ in _boxes(init, stsd_start + 8, stsd_end))
-        return _InitLayout(encrypted=bool(entries & {b"encv", b"enca"}))
+        return _InitLayout(encrypted=bool(entries & {"encv", "enca"}))
 
     @staticmethod
     def trun_samples(segment: bytes, track_id: int | None) -> int:
         """Samples the segment's fragments declare for the track (0 if the boxes do not parse)."""
         total = 0
-        for moof_start, moof_end in _find(segment, (b"moof",)):
+        for moof_start, moof_end in _find(segment, ("moof",)):
             for kind, start, end in _boxes(segment, moof_start, moof_end):
-                if kind != b"traf":
+                if kind != "traf":
                     continue
                 track_ok = True
                 for inner, s, e in _boxes(segment, start, end):
-                    if inner == b"tfhd" and e - s >= 8:
+                    if inner == "tfhd" and e - s >= 8:
                         track_ok = track_id is None or int.from_bytes(segment[s + 4:s + 8], "big") == track_id
-                    elif inner == b"trun" and e - s >= 8 and track_ok:
+                    elif inner == "trun" and e - s >= 8 and track_ok:
                         total += int.from_bytes(segment[s + 4:s + 8], "big")
         return total
 
 
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[str, int, int]]:
     """(type, payload start, end) of each box in data[start:end]; stops at the first bad header."""
-    pos = start
-    while pos + 8 <= end:
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield data[pos + 4:pos + 8], pos + header, pos + size
-        pos += size
+    try:
+        for box in iter_boxes(data, start, end):
+            yield box.type, box.payload_offset, box.end
+    except Mp4FormatError:
+        return
 
 
-def _find(data: bytes, path: tuple[bytes, ...]) -> Iterator[tuple[int, int]]:
+def _find(data: bytes, path: tuple[str, ...]) -> Iterator[tuple[int, int]]:
     """Payload spans of every box at `path` (e.g. moov/trak/.../stsd)."""
     spans = [(0, len(data))]
     for kind in path:
