@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ import numpy as np
 from player.bootstrap import PlaybackSource
 from player.decode import AudioDecoder, AudioOutputFormat, DecodedFrame, DecodeResult, FrameConverter, SegmentDecoder
 from player.decoding import DecodePipeline, DecodeSummary
+from player.fetch import Fetcher
 
 # Issue 6 asks for +-40 ms; ITU-R BT.1359 puts the detectability thresholds at about +45 ms (audio
 # early) and -125 ms (audio late), so +-40 ms is inside both.
@@ -216,16 +217,16 @@ class DesktopDecoder(DecodePipeline):
 
     Video keeps the pipeline's worker; audio gets its own, so PCM is ready ahead of the frames even
     while the video worker waits for room in the frame queue. Segments of an epoch that a seek made
-    stale are skipped unopened; decoders are reset at the start of each new epoch.
+    stale are skipped unopened; decoders are reset at the start of each new epoch. `on_started` is
+    called once the init segments are in (the player's clock starts right after).
     """
 
     def __init__(self, source: PlaybackSource, frames: FrameQueue, pcm: PcmBuffer, *,
-                 texture_size_px: tuple[int, int], on_flush: Callable[[Flush], None] | None = None) -> None:
+                 texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None) -> None:
         super().__init__(source, mode="all")
         self.frames = frames
         self.pcm = pcm
-        self.on_flush = on_flush
-        self.texture_size_px = texture_size_px
+        self.on_started = on_started
         self._converter = FrameConverter(*texture_size_px, format="rgba")
         self._audio_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abrkit-audio")
         self._audio_futures: list[Future[None]] = []
@@ -234,6 +235,11 @@ class DesktopDecoder(DecodePipeline):
         self.last_flush = Flush(0, 0.0)
 
     # -- called on the player's event loop -------------------------------------------------------
+
+    async def start(self, init_urls: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], fetcher: Fetcher) -> None:
+        await super().start(init_urls, fetcher)
+        if self.on_started is not None:
+            self.on_started()
 
     def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
         epoch = self.frames.epoch
@@ -247,8 +253,6 @@ class DesktopDecoder(DecodePipeline):
         epoch = self.frames.flush()
         self.pcm.reset(epoch, position_s)
         self.last_flush = Flush(epoch, position_s)
-        if self.on_flush is not None:
-            self.on_flush(self.last_flush)
         return self.last_flush
 
     def close(self) -> None:

@@ -32,10 +32,9 @@ class DecodeSummary:
 class DecodePipeline:
     """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames."""
 
-    def __init__(self, source: PlaybackSource, *, mode: str = "all", clock: object = time.monotonic) -> None:
+    def __init__(self, source: PlaybackSource, *, mode: str = "all") -> None:
         self.source = source
         self.mode = mode
-        self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abrkit-decode")
         self._inits: dict[str, bytes] = {}
         self._keys = self._rendition_keys(source)
@@ -110,7 +109,7 @@ class DecodePipeline:
         self._frames_decoded += result.frames_decoded
         self._frames_failed += result.frames_failed
         if result.frames_decoded and self._first_frame_wall is None and result.first_frame_s is not None:
-            self._first_frame_wall = self._clock() - result.decode_s + result.first_frame_s  # type: ignore[operator]
+            self._first_frame_wall = time.monotonic() - result.decode_s + result.first_frame_s
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
                         data: bytes, mode: str) -> DecodeResult:

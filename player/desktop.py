@@ -28,6 +28,7 @@ from typing import Any
 
 import pyglet
 
+from abr.estimators import harmonic_mean
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.avsync import DesktopDecoder, FrameQueue, OffsetSummary, PcmBuffer, SyncStats, VideoFrame
@@ -306,7 +307,7 @@ class PlayerThread:
         has_audio = self.config.audio and manifest.audio is not None and bool(manifest.audio.representations)
         self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture, end_s=end_s,
                                has_audio=has_audio)
-        self.decoder = _StartedDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
+        self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
         return self.decoder
 
     def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher,
@@ -339,7 +340,7 @@ class PlayerThread:
         session = player.session
         recent = session.records[-5:]
         rates = [r.size_bytes * 8 / r.download_s for r in recent if r.download_s > 0]
-        throughput = len(rates) / sum(1 / r for r in rates) if rates else None
+        throughput = harmonic_mean(rates) if rates else None
         decision = self.abr.last_decision
         return PlayerSnapshot(
             time_s=session.time_s, playhead_s=session.playhead_s, buffer_s=session.buffer_s,
@@ -350,18 +351,6 @@ class PlayerThread:
             segment_count=session.segment_count, rebuffer_s=session.total_rebuffer_s,
             stall_count=session.stall_count, qoe=qoe,
         )
-
-
-class _StartedDecoder(DesktopDecoder):
-    """Tells the player thread when init segments are in (the player's clock starts right after)."""
-
-    def __init__(self, *args: Any, on_started: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_started = on_started
-
-    async def start(self, init_urls: Any, fetcher: Fetcher) -> None:
-        await super().start(init_urls, fetcher)
-        self._on_started()
 
 
 def _fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:

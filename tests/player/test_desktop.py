@@ -1,6 +1,7 @@
 """The desktop player in a virtual X display (Xvfb, Mesa's llvmpipe): picture, overlay, controls.
 
-The window's tests start Xvfb themselves when DISPLAY is unset, and skip when it is not installed.
+The window's tests (marked `desktop`) start Xvfb themselves when DISPLAY is unset, and skip when it
+is not installed; the pure parts (queues, PCM, sync stats, letterbox, ABR lock) need no display.
 The origin runs on an event loop in a background thread: pyglet keeps the main thread.
 """
 
@@ -35,8 +36,6 @@ from server.packaging.demo import DemoClipConfig
 from server.packaging.source import DemoSource
 from tests.conftest import CLEAR_TITLE, REPO_ROOT, PackagedTitles
 from tests.player.test_headless import serving_origin
-
-pytestmark = pytest.mark.desktop
 
 T = TypeVar("T")
 SEGMENT_S = 4.0
@@ -212,6 +211,7 @@ def test_locked_quality_overrides_the_abr_and_unlocking_hands_back_control(ladde
 # -- the window ----------------------------------------------------------------------------------
 
 
+@pytest.mark.desktop
 def test_cli_plays_5_s_and_the_screenshot_is_the_decoded_frame(tmp_path: Path, packaged: PackagedTitles,
                                                                display: str) -> None:
     shot = tmp_path / "desktop.png"
@@ -242,6 +242,7 @@ def test_cli_plays_5_s_and_the_screenshot_is_the_decoded_frame(tmp_path: Path, p
     assert _mad(picture, reference) * 3 < _mad(picture, elsewhere)
 
 
+@pytest.mark.desktop
 def test_overlay_renders_pause_stops_the_clock_and_seek_lands_within_a_segment(
         tmp_path: Path, long_title: Path, display: str) -> None:
     seen: dict[str, Any] = {}
@@ -288,6 +289,7 @@ def test_overlay_renders_pause_stops_the_clock_and_seek_lands_within_a_segment(
     assert result.last_frame is not None and result.last_frame.pts_s > seek.first_frame_pts_s
 
 
+@pytest.mark.desktop
 def test_720p_plays_out_and_reports_dropped_frames(hd_title: Path, display: str) -> None:
     with in_background(serving_origin(hd_title)) as origin:
         app = DesktopApp(PlayTarget(url=f"{origin}/hd/manifest.mpd"), PlayerConfig(abr="bba"),
@@ -308,6 +310,7 @@ def _key(name: str) -> int:
     return int(getattr(key, name))
 
 
+@pytest.mark.desktop
 def test_no_display_is_a_clear_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     code = ("import sys\nfrom player.desktop import DesktopApp, DesktopUnavailable\n"
