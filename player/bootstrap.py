@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import re
 import time
 import uuid
@@ -73,11 +74,6 @@ def parse_key_args(specs: Sequence[str]) -> dict[str, str]:
     return keys
 
 
-def required_kids(manifest: Manifest) -> list[str]:
-    """Default KIDs (hex) the manifest's protected adaptation sets need, in order, once each."""
-    return list(dict.fromkeys(manifest.default_kids()))
-
-
 def edge_alternatives(url: str, manifest_urls: Sequence[str]) -> list[str]:
     """`url` on every edge: the path is the same everywhere (the token covers all edges)."""
     primary = urlsplit(manifest_urls[0]) if manifest_urls else urlsplit(url)
@@ -97,8 +93,6 @@ async def _json(fetcher: Fetcher, step: str, urls: Sequence[str], **kwargs: obje
     except FetchError as exc:
         raise BootstrapError(f"{step} failed: {_explain(exc)}") from None
     try:
-        import json
-
         data = json.loads(result.body)
     except ValueError:
         raise BootstrapError(f"{step} failed: the server's answer is not JSON") from None
@@ -215,7 +209,7 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     timings["manifest_s"] = time.monotonic() - start
     keys: dict[str, str] = {}
     license_url = steering.get("license_url") if isinstance(steering.get("license_url"), str) else None
-    kids = required_kids(manifest)
+    kids = manifest.default_kids()
     if kids:
         license_url = manifest.clearkey_laurl() or license_url
         if not license_url:
@@ -239,7 +233,7 @@ async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, st
     manifest, url = await fetch_manifest(fetcher, [mpd_url])
     timings = {"manifest_s": time.monotonic() - start}
     key_map = dict(keys or {})
-    kids = [k for k in required_kids(manifest) if k not in key_map]
+    kids = [k for k in manifest.default_kids() if k not in key_map]
     laurl = manifest.clearkey_laurl()
     if kids and laurl and laurl.startswith(("http://", "https://")):
         start = time.monotonic()

@@ -25,9 +25,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
-MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
-CENC_NS = "urn:mpeg:cenc:2013"
-CLEARKEY_SCHEME = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"  # DASH-IF IOP 4.3, 7.6.2.4
+from server.packaging.mpd import CENC_NS, CLEARKEY_SCHEME, MPD_NS  # the namespaces our packager writes
 
 # Limits against hostile manifests. A segment costs ~300 bytes in memory and each further BaseURL
 # choice ~100 more, so the default budget of segment URLs keeps a parsed MPD under ~80 MB (24 h of
@@ -231,11 +229,16 @@ class Manifest:
 
     def clearkey_laurl(self) -> str | None:
         """The first ClearKey license URL signalled anywhere in the MPD."""
-        return _clearkey_laurl(p for a in self.adaptation_sets() for p in a.all_content_protection())
+        return _clearkey_laurl(self.all_content_protection())
 
     def default_kids(self) -> tuple[str, ...]:
         """Every distinct default KID in the MPD, in document order."""
-        return _default_kids(p for a in self.adaptation_sets() for p in a.all_content_protection())
+        return _default_kids(self.all_content_protection())
+
+    def all_content_protection(self) -> Iterable[ContentProtection]:
+        """The descriptors of every adaptation set (and its Representations), in document order."""
+        for aset in self.adaptation_sets():
+            yield from aset.all_content_protection()
 
 
 def _clearkey_laurl(items: Iterable[ContentProtection]) -> str | None:
@@ -635,10 +638,7 @@ class _Reader:
         self, el: Element, outer: tuple[Element, ...], where: str, timing: _Timing, parent_bases: tuple[str, ...]
     ) -> AdaptationSet:
         bases = self.base_urls(parent_bases, el, where)
-        protection = tuple(
-            _content_protection(cp, f"{where}/ContentProtection[{i}]")
-            for i, cp in enumerate(el.findall(_q("ContentProtection")))
-        )
+        protection = _content_protections(el, where)
         rep_els = el.findall(_q("Representation"))
         if not rep_els:
             raise MpdError(f"{where}: has no Representation")
@@ -676,10 +676,7 @@ class _Reader:
         common = ((el, where), (aset, parent_where))
         width = _inherited(common, lambda e, w: _uint(e, "width", w, minimum=1, maximum=MAX_DIMENSION_PX))
         height = _inherited(common, lambda e, w: _uint(e, "height", w, minimum=1, maximum=MAX_DIMENSION_PX))
-        rep_protection = tuple(
-            _content_protection(cp, f"{where}/ContentProtection[{i}]")
-            for i, cp in enumerate(el.findall(_q("ContentProtection")))
-        )
+        rep_protection = _content_protections(el, where)
         bases = self.base_urls(parent_bases, el, where)
         addressing = self.addressing(
             outer + (el,), where, timing, bases, {"RepresentationID": rep_id, "Bandwidth": bandwidth_bps}
@@ -780,7 +777,6 @@ class _Reader:
         media_parts = _compile_template(media, "media", ctx.where, allowed=_MEDIA_IDS)
         media_format = _format_string(_bind(media_parts, rep_values))
         start_number = _uint(ctx.merged, "startNumber", ctx.where, default=1, maximum=_MAX_UINT32) or 0
-        init = None
         if (init_template := ctx.merged.get("initialization")) is not None:
             parts = _compile_template(init_template, "initialization", ctx.where, allowed=_INIT_IDS)
             init_ref = _format_string(_bind(parts, rep_values)).format()
@@ -1058,6 +1054,14 @@ def _content_type(aset: Element, first_rep: Element) -> ContentType:
     if codecs.startswith(("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "dtsc", "mha")):
         return "audio"
     return "other"
+
+
+def _content_protections(el: Element, where: str) -> tuple[ContentProtection, ...]:
+    """The ContentProtection children of an AdaptationSet or Representation (5.8.4.1)."""
+    return tuple(
+        _content_protection(cp, f"{where}/ContentProtection[{i}]")
+        for i, cp in enumerate(el.findall(_q("ContentProtection")))
+    )
 
 
 def _content_protection(el: Element, where: str) -> ContentProtection:
