@@ -139,12 +139,9 @@ class Fetcher:
         attempts: list[Attempt] = []
         last_status: int | None = None
         for attempt_index in range(self.config.attempts):
-            candidates = self.order(urls)
-            url = candidates[attempt_index % len(candidates)] if attempt_index else candidates[0]
             if attempt_index:
                 await asyncio.sleep(self._backoff_s(attempt_index))
-                candidates = self.order(urls)
-                url = candidates[0]
+            url = self.order(urls)[0]  # a failed host was just excluded: the next alternative comes first
             try:
                 return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts)
             except _Permanent as exc:
