@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +143,3 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             await decoder.start(player.init_urls(), fetcher)
         routes.active = shaper is not None
         return await player.run()
-
-
-def report_json(report: PlaybackReport) -> str:
-    return json.dumps(report.as_dict())

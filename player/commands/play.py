@@ -8,11 +8,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from abr.registry import make, names
 from player.bootstrap import parse_key_args
 from player.errors import CliError
 from player.headless import DECODE_MODES, PlaybackReport, PlayerConfig
+
+if TYPE_CHECKING:
+    from player.play import LinkConfig, PlayTarget
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
@@ -96,12 +100,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.error is None else 1
 
 
-async def headless_session(target: object, config: PlayerConfig, link: object, log: Path | None) -> PlaybackReport:
+async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
+                           log: Path | None) -> PlaybackReport:
     from player.decoding import DecodePipeline
     from player.play import play_headless
 
     factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
-    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)  # type: ignore[arg-type]
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)
 
 
 def print_report(report: PlaybackReport, *, as_json: bool) -> None:
