@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 
+from server.httpapi import json_error, read_json_body
 from server.observability import Handler, add_log_fields
 
 FAULTS_PATH = "/internal/faults"
@@ -138,7 +138,7 @@ def add_fault_routes(app: web.Application, state: FaultState, bearer_token: byte
         return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), bearer_token)
 
     def refused() -> web.Response:
-        return web.json_response({"error": "fault injection needs the internal bearer token"}, status=403)
+        return json_error(403, "fault injection needs the internal bearer token")
 
     def now_s() -> float:
         return asyncio.get_running_loop().time()
@@ -146,14 +146,10 @@ def add_fault_routes(app: web.Application, state: FaultState, bearer_token: byte
     async def set_fault(request: web.Request) -> web.Response:
         if not allowed(request):
             return refused()
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        try:
-            if len(raw) > MAX_BODY_BYTES:
-                raise ValueError("fault body too large")
-            spec = fault_from_json(json.loads(raw))
-        except (ValueError, TypeError, RecursionError) as exc:
-            message = str(exc) if not isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) else "not JSON"
-            return web.json_response({"error": message}, status=400)
+        try:  # BadRequest (too large, not JSON) is a ValueError too
+            spec = fault_from_json(await read_json_body(request, max_bytes=MAX_BODY_BYTES))
+        except (ValueError, TypeError) as exc:
+            return json_error(400, str(exc))
         state.set(spec, now_s())
         return web.json_response(state.describe(now_s()))
 

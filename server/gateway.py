@@ -171,10 +171,7 @@ async def _forward(request: web.Request, backend: _Backend, gw: _Gateway) -> web
                 lower = hname.lower()
                 if lower not in _HOP_BY_HOP and not lower.startswith("access-control-") and lower != "vary":
                     response.headers.add(hname, value)
-            grant = gw.cors.response_headers(request.headers.get("Origin"))
-            if grant:  # per-origin answer: shared caches must key on Origin (the upstream's Vary was dropped)
-                response.headers.update(grant)
-                response.headers.add("Vary", "Origin")
+            gw.cors.add_grant(response.headers, request.headers.get("Origin"))  # the upstream's Vary was dropped
             response.headers[REQUEST_ID_HEADER] = request_id(request)
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():

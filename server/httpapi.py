@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from server.observability import REQUEST_ID_HEADER, Handler
 
@@ -102,6 +103,14 @@ class CorsPolicy:
         return {"Access-Control-Allow-Origin": origin,
                 "Access-Control-Expose-Headers": ", ".join(self.expose_headers)}
 
+    def add_grant(self, headers: CIMultiDict[str], origin: str | None) -> None:
+        """Add `response_headers(origin)` to a response's `headers`, with `Vary: Origin` (a per-origin
+        answer: shared caches must key on Origin); nothing for a disallowed origin."""
+        grant = self.response_headers(origin)
+        if grant:
+            headers.update(grant)
+            headers.add("Vary", "Origin")
+
 
 def cors_middleware(policy: CorsPolicy) -> Any:
     """Middleware adding CORS headers for allowed origins and answering preflight requests."""
@@ -126,8 +135,7 @@ def cors_middleware(policy: CorsPolicy) -> Any:
             })
         response = await handler(request)
         if allowed and not response.prepared:  # a streamed response adds them itself before prepare()
-            response.headers.update(policy.response_headers(origin))
-            response.headers.add("Vary", "Origin")
+            policy.add_grant(response.headers, origin)
         return response
 
     return cors
