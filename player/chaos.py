@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import time
@@ -209,15 +210,18 @@ class ChaosRun:
         best = max(votes, key=lambda h: votes[h]) if votes else urls[0]
         return f"edge-{urls.index(best)}" if best in urls else "edge-0"
 
+    @functools.cached_property
+    def _url_signing_key(self) -> bytes:
+        """The stack's URL-signing key, read from its secrets file once per run."""
+        return load_secrets(self.stack.config.resolved_secrets_path).url_signing_key
+
     def internal_headers(self) -> dict[str, str]:
-        secrets = load_secrets(self.stack.config.resolved_secrets_path)
-        return {"Authorization": f"Bearer {internal_token(secrets.url_signing_key)}"}
+        return {"Authorization": f"Bearer {internal_token(self._url_signing_key)}"}
 
     def signed_url(self, edge: str, relative: str) -> str:
         """A URL for `/<title>/<relative>` on `edge`, signed like the playback API's."""
-        secrets = load_secrets(self.stack.config.resolved_secrets_path)
-        token = sign(secrets.url_signing_key, UrlGrant(path_prefix=f"/{self.title}/", expires_at=int(time.time()) + 3600,
-                                                       session_id="chaos"))
+        token = sign(self._url_signing_key, UrlGrant(path_prefix=f"/{self.title}/", expires_at=int(time.time()) + 3600,
+                                                     session_id="chaos"))
         return self.stack.url(edge) + signed_path(token, f"/{self.title}/{relative}")
 
     async def get(self, url: str, *, timeout_s: float = 10.0) -> tuple[int | None, float, str | None]:
@@ -406,6 +410,7 @@ async def _link_outage(run: ChaosRun) -> None:
     run.start_fault()
     for shaper in run.shapers:
         shaper.outage(run.fault_s)
+    run.service["links_cut"] = len(run.shapers)
     await run.sleep(run.fault_s)
     run.end_fault()
 
@@ -461,10 +466,10 @@ async def _play(run: ChaosRun, index: int, out_dir: Path | None) -> SessionOutco
     return _outcome(run, index, log, report.as_dict() if report is not None else None, error, crashed, hung)
 
 
-
 def _failed(event: dict[str, Any]) -> bool:
     """A request event that failed (an abandoned download is the player's choice, not a failure)."""
     return bool(event.get("error")) and event.get("error") != ABANDONED
+
 
 def _outcome(run: ChaosRun, index: int, log: _ChaosLog, report: dict[str, Any] | None, error: str | None,
              crashed: str | None, hung: bool) -> SessionOutcome:
@@ -567,7 +572,6 @@ class ChaosStackConfig:
     """The stack a chaos run starts (processes mode; service logs kept in `log_dir`)."""
 
     content_root: Path
-    title: str
     work_dir: Path  # the stack file and its secrets
     log_dir: Path  # each service's log, `<service>.log`
     edges: int = 2
@@ -622,7 +626,8 @@ async def run_chaos(config: ChaosConfig, stack: RunningStack, *, title: str, pas
         outcomes = [await t for t in tasks]
     if fault_error is not None:
         run.service["fault_error"] = fault_error
-    log_dir = stack.log_path("gateway").parent if stack.log_path("gateway") is not None else None
+    gateway_log = stack.log_path("gateway")
+    log_dir = gateway_log.parent if gateway_log is not None else None
     by_id, problems = read_service_logs(log_dir) if log_dir is not None else ({}, [])
     failed = [e for log in run.logs for e in log.events if e["type"] == "request" and _failed(e)]
     failed += [{"url": a.url, "status": a.status, "error": a.error, "request_id": a.request_id}

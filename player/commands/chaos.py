@@ -8,8 +8,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from player.errors import CliError
+
+if TYPE_CHECKING:
+    from player.chaos import ChaosConfig, ChaosReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, config: object) -> object:
+async def _run(args: argparse.Namespace, config: ChaosConfig) -> ChaosReport:
     from player.chaos import ChaosStackConfig, chaos_stack, run_chaos
 
     if args.content is not None:
@@ -87,7 +91,7 @@ async def _run(args: argparse.Namespace, config: object) -> object:
         await asyncio.to_thread(ensure_demo_title, content)
     out = args.out.expanduser().resolve() if args.out is not None else None
     with tempfile.TemporaryDirectory(prefix="abrkit-chaos-") as tmp:
-        stack_config = ChaosStackConfig(content_root=content, title=title, work_dir=Path(tmp),
+        stack_config = ChaosStackConfig(content_root=content, work_dir=Path(tmp),
                                         log_dir=(out or Path(tmp)) / "logs", edges=args.edges)
         async with chaos_stack(stack_config) as (stack, password):
-            return await run_chaos(config, stack, title=title, password=password, out_dir=out)  # type: ignore[arg-type]
+            return await run_chaos(config, stack, title=title, password=password, out_dir=out)
