@@ -137,8 +137,8 @@ async def test_a_web_player_on_another_origin_plays_an_encrypted_title(tmp_path:
         for header in ("content-range", "content-length", "x-request-id"):
             assert header in ranged.headers, f"{header} is not exposed to scripts"
         for url in (segment, stack.gateway_url + "/auth/token"):  # refusals carry Retry-After (429, 503)
-            async with http.options(url, headers={"Origin": PLAYER_ORIGIN, "Access-Control-Request-Method": "GET"}):
-                pass
+            async with http.options(url, headers={"Origin": PLAYER_ORIGIN, "Access-Control-Request-Method": "GET"}) as pre:
+                assert pre.status == 204, url
             async with http.get(url, headers={"Origin": PLAYER_ORIGIN}) as resp:
                 assert "retry-after" in resp.headers.get("Access-Control-Expose-Headers", "").lower(), url
 

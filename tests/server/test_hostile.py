@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from server.config import RateLimitPolicy, Secrets, StackConfig, load_secrets
@@ -331,8 +331,7 @@ def test_a_tampered_access_token_is_refused(hostile: Hostile, position: int, rep
     token = hostile.token
     position %= len(token)
     tampered = token[:position] + replacement + token[position + 1:]
-    if "\r" in tampered or "\n" in tampered:
-        return
+    assume("\r" not in tampered and "\n" not in tampered)  # not a header any client could send
     answer = http(hostile.gateway, "POST", f"/playback/{ENCRYPTED_TITLE}",
                   headers={"Authorization": f"Bearer {tampered}"})
     if tampered == token or _same_signature_bits(token, tampered, hostile.secrets.jwt_signing_key):
@@ -375,8 +374,9 @@ def test_signed_url_forgeries_are_403(hostile: Hostile) -> None:
     }
     for name, token in cases.items():
         answer = http(hostile.edge, "GET", f"/s/{token}/{ENCRYPTED_TITLE}/manifest.mpd")
-        assert_clean_refusal(answer, {403})
-        assert name and "error" in answer.json()
+        assert answer.status == 403, name
+        assert_clean_refusal(answer)
+        assert "error" in answer.json(), name
     assert http(hostile.edge, "GET", f"/s/{good}/{ENCRYPTED_TITLE}/manifest.mpd").status == 200
 
 
