@@ -39,13 +39,13 @@ from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NA
 from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.observability import (
     REQUEST_ID_HEADER,
-    JsonAccessLogger,
     Metrics,
     access_log,
     add_log_fields,
     redact_path,
     request_id,
     request_id_middleware,
+    service_runner,
 )
 from server.packager import LAURL_PLACEHOLDER
 from server.urlsign import SIGNED_PREFIX, SignatureError, check_path
@@ -1089,9 +1089,8 @@ class RunningEdge:
 
 
 def make_runner(app: web.Application) -> web.AppRunner:
-    """An AppRunner with the JSON access log (`abrkit.access`, service "edge")."""
-    return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service("edge"), access_log=access_log,
-                         handle_signals=False, shutdown_timeout=10.0)
+    """The services' AppRunner (`server.observability.service_runner`) for an edge outside a stack."""
+    return service_runner(app, "edge", shutdown_timeout_s=10.0)
 
 
 async def start_edge(config: EdgeConfig, *, group: WorkerGroup | None = None,

@@ -116,6 +116,22 @@ def quiet_malformed_requests(logger: logging.Logger) -> None:
         logger.addFilter(MalformedRequestFilter())
 
 
+# aiohttp closes a connection that sends no complete request within its keep-alive timeout, armed
+# when the connection opens: this bounds idle connections and slow senders trickling headers
+# (slowloris). Its default is an hour; clients' pools (aiohttp: 15 s) close idle ones before this.
+IDLE_TIMEOUT_S = 30.0
+
+
+def service_runner(app: web.Application, service: str, *, shutdown_timeout_s: float,
+                   idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    """The AppRunner every abrkit service runs under (embedded, `--processes`, standalone edge): the
+    JSON access log for `service`, malformed requests logged without tracebacks, idle keep-alive
+    connections closed after `idle_timeout_s`, signals left to the caller."""
+    quiet_malformed_requests(logging.getLogger("aiohttp.server"))
+    return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service), access_log=access_log,
+                         handle_signals=False, shutdown_timeout=shutdown_timeout_s, keepalive_timeout=idle_timeout_s)
+
+
 def add_log_fields(request: web.Request, **fields: object) -> None:
     """Extra fields for this request's access-log line."""
     extra = request.get(LOG_EXTRA)

@@ -34,17 +34,13 @@ from server.auth import hash_password
 from server.config import (BackendConfig, GatewayConfig, LicenseConfig, PlaybackConfig, Secrets, StackConfig,
                            TokenPolicy, AuthConfig, UserRecord, load_or_create_secrets, load_secrets, read_users,
                            save_stack_config, stack_config_to_json, store_demo_password, update_users)
-from server.observability import JsonAccessLogger, access_log, quiet_malformed_requests
+from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
 
 log = logging.getLogger("abrkit.stack")
 
 DEMO_USERNAME = "demo"
 READY_LINE = "ready"
 _START_TIMEOUT_S = 60.0
-# aiohttp closes a connection that sends no complete request within its keep-alive timeout, armed
-# when the connection opens: this bounds idle connections and slow senders trickling headers
-# (slowloris). Its default is an hour; clients' pools (aiohttp: 15 s) close idle ones before this.
-IDLE_TIMEOUT_S = 30.0
 
 
 # --- naming and addresses --------------------------------------------------------------------------
@@ -138,10 +134,7 @@ def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
 
 def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
-    quiet_malformed_requests(logging.getLogger("aiohttp.server"))
-    return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service_kind(name)),
-                         access_log=access_log, handle_signals=False, shutdown_timeout=shutdown_timeout_s,
-                         keepalive_timeout=idle_timeout_s)
+    return service_runner(app, service_kind(name), shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
 
 
 def configure_logging(*, access_log_enabled: bool = True, level: int = logging.INFO) -> None:
