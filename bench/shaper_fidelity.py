@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from netsim.formats import load_trace  # noqa: E402
 from netsim.link import LinkModel  # noqa: E402
-from netsim.shaper import LinkStats, Shaper, ShaperConfig  # noqa: E402
+from netsim.shaper import LinkStats, Shaper, ShaperConfig, pacing_quantum_ms  # noqa: E402
 from netsim.trace import Trace  # noqa: E402
 
 SHARED_TRACES = REPO_ROOT.parent / "shared" / "traces"
@@ -287,7 +287,7 @@ async def concurrency(
     loop = asyncio.get_running_loop()
     port = await loop.run_in_executor(None, parent.recv)
     print(f"\n== concurrency: N shapers in one event loop, backlogged clients in another process; {duration_s:g} s per step")
-    quantum = quantum_ms or max(10 / speed, 2)
+    quantum = pacing_quantum_ms(quantum_ms, speed)
     print(f"   traces: {len(traces)} Pensieve test traces, speed {speed:g}, staggered offsets; quantum {quantum:g} ms")
     print(f"{'sessions':>8} {'Mbit/s':>8} {'deliv/cap':>9} {'bins<=10%':>9} {'shaper CPU':>10} {'CPU s/Mbit':>10} {'lag p99':>8} {'load CPU':>8}")
     best = 0

@@ -73,12 +73,14 @@ class LinkBatch:
             raise ValueError("a link batch needs at least one trace")
         if not 0 < payload_factor <= 1:
             raise ValueError(f"payload factor must be in (0, 1], got {payload_factor}")
-        unique: dict[int, int] = {}
+        slot_of: dict[int, int] = {}  # id(trace) -> its index in `distinct`
+        distinct: list[Trace] = []
         for trace in traces:
-            unique.setdefault(id(trace), len(unique))
-        distinct = list({id(t): t for t in traces}.values())
+            if id(trace) not in slot_of:
+                slot_of[id(trace)] = len(distinct)
+                distinct.append(trace)
         self.size = len(traces)
-        self._slot = np.fromiter((unique[id(t)] for t in traces), dtype=np.int64, count=len(traces))
+        self._slot = np.fromiter((slot_of[id(t)] for t in traces), dtype=np.int64, count=len(traces))
         lengths = np.array([t.durations_s.size for t in distinct])
         durations = np.concatenate([t.durations_s for t in distinct])
         rate = np.concatenate([t.bandwidth_bps for t in distinct]) * (payload_factor / 8.0)  # bytes/s

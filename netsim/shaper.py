@@ -41,6 +41,14 @@ _STALL_COVER_S = 0.2  # wall seconds
 _CLIENT_SNDBUF_BYTES = 64 * 1024
 
 
+def pacing_quantum_ms(quantum_ms: float | None, speed: float) -> float:
+    """The pacing period (wall ms) of a shaper configured with `quantum_ms` (None: the default) at `speed`."""
+    if quantum_ms is not None:
+        return quantum_ms
+    # One period per 10 ms of trace time keeps each trace second paced alike at any speed.
+    return max(_DEFAULT_QUANTUM_MS / speed, _MIN_QUANTUM_MS)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ShaperConfig:
     """One shaping proxy. Times in `trace`, `start_offset_s`, `faults` and `rtt_ms` are trace time;
@@ -710,10 +718,7 @@ class Shaper:
     @property
     def quantum_ms(self) -> float:
         """The pacing period in use (wall ms)."""
-        if self.config.quantum_ms is not None:
-            return self.config.quantum_ms
-        # One period per 10 ms of trace time keeps each trace second paced alike at any speed.
-        return max(_DEFAULT_QUANTUM_MS / self.config.speed, _MIN_QUANTUM_MS)
+        return pacing_quantum_ms(self.config.quantum_ms, self.config.speed)
 
     @property
     def host(self) -> str:
