@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,13 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def sessions_per_s(count: int, run: Callable[[], object]) -> float:
+    """`count` sessions / wall seconds of one call of `run`."""
+    start = time.perf_counter()
+    run()
+    return rate(count, time.perf_counter() - start)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=100, help="copies of the 71 traces in the big bba batch")
@@ -140,30 +148,18 @@ def main() -> int:
         print("error: the plain reference and abrkit disagree on bba QoE; the comparison would be meaningless")
         return 1
 
-    start = time.perf_counter()
-    for times, mbps in plain_inputs[: args.plain_mpc_sessions]:
-        plain_session(times, mbps, sizes, "mpc-robust")
-    plain_mpc = rate(args.plain_mpc_sessions, time.perf_counter() - start)
+    plain_mpc = sessions_per_s(args.plain_mpc_sessions, lambda: [
+        plain_session(times, mbps, sizes, "mpc-robust") for times, mbps in plain_inputs[: args.plain_mpc_sessions]])
 
     simulate("bba", video, traces[:2], prof)  # warm imports and caches
-    start = time.perf_counter()
-    simulate("bba", video, traces, prof, engine="session")
-    session_bba = rate(len(traces), time.perf_counter() - start)
-    start = time.perf_counter()
-    run_batch("bba", video, traces, prof)
-    batch_bba_71 = rate(len(traces), time.perf_counter() - start)
+    session_bba = sessions_per_s(len(traces), lambda: simulate("bba", video, traces, prof, engine="session"))
+    batch_bba_71 = sessions_per_s(len(traces), lambda: run_batch("bba", video, traces, prof))
     many = traces * args.repeat
     offsets = np.random.default_rng(0).uniform(0, 60, len(many))
-    start = time.perf_counter()
-    run_batch("bba", video, many, prof, offsets_s=offsets)
-    batch_bba_many = rate(len(many), time.perf_counter() - start)
+    batch_bba_many = sessions_per_s(len(many), lambda: run_batch("bba", video, many, prof, offsets_s=offsets))
 
-    start = time.perf_counter()
-    simulate("mpc-robust", video, traces, prof, engine="session")
-    session_mpc = rate(len(traces), time.perf_counter() - start)
-    start = time.perf_counter()
-    run_batch("mpc-robust", video, traces, prof)
-    batch_mpc = rate(len(traces), time.perf_counter() - start)
+    session_mpc = sessions_per_s(len(traces), lambda: simulate("mpc-robust", video, traces, prof, engine="session"))
+    batch_mpc = sessions_per_s(len(traces), lambda: run_batch("mpc-robust", video, traces, prof))
 
     print("simulator speed, one core, Pensieve test traces (71), pensieve profile; sessions/s")
     print(f"{'':28}{'sessions/s':>12}{'x plain Python':>16}{'target':>10}")

@@ -249,10 +249,11 @@ class ResultStore:
 
 _TIMELINE = ("request_time_s", "download_s", "quality", "bitrate_bps", "size_bytes", "rebuffer_s",
              "buffer_before_s", "buffer_after_s")
+_INTEGER_COLUMNS = ("quality", "bitrate_bps", "size_bytes")
 
 
-def _rounded(values: Sequence[float] | np.ndarray, digits: int = 4) -> list[float]:
-    return [round(float(v), digits) for v in values]
+def _rounded(values: Sequence[float] | np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
 
 
 def _base_row(cell: Cell) -> Row:
@@ -289,15 +290,10 @@ def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records
 
 def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float) -> Row:
     records = report.records
-    timeline: dict[str, list[float]] = {name: [] for name in (*_TIMELINE, "ttfb_s")}
-    for r in records:
-        for name, value in (("request_time_s", r.request_time_s), ("download_s", r.download_s), ("ttfb_s", r.ttfb_s),
-                            ("rebuffer_s", r.rebuffer_s), ("buffer_before_s", r.buffer_before_s),
-                            ("buffer_after_s", r.buffer_after_s)):
-            timeline[name].append(round(value, 4))
-        timeline["quality"].append(r.quality)
-        timeline["bitrate_bps"].append(r.bitrate_bps)
-        timeline["size_bytes"].append(r.size_bytes)
+    timeline: dict[str, list[float]] = {}
+    for name in (*_TIMELINE, "ttfb_s"):  # `sim_row`'s columns and ttfb_s, from the records
+        column = [getattr(r, name) for r in records]
+        timeline[name] = column if name in _INTEGER_COLUMNS else _rounded(column)
     timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records))
     return {**_base_row(cell), **_metrics_fields(report.metrics), "error": report.error,
             "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,

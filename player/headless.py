@@ -113,8 +113,7 @@ class PlaybackReport:
     def as_dict(self) -> dict[str, Any]:
         out = self.metrics.as_dict()
         out.update({
-            "title": self.title, "abr": self.abr, "avg_bitrate_bps": self.metrics.avg_bitrate_bps,
-            "frames_decoded": self.frames_decoded, "frames_failed": self.frames_failed,
+            "title": self.title, "abr": self.abr, "frames_decoded": self.frames_decoded, "frames_failed": self.frames_failed,
             "requests": self.requests, "failed_requests": self.failed_requests, "abandoned": self.abandoned,
             "duration_s": round(self.duration_s, 4), "first_frame_s": self.first_frame_s,
             "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
@@ -261,9 +260,6 @@ class HeadlessPlayer:
 
     def init_urls(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         """Each rendition's init segment: failover alternatives and Range header (fetched before playback)."""
-        return self._init_urls()
-
-    def _init_urls(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         reps = [*self.video_reps, *([self.audio_rep] if self.audio_rep is not None else [])]
         return {rep.id: (self._alternatives(rep.init.urls), range_header(rep.init.byte_range))
                 for rep in reps if rep.init is not None}

@@ -49,8 +49,6 @@ def rng() -> np.random.Generator:
 
 
 # -- one short demo title, packaged once clear and once encrypted (server and player tests) --
-from server.packager import PackageConfig, PackageResult, Rung, package, parse_ladder
-from server.packaging.demo import DemoClipConfig, write_demo_source
 
 TEST_LADDER = "216p:300k,360p:700k,540p:1400k"
 TEST_CLIP = DemoClipConfig(duration_s=10.0, width=960, height=540, frame_rate=24)
