@@ -331,7 +331,7 @@ class PlayerThread:
                 session.advance(player.now())
                 if time.monotonic() - last_qoe_wall >= 1.0 and session.records:
                     # The headless report's own QoE computation, on what has been fetched so far.
-                    qoe = dict(player._report(None, 0, 0, None).metrics.qoe)
+                    qoe = dict(player.metrics().qoe)
                     last_qoe_wall = time.monotonic()
                 self.snapshot = self._snapshot(player, qoe)
             await asyncio.sleep(self.options.snapshot_interval_s)

@@ -379,17 +379,21 @@ class HeadlessPlayer:
                              playing=self.session.started and not self.session.stalled)
             await self._sleep(self.config.buffer_sample_s)
 
-    def _report(self, error: str | None, frames_decoded: int, frames_failed: int,
-                first_frame_s: float | None) -> PlaybackReport:
-        records = tuple(self.session.records)
+    def metrics(self) -> SessionMetrics:
+        """QoE and session metrics of the segments played so far."""
+        records = self.session.records
         ladder = self.content.ladder
-        metrics = session_metrics(
+        return session_metrics(
             bitrates_bps=[r.bitrate_bps for r in records], rebuffer_s=[r.rebuffer_s for r in records],
             ladder_bps=ladder.bitrates_bps, segment_duration_s=ladder.segment_duration_s,
             startup_s=self.session.startup_s or 0.0, rebuffer_count=self.session.stall_count,
         )
+
+    def _report(self, error: str | None, frames_decoded: int, frames_failed: int,
+                first_frame_s: float | None) -> PlaybackReport:
+        records = tuple(self.session.records)
         return PlaybackReport(
-            title=self.source.title, abr=self.config.abr, metrics=metrics, records=records,
+            title=self.source.title, abr=self.config.abr, metrics=self.metrics(), records=records,
             frames_decoded=frames_decoded, frames_failed=frames_failed, requests=self._requests,
             failed_requests=self._failed_requests, abandoned=self._abandoned,
             duration_s=records[-1].request_time_s + records[-1].download_s if records else 0.0,
