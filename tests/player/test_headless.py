@@ -222,7 +222,8 @@ async def test_simulation_and_emulation_agree(tmp_path: Path, long_content: Path
     assert same >= 0.7, (emulated.qualities, simulated.qualities.tolist())
     assert emulated.metrics.avg_bitrate_bps == pytest.approx(simulated.metrics.avg_bitrate_bps, rel=0.15)
     downloads = np.array([r.download_s for r in emulated.records])
-    first_diverged = int(np.argmax(np.asarray(emulated.qualities) != simulated.qualities)) or len(downloads)
+    diverged = np.flatnonzero(np.asarray(emulated.qualities) != simulated.qualities)
+    first_diverged = int(diverged[0]) if diverged.size else len(downloads)
     # Where both fetched the same segments, the download times agree closely.
     np.testing.assert_allclose(downloads[:first_diverged], simulated.download_s[:first_diverged], rtol=0.15)
 
