@@ -34,7 +34,7 @@ from player.headless import PlayerConfig  # noqa: E402
 from player.play import PlayTarget, play_headless  # noqa: E402
 from server.config import StackConfig  # noqa: E402
 from server.packager import ensure_demo_title  # noqa: E402
-from server.stack import ensure_demo_user, init_stack_config, start_stack  # noqa: E402
+from server.stack import start_stack_with_demo_user  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -91,9 +91,8 @@ async def main() -> int:
         content = cache / "content-20s"
         await asyncio.to_thread(ensure_demo_title, content, duration_s=20.0, height=720)
         config = StackConfig(config_path=Path(tmp) / "stack.json", content_root=content, port=0, access_log=False)
-        init_stack_config(config)
-        password = ensure_demo_user(config).password
-        async with start_stack(config) as stack:
+        async with start_stack_with_demo_user(config) as (stack, credentials):
+            password = credentials.password
             await startup(stack.gateway_url, password, 3)  # warm caches (edge, page cache, imports)
             times = await startup(stack.gateway_url, password, args.runs)
             # The floor: same edge, same first segment at the ABR's first choice (bba: lowest rung).

@@ -36,7 +36,7 @@ from player.session import SessionConfig
 from server.config import StackConfig, load_secrets
 from server.edge import internal_token
 from server.faults import FAULTS_PATH
-from server.stack import RunningStack, ensure_demo_user, init_stack_config, start_stack
+from server.stack import RunningStack, start_stack_with_demo_user
 from server.urlsign import UrlGrant, sign, signed_path
 
 # Lines in a service log that mean a bug, not a handled failure.
@@ -588,9 +588,7 @@ async def chaos_stack(config: ChaosStackConfig) -> AsyncIterator[tuple[RunningSt
     stack_config = StackConfig(config_path=config.work_dir / "stack" / "stack.json",
                                content_root=config.content_root, port=0, edges=config.edges, processes=True,
                                heartbeat_s=config.heartbeat_s, access_log=True)
-    init_stack_config(stack_config)
-    credentials = ensure_demo_user(stack_config)
-    async with start_stack(stack_config, log_dir=config.log_dir) as stack:
+    async with start_stack_with_demo_user(stack_config, log_dir=config.log_dir) as (stack, credentials):
         yield stack, credentials.password
 
 

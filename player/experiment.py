@@ -458,7 +458,7 @@ def open_executor(config: ExperimentConfig) -> Iterator[Executor]:
 async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncIterator[StackEndpoint]:
     """An embedded stack on free ports serving the title's content root, with a throwaway demo account."""
     from server.config import BackendPolicy, RateLimitPolicy, StackConfig
-    from server.stack import ensure_demo_user, init_stack_config, start_stack
+    from server.stack import start_stack_with_demo_user
 
     with tempfile.TemporaryDirectory(prefix="abrkit-run-") as state:
         config = StackConfig(
@@ -470,9 +470,7 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
             rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
             backend_policy=BackendPolicy(timeout_s=60.0, failure_threshold=1_000_000, max_concurrent=100_000),
         )
-        init_stack_config(config)
-        credentials = ensure_demo_user(config)
-        async with start_stack(config) as stack:
+        async with start_stack_with_demo_user(config) as (stack, credentials):
             yield StackEndpoint(gateway_url=stack.gateway_url, title=title_dir.name, username=credentials.username,
                                 password=credentials.password)
 

@@ -88,16 +88,14 @@ async def _demo_stack() -> AsyncIterator[tuple[str, str, str]]:
     """An embedded stack with the demo title on free ports: (gateway URL, user, password)."""
     from server.config import StackConfig
     from server.packager import default_cache_dir, ensure_demo_title
-    from server.stack import ensure_demo_user, init_stack_config, start_stack
+    from server.stack import start_stack_with_demo_user
 
     root = default_cache_dir()
     content = root / "content"
     await asyncio.to_thread(ensure_demo_title, content)
     config = StackConfig(config_path=root / "play-stack" / "stack.json", content_root=content, port=0,
                          access_log=False)
-    init_stack_config(config)
-    credentials = ensure_demo_user(config)
-    async with start_stack(config) as stack:
+    async with start_stack_with_demo_user(config) as (stack, credentials):
         yield stack.gateway_url, credentials.username, credentials.password
 
 

@@ -462,3 +462,14 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
     finally:
         for sock in sockets.values():
             sock.close()
+
+
+@contextlib.asynccontextmanager
+async def start_stack_with_demo_user(config: StackConfig, *, wait_for_edges: bool = True,
+                                     log_dir: Path | None = None) -> AsyncIterator[tuple[RunningStack, Credentials]]:
+    """`start_stack` on `config` after writing its stack file if missing (`init_stack_config`) and making
+    sure the demo user exists (`ensure_demo_user`): (running stack, demo credentials)."""
+    init_stack_config(config)
+    credentials = ensure_demo_user(config)
+    async with start_stack(config, wait_for_edges=wait_for_edges, log_dir=log_dir) as stack:
+        yield stack, credentials

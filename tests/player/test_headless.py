@@ -32,7 +32,7 @@ from server.origin import OriginConfig
 from server.origin import create_app as origin_app
 from server.packager import PackageConfig, package, parse_ladder
 from server.packaging.demo import DemoClipConfig, write_demo_source
-from server.stack import RunningStack, ensure_demo_user, init_stack_config, start_stack
+from server.stack import RunningStack, start_stack_with_demo_user
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, REPO_ROOT, PackagedTitles
 
 LONG_TITLE = "long"
@@ -55,9 +55,7 @@ async def running_stack(tmp_path: Path, content_root: Path, **overrides: object)
     config = StackConfig(config_path=tmp_path / "stack" / "stack.json", content_root=content_root, port=0,
                          access_log=False, heartbeat_s=0.25)
     config = replace(config, **overrides)  # type: ignore[arg-type]
-    init_stack_config(config)
-    credentials = ensure_demo_user(config)
-    async with start_stack(config) as stack:
+    async with start_stack_with_demo_user(config) as (stack, credentials):
         yield stack, credentials.password
 
 

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from server.config import RateLimitPolicy, StackConfig
-from server.stack import RunningStack, ensure_demo_user, init_stack_config, start_stack
+from server.stack import RunningStack, start_stack_with_demo_user
 from tests.conftest import ENCRYPTED_TITLE, PackagedTitles
 
 PLAYER_ORIGIN = "http://player.example:3000"
@@ -97,10 +97,8 @@ async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, o
 async def cors_stack(tmp_path: Path, content: Path, **overrides: object) -> AsyncIterator[tuple[RunningStack, str]]:
     config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=2,
                          heartbeat_s=0.25, access_log=False, allowed_origins=(PLAYER_ORIGIN,), **overrides)  # type: ignore[arg-type]
-    init_stack_config(config)
-    password = ensure_demo_user(config).password
-    async with start_stack(config) as stack:
-        yield stack, password
+    async with start_stack_with_demo_user(config) as (stack, credentials):
+        yield stack, credentials.password
 
 
 def _b64url(data: bytes) -> str:
