@@ -3,8 +3,8 @@
 Observations are the learned ABR's features (`abr.features`, a Box), actions the ladder's qualities
 (Discrete), and the reward of a step the QoE_lin term of the segment it downloaded (segment 0 counts
 0, as in the QoE definition), so an episode's return is the session's QoE. The episode drives a
-`PlaybackSession` with the simulator's own download step (`player.sim.download_step`), so a policy
-sees exactly the sessions `abrkit sim` runs. Importing this module registers `abrkit/Abr-v0`;
+`PlaybackSession` with the simulator's own driver (`player.sim.SessionDriver`, which `run_session`
+uses), so a policy sees exactly the sessions `abrkit sim` runs. Importing this module registers `abrkit/Abr-v0`;
 Gymnasium is the optional `rl` extra, and nothing else in abrkit imports this module.
 """
 
@@ -21,12 +21,11 @@ from gymnasium import spaces
 from abr import features
 from abr.qoe import qoe_model
 from abr.types import Decision, Observation
-from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
-from player.session import Fetch, Finished, PlaybackSession, Wait
-from player.sim import LatencyLookup, SimProfile, download_step, profile
+from player.session import PlaybackSession
+from player.sim import SessionDriver, SimProfile, profile
 from player.video import Video, load_video
 
 ENV_ID = "abrkit/Abr-v0"
@@ -89,9 +88,7 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._slot = _AgentSlot()
         self._session: PlaybackSession | None = None
         self._trace: Trace = self.traces[0]
-        self._links: LinkBatch | None = None
-        self._latency: LatencyLookup | None = None
-        self._trace_time_s = 0.0
+        self._driver: SessionDriver | None = None
         self._offset_s = 0.0
 
     # -- gymnasium API ------------------------------------------------------------------------------------------
@@ -111,11 +108,9 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
             self._offset_s = float(options["offset_s"])
         else:
             self._offset_s = float(self.np_random.uniform(0.0, self._trace.duration_s)) if self.random_offset else 0.0
-        self._links = LinkBatch([self._trace], payload_factor=self.profile.payload_factor)
-        self._latency = LatencyLookup([self._trace], self.profile)
-        self._trace_time_s = self._offset_s
         self._slot.pending = None
         self._session = PlaybackSession(self._slot, self.video, self.profile.session)
+        self._driver = SessionDriver(self._session, self.video, self._trace, self.profile, trace_time_s=self._offset_s)
         self._drive()  # to the first decision (Pensieve's profile fetches segment 0 at a fixed quality)
         return self._observe(), {"trace": self._trace.name, "offset_s": self._offset_s,
                                  "observation": self._session.observation()}
@@ -143,28 +138,12 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     def _drive(self) -> bool:
         """Run the session until it needs the agent's quality (False) or every segment is in (True)."""
-        session = self._session
-        assert session is not None and self._links is not None and self._latency is not None
-        sizes = self.video.sizes_bytes
-        prof = self.profile
-        while True:
-            try:
-                action = session.next_action()
-            except _AwaitingAction:
-                return False
-            if isinstance(action, Finished):
-                return True
-            if isinstance(action, Wait):
-                session.advance(session.time_s + action.duration_s)
-                self._trace_time_s += action.duration_s
-                continue
-            assert isinstance(action, Fetch)
-            size = float(sizes[action.segment_index, action.quality])
-            start = np.array([self._trace_time_s])
-            finish, elapsed = download_step(self._links, self._latency, prof, start, np.array([size]))
-            ttfb_s = float(self._latency.at(start)[0]) if prof.latency_on_trace_clock else prof.rtt_s
-            self._trace_time_s = float(finish[0])
-            session.on_download(session.time_s + float(elapsed[0]), size_bytes=int(size), ttfb_s=ttfb_s)
+        assert self._driver is not None
+        try:
+            self._driver.drive()
+        except _AwaitingAction:
+            return False
+        return True
 
     def _segment_qoe(self, index: int) -> float:
         """The QoE term of segment `index`: `abr.qoe.QoeModel.segment_values` of it and the one before."""

@@ -129,37 +129,58 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
     ]
 
 
+class SessionDriver:
+    """Plays a `PlaybackSession` over one trace with the profile's download model, in virtual time.
+
+    `drive()` runs until every segment is in. Whatever `session.next_action()` raises propagates with
+    the driver unchanged (the session asks its ABR before it changes any state), so calling `drive()`
+    again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
+    """
+
+    def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
+                 trace_time_s: float = 0.0) -> None:
+        self.session = session
+        self.trace = trace
+        self.prof = prof
+        self.trace_time_s = trace_time_s
+        self.records: list[SegmentRecord] = []
+        self._sizes = video.sizes_bytes
+        self._link = LinkModel(trace, payload_factor=prof.payload_factor)
+
+    def drive(self) -> None:
+        session, prof, trace = self.session, self.prof, self.trace
+        while True:
+            action = session.next_action()
+            if isinstance(action, Finished):
+                return
+            if isinstance(action, Wait):
+                session.advance(session.time_s + action.duration_s)
+                self.trace_time_s += action.duration_s
+                continue
+            assert isinstance(action, Fetch)
+            size = int(self._sizes[action.segment_index, action.quality])
+            start = self.trace_time_s
+            if prof.latency_on_trace_clock:
+                latency = trace.latency_at(start) if trace.latency_s is not None else prof.rtt_s
+                finish = self._link.finish_time(start + latency, size)
+                elapsed = finish - start
+            else:
+                latency = prof.rtt_s
+                finish = self._link.finish_time(start, size)
+                elapsed = finish - start + latency
+            self.trace_time_s = finish
+            self.records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
+
+
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
                 offset_s: float = 0.0, record_events: bool = False,
                 models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
     """Simulate one session through the shared state machine."""
     algorithm = abr if abr is not None else prof.make_abr(abr_spec)
     session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
-    link = LinkModel(trace, payload_factor=prof.payload_factor)
-    trace_time = offset_s
-    sizes = video.sizes_bytes
-    records: list[SegmentRecord] = []
-    while True:
-        action = session.next_action()
-        if isinstance(action, Finished):
-            break
-        if isinstance(action, Wait):
-            session.advance(session.time_s + action.duration_s)
-            trace_time += action.duration_s
-            continue
-        assert isinstance(action, Fetch)
-        size = int(sizes[action.segment_index, action.quality])
-        if prof.latency_on_trace_clock:
-            latency = trace.latency_at(trace_time) if trace.latency_s is not None else prof.rtt_s
-            finish = link.finish_time(trace_time + latency, size)
-            elapsed = finish - trace_time
-            trace_time = finish
-        else:
-            latency = prof.rtt_s
-            finish = link.finish_time(trace_time, size)
-            elapsed = finish - trace_time + latency
-            trace_time = finish
-        records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
+    driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s)
+    driver.drive()
+    records = driver.records
     def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
         return np.asarray(values, dtype=dtype)[:, None]
 
