@@ -19,14 +19,23 @@ from player import commands as _commands
 from player.errors import CliError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    """Every subcommand (one module each in `player.commands`, named like the command)."""
+    return sorted(info.name for info in pkgutil.iter_modules(_commands.__path__))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `only` (a command name): registering a command imports
+    its module, and some pull in the player, the stack or PyAV."""
     parser = argparse.ArgumentParser(
         prog="abrkit",
         description="Adaptive-bitrate streaming toolkit: simulate, package, serve and play DASH.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{_commands.__name__}.{info.name}")
+    for name in command_names():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"{_commands.__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
@@ -34,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # `abrkit COMMAND ...` registers that command alone (the others' imports cost ~0.4 s); anything
+    # else (`abrkit`, `abrkit --help`, a typo) gets the full parser and its listing or message.
+    first = arguments[0] if arguments else None
+    parser = build_parser(first if first in command_names() else None)
+    args = parser.parse_args(arguments)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:
