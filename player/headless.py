@@ -23,13 +23,12 @@ from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from player.bootstrap import PlaybackSource, edge_alternatives, range_header
 from player.cmcd import cmcd_headers
+from player.decode import DECODE_MODES  # re-exported: PlayerConfig.decode takes the decoder's modes
 from player.errors import CliError
 from player.events import EventLog
 from player.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
 from player.mpd import Representation
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
-
-DECODE_MODES = ("all", "keyframes", "none")
 
 
 class PlaybackError(CliError):
