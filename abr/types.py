@@ -121,6 +121,33 @@ class AbrAlgorithm(Protocol):
         ...
 
 
+class UnsupportedLadder(ValueError):
+    """An algorithm cannot decide on this ladder (a learned model trained for another ladder, say)."""
+
+
+@runtime_checkable
+class LadderBound(Protocol):
+    """Optional: an algorithm that decides only on some ladders says so before a session starts."""
+
+    def check_ladder(self, ladder: Ladder) -> None:
+        """Raise `UnsupportedLadder`, naming what it supports, if `ladder` is not one of them."""
+        ...
+
+
+def check_ladder(algorithm: object, ladder: Ladder) -> None:
+    """`algorithm.check_ladder(ladder)` where the algorithm declares one (sessions call it at start)."""
+    if isinstance(algorithm, LadderBound):
+        algorithm.check_ladder(ladder)
+
+
+def supports_ladder(algorithm: object, ladder: Ladder) -> bool:
+    try:
+        check_ladder(algorithm, ladder)
+    except UnsupportedLadder:
+        return False
+    return True
+
+
 @runtime_checkable
 class Abandoning(Protocol):
     """Optional: an algorithm that may abandon a slow download (returns a lower quality or None)."""

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress
+from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
 
 
 class SegmentSource(Protocol):
@@ -62,10 +62,14 @@ class Fetch:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Wait:
-    """Nothing to fetch for `duration_s` (buffer full, or the ABR asked for a delay)."""
+    """Nothing to fetch for `duration_s` (buffer full, or the ABR asked for a delay); always > 0."""
 
     duration_s: float
     reason: str
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_s < math.inf:
+            raise ValueError(f"a wait must be a finite time > 0 s, got {self.duration_s!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,6 +115,7 @@ class PlaybackSession:
         self.abr = abr
         self.content = content
         self.ladder = content.ladder
+        check_ladder(abr, self.ladder)  # an algorithm that cannot decide on this ladder says so now
         self.config = config or SessionConfig()
         self.segment_count = content.segment_count
         self.record_events = record_events
@@ -193,10 +198,8 @@ class PlaybackSession:
         if self._pending is not None:
             fetch, self._pending = self._pending, None
             return self._begin(fetch)
-        if self.buffer_s > self.config.buffer_cap_s:
-            over = self.buffer_s - self.config.buffer_cap_s
-            quantum = self.config.sleep_quantum_s
-            duration = math.ceil(over / quantum) * quantum if quantum > 0 else over
+        duration = self._cap_wait_s()
+        if duration > 0:
             self._waited_s += duration
             self._event("wait", duration_s=duration, reason="buffer full")
             return Wait(duration_s=duration, reason="buffer full")
@@ -208,6 +211,9 @@ class PlaybackSession:
             if not 0 <= decision.quality <= self.ladder.top:
                 raise ValueError(f"{getattr(self.abr, 'name', self.abr)!r} chose quality {decision.quality} "
                                  f"outside 0..{self.ladder.top}")
+            if not 0 <= decision.delay_s < math.inf:
+                raise ValueError(f"{getattr(self.abr, 'name', self.abr)!r} asked for a delay of {decision.delay_s!r} s "
+                                 f"(must be finite and >= 0)")
         fetch = Fetch(segment_index=self.next_segment, quality=decision.quality, decision=decision)
         self._event("decision", segment=fetch.segment_index, quality=fetch.quality, reason=decision.reason,
                     buffer_s=self.buffer_s)
@@ -217,6 +223,21 @@ class PlaybackSession:
             self._event("wait", duration_s=decision.delay_s, reason="abr delay")
             return Wait(duration_s=decision.delay_s, reason=decision.reason or "abr delay")
         return self._begin(fetch)
+
+    def _cap_wait_s(self) -> float:
+        """How long to wait before the next request because the buffer is over its cap (0: fetch now).
+
+        The wait is measured on the session clock: a buffer over the cap by less than the clock can
+        represent at this time (60.00000000000003 s at t = 364 s) is at the cap. A wait that cannot
+        move the clock would otherwise repeat forever.
+        """
+        over = self.buffer_s - self.config.buffer_cap_s
+        if over <= 0:
+            return 0.0
+        quantum = self.config.sleep_quantum_s
+        if quantum > 0:
+            return math.ceil(over / quantum) * quantum
+        return (self.time_s + over) - self.time_s
 
     def _begin(self, fetch: Fetch) -> Fetch:
         self._in_flight = fetch

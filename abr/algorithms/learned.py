@@ -28,14 +28,13 @@ import numpy as np
 
 from abr import features
 from abr.features import FeatureSchema
-from abr.registry import make, register
-from abr.types import BatchObservation, Decision, Observation
+from abr.registry import register
+from abr.types import BatchObservation, Decision, Ladder, Observation, UnsupportedLadder
 
 MODEL_FORMAT = "abrkit-learned-policy"
 FORMAT_VERSION = 1
 DEFAULT_MODEL = "learned-default.json"
 _ACTIVATIONS = ("relu", "tanh")
-_FALLBACK = "rate"  # for ladders the model was not trained for (documented in docs/LEARNED.md)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -244,8 +243,9 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> PolicyModel:
 class Learned:
     """The most probable quality under a trained policy; stateless (a function of each observation).
 
-    On a ladder with another number of rungs than the model's, the model cannot score the rungs: the
-    decision falls back to the `rate` rule and the reason says so (one rung needs no model at all).
+    A model scores the rungs of the ladder size it was trained for; on another ladder `check_ladder`
+    (which sessions call before they start) and `decide` refuse with `UnsupportedLadder` rather than
+    decide by some other rule. One rung needs no model at all.
     """
 
     name = "learned"
@@ -255,19 +255,19 @@ class Learned:
     def __init__(self, model: PolicyModel, source: str = "") -> None:
         self.model = model
         self.source = source
-        self._fallback = make(_FALLBACK)
 
-    def _applies(self, rungs: int) -> bool:
-        return rungs == self.model.ladder_size
+    def check_ladder(self, ladder: Ladder) -> None:
+        rungs = len(ladder)
+        if rungs not in (1, self.model.ladder_size):
+            trained = ", ".join(f"{b // 1000}" for b in self.model.ladder_bitrates_bps)
+            raise UnsupportedLadder(
+                f"learned model {self.source or '<in memory>'} decides on ladders of {self.model.ladder_size} rungs "
+                f"(trained on {trained} kbit/s), this one has {rungs}; train one for it with `abrkit train --video`")
 
     def decide(self, obs: Observation) -> Decision:
-        rungs = len(obs.ladder)
-        if rungs == 1:
+        self.check_ladder(obs.ladder)
+        if len(obs.ladder) == 1:
             return Decision(quality=0, reason="one rung -> q0")
-        if not self._applies(rungs):
-            fallback = self._fallback.decide(obs)
-            return Decision(quality=fallback.quality, reason=f"model is for {self.model.ladder_size} rungs, ladder "
-                                                              f"has {rungs}: {_FALLBACK} rule, {fallback.reason}")
         scores = self.model.scores(features.observation_features(obs))
         last = -1 if obs.last_quality is None else obs.last_quality
         quality = int(self.model.choose(scores, np.array([last]))[0])
@@ -280,11 +280,9 @@ class Learned:
                                                 f"{_lead(scores[0], quality):.2f}, buffer {obs.buffer_s:.1f}s")
 
     def decide_batch(self, obs: BatchObservation) -> np.ndarray:
-        rungs = len(obs.ladder)
-        if rungs == 1:
+        self.check_ladder(obs.ladder)
+        if len(obs.ladder) == 1:
             return np.zeros(obs.batch_size, dtype=np.int64)
-        if not self._applies(rungs):
-            return np.asarray(self._fallback.decide_batch(obs), dtype=np.int64)  # type: ignore[attr-defined]
         return self.model.predict(features.batch_observation_features(obs), obs.last_quality).astype(np.int64)
 
 

@@ -13,7 +13,7 @@ import pytest
 import abr
 from abr import conformance, features
 from abr.algorithms.learned import Learned, PolicyModel, default_model_path, encode_model, load_model, make_learned
-from abr.types import BatchObservation, Download, Ladder, Observation
+from abr.types import BatchObservation, Download, Ladder, Observation, UnsupportedLadder
 
 from .conftest import PENSIEVE_LADDER
 
@@ -213,15 +213,24 @@ def test_features_name_every_column() -> None:
     assert len(set(schema.names)) == schema.size == features.observation_features(_observation()).shape[1]
 
 
-def test_other_ladder_sizes_fall_back_to_the_rate_rule_and_say_so() -> None:
+def test_other_ladder_sizes_are_refused_clearly() -> None:
     ten = conformance.LADDERS["10-rung"]
     obs = _observation(ladder=ten, next_sizes_bytes=(), last_quality=3)
-    decision = make_learned(model=_model()).decide(obs)
-    assert decision.quality == abr.make("rate").decide(obs).quality
-    assert "model is for 6 rungs, ladder has 10: rate rule" in decision.reason
+    with pytest.raises(UnsupportedLadder, match="ladders of 6 rungs .* this one has 10; train one for it"):
+        make_learned(model=_model()).decide(obs)
     one = make_learned(model=_model()).decide(_observation(ladder=conformance.LADDERS["1-rung"], next_sizes_bytes=(),
                                                            last_quality=0))
     assert one.quality == 0
+
+
+def test_a_session_on_an_unsupported_ladder_is_refused_before_it_starts() -> None:
+    from player.session import PlaybackSession
+    from player.video import Video
+
+    ten = conformance.LADDERS["10-rung"]
+    video = Video(name="ten", ladder=ten, sizes_bytes=np.ones((3, 10), dtype=np.int64), segment_count=3)
+    with pytest.raises(UnsupportedLadder, match="this one has 10"):
+        PlaybackSession(make_learned(model=_model()), video)
 
 
 def test_shipped_model_meets_the_target_on_the_pensieve_test_traces(shared_dir: Path) -> None:
