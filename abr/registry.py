@@ -37,6 +37,18 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name.strip(), (arg if sep else None)
 
 
+def parse_spec_list(text: str) -> tuple[str, ...]:
+    """The specs in a comma-separated list such as `bba,mpc-robust`; empty items and repeats are errors
+    (a repeated algorithm would otherwise silently become one row of a report)."""
+    specs = tuple(item.strip() for item in text.split(","))
+    if not text.strip() or any(not s for s in specs):
+        raise ValueError(f"empty algorithm in the list {text!r}")
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise ValueError(f"algorithm list {text!r} names {', '.join(repeated)} more than once")
+    return specs
+
+
 def make(spec: str, **params: Any) -> AbrAlgorithm:
     """A fresh algorithm instance. `spec` is `name` or `name:arg`; `params` go to the factory."""
     name, arg = parse_spec(spec)

@@ -257,11 +257,18 @@ def is_trace_candidate(path: Path) -> bool:
 
 
 def trace_paths(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and directories (one level, sorted by name) into trace files."""
+    """Expand files and directories (one level, sorted by name) into trace files.
+
+    A directory that holds folders of traces is an error rather than a silent choice of its top level."""
     paths: list[Path] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
+            nested = [p.name for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                      and any(is_trace_candidate(f) for f in p.iterdir())]
+            if nested:
+                raise TraceFormatError(f"{path}: holds trace folders ({', '.join(nested)}) that are not read "
+                                       f"recursively; pass the folders you mean, e.g. {path / nested[0]}")
             paths.extend(p for p in sorted(path.iterdir()) if is_trace_candidate(p))
         elif path.exists():
             paths.append(path)

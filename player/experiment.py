@@ -91,6 +91,8 @@ def open_content(spec: str, *, cache_dir: Path, notify: Notify = _stderr) -> Con
         title_dir = path if (path / "segments.json").is_file() else path.parent if path.name == "segments.json" else None
     if title_dir is None:
         video = load_video(spec)
+        for note in video.notes:
+            notify(f"note: {note}")
         return Content(video=video, digest=video_digest(video))
     video = load_packaged_video(title_dir)
     return Content(video=video, digest=video_digest(video), title_dir=title_dir.resolve())

@@ -46,6 +46,7 @@ def to_json(result: SweepResult) -> dict[str, object]:
             "avg_bitrate_bps": s.avg_bitrate_bps, "rebuffer_s_mean": s.rebuffer_s,
             "rebuffer_ratio_mean": s.rebuffer_ratio, "startup_s_mean": s.startup_s, "switches_mean": s.switches,
             "pct_of_optimal": s.pct_of_optimal, "per_trace": s.per_trace,
+            "engine": sorted({r.engine for r in result.sessions[s.abr]}),
         }
     out["results"] = results
     if result.optimal:
@@ -90,7 +91,7 @@ def _write_segments(result: SweepResult, path: Path) -> Path:
                         "throughput_bps": round(float(r.size_bytes[i] * 8 / r.download_s[i]), 1),
                         "rebuffer_s": round(float(r.rebuffer_s[i]), 6),
                         "buffer_after_s": round(float(r.buffer_s[i]), 6),
-                        "reason": r.reasons[i] if r.reasons else "",
+                        "reason": r.reasons[i] if r.reasons else None,  # the batch engine keeps no reasons
                     }
                     fh.write(json.dumps(record) + "\n")
     return path

@@ -101,6 +101,7 @@ class SessionResult:
     reasons: tuple[str, ...] = ()
     events: tuple[SessionEvent, ...] = ()
     trace_offset_s: float = 0.0
+    engine: str = "session"  # which engine ran it: "session" (the state machine) or "batch" (lock-step)
 
     @property
     def qoe_lin(self) -> float:
@@ -111,7 +112,7 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
              buffer: np.ndarray, buffer_before: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
              stall_count: np.ndarray | None, models: Sequence[QoeModel], offsets_s: Sequence[float],
              reasons: Sequence[tuple[str, ...]] = (), events: Sequence[tuple[SessionEvent, ...]] = (),
-             ) -> list[SessionResult]:
+             engine: str = "session") -> list[SessionResult]:
     """Results of sessions given (segments, sessions) arrays; metrics are computed in one pass."""
     ladder = np.asarray(video.ladder.bitrates_bps)
     bitrates = ladder[qualities]
@@ -124,7 +125,7 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
                       rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], buffer_before_s=buffer_before[:, j], download_s=download[:, j],
                       size_bytes=sizes[:, j], request_time_s=request[:, j], metrics=metrics[j],
                       reasons=reasons[j] if reasons else (), events=events[j] if events else (),
-                      trace_offset_s=float(offsets_s[j]))
+                      trace_offset_s=float(offsets_s[j]), engine=engine)
         for j in range(len(traces))
     ]
 
@@ -312,7 +313,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         hist_bytes[:, i] = size
         hist_s[:, i] = elapsed
     return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
-                    stall_count, models, start_offsets)
+                    stall_count, models, start_offsets, engine="batch")
 
 
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,

@@ -27,6 +27,8 @@ class Interval:
         return (self.high - self.low) / 2
 
     def __str__(self) -> str:
+        if self.n < 2:  # one value has no spread to estimate: say so rather than print "± 0.00"
+            return f"{self.mean:.2f} (n=1, no CI)" if self.n == 1 else "n/a"
         return f"{self.mean:.2f} ± {self.half_width:.2f}"
 
 

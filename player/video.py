@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 PENSIEVE_BITRATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
 PENSIEVE_SEGMENT_S = 4.0
 PENSIEVE_SEGMENT_COUNT = 48
+PENSIEVE_SIZE_ROWS = PENSIEVE_SEGMENT_COUNT + 1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -35,6 +36,7 @@ class Video:
     sizes_bytes: np.ndarray
     segment_count: int
     resolutions: tuple[tuple[int, int], ...] = ()
+    notes: tuple[str, ...] = ()  # decisions the loader made that a user should see (commands print them)
 
     def __post_init__(self) -> None:
         sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
@@ -59,39 +61,76 @@ class Video:
     def truncated(self, segment_count: int) -> Video:
         return Video(
             name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes,
-            segment_count=min(segment_count, self.segment_count), resolutions=self.resolutions,
+            segment_count=min(segment_count, self.segment_count), resolutions=self.resolutions, notes=self.notes,
         )
 
 
 def load_pensieve_video(directory: Path, *, segment_count: int | None = None,
-                        bitrates_kbps: tuple[int, ...] = PENSIEVE_BITRATES_KBPS,
+                        bitrates_kbps: tuple[int, ...] | None = None,
                         segment_s: float = PENSIEVE_SEGMENT_S) -> Video:
-    """A folder of `video_size_<q>` files (bytes per line). Uses Pensieve's 48 of 49 chunks by default."""
+    """A folder of `video_size_<q>` files (bytes per line, one file per rung, q = 0 lowest).
+
+    The ladder is `bitrates_kbps` if given, else the folder's `Manifest.mpd` bandwidths, else Pensieve's
+    Envivio ladder for six files. Every file must list the same number of segments. A folder of 49 rows
+    (Pensieve's layout) plays 48: the 49th row is look-ahead only, as in Pensieve's simulator.
+    """
     files = sorted(directory.glob("video_size_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
-    if len(files) != len(bitrates_kbps):
-        raise ValueError(f"{directory}: expected {len(bitrates_kbps)} video_size_<q> files, found {len(files)}")
-    columns = []
-    for file in files:
-        sizes = []
-        for number, line in enumerate(file.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                sizes.append(int(line.split()[0]))
-            except ValueError:
-                raise ValueError(f"{file}:{number}: expected a segment size in bytes, got {line[:40]!r}") from None
-        columns.append(sizes)
-    rows = min(len(c) for c in columns)
+    if not files:
+        raise ValueError(f"{directory}: no video_size_<q> files")
+    columns = [_read_size_column(file) for file in files]
+    lengths = {file.name: len(column) for file, column in zip(files, columns)}
+    if len(set(lengths.values())) != 1:
+        listed = ", ".join(f"{name}: {n}" for name, n in lengths.items())
+        raise ValueError(f"{directory}: video size files list different numbers of segments ({listed})")
+    rows = len(columns[0])
     if rows == 0:
         raise ValueError(f"{directory}: video size files are empty")
-    sizes_bytes = np.array([c[:rows] for c in columns]).T
-    default_count = PENSIEVE_SEGMENT_COUNT if rows > PENSIEVE_SEGMENT_COUNT else rows
+    notes: list[str] = []
+    if bitrates_kbps is None:
+        bitrates_kbps, source = _pensieve_ladder(directory, len(files))
+        notes.append(f"{directory.name}: ladder {', '.join(map(str, bitrates_kbps))} kbit/s from {source}")
+    if len(bitrates_kbps) != len(files):
+        raise ValueError(f"{directory}: {len(files)} video_size_<q> files but a ladder of {len(bitrates_kbps)} bitrates")
+    if segment_count is None:
+        segment_count = PENSIEVE_SEGMENT_COUNT if rows == PENSIEVE_SIZE_ROWS else rows
+        if segment_count < rows:
+            notes.append(f"{directory.name}: plays {segment_count} of {rows} segments as Pensieve does "
+                         f"(the last row is look-ahead only)")
     return Video(
         name=directory.name,
         ladder=Ladder(bitrates_bps=tuple(k * 1000 for k in bitrates_kbps), segment_duration_s=segment_s),
-        sizes_bytes=sizes_bytes,
-        segment_count=segment_count or default_count,
+        sizes_bytes=np.array(columns).T,
+        segment_count=segment_count,
+        notes=tuple(notes),
     )
+
+
+def _read_size_column(file: Path) -> list[int]:
+    sizes = []
+    for number, line in enumerate(file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            sizes.append(int(line.split()[0]))
+        except ValueError:
+            raise ValueError(f"{file}:{number}: expected a segment size in bytes, got {line[:40]!r}") from None
+    return sizes
+
+
+def _pensieve_ladder(directory: Path, rungs: int) -> tuple[tuple[int, ...], str]:
+    """(bitrates in kbit/s, where they came from) for a Pensieve size folder without an explicit ladder."""
+    manifest = directory / "Manifest.mpd"
+    if manifest.is_file():
+        from player.mpd import parse_mpd
+
+        video = parse_mpd(manifest.read_bytes(), manifest.resolve().as_uri()).video
+        bandwidths = sorted(r.bandwidth_bps for r in video.representations) if video else []
+        if len(bandwidths) == rungs:
+            return tuple(b // 1000 for b in bandwidths), "Manifest.mpd"
+    if rungs == len(PENSIEVE_BITRATES_KBPS):
+        return PENSIEVE_BITRATES_KBPS, "Pensieve's Envivio ladder (six video_size files)"
+    raise ValueError(f"{directory}: {rungs} video_size_<q> files and no Manifest.mpd with {rungs} "
+                     f"Representation bandwidths: the ladder is unknown")
 
 
 def load_sabre_video(path: Path) -> Video:
@@ -100,11 +139,22 @@ def load_sabre_video(path: Path) -> Video:
         manifest = json.loads(path.read_text())
         bitrates = tuple(int(round(b * 1000)) for b in manifest["bitrates_kbps"])
         duration_s = manifest["segment_duration_ms"] / 1000.0
-        sizes_bits = np.asarray(manifest["segment_sizes_bits"], dtype=np.float64)
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        rows = manifest["segment_sizes_bits"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a Sabre video manifest ({exc})") from None
-    if sizes_bits.ndim != 2 or sizes_bits.shape[1] != len(bitrates):
-        raise ValueError(f"{path}: segment_sizes_bits must have one column per bitrate")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: segment_sizes_bits must be a non-empty list of rows")
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(bitrates):
+            got = f"{len(row)} sizes" if isinstance(row, list) else type(row).__name__
+            raise ValueError(f"{path}: segment_sizes_bits row {index} has {got}, expected one per bitrate "
+                             f"({len(bitrates)})")
+    try:
+        sizes_bits = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: segment_sizes_bits must hold numbers ({exc})") from None
+    if not np.all(np.isfinite(sizes_bits)):
+        raise ValueError(f"{path}: segment_sizes_bits must hold finite numbers")
     sizes_bytes = np.ceil(sizes_bits / 8).astype(np.int64)
     return Video(
         name=path.stem, ladder=Ladder(bitrates_bps=bitrates, segment_duration_s=duration_s),

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from player.report import format_table
     from server.packager import default_cache_dir
 
-    abrs = tuple(a.strip() for a in args.abr.split(",") if a.strip())
+    from abr.registry import parse_spec_list
+
+    abrs = parse_spec_list(args.abr)
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
     if args.timelines < 0:

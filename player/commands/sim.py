@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from abr.qoe import QOE_MODELS
-from abr.registry import make, names
+from abr.registry import make, names, parse_spec_list
 from netsim.sources import open_traces
 from player.errors import CliError
 from player.report import format_table, to_json, write_outputs
@@ -42,11 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    abrs = tuple(a.strip() for a in args.abr.split(",") if a.strip())
+    abrs = parse_spec_list(args.abr)
     for spec in abrs:
         make(spec)  # fails early with the list of known names
     traces = open_traces(args.traces)
     video = load_video(args.video)
+    for note in video.notes:
+        print(f"note: {note}", file=sys.stderr)
     workers = os.cpu_count() or 1 if args.workers == 0 else args.workers
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SweepConfig(
         abrs=abrs, profile=profile(args.profile), qoe=args.qoe, workers=workers,
-        engine="session" if args.out else args.engine, record_events=False, optimal=args.optimal,
+        engine=args.engine, record_events=False, optimal=args.optimal,
         optimal_grid_s=args.optimal_grid_s, cache_dir=default_cache_dir(),
     )
     total = len(traces) * (len(abrs) + (1 if args.optimal else 0))

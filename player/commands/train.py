@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if not traces:
         raise CliError(f"no traces found in {' '.join(args.traces)}")
     video = load_video(args.video)
+    for note in video.notes:
+        print(f"note: {note}", file=sys.stderr)
     prof = profile(args.profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall0, cpu0 = time.monotonic(), _cpu_s()

@@ -126,3 +126,14 @@ def test_shared_mahimahi_derivative_matches_its_pensieve_source(shared_dir: Path
     # The shared README says the .down files keep the source trace's time-weighted mean.
     down = load_trace(shared_dir / "traces/mahimahi/pensieve/norway_bus_1.down")
     assert down.mean_bandwidth_bps / 1e6 == pytest.approx(2.912, abs=0.002)
+
+
+def test_a_folder_of_trace_folders_is_refused_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "example.json").write_text('[{"duration_ms": 1000, "bandwidth_kbps": 100}]')
+    for sub in ("3Glogs", "4Glogs"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "t.json").write_text('[{"duration_ms": 1000, "bandwidth_kbps": 100}]')
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TraceFormatError, match=r"holds trace folders \(3Glogs, 4Glogs\) that are not read"):
+        load_traces([tmp_path])
+    assert len(load_traces([tmp_path / "3Glogs", tmp_path / "4Glogs"])) == 2

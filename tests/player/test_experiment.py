@@ -158,6 +158,6 @@ def test_bad_input_is_one_clear_error_line(tmp_path: Path, capsys: pytest.Captur
     values["--video-or-title"] = values["--video-or-title"].replace("MISSING", str(tmp_path / "missing"))
     args = ["run", "--quiet"] + [item for pair in values.items() for item in pair]
     assert main(args) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("abrkit run: error:") and message in lines[0], lines
     assert not (tmp_path / "out" / "results.jsonl").exists()
