@@ -25,8 +25,18 @@ from typing import Any, cast
 import numpy as np
 
 from abr.registry import make
-from abr.types import (Abandoning, AbrAlgorithm, BatchAbr, BatchObservation, Decision, Download, Ladder,
-                       Observation, Progress, supports_ladder)
+from abr.types import (
+    Abandoning,
+    AbrAlgorithm,
+    BatchAbr,
+    BatchObservation,
+    Decision,
+    Download,
+    Ladder,
+    Observation,
+    Progress,
+    supports_ladder,
+)
 
 LADDERS: dict[str, Ladder] = {
     "1-rung": Ladder(bitrates_bps=(1_000_000,), segment_duration_s=4.0),

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from aiohttp import web  # noqa: E402
 
-from player.desktop import DesktopApp, DesktopConfig, DesktopUnavailable, xvfb_display  # noqa: E402
-from player.headless import PlayerConfig  # noqa: E402
-from player.play import PlayTarget  # noqa: E402
+from player.client.harness import PlayTarget  # noqa: E402
+from player.client.headless import PlayerConfig  # noqa: E402
+from player.desktop.app import DesktopApp, DesktopConfig, DesktopUnavailable, xvfb_display  # noqa: E402
 from server.origin import OriginConfig, create_app  # noqa: E402
 from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig  # noqa: E402

@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from netsim.formats import load_traces  # noqa: E402
 from netsim.trace import Trace  # noqa: E402
-from player.experiment import Content, ExperimentConfig, Row, open_content, run_experiment  # noqa: E402
-from player.experiment_report import compare, ok_rows, sim_emulation_gaps  # noqa: E402
-from player.sim import profile  # noqa: E402
+from player.research.experiment import Content, ExperimentConfig, Row, open_content, run_experiment  # noqa: E402
+from player.research.experiment_report import compare, ok_rows, sim_emulation_gaps  # noqa: E402
+from player.research.sim import profile  # noqa: E402
 from server.packager import PackageConfig, default_cache_dir, package_source, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig  # noqa: E402
 from server.packaging.source import DemoSource  # noqa: E402

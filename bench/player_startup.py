@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
-from player.decode import SegmentDecoder  # noqa: E402
-from player.decoding import DecodePipeline  # noqa: E402
-from player.headless import PlayerConfig  # noqa: E402
-from player.play import PlayTarget, play_headless  # noqa: E402
+from player.client.harness import PlayTarget, play_headless  # noqa: E402
+from player.client.headless import PlayerConfig  # noqa: E402
+from player.media.decoder import SegmentDecoder  # noqa: E402
+from player.media.pipeline import DecodePipeline  # noqa: E402
 from server.config import StackConfig  # noqa: E402
 from server.packager import ensure_demo_title  # noqa: E402
 from server.stack import start_stack_with_demo_user  # noqa: E402

@@ -160,7 +160,7 @@ async def fidelity(traces: list[Trace], duration_s: float, quantum_ms: float | N
         print(
             f"{trace.name:28} {errors.size:9d} {np.mean(errors <= TOLERANCE):9.1%} {p50:5.1f}% {p90:5.1f}% {p99:5.1f}% {worst:5.1f}% {ratio:7.3f}"
         )
-    print(f"(|delivered - capacity| / capacity per bin; 'total' = delivered / capacity over those bins)")
+    print("(|delivered - capacity| / capacity per bin; 'total' = delivered / capacity over those bins)")
     print(f"process CPU incl. clients and upstream: {cpu_s / (total_bytes * 8 / 1e6):.5f} s per shaped Mbit")
 
 

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from netsim.formats import load_traces  # noqa: E402
-from player.sim import PROFILES, run_batch, simulate  # noqa: E402
+from player.research.sim import PROFILES, run_batch, simulate  # noqa: E402
 from player.video import load_video  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -19,7 +19,7 @@ import gymnasium
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-import player.gym_env  # noqa: F401  (registers abrkit/Abr-v0)
+import player.research.gym_env  # noqa: F401  (registers abrkit/Abr-v0)
 from abr.registry import make
 
 TEACHER = ("mpc-robust", {"pensieve_indexing": True})  # as the Pensieve profile runs it

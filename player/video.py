@@ -121,7 +121,7 @@ def _pensieve_ladder(directory: Path, rungs: int) -> tuple[tuple[int, ...], str]
     """(bitrates in kbit/s, where they came from) for a Pensieve size folder without an explicit ladder."""
     manifest = directory / "Manifest.mpd"
     if manifest.is_file():
-        from player.mpd import parse_mpd
+        from player.client.mpd import parse_mpd
 
         video = parse_mpd(manifest.read_bytes(), manifest.resolve().as_uri()).video
         bandwidths = sorted(r.bandwidth_bps for r in video.representations) if video else []

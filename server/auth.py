@@ -29,8 +29,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from server.config import (ALL_TITLES, AuthConfig, TokenPolicy, UserRecord, _write_private, file_lock,
-                           read_users)
+from server.config import ALL_TITLES, AuthConfig, TokenPolicy, UserRecord, _write_private, file_lock, read_users
 from server.httpapi import BadRequest, CorsPolicy, cors_middleware, json_error, json_errors_middleware, read_json_body
 from server.observability import METRICS, Metrics, metrics_handler, request_id, request_id_middleware
 

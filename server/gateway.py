@@ -21,8 +21,15 @@ from yarl import URL
 from server.auth import TOKENS, Claims, TokenError, TokenService, bearer_token, unauthorized
 from server.config import BackendConfig, GatewayConfig
 from server.httpapi import CorsPolicy, cors_middleware, json_error, json_errors_middleware
-from server.observability import (METRICS, REQUEST_ID_HEADER, Metrics, add_log_fields, metrics_handler, request_id,
-                                  request_id_middleware)
+from server.observability import (
+    METRICS,
+    REQUEST_ID_HEADER,
+    Metrics,
+    add_log_fields,
+    metrics_handler,
+    request_id,
+    request_id_middleware,
+)
 from server.resilience import Bulkhead, CircuitBreaker, CircuitState, RateLimiter
 
 # RFC 9110 7.6.1: connection-specific fields a proxy must not forward.

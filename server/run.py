@@ -20,8 +20,17 @@ from pathlib import Path
 from aiohttp import web
 
 from server.config import load_secrets, load_stack_config, stack_config_from_json
-from server.stack import (READY_LINE, bind_socket, build_app, configure_logging, make_runner, requested_port,
-                          service_kind, service_names, url_host)
+from server.stack import (
+    READY_LINE,
+    bind_socket,
+    build_app,
+    configure_logging,
+    make_runner,
+    requested_port,
+    service_kind,
+    service_names,
+    url_host,
+)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

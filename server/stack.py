@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import secrets as _secrets
 import signal
 import socket
@@ -31,9 +30,24 @@ import aiohttp
 from aiohttp import web
 
 from server.auth import hash_password
-from server.config import (BackendConfig, GatewayConfig, LicenseConfig, PlaybackConfig, Secrets, StackConfig,
-                           TokenPolicy, AuthConfig, UserRecord, load_or_create_secrets, load_secrets, read_users,
-                           save_stack_config, stack_config_to_json, store_demo_password, update_users)
+from server.config import (
+    AuthConfig,
+    BackendConfig,
+    GatewayConfig,
+    LicenseConfig,
+    PlaybackConfig,
+    Secrets,
+    StackConfig,
+    TokenPolicy,
+    UserRecord,
+    load_or_create_secrets,
+    load_secrets,
+    read_users,
+    save_stack_config,
+    stack_config_to_json,
+    store_demo_password,
+    update_users,
+)
 from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
 
 log = logging.getLogger("abrkit.stack")

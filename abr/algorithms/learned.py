@@ -2,7 +2,7 @@
 
 The Comyco idea (Huang et al., ACM MM 2019): imitate an expert that knows the future bandwidth
 instead of exploring with reinforcement learning, with DAgger (Ross et al., AISTATS 2011) so the
-policy learns from the states it reaches itself. Training is `abrkit train` (`player/train.py`);
+policy learns from the states it reaches itself. Training is `abrkit train` (`player/research/train.py`);
 this module is runtime only: it loads a model file, builds features from the `Observation`
 (`abr.features`) and picks the most probable quality. `make("learned")` uses the model shipped in
 `abr/models/`, `make("learned:PATH")` another file.

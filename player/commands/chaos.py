@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from player.errors import CliError
 
 if TYPE_CHECKING:
-    from player.chaos import ChaosConfig, ChaosReport
+    from player.research.chaos import ChaosConfig, ChaosReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from player.chaos import SCENARIOS
+    from player.research.chaos import SCENARIOS
 
     parser = subparsers.add_parser(
         "chaos", help="inject a real fault into a local stack and measure QoE and recovery",
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from abr.registry import make
     from netsim.sources import open_trace
-    from player.chaos import ChaosConfig
+    from player.research.chaos import ChaosConfig
 
     make(args.abr)  # unknown names fail here, listing the known ones
     if (args.content is None) != (args.title is None):
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), default=str))
     else:
-        from player.chaos import summary_lines
+        from player.research.chaos import summary_lines
 
         print("\n".join(summary_lines(report)))
         if args.out is not None:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: ChaosConfig) -> ChaosReport:
-    from player.chaos import ChaosStackConfig, chaos_stack, run_chaos
+    from player.research.chaos import ChaosStackConfig, chaos_stack, run_chaos
 
     if args.content is not None:
         content, title = args.content.expanduser().resolve(), args.title

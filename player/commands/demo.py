@@ -14,9 +14,9 @@ import sys
 
 from netsim.formats import load_trace, load_traces
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
-from player.report import format_table
-from player.sim import profile
-from player.sweep import SweepConfig, run_sweep
+from player.research.sim import profile
+from player.research.sweep import SweepConfig, run_sweep
+from player.research.sweep_report import format_table
 from player.video import load_video
 
 DEMO_ABRS = ("bba", "rate", "bola", "mpc-robust")
@@ -48,9 +48,9 @@ def run_sim_demo() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.sim:
         return run_sim_demo()
-    from player.commands.play import display_available, headless_session, print_report
-    from player.headless import PlayerConfig
-    from player.play import LinkConfig, PlayTarget
+    from player.client.harness import LinkConfig, PlayTarget, headless_session
+    from player.client.headless import PlayerConfig, print_report
+    from player.desktop import display_available
 
     trace = load_trace(TRACES_DIR / DEMO_TRACE)
     windowed = not args.headless and display_available()
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"abrkit demo: the demo title over a link shaped by {DEMO_TRACE} (Norway HSDPA bus), ABR {args.abr}; "
           "the first run packages the demo clip (a few minutes), later runs reuse it.", file=sys.stderr, flush=True)
     if windowed:
-        from player.desktop import DesktopUnavailable, run_desktop
+        from player.desktop.app import DesktopUnavailable, run_desktop
 
         try:
             return run_desktop(PlayTarget(), config, link, exit_after_s=args.exit_after, screenshot=None)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from abr.registry import make, names
-from player.bootstrap import parse_key_args
+from player.client.bootstrap import parse_key_args
+from player.client.headless import DECODE_MODES, PlayerConfig
 from player.errors import CliError
-from player.headless import DECODE_MODES, PlaybackReport, PlayerConfig
 
 if TYPE_CHECKING:
-    from player.play import LinkConfig, PlayTarget
+    pass
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
@@ -64,10 +63,6 @@ def _password(args: argparse.Namespace) -> str | None:
     return None
 
 
-def display_available() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
-
-
 def build_player_config(args: argparse.Namespace) -> PlayerConfig:
     make(args.abr)  # unknown names fail here, listing the known ones
     return PlayerConfig(abr=args.abr, speed=args.speed, decode=args.decode, max_segments=args.max_segments)
@@ -75,7 +70,7 @@ def build_player_config(args: argparse.Namespace) -> PlayerConfig:
 
 def run(args: argparse.Namespace) -> int:
     from netsim.sources import open_trace
-    from player.play import LinkConfig, PlayTarget
+    from player.client.harness import LinkConfig, PlayTarget
 
     config = build_player_config(args)
     trace = open_trace(args.trace) if args.trace else None
@@ -90,36 +85,15 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
     else:
         target = PlayTarget()
+    from player.client.harness import headless_session
+    from player.client.headless import print_report
+    from player.desktop import display_available
+
     if not args.headless and display_available():
-        from player.desktop import run_desktop
+        from player.desktop.app import run_desktop
 
         return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
                            as_json=args.json, log_path=args.log)
     report = asyncio.run(headless_session(target, config, link, args.log))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1
-
-
-async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
-                           log: Path | None) -> PlaybackReport:
-    from player.decoding import DecodePipeline
-    from player.play import play_headless
-
-    factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
-    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)
-
-
-def print_report(report: PlaybackReport, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report.as_dict()))
-        return
-    m = report.metrics
-    print(f"{report.title}: {m.segments} segments with {report.abr}")
-    print(f"  QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}")
-    print(f"  startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls "
-          f"({100 * m.rebuffer_ratio:.1f}%), average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, "
-          f"{m.switches} switches")
-    print(f"  frames decoded {report.frames_decoded}, failed {report.frames_failed}; requests {report.requests} "
-          f"({report.failed_requests} failed), abandoned downloads {report.abandoned}")
-    if report.error:
-        print(f"  playback stopped: {report.error}")

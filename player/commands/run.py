@@ -9,9 +9,9 @@ from pathlib import Path
 
 from abr.registry import names
 from netsim.sources import open_traces
+from player.client.headless import DECODE_MODES
 from player.errors import CliError
-from player.headless import DECODE_MODES
-from player.sim import PROFILES, profile
+from player.research.sim import PROFILES, profile
 
 MODE_CHOICES = {"sim": ("sim",), "emulate": ("emulate",), "both": ("sim", "emulate")}
 
@@ -47,12 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from player.experiment import ExperimentConfig, check_abrs, open_content, run_experiment
-    from player.experiment_report import sim_emulation_gaps, summaries, write_report
-    from player.report import format_table
-    from server.packager import default_cache_dir
-
     from abr.registry import parse_spec_list
+    from player.research.experiment import ExperimentConfig, check_abrs, open_content, run_experiment
+    from player.research.experiment_report import sim_emulation_gaps, summaries, write_report
+    from player.research.sweep_report import format_table
+    from server.packager import default_cache_dir
 
     abrs = parse_spec_list(args.abr)
     if args.workers < 0:

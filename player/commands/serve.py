@@ -35,8 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
     """(StackConfig, whether it is the default demo setup)."""
-    from server.config import (StackConfig, default_config_path, save_stack_config, stack_config_from_json,
-                               with_overrides)
+    from server.config import (
+        StackConfig,
+        default_config_path,
+        save_stack_config,
+        stack_config_from_json,
+        with_overrides,
+    )
     from server.packager import default_cache_dir
 
     path = (args.config or default_config_path()).expanduser().resolve()

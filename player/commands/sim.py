@@ -14,9 +14,9 @@ from abr.qoe import QOE_MODELS
 from abr.registry import make, names, parse_spec_list
 from netsim.sources import open_traces
 from player.errors import CliError
-from player.report import format_table, to_json, write_outputs
-from player.sim import PROFILES, profile
-from player.sweep import SweepConfig, run_sweep
+from player.research.sim import PROFILES, profile
+from player.research.sweep import SweepConfig, run_sweep
+from player.research.sweep_report import format_table, to_json, write_outputs
 from player.video import load_video
 
 

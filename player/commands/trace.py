@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from netsim.link import LinkBatch
 from netsim.formats import FORMATS, dump_trace, load_trace
+from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from netsim.trace import Trace
 

@@ -15,8 +15,8 @@ from tqdm import tqdm
 from abr.algorithms.learned import encode_model
 from netsim.sources import open_traces
 from player.errors import CliError
-from player.sim import PROFILES, profile
-from player.train import ExpertConfig, TrainConfig, total_rollouts, train
+from player.research.sim import PROFILES, profile
+from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
 from player.video import load_video
 
 

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from abr.algorithms.common import batch_arithmetic_mean, batch_harmonic_mean
-from abr.estimators import (DashEwma, DownloadLog, EstimatorConfig, HarmonicMean, LatencyEwma, Safe,
-                            SlidingWindowMean, estimate, harmonic_mean, sample_bps)
+from abr.estimators import (
+    DashEwma,
+    DownloadLog,
+    EstimatorConfig,
+    HarmonicMean,
+    LatencyEwma,
+    Safe,
+    SlidingWindowMean,
+    estimate,
+    harmonic_mean,
+    sample_bps,
+)
 from abr.types import Download
 
 

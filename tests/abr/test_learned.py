@@ -237,7 +237,7 @@ def test_shipped_model_meets_the_target_on_the_pensieve_test_traces(shared_dir: 
     """Issue target: mean QoE_lin >= 44.0 per session on test-public (pensieve profile, Envivio), above
     RobustMPC, from a model trained on traces/pensieve/train only (its recorded command says so)."""
     from netsim.formats import load_traces
-    from player.sim import PROFILES, simulate
+    from player.research.sim import PROFILES, simulate
     from player.video import load_video
 
     model = load_model(default_model_path())

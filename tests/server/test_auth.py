@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from server import auth
 from server.auth import RevocationStore, TokenError, TokenService, hash_password, verify_password
 from server.config import AuthConfig, load_or_create_secrets
+
 from .stack_helpers import PASSWORD, token_policy, write_users
 
 

@@ -22,15 +22,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from server.edge import (
-    EDGE,
-    EdgeConfig,
-    RunningEdge,
-    internal_token,
-    parse_cmcd,
-    parse_range,
-    start_edge,
-)
+from server.edge import EDGE, EdgeConfig, RunningEdge, internal_token, parse_cmcd, parse_range, start_edge
 from server.origin import OriginConfig
 from server.origin import create_app as create_origin_app
 from server.packager import LAURL_PLACEHOLDER

@@ -21,6 +21,7 @@ import pytest
 from player.cli import main as abrkit
 from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, read_users, save_stack_config
 from server.stack import start_stack
+
 from .stack_helpers import PASSWORD, write_users
 
 HEARTBEAT_S = 0.25

@@ -1,0 +1,250 @@
+"""Getting from "play this" to a manifest and keys: through our stack, or from a plain MPD URL.
+
+Through the stack (the path a streaming service's client takes):
+    POST {gateway}/auth/token          -> access token
+    POST {gateway}/playback/{title}    -> session id, ranked edge manifest URLs, license URL
+    GET  best edge manifest.mpd        -> the MPD (failing over to the next edge)
+    POST license_url (ClearKey)        -> content keys, held in memory only
+
+A plain MPD URL needs no stack: no DRM, or keys given by the user (`--key KID:KEY`).
+Keys never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from urllib.parse import quote, urljoin, urlsplit
+
+from player.client.fetch import Fetcher, FetchError
+from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
+from player.errors import CliError
+from player.video import Video, video_from_title
+from server.packager import parse_segments_json
+
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class BootstrapError(CliError):
+    """Playback could not start: the message says which step failed and why."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlaybackSource:
+    """Everything the player needs to start fetching segments."""
+
+    title: str
+    manifest: Manifest
+    manifest_urls: tuple[str, ...]  # the same MPD on each edge, best first (failover order)
+    session_id: str
+    keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # KID hex -> key hex; never logged
+    license_url: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    sizes: Video | None = None  # segment sizes from the title's segments.json, when the server has one
+    timings_s: Mapping[str, float] = field(default_factory=dict)  # wall seconds of each bootstrap step
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise BootstrapError("license response: a key is not valid base64url") from None
+
+
+def parse_key_args(specs: Sequence[str]) -> dict[str, str]:
+    """`KID:KEY` pairs (32 hex digits each, dashes allowed in the KID) from the command line."""
+    keys: dict[str, str] = {}
+    for spec in specs:
+        kid, sep, key = spec.partition(":")
+        kid = kid.replace("-", "").strip()
+        if not sep or not _HEX32.match(kid) or not _HEX32.match(key.strip()):
+            raise BootstrapError("--key expects KID:KEY with 32 hex digits each (KID dashes allowed)")
+        keys[kid.lower()] = key.strip().lower()
+    return keys
+
+
+def edge_alternatives(url: str, manifest_urls: Sequence[str]) -> list[str]:
+    """`url` on every edge: the path is the same everywhere (the token covers all edges)."""
+    primary = urlsplit(manifest_urls[0]) if manifest_urls else urlsplit(url)
+    parts = urlsplit(url)
+    if (parts.scheme, parts.netloc) != (primary.scheme, primary.netloc):
+        return [url]
+    out = [url]
+    for other in manifest_urls[1:]:
+        o = urlsplit(other)
+        out.append(parts._replace(scheme=o.scheme, netloc=o.netloc).geturl())
+    return out
+
+
+async def _json(fetcher: Fetcher, step: str, urls: Sequence[str], **kwargs: object) -> dict[str, object]:
+    try:
+        result = await fetcher.fetch(urls, method="POST", **kwargs)  # type: ignore[arg-type]
+    except FetchError as exc:
+        raise BootstrapError(f"{step} failed: {_explain(exc)}") from None
+    try:
+        data = json.loads(result.body)
+    except ValueError:
+        raise BootstrapError(f"{step} failed: the server's answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise BootstrapError(f"{step} failed: unexpected answer")
+    return data
+
+
+def _explain(exc: FetchError) -> str:
+    meaning = {400: "bad request", 401: "not authorised (wrong credentials or expired token)",
+               403: "not entitled to this title", 404: "not found", 429: "rate limited",
+               503: "service unavailable"}
+    if exc.status in meaning:
+        return f"HTTP {exc.status} {meaning[exc.status]}"
+    return str(exc)
+
+
+async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str]) -> tuple[Manifest, str]:
+    """The MPD from the first edge that answers; parse errors name the problem. SegmentBase
+    representations get their segment list from their index (sidx) before playback."""
+    try:
+        result = await fetcher.fetch(list(manifest_urls), headers={"CMCD-Object": "ot=m"})
+    except FetchError as exc:
+        raise BootstrapError(f"manifest download failed: {_explain(exc)}") from None
+    try:
+        manifest = parse_mpd(result.body, result.url)
+        return await _read_segment_indexes(fetcher, manifest), result.url
+    except MpdError as exc:
+        raise BootstrapError(f"manifest is not valid: {exc}") from None
+
+
+def range_header(byte_range: tuple[int, int] | None) -> dict[str, str]:
+    """HTTP Range for a SegmentRef's inclusive byte range (none for whole files)."""
+    return {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"}
+
+
+async def _read_segment_indexes(fetcher: Fetcher, manifest: Manifest) -> Manifest:
+    """Fetch the sidx of every SegmentBase representation (ISO/IEC 23009-1 5.3.9.2) and list its segments."""
+    async def resolve(rep: Representation) -> Representation:
+        if rep.segments or rep.index_range is None:
+            return rep
+        try:
+            index = await fetcher.fetch(list(rep.base_urls), headers=range_header(rep.index_range))
+        except FetchError as exc:
+            raise BootstrapError(f"segment index of {rep.id!r} could not be fetched: {_explain(exc)}") from None
+        return rep.with_sidx(index.body)
+
+    periods = []
+    for period in manifest.periods:
+        sets = []
+        for adaptation in period.adaptation_sets:
+            reps = await asyncio.gather(*(resolve(r) for r in adaptation.representations))
+            sets.append(replace(adaptation, representations=tuple(reps)))
+        periods.append(replace(period, adaptation_sets=tuple(sets)))
+    return replace(manifest, periods=tuple(periods))
+
+
+async def fetch_sizes(fetcher: Fetcher, manifest_url: str, manifest_urls: Sequence[str]) -> Video | None:
+    """The title's segments.json next to the MPD, if the server offers it (ours does)."""
+    url = urljoin(manifest_url, "segments.json")
+    try:
+        result = await fetcher.fetch(edge_alternatives(url, manifest_urls))
+        return video_from_title(parse_segments_json(result.body, "segments.json"))
+    except (FetchError, ValueError):
+        return None  # foreign servers have none: the ABR then estimates sizes from bitrates
+
+
+async def request_license(fetcher: Fetcher, license_url: str, kids_hex: Sequence[str], token: str | None) -> dict[str, str]:
+    """EME ClearKey license request; returns KID hex -> key hex for exactly the KIDs asked."""
+    body = {"kids": [_b64url(bytes.fromhex(k)) for k in kids_hex], "type": "temporary"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers["CMCD-Object"] = "ot=k"
+    data = await _json(fetcher, "license request", [license_url], json_body=body, headers=headers)
+    keys: dict[str, str] = {}
+    entries = data.get("keys")
+    if not isinstance(entries, list):
+        raise BootstrapError("license request failed: the answer has no key list")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str) or not isinstance(entry.get("k"), str):
+            raise BootstrapError("license request failed: malformed key entry")
+        kid, key = _b64url_decode(entry["kid"]), _b64url_decode(entry["k"])
+        if len(kid) != 16 or len(key) != 16:
+            raise BootstrapError("license request failed: keys and KIDs must be 16 bytes")
+        keys[kid.hex()] = key.hex()
+    missing = [k for k in kids_hex if k not in keys]
+    if missing:
+        raise BootstrapError(f"license request failed: no key for KID {', '.join(missing)}")
+    return keys
+
+
+async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, username: str,
+                          password: str) -> PlaybackSource:
+    """Token, steering, manifest and license through our gateway."""
+    timings: dict[str, float] = {}
+    gateway = gateway_url.rstrip("/")
+    start = time.monotonic()
+    token_data = await _json(fetcher, "login", [f"{gateway}/auth/token"],
+                             json_body={"username": username, "password": password})
+    token = token_data.get("access_token")
+    if not isinstance(token, str):
+        raise BootstrapError("login failed: no access token in the answer")
+    timings["token_s"] = time.monotonic() - start
+    start = time.monotonic()
+    auth = {"Authorization": f"Bearer {token}"}
+    steering = await _json(fetcher, f"playback request for {title!r}", [f"{gateway}/playback/{quote(title, safe='')}"],
+                           headers=auth)
+    manifest_urls = steering.get("manifest_urls")
+    if not isinstance(manifest_urls, list) or not manifest_urls or not all(isinstance(u, str) for u in manifest_urls):
+        raise BootstrapError("playback request failed: no edge to play from")
+    timings["playback_s"] = time.monotonic() - start
+    start = time.monotonic()
+    manifest, manifest_url = await fetch_manifest(fetcher, manifest_urls)
+    ordered = [manifest_url] + [u for u in manifest_urls if u != manifest_url]
+    timings["manifest_s"] = time.monotonic() - start
+    keys: dict[str, str] = {}
+    license_url = steering.get("license_url") if isinstance(steering.get("license_url"), str) else None
+    kids = manifest.default_kids()
+    if kids:
+        license_url = manifest.clearkey_laurl() or license_url
+        if not license_url:
+            raise BootstrapError("the title is encrypted but neither the MPD nor the playback API gives a license URL")
+        start = time.monotonic()
+        keys = await request_license(fetcher, license_url, kids, token)
+        timings["license_s"] = time.monotonic() - start
+    sizes = await fetch_sizes(fetcher, manifest_url, ordered)
+    session_id = steering.get("session_id")
+    return PlaybackSource(
+        title=title, manifest=manifest, manifest_urls=tuple(ordered),
+        session_id=session_id if isinstance(session_id, str) else uuid.uuid4().hex,
+        keys=keys, license_url=license_url, access_token=token, sizes=sizes, timings_s=timings,
+    )
+
+
+async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, str] | None = None,
+                        license_token: str | None = None) -> PlaybackSource:
+    """A plain MPD URL: keys from the user, or from the MPD's ClearKey Laurl when it has one."""
+    start = time.monotonic()
+    manifest, url = await fetch_manifest(fetcher, [mpd_url])
+    timings = {"manifest_s": time.monotonic() - start}
+    key_map = dict(keys or {})
+    kids = [k for k in manifest.default_kids() if k not in key_map]
+    laurl = manifest.clearkey_laurl()
+    if kids and laurl and laurl.startswith(("http://", "https://")):
+        start = time.monotonic()
+        key_map.update(await request_license(fetcher, laurl, kids, license_token))
+        timings["license_s"] = time.monotonic() - start
+    elif kids:
+        raise BootstrapError(f"the stream is encrypted (KID {', '.join(kids)}); give --key KID:KEY for each")
+    title = urlsplit(url).path.rstrip("/").split("/")[-2] if "/" in urlsplit(url).path.strip("/") else "stream"
+    return PlaybackSource(title=title, manifest=manifest, manifest_urls=(url,), session_id=uuid.uuid4().hex,
+                          keys=key_map, sizes=await fetch_sizes(fetcher, url, [url]), timings_s=timings)
+
+
+__all__ = ["BootstrapError", "PlaybackSource", "bootstrap_stack", "bootstrap_url", "edge_alternatives",
+           "parse_key_args", "request_license", "MpdError"]

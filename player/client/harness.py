@@ -1,0 +1,152 @@
+"""Playing a stream headless: an optional local stack, an optional shaped link, bootstrap, playback.
+
+`play_headless` is what `abrkit play --headless` and the experiment runner call. What to play:
+- nothing: start an embedded stack with the demo title and play it through the gateway;
+- a title name: play it through a running stack's gateway (`gateway_url`, credentials);
+- an MPD URL: play it directly (keys from `keys`, or the MPD's ClearKey Laurl).
+With a trace, every connection the player makes crosses one shaped link (`netsim.shaper.Shaper`,
+one route per server), K times faster with `speed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from netsim.shaper import Shaper, ShaperConfig
+from netsim.trace import Trace
+from player.client.bootstrap import PlaybackSource, bootstrap_stack, bootstrap_url
+from player.client.eventlog import EventLog
+from player.client.fetch import FetchConfig, Fetcher
+from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
+from player.errors import CliError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlayTarget:
+    """What to play; see the module docstring."""
+
+    url: str | None = None
+    title: str | None = None
+    gateway_url: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkConfig:
+    """The shaped access link (None trace: unshaped loopback)."""
+
+    trace: Trace | None = None
+    rtt_ms: float = 80.0
+    offset_s: float = 0.0
+    shape_bootstrap: bool = True  # False: token/playback/manifest/license/init go unshaped (sim comparisons)
+
+
+class ShapedRoutes:
+    """Sends every connection through one shaper, a listening port per upstream server."""
+
+    def __init__(self, shaper: Shaper | None) -> None:
+        self.shaper = shaper
+        self.active = shaper is not None
+        self._ports: dict[tuple[str, int], int] = {}
+        self._lock = asyncio.Lock()
+
+    async def route(self, url: str) -> str:
+        if not self.active or self.shaper is None:
+            return url
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+        key = (host, port)
+        async with self._lock:
+            if key not in self._ports:
+                self._ports[key] = await self.shaper.add_route(host, port)
+        return urlunsplit(parts._replace(netloc=f"{self.shaper.host}:{self._ports[key]}"))
+
+
+@contextlib.asynccontextmanager
+async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None]:
+    if link.trace is None:
+        yield None
+        return
+    # The shaper's own upstream is unused (routes carry the traffic); point it at a closed port.
+    config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
+                          speed=speed, start_offset_s=link.offset_s)
+    async with Shaper(config) as shaper:
+        yield shaper
+
+
+@contextlib.asynccontextmanager
+async def _demo_stack() -> AsyncIterator[tuple[str, str, str]]:
+    """An embedded stack with the demo title on free ports: (gateway URL, user, password)."""
+    from server.config import StackConfig
+    from server.packager import default_cache_dir, ensure_demo_title
+    from server.stack import start_stack_with_demo_user
+
+    root = default_cache_dir()
+    content = root / "content"
+    await asyncio.to_thread(ensure_demo_title, content)
+    config = StackConfig(config_path=root / "play-stack" / "stack.json", content_root=content, port=0,
+                         access_log=False)
+    async with start_stack_with_demo_user(config) as (stack, credentials):
+        yield stack.gateway_url, credentials.username, credentials.password
+
+
+async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, user: str | None,
+                     password: str | None) -> PlaybackSource:
+    if target.url is not None:
+        return await bootstrap_url(fetcher, target.url, keys=target.keys)
+    if gateway is None or user is None or password is None or target.title is None:
+        raise CliError("playing a title needs a gateway URL, a username and a password")
+    return await bootstrap_stack(fetcher, gateway, target.title, username=user, password=password)
+
+
+async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
+                        fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
+                        events: EventLog | None = None, decoder_factory: object | None = None,
+                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer,
+                        on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
+    """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
+    `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
+    passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
+    it runs (chaos runs cut it with `Shaper.outage`)."""
+    connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
+        shaper = await stack.enter_async_context(_shaper(link, config.speed))
+        if shaper is not None and on_link is not None:
+            on_link(shaper)
+        routes = ShapedRoutes(shaper)
+        routes.active = shaper is not None and link.shape_bootstrap
+        fetcher = Fetcher(http, fetch, route=routes.route)
+        gateway, user, password = target.gateway_url, target.username, target.password
+        play_target = target
+        if target.url is None and target.title is None:
+            gateway, user, password = await stack.enter_async_context(_demo_stack())
+            play_target = PlayTarget(title="demo")
+        source = await _bootstrap(fetcher, play_target, gateway, user, password)
+        if events is None:
+            events = stack.enter_context(EventLog(log_path))
+        events.emit(0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
+        decoder = decoder_factory(source) if callable(decoder_factory) else None
+        player = player_factory(source, config, fetcher, events=events, decoder=decoder)
+        if decoder is not None:
+            await decoder.start(player.init_urls(), fetcher)
+        routes.active = shaper is not None
+        return await player.run()
+
+
+async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
+                           log: Path | None) -> PlaybackReport:
+    """`play_headless` with the decoder `config.decode` asks for (the command-line default)."""
+    from player.media.pipeline import DecodePipeline
+
+    factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)

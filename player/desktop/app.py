@@ -1,0 +1,913 @@
+"""The desktop player: the headless player plus decoding to a pyglet window.
+
+Threads: the `HeadlessPlayer` (fetching, the session, the ABR) runs on its own asyncio loop in a
+background thread; `DesktopDecoder`'s workers decode and convert off both; pyglet's main thread only
+uploads textures, draws and plays audio. Controls cross to the player thread with
+`call_soon_threadsafe`. The clock is pyglet's `Player.time`, the master clock its audio output is held
+to; a frame is presented when its pts <= that clock, frames overtaken before a flip are dropped and
+counted, and each presented frame's offset (pts - clock at the flip) is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyglet
+
+from abr.estimators import harmonic_mean
+from abr.registry import make
+from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
+from player.client.bootstrap import PlaybackSource
+from player.client.fetch import Fetcher
+from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig, print_report
+from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
+from player.errors import CliError
+from player.media.avsync import DesktopDecoder, FrameQueue, OffsetSummary, PcmBuffer, SyncStats, VideoFrame
+
+# Tried in order; 'silent' keeps the clock running where there is no sound device (CI, Xvfb).
+AUDIO_DRIVERS = ("openal", "pulse", "xaudio2", "directsound", "silent")
+SEEK_STEP_S = 10.0
+DOUBLE_CLICK_S = 0.3
+AUDIO_READY_S = 1.0  # PCM wanted ahead of the clock before audio starts (pyglet reads ~0.9 s ahead)
+AUDIO_WAIT_S = 1.5  # start without that PCM after waiting this long (a failed audio segment must not hang)
+
+
+class DesktopUnavailable(CliError):
+    """No window could be opened (no display, no usable OpenGL); the caller may play headless."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DesktopConfig:
+    """Window and presentation policy."""
+
+    window_size_px: tuple[int, int] | None = None  # None: the top rendition's size, within 90% of the screen
+    max_texture_px: tuple[int, int] = (1920, 1080)  # frames are converted to the top rendition's size, capped
+    frame_queue_frames: int = 12  # decoded RGBA frames held ahead (0.5 s at 24 fps)
+    refresh_hz: float = 60.0  # checks of the clock per second; the window redraws only on change
+    vsync: bool = True
+    show_stats: bool = False
+    exit_at_end: bool = False  # quit when the stream has played out (else the summary stays up)
+    snapshot_interval_s: float = 0.05  # how often the player thread publishes its state
+    history_interval_s: float = 0.5  # graph sample spacing
+    join_timeout_s: float = 30.0  # wait this long for the player thread at exit
+
+    def __post_init__(self) -> None:
+        if self.window_size_px is not None and min(self.window_size_px) < 1:
+            raise ValueError(f"window_size_px must be positive, got {self.window_size_px}")
+        if min(self.max_texture_px) < 16:
+            raise ValueError(f"max_texture_px must be >= 16 px each way, got {self.max_texture_px}")
+        if self.frame_queue_frames < 1:
+            raise ValueError(f"frame_queue_frames must be >= 1, got {self.frame_queue_frames}")
+        if not (self.refresh_hz > 0 and self.snapshot_interval_s > 0 and self.history_interval_s > 0):
+            raise ValueError("refresh_hz, snapshot_interval_s and history_interval_s must be > 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rendition:
+    id: str
+    width: int
+    height: int
+    bandwidth_bps: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MediaInfo:
+    """What the window needs from the manifest."""
+
+    title: str
+    renditions: tuple[Rendition, ...]  # video, ascending by bitrate (= quality index)
+    texture_size_px: tuple[int, int]
+    end_s: float  # media time where playback ends (last fetched segment's end)
+    has_audio: bool
+
+    def rendition(self, rep_id: str) -> Rendition | None:
+        return next((r for r in self.renditions if r.id == rep_id), None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlayerSnapshot:
+    """The session as the player thread last saw it (published every `snapshot_interval_s`)."""
+
+    time_s: float
+    playhead_s: float
+    buffer_s: float
+    started: bool
+    stalled: bool
+    paused: bool
+    finished: bool  # every segment fetched
+    quality: int | None  # of the last segment fetched
+    throughput_bps: float | None  # harmonic mean of the last 5 downloads
+    abr: str
+    decision: str  # the last decision, with its reason
+    locked_quality: int | None
+    segments_fetched: int
+    segment_count: int
+    rebuffer_s: float
+    stall_count: int
+    qoe: dict[str, float] | None = None  # QoE so far (lin/log/hd), refreshed about once a second
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SeekRecord:
+    """A seek: where it was asked to go, where the stream restarted, the first frame shown after it (s)."""
+
+    target_s: float
+    landed_s: float | None
+    first_frame_pts_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PresentedFrame:
+    pts_s: float
+    rendition: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DesktopResult:
+    """One desktop session: the player's report plus what the window presented."""
+
+    report: PlaybackReport | None  # None if the window closed before playback began
+    frames_presented: int
+    frames_dropped: int
+    av_offset: OffsetSummary
+    audio_driver: str
+    audio_silence_s: float  # audio read where no PCM was decoded yet
+    last_frame: PresentedFrame | None
+    seeks: tuple[SeekRecord, ...]
+    window_size_px: tuple[int, int]
+    video_rect_px: tuple[int, int, int, int]  # x, y, width, height of the picture in the window
+    screenshot: Path | None
+    ended: bool  # the stream played out
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.report.as_dict() if self.report is not None else {}
+        out["desktop"] = {
+            "frames_presented": self.frames_presented, "frames_dropped": self.frames_dropped,
+            "av_offset_ms": self.av_offset.as_dict(), "audio_driver": self.audio_driver,
+            "audio_silence_s": round(self.audio_silence_s, 4),
+            "last_frame": None if self.last_frame is None else {"pts_s": self.last_frame.pts_s,
+                                                                "rendition": self.last_frame.rendition},
+            "seeks": [{"target_s": s.target_s, "landed_s": s.landed_s, "first_frame_pts_s": s.first_frame_pts_s}
+                      for s in self.seeks],
+            "window_size_px": list(self.window_size_px), "video_rect_px": list(self.video_rect_px),
+            "screenshot": None if self.screenshot is None else str(self.screenshot), "ended": self.ended,
+        }
+        return out
+
+
+class LockableAbr:
+    """The registry's ABR object with a user override: while `locked_quality` is set every decision is
+    that quality ("locked by user"); otherwise the wrapped algorithm decides, unchanged."""
+
+    def __init__(self, inner: AbrAlgorithm) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.locked_quality: int | None = None
+        self.last_decision: Decision | None = None
+
+    def lock(self, quality: int | None) -> None:
+        self.locked_quality = quality
+
+    def decide(self, obs: Observation) -> Decision:
+        if self.locked_quality is not None:
+            decision = Decision(quality=min(self.locked_quality, obs.ladder.top), reason="locked by user")
+        else:
+            decision = self.inner.decide(obs)
+        self.last_decision = decision
+        return decision
+
+    def should_abandon(self, progress: Progress) -> Decision | None:
+        if self.locked_quality is not None or not isinstance(self.inner, Abandoning):
+            return None
+        return self.inner.should_abandon(progress)
+
+
+class PlayerThread:
+    """The headless player on its own event loop in a background thread, with thread-safe controls."""
+
+    def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig, *, frames: FrameQueue,
+                 pcm: PcmBuffer, options: DesktopConfig, log_path: Path | None = None) -> None:
+        self.target = target
+        self.config = config
+        self.link = link
+        self.frames = frames
+        self.pcm = pcm
+        self.options = options
+        self.log_path = log_path
+        self.abr = LockableAbr(make(config.abr, **dict(config.abr_params)))
+        self.media: MediaInfo | None = None
+        self.snapshot: PlayerSnapshot | None = None
+        self.report: PlaybackReport | None = None
+        self.error: BaseException | None = None
+        self.decoder: DesktopDecoder | None = None
+        self.player: HeadlessPlayer | None = None
+        self.done = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._play_task: asyncio.Task[PlaybackReport] | None = None
+        self._running = False  # the player's clock has started
+        self._thread = threading.Thread(target=self._main, name="abrkit-player", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    # -- controls: any thread ---------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop closed in between: playback is over anyway
+                pass
+
+    def seek(self, position_s: float) -> None:
+        self._call(self._seek, position_s)
+
+    def set_paused(self, paused: bool) -> None:
+        self._call(self._set_paused, paused)
+
+    def lock_quality(self, quality: int | None) -> None:
+        self._call(self.abr.lock, quality)
+
+    def shutdown(self) -> None:
+        """Stop fetching and decoding; the run ends with a report (or is cancelled during bootstrap)."""
+        self.frames.close()
+        self._call(self._shutdown)
+
+    # -- on the player thread ---------------------------------------------------------------------
+
+    def _seek(self, position_s: float) -> None:
+        if self.player is not None:
+            self.player.request_seek(position_s)
+
+    def _set_paused(self, paused: bool) -> None:
+        if self.player is not None and self._running:
+            self.player.session.set_paused(self.player.now(), paused)
+
+    def _shutdown(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
+        if self.player is not None:
+            self.player.stop()
+        elif self._play_task is not None:
+            self._play_task.cancel()
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        publisher = asyncio.create_task(self._publish())
+        self._play_task = asyncio.create_task(play_headless(
+            self.target, self.config, link=self.link, log_path=self.log_path,
+            decoder_factory=self._make_decoder, player_factory=self._make_player))
+        try:
+            self.report = await self._play_task
+        except asyncio.CancelledError:
+            pass  # closed during bootstrap
+        except BaseException as exc:  # noqa: BLE001 - handed to the UI thread, which re-raises it
+            self.error = exc
+        finally:
+            publisher.cancel()
+            self.done.set()
+
+    def _make_decoder(self, source: PlaybackSource) -> DesktopDecoder:
+        manifest = source.manifest
+        video = manifest.video
+        if video is None or not video.representations:
+            raise CliError("the manifest has no video representations")
+        reps = sorted(video.representations, key=lambda r: r.bandwidth_bps)
+        renditions = tuple(Rendition(id=r.id, width=r.width or 0, height=r.height or 0, bandwidth_bps=r.bandwidth_bps)
+                           for r in reps)
+        top = max(renditions, key=lambda r: r.width * r.height)
+        texture = _fit(top.width or 640, top.height or 360, *self.options.max_texture_px)
+        count = min(r.segment_count for r in reps)
+        if self.config.max_segments is not None:
+            count = min(count, self.config.max_segments)
+        end_s = reps[0].segments[count - 1].start_s + reps[0].segments[count - 1].duration_s if count else 0.0
+        has_audio = self.config.audio and manifest.audio is not None and bool(manifest.audio.representations)
+        self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture, end_s=end_s,
+                               has_audio=has_audio)
+        self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
+        return self.decoder
+
+    def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher,
+                     **kwargs: Any) -> HeadlessPlayer:
+        decoder = kwargs.get("decoder")
+        on_seek = decoder.flush if isinstance(decoder, DesktopDecoder) else None
+        self.player = HeadlessPlayer(source, config, fetcher, abr=self.abr, interactive=True, on_seek=on_seek,
+                                     **kwargs)
+        return self.player
+
+    def _started(self) -> None:
+        self._running = True
+
+    async def _publish(self) -> None:
+        last_qoe_wall = -math.inf
+        qoe: dict[str, float] | None = None
+        while True:
+            player = self.player
+            if player is not None and self._running and not self.done.is_set():
+                session = player.session
+                session.advance(player.now())
+                if time.monotonic() - last_qoe_wall >= 1.0 and session.records:
+                    # The headless report's own QoE computation, on what has been fetched so far.
+                    qoe = dict(player.metrics().qoe)
+                    last_qoe_wall = time.monotonic()
+                self.snapshot = self._snapshot(player, qoe)
+            await asyncio.sleep(self.options.snapshot_interval_s)
+
+    def _snapshot(self, player: HeadlessPlayer, qoe: dict[str, float] | None) -> PlayerSnapshot:
+        session = player.session
+        recent = session.records[-5:]
+        rates = [r.size_bytes * 8 / r.download_s for r in recent if r.download_s > 0]
+        throughput = harmonic_mean(rates) if rates else None
+        decision = self.abr.last_decision
+        return PlayerSnapshot(
+            time_s=session.time_s, playhead_s=session.playhead_s, buffer_s=session.buffer_s,
+            started=session.started, stalled=session.stalled, paused=session.paused, finished=session.finished,
+            quality=session.last_quality, throughput_bps=throughput, abr=self.abr.name,
+            decision="" if decision is None else f"q{decision.quality}: {decision.reason or '-'}",
+            locked_quality=self.abr.locked_quality, segments_fetched=len(session.records),
+            segment_count=session.segment_count, rebuffer_s=session.total_rebuffer_s,
+            stall_count=session.stall_count, qoe=qoe,
+        )
+
+
+def _fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """(width, height) scaled down (never up) to fit, aspect kept, both even."""
+    scale = min(1.0, max_width / width, max_height / height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def letterbox(window_w: int, window_h: int, video_w: int, video_h: int) -> tuple[int, int, int, int]:
+    """The largest rectangle with the video's aspect ratio centred in the window: (x, y, w, h) px."""
+    scale = min(window_w / video_w, window_h / video_h)
+    w, h = max(1, round(video_w * scale)), max(1, round(video_h * scale))
+    return (window_w - w) // 2, (window_h - h) // 2, w, h
+
+
+def configure_pyglet() -> None:
+    """pyglet's module options, set before its media and window modules are first used."""
+    pyglet.options["audio"] = AUDIO_DRIVERS
+    pyglet.options["debug_gl"] = False  # a glGetError after every GL call costs frames under llvmpipe
+
+
+def _pcm_source(pcm: PcmBuffer) -> Any:
+    """A pyglet audio source reading the PCM buffer, never exhausted (pyglet.media needs a display
+    to import, hence the class is made here)."""
+    import pyglet.media
+    from pyglet.media.codecs import AudioData, AudioFormat
+
+    class PcmSource(pyglet.media.StreamingSource):
+        def __init__(self) -> None:
+            output = pcm.output
+            self.audio_format = AudioFormat(
+                channels=output.channels, sample_size=8 * output.bytes_per_sample, sample_rate=output.sample_rate_hz)
+            self._duration = None
+
+        def is_precise(self) -> bool:
+            return True  # exactly the bytes asked for, always
+
+        def get_audio_data(self, num_bytes: int, compensation_time: float = 0.0) -> AudioData:
+            data = pcm.read(num_bytes)
+            return AudioData(data, len(data))
+
+        def seek(self, timestamp: float) -> None:
+            pcm.seek(timestamp)
+
+    return PcmSource()
+
+
+def _window_class() -> type:
+    """A pyglet window that reports each flip, so a frame's A/V offset is measured when it goes on screen."""
+    import pyglet.window
+
+    class FlipReportingWindow(pyglet.window.Window):  # type: ignore[misc]
+        def __init__(self, *args: Any, on_flip: Any, **kwargs: Any) -> None:
+            self._on_flip = on_flip
+            super().__init__(*args, **kwargs)
+
+        def flip(self) -> None:
+            super().flip()
+            self._on_flip()
+
+    return FlipReportingWindow
+
+
+class DesktopApp:
+    """The window: presentation against the audio clock, controls, overlay, automation hooks."""
+
+    def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(),
+                 options: DesktopConfig = DesktopConfig(), *, log_path: Path | None = None,
+                 exit_after_s: float | None = None, screenshot: Path | None = None) -> None:
+        if config.speed != 1.0:
+            raise CliError(f"the desktop player plays in real time (speed 1); got --speed {config.speed}")
+        if exit_after_s is not None and not exit_after_s > 0:
+            raise ValueError(f"exit-after must be > 0 s, got {exit_after_s}")
+        self.options = options
+        self.exit_after_s = exit_after_s
+        self.screenshot = screenshot
+        self.frames = FrameQueue(options.frame_queue_frames)
+        self.pcm = PcmBuffer()
+        self.stats = SyncStats()
+        self.backend = PlayerThread(target, config, link, frames=self.frames, pcm=self.pcm, options=options,
+                                    log_path=log_path)
+        self.show_stats = options.show_stats
+        self.user_paused = False
+        self.ended = False
+        self.window: Any = None
+        self.audio: pyglet.media.Player | None = None
+        self._texture: pyglet.image.Texture | None = None
+        self._texture_view: pyglet.image.TextureRegion | None = None
+        self._epoch = 0
+        self._needs_resync = True  # the audio clock must jump to the stream position before playing
+        self._to_present: VideoFrame | None = None  # uploaded this draw, counted at the flip
+        self._update_clock_s = 0.0  # the clock when this draw took its frame
+        self._waiting_since: float | None = None  # since when the session plays but the clock waits for data
+        self._dirty = True  # the window needs a redraw even without a new frame
+        self._summary_up = False
+        self._flip_latency_s = 0.0  # moving average of clock advance from taking a frame to its flip
+        self._last_frame: VideoFrame | None = None
+        self._seeks: list[dict[str, float | None]] = []
+        self._opened_wall = 0.0
+        self._next_history_wall = 0.0
+        self._next_stats_wall = 0.0
+        self._history = History()
+        self._panel: StatsPanel | None = None
+        self._spinner: Spinner | None = None
+        self._summary: SummaryPanel | None = None
+        self._quitting = False
+        self._pending_click = False
+        self._saved_screenshot: Path | None = None
+        self._window_sized = options.window_size_px is not None
+        self._steps: list[tuple[float, Any]] = []
+
+    # -- automation (tests, bench) ----------------------------------------------------------------
+
+    def at(self, wall_s: float, action: Any) -> None:
+        """Run `action(app)` on the UI thread `wall_s` seconds after the window opens."""
+        self._steps.append((wall_s, action))
+
+    @property
+    def clock_s(self) -> float:
+        """The presentation clock (media seconds): pyglet's master clock, which the audio follows."""
+        return self.audio.time if self.audio is not None else 0.0
+
+    def press(self, symbol: int, modifiers: int = 0) -> None:
+        """Act as if a key was pressed (what the window's key handler does)."""
+        self._on_key_press(symbol, modifiers)
+
+    def save_screenshot(self, path: Path) -> Path:
+        """Draw the current state and save the window's colour buffer as PNG."""
+        assert self.window is not None
+        if self._to_present is not None:  # uploaded but not flipped yet: it is what gets drawn
+            self._last_frame, self._to_present = self._to_present, None
+        self.window.switch_to()
+        self._draw()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pyglet.image.get_buffer_manager().get_color_buffer().save(str(path))
+        return path
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def run(self) -> DesktopResult:
+        configure_pyglet()
+        self.window = self._open_window()
+        import pyglet.media
+
+        self.audio = pyglet.media.Player()
+        self.audio.queue(_pcm_source(self.pcm))
+        self._panel, self._spinner, self._summary = StatsPanel(), Spinner(), SummaryPanel()
+        self._opened_wall = time.monotonic()
+        self.backend.start()
+        if self.exit_after_s is not None:
+            pyglet.clock.schedule_once(lambda dt: self.quit(), self.exit_after_s)
+        for wall_s, action in self._steps:
+            pyglet.clock.schedule_once(lambda dt, a=action: a(self), wall_s)
+        # We draw ourselves, and only when something changed (a new frame, the overlay, a spinner):
+        # a 24 fps stream then costs 24 redraws a second, not 60 (llvmpipe pays per pixel drawn).
+        pyglet.clock.schedule_interval(self._tick, 1.0 / self.options.refresh_hz)
+        try:
+            pyglet.app.run(None)
+        finally:
+            self.quit()
+            self.backend.join(self.options.join_timeout_s)
+            window_size = (self.window.width, self.window.height)
+            video_rect = self._video_rect()
+            self.audio.pause()
+            self.audio.delete()
+            self.window.close()
+        if self.backend.error is not None:
+            raise self.backend.error
+        from pyglet.media.drivers import get_audio_driver
+
+        driver = get_audio_driver()
+        return DesktopResult(
+            report=self.backend.report, frames_presented=self.stats.frames_presented,
+            frames_dropped=self.stats.frames_dropped, av_offset=self.stats.summary(),
+            audio_driver=type(driver).__name__ if driver is not None else "none",
+            audio_silence_s=self.pcm.silence_frames / self.pcm.sample_rate_hz,
+            last_frame=None if self._last_frame is None else PresentedFrame(pts_s=self._last_frame.pts_s,
+                                                                           rendition=self._last_frame.rendition),
+            seeks=tuple(SeekRecord(target_s=s["target_s"] or 0.0, landed_s=s["landed_s"],
+                                   first_frame_pts_s=s["first_frame_pts_s"]) for s in self._seeks),
+            window_size_px=window_size, video_rect_px=video_rect, screenshot=self._saved_screenshot,
+            ended=self.ended,
+        )
+
+    def quit(self) -> None:
+        if self._quitting:
+            return
+        self._quitting = True
+        if self.screenshot is not None and self.window is not None:
+            self._saved_screenshot = self.save_screenshot(self.screenshot)
+        if self.audio is not None:
+            self.audio.pause()
+        self.backend.shutdown()
+        pyglet.app.exit()
+
+    def _open_window(self) -> Any:
+        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or "(default)"
+        width, height = self.options.window_size_px or (960, 540)
+        try:
+            window = _window_class()(width, height, caption="abrkit", resizable=True, vsync=self.options.vsync,
+                                     on_flip=self._on_flip)
+        except Exception as exc:  # noqa: BLE001 - the boundary: no display, no GL, no libGL; say which
+            raise DesktopUnavailable(f"cannot open a window on display {display}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+        window.push_handlers(on_draw=self._draw, on_key_press=self._on_key_press, on_expose=self._invalidate,
+                             on_resize=self._on_resize, on_mouse_press=self._on_mouse_press,
+                             on_close=self._on_close)
+        return window
+
+    def _invalidate(self) -> None:
+        self._dirty = True
+
+    def _on_resize(self, width: int, height: int) -> None:
+        self._dirty = True  # pyglet's own handler (viewport, projection) runs after this one
+
+    def _on_close(self) -> bool:
+        self.quit()
+        return pyglet.event.EVENT_HANDLED
+
+    # -- controls ---------------------------------------------------------------------------------
+
+    def _on_key_press(self, symbol: int, modifiers: int) -> bool:
+        key = pyglet.window.key
+        if symbol in (key.Q, key.ESCAPE):
+            self.quit()
+        elif symbol == key.SPACE:
+            self.toggle_pause()
+        elif symbol in (key.LEFT, key.RIGHT):
+            self.seek_by(SEEK_STEP_S if symbol == key.RIGHT else -SEEK_STEP_S)
+        elif symbol == key.F:
+            self.toggle_fullscreen()
+        elif symbol == key.S:
+            self.show_stats = not self.show_stats
+            self._dirty = True
+        elif symbol == key.A:
+            self.backend.lock_quality(None)
+        elif key._1 <= symbol <= key._9:
+            self.backend.lock_quality(symbol - key._1)
+        else:
+            return False
+        return pyglet.event.EVENT_HANDLED
+
+    def _on_mouse_press(self, x: int, y: int, button: int, modifiers: int) -> None:
+        if button != pyglet.window.mouse.LEFT:
+            return
+        if self._pending_click:  # second click in time: a double-click
+            self._pending_click = False
+            pyglet.clock.unschedule(self._single_click)
+            self.toggle_fullscreen()
+            return
+        self._pending_click = True
+        pyglet.clock.schedule_once(self._single_click, DOUBLE_CLICK_S)
+
+    def _single_click(self, dt: float) -> None:
+        self._pending_click = False
+        self.toggle_pause()
+
+    def toggle_pause(self) -> None:
+        self.user_paused = not self.user_paused
+        self._dirty = True
+        if self.user_paused and self.audio is not None:
+            self.audio.pause()
+        self.backend.set_paused(self.user_paused)
+
+    def toggle_fullscreen(self) -> None:
+        if self.window is not None:
+            self.window.set_fullscreen(not self.window.fullscreen)
+
+    def seek_by(self, delta_s: float) -> None:
+        media = self.backend.media
+        if media is None or self.backend.player is None:
+            return
+        target = min(max(self.clock_s + delta_s, 0.0), max(media.end_s - 0.001, 0.0))
+        self._seeks.append({"target_s": target, "landed_s": None, "first_frame_pts_s": None})
+        if self.audio is not None:
+            self.audio.pause()
+        self.ended = False
+        self.backend.seek(target)
+
+    # -- presentation -----------------------------------------------------------------------------
+
+    def _update(self) -> None:
+        """Once per redraw: follow seeks, start/stop the clock, take the due frame and upload it."""
+        assert self.audio is not None
+        media, snap, decoder = self.backend.media, self.backend.snapshot, self.backend.decoder
+        now_wall = time.monotonic() - self._opened_wall
+        if media is not None and not self._window_sized:
+            self._size_window(media)
+        if decoder is not None and decoder.last_flush.epoch != self._epoch:
+            flush = decoder.last_flush
+            self._epoch = flush.epoch
+            self.audio.pause()
+            self.audio.seek(flush.position_s)
+            self._needs_resync = False
+            if self._seeks and self._seeks[-1]["landed_s"] is None:
+                self._seeks[-1]["landed_s"] = flush.position_s
+        if media is not None and self.clock_s >= media.end_s and not self.ended and not self.frames:
+            self.ended = True
+            self.audio.pause()
+            if self.options.exit_at_end:
+                pyglet.clock.schedule_once(lambda dt: self.quit(), 0)
+        if self.backend.done.is_set() and not self.ended and not self.frames and self._last_frame is not None:
+            self.ended = True  # playback stopped early (an error); nothing more will come
+            self.audio.pause()
+        want = (snap is not None and snap.started and not snap.stalled and not self.user_paused
+                and not self.ended and not self._quitting)
+        if not want or self.audio.playing:
+            self._waiting_since = None
+        elif self._waiting_since is None:
+            self._waiting_since = now_wall
+        if want and not self.audio.playing and self._ready(media, now_wall):
+            position = self._start_position()
+            if self._needs_resync or position is not None:
+                # The clock jumps to where the stream is, dropping what pyglet read ahead.
+                self.audio.seek(position if position is not None else self.clock_s)
+                self._needs_resync = False
+            self.audio.play()
+        elif not want and self.audio.playing:
+            self.audio.pause()
+            self._needs_resync = True
+        # The frame due at the flip: its pts is nearest the clock when it goes on screen (the clock
+        # moves on while we draw, and flips come every 1/refresh_hz).
+        self._update_clock_s = self.clock_s
+        due_s = self._update_clock_s
+        if self.audio.playing:
+            due_s += self._flip_latency_s + 0.5 / self.options.refresh_hz
+        frame, dropped = self.frames.take_due(due_s)
+        self.stats.frames_dropped += dropped
+        if frame is not None:
+            self._upload(frame)
+            self._to_present = frame
+        if now_wall >= self._next_history_wall and snap is not None:
+            shown = media.rendition(self._last_frame.rendition) if media and self._last_frame else None
+            self._history.add(HistoryPoint(now_wall, shown.bandwidth_bps if shown else 0.0, snap.buffer_s))
+            self._next_history_wall = now_wall + self.options.history_interval_s
+
+    def _start_position(self) -> float | None:
+        """Where the clock should start: the first frame's pts before anything was shown, else None."""
+        if self._last_frame is None and self.stats.frames_presented == 0:
+            first = self.frames.first_pts_s()
+            return max(first, 0.0) if first is not None else None
+        return None
+
+    def _ready(self, media: MediaInfo | None, now_wall: float) -> bool:
+        """Enough decoded to start the clock: a frame of this epoch and ~1 s of PCM ahead (if audio;
+        after AUDIO_WAIT_S without it, start anyway: the audio plays silence until PCM arrives)."""
+        if media is None or self.frames.first_pts_s() is None:
+            return False
+        waited = self._waiting_since is not None and now_wall - self._waiting_since >= AUDIO_WAIT_S
+        if not media.has_audio or waited:
+            return True
+        position = self._start_position()
+        position = self.clock_s if position is None else position
+        wanted = min(AUDIO_READY_S, max(media.end_s - position - 0.05, 0.0))
+        return self.pcm.available_s(position) >= wanted
+
+    def _size_window(self, media: MediaInfo) -> None:
+        assert self.window is not None
+        self._window_sized = True
+        width, height = media.texture_size_px
+        screen = self.window.screen
+        width, height = _fit(width, height, int(screen.width * 0.9), int(screen.height * 0.9))
+        self.window.set_size(width, height)
+
+    def _upload(self, frame: VideoFrame) -> None:
+        from pyglet import gl
+
+        height, width = frame.pixels.shape[:2]
+        if self._texture is None or (self._texture.width, self._texture.height) != (width, height):
+            self._texture = pyglet.image.Texture.create(width, height)
+            view = self._texture.get_transform(flip_y=True)  # rows arrive top first
+            view.anchor_y = 0
+            self._texture_view = view
+        gl.glBindTexture(self._texture.target, self._texture.id)
+        gl.glPixelStorei(gl.GL_UNPACK_ALIGNMENT, 4)
+        gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, width, height, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE,
+                           ctypes.c_void_p(frame.pixels.ctypes.data))
+
+    def _on_flip(self) -> None:
+        frame, self._to_present = self._to_present, None
+        playing = self.audio is not None and self.audio.playing
+        if playing:
+            latency = self.clock_s - self._update_clock_s
+            self._flip_latency_s += 0.1 * (min(latency, 0.1) - self._flip_latency_s)
+        if frame is None:
+            return
+        self.stats.presented(frame.pts_s, self.clock_s if playing else None)
+        if self._seeks and self._seeks[-1]["first_frame_pts_s"] is None and self._seeks[-1]["landed_s"] is not None:
+            self._seeks[-1]["first_frame_pts_s"] = frame.pts_s
+        self._last_frame = frame
+
+    def _video_rect(self) -> tuple[int, int, int, int]:
+        assert self.window is not None
+        media = self.backend.media
+        if media is None:
+            return 0, 0, self.window.width, self.window.height
+        return letterbox(self.window.width, self.window.height, *media.texture_size_px)
+
+    def _tick(self, dt: float) -> None:
+        """Every 1/refresh_hz: follow the stream; redraw (and flip) only if the picture changed."""
+        if self._quitting or self.window is None:
+            return
+        self._update()
+        now_wall = time.monotonic() - self._opened_wall
+        summary_up = self.ended or self.backend.done.is_set()
+        changed = (self._to_present is not None or self._dirty or summary_up != self._summary_up
+                   or self._status(self.backend.snapshot) not in (None, "Paused")  # a turning spinner
+                   or (self.show_stats and now_wall >= self._next_stats_wall))
+        self._summary_up = summary_up
+        if changed:
+            self.window.draw(dt)
+
+    def _draw(self) -> None:
+        assert self.window is not None
+        self._dirty = False
+        window = self.window
+        window.clear()
+        if self._texture_view is not None:
+            x, y, w, h = self._video_rect()
+            self._texture_view.blit(x, y, width=w, height=h)
+        snap = self.backend.snapshot
+        now_wall = time.monotonic() - self._opened_wall
+        if self.show_stats and self._panel is not None:
+            if now_wall >= self._next_stats_wall:
+                self._panel.update(self._stats_lines(snap), self._history, window.height)
+                self._next_stats_wall = now_wall + 0.25
+            self._panel.draw()
+        status = self._status(snap)
+        if status is not None and self._spinner is not None:
+            self._spinner.draw(status, turning=status != "Paused", time_s=now_wall, width_px=window.width,
+                               height_px=window.height)
+        if (self.ended or self.backend.done.is_set()) and self._summary is not None:
+            self._summary.draw(self.summary_lines(), width_px=window.width, height_px=window.height)
+
+    def _status(self, snap: PlayerSnapshot | None) -> str | None:
+        if self.ended:
+            return None
+        if self.user_paused:
+            return "Paused"
+        if self.backend.media is None:
+            target = self.backend.target
+            demo = target.url is None and target.title is None
+            return "Starting a local stack with the demo title" if demo else "Loading the stream"
+        if snap is None or not snap.started:
+            return "Loading"
+        if snap.stalled:
+            return "Seeking" if self._seeks and self._seeks[-1]["first_frame_pts_s"] is None else "Rebuffering"
+        return None
+
+    def _stats_lines(self, snap: PlayerSnapshot | None) -> list[str]:
+        media = self.backend.media
+        shown = media.rendition(self._last_frame.rendition) if media and self._last_frame else None
+        lines = [f"{media.title if media else '...'}   clock {self.clock_s:7.2f} s"]
+        if shown is not None:
+            lines.append(f"playing {shown.width}x{shown.height} ({shown.id}), {shown.bandwidth_bps / 1e6:.2f} Mbit/s")
+        if snap is not None:
+            throughput = "-" if snap.throughput_bps is None else f"{snap.throughput_bps / 1e6:.2f} Mbit/s"
+            lock = "auto" if snap.locked_quality is None else f"locked to q{snap.locked_quality}"
+            lines += [
+                f"buffer {snap.buffer_s:5.1f} s   throughput {throughput}",
+                f"ABR {snap.abr} ({lock}); last decision {snap.decision or '-'}",
+                f"segments {snap.segments_fetched}/{snap.segment_count}   stalls {snap.stall_count} "
+                f"({snap.rebuffer_s:.1f} s)",
+            ]
+        summary = self.stats.summary()
+        lines.append(f"frames shown {self.stats.frames_presented}, dropped {self.stats.frames_dropped}; "
+                     f"A/V p95 {summary.p95_ms:.0f} ms")
+        return lines
+
+    def summary_lines(self) -> list[str]:
+        """The end-of-session summary: QoE and presentation figures."""
+        report, snap = self.backend.report, self.backend.snapshot
+        lines = ["Session summary"]
+        if report is not None:
+            lines += _report_lines(report)
+        elif snap is not None:
+            qoe = snap.qoe or {}
+            lines.append(f"QoE lin {qoe.get('lin', 0):.2f}  log {qoe.get('log', 0):.2f}  hd {qoe.get('hd', 0):.2f}")
+            lines.append(f"stalls {snap.stall_count} ({snap.rebuffer_s:.2f} s), "
+                         f"{snap.segments_fetched}/{snap.segment_count} segments")
+        lines += _presentation_lines(self.stats.frames_presented, self.stats.frames_dropped, self.stats.summary())
+        lines.append("Q quit   left: seek back")
+        return lines
+
+
+def _report_lines(report: PlaybackReport) -> list[str]:
+    m = report.metrics
+    return [
+        f"{report.title} with {report.abr}: {m.segments} segments",
+        f"QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}",
+        f"startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls",
+        f"average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, {m.switches} switches",
+    ]
+
+
+def _presentation_lines(presented: int, dropped: int, offset: OffsetSummary) -> list[str]:
+    return [
+        f"frames presented {presented}, dropped {dropped}",
+        f"A/V offset |pts - clock|: p50 {offset.p50_ms:.1f} ms, p95 {offset.p95_ms:.1f} ms, max {offset.max_ms:.1f} ms "
+        f"(mean {offset.mean_ms:+.1f} ms; {100 * offset.within_tolerance:.1f}% within 40 ms)",
+    ]
+
+
+def print_summary(result: DesktopResult, *, as_json: bool) -> None:
+    """The end-of-session summary on stdout (one JSON object with `as_json`)."""
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    if result.report is not None:
+        print_report(result.report, as_json=False)
+    for line in _presentation_lines(result.frames_presented, result.frames_dropped, result.av_offset):
+        print(f"  {line}")
+    print(f"  audio driver {result.audio_driver}; silence inserted {result.audio_silence_s:.2f} s")
+    if result.screenshot is not None:
+        print(f"  screenshot {result.screenshot}")
+
+
+@contextlib.contextmanager
+def xvfb_display(screen: str = "1920x1080x24") -> Iterator[str]:
+    """A private Xvfb X server for tests and benchmarks; sets DISPLAY while it runs. Raises
+    `DesktopUnavailable` when Xvfb is not installed or does not start."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        raise DesktopUnavailable("Xvfb is not installed (apt-get install xvfb xauth libgl1 libgl1-mesa-dri libegl1)")
+    read_fd, write_fd = os.pipe()
+    process = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
+                               pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()  # written once the server accepts clients
+    if not number:
+        process.kill()
+        raise DesktopUnavailable(f"Xvfb exited ({process.wait()}) without reporting a display")
+    previous = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number}"
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        if previous is None:
+            del os.environ["DISPLAY"]
+        else:
+            os.environ["DISPLAY"] = previous
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(), *,
+                exit_after_s: float | None = None, screenshot: Path | None = None, as_json: bool = False,
+                log_path: Path | None = None, options: DesktopConfig = DesktopConfig()) -> int:
+    """Play in a window until the user quits (or `exit_after_s`), print the summary; the exit code.
+    Raises `DesktopUnavailable` (a `CliError`) when no window can be opened: play headless instead."""
+    app = DesktopApp(target, config, link, options, log_path=log_path, exit_after_s=exit_after_s,
+                     screenshot=screenshot)
+    result = app.run()
+    print_summary(result, as_json=as_json)
+    sys.stdout.flush()
+    error = result.report.error if result.report is not None else None
+    return 0 if error is None else 1
+
+

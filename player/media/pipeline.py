@@ -1,0 +1,125 @@
+"""Decoding off the event loop for the headless player: one long-lived decoder per rendition.
+
+The player hands each downloaded segment to `DecodePipeline.submit`; a single worker thread decodes
+segments in arrival order (PyAV releases the GIL while decoding), so fetching never waits for
+decoding. Failures are counted, not raised: a corrupt segment or a wrong key shows up as failed
+frames and an `error` event, and playback goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from player.client.bootstrap import PlaybackSource
+from player.client.fetch import Fetcher, FetchError
+from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodeSummary:
+    frames_decoded: int
+    frames_failed: int
+    segments: int
+    failed_segments: int
+    first_frame_wall: float | None  # time.monotonic() of the first decoded video frame
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+class DecodePipeline:
+    """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames."""
+
+    def __init__(self, source: PlaybackSource, *, mode: str = "all") -> None:
+        self.source = source
+        self.mode = mode
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abrkit-decode")
+        self._inits: dict[str, bytes] = {}
+        self._keys = self._rendition_keys(source)
+        # presentationTimeOffset per rendition, so decoded pts are presentation times (audio and
+        # video tracks usually have different ones: the A/V alignment depends on it)
+        self._offsets_s = {rep.id: rep.presentation_time_offset_s
+                           for adaptation in source.manifest.adaptation_sets() for rep in adaptation.representations}
+        self._decoders: dict[str, SegmentDecoder | AudioDecoder] = {}
+        self._futures: list[Future[None]] = []
+        self._frames_decoded = 0
+        self._frames_failed = 0
+        self._segments = 0
+        self._failed_segments = 0
+        self._first_frame_wall: float | None = None
+        self._errors: list[str] = []
+        self._expected_per_segment: dict[str, int] = {}
+
+    @staticmethod
+    def _rendition_keys(source: PlaybackSource) -> dict[str, str | None]:
+        """Each representation's content key (hex), found through its default KID."""
+        keys: dict[str, str | None] = {}
+        for adaptation in source.manifest.adaptation_sets():
+            set_kids = adaptation.default_kids()
+            for rep in adaptation.representations:
+                kids = [cp.default_kid for cp in rep.content_protection if cp.default_kid] or list(set_kids)
+                keys[rep.id] = next((source.keys[k] for k in kids if k in source.keys), None)
+        return keys
+
+    async def start(self, init_urls: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], fetcher: Fetcher) -> None:
+        """Fetch every rendition's init segment (small, once, before playback starts)."""
+        async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
+            try:
+                result = await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
+                self._inits[rep_id] = result.body
+            except FetchError as exc:
+                self._errors.append(f"init segment of {rep_id}: {exc}")
+
+        await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
+
+    def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+        self._futures.append(self._executor.submit(self._decode, kind, rep_id, index, data))
+
+    def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
+        decoder = self._decoders.get(rep_id)
+        if decoder is None:
+            init = self._inits.get(rep_id)
+            if init is None:
+                raise DecodeError(f"no init segment for {rep_id}", rendition=rep_id, segment_number=None)
+            cls = AudioDecoder if kind == "audio" else SegmentDecoder
+            config = DecoderConfig(presentation_time_offset_s=self._offsets_s.get(rep_id, 0.0))
+            decoder = self._decoders[rep_id] = cls(init, key_hex=self._keys.get(rep_id), name=rep_id, config=config)
+        return decoder
+
+    def _decode(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+        self._segments += 1
+        mode = "all" if kind == "audio" else self.mode
+        result: DecodeResult | None
+        try:
+            result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
+        except DecodeError as exc:
+            # The decoder judged the whole segment unusable (e.g. a wrong key): the odd frame that
+            # came out of garbage is not a decoded frame, so every expected frame counts as failed.
+            self._failed_segments += 1
+            self._errors.append(f"{kind} segment {index} of {rep_id}: {exc}")
+            if kind == "video":
+                expected = exc.result.frames_expected if exc.result is not None else 0
+                self._frames_failed += expected or self._expected_per_segment.get(rep_id, 1)
+            return
+        if kind != "video":
+            return
+        self._expected_per_segment.setdefault(rep_id, max(result.frames_expected, 1))
+        self._frames_decoded += result.frames_decoded
+        self._frames_failed += result.frames_failed
+        if result.frames_decoded and self._first_frame_wall is None and result.first_frame_s is not None:
+            self._first_frame_wall = time.monotonic() - result.decode_s + result.first_frame_s
+
+    def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
+                        data: bytes, mode: str) -> DecodeResult:
+        """One segment through its rendition's decoder (the desktop player's subclass sends frames and PCM on)."""
+        return decoder.decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
+
+    async def finish(self) -> DecodeSummary:
+        """Wait for every submitted segment, then report."""
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in self._futures))
+        self._executor.shutdown(wait=True)
+        return DecodeSummary(frames_decoded=self._frames_decoded, frames_failed=self._frames_failed,
+                             segments=self._segments, failed_segments=self._failed_segments,
+                             first_frame_wall=self._first_frame_wall, errors=tuple(self._errors))

@@ -1,0 +1,1 @@
+"""Research tools that compose the rest: simulator, optimum, sweeps, reports, experiments, training."""

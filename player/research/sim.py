@@ -1,0 +1,333 @@
+"""The simulator: drives `PlaybackSession` on virtual time through netsim's link model.
+
+Two engines with one semantics:
+- `run_session` drives the shared state machine one session at a time (any algorithm, full event log);
+- `run_batch` advances many sessions in lock-step with numpy, for algorithms that implement
+  `decide_batch` (the fast path for sweeps); `tests/player/research/test_sim.py` checks it against
+  `run_session` segment by segment.
+
+Profiles fix the download model. `pensieve` reproduces Pensieve's fixed test simulator
+(`test/fixed_env.py`): 0.95 payload factor, an 80 ms RTT added to each download's delay but not to
+the trace clock, a 60 s buffer cap left in 500 ms sleeps, first segment at quality 1. `default` is
+closer to a real player behind our shaper: the request latency (the trace's, else the base RTT) passes
+on the trace clock too, goodput equals the trace rate, and the first quality is the algorithm's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics_batch
+from abr.registry import make, parse_spec
+from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
+from netsim.link import LinkBatch, LinkModel
+from netsim.trace import Trace
+from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
+from player.video import Video
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SimProfile:
+    """How downloads take time in simulation, plus the player policy and per-algorithm parameters."""
+
+    name: str
+    session: SessionConfig
+    payload_factor: float = 1.0  # goodput / trace capacity
+    rtt_s: float = 0.08  # base request latency (used when the trace has none)
+    latency_on_trace_clock: bool = True  # False: Pensieve adds the RTT to the delay only
+    abr_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.payload_factor <= 1:
+            raise ValueError(f"payload factor must be in (0, 1], got {self.payload_factor}")
+        if self.rtt_s < 0:
+            raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
+        # A private copy: callers cannot change a profile after it is made (it must stay picklable).
+        object.__setattr__(self, "abr_params", {k: dict(v) for k, v in self.abr_params.items()})
+
+    def make_abr(self, spec: str) -> AbrAlgorithm:
+        """The registry's algorithm with this profile's parameters for it."""
+        name, _ = parse_spec(spec)
+        return make(spec, **self.abr_params.get(name, {}))
+
+
+PROFILES: dict[str, SimProfile] = {
+    "pensieve": SimProfile(
+        name="pensieve",
+        session=SessionConfig(startup_threshold_s=0.0, buffer_cap_s=60.0, sleep_quantum_s=0.5, initial_quality=1,
+                              history_len=8, lookahead_segments=6),
+        payload_factor=0.95,  # Pensieve fixed_env.py PACKET_PAYLOAD_PORTION
+        rtt_s=0.08,  # Pensieve LINK_RTT = 80 ms
+        latency_on_trace_clock=False,
+        abr_params={"bba": {"map": "pensieve"}, "mpc": {"pensieve_indexing": True},
+                    "mpc-robust": {"pensieve_indexing": True}},
+    ),
+    "default": SimProfile(
+        name="default",
+        session=SessionConfig(startup_threshold_s=0.0, buffer_cap_s=60.0, history_len=20, lookahead_segments=6),
+        payload_factor=1.0,
+        rtt_s=0.08,
+        latency_on_trace_clock=True,
+    ),
+}
+
+
+def profile(name: str) -> SimProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown simulation profile {name!r}; choose from {', '.join(PROFILES)}") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class SessionResult:
+    """One simulated session: per-segment arrays plus the metrics derived from them."""
+
+    abr: str
+    trace: str
+    qualities: np.ndarray  # (N,) int
+    bitrates_bps: np.ndarray  # (N,)
+    rebuffer_s: np.ndarray  # (N,) stall while fetching each segment (0 for segment 0)
+    buffer_s: np.ndarray  # (N,) after each segment was added
+    buffer_before_s: np.ndarray  # (N,) when each request was made
+    download_s: np.ndarray  # (N,)
+    size_bytes: np.ndarray  # (N,)
+    request_time_s: np.ndarray  # (N,)
+    metrics: SessionMetrics
+    reasons: tuple[str, ...] = ()
+    events: tuple[SessionEvent, ...] = ()
+    trace_offset_s: float = 0.0
+    engine: str = "session"  # which engine ran it: "session" (the state machine) or "batch" (lock-step)
+
+    @property
+    def qoe_lin(self) -> float:
+        return self.metrics.qoe["lin"]
+
+
+def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndarray, rebuffer: np.ndarray,
+             buffer: np.ndarray, buffer_before: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
+             stall_count: np.ndarray | None, models: Sequence[QoeModel], offsets_s: Sequence[float],
+             reasons: Sequence[tuple[str, ...]] = (), events: Sequence[tuple[SessionEvent, ...]] = (),
+             engine: str = "session") -> list[SessionResult]:
+    """Results of sessions given (segments, sessions) arrays; metrics are computed in one pass."""
+    ladder = np.asarray(video.ladder.bitrates_bps)
+    bitrates = ladder[qualities]
+    sizes = video.sizes_bytes[np.arange(qualities.shape[0])[:, None], qualities]
+    metrics = session_metrics_batch(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
+                                    segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
+                                    rebuffer_count=stall_count, models=models)
+    return [
+        SessionResult(abr=abr, trace=traces[j].name, qualities=qualities[:, j], bitrates_bps=bitrates[:, j],
+                      rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], buffer_before_s=buffer_before[:, j], download_s=download[:, j],
+                      size_bytes=sizes[:, j], request_time_s=request[:, j], metrics=metrics[j],
+                      reasons=reasons[j] if reasons else (), events=events[j] if events else (),
+                      trace_offset_s=float(offsets_s[j]), engine=engine)
+        for j in range(len(traces))
+    ]
+
+
+class SessionDriver:
+    """Plays a `PlaybackSession` over one trace with the profile's download model, in virtual time.
+
+    `drive()` runs until every segment is in. Whatever `session.next_action()` raises propagates with
+    the driver unchanged (the session asks its ABR before it changes any state), so calling `drive()`
+    again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
+    """
+
+    def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
+                 trace_time_s: float = 0.0) -> None:
+        self.session = session
+        self.trace = trace
+        self.prof = prof
+        self.trace_time_s = trace_time_s
+        self.records: list[SegmentRecord] = []
+        self._sizes = video.sizes_bytes
+        self._link = LinkModel(trace, payload_factor=prof.payload_factor)
+
+    def drive(self) -> None:
+        session, prof, trace = self.session, self.prof, self.trace
+        while True:
+            action = session.next_action()
+            if isinstance(action, Finished):
+                return
+            if isinstance(action, Wait):
+                session.advance(session.time_s + action.duration_s)
+                self.trace_time_s += action.duration_s
+                continue
+            assert isinstance(action, Fetch)
+            size = int(self._sizes[action.segment_index, action.quality])
+            start = self.trace_time_s
+            if prof.latency_on_trace_clock:
+                latency = trace.latency_at(start) if trace.latency_s is not None else prof.rtt_s
+                finish = self._link.finish_time(start + latency, size)
+                elapsed = finish - start
+            else:
+                latency = prof.rtt_s
+                finish = self._link.finish_time(start, size)
+                elapsed = finish - start + latency
+            self.trace_time_s = finish
+            self.records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
+
+
+def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
+                offset_s: float = 0.0, record_events: bool = False,
+                models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
+    """Simulate one session through the shared state machine."""
+    algorithm = abr if abr is not None else prof.make_abr(abr_spec)
+    session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
+    driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s)
+    driver.drive()
+    records = driver.records
+    def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
+        return np.asarray(values, dtype=dtype)[:, None]
+
+    (result,) = _results(
+        abr_spec, [trace], video,
+        qualities=column([r.quality for r in records], np.int64),
+        rebuffer=column([r.rebuffer_s for r in records]),
+        buffer=column([r.buffer_after_s for r in records]),
+        buffer_before=column([r.buffer_before_s for r in records]),
+        download=column([r.download_s for r in records]),
+        request=column([r.request_time_s for r in records]),
+        startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
+        offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
+    )
+    return result
+
+
+def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig) -> np.ndarray:
+    """How long each session waits before its next request because its buffer is over the cap."""
+    over = buffer_s - cfg.buffer_cap_s
+    if cfg.sleep_quantum_s > 0:
+        return np.where(over > 0, np.ceil(over / cfg.sleep_quantum_s) * cfg.sleep_quantum_s, 0.0)
+    return np.maximum(over, 0.0)
+
+
+class LatencyLookup:
+    """Per-request latency for a batch: the trace's own (Sabre) where it has one, else the profile RTT."""
+
+    def __init__(self, traces: Sequence[Trace], prof: SimProfile) -> None:
+        self._traces = traces
+        self._with_latency = [j for j, t in enumerate(traces) if t.latency_s is not None]
+        self._base = np.full(len(traces), prof.rtt_s)
+
+    def at(self, trace_time: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        if not self._with_latency:
+            return self._base if which is None else self._base[which]
+        j = np.arange(len(self._traces)) if which is None else which
+        out = self._base[j].copy()
+        for k, (tj, x) in enumerate(zip(j, trace_time)):
+            trace = self._traces[int(tj)]
+            if trace.latency_s is not None:
+                out[k] = trace.latency_at(float(x))
+        return out
+
+
+def download_step(links: LinkBatch, latency: LatencyLookup, prof: SimProfile, trace_time: np.ndarray,
+                  size_bytes: np.ndarray, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(trace time when the download ends, session time it took) for requests made at `trace_time`."""
+    if prof.latency_on_trace_clock:
+        finish = links.finish_time(trace_time + latency.at(trace_time, which), size_bytes, which)
+        return finish, finish - trace_time
+    finish = links.finish_time(trace_time, size_bytes, which)
+    return finish, finish - trace_time + prof.rtt_s
+
+
+def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
+    """The lock-step engine applies when the algorithm is vectorised and one segment starts playback."""
+    seg = video.ladder.segment_duration_s
+    cfg = prof.session
+    return (isinstance(algorithm, BatchAbr) and cfg.startup_threshold_s <= seg and cfg.rebuffer_resume_s <= seg)
+
+
+def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
+              offsets_s: Sequence[float] | None = None,
+              models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+    """Simulate one session per trace in lock-step (same semantics as `run_session`)."""
+    algorithm = prof.make_abr(abr_spec)
+    if not supports_batch(algorithm, prof, video):
+        raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
+    batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
+    b = len(traces)
+    n = video.segment_count
+    cfg = prof.session
+    seg_s = video.ladder.segment_duration_s
+    links = LinkBatch(traces, payload_factor=prof.payload_factor)
+    trace_time = np.zeros(b) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64).copy()
+    start_offsets = trace_time.copy()
+    clock = np.zeros(b)
+    buffer = np.zeros(b)
+    last_quality = np.full(b, -1, dtype=np.int64)
+    history = cfg.history_len
+    # Every download is kept (segments x sessions is small); observations see a window of it.
+    hist_bytes = np.zeros((b, n))
+    hist_s = np.ones((b, n))
+    qualities = np.zeros((n, b), dtype=np.int64)
+    rebuffer = np.zeros((n, b))
+    buffer_after = np.zeros((n, b))
+    buffer_before = np.zeros((n, b))
+    download = np.zeros((n, b))
+    request = np.zeros((n, b))
+    startup = np.zeros(b)
+    stall_count = np.zeros(b, dtype=np.int64)
+    latency = LatencyLookup(traces, prof)
+    ladder_sizes = video.sizes_bytes
+    for i in range(n):
+        sleep = cap_sleep_s(buffer, cfg)
+        buffer -= sleep
+        clock += sleep
+        trace_time += sleep
+        if i == 0 and cfg.initial_quality is not None:
+            q = np.full(b, min(cfg.initial_quality, video.ladder.top), dtype=np.int64)
+        else:
+            h = min(i, history)
+            obs = BatchObservation(
+                time_s=clock, buffer_s=buffer, segment_index=i, segment_count=n, ladder=video.ladder,
+                last_quality=last_quality, download_bytes=hist_bytes[:, i - h: i],
+                download_s=hist_s[:, i - h: i], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
+                buffer_cap_s=cfg.buffer_cap_s,
+            )
+            q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
+        size = ladder_sizes[i, q].astype(np.float64)
+        request[i] = clock
+        buffer_before[i] = buffer
+        finish, elapsed = download_step(links, latency, prof, trace_time, size)
+        trace_time = finish
+        clock = clock + elapsed
+        if i == 0:
+            startup = clock.copy()
+            stall = np.zeros(b)
+        else:
+            stall = np.maximum(elapsed - buffer, 0.0)
+            stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
+        buffer = np.maximum(buffer - elapsed, 0.0) + seg_s
+        qualities[i] = q
+        rebuffer[i] = stall
+        buffer_after[i] = buffer
+        download[i] = elapsed
+        last_quality = q
+        hist_bytes[:, i] = size
+        hist_s[:, i] = elapsed
+    return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
+                    stall_count, models, start_offsets, engine="batch")
+
+
+def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
+             engine: str = "auto", offsets_s: Sequence[float] | None = None, record_events: bool = False,
+             models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+    """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session"."""
+    if engine not in ("auto", "batch", "session"):
+        raise ValueError(f"unknown engine {engine!r}; choose auto, batch or session")
+    offsets = list(offsets_s) if offsets_s is not None else [0.0] * len(traces)
+    if engine != "session" and not record_events:
+        probe = prof.make_abr(abr_spec)
+        if supports_batch(probe, prof, video):
+            return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, models=models)
+        if engine == "batch":
+            raise ValueError(f"ABR {abr_spec!r} has no vectorised decide_batch; use engine='session'")
+    return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, models=models)
+            for t, o in zip(traces, offsets)]

@@ -1,0 +1,186 @@
+"""Reports of simulation sweeps: a console table, JSON, per-session CSV, per-segment JSONL, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from player.research.sim import SessionResult
+from player.research.sweep import AbrSummary, SweepResult
+
+SESSION_FIELDS = ("abr", "trace", "trace_offset_s", "segments", "qoe_lin", "qoe_log", "qoe_hd", "startup_s",
+                  "rebuffer_s", "rebuffer_count", "rebuffer_ratio", "avg_bitrate_bps", "switches", "avg_switch_bps")
+
+
+def format_table(summaries: Sequence[AbrSummary], qoe: str) -> str:
+    """One row per algorithm: sessions, mean QoE with 95% CI, bitrate, rebuffer, switches, % of optimal."""
+    header = ("abr", "sessions", f"qoe_{qoe} (95% CI)", "bitrate Mbit/s", "rebuffer s", "switches", "% optimal")
+    rows = [
+        (s.abr, str(s.sessions), str(s.qoe), f"{s.avg_bitrate_bps / 1e6:.3f}", f"{s.rebuffer_s:.2f}",
+         f"{s.switches:.1f}", "-" if s.pct_of_optimal is None else f"{s.pct_of_optimal:.1f}")
+        for s in summaries
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def to_json(result: SweepResult) -> dict[str, object]:
+    qoe = result.config.qoe
+    out: dict[str, object] = {
+        "video": result.video, "profile": result.config.profile.name, "qoe": qoe, "results": {},
+    }
+    results: dict[str, object] = {}
+    for s in result.summaries():
+        results[s.abr] = {
+            "sessions": s.sessions,
+            f"qoe_{qoe}_mean": s.qoe.mean,
+            f"qoe_{qoe}_ci95": [s.qoe.low, s.qoe.high],
+            **{f"qoe_{m}_mean": v for m, v in s.qoe_means.items()},
+            "avg_bitrate_bps": s.avg_bitrate_bps, "rebuffer_s_mean": s.rebuffer_s,
+            "rebuffer_ratio_mean": s.rebuffer_ratio, "startup_s_mean": s.startup_s, "switches_mean": s.switches,
+            "pct_of_optimal": s.pct_of_optimal, "per_trace": s.per_trace,
+            "engine": sorted({r.engine for r in result.sessions[s.abr]}),
+        }
+    out["results"] = results
+    if result.optimal:
+        out["optimal"] = {"grid_s": result.config.optimal_grid_s,
+                          "mean": float(np.mean(list(result.optimal.values()))), "per_trace": result.optimal}
+    return out
+
+
+def write_outputs(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -> list[Path]:
+    """sessions.csv, segments.jsonl, summary.json and plots under `out_dir`; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [_write_sessions_csv(result, out_dir / "sessions.csv"), _write_segments(result, out_dir / "segments.jsonl")]
+    summary = out_dir / "summary.json"
+    summary.write_text(json.dumps(to_json(result), indent=2))
+    written.append(summary)
+    written += write_plots(result, out_dir, plot_sessions=plot_sessions)
+    return written
+
+
+def _write_sessions_csv(result: SweepResult, path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SESSION_FIELDS)
+        writer.writeheader()
+        for abr, sessions in result.sessions.items():
+            for r in sessions:
+                row = {"abr": abr, "trace": r.trace, "trace_offset_s": r.trace_offset_s, **r.metrics.as_dict()}
+                writer.writerow({k: row.get(k, "") for k in SESSION_FIELDS})
+    return path
+
+
+def _write_segments(result: SweepResult, path: Path) -> Path:
+    with path.open("w") as fh:
+        for abr, sessions in result.sessions.items():
+            for r in sessions:
+                for i in range(r.qualities.size):
+                    record = {
+                        "abr": abr, "trace": r.trace, "segment": i, "quality": int(r.qualities[i]),
+                        "bitrate_bps": int(r.bitrates_bps[i]), "size_bytes": int(r.size_bytes[i]),
+                        "request_time_s": round(float(r.request_time_s[i]), 6),
+                        "buffer_before_s": round(float(r.buffer_before_s[i]), 6),
+                        "download_s": round(float(r.download_s[i]), 6),
+                        "throughput_bps": round(float(r.size_bytes[i] * 8 / r.download_s[i]), 1),
+                        "rebuffer_s": round(float(r.rebuffer_s[i]), 6),
+                        "buffer_after_s": round(float(r.buffer_s[i]), 6),
+                        "reason": r.reasons[i] if r.reasons else None,  # the batch engine keeps no reasons
+                    }
+                    fh.write(json.dumps(record) + "\n")
+    return path
+
+
+def write_plots(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -> list[Path]:
+    """QoE CDF per algorithm and bitrate/buffer/throughput timelines of the first sessions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    qoe = result.config.qoe
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for abr, sessions in result.sessions.items():
+        plot_cdf(ax, [r.metrics.qoe[qoe] for r in sessions], label=abr)
+    if result.optimal:
+        plot_cdf(ax, list(result.optimal.values()), label="offline optimal", linestyle="--", color="black")
+    ax.set_xlabel(f"QoE_{qoe} per session")
+    ax.set_ylabel("CDF")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "qoe_cdf.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    for abr, sessions in result.sessions.items():
+        for r in sessions[:plot_sessions]:
+            written.append(plot_timeline(r, out_dir / f"timeline_{_safe(abr)}_{_safe(r.trace)}.png"))
+    return written
+
+
+def plot_cdf(ax: Any, values: Sequence[float], **style: Any) -> None:
+    """An empirical CDF as a step line on a matplotlib axis."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", **style)
+
+
+def buffer_curve(request_s: np.ndarray, download_s: np.ndarray, before_s: np.ndarray,
+                 after_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, buffer) points of the buffer level: it drains while each segment downloads (to zero if
+    the download outlasts it: a stall, or startup), jumps when the segment lands, and drains again
+    until the next request."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for t0, dl, b0, b1 in zip(request_s.tolist(), download_s.tolist(), before_s.tolist(), after_s.tolist()):
+        t1 = t0 + dl
+        xs.append(t0)
+        ys.append(b0)
+        if dl > b0:  # ran dry at t0 + b0 and stayed empty until the segment landed
+            xs += [t0 + b0, t1]
+            ys += [0.0, 0.0]
+        else:
+            xs.append(t1)
+            ys.append(b0 - dl)
+        xs.append(t1)
+        ys.append(b1)
+    return np.array(xs), np.array(ys)
+
+
+def plot_timeline(r: SessionResult, path: Path | BinaryIO) -> Path | BinaryIO:
+    """Bitrate, measured throughput and buffer over session time; `path` may be a file object (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = r.request_time_s + r.download_s
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    top.step(r.request_time_s, r.bitrates_bps / 1e6, where="post", label="bitrate")
+    top.plot(done, r.size_bytes * 8 / r.download_s / 1e6, ".", alpha=0.6, label="measured throughput")
+    top.set_ylabel("Mbit/s")
+    top.legend(loc="upper right")
+    top.set_title(f"{r.abr} on {r.trace}: QoE_lin {r.qoe_lin:.1f}")
+    bottom.plot(*buffer_curve(r.request_time_s, r.download_s, r.buffer_before_s, r.buffer_s), label="buffer")
+    stalls = r.rebuffer_s > 0
+    if stalls.any():
+        bottom.hlines(np.zeros(int(stalls.sum())), done[stalls] - r.rebuffer_s[stalls], done[stalls], colors="red",
+                      linewidth=4, label="stall")
+    bottom.set_ylabel("buffer s")
+    bottom.set_xlabel("session time s")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]

@@ -1,0 +1,554 @@
+"""Training the `learned` ABR: imitation of the offline optimum with DAgger.
+
+Comyco (Huang et al., ACM MM 2019) trains a policy to imitate an "instant solver" that knows the
+future bandwidth; DAgger (Ross, Gordon and Bagnell, AISTATS 2011) collects the states where the
+expert is asked from the learner's own rollouts, so the policy learns to recover from its mistakes:
+
+    round 0:  roll out the expert, label every decision with the expert's quality;
+    round i:  roll out the mixture (expert with probability beta^i, else the policy of round i-1),
+              label every decision with the expert's quality, add to the data set, refit;
+    keep the round whose policy scores best on validation traces held out of the training set.
+
+The expert is the simulator's own offline optimum (`player.research.optimal.offline_optimal`) started from
+the session's exact state (segment, trace time, buffer, last quality) and looking `horizon_segments`
+ahead with the true future trace: Comyco's instant solver. Rollouts are `player.research.sim.run_session`
+sessions, so training sees exactly the sessions `abrkit sim` runs. The model is a scikit-learn MLP
+whose parameters are exported to `abr.algorithms.learned.PolicyModel` (JSON, loaded without pickle).
+
+Every random draw comes from a generator seeded by (seed, round, trace, rollout), and fitting runs on
+one BLAS thread, so a seed gives the same model file bytes for any number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from abr.algorithms.learned import Learned, PolicyModel
+from abr.features import observation_features, schema
+from abr.qoe import QOE_MODELS
+from abr.types import Decision, Observation
+from netsim.link import LinkBatch
+from netsim.trace import Trace
+from player.research.optimal import OptimalConfig, offline_optimal
+from player.research.sim import LatencyLookup, SimProfile, cap_sleep_s, download_step, run_session
+from player.video import Video
+
+Progress = Callable[[int], None]
+_TARGETS = ("regret", "action")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExpertConfig:
+    """The instant solver: the offline optimum over the next `horizon_segments` segments from the
+    session's state, on a state-merging grid of `grid_s`. Comyco plans 8 chunks ahead; 6 costs a third
+    as much and trained policies as good on validation (docs/LEARNED.md reports the agreement of both
+    with the full-session optimum). `rebuffer_penalty` overrides the QoE model's in the expert's values
+    (a pessimistic expert); by default it is the QoE model's."""
+
+    horizon_segments: int = 6
+    grid_s: float = 1.0
+    qoe: str = "lin"
+    rebuffer_penalty: float | None = None  # per stall second in the expert's values (None: the QoE model's)
+
+    def __post_init__(self) -> None:
+        penalty = self.rebuffer_penalty
+        if penalty is not None and not (penalty >= 0 and math.isfinite(penalty)):
+            raise ValueError(f"rebuffer_penalty must be finite and >= 0, got {self.rebuffer_penalty}")
+        if self.horizon_segments < 1:
+            raise ValueError(f"horizon_segments must be >= 1, got {self.horizon_segments}")
+        if not self.grid_s > 0:
+            raise ValueError(f"grid_s must be > 0 s, got {self.grid_s}")
+        if self.qoe not in QOE_MODELS:
+            raise ValueError(f"unknown QoE model {self.qoe!r}; choose from {', '.join(QOE_MODELS)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """DAgger and model settings.
+
+    `iterations` DAgger rounds follow the expert round, each with `rollouts_per_trace` rollouts per
+    fitting trace from random offsets; round i plays the expert with probability `beta ** i` (Ross et
+    al. section 3) and labels `label_fraction` of the policy's own decisions. `validation_fraction` of
+    the training traces (at least one) are held out to pick the best round, each scored from offset 0
+    and `validation_offsets` seeded offsets. The model: `ensemble` MLPs of `hidden_sizes` (L2
+    `l2_alpha`, Adam at `learning_rate`, `max_epochs`) fitted to `target` ("regret": each quality's
+    regret clipped at `regret_clip`; "action": the expert's best quality), their outputs averaged.
+    The best round's decision rule then gets the hysteresis of `switch_margins` (keep the last
+    quality unless another scores this much higher) that scores best on the validation traces.
+    `workers` processes run the rollouts (results do not depend on it)."""
+
+    seed: int = 0
+    iterations: int = 8
+    rollouts_per_trace: int = 1
+    beta: float = 0.5
+    label_fraction: float = 1.0
+    validation_fraction: float = 0.2
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    l2_alpha: float = 1e-3
+    max_epochs: int = 60
+    learning_rate: float = 1e-3
+    target: str = "regret"
+    ensemble: int = 3
+    regret_clip: float = 20.0
+    validation_offsets: int = 2
+    switch_margins: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.rollouts_per_trace < 1:
+            raise ValueError(f"rollouts_per_trace must be >= 1, got {self.rollouts_per_trace}")
+        if not 0 <= self.beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}")
+        if not (self.l2_alpha >= 0 and math.isfinite(self.l2_alpha)):
+            raise ValueError(f"l2_alpha must be finite and >= 0, got {self.l2_alpha}")
+        if self.max_epochs < 1 or not self.learning_rate > 0:
+            raise ValueError("max_epochs must be >= 1 and learning_rate > 0")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 network, got {self.ensemble}")
+        if self.target not in _TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; choose from {', '.join(_TARGETS)}")
+        if not self.regret_clip > 0:
+            raise ValueError(f"regret_clip must be > 0, got {self.regret_clip}")
+        if self.validation_offsets < 0:
+            raise ValueError(f"validation_offsets must be >= 0, got {self.validation_offsets}")
+        if not self.switch_margins or any(not (m >= 0 and math.isfinite(m)) for m in self.switch_margins):
+            raise ValueError(f"switch_margins must be finite values >= 0, got {self.switch_margins}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RoundStats:
+    """What one round collected and how its refitted policy scored."""
+
+    round: int
+    beta: float  # probability of executing the expert's quality in this round's rollouts
+    samples: int  # labelled decisions in the data set after this round
+    rollout_qoe: float  # mean QoE of this round's rollouts (the mixture policy)
+    agreement: float | None  # share of this round's decisions where the previous policy chose the expert's best
+    #                          quality (None in round 0, which has no policy yet)
+    validation_qoe: float  # mean QoE of the refitted policy on the validation traces (switch margin 0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class TrainResult:
+    model: PolicyModel  # the best round's policy
+    rounds: tuple[RoundStats, ...]
+    best_round: int
+    margin_scores: tuple[tuple[float, float], ...]  # (switch margin, validation QoE) of the best round's policy
+    fit_traces: tuple[str, ...]
+    validation_traces: tuple[str, ...]
+
+
+# -- the expert ---------------------------------------------------------------------------------------------------
+
+
+def session_trace_time_s(obs: Observation, offset_s: float, prof: SimProfile) -> float:
+    """The trace time at which `run_session` will start the download `obs` is asked about.
+
+    `run_session` keeps session time and trace time together except for the request latency: with
+    `latency_on_trace_clock` both clocks pass it; otherwise (the Pensieve profile) the session adds the
+    RTT to each download's duration while the trace clock does not. Simulated sessions never abandon,
+    so `segment_index` downloads have finished.
+    """
+    if prof.latency_on_trace_clock:
+        return offset_s + obs.time_s
+    return offset_s + obs.time_s - obs.segment_index * prof.rtt_s
+
+
+def expert_values(video: Video, trace: Trace, prof: SimProfile, obs: Observation, trace_time_s: float,
+                  config: ExpertConfig) -> np.ndarray:
+    """(Q,) the best QoE reachable over the instant solver's horizon after choosing each quality for
+    segment `obs.segment_index`: the segment's own QoE term plus the offline optimum of the following
+    `horizon_segments - 1` segments from the state that choice leads to (Q-values of the expert)."""
+    model = QOE_MODELS[config.qoe]
+    if config.rebuffer_penalty is not None:
+        model = dataclasses.replace(model, rebuffer_penalty=config.rebuffer_penalty)
+    bitrates = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
+    utility = model.utility(bitrates, bitrates)
+    rungs = bitrates.size
+    n = obs.segment_index
+    sleep = float(cap_sleep_s(np.array([obs.buffer_s]), prof.session)[0])  # 0 unless called over the cap
+    start_s, buffer_s = trace_time_s + sleep, obs.buffer_s - sleep
+    qualities = np.arange(rungs)
+    link = LinkBatch([trace], payload_factor=prof.payload_factor)
+    finish, elapsed = download_step(link, LatencyLookup([trace], prof), prof, np.full(rungs, start_s),
+                                    video.sizes_bytes[n, qualities].astype(np.float64), np.zeros(rungs, dtype=np.int64))
+    started = n > 0 or buffer_s > 0
+    stall = np.maximum(elapsed - buffer_s, 0.0) if started else np.zeros(rungs)
+    after = np.maximum(buffer_s - elapsed, 0.0) + video.ladder.segment_duration_s
+    values = np.zeros(rungs)
+    if n >= model.first_counted_segment:
+        previous = utility if obs.last_quality is None else utility[obs.last_quality]
+        values = utility - model.rebuffer_penalty * stall - model.switch_penalty * np.abs(utility - previous)
+    end = min(video.segment_count, n + config.horizon_segments)
+    if n + 1 < end:
+        window = video.truncated(end)
+        for q in range(rungs):
+            values[q] += offline_optimal(window, trace, prof, qoe=model, config=OptimalConfig(grid_s=config.grid_s),
+                                         start_segment=n + 1, start_trace_time_s=float(finish[q]),
+                                         start_buffer_s=float(after[q]), start_quality=q).qoe
+    return values
+
+
+# -- rollouts --------------------------------------------------------------------------------------------------
+
+
+class _DaggerRollout:
+    """An ABR for one rollout: asks the expert at every decision, records (features, expert values),
+    and executes the expert's best quality with probability `beta`, else the policy's."""
+
+    name = "dagger-rollout"
+
+    def __init__(self, expert: Callable[[Observation], np.ndarray], policy: PolicyModel | None, beta: float,
+                 label_fraction: float, rng: np.random.Generator) -> None:
+        self._expert = expert
+        self._policy = policy
+        self._beta = beta
+        self._label_fraction = label_fraction
+        self._rng = rng
+        self.features: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.agreed = 0
+
+    def decide(self, obs: Observation) -> Decision:
+        x = observation_features(obs)
+        if self._policy is None:
+            use_expert, labelled = True, True
+        else:
+            # Both draws every time, so the random stream does not depend on what the expert said.
+            use_expert = self._rng.random() < self._beta
+            labelled = self._rng.random() < self._label_fraction or use_expert
+        choice = None if self._policy is None else int(self._policy.predict(x)[0])
+        if not labelled:
+            assert choice is not None
+            return Decision(quality=choice, reason="policy")
+        values = self._expert(obs)
+        best = int(np.argmax(values))
+        self.features.append(x[0])
+        self.values.append(values)
+        self.agreed += choice == best
+        quality = best if use_expert or choice is None else choice
+        return Decision(quality=quality, reason="expert" if use_expert else "policy")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Rollout:
+    trace: Trace
+    offset_s: float
+    beta: float
+    seed: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class _RolloutBatch:
+    video: Video
+    prof: SimProfile
+    expert: ExpertConfig
+    policy: PolicyModel | None
+    label_fraction: float
+    rollouts: tuple[_Rollout, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class _RolloutData:
+    features: np.ndarray  # (n, F)
+    values: np.ndarray  # (n, Q) expert values of each quality
+    qoe: float  # the rollout session's QoE
+    agreed: int  # labelled decisions where the rolled-out policy chose the expert's best quality
+
+
+def _run_rollouts(batch: _RolloutBatch) -> list[_RolloutData]:
+    out = []
+    rungs = len(batch.video.ladder)
+    for task in batch.rollouts:
+        def ask(obs: Observation, task: _Rollout = task) -> np.ndarray:
+            return expert_values(batch.video, task.trace, batch.prof, obs,
+                                 session_trace_time_s(obs, task.offset_s, batch.prof), batch.expert)
+
+        rng = np.random.default_rng(list(task.seed))
+        roller = _DaggerRollout(ask, batch.policy, task.beta, batch.label_fraction, rng)
+        result = run_session("dagger-rollout", batch.video, task.trace, batch.prof, abr=roller, offset_s=task.offset_s,
+                             models=(QOE_MODELS[batch.expert.qoe],))
+        count = len(roller.values)
+        out.append(_RolloutData(features=np.array(roller.features).reshape(count, -1),
+                                values=np.array(roller.values).reshape(count, rungs),
+                                qoe=result.metrics.qoe[batch.expert.qoe], agreed=roller.agreed))
+    return out
+
+
+# -- fitting ---------------------------------------------------------------------------------------------------
+
+
+def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainConfig, *, seed: int,
+               metadata: Mapping[str, Any] | None = None, executor: Executor | None = None) -> PolicyModel:
+    """Standardise the features, fit `config.ensemble` MLPs to the expert's values (in `executor` when
+    given, one member per task), average them into one network and export its parameters.
+
+    target "action": a classifier of the expert's best quality (Comyco's cross-entropy imitation);
+    rungs the data never shows get a score no input reaches. target "regret": a regressor of each
+    quality's regret against the expert's best (clipped at `regret_clip`), i.e. cost-sensitive
+    imitation: a near-tie costs little, a quality that stalls costs what it loses.
+    """
+    import sklearn
+    from sklearn.preprocessing import StandardScaler
+
+    rungs = len(video.ladder)
+    feature_schema = schema(rungs)
+    if x.ndim != 2 or x.shape[1] != feature_schema.size or values.shape != (x.shape[0], rungs):
+        raise ValueError(f"need (n, {feature_schema.size}) features and (n, {rungs}) values, got {x.shape} and "
+                         f"{values.shape}")
+    scaler = StandardScaler().fit(x)
+    standard = scaler.transform(x)
+    if config.target == "regret":
+        target = np.maximum(values - values.max(axis=1, keepdims=True), -config.regret_clip)
+    else:
+        target = np.argmax(values, axis=1)
+    tasks = [(standard, target, rungs, config, seed + member) for member in range(config.ensemble)]
+    if executor is None:
+        members = [_fit_member(*task) for task in tasks]
+    else:
+        members = [future.result() for future in [executor.submit(_fit_member, *task) for task in tasks]]
+    coefs, intercepts = _average_networks(members)
+    return PolicyModel(
+        feature_schema=feature_schema, ladder_bitrates_bps=video.ladder.bitrates_bps,
+        segment_duration_s=video.ladder.segment_duration_s, sklearn_version=sklearn.__version__, activation="relu",
+        input_mean_=scaler.mean_, input_scale_=scaler.scale_, coefs_=tuple(coefs), intercepts_=tuple(intercepts),
+        metadata=dict(metadata or {}),
+    )
+
+
+def _fit_member(x: np.ndarray, target: np.ndarray, rungs: int, config: TrainConfig,
+                seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One network's (weights, biases): a regressor of the regrets or a classifier of the best rung."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from threadpoolctl import threadpool_limits
+
+    params = dict(hidden_layer_sizes=config.hidden_sizes, alpha=config.l2_alpha, max_iter=config.max_epochs,
+                  learning_rate_init=config.learning_rate, random_state=seed, shuffle=True)
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # One BLAS thread: the fit is then bit-reproducible whatever the machine's thread count.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if target.ndim == 2:
+            net = MLPRegressor(**params).fit(x, target)
+            return [np.asarray(w) for w in net.coefs_], [np.asarray(b) for b in net.intercepts_]
+        return _fit_classifier(x, target, rungs, config.hidden_sizes, params, MLPClassifier)
+
+
+def _average_networks(members: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> tuple[list[np.ndarray],
+                                                                                         list[np.ndarray]]:
+    """One network whose output is the mean of the members' outputs: hidden layers side by side (the
+    first concatenated, the later ones block-diagonal), the output layer averaging them."""
+    if len(members) == 1:
+        return members[0]
+    count = len(members)
+    layers = len(members[0][0])
+    coefs, intercepts = [], []
+    for layer in range(layers):
+        weights = [m[0][layer] for m in members]
+        biases = [m[1][layer] for m in members]
+        if layer == 0:
+            coefs.append(np.concatenate(weights, axis=1))
+        elif layer < layers - 1:
+            block = np.zeros((sum(w.shape[0] for w in weights), sum(w.shape[1] for w in weights)))
+            row = col = 0
+            for w in weights:
+                block[row:row + w.shape[0], col:col + w.shape[1]] = w
+                row, col = row + w.shape[0], col + w.shape[1]
+            coefs.append(block)
+        else:
+            coefs.append(np.concatenate(weights, axis=0) / count)
+        intercepts.append(np.concatenate(biases) if layer < layers - 1 else np.mean(biases, axis=0))
+    return coefs, intercepts
+
+
+def _fit_classifier(x: np.ndarray, y: np.ndarray, rungs: int, hidden: tuple[int, ...], params: dict[str, Any],
+                    classifier: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    classes = np.unique(y)
+    if classes.size >= 2:
+        net = classifier(**params).fit(x, y)
+        coefs = [np.asarray(w) for w in net.coefs_]
+        intercepts = [np.asarray(b) for b in net.intercepts_]
+        if classes.size == 2:  # a single logistic output scores class 1 against class 0
+            coefs[-1] = np.concatenate([np.zeros_like(coefs[-1]), coefs[-1]], axis=1)
+            intercepts[-1] = np.concatenate([np.zeros(1), intercepts[-1]])
+    else:  # one quality everywhere: a network whose only output is that quality
+        widths = (x.shape[1], *hidden, 1)
+        coefs = [np.zeros((a, b)) for a, b in zip(widths, widths[1:])]
+        intercepts = [np.zeros(b) for b in widths[1:]]
+    # Spread the outputs over every rung; a rung never seen in training can never win.
+    floor = min(float(np.min(intercepts[-1])), 0.0) - 1e6
+    last_w = np.zeros((coefs[-1].shape[0], rungs))
+    last_b = np.full(rungs, floor)
+    last_w[:, classes] = coefs[-1]
+    last_b[classes] = intercepts[-1]
+    coefs[-1], intercepts[-1] = last_w, last_b
+    return coefs, intercepts
+
+
+def evaluate_policy(model: PolicyModel, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
+                    qoe: str = "lin", offsets_s: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """QoE of the policy per session: each trace from trace time 0 (as `abrkit sim` runs it) and from
+    each of its `offsets_s[j]`."""
+    starts = [(t, o) for j, t in enumerate(traces) for o in (0.0, *(offsets_s[j] if offsets_s else ()))]
+    return np.array([run_session("learned", video, t, prof, abr=Learned(model), offset_s=o,
+                                 models=(QOE_MODELS[qoe],)).metrics.qoe[qoe] for t, o in starts])
+
+
+# -- the DAgger loop -------------------------------------------------------------------------------------------------
+
+
+def split_traces(traces: Sequence[Trace], fraction: float, seed: int) -> tuple[list[Trace], list[Trace]]:
+    """(fit, validation) traces: a seeded shuffle of the names, `fraction` of them (>= 1 when > 0) held out."""
+    order = sorted(range(len(traces)), key=lambda i: traces[i].name)
+    rng = np.random.default_rng([seed, 0x5EED])
+    order = [order[i] for i in rng.permutation(len(order))]
+    held = 0 if fraction == 0 else max(1, int(round(fraction * len(traces))))
+    if held >= len(traces):
+        held = 0  # too few traces to hold any out: validate on the fit traces
+    validation = [traces[i] for i in sorted(order[:held])]
+    fit = [traces[i] for i in sorted(order[held:])]
+    return fit, validation or fit
+
+
+def traces_digest(traces: Sequence[Trace]) -> str:
+    """A short content hash of a trace set (names and arrays), recorded in the model's metadata."""
+    digest = hashlib.sha256()
+    for trace in sorted(traces, key=lambda t: t.name):
+        digest.update(trace.name.encode() + b"\0" + trace.durations_s.tobytes() + trace.bandwidth_bps.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _rollout_tasks(traces: Sequence[Trace], config: TrainConfig, round_index: int, beta: float) -> list[_Rollout]:
+    tasks = []
+    for j, trace in enumerate(traces):
+        for k in range(config.rollouts_per_trace):
+            seed = (config.seed, round_index, j, k)
+            offset = float(np.random.default_rng([*seed, 1]).uniform(0.0, trace.duration_s))
+            tasks.append(_Rollout(trace=trace, offset_s=offset, beta=beta, seed=seed))
+    return tasks
+
+
+def _collect(video: Video, prof: SimProfile, config: TrainConfig, policy: PolicyModel | None,
+             tasks: list[_Rollout], pool: Executor | None, progress: Progress) -> list[_RolloutData]:
+    chunk = 2
+    batches = [_RolloutBatch(video=video, prof=prof, expert=config.expert, policy=policy,
+                             label_fraction=config.label_fraction, rollouts=tuple(tasks[i:i + chunk]))
+               for i in range(0, len(tasks), chunk)]
+    results: list[_RolloutData] = []
+    if pool is None:
+        for batch in batches:
+            results.extend(_run_rollouts(batch))
+            progress(len(batch.rollouts))
+    else:
+        for batch, future in zip(batches, [pool.submit(_run_rollouts, b) for b in batches]):
+            results.extend(future.result())
+            progress(len(batch.rollouts))
+    return results
+
+
+def total_rollouts(traces: Sequence[Trace], config: TrainConfig) -> int:
+    """How many rollouts `train` runs (for a progress bar)."""
+    fit, _ = split_traces(traces, config.validation_fraction, config.seed)
+    return len(fit) * config.rollouts_per_trace * (config.iterations + 1)
+
+
+def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: TrainConfig, *,
+          metadata: Mapping[str, Any] | None = None, progress: Progress | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Run DAgger on `traces` (training traces only) and return the best round's policy."""
+    if not traces:
+        raise ValueError("training needs at least one trace")
+    tick = progress or (lambda n: None)
+    say = log or (lambda line: None)
+    fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed)
+    base_meta: dict[str, Any] = {
+        "method": "DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)",
+        "seed": config.seed, "iterations": config.iterations, "rollouts_per_trace": config.rollouts_per_trace,
+        "beta": config.beta, "label_fraction": config.label_fraction, "hidden_sizes": list(config.hidden_sizes),
+        "l2_alpha": config.l2_alpha, "max_epochs": config.max_epochs, "learning_rate": config.learning_rate,
+        "target": config.target, "ensemble": config.ensemble,
+        "regret_clip": config.regret_clip, "validation_offsets": config.validation_offsets,
+        "switch_margins": list(config.switch_margins),
+        "expert": {"horizon_segments": config.expert.horizon_segments, "grid_s": config.expert.grid_s,
+                   "qoe": config.expert.qoe, "rebuffer_penalty": config.expert.rebuffer_penalty},
+        "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
+        "validation_traces": len(validation) if validation is not fit_traces else 0,
+        **dict(metadata or {}),
+    }
+    pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
+    xs: list[np.ndarray] = []
+    vs: list[np.ndarray] = []
+    validation_offsets = [np.random.default_rng([config.seed, 0x0FF5E7, j]).uniform(0.0, t.duration_s,
+                                                                                   config.validation_offsets).tolist()
+                          for j, t in enumerate(validation)]
+    rounds: list[RoundStats] = []
+    best: tuple[float, int, PolicyModel] | None = None
+    policy: PolicyModel | None = None
+    try:
+        for r in range(config.iterations + 1):
+            beta = 1.0 if r == 0 else config.beta ** r
+            started = time.process_time()
+            results = _collect(video, prof, config, policy, _rollout_tasks(fit_traces, config, r, beta), pool, tick)
+            xs.extend(d.features for d in results)
+            vs.extend(d.values for d in results)
+            decisions = sum(d.values.shape[0] for d in results)
+            agreement = sum(d.agreed for d in results) / max(decisions, 1) if policy is not None else None
+            x_all, v_all = np.concatenate(xs), np.concatenate(vs)
+            meta = {**base_meta, "round": r, "samples": int(v_all.shape[0])}
+            policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool)
+            score = float(np.mean(evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe,
+                                                  offsets_s=validation_offsets)))
+            stats = RoundStats(round=r, beta=beta, samples=int(v_all.shape[0]),
+                               rollout_qoe=float(np.mean([d.qoe for d in results])), agreement=agreement,
+                               validation_qoe=score)
+            rounds.append(stats)
+            agreed = "-" if agreement is None else f"{agreement:.3f}"
+            say(f"round {r}: beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
+                f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
+            if best is None or score > best[0]:
+                best = (score, r, policy)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    assert best is not None
+    score, best_round, model = best
+    margin_scores = []
+    for margin in config.switch_margins:
+        candidate = dataclasses.replace(model, switch_margin=margin)
+        margin_scores.append((margin, score if margin == 0 else float(np.mean(evaluate_policy(
+            candidate, video, validation, prof, qoe=config.expert.qoe, offsets_s=validation_offsets)))))
+    margin, margin_score = max(margin_scores, key=lambda pair: (pair[1], -pair[0]))  # the smallest on a tie
+    say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
+        ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
+    history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
+                "agreement": None if s.agreement is None else round(s.agreement, 4),
+                "validation_qoe": round(s.validation_qoe, 4)} for s in rounds]
+    final = dataclasses.replace(
+        model, switch_margin=margin,
+        metadata={**model.metadata, "best_round": best_round, "rounds": history,
+                  "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores}},
+    )
+    return TrainResult(model=final, rounds=tuple(rounds), best_round=best_round, margin_scores=tuple(margin_scores),
+                       fit_traces=tuple(t.name for t in fit_traces),
+                       validation_traces=tuple(t.name for t in validation))
