@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing
 import os
@@ -36,6 +35,7 @@ import aiohttp  # noqa: E402
 
 from server.auth import hash_password  # noqa: E402
 from server.config import RateLimitPolicy, StackConfig, UserRecord, update_users  # noqa: E402
+from server.formats.b64 import b64url_encode  # noqa: E402
 from server.packager import PackageConfig, package, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig, write_demo_source  # noqa: E402
 from server.stack import init_stack_config, start_stack  # noqa: E402
@@ -99,8 +99,7 @@ async def _session_loop(config: LoadConfig, user: str, stop_at: float, results: 
             if status != 200:
                 continue
             kids = sorted(set(re.findall(rb'default_KID="([0-9a-fA-F-]{36})"', mpd)))
-            kid_b64 = [base64.urlsafe_b64encode(bytes.fromhex(k.decode().replace("-", ""))).rstrip(b"=").decode()
-                       for k in kids]
+            kid_b64 = [b64url_encode(bytes.fromhex(k.decode().replace("-", ""))) for k in kids]
             await call("license", "POST", steering["license_url"], headers=auth,
                        json={"kids": kid_b64, "type": "temporary"})
             reps = re.findall(rb'<Representation id="([^"]+)"', mpd)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import re
@@ -29,14 +28,11 @@ sys.path.insert(0, str(REPO))
 
 from server.auth import TokenService  # noqa: E402
 from server.config import LicenseConfig, TokenPolicy  # noqa: E402
+from server.formats.b64 import b64url_encode  # noqa: E402
 
 GOAL_RPS = 5000
 GOAL_P99_MS = 10.0
 KEY = b"bench-signing-key-".ljust(32, b"k")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _make_content(root: Path) -> list[bytes]:
@@ -177,7 +173,7 @@ def main() -> int:
         state = Path(tmp)
         kids = _make_content(state / "content")
         token = TokenService(_policy(state)).issue("bench-user", ("bench",)).access_token
-        body = json.dumps({"kids": [_b64(k) for k in kids], "type": "temporary"})
+        body = json.dumps({"kids": [b64url_encode(k) for k in kids], "type": "temporary"})
         script = state / "license.lua"
         script.write_text(_LUA.format(body=json.dumps(body), auth=json.dumps(f"Bearer {token}")))
         results = {}

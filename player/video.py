@@ -11,14 +11,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from abr.types import Ladder
-
-if TYPE_CHECKING:
-    from server.packager import TitleSegments
+from server.formats.segments import TitleSegments, load_segments_json
 
 # Pensieve's Envivio video: 48 chunks are played, the 49th size line is only read by MPC look-ahead.
 PENSIEVE_BITRATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
@@ -182,8 +179,6 @@ def video_from_title(meta: TitleSegments, *, include_audio: bool = True) -> Vide
 
 def load_packaged_video(path: Path, *, include_audio: bool = True) -> Video:
     """A title packaged by `abrkit package` (its directory or its `segments.json`)."""
-    from server.packager import load_segments_json  # PyAV and the packager: only when a title is read
-
     return video_from_title(load_segments_json(path), include_audio=include_audio)
 
 

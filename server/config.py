@@ -20,12 +20,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from server.formats.names import is_valid_title
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SECRETS_FILE = "secrets.json"
 REVOCATIONS_FILE = "revoked.json"
 MIN_KEY_BYTES = 32
-TITLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 ALL_TITLES = "*"
 
@@ -337,7 +338,7 @@ class UserRecord:
         if not self.password_hash.startswith("scrypt$"):
             raise ValueError(f"user {self.username}: password_hash is not an scrypt hash")
         for title in self.titles:
-            if title != ALL_TITLES and not TITLE_RE.match(title):
+            if title != ALL_TITLES and not is_valid_title(title):
                 raise ValueError(f"user {self.username}: invalid title {title!r}")
 
     def to_json(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The on-disk layout of packaged titles and safe resolution of request paths to their files.
 
 A content root holds one directory per title (`ROOT/<title>/manifest.mpd`, `segments.json`,
-`video|audio/<rep_id>/init.mp4|<n>.m4s`). Only those names resolve: keys, dotfiles, other files,
-traversal and symlinks leading out of the root do not. Shared by the origin and the edge caches.
+`video|audio/<rep_id>/init.mp4|<n>.m4s`; the names are in `server.formats.names`). Only those
+names resolve: keys, dotfiles, other files, traversal and symlinks leading out of the root do not.
+Shared by the origin and the edge caches.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-MANIFEST_NAME = "manifest.mpd"
-SEGMENTS_NAME = "segments.json"
-KEYS_NAME = "keys.json"  # read by the license service only; never resolvable here
-TITLE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
+
 REPRESENTATION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _MEDIA_PATH = re.compile(
     r"(?P<media>video|audio)/(?P<rep>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/(?:(?P<init>init\.mp4)|[1-9][0-9]{0,8}\.m4s)"
@@ -57,10 +56,6 @@ class ContentFile:
     def immutable(self) -> bool:
         """Init and media segments never change once published; manifests may be re-packaged."""
         return self.kind in (ContentKind.INIT, ContentKind.SEGMENT)
-
-
-def is_valid_title(name: str) -> bool:
-    return TITLE_PATTERN.fullmatch(name) is not None
 
 
 def classify(relative: str) -> tuple[ContentKind, str | None] | None:

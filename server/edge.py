@@ -10,7 +10,6 @@ clients miss at the same time (`X-Cache: MISS`). Range requests, MPD license-URL
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -35,22 +34,23 @@ from aiohttp import web
 from yarl import URL
 
 from server.cache import ByteLRU, Coalescer
-from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
+from server.content import REPRESENTATION_ID_PATTERN, classify
 from server.faults import FaultState, add_fault_routes, fault_middleware
+from server.formats.cmcd import CMCD_HEADERS, CmcdError, CmcdValue, parse_cmcd
+from server.formats.dash import LAURL_PLACEHOLDER
+from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
+from server.formats.urls import SIGNED_PREFIX, url_host
 from server.observability import (
     REQUEST_ID_HEADER,
     Metrics,
     access_log,
     add_log_fields,
-    redact_path,
     request_id,
     request_id_middleware,
     service_runner,
 )
-from server.packager import LAURL_PLACEHOLDER
-from server.urlsign import SIGNED_PREFIX, SignatureError, check_path
+from server.urlsign import SignatureError, check_path, internal_token
 
-INTERNAL_TOKEN_CONTEXT = b"abrkit-edge-internal"
 FANOUT_HEADER = "X-Abrkit-Fanout"
 MAX_PREPOSITION_OBJECTS = 100_000
 _STREAM_CHUNK_BYTES = 256 * 1024
@@ -136,106 +136,7 @@ def _base_url(name: str, value: str) -> str:
     return str(url).rstrip("/")
 
 
-def internal_token(url_signing_key: bytes) -> str:
-    """Bearer secret for an edge's `/internal/*` endpoints from a non-loopback peer (derived, so it cannot sign URLs)."""
-    mac = hmac.new(url_signing_key, INTERNAL_TOKEN_CONTEXT, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
-
-
-# --- CMCD (CTA-5004) -------------------------------------------------------------------------------
-
-CMCD_HEADERS = ("CMCD-Object", "CMCD-Request", "CMCD-Session", "CMCD-Status")
-# CTA-5004 section 3.3, table 1: the reserved keys and their value types. Other keys are custom
-# (they must contain a hyphen) and keep whatever type their value has.
-_CMCD_INTEGER_KEYS = frozenset({"br", "bl", "d", "dl", "mtp", "rtp", "tb", "v"})
-_CMCD_DECIMAL_KEYS = frozenset({"pr"})
-_CMCD_BOOLEAN_KEYS = frozenset({"bs", "su"})
-_CMCD_STRING_KEYS = frozenset({"cid", "nor", "nrr", "sid"})
-_CMCD_TOKEN_VALUES = {"ot": frozenset({"m", "a", "v", "av", "i", "c", "tt", "k", "o"}),
-                      "sf": frozenset({"d", "h", "s", "o"}),
-                      "st": frozenset({"v", "l"})}
-_CMCD_MAX_STRING_CHARS = {"cid": 64, "sid": 64}
-_CMCD_MAX_PAYLOAD_CHARS = 4096
-# One `key[=value]` item and its separator: a value is a quoted string (printable ASCII, with `\"` and
-# `\\` escaped) or a bare token or number; a key without a value is boolean true.
-_CMCD_ITEM = re.compile(r'[ \t]*([a-z0-9][a-z0-9._-]{0,63})'
-                        r'(?:=("(?:[ !#-\[\]-~]|\\["\\])*"|[^,\s"\\]+))?[ \t]*(?:(,)|\Z)')
-_CMCD_ESCAPE = re.compile(r"\\(.)")
-_CMCD_INT = re.compile(r"^-?\d{1,15}$")
-_CMCD_DECIMAL = re.compile(r"^-?\d{1,12}(?:\.\d{1,3})?$")
-
-CmcdValue = bool | int | float | str
-
-
-class CmcdError(ValueError):
-    """A CMCD payload that does not follow CTA-5004."""
-
-
-def parse_cmcd(payload: str) -> dict[str, CmcdValue]:
-    """Key/value pairs of one CMCD payload (`br=3200,bs,ot=v,sid="..."`), typed as CTA-5004 says."""
-    if len(payload) > _CMCD_MAX_PAYLOAD_CHARS:
-        raise CmcdError("CMCD payload too long")
-    out: dict[str, CmcdValue] = {}
-    pos, end = 0, len(payload)
-    while pos < end:
-        item = _CMCD_ITEM.match(payload, pos)
-        if item is None:
-            raise CmcdError(f"malformed CMCD at offset {pos}")
-        key, raw, separator = item.groups()
-        pos = item.end()
-        if separator and pos == end:
-            raise CmcdError("trailing ',' in CMCD payload")
-        if key in out:
-            raise CmcdError(f"duplicate CMCD key {key!r}")
-        value: CmcdValue
-        quoted = raw is not None and raw[0] == '"'
-        if raw is None:
-            value = True
-        elif quoted:
-            value = _CMCD_ESCAPE.sub(r"\1", raw[1:-1])
-        else:
-            value = _cmcd_bare(raw)
-        out[key] = _cmcd_typed(key, value, quoted)
-    return out
-
-
-def _cmcd_bare(text: str) -> CmcdValue:
-    if text in ("?1", "true"):
-        return True
-    if text in ("?0", "false"):
-        return False
-    if _CMCD_INT.match(text):
-        return int(text)
-    if _CMCD_DECIMAL.match(text):
-        return float(text)
-    return text
-
-
-def _cmcd_typed(key: str, value: CmcdValue, quoted: bool) -> CmcdValue:
-    if key in _CMCD_INTEGER_KEYS:
-        if type(value) is not int:
-            raise CmcdError(f"CMCD key {key!r} must be an integer")
-    elif key in _CMCD_DECIMAL_KEYS:
-        if type(value) not in (int, float):
-            raise CmcdError(f"CMCD key {key!r} must be a decimal")
-        value = float(value)
-    elif key in _CMCD_BOOLEAN_KEYS:
-        if type(value) is not bool:
-            raise CmcdError(f"CMCD key {key!r} is a boolean (sent bare when true)")
-    elif key in _CMCD_STRING_KEYS:
-        if not quoted:
-            raise CmcdError(f"CMCD key {key!r} must be a quoted string")
-        if len(value) > _CMCD_MAX_STRING_CHARS.get(key, 1024):
-            raise CmcdError(f"CMCD key {key!r} is too long")
-        if key == "nor":
-            value = redact_path(value)
-    elif key in _CMCD_TOKEN_VALUES:
-        if quoted or value not in _CMCD_TOKEN_VALUES[key]:
-            raise CmcdError(f"CMCD key {key!r} has an unknown token")
-    elif "-" not in key:
-        raise CmcdError(f"unknown CMCD key {key!r} (custom keys contain a hyphen)")
-    return value
-
+# --- CMCD (CTA-5004; the parser is server.formats.cmcd) ----------------------------------------------
 
 def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], str | None] | None:
     """CMCD sent with a request (query parameter `CMCD` and/or the four headers), merged, with the first
@@ -335,14 +236,6 @@ def _is_loopback(address: str | None) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
-
-
-def _host_for_url(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 # --- cached objects, stats ------------------------------------------------------------------------
@@ -506,7 +399,7 @@ class Edge:
         if self.bound_url:
             return self.bound_url
         if self.config.port:
-            return f"http://{_host_for_url(self.config.host)}:{self.config.port}"
+            return f"http://{url_host(self.config.host)}:{self.config.port}"
         return None
 
     def cached_titles(self) -> list[str]:
@@ -1101,7 +994,7 @@ async def start_edge(config: EdgeConfig, *, group: WorkerGroup | None = None,
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None)
     await site.start()
-    url = f"http://{_host_for_url(config.host)}:{site.port}"
+    url = f"http://{url_host(config.host)}:{site.port}"
     set_bound_url(app, url)
     return RunningEdge(app=app, runner=runner, url=url, port=site.port)
 
@@ -1177,7 +1070,7 @@ def _supervise(config: EdgeConfig, ready: Callable[[str], None] | None, access_l
                 started += 1
         reservation.close()
         if ready is not None and not stopping:
-            ready(f"http://{_host_for_url(config.host)}:{config.port}")
+            ready(f"http://{url_host(config.host)}:{config.port}")
         while not stopping:
             dead = [w for w in workers if not w.is_alive()]
             if dead:
@@ -1233,7 +1126,7 @@ async def _run_worker(config: EdgeConfig, group: WorkerGroup, ready_queue: Any, 
     control = web.TCPSite(running.runner, "127.0.0.1", 0)
     await control.start()
     group.control_ports[group.index] = control.port
-    running.edge.bound_url = f"http://{_host_for_url(config.host)}:{config.port}"
+    running.edge.bound_url = f"http://{url_host(config.host)}:{config.port}"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -8,7 +8,6 @@ exactly the requested keys, if the token is entitled to every title they belong 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -22,7 +21,9 @@ from pathlib import Path
 from aiohttp import web
 
 from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
-from server.config import TITLE_RE, LicenseConfig
+from server.config import LicenseConfig
+from server.formats.b64 import b64url_decode, b64url_encode
+from server.formats.names import is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler, request_id
 
@@ -35,17 +36,12 @@ _B64URL_KID = re.compile(r"^[A-Za-z0-9_-]{22}(==)?$")
 _HEX_16 = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
-def b64url(data: bytes) -> str:
-    """Unpadded base64url, as EME ClearKey JWKs use (RFC 7515 section 2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def decode_kid(text: object) -> bytes:
     """A 16-byte key id from canonical base64url (padding optional); `BadRequest` otherwise."""
     if not isinstance(text, str) or not _B64URL_KID.match(text):
         raise BadRequest("each kid must be the base64url encoding of 16 bytes")
-    raw = base64.urlsafe_b64decode(text.rstrip("=") + "==")
-    if b64url(raw) != text.rstrip("="):  # non-zero trailing bits: not the canonical encoding
+    raw = b64url_decode(text.rstrip("="))
+    if b64url_encode(raw) != text.rstrip("="):  # non-zero trailing bits: not the canonical encoding
         raise BadRequest("each kid must be the base64url encoding of 16 bytes")
     return raw
 
@@ -105,7 +101,7 @@ class KeyStore:
             title_dirs = []
         for title_dir in title_dirs:
             path = title_dir / "keys.json"
-            if not TITLE_RE.match(title_dir.name) or not path.is_file():
+            if not is_valid_title(title_dir.name) or not path.is_file():
                 continue
             if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
                 log.warning("%s is readable by other users (should be mode 0600)", path)
@@ -158,7 +154,7 @@ async def _license(request: web.Request) -> web.Response:
     if unknown:
         _audit(request, claims.subject, claims.jti, kids, "unknown_kid")
         metrics.inc("license_requests_total", labels={"result": "unknown_kid"}, help="License requests by result")
-        return json_error(404, "unknown key id", kids=[b64url(k) for k in unknown])
+        return json_error(404, "unknown key id", kids=[b64url_encode(k) for k in unknown])
     keys = [key for _, key in found if key is not None]
     titles = sorted({key.title for key in keys})
     refused = [t for t in titles if not claims.entitled_to(t)]
@@ -169,7 +165,7 @@ async def _license(request: web.Request) -> web.Response:
     _audit(request, claims.subject, claims.jti, kids, "granted", titles)
     metrics.inc("license_requests_total", labels={"result": "granted"}, help="License requests by result")
     return web.json_response(
-        {"keys": [{"kty": "oct", "kid": b64url(k.kid), "k": b64url(k.key)} for k in keys], "type": "temporary"},
+        {"keys": [{"kty": "oct", "kid": b64url_encode(k.kid), "k": b64url_encode(k.key)} for k in keys], "type": "temporary"},
         headers={"Cache-Control": "no-store"})
 
 

@@ -22,11 +22,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from server.formats.urls import redact_path
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("abrkit_request_id", str)
 LOG_EXTRA = web.RequestKey("abrkit_log_extra", dict)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_TOKEN_IN_PATH = re.compile(r"^/s/[^/]+/")
 
 access_log = logging.getLogger("abrkit.access")
 
@@ -53,11 +54,6 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 def request_id(request: web.Request) -> str:
     return str(request.get(REQUEST_ID) or "-")
-
-
-def redact_path(path: str) -> str:
-    """Signed-URL tokens are credentials: keep them out of logs."""
-    return _TOKEN_IN_PATH.sub("/s/<token>/", path)
 
 
 class JsonAccessLogger(AbstractAccessLogger):

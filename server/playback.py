@@ -1,7 +1,7 @@
 """The playback API (the steering role): which edges should serve this session, with signed URLs.
 
 Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`, with the bearer
-`server.edge.internal_token(url_signing_key)`); one silent for
+`server.urlsign.internal_token(url_signing_key)`); one silent for
 `missed_heartbeats` intervals leaves the ranking. A title's edges are ranked by cost: rendezvous
 (highest-random-weight) hashing of the title over edge ids gives cache affinity that moves only
 1/N of titles when an edge comes or goes (Thaler & Ravishankar 1998), traded off against reported
@@ -22,8 +22,8 @@ from aiohttp import web
 
 from server import urlsign
 from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
-from server.config import TITLE_RE, PlaybackConfig, SteeringWeights
-from server.edge import internal_token
+from server.config import PlaybackConfig, SteeringWeights
+from server.formats.names import is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler
 
@@ -144,7 +144,7 @@ async def _start_playback(request: web.Request) -> web.Response:
         return unauthorized(exc)
     title = request.match_info["title"]
     add_log_fields(request, sub=claims.subject, title=title)
-    if not TITLE_RE.match(title):
+    if not is_valid_title(title):
         return json_error(404, "unknown title")
     # Entitlement before existence, so a user cannot probe the catalogue for titles they may not see.
     if not claims.entitled_to(title):
@@ -198,7 +198,7 @@ def create_app(config: PlaybackConfig, *, tokens: TokenService | None = None, mo
     app = web.Application(middlewares=common_middlewares(config.allowed_origins), client_max_size=256 * 1024)
     registry = EdgeRegistry(stale_after_s=config.heartbeat_s * config.missed_heartbeats, max_edges=config.max_edges)
     app[_RUNTIME] = _Runtime(config=config, registry=registry, monotonic=monotonic, wall=wall,
-                             edge_secret=internal_token(config.url_signing_key).encode())
+                             edge_secret=urlsign.internal_token(config.url_signing_key).encode())
     app[TOKENS] = tokens or TokenService(config.tokens)
     app[METRICS] = Metrics()
     app.router.add_post("/playback/{title}", _start_playback)

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from server.config import load_secrets, load_stack_config, stack_config_from_json
+from server.formats.urls import url_host
 from server.stack import (
     READY_LINE,
     bind_socket,
@@ -29,7 +30,6 @@ from server.stack import (
     requested_port,
     service_kind,
     service_names,
-    url_host,
 )
 
 

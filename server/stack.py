@@ -48,6 +48,7 @@ from server.config import (
     store_demo_password,
     update_users,
 )
+from server.formats.urls import url_host
 from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
 
 log = logging.getLogger("abrkit.stack")
@@ -66,15 +67,6 @@ def service_names(config: StackConfig) -> list[str]:
 
 def service_kind(name: str) -> str:
     return "edge" if name.startswith("edge-") else name
-
-
-def url_host(host: str) -> str:
-    """The host to put in URLs for a bind address (a wildcard bind is reached via loopback here)."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

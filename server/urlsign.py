@@ -5,19 +5,21 @@ against the MPD carries it (a query string would be lost on relative resolution)
 `base64url(payload) "." base64url(HMAC-SHA256(key, payload))` with payload JSON
 `{"p": "/<title>/", "exp": <unix s>, "sid": "<session id>"}` and grants GET/HEAD on every path
 under the prefix until `exp`. Compare the CDN URL-signing schemes (CloudFront, Akamai EdgeAuth).
+The same key also derives `internal_token`, the bearer of the services' `/internal/*` endpoints.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass
 
-SIGNED_PREFIX = "/s/"
+from server.formats.b64 import b64url_decode, b64url_encode
+from server.formats.urls import SIGNED_PREFIX
+
 MAX_TOKEN_CHARS = 1024
+INTERNAL_TOKEN_CONTEXT = b"abrkit-edge-internal"
 
 
 class SignatureError(ValueError):
@@ -33,14 +35,10 @@ class UrlGrant:
     session_id: str
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _b64decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(text)
+    except ValueError:
         raise SignatureError("token is not valid base64url") from None
 
 
@@ -51,7 +49,7 @@ def sign(key: bytes, grant: UrlGrant) -> str:
     payload = json.dumps({"p": grant.path_prefix, "exp": grant.expires_at, "sid": grant.session_id},
                          separators=(",", ":"), sort_keys=True).encode()
     mac = hmac.new(key, payload, hashlib.sha256).digest()
-    return f"{_b64encode(payload)}.{_b64encode(mac)}"
+    return f"{b64url_encode(payload)}.{b64url_encode(mac)}"
 
 
 def verify(key: bytes, token: str, *, now: float) -> UrlGrant:
@@ -101,3 +99,10 @@ def check_path(key: bytes, path: str, *, now: float) -> tuple[UrlGrant, str]:
     if not content_path.startswith(grant.path_prefix):
         raise SignatureError("URL token does not cover this path")
     return grant, content_path
+
+
+def internal_token(url_signing_key: bytes) -> str:
+    """The bearer secret of the services' `/internal/*` endpoints (edge heartbeats to the playback API;
+    fault injection and pre-positioning on an edge). Derived from the URL-signing key under its own
+    context, so holding it does not let anyone sign URLs."""
+    return b64url_encode(hmac.new(url_signing_key, INTERNAL_TOKEN_CONTEXT, hashlib.sha256).digest())

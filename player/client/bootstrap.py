@@ -13,8 +13,6 @@ Keys never appear in logs, reprs or error messages.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import re
 import time
@@ -27,7 +25,8 @@ from player.client.fetch import Fetcher, FetchError
 from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
 from player.errors import CliError
 from player.video import Video, video_from_title
-from server.packager import parse_segments_json
+from server.formats.b64 import b64url_decode, b64url_encode
+from server.formats.segments import parse_segments_json
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -51,14 +50,10 @@ class PlaybackSource:
     timings_s: Mapping[str, float] = field(default_factory=dict)  # wall seconds of each bootstrap step
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _b64url_decode(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(text)
+    except ValueError:
         raise BootstrapError("license response: a key is not valid base64url") from None
 
 
@@ -162,7 +157,7 @@ async def fetch_sizes(fetcher: Fetcher, manifest_url: str, manifest_urls: Sequen
 
 async def request_license(fetcher: Fetcher, license_url: str, kids_hex: Sequence[str], token: str | None) -> dict[str, str]:
     """EME ClearKey license request; returns KID hex -> key hex for exactly the KIDs asked."""
-    body = {"kids": [_b64url(bytes.fromhex(k)) for k in kids_hex], "type": "temporary"}
+    body = {"kids": [b64url_encode(bytes.fromhex(k)) for k in kids_hex], "type": "temporary"}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     headers["CMCD-Object"] = "ot=k"
     data = await _json(fetcher, "license request", [license_url], json_body=body, headers=headers)

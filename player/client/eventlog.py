@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from player.client.fetch import redact_url
+from server.formats.urls import redact_url
 
 
 class EventLog:

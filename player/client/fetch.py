@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from server.formats.urls import redact_url
+
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -232,13 +234,3 @@ class _Transient(Exception):
 class _Permanent(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
-
-
-def redact_url(url: str) -> str:
-    """Signed-URL tokens are credentials; error messages show the path without them."""
-    parts = urlsplit(url)
-    path = parts.path
-    if path.startswith("/s/"):
-        _, _, rest = path[3:].partition("/")
-        path = "/s/<token>/" + rest
-    return f"{parts.scheme}://{parts.netloc}{path}" if parts.netloc else path

@@ -23,13 +23,13 @@ from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from player.client.bootstrap import PlaybackSource, edge_alternatives, range_header
-from player.client.cmcd import cmcd_headers
 from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
 from player.client.mpd import Representation
 from player.errors import CliError
 from player.media.decoder import DECODE_MODES  # re-exported: PlayerConfig.decode takes the decoder's modes
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
+from server.formats.cmcd import cmcd_headers
 
 
 class PlaybackError(CliError):

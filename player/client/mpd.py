@@ -12,7 +12,6 @@ import binascii
 import math
 import re
 import statistics
-import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +24,8 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
-from server.packaging.mpd import CENC_NS, CLEARKEY_SCHEME, MPD_NS  # the namespaces our packager writes
+from server.formats.boxes import Mp4FormatError, read_sidx
+from server.formats.dash import CENC_NS, CLEARKEY_SCHEME, MPD_NS
 
 # Limits against hostile manifests. A segment costs ~300 bytes in memory and each further BaseURL
 # choice ~100 more, so the default budget of segment URLs keeps a parsed MPD under ~80 MB (24 h of
@@ -1103,61 +1103,17 @@ def parse_sidx(
     `start_s` is the presentation time of media time 0 (Period start minus presentationTimeOffset).
     Byte ranges are absolute in the resource. Hierarchical indexes are not supported.
     """
-    position = 0
-    while True:
-        if position + 8 > len(data):
-            raise MpdError("no sidx box in the index data")
-        size, box_type = struct.unpack_from(">I4s", data, position)
-        header = 8
-        if size == 1:
-            if position + 16 > len(data):
-                raise MpdError("truncated box header in the index data")
-            size = struct.unpack_from(">Q", data, position + 8)[0]
-            header = 16
-        elif size == 0:
-            size = len(data) - position
-        if size < header or position + size > len(data):
-            raise MpdError(f"box {box_type!r} at byte {offset + position} is truncated or has a bad size {size}")
-        if box_type == b"sidx":
-            break
-        position += size
-    body = memoryview(data)[position + header : position + size]
     try:
-        version = body[0]
-        timescale, = struct.unpack_from(">I", body, 8)
-        if version == 0:
-            earliest, first_offset = struct.unpack_from(">II", body, 12)
-            cursor = 20
-        else:
-            earliest, first_offset = struct.unpack_from(">QQ", body, 12)
-            cursor = 28
-        count, = struct.unpack_from(">H", body, cursor + 2)
-        cursor += 4
-        if timescale == 0:
-            raise MpdError("sidx timescale is 0")
-        if cursor + 12 * count > len(body):
-            raise MpdError(f"sidx lists {count} references but holds only {(len(body) - cursor) // 12}")
-        segments = []
-        first_byte = offset + position + size + first_offset  # offsets count from the byte after the sidx
-        time = earliest
-        for k in range(count):
-            word, duration = struct.unpack_from(">II", body, cursor + 12 * k)
-            if word >> 31:
-                raise MpdError("hierarchical sidx (a reference to another sidx) is not supported")
-            referenced_size = word & 0x7FFF_FFFF
-            if referenced_size == 0:
-                raise MpdError(f"sidx reference {k} has size 0")
-            segments.append(
-                SegmentRef(
-                    number=first_number + k,
-                    start_s=start_s + time / timescale,
-                    duration_s=duration / timescale,
-                    urls=urls,
-                    byte_range=(first_byte, first_byte + referenced_size - 1),
-                )
-            )
-            first_byte += referenced_size
-            time += duration
-    except (IndexError, struct.error):
-        raise MpdError("the sidx box is truncated") from None
-    return segments
+        index = read_sidx(data, offset)
+    except Mp4FormatError as exc:
+        raise MpdError(str(exc)) from None
+    return [
+        SegmentRef(
+            number=first_number + k,
+            start_s=start_s + ref.start_ticks / index.timescale,
+            duration_s=ref.duration_ticks / index.timescale,
+            urls=urls,
+            byte_range=(ref.first_byte, ref.first_byte + ref.size_bytes - 1),
+        )
+        for k, ref in enumerate(index.references)
+    ]

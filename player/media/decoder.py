@@ -21,7 +21,7 @@ import numpy as np
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from server.packaging.mp4split import Mp4FormatError, iter_boxes
+from server.formats.boxes import Mp4FormatError, iter_boxes
 
 DecodeMode = Literal["all", "keyframes", "none"]
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]

@@ -41,6 +41,7 @@ from player.research.sim import LatencyLookup, SessionResult, SimProfile, downlo
 from player.research.sweep import trace_keys
 from player.session import SegmentRecord
 from player.video import Video, load_packaged_video, load_video
+from server.formats.names import is_valid_title
 
 MODES = ("sim", "emulate")
 RESULTS_NAME = "results.jsonl"
@@ -100,14 +101,12 @@ def open_content(spec: str, *, cache_dir: Path, notify: Notify = _stderr) -> Con
 
 def check_emulatable(content: Content) -> Path:
     """The title directory emulation serves, or one clear error saying why there is none."""
-    from server.config import TITLE_RE
-
     if content.title_dir is None:
         raise CliError(f"emulation needs a packaged title (abrkit package); {content.video.name!r} is a "
                        "Pensieve/Sabre video with sizes only: use --mode sim")
     if not (content.title_dir / "manifest.mpd").is_file():
         raise CliError(f"{content.title_dir}: no manifest.mpd, so it cannot be served for emulation")
-    if not TITLE_RE.match(content.title_dir.name):
+    if not is_valid_title(content.title_dir.name):
         raise CliError(f"{content.title_dir}: the directory name is not a valid title name")
     return content.title_dir
 

@@ -1,102 +1,21 @@
 """ISO BMFF (ISO/IEC 14496-12) box reading for fragmented MP4: split into init + media segments.
 
-Only what packaging and its tests need: walk boxes, read the track header of an init segment
-(timescale, codec string, size, encryption), read fragment timing (tfdt/trun), and build/insert
-a `pssh` box (ISO/IEC 23001-7 section 8.1). Every reader checks sizes and raises `Mp4FormatError`.
+Only what packaging and its tests need, on the box walker of `server.formats.boxes`: read the track
+header of an init segment (timescale, codec string, size, encryption), read fragment timing
+(tfdt/trun), and build/insert a `pssh` box (ISO/IEC 23001-7 section 8.1). Every reader checks
+sizes and raises `Mp4FormatError`.
 """
 
 from __future__ import annotations
 
-import mmap
 import struct
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-Buffer = bytes | bytearray | memoryview | mmap.mmap
+from server.formats.boxes import Box, Buffer, Mp4FormatError, children, find_box, find_boxes, iter_boxes
 
-# Bytes to skip inside a box before its children start (full-box header, sample-entry fields).
-_CHILD_OFFSET = {
-    "moov": 0, "trak": 0, "mdia": 0, "minf": 0, "stbl": 0, "mvex": 0, "edts": 0, "dinf": 0,
-    "moof": 0, "traf": 0, "sinf": 0, "schi": 0, "udta": 0, "mfra": 0,
-    "stsd": 8,  # version/flags + entry_count
-    "meta": 4,
-    # VisualSampleEntry: 8 (SampleEntry) + 70; AudioSampleEntry: 8 + 20 (14496-12 section 12.1/12.2).
-    "avc1": 78, "avc3": 78, "encv": 78, "hvc1": 78, "hev1": 78,
-    "mp4a": 28, "enca": 28,
-}
 _SYNC_NON_SYNC_FLAG = 0x00010000  # sample_is_non_sync_sample in sample flags (section 8.8.3.1)
-
-W3C_COMMON_SYSTEM_ID = uuid.UUID("1077efec-c0b2-4d02-ace3-3c1e52e2fb4b")
-
-
-class Mp4FormatError(ValueError):
-    """The bytes are not the fragmented MP4 we expect (truncated, malformed or unsupported)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    """One box: its four-character type and where it sits in the buffer (absolute offsets)."""
-
-    type: str
-    offset: int
-    size: int
-    header_size: int
-
-    @property
-    def payload_offset(self) -> int:
-        return self.offset + self.header_size
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-
-def iter_boxes(data: Buffer, start: int = 0, end: int | None = None) -> Iterator[Box]:
-    """Boxes laid end to end in data[start:end]; raises Mp4FormatError on a bad or truncated size."""
-    end = len(data) if end is None else end
-    pos = start
-    while pos < end:
-        if end - pos < 8:
-            raise Mp4FormatError(f"truncated box header at offset {pos}")
-        size, raw_type = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if end - pos < 16:
-                raise Mp4FormatError(f"truncated large-size box header at offset {pos}")
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:  # box extends to the end of its container
-            size = end - pos
-        if size < header or pos + size > end:
-            raise Mp4FormatError(f"box {raw_type!r} at offset {pos} has bad size {size}")
-        yield Box(raw_type.decode("latin-1"), pos, size, header)
-        pos += size
-
-
-def children(data: Buffer, box: Box) -> Iterator[Box]:
-    """Child boxes of a container box (or of a sample entry / stsd, skipping their fixed fields)."""
-    skip = _CHILD_OFFSET.get(box.type)
-    if skip is None:
-        raise Mp4FormatError(f"box {box.type!r} is not a container")
-    return iter_boxes(data, box.payload_offset + skip, box.end)
-
-
-def find_boxes(data: Buffer, path: str, within: Box | None = None) -> list[Box]:
-    """All boxes matching a slash path such as "moov/trak/mdia/mdhd", below `within` (or top level)."""
-    level = list(iter_boxes(data) if within is None else children(data, within))
-    names = path.split("/")
-    for depth, name in enumerate(names):
-        matched = [b for b in level if b.type == name]
-        if depth == len(names) - 1:
-            return matched
-        level = [child for b in matched for child in children(data, b)]
-    return []
-
-
-def find_box(data: Buffer, path: str, within: Box | None = None) -> Box | None:
-    found = find_boxes(data, path, within)
-    return found[0] if found else None
 
 
 def _require(data: Buffer, path: str, within: Box | None = None) -> Box:

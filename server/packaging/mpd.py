@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
-CENC_NS = "urn:mpeg:cenc:2013"
-DASHIF_NS = "https://dashif.org/CPS"
-PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
-MP4_PROTECTION_SCHEME = "urn:mpeg:dash:mp4protection:2011"
-CLEARKEY_SCHEME = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
-W3C_COMMON_SCHEME = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b"
-AUDIO_CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
-ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+from server.formats.dash import (
+    AUDIO_CHANNEL_SCHEME,
+    CENC_NS,
+    CLEARKEY_SCHEME,
+    DASHIF_NS,
+    MP4_PROTECTION_SCHEME,
+    MPD_NS,
+    PROFILE_LIVE,
+    ROLE_SCHEME,
+    W3C_COMMON_SCHEME,
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

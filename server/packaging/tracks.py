@@ -24,14 +24,8 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from server.packaging.mp4split import (
-    Fragment,
-    InitInfo,
-    Mp4FormatError,
-    append_to_moov,
-    parse_init,
-    split_fragmented_mp4,
-)
+from server.formats.boxes import Mp4FormatError
+from server.packaging.mp4split import Fragment, InitInfo, append_to_moov, parse_init, split_fragmented_mp4
 from server.packaging.planes import copy_frame
 
 FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof"

@@ -22,11 +22,11 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from server.edge import EDGE, EdgeConfig, RunningEdge, internal_token, parse_cmcd, parse_range, start_edge
+from server.edge import EDGE, EdgeConfig, RunningEdge, parse_range, start_edge
+from server.formats.dash import LAURL_PLACEHOLDER
 from server.origin import OriginConfig
 from server.origin import create_app as create_origin_app
-from server.packager import LAURL_PLACEHOLDER
-from server.urlsign import UrlGrant, sign, signed_path
+from server.urlsign import UrlGrant, internal_token, sign, signed_path
 
 KEY = b"edge-tests-url-signing-key-32by!"
 TITLE = "demo"
@@ -487,25 +487,6 @@ async def test_malformed_cmcd_is_logged_and_never_fails_the_request(
     await wait_until(lambda: any("cmcd_error" in line for line in access_lines))
     line = next(line for line in access_lines if "cmcd_error" in line)
     assert "bl" in line["cmcd_error"] and line["cmcd"] == {"br": 3200}
-
-
-@pytest.mark.parametrize(("payload", "expected"), [
-    ('br=3200,bs,d=4004,ot=av,sid="a,b\\"c"', {"br": 3200, "bs": True, "d": 4004, "ot": "av", "sid": 'a,b"c'}),
-    ("pr=1.25, tb=6000", {"pr": 1.25, "tb": 6000}),
-    ('com.example-x="y",com.example-n=5', {"com.example-x": "y", "com.example-n": 5}),
-    ("", {}),
-])
-def test_parse_cmcd_types_values_as_cta_5004_says(payload: str, expected: dict[str, object]) -> None:
-    assert parse_cmcd(payload) == expected
-
-
-@pytest.mark.parametrize("payload", [
-    "br=fast", "sid=unquoted", 'ot="v"', "ot=q", "bs=1", "br=1,", "br=1,,bl=2", "br=1;bl=2", "unknownkey=1",
-    "br=1,br=2", 'sid="no end', 'cid="' + "x" * 65 + '"', "x" * 5000,
-])
-def test_parse_cmcd_rejects_malformed_payloads(payload: str) -> None:
-    with pytest.raises(ValueError):
-        parse_cmcd(payload)
 
 
 # --- no open proxy, no traversal --------------------------------------------------------------------

@@ -29,11 +29,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from server.config import RateLimitPolicy, Secrets, StackConfig, load_secrets
-from server.edge import internal_token
 from server.faults import FAULTS_PATH
 from server.httpapi import BODY_READ_TIMEOUT_S
 from server.stack import IDLE_TIMEOUT_S, build_app, ensure_demo_user, init_stack_config, make_runner, start_stack
-from server.urlsign import UrlGrant, sign
+from server.urlsign import UrlGrant, internal_token, sign
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -19,33 +19,23 @@ import pytest
 from defusedxml import ElementTree as SafeET
 
 from player.cli import main as cli_main
+from server.formats.boxes import Mp4FormatError, find_box, find_boxes, iter_boxes
+from server.formats.dash import LAURL_PLACEHOLDER, W3C_COMMON_SYSTEM_ID
+from server.formats.segments import load_segments_json
 from server.packager import (
     DEFAULT_LADDER,
-    LAURL_PLACEHOLDER,
     PackageConfig,
     Rung,
     default_cache_dir,
     ensure_demo_title,
     fit_ladder,
-    load_segments_json,
     package,
     package_source,
     parse_ladder,
 )
 from server.packaging import quality
 from server.packaging.demo import DemoClip, DemoClipConfig, write_demo_source
-from server.packaging.mp4split import (
-    W3C_COMMON_SYSTEM_ID,
-    Mp4FormatError,
-    append_to_moov,
-    build_pssh,
-    find_box,
-    find_boxes,
-    iter_boxes,
-    parse_init,
-    parse_pssh,
-    split_fragmented_mp4,
-)
+from server.packaging.mp4split import append_to_moov, build_pssh, parse_init, parse_pssh, split_fragmented_mp4
 from server.packaging.source import AudioChunk, DemoSource, FileSource, VideoChunk
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from yarl import URL
 from server import playback, urlsign
 from server.auth import TokenService
 from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
-from server.edge import internal_token
 from server.playback import EdgeStatus, rank_edges, rendezvous_weight
+from server.urlsign import internal_token
 
 from .stack_helpers import fake_title, token_policy
 

@@ -16,8 +16,8 @@ import av
 import numpy as np
 import pytest
 
-from player.client.mpd import CLEARKEY_SCHEME, MAX_MPD_BYTES, Manifest, MpdError, Representation, parse_mpd, parse_sidx
-from server.packager import LAURL_PLACEHOLDER
+from player.client.mpd import MAX_MPD_BYTES, Manifest, MpdError, Representation, parse_mpd, parse_sidx
+from server.formats.dash import CLEARKEY_SCHEME, LAURL_PLACEHOLDER
 from tests.conftest import PackagedTitles
 
 DATA = Path(__file__).parent / "data"

@@ -26,7 +26,7 @@ from player.media.decoder import (
     FrameConverter,
     SegmentDecoder,
 )
-from server.packager import TitleSegments
+from server.formats.segments import TitleSegments
 from tests.conftest import PackagedTitles
 
 VIDEO_IDS = ("v216p", "v360p", "v540p")
