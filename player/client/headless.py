@@ -27,7 +27,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
 from player.client.mpd import Representation
 from player.errors import CliError
-from player.media.decoder import DECODE_MODES  # re-exported: PlayerConfig.decode takes the decoder's modes
+from player.media.modes import DECODE_MODES
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 from server.formats.cmcd import cmcd_headers
 

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from abr.registry import make, names
 from player.client.bootstrap import parse_key_args
-from player.client.headless import DECODE_MODES, PlayerConfig
+from player.client.headless import PlayerConfig
 from player.errors import CliError
+from player.media.modes import DECODE_MODES
 
 if TYPE_CHECKING:
     pass

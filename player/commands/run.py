@@ -9,8 +9,8 @@ from pathlib import Path
 
 from abr.registry import names
 from netsim.sources import open_traces
-from player.client.headless import DECODE_MODES
 from player.errors import CliError
+from player.media.modes import DECODE_MODES
 from player.research.sim import PROFILES, profile
 
 MODE_CHOICES = {"sim": ("sim",), "emulate": ("emulate",), "both": ("sim", "emulate")}

@@ -21,13 +21,12 @@ import numpy as np
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from player.media.modes import DECODE_MODES, DecodeMode
 from server.formats.boxes import Mp4FormatError, iter_boxes
 
-DecodeMode = Literal["all", "keyframes", "none"]
 ThreadType = Literal["AUTO", "FRAME", "SLICE", "NONE"]
 RgbFormat = Literal["rgba", "bgra", "rgb24", "bgr24"]
 
-DECODE_MODES: tuple[DecodeMode, ...] = ("all", "keyframes", "none")
 _BYTES_PER_PIXEL: dict[str, int] = {"rgba": 4, "bgra": 4, "rgb24": 3, "bgr24": 3}
 _NUMPY_SAMPLE_TYPES: dict[str, str] = {"u8": "u1", "s16": "<i2", "s32": "<i4", "flt": "<f4", "dbl": "<f8", "s64": "<i8"}
 _KEY_RE = re.compile(r"[0-9a-fA-F]{32}")

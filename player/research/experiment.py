@@ -35,8 +35,9 @@ from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, PlayTarget, play_headless
-from player.client.headless import DECODE_MODES, PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackReport, PlayerConfig
 from player.errors import CliError
+from player.media.modes import DECODE_MODES
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step, simulate
 from player.research.sweep import trace_keys
 from player.session import SegmentRecord
