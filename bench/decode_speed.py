@@ -29,8 +29,9 @@ import av
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from player.media.decoder import AudioDecoder, DecoderConfig, DecodeResult, FrameConverter, SegmentDecoder  # noqa: E402
+from server.config import default_cache_dir  # noqa: E402
 from server.formats.segments import load_segments_json  # noqa: E402
-from server.packager import default_cache_dir, ensure_demo_title  # noqa: E402
+from server.packager import ensure_demo_title  # noqa: E402
 
 
 def _segments(rep_dir: Path) -> tuple[bytes, list[bytes]]:

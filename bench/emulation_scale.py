@@ -42,7 +42,8 @@ from netsim.trace import Trace  # noqa: E402
 from player.research.experiment import Content, ExperimentConfig, Row, open_content, run_experiment  # noqa: E402
 from player.research.experiment_report import compare, ok_rows, sim_emulation_gaps  # noqa: E402
 from player.research.sim import profile  # noqa: E402
-from server.packager import PackageConfig, default_cache_dir, package_source, parse_ladder  # noqa: E402
+from server.config import default_cache_dir  # noqa: E402
+from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig  # noqa: E402
 from server.packaging.source import DemoSource  # noqa: E402
 

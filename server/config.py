@@ -541,6 +541,16 @@ def default_config_path() -> Path:
     return Path(xdg).expanduser() / "abrkit" / "stack.json"
 
 
+def default_cache_dir() -> Path:
+    """Where packaged demo titles and other caches live: $ABRKIT_CACHE, else $XDG_CACHE_HOME/abrkit,
+    else ~/.cache/abrkit."""
+    explicit = os.environ.get("ABRKIT_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "abrkit"
+
+
 def with_overrides(config: StackConfig, **changes: Any) -> StackConfig:
     """`config` with the non-None `changes` applied (CLI flags over the file)."""
     return replace(config, **{k: v for k, v in changes.items() if v is not None})

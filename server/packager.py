@@ -586,15 +586,6 @@ def _dash_bandwidth_bps(sizes: Sequence[int], durations_s: Sequence[float], min_
 
 
 # --------------------------------------------------------------------------- demo title
-def default_cache_dir() -> Path:
-    """$ABRKIT_CACHE, else $XDG_CACHE_HOME/abrkit, else ~/.cache/abrkit."""
-    explicit = os.environ.get("ABRKIT_CACHE")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "abrkit"
-
-
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on `path` (created if missing) for the duration of the block."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import secrets as _secrets
@@ -48,8 +49,10 @@ from server.config import (
     store_demo_password,
     update_users,
 )
+from server.faults import FAULTS_PATH
 from server.formats.urls import url_host
 from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
+from server.urlsign import UrlGrant, internal_token, sign, signed_path
 
 log = logging.getLogger("abrkit.stack")
 
@@ -183,6 +186,17 @@ def ensure_demo_user(config: StackConfig) -> Credentials:
     update_users(config.config_path, lambda u: u.__setitem__(DEMO_USERNAME, record))
     store_demo_password(secrets_path, password)
     return Credentials(username=DEMO_USERNAME, password=password)
+
+
+def ensure_demo_title(content_root: Path, *, progress: bool = False) -> Path:
+    """The demo title's directory under `content_root`, packaged on first use and cached after.
+
+    Here so that the player's demos and QoE runs, which may start a local stack, need not import
+    the packager (or PyAV, which it loads only for this call); see tests/test_import_rules.py.
+    """
+    from server.packager import ensure_demo_title as package_demo_title
+
+    return package_demo_title(content_root, progress=progress)
 
 
 def init_stack_config(config: StackConfig) -> None:
@@ -360,6 +374,26 @@ class RunningStack:
 
     def alive(self, name: str) -> bool:
         return self._services[name].alive()
+
+    # -- what a client of the stack's internals needs (the chaos runner, tests) --
+
+    @functools.cached_property
+    def _url_signing_key(self) -> bytes:
+        return load_secrets(self.config.resolved_secrets_path).url_signing_key
+
+    def internal_headers(self) -> dict[str, str]:
+        """The header that opens the services' `/internal/*` endpoints (faults, pre-positioning) to a
+        client that is not on loopback."""
+        return {"Authorization": f"Bearer {internal_token(self._url_signing_key)}"}
+
+    def signed_url(self, service: str, title: str, relative: str, *, session_id: str, ttl_s: int = 3600) -> str:
+        """`service`'s URL for `/<title>/<relative>`, signed as the playback API signs it, valid `ttl_s`."""
+        grant = UrlGrant(path_prefix=f"/{title}/", expires_at=int(time.time()) + ttl_s, session_id=session_id)
+        return self.url(service) + signed_path(sign(self._url_signing_key, grant), f"/{title}/{relative}")
+
+    def fault_url(self, service: str) -> str:
+        """Where to POST (set), GET (read) or DELETE (clear) a fault on an edge (docs/CHAOS.md)."""
+        return self.url(service) + FAULTS_PATH
 
     async def kill_service(self, name: str) -> None:
         """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`."""

@@ -86,9 +86,8 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
 @contextlib.asynccontextmanager
 async def _demo_stack() -> AsyncIterator[tuple[str, str, str]]:
     """An embedded stack with the demo title on free ports: (gateway URL, user, password)."""
-    from server.config import StackConfig
-    from server.packager import default_cache_dir, ensure_demo_title
-    from server.stack import start_stack_with_demo_user
+    from server.config import StackConfig, default_cache_dir
+    from server.stack import ensure_demo_title, start_stack_with_demo_user
 
     root = default_cache_dir()
     content = root / "content"

@@ -85,10 +85,11 @@ async def _run(args: argparse.Namespace, config: ChaosConfig) -> ChaosReport:
         if not (content / title / "manifest.mpd").is_file():
             raise CliError(f"no packaged title {title!r} under {content} (missing manifest.mpd)")
     else:
-        from server.packager import DEMO_TITLE, default_cache_dir, ensure_demo_title
+        from server.config import default_cache_dir
+        from server.stack import ensure_demo_title
 
-        content, title = default_cache_dir() / "content", DEMO_TITLE
-        await asyncio.to_thread(ensure_demo_title, content)
+        content = default_cache_dir() / "content"
+        title = (await asyncio.to_thread(ensure_demo_title, content)).name
     out = args.out.expanduser().resolve() if args.out is not None else None
     with tempfile.TemporaryDirectory(prefix="abrkit-chaos-") as tmp:
         stack_config = ChaosStackConfig(content_root=content, work_dir=Path(tmp),

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from player.research.experiment import ExperimentConfig, check_abrs, open_content, run_experiment
     from player.research.experiment_report import sim_emulation_gaps, summaries, write_report
     from player.research.sweep_report import format_table
-    from server.packager import default_cache_dir
+    from server.config import default_cache_dir
 
     abrs = parse_spec_list(args.abr)
     if args.workers < 0:

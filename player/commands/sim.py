@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     workers = os.cpu_count() or 1 if args.workers == 0 else args.workers
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
-    from server.packager import default_cache_dir
+    from server.config import default_cache_dir
 
     config = SweepConfig(
         abrs=abrs, profile=profile(args.profile), qoe=args.qoe, workers=workers,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import re
 import time
@@ -33,11 +32,8 @@ from player.client.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_o
 from player.client.harness import LinkConfig, PlayTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.session import SessionConfig
-from server.config import StackConfig, load_secrets
-from server.edge import internal_token
-from server.faults import FAULTS_PATH
+from server.config import StackConfig
 from server.stack import RunningStack, start_stack_with_demo_user
-from server.urlsign import UrlGrant, sign, signed_path
 
 # Lines in a service log that mean a bug, not a handled failure.
 _LOG_PROBLEM = re.compile(r"Traceback \(most recent call last\)|unhandled error|Task exception was never retrieved"
@@ -210,19 +206,9 @@ class ChaosRun:
         best = max(votes, key=lambda h: votes[h]) if votes else urls[0]
         return f"edge-{urls.index(best)}" if best in urls else "edge-0"
 
-    @functools.cached_property
-    def _url_signing_key(self) -> bytes:
-        """The stack's URL-signing key, read from its secrets file once per run."""
-        return load_secrets(self.stack.config.resolved_secrets_path).url_signing_key
-
-    def internal_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {internal_token(self._url_signing_key)}"}
-
     def signed_url(self, edge: str, relative: str) -> str:
         """A URL for `/<title>/<relative>` on `edge`, signed like the playback API's."""
-        token = sign(self._url_signing_key, UrlGrant(path_prefix=f"/{self.title}/", expires_at=int(time.time()) + 3600,
-                                                     session_id="chaos"))
-        return self.stack.url(edge) + signed_path(token, f"/{self.title}/{relative}")
+        return self.stack.signed_url(edge, self.title, relative, session_id="chaos")
 
     async def get(self, url: str, *, timeout_s: float = 10.0) -> tuple[int | None, float, str | None]:
         """(status or None, wall seconds, error) of one GET."""
@@ -294,11 +280,10 @@ async def _kill_edge(run: ChaosRun) -> None:
 
 async def _edge_fault(run: ChaosRun, fault: dict[str, Any]) -> None:
     victim = run.victim = run.edge_in_use()
-    base = run.stack.url(victim)
     wall_s = run.fault_s / run.config.speed
     run.start_fault()
-    async with run.http.post(base + FAULTS_PATH, json={**fault, "duration_s": wall_s},
-                             headers=run.internal_headers()) as resp:
+    async with run.http.post(run.stack.fault_url(victim), json={**fault, "duration_s": wall_s},
+                             headers=run.stack.internal_headers()) as resp:
         if resp.status != 200:
             raise RuntimeError(f"{victim} refused the fault: HTTP {resp.status} {await resp.text()}")
     # Probe the victim on the side: how its service looks during and after the fault.
@@ -312,7 +297,7 @@ async def _edge_fault(run: ChaosRun, fault: dict[str, Any]) -> None:
                             statuses=(status,)))
         await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
     run.end_fault()
-    async with run.http.get(base + FAULTS_PATH, headers=run.internal_headers()) as resp:
+    async with run.http.get(run.stack.fault_url(victim), headers=run.stack.internal_headers()) as resp:
         state = await resp.json()
     # Normal service: the first probe after the fault answered 200 without the added delay.
     normal_within_s = fault.get("delay_s", 0.0) / 2 + 0.25
@@ -645,7 +630,7 @@ async def _preposition(run: ChaosRun) -> list[dict[str, Any]]:
     results = []
     for url in run.stack.edge_urls:
         async with run.http.post(f"{url}/internal/preposition/{quote(run.title, safe='')}",
-                                 headers=run.internal_headers(), timeout=aiohttp.ClientTimeout(total=120)) as resp:
+                                 headers=run.stack.internal_headers(), timeout=aiohttp.ClientTimeout(total=120)) as resp:
             body = await resp.json()
             if resp.status != 200:
                 raise RuntimeError(f"pre-positioning {run.title} on {url} failed: {body}")

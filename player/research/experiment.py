@@ -79,7 +79,7 @@ def video_digest(video: Video) -> str:
 def open_content(spec: str, *, cache_dir: Path, notify: Notify = _stderr) -> Content:
     """A packaged title directory (or its segments.json), a Pensieve/Sabre video, or `demo`."""
     if spec == "demo":
-        from server.packager import ensure_demo_title
+        from server.stack import ensure_demo_title
 
         content_root = cache_dir / "content"
         if not (content_root / "demo" / "segments.json").is_file():

@@ -19,6 +19,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 
 from player.cli import main as cli_main
+from server.config import default_cache_dir
 from server.formats.boxes import Mp4FormatError, find_box, find_boxes, iter_boxes
 from server.formats.dash import LAURL_PLACEHOLDER, W3C_COMMON_SYSTEM_ID
 from server.formats.segments import load_segments_json
@@ -26,7 +27,6 @@ from server.packager import (
     DEFAULT_LADDER,
     PackageConfig,
     Rung,
-    default_cache_dir,
     ensure_demo_title,
     fit_ladder,
     package,

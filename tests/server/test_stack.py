@@ -92,6 +92,25 @@ async def test_embedded_stack_token_playback_manifest_license_segment(stack_conf
             assert resp.status == 404
 
 
+async def test_a_running_stack_signs_urls_and_opens_the_fault_hook_for_its_clients(stack_config: StackConfig) -> None:
+    async with start_stack(stack_config) as stack, aiohttp.ClientSession() as session:
+        url = stack.signed_url("edge-1", ENCRYPTED_TITLE, "manifest.mpd", session_id="test")
+        assert url.startswith(stack.url("edge-1") + "/s/") and url.endswith(f"/{ENCRYPTED_TITLE}/manifest.mpd")
+        async with session.get(url) as resp:
+            assert resp.status == 200
+        async with session.get(url.replace(f"/{ENCRYPTED_TITLE}/", "/clip/")) as resp:
+            assert resp.status == 403  # signed for the other title
+        fault = {"error_status": 503, "duration_s": 30}
+        async with session.post(stack.fault_url("edge-0"), json=fault) as resp:
+            assert resp.status == 403  # loopback alone does not open the hook
+        async with session.post(stack.fault_url("edge-0"), json=fault, headers=stack.internal_headers()) as resp:
+            assert resp.status == 200
+        async with session.get(stack.signed_url("edge-0", ENCRYPTED_TITLE, "manifest.mpd", session_id="t")) as resp:
+            assert resp.status == 503
+        async with session.delete(stack.fault_url("edge-0"), headers=stack.internal_headers()) as resp:
+            assert resp.status == 200
+
+
 async def test_license_outage_opens_the_gateway_breaker_and_recovery_closes_it(stack_config: StackConfig) -> None:
     config = replace(stack_config,
                      backend_overrides={"license": BackendPolicy(failure_threshold=2, reset_timeout_s=0.3)})
