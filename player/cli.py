@@ -1,9 +1,12 @@
-"""The `abrkit` command line: one console script, one module per subcommand in `player.commands`.
+"""The `abrkit` command line: one console script, one module per subcommand in `player.commands`
+(playback, simulation, research) or `server.commands` (the service's own: serve, edge, origin,
+package, user).
 
-Each module in `player/commands/` defines `register(subparsers) -> None`, which adds its parser and
-sets `func=run` (a callable taking the parsed namespace and returning an exit code). User errors are
-raised as `CliError` (or `ValueError`/`OSError` from bad input) and printed as one line, never as a
-traceback; `ABRKIT_DEBUG=1` shows the traceback for developers.
+Each command module defines `register(subparsers) -> None`, which adds its parser and sets
+`func=run` (a callable taking the parsed namespace and returning an exit code). User errors are
+raised as `CliError` or `server.commands.CommandError` (or `ValueError`/`OSError` from bad input)
+and printed as one line, never as a traceback; `ABRKIT_DEBUG=1` shows the traceback for developers.
+This module is the one place the player imports `server.commands` (tests/test_import_rules.py).
 """
 
 from __future__ import annotations
@@ -15,13 +18,28 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from player import commands as _commands
+from player import commands as _player_commands
 from player.errors import CliError
+from server import commands as _server_commands
+from server.commands import CommandError
+
+_COMMAND_PACKAGES = (_player_commands, _server_commands)
+
+
+def _command_modules() -> dict[str, str]:
+    """Command name -> the module that defines it (named like the command)."""
+    modules: dict[str, str] = {}
+    for package in _COMMAND_PACKAGES:
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name in modules:
+                raise RuntimeError(f"command {info.name!r} is defined in {modules[info.name]} and {package.__name__}")
+            modules[info.name] = f"{package.__name__}.{info.name}"
+    return modules
 
 
 def command_names() -> list[str]:
-    """Every subcommand (one module each in `player.commands`, named like the command)."""
-    return sorted(info.name for info in pkgutil.iter_modules(_commands.__path__))
+    """Every subcommand (one module each in `player.commands` or `server.commands`)."""
+    return sorted(_command_modules())
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -32,10 +50,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Adaptive-bitrate streaming toolkit: simulate, package, serve and play DASH.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_names():
+    modules = _command_modules()
+    for name in sorted(modules):
         if only is not None and name != only:
             continue
-        module = importlib.import_module(f"{_commands.__name__}.{name}")
+        module = importlib.import_module(modules[name])
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
@@ -58,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("abrkit: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, OSError) as exc:
+    except (CliError, CommandError, ValueError, OSError) as exc:
         if os.environ.get("ABRKIT_DEBUG"):
             raise
         print(f"abrkit {args.command}: error: {exc}", file=sys.stderr)

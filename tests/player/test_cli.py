@@ -32,3 +32,20 @@ def test_an_unknown_command_is_refused_naming_the_choices(capsys: pytest.Capture
         cli.main(["simm"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'simm'" in capsys.readouterr().err
+
+
+def test_the_servers_commands_are_found_in_server_commands_and_load_no_player_room() -> None:
+    assert {"serve", "edge", "origin", "package", "user"} <= set(cli.command_names())
+    code = ("import sys; from player import cli; "
+            "rc = cli.main(['user', '--config', sys.argv[1], 'list']); "
+            "loaded = sorted(m for m in sys.modules if m.startswith(('player.', 'server.'))); "
+            "assert rc == 0 and 'server.commands.user' in loaded, loaded; "
+            "rooms = [m for m in loaded if m.startswith(('player.client', 'player.media', 'player.research'))]; "
+            "assert not rooms and 'av' not in sys.modules, rooms")
+    subprocess.run([sys.executable, "-c", code, "/nonexistent/stack.json"], check=True, capture_output=True)
+
+
+def test_a_command_defined_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_COMMAND_PACKAGES", (cli._server_commands, cli._server_commands))
+    with pytest.raises(RuntimeError, match="is defined in server.commands"):
+        cli.command_names()

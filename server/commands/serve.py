@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from player.errors import CliError
+from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,12 +37,12 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
     """(StackConfig, whether it is the default demo setup)."""
     from server.config import (
         StackConfig,
+        default_cache_dir,
         default_config_path,
         save_stack_config,
         stack_config_from_json,
         with_overrides,
     )
-    from server.packager import default_cache_dir
 
     path = (args.config or default_config_path()).expanduser().resolve()
     demo_content = (default_cache_dir() / "content").resolve()
@@ -50,7 +50,7 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
     if path.exists():
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
-            raise CliError(f"{path}: expected a JSON object")
+            raise CommandError(f"{path}: expected a JSON object")
         needs_save = "content_root" not in data
         if needs_save:  # a users-only file from `abrkit user add`: complete it
             data["content_root"] = str(content or demo_content)
@@ -59,7 +59,7 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
             save_stack_config(config)
     else:
         if args.config is not None and content is None:
-            raise CliError(f"no stack file at {path}: pass --content DIR to create one")
+            raise CommandError(f"no stack file at {path}: pass --content DIR to create one")
         config = StackConfig(config_path=path, content_root=content or demo_content)
         save_stack_config(config)
     config = with_overrides(config, content_root=content, edges=args.edges, processes=args.processes,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_demo_title(config.content_root, progress=sys.stderr.isatty())
         credentials = ensure_demo_user(config)
     if not config.content_root.is_dir():
-        raise CliError(f"content root {config.content_root} does not exist")
+        raise CommandError(f"content root {config.content_root} does not exist")
     return asyncio.run(_serve(config, credentials))
 
 

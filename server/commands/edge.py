@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from player.errors import CliError
+from server.commands import CommandError
 from server.edge import EdgeConfig, serve
 
 KEY_ENV = "ABRKIT_URL_SIGNING_KEY"
@@ -54,14 +54,14 @@ def read_key(key_file: Path | None) -> bytes | None:
     try:
         return bytes.fromhex(text.strip())
     except ValueError:
-        raise CliError(f"${KEY_ENV} must be hex") from None
+        raise CommandError(f"${KEY_ENV} must be hex") from None
 
 
 def run(args: argparse.Namespace) -> int:
     key = read_key(args.key_file)
     if key is None:
         if not args.no_signature:
-            raise CliError(f"give the URL-signing key with --key-file or ${KEY_ENV} (or use --no-signature)")
+            raise CommandError(f"give the URL-signing key with --key-file or ${KEY_ENV} (or use --no-signature)")
         key = secrets.token_bytes(32)  # nothing is signed with it; it only keys /internal/* tokens
     config = EdgeConfig(
         edge_id=args.edge_id, origin_url=args.origin, url_signing_key=key, host=args.host, port=args.port,

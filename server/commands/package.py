@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from player.errors import CliError
+from server.commands import CommandError
 from server.packager import (
     DEMO_TITLE,
     X264_PRESETS,
@@ -58,9 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.demo and len(args.paths) != 1:
-        raise CliError("with --demo give only OUTDIR (usage: abrkit package --demo OUTDIR)")
+        raise CommandError("with --demo give only OUTDIR (usage: abrkit package --demo OUTDIR)")
     if not args.demo and len(args.paths) != 2:
-        raise CliError("give INPUT and OUTDIR (usage: abrkit package INPUT OUTDIR), or --demo OUTDIR")
+        raise CommandError("give INPUT and OUTDIR (usage: abrkit package INPUT OUTDIR), or --demo OUTDIR")
     config = PackageConfig(
         ladder=parse_ladder(args.ladder) if args.ladder else None,
         segment_s=args.segment_s,

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from player.errors import CliError
+from server.commands import CommandError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,11 +55,11 @@ def _read_password(from_stdin: bool) -> str:
     elif sys.stdin.isatty():
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
-            raise CliError("passwords differ")
+            raise CommandError("passwords differ")
     else:
-        raise CliError("no terminal to prompt for a password: use --password-stdin")
+        raise CommandError("no terminal to prompt for a password: use --password-stdin")
     if len(password) < 8:
-        raise CliError("password must be at least 8 characters")
+        raise CommandError("password must be at least 8 characters")
     return password
 
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         def add(users: dict[str, UserRecord]) -> None:
             if name in users and not args.force:
-                raise CliError(f"user {name} exists (use --force to replace, or `abrkit user set`)")
+                raise CommandError(f"user {name} exists (use --force to replace, or `abrkit user set`)")
             users[name] = record
 
         update_users(path, add)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     existing = read_users(path) if path.exists() else {}
     if name not in existing:
-        raise CliError(f"no user {name} in {path}")
+        raise CommandError(f"no user {name} in {path}")
     revocations = RevocationStore(_revocations_path(path))
     if args.action == "set":
         new_hash = None
