@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from player.client.mpd import MAX_BASE_URL_CHOICES, Manifest, MpdError, _Resolver, parse_mpd
+from player.client.mpd import MAX_BASE_URL_CHOICES, Manifest, MpdError, parse_mpd
+from player.client.mpd.addressing import _Resolver
 
 DATA = Path(__file__).parent / "data"
 SEEDS = {
