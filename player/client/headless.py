@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from abr.estimators import throughput_bps
 from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
@@ -302,7 +303,7 @@ class HeadlessPlayer:
         size = video.size_bytes + (audio.size_bytes if audio is not None else 0)
         record = self.session.on_download(now, size_bytes=size, ttfb_s=video.ttfb_s * self.config.speed,
                                           media_duration_s=segment.duration_s)
-        self._measured_bps = record.size_bytes * 8 / max(record.download_s, 1e-6)
+        self._measured_bps = throughput_bps(record.size_bytes, max(record.download_s, 1e-6))
         self._drain_session_events()
         if self.decoder is not None:
             self.decoder.submit("video", rep.id, index, video.body)

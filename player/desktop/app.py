@@ -28,7 +28,7 @@ from typing import Any
 
 import pyglet
 
-from abr.estimators import harmonic_mean
+from abr.estimators import harmonic_mean, throughput_bps
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.client.bootstrap import PlaybackSource
@@ -339,7 +339,7 @@ class PlayerThread:
     def _snapshot(self, player: HeadlessPlayer, qoe: dict[str, float] | None) -> PlayerSnapshot:
         session = player.session
         recent = session.records[-5:]
-        rates = [r.size_bytes * 8 / r.download_s for r in recent if r.download_s > 0]
+        rates = [throughput_bps(r.size_bytes, r.download_s) for r in recent if r.download_s > 0]
         throughput = harmonic_mean(rates) if rates else None
         decision = self.abr.last_decision
         return PlayerSnapshot(
