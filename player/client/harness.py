@@ -26,6 +26,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
 from player.errors import CliError
+from player.events import EventSink, emit_event
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,7 +111,7 @@ async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
-                        events: EventLog | None = None, decoder_factory: object | None = None,
+                        events: EventSink | None = None, decoder_factory: object | None = None,
                         player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer,
                         on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
@@ -134,7 +135,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         source = await _bootstrap(fetcher, play_target, gateway, user, password)
         if events is None:
             events = stack.enter_context(EventLog(log_path))
-        events.emit(0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
+        emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if callable(decoder_factory) else None
         player = player_factory(source, config, fetcher, events=events, decoder=decoder)
         if decoder is not None:

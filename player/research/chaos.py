@@ -32,6 +32,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_of
 from player.client.harness import LinkConfig, PlayTarget, play_headless
 from player.client.headless import PlayerConfig
+from player.events import SessionEvent
 from player.session import SessionConfig
 from server.config import StackConfig, load_secrets
 from server.edge import internal_token
@@ -153,11 +154,11 @@ class _ChaosLog(EventLog):
         self._clock = clock
         self.started_at_s: float | None = None
 
-    def emit(self, time_s: float, kind: str, **fields: Any) -> None:
-        if kind == "start" and self.started_at_s is None:
-            self.started_at_s = self._clock() - time_s
-        base = self.started_at_s if self.started_at_s is not None else self._clock() - time_s
-        super().emit(time_s, kind, chaos_t=round(base + time_s, 4), **fields)
+    def emit(self, event: SessionEvent) -> None:
+        if event.kind == "start" and self.started_at_s is None:
+            self.started_at_s = self._clock() - event.time_s
+        base = self.started_at_s if self.started_at_s is not None else self._clock() - event.time_s
+        self._write(event, {"chaos_t": round(base + event.time_s, 4)})
 
 
 @dataclass(kw_only=True)

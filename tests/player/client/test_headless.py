@@ -24,6 +24,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import Fetcher
 from player.client.harness import LinkConfig, PlayTarget, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
+from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
 from player.research.sim import PROFILES, run_session
 from player.video import load_packaged_video
@@ -82,7 +83,8 @@ async def test_plays_an_encrypted_title_through_the_stack_over_a_shaped_link(tmp
     assert set(report.bootstrap_s) == {"token_s", "playback_s", "manifest_s", "license_s"}
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
     kinds = {e["type"] for e in events}
-    assert {"bootstrap", "decision", "request", "download", "buffer", "play", "end"} <= kinds
+    assert {"bootstrap", "decision", "request", "download", "buffer", "play", "end"} <= kinds <= EVENT_KINDS
+    assert all(list(e)[:2] == ["t", "type"] for e in events)
     assert all("<token>" in e["url"] for e in events if e["type"] == "request" and "/s/" in e["url"])
     assert all(e["reason"] for e in events if e["type"] == "decision")
 
