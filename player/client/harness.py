@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -27,6 +28,7 @@ from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.events import EventSink, emit_event
+from player.media.protocol import Decoder
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,6 +41,18 @@ class PlayTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+# Builds the decoder for a bootstrapped source (None: no decoding).
+DecoderFactory = Callable[[PlaybackSource], Decoder]
+
+
+class PlayerFactory(Protocol):
+    """Builds the player for a bootstrapped source; `HeadlessPlayer` itself is one (the desktop
+    player's keeps a handle on the player for its controls)."""
+
+    def __call__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
+                 decoder: Decoder | None) -> HeadlessPlayer: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,8 +125,8 @@ async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
-                        events: EventSink | None = None, decoder_factory: object | None = None,
-                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer,
+                        events: EventSink | None = None, decoder_factory: DecoderFactory | None = None,
+                        player_factory: PlayerFactory = HeadlessPlayer,
                         on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
@@ -136,7 +150,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         if events is None:
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
-        decoder = decoder_factory(source) if callable(decoder_factory) else None
+        decoder = decoder_factory(source) if decoder_factory is not None else None
         player = player_factory(source, config, fetcher, events=events, decoder=decoder)
         if decoder is not None:
             await decoder.start(player.init_urls(), fetcher)
@@ -144,10 +158,20 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         return await player.run()
 
 
+def pipeline_factory(mode: str) -> DecoderFactory | None:
+    """The headless decoder for `--decode MODE` (`DecodePipeline`); None for `none`, which decodes
+    nothing (and so loads no PyAV)."""
+    if mode == "none":
+        return None
+    from player.media.pipeline import DecodePipeline
+
+    def factory(source: PlaybackSource) -> Decoder:
+        return DecodePipeline(source, mode=mode)
+
+    return factory
+
+
 async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
                            log: Path | None) -> PlaybackReport:
     """`play_headless` with the decoder `config.decode` asks for (the command-line default)."""
-    from player.media.pipeline import DecodePipeline
-
-    factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
-    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=pipeline_factory(config.decode))

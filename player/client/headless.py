@@ -31,6 +31,7 @@ from player.client.mpd import Representation
 from player.errors import CliError
 from player.events import EventSink, emit_event
 from player.media.decoder import DECODE_MODES  # re-exported: PlayerConfig.decode takes the decoder's modes
+from player.media.protocol import Decoder
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 
 
@@ -127,9 +128,9 @@ class HeadlessPlayer:
     """One playback session against real HTTP servers."""
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
-                 events: EventSink | None = None, decoder: Any | None = None,
+                 events: EventSink | None = None, decoder: Decoder | None = None,
                  abr: AbrAlgorithm | None = None, interactive: bool = False,
-                 on_seek: Callable[[float], None] | None = None) -> None:
+                 on_seek: Callable[[float], object] | None = None) -> None:
         self.source = source
         self.config = config
         self.fetcher = fetcher

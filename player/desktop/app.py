@@ -37,7 +37,9 @@ from player.client.harness import LinkConfig, PlayTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig, print_report
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
 from player.errors import CliError
+from player.events import EventSink
 from player.media.avsync import DesktopDecoder, FrameQueue, OffsetSummary, PcmBuffer, SyncStats, VideoFrame
+from player.media.protocol import Decoder
 
 # Tried in order; 'silent' keeps the clock running where there is no sound device (CI, Xvfb).
 AUDIO_DRIVERS = ("openal", "pulse", "xaudio2", "directsound", "silent")
@@ -310,12 +312,11 @@ class PlayerThread:
         self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
         return self.decoder
 
-    def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher,
-                     **kwargs: Any) -> HeadlessPlayer:
-        decoder = kwargs.get("decoder")
+    def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
+                     decoder: Decoder | None) -> HeadlessPlayer:
         on_seek = decoder.flush if isinstance(decoder, DesktopDecoder) else None
-        self.player = HeadlessPlayer(source, config, fetcher, abr=self.abr, interactive=True, on_seek=on_seek,
-                                     **kwargs)
+        self.player = HeadlessPlayer(source, config, fetcher, events=events, decoder=decoder, abr=self.abr,
+                                     interactive=True, on_seek=on_seek)
         return self.player
 
     def _started(self) -> None:

@@ -34,7 +34,7 @@ from abr.registry import make, parse_spec
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import LinkConfig, PlayTarget, pipeline_factory, play_headless
 from player.client.headless import DECODE_MODES, PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step, simulate
@@ -384,8 +384,6 @@ async def _lag_probe(lags_s: list[float], period_s: float = 0.05) -> None:
 
 async def _emulate_one(cell: Cell, trace: Trace, endpoint: StackEndpoint, settings: EmulationSettings, *,
                        delay_s: float) -> Row:
-    from player.media.pipeline import DecodePipeline
-
     await asyncio.sleep(delay_s)
     profile = settings.profile
     name, _ = parse_spec(cell.abr)
@@ -396,11 +394,10 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: StackEndpoint, settin
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
     target = PlayTarget(title=endpoint.title, gateway_url=endpoint.gateway_url, username=endpoint.username,
                         password=endpoint.password)
-    mode = settings.decode
-    factory = None if mode == "none" else (lambda source: DecodePipeline(source, mode=mode))
     started = time.monotonic()
     try:
-        report = await play_headless(target, config, link=link, events=EventLog(keep=False), decoder_factory=factory)
+        report = await play_headless(target, config, link=link, events=EventLog(keep=False),
+                                     decoder_factory=pipeline_factory(settings.decode))
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
         return {**_base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
