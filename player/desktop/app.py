@@ -33,7 +33,7 @@ from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.client.bootstrap import PlaybackSource
 from player.client.fetch import Fetcher
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import DemoTarget, LinkConfig, PlayTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig, print_report
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
 from player.errors import CliError
@@ -792,8 +792,7 @@ class DesktopApp:
         if self.user_paused:
             return "Paused"
         if self.backend.media is None:
-            target = self.backend.target
-            demo = target.url is None and target.title is None
+            demo = isinstance(self.backend.target, DemoTarget)
             return "Starting a local stack with the demo title" if demo else "Loading the stream"
         if snap is None or not snap.started:
             return "Loading"

@@ -30,7 +30,7 @@ from netsim.trace import Trace
 from player.client.bootstrap import BootstrapError, bootstrap_stack
 from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_of
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.events import SessionEvent
 from player.session import SessionConfig
@@ -447,7 +447,7 @@ async def _play(run: ChaosRun, index: int, out_dir: Path | None) -> SessionOutco
     run.logs.append(log)
     player = PlayerConfig(abr=cfg.abr, speed=cfg.speed, decode="none", audio=True,
                           session=SessionConfig(buffer_cap_s=cfg.buffer_cap_s))
-    target = PlayTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password)
+    target = TitleTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password)
     link = LinkConfig(trace=cfg.trace or synthetic.constant(3e6, duration_s=3600.0), rtt_ms=cfg.rtt_ms)
     report = None
     error = crashed = None
