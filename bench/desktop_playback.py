@@ -30,7 +30,10 @@ from aiohttp import web  # noqa: E402
 
 from player.client.harness import UrlTarget  # noqa: E402
 from player.client.headless import PlayerConfig  # noqa: E402
-from player.desktop.app import DesktopApp, DesktopConfig, DesktopUnavailable, xvfb_display  # noqa: E402
+from player.desktop import DesktopUnavailable  # noqa: E402
+from player.desktop.app import DesktopApp  # noqa: E402
+from player.desktop.config import DesktopConfig  # noqa: E402
+from player.desktop.xvfb import xvfb_display  # noqa: E402
 from server.origin import OriginConfig, create_app  # noqa: E402
 from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig  # noqa: E402

@@ -28,7 +28,10 @@ from abr.registry import make
 from abr.types import Decision, Ladder, Observation
 from player.client.harness import UrlTarget
 from player.client.headless import PlayerConfig
-from player.desktop.app import DesktopApp, DesktopConfig, LockableAbr, letterbox, xvfb_display
+from player.desktop.app import DesktopApp, letterbox
+from player.desktop.config import DesktopConfig
+from player.desktop.player_thread import LockableAbr
+from player.desktop.xvfb import xvfb_display
 from player.media.avsync import FrameQueue, PcmBuffer, SyncStats, VideoFrame
 from player.media.decoder import FrameConverter, SegmentDecoder
 from server.packager import PackageConfig, package_source, parse_ladder
@@ -313,7 +316,7 @@ def _key(name: str) -> int:
 @pytest.mark.desktop
 def test_no_display_is_a_clear_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    code = ("import sys\nfrom player.desktop.app import DesktopApp, DesktopUnavailable\n"
+    code = ("import sys\nfrom player.desktop import DesktopUnavailable\nfrom player.desktop.app import DesktopApp\n"
             "from player.client.headless import PlayerConfig\nfrom player.client.harness import UrlTarget\n"
             "try:\n    DesktopApp(UrlTarget(url='http://127.0.0.1:9/x.mpd'), PlayerConfig()).run()\n"
             "except DesktopUnavailable as exc:\n    print(exc)\n    sys.exit(3)\n")
