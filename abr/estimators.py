@@ -12,20 +12,38 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from abr.types import Download
 
 # dash.js ThroughputHistory / ThroughputModel: a zero transfer time is clamped to 1 ms ("avoid infinity").
 _MIN_TRANSFER_S = 1e-3
 
 
+def throughput_bps(size_bytes: float, duration_s: float) -> float:
+    """One per-sample throughput in bit/s: `size_bytes` over `duration_s` seconds. The one place the
+    rule is written (estimators, the players' overlays and CMCD, the simulator's reports); callers
+    decide what a non-positive time means, so one raises ValueError here."""
+    if not duration_s > 0:
+        raise ValueError(f"a throughput sample needs a time > 0 s, got {duration_s!r}")
+    return size_bytes * 8.0 / duration_s
+
+
+def throughput_bps_array(size_bytes: np.ndarray, duration_s: np.ndarray) -> np.ndarray:
+    """`throughput_bps` element-wise (the same operations, so batch and scalar samples round alike)."""
+    if np.any(~(duration_s > 0)):
+        raise ValueError("throughput samples need times > 0 s")
+    return size_bytes * 8.0 / duration_s
+
+
 def sample_bps(download: Download, *, exclude_ttfb: bool = False) -> float | None:
     """One throughput sample: bits over the whole request time, or over the time after the first
     byte (`exclude_ttfb`, dash.js `useDeadTimeLatency`). None when the time is not positive."""
-    if not exclude_ttfb:
-        return download.size_bytes * 8.0 / download.duration_s if download.duration_s > 0 else None
-    if download.duration_s <= 0:
+    if not download.duration_s > 0:
         return None
-    return download.size_bytes * 8.0 / max(download.duration_s - download.ttfb_s, _MIN_TRANSFER_S)
+    if not exclude_ttfb:
+        return throughput_bps(download.size_bytes, download.duration_s)
+    return throughput_bps(download.size_bytes, max(download.duration_s - download.ttfb_s, _MIN_TRANSFER_S))
 
 
 def transfer_s(download: Download) -> float:

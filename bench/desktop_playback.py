@@ -28,9 +28,12 @@ sys.path.insert(0, str(REPO))
 
 from aiohttp import web  # noqa: E402
 
-from player.client.harness import PlayTarget  # noqa: E402
+from player.client.harness import UrlTarget  # noqa: E402
 from player.client.headless import PlayerConfig  # noqa: E402
-from player.desktop.app import DesktopApp, DesktopConfig, DesktopUnavailable, xvfb_display  # noqa: E402
+from player.desktop import DesktopUnavailable  # noqa: E402
+from player.desktop.app import DesktopApp  # noqa: E402
+from player.desktop.config import DesktopConfig  # noqa: E402
+from player.desktop.xvfb import xvfb_display  # noqa: E402
 from server.origin import OriginConfig, create_app  # noqa: E402
 from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
 from server.packaging.demo import DemoClipConfig  # noqa: E402
@@ -115,7 +118,7 @@ def _thread_label(native_id: int, kernel_name: str, python_names: dict[int, str]
 
 def child(url: str, duration_s: float) -> dict[str, object]:
     cores_before, wall_before, cpu_before = _core_times(), time.monotonic(), os.times()
-    app = DesktopApp(PlayTarget(url=url), PlayerConfig(abr="bba"),
+    app = DesktopApp(UrlTarget(url=url), PlayerConfig(abr="bba"),
                      options=DesktopConfig(exit_at_end=True), exit_after_s=duration_s + 30)
     python_names: dict[int, str] = {}
     threads: dict[int, tuple[str, float]] = {}

@@ -28,10 +28,9 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
-from player.client.harness import PlayTarget, play_headless  # noqa: E402
+from player.client.harness import TitleTarget, pipeline_factory, play_headless  # noqa: E402
 from player.client.headless import PlayerConfig  # noqa: E402
 from player.media.decoder import SegmentDecoder  # noqa: E402
-from player.media.pipeline import DecodePipeline  # noqa: E402
 from server.config import StackConfig  # noqa: E402
 from server.packager import ensure_demo_title  # noqa: E402
 from server.stack import start_stack_with_demo_user  # noqa: E402
@@ -45,9 +44,9 @@ def percentile(values: list[float], p: float) -> float:
 async def startup(gateway: str, password: str, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
-        report = await play_headless(PlayTarget(title="demo", gateway_url=gateway, username="demo", password=password),
-                                     PlayerConfig(abr="bba", max_segments=1),
-                                     decoder_factory=lambda s: DecodePipeline(s, mode="all"))
+        target = TitleTarget(title="demo", gateway_url=gateway, username="demo", password=password)
+        report = await play_headless(target, PlayerConfig(abr="bba", max_segments=1),
+                                     decoder_factory=pipeline_factory("all"))
         if report.error or report.first_frame_s is None:
             raise SystemExit(f"startup run failed: {report.error}")
         # first_frame_s counts from playback start; add the bootstrap steps before it.
@@ -71,9 +70,9 @@ async def floor(edge_url_of_segment: str, init_url: str, runs: int, key_hex: str
 
 async def cpu_per_session(gateway: str, password: str, sessions: int, decode: str) -> tuple[float, float]:
     """(CPU seconds per media second per session, wall seconds) for S concurrent sessions at 1x."""
-    target = PlayTarget(title="demo", gateway_url=gateway, username="demo", password=password)
+    target = TitleTarget(title="demo", gateway_url=gateway, username="demo", password=password)
     config = PlayerConfig(abr="bba", decode=decode)
-    factory = None if decode == "none" else (lambda s: DecodePipeline(s, mode=decode))
+    factory = pipeline_factory(decode)
     cpu0, wall0 = time.process_time(), time.monotonic()
     reports = await asyncio.gather(*(play_headless(target, config, decoder_factory=factory) for _ in range(sessions)))
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0

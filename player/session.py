@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
+from player.events import EventList, EventSink, SessionEvent, SessionEventKind
 
 
 class SegmentSource(Protocol):
@@ -100,26 +101,25 @@ class SegmentRecord:
     reason: str
 
 
-@dataclass(slots=True)
-class SessionEvent:
-    time_s: float
-    kind: str  # "start" | "play" | "stall" | "resume" | "decision" | "download" | "wait" | "seek" | "abandon" | "end"
-    data: dict[str, object] = field(default_factory=dict)
-
-
 class PlaybackSession:
-    """Buffer, playhead, ABR calls and QoE accounting for one viewing session."""
+    """Buffer, playhead, ABR calls and QoE accounting for one viewing session.
+
+    Events (`player.events`) go to `sink` (a driver passes the sink its own events go to), or with
+    `record_events` to an in-memory `EventList` read back as `events`; with neither, none are made.
+    """
 
     def __init__(self, abr: AbrAlgorithm, content: SegmentSource, config: SessionConfig | None = None,
-                 *, record_events: bool = False) -> None:
+                 *, record_events: bool = False, sink: EventSink | None = None) -> None:
+        if record_events and sink is not None:
+            raise ValueError("record_events keeps events in memory; a session given a sink emits into it instead")
         self.abr = abr
         self.content = content
         self.ladder = content.ladder
         check_ladder(abr, self.ladder)  # an algorithm that cannot decide on this ladder says so now
         self.config = config or SessionConfig()
         self.segment_count = content.segment_count
-        self.record_events = record_events
-        self.events: list[SessionEvent] = []
+        self.recorded: EventList | None = EventList() if record_events else None
+        self._sink: EventSink | None = sink if sink is not None else self.recorded
         self.records: list[SegmentRecord] = []
         self.time_s = 0.0
         self.buffer_s = 0.0
@@ -336,6 +336,11 @@ class PlaybackSession:
     def finished(self) -> bool:
         return self.next_segment >= self.segment_count and self._in_flight is None
 
-    def _event(self, kind: str, **data: object) -> None:
-        if self.record_events:
-            self.events.append(SessionEvent(self.time_s, kind, data))
+    @property
+    def events(self) -> list[SessionEvent]:
+        """The events kept with `record_events` (empty without it)."""
+        return self.recorded.events if self.recorded is not None else []
+
+    def _event(self, kind: SessionEventKind, **data: object) -> None:
+        if self._sink is not None:
+            self._sink.emit(SessionEvent(time_s=self.time_s, kind=kind, data=data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from abr.estimators import throughput_bps_array
 from abr.types import BatchObservation
 
 
@@ -14,12 +15,10 @@ def mbps(rate_bps: float) -> str:
 
 def batch_samples_bps(obs: BatchObservation, window: int) -> np.ndarray:
     """(B, k) throughput samples of each session's last k = min(H, window) downloads, oldest first,
-    computed as `Download.throughput_bps` does so batch and scalar estimates round alike."""
+    computed as `abr.estimators.sample_bps` does so batch and scalar estimates round alike."""
     k = min(obs.download_bytes.shape[1], window)
-    seconds = obs.download_s[:, obs.download_s.shape[1] - k:]
-    if np.any(seconds <= 0):
-        raise ValueError("batch download times must be > 0 s")
-    return obs.download_bytes[:, obs.download_bytes.shape[1] - k:] * 8.0 / seconds
+    return throughput_bps_array(obs.download_bytes[:, obs.download_bytes.shape[1] - k:],
+                                obs.download_s[:, obs.download_s.shape[1] - k:])
 
 
 def batch_harmonic_mean(samples: np.ndarray) -> np.ndarray:

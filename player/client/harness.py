@@ -1,9 +1,9 @@
 """Playing a stream headless: an optional local stack, an optional shaped link, bootstrap, playback.
 
-`play_headless` is what `abrkit play --headless` and the experiment runner call. What to play:
-- nothing: start an embedded stack with the demo title and play it through the gateway;
-- a title name: play it through a running stack's gateway (`gateway_url`, credentials);
-- an MPD URL: play it directly (keys from `keys`, or the MPD's ClearKey Laurl).
+`play_headless` is what `abrkit play --headless` and the experiment runner call. What to play
+(`PlayTarget`): `DemoTarget` starts an embedded stack with the demo title and plays it through the
+gateway; `TitleTarget` plays a title through a running stack's gateway; `UrlTarget` plays an MPD URL
+directly (keys from `keys`, or the MPD's ClearKey Laurl).
 With a trace, every connection the player makes crosses one shaped link (`netsim.shaper.Shaper`,
 one route per server), K times faster with `speed`.
 """
@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -22,22 +23,58 @@ import aiohttp
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
 from player.client.bootstrap import PlaybackSource, bootstrap_stack, bootstrap_url
+from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
-from player.errors import CliError
+from player.events import EventSink, emit_event
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class PlayTarget:
-    """What to play; see the module docstring."""
+class DemoTarget:
+    """The demo title, on an embedded stack started for this session (packaged on first use)."""
 
-    url: str | None = None
-    title: str | None = None
-    gateway_url: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TitleTarget:
+    """A title played through a running stack's gateway, logged in as `username`."""
+
+    title: str
+    gateway_url: str
+    username: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.title and self.gateway_url and self.username):
+            raise ValueError("playing a title needs a title name, a gateway URL and a username")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UrlTarget:
+    """An MPD URL played directly; content keys (KID hex -> key hex) from `keys`, else from the
+    MPD's ClearKey Laurl."""
+
+    url: str
     keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"an MPD URL is http:// or https://, got {self.url!r}")
+
+
+PlayTarget = DemoTarget | TitleTarget | UrlTarget
+
+
+# Builds the decoder for a bootstrapped source (None: no decoding).
+DecoderFactory = Callable[[PlaybackSource], Decoder]
+
+
+class PlayerFactory(Protocol):
+    """Builds the player for a bootstrapped source; `HeadlessPlayer` itself is one (the desktop
+    player's keeps a handle on the player for its controls)."""
+
+    def __call__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
+                 decoder: Decoder | None) -> HeadlessPlayer: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -84,8 +121,8 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
 
 
 @contextlib.asynccontextmanager
-async def _demo_stack() -> AsyncIterator[tuple[str, str, str]]:
-    """An embedded stack with the demo title on free ports: (gateway URL, user, password)."""
+async def _demo_stack() -> AsyncIterator[TitleTarget]:
+    """An embedded stack with the demo title on free ports, as a title to play through its gateway."""
     from server.config import StackConfig, default_cache_dir
     from server.stack import ensure_demo_title, start_stack_with_demo_user
 
@@ -95,22 +132,21 @@ async def _demo_stack() -> AsyncIterator[tuple[str, str, str]]:
     config = StackConfig(config_path=root / "play-stack" / "stack.json", content_root=content, port=0,
                          access_log=False)
     async with start_stack_with_demo_user(config) as (stack, credentials):
-        yield stack.gateway_url, credentials.username, credentials.password
+        yield TitleTarget(title="demo", gateway_url=stack.gateway_url, username=credentials.username,
+                          password=credentials.password)
 
 
-async def _bootstrap(fetcher: Fetcher, target: PlayTarget, gateway: str | None, user: str | None,
-                     password: str | None) -> PlaybackSource:
-    if target.url is not None:
+async def _bootstrap(fetcher: Fetcher, target: TitleTarget | UrlTarget) -> PlaybackSource:
+    if isinstance(target, UrlTarget):
         return await bootstrap_url(fetcher, target.url, keys=target.keys)
-    if gateway is None or user is None or password is None or target.title is None:
-        raise CliError("playing a title needs a gateway URL, a username and a password")
-    return await bootstrap_stack(fetcher, gateway, target.title, username=user, password=password)
+    return await bootstrap_stack(fetcher, target.gateway_url, target.title, username=target.username,
+                                 password=target.password)
 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
-                        events: EventLog | None = None, decoder_factory: object | None = None,
-                        player_factory: Callable[..., HeadlessPlayer] = HeadlessPlayer,
+                        events: EventSink | None = None, decoder_factory: DecoderFactory | None = None,
+                        player_factory: PlayerFactory = HeadlessPlayer,
                         on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
@@ -125,16 +161,13 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         routes = ShapedRoutes(shaper)
         routes.active = shaper is not None and link.shape_bootstrap
         fetcher = Fetcher(http, fetch, route=routes.route)
-        gateway, user, password = target.gateway_url, target.username, target.password
-        play_target = target
-        if target.url is None and target.title is None:
-            gateway, user, password = await stack.enter_async_context(_demo_stack())
-            play_target = PlayTarget(title="demo")
-        source = await _bootstrap(fetcher, play_target, gateway, user, password)
+        if isinstance(target, DemoTarget):
+            target = await stack.enter_async_context(_demo_stack())
+        source = await _bootstrap(fetcher, target)
         if events is None:
             events = stack.enter_context(EventLog(log_path))
-        events.emit(0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
-        decoder = decoder_factory(source) if callable(decoder_factory) else None
+        emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
+        decoder = decoder_factory(source) if decoder_factory is not None else None
         player = player_factory(source, config, fetcher, events=events, decoder=decoder)
         if decoder is not None:
             await decoder.start(player.init_urls(), fetcher)
@@ -142,10 +175,20 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         return await player.run()
 
 
+def pipeline_factory(mode: str) -> DecoderFactory | None:
+    """The headless decoder for `--decode MODE` (`DecodePipeline`); None for `none`, which decodes
+    nothing (and so loads no PyAV)."""
+    if mode == "none":
+        return None
+    from player.media.pipeline import DecodePipeline
+
+    def factory(source: PlaybackSource) -> Decoder:
+        return DecodePipeline(source, mode=mode)
+
+    return factory
+
+
 async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
                            log: Path | None) -> PlaybackReport:
     """`play_headless` with the decoder `config.decode` asks for (the command-line default)."""
-    from player.media.pipeline import DecodePipeline
-
-    factory = None if config.decode == "none" else (lambda source: DecodePipeline(source, mode=config.decode))
-    return await play_headless(target, config, link=link, log_path=log, decoder_factory=factory)
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=pipeline_factory(config.decode))

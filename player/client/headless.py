@@ -19,14 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from abr.estimators import throughput_bps
 from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from player.client.bootstrap import PlaybackSource, edge_alternatives, range_header
+from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
 from player.client.mpd import Representation
 from player.errors import CliError
+from player.events import EventSink, emit_event
 from player.media.modes import DECODE_MODES
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 from server.formats.cmcd import cmcd_headers
@@ -125,13 +128,13 @@ class HeadlessPlayer:
     """One playback session against real HTTP servers."""
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
-                 events: EventLog | None = None, decoder: Any | None = None,
+                 events: EventSink | None = None, decoder: Decoder | None = None,
                  abr: AbrAlgorithm | None = None, interactive: bool = False,
-                 on_seek: Callable[[float], None] | None = None) -> None:
+                 on_seek: Callable[[float], object] | None = None) -> None:
         self.source = source
         self.config = config
         self.fetcher = fetcher
-        self.events = events or EventLog()
+        self.events: EventSink = events if events is not None else EventLog()  # session and driver emit here
         manifest = source.manifest
         video = manifest.video
         if video is None or not video.representations:
@@ -141,11 +144,10 @@ class HeadlessPlayer:
         self.audio_rep = audio.representations[0] if audio is not None and audio.representations else None
         self.content = ManifestContent(source, self.video_reps, config.max_segments)
         self.abr = abr if abr is not None else make(config.abr, **dict(config.abr_params))
-        self.session = PlaybackSession(self.abr, self.content, config.session, record_events=True)
+        self.session = PlaybackSession(self.abr, self.content, config.session, sink=self.events)
         self.decoder = decoder
         self._t0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event_cursor = 0
         self._requests = 0
         self._failed_requests = 0
         self._abandoned = 0
@@ -204,8 +206,8 @@ class HeadlessPlayer:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._wake = asyncio.Event()
-        self.events.emit(0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
-                         segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
+        emit_event(self.events, 0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
+                   segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
         sampler = asyncio.create_task(self._sample_buffer())
         error: str | None = None
         try:
@@ -214,7 +216,6 @@ class HeadlessPlayer:
                 if self._seek_to is not None:
                     self._apply_seek(self._seek_to)
                 action = self.session.next_action()
-                self._drain_session_events()
                 if isinstance(action, Finished):
                     if not self.interactive:
                         break
@@ -229,13 +230,12 @@ class HeadlessPlayer:
                 if outcome is not None:
                     failures[action.segment_index] = failures.get(action.segment_index, 0) + 1
                     self.session.on_failure(self.now(), outcome)
-                    self._drain_session_events()
                     if failures[action.segment_index] >= self.config.max_segment_failures:
                         raise PlaybackError(f"segment {action.segment_index} could not be fetched: {outcome}")
                     await self._sleep(min(1.0, 0.25 * failures[action.segment_index]))
         except PlaybackError as exc:
             error = str(exc)
-            self.events.emit(self.now(), "error", message=error)
+            emit_event(self.events, self.now(), "error", message=error)
         finally:
             sampler.cancel()
         frames_decoded = frames_failed = 0
@@ -244,17 +244,17 @@ class HeadlessPlayer:
             summary = await self.decoder.finish()
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
             for message in summary.errors:
-                self.events.emit(self.now(), "decode_error", message=message)
+                emit_event(self.events, self.now(), "decode_error", message=message)
             if summary.first_frame_wall is not None:
                 first_frame_s = (summary.first_frame_wall - self._t0) * self.config.speed
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)
-        self.events.emit(self.now(), "end", **{k: v for k, v in report.as_dict().items() if k != "qualities"})
+        emit_event(self.events, self.now(), "end",
+                   **{k: v for k, v in report.as_dict().items() if k != "qualities"})
         return report
 
     def _apply_seek(self, position_s: float) -> None:
         self._seek_to = None
         self.session.seek(self.now(), position_s)
-        self._drain_session_events()
         if self.on_seek is not None:
             self.on_seek(self.session.playhead_s)
 
@@ -285,7 +285,6 @@ class HeadlessPlayer:
         except Abandoned as exc:
             self._abandoned += 1
             self.session.on_abandon(self.now(), bytes_received=exc.bytes_received)
-            self._drain_session_events()
             if audio_task is not None:
                 await self._settle(audio_task)
             return None
@@ -302,8 +301,7 @@ class HeadlessPlayer:
         size = video.size_bytes + (audio.size_bytes if audio is not None else 0)
         record = self.session.on_download(now, size_bytes=size, ttfb_s=video.ttfb_s * self.config.speed,
                                           media_duration_s=segment.duration_s)
-        self._measured_bps = record.size_bytes * 8 / max(record.download_s, 1e-6)
-        self._drain_session_events()
+        self._measured_bps = throughput_bps(record.size_bytes, max(record.download_s, 1e-6))
         if self.decoder is not None:
             self.decoder.submit("video", rep.id, index, video.body)
             if audio is not None and self.audio_rep is not None:
@@ -334,8 +332,8 @@ class HeadlessPlayer:
             decision = abr.should_abandon(progress)
             if decision is None:
                 return True
-            self.events.emit(self.now(), "abandon", segment=action.segment_index, quality=action.quality,
-                             to_quality=decision.quality, reason=decision.reason, bytes=received)
+            emit_event(self.events, self.now(), "abandon", segment=action.segment_index, quality=action.quality,
+                       to_quality=decision.quality, reason=decision.reason, bytes=received)
             return False
 
         return keep_going
@@ -360,23 +358,16 @@ class HeadlessPlayer:
         if attempt.error is not None and attempt.error != ABANDONED:  # abandoned: the player's choice
             self._failed_requests += 1
         wall_to_session = self.config.speed
-        self.events.emit(self.now() if self._loop else 0.0, "request", url=attempt.url, status=attempt.status,
-                         error=attempt.error, bytes=attempt.size_bytes, request_id=attempt.request_id,
-                         ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
-                         duration_s=round(attempt.duration_s * wall_to_session, 4))
-
-    def _drain_session_events(self) -> None:
-        events = self.session.events
-        while self._event_cursor < len(events):
-            event = events[self._event_cursor]
-            self._event_cursor += 1
-            self.events.emit(event.time_s, event.kind, **event.data)
+        emit_event(self.events, self.now() if self._loop else 0.0, "request", url=attempt.url,
+                   status=attempt.status, error=attempt.error, bytes=attempt.size_bytes, request_id=attempt.request_id,
+                   ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
+                   duration_s=round(attempt.duration_s * wall_to_session, 4))
 
     async def _sample_buffer(self) -> None:
         while True:
             self.session.advance(self.now())
-            self.events.emit(self.session.time_s, "buffer", buffer_s=round(self.session.buffer_s, 3),
-                             playing=self.session.started and not self.session.stalled)
+            emit_event(self.events, self.session.time_s, "buffer", buffer_s=round(self.session.buffer_s, 3),
+                       playing=self.session.started and not self.session.stalled)
             await self._sleep(self.config.buffer_sample_s)
 
     def metrics(self) -> SessionMetrics:

@@ -48,9 +48,9 @@ def run_sim_demo() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.sim:
         return run_sim_demo()
-    from player.client.harness import LinkConfig, PlayTarget, headless_session
+    from player.client.harness import DemoTarget, LinkConfig, headless_session
     from player.client.headless import PlayerConfig, print_report
-    from player.desktop import display_available
+    from player.desktop import DesktopUnavailable, display_available
 
     trace = load_trace(TRACES_DIR / DEMO_TRACE)
     windowed = not args.headless and display_available()
@@ -60,13 +60,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"abrkit demo: the demo title over a link shaped by {DEMO_TRACE} (Norway HSDPA bus), ABR {args.abr}; "
           "the first run packages the demo clip (a few minutes), later runs reuse it.", file=sys.stderr, flush=True)
     if windowed:
-        from player.desktop.app import DesktopUnavailable, run_desktop
+        from player.desktop.app import run_desktop
 
         try:
-            return run_desktop(PlayTarget(), config, link, exit_after_s=args.exit_after, screenshot=None)
+            return run_desktop(DemoTarget(), config, link, exit_after_s=args.exit_after, screenshot=None)
         except DesktopUnavailable as exc:
             print(f"abrkit demo: {exc}; playing headless instead", file=sys.stderr)
             config = PlayerConfig(abr=args.abr, speed=args.speed or 4.0)
-    report = asyncio.run(headless_session(PlayTarget(), config, link, None))
+    report = asyncio.run(headless_session(DemoTarget(), config, link, None))
     print_report(report, as_json=False)
     return 0 if report.error is None else 1

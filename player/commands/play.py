@@ -16,7 +16,7 @@ from player.errors import CliError
 from player.media.modes import DECODE_MODES
 
 if TYPE_CHECKING:
-    pass
+    from player.client.harness import PlayTarget
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
@@ -69,27 +69,31 @@ def build_player_config(args: argparse.Namespace) -> PlayerConfig:
     return PlayerConfig(abr=args.abr, speed=args.speed, decode=args.decode, max_segments=args.max_segments)
 
 
+def play_target(args: argparse.Namespace) -> PlayTarget:
+    """What the command line asks to play: an http(s) MPD URL, a title name, or (nothing) the demo."""
+    from player.client.harness import DemoTarget, TitleTarget, UrlTarget
+
+    if not args.target:
+        return DemoTarget()
+    if args.target.startswith(("http://", "https://")):
+        return UrlTarget(url=args.target, keys=parse_key_args(args.key))
+    password = _password(args)
+    if password is None:
+        raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
+    return TitleTarget(title=args.target, gateway_url=args.gateway or DEFAULT_GATEWAY, username=args.user or "demo",
+                       password=password)
+
+
 def run(args: argparse.Namespace) -> int:
     from netsim.sources import open_trace
-    from player.client.harness import LinkConfig, PlayTarget
+    from player.client.harness import LinkConfig, headless_session
+    from player.client.headless import print_report
+    from player.desktop import display_available
 
     config = build_player_config(args)
     trace = open_trace(args.trace) if args.trace else None
     link = LinkConfig(trace=trace, rtt_ms=args.rtt_ms, offset_s=args.offset_s)
-    target_arg = args.target
-    if target_arg and target_arg.startswith(("http://", "https://")):
-        target = PlayTarget(url=target_arg, keys=parse_key_args(args.key))
-    elif target_arg:
-        target = PlayTarget(title=target_arg, gateway_url=args.gateway or DEFAULT_GATEWAY,
-                            username=args.user or "demo", password=_password(args))
-        if target.password is None:
-            raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
-    else:
-        target = PlayTarget()
-    from player.client.harness import headless_session
-    from player.client.headless import print_report
-    from player.desktop import display_available
-
+    target = play_target(args)
     if not args.headless and display_available():
         from player.desktop.app import run_desktop
 

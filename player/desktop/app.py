@@ -10,34 +10,31 @@ counted, and each presented frame's offset (pts - clock at the flip) is recorded
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ctypes
-import json
-import math
 import os
-import shutil
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyglet
 
-from abr.estimators import harmonic_mean
-from abr.registry import make
-from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
-from player.client.bootstrap import PlaybackSource
-from player.client.fetch import Fetcher
-from player.client.harness import LinkConfig, PlayTarget, play_headless
-from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig, print_report
+from player.client.harness import DemoTarget, LinkConfig, PlayTarget
+from player.client.headless import PlayerConfig
+from player.desktop import DesktopUnavailable
+from player.desktop.config import DesktopConfig
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
+from player.desktop.player_thread import MediaInfo, PlayerSnapshot, PlayerThread, fit_size
+from player.desktop.summary import (
+    DesktopResult,
+    PresentedFrame,
+    SeekRecord,
+    presentation_lines,
+    print_summary,
+    report_lines,
+)
 from player.errors import CliError
-from player.media.avsync import DesktopDecoder, FrameQueue, OffsetSummary, PcmBuffer, SyncStats, VideoFrame
+from player.media.avsync import FrameQueue, PcmBuffer, SyncStats, VideoFrame
 
 # Tried in order; 'silent' keeps the clock running where there is no sound device (CI, Xvfb).
 AUDIO_DRIVERS = ("openal", "pulse", "xaudio2", "directsound", "silent")
@@ -45,318 +42,6 @@ SEEK_STEP_S = 10.0
 DOUBLE_CLICK_S = 0.3
 AUDIO_READY_S = 1.0  # PCM wanted ahead of the clock before audio starts (pyglet reads ~0.9 s ahead)
 AUDIO_WAIT_S = 1.5  # start without that PCM after waiting this long (a failed audio segment must not hang)
-
-
-class DesktopUnavailable(CliError):
-    """No window could be opened (no display, no usable OpenGL); the caller may play headless."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DesktopConfig:
-    """Window and presentation policy."""
-
-    window_size_px: tuple[int, int] | None = None  # None: the top rendition's size, within 90% of the screen
-    max_texture_px: tuple[int, int] = (1920, 1080)  # frames are converted to the top rendition's size, capped
-    frame_queue_frames: int = 12  # decoded RGBA frames held ahead (0.5 s at 24 fps)
-    refresh_hz: float = 60.0  # checks of the clock per second; the window redraws only on change
-    vsync: bool = True
-    show_stats: bool = False
-    exit_at_end: bool = False  # quit when the stream has played out (else the summary stays up)
-    snapshot_interval_s: float = 0.05  # how often the player thread publishes its state
-    history_interval_s: float = 0.5  # graph sample spacing
-    join_timeout_s: float = 30.0  # wait this long for the player thread at exit
-
-    def __post_init__(self) -> None:
-        if self.window_size_px is not None and min(self.window_size_px) < 1:
-            raise ValueError(f"window_size_px must be positive, got {self.window_size_px}")
-        if min(self.max_texture_px) < 16:
-            raise ValueError(f"max_texture_px must be >= 16 px each way, got {self.max_texture_px}")
-        if self.frame_queue_frames < 1:
-            raise ValueError(f"frame_queue_frames must be >= 1, got {self.frame_queue_frames}")
-        if not (self.refresh_hz > 0 and self.snapshot_interval_s > 0 and self.history_interval_s > 0):
-            raise ValueError("refresh_hz, snapshot_interval_s and history_interval_s must be > 0")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Rendition:
-    id: str
-    width: int
-    height: int
-    bandwidth_bps: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MediaInfo:
-    """What the window needs from the manifest."""
-
-    title: str
-    renditions: tuple[Rendition, ...]  # video, ascending by bitrate (= quality index)
-    texture_size_px: tuple[int, int]
-    end_s: float  # media time where playback ends (last fetched segment's end)
-    has_audio: bool
-
-    def rendition(self, rep_id: str) -> Rendition | None:
-        return next((r for r in self.renditions if r.id == rep_id), None)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PlayerSnapshot:
-    """The session as the player thread last saw it (published every `snapshot_interval_s`)."""
-
-    time_s: float
-    playhead_s: float
-    buffer_s: float
-    started: bool
-    stalled: bool
-    paused: bool
-    finished: bool  # every segment fetched
-    quality: int | None  # of the last segment fetched
-    throughput_bps: float | None  # harmonic mean of the last 5 downloads
-    abr: str
-    decision: str  # the last decision, with its reason
-    locked_quality: int | None
-    segments_fetched: int
-    segment_count: int
-    rebuffer_s: float
-    stall_count: int
-    qoe: dict[str, float] | None = None  # QoE so far (lin/log/hd), refreshed about once a second
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SeekRecord:
-    """A seek: where it was asked to go, where the stream restarted, the first frame shown after it (s)."""
-
-    target_s: float
-    landed_s: float | None
-    first_frame_pts_s: float | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PresentedFrame:
-    pts_s: float
-    rendition: str
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DesktopResult:
-    """One desktop session: the player's report plus what the window presented."""
-
-    report: PlaybackReport | None  # None if the window closed before playback began
-    frames_presented: int
-    frames_dropped: int
-    av_offset: OffsetSummary
-    audio_driver: str
-    audio_silence_s: float  # audio read where no PCM was decoded yet
-    last_frame: PresentedFrame | None
-    seeks: tuple[SeekRecord, ...]
-    window_size_px: tuple[int, int]
-    video_rect_px: tuple[int, int, int, int]  # x, y, width, height of the picture in the window
-    screenshot: Path | None
-    ended: bool  # the stream played out
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.report.as_dict() if self.report is not None else {}
-        out["desktop"] = {
-            "frames_presented": self.frames_presented, "frames_dropped": self.frames_dropped,
-            "av_offset_ms": self.av_offset.as_dict(), "audio_driver": self.audio_driver,
-            "audio_silence_s": round(self.audio_silence_s, 4),
-            "last_frame": None if self.last_frame is None else {"pts_s": self.last_frame.pts_s,
-                                                                "rendition": self.last_frame.rendition},
-            "seeks": [{"target_s": s.target_s, "landed_s": s.landed_s, "first_frame_pts_s": s.first_frame_pts_s}
-                      for s in self.seeks],
-            "window_size_px": list(self.window_size_px), "video_rect_px": list(self.video_rect_px),
-            "screenshot": None if self.screenshot is None else str(self.screenshot), "ended": self.ended,
-        }
-        return out
-
-
-class LockableAbr:
-    """The registry's ABR object with a user override: while `locked_quality` is set every decision is
-    that quality ("locked by user"); otherwise the wrapped algorithm decides, unchanged."""
-
-    def __init__(self, inner: AbrAlgorithm) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.locked_quality: int | None = None
-        self.last_decision: Decision | None = None
-
-    def lock(self, quality: int | None) -> None:
-        self.locked_quality = quality
-
-    def decide(self, obs: Observation) -> Decision:
-        if self.locked_quality is not None:
-            decision = Decision(quality=min(self.locked_quality, obs.ladder.top), reason="locked by user")
-        else:
-            decision = self.inner.decide(obs)
-        self.last_decision = decision
-        return decision
-
-    def should_abandon(self, progress: Progress) -> Decision | None:
-        if self.locked_quality is not None or not isinstance(self.inner, Abandoning):
-            return None
-        return self.inner.should_abandon(progress)
-
-
-class PlayerThread:
-    """The headless player on its own event loop in a background thread, with thread-safe controls."""
-
-    def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig, *, frames: FrameQueue,
-                 pcm: PcmBuffer, options: DesktopConfig, log_path: Path | None = None) -> None:
-        self.target = target
-        self.config = config
-        self.link = link
-        self.frames = frames
-        self.pcm = pcm
-        self.options = options
-        self.log_path = log_path
-        self.abr = LockableAbr(make(config.abr, **dict(config.abr_params)))
-        self.media: MediaInfo | None = None
-        self.snapshot: PlayerSnapshot | None = None
-        self.report: PlaybackReport | None = None
-        self.error: BaseException | None = None
-        self.decoder: DesktopDecoder | None = None
-        self.player: HeadlessPlayer | None = None
-        self.done = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._play_task: asyncio.Task[PlaybackReport] | None = None
-        self._running = False  # the player's clock has started
-        self._thread = threading.Thread(target=self._main, name="abrkit-player", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout_s: float) -> bool:
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
-    # -- controls: any thread ---------------------------------------------------------------------
-
-    def _call(self, fn: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # the loop closed in between: playback is over anyway
-                pass
-
-    def seek(self, position_s: float) -> None:
-        self._call(self._seek, position_s)
-
-    def set_paused(self, paused: bool) -> None:
-        self._call(self._set_paused, paused)
-
-    def lock_quality(self, quality: int | None) -> None:
-        self._call(self.abr.lock, quality)
-
-    def shutdown(self) -> None:
-        """Stop fetching and decoding; the run ends with a report (or is cancelled during bootstrap)."""
-        self.frames.close()
-        self._call(self._shutdown)
-
-    # -- on the player thread ---------------------------------------------------------------------
-
-    def _seek(self, position_s: float) -> None:
-        if self.player is not None:
-            self.player.request_seek(position_s)
-
-    def _set_paused(self, paused: bool) -> None:
-        if self.player is not None and self._running:
-            self.player.session.set_paused(self.player.now(), paused)
-
-    def _shutdown(self) -> None:
-        if self.decoder is not None:
-            self.decoder.close()
-        if self.player is not None:
-            self.player.stop()
-        elif self._play_task is not None:
-            self._play_task.cancel()
-
-    def _main(self) -> None:
-        asyncio.run(self._run())
-
-    async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        publisher = asyncio.create_task(self._publish())
-        self._play_task = asyncio.create_task(play_headless(
-            self.target, self.config, link=self.link, log_path=self.log_path,
-            decoder_factory=self._make_decoder, player_factory=self._make_player))
-        try:
-            self.report = await self._play_task
-        except asyncio.CancelledError:
-            pass  # closed during bootstrap
-        except BaseException as exc:  # noqa: BLE001 - handed to the UI thread, which re-raises it
-            self.error = exc
-        finally:
-            publisher.cancel()
-            self.done.set()
-
-    def _make_decoder(self, source: PlaybackSource) -> DesktopDecoder:
-        manifest = source.manifest
-        video = manifest.video
-        if video is None or not video.representations:
-            raise CliError("the manifest has no video representations")
-        reps = sorted(video.representations, key=lambda r: r.bandwidth_bps)
-        renditions = tuple(Rendition(id=r.id, width=r.width or 0, height=r.height or 0, bandwidth_bps=r.bandwidth_bps)
-                           for r in reps)
-        top = max(renditions, key=lambda r: r.width * r.height)
-        texture = _fit(top.width or 640, top.height or 360, *self.options.max_texture_px)
-        count = min(r.segment_count for r in reps)
-        if self.config.max_segments is not None:
-            count = min(count, self.config.max_segments)
-        end_s = reps[0].segments[count - 1].start_s + reps[0].segments[count - 1].duration_s if count else 0.0
-        has_audio = self.config.audio and manifest.audio is not None and bool(manifest.audio.representations)
-        self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture, end_s=end_s,
-                               has_audio=has_audio)
-        self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
-        return self.decoder
-
-    def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher,
-                     **kwargs: Any) -> HeadlessPlayer:
-        decoder = kwargs.get("decoder")
-        on_seek = decoder.flush if isinstance(decoder, DesktopDecoder) else None
-        self.player = HeadlessPlayer(source, config, fetcher, abr=self.abr, interactive=True, on_seek=on_seek,
-                                     **kwargs)
-        return self.player
-
-    def _started(self) -> None:
-        self._running = True
-
-    async def _publish(self) -> None:
-        last_qoe_wall = -math.inf
-        qoe: dict[str, float] | None = None
-        while True:
-            player = self.player
-            if player is not None and self._running and not self.done.is_set():
-                session = player.session
-                session.advance(player.now())
-                if time.monotonic() - last_qoe_wall >= 1.0 and session.records:
-                    # The headless report's own QoE computation, on what has been fetched so far.
-                    qoe = dict(player.metrics().qoe)
-                    last_qoe_wall = time.monotonic()
-                self.snapshot = self._snapshot(player, qoe)
-            await asyncio.sleep(self.options.snapshot_interval_s)
-
-    def _snapshot(self, player: HeadlessPlayer, qoe: dict[str, float] | None) -> PlayerSnapshot:
-        session = player.session
-        recent = session.records[-5:]
-        rates = [r.size_bytes * 8 / r.download_s for r in recent if r.download_s > 0]
-        throughput = harmonic_mean(rates) if rates else None
-        decision = self.abr.last_decision
-        return PlayerSnapshot(
-            time_s=session.time_s, playhead_s=session.playhead_s, buffer_s=session.buffer_s,
-            started=session.started, stalled=session.stalled, paused=session.paused, finished=session.finished,
-            quality=session.last_quality, throughput_bps=throughput, abr=self.abr.name,
-            decision="" if decision is None else f"q{decision.quality}: {decision.reason or '-'}",
-            locked_quality=self.abr.locked_quality, segments_fetched=len(session.records),
-            segment_count=session.segment_count, rebuffer_s=session.total_rebuffer_s,
-            stall_count=session.stall_count, qoe=qoe,
-        )
-
-
-def _fit(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
-    """(width, height) scaled down (never up) to fit, aspect kept, both even."""
-    scale = min(1.0, max_width / width, max_height / height)
-    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 def letterbox(window_w: int, window_h: int, video_w: int, video_h: int) -> tuple[int, int, int, int]:
@@ -712,7 +397,7 @@ class DesktopApp:
         self._window_sized = True
         width, height = media.texture_size_px
         screen = self.window.screen
-        width, height = _fit(width, height, int(screen.width * 0.9), int(screen.height * 0.9))
+        width, height = fit_size(width, height, int(screen.width * 0.9), int(screen.height * 0.9))
         self.window.set_size(width, height)
 
     def _upload(self, frame: VideoFrame) -> None:
@@ -791,8 +476,7 @@ class DesktopApp:
         if self.user_paused:
             return "Paused"
         if self.backend.media is None:
-            target = self.backend.target
-            demo = target.url is None and target.title is None
+            demo = isinstance(self.backend.target, DemoTarget)
             return "Starting a local stack with the demo title" if demo else "Loading the stream"
         if snap is None or not snap.started:
             return "Loading"
@@ -825,76 +509,15 @@ class DesktopApp:
         report, snap = self.backend.report, self.backend.snapshot
         lines = ["Session summary"]
         if report is not None:
-            lines += _report_lines(report)
+            lines += report_lines(report)
         elif snap is not None:
             qoe = snap.qoe or {}
             lines.append(f"QoE lin {qoe.get('lin', 0):.2f}  log {qoe.get('log', 0):.2f}  hd {qoe.get('hd', 0):.2f}")
             lines.append(f"stalls {snap.stall_count} ({snap.rebuffer_s:.2f} s), "
                          f"{snap.segments_fetched}/{snap.segment_count} segments")
-        lines += _presentation_lines(self.stats.frames_presented, self.stats.frames_dropped, self.stats.summary())
+        lines += presentation_lines(self.stats.frames_presented, self.stats.frames_dropped, self.stats.summary())
         lines.append("Q quit   left: seek back")
         return lines
-
-
-def _report_lines(report: PlaybackReport) -> list[str]:
-    m = report.metrics
-    return [
-        f"{report.title} with {report.abr}: {m.segments} segments",
-        f"QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}",
-        f"startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls",
-        f"average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, {m.switches} switches",
-    ]
-
-
-def _presentation_lines(presented: int, dropped: int, offset: OffsetSummary) -> list[str]:
-    return [
-        f"frames presented {presented}, dropped {dropped}",
-        f"A/V offset |pts - clock|: p50 {offset.p50_ms:.1f} ms, p95 {offset.p95_ms:.1f} ms, max {offset.max_ms:.1f} ms "
-        f"(mean {offset.mean_ms:+.1f} ms; {100 * offset.within_tolerance:.1f}% within 40 ms)",
-    ]
-
-
-def print_summary(result: DesktopResult, *, as_json: bool) -> None:
-    """The end-of-session summary on stdout (one JSON object with `as_json`)."""
-    if as_json:
-        print(json.dumps(result.as_dict()))
-        return
-    if result.report is not None:
-        print_report(result.report, as_json=False)
-    for line in _presentation_lines(result.frames_presented, result.frames_dropped, result.av_offset):
-        print(f"  {line}")
-    print(f"  audio driver {result.audio_driver}; silence inserted {result.audio_silence_s:.2f} s")
-    if result.screenshot is not None:
-        print(f"  screenshot {result.screenshot}")
-
-
-@contextlib.contextmanager
-def xvfb_display(screen: str = "1920x1080x24") -> Iterator[str]:
-    """A private Xvfb X server for tests and benchmarks; sets DISPLAY while it runs. Raises
-    `DesktopUnavailable` when Xvfb is not installed or does not start."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        raise DesktopUnavailable("Xvfb is not installed (apt-get install xvfb xauth libgl1 libgl1-mesa-dri libegl1)")
-    read_fd, write_fd = os.pipe()
-    process = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", screen, "-nolisten", "tcp"],
-                               pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()  # written once the server accepts clients
-    if not number:
-        process.kill()
-        raise DesktopUnavailable(f"Xvfb exited ({process.wait()}) without reporting a display")
-    previous = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{number}"
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
-        if previous is None:
-            del os.environ["DISPLAY"]
-        else:
-            os.environ["DISPLAY"] = previous
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(), *,
@@ -909,5 +532,3 @@ def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = Lin
     sys.stdout.flush()
     error = result.report.error if result.report is not None else None
     return 0 if error is None else 1
-
-

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from player.client.bootstrap import PlaybackSource
+from player.client.decoding import DecodeSummary, InitUrls
 from player.client.fetch import Fetcher
 from player.media.decoder import (
     AudioDecoder,
@@ -29,7 +30,7 @@ from player.media.decoder import (
     FrameConverter,
     SegmentDecoder,
 )
-from player.media.pipeline import DecodePipeline, DecodeSummary
+from player.media.pipeline import DecodePipeline
 
 # Issue 6 asks for +-40 ms; ITU-R BT.1359 puts the detectability thresholds at about +45 ms (audio
 # early) and -125 ms (audio late), so +-40 ms is inside both.
@@ -243,7 +244,7 @@ class DesktopDecoder(DecodePipeline):
 
     # -- called on the player's event loop -------------------------------------------------------
 
-    async def start(self, init_urls: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], fetcher: Fetcher) -> None:
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
         await super().start(init_urls, fetcher)
         if self.on_started is not None:
             self.on_started()

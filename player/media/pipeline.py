@@ -12,25 +12,15 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from player.client.bootstrap import PlaybackSource
+from player.client.decoding import DecodeSummary, InitUrls
 from player.client.fetch import Fetcher, FetchError
 from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DecodeSummary:
-    frames_decoded: int
-    frames_failed: int
-    segments: int
-    failed_segments: int
-    first_frame_wall: float | None  # time.monotonic() of the first decoded video frame
-    errors: tuple[str, ...] = field(default_factory=tuple)
-
-
 class DecodePipeline:
-    """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames."""
+    """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames (a `Decoder`)."""
 
     def __init__(self, source: PlaybackSource, *, mode: str = "all") -> None:
         self.source = source
@@ -63,7 +53,7 @@ class DecodePipeline:
                 keys[rep.id] = next((source.keys[k] for k in kids if k in source.keys), None)
         return keys
 
-    async def start(self, init_urls: Mapping[str, tuple[Sequence[str], Mapping[str, str]]], fetcher: Fetcher) -> None:
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
         """Fetch every rendition's init segment (small, once, before playback starts)."""
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:

@@ -29,8 +29,9 @@ from netsim.trace import Trace
 from player.client.bootstrap import BootstrapError, bootstrap_stack
 from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_of
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig
+from player.events import SessionEvent
 from player.session import SessionConfig
 from server.config import StackConfig
 from server.stack import RunningStack, start_stack_with_demo_user
@@ -149,11 +150,11 @@ class _ChaosLog(EventLog):
         self._clock = clock
         self.started_at_s: float | None = None
 
-    def emit(self, time_s: float, kind: str, **fields: Any) -> None:
-        if kind == "start" and self.started_at_s is None:
-            self.started_at_s = self._clock() - time_s
-        base = self.started_at_s if self.started_at_s is not None else self._clock() - time_s
-        super().emit(time_s, kind, chaos_t=round(base + time_s, 4), **fields)
+    def emit(self, event: SessionEvent) -> None:
+        if event.kind == "start" and self.started_at_s is None:
+            self.started_at_s = self._clock() - event.time_s
+        base = self.started_at_s if self.started_at_s is not None else self._clock() - event.time_s
+        self._write(event, {"chaos_t": round(base + event.time_s, 4)})
 
 
 @dataclass(kw_only=True)
@@ -431,7 +432,7 @@ async def _play(run: ChaosRun, index: int, out_dir: Path | None) -> SessionOutco
     run.logs.append(log)
     player = PlayerConfig(abr=cfg.abr, speed=cfg.speed, decode="none", audio=True,
                           session=SessionConfig(buffer_cap_s=cfg.buffer_cap_s))
-    target = PlayTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password)
+    target = TitleTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password)
     link = LinkConfig(trace=cfg.trace or synthetic.constant(3e6, duration_s=3600.0), rtt_ms=cfg.rtt_ms)
     report = None
     error = crashed = None

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from abr.registry import make, parse_spec
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
@@ -331,29 +331,19 @@ def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class StackEndpoint:
-    """Where emulated players bootstrap: the stack's gateway, the title and the demo account."""
-
-    gateway_url: str
-    title: str
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class EmulationSettings:
     profile: SimProfile  # player policy, ABR parameters and RTT (the profile's base latency)
     decode: str
     start_spacing_s: float
 
 
-def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: StackEndpoint,
+def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
                  settings: EmulationSettings) -> list[Row]:
     """Runs the cells' sessions concurrently in one event loop; one row per cell."""
     return asyncio.run(_emulate_all(cells, traces, endpoint, settings))
 
 
-async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: StackEndpoint,
+async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
                        settings: EmulationSettings) -> list[Row]:
     lags_s: list[float] = []
     probe = asyncio.create_task(_lag_probe(lags_s))
@@ -382,10 +372,8 @@ async def _lag_probe(lags_s: list[float], period_s: float = 0.05) -> None:
         lags_s.append(loop.time() - start - period_s)
 
 
-async def _emulate_one(cell: Cell, trace: Trace, endpoint: StackEndpoint, settings: EmulationSettings, *,
+async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings: EmulationSettings, *,
                        delay_s: float) -> Row:
-    from player.media.pipeline import DecodePipeline
-
     await asyncio.sleep(delay_s)
     profile = settings.profile
     name, _ = parse_spec(cell.abr)
@@ -394,13 +382,10 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: StackEndpoint, settin
                           speed=cell.speed, decode=settings.decode)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
-    target = PlayTarget(title=endpoint.title, gateway_url=endpoint.gateway_url, username=endpoint.username,
-                        password=endpoint.password)
-    mode = settings.decode
-    factory = None if mode == "none" else (lambda source: DecodePipeline(source, mode=mode))
     started = time.monotonic()
     try:
-        report = await play_headless(target, config, link=link, events=EventLog(keep=False), decoder_factory=factory)
+        report = await play_headless(endpoint, config, link=link, events=EventLog(keep=False),
+                                     decoder_factory=pipeline_factory(settings.decode))
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
         return {**_base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
@@ -457,7 +442,7 @@ def open_executor(config: ExperimentConfig) -> Iterator[Executor]:
 
 
 @contextlib.asynccontextmanager
-async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncIterator[StackEndpoint]:
+async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncIterator[TitleTarget]:
     """An embedded stack on free ports serving the title's content root, with a throwaway demo account."""
     from server.config import BackendPolicy, RateLimitPolicy, StackConfig
     from server.stack import start_stack_with_demo_user
@@ -473,8 +458,8 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
             backend_policy=BackendPolicy(timeout_s=60.0, failure_threshold=1_000_000, max_concurrent=100_000),
         )
         async with start_stack_with_demo_user(config) as (stack, credentials):
-            yield StackEndpoint(gateway_url=stack.gateway_url, title=title_dir.name, username=credentials.username,
-                                password=credentials.password)
+            yield TitleTarget(gateway_url=stack.gateway_url, title=title_dir.name, username=credentials.username,
+                              password=credentials.password)
 
 
 def check_abrs(config: ExperimentConfig) -> None:
@@ -490,7 +475,7 @@ class _Task:
 
 
 def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trace], todo: Sequence[Cell],
-           endpoint: StackEndpoint | None) -> list[_Task]:
+           endpoint: TitleTarget | None) -> list[_Task]:
     tasks = []
     for abr in config.abrs:
         cells = [c for c in todo if c.mode == "sim" and c.abr == abr]

@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from abr.estimators import throughput_bps, throughput_bps_array
 from player.research.sim import SessionResult
 from player.research.sweep import AbrSummary, SweepResult
 
@@ -88,7 +89,7 @@ def _write_segments(result: SweepResult, path: Path) -> Path:
                         "request_time_s": round(float(r.request_time_s[i]), 6),
                         "buffer_before_s": round(float(r.buffer_before_s[i]), 6),
                         "download_s": round(float(r.download_s[i]), 6),
-                        "throughput_bps": round(float(r.size_bytes[i] * 8 / r.download_s[i]), 1),
+                        "throughput_bps": round(throughput_bps(int(r.size_bytes[i]), float(r.download_s[i])), 1),
                         "rebuffer_s": round(float(r.rebuffer_s[i]), 6),
                         "buffer_after_s": round(float(r.buffer_s[i]), 6),
                         "reason": r.reasons[i] if r.reasons else None,  # the batch engine keeps no reasons
@@ -164,7 +165,7 @@ def plot_timeline(r: SessionResult, path: Path | BinaryIO) -> Path | BinaryIO:
     done = r.request_time_s + r.download_s
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
     top.step(r.request_time_s, r.bitrates_bps / 1e6, where="post", label="bitrate")
-    top.plot(done, r.size_bytes * 8 / r.download_s / 1e6, ".", alpha=0.6, label="measured throughput")
+    top.plot(done, throughput_bps_array(r.size_bytes, r.download_s) / 1e6, ".", alpha=0.6, label="measured throughput")
     top.set_ylabel("Mbit/s")
     top.legend(loc="upper right")
     top.set_title(f"{r.abr} on {r.trace}: QoE_lin {r.qoe_lin:.1f}")

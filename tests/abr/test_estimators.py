@@ -19,6 +19,8 @@ from abr.estimators import (
     estimate,
     harmonic_mean,
     sample_bps,
+    throughput_bps,
+    throughput_bps_array,
 )
 from abr.types import Download
 
@@ -37,6 +39,26 @@ def dl(size_bytes: int, duration_s: float, ttfb_s: float = 0.0, index: int = 0) 
 def test_sample_bps_measures_bits_over_request_time(download: Download, exclude_ttfb: bool,
                                                     expected: float | None) -> None:
     assert sample_bps(download, exclude_ttfb=exclude_ttfb) == expected
+
+
+def test_throughput_bps_is_bits_over_seconds_and_refuses_no_time() -> None:
+    assert throughput_bps(1_000_000, 2.0) == 4e6
+    assert throughput_bps(3, 0.5) == 48.0
+    for seconds in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="time > 0 s"):
+            throughput_bps(1_000, seconds)
+
+
+def test_throughput_bps_array_matches_the_scalar_rule_exactly() -> None:
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 5_000_000, (50, 4))
+    seconds = rng.uniform(0.01, 8.0, (50, 4))
+    rates = throughput_bps_array(sizes, seconds)
+    assert all(rates[i, j] == throughput_bps(int(sizes[i, j]), float(seconds[i, j]))
+               for i in range(50) for j in range(4))
+    seconds[3, 2] = 0.0
+    with pytest.raises(ValueError, match="times > 0 s"):
+        throughput_bps_array(sizes, seconds)
 
 
 @pytest.mark.parametrize(("values", "expected"), [

@@ -22,8 +22,9 @@ from netsim import synthetic
 from player.client.bootstrap import BootstrapError, request_license
 from player.client.eventlog import EventLog
 from player.client.fetch import Fetcher
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import LinkConfig, TitleTarget, UrlTarget, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
+from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
 from player.research.sim import PROFILES, run_session
 from player.video import load_packaged_video
@@ -59,8 +60,8 @@ async def running_stack(tmp_path: Path, content_root: Path, **overrides: object)
         yield stack, credentials.password
 
 
-def _target(stack: RunningStack, password: str, title: str) -> PlayTarget:
-    return PlayTarget(title=title, gateway_url=stack.gateway_url, username="demo", password=password)
+def _target(stack: RunningStack, password: str, title: str) -> TitleTarget:
+    return TitleTarget(title=title, gateway_url=stack.gateway_url, username="demo", password=password)
 
 
 def _decoder(mode: str = "all"):  # noqa: ANN202
@@ -82,7 +83,8 @@ async def test_plays_an_encrypted_title_through_the_stack_over_a_shaped_link(tmp
     assert set(report.bootstrap_s) == {"token_s", "playback_s", "manifest_s", "license_s"}
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
     kinds = {e["type"] for e in events}
-    assert {"bootstrap", "decision", "request", "download", "buffer", "play", "end"} <= kinds
+    assert {"bootstrap", "decision", "request", "download", "buffer", "play", "end"} <= kinds <= EVENT_KINDS
+    assert all(list(e)[:2] == ["t", "type"] for e in events)
     assert all("<token>" in e["url"] for e in events if e["type"] == "request" and "/s/" in e["url"])
     assert all(e["reason"] for e in events if e["type"] == "decision")
 
@@ -164,7 +166,7 @@ async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) 
     wrong = {k["kid"]: "00" * 16 for k in keys}
     log = EventLog()
     async with serving_origin(packaged.content_root) as origin:
-        report = await play_headless(PlayTarget(url=f"{origin}/{ENCRYPTED_TITLE}/manifest.mpd", keys=wrong),
+        report = await play_headless(UrlTarget(url=f"{origin}/{ENCRYPTED_TITLE}/manifest.mpd", keys=wrong),
                                      PlayerConfig(abr="bba"), events=log, decoder_factory=_decoder())
     assert report.metrics.segments == 3
     # Garbage from a wrong key now and then happens to decode into a frame FFmpeg does not flag (1 of
@@ -177,7 +179,7 @@ async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) 
 async def test_encrypted_url_without_keys_is_refused_clearly(packaged: PackagedTitles) -> None:
     async with serving_origin(packaged.content_root) as origin:
         with pytest.raises(BootstrapError, match="encrypted.*--key KID:KEY"):
-            await play_headless(PlayTarget(url=f"{origin}/{ENCRYPTED_TITLE}/manifest.mpd"), PlayerConfig())
+            await play_headless(UrlTarget(url=f"{origin}/{ENCRYPTED_TITLE}/manifest.mpd"), PlayerConfig())
 
 
 async def test_expired_token_gets_a_clear_license_error(tmp_path: Path, packaged: PackagedTitles) -> None:
@@ -270,7 +272,7 @@ async def test_plays_dash_written_by_ffmpeg(tmp_path: Path, layout: str) -> None
                "single": {"use_template": "0", "single_file": "1", "global_sidx": "1"}}[layout]
     write_ffmpeg_dash(tmp_path / layout, **options)
     async with serving_directory(tmp_path) as server:
-        report = await play_headless(PlayTarget(url=f"{server}/{layout}/manifest.mpd"), PlayerConfig(abr="rate"),
+        report = await play_headless(UrlTarget(url=f"{server}/{layout}/manifest.mpd"), PlayerConfig(abr="rate"),
                                      decoder_factory=_decoder())
     assert report.error is None
     assert report.metrics.segments >= 2

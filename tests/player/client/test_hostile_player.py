@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from player.client.bootstrap import BootstrapError, bootstrap_url
 from player.client.fetch import FetchConfig, Fetcher
-from player.client.harness import PlayTarget, play_headless
+from player.client.harness import UrlTarget, play_headless
 from player.client.headless import PlaybackError, PlayerConfig
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 
@@ -110,7 +110,7 @@ async def test_hostile_manifest_is_a_clear_bootstrap_error(packaged: PackagedTit
         try:
             # A manifest that parses but has nothing to play is refused by the player as it starts.
             with pytest.raises((BootstrapError, PlaybackError), match="manifest") as info:
-                await asyncio.wait_for(play_headless(PlayTarget(url=url), PlayerConfig(decode="none"), fetch=QUICK),
+                await asyncio.wait_for(play_headless(UrlTarget(url=url), PlayerConfig(decode="none"), fetch=QUICK),
                                        HANG_GUARD_S)
             _, peak = tracemalloc.get_traced_memory()
         finally:
@@ -125,14 +125,14 @@ async def test_a_manifest_server_that_never_answers_is_a_bootstrap_error(package
     async with hostile_server(packaged.content_root) as (server, url):
         server.stall = True
         with pytest.raises(BootstrapError, match="manifest download failed.*timeout"):
-            await asyncio.wait_for(play_headless(PlayTarget(url=url), PlayerConfig(decode="none"), fetch=QUICK),
+            await asyncio.wait_for(play_headless(UrlTarget(url=url), PlayerConfig(decode="none"), fetch=QUICK),
                                    HANG_GUARD_S)
 
 
 async def test_the_honest_manifest_still_plays(packaged: PackagedTitles) -> None:
     async with hostile_server(packaged.content_root) as (server, url):
         server.manifest = (packaged.content_root / CLEAR_TITLE / "manifest.mpd").read_bytes()
-        report = await asyncio.wait_for(play_headless(PlayTarget(url=url), PlayerConfig(decode="none", speed=8.0)),
+        report = await asyncio.wait_for(play_headless(UrlTarget(url=url), PlayerConfig(decode="none", speed=8.0)),
                                         HANG_GUARD_S)
     assert report.error is None and report.metrics.segments == 3
 

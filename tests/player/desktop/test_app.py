@@ -26,9 +26,12 @@ from PIL import Image
 
 from abr.registry import make
 from abr.types import Decision, Ladder, Observation
-from player.client.harness import PlayTarget
+from player.client.harness import UrlTarget
 from player.client.headless import PlayerConfig
-from player.desktop.app import DesktopApp, DesktopConfig, LockableAbr, letterbox, xvfb_display
+from player.desktop.app import DesktopApp, letterbox
+from player.desktop.config import DesktopConfig
+from player.desktop.player_thread import LockableAbr
+from player.desktop.xvfb import xvfb_display
 from player.media.avsync import FrameQueue, PcmBuffer, SyncStats, VideoFrame
 from player.media.decoder import FrameConverter, SegmentDecoder
 from server.packager import PackageConfig, package_source, parse_ladder
@@ -266,7 +269,7 @@ def test_overlay_renders_pause_stops_the_clock_and_seek_lands_within_a_segment(
         app.press(_key("RIGHT"))
 
     with in_background(serving_origin(long_title)) as origin:
-        app = DesktopApp(PlayTarget(url=f"{origin}/long/manifest.mpd"), PlayerConfig(abr="bba"),
+        app = DesktopApp(UrlTarget(url=f"{origin}/long/manifest.mpd"), PlayerConfig(abr="bba"),
                          options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=9.0)
         app.at(2.5, pause)
         app.at(3.0, paused_1)
@@ -292,7 +295,7 @@ def test_overlay_renders_pause_stops_the_clock_and_seek_lands_within_a_segment(
 @pytest.mark.desktop
 def test_720p_plays_out_and_reports_dropped_frames(hd_title: Path, display: str) -> None:
     with in_background(serving_origin(hd_title)) as origin:
-        app = DesktopApp(PlayTarget(url=f"{origin}/hd/manifest.mpd"), PlayerConfig(abr="bba"),
+        app = DesktopApp(UrlTarget(url=f"{origin}/hd/manifest.mpd"), PlayerConfig(abr="bba"),
                          options=DesktopConfig(exit_at_end=True, window_size_px=(1280, 720)), exit_after_s=60.0)
         result = app.run()
     assert result.ended and result.report is not None and result.report.error is None
@@ -313,9 +316,9 @@ def _key(name: str) -> int:
 @pytest.mark.desktop
 def test_no_display_is_a_clear_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    code = ("import sys\nfrom player.desktop.app import DesktopApp, DesktopUnavailable\n"
-            "from player.client.headless import PlayerConfig\nfrom player.client.harness import PlayTarget\n"
-            "try:\n    DesktopApp(PlayTarget(url='http://127.0.0.1:9/x.mpd'), PlayerConfig()).run()\n"
+    code = ("import sys\nfrom player.desktop import DesktopUnavailable\nfrom player.desktop.app import DesktopApp\n"
+            "from player.client.headless import PlayerConfig\nfrom player.client.harness import UrlTarget\n"
+            "try:\n    DesktopApp(UrlTarget(url='http://127.0.0.1:9/x.mpd'), PlayerConfig()).run()\n"
             "except DesktopUnavailable as exc:\n    print(exc)\n    sys.exit(3)\n")
     process = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=60, env={**env, "DISPLAY": ":987"})

@@ -1,0 +1,45 @@
+"""What the client needs from a decoder: the `Decoder` protocol and the summary it ends with.
+
+Imports no PyAV: the headless player and its harness name the protocol even with `--decode none`.
+Implementations: `player.media.pipeline.DecodePipeline` (headless) and `player.media.avsync.DesktopDecoder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from player.client.fetch import Fetcher
+
+TrackKind = Literal["video", "audio"]
+# Rendition id -> (failover URLs of its init segment, the Range header to send with them).
+InitUrls = Mapping[str, tuple[Sequence[str], Mapping[str, str]]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodeSummary:
+    frames_decoded: int
+    frames_failed: int
+    segments: int
+    failed_segments: int
+    first_frame_wall: float | None  # time.monotonic() of the first decoded video frame
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Decoder(Protocol):
+    """Takes a session's segments as they arrive and decodes them off the event loop; never holds up
+    fetching, and counts failures instead of raising them."""
+
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
+        """Fetch every rendition's init segment, once, before playback starts."""
+        ...
+
+    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes) -> None:
+        """Queue segment `index` (0-based) of rendition `rep_id` for decoding; returns at once."""
+        ...
+
+    async def finish(self) -> DecodeSummary:
+        """Wait for every submitted segment, then report."""
+        ...

@@ -1,0 +1,92 @@
+"""What a desktop session did: the result (the player's report plus presentation figures) and its
+summary, on screen at the end and on stdout (readable lines or one JSON object)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from player.client.headless import PlaybackReport, print_report
+from player.media.avsync import OffsetSummary
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SeekRecord:
+    """A seek: where it was asked to go, where the stream restarted, the first frame shown after it (s)."""
+
+    target_s: float
+    landed_s: float | None
+    first_frame_pts_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PresentedFrame:
+    pts_s: float
+    rendition: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DesktopResult:
+    """One desktop session: the player's report plus what the window presented."""
+
+    report: PlaybackReport | None  # None if the window closed before playback began
+    frames_presented: int
+    frames_dropped: int
+    av_offset: OffsetSummary
+    audio_driver: str
+    audio_silence_s: float  # audio read where no PCM was decoded yet
+    last_frame: PresentedFrame | None
+    seeks: tuple[SeekRecord, ...]
+    window_size_px: tuple[int, int]
+    video_rect_px: tuple[int, int, int, int]  # x, y, width, height of the picture in the window
+    screenshot: Path | None
+    ended: bool  # the stream played out
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.report.as_dict() if self.report is not None else {}
+        out["desktop"] = {
+            "frames_presented": self.frames_presented, "frames_dropped": self.frames_dropped,
+            "av_offset_ms": self.av_offset.as_dict(), "audio_driver": self.audio_driver,
+            "audio_silence_s": round(self.audio_silence_s, 4),
+            "last_frame": None if self.last_frame is None else {"pts_s": self.last_frame.pts_s,
+                                                                "rendition": self.last_frame.rendition},
+            "seeks": [{"target_s": s.target_s, "landed_s": s.landed_s, "first_frame_pts_s": s.first_frame_pts_s}
+                      for s in self.seeks],
+            "window_size_px": list(self.window_size_px), "video_rect_px": list(self.video_rect_px),
+            "screenshot": None if self.screenshot is None else str(self.screenshot), "ended": self.ended,
+        }
+        return out
+
+
+def report_lines(report: PlaybackReport) -> list[str]:
+    m = report.metrics
+    return [
+        f"{report.title} with {report.abr}: {m.segments} segments",
+        f"QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}",
+        f"startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls",
+        f"average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, {m.switches} switches",
+    ]
+
+
+def presentation_lines(presented: int, dropped: int, offset: OffsetSummary) -> list[str]:
+    return [
+        f"frames presented {presented}, dropped {dropped}",
+        f"A/V offset |pts - clock|: p50 {offset.p50_ms:.1f} ms, p95 {offset.p95_ms:.1f} ms, max {offset.max_ms:.1f} ms "
+        f"(mean {offset.mean_ms:+.1f} ms; {100 * offset.within_tolerance:.1f}% within 40 ms)",
+    ]
+
+
+def print_summary(result: DesktopResult, *, as_json: bool) -> None:
+    """The end-of-session summary on stdout (one JSON object with `as_json`)."""
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    if result.report is not None:
+        print_report(result.report, as_json=False)
+    for line in presentation_lines(result.frames_presented, result.frames_dropped, result.av_offset):
+        print(f"  {line}")
+    print(f"  audio driver {result.audio_driver}; silence inserted {result.audio_silence_s:.2f} s")
+    if result.screenshot is not None:
+        print(f"  screenshot {result.screenshot}")

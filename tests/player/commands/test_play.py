@@ -1,0 +1,39 @@
+"""`abrkit play`: what the command line asks to play becomes one kind of `PlayTarget`."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from player.client.harness import DemoTarget, TitleTarget, UrlTarget
+from player.commands import play
+from player.errors import CliError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    play.register(parser.add_subparsers())
+    return parser.parse_args(["play", *argv])
+
+
+def test_no_argument_plays_the_demo() -> None:
+    assert play.play_target(_args()) == DemoTarget()
+
+
+def test_an_mpd_url_plays_directly_with_the_given_keys() -> None:
+    target = play.play_target(_args("https://cdn.example/t/manifest.mpd", "--key", "00" * 16 + ":" + "11" * 16))
+    assert target == UrlTarget(url="https://cdn.example/t/manifest.mpd", keys={"00" * 16: "11" * 16})
+
+
+def test_a_title_plays_through_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABRKIT_PASSWORD", "s3cret")
+    target = play.play_target(_args("bbb", "--user", "alice", "--gateway", "http://10.0.0.1:8000"))
+    assert target == TitleTarget(title="bbb", gateway_url="http://10.0.0.1:8000", username="alice", password="s3cret")
+    assert "s3cret" not in repr(target)
+
+
+def test_a_title_without_a_password_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ABRKIT_PASSWORD", raising=False)
+    with pytest.raises(CliError, match="no password"):
+        play.play_target(_args("bbb", "--user", "alice"))
