@@ -2,8 +2,8 @@
 
 A forward dynamic program over segments. A state after segment n is (last quality, trace time,
 buffer level) plus the QoE so far; each state branches on every quality of segment n+1 with the
-simulator's own download and buffer rules (`player.research.sim.download_step`, `cap_sleep_s`), so the
-optimum is over exactly the sessions the simulator can produce.
+simulator's own download and buffer rules (`player.research.sim.download_step`, `cap_sleep_s`,
+`buffer_step`), so the optimum is over exactly the sessions the simulator can produce.
 
 The state space is continuous, so states are merged on a grid (`grid_s`, default 20 ms, on both
 trace time and buffer); in each cell the state with the highest QoE so far survives, exactly (its
@@ -22,7 +22,7 @@ import numpy as np
 from abr.qoe import QoeModel, qoe_model
 from netsim.link import LinkBatch
 from netsim.trace import Trace
-from player.research.sim import LatencyLookup, SimProfile, cap_sleep_s, download_step
+from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step
 from player.video import Video
 
 
@@ -91,9 +91,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
         start = base_time[parent]
         finish, elapsed = download_step(links, latency, prof, start, sizes[n, choice],
                                         np.zeros(parent.size, dtype=np.int64))
-        before = base_buffer[parent]
-        stall = np.maximum(elapsed - before, 0.0) if started else np.zeros(parent.size)
-        new_buffer = np.maximum(before - elapsed, 0.0) + seg_s
+        stall, new_buffer = buffer_step(base_buffer[parent], elapsed, seg_s, started=started)
         gain = np.zeros(parent.size)
         if n >= model.first_counted_segment:
             prev_q = quality[parent]

@@ -237,6 +237,19 @@ def download_step(links: LinkBatch, latency: LatencyLookup, prof: SimProfile, tr
     return finish, finish - trace_time + prof.rtt_s
 
 
+def buffer_step(buffer_s: np.ndarray, elapsed_s: np.ndarray, segment_duration_s: float, *,
+                started: bool | np.ndarray = True) -> tuple[np.ndarray, np.ndarray]:
+    """(stall s, buffer s after the segment is added) for downloads that took `elapsed_s` of session time.
+
+    `buffer_s` is the level when each request was made (after any cap sleep, `cap_sleep_s`). Playback
+    drains it meanwhile and stalls once it runs dry; where playback has not `started` yet (the first
+    segment), that wait is startup delay, not a stall. The state machine's scalar twin is
+    `PlaybackSession.on_download`.
+    """
+    stall = np.where(started, np.maximum(elapsed_s - buffer_s, 0.0), 0.0)
+    return stall, np.maximum(buffer_s - elapsed_s, 0.0) + segment_duration_s
+
+
 def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
     """The lock-step engine applies when the algorithm is vectorised and one segment starts playback."""
     seg = video.ladder.segment_duration_s
@@ -298,13 +311,11 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         finish, elapsed = download_step(links, latency, prof, trace_time, size)
         trace_time = finish
         clock = clock + elapsed
+        stall, buffer = buffer_step(buffer, elapsed, seg_s, started=i > 0)
         if i == 0:
             startup = clock.copy()
-            stall = np.zeros(b)
         else:
-            stall = np.maximum(elapsed - buffer, 0.0)
             stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
-        buffer = np.maximum(buffer - elapsed, 0.0) + seg_s
         qualities[i] = q
         rebuffer[i] = stall
         buffer_after[i] = buffer
