@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from netsim.faults import FaultedLink, FaultWindow, parse_fault
+from netsim.faults import FaultWindow, parse_fault
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
@@ -369,36 +369,6 @@ async def test_runtime_outage_stops_delivery_for_its_duration(source_port: int) 
     got = meter.bins(start, 0.25, 6)
     assert got[1:4].sum() == 0  # the first bin may hold bytes that were due before the call
     assert got[4:6].sum() == pytest.approx(16e6 / 8 * 0.5, rel=0.10)
-
-
-def test_faulted_link_loses_the_capacity_of_its_windows() -> None:
-    link = LinkModel(steps_trace([8], step_s=100.0))
-    faulted = FaultedLink(link, [FaultWindow(start_s=1, duration_s=2), FaultWindow(start_s=2, duration_s=2, kind="loss_burst", recovery_s=1)])
-    rate = 1e6
-    assert faulted.bytes_until(1.0) == pytest.approx(rate)
-    assert faulted.bytes_until(4.9) == pytest.approx(rate)  # blocked 1 s .. 5 s (merged windows)
-    assert faulted.bytes_until(6.0) == pytest.approx(2 * rate)
-    assert faulted.blocked_at(3.0) and not faulted.blocked_at(5.0)
-    for total in (0.5 * rate, rate, 1.5 * rate, 7 * rate):
-        assert faulted.bytes_until(faulted.time_for_bytes(total)) == pytest.approx(total)
-    assert faulted.time_for_bytes(1.5 * rate) == pytest.approx(5.5)
-    assert faulted.download_time(0.0, 2 * rate) == pytest.approx(6.0)
-
-
-@pytest.mark.parametrize(
-    ("spec", "kind", "message"),
-    [
-        ("3", "outage", "expected START_S:DURATION_S"),
-        ("3:x", "outage", "numbers"),
-        ("3:1:0.2", "outage", "expected START_S:DURATION_S"),
-        ("3:0", "outage", "duration"),
-        ("-1:2", "loss_burst", "start"),
-        ("1:2:-1", "loss_burst", "recovery"),
-    ],
-)
-def test_bad_fault_specs_are_rejected(spec: str, kind: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_fault(spec, kind)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
