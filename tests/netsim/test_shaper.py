@@ -1,17 +1,13 @@
 """The shaping proxy on real loopback sockets: fidelity to the link model, RTT, faults, offsets,
-fair sharing, half-close and abort handling, and the `abrkit shape` command."""
+fair sharing, half-close and abort handling (the `abrkit shape` command: tests/player/commands)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +18,6 @@ from netsim.faults import FaultWindow, parse_fault
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def steps_trace(rates_mbps: list[float], step_s: float) -> Trace:
@@ -467,52 +461,6 @@ async def test_unreachable_upstream_closes_the_client(caplog: pytest.LogCaptureF
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
     assert any("unreachable" in r.getMessage() for r in caplog.records)
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-async def _shape_command(trace: Path, upstream_port: int) -> asyncio.subprocess.Process:
-    """`abrkit shape` in a subprocess, listening on any free port."""
-    return await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "player", "shape", "--trace", str(trace), "--listen", "127.0.0.1:0"],
-        *["--upstream", f"127.0.0.1:{upstream_port}"],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def test_cli_bad_trace_is_one_error_line(tmp_path: Path) -> None:
-    bad = tmp_path / "bad_trace"
-    bad.write_text("0 1.0\n1 fast\n")
-    proc = await _shape_command(bad, 9)
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    lines = err.decode().strip().splitlines()
-    assert proc.returncode == 2
-    assert len(lines) == 1 and f"{bad}:2" in lines[0], lines
-
-
-async def test_cli_relays_shaped_traffic_and_stops_on_sigint(tmp_path: Path, http_port: int) -> None:
-    trace = tmp_path / "flat.json"
-    trace.write_text('[{"duration_ms": 1000, "bandwidth_kbps": 20000, "latency_ms": 50}]')
-    proc = await _shape_command(trace, http_port)
-    try:
-        assert proc.stdout is not None
-        ready = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
-        assert "listening on 127.0.0.1:" in ready
-        port = int(ready.split("listening on 127.0.0.1:")[1].split()[0])
-        assert await _ttfb_s(port) >= 0.050
-        proc.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
-    assert "Traceback" not in err.decode()
-    assert "stopped after 1 connections" in err.decode()
 
 
 async def test_an_unreachable_upstream_is_logged_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
