@@ -26,10 +26,8 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from player.media.decoder import AudioDecoder, DecoderConfig, DecodeResult, FrameConverter, SegmentDecoder  # noqa: E402
-from server.packager import default_cache_dir, ensure_demo_title, load_segments_json  # noqa: E402
+from player.media.decoder import AudioDecoder, DecoderConfig, DecodeResult, FrameConverter, SegmentDecoder
+from server.packager import default_cache_dir, ensure_demo_title, load_segments_json
 
 
 def _segments(rep_dir: Path) -> tuple[bytes, list[bytes]]:
