@@ -46,6 +46,10 @@ LADDERS: dict[str, Ladder] = {
                                     6_000_000, 9_000_000, 14_000_000), segment_duration_s=2.0),
 }
 SEEDS = range(6)
+# The toy sessions below (`closed_loop`, `lock_step`) keep their own few-line buffer rule instead of
+# the simulator's `player.research.sim.buffer_step`: `abr` imports nothing of ours but `abr`, and the
+# buffer rule is the player's, not a decision. They only need plausible observations (an exact cap,
+# no sleep quantum, no stall accounting), not the simulator's numbers.
 BUFFER_CAP_S = 60.0
 
 

@@ -2,17 +2,26 @@
 
 A plain typed dict of factories (Gymnasium's register/make without string entry points). A spec
 string may carry one argument after a colon, passed to the factory as `arg` (e.g. a model path).
-The built-in algorithms register themselves when `abr` is imported (see `abr/__init__.py`).
+`make` binds the parameters to the factory's signature first, so a wrong name or type is a clear
+`ValueError`; whatever the factory itself raises propagates unchanged. A factory over a parameter
+dataclass takes that dataclass's signature with `@parameters_from(Params)`. The built-in algorithms
+register themselves when `abr` is imported (see `abr/__init__.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import dataclasses
+import inspect
+import numbers
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from abr.types import AbrAlgorithm, AbrSpec
 
 Factory = Callable[..., AbrAlgorithm]
+F = TypeVar("F", bound=Factory)
 
 _REGISTRY: dict[str, AbrSpec] = {}
 
@@ -49,6 +58,24 @@ def parse_spec_list(text: str) -> tuple[str, ...]:
     return specs
 
 
+def parameters_from(params_type: type) -> Callable[[F], F]:
+    """Give a `**params` factory the signature of the dataclass it builds (keyword-only fields with
+    their types and defaults), so `make` can check names and types before calling it."""
+    hints = typing.get_type_hints(params_type)
+    fields = [f for f in dataclasses.fields(params_type) if f.init]
+    signature = inspect.Signature([
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(f.name, inspect.Parameter.empty),
+                          default=f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty)
+        for f in fields
+    ])
+
+    def decorate(factory: F) -> F:
+        factory.__signature__ = signature  # type: ignore[attr-defined]
+        return factory
+
+    return decorate
+
+
 def make(spec: str, **params: Any) -> AbrAlgorithm:
     """A fresh algorithm instance. `spec` is `name` or `name:arg`; `params` go to the factory."""
     name, arg = parse_spec(spec)
@@ -59,8 +86,65 @@ def make(spec: str, **params: Any) -> AbrAlgorithm:
     factory: Factory = entry.factory  # type: ignore[assignment]
     if arg is not None:
         params = {**params, "arg": arg}
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise ValueError(f"ABR {name!r}: bad parameters {sorted(params)}: {exc}") from None
+    bound = _bind(name, factory, params)
+    return factory(*bound.args, **bound.kwargs)
 
+
+def _bind(name: str, factory: Factory, params: Mapping[str, Any]) -> inspect.BoundArguments:
+    """`params` bound to the factory's signature, or a `ValueError` naming what is wrong."""
+    try:
+        signature = inspect.signature(factory, eval_str=True)
+    except NameError:  # an annotation names something only a type checker imports
+        signature = inspect.signature(factory)
+    accepted = signature.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    known = [p for p in accepted if p != "arg" and accepted[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    for key in params:
+        if key in accepted or takes_any:
+            continue
+        if key == "arg":
+            raise ValueError(f"ABR {name!r} takes no argument after ':' (got {name}:{params['arg']})")
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        if "arg" in accepted:
+            takes += f" (and an argument: {name}:ARG)"
+        raise ValueError(f"ABR {name!r} has no parameter {key!r}; {takes}")
+    try:
+        bound = signature.bind(**params)
+    except TypeError as exc:  # a required parameter is missing
+        raise ValueError(f"ABR {name!r}: {exc}") from None
+    for key, value in bound.arguments.items():
+        annotation = accepted[key].annotation
+        if accepted[key].kind is not inspect.Parameter.VAR_KEYWORD and not _accepts(annotation, value):
+            raise ValueError(f"ABR {name!r}: parameter {key!r} must be {_describe(annotation)}, "
+                             f"got {type(value).__name__} {value!r}")
+    return bound
+
+
+def _accepts(annotation: Any, value: object) -> bool:
+    """Whether `value` fits a parameter annotated `annotation` (unknown annotations accept anything)."""
+    if annotation in (inspect.Parameter.empty, Any) or isinstance(annotation, str):
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:  # numpy integers count; bools do not
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(member, value) for member in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin is not None:
+        return not isinstance(origin, type) or isinstance(value, origin)
+    return not isinstance(annotation, type) or isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    if annotation is None or annotation is type(None):
+        return "None"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(member) for member in typing.get_args(annotation))
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)

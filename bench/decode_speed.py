@@ -26,12 +26,10 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from player.media.decoder import AudioDecoder, DecoderConfig, DecodeResult, FrameConverter, SegmentDecoder  # noqa: E402
-from server.config import default_cache_dir  # noqa: E402
-from server.formats.segments import load_segments_json  # noqa: E402
-from server.packager import ensure_demo_title  # noqa: E402
+from player.media.decoder import AudioDecoder, DecoderConfig, DecodeResult, FrameConverter, SegmentDecoder
+from server.config import default_cache_dir
+from server.formats.segments import load_segments_json
+from server.packager import ensure_demo_title
 
 
 def _segments(rep_dir: Path) -> tuple[bytes, list[bytes]]:

@@ -23,21 +23,18 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aiohttp import web
 
-from aiohttp import web  # noqa: E402
-
-from player.client.harness import UrlTarget  # noqa: E402
-from player.client.headless import PlayerConfig  # noqa: E402
-from player.desktop import DesktopUnavailable  # noqa: E402
-from player.desktop.app import DesktopApp  # noqa: E402
-from player.desktop.config import DesktopConfig  # noqa: E402
-from player.desktop.xvfb import xvfb_display  # noqa: E402
-from server.origin import OriginConfig, create_app  # noqa: E402
-from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
-from server.packaging.demo import DemoClipConfig  # noqa: E402
-from server.packaging.source import DemoSource  # noqa: E402
+from player.client.harness import UrlTarget
+from player.client.headless import PlayerConfig
+from player.desktop import DesktopUnavailable
+from player.desktop.app import DesktopApp
+from player.desktop.config import DesktopConfig
+from player.desktop.xvfb import xvfb_display
+from server.origin import OriginConfig, create_app
+from server.packager import PackageConfig, package_source, parse_ladder
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 
 CACHE = Path(tempfile.gettempdir()) / "abrkit-bench-desktop"
 BITRATES = {720: "2500k", 1080: "5000k"}

@@ -29,9 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from server.urlsign import UrlGrant, sign, signed_path  # noqa: E402
+from server.urlsign import UrlGrant, sign, signed_path
 
 OBJECTS = 200
 CONNECTIONS = 32

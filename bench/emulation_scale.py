@@ -34,18 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from netsim.formats import load_traces
+from netsim.trace import Trace
+from player.research.experiment import Content, ExperimentConfig, Row, open_content, run_experiment
+from player.research.experiment_report import compare, ok_rows, sim_emulation_gaps
+from player.research.sim import profile
+from server.config import default_cache_dir
+from server.packager import PackageConfig, package_source, parse_ladder
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 
-from netsim.formats import load_traces  # noqa: E402
-from netsim.trace import Trace  # noqa: E402
-from player.research.experiment import Content, ExperimentConfig, Row, open_content, run_experiment  # noqa: E402
-from player.research.experiment_report import compare, ok_rows, sim_emulation_gaps  # noqa: E402
-from player.research.sim import profile  # noqa: E402
-from server.config import default_cache_dir  # noqa: E402
-from server.packager import PackageConfig, package_source, parse_ladder  # noqa: E402
-from server.packaging.demo import DemoClipConfig  # noqa: E402
-from server.packaging.source import DemoSource  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TRACE_DIR = REPO_ROOT.parent / "shared" / "traces" / "pensieve" / "test-public"
 LADDER = "144p:300k,216p:750k,288p:1200k,360p:1850k"

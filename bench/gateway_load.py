@@ -28,17 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import aiohttp
 
-import aiohttp  # noqa: E402
-
-from server.auth import hash_password  # noqa: E402
-from server.config import RateLimitPolicy, StackConfig, UserRecord, update_users  # noqa: E402
-from server.formats.b64 import b64url_encode  # noqa: E402
-from server.packager import PackageConfig, package, parse_ladder  # noqa: E402
-from server.packaging.demo import DemoClipConfig, write_demo_source  # noqa: E402
-from server.stack import init_stack_config, start_stack  # noqa: E402
+from server.auth import hash_password
+from server.config import RateLimitPolicy, StackConfig, UserRecord, update_users
+from server.formats.b64 import b64url_encode
+from server.packager import PackageConfig, package, parse_ladder
+from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.stack import init_stack_config, start_stack
 
 TITLE = "load"
 PASSWORD = "load-test-password"

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from server.auth import TokenService  # noqa: E402
-from server.config import LicenseConfig, TokenPolicy  # noqa: E402
-from server.formats.b64 import b64url_encode  # noqa: E402
+from server.auth import TokenService
+from server.config import LicenseConfig, TokenPolicy
+from server.formats.b64 import b64url_encode
 
 GOAL_RPS = 5000
 GOAL_P99_MS = 10.0

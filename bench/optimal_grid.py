@@ -9,20 +9,17 @@ largest and mean difference from the finest grid, and CPU seconds per trace (one
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from netsim.formats import load_traces
+from player.research.optimal import OptimalConfig, offline_optimal
+from player.research.sim import PROFILES
+from player.video import load_video
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from netsim.formats import load_traces  # noqa: E402
-from player.research.optimal import OptimalConfig, offline_optimal  # noqa: E402
-from player.research.sim import PROFILES  # noqa: E402
-from player.video import load_video  # noqa: E402
-
 SHARED = REPO.parent / "shared"
 GRIDS_S = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02)
 

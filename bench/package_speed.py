@@ -20,11 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from server.packager import X264_PRESETS, PackageConfig, package_source  # noqa: E402
-from server.packaging.demo import DemoClipConfig  # noqa: E402
-from server.packaging.source import DemoSource  # noqa: E402
+from server.packager import X264_PRESETS, PackageConfig, package_source
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 
 
 def _cpu_s() -> float:

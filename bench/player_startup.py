@@ -18,22 +18,18 @@ import hashlib
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import aiohttp
 
-import aiohttp  # noqa: E402
-
-from player.client.harness import TitleTarget, pipeline_factory, play_headless  # noqa: E402
-from player.client.headless import PlayerConfig  # noqa: E402
-from player.media.decoder import SegmentDecoder  # noqa: E402
-from server.config import StackConfig  # noqa: E402
-from server.packager import ensure_demo_title  # noqa: E402
-from server.stack import start_stack_with_demo_user  # noqa: E402
+from player.client.harness import TitleTarget, pipeline_factory, play_headless
+from player.client.headless import PlayerConfig
+from player.media.decoder import SegmentDecoder
+from server.config import StackConfig
+from server.packager import ensure_demo_title
+from server.stack import start_stack_with_demo_user
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from netsim.formats import load_trace
+from netsim.link import LinkModel
+from netsim.shaper import LinkStats, Shaper, ShaperConfig, pacing_quantum_ms
+from netsim.trace import Trace
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from netsim.formats import load_trace  # noqa: E402
-from netsim.link import LinkModel  # noqa: E402
-from netsim.shaper import LinkStats, Shaper, ShaperConfig, pacing_quantum_ms  # noqa: E402
-from netsim.trace import Trace  # noqa: E402
-
 SHARED_TRACES = REPO_ROOT.parent / "shared" / "traces"
 FIDELITY_TRACES = (
     "pensieve/test-public/norway_bus_1",

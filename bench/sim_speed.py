@@ -14,20 +14,17 @@ import argparse
 import itertools
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from netsim.formats import load_traces
+from player.research.sim import PROFILES, run_batch, simulate
+from player.video import load_video
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from netsim.formats import load_traces  # noqa: E402
-from player.research.sim import PROFILES, run_batch, simulate  # noqa: E402
-from player.video import load_video  # noqa: E402
-
 SHARED = REPO.parent / "shared"
 RATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
 

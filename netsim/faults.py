@@ -1,19 +1,23 @@
 """Outages and loss bursts: windows of session time in which a link delivers nothing.
 
 `FaultedLink` wraps a `LinkModel` with a fault schedule and keeps its interface (`bytes_until`,
-`time_for_bytes`, ...), so the simulator and the shaping proxy can apply the same faults. Capacity in
-a fault window is lost, not deferred: a backlogged flow resumes at the trace rate when the window ends.
+`time_for_bytes`, ...), so the simulator and the shaping proxy apply the same faults;
+`FaultedLinkBatch` is its vectorised twin over a `LinkBatch` (the simulator's lock-step engine).
+Capacity in a fault window is lost, not deferred: a backlogged flow resumes at the trace rate when
+the window ends.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from netsim.link import LinkModel
+import numpy as np
+
+from netsim.link import LinkBatch, LinkModel
 
 FaultKind = Literal["outage", "loss_burst"]
 
@@ -82,6 +86,25 @@ def parse_fault(spec: str, kind: FaultKind) -> FaultWindow:
     return FaultWindow(start_s=values[0], duration_s=values[1], kind=kind, recovery_s=recovery_s)
 
 
+def parse_faults(*, outages: Iterable[str] = (), loss_bursts: Iterable[str] = ()) -> tuple[FaultWindow, ...]:
+    """The windows of the CLI options `--outage START_S:DURATION_S` and `--loss-burst
+    START_S:DURATION_S[:RECOVERY_S]` (`abrkit shape`, `abrkit sim`)."""
+    return (*(parse_fault(spec, "outage") for spec in outages), *(parse_fault(spec, "loss_burst") for spec in loss_bursts))
+
+
+def blocked_spans(windows: Iterable[FaultWindow]) -> list[tuple[float, float]]:
+    """The (start, end) spans in which the link delivers nothing: windows with their recovery,
+    sorted, overlapping or touching ones merged."""
+    spans: list[list[float]] = []
+    for window in sorted(windows, key=lambda w: w.start_s):
+        start, end = window.start_s, window.blocked_until_s
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end) for start, end in spans]
+
+
 class FaultedLink:
     """A `LinkModel` whose capacity is zero (and lost) inside fault windows.
 
@@ -94,13 +117,7 @@ class FaultedLink:
     def __init__(self, link: LinkModel, windows: Iterable[FaultWindow] = ()) -> None:
         self.link = link
         self.windows: tuple[FaultWindow, ...] = tuple(sorted(windows, key=lambda w: w.start_s))
-        spans: list[list[float]] = []
-        for window in self.windows:
-            start, end = window.start_s, window.blocked_until_s
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], end)
-            else:
-                spans.append([start, end])
+        spans = blocked_spans(self.windows)
         self._starts = [s for s, _ in spans]
         self._ends = [e for _, e in spans]
         # _lost_before[j]: capacity lost in spans 0..j-1; _avail_at_start[j]: bytes_until(start of span j).
@@ -152,3 +169,58 @@ class FaultedLink:
 
     def download_time(self, start_s: float, size_bytes: float) -> float:
         return self.finish_time(start_s, size_bytes) - start_s
+
+
+class FaultedLinkBatch:
+    """`FaultedLink` vectorised over a `LinkBatch`: row j of every query is a transfer on row j's link
+    with row j's own fault windows (`windows[j]`, in that link's time), the same arithmetic as the
+    scalar class so both engines of the simulator agree."""
+
+    def __init__(self, links: LinkBatch, windows: Sequence[Iterable[FaultWindow]]) -> None:
+        if len(windows) != links.size:
+            raise ValueError(f"need one fault schedule per link: {links.size} links, {len(windows)} schedules")
+        self.links = links
+        self.size = links.size
+        spans = [blocked_spans(row) for row in windows]
+        width = max((len(row) for row in spans), default=0)
+        # Rows with fewer spans are padded with spans at +inf, which no query time reaches.
+        self._starts = np.full((self.size, width), np.inf)
+        self._ends = np.full((self.size, width), np.inf)
+        for j, row in enumerate(spans):
+            self._starts[j, :len(row)] = [start for start, _ in row]
+            self._ends[j, :len(row)] = [end for _, end in row]
+        real = np.isfinite(self._starts)
+        rows = np.broadcast_to(np.arange(self.size)[:, None], real.shape)
+        self._bytes_at_start = np.zeros(real.shape)
+        lost = np.zeros(real.shape)
+        self._bytes_at_start[real] = links.bytes_until(self._starts[real], rows[real])
+        lost[real] = links.bytes_until(self._ends[real], rows[real]) - self._bytes_at_start[real]
+        # _lost_before[:, k]: capacity lost in spans 0..k-1; _avail_at_start: bytes_until(start of span k).
+        self._lost_before = np.zeros((self.size, width + 1))
+        self._lost_before[:, 1:] = np.cumsum(lost, axis=1)
+        self._avail_at_start = np.where(real, self._bytes_at_start - self._lost_before[:, :-1], np.inf)
+
+    def _rows(self, which: np.ndarray | None) -> np.ndarray:
+        return np.arange(self.size) if which is None else np.asarray(which)
+
+    def bytes_until(self, time_s: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """Vectorised `FaultedLink.bytes_until`; `which` selects rows (default: all, in order)."""
+        raw = self.links.bytes_until(time_s, which)
+        if self._starts.shape[1] == 0:
+            return raw
+        rows = self._rows(which)
+        span = (self._starts[rows] <= np.asarray(time_s)[:, None]).sum(axis=1) - 1  # bisect_right - 1
+        inside = span >= 0
+        k = np.maximum(span, 0)
+        reached = self.links.bytes_until(np.minimum(time_s, self._ends[rows, k]), which)
+        in_span = reached - self._bytes_at_start[rows, k]
+        return np.where(inside, raw - self._lost_before[rows, k] - in_span, raw)
+
+    def time_for_bytes(self, total_bytes: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """Vectorised `FaultedLink.time_for_bytes`."""
+        rows = self._rows(which)
+        span = (self._avail_at_start[rows] < np.asarray(total_bytes)[:, None]).sum(axis=1)  # bisect_left
+        return self.links.time_for_bytes(total_bytes + self._lost_before[rows, span], which)
+
+    def finish_time(self, start_s: np.ndarray, size_bytes: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        return self.time_for_bytes(self.bytes_until(start_s, which) + size_bytes, which)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abr.registry import register
+from abr.registry import parameters_from, register
 from abr.types import BatchObservation, Decision, Observation
 
 _MAPS = ("rate", "pensieve")
@@ -92,6 +92,7 @@ class Bba:
         return np.where(buffer_s <= reservoir_s, 0, np.where(buffer_s >= reservoir_s + cushion_s, top, quality))
 
 
+@parameters_from(BbaParams)
 def make_bba(**params: object) -> Bba:
     return Bba(BbaParams(**params))  # type: ignore[arg-type]
 

@@ -15,7 +15,7 @@ from enum import Enum
 
 from abr.algorithms.common import mbps
 from abr.algorithms.dashjs import AbandonRule, DashContext, DashParams, buffer_before_append_s
-from abr.registry import register
+from abr.registry import parameters_from, register
 from abr.types import Decision, Download, Ladder, Observation, Progress
 
 
@@ -250,6 +250,7 @@ class Bola(DashAbr):
         return self._bola(obs, throughput_bps)
 
 
+@parameters_from(BolaParams)
 def make_bola(**params: object) -> Bola:
     return Bola(BolaParams(**params))  # type: ignore[arg-type]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abr.algorithms.bola import BolaParams, DashAbr
 from abr.algorithms.common import mbps
-from abr.registry import register
+from abr.registry import parameters_from, register
 from abr.types import Observation
 
 
@@ -36,6 +36,7 @@ class Dynamic(DashAbr):
         return quality, 0.0, f"throughput: {mbps(throughput_bps)} x {self.params.safety:g} -> q{quality}"
 
 
+@parameters_from(BolaParams)
 def make_dynamic(**params: object) -> Dynamic:
     return Dynamic(BolaParams(**params))  # type: ignore[arg-type]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from abr.algorithms.common import batch_harmonic_mean, batch_samples_bps, mbps
 from abr.estimators import DownloadLog, HarmonicMean, sample_bps
-from abr.registry import register
+from abr.registry import parameters_from, register
 from abr.types import BatchObservation, Decision, Ladder, Observation
 
 _BITS_PER_MB = 8e6  # Pensieve predicts in MB/s (kB/ms) and sizes its look-ahead in MB
@@ -276,10 +276,12 @@ class RobustMpc(Mpc):
         return self._batch_previous / _BITS_PER_MB / (1 + worst)
 
 
+@parameters_from(MpcParams)
 def make_mpc(**params: object) -> Mpc:
     return Mpc(MpcParams(**params))  # type: ignore[arg-type]
 
 
+@parameters_from(RobustMpcParams)
 def make_robust_mpc(**params: object) -> RobustMpc:
     return RobustMpc(RobustMpcParams(**params))  # type: ignore[arg-type]
 

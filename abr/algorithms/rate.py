@@ -12,7 +12,7 @@ import numpy as np
 
 from abr.algorithms.common import batch_arithmetic_mean, batch_harmonic_mean, batch_samples_bps, mbps
 from abr.estimators import DownloadLog, EstimatorConfig
-from abr.registry import register
+from abr.registry import parameters_from, register
 from abr.types import BatchObservation, Decision, Observation
 
 _DEFAULT_WINDOW = {"harmonic": 5, "window": 4}
@@ -75,6 +75,7 @@ class BatchRate(Rate):
         return np.where(np.isnan(mean), 0, np.maximum(quality, 0)).astype(np.int64)
 
 
+@parameters_from(RateParams)
 def make_rate(**params: object) -> Rate:
     config = RateParams(**params)  # type: ignore[arg-type]
     return BatchRate(config) if config.estimator in _DEFAULT_WINDOW else Rate(config)

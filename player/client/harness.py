@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from netsim.faults import FaultWindow
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
 from player.client.bootstrap import PlaybackSource, bootstrap_stack, bootstrap_url
@@ -85,6 +86,7 @@ class LinkConfig:
     rtt_ms: float = 80.0
     offset_s: float = 0.0
     shape_bootstrap: bool = True  # False: token/playback/manifest/license/init go unshaped (sim comparisons)
+    faults: tuple[FaultWindow, ...] = ()  # outages and loss bursts, in trace seconds from the link's start
 
 
 class ShapedRoutes:
@@ -115,7 +117,7 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
         return
     # The shaper's own upstream is unused (routes carry the traffic); point it at a closed port.
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
-                          speed=speed, start_offset_s=link.offset_s)
+                          speed=speed, start_offset_s=link.offset_s, faults=link.faults)
     async with Shaper(config) as shaper:
         yield shaper
 

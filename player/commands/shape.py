@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from netsim.faults import parse_fault
+from netsim.faults import parse_faults
 from netsim.formats import FORMATS, load_trace
 from netsim.shaper import Shaper, ShaperConfig, ShaperStats
 from player.errors import CliError
@@ -75,8 +75,7 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
 def config_from_args(args: argparse.Namespace) -> ShaperConfig:
     listen_host, listen_port = parse_address(args.listen, "--listen")
     upstream_host, upstream_port = parse_address(args.upstream, "--upstream")
-    faults = [parse_fault(spec, "outage") for spec in args.outage]
-    faults += [parse_fault(spec, "loss_burst") for spec in args.loss_burst]
+    faults = parse_faults(outages=args.outage, loss_bursts=args.loss_burst)
     return ShaperConfig(
         listen_host=listen_host,
         listen_port=listen_port,
@@ -89,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> ShaperConfig:
         use_trace_latency=not args.ignore_trace_latency,
         speed=args.speed,
         start_offset_s=args.offset_s,
-        faults=tuple(faults),
+        faults=faults,
         per_connection=args.per_connection,
         quantum_ms=args.quantum_ms,
     )

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from abr.qoe import QOE_MODELS
 from abr.registry import make, names, parse_spec_list
+from netsim.faults import parse_faults
 from netsim.sources import open_traces
 from player.errors import CliError
 from player.research.sim import PROFILES, profile
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 0 = all cores)")
     parser.add_argument("--engine", default="auto", choices=("auto", "batch", "session"),
                         help="batch: vectorised lock-step; session: the state machine one session at a time")
+    parser.add_argument("--outage", action="append", default=[], metavar="START_S:DURATION_S",
+                        help="the link delivers nothing in this window of each session (link seconds from its "
+                        "start, as in 'abrkit shape'; repeatable)")
+    parser.add_argument("--loss-burst", action="append", default=[], metavar="START_S:DURATION_S[:RECOVERY_S]",
+                        help="lose everything in this window, then stall RECOVERY_S more (default 0.2, a TCP RTO; "
+                        "repeatable)")
     parser.add_argument("--no-optimal", dest="optimal", action="store_false", help="skip the offline optimum")
     parser.add_argument("--optimal-grid-s", type=float, default=0.1, help="state-merging grid of the optimum (s)")
     parser.add_argument("--out", type=Path, help="write sessions.csv, segments.jsonl, summary.json and plots here")
@@ -43,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     abrs = parse_spec_list(args.abr)
+    faults = parse_faults(outages=args.outage, loss_bursts=args.loss_burst)
     for spec in abrs:
         make(spec)  # fails early with the list of known names
     traces = open_traces(args.traces)
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         abrs=abrs, profile=profile(args.profile), qoe=args.qoe, workers=workers,
         engine=args.engine, record_events=False, optimal=args.optimal,
-        optimal_grid_s=args.optimal_grid_s, cache_dir=default_cache_dir(),
+        optimal_grid_s=args.optimal_grid_s, cache_dir=default_cache_dir(), faults=faults,
     )
     total = len(traces) * (len(abrs) + (1 if args.optimal else 0))
     with tqdm(total=total, unit="session", desc="simulating", disable=None, file=sys.stderr, leave=False) as bar:
@@ -68,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_json(result)))
         return 0
     print(f"video {video.name} ({video.segment_count} x {video.ladder.segment_duration_s:g} s, "
-          f"{len(video.ladder)} rungs), {len(traces)} traces, profile {args.profile}")
+          f"{len(video.ladder)} rungs), {len(traces)} traces, profile {args.profile}"
+          + (f", {len(faults)} link faults" if faults else ""))
     print(format_table(result.summaries(), args.qoe))
     if result.optimal:
         mean = sum(result.optimal.values()) / len(result.optimal)

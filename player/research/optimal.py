@@ -2,8 +2,8 @@
 
 A forward dynamic program over segments. A state after segment n is (last quality, trace time,
 buffer level) plus the QoE so far; each state branches on every quality of segment n+1 with the
-simulator's own download and buffer rules (`player.research.sim.download_step`, `cap_sleep_s`), so the
-optimum is over exactly the sessions the simulator can produce.
+simulator's own download and buffer rules (`player.research.sim.download_step`, `cap_sleep_s`,
+`buffer_step`), so the optimum is over exactly the sessions the simulator can produce.
 
 The state space is continuous, so states are merged on a grid (`grid_s`, default 20 ms, on both
 trace time and buffer); in each cell the state with the highest QoE so far survives, exactly (its
@@ -15,14 +15,16 @@ grid; `tests/player/research/test_optimal.py` checks it is >= every algorithm on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from abr.qoe import QoeModel, qoe_model
+from netsim.faults import FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch
 from netsim.trace import Trace
-from player.research.sim import LatencyLookup, SimProfile, cap_sleep_s, download_step
+from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step
 from player.video import Video
 
 
@@ -52,11 +54,12 @@ class OptimalConfig:
 def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeModel | str = "lin",
                     config: OptimalConfig = OptimalConfig(), start_segment: int = 0,
                     start_trace_time_s: float = 0.0, start_buffer_s: float = 0.0,
-                    start_quality: int | None = None) -> OptimalResult:
+                    start_quality: int | None = None, faults: Sequence[FaultWindow] = ()) -> OptimalResult:
     """Best QoE from segment `start_segment` on (default: the whole session) with full knowledge.
 
     The start state lets a caller ask what the optimum does from any point of a session (the
     imitation-learning expert needs that); QoE is counted from segment max(start, first counted).
+    `faults` are on the trace clock (a whole session starting at trace time 0, as `simulate` runs it).
     """
     model = qoe_model(qoe) if isinstance(qoe, str) else qoe
     ladder_bps = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
@@ -64,7 +67,9 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     levels = ladder_bps.size
     cfg = prof.session
     seg_s = video.ladder.segment_duration_s
-    links = LinkBatch([trace], payload_factor=prof.payload_factor)
+    links: LinkBatch | FaultedLinkBatch = LinkBatch([trace], payload_factor=prof.payload_factor)
+    if faults:
+        links = FaultedLinkBatch(links, [faults])
     latency = LatencyLookup([trace], prof)
     sizes = video.sizes_bytes.astype(np.float64)
 
@@ -91,9 +96,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
         start = base_time[parent]
         finish, elapsed = download_step(links, latency, prof, start, sizes[n, choice],
                                         np.zeros(parent.size, dtype=np.int64))
-        before = base_buffer[parent]
-        stall = np.maximum(elapsed - before, 0.0) if started else np.zeros(parent.size)
-        new_buffer = np.maximum(before - elapsed, 0.0) + seg_s
+        stall, new_buffer = buffer_step(base_buffer[parent], elapsed, seg_s, started=started)
         gain = np.zeros(parent.size)
         if n >= model.first_counted_segment:
             prev_q = quality[parent]

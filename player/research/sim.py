@@ -11,12 +11,16 @@ Profiles fix the download model. `pensieve` reproduces Pensieve's fixed test sim
 the trace clock, a 60 s buffer cap left in 500 ms sleeps, first segment at quality 1. `default` is
 closer to a real player behind our shaper: the request latency (the trace's, else the base RTT) passes
 on the trace clock too, goodput equals the trace rate, and the first quality is the algorithm's.
+
+Link faults (`netsim.faults.FaultWindow`: outages, loss bursts) go through the same link model as in
+the shaper (`FaultedLink`, `FaultedLinkBatch`); their times are seconds of link (trace) time from the
+session's start, as in `abrkit shape`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ import numpy as np
 from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics_batch
 from abr.registry import make, parse_spec
 from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
+from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
 from netsim.trace import Trace
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
@@ -130,23 +135,31 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
     ]
 
 
+def faults_from(faults: Sequence[FaultWindow], start_s: float) -> tuple[FaultWindow, ...]:
+    """`faults` given from a session's start, on the trace clock of a session that starts at `start_s`."""
+    return tuple(replace(w, start_s=w.start_s + start_s) for w in faults)
+
+
 class SessionDriver:
     """Plays a `PlaybackSession` over one trace with the profile's download model, in virtual time.
 
     `drive()` runs until every segment is in. Whatever `session.next_action()` raises propagates with
     the driver unchanged (the session asks its ABR before it changes any state), so calling `drive()`
     again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
+    `faults` block the link in windows of link time from the start (`trace_time_s`).
     """
 
     def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
-                 trace_time_s: float = 0.0) -> None:
+                 trace_time_s: float = 0.0, faults: Sequence[FaultWindow] = ()) -> None:
         self.session = session
         self.trace = trace
         self.prof = prof
         self.trace_time_s = trace_time_s
         self.records: list[SegmentRecord] = []
         self._sizes = video.sizes_bytes
-        self._link = LinkModel(trace, payload_factor=prof.payload_factor)
+        link = LinkModel(trace, payload_factor=prof.payload_factor)
+        self._link: LinkModel | FaultedLink = (
+            FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
 
     def drive(self) -> None:
         session, prof, trace = self.session, self.prof, self.trace
@@ -174,12 +187,12 @@ class SessionDriver:
 
 
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
-                offset_s: float = 0.0, record_events: bool = False,
+                offset_s: float = 0.0, record_events: bool = False, faults: Sequence[FaultWindow] = (),
                 models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
-    """Simulate one session through the shared state machine."""
+    """Simulate one session through the shared state machine (`faults`: see `SessionDriver`)."""
     algorithm = abr if abr is not None else prof.make_abr(abr_spec)
     session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
-    driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s)
+    driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
     driver.drive()
     records = driver.records
     def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
@@ -227,7 +240,7 @@ class LatencyLookup:
         return out
 
 
-def download_step(links: LinkBatch, latency: LatencyLookup, prof: SimProfile, trace_time: np.ndarray,
+def download_step(links: LinkBatch | FaultedLinkBatch, latency: LatencyLookup, prof: SimProfile, trace_time: np.ndarray,
                   size_bytes: np.ndarray, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(trace time when the download ends, session time it took) for requests made at `trace_time`."""
     if prof.latency_on_trace_clock:
@@ -235,6 +248,19 @@ def download_step(links: LinkBatch, latency: LatencyLookup, prof: SimProfile, tr
         return finish, finish - trace_time
     finish = links.finish_time(trace_time, size_bytes, which)
     return finish, finish - trace_time + prof.rtt_s
+
+
+def buffer_step(buffer_s: np.ndarray, elapsed_s: np.ndarray, segment_duration_s: float, *,
+                started: bool | np.ndarray = True) -> tuple[np.ndarray, np.ndarray]:
+    """(stall s, buffer s after the segment is added) for downloads that took `elapsed_s` of session time.
+
+    `buffer_s` is the level when each request was made (after any cap sleep, `cap_sleep_s`). Playback
+    drains it meanwhile and stalls once it runs dry; where playback has not `started` yet (the first
+    segment), that wait is startup delay, not a stall. The state machine's scalar twin is
+    `PlaybackSession.on_download`.
+    """
+    stall = np.where(started, np.maximum(elapsed_s - buffer_s, 0.0), 0.0)
+    return stall, np.maximum(buffer_s - elapsed_s, 0.0) + segment_duration_s
 
 
 def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
@@ -245,9 +271,10 @@ def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> b
 
 
 def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
-              offsets_s: Sequence[float] | None = None,
+              offsets_s: Sequence[float] | None = None, faults: Sequence[FaultWindow] = (),
               models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
-    """Simulate one session per trace in lock-step (same semantics as `run_session`)."""
+    """Simulate one session per trace in lock-step (same semantics as `run_session`); `faults` hit
+    every session, each from its own start."""
     algorithm = prof.make_abr(abr_spec)
     if not supports_batch(algorithm, prof, video):
         raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
@@ -256,8 +283,10 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     n = video.segment_count
     cfg = prof.session
     seg_s = video.ladder.segment_duration_s
-    links = LinkBatch(traces, payload_factor=prof.payload_factor)
     trace_time = np.zeros(b) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64).copy()
+    links: LinkBatch | FaultedLinkBatch = LinkBatch(traces, payload_factor=prof.payload_factor)
+    if faults:
+        links = FaultedLinkBatch(links, [faults_from(faults, float(t)) for t in trace_time])
     start_offsets = trace_time.copy()
     clock = np.zeros(b)
     buffer = np.zeros(b)
@@ -298,13 +327,11 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         finish, elapsed = download_step(links, latency, prof, trace_time, size)
         trace_time = finish
         clock = clock + elapsed
+        stall, buffer = buffer_step(buffer, elapsed, seg_s, started=i > 0)
         if i == 0:
             startup = clock.copy()
-            stall = np.zeros(b)
         else:
-            stall = np.maximum(elapsed - buffer, 0.0)
             stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
-        buffer = np.maximum(buffer - elapsed, 0.0) + seg_s
         qualities[i] = q
         rebuffer[i] = stall
         buffer_after[i] = buffer
@@ -318,16 +345,18 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
 
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
              engine: str = "auto", offsets_s: Sequence[float] | None = None, record_events: bool = False,
+             faults: Sequence[FaultWindow] = (),
              models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
-    """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session"."""
+    """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session".
+    `faults` (outages, loss bursts) hit every session, in link time from its start."""
     if engine not in ("auto", "batch", "session"):
         raise ValueError(f"unknown engine {engine!r}; choose auto, batch or session")
     offsets = list(offsets_s) if offsets_s is not None else [0.0] * len(traces)
     if engine != "session" and not record_events:
         probe = prof.make_abr(abr_spec)
         if supports_batch(probe, prof, video):
-            return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, models=models)
+            return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, faults=faults, models=models)
         if engine == "batch":
             raise ValueError(f"ABR {abr_spec!r} has no vectorised decide_batch; use engine='session'")
-    return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, models=models)
-            for t, o in zip(traces, offsets)]
+    return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, faults=faults,
+                        models=models) for t, o in zip(traces, offsets)]

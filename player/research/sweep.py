@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from abr.qoe import QOE_MODELS
+from netsim.faults import FaultWindow
 from netsim.trace import Trace
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.sim import SessionResult, SimProfile, simulate
@@ -38,6 +39,7 @@ class SweepConfig:
     optimal: bool = True
     optimal_grid_s: float = 0.1
     cache_dir: Path | None = None  # where offline-optimal results are kept (None: no cache)
+    faults: tuple[FaultWindow, ...] = ()  # link faults in every session (and the optimum), from its start
 
     def __post_init__(self) -> None:
         if not self.abrs:
@@ -46,6 +48,10 @@ class SweepConfig:
             raise ValueError(f"unknown QoE model {self.qoe!r}; choose from {', '.join(QOE_MODELS)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        faults = tuple(self.faults)
+        if not all(isinstance(f, FaultWindow) for f in faults):
+            raise ValueError("faults must be FaultWindow objects")
+        object.__setattr__(self, "faults", faults)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -105,7 +111,8 @@ def summarize(abr: str, results: Sequence[SessionResult], qoe: str, optimal: dic
 
 
 def _simulate_task(abr: str, video: Video, traces: list[Trace], config: SweepConfig) -> list[SessionResult]:
-    return simulate(abr, video, traces, config.profile, engine=config.engine, record_events=config.record_events)
+    return simulate(abr, video, traces, config.profile, engine=config.engine, record_events=config.record_events,
+                    faults=config.faults)
 
 
 def _optimal_task(video: Video, trace: Trace, config: SweepConfig) -> float:
@@ -116,7 +123,7 @@ def _optimal_task(video: Video, trace: Trace, config: SweepConfig) -> float:
         except (ValueError, KeyError):
             pass  # a damaged cache entry is recomputed
     value = offline_optimal(video, trace, config.profile, qoe=config.qoe,
-                            config=OptimalConfig(grid_s=config.optimal_grid_s)).qoe
+                            config=OptimalConfig(grid_s=config.optimal_grid_s), faults=config.faults).qoe
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -135,6 +142,8 @@ def _optimal_cache_path(video: Video, trace: Trace, config: SweepConfig) -> Path
     if trace.latency_s is not None:
         digest.update(trace.latency_s.tobytes())
     digest.update(repr((config.profile, config.qoe, config.optimal_grid_s, 2)).encode())
+    if config.faults:  # only then, so the results cached without faults keep their keys
+        digest.update(repr(config.faults).encode())
     return config.cache_dir / "optimal" / f"{digest.hexdigest()[:32]}.json"
 
 

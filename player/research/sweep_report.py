@@ -50,6 +50,9 @@ def to_json(result: SweepResult) -> dict[str, object]:
             "engine": sorted({r.engine for r in result.sessions[s.abr]}),
         }
     out["results"] = results
+    if result.config.faults:
+        out["faults"] = [{"kind": w.kind, "start_s": w.start_s, "duration_s": w.duration_s, "recovery_s": w.recovery_s}
+                         for w in result.config.faults]
     if result.optimal:
         out["optimal"] = {"grid_s": result.config.optimal_grid_s,
                           "mean": float(np.mean(list(result.optimal.values()))), "per_trace": result.optimal}

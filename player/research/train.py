@@ -40,7 +40,7 @@ from abr.types import Decision, Observation
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.research.optimal import OptimalConfig, offline_optimal
-from player.research.sim import LatencyLookup, SimProfile, cap_sleep_s, download_step, run_session
+from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
 from player.video import Video
 
 Progress = Callable[[int], None]
@@ -193,9 +193,8 @@ def expert_values(video: Video, trace: Trace, prof: SimProfile, obs: Observation
     link = LinkBatch([trace], payload_factor=prof.payload_factor)
     finish, elapsed = download_step(link, LatencyLookup([trace], prof), prof, np.full(rungs, start_s),
                                     video.sizes_bytes[n, qualities].astype(np.float64), np.zeros(rungs, dtype=np.int64))
-    started = n > 0 or buffer_s > 0
-    stall = np.maximum(elapsed - buffer_s, 0.0) if started else np.zeros(rungs)
-    after = np.maximum(buffer_s - elapsed, 0.0) + video.ladder.segment_duration_s
+    stall, after = buffer_step(np.full(rungs, buffer_s), elapsed, video.ladder.segment_duration_s,
+                               started=n > 0 or buffer_s > 0)
     values = np.zeros(rungs)
     if n >= model.first_counted_segment:
         previous = utility if obs.last_quality is None else utility[obs.last_quality]

@@ -1,29 +1,23 @@
 """The shaping proxy on real loopback sockets: fidelity to the link model, RTT, faults, offsets,
-fair sharing, half-close and abort handling, and the `abrkit shape` command."""
+fair sharing, half-close and abort handling (the `abrkit shape` command: tests/player/commands)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from aiohttp import web
 
-from netsim.faults import FaultedLink, FaultWindow, parse_fault
+from netsim.faults import FaultWindow, parse_fault
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def steps_trace(rates_mbps: list[float], step_s: float) -> Trace:
@@ -371,36 +365,6 @@ async def test_runtime_outage_stops_delivery_for_its_duration(source_port: int) 
     assert got[4:6].sum() == pytest.approx(16e6 / 8 * 0.5, rel=0.10)
 
 
-def test_faulted_link_loses_the_capacity_of_its_windows() -> None:
-    link = LinkModel(steps_trace([8], step_s=100.0))
-    faulted = FaultedLink(link, [FaultWindow(start_s=1, duration_s=2), FaultWindow(start_s=2, duration_s=2, kind="loss_burst", recovery_s=1)])
-    rate = 1e6
-    assert faulted.bytes_until(1.0) == pytest.approx(rate)
-    assert faulted.bytes_until(4.9) == pytest.approx(rate)  # blocked 1 s .. 5 s (merged windows)
-    assert faulted.bytes_until(6.0) == pytest.approx(2 * rate)
-    assert faulted.blocked_at(3.0) and not faulted.blocked_at(5.0)
-    for total in (0.5 * rate, rate, 1.5 * rate, 7 * rate):
-        assert faulted.bytes_until(faulted.time_for_bytes(total)) == pytest.approx(total)
-    assert faulted.time_for_bytes(1.5 * rate) == pytest.approx(5.5)
-    assert faulted.download_time(0.0, 2 * rate) == pytest.approx(6.0)
-
-
-@pytest.mark.parametrize(
-    ("spec", "kind", "message"),
-    [
-        ("3", "outage", "expected START_S:DURATION_S"),
-        ("3:x", "outage", "numbers"),
-        ("3:1:0.2", "outage", "expected START_S:DURATION_S"),
-        ("3:0", "outage", "duration"),
-        ("-1:2", "loss_burst", "start"),
-        ("1:2:-1", "loss_burst", "recovery"),
-    ],
-)
-def test_bad_fault_specs_are_rejected(spec: str, kind: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_fault(spec, kind)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [("rtt_ms", -1.0), ("speed", 0.0), ("start_offset_s", -2.0), ("quantum_ms", 0.1), ("listen_port", 70000), ("buffer_bytes", 10)],
@@ -497,52 +461,6 @@ async def test_unreachable_upstream_closes_the_client(caplog: pytest.LogCaptureF
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
     assert any("unreachable" in r.getMessage() for r in caplog.records)
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-async def _shape_command(trace: Path, upstream_port: int) -> asyncio.subprocess.Process:
-    """`abrkit shape` in a subprocess, listening on any free port."""
-    return await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "player", "shape", "--trace", str(trace), "--listen", "127.0.0.1:0"],
-        *["--upstream", f"127.0.0.1:{upstream_port}"],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def test_cli_bad_trace_is_one_error_line(tmp_path: Path) -> None:
-    bad = tmp_path / "bad_trace"
-    bad.write_text("0 1.0\n1 fast\n")
-    proc = await _shape_command(bad, 9)
-    _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    lines = err.decode().strip().splitlines()
-    assert proc.returncode == 2
-    assert len(lines) == 1 and f"{bad}:2" in lines[0], lines
-
-
-async def test_cli_relays_shaped_traffic_and_stops_on_sigint(tmp_path: Path, http_port: int) -> None:
-    trace = tmp_path / "flat.json"
-    trace.write_text('[{"duration_ms": 1000, "bandwidth_kbps": 20000, "latency_ms": 50}]')
-    proc = await _shape_command(trace, http_port)
-    try:
-        assert proc.stdout is not None
-        ready = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
-        assert "listening on 127.0.0.1:" in ready
-        port = int(ready.split("listening on 127.0.0.1:")[1].split()[0])
-        assert await _ttfb_s(port) >= 0.050
-        proc.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=10)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
-    assert "Traceback" not in err.decode()
-    assert "stopped after 1 connections" in err.decode()
 
 
 async def test_an_unreachable_upstream_is_logged_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:

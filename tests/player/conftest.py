@@ -1,8 +1,25 @@
-"""Helpers shared by the player tests: content and an ABR that answer exactly what a test scripts."""
+"""Helpers shared by the player tests: content and an ABR that answer exactly what a test scripts, a
+longer packaged title, and our servers on free ports (a whole stack, or the origin alone)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
 from abr.types import Decision, Ladder, Observation
+from server.config import StackConfig
+from server.origin import OriginConfig
+from server.origin import create_app as origin_app
+from server.packager import PackageConfig, package, parse_ladder
+from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.stack import RunningStack, start_stack_with_demo_user
+
+LONG_TITLE = "long"
 
 
 class FixedContent:
@@ -27,3 +44,43 @@ class Scripted:
     def decide(self, obs: Observation) -> Decision:
         self.seen.append(obs)
         return self.decisions.pop(0) if self.decisions else Decision(quality=0, reason="default")
+
+
+@pytest.fixture(scope="session")
+def long_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40 s, 10-segment clear title (`LONG_TITLE`) at low resolution: long enough for ABR behaviour to show."""
+    base = tmp_path_factory.mktemp("long")
+    source = write_demo_source(base / "src.mp4", DemoClipConfig(duration_s=40.0, width=640, height=360))
+    content = base / "content"
+    package(source, content / LONG_TITLE,
+            PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"))
+    return content
+
+
+@contextlib.asynccontextmanager
+async def running_stack(tmp_path: Path, content_root: Path, **overrides: object) -> AsyncIterator[tuple[RunningStack, str]]:
+    """An embedded stack serving `content_root` on free ports: (the stack, the demo user's password)."""
+    config = StackConfig(config_path=tmp_path / "stack" / "stack.json", content_root=content_root, port=0,
+                         access_log=False, heartbeat_s=0.25)
+    config = replace(config, **overrides)  # type: ignore[arg-type]
+    async with start_stack_with_demo_user(config) as (stack, credentials):
+        yield stack, credentials.password
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a free port of 127.0.0.1 for the duration; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def serving_origin(content: Path) -> contextlib.AbstractAsyncContextManager[str]:
+    """Our origin serving `content` (no stack in front)."""
+    return serving_app(origin_app(OriginConfig(content_root=content, port=0)))

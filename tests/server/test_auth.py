@@ -16,8 +16,7 @@ from aiohttp.test_utils import TestClient
 from server import auth
 from server.auth import RevocationStore, TokenError, TokenService, hash_password, verify_password
 from server.config import AuthConfig, load_or_create_secrets
-
-from .stack_helpers import PASSWORD, token_policy, write_users
+from tests.server.conftest import PASSWORD, token_policy, write_users
 
 
 @pytest.fixture
@@ -217,7 +216,9 @@ def test_secrets_file_is_created_private_and_reused(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_or_create_secrets(path).jwt_signing_key == first.jwt_signing_key
     assert len(first.jwt_signing_key) >= 32 and first.jwt_signing_key != first.url_signing_key
-    assert "signing_key" not in repr(first) or first.jwt_signing_key.hex() not in repr(first)
+    shown = repr(first) + str(first)  # what a log line or a traceback would print
+    for key in (first.jwt_signing_key, first.url_signing_key):
+        assert key.hex() not in shown and repr(key)[2:-1] not in shown  # neither as hex nor as bytes
 
 
 def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:

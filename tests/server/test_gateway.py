@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server import auth, gateway
 from server.auth import TokenService
 from server.config import AuthConfig, BackendConfig, BackendPolicy, GatewayConfig, RateLimitPolicy, TokenPolicy
-
-from .stack_helpers import PASSWORD, token_policy, write_users
+from tests.server.conftest import PASSWORD, token_policy, write_users
 
 MakeGateway = Callable[..., Awaitable[TestClient]]
 

@@ -12,8 +12,7 @@ from aiohttp.test_utils import TestClient
 from server import license
 from server.auth import TokenService
 from server.config import LicenseConfig, TokenPolicy
-
-from .stack_helpers import fake_title, token_policy
+from tests.server.conftest import fake_title, token_policy
 
 ORIGIN = "http://player.example:3000"
 

@@ -14,8 +14,7 @@ from server.auth import TokenService
 from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
 from server.playback import EdgeStatus, rank_edges, rendezvous_weight
 from server.urlsign import internal_token
-
-from .stack_helpers import fake_title, token_policy
+from tests.server.conftest import fake_title, token_policy
 
 URL_KEY = b"u" * 32
 LICENSE_URL = "http://127.0.0.1:8000/license"

@@ -21,11 +21,10 @@ import pytest
 from player.cli import main as abrkit
 from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, read_users, save_stack_config
 from server.stack import start_stack
-
-from .stack_helpers import PASSWORD, write_users
+from tests.conftest import ENCRYPTED_TITLE
+from tests.server.conftest import PASSWORD, write_users
 
 HEARTBEAT_S = 0.25
-ENCRYPTED_TITLE = "clipenc"  # the encrypted title of the `packaged` fixture (tests/server/conftest.py)
 
 
 def b64(data: bytes) -> str:

@@ -8,9 +8,6 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import jwt
@@ -28,36 +25,12 @@ from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
 from player.research.sim import PROFILES, run_session
 from player.video import load_packaged_video
-from server.config import StackConfig, load_secrets
-from server.origin import OriginConfig
-from server.origin import create_app as origin_app
-from server.packager import PackageConfig, package, parse_ladder
-from server.packaging.demo import DemoClipConfig, write_demo_source
-from server.stack import RunningStack, start_stack_with_demo_user
+from server.config import load_secrets
+from server.stack import RunningStack
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, REPO_ROOT, PackagedTitles
+from tests.player.conftest import LONG_TITLE, running_stack, serving_app, serving_origin
 
-LONG_TITLE = "long"
 FRAMES_PER_S = 24
-
-
-@pytest.fixture(scope="session")
-def long_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40 s, 10-segment clear title at low resolution: long enough for ABR behaviour to show."""
-    base = tmp_path_factory.mktemp("long")
-    source = write_demo_source(base / "src.mp4", DemoClipConfig(duration_s=40.0, width=640, height=360))
-    content = base / "content"
-    package(source, content / LONG_TITLE,
-            PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"))
-    return content
-
-
-@asynccontextmanager
-async def running_stack(tmp_path: Path, content_root: Path, **overrides: object) -> AsyncIterator[tuple[RunningStack, str]]:
-    config = StackConfig(config_path=tmp_path / "stack" / "stack.json", content_root=content_root, port=0,
-                         access_log=False, heartbeat_s=0.25)
-    config = replace(config, **overrides)  # type: ignore[arg-type]
-    async with start_stack_with_demo_user(config) as (stack, credentials):
-        yield stack, credentials.password
 
 
 def _target(stack: RunningStack, password: str, title: str) -> TitleTarget:
@@ -140,25 +113,6 @@ async def test_corrupt_segment_is_counted_and_playback_goes_on(tmp_path: Path, p
     assert report.frames_failed > 0
     assert report.frames_decoded >= packaged.frame_count - 4 * FRAMES_PER_S  # the other segments decode
     assert log.of_type("decode_error")
-
-
-@asynccontextmanager
-async def serving_app(app: web.Application) -> AsyncIterator[str]:
-    """`app` on a free port of 127.0.0.1 for the duration; yields its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-def serving_origin(content: Path) -> contextlib.AbstractAsyncContextManager[str]:
-    """Our origin serving `content` (no stack in front)."""
-    return serving_app(origin_app(OriginConfig(content_root=content, port=0)))
 
 
 async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) -> None:
@@ -266,7 +220,7 @@ def serving_directory(root: Path) -> contextlib.AbstractAsyncContextManager[str]
 
 @pytest.mark.parametrize("layout", ["timeline", "single"])
 async def test_plays_dash_written_by_ffmpeg(tmp_path: Path, layout: str) -> None:
-    from tests.player.client.test_mpd import write_ffmpeg_dash
+    from tests.player.client.conftest import write_ffmpeg_dash
 
     options = {"timeline": {"use_template": "1", "use_timeline": "1"},
                "single": {"use_template": "0", "single_file": "1", "global_sidx": "1"}}[layout]

@@ -42,3 +42,27 @@ def test_spec_lists_refuse_empties_and_repeats(text: str, message: str) -> None:
 def test_one_session_has_no_confidence_interval_to_show() -> None:
     assert str(mean_ci([3.0])) == "3.00 (n=1, no CI)"
     assert str(mean_ci([1.0, 3.0])).startswith("2.00 ± ")
+
+
+def test_an_outage_option_stalls_every_session(capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*extra: str) -> dict:
+        assert main(["sim", "--abr", "bba,bola", "--traces", str(TRACES_DIR), "--video", str(ENVIVIO_DIR),
+                     "--no-optimal", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    clear = run()
+    faulted = run("--outage", "20:30", "--loss-burst", "100:2")
+    assert "faults" not in clear
+    assert faulted["faults"] == [
+        {"kind": "outage", "start_s": 20.0, "duration_s": 30.0, "recovery_s": 0.0},
+        {"kind": "loss_burst", "start_s": 100.0, "duration_s": 2.0, "recovery_s": 0.2},
+    ]
+    for name in ("bba", "bola"):  # the batch engine and the state machine
+        assert faulted["results"][name]["rebuffer_s_mean"] > clear["results"][name]["rebuffer_s_mean"] + 1.0
+
+
+def test_a_bad_outage_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--abr", "bba", "--traces", str(TRACES_DIR), "--video", str(ENVIVIO_DIR),
+                 "--no-optimal", "--outage", "20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected START_S:DURATION_S" in err[0]

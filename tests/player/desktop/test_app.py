@@ -38,7 +38,7 @@ from server.packager import PackageConfig, package_source, parse_ladder
 from server.packaging.demo import DemoClipConfig
 from server.packaging.source import DemoSource
 from tests.conftest import CLEAR_TITLE, REPO_ROOT, PackagedTitles
-from tests.player.client.test_headless import serving_origin
+from tests.player.conftest import serving_origin
 
 T = TypeVar("T")
 SEGMENT_S = 4.0

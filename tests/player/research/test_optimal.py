@@ -16,13 +16,8 @@ from netsim.formats import load_traces
 from netsim.trace import Trace
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.sim import PROFILES, SimProfile, run_session, simulate
-from player.video import Video, load_video
+from player.video import Video
 from tests.player.conftest import Scripted
-
-
-@pytest.fixture(scope="module")
-def envivio(shared_dir: Path) -> Video:
-    return load_video(shared_dir / "video/pensieve-envivio")
 
 
 class Replay(Scripted):

@@ -11,10 +11,11 @@ import pytest
 import abr
 from abr.types import BatchAbr
 from netsim import synthetic
+from netsim.faults import FaultWindow
 from netsim.formats import load_traces
 from netsim.trace import Trace
 from player.research.sim import PROFILES, SimProfile, run_batch, run_session, simulate
-from player.video import Video, load_video
+from player.video import Video
 from tests.player.conftest import Scripted
 
 PARITY_ALGORITHMS = ("bba", "rate", "mpc-robust")
@@ -28,11 +29,6 @@ def reference(shared_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def test_traces(shared_dir: Path) -> list[Trace]:
     return load_traces([shared_dir / "traces/pensieve/test-public"])
-
-
-@pytest.fixture(scope="module")
-def envivio(shared_dir: Path) -> Video:
-    return load_video(shared_dir / "video/pensieve-envivio")
 
 
 @pytest.mark.parametrize("name", PARITY_ALGORITHMS)
@@ -62,17 +58,27 @@ def _batchable() -> list[str]:
     return [n for n in abr.names() if isinstance(abr.make(n), BatchAbr)]
 
 
+# Outages and a loss burst (overlapping the second outage), from each session's start.
+FAULTS = (FaultWindow(start_s=6.0, duration_s=8.0), FaultWindow(start_s=30.0, duration_s=2.0, kind="loss_burst", recovery_s=0.2),
+          FaultWindow(start_s=31.0, duration_s=4.0))
+
+
+@pytest.mark.parametrize("faults", [(), FAULTS], ids=["clear", "faults"])
 @pytest.mark.parametrize("profile_name", sorted(PROFILES))
 @pytest.mark.parametrize("name", _batchable())
-def test_batch_engine_equals_state_machine(name: str, profile_name: str, envivio: Video) -> None:
+def test_batch_engine_equals_state_machine(name: str, profile_name: str, faults: tuple[FaultWindow, ...],
+                                           envivio: Video) -> None:
     prof = PROFILES[profile_name]
     traces = [synthetic.markov([0.3e6, 1e6, 3e6, 6e6], duration_s=120, seed=s) for s in range(6)]
     traces.append(synthetic.step([8e6, 0.2e6, 4e6], step_s=20))
     offsets = [0.0, 3.0, 17.5, 0.0, 40.0, 1.0, 5.0]
     video = envivio.truncated(20)
-    batch = run_batch(name, video, traces, prof, offsets_s=offsets)
+    batch = run_batch(name, video, traces, prof, offsets_s=offsets, faults=faults)
+    if faults:  # they change every session
+        clear = run_batch(name, video, traces, prof, offsets_s=offsets)
+        assert all(not np.array_equal(b.download_s, c.download_s) for b, c in zip(batch, clear))
     for trace, offset, b in zip(traces, offsets, batch):
-        s = run_session(name, video, trace, prof, offset_s=offset)
+        s = run_session(name, video, trace, prof, offset_s=offset, faults=faults)
         np.testing.assert_array_equal(b.qualities, s.qualities)
         np.testing.assert_allclose(b.rebuffer_s, s.rebuffer_s, atol=1e-9)
         np.testing.assert_allclose(b.buffer_s, s.buffer_s, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Helpers for the server-stack tests: token policies, users files, fake titles with key stores."""
+"""Helpers shared by the server tests: token policies, users files, fake titles with key stores."""
 
 from __future__ import annotations
 
