@@ -37,6 +37,7 @@ from yarl import URL
 from server.cache import ByteLRU, Coalescer
 from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
 from server.faults import FaultState, add_fault_routes, fault_middleware
+from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range, ttl_s
 from server.observability import (
     REQUEST_ID_HEADER,
     Metrics,
@@ -267,66 +268,7 @@ def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], s
     return merged, error
 
 
-# --- HTTP helpers ---------------------------------------------------------------------------------
-
-class _Unsatisfiable(Exception):
-    pass
-
-
-def parse_range(header: str, size_bytes: int) -> tuple[int, int] | None:
-    """The (first, last) byte of a single `bytes=` range (RFC 9110 section 14.1.2) within `size_bytes`.
-
-    None means "ignore the header and send the whole object" (syntax errors, multiple ranges: both
-    allowed by RFC 9110 section 14.2); an unsatisfiable range raises `_Unsatisfiable`.
-    """
-    unit, eq, spec = header.partition("=")
-    if not eq or unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first_text, dash, last_text = spec.strip().partition("-")
-    if not dash or not (first_text.isdigit() or first_text == "") or not (last_text.isdigit() or last_text == ""):
-        return None
-    if first_text == "":
-        if last_text == "":
-            return None
-        suffix = int(last_text)
-        if suffix == 0 or size_bytes == 0:
-            raise _Unsatisfiable
-        return max(0, size_bytes - suffix), size_bytes - 1
-    first = int(first_text)
-    if last_text and int(last_text) < first:
-        return None
-    if first >= size_bytes:
-        raise _Unsatisfiable
-    return first, min(int(last_text), size_bytes - 1) if last_text else size_bytes - 1
-
-
-def _etag_matches(header: str, etag: str | None) -> bool:
-    """Weak comparison (RFC 9110 section 13.1.2) of an If-None-Match list against our ETag."""
-    if etag is None:
-        return False
-    if header.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == ours for tag in header.split(","))
-
-
-def _ttl_s(cache_control: str | None, default_s: float) -> float | None:
-    """How long the edge may reuse an object, from the origin's Cache-Control; None: do not store."""
-    if not cache_control:
-        return default_s
-    directives: dict[str, str] = {}
-    for part in cache_control.split(","):
-        name, _, value = part.strip().partition("=")
-        directives[name.strip().lower()] = value.strip().strip('"')
-    if "no-store" in directives or "private" in directives:
-        return None
-    for name in ("s-maxage", "max-age"):
-        if directives.get(name, "").isdigit():
-            return float(directives[name])
-    if "no-cache" in directives:
-        return 0.0
-    return default_s
-
+# --- helpers ---------------------------------------------------------------------------------------
 
 def _is_loopback(address: str | None) -> bool:
     if not address:
@@ -612,17 +554,18 @@ class Edge:
             if cors:
                 headers = {**headers, **cors}
         if_none_match = request.headers.get("If-None-Match")
-        if if_none_match is not None and _etag_matches(if_none_match, obj.etag):
+        if if_none_match is not None and etag_matches(if_none_match, obj.etag):
             return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
         body: bytes | memoryview = obj.body
         if obj.is_manifest and self._laurl is not None:
             body = obj.body.replace(self._placeholder, self._laurl)
         status = 200
         range_header = request.headers.get("Range")
-        if range_header is not None and self._range_applies(request, obj):
+        if_range = request.headers.get("If-Range")
+        if range_header is not None and (if_range is None or if_range_matches(if_range, obj.etag, obj.last_modified)):
             try:
                 span = parse_range(range_header, len(body))
-            except _Unsatisfiable:
+            except RangeNotSatisfiable:
                 return self._error(request, 416, "range not satisfiable",
                                    {"Content-Range": f"bytes */{len(body)}"})
             if span is not None:
@@ -648,14 +591,6 @@ class Edge:
             response.force_close()  # the client went away mid-response: nothing to tell it
         return response
 
-    @staticmethod
-    def _range_applies(request: web.Request, obj: CachedObject) -> bool:
-        if_range = request.headers.get("If-Range")
-        if if_range is None:
-            return True
-        # RFC 9110 section 13.1.5: a strong ETag or the exact Last-Modified date.
-        return if_range == obj.etag and not if_range.startswith("W/") or if_range == obj.last_modified
-
     async def _fetch(self, content_path: str, stale: CachedObject | None, req_id: str) -> CachedObject:
         """One origin GET (conditional when revalidating `stale`); stores the object if cacheable."""
         assert self.session is not None, "the edge's client session starts with the app"
@@ -673,8 +608,8 @@ class Edge:
                                         timeout=self._fetch_timeout) as resp:
                 if resp.status == 304 and stale is not None:
                     outcome = "not_modified"
-                    ttl_s = _ttl_s(resp.headers.get("Cache-Control"), self._default_ttl(stale.is_manifest))
-                    refreshed = replace(stale, expires_at_s=loop.time() + (ttl_s or 0.0))
+                    lifetime_s = ttl_s(resp.headers.get("Cache-Control"), self._default_ttl(stale.is_manifest))
+                    refreshed = replace(stale, expires_at_s=loop.time() + (lifetime_s or 0.0))
                     self._store(content_path, refreshed)
                     return refreshed
                 if resp.status in (404, 410):
@@ -689,9 +624,9 @@ class Edge:
                 if body is None:
                     outcome = "too_large"
                     raise _TooLarge
-                obj, ttl_s = self._build_object(content_path, body, resp.headers, loop.time())
+                obj, lifetime_s = self._build_object(content_path, body, resp.headers, loop.time())
                 outcome = "ok"
-                if ttl_s is not None:
+                if lifetime_s is not None:
                     self._store(content_path, obj)
                 return obj
         except TimeoutError:
@@ -713,14 +648,14 @@ class Edge:
                       now_s: float) -> tuple[CachedObject, float | None]:
         is_manifest = content_path.endswith("/" + MANIFEST_NAME)
         cache_control = origin_headers.get("Cache-Control")
-        ttl_s = _ttl_s(cache_control, self._default_ttl(is_manifest))
+        lifetime_s = ttl_s(cache_control, self._default_ttl(is_manifest))
         origin_etag = origin_headers.get("ETag")
         etag = origin_etag
         if is_manifest:
             # Rewritten per edge, so it must not stay in a downstream cache for long, and its ETag
             # must differ from the origin's whenever the license URL changes the bytes.
-            if ttl_s is not None:
-                ttl_s = min(ttl_s, float(self.config.mpd_max_age_s))
+            if lifetime_s is not None:
+                lifetime_s = min(lifetime_s, float(self.config.mpd_max_age_s))
             cache_control = f"max-age={self.config.mpd_max_age_s}"
             if origin_etag and self._laurl_tag:
                 weak, inner = origin_etag.startswith("W/"), origin_etag.removeprefix("W/").strip('"')
@@ -735,9 +670,9 @@ class Edge:
         if cache_control:
             base["Cache-Control"] = cache_control
         obj = CachedObject(body=body, etag=etag, last_modified=last_modified, origin_etag=origin_etag,
-                           fetched_at_s=now_s, expires_at_s=now_s + (ttl_s or 0.0), is_manifest=is_manifest,
+                           fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
                            hit_headers={**base, "X-Cache": "HIT"}, miss_headers={**base, "X-Cache": "MISS"})
-        return obj, ttl_s
+        return obj, lifetime_s
 
     def _store(self, content_path: str, obj: CachedObject) -> None:
         self.cache.put(content_path, obj, obj.size_bytes)
