@@ -40,7 +40,8 @@ def _check_positive(value: float, what: str) -> None:
         raise ValueError(f"{what} must be > 0, got {value}")
 
 
-def _check_origins(origins: tuple[str, ...]) -> None:
+def check_origins(origins: tuple[str, ...]) -> None:
+    """CORS origins: `*` or `scheme://host[:port]` (what a browser sends as `Origin`); `ValueError` if not."""
     for origin in origins:
         if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
             raise ValueError(f"allowed origin must be '*' or scheme://host[:port], got {origin!r}")
@@ -92,7 +93,7 @@ class AuthConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         _check_positive(self.max_concurrent_hashes, "max_concurrent_hashes")
 
@@ -141,7 +142,7 @@ class PlaybackConfig:
         _check_positive(self.heartbeat_s, "heartbeat_s")
         if self.missed_heartbeats < 1:
             raise ValueError("missed_heartbeats must be >= 1")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_edges, "max_edges")
 
 
@@ -160,7 +161,7 @@ class LicenseConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         if not 1 <= self.max_kids <= 10_000:
             raise ValueError(f"max_kids must be in 1..10000, got {self.max_kids}")
@@ -234,7 +235,7 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
@@ -427,7 +428,7 @@ class StackConfig:
             _check_port(port, f"service_ports[{name}]")
         if not 0 <= self.edges <= 64:
             raise ValueError(f"edges must be in 0..64, got {self.edges}")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.edge_cache_bytes, "edge_cache_bytes")
         _check_positive(self.heartbeat_s, "heartbeat_s")
         _check_positive(self.access_ttl_s, "access_ttl_s")

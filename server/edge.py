@@ -35,8 +35,10 @@ from aiohttp import web
 from yarl import URL
 
 from server.cache import ByteLRU, Coalescer
+from server.config import check_origins
 from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
 from server.faults import FaultState, add_fault_routes, fault_middleware
+from server.httpapi import CorsPolicy, cors_middleware, json_error
 from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range, ttl_s
 from server.observability import (
     REQUEST_ID_HEADER,
@@ -55,11 +57,10 @@ INTERNAL_TOKEN_CONTEXT = b"abrkit-edge-internal"
 FANOUT_HEADER = "X-Abrkit-Fanout"
 MAX_PREPOSITION_OBJECTS = 100_000
 _STREAM_CHUNK_BYTES = 256 * 1024
-_CORS_ALLOWED_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID",
-                         "CMCD-Object", "CMCD-Request", "CMCD-Session", "CMCD-Status")
-_CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Content-Type, ETag, Last-Modified, Cache-Control, " \
-                        "X-Cache, X-Request-ID, Retry-After"
-_CORS_MAX_AGE_S = 600
+# What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
+_CORS_ALLOW_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID")
+_CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Cache-Control",
+                        "X-Cache", "X-Request-ID", "Retry-After")
 
 _VERIFIED_PATHS_MAX = 16_384
 _DIRECT_WRITE_BYTES = 64 * 1024
@@ -112,9 +113,7 @@ class EdgeConfig:
         if not (0.01 <= self.heartbeat_s <= 3600):
             raise ValueError(f"heartbeat_s must be in [0.01, 3600], got {self.heartbeat_s}")
         object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
-        for origin in self.allowed_origins:
-            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
-                raise ValueError(f"allowed_origins entries must be '*' or scheme://host[:port], got {origin!r}")
+        check_origins(self.allowed_origins)
         if not (0 < self.origin_timeout_s <= 600):
             raise ValueError(f"origin_timeout_s must be in (0, 600], got {self.origin_timeout_s}")
         if self.max_object_bytes <= 0:
@@ -434,7 +433,8 @@ class Edge:
         self._laurl = xml_escape(config.license_url, {'"': "&quot;"}).encode() if config.license_url else None
         self._laurl_tag = hashlib.sha256(config.license_url.encode()).hexdigest()[:8] if config.license_url else ""
         self._placeholder = LAURL_PLACEHOLDER.encode()
-        self._allowed_origins = frozenset(config.allowed_origins)
+        self.cors = CorsPolicy(allowed_origins=config.allowed_origins, allow_methods=("GET", "HEAD"),
+                               allow_headers=(*_CORS_ALLOW_HEADERS, *CMCD_HEADERS), expose_headers=_CORS_EXPOSE_HEADERS)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.origin_timeout_s,
                                                      sock_read=config.origin_timeout_s)
         self._fetch_timeout = aiohttp.ClientTimeout(total=config.origin_timeout_s)
@@ -496,8 +496,8 @@ class Edge:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         if method != "GET" and method != "HEAD":
-            if method == "OPTIONS":
-                return self._preflight(request)
+            if method == "OPTIONS":  # not a preflight (those are answered by the CORS middleware)
+                return web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
             return self._error(request, 405, f"method {method} not allowed",
                                {"Allow": "GET, HEAD, OPTIONS"})
         path = request.path
@@ -549,10 +549,6 @@ class Edge:
 
     async def _respond(self, request: web.Request, obj: CachedObject, base: Mapping[str, str]) -> web.StreamResponse:
         headers: Mapping[str, str] = base
-        if self._allowed_origins:
-            cors = self._cors_headers(request)
-            if cors:
-                headers = {**headers, **cors}
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None and etag_matches(if_none_match, obj.etag):
             return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
@@ -581,6 +577,7 @@ class Edge:
         # web.Response joins headers and body into one new bytes object before writing (on Python
         # < 3.12.9): a full copy of every large body. Headers first, then the cached bytes as they are.
         response = web.StreamResponse(status=status, headers=headers)
+        self.cors.add_grant(response.headers, request.headers.get("Origin"))  # the middleware comes too late
         response.content_length = len(body)
         response.headers[REQUEST_ID_HEADER] = request_id(request)  # the middleware comes too late
         try:
@@ -696,9 +693,8 @@ class Edge:
                                ("Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified",
                                 "Cache-Control", "Accept-Ranges") if name in upstream.headers}
                 out_headers["X-Cache"] = "MISS"
-                if self._allowed_origins:
-                    out_headers.update(self._cors_headers(request) or {})
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
+                self.cors.add_grant(response.headers, request.headers.get("Origin"))
                 await response.prepare(request)
                 try:
                     if request.method != "HEAD":
@@ -729,47 +725,11 @@ class Edge:
         else:
             add_log_fields(request, cmcd=cmcd)
 
-    # -- CORS --
-
-    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return None
-        if "*" in self._allowed_origins:
-            return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": _CORS_EXPOSED_HEADERS}
-        if origin in self._allowed_origins:
-            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                    "Access-Control-Expose-Headers": _CORS_EXPOSED_HEADERS}
-        return None
-
-    def _preflight(self, request: web.Request) -> web.Response:
-        wanted_method = request.headers.get("Access-Control-Request-Method")
-        if wanted_method is None or "Origin" not in request.headers:
-            return web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
-        cors = self._cors_headers(request)
-        if cors is None:
-            return self._error(request, 403, "CORS origin not allowed")
-        if wanted_method not in ("GET", "HEAD"):
-            return self._error(request, 403, f"CORS method {wanted_method} not allowed")
-        allowed = {name.lower(): name for name in _CORS_ALLOWED_HEADERS}
-        wanted = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
-        refused = [h for h in wanted if h.lower() not in allowed]
-        if refused:
-            return self._error(request, 403, f"CORS header {refused[0]} not allowed")
-        cors.pop("Access-Control-Expose-Headers")
-        return web.Response(status=204, headers={
-            **cors, "Access-Control-Allow-Methods": "GET, HEAD",
-            "Access-Control-Allow-Headers": ", ".join(_CORS_ALLOWED_HEADERS),
-            "Access-Control-Max-Age": str(_CORS_MAX_AGE_S)})
-
     def _error(self, request: web.Request, status: int, message: str,
                headers: Mapping[str, str] | None = None) -> web.Response:
-        all_headers = dict(headers or {})
-        if self._allowed_origins:
-            all_headers.update(self._cors_headers(request) or {})
         if access_log.isEnabledFor(logging.INFO):
             add_log_fields(request, edge_id=self.config.edge_id, error=message)
-        return web.json_response({"error": message}, status=status, headers=all_headers)
+        return json_error(status, message, headers=headers)
 
     # -- internal endpoints --
 
@@ -963,8 +923,11 @@ EDGE = web.AppKey("abrkit_edge", Edge)
 def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.Application:
     """The edge's aiohttp app; the origin client session (and heartbeats) start and stop with it."""
     faults = FaultState()  # chaos runs only: off until set through /internal/faults (server/faults.py)
-    app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults)], client_max_size=64 * 1024)
     edge = Edge(config, group)
+    # CORS only when configured: the middleware is one more call on every request of the hot path.
+    cors = [cors_middleware(edge.cors)] if config.allowed_origins else []
+    app = web.Application(middlewares=[request_id_middleware, *cors, fault_middleware(faults)],
+                          client_max_size=64 * 1024)
     app[EDGE] = edge
     app.cleanup_ctx.append(_client_session_ctx)
     if config.steering_url and (group is None or group.index == 0):

@@ -598,6 +598,11 @@ async def test_cors_allows_configured_origins_only(make_edge: EdgeFactory, http:
         assert "CMCD-Request" in resp.headers["Access-Control-Allow-Headers"]
     async with http.options(edge.url + signed(SEGMENT), headers={**preflight, "Origin": "https://evil.example"}) as resp:
         assert resp.status == 403
+    for refused in ({"Access-Control-Request-Method": "POST"}, {"Access-Control-Request-Headers": "authorization"}):
+        async with http.options(edge.url + signed(SEGMENT), headers={**preflight, **refused}) as resp:
+            assert resp.status == 403 and "error" in await resp.json()
+    _, headers, _ = await get(http, edge.url + SEGMENT, headers={"Origin": "https://player.example"})
+    assert headers["Access-Control-Allow-Origin"] == "https://player.example"  # errors are readable too
 
 
 # --- metrics, health, heartbeats -----------------------------------------------------------------------
