@@ -2,9 +2,10 @@
 
 `GET|HEAD /s/<token>/<title>/<file>` is verified with `server.urlsign.check_path`, then served from a
 byte-bounded LRU (`X-Cache: HIT`) or fetched once from `<origin_url>/<title>/<file>` however many
-clients miss at the same time (`X-Cache: MISS`). Range requests, MPD license-URL rewriting, CMCD
-(CTA-5004) logging, pre-positioning, CORS, `/metrics`, `/healthz` and steering heartbeats are here too;
-`serve` runs it with N worker processes sharing one port (SO_REUSEPORT). See docs/EDGE.md.
+clients miss at the same time (`X-Cache: MISS`). Range requests (rules in server/httpcache.py), MPD
+license-URL rewriting, CMCD (CTA-5004) logging, pre-positioning, `/metrics`, `/healthz` and steering
+heartbeats are here too; server/edgeworkers.py runs it on its own, with N worker processes sharing one
+port. See docs/EDGE.md.
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ import hmac
 import ipaddress
 import json
 import logging
-import multiprocessing
-import os
 import re
-import signal
-import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
@@ -1002,147 +999,3 @@ async def start_edge(config: EdgeConfig, *, group: WorkerGroup | None = None,
     url = f"http://{_host_for_url(config.host)}:{site.port}"
     set_bound_url(app, url)
     return RunningEdge(app=app, runner=runner, url=url, port=site.port)
-
-
-def serve(config: EdgeConfig, *, ready: Callable[[str], None] | None = None,
-          access_log_path: str | None = None) -> int:
-    """Run the edge until SIGINT/SIGTERM: one process, or `config.workers` processes on one port.
-
-    With several workers the parent only supervises: it reserves the port, starts the workers
-    (spawned, each with its own cache and a loopback control port), and stops them all, with a
-    non-zero exit, if one dies. `ready(url)` is called once every worker is listening. Logging is set
-    up by `configure_logging(access_log_path)` in every process.
-    """
-    configure_logging(access_log_path)
-    if config.workers == 1:
-        return asyncio.run(_run_single(config, ready))
-    return _supervise(config, ready, access_log_path)
-
-
-async def _run_single(config: EdgeConfig, ready: Callable[[str], None] | None) -> int:
-    running = await start_edge(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        if ready is not None:
-            ready(running.url)
-        await stop.wait()
-    finally:
-        await running.stop()
-    return 0
-
-
-def _reserve_port(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def _supervise(config: EdgeConfig, ready: Callable[[str], None] | None, access_log_path: str | None) -> int:
-    # Bound (not listening) with SO_REUSEPORT, so that the port stays ours until the workers bind it too.
-    reservation = _reserve_port(config.host, config.port)
-    config = replace(config, port=reservation.getsockname()[1])
-    ctx = multiprocessing.get_context("spawn")
-    control_ports = ctx.Array("i", config.workers, lock=False)
-    active = ctx.Array("i", config.workers, lock=False)
-    ready_queue = ctx.Queue()
-    workers = [ctx.Process(target=_worker_main, name=f"edge-{config.edge_id}-{i}",
-                           args=(config, i, control_ports, active, ready_queue, os.getpid(), access_log_path))
-               for i in range(config.workers)]
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for worker in workers:
-            worker.start()
-        started = 0
-        deadline = time.monotonic() + 60.0
-        while started < config.workers and not stopping:
-            if time.monotonic() > deadline or any(not w.is_alive() for w in workers):
-                log.error("edge %s: a worker failed to start", config.edge_id)
-                return 1
-            with contextlib.suppress(Exception):
-                ready_queue.get(timeout=0.2)
-                started += 1
-        reservation.close()
-        if ready is not None and not stopping:
-            ready(f"http://{_host_for_url(config.host)}:{config.port}")
-        while not stopping:
-            dead = [w for w in workers if not w.is_alive()]
-            if dead:
-                log.error("edge %s: worker %s exited with %s; stopping the others", config.edge_id,
-                          dead[0].name, dead[0].exitcode)
-                return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        reservation.close()
-        for worker in workers:
-            if worker.is_alive() and worker.pid is not None:
-                os.kill(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            worker.join(timeout=15.0)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _worker_main(config: EdgeConfig, index: int, control_ports: Any, active: Any, ready_queue: Any,
-                 parent_pid: int, access_log_path: str | None) -> None:
-    configure_logging(access_log_path)
-    asyncio.run(_run_worker(config, WorkerGroup(index=index, control_ports=control_ports, active_requests=active),
-                            ready_queue, parent_pid))
-
-
-def configure_logging(access_log_path: str | None, level: int = logging.INFO) -> None:
-    """Service logs to stderr; the JSON access log to `access_log_path` ("-": stderr, None: off).
-
-    For a process that runs edges: it also turns off the per-record caller, thread and process
-    lookups (logging HOWTO, "Optimization"), which the access log's one record per request pays for.
-    """
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    access_log.propagate = False
-    if access_log_path is None:
-        access_log.setLevel(logging.WARNING)  # aiohttp then skips access logging altogether
-        return
-    handler = logging.StreamHandler() if access_log_path == "-" else logging.FileHandler(access_log_path)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-
-
-async def _run_worker(config: EdgeConfig, group: WorkerGroup, ready_queue: Any, parent_pid: int) -> None:
-    running = await start_edge(config, group=group, reuse_port=True)
-    control = web.TCPSite(running.runner, "127.0.0.1", 0)
-    await control.start()
-    group.control_ports[group.index] = control.port
-    running.edge.bound_url = f"http://{_host_for_url(config.host)}:{config.port}"
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides; Ctrl-C reaches it too
-    ready_queue.put(group.index)
-    try:
-        while not stop.is_set():
-            if os.getppid() != parent_pid:  # orphaned: the supervisor was killed
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.5)
-    finally:
-        group.control_ports[group.index] = 0
-        await running.stop()

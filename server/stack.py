@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import secrets as _secrets
-import signal
 import socket
 import sys
 import time
@@ -48,13 +47,12 @@ from server.config import (
     store_demo_password,
     update_users,
 )
-from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
+from server.observability import IDLE_TIMEOUT_S, service_runner
+from server.supervisor import Supervisor, subprocess_launcher
 
 log = logging.getLogger("abrkit.stack")
 
 DEMO_USERNAME = "demo"
-READY_LINE = "ready"
-_START_TIMEOUT_S = 60.0
 
 
 # --- naming and addresses --------------------------------------------------------------------------
@@ -151,22 +149,6 @@ def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
     return service_runner(app, service_kind(name), shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
 
 
-def configure_logging(*, access_log_enabled: bool = True, level: int = logging.INFO) -> None:
-    """Service logs to stderr; the JSON access log and the audit log there too, one bare JSON object
-    a line (the access log only if enabled). Safe to call more than once."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for json_log in (access_log, logging.getLogger("abrkit.audit")):
-        if not any(getattr(h, "abrkit_json", False) for h in json_log.handlers):
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler.abrkit_json = True  # type: ignore[attr-defined]
-            json_log.addHandler(handler)
-        json_log.propagate = False
-        json_log.setLevel(logging.INFO)
-    access_log.setLevel(logging.INFO if access_log_enabled else logging.WARNING)
-
-
 # --- the demo setup --------------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -240,68 +222,47 @@ class _EmbeddedService:
         return self._runner is not None
 
 
-class _ProcessService:
-    """A service as a child process (`python -m server.run`) handed its listening socket."""
+class _SupervisedService:
+    """A service as a child process (`python -m server.run`) handed its listening socket, watched by
+    the stack's `Supervisor`: started again if it dies unasked, left down after `stop`/`kill`."""
 
-    def __init__(self, name: str, url: str, argv: list[str], shutdown_timeout_s: float,
+    def __init__(self, name: str, url: str, supervisor: Supervisor, argv: list[str], host: str, port: int,
                  log_path: Path | None = None) -> None:
         self.name, self.url = name, url
-        self._argv = argv
-        self._shutdown_timeout_s = shutdown_timeout_s
         self.log_path = log_path  # the child's stderr (its logs) is appended here; None: inherited
-        self.process: asyncio.subprocess.Process | None = None
+        self._supervisor = supervisor
+        self._host, self._port = host, port
+        self._next_socket: socket.socket | None = None
+        supervisor.add(name, subprocess_launcher(name, argv, listen=self._listen, log_path=log_path))
+
+    def _listen(self) -> socket.socket:
+        """The socket given to `start`, else (a restart) a new one on the same port."""
+        sock, self._next_socket = self._next_socket, None
+        return sock if sock is not None else bind_socket(self._host, self._port)
 
     async def start(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        with contextlib.ExitStack() as files:
-            stderr = files.enter_context(self.log_path.open("ab")) if self.log_path is not None else None
-            process = await asyncio.create_subprocess_exec(
-                *self._argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True)
-        self.process = process
-        assert process.stdout is not None
+        self._next_socket = sock
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=_START_TIMEOUT_S)
-        except TimeoutError:
-            line = b""
-        if not line.decode(errors="replace").startswith(READY_LINE):
-            await self.kill()
-            raise RuntimeError(f"service {self.name} did not start (exit code {process.returncode}); see its log above")
-        # Keep draining stdout so the child can never block on a full pipe.
-        asyncio.get_running_loop().create_task(_drain(process.stdout))
+            await self._supervisor.start(self.name)
+        finally:
+            self._next_socket = None
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self._shutdown_timeout_s + 5.0)
-        except TimeoutError:
-            log.warning("service %s ignored SIGTERM; killing it", self.name)
-            await self.kill()
+        await self._supervisor.stop(self.name)
 
     async def kill(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        await process.wait()
+        await self._supervisor.kill(self.name)
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return self._supervisor.alive(self.name)
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self._supervisor.pid(self.name)
 
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass
+    @property
+    def restarts(self) -> int:
+        return self._supervisor.restarts(self.name)
 
 
 def process_argv(name: str, config: StackConfig, ports: Mapping[str, int]) -> list[str]:
@@ -359,18 +320,24 @@ class RunningStack:
     def log_path(self, name: str) -> Path | None:
         """The file a service's log (stderr) goes to: processes mode with `start_stack(log_dir=...)` only."""
         service = self._services[name]
-        return service.log_path if isinstance(service, _ProcessService) else None
+        return service.log_path if isinstance(service, _SupervisedService) else None
 
     def pid(self, name: str) -> int | None:
         """The process id of a service in processes mode (None when embedded)."""
         service = self._services[name]
-        return service.pid if isinstance(service, _ProcessService) else None
+        return service.pid if isinstance(service, _SupervisedService) else None
+
+    def restarts(self, name: str) -> int:
+        """How often the supervisor started `name` again after it died unasked (processes mode)."""
+        service = self._services[name]
+        return service.restarts if isinstance(service, _SupervisedService) else 0
 
     def alive(self, name: str) -> bool:
         return self._services[name].alive()
 
     async def kill_service(self, name: str) -> None:
-        """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`."""
+        """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`.
+        Either way it stays down (the supervisor does not restart it) until `start_service`."""
         await self._services[name].kill()
 
     async def stop_service(self, name: str) -> None:
@@ -386,7 +353,7 @@ class RunningStack:
         try:
             await service.start(sock)
         finally:
-            if isinstance(service, _ProcessService):
+            if isinstance(service, _SupervisedService):
                 sock.close()
 
     async def kill_edge(self, index: int) -> None:
@@ -435,8 +402,9 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
 
     The stack file `config.config_path` must exist (it holds the users; `init_stack_config` writes
     one) and the secrets file is created if missing. On entry the playback API already ranks every
-    edge (unless `wait_for_edges=False`). In processes mode with `log_dir`, each service's log
-    (stderr: its messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
+    edge (unless `wait_for_edges=False`). In processes mode a supervisor (server/supervisor.py)
+    starts a service that dies unasked again, and with `log_dir` each service's log (stderr: its
+    messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
     """
     init_stack_config(config)
     secrets = load_secrets(config.resolved_secrets_path)
@@ -449,12 +417,13 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
             sockets[name] = bind_socket(config.host, requested_port(config, name))
         ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
         services: dict[str, _Service] = {}
+        supervisor = Supervisor(stop_timeout_s=config.shutdown_timeout_s + 5.0)
         for name in names:
             url = f"http://{url_host(config.host)}:{ports[name]}"
             if config.processes:
-                services[name] = _ProcessService(name, url, process_argv(name, config, ports),
-                                                 config.shutdown_timeout_s,
-                                                 log_dir / f"{name}.log" if log_dir is not None else None)
+                services[name] = _SupervisedService(name, url, supervisor, process_argv(name, config, ports),
+                                                    config.host, ports[name],
+                                                    log_dir / f"{name}.log" if log_dir is not None else None)
             else:
                 services[name] = _EmbeddedService(
                     name, url, lambda name=name: build_app(name, config, ports, secrets), config.shutdown_timeout_s)

@@ -71,10 +71,11 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.stack import configure_logging, ensure_demo_user
+    from server.observability import configure_logging
+    from server.stack import ensure_demo_user
 
     config, is_demo = _stack_config(args)
-    configure_logging(access_log_enabled=config.access_log)
+    configure_logging("-" if config.access_log else None)
     credentials = None
     if is_demo:
         from server.packager import ensure_demo_title

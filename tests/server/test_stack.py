@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -134,6 +135,34 @@ async def test_processes_mode_killed_edge_leaves_the_ranking_within_two_heartbea
                 pass
         await stack.restart_edge(0)
         assert len(await stack.wait_for_edges()) == 2
+    assert not any(stack.alive(name) for name in stack.service_names)
+
+
+@pytest.mark.parametrize("victim", ["edge-0", "license"])
+async def test_processes_mode_restarts_a_service_killed_from_outside_and_says_so(
+        stack_config: StackConfig, caplog: pytest.LogCaptureFixture, victim: str) -> None:
+    caplog.set_level(logging.INFO, logger="abrkit.supervisor")
+    config = replace(stack_config, processes=True)
+    async with start_stack(config, log_dir=config.state_dir / "logs") as stack, aiohttp.ClientSession() as session:
+        pid = stack.pid(victim)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # not through the stack: a crash, the OOM killer, an operator
+        deadline = time.monotonic() + 30
+        while stack.pid(victim) in (None, pid):
+            assert time.monotonic() < deadline, f"{victim} was not restarted"
+            await asyncio.sleep(0.05)
+        assert stack.alive(victim) and stack.restarts(victim) == 1
+        async with session.get(stack.url(victim) + "/healthz") as resp:  # the same URL serves again
+            assert resp.status == 200
+        if victim.startswith("edge"):
+            assert stack.url(victim) in await stack.wait_for_edges(2)  # and heartbeats again
+        else:
+            headers = await login(session, stack.gateway_url)
+            async with session.post(stack.license_url, json={"kids": [b64(b"\x00" * 16)]}, headers=headers) as resp:
+                assert resp.status == 404  # the license service answers: unknown KID
+        logged = [r.getMessage() for r in caplog.records if r.name == "abrkit.supervisor"]
+        assert f"service {victim} (pid {pid}) was killed by SIGKILL; restarting it in 0.1 s (restart 1)" in logged
+        assert f"service {victim} restarted (pid {stack.pid(victim)})" in logged
     assert not any(stack.alive(name) for name in stack.service_names)
 
 
