@@ -20,26 +20,25 @@ import json
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from server.cache import ByteLRU, Coalescer
-from server.config import check_origins
+from server.config import EdgeConfig
 from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
+from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
+from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
 from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.httpapi import CorsPolicy, cors_middleware, json_error
-from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range, ttl_s
+from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
 from server.observability import (
     REQUEST_ID_HEADER,
-    Metrics,
     access_log,
     add_log_fields,
     redact_path,
@@ -53,7 +52,6 @@ from server.urlsign import SIGNED_PREFIX, SignatureError, check_path
 INTERNAL_TOKEN_CONTEXT = b"abrkit-edge-internal"
 FANOUT_HEADER = "X-Abrkit-Fanout"
 MAX_PREPOSITION_OBJECTS = 100_000
-_STREAM_CHUNK_BYTES = 256 * 1024
 # What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
 _CORS_ALLOW_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID")
 _CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Cache-Control",
@@ -61,76 +59,8 @@ _CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag
 
 _VERIFIED_PATHS_MAX = 16_384
 _DIRECT_WRITE_BYTES = 64 * 1024
-_EDGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 log = logging.getLogger("abrkit.edge")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EdgeConfig:
-    """One edge cache. Sizes in bytes, durations in seconds; `origin_url` is its only upstream."""
-
-    edge_id: str
-    origin_url: str
-    url_signing_key: bytes
-    host: str = "127.0.0.1"
-    port: int = 0
-    cache_bytes: int = 512 * 1024 * 1024
-    license_url: str | None = None
-    steering_url: str | None = None
-    heartbeat_s: float = 1.0
-    public_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    origin_timeout_s: float = 10.0
-    max_object_bytes: int = 64 * 1024 * 1024
-    require_signature: bool = True
-    workers: int = 1
-    mpd_max_age_s: int = 2
-    default_ttl_s: float = 24 * 3600.0
-    preposition_concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        if not _EDGE_ID.match(self.edge_id):
-            raise ValueError(f"edge_id must be 1-64 characters of [A-Za-z0-9._:-], got {self.edge_id!r}")
-        object.__setattr__(self, "origin_url", _base_url("origin_url", self.origin_url))
-        if len(self.url_signing_key) < 16:
-            raise ValueError("url_signing_key must be at least 16 bytes")
-        if not self.host:
-            raise ValueError("host must not be empty")
-        if not (0 <= self.port <= 65535):
-            raise ValueError(f"port must be in [0, 65535], got {self.port}")
-        if self.cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")
-        if self.license_url is not None and not self.license_url.strip():
-            raise ValueError("license_url must not be empty (use None for no license URL)")
-        if self.steering_url is not None:
-            object.__setattr__(self, "steering_url", _base_url("steering_url", self.steering_url))
-        if self.public_url is not None:
-            object.__setattr__(self, "public_url", _base_url("public_url", self.public_url))
-        if not (0.01 <= self.heartbeat_s <= 3600):
-            raise ValueError(f"heartbeat_s must be in [0.01, 3600], got {self.heartbeat_s}")
-        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
-        check_origins(self.allowed_origins)
-        if not (0 < self.origin_timeout_s <= 600):
-            raise ValueError(f"origin_timeout_s must be in (0, 600], got {self.origin_timeout_s}")
-        if self.max_object_bytes <= 0:
-            raise ValueError(f"max_object_bytes must be > 0, got {self.max_object_bytes}")
-        if not (1 <= self.workers <= 64):
-            raise ValueError(f"workers must be in [1, 64], got {self.workers}")
-        if not (0 <= self.mpd_max_age_s <= 3600):
-            raise ValueError(f"mpd_max_age_s must be in [0, 3600], got {self.mpd_max_age_s}")
-        if self.default_ttl_s < 0:
-            raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
-        if not (1 <= self.preposition_concurrency <= 256):
-            raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
-
-
-def _base_url(name: str, value: str) -> str:
-    url = URL(value)
-    if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string or url.fragment:
-        raise ValueError(f"{name} must be an http(s) URL with a host and no credentials, query or fragment, "
-                         f"got {value!r}")
-    return str(url).rstrip("/")
 
 
 def internal_token(url_signing_key: bytes) -> str:
@@ -283,111 +213,6 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-# --- cached objects, stats ------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CachedObject:
-    """One object as fetched from the origin, with the response headers precomputed for the hot path."""
-
-    body: bytes
-    etag: str | None  # as served (an MPD's differs from the origin's: its body is rewritten)
-    last_modified: str | None
-    origin_etag: str | None
-    fetched_at_s: float  # loop clock
-    expires_at_s: float
-    is_manifest: bool
-    hit_headers: Mapping[str, str]
-    miss_headers: Mapping[str, str]
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.body)
-
-
-class OriginError(Exception):
-    """The origin could not give us the object: `status` is what the client gets."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _TooLarge(Exception):
-    """Bigger than `max_object_bytes`: streamed through uncached, per request."""
-
-
-_COUNTERS = (
-    ("cache_hits", "edge_cache_hits_total", "Requests served from the cache."),
-    ("cache_misses", "edge_cache_misses_total", "Requests that needed the origin (fetch, revalidation or wait)."),
-    ("bytes_served", "edge_bytes_served_total", "Response body bytes sent for content requests."),
-    ("coalesced_waiters", "edge_coalesced_waiters_total", "Misses that waited on another request's origin fetch."),
-    ("evictions", "edge_cache_evictions_total", "Objects evicted from the LRU to make room."),
-    ("stale_served", "edge_stale_served_total", "Stale objects served because the origin failed (stale-if-error)."),
-    ("passthrough", "edge_passthrough_total", "Requests for objects over max_object_bytes, streamed uncached."),
-    ("cmcd_requests", "edge_cmcd_requests_total", "Requests that carried CMCD."),
-    ("cmcd_errors", "edge_cmcd_errors_total", "Requests whose CMCD was malformed (logged, not fatal)."),
-    ("origin_fetch_seconds", "edge_origin_fetch_seconds_total", "Time spent in origin fetches."),
-    ("heartbeat_failures", "edge_heartbeat_failures_total", "Heartbeats the steering API did not accept."),
-)
-
-
-@dataclass(slots=True)
-class EdgeStats:
-    """Plain counters on the hot path; turned into Prometheus text only when `/metrics` is scraped."""
-
-    cache_hits: int = 0
-    cache_misses: int = 0
-    bytes_served: int = 0
-    coalesced_waiters: int = 0
-    evictions: int = 0
-    stale_served: int = 0
-    passthrough: int = 0
-    cmcd_requests: int = 0
-    cmcd_errors: int = 0
-    origin_fetch_seconds: float = 0.0
-    heartbeat_failures: int = 0
-    by_status: Counter[int] = field(default_factory=Counter)
-    origin_fetches: Counter[str] = field(default_factory=Counter)  # by outcome
-
-
-def _snapshot(edge: Edge) -> dict[str, float]:
-    """Flat counters and gauges of one worker, summable across workers."""
-    stats = edge.stats
-    snap: dict[str, float] = {attr: float(getattr(stats, attr)) for attr, _, _ in _COUNTERS}
-    snap["evictions"] = float(edge.cache.evictions)
-    snap["coalesced_waiters"] = float(edge.coalescer.coalesced)
-    snap.update({f"status:{code}": float(n) for code, n in stats.by_status.items()})
-    snap.update({f"origin:{outcome}": float(n) for outcome, n in stats.origin_fetches.items()})
-    snap["cache_bytes"] = float(edge.cache.used_bytes)
-    snap["cache_objects"] = float(len(edge.cache))
-    snap["cache_capacity_bytes"] = float(edge.cache.max_bytes)
-    snap["active_requests"] = float(edge.active)
-    return snap
-
-
-def render_metrics(snap: Mapping[str, float]) -> str:
-    metrics = Metrics()
-    for attr, name, help_text in _COUNTERS:
-        metrics.inc(name, snap.get(attr, 0.0), help=help_text)
-    for key, value in snap.items():
-        kind, _, label = key.partition(":")
-        if kind == "status":
-            metrics.inc("edge_requests_total", value, help="Content requests by response status.",
-                        labels={"status": label})
-        elif kind == "origin":
-            metrics.inc("edge_origin_fetches_total", value, help="Origin fetches by outcome.",
-                        labels={"outcome": label})
-    hits, misses = snap.get("cache_hits", 0.0), snap.get("cache_misses", 0.0)
-    metrics.set("edge_cache_hit_ratio", hits / (hits + misses) if hits + misses else 0.0,
-                help="cache_hits / (cache_hits + cache_misses) since start.")
-    metrics.set("edge_cache_bytes", snap.get("cache_bytes", 0.0), help="Bytes of bodies held in the cache.")
-    metrics.set("edge_cache_capacity_bytes", snap.get("cache_capacity_bytes", 0.0), help="The cache's bound.")
-    metrics.set("edge_cache_objects", snap.get("cache_objects", 0.0), help="Objects held in the cache.")
-    metrics.set("edge_active_requests", snap.get("active_requests", 0.0), help="Content requests in progress.")
-    return metrics.render()
-
-
 # --- worker group (several processes, one port) ---------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
@@ -422,19 +247,17 @@ class Edge:
         self.stats = EdgeStats()
         self.active = 0
         self.bound_url: str | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # to the origin and sibling workers, while the app runs
         self._key = config.url_signing_key
         self._verified: dict[str, tuple[float, str]] = {}
-        self._origin = URL(config.origin_url)
+        self.origin = Origin(config, self.stats)
         self._internal_token = internal_token(config.url_signing_key).encode()
         self._laurl = xml_escape(config.license_url, {'"': "&quot;"}).encode() if config.license_url else None
-        self._laurl_tag = hashlib.sha256(config.license_url.encode()).hexdigest()[:8] if config.license_url else ""
         self._placeholder = LAURL_PLACEHOLDER.encode()
         self.cors = CorsPolicy(allowed_origins=config.allowed_origins, allow_methods=("GET", "HEAD"),
                                allow_headers=(*_CORS_ALLOW_HEADERS, *CMCD_HEADERS), expose_headers=_CORS_EXPOSE_HEADERS)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.origin_timeout_s,
                                                      sock_read=config.origin_timeout_s)
-        self._fetch_timeout = aiohttp.ClientTimeout(total=config.origin_timeout_s)
 
     # -- identity --
 
@@ -527,7 +350,7 @@ class Edge:
             try:
                 obj, _ = await self.coalescer.run(
                     content_path, lambda: self._fetch(content_path, stale, request_id(request)))
-            except _TooLarge:
+            except TooLarge:
                 return await self._stream_through(request, content_path)
             except OriginError as exc:
                 if stale is None:
@@ -587,100 +410,22 @@ class Edge:
 
     async def _fetch(self, content_path: str, stale: CachedObject | None, req_id: str) -> CachedObject:
         """One origin GET (conditional when revalidating `stale`); stores the object if cacheable."""
-        assert self.session is not None, "the edge's client session starts with the app"
-        headers = {"Accept-Encoding": "identity", "X-Request-ID": req_id}
-        if stale is not None:
-            if stale.origin_etag:
-                headers["If-None-Match"] = stale.origin_etag
-            elif stale.last_modified:
-                headers["If-Modified-Since"] = stale.last_modified
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = "error"
-        try:
-            async with self.session.get(self._origin_url(content_path), headers=headers, allow_redirects=False,
-                                        timeout=self._fetch_timeout) as resp:
-                if resp.status == 304 and stale is not None:
-                    outcome = "not_modified"
-                    lifetime_s = ttl_s(resp.headers.get("Cache-Control"), self._default_ttl(stale.is_manifest))
-                    refreshed = replace(stale, expires_at_s=loop.time() + (lifetime_s or 0.0))
-                    self._store(content_path, refreshed)
-                    return refreshed
-                if resp.status in (404, 410):
-                    outcome = "not_found"
-                    raise OriginError(404, "not found")
-                if resp.status != 200:
-                    raise OriginError(502, f"origin answered {resp.status}")
-                if resp.content_length is not None and resp.content_length > self.config.max_object_bytes:
-                    outcome = "too_large"
-                    raise _TooLarge
-                body = await _read_bounded(resp, self.config.max_object_bytes)
-                if body is None:
-                    outcome = "too_large"
-                    raise _TooLarge
-                obj, lifetime_s = self._build_object(content_path, body, resp.headers, loop.time())
-                outcome = "ok"
-                if lifetime_s is not None:
-                    self._store(content_path, obj)
-                return obj
-        except TimeoutError:
-            outcome = "timeout"
-            raise OriginError(504, "origin timed out") from None
-        except aiohttp.ClientError as exc:
-            raise OriginError(502, f"origin unreachable: {type(exc).__name__}") from None
-        finally:
-            self.stats.origin_fetches[outcome] += 1
-            self.stats.origin_fetch_seconds += loop.time() - started
-
-    def _origin_url(self, content_path: str) -> URL:
-        return self._origin.with_path(self._origin.path.rstrip("/") + content_path)
-
-    def _default_ttl(self, is_manifest: bool) -> float:
-        return float(self.config.mpd_max_age_s) if is_manifest else self.config.default_ttl_s
-
-    def _build_object(self, content_path: str, body: bytes, origin_headers: Mapping[str, str],
-                      now_s: float) -> tuple[CachedObject, float | None]:
-        is_manifest = content_path.endswith("/" + MANIFEST_NAME)
-        cache_control = origin_headers.get("Cache-Control")
-        lifetime_s = ttl_s(cache_control, self._default_ttl(is_manifest))
-        origin_etag = origin_headers.get("ETag")
-        etag = origin_etag
-        if is_manifest:
-            # Rewritten per edge, so it must not stay in a downstream cache for long, and its ETag
-            # must differ from the origin's whenever the license URL changes the bytes.
-            if lifetime_s is not None:
-                lifetime_s = min(lifetime_s, float(self.config.mpd_max_age_s))
-            cache_control = f"max-age={self.config.mpd_max_age_s}"
-            if origin_etag and self._laurl_tag:
-                weak, inner = origin_etag.startswith("W/"), origin_etag.removeprefix("W/").strip('"')
-                etag = f'{"W/" if weak else ""}"{inner}-{self._laurl_tag}"'
-        base = {"Content-Type": origin_headers.get("Content-Type", "application/octet-stream"),
-                "Accept-Ranges": "bytes"}
-        if etag:
-            base["ETag"] = etag
-        last_modified = origin_headers.get("Last-Modified")
-        if last_modified:
-            base["Last-Modified"] = last_modified
-        if cache_control:
-            base["Cache-Control"] = cache_control
-        obj = CachedObject(body=body, etag=etag, last_modified=last_modified, origin_etag=origin_etag,
-                           fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
-                           hit_headers={**base, "X-Cache": "HIT"}, miss_headers={**base, "X-Cache": "MISS"})
-        return obj, lifetime_s
-
-    def _store(self, content_path: str, obj: CachedObject) -> None:
-        self.cache.put(content_path, obj, obj.size_bytes)
+        obj, cacheable = await self.origin.fetch(content_path, stale, req_id)
+        if cacheable:
+            self.cache.put(content_path, obj, obj.size_bytes)
+        return obj
 
     async def _stream_through(self, request: web.Request, content_path: str) -> web.StreamResponse:
         """Relay an object too big to cache, Range and all, without holding it in memory."""
-        assert self.session is not None
+        session = self.origin.session
+        assert session is not None
         self.stats.passthrough += 1
         headers = {"Accept-Encoding": "identity", "X-Request-ID": request_id(request)}
         for name in ("Range", "If-Range", "If-None-Match", "If-Modified-Since"):
             if name in request.headers:
                 headers[name] = request.headers[name]
         try:
-            async with self.session.request(request.method, self._origin_url(content_path), headers=headers,
+            async with session.request(request.method, self.origin.url(content_path), headers=headers,
                                             allow_redirects=False, timeout=self._stream_timeout) as upstream:
                 if upstream.status in (404, 410):
                     return self._error(request, 404, "not found")
@@ -695,7 +440,7 @@ class Edge:
                 await response.prepare(request)
                 try:
                     if request.method != "HEAD":
-                        async for chunk in upstream.content.iter_chunked(_STREAM_CHUNK_BYTES):
+                        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK_BYTES):
                             await response.write(chunk)
                             self.stats.bytes_served += len(chunk)
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -762,7 +507,7 @@ class Edge:
         index_path = f"/{title}/{SEGMENTS_NAME}"
         try:
             index_obj, _ = await self.coalescer.run(index_path, lambda: self._fetch(index_path, None, req_id))
-        except _TooLarge:
+        except TooLarge:
             raise OriginError(502, "segment index too large") from None
         try:
             index = json.loads(index_obj.body)
@@ -795,7 +540,7 @@ class Edge:
             async with gate:
                 try:
                     obj, _ = await self.coalescer.run(path, lambda: self._fetch(path, cached, req_id))
-                except _TooLarge:
+                except TooLarge:
                     counts["failed"] += 1
                     errors.append(f"{path}: larger than max_object_bytes")
                 except OriginError as exc:
@@ -832,17 +577,14 @@ class Edge:
     async def handle_stats(self, request: web.Request) -> web.Response:
         if not self.internal_allowed(request):
             return self._error(request, 403, "internal endpoint")
-        return web.json_response(_snapshot(self))
+        return web.json_response(snapshot(self.stats, self.cache, self.coalescer, self.active))
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
-        snap = _snapshot(self)
+        snap = snapshot(self.stats, self.cache, self.coalescer, self.active)
         if self.group is not None:
-            for sibling in await self._fan_out("GET", "/internal/stats", request, self._fetch_timeout):
-                for key, value in sibling.items():
-                    if isinstance(value, (int, float)) and key != "cache_capacity_bytes":
-                        snap[key] = snap.get(key, 0.0) + value
-            snap["cache_capacity_bytes"] *= len(self.group.control_ports)
-            snap["active_requests"] = float(self.group.total_active())
+            timeout = aiohttp.ClientTimeout(total=self.config.origin_timeout_s)
+            siblings = await self._fan_out("GET", "/internal/stats", request, timeout)
+            add_siblings(snap, siblings, workers=len(self.group.control_ports), total_active=self.group.total_active())
         return web.Response(text=render_metrics(snap), content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
 
@@ -900,20 +642,6 @@ def _has_cmcd_header(request: web.BaseRequest) -> bool:
     return any(name in headers for name in CMCD_HEADERS)
 
 
-async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
-    """The whole body, or None as soon as it exceeds `max_bytes` (chunked responses have no length)."""
-    if resp.content_length is not None:
-        return await resp.read()
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in resp.content.iter_chunked(_STREAM_CHUNK_BYTES):
-        total += len(chunk)
-        if total > max_bytes:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 EDGE = web.AppKey("abrkit_edge", Edge)
 
 
@@ -944,9 +672,9 @@ async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
     # trust_env=False (the default, stated): proxies from the environment must not redirect origin traffic.
     async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
                                      raise_for_status=False) as session:
-        edge.session = session
+        edge.session = edge.origin.session = session
         yield
-        edge.session = None
+        edge.session = edge.origin.session = None
 
 
 async def _heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from server.edge import EdgeConfig, WorkerGroup, start_edge
+from server.config import EdgeConfig
+from server.edge import WorkerGroup, start_edge
 from server.observability import LogDestination, configure_logging
 from server.supervisor import Supervisor, reserve_port, spawn_launcher, until_stopped
 

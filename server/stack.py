@@ -32,6 +32,7 @@ from server.auth import hash_password
 from server.config import (
     AuthConfig,
     BackendConfig,
+    EdgeConfig,
     GatewayConfig,
     LicenseConfig,
     PlaybackConfig,
@@ -110,7 +111,7 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         return _origin_app(config.content_root, host, port)
     if kind == "edge":
         from server import edge
-        return edge.create_app(edge.EdgeConfig(
+        return edge.create_app(EdgeConfig(
             edge_id=name, host=host, port=port, origin_url=url("origin"), url_signing_key=secrets.url_signing_key,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
