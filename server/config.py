@@ -489,7 +489,7 @@ class StackConfig:
     backend_policy: BackendPolicy = BackendPolicy()
     backend_overrides: Mapping[str, BackendPolicy] = field(default_factory=dict)  # by backend name
     shutdown_timeout_s: float = 10.0
-    access_log: bool = True  # one JSON line per request on stderr
+    access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
 

@@ -48,7 +48,7 @@ from server.config import (
     store_demo_password,
     update_users,
 )
-from server.observability import IDLE_TIMEOUT_S, service_runner
+from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
 from server.supervisor import Supervisor, subprocess_launcher
 
 log = logging.getLogger("abrkit.stack")
@@ -148,6 +148,26 @@ def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
 def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
     return service_runner(app, service_kind(name), shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
+
+
+# --- logs ------------------------------------------------------------------------------------------
+
+def configure_stack_logging(config: StackConfig, *, console: bool) -> Path | None:
+    """Logging for a process that runs `config`'s stack (`abrkit serve`): service messages on stderr,
+    and the JSON access and audit logs on stderr too with `console`; else in files under
+    `<state_dir>/logs/`, the folder it returns (for `start_stack(log_dir=...)`; `log_files` names them)."""
+    log_dir = None if console else config.state_dir / "logs"
+    if log_dir is None:
+        configure_logging("-" if config.access_log else None)
+    else:
+        configure_logging(log_dir / "access.log" if config.access_log else None, audit_log_to=log_dir / "audit.log")
+    return log_dir
+
+
+def log_files(config: StackConfig) -> list[str]:
+    """The files in the log folder of `configure_stack_logging`: one `<service>.log` per service in
+    processes mode (each child's stderr), else this process's `access.log` and `audit.log`."""
+    return [f"{name}.log" for name in service_names(config)] if config.processes else ["access.log", "audit.log"]
 
 
 # --- the demo setup --------------------------------------------------------------------------------
