@@ -650,8 +650,9 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
     faults = FaultState()  # chaos runs only: off until set through /internal/faults (server/faults.py)
     edge = Edge(config, group)
     # CORS only when configured: the middleware is one more call on every request of the hot path.
+    # Inside the faults: an injected failure carries no grant, as a failing CDN node's would not.
     cors = [cors_middleware(edge.cors)] if config.allowed_origins else []
-    app = web.Application(middlewares=[request_id_middleware, *cors, fault_middleware(faults)],
+    app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults), *cors],
                           client_max_size=64 * 1024)
     app[EDGE] = edge
     app.cleanup_ctx.append(_client_session_ctx)

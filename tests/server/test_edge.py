@@ -604,6 +604,12 @@ async def test_cors_allows_configured_origins_only(make_edge: EdgeFactory, http:
             assert resp.status == 403 and "error" in await resp.json()
     _, headers, _ = await get(http, edge.url + SEGMENT, headers={"Origin": "https://player.example"})
     assert headers["Access-Control-Allow-Origin"] == "https://player.example"  # errors are readable too
+    fault = {"error_status": 503, "duration_s": 30}
+    async with http.post(edge.url + "/internal/faults", json=fault,
+                         headers={"Authorization": f"Bearer {internal_token(KEY)}"}) as resp:
+        assert resp.status == 200
+    status, headers, _ = await get(http, edge.url + signed(SEGMENT), headers={"Origin": "https://player.example"})
+    assert status == 503 and "Access-Control-Allow-Origin" not in headers  # a failing node grants nothing
 
 
 # --- metrics, health, heartbeats -----------------------------------------------------------------------
