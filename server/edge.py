@@ -34,6 +34,7 @@ from server.config import EdgeConfig
 from server.content import MANIFEST_NAME, REPRESENTATION_ID_PATTERN, SEGMENTS_NAME, classify, is_valid_title
 from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
 from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
+from server.edgepeers import FANOUT_HEADER, WorkerGroup, send_heartbeats
 from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.httpapi import CorsPolicy, cors_middleware, json_error
 from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
@@ -50,7 +51,6 @@ from server.packager import LAURL_PLACEHOLDER
 from server.urlsign import SIGNED_PREFIX, SignatureError, check_path
 
 INTERNAL_TOKEN_CONTEXT = b"abrkit-edge-internal"
-FANOUT_HEADER = "X-Abrkit-Fanout"
 MAX_PREPOSITION_OBJECTS = 100_000
 # What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
 _CORS_ALLOW_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID")
@@ -211,27 +211,6 @@ def _host_for_url(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
-
-
-# --- worker group (several processes, one port) ---------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerGroup:
-    """What the worker processes of one edge share: each one's control port and active-request count.
-
-    Each worker has its own cache; pre-positioning and `/metrics` fan out to the siblings through
-    their control ports (loopback), and worker 0 alone sends heartbeats, with the summed load.
-    """
-
-    index: int
-    control_ports: Any  # multiprocessing.Array("i", workers), 0 until that worker is up
-    active_requests: Any  # multiprocessing.Array("i", workers)
-
-    def siblings(self) -> list[int]:
-        return [port for i, port in enumerate(self.control_ports) if i != self.index and port]
-
-    def total_active(self) -> int:
-        return int(sum(self.active_requests))
 
 
 # --- the edge -------------------------------------------------------------------------------------
@@ -557,22 +536,10 @@ class Edge:
 
     async def _fan_out(self, method: str, path: str, request: web.Request,
                        timeout: aiohttp.ClientTimeout) -> list[dict[str, Any]]:
-        """Ask every sibling worker (over loopback control ports) the same; their JSON answers."""
+        """Ask every sibling worker the same (`WorkerGroup.ask_siblings`); their JSON answers."""
         assert self.group is not None and self.session is not None
-        headers = {FANOUT_HEADER: "0", "X-Request-ID": request_id(request),
-                   "Authorization": f"Bearer {self._internal_token.decode()}"}
-
-        async def ask(port: int) -> dict[str, Any]:
-            try:
-                async with self.session.request(method, f"http://127.0.0.1:{port}{path}", headers=headers,
-                                                timeout=timeout) as resp:
-                    answer = await resp.json()
-                    return answer if isinstance(answer, dict) else {}
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("worker on control port %d did not answer %s: %s", port, path, exc)
-                return {}
-
-        return list(await asyncio.gather(*(ask(port) for port in self.group.siblings())))
+        headers = {"X-Request-ID": request_id(request), "Authorization": f"Bearer {self._internal_token.decode()}"}
+        return await self.group.ask_siblings(self.session, method, path, headers=headers, timeout=timeout)
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         if not self.internal_allowed(request):
@@ -598,36 +565,13 @@ class Edge:
 
     # -- heartbeats --
 
-    async def heartbeat_loop(self, session: aiohttp.ClientSession) -> None:
-        """POST our health and load to the steering API every `heartbeat_s`, until cancelled."""
-        assert self.config.steering_url is not None
-        target = f"{self.config.steering_url}/internal/edges/heartbeat"
-        headers = {"Authorization": f"Bearer {self._internal_token.decode()}"}
-        timeout = aiohttp.ClientTimeout(total=max(0.5, min(5.0, 2 * self.config.heartbeat_s)))
-        failing = False
-        while True:
-            url = self.public_url()
-            if url is not None:
-                beat = {"edge_id": self.config.edge_id, "url": url, "healthy": True, "load": self.load(),
-                        "cached_titles": self.cached_titles()}
-                problem: str | None = None
-                try:
-                    async with session.post(target, json=beat, headers=headers, timeout=timeout) as resp:
-                        if resp.status >= 300:
-                            problem = f"answered {resp.status}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                if problem is not None:
-                    self.stats.heartbeat_failures += 1
-                    if not failing:
-                        log.warning("edge %s: heartbeat to %s failed (%s); retrying every %.3g s, "
-                                    "logging again when it recovers", self.config.edge_id, target, problem,
-                                    self.config.heartbeat_s)
-                    failing = True
-                elif failing:
-                    log.info("edge %s: heartbeats to %s accepted again", self.config.edge_id, target)
-                    failing = False
-            await asyncio.sleep(self.config.heartbeat_s)
+    def heartbeat(self) -> dict[str, Any] | None:
+        """What the steering API hears from this edge; None while it does not know its URL."""
+        url = self.public_url()
+        if url is None:
+            return None
+        return {"edge_id": self.config.edge_id, "url": url, "healthy": True, "load": self.load(),
+                "cached_titles": self.cached_titles()}
 
 
 def _content_path_ok(content_path: str) -> bool:
@@ -681,7 +625,12 @@ async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     edge = app[EDGE]
     async with aiohttp.ClientSession(trust_env=False) as session:
-        task = asyncio.create_task(edge.heartbeat_loop(session), name=f"edge-{edge.config.edge_id}-heartbeat")
+        config = edge.config
+        assert config.steering_url is not None
+        beats = send_heartbeats(session, edge_id=config.edge_id, steering_url=config.steering_url,
+                                bearer=edge._internal_token.decode(), interval_s=config.heartbeat_s,
+                                beat=edge.heartbeat, stats=edge.stats)
+        task = asyncio.create_task(beats, name=f"edge-{config.edge_id}-heartbeat")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from server.config import EdgeConfig
-from server.edge import WorkerGroup, start_edge
+from server.edge import start_edge
+from server.edgepeers import WorkerGroup
 from server.observability import LogDestination, configure_logging
 from server.supervisor import Supervisor, reserve_port, spawn_launcher, until_stopped
 
