@@ -20,7 +20,7 @@ from server.config import EdgeConfig
 from server.edge import start_edge
 from server.edgepeers import WorkerGroup
 from server.observability import LogDestination, configure_logging
-from server.supervisor import Supervisor, reserve_port, spawn_launcher, until_stopped
+from server.supervisor import Supervisor, reserve_port, spawn_launcher, start_together, until_stopped
 
 log = logging.getLogger("abrkit.edge")
 
@@ -79,7 +79,7 @@ async def _supervise(config: EdgeConfig, ready: Callable[[str], None] | None, ac
         loop.add_signal_handler(signum, stop.set)
     try:
         try:
-            await asyncio.gather(*(supervisor.start(name) for name in supervisor.names))
+            await start_together([supervisor.start(name) for name in supervisor.names])
         except RuntimeError as exc:
             log.error("edge %s: a worker failed to start: %s", config.edge_id, exc)
             return 1

@@ -49,7 +49,7 @@ from server.config import (
     update_users,
 )
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
-from server.supervisor import Supervisor, subprocess_launcher
+from server.supervisor import Supervisor, start_together, subprocess_launcher
 
 log = logging.getLogger("abrkit.stack")
 
@@ -452,7 +452,7 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
         await stack._open()
         try:
             if config.processes:
-                await asyncio.gather(*(services[n].start(sockets[n]) for n in names))
+                await start_together([services[n].start(sockets[n]) for n in names])
                 for sock in sockets.values():  # the children hold them now; a dead child must refuse connections
                     sock.close()
             else:

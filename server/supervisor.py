@@ -190,6 +190,20 @@ class Supervisor:
             log.warning("service %s restarted (pid %d)", entry.name, entry.child.pid)
 
 
+async def start_together(starts: Sequence[Awaitable[None]]) -> None:
+    """Run `starts` (e.g. `Supervisor.start` calls) at once; if one fails, cancel the others (a
+    launch cancelled midway kills its child) and raise the first error. Whatever did start stays up
+    for the caller to stop."""
+    tasks = [asyncio.ensure_future(start) for start in starts]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def _terminate(name: str, child: Child, timeout_s: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         child.send_signal(signal.SIGTERM)

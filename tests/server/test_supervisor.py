@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from server.supervisor import (
     Supervisor,
     describe_exit,
     spawn_launcher,
+    start_together,
     subprocess_launcher,
     until_stopped,
 )
@@ -122,6 +124,20 @@ async def test_a_child_that_never_says_ready_fails_its_first_start() -> None:
     with pytest.raises(RuntimeError, match="mute did not start"):
         await supervisor.start("mute")
     assert not supervisor.alive("mute")
+
+
+async def test_when_one_of_several_fails_to_start_the_others_are_not_left_behind(tmp_path: Path) -> None:
+    pid_file = tmp_path / "slow.pid"
+    slow = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(30); print('ready')"
+    supervisor = Supervisor(policy=FAST)
+    supervisor.add("slow", subprocess_launcher("slow", [sys.executable, "-c", slow], listen=listener))
+    supervisor.add("mute", subprocess_launcher("mute", [sys.executable, "-c", "import time; time.sleep(0.5)"],
+                                               listen=listener))
+    with pytest.raises(RuntimeError, match="mute did not start"):
+        await start_together([supervisor.start("slow"), supervisor.start("mute")])
+    pid = int(pid_file.read_text())
+    await eventually(lambda: not alive(pid))  # killed, and reaped: no process is left running
+    assert not supervisor.alive("slow") and not supervisor.alive("mute")
 
 
 def _spawned(ready: Connection) -> None:
