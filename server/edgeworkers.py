@@ -52,7 +52,7 @@ async def _run_single(config: EdgeConfig, ready: Callable[[str], None] | None) -
     return 0
 
 
-def worker_name(config: EdgeConfig, index: int) -> str:
+def _worker_name(config: EdgeConfig, index: int) -> str:
     return f"edge {config.edge_id} worker {index}"
 
 
@@ -70,8 +70,8 @@ async def _supervise(config: EdgeConfig, ready: Callable[[str], None] | None, ac
             control_ports[index] = 0
             active[index] = 0
 
-        supervisor.add(worker_name(config, index), spawn_launcher(
-            ctx, worker_name(config, index), _worker_main,
+        supervisor.add(_worker_name(config, index), spawn_launcher(
+            ctx, _worker_name(config, index), _worker_main,
             (config, index, control_ports, active, os.getpid(), access_log_to), before=forget_predecessor))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,8 +1,9 @@
 """Run one service of the stack in this process: `python -m server.run SERVICE --config stack.json`.
 
-`abrkit serve --processes` starts one of these per service and hands each its listening socket
-(`--fd`); by hand, give every service's port in the stack file's `service_ports` (or `--ports`).
-Prints `ready <url>` on stdout once listening; SIGTERM/SIGINT shut it down gracefully.
+`abrkit serve --processes` starts one of these per service, hands each its listening socket
+(`--fd`) and restarts it if it dies (server/supervisor.py); by hand, give every service's port in the
+stack file's `service_ports` (or `--ports`). Prints `ready <url>` on stdout once listening;
+SIGTERM/SIGINT shut it down gracefully, and with `--fd` so does the death of the process that started it.
 """
 
 from __future__ import annotations
