@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from server.formats.names import is_valid_title
 
 DEFAULT_HOST = "127.0.0.1"
@@ -41,7 +43,8 @@ def _check_positive(value: float, what: str) -> None:
         raise ValueError(f"{what} must be > 0, got {value}")
 
 
-def _check_origins(origins: tuple[str, ...]) -> None:
+def check_origins(origins: tuple[str, ...]) -> None:
+    """CORS origins: `*` or `scheme://host[:port]` (what a browser sends as `Origin`); `ValueError` if not."""
     for origin in origins:
         if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
             raise ValueError(f"allowed origin must be '*' or scheme://host[:port], got {origin!r}")
@@ -93,7 +96,7 @@ class AuthConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         _check_positive(self.max_concurrent_hashes, "max_concurrent_hashes")
 
@@ -142,7 +145,7 @@ class PlaybackConfig:
         _check_positive(self.heartbeat_s, "heartbeat_s")
         if self.missed_heartbeats < 1:
             raise ValueError("missed_heartbeats must be >= 1")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_edges, "max_edges")
 
 
@@ -161,12 +164,83 @@ class LicenseConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         if not 1 <= self.max_kids <= 10_000:
             raise ValueError(f"max_kids must be in 1..10000, got {self.max_kids}")
         if self.rescan_interval_s < 0:
             raise ValueError("rescan_interval_s must be >= 0")
+
+
+_EDGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EdgeConfig:
+    """One edge cache. Sizes in bytes, durations in seconds; `origin_url` is its only upstream."""
+
+    edge_id: str
+    origin_url: str
+    url_signing_key: bytes
+    host: str = "127.0.0.1"
+    port: int = 0
+    cache_bytes: int = 512 * 1024 * 1024
+    license_url: str | None = None
+    steering_url: str | None = None
+    heartbeat_s: float = 1.0
+    public_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    origin_timeout_s: float = 10.0
+    max_object_bytes: int = 64 * 1024 * 1024
+    require_signature: bool = True
+    workers: int = 1
+    mpd_max_age_s: int = 2
+    default_ttl_s: float = 24 * 3600.0
+    preposition_concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not _EDGE_ID.match(self.edge_id):
+            raise ValueError(f"edge_id must be 1-64 characters of [A-Za-z0-9._:-], got {self.edge_id!r}")
+        object.__setattr__(self, "origin_url", _base_url("origin_url", self.origin_url))
+        if len(self.url_signing_key) < 16:
+            raise ValueError("url_signing_key must be at least 16 bytes")
+        if not self.host:
+            raise ValueError("host must not be empty")
+        if not (0 <= self.port <= 65535):
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        if self.cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")
+        if self.license_url is not None and not self.license_url.strip():
+            raise ValueError("license_url must not be empty (use None for no license URL)")
+        if self.steering_url is not None:
+            object.__setattr__(self, "steering_url", _base_url("steering_url", self.steering_url))
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", _base_url("public_url", self.public_url))
+        if not (0.01 <= self.heartbeat_s <= 3600):
+            raise ValueError(f"heartbeat_s must be in [0.01, 3600], got {self.heartbeat_s}")
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        check_origins(self.allowed_origins)
+        if not (0 < self.origin_timeout_s <= 600):
+            raise ValueError(f"origin_timeout_s must be in (0, 600], got {self.origin_timeout_s}")
+        if self.max_object_bytes <= 0:
+            raise ValueError(f"max_object_bytes must be > 0, got {self.max_object_bytes}")
+        if not (1 <= self.workers <= 64):
+            raise ValueError(f"workers must be in [1, 64], got {self.workers}")
+        if not (0 <= self.mpd_max_age_s <= 3600):
+            raise ValueError(f"mpd_max_age_s must be in [0, 3600], got {self.mpd_max_age_s}")
+        if self.default_ttl_s < 0:
+            raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
+        if not (1 <= self.preposition_concurrency <= 256):
+            raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
+
+
+def _base_url(name: str, value: str) -> str:
+    """`value` without a trailing slash, if it is an http(s) URL fit to build request URLs on."""
+    url = URL(value)
+    if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string or url.fragment:
+        raise ValueError(f"{name} must be an http(s) URL with a host and no credentials, query or fragment, "
+                         f"got {value!r}")
+    return str(url).rstrip("/")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,7 +309,7 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
@@ -416,7 +490,7 @@ class StackConfig:
     backend_policy: BackendPolicy = BackendPolicy()
     backend_overrides: Mapping[str, BackendPolicy] = field(default_factory=dict)  # by backend name
     shutdown_timeout_s: float = 10.0
-    access_log: bool = True  # one JSON line per request on stderr
+    access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
 
@@ -428,7 +502,7 @@ class StackConfig:
             _check_port(port, f"service_ports[{name}]")
         if not 0 <= self.edges <= 64:
             raise ValueError(f"edges must be in 0..64, got {self.edges}")
-        _check_origins(self.allowed_origins)
+        check_origins(self.allowed_origins)
         _check_positive(self.edge_cache_bytes, "edge_cache_bytes")
         _check_positive(self.heartbeat_s, "heartbeat_s")
         _check_positive(self.access_ttl_s, "access_ttl_s")

@@ -2,47 +2,45 @@
 
 `GET|HEAD /s/<token>/<title>/<file>` is verified with `server.urlsign.check_path`, then served from a
 byte-bounded LRU (`X-Cache: HIT`) or fetched once from `<origin_url>/<title>/<file>` however many
-clients miss at the same time (`X-Cache: MISS`). Range requests, MPD license-URL rewriting, CMCD
-(CTA-5004) logging, pre-positioning, CORS, `/metrics`, `/healthz` and steering heartbeats are here too;
-`serve` runs it with N worker processes sharing one port (SO_REUSEPORT). See docs/EDGE.md.
+clients miss at the same time (`X-Cache: MISS`). Range requests (rules in server/httpcache.py), MPD
+license-URL rewriting, CMCD (CTA-5004) logging, pre-positioning, `/metrics`, `/healthz` and steering
+heartbeats are here too; server/edgeworkers.py runs it on its own, with N worker processes sharing one
+port. See docs/EDGE.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import multiprocessing
-import os
-import re
-import signal
-import socket
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from server.cache import ByteLRU, Coalescer
+from server.config import EdgeConfig
 from server.content import REPRESENTATION_ID_PATTERN, classify
+from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
+from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
+from server.edgepeers import FANOUT_HEADER, WorkerGroup, send_heartbeats
 from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.formats.cmcd import CMCD_HEADERS, CmcdError, CmcdValue, parse_cmcd
 from server.formats.dash import LAURL_PLACEHOLDER
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
 from server.formats.urls import SIGNED_PREFIX, url_host
+from server.httpapi import CorsPolicy, cors_middleware, json_error
+from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
 from server.observability import (
     REQUEST_ID_HEADER,
-    Metrics,
     access_log,
     add_log_fields,
     request_id,
@@ -51,89 +49,16 @@ from server.observability import (
 )
 from server.urlsign import SignatureError, check_path, internal_token
 
-FANOUT_HEADER = "X-Abrkit-Fanout"
 MAX_PREPOSITION_OBJECTS = 100_000
-_STREAM_CHUNK_BYTES = 256 * 1024
-_CORS_ALLOWED_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID",
-                         "CMCD-Object", "CMCD-Request", "CMCD-Session", "CMCD-Status")
-_CORS_EXPOSED_HEADERS = "Content-Length, Content-Range, Content-Type, ETag, Last-Modified, Cache-Control, " \
-                        "X-Cache, X-Request-ID, Retry-After"
-_CORS_MAX_AGE_S = 600
+# What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
+_CORS_ALLOW_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "X-Request-ID")
+_CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Cache-Control",
+                        "X-Cache", "X-Request-ID", "Retry-After")
 
 _VERIFIED_PATHS_MAX = 16_384
 _DIRECT_WRITE_BYTES = 64 * 1024
-_EDGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 log = logging.getLogger("abrkit.edge")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EdgeConfig:
-    """One edge cache. Sizes in bytes, durations in seconds; `origin_url` is its only upstream."""
-
-    edge_id: str
-    origin_url: str
-    url_signing_key: bytes
-    host: str = "127.0.0.1"
-    port: int = 0
-    cache_bytes: int = 512 * 1024 * 1024
-    license_url: str | None = None
-    steering_url: str | None = None
-    heartbeat_s: float = 1.0
-    public_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    origin_timeout_s: float = 10.0
-    max_object_bytes: int = 64 * 1024 * 1024
-    require_signature: bool = True
-    workers: int = 1
-    mpd_max_age_s: int = 2
-    default_ttl_s: float = 24 * 3600.0
-    preposition_concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        if not _EDGE_ID.match(self.edge_id):
-            raise ValueError(f"edge_id must be 1-64 characters of [A-Za-z0-9._:-], got {self.edge_id!r}")
-        object.__setattr__(self, "origin_url", _base_url("origin_url", self.origin_url))
-        if len(self.url_signing_key) < 16:
-            raise ValueError("url_signing_key must be at least 16 bytes")
-        if not self.host:
-            raise ValueError("host must not be empty")
-        if not (0 <= self.port <= 65535):
-            raise ValueError(f"port must be in [0, 65535], got {self.port}")
-        if self.cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {self.cache_bytes}")
-        if self.license_url is not None and not self.license_url.strip():
-            raise ValueError("license_url must not be empty (use None for no license URL)")
-        if self.steering_url is not None:
-            object.__setattr__(self, "steering_url", _base_url("steering_url", self.steering_url))
-        if self.public_url is not None:
-            object.__setattr__(self, "public_url", _base_url("public_url", self.public_url))
-        if not (0.01 <= self.heartbeat_s <= 3600):
-            raise ValueError(f"heartbeat_s must be in [0.01, 3600], got {self.heartbeat_s}")
-        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
-        for origin in self.allowed_origins:
-            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
-                raise ValueError(f"allowed_origins entries must be '*' or scheme://host[:port], got {origin!r}")
-        if not (0 < self.origin_timeout_s <= 600):
-            raise ValueError(f"origin_timeout_s must be in (0, 600], got {self.origin_timeout_s}")
-        if self.max_object_bytes <= 0:
-            raise ValueError(f"max_object_bytes must be > 0, got {self.max_object_bytes}")
-        if not (1 <= self.workers <= 64):
-            raise ValueError(f"workers must be in [1, 64], got {self.workers}")
-        if not (0 <= self.mpd_max_age_s <= 3600):
-            raise ValueError(f"mpd_max_age_s must be in [0, 3600], got {self.mpd_max_age_s}")
-        if self.default_ttl_s < 0:
-            raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
-        if not (1 <= self.preposition_concurrency <= 256):
-            raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
-
-
-def _base_url(name: str, value: str) -> str:
-    url = URL(value)
-    if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string or url.fragment:
-        raise ValueError(f"{name} must be an http(s) URL with a host and no credentials, query or fragment, "
-                         f"got {value!r}")
-    return str(url).rstrip("/")
 
 
 # --- CMCD (CTA-5004; the parser is server.formats.cmcd) ----------------------------------------------
@@ -168,66 +93,7 @@ def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], s
     return merged, error
 
 
-# --- HTTP helpers ---------------------------------------------------------------------------------
-
-class _Unsatisfiable(Exception):
-    pass
-
-
-def parse_range(header: str, size_bytes: int) -> tuple[int, int] | None:
-    """The (first, last) byte of a single `bytes=` range (RFC 9110 section 14.1.2) within `size_bytes`.
-
-    None means "ignore the header and send the whole object" (syntax errors, multiple ranges: both
-    allowed by RFC 9110 section 14.2); an unsatisfiable range raises `_Unsatisfiable`.
-    """
-    unit, eq, spec = header.partition("=")
-    if not eq or unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first_text, dash, last_text = spec.strip().partition("-")
-    if not dash or not (first_text.isdigit() or first_text == "") or not (last_text.isdigit() or last_text == ""):
-        return None
-    if first_text == "":
-        if last_text == "":
-            return None
-        suffix = int(last_text)
-        if suffix == 0 or size_bytes == 0:
-            raise _Unsatisfiable
-        return max(0, size_bytes - suffix), size_bytes - 1
-    first = int(first_text)
-    if last_text and int(last_text) < first:
-        return None
-    if first >= size_bytes:
-        raise _Unsatisfiable
-    return first, min(int(last_text), size_bytes - 1) if last_text else size_bytes - 1
-
-
-def _etag_matches(header: str, etag: str | None) -> bool:
-    """Weak comparison (RFC 9110 section 13.1.2) of an If-None-Match list against our ETag."""
-    if etag is None:
-        return False
-    if header.strip() == "*":
-        return True
-    ours = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == ours for tag in header.split(","))
-
-
-def _ttl_s(cache_control: str | None, default_s: float) -> float | None:
-    """How long the edge may reuse an object, from the origin's Cache-Control; None: do not store."""
-    if not cache_control:
-        return default_s
-    directives: dict[str, str] = {}
-    for part in cache_control.split(","):
-        name, _, value = part.strip().partition("=")
-        directives[name.strip().lower()] = value.strip().strip('"')
-    if "no-store" in directives or "private" in directives:
-        return None
-    for name in ("s-maxage", "max-age"):
-        if directives.get(name, "").isdigit():
-            return float(directives[name])
-    if "no-cache" in directives:
-        return 0.0
-    return default_s
-
+# --- helpers ---------------------------------------------------------------------------------------
 
 def _is_loopback(address: str | None) -> bool:
     if not address:
@@ -236,132 +102,6 @@ def _is_loopback(address: str | None) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
-
-
-# --- cached objects, stats ------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class CachedObject:
-    """One object as fetched from the origin, with the response headers precomputed for the hot path."""
-
-    body: bytes
-    etag: str | None  # as served (an MPD's differs from the origin's: its body is rewritten)
-    last_modified: str | None
-    origin_etag: str | None
-    fetched_at_s: float  # loop clock
-    expires_at_s: float
-    is_manifest: bool
-    hit_headers: Mapping[str, str]
-    miss_headers: Mapping[str, str]
-
-    @property
-    def size_bytes(self) -> int:
-        return len(self.body)
-
-
-class OriginError(Exception):
-    """The origin could not give us the object: `status` is what the client gets."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class _TooLarge(Exception):
-    """Bigger than `max_object_bytes`: streamed through uncached, per request."""
-
-
-_COUNTERS = (
-    ("cache_hits", "edge_cache_hits_total", "Requests served from the cache."),
-    ("cache_misses", "edge_cache_misses_total", "Requests that needed the origin (fetch, revalidation or wait)."),
-    ("bytes_served", "edge_bytes_served_total", "Response body bytes sent for content requests."),
-    ("coalesced_waiters", "edge_coalesced_waiters_total", "Misses that waited on another request's origin fetch."),
-    ("evictions", "edge_cache_evictions_total", "Objects evicted from the LRU to make room."),
-    ("stale_served", "edge_stale_served_total", "Stale objects served because the origin failed (stale-if-error)."),
-    ("passthrough", "edge_passthrough_total", "Requests for objects over max_object_bytes, streamed uncached."),
-    ("cmcd_requests", "edge_cmcd_requests_total", "Requests that carried CMCD."),
-    ("cmcd_errors", "edge_cmcd_errors_total", "Requests whose CMCD was malformed (logged, not fatal)."),
-    ("origin_fetch_seconds", "edge_origin_fetch_seconds_total", "Time spent in origin fetches."),
-    ("heartbeat_failures", "edge_heartbeat_failures_total", "Heartbeats the steering API did not accept."),
-)
-
-
-@dataclass(slots=True)
-class EdgeStats:
-    """Plain counters on the hot path; turned into Prometheus text only when `/metrics` is scraped."""
-
-    cache_hits: int = 0
-    cache_misses: int = 0
-    bytes_served: int = 0
-    coalesced_waiters: int = 0
-    evictions: int = 0
-    stale_served: int = 0
-    passthrough: int = 0
-    cmcd_requests: int = 0
-    cmcd_errors: int = 0
-    origin_fetch_seconds: float = 0.0
-    heartbeat_failures: int = 0
-    by_status: Counter[int] = field(default_factory=Counter)
-    origin_fetches: Counter[str] = field(default_factory=Counter)  # by outcome
-
-
-def _snapshot(edge: Edge) -> dict[str, float]:
-    """Flat counters and gauges of one worker, summable across workers."""
-    stats = edge.stats
-    snap: dict[str, float] = {attr: float(getattr(stats, attr)) for attr, _, _ in _COUNTERS}
-    snap["evictions"] = float(edge.cache.evictions)
-    snap["coalesced_waiters"] = float(edge.coalescer.coalesced)
-    snap.update({f"status:{code}": float(n) for code, n in stats.by_status.items()})
-    snap.update({f"origin:{outcome}": float(n) for outcome, n in stats.origin_fetches.items()})
-    snap["cache_bytes"] = float(edge.cache.used_bytes)
-    snap["cache_objects"] = float(len(edge.cache))
-    snap["cache_capacity_bytes"] = float(edge.cache.max_bytes)
-    snap["active_requests"] = float(edge.active)
-    return snap
-
-
-def render_metrics(snap: Mapping[str, float]) -> str:
-    metrics = Metrics()
-    for attr, name, help_text in _COUNTERS:
-        metrics.inc(name, snap.get(attr, 0.0), help=help_text)
-    for key, value in snap.items():
-        kind, _, label = key.partition(":")
-        if kind == "status":
-            metrics.inc("edge_requests_total", value, help="Content requests by response status.",
-                        labels={"status": label})
-        elif kind == "origin":
-            metrics.inc("edge_origin_fetches_total", value, help="Origin fetches by outcome.",
-                        labels={"outcome": label})
-    hits, misses = snap.get("cache_hits", 0.0), snap.get("cache_misses", 0.0)
-    metrics.set("edge_cache_hit_ratio", hits / (hits + misses) if hits + misses else 0.0,
-                help="cache_hits / (cache_hits + cache_misses) since start.")
-    metrics.set("edge_cache_bytes", snap.get("cache_bytes", 0.0), help="Bytes of bodies held in the cache.")
-    metrics.set("edge_cache_capacity_bytes", snap.get("cache_capacity_bytes", 0.0), help="The cache's bound.")
-    metrics.set("edge_cache_objects", snap.get("cache_objects", 0.0), help="Objects held in the cache.")
-    metrics.set("edge_active_requests", snap.get("active_requests", 0.0), help="Content requests in progress.")
-    return metrics.render()
-
-
-# --- worker group (several processes, one port) ---------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class WorkerGroup:
-    """What the worker processes of one edge share: each one's control port and active-request count.
-
-    Each worker has its own cache; pre-positioning and `/metrics` fan out to the siblings through
-    their control ports (loopback), and worker 0 alone sends heartbeats, with the summed load.
-    """
-
-    index: int
-    control_ports: Any  # multiprocessing.Array("i", workers), 0 until that worker is up
-    active_requests: Any  # multiprocessing.Array("i", workers)
-
-    def siblings(self) -> list[int]:
-        return [port for i, port in enumerate(self.control_ports) if i != self.index and port]
-
-    def total_active(self) -> int:
-        return int(sum(self.active_requests))
 
 
 # --- the edge -------------------------------------------------------------------------------------
@@ -377,18 +117,17 @@ class Edge:
         self.stats = EdgeStats()
         self.active = 0
         self.bound_url: str | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # to the origin and sibling workers, while the app runs
         self._key = config.url_signing_key
         self._verified: dict[str, tuple[float, str]] = {}
-        self._origin = URL(config.origin_url)
+        self.origin = Origin(config, self.stats)
         self._internal_token = internal_token(config.url_signing_key).encode()
         self._laurl = xml_escape(config.license_url, {'"': "&quot;"}).encode() if config.license_url else None
-        self._laurl_tag = hashlib.sha256(config.license_url.encode()).hexdigest()[:8] if config.license_url else ""
         self._placeholder = LAURL_PLACEHOLDER.encode()
-        self._allowed_origins = frozenset(config.allowed_origins)
+        self.cors = CorsPolicy(allowed_origins=config.allowed_origins, allow_methods=("GET", "HEAD"),
+                               allow_headers=(*_CORS_ALLOW_HEADERS, *CMCD_HEADERS), expose_headers=_CORS_EXPOSE_HEADERS)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.origin_timeout_s,
                                                      sock_read=config.origin_timeout_s)
-        self._fetch_timeout = aiohttp.ClientTimeout(total=config.origin_timeout_s)
 
     # -- identity --
 
@@ -447,8 +186,8 @@ class Edge:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         if method != "GET" and method != "HEAD":
-            if method == "OPTIONS":
-                return self._preflight(request)
+            if method == "OPTIONS":  # not a preflight (those are answered by the CORS middleware)
+                return web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
             return self._error(request, 405, f"method {method} not allowed",
                                {"Allow": "GET, HEAD, OPTIONS"})
         path = request.path
@@ -481,7 +220,7 @@ class Edge:
             try:
                 obj, _ = await self.coalescer.run(
                     content_path, lambda: self._fetch(content_path, stale, request_id(request)))
-            except _TooLarge:
+            except TooLarge:
                 return await self._stream_through(request, content_path)
             except OriginError as exc:
                 if stale is None:
@@ -500,22 +239,19 @@ class Edge:
 
     async def _respond(self, request: web.Request, obj: CachedObject, base: Mapping[str, str]) -> web.StreamResponse:
         headers: Mapping[str, str] = base
-        if self._allowed_origins:
-            cors = self._cors_headers(request)
-            if cors:
-                headers = {**headers, **cors}
         if_none_match = request.headers.get("If-None-Match")
-        if if_none_match is not None and _etag_matches(if_none_match, obj.etag):
+        if if_none_match is not None and etag_matches(if_none_match, obj.etag):
             return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
         body: bytes | memoryview = obj.body
         if obj.is_manifest and self._laurl is not None:
             body = obj.body.replace(self._placeholder, self._laurl)
         status = 200
         range_header = request.headers.get("Range")
-        if range_header is not None and self._range_applies(request, obj):
+        if_range = request.headers.get("If-Range")
+        if range_header is not None and (if_range is None or if_range_matches(if_range, obj.etag, obj.last_modified)):
             try:
                 span = parse_range(range_header, len(body))
-            except _Unsatisfiable:
+            except RangeNotSatisfiable:
                 return self._error(request, 416, "range not satisfiable",
                                    {"Content-Range": f"bytes */{len(body)}"})
             if span is not None:
@@ -531,6 +267,7 @@ class Edge:
         # web.Response joins headers and body into one new bytes object before writing (on Python
         # < 3.12.9): a full copy of every large body. Headers first, then the cached bytes as they are.
         response = web.StreamResponse(status=status, headers=headers)
+        self.cors.add_grant(response.headers, request.headers.get("Origin"))  # the middleware comes too late
         response.content_length = len(body)
         response.headers[REQUEST_ID_HEADER] = request_id(request)  # the middleware comes too late
         try:
@@ -541,110 +278,24 @@ class Edge:
             response.force_close()  # the client went away mid-response: nothing to tell it
         return response
 
-    @staticmethod
-    def _range_applies(request: web.Request, obj: CachedObject) -> bool:
-        if_range = request.headers.get("If-Range")
-        if if_range is None:
-            return True
-        # RFC 9110 section 13.1.5: a strong ETag or the exact Last-Modified date.
-        return if_range == obj.etag and not if_range.startswith("W/") or if_range == obj.last_modified
-
     async def _fetch(self, content_path: str, stale: CachedObject | None, req_id: str) -> CachedObject:
         """One origin GET (conditional when revalidating `stale`); stores the object if cacheable."""
-        assert self.session is not None, "the edge's client session starts with the app"
-        headers = {"Accept-Encoding": "identity", "X-Request-ID": req_id}
-        if stale is not None:
-            if stale.origin_etag:
-                headers["If-None-Match"] = stale.origin_etag
-            elif stale.last_modified:
-                headers["If-Modified-Since"] = stale.last_modified
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = "error"
-        try:
-            async with self.session.get(self._origin_url(content_path), headers=headers, allow_redirects=False,
-                                        timeout=self._fetch_timeout) as resp:
-                if resp.status == 304 and stale is not None:
-                    outcome = "not_modified"
-                    ttl_s = _ttl_s(resp.headers.get("Cache-Control"), self._default_ttl(stale.is_manifest))
-                    refreshed = replace(stale, expires_at_s=loop.time() + (ttl_s or 0.0))
-                    self._store(content_path, refreshed)
-                    return refreshed
-                if resp.status in (404, 410):
-                    outcome = "not_found"
-                    raise OriginError(404, "not found")
-                if resp.status != 200:
-                    raise OriginError(502, f"origin answered {resp.status}")
-                if resp.content_length is not None and resp.content_length > self.config.max_object_bytes:
-                    outcome = "too_large"
-                    raise _TooLarge
-                body = await _read_bounded(resp, self.config.max_object_bytes)
-                if body is None:
-                    outcome = "too_large"
-                    raise _TooLarge
-                obj, ttl_s = self._build_object(content_path, body, resp.headers, loop.time())
-                outcome = "ok"
-                if ttl_s is not None:
-                    self._store(content_path, obj)
-                return obj
-        except TimeoutError:
-            outcome = "timeout"
-            raise OriginError(504, "origin timed out") from None
-        except aiohttp.ClientError as exc:
-            raise OriginError(502, f"origin unreachable: {type(exc).__name__}") from None
-        finally:
-            self.stats.origin_fetches[outcome] += 1
-            self.stats.origin_fetch_seconds += loop.time() - started
-
-    def _origin_url(self, content_path: str) -> URL:
-        return self._origin.with_path(self._origin.path.rstrip("/") + content_path)
-
-    def _default_ttl(self, is_manifest: bool) -> float:
-        return float(self.config.mpd_max_age_s) if is_manifest else self.config.default_ttl_s
-
-    def _build_object(self, content_path: str, body: bytes, origin_headers: Mapping[str, str],
-                      now_s: float) -> tuple[CachedObject, float | None]:
-        is_manifest = content_path.endswith("/" + MANIFEST_NAME)
-        cache_control = origin_headers.get("Cache-Control")
-        ttl_s = _ttl_s(cache_control, self._default_ttl(is_manifest))
-        origin_etag = origin_headers.get("ETag")
-        etag = origin_etag
-        if is_manifest:
-            # Rewritten per edge, so it must not stay in a downstream cache for long, and its ETag
-            # must differ from the origin's whenever the license URL changes the bytes.
-            if ttl_s is not None:
-                ttl_s = min(ttl_s, float(self.config.mpd_max_age_s))
-            cache_control = f"max-age={self.config.mpd_max_age_s}"
-            if origin_etag and self._laurl_tag:
-                weak, inner = origin_etag.startswith("W/"), origin_etag.removeprefix("W/").strip('"')
-                etag = f'{"W/" if weak else ""}"{inner}-{self._laurl_tag}"'
-        base = {"Content-Type": origin_headers.get("Content-Type", "application/octet-stream"),
-                "Accept-Ranges": "bytes"}
-        if etag:
-            base["ETag"] = etag
-        last_modified = origin_headers.get("Last-Modified")
-        if last_modified:
-            base["Last-Modified"] = last_modified
-        if cache_control:
-            base["Cache-Control"] = cache_control
-        obj = CachedObject(body=body, etag=etag, last_modified=last_modified, origin_etag=origin_etag,
-                           fetched_at_s=now_s, expires_at_s=now_s + (ttl_s or 0.0), is_manifest=is_manifest,
-                           hit_headers={**base, "X-Cache": "HIT"}, miss_headers={**base, "X-Cache": "MISS"})
-        return obj, ttl_s
-
-    def _store(self, content_path: str, obj: CachedObject) -> None:
-        self.cache.put(content_path, obj, obj.size_bytes)
+        obj, cacheable = await self.origin.fetch(content_path, stale, req_id)
+        if cacheable:
+            self.cache.put(content_path, obj, obj.size_bytes)
+        return obj
 
     async def _stream_through(self, request: web.Request, content_path: str) -> web.StreamResponse:
         """Relay an object too big to cache, Range and all, without holding it in memory."""
-        assert self.session is not None
+        session = self.origin.session
+        assert session is not None
         self.stats.passthrough += 1
         headers = {"Accept-Encoding": "identity", "X-Request-ID": request_id(request)}
         for name in ("Range", "If-Range", "If-None-Match", "If-Modified-Since"):
             if name in request.headers:
                 headers[name] = request.headers[name]
         try:
-            async with self.session.request(request.method, self._origin_url(content_path), headers=headers,
+            async with session.request(request.method, self.origin.url(content_path), headers=headers,
                                             allow_redirects=False, timeout=self._stream_timeout) as upstream:
                 if upstream.status in (404, 410):
                     return self._error(request, 404, "not found")
@@ -654,13 +305,12 @@ class Edge:
                                ("Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified",
                                 "Cache-Control", "Accept-Ranges") if name in upstream.headers}
                 out_headers["X-Cache"] = "MISS"
-                if self._allowed_origins:
-                    out_headers.update(self._cors_headers(request) or {})
                 response = web.StreamResponse(status=upstream.status, headers=out_headers)
+                self.cors.add_grant(response.headers, request.headers.get("Origin"))
                 await response.prepare(request)
                 try:
                     if request.method != "HEAD":
-                        async for chunk in upstream.content.iter_chunked(_STREAM_CHUNK_BYTES):
+                        async for chunk in upstream.content.iter_chunked(STREAM_CHUNK_BYTES):
                             await response.write(chunk)
                             self.stats.bytes_served += len(chunk)
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -687,47 +337,11 @@ class Edge:
         else:
             add_log_fields(request, cmcd=cmcd)
 
-    # -- CORS --
-
-    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return None
-        if "*" in self._allowed_origins:
-            return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": _CORS_EXPOSED_HEADERS}
-        if origin in self._allowed_origins:
-            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                    "Access-Control-Expose-Headers": _CORS_EXPOSED_HEADERS}
-        return None
-
-    def _preflight(self, request: web.Request) -> web.Response:
-        wanted_method = request.headers.get("Access-Control-Request-Method")
-        if wanted_method is None or "Origin" not in request.headers:
-            return web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
-        cors = self._cors_headers(request)
-        if cors is None:
-            return self._error(request, 403, "CORS origin not allowed")
-        if wanted_method not in ("GET", "HEAD"):
-            return self._error(request, 403, f"CORS method {wanted_method} not allowed")
-        allowed = {name.lower(): name for name in _CORS_ALLOWED_HEADERS}
-        wanted = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
-        refused = [h for h in wanted if h.lower() not in allowed]
-        if refused:
-            return self._error(request, 403, f"CORS header {refused[0]} not allowed")
-        cors.pop("Access-Control-Expose-Headers")
-        return web.Response(status=204, headers={
-            **cors, "Access-Control-Allow-Methods": "GET, HEAD",
-            "Access-Control-Allow-Headers": ", ".join(_CORS_ALLOWED_HEADERS),
-            "Access-Control-Max-Age": str(_CORS_MAX_AGE_S)})
-
     def _error(self, request: web.Request, status: int, message: str,
                headers: Mapping[str, str] | None = None) -> web.Response:
-        all_headers = dict(headers or {})
-        if self._allowed_origins:
-            all_headers.update(self._cors_headers(request) or {})
         if access_log.isEnabledFor(logging.INFO):
             add_log_fields(request, edge_id=self.config.edge_id, error=message)
-        return web.json_response({"error": message}, status=status, headers=all_headers)
+        return json_error(status, message, headers=headers)
 
     # -- internal endpoints --
 
@@ -763,7 +377,7 @@ class Edge:
         index_path = f"/{title}/{SEGMENTS_NAME}"
         try:
             index_obj, _ = await self.coalescer.run(index_path, lambda: self._fetch(index_path, None, req_id))
-        except _TooLarge:
+        except TooLarge:
             raise OriginError(502, "segment index too large") from None
         try:
             index = json.loads(index_obj.body)
@@ -796,7 +410,7 @@ class Edge:
             async with gate:
                 try:
                     obj, _ = await self.coalescer.run(path, lambda: self._fetch(path, cached, req_id))
-                except _TooLarge:
+                except TooLarge:
                     counts["failed"] += 1
                     errors.append(f"{path}: larger than max_object_bytes")
                 except OriginError as exc:
@@ -813,37 +427,22 @@ class Edge:
 
     async def _fan_out(self, method: str, path: str, request: web.Request,
                        timeout: aiohttp.ClientTimeout) -> list[dict[str, Any]]:
-        """Ask every sibling worker (over loopback control ports) the same; their JSON answers."""
+        """Ask every sibling worker the same (`WorkerGroup.ask_siblings`); their JSON answers."""
         assert self.group is not None and self.session is not None
-        headers = {FANOUT_HEADER: "0", "X-Request-ID": request_id(request),
-                   "Authorization": f"Bearer {self._internal_token.decode()}"}
-
-        async def ask(port: int) -> dict[str, Any]:
-            try:
-                async with self.session.request(method, f"http://127.0.0.1:{port}{path}", headers=headers,
-                                                timeout=timeout) as resp:
-                    answer = await resp.json()
-                    return answer if isinstance(answer, dict) else {}
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("worker on control port %d did not answer %s: %s", port, path, exc)
-                return {}
-
-        return list(await asyncio.gather(*(ask(port) for port in self.group.siblings())))
+        headers = {"X-Request-ID": request_id(request), "Authorization": f"Bearer {self._internal_token.decode()}"}
+        return await self.group.ask_siblings(self.session, method, path, headers=headers, timeout=timeout)
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         if not self.internal_allowed(request):
             return self._error(request, 403, "internal endpoint")
-        return web.json_response(_snapshot(self))
+        return web.json_response(snapshot(self.stats, self.cache, self.coalescer, self.active))
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
-        snap = _snapshot(self)
+        snap = snapshot(self.stats, self.cache, self.coalescer, self.active)
         if self.group is not None:
-            for sibling in await self._fan_out("GET", "/internal/stats", request, self._fetch_timeout):
-                for key, value in sibling.items():
-                    if isinstance(value, (int, float)) and key != "cache_capacity_bytes":
-                        snap[key] = snap.get(key, 0.0) + value
-            snap["cache_capacity_bytes"] *= len(self.group.control_ports)
-            snap["active_requests"] = float(self.group.total_active())
+            timeout = aiohttp.ClientTimeout(total=self.config.origin_timeout_s)
+            siblings = await self._fan_out("GET", "/internal/stats", request, timeout)
+            add_siblings(snap, siblings, workers=len(self.group.control_ports), total_active=self.group.total_active())
         return web.Response(text=render_metrics(snap), content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
 
@@ -857,36 +456,13 @@ class Edge:
 
     # -- heartbeats --
 
-    async def heartbeat_loop(self, session: aiohttp.ClientSession) -> None:
-        """POST our health and load to the steering API every `heartbeat_s`, until cancelled."""
-        assert self.config.steering_url is not None
-        target = f"{self.config.steering_url}/internal/edges/heartbeat"
-        headers = {"Authorization": f"Bearer {self._internal_token.decode()}"}
-        timeout = aiohttp.ClientTimeout(total=max(0.5, min(5.0, 2 * self.config.heartbeat_s)))
-        failing = False
-        while True:
-            url = self.public_url()
-            if url is not None:
-                beat = {"edge_id": self.config.edge_id, "url": url, "healthy": True, "load": self.load(),
-                        "cached_titles": self.cached_titles()}
-                problem: str | None = None
-                try:
-                    async with session.post(target, json=beat, headers=headers, timeout=timeout) as resp:
-                        if resp.status >= 300:
-                            problem = f"answered {resp.status}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                if problem is not None:
-                    self.stats.heartbeat_failures += 1
-                    if not failing:
-                        log.warning("edge %s: heartbeat to %s failed (%s); retrying every %.3g s, "
-                                    "logging again when it recovers", self.config.edge_id, target, problem,
-                                    self.config.heartbeat_s)
-                    failing = True
-                elif failing:
-                    log.info("edge %s: heartbeats to %s accepted again", self.config.edge_id, target)
-                    failing = False
-            await asyncio.sleep(self.config.heartbeat_s)
+    def heartbeat(self) -> dict[str, Any] | None:
+        """What the steering API hears from this edge; None while it does not know its URL."""
+        url = self.public_url()
+        if url is None:
+            return None
+        return {"edge_id": self.config.edge_id, "url": url, "healthy": True, "load": self.load(),
+                "cached_titles": self.cached_titles()}
 
 
 def _content_path_ok(content_path: str) -> bool:
@@ -901,28 +477,18 @@ def _has_cmcd_header(request: web.BaseRequest) -> bool:
     return any(name in headers for name in CMCD_HEADERS)
 
 
-async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
-    """The whole body, or None as soon as it exceeds `max_bytes` (chunked responses have no length)."""
-    if resp.content_length is not None:
-        return await resp.read()
-    parts: list[bytes] = []
-    total = 0
-    async for chunk in resp.content.iter_chunked(_STREAM_CHUNK_BYTES):
-        total += len(chunk)
-        if total > max_bytes:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 EDGE = web.AppKey("abrkit_edge", Edge)
 
 
 def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.Application:
     """The edge's aiohttp app; the origin client session (and heartbeats) start and stop with it."""
     faults = FaultState()  # chaos runs only: off until set through /internal/faults (server/faults.py)
-    app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults)], client_max_size=64 * 1024)
     edge = Edge(config, group)
+    # CORS only when configured: the middleware is one more call on every request of the hot path.
+    # Inside the faults: an injected failure carries no grant, as a failing CDN node's would not.
+    cors = [cors_middleware(edge.cors)] if config.allowed_origins else []
+    app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults), *cors],
+                          client_max_size=64 * 1024)
     app[EDGE] = edge
     app.cleanup_ctx.append(_client_session_ctx)
     if config.steering_url and (group is None or group.index == 0):
@@ -942,15 +508,20 @@ async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
     # trust_env=False (the default, stated): proxies from the environment must not redirect origin traffic.
     async with aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
                                      raise_for_status=False) as session:
-        edge.session = session
+        edge.session = edge.origin.session = session
         yield
-        edge.session = None
+        edge.session = edge.origin.session = None
 
 
 async def _heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     edge = app[EDGE]
     async with aiohttp.ClientSession(trust_env=False) as session:
-        task = asyncio.create_task(edge.heartbeat_loop(session), name=f"edge-{edge.config.edge_id}-heartbeat")
+        config = edge.config
+        assert config.steering_url is not None
+        beats = send_heartbeats(session, edge_id=config.edge_id, steering_url=config.steering_url,
+                                bearer=edge._internal_token.decode(), interval_s=config.heartbeat_s,
+                                beat=edge.heartbeat, stats=edge.stats)
+        task = asyncio.create_task(beats, name=f"edge-{config.edge_id}-heartbeat")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -997,147 +568,3 @@ async def start_edge(config: EdgeConfig, *, group: WorkerGroup | None = None,
     url = f"http://{url_host(config.host)}:{site.port}"
     set_bound_url(app, url)
     return RunningEdge(app=app, runner=runner, url=url, port=site.port)
-
-
-def serve(config: EdgeConfig, *, ready: Callable[[str], None] | None = None,
-          access_log_path: str | None = None) -> int:
-    """Run the edge until SIGINT/SIGTERM: one process, or `config.workers` processes on one port.
-
-    With several workers the parent only supervises: it reserves the port, starts the workers
-    (spawned, each with its own cache and a loopback control port), and stops them all, with a
-    non-zero exit, if one dies. `ready(url)` is called once every worker is listening. Logging is set
-    up by `configure_logging(access_log_path)` in every process.
-    """
-    configure_logging(access_log_path)
-    if config.workers == 1:
-        return asyncio.run(_run_single(config, ready))
-    return _supervise(config, ready, access_log_path)
-
-
-async def _run_single(config: EdgeConfig, ready: Callable[[str], None] | None) -> int:
-    running = await start_edge(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        if ready is not None:
-            ready(running.url)
-        await stop.wait()
-    finally:
-        await running.stop()
-    return 0
-
-
-def _reserve_port(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
-def _supervise(config: EdgeConfig, ready: Callable[[str], None] | None, access_log_path: str | None) -> int:
-    # Bound (not listening) with SO_REUSEPORT, so that the port stays ours until the workers bind it too.
-    reservation = _reserve_port(config.host, config.port)
-    config = replace(config, port=reservation.getsockname()[1])
-    ctx = multiprocessing.get_context("spawn")
-    control_ports = ctx.Array("i", config.workers, lock=False)
-    active = ctx.Array("i", config.workers, lock=False)
-    ready_queue = ctx.Queue()
-    workers = [ctx.Process(target=_worker_main, name=f"edge-{config.edge_id}-{i}",
-                           args=(config, i, control_ports, active, ready_queue, os.getpid(), access_log_path))
-               for i in range(config.workers)]
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for worker in workers:
-            worker.start()
-        started = 0
-        deadline = time.monotonic() + 60.0
-        while started < config.workers and not stopping:
-            if time.monotonic() > deadline or any(not w.is_alive() for w in workers):
-                log.error("edge %s: a worker failed to start", config.edge_id)
-                return 1
-            with contextlib.suppress(Exception):
-                ready_queue.get(timeout=0.2)
-                started += 1
-        reservation.close()
-        if ready is not None and not stopping:
-            ready(f"http://{url_host(config.host)}:{config.port}")
-        while not stopping:
-            dead = [w for w in workers if not w.is_alive()]
-            if dead:
-                log.error("edge %s: worker %s exited with %s; stopping the others", config.edge_id,
-                          dead[0].name, dead[0].exitcode)
-                return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        reservation.close()
-        for worker in workers:
-            if worker.is_alive() and worker.pid is not None:
-                os.kill(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            worker.join(timeout=15.0)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _worker_main(config: EdgeConfig, index: int, control_ports: Any, active: Any, ready_queue: Any,
-                 parent_pid: int, access_log_path: str | None) -> None:
-    configure_logging(access_log_path)
-    asyncio.run(_run_worker(config, WorkerGroup(index=index, control_ports=control_ports, active_requests=active),
-                            ready_queue, parent_pid))
-
-
-def configure_logging(access_log_path: str | None, level: int = logging.INFO) -> None:
-    """Service logs to stderr; the JSON access log to `access_log_path` ("-": stderr, None: off).
-
-    For a process that runs edges: it also turns off the per-record caller, thread and process
-    lookups (logging HOWTO, "Optimization"), which the access log's one record per request pays for.
-    """
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    access_log.propagate = False
-    if access_log_path is None:
-        access_log.setLevel(logging.WARNING)  # aiohttp then skips access logging altogether
-        return
-    handler = logging.StreamHandler() if access_log_path == "-" else logging.FileHandler(access_log_path)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-
-
-async def _run_worker(config: EdgeConfig, group: WorkerGroup, ready_queue: Any, parent_pid: int) -> None:
-    running = await start_edge(config, group=group, reuse_port=True)
-    control = web.TCPSite(running.runner, "127.0.0.1", 0)
-    await control.start()
-    group.control_ports[group.index] = control.port
-    running.edge.bound_url = f"http://{url_host(config.host)}:{config.port}"
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides; Ctrl-C reaches it too
-    ready_queue.put(group.index)
-    try:
-        while not stop.is_set():
-            if os.getppid() != parent_pid:  # orphaned: the supervisor was killed
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=0.5)
-    finally:
-        group.control_ports[group.index] = 0
-        await running.stop()

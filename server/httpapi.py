@@ -3,8 +3,10 @@
 - `json_error(status, message)`: the one error shape, `{"error": "..."}` (plus optional fields).
 - `json_errors_middleware`: any `HTTPException` becomes that shape; an unexpected exception is
   logged with its traceback and answered `500 {"error": "internal error"}` - never a traceback.
-- `cors_middleware(policy)`: CORS for browser clients (EME players on another origin), with
-  preflight answered here and `Access-Control-Expose-Headers` for the headers players read.
+- `CorsPolicy` and `cors_middleware(policy)`: the one CORS policy of every service (the edge too,
+  with its own methods and headers) for browser clients (EME players on another origin):
+  preflights answered here, `Access-Control-Expose-Headers` for the headers players read, and
+  credentials for origins listed by name only, never for `*`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from server.config import check_origins
 from server.observability import REQUEST_ID_HEADER, Handler
 
 log = logging.getLogger("abrkit.server")
@@ -78,7 +81,12 @@ async def read_json_body(request: web.Request, *, max_bytes: int, timeout_s: flo
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CorsPolicy:
-    """Which browser origins may call a service; empty `allowed_origins` = no CORS headers at all."""
+    """Which browser origins may call a service, and what they may send and read (Fetch standard,
+    section 3.2); empty `allowed_origins` = no CORS headers at all.
+
+    An origin listed by name is granted by name (`Vary: Origin`) and, with `allow_credentials`,
+    may send credentials; `*` grants any other origin as `*`, which never carries credentials.
+    """
 
     allowed_origins: tuple[str, ...] = ()
     allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "OPTIONS")
@@ -88,53 +96,84 @@ class CorsPolicy:
     expose_headers: tuple[str, ...] = (REQUEST_ID_HEADER, "Retry-After", "Content-Length", "Content-Range",
                                        "X-Cache", "ETag")
     max_age_s: int = 600
+    allow_credentials: bool = False  # for origins listed by name only
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        check_origins(self.allowed_origins)
         if self.max_age_s < 0:
             raise ValueError("max_age_s must be >= 0")
 
     def allows(self, origin: str) -> bool:
-        return "*" in self.allowed_origins or origin in self.allowed_origins
+        return origin in self.allowed_origins or "*" in self.allowed_origins
 
     def response_headers(self, origin: str | None) -> dict[str, str]:
-        """Headers for an actual (non-preflight) response to a request from `origin`."""
-        if origin is None or not self.allows(origin):
+        """Headers for an actual (non-preflight) response to a request from `origin`; {} for none.
+
+        The answer depends on the request's Origin, so it says `Vary: Origin` (shared caches must
+        key on it)."""
+        if origin is None or not self.allowed_origins:
             return {}
-        return {"Access-Control-Allow-Origin": origin,
-                "Access-Control-Expose-Headers": ", ".join(self.expose_headers)}
+        if origin in self.allowed_origins:
+            grant = {"Access-Control-Allow-Origin": origin}
+            if self.allow_credentials:
+                grant["Access-Control-Allow-Credentials"] = "true"
+        elif "*" in self.allowed_origins:
+            grant = {"Access-Control-Allow-Origin": "*"}
+        else:
+            return {}
+        grant["Access-Control-Expose-Headers"] = ", ".join(self.expose_headers)
+        grant["Vary"] = "Origin"
+        return grant
 
     def add_grant(self, headers: CIMultiDict[str], origin: str | None) -> None:
-        """Add `response_headers(origin)` to a response's `headers`, with `Vary: Origin` (a per-origin
-        answer: shared caches must key on Origin); nothing for a disallowed origin."""
+        """Add `response_headers(origin)` to a response's `headers` (`Vary` added to any there)."""
+        for name, value in self.response_headers(origin).items():
+            if name == "Vary":
+                headers.add(name, value)
+            else:
+                headers[name] = value
+
+    def preflight(self, request: web.BaseRequest) -> web.Response:
+        """The answer to a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`):
+        204 granting the method and headers asked for, or 403 naming what is not allowed."""
+        origin = request.headers.get("Origin")
+        if origin is None or not self.allows(origin):
+            return json_error(403, "CORS origin not allowed", headers={"Vary": "Origin"})
+        method = request.headers.get("Access-Control-Request-Method", "")
+        if method not in self.allow_methods:
+            return json_error(403, f"CORS method {method} not allowed", headers={"Vary": "Origin"})
+        allowed = {name.lower() for name in self.allow_headers}
+        asked = [h.strip() for h in request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
+        refused = [name for name in asked if name.lower() not in allowed]
+        if refused:
+            return json_error(403, f"CORS header {refused[0]} not allowed", headers={"Vary": "Origin"})
         grant = self.response_headers(origin)
-        if grant:
-            headers.update(grant)
-            headers.add("Vary", "Origin")
+        del grant["Access-Control-Expose-Headers"]  # for actual responses only
+        return web.Response(status=204, headers={
+            **grant, "Access-Control-Allow-Methods": ", ".join(self.allow_methods),
+            "Access-Control-Allow-Headers": ", ".join(self.allow_headers),
+            "Access-Control-Max-Age": str(self.max_age_s)})
+
+
+def is_preflight(request: web.BaseRequest) -> bool:
+    return request.method == "OPTIONS" and "Origin" in request.headers \
+        and "Access-Control-Request-Method" in request.headers
 
 
 def cors_middleware(policy: CorsPolicy) -> Any:
-    """Middleware adding CORS headers for allowed origins and answering preflight requests."""
-    allow_methods = ", ".join(policy.allow_methods)
-    allow_headers = ", ".join(policy.allow_headers)
+    """Middleware answering preflights and adding the grant to responses for allowed origins (a
+    response a handler streamed, i.e. prepared itself, must carry `policy.response_headers` already)."""
 
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is None or not policy.allowed_origins:
             return await handler(request)
-        allowed = policy.allows(origin)
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            if not allowed:
-                return json_error(403, "origin not allowed", headers={"Vary": "Origin"})
-            return web.Response(status=204, headers={
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": allow_methods,
-                "Access-Control-Allow-Headers": allow_headers,
-                "Access-Control-Max-Age": str(policy.max_age_s),
-                "Vary": "Origin",
-            })
+        if is_preflight(request):
+            return policy.preflight(request)
         response = await handler(request)
-        if allowed and not response.prepared:  # a streamed response adds them itself before prepare()
+        if not response.prepared:
             policy.add_grant(response.headers, origin)
         return response
 

@@ -1,8 +1,9 @@
 """Run one service of the stack in this process: `python -m server.run SERVICE --config stack.json`.
 
-`abrkit serve --processes` starts one of these per service and hands each its listening socket
-(`--fd`); by hand, give every service's port in the stack file's `service_ports` (or `--ports`).
-Prints `ready <url>` on stdout once listening; SIGTERM/SIGINT shut it down gracefully.
+`abrkit serve --processes` starts one of these per service, hands each its listening socket
+(`--fd`) and restarts it if it dies (server/supervisor.py); by hand, give every service's port in the
+stack file's `service_ports` (or `--ports`). Prints `ready <url>` on stdout once listening;
+SIGTERM/SIGINT shut it down gracefully, and with `--fd` so does the death of the process that started it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -21,16 +21,9 @@ from aiohttp import web
 
 from server.config import load_secrets, load_stack_config, stack_config_from_json
 from server.formats.urls import url_host
-from server.stack import (
-    READY_LINE,
-    bind_socket,
-    build_app,
-    configure_logging,
-    make_runner,
-    requested_port,
-    service_kind,
-    service_names,
-)
+from server.observability import configure_logging
+from server.stack import bind_socket, build_app, make_runner, requested_port, service_kind, service_names
+from server.supervisor import READY_LINE, until_stopped
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -47,7 +40,7 @@ async def _serve(args: argparse.Namespace) -> int:
     config_path = args.config.expanduser().resolve()
     config = (stack_config_from_json(json.loads(args.stack_json), config_path) if args.stack_json
               else load_stack_config(config_path))
-    configure_logging(access_log_enabled=config.access_log)
+    configure_logging("-" if config.access_log else None)
     names = service_names(config)
     if args.service not in names:
         raise ValueError(f"unknown service {args.service!r}; this stack has {', '.join(names)}")
@@ -67,21 +60,11 @@ async def _serve(args: argparse.Namespace) -> int:
     runner: web.AppRunner = make_runner(args.service, app, config.shutdown_timeout_s)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     print(f"{READY_LINE} {service_kind(args.service)} http://{url_host(config.host)}:{ports[args.service]}",
           flush=True)
-    parent = os.getppid()
     try:
-        while not stop.is_set():
-            if args.fd is not None and os.getppid() != parent:  # orphaned: the stack was killed
-                break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
+        # Started by a stack (--fd): it supervises us, and we stop if it is killed.
+        await until_stopped(parent_pid=os.getppid() if args.fd is not None else None)
     finally:
         await runner.cleanup()
     return 0

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import secrets as _secrets
-import signal
 import socket
 import sys
 import time
@@ -34,6 +33,7 @@ from server.auth import hash_password
 from server.config import (
     AuthConfig,
     BackendConfig,
+    EdgeConfig,
     GatewayConfig,
     LicenseConfig,
     PlaybackConfig,
@@ -51,14 +51,13 @@ from server.config import (
 )
 from server.faults import FAULTS_PATH
 from server.formats.urls import url_host
-from server.observability import IDLE_TIMEOUT_S, access_log, service_runner
+from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
+from server.supervisor import Supervisor, start_together, subprocess_launcher
 from server.urlsign import UrlGrant, internal_token, sign, signed_path
 
 log = logging.getLogger("abrkit.stack")
 
 DEMO_USERNAME = "demo"
-READY_LINE = "ready"
-_START_TIMEOUT_S = 60.0
 
 
 # --- naming and addresses --------------------------------------------------------------------------
@@ -107,7 +106,7 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         return _origin_app(config.content_root, host, port)
     if kind == "edge":
         from server import edge
-        return edge.create_app(edge.EdgeConfig(
+        return edge.create_app(EdgeConfig(
             edge_id=name, host=host, port=port, origin_url=url("origin"), url_signing_key=secrets.url_signing_key,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
@@ -146,20 +145,24 @@ def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
     return service_runner(app, service_kind(name), shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
 
 
-def configure_logging(*, access_log_enabled: bool = True, level: int = logging.INFO) -> None:
-    """Service logs to stderr; the JSON access log and the audit log there too, one bare JSON object
-    a line (the access log only if enabled). Safe to call more than once."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    for json_log in (access_log, logging.getLogger("abrkit.audit")):
-        if not any(getattr(h, "abrkit_json", False) for h in json_log.handlers):
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler.abrkit_json = True  # type: ignore[attr-defined]
-            json_log.addHandler(handler)
-        json_log.propagate = False
-        json_log.setLevel(logging.INFO)
-    access_log.setLevel(logging.INFO if access_log_enabled else logging.WARNING)
+# --- logs ------------------------------------------------------------------------------------------
+
+def configure_stack_logging(config: StackConfig, *, console: bool) -> Path | None:
+    """Logging for a process that runs `config`'s stack (`abrkit serve`): service messages on stderr,
+    and the JSON access and audit logs on stderr too with `console`; else in files under
+    `<state_dir>/logs/`, the folder it returns (for `start_stack(log_dir=...)`; `log_files` names them)."""
+    log_dir = None if console else config.state_dir / "logs"
+    if log_dir is None:
+        configure_logging("-" if config.access_log else None)
+    else:
+        configure_logging(log_dir / "access.log" if config.access_log else None, audit_log_to=log_dir / "audit.log")
+    return log_dir
+
+
+def log_files(config: StackConfig) -> list[str]:
+    """The files in the log folder of `configure_stack_logging`: one `<service>.log` per service in
+    processes mode (each child's stderr), else this process's `access.log` and `audit.log`."""
+    return [f"{name}.log" for name in service_names(config)] if config.processes else ["access.log", "audit.log"]
 
 
 # --- the demo setup --------------------------------------------------------------------------------
@@ -246,68 +249,47 @@ class _EmbeddedService:
         return self._runner is not None
 
 
-class _ProcessService:
-    """A service as a child process (`python -m server.run`) handed its listening socket."""
+class _SupervisedService:
+    """A service as a child process (`python -m server.run`) handed its listening socket, watched by
+    the stack's `Supervisor`: started again if it dies unasked, left down after `stop`/`kill`."""
 
-    def __init__(self, name: str, url: str, argv: list[str], shutdown_timeout_s: float,
+    def __init__(self, name: str, url: str, supervisor: Supervisor, argv: list[str], host: str, port: int,
                  log_path: Path | None = None) -> None:
         self.name, self.url = name, url
-        self._argv = argv
-        self._shutdown_timeout_s = shutdown_timeout_s
         self.log_path = log_path  # the child's stderr (its logs) is appended here; None: inherited
-        self.process: asyncio.subprocess.Process | None = None
+        self._supervisor = supervisor
+        self._host, self._port = host, port
+        self._next_socket: socket.socket | None = None
+        supervisor.add(name, subprocess_launcher(name, argv, listen=self._listen, log_path=log_path))
+
+    def _listen(self) -> socket.socket:
+        """The socket given to `start`, else (a restart) a new one on the same port."""
+        sock, self._next_socket = self._next_socket, None
+        return sock if sock is not None else bind_socket(self._host, self._port)
 
     async def start(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        with contextlib.ExitStack() as files:
-            stderr = files.enter_context(self.log_path.open("ab")) if self.log_path is not None else None
-            process = await asyncio.create_subprocess_exec(
-                *self._argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True)
-        self.process = process
-        assert process.stdout is not None
+        self._next_socket = sock
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=_START_TIMEOUT_S)
-        except TimeoutError:
-            line = b""
-        if not line.decode(errors="replace").startswith(READY_LINE):
-            await self.kill()
-            raise RuntimeError(f"service {self.name} did not start (exit code {process.returncode}); see its log above")
-        # Keep draining stdout so the child can never block on a full pipe.
-        asyncio.get_running_loop().create_task(_drain(process.stdout))
+            await self._supervisor.start(self.name)
+        finally:
+            self._next_socket = None
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=self._shutdown_timeout_s + 5.0)
-        except TimeoutError:
-            log.warning("service %s ignored SIGTERM; killing it", self.name)
-            await self.kill()
+        await self._supervisor.stop(self.name)
 
     async def kill(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        await process.wait()
+        await self._supervisor.kill(self.name)
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return self._supervisor.alive(self.name)
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self._supervisor.pid(self.name)
 
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.read(65536):
-        pass
+    @property
+    def restarts(self) -> int:
+        return self._supervisor.restarts(self.name)
 
 
 def process_argv(name: str, config: StackConfig, ports: Mapping[str, int]) -> list[str]:
@@ -365,12 +347,17 @@ class RunningStack:
     def log_path(self, name: str) -> Path | None:
         """The file a service's log (stderr) goes to: processes mode with `start_stack(log_dir=...)` only."""
         service = self._services[name]
-        return service.log_path if isinstance(service, _ProcessService) else None
+        return service.log_path if isinstance(service, _SupervisedService) else None
 
     def pid(self, name: str) -> int | None:
         """The process id of a service in processes mode (None when embedded)."""
         service = self._services[name]
-        return service.pid if isinstance(service, _ProcessService) else None
+        return service.pid if isinstance(service, _SupervisedService) else None
+
+    def restarts(self, name: str) -> int:
+        """How often the supervisor started `name` again after it died unasked (processes mode)."""
+        service = self._services[name]
+        return service.restarts if isinstance(service, _SupervisedService) else 0
 
     def alive(self, name: str) -> bool:
         return self._services[name].alive()
@@ -396,7 +383,8 @@ class RunningStack:
         return self.url(service) + FAULTS_PATH
 
     async def kill_service(self, name: str) -> None:
-        """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`."""
+        """Stop `name` abruptly: SIGKILL in processes mode; embedded, the same as `stop_service`.
+        Either way it stays down (the supervisor does not restart it) until `start_service`."""
         await self._services[name].kill()
 
     async def stop_service(self, name: str) -> None:
@@ -412,7 +400,7 @@ class RunningStack:
         try:
             await service.start(sock)
         finally:
-            if isinstance(service, _ProcessService):
+            if isinstance(service, _SupervisedService):
                 sock.close()
 
     async def kill_edge(self, index: int) -> None:
@@ -461,8 +449,9 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
 
     The stack file `config.config_path` must exist (it holds the users; `init_stack_config` writes
     one) and the secrets file is created if missing. On entry the playback API already ranks every
-    edge (unless `wait_for_edges=False`). In processes mode with `log_dir`, each service's log
-    (stderr: its messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
+    edge (unless `wait_for_edges=False`). In processes mode a supervisor (server/supervisor.py)
+    starts a service that dies unasked again, and with `log_dir` each service's log (stderr: its
+    messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
     """
     init_stack_config(config)
     secrets = load_secrets(config.resolved_secrets_path)
@@ -475,12 +464,13 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
             sockets[name] = bind_socket(config.host, requested_port(config, name))
         ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
         services: dict[str, _Service] = {}
+        supervisor = Supervisor(stop_timeout_s=config.shutdown_timeout_s + 5.0)
         for name in names:
             url = f"http://{url_host(config.host)}:{ports[name]}"
             if config.processes:
-                services[name] = _ProcessService(name, url, process_argv(name, config, ports),
-                                                 config.shutdown_timeout_s,
-                                                 log_dir / f"{name}.log" if log_dir is not None else None)
+                services[name] = _SupervisedService(name, url, supervisor, process_argv(name, config, ports),
+                                                    config.host, ports[name],
+                                                    log_dir / f"{name}.log" if log_dir is not None else None)
             else:
                 services[name] = _EmbeddedService(
                     name, url, lambda name=name: build_app(name, config, ports, secrets), config.shutdown_timeout_s)
@@ -488,7 +478,7 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
         await stack._open()
         try:
             if config.processes:
-                await asyncio.gather(*(services[n].start(sockets[n]) for n in names))
+                await start_together([services[n].start(sockets[n]) for n in names])
                 for sock in sockets.values():  # the children hold them now; a dead child must refuse connections
                     sock.close()
             else:

@@ -8,7 +8,8 @@ import secrets
 from pathlib import Path
 
 from server.commands import CommandError
-from server.edge import EdgeConfig, serve
+from server.edge import EdgeConfig
+from server.edgeworkers import serve
 
 KEY_ENV = "ABRKIT_URL_SIGNING_KEY"
 

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--port", type=int, help="gateway port (default 8000; 0 = any free port)")
     parser.add_argument("--allow-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
                         help="browser origin allowed by CORS, e.g. http://localhost:3000 (repeatable; '*' = any)")
-    parser.add_argument("--no-access-log", action="store_true", help="do not print the JSON access log")
+    parser.add_argument("--no-access-log", action="store_true", help="do not write the JSON access log")
+    parser.add_argument("--log-console", action="store_true",
+                        help="print the JSON access and audit logs on the console (default: files in the logs/ "
+                             "folder beside the stack file, named in the output)")
     parser.set_defaults(func=run)
 
 
@@ -71,10 +74,10 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.stack import configure_logging, ensure_demo_user
+    from server.stack import configure_stack_logging, ensure_demo_user
 
     config, is_demo = _stack_config(args)
-    configure_logging(access_log_enabled=config.access_log)
+    log_dir = configure_stack_logging(config, console=args.log_console)
     credentials = None
     if is_demo:
         from server.packager import ensure_demo_title
@@ -83,17 +86,17 @@ def run(args: argparse.Namespace) -> int:
         credentials = ensure_demo_user(config)
     if not config.content_root.is_dir():
         raise CommandError(f"content root {config.content_root} does not exist")
-    return asyncio.run(_serve(config, credentials))
+    return asyncio.run(_serve(config, credentials, log_dir))
 
 
-async def _serve(config: object, credentials: object) -> int:
-    from server.stack import start_stack
+async def _serve(config: object, credentials: object, log_dir: Path | None) -> int:
+    from server.stack import log_files, start_stack
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with start_stack(config) as stack:  # type: ignore[arg-type]
+    async with start_stack(config, log_dir=log_dir) as stack:  # type: ignore[arg-type]
         mode = "one process per service" if stack.config.processes else "embedded"
         print(f"abrkit stack ({mode}), content {stack.config.content_root}, config {stack.config.config_path}")
         for name in stack.service_names:
@@ -102,6 +105,8 @@ async def _serve(config: object, credentials: object) -> int:
               f"{stack.license_url}")
         if credentials is not None:
             print(f"  demo user: {credentials.username}  password: {credentials.password}")  # type: ignore[attr-defined]
+        if log_dir is not None:
+            print(f"  logs: {log_dir} ({', '.join(log_files(stack.config))}; --log-console prints them here)")
         print(f"ready {stack.gateway_url}", flush=True)
         await stop.wait()
         print("abrkit serve: shutting down (in-flight requests finish)...", file=sys.stderr, flush=True)

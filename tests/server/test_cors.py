@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from server.config import RateLimitPolicy, StackConfig
+from server.httpapi import CorsPolicy, cors_middleware
 from server.stack import RunningStack, start_stack_with_demo_user
 from tests.conftest import ENCRYPTED_TITLE, PackagedTitles
 
@@ -95,8 +98,9 @@ async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, o
 
 @asynccontextmanager
 async def cors_stack(tmp_path: Path, content: Path, **overrides: object) -> AsyncIterator[tuple[RunningStack, str]]:
+    settings: dict[str, Any] = {"allowed_origins": (PLAYER_ORIGIN,), **overrides}
     config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=2,
-                         heartbeat_s=0.25, access_log=False, allowed_origins=(PLAYER_ORIGIN,), **overrides)  # type: ignore[arg-type]
+                         heartbeat_s=0.25, access_log=False, **settings)
     async with start_stack_with_demo_user(config) as (stack, credentials):
         yield stack, credentials.password
 
@@ -169,3 +173,68 @@ async def test_a_disallowed_origin_gets_no_grant(tmp_path: Path, packaged: Packa
             assert "Access-Control-Allow-Origin" not in resp.headers
         with pytest.raises(CorsBlocked):
             await browser_fetch(http, method, url, origin=OTHER_ORIGIN, headers={"Authorization": "Bearer x"})
+
+
+# --- one policy for every service -----------------------------------------------------------------
+
+def _policy_app(policy: CorsPolicy) -> web.Application:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[cors_middleware(policy)])
+    app.router.add_route("*", "/x", hello)
+    return app
+
+
+@pytest.mark.parametrize("allow_credentials", [False, True])
+async def test_listed_origins_are_granted_by_name_and_star_never_carries_credentials(
+        aiohttp_client: Any, allow_credentials: bool) -> None:
+    policy = CorsPolicy(allowed_origins=(PLAYER_ORIGIN, "*"), allow_credentials=allow_credentials)
+    client = await aiohttp_client(_policy_app(policy))
+    listed = await client.get("/x", headers={"Origin": PLAYER_ORIGIN})
+    assert listed.headers["Access-Control-Allow-Origin"] == PLAYER_ORIGIN
+    assert listed.headers["Vary"] == "Origin"
+    assert listed.headers.get("Access-Control-Allow-Credentials") == ("true" if allow_credentials else None)
+    anyone = await client.get("/x", headers={"Origin": OTHER_ORIGIN})
+    assert anyone.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in anyone.headers
+    pre = await client.options("/x", headers={"Origin": OTHER_ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in pre.headers
+    pre = await client.options("/x", headers={"Origin": PLAYER_ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert pre.headers.get("Access-Control-Allow-Credentials") == ("true" if allow_credentials else None)
+    no_origin = await client.get("/x")
+    assert not [h for h in no_origin.headers if h.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize(("asked", "status"), [
+    ({"Access-Control-Request-Method": "POST"}, 204),
+    ({"Access-Control-Request-Method": "PUT"}, 403),
+    ({"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}, 204),
+    ({"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, x-secret"}, 403),
+])
+async def test_a_preflight_is_granted_only_what_the_policy_allows(aiohttp_client: Any, asked: dict[str, str],
+                                                                  status: int) -> None:
+    client = await aiohttp_client(_policy_app(CorsPolicy(allowed_origins=(PLAYER_ORIGIN,))))
+    pre = await client.options("/x", headers={"Origin": PLAYER_ORIGIN, **asked})
+    assert pre.status == status
+    if status == 403:
+        assert "Access-Control-Allow-Origin" not in pre.headers and "error" in await pre.json()
+
+
+def test_a_policy_refuses_malformed_origins() -> None:
+    with pytest.raises(ValueError):
+        CorsPolicy(allowed_origins=("http://player.example/path",))
+
+
+async def test_every_service_applies_the_same_rules(tmp_path: Path, packaged: PackagedTitles) -> None:
+    async with cors_stack(tmp_path, packaged.content_root, allowed_origins=(PLAYER_ORIGIN, "*")) as (stack, _), \
+            aiohttp.ClientSession() as http:
+        for name, path in (("gateway", "/healthz"), ("auth", "/healthz"), ("playback", "/healthz"),
+                           ("license", "/healthz"), ("edge-0", f"/s/x/{ENCRYPTED_TITLE}/manifest.mpd")):
+            for origin, granted in ((PLAYER_ORIGIN, PLAYER_ORIGIN), (OTHER_ORIGIN, "*")):
+                async with http.get(stack.url(name) + path, headers={"Origin": origin}) as resp:
+                    assert resp.headers["Access-Control-Allow-Origin"] == granted, name
+                    assert "origin" in resp.headers.get("Vary", "").lower(), name
+                    assert "Access-Control-Allow-Credentials" not in resp.headers, name
+                    assert "x-request-id" in resp.headers["Access-Control-Expose-Headers"].lower(), name

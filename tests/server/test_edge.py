@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from server.edge import EDGE, EdgeConfig, RunningEdge, parse_range, start_edge
+from server.edge import EDGE, EdgeConfig, RunningEdge, start_edge
 from server.formats.dash import LAURL_PLACEHOLDER
 from server.origin import OriginConfig
 from server.origin import create_app as create_origin_app
@@ -368,12 +369,6 @@ async def test_ranges_are_served_from_the_cache_on_a_miss_and_on_a_hit(
     assert origin.gets[SEGMENT] == 1  # the origin is always asked for the whole object, once
 
 
-def test_parse_range_rejects_unsatisfiable_and_ignores_malformed() -> None:
-    assert parse_range("bytes=0-0", 10) == (0, 0)
-    assert parse_range("items=0-1", 10) is None
-    assert parse_range("bytes=5-2", 10) is None
-
-
 async def test_if_range_with_another_etag_gets_the_whole_object(edge: RunningEdge,
                                                                 http: aiohttp.ClientSession) -> None:
     status, _, body = await get(http, edge.url + signed(SEGMENT), headers={"Range": "bytes=0-9", "If-Range": '"old"'})
@@ -585,6 +580,17 @@ async def test_cors_allows_configured_origins_only(make_edge: EdgeFactory, http:
         assert "CMCD-Request" in resp.headers["Access-Control-Allow-Headers"]
     async with http.options(edge.url + signed(SEGMENT), headers={**preflight, "Origin": "https://evil.example"}) as resp:
         assert resp.status == 403
+    for refused in ({"Access-Control-Request-Method": "POST"}, {"Access-Control-Request-Headers": "authorization"}):
+        async with http.options(edge.url + signed(SEGMENT), headers={**preflight, **refused}) as resp:
+            assert resp.status == 403 and "error" in await resp.json()
+    _, headers, _ = await get(http, edge.url + SEGMENT, headers={"Origin": "https://player.example"})
+    assert headers["Access-Control-Allow-Origin"] == "https://player.example"  # errors are readable too
+    fault = {"error_status": 503, "duration_s": 30}
+    async with http.post(edge.url + "/internal/faults", json=fault,
+                         headers={"Authorization": f"Bearer {internal_token(KEY)}"}) as resp:
+        assert resp.status == 200
+    status, headers, _ = await get(http, edge.url + signed(SEGMENT), headers={"Origin": "https://player.example"})
+    assert status == 503 and "Access-Control-Allow-Origin" not in headers  # a failing node grants nothing
 
 
 # --- metrics, health, heartbeats -----------------------------------------------------------------------
@@ -693,18 +699,29 @@ def test_config_rejects_bad_values(overrides: dict[str, Any]) -> None:
 
 # --- several worker processes -----------------------------------------------------------------------
 
-async def test_cli_edge_with_two_workers_shares_one_port_and_warms_every_worker(
-        origin: OriginProbe, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+@asynccontextmanager
+async def cli_edge(origin: OriginProbe, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`abrkit edge --workers 2` as a child process (stdout and stderr piped) and its URL once ready;
+    stopped with SIGTERM at the end, which must exit 0."""
     key_file = tmp_path / "key.hex"
     key_file.write_text(KEY.hex())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "player", "edge", "--origin", origin.url, "--port", "0", "--workers", "2",
         "--key-file", str(key_file), "--access-log", "off", "--edge-id", "multi",
-        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
-        url = line.split("ready at ")[1].split()[0]
+        yield proc, line.split("ready at ")[1].split()[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+
+
+async def test_cli_edge_with_two_workers_shares_one_port_and_warms_every_worker(
+        origin: OriginProbe, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    async with cli_edge(origin, tmp_path) as (_, url):
         async with http.post(url + f"/internal/preposition/{TITLE}") as resp:
             counts = await resp.json()
         assert counts["workers"] == 2 and counts["failed"] == 0
@@ -718,9 +735,49 @@ async def test_cli_edge_with_two_workers_shares_one_port_and_warms_every_worker(
             text = await resp.text()
         assert metric(text, "edge_cache_objects") == 2 * objects_per_worker
         assert metric(text, "edge_cache_hits_total") == 4
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+
+
+def spawned_workers(parent_pid: int) -> list[int]:
+    """The worker processes `abrkit edge --workers N` (pid `parent_pid`) spawned (not its resource tracker)."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent_pid and b"spawn_main" in cmdline:
+            workers.append(int(stat.parent.name))
+    return sorted(workers)
+
+
+async def test_cli_edge_worker_killed_from_outside_is_restarted_and_serves_again(
+        origin: OriginProbe, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    async with cli_edge(origin, tmp_path) as (proc, url):
+        assert proc.stderr is not None
+        workers = spawned_workers(proc.pid)
+        assert len(workers) == 2
+        victim = workers[1]
+        os.kill(victim, signal.SIGKILL)
+        logged: list[str] = []
+        while not any("restarted" in line for line in logged):
+            logged.append((await asyncio.wait_for(proc.stderr.readline(), timeout=30)).decode())
+        assert any(re.search(rf"service edge multi worker \d \(pid {victim}\) was killed by SIGKILL; "
+                             r"restarting it in 0.1 s \(restart 1\)", line) for line in logged), logged
+        after = spawned_workers(proc.pid)
+        assert len(after) == 2 and victim not in after
+        async with http.post(url + f"/internal/preposition/{TITLE}") as resp:
+            counts = await resp.json()
+        assert counts["workers"] == 2 and counts["failed"] == 0  # both warmed: the new one is a sibling again
+        answered: set[int] = set()
+        for _ in range(60):  # the kernel spreads new connections over both: the new one answers too
+            async with aiohttp.ClientSession() as fresh:
+                status, _, body = await get(fresh, url + "/healthz")
+            assert status == 200
+            answered.add(json.loads(body)["worker"])
+            if answered == {0, 1}:
+                break
+        assert answered == {0, 1}
 
 
 def test_edge_app_state_is_per_app() -> None:

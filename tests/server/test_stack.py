@@ -6,12 +6,15 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -155,12 +158,41 @@ async def test_processes_mode_killed_edge_leaves_the_ranking_within_two_heartbea
     assert not any(stack.alive(name) for name in stack.service_names)
 
 
-def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, packaged) -> None:
-    config_path = tmp_path / "serve" / "stack.json"
+@pytest.mark.parametrize("victim", ["edge-0", "license"])
+async def test_processes_mode_restarts_a_service_killed_from_outside_and_says_so(
+        stack_config: StackConfig, caplog: pytest.LogCaptureFixture, victim: str) -> None:
+    caplog.set_level(logging.INFO, logger="abrkit.supervisor")
+    config = replace(stack_config, processes=True)
+    async with start_stack(config, log_dir=config.state_dir / "logs") as stack, aiohttp.ClientSession() as session:
+        pid = stack.pid(victim)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # not through the stack: a crash, the OOM killer, an operator
+        deadline = time.monotonic() + 30
+        while stack.pid(victim) in (None, pid):
+            assert time.monotonic() < deadline, f"{victim} was not restarted"
+            await asyncio.sleep(0.05)
+        assert stack.alive(victim) and stack.restarts(victim) == 1
+        async with session.get(stack.url(victim) + "/healthz") as resp:  # the same URL serves again
+            assert resp.status == 200
+        if victim.startswith("edge"):
+            assert stack.url(victim) in await stack.wait_for_edges(2)  # and heartbeats again
+        else:
+            headers = await login(session, stack.gateway_url)
+            async with session.post(stack.license_url, json={"kids": [b64(b"\x00" * 16)]}, headers=headers) as resp:
+                assert resp.status == 404  # the license service answers: unknown KID
+        logged = [r.getMessage() for r in caplog.records if r.name == "abrkit.supervisor"]
+        assert f"service {victim} (pid {pid}) was killed by SIGKILL; restarting it in 0.1 s (restart 1)" in logged
+        assert f"service {victim} restarted (pid {stack.pid(victim)})" in logged
+    assert not any(stack.alive(name) for name in stack.service_names)
+
+
+@contextmanager
+def abrkit_serve(*args: str, stderr: int = subprocess.PIPE) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`abrkit serve ARGS` as a child process, and its console (stdout) lines up to the ready line;
+    killed at the end if still running."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "player.cli", "serve", "--content", str(packaged.content_root),
-                             "--config", str(config_path), "--port", "0", "--edges", "1", "--no-access-log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "player.cli", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=env)
     try:
         assert proc.stdout is not None
         lines = []
@@ -168,22 +200,84 @@ def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, pac
             lines.append(line)
             if line.startswith("ready"):
                 break
-        gateway_url = lines[-1].split()[1]
-        assert lines[-1].startswith("ready http://127.0.0.1:")
-        assert any("edge-0" in line for line in lines)
-
-        async def health() -> int:
-            async with aiohttp.ClientSession() as session, session.get(gateway_url + "/healthz") as resp:
-                return resp.status
-
-        assert asyncio.run(health()) == 200
-        assert oct(config_path.stat().st_mode & 0o777) == "0o600"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        yield proc, lines
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def gateway_health(gateway_url: str) -> int:
+    async def health() -> int:
+        async with aiohttp.ClientSession() as session, session.get(gateway_url + "/healthz") as resp:
+            return resp.status
+
+    return asyncio.run(health())
+
+
+def test_abrkit_serve_prints_ready_and_shuts_down_on_sigterm(tmp_path: Path, packaged) -> None:
+    config_path = tmp_path / "serve" / "stack.json"
+    with abrkit_serve("--content", str(packaged.content_root), "--config", str(config_path), "--port", "0",
+                      "--edges", "1", "--no-access-log", stderr=subprocess.DEVNULL) as (proc, lines):
+        gateway_url = lines[-1].split()[1]
+        assert lines[-1].startswith("ready http://127.0.0.1:")
+        assert any("edge-0" in line for line in lines)
+        assert gateway_health(gateway_url) == 200
+        assert oct(config_path.stat().st_mode & 0o777) == "0o600"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    """The lines of `text` that are JSON objects: access- and audit-log records."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("mode", ["embedded", "processes", "log-console"])
+def test_abrkit_serve_keeps_access_logs_off_the_console_unless_asked(tmp_path: Path, packaged, mode: str) -> None:
+    state = tmp_path / "serve"
+    config = StackConfig(config_path=state / "stack.json", content_root=packaged.content_root, port=0, edges=1,
+                         heartbeat_s=HEARTBEAT_S, processes=mode == "processes")
+    save_stack_config(config)
+    flags = ["--log-console"] if mode == "log-console" else []
+    with abrkit_serve("--config", str(config.config_path), *flags) as (proc, shown):
+        gateway_url = shown[-1].split()[1]
+        log_dir = state / "logs"
+        # Edge heartbeats (to playback) and a request of ours (to the gateway) make access-log lines.
+        heartbeat_log = log_dir / ("playback.log" if mode == "processes" else "access.log")
+        gateway_log = log_dir / ("gateway.log" if mode == "processes" else "access.log")
+        assert gateway_health(gateway_url) == 200
+        if mode == "log-console":
+            assert not any(line.lstrip().startswith("logs:") for line in shown)
+            time.sleep(4 * HEARTBEAT_S)
+        else:
+            assert f"  logs: {log_dir} (" in "".join(shown)
+            deadline = time.monotonic() + 20
+            while sum('"/internal/edges/heartbeat"' in line for line in _read(heartbeat_log).splitlines()) < 3:
+                assert time.monotonic() < deadline, "no heartbeats in the access log"
+                time.sleep(0.1)
+            assert any(r.get("path") == "/healthz" and r.get("service") == "gateway"
+                       for r in _json_lines(_read(gateway_log)))
+        proc.send_signal(signal.SIGTERM)
+        rest, errors = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        console = _json_lines("".join(shown) + rest + errors)
+        if mode == "log-console":
+            assert any(r.get("path") == "/internal/edges/heartbeat" for r in console)
+        else:
+            assert console == [], "access-log lines on the console"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def test_abrkit_user_add_list_set_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
