@@ -25,7 +25,8 @@ HistoryFactory = Callable[..., tuple[Download, ...]]
 
 
 def test_registry_lists_the_builtin_algorithms() -> None:
-    assert {"rate", "bba", "bola", "mpc", "mpc-robust", "dynamic"} <= set(abr.names())
+    assert {"rate", "bba", "bola", "mpc", "mpc-robust", "dynamic", "sabre-throughput", "sabre-bola", "bola-o", "bola-e",
+            "sabre-dynamic", "dynamic-dash"} <= set(abr.names())
 
 
 @pytest.mark.parametrize(("name", "params", "match"), [
