@@ -67,6 +67,8 @@ class SabreParams:
 
 
 class SabreEstimator(Protocol):
+    """Sabre's `ThroughputHistory`: completed downloads in, the `throughput` and `latency` globals out."""
+
     def feed(self, download: Download) -> None: ...
 
     def estimate_bps(self) -> float | None: ...
