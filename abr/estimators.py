@@ -182,6 +182,70 @@ class LatencyEwma:
         return max(averages) if averages is not None else None
 
 
+class SabreEwma:
+    """Sabre's default throughput and latency estimate (sabre.py `Ewma`, `-ma ewma -hl 3 8`).
+
+    Throughput: a sample is bits over transfer time (TTFB excluded), weighted by that transfer time,
+    with half-lives of 3 s (fast) and 8 s (slow) of download time; the estimate is the lower
+    bias-corrected average (as `DashEwma` with `exclude_ttfb`, but without its 1 ms floor).
+    Latency: a sample is the TTFB, one unit of weight per request, with the same half-lives counted
+    in segment durations (3 s / 3 s segments = 1 request, 8 s = 2.67 requests); the estimate is
+    the higher average. A download with no transfer time is not a sample (Sabre would divide by 0).
+    """
+
+    def __init__(self, *, segment_duration_s: float, fast_half_life_s: float = 3.0,
+                 slow_half_life_s: float = 8.0) -> None:
+        if not segment_duration_s > 0:
+            raise ValueError(f"segment duration must be > 0 s, got {segment_duration_s}")
+        self._throughput = _Ewma(fast_half_life_s, slow_half_life_s)
+        self._latency = _Ewma(fast_half_life_s / segment_duration_s, slow_half_life_s / segment_duration_s)
+
+    def feed(self, download: Download) -> None:
+        transfer = download.duration_s - download.ttfb_s
+        if transfer > 0:
+            self._throughput.update(download.size_bytes * 8.0 / transfer, transfer)
+            self._latency.update(download.ttfb_s, 1.0)
+
+    def estimate_bps(self) -> float | None:
+        averages = self._throughput.corrected()
+        return min(averages) if averages is not None else None
+
+    def latency_s(self) -> float | None:
+        averages = self._latency.corrected()
+        return max(averages) if averages is not None else None
+
+
+class SabreSlidingWindow:
+    """Sabre's alternative estimate (sabre.py `SlidingWindow`, `-ma sliding -ws 3`): for each window
+    size, the plain mean of the last that many samples (TTFB-excluded throughput, and TTFB); the
+    estimate is the lowest throughput mean and the highest latency mean. Sabre keeps 20 samples."""
+
+    MAX_STORED = 20  # SlidingWindow.max_store
+
+    def __init__(self, *, window_sizes: Sequence[int] = (3,)) -> None:
+        if not window_sizes or any(size < 1 for size in window_sizes):
+            raise ValueError(f"window sizes must be >= 1 sample, got {tuple(window_sizes)}")
+        self.window_sizes = tuple(window_sizes)
+        self._throughputs: deque[float] = deque(maxlen=self.MAX_STORED)
+        self._latencies: deque[float] = deque(maxlen=self.MAX_STORED)
+
+    def feed(self, download: Download) -> None:
+        transfer = download.duration_s - download.ttfb_s
+        if transfer > 0:
+            self._throughputs.append(download.size_bytes * 8.0 / transfer)
+            self._latencies.append(download.ttfb_s)
+
+    def _means(self, samples: deque[float]) -> list[float]:
+        recent = list(samples)
+        return [sum(recent[-size:]) / len(recent[-size:]) for size in self.window_sizes]
+
+    def estimate_bps(self) -> float | None:
+        return min(self._means(self._throughputs)) if self._throughputs else None
+
+    def latency_s(self) -> float | None:
+        return max(self._means(self._latencies)) if self._latencies else None
+
+
 class Safe:
     """Another estimator scaled by a safety factor in (0, 1] (dash.js bandwidthSafetyFactor 0.9)."""
 

@@ -108,6 +108,7 @@ class Progress:
     elapsed_s: float
     ladder: Ladder
     next_sizes_bytes: tuple[tuple[int, ...], ...] = ()
+    ttfb_s: float | None = None  # request sent -> first byte, once known (None: the driver does not say)
 
 
 @runtime_checkable

@@ -13,8 +13,8 @@ import aiohttp
 from yarl import URL
 
 from server.config import EdgeConfig
-from server.formats.names import MANIFEST_NAME
 from server.edgemetrics import EdgeStats
+from server.formats.names import MANIFEST_NAME
 from server.httpcache import ttl_s
 
 STREAM_CHUNK_BYTES = 256 * 1024

@@ -43,6 +43,16 @@ class BolaParams(DashParams):
             raise ValueError(f"placeholder_decay must be in (0, 1], got {self.placeholder_decay}")
 
 
+def bola_min_level(vp: float, gp: float, utilities: Sequence[float], bitrates_bps: Sequence[int], quality: int) -> float:
+    """The lowest buffer level at which BOLA's objective prefers `quality` to every lower quality: where
+    (Vp (u_q + gp) - Q) / S_q = (Vp (u_i + gp) - Q) / S_i for the hardest i < q (0 for quality 0)."""
+    rate_q, utility_q = bitrates_bps[quality], utilities[quality]
+    level = 0.0
+    for rate_i, utility_i in zip(bitrates_bps[:quality], utilities[:quality]):
+        level = max(level, vp * (gp + (rate_q * utility_i - rate_i * utility_q) / (rate_q - rate_i)))
+    return level
+
+
 class _State(Enum):
     STARTUP = "startup"  # pick by throughput, set the placeholder to match
     STEADY = "steady"  # pick by (buffer + placeholder)
@@ -86,11 +96,7 @@ class BolaCore:
 
     def min_level_for(self, quality: int) -> float:
         """The lowest buffer level at which BOLA prefers `quality` to every lower quality."""
-        rate_q, utility_q = self.bitrates_bps[quality], self.utilities[quality]
-        level = 0.0
-        for rate_i, utility_i in zip(self.bitrates_bps[:quality], self.utilities[:quality]):
-            level = max(level, self.vp * (self.gp + (rate_q * utility_i - rate_i * utility_q) / (rate_q - rate_i)))
-        return level
+        return bola_min_level(self.vp, self.gp, self.utilities, self.bitrates_bps, quality)
 
     # -- events (dash.js event handlers, here driven by observations) ---------------------------------------
 

@@ -30,6 +30,12 @@ EXPECTED_TAGS = {
     "dynamic": {"bandwidth-monotone"},  # not buffer-monotone: crossing 12 s swaps throughput rule for BOLA
     "mpc": {"batch"},  # not bandwidth-monotone: a plan may start low to bank buffer for a later step up
     "mpc-robust": {"batch"},
+    "sabre-throughput": {"bandwidth-monotone", "buffer-monotone"},
+    "sabre-bola": {"bandwidth-monotone", "buffer-monotone"},
+    "bola-o": {"bandwidth-monotone", "buffer-monotone"},
+    "bola-e": {"bandwidth-monotone", "buffer-monotone"},
+    "sabre-dynamic": {"bandwidth-monotone"},  # not buffer-monotone: around 10 s BOLA's pick may be the lower
+    "dynamic-dash": {"bandwidth-monotone"},  # not buffer-monotone: above 10 s BOLA-E replaces the throughput rule
 }
 
 

@@ -14,6 +14,8 @@ from abr.estimators import (
     EstimatorConfig,
     HarmonicMean,
     LatencyEwma,
+    SabreEwma,
+    SabreSlidingWindow,
     Safe,
     SlidingWindowMean,
     estimate,
@@ -178,3 +180,61 @@ def test_batched_means_round_exactly_like_the_scalar_estimators() -> None:
             assert arithmetic[i] == sum(row) / len(row)
     empty = samples[:, :0]
     assert np.isnan(batch_harmonic_mean(empty)).all() and np.isnan(batch_arithmetic_mean(empty)).all()
+
+
+# -- Sabre's estimators (sabre.py Ewma and SlidingWindow) -------------------------------------------------------
+
+
+def test_sabre_ewma_hand_computed_throughput_and_latency() -> None:
+    # 8 Mbit/s over 1 s then 2 Mbit/s over 2 s, TTFB 0.1 s then 0.3 s, 3 s segments.
+    # Throughput: alpha = 0.5^(transfer / h); corrected by 1 - 0.5^(3 s / h); the lower of h = 3 s and 8 s.
+    # Latency: one unit per request, half-lives 3/3 = 1 and 8/3 requests; the higher of the two.
+    estimator = SabreEwma(segment_duration_s=3.0)
+    estimator.feed(dl(1_000_000, 1.1, ttfb_s=0.1))
+    estimator.feed(dl(500_000, 2.3, ttfb_s=0.3, index=1))
+
+    def average(first: float, second: float, w1: float, w2: float, half_life: float) -> float:
+        a1, a2 = 0.5 ** (w1 / half_life), 0.5 ** (w2 / half_life)
+        value = a2 * (1 - a1) * first + (1 - a2) * second
+        return value / (1 - 0.5 ** ((w1 + w2) / half_life))
+
+    throughput = min(average(8e6, 2e6, 1.0, 2.0, 3.0), average(8e6, 2e6, 1.0, 2.0, 8.0))
+    latency = max(average(0.1, 0.3, 1.0, 1.0, 1.0), average(0.1, 0.3, 1.0, 1.0, 8.0 / 3.0))
+    assert estimator.estimate_bps() == pytest.approx(throughput, rel=1e-12)
+    assert estimator.latency_s() == pytest.approx(latency, rel=1e-12)
+    assert throughput == pytest.approx(3.5595e6, rel=1e-4) and latency == pytest.approx(0.2333, rel=1e-3)  # fast, fast
+
+
+def test_sabre_ewma_ignores_downloads_without_transfer_time() -> None:
+    estimator = SabreEwma(segment_duration_s=2.0)
+    estimator.feed(dl(1_000, 0.2, ttfb_s=0.2))
+    assert estimator.estimate_bps() is None and estimator.latency_s() is None
+    estimator.feed(dl(250_000, 1.5, ttfb_s=0.5, index=1))
+    assert estimator.estimate_bps() == pytest.approx(2e6) and estimator.latency_s() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("windows", "throughput", "latency"), [
+    ((3,), (2e6 + 4e6 + 6e6) / 3, (0.3 + 0.1 + 0.2) / 3),
+    ((1, 3), 4e6, 0.2),  # lowest throughput mean, highest latency mean
+    ((1,), 6e6, 0.2),
+])
+def test_sabre_sliding_window_is_conservative_over_window_sizes(windows: tuple[int, ...], throughput: float,
+                                                                  latency: float) -> None:
+    estimator = SabreSlidingWindow(window_sizes=windows)
+    for i, (rate, ttfb) in enumerate([(1e6, 0.5), (2e6, 0.3), (4e6, 0.1), (6e6, 0.2)]):
+        estimator.feed(dl(round(rate / 8), 1.0 + ttfb, ttfb_s=ttfb, index=i))
+    assert estimator.estimate_bps() == pytest.approx(throughput)
+    assert estimator.latency_s() == pytest.approx(latency)
+
+
+def test_sabre_sliding_window_keeps_twenty_samples() -> None:
+    estimator = SabreSlidingWindow(window_sizes=(30,))
+    for i in range(25):
+        estimator.feed(dl(125_000 * (i + 1), 1.0, index=i))  # (i + 1) Mbit/s
+    assert estimator.estimate_bps() == pytest.approx(np.mean(np.arange(6, 26)) * 1e6)
+
+
+@pytest.mark.parametrize("kwargs", [{"window_sizes": ()}, {"window_sizes": (0,)}])
+def test_sabre_sliding_window_rejects_empty_windows(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="window sizes"):
+        SabreSlidingWindow(**kwargs)  # type: ignore[arg-type]

@@ -16,7 +16,8 @@ from abr.types import AbrSpec, Decision, Observation
 
 
 def test_registry_lists_the_builtin_algorithms() -> None:
-    assert {"rate", "bba", "bola", "mpc", "mpc-robust", "dynamic", "learned"} <= set(abr.names())
+    assert {"rate", "bba", "bola", "mpc", "mpc-robust", "dynamic", "learned", "sabre-throughput", "sabre-bola",
+            "bola-o", "bola-e", "sabre-dynamic", "dynamic-dash"} <= set(abr.names())
 
 
 @pytest.mark.parametrize(("spec", "params", "message"), [
