@@ -8,31 +8,22 @@ capacity; the request direction carries the base RTT. See docs/SHAPER.md for the
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import math
 import socket
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.link import LinkModel
+from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
 from netsim.trace import Trace
 
 logger = logging.getLogger(__name__)
 
 DelaySplit = Literal["request", "symmetric"]
 
-# Below a full segment the link waits for more capacity instead of waking every quantum; a real
-# bottleneck also serves whole packets (TCP MSS over Ethernet).
-_SEGMENT_BYTES = 1448
-# An unshaped direction may hold this much in its delay line before the sender is paused.
-_DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
-_MIN_SLEEP_S = 0.001
 _DEFAULT_QUANTUM_MS = 10.0  # of trace time
 _MIN_QUANTUM_MS = 2.0  # of wall time
 _STALL_COVER_S = 0.2  # wall seconds
@@ -110,20 +101,6 @@ class ShaperConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class LinkStats:
-    """What one link delivered, per `bin_s` wall seconds of its own clock."""
-
-    started_s: float  # event-loop time at which the link's clock started
-    bin_s: float
-    delivered_bytes: tuple[int, ...]  # bytes the link released in each bin
-    capacity_bytes: tuple[float, ...]  # bytes the link model (faults included) offered in each bin
-
-    @property
-    def delivered_total_bytes(self) -> int:
-        return sum(self.delivered_bytes)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
 class ShaperStats:
     """A snapshot of a shaper's counters."""
 
@@ -132,346 +109,6 @@ class ShaperStats:
     down_bytes: int  # written to clients
     up_bytes: int  # written to the upstream
     links: tuple[LinkStats, ...]  # downstream links: one if shared, else one per connection so far
-
-
-def _peak_bytes(trace: Trace, window_s: float) -> float:
-    """The most bytes `trace` offers in any window of `window_s` (the largest burst one tick releases)."""
-    rate = trace.bandwidth_bps / 8.0
-    ends = np.cumsum(trace.durations_s)
-    cum = np.cumsum(trace.durations_s * rate)
-    period_s, period_bytes = float(ends[-1]), float(cum[-1])
-    if window_s >= period_s:
-        return period_bytes * math.ceil(window_s / period_s)
-    # Two passes so windows may wrap; the maximum starts or ends on an interval edge.
-    times = np.concatenate(([0.0], ends, period_s + ends))
-    total = np.concatenate(([0.0], cum, period_bytes + cum))
-    starts = np.concatenate((times[: ends.size], np.maximum(ends - window_s, 0.0)))
-    return float(np.max(np.interp(starts + window_s, times, total) - np.interp(starts, times, total)))
-
-
-class _RateChanges:
-    """Times (looped) at which a trace interval of at least `min_interval_s` starts or ends.
-
-    The link ticks on these edges, so bytes owed at the old rate leave before the new rate applies;
-    shorter intervals (Mahimahi's 1 ms slots) are left to the quantum, which averages them anyway.
-    """
-
-    __slots__ = ("_period_s", "_edges")
-
-    def __init__(self, trace: Trace, min_interval_s: float) -> None:
-        ends = trace.end_times_s
-        starts = ends - trace.durations_s
-        long = trace.durations_s >= min_interval_s
-        self._period_s = float(ends[-1])
-        edges = set(starts[long].tolist()) | {e % self._period_s for e in ends[long].tolist()}
-        self._edges = sorted(edges)
-
-    def next_after(self, time_s: float) -> float:
-        if not self._edges:
-            return math.inf
-        laps = math.floor(time_s / self._period_s)
-        i = bisect.bisect_right(self._edges, time_s - laps * self._period_s)
-        if i == len(self._edges):
-            return (laps + 1) * self._period_s + self._edges[0]
-        return laps * self._period_s + self._edges[i]
-
-
-class _Link:
-    """A paced bottleneck shared by the pipes attached to it (fair-queued, max-min fair per tick).
-
-    `cursor` counts capacity bytes already used or lost. While a pipe is backlogged the link releases
-    `bytes_until(now) - cursor` every quantum; when no pipe can send, the cursor jumps to
-    `bytes_until(now)`: an idle link's capacity is lost, never banked.
-    """
-
-    __slots__ = (
-        "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
-        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at",
-    )
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        model: FaultedLink,
-        changes: _RateChanges,
-        *,
-        quantum_s: float,
-        bin_s: float,
-        owed_limit_bytes: int,
-    ) -> None:
-        self._loop = loop
-        self.model = model
-        self._changes = changes
-        self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
-        self._owed_limit_bytes = owed_limit_bytes
-        self._closed_at: float | None = None  # link time at close: its stats stop there
-        self.origin = loop.time()
-        self.cursor = 0.0
-        self.pipes: list[_Pipe] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_tick = -math.inf
-        self._quantum_s = quantum_s
-        self._in_tick = False
-        self._bin_s = bin_s
-        self.bins: list[int] = []
-
-    def clock(self) -> float:
-        """Seconds since this link started."""
-        return self._loop.time() - self.origin
-
-    def add_fault(self, window: FaultWindow) -> None:
-        self.model = self.model.with_window(window)
-
-    def attach(self, pipe: _Pipe) -> None:
-        self.pipes.append(pipe)
-
-    def detach(self, pipe: _Pipe) -> None:
-        if pipe in self.pipes:
-            self.pipes.remove(pipe)
-        if not self.pipes and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def close(self) -> None:
-        self._closed_at = self.clock()
-        self.pipes.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def notify(self) -> None:
-        """A pipe has new data or its receiver drained: start pacing if the link was idle."""
-        if self._timer is not None or self._in_tick:
-            return
-        now = self.clock()
-        self._catch_up(self.model.bytes_until(now))
-        self._schedule(now)
-
-    def _catch_up(self, available: float) -> None:
-        """Drop the capacity of an idle spell; what a throttled sender was owed (one buffer) stays."""
-        self.cursor = max(self.cursor, available - (self._owed_limit_bytes if self._owed else 0))
-        self._owed = False
-
-    def _schedule(self, now: float) -> None:
-        pending = sum(len(p.buf) for p in self.pipes if not p.sink_paused)
-        if pending == 0:
-            return
-        due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
-        # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
-        at = max(due, self._last_tick + self._quantum_s, now + _MIN_SLEEP_S)
-        # Also wake on stats bin edges: bytes due in a bin leave in it, even from a burst at its end.
-        next_bin = (math.floor(now / self._bin_s) + 1) * self._bin_s
-        edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now), next_bin)
-        if now + _MIN_SLEEP_S <= edge < at:
-            at = edge
-        self._timer = self._loop.call_at(self.origin + at, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        self._in_tick = True
-        try:
-            now = self.clock()
-            available = self.model.bytes_until(now)
-            ready = [p for p in self.pipes if p.buf and not p.sink_paused]
-            budget = int(available - self.cursor)
-            if ready and budget > 0:
-                # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
-                # (a late tick may owe more than one buffer); any other dry queue is idle.
-                throttled = any(p.source_paused for p in ready)
-                sent = self._share(ready, budget)
-                self._record(now, sent)
-                queued = any(p.buf for p in ready)
-                self.cursor += sent
-                if not queued and not throttled:
-                    self._catch_up(available)  # idle for the rest of the interval: lost, not banked
-                self._owed = throttled and not queued
-                self._last_tick = now
-            elif not ready:
-                self._catch_up(available)
-        finally:
-            self._in_tick = False
-        self._schedule(now)
-
-    @staticmethod
-    def _share(ready: list[_Pipe], budget: int) -> int:
-        """Water-filling: each pipe gets an equal share, what a short queue leaves goes to the rest."""
-        ready.sort(key=lambda p: len(p.buf))
-        remaining = budget
-        for i, pipe in enumerate(ready):
-            take = min(len(pipe.buf), remaining // (len(ready) - i))
-            if take:
-                pipe.release(take)
-                remaining -= take
-        return budget - remaining
-
-    def _record(self, now: float, sent: int) -> None:
-        index = int(now / self._bin_s)
-        if index >= len(self.bins):
-            self.bins.extend([0] * (index + 1 - len(self.bins)))
-        self.bins[index] += sent
-
-    def stats(self) -> LinkStats:
-        now = self.clock() if self._closed_at is None else self._closed_at
-        count = max(len(self.bins), int(now / self._bin_s) + 1)
-        delivered = self.bins + [0] * (count - len(self.bins))
-        edges = [min(i * self._bin_s, now) for i in range(count + 1)]
-        available = [self.model.bytes_until(t) for t in edges]
-        capacity = tuple(b - a for a, b in zip(available, available[1:]))
-        return LinkStats(started_s=self.origin, bin_s=self._bin_s, delivered_bytes=tuple(delivered), capacity_bytes=capacity)
-
-
-class _Pipe:
-    """One direction of one proxied connection: source -> [link] -> delay line -> sink."""
-
-    __slots__ = (
-        "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
-        "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written",
-    )
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        conn: _Connection,
-        *,
-        link: _Link | None,
-        delay: Callable[[], float],
-        limit_bytes: int,
-    ) -> None:
-        self._loop = loop
-        self._conn = conn
-        self.link = link
-        self._delay = delay
-        self._limit = limit_bytes if link is not None else _DELAY_LINE_LIMIT_BYTES
-        self.source: asyncio.Transport | None = None
-        self.sink: asyncio.Transport | None = None
-        self.buf = bytearray()  # read from the source, not yet released by the link
-        self.delayed: deque[tuple[float, bytes]] = deque()  # released, waiting out the one-way delay
-        self._delayed_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_due = 0.0
-        self.eof = False
-        self._abort = False
-        self.done = False
-        self.source_paused = False
-        self.sink_paused = False
-        self.written = 0
-        if link is not None:
-            link.attach(self)
-
-    def feed(self, data: bytes) -> None:
-        if self.done:
-            return
-        if self.link is None:
-            self._emit(data)
-        else:
-            self.buf += data
-            self.link.notify()
-        self._flow_control()
-
-    def feed_eof(self, *, abort: bool = False) -> None:
-        """The source finished (abort: it was reset, so reset the sink once the data is out)."""
-        self.eof = True
-        self._abort = self._abort or abort
-        self._maybe_finish()
-
-    def release(self, size: int) -> None:
-        """Called by the link: `size` bytes may cross the bottleneck now."""
-        chunk = bytes(self.buf[:size])
-        del self.buf[:size]
-        self._emit(chunk)
-        self._flow_control()
-        self._maybe_finish()
-
-    def pause_sink(self) -> None:
-        self.sink_paused = True
-        self._flow_control()
-
-    def resume_sink(self) -> None:
-        self.sink_paused = False
-        self._flow_control()
-        if self.link is not None:
-            self.link.notify()
-
-    def kill(self) -> None:
-        """Drop everything: the sink or the whole connection is gone."""
-        self.done = True
-        self.buf.clear()
-        self.delayed.clear()
-        self._delayed_bytes = 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.link is not None:
-            self.link.detach(self)
-
-    def _emit(self, chunk: bytes) -> None:
-        delay_s = self._delay()
-        if delay_s <= 0 and not self.delayed and self.sink is not None:
-            self._write(chunk)
-            return
-        due = max(self._loop.time() + delay_s, self._last_due)  # FIFO even if the delay shrinks
-        self._last_due = due
-        self.delayed.append((due, chunk))
-        self._delayed_bytes += len(chunk)
-        if self._timer is None:
-            self._timer = self._loop.call_at(due, self._flush)
-
-    def _flush(self) -> None:
-        self._timer = None
-        if self.sink is None:
-            return
-        now = self._loop.time()
-        while self.delayed and self.delayed[0][0] <= now:
-            _, chunk = self.delayed.popleft()
-            self._delayed_bytes -= len(chunk)
-            self._write(chunk)
-        if self.delayed:
-            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
-        self._flow_control()
-        self._maybe_finish()
-
-    def start_sink(self, sink: asyncio.Transport) -> None:
-        """The sink connected: deliver what is already due."""
-        self.sink = sink
-        if self.delayed and self._timer is None:
-            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
-
-    def _write(self, chunk: bytes) -> None:
-        if self.sink is None or self.sink.is_closing():
-            return
-        self.written += len(chunk)
-        self.sink.write(chunk)
-
-    def _flow_control(self) -> None:
-        if self.source is None or self.done:
-            return
-        backlog = len(self.buf) if self.link is not None else self._delayed_bytes
-        # A shaped pipe throttles its sender by the read-ahead buffer alone (a full receiver stops
-        # the link, the buffer fills); an unshaped one must pass the receiver's backpressure on.
-        blocked = backlog >= self._limit or (self.link is None and self.sink_paused)
-        if blocked and not self.source_paused:
-            self.source_paused = True
-            self.source.pause_reading()
-        elif self.source_paused and not blocked and backlog < self._limit // 2:
-            self.source_paused = False
-            if not self.source.is_closing():
-                self.source.resume_reading()
-
-    def _maybe_finish(self) -> None:
-        if self.done or not self.eof or self.buf or self.delayed or self.sink is None:
-            return
-        self.done = True
-        if self.link is not None:
-            self.link.detach(self)
-        if not self.sink.is_closing():
-            if self._abort:
-                self.sink.abort()
-            elif self.sink.can_write_eof():
-                try:
-                    self.sink.write_eof()
-                except OSError:  # the peer is already gone (ENOTCONN): nothing left to tell it
-                    self.sink.abort()
-        self._conn.pipe_finished()
 
 
 class _Connection:
@@ -489,8 +126,8 @@ class _Connection:
         down_delay, up_delay = shaper._delays(self.down_link)
         limit = shaper._pipe_limit_bytes
         client.set_write_buffer_limits(high=limit)
-        self.down = _Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit)
-        self.up = _Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit)
+        self.down = Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit)
+        self.up = Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit)
         self.down.sink = client
         self.up.source = client
         self._closed = False
@@ -644,19 +281,19 @@ class Shaper:
         # Read-ahead and the client's write buffer cover an event-loop stall of _STALL_COVER_S at the
         # trace's peak, so neither a short queue nor our own burst pausing the writer loses capacity.
         window_s = max(4 * quantum_s, _STALL_COVER_S)
-        peak = max(_peak_bytes(m.trace, window_s) for m in (self._down_model, self._up_model) if m is not None)
+        peak = max(peak_bytes(m.trace, window_s) for m in (self._down_model, self._up_model) if m is not None)
         self._pipe_limit_bytes = max(config.buffer_bytes, int(peak))
-        self._down_changes = _RateChanges(self._down_model.trace, quantum_s)
-        self._up_changes = None if self._up_model is None else _RateChanges(self._up_model.trace, quantum_s)
+        self._down_changes = RateChanges(self._down_model.trace, quantum_s)
+        self._up_changes = None if self._up_model is None else RateChanges(self._up_model.trace, quantum_s)
         self._rtt_s = config.rtt_ms / 1000.0 / speed
         self._runtime_faults: list[tuple[float, FaultWindow]] = []  # (loop time when triggered, window from 0)
         self._server: asyncio.Server | None = None
         self._routes: list[asyncio.Server] = []
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
         self._loop: asyncio.AbstractEventLoop  # set by start()
-        self._shared: tuple[_Link, _Link | None] | None = None
-        self._down_links: list[_Link] = []
-        self._live_links: list[_Link] = []
+        self._shared: tuple[PacedLink, PacedLink | None] | None = None
+        self._down_links: list[PacedLink] = []
+        self._live_links: list[PacedLink] = []
         self._connections: set[_Connection] = set()
         self._accepted = 0
         self._down_bytes_closed = 0
@@ -755,8 +392,8 @@ class Shaper:
 
     # -- internals used by _Connection ---------------------------------------------------------
 
-    def _new_link(self, model: LinkModel, changes: _RateChanges) -> _Link:
-        link = _Link(
+    def _new_link(self, model: LinkModel, changes: RateChanges) -> PacedLink:
+        link = PacedLink(
             self._loop,
             FaultedLink(model, self._faults),
             changes,
@@ -772,7 +409,7 @@ class Shaper:
         self._live_links.append(link)
         return link
 
-    def _links_for_connection(self) -> tuple[_Link, _Link | None]:
+    def _links_for_connection(self) -> tuple[PacedLink, PacedLink | None]:
         if not self.config.per_connection and self._shared is not None:
             return self._shared
         down = self._new_link(self._down_model, self._down_changes)
@@ -782,7 +419,7 @@ class Shaper:
             self._shared = (down, up)
         return down, up
 
-    def _delays(self, down_link: _Link) -> tuple[Callable[[], float], Callable[[], float]]:
+    def _delays(self, down_link: PacedLink) -> tuple[Callable[[], float], Callable[[], float]]:
         """One-way delay functions (seconds) for the downstream and upstream pipes."""
         trace = down_link.model.link.trace
         if self.config.use_trace_latency and trace.latency_s is not None:
