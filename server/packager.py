@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 DEMO_TITLE = "demo"
-_BUILD_FORMAT = 1  # bump when packaging output changes, so cached demo titles are rebuilt
+_BUILD_FORMAT = 2  # bump when packaging output changes, so cached demo titles are rebuilt (2: browser-ready MPD)
 _DEMO_STAMP = ".abrkit-demo.json"
 
 

@@ -15,9 +15,10 @@ DASHIF_NS = "https://dashif.org/CPS"
 PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
 MP4_PROTECTION_SCHEME = "urn:mpeg:dash:mp4protection:2011"
 CLEARKEY_SCHEME = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
-# The W3C common PSSH system id (W3C "Common SystemID and PSSH Box Format"), and its DASH scheme.
+# The W3C common PSSH system id (W3C "Common SystemID and PSSH Box Format"): the pssh box of our init
+# segments. The MPD does not name it: browser players take a ContentProtection with this scheme for
+# ClearKey and hand its pssh to the CDM as 'keyids' init data, which Chromium refuses.
 W3C_COMMON_SYSTEM_ID = uuid.UUID("1077efec-c0b2-4d02-ace3-3c1e52e2fb4b")
-W3C_COMMON_SCHEME = f"urn:uuid:{W3C_COMMON_SYSTEM_ID}"
 AUDIO_CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 

@@ -6,7 +6,6 @@ PSNR from the packaged segments, write the MPD, `segments.json` and (encrypted) 
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -374,7 +373,6 @@ class _Build:
     def _protection(self, key: TrackKey) -> MpdProtection:
         return MpdProtection(
             default_kid=uuid.UUID(bytes=key.kid),
-            pssh_b64=base64.b64encode(self.pssh).decode("ascii"),
             license_url=LAURL_PLACEHOLDER,
         )
 

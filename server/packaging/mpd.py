@@ -1,8 +1,9 @@
 """A static DASH MPD writer (ISO/IEC 23009-1, isoff-live profile, SegmentTemplate + SegmentTimeline).
 
 Segment times come from the packaged boxes (tfdt/trun), so the manifest states exactly what the
-segments hold; encrypted adaptation sets carry the CENC, ClearKey and W3C common-PSSH descriptors
-of DASH-IF IOP 4.3 section 7.
+segments hold; encrypted adaptation sets carry the CENC and ClearKey descriptors of DASH-IF IOP 4.3
+section 7 in the layout browser players accept (see `_protection`); the `pssh` box is in the init
+segments only.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ from server.formats.dash import (
     MPD_NS,
     PROFILE_LIVE,
     ROLE_SCHEME,
-    W3C_COMMON_SCHEME,
 )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MpdProtection:
-    """CENC signalling for one adaptation set: its default KID and the PSSH box (base64)."""
+    """CENC signalling for one adaptation set: its default KID and the ClearKey license server URL."""
 
     default_kid: uuid.UUID
-    pssh_b64: str
     license_url: str
 
     def __post_init__(self) -> None:
@@ -110,6 +109,18 @@ def _timeline(parent: ET.Element, starts: tuple[int, ...], durations: tuple[int,
 
 
 def _protection(parent: ET.Element, protection: MpdProtection) -> None:
+    """The CENC descriptor with the default KID, then the ClearKey one with its license URL.
+
+    This is the layout dash.js 5 and Shaka Player 5 play with Chromium's ClearKey CDM (DASH-IF IOP
+    4.3 7.6.2.4 and DASH-IF CPS): no `cenc:pssh` in the ClearKey descriptor, because dash.js passes a
+    ClearKey descriptor's init data to `generateRequest` as 'keyids' (a pssh box there is rejected)
+    and builds the right `{"kids": [...]}` itself from `cenc:default_KID`; and no W3C common-PSSH
+    (`urn:uuid:1077efec-...`) descriptor, which dash.js also takes for ClearKey with the pssh as
+    'keyids' init data. The W3C common pssh stays in every init segment, where a player that waits
+    for the media's 'encrypted' event (Shaka) finds it as 'cenc' init data; ours takes the KIDs from
+    `cenc:default_KID`. dash.js, Shaka and ours all read the URL from `dashif:Laurl` (namespace
+    https://dashif.org/CPS).
+    """
     ET.SubElement(
         parent,
         "ContentProtection",
@@ -121,9 +132,6 @@ def _protection(parent: ET.Element, protection: MpdProtection) -> None:
     )
     clearkey = ET.SubElement(parent, "ContentProtection", {"schemeIdUri": CLEARKEY_SCHEME, "value": "ClearKey1.0"})
     ET.SubElement(clearkey, "dashif:Laurl").text = protection.license_url
-    ET.SubElement(clearkey, "cenc:pssh").text = protection.pssh_b64
-    common = ET.SubElement(parent, "ContentProtection", {"schemeIdUri": W3C_COMMON_SCHEME})
-    ET.SubElement(common, "cenc:pssh").text = protection.pssh_b64
 
 
 def build_mpd(
