@@ -220,7 +220,10 @@ async def _gateway_healthz(request: web.Request) -> web.Response:
 
 
 def create_app(config: GatewayConfig, *, tokens: TokenService | None = None) -> web.Application:
-    cors = CorsPolicy(allowed_origins=config.allowed_origins)
+    # Credentials for origins listed by name (never `*`): dash.js sends license requests with
+    # `withCredentials` whenever they carry an Authorization header, and a browser drops a credentialed
+    # answer without `Access-Control-Allow-Credentials: true`.
+    cors = CorsPolicy(allowed_origins=config.allowed_origins, allow_credentials=True)
     app = web.Application(middlewares=[request_id_middleware, cors_middleware(cors), json_errors_middleware],
                           client_max_size=config.max_body_bytes)
     backends = {

@@ -63,8 +63,17 @@ def _needs_preflight(method: str, headers: Mapping[str, str]) -> list[str]:
 
 async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, origin: str = PLAYER_ORIGIN,
                         headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                        force_preflight: bool = False) -> Seen:
+                        force_preflight: bool = False, credentials: bool = False) -> Seen:
+    """`credentials`: the request's credentials mode is "include" (an XHR with `withCredentials`,
+    as dash.js sends every request that carries an Authorization header): then the preflight and
+    the answer must both name the origin (not `*`) and say `Access-Control-Allow-Credentials: true`."""
     headers = dict(headers or {})
+
+    def check_credentials(what: str, allow_origin: str | None, allow_credentials: str | None) -> None:
+        if credentials and (allow_origin != origin or allow_credentials != "true"):
+            raise CorsBlocked(f"{what}: a credentialed request needs Allow-Origin {origin!r} and Allow-Credentials "
+                              f"'true', got {allow_origin!r} and {allow_credentials!r}")
+
     unsafe = _needs_preflight(method, headers)
     if unsafe or force_preflight:
         asked = sorted({h for h in unsafe if h} | ({h.lower() for h in headers} if force_preflight else set()))
@@ -77,6 +86,7 @@ async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, o
             allow_origin = pre.headers.get("Access-Control-Allow-Origin")
             if allow_origin not in (origin, "*"):
                 raise CorsBlocked(f"preflight {url}: Allow-Origin {allow_origin!r}")
+            check_credentials(f"preflight {url}", allow_origin, pre.headers.get("Access-Control-Allow-Credentials"))
             methods = {m.strip().upper() for m in pre.headers.get("Access-Control-Allow-Methods", "").split(",")}
             if method not in methods | {"GET", "HEAD", "POST"}:
                 raise CorsBlocked(f"preflight {url}: method {method} not allowed")
@@ -89,6 +99,7 @@ async def browser_fetch(http: aiohttp.ClientSession, method: str, url: str, *, o
         allow_origin = resp.headers.get("Access-Control-Allow-Origin")
         if allow_origin not in (origin, "*"):
             raise CorsBlocked(f"{method} {url}: HTTP {resp.status} without a grant for {origin}")
+        check_credentials(f"{method} {url}", allow_origin, resp.headers.get("Access-Control-Allow-Credentials"))
         if allow_origin == origin and "origin" not in resp.headers.get("Vary", "").lower():
             raise CorsBlocked(f"{method} {url}: per-origin grant without Vary: Origin (caches would mix origins)")
         exposed = {h.strip().lower() for h in resp.headers.get("Access-Control-Expose-Headers", "").split(",")}
@@ -130,7 +141,7 @@ async def test_a_web_player_on_another_origin_plays_an_encrypted_title(tmp_path:
         body = json.dumps({"kids": [_b64url(bytes.fromhex(k.decode().replace("-", ""))) for k in kids],
                            "type": "temporary"}).encode()
         keys = await browser_fetch(http, "POST", laurl, headers={**auth, **json_type, "CMCD-Object": "ot=k"},
-                                   body=body)
+                                   body=body, credentials=True)  # as dash.js sends it
         assert keys.status == 200 and len(json.loads(keys.body)["keys"]) == len(kids)
         segment = urljoin(manifest_url, "video/v216p/1.m4s")
         ranged = await browser_fetch(http, "GET", segment, headers={"Range": "bytes=0-99"}, force_preflight=True)
@@ -156,6 +167,24 @@ async def test_refusals_are_readable_by_the_player(tmp_path: Path, packaged: Pac
         assert limited.status == 429 and "retry-after" in limited.headers
         bad_url = await browser_fetch(http, "GET", stack.edge_urls[0] + "/s/forged/x/manifest.mpd")
         assert bad_url.status == 403 and "x-request-id" in bad_url.headers
+
+
+async def test_a_credentialed_license_request_is_granted_to_a_named_origin_never_to_star(
+        tmp_path: Path, packaged: PackagedTitles) -> None:
+    body = json.dumps({"kids": [_b64url(bytes(16))], "type": "temporary"}).encode()
+    headers = {"Authorization": "Bearer nope", "Content-Type": "application/json"}
+    for origins, origin, granted in (((PLAYER_ORIGIN,), PLAYER_ORIGIN, True), (("*",), PLAYER_ORIGIN, False),
+                                     ((PLAYER_ORIGIN, "*"), OTHER_ORIGIN, False)):
+        async with cors_stack(tmp_path, packaged.content_root, allowed_origins=origins) as (stack, _), \
+                aiohttp.ClientSession() as http:
+            if granted:
+                seen = await browser_fetch(http, "POST", stack.license_url, origin=origin, headers=headers, body=body,
+                                           credentials=True)
+                assert seen.status == 401  # readable: the player can tell a bad token from a network error
+            else:
+                with pytest.raises(CorsBlocked, match="credentialed"):
+                    await browser_fetch(http, "POST", stack.license_url, origin=origin, headers=headers, body=body,
+                                        credentials=True)
 
 
 @pytest.mark.parametrize("service", ["gateway", "auth", "playback", "license", "edge-0"])
@@ -236,5 +265,8 @@ async def test_every_service_applies_the_same_rules(tmp_path: Path, packaged: Pa
                 async with http.get(stack.url(name) + path, headers={"Origin": origin}) as resp:
                     assert resp.headers["Access-Control-Allow-Origin"] == granted, name
                     assert "origin" in resp.headers.get("Vary", "").lower(), name
-                    assert "Access-Control-Allow-Credentials" not in resp.headers, name
+                    # credentials: only the gateway (the players' entry: dash.js sends license requests
+                    # credentialed), and only to an origin listed by name
+                    credentialed = name == "gateway" and granted == PLAYER_ORIGIN
+                    assert resp.headers.get("Access-Control-Allow-Credentials") == ("true" if credentialed else None)
                     assert "x-request-id" in resp.headers["Access-Control-Expose-Headers"].lower(), name
