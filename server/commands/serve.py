@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="gateway port (default 8000; 0 = any free port)")
     parser.add_argument("--allow-origin", action="append", dest="allowed_origins", metavar="ORIGIN",
-                        help="browser origin allowed by CORS, e.g. http://localhost:3000 (repeatable; '*' = any)")
+                        help="browser origin allowed by CORS, e.g. http://localhost:3000, the origin of a page "
+                             "playing in dash.js or Shaka (repeatable; '*' = any origin, but never with credentials, "
+                             "which dash.js needs for the license)")
     parser.add_argument("--no-access-log", action="store_true", help="do not write the JSON access log")
     parser.add_argument("--log-console", action="store_true",
                         help="print the JSON access and audit logs on the console (default: files in the logs/ "
@@ -107,7 +109,24 @@ async def _serve(config: object, credentials: object, log_dir: Path | None) -> i
             print(f"  demo user: {credentials.username}  password: {credentials.password}")  # type: ignore[attr-defined]
         if log_dir is not None:
             print(f"  logs: {log_dir} ({', '.join(log_files(stack.config))}; --log-console prints them here)")
+        hint = browser_hint(stack.config.allowed_origins)
+        if hint:
+            print(f"  {hint}")
         print(f"ready {stack.gateway_url}", flush=True)
         await stop.wait()
         print("abrkit serve: shutting down (in-flight requests finish)...", file=sys.stderr, flush=True)
     return 0
+
+
+def browser_hint(allowed_origins: tuple[str, ...]) -> str | None:
+    """What to tell at startup about browser players (a web page on its own origin), or None when
+    the stack already grants a page's origin by name."""
+    if not allowed_origins:
+        return ("browser players (dash.js, Shaka Player) need --allow-origin ORIGIN, the page's origin "
+                "(e.g. http://localhost:3000): without it the stack sends no CORS headers and browsers "
+                "block every request (docs/BROWSER.md)")
+    if all(origin == "*" for origin in allowed_origins):
+        return ("--allow-origin '*' never grants credentials: dash.js sends license requests with them (it "
+                "does whenever they carry an Authorization header), so encrypted titles need the page's "
+                "origin by name, e.g. --allow-origin http://localhost:3000 (docs/BROWSER.md)")
+    return None
