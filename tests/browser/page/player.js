@@ -1,0 +1,196 @@
+// Plays one title of a running abrkit stack in dash.js or Shaka Player, as a web player on another
+// origin would, and keeps what happened in window.abrkit (the driver reads it once `done` is true).
+//
+// Query: gateway (URL), username, password, title, player ("dashjs" | "shaka"), target_s (stop once
+// the playhead passes it), timeout_s (give up after it).
+'use strict';
+
+const params = new URLSearchParams(location.search);
+const report = {
+  done: false,
+  player: params.get('player'),
+  version: null,
+  errors: [],            // every player, media element and page error, as text
+  licenseRequests: [],   // what the player says about its license exchanges
+  qualities: [],         // video bitrates the player rendered, in order (bps)
+  stalls: 0,
+  currentTime: 0,
+  ended: false,
+  frames: null,          // video.getVideoPlaybackQuality()
+  videoSize: null,
+  picture: null,         // luma of the last frame drawn to a canvas (black for EME-decrypted video)
+  manifestUrl: null,
+  licenseUrl: null,
+  wallSeconds: 0,
+};
+window.abrkit = report;
+const started = performance.now();
+
+function fail(where, error) {
+  const text = error && error.message ? error.message : JSON.stringify(error);
+  report.errors.push(`${where}: ${text}`);
+}
+
+window.addEventListener('error', (e) => fail('page', e.error || e.message));
+window.addEventListener('unhandledrejection', (e) => fail('page (promise)', e.reason));
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const tag = document.createElement('script');
+    tag.src = src;
+    tag.onload = resolve;
+    tag.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.appendChild(tag);
+  });
+}
+
+async function call(what, url, init) {
+  const response = await fetch(url, init);
+  if (!response.ok) {
+    throw new Error(`${what}: HTTP ${response.status} ${await response.text()}`);
+  }
+  return response.json();
+}
+
+async function playDashjs(video, manifestUrl, token) {
+  await loadScript('/lib/dashjs/dash.all.min.js');
+  report.version = dashjs.Version || (dashjs.MediaPlayer().create().getVersion());
+  const player = dashjs.MediaPlayer().create();
+  const events = dashjs.MediaPlayer.events;
+  player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+  player.on(events.ERROR, (e) => fail('dash.js error', e.error || e));
+  player.on(events.PLAYBACK_ERROR, (e) => fail('dash.js playback error', e.error || e));
+  // Protection events live on dashjs.Protection (MediaPlayer.events gets them only once DRM starts).
+  player.on(dashjs.Protection.events.LICENSE_REQUEST_COMPLETE, (e) => {
+    report.licenseRequests.push({ ok: !e.error, error: e.error ? `${e.error.code} ${e.error.message}` : null });
+  });
+  player.on(events.QUALITY_CHANGE_RENDERED, (e) => {
+    if (e.mediaType === 'video' && e.newRepresentation) {
+      report.qualities.push(e.newRepresentation.bandwidth);
+    }
+  });
+  player.on(events.BUFFER_EMPTY, (e) => { if (e.mediaType === 'video') report.stalls += 1; });
+  // The license server URL comes from the MPD (ClearKey ContentProtection, dashif:Laurl): what is
+  // under test is that dash.js finds it there. The page adds only the bearer token.
+  player.setProtectionData({
+    'org.w3.clearkey': { httpRequestHeaders: { Authorization: `Bearer ${token}` } },
+  });
+  player.initialize(video, manifestUrl, true);
+  return player;
+}
+
+async function playShaka(video, manifestUrl, token) {
+  await loadScript('/lib/shaka/shaka-player.compiled.js');
+  shaka.polyfill.installAll();
+  if (!shaka.Player.isBrowserSupported()) {
+    throw new Error('Shaka Player: browser not supported');
+  }
+  report.version = shaka.Player.version;
+  const player = new shaka.Player();
+  await player.attach(video);
+  player.addEventListener('error', (e) => fail('shaka error', e.detail));
+  player.addEventListener('buffering', (e) => { if (e.buffering && video.currentTime > 0) report.stalls += 1; });
+  player.addEventListener('adaptation', () => {
+    const active = player.getVariantTracks().find((t) => t.active);
+    if (active) report.qualities.push(active.videoBandwidth || active.bandwidth);
+  });
+  const license = shaka.net.NetworkingEngine.RequestType.LICENSE;
+  // No drm.servers: Shaka takes the ClearKey license URL from the MPD (dashif:Laurl) as well.
+  player.getNetworkingEngine().registerRequestFilter((type, request) => {
+    if (type === license) {
+      request.headers.Authorization = `Bearer ${token}`;
+      report.licenseUrl = request.uris[0];
+    }
+  });
+  player.getNetworkingEngine().registerResponseFilter((type, response) => {
+    if (type === license) report.licenseRequests.push({ ok: true, error: null });
+  });
+  await player.load(manifestUrl);
+  const active = player.getVariantTracks().find((t) => t.active);
+  if (active) report.qualities.push(active.videoBandwidth || active.bandwidth);
+  video.play().catch((e) => fail('play()', e));
+  return player;
+}
+
+// Mean and standard deviation of the luma of `source` (a video or an image) drawn at 64x36.
+function luma(source) {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64;
+  canvas.height = 36;
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(source, 0, 0, canvas.width, canvas.height);
+  const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+  let sum = 0;
+  let sumSquares = 0;
+  const count = data.length / 4;
+  for (let i = 0; i < data.length; i += 4) {
+    const y = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+    sum += y;
+    sumSquares += y * y;
+  }
+  const mean = sum / count;
+  return { mean, std: Math.sqrt(Math.max(0, sumSquares / count - mean * mean)) };
+}
+
+window.abrkitLuma = luma;
+
+function finish(video) {
+  report.currentTime = video.currentTime;
+  report.ended = video.ended;
+  report.frames = video.getVideoPlaybackQuality ? (({ totalVideoFrames, droppedVideoFrames, corruptedVideoFrames }) =>
+    ({ totalVideoFrames, droppedVideoFrames, corruptedVideoFrames }))(video.getVideoPlaybackQuality()) : null;
+  report.videoSize = [video.videoWidth, video.videoHeight];
+  try {
+    report.picture = luma(video);
+  } catch (e) {
+    fail('canvas', e);
+  }
+  report.wallSeconds = (performance.now() - started) / 1000;
+  report.done = true;
+}
+
+async function main() {
+  const video = document.getElementById('video');
+  video.addEventListener('error', () => fail('video element', video.error));
+  const gateway = params.get('gateway');
+  const title = params.get('title');
+  const targetS = Number(params.get('target_s') || '5');
+  const timeoutS = Number(params.get('timeout_s') || '90');
+  const login = await call('login', `${gateway}/auth/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: params.get('username'), password: params.get('password') }),
+  });
+  const token = login.access_token;
+  const steering = await call('playback request', `${gateway}/playback/${encodeURIComponent(title)}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  report.manifestUrl = steering.manifest_urls[0];
+  if (report.player === 'dashjs') {
+    await playDashjs(video, report.manifestUrl, token);
+  } else if (report.player === 'shaka') {
+    await playShaka(video, report.manifestUrl, token);
+  } else {
+    throw new Error(`unknown player ${report.player}`);
+  }
+  const deadline = performance.now() + timeoutS * 1000;
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (video.currentTime >= targetS || video.ended || report.errors.length > 0 || performance.now() > deadline) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 100);
+  });
+  if (!(video.currentTime >= targetS || video.ended) && report.errors.length === 0) {
+    fail('timeout', new Error(`the playhead is at ${video.currentTime.toFixed(2)} s after ${timeoutS} s`));
+  }
+  video.pause();
+  finish(video);
+}
+
+main().catch((e) => {
+  fail('page', e);
+  finish(document.getElementById('video'));
+});

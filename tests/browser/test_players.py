@@ -1,0 +1,174 @@
+"""dash.js and Shaka Player (npm) in Debian's Chromium play our stack, the clear and the ClearKey
+title, as a web player on another origin would: token and playback URL through the gateway, the
+MPD and segments from an edge, the license from our license server through the gateway (CORS with
+credentials), the picture decoded. See docs/BROWSER.md.
+
+Needs `chromium` (Debian) and `npm ci` in tests/browser (both done by `.ci/run`); without them the
+tests skip locally and fail under CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from server.config import StackConfig
+from server.stack import RunningStack, start_stack_with_demo_user
+from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
+
+pytestmark = pytest.mark.slow
+
+BROWSER_DIR = Path(__file__).resolve().parent
+NODE_MODULES = BROWSER_DIR / "node_modules"
+LIBRARIES = {"dashjs": NODE_MODULES / "dashjs" / "dist" / "modern" / "umd",
+             "shaka": NODE_MODULES / "shaka-player" / "dist"}
+PLAYERS = ("dashjs", "shaka")
+TARGET_S = 5.0  # of the 10 s test clip: past the first segment boundary (4 s) and a license exchange
+DRIVER_TIMEOUT_S = 120.0
+
+
+def _missing() -> str | None:
+    if shutil.which("chromium") is None:
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    for path in (*LIBRARIES.values(), NODE_MODULES / "playwright-core"):
+        if not path.is_dir():
+            return f"{path} is missing (run `npm ci` in {BROWSER_DIR})"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_installed() -> None:
+    missing = _missing()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run: {missing} (.ci/run installs them)")
+        pytest.skip(missing)
+
+
+@asynccontextmanager
+async def page_server() -> AsyncIterator[str]:
+    """The test page and the players' npm builds on 127.0.0.1 (a port of its own: another origin than
+    the stack's services); yields its origin."""
+    app = web.Application()
+    app.router.add_static("/lib/dashjs/", LIBRARIES["dashjs"])
+    app.router.add_static("/lib/shaka/", LIBRARIES["shaka"])
+    app.router.add_static("/", BROWSER_DIR / "page")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass(frozen=True)
+class BrowserRun:
+    """What the page reported (`report`, see page/player.js) and what Chromium saw on the network."""
+
+    report: dict[str, Any]
+    screenshot: dict[str, float]  # luma mean and std of a screenshot of the video element at the end
+    responses: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    console: list[str]
+    browser: str
+
+    def describe(self) -> str:
+        return json.dumps({"report": self.report, "screenshot": self.screenshot, "failed": self.failed, "console": self.console[-20:]}, indent=1)
+
+
+async def play_in_chromium(page_url: str) -> BrowserRun:
+    """Run tests/browser/run_player.mjs on `page_url` (bounded in time) and parse its JSON line."""
+    config = json.dumps({"url": page_url, "chromium": shutil.which("chromium"), "timeout_s": DRIVER_TIMEOUT_S})
+    process = await asyncio.create_subprocess_exec(
+        "node", str(BROWSER_DIR / "run_player.mjs"), config, cwd=BROWSER_DIR,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), DRIVER_TIMEOUT_S + 60)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"the browser driver did not finish within {DRIVER_TIMEOUT_S + 60} s") from None
+    if process.returncode != 0 or not stdout.strip():
+        raise AssertionError(f"the browser driver failed (exit {process.returncode}): {stderr.decode()[-2000:]}")
+    out = json.loads(stdout.decode().strip().splitlines()[-1])
+    if out.get("error") or out.get("report") is None:
+        raise AssertionError(f"the page did not finish: {out.get('error')}\n{json.dumps(out)[-3000:]}")
+    return BrowserRun(report=out["report"], screenshot=out["screenshot"], responses=out["responses"], failed=out["failed"],
+                      console=out["console"], browser=out["browser"])
+
+
+@asynccontextmanager
+async def browser_stack(tmp_path: Path, content: Path, origin: str) -> AsyncIterator[tuple[RunningStack, str]]:
+    config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=2,
+                         heartbeat_s=0.25, access_log=False, allowed_origins=(origin,))
+    async with start_stack_with_demo_user(config) as (stack, credentials):
+        yield stack, credentials.password
+
+
+async def licenses_granted(stack: RunningStack) -> float:
+    """The license service's own count of granted requests (its /metrics)."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(stack.license_service_url + "/metrics", headers=stack.internal_headers()) as resp:
+        text = await resp.text()
+    found = re.search(r'^abrkit_license_requests_total\{result="granted"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def page_url(origin: str, stack: RunningStack, password: str, *, player: str, title: str) -> str:
+    query = {"gateway": stack.gateway_url, "username": "demo", "password": password, "title": title,
+             "player": player, "target_s": TARGET_S, "timeout_s": DRIVER_TIMEOUT_S - 20}
+    return f"{origin}/player.html?{urlencode(query)}"
+
+
+@pytest.mark.parametrize("title", [CLEAR_TITLE, ENCRYPTED_TITLE])
+@pytest.mark.parametrize("player", PLAYERS)
+async def test_a_browser_player_plays_our_title_with_no_error_and_decodes_the_picture(
+        tmp_path: Path, packaged: PackagedTitles, player: str, title: str) -> None:
+    async with page_server() as origin, browser_stack(tmp_path, packaged.content_root, origin) as (stack, password):
+        granted_before = await licenses_granted(stack)
+        run = await play_in_chromium(page_url(origin, stack, password, player=player, title=title))
+        granted = await licenses_granted(stack) - granted_before
+    report = run.report
+    frames = report["frames"]
+    licenses = [r for r in run.responses if r["method"] == "POST" and r["url"] == stack.license_url]
+    print(f"\n{player} {report['version']} in {run.browser}, {title}: {len(report['errors'])} errors, "
+          f"{frames['totalVideoFrames']} frames decoded ({frames['droppedVideoFrames']} dropped), "
+          f"{report['currentTime']:.2f} s played in {report['wallSeconds']:.2f} s, picture luma std "
+          f"{run.screenshot['std']:.1f}, {len(licenses)} license requests ({granted:g} granted)")
+    assert report["errors"] == [], run.describe()
+    assert run.failed == [], run.describe()
+    assert [r for r in run.responses if r["status"] >= 400] == [], run.describe()
+    assert report["currentTime"] >= TARGET_S, run.describe()
+    assert frames["totalVideoFrames"] >= 3 * packaged.clip.frame_rate, run.describe()  # 3 s of picture at least
+    assert frames["corruptedVideoFrames"] == 0, run.describe()
+    assert report["videoSize"][1] in {r.height for r in packaged.ladder}, run.describe()
+    # The last frame on screen: the demo clip's gradients and detail, not a flat or black field. (A
+    # canvas sees it too for the clear title; Chromium gives a canvas black for EME-decrypted frames.)
+    assert run.screenshot["std"] > 10.0, run.describe()
+    if title == CLEAR_TITLE:
+        assert report["picture"]["std"] > 10.0, run.describe()
+    if title == ENCRYPTED_TITLE:
+        # The license URL came from the MPD (the page gives the players only the token) ...
+        assert licenses and all(r["status"] == 200 for r in licenses), run.describe()
+        assert report["licenseRequests"] and all(r["ok"] for r in report["licenseRequests"]), run.describe()
+        assert granted >= 1  # ... and our license server granted it
+    else:
+        assert licenses == [] and granted == 0
