@@ -19,13 +19,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from netsim import synthetic
+from netsim.shaper import Shaper, ShaperConfig
 from server.config import StackConfig
+from server.packager import PackageConfig, package, parse_ladder
+from server.packaging.demo import DemoClipConfig, write_demo_source
 from server.stack import RunningStack, start_stack_with_demo_user
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
 
@@ -116,8 +120,9 @@ async def play_in_chromium(page_url: str) -> BrowserRun:
 
 
 @asynccontextmanager
-async def browser_stack(tmp_path: Path, content: Path, origin: str) -> AsyncIterator[tuple[RunningStack, str]]:
-    config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=2,
+async def browser_stack(tmp_path: Path, content: Path, origin: str, *,
+                        edges: int = 2) -> AsyncIterator[tuple[RunningStack, str]]:
+    config = StackConfig(config_path=tmp_path / "stack.json", content_root=content, port=0, edges=edges,
                          heartbeat_s=0.25, access_log=False, allowed_origins=(origin,))
     async with start_stack_with_demo_user(config) as (stack, credentials):
         yield stack, credentials.password
@@ -132,9 +137,10 @@ async def licenses_granted(stack: RunningStack) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def page_url(origin: str, stack: RunningStack, password: str, *, player: str, title: str) -> str:
+def page_url(origin: str, stack: RunningStack, password: str, *, player: str, title: str,
+             target_s: float = TARGET_S, via: str | None = None) -> str:
     query = {"gateway": stack.gateway_url, "username": "demo", "password": password, "title": title,
-             "player": player, "target_s": TARGET_S, "timeout_s": DRIVER_TIMEOUT_S - 20}
+             "player": player, "target_s": target_s, "timeout_s": DRIVER_TIMEOUT_S - 20, **({"via": via} if via else {})}
     return f"{origin}/player.html?{urlencode(query)}"
 
 
@@ -172,3 +178,44 @@ async def test_a_browser_player_plays_our_title_with_no_error_and_decodes_the_pi
         assert granted >= 1  # ... and our license server granted it
     else:
         assert licenses == [] and granted == 0
+
+
+# -- quality switching behind the shaper ------------------------------------------------------------
+
+SWITCH_TITLE = "switch"
+
+
+@pytest.fixture(scope="module")
+def switch_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30 s title of 2 s segments and two far-apart rungs (the 10 s clip is over before an ABR
+    rule has seen a change); returns its content root."""
+    base = tmp_path_factory.mktemp("switch")
+    source = write_demo_source(base / "source.mp4", DemoClipConfig(duration_s=30.0, width=640, height=360))
+    config = PackageConfig(ladder=parse_ladder("180p:250k,360p:1500k"), preset="veryfast", segment_s=2.0)
+    package(source, base / "content" / SWITCH_TITLE, config, title=SWITCH_TITLE)
+    return base / "content"
+
+
+async def test_dashjs_switches_quality_up_and_down_behind_the_shaper(tmp_path: Path, switch_title: Path) -> None:
+    # 2.5 Mbit/s for 10 s (the 1.5 Mbit/s rung fits, but dash.js cannot buffer far ahead), then
+    # 0.5 Mbit/s (only the 250 kbit/s one does).
+    trace = synthetic.step([2.5e6, 0.5e6, 0.5e6, 0.5e6, 0.5e6], step_s=10.0)
+    async with page_server() as origin, browser_stack(tmp_path, switch_title, origin, edges=1) as (stack, password):
+        edge = urlsplit(stack.edge_urls[0])
+        assert edge.hostname is not None and edge.port is not None
+        async with Shaper(ShaperConfig(upstream_host=edge.hostname, upstream_port=edge.port, trace=trace,
+                                       rtt_ms=40.0)) as shaper:
+            run = await play_in_chromium(page_url(origin, stack, password, player="dashjs", title=SWITCH_TITLE,
+                                                  target_s=26.0, via=f"http://127.0.0.1:{shaper.port}"))
+    qualities = run.report["qualities"]
+    # dash.js abandons a segment download the link cannot finish in time (AbandonRequestsRule): the
+    # browser reports it as aborted. That is an ABR decision, not a failure.
+    abandoned = [f for f in run.failed if f["error"] == "net::ERR_ABORTED" and f["url"].endswith(".m4s")]
+    print(f"\ndash.js behind the shaper: rendered video bitrates {qualities}, {len(abandoned)} downloads abandoned, "
+          f"{run.report['stalls']} stalls, {run.report['currentTime']:.2f} s played in {run.report['wallSeconds']:.2f} s")
+    assert run.report["errors"] == [], run.describe()
+    assert [f for f in run.failed if f not in abandoned] == [], run.describe()
+    assert run.report["currentTime"] >= 26.0, run.describe()
+    top = max(qualities)
+    assert top > 1_000_000, run.describe()  # up to the high rung while the link was fast
+    assert min(qualities[qualities.index(top):]) < 500_000, run.describe()  # then down to the low one

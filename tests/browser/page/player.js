@@ -2,7 +2,8 @@
 // origin would, and keeps what happened in window.abrkit (the driver reads it once `done` is true).
 //
 // Query: gateway (URL), username, password, title, player ("dashjs" | "shaka"), target_s (stop once
-// the playhead passes it), timeout_s (give up after it).
+// the playhead passes it), timeout_s (give up after it), via (optional: fetch the MPD and segments
+// from this origin, a shaping proxy in front of the edge, instead of the edge itself).
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -167,6 +168,12 @@ async function main() {
     headers: { Authorization: `Bearer ${token}` },
   });
   report.manifestUrl = steering.manifest_urls[0];
+  if (params.get('via')) {
+    // Through a shaping proxy in front of the edge (same path: the signature is in it).
+    const url = new URL(report.manifestUrl);
+    url.host = new URL(params.get('via')).host;
+    report.manifestUrl = url.toString();
+  }
   if (report.player === 'dashjs') {
     await playDashjs(video, report.manifestUrl, token);
   } else if (report.player === 'shaka') {
