@@ -3,7 +3,8 @@
 //
 // Query: gateway (URL), username, password, title, player ("dashjs" | "shaka"), target_s (stop once
 // the playhead passes it), timeout_s (give up after it), via (optional: fetch the MPD and segments
-// from this origin, a shaping proxy in front of the edge, instead of the edge itself).
+// from this origin, a shaping proxy in front of the edge, instead of the edge itself), buffer_s
+// (optional, dash.js: the buffer it keeps ahead, at every quality).
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -58,7 +59,14 @@ async function playDashjs(video, manifestUrl, token) {
   report.version = dashjs.Version || (dashjs.MediaPlayer().create().getVersion());
   const player = dashjs.MediaPlayer().create();
   const events = dashjs.MediaPlayer.events;
-  player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+  const settings = { debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } };
+  if (params.get('buffer_s')) {
+    // A short buffer target, so that a change of the link shows in the rendered quality soon.
+    const seconds = Number(params.get('buffer_s'));
+    settings.streaming = { buffer: { bufferTimeDefault: seconds, bufferTimeAtTopQuality: seconds,
+      bufferTimeAtTopQualityLongForm: seconds } };
+  }
+  player.updateSettings(settings);
   player.on(events.ERROR, (e) => fail('dash.js error', e.error || e));
   player.on(events.PLAYBACK_ERROR, (e) => fail('dash.js playback error', e.error || e));
   // Protection events live on dashjs.Protection (MediaPlayer.events gets them only once DRM starts).
