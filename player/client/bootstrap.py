@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote, urljoin, urlsplit
 
 from player.client.fetch import Fetcher, FetchError
+from player.client.hls import HlsError, load_hls, looks_like_hls
 from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
 from player.errors import CliError
 from player.video import Video, video_from_title
@@ -106,16 +107,19 @@ def _explain(exc: FetchError) -> str:
 
 
 async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str]) -> tuple[Manifest, str]:
-    """The MPD from the first edge that answers; parse errors name the problem. SegmentBase
-    representations get their segment list from their index (sidx) before playback."""
+    """The manifest from the first edge that answers: an MPD, or an HLS playlist (by content type, URL
+    suffix or first line); parse errors name the problem. SegmentBase representations get their
+    segment list from their index (sidx) before playback."""
     try:
         result = await fetcher.fetch(list(manifest_urls), headers={"CMCD-Object": "ot=m"})
     except FetchError as exc:
         raise BootstrapError(f"manifest download failed: {_explain(exc)}") from None
     try:
+        if looks_like_hls(result.url, result.headers.get("Content-Type"), result.body):
+            return await load_hls(fetcher, result.body, result.url), result.url
         manifest = parse_mpd(result.body, result.url)
         return await _read_segment_indexes(fetcher, manifest), result.url
-    except MpdError as exc:
+    except (MpdError, HlsError) as exc:
         raise BootstrapError(f"manifest is not valid: {exc}") from None
 
 
