@@ -77,7 +77,7 @@ class Source:
     def lines(self) -> Iterator[Line]:
         """The non-blank lines, after checking the #EXTM3U header and the size budgets."""
         text = self.text
-        if text.count("\n") + text.count("\r") > 2 * MAX_PLAYLIST_LINES:
+        if max(text.count("\n"), text.count("\r")) > MAX_PLAYLIST_LINES:
             raise self.error(None, f"has more than {MAX_PLAYLIST_LINES} lines")
         first = True
         for number, raw in enumerate(text.splitlines(), 1):

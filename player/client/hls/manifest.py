@@ -143,8 +143,9 @@ def _groups(track: Track) -> list[list[Segment]]:
         inits = {(s.init.uri, s.init.byte_range) if s.init else None for s in group}
         if len(inits) > 1:
             changed = next(s for s in group if s.init is not group[0].init)
-            raise HlsError(f"HLS playlist {_name(track.playlist.url)} line {changed.line}: the #EXT-X-MAP changes "
-                           "without an #EXT-X-DISCONTINUITY before it: not supported")
+            line = changed.init.line if changed.init is not None else changed.line
+            raise HlsError(f"HLS playlist {_name(track.playlist.url)} line {line}: #EXT-X-MAP: the initialization "
+                           "section changes without an #EXT-X-DISCONTINUITY before it: not supported")
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import chain
 from typing import Literal
 
 from player.client.hls.lexer import Line, Source, show
@@ -126,16 +127,20 @@ def parse_playlist(text: str | bytes, url: str, *,
                    max_segments: int = DEFAULT_MAX_SEGMENT_URLS) -> MasterPlaylist | MediaPlaylist:
     """Parses a playlist fetched from `url`; which kind it is follows from its tags (4.3.4 vs 4.3.2)."""
     source = Source(text, url)
-    lines = list(source.lines())
-    master = next((line for line in lines if line.tag in _MASTER_TAGS), None)
-    media = next((line for line in lines if line.tag in _MEDIA_TAGS), None)
-    if master is not None and media is not None:
-        later = max(master, media, key=lambda line: line.number)
-        raise source.error(later, "a playlist holds either variants (a master playlist) or segments "
-                                  f"(a media playlist), not both (see line {min(master.number, media.number)})")
-    if master is not None:
-        return _Master(source).parse(lines)
-    return _Media(source, max_segments).parse(lines)
+    lines = source.lines()
+    head: list[Line] = []  # the lines before the first tag that says which kind of playlist this is
+    for line in lines:
+        head.append(line)
+        if line.tag in _MASTER_TAGS:
+            return _Master(source).parse(chain(head, lines))
+        if line.tag in _MEDIA_TAGS or line.tag is None:
+            break
+    return _Media(source, max_segments).parse(chain(head, lines))
+
+
+def _mixed(source: Source, line: Line) -> HlsError:
+    return source.error(line, "a playlist holds either variants (a master playlist) or segments "
+                              "(a media playlist), not both")
 
 
 # --------------------------------------------------------------------------- keys
@@ -231,6 +236,8 @@ class _Media:
                 raise src.error(line, "an I-frame-only playlist is for trick play, not for playback")
             elif tag == "#EXT-X-GAP":
                 raise src.error(line, "gaps (segments marked missing) are not supported")
+            elif tag in _MASTER_TAGS:
+                raise _mixed(src, line)
         if pending_duration is not None:
             raise src.error(pending_duration[0], "no segment URI follows this #EXTINF")
         if not segments:
@@ -292,6 +299,8 @@ class _Master:
                 key = _key(src, line)
                 if key.method != tags.METHOD_NONE:
                     session_keys.append(key)
+            elif line.tag in _MEDIA_TAGS:
+                raise _mixed(src, line)
         if pending is not None:
             raise src.error(pending[0], "no variant URI follows this tag")
         if not variants:
