@@ -19,7 +19,7 @@ from player.client.fetch import Fetcher, FetchError
 from player.client.hls.aes import DecryptionError as AesError
 from player.client.hls.aes import clear_bytes
 from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
-from player.media.tsdecoder import TsSegmentDecoder
+from player.media.tsdecoder import TsAudioDecoder, TsSegmentDecoder
 
 
 class DecodePipeline:
@@ -78,9 +78,10 @@ class DecodePipeline:
         if decoder is None:
             init = self._inits.get(rep_id)
             rep = self._reps.get(rep_id)
-            if init is None and kind == "video" and rep is not None and rep.init is None:  # MPEG-TS (HLS)
-                decoder = self._decoders[rep_id] = TsSegmentDecoder(name=rep_id)
-                return decoder
+            if init is None and rep is not None and rep.init is None:  # MPEG-TS (HLS): no init segment
+                ts = TsAudioDecoder(name=rep_id) if kind == "audio" else TsSegmentDecoder(name=rep_id)
+                self._decoders[rep_id] = ts
+                return ts
             if init is None:
                 raise DecodeError(f"no init segment for {rep_id}", rendition=rep_id, segment_number=None)
             cls = AudioDecoder if kind == "audio" else SegmentDecoder

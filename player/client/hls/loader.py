@@ -58,10 +58,8 @@ async def _tracks(fetcher: Fetcher, master: MasterPlaylist) -> list[Track]:
         raise HlsError(f"HLS playlist {_name(master.url)}: names {len(uris)} media playlists, more than the "
                        f"{MAX_MEDIA_PLAYLISTS} allowed")
     playlists = await _bounded([lambda u=u: _media_playlist(fetcher, u) for u in uris])
-    video_ids = rendition_ids([v.uri for v in variants], "v")
-    audio_ids = rendition_ids([r.uri for r in audio if r.uri is not None], "a")
-    if set(video_ids) & set(audio_ids):
-        audio_ids = [f"audio-{i}" for i in audio_ids]
+    ids = rendition_ids(uris, "r")  # unique across video and audio
+    video_ids, audio_ids = ids[:len(variants)], ids[len(variants):]
     tracks = [Track(id=rid, kind="video", bandwidth_bps=v.bandwidth_bps, playlist=p, variant=v)
               for rid, v, p in zip(video_ids, variants, playlists)]
     for rid, rendition, playlist in zip(audio_ids, audio, playlists[len(variants):]):
