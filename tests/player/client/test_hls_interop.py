@@ -23,6 +23,7 @@ from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.hls.aes import encrypt_aes128
 from player.events import EventSink
 from player.media.pipeline import DecodePipeline
+from tests.player.conftest import serving_app
 
 pytestmark = pytest.mark.slow
 
@@ -147,15 +148,8 @@ async def serving(root: Path) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/typed/{path:.+}", typed)
     app.router.add_static("/", root)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as base:
+        yield base
 
 
 async def play(corpus: Corpus, path: str, *, keys: dict[str, str] | None = None,
