@@ -81,10 +81,15 @@ def master_playlist(video: Sequence[VideoRenditionInfo], audio: Sequence[AudioRe
         audio_peak = max(audio_peak, peak_bps(rendition.segment_sizes_bytes, rendition.segment_durations_s))
         audio_average = max(audio_average, average_bps(rendition.segment_sizes_bytes, rendition.segment_durations_s))
     audio_codecs = audio[0].codecs if audio else None
+    previous = 0
     for rendition in video:
         codecs = rendition.codecs + (f",{audio_codecs}" if audio_codecs else "")
+        # Players order variants by BANDWIDTH; kept strictly ascending along the ladder (an upper
+        # bound stays an upper bound) so that a quality index names the same rung as segments.json.
+        bandwidth = previous = max(peak_bps(rendition.segment_sizes_bytes, rendition.segment_durations_s) + audio_peak,
+                                   previous + 1)
         attrs = [
-            f"BANDWIDTH={peak_bps(rendition.segment_sizes_bytes, rendition.segment_durations_s) + audio_peak}",
+            f"BANDWIDTH={bandwidth}",
             f"AVERAGE-BANDWIDTH={average_bps(rendition.segment_sizes_bytes, rendition.segment_durations_s) + audio_average}",
             f'CODECS="{codecs}"',
             f"RESOLUTION={rendition.width}x{rendition.height}",

@@ -13,7 +13,7 @@ import pytest
 from server.formats.hls import PLAYLIST_CONTENT_TYPE
 from server.formats.segments import load_segments_json
 from server.origin import OriginConfig, create_app
-from server.packaging.hls import clearkey_key_tag, media_playlist, peak_bps
+from server.packaging.hls import clearkey_key_tag, master_playlist, media_playlist, peak_bps
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
 
 
@@ -27,11 +27,13 @@ def test_playlists_describe_the_packaged_files(packaged: PackagedTitles, title: 
     audio_peak = peak_bps(audio.segment_sizes_bytes, audio.segment_durations_s)
     for variant, rendition in zip(master.playlists, segments.video):
         assert variant.uri == f"video/{rendition.id}/playlist.m3u8"
-        assert variant.stream_info.bandwidth == peak_bps(rendition.segment_sizes_bytes,
+        assert variant.stream_info.bandwidth >= peak_bps(rendition.segment_sizes_bytes,
                                                           rendition.segment_durations_s) + audio_peak
         assert variant.stream_info.resolution == (rendition.width, rendition.height)
         assert variant.stream_info.codecs == f"{rendition.codecs},{audio.codecs}"
         assert variant.stream_info.audio == "audio"
+    bandwidths = [v.stream_info.bandwidth for v in master.playlists]
+    assert bandwidths == sorted(set(bandwidths))  # ascending along the ladder, as segments.json lists it
     assert [m.uri for m in master.media] == [f"audio/{audio.id}/playlist.m3u8"] and master.media[0].default == "YES"
     kids = {}
     if segments.encrypted:
@@ -66,6 +68,18 @@ def test_target_duration_rounds_like_rfc_8216_and_the_key_tag_is_well_formed() -
     with pytest.raises(ValueError):
         clearkey_key_tag(b"short")
     assert math.isclose(peak_bps((1000, 3000), (1.0, 2.0)), 12_000)
+
+
+def test_variant_bandwidths_stay_ascending_along_the_ladder() -> None:
+    from server.formats.segments import VideoRenditionInfo
+
+    def rung(rid: str, size: int) -> VideoRenditionInfo:
+        return VideoRenditionInfo(id=rid, bitrate_bps=1, measured_bitrate_bps=1, width=2, height=2, frame_rate=24.0,
+                                  codecs="avc1", segment_sizes_bytes=(size,), segment_durations_s=(1.0,),
+                                  quality_metric="psnr_db", segment_quality=(40.0,))
+
+    master = m3u8.loads(master_playlist([rung("a", 1000), rung("b", 900), rung("c", 5000)], []))
+    assert [p.stream_info.bandwidth for p in master.playlists] == [8000, 8001, 40000]
 
 
 async def test_the_origin_serves_playlists_as_mpegurl_with_a_short_max_age(packaged: PackagedTitles,
