@@ -86,13 +86,16 @@ def _measured_bps(playlist: MediaPlaylist) -> int | None:
 
 
 async def _probe_bps(fetcher: Fetcher, playlist: MediaPlaylist) -> int:
-    """A lone media playlist names no BANDWIDTH: the first segment's size (HEAD) over its duration."""
+    """A lone media playlist names no BANDWIDTH: the first segment's size over its duration. The size
+    is asked with a one-byte Range (206 with Content-Range); a server that ignores Range sends it all."""
     segment = playlist.segments[0]
+    size = 0
     try:
-        result = await fetcher.fetch([segment.uri], method="HEAD")
-        size = int(result.headers.get("Content-Length", "0"))
-    except (FetchError, ValueError):
-        size = 0
+        result = await fetcher.fetch([segment.uri], headers={"Range": "bytes=0-0", "CMCD-Object": "ot=v"})
+        total = result.headers.get("Content-Range", "").rpartition("/")[2]
+        size = int(total) if result.status == 206 and total.isdigit() else len(result.body)
+    except FetchError:
+        pass
     # Without a size the ladder still needs a positive rate: one rung, so the ABR has no choice to make.
     return max(1, round(size * 8 / segment.duration_s))
 

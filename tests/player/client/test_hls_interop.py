@@ -185,6 +185,8 @@ async def test_world_made_hls_plays_every_frame(corpus: Corpus, path: str) -> No
     assert report.error is None, report.error
     assert report.frames_failed == 0 and report.frames_decoded == frames, (report.frames_decoded, frames)
     assert log.of_type("decode_error") == []  # audio renditions (TS and fMP4) decode too
+    # A lone media playlist's rate is measured (its first segment's size), a master's is its BANDWIDTH.
+    assert 100_000 < report.metrics.avg_bitrate_bps < 1_000_000, report.metrics.avg_bitrate_bps
     assert report.metrics.segments == 3 + (2 if path.startswith("disc") else 0)
 
 
