@@ -10,14 +10,19 @@ import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from player.client.bootstrap import BootstrapError
-from player.client.fetch import FetchConfig
+from player.client.bootstrap import BootstrapError, bootstrap_url
+from player.client.fetch import FetchConfig, Fetcher
 from player.client.harness import UrlTarget, play_headless
 from player.client.headless import PlayerConfig
+from tests.conftest import CLEAR_TITLE, PackagedTitles
 from tests.player.conftest import serving_app
 
 QUICK = FetchConfig(connect_timeout_s=1.0, first_byte_timeout_s=1.5, read_timeout_s=1.5, attempts=2,
@@ -113,3 +118,54 @@ async def test_hostile_hls_is_one_clear_bootstrap_error(name: str) -> None:
     assert len(server.requests) <= case.max_requests * QUICK.attempts, server.requests
     assert not any(r.endswith((".m4s", ".ts", ".mp4")) for r in server.requests), server.requests
     assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB"
+
+
+class MutatedTitle:
+    """Our packaged clip over HTTP, with its master and one media playlist replaced."""
+
+    def __init__(self, root: Path, master: bytes, media: bytes) -> None:
+        self.root, self.master, self.media = root, master, media
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        if path == "master.m3u8":
+            return web.Response(body=self.master)
+        if path == "video/v216p/playlist.m3u8":
+            return web.Response(body=self.media)
+        file = self.root / path
+        return web.FileResponse(file) if file.is_file() else web.Response(status=404)
+
+
+JUNK = st.binary(max_size=30) | st.sampled_from([
+    b"#EXT-X-STREAM-INF:BANDWIDTH=1\n", b"#EXTINF:-1,\n", b"#EXT-X-BYTERANGE:99999999999@0\n",
+    b'#EXT-X-KEY:METHOD=AES-128,URI="http://127.0.0.1:9/k"\n', b'#EXT-X-MAP:URI="file:///etc/passwd"\n',
+    b"#EXT-X-DISCONTINUITY\n", b"#EXT-X-ENDLIST\n", b"\x00", b'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="data:,x"\n'])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_playlists_of_our_title_bootstrap_or_fail_clearly(packaged: PackagedTitles,
+                                                                  data: st.DataObject) -> None:
+    title = packaged.content_root / CLEAR_TITLE
+    files = {"master": (title / "master.m3u8").read_bytes(),
+             "media": (title / "video" / "v216p" / "playlist.m3u8").read_bytes()}
+    which = data.draw(st.sampled_from(sorted(files)))
+    seed = files[which]
+    at = data.draw(st.integers(0, len(seed)))
+    files[which] = seed[:at] + data.draw(JUNK) + seed[at + data.draw(st.integers(0, 60)):]
+    server = MutatedTitle(title, files["master"], files["media"])
+
+    async def attempt() -> None:
+        app = web.Application()
+        app.router.add_get("/t/{path:.+}", server.handle)
+        async with serving_app(app) as base, aiohttp.ClientSession() as http:
+            try:
+                source = await bootstrap_url(Fetcher(http, QUICK), f"{base}/t/master.m3u8")
+            except BootstrapError as exc:
+                message = str(exc)
+                assert message and "\n" not in message and len(message) < 1000, message
+            else:
+                assert source.manifest.video is not None and source.manifest.video.representations
+
+    asyncio.run(asyncio.wait_for(attempt(), HANG_GUARD_S))
