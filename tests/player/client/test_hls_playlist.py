@@ -101,14 +101,14 @@ def test_our_master_maps_to_a_ladder_with_one_audio_set() -> None:
     video = [VideoRenditionInfo(id=f"v{h}p", bitrate_bps=b, measured_bitrate_bps=b, width=h * 16 // 9, height=h,
                                 frame_rate=24.0, codecs="avc1.64001f", segment_sizes_bytes=(b // 2, b // 2),
                                 segment_durations_s=(4.0, 4.0), quality_metric="psnr_db", segment_quality=(40, 40))
-             for h, b in ((360, 800_000), (216, 300_000))]
+             for h, b in ((216, 300_000), (360, 800_000))]
     audio = [AudioRenditionInfo(id="a128k", bitrate_bps=128_000, codecs="mp4a.40.2", sample_rate_hz=48_000,
                                 channels=2, segment_sizes_bytes=(64_000, 64_000), segment_durations_s=(4.0, 4.0))]
     master = parse_playlist(master_playlist(video, audio), BASE + "master.m3u8")
     assert isinstance(master, MasterPlaylist)
     variants = video_variants(master)
     assert [v.uri for v in variants] == [BASE + "video/v216p/playlist.m3u8", BASE + "video/v360p/playlist.m3u8"]
-    assert variants[0].bandwidth_bps == 300_000 * 8 // 2 // 4 * 1 + 128_000  # peak video + peak audio
+    assert [v.bandwidth_bps for v in variants] == [300_000 + 128_000, 800_000 + 128_000]  # peak video + audio
     assert variants[0].resolution == (384, 216) and variants[0].codecs == "avc1.64001f,mp4a.40.2"
     renditions = audio_renditions(master, variants)
     assert [r.uri for r in renditions] == [BASE + "audio/a128k/playlist.m3u8"] and renditions[0].default
