@@ -1,7 +1,8 @@
 """The on-disk layout of packaged titles and safe resolution of request paths to their files.
 
-A content root holds one directory per title (`ROOT/<title>/manifest.mpd`, `segments.json`,
-`video|audio/<rep_id>/init.mp4|<n>.m4s`; the names are in `server.formats.names`). Only those
+A content root holds one directory per title (`ROOT/<title>/manifest.mpd`, `master.m3u8`,
+`segments.json`, `video|audio/<rep_id>/init.mp4|<n>.m4s|playlist.m3u8`; the names are in
+`server.formats.names` and `server.formats.hls`). Only those
 names resolve: keys, dotfiles, other files, traversal and symlinks leading out of the root do not.
 Shared by the origin and the edge caches.
 """
@@ -13,16 +14,19 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from server.formats.hls import MASTER_PLAYLIST_NAME, MEDIA_PLAYLIST_NAME, PLAYLIST_CONTENT_TYPE
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
 
 REPRESENTATION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _MEDIA_PATH = re.compile(
-    r"(?P<media>video|audio)/(?P<rep>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/(?:(?P<init>init\.mp4)|[1-9][0-9]{0,8}\.m4s)"
+    r"(?P<media>video|audio)/(?P<rep>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/"
+    rf"(?:(?P<init>init\.mp4)|(?P<playlist>{re.escape(MEDIA_PLAYLIST_NAME)})|[1-9][0-9]{{0,8}}\.m4s)"
 )
 
 
 class ContentKind(Enum):
     MANIFEST = "manifest"
+    PLAYLIST = "playlist"  # HLS: the master playlist, or a rendition's media playlist
     SIDECAR = "sidecar"
     INIT = "init"
     SEGMENT = "segment"
@@ -30,6 +34,9 @@ class ContentKind(Enum):
 
 _CONTENT_TYPES = {
     (ContentKind.MANIFEST, None): "application/dash+xml",
+    (ContentKind.PLAYLIST, None): PLAYLIST_CONTENT_TYPE,
+    (ContentKind.PLAYLIST, "video"): PLAYLIST_CONTENT_TYPE,
+    (ContentKind.PLAYLIST, "audio"): PLAYLIST_CONTENT_TYPE,
     (ContentKind.SIDECAR, None): "application/json",
     (ContentKind.INIT, "video"): "video/mp4",
     (ContentKind.INIT, "audio"): "audio/mp4",
@@ -64,9 +71,13 @@ def classify(relative: str) -> tuple[ContentKind, str | None] | None:
         return ContentKind.MANIFEST, None
     if relative == SEGMENTS_NAME:
         return ContentKind.SIDECAR, None
+    if relative == MASTER_PLAYLIST_NAME:
+        return ContentKind.PLAYLIST, None
     match = _MEDIA_PATH.fullmatch(relative)
     if match is None:
         return None
+    if match["playlist"]:
+        return ContentKind.PLAYLIST, match["media"]
     return (ContentKind.INIT if match["init"] else ContentKind.SEGMENT), match["media"]
 
 

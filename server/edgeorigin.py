@@ -14,6 +14,7 @@ from yarl import URL
 
 from server.config import EdgeConfig
 from server.edgemetrics import EdgeStats
+from server.formats.hls import is_playlist_path
 from server.formats.names import MANIFEST_NAME
 from server.httpcache import ttl_s
 
@@ -116,7 +117,8 @@ class Origin:
 
     def _build_object(self, content_path: str, body: bytes, origin_headers: Mapping[str, str],
                       now_s: float) -> tuple[CachedObject, float | None]:
-        is_manifest = content_path.endswith("/" + MANIFEST_NAME)
+        # MPD and HLS playlists alike: short-lived in every cache (a re-packaged title changes them).
+        is_manifest = content_path.endswith("/" + MANIFEST_NAME) or is_playlist_path(content_path)
         cache_control = origin_headers.get("Cache-Control")
         lifetime_s = ttl_s(cache_control, self._default_ttl(is_manifest))
         origin_etag = origin_headers.get("ETag")

@@ -1,4 +1,4 @@
-"""Packaging: a video file (or the demo clip) to multi-bitrate DASH, optionally CENC-encrypted.
+"""Packaging: a video file (or the demo clip) to multi-bitrate DASH and HLS, optionally CENC-encrypted.
 
 One decode of the source feeds one x264 encoder per ladder rung (each on its own thread); the
 fragmented MP4 of each rendition is split into init + numbered segments, described by a static
@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from server.formats.hls import MASTER_PLAYLIST_NAME
 from server.formats.names import KEYS_NAME, MANIFEST_NAME, SEGMENTS_NAME, check_title
 from server.formats.segments import TitleSegments, load_segments_json
 from server.packaging.build import build_title, even_size
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 DEMO_TITLE = "demo"
-_BUILD_FORMAT = 2  # bump when packaging output changes, so cached demo titles are rebuilt (2: browser-ready MPD)
+_BUILD_FORMAT = 3  # bump when packaging output changes, so cached demo titles are rebuilt (2: browser-ready MPD, 3: HLS playlists)
 _DEMO_STAMP = ".abrkit-demo.json"
 
 
@@ -128,7 +129,9 @@ def _title_complete(title_dir: Path, stamp: dict[str, Any]) -> bool:
         segments = load_segments_json(title_dir / SEGMENTS_NAME)
     except (OSError, ValueError):
         return False
-    if not (title_dir / MANIFEST_NAME).is_file() or segments.encrypted != (title_dir / KEYS_NAME).is_file():
+    if not (title_dir / MANIFEST_NAME).is_file() or not (title_dir / MASTER_PLAYLIST_NAME).is_file():
+        return False
+    if segments.encrypted != (title_dir / KEYS_NAME).is_file():
         return False
     for media, renditions in (("video", segments.video), ("audio", segments.audio)):
         for rendition in renditions:

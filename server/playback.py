@@ -23,7 +23,8 @@ from aiohttp import web
 from server import urlsign
 from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
 from server.config import PlaybackConfig, SteeringWeights
-from server.formats.names import is_valid_title
+from server.formats.hls import MASTER_PLAYLIST_NAME
+from server.formats.names import MANIFEST_NAME, is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler
 
@@ -124,6 +125,12 @@ def manifest_urls(title: str, edges: Sequence[EdgeStatus], *, key: bytes, sessio
     return [edge.url + path for edge in edges]
 
 
+def hls_urls(manifest_urls: Sequence[str]) -> list[str]:
+    """The HLS master playlist beside each signed MPD URL: the token covers the whole title, so only
+    the file name changes (and the playlists' relative URIs keep the signed prefix)."""
+    return [url.removesuffix(MANIFEST_NAME) + MASTER_PLAYLIST_NAME for url in manifest_urls]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Runtime:
     config: PlaybackConfig
@@ -164,8 +171,11 @@ async def _start_playback(request: web.Request) -> web.Response:
                          expires_at=int(rt.wall()) + ttl_s)
     metrics.inc("playback_sessions_total", help="Sessions started")
     add_log_fields(request, session_id=session_id, edges=[e.edge_id for e in edges])
-    return web.json_response({"session_id": session_id, "manifest_urls": urls, "license_url": rt.config.license_url,
-                              "expires_in": ttl_s}, headers={"Cache-Control": "no-store"})
+    body = {"session_id": session_id, "manifest_urls": urls, "license_url": rt.config.license_url,
+            "expires_in": ttl_s}
+    if (rt.config.content_root / title / MASTER_PLAYLIST_NAME).is_file():
+        body["hls_urls"] = hls_urls(urls)
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _heartbeat(request: web.Request) -> web.Response:

@@ -19,9 +19,11 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 from player.client.fetch import Fetcher, FetchError
+from player.client.hls import HlsError, load_hls, looks_like_hls
 from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
 from player.errors import CliError
 from player.video import Video, video_from_title
@@ -105,17 +107,26 @@ def _explain(exc: FetchError) -> str:
     return str(exc)
 
 
-async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str]) -> tuple[Manifest, str]:
-    """The MPD from the first edge that answers; parse errors name the problem. SegmentBase
-    representations get their segment list from their index (sidx) before playback."""
+StreamProtocol = Literal["auto", "dash", "hls"]
+PROTOCOLS: tuple[StreamProtocol, ...] = ("auto", "dash", "hls")
+
+
+async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str],
+                         protocol: StreamProtocol = "auto") -> tuple[Manifest, str]:
+    """The manifest from the first edge that answers: an MPD, or an HLS playlist (by content type, URL
+    suffix or first line); parse errors name the problem. SegmentBase representations get their
+    segment list from their index (sidx) before playback."""
     try:
         result = await fetcher.fetch(list(manifest_urls), headers={"CMCD-Object": "ot=m"})
     except FetchError as exc:
         raise BootstrapError(f"manifest download failed: {_explain(exc)}") from None
     try:
+        hls = looks_like_hls(result.url, result.headers.get("Content-Type"), result.body)
+        if protocol == "hls" or (protocol == "auto" and hls):
+            return await load_hls(fetcher, result.body, result.url), result.url
         manifest = parse_mpd(result.body, result.url)
         return await _read_segment_indexes(fetcher, manifest), result.url
-    except MpdError as exc:
+    except (MpdError, HlsError) as exc:
         raise BootstrapError(f"manifest is not valid: {exc}") from None
 
 
@@ -179,8 +190,9 @@ async def request_license(fetcher: Fetcher, license_url: str, kids_hex: Sequence
 
 
 async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, username: str,
-                          password: str) -> PlaybackSource:
-    """Token, steering, manifest and license through our gateway."""
+                          password: str, protocol: StreamProtocol = "auto") -> PlaybackSource:
+    """Token, steering, manifest and license through our gateway (`protocol` "hls": the title's HLS
+    master playlists, which the playback API lists as `hls_urls`; else its MPDs)."""
     timings: dict[str, float] = {}
     gateway = gateway_url.rstrip("/")
     start = time.monotonic()
@@ -194,12 +206,14 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     auth = {"Authorization": f"Bearer {token}"}
     steering = await _json(fetcher, f"playback request for {title!r}", [f"{gateway}/playback/{quote(title, safe='')}"],
                            headers=auth)
-    manifest_urls = steering.get("manifest_urls")
+    manifest_urls = steering.get("hls_urls" if protocol == "hls" else "manifest_urls")
+    if protocol == "hls" and manifest_urls is None:
+        raise BootstrapError(f"playback request failed: the service offers no HLS playlists for {title!r}")
     if not isinstance(manifest_urls, list) or not manifest_urls or not all(isinstance(u, str) for u in manifest_urls):
         raise BootstrapError("playback request failed: no edge to play from")
     timings["playback_s"] = time.monotonic() - start
     start = time.monotonic()
-    manifest, manifest_url = await fetch_manifest(fetcher, manifest_urls)
+    manifest, manifest_url = await fetch_manifest(fetcher, manifest_urls, protocol)
     ordered = [manifest_url] + [u for u in manifest_urls if u != manifest_url]
     timings["manifest_s"] = time.monotonic() - start
     keys: dict[str, str] = {}
@@ -222,10 +236,11 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
 
 
 async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, str] | None = None,
-                        license_token: str | None = None) -> PlaybackSource:
-    """A plain MPD URL: keys from the user, or from the MPD's ClearKey Laurl when it has one."""
+                        license_token: str | None = None, protocol: StreamProtocol = "auto") -> PlaybackSource:
+    """A plain MPD (or HLS playlist) URL: keys from the user, or from the MPD's ClearKey Laurl when
+    it has one. `protocol` "auto" tells HLS from DASH by content type, URL suffix or first line."""
     start = time.monotonic()
-    manifest, url = await fetch_manifest(fetcher, [mpd_url])
+    manifest, url = await fetch_manifest(fetcher, [mpd_url], protocol)
     timings = {"manifest_s": time.monotonic() - start}
     key_map = dict(keys or {})
     kids = [k for k in manifest.default_kids() if k not in key_map]

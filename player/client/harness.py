@@ -23,7 +23,7 @@ import aiohttp
 from netsim.faults import FaultWindow
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
-from player.client.bootstrap import PlaybackSource, bootstrap_stack, bootstrap_url
+from player.client.bootstrap import PlaybackSource, StreamProtocol, bootstrap_stack, bootstrap_url
 from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
@@ -35,6 +35,8 @@ from player.events import EventSink, emit_event
 class DemoTarget:
     """The demo title, on an embedded stack started for this session (packaged on first use)."""
 
+    protocol: StreamProtocol = "auto"  # "hls": its HLS playlists; else its MPD
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TitleTarget:
@@ -44,6 +46,7 @@ class TitleTarget:
     gateway_url: str
     username: str
     password: str = field(repr=False)
+    protocol: StreamProtocol = "auto"  # "hls": the title's HLS playlists; else its MPD
 
     def __post_init__(self) -> None:
         if not (self.title and self.gateway_url and self.username):
@@ -57,6 +60,7 @@ class UrlTarget:
 
     url: str
     keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    protocol: StreamProtocol = "auto"  # "auto": HLS or DASH by content type, URL suffix or first line
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -123,7 +127,7 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
 
 
 @contextlib.asynccontextmanager
-async def _demo_stack() -> AsyncIterator[TitleTarget]:
+async def _demo_stack(protocol: StreamProtocol = "auto") -> AsyncIterator[TitleTarget]:
     """An embedded stack with the demo title on free ports, as a title to play through its gateway."""
     from server.config import StackConfig, default_cache_dir
     from server.stack import ensure_demo_title, start_stack_with_demo_user
@@ -135,14 +139,14 @@ async def _demo_stack() -> AsyncIterator[TitleTarget]:
                          access_log=False)
     async with start_stack_with_demo_user(config) as (stack, credentials):
         yield TitleTarget(title="demo", gateway_url=stack.gateway_url, username=credentials.username,
-                          password=credentials.password)
+                          password=credentials.password, protocol=protocol)
 
 
 async def _bootstrap(fetcher: Fetcher, target: TitleTarget | UrlTarget) -> PlaybackSource:
     if isinstance(target, UrlTarget):
-        return await bootstrap_url(fetcher, target.url, keys=target.keys)
+        return await bootstrap_url(fetcher, target.url, keys=target.keys, protocol=target.protocol)
     return await bootstrap_stack(fetcher, target.gateway_url, target.title, username=target.username,
-                                 password=target.password)
+                                 password=target.password, protocol=target.protocol)
 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),
@@ -164,7 +168,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         routes.active = shaper is not None and link.shape_bootstrap
         fetcher = Fetcher(http, fetch, route=routes.route)
         if isinstance(target, DemoTarget):
-            target = await stack.enter_async_context(_demo_stack())
+            target = await stack.enter_async_context(_demo_stack(target.protocol))
         source = await _bootstrap(fetcher, target)
         if events is None:
             events = stack.enter_context(EventLog(log_path))

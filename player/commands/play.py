@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from abr.registry import make, names
-from player.client.bootstrap import parse_key_args
+from player.client.bootstrap import PROTOCOLS, parse_key_args
 from player.client.headless import PlayerConfig
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
@@ -24,10 +24,10 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "play", help="play a stream (window, or --headless with a QoE report)",
-        description="Play a DASH stream with an ABR algorithm. With no argument: start a local stack with the demo "
-                    "title and play it. A title name plays through a running stack's gateway; an http(s) MPD URL "
-                    "plays directly.")
-    parser.add_argument("target", nargs="?", metavar="URL_OR_TITLE", help="MPD URL or title name (default: demo)")
+        description="Play a DASH or HLS stream with an ABR algorithm. With no argument: start a local stack with "
+                    "the demo title and play it. A title name plays through a running stack's gateway; an http(s) "
+                    "MPD or HLS playlist URL plays directly.")
+    parser.add_argument("target", nargs="?", metavar="URL_OR_TITLE", help="MPD or HLS playlist URL, or title name (default: demo)")
     parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
     parser.add_argument("--abr", default="dynamic",
                         help=f"ABR algorithm ({', '.join(names())}; default dynamic, dash.js's default)")
@@ -42,8 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
     parser.add_argument("--user", default=None, help="username for the gateway (default: demo)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="auto",
+                        help="dash or hls; auto (default): a title plays its MPD, a URL is HLS when its content "
+                             "type, .m3u8 suffix or first line says so")
     parser.add_argument("--key", action="append", default=[], metavar="KID:KEY",
-                        help="content key for a plain MPD URL (hex; repeatable)")
+                        help="content key for a plain MPD or HLS URL (hex; repeatable)")
     parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
     parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")
     parser.set_defaults(func=run)
@@ -70,18 +73,18 @@ def build_player_config(args: argparse.Namespace) -> PlayerConfig:
 
 
 def play_target(args: argparse.Namespace) -> PlayTarget:
-    """What the command line asks to play: an http(s) MPD URL, a title name, or (nothing) the demo."""
+    """What the command line asks to play: an http(s) MPD or playlist URL, a title name, or (nothing) the demo."""
     from player.client.harness import DemoTarget, TitleTarget, UrlTarget
 
     if not args.target:
-        return DemoTarget()
+        return DemoTarget(protocol=args.protocol)
     if args.target.startswith(("http://", "https://")):
-        return UrlTarget(url=args.target, keys=parse_key_args(args.key))
+        return UrlTarget(url=args.target, keys=parse_key_args(args.key), protocol=args.protocol)
     password = _password(args)
     if password is None:
         raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
     return TitleTarget(title=args.target, gateway_url=args.gateway or DEFAULT_GATEWAY, username=args.user or "demo",
-                       password=password)
+                       password=password, protocol=args.protocol)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from player.client.bootstrap import PlaybackSource
 from player.client.decoding import DecodeSummary, InitUrls
 from player.client.fetch import Fetcher, FetchError
+from player.client.hls.aes import DecryptionError as AesError
+from player.client.hls.aes import clear_bytes
 from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
+from player.media.tsdecoder import TsAudioDecoder, TsSegmentDecoder
 
 
 class DecodePipeline:
@@ -32,6 +35,8 @@ class DecodePipeline:
         # video tracks usually have different ones: the A/V alignment depends on it)
         self._offsets_s = {rep.id: rep.presentation_time_offset_s
                            for adaptation in source.manifest.adaptation_sets() for rep in adaptation.representations}
+        self._reps = {rep.id: rep for adaptation in source.manifest.adaptation_sets()
+                      for rep in adaptation.representations}
         self._decoders: dict[str, SegmentDecoder | AudioDecoder] = {}
         self._futures: list[Future[None]] = []
         self._frames_decoded = 0
@@ -58,8 +63,9 @@ class DecodePipeline:
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:
                 result = await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
-                self._inits[rep_id] = result.body
-            except FetchError as exc:
+                rep = self._reps.get(rep_id)
+                self._inits[rep_id] = clear_bytes(rep.init.cipher if rep and rep.init else None, result.body)
+            except (FetchError, AesError) as exc:
                 self._errors.append(f"init segment of {rep_id}: {exc}")
 
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
@@ -71,6 +77,11 @@ class DecodePipeline:
         decoder = self._decoders.get(rep_id)
         if decoder is None:
             init = self._inits.get(rep_id)
+            rep = self._reps.get(rep_id)
+            if init is None and rep is not None and rep.init is None:  # MPEG-TS (HLS): no init segment
+                ts = TsAudioDecoder(name=rep_id) if kind == "audio" else TsSegmentDecoder(name=rep_id)
+                self._decoders[rep_id] = ts
+                return ts
             if init is None:
                 raise DecodeError(f"no init segment for {rep_id}", rendition=rep_id, segment_number=None)
             cls = AudioDecoder if kind == "audio" else SegmentDecoder
@@ -83,14 +94,17 @@ class DecodePipeline:
         mode = "all" if kind == "audio" else self.mode
         result: DecodeResult | None
         try:
+            rep = self._reps.get(rep_id)
+            if rep is not None and index < rep.segment_count:
+                data = clear_bytes(rep.segments[index].cipher, data)  # HLS AES-128: whole-segment encryption
             result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
-        except DecodeError as exc:
+        except (DecodeError, AesError) as exc:
             # The decoder judged the whole segment unusable (e.g. a wrong key): the odd frame that
             # came out of garbage is not a decoded frame, so every expected frame counts as failed.
             self._failed_segments += 1
             self._errors.append(f"{kind} segment {index} of {rep_id}: {exc}")
             if kind == "video":
-                expected = exc.result.frames_expected if exc.result is not None else 0
+                expected = exc.result.frames_expected if isinstance(exc, DecodeError) and exc.result is not None else 0
                 self._frames_failed += expected or self._expected_per_segment.get(rep_id, 1)
             return
         if kind != "video":

@@ -1,5 +1,6 @@
 """One packaging run in a fresh build directory: encode every rung, split the fragments, measure
-PSNR from the packaged segments, write the MPD, `segments.json` and (encrypted) `keys.json`.
+PSNR from the packaged segments, write the MPD, the HLS playlists, `segments.json` and (encrypted)
+`keys.json`.
 
 `server.packager` publishes the finished directory; this module only fills it.
 """
@@ -27,6 +28,7 @@ from server.formats.dash import LAURL_PLACEHOLDER, W3C_COMMON_SYSTEM_ID
 from server.formats.names import KEYS_NAME, MANIFEST_NAME, SEGMENTS_NAME
 from server.formats.segments import AudioRenditionInfo, TitleSegments, VideoRenditionInfo
 from server.packaging import quality
+from server.packaging.hls import write_hls
 from server.packaging.mp4split import build_pssh
 from server.packaging.mpd import MpdAdaptationSet, MpdProtection, MpdRepresentation, build_mpd
 from server.packaging.planes import luma
@@ -186,6 +188,8 @@ class _Build:
         segments = self._describe(video_tracks, audio_track, scores, segment_count)
         self._write_manifest(segments, video_tracks, audio_track, audio)
         (self.build / SEGMENTS_NAME).write_text(segments.to_json(), encoding="utf-8")
+        write_hls(self.build, segments, video_kid=self.keys.video.kid if self.keys else None,
+                  audio_kid=self.keys.audio.kid if self.keys and self.keys.audio else None)
         if self.keys is not None:
             self.keys.write(
                 self.build / KEYS_NAME, self.title, [r.id for r in self.ladder], [a.id for a in segments.audio]

@@ -218,10 +218,10 @@ def test_title_layout_matches_the_contract(packaged: PackagedTitles) -> None:
         root = result.title_dir
         names = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
         count = result.segments.segment_count
-        expected = {"manifest.mpd", "segments.json"} | ({"keys.json"} if encrypted else set())
+        expected = {"manifest.mpd", "master.m3u8", "segments.json"} | ({"keys.json"} if encrypted else set())
         for media, ids in (("video", ["v216p", "v360p", "v540p"]), ("audio", ["a128k"])):
             for rep in ids:
-                expected.add(f"{media}/{rep}/init.mp4")
+                expected |= {f"{media}/{rep}/init.mp4", f"{media}/{rep}/playlist.m3u8"}
                 expected |= {f"{media}/{rep}/{n}.m4s" for n in range(1, count + 1)}
         assert names == expected
 

@@ -173,3 +173,15 @@ def test_heavy_load_outweighs_affinity_and_a_cached_title_attracts() -> None:
     assert rank_edges("demo", loaded, weights)[0].edge_id == other
     tied = [_edge(home, load=10.0), _edge(other, cached=("demo",))]
     assert rank_edges("demo", tied, weights)[0].edge_id == other
+
+
+async def test_hls_urls_come_beside_the_mpd_urls_when_the_title_has_a_master_playlist(
+        client: TestClient, policy: TokenPolicy, tmp_path: Path) -> None:
+    await beat(client, "edge-0", 9000)
+    assert "hls_urls" not in await start(client, policy)
+    (tmp_path / "content" / "demo" / "master.m3u8").write_text("#EXTM3U\n")
+    body = await start(client, policy)
+    assert [u.removesuffix("master.m3u8") for u in body["hls_urls"]] == \
+        [u.removesuffix("manifest.mpd") for u in body["manifest_urls"]]
+    grant, path = urlsign.check_path(URL_KEY, URL(body["hls_urls"][0]).path, now=time.time())
+    assert path == "/demo/master.m3u8" and grant.session_id == body["session_id"]

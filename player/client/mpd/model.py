@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fractions import Fraction
 from typing import Literal
@@ -19,13 +19,24 @@ ContentType = Literal["video", "audio", "text", "image", "other"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SegmentCipher:
+    """Whole-resource encryption of a segment: HLS METHOD=AES-128 (AES-128-CBC with PKCS#7 padding,
+    RFC 8216 5.2). `key` is filled in once fetched from `key_uri`; never logged."""
+
+    key_uri: str
+    iv: bytes
+    key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SegmentRef:
     """One media (or initialization) segment.
 
     `start_s` is on the presentation timeline (seconds from the start of the first Period);
     `urls` holds one absolute URL per BaseURL failover choice, primary first; `byte_range` is
     `(first_byte, last_byte)`, both inclusive as in an HTTP `Range: bytes=first-last` header, or
-    None for the whole resource. An initialization segment has number 0 and duration 0.
+    None for the whole resource. An initialization segment has number 0 and duration 0. `cipher`
+    says how the fetched bytes are encrypted as a whole (HLS AES-128), None when they are not.
     """
 
     number: int
@@ -33,6 +44,7 @@ class SegmentRef:
     duration_s: float
     urls: tuple[str, ...]
     byte_range: tuple[int, int] | None = None
+    cipher: SegmentCipher | None = None
 
     @property
     def url(self) -> str:

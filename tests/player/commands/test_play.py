@@ -37,3 +37,16 @@ def test_a_title_without_a_password_is_a_clear_error(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("ABRKIT_PASSWORD", raising=False)
     with pytest.raises(CliError, match="no password"):
         play.play_target(_args("bbb", "--user", "alice"))
+
+
+@pytest.mark.parametrize("argv", [("https://cdn.example/t/master.m3u8",), ("--protocol", "hls", "bbb"), ("--protocol", "hls",)])
+def test_protocol_hls_reaches_every_kind_of_target(monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]) -> None:
+    monkeypatch.setenv("ABRKIT_PASSWORD", "s3cret")
+    args = _args(*argv) if argv[0] == "--protocol" else _args("--protocol", "hls", *argv)
+    assert play.play_target(args).protocol == "hls"
+
+
+def test_protocol_defaults_to_auto_and_refuses_others() -> None:
+    assert play.play_target(_args("https://cdn.example/t/master.m3u8")).protocol == "auto"
+    with pytest.raises(SystemExit):
+        _args("--protocol", "rtmp", "https://cdn.example/t/x")
