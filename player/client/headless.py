@@ -108,6 +108,8 @@ class PlaybackReport:
     first_frame_s: float | None  # session time of the first decoded video frame (None: not decoded)
     bootstrap_s: Mapping[str, float]
     error: str | None = None
+    http_counts: Mapping[str, int] = field(default_factory=dict)  # `Fetcher.counts`: redirects, ranges cut...
+    periods: int = 1  # DASH Periods played (records and frames cover them all)
 
     @property
     def qualities(self) -> list[int]:
@@ -120,6 +122,7 @@ class PlaybackReport:
             "requests": self.requests, "failed_requests": self.failed_requests, "abandoned": self.abandoned,
             "duration_s": round(self.duration_s, 4), "first_frame_s": self.first_frame_s,
             "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
+            "http_counts": dict(self.http_counts), "periods": self.periods,
         })
         return out
 
@@ -162,6 +165,9 @@ class HeadlessPlayer:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self.fetcher.observer = self._on_attempt
+        # loop.time() of session time 0 (None: when run() starts); `player.client.periods` sets it so
+        # that the pre-roll steps and every Period share one clock.
+        self.clock_origin: float | None = None
 
     # -- clock ------------------------------------------------------------------------------------
 
@@ -204,7 +210,7 @@ class HeadlessPlayer:
 
     async def run(self) -> PlaybackReport:
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
+        self._t0 = self._loop.time() if self.clock_origin is None else self.clock_origin
         self._wake = asyncio.Event()
         emit_event(self.events, 0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
                    segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
@@ -361,7 +367,8 @@ class HeadlessPlayer:
         emit_event(self.events, self.now() if self._loop else 0.0, "request", url=attempt.url,
                    status=attempt.status, error=attempt.error, bytes=attempt.size_bytes, request_id=attempt.request_id,
                    ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
-                   duration_s=round(attempt.duration_s * wall_to_session, 4))
+                   duration_s=round(attempt.duration_s * wall_to_session, 4),
+                   **({"note": attempt.note} if attempt.note else {}))
 
     async def _sample_buffer(self) -> None:
         while True:
@@ -405,5 +412,10 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
           f"{m.switches} switches")
     print(f"  frames decoded {report.frames_decoded}, failed {report.frames_failed}; requests {report.requests} "
           f"({report.failed_requests} failed), abandoned downloads {report.abandoned}")
+    if report.periods > 1:
+        print(f"  {report.periods} periods played")
+    if report.http_counts.get("range_ignored"):
+        print(f"  the server ignored Range on {report.http_counts['range_ignored']} requests "
+              "(the ranges were cut out of whole-object answers)")
     if report.error:
         print(f"  playback stopped: {report.error}")
