@@ -53,6 +53,10 @@ class DecodeError(Exception):
         self.result = result
 
 
+class FrameRejected(Exception):
+    """A decoded frame that cannot be used (an `on_frame` callback refuses it): counted as failed."""
+
+
 class DemuxError(DecodeError):
     """The container could not be opened or held no samples of the track."""
 
@@ -310,12 +314,17 @@ class _TrackDecoder:
             if frame.time_base is None:  # frames drained with a null packet carry none
                 frame.time_base = self._time_base
             pts_s = self._seconds(frame.pts)
+            try:
+                on_frame(frame, pts_s)
+            except FrameRejected as rejected:  # e.g. audio the resampler cannot take: a failed frame
+                tally.frames_rejected += 1
+                tally.note(str(rejected))
+                continue
             tally.frames_decoded += 1
             if tally.pts_first is None or pts_s < tally.pts_first:
                 tally.pts_first = pts_s
             if tally.pts_last is None or pts_s > tally.pts_last:
                 tally.pts_last = pts_s
-            on_frame(frame, pts_s)
 
     def _seconds(self, ticks: int) -> float:
         """Presentation time of a timestamp, to the microsecond (hides float noise like 3.9999999)."""
@@ -436,6 +445,23 @@ class AudioDecoder(_TrackDecoder):
         super().reset()
         self._resampler = self._new_resampler()
 
+    def _resample(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        """The frame in the output format. A frame whose sample format, layout or rate differs from
+        the ones before it (a stream that changes format mid-way, or garbage from a wrong key) gets
+        a new resampler; one that no resampler takes raises `FrameRejected`."""
+        try:
+            return self._resampler.resample(frame)
+        except (ValueError, av.FFmpegError):
+            pass  # "Frame does not match AudioResampler setup": the input format changed
+        self._resampler = self._new_resampler()
+        try:
+            return self._resampler.resample(frame)
+        except (ValueError, av.FFmpegError) as error:
+            self._resampler = self._new_resampler()
+            raise FrameRejected(f"audio frame ({frame.format.name}, {frame.layout.name}, {frame.sample_rate} Hz) "
+                                f"cannot be resampled: {_describe(error) if isinstance(error, av.FFmpegError) else error}"
+                                ) from None
+
     def decode(self, segment: bytes, *, mode: DecodeMode = "all", keep_pcm: bool = False,
                segment_number: int | None = None) -> AudioDecodeResult:
         """Decodes and resamples one media segment; `keep_pcm` returns the interleaved PCM bytes."""
@@ -444,11 +470,11 @@ class AudioDecoder(_TrackDecoder):
         frame_bytes = self.output.channels * self.output.bytes_per_sample
 
         def take(frame: av.AudioFrame | av.VideoFrame, pts_s: float) -> None:
-            counts["in"] += frame.samples  # type: ignore[union-attr]
-            for out in self._resampler.resample(frame):  # type: ignore[arg-type]
+            for out in self._resample(frame):  # type: ignore[arg-type]
                 counts["out"] += out.samples
                 if keep_pcm:
                     chunks.append(memoryview(out.planes[0])[: out.samples * frame_bytes])
+            counts["in"] += frame.samples  # type: ignore[union-attr]
 
         tally = self._run(segment, mode, segment_number, take)
         return AudioDecodeResult(
@@ -506,6 +532,11 @@ class FrameConverter:
         return self.to_ndarray(frame).tobytes()
 
 
+def declared_frames(segment: bytes) -> int:
+    """Samples the fragments of a media segment declare (its trun boxes; 0 if they do not parse)."""
+    return _InitLayout.trun_samples(segment, None)
+
+
 # --------------------------------------------------------------------------- helpers
 @dataclass(slots=True)
 class _Tally:
@@ -515,6 +546,7 @@ class _Tally:
     frames_expected: int = 0
     frames_decoded: int = 0
     frames_corrupt: int = 0
+    frames_rejected: int = 0  # decoded, but refused by the frame callback (counted in frames_failed)
     decode_errors: int = 0
     first_error: str = ""
     first_is_key: bool = False
@@ -524,8 +556,11 @@ class _Tally:
 
     def error(self, error: av.FFmpegError) -> None:
         self.decode_errors += 1
+        self.note(_describe(error))
+
+    def note(self, message: str) -> None:
         if not self.first_error:
-            self.first_error = _describe(error)
+            self.first_error = message
 
 
 def _describe(error: av.FFmpegError) -> str:
