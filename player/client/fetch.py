@@ -18,6 +18,7 @@ redirect too) is measured (time to first byte, download time, bytes) and handed 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
@@ -127,6 +128,18 @@ def host_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def alternative_bases(urls: Sequence[str]) -> dict[str, str]:
+    """What tells alternatives apart: each URL without the path they share at the end, up to a "/"
+    (the BaseURL it was built from: `http://a/cdn1/` and `http://a/cdn2/` for `.../v/1.m4s`), so
+    that a failing BaseURL is skipped by later requests even when all share one host."""
+    if len(urls) < 2:
+        return {u: host_of(u) for u in urls}
+    reversed_common = os.path.commonprefix([u[::-1] for u in urls])
+    shared = reversed_common[::-1]
+    shared = shared[shared.find("/") + 1:] if "/" in shared else ""
+    return {u: u[: len(u) - len(shared)] for u in urls}
+
+
 def requested_range(headers: Mapping[str, str] | None) -> tuple[int, int] | None:
     """The inclusive (first, last) of a single-range `Range: bytes=first-last` header, else None."""
     for name, value in (headers or {}).items():
@@ -161,15 +174,27 @@ class Fetcher:
         self._excluded_until: dict[str, float] = {}
 
     def excluded(self, url: str) -> bool:
+        """Whether the host of `url` failed recently."""
         return self._excluded_until.get(host_of(url), 0.0) > self.clock()
 
-    def exclude(self, url: str) -> None:
-        self._excluded_until[host_of(url)] = self.clock() + self.config.exclusion_s
+    def exclude(self, url: str, base: str | None = None) -> None:
+        """Skip the host of `url` (and the BaseURL `base` it was built from) for `exclusion_s`."""
+        until = self.clock() + self.config.exclusion_s
+        self._excluded_until[host_of(url)] = until
+        if base is not None:
+            self._excluded_until[base] = until
 
     def order(self, urls: Sequence[str]) -> list[str]:
-        """Alternatives with excluded hosts moved to the back (kept as a last resort)."""
+        """Alternatives with excluded hosts moved to the back (kept as a last resort), and behind
+        them those whose own BaseURL failed (alternatives on one host are told apart by it)."""
         unique = list(dict.fromkeys(urls))
-        return [u for u in unique if not self.excluded(u)] + [u for u in unique if self.excluded(u)]
+        bases = alternative_bases(unique)
+        now = self.clock()
+
+        def rank(url: str) -> int:
+            return (self._excluded_until.get(bases[url], 0.0) > now) + self.excluded(url)
+
+        return sorted(unique, key=rank)
 
     async def fetch(self, urls: Sequence[str], *, method: str = "GET", headers: Mapping[str, str] | None = None,
                     json_body: object = None, expected_bytes: int = 0,
@@ -181,6 +206,7 @@ class Fetcher:
         byte_range = requested_range(headers)
         attempts: list[Attempt] = []
         refused: dict[str, _Refused] = {}  # alternatives that cannot serve this object
+        failures: Counter[str] = Counter()  # transient failures of each alternative in this request
         last_status: int | None = None
         backoff_step = 0
         for _ in range(max(self.config.attempts, len(alternatives))):
@@ -189,7 +215,10 @@ class Fetcher:
                 break
             if backoff_step:
                 await asyncio.sleep(self._backoff_s(backoff_step))
-            url = self.order(candidates)[0]  # a failed host was just excluded: the next alternative comes first
+            # A failed host was just excluded, and alternatives on one host (two BaseURL paths)
+            # take turns: the one that failed least in this request comes first.
+            ranked = self.order(candidates)
+            url = min(ranked, key=lambda u: (failures[u], ranked.index(u)))
             try:
                 return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts,
                                            byte_range)
@@ -203,7 +232,8 @@ class Fetcher:
             except _Transient as exc:
                 last_status = exc.status
                 backoff_step += 1
-                self.exclude(url)
+                failures[url] += 1
+                self.exclude(url, alternative_bases(alternatives)[url])
         if refused and len(refused) == len(alternatives):
             first = next(iter(refused.values()))
             where = f" (on all {len(alternatives)} alternatives)" if len(alternatives) > 1 else ""
@@ -349,6 +379,10 @@ class _Exchange:
                     break  # the rest of the whole object is not wanted: the connection is dropped
         except TimeoutError:
             self.record("timeout")
+            raise _Transient(self.status) from None
+        except aiohttp.ClientPayloadError:
+            self.record(f"short body: {self.received} of {response.content_length or '?'} bytes (the connection "
+                        "closed early)")
             raise _Transient(self.status) from None
         except (aiohttp.ClientError, OSError) as exc:
             self.record(_describe(exc))
