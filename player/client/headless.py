@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ from player.events import EventSink, emit_event
 from player.media.modes import DECODE_MODES
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 from server.formats.cmcd import cmcd_headers
+
+MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to the event log)
 
 
 class PlaybackError(CliError):
@@ -109,6 +111,7 @@ class PlaybackReport:
     bootstrap_s: Mapping[str, float]
     error: str | None = None
     http_counts: Mapping[str, int] = field(default_factory=dict)  # `Fetcher.counts`: redirects, ranges cut...
+    decode_errors: tuple[str, ...] = ()  # why segments failed to decode, one line each
     periods: int = 1  # DASH Periods played (records and frames cover them all)
 
     @property
@@ -123,6 +126,7 @@ class PlaybackReport:
             "duration_s": round(self.duration_s, 4), "first_frame_s": self.first_frame_s,
             "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
             "http_counts": dict(self.http_counts), "periods": self.periods,
+            "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
         })
         return out
 
@@ -246,14 +250,17 @@ class HeadlessPlayer:
             sampler.cancel()
         frames_decoded = frames_failed = 0
         first_frame_s = None
+        decode_errors: tuple[str, ...] = ()
         if self.decoder is not None:
             summary = await self.decoder.finish()
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
+            decode_errors = summary.errors
             for message in summary.errors:
                 emit_event(self.events, self.now(), "decode_error", message=message)
             if summary.first_frame_wall is not None:
                 first_frame_s = (summary.first_frame_wall - self._t0) * self.config.speed
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)
+        report = replace(report, decode_errors=decode_errors)
         emit_event(self.events, self.now(), "end",
                    **{k: v for k, v in report.as_dict().items() if k != "qualities"})
         return report
@@ -417,5 +424,8 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
     if report.http_counts.get("range_ignored"):
         print(f"  the server ignored Range on {report.http_counts['range_ignored']} requests "
               "(the ranges were cut out of whole-object answers)")
+    if report.decode_errors:
+        more = f" (and {len(report.decode_errors) - 1} more)" if len(report.decode_errors) > 1 else ""
+        print(f"  decoding failed: {report.decode_errors[0]}{more}")
     if report.error:
         print(f"  playback stopped: {report.error}")
