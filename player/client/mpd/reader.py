@@ -67,6 +67,7 @@ class _Reader(_SegmentReader):
                 start_time = datetime.fromisoformat(raw_time.strip())
             except ValueError:
                 raise MpdError(f"MPD@availabilityStartTime={_show(raw_time)} is not an xs:dateTime") from None
+        fetched_from = self.url
         location = self.location(root)
         if location is not None:
             self.url = location  # dash.js does the same: relative references resolve against the Location
@@ -81,7 +82,7 @@ class _Reader(_SegmentReader):
         if duration_s is None and kind == "static" and timings[-1].period_duration_s is not None:
             duration_s = timings[-1].period_start_s + timings[-1].period_duration_s
         return Manifest(
-            url=self.url,
+            url=fetched_from,
             type=kind,  # type: ignore[arg-type]  # checked above
             duration_s=duration_s,
             min_buffer_s=min_buffer_s,
