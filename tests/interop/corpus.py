@@ -247,6 +247,8 @@ def build_corpus(tools: Tools, root: Path) -> Path:
                    "/plain/ffmpeg-time/")
     with_base_urls(root / "shaka-timeline" / "manifest.mpd", "failover-stall.mpd", "/stall/shaka-timeline/",
                    "/plain/shaka-timeline/")
+    with_base_urls(root / "shaka-timeline" / "manifest.mpd", "failover-stall-cdn.mpd",
+                   "http://@OTHER_ORIGIN@/stall/shaka-timeline/", "/plain/shaka-timeline/")
     with_base_urls(root / "shaka-segmentbase" / "manifest.mpd", "failover-truncate.mpd",
                    "/truncate/shaka-segmentbase/", "/plain/shaka-segmentbase/")
     with_base_urls(root / "ffmpeg-single-file" / "manifest.mpd", "failover-badrange.mpd",
@@ -299,6 +301,8 @@ CASES: tuple[Case, ...] = (
          "first BaseURL answers 503, second has the media"),
     Case("failover-stall", "shaka-timeline", "plain/shaka-timeline/failover-stall.mpd",
          "first BaseURL never answers, second has the media"),
+    Case("failover-stall-cdn", "shaka-timeline", "plain/shaka-timeline/failover-stall-cdn.mpd",
+         "first BaseURL (another host) never answers, second has the media"),
     Case("failover-truncate", "shaka-segmentbase", "plain/shaka-segmentbase/failover-truncate.mpd",
          "first BaseURL cuts every body in half, second has the media"),
     Case("failover-badrange", "ffmpeg-single-file", "plain/ffmpeg-single-file/failover-badrange.mpd",

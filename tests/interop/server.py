@@ -13,7 +13,7 @@ in a manifest keep the prefix, so one manifest URL sets the behaviour of every r
 | `norange` | ignores `Range`: 200 with the whole file |
 | `badrange` | answers `Range` with a 206 whose `Content-Range` names other bytes |
 | `stall` | never answers (but manifests) |
-| `truncate` | announces the whole length, sends half of it, then closes the connection (but manifests) |
+| `truncate` | announces the whole length (of the range), sends half of it, then closes the connection (but manifests) |
 
 Manifests (`.mpd`, `.m3u8`) have `@OTHER_ORIGIN@` replaced by the other server's `host:port`, so
 the corpus can name absolute URLs on another host. Every request is recorded in `requests`.
@@ -92,9 +92,9 @@ class MisbehavingServer:
             raise web.HTTPServiceUnavailable()
         if behaviour == "stall":
             await asyncio.sleep(self.stall_s)
-        if behaviour == "truncate":
-            return await _truncated(request, data, content_type)
         span = _range(wanted, len(data)) if behaviour != "norange" else None
+        if behaviour == "truncate":
+            return await _truncated(request, data, span, content_type)
         if span is None:
             return web.Response(body=data, content_type=content_type, headers={"Accept-Ranges": "none"}
                                 if behaviour == "norange" else {"Accept-Ranges": "bytes"})
@@ -116,10 +116,17 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-async def _truncated(request: web.Request, data: bytes, content_type: str) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": content_type, "Content-Length": str(len(data))})
+async def _truncated(request: web.Request, data: bytes, span: tuple[int, int] | None,
+                     content_type: str) -> web.StreamResponse:
+    headers = {"Content-Type": content_type}
+    body = data
+    if span is not None:
+        body = data[span[0]:span[1] + 1]
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{len(data)}"
+    headers["Content-Length"] = str(len(body))
+    response = web.StreamResponse(status=206 if span is not None else 200, headers=headers)
     await response.prepare(request)
-    await response.write(data[: len(data) // 2])
+    await response.write(body[: len(body) // 2])
     assert request.transport is not None
     request.transport.close()  # the peer sees the connection end before Content-Length bytes
     return response

@@ -61,3 +61,26 @@ async def test_a_wrong_key_on_foreign_content_is_failed_frames_not_a_crash(corpu
     # Garbage from a wrong key now and then decodes into a frame FFmpeg does not flag.
     assert report.frames_failed >= 0.9 * case.frames and report.frames_decoded + report.frames_failed >= case.frames
     assert report.decode_errors and all("key" in e or "decrypt" in e for e in report.decode_errors)
+
+
+async def test_an_init_segment_hanging_before_failover_counts_in_the_startup(corpus: Path) -> None:
+    # Issue 15: an init fetch hanging 8 s before failover used to report startup 0.002 s. Here the
+    # first CDN never answers and the fetcher gives up after FETCH's 1 s.
+    case = next(c for c in CASES if c.name == "failover-stall-cdn")
+    async with misbehaving_servers(corpus) as (server, _):
+        outcome = await play_case(case, server)
+    report = outcome.report
+    assert report is not None and report.error is None and report.frames_failed == 0
+    init_s = report.bootstrap_s["init_s"]
+    assert init_s >= 0.9
+    assert report.metrics.startup_s >= init_s and report.first_frame_s is not None and report.first_frame_s >= init_s
+
+
+async def test_segment_index_time_is_a_bootstrap_step_of_its_own(corpus: Path) -> None:
+    case = next(c for c in CASES if c.name == "shaka-segmentbase")
+    async with misbehaving_servers(corpus) as (server, _):
+        outcome = await play_case(case, server)
+    report = outcome.report
+    assert report is not None and report.error is None
+    assert {"manifest_s", "sidx_s", "init_s"} <= set(report.bootstrap_s)
+    assert report.metrics.startup_s >= report.bootstrap_s["sidx_s"] + report.bootstrap_s["init_s"]
