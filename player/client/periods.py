@@ -88,7 +88,9 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
     remaining = config.max_segments
     for index, period_source in enumerate(sources):
         period_config = config if remaining is None else replace(config, max_segments=remaining)
-        shared = _PeriodDecoder(decoder, index) if decoder is not None else None
+        # One Period: the decoder itself (the desktop player's seeks reach it); several: a view per Period.
+        view = _PeriodDecoder(decoder, index) if decoder is not None and multi else None
+        shared = view if view is not None else decoder
         player = player_factory(period_source, period_config, fetcher, events=sink, decoder=shared)
         if players:
             previous = players[-1]
@@ -100,13 +102,13 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
         last = index == len(sources) - 1 or (remaining is not None and player.content.segment_count >= remaining)
         player.interactive = player.interactive and last
         player.clock_origin = origin
-        if shared is not None:
-            shared.player, shared.last = player, last
+        if view is not None:
+            view.player, view.last = player, last
         if multi:
             period = period_source.manifest.periods[0]
-            sink.emit(SessionEvent(time_s=(loop.time() - origin) * config.speed, kind="period", data={
-                "index": index, "id": period.id, "start_s": period.start_s, "segments": player.content.segment_count,
-                "codecs": sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations})}))
+            emit_event(sink, (loop.time() - origin) * config.speed, "period", index=index, id=period.id,
+                       start_s=period.start_s, segments=player.content.segment_count,
+                       codecs=sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations}))
         if shared is not None:
             started = loop.time()
             await shared.start(player.init_urls(), fetcher)
