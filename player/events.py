@@ -15,7 +15,8 @@ from typing import Literal, Protocol, get_args
 SessionEventKind = Literal["decision", "wait", "download", "play", "stall", "resume", "abandon", "failure", "seek"]
 # What the headless driver and its harness emit. "abandon" is both: the driver reports the ABR's
 # decision to give a download up (to_quality, reason), the session that the download was dropped.
-DriverEventKind = Literal["bootstrap", "start", "request", "buffer", "abandon", "decode_error", "error", "end"]
+DriverEventKind = Literal["bootstrap", "start", "period", "request", "buffer", "abandon", "decode_error", "error",
+                          "end"]
 EventKind = SessionEventKind | DriverEventKind
 
 SESSION_EVENT_KINDS: frozenset[str] = frozenset(get_args(SessionEventKind))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
@@ -327,6 +327,30 @@ class PlaybackSession:
             self.stalled = True
             self._resume_threshold_s = max(self.config.startup_threshold_s, self.config.rebuffer_resume_s)
         self._event("seek", position_s=position_s, segment=segment)
+
+    def continue_from(self, previous: PlaybackSession) -> None:
+        """Go on where `previous` (the session of the preceding DASH Period) ended: its clock, buffer,
+        playhead, startup and stall state and download history carry over, so the ABR and the QoE
+        accounting see one presentation. Call before this session's first action. Qualities in the
+        history become the rungs of this ladder nearest in bitrate; segment indices and records are
+        this session's own."""
+        if self.records or self._in_flight is not None or self.time_s:
+            raise RuntimeError("continue_from() must come before the session's first action")
+        if not previous.finished:
+            raise RuntimeError("the previous session still has segments to fetch")
+        rates = self.ladder.bitrates_bps
+
+        def nearest(quality: int) -> int:
+            bitrate = previous.ladder.bitrates_bps[quality]
+            return min(range(len(rates)), key=lambda q: abs(rates[q] - bitrate))
+
+        self.time_s = previous.time_s
+        self.buffer_s, self.playhead_s = previous.buffer_s, previous.playhead_s
+        self.started, self.stalled, self.paused = previous.started, previous.stalled, previous.paused
+        self.startup_s, self.total_rebuffer_s = previous.startup_s, previous.total_rebuffer_s
+        self.stall_count, self._resume_threshold_s = previous.stall_count, previous._resume_threshold_s
+        self._downloads.extend(replace(d, quality=nearest(d.quality)) for d in previous._downloads)
+        self.last_quality = None if previous.last_quality is None else nearest(previous.last_quality)
 
     def set_paused(self, now_s: float, paused: bool) -> None:
         self.advance(now_s)

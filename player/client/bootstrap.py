@@ -8,6 +8,12 @@ Through the stack (the path a streaming service's client takes):
 
 A plain MPD URL needs no stack: no DRM, or keys given by the user (`--key KID:KEY`).
 Keys never appear in logs, reprs or error messages.
+
+`load_manifest` is the one place where the manifest format is recognised (DASH MPD today; an HLS
+playlist is refused clearly until the HLS reader plugs in there). Timings: `PlaybackSource.timings_s`
+holds the wall seconds of each step; the steps in `PREROLL_STEPS` (segment index, keys and license,
+init segments) stand between having a manifest and the first media request, so they count in the
+session's startup as well.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ from server.formats.b64 import b64url_decode, b64url_encode
 from server.formats.segments import parse_segments_json
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+# Bootstrap steps between the manifest and the first media request: they count in `startup_s`.
+# sidx_s: SegmentBase indexes; license_s: the ClearKey license; key_s: content keys fetched by URI
+# (HLS); init_s: init segments (timed by the player, which fetches them).
+PREROLL_STEPS: tuple[str, ...] = ("sidx_s", "license_s", "key_s", "init_s")
 
 
 class BootstrapError(CliError):
@@ -111,23 +121,57 @@ StreamProtocol = Literal["auto", "dash", "hls"]
 PROTOCOLS: tuple[StreamProtocol, ...] = ("auto", "dash", "hls")
 
 
-async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str],
+async def fetch_manifest(fetcher: Fetcher, manifest_urls: Sequence[str], timings: dict[str, float] | None = None,
                          protocol: StreamProtocol = "auto") -> tuple[Manifest, str]:
-    """The manifest from the first edge that answers: an MPD, or an HLS playlist (by content type, URL
-    suffix or first line); parse errors name the problem. SegmentBase representations get their
-    segment list from their index (sidx) before playback."""
+    """The manifest from the first edge that answers (redirects followed: relative references
+    resolve against the URL that answered) and the URL it came from: an MPD or an HLS playlist (see
+    `manifest_format`); errors name the problem. `timings` gets `manifest_s` and, when segment
+    indexes were read, `sidx_s`."""
+    timings = {} if timings is None else timings
+    start = time.monotonic()
     try:
         result = await fetcher.fetch(list(manifest_urls), headers={"CMCD-Object": "ot=m"})
     except FetchError as exc:
         raise BootstrapError(f"manifest download failed: {_explain(exc)}") from None
+    timings["manifest_s"] = time.monotonic() - start
+    manifest = await load_manifest(fetcher, result.url, result.body, result.headers.get("Content-Type"), timings,
+                                   protocol)
+    return manifest, result.url
+
+
+def manifest_format(url: str, body: bytes, content_type: str | None) -> StreamProtocol:
+    """"hls" or "dash": what the body is, from its first bytes, else its Content-Type or its URL."""
+    head = body[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<"):
+        return "dash"
+    return "hls" if looks_like_hls(url, content_type, body) else "dash"
+
+
+async def load_manifest(fetcher: Fetcher, url: str, body: bytes, content_type: str | None,
+                        timings: dict[str, float] | None = None, protocol: StreamProtocol = "auto") -> Manifest:
+    """The manifest model from a downloaded manifest, whatever its format: the one place where the
+    format is recognised (`protocol` "auto", else forced). An HLS playlist is read with its media
+    playlists and keys; a DASH MPD is parsed and its SegmentBase indexes are read (`sidx_s`)."""
+    if protocol == "hls" or (protocol == "auto" and manifest_format(url, body, content_type) == "hls"):
+        try:
+            return await load_hls(fetcher, body, url)
+        except HlsError as exc:
+            raise BootstrapError(f"manifest is not valid: {exc}") from None
     try:
-        hls = looks_like_hls(result.url, result.headers.get("Content-Type"), result.body)
-        if protocol == "hls" or (protocol == "auto" and hls):
-            return await load_hls(fetcher, result.body, result.url), result.url
-        manifest = parse_mpd(result.body, result.url)
-        return await _read_segment_indexes(fetcher, manifest), result.url
-    except (MpdError, HlsError) as exc:
+        manifest = parse_mpd(body, url)
+    except MpdError as exc:
         raise BootstrapError(f"manifest is not valid: {exc}") from None
+    if not any(rep.index_range is not None and not rep.segments
+               for aset in manifest.adaptation_sets() for rep in aset.representations):
+        return manifest
+    start = time.monotonic()
+    try:
+        manifest = await _read_segment_indexes(fetcher, manifest)
+    except MpdError as exc:
+        raise BootstrapError(f"manifest is not valid: {exc}") from None
+    if timings is not None:
+        timings["sidx_s"] = time.monotonic() - start
+    return manifest
 
 
 def range_header(byte_range: tuple[int, int] | None) -> dict[str, str]:
@@ -212,10 +256,8 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     if not isinstance(manifest_urls, list) or not manifest_urls or not all(isinstance(u, str) for u in manifest_urls):
         raise BootstrapError("playback request failed: no edge to play from")
     timings["playback_s"] = time.monotonic() - start
-    start = time.monotonic()
-    manifest, manifest_url = await fetch_manifest(fetcher, manifest_urls, protocol)
+    manifest, manifest_url = await fetch_manifest(fetcher, manifest_urls, timings, protocol)
     ordered = [manifest_url] + [u for u in manifest_urls if u != manifest_url]
-    timings["manifest_s"] = time.monotonic() - start
     keys: dict[str, str] = {}
     license_url = steering.get("license_url") if isinstance(steering.get("license_url"), str) else None
     kids = manifest.default_kids()
@@ -223,10 +265,16 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
         license_url = manifest.clearkey_laurl() or license_url
         if not license_url:
             raise BootstrapError("the title is encrypted but neither the MPD nor the playback API gives a license URL")
-        start = time.monotonic()
-        keys = await request_license(fetcher, license_url, kids, token)
-        timings["license_s"] = time.monotonic() - start
-    sizes = await fetch_sizes(fetcher, manifest_url, ordered)
+    # segments.json is ours alone (a research aid): fetched alongside the license, off the startup path.
+    sizes_task = asyncio.create_task(fetch_sizes(fetcher, manifest_url, ordered))
+    try:
+        if kids:
+            assert license_url is not None
+            start = time.monotonic()
+            keys = await request_license(fetcher, license_url, kids, token)
+            timings["license_s"] = time.monotonic() - start
+    finally:
+        sizes = await sizes_task
     session_id = steering.get("session_id")
     return PlaybackSource(
         title=title, manifest=manifest, manifest_urls=tuple(ordered),
@@ -238,10 +286,9 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
 async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, str] | None = None,
                         license_token: str | None = None, protocol: StreamProtocol = "auto") -> PlaybackSource:
     """A plain MPD (or HLS playlist) URL: keys from the user, or from the MPD's ClearKey Laurl when
-    it has one. `protocol` "auto" tells HLS from DASH by content type, URL suffix or first line."""
-    start = time.monotonic()
-    manifest, url = await fetch_manifest(fetcher, [mpd_url], protocol)
-    timings = {"manifest_s": time.monotonic() - start}
+    it has one. `protocol` "auto" tells HLS from DASH by `manifest_format`."""
+    timings: dict[str, float] = {}
+    manifest, url = await fetch_manifest(fetcher, [mpd_url], timings, protocol)
     key_map = dict(keys or {})
     kids = [k for k in manifest.default_kids() if k not in key_map]
     laurl = manifest.clearkey_laurl()
@@ -256,5 +303,6 @@ async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, st
                           keys=key_map, sizes=await fetch_sizes(fetcher, url, [url]), timings_s=timings)
 
 
-__all__ = ["BootstrapError", "PlaybackSource", "bootstrap_stack", "bootstrap_url", "edge_alternatives",
-           "parse_key_args", "request_license", "MpdError"]
+__all__ = ["PREROLL_STEPS", "BootstrapError", "PlaybackSource", "bootstrap_stack", "bootstrap_url",
+           "edge_alternatives", "fetch_manifest", "load_manifest", "manifest_format", "parse_key_args",
+           "request_license", "MpdError"]

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from player.client.fetch import Fetcher
 
 TrackKind = Literal["video", "audio"]
+
+
+def rendition_key(period_index: int, rep_id: str) -> str:
+    """The name a decoder knows a rendition by: its id, with the Period after the first (ids are
+    unique per Period only; a Representation@id has no whitespace, so the suffix cannot clash)."""
+    return rep_id if period_index == 0 else f"{rep_id} (period {period_index + 1})"
+
 # Rendition id -> (failover URLs of its init segment, the Range header to send with them).
 InitUrls = Mapping[str, tuple[Sequence[str], Mapping[str, str]]]
 

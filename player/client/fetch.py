@@ -1,41 +1,57 @@
-"""HTTP fetching for the player: timeouts, retries with backoff and jitter, failover, measurements.
+"""HTTP fetching for the player, the way a CDN client does it: timeouts, retries with backoff and
+jitter, failover, redirects, byte ranges checked, every attempt measured.
 
 A request names its alternatives (the same object on several edges or BaseURLs, best first). A
 host that fails is excluded for `exclusion_s`; a transient failure (connection error, timeout,
-5xx, 429) is retried after an exponential backoff with full jitter, moving on to the next
-alternative; a definitive answer (404, 403, 410, 400) ends the request at once. Every attempt is
-measured (time to first byte, download time, bytes) and handed to an observer for the event log.
+5xx, 429, short body) is retried after an exponential backoff with full jitter, moving on to the
+next alternative, and every alternative gets at least one try. An alternative that says the object
+is not there (404, 410) or cannot be followed (a bad redirect, a wrong `Content-Range`) is dropped
+for this request and the next one is tried at once; the request fails when none is left. 400, 401
+and 403 end it at once (retrying elsewhere cannot help). Redirects (301, 302, 303, 307, 308) are
+followed up to `max_redirects` hops, http and https only, relative `Location`s resolved against the
+URL that answered; the result names the final URL. A `Range` request accepts a 206 only with the
+matching `Content-Range`; a server that ignores `Range` and answers 200 has the range cut out of
+its body, counted in `Fetcher.counts` and noted on the attempt. Every attempt (each hop of a
+redirect too) is measured (time to first byte, download time, bytes) and handed to an observer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from server.formats.urls import redact_url
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+NOT_HERE_STATUS = frozenset({404, 410})  # this alternative lacks the object: try the next one
+_RANGE_HEADER = re.compile(r"^\s*bytes\s*=\s*(\d+)\s*-\s*(\d+)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FetchConfig:
-    """Wall-clock limits of one request and the retry policy."""
+    """Wall-clock limits of one request, the retry policy and the redirect limit."""
 
     connect_timeout_s: float = 3.0
     first_byte_timeout_s: float = 8.0  # request sent -> response headers
     read_timeout_s: float = 8.0  # longest gap between body chunks
-    attempts: int = 4  # tries per request, across alternatives
+    attempts: int = 4  # tries per request, across alternatives (at least one per alternative)
     backoff_base_s: float = 0.1
     backoff_max_s: float = 2.0
     exclusion_s: float = 10.0  # a failed host is skipped this long (unless nothing else is left)
     chunk_bytes: int = 64 * 1024
     progress_interval_s: float = 0.1  # how often an in-flight download is offered for abandonment
+    max_redirects: int = 5  # hops followed per attempt (browsers allow 20; CDNs use one or two)
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout_s", "first_byte_timeout_s", "read_timeout_s", "progress_interval_s"):
@@ -45,11 +61,14 @@ class FetchConfig:
             raise ValueError("attempts must be >= 1")
         if self.backoff_base_s < 0 or self.backoff_max_s < self.backoff_base_s or self.exclusion_s < 0:
             raise ValueError("need 0 <= backoff_base_s <= backoff_max_s and exclusion_s >= 0")
+        if not 0 <= self.max_redirects <= 20:
+            raise ValueError(f"max_redirects must be 0..20, got {self.max_redirects}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Attempt:
-    """One HTTP attempt, successful or not (wall-clock seconds)."""
+    """One HTTP exchange, successful or not (wall-clock seconds); a redirect hop is one too.
+    `note` says what the client did about a server's oddity (a redirect followed, a range cut)."""
 
     url: str
     status: int | None
@@ -58,17 +77,19 @@ class Attempt:
     duration_s: float
     size_bytes: int
     request_id: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FetchResult:
-    url: str
+    url: str  # the URL that answered (after redirects): relative references resolve against it
     body: bytes
     status: int
-    ttfb_s: float
+    ttfb_s: float  # request sent -> first byte of the final answer (redirect hops included)
     duration_s: float  # request sent -> last byte, of the successful attempt
     attempts: tuple[Attempt, ...]
     headers: Mapping[str, str] = field(default_factory=dict)
+    range_ignored: bool = False  # the server answered a Range request with the whole object
 
     @property
     def size_bytes(self) -> int:
@@ -107,8 +128,38 @@ def host_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def alternative_bases(urls: Sequence[str]) -> dict[str, str]:
+    """What tells alternatives apart: each URL without the path they share at the end, up to a "/"
+    (the BaseURL it was built from: `http://a/cdn1/` and `http://a/cdn2/` for `.../v/1.m4s`), so
+    that a failing BaseURL is skipped by later requests even when all share one host."""
+    if len(urls) < 2:
+        return {u: host_of(u) for u in urls}
+    reversed_common = os.path.commonprefix([u[::-1] for u in urls])
+    shared = reversed_common[::-1]
+    shared = shared[shared.find("/") + 1:] if "/" in shared else ""
+    return {u: u[: len(u) - len(shared)] for u in urls}
+
+
+def requested_range(headers: Mapping[str, str] | None) -> tuple[int, int] | None:
+    """The inclusive (first, last) of a single-range `Range: bytes=first-last` header, else None."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "range":
+            match = _RANGE_HEADER.match(value)
+            if match is None:
+                raise ValueError(f"only Range: bytes=first-last is supported, got {value!r}")
+            first, last = int(match.group(1)), int(match.group(2))
+            if last < first:
+                raise ValueError(f"Range {value!r} ends before it starts")
+            return first, last
+    return None
+
+
 class Fetcher:
-    """Fetches objects over one aiohttp session with the failover and retry policy above."""
+    """Fetches objects over one aiohttp session with the failover and retry policy above.
+
+    `counts` tallies what a report should show about the servers: `redirects` followed,
+    `range_ignored` (200 answers to Range requests, cut to the range), `not_here` (404/410 answers
+    that sent a request on to another alternative), `bad_content_range` (206 answers refused)."""
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig | None = None, *,
                  rng: random.Random | None = None, observer: Observer | None = None,
@@ -119,18 +170,31 @@ class Fetcher:
         self.observer = observer
         self.clock = clock
         self.route = route
+        self.counts: Counter[str] = Counter()
         self._excluded_until: dict[str, float] = {}
 
     def excluded(self, url: str) -> bool:
+        """Whether the host of `url` failed recently."""
         return self._excluded_until.get(host_of(url), 0.0) > self.clock()
 
-    def exclude(self, url: str) -> None:
-        self._excluded_until[host_of(url)] = self.clock() + self.config.exclusion_s
+    def exclude(self, url: str, base: str | None = None) -> None:
+        """Skip the host of `url` (and the BaseURL `base` it was built from) for `exclusion_s`."""
+        until = self.clock() + self.config.exclusion_s
+        self._excluded_until[host_of(url)] = until
+        if base is not None:
+            self._excluded_until[base] = until
 
     def order(self, urls: Sequence[str]) -> list[str]:
-        """Alternatives with excluded hosts moved to the back (kept as a last resort)."""
+        """Alternatives with excluded hosts moved to the back (kept as a last resort), and behind
+        them those whose own BaseURL failed (alternatives on one host are told apart by it)."""
         unique = list(dict.fromkeys(urls))
-        return [u for u in unique if not self.excluded(u)] + [u for u in unique if self.excluded(u)]
+        bases = alternative_bases(unique)
+        now = self.clock()
+
+        def rank(url: str) -> int:
+            return (self._excluded_until.get(bases[url], 0.0) > now) + self.excluded(url)
+
+        return sorted(unique, key=rank)
 
     async def fetch(self, urls: Sequence[str], *, method: str = "GET", headers: Mapping[str, str] | None = None,
                     json_body: object = None, expected_bytes: int = 0,
@@ -138,92 +202,225 @@ class Fetcher:
         """The first successful answer among `urls`, retrying transient failures."""
         if not urls:
             raise ValueError("nothing to fetch: no URLs")
+        alternatives = list(dict.fromkeys(urls))
+        byte_range = requested_range(headers)
         attempts: list[Attempt] = []
+        refused: dict[str, _Refused] = {}  # alternatives that cannot serve this object
+        failures: Counter[str] = Counter()  # transient failures of each alternative in this request
         last_status: int | None = None
-        for attempt_index in range(self.config.attempts):
-            if attempt_index:
-                await asyncio.sleep(self._backoff_s(attempt_index))
-            url = self.order(urls)[0]  # a failed host was just excluded: the next alternative comes first
+        backoff_step = 0
+        for _ in range(max(self.config.attempts, len(alternatives))):
+            candidates = [u for u in alternatives if u not in refused]
+            if not candidates:
+                break
+            if backoff_step:
+                await asyncio.sleep(self._backoff_s(backoff_step))
+            # A failed host was just excluded, and alternatives on one host (two BaseURL paths)
+            # take turns: the one that failed least in this request comes first.
+            ranked = self.order(candidates)
+            url = min(ranked, key=lambda u: (failures[u], ranked.index(u)))
             try:
-                return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts)
+                return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts,
+                                           byte_range)
             except _Permanent as exc:
                 raise FetchError(f"{method} {redact_url(url)}: HTTP {exc.status}", attempts=attempts, permanent=True,
                                  status=exc.status) from None
+            except _Refused as exc:
+                refused[url] = exc
+                if exc.status in NOT_HERE_STATUS and len(refused) < len(alternatives):
+                    self.counts["not_here"] += 1
             except _Transient as exc:
                 last_status = exc.status
-                self.exclude(url)
+                backoff_step += 1
+                failures[url] += 1
+                self.exclude(url, alternative_bases(alternatives)[url])
+        if refused and len(refused) == len(alternatives):
+            first = next(iter(refused.values()))
+            where = f" (on all {len(alternatives)} alternatives)" if len(alternatives) > 1 else ""
+            status = first.status if all(r.status == first.status for r in refused.values()) else None
+            raise FetchError(f"{method} {redact_url(alternatives[0])}: {first.reason}{where}", attempts=attempts,
+                             permanent=True, status=status)
         tried = ", ".join(sorted({host_of(a.url) for a in attempts}))
         reason = attempts[-1].error if attempts and attempts[-1].error else f"HTTP {last_status}"
         raise FetchError(f"{method} {redact_url(urls[0])} failed after {len(attempts)} attempts on {tried}: {reason}",
                          attempts=attempts, permanent=False, status=last_status)
 
-    def _backoff_s(self, attempt_index: int) -> float:
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (attempt_index - 1))
+    def _backoff_s(self, step: int) -> float:
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (step - 1))
         return self.rng.uniform(0, ceiling)  # "full jitter": spreads retries of many clients
 
     async def _attempt(self, url: str, method: str, headers: Mapping[str, str] | None, json_body: object,
-                       expected_bytes: int, on_progress: ProgressCallback | None, attempts: list[Attempt]) -> FetchResult:
+                       expected_bytes: int, on_progress: ProgressCallback | None, attempts: list[Attempt],
+                       byte_range: tuple[int, int] | None) -> FetchResult:
+        """One try of one alternative, following its redirects."""
         cfg = self.config
         start = self.clock()
-        ttfb: float | None = None
-        status: int | None = None
-        received = 0
-        request_id: str | None = None
-
-        def record(error: str | None) -> Attempt:
-            attempt = Attempt(url=url, status=status, error=error, ttfb_s=ttfb, duration_s=self.clock() - start,
-                              size_bytes=received, request_id=request_id)
-            attempts.append(attempt)
-            if self.observer is not None:
-                self.observer(attempt)
-            return attempt
-
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout_s,
-                                        sock_read=cfg.read_timeout_s)
-        try:
-            target = await self.route(url) if self.route is not None else url
-            async with asyncio.timeout(cfg.connect_timeout_s + cfg.first_byte_timeout_s):
-                response = await self.session.request(method, target, headers=headers, json=json_body,
-                                                      timeout=timeout, allow_redirects=False)
+        current, request_headers, body = url, dict(headers or {}), json_body
+        for hop in range(cfg.max_redirects + 1):
+            exchange = _Exchange(self, current, start, attempts)
+            response = await exchange.send(method, request_headers, body)
+            if response is None:  # the exchange failed and was recorded
+                raise _Transient(exchange.status)
             try:
-                ttfb = self.clock() - start
                 status = response.status
-                request_id = response.headers.get("X-Request-ID")
-                if status in RETRYABLE_STATUS or status >= 500:
-                    record(f"HTTP {status}")
-                    raise _Transient(status)
-                if status >= 400 or status in (301, 302, 303, 307, 308):
-                    record(f"HTTP {status}")
-                    raise _Permanent(status)
-                total = response.content_length or expected_bytes
-                chunks: list[bytes] = []
-                next_check = start + cfg.progress_interval_s
-                async for chunk in response.content.iter_chunked(cfg.chunk_bytes):
-                    chunks.append(chunk)
-                    received += len(chunk)
-                    now = self.clock()
-                    if on_progress is not None and now >= next_check:
-                        next_check = now + cfg.progress_interval_s
-                        if not on_progress(received, total, now - start):
-                            record(ABANDONED)
-                            raise Abandoned(received, now - start)
-                if response.content_length is not None and received != response.content_length:
-                    record(f"short body: {received} of {response.content_length} bytes")
-                    raise _Transient(status)
-                body = b"".join(chunks)
-                attempt = record(None)
-                return FetchResult(url=url, body=body, status=status, ttfb_s=ttfb, duration_s=attempt.duration_s,
-                                   attempts=tuple(attempts), headers=dict(response.headers))
+                if status not in REDIRECT_STATUS:
+                    return await exchange.finish(response, expected_bytes, on_progress, byte_range)
+                location = response.headers.get("Location")
+                target = urljoin(current, location) if location else None
+                problem = _redirect_problem(target, hop, cfg.max_redirects)
+                exchange.record(problem, note=None if problem else f"redirect to {redact_url(target or '')}")
+                if problem:
+                    raise _Refused(status, problem)
             finally:
                 response.release()
-        except (_Transient, _Permanent, Abandoned):
-            raise
+            assert target is not None
+            self.counts["redirects"] += 1
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                method, body = "GET", None  # what browsers do (RFC 9110 15.4.2-4)
+            if host_of(target) != host_of(current):
+                request_headers = {k: v for k, v in request_headers.items() if k.lower() != "authorization"}
+            current = target
+        raise AssertionError("unreachable: the last hop refuses to redirect further")
+
+
+def _redirect_problem(target: str | None, hop: int, max_redirects: int) -> str | None:
+    if target is None:
+        return "a redirect without a Location header"
+    if urlsplit(target).scheme not in ("http", "https"):
+        return f"a redirect to a non-HTTP URL ({urlsplit(target).scheme or 'no scheme'}:) is refused"
+    if hop >= max_redirects:
+        return f"too many redirects (more than {max_redirects})"
+    return None
+
+
+class _Exchange:
+    """One request and its answer, measured; `record` reports it to the fetcher's observer."""
+
+    def __init__(self, fetcher: Fetcher, url: str, start: float, attempts: list[Attempt]) -> None:
+        self.fetcher = fetcher
+        self.url = url
+        self.start = start  # of the whole attempt: the result's TTFB and duration include redirect hops
+        self.hop_start = fetcher.clock()
+        self.ttfb: float | None = None  # of this hop
+        self.status: int | None = None
+        self.received = 0
+        self.request_id: str | None = None
+        self.attempts = attempts  # every exchange of the request, across alternatives
+
+    def record(self, error: str | None, *, note: str | None = None) -> Attempt:
+        attempt = Attempt(url=self.url, status=self.status, error=error, ttfb_s=self.ttfb,
+                          duration_s=self.fetcher.clock() - self.hop_start, size_bytes=self.received,
+                          request_id=self.request_id, note=note)
+        self.attempts.append(attempt)
+        if self.fetcher.observer is not None:
+            self.fetcher.observer(attempt)
+        return attempt
+
+    async def send(self, method: str, headers: Mapping[str, str], json_body: object) -> aiohttp.ClientResponse | None:
+        """The response (None when none came: recorded). 4xx and 5xx answers are recorded and raise."""
+        fetcher, cfg = self.fetcher, self.fetcher.config
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s)
+        try:
+            target = await fetcher.route(self.url) if fetcher.route is not None else self.url
+            async with asyncio.timeout(cfg.connect_timeout_s + cfg.first_byte_timeout_s):
+                response = await fetcher.session.request(method, target, headers=headers, json=json_body,
+                                                         timeout=timeout, allow_redirects=False)
         except TimeoutError:
-            record("timeout" if ttfb is not None else "no response (timeout)")
-            raise _Transient(status) from None
+            self.record("no response (timeout)")
+            return None
         except (aiohttp.ClientError, OSError) as exc:
-            record(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-            raise _Transient(status) from None
+            self.record(_describe(exc))
+            return None
+        self.ttfb = fetcher.clock() - self.hop_start
+        self.status = status = response.status
+        self.request_id = response.headers.get("X-Request-ID")
+        if status < 400:
+            return response
+        response.release()
+        self.record(f"HTTP {status}")
+        if status in RETRYABLE_STATUS or status >= 500:
+            raise _Transient(status)
+        if status in NOT_HERE_STATUS:
+            raise _Refused(status, f"HTTP {status}")
+        raise _Permanent(status)
+
+    async def finish(self, response: aiohttp.ClientResponse, expected_bytes: int,
+                     on_progress: ProgressCallback | None, byte_range: tuple[int, int] | None) -> FetchResult:
+        """Reads the body of a final (non-redirect) answer, checking it against the range asked for."""
+        cfg = self.fetcher.config
+        clock = self.fetcher.clock
+        cut: tuple[int, int] | None = None  # bytes to keep of a 200 answer to a Range request
+        note = None
+        total = response.content_length or expected_bytes
+        if byte_range is not None and response.status == 206:
+            problem = _content_range_problem(response.headers.get("Content-Range"), byte_range)
+            if problem:
+                self.record(problem)
+                self.fetcher.counts["bad_content_range"] += 1
+                raise _Refused(206, problem)
+        elif byte_range is not None:
+            cut = byte_range
+            total = byte_range[1] - byte_range[0] + 1
+            note = f"the server ignored Range: bytes {byte_range[0]}-{byte_range[1]} cut out of a {response.status} answer"
+        chunks: list[bytes] = []
+        next_check = self.start + cfg.progress_interval_s
+        try:
+            async for chunk in response.content.iter_chunked(cfg.chunk_bytes):
+                chunks.append(chunk)
+                self.received += len(chunk)
+                now = clock()
+                if on_progress is not None and now >= next_check:
+                    next_check = now + cfg.progress_interval_s
+                    if not on_progress(self.received if cut is None else max(0, self.received - cut[0]), total,
+                                       now - self.start):
+                        self.record(ABANDONED)
+                        raise Abandoned(self.received, now - self.start)
+                if cut is not None and self.received > cut[1]:
+                    break  # the rest of the whole object is not wanted: the connection is dropped
+        except TimeoutError:
+            self.record("timeout")
+            raise _Transient(self.status) from None
+        except aiohttp.ClientPayloadError:
+            self.record(f"short body: {self.received} of {response.content_length or '?'} bytes (the connection "
+                        "closed early)")
+            raise _Transient(self.status) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.record(_describe(exc))
+            raise _Transient(self.status) from None
+        body = b"".join(chunks)
+        if cut is not None:
+            if len(body) <= cut[1]:
+                self.record(f"short body: {len(body)} bytes, the range asked for ends at byte {cut[1]}", note=note)
+                raise _Transient(self.status)
+            response.close()  # unread bytes may remain: never reuse this connection
+            body = body[cut[0]:cut[1] + 1]
+            self.fetcher.counts["range_ignored"] += 1
+        elif response.content_length is not None and self.received != response.content_length:
+            self.record(f"short body: {self.received} of {response.content_length} bytes")
+            raise _Transient(self.status)
+        self.record(None, note=note)
+        return FetchResult(url=self.url, body=body, status=response.status, ttfb_s=self.hop_start - self.start
+                           + (self.ttfb or 0.0), duration_s=clock() - self.start, attempts=tuple(self.attempts),
+                           headers=dict(response.headers), range_ignored=cut is not None)
+
+
+def _content_range_problem(header: str | None, wanted: tuple[int, int]) -> str | None:
+    """Why a 206's Content-Range does not answer `Range: bytes=first-last` (None: it does).
+    A range running past the end of the object may be answered up to its last byte (RFC 9110 14.1.2)."""
+    if header is None:
+        return f"a 206 answer without Content-Range to Range: bytes={wanted[0]}-{wanted[1]}"
+    match = _CONTENT_RANGE.match(header)
+    if match is None:
+        return f"a 206 answer with Content-Range {header[:60]!r} (not bytes first-last/length)"
+    first, last, length = int(match.group(1)), int(match.group(2)), match.group(3)
+    clipped = length != "*" and last == int(length) - 1 and last < wanted[1]
+    if first != wanted[0] or (last != wanted[1] and not clipped):
+        return f"a 206 answer with Content-Range bytes {first}-{last} to Range: bytes={wanted[0]}-{wanted[1]}"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _Transient(Exception):
@@ -234,3 +431,11 @@ class _Transient(Exception):
 class _Permanent(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+class _Refused(Exception):
+    """This alternative cannot serve the object (404/410, a bad redirect, a wrong Content-Range)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason

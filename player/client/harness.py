@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -28,6 +27,7 @@ from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
+from player.client.periods import PlayerFactory, play_periods
 from player.events import EventSink, emit_event
 
 
@@ -74,14 +74,6 @@ PlayTarget = DemoTarget | TitleTarget | UrlTarget
 DecoderFactory = Callable[[PlaybackSource], Decoder]
 
 
-class PlayerFactory(Protocol):
-    """Builds the player for a bootstrapped source; `HeadlessPlayer` itself is one (the desktop
-    player's keeps a handle on the player for its controls)."""
-
-    def __call__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
-                 decoder: Decoder | None) -> HeadlessPlayer: ...
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LinkConfig:
     """The shaped access link (None trace: unshaped loopback)."""
@@ -101,6 +93,10 @@ class ShapedRoutes:
         self.active = shaper is not None
         self._ports: dict[tuple[str, int], int] = {}
         self._lock = asyncio.Lock()
+
+    def shape(self, active: bool) -> None:
+        """From now on, route connections through the shaper (True) or straight to the servers."""
+        self.active = active
 
     async def route(self, url: str) -> str:
         if not self.active or self.shaper is None:
@@ -174,11 +170,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if decoder_factory is not None else None
-        player = player_factory(source, config, fetcher, events=events, decoder=decoder)
-        if decoder is not None:
-            await decoder.start(player.init_urls(), fetcher)
-        routes.active = shaper is not None
-        return await player.run()
+        return await play_periods(source, config, fetcher, events=events, decoder=decoder,
+                                  player_factory=player_factory, before_media=lambda: routes.shape(shaper is not None))
 
 
 def pipeline_factory(mode: str) -> DecoderFactory | None:

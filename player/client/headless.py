@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ from player.events import EventSink, emit_event
 from player.media.modes import DECODE_MODES
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
 from server.formats.cmcd import cmcd_headers
+
+MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to the event log)
 
 
 class PlaybackError(CliError):
@@ -108,6 +110,9 @@ class PlaybackReport:
     first_frame_s: float | None  # session time of the first decoded video frame (None: not decoded)
     bootstrap_s: Mapping[str, float]
     error: str | None = None
+    http_counts: Mapping[str, int] = field(default_factory=dict)  # `Fetcher.counts`: redirects, ranges cut...
+    decode_errors: tuple[str, ...] = ()  # why segments failed to decode, one line each
+    periods: int = 1  # DASH Periods played (records and frames cover them all)
 
     @property
     def qualities(self) -> list[int]:
@@ -120,6 +125,8 @@ class PlaybackReport:
             "requests": self.requests, "failed_requests": self.failed_requests, "abandoned": self.abandoned,
             "duration_s": round(self.duration_s, 4), "first_frame_s": self.first_frame_s,
             "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
+            "http_counts": dict(self.http_counts), "periods": self.periods,
+            "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
         })
         return out
 
@@ -162,6 +169,9 @@ class HeadlessPlayer:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self.fetcher.observer = self._on_attempt
+        # loop.time() of session time 0 (None: when run() starts); `player.client.periods` sets it so
+        # that the pre-roll steps and every Period share one clock.
+        self.clock_origin: float | None = None
 
     # -- clock ------------------------------------------------------------------------------------
 
@@ -204,7 +214,7 @@ class HeadlessPlayer:
 
     async def run(self) -> PlaybackReport:
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
+        self._t0 = self._loop.time() if self.clock_origin is None else self.clock_origin
         self._wake = asyncio.Event()
         emit_event(self.events, 0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
                    segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
@@ -240,14 +250,17 @@ class HeadlessPlayer:
             sampler.cancel()
         frames_decoded = frames_failed = 0
         first_frame_s = None
+        decode_errors: tuple[str, ...] = ()
         if self.decoder is not None:
             summary = await self.decoder.finish()
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
+            decode_errors = summary.errors
             for message in summary.errors:
                 emit_event(self.events, self.now(), "decode_error", message=message)
             if summary.first_frame_wall is not None:
                 first_frame_s = (summary.first_frame_wall - self._t0) * self.config.speed
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)
+        report = replace(report, decode_errors=decode_errors)
         emit_event(self.events, self.now(), "end",
                    **{k: v for k, v in report.as_dict().items() if k != "qualities"})
         return report
@@ -361,7 +374,8 @@ class HeadlessPlayer:
         emit_event(self.events, self.now() if self._loop else 0.0, "request", url=attempt.url,
                    status=attempt.status, error=attempt.error, bytes=attempt.size_bytes, request_id=attempt.request_id,
                    ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
-                   duration_s=round(attempt.duration_s * wall_to_session, 4))
+                   duration_s=round(attempt.duration_s * wall_to_session, 4),
+                   **({"note": attempt.note} if attempt.note else {}))
 
     async def _sample_buffer(self) -> None:
         while True:
@@ -405,5 +419,13 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
           f"{m.switches} switches")
     print(f"  frames decoded {report.frames_decoded}, failed {report.frames_failed}; requests {report.requests} "
           f"({report.failed_requests} failed), abandoned downloads {report.abandoned}")
+    if report.periods > 1:
+        print(f"  {report.periods} periods played")
+    if report.http_counts.get("range_ignored"):
+        print(f"  the server ignored Range on {report.http_counts['range_ignored']} requests "
+              "(the ranges were cut out of whole-object answers)")
+    if report.decode_errors:
+        more = f" (and {len(report.decode_errors) - 1} more)" if len(report.decode_errors) > 1 else ""
+        print(f"  decoding failed: {report.decode_errors[0]}{more}")
     if report.error:
         print(f"  playback stopped: {report.error}")

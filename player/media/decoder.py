@@ -21,6 +21,7 @@ import numpy as np
 from av.audio.resampler import AudioResampler
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from player.media.h264 import SliceHeaderCheck
 from player.media.modes import DECODE_MODES, DecodeMode
 from server.formats.boxes import Mp4FormatError, iter_boxes
 
@@ -51,6 +52,10 @@ class DecodeError(Exception):
         self.rendition = rendition
         self.segment_number = segment_number
         self.result = result
+
+
+class FrameRejected(Exception):
+    """A decoded frame that cannot be used (an `on_frame` callback refuses it): counted as failed."""
 
 
 class DemuxError(DecodeError):
@@ -218,7 +223,7 @@ class _TrackDecoder:
         self._codec.thread_type = config.thread_type
         self._codec.thread_count = config.thread_count
         self.info = self._track_info(layout.encrypted)
-        self._slice_check = _SliceHeaderCheck.from_avcc(self._codec.extradata) if self._codec.name == "h264" else None
+        self._slice_check = SliceHeaderCheck.from_avcc(self._codec.extradata) if self._codec.name == "h264" else None
 
     def _track_info(self, encrypted: bool) -> TrackInfo:
         raise NotImplementedError
@@ -310,12 +315,17 @@ class _TrackDecoder:
             if frame.time_base is None:  # frames drained with a null packet carry none
                 frame.time_base = self._time_base
             pts_s = self._seconds(frame.pts)
+            try:
+                on_frame(frame, pts_s)
+            except FrameRejected as rejected:  # e.g. audio the resampler cannot take: a failed frame
+                tally.frames_rejected += 1
+                tally.note(str(rejected))
+                continue
             tally.frames_decoded += 1
             if tally.pts_first is None or pts_s < tally.pts_first:
                 tally.pts_first = pts_s
             if tally.pts_last is None or pts_s > tally.pts_last:
                 tally.pts_last = pts_s
-            on_frame(frame, pts_s)
 
     def _seconds(self, ticks: int) -> float:
         """Presentation time of a timestamp, to the microsecond (hides float noise like 3.9999999)."""
@@ -350,6 +360,8 @@ class _TrackDecoder:
                 detail += f"; first error: {tally.first_error}"
             if key_blamed:
                 raise fail(DecryptionError, f"decryption failed or wrong key ({detail})")
+            if self.encrypted:  # packagers that keep slice headers clear (Shaka Packager) leave no proof either way
+                detail += "; the track is encrypted: the data is damaged or the key is wrong"
             raise fail(CorruptSegmentError, f"the segment does not decode ({detail})")
 
     def _result(self, tally: _Tally, mode: DecodeMode, segment_number: int | None) -> DecodeResult:
@@ -436,6 +448,23 @@ class AudioDecoder(_TrackDecoder):
         super().reset()
         self._resampler = self._new_resampler()
 
+    def resample(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
+        """The frame in the output format. A frame whose sample format, layout or rate differs from
+        the ones before it (a stream that changes format mid-way, or garbage from a wrong key) gets
+        a new resampler; one that no resampler takes raises `FrameRejected`."""
+        try:
+            return self._resampler.resample(frame)
+        except (ValueError, av.FFmpegError):
+            pass  # "Frame does not match AudioResampler setup": the input format changed
+        self._resampler = self._new_resampler()
+        try:
+            return self._resampler.resample(frame)
+        except (ValueError, av.FFmpegError) as error:
+            self._resampler = self._new_resampler()
+            raise FrameRejected(f"audio frame ({frame.format.name}, {frame.layout.name}, {frame.sample_rate} Hz) "
+                                f"cannot be resampled: {_describe(error) if isinstance(error, av.FFmpegError) else error}"
+                                ) from None
+
     def decode(self, segment: bytes, *, mode: DecodeMode = "all", keep_pcm: bool = False,
                segment_number: int | None = None) -> AudioDecodeResult:
         """Decodes and resamples one media segment; `keep_pcm` returns the interleaved PCM bytes."""
@@ -444,11 +473,11 @@ class AudioDecoder(_TrackDecoder):
         frame_bytes = self.output.channels * self.output.bytes_per_sample
 
         def take(frame: av.AudioFrame | av.VideoFrame, pts_s: float) -> None:
-            counts["in"] += frame.samples  # type: ignore[union-attr]
-            for out in self._resampler.resample(frame):  # type: ignore[arg-type]
+            for out in self.resample(frame):  # type: ignore[arg-type]
                 counts["out"] += out.samples
                 if keep_pcm:
                     chunks.append(memoryview(out.planes[0])[: out.samples * frame_bytes])
+            counts["in"] += frame.samples  # type: ignore[union-attr]
 
         tally = self._run(segment, mode, segment_number, take)
         return AudioDecodeResult(
@@ -506,6 +535,11 @@ class FrameConverter:
         return self.to_ndarray(frame).tobytes()
 
 
+def declared_frames(segment: bytes) -> int:
+    """Samples the fragments of a media segment declare (its trun boxes; 0 if they do not parse)."""
+    return _InitLayout.trun_samples(segment, None)
+
+
 # --------------------------------------------------------------------------- helpers
 @dataclass(slots=True)
 class _Tally:
@@ -515,6 +549,7 @@ class _Tally:
     frames_expected: int = 0
     frames_decoded: int = 0
     frames_corrupt: int = 0
+    frames_rejected: int = 0  # decoded, but refused by the frame callback (counted in frames_failed)
     decode_errors: int = 0
     first_error: str = ""
     first_is_key: bool = False
@@ -524,8 +559,11 @@ class _Tally:
 
     def error(self, error: av.FFmpegError) -> None:
         self.decode_errors += 1
+        self.note(_describe(error))
+
+    def note(self, message: str) -> None:
         if not self.first_error:
-            self.first_error = _describe(error)
+            self.first_error = message
 
 
 def _describe(error: av.FFmpegError) -> str:
@@ -583,111 +621,3 @@ def _find(data: bytes, path: tuple[str, ...]) -> Iterator[tuple[int, int]]:
     for kind in path:
         spans = [(s, e) for start, end in spans for k, s, e in _boxes(data, start, end) if k == kind]
     yield from spans
-
-
-@dataclass(frozen=True, slots=True)
-class _SliceHeaderCheck:
-    """Does an access unit's first H.264 slice look like the start of an IDR picture?
-
-    In mode "none", where nothing is decoded, it is the only check of the key; when a segment does
-    not decode, it tells a wrong key from damaged data. CENC keeps each NAL's length and type byte in
-    the clear and encrypts the rest, so with a wrong key the slice header (ITU-T H.264 7.3.3) reads
-    as random bits: first_mb_in_slice must be 0, slice_type I, pic_parameter_set_id one of the
-    avcC's and frame_num 0 (7.4.3, IDR); a random header passes all four about once in 600.
-    """
-
-    length_size: int
-    pps_ids: frozenset[int]
-    frame_num_bits: int | None  # None: not known (several SPS, scaling matrices), not checked
-    colour_plane_bits: int  # 2 with separate_colour_plane_flag, else 0
-
-    @staticmethod
-    def from_avcc(extradata: bytes | None) -> _SliceHeaderCheck | None:
-        """Parses an avcC record (ISO/IEC 14496-15 5.3.3.1); None if there is none."""
-        if not extradata or len(extradata) < 7 or extradata[0] != 1:
-            return None
-        try:
-            length_size = (extradata[4] & 3) + 1
-            sps_count, pos = extradata[5] & 0x1F, 6
-            sps: list[bytes] = []
-            for _ in range(sps_count):
-                size = int.from_bytes(extradata[pos:pos + 2], "big")
-                sps.append(extradata[pos + 2:pos + 2 + size])
-                pos += 2 + size
-            pps_count, pos = extradata[pos], pos + 1
-            pps_ids = set()
-            for _ in range(pps_count):
-                size = int.from_bytes(extradata[pos:pos + 2], "big")
-                pps_ids.add(_BitReader(extradata[pos + 3:pos + 2 + size]).ue())  # after the NAL header
-                pos += 2 + size
-            frame_num_bits, colour_plane_bits = _sps_frame_num_bits(sps[0]) if len(sps) == 1 else (None, 0)
-        except (IndexError, ValueError):
-            return None
-        return _SliceHeaderCheck(length_size, frozenset(pps_ids), frame_num_bits, colour_plane_bits)
-
-    def plausible(self, access_unit: bytes) -> bool:
-        pos = 0
-        while pos + self.length_size < len(access_unit):
-            size = int.from_bytes(access_unit[pos:pos + self.length_size], "big")
-            nal = access_unit[pos + self.length_size:pos + self.length_size + size]
-            pos += self.length_size + size
-            if not nal:
-                return False
-            nal_type = nal[0] & 0x1F
-            if nal_type in (7, 8):
-                return True  # in-band parameter sets: their ids are not ours to know
-            if nal_type not in (1, 5):
-                continue  # SEI, AUD, ...
-            try:
-                reader = _BitReader(nal[1:24])
-                first_mb, slice_type, pps_id = reader.ue(), reader.ue(), reader.ue()
-                reader.bits(self.colour_plane_bits)
-                frame_num = reader.bits(self.frame_num_bits) if self.frame_num_bits else 0
-            except ValueError:
-                return False
-            return (nal_type == 5 and first_mb == 0 and slice_type % 5 in (2, 4) and pps_id in self.pps_ids
-                    and frame_num == 0)
-        return False
-
-
-_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
-def _sps_frame_num_bits(sps: bytes) -> tuple[int | None, int]:
-    """(log2_max_frame_num, colour_plane_id bits) from an SPS NAL (ITU-T H.264 7.3.2.1.1)."""
-    reader = _BitReader(sps[4:])  # after the NAL header, profile_idc, constraint flags and level_idc
-    reader.ue()  # seq_parameter_set_id
-    colour_plane_bits = 0
-    if sps[1] in _HIGH_PROFILES:
-        if reader.ue() == 3:  # chroma_format_idc 4:4:4
-            colour_plane_bits = 2 * reader.bits(1)
-        reader.ue()  # bit_depth_luma_minus8
-        reader.ue()  # bit_depth_chroma_minus8
-        reader.bits(1)  # qpprime_y_zero_transform_bypass_flag
-        if reader.bits(1):  # seq_scaling_matrix_present_flag: lists follow, not worth parsing
-            return None, colour_plane_bits
-    return reader.ue() + 4, colour_plane_bits
-
-
-class _BitReader:
-    """Reads u(n) and ue(v) (ITU-T H.264 7.2, 9.1) from the start of an RBSP."""
-
-    def __init__(self, data: bytes) -> None:
-        self._bits = "".join(f"{b:08b}" for b in data.replace(b"\x00\x00\x03", b"\x00\x00"))
-        self._pos = 0
-
-    def bits(self, count: int) -> int:
-        if self._pos + count > len(self._bits):
-            raise ValueError("truncated RBSP")
-        value = int(self._bits[self._pos:self._pos + count] or "0", 2)
-        self._pos += count
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self._pos < len(self._bits) and self._bits[self._pos] == "0":
-            zeros += 1
-            self._pos += 1
-        if zeros > 31:
-            raise ValueError("Exp-Golomb code too long")
-        return self.bits(zeros + 1) - 1

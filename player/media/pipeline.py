@@ -14,16 +14,19 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import DecodeSummary, InitUrls
+from player.client.decoding import DecodeSummary, InitUrls, rendition_key
 from player.client.fetch import Fetcher, FetchError
 from player.client.hls.aes import DecryptionError as AesError
 from player.client.hls.aes import clear_bytes
-from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder
+from player.media.decoder import AudioDecoder, DecodeError, DecoderConfig, DecodeResult, SegmentDecoder, declared_frames
 from player.media.tsdecoder import TsAudioDecoder, TsSegmentDecoder
 
 
 class DecodePipeline:
-    """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames (a `Decoder`)."""
+    """Decodes video (by `mode`) and audio segments in a worker thread, tallying frames (a `Decoder`).
+    Renditions are named by `rendition_key` (the Representation id, with the Period after the first).
+    Anything a segment throws (a decoder or resampler error on foreign content) fails that segment's
+    frames with the reason in `DecodeSummary.errors`; it never ends playback."""
 
     def __init__(self, source: PlaybackSource, *, mode: str = "all") -> None:
         self.source = source
@@ -33,10 +36,11 @@ class DecodePipeline:
         self._keys = self._rendition_keys(source)
         # presentationTimeOffset per rendition, so decoded pts are presentation times (audio and
         # video tracks usually have different ones: the A/V alignment depends on it)
-        self._offsets_s = {rep.id: rep.presentation_time_offset_s
-                           for adaptation in source.manifest.adaptation_sets() for rep in adaptation.representations}
-        self._reps = {rep.id: rep for adaptation in source.manifest.adaptation_sets()
-                      for rep in adaptation.representations}
+        self._offsets_s = {rendition_key(p, rep.id): rep.presentation_time_offset_s
+                           for p, period in enumerate(source.manifest.periods)
+                           for adaptation in period.adaptation_sets for rep in adaptation.representations}
+        self._reps = {rendition_key(p, rep.id): rep for p, period in enumerate(source.manifest.periods)
+                      for adaptation in period.adaptation_sets for rep in adaptation.representations}
         self._decoders: dict[str, SegmentDecoder | AudioDecoder] = {}
         self._futures: list[Future[None]] = []
         self._frames_decoded = 0
@@ -49,13 +53,14 @@ class DecodePipeline:
 
     @staticmethod
     def _rendition_keys(source: PlaybackSource) -> dict[str, str | None]:
-        """Each representation's content key (hex), found through its default KID."""
+        """Each rendition's content key (hex), found through its default KID (`rendition_key` names)."""
         keys: dict[str, str | None] = {}
-        for adaptation in source.manifest.adaptation_sets():
-            set_kids = adaptation.default_kids()
-            for rep in adaptation.representations:
-                kids = [cp.default_kid for cp in rep.content_protection if cp.default_kid] or list(set_kids)
-                keys[rep.id] = next((source.keys[k] for k in kids if k in source.keys), None)
+        for p, period in enumerate(source.manifest.periods):
+            for adaptation in period.adaptation_sets:
+                set_kids = adaptation.default_kids()
+                for rep in adaptation.representations:
+                    kids = [cp.default_kid for cp in rep.content_protection if cp.default_kid] or list(set_kids)
+                    keys[rendition_key(p, rep.id)] = next((source.keys[k] for k in kids if k in source.keys), None)
         return keys
 
     async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
@@ -98,14 +103,17 @@ class DecodePipeline:
             if rep is not None and index < rep.segment_count:
                 data = clear_bytes(rep.segments[index].cipher, data)  # HLS AES-128: whole-segment encryption
             result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
-        except (DecodeError, AesError) as exc:
+        except AesError as exc:
+            self._segment_failed(kind, rep_id, index, str(exc), 0, data)
+            return
+        except DecodeError as exc:
             # The decoder judged the whole segment unusable (e.g. a wrong key): the odd frame that
             # came out of garbage is not a decoded frame, so every expected frame counts as failed.
-            self._failed_segments += 1
-            self._errors.append(f"{kind} segment {index} of {rep_id}: {exc}")
-            if kind == "video":
-                expected = exc.result.frames_expected if isinstance(exc, DecodeError) and exc.result is not None else 0
-                self._frames_failed += expected or self._expected_per_segment.get(rep_id, 1)
+            expected = exc.result.frames_expected if exc.result is not None else 0
+            self._segment_failed(kind, rep_id, index, str(exc), expected, data)
+            return
+        except Exception as exc:  # noqa: BLE001 - the worker is a boundary: foreign content must not crash playback
+            self._segment_failed(kind, rep_id, index, f"{type(exc).__name__}: {exc}", 0, data)
             return
         if kind != "video":
             return
@@ -114,6 +122,13 @@ class DecodePipeline:
         self._frames_failed += result.frames_failed
         if result.frames_decoded and self._first_frame_wall is None and result.first_frame_s is not None:
             self._first_frame_wall = time.monotonic() - result.decode_s + result.first_frame_s
+
+    def _segment_failed(self, kind: str, rep_id: str, index: int, reason: str, expected: int, data: bytes) -> None:
+        """A segment of which nothing could be used: every frame it should have given counts as failed."""
+        self._failed_segments += 1
+        self._errors.append(f"{kind} segment {index} of {rep_id}: {reason}")
+        if kind == "video":
+            self._frames_failed += expected or declared_frames(data) or self._expected_per_segment.get(rep_id, 1)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
                         data: bytes, mode: str) -> DecodeResult:

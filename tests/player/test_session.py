@@ -112,3 +112,36 @@ def test_reporting_without_a_fetch_in_flight_is_an_error(ladder: Ladder) -> None
     session = PlaybackSession(Scripted(), FixedContent(ladder, 3))
     with pytest.raises(RuntimeError, match="no fetch in flight"):
         session.on_download(1.0, size_bytes=1)
+
+
+def test_the_next_period_continues_the_clock_buffer_stalls_and_history(ladder: Ladder) -> None:
+    abr = Scripted(Decision(quality=5, reason="top"), Decision(quality=5, reason="top"))
+    first = PlaybackSession(abr, FixedContent(ladder, 2))
+    _fetch(first)
+    first.on_download(1.0, size_bytes=1000)
+    _fetch(first)
+    first.on_download(7.0, size_bytes=2000)  # 2 s dry: one stall
+    assert isinstance(first.next_action(), Finished)
+    ad_ladder = Ladder(bitrates_bps=(250_000, 1_000_000), segment_duration_s=2.0)  # the next Period's own ladder
+    second = PlaybackSession(abr, FixedContent(ad_ladder, 3))
+    second.continue_from(first)
+    assert (second.time_s, second.buffer_s, second.playhead_s) == (first.time_s, first.buffer_s, first.playhead_s)
+    assert second.started and second.startup_s == 1.0 and second.stall_count == 1
+    assert second.total_rebuffer_s == pytest.approx(2.0)
+    fetch = second.next_action()
+    assert isinstance(fetch, Fetch) and fetch.segment_index == 0
+    seen = abr.seen[-1]
+    assert seen.ladder == ad_ladder and seen.last_quality == 1  # 4.3 Mbit/s is nearest to 1 Mbit/s here
+    assert [d.quality for d in seen.downloads] == [1, 1] and seen.downloads[-1].size_bytes == 2000
+    second.on_download(8.0, size_bytes=500)
+    assert second.buffer_s == pytest.approx(first.buffer_s - 1.0 + 2.0) and not second.stalled
+
+
+def test_continue_from_needs_a_finished_previous_and_a_fresh_session(ladder: Ladder) -> None:
+    first = PlaybackSession(Scripted(), FixedContent(ladder, 2))
+    second = PlaybackSession(Scripted(), FixedContent(ladder, 2))
+    with pytest.raises(RuntimeError, match="still has segments"):
+        second.continue_from(first)
+    _fetch(second)
+    with pytest.raises(RuntimeError, match="before the session's first action"):
+        second.continue_from(first)

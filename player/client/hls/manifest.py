@@ -57,12 +57,25 @@ def video_variants(master: MasterPlaylist) -> list[Variant]:
     unique: dict[str, Variant] = {}
     for variant in master.variants:
         unique.setdefault(variant.uri, variant)
-    ordered = sorted(unique.values(), key=lambda v: v.bandwidth_bps)
+    # An audio-only variant (FFmpeg's var_stream_map lists the audio group's playlist as one too) is
+    # no rung of the video ladder while video variants exist: hls.js and Shaka drop it the same way.
+    audio_uris = {r.uri for r in master.renditions if r.type == "AUDIO" and r.uri is not None}
+    video = {uri: v for uri, v in unique.items() if not (uri in audio_uris or _audio_only(v.codecs))}
+    ordered = sorted((video or unique).values(), key=lambda v: v.bandwidth_bps)
     for low, high in zip(ordered, ordered[1:]):
         if low.bandwidth_bps == high.bandwidth_bps:
             raise HlsError(f"HLS playlist {_name(master.url)}: the variants of lines {low.line} and {high.line} "
                            f"both have BANDWIDTH={low.bandwidth_bps}; an ABR ladder needs distinct bitrates")
     return ordered
+
+
+_AUDIO_CODECS = ("mp4a", "ac-3", "ec-3", "opus", "flac", "alac", "mp3", "dts")
+
+
+def _audio_only(codecs: str | None) -> bool:
+    """CODECS lists audio codecs only (RFC 8216 4.3.4.2: "every media format present")."""
+    listed = [c.strip().lower() for c in (codecs or "").split(",") if c.strip()]
+    return bool(listed) and all(c.startswith(_AUDIO_CODECS) for c in listed)
 
 
 def audio_renditions(master: MasterPlaylist, variants: Sequence[Variant]) -> list[Rendition]:

@@ -182,6 +182,7 @@ class Manifest:
     availability_start_time: datetime | None = None
     minimum_update_period_s: float | None = None
     time_shift_buffer_depth_s: float | None = None
+    location: str | None = None  # MPD/Location resolved: relative references were resolved against it
 
     @property
     def video(self) -> AdaptationSet | None:

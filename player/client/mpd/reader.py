@@ -67,6 +67,10 @@ class _Reader(_SegmentReader):
                 start_time = datetime.fromisoformat(raw_time.strip())
             except ValueError:
                 raise MpdError(f"MPD@availabilityStartTime={_show(raw_time)} is not an xs:dateTime") from None
+        fetched_from = self.url
+        location = self.location(root)
+        if location is not None:
+            self.url = location  # dash.js does the same: relative references resolve against the Location
         bases = self.base_urls((self.url,), root, where)
         period_els = root.findall(_q("Period"))
         if not period_els:
@@ -78,7 +82,7 @@ class _Reader(_SegmentReader):
         if duration_s is None and kind == "static" and timings[-1].period_duration_s is not None:
             duration_s = timings[-1].period_start_s + timings[-1].period_duration_s
         return Manifest(
-            url=self.url,
+            url=fetched_from,
             type=kind,  # type: ignore[arg-type]  # checked above
             duration_s=duration_s,
             min_buffer_s=min_buffer_s,
@@ -87,7 +91,19 @@ class _Reader(_SegmentReader):
             availability_start_time=start_time,
             minimum_update_period_s=_duration_s(root, "minimumUpdatePeriod", where, allow_zero=True),
             time_shift_buffer_depth_s=_duration_s(root, "timeShiftBufferDepth", where, allow_zero=True),
+            location=location,
         )
+
+    def location(self, root: Element) -> str | None:
+        """The first MPD/Location (5.3.1.2: where the MPD is available), resolved against the URL it
+        was fetched from; it must be http(s)."""
+        element = root.find(_q("Location"))
+        if element is None or not (element.text or "").strip():
+            return None
+        resolved = _join(self.url, (element.text or "").strip(), "MPD/Location")
+        if urlsplit(resolved).scheme not in ("http", "https"):
+            raise MpdError(f"MPD/Location={_show(resolved)} is not an http(s) URL")
+        return resolved
 
     def period(self, el: Element, index: int, timing: _Timing, parent_bases: tuple[str, ...]) -> Period:
         where = f"Period[{index}]" + (f" id={_show(el.get('id', ''))}" if el.get("id") else "")
@@ -185,6 +201,10 @@ class _Reader(_SegmentReader):
         if len(refs) > MAX_BASE_URL_CHOICES:
             raise MpdError(f"{where}: has {len(refs)} BaseURL elements, more than {MAX_BASE_URL_CHOICES}")
         choices = dict.fromkeys(_join(parent, ref, f"{where}/BaseURL") for parent in parents for ref in refs)
+        allowed = {"http", "https", urlsplit(self.url).scheme}  # file: in tests that read MPDs from disk
+        for choice in choices:
+            if urlsplit(choice).scheme not in allowed:
+                raise MpdError(f"{where}/BaseURL: {_show(choice)} is not an http(s) URL")
         if len(choices) > MAX_BASE_URL_CHOICES:
             raise MpdError(f"{where}: BaseURLs combine into {len(choices)} choices, more than {MAX_BASE_URL_CHOICES}")
         return tuple(choices)

@@ -31,6 +31,8 @@ def test_decoders_implement_the_protocol_methods(implementation: type, method: s
 
 
 class _NoRenditions:
+    periods: tuple[object, ...] = ()
+
     def adaptation_sets(self) -> list[object]:
         return []
 

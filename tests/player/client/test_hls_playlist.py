@@ -267,3 +267,16 @@ def test_the_same_video_listed_per_audio_group_is_one_variant() -> None:
     variants = video_variants(master)
     assert len(variants) == 1 and variants[0].audio_group == "aac"
     assert [r.name for r in audio_renditions(master, variants)] == ["fr", "en"]  # DEFAULT=YES first
+
+
+def test_an_audio_only_variant_is_no_rung_of_the_video_ladder() -> None:
+    # FFmpeg's -var_stream_map lists the audio group's playlist as a variant too (CODECS="mp4a.40.2").
+    master = parse_playlist(M + "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"aud\",NAME=\"a\",DEFAULT=YES,URI=\"a.m3u8\"\n"
+                            "#EXT-X-STREAM-INF:BANDWIDTH=300,RESOLUTION=160x90,AUDIO=\"aud\"\nv0.m3u8\n"
+                            "#EXT-X-STREAM-INF:BANDWIDTH=600,RESOLUTION=320x180,AUDIO=\"aud\"\nv1.m3u8\n"
+                            "#EXT-X-STREAM-INF:BANDWIDTH=70,CODECS=\"mp4a.40.2\",AUDIO=\"aud\"\na.m3u8\n"
+                            "#EXT-X-STREAM-INF:BANDWIDTH=90,CODECS=\"mp4a.40.5\"\nother-audio.m3u8\n", BASE + "m.m3u8")
+    assert isinstance(master, MasterPlaylist)
+    assert [v.uri.rsplit("/", 1)[-1] for v in video_variants(master)] == ["v0.m3u8", "v1.m3u8"]
+    alone = parse_playlist(M + "#EXT-X-STREAM-INF:BANDWIDTH=70,CODECS=\"mp4a.40.2\"\na.m3u8\n", BASE + "m.m3u8")
+    assert isinstance(alone, MasterPlaylist) and len(video_variants(alone)) == 1  # an audio-only stream still plays

@@ -1,0 +1,178 @@
+"""The fetcher against servers that misbehave the way CDNs do: redirects, a BaseURL that 404s or
+stalls, Range ignored or answered wrongly, bodies cut short. Real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from player.client.fetch import Attempt, FetchConfig, Fetcher, FetchError, alternative_bases, requested_range
+from tests.interop.server import MisbehavingServer, misbehaving_servers
+from tests.player.conftest import serving_app
+
+QUICK = FetchConfig(connect_timeout_s=0.5, first_byte_timeout_s=0.5, read_timeout_s=0.5, backoff_base_s=0.01,
+                    backoff_max_s=0.02)
+BODY = bytes(range(256)) * 64  # 16 KiB, every byte position recognisable
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "file.bin").write_bytes(BODY)
+    (tmp_path / "t" / "manifest.mpd").write_text("<MPD/> @OTHER_ORIGIN@")
+    return tmp_path
+
+
+@asynccontextmanager
+async def fetcher(config: FetchConfig = QUICK) -> AsyncIterator[tuple[Fetcher, list[Attempt]]]:
+    seen: list[Attempt] = []
+    async with aiohttp.ClientSession() as http:
+        yield Fetcher(http, config, observer=seen.append), seen
+
+
+@asynccontextmanager
+async def servers(root: Path) -> AsyncIterator[tuple[MisbehavingServer, MisbehavingServer]]:
+    async with misbehaving_servers(root) as pair:
+        yield pair
+
+
+async def test_a_redirected_manifest_names_the_url_that_answered(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        result = await f.fetch([f"{a.origin}/redirect/t/manifest.mpd"])
+    assert result.url == f"{a.origin}/plain/t/manifest.mpd"  # relative references resolve against this
+    assert [x.status for x in seen] == [302, 200] and seen[0].note and "redirect to" in seen[0].note
+    assert f.counts["redirects"] == 1
+
+
+async def test_media_redirected_to_another_host_is_followed(root: Path) -> None:
+    async with servers(root) as (a, b), fetcher() as (f, _):
+        result = await f.fetch([f"{a.origin}/redirect-media/t/file.bin"])
+    assert result.body == BODY and result.url.startswith(b.origin)
+    assert a.requests[0].status == 307 and b.requests[0].status == 200
+
+
+@pytest.mark.parametrize(("location", "problem"), [
+    ("/loop", "too many redirects (more than 5)"),
+    ("ftp://127.0.0.1/x", "a redirect to a non-HTTP URL (ftp:) is refused"),
+    ("javascript:alert(1)", "non-HTTP URL (javascript:)"),
+    (None, "a redirect without a Location header"),
+])
+async def test_bad_redirects_are_clear_errors(location: str | None, problem: str) -> None:
+    app = web.Application()
+
+    async def loop(request: web.Request) -> web.Response:
+        headers = {"Location": location} if location else {}
+        return web.Response(status=302, headers=headers)
+
+    app.router.add_get("/loop", loop)
+    async with serving_app(app) as origin, fetcher() as (f, seen):
+        with pytest.raises(FetchError) as info:
+            await f.fetch([f"{origin}/loop"])
+    assert problem in str(info.value) and info.value.permanent
+    assert len(seen) == (6 if location == "/loop" else 1)
+
+
+async def test_redirects_keep_posts_only_for_307_and_drop_authorization_across_hosts() -> None:
+    app_a, app_b = web.Application(), web.Application()
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.path, request.method, request.headers.get("Authorization")))
+        if request.path == "/see-other":
+            return web.Response(status=303, headers={"Location": "/answer"})
+        if request.path == "/temporary":
+            return web.Response(status=307, headers={"Location": other + "/answer"})
+        return web.json_response({"ok": True})
+
+    for app in (app_a, app_b):
+        app.router.add_route("*", "/{path:.*}", record)
+    async with serving_app(app_a) as origin, serving_app(app_b) as other, fetcher() as (f, _):
+        await f.fetch([f"{origin}/see-other"], method="POST", json_body={"x": 1}, headers={"Authorization": "Bearer t"})
+        await f.fetch([f"{origin}/temporary"], method="POST", json_body={"x": 1}, headers={"Authorization": "Bearer t"})
+    assert seen == [("/see-other", "POST", "Bearer t"), ("/answer", "GET", "Bearer t"),  # same host keeps it
+                    ("/temporary", "POST", "Bearer t"), ("/answer", "POST", None)]  # another host never sees it
+
+
+async def test_a_404_on_the_first_base_url_fails_over_to_the_next(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        result = await f.fetch([f"{a.origin}/missing/t/file.bin", f"{a.origin}/plain/t/file.bin"])
+    assert result.body == BODY and [x.status for x in seen] == [404, 200]
+    assert f.counts["not_here"] == 1
+
+
+async def test_404_everywhere_is_a_permanent_error_naming_all_alternatives(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        with pytest.raises(FetchError, match=r"HTTP 404 \(on all 2 alternatives\)") as info:
+            await f.fetch([f"{a.origin}/missing/t/file.bin", f"{a.origin}/missing/t/other.bin"])
+    assert info.value.permanent and info.value.status == 404 and len(seen) == 2
+
+
+async def test_a_403_ends_the_request_at_once() -> None:
+    async def forbidden(request: web.Request) -> web.Response:
+        return web.Response(status=403)
+
+    app = web.Application()
+    app.router.add_get("/{p:.*}", forbidden)
+    async with serving_app(app) as origin, fetcher() as (f, seen):
+        with pytest.raises(FetchError, match="HTTP 403"):
+            await f.fetch([f"{origin}/a", f"{origin}/b"])
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("failing", ["error503", "stall", "truncate"])
+async def test_every_alternative_gets_a_try_and_a_failing_base_url_is_skipped_next_time(root: Path,
+                                                                                       failing: str) -> None:
+    config = replace(QUICK, attempts=1)  # still one try per alternative
+    async with servers(root) as (a, _), fetcher(config) as (f, seen):
+        urls = [f"{a.origin}/{failing}/t/file.bin", f"{a.origin}/plain/t/file.bin"]
+        first = await f.fetch(urls)
+        started = time.monotonic()
+        second = await f.fetch(urls)  # the failed BaseURL (same host) now comes last
+    assert first.body == second.body == BODY
+    assert [x.url.split("/")[3] for x in seen] == [failing, "plain", "plain"]
+    assert time.monotonic() - started < 0.4
+
+
+async def test_a_206_must_carry_the_range_asked_for(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        result = await f.fetch([f"{a.origin}/badrange/t/file.bin", f"{a.origin}/plain/t/file.bin"],
+                               headers={"Range": "bytes=1000-1999"})
+    assert result.body == BODY[1000:2000] and result.status == 206
+    assert "Content-Range bytes 900-1899" in (seen[0].error or "") and f.counts["bad_content_range"] == 1
+
+
+@pytest.mark.parametrize(("first", "last"), [(0, 99), (1000, 1999), (len(BODY) - 10, len(BODY) - 1)])
+async def test_a_server_ignoring_range_has_the_range_cut_out_and_counted(root: Path, first: int, last: int) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        result = await f.fetch([f"{a.origin}/norange/t/file.bin"], headers={"Range": f"bytes={first}-{last}"})
+    assert result.body == BODY[first:last + 1] and result.range_ignored and result.status == 200
+    assert f.counts["range_ignored"] == 1 and seen[-1].note and "ignored Range" in seen[-1].note
+
+
+async def test_a_range_beyond_a_whole_body_is_a_short_body(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, _):
+        with pytest.raises(FetchError, match="short body"):
+            await f.fetch([f"{a.origin}/norange/t/file.bin"], headers={"Range": f"bytes=0-{len(BODY) + 5}"})
+
+
+async def test_a_body_cut_short_is_retried_and_named(root: Path) -> None:
+    async with servers(root) as (a, _), fetcher() as (f, seen):
+        with pytest.raises(FetchError, match=r"short body: 8192 of 16384 bytes"):
+            await f.fetch([f"{a.origin}/truncate/t/file.bin"])
+    assert len(seen) == QUICK.attempts
+
+
+def test_range_headers_and_alternative_bases() -> None:
+    assert requested_range({"range": "bytes=5-9"}) == (5, 9) and requested_range({}) is None
+    with pytest.raises(ValueError, match="bytes=first-last"):
+        requested_range({"Range": "bytes=5-"})
+    assert alternative_bases(["http://h/cdn1/v/1.m4s", "http://h/cdn2/v/1.m4s"]) == {
+        "http://h/cdn1/v/1.m4s": "http://h/cdn1/", "http://h/cdn2/v/1.m4s": "http://h/cdn2/"}
+    assert alternative_bases(["http://e1/s/x.m4s"]) == {"http://e1/s/x.m4s": "http://e1"}
