@@ -1,7 +1,8 @@
-"""Videos as the simulator and the ABR see them: a ladder plus per-segment sizes.
+"""Videos as the simulator and the ABR see them: a ladder plus per-segment sizes, and optionally audio.
 
-Loaded from Pensieve's `video_size_<q>` folders, Sabre's JSON manifests, or a title packaged by
-`abrkit package` (its `segments.json`), so simulated and emulated sessions see the same sizes.
+Loaded from Pensieve's `video_size_<q>` folders, Sabre's JSON manifests (video only), or a title
+packaged by `abrkit package` (its `segments.json`: video and audio, each with its own segments), so
+simulated and emulated sessions see the same sizes.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from abr.types import Ladder
+from player.timeline import Timeline
 from server.formats.segments import TitleSegments, load_segments_json
 
 # Pensieve's Envivio video: 48 chunks are played, the 49th size line is only read by MPC look-ahead.
@@ -22,6 +24,47 @@ PENSIEVE_BITRATES_KBPS = (300, 750, 1200, 1850, 2850, 4300)
 PENSIEVE_SEGMENT_S = 4.0
 PENSIEVE_SEGMENT_COUNT = 48
 PENSIEVE_SIZE_ROWS = PENSIEVE_SEGMENT_COUNT + 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class AudioTrack:
+    """A title's audio as the simulator sees it: `sizes_bytes[n, r]` is audio segment n in rendition r
+    (renditions ascending by bitrate, `ladder`), segment n lasting `durations_s[n]` seconds. Its
+    segments need not line up with the video's."""
+
+    ladder: Ladder
+    sizes_bytes: np.ndarray
+    durations_s: tuple[float, ...]
+    ids: tuple[str, ...] = ()  # rendition ids, as in the manifest
+    timeline: Timeline = field(init=False)
+
+    def __post_init__(self) -> None:
+        sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
+        count = len(self.durations_s)
+        if sizes.ndim != 2 or sizes.shape != (count, len(self.ladder)):
+            raise ValueError(f"audio sizes must be ({count} segments, {len(self.ladder)} renditions), got {sizes.shape}")
+        if np.any(sizes <= 0):
+            raise ValueError("audio segment sizes must be > 0 bytes")
+        sizes.setflags(write=False)
+        object.__setattr__(self, "sizes_bytes", sizes)
+        object.__setattr__(self, "durations_s", tuple(float(d) for d in self.durations_s))
+        object.__setattr__(self, "timeline", Timeline.from_durations(self.durations_s))
+
+    @property
+    def segment_count(self) -> int:
+        return len(self.durations_s)
+
+    def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
+        rows = self.sizes_bytes[segment_index : segment_index + count]
+        return tuple(tuple(row) for row in rows.tolist())
+
+    def until(self, end_s: float) -> AudioTrack:
+        """The audio segments that start before media time `end_s` (at least one)."""
+        count = max(1, self.timeline.count_before(end_s))
+        if count >= self.segment_count:
+            return self
+        return AudioTrack(ladder=self.ladder, sizes_bytes=self.sizes_bytes[:count], durations_s=self.durations_s[:count],
+                          ids=self.ids)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -34,6 +77,7 @@ class Video:
     segment_count: int
     resolutions: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = ()  # decisions the loader made that a user should see (commands print them)
+    audio: AudioTrack | None = None  # fetched by its own pipeline beside the video (None: video only)
 
     def __post_init__(self) -> None:
         sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
@@ -50,16 +94,47 @@ class Video:
     def duration_s(self) -> float:
         return self.segment_count * self.ladder.segment_duration_s
 
+    @property
+    def timeline(self) -> Timeline:
+        """The video segments: `segment_count` of `ladder.segment_duration_s` each."""
+        return Timeline.uniform(self.ladder.segment_duration_s, self.segment_count)
+
     def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
         """Sizes of segments `segment_index .. segment_index+count-1` that exist (look-ahead rows included)."""
         rows = self.sizes_bytes[segment_index : segment_index + count]
         return tuple(tuple(row) for row in rows.tolist())
 
     def truncated(self, segment_count: int) -> Video:
+        """The first `segment_count` video segments and the audio segments that play with them."""
+        count = min(segment_count, self.segment_count)
+        audio = None if self.audio is None else self.audio.until(count * self.ladder.segment_duration_s)
         return Video(
             name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes,
-            segment_count=min(segment_count, self.segment_count), resolutions=self.resolutions, notes=self.notes,
+            segment_count=count, resolutions=self.resolutions, notes=self.notes, audio=audio,
         )
+
+    def folded(self) -> Video:
+        """One media type: each video segment's size in every rung plus the bytes of the first audio
+        rendition playing under it (an audio segment counted in proportion to its overlap). For the
+        tools that model one download per segment (the offline optimum, training); the session and
+        `abrkit sim` fetch audio on its own pipeline instead."""
+        if self.audio is None:
+            return self
+        audio = self.audio
+        rows = self.sizes_bytes.shape[0]
+        first = audio.sizes_bytes[:, 0]
+        under = np.zeros(rows)
+        if audio.segment_count in (rows, self.segment_count):
+            under[: audio.segment_count] = first[:rows]  # cut at the same points (our packager): one for one
+        else:
+            seg_s = self.ladder.segment_duration_s
+            starts = np.arange(rows) * seg_s
+            a_starts = np.array([audio.timeline.start_s(k) for k in range(audio.segment_count)])
+            a_durations = np.asarray(audio.durations_s)
+            overlap = np.minimum(starts[:, None] + seg_s, a_starts + a_durations) - np.maximum(starts[:, None], a_starts)
+            under = np.clip(overlap, 0.0, None) / a_durations @ first.astype(np.float64)
+        return Video(name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes + np.rint(under).astype(np.int64)[:, None],
+                     segment_count=self.segment_count, resolutions=self.resolutions, notes=self.notes)
 
 
 def load_pensieve_video(directory: Path, *, segment_count: int | None = None,
@@ -162,18 +237,32 @@ def load_sabre_video(path: Path) -> Video:
 def video_from_title(meta: TitleSegments, *, include_audio: bool = True) -> Video:
     """The simulator's view of a packaged title (`abrkit package`'s segments.json).
 
-    A player fetches the audio segment alongside each video segment over the same link, so by
-    default each rung's size includes the (first) audio rendition's segment: simulated and emulated
-    sessions then move the same bytes. The ladder is the packager's target bitrates.
+    The video ladder is the packager's target bitrates with each rendition's segment sizes; the audio
+    renditions (`include_audio`) are a separate `AudioTrack` with their own segment sizes and
+    durations, fetched by their own pipeline as the headless player does.
     """
     sizes = np.array([list(v.segment_sizes_bytes) for v in meta.video], dtype=np.int64).T
-    if include_audio and meta.audio:
-        sizes = sizes + np.asarray(meta.audio[0].segment_sizes_bytes, dtype=np.int64)[:, None]
+    audio = _audio_track(meta) if include_audio and meta.audio else None
     return Video(
         name=meta.title,
         ladder=Ladder(bitrates_bps=tuple(v.bitrate_bps for v in meta.video), segment_duration_s=meta.segment_duration_s),
         sizes_bytes=sizes, segment_count=meta.segment_count,
-        resolutions=tuple((v.width, v.height) for v in meta.video),
+        resolutions=tuple((v.width, v.height) for v in meta.video), audio=audio,
+    )
+
+
+def _audio_track(meta: TitleSegments) -> AudioTrack:
+    """The audio renditions of a title, ascending by bitrate (one per bitrate: a second rendition at
+    the same bitrate, another language say, is not a step of the ladder)."""
+    renditions = {}
+    for info in sorted(meta.audio, key=lambda a: a.bitrate_bps):
+        renditions.setdefault(info.bitrate_bps, info)
+    chosen = list(renditions.values())
+    count = min(len(a.segment_sizes_bytes) for a in chosen)
+    return AudioTrack(
+        ladder=Ladder(bitrates_bps=tuple(renditions), segment_duration_s=meta.segment_duration_s),
+        sizes_bytes=np.array([list(a.segment_sizes_bytes[:count]) for a in chosen], dtype=np.int64).T,
+        durations_s=tuple(chosen[0].segment_durations_s[:count]), ids=tuple(a.id for a in chosen),
     )
 
 

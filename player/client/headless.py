@@ -1,9 +1,10 @@
 """The headless player: drives `PlaybackSession` with real HTTP fetches on a real (or sped-up) clock.
 
-Per segment the session decides a quality; the player fetches that video segment and the audio
-segment of the same index concurrently (with failover across edges and BaseURLs), reports the
-arrival to the session, and hands the bytes to the decoder off the event loop. The ABR object is
-the registry's, unchanged, so what runs here is what runs in the simulator.
+One pipeline per media type, as real players run them: the video pipeline fetches the segments
+the ABR decides, the audio pipeline the audio rendition the session's audio rule picks, each on its
+own connection with one request in flight (with failover across edges and BaseURLs), each on its
+own segment timeline. Arrivals go to the session; the bytes go to the decoder off the event loop.
+The ABR object is the registry's, unchanged, so what runs here is what runs in the simulator.
 
 Time: session time = wall time since start x `speed`. With a shaper at the same speed (trace K
 times faster), every duration the ABR sees is in trace seconds, so QoE is comparable across K.
@@ -12,8 +13,9 @@ times faster), every duration the ABR sees is in trace seconds, so QoE is compar
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,12 +28,13 @@ from abr.types import Abandoning, AbrAlgorithm, Ladder
 from player.client.bootstrap import PlaybackSource, edge_alternatives, range_header
 from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
-from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError, FetchResult
+from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError
 from player.client.mpd import Representation
 from player.errors import CliError
 from player.events import EventSink, emit_event
 from player.media.modes import DECODE_MODES
-from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, Wait
+from player.session import Fetch, Finished, Hold, PlaybackSession, SegmentRecord, SessionConfig, Wait
+from player.timeline import MediaType, Timeline
 from server.formats.cmcd import cmcd_headers
 
 MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to the event log)
@@ -39,6 +42,11 @@ MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to t
 
 class PlaybackError(CliError):
     """Playback stopped for good; the message says which segment and why."""
+
+
+# Which pipeline a fetch belongs to, for the request counts (each pipeline is its own task; init
+# segments and anything else fetched through the player's fetcher count as "other").
+_MEDIA: contextvars.ContextVar[str] = contextvars.ContextVar("abrkit_media", default="other")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,11 +75,50 @@ class PlayerConfig:
             raise ValueError("max_segment_failures must be >= 1 and buffer_sample_s > 0")
 
 
+def _timeline(rep: Representation, origin_s: float, count: int) -> Timeline:
+    """`rep`'s first `count` segments, in seconds from `origin_s` (the first video segment's start)."""
+    segments = rep.segments[:count]
+    return Timeline([seg.start_s - origin_s for seg in segments], [seg.duration_s for seg in segments])
+
+
+def distinct_bitrates(reps: Sequence[Representation]) -> list[Representation]:
+    """Representations ascending by bandwidth, one per bandwidth (the ladder's steps)."""
+    out: dict[int, Representation] = {}
+    for rep in sorted(reps, key=lambda r: r.bandwidth_bps):
+        out.setdefault(rep.bandwidth_bps, rep)
+    return list(out.values())
+
+
+class AudioContent:
+    """The session's view of the audio: renditions, their timeline, sizes from segments.json when
+    the server has them (else estimated from the bandwidths)."""
+
+    def __init__(self, source: PlaybackSource, reps: list[Representation], origin_s: float, end_s: float) -> None:
+        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps),
+                             segment_duration_s=reps[0].segment_duration_s or reps[0].segments[0].duration_s)
+        full = _timeline(reps[0], origin_s, min(r.segment_count for r in reps))
+        self.segment_count = max(1, full.count_before(end_s))
+        self.timeline = _timeline(reps[0], origin_s, self.segment_count)
+        known = source.sizes.audio if source.sizes is not None else None
+        self._sizes: np.ndarray | None = None
+        if known is not None and len(known.ladder) == len(reps) and known.segment_count >= self.segment_count:
+            self._sizes = known.sizes_bytes
+
+    def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
+        end = min(segment_index + count, self.segment_count)
+        if self._sizes is not None:
+            return tuple(tuple(row) for row in self._sizes[segment_index:end].tolist())
+        return tuple(tuple(int(b * self.timeline.duration_s(i) / 8) for b in self.ladder.bitrates_bps)
+                     for i in range(segment_index, end))
+
+
 class ManifestContent:
     """The session's view of the stream: ladder and sizes from segments.json when the server has
-    one (so the ABR sees what the simulator sees), else from the MPD's bandwidths."""
+    one (so the ABR sees what the simulator sees), else from the MPD's bandwidths; the video
+    segments' timeline; and the audio (`audio`, None without one)."""
 
-    def __init__(self, source: PlaybackSource, video_reps: list[Representation], max_segments: int | None) -> None:
+    def __init__(self, source: PlaybackSource, video_reps: list[Representation], max_segments: int | None,
+                 audio_reps: Sequence[Representation] = ()) -> None:
         count = min(r.segment_count for r in video_reps)
         if count == 0:
             raise PlaybackError("the manifest lists no segments for its video representations")
@@ -84,6 +131,10 @@ class ManifestContent:
                                  segment_duration_s=video_reps[0].segment_duration_s or video_reps[0].segments[0].duration_s)
             self._sizes = None
         self.segment_count = min(count, max_segments) if max_segments else count
+        origin_s = video_reps[0].segments[0].start_s
+        self.timeline = _timeline(video_reps[0], origin_s, self.segment_count)
+        playable = [r for r in audio_reps if r.segment_count]
+        self.audio = AudioContent(source, list(playable), origin_s, self.timeline.end_s) if playable else None
 
     def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
         end = min(segment_index + count, self.segment_count)
@@ -113,10 +164,25 @@ class PlaybackReport:
     http_counts: Mapping[str, int] = field(default_factory=dict)  # `Fetcher.counts`: redirects, ranges cut...
     decode_errors: tuple[str, ...] = ()  # why segments failed to decode, one line each
     periods: int = 1  # DASH Periods played (records and frames cover them all)
+    audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (`records` are the video's)
+    requests_by_media: Mapping[str, int] = field(default_factory=dict)  # video, audio, other (init segments)
 
     @property
     def qualities(self) -> list[int]:
         return [r.quality for r in self.records]
+
+    def media_summary(self) -> dict[str, dict[str, Any]]:
+        """Per media type: segments, bytes, requests, renditions and the buffer after each segment."""
+        out: dict[str, dict[str, Any]] = {}
+        for media, records in (("video", self.records), ("audio", self.audio_records)):
+            if media == "audio" and not records and not self.requests_by_media.get("audio"):
+                continue
+            out[media] = {
+                "segments": len(records), "bytes": sum(r.size_bytes for r in records),
+                "requests": self.requests_by_media.get(media, 0), "qualities": [r.quality for r in records],
+                "buffer_after_s": [round(r.buffer_after_s, 3) for r in records],
+            }
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         out = self.metrics.as_dict()
@@ -127,12 +193,13 @@ class PlaybackReport:
             "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
             "http_counts": dict(self.http_counts), "periods": self.periods,
             "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
+            "requests_by_media": dict(self.requests_by_media), "media": self.media_summary(),
         })
         return out
 
 
 class HeadlessPlayer:
-    """One playback session against real HTTP servers."""
+    """One playback session against real HTTP servers: a pipeline task per media type."""
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  events: EventSink | None = None, decoder: Decoder | None = None,
@@ -148,17 +215,17 @@ class HeadlessPlayer:
             raise PlaybackError("the manifest has no video representations")
         self.video_reps = list(video.representations)
         audio = manifest.audio if config.audio else None
-        self.audio_rep = audio.representations[0] if audio is not None and audio.representations else None
-        self.content = ManifestContent(source, self.video_reps, config.max_segments)
+        self.audio_reps = distinct_bitrates(audio.representations) if audio is not None else []
+        self.content = ManifestContent(source, self.video_reps, config.max_segments, self.audio_reps)
         self.abr = abr if abr is not None else make(config.abr, **dict(config.abr_params))
         self.session = PlaybackSession(self.abr, self.content, config.session, sink=self.events)
         self.decoder = decoder
         self._t0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._requests = 0
+        self._requests: dict[str, int] = {}
         self._failed_requests = 0
         self._abandoned = 0
-        self._audio_cache: dict[int, FetchResult] = {}
+        self._failures: dict[tuple[MediaType, int], int] = {}
         self._next_sample_s = 0.0
         self._measured_bps = 0.0
         # Interactive (the desktop player): at the end of the stream wait for a seek or stop()
@@ -167,7 +234,8 @@ class HeadlessPlayer:
         self.on_seek = on_seek
         self._seek_to: float | None = None
         self._stopping = False
-        self._wake: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None  # a seek or stop cuts waits short
+        self._progress: asyncio.Event | None = None  # a fetch began or ended: a held pipeline may go on
         self.fetcher.observer = self._on_attempt
         # loop.time() of session time 0 (None: when run() starts); `player.client.periods` sets it so
         # that the pre-roll steps and every Period share one clock.
@@ -196,19 +264,34 @@ class HeadlessPlayer:
         finally:
             self._wake.clear()
 
+    async def _await_progress(self) -> None:
+        """Until another pipeline's fetch begins or ends (or a seek or stop is asked for)."""
+        assert self._progress is not None
+        if self._seek_to is not None or self._stopping:
+            return
+        self._progress.clear()  # no await since the session said Hold: nothing was missed
+        await self._progress.wait()
+
+    def _progressed(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+
     # -- controls (call on the player's event loop) -------------------------------------------------
 
     def request_seek(self, position_s: float) -> None:
-        """Jump to media time `position_s` once the fetch in flight (if any) completes."""
+        """Jump to media time `position_s` once the fetches in flight (if any) complete."""
         self._seek_to = position_s
-        if self._wake is not None:
-            self._wake.set()
+        self._interrupt()
 
     def stop(self) -> None:
-        """End the run once the fetch in flight (if any) completes; the report covers what was fetched."""
+        """End the run once the fetches in flight (if any) complete; the report covers what was fetched."""
         self._stopping = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
         if self._wake is not None:
             self._wake.set()
+        self._progressed()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -216,33 +299,15 @@ class HeadlessPlayer:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time() if self.clock_origin is None else self.clock_origin
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        audio = self.content.audio
         emit_event(self.events, 0.0, "start", title=self.source.title, abr=self.config.abr, speed=self.config.speed,
-                   segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s))
+                   segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s),
+                   **({"audio_segments": audio.segment_count} if audio is not None else {}))
         sampler = asyncio.create_task(self._sample_buffer())
         error: str | None = None
         try:
-            failures: dict[int, int] = {}
-            while not self._stopping:
-                if self._seek_to is not None:
-                    self._apply_seek(self._seek_to)
-                action = self.session.next_action()
-                if isinstance(action, Finished):
-                    if not self.interactive:
-                        break
-                    await self._wait(None)
-                    continue
-                if isinstance(action, Wait):
-                    await self._wait(action.duration_s)
-                    self.session.advance(self.now())
-                    continue
-                assert isinstance(action, Fetch)
-                outcome = await self._fetch_segment(action)
-                if outcome is not None:
-                    failures[action.segment_index] = failures.get(action.segment_index, 0) + 1
-                    self.session.on_failure(self.now(), outcome)
-                    if failures[action.segment_index] >= self.config.max_segment_failures:
-                        raise PlaybackError(f"segment {action.segment_index} could not be fetched: {outcome}")
-                    await self._sleep(min(1.0, 0.25 * failures[action.segment_index]))
+            await self._play()
         except PlaybackError as exc:
             error = str(exc)
             emit_event(self.events, self.now(), "error", message=error)
@@ -262,8 +327,50 @@ class HeadlessPlayer:
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)
         report = replace(report, decode_errors=decode_errors)
         emit_event(self.events, self.now(), "end",
-                   **{k: v for k, v in report.as_dict().items() if k != "qualities"})
+                   **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
         return report
+
+    async def _play(self) -> None:
+        """Run the pipelines until every segment is in (interactive: until stop), restarting them at seeks."""
+        while not self._stopping:
+            if self._seek_to is not None:
+                self._apply_seek(self._seek_to)
+            await _all_or_first_error([asyncio.create_task(self._pipeline(media))
+                                       for media in self.session.media_types])
+            if self._stopping or self._seek_to is not None:
+                continue
+            if not self.interactive:
+                return
+            await self._wait(None)
+
+    async def _pipeline(self, media: MediaType) -> None:
+        """Fetch `media` as the session says, until it has nothing left or a seek or stop is asked for."""
+        _MEDIA.set(media)  # this task's own context: the request counts know which pipeline asked
+        session = self.session
+        while not self._stopping and self._seek_to is None:
+            action = session.next_action(media)
+            if isinstance(action, Finished):
+                self._progressed()
+                return
+            if isinstance(action, Hold):
+                await self._await_progress()
+                continue
+            if isinstance(action, Wait):
+                await self._wait(action.duration_s)
+                session.advance(self.now())
+                continue
+            assert isinstance(action, Fetch)
+            self._progressed()
+            outcome = await self._fetch_segment(action)
+            self._progressed()
+            if outcome is not None:
+                key = (media, action.segment_index)
+                self._failures[key] = failures = self._failures.get(key, 0) + 1
+                session.on_failure(self.now(), outcome, media=media)
+                if failures >= self.config.max_segment_failures:
+                    what = "segment" if media == "video" else f"{media} segment"
+                    raise PlaybackError(f"{what} {action.segment_index} could not be fetched: {outcome}")
+                await self._sleep(min(1.0, 0.25 * failures))
 
     def _apply_seek(self, position_s: float) -> None:
         self._seek_to = None
@@ -273,7 +380,7 @@ class HeadlessPlayer:
 
     def init_urls(self) -> dict[str, tuple[list[str], dict[str, str]]]:
         """Each rendition's init segment: failover alternatives and Range header (fetched before playback)."""
-        reps = [*self.video_reps, *([self.audio_rep] if self.audio_rep is not None else [])]
+        reps = [*self.video_reps, *self.audio_reps]
         return {rep.id: (self._alternatives(rep.init.urls), range_header(rep.init.byte_range))
                 for rep in reps if rep.init is not None}
 
@@ -284,55 +391,26 @@ class HeadlessPlayer:
         return list(dict.fromkeys(out))
 
     async def _fetch_segment(self, action: Fetch) -> str | None:
-        """Fetch video (and audio) of one segment; None on success, else why it failed."""
-        index, quality = action.segment_index, action.quality
-        rep = self.video_reps[quality]
+        """Fetch one segment of one media type; None on success (or abandonment), else why it failed."""
+        media, index = action.media, action.segment_index
+        rep = self.video_reps[action.quality] if media == "video" else self.audio_reps[action.quality]
         segment = rep.segments[index]
-        audio_task = None
-        if self.audio_rep is not None and index < self.audio_rep.segment_count and index not in self._audio_cache:
-            audio_task = asyncio.create_task(self._fetch_audio(index))
-        progress = self._abandon_check(action) if isinstance(self.abr, Abandoning) else None
-        headers = self._cmcd(rep, index, "v", segment.duration_s) | range_header(segment.byte_range)
+        progress = self._abandon_check(action) if media == "video" and isinstance(self.abr, Abandoning) else None
+        headers = self._cmcd(rep, media, index, segment.duration_s) | range_header(segment.byte_range)
         try:
-            video = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress)
+            result = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress)
         except Abandoned as exc:
             self._abandoned += 1
-            self.session.on_abandon(self.now(), bytes_received=exc.bytes_received)
-            if audio_task is not None:
-                await self._settle(audio_task)
+            self.session.on_abandon(self.now(), bytes_received=exc.bytes_received, media=media)
             return None
         except FetchError as exc:
-            if audio_task is not None:
-                await self._settle(audio_task)
-            return str(exc)
-        if audio_task is not None:
-            audio_error = await self._settle(audio_task)
-            if audio_error is not None:
-                return audio_error
-        audio = self._audio_cache.pop(index, None)
-        now = self.now()
-        size = video.size_bytes + (audio.size_bytes if audio is not None else 0)
-        record = self.session.on_download(now, size_bytes=size, ttfb_s=video.ttfb_s * self.config.speed,
-                                          media_duration_s=segment.duration_s)
+            return str(exc) if media == "video" else f"{media}: {exc}"
+        record = self.session.on_download(self.now(), size_bytes=result.size_bytes,
+                                          ttfb_s=result.ttfb_s * self.config.speed,
+                                          media_duration_s=segment.duration_s, media=media)
         self._measured_bps = throughput_bps(record.size_bytes, max(record.download_s, 1e-6))
         if self.decoder is not None:
-            self.decoder.submit("video", rep.id, index, video.body)
-            if audio is not None and self.audio_rep is not None:
-                self.decoder.submit("audio", self.audio_rep.id, index, audio.body)
-        return None
-
-    async def _fetch_audio(self, index: int) -> None:
-        assert self.audio_rep is not None
-        segment = self.audio_rep.segments[index]
-        headers = self._cmcd(self.audio_rep, index, "a", segment.duration_s) | range_header(segment.byte_range)
-        self._audio_cache[index] = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers)
-
-    @staticmethod
-    async def _settle(task: asyncio.Task[None]) -> str | None:
-        try:
-            await task
-        except FetchError as exc:
-            return f"audio: {exc}"
+            self.decoder.submit(media, rep.id, index, result.body)
         return None
 
     def _abandon_check(self, action: Fetch) -> Callable[[int, int, float], bool]:
@@ -351,45 +429,51 @@ class HeadlessPlayer:
 
         return keep_going
 
-    def _cmcd(self, rep: Representation, index: int, object_type: str, duration_s: float) -> dict[str, str]:
+    def _cmcd(self, rep: Representation, media: MediaType, index: int, duration_s: float) -> dict[str, str]:
         if not self.config.cmcd:
             return {}
         next_url = None
         if index + 1 < rep.segment_count:
             next_url = rep.segments[index + 1].urls[0]
-        return cmcd_headers(
-            bitrate_kbps=rep.bandwidth_bps // 1000, buffer_ms=self.session.buffer_s * 1000,
+        return cmcd_headers(  # CTA-5004: bl is the buffer of the object's own media type
+            bitrate_kbps=rep.bandwidth_bps // 1000, buffer_ms=self.session.buffer_level_s(media) * 1000,
             starved=self.session.stalled, duration_ms=duration_s * 1000, measured_kbps=self._measured_bps / 1000,
-            object_type=object_type, session_id=self.source.session_id, content_id=self.source.title,
-            startup=not self.session.started, next_url=next_url, base_url=rep.segments[index].urls[0],
+            object_type="v" if media == "video" else "a", session_id=self.source.session_id,
+            content_id=self.source.title, startup=not self.session.started, next_url=next_url,
+            base_url=rep.segments[index].urls[0],
         )
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
     def _on_attempt(self, attempt: Any) -> None:
-        self._requests += 1
+        media = _MEDIA.get()
+        self._requests[media] = self._requests.get(media, 0) + 1
         if attempt.error is not None and attempt.error != ABANDONED:  # abandoned: the player's choice
             self._failed_requests += 1
         wall_to_session = self.config.speed
+        extra = {"media": media} if len(self.session.media_types) > 1 else {}
         emit_event(self.events, self.now() if self._loop else 0.0, "request", url=attempt.url,
                    status=attempt.status, error=attempt.error, bytes=attempt.size_bytes, request_id=attempt.request_id,
                    ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
                    duration_s=round(attempt.duration_s * wall_to_session, 4),
-                   **({"note": attempt.note} if attempt.note else {}))
+                   **({"note": attempt.note} if attempt.note else {}), **extra)
 
     async def _sample_buffer(self) -> None:
+        session = self.session
         while True:
-            self.session.advance(self.now())
-            emit_event(self.events, self.session.time_s, "buffer", buffer_s=round(self.session.buffer_s, 3),
-                       playing=self.session.started and not self.session.stalled)
+            session.advance(self.now())
+            levels = ({f"{media}_s": round(level, 3) for media, level in session.buffer_levels_s.items()}
+                      if len(session.media_types) > 1 else {})
+            emit_event(self.events, session.time_s, "buffer", buffer_s=round(session.buffer_s, 3),
+                       playing=session.started and not session.stalled, **levels)
             await self._sleep(self.config.buffer_sample_s)
 
     def metrics(self) -> SessionMetrics:
-        """QoE and session metrics of the segments played so far."""
+        """QoE and session metrics of the segments played so far (video records, stalls of the playable buffer)."""
         records = self.session.records
         ladder = self.content.ladder
         return session_metrics(
-            bitrates_bps=[r.bitrate_bps for r in records], rebuffer_s=[r.rebuffer_s for r in records],
+            bitrates_bps=[r.bitrate_bps for r in records], rebuffer_s=self.session.rebuffer_per_segment_s(),
             ladder_bps=ladder.bitrates_bps, segment_duration_s=ladder.segment_duration_s,
             startup_s=self.session.startup_s or 0.0, rebuffer_count=self.session.stall_count,
         )
@@ -397,13 +481,32 @@ class HeadlessPlayer:
     def _report(self, error: str | None, frames_decoded: int, frames_failed: int,
                 first_frame_s: float | None) -> PlaybackReport:
         records = tuple(self.session.records)
+        audio_records = tuple(self.session.audio_records)
+        ends = [r.request_time_s + r.download_s for r in (*records, *audio_records)]
         return PlaybackReport(
             title=self.source.title, abr=self.config.abr, metrics=self.metrics(), records=records,
-            frames_decoded=frames_decoded, frames_failed=frames_failed, requests=self._requests,
+            frames_decoded=frames_decoded, frames_failed=frames_failed, requests=sum(self._requests.values()),
             failed_requests=self._failed_requests, abandoned=self._abandoned,
-            duration_s=records[-1].request_time_s + records[-1].download_s if records else 0.0,
-            first_frame_s=first_frame_s, bootstrap_s=dict(self.source.timings_s), error=error,
+            duration_s=max(ends, default=0.0), first_frame_s=first_frame_s,
+            bootstrap_s=dict(self.source.timings_s), error=error, audio_records=audio_records,
+            requests_by_media=dict(self._requests),
         )
+
+
+async def _all_or_first_error(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for every task; the first to raise cancels the others and its error propagates."""
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
+    failed = next((t for t in done if t.exception() is not None), None)
+    if failed is not None:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise failed.exception()  # type: ignore[misc]
 
 
 def print_report(report: PlaybackReport, *, as_json: bool) -> None:
@@ -427,5 +530,11 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
     if report.decode_errors:
         more = f" (and {len(report.decode_errors) - 1} more)" if len(report.decode_errors) > 1 else ""
         print(f"  decoding failed: {report.decode_errors[0]}{more}")
+    if report.audio_records:
+        by_media = report.requests_by_media
+        renditions = sorted({r.bitrate_bps // 1000 for r in report.audio_records})
+        print(f"  audio {len(report.audio_records)} segments at {', '.join(map(str, renditions))} kbit/s; "
+              f"requests video {by_media.get('video', 0)}, audio {by_media.get('audio', 0)}, "
+              f"other {by_media.get('other', 0)}")
     if report.error:
         print(f"  playback stopped: {report.error}")

@@ -493,8 +493,10 @@ class DesktopApp:
         if snap is not None:
             throughput = "-" if snap.throughput_bps is None else f"{snap.throughput_bps / 1e6:.2f} Mbit/s"
             lock = "auto" if snap.locked_quality is None else f"locked to q{snap.locked_quality}"
+            levels = ("" if snap.audio_buffer_s is None
+                      else f" (video {snap.video_buffer_s:.1f}, audio {snap.audio_buffer_s:.1f})")
             lines += [
-                f"buffer {snap.buffer_s:5.1f} s   throughput {throughput}",
+                f"buffer {snap.buffer_s:5.1f} s{levels}   throughput {throughput}",
                 f"ABR {snap.abr} ({lock}); last decision {snap.decision or '-'}",
                 f"segments {snap.segments_fetched}/{snap.segment_count}   stalls {snap.stall_count} "
                 f"({snap.rebuffer_s:.1f} s)",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from abr.audio import AudioAware
 from abr.estimators import harmonic_mean, throughput_bps
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
@@ -69,6 +70,11 @@ class PlayerSnapshot:
     rebuffer_s: float
     stall_count: int
     qoe: dict[str, float] | None = None  # QoE so far (lin/log/hd), refreshed about once a second
+    # Each media type's own buffer (`buffer_s` is the playable one, their minimum); audio is None
+    # without an audio pipeline.
+    video_buffer_s: float = 0.0
+    audio_buffer_s: float | None = None
+    audio_segments_fetched: int = 0
 
 
 class LockableAbr:
@@ -80,6 +86,8 @@ class LockableAbr:
         self.name = inner.name
         self.locked_quality: int | None = None
         self.last_decision: Decision | None = None
+        if isinstance(inner, AudioAware):  # the algorithm's own audio choice stays its own
+            self.decide_audio = inner.decide_audio
 
     def lock(self, quality: int | None) -> None:
         self.locked_quality = quality
@@ -249,7 +257,9 @@ class PlayerThread:
             decision="" if decision is None else f"q{decision.quality}: {decision.reason or '-'}",
             locked_quality=self.abr.locked_quality, segments_fetched=len(session.records),
             segment_count=session.segment_count, rebuffer_s=session.total_rebuffer_s,
-            stall_count=session.stall_count, qoe=qoe,
+            stall_count=session.stall_count, qoe=qoe, video_buffer_s=session.buffer_level_s("video"),
+            audio_buffer_s=session.buffer_level_s("audio") if "audio" in session.media_types else None,
+            audio_segments_fetched=len(session.audio_records),
         )
 
 

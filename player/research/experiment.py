@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from abr.qoe import QOE_MODELS, SessionMetrics
 from abr.registry import make, parse_spec
-from netsim.link import LinkBatch
+from netsim.link import LinkBatch, LinkModel
+from netsim.sharing import replay
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
@@ -73,6 +74,9 @@ class Content:
 def video_digest(video: Video) -> str:
     digest = hashlib.sha256(repr((video.ladder, video.segment_count)).encode())
     digest.update(np.ascontiguousarray(video.sizes_bytes[: video.segment_count]).tobytes())
+    if video.audio is not None:  # its own pipeline in simulation: part of what a cell's result depends on
+        digest.update(repr((video.audio.ladder, video.audio.durations_s)).encode())
+        digest.update(np.ascontiguousarray(video.audio.sizes_bytes).tobytes())
     return digest.hexdigest()[:12]
 
 
@@ -277,13 +281,22 @@ def sim_row(cell: Cell, result: SessionResult) -> Row:
     return {**_base_row(cell), **_metrics_fields(result.metrics), "error": None, "timeline": timeline}
 
 
-def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records: Sequence[SegmentRecord]) -> np.ndarray:
-    """How long each emulated request takes in the link model the shaper applies (the simulator's
-    `default` download model: goodput = trace rate, latency on the trace clock)."""
+def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records: Sequence[SegmentRecord],
+                     audio_records: Sequence[SegmentRecord] = ()) -> np.ndarray:
+    """How long each emulated request in `records` takes in the link model the shaper applies (the
+    simulator's `default` download model: goodput = trace rate, latency on the trace clock), made
+    when it was made; with `audio_records`, those requests share the link with them."""
     if not records:
         return np.zeros(0)
     shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
     times = offset_s + np.array([r.request_time_s for r in records])
+    if audio_records:
+        latency = LatencyLookup([trace], shaper_model)
+        both = [*records, *audio_records]
+        made = offset_s + np.array([r.request_time_s for r in both])
+        waits = latency.at(made, np.zeros(len(both), dtype=np.int64))
+        finish = replay(LinkModel(trace), [(float(t), float(w), float(r.size_bytes)) for t, w, r in zip(made, waits, both)])
+        return np.asarray(finish[: len(records)]) - times
     sizes = np.array([r.size_bytes for r in records], dtype=np.float64)
     _, elapsed = download_step(LinkBatch([trace]), LatencyLookup([trace], shaper_model), shaper_model, times, sizes,
                                np.zeros(len(records), dtype=np.int64))
@@ -296,7 +309,8 @@ def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimPr
     for name in (*_TIMELINE, "ttfb_s"):  # `sim_row`'s columns and ttfb_s, from the records
         column = [getattr(r, name) for r in records]
         timeline[name] = column if name in _INTEGER_COLUMNS else _rounded(column)
-    timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records))
+    timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records,
+                                                             report.audio_records))
     return {**_base_row(cell), **_metrics_fields(report.metrics), "error": report.error,
             "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,
             "requests": report.requests, "failed_requests": report.failed_requests, "abandoned": report.abandoned,

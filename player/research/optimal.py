@@ -60,7 +60,10 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     The start state lets a caller ask what the optimum does from any point of a session (the
     imitation-learning expert needs that); QoE is counted from segment max(start, first counted).
     `faults` are on the trace clock (a whole session starting at trace time 0, as `simulate` runs it).
+    A video with audio is solved on its one-pipeline view (`Video.folded`: each video segment
+    downloaded with the audio under it), a close bound for the two-pipeline sessions `simulate` runs.
     """
+    video = video.folded()
     model = qoe_model(qoe) if isinstance(qoe, str) else qoe
     ladder_bps = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
     utility = model.utility(ladder_bps, ladder_bps)

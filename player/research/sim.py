@@ -31,6 +31,7 @@ from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
 from netsim.trace import Trace
+from player.research.sim_pipelines import PipelinesDriver
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
 from player.video import Video
 
@@ -107,6 +108,7 @@ class SessionResult:
     events: tuple[SessionEvent, ...] = ()
     trace_offset_s: float = 0.0
     engine: str = "session"  # which engine ran it: "session" (the state machine) or "batch" (lock-step)
+    audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (a video with audio)
 
     @property
     def qoe_lin(self) -> float:
@@ -146,7 +148,8 @@ class SessionDriver:
     `drive()` runs until every segment is in. Whatever `session.next_action()` raises propagates with
     the driver unchanged (the session asks its ABR before it changes any state), so calling `drive()`
     again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
-    `faults` block the link in windows of link time from the start (`trace_time_s`).
+    `faults` block the link in windows of link time from the start (`trace_time_s`). A video with
+    audio is played by `PipelinesDriver` (two pipelines sharing the link; `sim_pipelines`).
     """
 
     def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
@@ -160,8 +163,14 @@ class SessionDriver:
         link = LinkModel(trace, payload_factor=prof.payload_factor)
         self._link: LinkModel | FaultedLink = (
             FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
+        self._pipelines = (PipelinesDriver(session, video, trace, prof, trace_time_s=trace_time_s, link=self._link)
+                           if video.audio is not None else None)
 
     def drive(self) -> None:
+        if self._pipelines is not None:
+            self._pipelines.drive()
+            self.records, self.trace_time_s = self._pipelines.records, self._pipelines.trace_time_s
+            return
         session, prof, trace = self.session, self.prof, self.trace
         while True:
             action = session.next_action()
@@ -201,7 +210,7 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
     (result,) = _results(
         abr_spec, [trace], video,
         qualities=column([r.quality for r in records], np.int64),
-        rebuffer=column([r.rebuffer_s for r in records]),
+        rebuffer=column(session.rebuffer_per_segment_s()),
         buffer=column([r.buffer_after_s for r in records]),
         buffer_before=column([r.buffer_before_s for r in records]),
         download=column([r.download_s for r in records]),
@@ -209,7 +218,7 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
         startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
         offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
     )
-    return result
+    return replace(result, audio_records=tuple(session.audio_records)) if session.audio_records else result
 
 
 def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig) -> np.ndarray:
@@ -264,10 +273,12 @@ def buffer_step(buffer_s: np.ndarray, elapsed_s: np.ndarray, segment_duration_s:
 
 
 def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> bool:
-    """The lock-step engine applies when the algorithm is vectorised and one segment starts playback."""
+    """The lock-step engine applies when the algorithm is vectorised, one segment starts playback and
+    the video has no audio (two pipelines sharing the link run in the session engine only)."""
     seg = video.ladder.segment_duration_s
     cfg = prof.session
-    return (isinstance(algorithm, BatchAbr) and cfg.startup_threshold_s <= seg and cfg.rebuffer_resume_s <= seg)
+    return (isinstance(algorithm, BatchAbr) and video.audio is None and cfg.startup_threshold_s <= seg
+            and cfg.rebuffer_resume_s <= seg)
 
 
 def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
@@ -276,6 +287,8 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     """Simulate one session per trace in lock-step (same semantics as `run_session`); `faults` hit
     every session, each from its own start."""
     algorithm = prof.make_abr(abr_spec)
+    if video.audio is not None:
+        raise ValueError(f"{video.name!r} has audio: its sessions run in the session engine (engine='session')")
     if not supports_batch(algorithm, prof, video):
         raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
     batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
@@ -356,6 +369,8 @@ def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProf
         probe = prof.make_abr(abr_spec)
         if supports_batch(probe, prof, video):
             return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, faults=faults, models=models)
+        if engine == "batch" and video.audio is not None:
+            raise ValueError(f"{video.name!r} has audio: its sessions run in the session engine (engine='session')")
         if engine == "batch":
             raise ValueError(f"ABR {abr_spec!r} has no vectorised decide_batch; use engine='session'")
     return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, faults=faults,

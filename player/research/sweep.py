@@ -136,7 +136,8 @@ def _optimal_cache_path(video: Video, trace: Trace, config: SweepConfig) -> Path
     if config.cache_dir is None:
         return None
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(video.sizes_bytes[: video.segment_count + 8]).tobytes())
+    solved = video.folded()  # what the optimum solves (itself for a video without audio)
+    digest.update(np.ascontiguousarray(solved.sizes_bytes[: video.segment_count + 8]).tobytes())
     digest.update(repr((video.ladder, video.segment_count)).encode())
     digest.update(trace.durations_s.tobytes() + trace.bandwidth_bps.tobytes())
     if trace.latency_s is not None:

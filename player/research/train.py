@@ -475,9 +475,11 @@ def total_rollouts(traces: Sequence[Trace], config: TrainConfig) -> int:
 def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: TrainConfig, *,
           metadata: Mapping[str, Any] | None = None, progress: Progress | None = None,
           log: Callable[[str], None] | None = None) -> TrainResult:
-    """Run DAgger on `traces` (training traces only) and return the best round's policy."""
+    """Run DAgger on `traces` (training traces only) and return the best round's policy. A video with
+    audio trains on its one-pipeline view (`Video.folded`), the model the expert (the offline optimum) solves."""
     if not traces:
         raise ValueError("training needs at least one trace")
+    video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
     fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed)

@@ -23,6 +23,7 @@ from player.client.harness import LinkConfig, TitleTarget, UrlTarget, play_headl
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
+from player.research.experiment import model_download_s
 from player.research.sim import PROFILES, run_session
 from player.video import load_packaged_video
 from server.config import load_secrets
@@ -182,8 +183,13 @@ async def test_simulation_and_emulation_agree(tmp_path: Path, long_content: Path
     downloads = np.array([r.download_s for r in emulated.records])
     diverged = np.flatnonzero(np.asarray(emulated.qualities) != simulated.qualities)
     first_diverged = int(diverged[0]) if diverged.size else len(downloads)
-    # Where both fetched the same segments, the download times agree closely.
-    np.testing.assert_allclose(downloads[:first_diverged], simulated.download_s[:first_diverged], rtol=0.15)
+    # Each emulated download (video and audio pipelines on one shaped link) takes what the link model
+    # gives it for the requests made meanwhile...
+    model = model_download_s(trace, PROFILES["default"], 0.0, emulated.records, emulated.audio_records)
+    np.testing.assert_allclose(downloads, model, rtol=0.15)
+    # ...and where both fetched the same segments, they took as long in all. Segment by segment the two
+    # differ more: a few ms of HTTP cost move an audio download onto the neighbouring video segment.
+    assert downloads[:first_diverged].sum() == pytest.approx(simulated.download_s[:first_diverged].sum(), rel=0.1)
 
 
 async def test_cli_headless_json_has_the_qoe_keys(packaged: PackagedTitles) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from abr.registry import make
@@ -32,13 +33,14 @@ from player.desktop.app import DesktopApp, letterbox
 from player.desktop.config import DesktopConfig
 from player.desktop.player_thread import LockableAbr
 from player.desktop.xvfb import xvfb_display
-from player.media.avsync import FrameQueue, PcmBuffer, SyncStats, VideoFrame
+from player.media.avsync import AV_SYNC_TOLERANCE_MS, FrameQueue, PcmBuffer, SyncStats, VideoFrame
 from player.media.decoder import FrameConverter, SegmentDecoder
 from server.packager import PackageConfig, package_source, parse_ladder
 from server.packaging.demo import DemoClipConfig
 from server.packaging.source import DemoSource
 from tests.conftest import CLEAR_TITLE, REPO_ROOT, PackagedTitles
-from tests.player.conftest import serving_origin
+from tests.player.avcontent import write_split_av_dash
+from tests.player.conftest import serving_app, serving_origin
 
 T = TypeVar("T")
 SEGMENT_S = 4.0
@@ -325,3 +327,30 @@ def test_no_display_is_a_clear_error() -> None:
     assert process.returncode == 3, process.stderr
     assert "cannot open a window on display :987" in process.stdout
 
+
+
+@pytest.fixture(scope="session")
+def split_av_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FFmpeg DASH with 4 s video segments and 2 s audio segments (tests/player/avcontent.py)."""
+    root = tmp_path_factory.mktemp("desktop-split")
+    write_split_av_dash(root / "split", duration_s=12.0)
+    return root
+
+
+@pytest.mark.desktop
+def test_audio_cut_apart_from_the_video_stays_in_sync_to_the_end(split_av_title: Path, display: str) -> None:
+    static = web.Application()
+    static.router.add_static("/", split_av_title)  # a plain file server, as FFmpeg's output is served
+    with in_background(serving_app(static)) as origin:
+        app = DesktopApp(UrlTarget(url=f"{origin}/split/manifest.mpd"), PlayerConfig(abr="bba"),
+                         options=DesktopConfig(exit_at_end=True, window_size_px=(640, 360)), exit_after_s=60.0)
+        result = app.run()
+    report = result.report
+    assert result.ended and report is not None and report.error is None
+    print(f"\nsplit A/V: {result.av_offset.as_dict()}, silence {result.audio_silence_s:.3f} s, "
+          f"audio segments {len(report.audio_records)}")
+    assert len(report.records) == 3 and len(report.audio_records) == 6
+    assert report.metrics.rebuffer_count == 0 and report.frames_failed == 0
+    assert result.frames_presented + result.frames_dropped == 12 * 24
+    # The audio clock drives presentation across audio segment boundaries that are not the video's.
+    assert result.av_offset.count > 0 and result.av_offset.p50_ms <= AV_SYNC_TOLERANCE_MS

@@ -1,0 +1,113 @@
+"""The simulator's driver for content with audio: a video and an audio pipeline on one shared link.
+
+`SessionDriver` hands a session with more than one media type to `PipelinesDriver`. Each pipeline
+has at most one request in flight, as in the headless player (two connections through one
+shaper); transfers that overlap share the trace's capacity evenly (`netsim.sharing.SharedLink`,
+the processor-sharing limit of the shaper's max-min fair pacing). Each request's latency (the
+trace's, else the profile RTT) passes on the link clock before its bytes flow, whatever the
+profile: Pensieve's RTT added to the delay but not to the trace clock has no meaning once two
+transfers overlap. Video-only sessions never come here, so their results are what they always were.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from netsim.faults import FaultedLink
+from netsim.link import LinkModel
+from netsim.sharing import SharedLink
+from netsim.trace import Trace
+from player.session import Fetch, Finished, Hold, PlaybackSession, SegmentRecord, Wait
+from player.timeline import MediaType
+from player.video import Video
+
+if TYPE_CHECKING:
+    from player.research.sim import SimProfile
+
+
+class _SessionClock:
+    """The link on the session's clock: session time t is link time t + offset."""
+
+    __slots__ = ("link", "offset_s")
+
+    def __init__(self, link: LinkModel | FaultedLink, offset_s: float) -> None:
+        self.link = link
+        self.offset_s = offset_s
+
+    def bytes_until(self, time_s: float) -> float:
+        return self.link.bytes_until(time_s + self.offset_s)
+
+    def time_for_bytes(self, total_bytes: float) -> float:
+        return self.link.time_for_bytes(total_bytes) - self.offset_s
+
+
+class PipelinesDriver:
+    """Plays a session with audio over one trace, in virtual time (see the module docstring).
+
+    `drive()` runs until every segment of every media type is in; like `SessionDriver`, whatever
+    `session.next_action` raises propagates with the driver unchanged, and `drive()` resumes there.
+    `records` are the video records in arrival order (the session keeps the audio ones).
+    """
+
+    def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
+                 trace_time_s: float, link: LinkModel | FaultedLink) -> None:
+        if video.audio is None:
+            raise ValueError(f"{video.name!r} has no audio: SessionDriver plays it on one pipeline")
+        self.session = session
+        self.trace = trace
+        self.prof = prof
+        self.records: list[SegmentRecord] = []
+        self._offset_s = trace_time_s - session.time_s
+        self._shared = SharedLink(_SessionClock(link, self._offset_s), now_s=session.time_s)
+        self._sizes: dict[MediaType, np.ndarray] = {"video": video.sizes_bytes, "audio": video.audio.sizes_bytes}
+        self._ready_at_s: dict[MediaType, float] = {media: session.time_s for media in session.media_types}
+        self._fetching: dict[MediaType, tuple[int, float]] = {}  # media -> (size, request latency)
+        self._done: set[MediaType] = set()
+
+    @property
+    def trace_time_s(self) -> float:
+        return self.session.time_s + self._offset_s
+
+    def drive(self) -> None:
+        session = self.session
+        while True:
+            self._request_ready()
+            if len(self._done) == len(session.media_types):
+                return
+            waits = [at for media, at in self._ready_at_s.items() if self._idle(media) and at > session.time_s]
+            now = max(min(self._shared.next_event_s(), min(waits, default=math.inf)), session.time_s)
+            if now == math.inf:
+                raise RuntimeError(f"simulated session stuck at t={session.time_s!r}: nothing in flight or waiting")
+            for media in self._shared.advance(now):
+                size, latency = self._fetching.pop(media)  # type: ignore[call-overload]
+                record = session.on_download(now, size_bytes=size, ttfb_s=latency, media=media)  # type: ignore[arg-type]
+                if media == "video":
+                    self.records.append(record)
+            session.advance(now)
+
+    def _idle(self, media: MediaType) -> bool:
+        return media not in self._done and media not in self._fetching
+
+    def _request_ready(self) -> None:
+        """Ask each pipeline that is neither fetching nor waiting what to do next, video first."""
+        session, trace = self.session, self.trace
+        for media in session.media_types:
+            if not self._idle(media) or self._ready_at_s[media] > session.time_s:
+                continue
+            action = session.next_action(media)
+            if isinstance(action, Finished):
+                self._done.add(media)
+            elif isinstance(action, Hold):
+                continue  # asked again after the next event (a fetch on the other pipeline begins or ends)
+            elif isinstance(action, Wait):
+                self._ready_at_s[media] = session.time_s + action.duration_s
+            else:
+                assert isinstance(action, Fetch)
+                size = int(self._sizes[media][action.segment_index, action.quality])
+                link_now = session.time_s + self._offset_s
+                latency = trace.latency_at(link_now) if trace.latency_s is not None else self.prof.rtt_s
+                self._shared.start(media, starts_s=session.time_s + latency, size_bytes=size)
+                self._fetching[media] = (size, latency)
