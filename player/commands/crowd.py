@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--sessions-per-account", type=int, default=10, help="crowd sessions per account (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="crowd processes (0: this process; default 2)")
     parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="run the crowd on this Dask cluster instead")
-    parser.add_argument("--sessions-per-task", type=int, default=250, help="crowd sessions per task (default 250)")
+    parser.add_argument("--sessions-per-task", type=int, default=250,
+                        help="with --dask: crowd sessions per task (default 250; locally, one task per worker)")
     parser.add_argument("--edges", type=int, default=2, help="edge caches in the stack (default 2)")
     parser.add_argument("--cache-mb", type=float, default=256.0, help="cache bound per edge, MiB (default 256)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the quiet run of the playing sessions")

@@ -74,7 +74,7 @@ class CrowdConfig:
     sessions_per_account: int = 10  # the crowd's viewers share accounts (households, profiles)
     workers: int = 2  # crowd processes (0: in this process); ignored with `dask_address`
     dask_address: str | None = None
-    sessions_per_task: int = 250  # at most this many crowd sessions per task (one event loop)
+    sessions_per_task: int = 250  # on Dask: crowd sessions per task (one event loop); locally one task per worker
     baseline: bool = True
     seed: int = 0
 
@@ -191,6 +191,17 @@ class PhaseResult:
     wall_s: float
 
 
+def shard_count(config: CrowdConfig, sessions: int) -> int:
+    """Tasks the crowd is cut into. They all run at once: one per local worker process (more would
+    wait for a free one and press play late); on Dask, `sessions_per_task` each, and the cluster
+    needs that many worker slots (late arrivals are reported as `arrival_late_s_max`)."""
+    if sessions == 0:
+        return 0
+    if config.dask_address is not None:
+        return math.ceil(sessions / config.sessions_per_task)
+    return max(1, config.workers)
+
+
 def warm_up() -> bool:
     """A no-op task that makes a fresh worker import the client before the clock starts."""
     return True
@@ -202,8 +213,6 @@ def crowd_executor(config: CrowdConfig) -> Iterator[Executor | None]:
         yield None
         return
     with open_executor(config) as executor:
-        for future in [executor.submit(warm_up) for _ in range(max(1, config.workers))]:
-            future.result(timeout=120)
         yield executor
 
 
@@ -223,10 +232,8 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         before = await scrape(http, stack)
         started, cpu0 = time.monotonic(), time.process_time()
         epoch = time.time() + START_MARGIN_S
-        count = 0
-        if crowd_specs:
-            count = max(1, config.workers, math.ceil(len(crowd_specs) / config.sessions_per_task))
-        parts = [ShardSpec(settings=settings, sessions=part, epoch=epoch) for part in shards(crowd_specs, count)]
+        parts = [ShardSpec(settings=settings, sessions=part, epoch=epoch)
+                 for part in shards(crowd_specs, shard_count(config, len(crowd_specs)))]
         if executor is None:
             waiting = [asyncio.ensure_future(run_shard(part)) for part in parts]
         else:
@@ -278,6 +285,10 @@ async def run_crowd(config: CrowdConfig, target: CrowdStack, *, release: str, ca
     async with aiohttp.ClientSession(trust_env=False) as http:
         pushed = await preposition(http, target.stack, catalogue) if config.playing else []
     with crowd_executor(config) as executor:
+        if executor is not None:
+            tasks = shard_count(config, len(plan.crowd))
+            await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(executor.submit(warm_up))
+                                                    for _ in range(tasks))), timeout=120)
         baseline = None
         if config.baseline and config.playing:
             baseline = await run_phase(config, target, plan, executor, crowd=False, release=release)

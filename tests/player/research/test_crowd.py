@@ -25,6 +25,7 @@ from player.research.crowd import (
     crowd_accounts,
     plan_sessions,
     run_crowd_stack,
+    shard_count,
     shards,
     summary_lines,
 )
@@ -58,6 +59,13 @@ def test_the_plan_puts_the_crowd_after_the_lead_on_shared_accounts_and_seeded_li
     assert not np.array_equal(plan.playing[1].trace.bandwidth_bps, plan.playing[2].trace.bandwidth_bps)
     parts = shards(plan.crowd, 3)
     assert [len(p) for p in parts] == [9, 8, 8] and parts[0][1].index == 3
+
+
+def test_local_shards_run_at_once_and_dask_tasks_have_a_size() -> None:
+    assert shard_count(CrowdConfig(sessions=1000, workers=2), 1000) == 2
+    assert shard_count(CrowdConfig(sessions=1000, workers=0), 1000) == 1
+    assert shard_count(CrowdConfig(sessions=1000, dask_address="tcp://x:1", sessions_per_task=300), 1000) == 4
+    assert shard_count(CrowdConfig(), 0) == 0
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -181,8 +189,7 @@ async def _crowd(packaged: PackagedTitles, tmp_path: Path, config: CrowdConfig):
 @pytest.mark.slow
 async def test_a_crowd_of_fifty_from_a_worker_process_against_a_real_stack(
         packaged: PackagedTitles, tmp_path: Path) -> None:
-    config = CrowdConfig(sessions=50, within_s=5.0, speed=10.0, playing=3, lead_s=3.0, link_mean_bps=2e6,
-                         workers=1, sessions_per_task=25)
+    config = CrowdConfig(sessions=50, within_s=5.0, speed=10.0, playing=3, lead_s=3.0, link_mean_bps=2e6, workers=1)
     report = await _crowd(packaged, tmp_path, config)
     f = report.figures
     crowd = f["crowd"]
@@ -239,3 +246,14 @@ def test_crowd_command_errors_are_one_line(argv: list[str], message: str, packag
     assert main([a.replace("{root}", str(packaged.content_root)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_crowd_on_a_dask_cluster(packaged: PackagedTitles, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (extra 'dist')")
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster:
+        config = CrowdConfig(sessions=12, within_s=2.0, speed=10.0, playing=1, lead_s=1.0, baseline=False,
+                             dask_address=cluster.scheduler_address, sessions_per_task=6)
+        report = asyncio.run(_crowd(packaged, tmp_path, config))
+    assert report.figures["crowd"]["started"] == 12
+    assert len([k for k in report.figures["fidelity"]["loop_lag_p99_ms"] if k.startswith("crowd-")]) == 2
