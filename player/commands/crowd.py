@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--sessions-per-task", type=int, default=250,
                         help="with --dask: crowd sessions per task (default 250; locally, one task per worker)")
     parser.add_argument("--edges", type=int, default=2, help="edge caches in the stack (default 2)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address the stack listens on: one the --dask workers can reach (default 127.0.0.1)")
     parser.add_argument("--cache-mb", type=float, default=256.0, help="cache bound per edge, MiB (default 256)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the quiet run of the playing sessions")
     parser.add_argument("--seed", type=int, default=0, help="links and Poisson arrivals (default 0)")
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="abrkit-crowd-") as tmp:
         work = Path(tmp)
         setup = CrowdSetup(release_dir=release_dir, catalogue_dir=catalogue_dir, work_dir=work, edges=args.edges,
-                           edge_cache_bytes=int(args.cache_mb * 1024 * 1024))
+                           edge_cache_bytes=int(args.cache_mb * 1024 * 1024), host=args.host)
         report = asyncio.run(run_crowd_stack(config, setup))
         logs = out / "logs"
         logs.mkdir(exist_ok=True)

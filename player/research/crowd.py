@@ -40,6 +40,7 @@ from player.research.crowdstack import (
     prepare_content,
     preposition,
     scrape,
+    service_cpu_s,
     sign_in,
     total,
 )
@@ -188,6 +189,7 @@ class PhaseResult:
     origin: dict[str, int] | None
     loop_lag_p99_ms: dict[str, float | None]
     generator_cpu_s: float
+    service_cpu_s: dict[str, float]  # CPU seconds each service process used during the phase
     wall_s: float
 
 
@@ -230,6 +232,7 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         playing = with_tokens(plan.playing, tokens)
         crowd_specs = (with_tokens(plan.crowd, tokens) if config.login == "device" else plan.crowd) if crowd else ()
         before = await scrape(http, stack)
+        cpu_before = service_cpu_s(stack)
         started, cpu0 = time.monotonic(), time.process_time()
         epoch = time.time() + START_MARGIN_S
         parts = [ShardSpec(settings=settings, sessions=part, epoch=epoch)
@@ -245,6 +248,7 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
             for future in waiting:
                 future.cancel()
         ended = time.time()
+        cpu_after = service_cpu_s(stack)
         after = await scrape(http, stack)
     crowd_start = epoch + config.lead_s / config.speed
     objects: set[str] = set()
@@ -257,6 +261,7 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         counters={name: diff(after[name], before[name]) for name in after},
         origin=origin_requests(stack.log_path("origin"), release, crowd_start, ended) if crowd else None,
         loop_lag_p99_ms=lags, generator_cpu_s=round(time.process_time() - cpu0 + sum(r.cpu_s for r in results), 2),
+        service_cpu_s={name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after if name in cpu_before},
         wall_s=round(time.monotonic() - started, 2))
 
 
@@ -308,6 +313,7 @@ class CrowdSetup:
     work_dir: Path
     edges: int = 2
     edge_cache_bytes: int = 256 * 1024 * 1024
+    host: str = "127.0.0.1"  # where the stack listens (an address the crowd's Dask workers reach)
 
 
 async def run_crowd_stack(config: CrowdConfig, setup: CrowdSetup) -> CrowdReport:
@@ -318,7 +324,7 @@ async def run_crowd_stack(config: CrowdConfig, setup: CrowdSetup) -> CrowdReport
     content = prepare_content(setup.work_dir / "content", {release: setup.release_dir, catalogue: source})
     segment_s = load_segments_json(content / release / SEGMENTS_NAME).segment_duration_s
     stack_config = CrowdStackConfig(content_root=content, work_dir=setup.work_dir, log_dir=setup.work_dir / "logs",
-                                    edges=setup.edges, edge_cache_bytes=setup.edge_cache_bytes,
+                                    edges=setup.edges, edge_cache_bytes=setup.edge_cache_bytes, host=setup.host,
                                     accounts=(*playing_accounts(config), *crowd_accounts(config)))
     async with crowd_stack(stack_config) as target:
         return await run_crowd(config, target, release=release, catalogue=catalogue, segment_s=segment_s)
@@ -415,6 +421,7 @@ def figures(config: CrowdConfig, phase: PhaseResult, baseline: PhaseResult | Non
         "playing": {"with_crowd": _qoe(phase.playing)},
         "fidelity": {"loop_lag_p99_ms": phase.loop_lag_p99_ms, "generator_cpu_s": phase.generator_cpu_s,
                      "wall_s": phase.wall_s},
+        "service_cpu_s": phase.service_cpu_s,
     }
     if baseline is not None:
         out["playing"]["baseline"] = _qoe(baseline.playing)
@@ -482,6 +489,8 @@ def summary_lines(report: CrowdReport) -> list[str]:
                  f"{paired['worse_sessions']} sessions worse by > 0.5")
     lines.append(line)
     fid = f["fidelity"]
+    if f.get("service_cpu_s"):
+        lines.append("  service CPU during the crowd: " + ", ".join(f"{k} {v:.1f} s" for k, v in f["service_cpu_s"].items()))
     lines.append(f"  fidelity: loop lag p99 {fid['loop_lag_p99_ms']} ms, arrivals up to "
                  f"{_fmt(crowd['arrival_late_s_max'])} session s late, generator CPU {fid['generator_cpu_s']} s, "
                  f"wall {fid['wall_s']} s")

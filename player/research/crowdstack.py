@@ -71,6 +71,7 @@ class CrowdStackConfig:
     edge_cache_bytes: int = 256 * 1024 * 1024
     heartbeat_s: float = 0.5
     accounts: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # an address Dask workers on other machines can reach, for a crowd spread over them
 
     def __post_init__(self) -> None:
         if self.edges < 1:
@@ -96,7 +97,7 @@ def add_accounts(config: StackConfig, usernames: Sequence[str]) -> str:
 @contextlib.asynccontextmanager
 async def crowd_stack(config: CrowdStackConfig) -> AsyncIterator[CrowdStack]:
     stack_config = StackConfig(config_path=config.work_dir / "stack" / "stack.json", content_root=config.content_root,
-                               port=0, edges=config.edges, processes=True, heartbeat_s=config.heartbeat_s,
+                               host=config.host, port=0, edges=config.edges, processes=True, heartbeat_s=config.heartbeat_s,
                                edge_cache_bytes=config.edge_cache_bytes, access_log=True)
     init_stack_config(stack_config)
     password = add_accounts(stack_config, config.accounts)
@@ -211,6 +212,21 @@ async def scrape(http: aiohttp.ClientSession, stack: RunningStack) -> dict[str, 
         for key, value in samples.items():
             summed[key] = summed.get(key, 0.0) + value
     return {"edges": summed, "gateway": await one(stack.gateway_url)}
+
+
+def service_cpu_s(stack: RunningStack) -> dict[str, float]:
+    """CPU seconds (user + system) each service process has used so far (Linux /proc; processes mode)."""
+    out: dict[str, float] = {}
+    for name in stack.service_names:
+        pid = stack.pid(name)
+        if pid is None:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def origin_requests(log_path: Path | None, title: str, since_epoch: float, until_epoch: float) -> dict[str, int] | None:

@@ -206,6 +206,9 @@ async def test_a_crowd_of_fifty_from_a_worker_process_against_a_real_stack(
     assert playing["with_crowd"]["played"] == playing["baseline"]["played"] == 3
     assert playing["paired"]["pairs"] == 3
     assert [p["failed"] for p in report.preposition] == [0, 0]
+    cpu = f["service_cpu_s"]
+    assert set(cpu) == {"origin", "playback", "edge-0", "edge-1", "auth", "license", "gateway"}
+    assert all(v >= 0 for v in cpu.values()) and cpu["gateway"] > 0
     for row in report.crowd.crowd:
         assert row["statuses"]["edge"].get("200", 0) > 0 and "none" not in row["statuses"]["edge"]
         assert row["late_s"] >= 0.0
