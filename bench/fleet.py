@@ -74,7 +74,10 @@ def flash_crowd(args: argparse.Namespace) -> dict[str, Any]:
           f"(load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}):")
     print(f"  start-up p95                {_num(f['crowd']['startup_s']['p95'])} s (session time; p50 "
           f"{_num(f['crowd']['startup_s']['p50'])} s)")
-    print(f"  origin requests per segment {_num(f['origin']['per_media_segment'])}")
+    segments = f["origin"]["media_segment_requests"] or {}
+    print(f"  origin requests per segment {_num(f['origin']['per_media_segment'])} per edge serving it "
+          f"({segments.get('requests')} origin GETs for {segments.get('segments')} segments on "
+          f"{f['origin']['edge_segment_pairs']} (edge, segment) pairs)")
     print(f"  shed requests (429/503)     {f['shedding']['shed_requests']}")
     if "baseline" in playing:
         base, now = playing["baseline"]["qoe_lin_mean"], playing["with_crowd"]["qoe_lin_mean"]

@@ -381,6 +381,7 @@ def figures(config: CrowdConfig, phase: PhaseResult, baseline: PhaseResult | Non
         for key, n in row.get("x_cache", {}).items():
             seen[key] = seen.get(key, 0) + n
     release_objects = [o for o in phase.crowd_objects if f"/{release}/" in o]
+    edge_segments = [o for o in release_objects if o.endswith(".m4s")]
     origin_fetches = total(edges, "edge_origin_fetches_total")
     statuses = {endpoint: _statuses(crowd + phase.playing, endpoint) for endpoint in ("auth", "playback", "license", "edge")}
     shed_client = {endpoint: {s: n for s, n in counts.items() if s in ("429", "503")} for endpoint, counts in statuses.items()}
@@ -402,8 +403,10 @@ def figures(config: CrowdConfig, phase: PhaseResult, baseline: PhaseResult | Non
             "objects_at_edges": len(release_objects),
             "per_object": round(origin_fetches / len(release_objects), 3) if release_objects else None,
             "media_segment_requests": phase.origin,
-            "per_media_segment": (round(phase.origin["requests"] / phase.origin["segments"], 3)
-                                  if phase.origin and phase.origin["segments"] else None),
+            "edge_segment_pairs": len(edge_segments),
+            # 1.0: each edge asked the origin once per segment it served, however many players missed at once.
+            "per_media_segment": (round(phase.origin["requests"] / len(edge_segments), 3)
+                                  if phase.origin and edge_segments else None),
             "coalesced_waiters": int(total(edges, "edge_coalesced_waiters_total")),
         },
         "edges": {
@@ -470,8 +473,9 @@ def summary_lines(report: CrowdReport) -> list[str]:
     segment = origin["media_segment_requests"]
     lines.append(f"  origin: {origin['fetches']} fetches for {origin['objects_at_edges']} (edge, object) pairs "
                  f"= {_fmt(origin['per_object'])} per object; media segments: "
-                 + (f"{segment['requests']} requests for {segment['segments']} segments = "
-                    f"{_fmt(origin['per_media_segment'])} per segment" if segment else "no origin log")
+                 + (f"{segment['requests']} origin requests for {segment['segments']} segments, served as "
+                    f"{origin['edge_segment_pairs']} (edge, segment) pairs = {_fmt(origin['per_media_segment'])} "
+                    "per segment and edge" if segment else "no origin log")
                  + f"; {origin['coalesced_waiters']} coalesced waiters")
     lines.append(f"  edges: hit ratio {_fmt(edges['hit_ratio'])} (all requests in the phase), "
                  f"{_fmt(edges['crowd_hit_ratio'])} (the crowd's)")

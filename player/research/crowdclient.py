@@ -51,6 +51,12 @@ def _split(url: str) -> tuple[str, str]:
     return url[begin:slash], url[slash:].partition("?")[0]
 
 
+def _origin_of(url: str) -> str:
+    """`scheme://host:port` of an absolute URL (what `player.client.fetch.host_of` gives)."""
+    slash = url.find("/", url.find("//") + 2)
+    return url if slash < 0 else url[:slash]
+
+
 def endpoint_of(url: str) -> str:
     """Which service a player request went to: `auth`, `playback`, `license` (the gateway) or `edge`."""
     path = _split(url)[1]
@@ -114,6 +120,13 @@ class ModeledLinkFetcher(Fetcher):
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._link_free_s = offset_s
+
+    # Failover bookkeeping keyed by host, without `urlsplit` on every alternative of every request.
+    def excluded(self, url: str) -> bool:
+        return self._excluded_until.get(_origin_of(url), 0.0) > self.clock()
+
+    def exclude(self, url: str) -> None:
+        self._excluded_until[_origin_of(url)] = self.clock() + self.config.exclusion_s
 
     def trace_now(self) -> float:
         return self.offset_s + (self._loop.time() - self._t0) * self.speed
@@ -206,9 +219,10 @@ class PlayerSettings:
 
     def player_config(self, max_segments: int | None) -> PlayerConfig:
         # Buffer samples every 5 session seconds (the default 0.5 s would be 20 wakeups a wall second
-        # per session at 10x); nothing reads them here.
+        # per session at 10x); nothing reads them here. No CMCD: dash.js and Shaka send none unless
+        # asked, and building it is a tenth of the client's time per request.
         return PlayerConfig(abr=self.abr, session=SessionConfig(buffer_cap_s=self.buffer_cap_s), speed=self.speed,
-                            decode="none", audio=True, max_segments=max_segments, buffer_sample_s=5.0)
+                            decode="none", audio=True, max_segments=max_segments, buffer_sample_s=5.0, cmcd=False)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from netsim import synthetic
 from netsim.link import LinkModel
-from player.client.fetch import FetchConfig
+from player.client.fetch import FetchConfig, host_of
 from player.errors import CliError
 from player.research.crowd import (
     CrowdConfig,
@@ -29,7 +29,14 @@ from player.research.crowd import (
     shards,
     summary_lines,
 )
-from player.research.crowdclient import InitSegmentsOnly, ModeledLinkFetcher, Tally, content_key, endpoint_of
+from player.research.crowdclient import (
+    InitSegmentsOnly,
+    ModeledLinkFetcher,
+    Tally,
+    _origin_of,
+    content_key,
+    endpoint_of,
+)
 from player.research.crowdstack import by_label, diff, origin_requests, parse_prometheus, prepare_content, total
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
 
@@ -89,6 +96,7 @@ def test_a_bad_crowd_config_says_what_is_wrong(change: dict[str, object], messag
 ])
 def test_requests_are_told_apart_by_service(url: str, endpoint: str, key: str | None) -> None:
     assert (endpoint_of(url), content_key(url)) == (endpoint, key)
+    assert _origin_of(url) == host_of(url)  # the fetcher's failover bookkeeping, without urlsplit
 
 
 async def test_answers_arrive_when_the_modeled_link_delivers_them_one_after_another(aiohttp_server) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +207,9 @@ async def test_a_crowd_of_fifty_from_a_worker_process_against_a_real_stack(
     segments = f["origin"]["media_segment_requests"]
     assert segments is not None and 1 <= segments["segments"] <= segments["requests"]
     assert segments["segments"] <= 4 * 3  # the release's media segments (3 video renditions and audio)
+    pairs = f["origin"]["edge_segment_pairs"]
+    assert segments["segments"] <= pairs <= 2 * segments["segments"]  # served by one edge or both
+    assert f["origin"]["per_media_segment"] == pytest.approx(segments["requests"] / pairs)
     assert f["origin"]["fetches"] >= segments["requests"] and f["origin"]["objects_at_edges"] > 0
     assert 0.5 < f["edges"]["crowd_hit_ratio"] < 1.0 and 0.5 < f["edges"]["hit_ratio"] < 1.0
     assert f["shedding"]["shed_requests"] == 0 and f["shedding"]["gateway_rejected"] == {}
