@@ -135,8 +135,9 @@ def _expand(model: DemandModel, start: np.ndarray, edge: np.ndarray, title: np.n
     # Object codes: (title, slot, number), slot 0 = MPD/segments.json, 1 + k = rendition k.
     audio_slot = np.array([1 + next((k for k, r in enumerate(t.renditions) if r.kind == "audio"), 0)
                            for t in catalogue])
+    rungs = max(len(t.video) for t in catalogue)
     video_slot = np.array([[1 + k for k, r in enumerate(t.renditions) if r.kind == "video"]
-                           + [0] * (max(len(x.video) for x in catalogue) - len(t.video)) for t in catalogue])
+                           + [0] * (rungs - len(t.video)) for t in catalogue])
     slot = np.where(is_audio, audio_slot[title[session]], video_slot[title[session], video[session]])
     slot = np.where(offset < 2, 0, np.where(offset == 3, audio_slot[title[session]], slot))
     number = np.where(offset < 2, offset, number)

@@ -28,6 +28,7 @@ import numpy as np
 
 from netsim import synthetic
 from netsim.trace import Trace
+from player.errors import CliError
 from player.research.crowdclient import PlayerSettings, Row, SessionSpec, ShardResult, ShardSpec, crowd_task, run_shard
 from player.research.crowdstack import (
     CrowdStack,
@@ -285,6 +286,10 @@ async def run_crowd(config: CrowdConfig, target: CrowdStack, *, release: str, ca
                     segment_s: float) -> CrowdReport:
     """The quiet baseline (unless `config.baseline` is off), then the crowd, on one stack: the
     catalogue title is pre-positioned on every edge first, the release is cold until the crowd."""
+    span_s = (config.lead_s + config.within_s) / config.speed + START_MARGIN_S
+    if config.login == "device" and span_s > 0.8 * target.stack.config.access_ttl_s:
+        raise CliError(f"the crowd arrives over {span_s:.0f} s of wall time, longer than its devices' access tokens "
+                       f"live ({target.stack.config.access_ttl_s} s): use --login each, or a higher --speed")
     plan = plan_sessions(config, release=release, catalogue=catalogue, segment_s=segment_s,
                          password=target.password)
     async with aiohttp.ClientSession(trust_env=False) as http:

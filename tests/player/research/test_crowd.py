@@ -246,6 +246,14 @@ async def test_a_crowd_that_logs_in_at_once_meets_the_gateways_limit(packaged: P
     assert f["crowd"]["started"] + len(failed) == 60
 
 
+@pytest.mark.slow
+async def test_a_crowd_longer_than_its_devices_tokens_is_refused_before_it_starts(
+        packaged: PackagedTitles, tmp_path: Path) -> None:
+    config = CrowdConfig(sessions=5, within_s=100.0, speed=0.1, playing=0, workers=0)
+    with pytest.raises(CliError, match="longer than its devices' access tokens live"):
+        await _crowd(packaged, tmp_path, config)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["crowd", "--sessions", "0"], "sessions must be >= 1"),
     (["crowd", "--title", "other"], "--title and --playing-title name titles under --content"),
