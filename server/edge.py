@@ -359,7 +359,11 @@ class Edge:
         if not is_valid_title(title):
             return self._error(request, 400, "bad title")
         try:
-            paths = await self._title_paths(title, request_id(request))
+            selection = PrepositionSelection.from_query(request.query)
+        except ValueError as exc:
+            return self._error(request, 400, str(exc))
+        try:
+            paths = await self._title_paths(title, request_id(request), selection)
         except OriginError as exc:
             return self._error(request, exc.status, f"segment index: {exc.message}")
         result = await self._warm(paths, request_id(request))
@@ -367,13 +371,13 @@ class Edge:
         if self.group is not None and FANOUT_HEADER not in request.headers:
             # A sibling warms the same title from the same origin: as long as this worker took.
             no_timeout = aiohttp.ClientTimeout(total=None, connect=self.config.origin_timeout_s)
-            for sibling in await self._fan_out("POST", f"/internal/preposition/{title}", request, no_timeout):
+            for sibling in await self._fan_out("POST", request.path_qs, request, no_timeout):
                 for key in ("fetched", "already_cached", "failed", "fetched_bytes"):
                     result[key] += int(sibling.get(key, 0))
                 result["workers"] += 1
         return web.json_response(result, status=200 if result["failed"] == 0 else 502)
 
-    async def _title_paths(self, title: str, req_id: str) -> list[str]:
+    async def _title_paths(self, title: str, req_id: str, selection: PrepositionSelection) -> list[str]:
         index_path = f"/{title}/{SEGMENTS_NAME}"
         try:
             index_obj, _ = await self.coalescer.run(index_path, lambda: self._fetch(index_path, None, req_id))
@@ -382,15 +386,23 @@ class Edge:
         try:
             index = json.loads(index_obj.body)
             paths = [f"/{title}/{MANIFEST_NAME}"]
+            listed: set[str] = set()
             for kind in ("video", "audio"):
                 for rep in index.get(kind, []):
                     rep_id, sizes = str(rep["id"]), rep["segment_sizes_bytes"]
                     if not REPRESENTATION_ID_PATTERN.fullmatch(rep_id) or not isinstance(sizes, list):
                         raise ValueError(f"bad representation {rep_id!r}")
+                    listed.add(rep_id)
+                    if selection.renditions is not None and rep_id not in selection.renditions:
+                        continue
+                    count = len(sizes) if selection.segments is None else min(len(sizes), selection.segments)
                     paths.append(f"/{title}/{kind}/{rep_id}/init.mp4")
-                    paths.extend(f"/{title}/{kind}/{rep_id}/{n}.m4s" for n in range(1, len(sizes) + 1))
+                    paths.extend(f"/{title}/{kind}/{rep_id}/{n}.m4s" for n in range(1, count + 1))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise OriginError(502, f"malformed {SEGMENTS_NAME}: {exc}") from None
+        unknown = sorted((selection.renditions or frozenset()) - listed)
+        if unknown:
+            raise OriginError(404, f"{title} has no rendition {', '.join(unknown)}")
         if len(paths) > MAX_PREPOSITION_OBJECTS:
             raise OriginError(502, f"{SEGMENTS_NAME} lists too many objects")
         return paths
@@ -463,6 +475,31 @@ class Edge:
             return None
         return {"edge_id": self.config.edge_id, "url": url, "healthy": True, "load": self.load(),
                 "cached_titles": self.cached_titles()}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepositionSelection:
+    """What of a title to pre-position (`?renditions=v540p,a128k&segments=N`): those renditions (None:
+    all) and of each its first N media segments (None: all); the MPD and init segments always."""
+
+    renditions: frozenset[str] | None = None
+    segments: int | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> PrepositionSelection:
+        renditions = None
+        if "renditions" in query:
+            names = [n for n in query["renditions"].split(",") if n]
+            if not names or not all(REPRESENTATION_ID_PATTERN.fullmatch(n) for n in names):
+                raise ValueError("renditions must be a comma-separated list of representation ids")
+            renditions = frozenset(names)
+        segments = None
+        if "segments" in query:
+            text = query["segments"]
+            if not text.isdigit() or not 1 <= int(text) <= MAX_PREPOSITION_OBJECTS:
+                raise ValueError(f"segments must be a whole number in 1..{MAX_PREPOSITION_OBJECTS}")
+            segments = int(text)
+        return cls(renditions=renditions, segments=segments)
 
 
 def _content_path_ok(content_path: str) -> bool:

@@ -234,18 +234,22 @@ async def request_license(fetcher: Fetcher, license_url: str, kids_hex: Sequence
 
 
 async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, username: str,
-                          password: str, protocol: StreamProtocol = "auto") -> PlaybackSource:
+                          password: str, protocol: StreamProtocol = "auto",
+                          access_token: str | None = None) -> PlaybackSource:
     """Token, steering, manifest and license through our gateway (`protocol` "hls": the title's HLS
-    master playlists, which the playback API lists as `hls_urls`; else its MPDs)."""
+    master playlists, which the playback API lists as `hls_urls`; else its MPDs). With
+    `access_token` (a device that is already signed in) the login is skipped."""
     timings: dict[str, float] = {}
     gateway = gateway_url.rstrip("/")
-    start = time.monotonic()
-    token_data = await _json(fetcher, "login", [f"{gateway}/auth/token"],
-                             json_body={"username": username, "password": password})
-    token = token_data.get("access_token")
-    if not isinstance(token, str):
-        raise BootstrapError("login failed: no access token in the answer")
-    timings["token_s"] = time.monotonic() - start
+    token = access_token
+    if token is None:
+        start = time.monotonic()
+        token_data = await _json(fetcher, "login", [f"{gateway}/auth/token"],
+                                 json_body={"username": username, "password": password})
+        token = token_data.get("access_token")
+        if not isinstance(token, str):
+            raise BootstrapError("login failed: no access token in the answer")
+        timings["token_s"] = time.monotonic() - start
     start = time.monotonic()
     auth = {"Authorization": f"Bearer {token}"}
     steering = await _json(fetcher, f"playback request for {title!r}", [f"{gateway}/playback/{quote(title, safe='')}"],

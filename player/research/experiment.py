@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import numpy as np
@@ -422,8 +422,18 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
+class ExecutorChoice(Protocol):
+    """Where tasks run: `workers` local processes, or the Dask scheduler at `dask_address` when set."""
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def dask_address(self) -> str | None: ...
+
+
 @contextlib.contextmanager
-def open_executor(config: ExperimentConfig) -> Iterator[Executor]:
+def open_executor(config: ExecutorChoice) -> Iterator[Executor]:
     """A local process pool, or the `concurrent.futures` executor of a Dask client."""
     if config.dask_address is None:
         pool = ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"),

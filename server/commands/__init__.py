@@ -1,4 +1,4 @@
-"""The server's own `abrkit` subcommands (serve, edge, origin, package, user).
+"""The server's own `abrkit` subcommands (serve, edge, origin, package, user, placement).
 
 One module per command with `register(subparsers)`, as in `player.commands`; `player.cli` discovers
 both packages (the one place the player imports a server package other than the stack starter and
