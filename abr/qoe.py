@@ -101,6 +101,7 @@ class SessionMetrics:
     switches: int
     avg_switch_bps: float  # mean |bitrate change| over all switches (0 without switches)
     qoe: dict[str, float]  # by model name; the per-segment mean is qoe / counted segments
+    sabre: SabreMetrics | None = None  # Sabre's report, where the simulation profile asks for it
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -109,6 +110,8 @@ class SessionMetrics:
             "avg_bitrate_bps": self.avg_bitrate_bps, "switches": self.switches, "avg_switch_bps": self.avg_switch_bps,
         }
         out.update({f"qoe_{name}": value for name, value in self.qoe.items()})
+        if self.sabre is not None:
+            out.update(self.sabre.as_dict())
         return out
 
 
@@ -129,8 +132,10 @@ def session_metrics(*, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: S
 
 def session_metrics_batch(*, bitrates_bps: np.ndarray, rebuffer_s: np.ndarray, ladder_bps: Sequence[float] | np.ndarray,
                           segment_duration_s: float, startup_s: np.ndarray, rebuffer_count: np.ndarray | None = None,
-                          models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionMetrics]:
-    """Metrics of many sessions at once from (segments, sessions) arrays."""
+                          models: Sequence[QoeModel] = tuple(QOE_MODELS.values()),
+                          sabre_gamma_p: float | None = None) -> list[SessionMetrics]:
+    """Metrics of many sessions at once from (segments, sessions) arrays; with `sabre_gamma_p`, Sabre's
+    report too (`sabre_metrics_batch`)."""
     rates = np.asarray(bitrates_bps, dtype=np.float64)
     stalls = np.asarray(rebuffer_s, dtype=np.float64)
     if rates.shape != stalls.shape or rates.ndim != 2:
@@ -149,11 +154,70 @@ def session_metrics_batch(*, bitrates_bps: np.ndarray, rebuffer_s: np.ndarray, l
     startup = np.asarray(startup_s, dtype=np.float64).tolist()
     stall_list, ratio_list, mean_list = total_stall.tolist(), ratio.tolist(), mean_rate.tolist()
     switch_list, avg_switch_list, count_list = switches.tolist(), avg_switch.tolist(), counts.tolist()
+    sabre: list[SabreMetrics | None] = [None] * sessions
+    if sabre_gamma_p is not None:
+        sabre = list(sabre_metrics_batch(bitrates_bps=rates, ladder_bps=ladder_bps, segment_duration_s=segment_duration_s,
+                                         startup_s=np.asarray(startup_s, dtype=np.float64), rebuffer_s=total_stall,
+                                         rebuffer_events=counts, gamma_p=sabre_gamma_p))
     return [
         SessionMetrics(
             segments=segments, startup_s=startup[j], rebuffer_s=stall_list[j], rebuffer_count=int(count_list[j]),
             rebuffer_ratio=ratio_list[j], avg_bitrate_bps=mean_list[j], switches=int(switch_list[j]),
-            avg_switch_bps=avg_switch_list[j], qoe={name: values[j] for name, values in qoe.items()},
+            avg_switch_bps=avg_switch_list[j], qoe={name: values[j] for name, values in qoe.items()}, sabre=sabre[j],
         )
         for j in range(sessions)
+    ]
+
+
+# -- Sabre's metrics -----------------------------------------------------------------------------------
+
+SABRE_GAMMA_P = 5.0  # Sabre's -gp default: BOLA's gamma x segment duration, its score's stall weight
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SabreMetrics:
+    """Sabre's session report (UMass-LIDS/sabre, `sabre.py`, its closing metrics).
+
+    Everything "per segment" is divided by n_T = T / segment duration, where T is the whole session:
+    startup (the first download, latency included) + the media played + the stalls. So startup and
+    stall time count as segments in which nothing was gained. Utility is ln(bitrate / lowest bitrate).
+    """
+
+    play_time_s: float  # T
+    time_avg_bitrate_bps: float  # sum of played bitrates / n_T
+    utility_per_segment: float  # sum of utilities / n_T
+    rebuffer_s: float  # stall time after startup
+    rebuffer_ratio: float  # stall time / T
+    rebuffer_events: int
+    switch_bps_per_segment: float  # sum of |bitrate change| between played segments / n_T
+    score: float  # (sum of utilities - gamma_p x stall time / segment duration) / n_T
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {f"sabre_{name}": getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+def sabre_metrics_batch(*, bitrates_bps: np.ndarray, ladder_bps: Sequence[float] | np.ndarray,
+                        segment_duration_s: float, startup_s: np.ndarray, rebuffer_s: np.ndarray,
+                        rebuffer_events: np.ndarray, gamma_p: float = SABRE_GAMMA_P) -> list[SabreMetrics]:
+    """Sabre's metrics of many sessions from (segments, sessions) played bitrates and per-session
+    startup, total stall time and stall count."""
+    rates = np.asarray(bitrates_bps, dtype=np.float64)
+    if rates.ndim != 2:
+        raise ValueError("bitrates must be a (segments, sessions) array")
+    if not gamma_p >= 0:
+        raise ValueError(f"gamma_p must be >= 0, got {gamma_p}")
+    segments = rates.shape[0]
+    stall = np.asarray(rebuffer_s, dtype=np.float64)
+    play_s = np.asarray(startup_s, dtype=np.float64) + segments * segment_duration_s + stall
+    chunks = play_s / segment_duration_s
+    lowest = float(np.asarray(ladder_bps, dtype=np.float64)[0])
+    utility = np.log(rates / lowest).sum(axis=0)  # Sabre: ln of kbit/s ratios, the same number
+    switches = np.abs(np.diff(rates, axis=0)).sum(axis=0)
+    score = (utility - gamma_p * stall / segment_duration_s) / chunks
+    columns = (play_s, rates.sum(axis=0) / chunks, utility / chunks, stall, stall / play_s, switches / chunks, score)
+    events = np.asarray(rebuffer_events).tolist()
+    return [
+        SabreMetrics(play_time_s=p, time_avg_bitrate_bps=b, utility_per_segment=u, rebuffer_s=s, rebuffer_ratio=r,
+                     rebuffer_events=int(events[j]), switch_bps_per_segment=w, score=c)
+        for j, (p, b, u, s, r, w, c) in enumerate(zip(*(c.tolist() for c in columns)))
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
 from player.events import EventList, EventSink, SessionEvent, SessionEventKind
@@ -34,7 +34,10 @@ class SessionConfig:
     """Player policy. Times in seconds of media or session time."""
 
     startup_threshold_s: float = 0.0  # start playing once this much is buffered (and >= 1 segment)
-    buffer_cap_s: float = 60.0  # do not fetch while the buffer holds more than this
+    buffer_cap_s: float = 60.0  # do not fetch while the buffer holds more than this (see `cap_rule`)
+    # "over": wait while the buffer holds more than the cap (dash.js, Pensieve); "room": wait until a
+    # whole segment fits under the cap, i.e. while buffer + segment duration > cap (Sabre's main loop)
+    cap_rule: Literal["over", "room"] = "over"
     sleep_quantum_s: float = 0.0  # wait in multiples of this when over the cap (Pensieve: 0.5 s)
     initial_quality: int | None = None  # force the first segment's quality (Pensieve: 1)
     history_len: int = 20  # downloads kept in each Observation
@@ -48,6 +51,8 @@ class SessionConfig:
             raise ValueError(f"buffer cap must be > 0 s, got {self.buffer_cap_s}")
         if self.sleep_quantum_s < 0:
             raise ValueError(f"sleep quantum must be >= 0 s, got {self.sleep_quantum_s}")
+        if self.cap_rule not in ("over", "room"):
+            raise ValueError(f"cap rule must be 'over' or 'room', got {self.cap_rule!r}")
         if self.history_len < 1 or self.lookahead_segments < 0:
             raise ValueError("history_len must be >= 1 and lookahead_segments >= 0")
 
@@ -94,11 +99,21 @@ class SegmentRecord:
     request_time_s: float
     download_s: float  # whole request time, ttfb included
     ttfb_s: float
-    rebuffer_s: float  # stall time accrued while this segment was being fetched (after startup)
+    rebuffer_s: float  # stall time since the previous segment arrived (after startup; abandoned attempts included)
     buffer_before_s: float  # when the request was made
     buffer_after_s: float  # after the segment was added
     wait_s: float  # time waited before the request (buffer cap or ABR delay)
     reason: str
+
+
+def cap_excess_s(buffer_s: float, config: SessionConfig, segment_duration_s: float) -> float:
+    """How far the buffer is past the point where the cap rule lets the next request go (<= 0: go now).
+
+    Under "room" the excess is at most the buffer itself: a cap shorter than a segment never waits on
+    an empty buffer."""
+    if config.cap_rule == "room":
+        return min(buffer_s + segment_duration_s - config.buffer_cap_s, buffer_s)
+    return buffer_s - config.buffer_cap_s
 
 
 class PlaybackSession:
@@ -225,13 +240,13 @@ class PlaybackSession:
         return self._begin(fetch)
 
     def _cap_wait_s(self) -> float:
-        """How long to wait before the next request because the buffer is over its cap (0: fetch now).
+        """How long to wait before the next request under the cap rule (0: fetch now).
 
         The wait is measured on the session clock: a buffer over the cap by less than the clock can
         represent at this time (60.00000000000003 s at t = 364 s) is at the cap. A wait that cannot
         move the clock would otherwise repeat forever.
         """
-        over = self.buffer_s - self.config.buffer_cap_s
+        over = cap_excess_s(self.buffer_s, self.config, self.ladder.segment_duration_s)
         if over <= 0:
             return 0.0
         quantum = self.config.sleep_quantum_s
@@ -243,16 +258,17 @@ class PlaybackSession:
         self._in_flight = fetch
         self._request_time_s = self.time_s
         self._buffer_at_request_s = self.buffer_s
-        self._rebuffer_since_request_s = 0.0
         return fetch
 
-    def progress(self, *, bytes_received: int, size_bytes: int, elapsed_s: float) -> Progress:
-        """An in-flight download's state, for `Abandoning.should_abandon`."""
+    def progress(self, *, bytes_received: int, size_bytes: int, elapsed_s: float,
+                 ttfb_s: float | None = None) -> Progress:
+        """An in-flight download's state, for `Abandoning.should_abandon` (`ttfb_s`: once the driver knows it)."""
         fetch = self._require_in_flight()
         return Progress(
             time_s=self.time_s, buffer_s=self.buffer_s, segment_index=fetch.segment_index, quality=fetch.quality,
             bytes_received=bytes_received, size_bytes=size_bytes, elapsed_s=elapsed_s, ladder=self.ladder,
             next_sizes_bytes=self.content.upcoming(fetch.segment_index, self.config.lookahead_segments),
+            ttfb_s=ttfb_s,
         )
 
     def _require_in_flight(self) -> Fetch:
@@ -281,6 +297,7 @@ class PlaybackSession:
         )
         self.records.append(record)
         self._waited_s = 0.0
+        self._rebuffer_since_request_s = 0.0  # stalls of abandoned or failed attempts stay with their segment
         self._in_flight = None
         self.last_quality = fetch.quality
         self.next_segment = fetch.segment_index + 1
@@ -295,13 +312,14 @@ class PlaybackSession:
             self._event("resume", playhead_s=self.playhead_s)
         return record
 
-    def on_abandon(self, now_s: float, *, bytes_received: int) -> None:
+    def on_abandon(self, now_s: float, *, bytes_received: int, ttfb_s: float = 0.0) -> None:
         """The in-flight download was given up (too slow); the segment will be decided again."""
         fetch = self._require_in_flight()
         self.advance(now_s)
         self._downloads.append(Download(
             segment_index=fetch.segment_index, quality=fetch.quality, size_bytes=bytes_received,
-            duration_s=now_s - self._request_time_s, start_time_s=self._request_time_s, abandoned=True))
+            duration_s=now_s - self._request_time_s, ttfb_s=ttfb_s, start_time_s=self._request_time_s,
+            abandoned=True))
         self._in_flight = None
         self._event("abandon", segment=fetch.segment_index, quality=fetch.quality, bytes_received=bytes_received)
 

@@ -83,7 +83,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     parents: list[np.ndarray] = []
     choices: list[np.ndarray] = []
     for n in range(start_segment, video.segment_count):
-        sleep = cap_sleep_s(buffer, cfg)
+        sleep = cap_sleep_s(buffer, cfg, seg_s)
         base_time = trace_time + sleep
         base_buffer = buffer - sleep
         if n == 0 and cfg.initial_quality is not None:
