@@ -202,7 +202,13 @@ class PlaybackSession:
             next_sizes_bytes=self.content.upcoming(self.next_segment, self.config.lookahead_segments),
             rebuffering=self.stalled or not self.started,
             buffer_cap_s=self.config.buffer_cap_s,
+            next_quality=self._upcoming_quality(),
         )
+
+    def _upcoming_quality(self) -> tuple[tuple[float, ...], ...]:
+        """Per-segment quality scores where the content has them (`Video.upcoming_quality`)."""
+        upcoming = getattr(self.content, "upcoming_quality", None)
+        return upcoming(self.next_segment, self.config.lookahead_segments) if upcoming is not None else ()
 
     def next_action(self) -> Action:
         """What the driver should do now. Call again after every fetch or wait completes."""

@@ -28,8 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from abr.qoe import QOE_MODELS, SABRE_GAMMA_P, QoeModel, SessionMetrics, session_metrics_batch
-from abr.registry import make, parse_spec
+from abr.qoe import (
+    PENSIEVE_REBUFFER_PENALTIES,
+    QOE_CONFIGS,
+    SABRE_GAMMA_P,
+    QoeConfig,
+    QoeModel,
+    SessionMetrics,
+    session_metrics_batch,
+)
+from abr.registry import describe, make, parse_spec
 from abr.types import Abandoning, AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
@@ -56,6 +64,10 @@ class SimProfile:
     abandon_check_s: float = 0.05
     abandon_check_bytes: int = 1500
     sabre_gamma_p: float | None = None  # report Sabre's metrics with this stall weight (None: not computed)
+    # The QoE reported first and optimised by algorithms that take a QoE (`objective_params`), and
+    # the stall penalties this profile fixes per utility (else a QoE's default is its top rung's utility).
+    qoe: QoeConfig = field(default_factory=lambda: QOE_CONFIGS["lin"])
+    fixed_rebuffer_penalties: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.payload_factor <= 1:
@@ -68,11 +80,48 @@ class SimProfile:
             raise ValueError("abandon checks need an interval > 0 s and >= 1 byte")
         # A private copy: callers cannot change a profile after it is made (it must stay picklable).
         object.__setattr__(self, "abr_params", {k: dict(v) for k, v in self.abr_params.items()})
+        object.__setattr__(self, "fixed_rebuffer_penalties", dict(self.fixed_rebuffer_penalties))
 
-    def make_abr(self, spec: str) -> AbrAlgorithm:
-        """The registry's algorithm with this profile's parameters for it (the spec's own win)."""
+    def make_abr(self, spec: str, video: Video | None = None) -> AbrAlgorithm:
+        """The registry's algorithm with this profile's parameters for it and, for an algorithm that
+        optimises a QoE, this profile's QoE on `video` (the spec's own parameters win over both)."""
         name, _ = parse_spec(spec)
-        return make(spec, **self.abr_params.get(name, {}))
+        return make(spec, **{**self.objective_params(name, video), **self.abr_params.get(name, {})})
+
+    def objective_params(self, name: str, video: Video | None) -> dict[str, Any]:
+        """The QoE as parameters, for an algorithm whose factory takes `utility`, `rebuffer_penalty`
+        and `switch_penalty` (MPC): what it optimises is what the session is scored on."""
+        accepted = {p.name for p in describe(name)}
+        if not {"utility", "rebuffer_penalty", "switch_penalty"} <= accepted:
+            return {}
+        qoe = self.qoe
+        params: dict[str, Any] = {"utility": qoe.utility, "switch_penalty": qoe.switch}
+        penalty = qoe.rebuffer if qoe.rebuffer is not None else self.fixed_rebuffer_penalties.get(qoe.utility)
+        if penalty is None and qoe.utility == "quality" and video is not None:
+            penalty = self.qoe_model(qoe, video).rebuffer_penalty
+        if penalty is not None:
+            params["rebuffer_penalty"] = penalty
+        return params
+
+    def qoe_model(self, config: QoeConfig, video: Video) -> QoeModel:
+        """`config` on `video`, with this profile's fixed stall penalty where it has one."""
+        fixed = self.fixed_rebuffer_penalties.get(config.utility) if config.rebuffer is None else None
+        return config.model(video.ladder.bitrates_bps, quality_metric=video.quality_metric,
+                            top_quality=video.top_quality, fixed_rebuffer=fixed)
+
+    def qoe_models(self, video: Video) -> tuple[QoeModel, ...]:
+        """Every QoE reported for sessions of `video`: lin, log, hd, quality (where the video has
+        per-segment quality) and this profile's own QoE."""
+        names = ["lin", "log", "hd"] + (["quality"] if video.quality is not None else [])
+        configs = {name: QOE_CONFIGS[name] for name in names}
+        configs[self.qoe.name] = self.qoe
+        return tuple(self.qoe_model(config, video) for config in configs.values())
+
+    def with_qoe(self, config: QoeConfig) -> SimProfile:
+        """This profile scoring (and optimising) `config`; the name records a QoE other than lin."""
+        if config == self.qoe:
+            return self
+        return replace(self, name=f"{self.name}[qoe={config.name}]", qoe=config)
 
     def with_player(self, **changes: Any) -> SimProfile:
         """This profile with player settings changed: `SessionConfig` fields (`buffer_cap_s`,
@@ -103,6 +152,7 @@ PROFILES: dict[str, SimProfile] = {
         abr_params={"bba": {"map": "pensieve"}, "mpc": {"pensieve_indexing": True},
                     "mpc-robust": {"pensieve_indexing": True}},
         abandonment=False,  # fixed_env.py downloads every chunk whole
+        fixed_rebuffer_penalties=PENSIEVE_REBUFFER_PENALTIES,  # 4.3 and 2.66 whatever the ladder
     ),
     "default": SimProfile(
         name="default",
@@ -167,10 +217,13 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
     """Results of sessions given (segments, sessions) arrays; metrics are computed in one pass."""
     ladder = np.asarray(video.ladder.bitrates_bps)
     bitrates = ladder[qualities]
-    sizes = video.sizes_bytes[np.arange(qualities.shape[0])[:, None], qualities]
+    rows = np.arange(qualities.shape[0])[:, None]
+    sizes = video.sizes_bytes[rows, qualities]
+    quality = None if video.quality is None else video.quality[rows, qualities]
     metrics = session_metrics_batch(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
                                     segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
-                                    rebuffer_count=stall_count, models=models, sabre_gamma_p=sabre_gamma_p)
+                                    rebuffer_count=stall_count, models=models, sabre_gamma_p=sabre_gamma_p,
+                                    quality=quality)
     return [
         SessionResult(abr=abr, trace=traces[j].name, qualities=qualities[:, j], bitrates_bps=bitrates[:, j],
                       rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], buffer_before_s=buffer_before[:, j], download_s=download[:, j],
@@ -269,9 +322,11 @@ class SessionDriver:
 
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
                 offset_s: float = 0.0, record_events: bool = False, faults: Sequence[FaultWindow] = (),
-                models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
-    """Simulate one session through the shared state machine (`faults`: see `SessionDriver`)."""
-    algorithm = abr if abr is not None else prof.make_abr(abr_spec)
+                models: Sequence[QoeModel] | None = None) -> SessionResult:
+    """Simulate one session through the shared state machine (`faults`: see `SessionDriver`; `models`:
+    the QoE models scored, by default the profile's `qoe_models`)."""
+    algorithm = abr if abr is not None else prof.make_abr(abr_spec, video)
+    models = prof.qoe_models(video) if models is None else models
     session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
     driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
     driver.drive()
@@ -362,10 +417,11 @@ def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> b
 
 def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
               offsets_s: Sequence[float] | None = None, faults: Sequence[FaultWindow] = (),
-              models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+              models: Sequence[QoeModel] | None = None) -> list[SessionResult]:
     """Simulate one session per trace in lock-step (same semantics as `run_session`); `faults` hit
     every session, each from its own start."""
-    algorithm = prof.make_abr(abr_spec)
+    algorithm = prof.make_abr(abr_spec, video)
+    models = prof.qoe_models(video) if models is None else models
     if not supports_batch(algorithm, prof, video):
         raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
     batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
@@ -409,6 +465,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
                 last_quality=last_quality, download_bytes=hist_bytes[:, i - h: i],
                 download_s=hist_s[:, i - h: i], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
                 buffer_cap_s=cfg.buffer_cap_s,
+                next_quality=None if video.quality is None else video.quality[i: i + cfg.lookahead_segments],
             )
             q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
         size = ladder_sizes[i, q].astype(np.float64)
@@ -436,14 +493,14 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
              engine: str = "auto", offsets_s: Sequence[float] | None = None, record_events: bool = False,
              faults: Sequence[FaultWindow] = (),
-             models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+             models: Sequence[QoeModel] | None = None) -> list[SessionResult]:
     """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session".
     `faults` (outages, loss bursts) hit every session, in link time from its start."""
     if engine not in ("auto", "batch", "session"):
         raise ValueError(f"unknown engine {engine!r}; choose auto, batch or session")
     offsets = list(offsets_s) if offsets_s is not None else [0.0] * len(traces)
     if engine != "session" and not record_events:
-        probe = prof.make_abr(abr_spec)
+        probe = prof.make_abr(abr_spec, video)
         if supports_batch(probe, prof, video):
             return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, faults=faults, models=models)
         if engine == "batch":
