@@ -70,6 +70,8 @@ def parse_call(spec: str) -> SpecCall:
     name = name.strip()
     if not name:
         raise ValueError(f"no algorithm name in {spec!r}")
+    if any(c in name for c in ",;= \t"):
+        raise ValueError(f"{name!r} is not an algorithm name (in {spec!r}; parameters go after a ':')")
     if not sep:
         return SpecCall(name=name)
     items = [item.strip() for item in rest.split(",")]
@@ -113,6 +115,9 @@ def parse_spec_list(*texts: str) -> tuple[str, ...]:
                 if not item:
                     raise ValueError(f"empty algorithm in the list {text!r}")
                 if _KEY_VALUE.match(item) and current:
+                    if ":" not in current[0]:
+                        raise ValueError(f"parameter {item!r} in {text!r} follows {current[0]!r}, which has no ':' "
+                                         f"(write {current[0]}:{item})")
                     current.append(item)
                     continue
                 if _KEY_VALUE.match(item):

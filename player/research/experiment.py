@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import multiprocessing
@@ -27,10 +26,10 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from tqdm import tqdm
 
+from abr.plugins import load_plugins
 from abr.qoe import QOE_MODELS, SessionMetrics
-from abr.registry import make, parse_spec
+from abr.registry import parse_spec
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
@@ -38,6 +37,7 @@ from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, pla
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
+from player.research.provenance import ProgressLines, video_digest
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step, simulate
 from player.research.sweep import trace_keys
 from player.session import SegmentRecord
@@ -68,12 +68,6 @@ class Content:
     @property
     def name(self) -> str:
         return self.title_dir.name if self.title_dir is not None else self.video.name
-
-
-def video_digest(video: Video) -> str:
-    digest = hashlib.sha256(repr((video.ladder, video.segment_count)).encode())
-    digest.update(np.ascontiguousarray(video.sizes_bytes[: video.segment_count]).tobytes())
-    return digest.hexdigest()[:12]
 
 
 def open_content(spec: str, *, cache_dir: Path, notify: Notify = _stderr) -> Content:
@@ -134,6 +128,7 @@ class ExperimentConfig:
     # Wall seconds between session starts within a task: each login costs the auth service a ~40 ms
     # scrypt check, and a crowd of them at once would slow the stack for the sessions already playing.
     start_spacing_s: float = 0.1
+    plugins: tuple[str, ...] = ()  # files (absolute paths) or modules every worker imports first (--plugin)
 
     def __post_init__(self) -> None:
         if not self.abrs:
@@ -325,7 +320,9 @@ def session_result(row: Row) -> SessionResult:
 # -- worker tasks (module-level so both process pools and Dask can ship them) -----------------------
 
 
-def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell], profile: SimProfile) -> list[Row]:
+def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell], profile: SimProfile,
+                  plugins: tuple[str, ...] = ()) -> list[Row]:
+    load_plugins(plugins)  # a worker process registers the plugins' algorithms before it makes one
     results = simulate(abr, video, traces, profile, offsets_s=[c.offset_s for c in cells])
     return [sim_row(c, r) for c, r in zip(cells, results)]
 
@@ -335,11 +332,13 @@ class EmulationSettings:
     profile: SimProfile  # player policy, ABR parameters and RTT (the profile's base latency)
     decode: str
     start_spacing_s: float
+    plugins: tuple[str, ...] = ()
 
 
 def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
                  settings: EmulationSettings) -> list[Row]:
     """Runs the cells' sessions concurrently in one event loop; one row per cell."""
+    load_plugins(settings.plugins)
     return asyncio.run(_emulate_all(cells, traces, endpoint, settings))
 
 
@@ -378,8 +377,9 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     profile = settings.profile
     name, _ = parse_spec(cell.abr)
     assert cell.speed is not None
-    config = PlayerConfig(abr=cell.abr, abr_params=profile.abr_params.get(name, {}), session=profile.session,
-                          speed=cell.speed, decode=settings.decode)
+    params = {**profile.objective_params(name, None), **profile.abr_params.get(name, {})}
+    config = PlayerConfig(abr=cell.abr, abr_params=params, session=profile.session, speed=cell.speed,
+                          decode=settings.decode)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
     started = time.monotonic()
@@ -464,8 +464,9 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
 
 def check_abrs(config: ExperimentConfig) -> None:
     """Every algorithm can be made with the profile's parameters (an unknown name lists the known ones)."""
+    load_plugins(config.plugins)
     for abr in config.abrs:
-        make(abr, **config.profile.abr_params.get(parse_spec(abr)[0], {}))
+        config.profile.make_abr(abr)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -482,13 +483,13 @@ def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trac
         size = config.sim_sessions_per_task
         for i in range(0, len(cells), size):
             chunk = cells[i: i + size]
-            tasks.append(_Task(fn=simulate_task,
-                               args=(abr, content.video, [traces[c.trace] for c in chunk], chunk, config.profile)))
+            tasks.append(_Task(fn=simulate_task, args=(abr, content.video, [traces[c.trace] for c in chunk], chunk,
+                                                       config.profile, config.plugins)))
     emulated = [c for c in todo if c.mode == "emulate"]
     if emulated:
         assert endpoint is not None
         settings = EmulationSettings(profile=config.profile, decode=config.decode,
-                                     start_spacing_s=config.start_spacing_s)
+                                     start_spacing_s=config.start_spacing_s, plugins=config.plugins)
         # Spread the cells over the workers, at most M per task.
         size = min(config.sessions_per_worker, max(1, math.ceil(len(emulated) / config.workers)))
         for i in range(0, len(emulated), size):
@@ -533,8 +534,7 @@ def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[
     failed, lag_ms = 0, None
     if todo:
         try:
-            with tqdm(total=len(todo), unit="session", desc="running", file=sys.stderr, disable=None if progress else True,
-                      dynamic_ncols=True) as bar:
+            with ProgressLines(len(todo), unit="session", desc="running", enabled=progress) as bar:
                 failed, lag_ms = asyncio.run(_execute(config, content, by_key, todo, store, bar.update))
         except KeyboardInterrupt:
             notify(f"interrupted: {store.appended} finished cells are saved in {store.path}; "
