@@ -28,7 +28,7 @@ import aiohttp
 import numpy as np
 
 from abr.plugins import load_plugins
-from abr.qoe import QOE_MODELS, SessionMetrics
+from abr.qoe import QOE_MODELS, SessionMetrics, session_metrics_batch
 from abr.registry import parse_spec
 from netsim.link import LinkBatch
 from netsim.trace import Trace
@@ -285,14 +285,37 @@ def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records
     return elapsed
 
 
-def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float) -> Row:
+def rescored(report: PlaybackReport, video: Video, profile: SimProfile) -> SessionMetrics:
+    """An emulated session's metrics as the simulator scores its sessions: the profile's QoE models on
+    this video (stall penalty, per-segment quality, Sabre's report), so sim and emulation rows compare."""
+    records = report.records
+    if not records:
+        return report.metrics
+    column = np.asarray
+    index = column([r.segment_index for r in records])
+    chosen = column([r.quality for r in records])
+    quality = None
+    if video.quality is not None and index.max() < video.quality.shape[0]:
+        quality = video.quality[index, chosen][:, None]
+    return session_metrics_batch(
+        bitrates_bps=column([r.bitrate_bps for r in records], dtype=np.float64)[:, None],
+        rebuffer_s=column([r.rebuffer_s for r in records])[:, None], ladder_bps=video.ladder.bitrates_bps,
+        segment_duration_s=video.ladder.segment_duration_s, startup_s=np.array([report.metrics.startup_s]),
+        rebuffer_count=np.array([report.metrics.rebuffer_count]), models=profile.qoe_models(video),
+        sabre_gamma_p=profile.sabre_gamma_p, quality=quality)[0]
+
+
+def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float,
+                video: Video | None = None) -> Row:
+    """A results line of an emulated session (scored as the simulator scores, given the `video`)."""
     records = report.records
     timeline: dict[str, list[float]] = {}
     for name in (*_TIMELINE, "ttfb_s"):  # `sim_row`'s columns and ttfb_s, from the records
         column = [getattr(r, name) for r in records]
         timeline[name] = column if name in _INTEGER_COLUMNS else _rounded(column)
     timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records))
-    return {**_base_row(cell), **_metrics_fields(report.metrics), "error": report.error,
+    metrics = rescored(report, video, profile) if video is not None else report.metrics
+    return {**_base_row(cell), **_metrics_fields(metrics), "error": report.error,
             "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,
             "requests": report.requests, "failed_requests": report.failed_requests, "abandoned": report.abandoned,
             "wall_s": round(wall_s, 3), "timeline": timeline}
@@ -333,6 +356,7 @@ class EmulationSettings:
     decode: str
     start_spacing_s: float
     plugins: tuple[str, ...] = ()
+    video: Video | None = None  # the simulator's view of the title: emulated sessions are scored on it
 
 
 def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
@@ -389,7 +413,7 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
         return {**_base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
-    return emulate_row(cell, report, trace, profile, time.monotonic() - started)
+    return emulate_row(cell, report, trace, profile, time.monotonic() - started, settings.video)
 
 
 # -- execution --------------------------------------------------------------------------------------
@@ -489,7 +513,8 @@ def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trac
     if emulated:
         assert endpoint is not None
         settings = EmulationSettings(profile=config.profile, decode=config.decode,
-                                     start_spacing_s=config.start_spacing_s, plugins=config.plugins)
+                                     start_spacing_s=config.start_spacing_s, plugins=config.plugins,
+                                     video=content.video)
         # Spread the cells over the workers, at most M per task.
         size = min(config.sessions_per_worker, max(1, math.ceil(len(emulated) / config.workers)))
         for i in range(0, len(emulated), size):
