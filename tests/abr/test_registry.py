@@ -182,6 +182,7 @@ register("lowest-{tag}", Lowest, "always the floor quality")
 '''
 
 
+@pytest.mark.usefixtures("restored_registry")
 def test_a_plugin_file_registers_once_per_process(tmp_path: Path) -> None:
     from abr.plugins import load_plugin
 
@@ -196,6 +197,7 @@ def test_a_plugin_file_registers_once_per_process(tmp_path: Path) -> None:
         load_plugin("no_such_module_anywhere")
 
 
+@pytest.mark.usefixtures("restored_registry")
 def test_entry_points_are_found_by_name_and_loaded_on_first_use(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ep_plugin_mod.py").write_text(PLUGIN.format(tag="module") + '''

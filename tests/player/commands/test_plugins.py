@@ -12,6 +12,7 @@ from player.cli import main
 from tests.conftest import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "abr_plugin.py"
+pytestmark = pytest.mark.usefixtures("restored_registry")  # plugins register into this process
 
 BROKEN = '''
 from abr import Decision, register
