@@ -80,6 +80,9 @@ class Observation:
     next_sizes_bytes: tuple[tuple[int, ...], ...] = ()
     rebuffering: bool = False
     buffer_cap_s: float = 60.0
+    # objective quality of the same upcoming segments (next_quality[k][q]; dB or VMAF, whatever the
+    # content measured), empty when the content has none: what a quality-aware QoE optimises
+    next_quality: tuple[tuple[float, ...], ...] = ()
 
     @property
     def segments_left(self) -> int:
@@ -175,6 +178,7 @@ class BatchObservation:
     download_s: np.ndarray  # (B, H) whole request time, ttfb included
     next_sizes_bytes: np.ndarray  # (K, Q): the same upcoming sizes for every session (one video)
     buffer_cap_s: float = 60.0
+    next_quality: np.ndarray | None = None  # (K, Q) quality scores of the same segments, if known
 
     @property
     def batch_size(self) -> int:

@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = arguments[0] if arguments else None
     parser = build_parser(first if first in command_names() else None)
     args = parser.parse_args(arguments)
+    args.argv = tuple(arguments)  # the command as given, for the provenance records commands write
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

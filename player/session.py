@@ -20,7 +20,7 @@ import operator
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 from abr.audio import AudioAware, choose_audio, throughput_estimate_bps
 from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
@@ -59,7 +59,10 @@ class SessionConfig:
     """Player policy. Times in seconds of media or session time."""
 
     startup_threshold_s: float = 0.0  # start playing once this much is buffered (and >= 1 segment)
-    buffer_cap_s: float = 60.0  # do not fetch while the buffer holds more than this (per media type)
+    buffer_cap_s: float = 60.0  # do not fetch while the buffer holds more than this (per media type; see `cap_rule`)
+    # "over": wait while the buffer holds more than the cap (dash.js, Pensieve); "room": wait until a
+    # whole segment fits under the cap, i.e. while buffer + segment duration > cap (Sabre's main loop)
+    cap_rule: Literal["over", "room"] = "over"
     sleep_quantum_s: float = 0.0  # wait in multiples of this when over the cap (Pensieve: 0.5 s)
     initial_quality: int | None = None  # force the first segment's quality (Pensieve: 1)
     history_len: int = 20  # downloads kept in each Observation
@@ -73,6 +76,8 @@ class SessionConfig:
             raise ValueError(f"buffer cap must be > 0 s, got {self.buffer_cap_s}")
         if self.sleep_quantum_s < 0:
             raise ValueError(f"sleep quantum must be >= 0 s, got {self.sleep_quantum_s}")
+        if self.cap_rule not in ("over", "room"):
+            raise ValueError(f"cap rule must be 'over' or 'room', got {self.cap_rule!r}")
         if self.history_len < 1 or self.lookahead_segments < 0:
             raise ValueError("history_len must be >= 1 and lookahead_segments >= 0")
 
@@ -132,8 +137,8 @@ class SegmentRecord:
     request_time_s: float
     download_s: float  # whole request time, ttfb included
     ttfb_s: float
-    # Stall time accrued while this segment was being fetched (after startup). With audio, a video
-    # record also carries the stalls since the previous video record (audio may be what was missing).
+    # Stall time since this media type's previous segment arrived (after startup; the stalls of
+    # abandoned or failed attempts stay with the segment that finally arrives).
     rebuffer_s: float
     buffer_before_s: float  # this media type's buffer when the request was made
     buffer_after_s: float  # after the segment was added
@@ -182,6 +187,16 @@ class _Pipeline:
         if self.in_flight is None:
             raise RuntimeError(f"no fetch in flight ({self.media})")
         return self.in_flight
+
+
+def cap_excess_s(buffer_s: float, config: SessionConfig, segment_duration_s: float) -> float:
+    """How far the buffer is past the point where the cap rule lets the next request go (<= 0: go now).
+
+    Under "room" the excess is at most the buffer itself: a cap shorter than a segment never waits on
+    an empty buffer."""
+    if config.cap_rule == "room":
+        return min(buffer_s + segment_duration_s - config.buffer_cap_s, buffer_s)
+    return buffer_s - config.buffer_cap_s
 
 
 class PlaybackSession:
@@ -341,6 +356,7 @@ class PlaybackSession:
             next_sizes_bytes=self.content.upcoming(video.next_segment, self.config.lookahead_segments),
             rebuffering=self.stalled or not self.started,
             buffer_cap_s=self.config.buffer_cap_s,
+            next_quality=self._upcoming_quality(),
         )
 
     def audio_observation(self) -> Observation:
@@ -353,6 +369,11 @@ class PlaybackSession:
             next_sizes_bytes=audio.upcoming(audio.next_segment, self.config.lookahead_segments),
             rebuffering=self.stalled or not self.started, buffer_cap_s=self.config.buffer_cap_s,
         )
+
+    def _upcoming_quality(self) -> tuple[tuple[float, ...], ...]:
+        """Per-segment quality scores of the video where the content has them (`Video.upcoming_quality`)."""
+        upcoming = getattr(self.content, "upcoming_quality", None)
+        return upcoming(self.next_segment, self.config.lookahead_segments) if upcoming is not None else ()
 
     def next_action(self, media: MediaType = "video") -> Action:
         """What the driver should do next for `media`. Call again after each of its fetches or waits
@@ -426,13 +447,13 @@ class PlaybackSession:
                             estimate_bps=throughput_estimate_bps(video.downloads))
 
     def _cap_wait_s(self, pipe: _Pipeline) -> float:
-        """How long to wait before the next request because the buffer is over its cap (0: fetch now).
+        """How long to wait before the next request under the cap rule (0: fetch now).
 
         The wait is measured on the session clock: a buffer over the cap by less than the clock can
         represent at this time (60.00000000000003 s at t = 364 s) is at the cap. A wait that cannot
         move the clock would otherwise repeat forever.
         """
-        over = pipe.level_s - self.config.buffer_cap_s
+        over = cap_excess_s(pipe.level_s, self.config, pipe.ladder.segment_duration_s)
         if over <= 0:
             return 0.0
         quantum = self.config.sleep_quantum_s
@@ -444,19 +465,18 @@ class PlaybackSession:
         pipe.in_flight = fetch
         pipe.request_time_s = self.time_s
         pipe.buffer_at_request_s = pipe.level_s
-        if not (self._carry_stalls and pipe.media == "video"):
-            pipe.rebuffer_since_request_s = 0.0
         return fetch
 
     def progress(self, *, bytes_received: int, size_bytes: int, elapsed_s: float,
-                 media: MediaType = "video") -> Progress:
-        """An in-flight download's state, for `Abandoning.should_abandon`."""
+                 ttfb_s: float | None = None, media: MediaType = "video") -> Progress:
+        """An in-flight download's state, for `Abandoning.should_abandon` (`ttfb_s`: once the driver knows it)."""
         pipe = self._pipe(media)
         fetch = pipe.require_in_flight()
         return Progress(
             time_s=self.time_s, buffer_s=pipe.level_s, segment_index=fetch.segment_index, quality=fetch.quality,
             bytes_received=bytes_received, size_bytes=size_bytes, elapsed_s=elapsed_s, ladder=pipe.ladder,
             next_sizes_bytes=pipe.upcoming(fetch.segment_index, self.config.lookahead_segments),
+            ttfb_s=ttfb_s,
         )
 
     # -- completions --------------------------------------------------------------------------------
@@ -483,8 +503,7 @@ class PlaybackSession:
             buffer_after_s=pipe.level_s, wait_s=pipe.waited_s, reason=fetch.decision.reason, media=media,
         )
         pipe.records.append(record)
-        if self._carry_stalls and media == "video":
-            pipe.rebuffer_since_request_s = 0.0  # charged: the next video record starts counting afresh
+        pipe.rebuffer_since_request_s = 0.0  # charged; stalls of abandoned or failed attempts stay with their segment
         pipe.waited_s = 0.0
         pipe.in_flight = None
         pipe.last_quality = fetch.quality
@@ -503,14 +522,16 @@ class PlaybackSession:
             self._event("resume", playhead_s=self.playhead_s)
         return record
 
-    def on_abandon(self, now_s: float, *, bytes_received: int, media: MediaType = "video") -> None:
+    def on_abandon(self, now_s: float, *, bytes_received: int, ttfb_s: float = 0.0,
+                   media: MediaType = "video") -> None:
         """The in-flight download was given up (too slow); the segment will be decided again."""
         pipe = self._pipe(media)
         fetch = pipe.require_in_flight()
         self.advance(now_s)
         pipe.downloads.append(Download(
             segment_index=fetch.segment_index, quality=fetch.quality, size_bytes=bytes_received,
-            duration_s=now_s - pipe.request_time_s, start_time_s=pipe.request_time_s, abandoned=True))
+            duration_s=now_s - pipe.request_time_s, ttfb_s=ttfb_s, start_time_s=pipe.request_time_s,
+            abandoned=True))
         pipe.in_flight = None
         self._event("abandon", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality,
                          bytes_received=bytes_received)

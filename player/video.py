@@ -78,6 +78,10 @@ class Video:
     resolutions: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = ()  # decisions the loader made that a user should see (commands print them)
     audio: AudioTrack | None = None  # fetched by its own pipeline beside the video (None: video only)
+    # quality[n, q]: segment n's objective quality at rung q in `quality_metric` (psnr_db, ssim_db,
+    # vmaf), as the packager measured it; None when the source has none (Pensieve, Sabre videos)
+    quality: np.ndarray | None = None
+    quality_metric: str | None = None
 
     def __post_init__(self) -> None:
         sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
@@ -89,6 +93,15 @@ class Video:
             raise ValueError(f"video {self.name!r}: segment sizes must be > 0 bytes")
         sizes.setflags(write=False)
         object.__setattr__(self, "sizes_bytes", sizes)
+        if (self.quality is None) != (self.quality_metric is None):
+            raise ValueError(f"video {self.name!r}: per-segment quality needs its metric and the metric its scores")
+        if self.quality is not None:
+            quality = np.ascontiguousarray(self.quality, dtype=np.float64)
+            if quality.shape != (self.segment_count, len(self.ladder)) or not np.all(np.isfinite(quality)):
+                raise ValueError(f"video {self.name!r}: quality must be finite ({self.segment_count}, "
+                                 f"{len(self.ladder)}) scores, got shape {quality.shape}")
+            quality.setflags(write=False)
+            object.__setattr__(self, "quality", quality)
 
     @property
     def duration_s(self) -> float:
@@ -104,6 +117,17 @@ class Video:
         rows = self.sizes_bytes[segment_index : segment_index + count]
         return tuple(tuple(row) for row in rows.tolist())
 
+    def upcoming_quality(self, segment_index: int, count: int) -> tuple[tuple[float, ...], ...]:
+        """Quality scores of segments `segment_index ..` (as `upcoming`; empty without per-segment quality)."""
+        if self.quality is None:
+            return ()
+        return tuple(tuple(row) for row in self.quality[segment_index: segment_index + count].tolist())
+
+    @property
+    def top_quality(self) -> float | None:
+        """Mean score of the top rendition (a quality-aware QoE's default stall penalty)."""
+        return None if self.quality is None else float(self.quality[:, -1].mean())
+
     def truncated(self, segment_count: int) -> Video:
         """The first `segment_count` video segments and the audio segments that play with them."""
         count = min(segment_count, self.segment_count)
@@ -111,6 +135,7 @@ class Video:
         return Video(
             name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes,
             segment_count=count, resolutions=self.resolutions, notes=self.notes, audio=audio,
+            quality=None if self.quality is None else self.quality[:count], quality_metric=self.quality_metric,
         )
 
     def folded(self) -> Video:
@@ -134,7 +159,8 @@ class Video:
             overlap = np.minimum(starts[:, None] + seg_s, a_starts + a_durations) - np.maximum(starts[:, None], a_starts)
             under = np.clip(overlap, 0.0, None) / a_durations @ first.astype(np.float64)
         return Video(name=self.name, ladder=self.ladder, sizes_bytes=self.sizes_bytes + np.rint(under).astype(np.int64)[:, None],
-                     segment_count=self.segment_count, resolutions=self.resolutions, notes=self.notes)
+                     segment_count=self.segment_count, resolutions=self.resolutions, notes=self.notes,
+                     quality=self.quality, quality_metric=self.quality_metric)
 
 
 def load_pensieve_video(directory: Path, *, segment_count: int | None = None,
@@ -243,11 +269,17 @@ def video_from_title(meta: TitleSegments, *, include_audio: bool = True) -> Vide
     """
     sizes = np.array([list(v.segment_sizes_bytes) for v in meta.video], dtype=np.int64).T
     audio = _audio_track(meta) if include_audio and meta.audio else None
+    metrics = {v.quality_metric for v in meta.video}
+    if len(metrics) > 1:
+        raise ValueError(f"{meta.title}: renditions measure quality in different metrics ({', '.join(sorted(metrics))})")
+    (metric,) = metrics
+    quality = np.array([list(v.segment_quality) for v in meta.video], dtype=np.float64).T
     return Video(
         name=meta.title,
         ladder=Ladder(bitrates_bps=tuple(v.bitrate_bps for v in meta.video), segment_duration_s=meta.segment_duration_s),
         sizes_bytes=sizes, segment_count=meta.segment_count,
         resolutions=tuple((v.width, v.height) for v in meta.video), audio=audio,
+        quality=quality, quality_metric=metric,
     )
 
 

@@ -3,6 +3,7 @@ packaged demo title (clear and encrypted) used by the server and player tests.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +93,23 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> PackagedTitles:
         clip=TEST_CLIP, ladder=config.ladder or (), source=source, content_root=content, clear=clear,
         encrypted=encrypted,
     )
+
+
+@pytest.fixture
+def restored_registry() -> Iterator[None]:
+    """Algorithms a test registers (plugins, entry points) are gone after it: later tests that walk
+    every registered algorithm see the built-ins only."""
+    import sys
+
+    from abr import registry
+
+    saved = dict(registry._REGISTRY)
+    modules = set(sys.modules)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
+        for name in set(sys.modules) - modules:
+            if name.startswith("abrkit_plugin_") or name.startswith("ep_plugin"):
+                del sys.modules[name]

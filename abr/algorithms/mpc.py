@@ -2,14 +2,19 @@
 
 Both predict the throughput (harmonic mean of the last 5 samples; RobustMPC divides it by
 1 + the largest relative prediction error of the last 5, section 4.3), then search every quality
-plan over the next `horizon` segments for the best QoE_lin: sum of bitrates (Mbit/s) - 4.3 x rebuffer
-(s) - sum of |bitrate changes| (Mbit/s), and take the plan's first quality. The exhaustive search
-replaces FastMPC's offline table (section 4.2): same decisions, no discretisation. The search and its
-tie-breaking follow Pensieve's test/mpc.py, which produced the reference numbers.
+plan over the next `horizon` segments for the best QoE and take the plan's first quality. The
+default QoE is Pensieve's QoE_lin: sum of bitrates (Mbit/s) - mu x rebuffer (s) - sum of |bitrate
+changes| (Mbit/s), with mu = the top rung's bitrate in Mbit/s (4.3 on Pensieve's ladder); `utility`
+log or hd swaps the bitrate utility, and `quality` optimises the segments' own quality scores
+(`Observation.next_quality`, e.g. SSIM or PSNR in dB: a quality-aware QoE as Comyco and Puffer's
+Fugu use). The exhaustive search replaces FastMPC's offline table (section 4.2): same decisions,
+no discretisation. The search and its tie-breaking follow Pensieve's test/mpc.py, which produced
+the reference numbers.
 
-Speed: per (ladder, horizon) the plans, their bitrate sums and their switch costs per start quality
-are precomputed; only the rebuffer term depends on buffer and throughput, and it is computed level by
-level over the prefix tree of plans (6, 36, ..., 6^5 nodes), each level reusing its parent's buffer.
+Speed: per (ladder, horizon) the plans, their utility sums and their switch costs per start quality
+are precomputed (per decision for quality scores, which change per segment); only the rebuffer
+term depends on buffer and throughput, and it is computed level by level over the prefix tree of
+plans (6, 36, ..., 6^5 nodes), each level reusing its parent's buffer.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from abr.algorithms.common import batch_harmonic_mean, batch_samples_bps, mbps
 from abr.estimators import DownloadLog, HarmonicMean, sample_bps
+from abr.qoe import BITRATE_UTILITIES
 from abr.registry import parameters_from, register
 from abr.types import BatchObservation, Decision, Ladder, Observation
 
@@ -34,13 +41,16 @@ _BATCH_BLOCK_ELEMENTS = 1 << 15  # sessions x plans per block in decide_batch: a
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MpcParams:
     """`horizon` segments looked ahead (5 in Yin et al. section 5 and Pensieve), `window` samples in the
-    harmonic mean, QoE weights (Pensieve's QoE_lin: 4.3 per rebuffer second, 1 per Mbit/s of switch),
-    and `pensieve_indexing`: size the plan with segments index+1 .. index+horizon as Pensieve's
-    test/mpc.py does (an off-by-one the reference reproduces) instead of index .. index+horizon-1."""
+    harmonic mean, the QoE optimised (`utility` of each segment: lin, log, hd of its bitrate or its
+    quality score; `rebuffer_penalty` per stalled second, None: the top rung's utility, Pensieve's
+    4.3 on its ladder; `switch_penalty` per unit of utility change), and `pensieve_indexing`: size
+    the plan with segments index+1 .. index+horizon as Pensieve's test/mpc.py does (an off-by-one the
+    reference reproduces) instead of index .. index+horizon-1."""
 
     horizon: int = 5
     window: int = 5
-    rebuffer_penalty: float = 4.3
+    utility: Literal["lin", "log", "hd", "quality"] = "lin"
+    rebuffer_penalty: float | None = None
     switch_penalty: float = 1.0
     pensieve_indexing: bool = False
 
@@ -49,8 +59,10 @@ class MpcParams:
             raise ValueError(f"horizon must be 1..8 segments (the search grows as ladder^horizon), got {self.horizon}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1 sample, got {self.window}")
-        if not (self.rebuffer_penalty >= 0 and math.isfinite(self.rebuffer_penalty)):
+        if self.rebuffer_penalty is not None and not (self.rebuffer_penalty >= 0 and math.isfinite(self.rebuffer_penalty)):
             raise ValueError(f"rebuffer_penalty must be finite and >= 0, got {self.rebuffer_penalty}")
+        if self.utility not in ("lin", "log", "hd", "quality"):
+            raise ValueError(f"utility must be lin, log, hd or quality, got {self.utility!r}")
         if not (self.switch_penalty >= 0 and math.isfinite(self.switch_penalty)):
             raise ValueError(f"switch_penalty must be finite and >= 0, got {self.switch_penalty}")
 
@@ -72,26 +84,65 @@ class _Plans:
     """Every plan of one horizon over one ladder, laid out (first quality, last, ..., second quality)
     so the search's inner numpy loops run over long axes."""
 
-    bitrate_mbps: np.ndarray  # (Q, Q^(h-1)) sum of the plan's bitrates
-    switch_mbps: np.ndarray  # (Q, Q, Q^(h-1)) [start quality] sum of |bitrate changes| from it
+    utility: np.ndarray  # (Q, Q^(h-1)) sum of the plan's utilities
+    switch: np.ndarray  # (Q, Q, Q^(h-1)) [start quality] sum of |utility changes| from it
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(count: int, horizon: int) -> np.ndarray:
+    """(Q^h, h) qualities of every plan, in plan order (q_0 .. q_(h-1)), rows in the search's layout."""
+    layout = np.array(list(itertools.product(range(count), repeat=horizon)), dtype=np.int64).reshape(-1, horizon)
+    plans = np.concatenate([layout[:, :1], layout[:, :0:-1]], axis=1)
+    plans.setflags(write=False)
+    return plans
 
 
 @functools.lru_cache(maxsize=64)
-def _plans(bitrates_bps: tuple[int, ...], horizon: int) -> _Plans:
+def _plans(values: tuple[float, ...], horizon: int, scale: float) -> _Plans:
     # A memo of a pure function of its arguments (no observable state): every instance shares the tables.
-    count = len(bitrates_bps)
-    layout = np.array(list(itertools.product(range(count), repeat=horizon)), dtype=np.int64).reshape(-1, horizon)
-    plans = np.concatenate([layout[:, :1], layout[:, :0:-1]], axis=1)  # columns in plan order: q_0 .. q_(h-1)
-    ladder = np.asarray(bitrates_bps, dtype=np.int64)
-    rates = ladder[plans]
-    # Integer sums divided once, as Pensieve's kbit/s sums / 1000: equal plans tie exactly, as there.
+    # `values` are per-rung utilities x `scale`; for lin the integer bitrates with scale 1e6, summed as
+    # integers and divided once, as Pensieve's kbit/s sums / 1000: equal plans tie exactly, as there.
+    count = len(values)
+    plans = _layout(count, horizon)
+    rung = np.asarray(values)
+    rates = rung[plans]
     steps = np.abs(np.diff(rates, axis=1)).sum(axis=1)
-    switches = np.abs(rates[:, 0][None, :] - ladder[:, None]) + steps[None, :]
-    tables = _Plans(bitrate_mbps=(rates.sum(axis=1) / 1e6).reshape(count, -1),
-                    switch_mbps=(switches / 1e6).reshape(count, count, -1))
-    for array in (tables.bitrate_mbps, tables.switch_mbps):
+    switches = np.abs(rates[:, 0][None, :] - rung[:, None]) + steps[None, :]
+    tables = _Plans(utility=(rates.sum(axis=1) / scale).reshape(count, -1),
+                    switch=(switches / scale).reshape(count, count, -1))
+    for array in (tables.utility, tables.switch):
         array.setflags(write=False)
     return tables
+
+
+def _rung_tables(params: MpcParams, ladder: Ladder, horizon: int) -> _Plans:
+    """Plan tables of a bitrate utility (lin, log, hd) on this ladder."""
+    if params.utility == "lin":
+        return _plans(ladder.bitrates_bps, horizon, 1e6)
+    rates = np.asarray(ladder.bitrates_bps, dtype=np.float64)
+    return _plans(tuple(BITRATE_UTILITIES[params.utility](rates, rates).tolist()), horizon, 1.0)
+
+
+def _score_rows(ladder: Ladder, rows: np.ndarray | tuple[tuple[float, ...], ...], offset: int,
+                horizon: int) -> np.ndarray:
+    """(horizon, Q) quality scores of the planned segments; past the last known row, the last row."""
+    wanted = [tuple(r) for r in rows[offset:offset + horizon] if len(r) == len(ladder)]
+    if not wanted:
+        raise ValueError("mpc with utility 'quality' needs the segments' quality scores (Observation.next_quality): "
+                         "the content carries none")
+    while len(wanted) < horizon:
+        wanted.append(wanted[-1])
+    return np.array(wanted, dtype=np.float64)
+
+
+def _score_tables(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(utility sums (Q, R), switch sums inside each plan (Q, R), first segment's score (Q, R)) for
+    per-segment scores (h, Q), in the search's layout."""
+    count = scores.shape[1]
+    plans = _layout(count, scores.shape[0])
+    values = scores[np.arange(scores.shape[0])[None, :], plans]
+    inner = np.abs(np.diff(values, axis=1)).sum(axis=1)
+    return (values.sum(axis=1).reshape(count, -1), inner.reshape(count, -1), values[:, 0].reshape(count, -1))
 
 
 def _lookahead_mb(ladder: Ladder, rows: np.ndarray | tuple[tuple[int, ...], ...], offset: int,
@@ -157,6 +208,7 @@ class Mpc:
         self._log = DownloadLog()
         self._harmonic = HarmonicMean(window=params.window)
         self._last_segment = -1  # decide_batch: the segment of the previous call
+        self._scores: dict[int, np.ndarray] = {}  # quality utility: the scores of the segment last decided
 
     # -- prediction -----------------------------------------------------------------------------------
 
@@ -176,38 +228,67 @@ class Mpc:
     def decide(self, obs: Observation) -> Decision:
         self._feed(obs)
         harmonic_bps = self._harmonic.estimate_bps()
+        horizon = self._horizon(obs.segment_index, obs.segment_count)
+        last = np.array([-1 if obs.last_quality is None else obs.last_quality])
+        objective = self._objective(obs.ladder, horizon, obs.next_quality, obs.segment_index, last)
         if harmonic_bps is None:
             return Decision(quality=0, reason="no throughput sample yet -> q0")
         rate_mbs, how = self._predict(harmonic_bps)
         if not rate_mbs > 0:
             return Decision(quality=0, reason=f"{how}: no throughput -> q0")
         ladder = obs.ladder
-        horizon = self._horizon(obs.segment_index, obs.segment_count)
-        plans = _plans(ladder.bitrates_bps, horizon)
         sizes_mb = _lookahead_mb(ladder, obs.next_sizes_bytes, int(self.params.pensieve_indexing), horizon)
         stall_s = _rebuffer_s(np.array([obs.buffer_s]), sizes_mb, np.array([rate_mbs]), ladder.segment_duration_s)
-        start = obs.last_quality if obs.last_quality is not None else 0
-        quality = int(_best_first(self._reward(plans.bitrate_mbps, stall_s, plans.switch_mbps[start]))[0])
+        utility, switch, penalty = objective
+        quality = int(_best_first(self._reward(utility, stall_s, switch, penalty))[0])
         return Decision(quality=quality, reason=f"{how}, buffer {obs.buffer_s:.1f}s, {horizon} ahead -> q{quality}")
 
-    def _reward(self, bitrate_mbps: np.ndarray, stall_s: np.ndarray, switch_mbps: np.ndarray) -> np.ndarray:
+    def _objective(self, ladder: Ladder, horizon: int, next_quality: np.ndarray | tuple[tuple[float, ...], ...] | None,
+                   segment_index: int, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(plan utility sums (Q, R), switch sums from each session's last segment (B, Q, R), stall
+        penalty) of the QoE this instance optimises, for sessions whose last quality is `last` (-1: none)."""
+        params = self.params
+        start = np.maximum(last, 0)
+        if params.utility != "quality":
+            tables = _rung_tables(params, ladder, horizon)
+            if params.rebuffer_penalty is not None:
+                penalty = params.rebuffer_penalty
+            elif params.utility == "lin":
+                penalty = ladder.bitrates_bps[-1] / 1e6  # Pensieve's 4.3 on its ladder
+            else:
+                rates = np.asarray(ladder.bitrates_bps, dtype=np.float64)
+                penalty = float(BITRATE_UTILITIES[params.utility](rates[-1:], rates)[0])
+            return tables.utility, tables.switch[start], penalty
+        rows = () if next_quality is None else next_quality
+        scores = _score_rows(ladder, rows, int(params.pensieve_indexing), horizon)
+        utility, inner, first = _score_tables(scores)
+        # The segment before this one: its scores were the first row of the previous decision's
+        # observation (kept below); the first decision compares with its own segment's scores.
+        previous = self._scores.get(segment_index - 1, np.asarray(rows[0], dtype=np.float64))
+        self._scores = {segment_index: np.asarray(rows[0], dtype=np.float64)}
+        u_last = np.where(last >= 0, previous[start], first[start, 0])
+        switch = inner[None, :, :] + np.abs(first[None, :, :] - u_last[:, None, None])
+        penalty = params.rebuffer_penalty if params.rebuffer_penalty is not None else float(scores[:, -1].mean())
+        return utility, switch, penalty
+
+    def _reward(self, utility: np.ndarray, stall_s: np.ndarray, switch: np.ndarray, penalty: float) -> np.ndarray:
         # Pensieve's order of operations: (bitrates - penalty * rebuffer) - switches.
-        return bitrate_mbps - self.params.rebuffer_penalty * stall_s - self.params.switch_penalty * switch_mbps
+        return utility - penalty * stall_s - self.params.switch_penalty * switch
 
     def decide_batch(self, obs: BatchObservation) -> np.ndarray:
         rate_mbs = self._batch_rates(obs)
         ladder = obs.ladder
         horizon = self._horizon(obs.segment_index, obs.segment_count)
-        plans = _plans(ladder.bitrates_bps, horizon)
+        utility, switch, penalty = self._objective(ladder, horizon, obs.next_quality, obs.segment_index,
+                                                   np.asarray(obs.last_quality))
         sizes_mb = _lookahead_mb(ladder, obs.next_sizes_bytes, int(self.params.pensieve_indexing), horizon)
-        start = np.maximum(obs.last_quality, 0)
         quality = np.zeros(obs.batch_size, dtype=np.int64)
         known = np.flatnonzero(rate_mbs > 0)  # NaN (no sample yet) and 0 choose quality 0, as decide does
-        block = max(1, _BATCH_BLOCK_ELEMENTS // plans.bitrate_mbps.size)
+        block = max(1, _BATCH_BLOCK_ELEMENTS // utility.size)
         for lo in range(0, known.size, block):
             rows = known[lo:lo + block]
             stall_s = _rebuffer_s(obs.buffer_s[rows], sizes_mb, rate_mbs[rows], ladder.segment_duration_s)
-            quality[rows] = _best_first(self._reward(plans.bitrate_mbps, stall_s, plans.switch_mbps[start[rows]]))
+            quality[rows] = _best_first(self._reward(utility, stall_s, switch[rows], penalty))
         return quality
 
     def _batch_rates(self, obs: BatchObservation) -> np.ndarray:
@@ -286,5 +367,5 @@ def make_robust_mpc(**params: object) -> RobustMpc:
     return RobustMpc(RobustMpcParams(**params))  # type: ignore[arg-type]
 
 
-register("mpc", make_mpc, "MPC (FastMPC decisions): exhaustive 5-segment QoE_lin plan on the harmonic mean")
+register("mpc", make_mpc, "MPC (FastMPC decisions): exhaustive 5-segment QoE plan on the harmonic mean")
 register("mpc-robust", make_robust_mpc, "RobustMPC: MPC on the harmonic mean discounted by the max recent error")

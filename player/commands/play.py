@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from abr.registry import make, names
 from player.client.bootstrap import PROTOCOLS, parse_key_args
 from player.client.headless import PlayerConfig
+from player.commands import abr_specs, add_abr_arguments, list_abrs_requested, load_plugins
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 
@@ -29,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "MPD or HLS playlist URL plays directly.")
     parser.add_argument("target", nargs="?", metavar="URL_OR_TITLE", help="MPD or HLS playlist URL, or title name (default: demo)")
     parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
-    parser.add_argument("--abr", default="dynamic",
-                        help=f"ABR algorithm ({', '.join(names())}; default dynamic, dash.js's default)")
+    add_abr_arguments(parser, default="dynamic, dash.js's default")
     parser.add_argument("--trace", help="shape the link to this trace (file or synthetic spec, e.g. step:4e6,1e6@5)")
     parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link")
     parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
@@ -68,8 +67,10 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def build_player_config(args: argparse.Namespace) -> PlayerConfig:
-    make(args.abr)  # unknown names fail here, listing the known ones
-    return PlayerConfig(abr=args.abr, speed=args.speed, decode=args.decode, max_segments=args.max_segments)
+    specs = abr_specs(args, default="dynamic")  # unknown names fail here, listing the known ones
+    if len(specs) != 1:
+        raise CliError(f"play takes one algorithm, got {len(specs)}: {', '.join(specs)}")
+    return PlayerConfig(abr=specs[0], speed=args.speed, decode=args.decode, max_segments=args.max_segments)
 
 
 def play_target(args: argparse.Namespace) -> PlayTarget:
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from player.client.headless import print_report
     from player.desktop import display_available
 
+    load_plugins(args)
+    if list_abrs_requested(args):
+        return 0
     config = build_player_config(args)
     trace = open_trace(args.trace) if args.trace else None
     link = LinkConfig(trace=trace, rtt_ms=args.rtt_ms, offset_s=args.offset_s)

@@ -7,8 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-from abr.registry import names
 from netsim.sources import open_traces
+from player.commands import (
+    abr_specs,
+    add_abr_arguments,
+    add_player_arguments,
+    list_abrs_requested,
+    load_plugins,
+    player_settings,
+    require,
+)
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 from player.research.sim import PROFILES, profile
@@ -23,13 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                     "through the shaper against a local stack, on a process pool or a Dask cluster. Results go to "
                     "OUT/results.jsonl as they finish (a rerun skips finished cells), then results.csv and "
                     "report.html.")
-    parser.add_argument("--abr", required=True, help=f"comma-separated algorithms ({', '.join(names())})")
-    parser.add_argument("--traces", required=True, nargs="+", metavar="DIR_OR_FILE",
-                        help="trace files, directories, or synthetic specs like step:4e6,1e6@5")
-    parser.add_argument("--video-or-title", required=True, metavar="X",
-                        help="packaged title directory, Pensieve video_size folder or Sabre JSON (sim only), or 'demo'")
+    add_abr_arguments(parser)
+    parser.add_argument("--traces", nargs="+", metavar="DIR_OR_FILE",
+                        help="trace files, directories, or synthetic specs like step:4e6,1e6@5 (required)")
+    parser.add_argument("--video-or-title", metavar="X",
+                        help="packaged title directory, Pensieve video_size folder or Sabre JSON (sim only), or 'demo' "
+                             "(required)")
     parser.add_argument("--mode", choices=sorted(MODE_CHOICES), default="sim", help="default: %(default)s")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (reused: finished cells are skipped)")
+    parser.add_argument("--out", type=Path, help="output folder (reused: finished cells are skipped; required)")
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
                         help="download model and player policy (default: %(default)s, the one the shaper matches)")
     parser.add_argument("--speed", type=float, default=1.0, help="emulation clock speed-up K (default 1)")
@@ -42,24 +51,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="decode emulated video (--decode = all; default none)")
     parser.add_argument("--stack-processes", action="store_true", help="serve the title with one process per service")
     parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_player_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from abr.registry import parse_spec_list
     from player.research.experiment import ExperimentConfig, check_abrs, open_content, run_experiment
     from player.research.experiment_report import sim_emulation_gaps, summaries, write_report
     from player.research.sweep_report import format_table
     from server.config import default_cache_dir
 
-    abrs = parse_spec_list(args.abr)
+    plugins = load_plugins(args)
+    if list_abrs_requested(args):
+        return 0
+    require(args, "abr", "traces", "video_or_title", "out")
+    abrs = abr_specs(args)
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
     if args.timelines < 0:
         raise CliError("--timelines must be >= 0")
     config = ExperimentConfig(
-        abrs=abrs, modes=MODE_CHOICES[args.mode], profile=profile(args.profile), speed=args.speed,
+        abrs=abrs, modes=MODE_CHOICES[args.mode], profile=profile(args.profile).with_player(**player_settings(args)),
+        speed=args.speed, plugins=plugins,
         workers=args.workers or os.cpu_count() or 1, sessions_per_worker=args.sessions_per_worker,
         dask_address=args.dask, seed=args.seed, decode=args.decode, stack_processes=args.stack_processes,
     )

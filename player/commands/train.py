@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from abr.algorithms.learned import encode_model
 from netsim.sources import open_traces
+from player.commands import load_plugins
 from player.errors import CliError
 from player.research.sim import PROFILES, profile
 from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="share of the training traces held out to pick the best round (default %(default)s)")
     parser.add_argument("--target", choices=("regret", "action"), default=defaults.target,
                         help="fit each quality's regret (cost-sensitive) or the expert's action (default %(default)s)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                        help="import this Python file or module first (as sim, run and play do; repeatable)")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
@@ -73,6 +76,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugins(args)
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
     workers = (os.cpu_count() or 1) if args.workers == 0 else args.workers

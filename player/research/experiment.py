@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import multiprocessing
@@ -27,10 +26,10 @@ from typing import Any, Protocol
 
 import aiohttp
 import numpy as np
-from tqdm import tqdm
 
-from abr.qoe import QOE_MODELS, SessionMetrics
-from abr.registry import make, parse_spec
+from abr.plugins import load_plugins
+from abr.qoe import QOE_MODELS, SessionMetrics, session_metrics_batch
+from abr.registry import parse_spec
 from netsim.link import LinkBatch, LinkModel
 from netsim.sharing import replay
 from netsim.trace import Trace
@@ -39,6 +38,7 @@ from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, pla
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
+from player.research.provenance import ProgressLines, video_digest
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step, simulate
 from player.research.sweep import trace_keys
 from player.session import SegmentRecord
@@ -69,15 +69,6 @@ class Content:
     @property
     def name(self) -> str:
         return self.title_dir.name if self.title_dir is not None else self.video.name
-
-
-def video_digest(video: Video) -> str:
-    digest = hashlib.sha256(repr((video.ladder, video.segment_count)).encode())
-    digest.update(np.ascontiguousarray(video.sizes_bytes[: video.segment_count]).tobytes())
-    if video.audio is not None:  # its own pipeline in simulation: part of what a cell's result depends on
-        digest.update(repr((video.audio.ladder, video.audio.durations_s)).encode())
-        digest.update(np.ascontiguousarray(video.audio.sizes_bytes).tobytes())
-    return digest.hexdigest()[:12]
 
 
 def open_content(spec: str, *, cache_dir: Path, notify: Notify = _stderr) -> Content:
@@ -138,6 +129,7 @@ class ExperimentConfig:
     # Wall seconds between session starts within a task: each login costs the auth service a ~40 ms
     # scrypt check, and a crowd of them at once would slow the stack for the sessions already playing.
     start_spacing_s: float = 0.1
+    plugins: tuple[str, ...] = ()  # files (absolute paths) or modules every worker imports first (--plugin)
 
     def __post_init__(self) -> None:
         if not self.abrs:
@@ -303,7 +295,29 @@ def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records
     return elapsed
 
 
-def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float) -> Row:
+def rescored(report: PlaybackReport, video: Video, profile: SimProfile) -> SessionMetrics:
+    """An emulated session's metrics as the simulator scores its sessions: the profile's QoE models on
+    this video (stall penalty, per-segment quality, Sabre's report), so sim and emulation rows compare."""
+    records = report.records
+    if not records:
+        return report.metrics
+    column = np.asarray
+    index = column([r.segment_index for r in records])
+    chosen = column([r.quality for r in records])
+    quality = None
+    if video.quality is not None and index.max() < video.quality.shape[0]:
+        quality = video.quality[index, chosen][:, None]
+    return session_metrics_batch(
+        bitrates_bps=column([r.bitrate_bps for r in records], dtype=np.float64)[:, None],
+        rebuffer_s=column([r.rebuffer_s for r in records])[:, None], ladder_bps=video.ladder.bitrates_bps,
+        segment_duration_s=video.ladder.segment_duration_s, startup_s=np.array([report.metrics.startup_s]),
+        rebuffer_count=np.array([report.metrics.rebuffer_count]), models=profile.qoe_models(video),
+        sabre_gamma_p=profile.sabre_gamma_p, quality=quality)[0]
+
+
+def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float,
+                video: Video | None = None) -> Row:
+    """A results line of an emulated session (scored as the simulator scores, given the `video`)."""
     records = report.records
     timeline: dict[str, list[float]] = {}
     for name in (*_TIMELINE, "ttfb_s"):  # `sim_row`'s columns and ttfb_s, from the records
@@ -311,7 +325,8 @@ def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimPr
         timeline[name] = column if name in _INTEGER_COLUMNS else _rounded(column)
     timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records,
                                                              report.audio_records))
-    return {**_base_row(cell), **_metrics_fields(report.metrics), "error": report.error,
+    metrics = rescored(report, video, profile) if video is not None else report.metrics
+    return {**_base_row(cell), **_metrics_fields(metrics), "error": report.error,
             "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,
             "requests": report.requests, "failed_requests": report.failed_requests, "abandoned": report.abandoned,
             "wall_s": round(wall_s, 3), "timeline": timeline}
@@ -339,7 +354,9 @@ def session_result(row: Row) -> SessionResult:
 # -- worker tasks (module-level so both process pools and Dask can ship them) -----------------------
 
 
-def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell], profile: SimProfile) -> list[Row]:
+def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell], profile: SimProfile,
+                  plugins: tuple[str, ...] = ()) -> list[Row]:
+    load_plugins(plugins)  # a worker process registers the plugins' algorithms before it makes one
     results = simulate(abr, video, traces, profile, offsets_s=[c.offset_s for c in cells])
     return [sim_row(c, r) for c, r in zip(cells, results)]
 
@@ -349,11 +366,14 @@ class EmulationSettings:
     profile: SimProfile  # player policy, ABR parameters and RTT (the profile's base latency)
     decode: str
     start_spacing_s: float
+    plugins: tuple[str, ...] = ()
+    video: Video | None = None  # the simulator's view of the title: emulated sessions are scored on it
 
 
 def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
                  settings: EmulationSettings) -> list[Row]:
     """Runs the cells' sessions concurrently in one event loop; one row per cell."""
+    load_plugins(settings.plugins)
     return asyncio.run(_emulate_all(cells, traces, endpoint, settings))
 
 
@@ -392,8 +412,9 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     profile = settings.profile
     name, _ = parse_spec(cell.abr)
     assert cell.speed is not None
-    config = PlayerConfig(abr=cell.abr, abr_params=profile.abr_params.get(name, {}), session=profile.session,
-                          speed=cell.speed, decode=settings.decode)
+    params = {**profile.objective_params(name, None), **profile.abr_params.get(name, {})}
+    config = PlayerConfig(abr=cell.abr, abr_params=params, session=profile.session, speed=cell.speed,
+                          decode=settings.decode)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
     started = time.monotonic()
@@ -403,7 +424,7 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
         return {**_base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
-    return emulate_row(cell, report, trace, profile, time.monotonic() - started)
+    return emulate_row(cell, report, trace, profile, time.monotonic() - started, settings.video)
 
 
 # -- execution --------------------------------------------------------------------------------------
@@ -488,8 +509,9 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
 
 def check_abrs(config: ExperimentConfig) -> None:
     """Every algorithm can be made with the profile's parameters (an unknown name lists the known ones)."""
+    load_plugins(config.plugins)
     for abr in config.abrs:
-        make(abr, **config.profile.abr_params.get(parse_spec(abr)[0], {}))
+        config.profile.make_abr(abr)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -506,13 +528,14 @@ def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trac
         size = config.sim_sessions_per_task
         for i in range(0, len(cells), size):
             chunk = cells[i: i + size]
-            tasks.append(_Task(fn=simulate_task,
-                               args=(abr, content.video, [traces[c.trace] for c in chunk], chunk, config.profile)))
+            tasks.append(_Task(fn=simulate_task, args=(abr, content.video, [traces[c.trace] for c in chunk], chunk,
+                                                       config.profile, config.plugins)))
     emulated = [c for c in todo if c.mode == "emulate"]
     if emulated:
         assert endpoint is not None
         settings = EmulationSettings(profile=config.profile, decode=config.decode,
-                                     start_spacing_s=config.start_spacing_s)
+                                     start_spacing_s=config.start_spacing_s, plugins=config.plugins,
+                                     video=content.video)
         # Spread the cells over the workers, at most M per task.
         size = min(config.sessions_per_worker, max(1, math.ceil(len(emulated) / config.workers)))
         for i in range(0, len(emulated), size):
@@ -557,8 +580,7 @@ def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[
     failed, lag_ms = 0, None
     if todo:
         try:
-            with tqdm(total=len(todo), unit="session", desc="running", file=sys.stderr, disable=None if progress else True,
-                      dynamic_ncols=True) as bar:
+            with ProgressLines(len(todo), unit="session", desc="running", enabled=progress) as bar:
                 failed, lag_ms = asyncio.run(_execute(config, content, by_key, todo, store, bar.update))
         except KeyboardInterrupt:
             notify(f"interrupted: {store.appended} finished cells are saved in {store.path}; "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abr.qoe import QoeModel, qoe_model
+from abr.qoe import QoeModel, qoe_config
 from netsim.faults import FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch
 from netsim.trace import Trace
@@ -62,11 +62,22 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     `faults` are on the trace clock (a whole session starting at trace time 0, as `simulate` runs it).
     A video with audio is solved on its one-pipeline view (`Video.folded`: each video segment
     downloaded with the audio under it), a close bound for the two-pipeline sessions `simulate` runs.
+    `qoe` by name is the profile's QoE of that name on this video (`SimProfile.qoe_model`); a
+    quality-aware model scores each segment's own quality, and a startup penalty charges the first
+    download's time.
     """
     video = video.folded()
-    model = qoe_model(qoe) if isinstance(qoe, str) else qoe
+    if isinstance(qoe, str):
+        model = prof.qoe_model(prof.qoe if qoe == prof.qoe.name else qoe_config(qoe), video)
+    else:
+        model = qoe
     ladder_bps = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
-    utility = model.utility(ladder_bps, ladder_bps)
+    if model.quality_metric is not None:  # (N, Q) per-segment utility
+        if video.quality is None or video.quality_metric != model.quality_metric:
+            raise ValueError(f"QoE {model.name!r} needs {model.quality_metric} scores the video does not carry")
+        utilities = model.segment_utility(ladder_bps, ladder_bps, video.quality)
+    else:
+        utilities = np.broadcast_to(model.utility(ladder_bps, ladder_bps), (video.segment_count, ladder_bps.size))
     levels = ladder_bps.size
     cfg = prof.session
     seg_s = video.ladder.segment_duration_s
@@ -86,7 +97,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     parents: list[np.ndarray] = []
     choices: list[np.ndarray] = []
     for n in range(start_segment, video.segment_count):
-        sleep = cap_sleep_s(buffer, cfg)
+        sleep = cap_sleep_s(buffer, cfg, seg_s)
         base_time = trace_time + sleep
         base_buffer = buffer - sleep
         if n == 0 and cfg.initial_quality is not None:
@@ -101,10 +112,13 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
                                         np.zeros(parent.size, dtype=np.int64))
         stall, new_buffer = buffer_step(base_buffer[parent], elapsed, seg_s, started=started)
         gain = np.zeros(parent.size)
+        utility = utilities[n]
         if n >= model.first_counted_segment:
             prev_q = quality[parent]
-            prev_u = np.where(prev_q >= 0, utility[np.maximum(prev_q, 0)], utility[choice])
+            prev_u = np.where(prev_q >= 0, utilities[max(n - 1, 0)][np.maximum(prev_q, 0)], utility[choice])
             gain = utility[choice] - model.rebuffer_penalty * stall - model.switch_penalty * np.abs(utility[choice] - prev_u)
+        if n == 0 and model.startup_penalty:  # the first download's time is the startup delay
+            gain = gain - model.startup_penalty * elapsed
         new_value = value[parent] + gain
         new_stalled = stalled[parent] + (stall if n >= model.first_counted_segment else 0.0)
         keep = _prune(choice, finish, new_stalled, new_value, model.rebuffer_penalty, config)

@@ -8,9 +8,12 @@ Two engines with one semantics:
 
 Profiles fix the download model. `pensieve` reproduces Pensieve's fixed test simulator
 (`test/fixed_env.py`): 0.95 payload factor, an 80 ms RTT added to each download's delay but not to
-the trace clock, a 60 s buffer cap left in 500 ms sleeps, first segment at quality 1. `default` is
-closer to a real player behind our shaper: the request latency (the trace's, else the base RTT) passes
-on the trace clock too, goodput equals the trace rate, and the first quality is the algorithm's.
+the trace clock, a 60 s buffer cap left in 500 ms sleeps, first segment at quality 1, no abandonment.
+`default` is closer to a real player behind our shaper: the request latency (the trace's, else the
+base RTT) passes on the trace clock too, goodput equals the trace rate, the first quality is the
+algorithm's, and an algorithm that can abandon a download (`should_abandon`) is asked during each
+one, as the headless player asks it. `sabre` is Sabre's player model (UMass-LIDS/sabre `sabre.py`):
+`default` with a 25 s cap that waits until a whole segment fits, and Sabre's metrics.
 
 Link faults (`netsim.faults.FaultWindow`: outages, loss bursts) go through the same link model as in
 the shaper (`FaultedLink`, `FaultedLinkBatch`); their times are seconds of link (trace) time from the
@@ -25,9 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from abr.qoe import QOE_MODELS, QoeModel, SessionMetrics, session_metrics_batch
-from abr.registry import make, parse_spec
-from abr.types import AbrAlgorithm, BatchAbr, BatchObservation
+from abr.qoe import (
+    PENSIEVE_REBUFFER_PENALTIES,
+    QOE_CONFIGS,
+    SABRE_GAMMA_P,
+    QoeConfig,
+    QoeModel,
+    SessionMetrics,
+    session_metrics_batch,
+)
+from abr.registry import describe, make, parse_spec
+from abr.types import Abandoning, AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
 from netsim.trace import Trace
@@ -46,19 +57,89 @@ class SimProfile:
     rtt_s: float = 0.08  # base request latency (used when the trace has none)
     latency_on_trace_clock: bool = True  # False: Pensieve adds the RTT to the delay only
     abr_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Abandonment: an algorithm with `should_abandon` is offered each download's progress after its
+    # first byte, at Sabre's NetworkModel checks: once both `abandon_check_s` have passed since the
+    # previous check (the request, for the first) and `abandon_check_bytes` more bytes have arrived
+    # (min_progress_time = 50 ms, min_progress_size = 12,000 bits).
+    abandonment: bool = True
+    abandon_check_s: float = 0.05
+    abandon_check_bytes: int = 1500
+    sabre_gamma_p: float | None = None  # report Sabre's metrics with this stall weight (None: not computed)
+    # The QoE reported first and optimised by algorithms that take a QoE (`objective_params`), and
+    # the stall penalties this profile fixes per utility (else a QoE's default is its top rung's utility).
+    qoe: QoeConfig = field(default_factory=lambda: QOE_CONFIGS["lin"])
+    fixed_rebuffer_penalties: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.payload_factor <= 1:
             raise ValueError(f"payload factor must be in (0, 1], got {self.payload_factor}")
         if self.rtt_s < 0:
             raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
+        if self.abandonment and not self.latency_on_trace_clock:
+            raise ValueError("abandonment needs the request latency on the trace clock (latency_on_trace_clock)")
+        if not self.abandon_check_s > 0 or self.abandon_check_bytes < 1:
+            raise ValueError("abandon checks need an interval > 0 s and >= 1 byte")
         # A private copy: callers cannot change a profile after it is made (it must stay picklable).
         object.__setattr__(self, "abr_params", {k: dict(v) for k, v in self.abr_params.items()})
+        object.__setattr__(self, "fixed_rebuffer_penalties", dict(self.fixed_rebuffer_penalties))
 
-    def make_abr(self, spec: str) -> AbrAlgorithm:
-        """The registry's algorithm with this profile's parameters for it."""
+    def make_abr(self, spec: str, video: Video | None = None) -> AbrAlgorithm:
+        """The registry's algorithm with this profile's parameters for it and, for an algorithm that
+        optimises a QoE, this profile's QoE on `video` (the spec's own parameters win over both)."""
         name, _ = parse_spec(spec)
-        return make(spec, **self.abr_params.get(name, {}))
+        return make(spec, **{**self.objective_params(name, video), **self.abr_params.get(name, {})})
+
+    def objective_params(self, name: str, video: Video | None) -> dict[str, Any]:
+        """The QoE as parameters, for an algorithm whose factory takes `utility`, `rebuffer_penalty`
+        and `switch_penalty` (MPC): what it optimises is what the session is scored on."""
+        accepted = {p.name for p in describe(name)}
+        if not {"utility", "rebuffer_penalty", "switch_penalty"} <= accepted:
+            return {}
+        qoe = self.qoe
+        params: dict[str, Any] = {"utility": qoe.utility, "switch_penalty": qoe.switch}
+        penalty = qoe.rebuffer if qoe.rebuffer is not None else self.fixed_rebuffer_penalties.get(qoe.utility)
+        if penalty is None and qoe.utility == "quality" and video is not None:
+            penalty = self.qoe_model(qoe, video).rebuffer_penalty
+        if penalty is not None:
+            params["rebuffer_penalty"] = penalty
+        return params
+
+    def qoe_model(self, config: QoeConfig, video: Video) -> QoeModel:
+        """`config` on `video`, with this profile's fixed stall penalty where it has one."""
+        fixed = self.fixed_rebuffer_penalties.get(config.utility) if config.rebuffer is None else None
+        return config.model(video.ladder.bitrates_bps, quality_metric=video.quality_metric,
+                            top_quality=video.top_quality, fixed_rebuffer=fixed)
+
+    def qoe_models(self, video: Video) -> tuple[QoeModel, ...]:
+        """Every QoE reported for sessions of `video`: lin, log, hd, quality (where the video has
+        per-segment quality) and this profile's own QoE."""
+        names = ["lin", "log", "hd"] + (["quality"] if video.quality is not None else [])
+        configs = {name: QOE_CONFIGS[name] for name in names}
+        configs[self.qoe.name] = self.qoe
+        return tuple(self.qoe_model(config, video) for config in configs.values())
+
+    def with_qoe(self, config: QoeConfig) -> SimProfile:
+        """This profile scoring (and optimising) `config`; the name records a QoE other than lin."""
+        if config == self.qoe:
+            return self
+        return replace(self, name=f"{self.name}[qoe={config.name}]", qoe=config)
+
+    def with_player(self, **changes: Any) -> SimProfile:
+        """This profile with player settings changed: `SessionConfig` fields (`buffer_cap_s`,
+        `cap_rule`, `startup_threshold_s`, ...) and the profile's own (`abandonment`, `rtt_s`, ...).
+        The name records the changes, so results and caches keyed by it stay apart."""
+        if not changes:
+            return self
+        session_fields = set(SessionConfig.__dataclass_fields__)
+        profile_fields = set(SimProfile.__dataclass_fields__) - {"name", "session", "abr_params"}
+        unknown = sorted(set(changes) - session_fields - profile_fields)
+        if unknown:
+            raise ValueError(f"unknown player setting(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(sorted(session_fields | profile_fields))}")
+        session = replace(self.session, **{k: v for k, v in changes.items() if k in session_fields})
+        label = ",".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        return replace(self, name=f"{self.name}[{label}]", session=session,
+                       **{k: v for k, v in changes.items() if k in profile_fields})
 
 
 PROFILES: dict[str, SimProfile] = {
@@ -71,6 +152,8 @@ PROFILES: dict[str, SimProfile] = {
         latency_on_trace_clock=False,
         abr_params={"bba": {"map": "pensieve"}, "mpc": {"pensieve_indexing": True},
                     "mpc-robust": {"pensieve_indexing": True}},
+        abandonment=False,  # fixed_env.py downloads every chunk whole
+        fixed_rebuffer_penalties=PENSIEVE_REBUFFER_PENALTIES,  # 4.3 and 2.66 whatever the ladder
     ),
     "default": SimProfile(
         name="default",
@@ -78,6 +161,17 @@ PROFILES: dict[str, SimProfile] = {
         payload_factor=1.0,
         rtt_s=0.08,
         latency_on_trace_clock=True,
+    ),
+    # Sabre's main loop (sabre.py at 09b03bb): a 25 s buffer (-b) that waits until a whole segment
+    # fits, playback from the first segment, abandonment on (-noa off), its metrics with gamma_p = 5.
+    "sabre": SimProfile(
+        name="sabre",
+        session=SessionConfig(startup_threshold_s=0.0, buffer_cap_s=25.0, cap_rule="room", history_len=20,
+                              lookahead_segments=6),
+        payload_factor=1.0,
+        rtt_s=0.08,
+        latency_on_trace_clock=True,
+        sabre_gamma_p=SABRE_GAMMA_P,
     ),
 }
 
@@ -109,6 +203,7 @@ class SessionResult:
     trace_offset_s: float = 0.0
     engine: str = "session"  # which engine ran it: "session" (the state machine) or "batch" (lock-step)
     audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (a video with audio)
+    abandoned: int = 0  # downloads given up (and fetched again) in the session
 
     @property
     def qoe_lin(self) -> float:
@@ -119,20 +214,24 @@ def _results(abr: str, traces: Sequence[Trace], video: Video, qualities: np.ndar
              buffer: np.ndarray, buffer_before: np.ndarray, download: np.ndarray, request: np.ndarray, startup_s: np.ndarray,
              stall_count: np.ndarray | None, models: Sequence[QoeModel], offsets_s: Sequence[float],
              reasons: Sequence[tuple[str, ...]] = (), events: Sequence[tuple[SessionEvent, ...]] = (),
-             engine: str = "session") -> list[SessionResult]:
+             engine: str = "session", sabre_gamma_p: float | None = None,
+             abandoned: Sequence[int] = ()) -> list[SessionResult]:
     """Results of sessions given (segments, sessions) arrays; metrics are computed in one pass."""
     ladder = np.asarray(video.ladder.bitrates_bps)
     bitrates = ladder[qualities]
-    sizes = video.sizes_bytes[np.arange(qualities.shape[0])[:, None], qualities]
+    rows = np.arange(qualities.shape[0])[:, None]
+    sizes = video.sizes_bytes[rows, qualities]
+    quality = None if video.quality is None else video.quality[rows, qualities]
     metrics = session_metrics_batch(bitrates_bps=bitrates, rebuffer_s=rebuffer, ladder_bps=ladder,
                                     segment_duration_s=video.ladder.segment_duration_s, startup_s=startup_s,
-                                    rebuffer_count=stall_count, models=models)
+                                    rebuffer_count=stall_count, models=models, sabre_gamma_p=sabre_gamma_p,
+                                    quality=quality)
     return [
         SessionResult(abr=abr, trace=traces[j].name, qualities=qualities[:, j], bitrates_bps=bitrates[:, j],
                       rebuffer_s=rebuffer[:, j], buffer_s=buffer[:, j], buffer_before_s=buffer_before[:, j], download_s=download[:, j],
                       size_bytes=sizes[:, j], request_time_s=request[:, j], metrics=metrics[j],
                       reasons=reasons[j] if reasons else (), events=events[j] if events else (),
-                      trace_offset_s=float(offsets_s[j]), engine=engine)
+                      trace_offset_s=float(offsets_s[j]), engine=engine, abandoned=abandoned[j] if abandoned else 0)
         for j in range(len(traces))
     ]
 
@@ -149,7 +248,13 @@ class SessionDriver:
     the driver unchanged (the session asks its ABR before it changes any state), so calling `drive()`
     again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
     `faults` block the link in windows of link time from the start (`trace_time_s`). A video with
-    audio is played by `PipelinesDriver` (two pipelines sharing the link; `sim_pipelines`).
+    audio is played by `PipelinesDriver` (two pipelines sharing the link; `sim_pipelines`), which
+    does not offer abandonment.
+
+    With the profile's `abandonment`, an algorithm that has `should_abandon` is offered the download's
+    `session.progress(...)` at each of the profile's checks (the same call the headless player makes);
+    on an answer the download stops there (`session.on_abandon`: its time drained the buffer, its bytes
+    are wasted) and the session decides the segment again.
     """
 
     def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
@@ -159,12 +264,15 @@ class SessionDriver:
         self.prof = prof
         self.trace_time_s = trace_time_s
         self.records: list[SegmentRecord] = []
+        self.abandoned = 0
         self._sizes = video.sizes_bytes
         link = LinkModel(trace, payload_factor=prof.payload_factor)
         self._link: LinkModel | FaultedLink = (
             FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
         self._pipelines = (PipelinesDriver(session, video, trace, prof, trace_time_s=trace_time_s, link=self._link)
                            if video.audio is not None else None)
+        self._abandoning: Abandoning | None = (
+            session.abr if prof.abandonment and isinstance(session.abr, Abandoning) else None)
 
     def drive(self) -> None:
         if self._pipelines is not None:
@@ -182,24 +290,53 @@ class SessionDriver:
                 continue
             assert isinstance(action, Fetch)
             size = int(self._sizes[action.segment_index, action.quality])
-            start = self.trace_time_s
+            start, requested = self.trace_time_s, session.time_s
             if prof.latency_on_trace_clock:
                 latency = trace.latency_at(start) if trace.latency_s is not None else prof.rtt_s
                 finish = self._link.finish_time(start + latency, size)
+                if self._abandoning is not None and self._abandoned(size, start, latency, finish):
+                    continue
                 elapsed = finish - start
             else:
                 latency = prof.rtt_s
                 finish = self._link.finish_time(start, size)
                 elapsed = finish - start + latency
             self.trace_time_s = finish
-            self.records.append(session.on_download(session.time_s + elapsed, size_bytes=size, ttfb_s=latency))
+            self.records.append(session.on_download(requested + elapsed, size_bytes=size, ttfb_s=latency))
+
+    def _abandoned(self, size: int, start: float, latency: float, finish: float) -> bool:
+        """Offers the download requested at trace time `start` to `should_abandon` at each progress
+        check before it completes at `finish`; True (and the session told) if the ABR gave it up."""
+        session, link, prof = self.session, self._link, self.prof
+        assert self._abandoning is not None
+        first_byte = start + latency
+        before = link.bytes_until(first_byte)
+        requested = session.time_s
+        previous, counted_from = start, first_byte
+        while True:
+            check = max(previous + prof.abandon_check_s, link.finish_time(counted_from, prof.abandon_check_bytes))
+            if check >= finish:
+                return False
+            received = min(int(link.bytes_until(check) - before), size - 1)
+            now = requested + (check - start)
+            session.advance(now)
+            progress = session.progress(bytes_received=received, size_bytes=size, elapsed_s=check - start,
+                                        ttfb_s=latency)
+            if self._abandoning.should_abandon(progress) is not None:
+                session.on_abandon(now, bytes_received=received, ttfb_s=latency)
+                self.trace_time_s = check
+                self.abandoned += 1
+                return True
+            previous = counted_from = check
 
 
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,
                 offset_s: float = 0.0, record_events: bool = False, faults: Sequence[FaultWindow] = (),
-                models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> SessionResult:
-    """Simulate one session through the shared state machine (`faults`: see `SessionDriver`)."""
-    algorithm = abr if abr is not None else prof.make_abr(abr_spec)
+                models: Sequence[QoeModel] | None = None) -> SessionResult:
+    """Simulate one session through the shared state machine (`faults`: see `SessionDriver`; `models`:
+    the QoE models scored, by default the profile's `qoe_models`)."""
+    algorithm = abr if abr is not None else prof.make_abr(abr_spec, video)
+    models = prof.qoe_models(video) if models is None else models
     session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
     driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
     driver.drive()
@@ -217,13 +354,20 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
         request=column([r.request_time_s for r in records]),
         startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
         offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
+        sabre_gamma_p=prof.sabre_gamma_p, abandoned=[driver.abandoned],
     )
     return replace(result, audio_records=tuple(session.audio_records)) if session.audio_records else result
 
 
-def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig) -> np.ndarray:
-    """How long each session waits before its next request because its buffer is over the cap."""
-    over = buffer_s - cfg.buffer_cap_s
+def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig, segment_duration_s: float | None = None) -> np.ndarray:
+    """How long each session waits before its next request under the cap rule (`cap_excess_s`; the
+    "room" rule needs the `segment_duration_s`)."""
+    if cfg.cap_rule == "room":
+        if segment_duration_s is None:
+            raise ValueError("the 'room' cap rule needs the segment duration")
+        over = np.minimum(buffer_s + segment_duration_s - cfg.buffer_cap_s, buffer_s)
+    else:
+        over = buffer_s - cfg.buffer_cap_s
     if cfg.sleep_quantum_s > 0:
         return np.where(over > 0, np.ceil(over / cfg.sleep_quantum_s) * cfg.sleep_quantum_s, 0.0)
     return np.maximum(over, 0.0)
@@ -277,18 +421,20 @@ def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> b
     the video has no audio (two pipelines sharing the link run in the session engine only)."""
     seg = video.ladder.segment_duration_s
     cfg = prof.session
-    return (isinstance(algorithm, BatchAbr) and video.audio is None and cfg.startup_threshold_s <= seg
+    abandons = prof.abandonment and isinstance(algorithm, Abandoning)  # the lock-step engine cannot abandon
+    return (isinstance(algorithm, BatchAbr) and video.audio is None and not abandons and cfg.startup_threshold_s <= seg
             and cfg.rebuffer_resume_s <= seg)
 
 
 def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
               offsets_s: Sequence[float] | None = None, faults: Sequence[FaultWindow] = (),
-              models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+              models: Sequence[QoeModel] | None = None) -> list[SessionResult]:
     """Simulate one session per trace in lock-step (same semantics as `run_session`); `faults` hit
     every session, each from its own start."""
-    algorithm = prof.make_abr(abr_spec)
+    algorithm = prof.make_abr(abr_spec, video)
     if video.audio is not None:
         raise ValueError(f"{video.name!r} has audio: its sessions run in the session engine (engine='session')")
+    models = prof.qoe_models(video) if models is None else models
     if not supports_batch(algorithm, prof, video):
         raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
     batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
@@ -319,7 +465,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     latency = LatencyLookup(traces, prof)
     ladder_sizes = video.sizes_bytes
     for i in range(n):
-        sleep = cap_sleep_s(buffer, cfg)
+        sleep = cap_sleep_s(buffer, cfg, seg_s)
         buffer -= sleep
         clock += sleep
         trace_time += sleep
@@ -332,6 +478,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
                 last_quality=last_quality, download_bytes=hist_bytes[:, i - h: i],
                 download_s=hist_s[:, i - h: i], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
                 buffer_cap_s=cfg.buffer_cap_s,
+                next_quality=None if video.quality is None else video.quality[i: i + cfg.lookahead_segments],
             )
             q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
         size = ladder_sizes[i, q].astype(np.float64)
@@ -353,20 +500,20 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         hist_bytes[:, i] = size
         hist_s[:, i] = elapsed
     return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
-                    stall_count, models, start_offsets, engine="batch")
+                    stall_count, models, start_offsets, engine="batch", sabre_gamma_p=prof.sabre_gamma_p)
 
 
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
              engine: str = "auto", offsets_s: Sequence[float] | None = None, record_events: bool = False,
              faults: Sequence[FaultWindow] = (),
-             models: Sequence[QoeModel] = tuple(QOE_MODELS.values())) -> list[SessionResult]:
+             models: Sequence[QoeModel] | None = None) -> list[SessionResult]:
     """One session per trace; `engine` is "auto" (batch when possible), "batch" or "session".
     `faults` (outages, loss bursts) hit every session, in link time from its start."""
     if engine not in ("auto", "batch", "session"):
         raise ValueError(f"unknown engine {engine!r}; choose auto, batch or session")
     offsets = list(offsets_s) if offsets_s is not None else [0.0] * len(traces)
     if engine != "session" and not record_events:
-        probe = prof.make_abr(abr_spec)
+        probe = prof.make_abr(abr_spec, video)
         if supports_batch(probe, prof, video):
             return run_batch(abr_spec, video, traces, prof, offsets_s=offsets, faults=faults, models=models)
         if engine == "batch" and video.audio is not None:

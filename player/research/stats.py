@@ -62,3 +62,44 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.n
     stats = np.apply_along_axis(statistic, 1, samples) if statistic is not np.mean else samples.mean(axis=1)
     low, high = np.percentile(stats, [2.5, 97.5])
     return Interval(mean=float(statistic(x)), low=float(low), high=float(high), n=int(x.size))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PairedComparison:
+    """An algorithm against a baseline over the sessions both ran (same trace, same start offset):
+    the mean of the per-session differences (algorithm - baseline) with a percentile bootstrap 95%
+    interval, and how many sessions it won, tied and lost."""
+
+    abr: str
+    baseline: str
+    pairs: int
+    baseline_mean: float
+    difference: Interval
+    wins: int
+    ties: int
+    losses: int
+
+    @property
+    def relative_pct(self) -> float:
+        """The mean difference as a percentage of the baseline's mean (NaN when that is 0)."""
+        return 100.0 * self.difference.mean / abs(self.baseline_mean) if self.baseline_mean else math.nan
+
+    def as_dict(self) -> dict[str, object]:
+        return {"baseline": self.baseline, "pairs": self.pairs, "baseline_mean": self.baseline_mean,
+                "difference_mean": self.difference.mean, "difference_ci95": [self.difference.low, self.difference.high],
+                "relative_pct": self.relative_pct, "wins": self.wins, "ties": self.ties, "losses": self.losses}
+
+
+def paired_comparison(abr: str, values: dict[str, float], baseline: str, baseline_values: dict[str, float], *,
+                      seed: int = 0, tie_tolerance: float = 1e-9) -> PairedComparison:
+    """`abr` against `baseline` on the session keys both have (values keyed by session)."""
+    keys = [k for k in values if k in baseline_values]
+    mine = np.array([values[k] for k in keys], dtype=np.float64)
+    base = np.array([baseline_values[k] for k in keys], dtype=np.float64)
+    diff = mine - base
+    tied = np.abs(diff) <= tie_tolerance * np.maximum(1.0, np.abs(base))
+    return PairedComparison(
+        abr=abr, baseline=baseline, pairs=len(keys), baseline_mean=float(base.mean()) if keys else math.nan,
+        difference=bootstrap_ci(diff, seed=seed), wins=int(np.sum((diff > 0) & ~tied)), ties=int(np.sum(tied)),
+        losses=int(np.sum((diff < 0) & ~tied)),
+    )

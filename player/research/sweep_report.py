@@ -12,6 +12,7 @@ import numpy as np
 
 from abr.estimators import throughput_bps, throughput_bps_array
 from player.research.sim import SessionResult
+from player.research.stats import PairedComparison, mean_ci
 from player.research.sweep import AbrSummary, SweepResult
 
 SESSION_FIELDS = ("abr", "trace", "trace_offset_s", "segments", "qoe_lin", "qoe_log", "qoe_hd", "startup_s",
@@ -19,25 +20,77 @@ SESSION_FIELDS = ("abr", "trace", "trace_offset_s", "segments", "qoe_lin", "qoe_
 
 
 def format_table(summaries: Sequence[AbrSummary], qoe: str) -> str:
-    """One row per algorithm: sessions, mean QoE with 95% CI, bitrate, rebuffer, switches, % of optimal."""
-    header = ("abr", "sessions", f"qoe_{qoe} (95% CI)", "bitrate Mbit/s", "rebuffer s", "switches", "% optimal")
+    """One row per algorithm: sessions, mean QoE with 95% CI, bitrate, rebuffer, switches, % of optimal
+    (and abandoned downloads per session where any algorithm abandoned one)."""
+    header = ["abr", "sessions", f"qoe_{qoe} (95% CI)", "bitrate Mbit/s", "rebuffer s", "switches", "% optimal"]
     rows = [
-        (s.abr, str(s.sessions), str(s.qoe), f"{s.avg_bitrate_bps / 1e6:.3f}", f"{s.rebuffer_s:.2f}",
-         f"{s.switches:.1f}", "-" if s.pct_of_optimal is None else f"{s.pct_of_optimal:.1f}")
+        [s.abr, str(s.sessions), str(s.qoe), f"{s.avg_bitrate_bps / 1e6:.3f}", f"{s.rebuffer_s:.2f}",
+         f"{s.switches:.1f}", "-" if s.pct_of_optimal is None else f"{s.pct_of_optimal:.1f}"]
         for s in summaries
     ]
+    if any(s.abandoned for s in summaries):
+        header.append("abandoned")
+        for row, s in zip(rows, summaries):
+            row.append(f"{s.abandoned:.1f}")
+    return _columns(header, rows)
+
+
+def _columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
 
 
-def to_json(result: SweepResult) -> dict[str, object]:
-    qoe = result.config.qoe
+def sabre_means(result: SweepResult) -> dict[str, dict[str, float]]:
+    """Per algorithm, the mean of each of Sabre's metrics (sessions of a profile that reports them)."""
+    out: dict[str, dict[str, float]] = {}
+    for abr, sessions in result.sessions.items():
+        reports = [r.metrics.sabre for r in sessions if r.metrics.sabre is not None]
+        if reports:
+            out[abr] = {k: float(np.mean([rep.as_dict()[k] for rep in reports])) for k in reports[0].as_dict()}
+    return out
+
+
+def format_sabre_table(result: SweepResult) -> str:
+    """Sabre's report per algorithm (its sabre.py closing metrics, means over sessions)."""
+    header = ("abr", "sessions", "bitrate kbit/s", "rebuffer ratio", "rebuffer events", "switch kbit/s/seg",
+              "utility/seg", "score (95% CI)")
+    rows = []
+    for abr, means in sabre_means(result).items():
+        scores = [r.metrics.sabre.score for r in result.sessions[abr] if r.metrics.sabre is not None]
+        score = mean_ci(scores)
+        rows.append((abr, str(len(scores)), f"{means['sabre_time_avg_bitrate_bps'] / 1e3:.1f}",
+                     f"{means['sabre_rebuffer_ratio']:.5f}", f"{means['sabre_rebuffer_events']:.2f}",
+                     f"{means['sabre_switch_bps_per_segment'] / 1e3:.2f}", f"{means['sabre_utility_per_segment']:.4f}",
+                     f"{score.mean:.4f} ± {score.half_width:.4f}" if score.n > 1 else f"{score.mean:.4f}"))
+    return _columns(header, rows)
+
+
+def format_comparisons(comparisons: Sequence[PairedComparison], qoe: str) -> str:
+    """Paired differences against the baseline, one line per algorithm."""
+    if not comparisons:
+        return ""
+    base = comparisons[0].baseline
+    lines = [f"against {base} (qoe_{qoe}, paired by session, 95% bootstrap CI; wins/ties/losses):"]
+    for c in comparisons:
+        d = c.difference
+        lines.append(f"  {c.abr}: {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] ({c.relative_pct:+.1f}% of "
+                     f"{base}'s {c.baseline_mean:.3f}), {c.wins}/{c.ties}/{c.losses} of {c.pairs}")
+    return "\n".join(lines)
+
+
+def to_json(result: SweepResult, provenance: dict[str, Any] | None = None) -> dict[str, object]:
+    qoe = result.config.table_qoe
+    prof = result.config.profile
     out: dict[str, object] = {
-        "video": result.video, "profile": result.config.profile.name, "qoe": qoe, "results": {},
+        "video": result.video, "profile": prof.name, "qoe": qoe, "qoe_config": prof.qoe.as_dict(),
+        "player": {"buffer_cap_s": prof.session.buffer_cap_s, "cap_rule": prof.session.cap_rule,
+                   "startup_threshold_s": prof.session.startup_threshold_s, "abandonment": prof.abandonment},
+        "offsets_per_trace": result.config.offsets, "seed": result.config.seed, "results": {},
     }
     results: dict[str, object] = {}
+    sabre = sabre_means(result)
     for s in result.summaries():
         results[s.abr] = {
             "sessions": s.sessions,
@@ -46,38 +99,87 @@ def to_json(result: SweepResult) -> dict[str, object]:
             **{f"qoe_{m}_mean": v for m, v in s.qoe_means.items()},
             "avg_bitrate_bps": s.avg_bitrate_bps, "rebuffer_s_mean": s.rebuffer_s,
             "rebuffer_ratio_mean": s.rebuffer_ratio, "startup_s_mean": s.startup_s, "switches_mean": s.switches,
-            "pct_of_optimal": s.pct_of_optimal, "per_trace": s.per_trace,
+            "abandoned_mean": s.abandoned, "pct_of_optimal": s.pct_of_optimal, "per_trace": s.per_trace,
             "engine": sorted({r.engine for r in result.sessions[s.abr]}),
+            **({"sabre": sabre[s.abr]} if s.abr in sabre else {}),
         }
     out["results"] = results
+    comparisons = result.comparisons()
+    if comparisons:
+        out["baseline"] = {"abr": result.config.baseline, "qoe": qoe,
+                           "comparisons": {c.abr: c.as_dict() for c in comparisons}}
     if result.config.faults:
         out["faults"] = [{"kind": w.kind, "start_s": w.start_s, "duration_s": w.duration_s, "recovery_s": w.recovery_s}
                          for w in result.config.faults]
     if result.optimal:
         out["optimal"] = {"grid_s": result.config.optimal_grid_s,
                           "mean": float(np.mean(list(result.optimal.values()))), "per_trace": result.optimal}
+    if result.optimal_note:
+        out["optimal_note"] = result.optimal_note
+    if provenance is not None:
+        out["provenance"] = provenance
     return out
 
 
-def write_outputs(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -> list[Path]:
-    """sessions.csv, segments.jsonl, summary.json and plots under `out_dir`; returns the files written."""
+def write_outputs(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2,
+                  provenance: dict[str, Any] | None = None) -> list[Path]:
+    """sessions.csv, per_trace.csv, segments.jsonl, summary.json and plots under `out_dir`; returns the
+    files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [_write_sessions_csv(result, out_dir / "sessions.csv"), _write_segments(result, out_dir / "segments.jsonl")]
+    written = [_write_sessions_csv(result, out_dir / "sessions.csv"), _write_per_trace(result, out_dir / "per_trace.csv"),
+               _write_segments(result, out_dir / "segments.jsonl")]
     summary = out_dir / "summary.json"
-    summary.write_text(json.dumps(to_json(result), indent=2))
+    summary.write_text(json.dumps(to_json(result, provenance), indent=2))
     written.append(summary)
     written += write_plots(result, out_dir, plot_sessions=plot_sessions)
     return written
 
 
+def _session_keys(result: SweepResult, abr: str) -> list[str]:
+    return list(result.keys) if result.keys else [f"{r.trace}" for r in result.sessions[abr]]
+
+
 def _write_sessions_csv(result: SweepResult, path: Path) -> Path:
+    rows = []
+    for abr, sessions in result.sessions.items():
+        for key, r in zip(_session_keys(result, abr), sessions):
+            rows.append({"abr": abr, "session": key, "trace": r.trace, "trace_offset_s": r.trace_offset_s,
+                         "abandoned": r.abandoned, **r.metrics.as_dict()})
+    fields = list(dict.fromkeys(["abr", "session", *SESSION_FIELDS, "abandoned",
+                                 *(k for row in rows for k in row)]))
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SESSION_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        for abr, sessions in result.sessions.items():
-            for r in sessions:
-                row = {"abr": abr, "trace": r.trace, "trace_offset_s": r.trace_offset_s, **r.metrics.as_dict()}
-                writer.writerow({k: row.get(k, "") for k in SESSION_FIELDS})
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in fields})
+    return path
+
+
+def _write_per_trace(result: SweepResult, path: Path) -> Path:
+    """One row per session (trace and start offset): every algorithm's QoE side by side, the optimum,
+    and each algorithm's difference from the baseline."""
+    qoe = result.config.table_qoe
+    abrs = list(result.sessions)
+    first = abrs[0]
+    keys = _session_keys(result, first)
+    value = {abr: dict(zip(_session_keys(result, abr), (r.metrics.qoe[qoe] for r in result.sessions[abr])))
+             for abr in abrs}
+    baseline = result.config.baseline
+    fields = ["session", "trace", "trace_offset_s", *(f"{abr}:qoe_{qoe}" for abr in abrs)]
+    if result.optimal:
+        fields.append(f"optimal:qoe_{qoe}")
+    if baseline is not None:
+        fields += [f"{abr} - {baseline}" for abr in abrs if abr != baseline]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        for key, r in zip(keys, result.sessions[first]):
+            row: list[object] = [key, r.trace, r.trace_offset_s, *(value[abr].get(key, "") for abr in abrs)]
+            if result.optimal:
+                row.append(result.optimal.get(key, ""))
+            if baseline is not None:
+                row += [value[abr][key] - value[baseline][key] for abr in abrs if abr != baseline]
+            writer.writerow(row)
     return path
 
 
@@ -108,7 +210,7 @@ def write_plots(result: SweepResult, out_dir: Path, *, plot_sessions: int = 2) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    qoe = result.config.qoe
+    qoe = result.config.table_qoe
     written = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for abr, sessions in result.sessions.items():

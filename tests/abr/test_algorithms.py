@@ -306,7 +306,7 @@ def test_insufficient_buffer_rule_caps_quality_at_low_buffer(make_obs: ObsFactor
 
 
 def _brute_force_first(rates_kbps: Sequence[int], sizes: Sequence[Sequence[int]], rate_mbs: float, buffer_s: float,
-                       last: int, segment_s: float) -> int:
+                       last: int, segment_s: float, penalty: float) -> int:
     """Pensieve's test/mpc.py search written out plainly: every plan, its QoE_lin, last best on ties."""
     best_plan: tuple[int, ...] = ()
     best_reward = -math.inf
@@ -323,15 +323,16 @@ def _brute_force_first(rates_kbps: Sequence[int], sizes: Sequence[Sequence[int]]
             total += rates_kbps[quality]
             switches += abs(rates_kbps[quality] - rates_kbps[previous])
             previous = quality
-        reward = (total / 1000.) - (4.3 * stall) - (switches / 1000.)
+        reward = (total / 1000.) - (penalty * stall) - (switches / 1000.)
         if reward >= best_reward:
             best_plan, best_reward = plan, reward
     return best_plan[0]
 
 
+@pytest.mark.parametrize("penalty", [None, 4.3, 12.0])  # None: the top rung's Mbit/s (3.0 here), Pensieve's rule
 @pytest.mark.parametrize("pensieve_indexing", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_mpc_matches_a_plain_exhaustive_search(seed: int, pensieve_indexing: bool) -> None:
+def test_mpc_matches_a_plain_exhaustive_search(seed: int, pensieve_indexing: bool, penalty: float | None) -> None:
     rng = np.random.default_rng(seed)
     rates_kbps = (200, 600, 1500, 3000)
     ladder = Ladder(bitrates_bps=tuple(r * 1000 for r in rates_kbps), segment_duration_s=2.0)
@@ -349,8 +350,10 @@ def test_mpc_matches_a_plain_exhaustive_search(seed: int, pensieve_indexing: boo
         offset = int(pensieve_indexing)
         rate_mbs = sample_bps(download) / 8e6  # type: ignore[operator]
         expected = _brute_force_first(rates_kbps, rows[offset:offset + horizon], rate_mbs, obs.buffer_s,
-                                      download.quality, ladder.segment_duration_s)
-        assert abr.make("mpc", horizon=3, pensieve_indexing=pensieve_indexing).decide(obs).quality == expected
+                                      download.quality, ladder.segment_duration_s,
+                                      rates_kbps[-1] / 1000 if penalty is None else penalty)
+        algorithm = abr.make("mpc", horizon=3, pensieve_indexing=pensieve_indexing, rebuffer_penalty=penalty)
+        assert algorithm.decide(obs).quality == expected
 
 
 def test_mpc_breaks_ties_toward_the_later_plan(two_rung_ladder: Ladder) -> None:

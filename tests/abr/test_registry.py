@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,3 +85,135 @@ def test_a_value_error_inside_a_constructor_is_the_constructor_s() -> None:
     with pytest.raises(ValueError, match="cushion_s must be > 0 s, got 0") as caught:
         abr.make("bba", cushion_s=0)
     assert traceback.extract_tb(caught.value.__traceback__)[-1].name == "__post_init__"
+
+
+# -- parameter specs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spec", "name", "arg", "params"), [
+    ("bba", "bba", None, ()),
+    ("learned:models/a.json", "learned", "models/a.json", ()),
+    ("learned:a,b.json", "learned", "a,b.json", ()),  # no key=value: the whole text is the argument
+    ("rate:safety=0.8", "rate", None, (("safety", "0.8"),)),
+    ("rate:safety=0.8,window=3", "rate", None, (("safety", "0.8"), ("window", "3"))),
+    ("learned:m.json,greedy=1", "learned", "m.json", (("greedy", "1"),)),
+])
+def test_spec_strings_parse_into_name_argument_and_parameters(spec: str, name: str, arg: str | None,
+                                                              params: tuple[tuple[str, str], ...]) -> None:
+    assert registry.parse_call(spec) == registry.SpecCall(name=name, arg=arg, params=params)
+
+
+@pytest.mark.parametrize(("texts", "expected"), [
+    (("bba,rate",), ("bba", "rate")),
+    (("bba,rate:safety=0.8,window=3,mpc",), ("bba", "rate:safety=0.8,window=3", "mpc")),
+    (("rate:safety=0.8;rate:safety=0.6",), ("rate:safety=0.8", "rate:safety=0.6")),
+    (("bba", "mpc:horizon=3"), ("bba", "mpc:horizon=3")),  # a repeated --abr
+])
+def test_spec_lists_take_commas_semicolons_and_repeats(texts: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    assert registry.parse_spec_list(*texts) == expected
+
+
+@pytest.mark.parametrize(("texts", "message"), [
+    (("safety=0.8,bba",), "follows no algorithm"),
+    (("rate:safety=0.8,safety=0.7",), "given twice"),
+    (("bba", "bba"), "names bba more than once"),
+    (("learned:m.json,x,safety=1",), "follows 'x', which has no ':' \\(write x:safety=1\\)"),
+    (("rate safety=1",), "not an algorithm name"),
+])
+def test_malformed_spec_lists_are_clear_errors(texts: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        registry.parse_spec_list(*texts)
+
+
+def test_spec_values_take_the_type_the_factory_declares() -> None:
+    rate = abr.make("rate:safety=0.8,window=3,estimator=window")
+    assert (rate.params.safety, rate.params.window, rate.params.estimator) == (0.8, 3, "window")  # type: ignore[attr-defined]
+    assert abr.make("rate:window=none").params.window is None  # type: ignore[attr-defined]
+    mpc = abr.make("mpc:pensieve_indexing=yes,horizon=2,rebuffer_penalty=10")
+    assert (mpc.params.pensieve_indexing, mpc.params.horizon, mpc.params.rebuffer_penalty) == (True, 2, 10.0)  # type: ignore[attr-defined]
+    sabre = abr.make("sabre-throughput:half_lives_s=2/4,window_sizes=3/5")
+    assert sabre.params.half_lives_s == (2.0, 4.0) and sabre.params.window_sizes == (3, 5)  # type: ignore[attr-defined]
+    assert abr.make("mpc:utility=log").params.utility == "log"  # type: ignore[attr-defined]
+
+
+def test_spec_parameters_win_over_keyword_defaults() -> None:
+    assert abr.make("bba:reservoir_s=3", reservoir_s=7.0).params.reservoir_s == 3.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("rate:safety=fast", "ABR 'rate': parameter 'safety' must be float, got 'fast'"),
+    ("rate:speed=2", "ABR 'rate' has no parameter 'speed'; it takes estimator, window, safety"),
+    ("mpc:pensieve_indexing=maybe", "parameter 'pensieve_indexing' must be bool, got 'maybe'"),
+    ("mpc:utility=vmaf", "parameter 'utility' must be one of 'lin', 'log', 'hd', 'quality', got 'vmaf'"),
+    ("rate:safety=2", "safety"),  # the factory's own check, unchanged
+])
+def test_bad_spec_values_are_clear_errors(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        abr.make(spec)
+
+
+def test_the_catalogue_lists_every_algorithm_with_typed_parameters_and_defaults() -> None:
+    text = registry.catalogue()
+    for name in abr.names():
+        assert f"\n{name}: " in f"\n{text}"
+    assert "    safety (float) = 1.0" in text
+    assert "    :ARG (str or None)" in text or "    :ARG" in text  # learned's model path
+    params = {p.name: p for p in registry.describe("mpc")}
+    assert params["utility"].type == "one of 'lin', 'log', 'hd', 'quality'" and params["horizon"].default == "5"
+
+
+# -- plugins and entry points ---------------------------------------------------------------------------------
+
+PLUGIN = '''
+from abr import Decision, register
+
+
+class Lowest:
+    name = "lowest-{tag}"
+
+    def __init__(self, *, floor: int = 0) -> None:
+        self.floor = floor
+
+    def decide(self, obs):
+        return Decision(quality=min(self.floor, obs.ladder.top), reason="floor")
+
+
+register("lowest-{tag}", Lowest, "always the floor quality")
+'''
+
+
+@pytest.mark.usefixtures("restored_registry")
+def test_a_plugin_file_registers_once_per_process(tmp_path: Path) -> None:
+    from abr.plugins import load_plugin
+
+    path = tmp_path / "lowest_plugin.py"
+    path.write_text(PLUGIN.format(tag="file"))
+    first = load_plugin(str(path))
+    assert load_plugin(str(path)) is first  # no second registration ("already registered")
+    assert abr.make("lowest-file:floor=2").floor == 2  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="no such file"):
+        load_plugin(str(tmp_path / "missing.py"))
+    with pytest.raises(ValueError, match="no such file or importable module"):
+        load_plugin("no_such_module_anywhere")
+
+
+@pytest.mark.usefixtures("restored_registry")
+def test_entry_points_are_found_by_name_and_loaded_on_first_use(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ep_plugin_mod.py").write_text(PLUGIN.format(tag="module") + '''
+
+def factory(*, floor: int = 1):
+    """A factory registered under its entry point's name."""
+    return Lowest(floor=floor)
+''')
+    dist = tmp_path / "abrkit_ep_demo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: abrkit-ep-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[abrkit.abr]\nlowest-module = ep_plugin_mod\nlowest-factory = ep_plugin_mod:factory\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert {"lowest-module", "lowest-factory"} <= set(abr.names())  # listed before anything is imported
+    assert abr.make("lowest-factory:floor=3").floor == 3  # type: ignore[attr-defined]
+    assert registry._REGISTRY["lowest-factory"].description == "A factory registered under its entry point's name."
+    assert abr.make("lowest-module").decide  # the module registered it on import
+

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
@@ -97,6 +98,11 @@ def test_emulate_mode_plays_real_sessions_through_the_shaper(tmp_path: Path, pac
         # The shaper holds every download to at least the link model's time (a little slack for rounding).
         timeline = row["timeline"]
         assert sum(timeline["download_s"]) >= 0.97 * sum(timeline["model_download_s"]) > 0
+        # Scored as the simulator scores: the ladder's top rung per stalled second (1.4 here, not
+        # Pensieve's 4.3), and the packaged title's per-segment quality.
+        rates, stalls = np.array(timeline["bitrate_bps"]) / 1e6, np.array(timeline["rebuffer_s"])
+        expected = rates[1:].sum() - 1.4 * stalls[1:].sum() - np.abs(np.diff(rates)).sum()
+        assert row["qoe_lin"] == pytest.approx(expected, abs=1e-3) and "qoe_quality" in row
     page = (out / "report.html").read_text()
     assert "Simulation vs emulation" in page and "mean difference (95% bootstrap CI)" in page
     assert "run with --mode both" not in page
