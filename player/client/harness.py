@@ -28,6 +28,7 @@ from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
+from player.client.renewal import keep_alive
 from player.events import EventSink, emit_event
 
 
@@ -174,7 +175,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         if decoder is not None:
             await decoder.start(player.init_urls(), fetcher)
         routes.active = shaper is not None
-        return await player.run()
+        async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
+            return await player.run()
 
 
 def pipeline_factory(mode: str) -> DecoderFactory | None:
