@@ -30,12 +30,13 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from server.auth import hash_password
-from server.config import RateLimitPolicy, StackConfig, UserRecord, update_users
+from server.config import RateLimitPolicy, StackConfig
 from server.formats.b64 import b64url_encode
 from server.packager import PackageConfig, package, parse_ladder
 from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.passwords import hash_password
 from server.stack import init_stack_config, start_stack
+from server.users import UserRecord, update_users
 
 TITLE = "load"
 PASSWORD = "load-test-password"
@@ -184,8 +185,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="abrkit-load-"))
     content = await asyncio.to_thread(_package, work)
     rate = RateLimitPolicy()  # the defaults a deployment starts with
+    # Every simulated session logs in from this one address: the per-address login budget (meant for
+    # one guessing client) would throttle them all, so it is lifted here.
     config = StackConfig(config_path=work / "stack" / "stack.json", content_root=content, port=0, edges=2,
-                         processes=True, heartbeat_s=0.5, access_log=True, rate_limit=rate)
+                         processes=True, heartbeat_s=0.5, access_log=True, rate_limit=rate,
+                         login_rate_limit=RateLimitPolicy(rate_per_s=1000, burst=1000))
     init_stack_config(config)
     users = [f"load{i}" for i in range(args.sessions)] + ["burst"]
     password_hash = hash_password(PASSWORD)

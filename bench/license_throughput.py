@@ -25,9 +25,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from server.auth import TokenService
 from server.config import LicenseConfig, TokenPolicy
 from server.formats.b64 import b64url_encode
+from server.keys import ed25519_public
+from server.revocation import create_store
+from server.tokens import TokenIssuer
 
 GOAL_RPS = 5000
 GOAL_P99_MS = 10.0
@@ -47,7 +49,8 @@ def _make_content(root: Path) -> list[bytes]:
 
 
 def _policy(state: Path) -> TokenPolicy:
-    return TokenPolicy(signing_key=KEY, revocations_path=state / "revoked.json")
+    create_store(state / "revocations.db")
+    return TokenPolicy(verify_key=ed25519_public(KEY), revocations_path=state / "revocations.db")
 
 
 def serve(state: Path, port: int) -> None:
@@ -171,7 +174,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         kids = _make_content(state / "content")
-        token = TokenService(_policy(state)).issue("bench-user", ("bench",)).access_token
+        token = TokenIssuer(_policy(state), KEY).issue("bench-user", ("bench",)).access_token
         body = json.dumps({"kids": [b64url_encode(k) for k in kids], "type": "temporary"})
         script = state / "license.lua"
         script.write_text(_LUA.format(body=json.dumps(body), auth=json.dumps(f"Bearer {token}")))

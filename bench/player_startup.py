@@ -28,7 +28,7 @@ from player.client.bootstrap import PREROLL_STEPS
 from player.client.harness import TitleTarget, pipeline_factory, play_headless
 from player.client.headless import PlayerConfig
 from player.media.decoder import SegmentDecoder
-from server.config import StackConfig
+from server.config import RateLimitPolicy, StackConfig
 from server.packager import ensure_demo_title
 from server.stack import start_stack_with_demo_user
 
@@ -87,7 +87,9 @@ async def main() -> int:
         cache = Path(os.environ.get("ABRKIT_BENCH_CACHE", Path.home() / ".cache" / "abrkit" / "bench"))
         content = cache / "content-20s"
         await asyncio.to_thread(ensure_demo_title, content, duration_s=20.0, height=720)
-        config = StackConfig(config_path=Path(tmp) / "stack.json", content_root=content, port=0, access_log=False)
+        # Every run logs in from this one address: the per-address login budget is for guessing clients.
+        config = StackConfig(config_path=Path(tmp) / "stack.json", content_root=content, port=0, access_log=False,
+                             login_rate_limit=RateLimitPolicy(rate_per_s=1000.0, burst=1000))
         async with start_stack_with_demo_user(config) as (stack, credentials):
             password = credentials.password
             await startup(stack.gateway_url, password, 3)  # warm caches (edge, page cache, imports)

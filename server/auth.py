@@ -1,297 +1,56 @@
-"""Users, passwords, tokens and revocation; the auth service app.
+"""The auth service: password logins, token refresh and logout, behind the gateway.
 
-Access tokens are JWT HS256 with iss, aud, sub, iat, nbf, exp, jti, `fam` (the login they descend
-from) and `titles` (entitlements). Refresh tokens are JWTs too, with their own audience so they can
-never pass as access tokens; each is single-use: refreshing revokes it, and presenting a used one
-again revokes its whole family (refresh-token reuse detection, OAuth 2.0 Security BCP 4.14.2).
-Revocations live in a small JSON file that every verifying service re-reads when it changes.
+- `POST /auth/token`: a username that keeps failing waits (exponential backoff, 429 + `Retry-After`,
+  refused before any hashing); passwords are checked with scrypt on a bounded pool, and a hash made
+  under older parameters is replaced after a successful login.
+- `POST /auth/refresh`: moves the login family to its next generation in the revocation store
+  (server/revocation.py) and issues a new pair; an older generation shown again revokes the family
+  (refresh-token reuse, OAuth 2.0 Security BCP 4.14.2). Entitlements are re-read from the users file.
+- `POST /auth/revoke`: logout with either token ends the whole login (its family).
+A store that cannot be written answers 503 with `Retry-After`: nothing is half done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
+import contextlib
 import json
 import logging
 import math
 import os
-import secrets
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jwt
 from aiohttp import web
 
-from server.config import ALL_TITLES, AuthConfig, TokenPolicy, UserRecord, _write_private, file_lock, read_users
-from server.httpapi import BadRequest, CorsPolicy, cors_middleware, json_error, json_errors_middleware, read_json_body
-from server.observability import METRICS, Metrics, metrics_handler, request_id, request_id_middleware
+from server.config import AuthConfig
+from server.httpapi import BadRequest, json_error, read_json_body
+from server.internal import healthz, service_middlewares
+from server.observability import METRICS, Metrics, add_log_fields, metrics_handler, request_id
+from server.passwords import dummy_hash, hash_password, needs_rehash, verify_password
+from server.resilience import FailureBackoff
+from server.revocation import RevocationStore, Rotation, StoreUnavailable
+from server.tokens import (
+    MAX_TOKEN_CHARS,
+    TOKENS,
+    TokenError,
+    TokenIssuer,
+    TokenPair,
+    TokenVerifier,
+    bearer_token,
+    unauthorized,
+    unavailable,
+)
+from server.users import UserRecord, read_users, update_users
 
 Clock = Callable[[], float]
 log = logging.getLogger("abrkit.auth")
 audit_log = logging.getLogger("abrkit.audit")
+PURGE_INTERVAL_S = 600.0
 
-ALGORITHM = "HS256"
-REFRESH_AUDIENCE_SUFFIX = ":refresh"
-_MAX_TOKEN_CHARS = 8192
-
-# --- passwords -------------------------------------------------------------------------------------
-
-# scrypt parameters: N=2^14, r=8, p=1 (RFC 7914 section 2's interactive-login figures; ~40 ms, 16 MiB).
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SCRYPT_LEN = 2**14, 8, 1, 32
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """`scrypt$N$r$p$<salt b64>$<hash b64>` with a fresh 16-byte salt."""
-    if not password:
-        raise ValueError("password must not be empty")
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_SCRYPT_LEN)
-    return "$".join(["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P),
-                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
-
-
-def verify_password(stored: str, password: str) -> bool:
-    """Whether `password` matches the scrypt hash `stored` (constant-time compare)."""
-    try:
-        scheme, n, r, p, salt_b64, hash_b64 = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        salt, expected = base64.b64decode(salt_b64), base64.b64decode(hash_b64)
-        digest = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected),
-                                maxmem=64 * 1024 * 1024)
-    except ValueError:
-        return False
-    return hmac.compare_digest(digest, expected)
-
-
-# Checked against when the user does not exist, so that unknown users cost as much time as known ones.
-_DUMMY_HASH = hash_password("abrkit-no-such-user", salt=b"\x00" * 16)
-
-
-# --- revocation ------------------------------------------------------------------------------------
-
-class RevocationStore:
-    """Revoked token ids (`jti`), token families (`fam`) and subjects (all tokens issued before a time).
-
-    Backed by a JSON file shared by every service (re-read when its mtime or size changes), or by
-    memory alone when `path` is None. Entries expire with the tokens they revoke.
-    """
-
-    def __init__(self, path: Path | None, *, clock: Clock = time.time) -> None:
-        self._path = path
-        self._clock = clock
-        self._stamp: tuple[int, int] | None = None
-        self._jti: dict[str, float] = {}
-        self._fam: dict[str, float] = {}
-        self._sub: dict[str, float] = {}
-
-    def _refresh(self) -> None:
-        if self._path is None:
-            return
-        try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            self._stamp, self._jti, self._fam, self._sub = None, {}, {}, {}
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            self._load()
-            self._stamp = stamp
-
-    def _load(self) -> None:
-        assert self._path is not None
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-            self._jti = {str(k): float(v) for k, v in data.get("jti", {}).items()}
-            self._fam = {str(k): float(v) for k, v in data.get("family", {}).items()}
-            self._sub = {str(k): float(v) for k, v in data.get("subject", {}).items()}
-        except (OSError, ValueError, AttributeError, TypeError):
-            # A half-written file cannot happen (atomic replace); a hand-broken one must not open the door:
-            # keep the last good state and say so.
-            log.error("revocation file %s is unreadable; keeping the previous revocations", self._path)
-
-    def _mutate(self, kind: str, key: str, value: float) -> None:
-        if self._path is None:
-            {"jti": self._jti, "family": self._fam, "subject": self._sub}[kind][key] = value
-            return
-        with file_lock(self._path):
-            try:
-                data = json.loads(self._path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                data = {}
-            now = self._clock()
-            for section in ("jti", "family"):  # forget entries whose tokens have expired anyway
-                data[section] = {k: v for k, v in data.get(section, {}).items() if float(v) > now}
-            data.setdefault("subject", {})
-            data[kind][key] = max(value, float(data[kind].get(key, value)))
-            _write_private(self._path, json.dumps(data, indent=1, sort_keys=True) + "\n")
-        self._stamp = None
-        self._refresh()
-
-    def revoke_jti(self, jti: str, *, until: float) -> None:
-        """Reject the token `jti` (until `until`, its expiry)."""
-        self._mutate("jti", jti, until)
-
-    def revoke_family(self, family: str, *, until: float) -> None:
-        """Reject every token descending from one login (refresh-token reuse)."""
-        self._mutate("family", family, until)
-
-    def revoke_subject(self, subject: str) -> None:
-        """Reject every token of `subject` issued up to now."""
-        self._mutate("subject", subject, self._clock())
-
-    def is_revoked(self, *, jti: str, family: str, subject: str, issued_at: float) -> bool:
-        self._refresh()
-        if jti in self._jti or family in self._fam:
-            return True
-        revoked_at = self._sub.get(subject)
-        return revoked_at is not None and issued_at <= revoked_at
-
-
-# --- tokens ----------------------------------------------------------------------------------------
-
-class TokenError(Exception):
-    """A missing, malformed, forged, expired, not-yet-valid or revoked token (401)."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Claims:
-    """What a verified token says."""
-
-    subject: str
-    titles: tuple[str, ...]
-    jti: str
-    family: str
-    issued_at: float
-    expires_at: float
-    refresh: bool = False  # a refresh token (never accepted where an access token is needed)
-
-    def entitled_to(self, title: str) -> bool:
-        return ALL_TITLES in self.titles or title in self.titles
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TokenPair:
-    access_token: str
-    refresh_token: str
-    expires_in_s: int
-
-
-class TokenService:
-    """Issues and verifies tokens under one `TokenPolicy`; `clock` is injectable for tests."""
-
-    def __init__(self, policy: TokenPolicy, *, revocations: RevocationStore | None = None,
-                 clock: Clock = time.time, cache_size: int = 4096) -> None:
-        self.policy = policy
-        self.revocations = revocations or RevocationStore(policy.revocations_path, clock=clock)
-        self._clock = clock
-        self._cache: OrderedDict[tuple[str, str], Claims] = OrderedDict()
-        self._cache_size = cache_size
-
-    def issue(self, subject: str, titles: tuple[str, ...], *, family: str | None = None) -> TokenPair:
-        # iat in milliseconds (a NumericDate may be fractional, RFC 7519 section 2), so that revoking a
-        # subject at time t rejects tokens issued before t and none issued after it.
-        now = math.floor(self._clock() * 1000) / 1000
-        family = family or uuid.uuid4().hex
-        base = {"iss": self.policy.issuer, "sub": subject, "iat": now, "nbf": int(now), "fam": family,
-                "titles": list(titles)}
-        access = dict(base, aud=self.policy.audience, exp=int(now) + self.policy.access_ttl_s, jti=uuid.uuid4().hex)
-        refresh = dict(base, aud=self.policy.audience + REFRESH_AUDIENCE_SUFFIX,
-                       exp=int(now) + self.policy.refresh_ttl_s, jti=uuid.uuid4().hex)
-        key = self.policy.signing_key
-        return TokenPair(access_token=jwt.encode(access, key, algorithm=ALGORITHM),
-                         refresh_token=jwt.encode(refresh, key, algorithm=ALGORITHM),
-                         expires_in_s=self.policy.access_ttl_s)
-
-    def verify_access(self, token: str) -> Claims:
-        return self._verify(token, self.policy.audience)
-
-    def verify_refresh(self, token: str) -> Claims:
-        return self._verify(token, self.policy.audience + REFRESH_AUDIENCE_SUFFIX)
-
-    def inspect(self, token: str) -> Claims:
-        """Either kind of token, signature and claims checked but not expiry or revocation (for revoking)."""
-        try:
-            return self._verify(token, self.policy.audience, check_time=False, check_revoked=False)
-        except TokenError:
-            return self._verify(token, self.policy.audience + REFRESH_AUDIENCE_SUFFIX, check_time=False,
-                                check_revoked=False)
-
-    def _verify(self, token: str, audience: str, *, check_time: bool = True, check_revoked: bool = True) -> Claims:
-        if not token or len(token) > _MAX_TOKEN_CHARS:
-            raise TokenError("missing or oversized token")
-        cache_key = (audience, token)
-        claims = self._cache.get(cache_key)
-        if claims is None:
-            claims = self._decode(token, audience)
-            self._cache[cache_key] = claims
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        if check_time:
-            now, leeway = self._clock(), self.policy.leeway_s
-            if now >= claims.expires_at + leeway:
-                raise TokenError("token expired")
-            if claims.issued_at > now + leeway:
-                raise TokenError("token not yet valid")
-        if check_revoked and self.revocations.is_revoked(jti=claims.jti, family=claims.family,
-                                                         subject=claims.subject, issued_at=claims.issued_at):
-            raise TokenError("token revoked")
-        return claims
-
-    def _decode(self, token: str, audience: str) -> Claims:
-        try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") != ALGORITHM:  # pyjwt checks this too; say it plainly
-                raise TokenError("token algorithm not accepted")
-            # Time claims are checked by us against the injected clock; pyjwt checks signature, aud, iss.
-            payload = jwt.decode(token, self.policy.signing_key, algorithms=[ALGORITHM], audience=audience,
-                                 issuer=self.policy.issuer,
-                                 options={"require": ["exp", "iat", "nbf", "aud", "iss", "sub", "jti"],
-                                          "verify_exp": False, "verify_nbf": False, "verify_iat": False})
-        except jwt.PyJWTError as exc:
-            raise TokenError(f"invalid token ({exc.__class__.__name__})") from None
-        try:
-            nbf = float(payload["nbf"])
-            titles = payload.get("titles", [])
-            if not isinstance(titles, list) or not all(isinstance(t, str) for t in titles):
-                raise TokenError("invalid token (titles)")
-            return Claims(subject=str(payload["sub"]), titles=tuple(titles), jti=str(payload["jti"]),
-                          family=str(payload.get("fam", payload["jti"])),
-                          issued_at=max(float(payload["iat"]), nbf), expires_at=float(payload["exp"]),
-                          refresh=audience != self.policy.audience)
-        except (TypeError, ValueError, OverflowError):
-            raise TokenError("invalid token (claims)") from None
-
-
-def bearer_token(request: web.Request) -> str:
-    """The token of an `Authorization: Bearer ...` header, or `TokenError`."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenError("missing bearer token")
-    return token.strip()
-
-
-TOKENS = web.AppKey("abrkit_tokens", TokenService)
-
-
-def authenticate(request: web.Request) -> Claims:
-    """Claims of the request's bearer access token (services put a `TokenService` at `app[TOKENS]`)."""
-    return request.app[TOKENS].verify_access(bearer_token(request))
-
-
-def unauthorized(exc: TokenError) -> web.Response:
-    return json_error(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="abrkit"'})
-
-
-# --- the auth service ------------------------------------------------------------------------------
 
 class UserDirectory:
     """The users of a stack file, re-read when the file changes (so `abrkit user add` needs no restart)."""
@@ -310,14 +69,30 @@ class UserDirectory:
                 self._stamp = stamp
         except FileNotFoundError:
             self._users, self._stamp = {}, None
-        except ValueError:
-            log.error("users file %s is invalid; keeping the previous users", self._path)
+        except (ValueError, OSError):
+            log.error("users file %s is unreadable; keeping the previous users", self._path)
         return self._users.get(username)
 
 
-_CONFIG = web.AppKey("abrkit_auth_config", AuthConfig)
-_USERS = web.AppKey("abrkit_users", UserDirectory)
-_HASH_SLOTS = web.AppKey("abrkit_hash_slots", asyncio.Semaphore)
+class _Auth:
+    """The state of one auth app."""
+
+    def __init__(self, config: AuthConfig, *, clock: Clock, monotonic: Clock) -> None:
+        self.config = config
+        self.users = UserDirectory(config.users_path)
+        self.issuer = TokenIssuer(config.tokens, config.signing_key, clock=clock)
+        self.clock = clock
+        self.monotonic = monotonic
+        b = config.backoff
+        self.backoff = FailureBackoff(free_failures=b.free_failures, base_s=b.base_s, max_s=b.max_s,
+                                      max_keys=b.max_usernames)
+        self.dummy_hash = dummy_hash(config.passwords)
+        self.hash_slots: asyncio.Semaphore | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        self.rehash_failing = False
+
+
+_AUTH = web.AppKey("abrkit_auth", _Auth)
 
 
 def _str_field(body: Any, name: str, *, max_chars: int = 1024) -> str:
@@ -333,102 +108,169 @@ def _token_response(pair: TokenPair) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
+def _audit(request: web.Request, event: str, **fields: object) -> None:
+    audit_log.info(json.dumps({"event": event, **fields, "request_id": request_id(request)}))
+
+
 async def _login(request: web.Request) -> web.Response:
-    config = request.app[_CONFIG]
+    auth, metrics = request.app[_AUTH], request.app[METRICS]
     try:
-        body = await read_json_body(request, max_bytes=config.max_body_bytes)
+        body = await read_json_body(request, max_bytes=auth.config.max_body_bytes)
         username = _str_field(body, "username", max_chars=64)
         password = _str_field(body, "password")
     except BadRequest as exc:
         return json_error(400, str(exc))
-    user = request.app[_USERS].get(username)
-    async with request.app[_HASH_SLOTS]:
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, verify_password, user.password_hash if user else _DUMMY_HASH, password)
-    metrics = request.app[METRICS]
+    key = username.lower()
+    wait_s = auth.backoff.wait_s(key, auth.monotonic())
+    if wait_s > 0:
+        metrics.inc("auth_logins_total", labels={"result": "backoff"}, help="Password logins")
+        _audit(request, "login", result="backoff", user=username)
+        retry_after = max(1, math.ceil(wait_s))
+        return json_error(429, "too many failed logins for this user; try again later", retry_after_s=retry_after,
+                          headers={"Retry-After": str(retry_after)})
+    user = auth.users.get(username)
+    stored = user.password_hash if user else auth.dummy_hash
+    assert auth.hash_slots is not None
+    async with auth.hash_slots:
+        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, stored, password)
     if not ok or user is None or user.disabled:
+        auth.backoff.failure(key, auth.monotonic())
         metrics.inc("auth_logins_total", labels={"result": "rejected"}, help="Password logins")
-        audit_log.info(json.dumps({"event": "login", "result": "rejected", "user": username,
-                                   "request_id": request_id(request)}))
+        _audit(request, "login", result="rejected", user=username)
         return json_error(401, "invalid username or password")
+    auth.backoff.success(key)
+    if needs_rehash(stored, auth.config.passwords):
+        _in_background(auth, _rehash(auth, user.username, stored, password))
     metrics.inc("auth_logins_total", labels={"result": "ok"}, help="Password logins")
-    audit_log.info(json.dumps({"event": "login", "result": "ok", "user": username, "request_id": request_id(request)}))
-    return _token_response(request.app[TOKENS].issue(user.username, user.titles))
+    _audit(request, "login", result="ok", user=username)
+    return _token_response(auth.issuer.issue(user.username, user.titles))
+
+
+def _in_background(auth: _Auth, work: Any) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    auth.background.add(task)
+    task.add_done_callback(auth.background.discard)
+
+
+async def _rehash(auth: _Auth, username: str, old_hash: str, password: str) -> None:
+    """Replace a hash made under older scrypt parameters (unless the user changed meanwhile)."""
+    assert auth.hash_slots is not None
+    async with auth.hash_slots:
+        new_hash = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: hash_password(password, policy=auth.config.passwords))
+
+    def change(users: dict[str, UserRecord]) -> None:
+        current = users.get(username)
+        if current is not None and current.password_hash == old_hash:
+            users[username] = replace(current, password_hash=new_hash)
+
+    try:
+        await asyncio.to_thread(update_users, auth.config.users_path, change)
+    except (OSError, ValueError) as exc:  # a read-only or full volume: the old hash still works
+        if not auth.rehash_failing:
+            log.warning("could not re-hash passwords into %s (%s); trying again at later logins",
+                        auth.config.users_path, exc)
+        auth.rehash_failing = True
+        return
+    auth.rehash_failing = False
+    log.info("re-hashed the password of %s with the current scrypt parameters", username)
 
 
 async def _refresh(request: web.Request) -> web.Response:
-    config, tokens = request.app[_CONFIG], request.app[TOKENS]
+    auth, tokens = request.app[_AUTH], request.app[TOKENS]
     try:
-        body = await read_json_body(request, max_bytes=config.max_body_bytes)
-        token = _str_field(body, "refresh_token", max_chars=_MAX_TOKEN_CHARS)
+        body = await read_json_body(request, max_bytes=auth.config.max_body_bytes)
+        token = _str_field(body, "refresh_token", max_chars=MAX_TOKEN_CHARS)
+        claims = tokens.decode_refresh(token)
     except BadRequest as exc:
         return json_error(400, str(exc))
-    try:
-        claims = tokens.verify_refresh(token)
     except TokenError as exc:
-        if str(exc) == "token revoked":
-            # A used refresh token shown again: someone holds a copy. Revoke the whole family.
-            reused = tokens.inspect(token)
-            tokens.revocations.revoke_family(reused.family, until=reused.expires_at + config.tokens.access_ttl_s)
-            log.warning("refresh token reuse for %s; family revoked", reused.subject)
         return unauthorized(exc)
-    user = request.app[_USERS].get(claims.subject)
+    add_log_fields(request, sub=claims.subject)
+    user = auth.users.get(claims.subject)
     if user is None or user.disabled:
         return unauthorized(TokenError("user no longer exists or is disabled"))
-    tokens.revocations.revoke_jti(claims.jti, until=claims.expires_at + config.tokens.leeway_s)
     # Entitlements are re-read from the users file, so a change takes effect at the next refresh.
-    return _token_response(tokens.issue(user.username, user.titles, family=claims.family))
+    pair = auth.issuer.issue(user.username, user.titles, family=claims.family, generation=claims.generation + 1)
+    store = _store(tokens)
+    until = pair.claims.issued_at + auth.config.tokens.refresh_ttl_s + auth.config.tokens.leeway_s
+    try:
+        outcome = await store.run(lambda: store.rotate(jti=claims.jti, family=claims.family, subject=claims.subject,
+                                                       generation=claims.generation, issued_at=claims.issued_at,
+                                                       until=until))
+    except StoreUnavailable as exc:
+        return unavailable(exc)
+    if outcome is Rotation.REUSED:
+        log.warning("refresh token reuse for %s; the login was ended", claims.subject)
+        _audit(request, "refresh_reuse", user=claims.subject, family=claims.family)
+        return unauthorized(TokenError("token revoked (refresh token used twice: the login was ended)"))
+    if outcome is Rotation.REVOKED:
+        return unauthorized(TokenError("token revoked"))
+    return _token_response(pair)
 
 
 async def _revoke(request: web.Request) -> web.Response:
-    """Revoke `{"token": ...}` (access or refresh), or the bearer token itself when the body has none."""
-    config, tokens = request.app[_CONFIG], request.app[TOKENS]
+    """Log out with `{"token": ...}` (access or refresh), or the bearer token itself when the body has none:
+    the login it belongs to ends (every token of its family)."""
+    auth, tokens = request.app[_AUTH], request.app[TOKENS]
     try:
-        body = await read_json_body(request, max_bytes=config.max_body_bytes) if request.body_exists else {}
+        body = await read_json_body(request, max_bytes=auth.config.max_body_bytes) if request.body_exists else {}
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
-        token = _str_field(body, "token", max_chars=_MAX_TOKEN_CHARS) if "token" in body else bearer_token(request)
+        token = _str_field(body, "token", max_chars=MAX_TOKEN_CHARS) if "token" in body else bearer_token(request)
         claims = tokens.inspect(token)
     except BadRequest as exc:
         return json_error(400, str(exc))
     except TokenError as exc:
         return unauthorized(exc)
-    until = claims.expires_at + config.tokens.leeway_s
-    tokens.revocations.revoke_jti(claims.jti, until=until)
-    if claims.refresh:
-        tokens.revocations.revoke_family(claims.family, until=until + config.tokens.access_ttl_s)
-    audit_log.info(json.dumps({"event": "revoke", "user": claims.subject, "jti": claims.jti,
-                               "request_id": request_id(request)}))
+    policy = auth.config.tokens
+    until = max(claims.expires_at, auth.clock() + policy.refresh_ttl_s) + policy.leeway_s
+    store = _store(tokens)
+    try:
+        await store.run(lambda: store.logout(jti=claims.jti, family=claims.family, until=until))
+    except StoreUnavailable as exc:
+        return unavailable(exc)
+    _audit(request, "revoke", user=claims.subject, jti=claims.jti, family=claims.family)
     return web.json_response({"revoked": True})
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+def _store(tokens: TokenVerifier) -> RevocationStore:
+    assert tokens.revocations is not None  # AuthConfig insists on a store
+    return tokens.revocations
 
 
-def common_middlewares(allowed_origins: tuple[str, ...]) -> list[Any]:
-    """Request IDs outermost, CORS, then JSON errors innermost (so errors get CORS headers too)."""
-    return [request_id_middleware, cors_middleware(CorsPolicy(allowed_origins=allowed_origins)),
-            json_errors_middleware]
+async def _purge_periodically(store: RevocationStore) -> None:
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_S)
+        with contextlib.suppress(StoreUnavailable):  # logged by the store; tried again next time
+            removed = await store.run(store.purge)
+            if removed:
+                log.info("forgot %d expired revocations", removed)
 
 
-def create_app(config: AuthConfig) -> web.Application:
-    app = web.Application(middlewares=common_middlewares(config.allowed_origins),
+def create_app(config: AuthConfig, *, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> web.Application:
+    app = web.Application(middlewares=service_middlewares(config.allowed_origins, config.internal_token),
                           client_max_size=config.max_body_bytes)
-    app[_CONFIG] = config
-    app[_USERS] = UserDirectory(config.users_path)
-    app[TOKENS] = TokenService(config.tokens)
+    auth = _Auth(config, clock=clock, monotonic=monotonic)
+    app[_AUTH] = auth
+    app[TOKENS] = TokenVerifier(config.tokens, clock=clock)
     app[METRICS] = Metrics()
 
-    async def hash_slots(app: web.Application) -> AsyncIterator[None]:
-        app[_HASH_SLOTS] = asyncio.Semaphore(config.max_concurrent_hashes)
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        auth.hash_slots = asyncio.Semaphore(config.max_concurrent_hashes)
+        purge = asyncio.get_running_loop().create_task(_purge_periodically(_store(app[TOKENS])))
         yield
+        purge.cancel()
+        for task in (purge, *auth.background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        app[TOKENS].close()
 
-    app.cleanup_ctx.append(hash_slots)
+    app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/auth/token", _login)
     app.router.add_post("/auth/refresh", _refresh)
     app.router.add_post("/auth/revoke", _revoke)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_handler)
     return app
-

@@ -1,33 +1,32 @@
-"""Configuration of the server stack: one frozen config per service, the stack's JSON file, secrets.
+"""Configuration of the server stack: one frozen config per service, the stack's JSON file.
 
 The stack file (`stack.json`, see docs/SERVER.md) says how to run the stack and holds the users
-(scrypt hashes, entitlements); `abrkit user` rewrites it atomically under a lock and the auth
-service reloads it when it changes. Keys live apart, in a secrets file created with mode 0600 on
-first run, never with a built-in default.
+(server/users.py); private files are written atomically with mode 0600 under a lock. Keys live
+apart, in a secrets file created on first run (server/keys.py), never with a built-in default.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
 import secrets as _secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from yarl import URL
 
-from server.formats.names import is_valid_title
-
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SECRETS_FILE = "secrets.json"
-REVOCATIONS_FILE = "revoked.json"
+REVOCATIONS_FILE = "revocations.db"
+LEGACY_REVOCATIONS_FILE = "revoked.json"  # the JSON file of earlier versions, imported once
 MIN_KEY_BYTES = 32
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 ALL_TITLES = "*"
@@ -59,19 +58,24 @@ def _check_url(url: str, what: str) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TokenPolicy:
-    """How access and refresh tokens (JWT HS256) are signed and checked; shared by every service."""
+    """How access and refresh tokens (JWT, EdDSA over Ed25519) are checked, by every service that
+    verifies them; only auth also holds the signing key (`AuthConfig.signing_key`).
 
-    signing_key: bytes = field(repr=False)
+    `revocations_path` is the revocation store (server/revocation.py) a verifier consults; None: this
+    verifier checks signatures and claims only (the gateway, which services behind it re-check).
+    """
+
+    verify_key: bytes  # Ed25519 public key, 32 raw bytes
     issuer: str = "abrkit-auth"
     audience: str = "abrkit"
     leeway_s: float = 5.0
     access_ttl_s: int = 900
     refresh_ttl_s: int = 86_400
-    revocations_path: Path | None = None  # None: revocations kept in memory (one process only)
+    revocations_path: Path | None = None
 
     def __post_init__(self) -> None:
-        if len(self.signing_key) < MIN_KEY_BYTES:
-            raise ValueError(f"token signing key must be at least {MIN_KEY_BYTES} bytes")
+        if len(self.verify_key) != 32:
+            raise ValueError("token verify_key must be a 32-byte Ed25519 public key")
         if not self.issuer or not self.audience:
             raise ValueError("token issuer and audience must not be empty")
         if not 0 <= self.leeway_s <= 300:
@@ -80,7 +84,48 @@ class TokenPolicy:
         _check_positive(self.refresh_ttl_s, "refresh_ttl_s")
 
 
+def _check_internal_token(token: bytes | None) -> None:
+    if token is not None and len(token) < MIN_KEY_BYTES:
+        raise ValueError(f"internal_token must be at least {MIN_KEY_BYTES} bytes")
+
+
 # --- per-service configs ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PasswordPolicy:
+    """scrypt cost for new password hashes: OWASP Password Storage Cheat Sheet (2024) lists N=2^17,
+    r=8, p=1 and equal-cost trade-offs; N=2^14, r=8, p=5 is one of them, at 16 MiB a hash. A stored hash
+    with other parameters is re-hashed with these at the user's next successful login."""
+
+    n: int = 2**14
+    r: int = 8
+    p: int = 5
+
+    def __post_init__(self) -> None:
+        if self.n < 2 or self.n & (self.n - 1) or self.r < 1 or self.p < 1:
+            raise ValueError("scrypt needs n a power of two >= 2, r >= 1 and p >= 1")
+        if 128 * self.n * self.r > 256 * 1024 * 1024:
+            raise ValueError("scrypt memory (128 * n * r) must stay under 256 MiB")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoginBackoff:
+    """Per-username failure backoff: after `free_failures` wrong passwords in a row a username waits
+    `base_s`, doubling with each further failure up to `max_s`, before its next attempt is checked
+    (429 until then). A success resets it; unknown usernames are tracked alike."""
+
+    free_failures: int = 5
+    base_s: float = 1.0
+    max_s: float = 300.0
+    max_usernames: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.free_failures < 0 or self.max_usernames < 1:
+            raise ValueError("free_failures must be >= 0 and max_usernames >= 1")
+        _check_positive(self.base_s, "base_s")
+        if self.max_s < self.base_s:
+            raise ValueError("max_s must be >= base_s")
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AuthConfig:
@@ -90,15 +135,24 @@ class AuthConfig:
     port: int = 0
     users_path: Path
     tokens: TokenPolicy
+    signing_key: bytes = field(repr=False)  # Ed25519 seed of `tokens.verify_key`
+    internal_token: bytes | None = field(default=None, repr=False)  # None: no internal credential asked
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 8192
-    max_concurrent_hashes: int = 4  # scrypt uses 16 MiB and ~40 ms per hash: bound both
+    max_concurrent_hashes: int = 4  # scrypt uses 16 MiB and ~0.1-0.3 s per hash: bound both
+    passwords: PasswordPolicy = PasswordPolicy()
+    backoff: LoginBackoff = LoginBackoff()
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
         check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         _check_positive(self.max_concurrent_hashes, "max_concurrent_hashes")
+        _check_internal_token(self.internal_token)
+        if self.tokens.revocations_path is None:
+            raise ValueError("auth needs a revocation store (tokens.revocations_path)")
+        if len(self.signing_key) != 32:
+            raise ValueError("signing_key must be a 32-byte Ed25519 private key")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -119,17 +173,21 @@ class SteeringWeights:
                 raise ValueError(f"{name} must be >= 0")
 
 
+DEFAULT_URL_TTL_S = 300  # signed segment URLs: players renew them as they play (docs/SERVER.md)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PlaybackConfig:
-    """The playback (steering) API."""
+    """The playback (steering) API; it alone signs segment URLs."""
 
     host: str = DEFAULT_HOST
     port: int = 0
     content_root: Path
     tokens: TokenPolicy
-    url_signing_key: bytes = field(repr=False)
+    url_signing_key: bytes = field(repr=False)  # Ed25519 seed
     license_url: str
-    url_ttl_s: int = 6 * 3600
+    internal_token: bytes | None = field(default=None, repr=False)
+    url_ttl_s: int = DEFAULT_URL_TTL_S
     heartbeat_s: float = 1.0
     missed_heartbeats: int = 2  # an edge silent for this many intervals leaves the ranking
     weights: SteeringWeights = SteeringWeights()
@@ -138,8 +196,8 @@ class PlaybackConfig:
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
-        if len(self.url_signing_key) < MIN_KEY_BYTES:
-            raise ValueError(f"URL signing key must be at least {MIN_KEY_BYTES} bytes")
+        if len(self.url_signing_key) != 32:
+            raise ValueError("url_signing_key must be a 32-byte Ed25519 private key")
         _check_url(self.license_url, "license_url")
         _check_positive(self.url_ttl_s, "url_ttl_s")
         _check_positive(self.heartbeat_s, "heartbeat_s")
@@ -147,6 +205,7 @@ class PlaybackConfig:
             raise ValueError("missed_heartbeats must be >= 1")
         check_origins(self.allowed_origins)
         _check_positive(self.max_edges, "max_edges")
+        _check_internal_token(self.internal_token)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -157,6 +216,7 @@ class LicenseConfig:
     port: int = 0
     content_root: Path
     tokens: TokenPolicy
+    internal_token: bytes | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 16 * 1024
     max_kids: int = 64
@@ -170,6 +230,7 @@ class LicenseConfig:
             raise ValueError(f"max_kids must be in 1..10000, got {self.max_kids}")
         if self.rescan_interval_s < 0:
             raise ValueError("rescan_interval_s must be >= 0")
+        _check_internal_token(self.internal_token)
 
 
 _EDGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -177,11 +238,20 @@ _EDGE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EdgeConfig:
-    """One edge cache. Sizes in bytes, durations in seconds; `origin_url` is its only upstream."""
+    """One edge cache. Sizes in bytes, durations in seconds; `origin_url` is its only upstream.
+
+    `url_verify_key` checks segment URLs (it cannot sign them); `internal_token` is presented to the
+    origin and to steering and opens this edge's `/internal/*` (None: those stay closed);
+    `revocations_path` is the store whose revoked sessions it refuses (None: no revocation checks),
+    re-checked per URL token every `revocation_recheck_s`.
+    """
 
     edge_id: str
     origin_url: str
-    url_signing_key: bytes
+    url_verify_key: bytes
+    internal_token: bytes | None = field(default=None, repr=False)
+    revocations_path: Path | None = None
+    revocation_recheck_s: float = 1.0
     host: str = "127.0.0.1"
     port: int = 0
     cache_bytes: int = 512 * 1024 * 1024
@@ -202,8 +272,11 @@ class EdgeConfig:
         if not _EDGE_ID.match(self.edge_id):
             raise ValueError(f"edge_id must be 1-64 characters of [A-Za-z0-9._:-], got {self.edge_id!r}")
         object.__setattr__(self, "origin_url", _base_url("origin_url", self.origin_url))
-        if len(self.url_signing_key) < 16:
-            raise ValueError("url_signing_key must be at least 16 bytes")
+        if len(self.url_verify_key) != 32:
+            raise ValueError("url_verify_key must be a 32-byte Ed25519 public key")
+        _check_internal_token(self.internal_token)
+        if not 0 < self.revocation_recheck_s <= 60:
+            raise ValueError(f"revocation_recheck_s must be in (0, 60], got {self.revocation_recheck_s}")
         if not self.host:
             raise ValueError("host must not be empty")
         if not (0 <= self.port <= 65535):
@@ -245,12 +318,17 @@ def _base_url(name: str, value: str) -> str:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BackendPolicy:
-    """Isolation of one gateway backend: timeout, circuit breaker and bulkhead."""
+    """Isolation of one gateway backend: timeout, circuit breaker and bulkhead.
+
+    `reserved_for_running` of the bulkhead's slots serve only requests that keep a running session
+    alive (refresh, URL renewal, licenses): requests that start a new session are shed first.
+    """
 
     timeout_s: float = 5.0
     failure_threshold: int = 5  # consecutive failures or timeouts that open the breaker
     reset_timeout_s: float = 5.0  # open -> half-open after this cool-down
     max_concurrent: int = 64  # bulkhead: more in flight get 503 at once
+    reserved_for_running: float = 0.25
 
     def __post_init__(self) -> None:
         _check_positive(self.timeout_s, "timeout_s")
@@ -259,6 +337,8 @@ class BackendPolicy:
         _check_positive(self.reset_timeout_s, "reset_timeout_s")
         if self.max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
+        if not 0 <= self.reserved_for_running < 1:
+            raise ValueError(f"reserved_for_running must be in [0, 1), got {self.reserved_for_running}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -277,15 +357,22 @@ class RateLimitPolicy:
             raise ValueError("max_clients must be >= 1")
 
 
+# Password logins per client address: one every 2 s, 5 at once, a small share of what scrypt can check
+# (a few hashes a second per core at OWASP's cost), so one guessing client cannot slow everyone's logins.
+DEFAULT_LOGIN_RATE = RateLimitPolicy(rate_per_s=0.5, burst=5)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BackendConfig:
-    """One gateway route: requests under `prefix` go to `url` (same path)."""
+    """One gateway route: requests under `prefix` go to `url` (same path). A request matching one of
+    `new_session_routes` (`"METHOD regex"` on the path) starts a new session: it is shed first."""
 
     name: str
     url: str
     prefix: str
     requires_token: bool
     policy: BackendPolicy = BackendPolicy()
+    new_session_routes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_url(self.url, f"backend {self.name} url")
@@ -293,45 +380,60 @@ class BackendConfig:
             raise ValueError(f"backend prefix must start and not end with '/', got {self.prefix!r}")
         if self.prefix.startswith("/internal"):
             raise ValueError("/internal is never routed through the gateway")
+        for route in self.new_session_routes:
+            method, _, pattern = route.partition(" ")
+            if not method.isupper() or not pattern:
+                raise ValueError(f"a new-session route is 'METHOD regex', got {route!r}")
+            re.compile(pattern)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GatewayConfig:
-    """The API gateway."""
+    """The API gateway.
+
+    `trusted_proxies`: addresses or networks (CIDR) of proxies in front of the gateway (a TLS
+    terminator) whose `X-Forwarded-For` names the client; from anyone else it is ignored.
+    """
 
     host: str = DEFAULT_HOST
     port: int = 0
     backends: tuple[BackendConfig, ...]
     tokens: TokenPolicy
+    internal_token: bytes | None = field(default=None, repr=False)  # presented to every backend
     rate_limit: RateLimitPolicy = RateLimitPolicy()
+    login_rate_limit: RateLimitPolicy = DEFAULT_LOGIN_RATE  # POST {auth prefix}/token, per client IP
+    max_concurrent_per_client: int = 16
+    client_body_timeout_s: float = 10.0  # the whole request body, buffered before any backend sees it
     max_body_bytes: int = 64 * 1024
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
         check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
+        _check_positive(self.client_body_timeout_s, "client_body_timeout_s")
+        if self.max_concurrent_per_client < 1:
+            raise ValueError("max_concurrent_per_client must be >= 1")
+        _check_internal_token(self.internal_token)
+        check_networks(self.trusted_proxies)
         names = [b.name for b in self.backends]
         if len(set(names)) != len(names):
             raise ValueError(f"backend names must be unique: {names}")
 
 
-# --- secrets ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Secrets:
-    """Keys of one stack installation (never printed: repr hides them)."""
-
-    jwt_signing_key: bytes = field(repr=False)
-    url_signing_key: bytes = field(repr=False)
-    demo_password: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if len(self.jwt_signing_key) < MIN_KEY_BYTES or len(self.url_signing_key) < MIN_KEY_BYTES:
-            raise ValueError(f"secret keys must be at least {MIN_KEY_BYTES} bytes")
+def check_networks(networks: tuple[str, ...]) -> None:
+    """Each an IP address or a CIDR network; `ValueError` naming the first that is not."""
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"trusted proxy must be an IP address or CIDR network, got {network!r}") from None
 
 
-def _write_private(path: Path, text: str) -> None:
+# --- private files ---------------------------------------------------------------------------------
+
+def write_private(path: Path, text: str) -> None:
     """Atomically replace `path` with `text`, the file created with mode 0600 from the start."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}.tmp")
@@ -348,39 +450,10 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _check_private(path: Path) -> None:
+def check_private(path: Path) -> None:
     mode = os.stat(path).st_mode
     if stat.S_IMODE(mode) & 0o077:
         raise ValueError(f"{path} is readable by other users; run: chmod 600 {path}")
-
-
-def load_or_create_secrets(path: Path) -> Secrets:
-    """The secrets in `path`, generated (CSPRNG) and written with mode 0600 if it does not exist."""
-    if not path.exists():
-        with file_lock(path):
-            if not path.exists():
-                fresh = {"jwt_signing_key": _secrets.token_hex(32), "url_signing_key": _secrets.token_hex(32)}
-                _write_private(path, json.dumps(fresh, indent=2) + "\n")
-    return load_secrets(path)
-
-
-def load_secrets(path: Path) -> Secrets:
-    _check_private(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Secrets(jwt_signing_key=bytes.fromhex(data["jwt_signing_key"]),
-                       url_signing_key=bytes.fromhex(data["url_signing_key"]),
-                       demo_password=data.get("demo_password"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a valid secrets file ({exc.__class__.__name__})") from None
-
-
-def store_demo_password(path: Path, password: str) -> None:
-    """Keep the generated demo password beside the keys so every `abrkit serve` can print it."""
-    with file_lock(path):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["demo_password"] = password
-        _write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -395,62 +468,7 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-# --- users -----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class UserRecord:
-    """A user: scrypt password hash (see `server.auth.hash_password`) and entitled titles ("*" = all)."""
-
-    username: str
-    password_hash: str = field(repr=False)
-    titles: tuple[str, ...] = ()
-    disabled: bool = False
-
-    def __post_init__(self) -> None:
-        if not USERNAME_RE.match(self.username):
-            raise ValueError(f"invalid username {self.username!r} (letters, digits, . _ @ -; at most 64)")
-        if not self.password_hash.startswith("scrypt$"):
-            raise ValueError(f"user {self.username}: password_hash is not an scrypt hash")
-        for title in self.titles:
-            if title != ALL_TITLES and not is_valid_title(title):
-                raise ValueError(f"user {self.username}: invalid title {title!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"password_hash": self.password_hash, "titles": list(self.titles), "disabled": self.disabled}
-
-    @classmethod
-    def from_json(cls, username: str, data: Mapping[str, Any]) -> UserRecord:
-        titles = data.get("titles", [])
-        if not isinstance(titles, list) or not all(isinstance(t, str) for t in titles):
-            raise ValueError(f"user {username}: titles must be a list of strings")
-        return cls(username=username, password_hash=str(data["password_hash"]), titles=tuple(titles),
-                   disabled=bool(data.get("disabled", False)))
-
-
-def read_users(path: Path) -> dict[str, UserRecord]:
-    """The `users` section of a stack (or users-only) JSON file."""
-    data = _read_json_object(path)
-    users = data.get("users", {})
-    if not isinstance(users, dict):
-        raise ValueError(f"{path}: 'users' must be an object")
-    try:
-        return {name: UserRecord.from_json(name, record) for name, record in users.items()}
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: malformed user record ({exc})") from None
-
-
-def update_users(path: Path, change: Callable[[dict[str, UserRecord]], None]) -> dict[str, UserRecord]:
-    """Apply `change` to the users of `path` under a lock and write the file back atomically (0600)."""
-    with file_lock(path):
-        data = _read_json_object(path) if path.exists() else {}
-        users = read_users(path) if path.exists() else {}
-        change(users)
-        data["users"] = {name: users[name].to_json() for name in sorted(users)}
-        _write_private(path, json.dumps(data, indent=2) + "\n")
-        return users
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -470,12 +488,14 @@ class StackConfig:
     """Everything `abrkit serve` needs; saved as the JSON stack file `config_path` (users live there too).
 
     Relative paths in the file are relative to the file's folder. `secrets_path` and
-    `revocations_path` default to files beside the stack file.
+    `revocations_path` default to files beside the stack file. `host` is where the gateway and the
+    edges listen (what clients reach); origin, auth, playback and license listen on `internal_host`.
     """
 
     config_path: Path
     content_root: Path
     host: str = DEFAULT_HOST
+    internal_host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # the gateway; 0 = any free port
     service_ports: Mapping[str, int] = field(default_factory=dict)  # e.g. {"origin": 8001}; 0/absent = free port
     edges: int = 2
@@ -485,8 +505,11 @@ class StackConfig:
     heartbeat_s: float = 1.0
     access_ttl_s: int = 900
     refresh_ttl_s: int = 86_400
-    url_ttl_s: int = 6 * 3600
+    url_ttl_s: int = DEFAULT_URL_TTL_S
     rate_limit: RateLimitPolicy = RateLimitPolicy()
+    login_rate_limit: RateLimitPolicy = DEFAULT_LOGIN_RATE
+    max_concurrent_per_client: int = 16  # requests in flight per client at the gateway
+    trusted_proxies: tuple[str, ...] = ()
     backend_policy: BackendPolicy = BackendPolicy()
     backend_overrides: Mapping[str, BackendPolicy] = field(default_factory=dict)  # by backend name
     shutdown_timeout_s: float = 10.0
@@ -503,6 +526,11 @@ class StackConfig:
         if not 0 <= self.edges <= 64:
             raise ValueError(f"edges must be in 0..64, got {self.edges}")
         check_origins(self.allowed_origins)
+        check_networks(self.trusted_proxies)
+        if self.max_concurrent_per_client < 1:
+            raise ValueError("max_concurrent_per_client must be >= 1")
+        if not self.host or not self.internal_host:
+            raise ValueError("host and internal_host must not be empty")
         _check_positive(self.edge_cache_bytes, "edge_cache_bytes")
         _check_positive(self.heartbeat_s, "heartbeat_s")
         _check_positive(self.access_ttl_s, "access_ttl_s")
@@ -530,7 +558,7 @@ class StackConfig:
 
 
 _PATH_FIELDS = ("content_root", "secrets_path", "revocations_path")
-_NESTED = {"rate_limit": RateLimitPolicy, "backend_policy": BackendPolicy}
+_NESTED = {"rate_limit": RateLimitPolicy, "login_rate_limit": RateLimitPolicy, "backend_policy": BackendPolicy}
 
 
 def stack_config_to_json(config: StackConfig) -> dict[str, Any]:
@@ -575,7 +603,7 @@ def stack_config_from_json(data: Mapping[str, Any], config_path: Path) -> StackC
                 kwargs[name] = _NESTED[name](**value)
             elif name == "backend_overrides":
                 kwargs[name] = {k: BackendPolicy(**v) for k, v in value.items()}
-            elif name == "allowed_origins":
+            elif name in ("allowed_origins", "trusted_proxies"):
                 kwargs[name] = tuple(value)
             elif name == "service_ports":
                 kwargs[name] = {str(k): int(v) for k, v in value.items()}
@@ -593,17 +621,17 @@ def load_stack_config(path: Path) -> StackConfig:
     if not path.exists():
         raise ValueError(f"no stack config at {path} (create one with `abrkit serve --config {path}`"
                          " and --content, or see docs/SERVER.md)")
-    return stack_config_from_json(_read_json_object(path), path)
+    return stack_config_from_json(read_json_object(path), path)
 
 
 def save_stack_config(config: StackConfig) -> None:
     """Write the stack file (mode 0600: it holds password hashes), keeping its `users` section."""
     path = config.config_path
     with file_lock(path):
-        users = _read_json_object(path).get("users", {}) if path.exists() else {}
+        users = read_json_object(path).get("users", {}) if path.exists() else {}
         data = stack_config_to_json(config)
         data["users"] = users
-        _write_private(path, json.dumps(data, indent=2) + "\n")
+        write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def default_config_path() -> Path:

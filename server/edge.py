@@ -1,10 +1,11 @@
 """Edge cache: a caching reverse proxy in front of one origin, serving signed segment URLs.
 
-`GET|HEAD /s/<token>/<title>/<file>` is verified with `server.urlsign.check_path`, then served from a
-byte-bounded LRU (`X-Cache: HIT`) or fetched once from `<origin_url>/<title>/<file>` however many
+`GET|HEAD /s/<token>/<title>/<file>` is verified with the playback API's public key
+(`server.urlsign.UrlVerifier`) and against the revocation store (a revoked login's URLs are refused
+within `revocation_recheck_s`), then served from a byte-bounded LRU (`X-Cache: HIT`) or fetched once from `<origin_url>/<title>/<file>` however many
 clients miss at the same time (`X-Cache: MISS`). Range requests (rules in server/httpcache.py), MPD
 license-URL rewriting, CMCD (CTA-5004) logging, pre-positioning, `/metrics`, `/healthz` and steering
-heartbeats are here too; server/edgeworkers.py runs it on its own, with N worker processes sharing one
+heartbeats are here too; `/internal/*` needs the stack's internal credential, from any peer; server/edgeworkers.py runs it on its own, with N worker processes sharing one
 port. See docs/EDGE.md.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import json
 import logging
 import time
@@ -39,6 +38,7 @@ from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
 from server.formats.urls import SIGNED_PREFIX, url_host
 from server.httpapi import CorsPolicy, cors_middleware, json_error
 from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
+from server.internal import InternalCredential, internal_headers
 from server.observability import (
     REQUEST_ID_HEADER,
     access_log,
@@ -47,7 +47,8 @@ from server.observability import (
     request_id_middleware,
     service_runner,
 )
-from server.urlsign import SignatureError, check_path, internal_token
+from server.revocation import RevocationStore, StoreUnavailable
+from server.urlsign import SignatureError, UrlGrant, UrlVerifier, check_content_path, split_signed_path
 
 MAX_PREPOSITION_OBJECTS = 100_000
 # What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
@@ -55,7 +56,7 @@ _CORS_ALLOW_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since"
 _CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Cache-Control",
                         "X-Cache", "X-Request-ID", "Retry-After")
 
-_VERIFIED_PATHS_MAX = 16_384
+_VERIFIED_TOKENS_MAX = 16_384
 _DIRECT_WRITE_BYTES = 64 * 1024
 
 log = logging.getLogger("abrkit.edge")
@@ -93,17 +94,6 @@ def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], s
     return merged, error
 
 
-# --- helpers ---------------------------------------------------------------------------------------
-
-def _is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 # --- the edge -------------------------------------------------------------------------------------
 
 class Edge:
@@ -118,10 +108,12 @@ class Edge:
         self.active = 0
         self.bound_url: str | None = None
         self.session: aiohttp.ClientSession | None = None  # to the origin and sibling workers, while the app runs
-        self._key = config.url_signing_key
-        self._verified: dict[str, tuple[float, str]] = {}
+        self._verifier = UrlVerifier(config.url_verify_key)
+        self._verified: dict[str, _Verified] = {}
+        self.revocations: RevocationStore | None = None  # opened with the app (config.revocations_path)
         self.origin = Origin(config, self.stats)
-        self._internal_token = internal_token(config.url_signing_key).encode()
+        self.internal = InternalCredential(config.internal_token)
+        self.internal_headers = internal_headers(config.internal_token) if config.internal_token else {}
         self._laurl = xml_escape(config.license_url, {'"': "&quot;"}).encode() if config.license_url else None
         self._placeholder = LAURL_PLACEHOLDER.encode()
         self.cors = CorsPolicy(allowed_origins=config.allowed_origins, allow_methods=("GET", "HEAD"),
@@ -163,25 +155,48 @@ class Edge:
         self.stats.by_status[response.status] += 1
         return response
 
-    def _verified_content_path(self, path: str) -> str | None:
-        """The content path a signed request path grants (None: not a file of the title layout),
-        or `SignatureError`.
+    def _verified_content_path(self, path: str) -> tuple[_Verified, str | None]:
+        """The token's verification and the content path the signed request path grants (None: not a
+        file of the title layout); `SignatureError` if it grants none.
 
-        `check_path` is the costliest step of a cache hit, and a player asks for many objects with
-        one token: its result is remembered per request path until the token expires (successes
-        only, bounded, oldest forgotten first).
+        Verifying a signature is the costliest step of a cache hit, and a player asks for many objects
+        with one token: each token's grant is remembered until it expires (successes only, bounded,
+        oldest forgotten first); the prefix and layout checks still run per path.
         """
         now = time.time()
-        known = self._verified.get(path)
-        if known is not None and now < known[0]:
-            return known[1]
-        grant, content_path = check_path(self._key, path, now=now)
-        if not _content_path_ok(content_path):
-            return None
-        if len(self._verified) >= _VERIFIED_PATHS_MAX:
-            del self._verified[next(iter(self._verified))]
-        self._verified[path] = (float(grant.expires_at), content_path)
-        return content_path
+        token, content_path = split_signed_path(path)
+        check_content_path(content_path)
+        known = self._verified.get(token)
+        if known is None or now >= known.grant.expires_at:
+            known = _Verified(grant=self._verifier.verify(token, now=now))
+            if len(self._verified) >= _VERIFIED_TOKENS_MAX:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = known
+        if not content_path.startswith(known.grant.path_prefix):
+            raise SignatureError("URL token does not cover this path")
+        return known, (content_path if _content_path_ok(content_path) else None)
+
+    async def _revoked(self, verified: _Verified) -> bool:
+        """Whether the URL's login was revoked (or its user changed) since it was signed: asked of the
+        store at most every `revocation_recheck_s` per token; `StoreUnavailable` if it cannot say."""
+        store = self.revocations
+        if store is None:
+            return False
+        now = time.monotonic()
+        if verified.checked_at_s is not None and now - verified.checked_at_s < self.config.revocation_recheck_s:
+            return verified.revoked
+        if verified.pending is None:
+            grant = verified.grant
+            verified.pending = asyncio.ensure_future(store.run(
+                lambda: store.url_revoked(family=grant.family, subject=grant.subject, issued_at=grant.issued_at)))
+        pending = verified.pending
+        try:
+            revoked = await asyncio.shield(pending)
+        finally:
+            if verified.pending is pending and pending.done():
+                verified.pending = None
+        verified.revoked, verified.checked_at_s = revoked, now
+        return revoked
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -194,9 +209,13 @@ class Edge:
         content_path: str | None
         if path.startswith(SIGNED_PREFIX):
             try:
-                content_path = self._verified_content_path(path)
+                verified, content_path = self._verified_content_path(path)
+                if await self._revoked(verified):
+                    return self._error(request, 403, "URL of a session that was ended")
             except SignatureError as exc:
                 return self._error(request, 403, str(exc))
+            except StoreUnavailable:
+                return self._error(request, 503, "revocations unavailable, try again shortly", {"Retry-After": "2"})
         elif self.config.require_signature:
             return self._error(request, 403, "URL is not signed")
         else:
@@ -290,7 +309,7 @@ class Edge:
         session = self.origin.session
         assert session is not None
         self.stats.passthrough += 1
-        headers = {"Accept-Encoding": "identity", "X-Request-ID": request_id(request)}
+        headers = {"Accept-Encoding": "identity", "X-Request-ID": request_id(request), **self.internal_headers}
         for name in ("Range", "If-Range", "If-None-Match", "If-Modified-Since"):
             if name in request.headers:
                 headers[name] = request.headers[name]
@@ -346,15 +365,13 @@ class Edge:
     # -- internal endpoints --
 
     def internal_allowed(self, request: web.Request) -> bool:
-        """Loopback peers, or anyone presenting `internal_token(url_signing_key)` as a Bearer token."""
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self._internal_token):
-            return True
-        return _is_loopback(request.remote)
+        """Whether the request carries the stack's internal credential (a loopback peer alone is not enough:
+        anything on the host, or a proxy in front of it, is one)."""
+        return self.internal.present(request)
 
     async def handle_preposition(self, request: web.Request) -> web.Response:
         if not self.internal_allowed(request):
-            return self._error(request, 403, "pre-positioning needs a loopback peer or the internal bearer token")
+            return self._error(request, 403, "pre-positioning needs the internal credential")
         title = request.match_info["title"]
         if not is_valid_title(title):
             return self._error(request, 400, "bad title")
@@ -441,7 +458,7 @@ class Edge:
                        timeout: aiohttp.ClientTimeout) -> list[dict[str, Any]]:
         """Ask every sibling worker the same (`WorkerGroup.ask_siblings`); their JSON answers."""
         assert self.group is not None and self.session is not None
-        headers = {"X-Request-ID": request_id(request), "Authorization": f"Bearer {self._internal_token.decode()}"}
+        headers = {"X-Request-ID": request_id(request), **self.internal_headers}
         return await self.group.ask_siblings(self.session, method, path, headers=headers, timeout=timeout)
 
     async def handle_stats(self, request: web.Request) -> web.Response:
@@ -502,6 +519,18 @@ class PrepositionSelection:
         return cls(renditions=renditions, segments=segments)
 
 
+class _Verified:
+    """A verified URL token: its grant, and the last revocation check of its login."""
+
+    __slots__ = ("grant", "checked_at_s", "revoked", "pending")
+
+    def __init__(self, grant: UrlGrant) -> None:
+        self.grant = grant
+        self.checked_at_s: float | None = None  # monotonic
+        self.revoked = False
+        self.pending: asyncio.Future[bool] | None = None
+
+
 def _content_path_ok(content_path: str) -> bool:
     """Whether `/<title>/<file>` names a file of the title layout (server.content): nothing else,
     keys and traversal included, is worth asking the origin for."""
@@ -527,6 +556,8 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
     app = web.Application(middlewares=[request_id_middleware, fault_middleware(faults), *cors],
                           client_max_size=64 * 1024)
     app[EDGE] = edge
+    if config.revocations_path is not None:
+        app.cleanup_ctx.append(_revocations_ctx)
     app.cleanup_ctx.append(_client_session_ctx)
     if config.steering_url and (group is None or group.index == 0):
         app.cleanup_ctx.append(_heartbeat_ctx)
@@ -534,9 +565,18 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
     app.router.add_get("/metrics", edge.handle_metrics)
     app.router.add_post("/internal/preposition/{title}", edge.handle_preposition)
     app.router.add_get("/internal/stats", edge.handle_stats)
-    add_fault_routes(app, faults, internal_token(config.url_signing_key).encode())
+    add_fault_routes(app, faults, edge.internal.present)
     app.router.add_route("*", "/{path:.*}", edge.handle_content)
     return app
+
+
+async def _revocations_ctx(app: web.Application) -> AsyncIterator[None]:
+    edge = app[EDGE]
+    assert edge.config.revocations_path is not None
+    edge.revocations = RevocationStore(edge.config.revocations_path)  # raises (no start) if it cannot be opened
+    yield
+    store, edge.revocations = edge.revocations, None
+    await asyncio.get_running_loop().run_in_executor(None, store.close)
 
 
 async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -556,7 +596,7 @@ async def _heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
         config = edge.config
         assert config.steering_url is not None
         beats = send_heartbeats(session, edge_id=config.edge_id, steering_url=config.steering_url,
-                                bearer=edge._internal_token.decode(), interval_s=config.heartbeat_s,
+                                headers=edge.internal_headers, interval_s=config.heartbeat_s,
                                 beat=edge.heartbeat, stats=edge.stats)
         task = asyncio.create_task(beats, name=f"edge-{config.edge_id}-heartbeat")
         yield

@@ -17,6 +17,7 @@ from server.edgemetrics import EdgeStats
 from server.formats.hls import is_playlist_path
 from server.formats.names import MANIFEST_NAME
 from server.httpcache import ttl_s
+from server.internal import internal_headers
 
 STREAM_CHUNK_BYTES = 256 * 1024
 
@@ -62,6 +63,8 @@ class Origin:
         self.session: aiohttp.ClientSession | None = None
         self._base = URL(config.origin_url)
         self._timeout = aiohttp.ClientTimeout(total=config.origin_timeout_s)
+        # The origin serves only the stack (server/origin.py): its internal credential goes with each fetch.
+        self.credential = internal_headers(config.internal_token) if config.internal_token is not None else {}
         self._laurl_tag = hashlib.sha256(config.license_url.encode()).hexdigest()[:8] if config.license_url else ""
 
     def url(self, content_path: str) -> URL:
@@ -72,7 +75,7 @@ class Origin:
         `stale` (a 304 refreshes it). `OriginError` when there is nothing to serve, `TooLarge` when
         it is over `max_object_bytes`."""
         assert self.session is not None, "the edge's client session starts with the app"
-        headers = {"Accept-Encoding": "identity", "X-Request-ID": req_id}
+        headers = {"Accept-Encoding": "identity", "X-Request-ID": req_id, **self.credential}
         if stale is not None:
             if stale.origin_etag:
                 headers["If-None-Match"] = stale.origin_etag

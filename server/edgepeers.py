@@ -56,12 +56,13 @@ class WorkerGroup:
         return list(await asyncio.gather(*(ask(port) for port in self.siblings())))
 
 
-async def send_heartbeats(session: aiohttp.ClientSession, *, edge_id: str, steering_url: str, bearer: str,
-                          interval_s: float, beat: Callable[[], dict[str, Any] | None], stats: EdgeStats) -> None:
-    """POST `beat()` (None: nothing to report yet) to the steering API every `interval_s`, until
-    cancelled. A failure is counted and logged once per outage, and its end once; it never stops."""
+async def send_heartbeats(session: aiohttp.ClientSession, *, edge_id: str, steering_url: str,
+                          headers: Mapping[str, str], interval_s: float, beat: Callable[[], dict[str, Any] | None],
+                          stats: EdgeStats) -> None:
+    """POST `beat()` (None: nothing to report yet) with `headers` (the internal credential) to the
+    steering API every `interval_s`, until cancelled. A failure is counted and logged once per outage,
+    and its end once; it never stops."""
     target = f"{steering_url}/internal/edges/heartbeat"
-    headers = {"Authorization": f"Bearer {bearer}"}
     timeout = aiohttp.ClientTimeout(total=max(0.5, min(5.0, 2 * interval_s)))
     failing = False
     while True:

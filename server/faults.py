@@ -1,7 +1,7 @@
 """Server-side fault injection for chaos runs: latency before the first byte, or a burst of 5xx.
 
 An edge installs `fault_middleware(state)` and `add_fault_routes(...)`; nothing happens until a
-holder of the internal bearer token POSTs a fault to `/internal/faults` (loopback alone is not
+holder of the stack's internal credential POSTs a fault to `/internal/faults` (loopback alone is not
 enough), and each fault ends by itself after `duration_s`. While none is set, the middleware costs
 one attribute check per request.
 """
@@ -9,7 +9,7 @@ one attribute check per request.
 from __future__ import annotations
 
 import asyncio
-import hmac
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -131,14 +131,11 @@ def fault_middleware(state: FaultState) -> Any:
     return faults
 
 
-def add_fault_routes(app: web.Application, state: FaultState, bearer_token: bytes) -> None:
-    """`POST` (set), `GET` (inspect) and `DELETE` (clear) on `/internal/faults`, bearer token only."""
-    def allowed(request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), bearer_token)
-
+def add_fault_routes(app: web.Application, state: FaultState, allowed: Callable[[web.Request], bool]) -> None:
+    """`POST` (set), `GET` (inspect) and `DELETE` (clear) on `/internal/faults`, for requests `allowed`
+    says carry the internal credential."""
     def refused() -> web.Response:
-        return json_error(403, "fault injection needs the internal bearer token")
+        return json_error(403, "fault injection needs the internal credential")
 
     def now_s() -> float:
         return asyncio.get_running_loop().time()

@@ -22,6 +22,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from server.config import check_origins
+from server.formats.urls import redact_path
 from server.observability import REQUEST_ID_HEADER, Handler
 
 log = logging.getLogger("abrkit.server")
@@ -43,7 +44,7 @@ async def json_errors_middleware(request: web.Request, handler: Handler) -> web.
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
         return json_error(exc.status, exc.reason.lower(), headers=headers)
     except Exception:  # the boundary: log the bug loudly, never send a traceback to a client
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        log.exception("unhandled error in %s %s", request.method, redact_path(request.path))
         return json_error(500, "internal error")
 
 
@@ -55,24 +56,35 @@ class BadRequest(ValueError):
 BODY_READ_TIMEOUT_S = 10.0
 
 
+class BodyTooLarge(BadRequest):
+    """A request body over its bound (the gateway answers 413, a service 400)."""
+
+
+async def read_body(request: web.BaseRequest, *, max_bytes: int, timeout_s: float = BODY_READ_TIMEOUT_S) -> bytes:
+    """The request's body, at most `max_bytes`, read within `timeout_s`: `BodyTooLarge` if larger,
+    `TimeoutError` if not complete in time (408)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyTooLarge(f"request body too large (max {max_bytes} bytes)")
+    body = bytearray()
+    async with asyncio.timeout(timeout_s):
+        # read(n) returns what has arrived so far: a body split over several packets needs a loop.
+        while len(body) <= max_bytes:
+            chunk = await request.content.read(max_bytes + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+    if len(body) > max_bytes:
+        raise BodyTooLarge(f"request body too large (max {max_bytes} bytes)")
+    return bytes(body)
+
+
 async def read_json_body(request: web.Request, *, max_bytes: int, timeout_s: float = BODY_READ_TIMEOUT_S) -> Any:
     """The request's JSON body, at most `max_bytes`, read within `timeout_s`; `BadRequest` if too
     large or not JSON, 408 if the body is not complete in time."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise BadRequest(f"request body too large (max {max_bytes} bytes)")
-    body = bytearray()
     try:
-        async with asyncio.timeout(timeout_s):
-            # read(n) returns what has arrived so far: a body split over several packets needs a loop.
-            while len(body) <= max_bytes:
-                chunk = await request.content.read(max_bytes + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
+        body = await read_body(request, max_bytes=max_bytes, timeout_s=timeout_s)
     except TimeoutError:
         raise web.HTTPRequestTimeout(reason="Request body not received in time") from None
-    if len(body) > max_bytes:
-        raise BadRequest(f"request body too large (max {max_bytes} bytes)")
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -20,12 +20,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
 from server.config import LicenseConfig
 from server.formats.b64 import b64url_decode, b64url_encode
 from server.formats.names import is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
+from server.internal import healthz, service_middlewares
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler, request_id
+from server.revocation import StoreUnavailable
+from server.tokens import TOKENS, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
 
 Clock = Callable[[], float]
 log = logging.getLogger("abrkit.license")
@@ -138,10 +140,13 @@ def _audit(request: web.Request, claims_sub: str, jti: str, kids: list[bytes], r
 async def _license(request: web.Request) -> web.Response:
     config, store, metrics = request.app[_CONFIG], request.app[_KEYS], request.app[METRICS]
     try:
-        claims = authenticate(request)
+        claims = await authenticate(request)
     except TokenError as exc:
         metrics.inc("license_requests_total", labels={"result": "unauthorized"}, help="License requests by result")
         return unauthorized(exc)
+    except StoreUnavailable as exc:
+        metrics.inc("license_requests_total", labels={"result": "unavailable"}, help="License requests by result")
+        return unavailable(exc)
     add_log_fields(request, sub=claims.subject)
     try:
         body = await read_json_body(request, max_bytes=config.max_body_bytes)
@@ -169,20 +174,22 @@ async def _license(request: web.Request) -> web.Response:
         headers={"Cache-Control": "no-store"})
 
 
-def create_app(config: LicenseConfig, *, tokens: TokenService | None = None) -> web.Application:
-    app = web.Application(middlewares=common_middlewares(config.allowed_origins),
+def create_app(config: LicenseConfig, *, tokens: TokenVerifier | None = None) -> web.Application:
+    app = web.Application(middlewares=service_middlewares(config.allowed_origins, config.internal_token),
                           client_max_size=config.max_body_bytes)
     app[_CONFIG] = config
     store = KeyStore(config.content_root, rescan_interval_s=config.rescan_interval_s)
     app[_KEYS] = store
+    app[TOKENS] = tokens or TokenVerifier(config.tokens)
 
-    async def load_keys(app: web.Application) -> AsyncIterator[None]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store.scan()
         log.info("license service holds %d content keys", len(store))
         yield
+        if tokens is None:
+            app[TOKENS].close()
 
-    app.cleanup_ctx.append(load_keys)
-    app[TOKENS] = tokens or TokenService(config.tokens)
+    app.cleanup_ctx.append(lifecycle)
     app[METRICS] = Metrics()
     app.router.add_post("/license", _license)
     app.router.add_get("/healthz", healthz)

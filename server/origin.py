@@ -3,16 +3,19 @@
 `GET|HEAD /<title>/<path>` for the files of the title layout (server.content) with byte ranges,
 ETag/Last-Modified validators and cache lifetimes fit for a CDN: segments are immutable, the
 manifest gets a short max-age. Keys and anything outside the layout are 404. `GET /healthz`.
+In a stack it serves the edges only: every request needs the internal credential (`internal_token`);
+run on its own without one, it serves anyone who can reach it (it binds 127.0.0.1 by default).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from server.content import list_titles, resolve_content_path
+from server.internal import require_internal
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -24,6 +27,7 @@ class OriginConfig:
     port: int = 8000
     manifest_max_age_s: int = 2
     segment_max_age_s: int = 31_536_000  # one year: segments never change once published
+    internal_token: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not Path(self.content_root).is_dir():
@@ -59,7 +63,7 @@ async def _serve(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(config: OriginConfig) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[require_internal(config.internal_token)])
     app[ORIGIN_CONFIG] = config
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/{title}/{path:.+}", _serve)

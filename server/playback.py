@@ -1,32 +1,37 @@
 """The playback API (the steering role): which edges should serve this session, with signed URLs.
 
-Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`, with the bearer
-`server.urlsign.internal_token(url_signing_key)`); one silent for
-`missed_heartbeats` intervals leaves the ranking. A title's edges are ranked by cost: rendezvous
+Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`, with the stack's internal
+credential); one silent for `missed_heartbeats` intervals leaves the ranking. A title's edges are ranked by cost: rendezvous
 (highest-random-weight) hashing of the title over edge ids gives cache affinity that moves only
 1/N of titles when an edge comes or goes (Thaler & Ravishankar 1998), traded off against reported
 load and whether the edge says it holds the title already.
+
+Segment URLs are signed here alone, bound to the session and login that asked and short-lived: a
+player renews them as it plays (`POST /playback/{title}/renew`), and each renewal re-checks the
+token, its revocation and the entitlement.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from server import urlsign
-from server.auth import TOKENS, TokenError, TokenService, authenticate, common_middlewares, healthz, unauthorized
 from server.config import PlaybackConfig, SteeringWeights
 from server.formats.hls import MASTER_PLAYLIST_NAME
 from server.formats.names import MANIFEST_NAME, is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
+from server.internal import InternalCredential, healthz, refused, service_middlewares
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler
+from server.revocation import StoreUnavailable
+from server.tokens import TOKENS, Claims, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
 
 Clock = Callable[[], float]
 _EDGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -117,11 +122,10 @@ def rank_edges(title: str, edges: Iterable[EdgeStatus], weights: SteeringWeights
     return [edge for _, edge in sorted(enumerate(by_affinity), key=cost)]
 
 
-def manifest_urls(title: str, edges: Sequence[EdgeStatus], *, key: bytes, session_id: str,
-                  expires_at: int) -> list[str]:
+def manifest_urls(title: str, edges: Sequence[EdgeStatus], *, signer: urlsign.UrlSigner,
+                  grant: urlsign.UrlGrant) -> list[str]:
     """One signed MPD URL per edge, all with the same token (it covers `/<title>/`)."""
-    token = urlsign.sign(key, urlsign.UrlGrant(path_prefix=f"/{title}/", expires_at=expires_at, session_id=session_id))
-    path = urlsign.signed_path(token, f"/{title}/manifest.mpd")
+    path = urlsign.signed_path(signer.sign(grant), f"/{title}/manifest.mpd")
     return [edge.url + path for edge in edges]
 
 
@@ -137,18 +141,40 @@ class _Runtime:
     registry: EdgeRegistry
     monotonic: Clock
     wall: Clock
-    edge_secret: bytes = field(repr=False)
+    signer: urlsign.UrlSigner
+    internal: InternalCredential
 
 
 _RUNTIME = web.AppKey("abrkit_playback", _Runtime)
+_SESSION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def _start_playback(request: web.Request) -> web.Response:
+    """A new session: its id, signed manifest URLs on every live edge (best first), the license URL."""
+    return await _session(request, uuid.uuid4().hex)
+
+
+async def _renew(request: web.Request) -> web.Response:
+    """`{"session_id"}` of a running session: the same answer with fresh URLs, if the token (which may
+    have been refreshed meanwhile) is still valid and entitled to the title."""
+    try:
+        body = await read_json_body(request, max_bytes=4096)
+        session_id = body.get("session_id") if isinstance(body, dict) else None
+        if not isinstance(session_id, str) or not _SESSION_ID_RE.match(session_id):
+            raise BadRequest("'session_id' must be the session id this API gave")
+    except BadRequest as exc:
+        return json_error(400, str(exc))
+    return await _session(request, session_id, renewal=True)
+
+
+async def _session(request: web.Request, session_id: str, *, renewal: bool = False) -> web.Response:
     rt = request.app[_RUNTIME]
     try:
-        claims = authenticate(request)
+        claims = await authenticate(request)
     except TokenError as exc:
         return unauthorized(exc)
+    except StoreUnavailable as exc:
+        return unavailable(exc)
     title = request.match_info["title"]
     add_log_fields(request, sub=claims.subject, title=title)
     if not is_valid_title(title):
@@ -165,11 +191,12 @@ async def _start_playback(request: web.Request) -> web.Response:
         metrics.inc("playback_refused_total", labels={"reason": "no_edge"}, help="Sessions refused")
         return json_error(503, "no healthy edge", reason=(
             f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"), headers={"Retry-After": "1"})
-    session_id = uuid.uuid4().hex
     ttl_s = rt.config.url_ttl_s
-    urls = manifest_urls(title, edges, key=rt.config.url_signing_key, session_id=session_id,
-                         expires_at=int(rt.wall()) + ttl_s)
-    metrics.inc("playback_sessions_total", help="Sessions started")
+    urls = manifest_urls(title, edges, signer=rt.signer, grant=_grant(rt, title, session_id, claims))
+    if renewal:
+        metrics.inc("playback_renewals_total", help="Signed URLs renewed for running sessions")
+    else:
+        metrics.inc("playback_sessions_total", help="Sessions started")
     add_log_fields(request, session_id=session_id, edges=[e.edge_id for e in edges])
     body = {"session_id": session_id, "manifest_urls": urls, "license_url": rt.config.license_url,
             "expires_in": ttl_s}
@@ -178,12 +205,17 @@ async def _start_playback(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+def _grant(rt: _Runtime, title: str, session_id: str, claims: Claims) -> urlsign.UrlGrant:
+    now = rt.wall()
+    return urlsign.UrlGrant(path_prefix=f"/{title}/", expires_at=math.ceil(now + rt.config.url_ttl_s),
+                            session_id=session_id, subject=claims.subject, family=claims.family,
+                            issued_at=round(now, 3))
+
+
 async def _heartbeat(request: web.Request) -> web.Response:
     rt = request.app[_RUNTIME]
-    # Only holders of the stack's URL key may steer clients: edges send a bearer derived from it.
-    presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
-    if not hmac.compare_digest(presented, rt.edge_secret):
-        return json_error(401, "heartbeat needs the edges' internal bearer token")
+    if not rt.internal.present(request):  # only the stack's edges may steer clients
+        return refused()
     try:
         status = parse_heartbeat(await read_json_body(request, max_bytes=256 * 1024), now=rt.monotonic())
         rt.registry.heartbeat(status)
@@ -196,6 +228,8 @@ async def _heartbeat(request: web.Request) -> web.Response:
 
 async def _list_edges(request: web.Request) -> web.Response:
     rt = request.app[_RUNTIME]
+    if not rt.internal.present(request):
+        return refused()
     now = rt.monotonic()
     return web.json_response({"edges": [
         {"edge_id": e.edge_id, "url": e.url, "healthy": e.healthy, "load": e.load, "live": rt.registry.is_live(e, now),
@@ -203,15 +237,25 @@ async def _list_edges(request: web.Request) -> web.Response:
         for e in sorted(rt.registry.all(), key=lambda e: e.edge_id)]})
 
 
-def create_app(config: PlaybackConfig, *, tokens: TokenService | None = None, monotonic: Clock = time.monotonic,
+def create_app(config: PlaybackConfig, *, tokens: TokenVerifier | None = None, monotonic: Clock = time.monotonic,
                wall: Clock = time.time) -> web.Application:
-    app = web.Application(middlewares=common_middlewares(config.allowed_origins), client_max_size=256 * 1024)
+    app = web.Application(middlewares=service_middlewares(config.allowed_origins, config.internal_token),
+                          client_max_size=256 * 1024)
     registry = EdgeRegistry(stale_after_s=config.heartbeat_s * config.missed_heartbeats, max_edges=config.max_edges)
     app[_RUNTIME] = _Runtime(config=config, registry=registry, monotonic=monotonic, wall=wall,
-                             edge_secret=urlsign.internal_token(config.url_signing_key).encode())
-    app[TOKENS] = tokens or TokenService(config.tokens)
+                             signer=urlsign.UrlSigner(config.url_signing_key),
+                             internal=InternalCredential(config.internal_token))
+    app[TOKENS] = tokens or TokenVerifier(config.tokens, clock=wall)
     app[METRICS] = Metrics()
+
+    async def close_store(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if tokens is None:
+            app[TOKENS].close()
+
+    app.cleanup_ctx.append(close_store)
     app.router.add_post("/playback/{title}", _start_playback)
+    app.router.add_post("/playback/{title}/renew", _renew)
     app.router.add_post("/internal/edges/heartbeat", _heartbeat)
     app.router.add_get("/internal/edges", _list_edges)
     app.router.add_get("/healthz", healthz)

@@ -137,17 +137,29 @@ class CircuitBreaker:
         return self._failures
 
 
-class Bulkhead:
-    """At most `max_concurrent` calls in flight; the next one is refused at once (no queue)."""
+class Priority(enum.Enum):
+    """What a request does for its client (the shedding order of Netflix's Zuul: the least valuable
+    work goes first): keep a running session alive, or start a new one."""
 
-    def __init__(self, max_concurrent: int) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be >= 1")
+    RUNNING = "running"
+    NEW = "new"
+
+
+class Bulkhead:
+    """At most `max_concurrent` calls in flight; the next one is refused at once (no queue). The last
+    `reserved` slots take `Priority.RUNNING` calls only: under overload new sessions are shed while
+    running ones keep their renewals."""
+
+    def __init__(self, max_concurrent: int, *, reserved: int = 0) -> None:
+        if max_concurrent < 1 or not 0 <= reserved < max_concurrent:
+            raise ValueError("max_concurrent must be >= 1 and 0 <= reserved < max_concurrent")
         self.max_concurrent = max_concurrent
+        self.reserved = reserved
         self.in_flight = 0
 
-    def try_acquire(self) -> bool:
-        if self.in_flight >= self.max_concurrent:
+    def try_acquire(self, priority: Priority = Priority.RUNNING) -> bool:
+        limit = self.max_concurrent if priority is Priority.RUNNING else self.max_concurrent - self.reserved
+        if self.in_flight >= limit:
             return False
         self.in_flight += 1
         return True
@@ -156,3 +168,78 @@ class Bulkhead:
         if self.in_flight <= 0:
             raise RuntimeError("Bulkhead.release() without a matching try_acquire()")
         self.in_flight -= 1
+
+
+class ConcurrencyLimiter:
+    """At most `per_key` calls in flight per client key (at most `max_keys` keys tracked at once:
+    a key over that is refused too, so the table cannot grow without bound)."""
+
+    def __init__(self, per_key: int, *, max_keys: int = 100_000) -> None:
+        if per_key < 1 or max_keys < 1:
+            raise ValueError("per_key and max_keys must be >= 1")
+        self.per_key = per_key
+        self.max_keys = max_keys
+        self._in_flight: dict[str, int] = {}
+
+    def try_acquire(self, key: str) -> bool:
+        count = self._in_flight.get(key, 0)
+        if count >= self.per_key or (count == 0 and len(self._in_flight) >= self.max_keys):
+            return False
+        self._in_flight[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._in_flight.get(key, 0)
+        if count <= 0:
+            raise RuntimeError("ConcurrencyLimiter.release() without a matching try_acquire()")
+        if count == 1:
+            del self._in_flight[key]
+        else:
+            self._in_flight[key] = count - 1
+
+    def in_flight(self, key: str) -> int:
+        return self._in_flight.get(key, 0)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last_s: float
+
+
+class FailureBackoff:
+    """Exponential backoff per key after repeated failures (wrong passwords per username): the first
+    `free_failures` cost nothing; after failure k > free the key waits `base_s * 2**(k - free - 1)`,
+    at most `max_s`, from that failure. A success forgets the key; at most `max_keys` are kept
+    (the least recently failed forgotten first)."""
+
+    def __init__(self, *, free_failures: int, base_s: float, max_s: float, max_keys: int = 100_000) -> None:
+        if free_failures < 0 or base_s <= 0 or max_s < base_s or max_keys < 1:
+            raise ValueError("need free_failures >= 0, 0 < base_s <= max_s and max_keys >= 1")
+        self.free_failures = free_failures
+        self.base_s = base_s
+        self.max_s = max_s
+        self.max_keys = max_keys
+        self._keys: OrderedDict[str, _Failures] = OrderedDict()
+
+    def wait_s(self, key: str, now: float) -> float:
+        """Seconds before `key` may try again (0.0: now)."""
+        failures = self._keys.get(key)
+        if failures is None or failures.count <= self.free_failures:
+            return 0.0
+        delay = min(self.max_s, self.base_s * 2 ** min(failures.count - self.free_failures - 1, 62))
+        return max(0.0, failures.last_s + delay - now)
+
+    def failure(self, key: str, now: float) -> None:
+        failures = self._keys.pop(key, None) or _Failures(count=0, last_s=now)
+        failures.count += 1
+        failures.last_s = now
+        self._keys[key] = failures
+        if len(self._keys) > self.max_keys:
+            self._keys.popitem(last=False)
+
+    def success(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._keys)

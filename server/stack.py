@@ -3,7 +3,10 @@
 Embedded (default): every service is an aiohttp app on its own site in the running event loop.
 Processes (`StackConfig.processes`): one OS process per service (`python -m server.run SERVICE`), so
 a single edge can be killed. Either way the listening sockets are bound here first, so every
-service knows every other's URL before any starts, and there is no port race.
+service knows every other's URL before any starts, and there is no port race. The gateway and the
+edges listen on `host`, the others on `internal_host`; each service gets only its own secrets
+(`server.keys.secrets_for`: over its stdin in processes mode), and the revocation store is created
+here before any service opens it.
 
     async with start_stack(config) as stack:
         stack.gateway_url, stack.edge_urls, await stack.kill_edge(0), ...
@@ -29,7 +32,6 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
-from server.auth import hash_password
 from server.config import (
     AuthConfig,
     BackendConfig,
@@ -37,23 +39,21 @@ from server.config import (
     GatewayConfig,
     LicenseConfig,
     PlaybackConfig,
-    Secrets,
     StackConfig,
     TokenPolicy,
-    UserRecord,
-    load_or_create_secrets,
-    load_secrets,
-    read_users,
     save_stack_config,
     stack_config_to_json,
-    store_demo_password,
-    update_users,
 )
 from server.faults import FAULTS_PATH
 from server.formats.urls import url_host
+from server.internal import internal_headers
+from server.keys import Secrets, ServiceSecrets, load_or_create_secrets, load_secrets, secrets_for, store_demo_password
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
+from server.passwords import hash_password
+from server.revocation import create_store
 from server.supervisor import Supervisor, start_together, subprocess_launcher
-from server.urlsign import UrlGrant, internal_token, sign, signed_path
+from server.urlsign import UrlGrant, sign, signed_path
+from server.users import UserRecord, read_users, update_users
 
 log = logging.getLogger("abrkit.stack")
 
@@ -90,54 +90,72 @@ def requested_port(config: StackConfig, name: str) -> int:
     return config.port if name == "gateway" else config.service_ports.get(name, 0)
 
 
+PUBLIC_KINDS = ("gateway", "edge")  # what clients reach; the others serve the stack only
+
+
+def bind_host(config: StackConfig, name: str) -> str:
+    """Where service `name` listens: `host` for the gateway and the edges, `internal_host` for the rest."""
+    return config.host if service_kind(name) in PUBLIC_KINDS else config.internal_host
+
+
+# The routes that start a new session: shed first when a backend is overloaded (server/gateway.py).
+NEW_SESSION_ROUTES = {"auth": ("POST /auth/token",), "playback": ("POST /playback/[^/]+",), "license": ()}
+
+
 # --- per-service configs ---------------------------------------------------------------------------
 
-def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: Secrets) -> web.Application:
-    """The aiohttp app of service `name` in a stack whose services listen on `ports`."""
+def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: ServiceSecrets) -> web.Application:
+    """The aiohttp app of service `name` in a stack whose services listen on `ports`, holding `secrets`
+    (what `secrets_for` gives its kind)."""
     def url(service: str) -> str:
-        return f"http://{url_host(config.host)}:{ports[service]}"
+        return f"http://{url_host(bind_host(config, service))}:{ports[service]}"
 
-    host, port = config.host, ports[name]
-    tokens = TokenPolicy(signing_key=secrets.jwt_signing_key, access_ttl_s=config.access_ttl_s,
-                         refresh_ttl_s=config.refresh_ttl_s, revocations_path=config.resolved_revocations_path)
-    license_url = url("gateway") + "/license"
+    host, port = bind_host(config, name), ports[name]
+    internal = secrets.internal_token
     kind = service_kind(name)
+    if kind in ("auth", "playback", "license", "gateway"):
+        tokens = TokenPolicy(verify_key=secrets.require("jwt_verify_key"), access_ttl_s=config.access_ttl_s,
+                             refresh_ttl_s=config.refresh_ttl_s,
+                             revocations_path=None if kind == "gateway" else config.resolved_revocations_path)
+    license_url = url("gateway") + "/license"
     if kind == "origin":
-        return _origin_app(config.content_root, host, port)
+        from server import origin
+        return origin.create_app(origin.OriginConfig(content_root=config.content_root, host=host, port=port,
+                                                     internal_token=internal))
     if kind == "edge":
         from server import edge
         return edge.create_app(EdgeConfig(
-            edge_id=name, host=host, port=port, origin_url=url("origin"), url_signing_key=secrets.url_signing_key,
+            edge_id=name, host=host, port=port, origin_url=url("origin"), url_verify_key=secrets.require("url_verify_key"),
+            internal_token=internal, revocations_path=config.resolved_revocations_path,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
     if kind == "auth":
         from server import auth
         return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
+                                          signing_key=secrets.require("jwt_signing_key"), internal_token=internal,
                                           allowed_origins=config.allowed_origins))
     if kind == "playback":
         from server import playback
         return playback.create_app(PlaybackConfig(
             host=host, port=port, content_root=config.content_root, tokens=tokens,
-            url_signing_key=secrets.url_signing_key, license_url=license_url, url_ttl_s=config.url_ttl_s,
-            heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins))
+            url_signing_key=secrets.require("url_signing_key"), internal_token=internal, license_url=license_url,
+            url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins))
     if kind == "license":
         from server import license
         return license.create_app(LicenseConfig(host=host, port=port, content_root=config.content_root, tokens=tokens,
-                                                allowed_origins=config.allowed_origins))
+                                                internal_token=internal, allowed_origins=config.allowed_origins))
     if kind == "gateway":
         from server import gateway
         backends = tuple(BackendConfig(name=b, url=url(b), prefix=prefix, requires_token=needs_token,
-                                       policy=config.policy_for(b))
+                                       policy=config.policy_for(b), new_session_routes=NEW_SESSION_ROUTES[b])
                          for b, prefix, needs_token in (("auth", "/auth", False), ("playback", "/playback", True),
                                                         ("license", "/license", True)))
-        return gateway.create_app(GatewayConfig(host=host, port=port, backends=backends, tokens=tokens,
-                                                rate_limit=config.rate_limit, allowed_origins=config.allowed_origins))
+        return gateway.create_app(GatewayConfig(
+            host=host, port=port, backends=backends, tokens=tokens, internal_token=internal,
+            rate_limit=config.rate_limit, login_rate_limit=config.login_rate_limit,
+            max_concurrent_per_client=config.max_concurrent_per_client, trusted_proxies=config.trusted_proxies,
+            allowed_origins=config.allowed_origins))
     raise ValueError(f"unknown service {name!r}")
-
-
-def _origin_app(content_root: Path, host: str, port: int) -> web.Application:
-    from server import origin
-    return origin.create_app(origin.OriginConfig(content_root=content_root, host=host, port=port))
 
 
 def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
@@ -177,7 +195,7 @@ def ensure_demo_user(config: StackConfig) -> Credentials:
     """The demo user (entitled to every title) with a generated password kept in the 0600 secrets file,
     created on first use; an existing `demo` user with another password is left alone and gets a new one
     only if the stored password no longer matches."""
-    from server.auth import verify_password
+    from server.passwords import verify_password
     secrets_path = config.resolved_secrets_path
     stored = load_or_create_secrets(secrets_path).demo_password
     users = read_users(config.config_path) if config.config_path.exists() else {}
@@ -203,10 +221,17 @@ def ensure_demo_title(content_root: Path, *, progress: bool = False) -> Path:
 
 
 def init_stack_config(config: StackConfig) -> None:
-    """Write the stack file if it does not exist yet (and make sure the secrets exist)."""
+    """Write the stack file if it does not exist yet, and make sure the secrets and the revocation store exist."""
     if not config.config_path.exists():
         save_stack_config(config)
     load_or_create_secrets(config.resolved_secrets_path)
+    create_store(config.resolved_revocations_path)
+
+
+def stored_demo_password(config: StackConfig) -> str | None:
+    """The demo user's generated password kept in the secrets file (None if there is none)."""
+    path = config.resolved_secrets_path
+    return load_secrets(path).demo_password if path.exists() else None
 
 
 # --- running services ------------------------------------------------------------------------------
@@ -254,13 +279,15 @@ class _SupervisedService:
     the stack's `Supervisor`: started again if it dies unasked, left down after `stop`/`kill`."""
 
     def __init__(self, name: str, url: str, supervisor: Supervisor, argv: list[str], host: str, port: int,
-                 log_path: Path | None = None) -> None:
+                 secrets: ServiceSecrets, log_path: Path | None = None) -> None:
         self.name, self.url = name, url
         self.log_path = log_path  # the child's stderr (its logs) is appended here; None: inherited
         self._supervisor = supervisor
         self._host, self._port = host, port
         self._next_socket: socket.socket | None = None
-        supervisor.add(name, subprocess_launcher(name, argv, listen=self._listen, log_path=log_path))
+        stdin = json.dumps(secrets.to_json()).encode()  # its secrets, never on a command line or in its environment
+        supervisor.add(name, subprocess_launcher(name, [*argv, "--secrets-stdin"], listen=self._listen,
+                                                 log_path=log_path, stdin_data=stdin))
 
     def _listen(self) -> socket.socket:
         """The socket given to `start`, else (a restart) a new one on the same port."""
@@ -365,18 +392,21 @@ class RunningStack:
     # -- what a client of the stack's internals needs (the chaos runner, tests) --
 
     @functools.cached_property
-    def _url_signing_key(self) -> bytes:
-        return load_secrets(self.config.resolved_secrets_path).url_signing_key
+    def _secrets(self) -> Secrets:
+        return load_secrets(self.config.resolved_secrets_path)
 
     def internal_headers(self) -> dict[str, str]:
-        """The header that opens the services' `/internal/*` endpoints (faults, pre-positioning) to a
-        client that is not on loopback."""
-        return {"Authorization": f"Bearer {internal_token(self._url_signing_key)}"}
+        """The header that opens the internal services and every `/internal/*` endpoint (faults,
+        pre-positioning, the edge list): the stack's internal credential."""
+        return internal_headers(self._secrets.internal_token)
 
-    def signed_url(self, service: str, title: str, relative: str, *, session_id: str, ttl_s: int = 3600) -> str:
+    def signed_url(self, service: str, title: str, relative: str, *, session_id: str, ttl_s: int = 3600,
+                   subject: str = "stack", family: str = "stack") -> str:
         """`service`'s URL for `/<title>/<relative>`, signed as the playback API signs it, valid `ttl_s`."""
-        grant = UrlGrant(path_prefix=f"/{title}/", expires_at=int(time.time()) + ttl_s, session_id=session_id)
-        return self.url(service) + signed_path(sign(self._url_signing_key, grant), f"/{title}/{relative}")
+        now = time.time()
+        grant = UrlGrant(path_prefix=f"/{title}/", expires_at=int(now) + ttl_s, session_id=session_id,
+                         subject=subject, family=family, issued_at=round(now, 3))
+        return self.url(service) + signed_path(sign(self._secrets.url_signing_key, grant), f"/{title}/{relative}")
 
     def fault_url(self, service: str) -> str:
         """Where to POST (set), GET (read) or DELETE (clear) a fault on an edge (docs/CHAOS.md)."""
@@ -396,7 +426,7 @@ class RunningStack:
         service = self._services[name]
         if service.alive():
             return
-        sock = bind_socket(self.config.host, self.ports[name])
+        sock = bind_socket(bind_host(self.config, name), self.ports[name])
         try:
             await service.start(sock)
         finally:
@@ -412,7 +442,7 @@ class RunningStack:
     async def live_edges(self) -> list[str]:
         """URLs of the edges the playback API currently ranks (its `/internal/edges`)."""
         assert self._http is not None
-        async with self._http.get(self.playback_url + "/internal/edges") as resp:
+        async with self._http.get(self.playback_url + "/internal/edges", headers=self.internal_headers()) as resp:
             body = await resp.json()
         return [e["url"] for e in body["edges"] if e["live"]]
 
@@ -448,7 +478,7 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
     """Start every service of `config` (embedded or one process each) and stop them all on exit.
 
     The stack file `config.config_path` must exist (it holds the users; `init_stack_config` writes
-    one) and the secrets file is created if missing. On entry the playback API already ranks every
+    one); the secrets file and the revocation store are created if missing. On entry the playback API already ranks every
     edge (unless `wait_for_edges=False`). In processes mode a supervisor (server/supervisor.py)
     starts a service that dies unasked again, and with `log_dir` each service's log (stderr: its
     messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
@@ -456,24 +486,26 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
     init_stack_config(config)
     secrets = load_secrets(config.resolved_secrets_path)
     names = service_names(config)
+    service_secrets = {name: secrets_for(service_kind(name), secrets) for name in names}
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     sockets: dict[str, socket.socket] = {}
     try:
         for name in names:
-            sockets[name] = bind_socket(config.host, requested_port(config, name))
+            sockets[name] = bind_socket(bind_host(config, name), requested_port(config, name))
         ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
         services: dict[str, _Service] = {}
         supervisor = Supervisor(stop_timeout_s=config.shutdown_timeout_s + 5.0)
         for name in names:
-            url = f"http://{url_host(config.host)}:{ports[name]}"
+            url = f"http://{url_host(bind_host(config, name))}:{ports[name]}"
             if config.processes:
                 services[name] = _SupervisedService(name, url, supervisor, process_argv(name, config, ports),
-                                                    config.host, ports[name],
+                                                    bind_host(config, name), ports[name], service_secrets[name],
                                                     log_dir / f"{name}.log" if log_dir is not None else None)
             else:
                 services[name] = _EmbeddedService(
-                    name, url, lambda name=name: build_app(name, config, ports, secrets), config.shutdown_timeout_s)
+                    name, url, lambda name=name: build_app(name, config, ports, service_secrets[name]),
+                    config.shutdown_timeout_s)
         stack = RunningStack(config, services, ports)
         await stack._open()
         try:

@@ -239,10 +239,12 @@ class _Subprocess:
 
 
 def subprocess_launcher(name: str, argv: Sequence[str], *, listen: Callable[[], socket.socket],
-                        log_path: Path | None = None, start_timeout_s: float = START_TIMEOUT_S) -> Launch:
+                        log_path: Path | None = None, stdin_data: bytes | None = None,
+                        start_timeout_s: float = START_TIMEOUT_S) -> Launch:
     """Start `argv --fd N` with the socket `listen()` gives (bound and listening) as fd N: ready when
-    its first stdout line starts with `ready`. Its stderr is appended to `log_path` (None: inherited).
-    Our copy of the socket is closed once the child holds it, so a dead child refuses connections."""
+    its first stdout line starts with `ready`. Its stderr is appended to `log_path` (None: inherited);
+    its stdin reads `stdin_data` (e.g. its secrets) then EOF (None: /dev/null). Our copy of the socket
+    is closed once the child holds it, so a dead child refuses connections."""
 
     async def launch() -> Child:
         sock = listen()
@@ -251,13 +253,20 @@ def subprocess_launcher(name: str, argv: Sequence[str], *, listen: Callable[[], 
             with contextlib.ExitStack() as files:
                 stderr = files.enter_context(log_path.open("ab")) if log_path is not None else None
                 process = await asyncio.create_subprocess_exec(
-                    *argv, "--fd", str(fd), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
+                    *argv, "--fd", str(fd), pass_fds=(fd,),
+                    stdin=asyncio.subprocess.DEVNULL if stdin_data is None else asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True)
         finally:
             sock.close()
         child = _Subprocess(process)
         assert process.stdout is not None
         try:
+            if stdin_data is not None:
+                assert process.stdin is not None
+                process.stdin.write(stdin_data)
+                with contextlib.suppress(ConnectionError):  # it died at once: said below
+                    await process.stdin.drain()
+                process.stdin.close()
             try:
                 line = await asyncio.wait_for(process.stdout.readline(), timeout=start_timeout_s)
             except TimeoutError:

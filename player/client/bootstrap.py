@@ -25,12 +25,13 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 from player.client.fetch import Fetcher, FetchError
 from player.client.hls import HlsError, load_hls, looks_like_hls
 from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
+from player.client.renewal import StackSession, stack_session
 from player.errors import CliError
 from player.video import Video, video_from_title
 from server.formats.b64 import b64url_decode, b64url_encode
@@ -60,6 +61,7 @@ class PlaybackSource:
     access_token: str | None = field(default=None, repr=False)
     sizes: Video | None = None  # segment sizes from the title's segments.json, when the server has one
     timings_s: Mapping[str, float] = field(default_factory=dict)  # wall seconds of each bootstrap step
+    stack: StackSession | None = None  # what keeps a stack session's URLs and token alive (renewal.py)
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -242,6 +244,7 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     timings: dict[str, float] = {}
     gateway = gateway_url.rstrip("/")
     token = access_token
+    token_data: dict[str, Any] = {}  # the login's answer (a device already signed in has none: no renewal)
     if token is None:
         start = time.monotonic()
         token_data = await _json(fetcher, "login", [f"{gateway}/auth/token"],
@@ -279,11 +282,13 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
             timings["license_s"] = time.monotonic() - start
     finally:
         sizes = await sizes_task
-    session_id = steering.get("session_id")
+    session_id = steering.get("session_id") if isinstance(steering.get("session_id"), str) else uuid.uuid4().hex
+    renewal = stack_session(gateway, title, str(session_id), manifest_url, urls_expire_in_s=steering.get("expires_in"),
+                            access_token=token, access_expires_in_s=token_data.get("expires_in"),
+                            refresh_token=token_data.get("refresh_token"))
     return PlaybackSource(
-        title=title, manifest=manifest, manifest_urls=tuple(ordered),
-        session_id=session_id if isinstance(session_id, str) else uuid.uuid4().hex,
-        keys=keys, license_url=license_url, access_token=token, sizes=sizes, timings_s=timings,
+        title=title, manifest=manifest, manifest_urls=tuple(ordered), session_id=str(session_id),
+        keys=keys, license_url=license_url, access_token=token, sizes=sizes, timings_s=timings, stack=renewal,
     )
 
 

@@ -28,6 +28,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
 from player.client.periods import PlayerFactory, play_periods
+from player.client.renewal import keep_alive
 from player.events import EventSink, emit_event
 
 
@@ -170,8 +171,10 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if decoder_factory is not None else None
-        return await play_periods(source, config, fetcher, events=events, decoder=decoder,
-                                  player_factory=player_factory, before_media=lambda: routes.shape(shaper is not None))
+        async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
+            return await play_periods(source, config, fetcher, events=events, decoder=decoder,
+                                      player_factory=player_factory,
+                                      before_media=lambda: routes.shape(shaper is not None))
 
 
 def pipeline_factory(mode: str) -> DecoderFactory | None:

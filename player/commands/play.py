@@ -57,12 +57,12 @@ def _password(args: argparse.Namespace) -> str | None:
     if os.environ.get("ABRKIT_PASSWORD"):
         return os.environ["ABRKIT_PASSWORD"]
     if (args.user or "demo") == "demo":
-        from server.config import default_config_path, load_secrets, load_stack_config
+        from server.config import default_config_path, load_stack_config
+        from server.stack import stored_demo_password
 
         path = default_config_path()
         if path.exists():
-            secrets = load_secrets(load_stack_config(path).resolved_secrets_path)
-            return secrets.demo_password
+            return stored_demo_password(load_stack_config(path))
     return None
 
 

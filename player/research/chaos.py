@@ -33,7 +33,7 @@ from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.events import SessionEvent
 from player.session import SessionConfig
-from server.config import StackConfig
+from server.config import RateLimitPolicy, StackConfig
 from server.stack import RunningStack, start_stack_with_demo_user
 
 # Lines in a service log that mean a bug, not a handled failure.
@@ -571,9 +571,14 @@ class ChaosStackConfig:
 @contextlib.asynccontextmanager
 async def chaos_stack(config: ChaosStackConfig) -> AsyncIterator[tuple[RunningStack, str]]:
     """A processes-mode stack on `config.content_root` with the demo user: (stack, demo password)."""
+    # Every session and probe logs in as the demo user from this one address, probes retrying fast
+    # during an outage: the per-address limits (meant for one misbehaving client) would answer 429, and
+    # the run would measure them instead of the fault.
+    unlimited = RateLimitPolicy(rate_per_s=1000.0, burst=1000)
     stack_config = StackConfig(config_path=config.work_dir / "stack" / "stack.json",
                                content_root=config.content_root, port=0, edges=config.edges, processes=True,
-                               heartbeat_s=config.heartbeat_s, access_log=True)
+                               heartbeat_s=config.heartbeat_s, access_log=True, rate_limit=unlimited,
+                               login_rate_limit=unlimited)
     async with start_stack_with_demo_user(stack_config, log_dir=config.log_dir) as (stack, credentials):
         yield stack, credentials.password
 

@@ -496,10 +496,11 @@ async def serve_title(title_dir: Path, *, processes: bool = False) -> AsyncItera
         config = StackConfig(
             config_path=Path(state) / "stack.json", content_root=title_dir.parent, port=0, access_log=False,
             processes=processes,
-            # Every emulated viewer is the one demo account on one address: the per-client rate limit
-            # and the bulkhead would refuse a crowd of them starting together, and logins queued behind
+            # Every emulated viewer is the one demo account on one address: the per-client rate limits,
+            # in-flight cap and the bulkhead would refuse a crowd of them starting together, and logins queued behind
             # each other's password checks would trip the gateway's timeout and circuit breaker.
             rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
+            login_rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000), max_concurrent_per_client=100_000,
             backend_policy=BackendPolicy(timeout_s=60.0, failure_threshold=1_000_000, max_concurrent=100_000),
         )
         async with start_stack_with_demo_user(config) as (stack, credentials):

@@ -10,8 +10,10 @@ from pathlib import Path
 from server.commands import CommandError
 from server.edge import EdgeConfig
 from server.edgeworkers import serve
+from server.keys import ed25519_public
 
-KEY_ENV = "ABRKIT_URL_SIGNING_KEY"
+KEY_ENV = "ABRKIT_URL_VERIFY_KEY"
+INTERNAL_ENV = "ABRKIT_INTERNAL_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--max-object-mb", type=float, default=64.0,
                         help="objects bigger than this stream through uncached (MiB)")
     parser.add_argument("--key-file", type=Path,
-                        help=f"URL-signing key: hex text or raw bytes (default: ${KEY_ENV} as hex)")
+                        help="the playback API's URL-verify (public) key: hex text or 32 raw bytes "
+                             f"(default: ${KEY_ENV} as hex)")
+    parser.add_argument("--internal-token-file", type=Path,
+                        help="the stack's internal credential: hex text or raw bytes (default: "
+                             f"${INTERNAL_ENV} as hex); sent to the origin and steering, and opens /internal/*")
+    parser.add_argument("--revocations", type=Path,
+                        help="the stack's revocation store: URLs of revoked sessions are refused")
     parser.add_argument("--no-signature", action="store_true",
                         help="also serve unsigned /<title>/<file> paths (testing only)")
     parser.add_argument("--license-url", help="license URL written into MPDs in place of the placeholder")
@@ -41,31 +49,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(func=run)
 
 
-def read_key(key_file: Path | None) -> bytes | None:
-    """The URL-signing key from a file (hex text or raw bytes) or the environment (hex)."""
+def read_key(key_file: Path | None, env: str = KEY_ENV) -> bytes | None:
+    """A key from a file (hex text or raw bytes) or the environment variable `env` (hex)."""
     if key_file is not None:
         raw = key_file.read_bytes()
         try:
             return bytes.fromhex(raw.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             return raw
-    text = os.environ.get(KEY_ENV)
+    text = os.environ.get(env)
     if text is None:
         return None
     try:
         return bytes.fromhex(text.strip())
     except ValueError:
-        raise CommandError(f"${KEY_ENV} must be hex") from None
+        raise CommandError(f"${env} must be hex") from None
 
 
 def run(args: argparse.Namespace) -> int:
     key = read_key(args.key_file)
     if key is None:
         if not args.no_signature:
-            raise CommandError(f"give the URL-signing key with --key-file or ${KEY_ENV} (or use --no-signature)")
-        key = secrets.token_bytes(32)  # nothing is signed with it; it only keys /internal/* tokens
+            raise CommandError(f"give the URL-verify key with --key-file or ${KEY_ENV} (or use --no-signature)")
+        key = ed25519_public(secrets.token_bytes(32))  # verifies nothing anyone signed: unsigned paths only
     config = EdgeConfig(
-        edge_id=args.edge_id, origin_url=args.origin, url_signing_key=key, host=args.host, port=args.port,
+        edge_id=args.edge_id, origin_url=args.origin, url_verify_key=key, host=args.host, port=args.port,
+        internal_token=read_key(args.internal_token_file, INTERNAL_ENV), revocations_path=args.revocations,
         workers=args.workers, cache_bytes=int(args.cache_mb * 1024 * 1024),
         max_object_bytes=int(args.max_object_mb * 1024 * 1024), require_signature=not args.no_signature,
         license_url=args.license_url, steering_url=args.steering_url, public_url=args.public_url,

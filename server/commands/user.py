@@ -1,7 +1,9 @@
 """`abrkit user`: manage the stack's users (scrypt password hashes, title entitlements) and revoke tokens.
 
-Changes take effect in a running stack at once: the auth service re-reads the stack file, and every
-service re-reads the revocation file.
+Changes take effect in a running stack at once: the auth service re-reads the stack file, and the
+revocation store (server/revocation.py) makes every service refuse what the change ends: new
+entitlements end the user's access tokens and URLs (a refresh gets the new ones), a new password,
+`revoke` and `remove` end every token of the user.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import argparse
 import getpass
 import json
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.commands import CommandError
+
+if TYPE_CHECKING:
+    from server.revocation import RevocationStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,20 +70,24 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _revocations_path(config_path: Path) -> Path:
+def _token_lifetimes(config_path: Path) -> tuple[Path, float]:
+    """(the stack's revocation store, how long a stamp must hold: its longest token lifetime)."""
     from server.config import REVOCATIONS_FILE, stack_config_from_json
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and "content_root" in data:
-            return stack_config_from_json(data, config_path).resolved_revocations_path
+            config = stack_config_from_json(data, config_path)
+            return config.resolved_revocations_path, float(max(config.refresh_ttl_s, config.access_ttl_s))
     except (OSError, ValueError):
         pass
-    return config_path.parent / REVOCATIONS_FILE
+    return config_path.parent / REVOCATIONS_FILE, 7 * 86_400.0
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.auth import RevocationStore, hash_password
-    from server.config import UserRecord, default_config_path, read_users, update_users
+    from server.config import default_config_path
+    from server.passwords import hash_password
+    from server.revocation import RevocationStore, create_store
+    from server.users import UserRecord, read_users, update_users
 
     path = (args.config or default_config_path()).expanduser().resolve()
     if args.action == "list":
@@ -103,26 +114,43 @@ def run(args: argparse.Namespace) -> int:
     existing = read_users(path) if path.exists() else {}
     if name not in existing:
         raise CommandError(f"no user {name} in {path}")
-    revocations = RevocationStore(_revocations_path(path))
+    store_path, lifetime_s = _token_lifetimes(path)
+    create_store(store_path)
+    revocations = RevocationStore(store_path, threads=1)
+    until = time.time() + lifetime_s + 300  # a stamp holds until every token issued before it has expired
+    try:
+        return _change(args, name, path, revocations, until)
+    finally:
+        revocations.close()
+
+
+def _change(args: argparse.Namespace, name: str, path: Path, revocations: RevocationStore, until: float) -> int:
+    from server.passwords import hash_password
+    from server.users import UserRecord, update_users
+
     if args.action == "set":
         new_hash = None
         if args.password or args.password_stdin:
             new_hash = hash_password(_read_password(args.password_stdin))
+        new_titles = _titles(args.titles) if args.titles is not None else None
+        changed_titles: list[bool] = []
 
         def change(users: dict[str, UserRecord]) -> None:
             old = users[name]
-            users[name] = UserRecord(username=name, password_hash=new_hash or old.password_hash,
-                                     titles=_titles(args.titles) if args.titles is not None else old.titles,
+            titles = new_titles if new_titles is not None else old.titles
+            changed_titles.append(set(titles) != set(old.titles))
+            users[name] = UserRecord(username=name, password_hash=new_hash or old.password_hash, titles=titles,
                                      disabled=False if args.enable else old.disabled)
 
         update_users(path, change)
         if new_hash:  # a new password ends the sessions made with the old one
-            revocations.revoke_subject(name)
+            revocations.stamp_subject(name, until=until)
+        elif changed_titles and changed_titles[0]:  # tokens and URLs carry the old entitlements: end them
+            revocations.stamp_subject(name, until=until, access_only=True)
         print(f"updated user {name}")
     elif args.action == "revoke":
         if args.jti:
-            import time
-            revocations.revoke_jti(args.jti, until=time.time() + 7 * 86_400)
+            revocations.revoke_token(args.jti, until=until)
             print(f"revoked token {args.jti}")
             return 0
 
@@ -131,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
             users[name] = UserRecord(username=name, password_hash=old.password_hash, titles=old.titles, disabled=True)
 
         update_users(path, disable)
-        revocations.revoke_subject(name)
+        revocations.stamp_subject(name, until=until)
         print(f"revoked user {name}: existing tokens are rejected and no new ones are issued")
     elif args.action == "remove":
         update_users(path, lambda users: users.pop(name))
-        revocations.revoke_subject(name)
+        revocations.stamp_subject(name, until=until)
         print(f"removed user {name}")
     return 0

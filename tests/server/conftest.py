@@ -1,4 +1,4 @@
-"""Helpers shared by the server tests: token policies, users files, fake titles with key stores."""
+"""Helpers shared by the server tests: keys, token policies and issuers, users files, fake titles with key stores."""
 
 from __future__ import annotations
 
@@ -7,16 +7,32 @@ import os
 import secrets
 from pathlib import Path
 
-from server.auth import hash_password
-from server.config import TokenPolicy, UserRecord, update_users
+from server.config import TokenPolicy
+from server.keys import ed25519_public
+from server.passwords import hash_password
+from server.revocation import create_store
+from server.tokens import TokenIssuer
+from server.users import UserRecord, update_users
 
 PASSWORD = "correct horse battery"
+SIGNING_KEY = b"k" * 32  # the tests' Ed25519 seed for tokens (auth's key)
+URL_KEY = b"u" * 32  # ... and for segment URLs (the playback API's key)
+INTERNAL_TOKEN = b"i" * 32
 _HASH_CACHE: dict[str, str] = {}
 
 
 def token_policy(tmp_path: Path, **changes: object) -> TokenPolicy:
-    settings: dict[str, object] = {"signing_key": b"k" * 32, "revocations_path": tmp_path / "revoked.json", **changes}
+    """The policy every service of a test verifies with, its revocation store created in `tmp_path`."""
+    store = tmp_path / "revocations.db"
+    create_store(store)
+    settings: dict[str, object] = {"verify_key": ed25519_public(SIGNING_KEY), "revocations_path": store, **changes}
     return TokenPolicy(**settings)  # type: ignore[arg-type]
+
+
+def issue(policy: TokenPolicy, subject: str = "alice", titles: tuple[str, ...] = ("demo",), *,
+          signing_key: bytes = SIGNING_KEY) -> str:
+    """An access token as auth would issue it."""
+    return TokenIssuer(policy, signing_key).issue(subject, titles).access_token
 
 
 def password_hash(password: str = PASSWORD) -> str:

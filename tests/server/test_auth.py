@@ -1,11 +1,9 @@
-"""Auth service and tokens: logins, refresh rotation and reuse detection, revocation, hostile tokens."""
+"""Auth service: logins and their backoff, re-hashing, refresh by login family and generation, logout,
+and a revocation store that cannot be written."""
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import stat
+import logging
 import time
 from pathlib import Path
 
@@ -14,21 +12,36 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server import auth
-from server.auth import RevocationStore, TokenError, TokenService, hash_password, verify_password
-from server.config import AuthConfig, load_or_create_secrets
-from tests.server.conftest import PASSWORD, token_policy, write_users
+from server.config import AuthConfig, LoginBackoff, PasswordPolicy
+from server.internal import internal_headers
+from server.keys import ed25519_verifier
+from server.passwords import hash_password, needs_rehash
+from server.revocation import RevocationStore
+from server.tokens import TokenError, TokenVerifier
+from server.users import UserRecord, read_users, update_users
+from tests.server.conftest import INTERNAL_TOKEN, PASSWORD, SIGNING_KEY, token_policy, write_users
 
 
 @pytest.fixture
 def auth_config(tmp_path: Path) -> AuthConfig:
     users = write_users(tmp_path / "stack.json", {"alice": ("demo",), "bob": ("*",)})
     write_users(users, {"mallory": ("demo",)}, disabled=("mallory",))
-    return AuthConfig(users_path=users, tokens=token_policy(tmp_path), max_body_bytes=1024)
+    return AuthConfig(users_path=users, tokens=token_policy(tmp_path), signing_key=SIGNING_KEY, max_body_bytes=1024)
 
 
 @pytest.fixture
 async def client(aiohttp_client, auth_config: AuthConfig) -> TestClient:  # type: ignore[no-untyped-def]
     return await aiohttp_client(auth.create_app(auth_config))
+
+
+def verifier(config: AuthConfig) -> TokenVerifier:
+    """What playback and license hold: the public key and the store."""
+    return TokenVerifier(config.tokens)
+
+
+def store(config: AuthConfig) -> RevocationStore:
+    assert config.tokens.revocations_path is not None
+    return RevocationStore(config.tokens.revocations_path)
 
 
 async def login(client: TestClient, username: str = "alice", password: str = PASSWORD) -> dict:  # type: ignore[type-arg]
@@ -37,14 +50,16 @@ async def login(client: TestClient, username: str = "alice", password: str = PAS
     return await resp.json()
 
 
-async def test_login_returns_a_bearer_token_with_all_claims(client: TestClient, auth_config: AuthConfig) -> None:
+async def test_login_returns_an_eddsa_bearer_token_with_all_claims(client: TestClient,
+                                                                   auth_config: AuthConfig) -> None:
     body = await login(client)
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == auth_config.tokens.access_ttl_s
-    claims = jwt.decode(body["access_token"], auth_config.tokens.signing_key, algorithms=["HS256"], audience="abrkit")
-    assert {"exp", "iat", "nbf", "aud", "iss", "sub", "jti", "titles"} <= set(claims)
-    assert claims["sub"] == "alice" and claims["titles"] == ["demo"]
-    assert jwt.get_unverified_header(body["access_token"])["alg"] == "HS256"
+    assert jwt.get_unverified_header(body["access_token"])["alg"] == "EdDSA"
+    claims = jwt.decode(body["access_token"], ed25519_verifier(auth_config.tokens.verify_key), algorithms=["EdDSA"],
+                        audience="abrkit")
+    assert {"exp", "iat", "nbf", "aud", "iss", "sub", "jti", "fam", "gen", "titles"} <= set(claims)
+    assert claims["sub"] == "alice" and claims["titles"] == ["demo"] and claims["gen"] == 0
 
 
 @pytest.mark.parametrize(("username", "password"), [("alice", "wrong password"), ("nobody", PASSWORD),
@@ -68,21 +83,104 @@ async def test_users_added_while_running_can_log_in(client: TestClient, auth_con
     assert (await login(client, "carol"))["access_token"]
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_whole_family(client: TestClient,
-                                                                   auth_config: AuthConfig) -> None:
+async def test_only_the_stack_may_call_auth_when_it_has_an_internal_credential(aiohttp_client,  # type: ignore[no-untyped-def]
+                                                                               auth_config: AuthConfig) -> None:
+    from dataclasses import replace
+    client = await aiohttp_client(auth.create_app(replace(auth_config, internal_token=INTERNAL_TOKEN)))
+    body = {"username": "alice", "password": PASSWORD}
+    assert (await client.post("/auth/token", json=body)).status == 403
+    assert (await client.post("/auth/token", json=body, headers=internal_headers(b"x" * 32))).status == 403
+    assert (await client.post("/auth/token", json=body, headers=internal_headers(INTERNAL_TOKEN))).status == 200
+    assert (await client.get("/healthz")).status == 200  # liveness stays open
+
+
+# --- login backoff and password hashes ---------------------------------------------------------------
+
+async def test_a_username_that_keeps_failing_waits_longer_each_time(aiohttp_client,  # type: ignore[no-untyped-def]
+                                                                    auth_config: AuthConfig) -> None:
+    from dataclasses import replace
+    now = [1000.0]
+    config = replace(auth_config, backoff=LoginBackoff(free_failures=3, base_s=2.0, max_s=8.0))
+    client = await aiohttp_client(auth.create_app(config, monotonic=lambda: now[0]))
+    wrong = {"username": "alice", "password": "guess"}
+    statuses = [(await client.post("/auth/token", json=wrong)).status for _ in range(4)]
+    assert statuses == [401, 401, 401, 401]  # three free, the fourth starts the backoff
+    right = await client.post("/auth/token", json={"username": "Alice", "password": PASSWORD})
+    assert right.status == 429 and right.headers["Retry-After"] == "2"  # not even the right password now
+    assert (await client.post("/auth/token", json={"username": "bob", "password": PASSWORD})).status == 200
+    now[0] += 2.0
+    assert (await client.post("/auth/token", json=wrong)).status == 401
+    refused = await client.post("/auth/token", json=wrong)
+    assert refused.status == 429 and refused.headers["Retry-After"] == "4"  # doubled
+    now[0] += 4.0
+    await login(client)  # a success forgets the failures
+    assert (await client.post("/auth/token", json=wrong)).status == 401
+
+
+async def test_unknown_usernames_back_off_like_known_ones(client: TestClient) -> None:
+    statuses = [(await client.post("/auth/token", json={"username": "ghost", "password": "x"})).status
+                for _ in range(7)]
+    assert statuses[:5] == [401] * 5 and statuses[-1] == 429  # nothing tells an attacker the user does not exist
+
+
+def test_the_default_scrypt_cost_is_one_of_owasps() -> None:
+    # OWASP Password Storage Cheat Sheet: N=2^17 r=8 p=1, or the equal-cost 2^16/8/2, 2^15/8/3, 2^14/8/5, 2^13/8/10.
+    policy = PasswordPolicy()
+    assert (policy.n, policy.r, policy.p) in {(2**17, 8, 1), (2**16, 8, 2), (2**15, 8, 3), (2**14, 8, 5), (2**13, 8, 10)}
+    assert hash_password("x", policy=policy).startswith(f"scrypt${policy.n}${policy.r}${policy.p}$")
+
+
+async def test_an_old_hash_is_replaced_at_the_next_login(client: TestClient, auth_config: AuthConfig) -> None:
+    weak = hash_password(PASSWORD, policy=PasswordPolicy(n=2**10, r=8, p=1))
+    update_users(auth_config.users_path, lambda users: users.__setitem__(
+        "dave", UserRecord(username="dave", password_hash=weak, titles=("demo",))))
+    await login(client, "dave")
+    deadline = time.monotonic() + 10
+    while read_users(auth_config.users_path)["dave"].password_hash == weak:
+        assert time.monotonic() < deadline, "the hash was not replaced"
+        await _yield()
+    assert not needs_rehash(read_users(auth_config.users_path)["dave"].password_hash, PasswordPolicy())
+    await login(client, "dave")  # and the same password still works
+
+
+async def _yield() -> None:
+    import asyncio
+    await asyncio.sleep(0.05)
+
+
+# --- refresh by family and generation, logout -------------------------------------------------------
+
+async def test_refresh_rotates_and_reuse_ends_the_whole_login(client: TestClient, auth_config: AuthConfig) -> None:
     first = await login(client)
     resp = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert resp.status == 200
     second = await resp.json()
     assert second["refresh_token"] != first["refresh_token"]
-    tokens = TokenService(auth_config.tokens)
-    assert tokens.verify_access(second["access_token"]).subject == "alice"
+    tokens = verifier(auth_config)
+    assert (await tokens.verify_access(second["access_token"])).subject == "alice"
     replay = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert replay.status == 401
     with pytest.raises(TokenError, match="revoked"):  # the thief's and the victim's tokens alike
-        TokenService(auth_config.tokens).verify_access(second["access_token"])
+        await tokens.verify_access(second["access_token"])
     again = await client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert again.status == 401
+
+
+async def test_refreshing_does_not_grow_the_store(client: TestClient, auth_config: AuthConfig) -> None:
+    tokens = await login(client)
+    for _ in range(20):
+        resp = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert resp.status == 200
+        tokens = await resp.json()
+    assert store(auth_config).counts() == {"families": 1, "tokens": 0, "subjects": 0}  # one login, one row
+
+
+async def test_refresh_picks_up_new_entitlements(client: TestClient, auth_config: AuthConfig) -> None:
+    tokens = await login(client)
+    write_users(auth_config.users_path, {"alice": ("demo", "movie")})
+    resp = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    fresh = await resp.json()
+    assert verifier(auth_config).decode_access(fresh["access_token"]).titles == ("demo", "movie")
 
 
 async def test_refresh_refuses_an_access_token(client: TestClient) -> None:
@@ -91,139 +189,50 @@ async def test_refresh_refuses_an_access_token(client: TestClient) -> None:
     assert resp.status == 401
 
 
-async def test_revoke_rejects_the_token_everywhere_it_is_verified(client: TestClient, auth_config: AuthConfig) -> None:
+@pytest.mark.parametrize("with_", ["access", "refresh"])
+async def test_logout_with_either_token_ends_the_login_everywhere(client: TestClient, auth_config: AuthConfig,
+                                                                  with_: str) -> None:
     body = await login(client)
-    other_service = TokenService(auth_config.tokens)  # as the gateway, playback or license would hold it
-    assert other_service.verify_access(body["access_token"]).subject == "alice"
-    resp = await client.post("/auth/revoke", json={"token": body["access_token"]})
+    other_service = verifier(auth_config)  # as playback or license holds it
+    assert (await other_service.verify_access(body["access_token"])).subject == "alice"
+    resp = await client.post("/auth/revoke", json={"token": body[f"{with_}_token"]})
     assert resp.status == 200 and (await resp.json()) == {"revoked": True}
     with pytest.raises(TokenError, match="revoked"):
-        other_service.verify_access(body["access_token"])
+        await other_service.verify_access(body["access_token"])
+    assert (await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})).status == 401
 
 
-async def test_revoke_without_body_revokes_the_bearer_token(client: TestClient, auth_config: AuthConfig) -> None:
+async def test_logout_without_body_ends_the_bearer_tokens_login(client: TestClient, auth_config: AuthConfig) -> None:
     body = await login(client)
     resp = await client.post("/auth/revoke", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert resp.status == 200
     with pytest.raises(TokenError):
-        TokenService(auth_config.tokens).verify_access(body["access_token"])
+        await verifier(auth_config).verify_access(body["access_token"])
 
 
-async def test_revoke_refuses_forged_tokens(client: TestClient) -> None:
+async def test_logout_refuses_forged_tokens(client: TestClient) -> None:
     forged = jwt.encode({"sub": "alice", "jti": "x"}, b"x" * 32, algorithm="HS256")
     resp = await client.post("/auth/revoke", json={"token": forged})
     assert resp.status == 401
 
 
-# --- hostile tokens ------------------------------------------------------------------------------
-
-def _claims(**changes: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {"iss": "abrkit-auth", "aud": "abrkit", "sub": "alice", "iat": now, "nbf": now,
-                                 "exp": now + 600, "jti": "j1", "titles": ["demo"]}
-    claims.update(changes)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unsigned(claims: dict[str, object]) -> str:
-    return f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}."
-
-
-KEY = b"k" * 32
-
-
-@pytest.mark.parametrize(("name", "make"), [
-    ("alg none", lambda: _unsigned(_claims())),
-    ("HS512", lambda: jwt.encode(_claims(), KEY, algorithm="HS512")),
-    ("wrong key", lambda: jwt.encode(_claims(), b"z" * 32, algorithm="HS256")),
-    ("wrong audience", lambda: jwt.encode(_claims(aud="other"), KEY, algorithm="HS256")),
-    ("refresh audience", lambda: jwt.encode(_claims(aud="abrkit:refresh"), KEY, algorithm="HS256")),
-    ("wrong issuer", lambda: jwt.encode(_claims(iss="evil"), KEY, algorithm="HS256")),
-    ("expired", lambda: jwt.encode(_claims(exp=int(time.time()) - 60), KEY, algorithm="HS256")),
-    ("nbf in future", lambda: jwt.encode(_claims(nbf=int(time.time()) + 600), KEY, algorithm="HS256")),
-    ("iat in future", lambda: jwt.encode(_claims(iat=int(time.time()) + 600), KEY, algorithm="HS256")),
-    ("no jti", lambda: jwt.encode(_claims(jti=None), KEY, algorithm="HS256")),
-    ("no exp", lambda: jwt.encode(_claims(exp=None), KEY, algorithm="HS256")),
-    ("titles not a list", lambda: jwt.encode(_claims(titles="demo"), KEY, algorithm="HS256")),
-    ("garbage", lambda: "not.a.token"),
-    ("empty", lambda: ""),
-    ("huge", lambda: "a" * 100_000),
-])
-# Forging HS512 with our 32-byte key is the point of one case: PyJWT's key-length warning is expected.
-@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-def test_verifier_rejects_hostile_tokens(tmp_path: Path, name: str, make) -> None:  # type: ignore[no-untyped-def]
-    tokens = TokenService(token_policy(tmp_path))
-    with pytest.raises(TokenError):
-        tokens.verify_access(make())
-
-
-def test_verifier_rejects_a_tampered_payload(tmp_path: Path) -> None:
-    tokens = TokenService(token_policy(tmp_path))
-    good = tokens.issue("alice", ("demo",)).access_token
-    header, payload, signature = good.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    claims["titles"] = ["*"]
-    tampered = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
-    assert tokens.verify_access(good).titles == ("demo",)
-    with pytest.raises(TokenError):
-        tokens.verify_access(tampered)
-
-
-def test_verifier_accepts_small_clock_skew_but_not_expiry_on_an_injected_clock(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    tokens = TokenService(token_policy(tmp_path, leeway_s=5.0, access_ttl_s=60), clock=lambda: now[0])
-    token = tokens.issue("alice", ("demo",)).access_token
-    now[0] -= 3  # the verifier's clock is a little behind the issuer's
-    assert tokens.verify_access(token).subject == "alice"
-    now[0] += 3 + 60 + 4
-    assert tokens.verify_access(token).subject == "alice"  # within leeway
-    now[0] += 2
-    with pytest.raises(TokenError, match="expired"):
-        tokens.verify_access(token)
-
-
-def test_subject_revocation_rejects_earlier_tokens_only(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    policy = token_policy(tmp_path)
-    tokens = TokenService(policy, clock=lambda: now[0])
-    old = tokens.issue("alice", ("demo",)).access_token
-    now[0] += 0.5
-    RevocationStore(policy.revocations_path, clock=lambda: now[0]).revoke_subject("alice")
-    now[0] += 0.5
-    new = tokens.issue("alice", ("demo",)).access_token
-    with pytest.raises(TokenError, match="revoked"):
-        tokens.verify_access(old)
-    assert tokens.verify_access(new).subject == "alice"
-
-
-# --- passwords and secrets -------------------------------------------------------------------------
-
-def test_password_hashes_are_salted_scrypt_and_verify() -> None:
-    first, second = hash_password("s3cret-pass"), hash_password("s3cret-pass")
-    assert first.startswith("scrypt$") and first != second
-    assert verify_password(first, "s3cret-pass")
-    assert not verify_password(first, "s3cret-pasS")
-    assert not verify_password("scrypt$broken", "s3cret-pass")
-
-
-def test_secrets_file_is_created_private_and_reused(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "secrets.json"
-    first = load_or_create_secrets(path)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert load_or_create_secrets(path).jwt_signing_key == first.jwt_signing_key
-    assert len(first.jwt_signing_key) >= 32 and first.jwt_signing_key != first.url_signing_key
-    shown = repr(first) + str(first)  # what a log line or a traceback would print
-    for key in (first.jwt_signing_key, first.url_signing_key):
-        assert key.hex() not in shown and repr(key)[2:-1] not in shown  # neither as hex nor as bytes
-
-
-def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "secrets.json"
-    load_or_create_secrets(path)
-    os.chmod(path, 0o644)
-    with pytest.raises(ValueError, match="chmod 600"):
-        load_or_create_secrets(path)
+async def test_a_store_that_cannot_be_written_is_503_logged_once_and_nothing_half_done(
+        client: TestClient, auth_config: AuthConfig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="abrkit.revocation")
+    tokens = await login(client)
+    path = auth_config.tokens.revocations_path
+    assert path is not None
+    moved = path.with_name("elsewhere.db")
+    path.rename(moved)  # gone from where the service opened it: it must not answer "not revoked"
+    for _ in range(3):
+        refresh = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refresh.status == 503 and int(refresh.headers["Retry-After"]) >= 1
+        logout = await client.post("/auth/revoke", json={"token": tokens["access_token"]})
+        assert logout.status == 503 and int(logout.headers["Retry-After"]) >= 1
+    errors = [r for r in caplog.records if r.name == "abrkit.revocation" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert (await client.post("/auth/token", json={"username": "bob", "password": PASSWORD})).status == 200
+    moved.rename(path)
+    resp = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 200  # the failed refreshes changed nothing: the token is still the current one
+    assert any("available again" in r.getMessage() for r in caplog.records if r.name == "abrkit.revocation")

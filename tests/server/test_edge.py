@@ -25,11 +25,16 @@ from multidict import CIMultiDict
 
 from server.edge import EDGE, EdgeConfig, RunningEdge, start_edge
 from server.formats.dash import LAURL_PLACEHOLDER
+from server.internal import INTERNAL_HEADER, internal_headers
+from server.keys import ed25519_public
 from server.origin import OriginConfig
 from server.origin import create_app as create_origin_app
-from server.urlsign import UrlGrant, internal_token, sign, signed_path
+from server.urlsign import UrlGrant, sign, signed_path
 
-KEY = b"edge-tests-url-signing-key-32by!"
+KEY = b"edge-tests-url-signing-key-32by!"  # the playback API's seed; edges get the public half
+VERIFY_KEY = ed25519_public(KEY)
+INTERNAL = b"edge-tests-internal-credential-!"
+INTERNAL_HEADERS = internal_headers(INTERNAL)
 TITLE = "demo"
 SEGMENT_BYTES = 1000
 REPS = {"video": ("v0", "v1"), "audio": ("a0",)}
@@ -75,6 +80,7 @@ class OriginProbe:
     """Counts the origin's GETs by path, and can hold them (gate) or answer something else."""
 
     gets: Counter[str] = field(default_factory=Counter)
+    credentials: list[str] = field(default_factory=list)  # the internal credential each request carried
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     answer_status: int | None = None
     redirect_to: str | None = None
@@ -99,6 +105,7 @@ async def _probe_middleware(request: web.Request, handler: Callable[[web.Request
     probe = request.app[PROBE]
     if request.method == "GET":
         probe.gets[request.path] += 1
+    probe.credentials.append(request.headers.get(INTERNAL_HEADER, ""))
     await probe.gate.wait()
     if probe.redirect_to is not None:
         return web.Response(status=302, headers={"Location": probe.redirect_to})
@@ -136,8 +143,8 @@ async def make_edge(origin: OriginProbe) -> AsyncIterator[EdgeFactory]:
     running: list[RunningEdge] = []
 
     async def factory(**overrides: Any) -> RunningEdge:
-        settings: dict[str, Any] = {"edge_id": "edge-test", "origin_url": origin.url, "url_signing_key": KEY,
-                                    "license_url": LICENSE_URL, "origin_timeout_s": 5.0}
+        settings: dict[str, Any] = {"edge_id": "edge-test", "origin_url": origin.url, "url_verify_key": VERIFY_KEY,
+                                    "internal_token": INTERNAL, "license_url": LICENSE_URL, "origin_timeout_s": 5.0}
         settings.update(overrides)
         edge = await start_edge(EdgeConfig(**settings))
         running.append(edge)
@@ -160,8 +167,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def signed(path: str, *, prefix: str = f"/{TITLE}/", expires_in_s: float = 60.0, key: bytes = KEY) -> str:
-    token = sign(key, UrlGrant(path_prefix=prefix, expires_at=int(time.time() + expires_in_s), session_id="s1"))
+def signed(path: str, *, prefix: str = f"/{TITLE}/", expires_in_s: float = 60.0, key: bytes = KEY,
+           subject: str = "alice", family: str = "login-1") -> str:
+    now = time.time()
+    token = sign(key, UrlGrant(path_prefix=prefix, expires_at=int(now + expires_in_s), session_id="s1",
+                               subject=subject, family=family, issued_at=round(now, 3)))
     return signed_path(token, path)
 
 
@@ -416,7 +426,7 @@ async def test_manifest_license_url_is_rewritten_with_the_right_length_etag_and_
 
 async def test_preposition_warms_every_object_of_a_title(edge: RunningEdge, origin: OriginProbe,
                                                          http: aiohttp.ClientSession) -> None:
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
         assert resp.status == 200
         counts = await resp.json()
     paths = title_paths()
@@ -426,14 +436,14 @@ async def test_preposition_warms_every_object_of_a_title(edge: RunningEdge, orig
         status, headers, _ = await get(http, edge.url + signed(path))
         assert (status, headers["X-Cache"]) == (200, "HIT"), path
         assert origin.gets[path] == 1
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
         assert (await resp.json())["already_cached"] == len(paths)
 
 
 @pytest.mark.parametrize(("title", "status"), [("nosuchtitle", 404), ("bad title!", 400)])
 async def test_preposition_of_an_unknown_or_malformed_title_fails_cleanly(
         edge: RunningEdge, http: aiohttp.ClientSession, title: str, status: int) -> None:
-    async with http.post(edge.url + f"/internal/preposition/{title}") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{title}", headers=INTERNAL_HEADERS) as resp:
         assert resp.status == status
         assert "error" in await resp.json()
 
@@ -587,7 +597,7 @@ async def test_cors_allows_configured_origins_only(make_edge: EdgeFactory, http:
     assert headers["Access-Control-Allow-Origin"] == "https://player.example"  # errors are readable too
     fault = {"error_status": 503, "duration_s": 30}
     async with http.post(edge.url + "/internal/faults", json=fault,
-                         headers={"Authorization": f"Bearer {internal_token(KEY)}"}) as resp:
+                         headers=INTERNAL_HEADERS) as resp:
         assert resp.status == 200
     status, headers, _ = await get(http, edge.url + signed(SEGMENT), headers={"Origin": "https://player.example"})
     assert status == 503 and "Access-Control-Allow-Origin" not in headers  # a failing node grants nothing
@@ -635,7 +645,7 @@ async def steering() -> AsyncIterator[Steering]:
 
     async def heartbeat(request: web.Request) -> web.Response:
         receiver.beats.append(await request.json())
-        receiver.auth.append(request.headers.get("Authorization", ""))
+        receiver.auth.append(request.headers.get(INTERNAL_HEADER, ""))
         return web.json_response({}, status=receiver.status)
 
     app = web.Application()
@@ -655,7 +665,7 @@ async def test_heartbeats_report_url_load_and_cached_titles(
     await wait_until(lambda: len(steering.beats) >= 2)
     assert steering.beats[0] == {"edge_id": "edge-test", "url": edge.url, "healthy": True, "load": 0,
                                  "cached_titles": []}
-    assert steering.auth[0] == f"Bearer {internal_token(KEY)}"
+    assert steering.auth[0] == INTERNAL_HEADERS[INTERNAL_HEADER]
     await get(http, edge.url + signed(SEGMENT))
     await wait_until(lambda: steering.beats[-1]["cached_titles"] == [TITLE])
 
@@ -687,12 +697,12 @@ async def test_heartbeats_to_an_unreachable_steering_api_never_crash_the_edge(
 
 @pytest.mark.parametrize("overrides", [
     {"edge_id": ""}, {"origin_url": "ftp://x"}, {"origin_url": "http://user:pw@host"},
-    {"origin_url": "http://host/?q=1"}, {"url_signing_key": b"short"}, {"port": 70000},
+    {"origin_url": "http://host/?q=1"}, {"url_verify_key": b"short"}, {"internal_token": b"short"}, {"port": 70000},
     {"cache_bytes": -1}, {"heartbeat_s": 0}, {"allowed_origins": ("https://a.example/path",)},
     {"origin_timeout_s": 0}, {"max_object_bytes": 0}, {"workers": 0}, {"steering_url": "nope"},
 ])
 def test_config_rejects_bad_values(overrides: dict[str, Any]) -> None:
-    settings: dict[str, Any] = {"edge_id": "e", "origin_url": "http://127.0.0.1:1", "url_signing_key": KEY}
+    settings: dict[str, Any] = {"edge_id": "e", "origin_url": "http://127.0.0.1:1", "url_verify_key": VERIFY_KEY}
     with pytest.raises(ValueError):
         EdgeConfig(**{**settings, **overrides})
 
@@ -703,11 +713,13 @@ def test_config_rejects_bad_values(overrides: dict[str, Any]) -> None:
 async def cli_edge(origin: OriginProbe, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """`abrkit edge --workers 2` as a child process (stdout and stderr piped) and its URL once ready;
     stopped with SIGTERM at the end, which must exit 0."""
-    key_file = tmp_path / "key.hex"
-    key_file.write_text(KEY.hex())
+    key_file, internal_file = tmp_path / "key.hex", tmp_path / "internal.hex"
+    key_file.write_text(VERIFY_KEY.hex())
+    internal_file.write_text(INTERNAL.hex())
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "player", "edge", "--origin", origin.url, "--port", "0", "--workers", "2",
-        "--key-file", str(key_file), "--access-log", "off", "--edge-id", "multi",
+        "--key-file", str(key_file), "--internal-token-file", str(internal_file), "--access-log", "off",
+        "--edge-id", "multi",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     try:
@@ -722,7 +734,7 @@ async def cli_edge(origin: OriginProbe, tmp_path: Path) -> AsyncIterator[tuple[a
 async def test_cli_edge_with_two_workers_shares_one_port_and_warms_every_worker(
         origin: OriginProbe, tmp_path: Path, http: aiohttp.ClientSession) -> None:
     async with cli_edge(origin, tmp_path) as (_, url):
-        async with http.post(url + f"/internal/preposition/{TITLE}") as resp:
+        async with http.post(url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
             counts = await resp.json()
         assert counts["workers"] == 2 and counts["failed"] == 0
         assert counts["fetched"] == 2 * len(title_paths())  # each worker has its own cache
@@ -766,7 +778,7 @@ async def test_cli_edge_worker_killed_from_outside_is_restarted_and_serves_again
                              r"restarting it in 0.1 s \(restart 1\)", line) for line in logged), logged
         after = spawned_workers(proc.pid)
         assert len(after) == 2 and victim not in after
-        async with http.post(url + f"/internal/preposition/{TITLE}") as resp:
+        async with http.post(url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
             counts = await resp.json()
         assert counts["workers"] == 2 and counts["failed"] == 0  # both warmed: the new one is a sibling again
         answered: set[int] = set()
@@ -781,7 +793,7 @@ async def test_cli_edge_worker_killed_from_outside_is_restarted_and_serves_again
 
 
 def test_edge_app_state_is_per_app() -> None:
-    config = EdgeConfig(edge_id="e", origin_url="http://127.0.0.1:1", url_signing_key=KEY)
+    config = EdgeConfig(edge_id="e", origin_url="http://127.0.0.1:1", url_verify_key=VERIFY_KEY)
     from server.edge import create_app
     first, second = create_app(config), create_app(config)
     assert first[EDGE] is not second[EDGE]

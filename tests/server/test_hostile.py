@@ -28,79 +28,19 @@ from aiohttp import web
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from server.config import RateLimitPolicy, Secrets, StackConfig, load_secrets
+from server.config import RateLimitPolicy, StackConfig
 from server.faults import FAULTS_PATH
 from server.httpapi import BODY_READ_TIMEOUT_S
+from server.internal import INTERNAL_HEADER, internal_headers
+from server.keys import Secrets, ed25519_private, internal_credential, load_secrets, secrets_for
 from server.stack import IDLE_TIMEOUT_S, build_app, ensure_demo_user, init_stack_config, make_runner, start_stack
-from server.urlsign import UrlGrant, internal_token, sign
+from server.urlsign import UrlGrant, sign
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
+from tests.server.rawhttp import HANG_GUARD_S, Answer, assert_clean_refusal, http
+from tests.server.rawhttp import parse as _parse
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
-HANG_GUARD_S = 30.0
-
-
-# --- raw HTTP -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def _parse(raw: bytes) -> Answer:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding") == "chunked":
-        out, rest = b"", body
-        while rest:
-            size_text, _, rest = rest.partition(b"\r\n")
-            size = int(size_text, 16)
-            if size == 0:
-                break
-            out, rest = out + rest[:size], rest[size + 2:]
-        body = out
-    return Answer(status, headers, body)
-
-
-def raw(base: str, request: bytes, *, timeout_s: float = HANG_GUARD_S) -> Answer:
-    """Send `request` as is and read the answer until the server closes (requests say Connection: close)."""
-    parts = urlsplit(base)
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s) as sock:
-        sock.sendall(request)
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return _parse(b"".join(chunks))
-
-
-def http(base: str, method: str, path: str | bytes, *, headers: dict[str, str] | None = None,
-         body: bytes = b"") -> Answer:
-    target = path if isinstance(path, bytes) else path.encode("utf-8", "surrogateescape")
-    lines = [method.encode() + b" " + target + b" HTTP/1.1", f"Host: {urlsplit(base).netloc}".encode(),
-             b"Connection: close", f"Content-Length: {len(body)}".encode()]
-    lines += [f"{k}: {v}".encode("latin-1") for k, v in (headers or {}).items()]
-    return raw(base, b"\r\n".join(lines) + b"\r\n\r\n" + body)
-
-
-def assert_clean_refusal(answer: Answer, allowed: set[int] | None = None) -> None:
-    """A 4xx (or one of `allowed`) with no traceback; JSON error bodies where the service owns the route."""
-    assert answer.status < 500, f"{answer.status}: {answer.body[:300]!r}"
-    if allowed is not None:
-        assert answer.status in allowed, f"{answer.status}: {answer.body[:300]!r}"
-    assert b"Traceback" not in answer.body and b'File "' not in answer.body
 
 
 # --- the stack, in a thread -----------------------------------------------------------------------
@@ -135,6 +75,11 @@ class Hostile:
     config: StackConfig
     ports: dict[str, int]
     loop: asyncio.AbstractEventLoop
+
+    @property
+    def internal(self) -> dict[str, str]:
+        """What the gateway adds: the internal services answer only requests that carry it."""
+        return internal_headers(self.secrets.internal_token)
 
     def call(self, coro: Any, timeout_s: float = HANG_GUARD_S) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
@@ -206,9 +151,9 @@ def _keys(content_root: Path) -> list[tuple[str, str]]:
 
 def _license(h: Hostile, base: str, body: bytes, *, content_type: str = "application/json",
              token: str | None = None) -> Answer:
-    path = "/license"
-    return http(base, "POST", path, body=body,
-                headers={"Content-Type": content_type, "Authorization": f"Bearer {token or h.token}"})
+    internal = h.internal if base != h.gateway else {}
+    return http(base, "POST", "/license", body=body,
+                headers={"Content-Type": content_type, "Authorization": f"Bearer {token or h.token}", **internal})
 
 
 # --- license requests -----------------------------------------------------------------------------
@@ -278,23 +223,28 @@ def _unsigned(header: dict[str, object], claims: dict[str, object]) -> str:
 
 
 def _bad_tokens(h: Hostile) -> dict[str, str]:
-    key = h.secrets.jwt_signing_key
+    key = ed25519_private(h.secrets.jwt_signing_key)
+    hmac_key = h.secrets.jwt_signing_key  # the seed's bytes as an HMAC secret: a confused verifier would accept
     now = int(time.time())
+
+    def eddsa(claims: dict[str, object], **kwargs: Any) -> str:
+        return jwt.encode(claims, key, algorithm="EdDSA", **kwargs)
+
     return {
         "alg none": _unsigned({"alg": "none", "typ": "JWT"}, _claims()),
         "alg None": _unsigned({"alg": "None"}, _claims()),
-        "HS512 same key": jwt.encode(_claims(), key, algorithm="HS512"),
-        "HS384 same key": jwt.encode(_claims(), key, algorithm="HS384"),
+        "HS512 same key": jwt.encode(_claims(), hmac_key, algorithm="HS512"),
+        "HS256 same key": jwt.encode(_claims(), hmac_key, algorithm="HS256"),
         "RS256 header, HMAC body": _unsigned({"alg": "RS256"}, _claims())[:-1] + _b64url(b"x" * 256),
-        "other key": jwt.encode(_claims(), b"k" * 32, algorithm="HS256"),
-        "expired": jwt.encode(_claims(iat=now - 7200, nbf=now - 7200, exp=now - 3600), key, algorithm="HS256"),
-        "future-dated": jwt.encode(_claims(iat=now + 3600, nbf=now + 3600, exp=now + 7200), key, algorithm="HS256"),
-        "wrong audience": jwt.encode(_claims(aud="someone-else"), key, algorithm="HS256"),
-        "wrong issuer": jwt.encode(_claims(iss="evil"), key, algorithm="HS256"),
-        "no exp": jwt.encode(_claims(exp=None), key, algorithm="HS256"),
-        "no sub": jwt.encode(_claims(sub=None), key, algorithm="HS256"),
-        "titles not a list": jwt.encode(_claims(titles="*"), key, algorithm="HS256"),
-        "exp a string": jwt.encode(_claims(exp="tomorrow"), key, algorithm="HS256"),
+        "other key": jwt.encode(_claims(), ed25519_private(b"o" * 32), algorithm="EdDSA"),
+        "expired": eddsa(_claims(iat=now - 7200, nbf=now - 7200, exp=now - 3600)),
+        "future-dated": eddsa(_claims(iat=now + 3600, nbf=now + 3600, exp=now + 7200)),
+        "wrong audience": eddsa(_claims(aud="someone-else")),
+        "wrong issuer": eddsa(_claims(iss="evil")),
+        "no exp": eddsa(_claims(exp=None)),
+        "no sub": eddsa(_claims(sub=None)),
+        "titles not a list": eddsa(_claims(titles="*")),
+        "exp a string": eddsa(_claims(exp="tomorrow")),
         "refresh token as access": h.refresh_token,
         "empty": "",
         "garbage": "not.a.jwt",
@@ -304,7 +254,7 @@ def _bad_tokens(h: Hostile) -> dict[str, str]:
     }
 
 
-BAD_TOKEN_CASES = ["alg none", "alg None", "HS512 same key", "HS384 same key", "RS256 header, HMAC body", "other key",
+BAD_TOKEN_CASES = ["alg none", "alg None", "HS512 same key", "HS256 same key", "RS256 header, HMAC body", "other key",
                    "expired", "future-dated", "wrong audience", "wrong issuer", "no exp", "no sub", "titles not a list",
                    "exp a string", "refresh token as access", "empty", "garbage", "huge", "jku header"]
 
@@ -318,8 +268,9 @@ def test_forged_or_misused_tokens_are_401(hostile: Hostile, case: str, route: st
             "playback-direct": hostile.playback}[route]
     path = f"/playback/{ENCRYPTED_TITLE}" if route.startswith("playback") else "/license"
     body = json.dumps({"kids": [_b64url(b"\x00" * 16)]}).encode()
+    internal = hostile.internal if route.endswith("direct") else {}
     answer = http(base, "POST", path, body=body, headers={"Authorization": f"Bearer {token}",
-                                                          "Content-Type": "application/json"})
+                                                          "Content-Type": "application/json", **internal})
     # aiohttp refuses a header line over 8190 bytes itself (400/431): still a 4xx, no handler ran.
     assert_clean_refusal(answer, {401} if case != "huge" else {400, 401, 431})
 
@@ -342,17 +293,59 @@ def test_a_tampered_access_token_is_refused(hostile: Hostile, position: int, rep
 def _same_signature_bits(token: str, tampered: str, key: bytes) -> bool:
     """A change in base64url's unused trailing bits (or whitespace the server strips) keeps the token valid."""
     try:
-        jwt.decode(tampered.strip(), key, algorithms=["HS256"], audience="abrkit")
+        jwt.decode(tampered.strip(), ed25519_private(key).public_key(), algorithms=["EdDSA"], audience="abrkit")
         return True
     except jwt.PyJWTError:
         return False
 
 
+# Header bytes as a client may send them (not CR, LF or NUL, which end or break the line): raw bytes,
+# UTF-8 of any text, Latin-1.
+header_bytes = st.one_of(
+    st.binary(max_size=200), st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.text(alphabet=st.characters(max_codepoint=255), max_size=100).map(lambda t: t.encode("latin-1")),
+).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b""))
+
+
+@FUZZ
+@given(value=header_bytes, scheme=st.sampled_from([b"Bearer ", b"bearer ", b"", b"Basic "]),
+       route=st.sampled_from(["gateway-playback", "gateway-license", "playback", "license", "auth-revoke"]))
+def test_any_bytes_in_authorization_are_a_4xx(hostile: Hostile, value: bytes, scheme: bytes, route: str) -> None:
+    headers: dict[str, str | bytes] = {"Authorization": scheme + value, "Content-Type": "application/json"}
+    if route.startswith("gateway"):
+        base, path = hostile.gateway, "/license" if route.endswith("license") else f"/playback/{ENCRYPTED_TITLE}"
+    elif route == "auth-revoke":
+        base, path = hostile.auth, "/auth/revoke"
+        headers.update(hostile.internal)
+    else:
+        base, path = getattr(hostile, route), "/license" if route == "license" else f"/playback/{ENCRYPTED_TITLE}"
+        headers.update(hostile.internal)
+    body = b"" if route == "auth-revoke" else json.dumps({"kids": [_b64url(b"\x00" * 16)]}).encode()
+    answer = http(base, "POST", path, headers=headers, body=body)
+    assert_clean_refusal(answer, {400, 401, 404, 431})
+
+
+@FUZZ
+@given(token=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("utf-8", "surrogateescape")),
+       endpoint=st.sampled_from([("/auth/refresh", "refresh_token"), ("/auth/revoke", "token")]),
+       via=st.sampled_from(["gateway", "auth"]))
+def test_any_string_as_a_refresh_or_logout_token_is_a_4xx(hostile: Hostile, token: str, endpoint: tuple[str, str],
+                                                          via: str) -> None:
+    path, field = endpoint
+    body = json.dumps({field: token}).encode()  # lone surrogates travel as JSON escapes
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json"}
+    if via == "auth":
+        headers.update(hostile.internal)
+    answer = http(getattr(hostile, via), "POST", path, headers=headers, body=body)
+    assert_clean_refusal(answer, {400, 401})
+
+
 # --- signed URLs ----------------------------------------------------------------------------------
 
 def _url_token(key: bytes, payload: dict[str, object]) -> str:
+    """A URL token with any payload at all, signed with the Ed25519 seed `key`."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    return f"{_b64url(body)}.{_b64url(hmac.new(key, body, hashlib.sha256).digest())}"
+    return f"{_b64url(body)}.{_b64url(ed25519_private(key).sign(body))}"
 
 
 def test_signed_url_forgeries_are_403(hostile: Hostile) -> None:
@@ -364,6 +357,7 @@ def test_signed_url_forgeries_are_403(hostile: Hostile) -> None:
         "expired": _url_token(key, {"p": f"/{ENCRYPTED_TITLE}/", "exp": int(time.time()) - 10, "sid": "s"}),
         "other title": _url_token(key, {"p": f"/{CLEAR_TITLE}/", "exp": later, "sid": "s"}),
         "root prefix": _url_token(b"x" * 32, {"p": "/", "exp": later, "sid": "s"}),
+        "HMAC of the old scheme": f"{_b64url(b'{}')}.{_b64url(hmac.new(key, b'{}', hashlib.sha256).digest())}",
         "payload swapped": _b64url(json.dumps({"p": "/", "exp": later, "sid": "s"}).encode()) + "." + mac_b64,
         "signature cut": payload_b64 + "." + mac_b64[:-4],
         "no signature": payload_b64,
@@ -429,7 +423,8 @@ def test_hostile_paths_get_4xx_and_never_a_key(hostile: Hostile, tail: str, wher
         base, path = hostile.origin, f"/{ENCRYPTED_TITLE}/{tail}"
     else:
         base, path = hostile.gateway, f"/{where.split('-')[1]}/{tail}"
-    answer = http(base, "GET", path, headers={"Authorization": f"Bearer {hostile.token}"})
+    internal = hostile.internal if where == "origin" else {}
+    answer = http(base, "GET", path, headers={"Authorization": f"Bearer {hostile.token}", **internal})
     # A hostile path may still name a real file of the layout (e.g. .../video/v216p/1.m4s): 200 is
     # fine then, a key or a file outside the layout never is.
     assert_clean_refusal(answer, None)
@@ -450,7 +445,8 @@ def test_traversal_attempts_are_refused_everywhere(hostile: Hostile, path: str, 
         base, target = hostile.gateway, "/playback" + path
     else:
         base, target = hostile.origin, path
-    answer = http(base, "GET", target, headers={"Authorization": f"Bearer {hostile.token}"})
+    internal = hostile.internal if server == "origin" else {}
+    answer = http(base, "GET", target, headers={"Authorization": f"Bearer {hostile.token}", **internal})
     assert_clean_refusal(answer, set(range(400, 500)))
     _assert_no_secret_served(hostile, answer)
 
@@ -472,8 +468,9 @@ def test_oversized_headers_are_refused(hostile: Hostile, server: str) -> None:
                                           ("license", "/license"), ("gateway", "/license")])
 def test_oversized_bodies_are_413_or_400(hostile: Hostile, server: str, path: str) -> None:
     body = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    internal = hostile.internal if server != "gateway" else {}
     answer = http(getattr(hostile, server), "POST", path, body=body,
-                  headers={"Authorization": f"Bearer {hostile.token}", "Content-Type": "application/json"})
+                  headers={"Authorization": f"Bearer {hostile.token}", "Content-Type": "application/json", **internal})
     assert_clean_refusal(answer, {400, 413})
 
 
@@ -482,12 +479,16 @@ def test_a_body_arriving_in_pieces_is_read_whole(hostile: Hostile) -> None:
     body = json.dumps({"username": "nobody", "password": "x" * 50}).encode()
     with socket.create_connection((parts.hostname, parts.port), timeout=HANG_GUARD_S) as sock:
         sock.sendall(b"POST /auth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json"
-                     b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+                     b"\r\n" + _internal_line(hostile) + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
         for i in range(0, len(body), 7):
             sock.sendall(body[i:i + 7])
             time.sleep(0.02)
         answer = _parse(_read_all(sock))
     assert answer.status == 401, answer.body  # parsed as a whole login, not "not valid JSON"
+
+
+def _internal_line(h: Hostile) -> bytes:
+    return f"{INTERNAL_HEADER}: {h.internal[INTERNAL_HEADER]}\r\n".encode()
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -501,7 +502,7 @@ def _read_all(sock: socket.socket) -> bytes:
 def short_idle_auth(hostile: Hostile) -> Iterator[str]:
     """A second auth service of the same stack, served by the stack's runner with a 1 s idle timeout."""
     async def start() -> tuple[Any, str]:
-        runner = make_runner("auth", build_app("auth", hostile.config, hostile.ports, hostile.secrets),
+        runner = make_runner("auth", build_app("auth", hostile.config, hostile.ports, secrets_for("auth", hostile.secrets)),
                              1.0, idle_timeout_s=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -564,7 +565,8 @@ def test_a_trickled_body_gets_408_not_a_held_handler(hostile: Hostile, server: s
     parts = urlsplit(getattr(hostile, server))
     with socket.create_connection((parts.hostname, parts.port), timeout=BODY_READ_TIMEOUT_S + HANG_GUARD_S) as sock:
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                     f"Authorization: Bearer {hostile.token}\r\nContent-Length: 1000\r\n\r\n{{".encode())
+                     f"Authorization: Bearer {hostile.token}\r\n".encode() + _internal_line(hostile)
+                     + b"Content-Length: 1000\r\n\r\n{")
         answer = b""
         deadline = time.monotonic() + BODY_READ_TIMEOUT_S + HANG_GUARD_S
         sock.settimeout(0.5)
@@ -593,7 +595,7 @@ def test_a_trickled_body_gets_408_not_a_held_handler(hostile: Hostile, server: s
 def test_fault_hook_needs_the_internal_token_and_a_valid_body(hostile: Hostile, body: object, with_token: bool) -> None:
     headers = {"Content-Type": "application/json"}
     if with_token:
-        headers["Authorization"] = f"Bearer {internal_token(hostile.secrets.url_signing_key)}"
+        headers.update(hostile.internal)
     answer = http(hostile.edge, "POST", FAULTS_PATH, headers=headers, body=json.dumps(body).encode())
     if not with_token:
         assert answer.status == 403
@@ -616,7 +618,7 @@ def test_zz_no_key_or_traceback_reached_any_log(hostile: Hostile) -> None:
     assert len(hostile.logs.lines) > 100, "the log capture saw almost nothing"
     secrets = [key for _, key in _keys(hostile.content_root)]
     secrets += [hostile.secrets.jwt_signing_key.hex(), hostile.secrets.url_signing_key.hex(),
-                internal_token(hostile.secrets.url_signing_key)]
+                hostile.secrets.internal_token.hex(), internal_credential(hostile.secrets.internal_token)]
     lowered = text.lower()
     leaked = [s for s in secrets if s.lower() in lowered]
     assert not leaked, "key material in the logs"

@@ -10,9 +10,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from server import license
-from server.auth import TokenService
 from server.config import LicenseConfig, TokenPolicy
-from tests.server.conftest import fake_title, token_policy
+from server.keys import ed25519_public
+from server.revocation import RevocationStore
+from server.tokens import TokenIssuer
+from tests.server.conftest import SIGNING_KEY, fake_title, issue, token_policy
 
 ORIGIN = "http://player.example:3000"
 
@@ -40,7 +42,7 @@ async def client(aiohttp_client, tmp_path: Path, policy: TokenPolicy, content) -
 
 
 def bearer(policy: TokenPolicy, titles: tuple[str, ...] = ("demo",)) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TokenService(policy).issue('alice', titles).access_token}"}
+    return {"Authorization": f"Bearer {issue(policy, 'alice', titles)}"}
 
 
 async def test_returns_exactly_the_requested_keys(client: TestClient, policy: TokenPolicy, content) -> None:  # type: ignore[no-untyped-def]
@@ -99,14 +101,15 @@ async def test_missing_or_malformed_token_is_401(client: TestClient, content, he
     assert "WWW-Authenticate" in resp.headers
 
 
-async def test_expired_forged_and_revoked_tokens_are_401(client: TestClient, policy: TokenPolicy, content) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_forged_and_revoked_tokens_are_401(client: TestClient, policy: TokenPolicy, content,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
     kid = b64(next(iter(content["demo"])))
-    expired = TokenService(policy, clock=lambda: 1_000_000.0).issue("alice", ("demo",)).access_token
-    forged = TokenService(token_policy(Path("/nonexistent"), signing_key=b"f" * 32)).issue("alice", ("*",)).access_token
-    tokens = TokenService(policy)
-    revoked = tokens.issue("alice", ("demo",))
-    claims = tokens.verify_access(revoked.access_token)
-    tokens.revocations.revoke_jti(claims.jti, until=claims.expires_at)
+    expired = TokenIssuer(policy, SIGNING_KEY, clock=lambda: 1_000_000.0).issue("alice", ("demo",)).access_token
+    other = b"f" * 32  # a key that is not auth's
+    forged = issue(token_policy(tmp_path / "other", verify_key=ed25519_public(other)), "alice", ("*",), signing_key=other)
+    revoked = TokenIssuer(policy, SIGNING_KEY).issue("alice", ("demo",))
+    assert policy.revocations_path is not None
+    RevocationStore(policy.revocations_path).revoke_token(revoked.claims.jti, until=revoked.claims.expires_at)
     for token in (expired, forged, revoked.access_token):
         resp = await client.post("/license", json={"kids": [kid]}, headers={"Authorization": f"Bearer {token}"})
         assert resp.status == 401, token

@@ -1,4 +1,4 @@
-"""Playback (steering) API: heartbeats, ranking by affinity and load, signed URLs, error cases."""
+"""Playback (steering) API: heartbeats, ranking by affinity and load, signed URLs and their renewal, error cases."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from server import playback, urlsign
-from server.auth import TokenService
 from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
+from server.internal import internal_headers
+from server.keys import ed25519_public
 from server.playback import EdgeStatus, rank_edges, rendezvous_weight
-from server.urlsign import internal_token
-from tests.server.conftest import fake_title, token_policy
+from server.revocation import RevocationStore
+from server.tokens import TokenIssuer
+from tests.server.conftest import INTERNAL_TOKEN, SIGNING_KEY, URL_KEY, fake_title, issue, token_policy
 
-URL_KEY = b"u" * 32
 LICENSE_URL = "http://127.0.0.1:8000/license"
-EDGE_AUTH = {"Authorization": f"Bearer {internal_token(URL_KEY)}"}
+EDGE_AUTH = internal_headers(INTERNAL_TOKEN)
+URL_VERIFY_KEY = ed25519_public(URL_KEY)
 
 
 class FakeClock:
@@ -44,12 +46,13 @@ async def client(aiohttp_client, tmp_path: Path, policy: TokenPolicy, clock: Fak
     fake_title(tmp_path / "content", "demo")
     fake_title(tmp_path / "content", "premium")
     config = PlaybackConfig(content_root=tmp_path / "content", tokens=policy, url_signing_key=URL_KEY,
-                            license_url=LICENSE_URL, heartbeat_s=1.0, url_ttl_s=600)
-    return await aiohttp_client(playback.create_app(config, monotonic=clock))
+                            internal_token=INTERNAL_TOKEN, license_url=LICENSE_URL, heartbeat_s=1.0, url_ttl_s=600)
+    # As the gateway calls it: with the internal credential on every request.
+    return await aiohttp_client(playback.create_app(config, monotonic=clock), headers=EDGE_AUTH)
 
 
 def bearer(policy: TokenPolicy, titles: tuple[str, ...] = ("demo",)) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TokenService(policy).issue('alice', titles).access_token}"}
+    return {"Authorization": f"Bearer {issue(policy, 'alice', titles)}"}
 
 
 async def beat(client: TestClient, edge_id: str, port: int, *, healthy: bool = True, load: float = 0.0,
@@ -73,9 +76,10 @@ async def test_session_gets_signed_manifest_urls_on_every_live_edge(client: Test
     assert body["license_url"] == LICENSE_URL and body["expires_in"] == 600 and len(body["session_id"]) == 32
     assert {URL(u).port for u in body["manifest_urls"]} == {9000, 9001}
     for url in body["manifest_urls"]:
-        grant, path = urlsign.check_path(URL_KEY, URL(url).path, now=time.time())
+        grant, path = urlsign.check_path(URL_VERIFY_KEY, URL(url).path, now=time.time())
         assert path == "/demo/manifest.mpd"
         assert grant.session_id == body["session_id"] and grant.path_prefix == "/demo/"
+        assert grant.subject == "alice" and grant.family and grant.issued_at > 0  # bound to the login
 
 
 async def test_an_edge_silent_for_two_heartbeats_leaves_the_ranking(client: TestClient, policy: TokenPolicy,
@@ -88,7 +92,7 @@ async def test_an_edge_silent_for_two_heartbeats_leaves_the_ranking(client: Test
     assert len((await start(client, policy))["manifest_urls"]) == 2
     clock.now += 0.01
     assert [URL(u).port for u in (await start(client, policy))["manifest_urls"]] == [9001]
-    edges = await (await client.get("/internal/edges")).json()
+    edges = await (await client.get("/internal/edges", headers=EDGE_AUTH)).json()
     assert {e["edge_id"]: e["live"] for e in edges["edges"]} == {"edge-0": False, "edge-1": True}
 
 
@@ -133,14 +137,58 @@ async def test_malformed_heartbeats_are_400(client: TestClient, body: object) ->
     assert resp.status == 400
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer forged"},
-                                     {"Authorization": f"Bearer {internal_token(b'x' * 32)}"}])
-async def test_heartbeats_without_the_edge_secret_are_401_and_not_ranked(client: TestClient, policy: TokenPolicy,
+@pytest.mark.parametrize("headers", [{"X-Abrkit-Internal": ""}, {"X-Abrkit-Internal": "forged"},
+                                     internal_headers(b"x" * 32), {"X-Abrkit-Internal": "\u00ff"}])
+async def test_heartbeats_and_the_edge_list_need_the_internal_credential(client: TestClient, policy: TokenPolicy,
                                                                         headers: dict[str, str]) -> None:
     resp = await client.post("/internal/edges/heartbeat", headers=headers,
                              json={"edge_id": "rogue", "url": "http://evil.example:80", "healthy": True})
-    assert resp.status == 401
+    assert resp.status == 403
     assert (await client.post("/playback/demo", headers=bearer(policy))).status == 503
+    assert (await client.get("/internal/edges", headers=headers)).status == 403
+
+
+async def test_renewal_gives_fresh_urls_for_the_same_session(client: TestClient, policy: TokenPolicy,
+                                                             clock: FakeClock) -> None:
+    await beat(client, "edge-0", 9000)
+    first = await start(client, policy)
+    resp = await client.post("/playback/demo/renew", json={"session_id": first["session_id"]}, headers=bearer(policy))
+    assert resp.status == 200
+    renewed = await resp.json()
+    assert renewed["session_id"] == first["session_id"] and renewed["expires_in"] == 600
+    grant, _ = urlsign.check_path(URL_VERIFY_KEY, URL(renewed["manifest_urls"][0]).path, now=time.time())
+    assert grant.session_id == first["session_id"]
+
+
+@pytest.mark.parametrize(("body", "titles", "status"), [
+    ({"session_id": "nope"}, ("demo",), 400), ({}, ("demo",), 400), ([], ("demo",), 400),
+    ({"session_id": "0" * 32}, ("premium",), 403)])
+async def test_renewal_checks_the_session_id_and_the_entitlement(client: TestClient, policy: TokenPolicy,
+                                                                  body: object, titles: tuple[str, ...],
+                                                                  status: int) -> None:
+    await beat(client, "edge-0", 9000)
+    resp = await client.post("/playback/demo/renew", json=body, headers=bearer(policy, titles))
+    assert resp.status == status
+
+
+async def test_a_revoked_login_can_neither_start_nor_renew(client: TestClient, policy: TokenPolicy) -> None:
+    await beat(client, "edge-0", 9000)
+    pair = TokenIssuer(policy, SIGNING_KEY).issue("alice", ("demo",))
+    headers = {"Authorization": f"Bearer {pair.access_token}"}
+    session = (await (await client.post("/playback/demo", headers=headers)).json())["session_id"]
+    assert policy.revocations_path is not None
+    RevocationStore(policy.revocations_path).logout(jti=pair.claims.jti, family=pair.claims.family, until=time.time() + 60)
+    assert (await client.post("/playback/demo", headers=headers)).status == 401
+    assert (await client.post("/playback/demo/renew", json={"session_id": session}, headers=headers)).status == 401
+
+
+async def test_an_unreadable_revocation_store_is_503_not_a_session(client: TestClient, policy: TokenPolicy) -> None:
+    await beat(client, "edge-0", 9000)
+    assert policy.revocations_path is not None
+    policy.revocations_path.unlink()
+    resp = await client.post("/playback/demo", headers=bearer(policy))
+    assert resp.status == 503 and int(resp.headers["Retry-After"]) >= 1
+    assert "manifest_urls" not in await resp.json()
 
 
 def _edge(edge_id: str, load: float = 0.0, cached: tuple[str, ...] = ()) -> EdgeStatus:

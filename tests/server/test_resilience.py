@@ -1,10 +1,19 @@
-"""Rate limiter, circuit breaker and bulkhead on a fake clock."""
+"""Rate limiter, circuit breaker, bulkheads by priority, per-client concurrency and failure backoff on a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from server.resilience import Bulkhead, CircuitBreaker, CircuitState, RateDecision, RateLimiter
+from server.resilience import (
+    Bulkhead,
+    CircuitBreaker,
+    CircuitState,
+    ConcurrencyLimiter,
+    FailureBackoff,
+    Priority,
+    RateDecision,
+    RateLimiter,
+)
 
 
 def test_rate_limiter_allows_a_burst_then_refuses_with_the_wait_until_next_token() -> None:
@@ -109,3 +118,52 @@ def test_bulkhead_release_without_acquire_is_a_bug() -> None:
 def test_rate_limiter_rejects_nonsense_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bulkhead_keeps_its_reserved_slots_for_running_sessions() -> None:
+    bulkhead = Bulkhead(4, reserved=1)
+    assert [bulkhead.try_acquire(Priority.NEW) for _ in range(4)] == [True, True, True, False]  # shed at 3
+    assert bulkhead.try_acquire(Priority.RUNNING)  # the reserved slot
+    assert not bulkhead.try_acquire(Priority.RUNNING)
+    bulkhead.release()
+    assert not bulkhead.try_acquire(Priority.NEW) and bulkhead.try_acquire(Priority.RUNNING)
+
+
+@pytest.mark.parametrize(("max_concurrent", "reserved"), [(0, 0), (4, 4), (4, -1)])
+def test_bulkhead_rejects_nonsense_settings(max_concurrent: int, reserved: int) -> None:
+    with pytest.raises(ValueError):
+        Bulkhead(max_concurrent, reserved=reserved)
+
+
+def test_concurrency_limiter_caps_each_key_and_forgets_idle_ones() -> None:
+    limiter = ConcurrencyLimiter(2, max_keys=2)
+    assert [limiter.try_acquire("a") for _ in range(3)] == [True, True, False]
+    assert limiter.try_acquire("b")
+    assert not limiter.try_acquire("c")  # the table is full: a third key waits for room
+    limiter.release("b")
+    assert limiter.in_flight("b") == 0 and limiter.try_acquire("c")
+    with pytest.raises(RuntimeError):
+        limiter.release("nobody")
+
+
+def test_failure_backoff_is_free_then_doubles_up_to_its_cap_and_resets_on_success() -> None:
+    backoff = FailureBackoff(free_failures=2, base_s=1.0, max_s=4.0)
+    for _ in range(2):
+        backoff.failure("alice", 0.0)
+    assert backoff.wait_s("alice", 0.0) == 0.0
+    waits = []
+    for _ in range(5):
+        backoff.failure("alice", 10.0)
+        waits.append(backoff.wait_s("alice", 10.0))
+    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.wait_s("alice", 13.0) == pytest.approx(1.0) and backoff.wait_s("alice", 15.0) == 0.0
+    assert backoff.wait_s("bob", 10.0) == 0.0
+    backoff.success("alice")
+    assert backoff.wait_s("alice", 10.0) == 0.0
+
+
+def test_failure_backoff_bounds_the_keys_it_keeps() -> None:
+    backoff = FailureBackoff(free_failures=0, base_s=1.0, max_s=1.0, max_keys=3)
+    for i in range(10):
+        backoff.failure(f"user{i}", 0.0)
+    assert len(backoff) == 3 and backoff.wait_s("user9", 0.0) == 1.0 and backoff.wait_s("user0", 0.0) == 0.0

@@ -22,8 +22,10 @@ import aiohttp
 import pytest
 
 from player.cli import main as abrkit
-from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, read_users, save_stack_config
+from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, save_stack_config
+from server.revocation import RevocationStore
 from server.stack import start_stack
+from server.users import read_users
 from tests.conftest import ENCRYPTED_TITLE
 from tests.server.conftest import PASSWORD, write_users
 
@@ -86,9 +88,10 @@ async def test_embedded_stack_token_playback_manifest_license_segment(stack_conf
             assert resp.status == 403
         async with session.post(f"{stack.gateway_url}/auth/revoke", headers=headers) as resp:
             assert resp.status == 200
-        for url in (f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", f"{stack.playback_url}/playback/{ENCRYPTED_TITLE}",
-                    stack.license_service_url + "/license"):
-            async with session.post(url, json={"kids": [b64(next(iter(kids)))]}, headers=headers) as resp:
+        for url, extra in ((f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", {}),
+                           (f"{stack.playback_url}/playback/{ENCRYPTED_TITLE}", stack.internal_headers()),
+                           (stack.license_service_url + "/license", stack.internal_headers())):
+            async with session.post(url, json={"kids": [b64(next(iter(kids)))]}, headers={**headers, **extra}) as resp:
                 assert resp.status == 401, url
         async with session.get(f"{stack.gateway_url}/internal/edges") as resp:
             assert resp.status == 404
@@ -291,8 +294,9 @@ def test_abrkit_user_add_list_set_revoke(tmp_path: Path, monkeypatch: pytest.Mon
     assert "carol\t*" in capsys.readouterr().out
     assert abrkit(["user", "--config", config, "revoke", "carol"]) == 0
     assert read_users(Path(config))["carol"].disabled
-    revoked = json.loads((tmp_path / "revoked.json").read_text())
-    assert "carol" in revoked["subject"]
+    store = RevocationStore(tmp_path / "revocations.db")
+    assert store.counts()["subjects"] == 1
+    assert store.access_revoked(jti="j", family="f", subject="carol", issued_at=time.time() - 1)
     assert abrkit(["user", "--config", config, "revoke", "nobody"]) == 2
 
 
@@ -308,3 +312,35 @@ def test_stack_file_round_trips(tmp_path: Path) -> None:
     config.config_path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="edgez"):
         load_stack_config(config.config_path)
+
+
+async def test_processes_mode_hands_each_service_its_own_secrets_and_no_file(stack_config: StackConfig) -> None:
+    from server.keys import load_secrets
+
+    config = replace(stack_config, processes=True, edges=1)
+    async with start_stack(config) as stack, aiohttp.ClientSession() as session:
+        secrets = load_secrets(config.resolved_secrets_path)
+        # The children never read the secrets file: with it gone, a killed one starts again as well.
+        config.resolved_secrets_path.rename(config.state_dir / "elsewhere.json")
+        for name in ("license", "edge-0"):
+            pid = stack.pid(name)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while stack.pid(name) in (None, pid):
+                assert time.monotonic() < deadline, f"{name} was not restarted"
+                await asyncio.sleep(0.05)
+        await stack.wait_for_edges()
+        headers = await login(session, stack.gateway_url)
+        async with session.post(f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}", headers=headers) as resp:
+            play = await resp.json()
+        async with session.get(play["manifest_urls"][0]) as resp:
+            assert resp.status == 200  # the restarted edge verifies URLs with the public key it was sent
+        async with session.post(stack.license_url, json={"kids": [b64(b"\x00" * 16)]}, headers=headers) as resp:
+            assert resp.status == 404  # the restarted license service verifies tokens
+        hidden = [key.hex().encode() for key in (secrets.jwt_signing_key, secrets.url_signing_key,
+                                                  secrets.internal_token)]
+        for name in stack.service_names:
+            proc = Path(f"/proc/{stack.pid(name)}")
+            exposed = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+            assert not any(key in exposed for key in hidden), f"{name}: a secret on its command line or environment"

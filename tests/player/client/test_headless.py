@@ -26,7 +26,7 @@ from player.media.pipeline import DecodePipeline
 from player.research.experiment import model_download_s
 from player.research.sim import PROFILES, run_session
 from player.video import load_packaged_video
-from server.config import load_secrets
+from server.keys import ed25519_private, load_secrets
 from server.stack import RunningStack
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, REPO_ROOT, PackagedTitles
 from tests.player.conftest import LONG_TITLE, running_stack, serving_app, serving_origin
@@ -143,11 +143,11 @@ async def test_encrypted_url_without_keys_is_refused_clearly(packaged: PackagedT
 
 async def test_expired_token_gets_a_clear_license_error(tmp_path: Path, packaged: PackagedTitles) -> None:
     async with running_stack(tmp_path, packaged.content_root) as (stack, _):
-        secret = load_secrets(stack.config.resolved_secrets_path).jwt_signing_key
+        secret = ed25519_private(load_secrets(stack.config.resolved_secrets_path).jwt_signing_key)
         now = int(time.time())
         expired = jwt.encode({"iss": "abrkit-auth", "aud": "abrkit", "sub": "demo", "iat": now - 3600,
                               "nbf": now - 3600, "exp": now - 600, "jti": "x", "fam": "y", "titles": ["*"]},
-                             secret, algorithm="HS256")
+                             secret, algorithm="EdDSA")
         import aiohttp
 
         async with aiohttp.ClientSession() as http:

@@ -1,0 +1,184 @@
+"""Keeping a session's credentials alive while it plays: a stack signs segment URLs for minutes, not
+for the length of a movie, and access tokens last minutes too.
+
+`keep_alive(fetcher, source)` runs beside the player: before half of a URL lifetime has passed it asks
+the playback API for fresh URLs (`POST {gateway}/playback/{title}/renew`), and every later request
+goes out with the new URL token (the fetcher's route swaps it in, so the manifest's URLs stay as
+parsed); before half of an access token's lifetime it refreshes the token (`POST /auth/refresh`, which
+also rotates the refresh token), and a renewal refused with 401 refreshes first and tries once more.
+A renewal that fails is retried with backoff while the URLs are still valid; one refused for good
+(403: the title was taken away) stops, and the segments then fail with that answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from player.client.fetch import Fetcher, FetchError, Route
+from server.formats.urls import signed_token, with_signed_token
+
+log = logging.getLogger("abrkit.player")
+
+RENEW_AT = 0.5  # of a lifetime: renew when half of it is gone
+RETRY_S = (0.5, 1.0, 2.0, 4.0)  # waits between failed renewals, the last repeated
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StackSession:
+    """What a session started through a stack's gateway needs to stay alive (from `bootstrap_stack`)."""
+
+    gateway_url: str
+    title: str
+    session_id: str
+    url_token: str = field(repr=False)  # the token of the signed manifest URLs
+    urls_expire_in_s: float
+    access_token: str = field(repr=False)
+    access_expires_in_s: float
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+class RenewalRefused(Exception):
+    """The stack said no for good (not a transient failure): renewing stops."""
+
+
+class SessionRenewal:
+    """The current URL token and access token of one session, and the loop that renews them.
+    `clock` is monotonic seconds."""
+
+    def __init__(self, fetcher: Fetcher, session: StackSession, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.fetcher = fetcher
+        self.session = session
+        self.clock = clock
+        now = clock()
+        self.url_token = session.url_token
+        self.access_token = session.access_token
+        self._refresh_token = session.refresh_token
+        self._urls = (now, session.urls_expire_in_s)  # (issued at, lifetime)
+        self._access = (now, session.access_expires_in_s)
+        self.renewals = 0
+        self.refreshes = 0
+        self.stopped: str | None = None  # why renewing stopped for good
+
+    def route(self, inner: Route | None) -> Route:
+        """A fetcher route that sends signed URLs with the current token, then on through `inner`."""
+        async def routed(url: str) -> str:
+            url = with_signed_token(url, self.url_token)
+            return await inner(url) if inner is not None else url
+
+        return routed
+
+    def _due_s(self, issued_lifetime: tuple[float, float]) -> float:
+        issued, lifetime = issued_lifetime
+        return issued + RENEW_AT * lifetime - self.clock()
+
+    async def run(self) -> None:
+        """Renew until cancelled (or refused for good)."""
+        failures = 0
+        while True:
+            due = [self._due_s(self._urls)] + ([self._due_s(self._access)] if self._refresh_token else [])
+            wait_s = min(due) if failures == 0 else RETRY_S[min(failures, len(RETRY_S)) - 1]
+            await asyncio.sleep(max(0.0, wait_s))
+            try:
+                if self._due_s(self._access) <= 0 and self._refresh_token is not None:
+                    await self.refresh()
+                if self._due_s(self._urls) <= 0:
+                    await self.renew()
+                failures = 0
+            except RenewalRefused as exc:
+                self.stopped = str(exc)
+                log.warning("session %s: renewing stopped: %s", self.session.session_id, exc)
+                return
+            except FetchError as exc:
+                failures += 1
+                log.warning("session %s: renewal failed (%s); trying again", self.session.session_id, exc)
+
+    async def renew(self) -> None:
+        """Fresh signed URLs for the session (refreshing the access token first if the stack asks)."""
+        s = self.session
+        url = f"{s.gateway_url}/playback/{quote(s.title, safe='')}/renew"
+        try:
+            answer = await self._post(url, {"session_id": s.session_id}, auth=True)
+        except FetchError as exc:
+            if exc.status != 401 or self._refresh_token is None:
+                raise self._final(exc, "URL renewal") from None
+            await self.refresh()
+            answer = await self._post(url, {"session_id": s.session_id}, auth=True)
+        urls = answer.get("manifest_urls")
+        token = signed_token(urls[0]) if isinstance(urls, list) and urls and isinstance(urls[0], str) else None
+        expires_in = answer.get("expires_in")
+        if token is None or not isinstance(expires_in, (int, float)) or expires_in <= 0:
+            raise RenewalRefused("URL renewal: the answer has no signed URL and lifetime")
+        self.url_token, self._urls = token, (self.clock(), float(expires_in))
+        self.renewals += 1
+
+    async def refresh(self) -> None:
+        """A new access token (and refresh token) from the refresh token."""
+        if self._refresh_token is None:
+            raise RenewalRefused("no refresh token to renew the access token with")
+        try:
+            answer = await self._post(f"{self.session.gateway_url}/auth/refresh",
+                                      {"refresh_token": self._refresh_token}, auth=False)
+        except FetchError as exc:
+            raise self._final(exc, "token refresh") from None
+        access, refresh, expires_in = answer.get("access_token"), answer.get("refresh_token"), answer.get("expires_in")
+        if not isinstance(access, str) or not isinstance(refresh, str) or not isinstance(expires_in, (int, float)):
+            raise RenewalRefused("token refresh: the answer has no tokens")
+        self.access_token, self._refresh_token = access, refresh
+        self._access = (self.clock(), float(expires_in))
+        self.refreshes += 1
+
+    @staticmethod
+    def _final(exc: FetchError, step: str) -> Exception:
+        """A definitive refusal ends renewing; anything else is retried."""
+        return RenewalRefused(f"{step}: HTTP {exc.status}") if exc.permanent else exc
+
+    async def _post(self, url: str, body: dict[str, object], *, auth: bool) -> dict[str, object]:
+        headers = {"Authorization": f"Bearer {self.access_token}"} if auth else {}
+        result = await self.fetcher.fetch([url], method="POST", json_body=body, headers=headers)
+        try:
+            data = json.loads(result.body)
+        except ValueError:
+            raise RenewalRefused(f"{url.rsplit('/', 1)[-1]}: the answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise RenewalRefused(f"{url.rsplit('/', 1)[-1]}: unexpected answer")
+        return data
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(fetcher: Fetcher, session: StackSession | None) -> AsyncIterator[SessionRenewal | None]:
+    """Renew `session`'s URLs and token while the body runs (nothing for a session without a stack)."""
+    if session is None:
+        yield None
+        return
+    renewal = SessionRenewal(fetcher, session)
+    previous = fetcher.route
+    fetcher.route = renewal.route(previous)
+    task = asyncio.get_running_loop().create_task(renewal.run(), name=f"renew-{session.session_id}")
+    try:
+        yield renewal
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        fetcher.route = previous
+
+
+def stack_session(gateway_url: str, title: str, session_id: str, manifest_url: str, *, urls_expire_in_s: object,
+                  access_token: str, access_expires_in_s: object, refresh_token: object) -> StackSession | None:
+    """The `StackSession` of a bootstrap's answers; None when they do not allow renewing (a stack that
+    signs no URLs or gives no lifetimes: nothing to keep alive)."""
+    token = signed_token(manifest_url)
+    if token is None or not isinstance(urls_expire_in_s, (int, float)) or urls_expire_in_s <= 0:
+        return None
+    access_ttl = float(access_expires_in_s) if isinstance(access_expires_in_s, (int, float)) else 900.0
+    return StackSession(gateway_url=gateway_url.rstrip("/"), title=title, session_id=session_id, url_token=token,
+                        urls_expire_in_s=float(urls_expire_in_s), access_token=access_token,
+                        access_expires_in_s=access_ttl,
+                        refresh_token=refresh_token if isinstance(refresh_token, str) else None)
