@@ -125,8 +125,11 @@ class ModeledLinkFetcher(Fetcher):
     def excluded(self, url: str) -> bool:
         return self._excluded_until.get(_origin_of(url), 0.0) > self.clock()
 
-    def exclude(self, url: str) -> None:
-        self._excluded_until[_origin_of(url)] = self.clock() + self.config.exclusion_s
+    def exclude(self, url: str, base: str | None = None) -> None:
+        until = self.clock() + self.config.exclusion_s
+        self._excluded_until[_origin_of(url)] = until
+        if base is not None:  # the BaseURL the failed alternative was built from (see `Fetcher.exclude`)
+            self._excluded_until[base] = until
 
     def trace_now(self) -> float:
         return self.offset_s + (self._loop.time() - self._t0) * self.speed

@@ -20,9 +20,10 @@ from urllib.parse import quote
 import aiohttp
 
 from player.errors import CliError
-from server.config import StackConfig, UserRecord, read_users, update_users
+from server.config import StackConfig
 from server.formats.names import MANIFEST_NAME, is_valid_title
 from server.stack import RunningStack, ensure_demo_user, init_stack_config, start_stack
+from server.users import UserRecord, read_users, update_users
 
 # --- content -----------------------------------------------------------------------------------------
 
