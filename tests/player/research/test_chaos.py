@@ -39,7 +39,8 @@ def chaos_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def _run(scenario: str, content: Path, tmp_path: Path, sessions: int = 2) -> ChaosReport:
     config = ChaosConfig(scenario=scenario, sessions=sessions, speed=SPEED, fault_at_s=FAULT_AT_S,
-                         buffer_cap_s=BUFFER_CAP_S, session_timeout_s=90.0, recovery_wait_s=15.0)
+                         buffer_cap_s=BUFFER_CAP_S, session_timeout_s=90.0, recovery_wait_s=15.0,
+                         probe_interval_s=0.3)  # several new sessions try during a service outage
     stack_config = ChaosStackConfig(content_root=content, work_dir=tmp_path / "stack",
                                     log_dir=tmp_path / "logs", edges=2, heartbeat_s=0.5)
 
