@@ -1,7 +1,8 @@
 """The auth service: password logins, token refresh and logout, behind the gateway.
 
 - `POST /auth/token`: a username that keeps failing waits (exponential backoff, 429 + `Retry-After`,
-  refused before any hashing); passwords are checked with scrypt on a bounded pool, and a hash made
+  refused before any hashing); passwords are checked with scrypt on a bounded pool (a login that cannot
+  get a slot within `hash_wait_s` gets 503 + `Retry-After`, never a gateway timeout), and a hash made
   under older parameters is replaced after a successful login.
 - `POST /auth/refresh`: moves the login family to its next generation in the revocation store
   (server/revocation.py) and issues a new pair; an older generation shown again revokes the family
@@ -131,8 +132,19 @@ async def _login(request: web.Request) -> web.Response:
     user = auth.users.get(username)
     stored = user.password_hash if user else auth.dummy_hash
     assert auth.hash_slots is not None
-    async with auth.hash_slots:
+    try:
+        async with asyncio.timeout(auth.config.hash_wait_s):
+            await auth.hash_slots.acquire()
+    except TimeoutError:
+        # Queued longer, the check would outlast the gateway's backend timeout and its 504 would count
+        # toward the breaker: a burst of guesses would lock everyone out. A prompt 503 is not counted.
+        metrics.inc("auth_logins_total", labels={"result": "busy"}, help="Password logins")
+        return json_error(503, "too many logins being checked; try again shortly", retry_after_s=1,
+                          headers={"Retry-After": "1"})
+    try:
         ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, stored, password)
+    finally:
+        auth.hash_slots.release()
     if not ok or user is None or user.disabled:
         auth.backoff.failure(key, auth.monotonic())
         metrics.inc("auth_logins_total", labels={"result": "rejected"}, help="Password logins")

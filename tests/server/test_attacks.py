@@ -379,6 +379,28 @@ async def test_guessing_from_many_addresses_is_stopped_by_the_usernames_backoff(
         await login(session, stack, "bob")  # other users are not held back
 
 
+async def test_a_burst_of_concurrent_guesses_cannot_open_the_auth_breaker(stack_config: StackConfig) -> None:
+    # Each guess costs an scrypt check on a few hash slots; queued there, a burst outlasted the gateway's
+    # backend timeout and the 504s opened the auth breaker: no one could log in. Auth now turns away
+    # what it cannot check in time with a prompt 503 and Retry-After, which the breaker does not count.
+    # 10 s: the few checks that get a slot finish well within it even on a loaded machine (a hash
+    # takes 0.2-1 s); 48 queued behind 4 slots do not.
+    config = replace(stack_config, trusted_proxies=("127.0.0.1",),
+                     backend_policy=BackendPolicy(timeout_s=10.0, failure_threshold=3, reset_timeout_s=30))
+    async with running(config) as (stack, session):
+        async def guess(i: int) -> tuple[int, dict[str, str], object]:
+            return await post(session, stack.gateway_url + "/auth/token",
+                              json={"username": f"spray{i}", "password": "Summer2024!"},
+                              headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+
+        answers = await asyncio.gather(*(guess(i) for i in range(48)))
+        statuses = sorted(status for status, _, _ in answers)
+        assert set(statuses) <= {401, 503}, (statuses, [b for _, _, b in answers])
+        assert all(int(headers["Retry-After"]) >= 1 for status, headers, _ in answers if status == 503)
+        assert await breaker_state(session, stack, "auth") == "closed", statuses
+        await login(session, stack, "bob")
+
+
 # --- disk trouble ---------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
