@@ -134,7 +134,7 @@ async def test_a_login_that_cannot_get_a_hash_slot_in_time_is_a_prompt_503(
         return check(stored, password)
 
     monkeypatch.setattr(auth, "verify_password", slow_check)
-    client = await aiohttp_client(auth.create_app(replace(auth_config, max_concurrent_hashes=1, hash_wait_s=0.1,
+    client = await aiohttp_client(auth.create_app(replace(auth_config, max_concurrent_hashes=1, answer_within_s=0.1,
                                                                   backoff=LoginBackoff(free_failures=1))))
     wrong = {"username": "alice", "password": "guess"}
     started = time.monotonic()
