@@ -37,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     apply.add_argument("plan", type=Path, help="a plan file from `abrkit placement plan`")
     apply.add_argument("--edge", action="append", default=[], metavar="ID=URL",
                        help="an edge's URL (repeatable; default: the URLs in the plan)")
-    apply.add_argument("--key-file", type=Path,
-                       help="the stack's URL-signing key (hex text or raw bytes; default $ABRKIT_URL_SIGNING_KEY): "
-                            "opens /internal/* to a client that is not on loopback")
+    apply.add_argument("--internal-token-file", type=Path,
+                       help="the stack's internal credential (hex text or raw bytes; default $ABRKIT_INTERNAL_TOKEN "
+                            "as hex): every edge's /internal/* asks for it")
     apply.add_argument("--title", action="append", help="push only this title (repeatable)")
     apply.add_argument("--json", action="store_true", help="print the results as JSON")
     apply.set_defaults(func=run_apply)
@@ -102,9 +102,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    from server.commands.edge import read_key
+    from server.commands.edge import INTERNAL_ENV, read_key
+    from server.internal import internal_headers
     from server.placement import apply_plan, load_plan
-    from server.urlsign import internal_token
 
     try:
         plan = load_plan(args.plan)
@@ -116,8 +116,10 @@ def run_apply(args: argparse.Namespace) -> int:
         if not sep or not url.startswith(("http://", "https://")):
             raise CommandError(f"--edge expects ID=URL with an http(s) URL, got {spec!r}")
         urls[edge_id] = url
-    key = read_key(args.key_file)
-    headers = {"Authorization": f"Bearer {internal_token(key)}"} if key is not None else {}
+    token = read_key(args.internal_token_file, INTERNAL_ENV)
+    if token is None:
+        raise CommandError(f"give the stack's internal credential with --internal-token-file or ${INTERNAL_ENV}")
+    headers = internal_headers(token)
     results = asyncio.run(apply_plan(plan, urls, headers=headers, titles=args.title))
     failed = [r for r in results if r.get("status") != 200]
     if args.json:

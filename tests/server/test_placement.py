@@ -26,10 +26,9 @@ from server.placement import (
     rendezvous_weight,
     synthetic_catalogue,
 )
-from server.urlsign import internal_token
 from tests.conftest import PackagedTitles
 from tests.server import test_edge as edge_tests
-from tests.server.test_edge import KEY, TITLE, EdgeFactory, title_paths
+from tests.server.test_edge import INTERNAL_HEADERS, TITLE, EdgeFactory, title_paths
 
 content_root = edge_tests.content_root
 make_edge = edge_tests.make_edge
@@ -196,7 +195,7 @@ async def test_a_plan_is_pushed_through_the_edges_preposition_endpoint(make_edge
          "expected_requests": 3, "push_at_s": 0}]})
     assert preposition_path(plan.items[0]) == f"/internal/preposition/{TITLE}?renditions=a0,v0&segments=1"
     results = await apply_plan(plan, {"edge-test": edge.url},
-                               headers={"Authorization": f"Bearer {internal_token(KEY)}"})
+                               headers=INTERNAL_HEADERS)
     assert results[0]["status"] == 200 and results[0]["fetched"] == 5 and results[0]["failed"] == 0
     assert results[1] == {"edge": "elsewhere", "title": TITLE, "renditions": ["v1"], "segments": 1, "status": None,
                           "error": "no URL for this edge"}
@@ -208,8 +207,11 @@ async def test_a_plan_is_pushed_through_the_edges_preposition_endpoint(make_edge
 
 # --- the command ----------------------------------------------------------------------------------
 
-def test_placement_plan_apply_and_simulate_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_placement_plan_apply_and_simulate_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from player.cli import main
+
+    monkeypatch.setenv("ABRKIT_INTERNAL_TOKEN", "ab" * 32)
 
     model_file = tmp_path / "model.json"
     model_file.write_text(json.dumps({
@@ -236,10 +238,14 @@ def test_placement_plan_apply_and_simulate_commands(tmp_path: Path, capsys: pyte
     (["placement", "simulate", "--requests", "0"], "--requests must be >= 1"),
     (["placement", "apply", "/nonexistent-plan.json"], "cannot read /nonexistent-plan.json"),
     (["placement", "apply", "{plan}", "--edge", "edge-0"], "--edge expects ID=URL"),
+    (["placement", "apply", "{plan}"], "give the stack's internal credential"),
 ])
 def test_placement_command_errors_are_one_line(argv: list[str], message: str, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from player.cli import main
+
+    monkeypatch.delenv("ABRKIT_INTERNAL_TOKEN", raising=False)
 
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(PlacementPlan(items=(), plan_at_s=0, horizon_s=1, budgets={}, used={}).as_json()))
