@@ -3,7 +3,7 @@
 - `abr`, `netsim` and `server` import nothing of `player`; `abr` imports nothing of ours but `abr`.
 - `server.formats` is a leaf: only the standard library (numpy if it must) and itself.
 - `player` imports of `server` only the formats leaf and what starts a local stack
-  (`server.stack`, `server.config`); `player.cli` may also import `server.commands`.
+  (`server.stack`, `server.config`, `server.users`); `player.cli` may also import `server.commands`.
 - `player.session` imports no room; `player.client` and `player.media` import none of
   `player.research`, `player.desktop`, `player.commands`; and there is no cycle between the player's
   rooms (each top-level module counts as a room of its own) except the few justified in `JUSTIFIED`.
@@ -24,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 OUR_PACKAGES = ("abr", "netsim", "player", "server")
 PLAYER_ROOMS = ("client", "media", "desktop", "research", "commands")
-PLAYER_MAY_IMPORT_FROM_SERVER = ("server.formats", "server.stack", "server.config")
+PLAYER_MAY_IMPORT_FROM_SERVER = ("server.formats", "server.stack", "server.config", "server.users")
 CLI_MAY_ALSO_IMPORT = ("server.commands",)
 FORMATS_THIRD_PARTY = frozenset({"numpy"})
 # Module-level imports that close a cycle between rooms, and why each is acceptable for now.

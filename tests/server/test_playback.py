@@ -231,5 +231,5 @@ async def test_hls_urls_come_beside_the_mpd_urls_when_the_title_has_a_master_pla
     body = await start(client, policy)
     assert [u.removesuffix("master.m3u8") for u in body["hls_urls"]] == \
         [u.removesuffix("manifest.mpd") for u in body["manifest_urls"]]
-    grant, path = urlsign.check_path(URL_KEY, URL(body["hls_urls"][0]).path, now=time.time())
+    grant, path = urlsign.check_path(URL_VERIFY_KEY, URL(body["hls_urls"][0]).path, now=time.time())
     assert path == "/demo/master.m3u8" and grant.session_id == body["session_id"]
