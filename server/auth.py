@@ -1,8 +1,10 @@
 """The auth service: password logins, token refresh and logout, behind the gateway.
 
 - `POST /auth/token`: a username that keeps failing waits (exponential backoff, 429 + `Retry-After`,
-  refused before any hashing); passwords are checked with scrypt on a bounded pool, and a hash made
-  under older parameters is replaced after a successful login.
+  refused before any hashing); passwords are checked with scrypt on a bounded pool (a login that could
+  not be checked within `answer_within_s`, by the recent hash time, gets a prompt 503 + `Retry-After`
+  rather than a gateway timeout), and a hash made under older parameters is replaced after a
+  successful login.
 - `POST /auth/refresh`: moves the login family to its next generation in the revocation store
   (server/revocation.py) and issues a new pair; an older generation shown again revokes the family
   (refresh-token reuse, OAuth 2.0 Security BCP 4.14.2). Entitlements are re-read from the users file.
@@ -88,6 +90,7 @@ class _Auth:
                                       max_keys=b.max_usernames)
         self.dummy_hash = dummy_hash(config.passwords)
         self.hash_slots: asyncio.Semaphore | None = None
+        self.hash_s = 0.3  # recent time of one password check (moving average), first a guess
         self.background: set[asyncio.Task[None]] = set()
         self.rehash_failing = False
 
@@ -130,9 +133,19 @@ async def _login(request: web.Request) -> web.Response:
                           headers={"Retry-After": str(retry_after)})
     user = auth.users.get(username)
     stored = user.password_hash if user else auth.dummy_hash
-    assert auth.hash_slots is not None
-    async with auth.hash_slots:
+    if not await _hash_slot(auth):
+        # Queued longer, the check would outlast the gateway's backend timeout and its 504 would count
+        # toward the breaker: a burst of guesses would lock everyone out. A prompt 503 is not counted.
+        metrics.inc("auth_logins_total", labels={"result": "busy"}, help="Password logins")
+        return json_error(503, "too many logins being checked; try again shortly", retry_after_s=1,
+                          headers={"Retry-After": "1"})
+    try:
+        started = time.perf_counter()
         ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, stored, password)
+        auth.hash_s += 0.2 * (time.perf_counter() - started - auth.hash_s)
+    finally:
+        assert auth.hash_slots is not None
+        auth.hash_slots.release()
     if not ok or user is None or user.disabled:
         auth.backoff.failure(key, auth.monotonic())
         metrics.inc("auth_logins_total", labels={"result": "rejected"}, help="Password logins")
@@ -144,6 +157,21 @@ async def _login(request: web.Request) -> web.Response:
     metrics.inc("auth_logins_total", labels={"result": "ok"}, help="Password logins")
     _audit(request, "login", result="ok", user=username)
     return _token_response(auth.issuer.issue(user.username, user.titles))
+
+
+async def _hash_slot(auth: _Auth) -> bool:
+    """Take a hash slot if the check can still be answered within `answer_within_s` (by the recent
+    hash time); False: it could not, and the caller answers 503 at once."""
+    assert auth.hash_slots is not None
+    wait_s = auth.config.answer_within_s - auth.hash_s
+    if auth.hash_slots.locked() and wait_s <= 0:
+        return False
+    try:
+        async with asyncio.timeout(max(wait_s, 0.0)):
+            await auth.hash_slots.acquire()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _in_background(auth: _Auth, work: Any) -> None:

@@ -139,7 +139,9 @@ class AuthConfig:
     internal_token: bytes | None = field(default=None, repr=False)  # None: no internal credential asked
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 8192
-    max_concurrent_hashes: int = 4  # scrypt uses 16 MiB and ~0.1-0.3 s per hash: bound both
+    # scrypt uses 16 MiB and a core for ~0.1-0.3 s per hash: bound both (more than the cores only slows each)
+    max_concurrent_hashes: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    answer_within_s: float = 4.0  # a login that could not be checked by then is 503: keep under the gateway's timeout
     passwords: PasswordPolicy = PasswordPolicy()
     backoff: LoginBackoff = LoginBackoff()
 
@@ -148,6 +150,7 @@ class AuthConfig:
         check_origins(self.allowed_origins)
         _check_positive(self.max_body_bytes, "max_body_bytes")
         _check_positive(self.max_concurrent_hashes, "max_concurrent_hashes")
+        _check_positive(self.answer_within_s, "answer_within_s")
         _check_internal_token(self.internal_token)
         if self.tokens.revocations_path is None:
             raise ValueError("auth needs a revocation store (tokens.revocations_path)")

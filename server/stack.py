@@ -133,7 +133,8 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         from server import auth
         return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
                                           signing_key=secrets.require("jwt_signing_key"), internal_token=internal,
-                                          allowed_origins=config.allowed_origins))
+                                          allowed_origins=config.allowed_origins,
+                                          answer_within_s=0.8 * config.policy_for("auth").timeout_s))
     if kind == "playback":
         from server import playback
         return playback.create_app(PlaybackConfig(

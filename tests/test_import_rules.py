@@ -3,7 +3,7 @@
 - `abr`, `netsim` and `server` import nothing of `player`; `abr` imports nothing of ours but `abr`.
 - `server.formats` is a leaf: only the standard library (numpy if it must) and itself.
 - `player` imports of `server` only the formats leaf and what starts a local stack
-  (`server.stack`, `server.config`); `player.cli` may also import `server.commands`.
+  (`server.stack`, `server.config`, `server.users`); `player.cli` may also import `server.commands`.
 - `player.session` imports no room; `player.client` and `player.media` import none of
   `player.research`, `player.desktop`, `player.commands`; and there is no cycle between the player's
   rooms (each top-level module counts as a room of its own) except the few justified in `JUSTIFIED`.

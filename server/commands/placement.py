@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     apply.add_argument("--edge", action="append", default=[], metavar="ID=URL",
                        help="an edge's URL (repeatable; default: the URLs in the plan)")
     apply.add_argument("--internal-token-file", type=Path,
-                       help="the stack's internal credential (hex text or raw bytes; default $ABRKIT_INTERNAL_TOKEN): "
-                            "every edge's /internal/* needs it")
+                       help="the stack's internal credential (hex text or raw bytes; default $ABRKIT_INTERNAL_TOKEN "
+                            "as hex): every edge's /internal/* asks for it")
     apply.add_argument("--title", action="append", help="push only this title (repeatable)")
     apply.add_argument("--json", action="store_true", help="print the results as JSON")
     apply.set_defaults(func=run_apply)
@@ -118,8 +118,7 @@ def run_apply(args: argparse.Namespace) -> int:
         urls[edge_id] = url
     token = read_key(args.internal_token_file, INTERNAL_ENV)
     if token is None:
-        raise CommandError("the edges' /internal/preposition needs the stack's internal credential: "
-                           "give --internal-token-file or set $ABRKIT_INTERNAL_TOKEN")
+        raise CommandError(f"give the stack's internal credential with --internal-token-file or ${INTERNAL_ENV}")
     headers = internal_headers(token)
     results = asyncio.run(apply_plan(plan, urls, headers=headers, titles=args.title))
     failed = [r for r in results if r.get("status") != 200]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -272,6 +274,25 @@ async def test_logout_with_the_access_token_ends_the_refresh_token_and_the_urls(
         assert await _until_refused(session, url, within_s=5.0) == 403
 
 
+async def test_a_password_change_ends_the_logins_made_with_the_old_one(stack_config: StackConfig,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(stack_config) as (stack, session):
+        tokens = await login(session, stack)
+        url = await _manifest_url(session, stack, tokens)
+        monkeypatch.setattr(sys, "stdin", io.StringIO("a brand new password\n"))
+        assert abrkit(["user", "--config", str(stack_config.config_path), "set", "alice", "--password-stdin"]) == 0
+        status, _, answer = await post(session, stack.license_url, json=UNKNOWN_KID, headers=bearer(tokens))
+        assert status == 401, answer
+        status, _, answer = await post(session, stack.gateway_url + "/auth/refresh",
+                                       json={"refresh_token": tokens["refresh_token"]})
+        assert status == 401, answer  # the thief who had the old password keeps nothing
+        assert await _until_refused(session, url, within_s=5.0) == 403
+        status, _, _ = await post(session, stack.gateway_url + "/auth/token",
+                                  json={"username": "alice", "password": PASSWORD})
+        assert status == 401
+        await _manifest_url(session, stack, await login(session, stack, password="a brand new password"))
+
+
 async def test_signed_urls_are_short_lived(stack_config: StackConfig) -> None:
     async with running(stack_config) as (stack, session):
         status, _, play = await post(session, f"{stack.gateway_url}/playback/{ENCRYPTED_TITLE}",
@@ -330,6 +351,54 @@ async def test_guessing_a_password_is_stopped_before_the_right_one_gets_in(stack
         status, headers, _ = await post(session, stack.gateway_url + "/auth/token",
                                         json={"username": "alice", "password": PASSWORD})
         assert status == 429 and int(headers["Retry-After"]) >= 1, (guesses, status)
+
+
+async def test_guessing_from_many_addresses_is_stopped_by_the_usernames_backoff(stack_config: StackConfig) -> None:
+    # Behind a trusted proxy every guess comes from its own address: no per-address budget applies,
+    # only the username's backoff, which auth answers with 429 and the gateway passes on uncounted.
+    config = replace(stack_config, trusted_proxies=("127.0.0.1",),
+                     backend_policy=BackendPolicy(failure_threshold=3, reset_timeout_s=30))
+    async with running(config) as (stack, session):
+        guesses: list[tuple[int, str]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status, headers, _ = await post(session, stack.gateway_url + "/auth/token",
+                                            json={"username": "alice", "password": f"guess {len(guesses)}"},
+                                            headers={"X-Forwarded-For": f"198.51.{len(guesses) // 250}.{len(guesses) % 250 + 1}"})
+            guesses.append((status, headers.get("Retry-After", "")))
+            assert status in (401, 429), guesses
+            if status == 429 and int(headers["Retry-After"]) >= 2:  # backed off twice: >= 1 s still to wait
+                break
+            await asyncio.sleep(0.05)
+        assert [s for s, _ in guesses[:5]] == [401] * 5, guesses
+        status, headers, _ = await post(session, stack.gateway_url + "/auth/token",
+                                        json={"username": "alice", "password": PASSWORD},
+                                        headers={"X-Forwarded-For": "203.0.113.9"})
+        assert status == 429 and int(headers["Retry-After"]) >= 1, (guesses, status)
+        assert await breaker_state(session, stack, "auth") == "closed"
+        await login(session, stack, "bob")  # other users are not held back
+
+
+async def test_a_burst_of_concurrent_guesses_cannot_open_the_auth_breaker(stack_config: StackConfig) -> None:
+    # Each guess costs an scrypt check on a few hash slots; queued there, a burst outlasted the gateway's
+    # backend timeout and the 504s opened the auth breaker: no one could log in. Auth now turns away
+    # what it cannot check in time with a prompt 503 and Retry-After, which the breaker does not count.
+    # 10 s: the few checks that get a slot finish well within it even on a loaded machine (a hash
+    # takes 0.2-1 s); 48 queued behind 4 slots do not.
+    config = replace(stack_config, trusted_proxies=("127.0.0.1",),
+                     backend_policy=BackendPolicy(timeout_s=10.0, failure_threshold=3, reset_timeout_s=30))
+    async with running(config) as (stack, session):
+        async def guess(i: int) -> tuple[int, dict[str, str], object]:
+            return await post(session, stack.gateway_url + "/auth/token",
+                              json={"username": f"spray{i}", "password": "Summer2024!"},
+                              headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+
+        answers = await asyncio.gather(*(guess(i) for i in range(48)))
+        statuses = sorted(status for status, _, _ in answers)
+        assert set(statuses) <= {401, 503}, (statuses, [b for _, _, b in answers])
+        assert all(int(headers["Retry-After"]) >= 1 for status, headers, _ in answers if status == 503)
+        assert await breaker_state(session, stack, "auth") == "closed", statuses
+        await login(session, stack, "bob")
 
 
 # --- disk trouble ---------------------------------------------------------------------------------------

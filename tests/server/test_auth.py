@@ -123,6 +123,28 @@ async def test_unknown_usernames_back_off_like_known_ones(client: TestClient) ->
     assert statuses[:5] == [401] * 5 and statuses[-1] == 429  # nothing tells an attacker the user does not exist
 
 
+async def test_a_login_that_cannot_get_a_hash_slot_in_time_is_a_prompt_503(
+        aiohttp_client, auth_config: AuthConfig, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    from dataclasses import replace
+    check = auth.verify_password
+
+    def slow_check(stored: str, password: str) -> bool:
+        time.sleep(0.5)  # a hash on a busy machine
+        return check(stored, password)
+
+    monkeypatch.setattr(auth, "verify_password", slow_check)
+    client = await aiohttp_client(auth.create_app(replace(auth_config, max_concurrent_hashes=1, answer_within_s=0.1,
+                                                                  backoff=LoginBackoff(free_failures=1))))
+    wrong = {"username": "alice", "password": "guess"}
+    started = time.monotonic()
+    answers = await asyncio.gather(*(client.post("/auth/token", json=wrong) for _ in range(3)))
+    assert sorted(a.status for a in answers) == [401, 503, 503]
+    assert all(a.headers["Retry-After"] == "1" for a in answers if a.status == 503)
+    assert time.monotonic() - started < 5.0  # turned away, not queued behind the slow check
+    await login(client)  # one failure is free; the turned-away guesses were not failures: no backoff
+
+
 def test_the_default_scrypt_cost_is_one_of_owasps() -> None:
     # OWASP Password Storage Cheat Sheet: N=2^17 r=8 p=1, or the equal-cost 2^16/8/2, 2^15/8/3, 2^14/8/5, 2^13/8/10.
     policy = PasswordPolicy()

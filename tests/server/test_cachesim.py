@@ -39,7 +39,17 @@ from server.placement import (
     synthetic_catalogue,
 )
 from tests.server import test_edge as edge_tests
-from tests.server.test_edge import INTERNAL_HEADERS, REPS, SEGMENT_BYTES, SEGMENTS_PER_REP, TITLE, EdgeFactory, get, signed, title_paths
+from tests.server.test_edge import (
+    INTERNAL_HEADERS,
+    REPS,
+    SEGMENT_BYTES,
+    SEGMENTS_PER_REP,
+    TITLE,
+    EdgeFactory,
+    get,
+    signed,
+    title_paths,
+)
 
 # The edge tests' fixtures: a real origin (instrumented) and edges in front of it, over real sockets.
 content_root = edge_tests.content_root
@@ -84,8 +94,7 @@ async def test_every_hit_and_miss_and_the_final_lru_order_agree_with_a_real_edge
     pushes = plan_pushes(PlacementPlan(items=(item,), plan_at_s=0.0, horizon_s=1.0, budgets={}, used={}),
                          [title_info(content_root)]) if push else []
     if push:
-        async with http.post(edge.url + f"/internal/preposition/{TITLE}?renditions=a0,v1&segments=2",
-                             headers=INTERNAL_HEADERS) as resp:
+        async with http.post(edge.url + f"/internal/preposition/{TITLE}?renditions=a0,v1&segments=2", headers=INTERNAL_HEADERS) as resp:
             assert resp.status == 200
     seen = []
     for index in sequence:

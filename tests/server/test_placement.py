@@ -211,7 +211,7 @@ def test_placement_plan_apply_and_simulate_commands(tmp_path: Path, capsys: pyte
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from player.cli import main
 
-    monkeypatch.setenv("ABRKIT_INTERNAL_TOKEN", (b"i" * 32).hex())
+    monkeypatch.setenv("ABRKIT_INTERNAL_TOKEN", "ab" * 32)
 
     model_file = tmp_path / "model.json"
     model_file.write_text(json.dumps({
@@ -238,7 +238,7 @@ def test_placement_plan_apply_and_simulate_commands(tmp_path: Path, capsys: pyte
     (["placement", "simulate", "--requests", "0"], "--requests must be >= 1"),
     (["placement", "apply", "/nonexistent-plan.json"], "cannot read /nonexistent-plan.json"),
     (["placement", "apply", "{plan}", "--edge", "edge-0"], "--edge expects ID=URL"),
-    (["placement", "apply", "{plan}"], "needs the stack's internal credential"),
+    (["placement", "apply", "{plan}"], "give the stack's internal credential"),
 ])
 def test_placement_command_errors_are_one_line(argv: list[str], message: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
