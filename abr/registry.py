@@ -14,6 +14,7 @@ for (`abr.plugins`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import numbers
 import re
@@ -156,6 +157,12 @@ def parameters_from(params_type: type) -> Callable[[F], F]:
 def make(spec: str, **params: Any) -> AbrAlgorithm:
     """A fresh algorithm instance. `spec` is `name[:ARG][,key=value...]`; `params` go to the factory,
     and the spec's own `key=value` parameters override them (a profile's defaults, say)."""
+    return maker(spec, **params)()
+
+
+def maker(spec: str, **params: Any) -> Callable[[], AbrAlgorithm]:
+    """`make(spec, **params)` as a function of no arguments: the spec is parsed and checked once, and
+    each call returns a fresh instance (a simulator making one per session skips the parsing)."""
     call = parse_call(spec)
     name = call.name
     entry = _entry(name)
@@ -165,7 +172,7 @@ def make(spec: str, **params: Any) -> AbrAlgorithm:
     if call.arg is not None:
         params = {**params, "arg": call.arg}
     bound = _bind(name, factory, params)
-    return factory(*bound.args, **bound.kwargs)
+    return functools.partial(factory, *bound.args, **bound.kwargs)
 
 
 def _entry(name: str) -> AbrSpec:

@@ -230,6 +230,8 @@ class PlaybackSession:
                                              audio.upcoming, history)
         self.media_types: tuple[MediaType, ...] = tuple(self._pipes)
         self._single = audio is None
+        self._top = self.ladder.top
+        self._upcoming_quality_of = getattr(content, "upcoming_quality", None)
         self.audio_ladder: Ladder | None = audio.ladder if audio is not None else None
         # With audio, stalls may fall while no video request is in flight (audio is what is missing):
         # each video record then carries the stalls since the previous one, so the records add up.
@@ -345,18 +347,20 @@ class PlaybackSession:
     def observation(self) -> Observation:
         """What the ABR sees when it chooses the next video segment (its buffer is the video's)."""
         video = self._video
+        segment, config = video.next_segment, self.config
+        upcoming_quality = self._upcoming_quality_of
         return Observation(
             time_s=self.time_s,
             buffer_s=video.level_s,
-            segment_index=video.next_segment,
+            segment_index=segment,
             segment_count=self.segment_count,
             ladder=self.ladder,
             last_quality=video.last_quality,
             downloads=tuple(video.downloads),
-            next_sizes_bytes=self.content.upcoming(video.next_segment, self.config.lookahead_segments),
+            next_sizes_bytes=video.upcoming(segment, config.lookahead_segments),
             rebuffering=self.stalled or not self.started,
-            buffer_cap_s=self.config.buffer_cap_s,
-            next_quality=self._upcoming_quality(),
+            buffer_cap_s=config.buffer_cap_s,
+            next_quality=upcoming_quality(segment, config.lookahead_segments) if upcoming_quality is not None else (),
         )
 
     def audio_observation(self) -> Observation:
@@ -372,13 +376,13 @@ class PlaybackSession:
 
     def _upcoming_quality(self) -> tuple[tuple[float, ...], ...]:
         """Per-segment quality scores of the video where the content has them (`Video.upcoming_quality`)."""
-        upcoming = getattr(self.content, "upcoming_quality", None)
+        upcoming = self._upcoming_quality_of
         return upcoming(self.next_segment, self.config.lookahead_segments) if upcoming is not None else ()
 
     def next_action(self, media: MediaType = "video") -> Action:
         """What the driver should do next for `media`. Call again after each of its fetches or waits
         completes; the pipelines of a session with audio run side by side, one fetch in flight each."""
-        pipe = self._pipe(media)
+        pipe = self._video if media == "video" else self._pipe(media)
         if pipe.in_flight is not None:
             raise RuntimeError(f"a fetch is in flight ({media}); report it with on_download() first")
         if pipe.next_segment >= pipe.segment_count:
@@ -398,8 +402,9 @@ class PlaybackSession:
         decision = self._decide_video(pipe) if media == "video" else self._decide_audio(pipe)
         pipe.decided_quality = decision.quality
         fetch = Fetch(segment_index=pipe.next_segment, quality=decision.quality, decision=decision, media=media)
-        self._event("decision", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality, reason=decision.reason,
-                         buffer_s=pipe.level_s)
+        if self._sink is not None:  # the event's fields cost time to gather; only a listener pays it
+            self._event("decision", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality,
+                        reason=decision.reason, buffer_s=pipe.level_s)
         if decision.delay_s > 0:
             pipe.pending = fetch
             pipe.waited_s += decision.delay_s
@@ -421,7 +426,7 @@ class PlaybackSession:
             quality = min(self.config.initial_quality, self.ladder.top)
             return Decision(quality=quality, reason="initial quality")
         decision = self.abr.decide(self.observation())
-        if not 0 <= decision.quality <= self.ladder.top:
+        if not 0 <= decision.quality <= self._top:
             raise ValueError(f"{getattr(self.abr, 'name', self.abr)!r} chose quality {decision.quality} "
                              f"outside 0..{self.ladder.top}")
         if not 0 <= decision.delay_s < math.inf:
@@ -508,8 +513,10 @@ class PlaybackSession:
         pipe.in_flight = None
         pipe.last_quality = fetch.quality
         pipe.next_segment = fetch.segment_index + 1
-        self._event("download", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality, size_bytes=size_bytes,
-                         download_s=duration_s, ttfb_s=ttfb_s, buffer_s=pipe.level_s, rebuffer_s=record.rebuffer_s)
+        if self._sink is not None:
+            self._event("download", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality,
+                        size_bytes=size_bytes, download_s=duration_s, ttfb_s=ttfb_s, buffer_s=pipe.level_s,
+                        rebuffer_s=record.rebuffer_s)
         playable = pipe.level_s if self._single else self.buffer_s
         # Every media type still to come must have data (> 0): a video segment alone does not start
         # or resume playback while the audio buffer is dry.

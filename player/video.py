@@ -82,6 +82,8 @@ class Video:
     # vmaf), as the packager measured it; None when the source has none (Pensieve, Sabre videos)
     quality: np.ndarray | None = None
     quality_metric: str | None = None
+    # `sizes_bytes` as tuples, built once: the simulator asks for upcoming rows at every decision
+    _rows: tuple[tuple[int, ...], ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         sizes = np.ascontiguousarray(self.sizes_bytes, dtype=np.int64)
@@ -93,6 +95,7 @@ class Video:
             raise ValueError(f"video {self.name!r}: segment sizes must be > 0 bytes")
         sizes.setflags(write=False)
         object.__setattr__(self, "sizes_bytes", sizes)
+        object.__setattr__(self, "_rows", tuple(tuple(row) for row in sizes.tolist()))
         if (self.quality is None) != (self.quality_metric is None):
             raise ValueError(f"video {self.name!r}: per-segment quality needs its metric and the metric its scores")
         if self.quality is not None:
@@ -114,8 +117,7 @@ class Video:
 
     def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
         """Sizes of segments `segment_index .. segment_index+count-1` that exist (look-ahead rows included)."""
-        rows = self.sizes_bytes[segment_index : segment_index + count]
-        return tuple(tuple(row) for row in rows.tolist())
+        return self._rows[segment_index: segment_index + count]
 
     def upcoming_quality(self, segment_index: int, count: int) -> tuple[tuple[float, ...], ...]:
         """Quality scores of segments `segment_index ..` (as `upcoming`; empty without per-segment quality)."""

@@ -43,12 +43,16 @@ class OptimalConfig:
     grid_s: float = 0.02  # merge states closer than this in trace time and in buffer
     stall_cell_s: float = 0.25  # states whose stall differs by less are compared on time and utility
     max_states: int = 200_000  # safety bound per segment; the coarsest cells are merged first beyond it
+    beam_states: int = 64  # states per segment of the quick first search whose QoE the full search must beat
+    bound: bool = True  # drop states that cannot beat the quick search's session (False: the plain DP, slower)
 
     def __post_init__(self) -> None:
         if not self.grid_s > 0:
             raise ValueError(f"grid must be > 0 s, got {self.grid_s}")
         if self.max_states < 1:
             raise ValueError("max_states must be >= 1")
+        if self.beam_states < 1:
+            raise ValueError("beam_states must be >= 1")
 
 
 def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeModel | str = "lin",
@@ -78,25 +82,82 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
         utilities = model.segment_utility(ladder_bps, ladder_bps, video.quality)
     else:
         utilities = np.broadcast_to(model.utility(ladder_bps, ladder_bps), (video.segment_count, ladder_bps.size))
-    levels = ladder_bps.size
-    cfg = prof.session
-    seg_s = video.ladder.segment_duration_s
     links: LinkBatch | FaultedLinkBatch = LinkBatch([trace], payload_factor=prof.payload_factor)
     if faults:
         links = FaultedLinkBatch(links, [faults])
-    latency = LatencyLookup([trace], prof)
-    sizes = video.sizes_bytes.astype(np.float64)
+    problem = _Problem(model=model, utilities=np.asarray(utilities, dtype=np.float64), links=links,
+                       latency=LatencyLookup([trace], prof), prof=prof, seg_s=video.ladder.segment_duration_s,
+                       sizes=video.sizes_bytes.astype(np.float64), start_segment=start_segment,
+                       start_trace_time_s=start_trace_time_s, start_buffer_s=start_buffer_s, start_quality=start_quality)
+    if config.bound and problem.bounded:
+        # A narrow search first: its session is real, so its QoE is a floor the full search prunes against.
+        quick = _search(problem, config, beam=config.beam_states)
+        found = _search(problem, config, floor=quick.qoe)
+        found = found if found.qoe >= quick.qoe else quick
+    else:
+        found = _search(problem, config)
+    return OptimalResult(trace=trace.name, qoe=found.qoe, qualities=found.qualities, states_kept=found.states_kept)
 
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class _Problem:
+    """What one search needs: the QoE, per-segment utilities, the link and the start state."""
+
+    model: QoeModel
+    utilities: np.ndarray  # (N, Q)
+    links: LinkBatch | FaultedLinkBatch
+    latency: LatencyLookup
+    prof: SimProfile
+    seg_s: float
+    sizes: np.ndarray  # (N, Q) bytes
+    start_segment: int
+    start_trace_time_s: float
+    start_buffer_s: float
+    start_quality: int | None
+
+    @property
+    def bounded(self) -> bool:
+        """Whether `to_go` bounds the QoE still to earn (no penalty can ever pay)."""
+        m = self.model
+        return m.rebuffer_penalty >= 0 and m.switch_penalty >= 0 and m.startup_penalty >= 0
+
+    def to_go(self) -> np.ndarray:
+        """to_go[n]: the most QoE the segments after n can add (each at its best utility, no stall or switch)."""
+        n = self.utilities.shape[0]
+        best = self.utilities.max(axis=1)
+        best[: max(self.model.first_counted_segment, 0)] = 0.0
+        after = np.zeros(n)
+        after[:-1] = np.cumsum(best[::-1])[::-1][1:]
+        return after
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class _Found:
+    qoe: float
+    qualities: np.ndarray
+    states_kept: int
+
+
+def _search(problem: _Problem, config: OptimalConfig, *, floor: float = -np.inf, beam: int | None = None) -> _Found:
+    """The forward DP. States whose QoE so far plus the most the rest can add stays below `floor`
+    cannot lead to a session better than one already found, so they are dropped; `beam` keeps only
+    that many states (the highest QoE so far) per segment, for a quick first session."""
+    model, utilities, prof = problem.model, problem.utilities, problem.prof
+    cfg = prof.session
+    seg_s = problem.seg_s
+    levels = utilities.shape[1]
+    segment_count = utilities.shape[0]
+    to_go = problem.to_go() if np.isfinite(floor) else None
     # Current frontier of states (one entry per surviving state).
-    quality = np.array([-1 if start_quality is None else start_quality], dtype=np.int64)
-    trace_time = np.array([start_trace_time_s])
-    buffer = np.array([start_buffer_s])
+    quality = np.array([-1 if problem.start_quality is None else problem.start_quality], dtype=np.int64)
+    trace_time = np.array([problem.start_trace_time_s])
+    buffer = np.array([problem.start_buffer_s])
     value = np.array([0.0])
     stalled = np.array([0.0])  # counted stall so far; value + penalty * stalled is the stall-free part
-    started = start_segment > 0 or start_buffer_s > 0
+    started = problem.start_segment > 0 or problem.start_buffer_s > 0
     parents: list[np.ndarray] = []
     choices: list[np.ndarray] = []
-    for n in range(start_segment, video.segment_count):
+    for n in range(problem.start_segment, segment_count):
         sleep = cap_sleep_s(buffer, cfg, seg_s)
         base_time = trace_time + sleep
         base_buffer = buffer - sleep
@@ -108,7 +169,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
         parent = np.repeat(np.arange(quality.size), k)
         choice = np.tile(options, quality.size)
         start = base_time[parent]
-        finish, elapsed = download_step(links, latency, prof, start, sizes[n, choice],
+        finish, elapsed = download_step(problem.links, problem.latency, prof, start, problem.sizes[n, choice],
                                         np.zeros(parent.size, dtype=np.int64))
         stall, new_buffer = buffer_step(base_buffer[parent], elapsed, seg_s, started=started)
         gain = np.zeros(parent.size)
@@ -121,7 +182,15 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
             gain = gain - model.startup_penalty * elapsed
         new_value = value[parent] + gain
         new_stalled = stalled[parent] + (stall if n >= model.first_counted_segment else 0.0)
+        if to_go is not None:  # before the merge, which costs far more than this filter
+            hopeful = np.flatnonzero(new_value + to_go[n] >= floor - 1e-9 * max(1.0, abs(floor)))
+            if hopeful.size == 0:  # rounding left no state at the floor: keep the best one
+                hopeful = np.array([int(np.argmax(new_value))])
+            parent, choice, finish, new_buffer = parent[hopeful], choice[hopeful], finish[hopeful], new_buffer[hopeful]
+            new_value, new_stalled = new_value[hopeful], new_stalled[hopeful]
         keep = _prune(choice, finish, new_stalled, new_value, model.rebuffer_penalty, config)
+        if beam is not None and keep.size > beam:
+            keep = keep[np.argpartition(-new_value[keep], beam)[:beam]]
         quality, trace_time, buffer = choice[keep], finish[keep], new_buffer[keep]
         value, stalled = new_value[keep], new_stalled[keep]
         parents.append(parent[keep])
@@ -133,8 +202,7 @@ def offline_optimal(video: Video, trace: Trace, prof: SimProfile, *, qoe: QoeMod
     for step in range(len(choices) - 1, -1, -1):
         path[step] = choices[step][index]
         index = int(parents[step][index])
-    return OptimalResult(trace=trace.name, qoe=float(value[best]), qualities=path,
-                         states_kept=int(sum(c.size for c in choices)))
+    return _Found(qoe=float(value[best]), qualities=path, states_kept=int(sum(c.size for c in choices)))
 
 
 def _prune(quality: np.ndarray, trace_time: np.ndarray, stalled: np.ndarray, value: np.ndarray, penalty: float,

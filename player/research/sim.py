@@ -22,7 +22,7 @@ session's start, as in `abrkit shape`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +37,7 @@ from abr.qoe import (
     SessionMetrics,
     session_metrics_batch,
 )
-from abr.registry import describe, make, parse_spec
+from abr.registry import describe, maker, parse_spec
 from abr.types import Abandoning, AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
@@ -86,8 +86,13 @@ class SimProfile:
     def make_abr(self, spec: str, video: Video | None = None) -> AbrAlgorithm:
         """The registry's algorithm with this profile's parameters for it and, for an algorithm that
         optimises a QoE, this profile's QoE on `video` (the spec's own parameters win over both)."""
+        return self.abr_maker(spec, video)()
+
+    def abr_maker(self, spec: str, video: Video | None = None) -> Callable[[], AbrAlgorithm]:
+        """`make_abr(spec, video)` as a function of no arguments (the spec is parsed once; each call
+        makes a fresh instance)."""
         name, _ = parse_spec(spec)
-        return make(spec, **{**self.objective_params(name, video), **self.abr_params.get(name, {})})
+        return maker(spec, **{**self.objective_params(name, video), **self.abr_params.get(name, {})})
 
     def objective_params(self, name: str, video: Video | None) -> dict[str, Any]:
         """The QoE as parameters, for an algorithm whose factory takes `utility`, `rebuffer_penalty`
@@ -265,7 +270,7 @@ class SessionDriver:
         self.trace_time_s = trace_time_s
         self.records: list[SegmentRecord] = []
         self.abandoned = 0
-        self._sizes = video.sizes_bytes
+        self._sizes: list[list[int]] = video.sizes_bytes.tolist()
         link = LinkModel(trace, payload_factor=prof.payload_factor)
         self._link: LinkModel | FaultedLink = (
             FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
@@ -280,29 +285,34 @@ class SessionDriver:
             self.records, self.trace_time_s = self._pipelines.records, self._pipelines.trace_time_s
             return
         session, prof, trace = self.session, self.prof, self.trace
+        # Bound once: this loop runs once per segment of every simulated session.
+        next_action, on_download, finish_time = session.next_action, session.on_download, self._link.finish_time
+        sizes, append = self._sizes, self.records.append
+        on_trace_clock, has_latency, rtt_s = prof.latency_on_trace_clock, trace.latency_s is not None, prof.rtt_s
         while True:
-            action = session.next_action()
-            if isinstance(action, Finished):
-                return
-            if isinstance(action, Wait):
-                session.advance(session.time_s + action.duration_s)
-                self.trace_time_s += action.duration_s
-                continue
-            assert isinstance(action, Fetch)
-            size = int(self._sizes[action.segment_index, action.quality])
+            action = next_action()
+            if type(action) is not Fetch:
+                if isinstance(action, Finished):
+                    return
+                if isinstance(action, Wait):
+                    session.advance(session.time_s + action.duration_s)
+                    self.trace_time_s += action.duration_s
+                    continue
+                raise TypeError(f"unexpected action {action!r}")
+            size = sizes[action.segment_index][action.quality]
             start, requested = self.trace_time_s, session.time_s
-            if prof.latency_on_trace_clock:
-                latency = trace.latency_at(start) if trace.latency_s is not None else prof.rtt_s
-                finish = self._link.finish_time(start + latency, size)
+            if on_trace_clock:
+                latency = trace.latency_at(start) if has_latency else rtt_s
+                finish = finish_time(start + latency, size)
                 if self._abandoning is not None and self._abandoned(size, start, latency, finish):
                     continue
                 elapsed = finish - start
             else:
-                latency = prof.rtt_s
-                finish = self._link.finish_time(start, size)
+                latency = rtt_s
+                finish = finish_time(start, size)
                 elapsed = finish - start + latency
             self.trace_time_s = finish
-            self.records.append(session.on_download(requested + elapsed, size_bytes=size, ttfb_s=latency))
+            append(on_download(requested + elapsed, size_bytes=size, ttfb_s=latency))
 
     def _abandoned(self, size: int, start: float, latency: float, finish: float) -> bool:
         """Offers the download requested at trace time `start` to `should_abandon` at each progress
@@ -335,28 +345,51 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
                 models: Sequence[QoeModel] | None = None) -> SessionResult:
     """Simulate one session through the shared state machine (`faults`: see `SessionDriver`; `models`:
     the QoE models scored, by default the profile's `qoe_models`)."""
-    algorithm = abr if abr is not None else prof.make_abr(abr_spec, video)
-    models = prof.qoe_models(video) if models is None else models
-    session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
-    driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
-    driver.drive()
-    records = driver.records
-    def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
-        return np.asarray(values, dtype=dtype)[:, None]
+    make_abr = (lambda: abr) if abr is not None else prof.abr_maker(abr_spec, video)
+    (result,) = _run_sessions(abr_spec, make_abr, video, [trace], prof, offsets_s=[offset_s],
+                              record_events=record_events, faults=faults, models=models)
+    return result
 
-    (result,) = _results(
-        abr_spec, [trace], video,
-        qualities=column([r.quality for r in records], np.int64),
-        rebuffer=column(session.rebuffer_per_segment_s()),
-        buffer=column([r.buffer_after_s for r in records]),
-        buffer_before=column([r.buffer_before_s for r in records]),
-        download=column([r.download_s for r in records]),
-        request=column([r.request_time_s for r in records]),
-        startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
-        offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
-        sabre_gamma_p=prof.sabre_gamma_p, abandoned=[driver.abandoned],
+
+def _run_sessions(abr_spec: str, make_abr: Callable[[], AbrAlgorithm], video: Video, traces: Sequence[Trace],
+                  prof: SimProfile, *, offsets_s: Sequence[float], record_events: bool,
+                  faults: Sequence[FaultWindow], models: Sequence[QoeModel] | None) -> list[SessionResult]:
+    """One state-machine session per trace (a fresh algorithm from `make_abr` each); the metrics of
+    all of them are computed in one pass."""
+    if not traces:
+        return []
+    models = prof.qoe_models(video) if models is None else models
+    columns: dict[str, list[list[float]]] = {k: [] for k in ("quality", "rebuffer", "buffer", "before", "download",
+                                                             "request")}
+    startup, stalls, reasons, events, abandoned, audio = [], [], [], [], [], []
+    for trace, offset_s in zip(traces, offsets_s):
+        session = PlaybackSession(make_abr(), video, prof.session, record_events=record_events)
+        driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
+        driver.drive()
+        records = driver.records
+        columns["quality"].append([r.quality for r in records])
+        columns["rebuffer"].append(session.rebuffer_per_segment_s())
+        columns["buffer"].append([r.buffer_after_s for r in records])
+        columns["before"].append([r.buffer_before_s for r in records])
+        columns["download"].append([r.download_s for r in records])
+        columns["request"].append([r.request_time_s for r in records])
+        startup.append(session.startup_s or 0.0)
+        stalls.append(session.stall_count)
+        reasons.append(tuple(r.reason for r in records))
+        events.append(tuple(session.events))
+        abandoned.append(driver.abandoned)
+        audio.append(tuple(session.audio_records))
+
+    def column(name: str, dtype: type = np.float64) -> np.ndarray:
+        return np.asarray(columns[name], dtype=dtype).T  # (segments, sessions)
+
+    results = _results(
+        abr_spec, traces, video, qualities=column("quality", np.int64), rebuffer=column("rebuffer"),
+        buffer=column("buffer"), buffer_before=column("before"), download=column("download"),
+        request=column("request"), startup_s=np.array(startup), stall_count=np.array(stalls), models=models,
+        offsets_s=offsets_s, reasons=reasons, events=events, sabre_gamma_p=prof.sabre_gamma_p, abandoned=abandoned,
     )
-    return replace(result, audio_records=tuple(session.audio_records)) if session.audio_records else result
+    return [replace(r, audio_records=a) if a else r for r, a in zip(results, audio)]
 
 
 def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig, segment_duration_s: float | None = None) -> np.ndarray:
@@ -520,5 +553,5 @@ def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProf
             raise ValueError(f"{video.name!r} has audio: its sessions run in the session engine (engine='session')")
         if engine == "batch":
             raise ValueError(f"ABR {abr_spec!r} has no vectorised decide_batch; use engine='session'")
-    return [run_session(abr_spec, video, t, prof, offset_s=o, record_events=record_events, faults=faults,
-                        models=models) for t, o in zip(traces, offsets)]
+    return _run_sessions(abr_spec, prof.abr_maker(abr_spec, video), video, traces, prof, offsets_s=offsets,
+                         record_events=record_events, faults=faults, models=models)

@@ -217,3 +217,14 @@ def factory(*, floor: int = 1):
     assert registry._REGISTRY["lowest-factory"].description == "A factory registered under its entry point's name."
     assert abr.make("lowest-module").decide  # the module registered it on import
 
+
+
+def test_maker_checks_the_spec_once_and_makes_fresh_instances() -> None:
+    from abr.registry import maker
+
+    make_bola = maker("bola:minimum_buffer_s=8")
+    first, second = make_bola(), make_bola()
+    assert first is not second
+    assert first.params.minimum_buffer_s == second.params.minimum_buffer_s == 8  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="unknown ABR"):
+        maker("no-such-abr")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from player.video import PENSIEVE_BITRATES_KBPS, load_video
+from abr.types import Ladder
+from player.video import PENSIEVE_BITRATES_KBPS, Video, load_video
 
 
 def _pensieve_folder(path: Path, rows: list[int], *, manifest_kbps: tuple[int, ...] | None = None) -> Path:
@@ -66,3 +68,12 @@ def test_ragged_or_bad_sabre_rows_are_clear_errors(tmp_path: Path, rows: list, m
     path.write_text(json.dumps({"segment_duration_ms": 3000, "bitrates_kbps": [100, 200], "segment_sizes_bits": rows}))
     with pytest.raises(ValueError, match=message):
         load_video(path)
+
+
+def test_upcoming_rows_are_the_sizes_as_tuples() -> None:
+    sizes = np.arange(1, 5 * 3 + 1).reshape(5, 3) * 1000
+    video = Video(name="v", ladder=Ladder(bitrates_bps=(1, 2, 3), segment_duration_s=4.0), sizes_bytes=sizes,
+                  segment_count=4)
+    assert video.upcoming(1, 2) == ((4000, 5000, 6000), (7000, 8000, 9000))
+    assert video.upcoming(3, 6) == ((10000, 11000, 12000), (13000, 14000, 15000))  # look-ahead row included
+    assert all(type(x) is int for row in video.upcoming(0, 5) for x in row)

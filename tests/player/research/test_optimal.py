@@ -82,3 +82,23 @@ def test_optimum_from_a_mid_session_state_counts_only_the_rest(envivio: Video) -
     # Plenty of bandwidth and buffer: the top rung for the last two segments, no stall, no switch.
     assert rest.qualities.tolist() == [5, 5]
     assert rest.qoe == pytest.approx(2 * 4.3)
+
+
+@pytest.mark.parametrize("profile_name", ["pensieve", "default"])
+def test_floor_pruning_keeps_the_result_within_the_grid_error(profile_name: str, envivio: Video) -> None:
+    # The floor (a quick narrow search's session) only drops states that cannot beat it; the result
+    # stays within the 0.1 s grid's documented error of the plain DP (docs/OPTIMAL.md: 0.05).
+    prof = PROFILES[profile_name]
+    video = envivio.truncated(16)
+    traces = [synthetic.markov([0.3e6, 1.2e6, 3.5e6], duration_s=120, seed=s) for s in range(2)]
+    traces.append(synthetic.step([4e6, 0.2e6, 2e6], step_s=20))
+    for trace in traces:
+        plain = offline_optimal(video, trace, prof, config=OptimalConfig(grid_s=0.1, bound=False))
+        bounded = offline_optimal(video, trace, prof, config=OptimalConfig(grid_s=0.1))
+        assert bounded.qoe == pytest.approx(plain.qoe, abs=0.05), trace.name
+        assert bounded.states_kept < plain.states_kept
+
+
+def test_optimal_config_rejects_an_empty_beam() -> None:
+    with pytest.raises(ValueError, match="beam_states"):
+        OptimalConfig(beam_states=0)
