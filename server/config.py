@@ -267,6 +267,9 @@ class EdgeConfig:
     mpd_max_age_s: int = 2
     default_ttl_s: float = 24 * 3600.0
     preposition_concurrency: int = 8
+    live_channels: tuple[str, ...] = ()  # titles that are live channels (server/edgelive.py)
+    live_coalescing: bool = True  # one origin fetch per live object in flight (off: bench reference)
+    live_manifest_max_age_s: float = 1.0  # the longest a live manifest or playlist is kept
 
     def __post_init__(self) -> None:
         if not _EDGE_ID.match(self.edge_id):
@@ -305,6 +308,9 @@ class EdgeConfig:
             raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
         if not (1 <= self.preposition_concurrency <= 256):
             raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
+        object.__setattr__(self, "live_channels", tuple(self.live_channels))
+        if not 0 <= self.live_manifest_max_age_s <= 60:
+            raise ValueError(f"live_manifest_max_age_s must be in [0, 60], got {self.live_manifest_max_age_s}")
 
 
 def _base_url(name: str, value: str) -> str:
