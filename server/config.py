@@ -193,6 +193,7 @@ class PlaybackConfig:
     weights: SteeringWeights = SteeringWeights()
     allowed_origins: tuple[str, ...] = ()
     max_edges: int = 1024
+    live_titles: Mapping[str, str] = field(default_factory=dict)  # live channel -> the title it loops
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -522,9 +523,16 @@ class StackConfig:
     access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
+    live_title: str | None = None  # a live channel looping this packaged title (docs/LIVE.md); None: no live
+    live_channel: str = "live"  # the live channel's name in URLs and playback requests
+    low_latency: bool = False  # publish the live channel as CMAF chunks of live_chunk_s
+    live_chunk_s: float = 0.5
+    live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
+        if self.live_title is not None and self.live_title == self.live_channel:
+            raise ValueError(f"live_channel {self.live_channel!r} must differ from live_title")
         for name, port in self.service_ports.items():
             if name not in ("origin", "auth", "playback", "license") and not re.match(r"^edge-\d+$", name):
                 raise ValueError(f"service_ports: unknown service {name!r}")
