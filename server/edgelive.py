@@ -27,7 +27,7 @@ from server.content import ContentKind, classify
 from server.formats.dash import TIME_URL_PLACEHOLDER
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
-from server.observability import add_log_fields, request_id
+from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
 if TYPE_CHECKING:
     from server.edge import Edge
@@ -174,22 +174,28 @@ class LiveEdge:
         self.stats.streamed += 1
         response = web.StreamResponse(headers=headers)
         response.enable_chunked_encoding()
+        # Prepared here, so the middlewares come too late for their headers.
+        self.edge.cors.add_grant(response.headers, request.headers.get("Origin"))
+        response.headers[REQUEST_ID_HEADER] = request_id(request)
         await response.prepare(request)
         if request.method == "HEAD":
             return response
         sent = 0
-        while True:
-            changed = obj.changed()
-            if sent < len(obj.body):
-                piece = bytes(obj.body[sent:])
-                sent += len(piece)
-                await response.write(piece)
-                self.edge.stats.bytes_served += len(piece)
-                continue
-            if obj.done:
-                break
-            await changed.wait()
-        await response.write_eof()
+        try:
+            while True:
+                changed = obj.changed()
+                if sent < len(obj.body):
+                    piece = bytes(obj.body[sent:])
+                    sent += len(piece)
+                    await response.write(piece)
+                    self.edge.stats.bytes_served += len(piece)
+                    continue
+                if obj.done:
+                    break
+                await changed.wait()
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away mid-segment (a player seeking, abandoning)
+            log.debug("client left while %s streamed", request.path)
         return response
 
     def _start_fetch(self, content_path: str, req_id: str) -> LiveObject:

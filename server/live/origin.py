@@ -105,11 +105,14 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
     await response.prepare(request)
     if request.method == "HEAD":
         return response
-    for index, chunk in enumerate(chunks):
-        wait_s = channel.chunk_available_at_s(number, index) - clock()
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
-        if chunk:
-            await response.write(chunk)
-    await response.write_eof()
+    try:
+        for index, chunk in enumerate(chunks):
+            wait_s = channel.chunk_available_at_s(number, index) - clock()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            if chunk:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # the client (an edge, a player) went away mid-segment
+        pass
     return response
