@@ -41,13 +41,16 @@ _FORWARD = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Retry-Aft
 class LiveObject:
     """One origin response as it arrives: status and headers first, then the body piece by piece."""
 
-    __slots__ = ("status", "headers", "body", "done", "expires_at_s", "_changed", "_ready")
+    __slots__ = ("status", "headers", "pieces", "size_bytes", "_body", "done", "truncated", "expires_at_s", "_changed", "_ready")
 
     def __init__(self) -> None:
         self.status = 0
         self.headers: dict[str, str] = {}
-        self.body = bytearray()
+        self.pieces: list[bytes] = []  # as they came: shared by every client, never copied per client
+        self.size_bytes = 0
+        self._body: bytes | None = None
         self.done = False
+        self.truncated = False  # the origin's body broke off: never served as complete, never kept
         self.expires_at_s = 0.0  # loop time; while complete and fresh, served from the cache
         self._changed = asyncio.Event()
         self._ready = asyncio.Event()
@@ -57,7 +60,8 @@ class LiveObject:
         self._ready.set()
 
     def append(self, piece: bytes) -> None:
-        self.body += piece
+        self.pieces.append(piece)
+        self.size_bytes += len(piece)
         self._wake()
 
     def finish(self) -> None:
@@ -68,10 +72,22 @@ class LiveObject:
     def fail(self, status: int, message: str) -> None:
         if not self._ready.is_set():
             self.status, self.headers = status, {"Content-Type": "application/json"}
-            self.body = bytearray(f'{{"error": "{message}"}}'.encode())
-        self.done = True  # a body cut short ends the clients' responses short: they see it
+            self.pieces = [f'{{"error": "{message}"}}'.encode()]
+        else:
+            self.truncated = True
+        self.done = True
         self._ready.set()
         self._wake()
+
+    @property
+    def body(self) -> bytes:
+        """All that has arrived, as one bytes object (joined once the object is complete)."""
+        if self._body is not None:
+            return self._body
+        body = b"".join(self.pieces)
+        if self.done:
+            self._body = body
+        return body
 
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -133,12 +149,14 @@ class LiveEdge:
         if obj.status != 200 or (kind is not None and kind[0] is ContentKind.MANIFEST):
             while not obj.done:
                 await obj.changed().wait()
+        if obj.truncated and obj.done:
+            return json_error(502, "origin broke off the response", headers={"Cache-Control": "no-store"})
         headers = {name: obj.headers[name] for name in _FORWARD if name in obj.headers}
         headers["X-Cache"] = label
         if obj.status != 200:
-            return web.Response(status=obj.status, body=bytes(obj.body), headers=headers)
+            return web.Response(status=obj.status, body=obj.body, headers=headers)
         if kind is not None and kind[0] is ContentKind.MANIFEST:
-            return web.Response(body=self._fill_placeholders(bytes(obj.body)), headers=headers)
+            return web.Response(body=self._fill_placeholders(obj.body), headers=headers)
         if obj.done:
             return self._complete(request, obj, headers)
         return await self._stream(request, obj, headers)
@@ -153,7 +171,7 @@ class LiveEdge:
         return body
 
     def _complete(self, request: web.Request, obj: LiveObject, headers: dict[str, str]) -> web.Response:
-        body: bytes | memoryview = bytes(obj.body)
+        body: bytes | memoryview = obj.body
         status = 200
         range_header = request.headers.get("Range")
         if range_header is not None:
@@ -184,15 +202,21 @@ class LiveEdge:
         try:
             while True:
                 changed = obj.changed()
-                if sent < len(obj.body):
-                    piece = bytes(obj.body[sent:])
-                    sent += len(piece)
+                if sent < len(obj.pieces):
+                    piece = obj.pieces[sent]
+                    sent += 1
                     await response.write(piece)
                     self.edge.stats.bytes_served += len(piece)
                     continue
                 if obj.done:
                     break
                 await changed.wait()
+            if obj.truncated:
+                # No terminating chunk: the client sees a broken response, not a short segment.
+                log.warning("origin broke off %s while it streamed; closing the client's connection", request.path)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             await response.write_eof()
         except ConnectionResetError:  # the client went away mid-segment (a player seeking, abandoning)
             log.debug("client left while %s streamed", request.path)
@@ -233,12 +257,12 @@ class LiveEdge:
             edge.stats.origin_fetch_seconds += time.perf_counter() - started
             if self.inflight.get(content_path) is obj:
                 del self.inflight[content_path]
-        if obj.status == 200 and obj.done:
+        if obj.status == 200 and obj.done and not obj.truncated:
             keep_s = ttl_s(obj.headers.get("Cache-Control"), 0.0)
             kind = classify(content_path[1:].partition("/")[2])
             if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None:
                 keep_s = min(keep_s, self.manifest_max_age_s)
             if keep_s:
                 obj.expires_at_s = asyncio.get_running_loop().time() + keep_s
-                self.cache.put(content_path, obj, len(obj.body) + 256)
+                self.cache.put(content_path, obj, obj.size_bytes + 256)
 

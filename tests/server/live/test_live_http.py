@@ -166,3 +166,41 @@ async def test_edge_serves_the_mpd_briefly_cached_with_its_own_time_url(live_sta
         assert stack.counts["/live/manifest.mpd"] == 2
         status, body, _ = await _read(http, stack.edge.url + "/live/video/v216p/playlist.m3u8")
         assert status == 200 and b"#EXT-X-PROGRAM-DATE-TIME" in body and b"#EXT-X-ENDLIST" not in body
+
+
+async def test_an_origin_breaking_off_a_live_segment_breaks_the_clients_responses_too() -> None:
+    """A real origin can die mid-segment: its clients must see a broken response (no terminating
+    chunk), never a short segment that looks complete, and the edge must not keep it."""
+    hits: Counter[str] = Counter()
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        hits[request.path] += 1
+        response = web.StreamResponse(headers={"Content-Type": "video/iso.segment"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        await asyncio.sleep(0.3)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/live/video/v216p/{n}.m4s", broken)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    edge = await start_edge(EdgeConfig(edge_id="edge-live", origin_url=f"http://127.0.0.1:{site.port}",
+                                       url_verify_key=VERIFY_KEY, require_signature=False, live_channels=("live",)))
+    try:
+        url = edge.url + "/live/video/v216p/5.m4s"
+        async with aiohttp.ClientSession() as http:
+            outcomes = await asyncio.gather(*(_read(http, url) for _ in range(3)), return_exceptions=True)
+            assert all(isinstance(o, aiohttp.ClientPayloadError) for o in outcomes), outcomes
+            assert hits["/live/video/v216p/5.m4s"] == 1
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await _read(http, url)  # a late client: the broken copy was not kept, the edge asks again
+            assert hits["/live/video/v216p/5.m4s"] == 2
+    finally:
+        await edge.stop()
+        await runner.cleanup()
