@@ -132,16 +132,20 @@ class LiveEdge:
     async def serve(self, request: web.Request, content_path: str) -> web.StreamResponse:
         loop_now = asyncio.get_running_loop().time()
         obj = self.cache.get(content_path)
+        stats = self.edge.stats  # the edge's /metrics count live requests with the rest
         if obj is not None and obj.expires_at_s > loop_now:
             self.stats.hits += 1
+            stats.cache_hits += 1
             label = "HIT"
         else:
             obj = self.inflight.get(content_path) if self.coalescing else None
             if obj is not None:
                 self.stats.coalesced += 1
+                stats.cache_hits += 1
                 label = "HIT-INFLIGHT"
             else:
                 obj = self._start_fetch(content_path, request_id(request))
+                stats.cache_misses += 1
                 label = "MISS"
         add_log_fields(request, edge_id=self.edge.config.edge_id, cache=label)
         await obj.ready()

@@ -130,6 +130,7 @@ async def test_concurrent_clients_of_a_live_segment_cause_one_origin_fetch(
         assert stack.counts[path] == (1 if coalescing else 50)
         labels = Counter(label for _, _, label in results)
         assert labels["MISS"] == (1 if coalescing else 50)
+        assert stack.edge.edge.stats.cache_misses == labels["MISS"]  # /metrics counts them
         # Complete now: served from the edge's cache either way.
         assert await _read(http, stack.edge.url + path) == (200, expected, "HIT")
 
