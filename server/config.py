@@ -196,6 +196,7 @@ class PlaybackConfig:
     weights: SteeringWeights = SteeringWeights()
     allowed_origins: tuple[str, ...] = ()
     max_edges: int = 1024
+    live_titles: Mapping[str, str] = field(default_factory=dict)  # live channel -> the title it loops
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -270,6 +271,9 @@ class EdgeConfig:
     mpd_max_age_s: int = 2
     default_ttl_s: float = 24 * 3600.0
     preposition_concurrency: int = 8
+    live_channels: tuple[str, ...] = ()  # titles that are live channels (server/edgelive.py)
+    live_coalescing: bool = True  # one origin fetch per live object in flight (off: bench reference)
+    live_manifest_max_age_s: float = 1.0  # the longest a live manifest or playlist is kept
 
     def __post_init__(self) -> None:
         if not _EDGE_ID.match(self.edge_id):
@@ -308,6 +312,9 @@ class EdgeConfig:
             raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
         if not (1 <= self.preposition_concurrency <= 256):
             raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
+        object.__setattr__(self, "live_channels", tuple(self.live_channels))
+        if not 0 <= self.live_manifest_max_age_s <= 60:
+            raise ValueError(f"live_manifest_max_age_s must be in [0, 60], got {self.live_manifest_max_age_s}")
 
 
 def _base_url(name: str, value: str) -> str:
@@ -519,9 +526,16 @@ class StackConfig:
     access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
+    live_title: str | None = None  # a live channel looping this packaged title (docs/LIVE.md); None: no live
+    live_channel: str = "live"  # the live channel's name in URLs and playback requests
+    low_latency: bool = False  # publish the live channel as CMAF chunks of live_chunk_s
+    live_chunk_s: float = 0.5
+    live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
+        if self.live_title is not None and self.live_title == self.live_channel:
+            raise ValueError(f"live_channel {self.live_channel!r} must differ from live_title")
         for name, port in self.service_ports.items():
             if name not in ("origin", "auth", "playback", "license") and not re.match(r"^edge-\d+$", name):
                 raise ValueError(f"service_ports: unknown service {name!r}")

@@ -28,6 +28,7 @@ from aiohttp import web
 from server.cache import ByteLRU, Coalescer
 from server.config import EdgeConfig
 from server.content import REPRESENTATION_ID_PATTERN, classify
+from server.edgelive import LiveEdge
 from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
 from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
 from server.edgepeers import FANOUT_HEADER, WorkerGroup, send_heartbeats
@@ -39,6 +40,7 @@ from server.formats.urls import SIGNED_PREFIX, url_host
 from server.httpapi import CorsPolicy, cors_middleware, json_error
 from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
 from server.internal import InternalCredential, internal_headers
+from server.live.origin import time_handler as live_time_handler
 from server.observability import (
     REQUEST_ID_HEADER,
     access_log,
@@ -120,6 +122,7 @@ class Edge:
                                allow_headers=(*_CORS_ALLOW_HEADERS, *CMCD_HEADERS), expose_headers=_CORS_EXPOSE_HEADERS)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=config.origin_timeout_s,
                                                      sock_read=config.origin_timeout_s)
+        self.live = LiveEdge(self) if config.live_channels else None  # live channels: server/edgelive.py
 
     # -- identity --
 
@@ -222,6 +225,8 @@ class Edge:
             content_path = path if _content_path_ok(path) else None
         if content_path is None:
             return self._error(request, 404, "not found (not a file of the title layout)")
+        if self.live is not None and self.live.owns(content_path):
+            return await self.live.serve(request, content_path)
 
         log_enabled = access_log.isEnabledFor(logging.INFO)
         # CMCD only goes into the access log: not parsed at all when that is off.
@@ -563,6 +568,8 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
         app.cleanup_ctx.append(_heartbeat_ctx)
     app.router.add_get("/healthz", edge.handle_healthz)
     app.router.add_get("/metrics", edge.handle_metrics)
+    if edge.live is not None:
+        app.router.add_get("/time", live_time_handler)
     app.router.add_post("/internal/preposition/{title}", edge.handle_preposition)
     app.router.add_get("/internal/stats", edge.handle_stats)
     add_fault_routes(app, faults, edge.internal.present)

@@ -3,6 +3,7 @@
 `GET|HEAD /<title>/<path>` for the files of the title layout (server.content) with byte ranges,
 ETag/Last-Modified validators and cache lifetimes fit for a CDN: segments are immutable, the
 manifest gets a short max-age. Keys and anything outside the layout are 404. `GET /healthz`.
+With a live channel configured, `/<channel>/...` and `GET /time` are served by server/live/origin.py.
 In a stack it serves the edges only: every request needs the internal credential (`internal_token`);
 run on its own without one, it serves anyone who can reach it (it binds 127.0.0.1 by default).
 """
@@ -16,6 +17,8 @@ from aiohttp import web
 
 from server.content import list_titles, resolve_content_path
 from server.internal import require_internal
+from server.live.channel import LiveChannel, LiveConfig
+from server.live.origin import add_live_routes, time_handler
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,6 +31,7 @@ class OriginConfig:
     manifest_max_age_s: int = 2
     segment_max_age_s: int = 31_536_000  # one year: segments never change once published
     internal_token: bytes | None = field(default=None, repr=False)
+    live: LiveConfig | None = None  # a live channel published from a title of content_root (docs/LIVE.md)
 
     def __post_init__(self) -> None:
         if not Path(self.content_root).is_dir():
@@ -66,5 +70,8 @@ def create_app(config: OriginConfig) -> web.Application:
     app = web.Application(middlewares=[require_internal(config.internal_token)])
     app[ORIGIN_CONFIG] = config
     app.router.add_get("/healthz", _healthz)
+    if config.live is not None:
+        app.router.add_get("/time", time_handler)
+        add_live_routes(app, LiveChannel(config.live, Path(config.content_root)))
     app.router.add_get("/{title}/{path:.+}", _serve)
     return app

@@ -182,7 +182,8 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
     # Entitlement before existence, so a user cannot probe the catalogue for titles they may not see.
     if not claims.entitled_to(title):
         return json_error(403, "not entitled to this title", title=title)
-    if not (rt.config.content_root / title / "manifest.mpd").is_file():
+    live_source = rt.config.live_titles.get(title)  # a live channel: the title it loops
+    if live_source is None and not (rt.config.content_root / title / "manifest.mpd").is_file():
         return json_error(404, "unknown title", title=title)
     now = rt.monotonic()
     edges = rank_edges(title, rt.registry.live(now), rt.config.weights)
@@ -200,8 +201,10 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
     add_log_fields(request, session_id=session_id, edges=[e.edge_id for e in edges])
     body = {"session_id": session_id, "manifest_urls": urls, "license_url": rt.config.license_url,
             "expires_in": ttl_s}
-    if (rt.config.content_root / title / MASTER_PLAYLIST_NAME).is_file():
+    if (rt.config.content_root / (live_source or title) / MASTER_PLAYLIST_NAME).is_file():
         body["hls_urls"] = hls_urls(urls)
+    if live_source is not None:
+        body["live"] = True
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

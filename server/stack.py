@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import secrets as _secrets
 import socket
 import sys
@@ -48,6 +49,7 @@ from server.faults import FAULTS_PATH
 from server.formats.urls import url_host
 from server.internal import internal_headers
 from server.keys import Secrets, ServiceSecrets, load_or_create_secrets, load_secrets, secrets_for, store_demo_password
+from server.live.channel import LiveConfig
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
 from server.passwords import hash_password
 from server.revocation import create_store
@@ -104,6 +106,15 @@ NEW_SESSION_ROUTES = {"auth": ("POST /auth/token",), "playback": ("POST /playbac
 
 # --- per-service configs ---------------------------------------------------------------------------
 
+def live_config(config: StackConfig) -> LiveConfig | None:
+    """The live channel of a stack (None without `live_title`)."""
+    if config.live_title is None:
+        return None
+    return LiveConfig(channel=config.live_channel, source_title=config.live_title,
+                      availability_start_s=config.live_start_s if config.live_start_s is not None else time.time(),
+                      low_latency=config.low_latency, chunk_s=config.live_chunk_s)
+
+
 def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: ServiceSecrets) -> web.Application:
     """The aiohttp app of service `name` in a stack whose services listen on `ports`, holding `secrets`
     (what `secrets_for` gives its kind)."""
@@ -121,14 +132,15 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
     if kind == "origin":
         from server import origin
         return origin.create_app(origin.OriginConfig(content_root=config.content_root, host=host, port=port,
-                                                     internal_token=internal))
+                                                     internal_token=internal, live=live_config(config)))
     if kind == "edge":
         from server import edge
         return edge.create_app(EdgeConfig(
             edge_id=name, host=host, port=port, origin_url=url("origin"), url_verify_key=secrets.require("url_verify_key"),
             internal_token=internal, revocations_path=config.resolved_revocations_path,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
-            heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
+            heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins,
+            live_channels=(config.live_channel,) if config.live_title else ()))
     if kind == "auth":
         from server import auth
         return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
@@ -140,7 +152,8 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         return playback.create_app(PlaybackConfig(
             host=host, port=port, content_root=config.content_root, tokens=tokens,
             url_signing_key=secrets.require("url_signing_key"), internal_token=internal, license_url=license_url,
-            url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins))
+            url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins,
+            live_titles={config.live_channel: config.live_title} if config.live_title else {}))
     if kind == "license":
         from server import license
         return license.create_app(LicenseConfig(host=host, port=port, content_root=config.content_root, tokens=tokens,
@@ -485,6 +498,9 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
     messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
     """
     init_stack_config(config)
+    if config.live_title is not None and config.live_start_s is None:
+        # One availabilityStartTime for every service process, and for any of them restarted.
+        config = dataclasses.replace(config, live_start_s=float(math.floor(time.time())))
     secrets = load_secrets(config.resolved_secrets_path)
     names = service_names(config)
     service_secrets = {name: secrets_for(service_kind(name), secrets) for name in names}

@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                         help="CORS: allowed browser origin (repeatable; '*' for any)")
     parser.add_argument("--origin-timeout-s", type=float, default=10.0, help="origin fetch timeout")
+    parser.add_argument("--live-channel", action="append", default=[], metavar="NAME",
+                        help="a live channel of the origin (repeatable): coalesced, streamed while it arrives, "
+                             "manifests kept at most 1 s (docs/LIVE.md)")
     parser.add_argument("--access-log", default="-", metavar="FILE",
                         help="JSON access log file ('-' = stderr, 'off' = none; default '-')")
     parser.set_defaults(func=run)
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         max_object_bytes=int(args.max_object_mb * 1024 * 1024), require_signature=not args.no_signature,
         license_url=args.license_url, steering_url=args.steering_url, public_url=args.public_url,
         heartbeat_s=args.heartbeat_s, allowed_origins=tuple(args.allow_origin),
-        origin_timeout_s=args.origin_timeout_s,
+        origin_timeout_s=args.origin_timeout_s, live_channels=tuple(args.live_channel),
     )
 
     def ready(url: str) -> None:

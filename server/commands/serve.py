@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from server.commands import CommandError
 
@@ -35,6 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--log-console", action="store_true",
                         help="print the JSON access and audit logs on the console (default: files in the logs/ "
                              "folder beside the stack file, named in the output)")
+    live = parser.add_argument_group("live", "a live channel looping a packaged title on the wall clock (docs/LIVE.md)")
+    live.add_argument("--live", action="store_true", help="also publish the live channel (default title: the demo "
+                      "title, or the content root's only title)")
+    live.add_argument("--live-title", metavar="T", help="the packaged title the live channel loops (implies --live)")
+    live.add_argument("--live-channel", metavar="NAME", help="the channel's name in URLs (default 'live')")
+    live.add_argument("--low-latency", action="store_true",
+                      help="publish segments as CMAF chunks over chunked transfer (implies --live)")
+    live.add_argument("--chunk-s", type=float, help="chunk duration at low latency (default 0.5 s)")
     parser.set_defaults(func=run)
 
 
@@ -72,7 +81,29 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
                             allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
                             access_log=False if args.no_access_log else None)
     is_demo = args.config is None and config.content_root.resolve() == demo_content
-    return config, is_demo
+    return with_overrides(config, **_live_overrides(args, config, is_demo)), is_demo
+
+
+def _live_overrides(args: argparse.Namespace, config: Any, is_demo: bool) -> dict[str, object]:
+    """The stack settings of the live flags (none when no live flag is given)."""
+    from server.content import list_titles
+
+    wanted = args.live or args.live_title or args.low_latency or args.live_channel or args.chunk_s
+    if not wanted:
+        return {}
+    title = args.live_title or config.live_title
+    if title is None:
+        titles = list_titles(config.content_root)
+        if is_demo:
+            from server.packager import DEMO_TITLE
+            title = DEMO_TITLE
+        elif len(titles) == 1:
+            title = titles[0]
+        else:
+            raise CommandError(f"--live needs --live-title: {config.content_root} holds "
+                               f"{len(titles)} titles ({', '.join(titles[:5]) or 'none'})")
+    return {"live_title": title, "live_channel": args.live_channel, "low_latency": args.low_latency or None,
+            "live_chunk_s": args.chunk_s}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         credentials = ensure_demo_user(config)
     if not config.content_root.is_dir():
         raise CommandError(f"content root {config.content_root} does not exist")
+    if config.live_title is not None:  # a title that cannot loop fails here, in one line, not in a service
+        from server.live.channel import LiveChannel
+        from server.stack import live_config
+        LiveChannel(live_config(config), config.content_root)  # type: ignore[arg-type]
     return asyncio.run(_serve(config, credentials, log_dir))
 
 
@@ -105,6 +140,11 @@ async def _serve(config: object, credentials: object, log_dir: Path | None) -> i
             print(f"  {name:<9} {stack.url(name)}")
         print(f"  API: POST {stack.gateway_url}/auth/token, {stack.gateway_url}/playback/<title>, "
               f"{stack.license_url}")
+        if stack.config.live_title is not None:
+            live = stack.config
+            mode = f"low latency, {live.live_chunk_s:g} s chunks" if live.low_latency else "whole segments"
+            print(f"  live: POST {stack.gateway_url}/playback/{live.live_channel} (channel {live.live_channel!r} "
+                  f"looping {live.live_title!r}, {mode}; UTCTiming at <edge>/time)")
         if credentials is not None:
             print(f"  demo user: {credentials.username}  password: {credentials.password}")  # type: ignore[attr-defined]
         if log_dir is not None:

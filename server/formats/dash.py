@@ -23,3 +23,9 @@ AUDIO_CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 
 LAURL_PLACEHOLDER = "abrkit:license-url"  # the packager writes it as Laurl; the edge puts its license URL there
+
+# Live (ISO/IEC 23009-1 section 5.8.5.7 UTCTiming schemes; DASH-IF IOP low-latency profile).
+UTC_HTTP_XSDATE_SCHEME = "urn:mpeg:dash:utc:http-xsdate:2014"
+UTC_HTTP_ISO_SCHEME = "urn:mpeg:dash:utc:http-iso:2014"
+PROFILE_DASHIF_LOW_LATENCY = "http://www.dashif.org/guidelines/low-latency-live-v5"
+TIME_URL_PLACEHOLDER = "abrkit:time-url"  # a live MPD's UTCTiming value; the edge puts its own /time there

@@ -4,7 +4,8 @@
 // Query: gateway (URL), username, password, title, player ("dashjs" | "shaka"), target_s (stop once
 // the playhead passes it), timeout_s (give up after it), via (optional: fetch the MPD and segments
 // from this origin, a shaping proxy in front of the edge, instead of the edge itself), buffer_s
-// (optional, dash.js: the buffer it keeps ahead, at every quality).
+// (optional, dash.js: the buffer it keeps ahead, at every quality), live_s (optional: a live channel;
+// stop after this many seconds of playing instead of at target_s, sampling dash.js's live latency).
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -24,6 +25,8 @@ const report = {
   manifestUrl: null,
   licenseUrl: null,
   wallSeconds: 0,
+  liveLatency: [],       // live only: dash.js's getCurrentLiveLatency() every 0.5 s while playing (s)
+  playingSeconds: 0,     // live only: wall seconds since the first frame played
 };
 window.abrkit = report;
 const started = performance.now();
@@ -85,6 +88,7 @@ async function playDashjs(video, manifestUrl, token) {
     'org.w3.clearkey': { httpRequestHeaders: { Authorization: `Bearer ${token}` } },
   });
   player.initialize(video, manifestUrl, true);
+  window.abrkitDash = player;
   return player;
 }
 
@@ -190,15 +194,29 @@ async function main() {
     throw new Error(`unknown player ${report.player}`);
   }
   const deadline = performance.now() + timeoutS * 1000;
+  const liveS = params.get('live_s') ? Number(params.get('live_s')) : null;
+  let playingSince = null;
+  let lastSample = 0;
+  const reached = () => {
+    if (liveS === null) return video.currentTime >= targetS;
+    if (playingSince === null && !video.paused && video.readyState >= 3) playingSince = performance.now();
+    if (playingSince === null) return false;
+    report.playingSeconds = (performance.now() - playingSince) / 1000;
+    if (window.abrkitDash && performance.now() - lastSample >= 500) {
+      lastSample = performance.now();
+      report.liveLatency.push(window.abrkitDash.getCurrentLiveLatency());
+    }
+    return report.playingSeconds >= liveS;
+  };
   await new Promise((resolve) => {
     const timer = setInterval(() => {
-      if (video.currentTime >= targetS || video.ended || report.errors.length > 0 || performance.now() > deadline) {
+      if (reached() || video.ended || report.errors.length > 0 || performance.now() > deadline) {
         clearInterval(timer);
         resolve();
       }
     }, 100);
   });
-  if (!(video.currentTime >= targetS || video.ended) && report.errors.length === 0) {
+  if (!(reached() || video.ended) && report.errors.length === 0) {
     fail('timeout', new Error(`the playhead is at ${video.currentTime.toFixed(2)} s after ${timeoutS} s`));
   }
   video.pause();

@@ -1,0 +1,1 @@
+"""Live channels: a packaged title looped forever on the wall clock (docs/LIVE.md)."""

@@ -1,0 +1,118 @@
+"""The origin's live routes: `/<channel>/...` of a live channel, and `GET /time`.
+
+Same names as a packaged title (server.content): `manifest.mpd` (dynamic), `master.m3u8`,
+`video|audio/<rep>/playlist.m3u8` (live), `init.mp4`, `<n>.m4s`. A segment asked for before it is
+available, or after it left the time-shift window, is a 404 whose JSON body says which (and
+`Retry-After` when it will be available). At low latency a segment still being published is sent
+with chunked transfer encoding, each CMAF chunk written when the wall clock reaches its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from server.content import ContentKind, classify
+from server.formats.hls import PLAYLIST_CONTENT_TYPE
+from server.httpapi import json_error
+from server.live.channel import LiveChannel, NotAvailable
+from server.live.hls import live_media_playlist
+from server.live.mpd import iso_datetime, live_mpd
+
+Clock = Callable[[], float]
+LIVE_CHUNKS_HEADER = "X-Live-Chunks"  # on a segment: how many CMAF chunks it is published in
+LIVE_CHANNEL = web.AppKey("abrkit_live_channel", LiveChannel)
+LIVE_CLOCK = web.AppKey("abrkit_live_clock", object)
+_SEGMENT_TYPE = "video/iso.segment"
+
+
+async def time_handler(request: web.Request) -> web.Response:
+    """The UTCTiming endpoint: the server's time as xs:dateTime (urn:mpeg:dash:utc:http-xsdate:2014,
+    also valid for http-iso), never cached."""
+    return web.Response(text=iso_datetime(time.time()), content_type="text/plain",
+                        headers={"Cache-Control": "no-store"})
+
+
+def _manifest_max_age_s(channel: LiveChannel) -> int:
+    # Short: a cache may hold a live manifest for at most half a segment (a playlist changes every segment).
+    return max(1, math.floor(float(channel.segment_s) / 2))
+
+
+def add_live_routes(app: web.Application, channel: LiveChannel, *, clock: Clock = time.time) -> None:
+    """Serve `channel` under `/<channel>/` (add before a catch-all title route)."""
+    app[LIVE_CHANNEL] = channel
+    app[LIVE_CLOCK] = clock
+    mpd = live_mpd(channel)
+    etag_base = f"live-{int(channel.availability_start_s)}"
+    max_age = _manifest_max_age_s(channel)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        kind = classify(path)
+        if kind is None or kind[0] is ContentKind.SIDECAR:
+            return json_error(404, "not a file of a live channel")
+        manifest_headers = {"Cache-Control": f"public, max-age={max_age}"}
+        if kind[0] is ContentKind.MANIFEST:
+            return web.Response(body=mpd, content_type="application/dash+xml", headers=manifest_headers)
+        media, _, rest = path.partition("/")
+        if kind[0] is ContentKind.PLAYLIST and kind[1] is None:
+            if channel.master_playlist is None:
+                return json_error(404, "the live source title has no HLS playlists")
+            return web.Response(body=channel.master_playlist, headers={**manifest_headers,
+                                                                       "Content-Type": PLAYLIST_CONTENT_TYPE})
+        rep_id, _, name = rest.partition("/")
+        track = channel.track(media, rep_id)
+        if track is None:
+            return json_error(404, f"the live channel has no {media} rendition {rep_id}")
+        if kind[0] is ContentKind.PLAYLIST:
+            text = live_media_playlist(channel, media, rep_id, clock())
+            return web.Response(text=text, headers={"Cache-Control": "public, max-age=1",
+                                                    "Content-Type": PLAYLIST_CONTENT_TYPE})
+        if kind[0] is ContentKind.INIT:
+            return web.Response(body=track.init, headers={
+                "Content-Type": f"{media}/mp4", "Cache-Control": "public, max-age=31536000, immutable",
+                "ETag": f'"{etag_base}-{media}-{rep_id}-init"'})
+        return await _segment(request, channel, media, rep_id, int(name.removesuffix(".m4s")), clock, etag_base)
+
+    app.router.add_get(f"/{channel.config.channel}/{{path:.+}}", serve)
+
+
+async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_id: str, number: int,
+                   clock: Clock, etag_base: str) -> web.StreamResponse:
+    now = clock()
+    try:
+        channel.check_available(number, now)
+    except NotAvailable as exc:
+        headers = {"Cache-Control": "no-store"}
+        extra: dict[str, object] = {}
+        if exc.available_at_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(exc.available_at_s - now)))
+            extra["available_at"] = iso_datetime(exc.available_at_s)
+        return json_error(404, str(exc), headers=headers, segment=number, **extra)
+    loop = asyncio.get_running_loop()
+    chunks = await loop.run_in_executor(None, channel.segment_chunks, media, rep_id, number)
+    headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
+               "ETag": f'"{etag_base}-{media}-{rep_id}-{number}"', LIVE_CHUNKS_HEADER: str(len(chunks))}
+    published = channel.chunks_available(number, now)
+    if published >= len(chunks):
+        return web.Response(body=b"".join(chunks), headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    try:
+        for index, chunk in enumerate(chunks):
+            wait_s = channel.chunk_available_at_s(number, index) - clock()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            if chunk:
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:  # the client (an edge, a player) went away mid-segment
+        pass
+    return response

@@ -1,0 +1,48 @@
+"""dash.js (npm) in Debian's Chromium plays our low-latency live channel through the stack: the
+dynamic MPD and CMAF chunks from an edge over chunked transfer, its clock from the edge's /time,
+across the channel's loop point, and reports its live latency. See docs/LIVE.md and docs/BROWSER.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from server.config import StackConfig
+from server.stack import start_stack_with_demo_user
+from tests.browser.test_players import browser_installed, page_server, page_url, play_in_chromium  # noqa: F401
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
+pytestmark = pytest.mark.slow
+
+PLAY_S = 12.0  # past the loop point: the test clip loops every 8 s
+
+
+async def test_dashjs_plays_the_low_latency_channel_near_its_target_latency(
+        tmp_path: Path, packaged: PackagedTitles) -> None:
+    async with page_server() as origin:
+        config = StackConfig(config_path=tmp_path / "stack.json", content_root=packaged.content_root, port=0, edges=1,
+                             heartbeat_s=0.25, access_log=False, allowed_origins=(origin,), live_title=CLEAR_TITLE,
+                             low_latency=True)
+        async with start_stack_with_demo_user(config) as (stack, credentials):
+            run = await play_in_chromium(page_url(origin, stack, credentials.password, player="dashjs", title="live",
+                                                  live_s=PLAY_S))
+    report = run.report
+    latency = [x for x in report["liveLatency"] if x is not None and x > 0]
+    frames = report["frames"]
+    print(f"\ndash.js {report['version']} in {run.browser}, live channel: latency p50 "
+          f"{statistics.median(latency) if latency else float('nan'):.2f} s (max {max(latency, default=0):.2f} s, "
+          f"{len(latency)} samples), {frames['totalVideoFrames']} frames, {report['stalls']} stalls, "
+          f"{report['playingSeconds']:.1f} s played")
+    assert report["errors"] == [], run.describe()
+    assert run.failed == [], run.describe()
+    segment_errors = [r for r in run.responses if r["status"] >= 400]
+    assert segment_errors == [], run.describe()  # never asked for a segment before it existed
+    assert report["playingSeconds"] >= PLAY_S, run.describe()
+    assert frames["totalVideoFrames"] >= 0.8 * PLAY_S * packaged.clip.frame_rate, run.describe()
+    assert frames["corruptedVideoFrames"] == 0, run.describe()
+    assert any(r["url"].endswith("/time") and r["status"] == 200 for r in run.responses), run.describe()
+    # Low latency: well under the 4 s segment, near the MPD's target (1.5 s for 0.5 s chunks + 0.5 s).
+    assert latency and statistics.median(latency) < 4.0, run.describe()
