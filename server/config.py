@@ -22,6 +22,8 @@ from typing import Any
 
 from yarl import URL
 
+from server.regions import RegionsConfig
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SECRETS_FILE = "secrets.json"
@@ -193,6 +195,7 @@ class PlaybackConfig:
     weights: SteeringWeights = SteeringWeights()
     allowed_origins: tuple[str, ...] = ()
     max_edges: int = 1024
+    regions: RegionsConfig | None = None  # None: no geography, every client ranked alike (server/regions.py)
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -267,6 +270,7 @@ class EdgeConfig:
     mpd_max_age_s: int = 2
     default_ttl_s: float = 24 * 3600.0
     preposition_concurrency: int = 8
+    rtt_ms: Mapping[str, float] = field(default_factory=dict)  # emulated RTT to each client region (regions.py)
 
     def __post_init__(self) -> None:
         if not _EDGE_ID.match(self.edge_id):
@@ -305,6 +309,8 @@ class EdgeConfig:
             raise ValueError(f"default_ttl_s must be >= 0, got {self.default_ttl_s}")
         if not (1 <= self.preposition_concurrency <= 256):
             raise ValueError(f"preposition_concurrency must be in [1, 256], got {self.preposition_concurrency}")
+        if not all(0 <= ms <= 10_000 for ms in self.rtt_ms.values()):
+            raise ValueError(f"rtt_ms values must be in [0, 10000] milliseconds, got {dict(self.rtt_ms)}")
 
 
 def _base_url(name: str, value: str) -> str:
@@ -516,6 +522,7 @@ class StackConfig:
     access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
+    regions_path: Path | None = None  # regions, edges and client networks (server/regions.py): replaces `edges`
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -557,7 +564,7 @@ class StackConfig:
         return self.backend_overrides.get(backend, self.backend_policy)
 
 
-_PATH_FIELDS = ("content_root", "secrets_path", "revocations_path")
+_PATH_FIELDS = ("content_root", "secrets_path", "revocations_path", "regions_path")
 _NESTED = {"rate_limit": RateLimitPolicy, "login_rate_limit": RateLimitPolicy, "backend_policy": BackendPolicy}
 
 
