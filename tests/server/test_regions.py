@@ -209,3 +209,16 @@ def test_load_regions_names_the_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(GEOGRAPHY))
     regions = load_regions(path)
     assert [s.edge_id for s in regions.edges_in("eu")] == ["eu-1", "eu-2", "telco-1", "other-1"]
+
+
+def test_abrkit_serve_names_the_field_of_a_bad_regions_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from player.cli import main
+
+    (tmp_path / "content").mkdir()
+    bad = tmp_path / "regions.json"
+    bad.write_text(json.dumps(_broken("edges.0.rtt_ms.eu", "far")))
+    code = main(["serve", "--content", str(tmp_path / "content"), "--config", str(tmp_path / "state" / "stack.json"),
+                 "--regions", str(bad)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{bad}.edges[0].rtt_ms.eu: must be a number" in err and "Traceback" not in err
