@@ -121,3 +121,25 @@ async def test_only_a_trusted_front_door_may_say_where_a_client_is(tmp_path: Pat
         # An unknown region is a clear 400, not a guess.
         status, answer = await _steer(session, stack, token, "?region=mars")
         assert status == 400 and "unknown region 'mars'" in str(answer["error"])
+
+
+async def test_the_player_says_its_region_and_renewed_urls_keep_it(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
+    from player.client.bootstrap import bootstrap_stack
+    from player.client.fetch import Fetcher
+    from player.client.renewal import SessionRenewal
+    from server.formats.b64 import b64url_decode
+
+    def region_of(token: str) -> str:
+        return json.loads(b64url_decode(token.split(".")[0])).get("rg", "")
+
+    config = regions_stack(tmp_path, packaged.content_root)
+    async with start_stack(config) as stack, aiohttp.ClientSession() as http:
+        fetcher = Fetcher(http)
+        source = await bootstrap_stack(fetcher, stack.gateway_url, CLEAR_TITLE, username="alice", password=PASSWORD,
+                                       region="us")
+        # The failover order the player uses is the ranking for a us client.
+        assert [u.split("/s/")[0] for u in source.manifest_urls] == [stack.url(n) for n in ("edge-2", "edge-0", "edge-1")]
+        assert source.stack is not None and region_of(source.stack.url_token) == "us"
+        renewal = SessionRenewal(fetcher, source.stack)
+        await renewal.renew()
+        assert renewal.url_token != source.stack.url_token and region_of(renewal.url_token) == "us"
