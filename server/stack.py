@@ -139,10 +139,12 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         from server import edge
         site = regions.edges[int(name.removeprefix("edge-"))] if regions is not None else None
         return edge.create_app(EdgeConfig(
-            edge_id=site.edge_id if site else name, rtt_ms=site.rtt_ms if site else {}, host=host, port=port, origin_url=url("origin"), url_verify_key=secrets.require("url_verify_key"),
+            edge_id=site.edge_id if site else name, host=host, port=port, origin_url=url("origin"),
+            url_verify_key=secrets.require("url_verify_key"),
             internal_token=internal, revocations_path=config.resolved_revocations_path,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
-            heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins))
+            heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins,
+            rtt_ms=site.rtt_ms if site else {}))
     if kind == "auth":
         from server import auth
         return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
