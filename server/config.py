@@ -22,6 +22,8 @@ from typing import Any
 
 from yarl import URL
 
+from server.regions import RegionsConfig
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SECRETS_FILE = "secrets.json"
@@ -197,6 +199,7 @@ class PlaybackConfig:
     allowed_origins: tuple[str, ...] = ()
     max_edges: int = 1024
     live_titles: Mapping[str, str] = field(default_factory=dict)  # live channel -> the title it loops
+    regions: RegionsConfig | None = None  # None: no geography, every client ranked alike (server/regions.py)
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -274,6 +277,7 @@ class EdgeConfig:
     live_channels: tuple[str, ...] = ()  # titles that are live channels (server/edgelive.py)
     live_coalescing: bool = True  # one origin fetch per live object in flight (off: bench reference)
     live_manifest_max_age_s: float = 1.0  # the longest a live manifest or playlist is kept
+    rtt_ms: Mapping[str, float] = field(default_factory=dict)  # emulated RTT to each client region (regions.py)
 
     def __post_init__(self) -> None:
         if not _EDGE_ID.match(self.edge_id):
@@ -315,6 +319,8 @@ class EdgeConfig:
         object.__setattr__(self, "live_channels", tuple(self.live_channels))
         if not 0 <= self.live_manifest_max_age_s <= 60:
             raise ValueError(f"live_manifest_max_age_s must be in [0, 60], got {self.live_manifest_max_age_s}")
+        if not all(0 <= ms <= 10_000 for ms in self.rtt_ms.values()):
+            raise ValueError(f"rtt_ms values must be in [0, 10000] milliseconds, got {dict(self.rtt_ms)}")
 
 
 def _base_url(name: str, value: str) -> str:
@@ -531,6 +537,7 @@ class StackConfig:
     low_latency: bool = False  # publish the live channel as CMAF chunks of live_chunk_s
     live_chunk_s: float = 0.5
     live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
+    regions_path: Path | None = None  # regions, edges and client networks (server/regions.py): replaces `edges`
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
@@ -574,7 +581,7 @@ class StackConfig:
         return self.backend_overrides.get(backend, self.backend_policy)
 
 
-_PATH_FIELDS = ("content_root", "secrets_path", "revocations_path")
+_PATH_FIELDS = ("content_root", "secrets_path", "revocations_path", "regions_path")
 _NESTED = {"rate_limit": RateLimitPolicy, "login_rate_limit": RateLimitPolicy, "backend_policy": BackendPolicy}
 
 

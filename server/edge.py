@@ -215,6 +215,9 @@ class Edge:
                 verified, content_path = self._verified_content_path(path)
                 if await self._revoked(verified):
                     return self._error(request, 403, "URL of a session that was ended")
+                rtt_ms = self.config.rtt_ms.get(verified.grant.region) if verified.grant.region else None
+                if rtt_ms:  # the emulated distance to the client's region (server/regions.py): one RTT a request
+                    await asyncio.sleep(rtt_ms / 1000.0)
             except SignatureError as exc:
                 return self._error(request, 403, str(exc))
             except StoreUnavailable:

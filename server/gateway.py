@@ -39,6 +39,7 @@ from server.observability import (
     request_id,
     request_id_middleware,
 )
+from server.regions import REGION_HEADER
 from server.resilience import Bulkhead, CircuitBreaker, CircuitState, ConcurrencyLimiter, Priority, RateLimiter
 from server.tokens import TOKENS, Claims, TokenError, TokenVerifier, bearer_token, unauthorized
 
@@ -111,11 +112,14 @@ def client_address(request: web.BaseRequest, proxies: tuple[Network, ...]) -> st
     return peer
 
 
-def _upstream_headers(request: web.Request, client: str, extra: dict[str, str]) -> CIMultiDict[str]:
+def _upstream_headers(request: web.Request, client: str, extra: dict[str, str], *,
+                      from_proxy: bool) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in request.headers.items():
         if name.lower() not in _HOP_BY_HOP:
             headers.add(name, value)
+    if not from_proxy:  # a region is a front door's word (server/regions.py), never a client's own header
+        headers.popall(REGION_HEADER, None)
     headers.update(extra)
     headers[REQUEST_ID_HEADER] = request_id(request)
     headers["X-Forwarded-For"] = client
@@ -252,7 +256,9 @@ async def _forward(request: web.Request, backend: _Backend, gw: _Gateway, body: 
     verdict: bool | None = None  # True success, False failure, None no verdict (client went away)
     try:
         async with backend.session.request(request.method, url, data=body, allow_redirects=False,
-                                           headers=_upstream_headers(request, client, gw.upstream_extra)) as upstream:
+                                           headers=_upstream_headers(request, client, gw.upstream_extra,
+                                                                    from_proxy=_in(request.remote or "", gw.proxies))
+                                           ) as upstream:
             verdict = not backend_failed(upstream.status, upstream.headers)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for hname, value in upstream.headers.items():

@@ -4,7 +4,9 @@ Edges report themselves by heartbeat (`POST /internal/edges/heartbeat`, with the
 credential); one silent for `missed_heartbeats` intervals leaves the ranking. A title's edges are ranked by cost: rendezvous
 (highest-random-weight) hashing of the title over edge ids gives cache affinity that moves only
 1/N of titles when an edge comes or goes (Thaler & Ravishankar 1998), traded off against reported
-load and whether the edge says it holds the title already.
+load and whether the edge says it holds the title already. With regions (server/regions.py,
+docs/STEERING.md) each client gets its own ranking: by locality (ISP-embedded, nearby, far), whether
+the edge holds the title, load against capacity, then the same affinity.
 
 Segment URLs are signed here alone, bound to the session and login that asked and short-lived: a
 player renews them as it plays (`POST /playback/{title}/renew`), and each renewal re-checks the
@@ -30,6 +32,7 @@ from server.formats.names import MANIFEST_NAME, is_valid_title
 from server.httpapi import BadRequest, json_error, read_json_body
 from server.internal import InternalCredential, healthz, refused, service_middlewares
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler
+from server.regions import REGION_HEADER, Placement, Ranked, place_client, rank_for_client
 from server.revocation import StoreUnavailable
 from server.tokens import TOKENS, Claims, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
 
@@ -122,6 +125,33 @@ def rank_edges(title: str, edges: Iterable[EdgeStatus], weights: SteeringWeights
     return [edge for _, edge in sorted(enumerate(by_affinity), key=cost)]
 
 
+def steer(title: str, edges: Sequence[EdgeStatus], config: PlaybackConfig,
+          client: Placement | None) -> tuple[list[EdgeStatus], list[Ranked]]:
+    """The edges for `title`, best first: by region, health, load and title (server/regions.py) when
+    the stack has regions, else by `rank_edges`; with the ranking's reasons (empty without regions)."""
+    if config.regions is None or client is None:
+        return rank_edges(title, edges, config.weights), []
+    by_affinity = sorted(edges, key=lambda e: (-rendezvous_weight(title, e.edge_id), e.edge_id))
+    ranking = rank_for_client(title, edges, client, config.regions,
+                              affinity={e.edge_id: i for i, e in enumerate(by_affinity)},
+                              affinity_weight=config.weights.affinity_weight, load_weight=config.weights.load_weight)
+    by_id = {e.edge_id: e for e in edges}
+    return [by_id[r.edge_id] for r in ranking], ranking
+
+
+def _placement(request: web.Request, rt: _Runtime) -> Placement | None:
+    """Where the client is (None: the stack has no regions). Only a request carrying the internal
+    credential (the gateway's) may name the client's address or a front door's region claim; anyone
+    may say which region they are in (`?region=`), which moves only their own ranking."""
+    regions = rt.config.regions
+    if regions is None:
+        return None
+    vouched = rt.internal.present(request)
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip() if vouched else ""
+    return place_client(regions, proxy_claim=request.headers.get(REGION_HEADER) if vouched else None,
+                        address=forwarded or request.remote, hint=request.query.get("region"))
+
+
 def manifest_urls(title: str, edges: Sequence[EdgeStatus], *, signer: urlsign.UrlSigner,
                   grant: urlsign.UrlGrant) -> list[str]:
     """One signed MPD URL per edge, all with the same token (it covers `/<title>/`)."""
@@ -185,15 +215,20 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
     live_source = rt.config.live_titles.get(title)  # a live channel: the title it loops
     if live_source is None and not (rt.config.content_root / title / "manifest.mpd").is_file():
         return json_error(404, "unknown title", title=title)
+    try:
+        client = _placement(request, rt)
+    except ValueError as exc:
+        return json_error(400, str(exc))
     now = rt.monotonic()
-    edges = rank_edges(title, rt.registry.live(now), rt.config.weights)
+    edges, ranking = steer(title, rt.registry.live(now), rt.config, client)
     metrics = request.app[METRICS]
     if not edges:
         metrics.inc("playback_refused_total", labels={"reason": "no_edge"}, help="Sessions refused")
         return json_error(503, "no healthy edge", reason=(
             f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"), headers={"Retry-After": "1"})
     ttl_s = rt.config.url_ttl_s
-    urls = manifest_urls(title, edges, signer=rt.signer, grant=_grant(rt, title, session_id, claims))
+    region = client.region if client is not None else ""
+    urls = manifest_urls(title, edges, signer=rt.signer, grant=_grant(rt, title, session_id, claims, region))
     if renewal:
         metrics.inc("playback_renewals_total", help="Signed URLs renewed for running sessions")
     else:
@@ -205,14 +240,19 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
         body["hls_urls"] = hls_urls(urls)
     if live_source is not None:
         body["live"] = True
+    if client is not None:
+        add_log_fields(request, region=client.region, placed_by=client.source)
+        body["region"], body["placed_by"] = client.region, client.source
+        body["steering"] = [{"edge_id": r.edge_id, "region": r.region, "reason": r.reason, "rtt_ms": r.rtt_ms}
+                            for r in ranking]
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-def _grant(rt: _Runtime, title: str, session_id: str, claims: Claims) -> urlsign.UrlGrant:
+def _grant(rt: _Runtime, title: str, session_id: str, claims: Claims, region: str) -> urlsign.UrlGrant:
     now = rt.wall()
     return urlsign.UrlGrant(path_prefix=f"/{title}/", expires_at=math.ceil(now + rt.config.url_ttl_s),
                             session_id=session_id, subject=claims.subject, family=claims.family,
-                            issued_at=round(now, 3))
+                            issued_at=round(now, 3), region=region)
 
 
 async def _heartbeat(request: web.Request) -> web.Response:

@@ -52,6 +52,7 @@ from server.keys import Secrets, ServiceSecrets, load_or_create_secrets, load_se
 from server.live.channel import LiveConfig
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
 from server.passwords import hash_password
+from server.regions import RegionsConfig, load_regions
 from server.revocation import create_store
 from server.supervisor import Supervisor, start_together, subprocess_launcher
 from server.urlsign import UrlGrant, sign, signed_path
@@ -100,6 +101,17 @@ def bind_host(config: StackConfig, name: str) -> str:
     return config.host if service_kind(name) in PUBLIC_KINDS else config.internal_host
 
 
+def stack_regions(config: StackConfig) -> RegionsConfig | None:
+    """The stack's regions file, read (None: it has none); edge `i` stands where its `edges[i]` says."""
+    return load_regions(config.regions_path) if config.regions_path is not None else None
+
+
+def with_regions(config: StackConfig) -> StackConfig:
+    """`config` with one edge per edge of its regions file (unchanged without one)."""
+    regions = stack_regions(config)
+    return config if regions is None else dataclasses.replace(config, edges=len(regions.edges))
+
+
 # The routes that start a new session: shed first when a backend is overloaded (server/gateway.py).
 NEW_SESSION_ROUTES = {"auth": ("POST /auth/token",), "playback": ("POST /playback/[^/]+",), "license": ()}
 
@@ -129,18 +141,22 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
                              refresh_ttl_s=config.refresh_ttl_s,
                              revocations_path=None if kind == "gateway" else config.resolved_revocations_path)
     license_url = url("gateway") + "/license"
+    regions = stack_regions(config) if kind in ("edge", "playback") else None
     if kind == "origin":
         from server import origin
         return origin.create_app(origin.OriginConfig(content_root=config.content_root, host=host, port=port,
                                                      internal_token=internal, live=live_config(config)))
     if kind == "edge":
         from server import edge
+        site = regions.edges[int(name.removeprefix("edge-"))] if regions is not None else None
         return edge.create_app(EdgeConfig(
-            edge_id=name, host=host, port=port, origin_url=url("origin"), url_verify_key=secrets.require("url_verify_key"),
+            edge_id=site.edge_id if site else name, host=host, port=port, origin_url=url("origin"),
+            url_verify_key=secrets.require("url_verify_key"),
             internal_token=internal, revocations_path=config.resolved_revocations_path,
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins,
-            live_channels=(config.live_channel,) if config.live_title else ()))
+            live_channels=(config.live_channel,) if config.live_title else (),
+            rtt_ms=site.rtt_ms if site else {}))
     if kind == "auth":
         from server import auth
         return auth.create_app(AuthConfig(host=host, port=port, users_path=config.config_path, tokens=tokens,
@@ -153,7 +169,8 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
             host=host, port=port, content_root=config.content_root, tokens=tokens,
             url_signing_key=secrets.require("url_signing_key"), internal_token=internal, license_url=license_url,
             url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins,
-            live_titles={config.live_channel: config.live_title} if config.live_title else {}))
+            live_titles={config.live_channel: config.live_title} if config.live_title else {},
+            regions=regions))
     if kind == "license":
         from server import license
         return license.create_app(LicenseConfig(host=host, port=port, content_root=config.content_root, tokens=tokens,
@@ -447,6 +464,13 @@ class RunningStack:
             if isinstance(service, _SupervisedService):
                 sock.close()
 
+    def edge_services(self, region: str | None = None) -> dict[str, str]:
+        """Edge service name -> edge id (the regions file's, else the service name), of `region` only if given."""
+        regions = stack_regions(self.config)
+        sites = regions.edges if regions is not None else ()
+        return {f"edge-{i}": sites[i].edge_id if sites else f"edge-{i}" for i in range(self.config.edges)
+                if region is None or (sites and sites[i].region == region)}
+
     async def kill_edge(self, index: int) -> None:
         await self.kill_service(f"edge-{index}")
 
@@ -498,6 +522,7 @@ async def start_stack(config: StackConfig, *, wait_for_edges: bool = True,
     messages, JSON access and audit lines) is appended to `log_dir/<name>.log`.
     """
     init_stack_config(config)
+    config = with_regions(config)
     if config.live_title is not None and config.live_start_s is None:
         # One availabilityStartTime for every service process, and for any of them restarted.
         config = dataclasses.replace(config, live_start_s=float(math.floor(time.time())))

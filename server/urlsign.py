@@ -7,7 +7,8 @@ against the MPD carries it (a query string would be lost on relative resolution)
 and grants GET/HEAD on every path under the prefix until `exp`. Only the playback API holds the
 private key; edges hold the public one, so a compromised edge cannot mint URLs. `sub`, `fam` and
 `iat` bind the URL to the login that asked for it: edges refuse it once that login is revoked or the
-user changed (server/revocation.py). Compare the CDN URL-signing schemes (CloudFront, Akamai EdgeAuth).
+user changed (server/revocation.py). With regions (server/regions.py), `"rg"` is the client region
+steering placed the session in: the edge emulates its RTT to that region. Compare the CDN URL-signing schemes (CloudFront, Akamai EdgeAuth).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class UrlGrant:
     subject: str = ""
     family: str = ""
     issued_at: float = 0.0
+    region: str = ""  # the client region steering placed the session in ("": the stack has no regions)
 
 
 class UrlSigner:
@@ -51,9 +53,11 @@ class UrlSigner:
         self._key = ed25519_private(key)
 
     def sign(self, grant: UrlGrant) -> str:
-        payload = json.dumps({"p": grant.path_prefix, "exp": grant.expires_at, "sid": grant.session_id,
-                              "sub": grant.subject, "fam": grant.family, "iat": grant.issued_at},
-                             separators=(",", ":"), sort_keys=True).encode()
+        fields = {"p": grant.path_prefix, "exp": grant.expires_at, "sid": grant.session_id,
+                  "sub": grant.subject, "fam": grant.family, "iat": grant.issued_at}
+        if grant.region:
+            fields["rg"] = grant.region
+        payload = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
         return f"{b64url_encode(payload)}.{b64url_encode(self._key.sign(payload))}"
 
 
@@ -82,7 +86,8 @@ class UrlVerifier:
             fields = json.loads(payload)
             grant = UrlGrant(path_prefix=str(fields["p"]), expires_at=int(fields["exp"]),
                              session_id=str(fields["sid"]), subject=str(fields.get("sub", "")),
-                             family=str(fields.get("fam", "")), issued_at=float(fields.get("iat", 0.0)))
+                             family=str(fields.get("fam", "")), issued_at=float(fields.get("iat", 0.0)),
+                             region=str(fields.get("rg", ""))[:32])
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
             raise SignatureError("malformed URL token payload") from None
         if not math.isfinite(grant.issued_at):

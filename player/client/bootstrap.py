@@ -26,12 +26,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from player.client.fetch import Fetcher, FetchError
 from player.client.hls import HlsError, load_hls, looks_like_hls
 from player.client.mpd import Manifest, MpdError, Representation, parse_mpd
-from player.client.renewal import StackSession, stack_session
+from player.client.renewal import StackSession, playback_url, stack_session
 from player.errors import CliError
 from player.video import Video, video_from_title
 from server.formats.b64 import b64url_decode, b64url_encode
@@ -237,10 +237,11 @@ async def request_license(fetcher: Fetcher, license_url: str, kids_hex: Sequence
 
 async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, username: str,
                           password: str, protocol: StreamProtocol = "auto",
-                          access_token: str | None = None) -> PlaybackSource:
+                          access_token: str | None = None, region: str | None = None) -> PlaybackSource:
     """Token, steering, manifest and license through our gateway (`protocol` "hls": the title's HLS
     master playlists, which the playback API lists as `hls_urls`; else its MPDs). With
-    `access_token` (a device that is already signed in) the login is skipped."""
+    `access_token` (a device that is already signed in) the login is skipped. `region`: the client
+    region the player says it is in (a stack with regions ranks its edges for it; docs/STEERING.md)."""
     timings: dict[str, float] = {}
     gateway = gateway_url.rstrip("/")
     token = access_token
@@ -255,7 +256,7 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
         timings["token_s"] = time.monotonic() - start
     start = time.monotonic()
     auth = {"Authorization": f"Bearer {token}"}
-    steering = await _json(fetcher, f"playback request for {title!r}", [f"{gateway}/playback/{quote(title, safe='')}"],
+    steering = await _json(fetcher, f"playback request for {title!r}", [playback_url(gateway, title, region)],
                            headers=auth)
     manifest_urls = steering.get("hls_urls" if protocol == "hls" else "manifest_urls")
     if protocol == "hls" and manifest_urls is None:
@@ -285,7 +286,7 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     session_id = steering.get("session_id") if isinstance(steering.get("session_id"), str) else uuid.uuid4().hex
     renewal = stack_session(gateway, title, str(session_id), manifest_url, urls_expire_in_s=steering.get("expires_in"),
                             access_token=token, access_expires_in_s=token_data.get("expires_in"),
-                            refresh_token=token_data.get("refresh_token"))
+                            refresh_token=token_data.get("refresh_token"), region=region)
     return PlaybackSource(
         title=title, manifest=manifest, manifest_urls=tuple(ordered), session_id=str(session_id),
         keys=keys, license_url=license_url, access_token=token, sizes=sizes, timings_s=timings, stack=renewal,

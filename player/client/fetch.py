@@ -1,10 +1,12 @@
 """HTTP fetching for the player, the way a CDN client does it: timeouts, retries with backoff and
 jitter, failover, redirects, byte ranges checked, every attempt measured.
 
-A request names its alternatives (the same object on several edges or BaseURLs, best first). A
-host that fails is excluded for `exclusion_s`; a transient failure (connection error, timeout,
-5xx, 429, short body) is retried after an exponential backoff with full jitter, moving on to the
-next alternative, and every alternative gets at least one try. An alternative that says the object
+A request names its alternatives (the same object on several edges or BaseURLs, best first: the
+steering ranking). A host that fails is excluded for `exclusion_s`; a transient failure (connection
+error, timeout, 5xx, 429, short body) moves on to the next alternative in the ranking at once (a
+region that died costs one failed connection per edge, not a backoff each), and every alternative
+gets at least one try; coming back to one that already failed waits an exponential backoff with
+full jitter. An alternative that says the object
 is not there (404, 410) or cannot be followed (a bad redirect, a wrong `Content-Range`) is dropped
 for this request and the next one is tried at once; the request fails when none is left. 400, 401
 and 403 end it at once (retrying elsewhere cannot help). Redirects (301, 302, 303, 307, 308) are
@@ -213,12 +215,12 @@ class Fetcher:
             candidates = [u for u in alternatives if u not in refused]
             if not candidates:
                 break
-            if backoff_step:
-                await asyncio.sleep(self._backoff_s(backoff_step))
             # A failed host was just excluded, and alternatives on one host (two BaseURL paths)
             # take turns: the one that failed least in this request comes first.
             ranked = self.order(candidates)
             url = min(ranked, key=lambda u: (failures[u], ranked.index(u)))
+            if failures[url]:  # back to one that failed: wait; the next in the ranking is tried at once
+                await asyncio.sleep(self._backoff_s(backoff_step))
             try:
                 return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts,
                                            byte_range)

@@ -48,6 +48,7 @@ class TitleTarget:
     username: str
     password: str = field(repr=False)
     protocol: StreamProtocol = "auto"  # "hls": the title's HLS playlists; else its MPD
+    region: str | None = None  # the client region to say to the playback API (docs/STEERING.md)
 
     def __post_init__(self) -> None:
         if not (self.title and self.gateway_url and self.username):
@@ -143,7 +144,7 @@ async def _bootstrap(fetcher: Fetcher, target: TitleTarget | UrlTarget) -> Playb
     if isinstance(target, UrlTarget):
         return await bootstrap_url(fetcher, target.url, keys=target.keys, protocol=target.protocol)
     return await bootstrap_stack(fetcher, target.gateway_url, target.title, username=target.username,
-                                 password=target.password, protocol=target.protocol)
+                                 password=target.password, protocol=target.protocol, region=target.region)
 
 
 async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkConfig = LinkConfig(),

@@ -42,6 +42,13 @@ class StackSession:
     access_token: str = field(repr=False)
     access_expires_in_s: float
     refresh_token: str | None = field(default=None, repr=False)
+    region: str | None = None  # the client region the player says it is in (`?region=`, server/regions.py)
+
+
+def playback_url(gateway_url: str, title: str, region: str | None, *, renew: bool = False) -> str:
+    """The playback API's URL for `title` (its renewal with `renew`), saying the client's region if known."""
+    url = f"{gateway_url.rstrip('/')}/playback/{quote(title, safe='')}" + ("/renew" if renew else "")
+    return url + (f"?region={quote(region, safe='')}" if region else "")
 
 
 class RenewalRefused(Exception):
@@ -102,7 +109,7 @@ class SessionRenewal:
     async def renew(self) -> None:
         """Fresh signed URLs for the session (refreshing the access token first if the stack asks)."""
         s = self.session
-        url = f"{s.gateway_url}/playback/{quote(s.title, safe='')}/renew"
+        url = playback_url(s.gateway_url, s.title, s.region, renew=True)
         try:
             answer = await self._post(url, {"session_id": s.session_id}, auth=True)
         except FetchError as exc:
@@ -171,7 +178,8 @@ async def keep_alive(fetcher: Fetcher, session: StackSession | None) -> AsyncIte
 
 
 def stack_session(gateway_url: str, title: str, session_id: str, manifest_url: str, *, urls_expire_in_s: object,
-                  access_token: str, access_expires_in_s: object, refresh_token: object) -> StackSession | None:
+                  access_token: str, access_expires_in_s: object, refresh_token: object,
+                  region: str | None = None) -> StackSession | None:
     """The `StackSession` of a bootstrap's answers; None when they do not allow renewing (a stack that
     signs no URLs or gives no lifetimes: nothing to keep alive)."""
     token = signed_token(manifest_url)
@@ -181,4 +189,4 @@ def stack_session(gateway_url: str, title: str, session_id: str, manifest_url: s
     return StackSession(gateway_url=gateway_url.rstrip("/"), title=title, session_id=session_id, url_token=token,
                         urls_expire_in_s=float(urls_expire_in_s), access_token=access_token,
                         access_expires_in_s=access_ttl,
-                        refresh_token=refresh_token if isinstance(refresh_token, str) else None)
+                        refresh_token=refresh_token if isinstance(refresh_token, str) else None, region=region)

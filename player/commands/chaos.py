@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--edges", type=int, default=2, help="edge caches in the stack (default 2)")
     parser.add_argument("--content", type=Path, help="content root of packaged titles (default: the demo title)")
     parser.add_argument("--title", help="title to play from --content")
+    parser.add_argument("--regions", type=Path, metavar="FILE",
+                        help="start the stack with these regions (docs/STEERING.md; region-outage default: two "
+                             "regions eu and us, two edges each)")
+    parser.add_argument("--client-regions", metavar="LIST",
+                        help="comma-separated client region of each session, cycled (region-outage default: eu,us; "
+                             "the first one's edges die)")
     parser.add_argument("--out", type=Path, help="write chaos.json, session-<i>.jsonl and the service logs here")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     parser.set_defaults(func=run)
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     config = ChaosConfig(scenario=args.scenario, sessions=args.sessions, abr=args.abr,
                          trace=open_trace(args.trace) if args.trace else None, rtt_ms=args.rtt_ms, speed=args.speed,
                          fault_at_s=args.fault_at, fault_s=args.fault_s, buffer_cap_s=args.buffer_cap,
-                         slow_delay_s=args.slow_delay)
+                         slow_delay_s=args.slow_delay, client_regions=_client_regions(args))
     report = asyncio.run(_run(args, config))
     if args.json:
         print(json.dumps(report.as_dict(), default=str))
@@ -67,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         from player.research.chaos import summary_lines
 
         print("\n".join(summary_lines(report)))
+        if args.scenario == "region-outage":
+            from player.research.chaos_region import region_summary_lines
+
+            print("\n".join(region_summary_lines(report)))
         if args.out is not None:
             print(f"  report: {args.out / 'chaos.json'}, events: {args.out}/session-<i>.jsonl, logs: {args.out}/logs")
     bad = [s for s in report.sessions if s.crashed or s.hung]
@@ -92,7 +102,22 @@ async def _run(args: argparse.Namespace, config: ChaosConfig) -> ChaosReport:
         title = (await asyncio.to_thread(ensure_demo_title, content)).name
     out = args.out.expanduser().resolve() if args.out is not None else None
     with tempfile.TemporaryDirectory(prefix="abrkit-chaos-") as tmp:
+        regions = args.regions.expanduser().resolve() if args.regions is not None else None
+        if regions is None and config.scenario == "region-outage":
+            from player.research.chaos_region import write_default_regions
+
+            regions = write_default_regions(Path(tmp) / "regions.json")
         stack_config = ChaosStackConfig(content_root=content, work_dir=Path(tmp),
-                                        log_dir=(out or Path(tmp)) / "logs", edges=args.edges)
+                                        log_dir=(out or Path(tmp)) / "logs", edges=args.edges, regions_path=regions)
         async with chaos_stack(stack_config) as (stack, password):
             return await run_chaos(config, stack, title=title, password=password, out_dir=out)
+
+
+def _client_regions(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.client_regions:
+        return tuple(r.strip() for r in args.client_regions.split(",") if r.strip())
+    if args.scenario == "region-outage":
+        from player.research.chaos_region import DEFAULT_CLIENT_REGIONS
+
+        return DEFAULT_CLIENT_REGIONS
+    return ()

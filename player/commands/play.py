@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
     parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
     parser.add_argument("--user", default=None, help="username for the gateway (default: demo)")
+    parser.add_argument("--region", help="the client region to tell the playback API (a stack started with "
+                                         "--regions ranks its edges for it; docs/STEERING.md)")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="auto",
                         help="dash or hls; auto (default): a title plays its MPD, a URL is HLS when its content "
@@ -85,7 +87,7 @@ def play_target(args: argparse.Namespace) -> PlayTarget:
     if password is None:
         raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
     return TitleTarget(title=args.target, gateway_url=args.gateway or DEFAULT_GATEWAY, username=args.user or "demo",
-                       password=password, protocol=args.protocol)
+                       password=password, protocol=args.protocol, region=args.region)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from player.client.fetch import ABANDONED, Attempt, FetchConfig, Fetcher, host_o
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.events import SessionEvent
+from player.research.chaos_region import region_outage, session_region
 from player.session import SessionConfig
 from server.config import RateLimitPolicy, StackConfig
 from server.stack import RunningStack, start_stack_with_demo_user
@@ -60,6 +61,7 @@ class ChaosConfig:
     recovery_wait_s: float = 20.0  # wall seconds to wait for service recovery after the fault ends
     session_timeout_s: float = 600.0  # wall seconds: a session still running then counts as hung
     stagger_s: float = 0.3  # wall seconds between session starts
+    client_regions: tuple[str, ...] = ()  # each session's client region, cycled (a stack with regions)
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -421,6 +423,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              description="SIGKILL the auth service: running sessions play on, new ones fail fast"),
     Scenario(name="link-outage", default_fault_s=8.0, inject=_link_outage,
              description="every session's shaped link delivers nothing for the fault's duration"),
+    Scenario(name="region-outage", default_fault_s=8.0, inject=region_outage,  # type: ignore[arg-type]
+             description="SIGKILL every edge of the first client region: its clients move to the next region"),
 )}
 
 
@@ -432,7 +436,8 @@ async def _play(run: ChaosRun, index: int, out_dir: Path | None) -> SessionOutco
     run.logs.append(log)
     player = PlayerConfig(abr=cfg.abr, speed=cfg.speed, decode="none", audio=True,
                           session=SessionConfig(buffer_cap_s=cfg.buffer_cap_s))
-    target = TitleTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password)
+    target = TitleTarget(title=run.title, gateway_url=run.stack.gateway_url, username="demo", password=run.password,
+                         region=session_region(cfg.client_regions, index))
     link = LinkConfig(trace=cfg.trace or synthetic.constant(3e6, duration_s=3600.0), rtt_ms=cfg.rtt_ms)
     report = None
     error = crashed = None
@@ -562,9 +567,10 @@ class ChaosStackConfig:
     log_dir: Path  # each service's log, `<service>.log`
     edges: int = 2
     heartbeat_s: float = 0.5
+    regions_path: Path | None = None  # regions and their edges (server/regions.py): replaces `edges`
 
     def __post_init__(self) -> None:
-        if self.edges < 2:
+        if self.edges < 2 and self.regions_path is None:
             raise ValueError("a chaos run needs at least 2 edges (one to fail, one to fail over to)")
 
 
@@ -578,7 +584,7 @@ async def chaos_stack(config: ChaosStackConfig) -> AsyncIterator[tuple[RunningSt
     stack_config = StackConfig(config_path=config.work_dir / "stack" / "stack.json",
                                content_root=config.content_root, port=0, edges=config.edges, processes=True,
                                heartbeat_s=config.heartbeat_s, access_log=True, rate_limit=unlimited,
-                               login_rate_limit=unlimited)
+                               login_rate_limit=unlimited, regions_path=config.regions_path)
     async with start_stack_with_demo_user(stack_config, log_dir=config.log_dir) as (stack, credentials):
         yield stack, credentials.password
 

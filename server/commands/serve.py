@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="browser origin allowed by CORS, e.g. http://localhost:3000, the origin of a page "
                              "playing in dash.js or Shaka (repeatable; '*' = any origin, but never with credentials, "
                              "which dash.js needs for the license)")
+    parser.add_argument("--regions", type=Path, metavar="FILE",
+                        help="regions, their edges (RTT to each client region, capacity, ISP) and client networks: "
+                             "steering ranks edges by locality, health, load and title (docs/STEERING.md)")
     parser.add_argument("--no-access-log", action="store_true", help="do not write the JSON access log")
     parser.add_argument("--log-console", action="store_true",
                         help="print the JSON access and audit logs on the console (default: files in the logs/ "
@@ -79,7 +82,8 @@ def _stack_config(args: argparse.Namespace) -> tuple[object, bool]:
     config = with_overrides(config, content_root=content, edges=args.edges, processes=args.processes,
                             host=args.host, port=args.port,
                             allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
-                            access_log=False if args.no_access_log else None)
+                            access_log=False if args.no_access_log else None,
+                            regions_path=args.regions.expanduser().resolve() if args.regions else None)
     is_demo = args.config is None and config.content_root.resolve() == demo_content
     return with_overrides(config, **_live_overrides(args, config, is_demo)), is_demo
 
@@ -119,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         credentials = ensure_demo_user(config)
     if not config.content_root.is_dir():
         raise CommandError(f"content root {config.content_root} does not exist")
+    from server.stack import with_regions
+    config = with_regions(config)  # a bad regions file is a one-line error naming the field, before anything starts
     if config.live_title is not None:  # a title that cannot loop fails here, in one line, not in a service
         from server.live.channel import LiveChannel
         from server.stack import live_config
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: object, credentials: object, log_dir: Path | None) -> int:
-    from server.stack import log_files, start_stack
+    from server.stack import log_files, stack_regions, start_stack
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,6 +144,10 @@ async def _serve(config: object, credentials: object, log_dir: Path | None) -> i
         print(f"abrkit stack ({mode}), content {stack.config.content_root}, config {stack.config.config_path}")
         for name in stack.service_names:
             print(f"  {name:<9} {stack.url(name)}")
+        regions = stack_regions(stack.config)
+        for region in regions.regions if regions is not None else ():
+            edges = ", ".join(f"{edge_id} ({name})" for name, edge_id in stack.edge_services(region).items())
+            print(f"  region {region}: {edges or 'no edges'}")
         print(f"  API: POST {stack.gateway_url}/auth/token, {stack.gateway_url}/playback/<title>, "
               f"{stack.license_url}")
         if stack.config.live_title is not None:

@@ -3,6 +3,8 @@ stalls, Range ignored or answered wrongly, bodies cut short. Real sockets on 127
 
 from __future__ import annotations
 
+import random
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -176,3 +178,47 @@ def test_range_headers_and_alternative_bases() -> None:
     assert alternative_bases(["http://h/cdn1/v/1.m4s", "http://h/cdn2/v/1.m4s"]) == {
         "http://h/cdn1/v/1.m4s": "http://h/cdn1/", "http://h/cdn2/v/1.m4s": "http://h/cdn2/"}
     assert alternative_bases(["http://e1/s/x.m4s"]) == {"http://e1/s/x.m4s": "http://e1"}
+
+
+class _CountingRandom(random.Random):
+    """Counts the backoffs the fetcher draws (each wait is one `uniform` call)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.backoffs = 0
+
+    def uniform(self, a: float, b: float) -> float:
+        self.backoffs += 1
+        return super().uniform(a, b)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_failover_follows_the_steering_ranking_across_a_dead_region(root: Path) -> None:
+    # Ranked for an eu client: two eu edges (dead: their region is down), then the us edges.
+    dead = [f"http://127.0.0.1:{_closed_port()}" for _ in range(2)]
+    rng = _CountingRandom()
+    async with misbehaving_servers(root) as (us1, us2), aiohttp.ClientSession() as http:
+        seen: list[Attempt] = []
+        f = Fetcher(http, replace(QUICK, backoff_base_s=5.0, backoff_max_s=5.0), rng=rng, observer=seen.append)
+        ranking = [*dead, us1.origin, us2.origin]
+        first = await f.fetch([f"{base}/plain/t/file.bin" for base in ranking])
+        assert [a.url.split("/plain")[0] for a in seen] == [*dead, us1.origin]
+        assert rng.backoffs == 0  # the next edge in the ranking at once, no backoff per dead edge
+        seen.clear()
+        second = await f.fetch([f"{base}/plain/t/file.bin" for base in ranking])
+        assert [a.url.split("/plain")[0] for a in seen] == [us1.origin]  # the dead region is skipped now
+    assert first.body == second.body == BODY
+
+
+async def test_coming_back_to_a_failed_alternative_backs_off(root: Path) -> None:
+    rng = _CountingRandom()
+    async with servers(root) as (a, _), aiohttp.ClientSession() as http:
+        f = Fetcher(http, replace(QUICK, attempts=3), rng=rng)
+        with pytest.raises(FetchError):
+            await f.fetch([f"{a.origin}/error503/t/file.bin"])
+    assert rng.backoffs == 2  # three tries of the one alternative, a wait before each retry

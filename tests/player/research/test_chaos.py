@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from player.research.chaos import SCENARIOS, ChaosConfig, ChaosReport, ChaosStackConfig, chaos_stack, run_chaos
+from player.research.chaos_region import region_summary_lines, write_default_regions
 from server.packager import PackageConfig, package, parse_ladder
 from server.packaging.demo import DemoClipConfig, write_demo_source
 
@@ -37,12 +38,15 @@ def chaos_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return content
 
 
-async def _run(scenario: str, content: Path, tmp_path: Path, sessions: int = 2) -> ChaosReport:
+async def _run(scenario: str, content: Path, tmp_path: Path, sessions: int = 2, *,
+               client_regions: tuple[str, ...] = (), regions_path: Path | None = None,
+               fault_s: float | None = None) -> ChaosReport:
     config = ChaosConfig(scenario=scenario, sessions=sessions, speed=SPEED, fault_at_s=FAULT_AT_S,
                          buffer_cap_s=BUFFER_CAP_S, session_timeout_s=90.0, recovery_wait_s=15.0,
+                         client_regions=client_regions, fault_s=fault_s,
                          probe_interval_s=0.3)  # several new sessions try during a service outage
     stack_config = ChaosStackConfig(content_root=content, work_dir=tmp_path / "stack",
-                                    log_dir=tmp_path / "logs", edges=2, heartbeat_s=0.5)
+                                    log_dir=tmp_path / "logs", edges=2, heartbeat_s=0.5, regions_path=regions_path)
 
     async def go() -> ChaosReport:
         async with chaos_stack(stack_config) as (stack, password):
@@ -150,8 +154,32 @@ async def test_link_outage_recovers_when_the_link_returns(chaos_content: Path, t
     assert report.service["links_cut"] == len(report.sessions) > 0
 
 
+async def test_region_outage_moves_its_clients_to_the_next_region(chaos_content: Path, tmp_path: Path) -> None:
+    regions = write_default_regions(tmp_path / "regions.json")
+    # A 6 s outage: the 40 s title still has segments to fetch after it (the common checks ask for one).
+    report = await _run("region-outage", chaos_content, tmp_path, sessions=4, client_regions=("eu", "us"),
+                        regions_path=regions, fault_s=6.0)
+    _assert_common(report)
+    service = report.service
+    assert service["outage_region"] == "eu" and report.victim == "region eu (eu-1, eu-2)"
+    assert service["steering_drop_wall_s"] is not None and service["rejoin_wall_s"] is not None
+    # Every eu client got a segment from a us edge (within a buffer's worth of the outage: it asks for one
+    # when its buffer has room); us clients never failed a request.
+    recovery = service["region_recovery_s"]
+    assert set(recovery) == {"0", "2"} and all(r is not None and r < BUFFER_CAP_S + SEGMENT_S
+                                               for r in recovery.values()), recovery
+    assert all(s.failed_requests == 0 for s in report.sessions if s.index % 2 == 1)
+    assert all(s.failed_requests > 0 for s in report.sessions if s.index % 2 == 0)
+    # The failed requests went to the dead region only: refused connections, accounted client-side.
+    assert report.accounting["client_side"] == report.accounting["failed"]
+    lines = region_summary_lines(report)
+    assert lines[0].startswith("  clients in eu: 2 sessions") and "recovery (outage -> first segment" in lines[0]
+    assert lines[1].startswith("  clients in us: 2 sessions")
+
+
 def test_every_scenario_is_tested() -> None:
-    tested = {"kill-edge", "slow-edge", "edge-5xx", "origin-outage", "license-outage", "auth-outage", "link-outage"}
+    tested = {"kill-edge", "slow-edge", "edge-5xx", "origin-outage", "license-outage", "auth-outage", "link-outage",
+              "region-outage"}
     assert set(SCENARIOS) == tested
 
 
