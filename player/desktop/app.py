@@ -181,16 +181,24 @@ class DesktopApp:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def run(self) -> DesktopResult:
-        configure_pyglet()
-        self.window = self._open_window()
-        import pyglet.media
+        # The player thread first: starting the local stack, logging in and fetching the first
+        # segments take longer than opening the window (GL context, fonts, audio), so they overlap.
+        # It only fills the frame queue and PCM buffer, which the window reads once it is up.
+        self.backend.start()
+        try:
+            configure_pyglet()
+            self.window = self._open_window()
+            import pyglet.media
 
-        self.audio = pyglet.media.Player()
-        self.audio.queue(_pcm_source(self.pcm))
-        self._panel, self._spinner, self._summary = StatsPanel(), Spinner(), SummaryPanel()
+            self.audio = pyglet.media.Player()
+            self.audio.queue(_pcm_source(self.pcm))
+            self._panel, self._spinner, self._summary = StatsPanel(), Spinner(), SummaryPanel()
+        except BaseException:
+            self.backend.shutdown()  # no window: stop the stack it may be starting, then say why
+            self.backend.join(self.options.join_timeout_s)
+            raise
         self._opened_wall = time.monotonic()
         self._opened_unix_s = time.time()
-        self.backend.start()
         if self.exit_after_s is not None:
             pyglet.clock.schedule_once(lambda dt: self.quit(), self.exit_after_s)
         for wall_s, action in self._steps:
