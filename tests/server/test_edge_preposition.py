@@ -9,7 +9,7 @@ import pytest
 
 from server.edge import RunningEdge
 from tests.server import test_edge as edge_tests
-from tests.server.test_edge import TITLE, OriginProbe, cli_edge, get, signed, title_paths
+from tests.server.test_edge import INTERNAL_HEADERS, TITLE, OriginProbe, cli_edge, get, signed, title_paths
 
 # The edge tests' fixtures: a real origin (instrumented) and edges in front of it, over real sockets.
 content_root = edge_tests.content_root
@@ -21,7 +21,7 @@ origin = edge_tests.origin
 
 async def test_a_selection_warms_only_those_renditions_and_their_first_segments(
         edge: RunningEdge, origin: OriginProbe, http: aiohttp.ClientSession) -> None:
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}?renditions=v1,a0&segments=2") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}?renditions=v1,a0&segments=2", headers=INTERNAL_HEADERS) as resp:
         assert resp.status == 200
         counts = await resp.json()
     wanted = [f"/{TITLE}/manifest.mpd", f"/{TITLE}/video/v1/init.mp4", f"/{TITLE}/video/v1/1.m4s",
@@ -39,9 +39,9 @@ async def test_a_selection_warms_only_those_renditions_and_their_first_segments(
 
 async def test_segments_beyond_the_title_are_capped_and_no_query_still_warms_everything(
         edge: RunningEdge, http: aiohttp.ClientSession) -> None:
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}?segments=99") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}?segments=99", headers=INTERNAL_HEADERS) as resp:
         assert (await resp.json())["objects"] == len(title_paths())
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
         assert (await resp.json())["already_cached"] == len(title_paths())
 
 
@@ -56,7 +56,7 @@ async def test_segments_beyond_the_title_are_capped_and_no_query_still_warms_eve
 async def test_a_bad_selection_is_a_clear_error_and_fetches_nothing(
         edge: RunningEdge, origin: OriginProbe, http: aiohttp.ClientSession, query: str, status: int,
         says: str) -> None:
-    async with http.post(edge.url + f"/internal/preposition/{TITLE}?{query}") as resp:
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}?{query}", headers=INTERNAL_HEADERS) as resp:
         assert resp.status == status
         assert says in (await resp.json())["error"]
     assert not [p for p in origin.gets if p.endswith((".m4s", ".mp4"))]
@@ -65,7 +65,7 @@ async def test_a_bad_selection_is_a_clear_error_and_fetches_nothing(
 async def test_workers_forward_the_selection_to_their_siblings(origin: OriginProbe, tmp_path: Path,
                                                                http: aiohttp.ClientSession) -> None:
     async with cli_edge(origin, tmp_path) as (_, url):
-        async with http.post(url + f"/internal/preposition/{TITLE}?renditions=v0&segments=1") as resp:
+        async with http.post(url + f"/internal/preposition/{TITLE}?renditions=v0&segments=1", headers=INTERNAL_HEADERS) as resp:
             counts = await resp.json()
     # Each of the two workers warms the MPD, v0's init and its first segment, and nothing else.
     assert (counts["workers"], counts["fetched"], counts["failed"]) == (2, 6, 0)
