@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from server.accesslog import BufferedLineHandler, fast_sink
-from server.observability import access_log, configure_logging, flush_access_log, new_request_id
+from server.observability import access_log, audit_log, configure_logging, flush_access_log, new_request_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,16 +114,18 @@ def test_bad_settings_are_refused(settings: dict[str, float]) -> None:
 
 @pytest.fixture
 def restored_access_log() -> Iterator[None]:
-    handlers, level, propagate = list(access_log.handlers), access_log.level, access_log.propagate
+    """The access and audit loggers as they were (configure_logging sets both up)."""
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in (access_log, audit_log)]
     yield
-    for handler in list(access_log.handlers):
-        access_log.removeHandler(handler)
-        if handler not in handlers:
-            handler.close()
-    for handler in handlers:
-        access_log.addHandler(handler)
-    access_log.setLevel(level)
-    access_log.propagate = propagate
+    for logger, handlers, level, propagate in saved:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            if handler not in handlers:
+                handler.close()
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def test_configured_file_log_takes_the_fast_path_and_other_handlers_still_hear_every_line(
