@@ -1,12 +1,16 @@
 """Cache-hit throughput of one edge against nginx serving the same files, in the same run.
 
 32 concurrent keep-alive clients (wrk, with a Lua script rotating over 200 objects) for 1 MB and
-100 kB objects. nginx (Debian package) serves the files from disk and is also the edge's origin;
-the edge is warmed by pre-positioning, so every measured request is a cache hit with all features on:
-signature check, metrics, CMCD parsing (a `CMCD` query parameter on every request) and the JSON
-access log (to a file). nginx and wrk are installed with apt-get when missing (as root).
+100 kB objects. nginx (Debian package, as many workers as the edge has) serves the files from disk
+and is also the edge's origin; the edge is warmed by pre-positioning, so every measured request is a
+cache hit with all features on: signature check, revocation checks per token (a revocation store),
+metrics, CMCD (a `CMCD` query parameter on every request) and the JSON access log (to a file). nginx
+and wrk are installed with apt-get when missing (as root).
 
-    python bench/edge_throughput.py [--duration-s 10] [--workers 1 2] [--sizes 1000000 100000]
+`--before REV` also runs the edge of git revision REV (checked out in a temporary worktree) in the
+same rounds, so the table gives before and after ratios against the same nginx runs.
+
+    python bench/edge_throughput.py [--duration-s 10] [--workers 1 2] [--sizes 1000000 100000] [--before REV]
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from server.internal import internal_headers
+from server.keys import ed25519_public
+from server.revocation import create_store
 from server.urlsign import UrlGrant, sign, signed_path
 
 OBJECTS = 200
 CONNECTIONS = 32
-KEY = bytes(range(32))
+KEY = bytes(range(32))  # the playback API's URL-signing seed; the edge gets its public half
+INTERNAL_TOKEN = bytes(range(100, 132))
 CMCD_QUERY = "CMCD=bl%3D21300%2Cbr%3D3200%2Cmtp%3D25400%2Cot%3Dv%2Csid%3D%226e2fb550-c457-11e9%22"
 NGINX_CONF = """\
 worker_processes {workers};
@@ -207,14 +215,22 @@ def start_nginx(tmp: Path, root: Path, workers: int) -> tuple[subprocess.Popen[b
 
 
 def start_edge(tmp: Path, origin_url: str, workers: int, cache_bytes: int,
-               access_log: bool) -> tuple[subprocess.Popen[str], str]:
+               access_log: bool, tree: Path, label: str) -> tuple[subprocess.Popen[str], str]:
+    """`abrkit edge` of the source tree `tree` (run from it, so that its packages are the ones imported)."""
     port = free_port()
-    key_file = tmp / "url-signing.key"
-    key_file.write_text(KEY.hex())
+    key_file = tmp / "url-verify.key"
+    key_file.write_text(ed25519_public(KEY).hex())
+    token_file = tmp / "internal.token"
+    token_file.write_text(INTERNAL_TOKEN.hex())
+    revocations = tmp / "revocations.db"
+    create_store(revocations)
+    log_name = f"edge-access-{label.replace(' ', '-').replace('@', '-')}.log"
     cmd = [sys.executable, "-m", "player", "edge", "--origin", origin_url, "--port", str(port),
            "--workers", str(workers), "--cache-mb", str(cache_bytes / 2**20 + 16), "--key-file", str(key_file),
-           "--access-log", str(tmp / f"edge-access-{workers}.log") if access_log else "off", "--edge-id", "bench"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+           "--internal-token-file", str(token_file), "--revocations", str(revocations),
+           "--access-log", str(tmp / log_name) if access_log else "off", "--edge-id", "bench"]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tree, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "ready at" not in line:
@@ -233,9 +249,18 @@ def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
 
 
 def preposition(edge_url: str, title: str) -> dict[str, object]:
-    request = urllib.request.Request(f"{edge_url}/internal/preposition/{title}", method="POST")
+    request = urllib.request.Request(f"{edge_url}/internal/preposition/{title}", method="POST",
+                                     headers=internal_headers(INTERNAL_TOKEN))
     with urllib.request.urlopen(request, timeout=120) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def checkout(repo: Path, rev: str, into: Path, cleanup: contextlib.ExitStack) -> Path:
+    """A detached git worktree of `repo` at `rev` in `into`, removed again by `cleanup`."""
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet", str(into), rev], check=True)
+    cleanup.callback(subprocess.run, ["git", "-C", str(repo), "worktree", "remove", "--force", str(into)],
+                     check=False)
+    return into
 
 
 def main() -> int:
@@ -248,29 +273,40 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 100_000], help="object sizes, bytes")
     parser.add_argument("--no-edge-access-log", action="store_true",
                         help="run the edges without their JSON access log (to see what it costs)")
+    parser.add_argument("--before", metavar="REV",
+                        help="also run the edge of this git revision (e.g. main), for before/after ratios")
     args = parser.parse_args()
     ensure_tools()
     results: list[tuple[int, Result]] = []
+    here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="abrkit-edge-bench-") as tmp_name, contextlib.ExitStack() as procs:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
         root = tmp / "content"
         titles = {size: write_title(root, f"t{size}", size) for size in args.sizes}
-        nginx, nginx_port = start_nginx(tmp, root, os.cpu_count() or 1)
+        trees = [("", here)]
+        if args.before:
+            trees.insert(0, (f"@{args.before}", checkout(here, args.before, tmp / "before", procs)))
+        # As many nginx workers as the (largest) edge has processes: one each per core by default.
+        nginx, nginx_port = start_nginx(tmp, root, max(args.workers))
         procs.callback(stop, nginx)
         servers: list[tuple[str, str, int, list[str] | None]] = [("nginx", f"http://127.0.0.1:{nginx_port}", nginx.pid,
                                                                   None)]
-        token = sign(KEY, UrlGrant(path_prefix="/", expires_at=int(time.time()) + 3600, session_id="bench"))
-        for workers in sorted(set(args.workers)):
-            edge, edge_url = start_edge(tmp, servers[0][1], workers, sum(OBJECTS * s for s in args.sizes),
-                                        access_log=not args.no_edge_access_log)
-            procs.callback(stop, edge)
-            for size in args.sizes:
-                # Every worker is warmed: pre-positioning fans out to all of them.
-                warmed = preposition(edge_url, f"t{size}")
-                if warmed["failed"] or warmed["workers"] != workers:
-                    raise RuntimeError(f"pre-positioning failed: {warmed}")
-            servers.append((f"edge x{workers}", edge_url, edge.pid, []))
+        # A grant bound to a login, so that every token is also checked against the revocation store.
+        token = sign(KEY, UrlGrant(path_prefix="/", expires_at=int(time.time()) + 3600, session_id="bench",
+                                   subject="bench-user", family="bench-login", issued_at=time.time()))
+        for suffix, tree in trees:
+            for workers in sorted(set(args.workers)):
+                label = f"edge x{workers}{suffix}"
+                edge, edge_url = start_edge(tmp, servers[0][1], workers, sum(OBJECTS * s for s in args.sizes),
+                                            access_log=not args.no_edge_access_log, tree=tree, label=label)
+                procs.callback(stop, edge)
+                for size in args.sizes:
+                    # Every worker is warmed: pre-positioning fans out to all of them.
+                    warmed = preposition(edge_url, f"t{size}")
+                    if warmed["failed"] or warmed["workers"] != workers:
+                        raise RuntimeError(f"pre-positioning failed: {warmed}")
+                servers.append((label, edge_url, edge.pid, []))
         for round_index in range(args.repeats):
             for size in args.sizes:
                 for label, url, pid, _ in servers:
@@ -279,8 +315,9 @@ def main() -> int:
                     results.append((round_index, result))
                     print(f"round {round_index + 1}: {label:<8} {size:>8} B  {result.requests_per_s:8.0f} req/s",
                           flush=True)
-    report(results, "signature check, metrics (no access log, so no CMCD parsing)" if args.no_edge_access_log
-           else "signature check, metrics, CMCD parsing, JSON access log to a file")
+    report(results, "signature and revocation checks, metrics (no access log, so no CMCD parsing)"
+           if args.no_edge_access_log
+           else "signature and revocation checks, metrics, CMCD, JSON access log to a file")
     return 0
 
 
@@ -290,18 +327,29 @@ def report(results: list[tuple[int, Result]], features: str) -> None:
     keys = sorted({(res.size_bytes, res.server) for _, res in results}, key=lambda k: (-k[0], k[1] != "nginx", k[1]))
     print(f"\nCache-hit throughput: {CONNECTIONS} connections, {OBJECTS} objects round-robin, "
           f"{os.cpu_count()} CPUs shared with wrk; medians of {len({r for r, _ in results})} interleaved rounds")
-    print(f"{'server':<9} {'object':>7} {'req/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+    width = max(9, *(len(server) for _, server in keys))
+    print(f"{'server':<{width}} {'object':>7} {'req/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
           f"{'CPU us/req':>10} {'vs nginx':>8}")
     for size, server in keys:
         runs = [(r, res) for r, res in results if res.size_bytes == size and res.server == server]
         ratio = statistics.median(res.requests_per_s / nginx[(r, size)].requests_per_s for r, res in runs)
         label = f"{size / 1e6:g} MB" if size >= 1_000_000 else f"{size / 1e3:g} kB"
         rps = statistics.median(res.requests_per_s for _, res in runs)
-        print(f"{server:<9} {label:>7} {rps:>8.0f} {rps * size / 1e6:>7.0f} "
+        print(f"{server:<{width}} {label:>7} {rps:>8.0f} {rps * size / 1e6:>7.0f} "
               f"{statistics.median(res.p50_ms for _, res in runs):>7.2f} "
               f"{statistics.median(res.p99_ms for _, res in runs):>7.2f} {sum(res.errors for _, res in runs):>6} "
               f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} {ratio:>7.2f}x")
     print(f"edge features on: {features}; goals: >= 0.9x nginx at 1 MB, >= 0.5x at 100 kB")
+    befores = sorted({server for _, server in keys if "@" in server})
+    for before in befores:
+        after = before.split("@")[0]
+        for size in sorted({size for size, _ in keys}, reverse=True):
+            ratios = []
+            for label in (before, after):
+                runs = [(r, res) for r, res in results if res.size_bytes == size and res.server == label]
+                ratios.append(statistics.median(res.requests_per_s / nginx[(r, size)].requests_per_s for r, res in runs))
+            print(f"{after} {size / 1e3:g} kB: {ratios[0]:.2f}x nginx before ({before}), {ratios[1]:.2f}x after, "
+                  f"{ratios[1] / ratios[0]:.2f}x speed-up")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ from server.internal import InternalCredential, internal_headers
 from server.live.origin import time_handler as live_time_handler
 from server.observability import (
     REQUEST_ID_HEADER,
+    DeferredLogFields,
     access_log,
+    add_deferred_log_fields,
     add_log_fields,
     request_id,
     request_id_middleware,
@@ -60,6 +63,7 @@ _CORS_EXPOSE_HEADERS = ("Content-Length", "Content-Range", "Content-Type", "ETag
 
 _VERIFIED_TOKENS_MAX = 16_384
 _DIRECT_WRITE_BYTES = 64 * 1024
+_TCP_CORK = getattr(socket, "TCP_CORK", 3)  # Linux; elsewhere setsockopt fails and nothing is corked
 
 log = logging.getLogger("abrkit.edge")
 
@@ -232,9 +236,9 @@ class Edge:
             return await self.live.serve(request, content_path)
 
         log_enabled = access_log.isEnabledFor(logging.INFO)
-        # CMCD only goes into the access log: not parsed at all when that is off.
-        if log_enabled and ("CMCD=" in request.rel_url.raw_query_string or _has_cmcd_header(request)):
-            self._log_cmcd(request)
+        if log_enabled:
+            # CMCD only goes into the access log: looked for and parsed when its line is written.
+            add_deferred_log_fields(request, _CmcdLogFields(request, self.stats))
 
         obj = self.cache.get(content_path)
         loop_now = asyncio.get_running_loop().time()
@@ -292,17 +296,23 @@ class Edge:
         if len(body) < _DIRECT_WRITE_BYTES:
             return web.Response(body=body, status=status, headers=headers)
         # web.Response joins headers and body into one new bytes object before writing (on Python
-        # < 3.12.9): a full copy of every large body. Headers first, then the cached bytes as they are.
+        # < 3.12.9): a full copy of every large body. Headers first, then the cached bytes as they are,
+        # corked (as nginx's tcp_nopush): the headers leave in the body's first packet instead of
+        # costing a send of their own (on loopback each send is a trip through the whole TCP stack).
         response = web.StreamResponse(status=status, headers=headers)
         self.cors.add_grant(response.headers, request.headers.get("Origin"))  # the middleware comes too late
         response.content_length = len(body)
         response.headers[REQUEST_ID_HEADER] = request_id(request)  # the middleware comes too late
+        sock = _corked(request)
         try:
             await response.prepare(request)
             await response.write(body)
             await response.write_eof()
         except ConnectionResetError:
             response.force_close()  # the client went away mid-response: nothing to tell it
+        finally:
+            if sock is not None:
+                _uncork(sock)
         return response
 
     async def _fetch(self, content_path: str, stale: CachedObject | None, req_id: str) -> CachedObject:
@@ -351,18 +361,6 @@ class Edge:
             return self._error(request, 504, "origin timed out")
         except aiohttp.ClientError as exc:
             return self._error(request, 502, f"origin unreachable: {type(exc).__name__}")
-
-    def _log_cmcd(self, request: web.Request) -> None:
-        found = cmcd_from_request(request)
-        if found is None:
-            return
-        cmcd, error = found
-        self.stats.cmcd_requests += 1
-        if error is not None:
-            self.stats.cmcd_errors += 1
-            add_log_fields(request, cmcd=cmcd, cmcd_error=error)
-        else:
-            add_log_fields(request, cmcd=cmcd)
 
     def _error(self, request: web.Request, status: int, message: str,
                headers: Mapping[str, str] | None = None) -> web.Response:
@@ -539,6 +537,24 @@ class _Verified:
         self.pending: asyncio.Future[bool] | None = None
 
 
+def _corked(request: web.BaseRequest) -> Any:
+    """The request's TCP socket with TCP_CORK set (None where there is none, e.g. a Unix socket)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+    except OSError:
+        return None
+    return sock
+
+
+def _uncork(sock: Any) -> None:
+    with contextlib.suppress(OSError):  # the connection may be gone already
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+
+
 def _content_path_ok(content_path: str) -> bool:
     """Whether `/<title>/<file>` names a file of the title layout (server.content): nothing else,
     keys and traversal included, is worth asking the origin for."""
@@ -546,9 +562,26 @@ def _content_path_ok(content_path: str) -> bool:
     return is_valid_title(title) and classify(relative) is not None
 
 
-def _has_cmcd_header(request: web.BaseRequest) -> bool:
-    headers = request.headers
-    return any(name in headers for name in CMCD_HEADERS)
+class _CmcdLogFields(DeferredLogFields):
+    """A request's CMCD for its access-log line, found and parsed only when the line is written (and
+    counted in the edge's metrics then: requests with CMCD, and those with a malformed part)."""
+
+    __slots__ = ("request", "stats")
+
+    def __init__(self, request: web.BaseRequest, stats: EdgeStats) -> None:
+        self.request = request
+        self.stats = stats
+
+    def resolve(self) -> Mapping[str, object]:
+        found = cmcd_from_request(self.request)
+        if found is None:
+            return {}
+        cmcd, error = found
+        self.stats.cmcd_requests += 1
+        if error is None:
+            return {"cmcd": cmcd}
+        self.stats.cmcd_errors += 1
+        return {"cmcd": cmcd, "cmcd_error": error}
 
 
 EDGE = web.AppKey("abrkit_edge", Edge)

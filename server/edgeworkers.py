@@ -19,7 +19,7 @@ from aiohttp import web
 from server.config import EdgeConfig
 from server.edge import start_edge
 from server.edgepeers import WorkerGroup
-from server.observability import LogDestination, configure_logging
+from server.observability import LogDestination, configure_logging, flush_access_log
 from server.supervisor import Supervisor, reserve_port, spawn_launcher, start_together, until_stopped
 
 log = logging.getLogger("abrkit.edge")
@@ -49,6 +49,7 @@ async def _run_single(config: EdgeConfig, ready: Callable[[str], None] | None) -
         await until_stopped()
     finally:
         await running.stop()
+        flush_access_log()
     return 0
 
 
@@ -112,3 +113,4 @@ async def _run_worker(config: EdgeConfig, group: WorkerGroup, parent_pid: int, r
     finally:
         group.control_ports[group.index] = 0
         await running.stop()
+        flush_access_log()

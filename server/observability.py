@@ -3,21 +3,23 @@
 - `request_id_middleware`: reuses an incoming `X-Request-ID` (if sane) or makes one, stores it in
   `request[REQUEST_ID]`, and echoes it on the response; services pass it on to their backends.
 - `JsonAccessLogger`: one JSON object per request on the `abrkit.access` logger; extra fields a
-  handler puts in `request[LOG_EXTRA]` (e.g. parsed CMCD) are merged in. Signed-URL tokens are
-  redacted from logged paths.
+  handler puts in `request[LOG_EXTRA]` are merged in, and fields it defers (`add_deferred_log_fields`,
+  e.g. CMCD, parsed only here) are computed when the line is written. Signed-URL tokens are redacted
+  from logged paths. Lines go to a buffered sink (server/accesslog.py), past `logging`.
 - `Metrics`: counters, gauges and histograms rendered in the Prometheus text format (0.0.4).
 - `configure_logging`: where a service process sends its messages, access log and audit log.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from server.accesslog import BufferedLineHandler, fast_sink
 from server.formats.urls import redact_path
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("abrkit_request_id", str)
 LOG_EXTRA = web.RequestKey("abrkit_log_extra", dict)
+LOG_DEFERRED = web.RequestKey("abrkit_log_deferred", list)
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_log = logging.getLogger("abrkit.access")
@@ -39,8 +43,36 @@ audit_log = logging.getLogger("abrkit.audit")  # auth and license: who asked for
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _RequestIds:
+    """A random 64-bit prefix per process and a counter: 32 hex digits, unique like a uuid4, without a
+    getrandom() system call on every request. A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count(secrets.randbits(40))
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_REQUEST_IDS = _RequestIds()
+os.register_at_fork(after_in_child=_REQUEST_IDS.reseed)
+
+
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return _REQUEST_IDS.new()
+
+
+class DeferredLogFields:
+    """Access-log fields computed only when the line is written (`resolve`), e.g. parsed CMCD."""
+
+    __slots__ = ()
+
+    def resolve(self) -> Mapping[str, object]:
+        raise NotImplementedError
 
 
 @web.middleware
@@ -83,9 +115,18 @@ class JsonAccessLogger(AbstractAccessLogger):
             "remote": request.remote,
         }
         extra = request.get(LOG_EXTRA)
-        if isinstance(extra, Mapping):
+        if extra is not None:
             entry.update(extra)
-        self.logger.info(json.dumps(entry, separators=(",", ":"), default=str))
+        deferred = request.get(LOG_DEFERRED)
+        if deferred is not None:
+            for fields in deferred:
+                entry.update(fields.resolve())
+        line = _JSON.encode(entry)
+        sink = fast_sink(self.logger)
+        if sink is not None:
+            sink.write_line(line)
+        else:
+            self.logger.info(line)
 
     @property
     def enabled(self) -> bool:
@@ -94,6 +135,9 @@ class JsonAccessLogger(AbstractAccessLogger):
 
 def _now() -> float:
     return time.time()
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: json.dumps(..., separators) makes one per call
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -141,6 +185,21 @@ def add_log_fields(request: web.Request, **fields: object) -> None:
     extra.update(fields)
 
 
+def add_deferred_log_fields(request: web.Request, fields: DeferredLogFields) -> None:
+    """Fields for this request's access-log line, computed only if and when the line is written."""
+    deferred = request.get(LOG_DEFERRED)
+    if deferred is None:
+        request[LOG_DEFERRED] = [fields]
+    else:
+        deferred.append(fields)
+
+
+def flush_access_log() -> None:
+    """Write out every access-log line still buffered (services call it when they stop)."""
+    for handler in access_log.handlers:
+        handler.flush()
+
+
 LogDestination = str | os.PathLike[str] | None  # a file (appended), "-" for stderr, None for off
 
 
@@ -151,7 +210,8 @@ def configure_logging(access_log_to: LogDestination = "-", *, audit_log_to: LogD
 
     Safe to call again: the JSON logs then go where the last call says. An access log that is off
     leaves `abrkit.access` below INFO, so aiohttp skips access logging and the edge skips CMCD
-    parsing altogether. It also turns off logging's per-record caller, thread and process lookups
+    parsing altogether. The access log is written in batches (server/accesslog.py): at least every
+    second, and in full when the process stops cleanly (`flush_access_log`, `logging.shutdown`). It also turns off logging's per-record caller, thread and process lookups
     (logging HOWTO, "Optimization"): no format here uses them, and the access log pays for them on
     every request.
     """
@@ -170,7 +230,14 @@ def configure_logging(access_log_to: LogDestination = "-", *, audit_log_to: LogD
             json_log.setLevel(logging.WARNING)
             continue
         handler: logging.Handler
-        if destination == "-":
+        if json_log is access_log:
+            if destination == "-":
+                handler = BufferedLineHandler(sys.stderr, close_stream=False)
+            else:
+                Path(destination).parent.mkdir(parents=True, exist_ok=True)
+                handler = BufferedLineHandler(open(destination, "a", encoding="utf-8"),  # noqa: SIM115 - closed with it
+                                              close_stream=True)
+        elif destination == "-":
             handler = logging.StreamHandler(sys.stderr)
         else:
             Path(destination).parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from player.desktop.summary import (
     DesktopResult,
     PresentedFrame,
     SeekRecord,
+    StartupTimes,
     presentation_lines,
     print_summary,
     report_lines,
@@ -135,6 +136,10 @@ class DesktopApp:
         self._last_frame: VideoFrame | None = None
         self._seeks: list[dict[str, float | None]] = []
         self._opened_wall = 0.0
+        self._opened_unix_s = 0.0
+        self._first_frame_unix_s: float | None = None
+        self._last_tick_wall: float | None = None
+        self._ui_max_gap_s = 0.0  # after the first frame
         self._next_history_wall = 0.0
         self._next_stats_wall = 0.0
         self._history = History()
@@ -176,15 +181,24 @@ class DesktopApp:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def run(self) -> DesktopResult:
-        configure_pyglet()
-        self.window = self._open_window()
-        import pyglet.media
-
-        self.audio = pyglet.media.Player()
-        self.audio.queue(_pcm_source(self.pcm))
-        self._panel, self._spinner, self._summary = StatsPanel(), Spinner(), SummaryPanel()
-        self._opened_wall = time.monotonic()
+        # The player thread first: starting the local stack, logging in and fetching the first
+        # segments take longer than opening the window (GL context, fonts, audio), so they overlap.
+        # It only fills the frame queue and PCM buffer, which the window reads once it is up.
         self.backend.start()
+        try:
+            configure_pyglet()
+            self.window = self._open_window()
+            import pyglet.media
+
+            self.audio = pyglet.media.Player()
+            self.audio.queue(_pcm_source(self.pcm))
+            self._panel, self._spinner, self._summary = StatsPanel(), Spinner(), SummaryPanel()
+        except BaseException:
+            self.backend.shutdown()  # no window: stop the stack it may be starting, then say why
+            self.backend.join(self.options.join_timeout_s)
+            raise
+        self._opened_wall = time.monotonic()
+        self._opened_unix_s = time.time()
         if self.exit_after_s is not None:
             pyglet.clock.schedule_once(lambda dt: self.quit(), self.exit_after_s)
         for wall_s, action in self._steps:
@@ -218,6 +232,8 @@ class DesktopApp:
                                    first_frame_pts_s=s["first_frame_pts_s"]) for s in self._seeks),
             window_size_px=window_size, video_rect_px=video_rect, screenshot=self._saved_screenshot,
             ended=self.ended,
+            startup=StartupTimes(window_open_unix_s=self._opened_unix_s, first_frame_unix_s=self._first_frame_unix_s,
+                                 ui_max_gap_after_first_frame_s=self._ui_max_gap_s),
         )
 
     def quit(self) -> None:
@@ -422,6 +438,8 @@ class DesktopApp:
             self._flip_latency_s += 0.1 * (min(latency, 0.1) - self._flip_latency_s)
         if frame is None:
             return
+        if self._first_frame_unix_s is None:
+            self._first_frame_unix_s = time.time()
         self.stats.presented(frame.pts_s, self.clock_s if playing else None)
         if self._seeks and self._seeks[-1]["first_frame_pts_s"] is None and self._seeks[-1]["landed_s"] is not None:
             self._seeks[-1]["first_frame_pts_s"] = frame.pts_s
@@ -438,6 +456,10 @@ class DesktopApp:
         """Every 1/refresh_hz: follow the stream; redraw (and flip) only if the picture changed."""
         if self._quitting or self.window is None:
             return
+        tick_wall = time.monotonic()
+        if self._first_frame_unix_s is not None and self._last_tick_wall is not None:
+            self._ui_max_gap_s = max(self._ui_max_gap_s, tick_wall - self._last_tick_wall)
+        self._last_tick_wall = tick_wall
         self._update()
         now_wall = time.monotonic() - self._opened_wall
         summary_up = self.ended or self.backend.done.is_set()

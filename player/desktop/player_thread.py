@@ -129,6 +129,7 @@ class PlayerThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._play_task: asyncio.Task[PlaybackReport] | None = None
         self._running = False  # the player's clock has started
+        self._stopping = False  # shut down, possibly before the thread's loop existed
         self._thread = threading.Thread(target=self._main, name="abrkit-player", daemon=True)
 
     def start(self) -> None:
@@ -159,6 +160,7 @@ class PlayerThread:
 
     def shutdown(self) -> None:
         """Stop fetching and decoding; the run ends with a report (or is cancelled during bootstrap)."""
+        self._stopping = True
         self.frames.close()
         self._call(self._shutdown)
 
@@ -185,6 +187,9 @@ class PlayerThread:
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._stopping:  # shut down before this loop could hear it (the window failed to open)
+            self.done.set()
+            return
         publisher = asyncio.create_task(self._publish())
         self._play_task = asyncio.create_task(play_headless(
             self.target, self.config, link=self.link, log_path=self.log_path,

@@ -28,6 +28,21 @@ class PresentedFrame:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StartupTimes:
+    """When the window opened and showed its first video frame (unix s; None: never), and the longest
+    the UI thread went without running its tick after that frame (how responsive the window was)."""
+
+    window_open_unix_s: float
+    first_frame_unix_s: float | None
+    ui_max_gap_after_first_frame_s: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"window_open_unix_s": round(self.window_open_unix_s, 4),
+                "first_frame_unix_s": None if self.first_frame_unix_s is None else round(self.first_frame_unix_s, 4),
+                "ui_max_gap_after_first_frame_ms": round(self.ui_max_gap_after_first_frame_s * 1000, 1)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DesktopResult:
     """One desktop session: the player's report plus what the window presented."""
 
@@ -43,6 +58,7 @@ class DesktopResult:
     video_rect_px: tuple[int, int, int, int]  # x, y, width, height of the picture in the window
     screenshot: Path | None
     ended: bool  # the stream played out
+    startup: StartupTimes | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = self.report.as_dict() if self.report is not None else {}
@@ -56,6 +72,7 @@ class DesktopResult:
                       for s in self.seeks],
             "window_size_px": list(self.window_size_px), "video_rect_px": list(self.video_rect_px),
             "screenshot": None if self.screenshot is None else str(self.screenshot), "ended": self.ended,
+            "startup": None if self.startup is None else self.startup.as_dict(),
         }
         return out
 

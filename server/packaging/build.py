@@ -31,7 +31,7 @@ from server.packaging import quality
 from server.packaging.hls import write_hls
 from server.packaging.mp4split import build_pssh
 from server.packaging.mpd import MpdAdaptationSet, MpdProtection, MpdRepresentation, build_mpd
-from server.packaging.planes import luma
+from server.packaging.planes import ColorTags, luma
 from server.packaging.settings import PackageConfig, Rung
 from server.packaging.source import AudioChunk, MediaSource, SourceInfo
 from server.packaging.tracks import (
@@ -230,8 +230,9 @@ class _Build:
                     if audio is not None:
                         audio.push(chunk.frame, chunk.time_s)
                     continue
+                tags = ColorTags.of(chunk.frame)  # before any encoder thread reformats a copy
                 for encoder in encoders:
-                    encoder.put(chunk.frame, chunk.index)
+                    encoder.put(chunk.frame, chunk.index, tags)
                 sampler.offer(chunk.frame, chunk.index)
                 frames = chunk.index + 1
                 if audio is not None:

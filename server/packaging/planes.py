@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import av
 import numpy as np
 from av.video.plane import VideoPlane
+
+
+@dataclass(frozen=True, slots=True)
+class ColorTags:
+    """A frame's colour description (AVColorSpace, AVColorRange, AVColorTransferCharacteristic,
+    AVColorPrimaries values), carried over to a copy of its pixels."""
+
+    colorspace: int
+    color_range: int
+    color_trc: int
+    color_primaries: int
+
+    @staticmethod
+    def of(frame: av.VideoFrame) -> ColorTags:
+        return ColorTags(int(frame.colorspace), int(frame.color_range), int(frame.color_trc),
+                         int(frame.color_primaries))
+
+    def apply(self, frame: av.VideoFrame) -> None:
+        frame.colorspace, frame.color_range = self.colorspace, self.color_range
+        frame.color_trc, frame.color_primaries = self.color_trc, self.color_primaries
 
 
 def plane_rows(plane: VideoPlane) -> np.ndarray:

@@ -26,7 +26,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from server.formats.boxes import Mp4FormatError
 from server.packaging.mp4split import Fragment, InitInfo, append_to_moov, parse_init, split_fragmented_mp4
-from server.packaging.planes import copy_frame
+from server.packaging.planes import ColorTags, copy_frame
 
 FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
 _QUEUE_FRAMES = 6
@@ -123,12 +123,13 @@ class VideoRenditionEncoder:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, frame: av.VideoFrame, index: int) -> None:
-        """Queues a source frame (shared, read-only) for CFR slot `index`; raises a worker error."""
+    def put(self, frame: av.VideoFrame, index: int, tags: ColorTags) -> None:
+        """Queues a source frame (shared: only its pixels are read here) for CFR slot `index`, with
+        its colour description taken before any thread saw it; raises a worker error."""
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put((frame, index), timeout=0.2)
+                self._queue.put((frame, index, tags), timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -177,12 +178,16 @@ class VideoRenditionEncoder:
                     continue
                 if item is None:
                     break
-                source, index = item
+                shared, index, tags = item
+                # PyAV's reformat rewrites its source frame's colour tags while it scales (with the
+                # GIL released): reformatting the shared frame in several threads at once let one
+                # rung read another's temporary tags, and encode different bytes from run to run.
+                # Each rung scales its own copy of the pixels, with the tags the producer read.
+                source = copy_frame(shared)
+                tags.apply(source)
                 frame = reformatter.reformat(
                     source, s.width, s.height, "yuv420p", interpolation=Interpolation.AREA
                 )
-                if frame is source:  # no scaling needed: never stamp the shared frame
-                    frame = copy_frame(source)
                 frame.pts = index
                 frame.time_base = time_base
                 # Decoded frames keep their source picture type; left as I, x264 would add IDRs

@@ -267,8 +267,11 @@ def test_abrkit_serve_keeps_access_logs_off_the_console_unless_asked(tmp_path: P
             while sum('"/internal/edges/heartbeat"' in line for line in _read(heartbeat_log).splitlines()) < 3:
                 assert time.monotonic() < deadline, "no heartbeats in the access log"
                 time.sleep(0.1)
-            assert any(r.get("path") == "/healthz" and r.get("service") == "gateway"
-                       for r in _json_lines(_read(gateway_log)))
+            # The access log is written in batches, at least every second (server/accesslog.py).
+            while not any(r.get("path") == "/healthz" and r.get("service") == "gateway"
+                          for r in _json_lines(_read(gateway_log))):
+                assert time.monotonic() < deadline, "our request is not in the gateway's access log"
+                time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         rest, errors = proc.communicate(timeout=30)
         assert proc.returncode == 0
