@@ -1,4 +1,5 @@
-"""`abrkit trace info|convert`: inspect traces and convert between Pensieve, Mahimahi and Sabre."""
+"""`abrkit trace info|convert|generate`: inspect traces, convert between Pensieve, Mahimahi and Sabre,
+and generate seeded sets of Markov-modulated traces (`netsim.generate`) for training curricula."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from netsim.formats import FORMATS, dump_trace, load_trace
+from netsim.generate import DEFAULT_LEVELS_BPS, MarkovSpec, Range, markov_set
 from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from netsim.trace import Trace
@@ -27,6 +29,92 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     convert.add_argument("--to", dest="to_format", choices=FORMATS, required=True, help="output format")
     convert.add_argument("--from", dest="from_format", choices=FORMATS, help="input format (default: detect)")
     convert.set_defaults(func=run_convert)
+    _register_generate(sub)
+
+
+def _register_generate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    gen = sub.add_parser(
+        "generate", help="write a seeded set of synthetic traces (Markov-modulated levels, outages)",
+        description="Write COUNT traces of a Markov-modulated bandwidth model (netsim.generate): a hidden level per "
+                    "interval, left with --switch-prob; a Gaussian rate around it (--noise); outages (rate 0) "
+                    "starting with --outage-prob. A value lo:hi draws each trace's value from that range, so a set "
+                    "spans a distribution; the same --seed writes the same files.")
+    gen.add_argument("out", type=Path, help="output directory (created; existing trace files are not overwritten)")
+    gen.add_argument("--count", type=int, default=100, help="number of traces (default 100)")
+    gen.add_argument("--seed", type=int, default=0, help="seed (trace i depends on seed and i only; default 0)")
+    gen.add_argument("--format", dest="out_format", choices=("pensieve", "mahimahi"), default="pensieve",
+                     help="file format (default pensieve: '<time_s> <Mbit/s>' lines)")
+    gen.add_argument("--prefix", default="markov", help="file name prefix (default markov)")
+    gen.add_argument("--levels-mbps", default=",".join(f"{v / 1e6:g}" for v in DEFAULT_LEVELS_BPS),
+                     help="bandwidth levels of the chain, Mbit/s, comma-separated (default %(default)s)")
+    gen.add_argument("--scale", default="1", help="per-trace factor on every level, or lo:hi (log-uniform)")
+    gen.add_argument("--switch-prob", default="0.1", help="probability per interval of leaving the level, or lo:hi")
+    gen.add_argument("--locality", type=float, default=0.5,
+                     help="weight ratio per extra level of distance for the next level, in (0, 1] (default 0.5)")
+    gen.add_argument("--noise", default="0.15", help="std of the rate around its level, fraction of it, or lo:hi")
+    gen.add_argument("--outage-prob", default="0", help="probability per interval of an outage starting, or lo:hi")
+    gen.add_argument("--outage-mean-s", type=float, default=2.0, help="mean outage length, s (default 2)")
+    gen.add_argument("--interval-s", type=float, default=1.0, help="length of one interval, s (default 1)")
+    gen.add_argument("--duration-s", type=float, default=320.0, help="trace length, s (default 320)")
+    gen.add_argument("--floor-mbps", type=float, default=0.05, help="lowest rate outside outages (default 0.05)")
+    gen.add_argument("--force", action="store_true", help="overwrite trace files of the same names")
+    gen.set_defaults(func=run_generate)
+
+
+def _range(text: str, option: str) -> Range:
+    """`x` or `lo:hi` as (lo, hi)."""
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{option} must be a number or lo:hi, got {text!r}") from None
+    if len(values) == 1:
+        return (values[0], values[0])
+    if len(values) == 2:
+        return (values[0], values[1])
+    raise ValueError(f"{option} must be a number or lo:hi, got {text!r}")
+
+
+def generate_spec(args: argparse.Namespace) -> MarkovSpec:
+    """The `MarkovSpec` of `abrkit trace generate`'s options (its errors name the option)."""
+    try:
+        levels = tuple(float(v) * 1e6 for v in args.levels_mbps.split(","))
+    except ValueError:
+        raise ValueError(f"--levels-mbps must be comma-separated numbers, got {args.levels_mbps!r}") from None
+    return MarkovSpec(levels_bps=levels, scale=_range(args.scale, "--scale"),
+                      switch_probability=_range(args.switch_prob, "--switch-prob"), locality=args.locality,
+                      noise=_range(args.noise, "--noise"), outage_probability=_range(args.outage_prob, "--outage-prob"),
+                      outage_mean_s=args.outage_mean_s, interval_s=args.interval_s, duration_s=args.duration_s,
+                      floor_bps=args.floor_mbps * 1e6)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    spec = generate_spec(args)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
+        raise ValueError(f"--prefix must be a plain file name start, got {args.prefix!r}")
+    traces = markov_set(spec, seed=args.seed, count=args.count, prefix=args.prefix)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a directory")
+    existing = [t.name for t in traces if (out / t.name).exists()]
+    if existing and not args.force:
+        raise ValueError(f"{out} already has {len(existing)} of these traces (e.g. {existing[0]}); "
+                         "use --force to overwrite them or another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for trace in traces:
+        dump_trace(trace, out / trace.name, args.out_format)
+    # Provenance beside the traces in a file the trace loaders skip (README.md).
+    params = {"command": "abrkit " + " ".join(getattr(args, "argv", ())), "seed": args.seed, "count": args.count,
+              "format": args.out_format, "model": "markov", **spec.as_dict()}
+    (out / "README.md").write_text("# Synthetic traces (abrkit trace generate)\n\n```json\n"
+                                   + json.dumps(params, indent=2) + "\n```\n")
+    means = np.array([t.mean_bandwidth_bps for t in traces]) / 1e6
+    dark = np.array([float(t.durations_s[t.bandwidth_bps == 0].sum()) for t in traces])
+    print(f"wrote {len(traces)} {args.out_format} traces to {out}: mean {means.mean():.3f} Mbit/s "
+          f"(per trace {means.min():.3f}..{means.max():.3f}), outage {dark.mean():.1f} s per trace")
+    return 0
 
 
 def binned_mbps(trace: Trace, bin_s: float = 1.0) -> np.ndarray:

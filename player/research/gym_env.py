@@ -4,7 +4,8 @@ Observations are the learned ABR's features (`abr.features`, a Box), actions the
 (Discrete), and the reward of a step the QoE_lin term of the segment it downloaded (segment 0 counts
 0, as in the QoE definition), so an episode's return is the session's QoE. The episode drives a
 `PlaybackSession` with the simulator's own driver (`player.research.sim.SessionDriver`, which `run_session`
-uses), so a policy sees exactly the sessions `abrkit sim` runs. Importing this module registers `abrkit/Abr-v0`;
+uses), so a policy sees exactly the sessions `abrkit sim` runs. Importing this module registers `abrkit/Abr-v0`
+(`gymnasium.make_vec` builds its vectorised twin over the batch engine, `player.research.gym_vector`);
 Gymnasium is the optional `rl` extra, and nothing else in abrkit imports this module.
 """
 
@@ -29,6 +30,31 @@ from player.session import PlaybackSession
 from player.video import Video, load_video
 
 ENV_ID = "abrkit/Abr-v0"
+
+
+def env_inputs(video: Video | str | Path | None,
+               traces: Sequence[Trace] | str | Path | None) -> tuple[Video, list[Trace]]:
+    """The video and traces an environment plays: the given ones, or the bundled Envivio video and
+    Norway traces."""
+    loaded = video if isinstance(video, Video) else load_video(video if video is not None else ENVIVIO_DIR)
+    if traces is None or isinstance(traces, (str, Path)):
+        trace_list = open_traces([str(traces if traces is not None else TRACES_DIR)])
+    else:
+        trace_list = list(traces)
+    if not trace_list:
+        raise ValueError("the environment needs at least one trace")
+    return loaded, trace_list
+
+
+def env_spaces(video: Video, prof: SimProfile) -> tuple[spaces.Box, spaces.Discrete]:
+    """(observation, action) spaces of one session of `video`: the features and the ladder's qualities."""
+    fixed = 1 if prof.session.initial_quality is not None else 0
+    if video.segment_count <= fixed:
+        raise ValueError(f"video {video.name!r} has {video.segment_count} segment(s) and profile "
+                         f"{prof.name!r} fixes the first one's quality: no decision is left to the agent")
+    low, high = features.bounds(len(video.ladder))
+    return (spaces.Box(low=low.astype(np.float32), high=high.astype(np.float32), dtype=np.float32),
+            spaces.Discrete(len(video.ladder)))
 
 
 class _AwaitingAction(Exception):
@@ -71,24 +97,11 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
                  render_mode: str | None = None) -> None:
         if render_mode is not None:
             raise ValueError(f"{ENV_ID} has no render modes, got {render_mode!r}")
-        self.video = video if isinstance(video, Video) else load_video(video if video is not None else ENVIVIO_DIR)
-        if traces is None or isinstance(traces, (str, Path)):
-            self.traces = open_traces([str(traces if traces is not None else TRACES_DIR)])
-        else:
-            self.traces = list(traces)
-        if not self.traces:
-            raise ValueError("the environment needs at least one trace")
+        self.video, self.traces = env_inputs(video, traces)
         self.profile: SimProfile = profile(profile_name)
-        fixed = 1 if self.profile.session.initial_quality is not None else 0
-        if self.video.segment_count <= fixed:
-            raise ValueError(f"video {self.video.name!r} has {self.video.segment_count} segment(s) and profile "
-                             f"{profile_name!r} fixes the first one's quality: no decision is left to the agent")
+        self.observation_space, self.action_space = env_spaces(self.video, self.profile)
         self.random_offset = random_offset
         self.qoe = qoe_model(qoe)
-        rungs = len(self.video.ladder)
-        low, high = features.bounds(rungs)
-        self.observation_space = spaces.Box(low=low.astype(np.float32), high=high.astype(np.float32), dtype=np.float32)
-        self.action_space: spaces.Discrete = spaces.Discrete(rungs)
         self._slot = _AgentSlot()
         self._session: PlaybackSession | None = None
         self._trace: Trace = self.traces[0]
@@ -167,7 +180,8 @@ class AbrEnv(gymnasium.Env[np.ndarray, np.int64]):
 
 def _register() -> None:
     if ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=ENV_ID, entry_point="player.research.gym_env:AbrEnv")
+        gymnasium.register(id=ENV_ID, entry_point="player.research.gym_env:AbrEnv",
+                           vector_entry_point="player.research.gym_vector:AbrVectorEnv")
 
 
 _register()

@@ -459,6 +459,97 @@ def supports_batch(algorithm: AbrAlgorithm, prof: SimProfile, video: Video) -> b
             and cfg.rebuffer_resume_s <= seg)
 
 
+class LockStep:
+    """The batch engine's state: B sessions of one video advancing in lock-step, one segment per `step`.
+
+    `observation()` is what every session sees before segment `segment_index` (after its cap sleep);
+    `step(q)` downloads that segment at qualities `q` and prepares the next one. `which[j]` is session
+    j's trace in `links` and `latency` (default: session j's own). `run_batch` and the vectorised
+    Gymnasium environment (`player.research.gym_vector`) both drive it.
+    """
+
+    def __init__(self, video: Video, prof: SimProfile, links: LinkBatch | FaultedLinkBatch, latency: LatencyLookup,
+                 trace_time_s: np.ndarray, which: np.ndarray | None = None) -> None:
+        b = int(trace_time_s.shape[0])
+        n = video.segment_count
+        self.video, self.prof, self.links, self.latency, self.which = video, prof, links, latency, which
+        self.segment_index = 0
+        self.trace_time_s = np.asarray(trace_time_s, dtype=np.float64).copy()
+        self.start_offsets_s = self.trace_time_s.copy()
+        self.clock_s = np.zeros(b)
+        self.buffer_s = np.zeros(b)
+        self.last_quality = np.full(b, -1, dtype=np.int64)
+        # Every download is kept (segments x sessions is small); observations see a window of it.
+        self.hist_bytes = np.zeros((b, n))
+        self.hist_s = np.ones((b, n))
+        self.qualities = np.zeros((n, b), dtype=np.int64)
+        self.rebuffer_s = np.zeros((n, b))
+        self.buffer_after_s = np.zeros((n, b))
+        self.buffer_before_s = np.zeros((n, b))
+        self.download_s = np.zeros((n, b))
+        self.request_s = np.zeros((n, b))
+        self.startup_s = np.zeros(b)
+        self.stall_count = np.zeros(b, dtype=np.int64)
+        self._sleep()
+
+    @property
+    def done(self) -> bool:
+        return self.segment_index >= self.video.segment_count
+
+    def fixed_quality(self) -> np.ndarray | None:
+        """The profile's quality for this segment (the first one's, if it fixes it), else None."""
+        cfg = self.prof.session
+        if self.segment_index == 0 and cfg.initial_quality is not None:
+            return np.full(self.buffer_s.shape[0], min(cfg.initial_quality, self.video.ladder.top), dtype=np.int64)
+        return None
+
+    def observation(self) -> BatchObservation:
+        cfg, video, i = self.prof.session, self.video, self.segment_index
+        h = min(i, cfg.history_len)
+        return BatchObservation(
+            time_s=self.clock_s, buffer_s=self.buffer_s, segment_index=i, segment_count=video.segment_count,
+            ladder=video.ladder, last_quality=self.last_quality, download_bytes=self.hist_bytes[:, i - h: i],
+            download_s=self.hist_s[:, i - h: i], next_sizes_bytes=video.sizes_bytes[i: i + cfg.lookahead_segments],
+            buffer_cap_s=cfg.buffer_cap_s,
+            next_quality=None if video.quality is None else video.quality[i: i + cfg.lookahead_segments],
+        )
+
+    def step(self, q: np.ndarray) -> None:
+        """Download segment `segment_index` at qualities `q` (B,), then sleep to the next request."""
+        i = self.segment_index
+        if i >= self.video.segment_count:
+            raise RuntimeError("every segment is in")
+        size = self.video.sizes_bytes[i, q].astype(np.float64)
+        self.request_s[i] = self.clock_s
+        self.buffer_before_s[i] = self.buffer_s
+        finish, elapsed = download_step(self.links, self.latency, self.prof, self.trace_time_s, size, self.which)
+        self.trace_time_s = finish
+        self.clock_s = self.clock_s + elapsed
+        stall, self.buffer_s = buffer_step(self.buffer_s, elapsed, self.video.ladder.segment_duration_s, started=i > 0)
+        if i == 0:
+            self.startup_s = self.clock_s.copy()
+        else:
+            self.stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
+        self.qualities[i] = q
+        self.rebuffer_s[i] = stall
+        self.buffer_after_s[i] = self.buffer_s
+        self.download_s[i] = elapsed
+        self.last_quality = q
+        self.hist_bytes[:, i] = size
+        self.hist_s[:, i] = elapsed
+        self.segment_index = i + 1
+        self._sleep()
+
+    def _sleep(self) -> None:
+        """The cap rule's wait before the next request (none after the last segment)."""
+        if self.done:
+            return
+        sleep = cap_sleep_s(self.buffer_s, self.prof.session, self.video.ladder.segment_duration_s)
+        self.buffer_s = self.buffer_s - sleep
+        self.clock_s = self.clock_s + sleep
+        self.trace_time_s = self.trace_time_s + sleep
+
+
 def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
               offsets_s: Sequence[float] | None = None, faults: Sequence[FaultWindow] = (),
               models: Sequence[QoeModel] | None = None) -> list[SessionResult]:
@@ -472,68 +563,19 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
         raise ValueError(f"ABR {abr_spec!r} cannot run in the batch engine with profile {prof.name!r}")
     batch_abr: BatchAbr = algorithm  # type: ignore[assignment]
     b = len(traces)
-    n = video.segment_count
-    cfg = prof.session
-    seg_s = video.ladder.segment_duration_s
     trace_time = np.zeros(b) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64).copy()
     links: LinkBatch | FaultedLinkBatch = LinkBatch(traces, payload_factor=prof.payload_factor)
     if faults:
         links = FaultedLinkBatch(links, [faults_from(faults, float(t)) for t in trace_time])
-    start_offsets = trace_time.copy()
-    clock = np.zeros(b)
-    buffer = np.zeros(b)
-    last_quality = np.full(b, -1, dtype=np.int64)
-    history = cfg.history_len
-    # Every download is kept (segments x sessions is small); observations see a window of it.
-    hist_bytes = np.zeros((b, n))
-    hist_s = np.ones((b, n))
-    qualities = np.zeros((n, b), dtype=np.int64)
-    rebuffer = np.zeros((n, b))
-    buffer_after = np.zeros((n, b))
-    buffer_before = np.zeros((n, b))
-    download = np.zeros((n, b))
-    request = np.zeros((n, b))
-    startup = np.zeros(b)
-    stall_count = np.zeros(b, dtype=np.int64)
-    latency = LatencyLookup(traces, prof)
-    ladder_sizes = video.sizes_bytes
-    for i in range(n):
-        sleep = cap_sleep_s(buffer, cfg, seg_s)
-        buffer -= sleep
-        clock += sleep
-        trace_time += sleep
-        if i == 0 and cfg.initial_quality is not None:
-            q = np.full(b, min(cfg.initial_quality, video.ladder.top), dtype=np.int64)
-        else:
-            h = min(i, history)
-            obs = BatchObservation(
-                time_s=clock, buffer_s=buffer, segment_index=i, segment_count=n, ladder=video.ladder,
-                last_quality=last_quality, download_bytes=hist_bytes[:, i - h: i],
-                download_s=hist_s[:, i - h: i], next_sizes_bytes=ladder_sizes[i: i + cfg.lookahead_segments],
-                buffer_cap_s=cfg.buffer_cap_s,
-                next_quality=None if video.quality is None else video.quality[i: i + cfg.lookahead_segments],
-            )
-            q = np.asarray(batch_abr.decide_batch(obs), dtype=np.int64)
-        size = ladder_sizes[i, q].astype(np.float64)
-        request[i] = clock
-        buffer_before[i] = buffer
-        finish, elapsed = download_step(links, latency, prof, trace_time, size)
-        trace_time = finish
-        clock = clock + elapsed
-        stall, buffer = buffer_step(buffer, elapsed, seg_s, started=i > 0)
-        if i == 0:
-            startup = clock.copy()
-        else:
-            stall_count += stall > 0  # each dry spell ends with this segment (one segment resumes play)
-        qualities[i] = q
-        rebuffer[i] = stall
-        buffer_after[i] = buffer
-        download[i] = elapsed
-        last_quality = q
-        hist_bytes[:, i] = size
-        hist_s[:, i] = elapsed
-    return _results(abr_spec, traces, video, qualities, rebuffer, buffer_after, buffer_before, download, request, startup,
-                    stall_count, models, start_offsets, engine="batch", sabre_gamma_p=prof.sabre_gamma_p)
+    state = LockStep(video, prof, links, LatencyLookup(traces, prof), trace_time)
+    while not state.done:
+        q = state.fixed_quality()
+        if q is None:
+            q = np.asarray(batch_abr.decide_batch(state.observation()), dtype=np.int64)
+        state.step(q)
+    return _results(abr_spec, traces, video, state.qualities, state.rebuffer_s, state.buffer_after_s,
+                    state.buffer_before_s, state.download_s, state.request_s, state.startup_s, state.stall_count,
+                    models, state.start_offsets_s, engine="batch", sabre_gamma_p=prof.sabre_gamma_p)
 
 
 def simulate(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimProfile, *,
