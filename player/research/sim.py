@@ -340,7 +340,14 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
     session = PlaybackSession(algorithm, video, prof.session, record_events=record_events)
     driver = SessionDriver(session, video, trace, prof, trace_time_s=offset_s, faults=faults)
     driver.drive()
-    records = driver.records
+    return result_of(abr_spec, video, trace, prof, session, driver.records, offset_s=offset_s, models=models,
+                     abandoned=driver.abandoned)
+
+
+def result_of(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, session: PlaybackSession,
+              records: Sequence[SegmentRecord], *, offset_s: float, models: Sequence[QoeModel],
+              abandoned: int = 0) -> SessionResult:
+    """The `SessionResult` of a driven `session` whose video `records` arrived in this order."""
     def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
         return np.asarray(values, dtype=dtype)[:, None]
 
@@ -354,7 +361,7 @@ def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, 
         request=column([r.request_time_s for r in records]),
         startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
         offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
-        sabre_gamma_p=prof.sabre_gamma_p, abandoned=[driver.abandoned],
+        sabre_gamma_p=prof.sabre_gamma_p, abandoned=[abandoned],
     )
     return replace(result, audio_records=tuple(session.audio_records)) if session.audio_records else result
 
