@@ -123,3 +123,20 @@ def test_staggered_joins_terminate_whatever_the_float_rounding_of_the_shifts(env
     (trace,) = open_traces([str(TRACES_DIR / "norway_bus_1")])
     result = run_shared([abr] * 3, envivio, trace, PROFILES["default"], join_spacing_s=spacing_s)
     assert all(p.metrics.segments == envivio.segment_count for p in result.players)
+
+
+@pytest.mark.parametrize("abr", ["bba", "bola", "mpc-robust"])
+def test_n_players_on_an_n_times_wider_link_each_play_as_one_player_alone(envivio: Video, abr: str) -> None:
+    # Processor sharing: N identical players starting together on N x the bandwidth each see exactly
+    # the trace, so each session is the single-player session (whose link model is another code path).
+    from netsim.sources import open_traces
+    from player.bundled import TRACES_DIR
+
+    (trace,) = open_traces([str(TRACES_DIR / "norway_ferry_10")])
+    wide = Trace(name="wide", durations_s=trace.durations_s, bandwidth_bps=trace.bandwidth_bps * 3)
+    alone = run_session(abr, envivio, trace, NO_RTT)
+    shared = run_shared([abr] * 3, envivio, wide, NO_RTT)
+    for player in shared.players:
+        np.testing.assert_array_equal(player.qualities, alone.qualities)
+        np.testing.assert_allclose(player.download_s, alone.download_s, rtol=1e-6, atol=1e-9)
+    assert shared.fairness.jain_bitrate == pytest.approx(1.0) and shared.fairness.qoe_spread == pytest.approx(0.0)
