@@ -77,6 +77,8 @@ class PipelinesDriver:
             self._sizes["audio"] = video.audio.sizes_bytes
         self._ready_at_s: dict[MediaType, float] = {media: session.time_s for media in session.media_types}
         self._fetching: dict[MediaType, tuple[int, float]] = {}  # media -> (size, request latency)
+        self._requested_s: dict[MediaType, float] = {}  # media -> session time of its request
+        self.abandoned = 0
         self._done: set[MediaType] = set()
 
     @property
@@ -109,9 +111,25 @@ class PipelinesDriver:
     def complete(self, media: MediaType, now_s: float) -> None:
         """`media`'s transfer ended at session time `now_s` (the link reported it)."""
         size, latency = self._fetching.pop(media)
+        self._requested_s.pop(media, None)
         record = self.session.on_download(now_s, size_bytes=size, ttfb_s=latency, media=media)
         if media == "video":
             self.records.append(record)
+
+    def in_flight(self, media: MediaType) -> tuple[int, float, float] | None:
+        """(size bytes, request latency s, session time requested) of `media`'s transfer, if one is on the link."""
+        if media not in self._fetching:
+            return None
+        size, latency = self._fetching[media]
+        return size, latency, self._requested_s[media]
+
+    def abandon(self, media: MediaType, now_s: float) -> None:
+        """Give up `media`'s transfer at session time `now_s` (the ABR's `should_abandon` said so)."""
+        _, latency = self._fetching.pop(media)
+        self._requested_s.pop(media)
+        received = int(self._shared.cancel((self.tag, media)))
+        self.session.on_abandon(now_s, bytes_received=received, ttfb_s=latency, media=media)
+        self.abandoned += 1
 
     def _idle(self, media: MediaType) -> bool:
         return media not in self._done and media not in self._fetching
@@ -137,3 +155,4 @@ class PipelinesDriver:
                 starts_s = session.time_s + latency + self.shift_s
                 self._shared.start((self.tag, media), starts_s=starts_s, size_bytes=size)
                 self._fetching[media] = (size, latency)
+                self._requested_s[media] = session.time_s

@@ -5,7 +5,8 @@ generalised to N sessions: every pipeline of every session is a transfer on one
 `netsim.sharing.SharedLink`, so transfers that overlap share the trace's capacity evenly, the
 processor-sharing limit of the shaper's max-min fair pacing per connection (docs/SHAPER.md). All
 sessions start together at `trace_time_s`; each request's latency passes on the link clock before its
-bytes flow (whatever the profile), and downloads are not abandoned. One player alone is today's
+bytes flow (whatever the profile); an ABR that can abandon is asked during each video download, as
+in `SessionDriver` and the headless player. One player alone is today's
 single-player simulator (`run_shared` hands it to `run_session`), so N = 1 results are unchanged.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abr.qoe import QoeModel
+from abr.types import Abandoning
 from netsim.link import LinkModel
 from netsim.sharing import SharedLink
 from netsim.trace import Trace
@@ -51,6 +53,17 @@ class SharedLinkDriver:
                                         shared=self.shared, tag=i, shift_s=j)
                         for i, (s, j) in enumerate(zip(sessions, joins))]
         self.now_s = 0.0  # link time since time 0
+        # As `SessionDriver`: an ABR that can abandon is offered each video download's progress, every
+        # `abandon_check_s` after its first byte once `abandon_check_bytes` are in (the headless player
+        # asks it too). Next check per player, link time.
+        self._prof = prof
+        self._abandoning = {i: s.abr for i, s in enumerate(sessions)
+                            if prof.abandonment and isinstance(s.abr, Abandoning)}
+        self._check_at: dict[int, float] = {}
+
+    @property
+    def abandoned(self) -> list[int]:
+        return [d.abandoned for d in self.drivers]
 
     def drive(self) -> None:
         while True:
@@ -61,8 +74,10 @@ class SharedLinkDriver:
             later = min((d.shift_s for d in self.drivers if d.shift_s > self.now_s), default=math.inf)
             if not active and later == math.inf:
                 return
+            self._schedule_checks()
             wake = min((d.wake_s() + d.shift_s for d in active), default=math.inf)
-            now = max(min(self.shared.next_event_s(), wake, later), self.now_s)
+            check = min(self._check_at.values(), default=math.inf)
+            now = max(min(self.shared.next_event_s(), wake, later, check), self.now_s)
             if now == math.inf:
                 raise RuntimeError(f"simulated shared link stuck at t={self.now_s!r}: nothing in flight or waiting")
             for tag, media in self.shared.advance(now):  # type: ignore[misc]
@@ -75,6 +90,35 @@ class SharedLinkDriver:
                     session_now = wake  # its wake-up was this event; only rounding of the shift separates them
                 driver.session.advance(session_now)
             self.now_s = now
+            self._check_progress(now)
+
+    def _schedule_checks(self) -> None:
+        for tag in self._abandoning:
+            driver = self.drivers[tag]
+            flight = driver.in_flight("video")
+            if flight is None:
+                self._check_at.pop(tag, None)
+            elif tag not in self._check_at:
+                _, latency, requested = flight
+                self._check_at[tag] = driver.shift_s + requested + latency + self._prof.abandon_check_s
+
+    def _check_progress(self, now: float) -> None:
+        for tag, at in list(self._check_at.items()):
+            driver = self.drivers[tag]
+            flight = driver.in_flight("video")
+            if at > now or flight is None:
+                continue
+            size, latency, requested = flight
+            received = min(int(self.shared.received_bytes((tag, "video"))), size - 1)
+            self._check_at[tag] = now + self._prof.abandon_check_s
+            if received < self._prof.abandon_check_bytes:
+                continue
+            session_now = now - driver.shift_s
+            progress = driver.session.progress(bytes_received=received, size_bytes=size,
+                                               elapsed_s=session_now - requested, ttfb_s=latency)
+            if self._abandoning[tag].should_abandon(progress) is not None:  # type: ignore[attr-defined]
+                driver.abandon("video", session_now)
+                del self._check_at[tag]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,8 +180,8 @@ def run_shared(abr_specs: Sequence[str], video: Video, trace: Trace, prof: SimPr
         sessions = [PlaybackSession(prof.make_abr(spec, video), video, prof.session) for spec in abr_specs]
         driver = SharedLinkDriver(sessions, video, trace, prof, trace_time_s=offset_s, joins_s=joins)
         driver.drive()
-        results = [result_of(spec, video, trace, prof, d.session, d.records, offset_s=offset_s + j, models=models)
-                   for spec, d, j in zip(abr_specs, driver.drivers, joins)]
+        results = [result_of(spec, video, trace, prof, d.session, d.records, offset_s=offset_s + j, models=models,
+                             abandoned=d.abandoned) for spec, d, j in zip(abr_specs, driver.drivers, joins)]
     link = LinkModel(trace, payload_factor=prof.payload_factor)
     return SharedLinkResult(trace=trace.name, offset_s=offset_s, joins_s=joins, players=tuple(results),
                             fairness=fairness_of(results, video, link, offset_s, joins, prof.qoe.name))

@@ -140,3 +140,19 @@ def test_n_players_on_an_n_times_wider_link_each_play_as_one_player_alone(envivi
         np.testing.assert_array_equal(player.qualities, alone.qualities)
         np.testing.assert_allclose(player.download_s, alone.download_s, rtol=1e-6, atol=1e-9)
     assert shared.fairness.jain_bitrate == pytest.approx(1.0) and shared.fairness.qoe_spread == pytest.approx(0.0)
+
+
+def test_an_abandoning_abr_gives_up_downloads_on_a_shared_link(envivio: Video) -> None:
+    # The first BOLA player, alone for 2 s on the link, overestimates it; once the second joins, its
+    # high-rung downloads slow down and it abandons some, as the headless player behind a shaper does.
+    from netsim.sources import open_traces
+    from player.bundled import TRACES_DIR
+
+    (trace,) = open_traces([str(TRACES_DIR / "norway_bus_1")])
+    wide = Trace(name="wide", durations_s=trace.durations_s, bandwidth_bps=trace.bandwidth_bps * 2)
+    result = run_shared(["bola"] * 2, envivio, wide, PROFILES["default"], join_spacing_s=2.0)
+    assert sum(p.abandoned for p in result.players) > 0
+    assert all(p.metrics.segments == envivio.segment_count for p in result.players)
+    no_abandon = run_shared(["bola"] * 2, envivio, wide, dataclasses.replace(PROFILES["default"], abandonment=False),
+                            join_spacing_s=2.0)
+    assert sum(p.abandoned for p in no_abandon.players) == 0
