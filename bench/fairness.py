@@ -31,7 +31,7 @@ from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.research.experiment import ExperimentConfig, open_content, run_experiment
 from player.research.experiment_shared import fairness_summary
-from player.research.fairness import jain_index
+from player.research.fairness import festive_instability, jain_index
 from player.research.sim import profile
 from server.config import default_cache_dir
 
@@ -44,7 +44,7 @@ def widened(trace: Trace, factor: int) -> Trace:
                  latency_s=trace.latency_s)
 
 
-def figures(rows: list[dict[str, Any]], players: int) -> dict[tuple[str, str], dict[str, float]]:
+def figures(rows: list[dict[str, Any]], players: int, seg_s: float) -> dict[tuple[str, str], dict[str, float]]:
     """Per (mode, ABR): the group figures (for N = 1, computed here the same way from the lone players)."""
     if players > 1:
         return fairness_summary(rows)
@@ -53,7 +53,9 @@ def figures(rows: list[dict[str, Any]], players: int) -> dict[tuple[str, str], d
         mine = [r for r in rows if (r["mode"], r["abr"]) == key and not r.get("error")]
         out[key] = {"links": float(len(mine)), "link_jain_bitrate": jain_index([r["avg_bitrate_bps"] for r in mine[:1]]),
                     "link_qoe_mean": float(np.mean([r["qoe_lin"] for r in mine])), "link_qoe_spread": 0.0,
-                    "link_instability_mean": float("nan"), "link_utilisation": float("nan")}
+                    "link_instability_mean": float(np.mean([festive_instability(r["timeline"]["bitrate_bps"], seg_s)
+                                                             for r in mine])),
+                    "link_utilisation": float("nan")}  # a lone player's audio bytes are not in its row
     return out
 
 
@@ -94,7 +96,7 @@ def main() -> int:
             if summary.failed:
                 errors = Counter(str(r.get("error"))[:160] for r in summary.rows if r.get("error"))
                 print(f"warning: N={n}: {summary.failed} sessions failed (left out): {dict(errors)}", file=sys.stderr)
-            got = figures(list(summary.rows), n)
+            got = figures(list(summary.rows), n, content.video.ladder.segment_duration_s)
             for abr in abrs:
                 sim, emu = got.get(("sim", abr)), got.get(("emulate", abr))
                 if sim is None or emu is None:
