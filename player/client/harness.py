@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -151,15 +151,21 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                         fetch: FetchConfig = FetchConfig(), log_path: Path | None = None,
                         events: EventSink | None = None, decoder_factory: DecoderFactory | None = None,
                         player_factory: PlayerFactory = HeadlessPlayer,
-                        on_link: Callable[[Shaper], None] | None = None) -> PlaybackReport:
+                        on_link: Callable[[Shaper], None] | None = None, shared_link: Shaper | None = None,
+                        before_playback: Callable[[], Awaitable[object]] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
     passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
-    it runs (chaos runs cut it with `Shaper.outage`)."""
+    it runs (chaos runs cut it with `Shaper.outage`). `shared_link`: a running shaper this player's
+    connections cross instead of a link of its own (several players behind one bottleneck; `link.trace`
+    must then be None); `before_playback()` is awaited between bootstrap and playback (to start
+    several players together)."""
+    if shared_link is not None and link.trace is not None:
+        raise ValueError("a player behind a shared link takes its trace from that shaper: give no link.trace")
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector, trust_env=False))
-        shaper = await stack.enter_async_context(_shaper(link, config.speed))
+        shaper = shared_link if shared_link is not None else await stack.enter_async_context(_shaper(link, config.speed))
         if shaper is not None and on_link is not None:
             on_link(shaper)
         routes = ShapedRoutes(shaper)
@@ -172,6 +178,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if decoder_factory is not None else None
+        if before_playback is not None:
+            await before_playback()
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
                                       player_factory=player_factory,

@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--decode", nargs="?", const="all", default="none", choices=DECODE_MODES,
                         help="decode emulated video (--decode = all; default none)")
     parser.add_argument("--stack-processes", action="store_true", help="serve the title with one process per service")
+    parser.add_argument("--players-per-link", type=int, default=1, metavar="N",
+                        help="N players share each trace's link (fair-shared bottleneck; fairness figures in the "
+                             "output; default 1)")
+    parser.add_argument("--join-spacing-s", type=float, default=0.0, metavar="S",
+                        help="with --players-per-link: player i joins i*S trace seconds after the first (default 0)")
     parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_player_arguments(parser)
@@ -71,11 +76,16 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--workers must be >= 0")
     if args.timelines < 0:
         raise CliError("--timelines must be >= 0")
+    if args.players_per_link < 1:
+        raise CliError("--players-per-link must be >= 1")
+    if not args.join_spacing_s >= 0:
+        raise CliError("--join-spacing-s must be >= 0")
     config = ExperimentConfig(
         abrs=abrs, modes=MODE_CHOICES[args.mode], profile=profile(args.profile).with_player(**player_settings(args)),
         speed=args.speed, plugins=plugins,
         workers=args.workers or os.cpu_count() or 1, sessions_per_worker=args.sessions_per_worker,
         dask_address=args.dask, seed=args.seed, decode=args.decode, stack_processes=args.stack_processes,
+        players_per_link=args.players_per_link, join_spacing_s=args.join_spacing_s,
     )
     check_abrs(config)
     traces = open_traces(args.traces)
@@ -94,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     for mode, items in summaries(summary.rows).items():
         print(f"\n{mode}")
         print(format_table(items, "lin"))
+    if config.players_per_link > 1:
+        from player.research.experiment_shared import fairness_summary, format_fairness
+
+        print(f"\n{config.players_per_link} players per link (means over links; QoE {config.profile.qoe.name}):")
+        print(format_fairness(fairness_summary(summary.rows)))
     gaps = sim_emulation_gaps(summary.rows, seed=config.seed or 0)
     if gaps:
         print("\nemulate - sim, QoE_lin (paired per trace, 95% bootstrap CI):")

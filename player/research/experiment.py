@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,27 +28,35 @@ import aiohttp
 import numpy as np
 
 from abr.plugins import load_plugins
-from abr.qoe import QOE_MODELS, SessionMetrics, session_metrics_batch
-from abr.registry import parse_spec
-from netsim.link import LinkBatch, LinkModel
-from netsim.sharing import replay
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
-from player.client.headless import PlaybackReport, PlayerConfig
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
+from player.research.experiment_cells import (  # noqa: F401 (re-exported: the rows' public home was here)
+    Cell,
+    EmulationSettings,
+    Row,
+    _lag_probe,
+    _p99_ms,
+    base_row,
+    emulate_row,
+    model_download_s,
+    player_config,
+    rescored,
+    session_result,
+    sim_row,
+)
+from player.research.experiment_shared import shared_link_tasks, whole_groups
 from player.research.provenance import ProgressLines, video_digest
-from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step, simulate
+from player.research.sim import SimProfile, simulate
 from player.research.sweep import trace_keys
-from player.session import SegmentRecord
 from player.video import Video, load_packaged_video, load_video
 from server.formats.names import is_valid_title
 
 MODES = ("sim", "emulate")
 RESULTS_NAME = "results.jsonl"
 Notify = Callable[[str], None]
-Row = dict[str, Any]
 
 
 def _stderr(message: str) -> None:
@@ -130,6 +138,9 @@ class ExperimentConfig:
     # scrypt check, and a crowd of them at once would slow the stack for the sessions already playing.
     start_spacing_s: float = 0.1
     plugins: tuple[str, ...] = ()  # files (absolute paths) or modules every worker imports first (--plugin)
+    # Players behind each link (>1: `experiment_shared`), the later ones joining this many trace seconds apart.
+    players_per_link: int = 1
+    join_spacing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.abrs:
@@ -146,24 +157,10 @@ class ExperimentConfig:
             raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, got {self.decode!r}")
         if self.start_spacing_s < 0:
             raise ValueError("start_spacing_s must be >= 0")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Cell:
-    """One session to run. `speed` is None in simulation (its results do not depend on a clock)."""
-
-    mode: str
-    abr: str
-    trace: str  # unique trace key: the name, `#2` etc. for repeats
-    offset_s: float
-    speed: float | None
-    variant: str  # other settings results depend on: profile (sim); profile and decoding (emulate)
-    content: str  # content digest
-
-    @property
-    def key(self) -> str:
-        speed = "-" if self.speed is None else f"{self.speed:g}"
-        return "|".join((self.mode, self.abr, self.trace, f"{self.offset_s:.3f}", speed, self.variant, self.content))
+        if not isinstance(self.players_per_link, int) or self.players_per_link < 1:
+            raise ValueError(f"players per link must be an integer >= 1, got {self.players_per_link!r}")
+        if not (math.isfinite(self.join_spacing_s) and self.join_spacing_s >= 0):
+            raise ValueError(f"join spacing must be >= 0 s, got {self.join_spacing_s!r}")
 
 
 def trace_offsets_s(traces: Sequence[Trace], seed: int | None) -> list[float]:
@@ -183,7 +180,9 @@ def plan_cells(config: ExperimentConfig, content: Content, traces: Sequence[Trac
         variant = f"{config.profile.name},decode={config.decode}" if emulate else config.profile.name
         for abr in config.abrs:
             cells += [Cell(mode=mode, abr=abr, trace=key, offset_s=offset, speed=config.speed if emulate else None,
-                           variant=variant, content=content.digest) for key, offset in zip(keys, offsets)]
+                           variant=variant, content=content.digest, player=player, players=config.players_per_link,
+                           join_spacing_s=config.join_spacing_s)
+                      for key, offset in zip(keys, offsets) for player in range(config.players_per_link)]
     return cells
 
 
@@ -243,114 +242,6 @@ class ResultStore:
             self._file = None
 
 
-# -- rows -------------------------------------------------------------------------------------------
-
-_TIMELINE = ("request_time_s", "download_s", "quality", "bitrate_bps", "size_bytes", "rebuffer_s",
-             "buffer_before_s", "buffer_after_s")
-_INTEGER_COLUMNS = ("quality", "bitrate_bps", "size_bytes")
-
-
-def _rounded(values: Sequence[float] | np.ndarray) -> list[float]:
-    return [round(float(v), 4) for v in values]
-
-
-def _base_row(cell: Cell) -> Row:
-    return {"key": cell.key, "mode": cell.mode, "abr": cell.abr, "trace": cell.trace, "trace_offset_s": cell.offset_s,
-            "speed": cell.speed, "variant": cell.variant, "content": cell.content}
-
-
-def _metrics_fields(metrics: SessionMetrics) -> Row:
-    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.as_dict().items()}
-
-
-def sim_row(cell: Cell, result: SessionResult) -> Row:
-    timeline = {
-        "request_time_s": _rounded(result.request_time_s), "download_s": _rounded(result.download_s),
-        "quality": result.qualities.tolist(), "bitrate_bps": result.bitrates_bps.astype(int).tolist(),
-        "size_bytes": result.size_bytes.astype(int).tolist(), "rebuffer_s": _rounded(result.rebuffer_s),
-        "buffer_before_s": _rounded(result.buffer_before_s), "buffer_after_s": _rounded(result.buffer_s),
-    }
-    return {**_base_row(cell), **_metrics_fields(result.metrics), "error": None, "timeline": timeline}
-
-
-def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records: Sequence[SegmentRecord],
-                     audio_records: Sequence[SegmentRecord] = ()) -> np.ndarray:
-    """How long each emulated request in `records` takes in the link model the shaper applies (the
-    simulator's `default` download model: goodput = trace rate, latency on the trace clock), made
-    when it was made; with `audio_records`, those requests share the link with them."""
-    if not records:
-        return np.zeros(0)
-    shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
-    times = offset_s + np.array([r.request_time_s for r in records])
-    if audio_records:
-        latency = LatencyLookup([trace], shaper_model)
-        both = [*records, *audio_records]
-        made = offset_s + np.array([r.request_time_s for r in both])
-        waits = latency.at(made, np.zeros(len(both), dtype=np.int64))
-        finish = replay(LinkModel(trace), [(float(t), float(w), float(r.size_bytes)) for t, w, r in zip(made, waits, both)])
-        return np.asarray(finish[: len(records)]) - times
-    sizes = np.array([r.size_bytes for r in records], dtype=np.float64)
-    _, elapsed = download_step(LinkBatch([trace]), LatencyLookup([trace], shaper_model), shaper_model, times, sizes,
-                               np.zeros(len(records), dtype=np.int64))
-    return elapsed
-
-
-def rescored(report: PlaybackReport, video: Video, profile: SimProfile) -> SessionMetrics:
-    """An emulated session's metrics as the simulator scores its sessions: the profile's QoE models on
-    this video (stall penalty, per-segment quality, Sabre's report), so sim and emulation rows compare."""
-    records = report.records
-    if not records:
-        return report.metrics
-    column = np.asarray
-    index = column([r.segment_index for r in records])
-    chosen = column([r.quality for r in records])
-    quality = None
-    if video.quality is not None and index.max() < video.quality.shape[0]:
-        quality = video.quality[index, chosen][:, None]
-    return session_metrics_batch(
-        bitrates_bps=column([r.bitrate_bps for r in records], dtype=np.float64)[:, None],
-        rebuffer_s=column([r.rebuffer_s for r in records])[:, None], ladder_bps=video.ladder.bitrates_bps,
-        segment_duration_s=video.ladder.segment_duration_s, startup_s=np.array([report.metrics.startup_s]),
-        rebuffer_count=np.array([report.metrics.rebuffer_count]), models=profile.qoe_models(video),
-        sabre_gamma_p=profile.sabre_gamma_p, quality=quality)[0]
-
-
-def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimProfile, wall_s: float,
-                video: Video | None = None) -> Row:
-    """A results line of an emulated session (scored as the simulator scores, given the `video`)."""
-    records = report.records
-    timeline: dict[str, list[float]] = {}
-    for name in (*_TIMELINE, "ttfb_s"):  # `sim_row`'s columns and ttfb_s, from the records
-        column = [getattr(r, name) for r in records]
-        timeline[name] = column if name in _INTEGER_COLUMNS else _rounded(column)
-    timeline["model_download_s"] = _rounded(model_download_s(trace, profile, cell.offset_s, records,
-                                                             report.audio_records))
-    metrics = rescored(report, video, profile) if video is not None else report.metrics
-    return {**_base_row(cell), **_metrics_fields(metrics), "error": report.error,
-            "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,
-            "requests": report.requests, "failed_requests": report.failed_requests, "abandoned": report.abandoned,
-            "wall_s": round(wall_s, 3), "timeline": timeline}
-
-
-def session_result(row: Row) -> SessionResult:
-    """A results line as the simulator's `SessionResult`, so sweep summaries and plots apply to both modes."""
-    t = row["timeline"]
-    metrics = SessionMetrics(
-        segments=row["segments"], startup_s=row["startup_s"], rebuffer_s=row["rebuffer_s"],
-        rebuffer_count=row["rebuffer_count"], rebuffer_ratio=row["rebuffer_ratio"],
-        avg_bitrate_bps=row["avg_bitrate_bps"], switches=row["switches"], avg_switch_bps=row["avg_switch_bps"],
-        qoe={m: row[f"qoe_{m}"] for m in QOE_MODELS if f"qoe_{m}" in row},
-    )
-    array = np.asarray
-    return SessionResult(
-        abr=row["abr"], trace=row["trace"], qualities=array(t["quality"], dtype=np.int64),
-        bitrates_bps=array(t["bitrate_bps"], dtype=np.float64), rebuffer_s=array(t["rebuffer_s"]),
-        buffer_s=array(t["buffer_after_s"]), buffer_before_s=array(t["buffer_before_s"]),
-        download_s=array(t["download_s"]), size_bytes=array(t["size_bytes"], dtype=np.int64),
-        request_time_s=array(t["request_time_s"]), metrics=metrics, trace_offset_s=row["trace_offset_s"],
-    )
-
-
 # -- worker tasks (module-level so both process pools and Dask can ship them) -----------------------
 
 
@@ -359,15 +250,6 @@ def simulate_task(abr: str, video: Video, traces: list[Trace], cells: list[Cell]
     load_plugins(plugins)  # a worker process registers the plugins' algorithms before it makes one
     results = simulate(abr, video, traces, profile, offsets_s=[c.offset_s for c in cells])
     return [sim_row(c, r) for c, r in zip(cells, results)]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EmulationSettings:
-    profile: SimProfile  # player policy, ABR parameters and RTT (the profile's base latency)
-    decode: str
-    start_spacing_s: float
-    plugins: tuple[str, ...] = ()
-    video: Video | None = None  # the simulator's view of the title: emulated sessions are scored on it
 
 
 def emulate_task(cells: list[Cell], traces: list[Trace], endpoint: TitleTarget,
@@ -394,27 +276,11 @@ async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: TitleTa
     return list(rows)
 
 
-def _p99_ms(lags_s: Sequence[float]) -> float | None:
-    return round(float(np.percentile(lags_s, 99)) * 1000, 2) if lags_s else None
-
-
-async def _lag_probe(lags_s: list[float], period_s: float = 0.05) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        start = loop.time()
-        await asyncio.sleep(period_s)
-        lags_s.append(loop.time() - start - period_s)
-
-
 async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings: EmulationSettings, *,
                        delay_s: float) -> Row:
     await asyncio.sleep(delay_s)
     profile = settings.profile
-    name, _ = parse_spec(cell.abr)
-    assert cell.speed is not None
-    params = {**profile.objective_params(name, None), **profile.abr_params.get(name, {})}
-    config = PlayerConfig(abr=cell.abr, abr_params=params, session=profile.session, speed=cell.speed,
-                          decode=settings.decode)
+    config = player_config(cell, settings)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
     started = time.monotonic()
@@ -423,7 +289,7 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
                                      decoder_factory=pipeline_factory(settings.decode))
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
-        return {**_base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
+        return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
     return emulate_row(cell, report, trace, profile, time.monotonic() - started, settings.video)
 
 
@@ -523,6 +389,13 @@ class _Task:
 
 def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trace], todo: Sequence[Cell],
            endpoint: TitleTarget | None) -> list[_Task]:
+    settings = EmulationSettings(profile=config.profile, decode=config.decode, start_spacing_s=config.start_spacing_s,
+                                 plugins=config.plugins, video=content.video)
+    if config.players_per_link > 1:
+        return [_Task(fn=fn, args=args) for fn, args in shared_link_tasks(
+            todo, traces, content.video, config.profile, plugins=config.plugins,
+            sim_sessions_per_task=config.sim_sessions_per_task, emulation=settings, endpoint=endpoint,
+            sessions_per_worker=config.sessions_per_worker)]
     tasks = []
     for abr in config.abrs:
         cells = [c for c in todo if c.mode == "sim" and c.abr == abr]
@@ -534,9 +407,6 @@ def _tasks(config: ExperimentConfig, content: Content, traces: Mapping[str, Trac
     emulated = [c for c in todo if c.mode == "emulate"]
     if emulated:
         assert endpoint is not None
-        settings = EmulationSettings(profile=config.profile, decode=config.decode,
-                                     start_spacing_s=config.start_spacing_s, plugins=config.plugins,
-                                     video=content.video)
         # Spread the cells over the workers, at most M per task.
         size = min(config.sessions_per_worker, max(1, math.ceil(len(emulated) / config.workers)))
         for i in range(0, len(emulated), size):
@@ -574,6 +444,8 @@ def run_experiment(config: ExperimentConfig, content: Content, traces: Sequence[
     store = ResultStore(out_dir / RESULTS_NAME, notify=notify)
     done = store.load()
     todo = [c for c in cells if c.key not in done or done[c.key].get("error")]
+    if config.players_per_link > 1:
+        todo = whole_groups(cells, todo)  # the players of one link run together
     skipped = len(cells) - len(todo)
     if skipped:
         notify(f"skipping {skipped} of {len(cells)} cells already in {store.path}")

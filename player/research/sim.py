@@ -392,6 +392,29 @@ def _run_sessions(abr_spec: str, make_abr: Callable[[], AbrAlgorithm], video: Vi
     return [replace(r, audio_records=a) if a else r for r, a in zip(results, audio)]
 
 
+def result_of(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, session: PlaybackSession,
+              records: Sequence[SegmentRecord], *, offset_s: float, models: Sequence[QoeModel],
+              abandoned: int = 0) -> SessionResult:
+    """The `SessionResult` of a session driven from outside (`sim_shared`) whose video `records`
+    arrived in this order."""
+    def column(values: list[float], dtype: type = np.float64) -> np.ndarray:
+        return np.asarray(values, dtype=dtype)[:, None]
+
+    (result,) = _results(
+        abr_spec, [trace], video,
+        qualities=column([r.quality for r in records], np.int64),
+        rebuffer=column(session.rebuffer_per_segment_s()),
+        buffer=column([r.buffer_after_s for r in records]),
+        buffer_before=column([r.buffer_before_s for r in records]),
+        download=column([r.download_s for r in records]),
+        request=column([r.request_time_s for r in records]),
+        startup_s=np.array([session.startup_s or 0.0]), stall_count=np.array([session.stall_count]), models=models,
+        offsets_s=[offset_s], reasons=[tuple(r.reason for r in records)], events=[tuple(session.events)],
+        sabre_gamma_p=prof.sabre_gamma_p, abandoned=[abandoned],
+    )
+    return replace(result, audio_records=tuple(session.audio_records)) if session.audio_records else result
+
+
 def cap_sleep_s(buffer_s: np.ndarray, cfg: SessionConfig, segment_duration_s: float | None = None) -> np.ndarray:
     """How long each session waits before its next request under the cap rule (`cap_excess_s`; the
     "room" rule needs the `segment_duration_s`)."""

@@ -12,6 +12,7 @@ transfers overlap. Video-only sessions never come here, so their results are wha
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,48 +51,90 @@ class PipelinesDriver:
     `drive()` runs until every segment of every media type is in; like `SessionDriver`, whatever
     `session.next_action` raises propagates with the driver unchanged, and `drive()` resumes there.
     `records` are the video records in arrival order (the session keeps the audio ones).
+
+    Several drivers may share one `SharedLink` (`shared`, whose clock is this session's plus
+    `shift_s`: a session that joined `shift_s` after the link's time 0; each driver's transfers are
+    keyed `(tag, media)`): `player.research.sim_shared` steps them together with `request_ready`,
+    `wake_s`, `complete` and `finished` (times on the session's clock), as `drive` does for one.
     """
 
     def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
-                 trace_time_s: float, link: LinkModel | FaultedLink) -> None:
-        if video.audio is None:
+                 trace_time_s: float, link: LinkModel | FaultedLink, shared: SharedLink | None = None,
+                 tag: Hashable = 0, shift_s: float = 0.0) -> None:
+        if video.audio is None and shared is None:
             raise ValueError(f"{video.name!r} has no audio: SessionDriver plays it on one pipeline")
         self.session = session
         self.trace = trace
         self.prof = prof
+        self.tag = tag
+        self.shift_s = shift_s if shared is not None else 0.0
         self.records: list[SegmentRecord] = []
         self._offset_s = trace_time_s - session.time_s
-        self._shared = SharedLink(_SessionClock(link, self._offset_s), now_s=session.time_s)
-        self._sizes: dict[MediaType, np.ndarray] = {"video": video.sizes_bytes, "audio": video.audio.sizes_bytes}
+        self._shared = shared if shared is not None else SharedLink(_SessionClock(link, self._offset_s),
+                                                                    now_s=session.time_s)
+        self._sizes: dict[MediaType, np.ndarray] = {"video": video.sizes_bytes}
+        if video.audio is not None:
+            self._sizes["audio"] = video.audio.sizes_bytes
         self._ready_at_s: dict[MediaType, float] = {media: session.time_s for media in session.media_types}
         self._fetching: dict[MediaType, tuple[int, float]] = {}  # media -> (size, request latency)
+        self._requested_s: dict[MediaType, float] = {}  # media -> session time of its request
+        self.abandoned = 0
         self._done: set[MediaType] = set()
 
     @property
     def trace_time_s(self) -> float:
         return self.session.time_s + self._offset_s
 
+    @property
+    def finished(self) -> bool:
+        """Every segment of every media type is in."""
+        return len(self._done) == len(self.session.media_types)
+
     def drive(self) -> None:
         session = self.session
         while True:
-            self._request_ready()
-            if len(self._done) == len(session.media_types):
+            self.request_ready()
+            if self.finished:
                 return
-            waits = [at for media, at in self._ready_at_s.items() if self._idle(media) and at > session.time_s]
-            now = max(min(self._shared.next_event_s(), min(waits, default=math.inf)), session.time_s)
+            now = max(min(self._shared.next_event_s(), self.wake_s()), session.time_s)
             if now == math.inf:
                 raise RuntimeError(f"simulated session stuck at t={session.time_s!r}: nothing in flight or waiting")
-            for media in self._shared.advance(now):
-                size, latency = self._fetching.pop(media)  # type: ignore[call-overload]
-                record = session.on_download(now, size_bytes=size, ttfb_s=latency, media=media)  # type: ignore[arg-type]
-                if media == "video":
-                    self.records.append(record)
+            for key in self._shared.advance(now):
+                self.complete(key[1], now)  # type: ignore[index]
             session.advance(now)
+
+    def wake_s(self) -> float:
+        """Session time at which a waiting pipeline asks again (inf: none is waiting)."""
+        return min((at for media, at in self._ready_at_s.items()
+                    if self._idle(media) and at > self.session.time_s), default=math.inf)
+
+    def complete(self, media: MediaType, now_s: float) -> None:
+        """`media`'s transfer ended at session time `now_s` (the link reported it)."""
+        size, latency = self._fetching.pop(media)
+        self._requested_s.pop(media, None)
+        record = self.session.on_download(now_s, size_bytes=size, ttfb_s=latency, media=media)
+        if media == "video":
+            self.records.append(record)
+
+    def in_flight(self, media: MediaType) -> tuple[int, float, float] | None:
+        """(size bytes, request latency s, session time requested) of `media`'s transfer, if one is on the link."""
+        if media not in self._fetching:
+            return None
+        size, latency = self._fetching[media]
+        return size, latency, self._requested_s[media]
+
+    def abandon(self, media: MediaType, now_s: float) -> None:
+        """Give up `media`'s transfer at session time `now_s` (the ABR's `should_abandon` said so)."""
+        _, latency = self._fetching.pop(media)
+        self._requested_s.pop(media)
+        received = int(self._shared.cancel((self.tag, media)))
+        self.session.on_abandon(now_s, bytes_received=received, ttfb_s=latency, media=media)
+        self.abandoned += 1
 
     def _idle(self, media: MediaType) -> bool:
         return media not in self._done and media not in self._fetching
 
-    def _request_ready(self) -> None:
+    def request_ready(self) -> None:
         """Ask each pipeline that is neither fetching nor waiting what to do next, video first."""
         session, trace = self.session, self.trace
         for media in session.media_types:
@@ -109,5 +152,7 @@ class PipelinesDriver:
                 size = int(self._sizes[media][action.segment_index, action.quality])
                 link_now = session.time_s + self._offset_s
                 latency = trace.latency_at(link_now) if trace.latency_s is not None else self.prof.rtt_s
-                self._shared.start(media, starts_s=session.time_s + latency, size_bytes=size)
+                starts_s = session.time_s + latency + self.shift_s
+                self._shared.start((self.tag, media), starts_s=starts_s, size_bytes=size)
                 self._fetching[media] = (size, latency)
+                self._requested_s[media] = session.time_s

@@ -474,3 +474,43 @@ async def test_an_unreachable_upstream_is_logged_once_per_outage(caplog: pytest.
             assert await asyncio.wait_for(reader.read(), timeout=5) == b""
             writer.close()
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
+
+
+# -- per-flow fair sharing of one link (several players behind one bottleneck) -----------------
+
+
+async def test_four_backlogged_flows_each_get_a_quarter(source_port: int) -> None:
+    trace = steps_trace([8], step_s=10.0)
+    async with Shaper(_config(source_port, trace, rtt_ms=0)) as shaper:
+        origin, meters = await _measure(shaper, duration_s=1.5, meters=4)
+    got = np.array([meter.bins(origin, 0.5, 3)[1:].sum() for meter in meters])
+    assert got.sum() ** 2 / (4 * (got**2).sum()) > 0.99  # Jain's index of the flows' shares
+    assert got.sum() == pytest.approx(8e6 / 8 * 1.0, rel=0.10)
+
+
+async def test_an_idle_flow_leaves_the_other_the_whole_link(source_port: int) -> None:
+    trace = steps_trace([8], step_s=10.0)
+    async with Shaper(_config(source_port, trace, rtt_ms=0)) as shaper:
+        loop = asyncio.get_running_loop()
+        idle_transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", shaper.port)  # asks nothing
+        origin, [busy] = await _measure(shaper, duration_s=1.5)
+        idle_transport.close()
+    assert busy.bins(origin, 0.5, 3)[1:].sum() == pytest.approx(8e6 / 8 * 1.0, rel=0.10)
+
+
+async def test_when_one_flow_ends_the_other_gets_the_whole_link(source_port: int) -> None:
+    trace = steps_trace([8], step_s=10.0)
+    async with Shaper(_config(source_port, trace, rtt_ms=0)) as shaper:
+        loop = asyncio.get_running_loop()
+        first, second = await _meter(shaper), await _meter(shaper)
+        await asyncio.sleep(0.05)
+        origin = shaper.stats().links[0].started_s
+        await asyncio.sleep(1.0 - (loop.time() - origin))
+        assert first.transport is not None and second.transport is not None
+        first.transport.abort()  # the first player is done: its share goes to the other
+        await asyncio.sleep(2.0 - (loop.time() - origin))
+        second.transport.abort()
+    shared = [m.bins(origin, 0.5, 2)[1] for m in (first, second)]  # 0.5-1.0 s: half each
+    assert shared[0] == pytest.approx(shared[1], rel=0.10)
+    alone = second.bins(origin, 0.5, 4)[3]  # 1.5-2.0 s: the whole link
+    assert alone == pytest.approx(8e6 / 8 * 0.5, rel=0.10)
