@@ -39,7 +39,13 @@ def throughput_bps_array(size_bytes: np.ndarray, duration_s: np.ndarray) -> np.n
 
 def sample_bps(download: Download, *, exclude_ttfb: bool = False) -> float | None:
     """One throughput sample: bits over the whole request time, or over the time after the first
-    byte (`exclude_ttfb`, dash.js `useDeadTimeLatency`). None when the time is not positive."""
+    byte (`exclude_ttfb`, dash.js `useDeadTimeLatency`). None when the time is not positive.
+
+    A chunked low-latency download whose driver measured the time the network was busy with it
+    (`Download.active_s`, `chunk_active_s`) is measured over that instead, whatever `exclude_ttfb`
+    says: as in dash.js, where the low-latency throughput mode applies to every rule."""
+    if download.active_s is not None:
+        return throughput_bps(download.size_bytes, max(download.active_s, _MIN_TRANSFER_S))
     if not download.duration_s > 0:
         return None
     if not exclude_ttfb:
@@ -48,7 +54,10 @@ def sample_bps(download: Download, *, exclude_ttfb: bool = False) -> float | Non
 
 
 def transfer_s(download: Download) -> float:
-    """Time from first to last byte (dash.js weighs its EWMA by it), at least 1 ms."""
+    """Time from first to last byte (dash.js weighs its EWMA by it), at least 1 ms; a chunked
+    download's active time where known (`sample_bps`)."""
+    if download.active_s is not None:
+        return max(download.active_s, _MIN_TRANSFER_S)
     return max(download.duration_s - download.ttfb_s, _MIN_TRANSFER_S)
 
 
@@ -84,14 +93,6 @@ def chunk_active_s(chunks: Sequence[ChunkArrival]) -> float:
             active += chunk.last_byte_s - start
         covered_to = max(covered_to, chunk.last_byte_s)
     return max(active, _MIN_TRANSFER_S)
-
-
-def chunked_sample_bps(download: Download, *, exclude_ttfb: bool = True) -> float | None:
-    """One throughput sample of a possibly chunked download: bits over its `active_s` where the
-    driver measured one (a low-latency segment), else `sample_bps`."""
-    if download.active_s is not None:
-        return throughput_bps(download.size_bytes, max(download.active_s, _MIN_TRANSFER_S))
-    return sample_bps(download, exclude_ttfb=exclude_ttfb)
 
 
 @runtime_checkable
@@ -157,16 +158,13 @@ class SlidingWindowMean(_WindowMean):
 
 
 class ChunkedThroughput(_WindowMean):
-    """Arithmetic mean of the last `window` chunk-aware samples (`chunked_sample_bps`): the live
-    low-latency estimator. dash.js uses 3 samples for live (AVERAGE_THROUGHPUT_SAMPLE_AMOUNT_LIVE)."""
+    """The live low-latency estimator: the arithmetic mean of the last `window` samples, each over a
+    chunked download's active time (`sample_bps`, `chunk_active_s`) or, for a whole segment, over
+    its transfer after the first byte. dash.js averages 3 samples for live streams
+    (ThroughputHistory AVERAGE_THROUGHPUT_SAMPLE_AMOUNT_LIVE)."""
 
     def __init__(self, *, window: int = 3, exclude_ttfb: bool = True) -> None:
         super().__init__(window=window, exclude_ttfb=exclude_ttfb)
-
-    def feed(self, download: Download) -> None:
-        sample = chunked_sample_bps(download, exclude_ttfb=self.exclude_ttfb)
-        if sample is not None:
-            self._samples.append(sample)
 
     def _mean(self, samples: Sequence[float]) -> float:
         return sum(samples) / len(samples)

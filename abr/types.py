@@ -60,7 +60,7 @@ class Download:
     abandoned: bool = False
     # Seconds the network was delivering this download's bytes, where the driver knows them to differ
     # from the transfer time: a low-latency segment arrives chunk by chunk as the encoder makes them,
-    # and the idle gaps between chunks are not network time (`abr.estimators.chunked_sample_bps`).
+    # and the idle gaps between chunks are not network time (`abr.estimators.sample_bps`, `chunk_active_s`).
     # None: the transfer was continuous.
     active_s: float | None = None
 

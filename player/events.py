@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args
 
 # What `PlaybackSession` emits.
-SessionEventKind = Literal["decision", "wait", "download", "play", "stall", "resume", "abandon", "failure", "seek"]
+SessionEventKind = Literal["decision", "wait", "download", "play", "stall", "resume", "abandon", "failure", "seek",
+                           "chunk", "rate"]  # chunk, rate: live playback (player.live)
 # What the headless driver and its harness emit. "abandon" is both: the driver reports the ABR's
 # decision to give a download up (to_quality, reason), the session that the download was dropped.
 DriverEventKind = Literal["bootstrap", "start", "period", "request", "buffer", "abandon", "decode_error", "error",
