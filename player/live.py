@@ -205,14 +205,26 @@ class LiveSession(PlaybackSession):
 
     def _join(self) -> None:
         self.joined_at_s = self.time_s
-        position = self._live_position_s()
+        position = min(self._live_position_s(), self._video.timeline.start_s(self.segment_count - 1))
         segment = self._go_to(position)
         self._event("seek", position_s=position, segment=segment, reason="join at live edge - target latency")
 
     def _seek_to_live(self) -> None:
+        """Jump to the live edge minus the target: within the buffer by dropping what lies before the
+        new position, else by flushing it and fetching from the segment that holds the position. Near
+        the end of the content (nothing past it to fetch) the session plays on instead."""
         position = self._live_position_s()
-        self.seek(self.time_s, position)  # flushes the buffer, stalls until data comes (a started session)
-        segment = self._go_to(position)
+        ahead_s = position - self.playhead_s
+        video = self._video
+        if ahead_s <= 0 or position >= video.timeline.end_s:
+            return
+        if ahead_s < video.level_s:
+            self._drain(ahead_s)
+            self.playhead_s = position
+            segment = video.next_segment
+        else:
+            self.seek(self.time_s, position)  # flushes the buffer, stalls until data comes (a started session)
+            segment = self._go_to(position)
         self._seek_due = False  # the seek's own advance saw the latency from before it
         self.seeks_to_live += 1
         self._set_rate(1.0)
@@ -236,7 +248,11 @@ class LiveSession(PlaybackSession):
         return super().next_action(media)
 
     def observation(self) -> Observation:
-        return replace(super().observation(), latency_s=self.latency_s, playback_rate=self.playback_rate)
+        """The session's observation with the live latency and playback rate. Right after a join or a
+        seek to live the video level is negative (the part of the segment before the playhead); the
+        ABR sees an empty buffer then."""
+        obs = super().observation()
+        return replace(obs, buffer_s=max(obs.buffer_s, 0.0), latency_s=self.latency_s, playback_rate=self.playback_rate)
 
     # -- time -----------------------------------------------------------------------------------------
 
