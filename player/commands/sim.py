@@ -19,6 +19,7 @@ from player.commands import (
     player_settings,
     require,
 )
+from player.commands.sim_live import add_live_arguments, run_live
 from player.errors import CliError
 from player.research.sim import PROFILES, SimProfile, profile
 
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--plot-sessions", type=int, default=2, help="timelines to plot per algorithm with --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_live_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -117,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     if list_abrs_requested(args):
         return 0
+    if args.live:
+        return run_live(args)
     require(args, "abr", "traces", "video")
     abrs = abr_specs(args)
     if args.baseline is not None:
