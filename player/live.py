@@ -360,7 +360,8 @@ class LiveSession(PlaybackSession):
             return LiveStats(join_s=join, latency_p50_s=nan, latency_p95_s=nan, latency_max_s=nan, latency_mean_s=nan,
                              drift_mean_s=nan, rate_changes=self.rate_changes, seeks_to_live=self.seeks_to_live,
                              stalls=self.stall_count, rebuffer_s=self.total_rebuffer_s, time_at_rate_s={})
-        # Each sample holds until the next one (time-weighted).
+        # Time-weighted: each interval between samples counts with the latency at its end (during a
+        # stall latency only grows, so the end is the interval's worst).
         weights = [b[0] - a[0] for a, b in zip(samples, samples[1:])]
         values = [s[1] for s in samples[1:]]
         total = sum(weights) or 1.0
