@@ -80,6 +80,22 @@ class LiveSchedule:
             if not d > 0 or abs(count - round(count)) > 1e-9 or round(count) < 1:
                 raise ValueError(f"chunks of {d} s must divide segments of {self.segment_duration_s} s")
 
+    @classmethod
+    def from_availability(cls, *, segment: int, chunk: int | None = None, available_at_s: float,
+                          segment_duration_s: float, chunk_duration_s: float | None = None) -> LiveSchedule:
+        """The schedule in which `segment` (its chunk `chunk` in low-latency mode; the whole segment
+        without chunks) became available at `available_at_s` on the session clock: what a driver
+        learns from a manifest (DASH: `availabilityStartTime` + the segment's end, less
+        `availabilityTimeOffset`; HLS: a segment's `EXT-X-PROGRAM-DATE-TIME` plus its duration)."""
+        if segment < 0:
+            raise ValueError(f"segment index must be >= 0, got {segment}")
+        probe = cls(availability_start_s=0.0, segment_duration_s=segment_duration_s, chunk_duration_s=chunk_duration_s)
+        if chunk is not None and not 0 <= chunk < probe.chunks_per_segment:
+            raise ValueError(f"chunk {chunk} outside 0..{probe.chunks_per_segment - 1}")
+        made_s = probe.chunk_available_s(segment, probe.chunks_per_segment - 1 if chunk is None else chunk)
+        return cls(availability_start_s=available_at_s - made_s, segment_duration_s=segment_duration_s,
+                   chunk_duration_s=chunk_duration_s)
+
     @property
     def chunks_per_segment(self) -> int:
         return 1 if self.chunk_duration_s is None else round(self.segment_duration_s / self.chunk_duration_s)
@@ -187,6 +203,14 @@ class LiveSession(PlaybackSession):
         if abs(schedule.segment_duration_s - self.schedule.segment_duration_s) > 1e-9:
             raise ValueError("a live channel's segment duration cannot change mid-session")
         self.schedule = schedule
+
+    def on_available(self, *, segment: int, chunk: int | None = None, available_at_s: float) -> None:
+        """The driver saw `segment` (its chunk `chunk`) become available at `available_at_s` on the
+        session clock (a manifest refresh, a playlist part, a 200 where a 404 was): the schedule
+        follows it, its segment and chunk durations unchanged."""
+        self.update_schedule(LiveSchedule.from_availability(
+            segment=segment, chunk=chunk, available_at_s=available_at_s,
+            segment_duration_s=self.schedule.segment_duration_s, chunk_duration_s=self.schedule.chunk_duration_s))
 
     def _live_position_s(self) -> float:
         edge = self.schedule.edge_s(self.time_s)

@@ -50,6 +50,29 @@ def test_schedule_chunks_are_available_as_they_are_made() -> None:
     assert schedule.edge_s(7.2) == 7.0
 
 
+def test_schedule_from_an_observed_availability() -> None:
+    whole = LiveSchedule.from_availability(segment=5, available_at_s=2.0, segment_duration_s=2.0)
+    assert whole == LiveSchedule(availability_start_s=-10.0, segment_duration_s=2.0)
+    chunked = LiveSchedule.from_availability(segment=3, chunk=1, available_at_s=7.0, segment_duration_s=2.0,
+                                             chunk_duration_s=0.5)
+    assert chunked.availability_start_s == 0.0 and chunked.chunk_available_s(3, 1) == 7.0
+    with pytest.raises(ValueError, match="chunk 4"):
+        LiveSchedule.from_availability(segment=3, chunk=4, available_at_s=7.0, segment_duration_s=2.0,
+                                       chunk_duration_s=0.5)
+
+
+def test_a_driver_moves_the_schedule_by_what_it_sees_published() -> None:
+    live = session(LiveSchedule(availability_start_s=-10.0, segment_duration_s=2.0), LiveConfig(target_latency_s=4.0))
+    live.next_action()  # joins at 6 s: segment 3
+    live.on_download(0.2, size_bytes=1)
+    live.on_available(segment=4, available_at_s=1.0)  # a refresh: segment 4 (complete at 0 s before) came 1 s later
+    assert live.schedule.availability_start_s == -9.0
+    wait = live.next_action()
+    assert isinstance(wait, Wait) and wait.duration_s == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="segment duration"):
+        live.update_schedule(LiveSchedule(availability_start_s=0.0, segment_duration_s=4.0))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"segment_duration_s": 2.0, "chunk_duration_s": 0.3}, "divide"),
     ({"segment_duration_s": 0.0}, "segment duration"),
