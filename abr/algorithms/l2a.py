@@ -67,6 +67,14 @@ class L2a:
         self._q = 0.0
         self._last_quality = 0
 
+    def _startup_budget_bps(self, obs: Observation, estimate_bps: float) -> float:
+        """dash.js `getQualityIndexForBitrate`: the safe throughput less the share of a segment's time
+        the request latency takes (the mean TTFB of the last 3 downloads; 0 if it exceeds a segment)."""
+        recent = [d.ttfb_s for d in obs.downloads[-3:]]
+        latency_s = sum(recent) / len(recent)
+        dead = min(latency_s / obs.ladder.segment_duration_s, 1.0)
+        return estimate_bps * self.params.safety * (1.0 - dead)
+
     def decide(self, obs: Observation) -> Decision:
         for download in self._log.new(obs.downloads):
             if not download.abandoned:
@@ -80,13 +88,14 @@ class L2a:
         bitrates_kbps = [b / 1e3 for b in obs.ladder.bitrates_bps]
         count = len(bitrates_kbps)
         if not self._steady:
-            quality = obs.ladder.highest_at_most(estimate_bps * self.params.safety)
+            quality = obs.ladder.highest_at_most(self._startup_budget_bps(obs, estimate_bps))
             self._last_quality = quality
             if obs.buffer_s >= self.params.target_buffer_s:
                 self._steady = True
                 self._q = vl
                 self._prev_w = [1.0 if i == quality else 0.0 for i in range(count)]
-            return Decision(quality=quality, reason=f"l2a start-up: {mbps(estimate_bps)} x {self.params.safety:g}")
+            return Decision(quality=quality, reason=f"l2a start-up: {mbps(estimate_bps)} x {self.params.safety:g}, "
+                                                    f"less latency dead time")
         last = obs.downloads[-1]
         last_kbps = max((sample_bps(last, exclude_ttfb=True) or 0.0) / 1e3, 1.0)  # 1 kbit/s on an outage
         rate = obs.playback_rate
