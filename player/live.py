@@ -188,7 +188,6 @@ class LiveSession(PlaybackSession):
         self.record_latency_s: list[float] = []
         self.record_rate: list[float] = []
         self._delivered_s = 0.0  # media of the in-flight segment already added by chunks
-        self._chunk_bytes = 0
         self._seek_due = False
 
     # -- the live edge --------------------------------------------------------------------------------
@@ -332,7 +331,6 @@ class LiveSession(PlaybackSession):
         if self._delivered_s + media_duration_s > pipe.timeline.duration_s(fetch.segment_index) + 1e-9:
             raise ValueError(f"chunks of segment {fetch.segment_index} add up to more than the segment")
         self._delivered_s += media_duration_s
-        self._chunk_bytes += size_bytes
         pipe.level_s += media_duration_s
         self._event("chunk", segment=fetch.segment_index, size_bytes=size_bytes, buffer_s=pipe.level_s)
         self._playable_now(now_s)
@@ -347,7 +345,7 @@ class LiveSession(PlaybackSession):
         fetch = pipe.require_in_flight()
         whole = pipe.timeline.duration_s(fetch.segment_index) if media_duration_s is None else media_duration_s
         rest = max(0.0, whole - self._delivered_s)
-        self._delivered_s, self._chunk_bytes = 0.0, 0
+        self._delivered_s = 0.0
         record = super().on_download(now_s, size_bytes=size_bytes, ttfb_s=ttfb_s, media_duration_s=rest, media=media)
         if active_s is not None:
             pipe.downloads[-1] = replace(pipe.downloads[-1], active_s=active_s)
