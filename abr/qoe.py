@@ -381,3 +381,69 @@ def sabre_metrics_batch(*, bitrates_bps: np.ndarray, ladder_bps: Sequence[float]
                      rebuffer_events=int(events[j]), switch_bps_per_segment=w, score=c)
         for j, (p, b, u, s, r, w, c) in enumerate(zip(*(c.tolist() for c in columns)))
     ]
+
+
+# -- live ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveQoe:
+    """The QoE of the ACM MMSys 2020 Grand Challenge ("Adaptation Algorithm for Near-Second Latency",
+    Twitch; the NQoE of Bentaleb et al., and dash.js `LoLpQoEEvaluator.js`), summed over segments s:
+
+        QoE = sum_s [ a * R_s - b * E_s - c(L_s) * L_s - d * |1 - P_s| ] - sum_s m * |R_s - R_{s-1}|
+
+    with R_s the segment's bitrate in kbit/s, E_s the stall time (s) charged to it, L_s the live
+    latency (s) and P_s the playback rate when it was played. The weights are dash.js's (Bentaleb,
+    last updated 30 Mar 2020): a = the segment duration (s), m = 1, b = the top bitrate (kbit/s),
+    c(L) = 0.05 x the lowest bitrate (kbit/s) while L <= 1.1 s, else 0.1 x the top bitrate, and
+    d = the lowest bitrate (kbit/s). `for_ladder` builds them from a ladder.
+    """
+
+    bitrate_reward: float  # a, per kbit/s
+    switch_penalty: float = 1.0  # m, per kbit/s of change
+    rebuffer_penalty: float  # b, per stalled second
+    latency_threshold_s: float = 1.1
+    latency_penalty_low: float  # c per second of latency while at most the threshold
+    latency_penalty_high: float  # c above it
+    speed_penalty: float  # d, per unit of |1 - rate|
+
+    def __post_init__(self) -> None:
+        weights = (self.bitrate_reward, self.switch_penalty, self.rebuffer_penalty, self.latency_penalty_low,
+                   self.latency_penalty_high, self.speed_penalty)
+        if any(not (w >= 0 and math.isfinite(w)) for w in weights) or not self.latency_threshold_s >= 0:
+            raise ValueError(f"live QoE weights must be finite and >= 0, got {self}")
+
+    @classmethod
+    def for_ladder(cls, bitrates_bps: Sequence[float], segment_duration_s: float) -> LiveQoe:
+        """The challenge's weights for a ladder (`bitrates_bps`) of segments `segment_duration_s` long."""
+        if not bitrates_bps or not segment_duration_s > 0:
+            raise ValueError("the live QoE needs a ladder and a segment duration > 0 s")
+        low_kbps, top_kbps = min(bitrates_bps) / 1e3, max(bitrates_bps) / 1e3
+        return cls(bitrate_reward=segment_duration_s, rebuffer_penalty=top_kbps, latency_penalty_low=0.05 * low_kbps,
+                   latency_penalty_high=0.1 * top_kbps, speed_penalty=low_kbps)
+
+    def terms(self, *, bitrates_bps: Sequence[float] | np.ndarray, rebuffer_s: Sequence[float] | np.ndarray,
+              latency_s: Sequence[float] | np.ndarray, playback_rate: Sequence[float] | np.ndarray) -> dict[str, float]:
+        """Each term summed over the segments (bitrate is the reward; the others are penalties, >= 0)
+        and `total` = bitrate - switch - rebuffer - latency - speed. One value per segment each."""
+        kbps = np.asarray(bitrates_bps, dtype=np.float64) / 1e3
+        stalls = np.asarray(rebuffer_s, dtype=np.float64)
+        latency = np.asarray(latency_s, dtype=np.float64)
+        rate = np.asarray(playback_rate, dtype=np.float64)
+        if not kbps.ndim == 1 or not kbps.shape == stalls.shape == latency.shape == rate.shape:
+            raise ValueError("the live QoE needs one bitrate, stall, latency and playback rate per segment")
+        weight = np.where(latency <= self.latency_threshold_s, self.latency_penalty_low, self.latency_penalty_high)
+        out = {
+            "bitrate": float(self.bitrate_reward * kbps.sum()),
+            "switch": float(self.switch_penalty * np.abs(np.diff(kbps)).sum()),
+            "rebuffer": float(self.rebuffer_penalty * stalls.sum()),
+            "latency": float((weight * latency).sum()),
+            "speed": float(self.speed_penalty * np.abs(1.0 - rate).sum()),
+        }
+        out["total"] = out["bitrate"] - out["switch"] - out["rebuffer"] - out["latency"] - out["speed"]
+        return out
+
+    def score(self, **per_segment: Sequence[float] | np.ndarray) -> float:
+        """The total (`terms(...)["total"]`)."""
+        return self.terms(**per_segment)["total"]

@@ -58,6 +58,11 @@ class Download:
     ttfb_s: float = 0.0  # request sent -> first byte received
     start_time_s: float = 0.0
     abandoned: bool = False
+    # Seconds the network was delivering this download's bytes, where the driver knows them to differ
+    # from the transfer time: a low-latency segment arrives chunk by chunk as the encoder makes them,
+    # and the idle gaps between chunks are not network time (`abr.estimators.sample_bps`, `chunk_active_s`).
+    # None: the transfer was continuous.
+    active_s: float | None = None
 
     @property
     def throughput_bps(self) -> float:
@@ -83,6 +88,10 @@ class Observation:
     # objective quality of the same upcoming segments (next_quality[k][q]; dB or VMAF, whatever the
     # content measured), empty when the content has none: what a quality-aware QoE optimises
     next_quality: tuple[tuple[float, ...], ...] = ()
+    # Live playback only (`player.live`): the latency to the live edge (s) and the playback rate the
+    # catch-up control runs at. None and 1.0 for video on demand.
+    latency_s: float | None = None
+    playback_rate: float = 1.0
 
     @property
     def segments_left(self) -> int:

@@ -9,7 +9,7 @@ from netsim import synthetic
 from netsim.formats import load_trace, load_traces
 from netsim.trace import Trace
 
-SYNTHETIC_KINDS = ("constant", "step", "walk", "markov")
+SYNTHETIC_KINDS = ("constant", "step", "walk", "markov", "profile")
 
 
 def is_synthetic_spec(source: str) -> bool:

@@ -2,7 +2,8 @@
 
 Generators are deterministic for a seed (numpy `default_rng`), so experiments can be repeated.
 A spec string form is accepted by `from_spec` for the CLI, e.g. `constant:3e6`, `step:4e6,1e6,8e6@5`,
-`walk:2e6@seed=1`, `markov:0.5e6,2e6,6e6@seed=3`.
+`walk:2e6@seed=1`, `markov:0.5e6,2e6,6e6@seed=3`, and the low-latency test profiles by name,
+`profile:cascade` (`LOW_LATENCY_PROFILES`).
 """
 
 from __future__ import annotations
@@ -74,9 +75,55 @@ def markov(states_bps: list[float] | tuple[float, ...], *, stay_probability: flo
     return Trace(name=f"markov-{len(levels)}-seed{seed}", durations_s=np.full(n, interval_s), bandwidth_bps=rates)
 
 
+# The network profiles of Twitch's ACM MMSys 2020 Grand Challenge ("Adaptation Algorithm for Near-Second
+# Latency"; twitchtv/acm-mmsys-2020-grand-challenge `normal-network-patterns.js`, the five the entries
+# were judged on with the "Normal" 200/600/1000 kbit/s ladder), as (kbit/s, seconds) steps run in order.
+# The dash.js low-latency samples use the same ones.
+LOW_LATENCY_PROFILES: dict[str, tuple[tuple[float, float], ...]] = {
+    # smooth, long-term changes that lie comfortably between renditions
+    "cascade": ((1200, 30), (800, 30), (400, 30), (800, 30), (1200, 30)),
+    # a cascade with an intermediate step between renditions
+    "intra-cascade": ((1000, 15), (800, 15), (600, 15), (400, 15), (200, 15), (400, 15), (600, 15), (800, 15),
+                      (1000, 15)),
+    # a sharp downward and upward spike
+    "spike": ((1200, 10), (300, 10), (800, 10)),
+    # jitter much slower than the buffer is long
+    "slow-jitters": ((500, 5), (1200, 5), (500, 5), (1200, 5), (500, 5), (1200, 5)),
+    # jitter faster than the buffer is long
+    "fast-jitters": ((500, 0.25), (1200, 5), (500, 0.1), (1200, 1), (500, 0.25), (1200, 5)),
+}
+
+
+def low_latency_profile(name: str, *, scale: float = 1.0) -> Trace:
+    """One of `LOW_LATENCY_PROFILES` as a trace (looped like any trace), its rates times `scale` (the
+    profiles fit a 1 Mbit/s ladder; scale them to test another)."""
+    try:
+        steps = LOW_LATENCY_PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown network profile {name!r}; choose from {', '.join(LOW_LATENCY_PROFILES)}") from None
+    if not scale > 0:
+        raise ValueError(f"profile scale must be > 0, got {scale}")
+    return Trace(
+        name=f"profile-{name}" + (f"-x{scale:g}" if scale != 1.0 else ""),
+        durations_s=np.array([duration for _, duration in steps], dtype=np.float64),
+        bandwidth_bps=np.array([kbps * 1e3 * scale for kbps, _ in steps], dtype=np.float64),
+    )
+
+
 def from_spec(spec: str) -> Trace:
-    """Parse `kind:values[@options]`, e.g. `step:4e6,1e6@5` (5 s per step) or `walk:2e6@seed=3`."""
+    """Parse `kind:values[@options]`, e.g. `step:4e6,1e6@5` (5 s per step), `walk:2e6@seed=3` or
+    `profile:spike` (`profile:spike@scale=4` for a ladder four times higher)."""
     kind, _, rest = spec.partition(":")
+    if kind == "profile":
+        name, _, options_text = rest.partition("@")
+        key, eq, value = options_text.partition("=")
+        if options_text and (key.strip() != "scale" or not eq):
+            raise ValueError(f"bad profile spec {spec!r}: the one option is @scale=X")
+        try:
+            scale = float(value) if options_text else 1.0
+        except ValueError:
+            raise ValueError(f"bad profile spec {spec!r}: scale must be a number") from None
+        return low_latency_profile(name.strip(), scale=scale)
     values_text, _, options_text = rest.partition("@")
     try:
         values = [float(v) for v in values_text.split(",") if v]
@@ -98,4 +145,4 @@ def from_spec(spec: str) -> Trace:
     if kind == "markov" and values:
         return markov(values, seed=seed, **options)
     raise ValueError(f"bad synthetic trace spec {spec!r}: use constant:R, step:R1,R2@S, walk:MEAN@seed=N "
-                     "or markov:R1,R2,...@seed=N (rates in bit/s)")
+                     "markov:R1,R2,...@seed=N (rates in bit/s) or profile:NAME")

@@ -13,15 +13,18 @@ from typing import Literal, Protocol, get_args
 
 # What `PlaybackSession` emits.
 SessionEventKind = Literal["decision", "wait", "download", "play", "stall", "resume", "abandon", "failure", "seek"]
+# What a live session (`player.live.LiveSession`) adds: a low-latency chunk arrived, the playback rate changed.
+LiveEventKind = Literal["chunk", "rate"]
 # What the headless driver and its harness emit. "abandon" is both: the driver reports the ABR's
 # decision to give a download up (to_quality, reason), the session that the download was dropped.
 DriverEventKind = Literal["bootstrap", "start", "period", "request", "buffer", "abandon", "decode_error", "error",
                           "end"]
-EventKind = SessionEventKind | DriverEventKind
+EventKind = SessionEventKind | LiveEventKind | DriverEventKind
 
 SESSION_EVENT_KINDS: frozenset[str] = frozenset(get_args(SessionEventKind))
+LIVE_EVENT_KINDS: frozenset[str] = frozenset(get_args(LiveEventKind))
 DRIVER_EVENT_KINDS: frozenset[str] = frozenset(get_args(DriverEventKind))
-EVENT_KINDS: frozenset[str] = SESSION_EVENT_KINDS | DRIVER_EVENT_KINDS
+EVENT_KINDS: frozenset[str] = SESSION_EVENT_KINDS | LIVE_EVENT_KINDS | DRIVER_EVENT_KINDS
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

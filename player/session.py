@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from abr.audio import AudioAware, choose_audio, throughput_estimate_bps
 from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
-from player.events import EventList, EventSink, SessionEvent, SessionEventKind
+from player.events import EventList, EventSink, LiveEventKind, SessionEvent, SessionEventKind
 from player.timeline import MediaSource, MediaType, Timeline
 
 __all__ = ["Action", "Fetch", "Finished", "Hold", "MediaSource", "MediaType", "PlaybackSession", "SegmentRecord",
@@ -627,7 +627,7 @@ class PlaybackSession:
         """The events kept with `record_events` (empty without it)."""
         return self.recorded.events if self.recorded is not None else []
 
-    def _event(self, kind: SessionEventKind, *, pipe: _Pipeline | None = None, **data: object) -> None:
+    def _event(self, kind: SessionEventKind | LiveEventKind, *, pipe: _Pipeline | None = None, **data: object) -> None:
         """Emit `kind`; a pipeline's events name their media type in a session with more than one."""
         if self._sink is not None:
             if pipe is not None and len(self._pipes) > 1:

@@ -238,3 +238,47 @@ def test_sabre_sliding_window_keeps_twenty_samples() -> None:
 def test_sabre_sliding_window_rejects_empty_windows(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="window sizes"):
         SabreSlidingWindow(**kwargs)  # type: ignore[arg-type]
+
+
+# -- chunked low-latency downloads ------------------------------------------------------------------------------
+
+
+def test_chunk_active_time_leaves_out_the_idle_gaps_between_chunks() -> None:
+    from abr.estimators import ChunkArrival, chunk_active_s
+    # Four 0.5 s chunks made one after another; each crosses the link in 0.1 s once it exists.
+    chunks = [ChunkArrival(first_byte_s=0.5 * c, last_byte_s=0.5 * c + 0.1, size_bytes=62_500) for c in range(4)]
+    assert chunk_active_s(chunks) == pytest.approx(0.4)
+    # Chunks queued back to back (the link is the bottleneck): their overlap is counted once.
+    queued = [ChunkArrival(first_byte_s=0.0, last_byte_s=1.0, size_bytes=1), ChunkArrival(first_byte_s=0.5,
+                                                                                             last_byte_s=2.0, size_bytes=1)]
+    assert chunk_active_s(queued) == pytest.approx(2.0)
+    assert chunk_active_s([]) == pytest.approx(1e-3)  # dash.js's 1 ms floor
+
+
+def test_chunk_arrival_rejects_a_last_byte_before_the_first() -> None:
+    from abr.estimators import ChunkArrival
+    with pytest.raises(ValueError):
+        ChunkArrival(first_byte_s=1.0, last_byte_s=0.5, size_bytes=10)
+
+
+def test_a_chunked_download_is_measured_over_its_active_time() -> None:
+    from abr.estimators import ChunkedThroughput
+    # 250 kB over a 2 s request at the live edge: 1 Mbit/s over the request, 5 Mbit/s over the 0.4 s of chunks.
+    chunked = Download(segment_index=0, quality=0, size_bytes=250_000, duration_s=2.0, ttfb_s=0.05, active_s=0.4)
+    assert chunked.throughput_bps == pytest.approx(1e6)
+    assert sample_bps(chunked) == pytest.approx(5e6)
+    assert sample_bps(chunked, exclude_ttfb=True) == pytest.approx(5e6)
+    estimator = ChunkedThroughput()
+    for _ in range(3):
+        estimator.feed(chunked)
+    assert estimator.estimate_bps() == pytest.approx(5e6)
+    # The other estimators follow the same sample rule (dash.js applies its low-latency mode to every rule).
+    ewma = DashEwma()
+    ewma.feed(chunked)
+    assert ewma.estimate_bps() == pytest.approx(5e6)
+    assert EstimatorConfig(kind="chunked").build().__class__ is ChunkedThroughput
+
+
+def test_a_whole_download_is_unchanged_by_the_chunk_rule() -> None:
+    whole = Download(segment_index=0, quality=0, size_bytes=250_000, duration_s=2.0, ttfb_s=0.0)
+    assert sample_bps(whole) == pytest.approx(1e6)

@@ -76,3 +76,39 @@ def test_session_metrics_need_one_stall_time_per_segment() -> None:
     with pytest.raises(ValueError, match="one rebuffer time per segment"):
         session_metrics(bitrates_bps=BITRATES_BPS, rebuffer_s=REBUFFER_S[:-1], ladder_bps=LADDER_BPS,
                         segment_duration_s=4.0, startup_s=0.0)
+
+
+def test_live_qoe_weights_are_the_mmsys_2020_challenges() -> None:
+    from abr.qoe import LiveQoe
+    q = LiveQoe.for_ladder([200_000, 600_000, 1_000_000], 0.5)  # the challenge's "Normal" ladder, 0.5 s segments
+    assert (q.bitrate_reward, q.switch_penalty, q.rebuffer_penalty) == (0.5, 1.0, 1000.0)
+    assert (q.latency_threshold_s, q.latency_penalty_low, q.latency_penalty_high, q.speed_penalty) == (1.1, 10.0, 100.0,
+                                                                                                         200.0)
+
+
+def test_live_qoe_of_a_hand_computed_session() -> None:
+    from abr.qoe import LiveQoe
+    q = LiveQoe.for_ladder([200_000, 600_000, 1_000_000], 0.5)
+    terms = q.terms(bitrates_bps=[200_000, 1_000_000, 600_000], rebuffer_s=[0.0, 0.5, 0.0],
+                    latency_s=[1.0, 2.0, 1.1], playback_rate=[1.0, 1.05, 0.95])
+    # bitrate 0.5 * (200 + 1000 + 600) = 900; switches |1000-200| + |600-1000| = 1200; stall 1000 * 0.5 = 500;
+    # latency 10 * 1.0 + 100 * 2.0 + 10 * 1.1 = 221 (1.1 s is still "at most the threshold"); speed 200 * 0.1 = 20
+    assert terms["bitrate"] == pytest.approx(900.0)
+    assert terms["switch"] == pytest.approx(1200.0)
+    assert terms["rebuffer"] == pytest.approx(500.0)
+    assert terms["latency"] == pytest.approx(221.0)
+    assert terms["speed"] == pytest.approx(20.0)
+    assert terms["total"] == pytest.approx(900 - 1200 - 500 - 221 - 20)
+    assert q.score(bitrates_bps=[200_000], rebuffer_s=[0.0], latency_s=[0.0], playback_rate=[1.0]) == pytest.approx(100.0)
+
+
+def test_live_qoe_rejects_mismatched_inputs_and_bad_weights() -> None:
+    from abr.qoe import LiveQoe
+    q = LiveQoe.for_ladder([200_000, 1_000_000], 2.0)
+    with pytest.raises(ValueError, match="per segment"):
+        q.terms(bitrates_bps=[1e6, 1e6], rebuffer_s=[0.0], latency_s=[1.0, 1.0], playback_rate=[1.0, 1.0])
+    with pytest.raises(ValueError, match="weights"):
+        LiveQoe(bitrate_reward=-1.0, rebuffer_penalty=1.0, latency_penalty_low=1.0, latency_penalty_high=1.0,
+                speed_penalty=1.0)
+    with pytest.raises(ValueError):
+        LiveQoe.for_ladder([], 2.0)

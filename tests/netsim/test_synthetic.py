@@ -34,3 +34,30 @@ def test_specs_parse(spec: str, mean_bps: float, duration_s: float) -> None:
 def test_bad_specs_raise_clear_errors(spec: str) -> None:
     with pytest.raises(ValueError, match="synthetic trace spec|positive|non-negative"):
         synthetic.from_spec(spec)
+
+
+@pytest.mark.parametrize(("name", "kbps", "seconds"), [
+    ("cascade", [1200, 800, 400, 800, 1200], [30] * 5),
+    ("intra-cascade", [1000, 800, 600, 400, 200, 400, 600, 800, 1000], [15] * 9),
+    ("spike", [1200, 300, 800], [10] * 3),
+    ("slow-jitters", [500, 1200] * 3, [5] * 6),
+    ("fast-jitters", [500, 1200, 500, 1200, 500, 1200], [0.25, 5, 0.1, 1, 0.25, 5]),
+])
+def test_low_latency_profiles_are_the_mmsys_2020_challenges(name: str, kbps: list[float], seconds: list[float]) -> None:
+    trace = synthetic.from_spec(f"profile:{name}")
+    np.testing.assert_allclose(trace.bandwidth_bps, np.array(kbps) * 1e3)
+    np.testing.assert_allclose(trace.durations_s, seconds)
+    assert trace.name == f"profile-{name}"
+
+
+def test_profiles_scale_and_resolve_as_sources() -> None:
+    trace = synthetic.from_spec("profile:spike@scale=4")
+    np.testing.assert_allclose(trace.bandwidth_bps, [4.8e6, 1.2e6, 3.2e6])
+    (opened,) = open_traces(["profile:cascade"])
+    assert opened.name == "profile-cascade"
+
+
+@pytest.mark.parametrize("spec", ["profile:nope", "profile:spike@scale=x", "profile:spike@speed=2", "profile:spike@scale=0"])
+def test_bad_profile_specs_raise_clear_errors(spec: str) -> None:
+    with pytest.raises(ValueError, match="profile"):
+        synthetic.from_spec(spec)

@@ -10,7 +10,15 @@ import pytest
 
 from abr.types import Ladder
 from player.client.eventlog import EventLog
-from player.events import DRIVER_EVENT_KINDS, EVENT_KINDS, SESSION_EVENT_KINDS, EventList, SessionEvent, emit_event
+from player.events import (
+    DRIVER_EVENT_KINDS,
+    EVENT_KINDS,
+    LIVE_EVENT_KINDS,
+    SESSION_EVENT_KINDS,
+    EventList,
+    SessionEvent,
+    emit_event,
+)
 from player.session import Fetch, PlaybackSession, SessionConfig, Wait
 from tests.conftest import REPO_ROOT
 from tests.player.conftest import FixedContent, Scripted
@@ -99,7 +107,9 @@ def test_every_declared_kind_is_emitted_somewhere_and_nothing_else_is() -> None:
     others = [p for p in sorted((REPO_ROOT / "player").rglob("*.py")) if p != session_source]
     assert _literal_kinds("_event", 0, [session_source]) == SESSION_EVENT_KINDS
     assert _literal_kinds("emit_event", 2, others) == DRIVER_EVENT_KINDS
-    assert SESSION_EVENT_KINDS | DRIVER_EVENT_KINDS == EVENT_KINDS
+    live = _literal_kinds("_event", 0, [REPO_ROOT / "player" / "live.py"])
+    assert LIVE_EVENT_KINDS <= live <= SESSION_EVENT_KINDS | LIVE_EVENT_KINDS
+    assert SESSION_EVENT_KINDS | LIVE_EVENT_KINDS | DRIVER_EVENT_KINDS == EVENT_KINDS
 
 
 def test_event_log_writes_one_json_object_a_line_with_tokens_redacted(tmp_path: Path) -> None:

@@ -1,0 +1,219 @@
+"""Live sessions in the simulator: a `LiveSession` driven on virtual time through the link model.
+
+`LiveDriver` plays a live channel over one trace. Without chunks a segment is fetched once it is
+complete. In low-latency mode a request for the segment at the live edge is answered chunk by chunk
+as the encoder makes them (CMAF chunks over chunked transfer): chunk c leaves the server when it
+exists and the request has arrived, and crosses the link after the previous chunk; the session
+plays each chunk as it lands. A download's `active_s` (the time its chunks were on the link,
+`abr.estimators.chunk_active_s`) goes with it to the ABR. Abandonment is not offered in live.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from abr.estimators import ChunkArrival, chunk_active_s
+from abr.qoe import LiveQoe
+from abr.registry import make
+from abr.types import AbrAlgorithm, Ladder
+from netsim.link import LinkModel
+from netsim.trace import Trace
+from player.live import LiveConfig, LiveSchedule, LiveSession, LiveStats
+from player.research.stats import Interval, mean_ci
+from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
+from player.video import Video
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveSimConfig:
+    """One live experiment: the channel (segment and chunk durations), the player and the link."""
+
+    live: LiveConfig = field(default_factory=LiveConfig)
+    segment_duration_s: float = 2.0
+    chunk_duration_s: float | None = 0.5  # None: whole segments (no low-latency mode)
+    duration_s: float = 300.0  # of channel time after the join
+    channel_age_s: float = 60.0  # the channel has been live this long when the session starts
+    rtt_s: float = 0.08
+    session: SessionConfig = field(default_factory=lambda: SessionConfig(buffer_cap_s=30.0))
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0 or self.channel_age_s < 0 or self.rtt_s < 0:
+            raise ValueError("a live run needs duration > 0 s, channel age >= 0 s and RTT >= 0 s")
+        if not self.channel_age_s >= self.live.target_latency_s:
+            raise ValueError("the channel must have been live at least the target latency when the session joins")
+        LiveSchedule(availability_start_s=0.0, segment_duration_s=self.segment_duration_s,
+                     chunk_duration_s=self.chunk_duration_s)  # validates the durations
+
+    def schedule(self) -> LiveSchedule:
+        return LiveSchedule(availability_start_s=-self.channel_age_s, segment_duration_s=self.segment_duration_s,
+                            chunk_duration_s=self.chunk_duration_s)
+
+
+def live_video(base: Video, config: LiveSimConfig) -> Video:
+    """The channel as content: `base` (video only) looped for as many segments as the run can reach,
+    each segment's sizes scaled from the base's segment duration to the channel's."""
+    count = math.ceil((config.channel_age_s + config.duration_s) / config.segment_duration_s)
+    rows = np.arange(count + 8) % base.segment_count
+    scale = config.segment_duration_s / base.ladder.segment_duration_s
+    sizes = np.maximum(np.rint(base.sizes_bytes[rows] * scale), 1).astype(np.int64)
+    ladder = Ladder(bitrates_bps=base.ladder.bitrates_bps, segment_duration_s=config.segment_duration_s)
+    return Video(name=f"{base.name}-live", ladder=ladder, sizes_bytes=sizes, segment_count=count,
+                 resolutions=base.resolutions)
+
+
+class LiveDriver:
+    """Plays a `LiveSession` over one trace in virtual time (contract in the module docstring).
+    `trace_time_s` is the trace time at session time 0."""
+
+    def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
+                 payload_factor: float = 1.0, trace_time_s: float = 0.0) -> None:
+        self.session = session
+        self.trace = trace
+        self.rtt_s = rtt_s
+        self._sizes = video.sizes_bytes
+        self._link = LinkModel(trace, payload_factor=payload_factor)
+        self._offset_s = trace_time_s - session.time_s
+
+    def drive(self) -> None:
+        session = self.session
+        while True:
+            action = session.next_action()
+            if isinstance(action, Finished):
+                return
+            if isinstance(action, Wait):
+                session.advance(session.time_s + action.duration_s)
+                continue
+            assert isinstance(action, Fetch)
+            self._fetch(action)
+
+    def _fetch(self, fetch: Fetch) -> None:
+        session, schedule, offset = self.session, self.session.schedule, self._offset_s
+        size = int(self._sizes[fetch.segment_index, fetch.quality])
+        requested = session.time_s
+        rtt = self.trace.latency_at(requested + offset) if self.trace.latency_s is not None else self.rtt_s
+        n = schedule.chunks_per_segment
+        # CMAF chunks of one segment carry about equal media; their bytes are split evenly here.
+        parts = [size // n + (1 if c < size % n else 0) for c in range(n)]
+        arrivals: list[ChunkArrival] = []
+        end = -math.inf
+        for c, part in enumerate(parts):
+            # Sent once the request is in and the chunk is made; half an RTT to reach the client.
+            ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, c) + rtt / 2)
+            start = max(ready, end)
+            end = self._link.finish_time(start + offset, part) - offset
+            arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
+            if c < n - 1:
+                session.on_chunk(end, size_bytes=part, media_duration_s=schedule.chunk_s)
+        session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
+                            active_s=chunk_active_s(arrivals) if n > 1 else None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class LiveResult:
+    """One simulated live session."""
+
+    abr: str
+    trace: str
+    stats: LiveStats
+    qoe: dict[str, float]  # the MMSys 2020 live QoE's terms and total (`abr.qoe.LiveQoe`)
+    qualities: np.ndarray
+    bitrates_bps: np.ndarray
+    latency_s: np.ndarray  # per segment, when it arrived
+    playback_rate: np.ndarray
+    rebuffer_s: np.ndarray
+    events: tuple[SessionEvent, ...] = ()
+
+    @property
+    def avg_bitrate_bps(self) -> float:
+        return float(self.bitrates_bps.mean()) if self.bitrates_bps.size else math.nan
+
+    @property
+    def qoe_per_segment(self) -> float:
+        return self.qoe["total"] / max(self.qualities.size, 1)
+
+
+def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimConfig, *,
+                     abr: AbrAlgorithm | None = None, offset_s: float = 0.0, record_events: bool = False) -> LiveResult:
+    """Simulate one live session of `base` looped as a channel (`live_video`) over `trace`."""
+    video = live_video(base, config)
+    algorithm = abr if abr is not None else make(abr_spec)
+    session = LiveSession(algorithm, video, config.session, live=config.live, schedule=config.schedule(),
+                          record_events=record_events)
+    LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s).drive()
+    records = session.records
+    bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)
+    rebuffer = np.asarray(session.rebuffer_per_segment_s(), dtype=np.float64)
+    latency = np.asarray(session.record_latency_s, dtype=np.float64)
+    rate = np.asarray(session.record_rate, dtype=np.float64)
+    qoe = LiveQoe.for_ladder(video.ladder.bitrates_bps, config.segment_duration_s).terms(
+        bitrates_bps=bitrates, rebuffer_s=rebuffer, latency_s=latency, playback_rate=rate)
+    return LiveResult(abr=abr_spec, trace=trace.name, stats=session.stats(), qoe=qoe,
+                      qualities=np.array([r.quality for r in records], dtype=np.int64), bitrates_bps=bitrates,
+                      latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveSummary:
+    """One algorithm over a set of traces: means with 95% CIs (Student t over sessions)."""
+
+    abr: str
+    sessions: int
+    latency_p50_s: Interval
+    latency_p95_s: Interval
+    latency_max_s: Interval
+    join_s: Interval
+    stalls: Interval
+    rebuffer_s: Interval
+    rate_changes: Interval
+    seeks_to_live: Interval
+    avg_bitrate_kbps: Interval
+    qoe: Interval  # live QoE per segment
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"abr": self.abr, "sessions": self.sessions}
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            if isinstance(value, Interval):
+                out[name] = {"mean": value.mean, "low": value.low, "high": value.high}
+        return out
+
+
+def summarize(results: Sequence[LiveResult]) -> LiveSummary:
+    if not results or len({r.abr for r in results}) != 1:
+        raise ValueError("summarize the sessions of one algorithm")
+
+    def ci(values: Sequence[float | None]) -> Interval:
+        return mean_ci([v for v in values if v is not None and not math.isnan(v)])
+
+    return LiveSummary(
+        abr=results[0].abr, sessions=len(results),
+        latency_p50_s=ci([r.stats.latency_p50_s for r in results]),
+        latency_p95_s=ci([r.stats.latency_p95_s for r in results]),
+        latency_max_s=ci([r.stats.latency_max_s for r in results]),
+        join_s=ci([r.stats.join_s for r in results]),
+        stalls=ci([r.stats.stalls for r in results]), rebuffer_s=ci([r.stats.rebuffer_s for r in results]),
+        rate_changes=ci([r.stats.rate_changes for r in results]),
+        seeks_to_live=ci([r.stats.seeks_to_live for r in results]),
+        avg_bitrate_kbps=ci([r.avg_bitrate_bps / 1e3 for r in results]),
+        qoe=ci([r.qoe_per_segment for r in results]),
+    )
+
+
+def compare_live(abrs: Sequence[str], base: Video, traces: Sequence[Trace], config: LiveSimConfig) -> list[LiveSummary]:
+    """Every algorithm over every trace, summarised per algorithm."""
+    return [summarize([run_live_session(spec, base, trace, config) for trace in traces]) for spec in abrs]
+
+
+def format_live_table(summaries: Sequence[LiveSummary]) -> str:
+    header = (f"{'abr':<14} {'n':>3} {'lat p50 s':>14} {'lat p95 s':>14} {'lat max s':>14} {'stalls':>13} "
+              f"{'rebuf s':>13} {'rate chg':>15} {'seeks':>11} {'kbit/s':>17} {'live QoE/seg':>17}")
+    lines = [header]
+    for s in summaries:
+        lines.append(f"{s.abr:<14} {s.sessions:>3} {s.latency_p50_s!s:>14} {s.latency_p95_s!s:>14} "
+                     f"{s.latency_max_s!s:>14} {s.stalls!s:>13} {s.rebuffer_s!s:>13} {s.rate_changes!s:>15} "
+                     f"{s.seeks_to_live!s:>11} {s.avg_bitrate_kbps!s:>17} {s.qoe!s:>17}")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Simulated live sessions: availability is never violated, rates stay in bounds, every session ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from abr.types import Ladder
+from netsim.synthetic import from_spec
+from netsim.trace import Trace
+from player.live import LiveConfig
+from player.research.live_sim import LiveSimConfig, compare_live, format_live_table, live_video, run_live_session
+from player.video import Video
+
+LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
+
+
+@st.composite
+def traces(draw: st.DrawFn) -> Trace:
+    n = draw(st.integers(1, 12))
+    durations = draw(st.lists(st.floats(0.05, 20.0), min_size=n, max_size=n))
+    rates = draw(st.lists(st.one_of(st.just(0.0), st.floats(5e4, 5e7)), min_size=n, max_size=n))
+    if not any(r > 0 for r in rates):
+        rates[0] = 1e6
+    latency = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 0.3), min_size=n, max_size=n)))
+    return Trace(name="random", durations_s=np.array(durations), bandwidth_bps=np.array(rates),
+                 latency_s=None if latency is None else np.array(latency))
+
+
+def base_video(seed: int) -> Video:
+    rates = (200_000, 600_000, 1_000_000, 2_500_000)
+    noise = np.random.default_rng(seed).uniform(0.6, 1.4, size=(20, len(rates)))
+    sizes = np.maximum(1, np.asarray(rates) * 2.0 / 8 * noise).astype(np.int64)
+    return Video(name="base", ladder=Ladder(bitrates_bps=rates, segment_duration_s=2.0), sizes_bytes=sizes,
+                 segment_count=20)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trace=traces(), algorithm=st.sampled_from(LIVE_ALGORITHMS), seed=st.integers(0, 2**16),
+       segment_s=st.sampled_from((1.0, 2.0, 4.0)), chunks=st.sampled_from((None, 1, 2, 4)),
+       target_s=st.floats(0.5, 8.0), max_drift_s=st.floats(1.0, 20.0), offset_s=st.floats(0.0, 30.0),
+       catchup=st.sampled_from(("default", "lolp")))
+def test_live_sessions_never_fetch_before_availability(trace: Trace, algorithm: str, seed: int, segment_s: float,
+                                                       chunks: int | None, target_s: float, max_drift_s: float,
+                                                       offset_s: float, catchup: str) -> None:
+    live = LiveConfig(target_latency_s=target_s, max_drift_s=max_drift_s, catchup=catchup)  # type: ignore[arg-type]
+    config = LiveSimConfig(live=live, segment_duration_s=segment_s,
+                           chunk_duration_s=None if chunks is None else segment_s / chunks,
+                           duration_s=40.0, channel_age_s=max(10.0, target_s))
+    result = run_live_session(algorithm, base_video(seed), trace, config, offset_s=offset_s, record_events=True)
+    schedule = config.schedule()
+    requests = {}
+    for event in result.events:
+        if event.kind == "decision":
+            requests[event.data["segment"]] = event.time_s
+    fetched = [e for e in result.events if e.kind == "download"]
+    assert fetched, "a live session of 40 s fetches something"
+    for event in fetched:
+        segment = event.data["segment"]
+        assert requests[segment] >= schedule.first_available_s(segment) - 1e-9
+        assert event.time_s >= schedule.complete_s(segment) - 1e-9 or schedule.chunks_per_segment == 1
+    chunk_index: dict[int, int] = {}
+    for event in result.events:
+        if event.kind == "chunk":
+            segment = event.data["segment"]
+            c = chunk_index.get(segment, 0)
+            chunk_index[segment] = c + 1
+            assert event.time_s >= schedule.chunk_available_s(segment, c) - 1e-9
+    rates = [e.data["playback_rate"] for e in result.events if e.kind == "rate"]
+    assert all(live.min_rate - 1e-12 <= r <= live.max_rate + 1e-12 for r in rates)
+    assert np.all((result.playback_rate >= live.min_rate - 1e-12) & (result.playback_rate <= live.max_rate + 1e-12))
+
+
+def test_live_video_loops_the_base_scaled_to_the_segment_duration() -> None:
+    base = base_video(1)
+    config = LiveSimConfig(segment_duration_s=1.0, duration_s=30.0, channel_age_s=10.0)
+    video = live_video(base, config)
+    assert video.segment_count == 40
+    assert video.ladder.segment_duration_s == 1.0
+    np.testing.assert_array_equal(video.sizes_bytes[21], np.rint(base.sizes_bytes[1] / 2).astype(np.int64))
+
+
+def test_live_sim_config_rejects_a_channel_younger_than_the_target() -> None:
+    with pytest.raises(ValueError, match="target latency"):
+        LiveSimConfig(live=LiveConfig(target_latency_s=10.0), channel_age_s=5.0)
+
+
+def test_compare_live_reports_every_algorithm_with_intervals() -> None:
+    traces = [from_spec("profile:spike@scale=2"), from_spec("profile:cascade@scale=2")]
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=1.5), duration_s=60.0)
+    summaries = compare_live(["l2a", "lolp"], base_video(2), traces, config)
+    assert [s.abr for s in summaries] == ["l2a", "lolp"]
+    assert all(s.sessions == 2 and s.latency_p50_s.n == 2 for s in summaries)
+    table = format_live_table(summaries)
+    assert "l2a" in table and "lat p95 s" in table
+    assert summaries[0].as_dict()["latency_p50_s"]["mean"] == summaries[0].latency_p50_s.mean  # type: ignore[index]
+
+
+def test_live_qoe_of_a_session_adds_up_its_terms() -> None:
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=1.5), duration_s=30.0)
+    result = run_live_session("l2a", base_video(3), from_spec("profile:slow-jitters"), config)
+    q = result.qoe
+    assert q["total"] == pytest.approx(q["bitrate"] - q["switch"] - q["rebuffer"] - q["latency"] - q["speed"])
+    assert result.latency_s.size == result.qualities.size == result.playback_rate.size == result.rebuffer_s.size
