@@ -55,6 +55,8 @@ ARRIVALS = ("uniform", "poisson")
 START_MARGIN_S = 3.0
 LOGINS = ("device", "each")
 
+ACCESS_LOG_FLUSH_S = 1.5  # > the services' access-log flush interval (server/accesslog.py: 1 s)
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CrowdConfig:
@@ -251,6 +253,8 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         ended = time.time()
         cpu_after = service_cpu_s(stack)
         after = await scrape(http, stack)
+        if crowd:  # the services write their access logs in batches, at least every second
+            await asyncio.sleep(ACCESS_LOG_FLUSH_S)
     crowd_start = epoch + config.lead_s / config.speed
     objects: set[str] = set()
     for result in results:
