@@ -137,6 +137,7 @@ class LivePlayer:
         self.refreshes = 0
         self.clock_offset_s = 0.0  # server unix time - session time
         self._t0 = 0.0
+        self._synced_at = 0.0  # session time of the last clock sync
         self._inits: set[str] = set()
 
     def now(self) -> float:
@@ -188,6 +189,7 @@ class LivePlayer:
         self._t0 = asyncio.get_running_loop().time()
         error: str | None = None
         self.clock_offset_s = await self.sync_clock()
+        self._synced_at = self.now()
         schedule = self.schedule(self.manifest)
         live_config = self.live_config(schedule)
         # Enough segments for the whole run, from the channel's start (index k: media [kD, (k+1)D)).
@@ -200,13 +202,18 @@ class LivePlayer:
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
         refresher = asyncio.create_task(self._refresh_loop())
+        player = asyncio.create_task(self._play())
         try:
-            await self._play()
+            done, _ = await asyncio.wait((player, refresher), return_when=asyncio.FIRST_COMPLETED)
+            failed = next((t for t in done if t.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
         except (FetchError, PlaybackError, MpdError) as exc:
             error = str(exc)
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            for task in (player, refresher):
+                task.cancel()
+            await asyncio.gather(player, refresher, return_exceptions=True)
         return self._report(error)
 
     async def _play(self) -> None:
@@ -307,6 +314,7 @@ class LivePlayer:
                 raise PlaybackError("the refreshed MPD is no longer live")
             self.manifest = manifest
             self.refreshes += 1
+            await self._resync()
             schedule = self.schedule(manifest)
             now = self.now()
             unit = schedule.chunk_s if schedule.chunk_duration_s is not None else schedule.segment_duration_s
@@ -318,6 +326,23 @@ class LivePlayer:
                 self.session.on_available(segment=segment, chunk=chunk if schedule.chunk_duration_s else None,
                                           available_at_s=at)
             emit_event(self.events, now, "manifest_refresh", publish_time=str(manifest.publish_time))
+
+    async def _resync(self) -> None:
+        """Sync the clock again (as dash.js does on refresh) and check the channel's clock runs at
+        the player's speed: a channel at 1x played with `--speed 10` would show a tenth of the media
+        the player expects, so that is an error naming both rates."""
+        before_offset, before_at = self.clock_offset_s, self._synced_at
+        offset = await self.sync_clock()
+        at = self.now()
+        elapsed = at - before_at
+        if elapsed >= 1.0:
+            rate = 1.0 + (offset - before_offset) / elapsed  # server seconds per session second
+            if abs(rate - 1.0) > 0.2:
+                raise PlaybackError(
+                    f"the live channel's clock runs at {rate * self.config.speed:.1f}x the wall clock but the player "
+                    f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
+                    f"channel at the player's speed (server LiveConfig.speed)")
+        self.clock_offset_s, self._synced_at = offset, at
 
     # -- report -------------------------------------------------------------------------------------
 

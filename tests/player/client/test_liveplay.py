@@ -5,6 +5,7 @@ keeps working K times faster against a channel whose clock runs K times faster."
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections import Counter
@@ -118,3 +119,10 @@ def test_server_times_must_be_xs_datetimes() -> None:
     with pytest.raises(ValueError):
         LivePlayConfig(duration_s=0)
     assert issubclass(MpdError, Exception)
+
+
+async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_origin: Origin) -> None:
+    url, _ = await live_origin(low_latency=False)  # the channel at 1x, the player at 10x
+    report = await _play(url, speed=10.0, duration_s=60.0)
+    assert report.error is not None and "--speed" in report.error
+    assert re.search(r"clock runs at (0.9|1.0|1.1)\d?x the wall clock but the player at 10x", report.error)
