@@ -79,6 +79,7 @@ def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float,
     assert live["stalls"] == 0 and live["join_s"] is not None
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
     assert live["manifest_refreshes"] >= 1
+    assert report.as_dict()["live"] == dict(live)  # what --json prints
     return live
 
 
