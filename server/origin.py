@@ -72,6 +72,7 @@ def create_app(config: OriginConfig) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if config.live is not None:
         app.router.add_get("/time", time_handler)
-        add_live_routes(app, LiveChannel(config.live, Path(config.content_root)))
+        channel = LiveChannel(config.live, Path(config.content_root))
+        add_live_routes(app, channel, clock=channel.clock)
     app.router.add_get("/{title}/{path:.+}", _serve)
     return app

@@ -27,6 +27,7 @@ from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
+from player.client.liveplay import LivePlayConfig, is_live, play_live
 from player.client.periods import PlayerFactory, play_periods
 from player.client.renewal import keep_alive
 from player.events import EventSink, emit_event
@@ -152,14 +153,16 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                         events: EventSink | None = None, decoder_factory: DecoderFactory | None = None,
                         player_factory: PlayerFactory = HeadlessPlayer,
                         on_link: Callable[[Shaper], None] | None = None, shared_link: Shaper | None = None,
-                        before_playback: Callable[[], Awaitable[object]] | None = None) -> PlaybackReport:
+                        before_playback: Callable[[], Awaitable[object]] | None = None,
+                        live: LivePlayConfig | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
     passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
     it runs (chaos runs cut it with `Shaper.outage`). `shared_link`: a running shaper this player's
     connections cross instead of a link of its own (several players behind one bottleneck; `link.trace`
     must then be None); `before_playback()` is awaited between bootstrap and playback (to start
-    several players together)."""
+    several players together). A live MPD (dynamic, open-ended template) plays with the live player
+    (`player.client.liveplay`) for `live.duration_s` (default `LivePlayConfig()`)."""
     if shared_link is not None and link.trace is not None:
         raise ValueError("a player behind a shared link takes its trace from that shaper: give no link.trace")
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
@@ -181,6 +184,9 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         if before_playback is not None:
             await before_playback()
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
+            if is_live(source.manifest):
+                return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
+                                       before_media=lambda: routes.shape(shaper is not None))
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
                                       player_factory=player_factory,
                                       before_media=lambda: routes.shape(shaper is not None))
@@ -200,6 +206,7 @@ def pipeline_factory(mode: str) -> DecoderFactory | None:
 
 
 async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
-                           log: Path | None) -> PlaybackReport:
+                           log: Path | None, live: LivePlayConfig | None = None) -> PlaybackReport:
     """`play_headless` with the decoder `config.decode` asks for (the command-line default)."""
-    return await play_headless(target, config, link=link, log_path=log, decoder_factory=pipeline_factory(config.decode))
+    return await play_headless(target, config, link=link, log_path=log, decoder_factory=pipeline_factory(config.decode),
+                               live=live)

@@ -166,6 +166,7 @@ class PlaybackReport:
     periods: int = 1  # DASH Periods played (records and frames cover them all)
     audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (`records` are the video's)
     requests_by_media: Mapping[str, int] = field(default_factory=dict)  # video, audio, other (init segments)
+    live: Mapping[str, Any] | None = None  # a live session's figures (player/client/liveplay.py)
 
     @property
     def qualities(self) -> list[int]:
@@ -195,6 +196,8 @@ class PlaybackReport:
             "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
             "requests_by_media": dict(self.requests_by_media), "media": self.media_summary(),
         })
+        if self.live is not None:
+            out["live"] = dict(self.live)
         return out
 
 
@@ -536,5 +539,9 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
         print(f"  audio {len(report.audio_records)} segments at {', '.join(map(str, renditions))} kbit/s; "
               f"requests video {by_media.get('video', 0)}, audio {by_media.get('audio', 0)}, "
               f"other {by_media.get('other', 0)}")
+    if report.live is not None:
+        from player.client.liveplay import format_live
+
+        print(format_live(report.live))
     if report.error:
         print(f"  playback stopped: {report.error}")

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
     parser.add_argument("--decode", choices=DECODE_MODES, default="all", help="headless decoding (default all)")
     parser.add_argument("--max-segments", type=int, help="stop after this many segments")
+    parser.add_argument("--duration-s", type=float, default=60.0,
+                        help="live: play this many seconds from the join (session time; default 60)")
+    parser.add_argument("--target-latency-s", type=float,
+                        help="live: latency to hold (default: the MPD's ServiceDescription target, else its "
+                             "suggestedPresentationDelay, else 3 s)")
     parser.add_argument("--log", type=Path, help="write the event log (JSON lines) here")
     parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
     parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
@@ -94,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from netsim.sources import open_trace
     from player.client.harness import LinkConfig, headless_session
     from player.client.headless import print_report
+    from player.client.liveplay import LivePlayConfig
     from player.desktop import display_available
 
     load_plugins(args)
@@ -108,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
         return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
                            as_json=args.json, log_path=args.log)
-    report = asyncio.run(headless_session(target, config, link, args.log))
+    try:
+        live = LivePlayConfig(duration_s=args.duration_s, target_latency_s=args.target_latency_s)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    report = asyncio.run(headless_session(target, config, link, args.log, live))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1

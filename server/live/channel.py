@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +41,10 @@ class LiveConfig:
     time_shift_buffer_s: float = 30.0
     target_latency_s: float | None = None  # None: 3 chunks + 0.5 s at low latency, else 2 segments
     time_url: str | None = None  # the UTCTiming URL; None: the edge fills in its own /time
+    # The channel's clock runs this many times faster than the wall clock from when it is served
+    # (`LiveChannel.clock`, the origin's `/time` too): a sped-up player (`abrkit play --speed K`)
+    # plays a channel at the same K. 1: the wall clock.
+    speed: float = 1.0
 
     def __post_init__(self) -> None:
         check_title(self.channel, hint="the live channel name")
@@ -52,6 +57,8 @@ class LiveConfig:
             raise ValueError(f"chunk_s must be in [0.1, 10], got {self.chunk_s}")
         if not 1 <= self.time_shift_buffer_s <= 24 * 3600:
             raise ValueError(f"time_shift_buffer_s must be in [1, 86400], got {self.time_shift_buffer_s}")
+        if not 0.01 <= self.speed <= 1000:
+            raise ValueError(f"the live channel's speed must be in [0.01, 1000], got {self.speed}")
         if self.target_latency_s is not None and not 0.1 <= self.target_latency_s <= 600:
             raise ValueError(f"target_latency_s must be in [0.1, 600], got {self.target_latency_s}")
 
@@ -82,6 +89,7 @@ class LiveChannel:
 
     def __init__(self, config: LiveConfig, content_root: Path) -> None:
         self.config = config
+        self._clock_origin_s = time.time()
         title_dir = Path(content_root) / config.source_title
         if not (title_dir / MANIFEST_NAME).is_file():
             raise ValueError(f"live source title {config.source_title!r} is not packaged under {content_root}")
@@ -174,6 +182,14 @@ class LiveChannel:
 
     def segment_complete_at_s(self, number: int) -> float:
         return self.segment_start_s(number + 1)
+
+    def clock(self) -> float:
+        """The channel's time (unix seconds): the wall clock, or at `speed` K, K times faster from
+        when this channel object was made."""
+        wall = time.time()
+        if self.config.speed == 1.0:
+            return wall
+        return self._clock_origin_s + (wall - self._clock_origin_s) * self.config.speed
 
     def chunks_available(self, number: int, now_s: float) -> int:
         """How many chunks of segment `number` are published at `now_s` (0..K)."""

@@ -33,7 +33,9 @@ _SEGMENT_TYPE = "video/iso.segment"
 async def time_handler(request: web.Request) -> web.Response:
     """The UTCTiming endpoint: the server's time as xs:dateTime (urn:mpeg:dash:utc:http-xsdate:2014,
     also valid for http-iso), never cached."""
-    return web.Response(text=iso_datetime(time.time()), content_type="text/plain",
+    clock = request.app.get(LIVE_CLOCK)
+    now = clock() if callable(clock) else time.time()  # a sped-up channel's clock (LiveConfig.speed)
+    return web.Response(text=iso_datetime(now), content_type="text/plain",
                         headers={"Cache-Control": "no-store"})
 
 
@@ -109,7 +111,7 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
         for index, chunk in enumerate(chunks):
             wait_s = channel.chunk_available_at_s(number, index) - clock()
             if wait_s > 0:
-                await asyncio.sleep(wait_s)
+                await asyncio.sleep(wait_s / channel.config.speed)  # channel seconds to wall seconds
             if chunk:
                 await response.write(chunk)
         await response.write_eof()

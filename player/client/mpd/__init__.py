@@ -27,6 +27,7 @@ from player.client.mpd.model import (
     AdaptationSet,
     ContentProtection,
     ContentType,
+    LiveTemplate,
     Manifest,
     Period,
     Representation,
@@ -39,6 +40,6 @@ from player.client.mpd.reader import parse_mpd
 __all__ = [
     "DEFAULT_MAX_SEGMENT_URLS", "MAX_BANDWIDTH_BPS", "MAX_BASE_URL_CHOICES", "MAX_DIMENSION_PX", "MAX_DURATION_S",
     "MAX_FORMAT_WIDTH", "MAX_FRAME_RATE", "MAX_MPD_ATTRIBUTES", "MAX_MPD_BYTES", "MAX_MPD_TAGS",
-    "MAX_SAMPLE_RATE_HZ", "AdaptationSet", "ContentProtection", "ContentType", "Manifest", "MpdError", "Period",
+    "MAX_SAMPLE_RATE_HZ", "AdaptationSet", "LiveTemplate", "ContentProtection", "ContentType", "Manifest", "MpdError", "Period",
     "Representation", "SegmentCipher", "SegmentRef", "parse_mpd", "parse_sidx",
 ]

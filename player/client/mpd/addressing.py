@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from xml.etree.ElementTree import Element
 
 from player.client.mpd.limits import _MAX_INT32, _MAX_UINT32, MAX_FORMAT_WIDTH, MpdError
-from player.client.mpd.model import SegmentRef, _median_duration_s
+from player.client.mpd.model import LiveTemplate, SegmentRef, _median_duration_s
 from player.client.mpd.values import _byte_range, _join, _q, _required_uint, _show, _signed, _uint
 
 _COUNT_TOLERANCE = 1e-6  # ceil() of float segment counts forgives this much rounding error
@@ -144,6 +144,7 @@ class _SegmentReader:
     def __init__(self, url: str, max_segment_urls: int) -> None:
         self.url = url
         self.urls_left = max_segment_urls
+        self.dynamic = False  # a dynamic MPD: an open-ended @duration template names segments on demand
 
     def take(self, count: int, choices: int, where: str) -> None:
         """Spends `count` segments of `choices` URLs each from the budget, before they are built."""
@@ -221,6 +222,8 @@ class _SegmentReader:
         else:
             init = ctx.initialization()
         timeline = ctx.child("SegmentTimeline")
+        if timeline is None and self.dynamic and ctx.timing.period_duration_s is None:
+            return _live_addressing(ctx, init, media_format, start_number)
         if timeline is not None:
             runs = self.timeline(timeline, ctx, start_number)
             nominal_ticks = None
@@ -364,6 +367,31 @@ class _SegmentReader:
         )
 
 
+def _live_addressing(ctx: _SegmentContext, init: SegmentRef | None, media_format: str,
+                     start_number: int) -> _Addressing:
+    """A dynamic MPD's open-ended `SegmentTemplate@duration` (5.3.9.5.3): no segment list, a
+    `LiveTemplate` that names any segment number (`availabilityTimeOffset`: 5.3.9.5.3, Table 16)."""
+    duration = _uint(ctx.merged, "duration", ctx.where, minimum=1)
+    if duration is None:
+        raise MpdError(f"{ctx.where}: a live SegmentTemplate without SegmentTimeline needs @duration")
+    raw_offset = (ctx.merged.get("availabilityTimeOffset") or "0").strip()
+    try:
+        offset_s = math.inf if raw_offset == "INF" else float(raw_offset)
+    except ValueError:
+        offset_s = math.nan
+    if not offset_s >= 0:
+        raise MpdError(f"{ctx.where}@availabilityTimeOffset={_show(raw_offset)} is not a non-negative number")
+    raw_complete = (ctx.merged.get("availabilityTimeComplete") or "true").strip()
+    if raw_complete not in ("true", "false", "1", "0"):
+        raise MpdError(f"{ctx.where}@availabilityTimeComplete={_show(raw_complete)} is not an xs:boolean")
+    live = LiveTemplate(media_format=media_format, start_number=start_number, duration_ticks=duration,
+                        timescale=ctx.timescale, pto_ticks=ctx.pto, period_start_s=ctx.timing.period_start_s,
+                        base_urls=ctx.bases, availability_time_offset_s=offset_s,
+                        availability_time_complete=raw_complete in ("true", "1"))
+    return _Addressing(init=init, segments=(), nominal_s=duration / ctx.timescale, pto_s=ctx.pto / ctx.timescale,
+                       live=live)
+
+
 @dataclass(frozen=True, slots=True)
 class _Addressing:
     init: SegmentRef | None
@@ -371,6 +399,7 @@ class _Addressing:
     nominal_s: float | None
     pto_s: float = 0.0
     index_range: tuple[int, int] | None = None
+    live: LiveTemplate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,5 +458,5 @@ def _clip_last(segments: tuple[SegmentRef, ...], timing: _Timing) -> tuple[Segme
 
 def _need_period_duration(timing: _Timing, where: str, what: str) -> float:
     if timing.period_duration_s is None:
-        raise MpdError(f"{where}: {what} needs a known Period duration (live MPDs are not supported)")
+        raise MpdError(f"{where}: {what} needs a known Period duration (an open-ended template is read only in a dynamic MPD)")
     return timing.period_duration_s

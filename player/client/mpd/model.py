@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Literal
 
 from player.client.mpd.limits import MpdError
+from player.client.mpd.values import _join
 from server.formats.boxes import Mp4FormatError, read_sidx
 from server.formats.dash import CLEARKEY_SCHEME
 
@@ -77,6 +78,42 @@ class ContentProtection:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LiveTemplate:
+    """The open-ended `SegmentTemplate@duration` of a dynamic MPD (ISO/IEC 23009-1 5.3.9.5.3): a
+    live Representation lists no segments, it names segment `number` on demand (`ref`).
+
+    `media_format` is a `str.format` string with `number` and `time` fields and the Representation's
+    values bound; `availability_time_offset_s` is how much earlier than its end a segment can be
+    requested (low latency, `availabilityTimeComplete=false`: its first chunks are there).
+    """
+
+    media_format: str
+    start_number: int
+    duration_ticks: int
+    timescale: int
+    pto_ticks: int
+    period_start_s: float
+    base_urls: tuple[str, ...]
+    availability_time_offset_s: float = 0.0
+    availability_time_complete: bool = True
+
+    @property
+    def duration_s(self) -> float:
+        return self.duration_ticks / self.timescale
+
+    def ref(self, number: int) -> SegmentRef:
+        """Segment `number` (>= `start_number`): its URLs and its place on the presentation timeline."""
+        if number < self.start_number:
+            raise MpdError(f"segment {number} is before @startNumber={self.start_number}")
+        k = number - self.start_number
+        time = self.pto_ticks + k * self.duration_ticks
+        reference = self.media_format.format(number=number, time=time)
+        urls = tuple(dict.fromkeys(_join(base, reference, "SegmentTemplate@media") for base in self.base_urls))
+        return SegmentRef(number=number, start_s=self.period_start_s + k * self.duration_s,
+                          duration_s=self.duration_s, urls=urls)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Representation:
     """One rendition and its segments.
 
@@ -102,6 +139,7 @@ class Representation:
     presentation_time_offset_s: float = 0.0
     index_range: tuple[int, int] | None = None
     content_protection: tuple[ContentProtection, ...] = ()
+    live: LiveTemplate | None = None  # a dynamic MPD's open-ended template (then `segments` is empty)
 
     @property
     def segment_count(self) -> int:
@@ -183,6 +221,12 @@ class Manifest:
     minimum_update_period_s: float | None = None
     time_shift_buffer_depth_s: float | None = None
     location: str | None = None  # MPD/Location resolved: relative references were resolved against it
+    # dynamic MPDs (5.3.1.2, Annex K)
+    publish_time: datetime | None = None
+    suggested_presentation_delay_s: float | None = None
+    utc_timing: tuple[tuple[str, str], ...] = ()  # (schemeIdUri, value) of each UTCTiming, in order
+    target_latency_s: float | None = None  # ServiceDescription/Latency@target
+    playback_rate_range: tuple[float, float] | None = None  # ServiceDescription/PlaybackRate@min/@max
 
     @property
     def video(self) -> AdaptationSet | None:

@@ -67,6 +67,7 @@ class _Reader(_SegmentReader):
                 start_time = datetime.fromisoformat(raw_time.strip())
             except ValueError:
                 raise MpdError(f"MPD@availabilityStartTime={_show(raw_time)} is not an xs:dateTime") from None
+        self.dynamic = kind == "dynamic"
         fetched_from = self.url
         location = self.location(root)
         if location is not None:
@@ -92,6 +93,7 @@ class _Reader(_SegmentReader):
             minimum_update_period_s=_duration_s(root, "minimumUpdatePeriod", where, allow_zero=True),
             time_shift_buffer_depth_s=_duration_s(root, "timeShiftBufferDepth", where, allow_zero=True),
             location=location,
+            **(_dynamic_fields(root, where) if kind == "dynamic" else {}),
         )
 
     def location(self, root: Element) -> str | None:
@@ -188,6 +190,7 @@ class _Reader(_SegmentReader):
             presentation_time_offset_s=addressing.pto_s,
             index_range=addressing.index_range,
             content_protection=set_protection + rep_protection,
+            live=addressing.live,
         )
 
     # -- BaseURL (5.6) --
@@ -208,6 +211,50 @@ class _Reader(_SegmentReader):
         if len(choices) > MAX_BASE_URL_CHOICES:
             raise MpdError(f"{where}: BaseURLs combine into {len(choices)} choices, more than {MAX_BASE_URL_CHOICES}")
         return tuple(choices)
+
+
+def _xs_datetime(root: Element, name: str) -> datetime | None:
+    raw = root.get(name)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise MpdError(f"MPD@{name}={_show(raw)} is not an xs:dateTime") from None
+
+
+def _dynamic_fields(root: Element, where: str) -> dict[str, object]:
+    """What a live player needs from a dynamic MPD (5.3.1.2, 5.8.4.11 UTCTiming, Annex K)."""
+    if root.get("availabilityStartTime") is None:
+        raise MpdError("MPD: a dynamic MPD needs @availabilityStartTime (5.3.1.2)")
+    timings = []
+    for i, el in enumerate(root.findall(_q("UTCTiming"))):
+        scheme, value = (el.get("schemeIdUri") or "").strip(), (el.get("value") or "").strip()
+        if not scheme or not value:
+            raise MpdError(f"MPD/UTCTiming[{i}]: needs @schemeIdUri and @value")
+        timings.append((scheme, value))
+    target_s = rates = None
+    service = root.find(_q("ServiceDescription"))
+    if service is not None:
+        latency, rate = service.find(_q("Latency")), service.find(_q("PlaybackRate"))
+        if latency is not None and latency.get("target") is not None:
+            target_ms = _uint(latency, "target", "ServiceDescription/Latency", minimum=1, maximum=3_600_000)
+            target_s = None if target_ms is None else target_ms / 1000
+        if rate is not None:
+            try:
+                low, high = float(rate.get("min", "1")), float(rate.get("max", "1"))
+            except ValueError:
+                raise MpdError("ServiceDescription/PlaybackRate: @min and @max must be numbers") from None
+            if not 0 < low <= 1 <= high < 2:
+                raise MpdError(f"ServiceDescription/PlaybackRate: needs 0 < @min <= 1 <= @max < 2, got {low}..{high}")
+            rates = (low, high)
+    return {
+        "publish_time": _xs_datetime(root, "publishTime"),
+        "suggested_presentation_delay_s": _duration_s(root, "suggestedPresentationDelay", where, allow_zero=True),
+        "utc_timing": tuple(timings),
+        "target_latency_s": target_s,
+        "playback_rate_range": rates,
+    }
 
 
 def _inherited(levels: Sequence[tuple[Element, str]], read: Callable[[Element, str], _T | None]) -> _T | None:

@@ -541,12 +541,16 @@ def test_periods_out_of_order_or_unplaceable_are_errors() -> None:
         parse_mpd(base.format(""), "http://h/m.mpd")
 
 
-def test_live_duration_templates_are_refused_clearly() -> None:
+def test_live_duration_templates_name_segments_on_demand() -> None:
     text = one_rep('<SegmentTemplate media="$Number$" duration="2"/>').replace(
         'type="static" mediaPresentationDuration="PT8S"', 'type="dynamic" availabilityStartTime="2024-01-01T00:00:00Z"'
     )
+    rep = parse_mpd(text, "http://h/m.mpd").periods[0].adaptation_sets[0].representations[0]
+    assert rep.segments == () and rep.live is not None and rep.live.ref(5).url == "http://h/5"
+    static = one_rep('<SegmentTemplate media="$Number$" duration="2"/>').replace(
+        ' mediaPresentationDuration="PT8S"', "")
     with pytest.raises(MpdError, match="needs a known Period duration"):
-        parse_mpd(text, "http://h/m.mpd")
+        parse_mpd(static, "http://h/m.mpd")  # a static MPD without a duration stays an error
 
 
 def test_dynamic_timeline_mpd_parses_with_its_live_attributes() -> None:

@@ -1,0 +1,391 @@
+"""The headless live player: drives `LiveSession` against a dynamic MPD with real HTTP on a real
+(or sped-up) clock.
+
+What it does, in order: syncs its clock to the MPD's `UTCTiming` (http-xsdate / http-iso: the
+server's time at the midpoint of the request), maps `availabilityStartTime` onto the session clock
+and builds the `LiveSchedule` (whole segments, or CMAF chunks of `D - availabilityTimeOffset` when
+`availabilityTimeComplete="false"`), then lets the session decide: it joins at the live edge minus
+the target latency, never asks for a segment before it exists (`Wait`), steers latency with the
+playback rate. A low-latency segment is read as its chunked body arrives; each complete
+`moof`+`mdat` is handed to `on_chunk` at once. Every `minimumUpdatePeriod` the MPD is fetched again
+and the session told where the newest segment is (`on_available`). Playback stops after
+`duration_s` of session time from the join.
+
+Time: session time = wall time since start x `speed`, as in the VOD player. A live channel makes
+media on its own clock, so `--speed K` only makes sense against a channel whose clock runs K times
+faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock sync maps it).
+Video only (the session plays the video rendition); nothing is decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from abr.estimators import ChunkArrival, chunk_active_s
+from abr.qoe import session_metrics
+from abr.registry import make
+from abr.types import Ladder
+from player.client.bootstrap import PlaybackSource
+from player.client.fetch import Fetcher, FetchError
+from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
+from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
+from player.events import EventSink, emit_event
+from player.live import LiveConfig, LiveSchedule, LiveSession
+from player.session import Fetch, Finished, Hold, Wait
+
+UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
+DEFAULT_TARGET_LATENCY_S = 3.0
+_EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LivePlayConfig:
+    """How long to play and what latency to aim for (None: the MPD's ServiceDescription target,
+    else its suggestedPresentationDelay, else 3 s)."""
+
+    duration_s: float = 60.0
+    target_latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise ValueError(f"live play duration must be > 0 s, got {self.duration_s}")
+        if self.target_latency_s is not None and not self.target_latency_s > 0:
+            raise ValueError(f"target latency must be > 0 s, got {self.target_latency_s}")
+
+
+def is_live(manifest: Manifest) -> bool:
+    """A dynamic MPD whose video is addressed by an open-ended template (what `play_live` plays)."""
+    video = manifest.video
+    return manifest.type == "dynamic" and video is not None and any(r.live for r in video.representations)
+
+
+class LiveContent:
+    """The channel as the session's content: the ladder from the MPD's bandwidths, `count` uniform
+    segments (index k is segment number `start_number + k`), sizes estimated from the bandwidths."""
+
+    def __init__(self, reps: list[Representation], count: int) -> None:
+        live = _template(reps[0])
+        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=live.duration_s)
+        self.segment_count = count
+
+    def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
+        estimate = tuple(int(b * self.ladder.segment_duration_s / 8) for b in self.ladder.bitrates_bps)
+        return tuple(estimate for _ in range(segment_index, min(segment_index + count, self.segment_count)))
+
+
+def _template(rep: Representation) -> LiveTemplate:
+    if rep.live is None:
+        raise PlaybackError(f"representation {rep.id!r} is not an open-ended live template")
+    return rep.live
+
+
+def parse_server_time(text: str) -> float:
+    """An http-xsdate / http-iso answer (xs:dateTime) as unix seconds."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PlaybackError(f"the UTCTiming server answered {text.strip()[:60]!r}, not an xs:dateTime") from None
+    if value.tzinfo is None:
+        raise PlaybackError(f"the UTCTiming server's time {text.strip()[:60]!r} has no time zone")
+    return value.timestamp()
+
+
+def chunk_ends(data: bytes | bytearray, start: int) -> tuple[list[int], int]:
+    """Where each complete `mdat` box ends in `data` (ISO BMFF box headers walked from `start`, a
+    box boundary): a CMAF chunk is a `moof`+`mdat` pair. Returns the ends and the next unread box start."""
+    ends: list[int] = []
+    pos = start
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > len(data):
+                break
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        if size < header:
+            raise PlaybackError(f"a live segment has a malformed box header (size {size}) at byte {pos}")
+        if pos + size > len(data):
+            break
+        pos += size
+        if kind == b"mdat":
+            ends.append(pos)
+    return ends, pos
+
+
+class LivePlayer:
+    """One live session (module docstring); `run()` returns the report."""
+
+    def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
+                 live: LivePlayConfig, events: EventSink) -> None:
+        manifest = source.manifest
+        if not is_live(manifest) or manifest.availability_start_time is None:
+            raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
+        video = manifest.video
+        assert video is not None
+        self.reps = [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
+        self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
+        self.manifest = manifest
+        self.early_requests = 0  # 404s for segments not there yet (the session should cause none)
+        self.requests = 0
+        self.refreshes = 0
+        self.clock_offset_s = 0.0  # server unix time - session time
+        self._t0 = 0.0
+        self._synced_at = 0.0  # session time of the last clock sync
+        self._inits: set[str] = set()
+
+    def now(self) -> float:
+        return (asyncio.get_running_loop().time() - self._t0) * self.config.speed
+
+    async def _sleep(self, session_s: float) -> None:
+        await asyncio.sleep(max(session_s, 0.0) / self.config.speed)
+
+    # -- clock and schedule -------------------------------------------------------------------------
+
+    async def sync_clock(self) -> float:
+        """Server time minus session time, from the first UTCTiming we understand (our own clock
+        when the MPD has none: a warning event says so)."""
+        for scheme, value in self.manifest.utc_timing:
+            if scheme not in UTC_TIMING_SCHEMES or not value.startswith(("http://", "https://")):
+                continue
+            sent = self.now()
+            result = await self.fetcher.fetch([value], headers={"Cache-Control": "no-cache"})
+            received = self.now()
+            server_s = parse_server_time(result.body.decode("utf-8", "replace"))
+            offset = server_s - (sent + received) / 2
+            emit_event(self.events, received, "clock_sync", url=value, round_trip_s=round(received - sent, 4))
+            return offset
+        import time
+
+        emit_event(self.events, self.now(), "clock_sync", url=None, reason="no http-xsdate UTCTiming: local clock")
+        return time.time() - self.now()
+
+    def schedule(self, manifest: Manifest) -> LiveSchedule:
+        """The MPD's availability on the session clock."""
+        live = _template(self.reps[0])
+        assert manifest.availability_start_time is not None
+        ast_s = manifest.availability_start_time.timestamp() - self.clock_offset_s + live.period_start_s
+        chunk_s = None
+        if not live.availability_time_complete and 0 < live.availability_time_offset_s < live.duration_s:
+            chunk_s = live.duration_s - live.availability_time_offset_s
+        return LiveSchedule(availability_start_s=ast_s, segment_duration_s=live.duration_s, chunk_duration_s=chunk_s)
+
+    def live_config(self, schedule: LiveSchedule) -> LiveConfig:
+        m = self.manifest
+        target = (self.live.target_latency_s or m.target_latency_s or m.suggested_presentation_delay_s
+                  or DEFAULT_TARGET_LATENCY_S)
+        low, high = m.playback_rate_range or (0.95, 1.05)
+        return LiveConfig(target_latency_s=target, min_rate=low, max_rate=high)
+
+    # -- the session --------------------------------------------------------------------------------
+
+    async def run(self) -> PlaybackReport:
+        self._t0 = asyncio.get_running_loop().time()
+        error: str | None = None
+        self.clock_offset_s = await self.sync_clock()
+        self._synced_at = self.now()
+        schedule = self.schedule(self.manifest)
+        live_config = self.live_config(schedule)
+        # Enough segments for the whole run, from the channel's start (index k: media [kD, (k+1)D)).
+        horizon_s = self.now() - schedule.availability_start_s + self.live.duration_s + live_config.max_drift_s
+        count = math.ceil(horizon_s / schedule.segment_duration_s) + 4
+        self.content = LiveContent(self.reps, count)
+        self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
+                                   self.config.session, live=live_config, schedule=schedule, sink=self.events)
+        emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
+                   speed=self.config.speed, target_latency_s=live_config.target_latency_s,
+                   chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
+        refresher = asyncio.create_task(self._refresh_loop())
+        player = asyncio.create_task(self._play())
+        try:
+            done, _ = await asyncio.wait((player, refresher), return_when=asyncio.FIRST_COMPLETED)
+            failed = next((t for t in done if t.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+        except (FetchError, PlaybackError, MpdError) as exc:
+            error = str(exc)
+        finally:
+            for task in (player, refresher):
+                task.cancel()
+            await asyncio.gather(player, refresher, return_exceptions=True)
+        return self._report(error)
+
+    async def _play(self) -> None:
+        session = self.session
+        while True:
+            session.advance(max(self.now(), session.time_s))
+            if session.joined_at_s is not None and session.time_s - session.joined_at_s >= self.live.duration_s:
+                return
+            action = session.next_action()
+            if isinstance(action, Finished):
+                return
+            if isinstance(action, Wait | Hold):
+                wait = action.duration_s if isinstance(action, Wait) else 0.05
+                if session.joined_at_s is not None:
+                    wait = min(wait, session.joined_at_s + self.live.duration_s - session.time_s)
+                await self._sleep(max(wait, 0.0) + 1e-3)
+                continue
+            assert isinstance(action, Fetch)
+            await self._fetch(action)
+
+    async def _fetch(self, action: Fetch) -> None:
+        schedule = self.session.schedule
+        rep = self.reps[action.quality]
+        await self._init(rep)
+        ref = _template(rep).ref(_template(rep).start_number + action.segment_index)
+        url = await self._route(ref.url)
+        while True:
+            requested = self.now()
+            self.requests += 1
+            async with self.fetcher.session.get(url, headers={"Cache-Control": "no-cache"}) as response:
+                if response.status == 404:
+                    text = (await response.read()).decode("utf-8", "replace")
+                    if "not available yet" not in text:
+                        raise PlaybackError(f"GET {ref.url}: HTTP 404 ({text.strip()[:200]})")
+                    self.early_requests += 1
+                    emit_event(self.events, requested, "early_request", segment=action.segment_index,
+                               number=ref.number)
+                    await self._sleep(_EARLY_RETRY_S)
+                    continue
+                if response.status != 200:
+                    raise PlaybackError(f"GET {ref.url}: HTTP {response.status}")
+                await self._read(response, action, schedule, requested)
+                return
+
+    async def _read(self, response: Any, action: Fetch, schedule: LiveSchedule, requested: float) -> None:
+        session = self.session
+        n = schedule.chunks_per_segment
+        body = bytearray()
+        scan = 0
+        chunks_done = 0
+        arrivals: list[ChunkArrival] = []
+        first_byte: float | None = None
+        chunk_first: float | None = None
+        chunk_start_byte = 0
+        async for piece in response.content.iter_any():
+            t = self.now()
+            if first_byte is None:
+                first_byte = t
+            if chunk_first is None:
+                chunk_first = t
+            body += piece
+            ends, scan = chunk_ends(body, scan)
+            for end in ends:
+                arrivals.append(ChunkArrival(first_byte_s=chunk_first, last_byte_s=t, size_bytes=end - chunk_start_byte))
+                if chunks_done < n - 1:
+                    session.on_chunk(max(t, session.time_s), size_bytes=end - chunk_start_byte,
+                                     media_duration_s=schedule.chunk_s)
+                chunks_done += 1
+                chunk_start_byte = end
+                chunk_first = None if end == len(body) else t
+        done = max(self.now(), session.time_s)
+        ttfb = (first_byte if first_byte is not None else done) - requested
+        active = chunk_active_s(arrivals) if n > 1 and arrivals else None
+        session.on_download(done, size_bytes=len(body), ttfb_s=ttfb, active_s=active)
+
+    async def _init(self, rep: Representation) -> None:
+        if rep.init is None or rep.id in self._inits:
+            return
+        await self.fetcher.fetch(rep.init.urls)
+        self.requests += 1
+        self._inits.add(rep.id)
+
+    async def _route(self, url: str) -> str:
+        return await self.fetcher.route(url) if self.fetcher.route is not None else url
+
+    # -- manifest refresh ---------------------------------------------------------------------------
+
+    async def _refresh_loop(self) -> None:
+        """Re-read the MPD every minimumUpdatePeriod (one segment when it is missing or 0) and tell
+        the session where the newest segment is."""
+        period = self.manifest.minimum_update_period_s or self.session.schedule.segment_duration_s
+        while True:
+            await self._sleep(period)
+            result = await self.fetcher.fetch(self.source.manifest_urls, headers={"Cache-Control": "no-cache"})
+            self.requests += 1
+            manifest = parse_mpd(result.body, result.url)
+            if not is_live(manifest) or manifest.availability_start_time is None:
+                raise PlaybackError("the refreshed MPD is no longer live")
+            self.manifest = manifest
+            self.refreshes += 1
+            await self._resync()
+            schedule = self.schedule(manifest)
+            now = self.now()
+            unit = schedule.chunk_s if schedule.chunk_duration_s is not None else schedule.segment_duration_s
+            made = math.floor(max(0.0, now - schedule.availability_start_s) / unit + 1e-9)
+            if made >= 1:
+                per = schedule.chunks_per_segment
+                segment, chunk = divmod(made - 1, per)
+                at = schedule.chunk_available_s(segment, chunk)
+                self.session.on_available(segment=segment, chunk=chunk if schedule.chunk_duration_s else None,
+                                          available_at_s=at)
+            emit_event(self.events, now, "manifest_refresh", publish_time=str(manifest.publish_time))
+
+    async def _resync(self) -> None:
+        """Sync the clock again (as dash.js does on refresh) and check the channel's clock runs at
+        the player's speed: a channel at 1x played with `--speed 10` would show a tenth of the media
+        the player expects, so that is an error naming both rates."""
+        before_offset, before_at = self.clock_offset_s, self._synced_at
+        offset = await self.sync_clock()
+        at = self.now()
+        elapsed = at - before_at
+        if elapsed >= 1.0:
+            rate = 1.0 + (offset - before_offset) / elapsed  # server seconds per session second
+            if abs(rate - 1.0) > 0.2:
+                raise PlaybackError(
+                    f"the live channel's clock runs at {rate * self.config.speed:.1f}x the wall clock but the player "
+                    f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
+                    f"channel at the player's speed (server LiveConfig.speed)")
+        self.clock_offset_s, self._synced_at = offset, at
+
+    # -- report -------------------------------------------------------------------------------------
+
+    def live_summary(self) -> dict[str, Any]:
+        stats = self.session.stats()
+        out: dict[str, Any] = {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+                               for k, v in stats.as_dict().items()}
+        out.update({"target_latency_s": self.session.live.target_latency_s,
+                    "chunk_s": self.session.schedule.chunk_duration_s, "early_requests": self.early_requests,
+                    "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
+                    "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3)})
+        return out
+
+    def _report(self, error: str | None) -> PlaybackReport:
+        session = self.session
+        records = tuple(session.records)
+        ladder = self.content.ladder
+        metrics = session_metrics(
+            bitrates_bps=[r.bitrate_bps for r in records], rebuffer_s=session.rebuffer_per_segment_s(),
+            ladder_bps=ladder.bitrates_bps, segment_duration_s=ladder.segment_duration_s,
+            startup_s=session.startup_s or 0.0, rebuffer_count=session.stall_count)
+        ends = [r.request_time_s + r.download_s for r in records]
+        return PlaybackReport(
+            title=self.source.title, abr=self.config.abr, metrics=metrics, records=records, frames_decoded=0,
+            frames_failed=0, requests=self.requests, failed_requests=self.early_requests, abandoned=0,
+            duration_s=max(ends, default=0.0), first_frame_s=None, bootstrap_s=dict(self.source.timings_s),
+            error=error, requests_by_media={"video": len(records)}, live=self.live_summary())
+
+
+async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, live: LivePlayConfig,
+                    events: EventSink, before_media: Callable[[], object] | None = None) -> PlaybackReport:
+    """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
+    latency p50/p95/max, join time, drift, rate changes, stalls and early requests."""
+    if before_media is not None:
+        before_media()
+    return await LivePlayer(source, config, fetcher, live=live, events=events).run()
+
+
+def format_live(live: Mapping[str, Any]) -> str:
+    """The report's live line."""
+    join = live.get("join_s")
+    join_text = f"{join:.2f} s" if isinstance(join, float) else "-"
+    return (f"  live: latency p50 {live['latency_p50_s']} s, p95 {live['latency_p95_s']} s, max "
+            f"{live['latency_max_s']} s (target {live['target_latency_s']} s), join {join_text}, drift "
+            f"{live['drift_mean_s']} s, {live['rate_changes']} rate changes, {live['stalls']} stalls, "
+            f"{live['seeks_to_live']} seeks to live, {live['early_requests']} early requests")

@@ -1,0 +1,129 @@
+"""The headless live player against the stack's live channel (a real origin on the wall clock)
+through the shaper: it joins near the target latency, never asks for a segment before it exists
+(the origin's 404s for too-early segments are counted and must be zero), refreshes the MPD, and
+keeps working K times faster against a channel whose clock runs K times faster."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from netsim.sources import open_trace
+from player.client.harness import LinkConfig, UrlTarget, play_headless
+from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.liveplay import LivePlayConfig, chunk_ends, parse_server_time
+from player.client.mpd import MpdError
+from player.errors import CliError
+from server.live.channel import LiveConfig
+from server.origin import OriginConfig, create_app
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
+STATUS = web.AppKey("statuses", Counter)
+Origin = Callable[..., Awaitable[tuple[str, Counter[str]]]]
+
+
+@web.middleware
+async def _statuses(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+    response = await handler(request)
+    if request.path.endswith(".m4s"):
+        request.app[STATUS][f"segment {response.status}"] += 1
+    return response
+
+
+@pytest.fixture
+async def live_origin(packaged: PackagedTitles) -> AsyncIterator[Origin]:
+    runners: list[web.AppRunner] = []
+
+    async def start(**changes: Any) -> tuple[str, Counter[str]]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
+                          **changes)
+        app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
+        app.middlewares.append(_statuses)
+        app[STATUS] = Counter()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        runners.append(runner)
+        return url, app[STATUS]
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:
+    config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
+    return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
+                               live=LivePlayConfig(duration_s=duration_s, target_latency_s=target_s))
+
+
+def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float, slack_s: float) -> dict[str, Any]:
+    assert report.error is None, report.error
+    live = report.live
+    assert live is not None
+    assert statuses["segment 404"] == 0 and live["early_requests"] == 0  # nothing asked for before it existed
+    assert statuses["segment 200"] == len(report.records) >= 2
+    assert live["played_s"] >= duration_s - 0.5
+    assert live["stalls"] == 0 and live["join_s"] is not None
+    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
+    assert live["manifest_refreshes"] >= 1
+    assert report.as_dict()["live"] == dict(live)  # what --json prints
+    return live
+
+
+async def test_joins_the_live_channel_through_the_shaper_at_1x(live_origin: Origin) -> None:
+    url, statuses = await live_origin(low_latency=False)  # 4 s segments, target 8 s (2 segments)
+    report = await _play(url, speed=1.0, duration_s=6.0)
+    live = _check(report, statuses, duration_s=6.0, slack_s=1.0)
+    assert live["chunk_s"] is None and live["target_latency_s"] == pytest.approx(8.0)
+
+
+async def test_joins_the_live_channel_at_speed_10(live_origin: Origin) -> None:
+    url, statuses = await live_origin(low_latency=False, speed=10.0)
+    report = await _play(url, speed=10.0, duration_s=40.0)  # 4 s of wall time
+    _check(report, statuses, duration_s=40.0, slack_s=1.5)
+
+
+async def test_low_latency_reads_chunks_as_they_arrive(live_origin: Origin) -> None:
+    url, statuses = await live_origin(low_latency=True)  # 0.5 s chunks, target 2 s
+    report = await _play(url, speed=1.0, duration_s=6.0)
+    live = _check(report, statuses, duration_s=6.0, slack_s=0.75)
+    assert live["chunk_s"] == pytest.approx(0.5) and live["target_latency_s"] == pytest.approx(2.0)
+
+
+def test_chunk_boundaries_are_found_in_a_partial_body() -> None:
+    box = lambda kind, n: (8 + n).to_bytes(4, "big") + kind + bytes(n)  # noqa: E731
+    body = box(b"moof", 4) + box(b"mdat", 10) + box(b"moof", 4) + box(b"mdat", 6)[:9]
+    ends, scan = chunk_ends(body, 0)
+    assert ends == [30] and scan == 42  # the second moof is whole, its mdat not yet
+    with pytest.raises(CliError, match="malformed box"):
+        chunk_ends((3).to_bytes(4, "big") + b"mdat", 0)
+
+
+def test_server_times_must_be_xs_datetimes() -> None:
+    assert parse_server_time("1970-01-01T00:00:10.500Z") == pytest.approx(10.5)
+    for bad in ("yesterday", "2026-01-01T00:00:00"):
+        with pytest.raises(CliError):
+            parse_server_time(bad)
+    with pytest.raises(ValueError):
+        LivePlayConfig(duration_s=0)
+    assert issubclass(MpdError, Exception)
+
+
+async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_origin: Origin) -> None:
+    url, _ = await live_origin(low_latency=False)  # the channel at 1x, the player at 10x
+    report = await _play(url, speed=10.0, duration_s=60.0)
+    assert report.error is not None and "--speed" in report.error
+    assert re.search(r"clock runs at (0.9|1.0|1.1)\d?x the wall clock but the player at 10x", report.error)
