@@ -16,8 +16,10 @@ import logging
 import threading
 from typing import TextIO
 
+from server.config import ACCESS_LOG_FLUSH_INTERVAL_S
+
 DEFAULT_BATCH_LINES = 256
-DEFAULT_FLUSH_INTERVAL_S = 1.0
+DEFAULT_FLUSH_INTERVAL_S = ACCESS_LOG_FLUSH_INTERVAL_S
 
 
 class BufferedLineHandler(logging.Handler):

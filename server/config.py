@@ -25,6 +25,9 @@ from yarl import URL
 from server.regions import RegionsConfig
 
 DEFAULT_HOST = "127.0.0.1"
+# The services write their JSON access logs in batches, at least this often (server/accesslog.py):
+# a reader of the log files waits a little longer than this after the requests it looks for.
+ACCESS_LOG_FLUSH_INTERVAL_S = 1.0
 DEFAULT_PORT = 8000
 SECRETS_FILE = "secrets.json"
 REVOCATIONS_FILE = "revocations.db"

@@ -34,7 +34,7 @@ from player.client.headless import PlayerConfig
 from player.events import SessionEvent
 from player.research.chaos_region import region_outage, session_region
 from player.session import SessionConfig
-from server.config import RateLimitPolicy, StackConfig
+from server.config import ACCESS_LOG_FLUSH_INTERVAL_S, RateLimitPolicy, StackConfig
 from server.stack import RunningStack, start_stack_with_demo_user
 
 # Lines in a service log that mean a bug, not a handled failure.
@@ -623,6 +623,8 @@ async def run_chaos(config: ChaosConfig, stack: RunningStack, *, title: str, pas
         run.service["fault_error"] = fault_error
     gateway_log = stack.log_path("gateway")
     log_dir = gateway_log.parent if gateway_log is not None else None
+    if log_dir is not None:
+        await asyncio.sleep(ACCESS_LOG_FLUSH_INTERVAL_S + 0.5)  # the services write their access logs in batches
     by_id, problems = read_service_logs(log_dir) if log_dir is not None else ({}, [])
     failed = [e for log in run.logs for e in log.events if e["type"] == "request" and _failed(e)]
     failed += [{"url": a.url, "status": a.status, "error": a.error, "request_id": a.request_id}

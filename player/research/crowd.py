@@ -46,6 +46,7 @@ from player.research.crowdstack import (
     total,
 )
 from player.research.experiment import open_executor
+from server.config import ACCESS_LOG_FLUSH_INTERVAL_S
 from server.formats.names import SEGMENTS_NAME
 from server.formats.segments import load_segments_json
 
@@ -54,8 +55,6 @@ ARRIVALS = ("uniform", "poisson")
 # starts its loop first (arrivals later than planned are reported: `arrival_late_s_max`).
 START_MARGIN_S = 3.0
 LOGINS = ("device", "each")
-
-ACCESS_LOG_FLUSH_S = 1.5  # > the services' access-log flush interval (server/accesslog.py: 1 s)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -254,7 +253,7 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         cpu_after = service_cpu_s(stack)
         after = await scrape(http, stack)
         if crowd:  # the services write their access logs in batches, at least every second
-            await asyncio.sleep(ACCESS_LOG_FLUSH_S)
+            await asyncio.sleep(ACCESS_LOG_FLUSH_INTERVAL_S + 0.5)
     crowd_start = epoch + config.lead_s / config.speed
     objects: set[str] = set()
     for result in results:
