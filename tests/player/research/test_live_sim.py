@@ -13,20 +13,13 @@ from netsim.trace import Trace
 from player.live import LiveConfig
 from player.research.live_sim import LiveSimConfig, compare_live, format_live_table, live_video, run_live_session
 from player.video import Video
+from tests.player.research.test_sim_terminates import random_traces
 
 LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
 
 
-@st.composite
-def traces(draw: st.DrawFn) -> Trace:
-    n = draw(st.integers(1, 12))
-    durations = draw(st.lists(st.floats(0.05, 20.0), min_size=n, max_size=n))
-    rates = draw(st.lists(st.one_of(st.just(0.0), st.floats(5e4, 5e7)), min_size=n, max_size=n))
-    if not any(r > 0 for r in rates):
-        rates[0] = 1e6
-    latency = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 0.3), min_size=n, max_size=n)))
-    return Trace(name="random", durations_s=np.array(durations), bandwidth_bps=np.array(rates),
-                 latency_s=None if latency is None else np.array(latency))
+def traces() -> st.SearchStrategy[Trace]:
+    return random_traces(max_intervals=12, durations_s=(0.05, 20.0), rates_bps=(5e4, 5e7))
 
 
 def base_video(seed: int) -> Video:

@@ -35,15 +35,22 @@ class CountingSession(PlaybackSession):
 
 
 @st.composite
-def traces(draw: st.DrawFn) -> Trace:
-    n = draw(st.integers(1, 30))
-    durations = draw(st.lists(st.floats(0.01, 30.0), min_size=n, max_size=n))
-    rates = draw(st.lists(st.one_of(st.just(0.0), st.floats(2e4, 1e8)), min_size=n, max_size=n))
+def random_traces(draw: st.DrawFn, *, max_intervals: int = 30, durations_s: tuple[float, float] = (0.01, 30.0),
+                  rates_bps: tuple[float, float] = (2e4, 1e8)) -> Trace:
+    """Random traces with zero-capacity intervals (at least one interval carries data) and, or not,
+    a latency per interval: the link shapes that once made sessions loop forever."""
+    n = draw(st.integers(1, max_intervals))
+    durations = draw(st.lists(st.floats(*durations_s), min_size=n, max_size=n))
+    rates = draw(st.lists(st.one_of(st.just(0.0), st.floats(*rates_bps)), min_size=n, max_size=n))
     if not any(r > 0 for r in rates):
         rates[0] = 1e6
     latency = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 0.3), min_size=n, max_size=n)))
     return Trace(name="random", durations_s=np.array(durations), bandwidth_bps=np.array(rates),
                  latency_s=None if latency is None else np.array(latency))
+
+
+def traces() -> st.SearchStrategy[Trace]:
+    return random_traces()
 
 
 @st.composite
