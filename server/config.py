@@ -231,6 +231,7 @@ class LicenseConfig:
     max_body_bytes: int = 16 * 1024
     max_kids: int = 64
     rescan_interval_s: float = 1.0  # an unknown KID re-reads the key stores at most this often
+    live_titles: Mapping[str, str] = field(default_factory=dict)  # live channel -> the title it loops
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")

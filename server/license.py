@@ -2,7 +2,8 @@
 
 `POST /license` with `{"kids": [base64url], "type": "temporary"}` and a bearer token answers
 `{"keys": [{"kty": "oct", "kid", "k"}], "type": "temporary"}` (a JSON Web Key Set, RFC 7517) with
-exactly the requested keys, if the token is entitled to every title they belong to. Keys come from
+exactly the requested keys, if the token is entitled to every title they belong to (or to a live
+channel that loops that title: the channel is encrypted with its source's keys). Keys come from
 `<content_root>/<title>/keys.json`; the audit log says who got which KID, never the key.
 """
 
@@ -14,7 +15,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from server.httpapi import BadRequest, json_error, read_json_body
 from server.internal import healthz, service_middlewares
 from server.observability import METRICS, Metrics, add_log_fields, metrics_handler, request_id
 from server.revocation import StoreUnavailable
-from server.tokens import TOKENS, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
+from server.tokens import TOKENS, Claims, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
 
 Clock = Callable[[], float]
 log = logging.getLogger("abrkit.license")
@@ -137,6 +138,13 @@ def _audit(request: web.Request, claims_sub: str, jti: str, kids: list[bytes], r
                                "kids": [k.hex() for k in kids]}, separators=(",", ":")))
 
 
+def _entitled(claims: Claims, title: str, live_titles: Mapping[str, str]) -> bool:
+    """Entitled to a key of `title`: to the title itself, or to a live channel that loops it (a channel
+    is encrypted with its source title's keys, server/live/rewrite.py)."""
+    return claims.entitled_to(title) or any(
+        source == title and claims.entitled_to(channel) for channel, source in live_titles.items())
+
+
 async def _license(request: web.Request) -> web.Response:
     config, store, metrics = request.app[_CONFIG], request.app[_KEYS], request.app[METRICS]
     try:
@@ -162,7 +170,7 @@ async def _license(request: web.Request) -> web.Response:
         return json_error(404, "unknown key id", kids=[b64url_encode(k) for k in unknown])
     keys = [key for _, key in found if key is not None]
     titles = sorted({key.title for key in keys})
-    refused = [t for t in titles if not claims.entitled_to(t)]
+    refused = [t for t in titles if not _entitled(claims, t, config.live_titles)]
     if refused:
         _audit(request, claims.subject, claims.jti, kids, "not_entitled", titles)
         metrics.inc("license_requests_total", labels={"result": "forbidden"}, help="License requests by result")

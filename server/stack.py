@@ -118,6 +118,11 @@ NEW_SESSION_ROUTES = {"auth": ("POST /auth/token",), "playback": ("POST /playbac
 
 # --- per-service configs ---------------------------------------------------------------------------
 
+def _live_titles(config: StackConfig) -> dict[str, str]:
+    """The stack's live channel and the title it loops ({} without `live_title`)."""
+    return {config.live_channel: config.live_title} if config.live_title else {}
+
+
 def live_config(config: StackConfig) -> LiveConfig | None:
     """The live channel of a stack (None without `live_title`)."""
     if config.live_title is None:
@@ -169,12 +174,12 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
             host=host, port=port, content_root=config.content_root, tokens=tokens,
             url_signing_key=secrets.require("url_signing_key"), internal_token=internal, license_url=license_url,
             url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins,
-            live_titles={config.live_channel: config.live_title} if config.live_title else {},
-            regions=regions))
+            live_titles=_live_titles(config), regions=regions))
     if kind == "license":
         from server import license
         return license.create_app(LicenseConfig(host=host, port=port, content_root=config.content_root, tokens=tokens,
-                                                internal_token=internal, allowed_origins=config.allowed_origins))
+                                                internal_token=internal, allowed_origins=config.allowed_origins,
+                                                live_titles=_live_titles(config)))
     if kind == "gateway":
         from server import gateway
         backends = tuple(BackendConfig(name=b, url=url(b), prefix=prefix, requires_token=needs_token,

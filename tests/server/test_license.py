@@ -170,3 +170,22 @@ async def test_cors_preflight_and_exposed_headers_for_allowed_origin(client: Tes
 def test_license_request_parser_dedupes_in_order() -> None:
     a, b = b"\x01" * 16, b"\x02" * 16
     assert license.parse_license_request({"kids": [b64(b), b64(a), b64(b)]}, max_kids=4) == [b, a]
+
+
+async def test_a_live_channel_entitles_to_the_keys_of_the_title_it_loops(aiohttp_client, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                         policy: TokenPolicy, content) -> None:
+    config = LicenseConfig(content_root=tmp_path / "content", tokens=policy, rescan_interval_s=0.0,
+                           live_titles={"live": "demo"})
+    live_client = await aiohttp_client(license.create_app(config))
+    demo_kid, premium_kid = next(iter(content["demo"])), next(iter(content["premium"]))
+    granted = await live_client.post("/license", json={"kids": [b64(demo_kid)]}, headers=bearer(policy, ("live",)))
+    assert granted.status == 200
+    refused = await live_client.post("/license", json={"kids": [b64(premium_kid)]}, headers=bearer(policy, ("live",)))
+    assert refused.status == 403 and (await refused.json())["titles"] == ["premium"]
+
+
+async def test_without_the_channel_a_channel_name_entitles_to_nothing(client: TestClient, policy: TokenPolicy,  # type: ignore[no-untyped-def]
+                                                                      content) -> None:
+    kid = next(iter(content["demo"]))
+    resp = await client.post("/license", json={"kids": [b64(kid)]}, headers=bearer(policy, ("live",)))
+    assert resp.status == 403
