@@ -57,7 +57,7 @@ class ChaosConfig:
     buffer_cap_s: float = 16.0
     slow_delay_s: float = 2.0  # slow-edge: added before the first byte of each response
     error_status: int = 503  # edge-5xx
-    probe_interval_s: float = 1.0  # service faults: a new session tries to start this often
+    probe_interval_s: float = 1.0  # service faults: a new session tries to start at most this far apart
     recovery_wait_s: float = 20.0  # wall seconds to wait for service recovery after the fault ends
     session_timeout_s: float = 600.0  # wall seconds: a session still running then counts as hung
     stagger_s: float = 0.3  # wall seconds between session starts
@@ -354,15 +354,22 @@ async def _origin_outage(run: ChaosRun) -> None:
                        miss_wall_s_max=max((p.wall_s for p in misses), default=None))
 
 
+def probe_interval_s(configured_s: float, fault_s: float, failure_threshold: int) -> float:
+    """New sessions' spacing in a service outage: more than `failure_threshold` fail in it (the breaker opens)."""
+    return min(configured_s, fault_s / (failure_threshold + 2))
+
+
 async def _service_outage(run: ChaosRun, name: str) -> None:
     run.victim = name
     baseline = await run.new_session()
     run.start_fault()
     await run.stack.kill_service(name)
     during: list[Probe] = []
+    interval_s = probe_interval_s(run.config.probe_interval_s, run.fault_s,
+                                  run.stack.config.policy_for(name).failure_threshold)
     while run.now() - run.fault_start_s < run.fault_s:  # type: ignore[operator]
         during.append(await run.new_session())
-        await run.sleep(run.config.probe_interval_s)
+        await run.sleep(interval_s)
     async with run.http.get(run.stack.gateway_url + "/healthz") as resp:
         breaker = (await resp.json())["backends"].get(name)
     run.end_fault()
@@ -380,8 +387,7 @@ async def _service_outage(run: ChaosRun, name: str) -> None:
             break
         await asyncio.sleep(0.25)
     run.service.update(baseline=_probe_dict(baseline), new_sessions_during=[_probe_dict(p) for p in during],
-                       breaker_at_fault_end=breaker, after=[_probe_dict(p) for p in after],
-                       service_recovery_wall_s=recovery_s,
+                       breaker_at_fault_end=breaker, after=[_probe_dict(p) for p in after], service_recovery_wall_s=recovery_s,
                        new_session_fail_wall_s_max=max((p.wall_s for p in during), default=None))
 
 
@@ -670,11 +676,10 @@ def summary_lines(report: ChaosReport) -> list[str]:
     for s in report.sessions:
         metrics = s.report or {}
         state = "finished" if s.finished else ("HUNG" if s.hung else ("CRASHED" if s.crashed else f"error: {s.error}"))
-        lines.append(
-            f"  session {s.index}: {state}; buffer at fault {_fmt(s.buffer_at_fault_s)} s, rebuffer in fault "
-            f"window {s.fault_rebuffer_s:.2f} s (total {s.rebuffer_s:.2f} s), failed requests {s.failed_requests}, "
-            f"failover {_fmt(s.failover_s)} s, recovery {_fmt(s.recovery_s)} s, "
-            f"bitrate {metrics.get('avg_bitrate_bps', 0) / 1e6:.2f} Mbit/s, QoE lin {_qoe(metrics)}")
+        lines.append(f"  session {s.index}: {state}; buffer at fault {_fmt(s.buffer_at_fault_s)} s, rebuffer in fault "
+                     f"window {s.fault_rebuffer_s:.2f} s (total {s.rebuffer_s:.2f} s), failed requests {s.failed_requests}, "
+                     f"failover {_fmt(s.failover_s)} s, recovery {_fmt(s.recovery_s)} s, "
+                     f"bitrate {metrics.get('avg_bitrate_bps', 0) / 1e6:.2f} Mbit/s, QoE lin {_qoe(metrics)}")
     service = {k: v for k, v in report.service.items() if not isinstance(v, (list, dict))}
     if service:
         lines.append("  service: " + ", ".join(f"{k}={v}" for k, v in service.items()))

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from player.research.chaos import SCENARIOS, ChaosConfig, ChaosReport, ChaosStackConfig, chaos_stack, run_chaos
+from player.research.chaos import (
+    SCENARIOS,
+    ChaosConfig,
+    ChaosReport,
+    ChaosStackConfig,
+    chaos_stack,
+    probe_interval_s,
+    run_chaos,
+)
 from player.research.chaos_region import region_summary_lines, write_default_regions
 from server.packager import PackageConfig, package, parse_ladder
 from server.packaging.demo import DemoClipConfig, write_demo_source
@@ -190,3 +198,9 @@ def test_cli_refuses_a_content_root_without_a_title(tmp_path: Path, capsys: pyte
     assert "--content and --title go together" in capsys.readouterr().err
     assert main(["chaos", "kill-edge", "--content", str(tmp_path), "--title", "missing"]) == 2
     assert "no packaged title 'missing'" in capsys.readouterr().err
+
+
+def test_a_short_service_outage_is_probed_often_enough_to_open_the_breaker() -> None:
+    assert probe_interval_s(1.0, 30.0, 5) == 1.0  # a long outage: the configured spacing
+    short = probe_interval_s(1.0, 4.0, 5)
+    assert short < 1.0 and 4.0 / short > 5  # more failures than the threshold fit in the fault
