@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MIN_INTERVAL_S = 1e-6  # shorter intervals are float noise, not a measurement (real traces: >= 1 ms)
+
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class Trace:
@@ -30,9 +32,12 @@ class Trace:
             raise ValueError(f"trace {self.name!r} has no intervals")
         if not np.all(np.isfinite(durations)) or np.any(durations <= 0):
             raise ValueError(f"trace {self.name!r}: interval durations must be finite and > 0")
+        if np.any(durations < MIN_INTERVAL_S):
+            raise ValueError(f"trace {self.name!r}: an interval shorter than {MIN_INTERVAL_S * 1e6:g} us is no network trace "
+                             f"(shortest: {float(durations.min()):.3g} s)")
         if not np.all(np.isfinite(bandwidth)) or np.any(bandwidth < 0):
             raise ValueError(f"trace {self.name!r}: bandwidths must be finite and >= 0")
-        if not np.any(bandwidth > 0):
+        if not np.any(bandwidth > 0) or not float(np.dot(durations, bandwidth)) > 0:
             raise ValueError(f"trace {self.name!r}: bandwidth is zero everywhere")
         durations.setflags(write=False)
         bandwidth.setflags(write=False)

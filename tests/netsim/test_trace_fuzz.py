@@ -123,3 +123,13 @@ def test_long_valid_trace_still_loads(tmp_path: Path) -> None:
     path.write_text("".join(f"{t} {1 + (t % 7)}\n" for t in times))
     trace = load_trace(path)
     assert trace.durations_s.size == 199_999 and math.isclose(trace.duration_s, 199_999.0)
+
+
+@pytest.mark.parametrize("periods", [
+    [{"duration_ms": 1e-310, "bandwidth_kbps": 1}],  # a sub-microsecond interval (hypothesis found a denormal)
+    [{"duration_ms": 1e-3, "bandwidth_kbps": 1e-322}, {"duration_ms": 1e-3, "bandwidth_kbps": 0}],  # carries 0 bit
+])
+def test_sabre_float_noise_is_refused(tmp_path: Path, periods: list[dict[str, float]]) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(periods))
+    _check(path, None)
