@@ -20,8 +20,8 @@ Time: every limit and wait of `FetchConfig` is in session seconds. A fetcher mea
 `clock` (loop seconds by default; in an emulated session the shaper's `netsim.clock.WarpClock`,
 which stands still while the server works) and runs `clock_speed` session seconds per clock second
 (the time-warp K of the session once media fetching starts; 1 for bootstrap requests, which are no
-part of session time): an 8 s first-byte timeout is 8 s of trace time at any K, as in the
-simulator's player model.
+part of session time): an 8 s first-byte timeout is 8 s of trace time at any K. (The simulator
+models no timeout; docs/EXPERIMENTS.md, "Time-warp", says how experiments keep the two alike.)
 """
 
 from __future__ import annotations
