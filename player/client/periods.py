@@ -78,7 +78,8 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
     media request (the harness starts shaping there when the bootstrap goes unshaped)."""
     loop = asyncio.get_running_loop()
     # Session time 0 is when the manifest was in hand: the pre-roll steps already done count.
-    origin = loop.time() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
+    # On the session's clock, the fetcher's (an emulated session's warp clock leaves time out).
+    origin = fetcher.clock() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
     sources = period_sources(source)
     multi = len(sources) > 1
     sink = _PeriodSink(events, periods=len(sources), segments=_segment_total(sources, config.max_segments))
@@ -106,7 +107,7 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
             view.player, view.last = player, last
         if multi:
             period = period_source.manifest.periods[0]
-            emit_event(sink, (loop.time() - origin) * config.speed, "period", index=index, id=period.id,
+            emit_event(sink, (fetcher.clock() - origin) * config.speed, "period", index=index, id=period.id,
                        start_s=period.start_s, segments=player.content.segment_count,
                        codecs=sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations}))
         if shared is not None:
@@ -125,7 +126,7 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
         if report.error is not None or not player.session.finished or last:
             break
     report = _joined(reports, players, sources, timings, fetcher.counts)
-    emit_event(events, (loop.time() - origin) * config.speed, "end",
+    emit_event(events, (fetcher.clock() - origin) * config.speed, "end",
                **{k: v for k, v in report.as_dict().items() if k != "qualities"})
     return report
 
