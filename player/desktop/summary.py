@@ -96,12 +96,18 @@ class DesktopResult:
 
 def report_lines(report: PlaybackReport) -> list[str]:
     m = report.metrics
-    return [
+    lines = [
         f"{report.title} with {report.abr}: {m.segments} segments",
         f"QoE lin {m.qoe['lin']:.2f}  log {m.qoe['log']:.2f}  hd {m.qoe['hd']:.2f}",
         f"startup {m.startup_s:.2f} s, rebuffering {m.rebuffer_s:.2f} s in {m.rebuffer_count} stalls",
         f"average bitrate {m.avg_bitrate_bps / 1e6:.2f} Mbit/s, {m.switches} switches",
     ]
+    if report.live is not None:
+        live = report.live
+        lines.append(f"live: latency p50 {live['latency_p50_s']} s, p95 {live['latency_p95_s']} s (target "
+                     f"{live['target_latency_s']} s), {live['rate_changes']} rate changes, "
+                     f"{live['seeks_to_live']} seeks to live")
+    return lines
 
 
 def presentation_lines(presented: int, dropped: int, offset: OffsetSummary) -> list[str]:
