@@ -280,8 +280,9 @@ class PlayerThread:
         if is_live(manifest):  # open-ended, and video only (the live player plays no audio yet)
             self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
                                    end_s=math.inf, has_audio=False, live=True)
+            chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)
             self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture,
-                                          on_started=self._started)
+                                          on_started=self._started, continuous=chunked)
             return self.decoder
         count = min(r.segment_count for r in reps)
         if self.config.max_segments is not None:

@@ -31,13 +31,14 @@ from tests.player.desktop.conftest import in_background
 
 
 @contextlib.asynccontextmanager
-async def live_origin(content_root: Path) -> AsyncIterator[str]:
-    """Our origin publishing a live channel of the clear test title (4 s segments, started 20 s ago)."""
+async def live_origin(content_root: Path, *, low_latency: bool = False) -> AsyncIterator[str]:
+    """Our origin publishing a live channel of the clear test title, started 20 s ago: 4 s segments,
+    or with `low_latency` 0.5 s CMAF chunks released as they are made."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
-                      low_latency=False)
+                      low_latency=low_latency)
     runner = web.AppRunner(create_app(OriginConfig(content_root=content_root, port=0, live=live)), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -157,3 +158,32 @@ def test_window_plays_a_live_channel_with_rate_control_and_the_latency_overlay(
     assert presented_rate == pytest.approx(a["snap"].live.playback_rate, abs=0.02), (presented_rate, rates)
     assert b["presented"] > a["presented"]  # frames kept coming at that rate
     assert live["rate_changes"] >= 1
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTitles, display: str) -> None:
+    samples: list[tuple[float, float, float | None, int]] = []
+
+    def sample(app: DesktopApp) -> None:
+        snap = app.backend.snapshot
+        samples.append((snap.live.latency_s, snap.playhead_s,
+                        app._last_frame.pts_s if app._last_frame is not None else None, app.stats.frames_presented))
+
+    with in_background(live_origin(packaged.content_root, low_latency=True)) as origin:
+        app = DesktopApp(UrlTarget(url=f"{origin}/live/manifest.mpd"), PlayerConfig(abr="dynamic"),
+                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=9.0,
+                         live=LivePlayConfig(duration_s=3600.0))
+        for t in (5.0, 6.5, 8.0):
+            app.at(t, sample)
+        result = app.run()
+    assert result.report is not None and result.report.error is None
+    live = result.report.live
+    assert live is not None and live["chunk_s"] == pytest.approx(0.5) and live["stalls"] == 0, live
+    print(f"\nlow-latency window: samples (latency, playhead, last pts, presented) {samples}; report {dict(live)}")
+    # At 2 s latency a segment (4 s) is still being made while it plays: only frames decoded chunk by
+    # chunk can be on time. The picture keeps up with the session's playhead.
+    for latency_s, playhead_s, pts_s, _ in samples:
+        assert abs(latency_s - 2.0) < 0.5
+        assert pts_s is not None and abs(pts_s - playhead_s) < 0.3, samples
+    assert samples[-1][3] - samples[0][3] >= 48  # about 24 fps over 3 s
