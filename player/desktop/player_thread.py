@@ -235,6 +235,8 @@ class PlayerThread:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self._stopping:  # shut down before this loop could hear it (the window failed to open)
+            if self.demo_stack is not None:
+                await asyncio.to_thread(self.demo_stack.stop)
             self.done.set()
             return
         publisher = asyncio.create_task(self._publish())
