@@ -384,7 +384,10 @@ class DesktopApp:
             self._needs_resync = False
             if self._seeks and self._seeks[-1]["landed_s"] is None:
                 self._seeks[-1]["landed_s"] = flush.position_s
-        if media is not None and self.clock_s >= media.end_s and not self.ended and not self.frames:
+        # The end: the clock is past the last segment and every frame is out, including those the
+        # decoder has yet to make (on a loaded machine it can run a second behind the clock).
+        if (media is not None and self.clock_s >= media.end_s and not self.ended and not self.frames
+                and not (decoder is not None and decoder.busy)):
             self.ended = True
             self.audio.pause()
             if self.options.exit_at_end:

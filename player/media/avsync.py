@@ -261,6 +261,11 @@ class DesktopDecoder(DecodePipeline):
         else:
             self._futures.append(self._executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
 
+    @property
+    def busy(self) -> bool:
+        """Video segments are still queued or being decoded (more frames may come)."""
+        return not self._closed and any(not f.done() for f in self._futures)
+
     def flush(self, position_s: float) -> Flush:
         """A seek landed at `position_s`: drop queued frames and PCM, start a new epoch there."""
         epoch = self.frames.flush()
