@@ -28,7 +28,7 @@ from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
-from player.client.liveplay import LivePlayConfig, is_live, play_live
+from player.client.liveplay import LivePlayConfig, LivePlayer, is_live, play_live
 from player.client.periods import PlayerFactory, play_periods
 from player.client.renewal import keep_alive
 from player.events import EventSink, emit_event
@@ -163,7 +163,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                         player_factory: PlayerFactory = HeadlessPlayer,
                         on_link: Callable[[Shaper], None] | None = None, shared_link: Shaper | None = None,
                         before_playback: Callable[[], Awaitable[object]] | None = None,
-                        live: LivePlayConfig | None = None) -> PlaybackReport:
+                        live: LivePlayConfig | None = None,
+                        on_live_player: Callable[[LivePlayer], object] | None = None) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
     passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
@@ -171,7 +172,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
     connections cross instead of a link of its own (several players behind one bottleneck; `link.trace`
     must then be None); `before_playback()` is awaited between bootstrap and playback (to start
     several players together). A live MPD (dynamic, open-ended template) plays with the live player
-    (`player.client.liveplay`) for `live.duration_s` (default `LivePlayConfig()`)."""
+    (`player.client.liveplay`) for `live.duration_s` (default `LivePlayConfig()`), decoding with the
+    decoder when one is made; `on_live_player(player)` is handed that player before it runs."""
     if shared_link is not None and link.trace is not None:
         raise ValueError("a player behind a shared link takes its trace from that shaper: give no link.trace")
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
@@ -204,7 +206,10 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                 if shaper is not None:  # the live player's clock is the loop's: keep the link's on it too
                     shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
-                                       before_media=lambda: routes.shape(shaper is not None))
+                                       before_media=lambda: routes.shape(shaper is not None),
+                                       # headless live decodes nothing yet (`--decode` is ignored); a window does
+                                       decoder=decoder if on_live_player is not None else None,
+                                       on_player=on_live_player)
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
                                       player_factory=player_factory, before_media=media)
 

@@ -14,7 +14,9 @@ and the session told where the newest segment is (`on_available`). Playback stop
 Time: session time = wall time since start x `speed`, as in the VOD player. A live channel makes
 media on its own clock, so `--speed K` only makes sense against a channel whose clock runs K times
 faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock sync maps it).
-Video only (the session plays the video rendition); nothing is decoded.
+Video only (the session plays the video rendition); nothing is decoded unless a `Decoder` is given
+(the desktop window passes one: each segment, or each CMAF chunk in low-latency mode, is handed to it
+as it completes).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from abr.qoe import session_metrics
 from abr.registry import make
 from abr.types import Ladder
 from player.client.bootstrap import PlaybackSource
+from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
@@ -123,7 +126,7 @@ class LivePlayer:
     """One live session (module docstring); `run()` returns the report."""
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
-                 live: LivePlayConfig, events: EventSink) -> None:
+                 live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None) -> None:
         manifest = source.manifest
         if not is_live(manifest) or manifest.availability_start_time is None:
             raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
@@ -131,6 +134,8 @@ class LivePlayer:
         assert video is not None
         self.reps = [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
+        self.decoder = decoder
+        self._stop = asyncio.Event()  # `stop()`: end the session now, with its report
         self.manifest = manifest
         self.early_requests = 0  # 404s for segments not there yet (the session should cause none)
         self.requests = 0
@@ -142,6 +147,11 @@ class LivePlayer:
 
     def now(self) -> float:
         return (asyncio.get_running_loop().time() - self._t0) * self.config.speed
+
+    def stop(self) -> None:
+        """End the session before `duration_s` (a window closed): `run` returns the report so far.
+        Call it on the player's event loop."""
+        self._stop.set()
 
     async def _sleep(self, session_s: float) -> None:
         await asyncio.sleep(max(session_s, 0.0) / self.config.speed)
@@ -198,22 +208,26 @@ class LivePlayer:
         self.content = LiveContent(self.reps, count)
         self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
                                    self.config.session, live=live_config, schedule=schedule, sink=self.events)
+        if self.decoder is not None:
+            await self.decoder.start({r.id: (list(r.init.urls), {}) for r in self.reps if r.init is not None},
+                                     self.fetcher)
         emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
         refresher = asyncio.create_task(self._refresh_loop())
         player = asyncio.create_task(self._play())
+        stopper = asyncio.create_task(self._stop.wait())
         try:
-            done, _ = await asyncio.wait((player, refresher), return_when=asyncio.FIRST_COMPLETED)
-            failed = next((t for t in done if t.exception() is not None), None)
+            done, _ = await asyncio.wait((player, refresher, stopper), return_when=asyncio.FIRST_COMPLETED)
+            failed = next((t for t in done if t is not stopper and t.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]
         except (FetchError, PlaybackError, MpdError) as exc:
             error = str(exc)
         finally:
-            for task in (player, refresher):
+            for task in (player, refresher, stopper):
                 task.cancel()
-            await asyncio.gather(player, refresher, return_exceptions=True)
+            await asyncio.gather(player, refresher, stopper, return_exceptions=True)
         return self._report(error)
 
     async def _play(self) -> None:
@@ -278,6 +292,9 @@ class LivePlayer:
             ends, scan = chunk_ends(body, scan)
             for end in ends:
                 arrivals.append(ChunkArrival(first_byte_s=chunk_first, last_byte_s=t, size_bytes=end - chunk_start_byte))
+                if self.decoder is not None and n > 1:
+                    self.decoder.submit("video", self.reps[action.quality].id, action.segment_index,
+                                        bytes(body[chunk_start_byte:end]))
                 if chunks_done < n - 1:
                     session.on_chunk(max(t, session.time_s), size_bytes=end - chunk_start_byte,
                                      media_duration_s=schedule.chunk_s)
@@ -288,6 +305,8 @@ class LivePlayer:
         ttfb = (first_byte if first_byte is not None else done) - requested
         active = chunk_active_s(arrivals) if n > 1 and arrivals else None
         session.on_download(done, size_bytes=len(body), ttfb_s=ttfb, active_s=active)
+        if self.decoder is not None and n == 1:
+            self.decoder.submit("video", self.reps[action.quality].id, action.segment_index, bytes(body))
 
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
@@ -373,12 +392,19 @@ class LivePlayer:
 
 
 async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, live: LivePlayConfig,
-                    events: EventSink, before_media: Callable[[], object] | None = None) -> PlaybackReport:
+                    events: EventSink, before_media: Callable[[], object] | None = None,
+                    decoder: Decoder | None = None,
+                    on_player: Callable[[LivePlayer], object] | None = None) -> PlaybackReport:
     """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
-    latency p50/p95/max, join time, drift, rate changes, stalls and early requests."""
+    latency p50/p95/max, join time, drift, rate changes, stalls and early requests. `decoder` gets
+    the media as it arrives; `on_player(player)` is handed the player before it runs (the desktop
+    window reads its session)."""
     if before_media is not None:
         before_media()
-    return await LivePlayer(source, config, fetcher, live=live, events=events).run()
+    player = LivePlayer(source, config, fetcher, live=live, events=events, decoder=decoder)
+    if on_player is not None:
+        on_player(player)
+    return await player.run()
 
 
 def format_live(live: Mapping[str, Any]) -> str:

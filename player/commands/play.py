@@ -1,4 +1,10 @@
-"""`abrkit play`: play a stream in a window, or headless with a QoE report."""
+"""`abrkit play`: play a stream in a window, or headless with a QoE report.
+
+This module loads only the standard library and `player.commands` at import (the parser of
+`abrkit play` must not cost the player's imports: docs/DESKTOP.md, "Cold start"); the player, the
+window, PyAV and the HTTP client are imported when `run` needs them, and the demo stack runs in a
+process of its own (`player.desktop.demostack`), started before any of them.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,23 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from player.client.bootstrap import PROTOCOLS, parse_key_args
-from player.client.headless import PlayerConfig
 from player.commands import abr_specs, add_abr_arguments, list_abrs_requested, load_plugins
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 
 if TYPE_CHECKING:
     from player.client.harness import PlayTarget
+    from player.client.headless import PlayerConfig
+    from player.client.liveplay import LivePlayConfig
+    from player.desktop.demostack import DemoStackProcess
+
+# `player.client.bootstrap.PROTOCOLS`, spelled out so that building the parser does not import the
+# HTTP client (tests/player/test_import_chain.py checks the two agree).
+PROTOCOLS = ("auto", "dash", "hls")
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
@@ -36,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
     parser.add_argument("--decode", choices=DECODE_MODES, default="all", help="headless decoding (default all)")
     parser.add_argument("--max-segments", type=int, help="stop after this many segments")
-    parser.add_argument("--duration-s", type=float, default=60.0,
-                        help="live: play this many seconds from the join (session time; default 60)")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="live: play this many seconds from the join (session time; default 60 headless, "
+                             "until you quit in a window)")
     parser.add_argument("--target-latency-s", type=float,
                         help="live: latency to hold (default: the MPD's ServiceDescription target, else its "
                              "suggestedPresentationDelay, else 3 s)")
@@ -74,6 +87,8 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def build_player_config(args: argparse.Namespace) -> PlayerConfig:
+    from player.client.headless import PlayerConfig
+
     specs = abr_specs(args, default="dynamic")  # unknown names fail here, listing the known ones
     if len(specs) != 1:
         raise CliError(f"play takes one algorithm, got {len(specs)}: {', '.join(specs)}")
@@ -82,6 +97,7 @@ def build_player_config(args: argparse.Namespace) -> PlayerConfig:
 
 def play_target(args: argparse.Namespace) -> PlayTarget:
     """What the command line asks to play: an http(s) MPD or playlist URL, a title name, or (nothing) the demo."""
+    from player.client.bootstrap import parse_key_args
     from player.client.harness import DemoTarget, TitleTarget, UrlTarget
 
     if not args.target:
@@ -96,28 +112,59 @@ def play_target(args: argparse.Namespace) -> PlayTarget:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netsim.sources import open_trace
-    from player.client.harness import LinkConfig, headless_session
-    from player.client.headless import print_report
-    from player.client.liveplay import LivePlayConfig
+    started_unix_s = time.time()
     from player.desktop import display_available
+
+    windowed = not args.headless and display_available()
+    demo_stack = None
+    if windowed and not args.target and not args.list_abr:
+        from player.desktop.demostack import DemoStackProcess
+
+        # First of all: the stack starts on the other core while this process imports the player.
+        demo_stack = DemoStackProcess(protocol=args.protocol).start()
+    try:
+        return _run(args, windowed=windowed, demo_stack=demo_stack, started_unix_s=started_unix_s)
+    finally:
+        if demo_stack is not None:
+            demo_stack.stop()
+
+
+def _live_config(args: argparse.Namespace, *, default_duration_s: float) -> LivePlayConfig:
+    from player.client.liveplay import LivePlayConfig
+
+    duration_s = args.duration_s if args.duration_s is not None else default_duration_s
+    try:
+        return LivePlayConfig(duration_s=duration_s, target_latency_s=args.target_latency_s)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace, *, windowed: bool, demo_stack: DemoStackProcess | None,
+         started_unix_s: float) -> int:
+    from player.client.harness import LinkConfig, headless_session
 
     load_plugins(args)
     if list_abrs_requested(args):
         return 0
     config = build_player_config(args)
-    trace = open_trace(args.trace) if args.trace else None
+    trace = None
+    if args.trace:
+        from netsim.sources import open_trace
+
+        trace = open_trace(args.trace)
     link = LinkConfig(trace=trace, rtt_ms=args.rtt_ms, offset_s=args.offset_s)
     target = play_target(args)
-    if not args.headless and display_available():
+    if windowed:
         from player.desktop.app import run_desktop
+        from player.desktop.player_thread import WINDOW_LIVE_DURATION_S
 
+        live = _live_config(args, default_duration_s=WINDOW_LIVE_DURATION_S)
         return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
-                           as_json=args.json, log_path=args.log)
-    try:
-        live = LivePlayConfig(duration_s=args.duration_s, target_latency_s=args.target_latency_s)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+                           as_json=args.json, log_path=args.log, demo_stack=demo_stack,
+                           command_start_unix_s=started_unix_s, live=live)
+    live = _live_config(args, default_duration_s=60.0)
+    from player.client.headless import print_report
+
     report = asyncio.run(headless_session(target, config, link, args.log, live))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1

@@ -21,10 +21,21 @@ import pyglet
 
 from player.client.harness import DemoTarget, LinkConfig, PlayTarget
 from player.client.headless import PlayerConfig
+from player.client.liveplay import LivePlayConfig
 from player.desktop import DesktopUnavailable
 from player.desktop.config import DesktopConfig
+from player.desktop.demostack import DemoStackProcess
+from player.desktop.liveclock import SessionClock
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
-from player.desktop.player_thread import MediaInfo, PlayerSnapshot, PlayerThread, fit_size
+from player.desktop.player_thread import (
+    LiveState,
+    MarkedFrameQueue,
+    MediaInfo,
+    PlayerSnapshot,
+    PlayerThread,
+    StartupMarks,
+    fit_size,
+)
 from player.desktop.summary import (
     DesktopResult,
     PresentedFrame,
@@ -35,10 +46,13 @@ from player.desktop.summary import (
     report_lines,
 )
 from player.errors import CliError
-from player.media.avsync import FrameQueue, PcmBuffer, SyncStats, VideoFrame
+from player.media.avsync import PcmBuffer, SyncStats, VideoFrame
 
 # Tried in order; 'silent' keeps the clock running where there is no sound device (CI, Xvfb).
 AUDIO_DRIVERS = ("openal", "pulse", "xaudio2", "directsound", "silent")
+# pyglet's own media decoders, which we never use (PyAV decodes): see configure_pyglet.
+PYGLET_DECODER_MODULES = ("pyglet.media.codecs.ffmpeg_lib", "pyglet.media.codecs.ffmpeg",
+                          "pyglet.media.codecs.gstreamer", "pyglet.media.codecs.pyogg")
 SEEK_STEP_S = 10.0
 DOUBLE_CLICK_S = 0.3
 AUDIO_READY_S = 1.0  # PCM wanted ahead of the clock before audio starts (pyglet reads ~0.9 s ahead)
@@ -56,6 +70,13 @@ def configure_pyglet() -> None:
     """pyglet's module options, set before its media and window modules are first used."""
     pyglet.options["audio"] = AUDIO_DRIVERS
     pyglet.options["debug_gl"] = False  # a glGetError after every GL call costs frames under llvmpipe
+    # pyglet.media registers its own decoders on import, loading the system's FFmpeg libraries
+    # through ctypes (about 0.45 s, a third of the window's start) and GStreamer/PyOgg if present.
+    # PyAV decodes here and pyglet only plays our PCM, so they are marked absent (a None entry in
+    # sys.modules makes their import fail, which pyglet treats as "not installed").
+    for name in PYGLET_DECODER_MODULES:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _pcm_source(pcm: PcmBuffer) -> Any:
@@ -105,7 +126,9 @@ class DesktopApp:
 
     def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(),
                  options: DesktopConfig = DesktopConfig(), *, log_path: Path | None = None,
-                 exit_after_s: float | None = None, screenshot: Path | None = None) -> None:
+                 exit_after_s: float | None = None, screenshot: Path | None = None,
+                 demo_stack: DemoStackProcess | None = None, command_start_unix_s: float | None = None,
+                 live: LivePlayConfig | None = None) -> None:
         if config.speed != 1.0:
             raise CliError(f"the desktop player plays in real time (speed 1); got --speed {config.speed}")
         if exit_after_s is not None and not exit_after_s > 0:
@@ -113,20 +136,23 @@ class DesktopApp:
         self.options = options
         self.exit_after_s = exit_after_s
         self.screenshot = screenshot
-        self.frames = FrameQueue(options.frame_queue_frames)
+        self.marks = StartupMarks()
+        self.command_start_unix_s = command_start_unix_s
+        self.frames = MarkedFrameQueue(options.frame_queue_frames, self.marks)
         self.pcm = PcmBuffer()
         self.stats = SyncStats()
         self.backend = PlayerThread(target, config, link, frames=self.frames, pcm=self.pcm, options=options,
-                                    log_path=log_path)
+                                    log_path=log_path, demo_stack=demo_stack, marks=self.marks, live=live)
         self.show_stats = options.show_stats
         self.user_paused = False
         self.ended = False
         self.window: Any = None
-        self.audio: pyglet.media.Player | None = None
+        self.audio: pyglet.media.Player | SessionClock | None = None  # the clock: audio, or a live session
         self._texture: pyglet.image.Texture | None = None
         self._texture_view: pyglet.image.TextureRegion | None = None
         self._epoch = 0
         self._needs_resync = True  # the audio clock must jump to the stream position before playing
+        self._clock_started = False  # the presentation clock has run at least once
         self._to_present: VideoFrame | None = None  # uploaded this draw, counted at the flip
         self._update_clock_s = 0.0  # the clock when this draw took its frame
         self._waiting_since: float | None = None  # since when the session plays but the clock waits for data
@@ -233,7 +259,12 @@ class DesktopApp:
             window_size_px=window_size, video_rect_px=video_rect, screenshot=self._saved_screenshot,
             ended=self.ended,
             startup=StartupTimes(window_open_unix_s=self._opened_unix_s, first_frame_unix_s=self._first_frame_unix_s,
-                                 ui_max_gap_after_first_frame_s=self._ui_max_gap_s),
+                                 ui_max_gap_after_first_frame_s=self._ui_max_gap_s,
+                                 command_start_unix_s=self.command_start_unix_s,
+                                 stack_ready_unix_s=self.marks.stack_ready_unix_s,
+                                 bootstrapped_unix_s=self.marks.bootstrapped_unix_s,
+                                 first_segment_unix_s=self.marks.first_segment_unix_s,
+                                 first_decoded_unix_s=self.marks.first_decoded_unix_s),
         )
 
     def quit(self) -> None:
@@ -340,6 +371,11 @@ class DesktopApp:
         now_wall = time.monotonic() - self._opened_wall
         if media is not None and not self._window_sized:
             self._size_window(media)
+        if media is not None and media.live and not isinstance(self.audio, SessionClock):
+            # A live channel: the clock is the live session's playhead at its playback rate (no audio).
+            self.audio.pause()
+            self.audio.delete()
+            self.audio = SessionClock()
         if decoder is not None and decoder.last_flush.epoch != self._epoch:
             flush = decoder.last_flush
             self._epoch = flush.epoch
@@ -348,7 +384,10 @@ class DesktopApp:
             self._needs_resync = False
             if self._seeks and self._seeks[-1]["landed_s"] is None:
                 self._seeks[-1]["landed_s"] = flush.position_s
-        if media is not None and self.clock_s >= media.end_s and not self.ended and not self.frames:
+        # The end: the clock is past the last segment and every frame is out, including those the
+        # decoder has yet to make (on a loaded machine it can run a second behind the clock).
+        if (media is not None and self.clock_s >= media.end_s and not self.ended and not self.frames
+                and not (decoder is not None and decoder.busy)):
             self.ended = True
             self.audio.pause()
             if self.options.exit_at_end:
@@ -358,7 +397,9 @@ class DesktopApp:
             self.audio.pause()
         want = (snap is not None and snap.started and not snap.stalled and not self.user_paused
                 and not self.ended and not self._quitting)
-        if not want or self.audio.playing:
+        if isinstance(self.audio, SessionClock):
+            self._follow_live_session(snap, want)
+        elif not want or self.audio.playing:
             self._waiting_since = None
         elif self._waiting_since is None:
             self._waiting_since = now_wall
@@ -369,6 +410,7 @@ class DesktopApp:
                 self.audio.seek(position if position is not None else self.clock_s)
                 self._needs_resync = False
             self.audio.play()
+            self._clock_started = True
         elif not want and self.audio.playing:
             self.audio.pause()
             self._needs_resync = True
@@ -378,6 +420,12 @@ class DesktopApp:
         due_s = self._update_clock_s
         if self.audio.playing:
             due_s += self._flip_latency_s + 0.5 / self.options.refresh_hz
+        elif self._last_frame is None and self.stats.frames_presented == 0:
+            # Nothing on screen yet: show the first decoded frame now, as a still, while the clock
+            # waits for the session to start and for PCM (a video element's first frame on load).
+            first = self.frames.first_pts_s()
+            if first is not None:
+                due_s = max(due_s, first)
         frame, dropped = self.frames.take_due(due_s)
         self.stats.frames_dropped += dropped
         if frame is not None:
@@ -388,17 +436,29 @@ class DesktopApp:
             self._history.add(HistoryPoint(now_wall, shown.bandwidth_bps if shown else 0.0, snap.buffer_s))
             self._next_history_wall = now_wall + self.options.history_interval_s
 
+    def _follow_live_session(self, snap: PlayerSnapshot | None, want: bool) -> None:
+        """A live window's clock: the session's playhead, run on at the session's playback rate."""
+        assert isinstance(self.audio, SessionClock)
+        if snap is None or not snap.started:
+            return
+        running = want  # the session's playhead is the master: frames it overtook are dropped and counted
+        self.audio.follow(playhead_s=snap.playhead_s, at_wall_s=snap.wall_s,
+                          rate=snap.live.playback_rate if snap.live is not None else 1.0, running=running)
+        self._clock_started = self._clock_started or running
+
     def _start_position(self) -> float | None:
-        """Where the clock should start: the first frame's pts before anything was shown, else None."""
-        if self._last_frame is None and self.stats.frames_presented == 0:
-            first = self.frames.first_pts_s()
+        """Where the clock should start: the first frame's pts before the clock first ran (that
+        frame may already be on screen as a still), else None."""
+        if not self._clock_started:
+            first = self._last_frame.pts_s if self._last_frame is not None else self.frames.first_pts_s()
             return max(first, 0.0) if first is not None else None
         return None
 
     def _ready(self, media: MediaInfo | None, now_wall: float) -> bool:
         """Enough decoded to start the clock: a frame of this epoch and ~1 s of PCM ahead (if audio;
         after AUDIO_WAIT_S without it, start anyway: the audio plays silence until PCM arrives)."""
-        if media is None or self.frames.first_pts_s() is None:
+        still = self._last_frame is not None and not self._clock_started  # the first frame, shown as a still
+        if media is None or (self.frames.first_pts_s() is None and not still):
             return False
         waited = self._waiting_since is not None and now_wall - self._waiting_since >= AUDIO_WAIT_S
         if not media.has_audio or waited:
@@ -517,12 +577,15 @@ class DesktopApp:
             lock = "auto" if snap.locked_quality is None else f"locked to q{snap.locked_quality}"
             levels = ("" if snap.audio_buffer_s is None
                       else f" (video {snap.video_buffer_s:.1f}, audio {snap.audio_buffer_s:.1f})")
+            segments = (f"{snap.segments_fetched}" if snap.live is not None
+                        else f"{snap.segments_fetched}/{snap.segment_count}")
             lines += [
                 f"buffer {snap.buffer_s:5.1f} s{levels}   throughput {throughput}",
                 f"ABR {snap.abr} ({lock}); last decision {snap.decision or '-'}",
-                f"segments {snap.segments_fetched}/{snap.segment_count}   stalls {snap.stall_count} "
-                f"({snap.rebuffer_s:.1f} s)",
+                f"segments {segments}   stalls {snap.stall_count} ({snap.rebuffer_s:.1f} s)",
             ]
+            if snap.live is not None:
+                lines += live_lines(snap.live)
         summary = self.stats.summary()
         lines.append(f"frames shown {self.stats.frames_presented}, dropped {self.stats.frames_dropped}; "
                      f"A/V p95 {summary.p95_ms:.0f} ms")
@@ -544,13 +607,24 @@ class DesktopApp:
         return lines
 
 
+def live_lines(live: LiveState) -> list[str]:
+    """The overlay's live lines: latency against its target, the playback rate, distance to the edge."""
+    return [f"LIVE  latency {live.latency_s:.2f} s (target {live.target_latency_s:.2f} s)   "
+            f"rate {live.playback_rate:.3f}x",
+            f"{live.behind_edge_s:.2f} s behind the live edge   rate changes {live.rate_changes}, "
+            f"seeks to live {live.seeks_to_live}"]
+
+
 def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = LinkConfig(), *,
                 exit_after_s: float | None = None, screenshot: Path | None = None, as_json: bool = False,
-                log_path: Path | None = None, options: DesktopConfig = DesktopConfig()) -> int:
+                log_path: Path | None = None, options: DesktopConfig = DesktopConfig(),
+                demo_stack: DemoStackProcess | None = None, command_start_unix_s: float | None = None,
+                live: LivePlayConfig | None = None) -> int:
     """Play in a window until the user quits (or `exit_after_s`), print the summary; the exit code.
     Raises `DesktopUnavailable` (a `CliError`) when no window can be opened: play headless instead."""
     app = DesktopApp(target, config, link, options, log_path=log_path, exit_after_s=exit_after_s,
-                     screenshot=screenshot)
+                     screenshot=screenshot, demo_stack=demo_stack, command_start_unix_s=command_start_unix_s,
+                     live=live)
     result = app.run()
     print_summary(result, as_json=as_json)
     sys.stdout.flush()

@@ -8,7 +8,7 @@ import asyncio
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,19 @@ from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.client.bootstrap import PlaybackSource
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher
-from player.client.harness import LinkConfig, PlayTarget, play_headless
+from player.client.harness import DemoTarget, LinkConfig, PlayTarget, TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
+from player.client.liveplay import LivePlayConfig, LivePlayer, is_live
 from player.desktop.config import DesktopConfig
+from player.desktop.demostack import DemoStackProcess
 from player.errors import CliError
 from player.events import EventSink
-from player.media.avsync import DesktopDecoder, FrameQueue, PcmBuffer
+from player.media.avsync import DesktopDecoder, FrameQueue, PcmBuffer, VideoFrame
+from player.session import PlaybackSession
+
+# A window plays a live channel until the user quits; the session still needs an end (its segment
+# count): four hours.
+WINDOW_LIVE_DURATION_S = 4 * 3600.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,8 +49,9 @@ class MediaInfo:
     title: str
     renditions: tuple[Rendition, ...]  # video, ascending by bitrate (= quality index)
     texture_size_px: tuple[int, int]
-    end_s: float  # media time where playback ends (last fetched segment's end)
+    end_s: float  # media time where playback ends (last fetched segment's end; inf for a live channel)
     has_audio: bool
+    live: bool = False  # a live channel: the window's clock follows the live session (video only)
 
     def rendition(self, rep_id: str) -> Rendition | None:
         return next((r for r in self.renditions if r.id == rep_id), None)
@@ -75,6 +83,30 @@ class PlayerSnapshot:
     video_buffer_s: float = 0.0
     audio_buffer_s: float | None = None
     audio_segments_fetched: int = 0
+    wall_s: float = 0.0  # time.monotonic() when taken (a live window's clock runs on from here)
+    live: LiveState | None = None  # a live channel's latency and rate
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveState:
+    """A live session's steering, as the overlay shows it."""
+
+    latency_s: float  # wall-clock latency: media the channel made since it started minus the playhead
+    target_latency_s: float
+    playback_rate: float
+    behind_edge_s: float  # the live edge (newest published media) minus the playhead
+    rate_changes: int
+    seeks_to_live: int
+
+
+@dataclass(kw_only=True, slots=True)
+class StartupMarks:
+    """When the player thread reached each step of a cold start (unix seconds; None: not yet)."""
+
+    stack_ready_unix_s: float | None = None  # the gateway is known (the demo stack serves)
+    bootstrapped_unix_s: float | None = None  # logged in, playback API, manifest and keys done
+    first_segment_unix_s: float | None = None  # the first media segment downloaded
+    first_decoded_unix_s: float | None = None  # the first video frame decoded and converted
 
 
 class LockableAbr:
@@ -110,8 +142,17 @@ class PlayerThread:
     """The headless player on its own event loop in a background thread, with thread-safe controls."""
 
     def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig, *, frames: FrameQueue,
-                 pcm: PcmBuffer, options: DesktopConfig, log_path: Path | None = None) -> None:
+                 pcm: PcmBuffer, options: DesktopConfig, log_path: Path | None = None,
+                 demo_stack: DemoStackProcess | None = None, marks: StartupMarks | None = None,
+                 live: LivePlayConfig | None = None) -> None:
         self.target = target
+        self.live = live if live is not None else LivePlayConfig(duration_s=WINDOW_LIVE_DURATION_S)
+        # The demo title plays from a stack in its own process (started now if the caller has not
+        # already: `abrkit play` starts it before importing the player).
+        self.demo_stack = demo_stack
+        if isinstance(target, DemoTarget) and demo_stack is None:
+            self.demo_stack = DemoStackProcess(protocol=target.protocol).start()
+        self.marks = marks if marks is not None else StartupMarks()
         self.config = config
         self.link = link
         self.frames = frames
@@ -125,6 +166,7 @@ class PlayerThread:
         self.error: BaseException | None = None
         self.decoder: DesktopDecoder | None = None
         self.player: HeadlessPlayer | None = None
+        self.live_player: LivePlayer | None = None  # a live channel's player (then `player` stays None)
         self.done = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._play_task: asyncio.Task[PlaybackReport] | None = None
@@ -173,12 +215,17 @@ class PlayerThread:
     def _set_paused(self, paused: bool) -> None:
         if self.player is not None and self._running:
             self.player.session.set_paused(self.player.now(), paused)
+        live = self.live_player
+        if live is not None and self._running and getattr(live, "session", None) is not None:
+            live.session.set_paused(live.now(), paused)
 
     def _shutdown(self) -> None:
         if self.decoder is not None:
             self.decoder.close()
         if self.player is not None:
             self.player.stop()
+        elif self.live_player is not None:
+            self.live_player.stop()
         elif self._play_task is not None:
             self._play_task.cancel()
 
@@ -188,12 +235,12 @@ class PlayerThread:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self._stopping:  # shut down before this loop could hear it (the window failed to open)
+            if self.demo_stack is not None:
+                await asyncio.to_thread(self.demo_stack.stop)
             self.done.set()
             return
         publisher = asyncio.create_task(self._publish())
-        self._play_task = asyncio.create_task(play_headless(
-            self.target, self.config, link=self.link, log_path=self.log_path,
-            decoder_factory=self._make_decoder, player_factory=self._make_player))
+        self._play_task = asyncio.create_task(self._play())
         try:
             self.report = await self._play_task
         except asyncio.CancelledError:
@@ -202,9 +249,27 @@ class PlayerThread:
             self.error = exc
         finally:
             publisher.cancel()
+            if self.demo_stack is not None:
+                await asyncio.to_thread(self.demo_stack.stop)
             self.done.set()
 
+    async def _play(self) -> PlaybackReport:
+        target = self.target
+        if isinstance(target, DemoTarget):
+            assert self.demo_stack is not None
+            address = await asyncio.to_thread(self.demo_stack.ready)
+            target = TitleTarget(title="demo", gateway_url=address.gateway_url, username=address.username,
+                                 password=address.password, protocol=target.protocol)
+        self.marks.stack_ready_unix_s = time.time()
+        return await play_headless(target, self.config, link=self.link, log_path=self.log_path,
+                                   decoder_factory=self._make_decoder, player_factory=self._make_player,
+                                   live=self.live, on_live_player=self._set_live_player)
+
+    def _set_live_player(self, player: LivePlayer) -> None:
+        self.live_player = player
+
     def _make_decoder(self, source: PlaybackSource) -> DesktopDecoder:
+        self.marks.bootstrapped_unix_s = time.time()
         manifest = source.manifest
         video = manifest.video
         if video is None or not video.representations:
@@ -214,6 +279,13 @@ class PlayerThread:
                            for r in reps)
         top = max(renditions, key=lambda r: r.width * r.height)
         texture = fit_size(top.width or 640, top.height or 360, *self.options.max_texture_px)
+        if is_live(manifest):  # open-ended, and video only (the live player plays no audio yet)
+            self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
+                                   end_s=math.inf, has_audio=False, live=True)
+            chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)
+            self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture,
+                                          on_started=self._started, continuous=chunked)
+            return self.decoder
         count = min(r.segment_count for r in reps)
         if self.config.max_segments is not None:
             count = min(count, self.config.max_segments)
@@ -238,7 +310,14 @@ class PlayerThread:
         last_qoe_wall = -math.inf
         qoe: dict[str, float] | None = None
         while True:
+            live = self.live_player
+            if live is not None and getattr(live, "session", None) is not None:
+                self._publish_live(live)
+                await asyncio.sleep(self.options.snapshot_interval_s)
+                continue
             player = self.player
+            if player is not None and self.marks.first_segment_unix_s is None and player.session.records:
+                self.marks.first_segment_unix_s = time.time()
             if player is not None and self._running and not self.done.is_set():
                 session = player.session
                 session.advance(player.now())
@@ -249,8 +328,25 @@ class PlayerThread:
                 self.snapshot = self._snapshot(player, qoe)
             await asyncio.sleep(self.options.snapshot_interval_s)
 
-    def _snapshot(self, player: HeadlessPlayer, qoe: dict[str, float] | None) -> PlayerSnapshot:
+    def _publish_live(self, player: LivePlayer) -> None:
         session = player.session
+        if self.marks.first_segment_unix_s is None and session.records:
+            self.marks.first_segment_unix_s = time.time()
+        if not self._running or self.done.is_set():
+            return
+        session.advance(max(player.now(), session.time_s))
+        base = self._snapshot_of(session, None, wall_s=time.monotonic())
+        live = LiveState(latency_s=session.latency_s, target_latency_s=session.live.target_latency_s,
+                         playback_rate=session.playback_rate,
+                         behind_edge_s=session.schedule.edge_s(session.time_s) - session.playhead_s,
+                         rate_changes=session.rate_changes, seeks_to_live=session.seeks_to_live)
+        self.snapshot = replace(base, live=live)
+
+    def _snapshot(self, player: HeadlessPlayer, qoe: dict[str, float] | None) -> PlayerSnapshot:
+        return self._snapshot_of(player.session, qoe, wall_s=time.monotonic())
+
+    def _snapshot_of(self, session: PlaybackSession, qoe: dict[str, float] | None, *,
+                     wall_s: float) -> PlayerSnapshot:
         recent = session.records[-5:]
         rates = [throughput_bps(r.size_bytes, r.download_s) for r in recent if r.download_s > 0]
         throughput = harmonic_mean(rates) if rates else None
@@ -264,8 +360,21 @@ class PlayerThread:
             segment_count=session.segment_count, rebuffer_s=session.total_rebuffer_s,
             stall_count=session.stall_count, qoe=qoe, video_buffer_s=session.buffer_level_s("video"),
             audio_buffer_s=session.buffer_level_s("audio") if "audio" in session.media_types else None,
-            audio_segments_fetched=len(session.audio_records),
+            audio_segments_fetched=len(session.audio_records), wall_s=wall_s,
         )
+
+
+class MarkedFrameQueue(FrameQueue):
+    """A `FrameQueue` that notes when its first frame arrived (the cold start's "first decode")."""
+
+    def __init__(self, capacity_frames: int, marks: StartupMarks) -> None:
+        super().__init__(capacity_frames)
+        self._marks = marks
+
+    def put(self, frame: VideoFrame) -> bool:
+        if self._marks.first_decoded_unix_s is None:
+            self._marks.first_decoded_unix_s = time.time()
+        return super().put(frame)
 
 
 def fit_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:

@@ -230,8 +230,13 @@ class DesktopDecoder(DecodePipeline):
     """
 
     def __init__(self, source: PlaybackSource, frames: FrameQueue, pcm: PcmBuffer, *,
-                 texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None) -> None:
+                 texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None,
+                 continuous: bool = False) -> None:
         super().__init__(source, mode="all")
+        # `continuous`: the submissions are pieces of one stream (a low-latency live channel's CMAF
+        # chunks), so video decoders are not drained after each one (that would drop the reference
+        # frames the next chunk needs); B-frames held back come out with the next piece.
+        self.continuous = continuous
         self.frames = frames
         self.pcm = pcm
         self.on_started = on_started
@@ -256,6 +261,11 @@ class DesktopDecoder(DecodePipeline):
         else:
             self._futures.append(self._executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
 
+    @property
+    def busy(self) -> bool:
+        """Video segments are still queued or being decoded (more frames may come)."""
+        return not self._closed and any(not f.done() for f in self._futures)
+
     def flush(self, position_s: float) -> Flush:
         """A seek landed at `position_s`: drop queued frames and PCM, start a new epoch there."""
         epoch = self.frames.flush()
@@ -274,6 +284,12 @@ class DesktopDecoder(DecodePipeline):
         return await super().finish()
 
     # -- on the workers ---------------------------------------------------------------------------
+
+    def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
+        decoder = super()._decoder(kind, rep_id)
+        if self.continuous and isinstance(decoder, SegmentDecoder):
+            decoder.drain_each_segment = False
+        return decoder
 
     def _in_epoch(self, epoch: int, kind: str, rep_id: str, index: int, data: bytes) -> None:
         if self._closed or epoch != self.frames.epoch:

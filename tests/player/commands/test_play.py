@@ -50,3 +50,14 @@ def test_protocol_defaults_to_auto_and_refuses_others() -> None:
     assert play.play_target(_args("https://cdn.example/t/master.m3u8")).protocol == "auto"
     with pytest.raises(SystemExit):
         _args("--protocol", "rtmp", "https://cdn.example/t/x")
+
+
+def test_live_plays_60_s_headless_and_until_quit_in_a_window_unless_told() -> None:
+    from player.desktop.player_thread import WINDOW_LIVE_DURATION_S
+
+    assert play._live_config(_args("live"), default_duration_s=60.0).duration_s == 60.0
+    window = play._live_config(_args("live"), default_duration_s=WINDOW_LIVE_DURATION_S)
+    assert window.duration_s == WINDOW_LIVE_DURATION_S >= 3600
+    assert play._live_config(_args("live", "--duration-s", "12"), default_duration_s=60.0).duration_s == 12.0
+    with pytest.raises(CliError, match="duration must be > 0"):
+        play._live_config(_args("live", "--duration-s", "0"), default_duration_s=60.0)

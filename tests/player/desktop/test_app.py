@@ -7,16 +7,11 @@ The origin runs on an event loop in a background thread: pyglet keeps the main t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future
-from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +27,6 @@ from player.client.headless import PlayerConfig
 from player.desktop.app import DesktopApp, letterbox
 from player.desktop.config import DesktopConfig
 from player.desktop.player_thread import LockableAbr
-from player.desktop.xvfb import xvfb_display
 from player.media.avsync import AV_SYNC_TOLERANCE_MS, FrameQueue, PcmBuffer, SyncStats, VideoFrame
 from player.media.decoder import FrameConverter, SegmentDecoder
 from server.packager import PackageConfig, package_source, parse_ladder
@@ -41,6 +35,7 @@ from server.packaging.source import DemoSource
 from tests.conftest import CLEAR_TITLE, REPO_ROOT, PackagedTitles
 from tests.player.avcontent import write_split_av_dash
 from tests.player.conftest import serving_app, serving_origin
+from tests.player.desktop.conftest import in_background
 
 T = TypeVar("T")
 SEGMENT_S = 4.0
@@ -48,19 +43,6 @@ XVFB_SCREEN = "1920x1080x24"
 
 
 # -- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def display() -> Iterator[str]:
-    """An X display: the one in DISPLAY, else a private Xvfb for the session."""
-    if os.environ.get("DISPLAY"):
-        yield os.environ["DISPLAY"]
-        return
-    if shutil.which("Xvfb") is None:
-        pytest.skip("no DISPLAY and Xvfb is not installed (apt-get install xvfb xauth libgl1 libgl1-mesa-dri "
-                    "libegl1 libopenal1, as .ci/run does)")
-    with xvfb_display(XVFB_SCREEN) as name:
-        yield name
 
 
 def _package(base: Path, name: str, clip: DemoClipConfig, ladder: str) -> Path:
@@ -81,36 +63,6 @@ def hd_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 s at 720p, one rendition: what llvmpipe has to keep up with."""
     return _package(tmp_path_factory.mktemp("desktop-hd"), "hd",
                     DemoClipConfig(duration_s=8.0, width=1280, height=720), "720p:2500k")
-
-
-@contextmanager
-def in_background(context: AbstractAsyncContextManager[T]) -> Iterator[T]:
-    """Enter an async context manager on an event loop in a background thread."""
-    entered: Future[T] = Future()
-    loop_box: list[asyncio.AbstractEventLoop] = []
-    leave = threading.Event()
-
-    async def main() -> None:
-        loop_box.append(asyncio.get_running_loop())
-        release = asyncio.Event()
-        try:
-            async with context as value:
-                entered.set_result(value)
-                await asyncio.to_thread(leave.wait)
-                release.set()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            if not entered.done():
-                entered.set_exception(exc)
-            else:
-                raise
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        yield entered.result(timeout=60)
-    finally:
-        leave.set()
-        thread.join(timeout=30)
 
 
 def _reference_frame(title_dir: Path, rendition: str, pts_s: float, size: tuple[int, int]) -> np.ndarray:

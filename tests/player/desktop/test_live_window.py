@@ -1,0 +1,189 @@
+"""A live channel in the desktop window (Xvfb): the window's player thread drives the same
+`LiveSession` as the headless live player, against a real origin publishing the channel on the wall
+clock; presentation follows the session's playhead at its playback rate, and the overlay shows
+latency, target, rate and the distance to the live edge."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from player.client.harness import UrlTarget
+from player.client.headless import PlayerConfig
+from player.client.liveplay import LivePlayConfig
+from player.desktop.app import DesktopApp, live_lines
+from player.desktop.config import DesktopConfig
+from player.desktop.liveclock import SessionClock
+from player.desktop.player_thread import LiveState
+from server.live.channel import LiveConfig
+from server.origin import OriginConfig, create_app
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+from tests.player.desktop.conftest import in_background
+
+
+@contextlib.asynccontextmanager
+async def live_origin(content_root: Path, *, low_latency: bool = False) -> AsyncIterator[str]:
+    """Our origin publishing a live channel of the clear test title, started 20 s ago: 4 s segments,
+    or with `low_latency` 0.5 s CMAF chunks released as they are made."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
+                      low_latency=low_latency)
+    runner = web.AppRunner(create_app(OriginConfig(content_root=content_root, port=0, live=live)), access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+def _key(name: str) -> int:
+    from pyglet.window import key
+
+    return int(getattr(key, name))
+
+
+# -- the clock, without a window ---------------------------------------------------------------------
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_session_clock_runs_at_the_session_rate_and_jumps_only_past_the_resync_bound() -> None:
+    wall = FakeMonotonic()
+    clock = SessionClock(monotonic=wall, resync_s=0.05)
+    clock.follow(playhead_s=50.0, at_wall_s=100.0, rate=1.05, running=True)
+    assert clock.time == pytest.approx(50.0) and clock.resyncs == 1  # the join: a jump
+    wall.now_s += 2.0
+    assert clock.time == pytest.approx(52.1)  # 2 wall seconds at 1.05x
+    clock.follow(playhead_s=52.09, at_wall_s=102.0, rate=0.95, running=True)  # within 50 ms: keeps its course
+    assert clock.time == pytest.approx(52.1) and clock.resyncs == 1
+    wall.now_s += 1.0
+    assert clock.time == pytest.approx(53.05)  # now at the new rate
+    clock.follow(playhead_s=60.0, at_wall_s=103.0, rate=1.0, running=True)  # a seek to live: jumps
+    assert clock.time == pytest.approx(60.0) and clock.resyncs == 2
+    clock.follow(playhead_s=60.0, at_wall_s=103.0, rate=1.0, running=False)  # a stall or pause: stands still
+    wall.now_s += 5.0
+    assert clock.time == pytest.approx(60.0) and not clock.playing
+    with pytest.raises(ValueError, match="rate"):
+        clock.follow(playhead_s=0.0, at_wall_s=0.0, rate=0.0, running=True)
+
+
+def test_live_overlay_lines_name_latency_target_rate_and_edge_distance() -> None:
+    lines = live_lines(LiveState(latency_s=8.42, target_latency_s=8.0, playback_rate=1.03, behind_edge_s=5.1,
+                                 rate_changes=2, seeks_to_live=0))
+    assert lines[0] == "LIVE  latency 8.42 s (target 8.00 s)   rate 1.030x"
+    assert lines[1].startswith("5.10 s behind the live edge")
+
+
+# -- the window ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_window_plays_a_live_channel_with_rate_control_and_the_latency_overlay(
+        tmp_path: Path, packaged: PackagedTitles, display: str) -> None:
+    samples: list[dict[str, Any]] = []
+
+    def sample(app: DesktopApp) -> None:
+        snap = app.backend.snapshot
+        samples.append({"wall": time.monotonic(), "clock": app.clock_s, "snap": snap,
+                        "last_pts": app._last_frame.pts_s if app._last_frame is not None else None,
+                        "presented": app.stats.frames_presented})
+
+    def overlay(app: DesktopApp) -> None:
+        sample(app)
+        samples[-1]["stats_off"] = np.asarray(Image.open(app.save_screenshot(tmp_path / "off.png")).convert("RGB"))
+        app.press(_key("S"))
+        samples[-1]["stats_on"] = np.asarray(Image.open(app.save_screenshot(tmp_path / "on.png")).convert("RGB"))
+        samples[-1]["lines"] = app._stats_lines(app.backend.snapshot)
+
+    with in_background(live_origin(packaged.content_root)) as origin:
+        app = DesktopApp(UrlTarget(url=f"{origin}/live/manifest.mpd"), PlayerConfig(abr="dynamic"),
+                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=13.0,
+                         live=LivePlayConfig(duration_s=3600.0))
+        app.at(4.0, overlay)
+        app.at(4.5, lambda a: a.press(_key("SPACE")))  # pause 2.5 s: 2.5 s more latency to catch up
+        app.at(7.0, lambda a: a.press(_key("SPACE")))
+        for t in (8.0, 9.0, 10.0, 11.0, 12.0):
+            app.at(t, sample)
+        result = app.run()
+
+    assert result.report is not None and result.report.error is None, result.report
+    live = result.report.live
+    assert live is not None and live["early_requests"] == 0 and live["stalls"] == 0, live
+    first = samples[0]
+    snap = first["snap"]
+    assert snap is not None and snap.live is not None and snap.started
+    # Joined near the target (the channel's suggestedPresentationDelay: 2 segments, 8 s).
+    assert snap.live.target_latency_s == pytest.approx(8.0)
+    assert abs(snap.live.latency_s - 8.0) < 1.5, snap.live
+    assert 0.0 <= snap.live.behind_edge_s <= snap.live.latency_s
+    # Frames of the channel are on screen, at the session's playhead.
+    assert first["presented"] > 10 and first["last_pts"] is not None
+    assert abs(first["last_pts"] - snap.playhead_s) < 0.5
+    # The overlay shows the live lines and changes its region of the picture.
+    assert any(line.startswith("LIVE  latency") for line in first["lines"]), first["lines"]
+    off, on = first["stats_off"].astype(np.int16), first["stats_on"].astype(np.int16)
+    assert np.abs(on[10:150, 10:300] - off[10:150, 10:300]).mean() > 10
+    # After the pause the session catches up faster than 1x, and presentation runs at that rate.
+    after = samples[1:]
+    rates = [s["snap"].live.playback_rate for s in after]
+    assert max(rates) > 1.02, rates
+    fast = [(a, b) for a, b in zip(after, after[1:]) if a["snap"].live.playback_rate > 1.02
+            and b["snap"].live.playback_rate == a["snap"].live.playback_rate]
+    assert fast, rates
+    a, b = fast[0]
+    presented_rate = (b["clock"] - a["clock"]) / (b["wall"] - a["wall"])
+    print(f"\nlive window: joined at latency {snap.live.latency_s:.2f} s (target {snap.live.target_latency_s:.1f} s), "
+          f"{snap.live.behind_edge_s:.2f} s behind the edge; after a 2.5 s pause rates {rates}, presented "
+          f"{presented_rate:.3f}x over {b['wall'] - a['wall']:.2f} s; report {dict(live)}; frames presented "
+          f"{result.frames_presented}, dropped {result.frames_dropped}")
+    assert presented_rate == pytest.approx(a["snap"].live.playback_rate, abs=0.02), (presented_rate, rates)
+    assert b["presented"] > a["presented"]  # frames kept coming at that rate
+    assert live["rate_changes"] >= 1
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTitles, display: str) -> None:
+    samples: list[tuple[float, float, float | None, int]] = []
+
+    def sample(app: DesktopApp) -> None:
+        snap = app.backend.snapshot
+        samples.append((snap.live.latency_s, snap.playhead_s,
+                        app._last_frame.pts_s if app._last_frame is not None else None, app.stats.frames_presented))
+
+    with in_background(live_origin(packaged.content_root, low_latency=True)) as origin:
+        app = DesktopApp(UrlTarget(url=f"{origin}/live/manifest.mpd"), PlayerConfig(abr="dynamic"),
+                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=9.0,
+                         live=LivePlayConfig(duration_s=3600.0))
+        for t in (5.0, 6.5, 8.0):
+            app.at(t, sample)
+        result = app.run()
+    assert result.report is not None and result.report.error is None
+    live = result.report.live
+    assert live is not None and live["chunk_s"] == pytest.approx(0.5) and live["stalls"] == 0, live
+    print(f"\nlow-latency window: samples (latency, playhead, last pts, presented) {samples}; report {dict(live)}")
+    # At 2 s latency a segment (4 s) is still being made while it plays: only frames decoded chunk by
+    # chunk can be on time. The picture keeps up with the session's playhead.
+    for latency_s, playhead_s, pts_s, _ in samples:
+        assert abs(latency_s - 2.0) < 0.5
+        assert pts_s is not None and abs(pts_s - playhead_s) < 0.3, samples
+    assert samples[-1][3] - samples[0][3] >= 48  # about 24 fps over 3 s
