@@ -56,5 +56,10 @@ def needs_rehash(stored: str, policy: PasswordPolicy) -> bool:
 
 
 def dummy_hash(policy: PasswordPolicy) -> str:
-    """Checked against when the user does not exist, so that unknown users cost as much time as known ones."""
-    return hash_password("abrkit-no-such-user", policy=policy, salt=b"\x00" * 16)
+    """Checked against when the user does not exist, so that unknown users cost as much time as known ones:
+    a well-formed hash with `policy`'s parameters (verifying it costs one scrypt, like a real user's) and
+    a random digest no password can match (2**-256). Made without running scrypt, so a starting auth
+    service does not spend a hash on it."""
+    return "$".join(["scrypt", str(policy.n), str(policy.r), str(policy.p),
+                     base64.b64encode(secrets.token_bytes(16)).decode(),
+                     base64.b64encode(secrets.token_bytes(_HASH_BYTES)).decode()])

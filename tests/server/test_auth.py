@@ -15,7 +15,7 @@ from server import auth
 from server.config import AuthConfig, LoginBackoff, PasswordPolicy
 from server.internal import internal_headers
 from server.keys import ed25519_verifier
-from server.passwords import hash_password, needs_rehash
+from server.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from server.revocation import RevocationStore
 from server.tokens import TokenError, TokenVerifier
 from server.users import UserRecord, read_users, update_users
@@ -150,6 +150,14 @@ def test_the_default_scrypt_cost_is_one_of_owasps() -> None:
     policy = PasswordPolicy()
     assert (policy.n, policy.r, policy.p) in {(2**17, 8, 1), (2**16, 8, 2), (2**15, 8, 3), (2**14, 8, 5), (2**13, 8, 10)}
     assert hash_password("x", policy=policy).startswith(f"scrypt${policy.n}${policy.r}${policy.p}$")
+
+
+def test_the_unknown_user_hash_costs_one_scrypt_of_the_policy_and_matches_nothing() -> None:
+    policy = PasswordPolicy(n=2**10, r=8, p=1)
+    stored = dummy_hash(policy)
+    assert not needs_rehash(stored, policy)  # verifying it runs scrypt with the policy's parameters
+    assert not verify_password(stored, "abrkit-no-such-user") and not verify_password(stored, "")
+    assert stored != dummy_hash(policy)  # a random digest, not one any password was hashed to
 
 
 async def test_an_old_hash_is_replaced_at_the_next_login(client: TestClient, auth_config: AuthConfig) -> None:
