@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
+from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from server.config import EdgeConfig
@@ -35,6 +36,9 @@ class CachedObject:
     is_manifest: bool
     hit_headers: Mapping[str, str]
     miss_headers: Mapping[str, str]
+    # The status line and headers of a whole-body 200 HIT up to Date (server/edgefast.py adds Date and
+    # X-Request-ID); None for an MPD (rewritten per response) or headers that cannot be sent verbatim.
+    hit_head: bytes | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -144,10 +148,24 @@ class Origin:
             base["Last-Modified"] = last_modified
         if cache_control:
             base["Cache-Control"] = cache_control
+        hit_headers = {**base, "X-Cache": "HIT"}
         obj = CachedObject(body=body, etag=etag, last_modified=last_modified, origin_etag=origin_etag,
                            fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
-                           hit_headers={**base, "X-Cache": "HIT"}, miss_headers={**base, "X-Cache": "MISS"})
+                           hit_headers=hit_headers, miss_headers={**base, "X-Cache": "MISS"},
+                           hit_head=None if is_manifest else hit_head(hit_headers, len(body)))
         return obj, lifetime_s
+
+
+def hit_head(headers: Mapping[str, str], size_bytes: int) -> bytes | None:
+    """`HTTP/1.1 200 OK`, `headers`, Content-Length and Server as aiohttp would send them, each line
+    ending in CRLF and without the blank line; None if a value could not be sent verbatim (a CR, LF
+    or NUL from the origin, which aiohttp would refuse to send too)."""
+    lines = ["HTTP/1.1 200 OK"]
+    for name, value in (*headers.items(), ("Content-Length", str(size_bytes)), ("Server", SERVER_SOFTWARE)):
+        if "\r" in value or "\n" in value or "\0" in value:
+            return None
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
