@@ -287,7 +287,7 @@ class Edge:
             return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
         body: bytes | memoryview = obj.body
         if obj.is_manifest and self._laurl is not None:
-            body = obj.body.replace(self._placeholder, self._laurl)
+            body = bytes(obj.body).replace(self._placeholder, self._laurl)
         status = 200
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")
@@ -419,7 +419,7 @@ class Edge:
         except TooLarge:
             raise OriginError(502, "segment index too large") from None
         try:
-            index = json.loads(index_obj.body)
+            index = json.loads(bytes(index_obj.body))
             paths = [f"/{title}/{MANIFEST_NAME}"]
             listed: set[str] = set()
             for kind in ("video", "audio"):

@@ -15,9 +15,9 @@ the fast path declines, takes aiohttp's path unchanged, in order. See docs/EDGE.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 
+from server.edgeorigin import MemoryFile
 from server.observability import REQUEST_ID_HEADER, JsonAccessLogger, choose_request_id
 
 if TYPE_CHECKING:
@@ -35,18 +36,21 @@ if TYPE_CHECKING:
 # Request headers the fast path leaves to the full handler (ranges, revalidation, CORS, upgrades).
 _DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Origin", "Upgrade", "Expect")
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("ascii")
+_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
 
 
 class EdgeProtocol(RequestHandler):
     """aiohttp's `RequestHandler` with the cache-hit fast path (module docstring)."""
 
-    __slots__ = ("_edge", "_fd", "_remote")
+    __slots__ = ("_edge", "_fd", "_sock", "_remote", "_sending")
 
     def __init__(self, manager: web.Server, *, edge: Edge, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._edge = edge
         self._fd = -1  # the plain TCP/Unix socket's descriptor; -1: no fast path on this connection
+        self._sock: Any = None  # asyncio's view of the socket (setsockopt only)
         self._remote: str | None = None
+        self._sending: asyncio.Task[None] | None = None  # the rest of a body going out with sendfile
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -54,13 +58,14 @@ class EdgeProtocol(RequestHandler):
         # Written to directly only when the transport is a plain socket transport (never TLS).
         if sock is not None and transport.get_extra_info("sslcontext") is None and sock.type == socket.SOCK_STREAM:
             self._fd = sock.fileno()
+            self._sock = sock
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) else (str(peer) if peer else None)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
-        if (waiter is None or waiter.done() or self._messages or self._fd < 0 or self._upgraded
-                or self._payload_parser is not None):
+        if (waiter is None or waiter.done() or (self._messages and self._sending is None) or self._fd < 0
+                or self._upgraded or self._payload_parser is not None):
             # Busy (a request in progress or queued), or not a connection we answer ourselves.
             super().data_received(data)
             return
@@ -71,17 +76,44 @@ class EdgeProtocol(RequestHandler):
             super().data_received(data)
         finally:
             self._waiter = waiter
+        self._answer_queued()
+
+    def _answer_queued(self) -> None:
+        """Answer queued requests from the front while the fast path can, then hand the rest to
+        start(); while a body is still going out with sendfile, wait for it (`_send_rest`)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
         messages = self._messages
         parser = self._parser
-        while messages and self._answer_hit(messages[0]):
+        while self._sending is None and messages and self._answer_hit(messages[0]):
             messages.popleft()
             if parser is not None:
                 parser.message_consumed()
+        if self._sending is not None:
+            return
         if messages:
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter.set_result(None)
         elif self._buffer_paused:
             self._resume_reading_if_drained()
+
+    def _process_keepalive(self) -> None:
+        if self._sending is not None:  # not idle: a response is still going out
+            self._keepalive_handle = self._loop.call_later(self._keepalive_timeout, self._process_keepalive)
+            return
+        super()._process_keepalive()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        sending = self._sending
+        if sending is not None:  # let a response being sent finish, as aiohttp does for its own
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sending), timeout)
+        await super().shutdown(timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if self._sending is not None:
+            self._sending.cancel()
 
     def _answer_hit(self, queued: tuple[Any, Any]) -> bool:
         """Answer one parsed request from the cache now; False (nothing sent) to leave it to aiohttp."""
@@ -115,7 +147,10 @@ class EdgeProtocol(RequestHandler):
         body = obj.body
         head += b"Date: %s\r\n%s: %s\r\n\r\n" % (rfc822_formatted_time().encode("ascii"), _REQUEST_ID_NAME,
                                                   req_id.encode("ascii"))
-        _send(self._fd, transport, head, body, self.force_close)
+        if obj.memory_file is not None:
+            self._send_file(transport, head, obj.memory_file)
+        else:
+            _send(self._fd, transport, head, body, self.force_close)
         if self._manager is not None:
             self._manager.requests_count += 1
         stats = edge.stats
@@ -134,7 +169,55 @@ class EdgeProtocol(RequestHandler):
         return True
 
 
-def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes, broken: Callable[[], None]) -> None:
+    def _send_file(self, transport: asyncio.Transport, head: bytes, memory_file: MemoryFile) -> None:
+        """Head, then the body with sendfile from its memory file (corked, so that the head leaves in the
+        body's first packet, as nginx's tcp_nopush); the rest, if the socket is full, from a task."""
+        fd, size = self._fd, len(memory_file.view)
+        corked = _TCP_CORK is not None and self._sock.family in (socket.AF_INET, socket.AF_INET6)
+        try:
+            if corked:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+            try:
+                sent_head = os.write(fd, head)
+            except (BlockingIOError, InterruptedError):
+                sent_head = 0
+            if sent_head < len(head):  # the socket is full already: hand it all to the transport
+                transport.write(head[sent_head:])
+                transport.write(memory_file.view)
+                return
+            try:
+                sent = os.sendfile(fd, memory_file.file.fileno(), 0, size)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+        except OSError:
+            self.force_close()  # the client went away: nothing to tell it
+            return
+        finally:
+            if corked:
+                with contextlib.suppress(OSError):
+                    self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+        if sent < size:
+            self._sending = self._loop.create_task(self._send_rest(transport, memory_file, sent, size - sent))
+
+    async def _send_rest(self, transport: asyncio.Transport, memory_file: MemoryFile, offset: int, count: int) -> None:
+        """The rest of a body with the loop's sendfile (reading paused meanwhile); then the requests
+        that queued behind it, in order."""
+        try:
+            await self._loop.sendfile(transport, memory_file.file, offset, count)
+        except (OSError, RuntimeError):  # the client went away, or the transport closed meanwhile
+            self._sending = None
+            self.force_close()
+            return
+        except asyncio.CancelledError:
+            self._sending = None
+            raise
+        self._sending = None
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        self._answer_queued()
+
+
+def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes | memoryview,
+          broken: Any) -> None:
     """Head and body in one `writev` on the idle socket; what the kernel did not take goes to the
     transport's buffer (sent as the socket drains, after which the connection takes requests again)."""
     total = len(head) + len(body)

@@ -7,6 +7,9 @@ the full handler (fixtures from tests/server/test_edge.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import json
 import os
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ import aiohttp
 import pytest
 
 from server.edge import RunningEdge
+from server.edgeorigin import MEMORY_FILE_MIN_BYTES, MemoryFile
 from server.revocation import RevocationStore, create_store
 from tests.server.test_edge import (  # noqa: F401  (fixtures)
     INTERNAL_HEADERS,
@@ -222,3 +226,84 @@ async def test_a_fault_in_force_applies_to_hits(edge: RunningEdge, http: aiohttp
         assert resp.status < 400
     assert (await get(http, url))[0] == 200
     assert edge.edge.stats.fast_hits == 1
+
+
+# --- bodies in memory files, sent with sendfile ---------------------------------------------------------
+
+def test_a_memory_file_holds_the_body_and_reads_it_in_place() -> None:
+    data = os.urandom(MEMORY_FILE_MIN_BYTES + 17)
+    held = MemoryFile.holding(data)
+    assert held is not None and held.view == data and len(held.view) == len(data)
+    assert os.pread(held.file.fileno(), 10, 5) == data[5:15]
+    assert MemoryFile.holding(b"") is None
+
+
+def _memory_files_open() -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += "abrkit-edge-object" in os.readlink(fd)
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir() or not hasattr(os, "memfd_create"), reason="Linux only")
+async def test_large_objects_are_memory_files_served_whole_ranged_and_conditional_and_closed_when_evicted(
+        make_edge: EdgeFactory, content_root: Path, http: aiohttp.ClientSession) -> None:
+    size = 200_000
+    paths = [f"/{TITLE}/video/v1/{n}.m4s" for n in range(10, 20)]
+    blobs = {path: os.urandom(size) for path in paths}
+    for path, data in blobs.items():
+        (content_root / path.lstrip("/")).write_bytes(data)
+    before = _memory_files_open()
+    edge = await make_edge(cache_bytes=3 * size)
+    first = signed(paths[0])
+    assert (await get(http, edge.url + first))[2] == blobs[paths[0]]
+    cached = edge.edge.cache.peek(paths[0])
+    assert cached is not None and cached.memory_file is not None
+    del cached  # evicted below: nothing but the cache may hold it
+    status, headers, body = await get(http, edge.url + first)  # the fast path, with sendfile
+    assert status == 200 and body == blobs[paths[0]] and edge.edge.stats.fast_hits == 1
+    status, headers, body = await get(http, edge.url + first, headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and body == blobs[paths[0]][1000:2000]
+    etag = headers["ETag"]
+    assert (await get(http, edge.url + first, headers={"If-None-Match": etag}))[0] == 304
+    async with http.head(edge.url + first) as resp:
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) == size
+    for path in paths:  # ten objects through a cache that holds three
+        assert (await get(http, edge.url + signed(path)))[2] == blobs[path]
+    gc.collect()
+    assert edge.edge.cache.evictions >= 7 and edge.edge.origin.memory_files == len(edge.edge.cache) <= 3
+    assert _memory_files_open() - before <= 2 * 3  # the file and its mapping's descriptor, each
+
+
+async def test_memory_files_stop_at_their_descriptor_budget(make_edge: EdgeFactory, content_root: Path,
+                                                            http: aiohttp.ClientSession) -> None:
+    paths = [f"/{TITLE}/video/v1/{n}.m4s" for n in (30, 31)]
+    for path in paths:
+        (content_root / path.lstrip("/")).write_bytes(os.urandom(MEMORY_FILE_MIN_BYTES))
+    edge = await make_edge()
+    edge.edge.origin._memory_files_max = 1
+    for path in paths:
+        assert (await get(http, edge.url + signed(path)))[0] == 200
+    held = [edge.edge.cache.peek(path) for path in paths]
+    assert held[0] is not None and held[0].memory_file is not None
+    assert held[1] is not None and held[1].memory_file is None and isinstance(held[1].body, bytes)
+    url = signed(paths[1])
+    assert (await get(http, edge.url + url))[0] == 200  # a new token: verified by the full handler
+    status, _, body = await get(http, edge.url + url)  # a fast hit without a memory file: writev
+    assert status == 200 and body == (content_root / paths[1].lstrip("/")).read_bytes()
+    assert edge.edge.stats.fast_hits == 1
+
+
+async def test_segment_indexes_and_manifests_stay_bytes_however_large(
+        make_edge: EdgeFactory, content_root: Path, http: aiohttp.ClientSession) -> None:
+    index = content_root / TITLE / "segments.json"
+    document = json.loads(index.read_text())
+    document["padding"] = "x" * (2 * MEMORY_FILE_MIN_BYTES)
+    index.write_text(json.dumps(document))
+    edge = await make_edge()
+    async with http.post(edge.url + f"/internal/preposition/{TITLE}", headers=INTERNAL_HEADERS) as resp:
+        assert resp.status == 200 and (await resp.json())["failed"] == 0
+    held = edge.edge.cache.peek(f"/{TITLE}/segments.json")
+    assert held is not None and held.memory_file is None and isinstance(held.body, bytes)
