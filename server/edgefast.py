@@ -42,13 +42,14 @@ _TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
 class EdgeProtocol(RequestHandler):
     """aiohttp's `RequestHandler` with the cache-hit fast path (module docstring)."""
 
-    __slots__ = ("_edge", "_fd", "_sock", "_remote", "_sending")
+    __slots__ = ("_edge", "_fd", "_sock", "_corked", "_remote", "_sending")
 
     def __init__(self, manager: web.Server, *, edge: Edge, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._edge = edge
         self._fd = -1  # the plain TCP/Unix socket's descriptor; -1: no fast path on this connection
         self._sock: Any = None  # asyncio's view of the socket (setsockopt only)
+        self._corked = False  # whether sendfile responses are corked (TCP on Linux)
         self._remote: str | None = None
         self._sending: asyncio.Task[None] | None = None  # the rest of a body going out with sendfile
 
@@ -59,6 +60,7 @@ class EdgeProtocol(RequestHandler):
         if sock is not None and transport.get_extra_info("sslcontext") is None and sock.type == socket.SOCK_STREAM:
             self._fd = sock.fileno()
             self._sock = sock
+            self._corked = _TCP_CORK is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) else (str(peer) if peer else None)
 
@@ -159,9 +161,11 @@ class EdgeProtocol(RequestHandler):
         stats.by_status[200] += 1
         stats.bytes_served += len(body)
         if logger is not None:
-            logger.write_entry(request_id=req_id, method="GET", path=url.path, status=200, size_bytes=len(body),
-                               duration_s=loop.time() - started, remote=self._remote,
-                               extra={"edge_id": edge.config.edge_id, "cache": "HIT"},
+            # The request path is /s/<token> + the object's content path (Edge.hit_or_none): its
+            # redacted form is the object's.
+            logger.write_entry(request_id=req_id, method="GET", path=obj.signed_log_path, path_redacted=True,
+                               status=200, size_bytes=len(body), duration_s=loop.time() - started,
+                               remote=self._remote, extra={"edge_id": edge.config.edge_id, "cache": "HIT"},
                                deferred=(edge.cmcd_log_fields(url.raw_query_string, headers),))
         self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
         if self._keepalive_handle is None and self._keepalive_timeout > 0:
@@ -173,7 +177,7 @@ class EdgeProtocol(RequestHandler):
         """Head, then the body with sendfile from its memory file (corked, so that the head leaves in the
         body's first packet, as nginx's tcp_nopush); the rest, if the socket is full, from a task."""
         fd, size = self._fd, len(memory_file.view)
-        corked = _TCP_CORK is not None and self._sock.family in (socket.AF_INET, socket.AF_INET6)
+        corked = self._corked
         try:
             if corked:
                 self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)

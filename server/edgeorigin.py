@@ -22,6 +22,7 @@ from server.config import EdgeConfig
 from server.edgemetrics import EdgeStats
 from server.formats.hls import is_playlist_path
 from server.formats.names import MANIFEST_NAME
+from server.formats.urls import REDACTED, SIGNED_PREFIX, redact_path
 from server.httpcache import ttl_s
 from server.internal import internal_headers
 
@@ -83,6 +84,7 @@ class CachedObject:
     # X-Request-ID); None for an MPD (rewritten per response) or headers that cannot be sent verbatim.
     hit_head: bytes | None = None
     memory_file: MemoryFile | None = None  # the body, for sendfile (large media objects only)
+    signed_log_path: str = ""  # `/s/<token>/<title>/<file>` as the access log shows a signed request for it
 
     @property
     def size_bytes(self) -> int:
@@ -211,7 +213,8 @@ class Origin:
                            etag=etag, last_modified=last_modified, origin_etag=origin_etag,
                            fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
                            hit_headers=hit_headers, miss_headers={**base, "X-Cache": "MISS"},
-                           hit_head=None if is_manifest else hit_head(hit_headers, len(body)))
+                           hit_head=None if is_manifest else hit_head(hit_headers, len(body)),
+                           signed_log_path=redact_path(SIGNED_PREFIX + REDACTED + content_path))
         return obj, lifetime_s
 
 

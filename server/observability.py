@@ -115,15 +115,16 @@ class JsonAccessLogger(AbstractAccessLogger):
 
     def write_entry(self, *, request_id: str, method: str, path: str, status: int, size_bytes: int,
                     duration_s: float, remote: str | None, extra: Mapping[str, object] | None,
-                    deferred: Iterable[DeferredLogFields] | None) -> None:
+                    deferred: Iterable[DeferredLogFields] | None, path_redacted: bool = False) -> None:
         """Write one line; `log` calls it, and so does a response answered outside aiohttp's request
-        cycle (the edge's cache-hit path, server/edgefast.py), so that both write the same line."""
+        cycle (the edge's cache-hit path, server/edgefast.py), so that both write the same line.
+        `path_redacted`: `path` has been through `redact_path` already."""
         entry: dict[str, object] = {
             "ts": round(_now(), 3),
             "service": self.service,
             "request_id": request_id,
             "method": method,
-            "path": redact_path(path),
+            "path": path if path_redacted else redact_path(path),
             "status": status,
             "bytes": size_bytes,
             "duration_ms": round(duration_s * 1000, 3),
