@@ -6,10 +6,11 @@ aiohttp's own connection handler (same parser, keep-alive, limits and shutdown) 
 when the connection is idle and a parsed request is a GET that `Edge.hit_or_none` can answer from
 the cache at once (signature verified and remembered, revocation check still fresh, object fresh,
 no Range or conditional header, no CORS origin, no fault injected), the response goes out from
-`data_received`: the object's precomputed head (`CachedObject.hit_head`), Date, X-Request-ID, and
-the body in one `writev` from the cached bytes (no join copy), the access-log line (same fields,
-same writer, CMCD included) and the metrics as the slow path would. Everything else, and any request
-the fast path declines, takes aiohttp's path unchanged, in order. See docs/EDGE.md, "Performance".
+`data_received`: the object's precomputed head (`CachedObject.hit_head`), Date, X-Request-ID, then
+the body with `sendfile` from its memory file (large objects) or in one `writev` with the head
+(small ones), the access-log line (same fields, same writer, CMCD included) and the metrics as the
+full handler would. Everything else, and any request the fast path declines, takes aiohttp's path
+unchanged, in order. See docs/EDGE.md, "Performance".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -221,7 +223,7 @@ class EdgeProtocol(RequestHandler):
 
 
 def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes | memoryview,
-          broken: Any) -> None:
+          broken: Callable[[], None]) -> None:
     """Head and body in one `writev` on the idle socket; what the kernel did not take goes to the
     transport's buffer (sent as the socket drains, after which the connection takes requests again)."""
     total = len(head) + len(body)

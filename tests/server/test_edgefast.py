@@ -18,14 +18,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.edge import RunningEdge
+from server.edge import EdgeConfig, RunningEdge, create_app
+from server.edgefast import EdgeRunner
 from server.edgeorigin import MEMORY_FILE_MIN_BYTES, MemoryFile
 from server.revocation import RevocationStore, create_store
+from server.stack import make_runner as stack_runner
 from tests.server.test_edge import (  # noqa: F401  (fixtures)
     INTERNAL_HEADERS,
     SEGMENT,
     TITLE,
+    VERIFY_KEY,
     EdgeFactory,
+    OriginProbe,
     access_lines,
     content_root,
     edge,
@@ -307,3 +311,8 @@ async def test_segment_indexes_and_manifests_stay_bytes_however_large(
         assert resp.status == 200 and (await resp.json())["failed"] == 0
     held = edge.edge.cache.peek(f"/{TITLE}/segments.json")
     assert held is not None and held.memory_file is None and isinstance(held.body, bytes)
+
+
+def test_the_stack_runs_its_edges_with_the_fast_path(origin: OriginProbe) -> None:
+    app = create_app(EdgeConfig(edge_id="edge-0", origin_url=origin.url, url_verify_key=VERIFY_KEY))
+    assert isinstance(stack_runner("edge-0", app, 5.0), EdgeRunner)
