@@ -8,7 +8,9 @@ metrics, CMCD (a `CMCD` query parameter on every request) and the JSON access lo
 and wrk are installed with apt-get when missing (as root).
 
 `--before REV` also runs the edge of git revision REV (checked out in a temporary worktree) in the
-same rounds, so the table gives before and after ratios against the same nginx runs.
+same rounds, so the table gives before and after ratios against the same nginx runs. Besides req/s
+ratios it prints nginx's CPU time per request over the edge's (steadier on a shared machine), how
+many hits each edge's fast path answered (server/edgefast.py, from /metrics) and the load average.
 
     python bench/edge_throughput.py [--duration-s 10] [--workers 1 2] [--sizes 1000000 100000] [--before REV]
 """
@@ -277,6 +279,7 @@ def main() -> int:
                         help="also run the edge of this git revision (e.g. main), for before/after ratios")
     args = parser.parse_args()
     ensure_tools()
+    print(f"load average (1, 5, 15 min) at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     results: list[tuple[int, Result]] = []
     here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="abrkit-edge-bench-") as tmp_name, contextlib.ExitStack() as procs:
@@ -315,10 +318,25 @@ def main() -> int:
                     results.append((round_index, result))
                     print(f"round {round_index + 1}: {label:<8} {size:>8} B  {result.requests_per_s:8.0f} req/s",
                           flush=True)
+        fast_paths = {label: fast_path_share(url) for label, url, _, _ in servers[1:]}
     report(results, "signature and revocation checks, metrics (no access log, so no CMCD parsing)"
            if args.no_edge_access_log
            else "signature and revocation checks, metrics, CMCD, JSON access log to a file")
+    for label, share in fast_paths.items():
+        print(f"{label}: {share}")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
+
+
+def fast_path_share(edge_url: str) -> str:
+    """How many of an edge's cache hits its fast path answered (server/edgefast.py), from /metrics."""
+    with urllib.request.urlopen(f"{edge_url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    values = dict(re.findall(r"^abrkit_(edge_cache_(?:fast_)?hits_total) (\d+)", text, re.MULTILINE))
+    if "edge_cache_fast_hits_total" not in values:
+        return "no fast path (an edge before it)"
+    hits, fast = int(values["edge_cache_hits_total"]), int(values["edge_cache_fast_hits_total"])
+    return f"fast path answered {fast} of {hits} cache hits ({fast / max(hits, 1):.1%})"
 
 
 def report(results: list[tuple[int, Result]], features: str) -> None:
@@ -329,16 +347,19 @@ def report(results: list[tuple[int, Result]], features: str) -> None:
           f"{os.cpu_count()} CPUs shared with wrk; medians of {len({r for r, _ in results})} interleaved rounds")
     width = max(9, *(len(server) for _, server in keys))
     print(f"{'server':<{width}} {'object':>7} {'req/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'CPU us/req':>10} {'vs nginx':>8}")
+          f"{'CPU us/req':>10} {'vs nginx':>8} {'CPU vs nginx':>12}")
     for size, server in keys:
         runs = [(r, res) for r, res in results if res.size_bytes == size and res.server == server]
         ratio = statistics.median(res.requests_per_s / nginx[(r, size)].requests_per_s for r, res in runs)
+        # nginx's CPU time per request over this server's: steadier than req/s on a shared machine.
+        cpu_ratio = statistics.median(nginx[(r, size)].cpu_us_per_request / max(res.cpu_us_per_request, 1e-9)
+                                      for r, res in runs)
         label = f"{size / 1e6:g} MB" if size >= 1_000_000 else f"{size / 1e3:g} kB"
         rps = statistics.median(res.requests_per_s for _, res in runs)
         print(f"{server:<{width}} {label:>7} {rps:>8.0f} {rps * size / 1e6:>7.0f} "
               f"{statistics.median(res.p50_ms for _, res in runs):>7.2f} "
               f"{statistics.median(res.p99_ms for _, res in runs):>7.2f} {sum(res.errors for _, res in runs):>6} "
-              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} {ratio:>7.2f}x")
+              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} {ratio:>7.2f}x {cpu_ratio:>11.2f}x")
     print(f"edge features on: {features}; goals: >= 0.9x nginx at 1 MB, >= 0.5x at 100 kB")
     befores = sorted({server for _, server in keys if "@" in server})
     for before in befores:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import socket
@@ -20,7 +21,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
@@ -29,12 +29,14 @@ from aiohttp import web
 from server.cache import ByteLRU, Coalescer
 from server.config import EdgeConfig
 from server.content import REPRESENTATION_ID_PATTERN, classify
+from server.edgecmcd import CmcdLogFields
+from server.edgefast import EdgeRunner
 from server.edgelive import LiveEdge
 from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
 from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
 from server.edgepeers import FANOUT_HEADER, WorkerGroup, send_heartbeats
 from server.faults import FaultState, add_fault_routes, fault_middleware
-from server.formats.cmcd import CMCD_HEADERS, CmcdError, CmcdValue, parse_cmcd
+from server.formats.cmcd import CMCD_HEADERS
 from server.formats.dash import LAURL_PLACEHOLDER
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
 from server.formats.urls import SIGNED_PREFIX, url_host
@@ -43,6 +45,7 @@ from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches
 from server.internal import InternalCredential, internal_headers
 from server.live.origin import time_handler as live_time_handler
 from server.observability import (
+    IDLE_TIMEOUT_S,
     REQUEST_ID_HEADER,
     DeferredLogFields,
     access_log,
@@ -68,45 +71,15 @@ _TCP_CORK = getattr(socket, "TCP_CORK", 3)  # Linux; elsewhere setsockopt fails 
 log = logging.getLogger("abrkit.edge")
 
 
-# --- CMCD (CTA-5004; the parser is server.formats.cmcd) ----------------------------------------------
-
-def cmcd_from_request(request: web.BaseRequest) -> tuple[dict[str, CmcdValue], str | None] | None:
-    """CMCD sent with a request (query parameter `CMCD` and/or the four headers), merged, with the first
-    problem found; None when the request carries no CMCD. A malformed part is dropped, not fatal."""
-    sources: list[str] = []
-    raw_query = request.rel_url.raw_query_string
-    if "CMCD=" in raw_query:
-        # Straight from the raw query: cheaper than building request.query on every segment request.
-        sources.extend(unquote(part[5:]) for part in raw_query.split("&") if part.startswith("CMCD="))
-    headers = request.headers
-    for name in CMCD_HEADERS:
-        value = headers.get(name)
-        if value is not None:
-            sources.append(value)
-    if not sources:
-        return None
-    merged: dict[str, CmcdValue] = {}
-    error: str | None = None
-    for source in sources:
-        try:
-            parsed = parse_cmcd(source)
-        except CmcdError as exc:
-            error = error or str(exc)
-            continue
-        clash = merged.keys() & parsed.keys()
-        if clash:
-            error = error or f"CMCD key {sorted(clash)[0]!r} sent twice"
-        merged.update(parsed)
-    return merged, error
-
-
 # --- the edge -------------------------------------------------------------------------------------
 
 class Edge:
     """The state and handlers of one edge app (one per `create_app`)."""
 
-    def __init__(self, config: EdgeConfig, group: WorkerGroup | None = None) -> None:
+    def __init__(self, config: EdgeConfig, group: WorkerGroup | None = None,
+                 faults: FaultState | None = None) -> None:
         self.config = config
+        self.faults = faults if faults is not None else FaultState()  # chaos runs: server/faults.py
         self.group = group
         self.cache: ByteLRU[CachedObject] = ByteLRU(config.cache_bytes)
         self.coalescer: Coalescer[CachedObject] = Coalescer()
@@ -162,19 +135,22 @@ class Edge:
         self.stats.by_status[response.status] += 1
         return response
 
-    def _verified_content_path(self, path: str) -> tuple[_Verified, str | None]:
+    def _verified_content_path(self, path: str, *, remembered_only: bool = False) -> tuple[_Verified, str | None] | None:
         """The token's verification and the content path the signed request path grants (None: not a
         file of the title layout); `SignatureError` if it grants none.
 
         Verifying a signature is the costliest step of a cache hit, and a player asks for many objects
         with one token: each token's grant is remembered until it expires (successes only, bounded,
-        oldest forgotten first); the prefix and layout checks still run per path.
+        oldest forgotten first); the prefix and layout checks still run per path. `remembered_only`:
+        None instead of verifying a token not remembered (the fast path leaves that to `_serve`).
         """
         now = time.time()
         token, content_path = split_signed_path(path)
         check_content_path(content_path)
         known = self._verified.get(token)
         if known is None or now >= known.grant.expires_at:
+            if remembered_only:
+                return None
             known = _Verified(grant=self._verifier.verify(token, now=now))
             if len(self._verified) >= _VERIFIED_TOKENS_MAX:
                 del self._verified[next(iter(self._verified))]
@@ -205,6 +181,39 @@ class Edge:
         verified.revoked, verified.checked_at_s = revoked, now
         return revoked
 
+    def hit_or_none(self, path: str, now_s: float) -> CachedObject | None:
+        """The fresh cached object that a plain GET of the request path `path` may
+        be answered with at once (server/edgefast.py), else None: anything that needs `_serve` (a bad
+        or unverified signature, a revocation check due or a revoked login, an emulated RTT, a live
+        channel, a miss or a stale object, an MPD, a fault in force) declines. `now_s`: loop clock."""
+        if not path.startswith(SIGNED_PREFIX) or self.faults.spec is not None:
+            return None
+        try:
+            found = self._verified_content_path(path, remembered_only=True)
+        except SignatureError:
+            return None
+        if found is None or found[1] is None:
+            return None
+        verified, content_path = found
+        if self.revocations is not None:
+            checked_at_s = verified.checked_at_s
+            if (checked_at_s is None or verified.revoked
+                    or time.monotonic() - checked_at_s >= self.config.revocation_recheck_s):
+                return None
+        region = verified.grant.region
+        if region and self.config.rtt_ms.get(region):
+            return None
+        if self.live is not None and self.live.owns(content_path):
+            return None
+        obj = self.cache.get(content_path)
+        if obj is None or obj.expires_at_s <= now_s or obj.hit_head is None:
+            return None
+        return obj
+
+    def cmcd_log_fields(self, raw_query: str, headers: Mapping[str, str]) -> DeferredLogFields:
+        """A request's CMCD as deferred access-log fields (parsed and counted when the line is written)."""
+        return CmcdLogFields(raw_query, headers, self.stats)
+
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         if method != "GET" and method != "HEAD":
@@ -216,7 +225,9 @@ class Edge:
         content_path: str | None
         if path.startswith(SIGNED_PREFIX):
             try:
-                verified, content_path = self._verified_content_path(path)
+                found = self._verified_content_path(path)
+                assert found is not None  # verified when not remembered
+                verified, content_path = found
                 if await self._revoked(verified):
                     return self._error(request, 403, "URL of a session that was ended")
                 rtt_ms = self.config.rtt_ms.get(verified.grant.region) if verified.grant.region else None
@@ -238,7 +249,8 @@ class Edge:
         log_enabled = access_log.isEnabledFor(logging.INFO)
         if log_enabled:
             # CMCD only goes into the access log: looked for and parsed when its line is written.
-            add_deferred_log_fields(request, _CmcdLogFields(request, self.stats))
+            add_deferred_log_fields(request, CmcdLogFields(request.rel_url.raw_query_string, request.headers,
+                                                            self.stats))
 
         obj = self.cache.get(content_path)
         loop_now = asyncio.get_running_loop().time()
@@ -275,7 +287,7 @@ class Edge:
             return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
         body: bytes | memoryview = obj.body
         if obj.is_manifest and self._laurl is not None:
-            body = obj.body.replace(self._placeholder, self._laurl)
+            body = bytes(obj.body).replace(self._placeholder, self._laurl)
         status = 200
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")
@@ -407,7 +419,7 @@ class Edge:
         except TooLarge:
             raise OriginError(502, "segment index too large") from None
         try:
-            index = json.loads(index_obj.body)
+            index = json.loads(bytes(index_obj.body))
             paths = [f"/{title}/{MANIFEST_NAME}"]
             listed: set[str] = set()
             for kind in ("video", "audio"):
@@ -562,35 +574,13 @@ def _content_path_ok(content_path: str) -> bool:
     return is_valid_title(title) and classify(relative) is not None
 
 
-class _CmcdLogFields(DeferredLogFields):
-    """A request's CMCD for its access-log line, found and parsed only when the line is written (and
-    counted in the edge's metrics then: requests with CMCD, and those with a malformed part)."""
-
-    __slots__ = ("request", "stats")
-
-    def __init__(self, request: web.BaseRequest, stats: EdgeStats) -> None:
-        self.request = request
-        self.stats = stats
-
-    def resolve(self) -> Mapping[str, object]:
-        found = cmcd_from_request(self.request)
-        if found is None:
-            return {}
-        cmcd, error = found
-        self.stats.cmcd_requests += 1
-        if error is None:
-            return {"cmcd": cmcd}
-        self.stats.cmcd_errors += 1
-        return {"cmcd": cmcd, "cmcd_error": error}
-
-
 EDGE = web.AppKey("abrkit_edge", Edge)
 
 
 def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.Application:
     """The edge's aiohttp app; the origin client session (and heartbeats) start and stop with it."""
     faults = FaultState()  # chaos runs only: off until set through /internal/faults (server/faults.py)
-    edge = Edge(config, group)
+    edge = Edge(config, group, faults)
     # CORS only when configured: the middleware is one more call on every request of the hot path.
     # Inside the faults: an injected failure carries no grant, as a failing CDN node's would not.
     cors = [cors_middleware(edge.cors)] if config.allowed_origins else []
@@ -672,9 +662,12 @@ class RunningEdge:
         await self.runner.cleanup()
 
 
-def make_runner(app: web.Application) -> web.AppRunner:
-    """The services' AppRunner (`server.observability.service_runner`) for an edge outside a stack."""
-    return service_runner(app, "edge", shutdown_timeout_s=10.0)
+def make_runner(app: web.Application, *, shutdown_timeout_s: float = 10.0,
+                idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    """The edge app's runner: the services' AppRunner (`server.observability.service_runner`) whose
+    connections answer plain cache hits at once (server/edgefast.py)."""
+    return service_runner(app, "edge", shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s,
+                          runner_class=functools.partial(EdgeRunner, edge=app[EDGE]))
 
 
 async def start_edge(config: EdgeConfig, *, group: WorkerGroup | None = None,

@@ -14,6 +14,7 @@ from server.observability import Metrics
 
 _COUNTERS = (
     ("cache_hits", "edge_cache_hits_total", "Requests served from the cache."),
+    ("fast_hits", "edge_cache_fast_hits_total", "Cache hits answered as their request was parsed (server/edgefast.py)."),
     ("cache_misses", "edge_cache_misses_total", "Requests that needed the origin (fetch, revalidation or wait)."),
     ("bytes_served", "edge_bytes_served_total", "Response body bytes sent for content requests."),
     ("coalesced_waiters", "edge_coalesced_waiters_total", "Misses that waited on another request's origin fetch."),
@@ -32,6 +33,7 @@ class EdgeStats:
     """Plain counters on the hot path; turned into Prometheus text only when `/metrics` is scraped."""
 
     cache_hits: int = 0
+    fast_hits: int = 0  # of cache_hits
     cache_misses: int = 0
     bytes_served: int = 0
     coalesced_waiters: int = 0

@@ -5,28 +5,73 @@ the cache's hot path (an MPD's ETag and Cache-Control adjusted, since the edge r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import io
+import mmap
+import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
+from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from server.config import EdgeConfig
 from server.edgemetrics import EdgeStats
 from server.formats.hls import is_playlist_path
 from server.formats.names import MANIFEST_NAME
+from server.formats.urls import REDACTED, SIGNED_PREFIX, redact_path
 from server.httpcache import ttl_s
 from server.internal import internal_headers
 
 STREAM_CHUNK_BYTES = 256 * 1024
+# Bodies this large live in memory files and leave with sendfile (server/edgefast.py): no copy of
+# the body into the socket, as nginx sends from the page cache. Smaller ones stay plain bytes.
+MEMORY_FILE_MIN_BYTES = 64 * 1024
+
+
+class MemoryFile:
+    """A cached body in an anonymous memory file (Linux `memfd`): `view` reads it in place (a
+    read-only mmap; no second copy in memory) and `file` is what `sendfile` sends it from. The file
+    closes when the last reference goes (an evicted object being sent finishes first). Each costs
+    two file descriptors (the file, and the mmap's own duplicate)."""
+
+    __slots__ = ("file", "view", "__weakref__")
+
+    def __init__(self, file: io.FileIO, view: memoryview) -> None:
+        self.file = file
+        self.view = view
+
+    @classmethod
+    def holding(cls, body: bytes) -> MemoryFile | None:
+        """`body` in a new memory file; None where there are none, or no descriptor or memory is left
+        (the object is then kept as bytes and sent without sendfile)."""
+        if not hasattr(os, "memfd_create") or not body:
+            return None
+        try:
+            fd = os.memfd_create("abrkit-edge-object", os.MFD_CLOEXEC)
+        except OSError:
+            return None
+        file = io.FileIO(fd, "r+", closefd=True)
+        try:
+            pending = memoryview(body)
+            while pending:
+                pending = pending[file.write(pending) or 0:]
+            view = memoryview(mmap.mmap(fd, len(body), prot=mmap.PROT_READ))
+        except OSError:
+            with contextlib.suppress(OSError):
+                file.close()
+            return None
+        return cls(file, view)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CachedObject:
     """One object as fetched from the origin, with the response headers precomputed for the hot path."""
 
-    body: bytes
+    body: bytes | memoryview  # a memoryview reads `memory_file` (never for MPDs, playlists or JSON)
     etag: str | None  # as served (an MPD's differs from the origin's: its body is rewritten)
     last_modified: str | None
     origin_etag: str | None
@@ -35,6 +80,11 @@ class CachedObject:
     is_manifest: bool
     hit_headers: Mapping[str, str]
     miss_headers: Mapping[str, str]
+    # The status line and headers of a whole-body 200 HIT up to Date (server/edgefast.py adds Date and
+    # X-Request-ID); None for an MPD (rewritten per response) or headers that cannot be sent verbatim.
+    hit_head: bytes | None = None
+    memory_file: MemoryFile | None = None  # the body, for sendfile (large media objects only)
+    signed_log_path: str = ""  # `/s/<token>/<title>/<file>` as the access log shows a signed request for it
 
     @property
     def size_bytes(self) -> int:
@@ -66,6 +116,10 @@ class Origin:
         # The origin serves only the stack (server/origin.py): its internal credential goes with each fetch.
         self.credential = internal_headers(config.internal_token) if config.internal_token is not None else {}
         self._laurl_tag = hashlib.sha256(config.license_url.encode()).hexdigest()[:8] if config.license_url else ""
+        # Memory files take descriptors: at most half the process's own (two each), so that the cache
+        # never leaves the listener without any to accept connections with; past that, bytes.
+        self._memory_files_max = _descriptor_limit() // 4
+        self.memory_files = 0  # alive now
 
     def url(self, content_path: str) -> URL:
         return self._base.with_path(self._base.path.rstrip("/") + content_path)
@@ -115,6 +169,9 @@ class Origin:
             self.stats.origin_fetches[outcome] += 1
             self.stats.origin_fetch_seconds += loop.time() - started
 
+    def _memory_file_closed(self) -> None:
+        self.memory_files -= 1
+
     def _default_ttl(self, is_manifest: bool) -> float:
         return float(self.config.mpd_max_age_s) if is_manifest else self.config.default_ttl_s
 
@@ -144,10 +201,42 @@ class Origin:
             base["Last-Modified"] = last_modified
         if cache_control:
             base["Cache-Control"] = cache_control
-        obj = CachedObject(body=body, etag=etag, last_modified=last_modified, origin_etag=origin_etag,
+        hit_headers = {**base, "X-Cache": "HIT"}
+        memory_file = None
+        if (not is_manifest and len(body) >= MEMORY_FILE_MIN_BYTES and not content_path.endswith(".json")
+                and self.memory_files < self._memory_files_max):
+            memory_file = MemoryFile.holding(body)
+            if memory_file is not None:
+                self.memory_files += 1
+                weakref.finalize(memory_file, self._memory_file_closed)
+        obj = CachedObject(body=body if memory_file is None else memory_file.view, memory_file=memory_file,
+                           etag=etag, last_modified=last_modified, origin_etag=origin_etag,
                            fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
-                           hit_headers={**base, "X-Cache": "HIT"}, miss_headers={**base, "X-Cache": "MISS"})
+                           hit_headers=hit_headers, miss_headers={**base, "X-Cache": "MISS"},
+                           hit_head=None if is_manifest else hit_head(hit_headers, len(body)),
+                           signed_log_path=redact_path(SIGNED_PREFIX + REDACTED + content_path))
         return obj, lifetime_s
+
+
+def hit_head(headers: Mapping[str, str], size_bytes: int) -> bytes | None:
+    """`HTTP/1.1 200 OK`, `headers`, Content-Length and Server as aiohttp would send them, each line
+    ending in CRLF and without the blank line; None if a value could not be sent verbatim (a CR, LF
+    or NUL from the origin, which aiohttp would refuse to send too)."""
+    lines = ["HTTP/1.1 200 OK"]
+    for name, value in (*headers.items(), ("Content-Length", str(size_bytes)), ("Server", SERVER_SOFTWARE)):
+        if "\r" in value or "\n" in value or "\0" in value:
+            return None
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _descriptor_limit() -> int:
+    try:
+        import resource  # Unix
+    except ImportError:
+        return 0
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:

@@ -77,8 +77,7 @@ class DeferredLogFields:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_ID.match(incoming) else new_request_id()
+    request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
@@ -87,6 +86,11 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def choose_request_id(incoming: str | None) -> str:
+    """The client's `X-Request-ID` when it is sane, else a new one."""
+    return incoming if incoming is not None and _SANE_ID.match(incoming) else new_request_id()
 
 
 def request_id(request: web.Request) -> str:
@@ -103,21 +107,31 @@ class JsonAccessLogger(AbstractAccessLogger):
         return type(f"JsonAccessLogger_{service}", (cls,), {"service": service})
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:  # noqa: A002
+        self.write_entry(
+            request_id=request.get(REQUEST_ID) or response.headers.get(REQUEST_ID_HEADER, "-"),
+            method=request.method, path=request.path, status=response.status,
+            size_bytes=response.content_length if response.content_length is not None else response.body_length,
+            duration_s=time, remote=request.remote, extra=request.get(LOG_EXTRA), deferred=request.get(LOG_DEFERRED))
+
+    def write_entry(self, *, request_id: str, method: str, path: str, status: int, size_bytes: int,
+                    duration_s: float, remote: str | None, extra: Mapping[str, object] | None,
+                    deferred: Iterable[DeferredLogFields] | None, path_redacted: bool = False) -> None:
+        """Write one line; `log` calls it, and so does a response answered outside aiohttp's request
+        cycle (the edge's cache-hit path, server/edgefast.py), so that both write the same line.
+        `path_redacted`: `path` has been through `redact_path` already."""
         entry: dict[str, object] = {
             "ts": round(_now(), 3),
             "service": self.service,
-            "request_id": request.get(REQUEST_ID) or response.headers.get(REQUEST_ID_HEADER, "-"),
-            "method": request.method,
-            "path": redact_path(request.path),
-            "status": response.status,
-            "bytes": response.content_length if response.content_length is not None else response.body_length,
-            "duration_ms": round(time * 1000, 3),
-            "remote": request.remote,
+            "request_id": request_id,
+            "method": method,
+            "path": path if path_redacted else redact_path(path),
+            "status": status,
+            "bytes": size_bytes,
+            "duration_ms": round(duration_s * 1000, 3),
+            "remote": remote,
         }
-        extra = request.get(LOG_EXTRA)
         if extra is not None:
             entry.update(extra)
-        deferred = request.get(LOG_DEFERRED)
         if deferred is not None:
             for fields in deferred:
                 entry.update(fields.resolve())
@@ -168,12 +182,14 @@ IDLE_TIMEOUT_S = 30.0
 
 
 def service_runner(app: web.Application, service: str, *, shutdown_timeout_s: float,
-                   idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+                   idle_timeout_s: float = IDLE_TIMEOUT_S,
+                   runner_class: Callable[..., web.AppRunner] = web.AppRunner) -> web.AppRunner:
     """The AppRunner every abrkit service runs under (embedded, `--processes`, standalone edge): the
     JSON access log for `service`, malformed requests logged without tracebacks, idle keep-alive
-    connections closed after `idle_timeout_s`, signals left to the caller."""
+    connections closed after `idle_timeout_s`, signals left to the caller. `runner_class`: an
+    AppRunner subclass taking the same arguments (the edge's, server/edgefast.py)."""
     quiet_malformed_requests(logging.getLogger("aiohttp.server"))
-    return web.AppRunner(app, access_log_class=JsonAccessLogger.for_service(service), access_log=access_log,
+    return runner_class(app, access_log_class=JsonAccessLogger.for_service(service), access_log=access_log,
                          handle_signals=False, shutdown_timeout=shutdown_timeout_s, keepalive_timeout=idle_timeout_s)
 
 

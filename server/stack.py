@@ -196,6 +196,9 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
 
 def make_runner(name: str, app: web.Application, shutdown_timeout_s: float, *,
                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> web.AppRunner:
+    if service_kind(name) == "edge":  # with the cache-hit fast path (server/edgefast.py)
+        from server import edge
+        return edge.make_runner(app, shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
     return service_runner(app, service_kind(name), shutdown_timeout_s=shutdown_timeout_s, idle_timeout_s=idle_timeout_s)
 
 

@@ -32,6 +32,8 @@ _CMCD_MAX_PAYLOAD_CHARS = 4096
 _CMCD_ITEM = re.compile(r'[ \t]*([a-z0-9][a-z0-9._-]{0,63})'
                         r'(?:=("(?:[ !#-\[\]-~]|\\["\\])*"|[^,\s"\\]+))?[ \t]*(?:(,)|\Z)')
 _CMCD_ESCAPE = re.compile(r"\\(.)")
+_CMCD_KEY = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_CMCD_BARE = re.compile(r'[^,\s"\\]+')
 _CMCD_INT = re.compile(r"^-?\d{1,15}$")
 _CMCD_DECIMAL = re.compile(r"^-?\d{1,12}(?:\.\d{1,3})?$")
 
@@ -46,6 +48,39 @@ def parse_cmcd(payload: str) -> dict[str, CmcdValue]:
     """Key/value pairs of one CMCD payload (`br=3200,bs,ot=v,sid="..."`), typed as CTA-5004 says."""
     if len(payload) > _CMCD_MAX_PAYLOAD_CHARS:
         raise CmcdError("CMCD payload too long")
+    plain = _parse_plain(payload)  # the edge parses one per request: the common shape first
+    return plain if plain is not None else _parse_items(payload)
+
+
+def _parse_plain(payload: str) -> dict[str, CmcdValue] | None:
+    """`parse_cmcd` of a payload without backslashes, without whitespace outside quoted values and
+    without commas inside them (what players send), split on commas; None for anything else, or
+    anything it does not take, which `_parse_items` then reads (and reports) item by item."""
+    if "\\" in payload:
+        return None
+    out: dict[str, CmcdValue] = {}
+    for item in payload.split(","):
+        key, eq, raw = item.partition("=")
+        if key in out or _CMCD_KEY.fullmatch(key) is None:
+            return None
+        value: CmcdValue
+        quoted = eq and raw[:1] == '"'
+        if not eq:
+            value = True
+        elif quoted:
+            value = raw[1:-1]
+            if len(raw) < 2 or raw[-1] != '"' or '"' in value or not (value.isascii() and value.isprintable()):
+                return None
+        elif _CMCD_BARE.fullmatch(raw) is None:
+            return None
+        else:
+            value = _cmcd_bare(raw)
+        out[key] = _cmcd_typed(key, value, bool(quoted))
+    return out
+
+
+def _parse_items(payload: str) -> dict[str, CmcdValue]:
+    """`parse_cmcd` item by item with the grammar's one regular expression (any payload)."""
     out: dict[str, CmcdValue] = {}
     pos, end = 0, len(payload)
     while pos < end:

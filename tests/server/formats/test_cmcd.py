@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from server.formats.cmcd import CMCD_HEADERS, CmcdError, cmcd_headers, parse_cmcd, relative_url
+from server.formats.cmcd import (
+    CMCD_HEADERS,
+    CmcdError,
+    _parse_items,
+    _parse_plain,
+    cmcd_headers,
+    parse_cmcd,
+    relative_url,
+)
 
 
 @pytest.mark.parametrize(("payload", "expected"), [
@@ -61,3 +71,24 @@ def test_a_cmcd_error_is_a_value_error() -> None:
     with pytest.raises(CmcdError):
         parse_cmcd("br=fast")
     assert issubclass(CmcdError, ValueError)
+
+
+@given(st.lists(st.sampled_from(['br=3200', 'bl=21300', 'bs', 'su', 'ot=v', 'ot="v"', 'sid="6e2fb550-c457"',
+                                 'sid="a,b"', 'sid="a b"', 'sid="x\\"y"', 'cid="c"', 'pr=1.25', 'pr=x', 'tb=',
+                                 'nor="../2.m4s"', 'com.x-y=5', 'bad=1', 'br=1', ' br=2', 'mtp=25400 ', 'd=4004',
+                                 'st=v', 'sf=d', 'v=1', 'sid="\t"', '"', '', 'BR=1']), max_size=6),
+       st.sampled_from([",", ", ", ",,"]))
+def test_the_plain_shape_parses_as_the_full_grammar_does(items: list[str], separator: str) -> None:
+    payload = separator.join(items)
+    plain: object
+    full: object
+    try:
+        plain = _parse_plain(payload)
+    except CmcdError as exc:
+        plain = ("error", str(exc))
+    try:
+        full = _parse_items(payload)
+    except CmcdError as exc:
+        full = ("error", str(exc))
+    if plain is not None:  # taken: the same values, or the same error, as the full grammar
+        assert plain == full

@@ -1,0 +1,267 @@
+"""The edge's cache-hit fast path: a plain GET of a fresh cached object answered as its request is parsed.
+
+aiohttp spends more on a small cache hit than the edge's own work does: a task per request, a
+`Request` and a `Response` object, the middleware chain, header serialisation. `EdgeProtocol` is
+aiohttp's own connection handler (same parser, keep-alive, limits and shutdown) with one addition:
+when the connection is idle and a parsed request is a GET that `Edge.hit_or_none` can answer from
+the cache at once (signature verified and remembered, revocation check still fresh, object fresh,
+no Range or conditional header, no CORS origin, no fault injected), the response goes out from
+`data_received`: the object's precomputed head (`CachedObject.hit_head`), Date, X-Request-ID, then
+the body with `sendfile` from its memory file (large objects) or in one `writev` with the head
+(small ones), the access-log line (same fields, same writer, CMCD included) and the metrics as the
+full handler would. Everything else, and any request the fast path declines, takes aiohttp's path
+unchanged, in order. See docs/EDGE.md, "Performance".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import HttpVersion11
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler
+
+from server.edgeorigin import MemoryFile
+from server.observability import REQUEST_ID_HEADER, JsonAccessLogger, choose_request_id
+
+if TYPE_CHECKING:
+    from server.edge import Edge
+
+# Request headers the fast path leaves to the full handler (ranges, revalidation, CORS, upgrades).
+_DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Origin", "Upgrade", "Expect")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("ascii")
+_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
+
+
+class EdgeProtocol(RequestHandler):
+    """aiohttp's `RequestHandler` with the cache-hit fast path (module docstring)."""
+
+    __slots__ = ("_edge", "_fd", "_sock", "_corked", "_remote", "_sending")
+
+    def __init__(self, manager: web.Server, *, edge: Edge, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._edge = edge
+        self._fd = -1  # the plain TCP/Unix socket's descriptor; -1: no fast path on this connection
+        self._sock: Any = None  # asyncio's view of the socket (setsockopt only)
+        self._corked = False  # whether sendfile responses are corked (TCP on Linux)
+        self._remote: str | None = None
+        self._sending: asyncio.Task[None] | None = None  # the rest of a body going out with sendfile
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        # Written to directly only when the transport is a plain socket transport (never TLS).
+        if sock is not None and transport.get_extra_info("sslcontext") is None and sock.type == socket.SOCK_STREAM:
+            self._fd = sock.fileno()
+            self._sock = sock
+            self._corked = _TCP_CORK is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+        peer = transport.get_extra_info("peername")
+        self._remote = peer[0] if isinstance(peer, (list, tuple)) else (str(peer) if peer else None)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if (waiter is None or waiter.done() or (self._messages and self._sending is None) or self._fd < 0
+                or self._upgraded or self._payload_parser is not None):
+            # Busy (a request in progress or queued), or not a connection we answer ourselves.
+            super().data_received(data)
+            return
+        # Idle: hold start()'s waiter back while the parser queues what arrived, answer what we can
+        # from the front of the queue, and wake start() only for what is left (in order).
+        self._waiter = None
+        try:
+            super().data_received(data)
+        finally:
+            self._waiter = waiter
+        self._answer_queued()
+
+    def _answer_queued(self) -> None:
+        """Answer queued requests from the front while the fast path can, then hand the rest to
+        start(); while a body is still going out with sendfile, wait for it (`_send_rest`)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        messages = self._messages
+        parser = self._parser
+        while self._sending is None and messages and self._answer_hit(messages[0]):
+            messages.popleft()
+            if parser is not None:
+                parser.message_consumed()
+        if self._sending is not None:
+            return
+        if messages:
+            waiter.set_result(None)
+        elif self._buffer_paused:
+            self._resume_reading_if_drained()
+
+    def _process_keepalive(self) -> None:
+        if self._sending is not None:  # not idle: a response is still going out
+            self._keepalive_handle = self._loop.call_later(self._keepalive_timeout, self._process_keepalive)
+            return
+        super()._process_keepalive()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        sending = self._sending
+        if sending is not None:  # let a response being sent finish, as aiohttp does for its own
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sending), timeout)
+        await super().shutdown(timeout)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if self._sending is not None:
+            self._sending.cancel()
+
+    def _answer_hit(self, queued: tuple[Any, Any]) -> bool:
+        """Answer one parsed request from the cache now; False (nothing sent) to leave it to aiohttp."""
+        message, payload = queued
+        if type(message) is not RawRequestMessage or payload is not EMPTY_PAYLOAD:
+            return False
+        if message.method != "GET" or message.version != HttpVersion11 or message.should_close:
+            return False
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() or self._force_close or self._close:
+            return False
+        headers = message.headers
+        for name in _DECLINE_HEADERS:
+            if name in headers:
+                return False
+        url = message.url
+        if url.absolute:
+            return False
+        logger = self.access_logger if self._logging_enabled else None
+        if logger is not None and not isinstance(logger, JsonAccessLogger):
+            return False
+        loop = self._loop
+        started = loop.time()
+        edge = self._edge
+        obj = edge.hit_or_none(url.path, started)
+        if obj is None:
+            return False
+        req_id = choose_request_id(headers.get(REQUEST_ID_HEADER))
+        head = obj.hit_head
+        assert head is not None  # hit_or_none only returns objects with one
+        body = obj.body
+        head += b"Date: %s\r\n%s: %s\r\n\r\n" % (rfc822_formatted_time().encode("ascii"), _REQUEST_ID_NAME,
+                                                  req_id.encode("ascii"))
+        if obj.memory_file is not None:
+            self._send_file(transport, head, obj.memory_file)
+        else:
+            _send(self._fd, transport, head, body, self.force_close)
+        if self._manager is not None:
+            self._manager.requests_count += 1
+        stats = edge.stats
+        stats.cache_hits += 1
+        stats.fast_hits += 1
+        stats.by_status[200] += 1
+        stats.bytes_served += len(body)
+        if logger is not None:
+            # The request path is /s/<token> + the object's content path (Edge.hit_or_none): its
+            # redacted form is the object's.
+            logger.write_entry(request_id=req_id, method="GET", path=obj.signed_log_path, path_redacted=True,
+                               status=200, size_bytes=len(body), duration_s=loop.time() - started,
+                               remote=self._remote, extra={"edge_id": edge.config.edge_id, "cache": "HIT"},
+                               deferred=(edge.cmcd_log_fields(url.raw_query_string, headers),))
+        self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
+        if self._keepalive_handle is None and self._keepalive_timeout > 0:
+            self._keepalive_handle = loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
+        return True
+
+
+    def _send_file(self, transport: asyncio.Transport, head: bytes, memory_file: MemoryFile) -> None:
+        """Head, then the body with sendfile from its memory file (corked, so that the head leaves in the
+        body's first packet, as nginx's tcp_nopush); the rest, if the socket is full, from a task."""
+        fd, size = self._fd, len(memory_file.view)
+        corked = self._corked
+        try:
+            if corked:
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+            try:
+                sent_head = os.write(fd, head)
+            except (BlockingIOError, InterruptedError):
+                sent_head = 0
+            if sent_head < len(head):  # the socket is full already: hand it all to the transport
+                transport.write(head[sent_head:])
+                transport.write(memory_file.view)
+                return
+            try:
+                sent = os.sendfile(fd, memory_file.file.fileno(), 0, size)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+        except OSError:
+            self.force_close()  # the client went away: nothing to tell it
+            return
+        finally:
+            if corked:
+                with contextlib.suppress(OSError):
+                    self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+        if sent < size:
+            self._sending = self._loop.create_task(self._send_rest(transport, memory_file, sent, size - sent))
+
+    async def _send_rest(self, transport: asyncio.Transport, memory_file: MemoryFile, offset: int, count: int) -> None:
+        """The rest of a body with the loop's sendfile (reading paused meanwhile); then the requests
+        that queued behind it, in order."""
+        try:
+            await self._loop.sendfile(transport, memory_file.file, offset, count)
+        except (OSError, RuntimeError):  # the client went away, or the transport closed meanwhile
+            self._sending = None
+            self.force_close()
+            return
+        except asyncio.CancelledError:
+            self._sending = None
+            raise
+        self._sending = None
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        self._answer_queued()
+
+
+def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes | memoryview,
+          broken: Callable[[], None]) -> None:
+    """Head and body in one `writev` on the idle socket; what the kernel did not take goes to the
+    transport's buffer (sent as the socket drains, after which the connection takes requests again)."""
+    total = len(head) + len(body)
+    try:
+        sent = os.writev(fd, (head, body))
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        broken()  # the client went away: nothing to tell it
+        return
+    if sent >= total:
+        return
+    if sent < len(head):
+        transport.write(head[sent:])
+        transport.write(body)
+    else:
+        transport.write(memoryview(body)[sent - len(head):])
+
+
+class EdgeServer(web.Server):
+    """aiohttp's low-level server as `web.AppRunner` built it, making `EdgeProtocol` connections."""
+
+    def __init__(self, built: web.Server, edge: Edge) -> None:
+        super().__init__(built.request_handler, request_factory=built.request_factory,
+                         handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
+        self.edge = edge
+
+    def __call__(self) -> RequestHandler:
+        return EdgeProtocol(self, edge=self.edge, loop=self._loop, **self._kwargs)
+
+
+class EdgeRunner(web.AppRunner):
+    """The edge app's runner: the services' runner (`server.observability.service_runner`) whose
+    connections take the cache-hit fast path."""
+
+    def __init__(self, app: web.Application, edge: Edge, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._edge = edge
+
+    async def _make_server(self) -> web.Server:
+        return EdgeServer(await super()._make_server(), self._edge)
