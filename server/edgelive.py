@@ -26,8 +26,8 @@ from server.cache import ByteLRU
 from server.content import ContentKind, classify
 from server.formats.dash import TIME_URL_PLACEHOLDER
 from server.httpapi import json_error
-from server.live.channel import warped_clock
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
+from server.live.channel import warped_clock
 from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.commands import CommandError
 from server.content import list_titles
 from server.formats.urls import url_host
-from server.commands import CommandError
 from server.live.channel import LiveConfig
 from server.origin import OriginConfig, create_app
 
