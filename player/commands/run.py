@@ -17,6 +17,7 @@ from player.commands import (
     player_settings,
     require,
 )
+from player.commands.run_live import add_live_arguments, run_live
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 from player.research.sim import PROFILES, profile
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_player_arguments(parser)
+    add_live_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     if list_abrs_requested(args):
         return 0
+    if args.live:
+        return run_live(args, MODE_CHOICES[args.mode])
     require(args, "abr", "traces", "video_or_title", "out")
     abrs = abr_specs(args)
     if args.workers < 0:
