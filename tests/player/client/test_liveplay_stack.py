@@ -52,7 +52,6 @@ async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_pat
     live = report.live
     assert live is not None and live["early_requests"] == 0 and live["stalls"] == 0
     assert live["played_s"] >= 39.5 and live["manifest_refreshes"] >= 1
-    print(live)
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= 1.5, live
 
 
