@@ -157,6 +157,8 @@ async def _serve(config: object, credentials: object, log_dir: Path | None) -> i
         if stack.config.live_title is not None:
             live = stack.config
             mode = f"low latency, {live.live_chunk_s:g} s chunks" if live.low_latency else "whole segments"
+            if live.live_speed != 1.0:
+                mode += f", clock at {live.live_speed:g}x: play it with --speed {live.live_speed:g}"
             print(f"  live: POST {stack.gateway_url}/playback/{live.live_channel} (channel {live.live_channel!r} "
                   f"looping {live.live_title!r}, {mode}; UTCTiming at <edge>/time)")
         if credentials is not None:
