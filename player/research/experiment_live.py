@@ -344,12 +344,24 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
                          "difference": vars_of(g.difference), "relative_pct": g.relative_pct} for g in live_gaps(rows)],
                "failed": sum(1 for r in rows if r.get("error"))}
     path = out_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=1, default=_json_default) + "\n", encoding="utf-8")
+    # Strict JSON (jq, browsers): a figure with no value (a mean over nothing, a % of 0) is null.
+    path.write_text(json.dumps(_no_nan(summary), indent=1, default=_json_default, allow_nan=False) + "\n",
+                    encoding="utf-8")
     return [sessions, path]
 
 
 def vars_of(interval: Interval) -> dict[str, float]:
     return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _json_default(value: object) -> object:

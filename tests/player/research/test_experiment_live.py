@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from player.research.experiment_live import (
     sim_config,
     sim_row,
     summarize_rows,
+    write_live_run,
 )
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 
@@ -48,7 +48,7 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
 
 
-def test_the_gap_is_emulate_minus_sim_paired_per_trace() -> None:
+def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
     def row(mode: str, trace: str, qoe: float, kbps: float) -> dict[str, object]:
         return {"mode": mode, "abr": "x", "trace": trace, "error": None, "latency_p50_s": 2.0, "latency_p95_s": 2.5,
                 "stalls": 0, "rebuffer_s": 0.0, "avg_bitrate_kbps": kbps, "qoe_per_segment": qoe}
@@ -61,6 +61,10 @@ def test_the_gap_is_emulate_minus_sim_paired_per_trace() -> None:
     assert gaps["avg_bitrate_kbps"].difference.mean == pytest.approx(0) and gaps["stalls"].difference.mean == 0
     summary = summarize_rows(rows)
     assert summary[("emulate", "x")]["qoe_per_segment"].n == 3 and summary[("sim", "x")]["qoe_per_segment"].n == 2
+    write_live_run(rows, tmp_path, meta={})
+    written = json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    stalls = next(g for g in written["gaps"] if g["metric"] == "stalls")
+    assert stalls["relative_pct"] is None and written["failed"] == 1  # 0 stalls in sim: no percentage
 
 
 @pytest.mark.slow
@@ -89,7 +93,8 @@ def test_abrkit_run_live_in_the_simulator_writes_sessions_and_summary(packaged: 
     assert len(rows) == 4 and {r["mode"] for r in rows} == {"sim"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0 and summary["gaps"] == [] and len(summary["summaries"]) == 2
-    assert not math.isnan(summary["summaries"][0]["latency_p50_s"]["mean"])
+    assert summary["summaries"][0]["latency_p50_s"]["mean"] > 0
+    assert "NaN" not in (out / "summary.json").read_text()  # strict JSON: no value is null
 
 
 @pytest.mark.parametrize(("args", "message"), [
