@@ -329,6 +329,8 @@ class EdgeConfig:
             raise ValueError(f"live_manifest_max_age_s must be in [0, 60], got {self.live_manifest_max_age_s}")
         if not (math.isfinite(self.live_speed) and 0.01 <= self.live_speed <= 1000):
             raise ValueError(f"live_speed must be in [0.01, 1000], got {self.live_speed}")
+        if not (math.isfinite(self.live_clock_origin_s) and self.live_clock_origin_s >= 0):
+            raise ValueError(f"live_clock_origin_s must be a unix time >= 0, got {self.live_clock_origin_s}")
         if not all(0 <= ms <= 10_000 for ms in self.rtt_ms.values()):
             raise ValueError(f"rtt_ms values must be in [0, 10000] milliseconds, got {dict(self.rtt_ms)}")
 

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     for title in titles:
         print(f"  http://{config.host}:{config.port}/{title}/manifest.mpd")
     if live is not None:
-        print(f"  http://{config.host}:{config.port}/{live.channel}/manifest.mpd (live, looping {live.source_title})")
+        clock = (f", clock at {live.speed:g}x from {live.clock_origin_s:.0f}: edges need --live-speed {live.speed:g} "
+                 f"--live-clock-origin-s {live.clock_origin_s:.0f}") if live.speed != 1.0 else ""
+        print(f"  http://{config.host}:{config.port}/{live.channel}/manifest.mpd (live, looping {live.source_title}"
+              f"{clock})")
     web.run_app(app, host=config.host, port=config.port, print=None)
     return 0

@@ -14,7 +14,7 @@ from netsim.sources import open_trace
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, parse_server_time
-from server.config import RateLimitPolicy, StackConfig, save_stack_config
+from server.config import EdgeConfig, RateLimitPolicy, StackConfig, save_stack_config
 from server.live.channel import LiveConfig, warped_clock
 from server.stack import start_stack
 from tests.conftest import CLEAR_TITLE
@@ -62,5 +62,8 @@ def test_the_warped_clock_is_one_clock_from_its_origin() -> None:
     assert warped_clock(1.0, origin) is time.time
     with pytest.raises(ValueError, match="speed"):
         LiveConfig(source_title=CLEAR_TITLE, availability_start_s=0.0, speed=0.0)
+    with pytest.raises(ValueError, match="live_clock_origin_s"):
+        EdgeConfig(edge_id="e", origin_url="http://127.0.0.1:1", url_verify_key=bytes(32), live_speed=10,
+                   live_clock_origin_s=-1)
     with pytest.raises(ValueError, match="live_speed"):
         StackConfig(config_path=Path("/tmp/x.json"), content_root=Path("/tmp"), live_title=CLEAR_TITLE, live_speed=5000)
