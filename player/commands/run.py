@@ -17,9 +17,9 @@ from player.commands import (
     player_settings,
     require,
 )
-from player.commands.run_live import add_live_arguments, run_live
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
+from player.research.experiment_live_cli import add_live_arguments, run_live
 from player.research.sim import PROFILES, profile
 
 MODE_CHOICES = {"sim": ("sim",), "emulate": ("emulate",), "both": ("sim", "emulate")}
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     if list_abrs_requested(args):
         return 0
     if args.live:
-        return run_live(args, MODE_CHOICES[args.mode])
+        require(args, "abr", "traces", "video_or_title", "out")
+        return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode])
     require(args, "abr", "traces", "video_or_title", "out")
     abrs = abr_specs(args)
     if args.workers < 0:

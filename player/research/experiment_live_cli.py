@@ -1,4 +1,4 @@
-"""`abrkit run --live`: live algorithms in simulation and emulation, paired per trace (latency,
+"""The `--live` half of `abrkit run` (player/commands/run.py): live algorithms in simulation and emulation, paired per trace (latency,
 stalls, the MMSys 2020 live QoE with CIs, and the sim-vs-emulation gap); player/research/experiment_live.py."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from netsim.sources import open_traces
-from player.commands import abr_specs, require
 from player.errors import CliError
 
 
@@ -25,7 +24,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                        help="target latency (default: the channel's, 3 chunks + 0.5 s, or 2 segments)")
 
 
-def run_live(args: argparse.Namespace, modes: tuple[str, ...]) -> int:
+def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, ...]) -> int:
+    """`abrkit run --live` once the command has checked the required options."""
     from player.research.experiment_live import (
         LiveRunConfig,
         channel_content,
@@ -35,10 +35,9 @@ def run_live(args: argparse.Namespace, modes: tuple[str, ...]) -> int:
     )
     from player.research.provenance import ProgressLines
 
-    require(args, "abr", "traces", "video_or_title", "out")
     try:
         config = LiveRunConfig(
-            abrs=abr_specs(args), modes=modes, duration_s=args.live_duration_s, speed=args.speed,
+            abrs=abrs, modes=modes, duration_s=args.live_duration_s, speed=args.speed,
             low_latency=args.chunk_s > 0, chunk_s=args.chunk_s if args.chunk_s > 0 else 0.5,
             target_latency_s=args.target_latency_s, rtt_ms=args.rtt_ms if args.rtt_ms is not None else 80.0,
             concurrency=args.sessions_per_worker, stack_processes=args.stack_processes)
