@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets as _secrets
@@ -281,6 +282,10 @@ class EdgeConfig:
     live_channels: tuple[str, ...] = ()  # titles that are live channels (server/edgelive.py)
     live_coalescing: bool = True  # one origin fetch per live object in flight (off: bench reference)
     live_manifest_max_age_s: float = 1.0  # the longest a live manifest or playlist is kept
+    # The live channels' clock (server.live.channel.LiveConfig.speed / clock_origin_s): `/time` runs
+    # K times faster from that wall time, as the origin's channel does.
+    live_speed: float = 1.0
+    live_clock_origin_s: float = 0.0
     rtt_ms: Mapping[str, float] = field(default_factory=dict)  # emulated RTT to each client region (regions.py)
 
     def __post_init__(self) -> None:
@@ -323,6 +328,10 @@ class EdgeConfig:
         object.__setattr__(self, "live_channels", tuple(self.live_channels))
         if not 0 <= self.live_manifest_max_age_s <= 60:
             raise ValueError(f"live_manifest_max_age_s must be in [0, 60], got {self.live_manifest_max_age_s}")
+        if not (math.isfinite(self.live_speed) and 0.01 <= self.live_speed <= 1000):
+            raise ValueError(f"live_speed must be in [0.01, 1000], got {self.live_speed}")
+        if not (math.isfinite(self.live_clock_origin_s) and self.live_clock_origin_s >= 0):
+            raise ValueError(f"live_clock_origin_s must be a unix time >= 0, got {self.live_clock_origin_s}")
         if not all(0 <= ms <= 10_000 for ms in self.rtt_ms.values()):
             raise ValueError(f"rtt_ms values must be in [0, 10000] milliseconds, got {dict(self.rtt_ms)}")
 
@@ -541,12 +550,15 @@ class StackConfig:
     low_latency: bool = False  # publish the live channel as CMAF chunks of live_chunk_s
     live_chunk_s: float = 0.5
     live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
+    live_speed: float = 1.0  # the channel's clock runs K times faster from live_start_s (time-warped runs)
     regions_path: Path | None = None  # regions, edges and client networks (server/regions.py): replaces `edges`
 
     def __post_init__(self) -> None:
         _check_port(self.port, "port")
         if self.live_title is not None and self.live_title == self.live_channel:
             raise ValueError(f"live_channel {self.live_channel!r} must differ from live_title")
+        if not (math.isfinite(self.live_speed) and 0.01 <= self.live_speed <= 1000):
+            raise ValueError(f"live_speed must be in [0.01, 1000], got {self.live_speed}")
         for name, port in self.service_ports.items():
             if name not in ("origin", "auth", "playback", "license") and not re.match(r"^edge-\d+$", name):
                 raise ValueError(f"service_ports: unknown service {name!r}")

@@ -43,6 +43,7 @@ from server.formats.urls import SIGNED_PREFIX, url_host
 from server.httpapi import CorsPolicy, cors_middleware, json_error
 from server.httpcache import RangeNotSatisfiable, etag_matches, if_range_matches, parse_range
 from server.internal import InternalCredential, internal_headers
+from server.live.origin import LIVE_CLOCK
 from server.live.origin import time_handler as live_time_handler
 from server.observability import (
     IDLE_TIMEOUT_S,
@@ -595,6 +596,7 @@ def create_app(config: EdgeConfig, *, group: WorkerGroup | None = None) -> web.A
     app.router.add_get("/healthz", edge.handle_healthz)
     app.router.add_get("/metrics", edge.handle_metrics)
     if edge.live is not None:
+        app[LIVE_CLOCK] = edge.live.clock  # a sped-up channel's clock (EdgeConfig.live_speed)
         app.router.add_get("/time", live_time_handler)
     app.router.add_post("/internal/preposition/{title}", edge.handle_preposition)
     app.router.add_get("/internal/stats", edge.handle_stats)

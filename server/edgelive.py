@@ -27,6 +27,7 @@ from server.content import ContentKind, classify
 from server.formats.dash import TIME_URL_PLACEHOLDER
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
+from server.live.channel import warped_clock
 from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
 if TYPE_CHECKING:
@@ -118,7 +119,9 @@ class LiveEdge:
         config = edge.config
         self.channels = frozenset(config.live_channels)
         self.coalescing = config.live_coalescing
-        self.manifest_max_age_s = config.live_manifest_max_age_s
+        # Manifests age on the channel's clock: a channel K times faster changes K times as often.
+        self.manifest_max_age_s = config.live_manifest_max_age_s / config.live_speed
+        self.clock = warped_clock(config.live_speed, config.live_clock_origin_s)  # what `/time` answers
         self.cache: ByteLRU[LiveObject] = ByteLRU(max(1, config.cache_bytes // 4))
         self.inflight: dict[str, LiveObject] = {}
         self.stats = LiveStats()

@@ -129,7 +129,8 @@ def live_config(config: StackConfig) -> LiveConfig | None:
         return None
     return LiveConfig(channel=config.live_channel, source_title=config.live_title,
                       availability_start_s=config.live_start_s if config.live_start_s is not None else time.time(),
-                      low_latency=config.low_latency, chunk_s=config.live_chunk_s)
+                      low_latency=config.low_latency, chunk_s=config.live_chunk_s, speed=config.live_speed,
+                      clock_origin_s=config.live_start_s)
 
 
 def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: ServiceSecrets) -> web.Application:
@@ -161,6 +162,7 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
             cache_bytes=config.edge_cache_bytes, license_url=license_url, steering_url=url("playback"),
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins,
             live_channels=(config.live_channel,) if config.live_title else (),
+            live_speed=config.live_speed, live_clock_origin_s=config.live_start_s or 0.0,
             rtt_ms=site.rtt_ms if site else {}))
     if kind == "auth":
         from server import auth

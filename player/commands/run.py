@@ -19,6 +19,7 @@ from player.commands import (
 )
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
+from player.research.experiment_live_cli import add_live_arguments, run_live
 from player.research.sim import PROFILES, profile
 
 MODE_CHOICES = {"sim": ("sim",), "emulate": ("emulate",), "both": ("sim", "emulate")}
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_player_arguments(parser)
+    add_live_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     if list_abrs_requested(args):
         return 0
+    if args.live:
+        require(args, "abr", "traces", "video_or_title", "out")
+        return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode])
     require(args, "abr", "traces", "video_or_title", "out")
     abrs = abr_specs(args)
     if args.workers < 0:

@@ -39,6 +39,9 @@ class LiveSimConfig:
     channel_age_s: float = 60.0  # the channel has been live this long when the session starts
     rtt_s: float = 0.08
     session: SessionConfig = field(default_factory=lambda: SessionConfig(buffer_cap_s=30.0))
+    # True: the ABR sees upcoming segment sizes estimated from the ladder's bitrates, as a live player
+    # reading an MPD does (player/client/liveplay.py `LiveContent`); False: the real sizes.
+    nominal_sizes: bool = False
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0 or self.channel_age_s < 0 or self.rtt_s < 0:
@@ -63,6 +66,19 @@ def live_video(base: Video, config: LiveSimConfig) -> Video:
     ladder = Ladder(bitrates_bps=base.ladder.bitrates_bps, segment_duration_s=config.segment_duration_s)
     return Video(name=f"{base.name}-live", ladder=ladder, sizes_bytes=sizes, segment_count=count,
                  resolutions=base.resolutions)
+
+
+class NominalSizes:
+    """`video` as a live player knows it: upcoming segment sizes are bitrate x duration (an MPD gives
+    no sizes for segments not yet made), the bytes fetched stay the real ones."""
+
+    def __init__(self, video: Video) -> None:
+        self.ladder = video.ladder
+        self.segment_count = video.segment_count
+        self._estimate = tuple(int(b * video.ladder.segment_duration_s / 8) for b in video.ladder.bitrates_bps)
+
+    def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
+        return tuple(self._estimate for _ in range(segment_index, min(segment_index + count, self.segment_count)))
 
 
 class LiveDriver:
@@ -141,7 +157,8 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     """Simulate one live session of `base` looped as a channel (`live_video`) over `trace`."""
     video = live_video(base, config)
     algorithm = abr if abr is not None else make(abr_spec)
-    session = LiveSession(algorithm, video, config.session, live=config.live, schedule=config.schedule(),
+    content = NominalSizes(video) if config.nominal_sizes else video
+    session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
     LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s).drive()
     records = session.records

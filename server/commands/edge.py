@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--live-channel", action="append", default=[], metavar="NAME",
                         help="a live channel of the origin (repeatable): coalesced, streamed while it arrives, "
                              "manifests kept at most 1 s (docs/LIVE.md)")
+    parser.add_argument("--live-speed", type=float, default=1.0, metavar="K",
+                        help="the live channels' clock runs K times faster (the origin's --speed): /time follows it")
+    parser.add_argument("--live-clock-origin-s", type=float, default=0.0, metavar="UNIX_S",
+                        help="with --live-speed: the wall time the sped-up clock starts from (the origin prints it)")
     parser.add_argument("--access-log", default="-", metavar="FILE",
                         help="JSON access log file ('-' = stderr, 'off' = none; default '-')")
     parser.set_defaults(func=run)
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         license_url=args.license_url, steering_url=args.steering_url, public_url=args.public_url,
         heartbeat_s=args.heartbeat_s, allowed_origins=tuple(args.allow_origin),
         origin_timeout_s=args.origin_timeout_s, live_channels=tuple(args.live_channel),
+        live_speed=args.live_speed, live_clock_origin_s=args.live_clock_origin_s,
     )
 
     def ready(url: str) -> None:

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     live.add_argument("--low-latency", action="store_true",
                       help="publish segments as CMAF chunks over chunked transfer (implies --live)")
     live.add_argument("--chunk-s", type=float, help="chunk duration at low latency (default 0.5 s)")
+    live.add_argument("--speed", type=float, metavar="K",
+                      help="run the live channel's clock (and every edge's /time) K times faster, for players at "
+                           "`abrkit play live --speed K` (default 1: the wall clock)")
     parser.set_defaults(func=run)
 
 
@@ -92,7 +95,8 @@ def _live_overrides(args: argparse.Namespace, config: Any, is_demo: bool) -> dic
     """The stack settings of the live flags (none when no live flag is given)."""
     from server.content import list_titles
 
-    wanted = args.live or args.live_title or args.low_latency or args.live_channel or args.chunk_s
+    wanted = (args.live or args.live_title or args.low_latency or args.live_channel or args.chunk_s
+              or args.speed is not None)
     if not wanted:
         return {}
     title = args.live_title or config.live_title
@@ -107,7 +111,7 @@ def _live_overrides(args: argparse.Namespace, config: Any, is_demo: bool) -> dic
             raise CommandError(f"--live needs --live-title: {config.content_root} holds "
                                f"{len(titles)} titles ({', '.join(titles[:5]) or 'none'})")
     return {"live_title": title, "live_channel": args.live_channel, "low_latency": args.low_latency or None,
-            "live_chunk_s": args.chunk_s}
+            "live_chunk_s": args.chunk_s, "live_speed": args.speed}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,6 +157,8 @@ async def _serve(config: object, credentials: object, log_dir: Path | None) -> i
         if stack.config.live_title is not None:
             live = stack.config
             mode = f"low latency, {live.live_chunk_s:g} s chunks" if live.low_latency else "whole segments"
+            if live.live_speed != 1.0:
+                mode += f", clock at {live.live_speed:g}x: play it with --speed {live.live_speed:g}"
             print(f"  live: POST {stack.gateway_url}/playback/{live.live_channel} (channel {live.live_channel!r} "
                   f"looping {live.live_title!r}, {mode}; UTCTiming at <edge>/time)")
         if credentials is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,20 @@ from server.live.rewrite import FragmentTable, build_fragment, chunk_ranges, par
 from server.packaging.mp4split import InitInfo, parse_init
 
 MAX_SEGMENT_NUMBER = 999_999_999  # the title layout's segment names have at most 9 digits
+
+
+def check_speed(speed: float) -> None:
+    """A channel clock's speed-up K must be in [0.01, 1000] (ValueError naming it otherwise)."""
+    if not (math.isfinite(speed) and 0.01 <= speed <= 1000):
+        raise ValueError(f"the live channel's speed must be in [0.01, 1000], got {speed}")
+
+
+def warped_clock(speed: float, origin_s: float) -> Callable[[], float]:
+    """A clock (unix seconds) that runs `speed` times faster than the wall clock from wall time
+    `origin_s` on: the time of a sped-up channel, at its origin and at every edge's `/time`."""
+    if speed == 1.0:
+        return time.time
+    return lambda: origin_s + (time.time() - origin_s) * speed
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -45,6 +60,10 @@ class LiveConfig:
     # (`LiveChannel.clock`, the origin's `/time` too): a sped-up player (`abrkit play --speed K`)
     # plays a channel at the same K. 1: the wall clock.
     speed: float = 1.0
+    # The wall time (unix s) the sped-up clock starts from (channel time = wall time there); None:
+    # when the channel object is made. A stack sets its availability start, so its origin and every
+    # edge's `/time` (other processes) run one clock.
+    clock_origin_s: float | None = None
 
     def __post_init__(self) -> None:
         check_title(self.channel, hint="the live channel name")
@@ -57,8 +76,9 @@ class LiveConfig:
             raise ValueError(f"chunk_s must be in [0.1, 10], got {self.chunk_s}")
         if not 1 <= self.time_shift_buffer_s <= 24 * 3600:
             raise ValueError(f"time_shift_buffer_s must be in [1, 86400], got {self.time_shift_buffer_s}")
-        if not 0.01 <= self.speed <= 1000:
-            raise ValueError(f"the live channel's speed must be in [0.01, 1000], got {self.speed}")
+        check_speed(self.speed)
+        if self.clock_origin_s is not None and not (math.isfinite(self.clock_origin_s) and self.clock_origin_s >= 0):
+            raise ValueError(f"clock_origin_s must be a unix time >= 0, got {self.clock_origin_s}")
         if self.target_latency_s is not None and not 0.1 <= self.target_latency_s <= 600:
             raise ValueError(f"target_latency_s must be in [0.1, 600], got {self.target_latency_s}")
 
@@ -89,7 +109,8 @@ class LiveChannel:
 
     def __init__(self, config: LiveConfig, content_root: Path) -> None:
         self.config = config
-        self._clock_origin_s = time.time()
+        origin_s = config.clock_origin_s if config.clock_origin_s is not None else time.time()
+        self.clock: Callable[[], float] = warped_clock(config.speed, origin_s)
         title_dir = Path(content_root) / config.source_title
         if not (title_dir / MANIFEST_NAME).is_file():
             raise ValueError(f"live source title {config.source_title!r} is not packaged under {content_root}")
@@ -182,14 +203,6 @@ class LiveChannel:
 
     def segment_complete_at_s(self, number: int) -> float:
         return self.segment_start_s(number + 1)
-
-    def clock(self) -> float:
-        """The channel's time (unix seconds): the wall clock, or at `speed` K, K times faster from
-        when this channel object was made."""
-        wall = time.time()
-        if self.config.speed == 1.0:
-            return wall
-        return self._clock_origin_s + (wall - self._clock_origin_s) * self.config.speed
 
     def chunks_available(self, number: int, now_s: float) -> int:
         """How many chunks of segment `number` are published at `now_s` (0..K)."""

@@ -18,7 +18,7 @@ from aiohttp import web
 from netsim.sources import open_trace
 from player.client.harness import LinkConfig, UrlTarget, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
-from player.client.liveplay import LivePlayConfig, chunk_ends, parse_server_time
+from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
 from server.live.channel import LiveConfig
@@ -101,6 +101,34 @@ async def test_low_latency_reads_chunks_as_they_arrive(live_origin: Origin) -> N
     report = await _play(url, speed=1.0, duration_s=6.0)
     live = _check(report, statuses, duration_s=6.0, slack_s=0.75)
     assert live["chunk_s"] == pytest.approx(0.5) and live["target_latency_s"] == pytest.approx(2.0)
+    # The ABR measures the 5 Mbit/s link over the chunks' active time; bytes over the request time
+    # (each segment at the edge takes its media duration to be made) would measure the encoder.
+    over_request_bps = sorted(r.size_bytes * 8 / r.download_s for r in report.records[1:])
+    assert live["throughput_p50_bps"] > max(3e6, 1.5 * over_request_bps[len(over_request_bps) // 2]), live
+    assert live["qoe_live"]["total"] == pytest.approx(live["qoe_live_per_segment"] * len(report.records), abs=0.01)
+
+
+def _box(kind: bytes, n: int) -> bytes:
+    return (8 + n).to_bytes(4, "big") + kind + bytes(n)
+
+
+def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
+    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    timer = ChunkTimer()
+    assert timer.active_s() is None and timer.feed(0.0, b"") == []
+    assert timer.feed(1.0, chunk[:10]) == []  # first byte at 1.0
+    first = timer.feed(1.1, chunk[10:])
+    assert [(c.first_byte_s, c.last_byte_s, c.size_bytes) for c in first] == [(1.0, 1.1, 40)]
+    # 0.4 s idle (the encoder), then one piece ends chunk 2 and starts chunk 3
+    timer.feed(1.5, chunk[:30])
+    both = timer.feed(1.6, chunk[30:] + chunk[:5])
+    assert [(c.first_byte_s, c.last_byte_s) for c in both] == [(1.5, 1.6)]
+    last = timer.feed(1.7, chunk[5:])
+    assert [(c.first_byte_s, c.last_byte_s) for c in last] == [(1.6, 1.7)]
+    assert timer.first_byte_s == 1.0 and len(timer.body) == 3 * 40
+    assert timer.active_s() == pytest.approx(0.3)  # of a 0.7 s request: the 0.4 s wait is not network time
+    several = ChunkTimer().feed(2.0, chunk * 3)  # chunks already made arrive together
+    assert len(several) == 3 and all(c.first_byte_s == c.last_byte_s == 2.0 for c in several)
 
 
 def test_chunk_boundaries_are_found_in_a_partial_body() -> None:

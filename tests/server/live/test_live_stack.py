@@ -93,3 +93,26 @@ def test_abrkit_serve_live_refuses_a_title_it_cannot_find(tmp_path: Path, packag
                            "--config", str(tmp_path / "stack.json"), "--port", "0", "--live"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--live needs --live-title" in proc.stderr
+
+
+def test_abrkit_serve_and_origin_refuse_a_bad_channel_speed(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.run([sys.executable, "-m", "player.cli", "serve", "--content", str(packaged.content_root),
+                           "--config", str(tmp_path / "stack.json"), "--port", "0", "--live-title", CLEAR_TITLE,
+                           "--speed", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "live_speed must be in [0.01, 1000]" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "player.cli", "origin", "--content", str(packaged.content_root),
+                           "--speed", "10"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--speed runs a live channel's clock" in proc.stderr
+
+
+def test_serve_speed_flag_sets_the_stacks_channel_clock(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
+    from server.commands.serve import _live_overrides
+    from server.stack import live_config
+
+    args = type("Args", (), {"live": True, "live_title": CLEAR_TITLE, "low_latency": False, "live_channel": None,
+                             "chunk_s": None, "speed": 10.0})()
+    base = StackConfig(config_path=tmp_path / "s.json", content_root=packaged.content_root)
+    config = dataclasses.replace(base, **{k: v for k, v in _live_overrides(args, base, False).items() if v is not None},
+                                 live_start_s=1000.0)
+    channel = live_config(config)
+    assert channel is not None and channel.speed == 10.0 and channel.clock_origin_s == 1000.0

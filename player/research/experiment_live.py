@@ -1,0 +1,370 @@
+"""`abrkit run --live`: live ABR algorithms in simulation and in emulation, on the same traces.
+
+Emulation serves a packaged title as the stack's live channel (its clock `speed` times the wall
+clock, `abrkit serve --live --speed K`) and plays it with the headless live player through the
+shaper, `concurrency` sessions at once. Simulation plays the same channel (the title's segment sizes
+looped, the MPD's ladder, sizes unknown ahead as in an MPD) through the same link model with the same
+live policy; each simulated session joins the channel at the age its emulated twin found it, so the
+two play the same segments and can be compared per trace: the gap is emulate - sim, paired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import math
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netsim.trace import Trace
+from player.client.harness import LinkConfig, TitleTarget, play_headless
+from player.client.headless import PlayerConfig, distinct_bitrates
+from player.client.liveplay import LivePlayConfig
+from player.client.mpd import parse_mpd
+from player.errors import CliError
+from player.live import LiveConfig
+from player.research.experiment_cells import _lag_probe, _p99_ms
+from player.research.live_sim import LiveSimConfig, run_live_session
+from player.research.stats import Interval, mean_ci
+from player.session import SessionConfig
+from player.video import Video
+from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME
+from server.formats.segments import load_segments_json
+
+MODES = ("sim", "emulate")
+Row = dict[str, Any]
+# Per-session figures summarised per algorithm and mode (means with 95% CIs), and compared for the gap.
+METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment")
+GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls")
+_BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveRunConfig:
+    """One live comparison. Durations in channel seconds after the join; `speed` is the emulated
+    channel's (and players') clock speed-up; `target_latency_s` None takes the channel's (3 chunks +
+    0.5 s at low latency, else 2 segments, as `abrkit serve --live` publishes it)."""
+
+    abrs: tuple[str, ...]
+    modes: tuple[str, ...] = MODES
+    duration_s: float = 60.0
+    speed: float = 1.0
+    low_latency: bool = True
+    chunk_s: float = 0.5
+    target_latency_s: float | None = None
+    rtt_ms: float = 80.0
+    concurrency: int = 4  # emulated sessions at once
+    start_spacing_s: float = 0.2  # wall seconds between emulated session starts
+    sim_channel_age_s: float = 60.0  # the simulated channel's age at the join when there is no emulated twin
+    stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
+
+    def __post_init__(self) -> None:
+        if not self.abrs or len(set(self.abrs)) != len(self.abrs):
+            raise ValueError("give each ABR algorithm once, at least one")
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise ValueError(f"modes must be among {', '.join(MODES)}, got {self.modes}")
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"the live duration must be > 0 s, got {self.duration_s}")
+        if not (math.isfinite(self.speed) and 0.01 <= self.speed <= 1000):
+            raise ValueError(f"speed must be in [0.01, 1000], got {self.speed}")
+        if not 0.1 <= self.chunk_s <= 10:
+            raise ValueError(f"chunk duration must be in [0.1, 10] s, got {self.chunk_s}")
+        if self.target_latency_s is not None and not self.target_latency_s > 0:
+            raise ValueError(f"target latency must be > 0 s, got {self.target_latency_s}")
+        if self.rtt_ms < 0 or self.concurrency < 1 or self.start_spacing_s < 0:
+            raise ValueError("RTT and start spacing must be >= 0, concurrency >= 1")
+
+
+# -- the channel as the simulator sees it -----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveChannelContent:
+    """A packaged title as a live channel: `video` holds the segments the channel loops (the leading
+    ones of full duration, video only) with the MPD's bandwidths as the ladder, as the live player
+    reads it; `title_dir` is what the stack serves."""
+
+    title_dir: Path
+    video: Video
+
+    @property
+    def segment_duration_s(self) -> float:
+        return self.video.ladder.segment_duration_s
+
+
+def channel_content(title_dir: Path) -> LiveChannelContent:
+    """The channel a live stack makes of `title_dir` (a clear error for what cannot be one)."""
+    from abr.types import Ladder
+
+    if not (title_dir / SEGMENTS_NAME).is_file() or not (title_dir / MANIFEST_NAME).is_file():
+        raise CliError(f"{title_dir}: a live run needs a packaged title (segments.json and manifest.mpd)")
+    meta = load_segments_json(title_dir / SEGMENTS_NAME)
+    nominal = meta.segment_duration_s
+    durations = meta.video[0].segment_durations_s
+    loop = 0
+    while loop < len(durations) and abs(durations[loop] - nominal) < 1e-3:  # as server/live/channel.py loops
+        loop += 1
+    if loop < 1:
+        raise CliError(f"{title_dir}: no segment of the full {nominal:g} s duration to loop")
+    manifest = parse_mpd((title_dir / MANIFEST_NAME).read_bytes(), f"http://localhost/{title_dir.name}/{MANIFEST_NAME}")
+    if manifest.video is None:
+        raise CliError(f"{title_dir}: the manifest has no video")
+    reps = distinct_bitrates(list(manifest.video.representations))
+    by_id = {v.id: v for v in meta.video}
+    missing = [r.id for r in reps if r.id not in by_id]
+    if missing:
+        raise CliError(f"{title_dir}: representations {missing} of the MPD are not in segments.json")
+    sizes = np.array([by_id[r.id].segment_sizes_bytes[:loop] for r in reps], dtype=np.int64).T
+    ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=nominal)
+    video = Video(name=f"{meta.title}-channel", ladder=ladder, sizes_bytes=sizes, segment_count=loop)
+    return LiveChannelContent(title_dir=title_dir.resolve(), video=video)
+
+
+def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -> float:
+    """The target both modes aim for: the configured one, else what the channel's MPD says."""
+    if config.target_latency_s is not None:
+        return config.target_latency_s
+    return 3 * config.chunk_s + 0.5 if config.low_latency else 2 * segment_duration_s
+
+
+def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None) -> LiveSimConfig:
+    """The simulator's settings for one session: the live policy the player takes from the channel's
+    MPD (its target; `PlaybackRate` 0.96-1.04 at low latency, else 0.95-1.05), the same link RTT."""
+    target = channel_target_latency_s(config, content.segment_duration_s)
+    low, high = (0.96, 1.04) if config.low_latency else (0.95, 1.05)
+    age = channel_age_s if channel_age_s is not None else config.sim_channel_age_s
+    return LiveSimConfig(live=LiveConfig(target_latency_s=target, min_rate=low, max_rate=high),
+                         segment_duration_s=content.segment_duration_s,
+                         chunk_duration_s=config.chunk_s if config.low_latency else None,
+                         duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
+                         session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True)
+
+
+def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
+            channel_age_s: float | None = None) -> Row:
+    """One simulated live session as a row."""
+    result = run_live_session(abr, content.video, trace, sim_config(config, content, channel_age_s=channel_age_s))
+    s = result.stats
+    return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
+            "latency_p50_s": s.latency_p50_s, "latency_p95_s": s.latency_p95_s, "latency_max_s": s.latency_max_s,
+            "join_s": s.join_s, "stalls": s.stalls, "rebuffer_s": s.rebuffer_s, "rate_changes": s.rate_changes,
+            "seeks_to_live": s.seeks_to_live, "avg_bitrate_kbps": result.avg_bitrate_bps / 1e3,
+            "qoe_per_segment": result.qoe_per_segment, "segments": int(result.qualities.size),
+            "channel_age_s": channel_age_s, "throughput_p50_bps": None, "wall_s": None}
+
+
+# -- emulation --------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serve_channel(content: LiveChannelContent, config: LiveRunConfig) -> AsyncIterator[TitleTarget]:
+    """An embedded stack on free ports publishing the title as its live channel, its clock at
+    `config.speed`, with a throwaway demo account."""
+    from server.config import BackendPolicy, RateLimitPolicy, StackConfig
+    from server.stack import start_stack_with_demo_user
+
+    channel = "live" if content.title_dir.name != "live" else "live-channel"
+    with tempfile.TemporaryDirectory(prefix="abrkit-live-run-") as state:
+        stack_config = StackConfig(
+            config_path=Path(state) / "stack.json", content_root=content.title_dir.parent, port=0, access_log=False,
+            live_title=content.title_dir.name, live_channel=channel, low_latency=config.low_latency,
+            live_chunk_s=config.chunk_s, live_speed=config.speed, processes=config.stack_processes,
+            # One demo account for every viewer (as `abrkit run` emulation): no per-client limits.
+            rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
+            login_rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000), max_concurrent_per_client=100_000,
+            backend_policy=BackendPolicy(timeout_s=60.0, failure_threshold=1_000_000, max_concurrent=100_000))
+        async with start_stack_with_demo_user(stack_config) as (stack, credentials):
+            yield TitleTarget(gateway_url=stack.gateway_url, title=channel, username=credentials.username,
+                              password=credentials.password)
+
+
+async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: TitleTarget) -> Row:
+    """One live session played by the headless live player through the shaper, as a row."""
+    player = PlayerConfig(abr=abr, decode="none", speed=config.speed, audio=False,
+                          session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S))
+    # Bootstrap unshaped, as the simulator has none; the trace starts with the shaper.
+    link = LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False)
+    live = LivePlayConfig(duration_s=config.duration_s, target_latency_s=config.target_latency_s)
+    started = time.monotonic()
+    row: Row = {"mode": "emulate", "abr": abr, "trace": trace.name}
+    try:
+        report = await play_headless(target, player, link=link, live=live)
+    except (CliError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        return {**row, "error": f"{type(exc).__name__}: {exc}"}
+    info = report.live or {}
+    if report.error is not None or not info:
+        return {**row, "error": report.error or "no live report"}
+    bitrates = [r.bitrate_bps for r in report.records]
+    return {**row, "error": None, "latency_p50_s": info["latency_p50_s"], "latency_p95_s": info["latency_p95_s"],
+            "latency_max_s": info["latency_max_s"], "join_s": info["join_s"], "stalls": info["stalls"],
+            "rebuffer_s": info["rebuffer_s"], "rate_changes": info["rate_changes"],
+            "seeks_to_live": info["seeks_to_live"], "avg_bitrate_kbps": float(np.mean(bitrates)) / 1e3 if bitrates
+            else math.nan, "qoe_per_segment": info["qoe_live_per_segment"], "segments": len(bitrates),
+            "channel_age_s": info["channel_age_s"], "throughput_p50_bps": info["throughput_p50_bps"],
+            "early_requests": info["early_requests"], "wall_s": round(time.monotonic() - started, 3)}
+
+
+async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
+                      tick: Callable[[Row], object] = lambda row: None) -> list[Row]:
+    """Every (algorithm, trace) played against one live stack, `concurrency` at once."""
+    gate = asyncio.Semaphore(config.concurrency)
+    lags_s: list[float] = []
+    probe = asyncio.create_task(_lag_probe(lags_s))
+    async with serve_channel(content, config) as target:
+        async def one(index: int, abr: str, trace: Trace) -> Row:
+            async with gate:
+                await asyncio.sleep((index % config.concurrency) * config.start_spacing_s)
+                row = await emulate_row(abr, trace, config, target)
+            tick(row)
+            return row
+
+        plan = [(abr, trace) for trace in traces for abr in config.abrs]
+        try:
+            rows = list(await asyncio.gather(*(one(i, abr, trace) for i, (abr, trace) in enumerate(plan))))
+        finally:
+            probe.cancel()
+    # How late this loop (players, shapers and, unless in processes, the stack) woke, p99: a player's
+    # clock at K x is K times as late in channel time.
+    lag_ms = _p99_ms(lags_s)
+    for row in rows:
+        row["loop_lag_p99_ms"] = lag_ms
+    return rows
+
+
+# -- the comparison ---------------------------------------------------------------------------------
+
+
+def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace], *,
+                        tick: Callable[[Row], object] = lambda row: None) -> list[Row]:
+    """Emulated sessions first (when asked), then each simulated one at its twin's channel age."""
+    if not traces:
+        raise CliError("no traces given")
+    rows: list[Row] = []
+    ages: dict[tuple[str, str], float] = {}
+    if "emulate" in config.modes:
+        emulated = asyncio.run(emulate_all(config, content, traces, tick))
+        rows += emulated
+        ages = {(r["abr"], r["trace"]): r["channel_age_s"] for r in emulated if not r.get("error")}
+    if "sim" in config.modes:
+        for trace in traces:
+            for abr in config.abrs:
+                row = sim_row(abr, trace, config, content, channel_age_s=ages.get((abr, trace.name)))
+                rows.append(row)
+                tick(row)
+    return rows
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LiveGap:
+    """Emulate - sim for one algorithm and metric, paired per trace (95% CI), and relative to sim's mean."""
+
+    abr: str
+    metric: str
+    sim_mean: float
+    emulate_mean: float
+    difference: Interval
+
+    @property
+    def relative_pct(self) -> float:
+        return 100 * self.difference.mean / abs(self.sim_mean) if self.sim_mean else math.nan
+
+
+def summarize_rows(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Interval]]:
+    """(mode, abr) -> metric -> mean with 95% CI over the finished sessions."""
+    out: dict[tuple[str, str], dict[str, Interval]] = {}
+    for key in dict.fromkeys((r["mode"], r["abr"]) for r in rows if not r.get("error")):
+        chosen = [r for r in rows if (r["mode"], r["abr"]) == key and not r.get("error")]
+        out[key] = {m: mean_ci([float(r[m]) for r in chosen if _finite(r.get(m))]) for m in METRICS}
+    return out
+
+
+def live_gaps(rows: Sequence[Row]) -> list[LiveGap]:
+    """Per algorithm and `GAP_METRICS`: emulate - sim over the traces both finished."""
+    sim = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "sim" and not r.get("error")}
+    emu = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "emulate" and not r.get("error")}
+    gaps = []
+    for abr in dict.fromkeys(a for a, _ in emu):
+        pairs = [(sim[k], emu[k]) for k in emu if k[0] == abr and k in sim]
+        for metric in GAP_METRICS:
+            both = [(float(s[metric]), float(e[metric])) for s, e in pairs if _finite(s.get(metric)) and _finite(e.get(metric))]
+            if not both:
+                continue
+            s_values, e_values = zip(*both)
+            gaps.append(LiveGap(abr=abr, metric=metric, sim_mean=float(np.mean(s_values)),
+                                emulate_mean=float(np.mean(e_values)),
+                                difference=mean_ci([e - s for s, e in both])))
+    return gaps
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def format_live_run(rows: Sequence[Row]) -> str:
+    """The table (mode, algorithm: means ± 95% CI) and the gaps."""
+    names = {"latency_p50_s": "lat p50 s", "latency_p95_s": "lat p95 s", "stalls": "stalls", "rebuffer_s": "stall s",
+             "avg_bitrate_kbps": "kbit/s", "qoe_per_segment": "live QoE/seg"}
+    lines = [f"{'mode':<8} {'abr':<10} {'n':>3} " + " ".join(f"{names[m]:>17}" for m in METRICS)]
+    for (mode, abr), metrics in summarize_rows(rows).items():
+        n = max(i.n for i in metrics.values())
+        lines.append(f"{mode:<8} {abr:<10} {n:>3} " + " ".join(f"{metrics[m]!s:>17}" for m in METRICS))
+    gaps = live_gaps(rows)
+    if gaps:
+        lines.append("\nemulate - sim, paired per trace (95% CI; % of sim's mean):")
+        for g in gaps:
+            lines.append(f"  {g.abr:<10} {names[g.metric]:<13} sim {g.sim_mean:9.2f}  emulate {g.emulate_mean:9.2f}  "
+                         f"diff {g.difference.mean:+.2f} [{g.difference.low:+.2f}, {g.difference.high:+.2f}]  "
+                         f"({g.relative_pct:+.1f}%)")
+    return "\n".join(lines)
+
+
+def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) -> list[Path]:
+    """OUT/sessions.csv (one line per session) and OUT/summary.json (settings, summaries, gaps)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
+              "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
+              "channel_age_s", "throughput_p50_bps", "early_requests", "wall_s", "loop_lag_p99_ms"]
+    sessions = out_dir / "sessions.csv"
+    with sessions.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"settings": meta,
+               "summaries": [{"mode": mode, "abr": abr, **{m: vars_of(i) for m, i in metrics.items()}}
+                             for (mode, abr), metrics in summarize_rows(rows).items()],
+               "gaps": [{"abr": g.abr, "metric": g.metric, "sim_mean": g.sim_mean, "emulate_mean": g.emulate_mean,
+                         "difference": vars_of(g.difference), "relative_pct": g.relative_pct} for g in live_gaps(rows)],
+               "failed": sum(1 for r in rows if r.get("error"))}
+    path = out_dir / "summary.json"
+    # Strict JSON (jq, browsers): a figure with no value (a mean over nothing, a % of 0) is null.
+    path.write_text(json.dumps(_no_nan(summary), indent=1, default=_json_default, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return [sessions, path]
+
+
+def vars_of(interval: Interval) -> dict[str, float]:
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,69 @@
+"""A time-warped live channel through the whole stack: `abrkit serve --live --speed K` runs the
+channel and every edge's `/time` K times faster (one clock from the availability start), so a
+player at `--speed K` joins it through the gateway and the edge (not only against an origin)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from netsim.sources import open_trace
+from player.client.harness import LinkConfig, TitleTarget, play_headless
+from player.client.headless import PlayerConfig
+from player.client.liveplay import LivePlayConfig, parse_server_time
+from server.config import EdgeConfig, RateLimitPolicy, StackConfig, save_stack_config
+from server.live.channel import LiveConfig, warped_clock
+from server.stack import start_stack
+from tests.conftest import CLEAR_TITLE
+from tests.server.conftest import PASSWORD, write_users
+
+
+def _stack_config(tmp_path: Path, content_root: Path, *, speed: float) -> StackConfig:
+    config = StackConfig(config_path=tmp_path / "state" / "stack.json", content_root=content_root, port=0,
+                         heartbeat_s=0.2, access_log=False, shutdown_timeout_s=2.0, edges=1,
+                         rate_limit=RateLimitPolicy(rate_per_s=100, burst=100), live_title=CLEAR_TITLE,
+                         live_speed=speed)
+    save_stack_config(config)
+    write_users(config.config_path, {"alice": ("live",)})
+    return config
+
+
+async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
+    config = _stack_config(tmp_path, packaged.content_root, speed=10.0)
+    async with start_stack(config) as stack, aiohttp.ClientSession() as session:
+        # The edge's /time and the origin's run one clock, 10x the wall clock from the availability start.
+        samples = []
+        for _ in range(2):
+            async with session.get(f"{stack.edge_urls[0]}/time") as resp:
+                samples.append((time.time(), parse_server_time(await resp.text())))
+            time.sleep(0.3)
+        (w0, s0), (w1, s1) = samples
+        assert (s1 - s0) / (w1 - w0) == pytest.approx(10.0, rel=0.25)
+        start = stack.config.live_start_s
+        assert start is not None and s1 == pytest.approx(start + (w1 - start) * 10, abs=1.0)
+        target = TitleTarget(title="live", gateway_url=stack.gateway_url, username="alice", password=PASSWORD)
+        report = await play_headless(target, PlayerConfig(abr="dynamic", decode="none", speed=10.0),
+                                     link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40),
+                                     live=LivePlayConfig(duration_s=40.0))
+    assert report.error is None, report.error
+    live = report.live
+    assert live is not None and live["early_requests"] == 0 and live["stalls"] == 0
+    assert live["played_s"] >= 39.5 and live["manifest_refreshes"] >= 1
+    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= 1.5, live
+
+
+def test_the_warped_clock_is_one_clock_from_its_origin() -> None:
+    origin = time.time() - 100.0
+    clock = warped_clock(10.0, origin)
+    assert clock() == pytest.approx(origin + 1000.0, abs=0.5)  # the same answer in every process
+    assert warped_clock(1.0, origin) is time.time
+    with pytest.raises(ValueError, match="speed"):
+        LiveConfig(source_title=CLEAR_TITLE, availability_start_s=0.0, speed=0.0)
+    with pytest.raises(ValueError, match="live_clock_origin_s"):
+        EdgeConfig(edge_id="e", origin_url="http://127.0.0.1:1", url_verify_key=bytes(32), live_speed=10,
+                   live_clock_origin_s=-1)
+    with pytest.raises(ValueError, match="live_speed"):
+        StackConfig(config_path=Path("/tmp/x.json"), content_root=Path("/tmp"), live_title=CLEAR_TITLE, live_speed=5000)

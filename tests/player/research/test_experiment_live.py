@@ -1,0 +1,113 @@
+"""`abrkit run --live`: live algorithms in simulation and emulation (the stack's live channel
+through the shaper), paired per trace, with latency, stalls, live QoE and the gap."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from netsim.sources import open_trace
+from player.cli import main
+from player.client.headless import distinct_bitrates
+from player.client.mpd import parse_mpd
+from player.research.experiment_live import (
+    LiveRunConfig,
+    channel_content,
+    live_gaps,
+    run_live_comparison,
+    sim_config,
+    sim_row,
+    summarize_rows,
+    write_live_run,
+)
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
+
+def test_the_channel_is_the_titles_looped_segments_with_the_mpds_ladder(packaged: PackagedTitles) -> None:
+    title = packaged.content_root / CLEAR_TITLE
+    content = channel_content(title)
+    reps = distinct_bitrates(list(parse_mpd((title / "manifest.mpd").read_bytes(), "http://x/m.mpd").video.representations))
+    assert content.video.ladder.bitrates_bps == tuple(r.bandwidth_bps for r in reps)  # what the live player sees
+    meta = json.loads((title / "segments.json").read_text())
+    full = [d for d in meta["video"][0]["segment_durations_s"] if abs(d - meta["segment_duration_s"]) < 1e-3]
+    assert content.video.segment_count == len(full) >= 1
+    assert content.video.sizes_bytes[0, 0] == meta["video"][0]["segment_sizes_bytes"][0]
+
+
+def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: PackagedTitles) -> None:
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    config = LiveRunConfig(abrs=("dynamic",), duration_s=20.0)
+    settings = sim_config(config, content, channel_age_s=37.5)
+    assert settings.channel_age_s == 37.5 and settings.nominal_sizes and settings.chunk_duration_s == 0.5
+    assert settings.live.target_latency_s == 2.0 and (settings.live.min_rate, settings.live.max_rate) == (0.96, 1.04)
+    row = sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
+    assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - 2.0) < 0.5
+    assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
+
+
+def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
+    def row(mode: str, trace: str, qoe: float, kbps: float) -> dict[str, object]:
+        return {"mode": mode, "abr": "x", "trace": trace, "error": None, "latency_p50_s": 2.0, "latency_p95_s": 2.5,
+                "stalls": 0, "rebuffer_s": 0.0, "avg_bitrate_kbps": kbps, "qoe_per_segment": qoe}
+    rows = [row("sim", "a", 100, 1000), row("emulate", "a", 90, 1100), row("sim", "b", 300, 3000),
+            row("emulate", "b", 290, 2900), row("emulate", "c", 0, 0),  # c has no simulated twin: left out
+            {**row("sim", "d", 0, 0), "error": "boom"}]
+    gaps = {g.metric: g for g in live_gaps(rows)}
+    assert gaps["qoe_per_segment"].difference.mean == pytest.approx(-10)
+    assert gaps["qoe_per_segment"].relative_pct == pytest.approx(-5.0)
+    assert gaps["avg_bitrate_kbps"].difference.mean == pytest.approx(0) and gaps["stalls"].difference.mean == 0
+    summary = summarize_rows(rows)
+    assert summary[("emulate", "x")]["qoe_per_segment"].n == 3 and summary[("sim", "x")]["qoe_per_segment"].n == 2
+    write_live_run(rows, tmp_path, meta={})
+    written = json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    stalls = next(g for g in written["gaps"] if g["metric"] == "stalls")
+    assert stalls["relative_pct"] is None and written["failed"] == 1  # 0 stalls in sim: no percentage
+
+
+@pytest.mark.slow
+def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTitles) -> None:
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    config = LiveRunConfig(abrs=("dynamic",), duration_s=24.0, speed=4.0, concurrency=1)
+    rows = run_live_comparison(config, content, [open_trace("constant:5e6")])
+    emulated, simulated = rows
+    assert emulated["mode"] == "emulate" and simulated["mode"] == "sim"
+    assert emulated["error"] is None, emulated["error"]
+    assert emulated["early_requests"] == 0 and emulated["throughput_p50_bps"] > 3e6  # chunk-aware, at 4x
+    assert simulated["channel_age_s"] == emulated["channel_age_s"] > 0  # the twin joined the same channel
+    assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5
+    assert emulated["avg_bitrate_kbps"] == pytest.approx(simulated["avg_bitrate_kbps"], rel=0.3)
+
+
+def test_abrkit_run_live_in_the_simulator_writes_sessions_and_summary(packaged: PackagedTitles, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["run", "--live", "--abr", "l2a,dynamic", "--traces", "constant:5e6@600", "profile:spike@scale=4",
+                 "--video-or-title", str(packaged.content_root / CLEAR_TITLE), "--mode", "sim",
+                 "--live-duration-s", "20", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "0.5 s chunks" in text and "l2a" in text and "dynamic" in text
+    rows = list(csv.DictReader((out / "sessions.csv").open()))
+    assert len(rows) == 4 and {r["mode"] for r in rows} == {"sim"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed"] == 0 and summary["gaps"] == [] and len(summary["summaries"]) == 2
+    assert summary["summaries"][0]["latency_p50_s"]["mean"] > 0
+    assert "NaN" not in (out / "summary.json").read_text()  # strict JSON: no value is null
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--live-duration-s", "0"], "live duration"), (["--chunk-s", "20"], "chunk duration"),
+    (["--speed", "0"], "speed")])
+def test_abrkit_run_live_refuses_bad_settings(packaged: PackagedTitles, tmp_path: Path, args: list[str], message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--live", "--abr", "dynamic", "--traces", "constant:5e6", "--video-or-title",
+                 str(packaged.content_root / CLEAR_TITLE), "--out", str(tmp_path / "o"), *args])
+    assert code != 0 and message in capsys.readouterr().err
+
+
+def test_abrkit_run_live_needs_a_packaged_title(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--live", "--abr", "dynamic", "--traces", "constant:5e6", "--video-or-title",
+                 str(tmp_path), "--out", str(tmp_path / "o")])
+    assert code != 0 and "packaged title" in capsys.readouterr().err
