@@ -48,6 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                               "model's, 4.3 for lin); higher makes the imitated policy hedge")
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                         help="share of the training traces held out to pick the best round (default %(default)s)")
+    parser.add_argument("--extra-traces", nargs="+", default=[], metavar="DIR_OR_FILE",
+                        help="more traces to roll out and fit on (e.g. from `abrkit trace generate`); never used "
+                             "for validation, which stays on held-out --traces")
+    parser.add_argument("--engine", choices=("batch", "session"), default="batch",
+                        help="play rollouts in lock-step with the batched expert (batch, default) or one session "
+                             "at a time in --workers processes (session)")
+    parser.add_argument("--ensemble", type=int, default=defaults.ensemble,
+                        help="networks averaged into the policy (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.max_epochs,
+                        help="training epochs of each network per round (default %(default)s)")
     parser.add_argument("--target", choices=("regret", "action"), default=defaults.target,
                         help="fit each quality's regret (cost-sensitive) or the expert's action (default %(default)s)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -71,7 +81,9 @@ def _command_line(args: argparse.Namespace) -> str:
              "--rollouts-per-trace", str(args.rollouts_per_trace), "--horizon", str(args.horizon),
              *(() if args.expert_rebuffer_penalty is None else
                ("--expert-rebuffer-penalty", str(args.expert_rebuffer_penalty))),
-             "--validation-fraction", str(args.validation_fraction), "--target", args.target]
+             "--validation-fraction", str(args.validation_fraction), "--target", args.target,
+             "--engine", args.engine, "--ensemble", str(args.ensemble), "--epochs", str(args.epochs),
+             *(("--extra-traces", *args.extra_traces) if args.extra_traces else ())]
     return shlex.join(parts)
 
 
@@ -82,11 +94,15 @@ def run(args: argparse.Namespace) -> int:
     workers = (os.cpu_count() or 1) if args.workers == 0 else args.workers
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
                          validation_fraction=args.validation_fraction, target=args.target, workers=workers,
+                         engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
     traces = open_traces(args.traces)
     if not traces:
         raise CliError(f"no traces found in {' '.join(args.traces)}")
+    extra = open_traces(args.extra_traces) if args.extra_traces else []
+    if args.extra_traces and not extra:
+        raise CliError(f"no traces found in --extra-traces {' '.join(args.extra_traces)}")
     video = load_video(args.video)
     for note in video.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -94,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     wall0, cpu0 = time.monotonic(), _cpu_s()
     disable = None if args.progress is None else not args.progress
-    with tqdm(total=total_rollouts(traces, config), unit="rollout", desc="training", disable=disable,
+    with tqdm(total=total_rollouts(traces, config, extra), unit="rollout", desc="training", disable=disable,
               file=sys.stderr) as bar:
-        result = train(video, traces, prof, config, metadata={"command": _command_line(args)}, progress=bar.update,
+        result = train(video, traces, prof, config, extra_traces=extra, metadata={"command": _command_line(args)}, progress=bar.update,
                        log=bar.write)
     data = encode_model(result.model)
     tmp = args.out.with_name(args.out.name + ".tmp")

@@ -35,7 +35,7 @@ import numpy as np
 
 from abr.algorithms.learned import Learned, PolicyModel
 from abr.features import observation_features, schema
-from abr.qoe import QOE_MODELS
+from abr.qoe import QOE_MODELS, QoeModel
 from abr.types import Decision, Observation
 from netsim.link import LinkBatch
 from netsim.trace import Trace
@@ -45,6 +45,8 @@ from player.video import Video
 
 Progress = Callable[[int], None]
 _TARGETS = ("regret", "action")
+_ENGINES = ("batch", "session")
+_LOCKSTEP_SESSIONS = 128  # sessions per lock-step rollout batch (bounds the expert's frontier)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,7 +87,10 @@ class TrainConfig:
     regret clipped at `regret_clip`; "action": the expert's best quality), their outputs averaged.
     The best round's decision rule then gets the hysteresis of `switch_margins` (keep the last
     quality unless another scores this much higher) that scores best on the validation traces.
-    `workers` processes run the rollouts (results do not depend on it)."""
+    `engine` "batch" plays each round's rollouts in lock-step with the batched expert
+    (`player.research.dagger_batch`); "session" plays them one `run_session` at a time, in `workers`
+    processes (results do not depend on the number of workers; the batch engine uses them only for
+    fitting)."""
 
     seed: int = 0
     iterations: int = 8
@@ -104,6 +109,7 @@ class TrainConfig:
     switch_margins: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     workers: int = 1
+    engine: str = "session"
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -134,6 +140,8 @@ class TrainConfig:
             raise ValueError(f"switch_margins must be finite values >= 0, got {self.switch_margins}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.engine not in _ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(_ENGINES)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -180,9 +188,7 @@ def expert_values(video: Video, trace: Trace, prof: SimProfile, obs: Observation
     """(Q,) the best QoE reachable over the instant solver's horizon after choosing each quality for
     segment `obs.segment_index`: the segment's own QoE term plus the offline optimum of the following
     `horizon_segments - 1` segments from the state that choice leads to (Q-values of the expert)."""
-    model = QOE_MODELS[config.qoe]
-    if config.rebuffer_penalty is not None:
-        model = dataclasses.replace(model, rebuffer_penalty=config.rebuffer_penalty)
+    model = _expert_qoe(config)
     bitrates = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
     utility = model.utility(bitrates, bitrates)
     rungs = bitrates.size
@@ -466,23 +472,65 @@ def _collect(video: Video, prof: SimProfile, config: TrainConfig, policy: Policy
     return results
 
 
-def total_rollouts(traces: Sequence[Trace], config: TrainConfig) -> int:
+def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, policy: PolicyModel | None,
+                      traces: Sequence[Trace], tasks: list[_Rollout], round_index: int,
+                      progress: Progress) -> list[_RolloutData]:
+    """`_collect` on the batch engine: the same sessions (traces and offsets), played in lock-step
+    batches with the batched expert; the mixture's draws come from one generator per round."""
+    from player.research.dagger_batch import lockstep_rollouts
+
+    model = _expert_qoe(config.expert)
+    slot = {id(t): j for j, t in enumerate(traces)}
+    rng = np.random.default_rng([config.seed, round_index, 0xDA66E5])
+    out: list[_RolloutData] = []
+    for i in range(0, len(tasks), _LOCKSTEP_SESSIONS):
+        chunk = tasks[i:i + _LOCKSTEP_SESSIONS]
+        data = lockstep_rollouts(video, prof, traces, [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk],
+                                 policy=policy, beta=chunk[0].beta, label_fraction=config.label_fraction, rng=rng,
+                                 model=model, horizon_segments=config.expert.horizon_segments,
+                                 grid_s=config.expert.grid_s)
+        order = np.argsort(data.session, kind="stable")
+        bounds = np.searchsorted(data.session[order], np.arange(len(chunk) + 1))
+        for j in range(len(chunk)):
+            rows = order[bounds[j]:bounds[j + 1]]
+            # The agreement is a round total; it is booked on the chunk's first session.
+            out.append(_RolloutData(features=data.features[rows], values=data.values[rows], qoe=float(data.qoe[j]),
+                                    agreed=data.agreed if j == 0 else 0))
+        progress(len(chunk))
+    return out
+
+
+def _expert_qoe(expert: ExpertConfig) -> QoeModel:
+    model = QOE_MODELS[expert.qoe]
+    if expert.rebuffer_penalty is not None:
+        model = dataclasses.replace(model, rebuffer_penalty=expert.rebuffer_penalty)
+    return model
+
+
+def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: Sequence[Trace] = ()) -> int:
     """How many rollouts `train` runs (for a progress bar)."""
     fit, _ = split_traces(traces, config.validation_fraction, config.seed)
-    return len(fit) * config.rollouts_per_trace * (config.iterations + 1)
+    return (len(fit) + len(extra_traces)) * config.rollouts_per_trace * (config.iterations + 1)
 
 
 def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: TrainConfig, *,
-          metadata: Mapping[str, Any] | None = None, progress: Progress | None = None,
-          log: Callable[[str], None] | None = None) -> TrainResult:
+          extra_traces: Sequence[Trace] = (), metadata: Mapping[str, Any] | None = None,
+          progress: Progress | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
     """Run DAgger on `traces` (training traces only) and return the best round's policy. A video with
-    audio trains on its one-pipeline view (`Video.folded`), the model the expert (the offline optimum) solves."""
+    audio trains on its one-pipeline view (`Video.folded`), the model the expert (the offline optimum) solves.
+    `extra_traces` (e.g. generated ones, `abrkit trace generate`) are rolled out and fitted on like the
+    fit share of `traces`, never used for validation, which stays on held-out real traces."""
     if not traces:
         raise ValueError("training needs at least one trace")
     video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
     fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed)
+    rollout_traces = [*fit_traces, *extra_traces]
+    seg_s = video.ladder.segment_duration_s
+    if config.engine == "batch" and max(prof.session.startup_threshold_s, prof.session.rebuffer_resume_s) > seg_s:
+        raise ValueError(f"profile {prof.name!r} starts playback with more than one segment, which the batch "
+                         "engine cannot run; train with engine 'session'")
     base_meta: dict[str, Any] = {
         "method": "DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)",
         "seed": config.seed, "iterations": config.iterations, "rollouts_per_trace": config.rollouts_per_trace,
@@ -495,6 +543,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                    "qoe": config.expert.qoe, "rebuffer_penalty": config.expert.rebuffer_penalty},
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
+        "engine": config.engine, "extra_traces": len(extra_traces),
+        **({"extra_traces_sha256_16": traces_digest(extra_traces)} if extra_traces else {}),
         **dict(metadata or {}),
     }
     pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
@@ -503,6 +553,16 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     validation_offsets = [np.random.default_rng([config.seed, 0x0FF5E7, j]).uniform(0.0, t.duration_s,
                                                                                    config.validation_offsets).tolist()
                           for j, t in enumerate(validation)]
+
+    def validate(policy: PolicyModel) -> float:
+        if config.engine == "batch":
+            from player.research.dagger_batch import evaluate_lockstep
+
+            return float(np.mean(evaluate_lockstep(policy, video, prof, validation, QOE_MODELS[config.expert.qoe],
+                                                   offsets_s=validation_offsets)))
+        return float(np.mean(evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe,
+                                             offsets_s=validation_offsets)))
+
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
     policy: PolicyModel | None = None
@@ -510,7 +570,11 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         for r in range(config.iterations + 1):
             beta = 1.0 if r == 0 else config.beta ** r
             started = time.process_time()
-            results = _collect(video, prof, config, policy, _rollout_tasks(fit_traces, config, r, beta), pool, tick)
+            tasks = _rollout_tasks(rollout_traces, config, r, beta)
+            if config.engine == "batch":
+                results = _collect_lockstep(video, prof, config, policy, rollout_traces, tasks, r, tick)
+            else:
+                results = _collect(video, prof, config, policy, tasks, pool, tick)
             xs.extend(d.features for d in results)
             vs.extend(d.values for d in results)
             decisions = sum(d.values.shape[0] for d in results)
@@ -518,8 +582,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             x_all, v_all = np.concatenate(xs), np.concatenate(vs)
             meta = {**base_meta, "round": r, "samples": int(v_all.shape[0])}
             policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool)
-            score = float(np.mean(evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe,
-                                                  offsets_s=validation_offsets)))
+            score = validate(policy)
             stats = RoundStats(round=r, beta=beta, samples=int(v_all.shape[0]),
                                rollout_qoe=float(np.mean([d.qoe for d in results])), agreement=agreement,
                                validation_qoe=score)
@@ -537,8 +600,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     margin_scores = []
     for margin in config.switch_margins:
         candidate = dataclasses.replace(model, switch_margin=margin)
-        margin_scores.append((margin, score if margin == 0 else float(np.mean(evaluate_policy(
-            candidate, video, validation, prof, qoe=config.expert.qoe, offsets_s=validation_offsets)))))
+        margin_scores.append((margin, score if margin == 0 else validate(candidate)))
     margin, margin_score = max(margin_scores, key=lambda pair: (pair[1], -pair[0]))  # the smallest on a tie
     say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
