@@ -3,6 +3,7 @@ fairness figures; one player per link leaves every result as it was."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def test_players_per_link_writes_a_row_per_player_with_the_links_fairness(
         assert 1 / 3 <= row["link_jain_bitrate"] <= 1 and 0 < row["link_utilisation"] <= 1
     groups = {(r["abr"], r["trace"]) for r in rows}
     assert len(groups) == 4
+    with (out / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 12
+    by_key = {(r["mode"], r["abr"], r["trace"], r["link_player"]): r for r in table}
+    for row in rows:
+        line = by_key[(row["mode"], row["abr"], row["trace"], str(row["link_player"]))]
+        for field in ("link_players", "link_join_s", "link_jain_bitrate", "link_qoe_mean", "link_utilisation",
+                      "instability"):
+            assert float(line[field]) == pytest.approx(row[field])
     printed = capsys.readouterr().out
     assert "3 players per link" in printed and "jain" in printed
     # A rerun skips every finished group; a lost row runs its whole group again.
