@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from netsim.clock import WarpClock
 from netsim.faults import FaultedLink, FaultWindow
 from netsim.trace import Trace
 
@@ -95,12 +96,13 @@ class PacedLink:
 
     `cursor` counts capacity bytes already used or lost. While a pipe is backlogged the link releases
     `bytes_until(now) - cursor` every quantum; when no pipe can send, the cursor jumps to
-    `bytes_until(now)`: an idle link's capacity is lost, never banked.
+    `bytes_until(now)`: an idle link's capacity is lost, never banked. Link time is `warp`'s time
+    (netsim.clock): it stands still, and so does the link, while the warp clock is paused.
     """
 
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
-        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at",
+        "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at", "_warp", "_clock0",
     )
 
     def __init__(
@@ -112,8 +114,12 @@ class PacedLink:
         quantum_s: float,
         bin_s: float,
         owed_limit_bytes: int,
+        warp: WarpClock | None = None,
     ) -> None:
         self._loop = loop
+        self._warp = warp if warp is not None else WarpClock(loop)
+        self._clock0 = self._warp.now()
+        self._warp.on_resume(self._resumed)
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -130,8 +136,17 @@ class PacedLink:
         self.bins: list[int] = []
 
     def clock(self) -> float:
-        """Seconds since this link started."""
-        return self._loop.time() - self.origin
+        """Seconds of link time since this link started (pauses of the warp clock left out)."""
+        return self._warp.now() - self._clock0
+
+    def _resumed(self) -> None:
+        """The warp clock runs again: wake at the next due time of link time, not at a stale one."""
+        if self._in_tick or self._closed_at is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._schedule(self.clock())
 
     def add_fault(self, window: FaultWindow) -> None:
         self.model = self.model.with_window(window)
@@ -148,6 +163,7 @@ class PacedLink:
 
     def close(self) -> None:
         self._closed_at = self.clock()
+        self._warp.remove_on_resume(self._resumed)
         self.pipes.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -178,7 +194,9 @@ class PacedLink:
         edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now), next_bin)
         if now + _MIN_SLEEP_S <= edge < at:
             at = edge
-        self._timer = self._loop.call_at(self.origin + at, self._tick)
+        wall = self._warp.wall_at(self._clock0 + at)
+        if wall is not None:  # paused: nothing is due until the clock runs again (`_resumed`)
+            self._timer = self._loop.call_at(wall, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
@@ -239,7 +257,8 @@ class Pipe:
 
     __slots__ = (
         "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
-        "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written",
+        "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written", "_warp",
+        "on_write",
     )
 
     def __init__(
@@ -250,8 +269,10 @@ class Pipe:
         link: PacedLink | None,
         delay: Callable[[], float],
         limit_bytes: int,
+        warp: WarpClock | None = None,
     ) -> None:
         self._loop = loop
+        self._warp = warp if warp is not None else WarpClock(loop)
         self._conn = conn
         self.link = link
         self._delay = delay
@@ -269,6 +290,7 @@ class Pipe:
         self.source_paused = False
         self.sink_paused = False
         self.written = 0
+        self.on_write: Callable[[], None] | None = None  # told after bytes were written to the sink
         if link is not None:
             link.attach(self)
 
@@ -323,24 +345,30 @@ class Pipe:
         if delay_s <= 0 and not self.delayed and self.sink is not None:
             self._write(chunk)
             return
-        due = max(self._loop.time() + delay_s, self._last_due)  # FIFO even if the delay shrinks
+        due = max(self._warp.now() + delay_s, self._last_due)  # FIFO even if the delay shrinks
         self._last_due = due
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._timer = self._loop.call_at(due, self._flush)
+            self._timer = self._loop.call_at(self._wake_at(due), self._flush)
+
+    def _wake_at(self, due: float) -> float:
+        """The loop time to look at the delay line again for a chunk due at `due` (warp clock time);
+        while the clock is paused, after as long as the chunk still has to wait, then again."""
+        wall = self._warp.wall_at(due)
+        return wall if wall is not None else self._loop.time() + max(due - self._warp.now(), _MIN_SLEEP_S)
 
     def _flush(self) -> None:
         self._timer = None
         if self.sink is None:
             return
-        now = self._loop.time()
+        now = self._warp.now()
         while self.delayed and self.delayed[0][0] <= now:
             _, chunk = self.delayed.popleft()
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._loop.call_at(self._wake_at(self.delayed[0][0]), self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -348,13 +376,15 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._timer = self._loop.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._loop.call_at(self._wake_at(self.delayed[0][0]), self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():
             return
         self.written += len(chunk)
         self.sink.write(chunk)
+        if self.on_write is not None:
+            self.on_write()
 
     def _flow_control(self) -> None:
         if self.source is None or self.done:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from netsim.clock import WarpClock
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
@@ -65,6 +66,10 @@ class ShaperConfig:
     quantum_ms: float | None = None
     buffer_bytes: int = 256 * 1024  # read-ahead from the sender per connection and direction
     stats_bin_s: float = 1.0  # wall-clock width of the bins in `ShaperStats`
+    # True: the link's clock (`Shaper.clock`) stands still from the moment a request reaches the
+    # upstream until the first byte of its answer comes back, so the server's own time costs no
+    # trace time at any speed (the simulator's model); the emulated player reads the same clock.
+    exclude_server_time: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -115,7 +120,7 @@ class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
-                 "target")
+                 "target", "_held")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -126,10 +131,13 @@ class _Connection:
         down_delay, up_delay = shaper._delays(self.down_link)
         limit = shaper._pipe_limit_bytes
         client.set_write_buffer_limits(high=limit)
-        self.down = Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit)
-        self.up = Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit)
+        warp = shaper.clock
+        self.down = Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit, warp=warp)
+        self.up = Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit, warp=warp)
         self.down.sink = client
         self.up.source = client
+        self._held = False  # a request of ours is at the upstream and the clock stands still for it
+        self.up.on_write = self.request_delivered
         self._closed = False
         self.task: asyncio.Task[None] | None = None
         self.peer = client.get_extra_info("peername")
@@ -162,6 +170,17 @@ class _Connection:
         self.up.start_sink(transport)
         self.client.resume_reading()
 
+    def request_delivered(self) -> None:
+        """Request bytes reached the upstream: its time until it answers is not link time."""
+        if not self._held and self._shaper.exclude_server_time:
+            self._held = True
+            self._shaper.clock.hold()
+
+    def response_began(self) -> None:
+        if self._held:
+            self._held = False
+            self._shaper.clock.release()
+
     def client_lost(self, exc: Exception | None) -> None:
         # Nobody is left to read the response: drop both directions at once.
         logger.debug("client %s disconnected%s", self.peer, f": {exc}" if exc else "")
@@ -169,6 +188,7 @@ class _Connection:
 
     def upstream_lost(self, exc: Exception | None) -> None:
         logger.debug("upstream closed for client %s%s", self.peer, f": {exc}" if exc else "")
+        self.response_began()  # no answer is coming: the clock runs on
         self.upstream = None
         self.up.kill()
         # Bytes already read from the upstream still cross the link before the client sees the end.
@@ -184,6 +204,7 @@ class _Connection:
         if self._closed:
             return
         self._closed = True
+        self.response_began()
         self.down.kill()
         self.up.kill()
         for transport in (self.client, self.upstream):
@@ -243,6 +264,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         self._conn.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        self._conn.response_began()  # the clock runs again before these bytes are paced
         self._conn.down.feed(data)
 
     def eof_received(self) -> bool:
@@ -291,6 +313,8 @@ class Shaper:
         self._routes: list[asyncio.Server] = []
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
         self._loop: asyncio.AbstractEventLoop  # set by start()
+        self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
+        self.exclude_server_time = config.exclude_server_time  # may be turned off at run time
         self._shared: tuple[PacedLink, PacedLink | None] | None = None
         self._down_links: list[PacedLink] = []
         self._live_links: list[PacedLink] = []
@@ -311,6 +335,7 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
+        self.clock = WarpClock(self._loop)
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
             lambda: _ClientProtocol(self, target), self.config.listen_host, self.config.listen_port
@@ -373,7 +398,7 @@ class Shaper:
         if self._server is None:
             raise RuntimeError("shaper not started")
         speed = self.config.speed
-        now = self._loop.time()
+        now = self.clock.now()
         window = FaultWindow(start_s=0.0, duration_s=duration_s / speed, kind=kind, recovery_s=recovery_s / speed)
         self._runtime_faults.append((now, window))
         for link in self._live_links:
@@ -400,10 +425,11 @@ class Shaper:
             quantum_s=self.quantum_ms / 1000.0,
             bin_s=self.config.stats_bin_s,
             owed_limit_bytes=self._pipe_limit_bytes,
+            warp=self.clock,
         )
         for at, window in self._runtime_faults:
             # A fault triggered before this link started still blocks whatever is left of it.
-            left_s = at + window.blocked_until_s - link.origin
+            left_s = at + window.blocked_until_s - self.clock.now()
             if left_s > 0:
                 link.add_fault(FaultWindow(start_s=0.0, duration_s=left_s, kind="outage"))
         self._live_links.append(link)

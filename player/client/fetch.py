@@ -15,6 +15,13 @@ URL that answered; the result names the final URL. A `Range` request accepts a 2
 matching `Content-Range`; a server that ignores `Range` and answers 200 has the range cut out of
 its body, counted in `Fetcher.counts` and noted on the attempt. Every attempt (each hop of a
 redirect too) is measured (time to first byte, download time, bytes) and handed to an observer.
+
+Time: every limit and wait of `FetchConfig` is in session seconds. A fetcher measures on its
+`clock` (loop seconds by default; in an emulated session the shaper's `netsim.clock.WarpClock`,
+which stands still while the server works) and runs `clock_speed` session seconds per clock second
+(the time-warp K of the session once media fetching starts; 1 for bootstrap requests, which are no
+part of session time): an 8 s first-byte timeout is 8 s of trace time at any K, as in the
+simulator's player model.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from netsim.clock import sleep_on
 from server.formats.urls import redact_url
 
+_T = TypeVar("_T")
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 NOT_HERE_STATUS = frozenset({404, 410})  # this alternative lacks the object: try the next one
@@ -42,7 +52,8 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$",
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FetchConfig:
-    """Wall-clock limits of one request, the retry policy and the redirect limit."""
+    """Limits of one request (session seconds: see the module's "Time"), the retry policy and the
+    redirect limit."""
 
     connect_timeout_s: float = 3.0
     first_byte_timeout_s: float = 8.0  # request sent -> response headers
@@ -69,7 +80,7 @@ class FetchConfig:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Attempt:
-    """One HTTP exchange, successful or not (wall-clock seconds); a redirect hop is one too.
+    """One HTTP exchange, successful or not (seconds of the fetcher's clock); a redirect hop is one too.
     `note` says what the client did about a server's oddity (a redirect followed, a range cut)."""
 
     url: str
@@ -161,12 +172,20 @@ class Fetcher:
 
     `counts` tallies what a report should show about the servers: `redirects` followed,
     `range_ignored` (200 answers to Range requests, cut to the range), `not_here` (404/410 answers
-    that sent a request on to another alternative), `bad_content_range` (206 answers refused)."""
+    that sent a request on to another alternative), `bad_content_range` (206 answers refused).
+
+    `clock` (seconds; every measured time is on it) and `clock_speed` (session seconds per clock
+    second, settable: the harness raises it to the session's K when media fetching starts) put the
+    config's limits on session time."""
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig | None = None, *,
                  rng: random.Random | None = None, observer: Observer | None = None,
-                 clock: Callable[[], float] = time.monotonic, route: Route | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, route: Route | None = None,
+                 clock_speed: float = 1.0) -> None:
+        if not clock_speed > 0:
+            raise ValueError(f"clock_speed must be > 0, got {clock_speed}")
         self.session = session
+        self.clock_speed = clock_speed
         self.config = config or FetchConfig()
         self.rng = rng or random.Random(0)
         self.observer = observer
@@ -175,13 +194,37 @@ class Fetcher:
         self.counts: Counter[str] = Counter()
         self._excluded_until: dict[str, float] = {}
 
+    def clock_s(self, session_s: float) -> float:
+        """`session_s` session seconds in seconds of the fetcher's clock."""
+        return session_s / self.clock_speed
+
+    async def within(self, awaitable: Awaitable[_T], session_s: float) -> _T:
+        """`awaitable`'s result, or TimeoutError (it is cancelled) once `session_s` session seconds
+        have passed on the fetcher's clock: time the clock stood still does not count."""
+        loop = asyncio.get_running_loop()
+        deadline = self.clock() + self.clock_s(session_s)
+        async with asyncio.timeout(None) as timeout:
+            def check() -> None:
+                nonlocal handle
+                remaining = deadline - self.clock()
+                if remaining > 0:  # the clock stood still for part of the wait: wait that much longer
+                    handle = loop.call_later(remaining, check)
+                else:
+                    timeout.reschedule(loop.time())  # expires now: cancels the await, raises TimeoutError
+
+            handle = loop.call_later(self.clock_s(session_s), check)
+            try:
+                return await awaitable
+            finally:
+                handle.cancel()
+
     def excluded(self, url: str) -> bool:
         """Whether the host of `url` failed recently."""
         return self._excluded_until.get(host_of(url), 0.0) > self.clock()
 
     def exclude(self, url: str, base: str | None = None) -> None:
         """Skip the host of `url` (and the BaseURL `base` it was built from) for `exclusion_s`."""
-        until = self.clock() + self.config.exclusion_s
+        until = self.clock() + self.clock_s(self.config.exclusion_s)
         self._excluded_until[host_of(url)] = until
         if base is not None:
             self._excluded_until[base] = until
@@ -220,7 +263,7 @@ class Fetcher:
             ranked = self.order(candidates)
             url = min(ranked, key=lambda u: (failures[u], ranked.index(u)))
             if failures[url]:  # back to one that failed: wait; the next in the ranking is tried at once
-                await asyncio.sleep(self._backoff_s(backoff_step))
+                await sleep_on(self.clock, self.clock_s(self._backoff_s(backoff_step)))
             try:
                 return await self._attempt(url, method, headers, json_body, expected_bytes, on_progress, attempts,
                                            byte_range)
@@ -321,12 +364,15 @@ class _Exchange:
     async def send(self, method: str, headers: Mapping[str, str], json_body: object) -> aiohttp.ClientResponse | None:
         """The response (None when none came: recorded). 4xx and 5xx answers are recorded and raise."""
         fetcher, cfg = self.fetcher, self.fetcher.config
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s)
+        # Connecting is timed by aiohttp (a local shaper accepts at once: no server time in it); the
+        # first byte and the body's chunks on the fetcher's clock (`Fetcher.within`).
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=fetcher.clock_s(cfg.connect_timeout_s), sock_read=None)
         try:
             target = await fetcher.route(self.url) if fetcher.route is not None else self.url
-            async with asyncio.timeout(cfg.connect_timeout_s + cfg.first_byte_timeout_s):
-                response = await fetcher.session.request(method, target, headers=headers, json=json_body,
-                                                         timeout=timeout, allow_redirects=False)
+            response = await fetcher.within(
+                fetcher.session.request(method, target, headers=headers, json=json_body, timeout=timeout,
+                                        allow_redirects=False),
+                cfg.connect_timeout_s + cfg.first_byte_timeout_s)
         except TimeoutError:
             self.record("no response (timeout)")
             return None
@@ -365,14 +411,16 @@ class _Exchange:
             total = byte_range[1] - byte_range[0] + 1
             note = f"the server ignored Range: bytes {byte_range[0]}-{byte_range[1]} cut out of a {response.status} answer"
         chunks: list[bytes] = []
-        next_check = self.start + cfg.progress_interval_s
+        fetcher = self.fetcher
+        interval = fetcher.clock_s(cfg.progress_interval_s)
+        next_check = self.start + interval
         try:
-            async for chunk in response.content.iter_chunked(cfg.chunk_bytes):
+            while chunk := await fetcher.within(response.content.read(cfg.chunk_bytes), cfg.read_timeout_s):
                 chunks.append(chunk)
                 self.received += len(chunk)
                 now = clock()
                 if on_progress is not None and now >= next_check:
-                    next_check = now + cfg.progress_interval_s
+                    next_check = now + interval
                     if not on_progress(self.received if cut is None else max(0, self.received - cut[0]), total,
                                        now - self.start):
                         self.record(ABANDONED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,10 @@ class LinkConfig:
     offset_s: float = 0.0
     shape_bootstrap: bool = True  # False: token/playback/manifest/license/init go unshaped (sim comparisons)
     faults: tuple[FaultWindow, ...] = ()  # outages and loss bursts, in trace seconds from the link's start
+    # True: the link's clock, and with it the session's, stands still while a request is at the
+    # server (netsim.clock), so the stack's own time is no trace time at any speed, as in the
+    # simulator (the experiment runner's emulated sessions). False: the stack's time is link time.
+    exclude_server_time: bool = False
 
 
 class ShapedRoutes:
@@ -120,7 +125,8 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
         return
     # The shaper's own upstream is unused (routes carry the traffic); point it at a closed port.
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
-                          speed=speed, start_offset_s=link.offset_s, faults=link.faults)
+                          speed=speed, start_offset_s=link.offset_s, faults=link.faults,
+                          exclude_server_time=link.exclude_server_time)
     async with Shaper(config) as shaper:
         yield shaper
 
@@ -173,7 +179,14 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             on_link(shaper)
         routes = ShapedRoutes(shaper)
         routes.active = shaper is not None and link.shape_bootstrap
-        fetcher = Fetcher(http, fetch, route=routes.route)
+        # The session's clock is the link's (standing still while the stack works, see LinkConfig);
+        # bootstrap requests are timed at speed 1, media requests in session time from `media()` on.
+        fetcher = Fetcher(http, fetch, route=routes.route, clock=shaper.clock.now if shaper is not None else time.monotonic)
+
+        def media() -> None:
+            routes.shape(shaper is not None)
+            fetcher.clock_speed = config.speed
+
         if isinstance(target, DemoTarget):
             target = await stack.enter_async_context(_demo_stack(target.protocol))
         source = await _bootstrap(fetcher, target)
@@ -185,11 +198,12 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             await before_playback()
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
             if is_live(source.manifest):
+                if shaper is not None:  # the live player's clock is the loop's: keep the link's on it too
+                    shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
                                        before_media=lambda: routes.shape(shaper is not None))
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
-                                      player_factory=player_factory,
-                                      before_media=lambda: routes.shape(shaper is not None))
+                                      player_factory=player_factory, before_media=media)
 
 
 def pipeline_factory(mode: str) -> DecoderFactory | None:

@@ -6,8 +6,11 @@ own connection with one request in flight (with failover across edges and BaseUR
 own segment timeline. Arrivals go to the session; the bytes go to the decoder off the event loop.
 The ABR object is the registry's, unchanged, so what runs here is what runs in the simulator.
 
-Time: session time = wall time since start x `speed`. With a shaper at the same speed (trace K
-times faster), every duration the ABR sees is in trace seconds, so QoE is comparable across K.
+Time: session time = seconds of the fetcher's clock since start x `speed`. The clock is the event
+loop's, or in an emulated session the shaper's `netsim.clock.WarpClock`: loop time that stands
+still while a request is at the server, so the stack's own time is not trace time at any K. With a
+shaper at the same speed (trace K times faster), every duration the ABR sees is in trace seconds,
+and the HTTP timeouts run in them too (`player.client.fetch`), so QoE is comparable across K.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from abr.estimators import throughput_bps
 from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
+from netsim.clock import sleep_on
 from player.client.bootstrap import PlaybackSource, edge_alternatives, range_header
 from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
@@ -247,23 +251,29 @@ class HeadlessPlayer:
     # -- clock ------------------------------------------------------------------------------------
 
     def now(self) -> float:
-        """Session time: wall seconds since start, times the speed."""
+        """Session time: seconds of the fetcher's clock since start, times the speed."""
         assert self._loop is not None
-        return (self._loop.time() - self._t0) * self.config.speed
+        return (self.fetcher.clock() - self._t0) * self.config.speed
 
     async def _sleep(self, session_s: float) -> None:
-        await asyncio.sleep(max(session_s, 0.0) / self.config.speed)
+        await sleep_on(self.fetcher.clock, max(session_s, 0.0) / self.config.speed)
 
     async def _wait(self, session_s: float | None) -> None:
         """Sleep `session_s` (None: indefinitely); a seek or stop request cuts it short."""
         assert self._wake is not None
         if self._seek_to is not None or self._stopping:
             return
-        timeout = None if session_s is None else max(session_s, 0.0) / self.config.speed
+        deadline = None if session_s is None else self.now() + max(session_s, 0.0)
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+            while True:  # the clock may stand still meanwhile (server time): wait until it got there
+                timeout = None if deadline is None else (deadline - self.now()) / self.config.speed
+                if timeout is not None and timeout <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    return
+                except TimeoutError:
+                    pass
         finally:
             self._wake.clear()
 
@@ -300,7 +310,7 @@ class HeadlessPlayer:
 
     async def run(self) -> PlaybackReport:
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time() if self.clock_origin is None else self.clock_origin
+        self._t0 = self.fetcher.clock() if self.clock_origin is None else self.clock_origin
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         audio = self.content.audio

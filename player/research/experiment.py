@@ -30,6 +30,7 @@ import numpy as np
 from abr.plugins import load_plugins
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
+from player.client.fetch import FetchConfig
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
@@ -276,16 +277,25 @@ async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: TitleTa
     return list(rows)
 
 
+# The simulator's player never gives up on a download: a link that delivers nothing for a while (an
+# outage, a trace at zero) only makes it slower. The emulated player plays the same model, so its
+# stall timeouts (session seconds; player.client.fetch) stay far past any outage a trace or a fault
+# schedule holds: they only end a session whose stack hung. Elsewhere (`abrkit play`, chaos) the
+# player keeps FetchConfig's 8 s, which cut a stalled download and fetch it again.
+EMULATION_FETCH = FetchConfig(first_byte_timeout_s=120.0, read_timeout_s=120.0)
+
+
 async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings: EmulationSettings, *,
                        delay_s: float) -> Row:
     await asyncio.sleep(delay_s)
     profile = settings.profile
     config = player_config(cell, settings)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
-    link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False)
+    link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False,
+                      exclude_server_time=True)
     started = time.monotonic()
     try:
-        report = await play_headless(endpoint, config, link=link, events=EventLog(keep=False),
+        report = await play_headless(endpoint, config, link=link, fetch=EMULATION_FETCH, events=EventLog(keep=False),
                                      decoder_factory=pipeline_factory(settings.decode))
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
