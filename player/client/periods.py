@@ -12,7 +12,7 @@ cannot be played is refused before playback starts, with a message naming it.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -76,9 +76,11 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
     are in `report.error`; a Period that cannot be played raises `PlaybackError` before playback).
     `before_media()` is called once the first Period's init segments are in, before its first
     media request (the harness starts shaping there when the bootstrap goes unshaped)."""
-    loop = asyncio.get_running_loop()
+    # Session time runs on the fetcher's clock (a shaper's WarpClock in emulation, which lags loop time
+    # by the server time it left out: on a link shared with other players, by theirs too).
+    clock = fetcher.clock
     # Session time 0 is when the manifest was in hand: the pre-roll steps already done count.
-    origin = loop.time() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
+    origin = clock() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
     sources = period_sources(source)
     multi = len(sources) > 1
     sink = _PeriodSink(events, periods=len(sources), segments=_segment_total(sources, config.max_segments))
@@ -106,14 +108,14 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
             view.player, view.last = player, last
         if multi:
             period = period_source.manifest.periods[0]
-            emit_event(sink, (loop.time() - origin) * config.speed, "period", index=index, id=period.id,
+            emit_event(sink, (clock() - origin) * config.speed, "period", index=index, id=period.id,
                        start_s=period.start_s, segments=player.content.segment_count,
                        codecs=sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations}))
         if shared is not None:
-            started = loop.time()
+            started = time.monotonic()
             await shared.start(player.init_urls(), fetcher)
             if not players:
-                timings["init_s"] = loop.time() - started
+                timings["init_s"] = time.monotonic() - started
                 player.source = replace(player.source, timings_s=timings)
         if before_media is not None and not players:
             before_media()
@@ -125,7 +127,7 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
         if report.error is not None or not player.session.finished or last:
             break
     report = _joined(reports, players, sources, timings, fetcher.counts)
-    emit_event(events, (loop.time() - origin) * config.speed, "end",
+    emit_event(events, (clock() - origin) * config.speed, "end",
                **{k: v for k, v in report.as_dict().items() if k != "qualities"})
     return report
 
