@@ -75,10 +75,12 @@ def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
         tmp_path: Path, long_content: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 2 Mbit/s each once both play: BBA settles on the 800k rung after its start-up ramp. Speed 2, not
     # more: at K x, a wake-up of the loaded machine's event loop lands K times later in session time.
+    # The second player joins 1 s later, on the link's warp clock (which by then lags loop time by the
+    # first player's server time: its session clock must not start in the past).
     out = tmp_path / "out"
     args = ["run", "--abr", "bba", "--traces", "constant:4e6", "--video-or-title", str(long_content / LONG_TITLE),
             "--mode", "both", "--speed", "2", "--out", str(out), "--quiet", "--players-per-link", "2",
-            "--workers", "1"]
+            "--join-spacing-s", "1", "--workers", "1"]
     assert main(args) == 0, capsys.readouterr().err
     rows = _rows(out)
     emulated = [r for r in rows if r["mode"] == "emulate"]
