@@ -13,7 +13,7 @@ what one player already shows, before any sharing. Speed 1 by default: at K x, e
 cost of a request (server, event loop, shaper quantum) counts K times in session time.
 
     python bench/fairness.py [--abr bba,bola,dynamic] [--players 1,2,4,8] [--traces 8] [--speed 1]
-                             [--join-spacing-s 2] [--sessions-per-worker 32] [--json FILE]
+                             [--join-spacing-s 2] [--sessions-per-worker 16] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--join-spacing-s", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--sessions-per-worker", type=int, default=32, help="emulated players per event loop")
+    parser.add_argument("--sessions-per-worker", type=int, default=16, help="emulated players per event loop")
     parser.add_argument("--start-spacing-s", type=float, default=0.3,
                         help="wall seconds between emulated players' bootstraps (a login storm times out on a loaded machine)")
     parser.add_argument("--keep", type=Path, help="keep each N's results (results.jsonl) under this folder")
