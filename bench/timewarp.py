@@ -110,18 +110,23 @@ def analyse(out: Path, speeds: list[float]) -> None:
     print(f"\n== mean QoE_lin over the traces (emulated: mean of {len(by_speed[base])} run(s) at {base:g}x, "
           f"{len(by_speed[warp])} at {warp:g}x; cells in every run)")
     print(f"{'abr':17} {'traces':>6} {'sim':>8} {f'{base:g}x':>8} {f'{warp:g}x':>8}  {f'{warp:g}x vs {base:g}x':>11}"
-          f"  {f'{base:g}x vs sim':>11}")
+          f"  {f'{base:g}x vs sim':>11}  {'of mean |QoE|':>13}  {'paired |diff|':>13}")
     worst: list[tuple[float, str, str, float, float]] = []
     for abr in abrs:
         cells = sorted(t for a, t in common if a == abr)
         mean = {s: np.mean([[run[(abr, t)] for t in cells] for run in by_speed[s]], axis=0) for s in (base, warp)}
         sim_mean = np.mean([sim[(abr, t)] for t in cells]) if all((abr, t) in sim for t in cells) else np.nan
         m1, mk = float(mean[base].mean()), float(mean[warp].mean())
-        print(f"{abr:17} {len(cells):6d} {sim_mean:8.2f} {m1:8.2f} {mk:8.2f}  {pct(mk, m1):>11}  {pct(m1, sim_mean):>11}")
+        # A mean near zero (QoE is a difference of bitrate and stall terms) makes the plain ratio
+        # meaningless: also as a share of the cells' mean |QoE| at 1x, and the mean paired |difference|.
+        scale = float(np.abs(mean[base]).mean())
+        paired = float(np.abs(mean[warp] - mean[base]).mean())
+        print(f"{abr:17} {len(cells):6d} {sim_mean:8.2f} {m1:8.2f} {mk:8.2f}  {pct(mk, m1):>11}  {pct(m1, sim_mean):>11}"
+              f"  {100 * (mk - m1) / scale:+12.1f}%  {paired:13.2f}")
         worst += [(abs(b - a), abr, t, a, b) for t, a, b in zip(cells, mean[base], mean[warp])]
     print("\n== the same cell over the repeats: range (max - min) of QoE_lin per trace")
     print(f"{'abr':17} {'speed':>5} {'runs':>4}  {'median':>7} {'worst':>7}  {'worst trace (range, QoE units)':32}"
-          f" {'set mean range':>14}")
+          f" {'set mean range (of mean |QoE|)':>30}  {'cells identical':>15}")
     for speed in (base, warp):
         runs_k = by_speed[speed]
         if len(runs_k) < 2:
@@ -132,10 +137,11 @@ def analyse(out: Path, speeds: list[float]) -> None:
             spread = values.max(axis=0) - values.min(axis=0)
             rel = 100 * spread / np.maximum(np.abs(values.mean(axis=0)), 1e-9)
             i = int(np.argmax(rel))
-            set_means = values.mean(axis=1)
-            set_rel = 100 * (set_means.max() - set_means.min()) / max(abs(set_means.mean()), 1e-9)
+            set_means = values.mean(axis=1)  # of |QoE|: a mean near zero would make any range look huge
+            set_rel = 100 * (set_means.max() - set_means.min()) / max(float(np.abs(values).mean()), 1e-9)
             print(f"{abr:17} {speed:5g} {len(runs_k):4d}  {np.median(rel):6.1f}% {rel[i]:6.1f}%  "
-                  f"{cells[i] + f' ({spread[i]:.2f} of {values[:, i].mean():.2f})':32} {set_rel:13.1f}%")
+                  f"{cells[i] + f' ({spread[i]:.2f} of {values[:, i].mean():.2f})':32} {set_rel:29.1f}%"
+                  f"  {int((spread < 0.01).sum()):>8d} of {len(cells)}")
     print(f"\n== the cells furthest apart between {base:g}x and {warp:g}x (mean of the repeats)")
     for diff, abr, trace, a, b in sorted(worst, reverse=True)[:8]:
         print(f"  {abr:17} {trace:18} {base:g}x {a:7.2f}  {warp:g}x {b:7.2f}  sim {sim.get((abr, trace), np.nan):7.2f}")

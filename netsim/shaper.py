@@ -70,6 +70,9 @@ class ShaperConfig:
     # upstream until the first byte of its answer comes back, so the server's own time costs no
     # trace time at any speed (the simulator's model); the emulated player reads the same clock.
     exclude_server_time: bool = False
+    # True: the clock also leaves out the times this event loop was stalled (netsim.clock): nothing
+    # in it moved meanwhile, so neither does the link (nor a player timing itself on the clock).
+    exclude_loop_stalls: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -335,7 +338,7 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
-        self.clock = WarpClock(self._loop)
+        self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls)
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
             lambda: _ClientProtocol(self, target), self.config.listen_host, self.config.listen_port
@@ -366,6 +369,7 @@ class Shaper:
             conn.close(abort=True)  # a client that stopped reading must not hold the stop up
         for link in self._live_links:
             link.close()
+        self.clock.close()
         await self._server.wait_closed()
         for route in self._routes:
             await route.wait_closed()

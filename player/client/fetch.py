@@ -20,8 +20,10 @@ Time: every limit and wait of `FetchConfig` is in session seconds. A fetcher mea
 `clock` (loop seconds by default; in an emulated session the shaper's `netsim.clock.WarpClock`,
 which stands still while the server works) and runs `clock_speed` session seconds per clock second
 (the time-warp K of the session once media fetching starts; 1 for bootstrap requests, which are no
-part of session time): an 8 s first-byte timeout is 8 s of trace time at any K, as in the
-simulator's player model.
+part of session time): an 8 s first-byte timeout is 8 s of trace time at any K. A failed host's
+exclusion (`exclusion_s`) stays in seconds of the clock: it is about the servers, which run on the
+wall clock at any K. (The simulator
+models no timeout; docs/EXPERIMENTS.md, "Time-warp", says how experiments keep the two alike.)
 """
 
 from __future__ import annotations
@@ -224,7 +226,8 @@ class Fetcher:
 
     def exclude(self, url: str, base: str | None = None) -> None:
         """Skip the host of `url` (and the BaseURL `base` it was built from) for `exclusion_s`."""
-        until = self.clock() + self.clock_s(self.config.exclusion_s)
+        # Not scaled to session time: a host's health is the servers', which live in wall time.
+        until = self.clock() + self.config.exclusion_s
         self._excluded_until[host_of(url)] = until
         if base is not None:
             self._excluded_until[base] = until

@@ -91,6 +91,9 @@ class LinkConfig:
     # server (netsim.clock), so the stack's own time is no trace time at any speed, as in the
     # simulator (the experiment runner's emulated sessions). False: the stack's time is link time.
     exclude_server_time: bool = False
+    # True: the clock also leaves out the player's event-loop stalls (a busy worker, a loaded
+    # machine), which would otherwise cost K times their length in trace time at speed K.
+    exclude_loop_stalls: bool = False
 
 
 class ShapedRoutes:
@@ -126,7 +129,7 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
     # The shaper's own upstream is unused (routes carry the traffic); point it at a closed port.
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
                           speed=speed, start_offset_s=link.offset_s, faults=link.faults,
-                          exclude_server_time=link.exclude_server_time)
+                          exclude_server_time=link.exclude_server_time, exclude_loop_stalls=link.exclude_loop_stalls)
     async with Shaper(config) as shaper:
         yield shaper
 

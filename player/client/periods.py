@@ -12,7 +12,7 @@ cannot be played is refused before playback starts, with a message naming it.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -76,11 +76,10 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
     are in `report.error`; a Period that cannot be played raises `PlaybackError` before playback).
     `before_media()` is called once the first Period's init segments are in, before its first
     media request (the harness starts shaping there when the bootstrap goes unshaped)."""
-    # Session time runs on the fetcher's clock (a shaper's WarpClock in emulation, which lags loop time
-    # by the server time it left out: on a link shared with other players, by theirs too).
-    clock = fetcher.clock
+    loop = asyncio.get_running_loop()
     # Session time 0 is when the manifest was in hand: the pre-roll steps already done count.
-    origin = clock() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
+    # On the session's clock, the fetcher's (an emulated session's warp clock leaves time out).
+    origin = fetcher.clock() - sum(source.timings_s.get(step, 0.0) for step in PREROLL_STEPS)
     sources = period_sources(source)
     multi = len(sources) > 1
     sink = _PeriodSink(events, periods=len(sources), segments=_segment_total(sources, config.max_segments))
@@ -108,14 +107,14 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
             view.player, view.last = player, last
         if multi:
             period = period_source.manifest.periods[0]
-            emit_event(sink, (clock() - origin) * config.speed, "period", index=index, id=period.id,
+            emit_event(sink, (fetcher.clock() - origin) * config.speed, "period", index=index, id=period.id,
                        start_s=period.start_s, segments=player.content.segment_count,
                        codecs=sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations}))
         if shared is not None:
-            started = time.monotonic()
+            started = loop.time()
             await shared.start(player.init_urls(), fetcher)
             if not players:
-                timings["init_s"] = time.monotonic() - started
+                timings["init_s"] = loop.time() - started
                 player.source = replace(player.source, timings_s=timings)
         if before_media is not None and not players:
             before_media()
@@ -127,7 +126,7 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
         if report.error is not None or not player.session.finished or last:
             break
     report = _joined(reports, players, sources, timings, fetcher.counts)
-    emit_event(events, (clock() - origin) * config.speed, "end",
+    emit_event(events, (fetcher.clock() - origin) * config.speed, "end",
                **{k: v for k, v in report.as_dict().items() if k != "qualities"})
     return report
 

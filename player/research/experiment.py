@@ -284,7 +284,7 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     config = player_config(cell, settings)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False,
-                      exclude_server_time=True)
+                      exclude_server_time=True, exclude_loop_stalls=True)
     started = time.monotonic()
     try:
         report = await play_headless(endpoint, config, link=link, fetch=EMULATION_FETCH, events=EventLog(keep=False),

@@ -133,15 +133,18 @@ def model_download_s(trace: Trace, profile: SimProfile, offset_s: float, records
                      audio_records: Sequence[SegmentRecord] = ()) -> np.ndarray:
     """How long each emulated request in `records` takes in the link model the shaper applies (the
     simulator's `default` download model: goodput = trace rate, latency on the trace clock), made
-    when it was made; with `audio_records`, those requests share the link with them."""
+    when it was made; with `audio_records`, those requests share the link with them. The link's
+    time 0 (`offset_s` into the trace) is the first media request: session time before it (the
+    pre-roll: license, keys, init segments) is no link time."""
     if not records:
         return np.zeros(0)
     shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
-    times = offset_s + np.array([r.request_time_s for r in records])
+    link_t0_s = offset_s - min(r.request_time_s for r in (*records, *audio_records))
+    times = link_t0_s + np.array([r.request_time_s for r in records])
     if audio_records:
         latency = LatencyLookup([trace], shaper_model)
         both = [*records, *audio_records]
-        made = offset_s + np.array([r.request_time_s for r in both])
+        made = link_t0_s + np.array([r.request_time_s for r in both])
         waits = latency.at(made, np.zeros(len(both), dtype=np.int64))
         finish = replay(LinkModel(trace), [(float(t), float(w), float(r.size_bytes)) for t, w, r in zip(made, waits, both)])
         return np.asarray(finish[: len(records)]) - times

@@ -5,10 +5,12 @@ with margins far above event-loop lateness, never wall-clock budgets."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -54,6 +56,28 @@ async def test_a_sleep_on_the_clock_waits_out_a_pause() -> None:
     clock.release()
     await sleeper
     assert clock.now() - start >= 0.05
+
+
+async def test_a_stalled_loop_costs_the_covered_clock_at_most_one_beat() -> None:
+    loop = asyncio.get_running_loop()
+    clock = WarpClock(loop, cover_stalls=True, beat_s=0.005, slack_s=0.001)
+    plain = WarpClock(loop)
+    try:
+        await asyncio.sleep(0.02)
+        before, plain_before, stalled_before = clock.now(), plain.now(), clock.stalled_s
+        time.sleep(0.1)  # the loop is stalled: no callback runs, and the covered clock waits at its horizon
+        during = clock.now()
+        assert during - before <= 0.006 + 1e-9 and plain.now() - plain_before >= 0.1
+        await asyncio.sleep(0.001)  # the late beat finds the stall and leaves it out, without a step back
+        assert clock.now() >= during and clock.stalled_s - stalled_before >= 0.09
+        clock.hold()  # a hold freezes it as before
+        held_at = clock.now()
+        time.sleep(0.02)
+        assert clock.now() == held_at
+        clock.release()
+        assert clock.now() == pytest.approx(held_at, abs=0.007)
+    finally:
+        clock.close()
 
 
 @asynccontextmanager
@@ -136,3 +160,25 @@ async def test_within_does_not_time_out_while_the_clock_is_held() -> None:
         with pytest.raises(TimeoutError):
             await waiting
         assert never.cancelled()
+
+
+def test_the_link_model_of_emulated_rows_starts_at_the_first_media_request() -> None:
+    # The shaper's time 0 is the first media request; session time before it (license, init
+    # segments) is no link time, and at 10x it is 10 times as long. 4 Mbit/s for 1 s, then 0.5.
+    from netsim.trace import Trace
+    from player.research.experiment_cells import model_download_s
+    from player.research.sim import PROFILES
+    from player.session import SegmentRecord
+
+    trace = Trace(name="drop", durations_s=np.array([1.0, 100.0]), bandwidth_bps=np.array([4e6, 0.5e6]))
+    size = 250_000  # 0.5 s at 4 Mbit/s
+
+    def record(request_time_s: float) -> SegmentRecord:
+        return SegmentRecord(segment_index=0, quality=0, bitrate_bps=1, size_bytes=size, request_time_s=request_time_s,
+                             download_s=0.0, ttfb_s=0.0, rebuffer_s=0.0, buffer_before_s=0.0, buffer_after_s=0.0,
+                             wait_s=0.0, reason="")
+
+    profile = PROFILES["default"]
+    (at_zero,) = model_download_s(trace, profile, 0.0, [record(0.0)])
+    (after_preroll,) = model_download_s(trace, profile, 0.0, [record(0.6)])
+    assert after_preroll == pytest.approx(at_zero) == pytest.approx(profile.rtt_s + 0.5)

@@ -1,0 +1,40 @@
+"""A time-warped emulated session on the warp clock (netsim/clock.py): the stack's time and the
+worker's stalls are no session time, and the session's clock, the link's and the fetcher's agree."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from netsim import synthetic
+from netsim.shaper import Shaper
+from player.client.harness import LinkConfig, TitleTarget, play_headless
+from player.client.headless import PlayerConfig
+from player.research.experiment import model_download_s
+from player.research.sim import PROFILES
+from tests.player.conftest import LONG_TITLE, running_stack
+
+
+async def test_a_warped_session_leaves_server_time_and_loop_stalls_out(tmp_path: Path, long_content: Path) -> None:
+    trace = synthetic.constant(2e6, duration_s=600)
+    shapers: list[Shaper] = []
+
+    async def stall() -> None:  # the worker's loop blocked after bootstrap, before the first media request
+        time.sleep(0.2)
+
+    link = LinkConfig(trace=trace, shape_bootstrap=False, exclude_server_time=True, exclude_loop_stalls=True)
+    async with running_stack(tmp_path, long_content) as (stack, password):
+        target = TitleTarget(title=LONG_TITLE, gateway_url=stack.gateway_url, username="demo", password=password)
+        report = await play_headless(target, PlayerConfig(abr="bba", speed=10.0, max_segments=4), link=link,
+                                     decoder_factory=None, on_link=shapers.append, before_playback=stall)
+    assert report.error is None and len(report.records) == 4
+    clock = shapers[0].clock
+    assert clock.holds_total >= 4  # every media request waited for the stack with the clock held
+    assert clock.stalled_s >= 0.15  # the blocked loop (2 s of session time at 10x) was left out
+    # Session time starts before the stall and runs on the same clock as the link: every download
+    # takes the link model's time (the stack's time would add 0.1-0.2 s per request at 10x).
+    downloads = np.array([r.download_s for r in report.records])
+    model = model_download_s(trace, PROFILES["default"], 0.0, report.records, report.audio_records)
+    np.testing.assert_allclose(downloads, model, rtol=0.25)
