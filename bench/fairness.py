@@ -4,14 +4,16 @@ For each ABR and N in {1, 2, 4, 8}: every trace's link carries N players of the 
 trace's bandwidth x N, so each player's fair share is the trace), the later players joining
 `--join-spacing-s` trace seconds apart. The same groups run in the shared-link simulator and as
 real headless players through one shaper each (`abrkit run --players-per-link N --mode both`).
-Prints, per ABR x N: Jain's index of the players' bitrates, mean QoE, QoE spread, FESTIVE
-instability and link utilisation, sim and emulation side by side, with the emulation - sim gap of
-mean QoE and Jain's index relative to the simulator. The reference measured in the same run is
-N = 1 (one player alone, today's simulator and emulation): its gap is what one player already
-shows, before any sharing.
+Prints, per ABR x N, sim and emulation side by side: Jain's index of the players' bitrates, mean
+QoE_lin with the emulation - sim gap relative to the simulator, and QoE_lin's three terms apart
+(bitrate utility, rebuffering penalty, switching penalty: their sum is QoE_lin), so a gap shows where
+it comes from; the load average and the emulation's event-loop lag beside each N. The reference
+measured in the same run is N = 1 (one player alone, today's simulator and emulation): its gap is
+what one player already shows, before any sharing. Speed 1 by default: at K x, every wall-clock
+cost of a request (server, event loop, shaper quantum) counts K times in session time.
 
-    python bench/fairness.py [--abr bba,bola,mpc-robust] [--players 1,2,4,8] [--traces 6] [--speed 4]
-                             [--join-spacing-s 2] [--sessions-per-worker 8] [--json FILE]
+    python bench/fairness.py [--abr bba,bola,dynamic] [--players 1,2,4,8] [--traces 8] [--speed 1]
+                             [--join-spacing-s 2] [--sessions-per-worker 16] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from abr.qoe import QoeModel
 from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.research.experiment import ExperimentConfig, open_content, run_experiment
 from player.research.experiment_shared import fairness_summary
-from player.research.fairness import festive_instability, jain_index
 from player.research.sim import profile
 from server.config import default_cache_dir
 
@@ -44,30 +46,65 @@ def widened(trace: Trace, factor: int) -> Trace:
                  latency_s=trace.latency_s)
 
 
-def figures(rows: list[dict[str, Any]], players: int, seg_s: float) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (mode, ABR): the group figures (for N = 1, computed here the same way from the lone players)."""
-    if players > 1:
-        return fairness_summary(rows)
+def qoe_terms(row: dict[str, Any], model: QoeModel, ladder_bps: np.ndarray) -> tuple[float, float, float]:
+    """QoE_lin of one results row split into its terms: (bitrate utility, -rebuffer penalty, -switch
+    penalty), summed over the counted segments as `QoeModel.score` sums them (no startup weight)."""
+    t = row["timeline"]
+    utility = model.segment_utility(np.asarray(t["bitrate_bps"], dtype=np.float64), ladder_bps)
+    rebuffer = np.asarray(t["rebuffer_s"], dtype=np.float64)
+    switch = np.abs(np.diff(utility, prepend=utility[:1]))
+    first = model.first_counted_segment
+    return (float(utility[first:].sum()), -model.rebuffer_penalty * float(rebuffer[first:].sum()),
+            -model.switch_penalty * float(switch[first:].sum()))
+
+
+def figures(rows: list[dict[str, Any]], players: int, model: QoeModel, ladder_bps: np.ndarray,
+            ) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (mode, ABR): means over every player of QoE_lin and its terms, and the links' mean Jain index."""
     out: dict[tuple[str, str], dict[str, float]] = {}
-    for key in {(r["mode"], r["abr"]) for r in rows if not r.get("error")}:
-        mine = [r for r in rows if (r["mode"], r["abr"]) == key and not r.get("error")]
-        out[key] = {"links": float(len(mine)), "link_jain_bitrate": jain_index([r["avg_bitrate_bps"] for r in mine[:1]]),
-                    "link_qoe_mean": float(np.mean([r["qoe_lin"] for r in mine])), "link_qoe_spread": 0.0,
-                    "link_instability_mean": float(np.mean([festive_instability(r["timeline"]["bitrate_bps"], seg_s)
-                                                             for r in mine])),
-                    "link_utilisation": float("nan")}  # a lone player's audio bytes are not in its row
+    # Paired: a link counts only if every player of it played in both modes (a failed emulated session
+    # leaves its link out of the simulator's figures too).
+    failed = {(r["abr"], r["trace"]) for r in rows if r.get("error")}
+    rows = [r for r in rows if (r["abr"], r["trace"]) not in failed]
+    links = fairness_summary(rows) if players > 1 else {}
+    for key in sorted({(r["mode"], r["abr"]) for r in rows}):
+        mine = [r for r in rows if (r["mode"], r["abr"]) == key]
+        terms = np.array([qoe_terms(r, model, ladder_bps) for r in mine])
+        qoe = np.array([r["qoe_lin"] for r in mine])
+        if not np.allclose(terms.sum(axis=1), qoe, atol=1e-3):
+            raise AssertionError(f"{key}: QoE_lin's terms do not add up to it")
+        out[key] = {"players": float(len(mine)), "qoe": float(qoe.mean()), "bitrate_term": float(terms[:, 0].mean()),
+                    "rebuffer_term": float(terms[:, 1].mean()), "switch_term": float(terms[:, 2].mean()),
+                    "jain": links[key]["link_jain_bitrate"] if key in links else 1.0,
+                    "loop_lag_p99_ms": float(max((r.get("loop_lag_p99_ms") or 0.0) for r in mine))}
     return out
+
+
+def _row(abr: str, n: int, sim: dict[str, float], emu: dict[str, float], load: str) -> str:
+    gap = (emu["qoe"] - sim["qoe"]) / abs(sim["qoe"]) * 100 if sim["qoe"] else float("nan")
+    return (f"{abr:10} {n:2d} | {sim['jain']:6.3f} {emu['jain']:6.3f} | {sim['qoe']:7.2f} {emu['qoe']:7.2f} {gap:+7.1f}% | "
+            f"{sim['bitrate_term']:6.2f} {emu['bitrate_term']:6.2f} | {sim['rebuffer_term']:6.2f} "
+            f"{emu['rebuffer_term']:6.2f} | {sim['switch_term']:6.2f} {emu['switch_term']:6.2f} | "
+            f"{int(sim['players']):3d} {int(emu['players']):3d} | {load:>11} {emu['loop_lag_p99_ms']:6.0f}")
+
+
+HEADER = (f"{'abr':10} {'N':>2} | {'Jain sim':>8} {'emu':>4} | {'QoE sim':>7} {'emu':>7} {'gap':>8} | "
+          f"{'bitrate term':>13} | {'rebuffer term':>13} | {'switch term':>13} | {'players':>7} | "
+          f"{'load 1-min':>11} {'lag99':>6}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--abr", default="bba,bola,mpc-robust")
+    parser.add_argument("--abr", default="bba,bola,dynamic")
     parser.add_argument("--players", default="1,2,4,8")
-    parser.add_argument("--traces", type=int, default=6, help="Pensieve test traces (default 6)")
-    parser.add_argument("--speed", type=float, default=4.0)
+    parser.add_argument("--traces", type=int, default=8, help="Pensieve test traces (default 8)")
+    parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--join-spacing-s", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--sessions-per-worker", type=int, default=8, help="emulated players per event loop")
+    parser.add_argument("--sessions-per-worker", type=int, default=16, help="emulated players per event loop")
+    parser.add_argument("--start-spacing-s", type=float, default=0.3,
+                        help="wall seconds between emulated players' bootstraps (a login storm times out on a loaded machine)")
+    parser.add_argument("--keep", type=Path, help="keep each N's results (results.jsonl) under this folder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not TRACE_DIR.is_dir():
@@ -78,44 +115,47 @@ def main() -> int:
     files = sorted(p for p in TRACE_DIR.iterdir() if p.name != "README.md")[:: max(1, 72 // args.traces)][: args.traces]
     base = open_traces([str(p) for p in files])
     content = open_content("demo", cache_dir=default_cache_dir())
+    prof = profile("default")
+    (model,) = [m for m in prof.qoe_models(content.video) if m.name == "lin"]
+    ladder_bps = np.asarray(content.video.ladder.bitrates_bps, dtype=np.float64)
     results: dict[str, Any] = {}
     print(f"demo title ({content.video.segment_count} x {content.video.ladder.segment_duration_s:g} s), "
-          f"{len(base)} Pensieve test traces x N bandwidth, join spacing {args.join_spacing_s:g} s, "
-          f"emulation at {args.speed:g}x", flush=True)
-    header = (f"{'abr':12} {'N':>2} | {'jain sim':>8} {'emu':>6} | {'QoE sim':>8} {'emu':>8} {'gap':>7} | "
-              f"{'spread sim':>10} {'emu':>7} | {'instab sim':>10} {'emu':>6} | {'util sim':>8} {'emu':>6}")
+          f"{len(base)} Pensieve test traces x N bandwidth ({', '.join(t.name for t in base)}), join spacing "
+          f"{args.join_spacing_s:g} s, emulation at {args.speed:g}x", flush=True)
+    print(HEADER, flush=True)
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as tmp:
+        root = args.keep or Path(tmp)
         for n in ns:
             traces = [widened(t, n) for t in base]
-            config = ExperimentConfig(abrs=abrs, modes=("sim", "emulate"), profile=profile("default"), speed=args.speed,
-                                      workers=args.workers, sessions_per_worker=args.sessions_per_worker, players_per_link=n,
-                                      join_spacing_s=args.join_spacing_s)
-            summary = run_experiment(config, content, traces, Path(tmp) / f"n{n}", progress=False,
-                                     notify=lambda m: None)
+            config = ExperimentConfig(abrs=abrs, modes=("sim", "emulate"), profile=prof, speed=args.speed,
+                                      workers=args.workers, sessions_per_worker=args.sessions_per_worker,
+                                      players_per_link=n, join_spacing_s=args.join_spacing_s,
+                                      start_spacing_s=args.start_spacing_s)
+            load_before = os.getloadavg()[0]
+            summary = run_experiment(config, content, traces, root / f"n{n}", progress=False, notify=lambda m: None)
+            load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
             if summary.failed:
                 errors = Counter(str(r.get("error"))[:160] for r in summary.rows if r.get("error"))
                 print(f"warning: N={n}: {summary.failed} sessions failed (left out): {dict(errors)}", file=sys.stderr)
-            got = figures(list(summary.rows), n, content.video.ladder.segment_duration_s)
+            got = figures(list(summary.rows), n, model, ladder_bps)
             for abr in abrs:
                 sim, emu = got.get(("sim", abr)), got.get(("emulate", abr))
                 if sim is None or emu is None:
                     continue
-                gap = (emu["link_qoe_mean"] - sim["link_qoe_mean"]) / abs(sim["link_qoe_mean"]) * 100
-                jain_gap = (emu["link_jain_bitrate"] - sim["link_jain_bitrate"]) / sim["link_jain_bitrate"] * 100
-                results[f"{abr}/N={n}"] = {"sim": sim, "emulate": emu, "qoe_gap_pct": gap, "jain_gap_pct": jain_gap,
+                gap = (emu["qoe"] - sim["qoe"]) / abs(sim["qoe"]) * 100 if sim["qoe"] else float("nan")
+                results[f"{abr}/N={n}"] = {"sim": sim, "emulate": emu, "qoe_gap_pct": gap, "load": load,
+                                           "jain_gap_pct": (emu["jain"] - sim["jain"]) / sim["jain"] * 100,
                                            "wall_s": summary.wall_s}
-                lines.append(f"{abr:12} {n:2d} | {sim['link_jain_bitrate']:8.3f} {emu['link_jain_bitrate']:6.3f} | "
-                             f"{sim['link_qoe_mean']:8.2f} {emu['link_qoe_mean']:8.2f} {gap:+6.1f}% | "
-                             f"{sim['link_qoe_spread']:10.2f} {emu['link_qoe_spread']:7.2f} | "
-                             f"{sim['link_instability_mean']:10.3f} {emu['link_instability_mean']:6.3f} | "
-                             f"{sim['link_utilisation']:8.3f} {emu['link_utilisation']:6.3f}")
+                lines.append(_row(abr, n, sim, emu, load))
                 print(lines[-1], flush=True)
     print()
-    print(header)
+    print(HEADER)
     print("\n".join(lines))
-    print("\nreference: N = 1 rows (one player alone; Jain's index is 1 by definition). gap = (emu - sim) / |sim| "
-          "of the mean QoE_lin over the traces' links.")
+    print("\nPer cell: sim / emulation. QoE = QoE_lin, the mean over every player of every link; its terms (bitrate "
+          "utility, -rebuffer penalty, -switch penalty) add up to it. gap = (emu - sim) / |sim|. N = 1 is the "
+          "reference (one player alone). load: 1-minute load average before-after (2 cores); lag99: p99 "
+          "event-loop lag of the emulation, ms.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
     return 0

@@ -96,6 +96,14 @@ def edge_alternatives(url: str, manifest_urls: Sequence[str]) -> list[str]:
     return out
 
 
+def failover_urls(source: PlaybackSource, url: str) -> list[str]:
+    """`url` on every edge in the order the player fails over along now: the steering's latest ranking
+    for a session that renews with a stack (`renewal.EdgeRanking`), else the bootstrap's."""
+    if source.stack is not None and source.stack.edges is not None:
+        return source.stack.edges.alternatives(url)
+    return edge_alternatives(url, source.manifest_urls)
+
+
 async def _json(fetcher: Fetcher, step: str, urls: Sequence[str], **kwargs: object) -> dict[str, object]:
     try:
         result = await fetcher.fetch(urls, method="POST", **kwargs)  # type: ignore[arg-type]
@@ -286,7 +294,7 @@ async def bootstrap_stack(fetcher: Fetcher, gateway_url: str, title: str, *, use
     session_id = steering.get("session_id") if isinstance(steering.get("session_id"), str) else uuid.uuid4().hex
     renewal = stack_session(gateway, title, str(session_id), manifest_url, urls_expire_in_s=steering.get("expires_in"),
                             access_token=token, access_expires_in_s=token_data.get("expires_in"),
-                            refresh_token=token_data.get("refresh_token"), region=region)
+                            refresh_token=token_data.get("refresh_token"), region=region, edge_urls=ordered)
     return PlaybackSource(
         title=title, manifest=manifest, manifest_urls=tuple(ordered), session_id=str(session_id),
         keys=keys, license_url=license_url, access_token=token, sizes=sizes, timings_s=timings, stack=renewal,
@@ -314,5 +322,5 @@ async def bootstrap_url(fetcher: Fetcher, mpd_url: str, *, keys: Mapping[str, st
 
 
 __all__ = ["PREROLL_STEPS", "BootstrapError", "PlaybackSource", "bootstrap_stack", "bootstrap_url",
-           "edge_alternatives", "fetch_manifest", "load_manifest", "manifest_format", "parse_key_args",
+           "edge_alternatives", "failover_urls", "fetch_manifest", "load_manifest", "manifest_format", "parse_key_args",
            "request_license", "MpdError"]

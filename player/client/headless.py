@@ -29,7 +29,7 @@ from abr.qoe import SessionMetrics, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.clock import sleep_on
-from player.client.bootstrap import PlaybackSource, edge_alternatives, range_header
+from player.client.bootstrap import PlaybackSource, failover_urls, range_header
 from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import ABANDONED, Abandoned, Fetcher, FetchError
@@ -400,7 +400,7 @@ class HeadlessPlayer:
     def _alternatives(self, urls: tuple[str, ...]) -> list[str]:
         out: list[str] = []
         for url in urls:
-            out.extend(edge_alternatives(url, self.source.manifest_urls))
+            out.extend(failover_urls(self.source, url))  # the steering's latest ranking (renewal.py)
         return list(dict.fromkeys(out))
 
     async def _fetch_segment(self, action: Fetch) -> str | None:

@@ -8,6 +8,12 @@ parsed); before half of an access token's lifetime it refreshes the token (`POST
 also rotates the refresh token), and a renewal refused with 401 refreshes first and tries once more.
 A renewal that fails is retried with backoff while the URLs are still valid; one refused for good
 (403: the title was taken away) stops, and the segments then fail with that answer.
+
+A renewal answer also carries the steering's current ranking of edges (its `manifest_urls`, best
+first). The player adopts it (`EdgeRanking`): from then on it fails over along that ranking, the
+edges steering no longer lists last, so after a region outage it stays on the edges steering now
+prefers instead of going back to its old ones when their exclusion ends, and returns to them when
+steering lists them first again.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from player.client.fetch import Fetcher, FetchError, Route
 from server.formats.urls import signed_token, with_signed_token
@@ -28,6 +34,46 @@ log = logging.getLogger("abrkit.player")
 
 RENEW_AT = 0.5  # of a lifetime: renew when half of it is gone
 RETRY_S = (0.5, 1.0, 2.0, 4.0)  # waits between failed renewals, the last repeated
+
+
+def origin_of(url: str) -> str:
+    """scheme://host:port of `url` (an edge)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class EdgeRanking:
+    """The edges a session fails over along, best first: the bootstrap's order (`manifest_urls`, the
+    edge the MPD came from first) until a renewal answer brings the steering's new ranking (`adopt`);
+    edges it no longer lists stay at the back, as a last resort."""
+
+    def __init__(self, manifest_urls: Sequence[str]) -> None:
+        self.started = tuple(dict.fromkeys(origin_of(u) for u in manifest_urls))
+        self.ranking = self.started  # the steering's latest ranking
+        self.order = self.started  # what the player tries, in this order
+        self.changes = 0
+
+    def adopt(self, manifest_urls: Sequence[str]) -> bool:
+        """Follow the ranking of a renewal answer's `manifest_urls` from the next request on; True if it
+        changed the order."""
+        ranking = tuple(dict.fromkeys(origin_of(u) for u in manifest_urls))
+        if not ranking or ranking == self.ranking:
+            return False
+        self.ranking = ranking
+        order = tuple(dict.fromkeys((*ranking, *self.started)))
+        if order == self.order:
+            return False
+        self.order = order
+        self.changes += 1
+        return True
+
+    def alternatives(self, url: str) -> list[str]:
+        """`url` (on the edge the MPD came from; its path is the same on every edge) on each edge in
+        the current order; any other URL alone."""
+        parts = urlsplit(url)
+        if not self.started or f"{parts.scheme}://{parts.netloc}" != self.started[0]:
+            return [url]
+        return [parts._replace(scheme=urlsplit(o).scheme, netloc=urlsplit(o).netloc).geturl() for o in self.order]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,6 +89,8 @@ class StackSession:
     access_expires_in_s: float
     refresh_token: str | None = field(default=None, repr=False)
     region: str | None = None  # the client region the player says it is in (`?region=`, server/regions.py)
+    # The order the player fails over along; renewals update it (None: the bootstrap's, for good).
+    edges: EdgeRanking | None = field(default=None, compare=False, repr=False)
 
 
 def playback_url(gateway_url: str, title: str, region: str | None, *, renew: bool = False) -> str:
@@ -124,6 +172,10 @@ class SessionRenewal:
             raise RenewalRefused("URL renewal: the answer has no signed URL and lifetime")
         self.url_token, self._urls = token, (self.clock(), float(expires_in))
         self.renewals += 1
+        assert isinstance(urls, list)
+        edges = self.session.edges
+        if edges is not None and all(isinstance(u, str) for u in urls) and edges.adopt(urls):
+            log.info("session %s: steering re-ranked the edges: %s", s.session_id, ", ".join(edges.order))
 
     async def refresh(self) -> None:
         """A new access token (and refresh token) from the refresh token."""
@@ -179,9 +231,10 @@ async def keep_alive(fetcher: Fetcher, session: StackSession | None) -> AsyncIte
 
 def stack_session(gateway_url: str, title: str, session_id: str, manifest_url: str, *, urls_expire_in_s: object,
                   access_token: str, access_expires_in_s: object, refresh_token: object,
-                  region: str | None = None) -> StackSession | None:
+                  region: str | None = None, edge_urls: Sequence[str] = ()) -> StackSession | None:
     """The `StackSession` of a bootstrap's answers; None when they do not allow renewing (a stack that
-    signs no URLs or gives no lifetimes: nothing to keep alive)."""
+    signs no URLs or gives no lifetimes: nothing to keep alive). `edge_urls`: the manifest URLs in
+    the player's failover order, which renewals re-rank."""
     token = signed_token(manifest_url)
     if token is None or not isinstance(urls_expire_in_s, (int, float)) or urls_expire_in_s <= 0:
         return None
@@ -189,4 +242,5 @@ def stack_session(gateway_url: str, title: str, session_id: str, manifest_url: s
     return StackSession(gateway_url=gateway_url.rstrip("/"), title=title, session_id=session_id, url_token=token,
                         urls_expire_in_s=float(urls_expire_in_s), access_token=access_token,
                         access_expires_in_s=access_ttl,
-                        refresh_token=refresh_token if isinstance(refresh_token, str) else None, region=region)
+                        refresh_token=refresh_token if isinstance(refresh_token, str) else None, region=region,
+                        edges=EdgeRanking(edge_urls) if edge_urls else None)

@@ -30,11 +30,11 @@ import numpy as np
 from abr.plugins import load_plugins
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
-from player.client.fetch import FetchConfig
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 from player.research.experiment_cells import (  # noqa: F401 (re-exported: the rows' public home was here)
+    EMULATION_FETCH,
     Cell,
     EmulationSettings,
     Row,
@@ -275,14 +275,6 @@ async def _emulate_all(cells: list[Cell], traces: list[Trace], endpoint: TitleTa
     for row in rows:
         row["loop_lag_p99_ms"] = lag_ms
     return list(rows)
-
-
-# The simulator's player never gives up on a download: a link that delivers nothing for a while (an
-# outage, a trace at zero) only makes it slower. The emulated player plays the same model, so its
-# stall timeouts (session seconds; player.client.fetch) stay far past any outage a trace or a fault
-# schedule holds: they only end a session whose stack hung. Elsewhere (`abrkit play`, chaos) the
-# player keeps FetchConfig's 8 s, which cut a stalled download and fetch it again.
-EMULATION_FETCH = FetchConfig(first_byte_timeout_s=120.0, read_timeout_s=120.0)
 
 
 async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings: EmulationSettings, *,

@@ -15,6 +15,7 @@ from abr.registry import parse_spec
 from netsim.link import LinkBatch, LinkModel
 from netsim.sharing import replay
 from netsim.trace import Trace
+from player.client.fetch import FetchConfig
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step
 from player.session import SegmentRecord
@@ -69,6 +70,15 @@ class Cell:
     def group(self) -> tuple[str, ...]:
         """The cells that share this cell's link have the same group."""
         return (self.mode, self.abr, self.trace, f"{self.offset_s:.3f}")
+
+
+# The simulator's player never gives up on a download: a link that delivers nothing for a while (an
+# outage, a trace at zero) only makes it slower. The emulated player plays the same model, so its
+# stall timeouts (session seconds; player.client.fetch) stay far past any outage a trace or a fault
+# schedule holds: they only end a session whose stack hung. Elsewhere (`abrkit play`, chaos) the
+# player keeps FetchConfig's 8 s, which cut a stalled download and fetch it again.
+EMULATION_FETCH = FetchConfig(first_byte_timeout_s=120.0, read_timeout_s=120.0)
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EmulationSettings:

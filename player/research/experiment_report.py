@@ -79,12 +79,15 @@ def summaries(rows: Sequence[Row], qoe: str = "lin") -> dict[str, list[AbrSummar
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> Path:
-    """One row per session."""
+    """One row per session; with several players per link, their `link_*` fields and `instability` too."""
+    shared = [k for k in dict.fromkeys(k for r in rows if r.get("link_players") is not None for k in r)
+              if k.startswith("link_") or k == "instability"]
+    fields = (*CSV_FIELDS, *shared)
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in CSV_FIELDS})
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
     return path
 
 

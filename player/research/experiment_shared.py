@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from abr.plugins import load_plugins
+from netsim.clock import sleep_on
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
@@ -25,6 +26,7 @@ from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
 from player.errors import CliError
 from player.research.experiment_cells import (
+    EMULATION_FETCH,
     Cell,
     EmulationSettings,
     Row,
@@ -146,8 +148,10 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
     assert first.speed is not None
     speed = first.speed
     # The group's one bottleneck; its clock starts at the first media request (bootstrap is unshaped).
+    # Its clock stands still while any request is at the server (netsim.clock), and so do the players'
+    # session clocks, which read it: the stack's own time is no trace time, as for one player alone.
     link = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=trace, rtt_ms=profile.rtt_s * 1000,
-                        speed=speed, start_offset_s=first.offset_s)
+                        speed=speed, start_offset_s=first.offset_s, exclude_server_time=True)
     joins = join_times_s(len(cells), first.join_spacing_s)
     gate = StartGate(len(cells))
 
@@ -158,12 +162,12 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
             nonlocal arrived
             arrived = True
             await gate.arrive()
-            await asyncio.sleep(join_s / speed)
+            await sleep_on(shaper.clock.now, join_s / speed)  # trace seconds on the link's clock
 
         started = time.monotonic()
         try:
             report = await play_headless(endpoint, player_config(cell, settings), link=LinkConfig(shape_bootstrap=False),
-                                         events=EventLog(keep=False), decoder_factory=pipeline_factory(settings.decode),
+                                         fetch=EMULATION_FETCH, events=EventLog(keep=False), decoder_factory=pipeline_factory(settings.decode),
                                          shared_link=shaper, before_playback=start)
         except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}, None

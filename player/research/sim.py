@@ -254,7 +254,7 @@ class SessionDriver:
     again resumes exactly there: the Gymnasium environment pauses a session this way at each decision.
     `faults` block the link in windows of link time from the start (`trace_time_s`). A video with
     audio is played by `PipelinesDriver` (two pipelines sharing the link; `sim_pipelines`), which
-    does not offer abandonment.
+    offers abandonment the same way (`sim_abandon`).
 
     With the profile's `abandonment`, an algorithm that has `should_abandon` is offered the download's
     `session.progress(...)` at each of the profile's checks (the same call the headless player makes);
@@ -283,6 +283,7 @@ class SessionDriver:
         if self._pipelines is not None:
             self._pipelines.drive()
             self.records, self.trace_time_s = self._pipelines.records, self._pipelines.trace_time_s
+            self.abandoned = self._pipelines.abandoned
             return
         session, prof, trace = self.session, self.prof, self.trace
         # Bound once: this loop runs once per segment of every simulated session.

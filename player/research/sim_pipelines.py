@@ -6,7 +6,8 @@ shaper); transfers that overlap share the trace's capacity evenly (`netsim.shari
 the processor-sharing limit of the shaper's max-min fair pacing). Each request's latency (the
 trace's, else the profile RTT) passes on the link clock before its bytes flow, whatever the
 profile: Pensieve's RTT added to the delay but not to the trace clock has no meaning once two
-transfers overlap. Video-only sessions never come here, so their results are what they always were.
+transfers overlap. An ABR that can abandon is offered each video download's progress
+(`sim_abandon`). Video-only sessions never come here, so their results are what they always were.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from netsim.faults import FaultedLink
 from netsim.link import LinkModel
 from netsim.sharing import SharedLink
 from netsim.trace import Trace
+from player.research.sim_abandon import AbandonChecks
 from player.session import Fetch, Finished, Hold, PlaybackSession, SegmentRecord, Wait
 from player.timeline import MediaType
 from player.video import Video
@@ -92,16 +94,23 @@ class PipelinesDriver:
 
     def drive(self) -> None:
         session = self.session
+        checks = AbandonChecks([self], self._shared, self.prof)  # as SessionDriver and the headless player
+        ask = True
         while True:
-            self.request_ready()
+            if ask:
+                self.request_ready()
             if self.finished:
                 return
-            now = max(min(self._shared.next_event_s(), self.wake_s()), session.time_s)
+            event = min(self._shared.next_event_s(), self.wake_s())
+            now = max(min(event, checks.next_s()), session.time_s)
             if now == math.inf:
                 raise RuntimeError(f"simulated session stuck at t={session.time_s!r}: nothing in flight or waiting")
             for key in self._shared.advance(now):
                 self.complete(key[1], now)  # type: ignore[index]
             session.advance(now)
+            # A progress check that abandons nothing is no event: a held pipeline is asked again only
+            # when a transfer starts or ends or a wait is over.
+            ask = checks.run(now) or now >= event
 
     def wake_s(self) -> float:
         """Session time at which a waiting pipeline asks again (inf: none is waiting)."""

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abr.qoe import QoeModel
-from abr.types import Abandoning
 from netsim.link import LinkModel
 from netsim.sharing import SharedLink
 from netsim.trace import Trace
 from player.research.fairness import LinkFairness, festive_instability, link_fairness
 from player.research.sim import SessionResult, SimProfile, result_of, run_session
+from player.research.sim_abandon import AbandonChecks
 from player.research.sim_pipelines import PipelinesDriver, _SessionClock
 from player.session import PlaybackSession
 from player.video import Video
@@ -53,13 +53,9 @@ class SharedLinkDriver:
                                         shared=self.shared, tag=i, shift_s=j)
                         for i, (s, j) in enumerate(zip(sessions, joins))]
         self.now_s = 0.0  # link time since time 0
-        # As `SessionDriver`: an ABR that can abandon is offered each video download's progress, every
-        # `abandon_check_s` after its first byte once `abandon_check_bytes` are in (the headless player
-        # asks it too). Next check per player, link time.
-        self._prof = prof
-        self._abandoning = {i: s.abr for i, s in enumerate(sessions)
-                            if prof.abandonment and isinstance(s.abr, Abandoning)}
-        self._check_at: dict[int, float] = {}
+        # As `SessionDriver`: an ABR that can abandon is offered each video download's progress (the
+        # headless player asks it too).
+        self._checks = AbandonChecks(self.drivers, self.shared, prof)
 
     @property
     def abandoned(self) -> list[int]:
@@ -74,9 +70,8 @@ class SharedLinkDriver:
             later = min((d.shift_s for d in self.drivers if d.shift_s > self.now_s), default=math.inf)
             if not active and later == math.inf:
                 return
-            self._schedule_checks()
             wake = min((d.wake_s() + d.shift_s for d in active), default=math.inf)
-            check = min(self._check_at.values(), default=math.inf)
+            check = self._checks.next_s()
             now = max(min(self.shared.next_event_s(), wake, later, check), self.now_s)
             if now == math.inf:
                 raise RuntimeError(f"simulated shared link stuck at t={self.now_s!r}: nothing in flight or waiting")
@@ -90,35 +85,7 @@ class SharedLinkDriver:
                     session_now = wake  # its wake-up was this event; only rounding of the shift separates them
                 driver.session.advance(session_now)
             self.now_s = now
-            self._check_progress(now)
-
-    def _schedule_checks(self) -> None:
-        for tag in self._abandoning:
-            driver = self.drivers[tag]
-            flight = driver.in_flight("video")
-            if flight is None:
-                self._check_at.pop(tag, None)
-            elif tag not in self._check_at:
-                _, latency, requested = flight
-                self._check_at[tag] = driver.shift_s + requested + latency + self._prof.abandon_check_s
-
-    def _check_progress(self, now: float) -> None:
-        for tag, at in list(self._check_at.items()):
-            driver = self.drivers[tag]
-            flight = driver.in_flight("video")
-            if at > now or flight is None:
-                continue
-            size, latency, requested = flight
-            received = min(int(self.shared.received_bytes((tag, "video"))), size - 1)
-            self._check_at[tag] = now + self._prof.abandon_check_s
-            if received < self._prof.abandon_check_bytes:
-                continue
-            session_now = now - driver.shift_s
-            progress = driver.session.progress(bytes_received=received, size_bytes=size,
-                                               elapsed_s=session_now - requested, ttfb_s=latency)
-            if self._abandoning[tag].should_abandon(progress) is not None:  # type: ignore[attr-defined]
-                driver.abandon("video", session_now)
-                del self._check_at[tag]
+            self._checks.run(now)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

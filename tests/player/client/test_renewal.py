@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from player.client.eventlog import EventLog
 from player.client.fetch import Fetcher
 from player.client.harness import TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlayerConfig
-from player.client.renewal import SessionRenewal, keep_alive
+from player.client.renewal import EdgeRanking, SessionRenewal, keep_alive, origin_of
 from player.session import SessionConfig
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 from tests.player.conftest import running_stack
@@ -71,3 +72,55 @@ async def test_renewal_refreshes_a_refused_token_then_stops_when_the_title_is_ta
         async with keep_alive(fetcher, source.stack) as running:
             assert running is not None
             assert await fetcher.route(source.manifest_urls[0]) == source.manifest_urls[0]  # type: ignore[misc]
+
+
+async def test_the_player_follows_the_ranking_a_renewal_answer_brings(tmp_path: Path, packaged: PackagedTitles) -> None:
+    # Mid-session the steering stops listing the edge the player uses (marked unhealthy; it still
+    # serves, so failover alone would never move the player). The next renewal's answer ranks the
+    # other edge first, and the player fetches from it from then on.
+    log = EventLog()
+    async with running_stack(tmp_path, packaged.content_root, url_ttl_s=URL_TTL_S, heartbeat_s=60.0) as (stack, password):
+        edges = dict(zip(stack.edge_urls, stack.edge_services()))  # public URL -> edge id
+        moved_at: list[int] = []
+
+        async def steer_away() -> None:
+            while not (used := [r for r in log.of_type("request") if r["url"].endswith(".m4s")]):
+                await asyncio.sleep(0.02)
+            first = origin_of(used[0]["url"])
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{stack.playback_url}/internal/edges/heartbeat", headers=stack.internal_headers(),
+                    json={"edge_id": edges[first], "url": first, "healthy": False, "load": 0.0,
+                          "cached_titles": []}) as resp:
+                assert resp.status == 200, await resp.text()
+            moved_at.append(len(log.events))
+
+        mover = asyncio.create_task(steer_away())
+        report = await play_headless(TitleTarget(title=CLEAR_TITLE, gateway_url=stack.gateway_url, username="demo",
+                                                 password=password), PACED, events=log)
+        await mover
+    assert report.error is None and report.metrics.segments == 3 and report.failed_requests == 0
+    first = origin_of(next(r["url"] for r in log.of_type("request") if r["url"].endswith(".m4s")))
+    after = log.events[moved_at[0]:]
+    renewed = next(i for i, e in enumerate(after) if e["type"] == "request" and e["url"].endswith("/renew")
+                   and e["status"] == 200)
+    later = [origin_of(e["url"]) for e in after[renewed:] if e["type"] == "request" and e["url"].endswith(".m4s")]
+    assert later, "no segment was fetched after the re-ranking renewal"
+    assert first not in later and set(later) <= set(edges), "the player did not follow the new ranking"
+
+
+def test_an_edge_ranking_keeps_the_bootstrap_order_until_steering_changes_it() -> None:
+    ranking = EdgeRanking(["http://a:1/s/T/film/manifest.mpd", "http://b:2/s/T/film/manifest.mpd",
+                           "http://c:3/s/T/film/manifest.mpd"])
+    segment = "http://a:1/s/T/film/v1/seg-3.m4s"
+    assert ranking.alternatives(segment) == [segment, "http://b:2/s/T/film/v1/seg-3.m4s",
+                                             "http://c:3/s/T/film/v1/seg-3.m4s"]
+    assert ranking.alternatives("http://gateway:9/playback/film") == ["http://gateway:9/playback/film"]
+    assert not ranking.adopt(["http://a:1/x", "http://b:2/x", "http://c:3/x"])  # the same ranking
+    # Steering drops a and b (their region is down) and lists a new edge d: d and c first, then the
+    # edges it dropped, as a last resort.
+    assert ranking.adopt(["http://c:3/x", "http://d:4/x"])
+    assert ranking.order == ("http://c:3", "http://d:4", "http://a:1", "http://b:2")
+    assert ranking.alternatives(segment)[:2] == ["http://c:3/s/T/film/v1/seg-3.m4s", "http://d:4/s/T/film/v1/seg-3.m4s"]
+    # The region is back and ranked first again: the player returns to it.
+    assert ranking.adopt(["http://a:1/x", "http://b:2/x", "http://c:3/x"])
+    assert ranking.alternatives(segment)[0] == segment and ranking.changes == 2

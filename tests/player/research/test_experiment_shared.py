@@ -3,6 +3,7 @@ fairness figures; one player per link leaves every result as it was."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def test_players_per_link_writes_a_row_per_player_with_the_links_fairness(
         assert 1 / 3 <= row["link_jain_bitrate"] <= 1 and 0 < row["link_utilisation"] <= 1
     groups = {(r["abr"], r["trace"]) for r in rows}
     assert len(groups) == 4
+    with (out / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 12
+    by_key = {(r["mode"], r["abr"], r["trace"], r["link_player"]): r for r in table}
+    for row in rows:
+        line = by_key[(row["mode"], row["abr"], row["trace"], str(row["link_player"]))]
+        for field in ("link_players", "link_join_s", "link_jain_bitrate", "link_qoe_mean", "link_utilisation",
+                      "instability"):
+            assert float(line[field]) == pytest.approx(row[field])
     printed = capsys.readouterr().out
     assert "3 players per link" in printed and "jain" in printed
     # A rerun skips every finished group; a lost row runs its whole group again.
@@ -65,10 +75,12 @@ def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
         tmp_path: Path, long_content: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # 2 Mbit/s each once both play: BBA settles on the 800k rung after its start-up ramp. Speed 2, not
     # more: at K x, a wake-up of the loaded machine's event loop lands K times later in session time.
+    # The second player joins 1 s later, on the link's warp clock (which by then lags loop time by the
+    # first player's server time: its session clock must not start in the past).
     out = tmp_path / "out"
     args = ["run", "--abr", "bba", "--traces", "constant:4e6", "--video-or-title", str(long_content / LONG_TITLE),
             "--mode", "both", "--speed", "2", "--out", str(out), "--quiet", "--players-per-link", "2",
-            "--workers", "1"]
+            "--join-spacing-s", "1", "--workers", "1"]
     assert main(args) == 0, capsys.readouterr().err
     rows = _rows(out)
     emulated = [r for r in rows if r["mode"] == "emulate"]
