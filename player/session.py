@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from abr.audio import AudioAware, choose_audio, throughput_estimate_bps
-from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder
+from abr.types import AbrAlgorithm, Decision, Download, Ladder, Observation, Progress, check_ladder, positional_maker
 from player.events import EventList, EventSink, LiveEventKind, SessionEvent, SessionEventKind
 from player.timeline import MediaSource, MediaType, Timeline
 
@@ -145,6 +145,19 @@ class SegmentRecord:
     wait_s: float  # time waited before the request (buffer cap or ABR delay)
     reason: str
     media: MediaType = "video"
+
+
+# The per-segment records, built without the frozen __init__'s keyword parsing (`positional_maker`):
+# the simulator makes an observation, a fetch, a download and a record per segment of every session.
+_observation = positional_maker(Observation, "time_s", "buffer_s", "segment_index", "segment_count", "ladder",
+                                "last_quality", "downloads", "next_sizes_bytes", "rebuffering", "buffer_cap_s",
+                                "next_quality")
+_fetch = positional_maker(Fetch, "segment_index", "quality", "decision", "media")
+_download = positional_maker(Download, "segment_index", "quality", "size_bytes", "duration_s", "ttfb_s",
+                             "start_time_s")
+_record = positional_maker(SegmentRecord, "segment_index", "quality", "bitrate_bps", "size_bytes", "request_time_s",
+                           "download_s", "ttfb_s", "rebuffer_s", "buffer_before_s", "buffer_after_s", "wait_s",
+                           "reason", "media")
 
 
 class _Pipeline:
@@ -312,7 +325,15 @@ class PlaybackSession:
         if self.stalled:
             self._stall(elapsed)
             return
-        playable = self._video.level_s if self._single else self.buffer_s
+        if self._single:
+            video = self._video
+            if video.level_s >= elapsed:  # _drain(elapsed), inline: the common case of every step
+                video.level_s -= elapsed
+                self.playhead_s += elapsed
+                return
+            playable = video.level_s
+        else:
+            playable = self.buffer_s
         if playable >= elapsed:
             self._drain(elapsed)
             self.playhead_s += elapsed
@@ -349,18 +370,11 @@ class PlaybackSession:
         video = self._video
         segment, config = video.next_segment, self.config
         upcoming_quality = self._upcoming_quality_of
-        return Observation(
-            time_s=self.time_s,
-            buffer_s=video.level_s,
-            segment_index=segment,
-            segment_count=self.segment_count,
-            ladder=self.ladder,
-            last_quality=video.last_quality,
-            downloads=tuple(video.downloads),
-            next_sizes_bytes=video.upcoming(segment, config.lookahead_segments),
-            rebuffering=self.stalled or not self.started,
-            buffer_cap_s=config.buffer_cap_s,
-            next_quality=upcoming_quality(segment, config.lookahead_segments) if upcoming_quality is not None else (),
+        lookahead = config.lookahead_segments
+        return _observation(
+            self.time_s, video.level_s, segment, self.segment_count, self.ladder, video.last_quality,
+            tuple(video.downloads), video.upcoming(segment, lookahead), self.stalled or not self.started,
+            config.buffer_cap_s, upcoming_quality(segment, lookahead) if upcoming_quality is not None else (),
         )
 
     def audio_observation(self) -> Observation:
@@ -401,7 +415,7 @@ class PlaybackSession:
             return Wait(duration_s=duration, reason="buffer full")
         decision = self._decide_video(pipe) if media == "video" else self._decide_audio(pipe)
         pipe.decided_quality = decision.quality
-        fetch = Fetch(segment_index=pipe.next_segment, quality=decision.quality, decision=decision, media=media)
+        fetch = _fetch(pipe.next_segment, decision.quality, decision, media)
         if self._sink is not None:  # the event's fields cost time to gather; only a listener pays it
             self._event("decision", pipe=pipe, segment=fetch.segment_index, quality=fetch.quality,
                         reason=decision.reason, buffer_s=pipe.level_s)
@@ -410,7 +424,10 @@ class PlaybackSession:
             pipe.waited_s += decision.delay_s
             self._event("wait", pipe=pipe, duration_s=decision.delay_s, reason="abr delay")
             return Wait(duration_s=decision.delay_s, reason=decision.reason or "abr delay")
-        return self._begin(pipe, fetch)
+        pipe.in_flight = fetch  # _begin(), inline on the path taken once per segment
+        pipe.request_time_s = self.time_s
+        pipe.buffer_at_request_s = pipe.level_s
+        return fetch
 
     @staticmethod
     def _frontier_s(pipe: _Pipeline) -> float:
@@ -458,10 +475,12 @@ class PlaybackSession:
         represent at this time (60.00000000000003 s at t = 364 s) is at the cap. A wait that cannot
         move the clock would otherwise repeat forever.
         """
-        over = cap_excess_s(pipe.level_s, self.config, pipe.ladder.segment_duration_s)
+        config = self.config
+        over = (pipe.level_s - config.buffer_cap_s if config.cap_rule == "over"  # cap_excess_s's, inline
+                else cap_excess_s(pipe.level_s, config, pipe.ladder.segment_duration_s))
         if over <= 0:
             return 0.0
-        quantum = self.config.sleep_quantum_s
+        quantum = config.sleep_quantum_s
         if quantum > 0:
             return math.ceil(over / quantum) * quantum
         return (self.time_s + over) - self.time_s
@@ -496,17 +515,12 @@ class PlaybackSession:
             fetch = pipe.require_in_flight()  # raises
         self.advance(now_s)
         duration_s = now_s - pipe.request_time_s
-        download = Download(segment_index=fetch.segment_index, quality=fetch.quality, size_bytes=size_bytes,
-                            duration_s=duration_s, ttfb_s=ttfb_s, start_time_s=pipe.request_time_s)
-        pipe.downloads.append(download)
-        pipe.level_s += pipe.timeline.duration_s(fetch.segment_index) if media_duration_s is None else media_duration_s
-        record = SegmentRecord(
-            segment_index=fetch.segment_index, quality=fetch.quality,
-            bitrate_bps=pipe.ladder.bitrates_bps[fetch.quality], size_bytes=size_bytes,
-            request_time_s=pipe.request_time_s, download_s=duration_s, ttfb_s=ttfb_s,
-            rebuffer_s=pipe.rebuffer_since_request_s, buffer_before_s=pipe.buffer_at_request_s,
-            buffer_after_s=pipe.level_s, wait_s=pipe.waited_s, reason=fetch.decision.reason, media=media,
-        )
+        index, quality, requested_s = fetch.segment_index, fetch.quality, pipe.request_time_s
+        pipe.downloads.append(_download(index, quality, size_bytes, duration_s, ttfb_s, requested_s))
+        pipe.level_s += pipe.timeline.duration_s(index) if media_duration_s is None else media_duration_s
+        record = _record(index, quality, pipe.ladder.bitrates_bps[quality], size_bytes, requested_s, duration_s, ttfb_s,
+                         pipe.rebuffer_since_request_s, pipe.buffer_at_request_s, pipe.level_s, pipe.waited_s,
+                         fetch.decision.reason, media)
         pipe.records.append(record)
         pipe.rebuffer_since_request_s = 0.0  # charged; stalls of abandoned or failed attempts stay with their segment
         pipe.waited_s = 0.0

@@ -270,14 +270,15 @@ class SessionDriver:
         self.trace_time_s = trace_time_s
         self.records: list[SegmentRecord] = []
         self.abandoned = 0
-        self._sizes: list[list[int]] = video.sizes_bytes.tolist()
+        self._sizes = video.upcoming(0, video.sizes_bytes.shape[0])  # every row, as Python ints (built once per video)
         link = LinkModel(trace, payload_factor=prof.payload_factor)
         self._link: LinkModel | FaultedLink = (
             FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
         self._pipelines = (PipelinesDriver(session, video, trace, prof, trace_time_s=trace_time_s, link=self._link)
                            if video.audio is not None else None)
+        # getattr decides what isinstance(abr, Abandoning) would, without a runtime protocol check per session
         self._abandoning: Abandoning | None = (
-            session.abr if prof.abandonment and isinstance(session.abr, Abandoning) else None)
+            session.abr if prof.abandonment and getattr(session.abr, "should_abandon", None) is not None else None)
 
     def drive(self) -> None:
         if self._pipelines is not None:

@@ -9,12 +9,13 @@ Encryption (CENC `cenc`, AES-CTR) is done by the muxer; `pssh` boxes are added t
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import mmap
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,33 @@ def _write_segments(
     return parse_init(init_bytes), split.fragments, tuple(sizes)
 
 
+@functools.cache
+def x264_asm_cap() -> str | None:
+    """The x264 `asm` set to encode with on this machine: "avx2" where the CPU has AVX-512, else
+    None (x264's own choice).
+
+    x264's AVX-512 code reads memory it never wrote for widths whose chroma is not a multiple of
+    64 pixels (192, 320, 448, 480 and 960 wide gave different bytes; 256, 384, 640 and 1280 did not),
+    so the same frames encoded twice in one process could give different bytes: what it read is
+    whatever the heap held before, which depends on earlier encodes and on thread timing. Found in
+    the 108p rung of a 384x216 clip; asm=avx2 (or mbtree=0, or glibc's MALLOC_PERTURB_) made it
+    repeatable, padding our input frames did not. Linux only: elsewhere x264 chooses.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            flags = {word for line in handle if line.startswith("flags") for word in line.split()}
+    except OSError:
+        return None
+    return "avx2" if any(flag.startswith("avx512") for flag in flags) else None
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class VideoEncodeSettings:
-    """x264 settings of one rendition. GOP = one segment, closed, with no scene-cut keyframes."""
+    """x264 settings of one rendition. GOP = one segment, closed, with no scene-cut keyframes.
+
+    `asm`: the instruction sets x264 may use (its `asm` parameter; None: all it detects). The default
+    keeps x264 off the code that does not give the same bytes twice (`x264_asm_cap`).
+    """
 
     width: int
     height: int
@@ -91,9 +116,11 @@ class VideoEncodeSettings:
     threads: int
     maxrate_factor: float = 1.5  # capped VBR: peak rate over the VBV buffer
     bufsize_s: float = 2.0
+    asm: str | None = field(default_factory=x264_asm_cap)
 
     def codec_options(self) -> dict[str, str]:
         gop = self.gop_frames
+        asm = f":asm={self.asm}" if self.asm else ""
         return {
             "preset": self.preset,
             "profile": "high",
@@ -101,7 +128,7 @@ class VideoEncodeSettings:
             "forced-idr": "1",
             "maxrate": str(int(self.bitrate_bps * self.maxrate_factor)),
             "bufsize": str(int(self.bitrate_bps * self.bufsize_s)),
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0{asm}",
         }
 
 
