@@ -183,7 +183,8 @@ class LivePlayer:
         self.refreshes = 0
         self.clock_offset_s = 0.0  # server unix time - session time
         self._t0 = 0.0
-        self._synced_at = 0.0  # session time of the last clock sync
+        self._synced_at = 0.0  # session time of the clock sync the channel's rate is next measured from
+        self._rate_offset_s = 0.0  # and the offset it found
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live at session time 0 (its clock)
         self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
@@ -248,7 +249,7 @@ class LivePlayer:
     async def run(self) -> PlaybackReport:
         self._t0 = asyncio.get_running_loop().time()
         error: str | None = None
-        self.clock_offset_s = await self.sync_clock()
+        self.clock_offset_s = self._rate_offset_s = await self.sync_clock()
         self._synced_at = self.now()
         schedule = self.schedule(self.manifest)
         self.channel_age_s = -schedule.availability_start_s
@@ -393,18 +394,18 @@ class LivePlayer:
         """Sync the clock again (as dash.js does on refresh) and check the channel's clock runs at
         the player's speed: a channel at 1x played with `--speed 10` would show a tenth of the media
         the player expects, so that is an error naming both rates."""
-        before_offset, before_at = self.clock_offset_s, self._synced_at
         offset = await self.sync_clock()
         at = self.now()
-        elapsed = at - before_at
-        if elapsed >= 1.0:
-            rate = 1.0 + (offset - before_offset) / elapsed  # server seconds per session second
+        elapsed = at - self._synced_at
+        if elapsed >= self.config.speed:  # over a wall second at least: a few ms of jitter is a few %
+            rate = 1.0 + (offset - self._rate_offset_s) / elapsed  # server seconds per session second
             if abs(rate - 1.0) > 0.2:
                 raise PlaybackError(
                     f"the live channel's clock runs at {rate * self.config.speed:.1f}x the wall clock but the player "
                     f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
                     f"channel at the player's speed (server LiveConfig.speed)")
-        self.clock_offset_s, self._synced_at = offset, at
+            self._rate_offset_s, self._synced_at = offset, at
+        self.clock_offset_s = offset
 
     # -- report -------------------------------------------------------------------------------------
 
