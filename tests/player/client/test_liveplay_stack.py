@@ -52,7 +52,10 @@ async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_pat
     live = report.live
     assert live is not None and live["early_requests"] == 0 and live["stalls"] == 0
     assert live["played_s"] >= 39.5 and live["manifest_refreshes"] >= 1
-    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= 1.5, live
+    # At 10x the start-up's wall time (bootstrap, MPD, init, first segment through gateway and edge:
+    # 0.1-0.2 s) is 1-2 s of channel time, so the player can join up to ~2 s behind its target, and
+    # catching up at 1.05x undoes 2 s in 40 s: the median sits up to ~1 s over, then some jitter.
+    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= 2.5, live
 
 
 def test_the_warped_clock_is_one_clock_from_its_origin() -> None:
