@@ -52,9 +52,10 @@ async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_pat
     live = report.live
     assert live is not None and live["early_requests"] == 0 and live["stalls"] == 0
     assert live["played_s"] >= 39.5 and live["manifest_refreshes"] >= 1
-    # At 10x the start-up's wall time (bootstrap, MPD, init, first segment through gateway and edge:
-    # 0.1-0.2 s) is 1-2 s of channel time, so the player can join up to ~2 s behind its target, and
-    # catching up at 1.05x undoes 2 s in 40 s: the median sits up to ~1 s over, then some jitter.
+    # Through the gateway and the edge at 10x the median latency sits 1-2 s of channel time (0.1-0.2
+    # wall s) over target: the 1.05x catch-up runs nearly the whole session and brings it down by
+    # ~2 s in 40 s. Join time (0.4 s) does not explain it; the clock sync through two hops may
+    # (issue 16, open). The bound still catches a player that drifts away from the target.
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= 2.5, live
 
 
