@@ -5,6 +5,7 @@ never another exception, a hang, a fetch of every named playlist or key, or a se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
@@ -78,12 +79,14 @@ class HostileServer:
     files: dict[str, bytes | str]
     stall: frozenset[str]
     requests: list[str] = field(default_factory=list)
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set when the test is done: stalls end
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.requests.append(name)
         if name in self.stall:
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.released.wait(), 30)
         if name not in self.files:
             raise web.HTTPNotFound()
         body = self.files[name]
@@ -97,7 +100,10 @@ async def hostile(case: Case) -> AsyncIterator[tuple[HostileServer, str]]:
     app = web.Application()
     app.router.add_get("/t/{name}", server.handle)
     async with serving_app(app) as base:
-        yield server, f"{base}/t/master.m3u8"
+        try:
+            yield server, f"{base}/t/master.m3u8"
+        finally:
+            server.released.set()  # the stalled handlers answer, so the server stops at once
 
 
 @pytest.mark.parametrize("name", list(CASES))
