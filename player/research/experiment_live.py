@@ -33,7 +33,7 @@ from player.errors import CliError
 from player.live import LiveConfig
 from player.research.experiment_cells import _lag_probe, _p99_ms
 from player.research.live_sim import LiveSimConfig, run_live_session
-from player.research.stats import Interval, mean_ci
+from player.research.stats import Interval, mean_ci, relative_pct
 from player.session import SessionConfig
 from player.video import Video
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME
@@ -274,7 +274,7 @@ class LiveGap:
 
     @property
     def relative_pct(self) -> float:
-        return 100 * self.difference.mean / abs(self.sim_mean) if self.sim_mean else math.nan
+        return relative_pct(self.difference.mean, self.sim_mean)
 
 
 def summarize_rows(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Interval]]:

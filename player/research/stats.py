@@ -64,6 +64,11 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.n
     return Interval(mean=float(statistic(x)), low=float(low), high=float(high), n=int(x.size))
 
 
+def relative_pct(difference: float, reference: float) -> float:
+    """`difference` as a percentage of `reference`'s magnitude (NaN when the reference is 0)."""
+    return 100.0 * difference / abs(reference) if reference else math.nan
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PairedComparison:
     """An algorithm against a baseline over the sessions both ran (same trace, same start offset):
@@ -82,7 +87,7 @@ class PairedComparison:
     @property
     def relative_pct(self) -> float:
         """The mean difference as a percentage of the baseline's mean (NaN when that is 0)."""
-        return 100.0 * self.difference.mean / abs(self.baseline_mean) if self.baseline_mean else math.nan
+        return relative_pct(self.difference.mean, self.baseline_mean)
 
     def as_dict(self) -> dict[str, object]:
         return {"baseline": self.baseline, "pairs": self.pairs, "baseline_mean": self.baseline_mean,
