@@ -13,8 +13,10 @@ import functools
 import io
 import mmap
 import queue
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -89,14 +91,42 @@ def x264_asm_cap() -> str | None:
     so the same frames encoded twice in one process could give different bytes: what it read is
     whatever the heap held before, which depends on earlier encodes and on thread timing. Found in
     the 108p rung of a 384x216 clip; asm=avx2 (or mbtree=0, or glibc's MALLOC_PERTURB_) made it
-    repeatable, padding our input frames did not. Linux only: elsewhere x264 chooses.
+    repeatable, padding our input frames did not. The CPU's flags come from /proc/cpuinfo (Linux),
+    `sysctl machdep.cpu.leaf7_features` (macOS on Intel) or IsProcessorFeaturePresent (Windows);
+    where none answers, x264 chooses.
     """
+    return "avx2" if _has_avx512() else None
+
+
+def _has_avx512() -> bool:
+    if sys.platform == "win32":
+        return _windows_has_avx512()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            flags = {word for line in handle if line.startswith("flags") for word in line.split()}
+            return cpu_flags_have_avx512(line for line in handle if line.startswith("flags"))
     except OSError:
-        return None
-    return "avx2" if any(flag.startswith("avx512") for flag in flags) else None
+        pass
+    try:
+        features = subprocess.run(["sysctl", "-n", "machdep.cpu.leaf7_features"], capture_output=True,
+                                  text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return cpu_flags_have_avx512([features])
+
+
+def cpu_flags_have_avx512(lines: Iterable[str]) -> bool:
+    """Whether CPU flag lines (/proc/cpuinfo's `flags`, or macOS's upper-case leaf-7 feature list)
+    name any AVX-512 extension."""
+    return any(word.lower().startswith("avx512") for line in lines for word in line.split())
+
+
+def _windows_has_avx512() -> bool:
+    pf_avx512f_instructions_available = 41  # winnt.h
+    try:
+        import ctypes
+        return bool(ctypes.windll.kernel32.IsProcessorFeaturePresent(pf_avx512f_instructions_available))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -23,7 +23,7 @@ from server.packaging.demo import DemoClip, DemoClipConfig, write_demo_source
 from server.packaging.planes import ColorTags
 from server.packaging.settings import parse_ladder
 from server.packaging.source import DemoSource
-from server.packaging.tracks import VideoEncodeSettings, VideoRenditionEncoder, x264_asm_cap
+from server.packaging.tracks import VideoEncodeSettings, VideoRenditionEncoder, cpu_flags_have_avx512, x264_asm_cap
 
 CLIP = DemoClipConfig(duration_s=3.0, width=384, height=216)
 CONFIG = PackageConfig(ladder=parse_ladder("108p:150k,144p:250k,216p:500k"), segment_s=1.0)
@@ -97,3 +97,11 @@ def test_x264_is_kept_off_avx512_only_where_the_cpu_has_it() -> None:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     assert x264_asm_cap() == ("avx2" if "avx512" in flags else None)
     assert VideoEncodeSettings(**base).asm == x264_asm_cap()
+
+
+def test_avx512_is_read_from_linux_and_macos_flag_lists() -> None:
+    assert cpu_flags_have_avx512(["flags\t\t: fpu vme sse4_2 avx2 avx512f avx512dq"])
+    assert not cpu_flags_have_avx512(["flags\t\t: fpu vme sse4_2 avx2 bmi2"])
+    assert cpu_flags_have_avx512(["RDWRFSGS TSC_THREAD_OFFSET BMI1 AVX2 SMEP BMI2 AVX512F AVX512DQ"])  # sysctl, macOS
+    assert not cpu_flags_have_avx512(["RDWRFSGS TSC_THREAD_OFFSET BMI1 AVX2 SMEP BMI2"])
+    assert not cpu_flags_have_avx512([])
