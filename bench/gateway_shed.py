@@ -125,7 +125,11 @@ async def measure(config: StackConfig, args: argparse.Namespace, kid: str) -> tu
 
 
 async def run(args: argparse.Namespace) -> int:
-    work = Path(tempfile.mkdtemp(prefix="abrkit-shed-"))
+    with tempfile.TemporaryDirectory(prefix="abrkit-shed-") as work:  # stacks, keys and logs go with the run
+        return await run_in(args, Path(work))
+
+
+async def run_in(args: argparse.Namespace, work: Path) -> int:
     kid = _title(work / "content")
     base = StackConfig(config_path=work / "stack.json", content_root=work / "content", port=0, edges=1,
                        processes=True, access_log=False, heartbeat_s=0.5,

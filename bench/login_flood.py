@@ -93,7 +93,11 @@ async def measure(config: StackConfig,
 
 
 async def run(args: argparse.Namespace) -> int:
-    work = Path(tempfile.mkdtemp(prefix="abrkit-login-flood-"))
+    with tempfile.TemporaryDirectory(prefix="abrkit-login-flood-") as work:  # stacks, keys and logs go with the run
+        return await run_in(args, Path(work))
+
+
+async def run_in(args: argparse.Namespace, work: Path) -> int:
     content = work / "content"
     content.mkdir()
     base = StackConfig(config_path=work / "stack.json", content_root=content, port=0, edges=0, access_log=False,

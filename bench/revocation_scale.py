@@ -86,7 +86,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> int:
-    work = Path(tempfile.mkdtemp(prefix="abrkit-revocations-"))
+    with tempfile.TemporaryDirectory(prefix="abrkit-revocations-") as work:  # stacks, keys and logs go with the run
+        return await run_in(args, Path(work))
+
+
+async def run_in(args: argparse.Namespace, work: Path) -> int:
     states = {"none": work / "none", "full": work / "full"}
     for state in states.values():
         state.mkdir()
