@@ -60,9 +60,10 @@ class BodyTooLarge(BadRequest):
     """A request body over its bound (the gateway answers 413, a service 400)."""
 
 
-async def read_body(request: web.BaseRequest, *, max_bytes: int, timeout_s: float = BODY_READ_TIMEOUT_S) -> bytes:
-    """The request's body, at most `max_bytes`, read within `timeout_s`: `BodyTooLarge` if larger,
-    `TimeoutError` if not complete in time (408)."""
+async def read_body(request: web.BaseRequest, *, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """The request's body, at most `max_bytes`, read within `timeout_s` (`BODY_READ_TIMEOUT_S`, read
+    when called, if None): `BodyTooLarge` if larger, `TimeoutError` if not complete in time (408)."""
+    timeout_s = BODY_READ_TIMEOUT_S if timeout_s is None else timeout_s
     if request.content_length is not None and request.content_length > max_bytes:
         raise BodyTooLarge(f"request body too large (max {max_bytes} bytes)")
     body = bytearray()
@@ -78,7 +79,7 @@ async def read_body(request: web.BaseRequest, *, max_bytes: int, timeout_s: floa
     return bytes(body)
 
 
-async def read_json_body(request: web.Request, *, max_bytes: int, timeout_s: float = BODY_READ_TIMEOUT_S) -> Any:
+async def read_json_body(request: web.Request, *, max_bytes: int, timeout_s: float | None = None) -> Any:
     """The request's JSON body, at most `max_bytes`, read within `timeout_s`; `BadRequest` if too
     large or not JSON, 408 if the body is not complete in time."""
     try:
