@@ -205,13 +205,15 @@ class SessionRenewal:
         """Sleep `wait_s`, or less if a failover asks for an early renewal (True), no sooner than
         `FAILOVER_RENEW_GAP_S` after the previous renewal (twice that after an early renewal that did
         not change the ranking, and so on)."""
+        deadline = self.clock() + wait_s
         try:
             await asyncio.wait_for(self._failover.wait(), max(0.0, wait_s))
         except TimeoutError:
             return False
         gap_s = self._renewed_at + self._gap_s - self.clock()
-        if gap_s >= wait_s:  # the renewal that is due anyway comes first
-            await asyncio.sleep(max(0.0, wait_s))
+        remaining_s = deadline - self.clock()
+        if gap_s >= remaining_s:  # the renewal that is due anyway comes first
+            await asyncio.sleep(max(0.0, remaining_s))
             return False
         await asyncio.sleep(max(0.0, gap_s))
         return True

@@ -16,7 +16,15 @@ from player.client.fetch import Attempt, Fetcher
 from player.client.harness import TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlayerConfig
 from player.client.liveplay import LivePlayConfig, play_live
-from player.client.renewal import EdgeRanking, SessionRenewal, keep_alive, manifest_urls_now, origin_of
+from player.client.renewal import (
+    FAILOVER_RENEW_GAP_S,
+    EdgeRanking,
+    SessionRenewal,
+    StackSession,
+    keep_alive,
+    manifest_urls_now,
+    origin_of,
+)
 from player.session import SessionConfig
 from server.config import RateLimitPolicy, StackConfig, save_stack_config
 from server.stack import start_stack
@@ -204,3 +212,20 @@ async def test_a_live_players_manifest_refreshes_follow_the_steerings_ranking(tm
     refreshes = [origin_of(a.url) for a in attempts[renewed:] if ".mpd" in a.url]
     assert refreshes, "no manifest refresh after the re-ranking renewal"
     assert first not in refreshes, "the refreshes kept the bootstrap's order of edges"
+
+
+async def test_a_failover_renewal_waits_out_the_gap_and_never_delays_a_due_one() -> None:
+    session = StackSession(gateway_url="http://gateway:9", title="film", session_id="s", url_token="t",
+                           urls_expire_in_s=60.0, access_token="a", access_expires_in_s=60.0,
+                           edges=EdgeRanking(["http://a:1/m.mpd", "http://b:2/m.mpd"]))
+    renewal = SessionRenewal(None, session)  # type: ignore[arg-type]  # no request is made here
+    routed = renewal.route(None)
+    assert await routed("http://a:1/v/seg-1.m4s") == "http://a:1/v/seg-1.m4s" and not renewal._failover.is_set()
+    await routed("http://b:2/v/seg-2.m4s")  # left the first edge: a failover
+    started = time.monotonic()
+    assert await renewal._wait(30.0)  # early, once the gap since the last renewal (start) is out
+    assert FAILOVER_RENEW_GAP_S - 0.05 <= time.monotonic() - started < 5.0
+    renewal._renewed_at = time.monotonic()  # just renewed: a renewal due sooner than the gap comes first
+    started = time.monotonic()
+    assert not await renewal._wait(0.3)
+    assert time.monotonic() - started < FAILOVER_RENEW_GAP_S
