@@ -12,6 +12,12 @@ measured in the same run is N = 1 (one player alone, today's simulator and emula
 what one player already shows, before any sharing. Speed 1 by default: at K x, every wall-clock
 cost of a request (server, event loop, shaper quantum) counts K times in session time.
 
+A second table says how well-posed each cell's gap is and gives the load-insensitive agreement: the
+gap over the sum of the terms' magnitudes (BBA's mean is a small difference of large terms), the
+simulator's own mean with the players' timing moved by at most 0.1 s (and whether the emulated mean
+lies in that range), the emulated downloads' median error against the link model at their request
+times (every player's requests on the link), and the share of identical quality decisions.
+
     python bench/fairness.py [--abr bba,bola,dynamic] [--players 1,2,4,8] [--traces 8] [--speed 1]
                              [--join-spacing-s 2] [--sessions-per-worker 16] [--keep DIR] [--json FILE]
 """
@@ -80,12 +86,64 @@ def figures(rows: list[dict[str, Any]], players: int, model: QoeModel, ladder_bp
     return out
 
 
+def agreement(rows: list[dict[str, Any]], abr: str) -> dict[str, float]:
+    """Load-insensitive agreement of one ABR's emulated sessions with the simulated ones: the median
+    per-download error of the emulation against the link model at the emulated request times (all
+    the link's players' requests), and the share of segments whose quality both modes chose alike
+    (paired by link and player)."""
+    mine = [r for r in rows if r["abr"] == abr and not r.get("error")]
+    emulated = [r for r in mine if r["mode"] == "emulate"]
+    measured = np.concatenate([r["timeline"]["download_s"] for r in emulated]) if emulated else np.zeros(0)
+    model = np.concatenate([r["timeline"]["model_download_s"] for r in emulated]) if emulated else np.zeros(0)
+    paired: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for r in mine:
+        paired.setdefault((r["trace"], int(r.get("link_player") or 0)), {})[r["mode"]] = r["timeline"]["quality"]
+    same = total = 0
+    for both in paired.values():
+        if "sim" in both and "emulate" in both:
+            same += sum(a == b for a, b in zip(both["sim"], both["emulate"]))
+            total += len(both["sim"])
+    return {"model_error_median": float(np.median(np.abs(measured / model - 1))) if len(model) else float("nan"),
+            "identical_decisions": same / total if total else float("nan")}
+
+
+def timing_spread(abr: str, n: int, traces: list[Trace], content: Any, prof: Any, join_spacing_s: float,
+                  ) -> list[float]:
+    """The simulator's mean QoE_lin over `traces` with the players' timing moved by at most 0.1 s (the
+    link's start in the trace by 0 or 0.05 s; with N > 1 the join spacing by -0.1 to +0.1 s): less
+    than the emulated requests drift from the simulated ones over a session (0.1-0.5 s). How far
+    these answers spread is how well a sim-vs-emulation gap of the mean can be told at all."""
+    from player.research.sim_shared import run_shared
+
+    spacings = [join_spacing_s] if n == 1 else [max(0.0, join_spacing_s + d) for d in (0.0, -0.1, -0.05, 0.05, 0.1)]
+    means = []
+    for spacing in spacings:
+        for offset in (0.0, 0.05):
+            qoes = [r.metrics.qoe["lin"] for t in traces
+                    for r in run_shared([abr] * n, content.video, t, prof, offset_s=offset,
+                                        join_spacing_s=spacing).players]
+            means.append(float(np.mean(qoes)))
+    return means
+
+
 def _row(abr: str, n: int, sim: dict[str, float], emu: dict[str, float], load: str) -> str:
     gap = (emu["qoe"] - sim["qoe"]) / abs(sim["qoe"]) * 100 if sim["qoe"] else float("nan")
     return (f"{abr:10} {n:2d} | {sim['jain']:6.3f} {emu['jain']:6.3f} | {sim['qoe']:7.2f} {emu['qoe']:7.2f} {gap:+7.1f}% | "
             f"{sim['bitrate_term']:6.2f} {emu['bitrate_term']:6.2f} | {sim['rebuffer_term']:6.2f} "
             f"{emu['rebuffer_term']:6.2f} | {sim['switch_term']:6.2f} {emu['switch_term']:6.2f} | "
             f"{int(sim['players']):3d} {int(emu['players']):3d} | {load:>11} {emu['loop_lag_p99_ms']:6.0f}")
+
+
+CHECK_HEADER = (f"{'abr':10} {'N':>2} | {'gap/|sim|':>9} {'gap/terms':>9} | {'sim +-0.1 s: min..max':>22} "
+                f"{'spread':>7} {'emu in':>6} | {'model err':>9} {'same q':>6}")
+
+
+def _check_row(abr: str, n: int, gap_pct: float, emu_qoe: float, fit: dict[str, float]) -> str:
+    low, high = fit["sim_timing_min"], fit["sim_timing_max"]
+    inside = "yes" if low - 1e-9 <= emu_qoe <= high + 1e-9 else "no"
+    return (f"{abr:10} {n:2d} | {gap_pct:+8.1f}% {fit['qoe_gap_of_terms_pct']:+8.1f}% | {low:9.2f} .. {high:9.2f} "
+            f"{fit['sim_timing_spread_pct']:6.1f}% {inside:>6} | {fit['model_error_median'] * 100:8.1f}% "
+            f"{fit['identical_decisions'] * 100:5.1f}%")
 
 
 HEADER = (f"{'abr':10} {'N':>2} | {'Jain sim':>8} {'emu':>4} | {'QoE sim':>7} {'emu':>7} {'gap':>8} | "
@@ -123,7 +181,8 @@ def main() -> int:
           f"{len(base)} Pensieve test traces x N bandwidth ({', '.join(t.name for t in base)}), join spacing "
           f"{args.join_spacing_s:g} s, emulation at {args.speed:g}x", flush=True)
     print(HEADER, flush=True)
-    lines = []
+    lines: list[str] = []
+    checks: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as tmp:
         root = args.keep or Path(tmp)
         for n in ns:
@@ -144,10 +203,16 @@ def main() -> int:
                 if sim is None or emu is None:
                     continue
                 gap = (emu["qoe"] - sim["qoe"]) / abs(sim["qoe"]) * 100 if sim["qoe"] else float("nan")
+                terms = abs(sim["bitrate_term"]) + abs(sim["rebuffer_term"]) + abs(sim["switch_term"])
+                spread = timing_spread(abr, n, traces, content, prof, args.join_spacing_s)
+                fit = {**agreement(list(summary.rows), abr), "qoe_gap_of_terms_pct": (emu["qoe"] - sim["qoe"]) / terms * 100,
+                       "sim_timing_min": min(spread), "sim_timing_max": max(spread),
+                       "sim_timing_spread_pct": (max(spread) - min(spread)) / abs(sim["qoe"]) * 100}
                 results[f"{abr}/N={n}"] = {"sim": sim, "emulate": emu, "qoe_gap_pct": gap, "load": load,
                                            "jain_gap_pct": (emu["jain"] - sim["jain"]) / sim["jain"] * 100,
-                                           "wall_s": summary.wall_s}
+                                           "wall_s": summary.wall_s, **fit}
                 lines.append(_row(abr, n, sim, emu, load))
+                checks.append(_check_row(abr, n, gap, emu["qoe"], fit))
                 print(lines[-1], flush=True)
     print()
     print(HEADER)
@@ -156,6 +221,16 @@ def main() -> int:
           "utility, -rebuffer penalty, -switch penalty) add up to it. gap = (emu - sim) / |sim|. N = 1 is the "
           "reference (one player alone). load: 1-minute load average before-after (2 cores); lag99: p99 "
           "event-loop lag of the emulation, ms.")
+    print()
+    print(CHECK_HEADER)
+    print("\n".join(checks))
+    print("\nHow well-posed each gap is, and the load-insensitive agreement. gap/terms: emu - sim over the sum of "
+          "the simulator's term magnitudes (|bitrate| + |rebuffer| + |switch|): a mean that is a small difference "
+          "of large terms makes gap/|sim| large for small disagreements. sim +-0.1 s: the simulator's own mean "
+          "QoE_lin with the timing moved by at most 0.1 s (link start +0/0.05 s, join spacing -0.1..+0.1 s), "
+          "min..max and its spread over |sim|; emu in: whether the emulated mean lies in that range. model err: "
+          "median |download / link model - 1| of the emulated downloads (every player's requests on the link); "
+          "same q: share of segments whose quality both modes chose alike.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
     return 0

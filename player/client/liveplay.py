@@ -38,6 +38,7 @@ from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
+from player.client.renewal import manifest_urls_now
 from player.events import EventSink, emit_event
 from player.live import LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
@@ -370,7 +371,8 @@ class LivePlayer:
         period = self.manifest.minimum_update_period_s or self.session.schedule.segment_duration_s
         while True:
             await self._sleep(period)
-            result = await self.fetcher.fetch(self.source.manifest_urls, headers={"Cache-Control": "no-cache"})
+            urls = manifest_urls_now(self.source.stack, self.source.manifest_urls)  # steering's latest ranking
+            result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
             self.requests += 1
             manifest = parse_mpd(result.body, result.url)
             if not is_live(manifest) or manifest.availability_start_time is None:

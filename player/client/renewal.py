@@ -13,7 +13,11 @@ A renewal answer also carries the steering's current ranking of edges (its `mani
 first). The player adopts it (`EdgeRanking`): from then on it fails over along that ranking, the
 edges steering no longer lists last, so after a region outage it stays on the edges steering now
 prefers instead of going back to its old ones when their exclusion ends, and returns to them when
-steering lists them first again.
+steering lists them first again. A failover (a request leaving the first edge of the ranking: it failed,
+lacks the object or is excluded) means the ranking the player holds is stale, so it renews at once
+(no sooner than `FAILOVER_RENEW_GAP_S` after the previous renewal, spacing out while steering has not
+noticed) rather than at half the URL lifetime; a live player's manifest refreshes follow the ranking too
+(`EdgeRanking.manifest_urls`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ log = logging.getLogger("abrkit.player")
 
 RENEW_AT = 0.5  # of a lifetime: renew when half of it is gone
 RETRY_S = (0.5, 1.0, 2.0, 4.0)  # waits between failed renewals, the last repeated
+# Early renewals after failovers are at least this far apart (clock seconds): a region outage fails
+# every request for a while, and the steering needs a heartbeat or two to notice it.
+FAILOVER_RENEW_GAP_S = 1.0
 
 
 def origin_of(url: str) -> str:
@@ -67,6 +74,23 @@ class EdgeRanking:
         self.changes += 1
         return True
 
+    def manifest_urls(self, bootstrap_urls: Sequence[str]) -> list[str]:
+        """The MPD's URLs (`bootstrap_urls`: one per edge, as the bootstrap listed them) in the current
+        order: on each edge its own bootstrap URL, on an edge the bootstrap did not list the first
+        URL's path; URLs on no ranked edge last."""
+        if not bootstrap_urls:
+            return []
+        own = {origin_of(u): u for u in reversed(bootstrap_urls)}
+        first = urlsplit(bootstrap_urls[0])
+        ranked = [own.get(o) or first._replace(scheme=urlsplit(o).scheme, netloc=urlsplit(o).netloc).geturl()
+                  for o in self.order]
+        return list(dict.fromkeys((*ranked, *bootstrap_urls)))
+
+    def is_failover(self, url: str) -> bool:
+        """Whether fetching `url` means the player has left the steering's first edge: it is on a
+        ranked edge but not the first (the first failed, lacks the object, or is excluded)."""
+        return origin_of(url) in self.order[1:]
+
     def alternatives(self, url: str) -> list[str]:
         """`url` (on the edge the MPD came from; its path is the same on every edge) on each edge in
         the current order; any other URL alone."""
@@ -91,6 +115,14 @@ class StackSession:
     region: str | None = None  # the client region the player says it is in (`?region=`, server/regions.py)
     # The order the player fails over along; renewals update it (None: the bootstrap's, for good).
     edges: EdgeRanking | None = field(default=None, compare=False, repr=False)
+
+
+def manifest_urls_now(session: StackSession | None, bootstrap_urls: Sequence[str]) -> list[str]:
+    """The MPD's URLs in the order to fetch them now (a live player's refresh): the steering's latest
+    ranking for a session that renews with a stack, else the bootstrap's order."""
+    if session is None or session.edges is None:
+        return list(bootstrap_urls)
+    return session.edges.manifest_urls(bootstrap_urls)
 
 
 def playback_url(gateway_url: str, title: str, region: str | None, *, renew: bool = False) -> str:
@@ -118,12 +150,21 @@ class SessionRenewal:
         self._urls = (now, session.urls_expire_in_s)  # (issued at, lifetime)
         self._access = (now, session.access_expires_in_s)
         self.renewals = 0
+        self.early_renewals = 0  # of them, renewals a failover brought forward
         self.refreshes = 0
         self.stopped: str | None = None  # why renewing stopped for good
+        self._failover = asyncio.Event()  # a request left the first edge since the last renewal
+        self._renewed_at = now
+        # Early renewals that bring no new ranking (steering has not noticed yet) space out, doubling.
+        self._gap_s = FAILOVER_RENEW_GAP_S
 
     def route(self, inner: Route | None) -> Route:
-        """A fetcher route that sends signed URLs with the current token, then on through `inner`."""
+        """A fetcher route that sends signed URLs with the current token, then on through `inner`; a
+        request that fails over from the steering's first edge asks for an early renewal."""
         async def routed(url: str) -> str:
+            edges = self.session.edges
+            if edges is not None and edges.is_failover(url):
+                self._failover.set()
             url = with_signed_token(url, self.url_token)
             return await inner(url) if inner is not None else url
 
@@ -136,15 +177,21 @@ class SessionRenewal:
     async def run(self) -> None:
         """Renew until cancelled (or refused for good)."""
         failures = 0
+        asked = False  # a failover asked for a renewal before it is due
         while True:
             due = [self._due_s(self._urls)] + ([self._due_s(self._access)] if self._refresh_token else [])
             wait_s = min(due) if failures == 0 else RETRY_S[min(failures, len(RETRY_S)) - 1]
-            await asyncio.sleep(max(0.0, wait_s))
+            asked = await self._wait(wait_s) or asked
             try:
                 if self._due_s(self._access) <= 0 and self._refresh_token is not None:
                     await self.refresh()
-                if self._due_s(self._urls) <= 0:
-                    await self.renew()
+                early = self._due_s(self._urls) > 0
+                if asked or not early:
+                    reranked = await self.renew()
+                    self.early_renewals += early
+                    if early:  # space out early renewals while steering has not noticed
+                        self._gap_s = FAILOVER_RENEW_GAP_S if reranked else min(2 * self._gap_s, self._urls[1] / 2)
+                asked = False
                 failures = 0
             except RenewalRefused as exc:
                 self.stopped = str(exc)
@@ -154,10 +201,29 @@ class SessionRenewal:
                 failures += 1
                 log.warning("session %s: renewal failed (%s); trying again", self.session.session_id, exc)
 
-    async def renew(self) -> None:
-        """Fresh signed URLs for the session (refreshing the access token first if the stack asks)."""
+    async def _wait(self, wait_s: float) -> bool:
+        """Sleep `wait_s`, or less if a failover asks for an early renewal (True), no sooner than
+        `FAILOVER_RENEW_GAP_S` after the previous renewal (twice that after an early renewal that did
+        not change the ranking, and so on)."""
+        deadline = self.clock() + wait_s
+        try:
+            await asyncio.wait_for(self._failover.wait(), max(0.0, wait_s))
+        except TimeoutError:
+            return False
+        gap_s = self._renewed_at + self._gap_s - self.clock()
+        remaining_s = deadline - self.clock()
+        if gap_s >= remaining_s:  # the renewal that is due anyway comes first
+            await asyncio.sleep(max(0.0, remaining_s))
+            return False
+        await asyncio.sleep(max(0.0, gap_s))
+        return True
+
+    async def renew(self) -> bool:
+        """Fresh signed URLs for the session (refreshing the access token first if the stack asks);
+        True if their answer re-ranked the edges."""
         s = self.session
         url = playback_url(s.gateway_url, s.title, s.region, renew=True)
+        self._failover.clear()  # failovers until now are answered by this renewal's ranking
         try:
             answer = await self._post(url, {"session_id": s.session_id}, auth=True)
         except FetchError as exc:
@@ -172,10 +238,13 @@ class SessionRenewal:
             raise RenewalRefused("URL renewal: the answer has no signed URL and lifetime")
         self.url_token, self._urls = token, (self.clock(), float(expires_in))
         self.renewals += 1
+        self._renewed_at = self.clock()
         assert isinstance(urls, list)
         edges = self.session.edges
         if edges is not None and all(isinstance(u, str) for u in urls) and edges.adopt(urls):
             log.info("session %s: steering re-ranked the edges: %s", s.session_id, ", ".join(edges.order))
+            return True
+        return False
 
     async def refresh(self) -> None:
         """A new access token (and refresh token) from the refresh token."""

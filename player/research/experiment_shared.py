@@ -16,14 +16,17 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import numpy as np
 
 from abr.plugins import load_plugins
 from netsim.clock import sleep_on
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
+from netsim.sharing import replay
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
+from player.client.headless import PlaybackReport
 from player.errors import CliError
 from player.research.experiment_cells import (
     EMULATION_FETCH,
@@ -39,8 +42,9 @@ from player.research.experiment_cells import (
     sim_row,
 )
 from player.research.fairness import LinkFairness, festive_instability
-from player.research.sim import SessionResult, SimProfile
+from player.research.sim import LatencyLookup, SessionResult, SimProfile
 from player.research.sim_shared import fairness_of, join_times_s, run_shared
+from player.session import SegmentRecord
 from player.video import Video
 
 TaskSpec = tuple[Callable[..., list[Row]], tuple[Any, ...]]
@@ -65,6 +69,37 @@ def _link_fields(fairness: LinkFairness | None, player: int, join_s: float, inst
     return {"link_players": figures.get("players"), "link_player": player, "link_join_s": join_s,
             "instability": None if instability is None else round(instability, 6),
             **{f"link_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in figures.items() if k != "players"}}
+
+
+def shared_model_download_s(trace: Trace, profile: SimProfile, offset_s: float, joins_s: Sequence[float],
+                            players: Sequence[tuple[Sequence[SegmentRecord], Sequence[SegmentRecord]]],
+                            ) -> list[np.ndarray]:
+    """How long each emulated video request of each player takes in the link model the shaper applies
+    (`experiment_cells.model_download_s`: goodput = trace rate, latency on the trace clock) when every
+    player's requests (video and audio: `players[i]` = (records, audio records)), made when they were
+    made, share the link processor-sharing fairly (`netsim.sharing`). Player i's first media request
+    is at link time `joins_s[i]` (`offset_s` into the trace), as its results line says. Abandoned
+    downloads are in no record, so their bytes are left out (an ABR that abandons makes the model
+    faster than the link was)."""
+    shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
+    made: list[float] = []
+    sizes: list[float] = []
+    spans: list[tuple[int, int]] = []  # each player's video requests in `made`
+    for join_s, (records, audio_records) in zip(joins_s, players):
+        both = [*records, *audio_records]
+        if not both:
+            spans.append((len(made), len(made)))
+            continue
+        t0 = offset_s + join_s - min(r.request_time_s for r in both)
+        spans.append((len(made), len(made) + len(records)))
+        made += [t0 + r.request_time_s for r in both]
+        sizes += [float(r.size_bytes) for r in both]
+    if not made:
+        return [np.zeros(0) for _ in players]
+    times = np.asarray(made)
+    waits = LatencyLookup([trace], shaper_model).at(times, np.zeros(len(made), dtype=np.int64))
+    finish = np.asarray(replay(LinkModel(trace), [(float(t), float(w), s) for t, w, s in zip(times, waits, sizes)]))
+    return [finish[a:b] - times[a:b] for a, b in spans]
 
 
 def _group_rows(cells: Sequence[Cell], rows: Sequence[Row], results: Sequence[SessionResult | None], video: Video,
@@ -155,7 +190,7 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
     joins = join_times_s(len(cells), first.join_spacing_s)
     gate = StartGate(len(cells))
 
-    async def play(cell: Cell, join_s: float) -> tuple[Row, SessionResult | None]:
+    async def play(cell: Cell, join_s: float) -> tuple[Row, SessionResult | None, PlaybackReport | None]:
         arrived = False
 
         async def start() -> None:
@@ -170,7 +205,7 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
                                          fetch=EMULATION_FETCH, events=EventLog(keep=False), decoder_factory=pipeline_factory(settings.decode),
                                          shared_link=shaper, before_playback=start)
         except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}, None
+            return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}, None, None
         finally:
             if not arrived:
                 gate.withdraw()
@@ -178,12 +213,17 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
                           time.monotonic() - started, settings.video)
         row["key"] = cell.key
         if report.error is not None or settings.video is None:
-            return row, None
-        return row, replace(session_result(row), audio_records=tuple(report.audio_records))
+            return row, None, report
+        return row, replace(session_result(row), audio_records=tuple(report.audio_records)), report
 
     async with Shaper(link) as shaper:
         played = await asyncio.gather(*(play(c, j) for c, j in zip(cells, joins)))
     rows, results = [p[0] for p in played], [p[1] for p in played]
+    # Each row's link-model column so far has its player alone on the link: give it all players' requests.
+    reports = [((p[2].records, p[2].audio_records) if p[2] is not None else ((), ())) for p in played]
+    for row, model_s in zip(rows, shared_model_download_s(trace, profile, first.offset_s, joins, reports)):
+        if "timeline" in row:
+            row["timeline"]["model_download_s"] = [round(float(v), 4) for v in model_s]
     if settings.video is None:
         return rows
     return _group_rows(cells, rows, results, settings.video, trace, profile)

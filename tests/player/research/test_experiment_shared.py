@@ -7,10 +7,17 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from abr.types import Ladder
+from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
+from player.research.experiment_shared import shared_model_download_s
+from player.research.sim import profile
+from player.session import SegmentRecord
+from player.video import AudioTrack, Video
 from tests.player.conftest import LONG_TITLE
 
 TRACES = [str(TRACES_DIR / name) for name in ("norway_bus_1", "norway_ferry_10")]
@@ -91,3 +98,53 @@ def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
     assert emu["link_jain_bitrate"] == pytest.approx(sim["link_jain_bitrate"], rel=0.10)
     assert emu["link_qoe_mean"] == pytest.approx(sim["link_qoe_mean"], rel=0.10)
     assert emu["link_utilisation"] == pytest.approx(sim["link_utilisation"], rel=0.10)
+    # The link model's download times count both players' requests: the measured ones follow them (one
+    # player's alone would be up to twice as fast while both download).
+    measured = np.concatenate([r["timeline"]["download_s"] for r in emulated])
+    model = np.concatenate([r["timeline"]["model_download_s"] for r in emulated])
+    assert float(np.median(np.abs(measured / model - 1))) < 0.10
+
+
+def _record(request_time_s: float, size_bytes: int, media: str = "video") -> SegmentRecord:
+    return SegmentRecord(segment_index=0, quality=0, bitrate_bps=0, size_bytes=size_bytes, request_time_s=request_time_s,
+                         download_s=0.0, ttfb_s=0.0, rebuffer_s=0.0, buffer_before_s=0.0, buffer_after_s=0.0, wait_s=0.0,
+                         reason="", media=media)  # type: ignore[arg-type]
+
+
+def test_the_link_model_column_of_a_group_counts_every_players_requests() -> None:
+    # 8 Mbit/s = 1 MB/s, 80 ms RTT. Player 0 fetches 1 MB of video and 0.5 MB of audio at its time 0;
+    # player 1 joins 0.5 s later and fetches 1 MB. The audio ends when 1.5 MB have flowed in total
+    # (3 transfers share the link 1/3 each from 0.58 s: it had 0.25 MB by then), and so on.
+    trace = Trace(name="flat", durations_s=np.array([100.0]), bandwidth_bps=np.array([8e6]))
+    prof = profile("default")
+    players = [([_record(0.2, 1_000_000)], [_record(0.2, 500_000, "audio")]),  # session time 0.2: its pre-roll
+               ([_record(0.0, 1_000_000)], [])]
+    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players)
+    # 0.08-0.58: player 0's two transfers, 0.25 MB each. Then three until its audio has the rest
+    # (0.75 s: 1.33 s); then two until its video has its last 0.5 MB (1 s: 2.33 s); then player 1 alone
+    # for its last 0.25 MB (2.58 s, 2.08 s after its request).
+    assert p0 == pytest.approx([2.33], abs=1e-6)
+    assert p1 == pytest.approx([2.08], abs=1e-6)
+    alone = shared_model_download_s(trace, prof, 0.0, [0.0], players[:1])[0]
+    assert alone == pytest.approx([1.58], abs=1e-6)  # 1.5 MB behind 80 ms
+
+
+def test_the_group_link_model_replays_the_shared_link_simulator_exactly() -> None:
+    # Given the simulator's own requests, the column's model gives back its download times: one
+    # model of the shared link for both uses.
+    from netsim.sources import open_traces
+    from player.research.sim_shared import run_shared
+
+    rates = np.array([300_000, 1_200_000, 2_850_000, 6_000_000])
+    sizes = (rates * 4.0 / 8 * np.random.default_rng(3).uniform(0.8, 1.2, (12, rates.size))).astype(np.int64)
+    audio = AudioTrack(ladder=Ladder(bitrates_bps=(128_000,), segment_duration_s=4.0),
+                       sizes_bytes=np.full((12, 1), 64_000), durations_s=(4.0,) * 12)
+    video = Video(name="av", ladder=Ladder(bitrates_bps=tuple(int(r) for r in rates), segment_duration_s=4.0),
+                  sizes_bytes=sizes, segment_count=12, audio=audio)
+    prof = profile("default")
+    (trace,) = open_traces([TRACES[0]])
+    shared = run_shared(["bba"] * 3, video, trace, prof, join_spacing_s=1.5)
+    players = [([_record(float(t), int(s)) for t, s in zip(r.request_time_s, r.size_bytes)], list(r.audio_records))
+               for r in shared.players]
+    for result, model in zip(shared.players, shared_model_download_s(trace, prof, 0.0, shared.joins_s, players)):
+        assert model == pytest.approx(result.download_s, abs=1e-6)
