@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from abr.algorithms.learned import encode_model
+from abr.algorithms.learned import PolicyModel, encode_model
 from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.errors import CliError
@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                               "model's, 4.3 for lin); higher makes the imitated policy hedge")
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                         help="share of the training traces held out to pick the best round (default %(default)s)")
+    parser.add_argument("--validation-offsets", type=int, default=defaults.validation_offsets, metavar="N",
+                        help="seeded start offsets per held-out trace, besides offset 0, in the validation that picks "
+                             "the round and the switch margin: more resolve smaller differences (default %(default)s)")
     parser.add_argument("--extra-traces", nargs="+", default=[], metavar="DIR_OR_FILE",
                         help="more traces to roll out and fit on (e.g. from `abrkit trace generate`); never used "
                              "for validation, which stays on held-out --traces")
@@ -60,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="training epochs of each network per round (default %(default)s)")
     parser.add_argument("--target", choices=("regret", "action"), default=defaults.target,
                         help="fit each quality's regret (cost-sensitive) or the expert's action (default %(default)s)")
+    parser.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
+                        help="also write every round's policy (switch margin 0) to DIR/round-<r>.json")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                         help="import this Python file or module first (as sim, run and play do; repeatable)")
     progress = parser.add_mutually_exclusive_group()
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--workers must be >= 0")
     workers = (os.cpu_count() or 1) if args.workers == 0 else args.workers
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
-                         validation_fraction=args.validation_fraction, target=args.target, workers=workers,
+                         validation_fraction=args.validation_fraction,
+                         validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
@@ -108,12 +114,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     prof = profile(args.profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    keep = args.keep_rounds
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+
+    def write_round(r: int, policy: PolicyModel) -> None:
+        if keep is not None:
+            (keep / f"round-{r}.json").write_bytes(encode_model(policy))
+
     wall0, cpu0 = time.monotonic(), _cpu_s()
     disable = None if args.progress is None else not args.progress
     with tqdm(total=total_rollouts(traces, config, extra), unit="rollout", desc="training", disable=disable,
               file=sys.stderr) as bar:
         result = train(video, traces, prof, config, extra_traces=extra, metadata={"command": _command_line(args)}, progress=bar.update,
-                       log=bar.write)
+                       log=bar.write, on_round=write_round)
     data = encode_model(result.model)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_bytes(data)

@@ -515,11 +515,13 @@ def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: S
 
 def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: TrainConfig, *,
           extra_traces: Sequence[Trace] = (), metadata: Mapping[str, Any] | None = None,
-          progress: Progress | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+          progress: Progress | None = None, log: Callable[[str], None] | None = None,
+          on_round: Callable[[int, PolicyModel], None] | None = None) -> TrainResult:
     """Run DAgger on `traces` (training traces only) and return the best round's policy. A video with
     audio trains on its one-pipeline view (`Video.folded`), the model the expert (the offline optimum) solves.
     `extra_traces` (e.g. generated ones, `abrkit trace generate`) are rolled out and fitted on like the
-    fit share of `traces`, never used for validation, which stays on held-out real traces."""
+    fit share of `traces`, never used for validation, which stays on held-out real traces. `on_round(r, policy)`
+    gets every round's refitted policy (switch margin 0), e.g. to score the rounds on other traces later."""
     if not traces:
         raise ValueError("training needs at least one trace")
     video = video.folded()
@@ -590,6 +592,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             agreed = "-" if agreement is None else f"{agreement:.3f}"
             say(f"round {r}: beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
+            if on_round is not None:
+                on_round(r, policy)
             if best is None or score > best[0]:
                 best = (score, r, policy)
     finally:

@@ -138,11 +138,17 @@ def test_abrkit_train_writes_a_model_that_abrkit_sim_runs(tmp_path: Path, shared
     out = tmp_path / "model.json"
     video = str(shared_dir / "video/pensieve-envivio")
     code = main(["train", "--traces", str(train_dir), "--video", video, "--out", str(out), "--seed", "7",
-                 "--iterations", "1", "--horizon", "4", "--no-progress"])
+                 "--iterations", "1", "--horizon", "4", "--validation-offsets", "1", "--keep-rounds",
+                 str(tmp_path / "rounds"), "--no-progress"])
     assert code == 0 and "wrote" in capsys.readouterr().out
     model = load_model(out)
     assert model.metadata["command"].startswith("abrkit train --traces ")
     assert model.metadata["seed"] == 7 and len(model.metadata["rounds"]) == 2
+    assert model.metadata["validation_offsets"] == 1
+    rounds = [load_model(tmp_path / "rounds" / f"round-{r}.json") for r in (0, 1)]
+    assert [r.metadata["round"] for r in rounds] == [0, 1] and all(r.switch_margin == 0 for r in rounds)
+    best = rounds[model.metadata["best_round"]]
+    assert [w.tolist() for w in best.coefs_] == [w.tolist() for w in model.coefs_]
     assert main(["sim", "--abr", f"learned:{out},bba", "--traces", str(ENVIVIO_DIR.parent / "traces"), "--video", video,
                  "--profile", "pensieve", "--no-optimal"]) == 0
     assert "learned:" in capsys.readouterr().out
