@@ -73,9 +73,9 @@ class LiveContent:
     """The channel as the session's content: the ladder from the MPD's bandwidths, `count` uniform
     segments (index k is segment number `start_number + k`), sizes estimated from the bandwidths."""
 
-    def __init__(self, reps: list[Representation], count: int) -> None:
-        live = _template(reps[0])
-        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=live.duration_s)
+    def __init__(self, reps: list[Representation], count: int, segment_duration_s: float | None = None) -> None:
+        duration_s = _template(reps[0]).duration_s if segment_duration_s is None else segment_duration_s
+        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=duration_s)
         self.segment_count = count
 
     def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
@@ -169,11 +169,7 @@ class LivePlayer:
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None) -> None:
         manifest = source.manifest
-        if not is_live(manifest) or manifest.availability_start_time is None:
-            raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
-        video = manifest.video
-        assert video is not None
-        self.reps = [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
+        self.reps = self.video_representations(manifest)
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
         self._stop = asyncio.Event()  # `stop()`: end the session now, with its report
@@ -188,6 +184,16 @@ class LivePlayer:
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live at session time 0 (its clock)
         self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
+
+    @staticmethod
+    def video_representations(manifest: Manifest) -> list[Representation]:
+        """The ladder this player plays; a manifest it cannot play is refused (a subclass for another
+        kind of live manifest overrides this)."""
+        if not is_live(manifest) or manifest.availability_start_time is None:
+            raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
+        video = manifest.video
+        assert video is not None
+        return [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
 
     def now(self) -> float:
         return (asyncio.get_running_loop().time() - self._t0) * self.config.speed
@@ -257,7 +263,7 @@ class LivePlayer:
         # Enough segments for the whole run, from the channel's start (index k: media [kD, (k+1)D)).
         horizon_s = self.now() - schedule.availability_start_s + self.live.duration_s + live_config.max_drift_s
         count = math.ceil(horizon_s / schedule.segment_duration_s) + 4
-        self.content = LiveContent(self.reps, count)
+        self.content = LiveContent(self.reps, count, schedule.segment_duration_s)
         self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
                                    self.config.session, live=live_config, schedule=schedule, sink=self.events)
         if self.decoder is not None:
@@ -447,14 +453,15 @@ class LivePlayer:
 async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, live: LivePlayConfig,
                     events: EventSink, before_media: Callable[[], object] | None = None,
                     decoder: Decoder | None = None,
-                    on_player: Callable[[LivePlayer], object] | None = None) -> PlaybackReport:
+                    on_player: Callable[[LivePlayer], object] | None = None,
+                    player_class: type[LivePlayer] | None = None) -> PlaybackReport:
     """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
     latency p50/p95/max, join time, drift, rate changes, stalls and early requests. `decoder` gets
     the media as it arrives; `on_player(player)` is handed the player before it runs (the desktop
-    window reads its session)."""
+    window reads its session); `player_class` another live player (HLS: `player.client.hlslive`)."""
     if before_media is not None:
         before_media()
-    player = LivePlayer(source, config, fetcher, live=live, events=events, decoder=decoder)
+    player = (player_class or LivePlayer)(source, config, fetcher, live=live, events=events, decoder=decoder)
     if on_player is not None:
         on_player(player)
     return await player.run()
