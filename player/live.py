@@ -18,12 +18,18 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from abr.types import AbrAlgorithm, Observation
+from abr.types import AbrAlgorithm, Observation, Progress
 from player.events import EventSink
 from player.session import Action, PlaybackSession, SegmentRecord, SegmentSource, SessionConfig, Wait
 from player.timeline import MediaType
 
-__all__ = ["LiveConfig", "LiveSchedule", "LiveSession", "LiveStats", "catchup_rate"]
+__all__ = ["ABANDON_CHECK_BYTES", "ABANDON_CHECK_S", "LiveConfig", "LiveSchedule", "LiveSession", "LiveStats",
+           "catchup_rate"]
+
+# How often a driver offers an abandonable download to the ABR: Sabre's NetworkModel checks, as the
+# VOD simulator's defaults (SimProfile.abandon_check_s / abandon_check_bytes).
+ABANDON_CHECK_S = 0.05
+ABANDON_CHECK_BYTES = 1500
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -354,6 +360,22 @@ class LiveSession(PlaybackSession):
             self.record_rate.append(self.playback_rate)
         self._playable_now(now_s)
         return record
+
+    @property
+    def abandonable(self) -> bool:
+        """Whether a driver offers the in-flight download to the ABR's `should_abandon`, as in VOD
+        (the simulator and the headless player ask the same, at the same checks): a whole segment
+        may be abandoned and fetched again lower; a low-latency segment is not, since its chunks
+        play as they arrive and its request waits for chunks not made yet (its bytes over its time
+        are not the link's, so the rule would read the encoder as a slow network)."""
+        return self.schedule.chunk_duration_s is None and self._delivered_s == 0
+
+    def progress(self, *, bytes_received: int, size_bytes: int, elapsed_s: float,
+                 ttfb_s: float | None = None, media: MediaType = "video") -> Progress:
+        """As the VOD session's, with the buffer the ABR sees in `observation` (>= 0 after a join)."""
+        progress = super().progress(bytes_received=bytes_received, size_bytes=size_bytes, elapsed_s=elapsed_s,
+                                    ttfb_s=ttfb_s, media=media)
+        return replace(progress, buffer_s=max(progress.buffer_s, 0.0))
 
     def on_abandon(self, now_s: float, *, bytes_received: int, ttfb_s: float = 0.0, media: MediaType = "video") -> None:
         if self._delivered_s:

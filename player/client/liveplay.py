@@ -32,14 +32,14 @@ from typing import Any
 from abr.estimators import ChunkArrival, chunk_active_s
 from abr.qoe import LiveQoe, session_metrics
 from abr.registry import make
-from abr.types import Ladder
+from abr.types import Abandoning, Ladder
 from player.client.bootstrap import PlaybackSource
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.events import EventSink, emit_event
-from player.live import LiveConfig, LiveSchedule, LiveSession
+from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
 
 UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
@@ -184,6 +184,7 @@ class LivePlayer:
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live at session time 0 (its clock)
         self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
+        self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
@@ -335,8 +336,12 @@ class LivePlayer:
         n = schedule.chunks_per_segment
         timer = ChunkTimer()
         chunk_start = 0
+        abandon = self._abandon_check(response, action, requested)
         async for piece in response.content.iter_any():
             t = self.now()
+            if abandon is not None and abandon(t, len(timer.body) + len(piece), timer.first_byte_s):
+                response.close()
+                return
             before = len(timer.arrivals)
             for index, chunk in enumerate(timer.feed(t, piece), before):
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
@@ -357,6 +362,35 @@ class LivePlayer:
         seconds = active if active is not None else done - requested
         if seconds > 0:
             self.throughput_samples_bps.append(len(timer.body) * 8 / seconds)
+
+    def _abandon_check(self, response: Any, action: Fetch, requested: float
+                       ) -> Callable[[float, int, float | None], bool] | None:
+        """As in VOD and in the simulator (`LiveSession.abandonable`, Sabre's check cadence): offer a
+        whole-segment download to the ABR's `should_abandon`; True once it gave it up (the session told)."""
+        session = self.session
+        abr = session.abr
+        if not isinstance(abr, Abandoning) or not session.abandonable:
+            return None
+        size = response.content_length or self.content.upcoming(action.segment_index, 1)[0][action.quality]
+        last = [requested, 0]
+
+        def check(t: float, received: int, first_byte_s: float | None) -> bool:
+            if t - last[0] < ABANDON_CHECK_S or received - last[1] < ABANDON_CHECK_BYTES or received >= size:
+                return False
+            last[:] = [t, received]
+            session.advance(max(t, session.time_s))
+            ttfb = None if first_byte_s is None else first_byte_s - requested
+            decision = abr.should_abandon(session.progress(bytes_received=received, size_bytes=size,
+                                                           elapsed_s=t - requested, ttfb_s=ttfb))
+            if decision is None:
+                return False
+            self.abandoned += 1
+            emit_event(self.events, t, "abandon", segment=action.segment_index, quality=action.quality,
+                       to_quality=decision.quality, reason=decision.reason, bytes=received)
+            session.on_abandon(max(t, session.time_s), bytes_received=received, ttfb_s=ttfb or 0.0)
+            return True
+
+        return check
 
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
@@ -445,7 +479,7 @@ class LivePlayer:
         ends = [r.request_time_s + r.download_s for r in records]
         return PlaybackReport(
             title=self.source.title, abr=self.config.abr, metrics=metrics, records=records, frames_decoded=0,
-            frames_failed=0, requests=self.requests, failed_requests=self.early_requests, abandoned=0,
+            frames_failed=0, requests=self.requests, failed_requests=self.early_requests, abandoned=self.abandoned,
             duration_s=max(ends, default=0.0), first_frame_s=None, bootstrap_s=dict(self.source.timings_s),
             error=error, requests_by_media={"video": len(records)}, live=self.live_summary())
 
