@@ -19,7 +19,7 @@ live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
 A playlist that misbehaves (the media sequence going back, a listed segment changing its URI or
 date, segments of very different durations, a target duration or init section that changes, no new
 segment for four target durations) ends the session with a `PlaybackError` naming the playlist and
-what was wrong. Video only, as the MPD live player.
+what was wrong. Video only (audio playlists would need their own reloads).
 """
 
 from __future__ import annotations

@@ -215,6 +215,8 @@ class LiveScript:
         name = request.match_info["name"]
         if name == "init.mp4":
             return web.Response(body=b"init")
+        if not name.removesuffix(".m4s").removesuffix("b").isdigit():  # segments.json, ...: not ours
+            return web.Response(status=404)
         number = int(name.removesuffix(".m4s").removesuffix("b"))
         status = 200 if number <= self.newest() else 404
         self.statuses[status] += 1
@@ -298,7 +300,8 @@ async def test_plays_a_scripted_live_playlist_and_never_asks_early() -> None:
     script = LiveScript()
     async with scripted(script) as url:
         report = await _play(url, speed=SPEED, duration_s=12.0)
-    live = _check_played(report, duration_s=12.0, slack_s=0.6)
+    # The clock estimate errs low by up to a segment until a reload sees one right after its end.
+    live = _check_played(report, duration_s=12.0, slack_s=SEGMENT_S)
     assert live["target_latency_s"] == 3.0 and live["blocking_reloads"] == 0
     assert script.statuses[404] == 0 and script.statuses[200] >= len(report.records)
 
@@ -307,7 +310,7 @@ async def test_blocking_playlist_reload_where_the_server_offers_it() -> None:
     script = LiveScript(block=True)
     async with scripted(script) as url:
         report = await _play(url, speed=SPEED, duration_s=12.0)
-    live = _check_played(report, duration_s=12.0, slack_s=0.6)
+    live = _check_played(report, duration_s=12.0, slack_s=SEGMENT_S)
     assert live["blocking_reloads"] >= 4 and script.blocked == live["blocking_reloads"]
     assert script.statuses[404] == 0
 
@@ -328,7 +331,7 @@ async def test_ll_hls_parts_are_played_as_whole_segments() -> None:
     script = LiveScript(mutate=parts)
     async with scripted(script) as url:
         report = await _play(url, speed=SPEED, duration_s=8.0)
-    live = _check_played(report, duration_s=8.0, slack_s=0.6)
+    live = _check_played(report, duration_s=8.0, slack_s=SEGMENT_S)
     assert live["ll_hls_parts"] == "offered, not played"
 
 
