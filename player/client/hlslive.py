@@ -19,7 +19,9 @@ live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
 A playlist that misbehaves (the media sequence going back, a listed segment changing its URI or
 date, segments of very different durations, a target duration or init section that changes, no new
 segment for four target durations) ends the session with a `PlaybackError` naming the playlist and
-what was wrong. Video only (audio playlists would need their own reloads).
+what was wrong. Audio renditions play in their own pipeline (headless), their playlists reloaded
+when a segment they need is not listed yet, their segments matched to the video's by media sequence
+number (checked against the dates).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class _Rendition:
     url: str
     playlist: MediaPlaylist | None = None
     loaded_at_s: float = -math.inf  # session time of the last reload
+    target_s: float | None = None  # its EXT-X-TARGETDURATION (it must not change)
     changed: bool = True  # whether that reload listed a new segment
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -82,9 +85,17 @@ class HlsLivePlayer(LivePlayer):
         assert video is not None
         return distinct_bitrates(list(video.representations))
 
+    @staticmethod
+    def audio_representations(manifest: Manifest) -> list[Representation]:
+        """The first audio group's renditions (EXT-X-MEDIA TYPE=AUDIO with a URI): media playlists
+        reloaded like the video's, their segments matched to the video's by media sequence number."""
+        audio = manifest.audio
+        return distinct_bitrates(list(audio.representations)) if audio is not None else []
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.renditions = {rep.id: _Rendition(rep=rep, url=rep.base_urls[0]) for rep in self.reps}
+        self.renditions = {rep.id: _Rendition(rep=rep, url=rep.base_urls[0])
+                           for rep in (*self.reps, *self.audio_reps)}
         self.playing = self.reps[0].id
         self.segment_s = 0.0  # the uniform segment duration (median EXTINF of the first playlist)
         self.target_duration_s = 0.0
@@ -155,6 +166,10 @@ class HlsLivePlayer(LivePlayer):
             last = playlist.segments[-1]
             r.changed = old is None or last.sequence > old.segments[-1].sequence
             r.playlist, r.loaded_at_s = playlist, received
+            if r.rep not in self.reps:  # audio: its segments must sit where the video's of that number do
+                self._check_aligned(r, playlist)
+                self._clock(playlist, received, video=False)
+                return playlist
             if playlist.ended:
                 self.ended_at = last.sequence
             if last.sequence > self.newest:
@@ -180,9 +195,11 @@ class HlsLivePlayer(LivePlayer):
     def _check(self, r: _Rendition, old: MediaPlaylist | None, new: MediaPlaylist) -> None:
         """What RFC 8216 6.2.2 requires of a live playlist's reloads, and what the live session needs."""
         name = _name(r.url)
-        if new.target_duration_s != self.target_duration_s:
+        if r.target_s is None:
+            r.target_s = new.target_duration_s
+        if new.target_duration_s != r.target_s:
             raise PlaybackError(f"{name}: the target duration is {new.target_duration_s} s, it was "
-                                f"{self.target_duration_s:g} s (RFC 8216 4.3.3.1: it must not change)")
+                                f"{r.target_s:g} s (RFC 8216 4.3.3.1: it must not change)")
         if any(s.discontinuity != new.segments[0].discontinuity for s in new.segments) or (
                 old is not None and new.segments[0].discontinuity != old.segments[0].discontinuity
                 and new.segments[0].sequence <= old.segments[-1].sequence):
@@ -222,7 +239,16 @@ class HlsLivePlayer(LivePlayer):
                     and abs(seen.program_date_time_s - segment.program_date_time_s) > DATE_TOLERANCE * self.segment_s):
                 raise PlaybackError(f"{name}: segment {segment.sequence} changed its EXT-X-PROGRAM-DATE-TIME on reload")
 
-    def _clock(self, playlist: MediaPlaylist, received_s: float) -> None:
+    def _check_aligned(self, r: _Rendition, playlist: MediaPlaylist) -> None:
+        last = playlist.segments[-1]
+        if self.first_date_s is None or last.program_date_time_s is None:
+            return
+        off_s = last.program_date_time_s - self._date_s(last.sequence, None)
+        if abs(off_s) > DATE_TOLERANCE * self.segment_s + 0.1:
+            raise PlaybackError(f"{_name(r.url)}: audio segment {last.sequence} is dated {off_s:+.3f} s from the "
+                                "video segment of that number: the audio and video media sequences do not align")
+
+    def _clock(self, playlist: MediaPlaylist, received_s: float, *, video: bool = True) -> None:
         """The newest listed segment was complete when the playlist arrived: server time >= its end."""
         last = playlist.segments[-1]
         end = self._date_s(last.sequence, last) + last.duration_s
@@ -235,7 +261,7 @@ class HlsLivePlayer(LivePlayer):
         if self.reloads == 1 or bound > self.clock_offset_s:
             self.clock_offset_s = bound
         session = getattr(self, "session", None)
-        if session is not None and last.sequence >= self.base_sequence:
+        if session is not None and video and last.sequence >= self.base_sequence:
             session.on_available(segment=last.sequence - self.base_sequence, available_at_s=end - self.clock_offset_s)
 
     async def _listed(self, r: _Rendition, sequence: int) -> Segment | None:
@@ -259,9 +285,10 @@ class HlsLivePlayer(LivePlayer):
     # -- the session --------------------------------------------------------------------------------
 
     async def _fetch(self, action: Fetch) -> None:
-        rep = self.reps[action.quality]
+        rep = self.reps[action.quality] if action.media == "video" else self.audio_reps[action.quality]
         r = self.renditions[rep.id]
-        self.playing = rep.id
+        if action.media == "video":
+            self.playing = rep.id
         sequence = self.base_sequence + action.segment_index
         segment = await self._listed(r, sequence)
         if segment is None:  # EXT-X-ENDLIST: the event is over; the session ends with its report
