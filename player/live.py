@@ -18,12 +18,18 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from abr.types import AbrAlgorithm, Observation
+from abr.types import AbrAlgorithm, Observation, Progress
 from player.events import EventSink
 from player.session import Action, PlaybackSession, SegmentRecord, SegmentSource, SessionConfig, Wait
 from player.timeline import MediaType
 
-__all__ = ["LiveConfig", "LiveSchedule", "LiveSession", "LiveStats", "catchup_rate"]
+__all__ = ["ABANDON_CHECK_BYTES", "ABANDON_CHECK_S", "LiveConfig", "LiveSchedule", "LiveSession", "LiveStats",
+           "catchup_rate"]
+
+# How often a driver offers an abandonable download to the ABR: Sabre's NetworkModel checks, as the
+# VOD simulator's defaults (SimProfile.abandon_check_s / abandon_check_bytes).
+ABANDON_CHECK_S = 0.05
+ABANDON_CHECK_BYTES = 1500
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -161,21 +167,20 @@ class LiveStats:
 
 
 class LiveSession(PlaybackSession):
-    """A `PlaybackSession` on a live channel (video only). Besides the session's calls, a driver
+    """A `PlaybackSession` on a live channel (video, and audio cut at the video's segments: both
+    pipelines join, seek and follow the one schedule). Besides the session's calls, a driver
     reports chunks of a low-latency download as they arrive (`on_chunk`, before `on_download` for
     the segment's end) and plays at `playback_rate`."""
 
     def __init__(self, abr: AbrAlgorithm, content: SegmentSource, config: SessionConfig | None = None, *,
                  live: LiveConfig, schedule: LiveSchedule, record_events: bool = False,
                  sink: EventSink | None = None) -> None:
-        if getattr(content, "audio", None) is not None:
-            raise ValueError("live playback plays the video rendition only; content with separate audio is "
-                             "not supported by the live session yet")
         super().__init__(abr, content, config, record_events=record_events, sink=sink)
-        uniform = self._video.timeline.uniform_s
-        if uniform is None or abs(uniform - schedule.segment_duration_s) > 1e-9:
-            raise ValueError(f"the live schedule's {schedule.segment_duration_s} s segments do not match the "
-                             f"content's timeline ({uniform} s)")
+        for media, pipe in self._pipes.items():
+            uniform = pipe.timeline.uniform_s
+            if uniform is None or abs(uniform - schedule.segment_duration_s) > 1e-9:
+                raise ValueError(f"the live schedule's {schedule.segment_duration_s} s segments do not match the "
+                                 f"{media} timeline ({uniform} s): live audio must be cut at the video's segments")
         self.live = live
         self.schedule = schedule
         self.playback_rate = 1.0
@@ -187,7 +192,8 @@ class LiveSession(PlaybackSession):
         # per video record: latency and playback rate when it arrived (for the live QoE)
         self.record_latency_s: list[float] = []
         self.record_rate: list[float] = []
-        self._delivered_s = 0.0  # media of the in-flight segment already added by chunks
+        # per media type: media of the in-flight segment already added by chunks
+        self._delivered_s: dict[MediaType, float] = {media: 0.0 for media in self._pipes}
         self._seek_due = False
 
     # -- the live edge --------------------------------------------------------------------------------
@@ -216,15 +222,16 @@ class LiveSession(PlaybackSession):
         return max(0.0, edge - self.live.target_latency_s)
 
     def _go_to(self, position_s: float) -> int:
-        """Put the playhead at `position_s`, the next fetch at the segment holding it; the media of
-        that segment before the playhead does not count (a negative level until it arrives)."""
-        video = self._video
-        segment = max(0, min(video.timeline.index_at(position_s), self.segment_count - 1))
+        """Put the playhead at `position_s`, each media type's next fetch at its segment holding it;
+        the media of that segment before the playhead does not count (a negative level until it
+        arrives). Returns the video segment."""
         self.playhead_s = position_s
-        video.next_segment = segment
-        video.level_s = min(0.0, video.timeline.start_s(segment) - position_s)
-        video.pending = None
-        return segment
+        for pipe in self._pipes.values():
+            index = max(0, min(pipe.timeline.index_at(position_s), pipe.segment_count - 1))
+            pipe.next_segment = index
+            pipe.level_s = min(0.0, pipe.timeline.start_s(index) - position_s)
+            pipe.pending = None
+        return self._video.next_segment
 
     def _join(self) -> None:
         self.joined_at_s = self.time_s
@@ -241,7 +248,7 @@ class LiveSession(PlaybackSession):
         video = self._video
         if ahead_s <= 0 or position >= video.timeline.end_s:
             return
-        if ahead_s < video.level_s:
+        if ahead_s < self.buffer_s:  # every media type holds the new position
             self._drain(ahead_s)
             self.playhead_s = position
             segment = video.next_segment
@@ -258,8 +265,8 @@ class LiveSession(PlaybackSession):
     def next_action(self, media: MediaType = "video") -> Action:
         if self.joined_at_s is None:
             self._join()
-        elif self._seek_due:
-            self._seek_due = False
+        elif self._seek_due and not any(p.in_flight for p in self._pipes.values()):
+            self._seek_due = False  # a seek waits for no download in flight (audio's included)
             self._seek_to_live()
         pipe = self._pipe(media)
         if pipe.in_flight is None and pipe.pending is None and pipe.next_segment < pipe.segment_count:
@@ -328,9 +335,9 @@ class LiveSession(PlaybackSession):
         pipe = self._pipe(media)
         fetch = pipe.require_in_flight()
         self.advance(now_s)
-        if self._delivered_s + media_duration_s > pipe.timeline.duration_s(fetch.segment_index) + 1e-9:
+        if self._delivered_s[media] + media_duration_s > pipe.timeline.duration_s(fetch.segment_index) + 1e-9:
             raise ValueError(f"chunks of segment {fetch.segment_index} add up to more than the segment")
-        self._delivered_s += media_duration_s
+        self._delivered_s[media] += media_duration_s
         pipe.level_s += media_duration_s
         self._event("chunk", segment=fetch.segment_index, size_bytes=size_bytes, buffer_s=pipe.level_s)
         self._playable_now(now_s)
@@ -344,8 +351,8 @@ class LiveSession(PlaybackSession):
         pipe = self._pipe(media)
         fetch = pipe.require_in_flight()
         whole = pipe.timeline.duration_s(fetch.segment_index) if media_duration_s is None else media_duration_s
-        rest = max(0.0, whole - self._delivered_s)
-        self._delivered_s = 0.0
+        rest = max(0.0, whole - self._delivered_s[media])
+        self._delivered_s[media] = 0.0
         record = super().on_download(now_s, size_bytes=size_bytes, ttfb_s=ttfb_s, media_duration_s=rest, media=media)
         if active_s is not None:
             pipe.downloads[-1] = replace(pipe.downloads[-1], active_s=active_s)
@@ -355,8 +362,24 @@ class LiveSession(PlaybackSession):
         self._playable_now(now_s)
         return record
 
+    @property
+    def abandonable(self) -> bool:
+        """Whether a driver offers the in-flight download to the ABR's `should_abandon`, as in VOD
+        (the simulator and the headless player ask the same, at the same checks): a whole segment
+        may be abandoned and fetched again lower; a low-latency segment is not, since its chunks
+        play as they arrive and its request waits for chunks not made yet (its bytes over its time
+        are not the link's, so the rule would read the encoder as a slow network)."""
+        return self.schedule.chunk_duration_s is None and self._delivered_s["video"] == 0
+
+    def progress(self, *, bytes_received: int, size_bytes: int, elapsed_s: float,
+                 ttfb_s: float | None = None, media: MediaType = "video") -> Progress:
+        """As the VOD session's, with the buffer the ABR sees in `observation` (>= 0 after a join)."""
+        progress = super().progress(bytes_received=bytes_received, size_bytes=size_bytes, elapsed_s=elapsed_s,
+                                    ttfb_s=ttfb_s, media=media)
+        return replace(progress, buffer_s=max(progress.buffer_s, 0.0))
+
     def on_abandon(self, now_s: float, *, bytes_received: int, ttfb_s: float = 0.0, media: MediaType = "video") -> None:
-        if self._delivered_s:
+        if self._delivered_s[media]:
             raise RuntimeError("a low-latency download whose chunks are playing cannot be abandoned")
         super().on_abandon(now_s, bytes_received=bytes_received, ttfb_s=ttfb_s, media=media)
 

@@ -28,7 +28,8 @@ from player.client.decoding import Decoder
 from player.client.eventlog import EventLog
 from player.client.fetch import FetchConfig, Fetcher
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
-from player.client.liveplay import LivePlayConfig, LivePlayer, is_live, play_live
+from player.client.hlslive import live_player_class
+from player.client.liveplay import LivePlayConfig, LivePlayer, play_live
 from player.client.periods import PlayerFactory, play_periods
 from player.client.renewal import keep_alive
 from player.events import EventSink, emit_event
@@ -202,14 +203,15 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         if before_playback is not None:
             await before_playback()
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
-            if is_live(source.manifest):
+            live_class = live_player_class(source.manifest)  # a dynamic MPD or a live HLS playlist
+            if live_class is not None:
                 if shaper is not None:  # the live player's clock is the loop's: keep the link's on it too
                     shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
                                        before_media=lambda: routes.shape(shaper is not None),
                                        # headless live decodes nothing yet (`--decode` is ignored); a window does
                                        decoder=decoder if on_live_player is not None else None,
-                                       on_player=on_live_player)
+                                       on_player=on_live_player, player_class=live_class)
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
                                       player_factory=player_factory, before_media=media)
 

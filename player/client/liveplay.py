@@ -14,9 +14,10 @@ and the session told where the newest segment is (`on_available`). Playback stop
 Time: session time = wall time since start x `speed`, as in the VOD player. A live channel makes
 media on its own clock, so `--speed K` only makes sense against a channel whose clock runs K times
 faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock sync maps it).
-Video only (the session plays the video rendition); nothing is decoded unless a `Decoder` is given
-(the desktop window passes one: each segment, or each CMAF chunk in low-latency mode, is handed to it
-as it completes).
+The first audio adaptation set plays in its own pipeline beside the video (headless, with
+`PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one,
+and then plays video only: each segment, or each CMAF chunk in low-latency mode, is handed to it as
+it completes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from abr.estimators import ChunkArrival, chunk_active_s
 from abr.qoe import LiveQoe, session_metrics
 from abr.registry import make
-from abr.types import Ladder
+from abr.types import Abandoning, Ladder
 from player.client.bootstrap import PlaybackSource
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
@@ -40,8 +41,9 @@ from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, 
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.client.renewal import manifest_urls_now
 from player.events import EventSink, emit_event
-from player.live import LiveConfig, LiveSchedule, LiveSession
+from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
+from player.timeline import MediaType, Timeline
 
 UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
 DEFAULT_TARGET_LATENCY_S = 3.0
@@ -74,10 +76,12 @@ class LiveContent:
     """The channel as the session's content: the ladder from the MPD's bandwidths, `count` uniform
     segments (index k is segment number `start_number + k`), sizes estimated from the bandwidths."""
 
-    def __init__(self, reps: list[Representation], count: int) -> None:
-        live = _template(reps[0])
-        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=live.duration_s)
+    def __init__(self, reps: list[Representation], count: int, segment_duration_s: float | None = None) -> None:
+        duration_s = _template(reps[0]).duration_s if segment_duration_s is None else segment_duration_s
+        self.ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=duration_s)
         self.segment_count = count
+        self.timeline = Timeline.uniform(duration_s, count)
+        self.audio: LiveContent | None = None  # the audio adaptation set, when played (a `MediaSource`)
 
     def upcoming(self, segment_index: int, count: int) -> tuple[tuple[int, ...], ...]:
         estimate = tuple(int(b * self.ladder.segment_duration_s / 8) for b in self.ladder.bitrates_bps)
@@ -170,11 +174,7 @@ class LivePlayer:
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None) -> None:
         manifest = source.manifest
-        if not is_live(manifest) or manifest.availability_start_time is None:
-            raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
-        video = manifest.video
-        assert video is not None
-        self.reps = [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
+        self.reps = self.video_representations(manifest)
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
         self._stop = asyncio.Event()  # `stop()`: end the session now, with its report
@@ -189,6 +189,25 @@ class LivePlayer:
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live at session time 0 (its clock)
         self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
+        # Live audio: its own pipeline, as in VOD (headless only: a window's decoder plays video)
+        self.audio_reps = self.audio_representations(manifest) if config.audio and decoder is None else []
+        self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
+
+    @staticmethod
+    def video_representations(manifest: Manifest) -> list[Representation]:
+        """The ladder this player plays; a manifest it cannot play is refused (a subclass for another
+        kind of live manifest overrides this)."""
+        if not is_live(manifest) or manifest.availability_start_time is None:
+            raise PlaybackError("not a live MPD: a dynamic MPD with an open-ended video SegmentTemplate is needed")
+        video = manifest.video
+        assert video is not None
+        return [r for r in distinct_bitrates(list(video.representations)) if r.live is not None]
+
+    @staticmethod
+    def audio_representations(manifest: Manifest) -> list[Representation]:
+        """The audio renditions played beside the video (open-ended templates of the first audio set)."""
+        audio = manifest.audio
+        return [r for r in distinct_bitrates(list(audio.representations)) if r.live is not None] if audio else []
 
     def now(self) -> float:
         return (asyncio.get_running_loop().time() - self._t0) * self.config.speed
@@ -258,7 +277,9 @@ class LivePlayer:
         # Enough segments for the whole run, from the channel's start (index k: media [kD, (k+1)D)).
         horizon_s = self.now() - schedule.availability_start_s + self.live.duration_s + live_config.max_drift_s
         count = math.ceil(horizon_s / schedule.segment_duration_s) + 4
-        self.content = LiveContent(self.reps, count)
+        self.content = LiveContent(self.reps, count, schedule.segment_duration_s)
+        if self.audio_reps:
+            self.content.audio = LiveContent(self.audio_reps, count, schedule.segment_duration_s)
         self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
                                    self.config.session, live=live_config, schedule=schedule, sink=self.events)
         if self.decoder is not None:
@@ -268,7 +289,7 @@ class LivePlayer:
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
         refresher = asyncio.create_task(self._refresh_loop())
-        player = asyncio.create_task(self._play())
+        player = asyncio.create_task(self._play_all())
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait((player, refresher, stopper), return_when=asyncio.FIRST_COMPLETED)
@@ -283,13 +304,27 @@ class LivePlayer:
             await asyncio.gather(player, refresher, stopper, return_exceptions=True)
         return self._report(error)
 
-    async def _play(self) -> None:
+    async def _play_all(self) -> None:
+        """One pipeline per media type, side by side (as the VOD player); the first error ends both."""
+        tasks = [asyncio.create_task(self._play(media)) for media in ("video", "audio")[:1 + bool(self.audio_reps)]]
+        try:
+            for task in asyncio.as_completed(tasks):
+                await task
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _play(self, media: MediaType = "video") -> None:
         session = self.session
         while True:
             session.advance(max(self.now(), session.time_s))
             if session.joined_at_s is not None and session.time_s - session.joined_at_s >= self.live.duration_s:
                 return
-            action = session.next_action()
+            if media != "video" and session.joined_at_s is None:  # the video's first action joins
+                await self._sleep(0.01)
+                continue
+            action = session.next_action(media)
             if isinstance(action, Finished):
                 return
             if isinstance(action, Wait | Hold):
@@ -303,7 +338,7 @@ class LivePlayer:
 
     async def _fetch(self, action: Fetch) -> None:
         schedule = self.session.schedule
-        rep = self.reps[action.quality]
+        rep = self.reps[action.quality] if action.media == "video" else self.audio_reps[action.quality]
         await self._init(rep)
         ref = _template(rep).ref(_template(rep).start_number + action.segment_index)
         url = await self._route(ref.url)
@@ -317,7 +352,7 @@ class LivePlayer:
                         raise PlaybackError(f"GET {ref.url}: HTTP 404 ({text.strip()[:200]})")
                     self.early_requests += 1
                     emit_event(self.events, requested, "early_request", segment=action.segment_index,
-                               number=ref.number)
+                               number=ref.number, media=action.media)
                     await self._sleep(_EARLY_RETRY_S)
                     continue
                 if response.status != 200:
@@ -330,8 +365,12 @@ class LivePlayer:
         n = schedule.chunks_per_segment
         timer = ChunkTimer()
         chunk_start = 0
+        abandon = self._abandon_check(response, action, requested)
         async for piece in response.content.iter_any():
             t = self.now()
+            if abandon is not None and abandon(t, len(timer.body) + len(piece), timer.first_byte_s):
+                response.close()
+                return
             before = len(timer.arrivals)
             for index, chunk in enumerate(timer.feed(t, piece), before):
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
@@ -340,18 +379,49 @@ class LivePlayer:
                 chunk_start += chunk.size_bytes
                 if index < n - 1:  # the last chunk completes the segment: on_download
                     session.on_chunk(max(t, session.time_s), size_bytes=chunk.size_bytes,
-                                     media_duration_s=schedule.chunk_s)
+                                     media_duration_s=schedule.chunk_s, media=action.media)
         done = max(self.now(), session.time_s)
         ttfb = (timer.first_byte_s if timer.first_byte_s is not None else done) - requested
         # Chunk-aware throughput (dash.js's moof-parsing mode): the idle waits for chunks not yet made
         # are left out, as the simulator does (player/research/live_sim.py).
         active = timer.active_s() if n > 1 else None
-        session.on_download(done, size_bytes=len(timer.body), ttfb_s=ttfb, active_s=active)
+        session.on_download(done, size_bytes=len(timer.body), ttfb_s=ttfb, active_s=active, media=action.media)
+        if action.media != "video":
+            return
         if self.decoder is not None and n == 1:
             self.decoder.submit("video", self.reps[action.quality].id, action.segment_index, bytes(timer.body))
         seconds = active if active is not None else done - requested
         if seconds > 0:
             self.throughput_samples_bps.append(len(timer.body) * 8 / seconds)
+
+    def _abandon_check(self, response: Any, action: Fetch, requested: float
+                       ) -> Callable[[float, int, float | None], bool] | None:
+        """As in VOD and in the simulator (`LiveSession.abandonable`, Sabre's check cadence): offer a
+        whole-segment download to the ABR's `should_abandon`; True once it gave it up (the session told)."""
+        session = self.session
+        abr = session.abr
+        if action.media != "video" or not isinstance(abr, Abandoning) or not session.abandonable:
+            return None
+        size = response.content_length or self.content.upcoming(action.segment_index, 1)[0][action.quality]
+        last = [requested, 0]
+
+        def check(t: float, received: int, first_byte_s: float | None) -> bool:
+            if t - last[0] < ABANDON_CHECK_S or received - last[1] < ABANDON_CHECK_BYTES or received >= size:
+                return False
+            last[:] = [t, received]
+            session.advance(max(t, session.time_s))
+            ttfb = None if first_byte_s is None else first_byte_s - requested
+            decision = abr.should_abandon(session.progress(bytes_received=received, size_bytes=size,
+                                                           elapsed_s=t - requested, ttfb_s=ttfb))
+            if decision is None:
+                return False
+            self.abandoned += 1
+            emit_event(self.events, t, "abandon", segment=action.segment_index, quality=action.quality,
+                       to_quality=decision.quality, reason=decision.reason, bytes=received)
+            session.on_abandon(max(t, session.time_s), bytes_received=received, ttfb_s=ttfb or 0.0)
+            return True
+
+        return check
 
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
@@ -441,22 +511,24 @@ class LivePlayer:
         ends = [r.request_time_s + r.download_s for r in records]
         return PlaybackReport(
             title=self.source.title, abr=self.config.abr, metrics=metrics, records=records, frames_decoded=0,
-            frames_failed=0, requests=self.requests, failed_requests=self.early_requests, abandoned=0,
+            frames_failed=0, requests=self.requests, failed_requests=self.early_requests, abandoned=self.abandoned,
             duration_s=max(ends, default=0.0), first_frame_s=None, bootstrap_s=dict(self.source.timings_s),
-            error=error, requests_by_media={"video": len(records)}, live=self.live_summary())
+            error=error, requests_by_media={"video": len(records), "audio": len(session.audio_records)},
+            audio_records=tuple(session.audio_records), live=self.live_summary())
 
 
 async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, live: LivePlayConfig,
                     events: EventSink, before_media: Callable[[], object] | None = None,
                     decoder: Decoder | None = None,
-                    on_player: Callable[[LivePlayer], object] | None = None) -> PlaybackReport:
+                    on_player: Callable[[LivePlayer], object] | None = None,
+                    player_class: type[LivePlayer] | None = None) -> PlaybackReport:
     """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
     latency p50/p95/max, join time, drift, rate changes, stalls and early requests. `decoder` gets
     the media as it arrives; `on_player(player)` is handed the player before it runs (the desktop
-    window reads its session)."""
+    window reads its session); `player_class` another live player (HLS: `player.client.hlslive`)."""
     if before_media is not None:
         before_media()
-    player = LivePlayer(source, config, fetcher, live=live, events=events, decoder=decoder)
+    player = (player_class or LivePlayer)(source, config, fetcher, live=live, events=events, decoder=decoder)
     if on_player is not None:
         on_player(player)
     return await player.run()

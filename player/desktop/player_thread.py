@@ -21,7 +21,8 @@ from player.client.decoding import Decoder
 from player.client.fetch import Fetcher
 from player.client.harness import DemoTarget, LinkConfig, PlayTarget, TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
-from player.client.liveplay import LivePlayConfig, LivePlayer, is_live
+from player.client.hlslive import live_player_class
+from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
 from player.errors import CliError
@@ -279,7 +280,7 @@ class PlayerThread:
                            for r in reps)
         top = max(renditions, key=lambda r: r.width * r.height)
         texture = fit_size(top.width or 640, top.height or 360, *self.options.max_texture_px)
-        if is_live(manifest):  # open-ended, and video only (the live player plays no audio yet)
+        if live_player_class(manifest) is not None:  # open-ended (MPD or HLS), video only (no live audio yet)
             self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
                                    end_s=math.inf, has_audio=False, live=True)
             chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)

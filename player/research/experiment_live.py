@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import tempfile
@@ -31,15 +32,18 @@ from player.client.liveplay import LivePlayConfig
 from player.client.mpd import parse_mpd
 from player.errors import CliError
 from player.live import LiveConfig
+from player.research.experiment import ResultStore
 from player.research.experiment_cells import _lag_probe, _p99_ms
 from player.research.live_sim import LiveSimConfig, run_live_session
 from player.research.stats import Interval, mean_ci, relative_pct
+from player.research.sweep import trace_keys
 from player.session import SessionConfig
 from player.video import Video
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME
 from server.formats.segments import load_segments_json
 
 MODES = ("sim", "emulate")
+LIVE_RESULTS_NAME = "live_results.jsonl"
 Row = dict[str, Any]
 # Per-session figures summarised per algorithm and mode (means with 95% CIs), and compared for the gap.
 METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment")
@@ -213,22 +217,26 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
-                      tick: Callable[[Row], object] = lambda row: None) -> list[Row]:
-    """Every (algorithm, trace) played against one live stack, `concurrency` at once."""
+                      tick: Callable[[Row], object] = lambda row: None,
+                      plan: Sequence[tuple[str, Trace, str]] | None = None) -> list[Row]:
+    """Every (algorithm, trace) played against one live stack, `concurrency` at once (`plan`: these
+    (algorithm, trace, row key) only, in this order; `tick` is told each row as it finishes)."""
     gate = asyncio.Semaphore(config.concurrency)
     lags_s: list[float] = []
     probe = asyncio.create_task(_lag_probe(lags_s))
     async with serve_channel(content, config) as target:
-        async def one(index: int, abr: str, trace: Trace) -> Row:
+        async def one(index: int, abr: str, trace: Trace, key: str) -> Row:
             async with gate:
                 await asyncio.sleep((index % config.concurrency) * config.start_spacing_s)
                 row = await emulate_row(abr, trace, config, target)
+            row["key"] = key
             tick(row)
             return row
 
-        plan = [(abr, trace) for trace in traces for abr in config.abrs]
+        if plan is None:
+            plan = [(abr, trace, f"{abr}|{trace.name}") for trace in traces for abr in config.abrs]
         try:
-            rows = list(await asyncio.gather(*(one(i, abr, trace) for i, (abr, trace) in enumerate(plan))))
+            rows = list(await asyncio.gather(*(one(i, *cell) for i, cell in enumerate(plan))))
         finally:
             probe.cancel()
     # How late this loop (players, shapers and, unless in processes, the stack) woke, p99: a player's
@@ -243,23 +251,70 @@ async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces
 
 
 def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace], *,
-                        tick: Callable[[Row], object] = lambda row: None) -> list[Row]:
-    """Emulated sessions first (when asked), then each simulated one at its twin's channel age."""
+                        tick: Callable[[Row], object] = lambda row: None, out_dir: Path | None = None,
+                        notify: Callable[[str], object] = lambda text: None) -> list[Row]:
+    """Emulated sessions first (when asked), then each simulated one at its twin's channel age.
+
+    With `out_dir`, resumable as `abrkit run` is (the same `ResultStore`): each finished session is
+    one flushed line of OUT/live_results.jsonl, keyed by mode, algorithm, trace and the settings that
+    change its result; a rerun skips the sessions found there without an error (a simulated one then
+    joins at its stored twin's channel age) and returns the rows of the whole plan."""
     if not traces:
         raise CliError("no traces given")
-    rows: list[Row] = []
-    ages: dict[tuple[str, str], float] = {}
-    if "emulate" in config.modes:
-        emulated = asyncio.run(emulate_all(config, content, traces, tick))
-        rows += emulated
-        ages = {(r["abr"], r["trace"]): r["channel_age_s"] for r in emulated if not r.get("error")}
-    if "sim" in config.modes:
-        for trace in traces:
-            for abr in config.abrs:
-                row = sim_row(abr, trace, config, content, channel_age_s=ages.get((abr, trace.name)))
-                rows.append(row)
-                tick(row)
-    return rows
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"{out_dir}: exists and is not a directory")
+    store = ResultStore(out_dir / LIVE_RESULTS_NAME, notify=notify) if out_dir is not None else None
+    done = store.load() if store is not None else {}
+    names = dict(zip((id(t) for t in traces), trace_keys([t.name for t in traces])))
+    settings = settings_key(config, content)
+
+    def key(mode: str, abr: str, trace: Trace) -> str:
+        return f"{settings}|{mode}|{abr}|{names[id(trace)]}"
+
+    def finished(k: str) -> bool:
+        return k in done and not done[k].get("error")
+
+    def record(k: str, row: Row) -> None:
+        row["key"] = k
+        if store is not None:
+            store.append([row])
+        done[k] = row
+        tick(row)
+
+    plan = [(mode, abr, trace) for mode in ("emulate", "sim") if mode in config.modes for trace in traces
+            for abr in config.abrs]  # emulated first: each simulated twin needs its channel age
+    skipped = sum(finished(key(*cell)) for cell in plan)
+    if skipped:
+        notify(f"skipping {skipped} of {len(plan)} sessions already in {store.path if store else ''}")
+    try:
+        emulate = [(abr, trace, key(mode, abr, trace)) for mode, abr, trace in plan
+                   if mode == "emulate" and not finished(key(mode, abr, trace))]
+        if emulate:
+            asyncio.run(emulate_all(config, content, traces, plan=emulate, tick=lambda row: record(row["key"], row)))
+        ages = {(abr, names[id(trace)]): done[key("emulate", abr, trace)]["channel_age_s"]
+                for abr in config.abrs for trace in traces if finished(key("emulate", abr, trace))}
+        for mode, abr, trace in plan:
+            if mode == "sim" and not finished(key(mode, abr, trace)):
+                record(key(mode, abr, trace),
+                       sim_row(abr, trace, config, content, channel_age_s=ages.get((abr, names[id(trace)]))))
+    except KeyboardInterrupt:
+        if store is not None:
+            notify(f"interrupted: finished sessions are saved in {store.path}; the same command runs the rest")
+        raise
+    finally:
+        if store is not None:
+            store.close()
+    return [done[key(*cell)] for cell in plan if key(*cell) in done]
+
+
+def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
+    """A short digest of what a session's result depends on beyond its mode, algorithm and trace: a
+    rerun with other settings into the same folder runs its sessions again instead of reusing these."""
+    fields = {"duration_s": config.duration_s, "speed": config.speed, "low_latency": config.low_latency,
+              "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
+              "rtt_ms": config.rtt_ms, "segment_duration_s": content.segment_duration_s,
+              "ladder_bps": list(content.video.ladder.bitrates_bps), "loop_segments": content.video.segment_count}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

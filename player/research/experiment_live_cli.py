@@ -48,7 +48,8 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
     traces = open_traces(args.traces)
     total = len(traces) * len(config.abrs) * len(config.modes)
     with ProgressLines(total, unit="session", desc="live run", enabled=not args.quiet) as bar:
-        rows = run_live_comparison(config, content, traces, tick=lambda row: bar.update(1))
+        rows = run_live_comparison(config, content, traces, tick=lambda row: bar.update(1), out_dir=args.out,
+                                   notify=lambda text: print(text, file=sys.stderr))
     meta = {"title": title_dir.name, "segment_duration_s": content.segment_duration_s,
             "loop_segments": content.video.segment_count, "ladder_bps": list(content.video.ladder.bitrates_bps),
             "algorithms": list(config.abrs), "modes": list(config.modes), "traces": len(traces),

@@ -19,10 +19,11 @@ import numpy as np
 from abr.estimators import ChunkArrival, chunk_active_s
 from abr.qoe import LiveQoe
 from abr.registry import make
-from abr.types import AbrAlgorithm, Ladder
+from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.link import LinkModel
 from netsim.trace import Trace
-from player.live import LiveConfig, LiveSchedule, LiveSession, LiveStats
+from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
+from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
 from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
 from player.video import Video
@@ -86,8 +87,14 @@ class LiveDriver:
     `trace_time_s` is the trace time at session time 0."""
 
     def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
-                 payload_factor: float = 1.0, trace_time_s: float = 0.0) -> None:
+                 payload_factor: float = 1.0, trace_time_s: float = 0.0, abandonment: bool = True,
+                 abandon_check_s: float = ABANDON_CHECK_S, abandon_check_bytes: int = ABANDON_CHECK_BYTES) -> None:
         self.session = session
+        # As the VOD simulator (SimProfile.abandonment, Sabre's checks): a whole-segment download the
+        # session calls abandonable is offered to the ABR's should_abandon (player/research/sim_abandon.py).
+        self._abandoning = session.abr if abandonment and isinstance(session.abr, Abandoning) else None
+        self._checks = (abandon_check_s, abandon_check_bytes)
+        self.abandoned = 0
         self.trace = trace
         self.rtt_s = rtt_s
         self._sizes = video.sizes_bytes
@@ -114,6 +121,16 @@ class LiveDriver:
         n = schedule.chunks_per_segment
         # CMAF chunks of one segment carry about equal media; their bytes are split evenly here.
         parts = [size // n + (1 if c < size % n else 0) for c in range(n)]
+        if n == 1 and self._abandoning is not None and session.abandonable:
+            ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, 0) + rtt / 2)
+            finish = self._link.finish_time(ready + offset, size) - offset
+            hit = first_abandonment(session, self._link, self._abandoning, size_bytes=size, start_s=requested + offset,
+                                    latency_s=ready - requested, finish_s=finish + offset,
+                                    check_s=self._checks[0], check_bytes=self._checks[1])
+            if hit is not None:
+                session.on_abandon(hit[0] - offset, bytes_received=hit[1], ttfb_s=ready - requested)
+                self.abandoned += 1
+                return
         arrivals: list[ChunkArrival] = []
         end = -math.inf
         for c, part in enumerate(parts):

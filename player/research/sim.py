@@ -42,6 +42,7 @@ from abr.types import Abandoning, AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
 from netsim.trace import Trace
+from player.research.sim_abandon import first_abandonment
 from player.research.sim_pipelines import PipelinesDriver
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
 from player.video import Video
@@ -319,27 +320,18 @@ class SessionDriver:
     def _abandoned(self, size: int, start: float, latency: float, finish: float) -> bool:
         """Offers the download requested at trace time `start` to `should_abandon` at each progress
         check before it completes at `finish`; True (and the session told) if the ABR gave it up."""
-        session, link, prof = self.session, self._link, self.prof
         assert self._abandoning is not None
-        first_byte = start + latency
-        before = link.bytes_until(first_byte)
-        requested = session.time_s
-        previous, counted_from = start, first_byte
-        while True:
-            check = max(previous + prof.abandon_check_s, link.finish_time(counted_from, prof.abandon_check_bytes))
-            if check >= finish:
-                return False
-            received = min(int(link.bytes_until(check) - before), size - 1)
-            now = requested + (check - start)
-            session.advance(now)
-            progress = session.progress(bytes_received=received, size_bytes=size, elapsed_s=check - start,
-                                        ttfb_s=latency)
-            if self._abandoning.should_abandon(progress) is not None:
-                session.on_abandon(now, bytes_received=received, ttfb_s=latency)
-                self.trace_time_s = check
-                self.abandoned += 1
-                return True
-            previous = counted_from = check
+        requested = self.session.time_s
+        hit = first_abandonment(self.session, self._link, self._abandoning, size_bytes=size, start_s=start,
+                                latency_s=latency, finish_s=finish, check_s=self.prof.abandon_check_s,
+                                check_bytes=self.prof.abandon_check_bytes)
+        if hit is None:
+            return False
+        check, received = hit
+        self.session.on_abandon(requested + (check - start), bytes_received=received, ttfb_s=latency)
+        self.trace_time_s = check
+        self.abandoned += 1
+        return True
 
 
 def run_session(abr_spec: str, video: Video, trace: Trace, prof: SimProfile, *, abr: AbrAlgorithm | None = None,

@@ -17,8 +17,36 @@ from abr.types import Abandoning
 from netsim.sharing import SharedLink
 
 if TYPE_CHECKING:
+    from netsim.faults import FaultedLink
+    from netsim.link import LinkModel
     from player.research.sim import SimProfile
     from player.research.sim_pipelines import PipelinesDriver
+    from player.session import PlaybackSession
+
+
+def first_abandonment(session: PlaybackSession, link: LinkModel | FaultedLink, abr: Abandoning, *, size_bytes: int,
+                      start_s: float, latency_s: float, finish_s: float, check_s: float,
+                      check_bytes: int) -> tuple[float, int] | None:
+    """A download on a link of its own (`SessionDriver`, the live `LiveDriver`): requested at link
+    time `start_s`, first byte `latency_s` later, complete at `finish_s`. Offers it to `abr` at
+    Sabre's checks (>= `check_s` apart and `check_bytes` more bytes) with the session advanced to
+    each (session time at the request + link time since); the link time and bytes received where
+    the ABR gave it up, None if it did not (the caller tells the session)."""
+    first_byte = start_s + latency_s
+    before = link.bytes_until(first_byte)
+    requested = session.time_s
+    previous, counted_from = start_s, first_byte
+    while True:
+        check = max(previous + check_s, link.finish_time(counted_from, check_bytes))
+        if check >= finish_s:
+            return None
+        received = min(int(link.bytes_until(check) - before), size_bytes - 1)
+        session.advance(requested + (check - start_s))
+        progress = session.progress(bytes_received=received, size_bytes=size_bytes, elapsed_s=check - start_s,
+                                    ttfb_s=latency_s)
+        if abr.should_abandon(progress) is not None:
+            return check, received
+        previous = counted_from = check
 
 
 class AbandonChecks:

@@ -14,6 +14,7 @@ from player.bundled import ENVIVIO_DIR
 from player.live import LiveConfig, LiveSchedule, LiveSession, catchup_rate
 from player.research.live_sim import LiveDriver, LiveSimConfig, live_video, run_live_session
 from player.session import Fetch, SessionConfig, Wait
+from player.timeline import Timeline
 from player.video import Video, load_video
 from tests.player.conftest import FixedContent, Scripted
 
@@ -144,11 +145,16 @@ def test_live_session_rejects_content_that_does_not_match_the_schedule() -> None
         session(LiveSchedule(availability_start_s=0.0, segment_duration_s=4.0))
 
 
-def test_live_session_rejects_content_with_separate_audio(envivio: Video) -> None:
-    class WithAudio(FixedContent):
-        audio = object()
+def test_live_session_rejects_audio_not_cut_at_the_video_segments(envivio: Video) -> None:
+    audio = FixedContent(Ladder(bitrates_bps=(64_000,), segment_duration_s=1.0), 10)
+    audio.timeline = Timeline.uniform(1.0, 10)  # type: ignore[attr-defined]
 
-    with pytest.raises(ValueError, match="audio"):
+    class WithAudio(FixedContent):
+        pass
+
+    WithAudio.audio = audio  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="live audio must be cut at the video's segments"):
         LiveSession(Scripted(), WithAudio(LADDER, 5), live=LiveConfig(),
                     schedule=LiveSchedule(availability_start_s=0.0, segment_duration_s=2.0))
 

@@ -109,10 +109,9 @@ def build_manifest(url: str, tracks: Sequence[Track], *, aes_keys: Mapping[str, 
     read from its `tenc`, for SAMPLE-AES tracks whose playlist names none."""
     aes_keys = aes_keys or {}
     init_kids = init_kids or {}
-    for track in tracks:
-        if not track.playlist.ended:
-            raise HlsError(f"HLS playlist {_name(track.playlist.url)}: has no #EXT-X-ENDLIST: live HLS is not "
-                           "supported (only complete, VOD playlists)")
+    live = [t for t in tracks if not t.playlist.ended]
+    if live:
+        return _live_manifest(url, tracks, live, aes_keys, init_kids)
     groups = [_groups(track) for track in tracks]
     split = any(len({(s.init.uri, s.init.byte_range) if s.init else None for s in track.playlist.segments}) > 1
                 for track in tracks)
@@ -146,7 +145,37 @@ def build_manifest(url: str, tracks: Sequence[Track], *, aes_keys: Mapping[str, 
     targets = [t.playlist.target_duration_s for t in tracks if t.playlist.target_duration_s]
     return Manifest(url=url, type="static", duration_s=start_s,
                     min_buffer_s=max(targets) if targets else 0.0,
-                    max_segment_duration_s=max(targets) if targets else None, periods=tuple(periods))
+                    max_segment_duration_s=max(targets) if targets else None, periods=tuple(periods), protocol="hls")
+
+
+def _live_manifest(url: str, tracks: Sequence[Track], live: Sequence[Track], aes_keys: Mapping[str, bytes],
+                   init_kids: Mapping[str, str]) -> Manifest:
+    """A live presentation (media playlists without EXT-X-ENDLIST, RFC 8216 6.2.2): a dynamic manifest
+    whose Representations hold the segments listed when it was read (media sequence numbers as
+    `SegmentRef.number`) and whose base URL is the media playlist, which the live player reloads
+    (player/client/hlslive.py)."""
+    if len(live) != len(tracks):
+        ended = next(t for t in tracks if t.playlist.ended)
+        raise HlsError(f"HLS: the media playlist {_name(ended.playlist.url)} has #EXT-X-ENDLIST but "
+                       f"{_name(live[0].playlist.url)} is live: a presentation is live or not, in every playlist")
+    for track in tracks:
+        segments = track.playlist.segments
+        if any(s.discontinuity != segments[0].discontinuity for s in segments):
+            changed = next(s for s in segments if s.discontinuity != segments[0].discontinuity)
+            raise HlsError(f"HLS playlist {_name(track.playlist.url)} line {changed.line}: a discontinuity in a live "
+                           "playlist is not supported")
+        if track.playlist.target_duration_s is None:
+            raise HlsError(f"HLS playlist {_name(track.playlist.url)}: a live playlist needs #EXT-X-TARGETDURATION "
+                           "(RFC 8216 4.3.3.1): its reload interval")
+    reps = {t.id: _representation(t, list(t.playlist.segments), 0.0, "", aes_keys, init_kids) for t in tracks}
+    sets = [AdaptationSet(id="video", content_type="video", lang=None,
+                          representations=tuple(reps[t.id] for t in tracks if t.kind == "video"))]
+    sets.extend(AdaptationSet(id=t.id, content_type="audio", lang=t.rendition.language if t.rendition else None,
+                              representations=(reps[t.id],)) for t in tracks if t.kind == "audio")
+    target_s = max(t.playlist.target_duration_s or 0.0 for t in tracks)
+    return Manifest(url=url, type="dynamic", duration_s=None, min_buffer_s=target_s, max_segment_duration_s=target_s,
+                    periods=(Period(id="0", start_s=0.0, duration_s=None, base_urls=(url,), adaptation_sets=tuple(sets)),),
+                    minimum_update_period_s=target_s, protocol="hls")
 
 
 def _groups(track: Track) -> list[list[Segment]]:

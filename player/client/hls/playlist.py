@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from itertools import chain
 from typing import Literal
@@ -27,9 +28,14 @@ from player.client.hls.limits import (
 )
 from server.formats import hls as tags
 
+_PDT = "#EXT-X-PROGRAM-DATE-TIME"
+_SERVER_CONTROL = "#EXT-X-SERVER-CONTROL"  # LL-HLS (RFC 8216bis 4.4.3.8)
+_PART_INF = "#EXT-X-PART-INF"
+_PART = "#EXT-X-PART"
 _MEDIA_TAGS = frozenset({tags.EXTINF, tags.EXT_X_TARGETDURATION, tags.EXT_X_MEDIA_SEQUENCE, tags.EXT_X_MAP,
                          tags.EXT_X_BYTERANGE, tags.EXT_X_DISCONTINUITY, tags.EXT_X_ENDLIST, tags.EXT_X_KEY,
-                         tags.EXT_X_PLAYLIST_TYPE, "#EXT-X-DISCONTINUITY-SEQUENCE", "#EXT-X-I-FRAMES-ONLY"})
+                         tags.EXT_X_PLAYLIST_TYPE, "#EXT-X-DISCONTINUITY-SEQUENCE", "#EXT-X-I-FRAMES-ONLY",
+                         _PDT, _SERVER_CONTROL, _PART_INF, _PART})
 _MASTER_TAGS = frozenset({tags.EXT_X_STREAM_INF, tags.EXT_X_MEDIA, tags.EXT_X_I_FRAME_STREAM_INF,
                           tags.EXT_X_SESSION_KEY, "#EXT-X-SESSION-DATA"})
 _KNOWN_METHODS = frozenset({tags.METHOD_NONE, tags.METHOD_AES_128, *tags.SAMPLE_METHODS, "AES-256", "AES-256-CTR"})
@@ -71,6 +77,10 @@ class Segment:
     keys: tuple[Key, ...]
     init: InitSection | None
     line: int  # of the URI
+    # EXT-X-PROGRAM-DATE-TIME (4.3.2.6) as unix seconds: the wall-clock time of the segment's first
+    # sample; extrapolated from an earlier segment's by the durations in between (not across a
+    # discontinuity), None when the playlist gives none
+    program_date_time_s: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -80,6 +90,13 @@ class MediaPlaylist:
     segments: tuple[Segment, ...]
     ended: bool  # EXT-X-ENDLIST: nothing will be added (VOD); a live playlist has none
     playlist_type: str | None
+    # LL-HLS (RFC 8216bis 4.4.3.7-4.4.3.8, 4.4.4.9): EXT-X-SERVER-CONTROL and EXT-X-PART-INF, and how
+    # many EXT-X-PART tags the playlist lists (a player that does not play parts plays the whole segments)
+    can_block_reload: bool = False
+    hold_back_s: float | None = None
+    part_hold_back_s: float | None = None
+    part_target_s: float | None = None
+    part_count: int = 0
 
     @property
     def duration_s(self) -> float:
@@ -177,7 +194,10 @@ class _Media:
         pending_duration: tuple[Line, float] | None = None
         pending_range: tuple[Line, int, int | None] | None = None
         pending_discontinuity = False
+        pending_pdt: float | None = None
         total_s = 0.0
+        control: dict[str, float | bool | None] = {}
+        part_count = 0
         for line in lines:
             tag = line.tag
             if tag is None:
@@ -191,13 +211,17 @@ class _Media:
                     raise src.error(line, f"the playlist lists more than {self.max_segments} segments")
                 if pending_discontinuity:
                     discontinuity += 1
+                pdt = pending_pdt
+                if pdt is None and segments and not pending_discontinuity and segments[-1].program_date_time_s is not None:
+                    pdt = segments[-1].program_date_time_s + segments[-1].duration_s
                 total_s += pending_duration[1]
                 if total_s > MAX_PRESENTATION_S:
                     raise src.error(pending_duration[0], f"the segments add up to more than {MAX_PRESENTATION_S:g} s")
                 segments.append(Segment(uri=uri, duration_s=pending_duration[1], byte_range=byte_range,
                                         sequence=sequence + len(segments), discontinuity=discontinuity,
-                                        keys=tuple(keys.values()), init=init, line=line.number))
-                pending_duration = pending_range = None
+                                        keys=tuple(keys.values()), init=init, line=line.number,
+                                        program_date_time_s=pdt))
+                pending_duration = pending_range = pending_pdt = None
                 pending_discontinuity = False
             elif tag == tags.EXTINF:
                 raw = line.value.split(",", 1)[0]
@@ -232,6 +256,21 @@ class _Media:
                     raise src.error(line, f"{show(line.value)} is not VOD or EVENT")
             elif tag == tags.EXT_X_ENDLIST:
                 ended = True
+            elif tag == _PDT:
+                pending_pdt = self._date_time(line)
+            elif tag == _SERVER_CONTROL:
+                control.update(self._server_control(line))
+            elif tag == _PART_INF:
+                attrs = src.attributes(line)
+                if "PART-TARGET" not in attrs:
+                    raise src.error(line, "the required attribute PART-TARGET is missing")
+                control["part_target_s"] = src.decimal(line, attrs["PART-TARGET"], "PART-TARGET", minimum=0,
+                                                       maximum=MAX_DURATION_S, allow_zero=False)
+            elif tag == _PART:
+                part_count += 1
+            elif tag == "#EXT-X-SKIP":
+                raise src.error(line, "a delta playlist (skipped segments) answers a request with _HLS_skip, "
+                                      "which this player never makes")
             elif tag == "#EXT-X-I-FRAMES-ONLY":
                 raise src.error(line, "an I-frame-only playlist is for trick play, not for playback")
             elif tag == "#EXT-X-GAP":
@@ -243,7 +282,30 @@ class _Media:
         if not segments:
             raise src.error(None, "lists no segments")
         return MediaPlaylist(url=src.url, target_duration_s=target, segments=tuple(segments), ended=ended,
-                             playlist_type=playlist_type)
+                             playlist_type=playlist_type, part_count=part_count, **control)  # type: ignore[arg-type]
+
+    def _date_time(self, line: Line) -> float:
+        """An EXT-X-PROGRAM-DATE-TIME value (ISO 8601 with a time zone, 4.3.2.6) as unix seconds."""
+        raw = line.value.strip()
+        try:
+            value = datetime.fromisoformat(raw) if len(raw) <= 40 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise self.source.error(line, f"{show(raw)} is not an ISO 8601 date-time")
+        if value.tzinfo is None:
+            raise self.source.error(line, f"{show(raw)} has no time zone (RFC 8216 4.3.2.6 requires one)")
+        return value.timestamp()
+
+    def _server_control(self, line: Line) -> dict[str, float | bool | None]:
+        src = self.source
+        attrs = src.attributes(line)
+        out: dict[str, float | bool | None] = {
+            "can_block_reload": (src.enumerated(line, attrs, "CAN-BLOCK-RELOAD") or "NO") == "YES"}
+        for name, field in (("HOLD-BACK", "hold_back_s"), ("PART-HOLD-BACK", "part_hold_back_s")):
+            if name in attrs:
+                out[field] = src.decimal(line, attrs[name], name, minimum=0, maximum=MAX_DURATION_S, allow_zero=False)
+        return out
 
     def _range(self, pending: tuple[Line, int, int | None], uri: str, segments: list[Segment]) -> tuple[int, int]:
         line, length, offset = pending

@@ -227,6 +227,7 @@ class Manifest:
     utc_timing: tuple[tuple[str, str], ...] = ()  # (schemeIdUri, value) of each UTCTiming, in order
     target_latency_s: float | None = None  # ServiceDescription/Latency@target
     playback_rate_range: tuple[float, float] | None = None  # ServiceDescription/PlaybackRate@min/@max
+    protocol: Literal["dash", "hls"] = "dash"  # what it was read from (an HLS presentation maps onto this model)
 
     @property
     def video(self) -> AdaptationSet | None:

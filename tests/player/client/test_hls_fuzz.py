@@ -82,7 +82,10 @@ def check(text: str | bytes, *, budget: int = BUDGET) -> None:
                 if segment.cipher is not None:
                     assert len(segment.cipher.iv) == 16
                 previous = segment.start_s
-    assert manifest.duration_s is not None and math.isfinite(manifest.duration_s)
+    if manifest.type == "dynamic":  # a live playlist (no EXT-X-ENDLIST): open-ended, reloaded as it plays
+        assert not playlist.ended and manifest.duration_s is None and manifest.minimum_update_period_s
+    else:
+        assert manifest.duration_s is not None and math.isfinite(manifest.duration_s)
 
 
 @st.composite

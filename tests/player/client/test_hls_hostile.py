@@ -58,8 +58,8 @@ CASES = {
                                       frozenset({"v0.m3u8"})),
     "a 5 MB media playlist": Case({"master.m3u8": _variants(1), "v0.m3u8": MEDIA + "#" + "x" * 5_000_000},
                                   "v0.m3u8: is 5000.* bytes, more than the 4194304 allowed", 2),
-    "live": Case({"master.m3u8": _variants(1), "v0.m3u8": MEDIA.replace("#EXT-X-ENDLIST\n", "")},
-                 "live HLS is not supported", 2),
+    "live and ended playlists mixed": Case({"master.m3u8": _variants(2), "v0.m3u8": MEDIA.replace("#EXT-X-ENDLIST\n", ""),
+                                            "v1.m3u8": MEDIA}, "has #EXT-X-ENDLIST but v0.m3u8 is live", 3),
     "a file: variant": Case({"master.m3u8": _variants(1, lambda k: "file:///etc/passwd")}, "has scheme 'file'", 1),
     "a 1 MB key": Case({"master.m3u8": _variants(1), "v0.m3u8": MEDIA.replace(
         "#EXTINF", '#EXT-X-KEY:METHOD=AES-128,URI="k.bin"\n#EXTINF'), "k.bin": b"k" * 1_000_000},

@@ -226,7 +226,9 @@ def test_bad_playlists_are_one_clear_error(case: str) -> None:
 
 
 MAPPING_ERRORS = {
-    "live": (M + E + "a.ts\n", "live HLS is not supported"),
+    "live without a target duration": (M + E + "a.ts\n", "a live playlist needs #EXT-X-TARGETDURATION"),
+    "live with a discontinuity": (M + "#EXT-X-TARGETDURATION:4\n" + E + "a.ts\n#EXT-X-DISCONTINUITY\n" + E + "b.ts\n",
+                                  "a discontinuity in a live playlist is not supported"),
     "sample-aes on ts": (M + "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"skd://k\",KEYFORMAT=\"com.apple.streamingkeydelivery\"\n"
                          + E + "a.ts\n#EXT-X-ENDLIST\n", "line 2: METHOD=SAMPLE-AES on MPEG-TS"),
     "packed audio": (M + E + "a.aac\n#EXT-X-ENDLIST\n", "line 3: packed audio"),

@@ -74,7 +74,9 @@ def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float,
     live = report.live
     assert live is not None
     assert statuses["segment 404"] == 0 and live["early_requests"] == 0  # nothing asked for before it existed
-    assert statuses["segment 200"] == len(report.records) >= 2
+    # every segment downloaded was a 200; at the end each pipeline (video, audio) may have one in flight
+    fetched = len(report.records) + len(report.audio_records)
+    assert fetched <= statuses["segment 200"] <= fetched + 2 and len(report.records) >= 2
     assert live["played_s"] >= duration_s - 0.5
     assert live["stalls"] == 0 and live["join_s"] is not None
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live

@@ -187,3 +187,21 @@ def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTit
         assert abs(latency_s - 2.0) < 0.5
         assert pts_s is not None and abs(pts_s - playhead_s) < 0.3, samples
     assert samples[-1][3] - samples[0][3] >= 48  # about 24 fps over 3 s
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_window_plays_a_live_hls_channel(packaged: PackagedTitles, display: str) -> None:
+    presented: list[int] = []
+    with in_background(live_origin(packaged.content_root)) as origin:
+        app = DesktopApp(UrlTarget(url=f"{origin}/live/master.m3u8"), PlayerConfig(abr="dynamic"),
+                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=10.0,
+                         live=LivePlayConfig(duration_s=3600.0, target_latency_s=8.0))
+        for t in (6.0, 9.0):
+            app.at(t, lambda app: presented.append(app.stats.frames_presented))
+        result = app.run()
+    assert result.report is not None and result.report.error is None, result.report
+    live = result.report.live
+    assert live is not None and live["protocol"] == "hls" and live["stalls"] == 0, live
+    assert abs(live["latency_p50_s"] - 8.0) < 1.5, live
+    assert presented[1] - presented[0] >= 48, presented  # frames keep coming: about 24 fps over 3 s

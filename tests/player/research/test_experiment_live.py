@@ -18,6 +18,7 @@ from player.research.experiment_live import (
     channel_content,
     live_gaps,
     run_live_comparison,
+    settings_key,
     sim_config,
     sim_row,
     summarize_rows,
@@ -111,3 +112,43 @@ def test_abrkit_run_live_needs_a_packaged_title(tmp_path: Path, capsys: pytest.C
     code = main(["run", "--live", "--abr", "dynamic", "--traces", "constant:5e6", "--video-or-title",
                  str(tmp_path), "--out", str(tmp_path / "o")])
     assert code != 0 and "packaged title" in capsys.readouterr().err
+
+
+def test_an_interrupted_live_run_resumes_where_it_stopped(packaged: PackagedTitles, tmp_path: Path) -> None:
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    config = LiveRunConfig(abrs=("dynamic", "l2a"), modes=("sim",), duration_s=10.0)
+    traces = [open_trace("constant:5e6"), open_trace("constant:2e6"), open_trace("constant:5e6")]  # a repeated name
+    ran: list[str] = []
+    first = run_live_comparison(config, content, traces, out_dir=tmp_path, tick=lambda row: ran.append(row["key"]))
+    assert len(first) == len(ran) == 6 and len(set(ran)) == 6  # repeats get their own key
+    store = tmp_path / "live_results.jsonl"
+    lines = store.read_bytes().splitlines(keepends=True)
+    store.write_bytes(b"".join(lines[:3]) + lines[3][:20])  # interrupted while writing the 4th row
+    ran.clear()
+    notes: list[str] = []
+    again = run_live_comparison(config, content, traces, out_dir=tmp_path, tick=lambda row: ran.append(row["key"]),
+                                notify=notes.append)
+    assert len(ran) == 3 and again == first  # only the lost rows ran; the same results, in plan order
+    assert any("truncated last line" in n for n in notes) and any("skipping 3 of 6" in n for n in notes)
+    ran.clear()
+    run_live_comparison(config, content, traces, out_dir=tmp_path, tick=lambda row: ran.append(row["key"]))
+    assert ran == []  # all done
+    other = LiveRunConfig(abrs=("dynamic", "l2a"), modes=("sim",), duration_s=12.0)
+    run_live_comparison(other, content, traces, out_dir=tmp_path, tick=lambda row: ran.append(row["key"]))
+    assert len(ran) == 6  # other settings are other sessions
+
+
+def test_a_resumed_simulated_twin_joins_at_its_stored_emulated_twins_age(packaged: PackagedTitles,
+                                                                          tmp_path: Path) -> None:
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    config = LiveRunConfig(abrs=("dynamic",), duration_s=20.0)
+    trace = open_trace("constant:5e6")
+    key = f"{settings_key(config, content)}|emulate|dynamic|{trace.name}"
+    stored = {"key": key, "mode": "emulate", "abr": "dynamic", "trace": trace.name, "error": None,
+              "channel_age_s": 37.5}
+    (tmp_path / "live_results.jsonl").write_text(json.dumps(stored) + "\n")
+    rows = run_live_comparison(config, content, [trace], out_dir=tmp_path)  # no stack: emulation is done
+    assert rows[0] == stored
+    sim = dict(rows[1])
+    assert sim.pop("key").endswith("|sim|dynamic|" + trace.name)
+    assert sim == sim_row("dynamic", trace, config, content, channel_age_s=37.5)

@@ -1,0 +1,352 @@
+"""The live HLS player: `LivePlayer` (player/client/liveplay.py) driving the same `LiveSession` from
+live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
+
+- **Join**: at the live edge minus the target latency (`--target-latency-s`, else the playlist's
+  `EXT-X-SERVER-CONTROL:HOLD-BACK`, else three target durations: RFC 8216 6.3.3 says a client
+  should not start closer than that to the end of the playlist).
+- **Reload**: the media playlist of the rendition being played is reloaded one target duration after
+  a reload that changed it, half of one after a reload that did not (6.3.4). A segment is requested
+  only once a reload lists it: a rung switched to has its own playlist reloaded first.
+- **Clock**: `EXT-X-PROGRAM-DATE-TIME`. A listed segment is complete, so when a playlist arrives the
+  server's clock is at least its newest segment's end; the largest such bound over the reloads maps
+  the playlist's dates onto the session clock. No clock sync with the server is needed, and a channel
+  whose clock runs K times faster plays with `--speed K`. Without dates, the media sequence number
+  times the segment duration stands in for them.
+- **LL-HLS**: parts (`EXT-X-PART`) are not played: a playlist that has them is played by whole
+  segments (an event says so). With `EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES` the wait for the
+  next segment is a blocking playlist reload (`_HLS_msn`, RFC 8216bis 6.2.5.2), without `_HLS_part`.
+
+A playlist that misbehaves (the media sequence going back, a listed segment changing its URI or
+date, segments of very different durations, a target duration or init section that changes, no new
+segment for four target durations) ends the session with a `PlaybackError` naming the playlist and
+what was wrong. Audio renditions play in their own pipeline (headless), their playlists reloaded
+when a segment they need is not listed yet, their segments matched to the video's by media sequence
+number (checked against the dates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from player.client.bootstrap import failover_urls
+from player.client.headless import PlaybackError, distinct_bitrates
+from player.client.hls import HlsError, MediaPlaylist, Segment, parse_playlist
+from player.client.liveplay import DEFAULT_TARGET_LATENCY_S, LivePlayer, is_live
+from player.client.mpd import Manifest, Representation
+from player.events import emit_event
+from player.live import LiveConfig, LiveSchedule
+from player.session import Fetch
+from server.formats.urls import redact_url
+
+STALE_TARGET_DURATIONS = 4.0  # no new segment for this many target durations: the stream has stopped
+UNIFORM_TOLERANCE = 0.1  # a segment's EXTINF may differ from the median by this fraction of it
+DATE_TOLERANCE = 0.25  # of a segment duration: how far a date may sit from where the durations put it
+JOIN_TARGET_DURATIONS = 3.0  # RFC 8216 6.3.3
+
+
+def is_hls_live(manifest: Manifest) -> bool:
+    """A live HLS presentation (media playlists without EXT-X-ENDLIST) with video."""
+    return manifest.protocol == "hls" and manifest.type == "dynamic" and manifest.video is not None
+
+
+def live_player_class(manifest: Manifest) -> type[LivePlayer] | None:
+    """The live player for `manifest` (HLS or MPD), None for on-demand content."""
+    if is_hls_live(manifest):
+        return HlsLivePlayer
+    return LivePlayer if is_live(manifest) else None
+
+
+@dataclass(eq=False)
+class _Rendition:
+    """One video rendition's media playlist as last reloaded."""
+
+    rep: Representation
+    url: str
+    playlist: MediaPlaylist | None = None
+    loaded_at_s: float = -math.inf  # session time of the last reload
+    target_s: float | None = None  # its EXT-X-TARGETDURATION (it must not change)
+    changed: bool = True  # whether that reload listed a new segment
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class HlsLivePlayer(LivePlayer):
+    """One live HLS session (module docstring); `run()` returns the report."""
+
+    @staticmethod
+    def video_representations(manifest: Manifest) -> list[Representation]:
+        if not is_hls_live(manifest):
+            raise PlaybackError("not a live HLS presentation: media playlists without #EXT-X-ENDLIST are needed")
+        video = manifest.video
+        assert video is not None
+        return distinct_bitrates(list(video.representations))
+
+    @staticmethod
+    def audio_representations(manifest: Manifest) -> list[Representation]:
+        """The first audio group's renditions (EXT-X-MEDIA TYPE=AUDIO with a URI): media playlists
+        reloaded like the video's, their segments matched to the video's by media sequence number."""
+        audio = manifest.audio
+        return distinct_bitrates(list(audio.representations)) if audio is not None else []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.renditions = {rep.id: _Rendition(rep=rep, url=rep.base_urls[0])
+                           for rep in (*self.reps, *self.audio_reps)}
+        self.playing = self.reps[0].id
+        self.segment_s = 0.0  # the uniform segment duration (median EXTINF of the first playlist)
+        self.target_duration_s = 0.0
+        self.base_sequence = 0  # media sequence number of the session's segment index 0
+        self.first_date_s: float | None = None  # EXT-X-PROGRAM-DATE-TIME of segment index 0 (None: no dates)
+        self.hold_back_s: float | None = None
+        self.newest = -1  # the newest media sequence number any reload listed
+        self.newest_at_s = 0.0  # session time it was first listed
+        self.ended_at: int | None = None  # the last segment, once a reload has EXT-X-ENDLIST
+        self.reloads = 0
+        self.blocking_reloads = 0
+        self.parts_offered = False
+
+    # -- clock and schedule -------------------------------------------------------------------------
+
+    async def sync_clock(self) -> float:
+        """The first reload of the lowest rung's playlist fixes the segment duration, the sequence
+        number of index 0 and the clock (server time - session time) from the newest segment's end."""
+        await self._reload(self.renditions[self.playing])
+        emit_event(self.events, self.now(), "clock_sync", url=None,
+                   reason="EXT-X-PROGRAM-DATE-TIME" if self.first_date_s is not None else "media sequence numbers")
+        return self.clock_offset_s
+
+    def schedule(self, manifest: Manifest) -> LiveSchedule:
+        return LiveSchedule(availability_start_s=self._date_s(self.base_sequence, None) - self.clock_offset_s,
+                            segment_duration_s=self.segment_s)
+
+    def live_config(self, schedule: LiveSchedule) -> LiveConfig:
+        target = (self.live.target_latency_s or self.hold_back_s
+                  or JOIN_TARGET_DURATIONS * self.target_duration_s or DEFAULT_TARGET_LATENCY_S)
+        return LiveConfig(target_latency_s=target)
+
+    def _date_s(self, sequence: int, segment: Segment | None) -> float:
+        """When segment `sequence` starts on the server's clock: its date, or where the durations put it."""
+        if segment is not None and segment.program_date_time_s is not None and self.first_date_s is not None:
+            return segment.program_date_time_s
+        return (self.first_date_s or 0.0) + (sequence - self.base_sequence) * self.segment_s
+
+    # -- playlists ----------------------------------------------------------------------------------
+
+    async def _reload(self, r: _Rendition, *, want: int | None = None) -> MediaPlaylist:
+        """Reload `r`'s media playlist (blocking until segment `want` is listed, where the server can),
+        check it against the last one, and move the clock and the session's schedule by it."""
+        async with r.lock:
+            old = r.playlist
+            url = r.url
+            if want is not None and old is not None and old.can_block_reload:
+                url = _with_query(r.url, {"_HLS_msn": str(want)})
+                self.blocking_reloads += 1
+            try:
+                result = await self.fetcher.fetch(failover_urls(self.source, url),
+                                                  headers={"Cache-Control": "no-cache", "CMCD-Object": "ot=m"})
+                received = self.now()
+                playlist = parse_playlist(result.body, r.url)
+            except HlsError as exc:
+                raise PlaybackError(f"the live playlist could not be read on reload: {exc}") from None
+            self.requests += 1
+            self.reloads += 1
+            if not isinstance(playlist, MediaPlaylist):
+                raise PlaybackError(f"{_name(r.url)}: a media playlist became a master playlist on reload")
+            if (playlist.part_count or playlist.part_target_s) and not self.parts_offered:
+                self.parts_offered = True
+                emit_event(self.events, received, "manifest_refresh", url=redact_url(r.url),
+                           note="LL-HLS parts offered: not played, whole segments instead")
+            if self.segment_s == 0:
+                self._first(playlist)
+            self._check(r, old, playlist)
+            last = playlist.segments[-1]
+            r.changed = old is None or last.sequence > old.segments[-1].sequence
+            r.playlist, r.loaded_at_s = playlist, received
+            if r.rep not in self.reps:  # audio: its segments must sit where the video's of that number do
+                self._check_aligned(r, playlist)
+                self._clock(playlist, received, video=False)
+                return playlist
+            if playlist.ended:
+                self.ended_at = last.sequence
+            if last.sequence > self.newest:
+                self.newest, self.newest_at_s = last.sequence, received
+            elif received - self.newest_at_s > STALE_TARGET_DURATIONS * self.target_duration_s:
+                raise PlaybackError(
+                    f"the live playlist {_name(r.url)} has listed no new segment for {received - self.newest_at_s:.1f} s "
+                    f"(target duration {self.target_duration_s:g} s): the stream stopped, or its clock runs slower "
+                    f"than the player's (--speed {self.config.speed:g})")
+            self._clock(playlist, received)
+            return playlist
+
+    def _first(self, playlist: MediaPlaylist) -> None:
+        durations = [s.duration_s for s in playlist.segments]
+        self.segment_s = statistics.median(durations)
+        assert playlist.target_duration_s is not None  # a live manifest needs one (hls/manifest.py)
+        self.target_duration_s = playlist.target_duration_s
+        self.hold_back_s = playlist.hold_back_s
+        first = playlist.segments[0]
+        self.base_sequence = first.sequence
+        self.first_date_s = first.program_date_time_s
+
+    def _check(self, r: _Rendition, old: MediaPlaylist | None, new: MediaPlaylist) -> None:
+        """What RFC 8216 6.2.2 requires of a live playlist's reloads, and what the live session needs."""
+        name = _name(r.url)
+        if r.target_s is None:
+            r.target_s = new.target_duration_s
+        if new.target_duration_s != r.target_s:
+            raise PlaybackError(f"{name}: the target duration is {new.target_duration_s} s, it was "
+                                f"{r.target_s:g} s (RFC 8216 4.3.3.1: it must not change)")
+        if any(s.discontinuity != new.segments[0].discontinuity for s in new.segments) or (
+                old is not None and new.segments[0].discontinuity != old.segments[0].discontinuity
+                and new.segments[0].sequence <= old.segments[-1].sequence):
+            raise PlaybackError(f"{name}: a discontinuity in a live playlist is not supported")
+        init = new.segments[0].init
+        if (init.uri if init else None) != (r.rep.init.urls[0] if r.rep.init else None):
+            raise PlaybackError(f"{name}: the initialization section (EXT-X-MAP) changed on reload: not supported")
+        for segment in new.segments[:-1] if new.ended else new.segments:  # an event's last one may be short
+            if abs(segment.duration_s - self.segment_s) > UNIFORM_TOLERANCE * self.segment_s:
+                raise PlaybackError(f"{name} line {segment.line}: segment {segment.sequence} lasts "
+                                    f"{segment.duration_s:g} s, the others {self.segment_s:g} s: the live player "
+                                    "needs segments of one duration")
+        dated = [s for s in new.segments if s.program_date_time_s is not None]
+        for a, b in zip(dated, dated[1:]):
+            expected = a.program_date_time_s + (b.sequence - a.sequence) * self.segment_s  # type: ignore[operator]
+            if abs(b.program_date_time_s - expected) > DATE_TOLERANCE * self.segment_s:  # type: ignore[operator]
+                raise PlaybackError(f"{name} line {b.line}: the EXT-X-PROGRAM-DATE-TIME of segment {b.sequence} is "
+                                    f"{b.program_date_time_s - expected:+.3f} s from where the durations put it")  # type: ignore[operator]
+        if old is None:
+            return
+        old_first, new_first = old.segments[0].sequence, new.segments[0].sequence
+        if new_first < old_first:
+            raise PlaybackError(f"{name}: EXT-X-MEDIA-SEQUENCE went back from {old_first} to {new_first} on reload "
+                                "(RFC 8216 6.2.2: it must not decrease)")
+        if new.segments[-1].sequence < old.segments[-1].sequence:
+            raise PlaybackError(f"{name}: the reload lists up to segment {new.segments[-1].sequence}, the last one "
+                                f"listed up to {old.segments[-1].sequence}: segments were removed from the end")
+        before = {s.sequence: s for s in old.segments}
+        for segment in new.segments:
+            seen = before.get(segment.sequence)
+            if seen is None:
+                continue
+            if seen.uri != segment.uri:
+                raise PlaybackError(f"{name}: segment {segment.sequence} changed its URI on reload "
+                                    f"({redact_url(seen.uri)} -> {redact_url(segment.uri)})")
+            if (seen.program_date_time_s is not None and segment.program_date_time_s is not None
+                    and abs(seen.program_date_time_s - segment.program_date_time_s) > DATE_TOLERANCE * self.segment_s):
+                raise PlaybackError(f"{name}: segment {segment.sequence} changed its EXT-X-PROGRAM-DATE-TIME on reload")
+
+    def _check_aligned(self, r: _Rendition, playlist: MediaPlaylist) -> None:
+        last = playlist.segments[-1]
+        if self.first_date_s is None or last.program_date_time_s is None:
+            return
+        off_s = last.program_date_time_s - self._date_s(last.sequence, None)
+        if abs(off_s) > DATE_TOLERANCE * self.segment_s + 0.1:
+            raise PlaybackError(f"{_name(r.url)}: audio segment {last.sequence} is dated {off_s:+.3f} s from the "
+                                "video segment of that number: the audio and video media sequences do not align")
+
+    def _clock(self, playlist: MediaPlaylist, received_s: float, *, video: bool = True) -> None:
+        """The newest listed segment was complete when the playlist arrived: server time >= its end."""
+        last = playlist.segments[-1]
+        end = self._date_s(last.sequence, last) + last.duration_s
+        bound = end - received_s
+        if self.reloads > 2 and bound - self.clock_offset_s > 2 * self.segment_s + self.config.speed:
+            raise PlaybackError(
+                f"the live playlist {_name(playlist.url)} moved {bound - self.clock_offset_s:.1f} s ahead of the "
+                f"player's clock between reloads: its clock runs faster than the player's (--speed "
+                f"{self.config.speed:g}); play it at the channel's speed")
+        if self.reloads == 1 or bound > self.clock_offset_s:
+            self.clock_offset_s = bound
+        session = getattr(self, "session", None)
+        if session is not None and video and last.sequence >= self.base_sequence:
+            session.on_available(segment=last.sequence - self.base_sequence, available_at_s=end - self.clock_offset_s)
+
+    async def _listed(self, r: _Rendition, sequence: int) -> Segment | None:
+        """Segment `sequence` of `r`'s playlist once a reload lists it (None: the stream ended before it)."""
+        while True:
+            playlist = r.playlist
+            if playlist is not None:
+                first, last = playlist.segments[0].sequence, playlist.segments[-1].sequence
+                if first <= sequence <= last:
+                    return playlist.segments[sequence - first]
+                if sequence < first:
+                    raise PlaybackError(f"segment {sequence} has left the live playlist {_name(r.url)} "
+                                        f"(it now starts at {first}): the player fell behind its window")
+                if playlist.ended:
+                    return None
+                if not playlist.can_block_reload:
+                    interval = self.target_duration_s / (1 if r.changed else 2)
+                    await self._sleep(r.loaded_at_s + interval - self.now())
+            await self._reload(r, want=sequence)
+
+    # -- the session --------------------------------------------------------------------------------
+
+    async def _fetch(self, action: Fetch) -> None:
+        rep = self.reps[action.quality] if action.media == "video" else self.audio_reps[action.quality]
+        r = self.renditions[rep.id]
+        if action.media == "video":
+            self.playing = rep.id
+        sequence = self.base_sequence + action.segment_index
+        segment = await self._listed(r, sequence)
+        if segment is None:  # EXT-X-ENDLIST: the event is over; the session ends with its report
+            self.stop()
+            await asyncio.Event().wait()
+            return
+        await self._init(rep)
+        url = await self._route(segment.uri)
+        headers = {"Cache-Control": "no-cache", "CMCD-Object": "ot=v"}
+        if segment.byte_range is not None:
+            headers["Range"] = f"bytes={segment.byte_range[0]}-{segment.byte_range[1]}"
+        requested = self.now()
+        self.requests += 1
+        async with self.fetcher.session.get(url, headers=headers) as response:
+            if response.status not in (200, 206):
+                text = (await response.read())[:200].decode("utf-8", "replace").strip()
+                raise PlaybackError(f"GET {redact_url(segment.uri)} (segment {sequence}, listed in the live "
+                                    f"playlist): HTTP {response.status} {text}".rstrip())
+            await self._read(response, action, self.session.schedule, requested)
+
+    async def _refresh_loop(self) -> None:
+        """Reload the playing rendition's playlist: a target duration after a reload that changed it,
+        half of one after one that did not (RFC 8216 6.3.4); where the server can block, ask at once
+        for the playlist that lists the next segment."""
+        while True:
+            r = self.renditions[self.playing]
+            playlist = r.playlist
+            if playlist is not None and playlist.ended:
+                return
+            if playlist is not None and playlist.can_block_reload:
+                await self._reload(r, want=playlist.segments[-1].sequence + 1)
+            else:
+                due = r.loaded_at_s + self.target_duration_s / (1 if r.changed else 2)
+                if due > self.now():
+                    await self._sleep(due - self.now())
+                    continue  # the rendition may have changed, or a fetch reloaded it meanwhile
+                await self._reload(r)
+            self.refreshes += 1
+            emit_event(self.events, self.now(), "manifest_refresh", newest=self.newest)
+
+    # -- report -------------------------------------------------------------------------------------
+
+    def live_summary(self) -> dict[str, Any]:
+        out = super().live_summary()
+        out.update({"protocol": "hls", "playlist_reloads": self.reloads, "blocking_reloads": self.blocking_reloads,
+                    "ll_hls_parts": "offered, not played" if self.parts_offered else "none offered",
+                    "ended": self.ended_at is not None})
+        return out
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+def _name(url: str) -> str:
+    return urlsplit(url).path.rsplit("/", 1)[-1] or url
+
+
+__all__ = ["HlsLivePlayer", "is_hls_live", "live_player_class"]
