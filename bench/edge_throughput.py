@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -92,6 +93,9 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us_per_request: float  # the server's processes (user + system), from /proc
+    user_us_per_request: float  # of which in user mode (Python, nginx's own code)
+    sys_us_per_request: float  # of which in the kernel (system calls: reads, writes, sendfile)
+    client_us_per_request: float  # wrk's CPU time (user + system): the other half of a CPU-bound run
 
     @property
     def mb_per_s(self) -> float:
@@ -151,10 +155,10 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
             time.sleep(0.1)
 
 
-def process_tree_cpu_s(root_pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants so far (Linux /proc)."""
+def process_tree_cpu_s(root_pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its descendants so far (Linux /proc)."""
     children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     tick_hz = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -163,13 +167,14 @@ def process_tree_cpu_s(root_pid: int) -> float:
             continue
         pid = int(stat.parent.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick_hz
-    total, todo = 0.0, [root_pid]
+        times[pid] = (int(fields[11]) / tick_hz, int(fields[12]) / tick_hz)
+    user, system, todo = 0.0, 0.0, [root_pid]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        pid_user, pid_system = times.get(pid, (0.0, 0.0))
+        user, system = user + pid_user, system + pid_system
         todo.extend(children.get(pid, []))
-    return total
+    return user, system
 
 
 def run_wrk(base_url: str, paths: list[str], tmp: Path, duration_s: float, label: str, size_bytes: int,
@@ -180,17 +185,23 @@ def run_wrk(base_url: str, paths: list[str], tmp: Path, duration_s: float, label
     subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), base_url],
                    check=True, capture_output=True)
     cpu_before = process_tree_cpu_s(server_pid)
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration_s:g}s", "--latency", "-s", str(script),
                           base_url], check=True, capture_output=True, text=True).stdout
-    cpu_s = process_tree_cpu_s(server_pid) - cpu_before
+    cpu_after = process_tree_cpu_s(server_pid)
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    user_us, sys_us = ((after - before) / max(total, 1) * 1e6 for after, before in zip(cpu_after, cpu_before))
+    client_us = ((client_after.ru_utime + client_after.ru_stime - client_before.ru_utime - client_before.ru_stime)
+                 / max(total, 1) * 1e6)
     errors = sum(int(m) for m in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     return Result(server=label, size_bytes=size_bytes, requests_per_s=rps, p50_ms=_latency_ms(out, "50%"),
-                  p99_ms=_latency_ms(out, "99%"), errors=errors, cpu_us_per_request=cpu_s / max(total, 1) * 1e6)
+                  p99_ms=_latency_ms(out, "99%"), errors=errors, cpu_us_per_request=user_us + sys_us,
+                  user_us_per_request=user_us, sys_us_per_request=sys_us, client_us_per_request=client_us)
 
 
 def _latency_ms(out: str, pct: str) -> float:
@@ -347,19 +358,28 @@ def report(results: list[tuple[int, Result]], features: str) -> None:
           f"{os.cpu_count()} CPUs shared with wrk; medians of {len({r for r, _ in results})} interleaved rounds")
     width = max(9, *(len(server) for _, server in keys))
     print(f"{'server':<{width}} {'object':>7} {'req/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'CPU us/req':>10} {'vs nginx':>8} {'CPU vs nginx':>12}")
+          f"{'CPU us/req':>10} {'user':>5} {'sys':>5} {'wrk':>5} {'vs nginx':>8} {'CPU vs nginx':>12} {'CPU-bound':>9}")
     for size, server in keys:
         runs = [(r, res) for r, res in results if res.size_bytes == size and res.server == server]
         ratio = statistics.median(res.requests_per_s / nginx[(r, size)].requests_per_s for r, res in runs)
         # nginx's CPU time per request over this server's: steadier than req/s on a shared machine.
         cpu_ratio = statistics.median(nginx[(r, size)].cpu_us_per_request / max(res.cpu_us_per_request, 1e-9)
                                       for r, res in runs)
+        # The ratio a quiet machine would give if server and wrk shared its CPUs fully busy (both
+        # runs CPU-bound): nginx's CPU per request plus its wrk's, over this server's plus its wrk's.
+        bound_ratio = statistics.median(
+            (nginx[(r, size)].cpu_us_per_request + nginx[(r, size)].client_us_per_request)
+            / max(res.cpu_us_per_request + res.client_us_per_request, 1e-9) for r, res in runs)
         label = f"{size / 1e6:g} MB" if size >= 1_000_000 else f"{size / 1e3:g} kB"
         rps = statistics.median(res.requests_per_s for _, res in runs)
         print(f"{server:<{width}} {label:>7} {rps:>8.0f} {rps * size / 1e6:>7.0f} "
               f"{statistics.median(res.p50_ms for _, res in runs):>7.2f} "
               f"{statistics.median(res.p99_ms for _, res in runs):>7.2f} {sum(res.errors for _, res in runs):>6} "
-              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} {ratio:>7.2f}x {cpu_ratio:>11.2f}x")
+              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} "
+              f"{statistics.median(res.user_us_per_request for _, res in runs):>5.0f} "
+              f"{statistics.median(res.sys_us_per_request for _, res in runs):>5.0f} "
+              f"{statistics.median(res.client_us_per_request for _, res in runs):>5.0f} "
+              f"{ratio:>7.2f}x {cpu_ratio:>11.2f}x {bound_ratio:>8.2f}x")
     print(f"edge features on: {features}; goals: >= 0.9x nginx at 1 MB, >= 0.5x at 100 kB")
     befores = sorted({server for _, server in keys if "@" in server})
     for before in befores:
