@@ -136,22 +136,20 @@ class Edge:
         self.stats.by_status[response.status] += 1
         return response
 
-    def _verified_content_path(self, path: str, *, remembered_only: bool = False) -> tuple[_Verified, str | None] | None:
+    def _verified_content_path(self, path: str) -> tuple[_Verified, str | None]:
         """The token's verification and the content path the signed request path grants (None: not a
         file of the title layout); `SignatureError` if it grants none.
 
         Verifying a signature is the costliest step of a cache hit, and a player asks for many objects
         with one token: each token's grant is remembered until it expires (successes only, bounded,
-        oldest forgotten first); the prefix and layout checks still run per path. `remembered_only`:
-        None instead of verifying a token not remembered (the fast path leaves that to `_serve`).
+        oldest forgotten first); the prefix and layout checks still run per path (`hit_or_none` runs
+        the same checks on remembered tokens only).
         """
         now = time.time()
         token, content_path = split_signed_path(path)
         check_content_path(content_path)
         known = self._verified.get(token)
         if known is None or now >= known.grant.expires_at:
-            if remembered_only:
-                return None
             known = _Verified(grant=self._verifier.verify(token, now=now))
             if len(self._verified) >= _VERIFIED_TOKENS_MAX:
                 del self._verified[next(iter(self._verified))]
@@ -189,13 +187,16 @@ class Edge:
         channel, a miss or a stale object, an MPD, a fault in force) declines. `now_s`: loop clock."""
         if not path.startswith(SIGNED_PREFIX) or self.faults.spec is not None:
             return None
+        # `_verified_content_path`'s checks for a remembered token, in the order of their cost;
+        # any failure declines, and `_serve` then gives the answer.
         try:
-            found = self._verified_content_path(path, remembered_only=True)
+            token, content_path = split_signed_path(path)
         except SignatureError:
             return None
-        if found is None or found[1] is None:
+        verified = self._verified.get(token)
+        if (verified is None or time.time() >= verified.grant.expires_at
+                or not content_path.startswith(verified.grant.path_prefix) or not _layout_ok(content_path)):
             return None
-        verified, content_path = found
         if self.revocations is not None:
             checked_at_s = verified.checked_at_s
             if (checked_at_s is None or verified.revoked
@@ -226,9 +227,7 @@ class Edge:
         content_path: str | None
         if path.startswith(SIGNED_PREFIX):
             try:
-                found = self._verified_content_path(path)
-                assert found is not None  # verified when not remembered
-                verified, content_path = found
+                verified, content_path = self._verified_content_path(path)
                 if await self._revoked(verified):
                     return self._error(request, 403, "URL of a session that was ended")
                 rtt_ms = self.config.rtt_ms.get(verified.grant.region) if verified.grant.region else None
@@ -566,6 +565,16 @@ def _corked(request: web.BaseRequest) -> Any:
 def _uncork(sock: Any) -> None:
     with contextlib.suppress(OSError):  # the connection may be gone already
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _layout_ok(content_path: str) -> bool:
+    """`check_content_path` and `_content_path_ok` both pass (pure: remembered for the fast path)."""
+    try:
+        check_content_path(content_path)
+    except SignatureError:
+        return False
+    return _content_path_ok(content_path)
 
 
 def _content_path_ok(content_path: str) -> bool:
