@@ -4,8 +4,9 @@
 100 kB objects. nginx (Debian package, as many workers as the edge has) serves the files from disk
 and is also the edge's origin; the edge is warmed by pre-positioning, so every measured request is a
 cache hit with all features on: signature check, revocation checks per token (a revocation store),
-metrics, CMCD (a `CMCD` query parameter on every request) and the JSON access log (to a file). nginx
-and wrk are installed with apt-get when missing (as root).
+metrics, CMCD (a `CMCD` query parameter on every request, its `bl` and `mtp` changing as a player's
+do) and the JSON access log (to a file). nginx and wrk are installed with apt-get when missing (as
+root).
 
 `--before REV` also runs the edge of git revision REV (checked out in a temporary worktree) in the
 same rounds, so the table gives before and after ratios against the same nginx runs. Besides req/s
@@ -45,7 +46,9 @@ OBJECTS = 200
 CONNECTIONS = 32
 KEY = bytes(range(32))  # the playback API's URL-signing seed; the edge gets its public half
 INTERNAL_TOKEN = bytes(range(100, 132))
-CMCD_QUERY = "CMCD=bl%3D21300%2Cbr%3D3200%2Cmtp%3D25400%2Cot%3Dv%2Csid%3D%226e2fb550-c457-11e9%22"
+# A player's CMCD (query form) with a buffer length and a measured throughput that change from request
+# to request (rounded to 100 as CTA-5004 asks), so that no server sees one payload over and over.
+CMCD_QUERY = "?CMCD=bl%%3D%d%%2Cbr%%3D3200%%2Cmtp%%3D%d%%2Cot%%3Dv%%2Csid%%3D%%226e2fb550-c457-11e9%%22"
 NGINX_CONF = """\
 worker_processes {workers};
 pid {tmp}/nginx.pid;
@@ -70,6 +73,7 @@ http {{
 """
 WRK_SCRIPT = """\
 local paths = {{{paths}}}
+local cmcd = "{cmcd}"
 local counter = 0
 local thread_offset = 0
 local threads = 0
@@ -79,7 +83,9 @@ function setup(thread)
 end
 function request()
   counter = counter + 1
-  return wrk.format("GET", paths[((counter + thread_offset) % #paths) + 1])
+  local bl = ((counter * 7) % 300) * 100
+  local mtp = 1000 + ((counter * 13) % 500) * 100
+  return wrk.format("GET", paths[((counter + thread_offset) % #paths) + 1] .. string.format(cmcd, bl, mtp))
 end
 """
 
@@ -180,7 +186,7 @@ def process_tree_cpu_s(root_pid: int) -> tuple[float, float]:
 def run_wrk(base_url: str, paths: list[str], tmp: Path, duration_s: float, label: str, size_bytes: int,
             server_pid: int) -> Result:
     script = tmp / f"rotate-{label}.lua"
-    script.write_text(WRK_SCRIPT.format(paths=", ".join(f'"{p}?{CMCD_QUERY}"' for p in paths)))
+    script.write_text(WRK_SCRIPT.format(paths=", ".join(f'"{p}"' for p in paths), cmcd=CMCD_QUERY))
     # Warm-up pass (connections, caches, CPU frequency), then the measured run.
     subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), base_url],
                    check=True, capture_output=True)
