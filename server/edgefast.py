@@ -45,7 +45,7 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: hold this send for the next
 class EdgeProtocol(RequestHandler):
     """aiohttp's `RequestHandler` with the cache-hit fast path (module docstring)."""
 
-    __slots__ = ("_edge", "_hit_log", "_fd", "_send_more", "_remote", "_remote_json", "_sending")
+    __slots__ = ("_edge", "_hit_log", "_fd", "_send_more", "_remote", "_remote_json", "_sending", "_rest")
 
     def __init__(self, manager: web.Server, *, edge: Edge, hit_log: HitLogLine | None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -57,7 +57,8 @@ class EdgeProtocol(RequestHandler):
         self._send_more: Callable[[bytes, int], int] | None = None
         self._remote: str | None = None
         self._remote_json = "null"
-        self._sending: asyncio.Task[None] | None = None  # the rest of a body going out with sendfile
+        self._sending: asyncio.Future[None] | None = None  # done when the rest of a body has gone out
+        self._rest: _Rest | None = None  # that rest, written as the socket drains (`_write_rest`)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -121,6 +122,8 @@ class EdgeProtocol(RequestHandler):
         await super().shutdown(timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._rest is not None:  # before the socket closes: its descriptor may be reused after
+            self._end_rest()
         super().connection_lost(exc)
         if self._sending is not None:
             self._sending.cancel()
@@ -185,7 +188,7 @@ class EdgeProtocol(RequestHandler):
     def _send_file(self, transport: asyncio.Transport, head: bytes, memory_file: MemoryFile) -> None:
         """Head, then the body with sendfile from its memory file (the head sent with MSG_MORE, so that
         it leaves in the body's first packet, as nginx's tcp_nopush); the rest, if the socket is full,
-        from a task."""
+        as it drains."""
         fd, size = self._fd, len(memory_file.view)
         send_more = self._send_more
         try:
@@ -204,8 +207,45 @@ class EdgeProtocol(RequestHandler):
         except OSError:
             self.force_close()  # the client went away: nothing to tell it
             return
-        if sent < size:
+        if sent >= size:
+            return
+        add_writer = getattr(self._loop, "_add_writer", None)
+        if add_writer is None:  # not a selector event loop: the loop's own sendfile, from a task
             self._sending = self._loop.create_task(self._send_rest(transport, memory_file, sent, size - sent))
+            return
+        # The rest as the socket drains, from a writer callback on it (as nginx waits for EPOLLOUT):
+        # the loop's sendfile would cost a task, futures and a selector update per wait.
+        self._sending = self._loop.create_future()
+        self._rest = _Rest(memory_file, sent, size - sent)
+        add_writer(fd, self._write_rest)
+
+    def _write_rest(self) -> None:
+        rest = self._rest
+        assert rest is not None
+        try:
+            sent = os.sendfile(self._fd, rest.file_fd, rest.offset, rest.count)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            sent = 0
+        if sent <= 0:  # the client went away (or the file ended early: never for a memory file)
+            self._end_rest()
+            self.force_close()
+            return
+        rest.offset += sent
+        rest.count -= sent
+        if rest.count <= 0:
+            self._end_rest()
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+            self._answer_queued()
+
+    def _end_rest(self) -> None:
+        """Stop writing the rest (sent, or never to be): the connection is idle again."""
+        self._loop._remove_writer(self._fd)  # type: ignore[attr-defined]
+        self._rest = None
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            sending.set_result(None)
 
     async def _send_rest(self, transport: asyncio.Transport, memory_file: MemoryFile, offset: int, count: int) -> None:
         """The rest of a body with the loop's sendfile (reading paused meanwhile); then the requests
@@ -222,6 +262,18 @@ class EdgeProtocol(RequestHandler):
         self._sending = None
         self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         self._answer_queued()
+
+
+class _Rest:
+    """What is left to send of a memory file's body."""
+
+    __slots__ = ("memory_file", "file_fd", "offset", "count")
+
+    def __init__(self, memory_file: MemoryFile, offset: int, count: int) -> None:
+        self.memory_file = memory_file  # kept open until sent (an evicted object's file closes after)
+        self.file_fd = memory_file.file.fileno()
+        self.offset = offset
+        self.count = count
 
 
 def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes | memoryview,
