@@ -184,16 +184,17 @@ def process_tree_cpu_s(root_pid: int) -> tuple[float, float]:
 
 
 def run_wrk(base_url: str, paths: list[str], tmp: Path, duration_s: float, label: str, size_bytes: int,
-            server_pid: int) -> Result:
+            server_pid: int, headers: tuple[str, ...] = ()) -> Result:
     script = tmp / f"rotate-{label}.lua"
     script.write_text(WRK_SCRIPT.format(paths=", ".join(f'"{p}"' for p in paths), cmcd=CMCD_QUERY))
     # Warm-up pass (connections, caches, CPU frequency), then the measured run.
-    subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), base_url],
+    extra = [arg for header in headers for arg in ("-H", header)]
+    subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), *extra, base_url],
                    check=True, capture_output=True)
     cpu_before = process_tree_cpu_s(server_pid)
     client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration_s:g}s", "--latency", "-s", str(script),
-                          base_url], check=True, capture_output=True, text=True).stdout
+                          *extra, base_url], check=True, capture_output=True, text=True).stdout
     cpu_after = process_tree_cpu_s(server_pid)
     client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -292,6 +293,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 100_000], help="object sizes, bytes")
     parser.add_argument("--no-edge-access-log", action="store_true",
                         help="run the edges without their JSON access log (to see what it costs)")
+    parser.add_argument("--full-path", action="store_true",
+                        help="send every request with an Origin header (as a browser player on another site "
+                             "does), which the edge's fast path leaves to aiohttp: measures the full handler")
     parser.add_argument("--before", metavar="REV",
                         help="also run the edge of this git revision (e.g. main), for before/after ratios")
     args = parser.parse_args()
@@ -331,7 +335,8 @@ def main() -> int:
             for size in args.sizes:
                 for label, url, pid, _ in servers:
                     paths = titles[size] if label == "nginx" else [signed_path(token, p) for p in titles[size]]
-                    result = run_wrk(url, paths, tmp, args.duration_s, label, size, pid)
+                    result = run_wrk(url, paths, tmp, args.duration_s, label, size, pid,
+                                     ("Origin: https://player.example",) if args.full_path else ())
                     results.append((round_index, result))
                     print(f"round {round_index + 1}: {label:<8} {size:>8} B  {result.requests_per_s:8.0f} req/s",
                           flush=True)
