@@ -36,8 +36,9 @@ from server.observability import REQUEST_ID_HEADER, JsonAccessLogger, choose_req
 if TYPE_CHECKING:
     from server.edge import Edge
 
-# Request headers the fast path leaves to the full handler (ranges, revalidation, CORS, upgrades).
-_DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Origin", "Upgrade", "Expect")
+# Request headers the fast path leaves to the full handler (ranges, revalidation, upgrades).
+_DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Upgrade", "Expect")
+_GRANTS_MAX = 256  # CORS grants remembered per edge process, by request Origin
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("ascii")
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: hold this send for the next one (like TCP_CORK)
 
@@ -159,6 +160,9 @@ class EdgeProtocol(RequestHandler):
         req_id = choose_request_id(headers.get(REQUEST_ID_HEADER))
         head = obj.hit_head
         assert head is not None  # hit_or_none only returns objects with one
+        origin = headers.get("Origin")
+        if origin is not None:  # a browser's cross-origin request: the CORS middleware's grant, if any
+            head += self._manager.cors_grant(origin) if isinstance(self._manager, EdgeServer) else b""
         body = obj.body
         head += b"Date: %s\r\n%s: %s\r\n\r\n" % (rfc822_formatted_time().encode("ascii"), _REQUEST_ID_NAME,
                                                   req_id.encode("ascii"))
@@ -304,6 +308,7 @@ class EdgeServer(web.Server):
         super().__init__(built.request_handler, request_factory=built.request_factory,
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.edge = edge
+        self._grants: dict[str, bytes] = {}
         log_class, logger = self._kwargs.get("access_log_class"), self._kwargs.get("access_log")
         self.hit_log = (HitLogLine(logger, log_class.service, edge.config.edge_id, edge.stats)
                         if isinstance(log_class, type) and issubclass(log_class, JsonAccessLogger)
@@ -311,6 +316,18 @@ class EdgeServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return EdgeProtocol(self, edge=self.edge, hit_log=self.hit_log, loop=self._loop, **self._kwargs)
+
+    def cors_grant(self, origin: str) -> bytes:
+        """The header lines `cors_middleware` adds to an answer for a request from `origin` (none for
+        an origin not allowed); remembered for allowed origins (at most `_GRANTS_MAX`)."""
+        grant = self._grants.get(origin)
+        if grant is None:
+            lines = self.edge.cors.response_headers(origin)
+            # An allowed origin is one of the configured ones (validated) or "*": safe to send verbatim.
+            grant = "".join(f"{name}: {value}\r\n" for name, value in lines.items()).encode("ascii")
+            if lines and len(self._grants) < _GRANTS_MAX:
+                self._grants[origin] = grant
+        return grant
 
 
 class EdgeRunner(web.AppRunner):
