@@ -216,16 +216,16 @@ async def test_cross_origin_hits_are_fast_with_the_full_handlers_cors_headers(
     edge = await make_edge(allowed_origins=allowed)
     url = edge.url + signed(SEGMENT)
     assert (await get(http, url))[0] == 200  # miss
-    for origin in ("https://player.example", "https://elsewhere.example"):
+    for site in ("https://player.example", "https://elsewhere.example"):
         fast_before = edge.edge.stats.fast_hits
-        status, fast, body = await get(http, url, headers={"Origin": origin})
+        status, fast, body = await get(http, url, headers={"Origin": site})
         assert status == 200 and body == object_bytes(SEGMENT)
         assert edge.edge.stats.fast_hits == fast_before + 1
-        status, full, _ = await get(http, url, headers={"Origin": origin, "If-None-Match": '"other"'})
+        status, full, _ = await get(http, url, headers={"Origin": site, "If-None-Match": '"other"'})
         assert status == 200 and edge.edge.stats.fast_hits == fast_before + 1
         assert sorted((k, v) for k, v in fast.items() if k not in VOLATILE) == sorted(
             (k, v) for k, v in full.items() if k not in VOLATILE)
-        granted = allowed == ("*",) or origin in allowed
+        granted = allowed == ("*",) or site in allowed
         assert ("Access-Control-Allow-Origin" in fast) == granted
 
 
