@@ -10,8 +10,11 @@ root).
 
 `--before REV` also runs the edge of git revision REV (checked out in a temporary worktree) in the
 same rounds, so the table gives before and after ratios against the same nginx runs. Besides req/s
-ratios it prints nginx's CPU time per request over the edge's (steadier on a shared machine), how
-many hits each edge's fast path answered (server/edgefast.py, from /metrics) and the load average.
+ratios it prints each server's CPU time per request (user and system) and wrk's, nginx's CPU per
+request over the edge's, and the CPU-bound ratio (nginx + its wrk over the edge + its wrk: what a
+quiet machine gives when server and client keep the cores busy; steadier than req/s on a shared
+machine), how many hits each edge's fast path answered (server/edgefast.py, from /metrics) and the
+load average. `--full-path` measures the edge's full handler instead (a revalidation header).
 
     python bench/edge_throughput.py [--duration-s 10] [--workers 1 2] [--sizes 1000000 100000] [--before REV]
 """
