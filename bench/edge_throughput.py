@@ -4,13 +4,17 @@
 100 kB objects. nginx (Debian package, as many workers as the edge has) serves the files from disk
 and is also the edge's origin; the edge is warmed by pre-positioning, so every measured request is a
 cache hit with all features on: signature check, revocation checks per token (a revocation store),
-metrics, CMCD (a `CMCD` query parameter on every request) and the JSON access log (to a file). nginx
-and wrk are installed with apt-get when missing (as root).
+metrics, CMCD (a `CMCD` query parameter on every request, its `bl` and `mtp` changing as a player's
+do) and the JSON access log (to a file). nginx and wrk are installed with apt-get when missing (as
+root).
 
 `--before REV` also runs the edge of git revision REV (checked out in a temporary worktree) in the
 same rounds, so the table gives before and after ratios against the same nginx runs. Besides req/s
-ratios it prints nginx's CPU time per request over the edge's (steadier on a shared machine), how
-many hits each edge's fast path answered (server/edgefast.py, from /metrics) and the load average.
+ratios it prints each server's CPU time per request (user and system) and wrk's, nginx's CPU per
+request over the edge's, and the CPU-bound ratio (nginx + its wrk over the edge + its wrk: what a
+quiet machine gives when server and client keep the cores busy; steadier than req/s on a shared
+machine), how many hits each edge's fast path answered (server/edgefast.py, from /metrics) and the
+load average. `--full-path` measures the edge's full handler instead (a revalidation header).
 
     python bench/edge_throughput.py [--duration-s 10] [--workers 1 2] [--sizes 1000000 100000] [--before REV]
 """
@@ -22,6 +26,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -44,7 +49,9 @@ OBJECTS = 200
 CONNECTIONS = 32
 KEY = bytes(range(32))  # the playback API's URL-signing seed; the edge gets its public half
 INTERNAL_TOKEN = bytes(range(100, 132))
-CMCD_QUERY = "CMCD=bl%3D21300%2Cbr%3D3200%2Cmtp%3D25400%2Cot%3Dv%2Csid%3D%226e2fb550-c457-11e9%22"
+# A player's CMCD (query form) with a buffer length and a measured throughput that change from request
+# to request (rounded to 100 as CTA-5004 asks), so that no server sees one payload over and over.
+CMCD_QUERY = "?CMCD=bl%%3D%d%%2Cbr%%3D3200%%2Cmtp%%3D%d%%2Cot%%3Dv%%2Csid%%3D%%226e2fb550-c457-11e9%%22"
 NGINX_CONF = """\
 worker_processes {workers};
 pid {tmp}/nginx.pid;
@@ -69,6 +76,7 @@ http {{
 """
 WRK_SCRIPT = """\
 local paths = {{{paths}}}
+local cmcd = "{cmcd}"
 local counter = 0
 local thread_offset = 0
 local threads = 0
@@ -78,7 +86,9 @@ function setup(thread)
 end
 function request()
   counter = counter + 1
-  return wrk.format("GET", paths[((counter + thread_offset) % #paths) + 1])
+  local bl = ((counter * 7) % 300) * 100
+  local mtp = 1000 + ((counter * 13) % 500) * 100
+  return wrk.format("GET", paths[((counter + thread_offset) % #paths) + 1] .. string.format(cmcd, bl, mtp))
 end
 """
 
@@ -92,6 +102,9 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us_per_request: float  # the server's processes (user + system), from /proc
+    user_us_per_request: float  # of which in user mode (Python, nginx's own code)
+    sys_us_per_request: float  # of which in the kernel (system calls: reads, writes, sendfile)
+    client_us_per_request: float  # wrk's CPU time (user + system): the other half of a CPU-bound run
 
     @property
     def mb_per_s(self) -> float:
@@ -151,10 +164,10 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
             time.sleep(0.1)
 
 
-def process_tree_cpu_s(root_pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants so far (Linux /proc)."""
+def process_tree_cpu_s(root_pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its descendants so far (Linux /proc)."""
     children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     tick_hz = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -163,34 +176,42 @@ def process_tree_cpu_s(root_pid: int) -> float:
             continue
         pid = int(stat.parent.name)
         children.setdefault(int(fields[1]), []).append(pid)
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick_hz
-    total, todo = 0.0, [root_pid]
+        times[pid] = (int(fields[11]) / tick_hz, int(fields[12]) / tick_hz)
+    user, system, todo = 0.0, 0.0, [root_pid]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        pid_user, pid_system = times.get(pid, (0.0, 0.0))
+        user, system = user + pid_user, system + pid_system
         todo.extend(children.get(pid, []))
-    return total
+    return user, system
 
 
 def run_wrk(base_url: str, paths: list[str], tmp: Path, duration_s: float, label: str, size_bytes: int,
-            server_pid: int) -> Result:
+            server_pid: int, headers: tuple[str, ...] = ()) -> Result:
     script = tmp / f"rotate-{label}.lua"
-    script.write_text(WRK_SCRIPT.format(paths=", ".join(f'"{p}?{CMCD_QUERY}"' for p in paths)))
+    script.write_text(WRK_SCRIPT.format(paths=", ".join(f'"{p}"' for p in paths), cmcd=CMCD_QUERY))
     # Warm-up pass (connections, caches, CPU frequency), then the measured run.
-    subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), base_url],
+    extra = [arg for header in headers for arg in ("-H", header)]
+    subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), *extra, base_url],
                    check=True, capture_output=True)
     cpu_before = process_tree_cpu_s(server_pid)
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration_s:g}s", "--latency", "-s", str(script),
-                          base_url], check=True, capture_output=True, text=True).stdout
-    cpu_s = process_tree_cpu_s(server_pid) - cpu_before
+                          *extra, base_url], check=True, capture_output=True, text=True).stdout
+    cpu_after = process_tree_cpu_s(server_pid)
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    user_us, sys_us = ((after - before) / max(total, 1) * 1e6 for after, before in zip(cpu_after, cpu_before))
+    client_us = ((client_after.ru_utime + client_after.ru_stime - client_before.ru_utime - client_before.ru_stime)
+                 / max(total, 1) * 1e6)
     errors = sum(int(m) for m in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
     return Result(server=label, size_bytes=size_bytes, requests_per_s=rps, p50_ms=_latency_ms(out, "50%"),
-                  p99_ms=_latency_ms(out, "99%"), errors=errors, cpu_us_per_request=cpu_s / max(total, 1) * 1e6)
+                  p99_ms=_latency_ms(out, "99%"), errors=errors, cpu_us_per_request=user_us + sys_us,
+                  user_us_per_request=user_us, sys_us_per_request=sys_us, client_us_per_request=client_us)
 
 
 def _latency_ms(out: str, pct: str) -> float:
@@ -275,6 +296,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 100_000], help="object sizes, bytes")
     parser.add_argument("--no-edge-access-log", action="store_true",
                         help="run the edges without their JSON access log (to see what it costs)")
+    parser.add_argument("--full-path", action="store_true",
+                        help="send every request with an If-None-Match that matches nothing (a revalidation "
+                             "answered 200), which the edge's fast path leaves to aiohttp: measures the full handler")
     parser.add_argument("--before", metavar="REV",
                         help="also run the edge of this git revision (e.g. main), for before/after ratios")
     args = parser.parse_args()
@@ -314,7 +338,8 @@ def main() -> int:
             for size in args.sizes:
                 for label, url, pid, _ in servers:
                     paths = titles[size] if label == "nginx" else [signed_path(token, p) for p in titles[size]]
-                    result = run_wrk(url, paths, tmp, args.duration_s, label, size, pid)
+                    result = run_wrk(url, paths, tmp, args.duration_s, label, size, pid,
+                                     ('If-None-Match: "never"',) if args.full_path else ())
                     results.append((round_index, result))
                     print(f"round {round_index + 1}: {label:<8} {size:>8} B  {result.requests_per_s:8.0f} req/s",
                           flush=True)
@@ -347,19 +372,28 @@ def report(results: list[tuple[int, Result]], features: str) -> None:
           f"{os.cpu_count()} CPUs shared with wrk; medians of {len({r for r, _ in results})} interleaved rounds")
     width = max(9, *(len(server) for _, server in keys))
     print(f"{'server':<{width}} {'object':>7} {'req/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'CPU us/req':>10} {'vs nginx':>8} {'CPU vs nginx':>12}")
+          f"{'CPU us/req':>10} {'user':>5} {'sys':>5} {'wrk':>5} {'vs nginx':>8} {'CPU vs nginx':>12} {'CPU-bound':>9}")
     for size, server in keys:
         runs = [(r, res) for r, res in results if res.size_bytes == size and res.server == server]
         ratio = statistics.median(res.requests_per_s / nginx[(r, size)].requests_per_s for r, res in runs)
         # nginx's CPU time per request over this server's: steadier than req/s on a shared machine.
         cpu_ratio = statistics.median(nginx[(r, size)].cpu_us_per_request / max(res.cpu_us_per_request, 1e-9)
                                       for r, res in runs)
+        # The ratio a quiet machine would give if server and wrk shared its CPUs fully busy (both
+        # runs CPU-bound): nginx's CPU per request plus its wrk's, over this server's plus its wrk's.
+        bound_ratio = statistics.median(
+            (nginx[(r, size)].cpu_us_per_request + nginx[(r, size)].client_us_per_request)
+            / max(res.cpu_us_per_request + res.client_us_per_request, 1e-9) for r, res in runs)
         label = f"{size / 1e6:g} MB" if size >= 1_000_000 else f"{size / 1e3:g} kB"
         rps = statistics.median(res.requests_per_s for _, res in runs)
         print(f"{server:<{width}} {label:>7} {rps:>8.0f} {rps * size / 1e6:>7.0f} "
               f"{statistics.median(res.p50_ms for _, res in runs):>7.2f} "
               f"{statistics.median(res.p99_ms for _, res in runs):>7.2f} {sum(res.errors for _, res in runs):>6} "
-              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} {ratio:>7.2f}x {cpu_ratio:>11.2f}x")
+              f"{statistics.median(res.cpu_us_per_request for _, res in runs):>10.0f} "
+              f"{statistics.median(res.user_us_per_request for _, res in runs):>5.0f} "
+              f"{statistics.median(res.sys_us_per_request for _, res in runs):>5.0f} "
+              f"{statistics.median(res.client_us_per_request for _, res in runs):>5.0f} "
+              f"{ratio:>7.2f}x {cpu_ratio:>11.2f}x {bound_ratio:>8.2f}x")
     print(f"edge features on: {features}; goals: >= 0.9x nginx at 1 MB, >= 0.5x at 100 kB")
     befores = sorted({server for _, server in keys if "@" in server})
     for before in befores:

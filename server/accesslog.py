@@ -48,7 +48,7 @@ class BufferedLineHandler(logging.Handler):
             waiting = len(self._lines)
         if self._writer is None:
             self._start_writer()
-        if waiting >= self.batch_lines:
+        if waiting == self.batch_lines:  # once per batch: setting the event on every line costs a lock
             self._wake.set()
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -35,6 +35,7 @@ from server.edgelive import LiveEdge
 from server.edgemetrics import EdgeStats, add_siblings, render_metrics, snapshot
 from server.edgeorigin import STREAM_CHUNK_BYTES, CachedObject, Origin, OriginError, TooLarge
 from server.edgepeers import FANOUT_HEADER, WorkerGroup, send_heartbeats
+from server.edgetokens import VerifiedToken, check_revocation
 from server.faults import FaultState, add_fault_routes, fault_middleware
 from server.formats.cmcd import CMCD_HEADERS
 from server.formats.dash import LAURL_PLACEHOLDER
@@ -57,7 +58,7 @@ from server.observability import (
     service_runner,
 )
 from server.revocation import RevocationStore, StoreUnavailable
-from server.urlsign import SignatureError, UrlGrant, UrlVerifier, check_content_path, split_signed_path
+from server.urlsign import SignatureError, UrlVerifier, check_content_path, split_signed_path
 
 MAX_PREPOSITION_OBJECTS = 100_000
 # What a browser player may send to an edge (ranges, revalidation, CMCD) and read from its answers.
@@ -89,7 +90,7 @@ class Edge:
         self.bound_url: str | None = None
         self.session: aiohttp.ClientSession | None = None  # to the origin and sibling workers, while the app runs
         self._verifier = UrlVerifier(config.url_verify_key)
-        self._verified: dict[str, _Verified] = {}
+        self._verified: dict[str, VerifiedToken] = {}
         self.revocations: RevocationStore | None = None  # opened with the app (config.revocations_path)
         self.origin = Origin(config, self.stats)
         self.internal = InternalCredential(config.internal_token)
@@ -136,23 +137,21 @@ class Edge:
         self.stats.by_status[response.status] += 1
         return response
 
-    def _verified_content_path(self, path: str, *, remembered_only: bool = False) -> tuple[_Verified, str | None] | None:
+    def _verified_content_path(self, path: str) -> tuple[VerifiedToken, str | None]:
         """The token's verification and the content path the signed request path grants (None: not a
         file of the title layout); `SignatureError` if it grants none.
 
         Verifying a signature is the costliest step of a cache hit, and a player asks for many objects
         with one token: each token's grant is remembered until it expires (successes only, bounded,
-        oldest forgotten first); the prefix and layout checks still run per path. `remembered_only`:
-        None instead of verifying a token not remembered (the fast path leaves that to `_serve`).
+        oldest forgotten first); the prefix and layout checks still run per path (`hit_or_none` runs
+        the same checks on remembered tokens only).
         """
         now = time.time()
         token, content_path = split_signed_path(path)
         check_content_path(content_path)
         known = self._verified.get(token)
         if known is None or now >= known.grant.expires_at:
-            if remembered_only:
-                return None
-            known = _Verified(grant=self._verifier.verify(token, now=now))
+            known = VerifiedToken(grant=self._verifier.verify(token, now=now))
             if len(self._verified) >= _VERIFIED_TOKENS_MAX:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = known
@@ -160,7 +159,7 @@ class Edge:
             raise SignatureError("URL token does not cover this path")
         return known, (content_path if _content_path_ok(content_path) else None)
 
-    async def _revoked(self, verified: _Verified) -> bool:
+    async def _revoked(self, verified: VerifiedToken) -> bool:
         """Whether the URL's login was revoked (or its user changed) since it was signed: asked of the
         store at most every `revocation_recheck_s` per token; `StoreUnavailable` if it cannot say."""
         store = self.revocations
@@ -169,18 +168,7 @@ class Edge:
         now = time.monotonic()
         if verified.checked_at_s is not None and now - verified.checked_at_s < self.config.revocation_recheck_s:
             return verified.revoked
-        if verified.pending is None:
-            grant = verified.grant
-            verified.pending = asyncio.ensure_future(store.run(
-                lambda: store.url_revoked(family=grant.family, subject=grant.subject, issued_at=grant.issued_at)))
-        pending = verified.pending
-        try:
-            revoked = await asyncio.shield(pending)
-        finally:
-            if verified.pending is pending and pending.done():
-                verified.pending = None
-        verified.revoked, verified.checked_at_s = revoked, now
-        return revoked
+        return await asyncio.shield(check_revocation(verified, store))
 
     def hit_or_none(self, path: str, now_s: float) -> CachedObject | None:
         """The fresh cached object that a plain GET of the request path `path` may
@@ -189,18 +177,28 @@ class Edge:
         channel, a miss or a stale object, an MPD, a fault in force) declines. `now_s`: loop clock."""
         if not path.startswith(SIGNED_PREFIX) or self.faults.spec is not None:
             return None
+        # `_verified_content_path`'s checks for a remembered token, in the order of their cost;
+        # any failure declines, and `_serve` then gives the answer.
         try:
-            found = self._verified_content_path(path, remembered_only=True)
+            token, content_path = split_signed_path(path)
         except SignatureError:
             return None
-        if found is None or found[1] is None:
+        verified = self._verified.get(token)
+        if (verified is None or time.time() >= verified.grant.expires_at
+                or not content_path.startswith(verified.grant.path_prefix) or not _layout_ok(content_path)):
             return None
-        verified, content_path = found
-        if self.revocations is not None:
+        store = self.revocations
+        if store is not None:
             checked_at_s = verified.checked_at_s
-            if (checked_at_s is None or verified.revoked
-                    or time.monotonic() - checked_at_s >= self.config.revocation_recheck_s):
+            if checked_at_s is None or verified.revoked:
                 return None
+            age_s = time.monotonic() - checked_at_s
+            if age_s >= self.config.revocation_recheck_s / 2:
+                # Ask again in the background while this answer is still fresh, so that hits do not
+                # fall back to `_serve` (and wait) each time the check comes due.
+                if age_s >= self.config.revocation_recheck_s:
+                    return None
+                check_revocation(verified, store)
         region = verified.grant.region
         if region and self.config.rtt_ms.get(region):
             return None
@@ -226,9 +224,7 @@ class Edge:
         content_path: str | None
         if path.startswith(SIGNED_PREFIX):
             try:
-                found = self._verified_content_path(path)
-                assert found is not None  # verified when not remembered
-                verified, content_path = found
+                verified, content_path = self._verified_content_path(path)
                 if await self._revoked(verified):
                     return self._error(request, 403, "URL of a session that was ended")
                 rtt_ms = self.config.rtt_ms.get(verified.grant.region) if verified.grant.region else None
@@ -538,18 +534,6 @@ class PrepositionSelection:
         return cls(renditions=renditions, segments=segments)
 
 
-class _Verified:
-    """A verified URL token: its grant, and the last revocation check of its login."""
-
-    __slots__ = ("grant", "checked_at_s", "revoked", "pending")
-
-    def __init__(self, grant: UrlGrant) -> None:
-        self.grant = grant
-        self.checked_at_s: float | None = None  # monotonic
-        self.revoked = False
-        self.pending: asyncio.Future[bool] | None = None
-
-
 def _corked(request: web.BaseRequest) -> Any:
     """The request's TCP socket with TCP_CORK set (None where there is none, e.g. a Unix socket)."""
     transport = request.transport
@@ -566,6 +550,16 @@ def _corked(request: web.BaseRequest) -> Any:
 def _uncork(sock: Any) -> None:
     with contextlib.suppress(OSError):  # the connection may be gone already
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _layout_ok(content_path: str) -> bool:
+    """`check_content_path` and `_content_path_ok` both pass (pure: remembered for the fast path)."""
+    try:
+        check_content_path(content_path)
+    except SignatureError:
+        return False
+    return _content_path_ok(content_path)
 
 
 def _content_path_ok(content_path: str) -> bool:

@@ -29,31 +29,37 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler
 
+from server.edgelog import HitLogLine, json_text
 from server.edgeorigin import MemoryFile
 from server.observability import REQUEST_ID_HEADER, JsonAccessLogger, choose_request_id
 
 if TYPE_CHECKING:
     from server.edge import Edge
 
-# Request headers the fast path leaves to the full handler (ranges, revalidation, CORS, upgrades).
-_DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Origin", "Upgrade", "Expect")
+# Request headers the fast path leaves to the full handler (ranges, revalidation, upgrades).
+_DECLINE_HEADERS = ("Range", "If-None-Match", "If-Range", "Upgrade", "Expect")
+_GRANTS_MAX = 256  # CORS grants remembered per edge process, by request Origin
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.encode("ascii")
-_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)  # Linux: hold this send for the next one (like TCP_CORK)
 
 
 class EdgeProtocol(RequestHandler):
     """aiohttp's `RequestHandler` with the cache-hit fast path (module docstring)."""
 
-    __slots__ = ("_edge", "_fd", "_sock", "_corked", "_remote", "_sending")
+    __slots__ = ("_edge", "_hit_log", "_fd", "_send_more", "_remote", "_remote_json", "_sending", "_rest")
 
-    def __init__(self, manager: web.Server, *, edge: Edge, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, edge: Edge, hit_log: HitLogLine | None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._edge = edge
+        self._hit_log = hit_log  # None: the access log is not the JSON one (fast hits then decline)
         self._fd = -1  # the plain TCP/Unix socket's descriptor; -1: no fast path on this connection
-        self._sock: Any = None  # asyncio's view of the socket (setsockopt only)
-        self._corked = False  # whether sendfile responses are corked (TCP on Linux)
+        # The socket's `send` with MSG_MORE (TCP on Linux), so that a head leaves in its body's first
+        # packet (nginx's tcp_nopush) without two TCP_CORK system calls; None: a plain write.
+        self._send_more: Callable[[bytes, int], int] | None = None
         self._remote: str | None = None
-        self._sending: asyncio.Task[None] | None = None  # the rest of a body going out with sendfile
+        self._remote_json = "null"
+        self._sending: asyncio.Future[None] | None = None  # done when the rest of a body has gone out
+        self._rest: _Rest | None = None  # that rest, written as the socket drains (`_write_rest`)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -61,10 +67,12 @@ class EdgeProtocol(RequestHandler):
         # Written to directly only when the transport is a plain socket transport (never TLS).
         if sock is not None and transport.get_extra_info("sslcontext") is None and sock.type == socket.SOCK_STREAM:
             self._fd = sock.fileno()
-            self._sock = sock
-            self._corked = _TCP_CORK is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+            raw = getattr(sock, "_sock", sock)  # asyncio's TransportSocket wraps the socket object
+            if _MSG_MORE and sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(raw, socket.socket):
+                self._send_more = raw.send
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) else (str(peer) if peer else None)
+        self._remote_json = json_text(self._remote)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
@@ -115,6 +123,8 @@ class EdgeProtocol(RequestHandler):
         await super().shutdown(timeout)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        if self._rest is not None:  # before the socket closes: its descriptor may be reused after
+            self._end_rest()
         super().connection_lost(exc)
         if self._sending is not None:
             self._sending.cancel()
@@ -136,9 +146,11 @@ class EdgeProtocol(RequestHandler):
         url = message.url
         if url.absolute:
             return False
-        logger = self.access_logger if self._logging_enabled else None
-        if logger is not None and not isinstance(logger, JsonAccessLogger):
-            return False
+        hit_log = None
+        if self._logging_enabled:
+            hit_log = self._hit_log
+            if hit_log is None:  # an access logger whose line we cannot write by hand
+                return False
         loop = self._loop
         started = loop.time()
         edge = self._edge
@@ -148,6 +160,9 @@ class EdgeProtocol(RequestHandler):
         req_id = choose_request_id(headers.get(REQUEST_ID_HEADER))
         head = obj.hit_head
         assert head is not None  # hit_or_none only returns objects with one
+        origin = headers.get("Origin")
+        if origin is not None:  # a browser's cross-origin request: the CORS middleware's grant, if any
+            head += self._manager.cors_grant(origin) if isinstance(self._manager, EdgeServer) else b""
         body = obj.body
         head += b"Date: %s\r\n%s: %s\r\n\r\n" % (rfc822_formatted_time().encode("ascii"), _REQUEST_ID_NAME,
                                                   req_id.encode("ascii"))
@@ -162,13 +177,12 @@ class EdgeProtocol(RequestHandler):
         stats.fast_hits += 1
         stats.by_status[200] += 1
         stats.bytes_served += len(body)
-        if logger is not None:
+        if hit_log is not None:
             # The request path is /s/<token> + the object's content path (Edge.hit_or_none): its
-            # redacted form is the object's.
-            logger.write_entry(request_id=req_id, method="GET", path=obj.signed_log_path, path_redacted=True,
-                               status=200, size_bytes=len(body), duration_s=loop.time() - started,
-                               remote=self._remote, extra={"edge_id": edge.config.edge_id, "cache": "HIT"},
-                               deferred=(edge.cmcd_log_fields(url.raw_query_string, headers),))
+            # redacted form is the object's. The same line as JsonAccessLogger.write_entry's.
+            hit_log.write(request_id=req_id, path_json=obj.log_path_json, size_bytes=len(body),
+                          duration_s=loop.time() - started, remote_json=self._remote_json,
+                          raw_query=url.raw_query_string, headers=headers)
         self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
         if self._keepalive_handle is None and self._keepalive_timeout > 0:
             self._keepalive_handle = loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
@@ -176,15 +190,14 @@ class EdgeProtocol(RequestHandler):
 
 
     def _send_file(self, transport: asyncio.Transport, head: bytes, memory_file: MemoryFile) -> None:
-        """Head, then the body with sendfile from its memory file (corked, so that the head leaves in the
-        body's first packet, as nginx's tcp_nopush); the rest, if the socket is full, from a task."""
+        """Head, then the body with sendfile from its memory file (the head sent with MSG_MORE, so that
+        it leaves in the body's first packet, as nginx's tcp_nopush); the rest, if the socket is full,
+        as it drains."""
         fd, size = self._fd, len(memory_file.view)
-        corked = self._corked
+        send_more = self._send_more
         try:
-            if corked:
-                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
             try:
-                sent_head = os.write(fd, head)
+                sent_head = os.write(fd, head) if send_more is None else send_more(head, _MSG_MORE)
             except (BlockingIOError, InterruptedError):
                 sent_head = 0
             if sent_head < len(head):  # the socket is full already: hand it all to the transport
@@ -198,12 +211,45 @@ class EdgeProtocol(RequestHandler):
         except OSError:
             self.force_close()  # the client went away: nothing to tell it
             return
-        finally:
-            if corked:
-                with contextlib.suppress(OSError):
-                    self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
-        if sent < size:
+        if sent >= size:
+            return
+        add_writer = getattr(self._loop, "_add_writer", None)
+        if add_writer is None:  # not a selector event loop: the loop's own sendfile, from a task
             self._sending = self._loop.create_task(self._send_rest(transport, memory_file, sent, size - sent))
+            return
+        # The rest as the socket drains, from a writer callback on it (as nginx waits for EPOLLOUT):
+        # the loop's sendfile would cost a task, futures and a selector update per wait.
+        self._sending = self._loop.create_future()
+        self._rest = _Rest(memory_file, sent, size - sent)
+        add_writer(fd, self._write_rest)
+
+    def _write_rest(self) -> None:
+        rest = self._rest
+        assert rest is not None
+        try:
+            sent = os.sendfile(self._fd, rest.file_fd, rest.offset, rest.count)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            sent = 0
+        if sent <= 0:  # the client went away (or the file ended early: never for a memory file)
+            self._end_rest()
+            self.force_close()
+            return
+        rest.offset += sent
+        rest.count -= sent
+        if rest.count <= 0:
+            self._end_rest()
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+            self._answer_queued()
+
+    def _end_rest(self) -> None:
+        """Stop writing the rest (sent, or never to be): the connection is idle again."""
+        self._loop._remove_writer(self._fd)  # type: ignore[attr-defined]
+        self._rest = None
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            sending.set_result(None)
 
     async def _send_rest(self, transport: asyncio.Transport, memory_file: MemoryFile, offset: int, count: int) -> None:
         """The rest of a body with the loop's sendfile (reading paused meanwhile); then the requests
@@ -220,6 +266,18 @@ class EdgeProtocol(RequestHandler):
         self._sending = None
         self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         self._answer_queued()
+
+
+class _Rest:
+    """What is left to send of a memory file's body."""
+
+    __slots__ = ("memory_file", "file_fd", "offset", "count")
+
+    def __init__(self, memory_file: MemoryFile, offset: int, count: int) -> None:
+        self.memory_file = memory_file  # kept open until sent (an evicted object's file closes after)
+        self.file_fd = memory_file.file.fileno()
+        self.offset = offset
+        self.count = count
 
 
 def _send(fd: int, transport: asyncio.Transport, head: bytes, body: bytes | memoryview,
@@ -250,9 +308,26 @@ class EdgeServer(web.Server):
         super().__init__(built.request_handler, request_factory=built.request_factory,
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.edge = edge
+        self._grants: dict[str, bytes] = {}
+        log_class, logger = self._kwargs.get("access_log_class"), self._kwargs.get("access_log")
+        self.hit_log = (HitLogLine(logger, log_class.service, edge.config.edge_id, edge.stats)
+                        if isinstance(log_class, type) and issubclass(log_class, JsonAccessLogger)
+                        and logger is not None else None)
 
     def __call__(self) -> RequestHandler:
-        return EdgeProtocol(self, edge=self.edge, loop=self._loop, **self._kwargs)
+        return EdgeProtocol(self, edge=self.edge, hit_log=self.hit_log, loop=self._loop, **self._kwargs)
+
+    def cors_grant(self, origin: str) -> bytes:
+        """The header lines `cors_middleware` adds to an answer for a request from `origin` (none for
+        an origin not allowed); remembered for allowed origins (at most `_GRANTS_MAX`)."""
+        grant = self._grants.get(origin)
+        if grant is None:
+            lines = self.edge.cors.response_headers(origin)
+            # An allowed origin is one of the configured ones (validated) or "*": safe to send verbatim.
+            grant = "".join(f"{name}: {value}\r\n" for name, value in lines.items()).encode("ascii")
+            if lines and len(self._grants) < _GRANTS_MAX:
+                self._grants[origin] = grant
+        return grant
 
 
 class EdgeRunner(web.AppRunner):

@@ -19,6 +19,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from server.config import EdgeConfig
+from server.edgelog import json_text
 from server.edgemetrics import EdgeStats
 from server.formats.hls import is_playlist_path
 from server.formats.names import MANIFEST_NAME
@@ -85,6 +86,7 @@ class CachedObject:
     hit_head: bytes | None = None
     memory_file: MemoryFile | None = None  # the body, for sendfile (large media objects only)
     signed_log_path: str = ""  # `/s/<token>/<title>/<file>` as the access log shows a signed request for it
+    log_path_json: str = "null"  # `signed_log_path` as JSON text (the fast path's hand-built log line)
 
     @property
     def size_bytes(self) -> int:
@@ -202,6 +204,7 @@ class Origin:
         if cache_control:
             base["Cache-Control"] = cache_control
         hit_headers = {**base, "X-Cache": "HIT"}
+        log_path = redact_path(SIGNED_PREFIX + REDACTED + content_path)
         memory_file = None
         if (not is_manifest and len(body) >= MEMORY_FILE_MIN_BYTES and not content_path.endswith(".json")
                 and self.memory_files < self._memory_files_max):
@@ -214,7 +217,7 @@ class Origin:
                            fetched_at_s=now_s, expires_at_s=now_s + (lifetime_s or 0.0), is_manifest=is_manifest,
                            hit_headers=hit_headers, miss_headers={**base, "X-Cache": "MISS"},
                            hit_head=None if is_manifest else hit_head(hit_headers, len(body)),
-                           signed_log_path=redact_path(SIGNED_PREFIX + REDACTED + content_path))
+                           signed_log_path=log_path, log_path_json=json_text(log_path))
         return obj, lifetime_s
 
 
