@@ -35,7 +35,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("abrkit_request_id", str)
 LOG_EXTRA = web.RequestKey("abrkit_log_extra", dict)
 LOG_DEFERRED = web.RequestKey("abrkit_log_deferred", list)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # whole value (fullmatch: `$` would let a trailing newline in)
 
 access_log = logging.getLogger("abrkit.access")
 audit_log = logging.getLogger("abrkit.audit")  # auth and license: who asked for which tokens and keys
@@ -90,7 +90,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 def choose_request_id(incoming: str | None) -> str:
     """The client's `X-Request-ID` when it is sane, else a new one."""
-    return incoming if incoming is not None and _SANE_ID.match(incoming) else new_request_id()
+    return incoming if incoming is not None and _SANE_ID.fullmatch(incoming) else new_request_id()
 
 
 def request_id(request: web.Request) -> str:

@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from server.accesslog import BufferedLineHandler, fast_sink
-from server.observability import access_log, audit_log, configure_logging, flush_access_log, new_request_id
+from server.observability import (
+    access_log,
+    audit_log,
+    choose_request_id,
+    configure_logging,
+    flush_access_log,
+    new_request_id,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,3 +188,10 @@ def test_a_clean_stop_of_abrkit_edge_loses_no_access_log_line(tmp_path: Path, wo
             edge.wait()
     logged = [json.loads(text) for text in log_path.read_text().splitlines()]
     assert sorted(entry["request_id"] for entry in logged) == sorted(f"req-{n}" for n in range(requests))
+
+
+def test_a_clients_request_id_is_kept_only_when_the_whole_value_is_sane() -> None:
+    assert choose_request_id("req-1.a:b_c") == "req-1.a:b_c"
+    for hostile in ("req-1\n", "req 1", "x" * 129, "", "req-1\r\nX-Evil: 1", None):
+        chosen = choose_request_id(hostile)
+        assert chosen != hostile and chosen and "\n" not in chosen
