@@ -21,8 +21,9 @@ from player.research.chaos import (
     run_chaos,
 )
 from player.research.chaos_region import region_summary_lines, write_default_regions
-from server.packager import PackageConfig, package, parse_ladder
-from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.packager import PackageConfig, package_source, parse_ladder
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +38,12 @@ HANG_GUARD_S = 150.0  # wall seconds for one whole scenario (stack start, sessio
 @pytest.fixture(scope="module")
 def chaos_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40 s encrypted title (10 segments) at low resolution: long enough that the fault lands
-    while the sessions still have segments to fetch, encrypted so sessions need the license."""
-    base = tmp_path_factory.mktemp("chaos")
-    source = write_demo_source(base / "src.mp4", DemoClipConfig(duration_s=40.0, width=384, height=216))
-    content = base / "content"
-    package(source, content / TITLE, PackageConfig(ladder=parse_ladder("144p:200k,180p:400k,216p:700k"),
-                                                   preset="veryfast", encrypt=True), title=TITLE)
+    while the sessions still have segments to fetch, encrypted so sessions need the license. Packaged
+    straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`)."""
+    content = tmp_path_factory.mktemp("chaos") / "content"
+    package_source(DemoSource(DemoClipConfig(duration_s=40.0, width=384, height=216)), content / TITLE,
+                   PackageConfig(ladder=parse_ladder("144p:200k,180p:400k,216p:700k"), preset="veryfast",
+                                 encrypt=True), title=TITLE)
     return content
 
 
