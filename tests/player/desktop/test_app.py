@@ -58,11 +58,15 @@ def long_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     DemoClipConfig(duration_s=24.0, width=640, height=360), "216p:300k,360p:700k")
 
 
+HD_S = 5.0
+
+
 @pytest.fixture(scope="session")
 def hd_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 s at 720p, one rendition: what llvmpipe has to keep up with."""
+    """5 s at 720p (a 4 s and a 1 s segment), one rendition: what llvmpipe has to keep up with, across a
+    segment boundary (played in real time: every second here is a second of the suite)."""
     return _package(tmp_path_factory.mktemp("desktop-hd"), "hd",
-                    DemoClipConfig(duration_s=8.0, width=1280, height=720), "720p:2500k")
+                    DemoClipConfig(duration_s=HD_S, width=1280, height=720), "720p:2500k")
 
 
 def _reference_frame(title_dir: Path, rendition: str, pts_s: float, size: tuple[int, int]) -> np.ndarray:
@@ -253,7 +257,7 @@ def test_720p_plays_out_and_reports_dropped_frames(hd_title: Path, display: str)
                          options=DesktopConfig(exit_at_end=True, window_size_px=(1280, 720)), exit_after_s=60.0)
         result = app.run()
     assert result.ended and result.report is not None and result.report.error is None
-    frames = 8 * 24
+    frames = round(HD_S * 24)
     print(f"\n720p under llvmpipe: presented {result.frames_presented}, dropped {result.frames_dropped}, "
           f"A/V {result.av_offset.as_dict()}")
     # Every decoded frame was either shown or dropped (and counted as such).
