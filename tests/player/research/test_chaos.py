@@ -39,9 +39,11 @@ HANG_GUARD_S = 150.0  # wall seconds for one whole scenario (stack start, sessio
 def chaos_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40 s encrypted title (10 segments) at low resolution: long enough that the fault lands
     while the sessions still have segments to fetch, encrypted so sessions need the license. Packaged
-    straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`)."""
+    straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`), at
+    12 frames/s since the sessions never decode (segment sizes follow the ladder's bitrates, not the rate)."""
     content = tmp_path_factory.mktemp("chaos") / "content"
-    package_source(DemoSource(DemoClipConfig(duration_s=40.0, width=384, height=216)), content / TITLE,
+    clip = DemoClipConfig(duration_s=40.0, width=384, height=216, frame_rate=12)
+    package_source(DemoSource(clip), content / TITLE,
                    PackageConfig(ladder=parse_ladder("144p:200k,180p:400k,216p:700k"), preset="veryfast",
                                  encrypt=True), title=TITLE)
     return content
