@@ -80,6 +80,7 @@ class CrowdConfig:
     sessions_per_task: int = 250  # on Dask: crowd sessions per task (one event loop); locally one task per worker
     baseline: bool = True
     seed: int = 0
+    start_margin_s: float = START_MARGIN_S  # wall seconds from planning a phase to its session time 0
 
     def __post_init__(self) -> None:
         if self.sessions < 1 or self.playing < 0:
@@ -92,6 +93,8 @@ class CrowdConfig:
             raise ValueError("lead_s and rtt_ms must be >= 0")
         if self.watch_s is not None and not self.watch_s > 0:
             raise ValueError("watch_s must be > 0")
+        if not (math.isfinite(self.start_margin_s) and self.start_margin_s >= 0):
+            raise ValueError(f"start_margin_s must be >= 0, got {self.start_margin_s}")
         if self.arrival not in ARRIVALS:
             raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)}, got {self.arrival!r}")
         if self.login not in LOGINS:
@@ -236,7 +239,7 @@ async def run_phase(config: CrowdConfig, target: CrowdStack, plan: CrowdPlan, ex
         before = await scrape(http, stack)
         cpu_before = service_cpu_s(stack)
         started, cpu0 = time.monotonic(), time.process_time()
-        epoch = time.time() + START_MARGIN_S
+        epoch = time.time() + config.start_margin_s
         parts = [ShardSpec(settings=settings, sessions=part, epoch=epoch)
                  for part in shards(crowd_specs, shard_count(config, len(crowd_specs)))]
         if executor is None:
@@ -289,7 +292,7 @@ async def run_crowd(config: CrowdConfig, target: CrowdStack, *, release: str, ca
                     segment_s: float) -> CrowdReport:
     """The quiet baseline (unless `config.baseline` is off), then the crowd, on one stack: the
     catalogue title is pre-positioned on every edge first, the release is cold until the crowd."""
-    span_s = (config.lead_s + config.within_s) / config.speed + START_MARGIN_S
+    span_s = (config.lead_s + config.within_s) / config.speed + config.start_margin_s
     if config.login == "device" and span_s > 0.8 * target.stack.config.access_ttl_s:
         raise CliError(f"the crowd arrives over {span_s:.0f} s of wall time, longer than its devices' access tokens "
                        f"live ({target.stack.config.access_ttl_s} s): use --login each, or a higher --speed")

@@ -15,8 +15,9 @@ from abr.types import Decision, Ladder, Observation
 from server.config import StackConfig
 from server.origin import OriginConfig
 from server.origin import create_app as origin_app
-from server.packager import PackageConfig, package, parse_ladder
-from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.packager import PackageConfig, package_source, parse_ladder
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 from server.stack import RunningStack, start_stack_with_demo_user
 
 LONG_TITLE = "long"
@@ -48,12 +49,12 @@ class Scripted:
 
 @pytest.fixture(scope="session")
 def long_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40 s, 10-segment clear title (`LONG_TITLE`) at low resolution: long enough for ABR behaviour to show."""
-    base = tmp_path_factory.mktemp("long")
-    source = write_demo_source(base / "src.mp4", DemoClipConfig(duration_s=40.0, width=640, height=360))
-    content = base / "content"
-    package(source, content / LONG_TITLE,
-            PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"))
+    """A 40 s, 10-segment clear title (`LONG_TITLE`) at low resolution: long enough for ABR behaviour to show.
+    Packaged straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`)."""
+    content = tmp_path_factory.mktemp("long") / "content"
+    package_source(DemoSource(DemoClipConfig(duration_s=40.0, width=640, height=360)), content / LONG_TITLE,
+                   PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"),
+                   title=LONG_TITLE)
     return content
 
 

@@ -58,11 +58,15 @@ def long_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     DemoClipConfig(duration_s=24.0, width=640, height=360), "216p:300k,360p:700k")
 
 
+HD_S = 5.0
+
+
 @pytest.fixture(scope="session")
 def hd_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 s at 720p, one rendition: what llvmpipe has to keep up with."""
+    """5 s at 720p (a 4 s and a 1 s segment), one rendition: what llvmpipe has to keep up with, across a
+    segment boundary (played in real time: every second here is a second of the suite)."""
     return _package(tmp_path_factory.mktemp("desktop-hd"), "hd",
-                    DemoClipConfig(duration_s=8.0, width=1280, height=720), "720p:2500k")
+                    DemoClipConfig(duration_s=HD_S, width=1280, height=720), "720p:2500k")
 
 
 def _reference_frame(title_dir: Path, rendition: str, pts_s: float, size: tuple[int, int]) -> np.ndarray:
@@ -253,7 +257,7 @@ def test_720p_plays_out_and_reports_dropped_frames(hd_title: Path, display: str)
                          options=DesktopConfig(exit_at_end=True, window_size_px=(1280, 720)), exit_after_s=60.0)
         result = app.run()
     assert result.ended and result.report is not None and result.report.error is None
-    frames = 8 * 24
+    frames = round(HD_S * 24)
     print(f"\n720p under llvmpipe: presented {result.frames_presented}, dropped {result.frames_dropped}, "
           f"A/V {result.av_offset.as_dict()}")
     # Every decoded frame was either shown or dropped (and counted as such).
@@ -281,11 +285,17 @@ def test_no_display_is_a_clear_error() -> None:
 
 
 
+# Two 4 s video segments and four 2 s audio segments: audio boundaries at 2 and 6 s fall inside video
+# segments, so the audio clock carries presentation across boundaries that are not the video's (played
+# in real time: every second here is a second of the suite).
+SPLIT_AV_S = 8
+
+
 @pytest.fixture(scope="session")
 def split_av_title(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """FFmpeg DASH with 4 s video segments and 2 s audio segments (tests/player/avcontent.py)."""
+    """FFmpeg DASH, 8 s, with 4 s video segments and 2 s audio segments (tests/player/avcontent.py)."""
     root = tmp_path_factory.mktemp("desktop-split")
-    write_split_av_dash(root / "split", duration_s=12.0)
+    write_split_av_dash(root / "split", duration_s=SPLIT_AV_S)
     return root
 
 
@@ -301,8 +311,8 @@ def test_audio_cut_apart_from_the_video_stays_in_sync_to_the_end(split_av_title:
     assert result.ended and report is not None and report.error is None
     print(f"\nsplit A/V: {result.av_offset.as_dict()}, silence {result.audio_silence_s:.3f} s, "
           f"audio segments {len(report.audio_records)}")
-    assert len(report.records) == 3 and len(report.audio_records) == 6
+    assert len(report.records) == SPLIT_AV_S / 4 and len(report.audio_records) == SPLIT_AV_S / 2
     assert report.metrics.rebuffer_count == 0 and report.frames_failed == 0
-    assert result.frames_presented + result.frames_dropped == 12 * 24
+    assert result.frames_presented + result.frames_dropped == SPLIT_AV_S * 24
     # The audio clock drives presentation across audio segment boundaries that are not the video's.
     assert result.av_offset.count > 0 and result.av_offset.p50_ms <= AV_SYNC_TOLERANCE_MS

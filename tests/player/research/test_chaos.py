@@ -21,8 +21,9 @@ from player.research.chaos import (
     run_chaos,
 )
 from player.research.chaos_region import region_summary_lines, write_default_regions
-from server.packager import PackageConfig, package, parse_ladder
-from server.packaging.demo import DemoClipConfig, write_demo_source
+from server.packager import PackageConfig, package_source, parse_ladder
+from server.packaging.demo import DemoClipConfig
+from server.packaging.source import DemoSource
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +37,15 @@ HANG_GUARD_S = 150.0  # wall seconds for one whole scenario (stack start, sessio
 
 @pytest.fixture(scope="module")
 def chaos_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40 s encrypted title (10 segments) at low resolution: long enough that the fault lands
-    while the sessions still have segments to fetch, encrypted so sessions need the license."""
-    base = tmp_path_factory.mktemp("chaos")
-    source = write_demo_source(base / "src.mp4", DemoClipConfig(duration_s=40.0, width=384, height=216))
-    content = base / "content"
-    package(source, content / TITLE, PackageConfig(ladder=parse_ladder("144p:200k,180p:400k,216p:700k"),
-                                                   preset="veryfast", encrypt=True), title=TITLE)
+    """A 36 s encrypted title (9 segments) at low resolution: long enough that the fault lands
+    while the sessions still have segments to fetch, encrypted so sessions need the license. Packaged
+    straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`), at
+    12 frames/s since the sessions never decode (segment sizes follow the ladder's bitrates, not the rate)."""
+    content = tmp_path_factory.mktemp("chaos") / "content"
+    clip = DemoClipConfig(duration_s=36.0, width=384, height=216, frame_rate=12)
+    package_source(DemoSource(clip), content / TITLE,
+                   PackageConfig(ladder=parse_ladder("144p:200k,180p:400k,216p:700k"), preset="veryfast",
+                                 encrypt=True), title=TITLE)
     return content
 
 
@@ -164,7 +167,7 @@ async def test_link_outage_recovers_when_the_link_returns(chaos_content: Path, t
 
 async def test_region_outage_moves_its_clients_to_the_next_region(chaos_content: Path, tmp_path: Path) -> None:
     regions = write_default_regions(tmp_path / "regions.json")
-    # A 6 s outage: the 40 s title still has segments to fetch after it (the common checks ask for one).
+    # A 6 s outage: the 36 s title still has segments to fetch after it (the common checks ask for one).
     report = await _run("region-outage", chaos_content, tmp_path, sessions=4, client_regions=("eu", "us"),
                         regions_path=regions, fault_s=6.0)
     _assert_common(report)
