@@ -22,7 +22,9 @@ which stands still while the server works) and runs `clock_speed` session second
 (the time-warp K of the session once media fetching starts; 1 for bootstrap requests, which are no
 part of session time): an 8 s first-byte timeout is 8 s of trace time at any K. A failed host's
 exclusion (`exclusion_s`) stays in seconds of the clock: it is about the servers, which run on the
-wall clock at any K. (The simulator
+wall clock at any K. On a warp clock that holds for its client (netsim.clock `hold_for_client`),
+the caller says when it is about to decide (`acting`) and when it waits or is done (`acted`); its
+requests act by reaching the shaper. (The simulator
 models no timeout; docs/EXPERIMENTS.md, "Time-warp", says how experiments keep the two alike.)
 """
 
@@ -41,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from netsim.clock import sleep_on
+from netsim.clock import sleep_on, warp_of
 from server.formats.urls import redact_url
 
 _T = TypeVar("_T")
@@ -195,6 +197,20 @@ class Fetcher:
         self.route = route
         self.counts: Counter[str] = Counter()
         self._excluded_until: dict[str, float] = {}
+
+    def acting(self) -> None:
+        """Tell a warp clock that this client is about to act (decide, then request or wait): the
+        emulated world waits for it (netsim.clock `hold_for_client`); nothing on any other clock."""
+        warp = warp_of(self.clock)
+        if warp is not None:
+            warp.hold_for_client()
+
+    def acted(self) -> None:
+        """Tell a warp clock that this client acted (netsim.clock `hold_for_client`): it waits, or
+        has nothing more to ask; nothing on any other clock. (A request acts by reaching the shaper.)"""
+        warp = warp_of(self.clock)
+        if warp is not None:
+            warp.client_acted()
 
     def clock_s(self, session_s: float) -> float:
         """`session_s` session seconds in seconds of the fetcher's clock."""
