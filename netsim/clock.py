@@ -155,7 +155,7 @@ class WarpClock:
         `acts` (the player's own waits) the sleeper has acted (`client_acted`) and acts again on
         waking (`hold_for_client`: its hop back is no clock time); a bystander (a sampler) does not."""
         if acts:
-            self.client_acted()
+            self.client_done(None)
         future = self._loop.create_future()
 
         def wake() -> None:
@@ -316,17 +316,19 @@ class WarpClock:
         self._client_keys.add(key)
 
     def client_acted(self, key: object = None) -> None:
-        """The player acted: sent a request or started to wait (every hold ends: `key` None); or the
-        hold for connection `key` ended (more of its answer came from the server, or it closed). The
-        clock runs again once no hold for the client is left."""
+        """End the hold for connection `key` (more of its answer came from the server, or it closed),
+        or (None) every hold for the client (the shaper stopped holding for it)."""
+        self.client_done(*(list(self._client_keys) if key is None else [key]))
+
+    def client_done(self, *keys: object) -> None:
+        """End the holds for the client with these keys (None: the player's own; a connection's), and
+        run again once none is left: one pipeline's request or wait does not end the hold that
+        stands for another connection's server time."""
         if not self._client_keys:
             return
-        if key is None:
-            self._client_keys.clear()
-        else:
-            self._client_keys.discard(key)
-            if self._client_keys:
-                return
+        self._client_keys.difference_update(keys)
+        if self._client_keys:
+            return
         assert self._client_hold is not None
         self._client_hold.cancel()
         self._client_hold = None

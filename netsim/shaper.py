@@ -197,16 +197,18 @@ class _Connection:
 
     @property
     def client_key(self) -> object:
-        """This connection's key for the clock's holds for the client."""
-        return id(self)
+        """This connection's key for the clock's holds for the client: the client's port (its own
+        `sockname` port, which `FetchResult.port` reports)."""
+        return self.peer[1] if isinstance(self.peer, tuple) and len(self.peer) >= 2 else id(self)
 
     def response_data(self) -> None:
         """More of the answer came from the upstream: the wait for it (server time) is over."""
         self._shaper.clock.client_acted(self.client_key)
 
     def request_arrived(self) -> None:
-        """Request bytes from the client: the player has acted (netsim.clock `hold_for_client`)."""
-        self._shaper.clock.client_acted()
+        """Request bytes from the client: the player has acted (netsim.clock `hold_for_client`), and
+        this connection's previous answer was complete."""
+        self._shaper.clock.client_done(None, self.client_key)
 
     def response_written(self) -> None:
         """Bytes went to the client. If nothing of ours is left queued for it, either the response

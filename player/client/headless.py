@@ -235,6 +235,7 @@ class HeadlessPlayer:
         self._failed_requests = 0
         self._abandoned = 0
         self._failures: dict[tuple[MediaType, int], int] = {}
+        self._ports: dict[MediaType, int | None] = {}  # the connection each pipeline's last answer came on
         self._next_sample_s = 0.0
         self._measured_bps = 0.0
         # Interactive (the desktop player): at the end of the stream wait for a seek or stop()
@@ -369,14 +370,15 @@ class HeadlessPlayer:
             self.fetcher.acting()  # deciding and asking take no session time, as in the simulator
             action = session.next_action(media)
             if isinstance(action, Finished):
-                self.fetcher.acted()  # nothing more to ask for: the emulated world goes on
+                self.fetcher.acted(self._ports.pop(media, None))  # nothing more to ask for: the world goes on
                 self._progressed()
                 return
             if isinstance(action, Hold):
-                self.fetcher.acted()
+                self.fetcher.acted(self._ports.pop(media, None))
                 await self._await_progress()
                 continue
             if isinstance(action, Wait):
+                self.fetcher.acted(self._ports.pop(media, None))
                 await self._wait(action.duration_s)
                 session.advance(self.now())
                 continue
@@ -418,14 +420,17 @@ class HeadlessPlayer:
         segment = rep.segments[index]
         progress = self._abandon_check(action) if media == "video" and isinstance(self.abr, Abandoning) else None
         headers = self._cmcd(rep, media, index, segment.duration_s) | range_header(segment.byte_range)
+        self.fetcher.done_with(self._ports.pop(media, None))  # the request acts once it reaches the shaper
         try:
-            result = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress)
+            result = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress,
+                                              keep_hold=True)
         except Abandoned as exc:
             self._abandoned += 1
             self.session.on_abandon(self.now(), bytes_received=exc.bytes_received, media=media)
             return None
         except FetchError as exc:
             return str(exc) if media == "video" else f"{media}: {exc}"
+        self._ports[media] = result.port  # the clock stands still for us until we act again
         record = self.session.on_download(self.now(), size_bytes=result.size_bytes,
                                           ttfb_s=result.ttfb_s * self.config.speed,
                                           media_duration_s=segment.duration_s, media=media)
