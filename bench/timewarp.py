@@ -8,9 +8,13 @@ and speed K, each `--repeats` times, plus the simulator once, all in this run, a
 2. per algorithm and speed, how much the same cell varies over the repeats: the range (max - min)
    of QoE_lin per trace, as a percentage of the cell's |mean| and in QoE units, its worst trace, and
    the range of the whole set's mean (goal: <= 2%);
-3. the cells furthest apart between the speeds.
+3. the cells furthest apart between the speeds;
+4. the per-request clock accounting, which a loaded machine does not move (wall-clock lateness is
+   left out of session time): per download, emulated time - the link model's time for the same
+   request; how many cells took the simulator's decisions segment for segment; and in those, how far
+   the emulated requests drift from the simulator's (ms of trace time per request).
 
-    python bench/timewarp.py [--abr bba,mpc-robust] [--traces N] [--speeds 1,10] [--repeats 5]
+    python bench/timewarp.py [--abr bba,mpc-robust|all] [--traces N] [--speeds 1,10] [--repeats 5]
                              [--at-once 40,10] [--out DIR] [--analyse-only]
 
 Every emulated run goes to OUT/k{K}-r{i}/ (a rerun resumes them: finished cells are skipped) and the
@@ -33,6 +37,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from abr.types import UnsupportedLadder, check_ladder  # noqa: E402
 from netsim.formats import load_traces  # noqa: E402
 from player.research.experiment import ExperimentConfig, open_content, run_experiment  # noqa: E402
 from player.research.sim import profile  # noqa: E402
@@ -56,6 +61,14 @@ def twenty(count: int) -> list:
 def run_all(args: argparse.Namespace, abrs: tuple[str, ...], speeds: list[float], at_once: list[int]) -> None:
     traces = twenty(args.traces)
     content = open_content(args.title, cache_dir=default_cache_dir())
+    playable = []
+    for abr in abrs:  # `all` includes algorithms bound to other ladders (a learned model's)
+        try:
+            check_ladder(profile("default").make_abr(abr), content.video.ladder)
+            playable.append(abr)
+        except UnsupportedLadder as exc:
+            print(f"skipped {abr}: {exc}")
+    abrs = tuple(playable)
     print(f"{len(traces)} traces ({traces[0].name} ... {traces[-1].name}), {content.name}, {', '.join(abrs)}")
     jobs = [("sim", 1.0, 0, 64)] + [("emulate", k, r, n) for r in range(args.repeats) for k, n in zip(speeds, at_once)]
     for mode, speed, repeat, n in jobs:
@@ -70,9 +83,8 @@ def run_all(args: argparse.Namespace, abrs: tuple[str, ...], speeds: list[float]
               f"{before} -> {load()}", flush=True)
 
 
-def read_rows(out: Path) -> dict[tuple[str, float, int], dict[tuple[str, str], float]]:
-    """QoE_lin per (mode, speed, repeat) and (abr, trace), from every results.jsonl under `out`."""
-    runs: dict[tuple[str, float, int], dict[tuple[str, str], float]] = {}
+def result_rows(out: Path):
+    """(mode, speed, repeat) and the row, for every good row of every results.jsonl under `out`."""
     for path in sorted(out.glob("*/results.jsonl")):
         name = path.parent.name
         for line in path.read_text().splitlines():
@@ -80,12 +92,58 @@ def read_rows(out: Path) -> dict[tuple[str, float, int], dict[tuple[str, str], f
             if row.get("error") or row.get("qoe_lin") is None:
                 continue
             if row["mode"] == "sim":
-                key = ("sim", 0.0, 0)
+                yield ("sim", 0.0, 0), row
             elif name.startswith("k") and "-r" in name:
-                key = ("emulate", float(row["speed"]), int(name.split("-r")[1]))
-            else:
+                yield ("emulate", float(row["speed"]), int(name.split("-r")[1])), row
+
+
+def read_timelines(out: Path) -> dict[tuple[str, float, int], dict[tuple[str, str], dict]]:
+    """Each session's timeline per (mode, speed, repeat) and (abr, trace), as `read_rows` keys them."""
+    runs: dict[tuple[str, float, int], dict[tuple[str, str], dict]] = {}
+    for key, row in result_rows(out):
+        if row.get("timeline"):
+            runs.setdefault(key, {})[(row["abr"], row["trace"])] = row["timeline"]
+    return runs
+
+
+def accounting(out: Path) -> None:
+    """Per-request clock accounting against the link model and the simulator (load-insensitive)."""
+    runs = read_timelines(out)
+    sim = runs.get(("sim", 0.0, 0), {})
+    groups: dict[tuple[str, float], list[tuple[dict, dict | None]]] = {}
+    for (mode, speed, _), cells in runs.items():
+        if mode != "emulate":
+            continue
+        for (abr, trace), timeline in cells.items():
+            groups.setdefault((abr, speed), []).append((timeline, sim.get((abr, trace))))
+    if not groups:
+        return
+    print("\n== per-request accounting (trace ms): emulated download - link model's, per download; requests' "
+          "drift from the simulator's in cells with its decisions")
+    print(f"{'abr':17} {'speed':>5} {'cells':>5} {'downloads':>9}  {'median err':>10} {'p90 |err|':>9} "
+          f"{'max |err|':>9}  {'sim decisions':>13}  {'drift/request':>13} {'max |drift|':>11}")
+    for (abr, speed), cells in sorted(groups.items()):
+        errors = np.concatenate([np.subtract(t["download_s"], t["model_download_s"]) for t, _ in cells]) * 1000
+        same, drifts, ends = 0, [], []
+        for timeline, twin in cells:
+            if twin is None or timeline["quality"] != twin["quality"] or len(timeline["quality"]) < 2:
                 continue
-            runs.setdefault(key, {})[(row["abr"], row["trace"])] = float(row["qoe_lin"])
+            same += 1
+            drift = (np.subtract(timeline["request_time_s"], timeline["request_time_s"][0])
+                     - np.subtract(twin["request_time_s"], twin["request_time_s"][0])) * 1000
+            drifts.append(drift[-1] / (len(drift) - 1))
+            ends.append(float(np.abs(drift).max()))
+        drift_text = f"{np.median(drifts):+12.2f}  {max(ends):10.1f}" if drifts else f"{'-':>12}  {'-':>10}"
+        print(f"{abr:17} {speed:5g} {len(cells):5d} {errors.size:9d}  {np.median(errors):+10.2f} "
+              f"{np.percentile(np.abs(errors), 90):9.2f} {np.abs(errors).max():9.1f}  {same:6d} of {len(cells):<4d}"
+              f"  {drift_text}")
+
+
+def read_rows(out: Path) -> dict[tuple[str, float, int], dict[tuple[str, str], float]]:
+    """QoE_lin per (mode, speed, repeat) and (abr, trace), from every results.jsonl under `out`."""
+    runs: dict[tuple[str, float, int], dict[tuple[str, str], float]] = {}
+    for key, row in result_rows(out):
+        runs.setdefault(key, {})[(row["abr"], row["trace"])] = float(row["qoe_lin"])
     return runs
 
 
@@ -142,6 +200,18 @@ def analyse(out: Path, speeds: list[float]) -> None:
             print(f"{abr:17} {speed:5g} {len(runs_k):4d}  {np.median(rel):6.1f}% {rel[i]:6.1f}%  "
                   f"{cells[i] + f' ({spread[i]:.2f} of {values[:, i].mean():.2f})':32} {set_rel:29.1f}%"
                   f"  {int((spread < 0.01).sum()):>8d} of {len(cells)}")
+    if all(len(by_speed[k]) >= 2 for k in (base, warp)):
+        print(f"\n== per trace: range of QoE_lin over the repeats, in QoE units and of the cell's |mean| "
+              f"({base:g}x | {warp:g}x)")
+        for abr in abrs:
+            for trace in sorted(t for a, t in common if a == abr):
+                parts = []
+                for speed in (base, warp):
+                    values = np.array([run[(abr, trace)] for run in by_speed[speed]])
+                    spread = float(values.max() - values.min())
+                    rel = 100 * spread / max(abs(float(values.mean())), 1e-9)
+                    parts.append(f"{spread:6.2f} of {values.mean():7.2f} ({rel:5.1f}%)")
+                print(f"  {abr:17} {trace:18} " + " | ".join(parts))
     print(f"\n== the cells furthest apart between {base:g}x and {warp:g}x (mean of the repeats)")
     for diff, abr, trace, a, b in sorted(worst, reverse=True)[:8]:
         print(f"  {abr:17} {trace:18} {base:g}x {a:7.2f}  {warp:g}x {b:7.2f}  sim {sim.get((abr, trace), np.nan):7.2f}")
@@ -149,7 +219,8 @@ def analyse(out: Path, speeds: list[float]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--abr", default="bba,mpc-robust", help="algorithms (default bba,mpc-robust)")
+    parser.add_argument("--abr", default="bba,mpc-robust",
+                        help="algorithms, or 'all' for every registered one (default bba,mpc-robust)")
     parser.add_argument("--traces", type=int, default=20, help="how many of the 20-trace set (default 20)")
     parser.add_argument("--speeds", default="1,10", help="the reference speed and the time-warp (default 1,10)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of every cell at each speed (default 5)")
@@ -166,8 +237,15 @@ def main() -> int:
         if not TRACE_DIR.is_dir():
             print(f"skipped: no traces at {TRACE_DIR}")
             return 0
-        run_all(args, tuple(a for a in args.abr.split(",") if a), speeds, at_once)
+        if args.abr == "all":
+            from abr.registry import names
+
+            abrs = tuple(names())
+        else:
+            abrs = tuple(a for a in args.abr.split(",") if a)
+        run_all(args, abrs, speeds, at_once)
     analyse(args.out, speeds)
+    accounting(args.out)
     return 0
 
 

@@ -16,16 +16,54 @@ time-warp of K a 50 ms stall would otherwise be half a second of trace time. A h
 `beat_s` re-anchors the clock, and between beats it runs at most `beat_s + slack_s` ahead: a beat
 that comes later than that finds the excess left out (`stalled_s`), and the clock never jumps back.
 
-`now` reads the clock (loop seconds, the left-out spans removed); `wall_at` maps a clock time to
-the loop's time for scheduling (None while held: nothing is due until it runs again, and
-`on_resume` callbacks then reschedule).
+With `cover_stalls`, the clock is also bounded by its own timers (`call_at`, `sleep`): it never
+reads past the due time of a timer that has not run yet. A timer the loop runs late (epoll's
+millisecond rounding, a busy loop, a loaded machine) then runs with the clock reading exactly its
+due time, and the lateness is left out like a stall: a link paced on these timers releases its bytes
+at the link model's times, and a player's sleep ends at its session time, at any K and any load.
+
+The hops between the player and the shaper are no time either (`hold_for_client`): from the moment
+the shaper hands the player the last byte it had queued for a connection until the player acts
+again (its next request reaches the shaper, or it starts to wait) or, if the answer was not
+complete, until the server sends more (server time), the clock stands still. The simulator's
+player decides and asks at the instant a download ends; with this, so does the emulated one,
+whatever its decision and its HTTP client cost in CPU.
+
+`now` reads the clock (loop seconds, the left-out spans removed); `call_at` runs a callback at a
+clock time; `wall_at` maps a clock time to the loop's time (None while held: nothing is due until it
+runs again, and `on_resume` callbacks then reschedule).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 from collections.abc import Callable
+
+_ORDER = itertools.count()  # ties between timers due at the same clock time: first scheduled, first run
+
+
+class WarpTimer:
+    """A callback scheduled on a `WarpClock` (`WarpClock.call_at`); `cancel()` before it runs."""
+
+    __slots__ = ("due_s", "callback", "cancelled", "_order", "_clock")
+
+    def __init__(self, clock: WarpClock, due_s: float, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self.due_s = due_s
+        self.callback = callback
+        self.cancelled = False  # cancelled, or already run
+        self._order = next(_ORDER)
+
+    def __lt__(self, other: WarpTimer) -> bool:
+        return (self.due_s, self._order) < (other.due_s, other._order)
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self._clock._cancelled(self)
 
 
 class WarpClock:
@@ -34,7 +72,8 @@ class WarpClock:
 
     __slots__ = ("_loop", "_anchor_loop", "_anchor_clock", "_limit_loop", "_holds", "_resume_callbacks",
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
-                 "stalled_s", "_held_since")
+                 "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
+                 "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001) -> None:
@@ -55,8 +94,24 @@ class WarpClock:
         self.held_s = 0.0  # loop seconds left out while requests were held (closed holds; reporting)
         self.holds_total = 0  # requests held so far (reporting)
         self.stalled_s = 0.0  # loop seconds left out as stalls of the loop (reporting)
+        self._timers: list[WarpTimer] = []  # heap of `call_at` timers not run yet
+        self._timer_handle: asyncio.TimerHandle | None = None  # the loop's wake-up for the earliest
+        self._bounded = cover_stalls  # the clock never reads past a timer that has not run
+        self.late_s = 0.0  # loop seconds left out because a timer ran late (part of `stalled_s`)
+        self.timers_run = 0  # (reporting)
+        self._client_hold: asyncio.TimerHandle | None = None  # the safety expiry of a hold for the client
+        self.holds_for_client = False  # whether `hold_for_client` holds (the shaper's exclude_client_time)
+        self._client_keys: set[object] = set()  # what the clock waits for: connections, or None (the player)
+        self.client_holds = 0  # holds for the client so far (reporting)
+        self.client_timeouts = 0  # of which expired without the client acting (reporting)
+        self._pinned: float | None = None  # the reading while a bounded clock runs its timers
         if cover_stalls:
             self._heartbeat()
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the clock never reads past a timer that has not run (`cover_stalls`)."""
+        return self._bounded
 
     @property
     def paused(self) -> bool:
@@ -70,7 +125,110 @@ class WarpClock:
         """The clock's time: event-loop seconds, the left-out spans removed."""
         if self._holds:
             return self._anchor_clock
-        return self._anchor_clock + min(self._loop.time(), self._limit_loop) - self._anchor_loop
+        if self._pinned is not None:
+            return self._pinned
+        # Never below the anchor: the limit may lie behind a re-anchoring that came late.
+        reading = self._anchor_clock + max(min(self._loop.time(), self._limit_loop) - self._anchor_loop, 0.0)
+        if self._bounded and self._timers:
+            return min(reading, self._timers[0].due_s)
+        return reading
+
+    def call_at(self, clock_s: float, callback: Callable[[], None]) -> WarpTimer:
+        """Run `callback()` once the clock reads `clock_s` (now, if that is past); while held, later.
+        A bounded clock (`cover_stalls`) reads exactly `clock_s` when the callback runs."""
+        timer = WarpTimer(self, max(clock_s, self.now()), callback)
+        heapq.heappush(self._timers, timer)
+        if self._timers[0] is timer:
+            self._arm()
+        return timer
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> WarpTimer:
+        return self.call_at(self.now() + delay_s, callback)
+
+    def _cancelled(self, timer: WarpTimer) -> None:
+        if self._timers and self._timers[0] is timer:  # a bounded clock stops waiting for it at once
+            self._drop_cancelled()
+            self._arm()
+
+    async def sleep(self, duration_s: float, *, acts: bool = True) -> None:
+        """Sleep `duration_s` seconds of this clock (on a bounded clock, to the exact reading). With
+        `acts` (the player's own waits) the sleeper has acted (`client_acted`) and acts again on
+        waking (`hold_for_client`: its hop back is no clock time); a bystander (a sampler) does not."""
+        if acts:
+            self.client_done(None)
+        future = self._loop.create_future()
+
+        def wake() -> None:
+            if not future.done():
+                if acts:
+                    self.hold_for_client()
+                future.set_result(None)
+
+        timer = self.call_at(self.now() + max(duration_s, 0.0), wake)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    def _drop_cancelled(self) -> None:
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+
+    def _arm(self) -> None:
+        """(Re)schedule the loop's wake-up for the earliest timer (none while held)."""
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        self._drop_cancelled()
+        if not self._timers or self._holds:
+            return
+        wall = self._anchor_loop + self._timers[0].due_s - self._anchor_clock
+        self._timer_handle = self._loop.call_at(wall, self._run_timers)
+
+    def _run_timers(self) -> None:
+        self._timer_handle = None
+        if self._holds:
+            return  # `release` re-arms
+        self._drop_cancelled()
+        if not self._timers:
+            return
+        first = self._timers[0]
+        t = self._loop.time()
+        if t < self._anchor_loop + first.due_s - self._anchor_clock - 1e-9:
+            self._arm()  # early: the loop's clock resolution, or armed for a timer cancelled since
+            return
+        if self._bounded:
+            # The clock stood at the timer's due time while the loop was late: leave the lateness out.
+            lateness = (self._anchor_clock + t - self._anchor_loop) - first.due_s
+            if lateness > 0:
+                self.late_s += lateness
+                self.stalled_s += lateness
+            self._anchor_clock, self._anchor_loop = first.due_s, t
+            if self._beat is not None:
+                self._limit_loop = t + self._beat_s + self._slack_s
+        # Every timer due at this reading runs now (in due order); the next one waits for its time.
+        due = self.now() if not self._bounded else first.due_s
+        # A bounded clock reads exactly `due` while its callbacks run (and what they set off at once).
+        self._pinned = due if self._bounded else None
+        try:
+            while self._timers and (self._timers[0].cancelled or self._timers[0].due_s <= due):
+                timer = heapq.heappop(self._timers)
+                if timer.cancelled:
+                    continue
+                timer.cancelled = True  # ran: a late cancel() is a no-op
+                self.timers_run += 1
+                timer.callback()
+                if self._holds:
+                    break  # a callback held the clock: the rest run once it is released
+        finally:
+            if self._pinned is not None:
+                self._pinned = None
+                if not self._holds:  # the callbacks' own time is no clock time
+                    t = self._loop.time()
+                    self._anchor_clock, self._anchor_loop = due, t
+                    if self._beat is not None:
+                        self._limit_loop = t + self._beat_s + self._slack_s
+        self._arm()
 
     def wall_at(self, clock_s: float) -> float | None:
         """The loop time at which the clock reads `clock_s` if it runs on (None while held)."""
@@ -81,10 +239,13 @@ class WarpClock:
     def _reanchor(self) -> float:
         """Anchor the clock's reading at the loop's time now; returns that loop time."""
         t = self._loop.time()
+        offset = self._anchor_loop - self._anchor_clock
         self._anchor_clock = self.now()
         self._anchor_loop = t
         if self._beat is not None:
             self._limit_loop = t + self._beat_s + self._slack_s
+        if self._timer_handle is not None and abs((t - self._anchor_clock) - offset) > 1e-9:
+            self._arm()  # the clock's reading moved against the loop's: so did its timers' wall times
         return t
 
     def _heartbeat(self) -> None:
@@ -99,7 +260,13 @@ class WarpClock:
             self._limit_loop = t + self._beat_s + self._slack_s
 
     def close(self) -> None:
-        """Stop the heartbeat (the clock keeps reading; it no longer leaves stalls out)."""
+        """Stop the heartbeat and drop pending timers (the clock keeps reading; it no longer leaves
+        stalls out)."""
+        self.client_acted()
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        self._timers.clear()
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None
@@ -111,6 +278,9 @@ class WarpClock:
         if not self._holds:
             self._reanchor()
             self._held_since = self._anchor_loop
+            if self._timer_handle is not None:
+                self._timer_handle.cancel()
+                self._timer_handle = None
         self._holds += 1
         self.holds_total += 1
 
@@ -127,8 +297,48 @@ class WarpClock:
         self._held_since = None
         self._anchor_loop = t  # the clock reads on from where it stopped
         self._limit_loop = t + self._beat_s + self._slack_s if self._beat is not None else math.inf
+        self._arm()
         for callback in list(self._resume_callbacks):
             callback()
+
+    def hold_for_client(self, key: object = None, max_wall_s: float = 1.0) -> None:
+        """The shaper handed the player the last bytes it had queued (`key`: that connection), or
+        the player is about to act: stand still until it acts (`client_acted`), or at most
+        `max_wall_s` of loop time (a player that never acts, say one that dropped the response, must
+        not stop the world). Only with `holds_for_client`. A sleep on this clock that ends holds for
+        its sleeper too: it acts on waking."""
+        if not self.holds_for_client:
+            return
+        if not self._client_keys:
+            self.hold()
+            self.client_holds += 1
+            self._client_hold = self._loop.call_later(max_wall_s, self._client_hold_expired)
+        self._client_keys.add(key)
+
+    def client_acted(self, key: object = None) -> None:
+        """End the hold for connection `key` (more of its answer came from the server, or it closed),
+        or (None) every hold for the client (the shaper stopped holding for it)."""
+        self.client_done(*(list(self._client_keys) if key is None else [key]))
+
+    def client_done(self, *keys: object) -> None:
+        """End the holds for the client with these keys (None: the player's own; a connection's), and
+        run again once none is left: one pipeline's request or wait does not end the hold that
+        stands for another connection's server time."""
+        if not self._client_keys:
+            return
+        self._client_keys.difference_update(keys)
+        if self._client_keys:
+            return
+        assert self._client_hold is not None
+        self._client_hold.cancel()
+        self._client_hold = None
+        self.release()
+
+    def _client_hold_expired(self) -> None:
+        self.client_timeouts += 1
+        self._client_hold = None
+        self._client_keys.clear()
+        self.release()
 
     def on_resume(self, callback: Callable[[], None]) -> None:
         """Call `callback()` each time the clock starts again after a hold."""
@@ -139,9 +349,20 @@ class WarpClock:
             self._resume_callbacks.remove(callback)
 
 
-async def sleep_on(clock: Callable[[], float], duration_s: float) -> None:
+def warp_of(clock: Callable[[], float]) -> WarpClock | None:
+    """The `WarpClock` whose `now` `clock` is (None for any other clock)."""
+    owner = getattr(clock, "__self__", None)
+    return owner if isinstance(owner, WarpClock) else None
+
+
+async def sleep_on(clock: Callable[[], float], duration_s: float, *, acts: bool = True) -> None:
     """Sleep until `clock()` (a `WarpClock.now` or any monotonic clock in loop seconds) has advanced
-    by `duration_s`: a pause in the middle lengthens the wait in loop time."""
+    by `duration_s`: a pause in the middle lengthens the wait in loop time. On a warp clock the sleep
+    is one of its timers (`WarpClock.sleep`: a bounded clock then ends it at the exact reading)."""
+    warp = warp_of(clock)
+    if warp is not None:
+        await warp.sleep(duration_s, acts=acts)
+        return
     deadline = clock() + max(duration_s, 0.0)
     while True:
         remaining = deadline - clock()

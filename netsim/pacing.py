@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from netsim.clock import WarpClock
+from netsim.clock import WarpClock, WarpTimer
 from netsim.faults import FaultedLink, FaultWindow
 from netsim.trace import Trace
 
@@ -27,6 +27,9 @@ _SEGMENT_BYTES = 1448
 # An unshaped direction may hold this much in its delay line before the sender is paused.
 _DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
 _MIN_SLEEP_S = 0.001
+# On a bounded warp clock (netsim.clock) a tick runs at its exact clock time however late the loop
+# wakes, so the floor only has to keep float rounding from spinning: 0.1 ms of link time.
+_MIN_SLEEP_BOUNDED_S = 0.0001
 
 
 class PipeOwner(Protocol):
@@ -96,13 +99,17 @@ class PacedLink:
 
     `cursor` counts capacity bytes already used or lost. While a pipe is backlogged the link releases
     `bytes_until(now) - cursor` every quantum; when no pipe can send, the cursor jumps to
-    `bytes_until(now)`: an idle link's capacity is lost, never banked. Link time is `warp`'s time
-    (netsim.clock): it stands still, and so does the link, while the warp clock is paused.
+    `bytes_until(now)`: an idle link's capacity is lost, never banked. A queue that will empty
+    before the next quantum is served by one tick at the time its last byte is due, so a response
+    ends when the link model says. Link time is `warp`'s time (netsim.clock), and the ticks are its
+    timers: the link stands still while the clock is paused, and on a bounded clock every tick
+    runs at its exact link time however late the event loop wakes.
     """
 
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
         "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at", "_warp", "_clock0",
+        "_min_sleep_s",
     )
 
     def __init__(
@@ -119,7 +126,7 @@ class PacedLink:
         self._loop = loop
         self._warp = warp if warp is not None else WarpClock(loop)
         self._clock0 = self._warp.now()
-        self._warp.on_resume(self._resumed)
+        self._min_sleep_s = _MIN_SLEEP_BOUNDED_S if self._warp.bounded else _MIN_SLEEP_S
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -128,7 +135,7 @@ class PacedLink:
         self.origin = loop.time()
         self.cursor = 0.0
         self.pipes: list[Pipe] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: WarpTimer | None = None
         self._last_tick = -math.inf
         self._quantum_s = quantum_s
         self._in_tick = False
@@ -138,15 +145,6 @@ class PacedLink:
     def clock(self) -> float:
         """Seconds of link time since this link started (pauses of the warp clock left out)."""
         return self._warp.now() - self._clock0
-
-    def _resumed(self) -> None:
-        """The warp clock runs again: wake at the next due time of link time, not at a stale one."""
-        if self._in_tick or self._closed_at is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._schedule(self.clock())
 
     def add_fault(self, window: FaultWindow) -> None:
         self.model = self.model.with_window(window)
@@ -163,7 +161,6 @@ class PacedLink:
 
     def close(self) -> None:
         self._closed_at = self.clock()
-        self._warp.remove_on_resume(self._resumed)
         self.pipes.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -188,15 +185,16 @@ class PacedLink:
             return
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
-        at = max(due, self._last_tick + self._quantum_s, now + _MIN_SLEEP_S)
+        at = max(due, self._last_tick + self._quantum_s, now + self._min_sleep_s)
+        drained = self.model.time_for_bytes(self.cursor + pending)
+        if drained < at:  # what is queued is due before the next quantum: leave when the last byte is
+            at = max(drained, now + self._min_sleep_s)
         # Also wake on stats bin edges: bytes due in a bin leave in it, even from a burst at its end.
         next_bin = (math.floor(now / self._bin_s) + 1) * self._bin_s
         edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now), next_bin)
-        if now + _MIN_SLEEP_S <= edge < at:
+        if now + self._min_sleep_s <= edge < at:
             at = edge
-        wall = self._warp.wall_at(self._clock0 + at)
-        if wall is not None:  # paused: nothing is due until the clock runs again (`_resumed`)
-            self._timer = self._loop.call_at(wall, self._tick)
+        self._timer = self._warp.call_at(self._clock0 + at, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
@@ -282,7 +280,7 @@ class Pipe:
         self.buf = bytearray()  # read from the source, not yet released by the link
         self.delayed: deque[tuple[float, bytes]] = deque()  # released, waiting out the one-way delay
         self._delayed_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: WarpTimer | None = None
         self._last_due = 0.0
         self.eof = False
         self._abort = False
@@ -350,13 +348,7 @@ class Pipe:
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._timer = self._loop.call_at(self._wake_at(due), self._flush)
-
-    def _wake_at(self, due: float) -> float:
-        """The loop time to look at the delay line again for a chunk due at `due` (warp clock time);
-        while the clock is paused, after as long as the chunk still has to wait, then again."""
-        wall = self._warp.wall_at(due)
-        return wall if wall is not None else self._loop.time() + max(due - self._warp.now(), _MIN_SLEEP_S)
+            self._timer = self._warp.call_at(due, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
@@ -368,7 +360,7 @@ class Pipe:
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._timer = self._loop.call_at(self._wake_at(self.delayed[0][0]), self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -376,7 +368,7 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._timer = self._loop.call_at(self._wake_at(self.delayed[0][0]), self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():

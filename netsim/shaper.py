@@ -73,6 +73,11 @@ class ShaperConfig:
     # True: the clock also leaves out the times this event loop was stalled (netsim.clock): nothing
     # in it moved meanwhile, so neither does the link (nor a player timing itself on the clock).
     exclude_loop_stalls: bool = False
+    # True (with exclude_server_time): the clock also stands still from the moment a response's last
+    # queued byte goes to the client until the client acts again (its next request arrives, it waits
+    # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
+    # as in the simulator, where the next request leaves the instant a download ends.
+    exclude_client_time: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -123,7 +128,7 @@ class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
-                 "target", "_held")
+                 "target", "_held", "_connecting")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -140,7 +145,12 @@ class _Connection:
         self.down.sink = client
         self.up.source = client
         self._held = False  # a request of ours is at the upstream and the clock stands still for it
+        # Connecting to the upstream is the server's time too (the link model charges no handshake).
+        self._connecting = shaper.exclude_server_time
+        if self._connecting:
+            shaper.clock.hold()
         self.up.on_write = self.request_delivered
+        self.down.on_write = self.response_written
         self._closed = False
         self.task: asyncio.Task[None] | None = None
         self.peer = client.get_extra_info("peername")
@@ -164,7 +174,13 @@ class _Connection:
             self._shaper._unreachable.discard(self.target)
             logger.info("upstream %s:%s reachable again", host, port)
 
+    def _connected(self) -> None:
+        if self._connecting:
+            self._connecting = False
+            self._shaper.clock.release()
+
     def upstream_made(self, transport: asyncio.Transport) -> None:
+        self._connected()
         if self._closed:
             transport.abort()
             return
@@ -178,6 +194,29 @@ class _Connection:
         if not self._held and self._shaper.exclude_server_time:
             self._held = True
             self._shaper.clock.hold()
+
+    @property
+    def client_key(self) -> object:
+        """This connection's key for the clock's holds for the client: the client's port (its own
+        `sockname` port, which `FetchResult.port` reports)."""
+        return self.peer[1] if isinstance(self.peer, tuple) and len(self.peer) >= 2 else id(self)
+
+    def response_data(self) -> None:
+        """More of the answer came from the upstream: the wait for it (server time) is over."""
+        self._shaper.clock.client_acted(self.client_key)
+
+    def request_arrived(self) -> None:
+        """Request bytes from the client: the player has acted (netsim.clock `hold_for_client`), and
+        this connection's previous answer was complete."""
+        self._shaper.clock.client_done(None, self.client_key)
+
+    def response_written(self) -> None:
+        """Bytes went to the client. If nothing of ours is left queued for it, either the response
+        is complete, and the hop to the player and the player's own time until it acts (asks again,
+        waits) are no link time; or the rest is still at the server, whose time is no link time
+        either. Both end the hold: the client's act, or more bytes from the upstream."""
+        if not self.down.buf and not self.down.delayed:
+            self._shaper.clock.hold_for_client(self.client_key)
 
     def response_began(self) -> None:
         if self._held:
@@ -207,7 +246,9 @@ class _Connection:
         if self._closed:
             return
         self._closed = True
+        self._connected()
         self.response_began()
+        self._shaper.clock.client_acted(self.client_key)  # nobody is left to act on this connection
         self.down.kill()
         self.up.kill()
         for transport in (self.client, self.upstream):
@@ -238,6 +279,7 @@ class _ClientProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._conn is not None:
+            self._conn.request_arrived()
             self._conn.up.feed(data)
 
     def eof_received(self) -> bool:
@@ -268,6 +310,7 @@ class _UpstreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._conn.response_began()  # the clock runs again before these bytes are paced
+        self._conn.response_data()
         self._conn.down.feed(data)
 
     def eof_received(self) -> bool:
@@ -317,7 +360,7 @@ class Shaper:
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
-        self.exclude_server_time = config.exclude_server_time  # may be turned off at run time
+        self._exclude_server_time = config.exclude_server_time  # may be turned off at run time
         self._shared: tuple[PacedLink, PacedLink | None] | None = None
         self._down_links: list[PacedLink] = []
         self._live_links: list[PacedLink] = []
@@ -339,6 +382,7 @@ class Shaper:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
         self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls)
+        self.clock.holds_for_client = self.excludes_client_time
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
             lambda: _ClientProtocol(self, target), self.config.listen_host, self.config.listen_port
@@ -389,6 +433,25 @@ class Shaper:
     @property
     def host(self) -> str:
         return self.config.listen_host
+
+    @property
+    def exclude_server_time(self) -> bool:
+        """`ShaperConfig.exclude_server_time`, settable at run time (the player's time is held out
+        only with it: `exclude_client_time`)."""
+        return self._exclude_server_time
+
+    @exclude_server_time.setter
+    def exclude_server_time(self, value: bool) -> None:
+        self._exclude_server_time = value
+        if self._server is not None:
+            self.clock.holds_for_client = self.excludes_client_time
+            if not self.excludes_client_time:
+                self.clock.client_acted()
+
+    @property
+    def excludes_client_time(self) -> bool:
+        """Whether the player's time is held out now (`exclude_client_time`; off with server time)."""
+        return self._exclude_server_time and self.config.exclude_client_time
 
     def outage(self, duration_s: float) -> None:
         """Deliver nothing for `duration_s` seconds of trace time from now (wall: / speed)."""

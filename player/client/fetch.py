@@ -22,7 +22,9 @@ which stands still while the server works) and runs `clock_speed` session second
 (the time-warp K of the session once media fetching starts; 1 for bootstrap requests, which are no
 part of session time): an 8 s first-byte timeout is 8 s of trace time at any K. A failed host's
 exclusion (`exclusion_s`) stays in seconds of the clock: it is about the servers, which run on the
-wall clock at any K. (The simulator
+wall clock at any K. On a warp clock that holds for its client (netsim.clock `hold_for_client`),
+the caller says when it is about to decide (`acting`) and when it waits or is done (`acted`); its
+requests act by reaching the shaper. (The simulator
 models no timeout; docs/EXPERIMENTS.md, "Time-warp", says how experiments keep the two alike.)
 """
 
@@ -41,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from netsim.clock import sleep_on
+from netsim.clock import sleep_on, warp_of
 from server.formats.urls import redact_url
 
 _T = TypeVar("_T")
@@ -105,6 +107,7 @@ class FetchResult:
     attempts: tuple[Attempt, ...]
     headers: Mapping[str, str] = field(default_factory=dict)
     range_ignored: bool = False  # the server answered a Range request with the whole object
+    port: int | None = None  # the local port of the connection the answer came on
 
     @property
     def size_bytes(self) -> int:
@@ -196,6 +199,28 @@ class Fetcher:
         self.counts: Counter[str] = Counter()
         self._excluded_until: dict[str, float] = {}
 
+    def acting(self) -> None:
+        """Tell a warp clock that this client is about to act (decide, then request or wait): the
+        emulated world waits for it (netsim.clock `hold_for_client`); nothing on any other clock."""
+        warp = warp_of(self.clock)
+        if warp is not None:
+            warp.hold_for_client()
+
+    def acted(self, port: int | None = None) -> None:
+        """Tell a warp clock that this client acted (netsim.clock `hold_for_client`): it waits, or
+        has nothing more to ask, and is done with the answer that came on local `port`; nothing on
+        any other clock. (A request acts by reaching the shaper.)"""
+        warp = warp_of(self.clock)
+        if warp is not None:
+            warp.client_done(None, port)
+
+    def done_with(self, port: int | None) -> None:
+        """The caller is done with the answer that came on local `port` (it asks again, perhaps on
+        another connection): that connection's hold for the client ends."""
+        warp = warp_of(self.clock)
+        if warp is not None and port is not None:
+            warp.client_done(port)
+
     def clock_s(self, session_s: float) -> float:
         """`session_s` session seconds in seconds of the fetcher's clock."""
         return session_s / self.clock_speed
@@ -246,8 +271,17 @@ class Fetcher:
 
     async def fetch(self, urls: Sequence[str], *, method: str = "GET", headers: Mapping[str, str] | None = None,
                     json_body: object = None, expected_bytes: int = 0,
-                    on_progress: ProgressCallback | None = None) -> FetchResult:
-        """The first successful answer among `urls`, retrying transient failures."""
+                    on_progress: ProgressCallback | None = None, keep_hold: bool = False) -> FetchResult:
+        """The first successful answer among `urls`, retrying transient failures. `keep_hold`: the
+        caller acts on the answer (`done_with(result.port)`, `acted`); else the fetcher is done with
+        it at once (netsim.clock `hold_for_client`)."""
+        result = await self._fetch(urls, method, headers, json_body, expected_bytes, on_progress)
+        if not keep_hold:
+            self.done_with(result.port)
+        return result
+
+    async def _fetch(self, urls: Sequence[str], method: str, headers: Mapping[str, str] | None, json_body: object,
+                     expected_bytes: int, on_progress: ProgressCallback | None) -> FetchResult:
         if not urls:
             raise ValueError("nothing to fetch: no URLs")
         alternatives = list(dict.fromkeys(urls))
@@ -354,6 +388,7 @@ class _Exchange:
         self.received = 0
         self.request_id: str | None = None
         self.attempts = attempts  # every exchange of the request, across alternatives
+        self.port: int | None = None  # the local port of the connection that answered
 
     def record(self, error: str | None, *, note: str | None = None) -> Attempt:
         attempt = Attempt(url=self.url, status=self.status, error=error, ttfb_s=self.ttfb,
@@ -383,6 +418,7 @@ class _Exchange:
             self.record(_describe(exc))
             return None
         self.ttfb = fetcher.clock() - self.hop_start
+        self.port = _local_port(response)
         self.status = status = response.status
         self.request_id = response.headers.get("X-Request-ID")
         if status < 400:
@@ -454,7 +490,7 @@ class _Exchange:
         self.record(None, note=note)
         return FetchResult(url=self.url, body=body, status=response.status, ttfb_s=self.hop_start - self.start
                            + (self.ttfb or 0.0), duration_s=clock() - self.start, attempts=tuple(self.attempts),
-                           headers=dict(response.headers), range_ignored=cut is not None)
+                           headers=dict(response.headers), range_ignored=cut is not None, port=self.port)
 
 
 def _content_range_problem(header: str | None, wanted: tuple[int, int]) -> str | None:
@@ -470,6 +506,14 @@ def _content_range_problem(header: str | None, wanted: tuple[int, int]) -> str |
     if first != wanted[0] or (last != wanted[1] and not clipped):
         return f"a 206 answer with Content-Range bytes {first}-{last} to Range: bytes={wanted[0]}-{wanted[1]}"
     return None
+
+
+def _local_port(response: aiohttp.ClientResponse) -> int | None:
+    """The local port of the connection `response` came on (None when it cannot be told)."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    name = transport.get_extra_info("sockname") if transport is not None else None
+    return int(name[1]) if isinstance(name, tuple) and len(name) >= 2 else None
 
 
 def _describe(exc: BaseException) -> str:

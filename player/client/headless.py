@@ -11,6 +11,8 @@ loop's, or in an emulated session the shaper's `netsim.clock.WarpClock`: loop ti
 still while a request is at the server, so the stack's own time is not trace time at any K. With a
 shaper at the same speed (trace K times faster), every duration the ABR sees is in trace seconds,
 and the HTTP timeouts run in them too (`player.client.fetch`), so QoE is comparable across K.
+On a shaper that holds for its client (`exclude_client_time`), a pipeline tells the clock when it
+acts (`Fetcher.acting`/`acted`): deciding and asking take no session time, as in the simulator.
 """
 
 from __future__ import annotations
@@ -233,6 +235,7 @@ class HeadlessPlayer:
         self._failed_requests = 0
         self._abandoned = 0
         self._failures: dict[tuple[MediaType, int], int] = {}
+        self._ports: dict[MediaType, int | None] = {}  # the connection each pipeline's last answer came on
         self._next_sample_s = 0.0
         self._measured_bps = 0.0
         # Interactive (the desktop player): at the end of the stream wait for a seek or stop()
@@ -255,25 +258,28 @@ class HeadlessPlayer:
         assert self._loop is not None
         return (self.fetcher.clock() - self._t0) * self.config.speed
 
-    async def _sleep(self, session_s: float) -> None:
-        await sleep_on(self.fetcher.clock, max(session_s, 0.0) / self.config.speed)
+    async def _sleep(self, session_s: float, *, acts: bool = True) -> None:
+        await sleep_on(self.fetcher.clock, max(session_s, 0.0) / self.config.speed, acts=acts)
 
     async def _wait(self, session_s: float | None) -> None:
         """Sleep `session_s` (None: indefinitely); a seek or stop request cuts it short."""
         assert self._wake is not None
+        self.fetcher.acted()
         if self._seek_to is not None or self._stopping:
             return
-        deadline = None if session_s is None else self.now() + max(session_s, 0.0)
         try:
-            while True:  # the clock may stand still meanwhile (server time): wait until it got there
-                timeout = None if deadline is None else (deadline - self.now()) / self.config.speed
-                if timeout is not None and timeout <= 0:
-                    return
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                    return
-                except TimeoutError:
-                    pass
+            if session_s is None:
+                await self._wake.wait()
+                return
+            # The sleep is on the fetcher's clock (exact on a bounded warp clock); a wake cuts it short.
+            sleeper = asyncio.ensure_future(self._sleep(session_s))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
         finally:
             self._wake.clear()
 
@@ -361,14 +367,18 @@ class HeadlessPlayer:
         _MEDIA.set(media)  # this task's own context: the request counts know which pipeline asked
         session = self.session
         while not self._stopping and self._seek_to is None:
+            self.fetcher.acting()  # deciding and asking take no session time, as in the simulator
             action = session.next_action(media)
             if isinstance(action, Finished):
+                self.fetcher.acted(self._ports.pop(media, None))  # nothing more to ask for: the world goes on
                 self._progressed()
                 return
             if isinstance(action, Hold):
+                self.fetcher.acted(self._ports.pop(media, None))
                 await self._await_progress()
                 continue
             if isinstance(action, Wait):
+                self.fetcher.acted(self._ports.pop(media, None))
                 await self._wait(action.duration_s)
                 session.advance(self.now())
                 continue
@@ -410,14 +420,17 @@ class HeadlessPlayer:
         segment = rep.segments[index]
         progress = self._abandon_check(action) if media == "video" and isinstance(self.abr, Abandoning) else None
         headers = self._cmcd(rep, media, index, segment.duration_s) | range_header(segment.byte_range)
+        self.fetcher.done_with(self._ports.pop(media, None))  # the request acts once it reaches the shaper
         try:
-            result = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress)
+            result = await self.fetcher.fetch(self._alternatives(segment.urls), headers=headers, on_progress=progress,
+                                              keep_hold=True)
         except Abandoned as exc:
             self._abandoned += 1
             self.session.on_abandon(self.now(), bytes_received=exc.bytes_received, media=media)
             return None
         except FetchError as exc:
             return str(exc) if media == "video" else f"{media}: {exc}"
+        self._ports[media] = result.port  # the clock stands still for us until we act again
         record = self.session.on_download(self.now(), size_bytes=result.size_bytes,
                                           ttfb_s=result.ttfb_s * self.config.speed,
                                           media_duration_s=segment.duration_s, media=media)
@@ -479,7 +492,7 @@ class HeadlessPlayer:
                       if len(session.media_types) > 1 else {})
             emit_event(self.events, session.time_s, "buffer", buffer_s=round(session.buffer_s, 3),
                        playing=session.started and not session.stalled, **levels)
-            await self._sleep(self.config.buffer_sample_s)
+            await self._sleep(self.config.buffer_sample_s, acts=False)  # a bystander: holds nothing
 
     def metrics(self) -> SessionMetrics:
         """QoE and session metrics of the segments played so far (video records, stalls of the playable buffer)."""

@@ -28,6 +28,8 @@ import aiohttp
 import numpy as np
 
 from abr.plugins import load_plugins
+from netsim.clock import WarpClock
+from netsim.shaper import Shaper
 from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, play_headless
@@ -284,15 +286,27 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     config = player_config(cell, settings)
     # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False,
-                      exclude_server_time=True, exclude_loop_stalls=True)
+                      exclude_server_time=True, exclude_loop_stalls=True, exclude_client_time=True)
     started = time.monotonic()
+    shapers: list[Shaper] = []
     try:
         report = await play_headless(endpoint, config, link=link, fetch=EMULATION_FETCH, events=EventLog(keep=False),
-                                     decoder_factory=pipeline_factory(settings.decode))
+                                     decoder_factory=pipeline_factory(settings.decode), on_link=shapers.append)
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.
         return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}
-    return emulate_row(cell, report, trace, profile, time.monotonic() - started, settings.video)
+    row = emulate_row(cell, report, trace, profile, time.monotonic() - started, settings.video)
+    if shapers:
+        row["warp_clock"] = clock_accounting(shapers[0].clock)
+    return row
+
+
+def clock_accounting(clock: WarpClock) -> dict[str, float | int]:
+    """What the session's warp clock left out, in loop seconds: held (the stack, connecting, the player
+    acting), stalled (the loop late, timers late included); and how often (docs/EXPERIMENTS.md, "Time-warp")."""
+    return {"held_s": round(clock.held_s, 4), "stalled_s": round(clock.stalled_s, 4),
+            "late_timers_s": round(clock.late_s, 4), "holds": clock.holds_total, "client_holds": clock.client_holds,
+            "client_timeouts": clock.client_timeouts, "timers": clock.timers_run}
 
 
 # -- execution --------------------------------------------------------------------------------------
