@@ -212,8 +212,10 @@ class LiveSession(PlaybackSession):
             segment_duration_s=self.schedule.segment_duration_s, chunk_duration_s=self.schedule.chunk_duration_s))
 
     def _live_position_s(self) -> float:
-        edge = self.schedule.edge_s(self.time_s)
-        return max(0.0, edge - self.live.target_latency_s)
+        """Where a join or a seek to live puts the playhead: the channel's time now minus the target
+        latency (dash.js: the DVR window's end minus the live delay). Not the published edge less the
+        target: with whole segments that would start up to a segment over the target."""
+        return max(0.0, self.time_s - self.schedule.availability_start_s - self.live.target_latency_s)
 
     def _go_to(self, position_s: float) -> int:
         """Put the playhead at `position_s`, the next fetch at the segment holding it; the media of
