@@ -17,7 +17,7 @@ from aiohttp import web
 
 from netsim.sources import open_trace
 from player.client.harness import LinkConfig, UrlTarget, play_headless
-from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
@@ -155,3 +155,31 @@ async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_
     report = await _play(url, speed=10.0, duration_s=60.0)
     assert report.error is not None and "--speed" in report.error
     assert re.search(r"clock runs at (0.9|1.0|1.1)\d?x the wall clock but the player at 10x", report.error)
+
+
+async def _play_excluding(url: str) -> PlaybackReport:
+    config = PlayerConfig(abr="dynamic", decode="none", speed=10.0)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_server_time=True, exclude_loop_stalls=True)
+    return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
+                               live=LivePlayConfig(duration_s=30.0))
+
+
+async def test_a_clock_without_the_stacks_time_plays_a_channel_that_follows_it(live_origin: Origin) -> None:
+    # The link's clock (and the player's) leaves out the stack's time and the loop's stalls; the
+    # channel answers on the player's clock (X-Abrkit-Channel-Lag): nothing is asked for or had
+    # before it exists on that clock, and latency holds the target.
+    url, statuses = await live_origin(low_latency=True, speed=10.0, player_clocks=True)
+    report = await _play_excluding(url)
+    assert report.error is None, report.error
+    live = report.live
+    assert live is not None and live["chunk_s"] == pytest.approx(0.5) and live["played_s"] >= 29.5
+    # A request may reach the origin a few ms before its segment on the sync's margin (each sample
+    # overstates the offset by the server's time before it reads its clock): retried, at most a few.
+    assert statuses["segment 404"] == live["early_requests"] <= 2
+    # The origin's wake-ups for each chunk still run on the loop's time: on a loaded machine one can
+    # come late enough for a short stall (each 10 wall ms is 0.1 s here).
+    assert live["stalls"] <= 1 and abs(live["latency_p50_s"] - live["target_latency_s"]) <= 0.3, live
+    # Without player_clocks the channel would run on without the player: a clear error, not a drift.
+    plain_url, _ = await live_origin(low_latency=True, speed=10.0)
+    with pytest.raises(PlaybackError, match="X-Abrkit-Channel-Lag"):
+        await _play_excluding(plain_url)
