@@ -135,15 +135,28 @@ class ChunkTimer:
     `moof`+`mdat` becomes a `ChunkArrival` from the time its first byte came to the time its last
     did. A piece that ends one chunk and starts the next starts the next at that time; the wait
     before a chunk that was not made yet is idle, not network time (`abr.estimators.chunk_active_s`,
-    which `active_s` applies to these arrivals)."""
+    which `active_s` applies to these arrivals).
 
-    def __init__(self) -> None:
+    With `ready_s` (chunk index -> the earliest its bytes could leave for us: made, plus half the
+    round trip), a chunk's time on the link starts when the bytes of the piece that began it could
+    have started crossing: after the previous piece, not before the chunk was ready. Without it, at
+    that piece's arrival, which leaves the piece's own crossing out: a chunk that comes in a few
+    paced pieces (a small one, a slow reader) would measure several times the link's rate."""
+
+    def __init__(self, ready_s: Callable[[int], float] | None = None) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
         self._scan = 0
         self._chunk_first_s: float | None = None
         self._chunk_start = 0
+        self._ready_s = ready_s
+        self._last_piece_s: float | None = None
+
+    def _start_s(self, t: float, index: int) -> float:
+        if self._ready_s is None or self._last_piece_s is None:
+            return t
+        return min(t, max(self._last_piece_s, self._ready_s(index)))
 
     def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
         """Add `piece` (arrived at `t`); the chunks it completed."""
@@ -152,7 +165,7 @@ class ChunkTimer:
         if self.first_byte_s is None:
             self.first_byte_s = t
         if self._chunk_first_s is None:
-            self._chunk_first_s = t
+            self._chunk_first_s = self._start_s(t, len(self.arrivals))
         self.body += piece
         ends, self._scan = chunk_ends(self.body, self._scan)
         done = []
@@ -161,8 +174,10 @@ class ChunkTimer:
                                      size_bytes=end - self._chunk_start))
             self._chunk_start = end
             # The rest of this piece, if any, is the next chunk's first bytes.
-            self._chunk_first_s = None if end == len(self.body) else t
+            self._chunk_first_s = (None if end == len(self.body)
+                                   else self._start_s(t, len(self.arrivals) + len(done)))
         self.arrivals += done
+        self._last_piece_s = t
         return done
 
     def active_s(self) -> float | None:
@@ -359,7 +374,13 @@ class LivePlayer:
     async def _read(self, response: Any, action: Fetch, schedule: LiveSchedule, requested: float) -> None:
         session = self.session
         n = schedule.chunks_per_segment
-        timer = ChunkTimer()
+        segment = action.segment_index
+
+        def ready_s(index: int) -> float:  # made, and half the request's round trip later
+            first = timer.first_byte_s if timer.first_byte_s is not None else requested
+            return schedule.chunk_available_s(segment, min(index, n - 1)) + (first - requested) / 2
+
+        timer = ChunkTimer(ready_s if n > 1 else None)
         chunk_start = 0
         had_s = -math.inf  # when the previous chunk was had (with a clock that leaves out the stack's time)
         async for piece in response.content.iter_any():

@@ -131,6 +131,19 @@ def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
     assert len(several) == 3 and all(c.first_byte_s == c.last_byte_s == 2.0 for c in several)
 
 
+def test_chunk_timer_counts_the_piece_that_began_a_chunk_once_it_was_ready() -> None:
+    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    ready = {0: 0.9, 1: 1.4}  # chunk 1 made (and on its way) at 1.4 s
+    timer = ChunkTimer(lambda index: ready[index])
+    timer.feed(1.0, chunk[:20])  # the first piece: nothing before it to measure from
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.1, chunk[20:])] == [(1.0, 1.1)]
+    # Chunk 1 comes in two paced pieces; its first crossed from when it was ready (1.4 s), not from
+    # when it arrived (1.5 s), which would halve its time on the link and double the rate measured.
+    timer.feed(1.5, chunk[:20])
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.6, chunk[20:])] == [(1.4, 1.6)]
+    assert timer.active_s() == pytest.approx(0.3)
+
+
 def test_chunk_boundaries_are_found_in_a_partial_body() -> None:
     box = lambda kind, n: (8 + n).to_bytes(4, "big") + kind + bytes(n)  # noqa: E731
     body = box(b"moof", 4) + box(b"mdat", 10) + box(b"moof", 4) + box(b"mdat", 6)[:9]
