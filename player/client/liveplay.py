@@ -382,14 +382,16 @@ class LivePlayer:
 
         timer = ChunkTimer(ready_s if n > 1 else None)
         chunk_start = 0
-        had_s = -math.inf  # when the previous chunk was had (with a clock that leaves out the stack's time)
+        had_s = last_byte_s = -math.inf  # the previous chunk: when it was had (a clock that leaves out the
+        # stack's time), when its last byte came
         async for piece in response.content.iter_any():
             t = self.now()
             before = len(timer.arrivals)
             for index, chunk in enumerate(timer.feed(t, piece), before):
                 if self.clock_lag_s is not None and n > 1:
                     had_s = await self._not_before_made(schedule, action.segment_index, index, chunk, requested,
-                                                        timer, had_s)
+                                                        timer, had_s, last_byte_s)
+                last_byte_s = chunk.last_byte_s
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
                     self.decoder.submit("video", self.reps[action.quality].id, action.segment_index,
                                         bytes(timer.body[chunk_start:chunk_start + chunk.size_bytes]))
@@ -410,16 +412,18 @@ class LivePlayer:
             self.throughput_samples_bps.append(len(timer.body) * 8 / seconds)
 
     async def _not_before_made(self, schedule: LiveSchedule, segment: int, index: int, chunk: ChunkArrival,
-                               requested: float, timer: ChunkTimer, previous_s: float) -> float:
+                               requested: float, timer: ChunkTimer, previous_s: float, previous_last_s: float) -> float:
         """With a clock that leaves out the stack's time, the channel follows it from each request on
         (`CHANNEL_LAG_HEADER`), but time this clock leaves out while a segment streams (the player's
         other requests at the stack, its loop's stalls) makes the rest of the segment come early on
         it. A chunk is not had before it could come (the simulator's model, player/research/live_sim.py):
         sent once made and half the request's round trip later, after the previous chunk (done at
-        `previous_s`), then its own time on the link. Returns when it is had."""
+        `previous_s`), then its own time on the link (from its first byte, or the previous chunk's last
+        byte `previous_last_s` if that came later: one piece may end one chunk and begin the next).
+        Returns when it is had."""
         first_byte_s = timer.first_byte_s if timer.first_byte_s is not None else requested
         ready = max(first_byte_s, schedule.chunk_available_s(segment, index) + (first_byte_s - requested) / 2)
-        due = max(ready, previous_s) + (chunk.last_byte_s - chunk.first_byte_s)
+        due = max(ready, previous_s) + max(0.0, chunk.last_byte_s - max(chunk.first_byte_s, previous_last_s))
         if due > self.now():
             await self._sleep(due - self.now())
         return max(due, chunk.last_byte_s)
