@@ -213,9 +213,15 @@ class LiveSession(PlaybackSession):
 
     def _live_position_s(self) -> float:
         """Where a join or a seek to live puts the playhead: the channel's time now minus the target
-        latency (dash.js: the DVR window's end minus the live delay). Not the published edge less the
-        target: with whole segments that would start up to a segment over the target."""
-        return max(0.0, self.time_s - self.schedule.availability_start_s - self.live.target_latency_s)
+        latency (dash.js: the DVR window's end minus the live delay), at the nearest boundary of what
+        the channel publishes (a chunk, or a whole segment). Not the published edge less the target,
+        which starts up to a unit over the target (a whole 4 s segment: 2 s on average); not the exact
+        point either, which can leave a few tenths of a second of a whole segment to play while the
+        next one downloads (a stall at the join)."""
+        schedule = self.schedule
+        unit = schedule.chunk_s if schedule.chunk_duration_s is not None else schedule.segment_duration_s
+        point = self.time_s - schedule.availability_start_s - self.live.target_latency_s
+        return max(0.0, math.floor(point / unit + 0.5) * unit)
 
     def _go_to(self, position_s: float) -> int:
         """Put the playhead at `position_s`, the next fetch at the segment holding it; the media of
