@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from netsim.trace import Trace
+from player.client.fetch import FetchError
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig, distinct_bitrates
 from player.client.liveplay import LivePlayConfig
@@ -204,7 +205,7 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
     row: Row = {"mode": "emulate", "abr": abr, "trace": trace.name}
     try:
         report = await play_headless(target, player, link=link, live=live)
-    except (CliError, OSError, asyncio.TimeoutError, ValueError) as exc:
+    except (CliError, FetchError, OSError, asyncio.TimeoutError, ValueError) as exc:  # one failed session, not the run
         return {**row, "error": f"{type(exc).__name__}: {exc}"}
     info = report.live or {}
     if report.error is not None or not info:
