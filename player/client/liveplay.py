@@ -222,7 +222,8 @@ class LivePlayer:
         """Request headers for the channel: no caches, and how far the player's clock runs behind."""
         headers = {"Cache-Control": "no-cache"}
         if self.clock_lag_s is not None:
-            headers[CHANNEL_LAG_HEADER] = f"{self.clock_lag_s() * self.config.speed:.6f}"
+            # Never below 0 (a server refuses a lag from the future with a 400).
+            headers[CHANNEL_LAG_HEADER] = f"{max(0.0, self.clock_lag_s() * self.config.speed):.6f}"
         return headers
 
     def stop(self) -> None:
