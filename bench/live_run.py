@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--stack-processes", action="store_true")
+    parser.add_argument("--no-exclude", action="store_true",
+                        help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     traces = open_traces([str(args.traces)])
@@ -74,7 +76,8 @@ def main() -> None:
         traces = traces[: args.limit]
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"))
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
-                           concurrency=args.concurrency, stack_processes=args.stack_processes)
+                           concurrency=args.concurrency, stack_processes=args.stack_processes,
+                           exclude_stack_time=not args.no_exclude)
     load_before = os.getloadavg()
     started = time.monotonic()
     rows = run_live_comparison(config, content, traces)

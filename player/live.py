@@ -218,8 +218,16 @@ class LiveSession(PlaybackSession):
             segment_duration_s=self.schedule.segment_duration_s, chunk_duration_s=self.schedule.chunk_duration_s))
 
     def _live_position_s(self) -> float:
-        edge = self.schedule.edge_s(self.time_s)
-        return max(0.0, edge - self.live.target_latency_s)
+        """Where a join or a seek to live puts the playhead: the channel's time now minus the target
+        latency (dash.js: the DVR window's end minus the live delay), at the nearest boundary of what
+        the channel publishes (a chunk, or a whole segment). Not the published edge less the target,
+        which starts up to a unit over the target (a whole 4 s segment: 2 s on average); not the exact
+        point either, which can leave a few tenths of a second of a whole segment to play while the
+        next one downloads (a stall at the join)."""
+        schedule = self.schedule
+        unit = schedule.chunk_s if schedule.chunk_duration_s is not None else schedule.segment_duration_s
+        point = self.time_s - schedule.availability_start_s - self.live.target_latency_s
+        return max(0.0, math.floor(point / unit + 0.5) * unit)
 
     def _go_to(self, position_s: float) -> int:
         """Put the playhead at `position_s`, each media type's next fetch at its segment holding it;

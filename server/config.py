@@ -286,6 +286,9 @@ class EdgeConfig:
     # K times faster from that wall time, as the origin's channel does.
     live_speed: float = 1.0
     live_clock_origin_s: float = 0.0
+    # Emulation only: honour X-Abrkit-Channel-Lag (server/edgelive.py; docs/LIVE.md, "The stack's time
+    # in live emulation"). Off: the header is ignored.
+    live_player_clocks: bool = False
     rtt_ms: Mapping[str, float] = field(default_factory=dict)  # emulated RTT to each client region (regions.py)
 
     def __post_init__(self) -> None:
@@ -551,6 +554,9 @@ class StackConfig:
     live_chunk_s: float = 0.5
     live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
     live_speed: float = 1.0  # the channel's clock runs K times faster from live_start_s (time-warped runs)
+    # Emulation only (`abrkit run --live`): the origin and edges answer a player on its own clock when
+    # it says how far that runs behind the channel's (X-Abrkit-Channel-Lag; docs/LIVE.md).
+    live_player_clocks: bool = False
     regions_path: Path | None = None  # regions, edges and client networks (server/regions.py): replaces `edges`
 
     def __post_init__(self) -> None:

@@ -9,6 +9,11 @@ of it gets what has arrived at once, then each new piece, over chunked transfer 
 long as the LRU keeps them); an error (a segment not yet available is a 404) is shared by the
 clients that asked together and not kept. `live_coalescing=False` gives every request its own
 origin fetch (the reference of bench/live_edge.py).
+
+Emulation (`EdgeConfig.live_player_clocks`): a request carrying `X-Abrkit-Channel-Lag` (its player's
+clock runs that far behind the channel's, server/live/origin.py) gets its own origin fetch, with the
+lag plus the time it spent here so far, and is neither coalesced nor kept: it is the channel as that
+one player sees it. `/time` answers on the player's clock too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from server.formats.dash import TIME_URL_PLACEHOLDER
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
 from server.live.channel import warped_clock
+from server.live.origin import CHANNEL_LAG_HEADER, BadChannelLag, ChannelClock, channel_lag_s, lag_error
 from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
 if TYPE_CHECKING:
@@ -36,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("abrkit.edge.live")
 
 # Origin headers a client of a live object gets as they are.
-_FORWARD = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Retry-After", "X-Live-Chunks")
+_FORWARD = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Retry-After", "X-Live-Chunks",
+            CHANNEL_LAG_HEADER)
 
 
 class LiveObject:
@@ -121,7 +128,9 @@ class LiveEdge:
         self.coalescing = config.live_coalescing
         # Manifests age on the channel's clock: a channel K times faster changes K times as often.
         self.manifest_max_age_s = config.live_manifest_max_age_s / config.live_speed
-        self.clock = warped_clock(config.live_speed, config.live_clock_origin_s)  # what `/time` answers
+        # What `/time` answers (on a player's clock when it says how far behind, in emulation).
+        self.clock = ChannelClock(warped_clock(config.live_speed, config.live_clock_origin_s),
+                                  player_clocks=config.live_player_clocks)
         self.cache: ByteLRU[LiveObject] = ByteLRU(max(1, config.cache_bytes // 4))
         self.inflight: dict[str, LiveObject] = {}
         self.stats = LiveStats()
@@ -134,9 +143,17 @@ class LiveEdge:
 
     async def serve(self, request: web.Request, content_path: str) -> web.StreamResponse:
         loop_now = asyncio.get_running_loop().time()
-        obj = self.cache.get(content_path)
+        try:
+            lag_s = channel_lag_s(request, self.clock)
+        except BadChannelLag as exc:
+            return lag_error(exc)
+        obj = self.cache.get(content_path) if lag_s is None else None
         stats = self.edge.stats  # the edge's /metrics count live requests with the rest
-        if obj is not None and obj.expires_at_s > loop_now:
+        if lag_s is not None:  # one player's view of the channel: its own fetch (module docstring)
+            obj = self._start_fetch(content_path, request_id(request), lag_s=lag_s, arrived_s=self.clock())
+            stats.cache_misses += 1
+            label = "MISS"
+        elif obj is not None and obj.expires_at_s > loop_now:
             self.stats.hits += 1
             stats.cache_hits += 1
             label = "HIT"
@@ -229,16 +246,18 @@ class LiveEdge:
             log.debug("client left while %s streamed", request.path)
         return response
 
-    def _start_fetch(self, content_path: str, req_id: str) -> LiveObject:
+    def _start_fetch(self, content_path: str, req_id: str, *, lag_s: float | None = None,
+                     arrived_s: float = 0.0) -> LiveObject:
         obj = LiveObject()
-        if self.coalescing:
+        if self.coalescing and lag_s is None:
             self.inflight[content_path] = obj
-        task = asyncio.get_running_loop().create_task(self._fetch(content_path, obj, req_id))
+        task = asyncio.get_running_loop().create_task(self._fetch(content_path, obj, req_id, lag_s, arrived_s))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return obj
 
-    async def _fetch(self, content_path: str, obj: LiveObject, req_id: str) -> None:
+    async def _fetch(self, content_path: str, obj: LiveObject, req_id: str, lag_s: float | None = None,
+                     arrived_s: float = 0.0) -> None:
         edge = self.edge
         session = edge.session
         self.stats.origin_fetches += 1
@@ -249,6 +268,8 @@ class LiveEdge:
             if session is None:
                 raise RuntimeError("the edge is not running")
             headers = {"X-Request-ID": req_id, **edge.internal_headers}
+            if lag_s is not None:  # the player's clock stood still while the request was here too
+                headers[CHANNEL_LAG_HEADER] = f"{lag_s + max(0.0, self.clock() - arrived_s):.6f}"
             async with session.get(edge.config.origin_url + content_path, headers=headers,
                                    timeout=self._timeout) as response:
                 obj.start(response.status, {k: v for k, v in response.headers.items() if k in _FORWARD})
@@ -264,7 +285,7 @@ class LiveEdge:
             edge.stats.origin_fetch_seconds += time.perf_counter() - started
             if self.inflight.get(content_path) is obj:
                 del self.inflight[content_path]
-        if obj.status == 200 and obj.done and not obj.truncated:
+        if obj.status == 200 and obj.done and not obj.truncated and lag_s is None:
             keep_s = ttl_s(obj.headers.get("Cache-Control"), 0.0)
             kind = classify(content_path[1:].partition("/")[2])
             if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None:

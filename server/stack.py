@@ -130,7 +130,7 @@ def live_config(config: StackConfig) -> LiveConfig | None:
     return LiveConfig(channel=config.live_channel, source_title=config.live_title,
                       availability_start_s=config.live_start_s if config.live_start_s is not None else time.time(),
                       low_latency=config.low_latency, chunk_s=config.live_chunk_s, speed=config.live_speed,
-                      clock_origin_s=config.live_start_s)
+                      clock_origin_s=config.live_start_s, player_clocks=config.live_player_clocks)
 
 
 def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: ServiceSecrets) -> web.Application:
@@ -163,6 +163,7 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
             heartbeat_s=config.heartbeat_s, public_url=url(name), allowed_origins=config.allowed_origins,
             live_channels=(config.live_channel,) if config.live_title else (),
             live_speed=config.live_speed, live_clock_origin_s=config.live_start_s or 0.0,
+            live_player_clocks=config.live_player_clocks,
             rtt_ms=site.rtt_ms if site else {}))
     if kind == "auth":
         from server import auth

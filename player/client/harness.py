@@ -209,13 +209,20 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session
             live_class = live_player_class(source.manifest)  # a dynamic MPD or a live HLS playlist
             if live_class is not None:
-                if shaper is not None:  # the live player's clock is the loop's: keep the link's on it too
+                # The live player runs on the link's clock. When that clock leaves out the stack's time
+                # (or the loop's stalls), the channel must follow it: the player says by how much on
+                # each request (player.client.liveplay, docs/LIVE.md "The stack's time in live emulation").
+                # (DASH only: the HLS live player's clock comes from the playlists' dates, not from `/time`.)
+                excluding = (live_class is LivePlayer and shaper is not None and shared_link is None
+                             and (link.exclude_server_time or link.exclude_loop_stalls))
+                if shaper is not None and not excluding:
                     shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
                                        before_media=lambda: routes.shape(shaper is not None),
                                        # headless live decodes nothing yet (`--decode` is ignored); a window does
                                        decoder=decoder if on_live_player is not None else None,
-                                       on_player=on_live_player, player_class=live_class)
+                                       on_player=on_live_player, player_class=live_class,
+                                       clock_lag_s=shaper.clock.paused_s if excluding and shaper is not None else None)
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
                                       player_factory=player_factory, before_media=media)
 

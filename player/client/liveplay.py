@@ -11,9 +11,13 @@ playback rate. A low-latency segment is read as its chunked body arrives; each c
 and the session told where the newest segment is (`on_available`). Playback stops after
 `duration_s` of session time from the join.
 
-Time: session time = wall time since start x `speed`, as in the VOD player. A live channel makes
-media on its own clock, so `--speed K` only makes sense against a channel whose clock runs K times
-faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock sync maps it).
+Time: session time = the fetcher's clock since start x `speed`, as in the VOD player. A live
+channel makes media on its own clock, so `--speed K` only makes sense against a channel whose clock
+runs K times faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock
+sync maps it). In emulation the fetcher's clock may leave out the stack's time (the shaper's
+`WarpClock`): `clock_lag_s` then says how much it left out, and every segment and `/time` request
+tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE.md,
+"The stack's time in live emulation").
 The first audio adaptation set plays in its own pipeline beside the video (headless, with
 `PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one,
 and then plays video only: each segment, or each CMAF chunk in low-latency mode, is handed to it as
@@ -34,6 +38,7 @@ from abr.estimators import ChunkArrival, chunk_active_s
 from abr.qoe import LiveQoe, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, Ladder
+from netsim.clock import sleep_on
 from player.client.bootstrap import PlaybackSource
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
@@ -49,6 +54,8 @@ UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:h
 DEFAULT_TARGET_LATENCY_S = 3.0
 CLOCK_SYNC_SAMPLES = 3  # UTCTiming requests per sync; the shortest round trip's answer counts
 _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
+# Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
+CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,15 +140,28 @@ class ChunkTimer:
     `moof`+`mdat` becomes a `ChunkArrival` from the time its first byte came to the time its last
     did. A piece that ends one chunk and starts the next starts the next at that time; the wait
     before a chunk that was not made yet is idle, not network time (`abr.estimators.chunk_active_s`,
-    which `active_s` applies to these arrivals)."""
+    which `active_s` applies to these arrivals).
 
-    def __init__(self) -> None:
+    With `ready_s` (chunk index -> the earliest its bytes could leave for us: made, plus half the
+    round trip), a chunk's time on the link starts when the bytes of the piece that began it could
+    have started crossing: after the previous piece, not before the chunk was ready. Without it, at
+    that piece's arrival, which leaves the piece's own crossing out: a chunk that comes in a few
+    paced pieces (a small one, a slow reader) would measure several times the link's rate."""
+
+    def __init__(self, ready_s: Callable[[int], float] | None = None) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
         self._scan = 0
         self._chunk_first_s: float | None = None
         self._chunk_start = 0
+        self._ready_s = ready_s
+        self._last_piece_s: float | None = None
+
+    def _start_s(self, t: float, index: int) -> float:
+        if self._ready_s is None or self._last_piece_s is None:
+            return t
+        return min(t, max(self._last_piece_s, self._ready_s(index)))
 
     def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
         """Add `piece` (arrived at `t`); the chunks it completed."""
@@ -150,7 +170,7 @@ class ChunkTimer:
         if self.first_byte_s is None:
             self.first_byte_s = t
         if self._chunk_first_s is None:
-            self._chunk_first_s = t
+            self._chunk_first_s = self._start_s(t, len(self.arrivals))
         self.body += piece
         ends, self._scan = chunk_ends(self.body, self._scan)
         done = []
@@ -159,8 +179,10 @@ class ChunkTimer:
                                      size_bytes=end - self._chunk_start))
             self._chunk_start = end
             # The rest of this piece, if any, is the next chunk's first bytes.
-            self._chunk_first_s = None if end == len(self.body) else t
+            self._chunk_first_s = (None if end == len(self.body)
+                                   else self._start_s(t, len(self.arrivals) + len(done)))
         self.arrivals += done
+        self._last_piece_s = t
         return done
 
     def active_s(self) -> float | None:
@@ -172,11 +194,15 @@ class LivePlayer:
     """One live session (module docstring); `run()` returns the report."""
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
-                 live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None) -> None:
+                 live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None,
+                 clock_lag_s: Callable[[], float] | None = None) -> None:
         manifest = source.manifest
         self.reps = self.video_representations(manifest)
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
+        # Seconds of the fetcher's clock left out so far (the stack's time, the loop's stalls); None:
+        # the clock is the wall's (module docstring).
+        self.clock_lag_s = clock_lag_s
         self._stop = asyncio.Event()  # `stop()`: end the session now, with its report
         self.manifest = manifest
         self.early_requests = 0  # 404s for segments not there yet (the session should cause none)
@@ -187,7 +213,7 @@ class LivePlayer:
         self._synced_at = 0.0  # session time of the clock sync the channel's rate is next measured from
         self._rate_offset_s = 0.0  # and the offset it found
         self._inits: set[str] = set()
-        self.channel_age_s = 0.0  # how long the channel had been live at session time 0 (its clock)
+        self.channel_age_s = 0.0  # how long the channel had been live when the session joined (its clock)
         self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
         # Live audio: its own pipeline, as in VOD (headless only: a window's decoder plays video)
         self.audio_reps = self.audio_representations(manifest) if config.audio and decoder is None else []
@@ -210,7 +236,15 @@ class LivePlayer:
         return [r for r in distinct_bitrates(list(audio.representations)) if r.live is not None] if audio else []
 
     def now(self) -> float:
-        return (asyncio.get_running_loop().time() - self._t0) * self.config.speed
+        return (self.fetcher.clock() - self._t0) * self.config.speed
+
+    def channel_headers(self) -> dict[str, str]:
+        """Request headers for the channel: no caches, and how far the player's clock runs behind."""
+        headers = {"Cache-Control": "no-cache"}
+        if self.clock_lag_s is not None:
+            # Never below 0 (a server refuses a lag from the future with a 400).
+            headers[CHANNEL_LAG_HEADER] = f"{max(0.0, self.clock_lag_s() * self.config.speed):.6f}"
+        return headers
 
     def stop(self) -> None:
         """End the session before `duration_s` (a window closed): `run` returns the report so far.
@@ -218,7 +252,7 @@ class LivePlayer:
         self._stop.set()
 
     async def _sleep(self, session_s: float) -> None:
-        await asyncio.sleep(max(session_s, 0.0) / self.config.speed)
+        await sleep_on(self.fetcher.clock, max(session_s, 0.0) / self.config.speed)
 
     # -- clock and schedule -------------------------------------------------------------------------
 
@@ -234,10 +268,21 @@ class LivePlayer:
             best: tuple[float, float] | None = None  # (round trip, offset)
             for _ in range(CLOCK_SYNC_SAMPLES):
                 sent = self.now()
-                result = await self.fetcher.fetch([value], headers={"Cache-Control": "no-cache"})
+                result = await self.fetcher.fetch([value], headers=self.channel_headers())
                 received = self.now()
+                if self.clock_lag_s is not None and CHANNEL_LAG_HEADER.lower() not in {
+                        k.lower() for k in result.headers}:
+                    raise PlaybackError(
+                        f"{value} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
+                        "leaves out the stack's time, so the channel must follow it (a stack with "
+                        "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
                 server_s = parse_server_time(result.body.decode("utf-8", "replace"))
                 sample = (received - sent, server_s - (sent + received) / 2)
+                if self.clock_lag_s is not None:
+                    # The clock stands still while the request is at the server, so every round trip
+                    # looks alike; the server's time is read a little into that stand-still, which
+                    # only ever overstates the offset: the smallest offset is the best.
+                    sample = (sample[1], sample[1])
                 best = sample if best is None or sample[0] < best[0] else best
             assert best is not None
             emit_event(self.events, self.now(), "clock_sync", url=value, round_trip_s=round(best[0], 4))
@@ -267,7 +312,7 @@ class LivePlayer:
     # -- the session --------------------------------------------------------------------------------
 
     async def run(self) -> PlaybackReport:
-        self._t0 = asyncio.get_running_loop().time()
+        self._t0 = self.fetcher.clock()
         error: str | None = None
         self.clock_offset_s = self._rate_offset_s = await self.sync_clock()
         self._synced_at = self.now()
@@ -324,7 +369,10 @@ class LivePlayer:
             if media != "video" and session.joined_at_s is None:  # the video's first action joins
                 await self._sleep(0.01)
                 continue
+            joined = session.joined_at_s is not None
             action = session.next_action(media)
+            if not joined and session.joined_at_s is not None:  # the age a simulated twin joins at
+                self.channel_age_s = session.joined_at_s - session.schedule.availability_start_s
             if isinstance(action, Finished):
                 return
             if isinstance(action, Wait | Hold):
@@ -345,7 +393,7 @@ class LivePlayer:
         while True:
             requested = self.now()
             self.requests += 1
-            async with self.fetcher.session.get(url, headers={"Cache-Control": "no-cache"}) as response:
+            async with self.fetcher.session.get(url, headers=self.channel_headers()) as response:
                 if response.status == 404:
                     text = (await response.read()).decode("utf-8", "replace")
                     if "not available yet" not in text:
@@ -363,9 +411,17 @@ class LivePlayer:
     async def _read(self, response: Any, action: Fetch, schedule: LiveSchedule, requested: float) -> None:
         session = self.session
         n = schedule.chunks_per_segment
-        timer = ChunkTimer()
+        segment = action.segment_index
+
+        def ready_s(index: int) -> float:  # made, and half the request's round trip later
+            first = timer.first_byte_s if timer.first_byte_s is not None else requested
+            return schedule.chunk_available_s(segment, min(index, n - 1)) + (first - requested) / 2
+
+        timer = ChunkTimer(ready_s if n > 1 else None)
         chunk_start = 0
         abandon = self._abandon_check(response, action, requested)
+        had_s = last_byte_s = -math.inf  # the previous chunk: when it was had (a clock that leaves out the
+        # stack's time), when its last byte came
         async for piece in response.content.iter_any():
             t = self.now()
             if abandon is not None and abandon(t, len(timer.body) + len(piece), timer.first_byte_s):
@@ -373,6 +429,10 @@ class LivePlayer:
                 return
             before = len(timer.arrivals)
             for index, chunk in enumerate(timer.feed(t, piece), before):
+                if self.clock_lag_s is not None and n > 1:
+                    had_s = await self._not_before_made(schedule, action.segment_index, index, chunk, requested,
+                                                        timer, had_s, last_byte_s)
+                last_byte_s = chunk.last_byte_s
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
                     self.decoder.submit("video", self.reps[action.quality].id, action.segment_index,
                                         bytes(timer.body[chunk_start:chunk_start + chunk.size_bytes]))
@@ -422,6 +482,23 @@ class LivePlayer:
             return True
 
         return check
+
+    async def _not_before_made(self, schedule: LiveSchedule, segment: int, index: int, chunk: ChunkArrival,
+                               requested: float, timer: ChunkTimer, previous_s: float, previous_last_s: float) -> float:
+        """With a clock that leaves out the stack's time, the channel follows it from each request on
+        (`CHANNEL_LAG_HEADER`), but time this clock leaves out while a segment streams (the player's
+        other requests at the stack, its loop's stalls) makes the rest of the segment come early on
+        it. A chunk is not had before it could come (the simulator's model, player/research/live_sim.py):
+        sent once made and half the request's round trip later, after the previous chunk (done at
+        `previous_s`), then its own time on the link (from its first byte, or the previous chunk's last
+        byte `previous_last_s` if that came later: one piece may end one chunk and begin the next).
+        Returns when it is had."""
+        first_byte_s = timer.first_byte_s if timer.first_byte_s is not None else requested
+        ready = max(first_byte_s, schedule.chunk_available_s(segment, index) + (first_byte_s - requested) / 2)
+        due = max(ready, previous_s) + max(0.0, chunk.last_byte_s - max(chunk.first_byte_s, previous_last_s))
+        if due > self.now():
+            await self._sleep(due - self.now())
+        return max(due, chunk.last_byte_s)
 
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
@@ -477,6 +554,10 @@ class LivePlayer:
                     f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
                     f"channel at the player's speed (server LiveConfig.speed)")
             self._rate_offset_s, self._synced_at = offset, at
+        if self.clock_lag_s is not None:
+            # The channel follows this clock (CHANNEL_LAG_HEADER): the offset does not change, and
+            # each sample only overstates it (sync_clock), so the smallest so far is the best.
+            offset = min(offset, self.clock_offset_s)
         self.clock_offset_s = offset
 
     # -- report -------------------------------------------------------------------------------------
@@ -489,7 +570,10 @@ class LivePlayer:
                     "chunk_s": self.session.schedule.chunk_duration_s, "early_requests": self.early_requests,
                     "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
                     "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3),
-                    "channel_age_s": round(self.channel_age_s, 3)})
+                    "channel_age_s": round(self.channel_age_s, 3),
+                    # session time of the join: about the link's (trace) time then, as the link starts
+                    # with the first shaped request, the clock sync at session time 0
+                    "joined_at_s": None if self.session.joined_at_s is None else round(self.session.joined_at_s, 4)})
         samples = sorted(self.throughput_samples_bps)
         out["throughput_p50_bps"] = round(samples[len(samples) // 2]) if samples else None
         session = self.session
@@ -521,14 +605,16 @@ async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetch
                     events: EventSink, before_media: Callable[[], object] | None = None,
                     decoder: Decoder | None = None,
                     on_player: Callable[[LivePlayer], object] | None = None,
-                    player_class: type[LivePlayer] | None = None) -> PlaybackReport:
+                    player_class: type[LivePlayer] | None = None,
+                    clock_lag_s: Callable[[], float] | None = None) -> PlaybackReport:
     """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
     latency p50/p95/max, join time, drift, rate changes, stalls and early requests. `decoder` gets
     the media as it arrives; `on_player(player)` is handed the player before it runs (the desktop
     window reads its session); `player_class` another live player (HLS: `player.client.hlslive`)."""
     if before_media is not None:
         before_media()
-    player = (player_class or LivePlayer)(source, config, fetcher, live=live, events=events, decoder=decoder)
+    player = (player_class or LivePlayer)(source, config, fetcher, live=live, events=events, decoder=decoder,
+                                          clock_lag_s=clock_lag_s)
     if on_player is not None:
         on_player(player)
     return await player.run()

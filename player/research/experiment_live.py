@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from netsim.trace import Trace
+from player.client.fetch import FetchError
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig, distinct_bitrates
 from player.client.liveplay import LivePlayConfig
@@ -69,6 +70,9 @@ class LiveRunConfig:
     start_spacing_s: float = 0.2  # wall seconds between emulated session starts
     sim_channel_age_s: float = 60.0  # the simulated channel's age at the join when there is no emulated twin
     stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
+    # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
+    # channel following each player's clock (docs/LIVE.md, "The stack's time in live emulation").
+    exclude_stack_time: bool = True
 
     def __post_init__(self) -> None:
         if not self.abrs or len(set(self.abrs)) != len(self.abrs):
@@ -153,9 +157,11 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
 
 
 def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
-            channel_age_s: float | None = None) -> Row:
-    """One simulated live session as a row."""
-    result = run_live_session(abr, content.video, trace, sim_config(config, content, channel_age_s=channel_age_s))
+            channel_age_s: float | None = None, trace_time_s: float | None = None) -> Row:
+    """One simulated live session as a row; it joins at `channel_age_s` and at `trace_time_s` into the
+    trace (its emulated twin's, when there is one)."""
+    result = run_live_session(abr, content.video, trace, sim_config(config, content, channel_age_s=channel_age_s),
+                              offset_s=trace_time_s or 0.0)
     s = result.stats
     return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
             "latency_p50_s": s.latency_p50_s, "latency_p95_s": s.latency_p95_s, "latency_max_s": s.latency_max_s,
@@ -181,6 +187,7 @@ async def serve_channel(content: LiveChannelContent, config: LiveRunConfig) -> A
             config_path=Path(state) / "stack.json", content_root=content.title_dir.parent, port=0, access_log=False,
             live_title=content.title_dir.name, live_channel=channel, low_latency=config.low_latency,
             live_chunk_s=config.chunk_s, live_speed=config.speed, processes=config.stack_processes,
+            live_player_clocks=config.exclude_stack_time,
             # One demo account for every viewer (as `abrkit run` emulation): no per-client limits.
             rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
             login_rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000), max_concurrent_per_client=100_000,
@@ -195,13 +202,14 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
     player = PlayerConfig(abr=abr, decode="none", speed=config.speed, audio=False,
                           session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S))
     # Bootstrap unshaped, as the simulator has none; the trace starts with the shaper.
-    link = LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False)
+    link = LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
+                      exclude_server_time=config.exclude_stack_time, exclude_loop_stalls=config.exclude_stack_time)
     live = LivePlayConfig(duration_s=config.duration_s, target_latency_s=config.target_latency_s)
     started = time.monotonic()
     row: Row = {"mode": "emulate", "abr": abr, "trace": trace.name}
     try:
         report = await play_headless(target, player, link=link, live=live)
-    except (CliError, OSError, asyncio.TimeoutError, ValueError) as exc:
+    except (CliError, FetchError, OSError, asyncio.TimeoutError, ValueError) as exc:  # one failed session, not the run
         return {**row, "error": f"{type(exc).__name__}: {exc}"}
     info = report.live or {}
     if report.error is not None or not info:
@@ -212,7 +220,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "rebuffer_s": info["rebuffer_s"], "rate_changes": info["rate_changes"],
             "seeks_to_live": info["seeks_to_live"], "avg_bitrate_kbps": float(np.mean(bitrates)) / 1e3 if bitrates
             else math.nan, "qoe_per_segment": info["qoe_live_per_segment"], "segments": len(bitrates),
-            "channel_age_s": info["channel_age_s"], "throughput_p50_bps": info["throughput_p50_bps"],
+            "channel_age_s": info["channel_age_s"], "joined_at_s": info.get("joined_at_s"),
+            "throughput_p50_bps": info["throughput_p50_bps"],
             "early_requests": info["early_requests"], "wall_s": round(time.monotonic() - started, 3)}
 
 
@@ -291,12 +300,16 @@ def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, trac
                    if mode == "emulate" and not finished(key(mode, abr, trace))]
         if emulate:
             asyncio.run(emulate_all(config, content, traces, plan=emulate, tick=lambda row: record(row["key"], row)))
-        ages = {(abr, names[id(trace)]): done[key("emulate", abr, trace)]["channel_age_s"]
-                for abr in config.abrs for trace in traces if finished(key("emulate", abr, trace))}
+        twins = {(abr, names[id(trace)]): done[key("emulate", abr, trace)]
+                 for abr in config.abrs for trace in traces if finished(key("emulate", abr, trace))}
         for mode, abr, trace in plan:
             if mode == "sim" and not finished(key(mode, abr, trace)):
+                # The emulated link's trace starts with the player's first shaped request (its clock
+                # sync, at session time 0), so the trace time at its join is about the join's session time.
+                twin = twins.get((abr, names[id(trace)]), {})
                 record(key(mode, abr, trace),
-                       sim_row(abr, trace, config, content, channel_age_s=ages.get((abr, names[id(trace)]))))
+                       sim_row(abr, trace, config, content, channel_age_s=twin.get("channel_age_s"),
+                               trace_time_s=twin.get("joined_at_s")))
     except KeyboardInterrupt:
         if store is not None:
             notify(f"interrupted: finished sessions are saved in {store.path}; the same command runs the rest")
@@ -312,7 +325,8 @@ def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
     rerun with other settings into the same folder runs its sessions again instead of reusing these."""
     fields = {"duration_s": config.duration_s, "speed": config.speed, "low_latency": config.low_latency,
               "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
-              "rtt_ms": config.rtt_ms, "segment_duration_s": content.segment_duration_s,
+              "rtt_ms": config.rtt_ms, "exclude_stack_time": config.exclude_stack_time,
+              "segment_duration_s": content.segment_duration_s,
               "ladder_bps": list(content.video.ladder.bitrates_bps), "loop_segments": content.video.segment_count}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -386,7 +400,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
-              "channel_age_s", "throughput_p50_bps", "early_requests", "wall_s", "loop_lag_p99_ms"]
+              "channel_age_s", "joined_at_s", "throughput_p50_bps", "early_requests", "wall_s", "loop_lag_p99_ms"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

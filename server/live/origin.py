@@ -5,6 +5,12 @@ Same names as a packaged title (server.content): `manifest.mpd` (dynamic), `mast
 available, or after it left the time-shift window, is a 404 whose JSON body says which (and
 `Retry-After` when it will be available). At low latency a segment still being published is sent
 with chunked transfer encoding, each CMAF chunk written when the wall clock reaches its end.
+
+Emulation (`LiveConfig.player_clocks`): a request may carry `X-Abrkit-Channel-Lag: S`, the channel
+seconds its player's clock has fallen behind the channel's because it leaves out the stack's time
+(netsim.clock.WarpClock); the request is then answered on that player's view of the channel, the
+channel's clock less S (availability, the release of each chunk, `/time`), plus the time this
+request spent here before its first byte.
 """
 
 from __future__ import annotations
@@ -25,18 +31,67 @@ from server.live.mpd import iso_datetime, live_mpd
 
 Clock = Callable[[], float]
 LIVE_CHUNKS_HEADER = "X-Live-Chunks"  # on a segment: how many CMAF chunks it is published in
+# Emulation: channel seconds the asking player's clock runs behind the channel's (module docstring);
+# echoed on the answer when honoured, so a player knows its channel follows its clock.
+CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
+MAX_CHANNEL_LAG_S = 86_400.0
 LIVE_CHANNEL = web.AppKey("abrkit_live_channel", LiveChannel)
 LIVE_CLOCK = web.AppKey("abrkit_live_clock", object)
 _SEGMENT_TYPE = "video/iso.segment"
 
 
+class ChannelClock:
+    """A channel's clock (unix seconds; `LiveConfig.speed` times the wall clock) and whether requests
+    may ask for it `CHANNEL_LAG_HEADER` seconds behind (`player_clocks`, emulation only)."""
+
+    __slots__ = ("now", "player_clocks")
+
+    def __init__(self, now: Clock, *, player_clocks: bool = False) -> None:
+        self.now = now
+        self.player_clocks = player_clocks
+
+    def __call__(self) -> float:
+        return self.now()
+
+
+class BadChannelLag(ValueError):
+    """A `CHANNEL_LAG_HEADER` that is not a number of seconds in [0, MAX_CHANNEL_LAG_S]."""
+
+
+def channel_lag_s(request: web.Request, clock: object) -> float | None:
+    """The lag a request asks for (None: none asked, or `clock` does not honour it); `BadChannelLag`
+    for a malformed one."""
+    text = request.headers.get(CHANNEL_LAG_HEADER)
+    if text is None or not getattr(clock, "player_clocks", False):
+        return None
+    try:
+        lag = float(text)
+    except ValueError:
+        raise BadChannelLag(f"{CHANNEL_LAG_HEADER} must be seconds, got {text[:40]!r}") from None
+    if not (math.isfinite(lag) and 0 <= lag <= MAX_CHANNEL_LAG_S):
+        raise BadChannelLag(f"{CHANNEL_LAG_HEADER} must be in [0, {MAX_CHANNEL_LAG_S:g}] s, got {text[:40]!r}")
+    return lag
+
+
+def lag_error(exc: BadChannelLag) -> web.Response:
+    return json_error(400, str(exc), headers={"Cache-Control": "no-store"})
+
+
 async def time_handler(request: web.Request) -> web.Response:
     """The UTCTiming endpoint: the server's time as xs:dateTime (urn:mpeg:dash:utc:http-xsdate:2014,
-    also valid for http-iso), never cached."""
+    also valid for http-iso), never cached; on the asking player's clock when it says how far that
+    runs behind (`CHANNEL_LAG_HEADER`, emulation)."""
     clock = request.app.get(LIVE_CLOCK)
     now = clock() if callable(clock) else time.time()  # a sped-up channel's clock (LiveConfig.speed)
-    return web.Response(text=iso_datetime(now), content_type="text/plain",
-                        headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    try:
+        lag = channel_lag_s(request, clock)
+    except BadChannelLag as exc:
+        return lag_error(exc)
+    if lag is not None:
+        now -= lag
+        headers[CHANNEL_LAG_HEADER] = f"{lag:.6f}"
+    return web.Response(text=iso_datetime(now), content_type="text/plain", headers=headers)
 
 
 def _manifest_max_age_s(channel: LiveChannel) -> int:
@@ -47,7 +102,7 @@ def _manifest_max_age_s(channel: LiveChannel) -> int:
 def add_live_routes(app: web.Application, channel: LiveChannel, *, clock: Clock = time.time) -> None:
     """Serve `channel` under `/<channel>/` (add before a catch-all title route)."""
     app[LIVE_CHANNEL] = channel
-    app[LIVE_CLOCK] = clock
+    app[LIVE_CLOCK] = ChannelClock(clock, player_clocks=channel.config.player_clocks)
     mpd = live_mpd(channel)
     etag_base = f"live-{int(channel.availability_start_s)}"
     max_age = _manifest_max_age_s(channel)
@@ -70,21 +125,29 @@ def add_live_routes(app: web.Application, channel: LiveChannel, *, clock: Clock 
         track = channel.track(media, rep_id)
         if track is None:
             return json_error(404, f"the live channel has no {media} rendition {rep_id}")
+        try:
+            lag = channel_lag_s(request, app[LIVE_CLOCK])
+        except BadChannelLag as exc:
+            return lag_error(exc)
         if kind[0] is ContentKind.PLAYLIST:
-            text = live_media_playlist(channel, media, rep_id, clock())
+            text = live_media_playlist(channel, media, rep_id, clock() - (lag or 0.0))
             return web.Response(text=text, headers={"Cache-Control": "public, max-age=1",
                                                     "Content-Type": PLAYLIST_CONTENT_TYPE})
         if kind[0] is ContentKind.INIT:
             return web.Response(body=track.init, headers={
                 "Content-Type": f"{media}/mp4", "Cache-Control": "public, max-age=31536000, immutable",
                 "ETag": f'"{etag_base}-{media}-{rep_id}-init"'})
-        return await _segment(request, channel, media, rep_id, int(name.removesuffix(".m4s")), clock, etag_base)
+        return await _segment(request, channel, media, rep_id, int(name.removesuffix(".m4s")), clock, etag_base,
+                              lag)
 
     app.router.add_get(f"/{channel.config.channel}/{{path:.+}}", serve)
 
 
 async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_id: str, number: int,
-                   clock: Clock, etag_base: str) -> web.StreamResponse:
+                   clock: Clock, etag_base: str, lag_s: float | None = None) -> web.StreamResponse:
+    raw, arrived = clock, clock()
+    if lag_s is not None:  # the asking player's view of the channel (module docstring)
+        clock = _behind(raw, lag_s)
     now = clock()
     try:
         channel.check_available(number, now)
@@ -99,9 +162,15 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
     chunks = await loop.run_in_executor(None, channel.segment_chunks, media, rep_id, number)
     headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
                "ETag": f'"{etag_base}-{media}-{rep_id}-{number}"', LIVE_CHUNKS_HEADER: str(len(chunks))}
+    if lag_s is not None:
+        headers[CHANNEL_LAG_HEADER] = f"{lag_s:.6f}"
     published = channel.chunks_available(number, now)
     if published >= len(chunks):
         return web.Response(body=b"".join(chunks), headers=headers)
+    if lag_s is not None:
+        # The player's clock stands still while this request is here (until its first byte): the
+        # chunks still to come are due that much later on the player's clock.
+        clock = _behind(raw, lag_s + max(0.0, raw() - arrived))
     response = web.StreamResponse(headers=headers)
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -118,3 +187,8 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
     except ConnectionResetError:  # the client (an edge, a player) went away mid-segment
         pass
     return response
+
+
+def _behind(clock: Clock, lag_s: float) -> Clock:
+    return lambda: clock() - lag_s
+

@@ -105,6 +105,19 @@ def test_session_joins_at_the_live_edge_minus_the_target_latency() -> None:
     assert live.joined_at_s == 0.0
 
 
+def test_a_join_starts_at_the_boundary_nearest_the_target_not_up_to_a_segment_over() -> None:
+    # Whole 2 s segments, target 4 s: the join point is the channel's time less the target (dash.js:
+    # the DVR window's end less the live delay), at the nearest segment boundary. From the published
+    # edge less the target it would be up to a segment over the target (1.9 s here).
+    live = session(LiveSchedule(availability_start_s=-5.9, segment_duration_s=2.0), LiveConfig(target_latency_s=4.0))
+    action = live.next_action()
+    assert isinstance(action, Fetch) and action.segment_index == 1  # 1.9 s -> the boundary at 2 s
+    assert live.playhead_s == pytest.approx(2.0) and live.latency_s == pytest.approx(3.9)
+    # 4.9 s old: 0.9 s -> the boundary at 0 s (latency 4.9), a whole segment to play, not 0.1 s of one.
+    live = session(LiveSchedule(availability_start_s=-4.9, segment_duration_s=2.0), LiveConfig(target_latency_s=4.0))
+    assert isinstance(live.next_action(), Fetch) and live.playhead_s == 0.0
+
+
 def test_session_waits_for_a_segment_that_is_not_available_yet() -> None:
     schedule = LiveSchedule(availability_start_s=-10.0, segment_duration_s=2.0)
     live = session(schedule, LiveConfig(target_latency_s=4.0))

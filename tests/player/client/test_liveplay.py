@@ -17,7 +17,7 @@ from aiohttp import web
 
 from netsim.sources import open_trace
 from player.client.harness import LinkConfig, UrlTarget, play_headless
-from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
@@ -133,6 +133,19 @@ def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
     assert len(several) == 3 and all(c.first_byte_s == c.last_byte_s == 2.0 for c in several)
 
 
+def test_chunk_timer_counts_the_piece_that_began_a_chunk_once_it_was_ready() -> None:
+    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    ready = {0: 0.9, 1: 1.4}  # chunk 1 made (and on its way) at 1.4 s
+    timer = ChunkTimer(lambda index: ready[index])
+    timer.feed(1.0, chunk[:20])  # the first piece: nothing before it to measure from
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.1, chunk[20:])] == [(1.0, 1.1)]
+    # Chunk 1 comes in two paced pieces; its first crossed from when it was ready (1.4 s), not from
+    # when it arrived (1.5 s), which would halve its time on the link and double the rate measured.
+    timer.feed(1.5, chunk[:20])
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.6, chunk[20:])] == [(1.4, 1.6)]
+    assert timer.active_s() == pytest.approx(0.3)
+
+
 def test_chunk_boundaries_are_found_in_a_partial_body() -> None:
     box = lambda kind, n: (8 + n).to_bytes(4, "big") + kind + bytes(n)  # noqa: E731
     body = box(b"moof", 4) + box(b"mdat", 10) + box(b"moof", 4) + box(b"mdat", 6)[:9]
@@ -157,3 +170,31 @@ async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_
     report = await _play(url, speed=10.0, duration_s=60.0)
     assert report.error is not None and "--speed" in report.error
     assert re.search(r"clock runs at (0.9|1.0|1.1)\d?x the wall clock but the player at 10x", report.error)
+
+
+async def _play_excluding(url: str) -> PlaybackReport:
+    config = PlayerConfig(abr="dynamic", decode="none", speed=10.0)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_server_time=True, exclude_loop_stalls=True)
+    return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
+                               live=LivePlayConfig(duration_s=30.0))
+
+
+async def test_a_clock_without_the_stacks_time_plays_a_channel_that_follows_it(live_origin: Origin) -> None:
+    # The link's clock (and the player's) leaves out the stack's time and the loop's stalls; the
+    # channel answers on the player's clock (X-Abrkit-Channel-Lag): nothing is asked for or had
+    # before it exists on that clock, and latency holds the target.
+    url, statuses = await live_origin(low_latency=True, speed=10.0, player_clocks=True)
+    report = await _play_excluding(url)
+    assert report.error is None, report.error
+    live = report.live
+    assert live is not None and live["chunk_s"] == pytest.approx(0.5) and live["played_s"] >= 29.5
+    # A request may reach the origin a few ms before its segment on the sync's margin (each sample
+    # overstates the offset by the server's time before it reads its clock): retried, at most a few.
+    assert statuses["segment 404"] == live["early_requests"] <= 2
+    # The origin's wake-ups for each chunk still run on the loop's time: on a loaded machine one can
+    # come late enough for a short stall (each 10 wall ms is 0.1 s here).
+    assert live["stalls"] <= 1 and abs(live["latency_p50_s"] - live["target_latency_s"]) <= 0.3, live
+    # Without player_clocks the channel would run on without the player: a clear error, not a drift.
+    plain_url, _ = await live_origin(low_latency=True, speed=10.0)
+    with pytest.raises(PlaybackError, match="X-Abrkit-Channel-Lag"):
+        await _play_excluding(plain_url)

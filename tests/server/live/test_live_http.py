@@ -59,7 +59,8 @@ async def live_stack(packaged: PackagedTitles) -> AsyncIterator[StackFactory]:
         origin_url = f"http://127.0.0.1:{site.port}"
         edge = await start_edge(EdgeConfig(edge_id="edge-live", origin_url=origin_url, url_verify_key=VERIFY_KEY,
                                            require_signature=False, live_channels=("live",),
-                                           live_coalescing=coalescing, license_url="http://license.test/license"))
+                                           live_coalescing=coalescing, license_url="http://license.test/license",
+                                           live_player_clocks=bool(changes.get("player_clocks", False))))
         cleanups.append(edge.stop)
         return Stack(LiveChannel(live, packaged.content_root), origin_url, app[COUNTS], edge)
 

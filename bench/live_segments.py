@@ -1,0 +1,105 @@
+"""One live session emulated and simulated, compared segment by segment (where a live gap comes from).
+
+    python bench/live_segments.py [--abr l2a] [--trace norway_bus_1] [--speed 10] [--duration-s 60]
+                                  [--no-exclude]
+
+Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
+processes and the shaper, then its simulated twin (same channel age and trace time at the join), and
+prints per segment: the quality chosen, the request time after the segment's first chunk was
+available, the download time, the time to first byte, the buffer before the request and the stall
+charged to it, emulated / simulated. A segment one side skipped (a seek to live) shows `nan`.
+Asserts nothing; the load average is printed beside (the emulated side runs on the wall clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from abr.registry import make
+from netsim.sources import open_trace, open_traces
+from player.client.harness import LinkConfig, play_headless
+from player.client.headless import PlayerConfig
+from player.client.liveplay import LivePlayConfig, LivePlayer
+from player.live import LiveSession
+from player.research.experiment_live import LiveRunConfig, channel_content, serve_channel, sim_config
+from player.research.live_sim import LiveDriver, NominalSizes, live_video
+from player.session import SessionConfig
+from server.config import default_cache_dir
+from server.stack import ensure_demo_title
+
+DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--abr", default="l2a")
+    parser.add_argument("--trace", default="norway_bus_1", help="a trace name in --traces, or a spec (constant:5e6)")
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--no-exclude", action="store_true", help="count the stack's time and the loop's stalls")
+    args = parser.parse_args()
+    trace = (open_trace(args.trace) if ":" in args.trace
+             else next(t for t in open_traces([str(args.traces)]) if t.name == args.trace))
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"))
+    config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
+                           stack_processes=True, exclude_stack_time=not args.no_exclude)
+    players: list[LivePlayer] = []
+
+    async def emulate() -> dict[str, Any]:
+        async with serve_channel(content, config) as target:
+            player = PlayerConfig(abr=args.abr, decode="none", speed=args.speed, audio=False,
+                                  session=SessionConfig(buffer_cap_s=30.0))
+            link = LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
+                              exclude_server_time=config.exclude_stack_time,
+                              exclude_loop_stalls=config.exclude_stack_time)
+            report = await play_headless(target, player, link=link, live=LivePlayConfig(duration_s=args.duration_s),
+                                         on_live_player=players.append)
+            if report.error is not None or report.live is None:
+                raise SystemExit(f"the emulated session failed: {report.error}")
+            return dict(report.live)
+
+    load = os.getloadavg()[0]
+    info = emulate_info = asyncio.run(emulate())
+    sim = sim_config(config, content, channel_age_s=info["channel_age_s"])
+    video = live_video(content.video, sim)
+    twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
+    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0).drive()
+    emulated = players[0].session
+    stats = twin.stats()
+    print(f"{args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
+          f"stack time {'counted' if args.no_exclude else 'left out'})")
+    print(f"  emulate: latency p50 {emulate_info['latency_p50_s']} s, {emulate_info['stalls']} stalls "
+          f"({emulate_info['rebuffer_s']} s), join {emulate_info['join_s']} s")
+    print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
+          f"join {stats.join_s:.4f} s")
+    by_e = {r.segment_index: r for r in emulated.records}
+    by_s = {r.segment_index: r for r in twin.records}
+    print(f"{'seg':>4} {'quality':>8} {'req - avail s':>14} {'download s':>12} {'ttfb s':>12} {'buffer s':>12} "
+          f"{'stall s':>10}   (emulate/sim)")
+
+    def cell(record: Any, value: float, width: int) -> str:
+        return f"{value:.2f}".rjust(width) if record is not None else "nan".rjust(width)
+
+    for k in sorted(set(by_e) | set(by_s)):
+        e, s = by_e.get(k), by_s.get(k)
+        cols = [f"{k:>4}", f"{e.quality if e else '-'}/{s.quality if s else '-'}".rjust(8)]
+        for name, width in (("request_time_s", 6), ("download_s", 5), ("ttfb_s", 5), ("buffer_before_s", 5),
+                            ("rebuffer_s", 4)):
+            pair = []
+            for record, schedule in ((e, emulated.schedule), (s, twin.schedule)):
+                value = getattr(record, name) if record is not None else math.nan
+                if name == "request_time_s" and record is not None:
+                    value -= schedule.first_available_s(k)
+                pair.append(cell(record, value, width))
+            cols.append("/".join(pair).rjust({6: 14, 5: 12, 4: 10}[width]))
+        print(" ".join(cols))
+
+
+if __name__ == "__main__":
+    main()
