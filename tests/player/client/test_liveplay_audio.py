@@ -45,9 +45,9 @@ def _content(audio_segment_s: float = 2.0) -> _Content:
 
 def test_a_live_session_with_audio_joins_both_pipelines_at_one_position() -> None:
     schedule = LiveSchedule(availability_start_s=-61.0, segment_duration_s=2.0)  # live 61 s: edge at 60 s
-    session = LiveSession(make("rate"), _content(), live=LiveConfig(target_latency_s=4.0), schedule=schedule)
+    session = LiveSession(make("rate"), _content(), live=LiveConfig(target_latency_s=4.5), schedule=schedule)
     video = session.next_action("video")
-    assert isinstance(video, Fetch) and video.segment_index == 28  # edge 60 s - 4 s = 56 s
+    assert isinstance(video, Fetch) and video.segment_index == 28  # 61 s - 4.5 s = 56.5 s: boundary 56 s
     audio = session.next_action("audio")
     assert isinstance(audio, Fetch) and audio.media == "audio" and audio.segment_index == 28
     session.on_download(session.time_s + 0.2, size_bytes=100_000, media="video")
