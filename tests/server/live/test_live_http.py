@@ -90,24 +90,36 @@ async def test_segments_outside_the_window_are_clear_404s(live_stack: StackFacto
 async def test_chunks_are_released_on_the_wall_clock(live_stack: StackFactory) -> None:
     stack = await live_stack(since_start_s=8.55)  # segment 3: its first 0.5 s chunk just published
     channel = stack.channel
-    ends, total = [], 0
-    for chunk in channel.segment_chunks("video", "v216p", 3):
-        total += len(chunk)
-        ends.append(total)
-    arrivals: list[float] = []
-    got = 0
+    ends = chunk_ends(channel, "v216p", 3)
     async with aiohttp.ClientSession() as http, http.get(f"{stack.origin_url}/live/video/v216p/3.m4s") as response:
         assert response.status == 200 and response.headers["Transfer-Encoding"] == "chunked"
         assert response.headers["X-Live-Chunks"] == "8"
-        async for piece in response.content.iter_any():
-            got += len(piece)
-            now = time.time()
-            while len(arrivals) < len(ends) and ends[len(arrivals)] <= got:
-                arrivals.append(now)
-    assert got == total and len(arrivals) == 8
+        got, arrivals = await chunk_arrivals(response, ends)
+    assert got == ends[-1] and len(arrivals) == 8
     for index, arrived in enumerate(arrivals):
         assert arrived >= channel.chunk_available_at_s(3, index) - 0.05, index  # never early
     assert arrivals[-1] - arrivals[0] > 2.5  # released over the segment, not at its end
+
+
+def chunk_ends(channel: Any, rendition: str, segment: int) -> list[int]:
+    """Where each CMAF chunk of a video segment ends in its body, in bytes."""
+    ends, total = [], 0
+    for chunk in channel.segment_chunks("video", rendition, segment):
+        total += len(chunk)
+        ends.append(total)
+    return ends
+
+
+async def chunk_arrivals(response: aiohttp.ClientResponse, ends: list[int]) -> tuple[int, list[float]]:
+    """Reads a chunked body: the bytes read and the wall time each chunk (ending at `ends`) was had."""
+    arrivals: list[float] = []
+    got = 0
+    async for piece in response.content.iter_any():
+        got += len(piece)
+        now = time.time()
+        while len(arrivals) < len(ends) and ends[len(arrivals)] <= got:
+            arrivals.append(now)
+    return got, arrivals
 
 
 async def _read(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes, str]:

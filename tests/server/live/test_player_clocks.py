@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from server.live.origin import CHANNEL_LAG_HEADER
-from tests.server.live.test_live_http import StackFactory, live_stack  # noqa: F401 (the fixture)
+from tests.server.live.test_live_http import StackFactory, chunk_arrivals, chunk_ends, live_stack  # noqa: F401 (the fixture)
 
 
 def _stamp(text: str) -> float:
@@ -26,20 +26,12 @@ async def test_a_lagging_player_gets_the_channel_on_its_own_clock(live_stack: St
     assert stack.edge is not None
     channel, origin_url, edge_url, counts = stack.channel, stack.origin_url, stack.edge.url, stack.counts
     path = "/live/video/v216p/3.m4s"
-    ends, total = [], 0
-    for chunk in channel.segment_chunks("video", "v216p", 3):
-        total += len(chunk)
-        ends.append(total)
-    arrivals: list[float] = []
-    got = 0
+    ends = chunk_ends(channel, "v216p", 3)
     async with aiohttp.ClientSession() as http:
         async with http.get(edge_url + path, headers={CHANNEL_LAG_HEADER: "0.6"}) as response:
             assert response.status == 200 and response.headers[CHANNEL_LAG_HEADER].startswith("0.6")
-            async for piece in response.content.iter_any():
-                got += len(piece)
-                while len(arrivals) < len(ends) and ends[len(arrivals)] <= got:
-                    arrivals.append(time.time())
-        assert got == total
+            got, arrivals = await chunk_arrivals(response, ends)
+        assert got == ends[-1]
         for index, arrived in enumerate(arrivals):
             assert arrived >= channel.chunk_available_at_s(3, index) + 0.6 - 0.05, index  # on the player's clock
         # 1.0 s behind, the player is at 8.2 s: segment 3 is not out yet for it; without a lag it is.
