@@ -117,8 +117,10 @@ class Finished:
 class Hold:
     """Nothing to fetch for this media type until another pipeline moves on: audio keeps within one
     segment of the video's download frontier (as hls.js's audio stream controller does), so it never
-    takes the link from the video to fill a buffer of its own far ahead. Ask again once another
-    pipeline's fetch begins or completes. A video-only session never holds."""
+    takes the link from the video to fill a buffer of its own far ahead; and a pipeline over its cap
+    while nothing plays (before startup, in a stall, paused) waits for the other pipeline's download
+    instead of polling. Ask again once another pipeline's fetch begins or completes. A video-only
+    session never holds."""
 
     reason: str
 
@@ -409,6 +411,13 @@ class PlaybackSession:
             if pipe.timeline.start_s(pipe.next_segment) > frontier_s + ALIGNMENT_TOLERANCE_S:
                 return Hold(reason=f"{media} is a segment ahead of the video (video requested up to {frontier_s:g} s)")
         duration = self._cap_wait_s(pipe)
+        if duration > 0 and (not self.started or self.stalled or self.paused):
+            # Over the cap while nothing plays: the buffer does not drain, so a timed wait would only
+            # poll (once per `duration`, for as long as another pipeline's download takes). What
+            # changes it is that download: ask again when another pipeline's fetch ends.
+            busy = [p.media for p in self._pipes.values() if p is not pipe and p.in_flight is not None]
+            if busy:
+                return Hold(reason=f"{media} buffer full and not playing until the {busy[0]} download ends")
         if duration > 0:
             pipe.waited_s += duration
             self._event("wait", pipe=pipe, duration_s=duration, reason="buffer full")
