@@ -240,8 +240,11 @@ class WarpClock:
         """Anchor the clock's reading at the loop's time now; returns that loop time."""
         t = self._loop.time()
         offset = self._anchor_loop - self._anchor_clock
+        unbounded = None if self._holds or self._pinned is not None else self._anchor_clock + t - self._anchor_loop
         self._anchor_clock = self.now()
         self._anchor_loop = t
+        if unbounded is not None:  # what the beat's limit (or a timer not yet run) left out: a stall
+            self.stalled_s += max(0.0, unbounded - self._anchor_clock)
         if self._beat is not None:
             self._limit_loop = t + self._beat_s + self._slack_s
         if self._timer_handle is not None and abs((t - self._anchor_clock) - offset) > 1e-9:
@@ -250,9 +253,7 @@ class WarpClock:
 
     def _heartbeat(self) -> None:
         if not self._holds:
-            before = self._anchor_clock + self._loop.time() - self._anchor_loop
-            t = self._reanchor()
-            self.stalled_s += before - self._anchor_clock
+            t = self._reanchor()  # counts what the limit left out in `stalled_s`
         else:
             t = self._loop.time()
         self._beat = self._loop.call_at(t + self._beat_s, self._heartbeat)
