@@ -18,8 +18,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from server.config import MIN_KEY_BYTES, check_private, file_lock, write_private
+from server.config import MIN_KEY_BYTES
 from server.formats.b64 import b64url_encode
+from server.privatefiles import check_private, file_lock, write_private
 
 ED25519_KEY_BYTES = 32
 

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from server.config import LEGACY_REVOCATIONS_FILE, file_lock
+from server.config import LEGACY_REVOCATIONS_FILE
+from server.privatefiles import file_lock
 
 log = logging.getLogger("abrkit.revocation")
 Clock = Callable[[], float]

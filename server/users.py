@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.config import ALL_TITLES, USERNAME_RE, file_lock, read_json_object, write_private
+from server.config import ALL_TITLES, USERNAME_RE
 from server.formats.names import is_valid_title
+from server.privatefiles import file_lock, read_json_object, write_private
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
