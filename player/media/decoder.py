@@ -39,6 +39,8 @@ _PROBE_STREAM_OPTIONS = {"skip_frame": "all"}
 # A segment of which fewer frames than this decode cleanly raises: a wrong key still lets a random
 # sample through now and then (one AAC frame in about 190 measured), so "none at all" is too strict.
 _UNDECODABLE_FRACTION = 0.1
+_SLICE_CHECK_SAMPLES = 8  # samples whose first slice header is checked (player/media/h264.py) ...
+_SLICE_CHECK_FAILURES = 3  # ... and how many failures among them blame the key even past a good IDR header
 
 
 # --------------------------------------------------------------------------- errors
@@ -261,7 +263,7 @@ class _TrackDecoder:
             raise DemuxError(f"{where}: the segment does not demux ({_describe(error)})", rendition=self.name,
                              segment_number=segment_number, result=self._result(tally, mode, segment_number)) from None
         sent = 0
-        first_payload = b""  # the first sample, for the slice header check
+        payloads: list[bytes] = []  # the first samples, for the slice header check
         packet_pts: list[int] = []
         if self.kind == "video":
             self._codec.skip_frame = "NONKEY" if mode == "keyframes" else "DEFAULT"
@@ -274,7 +276,8 @@ class _TrackDecoder:
                 tally.packets_corrupt += packet.is_corrupt
                 if tally.packets == 1:
                     tally.first_is_key = packet.is_keyframe
-                    first_payload = bytes(packet) if self._slice_check is not None else b""
+                if self._slice_check is not None and len(payloads) < _SLICE_CHECK_SAMPLES:
+                    payloads.append(bytes(packet))
                 if mode == "none":
                     if packet.pts is not None:
                         packet_pts.append(packet.pts)
@@ -296,7 +299,7 @@ class _TrackDecoder:
             tally.frames_expected = max(declared, tally.packets)
         if packet_pts:
             tally.pts_first, tally.pts_last = self._seconds(min(packet_pts)), self._seconds(max(packet_pts))
-        self._check(tally, mode, segment_number, first_payload)
+        self._check(tally, mode, segment_number, payloads)
         return tally
 
     def _decode_into(self, packet: av.Packet | None, tally: _Tally,
@@ -331,7 +334,7 @@ class _TrackDecoder:
         """Presentation time of a timestamp, to the microsecond (hides float noise like 3.9999999)."""
         return round(float(ticks * self._time_base) - self.config.presentation_time_offset_s, 6)
 
-    def _check(self, tally: _Tally, mode: DecodeMode, segment_number: int | None, first_payload: bytes) -> None:
+    def _check(self, tally: _Tally, mode: DecodeMode, segment_number: int | None, payloads: list[bytes]) -> None:
         """Raises when nothing usable came out of the segment; says whether the key looks wrong."""
         where = _where(self.name, segment_number)
 
@@ -342,17 +345,20 @@ class _TrackDecoder:
         if tally.packets == 0:
             raise fail(DemuxError, f"the segment holds no {self.kind} samples "
                                    f"({tally.first_error or 'no samples of the track'})")
-        # For H.264 the first slice header tells a wrong key from damaged data; other codecs
-        # (AAC) have no such check, and an encrypted segment that does not decode blames the key.
-        header_bad = self._slice_check is not None and not self._slice_check.plausible(first_payload)
+        # For H.264 the slice headers tell a wrong key from damaged data (the IDR's, or three bad
+        # ones among the first samples); other codecs (AAC) have no such check, and an encrypted
+        # segment that does not decode blames the key.
+        header_bad = self._slice_check is not None and (
+            not self._slice_check.plausible(payloads[0] if payloads else b"")
+            or self._slice_check.implausible(payloads) >= _SLICE_CHECK_FAILURES)
         key_blamed = self.encrypted and (header_bad or self._slice_check is None)
         if mode == "none":
             if not tally.first_is_key:
                 raise fail(CorruptSegmentError, "the segment does not start with a keyframe")
             if header_bad:
                 raise fail(DecryptionError if self.encrypted else CorruptSegmentError,
-                           ("decryption failed or wrong key" if self.encrypted else "the first slice header is invalid")
-                           + " (demux only; first slice header check)")
+                           ("decryption failed or wrong key" if self.encrypted else "the slice headers are invalid")
+                           + " (demux only; slice header check)")
             return
         if tally.frames_expected > 0 and tally.frames_decoded < _UNDECODABLE_FRACTION * tally.frames_expected:
             detail = f"{tally.frames_decoded} of {tally.frames_expected} frames decoded"

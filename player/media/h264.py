@@ -15,6 +15,10 @@ class SliceHeaderCheck:
     the clear and encrypts the rest, so with a wrong key the slice header (ITU-T H.264 7.3.3) reads
     as random bits: first_mb_in_slice must be 0, slice_type I, pic_parameter_set_id one of the
     avcC's and frame_num 0 (7.4.3, IDR); a random header passes all four about once in 600.
+    Each later access unit's first slice must start a picture (first_mb_in_slice 0, a slice_type, one
+    of the avcC's pps ids), which a random header does about once in four: `implausible` counts the
+    access units that fail, so a few failures among the first samples tell a wrong key from damaged
+    data even when the IDR's random header passed by chance.
     """
 
     length_size: int
@@ -47,16 +51,38 @@ class SliceHeaderCheck:
         return SliceHeaderCheck(length_size, frozenset(pps_ids), frame_num_bits, colour_plane_bits)
 
     def plausible(self, access_unit: bytes) -> bool:
+        """Does this access unit start like the IDR picture a segment must open with?"""
+        head = self._first_slice(access_unit)
+        if head is None or head.in_band:
+            return head is not None
+        return (head.nal_type == 5 and head.first_mb == 0 and head.slice_type % 5 in (2, 4)
+                and head.pps_id in self.pps_ids and head.frame_num == 0)
+
+    def implausible(self, access_units: list[bytes]) -> int:
+        """How many of these access units (the first an IDR, the others any picture) do not start with
+        a slice header that could be theirs."""
+        count = 0
+        for index, access_unit in enumerate(access_units):
+            if index == 0:
+                count += not self.plausible(access_unit)
+                continue
+            head = self._first_slice(access_unit)
+            count += head is None or not (head.in_band or (head.first_mb == 0 and head.slice_type < 10
+                                                           and head.pps_id in self.pps_ids))
+        return count
+
+    def _first_slice(self, access_unit: bytes) -> _SliceStart | None:
+        """The start of the first slice header; None when there is no readable slice."""
         pos = 0
         while pos + self.length_size < len(access_unit):
             size = int.from_bytes(access_unit[pos:pos + self.length_size], "big")
             nal = access_unit[pos + self.length_size:pos + self.length_size + size]
             pos += self.length_size + size
             if not nal:
-                return False
+                return None
             nal_type = nal[0] & 0x1F
             if nal_type in (7, 8):
-                return True  # in-band parameter sets: their ids are not ours to know
+                return _SliceStart(nal_type, in_band=True)  # in-band parameter sets: their ids are not ours to know
             if nal_type not in (1, 5):
                 continue  # SEI, AUD, ...
             try:
@@ -65,10 +91,21 @@ class SliceHeaderCheck:
                 reader.bits(self.colour_plane_bits)
                 frame_num = reader.bits(self.frame_num_bits) if self.frame_num_bits else 0
             except ValueError:
-                return False
-            return (nal_type == 5 and first_mb == 0 and slice_type % 5 in (2, 4) and pps_id in self.pps_ids
-                    and frame_num == 0)
-        return False
+                return None
+            return _SliceStart(nal_type, first_mb=first_mb, slice_type=slice_type, pps_id=pps_id, frame_num=frame_num)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _SliceStart:
+    """The fields a slice header starts with (ITU-T H.264 7.3.3), or in_band parameter sets before it."""
+
+    nal_type: int
+    in_band: bool = False
+    first_mb: int = 0
+    slice_type: int = 0
+    pps_id: int = 0
+    frame_num: int = 0
 
 
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})

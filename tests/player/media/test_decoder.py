@@ -26,6 +26,7 @@ from player.media.decoder import (
     FrameConverter,
     SegmentDecoder,
 )
+from player.media.h264 import SliceHeaderCheck
 from server.formats.segments import TitleSegments
 from tests.conftest import PackagedTitles
 
@@ -191,6 +192,63 @@ def test_wrong_keys_are_caught_by_the_slice_header_check_when_only_demuxing(deco
     assert caught >= 15
     right = _video(decode_titles, "v540p", encrypted=True)
     assert all(right.decode(_segment(decode_titles.encrypted, "video", "v540p", n), mode="none").ok for n in (1, 2))
+
+
+def _samples(title: Path, rep: str, number: int, count: int) -> tuple[list[tuple[int, int]], bytes, bytes]:
+    """(offset in init + segment, size) of a segment's first video samples, the file and the avcC."""
+    data = _init(title, "video", rep) + _segment(title, "video", rep, number)
+    with av.open(io.BytesIO(data), "r", format="mp4") as container:
+        stream = container.streams.video[0]
+        places = [(packet.pos, packet.size) for packet in container.demux(stream) if packet.size][:count]
+        return places, data, bytes(stream.codec_context.extradata)
+
+
+def _noise_after_nal_types(sample: bytes, length_size: int, rng: random.Random) -> bytes:
+    """What CENC with a wrong key leaves of a sample's slices: each NAL's length and type byte, then noise
+    (only the bytes the slice header check reads are replaced)."""
+    out, pos = bytearray(sample), 0
+    while pos + length_size < len(sample):
+        size = int.from_bytes(sample[pos:pos + length_size], "big")
+        start = pos + length_size + 1
+        if sample[start - 1] & 0x1F in (1, 5):
+            end = min(start + 32, pos + length_size + size)
+            out[start:end] = rng.randbytes(end - start)
+        pos += length_size + size
+    return bytes(out)
+
+
+def test_a_wrong_key_is_blamed_even_when_the_idr_slice_header_passes_by_chance(decode_titles: DecodeTitles) -> None:
+    # CI once drew a wrong key whose IDR slice header passed (about 1 in 600): the later samples'
+    # headers must then catch it.
+    places, data, extradata = _samples(decode_titles.clear, "v360p", 1, 8)
+    check = SliceHeaderCheck.from_avcc(extradata)
+    assert check is not None
+    samples = [data[pos:pos + size] for pos, size in places]
+    assert check.implausible(samples) == 0
+    lucky = 0
+    for seed in range(6000):
+        rng = random.Random(seed)
+        noisy = [_noise_after_nal_types(sample, check.length_size, rng) for sample in samples[:1]]
+        if not check.plausible(noisy[0]):
+            continue
+        lucky += 1
+        noisy += [_noise_after_nal_types(sample, check.length_size, rng) for sample in samples[1:]]
+        assert check.implausible(noisy) >= 3, f"seed {seed}"
+    assert 1 <= lucky <= 40  # about 10 expected
+
+
+def test_damaged_slice_headers_after_a_good_idr_are_caught_when_only_demuxing(decode_titles: DecodeTitles) -> None:
+    places, data, extradata = _samples(decode_titles.clear, "v360p", 1, 8)
+    check = SliceHeaderCheck.from_avcc(extradata)
+    assert check is not None
+    damaged, rng = bytearray(data), random.Random(3)
+    for pos, size in places[1:]:
+        damaged[pos:pos + size] = _noise_after_nal_types(data[pos:pos + size], check.length_size, rng)
+    init_size = len(_init(decode_titles.clear, "video", "v360p"))
+    decoder = _video(decode_titles, "v360p")
+    with pytest.raises(CorruptSegmentError, match="segment 1 of v360p: the slice headers are invalid"):
+        decoder.decode(bytes(damaged[init_size:]), mode="none", segment_number=1)
+    assert decoder.decode(_segment(decode_titles.clear, "video", "v360p", 2), mode="none").ok
 
 
 def test_audio_with_the_wrong_key_raises_a_decryption_error(decode_titles: DecodeTitles) -> None:
