@@ -43,7 +43,7 @@ from player.research.experiment_cells import (
 )
 from player.research.fairness import LinkFairness, festive_instability
 from player.research.sim import LatencyLookup, SessionResult, SimProfile
-from player.research.sim_shared import fairness_of, join_times_s, run_shared
+from player.research.sim_shared import RESPONSE_HEADER_BYTES, fairness_of, join_times_s, run_shared
 from player.session import SegmentRecord
 from player.video import Video
 
@@ -72,15 +72,16 @@ def _link_fields(fairness: LinkFairness | None, player: int, join_s: float, inst
 
 
 def shared_model_download_s(trace: Trace, profile: SimProfile, offset_s: float, joins_s: Sequence[float],
-                            players: Sequence[tuple[Sequence[SegmentRecord], Sequence[SegmentRecord]]],
-                            ) -> list[np.ndarray]:
+                            players: Sequence[tuple[Sequence[SegmentRecord], Sequence[SegmentRecord]]], *,
+                            header_bytes: int = RESPONSE_HEADER_BYTES) -> list[np.ndarray]:
     """How long each emulated video request of each player takes in the link model the shaper applies
     (`experiment_cells.model_download_s`: goodput = trace rate, latency on the trace clock) when every
     player's requests (video and audio: `players[i]` = (records, audio records)), made when they were
     made, share the link processor-sharing fairly (`netsim.sharing`). Player i's first media request
     is at link time `joins_s[i]` (`offset_s` into the trace), as its results line says. Abandoned
     downloads are in no record, so their bytes are left out (an ABR that abandons makes the model
-    faster than the link was)."""
+    faster than the link was). Each response carries `header_bytes` on the link besides its segment,
+    as in the shaper and the shared-link simulator (`sim_shared.RESPONSE_HEADER_BYTES`)."""
     shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
     made: list[float] = []
     sizes: list[float] = []
@@ -93,7 +94,7 @@ def shared_model_download_s(trace: Trace, profile: SimProfile, offset_s: float, 
         t0 = offset_s + join_s - min(r.request_time_s for r in both)
         spans.append((len(made), len(made) + len(records)))
         made += [t0 + r.request_time_s for r in both]
-        sizes += [float(r.size_bytes) for r in both]
+        sizes += [float(r.size_bytes + header_bytes) for r in both]
     if not made:
         return [np.zeros(0) for _ in players]
     times = np.asarray(made)

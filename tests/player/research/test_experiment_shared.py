@@ -119,14 +119,19 @@ def test_the_link_model_column_of_a_group_counts_every_players_requests() -> Non
     prof = profile("default")
     players = [([_record(0.2, 1_000_000)], [_record(0.2, 500_000, "audio")]),  # session time 0.2: its pre-roll
                ([_record(0.0, 1_000_000)], [])]
-    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players)
+    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players, header_bytes=0)
     # 0.08-0.58: player 0's two transfers, 0.25 MB each. Then three until its audio has the rest
     # (0.75 s: 1.33 s); then two until its video has its last 0.5 MB (1 s: 2.33 s); then player 1 alone
     # for its last 0.25 MB (2.58 s, 2.08 s after its request).
     assert p0 == pytest.approx([2.33], abs=1e-6)
     assert p1 == pytest.approx([2.08], abs=1e-6)
-    alone = shared_model_download_s(trace, prof, 0.0, [0.0], players[:1])[0]
+    alone = shared_model_download_s(trace, prof, 0.0, [0.0], players[:1], header_bytes=0)[0]
     assert alone == pytest.approx([1.58], abs=1e-6)  # 1.5 MB behind 80 ms
+    # Each response's header bytes cross the link too (by default the stack's): 1000 B each here, so
+    # 3000 B more cross before player 0's video is in, and before player 1's (3 ms later each).
+    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players, header_bytes=1000)
+    assert p0 == pytest.approx([2.333], abs=1e-6)
+    assert p1 == pytest.approx([2.083], abs=1e-6)
 
 
 def test_the_group_link_model_replays_the_shared_link_simulator_exactly() -> None:
