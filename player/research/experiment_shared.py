@@ -186,8 +186,12 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
     # The group's one bottleneck; its clock starts at the first media request (bootstrap is unshaped).
     # Its clock stands still while any request is at the server (netsim.clock), and so do the players'
     # session clocks, which read it: the stack's own time is no trace time, as for one player alone.
+    # As for one player alone too, it leaves out the event loop's stalls and each player's own time
+    # from a response's last byte to its next request or wait (`exclude_client_time`): with N players
+    # in one loop, one player's decision or a late wake-up would otherwise be link time for all.
     link = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=trace, rtt_ms=profile.rtt_s * 1000,
-                        speed=speed, start_offset_s=first.offset_s, exclude_server_time=True)
+                        speed=speed, start_offset_s=first.offset_s, exclude_server_time=True,
+                        exclude_loop_stalls=True, exclude_client_time=True)
     joins = join_times_s(len(cells), first.join_spacing_s)
     gate = StartGate(len(cells))
 
@@ -219,7 +223,10 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
 
     async with Shaper(link) as shaper:
         played = await asyncio.gather(*(play(c, j) for c, j in zip(cells, joins)))
-    rows, results = [p[0] for p in played], [p[1] for p in played]
+    from player.research.experiment import clock_accounting  # (experiment imports this module)
+
+    accounting = clock_accounting(shaper.clock)  # the link's clock, which every player of it read
+    rows, results = [{**p[0], "warp_clock": accounting} for p in played], [p[1] for p in played]
     # Each row's link-model column so far has its player alone on the link: give it all players' requests.
     reports = [((p[2].records, p[2].audio_records) if p[2] is not None else ((), ())) for p in played]
     for row, model_s in zip(rows, shared_model_download_s(trace, profile, first.offset_s, joins, reports)):

@@ -103,6 +103,9 @@ def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
     measured = np.concatenate([r["timeline"]["download_s"] for r in emulated])
     model = np.concatenate([r["timeline"]["model_download_s"] for r in emulated])
     assert float(np.median(np.abs(measured / model - 1))) < 0.10
+    # The link's clock held out each player's own time after its downloads (exclude_client_time), as
+    # for one player alone: with N players in one loop it would otherwise be link time for all.
+    assert emu["warp_clock"]["client_holds"] >= 20 and emu["warp_clock"]["stalled_s"] >= 0
 
 
 def _record(request_time_s: float, size_bytes: int, media: str = "video") -> SegmentRecord:
