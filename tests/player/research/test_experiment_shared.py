@@ -14,11 +14,12 @@ from abr.types import Ladder
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
-from player.research.experiment_shared import shared_model_download_s
+from player.client.eventlog import EventLog
+from player.research.experiment_shared import abandoned_downloads, shared_model_download_s
 from player.research.sim import profile
-from player.session import SegmentRecord
+from player.session import Fetch, PlaybackSession, SegmentRecord
 from player.video import AudioTrack, Video
-from tests.player.conftest import LONG_TITLE
+from tests.player.conftest import LONG_TITLE, Scripted
 
 TRACES = [str(TRACES_DIR / name) for name in ("norway_bus_1", "norway_ferry_10")]
 
@@ -137,18 +138,49 @@ def test_the_link_model_column_of_a_group_counts_every_players_requests() -> Non
     assert p1 == pytest.approx([2.083], abs=1e-6)
 
 
+def _av_video() -> Video:
+    rates = np.array([300_000, 1_200_000, 2_850_000, 6_000_000])
+    sizes = (rates * 4.0 / 8 * np.random.default_rng(3).uniform(0.8, 1.2, (12, rates.size))).astype(np.int64)
+    audio = AudioTrack(ladder=Ladder(bitrates_bps=(128_000,), segment_duration_s=4.0),
+                       sizes_bytes=np.full((12, 1), 64_000), durations_s=(4.0,) * 12)
+    return Video(name="av", ladder=Ladder(bitrates_bps=tuple(int(r) for r in rates), segment_duration_s=4.0),
+                 sizes_bytes=sizes, segment_count=12, audio=audio)
+
+
+def test_abandoned_downloads_are_on_the_link_in_the_group_model() -> None:
+    # The session's log gives each abandoned video download's request (its decision's time) and the
+    # bytes it had; audio's and completed downloads are not abandoned ones.
+    log = EventLog()
+    session = PlaybackSession(Scripted(), _av_video(), profile("default").session, sink=log)
+    assert isinstance(session.next_action("audio"), Fetch)
+    session.advance(0.25)
+    assert isinstance(session.next_action("video"), Fetch)
+    session.on_abandon(0.75, bytes_received=500_000, media="video")
+    assert isinstance(session.next_action("video"), Fetch)
+    session.on_download(1.5, size_bytes=100_000, media="video")
+    session.on_download(1.6, size_bytes=64_000, media="audio")
+    assert abandoned_downloads(log.events) == [(0.25, 500_000)]
+    # 1 MB/s, 80 ms RTT. Player 0 fetches 1 MB at 0 (alone: 1.08 s); player 1's abandoned download
+    # (0.5 MB, its first request, at 0 too) shares the link until it has its bytes, so player 0's ends
+    # at 1.58 s; player 1's next request, 2 s later, is alone.
+    trace = Trace(name="flat", durations_s=np.array([100.0]), bandwidth_bps=np.array([8e6]))
+    players = [([_record(0.0, 1_000_000)], []), ([_record(2.0, 100_000)], [])]
+    (alone,) = shared_model_download_s(trace, profile("default"), 0.0, [0.0], players[:1], header_bytes=0)
+    assert alone == pytest.approx([1.08], abs=1e-6)
+    (shared,), (later,) = shared_model_download_s(trace, profile("default"), 0.0, [0.0, 0.0], players, header_bytes=0,
+                                                  abandoned=[[], [(0.0, 500_000)]])
+    assert shared == pytest.approx(1.58, abs=1e-6) and later == pytest.approx(0.18, abs=1e-6)
+    with pytest.raises(ValueError, match="every player or of none"):
+        shared_model_download_s(trace, profile("default"), 0.0, [0.0, 0.0], players, abandoned=[[]])
+
+
 def test_the_group_link_model_replays_the_shared_link_simulator_exactly() -> None:
     # Given the simulator's own requests, the column's model gives back its download times: one
     # model of the shared link for both uses.
     from netsim.sources import open_traces
     from player.research.sim_shared import run_shared
 
-    rates = np.array([300_000, 1_200_000, 2_850_000, 6_000_000])
-    sizes = (rates * 4.0 / 8 * np.random.default_rng(3).uniform(0.8, 1.2, (12, rates.size))).astype(np.int64)
-    audio = AudioTrack(ladder=Ladder(bitrates_bps=(128_000,), segment_duration_s=4.0),
-                       sizes_bytes=np.full((12, 1), 64_000), durations_s=(4.0,) * 12)
-    video = Video(name="av", ladder=Ladder(bitrates_bps=tuple(int(r) for r in rates), segment_duration_s=4.0),
-                  sizes_bytes=sizes, segment_count=12, audio=audio)
+    video = _av_video()
     prof = profile("default")
     (trace,) = open_traces([TRACES[0]])
     shared = run_shared(["bba"] * 3, video, trace, prof, join_spacing_s=1.5)
