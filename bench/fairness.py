@@ -229,7 +229,8 @@ def main() -> int:
           "of large terms makes gap/|sim| large for small disagreements. sim +-0.1 s: the simulator's own mean "
           "QoE_lin with the timing moved by at most 0.1 s (link start +0/0.05 s, join spacing -0.1..+0.1 s), "
           "min..max and its spread over |sim|; emu in: whether the emulated mean lies in that range. model err: "
-          "median |download / link model - 1| of the emulated downloads (every player's requests on the link); "
+          "median |download / link model - 1| of the emulated downloads (every player's requests on the link, "
+          "abandoned ones with the bytes they had, each response with its header bytes); "
           "same q: share of segments whose quality both modes chose alike.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))

@@ -43,7 +43,7 @@ from player.research.experiment_cells import (
 )
 from player.research.fairness import LinkFairness, festive_instability
 from player.research.sim import LatencyLookup, SessionResult, SimProfile
-from player.research.sim_shared import fairness_of, join_times_s, run_shared
+from player.research.sim_shared import RESPONSE_HEADER_BYTES, fairness_of, join_times_s, run_shared
 from player.session import SegmentRecord
 from player.video import Video
 
@@ -72,34 +72,57 @@ def _link_fields(fairness: LinkFairness | None, player: int, join_s: float, inst
 
 
 def shared_model_download_s(trace: Trace, profile: SimProfile, offset_s: float, joins_s: Sequence[float],
-                            players: Sequence[tuple[Sequence[SegmentRecord], Sequence[SegmentRecord]]],
-                            ) -> list[np.ndarray]:
+                            players: Sequence[tuple[Sequence[SegmentRecord], Sequence[SegmentRecord]]], *,
+                            header_bytes: int = RESPONSE_HEADER_BYTES,
+                            abandoned: Sequence[Sequence[tuple[float, int]]] = ()) -> list[np.ndarray]:
     """How long each emulated video request of each player takes in the link model the shaper applies
     (`experiment_cells.model_download_s`: goodput = trace rate, latency on the trace clock) when every
     player's requests (video and audio: `players[i]` = (records, audio records)), made when they were
     made, share the link processor-sharing fairly (`netsim.sharing`). Player i's first media request
     is at link time `joins_s[i]` (`offset_s` into the trace), as its results line says. Abandoned
-    downloads are in no record, so their bytes are left out (an ABR that abandons makes the model
-    faster than the link was)."""
+    downloads are in no record: `abandoned[i]` gives player i's as (session time requested, bytes
+    received; `abandoned_downloads`), each on the link with what it received (without them, an ABR
+    that abandons makes the model faster than the link was). Each response carries `header_bytes` on
+    the link besides its segment, as in the shaper and the shared-link simulator
+    (`sim_shared.RESPONSE_HEADER_BYTES`)."""
     shaper_model = replace(profile, payload_factor=1.0, latency_on_trace_clock=True)
     made: list[float] = []
     sizes: list[float] = []
     spans: list[tuple[int, int]] = []  # each player's video requests in `made`
-    for join_s, (records, audio_records) in zip(joins_s, players):
-        both = [*records, *audio_records]
-        if not both:
+    given_up = list(abandoned) or [()] * len(players)
+    if len(given_up) != len(players):
+        raise ValueError("give the abandoned downloads of every player or of none")
+    for join_s, (records, audio_records), dropped in zip(joins_s, players, given_up):
+        both = [(r.request_time_s, r.size_bytes) for r in [*records, *audio_records]]
+        if not both and not dropped:
             spans.append((len(made), len(made)))
             continue
-        t0 = offset_s + join_s - min(r.request_time_s for r in both)
+        t0 = offset_s + join_s - min(t for t, _ in [*both, *dropped])
         spans.append((len(made), len(made) + len(records)))
-        made += [t0 + r.request_time_s for r in both]
-        sizes += [float(r.size_bytes) for r in both]
+        made += [t0 + t for t, _ in [*both, *dropped]]
+        sizes += [float(size + header_bytes) for _, size in [*both, *dropped]]
     if not made:
         return [np.zeros(0) for _ in players]
     times = np.asarray(made)
     waits = LatencyLookup([trace], shaper_model).at(times, np.zeros(len(made), dtype=np.int64))
     finish = np.asarray(replay(LinkModel(trace), [(float(t), float(w), s) for t, w, s in zip(times, waits, sizes)]))
     return [finish[a:b] - times[a:b] for a, b in spans]
+
+
+def abandoned_downloads(events: Sequence[Mapping[str, Any]]) -> list[tuple[float, int]]:
+    """A session's abandoned video downloads from its event log (`EventLog.events`): (session time of
+    the request, which is its decision's, bytes received by the abandonment)."""
+    out: list[tuple[float, int]] = []
+    requested: float | None = None
+    for event in events:
+        if event.get("media", "video") != "video":
+            continue
+        if event["type"] == "decision":
+            requested = float(event["t"])
+        elif event["type"] == "abandon" and "bytes_received" in event and requested is not None:
+            out.append((requested, int(event["bytes_received"])))
+            requested = None
+    return out
 
 
 def _group_rows(cells: Sequence[Cell], rows: Sequence[Row], results: Sequence[SessionResult | None], video: Video,
@@ -185,12 +208,18 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
     # The group's one bottleneck; its clock starts at the first media request (bootstrap is unshaped).
     # Its clock stands still while any request is at the server (netsim.clock), and so do the players'
     # session clocks, which read it: the stack's own time is no trace time, as for one player alone.
+    # As for one player alone too, it leaves out the event loop's stalls and each player's own time
+    # from a response's last byte to its next request or wait (`exclude_client_time`): with N players
+    # in one loop, one player's decision or a late wake-up would otherwise be link time for all.
     link = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=trace, rtt_ms=profile.rtt_s * 1000,
-                        speed=speed, start_offset_s=first.offset_s, exclude_server_time=True)
+                        speed=speed, start_offset_s=first.offset_s, exclude_server_time=True,
+                        exclude_loop_stalls=True, exclude_client_time=True)
     joins = join_times_s(len(cells), first.join_spacing_s)
     gate = StartGate(len(cells))
 
-    async def play(cell: Cell, join_s: float) -> tuple[Row, SessionResult | None, PlaybackReport | None]:
+    logs = [EventLog(keep=True) for _ in cells]  # for the abandoned downloads (the link model column)
+
+    async def play(cell: Cell, join_s: float, log: EventLog) -> tuple[Row, SessionResult | None, PlaybackReport | None]:
         arrived = False
 
         async def start() -> None:
@@ -202,7 +231,7 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
         started = time.monotonic()
         try:
             report = await play_headless(endpoint, player_config(cell, settings), link=LinkConfig(shape_bootstrap=False),
-                                         fetch=EMULATION_FETCH, events=EventLog(keep=False), decoder_factory=pipeline_factory(settings.decode),
+                                         fetch=EMULATION_FETCH, events=log, decoder_factory=pipeline_factory(settings.decode),
                                          shared_link=shaper, before_playback=start)
         except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}, None, None
@@ -217,11 +246,16 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
         return row, replace(session_result(row), audio_records=tuple(report.audio_records)), report
 
     async with Shaper(link) as shaper:
-        played = await asyncio.gather(*(play(c, j) for c, j in zip(cells, joins)))
-    rows, results = [p[0] for p in played], [p[1] for p in played]
+        played = await asyncio.gather(*(play(c, j, log) for c, j, log in zip(cells, joins, logs)))
+    from player.research.experiment import clock_accounting  # (experiment imports this module)
+
+    accounting = clock_accounting(shaper.clock)  # the link's clock, which every player of it read
+    rows, results = [{**p[0], "warp_clock": accounting} for p in played], [p[1] for p in played]
     # Each row's link-model column so far has its player alone on the link: give it all players' requests.
     reports = [((p[2].records, p[2].audio_records) if p[2] is not None else ((), ())) for p in played]
-    for row, model_s in zip(rows, shared_model_download_s(trace, profile, first.offset_s, joins, reports)):
+    dropped = [abandoned_downloads(log.events) for log in logs]
+    for row, model_s in zip(rows, shared_model_download_s(trace, profile, first.offset_s, joins, reports,
+                                                          abandoned=dropped)):
         if "timeline" in row:
             row["timeline"]["model_download_s"] = [round(float(v), 4) for v in model_s]
     if settings.video is None:

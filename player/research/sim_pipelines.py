@@ -62,7 +62,7 @@ class PipelinesDriver:
 
     def __init__(self, session: PlaybackSession, video: Video, trace: Trace, prof: SimProfile, *,
                  trace_time_s: float, link: LinkModel | FaultedLink, shared: SharedLink | None = None,
-                 tag: Hashable = 0, shift_s: float = 0.0) -> None:
+                 tag: Hashable = 0, shift_s: float = 0.0, header_bytes: int = 0) -> None:
         if video.audio is None and shared is None:
             raise ValueError(f"{video.name!r} has no audio: SessionDriver plays it on one pipeline")
         self.session = session
@@ -70,6 +70,11 @@ class PipelinesDriver:
         self.prof = prof
         self.tag = tag
         self.shift_s = shift_s if shared is not None else 0.0
+        # Bytes each response carries on the link beyond the segment (status line and headers):
+        # `player.research.sim_shared` counts them, the records' sizes stay the segments'.
+        if header_bytes < 0:
+            raise ValueError(f"header bytes must be >= 0, got {header_bytes!r}")
+        self.header_bytes = header_bytes
         self.records: list[SegmentRecord] = []
         self._offset_s = trace_time_s - session.time_s
         self._shared = shared if shared is not None else SharedLink(_SessionClock(link, self._offset_s),
@@ -136,7 +141,7 @@ class PipelinesDriver:
         """Give up `media`'s transfer at session time `now_s` (the ABR's `should_abandon` said so)."""
         _, latency = self._fetching.pop(media)
         self._requested_s.pop(media)
-        received = int(self._shared.cancel((self.tag, media)))
+        received = max(0, int(self._shared.cancel((self.tag, media))) - self.header_bytes)
         self.session.on_abandon(now_s, bytes_received=received, ttfb_s=latency, media=media)
         self.abandoned += 1
 
@@ -162,6 +167,6 @@ class PipelinesDriver:
                 link_now = session.time_s + self._offset_s
                 latency = trace.latency_at(link_now) if trace.latency_s is not None else self.prof.rtt_s
                 starts_s = session.time_s + latency + self.shift_s
-                self._shared.start((self.tag, media), starts_s=starts_s, size_bytes=size)
+                self._shared.start((self.tag, media), starts_s=starts_s, size_bytes=size + self.header_bytes)
                 self._fetching[media] = (size, latency)
                 self._requested_s[media] = session.time_s

@@ -6,7 +6,11 @@ generalised to N sessions: every pipeline of every session is a transfer on one
 processor-sharing limit of the shaper's max-min fair pacing per connection (docs/SHAPER.md). All
 sessions start together at `trace_time_s`; each request's latency passes on the link clock before its
 bytes flow (whatever the profile); an ABR that can abandon is asked during each video download, as
-in `SessionDriver` and the headless player. One player alone is today's
+in `SessionDriver` and the headless player. Each response also carries its header bytes
+(`RESPONSE_HEADER_BYTES`) on the shared link, as the shaper's link does: a segment's share of a link
+that stays busy from one player's request to the next depends on every response before it in that
+busy spell, so these few hundred bytes per response add up over N players' requests (docs/FLEET.md,
+"Where the shared link's model differed"). One player alone is today's
 single-player simulator (`run_shared` hands it to `run_session`), so N = 1 results are unchanged.
 """
 
@@ -27,6 +31,11 @@ from player.research.sim_pipelines import PipelinesDriver, _SessionClock
 from player.session import PlaybackSession
 from player.video import Video
 
+# Bytes of an HTTP response before its body as this project's stack sends them through the edge
+# (status line, headers, CORS and cache headers): 363-366 for the demo title's segments, measured as
+# the shaper's delivered bytes less the segments' over 60 responses at N = 2 (docs/FLEET.md).
+RESPONSE_HEADER_BYTES = 364
+
 
 class SharedLinkDriver:
     """Plays N sessions of one video over one trace together, in virtual time (see the module docstring).
@@ -34,11 +43,13 @@ class SharedLinkDriver:
     Session i joins `joins_s[i]` seconds after the link's time 0 (which lies `trace_time_s` into the
     trace; default: all at 0), so its session time t is link time t + joins_s[i]. `drive()` runs
     until every session has every segment; whatever a session's `next_action` raises propagates.
-    `drivers[i].records` are session i's video records in arrival order.
+    `drivers[i].records` are session i's video records in arrival order. `header_bytes`: what each
+    response carries on the link beyond its segment (the records keep the segments' sizes).
     """
 
     def __init__(self, sessions: Sequence[PlaybackSession], video: Video, trace: Trace, prof: SimProfile, *,
-                 trace_time_s: float = 0.0, joins_s: Sequence[float] | None = None) -> None:
+                 trace_time_s: float = 0.0, joins_s: Sequence[float] | None = None,
+                 header_bytes: int = 0) -> None:
         if not sessions:
             raise ValueError("a shared link needs at least one session")
         if any(s.time_s != 0.0 for s in sessions):
@@ -50,7 +61,7 @@ class SharedLinkDriver:
         self.shared = SharedLink(_SessionClock(self.link, trace_time_s), now_s=0.0)
         self.joins_s = tuple(joins)
         self.drivers = [PipelinesDriver(s, video, trace, prof, trace_time_s=trace_time_s + j, link=self.link,
-                                        shared=self.shared, tag=i, shift_s=j)
+                                        shared=self.shared, tag=i, shift_s=j, header_bytes=header_bytes)
                         for i, (s, j) in enumerate(zip(sessions, joins))]
         self.now_s = 0.0  # link time since time 0
         # As `SessionDriver`: an ABR that can abandon is offered each video download's progress (the
@@ -134,9 +145,12 @@ def join_times_s(players: int, spacing_s: float) -> tuple[float, ...]:
 
 
 def run_shared(abr_specs: Sequence[str], video: Video, trace: Trace, prof: SimProfile, *, offset_s: float = 0.0,
-               join_spacing_s: float = 0.0, models: Sequence[QoeModel] | None = None) -> SharedLinkResult:
+               join_spacing_s: float = 0.0, models: Sequence[QoeModel] | None = None,
+               header_bytes: int = RESPONSE_HEADER_BYTES) -> SharedLinkResult:
     """One player per spec in `abr_specs` (the same name repeated for a homogeneous group), all behind
-    one link playing `trace` from `offset_s`, player i joining `i * join_spacing_s` after the first."""
+    one link playing `trace` from `offset_s`, player i joining `i * join_spacing_s` after the first, each
+    response carrying `header_bytes` on the link besides its segment (N > 1; one player alone is
+    `run_session`, unchanged)."""
     if not abr_specs:
         raise ValueError("give at least one ABR spec (one per player)")
     joins = join_times_s(len(abr_specs), join_spacing_s)
@@ -145,7 +159,8 @@ def run_shared(abr_specs: Sequence[str], video: Video, trace: Trace, prof: SimPr
         results: list[SessionResult] = [run_session(abr_specs[0], video, trace, prof, offset_s=offset_s, models=models)]
     else:
         sessions = [PlaybackSession(prof.make_abr(spec, video), video, prof.session) for spec in abr_specs]
-        driver = SharedLinkDriver(sessions, video, trace, prof, trace_time_s=offset_s, joins_s=joins)
+        driver = SharedLinkDriver(sessions, video, trace, prof, trace_time_s=offset_s, joins_s=joins,
+                                  header_bytes=header_bytes)
         driver.drive()
         results = [result_of(spec, video, trace, prof, d.session, d.records, offset_s=offset_s + j, models=models,
                              abandoned=d.abandoned) for spec, d, j in zip(abr_specs, driver.drivers, joins)]

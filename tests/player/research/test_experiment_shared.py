@@ -14,11 +14,12 @@ from abr.types import Ladder
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
-from player.research.experiment_shared import shared_model_download_s
+from player.client.eventlog import EventLog
+from player.research.experiment_shared import abandoned_downloads, shared_model_download_s
 from player.research.sim import profile
-from player.session import SegmentRecord
+from player.session import Fetch, PlaybackSession, SegmentRecord
 from player.video import AudioTrack, Video
-from tests.player.conftest import LONG_TITLE
+from tests.player.conftest import LONG_TITLE, Scripted
 
 TRACES = [str(TRACES_DIR / name) for name in ("norway_bus_1", "norway_ferry_10")]
 
@@ -103,6 +104,9 @@ def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
     measured = np.concatenate([r["timeline"]["download_s"] for r in emulated])
     model = np.concatenate([r["timeline"]["model_download_s"] for r in emulated])
     assert float(np.median(np.abs(measured / model - 1))) < 0.10
+    # The link's clock held out each player's own time after its downloads (exclude_client_time), as
+    # for one player alone: with N players in one loop it would otherwise be link time for all.
+    assert emu["warp_clock"]["client_holds"] >= 20 and emu["warp_clock"]["stalled_s"] >= 0
 
 
 def _record(request_time_s: float, size_bytes: int, media: str = "video") -> SegmentRecord:
@@ -119,14 +123,55 @@ def test_the_link_model_column_of_a_group_counts_every_players_requests() -> Non
     prof = profile("default")
     players = [([_record(0.2, 1_000_000)], [_record(0.2, 500_000, "audio")]),  # session time 0.2: its pre-roll
                ([_record(0.0, 1_000_000)], [])]
-    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players)
+    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players, header_bytes=0)
     # 0.08-0.58: player 0's two transfers, 0.25 MB each. Then three until its audio has the rest
     # (0.75 s: 1.33 s); then two until its video has its last 0.5 MB (1 s: 2.33 s); then player 1 alone
     # for its last 0.25 MB (2.58 s, 2.08 s after its request).
     assert p0 == pytest.approx([2.33], abs=1e-6)
     assert p1 == pytest.approx([2.08], abs=1e-6)
-    alone = shared_model_download_s(trace, prof, 0.0, [0.0], players[:1])[0]
+    alone = shared_model_download_s(trace, prof, 0.0, [0.0], players[:1], header_bytes=0)[0]
     assert alone == pytest.approx([1.58], abs=1e-6)  # 1.5 MB behind 80 ms
+    # Each response's header bytes cross the link too (by default the stack's): 1000 B each here, so
+    # 3000 B more cross before player 0's video is in, and before player 1's (3 ms later each).
+    p0, p1 = shared_model_download_s(trace, prof, 0.0, [0.0, 0.5], players, header_bytes=1000)
+    assert p0 == pytest.approx([2.333], abs=1e-6)
+    assert p1 == pytest.approx([2.083], abs=1e-6)
+
+
+def _av_video() -> Video:
+    rates = np.array([300_000, 1_200_000, 2_850_000, 6_000_000])
+    sizes = (rates * 4.0 / 8 * np.random.default_rng(3).uniform(0.8, 1.2, (12, rates.size))).astype(np.int64)
+    audio = AudioTrack(ladder=Ladder(bitrates_bps=(128_000,), segment_duration_s=4.0),
+                       sizes_bytes=np.full((12, 1), 64_000), durations_s=(4.0,) * 12)
+    return Video(name="av", ladder=Ladder(bitrates_bps=tuple(int(r) for r in rates), segment_duration_s=4.0),
+                 sizes_bytes=sizes, segment_count=12, audio=audio)
+
+
+def test_abandoned_downloads_are_on_the_link_in_the_group_model() -> None:
+    # The session's log gives each abandoned video download's request (its decision's time) and the
+    # bytes it had; audio's and completed downloads are not abandoned ones.
+    log = EventLog()
+    session = PlaybackSession(Scripted(), _av_video(), profile("default").session, sink=log)
+    assert isinstance(session.next_action("audio"), Fetch)
+    session.advance(0.25)
+    assert isinstance(session.next_action("video"), Fetch)
+    session.on_abandon(0.75, bytes_received=500_000, media="video")
+    assert isinstance(session.next_action("video"), Fetch)
+    session.on_download(1.5, size_bytes=100_000, media="video")
+    session.on_download(1.6, size_bytes=64_000, media="audio")
+    assert abandoned_downloads(log.events) == [(0.25, 500_000)]
+    # 1 MB/s, 80 ms RTT. Player 0 fetches 1 MB at 0 (alone: 1.08 s); player 1's abandoned download
+    # (0.5 MB, its first request, at 0 too) shares the link until it has its bytes, so player 0's ends
+    # at 1.58 s; player 1's next request, 2 s later, is alone.
+    trace = Trace(name="flat", durations_s=np.array([100.0]), bandwidth_bps=np.array([8e6]))
+    players = [([_record(0.0, 1_000_000)], []), ([_record(2.0, 100_000)], [])]
+    (alone,) = shared_model_download_s(trace, profile("default"), 0.0, [0.0], players[:1], header_bytes=0)
+    assert alone == pytest.approx([1.08], abs=1e-6)
+    (shared,), (later,) = shared_model_download_s(trace, profile("default"), 0.0, [0.0, 0.0], players, header_bytes=0,
+                                                  abandoned=[[], [(0.0, 500_000)]])
+    assert shared == pytest.approx(1.58, abs=1e-6) and later == pytest.approx(0.18, abs=1e-6)
+    with pytest.raises(ValueError, match="every player or of none"):
+        shared_model_download_s(trace, profile("default"), 0.0, [0.0, 0.0], players, abandoned=[[]])
 
 
 def test_the_group_link_model_replays_the_shared_link_simulator_exactly() -> None:
@@ -135,12 +180,7 @@ def test_the_group_link_model_replays_the_shared_link_simulator_exactly() -> Non
     from netsim.sources import open_traces
     from player.research.sim_shared import run_shared
 
-    rates = np.array([300_000, 1_200_000, 2_850_000, 6_000_000])
-    sizes = (rates * 4.0 / 8 * np.random.default_rng(3).uniform(0.8, 1.2, (12, rates.size))).astype(np.int64)
-    audio = AudioTrack(ladder=Ladder(bitrates_bps=(128_000,), segment_duration_s=4.0),
-                       sizes_bytes=np.full((12, 1), 64_000), durations_s=(4.0,) * 12)
-    video = Video(name="av", ladder=Ladder(bitrates_bps=tuple(int(r) for r in rates), segment_duration_s=4.0),
-                  sizes_bytes=sizes, segment_count=12, audio=audio)
+    video = _av_video()
     prof = profile("default")
     (trace,) = open_traces([TRACES[0]])
     shared = run_shared(["bba"] * 3, video, trace, prof, join_spacing_s=1.5)

@@ -50,6 +50,21 @@ def test_a_player_alone_on_the_link_gets_all_of_it_until_another_joins() -> None
     assert driver.now_s == pytest.approx(8.0)
 
 
+def test_each_response_carries_its_header_bytes_on_the_shared_link() -> None:
+    # As through the shaper: 4000 B segments behind 400 B of status line and headers each, two players
+    # at 500 B/s each, then the second segment's response again. Records keep the segments' sizes.
+    sessions = [PlaybackSession(Scripted(), _video([4000, 4000]), NO_RTT.session) for _ in range(2)]
+    driver = SharedLinkDriver(sessions, _video([4000, 4000]), CONSTANT, NO_RTT, header_bytes=400)
+    driver.drive()
+    for d in driver.drivers:
+        assert [r.download_s for r in d.records] == pytest.approx([8.8, 8.8])
+        assert [r.size_bytes for r in d.records] == [4000, 4000]
+    assert driver.now_s == pytest.approx(17.6)
+    with pytest.raises(ValueError, match="header bytes"):
+        SharedLinkDriver([PlaybackSession(Scripted(), _video([1]), NO_RTT.session)], _video([1]), CONSTANT, NO_RTT,
+                         header_bytes=-1)
+
+
 def test_backlogged_players_use_the_whole_capacity_and_never_more(envivio: Video) -> None:
     # A trace far below the lowest rung: every player is always downloading (no buffer cap waits).
     trace = Trace(name="slow", durations_s=np.array([3.0, 5.0, 2.0]), bandwidth_bps=np.array([3e5, 1e5, 6e5]))
@@ -128,14 +143,15 @@ def test_staggered_joins_terminate_whatever_the_float_rounding_of_the_shifts(env
 @pytest.mark.parametrize("abr", ["bba", "bola", "mpc-robust"])
 def test_n_players_on_an_n_times_wider_link_each_play_as_one_player_alone(envivio: Video, abr: str) -> None:
     # Processor sharing: N identical players starting together on N x the bandwidth each see exactly
-    # the trace, so each session is the single-player session (whose link model is another code path).
+    # the trace, so each session is the single-player session (whose link model is another code path,
+    # and which counts no header bytes).
     from netsim.sources import open_traces
     from player.bundled import TRACES_DIR
 
     (trace,) = open_traces([str(TRACES_DIR / "norway_ferry_10")])
     wide = Trace(name="wide", durations_s=trace.durations_s, bandwidth_bps=trace.bandwidth_bps * 3)
     alone = run_session(abr, envivio, trace, NO_RTT)
-    shared = run_shared([abr] * 3, envivio, wide, NO_RTT)
+    shared = run_shared([abr] * 3, envivio, wide, NO_RTT, header_bytes=0)
     for player in shared.players:
         np.testing.assert_array_equal(player.qualities, alone.qualities)
         np.testing.assert_allclose(player.download_s, alone.download_s, rtol=1e-6, atol=1e-9)
