@@ -3,6 +3,8 @@ packaged demo title (clear and encrypted) used by the server and player tests.""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,34 @@ from server.packaging.demo import DemoClipConfig, write_demo_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scrypt_computed_once_per_input() -> Iterator[None]:
+    """scrypt is a pure function that costs ~0.3 s of CPU at the stack's OWASP policy, and the suite repeats
+    inputs: every embedded stack hashes its demo user's fresh password, and every login by that user verifies
+    the same password, salt and parameters again. Each distinct input is computed once by the real
+    `hashlib.scrypt` and its digest reused, so every hash and verification is scrypt's own answer (a wrong
+    password is a different input and is computed). Services in other processes hash for real."""
+    real = hashlib.scrypt
+    digests: dict[tuple[bytes, bytes, int, int, int, int], bytes] = {}
+    lock = threading.Lock()
+
+    def scrypt(password: bytes, *, salt: bytes, n: int, r: int, p: int, maxmem: int = 0, dklen: int = 64) -> bytes:
+        key = (bytes(password), bytes(salt), n, r, p, dklen)
+        with lock:
+            digest = digests.get(key)
+        if digest is None:
+            digest = real(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=dklen)
+            with lock:
+                digests[key] = digest
+        return digest
+
+    hashlib.scrypt = scrypt  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        hashlib.scrypt = real
 
 
 @pytest.fixture(scope="session")

@@ -50,9 +50,12 @@ class Scripted:
 @pytest.fixture(scope="session")
 def long_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40 s, 10-segment clear title (`LONG_TITLE`) at low resolution: long enough for ABR behaviour to show.
-    Packaged straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`)."""
+    Packaged straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`), at
+    12 frames/s since no test decodes it (segment sizes follow the ladder's bitrates; half the frames halve the
+    encode, the fixture's cost)."""
     content = tmp_path_factory.mktemp("long") / "content"
-    package_source(DemoSource(DemoClipConfig(duration_s=40.0, width=640, height=360)), content / LONG_TITLE,
+    clip = DemoClipConfig(duration_s=40.0, width=640, height=360, frame_rate=12)
+    package_source(DemoSource(clip), content / LONG_TITLE,
                    PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"),
                    title=LONG_TITLE)
     return content
