@@ -118,6 +118,7 @@ class SessionOutcome:
     failover_s: float | None  # first failed request in the fault window -> next successful one
     recovery_s: float | None  # fault end -> first success (from when it was asked for, if later)
     finished: bool  # played every segment
+    done_before_fault_end: bool  # finished with no request at or after the fault's end: nothing to recover
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -496,11 +497,13 @@ def _outcome(run: ChaosRun, index: int, log: _ChaosLog, report: dict[str, Any] |
             recovery = round(first_ok["chaos_t"] - max(end, asked_at), 4)
     segments = report["segments"] if report else 0
     total = next((e.get("segments") for e in events if e["type"] == "start"), None)
+    finished = bool(report) and error is None and total is not None and segments == total
     return SessionOutcome(
         index=index, report=report, error=error, crashed=crashed, hung=hung, started_at_s=log.started_at_s,
         buffer_at_fault_s=buffer_at, fault_rebuffer_s=round(fault_rebuffer, 4),
         rebuffer_s=round(sum(b - a for a, b in stalls), 4), failed_requests=len(failed), failover_s=failover,
-        recovery_s=recovery, finished=bool(report) and error is None and total is not None and segments == total)
+        recovery_s=recovery, finished=finished,
+        done_before_fault_end=finished and end is not None and all(e["chaos_t"] < end for e in requests))
 
 
 def _stalls(events: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
