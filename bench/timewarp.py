@@ -14,8 +14,8 @@ and speed K, each `--repeats` times, plus the simulator once, all in this run, a
    request; how many cells took the simulator's decisions segment for segment; and in those, how far
    the emulated requests drift from the simulator's (ms of trace time per request).
 
-    python bench/timewarp.py [--abr bba,mpc-robust|all] [--traces N] [--speeds 1,10] [--repeats 5]
-                             [--at-once 40,10] [--out DIR] [--analyse-only]
+    python bench/timewarp.py [--abr bba,mpc-robust|all] [--traces N] [--only NAME,...] [--speeds 1,10]
+                             [--repeats 5] [--at-once 40,10] [--out DIR] [--analyse-only]
 
 Every emulated run goes to OUT/k{K}-r{i}/ (a rerun resumes them: finished cells are skipped) and the
 simulator's to OUT/sim/. `--analyse-only` prints the tables from what OUT holds (e.g. runs made by
@@ -60,6 +60,12 @@ def twenty(count: int) -> list:
 
 def run_all(args: argparse.Namespace, abrs: tuple[str, ...], speeds: list[float], at_once: list[int]) -> None:
     traces = twenty(args.traces)
+    if args.only:
+        wanted = set(args.only.split(","))
+        missing = wanted - {t.name for t in traces}
+        if missing:
+            raise SystemExit(f"--only: not in the {len(traces)}-trace set: {', '.join(sorted(missing))}")
+        traces = [t for t in traces if t.name in wanted]
     content = open_content(args.title, cache_dir=default_cache_dir())
     playable = []
     for abr in abrs:  # `all` includes algorithms bound to other ladders (a learned model's)
@@ -225,6 +231,8 @@ def main() -> int:
     parser.add_argument("--speeds", default="1,10", help="the reference speed and the time-warp (default 1,10)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of every cell at each speed (default 5)")
     parser.add_argument("--at-once", default="40,10", help="sessions at once at each speed (default 40,10)")
+    parser.add_argument("--only", default="",
+                        help="run only these traces of the set, by name (comma-separated), e.g. norway_bus_1")
     parser.add_argument("--title", default="demo", help="packaged title or 'demo' (default)")
     parser.add_argument("--out", type=Path, default=Path("runs/timewarp"), help="results folder (reused)")
     parser.add_argument("--analyse-only", action="store_true", help="print the tables from what --out holds")

@@ -29,6 +29,17 @@ complete, until the server sends more (server time), the clock stands still. The
 player decides and asks at the instant a download ends; with this, so does the emulated one,
 whatever its decision and its HTTP client cost in CPU.
 
+With `events_only` (a bounded clock whose every wait outside the model is held: the shaper with
+`exclude_client_time`), the clock moves only at the model's events: it reads the due time of the
+last timer it ran, or where a hold left it, and the loop's time between events is no clock time at
+all. Without it, the CPU time between a hold's release and what the release sets off (the shaper
+reading the answer's first bytes and starting to pace them; a request's bytes entering the delay
+line) counts as link time: tens of microseconds, a millisecond of trace time at 10x, more when the
+process loses its core just then, and at an outage in the trace a request that starts a few
+milliseconds later can end hundreds of milliseconds later, so the same session took other decisions
+from run to run. A clock with nothing due and nothing held for `idle_wall_s` of loop time runs on
+with the loop from there (a server that stops mid-answer must still time out).
+
 `now` reads the clock (loop seconds, the left-out spans removed); `call_at` runs a callback at a
 clock time; `wall_at` maps a clock time to the loop's time (None while held: nothing is due until it
 runs again, and `on_resume` callbacks then reschedule).
@@ -73,12 +84,13 @@ class WarpClock:
     __slots__ = ("_loop", "_anchor_loop", "_anchor_clock", "_limit_loop", "_holds", "_resume_callbacks",
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
-                 "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys")
+                 "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
+                 "_events_only", "_idle_wall_s", "_closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
-                 slack_s: float = 0.001) -> None:
-        if not (beat_s > 0 and slack_s >= 0):
-            raise ValueError("need beat_s > 0 and slack_s >= 0")
+                 slack_s: float = 0.001, idle_wall_s: float = 0.5) -> None:
+        if not (beat_s > 0 and slack_s >= 0 and idle_wall_s >= 0):
+            raise ValueError("need beat_s > 0, slack_s >= 0 and idle_wall_s >= 0")
         self._loop = loop
         now = loop.time()
         self._anchor_loop = now  # the clock read `_anchor_clock` at loop time `_anchor_loop`...
@@ -105,6 +117,9 @@ class WarpClock:
         self.client_holds = 0  # holds for the client so far (reporting)
         self.client_timeouts = 0  # of which expired without the client acting (reporting)
         self._pinned: float | None = None  # the reading while a bounded clock runs its timers
+        self._events_only = False  # the reading moves only at timers and holds (`events_only`)
+        self._idle_wall_s = idle_wall_s  # ...unless nothing happened for this long (loop seconds)
+        self._closed = False
         if cover_stalls:
             self._heartbeat()
 
@@ -112,6 +127,23 @@ class WarpClock:
     def bounded(self) -> bool:
         """Whether the clock never reads past a timer that has not run (`cover_stalls`)."""
         return self._bounded
+
+    @property
+    def events_only(self) -> bool:
+        """Whether the clock moves only at its timers and holds (see the module's docstring)."""
+        return self._events_only
+
+    @events_only.setter
+    def events_only(self, value: bool) -> None:
+        if value == self._events_only:
+            return
+        if value and not self._bounded:
+            raise ValueError("events_only needs a bounded clock (cover_stalls=True)")
+        if not self._holds and self._pinned is None:
+            self._reanchor()  # the reading as it stands, in the mode it stands in
+        self._events_only = value
+        if not value and self._beat is None and self._bounded and not self._closed:
+            self._heartbeat()
 
     @property
     def paused(self) -> bool:
@@ -127,8 +159,10 @@ class WarpClock:
             return self._anchor_clock
         if self._pinned is not None:
             return self._pinned
-        # Never below the anchor: the limit may lie behind a re-anchoring that came late.
-        reading = self._anchor_clock + max(min(self._loop.time(), self._limit_loop) - self._anchor_loop, 0.0)
+        if self._events_only:  # stands at the last event, unless nothing happened for idle_wall_s
+            reading = self._anchor_clock + max(self._loop.time() - self._anchor_loop - self._idle_wall_s, 0.0)
+        else:  # never below the anchor: the limit may lie behind a re-anchoring that came late
+            reading = self._anchor_clock + max(min(self._loop.time(), self._limit_loop) - self._anchor_loop, 0.0)
         if self._bounded and self._timers:
             return min(reading, self._timers[0].due_s)
         return reading
@@ -252,6 +286,9 @@ class WarpClock:
         return t
 
     def _heartbeat(self) -> None:
+        if self._events_only:  # nothing to bound: the reading moves at events only
+            self._beat = None
+            return
         if not self._holds:
             t = self._reanchor()  # counts what the limit left out in `stalled_s`
         else:
@@ -264,6 +301,11 @@ class WarpClock:
         """Stop the heartbeat and drop pending timers (the clock keeps reading; it no longer leaves
         stalls out)."""
         self.client_acted()
+        self._closed = True
+        if self._events_only:  # from here on the clock reads on with the loop
+            self._reanchor()
+            self._events_only = False
+            self._limit_loop = math.inf
         if self._timer_handle is not None:
             self._timer_handle.cancel()
             self._timer_handle = None

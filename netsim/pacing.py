@@ -174,20 +174,36 @@ class PacedLink:
         self._catch_up(self.model.bytes_until(now))
         self._schedule(now)
 
+    def settle(self) -> None:
+        """A pipe is about to join or leave the backlogged set: release now what the link owes the
+        pipes backlogged until now. Otherwise the next tick would share a whole quantum's capacity
+        with a pipe that was not there for it (or not give it to one that was), and a response
+        that starts while another runs would be up to half a quantum (at 10x, 10 ms of trace time)
+        off the link model's sharing."""
+        if self._timer is None or self._in_tick:
+            return
+        self._timer.cancel()
+        self._timer = None
+        self._tick()
+
     def _catch_up(self, available: float) -> None:
         """Drop the capacity of an idle spell; what a throttled sender was owed (one buffer) stays."""
         self.cursor = max(self.cursor, available - (self._owed_limit_bytes if self._owed else 0))
         self._owed = False
 
     def _schedule(self, now: float) -> None:
-        pending = sum(len(p.buf) for p in self.pipes if not p.sink_paused)
-        if pending == 0:
+        queues = [len(p.buf) for p in self.pipes if p.buf and not p.sink_paused]
+        if not queues:
             return
+        pending = sum(queues)
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
         at = max(due, self._last_tick + self._quantum_s, now + self._min_sleep_s)
-        drained = self.model.time_for_bytes(self.cursor + pending)
-        if drained < at:  # what is queued is due before the next quantum: leave when the last byte is
+        # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
+        # before the next quantum, tick when its last byte is due (a response sharing the link ends
+        # when the model says, not at the next quantum). With one pipe, that is the whole queue.
+        drained = self.model.time_for_bytes(self.cursor + len(queues) * min(queues))
+        if drained < at:
             at = max(drained, now + self._min_sleep_s)
         # Also wake on stats bin edges: bytes due in a bin leave in it, even from a burst at its end.
         next_bin = (math.floor(now / self._bin_s) + 1) * self._bin_s
@@ -203,7 +219,9 @@ class PacedLink:
             now = self.clock()
             available = self.model.bytes_until(now)
             ready = [p for p in self.pipes if p.buf and not p.sink_paused]
-            budget = int(available - self.cursor)
+            # A budget due at this time, less float rounding: link times are loop times less `_clock0`
+            # (about 1e-11 s of rounding, 1e-5 bytes at 10x), and a byte short would wait a whole tick.
+            budget = int(available - self.cursor + 1e-3)
             if ready and budget > 0:
                 # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
                 # (a late tick may owe more than one buffer); any other dry queue is idle.
@@ -298,6 +316,8 @@ class Pipe:
         if self.link is None:
             self._emit(data)
         else:
+            if not self.buf and not self.sink_paused:
+                self.link.settle()  # this pipe joins the backlogged ones: its share starts now
             self.buf += data
             self.link.notify()
         self._flow_control()
@@ -317,10 +337,14 @@ class Pipe:
         self._maybe_finish()
 
     def pause_sink(self) -> None:
+        if self.link is not None and self.buf and not self.sink_paused:
+            self.link.settle()  # this pipe leaves the backlogged ones: what it was owed goes first
         self.sink_paused = True
         self._flow_control()
 
     def resume_sink(self) -> None:
+        if self.link is not None and self.buf and self.sink_paused:
+            self.link.settle()  # this pipe rejoins the backlogged ones: its share starts now
         self.sink_paused = False
         self._flow_control()
         if self.link is not None:

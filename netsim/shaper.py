@@ -382,7 +382,7 @@ class Shaper:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
         self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls)
-        self.clock.holds_for_client = self.excludes_client_time
+        self._update_clock_modes()
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
             lambda: _ClientProtocol(self, target), self.config.listen_host, self.config.listen_port
@@ -444,9 +444,16 @@ class Shaper:
     def exclude_server_time(self, value: bool) -> None:
         self._exclude_server_time = value
         if self._server is not None:
-            self.clock.holds_for_client = self.excludes_client_time
+            self._update_clock_modes()
             if not self.excludes_client_time:
                 self.clock.client_acted()
+
+    def _update_clock_modes(self) -> None:
+        """The clock holds for the client with `exclude_client_time`; if it also leaves the loop's
+        stalls out, every wait outside the link model is held, and it moves at the link's events only
+        (`WarpClock.events_only`: the CPU time between events is no link time either)."""
+        self.clock.holds_for_client = self.excludes_client_time
+        self.clock.events_only = self.excludes_client_time and self.config.exclude_loop_stalls
 
     @property
     def excludes_client_time(self) -> bool:

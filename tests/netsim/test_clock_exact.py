@@ -167,3 +167,30 @@ async def test_without_client_time_held_out_the_players_decisions_cost_clock_tim
             await asyncio.sleep(0)
             assert shaper.clock.now() - ended > 0.003  # (the stall cover caps a stall at 6 ms)
             assert shaper.clock.client_holds == 0
+
+
+async def test_an_events_only_clock_moves_at_its_timers_and_holds_alone() -> None:
+    # The CPU time a release sets off (the shaper reading an answer's first bytes and starting to
+    # pace them) is no clock time: at 10x, 0.1 ms of it was a millisecond of trace time, more when
+    # the process lost its core just then, and near an outage in the trace that moved decisions.
+    loop = asyncio.get_running_loop()
+    with pytest.raises(ValueError, match="bounded"):
+        WarpClock(loop).events_only = True
+    clock = WarpClock(loop, cover_stalls=True, idle_wall_s=0.2)
+    clock.events_only = True
+    seen: list[float] = []
+    try:
+        clock.hold()
+        await asyncio.sleep(0.01)
+        clock.release()
+        at = clock.now()
+        time.sleep(0.02)  # the work the release set off, or a stall of the loop
+        assert clock.now() == at
+        clock.call_at(at + 0.01, lambda: seen.append(clock.now()))
+        await asyncio.sleep(0.03)
+        assert seen == [at + 0.01] and clock.now() == at + 0.01  # the last event's reading, to the float
+        await asyncio.sleep(0.25)  # nothing due and nothing held for idle_wall_s: it runs on with the loop
+        assert clock.now() > at + 0.02
+    finally:
+        clock.close()
+    assert not clock.events_only
