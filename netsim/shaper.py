@@ -73,6 +73,9 @@ class ShaperConfig:
     # True: the clock also leaves out the times this event loop was stalled (netsim.clock): nothing
     # in it moved meanwhile, so neither does the link (nor a player timing itself on the clock).
     exclude_loop_stalls: bool = False
+    # With exclude_loop_stalls: False leaves out only the stalls the clock's heartbeat finds, not the
+    # lateness of each pacing tick (netsim.clock `exact_timers`); live emulation turns it off.
+    exact_timers: bool = True
     # True (with exclude_server_time): the clock also stands still from the moment a response's last
     # queued byte goes to the client until the client acts again (its next request arrives, it waits
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
@@ -381,7 +384,8 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
-        self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls)
+        self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls,
+                               exact_timers=self.config.exact_timers)
         self.clock.holds_for_client = self.excludes_client_time
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
