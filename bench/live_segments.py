@@ -69,21 +69,12 @@ def main() -> None:
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"])
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
-    sim_samples: dict[int, float] = {}  # segment -> the ABR's throughput sample (chunk-aware), bit/s
-    on_download = twin.on_download
-
-    def record_sample(now_s: float, **kw: Any) -> Any:
-        record = on_download(now_s, **kw)
-        seconds = kw.get("active_s") or record.download_s
-        if seconds > 0:
-            sim_samples[record.segment_index] = record.size_bytes * 8 / seconds
-        return record
-
-    twin.on_download = record_sample  # type: ignore[method-assign]
-    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0).drive()
+    driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0)
+    driver.drive()
     emulated = players[0].session
-    # The player keeps one sample per video download that took time, in order (LivePlayer._fetch).
+    # Both keep the ABR's sample per video download that took time, in order (LivePlayer._fetch, LiveDriver).
     emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, players[0].throughput_samples_bps)}
+    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, driver.samples_bps)}
     stats = twin.stats()
     print(f"{args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
           f"stack time {'counted' if args.no_exclude else 'left out'})")

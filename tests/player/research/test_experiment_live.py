@@ -47,6 +47,8 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     assert settings.live.target_latency_s == 2.0 and (settings.live.min_rate, settings.live.max_rate) == (0.96, 1.04)
     row = sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
     assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - 2.0) < 0.5
+    # The ABR's samples' median, chunk-aware as the live player's (the idle waits for chunks left out)
+    assert row["throughput_p50_bps"] == pytest.approx(5e6, rel=0.05)
     assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
 
 
