@@ -6,8 +6,10 @@
 Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
 processes and the shaper, then its simulated twin (same channel age and trace time at the join), and
 prints per segment: the quality chosen, the request time after the segment's first chunk was
-available, the download time, the time to first byte, the buffer before the request and the stall
-charged to it, emulated / simulated. A segment one side skipped (a seek to live) shows `nan`.
+available, the download time, the time to first byte, the buffer before the request, the stall
+charged to it and the ABR's throughput sample (chunk-aware), emulated / simulated; then the ratio of
+those samples, emulated / simulated (a per-download figure: the one that found w5's merge of the
+exact timers inflating the emulated samples). A segment one side skipped (a seek to live) shows `nan`.
 Asserts nothing; the load average is printed beside (the emulated side runs on the wall clock).
 """
 
@@ -22,11 +24,11 @@ from typing import Any
 
 from abr.registry import make
 from netsim.sources import open_trace, open_traces
-from player.client.harness import LinkConfig, play_headless
+from player.client.harness import play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.live import LiveSession
-from player.research.experiment_live import LiveRunConfig, channel_content, serve_channel, sim_config
+from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel, sim_config
 from player.research.live_sim import LiveDriver, NominalSizes, live_video
 from player.session import SessionConfig
 from server.config import default_cache_dir
@@ -55,9 +57,7 @@ def main() -> None:
         async with serve_channel(content, config) as target:
             player = PlayerConfig(abr=args.abr, decode="none", speed=args.speed, audio=False,
                                   session=SessionConfig(buffer_cap_s=30.0))
-            link = LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
-                              exclude_server_time=config.exclude_stack_time,
-                              exclude_loop_stalls=config.exclude_stack_time)
+            link = live_link(trace, config)
             report = await play_headless(target, player, link=link, live=LivePlayConfig(duration_s=args.duration_s),
                                          on_live_player=players.append)
             if report.error is not None or report.live is None:
@@ -69,8 +69,12 @@ def main() -> None:
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"])
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
-    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0).drive()
+    driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0)
+    driver.drive()
     emulated = players[0].session
+    # Both keep the ABR's sample per video download that took time, in order (LivePlayer._fetch, LiveDriver).
+    emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, players[0].throughput_samples_bps)}
+    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, driver.samples_bps)}
     stats = twin.stats()
     print(f"{args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
           f"stack time {'counted' if args.no_exclude else 'left out'})")
@@ -81,7 +85,7 @@ def main() -> None:
     by_e = {r.segment_index: r for r in emulated.records}
     by_s = {r.segment_index: r for r in twin.records}
     print(f"{'seg':>4} {'quality':>8} {'req - avail s':>14} {'download s':>12} {'ttfb s':>12} {'buffer s':>12} "
-          f"{'stall s':>10}   (emulate/sim)")
+          f"{'stall s':>10} {'ABR kbit/s':>12}   (emulate/sim)")
 
     def cell(record: Any, value: float, width: int) -> str:
         return f"{value:.2f}".rjust(width) if record is not None else "nan".rjust(width)
@@ -98,7 +102,13 @@ def main() -> None:
                     value -= schedule.first_available_s(k)
                 pair.append(cell(record, value, width))
             cols.append("/".join(pair).rjust({6: 14, 5: 12, 4: 10}[width]))
+        cols.append(f"{emu_samples.get(k, math.nan) / 1e3:.0f}/{sim_samples.get(k, math.nan) / 1e3:.0f}".rjust(12))
         print(" ".join(cols))
+    both = [(emu_samples[k], sim_samples[k]) for k in sorted(set(emu_samples) & set(sim_samples))]
+    if both:
+        ratios = sorted(e / s for e, s in both)
+        print(f"ABR's throughput sample, emulate / sim: median {ratios[len(ratios) // 2]:.3f}, "
+              f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
 
 
 if __name__ == "__main__":

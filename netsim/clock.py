@@ -21,6 +21,8 @@ reads past the due time of a timer that has not run yet. A timer the loop runs l
 millisecond rounding, a busy loop, a loaded machine) then runs with the clock reading exactly its
 due time, and the lateness is left out like a stall: a link paced on these timers releases its bytes
 at the link model's times, and a player's sleep ends at its session time, at any K and any load.
+`exact_timers=False` keeps only the heartbeat's bound: what a server outside this loop times on the
+wall clock (the live channel's chunks, in emulation) then drifts less from this clock.
 
 The hops between the player and the shaper are no time either (`hold_for_client`): from the moment
 the shaper hands the player the last byte it had queued for a connection until the player acts
@@ -88,7 +90,7 @@ class WarpClock:
                  "_events_only", "_idle_wall_s", "_closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
-                 slack_s: float = 0.001, idle_wall_s: float = 0.5) -> None:
+                 slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
         if not (beat_s > 0 and slack_s >= 0 and idle_wall_s >= 0):
             raise ValueError("need beat_s > 0, slack_s >= 0 and idle_wall_s >= 0")
         self._loop = loop
@@ -108,7 +110,9 @@ class WarpClock:
         self.stalled_s = 0.0  # loop seconds left out as stalls of the loop (reporting)
         self._timers: list[WarpTimer] = []  # heap of `call_at` timers not run yet
         self._timer_handle: asyncio.TimerHandle | None = None  # the loop's wake-up for the earliest
-        self._bounded = cover_stalls  # the clock never reads past a timer that has not run
+        # The clock never reads past a timer that has not run (`exact_timers` False: stalls only, as
+        # the heartbeat finds them; a timer the loop runs late is then link time, not left out).
+        self._bounded = cover_stalls and exact_timers
         self.late_s = 0.0  # loop seconds left out because a timer ran late (part of `stalled_s`)
         self.timers_run = 0  # (reporting)
         self._client_hold: asyncio.TimerHandle | None = None  # the safety expiry of a hold for the client

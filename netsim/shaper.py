@@ -73,6 +73,9 @@ class ShaperConfig:
     # True: the clock also leaves out the times this event loop was stalled (netsim.clock): nothing
     # in it moved meanwhile, so neither does the link (nor a player timing itself on the clock).
     exclude_loop_stalls: bool = False
+    # With exclude_loop_stalls: False leaves out only the stalls the clock's heartbeat finds, not the
+    # lateness of each pacing tick (netsim.clock `exact_timers`); live emulation turns it off.
+    exact_timers: bool = True
     # True (with exclude_server_time): the clock also stands still from the moment a response's last
     # queued byte goes to the client until the client acts again (its next request arrives, it waits
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
@@ -381,7 +384,8 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
-        self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls)
+        self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls,
+                               exact_timers=self.config.exact_timers)
         self._update_clock_modes()
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
@@ -450,10 +454,11 @@ class Shaper:
 
     def _update_clock_modes(self) -> None:
         """The clock holds for the client with `exclude_client_time`; if it also leaves the loop's
-        stalls out, every wait outside the link model is held, and it moves at the link's events only
-        (`WarpClock.events_only`: the CPU time between events is no link time either)."""
+        stalls out on exact timers (a bounded clock), every wait outside the link model is held, and
+        it moves at the link's events only (`WarpClock.events_only`: the CPU time between events is
+        no link time either)."""
         self.clock.holds_for_client = self.excludes_client_time
-        self.clock.events_only = self.excludes_client_time and self.config.exclude_loop_stalls
+        self.clock.events_only = self.excludes_client_time and self.clock.bounded  # exact timers, stalls out
 
     @property
     def excludes_client_time(self) -> bool:

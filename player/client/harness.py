@@ -95,6 +95,9 @@ class LinkConfig:
     # True: the clock also leaves out the player's event-loop stalls (a busy worker, a loaded
     # machine), which would otherwise cost K times their length in trace time at speed K.
     exclude_loop_stalls: bool = False
+    # False: leave out only the stalls the clock's heartbeat finds, not each late timer's lateness
+    # (netsim.clock `exact_timers`; live emulation, whose channel streams on the wall clock).
+    exact_timers: bool = True
     # True: the player's own time from a response's last byte to its next request (or wait) is no
     # link time either, as in the simulator (netsim.clock `hold_for_client`).
     exclude_client_time: bool = False
@@ -134,7 +137,7 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
                           speed=speed, start_offset_s=link.offset_s, faults=link.faults,
                           exclude_server_time=link.exclude_server_time, exclude_loop_stalls=link.exclude_loop_stalls,
-                          exclude_client_time=link.exclude_client_time)
+                          exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers)
     async with Shaper(config) as shaper:
         yield shaper
 

@@ -146,9 +146,15 @@ class ChunkTimer:
     round trip), a chunk's time on the link starts when the bytes of the piece that began it could
     have started crossing: after the previous piece, not before the chunk was ready. Without it, at
     that piece's arrival, which leaves the piece's own crossing out: a chunk that comes in a few
-    paced pieces (a small one, a slow reader) would measure several times the link's rate."""
+    paced pieces (a small one, a slow reader) would measure several times the link's rate.
 
-    def __init__(self, ready_s: Callable[[int], float] | None = None) -> None:
+    With `left_out_s` (seconds the reading clock has left out since the answer began: the channel
+    streams the rest on the clock as it stood then), each chunk was ready that much earlier on this
+    clock: a chunk that came before `ready_s` says still crossed from after the previous piece,
+    not from its own arrival."""
+
+    def __init__(self, ready_s: Callable[[int], float] | None = None, *,
+                 left_out_s: Callable[[], float] | None = None) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
@@ -156,12 +162,14 @@ class ChunkTimer:
         self._chunk_first_s: float | None = None
         self._chunk_start = 0
         self._ready_s = ready_s
+        self._left_out_s = left_out_s
         self._last_piece_s: float | None = None
 
     def _start_s(self, t: float, index: int) -> float:
         if self._ready_s is None or self._last_piece_s is None:
             return t
-        return min(t, max(self._last_piece_s, self._ready_s(index)))
+        ready = self._ready_s(index) - (self._left_out_s() if self._left_out_s is not None else 0.0)
+        return min(t, max(self._last_piece_s, ready))
 
     def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
         """Add `piece` (arrived at `t`); the chunks it completed."""
@@ -245,6 +253,10 @@ class LivePlayer:
             # Never below 0 (a server refuses a lag from the future with a 400).
             headers[CHANNEL_LAG_HEADER] = f"{max(0.0, self.clock_lag_s() * self.config.speed):.6f}"
         return headers
+
+    def _clock_lag_now(self) -> float:
+        """Channel seconds the player's clock has left out so far (0 on a clock that leaves none out)."""
+        return self.clock_lag_s() * self.config.speed if self.clock_lag_s is not None else 0.0
 
     def stop(self) -> None:
         """End the session before `duration_s` (a window closed): `run` returns the report so far.
@@ -417,7 +429,11 @@ class LivePlayer:
             first = timer.first_byte_s if timer.first_byte_s is not None else requested
             return schedule.chunk_available_s(segment, min(index, n - 1)) + (first - requested) / 2
 
-        timer = ChunkTimer(ready_s if n > 1 else None)
+        # The channel streams this answer on the player's clock as it stood at the first byte (the
+        # lag its request said, plus the wait at the origin): what the clock leaves out after that
+        # (other requests held at the stack, the loop's stalls) makes the rest come that much early.
+        lag_at_answer_s = self._clock_lag_now()
+        timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s)
         chunk_start = 0
         abandon = self._abandon_check(response, action, requested)
         had_s = last_byte_s = -math.inf  # the previous chunk: when it was had (a clock that leaves out the

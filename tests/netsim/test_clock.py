@@ -182,3 +182,21 @@ def test_the_link_model_of_emulated_rows_starts_at_the_first_media_request() -> 
     (at_zero,) = model_download_s(trace, profile, 0.0, [record(0.0)])
     (after_preroll,) = model_download_s(trace, profile, 0.0, [record(0.6)])
     assert after_preroll == pytest.approx(at_zero) == pytest.approx(profile.rtt_s + 0.5)
+
+
+async def test_without_exact_timers_a_late_timer_is_clock_time_within_the_heartbeats_bound() -> None:
+    # Live emulation's clock (player.research.experiment_live.live_link): stalls the heartbeat finds
+    # are left out, but not each timer's lateness, so the clock keeps to the wall clock the live
+    # channel streams on. A bounded clock would read exactly `due` in the timer and count 2+ ms late.
+    loop = asyncio.get_running_loop()
+    clock = WarpClock(loop, cover_stalls=True, exact_timers=False)
+    seen: list[float] = []
+    try:
+        assert not clock.bounded
+        due = clock.now() + 0.002
+        clock.call_at(due, lambda: seen.append(clock.now()))
+        time.sleep(0.004)  # the timer runs ~2 ms late, within the heartbeat's 6 ms bound
+        await asyncio.sleep(0.01)
+        assert seen and seen[0] > due and clock.late_s == 0.0
+    finally:
+        clock.close()

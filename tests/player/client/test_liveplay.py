@@ -146,6 +146,24 @@ def test_chunk_timer_counts_the_piece_that_began_a_chunk_once_it_was_ready() -> 
     assert timer.active_s() == pytest.approx(0.3)
 
 
+def test_chunk_timer_moves_a_chunks_readiness_by_the_time_its_clock_left_out() -> None:
+    # The channel streams a segment on the player's clock as it stood at the answer's first byte;
+    # 0.3 s the clock left out since (the loop's stalls) made chunk 1, made at 1.4 s, come at 1.1 s
+    # on it. Its first piece crossed after the previous one (1.1 s), not from its own arrival.
+    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    ready, left_out = {0: 0.9, 1: 1.4}, [0.0]
+    timer = ChunkTimer(lambda index: ready[index], left_out_s=lambda: left_out[0])
+    timer.feed(1.0, chunk[:20])
+    timer.feed(1.1, chunk[20:])
+    left_out[0] = 0.3
+    timer.feed(1.2, chunk[:20])
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.3, chunk[20:])] == [(1.1, 1.3)]
+    plain = ChunkTimer(lambda index: ready[index])  # without it: (1.2, 1.3), twice the rate
+    for t, piece in ((1.0, chunk[:20]), (1.1, chunk[20:]), (1.2, chunk[:20])):
+        plain.feed(t, piece)
+    assert [(c.first_byte_s, c.last_byte_s) for c in plain.feed(1.3, chunk[20:])] == [(1.2, 1.3)]
+
+
 def test_chunk_boundaries_are_found_in_a_partial_body() -> None:
     box = lambda kind, n: (8 + n).to_bytes(4, "big") + kind + bytes(n)  # noqa: E731
     body = box(b"moof", 4) + box(b"mdat", 10) + box(b"moof", 4) + box(b"mdat", 6)[:9]
