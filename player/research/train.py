@@ -494,51 +494,34 @@ def _collect(video: Video, prof: SimProfile, config: TrainConfig, policy: Policy
 
 def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, policy: PolicyModel | None,
                       traces: Sequence[Trace], tasks: list[_Rollout], round_index: int,
-                      progress: Progress) -> list[_RolloutData]:
+                      progress: Progress, *, teacher: PolicyModel | None = None) -> list[_RolloutData]:
     """`_collect` on the batch engine: the same sessions (traces and offsets), played in lock-step
-    batches with the batched expert; the mixture's draws come from one generator per round."""
-    from player.research.dagger_batch import lockstep_rollouts
+    batches with the batched expert; the mixture's draws come from one generator per round. With a
+    `teacher` (the policy teacher), the sessions are played by it (with exploration) and labelled with
+    each quality's value under it (`rollout_teacher.policy_rollouts`) instead."""
+    from player.research.dagger_batch import LockStepRollouts, lockstep_rollouts
+    from player.research.rollout_teacher import policy_rollouts
 
     model = _expert_qoe(config.expert)
     slot = {id(t): j for j, t in enumerate(traces)}
-    rng = np.random.default_rng([config.seed, round_index, 0xDA66E5])
+    rng = np.random.default_rng([config.seed, round_index, 0xDA66E5 if teacher is None else 0x7EAC])
     out: list[_RolloutData] = []
     for i in range(0, len(tasks), _LOCKSTEP_SESSIONS):
         chunk = tasks[i:i + _LOCKSTEP_SESSIONS]
-        data = lockstep_rollouts(video, prof, traces, [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk],
-                                 policy=policy, beta=chunk[0].beta, label_fraction=config.label_fraction, rng=rng,
-                                 model=model, horizon_segments=config.expert.horizon_segments,
-                                 grid_s=config.expert.grid_s)
+        which, offsets = [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk]
+        data: LockStepRollouts
+        if teacher is None:
+            data = lockstep_rollouts(video, prof, traces, which, offsets, policy=policy, beta=chunk[0].beta,
+                                     label_fraction=config.label_fraction, rng=rng, model=model,
+                                     horizon_segments=config.expert.horizon_segments, grid_s=config.expert.grid_s)
+        else:
+            data = policy_rollouts(video, prof, traces, which, offsets, policy=Learned(teacher), model=model,
+                                   explore=config.explore, rng=rng)
         order = np.argsort(data.session, kind="stable")
         bounds = np.searchsorted(data.session[order], np.arange(len(chunk) + 1))
         for j in range(len(chunk)):
             rows = order[bounds[j]:bounds[j + 1]]
             # The agreement is a round total; it is booked on the chunk's first session.
-            out.append(_RolloutData(features=data.features[rows], values=data.values[rows], qoe=float(data.qoe[j]),
-                                    agreed=data.agreed if j == 0 else 0))
-        progress(len(chunk))
-    return out
-
-
-def _collect_policy(video: Video, prof: SimProfile, config: TrainConfig, teacher: PolicyModel,
-                    traces: Sequence[Trace], tasks: list[_Rollout], round_index: int,
-                    progress: Progress) -> list[_RolloutData]:
-    """The sessions of `_collect_lockstep`, played by `teacher` (with exploration) and labelled with
-    each quality's value under `teacher` (`rollout_teacher.policy_rollouts`)."""
-    from player.research.rollout_teacher import policy_rollouts
-
-    model = _expert_qoe(config.expert)
-    slot = {id(t): j for j, t in enumerate(traces)}
-    rng = np.random.default_rng([config.seed, round_index, 0x7EAC])
-    out: list[_RolloutData] = []
-    for i in range(0, len(tasks), _LOCKSTEP_SESSIONS):
-        chunk = tasks[i:i + _LOCKSTEP_SESSIONS]
-        data = policy_rollouts(video, prof, traces, [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk],
-                               policy=Learned(teacher), model=model, explore=config.explore, rng=rng)
-        order = np.argsort(data.session, kind="stable")
-        bounds = np.searchsorted(data.session[order], np.arange(len(chunk) + 1))
-        for j in range(len(chunk)):
-            rows = order[bounds[j]:bounds[j + 1]]
             out.append(_RolloutData(features=data.features[rows], values=data.values[rows], qoe=float(data.qoe[j]),
                                     agreed=data.agreed if j == 0 else 0))
         progress(len(chunk))
@@ -632,7 +615,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             started = time.process_time()
             tasks = _rollout_tasks(rollout_traces, config, r, beta)
             if teacher is not None:
-                results = _collect_policy(video, prof, config, teacher, rollout_traces, tasks, r, tick)
+                results = _collect_lockstep(video, prof, config, None, rollout_traces, tasks, r, tick, teacher=teacher)
                 del xs[:max(0, len(xs) - (config.window_rounds - 1) * len(results))]
                 del vs[:max(0, len(vs) - (config.window_rounds - 1) * len(results))]
             elif config.engine == "batch":

@@ -10,7 +10,6 @@ import pytest
 
 from abr.algorithms.learned import Learned, encode_model, load_model
 from abr.qoe import QOE_MODELS
-from netsim.formats import load_traces
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
@@ -18,17 +17,7 @@ from player.cli import main
 from player.research.rollout_teacher import clone_sessions, policy_values
 from player.research.sim import PROFILES, LatencyLookup, LockStep
 from player.research.train import TrainConfig, train
-from player.video import Video, load_video
-
-
-@pytest.fixture(scope="module")
-def short_video() -> Video:
-    return load_video(ENVIVIO_DIR).truncated(10)
-
-
-@pytest.fixture(scope="module")
-def traces() -> list[Trace]:
-    return load_traces([TRACES_DIR])[:4]
+from player.video import Video
 
 
 def _state(video: Video, traces: list[Trace], offsets: list[float]) -> LockStep:
@@ -37,13 +26,13 @@ def _state(video: Video, traces: list[Trace], offsets: list[float]) -> LockStep:
                     np.asarray(offsets))
 
 
-def test_the_value_of_the_policys_own_choice_is_the_qoe_it_then_plays(short_video: Video,
-                                                                      traces: list[Trace]) -> None:
+def test_the_value_of_the_policys_own_choice_is_the_qoe_it_then_plays(video_10: Video,
+                                                                      traces_4: list[Trace]) -> None:
     policy = Learned(load_model())
     model = QOE_MODELS["lin"]
-    bitrates = np.asarray(short_video.ladder.bitrates_bps, dtype=np.float64)
+    bitrates = np.asarray(video_10.ladder.bitrates_bps, dtype=np.float64)
     for stop in (1, 4, 8):
-        state = _state(short_video, traces, [0.0, 17.0, 55.5, 3.25])
+        state = _state(video_10, traces_4, [0.0, 17.0, 55.5, 3.25])
         while state.segment_index < stop:
             fixed = state.fixed_quality()
             state.step(fixed if fixed is not None else policy.decide_batch(state.observation()))
@@ -54,12 +43,12 @@ def test_the_value_of_the_policys_own_choice_is_the_qoe_it_then_plays(short_vide
         while not state.done:
             state.step(policy.decide_batch(state.observation()))
         played = model.scores(bitrates[state.qualities], state.rebuffer_s, bitrates)
-        np.testing.assert_allclose(values[np.arange(len(traces)), chosen], played, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(values[np.arange(len(traces_4)), chosen], played, rtol=0, atol=1e-9)
         assert np.all(np.ptp(values, axis=1) > 0)  # the choice matters somewhere on every session
 
 
-def test_clones_copy_one_session_each_and_play_on_independently(short_video: Video, traces: list[Trace]) -> None:
-    state = _state(short_video, traces, [0.0, 9.0, 21.0, 40.0])
+def test_clones_copy_one_session_each_and_play_on_independently(video_10: Video, traces_4: list[Trace]) -> None:
+    state = _state(video_10, traces_4, [0.0, 9.0, 21.0, 40.0])
     state.step(np.zeros(4, dtype=np.int64))
     state.step(np.array([1, 2, 3, 4]))
     clone = clone_sessions(state, np.array([2, 2, 0]))
@@ -69,20 +58,20 @@ def test_clones_copy_one_session_each_and_play_on_independently(short_video: Vid
     assert clone.buffer_s[0] < clone.buffer_s[1] and state.segment_index == 2 and state.qualities[2].sum() == 0
 
 
-def test_policy_teacher_training_is_reproducible_and_fits_a_window_of_rounds(short_video: Video,
-                                                                           traces: list[Trace]) -> None:
+def test_policy_teacher_training_is_reproducible_and_fits_a_window_of_rounds(video_10: Video,
+                                                                           traces_4: list[Trace]) -> None:
     init = load_model()
     config = TrainConfig(iterations=2, max_epochs=20, ensemble=1, engine="batch", validation_fraction=0.25,
                          teacher="policy", window_rounds=2, switch_margins=(0.0, 0.4))
-    one = train(short_video, traces, PROFILES["pensieve"], config, init_policy=init)
-    again = train(short_video, traces, PROFILES["pensieve"], config, init_policy=init)
+    one = train(video_10, traces_4, PROFILES["pensieve"], config, init_policy=init)
+    again = train(video_10, traces_4, PROFILES["pensieve"], config, init_policy=init)
     assert encode_model(one.model) == encode_model(again.model)
     # 3 fit traces, 9 decisions each after the fixed first; round 2 drops round 0's data.
     assert [r.samples for r in one.rounds] == [27, 54, 54]
     assert one.model.metadata["teacher"] == "policy" and len(one.model.metadata["init_policy_sha256_16"]) == 16
     assert all(r.agreement is not None for r in one.rounds)
     with pytest.raises(ValueError, match="initial policy"):
-        train(short_video, traces, PROFILES["pensieve"], config)
+        train(video_10, traces_4, PROFILES["pensieve"], config)
     with pytest.raises(ValueError, match="batch engine"):
         TrainConfig(teacher="policy", engine="session")
 
