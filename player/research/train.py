@@ -584,7 +584,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         "validation_traces": len(validation) if validation is not fit_traces else 0,
         "engine": config.engine, "extra_traces": len(extra_traces),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
-            "init_policy_sha256_16": _policy_digest(init_policy)}
+            "init_policy_sha256_16": _policy_digest(init_policy),
+            "init_policy_command": init_policy.metadata.get("command")}
            if init_policy is not None else {}),
         **({"extra_traces_sha256_16": traces_digest(extra_traces)} if extra_traces else {}),
         **dict(metadata or {}),
