@@ -612,7 +612,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     teacher = init_policy
     try:
         for r in range(config.iterations + 1):
-            beta = 1.0 if r == 0 else config.beta ** r
+            beta = 1.0 if r == 0 else config.beta ** r  # recorded, unused by the policy teacher
             started = time.process_time()
             tasks = _rollout_tasks(rollout_traces, config, r, beta)
             if teacher is not None:
@@ -637,7 +637,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                                validation_qoe=score)
             rounds.append(stats)
             agreed = "-" if agreement is None else f"{agreement:.3f}"
-            say(f"round {r}: beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
+            played = f"beta {beta:.3f}" if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}"
+            say(f"round {r}: {played}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
