@@ -571,7 +571,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         raise ValueError(f"profile {prof.name!r} starts playback with more than one segment, which the batch "
                          "engine cannot run; train with engine 'session'")
     base_meta: dict[str, Any] = {
-        "method": "DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)",
+        "method": ("DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)" if init_policy is None else
+                   "approximate policy iteration: regression of each quality's value under the previous policy"),
         "seed": config.seed, "iterations": config.iterations, "rollouts_per_trace": config.rollouts_per_trace,
         "beta": config.beta, "label_fraction": config.label_fraction, "hidden_sizes": list(config.hidden_sizes),
         "l2_alpha": config.l2_alpha, "max_epochs": config.max_epochs, "learning_rate": config.learning_rate,
