@@ -45,6 +45,9 @@ def clone_sessions(state: LockStep, index: np.ndarray) -> LockStep:
     clone.hist_bytes, clone.hist_s = state.hist_bytes[index].copy(), state.hist_s[index].copy()
     for name in _PER_SEGMENT:
         setattr(clone, name, getattr(state, name)[:, index].copy())
+    missing = set(vars(state)) - set(vars(clone))
+    if missing:  # LockStep grew state this copy does not know how to split per session
+        raise RuntimeError(f"clone_sessions does not copy LockStep's {', '.join(sorted(missing))}")
     return clone
 
 
