@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from abr.algorithms.learned import PolicyModel, encode_model
+from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.errors import CliError
@@ -63,6 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="training epochs of each network per round (default %(default)s)")
     parser.add_argument("--target", choices=("regret", "action"), default=defaults.target,
                         help="fit each quality's regret (cost-sensitive) or the expert's action (default %(default)s)")
+    parser.add_argument("--teacher", choices=("expert", "policy"), default=defaults.teacher,
+                        help="label decisions with the clairvoyant instant-solver expert (expert, default) or with "
+                             "each quality's value under the previous round's policy, played to the end of the "
+                             "session (policy: approximate policy iteration from --init-model; batch engine)")
+    parser.add_argument("--init-model", type=Path, default=None, metavar="MODEL",
+                        help="the policy the policy teacher starts from (e.g. abr/models/learned-default.json)")
+    parser.add_argument("--explore", type=float, default=defaults.explore, metavar="P",
+                        help="policy teacher: probability of a random quality per decision in rollouts "
+                             "(default %(default)s)")
+    parser.add_argument("--window-rounds", type=int, default=defaults.window_rounds, metavar="N",
+                        help="policy teacher: each round fits on the data of its last N rounds (default %(default)s)")
     parser.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
                         help="also write every round's policy (switch margin 0) to DIR/round-<r>.json")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -88,7 +99,10 @@ def _command_line(args: argparse.Namespace) -> str:
                ("--expert-rebuffer-penalty", str(args.expert_rebuffer_penalty))),
              "--validation-fraction", str(args.validation_fraction), "--target", args.target,
              "--engine", args.engine, "--ensemble", str(args.ensemble), "--epochs", str(args.epochs),
-             *(("--extra-traces", *args.extra_traces) if args.extra_traces else ())]
+             *(("--extra-traces", *args.extra_traces) if args.extra_traces else ()),
+             "--validation-offsets", str(args.validation_offsets),
+             *(("--teacher", "policy", "--init-model", str(args.init_model), "--explore", str(args.explore),
+                "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ())]
     return shlex.join(parts)
 
 
@@ -101,8 +115,17 @@ def run(args: argparse.Namespace) -> int:
                          validation_fraction=args.validation_fraction,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
+                         teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
+    if (args.teacher == "policy") != (args.init_model is not None):
+        raise CliError("--init-model goes with --teacher policy (the policy it starts from), and only with it")
+    init = None
+    if args.init_model is not None:
+        try:
+            init = load_model(args.init_model)
+        except (OSError, ValueError) as error:
+            raise CliError(f"--init-model: {error}") from None
     traces = open_traces(args.traces)
     if not traces:
         raise CliError(f"no traces found in {' '.join(args.traces)}")
@@ -127,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=total_rollouts(traces, config, extra), unit="rollout", desc="training", disable=disable,
               file=sys.stderr) as bar:
         result = train(video, traces, prof, config, extra_traces=extra, metadata={"command": _command_line(args)}, progress=bar.update,
-                       log=bar.write, on_round=write_round)
+                       log=bar.write, on_round=write_round, init_policy=init)
     data = encode_model(result.model)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_bytes(data)

@@ -46,6 +46,7 @@ from player.video import Video
 Progress = Callable[[int], None]
 _TARGETS = ("regret", "action")
 _ENGINES = ("batch", "session")
+_TEACHERS = ("expert", "policy")
 _LOCKSTEP_SESSIONS = 128  # sessions per lock-step rollout batch (bounds the expert's frontier)
 
 
@@ -90,7 +91,15 @@ class TrainConfig:
     `engine` "batch" plays each round's rollouts in lock-step with the batched expert
     (`player.research.dagger_batch`); "session" plays them one `run_session` at a time, in `workers`
     processes (results do not depend on the number of workers; the batch engine uses them only for
-    fitting)."""
+    fitting).
+
+    `teacher` "policy" (batch engine, with `train(init_policy=...)`) replaces the clairvoyant expert
+    by the value of each quality under the previous round's policy (`player.research.rollout_teacher`,
+    approximate policy iteration): round 0 rolls out `init_policy`, round i the policy of round i-1
+    with the switch margin that scored best on validation, each playing a random quality with
+    probability `explore` per decision; each round fits on the data of its last `window_rounds`
+    rounds (older labels price an older policy's continuation). `beta` and `label_fraction` do not
+    apply."""
 
     seed: int = 0
     iterations: int = 8
@@ -110,6 +119,9 @@ class TrainConfig:
     expert: ExpertConfig = field(default_factory=ExpertConfig)
     workers: int = 1
     engine: str = "session"
+    teacher: str = "expert"
+    explore: float = 0.05
+    window_rounds: int = 2
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -142,6 +154,14 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.engine not in _ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose from {', '.join(_ENGINES)}")
+        if self.teacher not in _TEACHERS:
+            raise ValueError(f"unknown teacher {self.teacher!r}; choose from {', '.join(_TEACHERS)}")
+        if self.teacher == "policy" and self.engine != "batch":
+            raise ValueError("the policy teacher runs on the batch engine only (engine 'batch')")
+        if not 0 <= self.explore <= 1:
+            raise ValueError(f"explore must be in [0, 1], got {self.explore}")
+        if self.window_rounds < 1:
+            raise ValueError(f"window_rounds must be >= 1, got {self.window_rounds}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -474,21 +494,29 @@ def _collect(video: Video, prof: SimProfile, config: TrainConfig, policy: Policy
 
 def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, policy: PolicyModel | None,
                       traces: Sequence[Trace], tasks: list[_Rollout], round_index: int,
-                      progress: Progress) -> list[_RolloutData]:
+                      progress: Progress, *, teacher: PolicyModel | None = None) -> list[_RolloutData]:
     """`_collect` on the batch engine: the same sessions (traces and offsets), played in lock-step
-    batches with the batched expert; the mixture's draws come from one generator per round."""
-    from player.research.dagger_batch import lockstep_rollouts
+    batches with the batched expert; the mixture's draws come from one generator per round. With a
+    `teacher` (the policy teacher), the sessions are played by it (with exploration) and labelled with
+    each quality's value under it (`rollout_teacher.policy_rollouts`) instead."""
+    from player.research.dagger_batch import LockStepRollouts, lockstep_rollouts
+    from player.research.rollout_teacher import policy_rollouts
 
     model = _expert_qoe(config.expert)
     slot = {id(t): j for j, t in enumerate(traces)}
-    rng = np.random.default_rng([config.seed, round_index, 0xDA66E5])
+    rng = np.random.default_rng([config.seed, round_index, 0xDA66E5 if teacher is None else 0x7EAC])
     out: list[_RolloutData] = []
     for i in range(0, len(tasks), _LOCKSTEP_SESSIONS):
         chunk = tasks[i:i + _LOCKSTEP_SESSIONS]
-        data = lockstep_rollouts(video, prof, traces, [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk],
-                                 policy=policy, beta=chunk[0].beta, label_fraction=config.label_fraction, rng=rng,
-                                 model=model, horizon_segments=config.expert.horizon_segments,
-                                 grid_s=config.expert.grid_s)
+        which, offsets = [slot[id(t.trace)] for t in chunk], [t.offset_s for t in chunk]
+        data: LockStepRollouts
+        if teacher is None:
+            data = lockstep_rollouts(video, prof, traces, which, offsets, policy=policy, beta=chunk[0].beta,
+                                     label_fraction=config.label_fraction, rng=rng, model=model,
+                                     horizon_segments=config.expert.horizon_segments, grid_s=config.expert.grid_s)
+        else:
+            data = policy_rollouts(video, prof, traces, which, offsets, policy=Learned(teacher), model=model,
+                                   explore=config.explore, rng=rng)
         order = np.argsort(data.session, kind="stable")
         bounds = np.searchsorted(data.session[order], np.arange(len(chunk) + 1))
         for j in range(len(chunk)):
@@ -498,6 +526,12 @@ def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, polic
                                     agreed=data.agreed if j == 0 else 0))
         progress(len(chunk))
     return out
+
+
+def _policy_digest(policy: PolicyModel) -> str:
+    from abr.algorithms.learned import encode_model
+
+    return hashlib.sha256(encode_model(policy)).hexdigest()[:16]
 
 
 def _expert_qoe(expert: ExpertConfig) -> QoeModel:
@@ -516,7 +550,8 @@ def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: S
 def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: TrainConfig, *,
           extra_traces: Sequence[Trace] = (), metadata: Mapping[str, Any] | None = None,
           progress: Progress | None = None, log: Callable[[str], None] | None = None,
-          on_round: Callable[[int, PolicyModel], None] | None = None) -> TrainResult:
+          on_round: Callable[[int, PolicyModel], None] | None = None,
+          init_policy: PolicyModel | None = None) -> TrainResult:
     """Run DAgger on `traces` (training traces only) and return the best round's policy. A video with
     audio trains on its one-pipeline view (`Video.folded`), the model the expert (the offline optimum) solves.
     `extra_traces` (e.g. generated ones, `abrkit trace generate`) are rolled out and fitted on like the
@@ -524,6 +559,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     gets every round's refitted policy (switch margin 0), e.g. to score the rounds on other traces later."""
     if not traces:
         raise ValueError("training needs at least one trace")
+    if (config.teacher == "policy") != (init_policy is not None):
+        raise ValueError("the policy teacher needs an initial policy (and only it takes one)")
     video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
@@ -534,7 +571,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         raise ValueError(f"profile {prof.name!r} starts playback with more than one segment, which the batch "
                          "engine cannot run; train with engine 'session'")
     base_meta: dict[str, Any] = {
-        "method": "DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)",
+        "method": ("DAgger imitation of the instant-solver offline optimum (Comyco + DAgger)" if init_policy is None else
+                   "approximate policy iteration: regression of each quality's value under the previous policy"),
         "seed": config.seed, "iterations": config.iterations, "rollouts_per_trace": config.rollouts_per_trace,
         "beta": config.beta, "label_fraction": config.label_fraction, "hidden_sizes": list(config.hidden_sizes),
         "l2_alpha": config.l2_alpha, "max_epochs": config.max_epochs, "learning_rate": config.learning_rate,
@@ -546,6 +584,10 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
         "engine": config.engine, "extra_traces": len(extra_traces),
+        **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
+            "init_policy_sha256_16": _policy_digest(init_policy),
+            "init_policy_command": init_policy.metadata.get("command")}
+           if init_policy is not None else {}),
         **({"extra_traces_sha256_16": traces_digest(extra_traces)} if extra_traces else {}),
         **dict(metadata or {}),
     }
@@ -568,19 +610,25 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
     policy: PolicyModel | None = None
+    teacher = init_policy
     try:
         for r in range(config.iterations + 1):
-            beta = 1.0 if r == 0 else config.beta ** r
+            beta = 1.0 if r == 0 else config.beta ** r  # recorded, unused by the policy teacher
             started = time.process_time()
             tasks = _rollout_tasks(rollout_traces, config, r, beta)
-            if config.engine == "batch":
+            if teacher is not None:
+                results = _collect_lockstep(video, prof, config, None, rollout_traces, tasks, r, tick, teacher=teacher)
+                del xs[:max(0, len(xs) - (config.window_rounds - 1) * len(results))]
+                del vs[:max(0, len(vs) - (config.window_rounds - 1) * len(results))]
+            elif config.engine == "batch":
                 results = _collect_lockstep(video, prof, config, policy, rollout_traces, tasks, r, tick)
             else:
                 results = _collect(video, prof, config, policy, tasks, pool, tick)
             xs.extend(d.features for d in results)
             vs.extend(d.values for d in results)
             decisions = sum(d.values.shape[0] for d in results)
-            agreement = sum(d.agreed for d in results) / max(decisions, 1) if policy is not None else None
+            agreement = (sum(d.agreed for d in results) / max(decisions, 1)
+                         if policy is not None or init_policy is not None else None)
             x_all, v_all = np.concatenate(xs), np.concatenate(vs)
             meta = {**base_meta, "round": r, "samples": int(v_all.shape[0])}
             policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool)
@@ -590,12 +638,18 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                                validation_qoe=score)
             rounds.append(stats)
             agreed = "-" if agreement is None else f"{agreement:.3f}"
-            say(f"round {r}: beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
+            played = f"beta {beta:.3f}" if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}"
+            say(f"round {r}: {played}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
             if best is None or score > best[0]:
                 best = (score, r, policy)
+            if teacher is not None:  # the next round rolls out this policy with its best margin
+                margins = [(validate(dataclasses.replace(policy, switch_margin=m)) if m else score, m)
+                           for m in config.switch_margins]
+                teacher = dataclasses.replace(policy, switch_margin=max(margins, key=lambda p: (p[0], -p[1]))[1])
+                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g}")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
