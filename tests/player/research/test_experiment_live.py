@@ -87,14 +87,18 @@ def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTitles) -> None:
     content = channel_content(packaged.content_root / CLEAR_TITLE)
-    config = LiveRunConfig(abrs=("dynamic",), duration_s=24.0, speed=4.0, concurrency=1)
+    # The stack in its own processes, as bench/live_run.py runs it. With the stack on the suite's own
+    # loop, one whole-suite run put the emulated latency 0.8 s under the twin's (1.20 against 2.02 s;
+    # not located: it passes alone, after the live tests, and beside two CPU hogs); a pause of this
+    # loop then no longer delays the channel's answers. The message gives the loop's lateness.
+    config = LiveRunConfig(abrs=("dynamic",), duration_s=24.0, speed=4.0, concurrency=1, stack_processes=True)
     rows = run_live_comparison(config, content, [open_trace("constant:5e6")])
     emulated, simulated = rows
     assert emulated["mode"] == "emulate" and simulated["mode"] == "sim"
     assert emulated["error"] is None, emulated["error"]
     assert emulated["early_requests"] == 0 and emulated["throughput_p50_bps"] > 3e6  # chunk-aware, at 4x
     assert simulated["channel_age_s"] == emulated["channel_age_s"] > 0  # the twin joined the same channel
-    assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5
+    assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5, emulated["loop_lag_p99_ms"]
     assert emulated["avg_bitrate_kbps"] == pytest.approx(simulated["avg_bitrate_kbps"], rel=0.3)
 
 
