@@ -55,11 +55,7 @@ def main() -> None:
     batch_s = single_s = 0.0
     batch_n = single_n = 0
     worst = 0.0
-    while not state.done:
-        fixed = state.fixed_quality()
-        if fixed is not None:
-            state.step(fixed)
-            continue
+    while state.to_decision():
         start = time.process_time()
         values = batch_expert_values(state, QOE_MODELS["lin"], horizon_segments=args.horizon, grid_s=config.grid_s)
         batch_s += time.process_time() - start

@@ -69,12 +69,11 @@ def main() -> None:
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"])
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
-    driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0)
-    driver.drive()
+    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0).drive()
     emulated = players[0].session
-    # Both keep the ABR's sample per video download that took time, in order (LivePlayer._fetch, LiveDriver).
-    emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, players[0].throughput_samples_bps)}
-    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, driver.samples_bps)}
+    # Both sessions keep the ABR's sample per video record (LiveSession.record_sample_bps).
+    emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, emulated.record_sample_bps) if bps}
+    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, twin.record_sample_bps) if bps}
     stats = twin.stats()
     print(f"{args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
           f"stack time {'counted' if args.no_exclude else 'left out'})")

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from abr.estimators import sample_bps
 from abr.types import AbrAlgorithm, Observation, Progress
 from player.events import EventSink
 from player.session import Action, PlaybackSession, SegmentRecord, SegmentSource, SessionConfig, Wait
@@ -192,6 +193,9 @@ class LiveSession(PlaybackSession):
         # per video record: latency and playback rate when it arrived (for the live QoE)
         self.record_latency_s: list[float] = []
         self.record_rate: list[float] = []
+        # per video record: the throughput sample the ABR took from it (`abr.estimators.sample_bps`:
+        # over the chunks' active time in low-latency mode, else over the request time)
+        self.record_sample_bps: list[float | None] = []
         # per media type: media of the in-flight segment already added by chunks
         self._delivered_s: dict[MediaType, float] = {media: 0.0 for media in self._pipes}
         self._seek_due = False
@@ -367,8 +371,14 @@ class LiveSession(PlaybackSession):
         if media == "video":
             self.record_latency_s.append(self.latency_s)
             self.record_rate.append(self.playback_rate)
+            self.record_sample_bps.append(sample_bps(pipe.downloads[-1]))
         self._playable_now(now_s)
         return record
+
+    def throughput_p50_bps(self) -> float | None:
+        """The median of the ABR's throughput samples so far (`record_sample_bps`; None: none yet)."""
+        samples = sorted(x for x in self.record_sample_bps if x is not None)
+        return samples[len(samples) // 2] if samples else None
 
     @property
     def abandonable(self) -> bool:

@@ -222,7 +222,6 @@ class LivePlayer:
         self._rate_offset_s = 0.0  # and the offset it found
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live when the session joined (its clock)
-        self.throughput_samples_bps: list[float] = []  # what the ABR measured, per segment (chunk-aware)
         # Live audio: its own pipeline, as in VOD (headless only: a window's decoder plays video)
         self.audio_reps = self.audio_representations(manifest) if config.audio and decoder is None else []
         self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
@@ -466,9 +465,6 @@ class LivePlayer:
             return
         if self.decoder is not None and n == 1:
             self.decoder.submit("video", self.reps[action.quality].id, action.segment_index, bytes(timer.body))
-        seconds = active if active is not None else done - requested
-        if seconds > 0:
-            self.throughput_samples_bps.append(len(timer.body) * 8 / seconds)
 
     def _abandon_check(self, response: Any, action: Fetch, requested: float
                        ) -> Callable[[float, int, float | None], bool] | None:
@@ -590,8 +586,8 @@ class LivePlayer:
                     # session time of the join: about the link's (trace) time then, as the link starts
                     # with the first shaped request, the clock sync at session time 0
                     "joined_at_s": None if self.session.joined_at_s is None else round(self.session.joined_at_s, 4)})
-        samples = sorted(self.throughput_samples_bps)
-        out["throughput_p50_bps"] = round(samples[len(samples) // 2]) if samples else None
+        p50 = self.session.throughput_p50_bps()
+        out["throughput_p50_bps"] = None if p50 is None else round(p50)
         session = self.session
         qoe = LiveQoe.for_ladder(self.content.ladder.bitrates_bps, self.content.ladder.segment_duration_s).terms(
             bitrates_bps=[r.bitrate_bps for r in session.records], rebuffer_s=session.rebuffer_per_segment_s(),

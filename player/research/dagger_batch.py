@@ -162,11 +162,7 @@ def lockstep_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], w
     sessions = len(offsets_s)
     rows_x, rows_v, rows_s = [], [], []
     agreed = 0
-    while not state.done:
-        fixed = state.fixed_quality()
-        if fixed is not None:
-            state.step(fixed)
-            continue
+    while state.to_decision():
         x = batch_observation_features(state.observation())
         values = batch_expert_values(state, model, horizon_segments=horizon_segments, grid_s=grid_s)
         best = np.argmax(values, axis=1)
@@ -195,9 +191,6 @@ def evaluate_lockstep(policy: PolicyModel, video: Video, prof: SimProfile, trace
     from each of its `offsets_s[j]`, in that order."""
     starts = [(j, o) for j in range(len(traces)) for o in (0.0, *(offsets_s[j] if offsets_s else ()))]
     state = _start(video, prof, traces, [o for _, o in starts], [j for j, _ in starts])
-    abr = Learned(policy)
-    while not state.done:
-        fixed = state.fixed_quality()
-        state.step(fixed if fixed is not None else abr.decide_batch(state.observation()))
+    state.play_out(Learned(policy))
     bitrates = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
     return model.scores(bitrates[state.qualities], state.rebuffer_s, bitrates)

@@ -145,9 +145,7 @@ class AbrVectorEnv(VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
             offsets = np.zeros(n)
         self._trace_index = index
         self._state = LockStep(self.video, self.profile, self._links, self._latency, offsets, which=index)
-        fixed = self._state.fixed_quality()
-        if fixed is not None:  # Pensieve's profile fetches segment 0 at a fixed quality
-            self._state.step(fixed)
+        self._state.to_decision()  # Pensieve's profile fetches segment 0 at a fixed quality
         self._needs_reset = False
         return self._observe()
 

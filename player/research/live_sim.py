@@ -96,9 +96,6 @@ class LiveDriver:
         self._abandoning = session.abr if abandonment and isinstance(session.abr, Abandoning) else None
         self._checks = (abandon_check_s, abandon_check_bytes)
         self.abandoned = 0
-        # The ABR's throughput sample per segment, as the live player keeps them (`LivePlayer`):
-        # bytes over the chunks' active time, or over the request time for whole segments.
-        self.samples_bps: list[float] = []
         self.trace = trace
         self.rtt_s = rtt_s
         self._sizes = video.sizes_bytes
@@ -145,11 +142,8 @@ class LiveDriver:
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
             if c < n - 1:
                 session.on_chunk(end, size_bytes=part, media_duration_s=schedule.chunk_s)
-        active = chunk_active_s(arrivals) if n > 1 else None
-        session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested, active_s=active)
-        seconds = active if active is not None else end - requested
-        if seconds > 0:
-            self.samples_bps.append(size * 8 / seconds)
+        session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
+                            active_s=chunk_active_s(arrivals) if n > 1 else None)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -186,9 +180,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     content = NominalSizes(video) if config.nominal_sizes else video
     session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
-    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s)
-    driver.drive()
-    samples = sorted(driver.samples_bps)
+    LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s).drive()
     records = session.records
     bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)
     rebuffer = np.asarray(session.rebuffer_per_segment_s(), dtype=np.float64)
@@ -199,7 +191,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     return LiveResult(abr=abr_spec, trace=trace.name, stats=session.stats(), qoe=qoe,
                       qualities=np.array([r.quality for r in records], dtype=np.int64), bitrates_bps=bitrates,
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
-                      throughput_p50_bps=samples[len(samples) // 2] if samples else None)
+                      throughput_p50_bps=session.throughput_p50_bps())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -60,9 +60,7 @@ def policy_values(state: LockStep, policy: BatchAbr, model: QoeModel) -> np.ndar
     sessions = state.buffer_s.shape[0]
     clone = clone_sessions(state, np.repeat(np.arange(sessions), rungs))
     clone.step(np.tile(np.arange(rungs), sessions))
-    while not clone.done:
-        fixed = clone.fixed_quality()
-        clone.step(fixed if fixed is not None else np.asarray(policy.decide_batch(clone.observation()), dtype=np.int64))
+    clone.play_out(policy)
     bitrates = np.asarray(state.video.ladder.bitrates_bps, dtype=np.float64)
     return model.scores(bitrates[clone.qualities], clone.rebuffer_s, bitrates).reshape(sessions, rungs)
 
@@ -78,11 +76,7 @@ def policy_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], whi
     rungs = len(video.ladder)
     rows_x, rows_v = [], []
     agreed = 0
-    while not state.done:
-        fixed = state.fixed_quality()
-        if fixed is not None:
-            state.step(fixed)
-            continue
+    while state.to_decision():
         obs = state.observation()
         values = policy_values(state, policy, model)
         choice = np.asarray(policy.decide_batch(obs), dtype=np.int64)

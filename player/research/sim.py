@@ -520,6 +520,20 @@ class LockStep:
             return np.full(self.buffer_s.shape[0], min(cfg.initial_quality, self.video.ladder.top), dtype=np.int64)
         return None
 
+    def to_decision(self) -> bool:
+        """Plays the segments whose quality the profile fixes; whether a decision is left to make."""
+        while not self.done:
+            fixed = self.fixed_quality()
+            if fixed is None:
+                return True
+            self.step(fixed)
+        return False
+
+    def play_out(self, abr: BatchAbr) -> None:
+        """Plays every segment left with `abr`'s decisions (the profile's quality where it fixes one)."""
+        while self.to_decision():
+            self.step(np.asarray(abr.decide_batch(self.observation()), dtype=np.int64))
+
     def observation(self) -> BatchObservation:
         cfg, video, i = self.prof.session, self.video, self.segment_index
         h = min(i, cfg.history_len)
@@ -585,11 +599,7 @@ def run_batch(abr_spec: str, video: Video, traces: Sequence[Trace], prof: SimPro
     if faults:
         links = FaultedLinkBatch(links, [faults_from(faults, float(t)) for t in trace_time])
     state = LockStep(video, prof, links, LatencyLookup(traces, prof), trace_time)
-    while not state.done:
-        q = state.fixed_quality()
-        if q is None:
-            q = np.asarray(batch_abr.decide_batch(state.observation()), dtype=np.int64)
-        state.step(q)
+    state.play_out(batch_abr)
     return _results(abr_spec, traces, video, state.qualities, state.rebuffer_s, state.buffer_after_s,
                     state.buffer_before_s, state.download_s, state.request_s, state.startup_s, state.stall_count,
                     models, state.start_offsets_s, engine="batch", sabre_gamma_p=prof.sabre_gamma_p)

@@ -90,8 +90,7 @@ class AbandonChecks:
             if at > now_s or flight is None:
                 continue
             size, latency, requested = flight
-            # The response's header bytes come first: the body has what is past them.
-            received = min(max(0, int(self._shared.received_bytes((driver.tag, "video"))) - driver.header_bytes), size - 1)
+            received = min(driver.body_bytes(self._shared.received_bytes((driver.tag, "video"))), size - 1)
             self._check_at[i] = now_s + self._prof.abandon_check_s
             if received < self._prof.abandon_check_bytes:
                 continue

@@ -137,11 +137,15 @@ class PipelinesDriver:
         size, latency = self._fetching[media]
         return size, latency, self._requested_s[media]
 
+    def body_bytes(self, on_link: float) -> int:
+        """Of the bytes a response has had on the link, its body's (the header bytes come first)."""
+        return max(0, int(on_link) - self.header_bytes)
+
     def abandon(self, media: MediaType, now_s: float) -> None:
         """Give up `media`'s transfer at session time `now_s` (the ABR's `should_abandon` said so)."""
         _, latency = self._fetching.pop(media)
         self._requested_s.pop(media)
-        received = max(0, int(self._shared.cancel((self.tag, media))) - self.header_bytes)
+        received = self.body_bytes(self._shared.cancel((self.tag, media)))
         self.session.on_abandon(now_s, bytes_received=received, ttfb_s=latency, media=media)
         self.abandoned += 1
 
