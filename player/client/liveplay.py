@@ -19,9 +19,8 @@ sync maps it). In emulation the fetcher's clock may leave out the stack's time (
 tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE.md,
 "The stack's time in live emulation").
 The first audio adaptation set plays in its own pipeline beside the video (headless, with
-`PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one,
-and then plays video only: each segment, or each CMAF chunk in low-latency mode, is handed to it as
-it completes).
+`PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one:
+each video and audio segment, or each CMAF chunk in low-latency mode, is handed to it as it completes).
 """
 
 from __future__ import annotations
@@ -222,8 +221,8 @@ class LivePlayer:
         self._rate_offset_s = 0.0  # and the offset it found
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live when the session joined (its clock)
-        # Live audio: its own pipeline, as in VOD (headless only: a window's decoder plays video)
-        self.audio_reps = self.audio_representations(manifest) if config.audio and decoder is None else []
+        # Live audio: its own pipeline, as in VOD (a window's decoder decodes it too)
+        self.audio_reps = self.audio_representations(manifest) if config.audio else []
         self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
 
     @staticmethod
@@ -339,8 +338,8 @@ class LivePlayer:
         self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
                                    self.config.session, live=live_config, schedule=schedule, sink=self.events)
         if self.decoder is not None:
-            await self.decoder.start({r.id: (list(r.init.urls), {}) for r in self.reps if r.init is not None},
-                                     self.fetcher)
+            await self.decoder.start({r.id: (list(r.init.urls), {}) for r in (*self.reps, *self.audio_reps)
+                                      if r.init is not None}, self.fetcher)
         emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
@@ -434,6 +433,7 @@ class LivePlayer:
         lag_at_answer_s = self._clock_lag_now()
         timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s)
         chunk_start = 0
+        rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)
         had_s = last_byte_s = -math.inf  # the previous chunk: when it was had (a clock that leaves out the
         # stack's time), when its last byte came
@@ -449,7 +449,7 @@ class LivePlayer:
                                                         timer, had_s, last_byte_s)
                 last_byte_s = chunk.last_byte_s
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
-                    self.decoder.submit("video", self.reps[action.quality].id, action.segment_index,
+                    self.decoder.submit(action.media, rep_id, action.segment_index,
                                         bytes(timer.body[chunk_start:chunk_start + chunk.size_bytes]))
                 chunk_start += chunk.size_bytes
                 if index < n - 1:  # the last chunk completes the segment: on_download
@@ -461,10 +461,8 @@ class LivePlayer:
         # are left out, as the simulator does (player/research/live_sim.py).
         active = timer.active_s() if n > 1 else None
         session.on_download(done, size_bytes=len(timer.body), ttfb_s=ttfb, active_s=active, media=action.media)
-        if action.media != "video":
-            return
         if self.decoder is not None and n == 1:
-            self.decoder.submit("video", self.reps[action.quality].id, action.segment_index, bytes(timer.body))
+            self.decoder.submit(action.media, rep_id, action.segment_index, bytes(timer.body))
 
     def _abandon_check(self, response: Any, action: Fetch, requested: float
                        ) -> Callable[[float, int, float | None], bool] | None:
