@@ -35,6 +35,8 @@ from player.media.pipeline import DecodePipeline
 # Issue 6 asks for +-40 ms; ITU-R BT.1359 puts the detectability thresholds at about +45 ms (audio
 # early) and -125 ms (audio late), so +-40 ms is inside both.
 AV_SYNC_TOLERANCE_MS = 40.0
+# PCM written more than this off the contiguous position is placed at its presentation time (PcmBuffer).
+REANCHOR_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,9 @@ class PcmBuffer:
     """Interleaved PCM placed on the media timeline, read sequentially by the audio output.
 
     Writes of one epoch are contiguous (the audio decoder is gapless across segments in order), so
-    the first write of an epoch anchors it at its presentation time and later ones append. Reads
+    the first write of an epoch anchors it at its presentation time and later ones append, unless a
+    write's presentation time is more than `REANCHOR_S` off where it would append (a segment that
+    did not decode, a live session's seek to the live edge): then it is placed at its time. Reads
     return exactly the bytes asked for, with silence where nothing was decoded yet (counted), and
     may jump back by `seek` (PCM up to `keep_behind_s` behind the read position is kept for that).
     """
@@ -159,7 +163,9 @@ class PcmBuffer:
                 return False
             if not usable:
                 return True
-            start = self._frame_at(pts_s) if self._write_frame is None else self._write_frame
+            start = self._frame_at(pts_s)
+            if self._write_frame is not None and abs(start - self._write_frame) <= REANCHOR_S * self.sample_rate_hz:
+                start = self._write_frame  # gapless: AAC frames need not start on the segment's boundary
             self._chunks.append((start, pcm[:usable]))
             self._write_frame = start + usable // self.bytes_per_frame
             self._trim()
@@ -177,25 +183,51 @@ class PcmBuffer:
         with self._lock:
             self._read_frame = self._frame_at(position_s)
 
+    def _copy(self, begin: int, frames: int) -> tuple[bytearray, int]:
+        """Sample frames [begin, begin + frames) as bytes (zeros where none were written) and how
+        many were there. Call with the lock held."""
+        out = bytearray(frames * self.bytes_per_frame)
+        end = begin + frames
+        covered = 0
+        for start, data in self._chunks:
+            stop = start + len(data) // self.bytes_per_frame
+            lo, hi = max(start, begin), min(stop, end)
+            if lo >= hi:
+                continue
+            out[(lo - begin) * self.bytes_per_frame:(hi - begin) * self.bytes_per_frame] = \
+                data[(lo - start) * self.bytes_per_frame:(hi - start) * self.bytes_per_frame]
+            covered += hi - lo
+        return out, min(covered, frames)
+
     def read(self, size_bytes: int) -> bytes:
         """Exactly `size_bytes` (rounded down to whole sample frames) from the read position on."""
         frames = size_bytes // self.bytes_per_frame
-        out = bytearray(frames * self.bytes_per_frame)
         with self._lock:
-            begin, end = self._read_frame, self._read_frame + frames
-            covered = 0
-            for start, data in self._chunks:
-                stop = start + len(data) // self.bytes_per_frame
-                lo, hi = max(start, begin), min(stop, end)
-                if lo >= hi:
-                    continue
-                out[(lo - begin) * self.bytes_per_frame:(hi - begin) * self.bytes_per_frame] = \
-                    data[(lo - start) * self.bytes_per_frame:(hi - start) * self.bytes_per_frame]
-                covered += hi - lo
+            out, covered = self._copy(self._read_frame, frames)
             self.silence_frames += frames - covered
-            self._read_frame = end
+            self._read_frame += frames
             self._trim()
         return bytes(out)
+
+    def frames_at(self, begin: int, frames: int) -> tuple[np.ndarray, int]:
+        """Sample frames [begin, begin + frames) (in sample frames of the media timeline, as
+        `position_s` x the rate) as a (frames, channels) array, zeros where nothing was written, and
+        how many were there; the read position does not move (a time-stretcher reads around it)."""
+        with self._lock:
+            out, covered = self._copy(begin, frames)
+        return np.frombuffer(bytes(out), dtype=self.output.numpy_dtype).reshape(-1, self.output.channels), covered
+
+    def release_before(self, frame: int) -> None:
+        """A reader by `frames_at` is past sample frame `frame`: that is the read position now
+        (PCM up to `keep_behind_s` before it is kept, older PCM is dropped)."""
+        with self._lock:
+            self._read_frame = frame
+            self._trim()
+
+    def note_silence(self, frames: int) -> None:
+        """A reader by `frames_at` played `frames` sample frames of silence where no PCM was."""
+        with self._lock:
+            self.silence_frames += max(0, frames)
 
     def available_s(self, position_s: float, *, gap_s: float = 0.1) -> float:
         """Seconds of PCM held contiguously from `position_s` on; a leading gap shorter than `gap_s`
@@ -272,6 +304,10 @@ class DesktopDecoder(DecodePipeline):
         self.pcm.reset(epoch, position_s)
         self.last_flush = Flush(epoch, position_s)
         return self.last_flush
+
+    def audio_errors(self) -> tuple[str, ...]:
+        """Why audio segments (or init segments) could not be used, oldest first."""
+        return tuple(e for e in list(self._errors) if e.startswith("audio "))
 
     def close(self) -> None:
         """Stop presenting for good: release a blocked worker; queued segments are skipped."""
