@@ -26,6 +26,7 @@ from player.desktop import DesktopUnavailable
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
 from player.desktop.liveclock import SessionClock
+from player.desktop.livesound import LiveSound, sound_lines, sound_summary
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
 from player.desktop.player_thread import (
     LiveState,
@@ -47,6 +48,7 @@ from player.desktop.summary import (
 )
 from player.errors import CliError
 from player.media.avsync import PcmBuffer, SyncStats, VideoFrame
+from player.media.stretch import StretchReader
 
 # Tried in order; 'silent' keeps the clock running where there is no sound device (CI, Xvfb).
 AUDIO_DRIVERS = ("openal", "pulse", "xaudio2", "directsound", "silent")
@@ -56,6 +58,10 @@ PYGLET_DECODER_MODULES = ("pyglet.media.codecs.ffmpeg_lib", "pyglet.media.codecs
 SEEK_STEP_S = 10.0
 DOUBLE_CLICK_S = 0.3
 AUDIO_READY_S = 1.0  # PCM wanted ahead of the clock before audio starts (pyglet reads ~0.9 s ahead)
+# A live frame later than this behind the clock (and the sound) is dropped, not shown: ITU-R
+# BT.1359's detectability threshold for audio ahead of video is about 125 ms.
+LIVE_LATE_DROP_S = 0.125
+LIVE_AUDIO_BUFFER_S = 0.3  # a live window's audio output reads this far ahead (pyglet's default: 0.9 s)
 AUDIO_WAIT_S = 1.5  # start without that PCM after waiting this long (a failed audio segment must not hang)
 
 
@@ -79,9 +85,9 @@ def configure_pyglet() -> None:
             sys.modules[name] = None  # type: ignore[assignment]
 
 
-def _pcm_source(pcm: PcmBuffer) -> Any:
-    """A pyglet audio source reading the PCM buffer, never exhausted (pyglet.media needs a display
-    to import, hence the class is made here)."""
+def _pcm_source(pcm: PcmBuffer, reader: StretchReader | None = None) -> Any:
+    """A pyglet audio source reading the PCM buffer (through `reader`, a live window's time-stretcher,
+    if given), never exhausted (pyglet.media needs a display to import, hence the class is made here)."""
     import pyglet.media
     from pyglet.media.codecs import AudioData, AudioFormat
 
@@ -96,11 +102,14 @@ def _pcm_source(pcm: PcmBuffer) -> Any:
             return True  # exactly the bytes asked for, always
 
         def get_audio_data(self, num_bytes: int, compensation_time: float = 0.0) -> AudioData:
-            data = pcm.read(num_bytes)
+            data = pcm.read(num_bytes) if reader is None else reader.read(num_bytes)
             return AudioData(data, len(data))
 
         def seek(self, timestamp: float) -> None:
-            pcm.seek(timestamp)
+            if reader is None:
+                pcm.seek(timestamp)
+            else:
+                reader.reset(timestamp)
 
     return PcmSource()
 
@@ -148,6 +157,7 @@ class DesktopApp:
         self.ended = False
         self.window: Any = None
         self.audio: pyglet.media.Player | SessionClock | None = None  # the clock: audio, or a live session
+        self.sound: LiveSound | None = None  # a live window's sound, following the session clock
         self._texture: pyglet.image.Texture | None = None
         self._texture_view: pyglet.image.TextureRegion | None = None
         self._epoch = 0
@@ -241,6 +251,8 @@ class DesktopApp:
             video_rect = self._video_rect()
             self.audio.pause()
             self.audio.delete()
+            if self.sound is not None:
+                self.sound.delete()
             self.window.close()
         if self.backend.error is not None:
             raise self.backend.error
@@ -257,7 +269,7 @@ class DesktopApp:
             seeks=tuple(SeekRecord(target_s=s["target_s"] or 0.0, landed_s=s["landed_s"],
                                    first_frame_pts_s=s["first_frame_pts_s"]) for s in self._seeks),
             window_size_px=window_size, video_rect_px=video_rect, screenshot=self._saved_screenshot,
-            ended=self.ended,
+            ended=self.ended, live_sound=self.live_sound_summary(),
             startup=StartupTimes(window_open_unix_s=self._opened_unix_s, first_frame_unix_s=self._first_frame_unix_s,
                                  ui_max_gap_after_first_frame_s=self._ui_max_gap_s,
                                  command_start_unix_s=self.command_start_unix_s,
@@ -372,10 +384,22 @@ class DesktopApp:
         if media is not None and not self._window_sized:
             self._size_window(media)
         if media is not None and media.live and not isinstance(self.audio, SessionClock):
-            # A live channel: the clock is the live session's playhead at its playback rate (no audio).
+            # A live channel: the clock is the live session's playhead at its playback rate; the
+            # sound, if any, follows it (livesound.py).
             self.audio.pause()
             self.audio.delete()
             self.audio = SessionClock()
+            if media.has_audio:
+                from pyglet.media import Player
+                from pyglet.media.drivers.base import AbstractAudioPlayer
+
+                # pyglet reads 0.9 s ahead; what is read ahead is heard before a rate change or a
+                # jump of the clock can be steered: the window's only audio output reads less.
+                AbstractAudioPlayer.audio_buffer_length = LIVE_AUDIO_BUFFER_S
+                self.sound = LiveSound(self.pcm, self.audio)
+                output = Player()
+                output.queue(_pcm_source(self.pcm, self.sound.reader))
+                self.sound.attach(output)
         if decoder is not None and decoder.last_flush.epoch != self._epoch:
             flush = decoder.last_flush
             self._epoch = flush.epoch
@@ -399,6 +423,8 @@ class DesktopApp:
                 and not self.ended and not self._quitting)
         if isinstance(self.audio, SessionClock):
             self._follow_live_session(snap, want)
+            if self.sound is not None:
+                self.sound.follow()
         elif not want or self.audio.playing:
             self._waiting_since = None
         elif self._waiting_since is None:
@@ -428,6 +454,11 @@ class DesktopApp:
                 due_s = max(due_s, first)
         frame, dropped = self.frames.take_due(due_s)
         self.stats.frames_dropped += dropped
+        if (frame is not None and isinstance(self.audio, SessionClock) and self._last_frame is not None
+                and frame.pts_s < due_s - LIVE_LATE_DROP_S):
+            # Live: the session's clock does not wait for the decoder (which starts at the joined
+            # segment's keyframe, or gets a chunk late): a frame this late behind the sound is dropped.
+            frame, self.stats.frames_dropped = None, self.stats.frames_dropped + 1
         if frame is not None:
             self._upload(frame)
             self._to_present = frame
@@ -500,7 +531,9 @@ class DesktopApp:
             return
         if self._first_frame_unix_s is None:
             self._first_frame_unix_s = time.time()
-        self.stats.presented(frame.pts_s, self.clock_s if playing else None)
+        heard = self.sound.heard_media_s() if self.sound is not None else None
+        # The A/V offset: against the audio heard (a live window's sound), else the clock audio follows.
+        self.stats.presented(frame.pts_s, (heard if heard is not None else self.clock_s) if playing else None)
         if self._seeks and self._seeks[-1]["first_frame_pts_s"] is None and self._seeks[-1]["landed_s"] is not None:
             self._seeks[-1]["first_frame_pts_s"] = frame.pts_s
         self._last_frame = frame
@@ -586,10 +619,20 @@ class DesktopApp:
             ]
             if snap.live is not None:
                 lines += live_lines(snap.live)
+                sound = self.live_sound_summary()
+                lines += sound_lines(sound) if sound is not None else []
         summary = self.stats.summary()
         lines.append(f"frames shown {self.stats.frames_presented}, dropped {self.stats.frames_dropped}; "
                      f"A/V p95 {summary.p95_ms:.0f} ms")
         return lines
+
+    def live_sound_summary(self) -> dict[str, Any] | None:
+        """A live window's sound (livesound.sound_summary); None for video on demand."""
+        media, decoder = self.backend.media, self.backend.decoder
+        if media is None or not media.live:
+            return None
+        return sound_summary(self.sound, has_audio=media.has_audio, audio_enabled=self.backend.config.audio,
+                             errors=decoder.audio_errors() if decoder is not None else ())
 
     def summary_lines(self) -> list[str]:
         """The end-of-session summary: QoE and presentation figures."""
@@ -603,6 +646,8 @@ class DesktopApp:
             lines.append(f"stalls {snap.stall_count} ({snap.rebuffer_s:.2f} s), "
                          f"{snap.segments_fetched}/{snap.segment_count} segments")
         lines += presentation_lines(self.stats.frames_presented, self.stats.frames_dropped, self.stats.summary())
+        sound = self.live_sound_summary()
+        lines += sound_lines(sound) if sound is not None else []
         lines.append("Q quit   left: seek back")
         return lines
 

@@ -1,14 +1,14 @@
 """The window's presentation clock for a live channel: the live session's playhead.
 
 In video on demand the window's clock is pyglet's audio clock. A live session (`player.live`) plays
-video only, at a rate it steers itself (0.95x-1.05x to hold the target latency, a jump on a seek to
+at a rate it steers itself (0.95x-1.05x to hold the target latency, a jump on a seek to
 the live edge), so the window follows the session instead: each snapshot of the player thread gives
 the playhead, when it was taken and the playback rate; between snapshots the clock runs on at that
 rate. A frame is due when its pts <= this clock, so the rate the session chose is the rate frames
 go on screen. The clock is re-anchored on the session when the two differ by more than
 `resync_s` (a jump, a stall); within that it keeps its own smooth course at the session's rate.
 It answers the same calls as the pyglet `Player` the window otherwise uses (`time`, `playing`,
-`play`, `pause`, `seek`, `delete`). No pyglet here.
+`play`, `pause`, `seek`, `delete`). The sound follows this clock (livesound.py). No pyglet here.
 """
 
 from __future__ import annotations

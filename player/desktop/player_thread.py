@@ -52,7 +52,7 @@ class MediaInfo:
     texture_size_px: tuple[int, int]
     end_s: float  # media time where playback ends (last fetched segment's end; inf for a live channel)
     has_audio: bool
-    live: bool = False  # a live channel: the window's clock follows the live session (video only)
+    live: bool = False  # a live channel: the window's clock follows the live session (its sound follows it)
 
     def rendition(self, rep_id: str) -> Rendition | None:
         return next((r for r in self.renditions if r.id == rep_id), None)
@@ -280,9 +280,11 @@ class PlayerThread:
                            for r in reps)
         top = max(renditions, key=lambda r: r.width * r.height)
         texture = fit_size(top.width or 640, top.height or 360, *self.options.max_texture_px)
-        if live_player_class(manifest) is not None:  # open-ended (MPD or HLS), video only (no live audio yet)
+        live_class = live_player_class(manifest)
+        if live_class is not None:  # open-ended (MPD or HLS); its audio plays if the live player fetches it
+            has_audio = self.config.audio and bool(live_class.audio_representations(manifest))
             self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
-                                   end_s=math.inf, has_audio=False, live=True)
+                                   end_s=math.inf, has_audio=has_audio, live=True)
             chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)
             self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture,
                                           on_started=self._started, continuous=chunked)

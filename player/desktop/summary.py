@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from player.client.headless import PlaybackReport, print_report
+from player.desktop.livesound import sound_lines
 from player.media.avsync import OffsetSummary
 
 
@@ -76,6 +77,7 @@ class DesktopResult:
     screenshot: Path | None
     ended: bool  # the stream played out
     startup: StartupTimes | None = None
+    live_sound: dict[str, Any] | None = None  # a live window's sound (livesound.sound_summary)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = self.report.as_dict() if self.report is not None else {}
@@ -90,6 +92,7 @@ class DesktopResult:
             "window_size_px": list(self.window_size_px), "video_rect_px": list(self.video_rect_px),
             "screenshot": None if self.screenshot is None else str(self.screenshot), "ended": self.ended,
             "startup": None if self.startup is None else self.startup.as_dict(),
+            "live_sound": self.live_sound,
         }
         return out
 
@@ -128,5 +131,8 @@ def print_summary(result: DesktopResult, *, as_json: bool) -> None:
     for line in presentation_lines(result.frames_presented, result.frames_dropped, result.av_offset):
         print(f"  {line}")
     print(f"  audio driver {result.audio_driver}; silence inserted {result.audio_silence_s:.2f} s")
+    if result.live_sound is not None:
+        for line in sound_lines(result.live_sound):
+            print(f"  live {line}")
     if result.screenshot is not None:
         print(f"  screenshot {result.screenshot}")

@@ -1,7 +1,9 @@
 """A live channel in the desktop window (Xvfb): the window's player thread drives the same
 `LiveSession` as the headless live player, against a real origin publishing the channel on the wall
 clock; presentation follows the session's playhead at its playback rate, and the overlay shows
-latency, target, rate and the distance to the live edge."""
+latency, target, rate and the distance to the live edge. The channel's audio is heard with it
+(player/desktop/livesound.py): what the audio output plays, mapped back to media time, stays within
+`AV_DRIFT_BOUND_MS` of the clock the frames go on screen by."""
 
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from PIL import Image
 from player.client.harness import UrlTarget
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig
-from player.desktop.app import DesktopApp, live_lines
+from player.desktop.app import LIVE_LATE_DROP_S, DesktopApp, live_lines
 from player.desktop.config import DesktopConfig
 from player.desktop.liveclock import SessionClock
 from player.desktop.player_thread import LiveState
+from player.media.avsync import AV_SYNC_TOLERANCE_MS
 from server.live.channel import LiveConfig
 from server.origin import OriginConfig, create_app
 from tests.conftest import CLEAR_TITLE, PackagedTitles
@@ -46,6 +49,34 @@ async def live_origin(content_root: Path, *, low_latency: bool = False) -> Async
         yield url
     finally:
         await runner.cleanup()
+
+
+# ITU-R BT.1359 puts the acceptability of A/V offsets at +90 ms (audio early) and -185 ms (audio
+# late); a rate step leaves up to 0.05 x the output's 0.9 s read-ahead = 45 ms before the stretcher
+# makes it up, and the loaded test machine adds its jitter: the p95 must stay within 80 ms.
+AV_DRIFT_BOUND_MS = 80.0
+
+
+def assert_sound(result: Any, *, heard_min_s: float, frames_p95_ms: float = AV_DRIFT_BOUND_MS) -> dict[str, Any]:
+    """The window's live sound: heard for at least `heard_min_s`, all of it decoded audio, in sync
+    with the clock; and the frames on screen against the audio heard (in low-latency mode a chunk
+    that lands late on a loaded machine makes its frames late, up to the window's drop bound)."""
+    sound = result.live_sound
+    assert sound is not None and sound["audio"] == "played" and not sound["errors"], sound
+    # Silence is counted where the output read no decoded PCM: at the join, on a loaded machine, the
+    # first audio segment can decode a little after the clock started (0.64 s seen at load 13).
+    assert sound["heard_s"] >= heard_min_s and sound["silence_s"] < 1.0, sound
+    assert sound["drift_ms"]["count"] > 50 and sound["drift_ms"]["p95"] <= AV_DRIFT_BOUND_MS, sound
+    assert result.av_offset.p50_ms <= AV_SYNC_TOLERANCE_MS, result.av_offset
+    assert result.av_offset.p95_ms <= frames_p95_ms, result.av_offset
+    return sound
+
+
+def live_app(url: str, *, exit_after_s: float, target_latency_s: float | None = None) -> DesktopApp:
+    """A 640x360 window playing the live presentation at `url` with the dynamic ABR."""
+    return DesktopApp(UrlTarget(url=url), PlayerConfig(abr="dynamic"), options=DesktopConfig(window_size_px=(640, 360)),
+                      exit_after_s=exit_after_s,
+                      live=LivePlayConfig(duration_s=3600.0, target_latency_s=target_latency_s))
 
 
 def _key(name: str) -> int:
@@ -105,7 +136,9 @@ def test_window_plays_a_live_channel_with_rate_control_and_the_latency_overlay(
         snap = app.backend.snapshot
         samples.append({"wall": time.monotonic(), "clock": app.clock_s, "snap": snap,
                         "last_pts": app._last_frame.pts_s if app._last_frame is not None else None,
-                        "presented": app.stats.frames_presented})
+                        "presented": app.stats.frames_presented,
+                        "heard": app.sound.heard_media_s() if app.sound is not None else None,
+                        "ratio": app.sound.reader.ratios[-1] if app.sound and app.sound.reader.ratios else None})
 
     def overlay(app: DesktopApp) -> None:
         sample(app)
@@ -115,9 +148,7 @@ def test_window_plays_a_live_channel_with_rate_control_and_the_latency_overlay(
         samples[-1]["lines"] = app._stats_lines(app.backend.snapshot)
 
     with in_background(live_origin(packaged.content_root)) as origin:
-        app = DesktopApp(UrlTarget(url=f"{origin}/live/manifest.mpd"), PlayerConfig(abr="dynamic"),
-                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=13.0,
-                         live=LivePlayConfig(duration_s=3600.0))
+        app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=13.0)
         app.at(4.0, overlay)
         app.at(4.5, lambda a: a.press(_key("SPACE")))  # pause 2.5 s: 2.5 s more latency to catch up
         app.at(7.0, lambda a: a.press(_key("SPACE")))
@@ -158,6 +189,12 @@ def test_window_plays_a_live_channel_with_rate_control_and_the_latency_overlay(
     assert presented_rate == pytest.approx(a["snap"].live.playback_rate, abs=0.02), (presented_rate, rates)
     assert b["presented"] > a["presented"]  # frames kept coming at that rate
     assert live["rate_changes"] >= 1
+    # The sound kept up too: time-stretched at the session's rate, heard where the clock was.
+    sound = assert_sound(result, heard_min_s=8.0)
+    assert any(s["ratio"] is not None and s["ratio"] > 1.02 for s in after), [s["ratio"] for s in after]
+    assert all(s["heard"] is not None and abs(s["heard"] - s["clock"]) < AV_DRIFT_BOUND_MS / 1000 for s in after), \
+        [(s["heard"], s["clock"]) for s in after]
+    print(f"live window sound: {sound}")
 
 
 @pytest.mark.desktop
@@ -171,9 +208,7 @@ def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTit
                         app._last_frame.pts_s if app._last_frame is not None else None, app.stats.frames_presented))
 
     with in_background(live_origin(packaged.content_root, low_latency=True)) as origin:
-        app = DesktopApp(UrlTarget(url=f"{origin}/live/manifest.mpd"), PlayerConfig(abr="dynamic"),
-                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=9.0,
-                         live=LivePlayConfig(duration_s=3600.0))
+        app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=9.0)
         for t in (5.0, 6.5, 8.0):
             app.at(t, sample)
         result = app.run()
@@ -187,6 +222,8 @@ def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTit
         assert abs(latency_s - 2.0) < 0.5
         assert pts_s is not None and abs(pts_s - playhead_s) < 0.3, samples
     assert samples[-1][3] - samples[0][3] >= 48  # about 24 fps over 3 s
+    sound = assert_sound(result, heard_min_s=5.0, frames_p95_ms=1000 * LIVE_LATE_DROP_S)
+    print(f"low-latency window sound: {sound}; frames vs audio heard {result.av_offset}")
 
 
 @pytest.mark.desktop
@@ -194,9 +231,7 @@ def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTit
 def test_window_plays_a_live_hls_channel(packaged: PackagedTitles, display: str) -> None:
     presented: list[int] = []
     with in_background(live_origin(packaged.content_root)) as origin:
-        app = DesktopApp(UrlTarget(url=f"{origin}/live/master.m3u8"), PlayerConfig(abr="dynamic"),
-                         options=DesktopConfig(window_size_px=(640, 360)), exit_after_s=10.0,
-                         live=LivePlayConfig(duration_s=3600.0, target_latency_s=8.0))
+        app = live_app(f"{origin}/live/master.m3u8", exit_after_s=10.0, target_latency_s=8.0)
         for t in (6.0, 9.0):
             app.at(t, lambda app: presented.append(app.stats.frames_presented))
         result = app.run()
@@ -205,3 +240,4 @@ def test_window_plays_a_live_hls_channel(packaged: PackagedTitles, display: str)
     assert live is not None and live["protocol"] == "hls" and live["stalls"] == 0, live
     assert abs(live["latency_p50_s"] - 8.0) < 1.5, live
     assert presented[1] - presented[0] >= 48, presented  # frames keep coming: about 24 fps over 3 s
+    print(f"live HLS window sound: {assert_sound(result, heard_min_s=5.0)}")
