@@ -129,8 +129,9 @@ def test_pcm_buffer_places_writes_on_the_timeline_and_fills_gaps_with_silence() 
     tone = np.arange(1, 4801, dtype="<i2").repeat(2).tobytes()  # 0.1 s, stereo
     pcm.reset(epoch=1, position_s=0.95)
     assert not pcm.write(0, 1.0, tone), "a stale epoch's PCM was taken"
-    assert pcm.write(1, 1.0, tone) and pcm.write(1, 99.0, tone)  # the second one appends at 1.1 s
-    assert pcm.available_s(1.0) == pytest.approx(0.2)
+    assert pcm.write(1, 1.0, tone) and pcm.write(1, 1.12, tone)  # 20 ms off: appends at 1.1 s (gapless)
+    assert pcm.write(1, 99.0, tone)  # far off (a failed segment, a seek to live): placed at its time
+    assert pcm.available_s(1.0) == pytest.approx(0.2) and pcm.available_s(99.0) == pytest.approx(0.1)
     head = np.frombuffer(pcm.read(4800 * frame_bytes), "<i2").reshape(-1, 2)  # 0.95 .. 1.05 s
     assert (head[:2400] == 0).all() and head[2400, 0] == 1 and pcm.silence_frames == 2400
     pcm.seek(1.0)  # jump back: what was read stays readable
