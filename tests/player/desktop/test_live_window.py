@@ -241,3 +241,35 @@ def test_window_plays_a_live_hls_channel(packaged: PackagedTitles, display: str)
     assert abs(live["latency_p50_s"] - 8.0) < 1.5, live
     assert presented[1] - presented[0] >= 48, presented  # frames keep coming: about 24 fps over 3 s
     print(f"live HLS window sound: {assert_sound(result, heard_min_s=5.0)}")
+
+
+@pytest.mark.desktop
+@pytest.mark.slow
+def test_window_sound_follows_a_seek_back_to_the_live_edge(packaged: PackagedTitles, display: str) -> None:
+    samples: list[dict[str, Any]] = []
+
+    def sample(app: DesktopApp) -> None:
+        assert app.sound is not None
+        samples.append({"clock": app.clock_s, "heard": app.sound.heard_media_s(), "live": app.backend.snapshot.live,
+                        "restarts": app.sound.stats.restarts, "drifts": len(app.sound.stats.drift_ms)})
+
+    with in_background(live_origin(packaged.content_root)) as origin:
+        app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=12.5)
+        app.at(2.0, lambda a: a.press(_key("SPACE")))  # paused 6.5 s: past the 6 s drift limit, a seek to live
+        app.at(8.5, sample)
+        app.at(8.5, lambda a: a.press(_key("SPACE")))
+        for t in (10.5, 11.5, 12.0):
+            app.at(t, sample)
+        result = app.run()
+    assert result.report is not None and result.report.error is None, result.report
+    live = result.report.live
+    assert live is not None and live["seeks_to_live"] >= 1, live
+    paused, after = samples[0], samples[1:]
+    assert after[-1]["live"].seeks_to_live >= 1 and abs(after[-1]["live"].latency_s - 8.0) < 1.5, after[-1]
+    # The sound restarted where the clock jumped to and is heard there.
+    assert after[0]["restarts"] > paused["restarts"], samples
+    for s in after:
+        assert s["heard"] is not None and abs(s["heard"] - s["clock"]) < AV_DRIFT_BOUND_MS / 1000, samples
+    sound = assert_sound(result, heard_min_s=5.0)  # 2 s before the pause, 4 s after
+    print(f"\nseek to live: latency before {paused['live'].latency_s:.2f} s, after {after[-1]['live'].latency_s:.2f} s; "
+          f"heard - clock after {[round(1000 * (s['heard'] - s['clock']), 1) for s in after]} ms; sound {sound}")
