@@ -158,6 +158,7 @@ class DesktopApp:
         self.window: Any = None
         self.audio: pyglet.media.Player | SessionClock | None = None  # the clock: audio, or a live session
         self.sound: LiveSound | None = None  # a live window's sound, following the session clock
+        self._audio_buffer_s = 0.9  # pyglet's audio read-ahead, put back after a live window's sound
         self._texture: pyglet.image.Texture | None = None
         self._texture_view: pyglet.image.TextureRegion | None = None
         self._epoch = 0
@@ -252,7 +253,10 @@ class DesktopApp:
             self.audio.pause()
             self.audio.delete()
             if self.sound is not None:
+                from pyglet.media.drivers.base import AbstractAudioPlayer
+
                 self.sound.delete()
+                AbstractAudioPlayer.audio_buffer_length = self._audio_buffer_s
             self.window.close()
         if self.backend.error is not None:
             raise self.backend.error
@@ -394,7 +398,9 @@ class DesktopApp:
                 from pyglet.media.drivers.base import AbstractAudioPlayer
 
                 # pyglet reads 0.9 s ahead; what is read ahead is heard before a rate change or a
-                # jump of the clock can be steered: the window's only audio output reads less.
+                # jump of the clock can be steered: the window's only audio output reads less
+                # (pyglet's default is put back when the window closes).
+                self._audio_buffer_s = AbstractAudioPlayer.audio_buffer_length
                 AbstractAudioPlayer.audio_buffer_length = LIVE_AUDIO_BUFFER_S
                 self.sound = LiveSound(self.pcm, self.audio)
                 output = Player()

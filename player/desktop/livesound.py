@@ -112,7 +112,8 @@ def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bo
     """A live window's sound for the summary, the JSON and the overlay: what was heard and how far from
     the clock, or why nothing was (never a silent window without saying so)."""
     if sound is None:
-        reason = "off (PlayerConfig.audio is False)" if not audio_enabled else "none in this stream (video only)"
+        reason = ("off (PlayerConfig.audio is False)" if not audio_enabled
+                  else "starting" if has_audio else "none in this stream (video only)")
         return {"audio": reason, "errors": list(errors[:5])}
     silence_s = sound.pcm.silence_frames / sound.pcm.sample_rate_hz
     drift = np.abs(np.asarray(sound.stats.drift_ms)) if sound.stats.drift_ms else np.zeros(0)

@@ -178,6 +178,7 @@ def test_live_sound_follows_the_session_clock_through_a_rate_change_and_a_seek_t
 def test_the_window_says_when_a_live_stream_has_no_audio_or_its_audio_fails() -> None:
     none = sound_summary(None, has_audio=False, audio_enabled=True, errors=())
     assert sound_lines(none) == ["audio: none in this stream (video only)"]
+    assert sound_lines(sound_summary(None, has_audio=True, audio_enabled=True, errors=())) == ["audio: starting"]
     off = sound_summary(None, has_audio=True, audio_enabled=False, errors=())
     assert sound_lines(off) == ["audio: off (PlayerConfig.audio is False)"]
     sound = LiveSound(PcmBuffer(), SessionClock())

@@ -254,22 +254,23 @@ def test_window_sound_follows_a_seek_back_to_the_live_edge(packaged: PackagedTit
                         "restarts": app.sound.stats.restarts, "drifts": len(app.sound.stats.drift_ms)})
 
     with in_background(live_origin(packaged.content_root)) as origin:
-        app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=12.5)
-        app.at(2.0, lambda a: a.press(_key("SPACE")))  # paused 6.5 s: past the 6 s drift limit, a seek to live
-        app.at(8.5, sample)
-        app.at(8.5, lambda a: a.press(_key("SPACE")))
-        for t in (10.5, 11.5, 12.0):
-            app.at(t, sample)
+        app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=15.0)
+        app.at(2.0, lambda a: a.press(_key("SPACE")))  # paused 7 s: past the 6 s drift limit, a seek to live
+        app.at(9.0, sample)
+        app.at(9.0, lambda a: a.press(_key("SPACE")))
+        for t in np.arange(10.0, 14.75, 0.5):  # the seek comes with the session's next fetch decision
+            app.at(float(t), sample)
         result = app.run()
     assert result.report is not None and result.report.error is None, result.report
     live = result.report.live
     assert live is not None and live["seeks_to_live"] >= 1, live
-    paused, after = samples[0], samples[1:]
-    assert after[-1]["live"].seeks_to_live >= 1 and abs(after[-1]["live"].latency_s - 8.0) < 1.5, after[-1]
+    paused = samples[0]
+    after = [s for s in samples[1:] if s["live"].seeks_to_live >= 1]
+    assert len(after) >= 2 and abs(after[-1]["live"].latency_s - 8.0) < 1.5, samples
     # The sound restarted where the clock jumped to and is heard there.
     assert after[0]["restarts"] > paused["restarts"], samples
     for s in after:
         assert s["heard"] is not None and abs(s["heard"] - s["clock"]) < AV_DRIFT_BOUND_MS / 1000, samples
-    sound = assert_sound(result, heard_min_s=5.0)  # 2 s before the pause, 4 s after
+    sound = assert_sound(result, heard_min_s=6.0)  # 2 s before the pause, 6 s after
     print(f"\nseek to live: latency before {paused['live'].latency_s:.2f} s, after {after[-1]['live'].latency_s:.2f} s; "
           f"heard - clock after {[round(1000 * (s['heard'] - s['clock']), 1) for s in after]} ms; sound {sound}")
