@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                              "(default %(default)s)")
     parser.add_argument("--window-rounds", type=int, default=defaults.window_rounds, metavar="N",
                         help="policy teacher: each round fits on the data of its last N rounds (default %(default)s)")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="fit each round's networks starting from the previous round's (round 0 from "
+                             "--init-model) instead of a fresh draw; needs the regret target")
     parser.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
                         help="also write every round's policy (switch margin 0) to DIR/round-<r>.json")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -102,7 +105,8 @@ def _command_line(args: argparse.Namespace) -> str:
              *(("--extra-traces", *args.extra_traces) if args.extra_traces else ()),
              "--validation-offsets", str(args.validation_offsets),
              *(("--teacher", "policy", "--init-model", str(args.init_model), "--explore", str(args.explore),
-                "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ())]
+                "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ()),
+             *(("--warm-start",) if args.warm_start else ())]
     return shlex.join(parts)
 
 
@@ -116,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
+                         warm_start=args.warm_start,
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
     if (args.teacher == "policy") != (args.init_model is not None):

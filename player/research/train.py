@@ -39,6 +39,7 @@ from abr.qoe import QOE_MODELS, QoeModel
 from abr.types import Decision, Observation
 from netsim.link import LinkBatch
 from netsim.trace import Trace
+from player.research.ensemble import average_networks, restandardise, split_members
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
 from player.video import Video
@@ -99,7 +100,8 @@ class TrainConfig:
     with the switch margin that scored best on validation, each playing a random quality with
     probability `explore` per decision; each round fits on the data of its last `window_rounds`
     rounds (older labels price an older policy's continuation). `beta` and `label_fraction` do not
-    apply."""
+    apply. `warm_start`: each round's networks start from the previous round's (round 0 from
+    `init_policy` when given) instead of a fresh draw."""
 
     seed: int = 0
     iterations: int = 8
@@ -122,6 +124,7 @@ class TrainConfig:
     teacher: str = "expert"
     explore: float = 0.05
     window_rounds: int = 2
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -162,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"explore must be in [0, 1], got {self.explore}")
         if self.window_rounds < 1:
             raise ValueError(f"window_rounds must be >= 1, got {self.window_rounds}")
+        if self.warm_start and self.target != "regret":
+            raise ValueError("warm_start needs the regret target")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -325,9 +330,11 @@ def _run_rollouts(batch: _RolloutBatch) -> list[_RolloutData]:
 
 
 def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainConfig, *, seed: int,
-               metadata: Mapping[str, Any] | None = None, executor: Executor | None = None) -> PolicyModel:
+               metadata: Mapping[str, Any] | None = None, executor: Executor | None = None,
+               init: PolicyModel | None = None) -> PolicyModel:
     """Standardise the features, fit `config.ensemble` MLPs to the expert's values (in `executor` when
-    given, one member per task), average them into one network and export its parameters.
+    given, one member per task), average them into one network and export its parameters. With `init`
+    (regret target only), member k starts from `init`'s member k (`player.research.warm_start`).
 
     target "action": a classifier of the expert's best quality (Comyco's cross-entropy imitation);
     rungs the data never shows get a score no input reaches. target "regret": a regressor of each
@@ -348,12 +355,18 @@ def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainCon
         target = np.maximum(values - values.max(axis=1, keepdims=True), -config.regret_clip)
     else:
         target = np.argmax(values, axis=1)
-    tasks = [(standard, target, rungs, config, seed + member) for member in range(config.ensemble)]
+    starts: list[Any] = [None] * config.ensemble
+    if init is not None:
+        if config.target != "regret":
+            raise ValueError("a warm start needs the regret target")
+        starts = [restandardise(m, init.input_mean_, init.input_scale_, scaler.mean_, scaler.scale_)
+                  for m in split_members(init, config.ensemble, config.hidden_sizes)]
+    tasks = [(standard, target, rungs, config, seed + member, starts[member]) for member in range(config.ensemble)]
     if executor is None:
         members = [_fit_member(*task) for task in tasks]
     else:
         members = [future.result() for future in [executor.submit(_fit_member, *task) for task in tasks]]
-    coefs, intercepts = _average_networks(members)
+    coefs, intercepts = average_networks(members)
     return PolicyModel(
         feature_schema=feature_schema, ladder_bitrates_bps=video.ladder.bitrates_bps,
         segment_duration_s=video.ladder.segment_duration_s, sklearn_version=sklearn.__version__, activation="relu",
@@ -362,9 +375,10 @@ def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainCon
     )
 
 
-def _fit_member(x: np.ndarray, target: np.ndarray, rungs: int, config: TrainConfig,
-                seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """One network's (weights, biases): a regressor of the regrets or a classifier of the best rung."""
+def _fit_member(x: np.ndarray, target: np.ndarray, rungs: int, config: TrainConfig, seed: int,
+                start: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One network's (weights, biases): a regressor of the regrets (from `start`'s weights when given)
+    or a classifier of the best rung."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     from threadpoolctl import threadpool_limits
@@ -375,36 +389,14 @@ def _fit_member(x: np.ndarray, target: np.ndarray, rungs: int, config: TrainConf
         # One BLAS thread: the fit is then bit-reproducible whatever the machine's thread count.
         warnings.simplefilter("ignore", ConvergenceWarning)
         if target.ndim == 2:
-            net = MLPRegressor(**params).fit(x, target)
+            net = MLPRegressor(**params, warm_start=start is not None)
+            if start is not None:
+                from player.research.ensemble import start_regressor
+
+                start_regressor(net, start, x, target.shape[1])
+            net.fit(x, target)
             return [np.asarray(w) for w in net.coefs_], [np.asarray(b) for b in net.intercepts_]
         return _fit_classifier(x, target, rungs, config.hidden_sizes, params, MLPClassifier)
-
-
-def _average_networks(members: list[tuple[list[np.ndarray], list[np.ndarray]]]) -> tuple[list[np.ndarray],
-                                                                                         list[np.ndarray]]:
-    """One network whose output is the mean of the members' outputs: hidden layers side by side (the
-    first concatenated, the later ones block-diagonal), the output layer averaging them."""
-    if len(members) == 1:
-        return members[0]
-    count = len(members)
-    layers = len(members[0][0])
-    coefs, intercepts = [], []
-    for layer in range(layers):
-        weights = [m[0][layer] for m in members]
-        biases = [m[1][layer] for m in members]
-        if layer == 0:
-            coefs.append(np.concatenate(weights, axis=1))
-        elif layer < layers - 1:
-            block = np.zeros((sum(w.shape[0] for w in weights), sum(w.shape[1] for w in weights)))
-            row = col = 0
-            for w in weights:
-                block[row:row + w.shape[0], col:col + w.shape[1]] = w
-                row, col = row + w.shape[0], col + w.shape[1]
-            coefs.append(block)
-        else:
-            coefs.append(np.concatenate(weights, axis=0) / count)
-        intercepts.append(np.concatenate(biases) if layer < layers - 1 else np.mean(biases, axis=0))
-    return coefs, intercepts
 
 
 def _fit_classifier(x: np.ndarray, y: np.ndarray, rungs: int, hidden: tuple[int, ...], params: dict[str, Any],
@@ -528,6 +520,22 @@ def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, polic
     return out
 
 
+def _versus_init(mine: np.ndarray, init: np.ndarray, names: Sequence[str],
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """The trained policy against the initial one on the validation sessions, paired by trace (each
+    trace's mean over its start offsets, as they are not independent), with a bootstrap 95 % interval."""
+    from player.research.stats import paired_comparison
+
+    by_trace = [{f"{j}:{n}": float(q) for j, (n, q) in enumerate(zip(names, v.reshape(len(names), -1).mean(axis=1)))}
+                for v in (mine, init)]
+    versus = paired_comparison("trained", by_trace[0], "init", by_trace[1])
+    d = versus.difference
+    say(f"against the initial policy on validation, paired by trace: {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] "
+        f"per session (95 % bootstrap), better on {versus.wins} of {versus.pairs} traces")
+    return {"difference": round(d.mean, 4), "ci95": [round(d.low, 4), round(d.high, 4)], "traces": versus.pairs,
+            "wins": versus.wins, "ties": versus.ties, "losses": versus.losses}
+
+
 def _policy_digest(policy: PolicyModel) -> str:
     from abr.algorithms.learned import encode_model
 
@@ -561,6 +569,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         raise ValueError("training needs at least one trace")
     if (config.teacher == "policy") != (init_policy is not None):
         raise ValueError("the policy teacher needs an initial policy (and only it takes one)")
+    if config.warm_start and init_policy is not None:  # refuse another network shape before any rollout
+        split_members(init_policy, config.ensemble, config.hidden_sizes)
     video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
@@ -584,6 +594,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
         "engine": config.engine, "extra_traces": len(extra_traces),
+        **({"warm_start": True} if config.warm_start else {}),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
             "init_policy_sha256_16": _policy_digest(init_policy),
             "init_policy_command": init_policy.metadata.get("command")}
@@ -598,14 +609,16 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                                                                                    config.validation_offsets).tolist()
                           for j, t in enumerate(validation)]
 
-    def validate(policy: PolicyModel) -> float:
+    def validate_sessions(policy: PolicyModel) -> np.ndarray:  # per session, trace by trace, offset 0 first
         if config.engine == "batch":
             from player.research.dagger_batch import evaluate_lockstep
 
-            return float(np.mean(evaluate_lockstep(policy, video, prof, validation, QOE_MODELS[config.expert.qoe],
-                                                   offsets_s=validation_offsets)))
-        return float(np.mean(evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe,
-                                             offsets_s=validation_offsets)))
+            return evaluate_lockstep(policy, video, prof, validation, QOE_MODELS[config.expert.qoe],
+                                     offsets_s=validation_offsets)
+        return evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe, offsets_s=validation_offsets)
+
+    def validate(policy: PolicyModel) -> float:
+        return float(np.mean(validate_sessions(policy)))
 
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
@@ -631,7 +644,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                          if policy is not None or init_policy is not None else None)
             x_all, v_all = np.concatenate(xs), np.concatenate(vs)
             meta = {**base_meta, "round": r, "samples": int(v_all.shape[0])}
-            policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool)
+            policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool,
+                                init=(policy or init_policy) if config.warm_start else None)
             score = validate(policy)
             stats = RoundStats(round=r, beta=beta, samples=int(v_all.shape[0]),
                                rollout_qoe=float(np.mean([d.qoe for d in results])), agreement=agreement,
@@ -665,9 +679,11 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
                 "validation_qoe": round(s.validation_qoe, 4)} for s in rounds]
+    chosen = dataclasses.replace(model, switch_margin=margin)
+    versus = {} if init_policy is None else {"validation_vs_init": _versus_init(
+        validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}
     final = dataclasses.replace(
-        model, switch_margin=margin,
-        metadata={**model.metadata, "best_round": best_round, "rounds": history,
+        chosen, metadata={**model.metadata, **versus, "best_round": best_round, "rounds": history,
                   "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores}},
     )
     return TrainResult(model=final, rounds=tuple(rounds), best_round=best_round, margin_scores=tuple(margin_scores),
