@@ -21,6 +21,7 @@ from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
+from player.research.experiment_live import LiveRunConfig, live_link
 from server.live.channel import LiveConfig
 from server.origin import OriginConfig, create_app
 from tests.conftest import CLEAR_TITLE, PackagedTitles
@@ -192,7 +193,9 @@ async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_
 
 async def _play_excluding(url: str) -> PlaybackReport:
     config = PlayerConfig(abr="dynamic", decode="none", speed=10.0)
-    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_server_time=True, exclude_loop_stalls=True)
+    # The live emulation's link (`abrkit run --live`): the stack's time and the loop's stalls left out,
+    # no exact timers (the channel streams a segment on the wall clock).
+    link = live_link(open_trace("constant:5e6"), LiveRunConfig(abrs=("dynamic",), rtt_ms=40))
     return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
                                live=LivePlayConfig(duration_s=30.0))
 
