@@ -16,7 +16,7 @@ channel makes media on its own clock, so `--speed K` only makes sense against a 
 runs K times faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock
 sync maps it). In emulation the fetcher's clock may leave out the stack's time (the shaper's
 `WarpClock`): `clock_lag_s` then says how much it left out, and every segment and `/time` request
-tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE.md,
+tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE-EMULATION.md,
 "The stack's time in live emulation").
 The first audio adaptation set plays in its own pipeline beside the video (headless, with
 `PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one,

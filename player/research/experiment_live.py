@@ -50,7 +50,7 @@ Row = dict[str, Any]
 METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment",
            "abandoned")
 # The last: the median of the ABR's throughput samples, per download, which the load moves little (a
-# clock drifting from the channel's showed there first: docs/LIVE.md, "Wave 5's merge and its bisect").
+# clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect").
 GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps")
 _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
 
@@ -74,7 +74,7 @@ class LiveRunConfig:
     sim_channel_age_s: float = 60.0  # the simulated channel's age at the join when there is no emulated twin
     stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
     # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
-    # channel following each player's clock (docs/LIVE.md, "The stack's time in live emulation").
+    # channel following each player's clock (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
     exclude_stack_time: bool = True
 
     def __post_init__(self) -> None:
@@ -209,7 +209,7 @@ def live_link(trace: Trace, config: LiveRunConfig) -> LinkConfig:
     tick left out would make the rest of the segment come that much earlier on the player's clock,
     and the link carry it early. Under load that was seconds of channel time per segment at 10x: the
     link never idled between chunks, and the player's chunk-aware samples ran 10-25% above its
-    simulated twin's (docs/LIVE.md, "The stack's time in live emulation")."""
+    simulated twin's (docs/LIVE-EMULATION.md, "The stack's time in live emulation")."""
     return LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
                       exclude_server_time=config.exclude_stack_time, exclude_loop_stalls=config.exclude_stack_time,
                       exact_timers=False)

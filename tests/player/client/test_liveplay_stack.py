@@ -32,7 +32,7 @@ def _stack_config(tmp_path: Path, content_root: Path, *, speed: float) -> StackC
                          # than the 8 s target, so the player can join at it.
                          live_speed=speed, live_start_s=float(math.floor(time.time())) - 3.0,
                          # The channel follows the player's clock, which leaves out the stack's time
-                         # and the loop's stalls (docs/LIVE.md, "The stack's time in live emulation").
+                         # and the loop's stalls (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
                          live_player_clocks=True, low_latency=True)
     save_stack_config(config)
     write_users(config.config_path, {"alice": ("live",)})
