@@ -8,7 +8,7 @@ its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each
 trace with the headless live player through the shaper (80 ms RTT), `--concurrency` at once, and in
 the simulator joining the channel at the age its emulated twin found it. Prints per algorithm the
 means with 95% CIs (latency p50/p95, stalls, stall time, bitrate, the MMSys 2020 live QoE per
-segment) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean:
+segment, downloads abandoned) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean:
 the simulator is the reference measured in the same run. The load average is printed beside
 (the emulated half runs on the wall clock: a loaded machine makes it late, K times more at K x).
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table.
@@ -41,20 +41,20 @@ DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pe
 def markdown(rows: list[dict[str, object]]) -> str:
     summaries = summarize_rows(rows)
     gaps = {(g.abr, g.metric): g for g in live_gaps(rows)}
-    lines = ["| abr | mode | n | latency p50 s | latency p95 s | stalls | kbit/s | live QoE/seg |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| abr | mode | n | latency p50 s | latency p95 s | stalls | kbit/s | live QoE/seg | abandoned |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for abr in dict.fromkeys(a for _, a in summaries):
         for mode in ("sim", "emulate"):
             m = summaries.get((mode, abr))
             if m is None:
                 continue
             lines.append(f"| {abr} | {mode} | {m['latency_p50_s'].n} | {m['latency_p50_s']} | {m['latency_p95_s']} | "
-                         f"{m['stalls']} | {m['avg_bitrate_kbps']} | {m['qoe_per_segment']} |")
+                         f"{m['stalls']} | {m['avg_bitrate_kbps']} | {m['qoe_per_segment']} | {m['abandoned']} |")
         cells = []
         for metric in GAP_METRICS:
             g = gaps.get((abr, metric))
             cells.append("-" if g is None else f"{g.difference.mean:+.2f} ({g.relative_pct:+.1f}%)")
-        lines.append(f"| {abr} | gap (emulate - sim) | | {cells[2]} | | {cells[3]} | {cells[1]} | {cells[0]} |")
+        lines.append(f"| {abr} | gap (emulate - sim) | | {cells[2]} | | {cells[3]} | {cells[1]} | {cells[0]} | |")
     return "\n".join(lines)
 
 

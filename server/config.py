@@ -283,7 +283,7 @@ class EdgeConfig:
     # K times faster from that wall time, as the origin's channel does.
     live_speed: float = 1.0
     live_clock_origin_s: float = 0.0
-    # Emulation only: honour X-Abrkit-Channel-Lag (server/edgelive.py; docs/LIVE.md, "The stack's time
+    # Emulation only: honour X-Abrkit-Channel-Lag (server/edgelive.py; docs/LIVE-EMULATION.md, "The stack's time
     # in live emulation"). Off: the header is ignored.
     live_player_clocks: bool = False
     rtt_ms: Mapping[str, float] = field(default_factory=dict)  # emulated RTT to each client region (regions.py)
@@ -498,14 +498,14 @@ class StackConfig:
     access_log: bool = True  # one JSON line per request (`abrkit serve`: in <state_dir>/logs/ or on the console)
     secrets_path: Path | None = None
     revocations_path: Path | None = None
-    live_title: str | None = None  # a live channel looping this packaged title (docs/LIVE.md); None: no live
+    live_title: str | None = None  # a live channel looping this packaged title (docs/LIVE-SERVER.md); None: no live
     live_channel: str = "live"  # the live channel's name in URLs and playback requests
     low_latency: bool = False  # publish the live channel as CMAF chunks of live_chunk_s
     live_chunk_s: float = 0.5
     live_start_s: float | None = None  # its availabilityStartTime (unix s); None: when the stack starts
     live_speed: float = 1.0  # the channel's clock runs K times faster from live_start_s (time-warped runs)
     # Emulation only (`abrkit run --live`): the origin and edges answer a player on its own clock when
-    # it says how far that runs behind the channel's (X-Abrkit-Channel-Lag; docs/LIVE.md).
+    # it says how far that runs behind the channel's (X-Abrkit-Channel-Lag; docs/LIVE-EMULATION.md).
     live_player_clocks: bool = False
     regions_path: Path | None = None  # regions, edges and client networks (server/regions.py): replaces `edges`
 

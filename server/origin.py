@@ -31,7 +31,7 @@ class OriginConfig:
     manifest_max_age_s: int = 2
     segment_max_age_s: int = 31_536_000  # one year: segments never change once published
     internal_token: bytes | None = field(default=None, repr=False)
-    live: LiveConfig | None = None  # a live channel published from a title of content_root (docs/LIVE.md)
+    live: LiveConfig | None = None  # a live channel published from a title of content_root (docs/LIVE-SERVER.md)
 
     def __post_init__(self) -> None:
         if not Path(self.content_root).is_dir():

@@ -16,7 +16,7 @@ channel makes media on its own clock, so `--speed K` only makes sense against a 
 runs K times faster too (`server.live.channel.LiveConfig.speed`; its `/time` says so, and the clock
 sync maps it). In emulation the fetcher's clock may leave out the stack's time (the shaper's
 `WarpClock`): `clock_lag_s` then says how much it left out, and every segment and `/time` request
-tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE.md,
+tells the channel so (`X-Abrkit-Channel-Lag`), which answers on the player's clock (docs/LIVE-EMULATION.md,
 "The stack's time in live emulation").
 The first audio adaptation set plays in its own pipeline beside the video (headless, with
 `PlayerConfig.audio`). Nothing is decoded unless a `Decoder` is given (the desktop window passes one:
@@ -136,39 +136,86 @@ def chunk_ends(data: bytes | bytearray, start: int) -> tuple[list[int], int]:
 
 class ChunkTimer:
     """The arrival of a chunked body's CMAF chunks, as pieces of it come in: each complete
-    `moof`+`mdat` becomes a `ChunkArrival` from the time its first byte came to the time its last
-    did. A piece that ends one chunk and starts the next starts the next at that time; the wait
-    before a chunk that was not made yet is idle, not network time (`abr.estimators.chunk_active_s`,
-    which `active_s` applies to these arrivals).
+    `moof`+`mdat` becomes a `ChunkArrival` from the time its first byte began crossing the link to
+    the time its last byte came. A piece that ends one chunk and starts the next starts the next at
+    that time (the link was busy through it); the wait before a chunk that was not made yet is idle,
+    not network time (`abr.estimators.chunk_active_s`, which `active_s` applies to these arrivals).
 
-    With `ready_s` (chunk index -> the earliest its bytes could leave for us: made, plus half the
-    round trip), a chunk's time on the link starts when the bytes of the piece that began it could
-    have started crossing: after the previous piece, not before the chunk was ready. Without it, at
-    that piece's arrival, which leaves the piece's own crossing out: a chunk that comes in a few
-    paced pieces (a small one, a slow reader) would measure several times the link's rate.
+    A chunk that begins a piece after an idle link: that piece's bytes crossed before it arrived,
+    for as long as the link takes to carry them. Leaving that out (measuring from the piece's
+    arrival, as dash.js's moof parsing does) shortens every such chunk by up to one read or pacing
+    period, which on small chunks is a large part of their time (at 10x in emulation, 10-20 ms of a
+    40-60 ms chunk: measured so, samples ran 5-21% above the shaper's own record). So the piece is
+    taken to have crossed at the link's rate measured between consecutive pieces of a chunk so far
+    in this body (`rate_Bps`; the previous body's, `rate_hint_Bps`, before one is measured), never
+    before the previous piece came (the link carried that first) nor, for the first chunk, before
+    the request (`requested_s`).
 
-    With `left_out_s` (seconds the reading clock has left out since the answer began: the channel
-    streams the rest on the clock as it stood then), each chunk was ready that much earlier on this
-    clock: a chunk that came before `ready_s` says still crossed from after the previous piece,
-    not from its own arrival."""
+    Before any rate is known, with `ready_s` (chunk index -> the earliest its bytes could leave for
+    us: made, plus half the round trip) the chunk starts when the piece could have started
+    crossing: after the previous piece, not before the chunk was ready; `left_out_s` (seconds the
+    reading clock has left out since the answer began: the channel streams the rest on the clock
+    as it stood then) moves that readiness earlier. Without either, at the piece's arrival."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
-                 left_out_s: Callable[[], float] | None = None) -> None:
+                 left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
+                 requested_s: float | None = None) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
         self._scan = 0
-        self._chunk_first_s: float | None = None
         self._chunk_start = 0
         self._ready_s = ready_s
         self._left_out_s = left_out_s
         self._last_piece_s: float | None = None
+        self._rate_hint_Bps = rate_hint_Bps
+        # The link's rate between consecutive pieces of one chunk, summed over this body.
+        self._paced_bytes = 0
+        self._paced_s = 0.0
+        # The chunk in progress: its first piece (arrival, its bytes of it, whether it began inside
+        # a piece that ended the previous chunk), the arrival of the piece before, its latest piece.
+        self._first: tuple[float, int, bool] | None = None
+        self._requested_s = requested_s  # no byte of the answer crossed before its request
+        self._before_s: float | None = None
+        self._latest_s: float | None = None
 
-    def _start_s(self, t: float, index: int) -> float:
-        if self._ready_s is None or self._last_piece_s is None:
+    @property
+    def rate_Bps(self) -> float | None:
+        """The link's rate (bytes/s) measured between pieces of a chunk in this body, else the hint."""
+        if self._paced_bytes > 0 and self._paced_s > 0:
+            return self._paced_bytes / self._paced_s
+        return self._rate_hint_Bps
+
+    def _add(self, t: float, size: int, *, inside: bool) -> None:
+        """`size` bytes of the chunk in progress came in a piece at `t` (`inside`: after the end of
+        the previous chunk, in the same piece)."""
+        if self._first is None:
+            self._first = (t, size, inside)
+            self._before_s = self._last_piece_s
+        else:
+            assert self._latest_s is not None
+            if t > self._latest_s:
+                self._paced_bytes += size
+                self._paced_s += t - self._latest_s
+        self._latest_s = t
+
+    def _first_byte_s(self, index: int) -> float:
+        """When the chunk in progress began crossing (class docstring)."""
+        assert self._first is not None
+        t, size, inside = self._first
+        if inside:
             return t
-        ready = self._ready_s(index) - (self._left_out_s() if self._left_out_s is not None else 0.0)
-        return min(t, max(self._last_piece_s, ready))
+        rate = self.rate_Bps
+        if rate is not None and rate > 0:
+            start = t - size / rate
+        elif self._ready_s is not None and self._before_s is not None:
+            start = self._ready_s(index) - (self._left_out_s() if self._left_out_s is not None else 0.0)
+        else:
+            return t
+        floor = self._before_s if self._before_s is not None else self._requested_s
+        if floor is not None:
+            start = max(start, floor)
+        return min(start, t)
 
     def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
         """Add `piece` (arrived at `t`); the chunks it completed."""
@@ -176,18 +223,19 @@ class ChunkTimer:
             return []
         if self.first_byte_s is None:
             self.first_byte_s = t
-        if self._chunk_first_s is None:
-            self._chunk_first_s = self._start_s(t, len(self.arrivals))
+        begin = len(self.body)
         self.body += piece
         ends, self._scan = chunk_ends(self.body, self._scan)
         done = []
+        pos = begin
         for end in ends:
-            done.append(ChunkArrival(first_byte_s=self._chunk_first_s, last_byte_s=t,
+            self._add(t, end - pos, inside=pos > begin)
+            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done)), last_byte_s=t,
                                      size_bytes=end - self._chunk_start))
-            self._chunk_start = end
-            # The rest of this piece, if any, is the next chunk's first bytes.
-            self._chunk_first_s = (None if end == len(self.body)
-                                   else self._start_s(t, len(self.arrivals) + len(done)))
+            self._chunk_start = pos = end
+            self._first = None
+        if len(self.body) > pos:  # the rest of this piece is the next chunk's first bytes
+            self._add(t, len(self.body) - pos, inside=pos > begin)
         self.arrivals += done
         self._last_piece_s = t
         return done
@@ -224,6 +272,7 @@ class LivePlayer:
         # Live audio: its own pipeline, as in VOD (a window's decoder decodes it too)
         self.audio_reps = self.audio_representations(manifest) if config.audio else []
         self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
+        self._link_rate_Bps: float | None = None  # the last chunked body's link rate (ChunkTimer.rate_Bps)
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
@@ -431,7 +480,8 @@ class LivePlayer:
         # lag its request said, plus the wait at the origin): what the clock leaves out after that
         # (other requests held at the stack, the loop's stalls) makes the rest come that much early.
         lag_at_answer_s = self._clock_lag_now()
-        timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s)
+        timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s,
+                           rate_hint_Bps=self._link_rate_Bps, requested_s=requested)
         chunk_start = 0
         rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)
@@ -460,6 +510,7 @@ class LivePlayer:
         # Chunk-aware throughput (dash.js's moof-parsing mode): the idle waits for chunks not yet made
         # are left out, as the simulator does (player/research/live_sim.py).
         active = timer.active_s() if n > 1 else None
+        self._link_rate_Bps = timer.rate_Bps
         session.on_download(done, size_bytes=len(timer.body), ttfb_s=ttfb, active_s=active, media=action.media)
         if self.decoder is not None and n == 1:
             self.decoder.submit(action.media, rep_id, action.segment_index, bytes(timer.body))

@@ -47,9 +47,10 @@ MODES = ("sim", "emulate")
 LIVE_RESULTS_NAME = "live_results.jsonl"
 Row = dict[str, Any]
 # Per-session figures summarised per algorithm and mode (means with 95% CIs), and compared for the gap.
-METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment")
+METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment",
+           "abandoned")
 # The last: the median of the ABR's throughput samples, per download, which the load moves little (a
-# clock drifting from the channel's showed there first: docs/LIVE.md, "Wave 5's merge and its bisect").
+# clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect").
 GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps")
 _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
 
@@ -73,7 +74,7 @@ class LiveRunConfig:
     sim_channel_age_s: float = 60.0  # the simulated channel's age at the join when there is no emulated twin
     stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
     # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
-    # channel following each player's clock (docs/LIVE.md, "The stack's time in live emulation").
+    # channel following each player's clock (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
     exclude_stack_time: bool = True
 
     def __post_init__(self) -> None:
@@ -170,7 +171,8 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "join_s": s.join_s, "stalls": s.stalls, "rebuffer_s": s.rebuffer_s, "rate_changes": s.rate_changes,
             "seeks_to_live": s.seeks_to_live, "avg_bitrate_kbps": result.avg_bitrate_bps / 1e3,
             "qoe_per_segment": result.qoe_per_segment, "segments": int(result.qualities.size),
-            "channel_age_s": channel_age_s, "throughput_p50_bps": result.throughput_p50_bps, "wall_s": None}
+            "channel_age_s": channel_age_s, "throughput_p50_bps": result.throughput_p50_bps,
+            "abandoned": result.abandoned, "wall_s": None}
 
 
 # -- emulation --------------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ def live_link(trace: Trace, config: LiveRunConfig) -> LinkConfig:
     tick left out would make the rest of the segment come that much earlier on the player's clock,
     and the link carry it early. Under load that was seconds of channel time per segment at 10x: the
     link never idled between chunks, and the player's chunk-aware samples ran 10-25% above its
-    simulated twin's (docs/LIVE.md, "The stack's time in live emulation")."""
+    simulated twin's (docs/LIVE-EMULATION.md, "The stack's time in live emulation")."""
     return LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
                       exclude_server_time=config.exclude_stack_time, exclude_loop_stalls=config.exclude_stack_time,
                       exact_timers=False)
@@ -235,7 +237,7 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "seeks_to_live": info["seeks_to_live"], "avg_bitrate_kbps": float(np.mean(bitrates)) / 1e3 if bitrates
             else math.nan, "qoe_per_segment": info["qoe_live_per_segment"], "segments": len(bitrates),
             "channel_age_s": info["channel_age_s"], "joined_at_s": info.get("joined_at_s"),
-            "throughput_p50_bps": info["throughput_p50_bps"],
+            "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
             "early_requests": info["early_requests"], "wall_s": round(time.monotonic() - started, 3)}
 
 
@@ -394,7 +396,8 @@ def _finite(value: object) -> bool:
 def format_live_run(rows: Sequence[Row]) -> str:
     """The table (mode, algorithm: means ± 95% CI) and the gaps."""
     names = {"latency_p50_s": "lat p50 s", "latency_p95_s": "lat p95 s", "stalls": "stalls", "rebuffer_s": "stall s",
-             "avg_bitrate_kbps": "kbit/s", "qoe_per_segment": "live QoE/seg", "throughput_p50_bps": "ABR sample"}
+             "avg_bitrate_kbps": "kbit/s", "qoe_per_segment": "live QoE/seg", "throughput_p50_bps": "ABR sample",
+             "abandoned": "abandoned"}
     lines = [f"{'mode':<8} {'abr':<10} {'n':>3} " + " ".join(f"{names[m]:>17}" for m in METRICS)]
     for (mode, abr), metrics in summarize_rows(rows).items():
         n = max(i.n for i in metrics.values())
@@ -414,7 +417,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
-              "channel_age_s", "joined_at_s", "throughput_p50_bps", "early_requests", "wall_s", "loop_lag_p99_ms"]
+              "channel_age_s", "joined_at_s", "throughput_p50_bps", "abandoned", "early_requests", "wall_s", "loop_lag_p99_ms"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

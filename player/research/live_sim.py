@@ -161,6 +161,7 @@ class LiveResult:
     rebuffer_s: np.ndarray
     events: tuple[SessionEvent, ...] = ()
     throughput_p50_bps: float | None = None  # the ABR's samples' median, as the live player reports it
+    abandoned: int = 0  # downloads the ABR gave up (`LiveDriver.abandoned`)
 
 
     @property
@@ -180,7 +181,8 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     content = NominalSizes(video) if config.nominal_sizes else video
     session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
-    LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s).drive()
+    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s)
+    driver.drive()
     records = session.records
     bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)
     rebuffer = np.asarray(session.rebuffer_per_segment_s(), dtype=np.float64)
@@ -191,7 +193,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     return LiveResult(abr=abr_spec, trace=trace.name, stats=session.stats(), qoe=qoe,
                       qualities=np.array([r.quality for r in records], dtype=np.int64), bitrates_bps=bitrates,
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
-                      throughput_p50_bps=session.throughput_p50_bps())
+                      throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

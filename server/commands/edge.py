@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--origin-timeout-s", type=float, default=10.0, help="origin fetch timeout")
     parser.add_argument("--live-channel", action="append", default=[], metavar="NAME",
                         help="a live channel of the origin (repeatable): coalesced, streamed while it arrives, "
-                             "manifests kept at most 1 s (docs/LIVE.md)")
+                             "manifests kept at most 1 s (docs/LIVE-SERVER.md)")
     parser.add_argument("--live-speed", type=float, default=1.0, metavar="K",
                         help="the live channels' clock runs K times faster (the origin's --speed): /time follows it")
     parser.add_argument("--live-clock-origin-s", type=float, default=0.0, metavar="UNIX_S",

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--content", type=Path, required=True, help="content root: a directory of title directories")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--live-title", metavar="T", help="also publish a live channel looping title T (docs/LIVE.md)")
+    parser.add_argument("--live-title", metavar="T", help="also publish a live channel looping title T (docs/LIVE-SERVER.md)")
     parser.add_argument("--live-channel", default="live", metavar="NAME", help="the live channel's name (default live)")
     parser.add_argument("--low-latency", action="store_true", help="publish the live channel in CMAF chunks")
     parser.add_argument("--chunk-s", type=float, default=0.5, help="chunk duration at low latency (default 0.5 s)")

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--log-console", action="store_true",
                         help="print the JSON access and audit logs on the console (default: files in the logs/ "
                              "folder beside the stack file, named in the output)")
-    live = parser.add_argument_group("live", "a live channel looping a packaged title on the wall clock (docs/LIVE.md)")
+    live = parser.add_argument_group("live", "a live channel looping a packaged title on the wall clock (docs/LIVE-SERVER.md)")
     live.add_argument("--live", action="store_true", help="also publish the live channel (default title: the demo "
                       "title, or the content root's only title)")
     live.add_argument("--live-title", metavar="T", help="the packaged title the live channel loops (implies --live)")

@@ -1,1 +1,1 @@
-"""Live channels: a packaged title looped forever on the wall clock (docs/LIVE.md)."""
+"""Live channels: a packaged title looped forever on the wall clock (docs/LIVE-SERVER.md)."""

@@ -21,6 +21,7 @@ from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
+from player.research.experiment_live import LiveRunConfig, live_link
 from server.live.channel import LiveConfig
 from server.origin import OriginConfig, create_app
 from tests.conftest import CLEAR_TITLE, PackagedTitles
@@ -115,53 +116,57 @@ def _box(kind: bytes, n: int) -> bytes:
 
 
 def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
+    # A 400 B/s link; 40-byte chunks made 0.5 s apart, each paced in two pieces of 20 bytes.
     chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
     timer = ChunkTimer()
     assert timer.active_s() is None and timer.feed(0.0, b"") == []
-    assert timer.feed(1.0, chunk[:10]) == []  # first byte at 1.0
-    first = timer.feed(1.1, chunk[10:])
-    assert [(c.first_byte_s, c.last_byte_s, c.size_bytes) for c in first] == [(1.0, 1.1, 40)]
-    # 0.4 s idle (the encoder), then one piece ends chunk 2 and starts chunk 3
-    timer.feed(1.5, chunk[:30])
-    both = timer.feed(1.6, chunk[30:] + chunk[:5])
-    assert [(c.first_byte_s, c.last_byte_s) for c in both] == [(1.5, 1.6)]
-    last = timer.feed(1.7, chunk[5:])
-    assert [(c.first_byte_s, c.last_byte_s) for c in last] == [(1.6, 1.7)]
-    assert timer.first_byte_s == 1.0 and len(timer.body) == 3 * 40
-    assert timer.active_s() == pytest.approx(0.3)  # of a 0.7 s request: the 0.4 s wait is not network time
+    assert timer.feed(1.0, chunk[:20]) == []  # first byte at 1.0
+    first = timer.feed(1.05, chunk[20:])
+    # The first piece crossed before it came, at the rate the second one shows (20 bytes in 0.05 s).
+    assert [(c.first_byte_s, c.last_byte_s, c.size_bytes) for c in first] == [(pytest.approx(0.95), 1.05, 40)]
+    timer.feed(1.5, chunk[:20])  # 0.4 s idle (the encoder)
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.55, chunk[20:])] == [(pytest.approx(1.45), 1.55)]
+    assert timer.first_byte_s == 1.0 and len(timer.body) == 2 * 40 and timer.rate_Bps == pytest.approx(400)
+    assert timer.active_s() == pytest.approx(0.2)  # of a 0.55 s request: the wait is not network time
     several = ChunkTimer().feed(2.0, chunk * 3)  # chunks already made arrive together
     assert len(several) == 3 and all(c.first_byte_s == c.last_byte_s == 2.0 for c in several)
 
 
-def test_chunk_timer_counts_the_piece_that_began_a_chunk_once_it_was_ready() -> None:
+def test_chunk_timer_counts_the_first_piece_of_a_chunk_at_the_links_rate() -> None:
+    # Measured from its first piece's arrival, a chunk paced in a few pieces loses that piece's
+    # crossing: at 10x in emulation 20 ms of a 40-60 ms chunk, and its sample ran 5-25% high.
     chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
-    ready = {0: 0.9, 1: 1.4}  # chunk 1 made (and on its way) at 1.4 s
-    timer = ChunkTimer(lambda index: ready[index])
-    timer.feed(1.0, chunk[:20])  # the first piece: nothing before it to measure from
-    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.1, chunk[20:])] == [(1.0, 1.1)]
-    # Chunk 1 comes in two paced pieces; its first crossed from when it was ready (1.4 s), not from
-    # when it arrived (1.5 s), which would halve its time on the link and double the rate measured.
-    timer.feed(1.5, chunk[:20])
-    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.6, chunk[20:])] == [(1.4, 1.6)]
-    assert timer.active_s() == pytest.approx(0.3)
+    timer = ChunkTimer(rate_hint_Bps=50.0, requested_s=0.5)  # the previous body's rate, too slow now
+    for t, start in ((1.0, 0), (1.1, 10), (1.2, 20)):
+        assert timer.feed(t, chunk[start:start + 10]) == []
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.3, chunk[30:])] == [(pytest.approx(0.9), 1.3)]
+    # A chunk in one piece takes the rate measured so far (100 B/s); never before the previous piece.
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(2.0, chunk)] == [(pytest.approx(1.6), 2.0)]
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(2.1, chunk)] == [(2.0, 2.1)]
+    # Before any rate is measured, the hint; not before the request.
+    hinted = ChunkTimer(rate_hint_Bps=100.0, requested_s=0.8)
+    assert [(c.first_byte_s, c.last_byte_s) for c in hinted.feed(1.0, chunk)] == [(0.8, 1.0)]
+    # A piece that ends one chunk and begins the next: the link was busy through it.
+    both = ChunkTimer()
+    both.feed(1.0, chunk[:20])
+    assert [(c.first_byte_s, c.last_byte_s) for c in both.feed(1.1, chunk[20:] + chunk[:20])] == [
+        (pytest.approx(0.9), 1.1)]
+    assert [(c.first_byte_s, c.last_byte_s) for c in both.feed(1.2, chunk[20:])] == [(1.1, 1.2)]
 
 
-def test_chunk_timer_moves_a_chunks_readiness_by_the_time_its_clock_left_out() -> None:
-    # The channel streams a segment on the player's clock as it stood at the answer's first byte;
-    # 0.3 s the clock left out since (the loop's stalls) made chunk 1, made at 1.4 s, come at 1.1 s
-    # on it. Its first piece crossed after the previous one (1.1 s), not from its own arrival.
+def test_chunk_timer_without_a_rate_starts_a_chunk_once_it_was_ready() -> None:
+    # Chunks that each come in one piece give no rate: a chunk then started crossing once ready
+    # (made, half the round trip), moved earlier by the time the clock left out since the answer
+    # began (the channel streams on the clock as it stood then); after the previous piece.
     chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
     ready, left_out = {0: 0.9, 1: 1.4}, [0.0]
     timer = ChunkTimer(lambda index: ready[index], left_out_s=lambda: left_out[0])
-    timer.feed(1.0, chunk[:20])
-    timer.feed(1.1, chunk[20:])
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.0, chunk)] == [(1.0, 1.0)]
     left_out[0] = 0.3
-    timer.feed(1.2, chunk[:20])
-    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.3, chunk[20:])] == [(1.1, 1.3)]
-    plain = ChunkTimer(lambda index: ready[index])  # without it: (1.2, 1.3), twice the rate
-    for t, piece in ((1.0, chunk[:20]), (1.1, chunk[20:]), (1.2, chunk[:20])):
-        plain.feed(t, piece)
-    assert [(c.first_byte_s, c.last_byte_s) for c in plain.feed(1.3, chunk[20:])] == [(1.2, 1.3)]
+    assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.3, chunk)] == [(pytest.approx(1.1), 1.3)]
+    plain = ChunkTimer(lambda index: ready[index])  # without it: not ready before 1.4, so from its arrival
+    plain.feed(1.0, chunk)
+    assert [(c.first_byte_s, c.last_byte_s) for c in plain.feed(1.3, chunk)] == [(1.3, 1.3)]
 
 
 def test_chunk_boundaries_are_found_in_a_partial_body() -> None:
@@ -192,7 +197,9 @@ async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_
 
 async def _play_excluding(url: str) -> PlaybackReport:
     config = PlayerConfig(abr="dynamic", decode="none", speed=10.0)
-    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_server_time=True, exclude_loop_stalls=True)
+    # The live emulation's link (`abrkit run --live`): the stack's time and the loop's stalls left out,
+    # no exact timers (the channel streams a segment on the wall clock).
+    link = live_link(open_trace("constant:5e6"), LiveRunConfig(abrs=("dynamic",), rtt_ms=40))
     return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
                                live=LivePlayConfig(duration_s=30.0))
 

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 
 from netsim.sources import open_trace
-from player.client.harness import LinkConfig, TitleTarget, play_headless
+from player.client.harness import TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, parse_server_time
+from player.research.experiment_live import LiveRunConfig, live_link
 from server.config import EdgeConfig, RateLimitPolicy, StackConfig, save_stack_config
 from server.live.channel import LiveConfig, warped_clock
 from server.stack import start_stack
@@ -31,7 +32,7 @@ def _stack_config(tmp_path: Path, content_root: Path, *, speed: float) -> StackC
                          # than the 8 s target, so the player can join at it.
                          live_speed=speed, live_start_s=float(math.floor(time.time())) - 3.0,
                          # The channel follows the player's clock, which leaves out the stack's time
-                         # and the loop's stalls (docs/LIVE.md, "The stack's time in live emulation").
+                         # and the loop's stalls (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
                          live_player_clocks=True, low_latency=True)
     save_stack_config(config)
     write_users(config.config_path, {"alice": ("live",)})
@@ -53,8 +54,8 @@ async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_pat
         assert start is not None and s1 == pytest.approx(start + (w1 - start) * 10, abs=1.0)
         target = TitleTarget(title="live", gateway_url=stack.gateway_url, username="alice", password=PASSWORD)
         report = await play_headless(target, PlayerConfig(abr="dynamic", decode="none", speed=10.0),
-                                     link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40,
-                                                     exclude_server_time=True, exclude_loop_stalls=True),
+                                     link=live_link(open_trace("constant:5e6"), LiveRunConfig(abrs=("dynamic",),
+                                                                                              rtt_ms=40)),
                                      live=LivePlayConfig(duration_s=40.0))
     assert report.error is None, report.error
     live = report.live

@@ -16,6 +16,7 @@ from player.client.mpd import parse_mpd
 from player.research.experiment_live import (
     LiveRunConfig,
     channel_content,
+    format_live_run,
     live_gaps,
     live_link,
     run_live_comparison,
@@ -50,6 +51,19 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     # The ABR's samples' median, chunk-aware as the live player's (the idle waits for chunks left out)
     assert row["throughput_p50_bps"] == pytest.approx(5e6, rel=0.05)
     assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
+
+
+def test_a_live_row_counts_the_downloads_the_abr_abandoned(packaged: PackagedTitles) -> None:
+    # Whole segments can be abandoned (LiveSession.abandonable): BOLA gives up two at a drop to
+    # 0.3 Mbit/s; low-latency segments never are.
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    drop = open_trace("step:6e6,3e5@10")
+    whole = sim_row("bola", drop, LiveRunConfig(abrs=("bola",), low_latency=False, duration_s=40.0), content,
+                    channel_age_s=60.0)
+    assert whole["abandoned"] >= 1
+    chunked = sim_row("bola", drop, LiveRunConfig(abrs=("bola",), duration_s=40.0), content, channel_age_s=60.0)
+    assert chunked["abandoned"] == 0
+    assert "abandoned" in format_live_run([whole, {**whole, "mode": "emulate"}])
 
 
 def test_live_emulation_leaves_out_the_stacks_time_without_exact_timers() -> None:
@@ -109,9 +123,9 @@ def test_abrkit_run_live_in_the_simulator_writes_sessions_and_summary(packaged: 
                  "--video-or-title", str(packaged.content_root / CLEAR_TITLE), "--mode", "sim",
                  "--live-duration-s", "20", "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "0.5 s chunks" in text and "l2a" in text and "dynamic" in text
+    assert "0.5 s chunks" in text and "l2a" in text and "dynamic" in text and "abandoned" in text
     rows = list(csv.DictReader((out / "sessions.csv").open()))
-    assert len(rows) == 4 and {r["mode"] for r in rows} == {"sim"}
+    assert len(rows) == 4 and {r["mode"] for r in rows} == {"sim"} and {r["abandoned"] for r in rows} == {"0"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 0 and summary["gaps"] == [] and len(summary["summaries"]) == 2
     assert summary["summaries"][0]["latency_p50_s"]["mean"] > 0
