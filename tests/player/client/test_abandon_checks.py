@@ -5,9 +5,12 @@ on 127.0.0.1 through the shaper; the assertions compare clock readings and byte 
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
@@ -16,6 +19,7 @@ from player.abandon import AbandonRule
 from player.client.fetch import Abandoned, FetchConfig, Fetcher
 from player.research.sim_abandon import link_checks
 from tests.netsim.test_clock import BODY_BYTES, slow_server
+from tests.player.conftest import serving_app
 
 RTT_S = 0.08
 # Rates that change every 70-130 ms (never on the checks' 50 ms grid), 0.8-3 Mbit/s: the bytes at a
@@ -75,3 +79,38 @@ async def test_a_download_given_up_at_a_check_stops_there_with_that_checks_bytes
     assert abandoned.bytes_received == offers[-1][1]
     assert abandoned.elapsed_s * 10.0 == pytest.approx(offers[-1][0], abs=1e-9)
     assert RTT_S <= abandoned.ttfb_s * 10.0 < RTT_S + 0.01  # (the headers' bytes, then the first packet's)
+
+
+async def test_on_a_real_network_the_checks_run_on_the_loops_timers_with_what_has_arrived() -> None:
+    # No warp clock: each check is an event-loop timer on the request's 50 ms grid (late only by the
+    # loop's lateness), offered the bytes the connection has taken in, and giving up stops the read.
+    piece, pieces = 4_000, 12
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(piece * pieces)})
+        await response.prepare(request)
+        try:
+            for _ in range(pieces):
+                await response.write(b"x" * piece)
+                await asyncio.sleep(0.03)
+        except ConnectionResetError:
+            pass  # the player gave the download up
+        return response
+
+    app = web.Application()
+    app.router.add_get("/seg", trickle)
+    offers: list[tuple[int, int, float]] = []
+
+    def keep_going(received: int, total: int, elapsed_s: float) -> bool:
+        offers.append((received, total, elapsed_s))
+        return len(offers) < 4
+
+    async with serving_app(app) as base, aiohttp.ClientSession() as http:
+        with pytest.raises(Abandoned) as raised:
+            await Fetcher(http, FetchConfig(attempts=1)).fetch([f"{base}/seg"], on_progress=keep_going)
+    assert len(offers) == 4 and raised.value.bytes_received == offers[-1][0]
+    grid = [int(elapsed / 0.05 + 1e-6) for _, _, elapsed in offers]  # the grid point k each check was due at
+    assert 1 <= grid[0] <= 3 and grid == sorted(set(grid))  # one check per grid point, in order
+    received = [r for r, _, _ in offers]
+    assert received == sorted(received) and 0 < received[0] and received[-1] < piece * pieces
+    assert {t for _, t, _ in offers} == {piece * pieces}
