@@ -323,8 +323,10 @@ class WarpClock:
             self._reanchor()
             self._limit_loop = math.inf
 
-    def hold(self) -> None:
-        """A request reached the server: stop the clock until its answer begins (nested holds count)."""
+    def hold(self, *, counted: bool = True) -> None:
+        """A request reached the server: stop the clock until its answer begins (nested holds count).
+        `counted` False: a hold that is no request (an abandonment check's own span), left out of
+        `holds_total`."""
         if not self._holds:
             self._reanchor()
             self._held_since = self._anchor_loop
@@ -332,7 +334,7 @@ class WarpClock:
                 self._timer_handle.cancel()
                 self._timer_handle = None
         self._holds += 1
-        self.holds_total += 1
+        self.holds_total += counted
 
     def release(self) -> None:
         """A held request's answer began (or its connection closed): run on when none is held."""

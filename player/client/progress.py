@@ -95,7 +95,7 @@ class ProgressWatch:
             return
         # The clock reads the check's time: hold it there while the links catch up to it and the
         # loop takes their bytes in, so the check sees what the link model delivered by now.
-        warp.hold()
+        warp.hold(counted=False)  # (no request: not in the clock's count of server holds)
         try:
             warp.sync()
         except BaseException:
