@@ -44,7 +44,9 @@ with the loop from there (a server that stops mid-answer must still time out).
 
 `now` reads the clock (loop seconds, the left-out spans removed); `call_at` runs a callback at a
 clock time; `wall_at` maps a clock time to the loop's time (None while held: nothing is due until it
-runs again, and `on_resume` callbacks then reschedule).
+runs again, and `on_resume` callbacks then reschedule); `sync` has every link paced on the clock
+release what it owes until now (a reader that holds the clock at an exact time then sees the link
+model's bytes by that time, not by the link's last tick).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class WarpClock:
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
-                 "_events_only", "_idle_wall_s", "_closed")
+                 "_events_only", "_idle_wall_s", "_closed", "_syncs")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -124,6 +126,7 @@ class WarpClock:
         self._events_only = False  # the reading moves only at timers and holds (`events_only`)
         self._idle_wall_s = idle_wall_s  # ...unless nothing happened for this long (loop seconds)
         self._closed = False
+        self._syncs: list[Callable[[], None]] = []  # `sync` callbacks (the shaper's links)
         if cover_stalls:
             self._heartbeat()
 
@@ -320,8 +323,10 @@ class WarpClock:
             self._reanchor()
             self._limit_loop = math.inf
 
-    def hold(self) -> None:
-        """A request reached the server: stop the clock until its answer begins (nested holds count)."""
+    def hold(self, *, counted: bool = True) -> None:
+        """A request reached the server: stop the clock until its answer begins (nested holds count).
+        `counted` False: a hold that is no request (an abandonment check's own span), left out of
+        `holds_total`."""
         if not self._holds:
             self._reanchor()
             self._held_since = self._anchor_loop
@@ -329,7 +334,7 @@ class WarpClock:
                 self._timer_handle.cancel()
                 self._timer_handle = None
         self._holds += 1
-        self.holds_total += 1
+        self.holds_total += counted
 
     def release(self) -> None:
         """A held request's answer began (or its connection closed): run on when none is held."""
@@ -386,6 +391,22 @@ class WarpClock:
         self._client_hold = None
         self._client_keys.clear()
         self.release()
+
+    def add_sync(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` on `sync`: it brings what it paces up to the clock's reading."""
+        self._syncs.append(callback)
+
+    def remove_sync(self, callback: Callable[[], None]) -> None:
+        if callback in self._syncs:
+            self._syncs.remove(callback)
+
+    def sync(self) -> None:
+        """Bring every transfer paced on this clock up to its reading now: each link releases what
+        it owes until now rather than at its next tick. A reader that then looks at what has arrived
+        (the headless player's abandonment check, held at its exact time) sees what the link model
+        delivered by now, whatever the pacing quantum (so at any time-warp)."""
+        for callback in list(self._syncs):
+            callback()
 
     def on_resume(self, callback: Callable[[], None]) -> None:
         """Call `callback()` each time the clock starts again after a hold."""

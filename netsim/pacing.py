@@ -141,6 +141,7 @@ class PacedLink:
         self._in_tick = False
         self._bin_s = bin_s
         self.bins: list[int] = []
+        self._warp.add_sync(self.settle)  # a reader at an exact time gets what is owed until then
 
     def clock(self) -> float:
         """Seconds of link time since this link started (pauses of the warp clock left out)."""
@@ -160,6 +161,7 @@ class PacedLink:
             self._timer = None
 
     def close(self) -> None:
+        self._warp.remove_sync(self.settle)
         self._closed_at = self.clock()
         self.pipes.clear()
         if self._timer is not None:

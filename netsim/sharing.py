@@ -62,6 +62,18 @@ class SharedLink:
         transfer = self._transfers[key]
         return transfer.size_bytes - transfer.remaining_bytes
 
+    def reaches_s(self, key: Hashable, received_bytes: float) -> float:
+        """Link time at which transfer `key` will have received `received_bytes` if no transfer starts
+        or ends before then (inf: it is not receiving yet; its start is an event of its own)."""
+        transfer = self._transfers[key]
+        short = received_bytes - (transfer.size_bytes - transfer.remaining_bytes)
+        if short <= 0:
+            return self.now_s
+        if transfer.starts_s > self.now_s:
+            return math.inf
+        active = sum(1 for t in self._transfers.values() if t.starts_s <= self.now_s)
+        return self.link.time_for_bytes(self._cum_now + short * active)
+
     def cancel(self, key: Hashable) -> float:
         """Drop a transfer (abandoned); returns the bytes it had received."""
         transfer = self._transfers.pop(key)

@@ -44,6 +44,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from netsim.clock import sleep_on, warp_of
+from player.abandon import AbandonRule
+from player.client.progress import AbandonNow, ProgressWatch
 from server.formats.urls import redact_url
 
 _T = TypeVar("_T")
@@ -67,11 +69,11 @@ class FetchConfig:
     backoff_max_s: float = 2.0
     exclusion_s: float = 10.0  # a failed host is skipped this long (unless nothing else is left)
     chunk_bytes: int = 64 * 1024
-    progress_interval_s: float = 0.1  # how often an in-flight download is offered for abandonment
+    abandon: AbandonRule = AbandonRule()  # when a download in flight is offered for abandonment (session s)
     max_redirects: int = 5  # hops followed per attempt (browsers allow 20; CDNs use one or two)
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout_s", "first_byte_timeout_s", "read_timeout_s", "progress_interval_s"):
+        for name in ("connect_timeout_s", "first_byte_timeout_s", "read_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         if self.attempts < 1:
@@ -128,12 +130,15 @@ ABANDONED = "abandoned"  # the error an attempt records when the caller abandone
 
 
 class Abandoned(Exception):
-    """The caller's progress callback asked to stop an in-flight download."""
+    """The caller's progress callback asked to stop an in-flight download: at the check where it did,
+    `bytes_received` of the body were in, `elapsed_s` after the request (`ttfb_s` to its first byte;
+    seconds of the fetcher's clock)."""
 
-    def __init__(self, bytes_received: int, elapsed_s: float) -> None:
+    def __init__(self, bytes_received: int, elapsed_s: float, ttfb_s: float = 0.0) -> None:
         super().__init__(f"abandoned after {bytes_received} bytes")
         self.bytes_received = bytes_received
         self.elapsed_s = elapsed_s
+        self.ttfb_s = ttfb_s
 
 
 ProgressCallback = Callable[[int, int, float], bool]  # (bytes received, expected total or 0, elapsed s) -> keep going
@@ -451,21 +456,22 @@ class _Exchange:
             note = f"the server ignored Range: bytes {byte_range[0]}-{byte_range[1]} cut out of a {response.status} answer"
         chunks: list[bytes] = []
         fetcher = self.fetcher
-        interval = fetcher.clock_s(cfg.progress_interval_s)
-        next_check = self.start + interval
+        # The checks run on the clock's timers at the rule's times (player.client.progress), not as chunks come.
+        watch = None if on_progress is None else ProgressWatch(
+            clock, cfg.abandon.on_clock(fetcher.clock_speed), self.start, response.content, on_progress,
+            total_bytes=total, skip_bytes=0 if cut is None else cut[0])
         try:
             while chunk := await fetcher.within(response.content.read(cfg.chunk_bytes), cfg.read_timeout_s):
                 chunks.append(chunk)
                 self.received += len(chunk)
-                now = clock()
-                if on_progress is not None and now >= next_check:
-                    next_check = now + interval
-                    if not on_progress(self.received if cut is None else max(0, self.received - cut[0]), total,
-                                       now - self.start):
-                        self.record(ABANDONED)
-                        raise Abandoned(self.received, now - self.start)
+                if watch is not None:
+                    watch.arrived()
                 if cut is not None and self.received > cut[1]:
                     break  # the rest of the whole object is not wanted: the connection is dropped
+        except AbandonNow:
+            assert watch is not None and watch.given_up is not None
+            self.record(ABANDONED)
+            raise Abandoned(*watch.given_up, ttfb_s=self.hop_start - self.start + (self.ttfb or 0.0)) from None
         except TimeoutError:
             self.record("timeout")
             raise _Transient(self.status) from None
@@ -476,6 +482,9 @@ class _Exchange:
         except (aiohttp.ClientError, OSError) as exc:
             self.record(_describe(exc))
             raise _Transient(self.status) from None
+        finally:
+            if watch is not None:
+                watch.stop()
         body = b"".join(chunks)
         if cut is not None:
             if len(body) <= cut[1]:

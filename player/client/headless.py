@@ -426,7 +426,8 @@ class HeadlessPlayer:
                                               keep_hold=True)
         except Abandoned as exc:
             self._abandoned += 1
-            self.session.on_abandon(self.now(), bytes_received=exc.bytes_received, media=media)
+            self.session.on_abandon(self.now(), bytes_received=exc.bytes_received, ttfb_s=exc.ttfb_s * self.config.speed,
+                                    media=media)
             return None
         except FetchError as exc:
             return str(exc) if media == "video" else f"{media}: {exc}"

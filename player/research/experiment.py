@@ -36,7 +36,6 @@ from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, pla
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 from player.research.experiment_cells import (  # noqa: F401 (re-exported: the rows' public home was here)
-    EMULATION_FETCH,
     Cell,
     EmulationSettings,
     Row,
@@ -44,6 +43,7 @@ from player.research.experiment_cells import (  # noqa: F401 (re-exported: the r
     _p99_ms,
     base_row,
     emulate_row,
+    emulation_fetch,
     model_download_s,
     player_config,
     rescored,
@@ -290,7 +290,7 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     started = time.monotonic()
     shapers: list[Shaper] = []
     try:
-        report = await play_headless(endpoint, config, link=link, fetch=EMULATION_FETCH, events=EventLog(keep=False),
+        report = await play_headless(endpoint, config, link=link, fetch=emulation_fetch(profile), events=EventLog(keep=False),
                                      decoder_factory=pipeline_factory(settings.decode), on_link=shapers.append)
     except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         # One session failing must not end the others: its row records why, and a rerun retries it.

@@ -80,6 +80,12 @@ class Cell:
 EMULATION_FETCH = FetchConfig(first_byte_timeout_s=120.0, read_timeout_s=120.0)
 
 
+def emulation_fetch(profile: SimProfile) -> FetchConfig:
+    """`EMULATION_FETCH` with the profile's abandonment checks (`player.abandon`): the emulated
+    player offers its downloads at the checks the simulator offers them (Sabre's schedule too)."""
+    return replace(EMULATION_FETCH, abandon=profile.abandon_rule)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EmulationSettings:
     profile: SimProfile  # player policy, ABR parameters and RTT (the profile's base latency)

@@ -29,7 +29,6 @@ from player.client.harness import LinkConfig, TitleTarget, pipeline_factory, pla
 from player.client.headless import PlaybackReport
 from player.errors import CliError
 from player.research.experiment_cells import (
-    EMULATION_FETCH,
     Cell,
     EmulationSettings,
     Row,
@@ -37,6 +36,7 @@ from player.research.experiment_cells import (
     _p99_ms,
     base_row,
     emulate_row,
+    emulation_fetch,
     player_config,
     session_result,
     sim_row,
@@ -231,7 +231,7 @@ async def _emulate_group(cells: list[Cell], trace: Trace, endpoint: TitleTarget,
         started = time.monotonic()
         try:
             report = await play_headless(endpoint, player_config(cell, settings), link=LinkConfig(shape_bootstrap=False),
-                                         fetch=EMULATION_FETCH, events=log, decoder_factory=pipeline_factory(settings.decode),
+                                         fetch=emulation_fetch(settings.profile), events=log, decoder_factory=pipeline_factory(settings.decode),
                                          shared_link=shaper, before_playback=start)
         except (CliError, OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             return {**base_row(cell), "error": f"{type(exc).__name__}: {exc}"}, None, None

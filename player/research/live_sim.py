@@ -23,11 +23,16 @@ from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.link import LinkModel
 from netsim.trace import Trace
+from player.abandon import AbandonRule
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
 from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
 from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
 from player.video import Video
+
+# The live player (player.client.liveplay) checks at Sabre's cadence as its chunks arrive: so does
+# its simulator, on the one rule's Sabre schedule.
+LIVE_ABANDON = AbandonRule(check_s=ABANDON_CHECK_S, check_bytes=ABANDON_CHECK_BYTES, schedule="sabre")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,12 +94,12 @@ class LiveDriver:
 
     def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
                  payload_factor: float = 1.0, trace_time_s: float = 0.0, abandonment: bool = True,
-                 abandon_check_s: float = ABANDON_CHECK_S, abandon_check_bytes: int = ABANDON_CHECK_BYTES) -> None:
+                 abandon: AbandonRule = LIVE_ABANDON) -> None:
         self.session = session
-        # As the VOD simulator (SimProfile.abandonment, Sabre's checks): a whole-segment download the
-        # session calls abandonable is offered to the ABR's should_abandon (player/research/sim_abandon.py).
+        # As the VOD simulator (SimProfile.abandonment, player.abandon's rule): a whole-segment download
+        # the session calls abandonable is offered to the ABR's should_abandon (player/research/sim_abandon.py).
         self._abandoning = session.abr if abandonment and isinstance(session.abr, Abandoning) else None
-        self._checks = (abandon_check_s, abandon_check_bytes)
+        self._abandon = abandon
         self.abandoned = 0
         self.trace = trace
         self.rtt_s = rtt_s
@@ -127,7 +132,7 @@ class LiveDriver:
             finish = self._link.finish_time(ready + offset, size) - offset
             hit = first_abandonment(session, self._link, self._abandoning, size_bytes=size, start_s=requested + offset,
                                     latency_s=ready - requested, finish_s=finish + offset,
-                                    check_s=self._checks[0], check_bytes=self._checks[1])
+                                    rule=self._abandon)
             if hit is not None:
                 session.on_abandon(hit[0] - offset, bytes_received=hit[1], ttfb_s=ready - requested)
                 self.abandoned += 1

@@ -42,6 +42,7 @@ from abr.types import Abandoning, AbrAlgorithm, BatchAbr, BatchObservation
 from netsim.faults import FaultedLink, FaultedLinkBatch, FaultWindow
 from netsim.link import LinkBatch, LinkModel
 from netsim.trace import Trace
+from player.abandon import AbandonRule, AbandonSchedule
 from player.research.sim_abandon import first_abandonment
 from player.research.sim_pipelines import PipelinesDriver
 from player.session import Fetch, Finished, PlaybackSession, SegmentRecord, SessionConfig, SessionEvent, Wait
@@ -58,13 +59,15 @@ class SimProfile:
     rtt_s: float = 0.08  # base request latency (used when the trace has none)
     latency_on_trace_clock: bool = True  # False: Pensieve adds the RTT to the delay only
     abr_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Abandonment: an algorithm with `should_abandon` is offered each download's progress after its
-    # first byte, at Sabre's NetworkModel checks: once both `abandon_check_s` have passed since the
-    # previous check (the request, for the first) and `abandon_check_bytes` more bytes have arrived
-    # (min_progress_time = 50 ms, min_progress_size = 12,000 bits).
+    # Abandonment: an algorithm with `should_abandon` is offered each download's progress at the
+    # checks of `player.abandon.AbandonRule` (the headless player's too): every `abandon_check_s`
+    # from the request, once `abandon_check_bytes` more of the body are in than at the previous
+    # offer; a check short of bytes is skipped ("grid") or, on Sabre's schedule ("sabre": its
+    # NetworkModel, min_progress_time = 50 ms, min_progress_size = 12,000 bits), waits for them.
     abandonment: bool = True
     abandon_check_s: float = 0.05
     abandon_check_bytes: int = 1500
+    abandon_schedule: AbandonSchedule = "grid"
     sabre_gamma_p: float | None = None  # report Sabre's metrics with this stall weight (None: not computed)
     # The QoE reported first and optimised by algorithms that take a QoE (`objective_params`), and
     # the stall penalties this profile fixes per utility (else a QoE's default is its top rung's utility).
@@ -78,11 +81,16 @@ class SimProfile:
             raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
         if self.abandonment and not self.latency_on_trace_clock:
             raise ValueError("abandonment needs the request latency on the trace clock (latency_on_trace_clock)")
-        if not self.abandon_check_s > 0 or self.abandon_check_bytes < 1:
-            raise ValueError("abandon checks need an interval > 0 s and >= 1 byte")
+        self.abandon_rule  # checks the interval, the bytes and the schedule (AbandonRule)
         # A private copy: callers cannot change a profile after it is made (it must stay picklable).
         object.__setattr__(self, "abr_params", {k: dict(v) for k, v in self.abr_params.items()})
         object.__setattr__(self, "fixed_rebuffer_penalties", dict(self.fixed_rebuffer_penalties))
+
+    @property
+    def abandon_rule(self) -> AbandonRule:
+        """When a download in flight is offered to `should_abandon` (with `abandonment`)."""
+        return AbandonRule(check_s=self.abandon_check_s, check_bytes=self.abandon_check_bytes,
+                           schedule=self.abandon_schedule)
 
     def make_abr(self, spec: str, video: Video | None = None) -> AbrAlgorithm:
         """The registry's algorithm with this profile's parameters for it and, for an algorithm that
@@ -177,6 +185,7 @@ PROFILES: dict[str, SimProfile] = {
         payload_factor=1.0,
         rtt_s=0.08,
         latency_on_trace_clock=True,
+        abandon_schedule="sabre",
         sabre_gamma_p=SABRE_GAMMA_P,
     ),
 }
@@ -323,8 +332,7 @@ class SessionDriver:
         assert self._abandoning is not None
         requested = self.session.time_s
         hit = first_abandonment(self.session, self._link, self._abandoning, size_bytes=size, start_s=start,
-                                latency_s=latency, finish_s=finish, check_s=self.prof.abandon_check_s,
-                                check_bytes=self.prof.abandon_check_bytes)
+                                latency_s=latency, finish_s=finish, rule=self.prof.abandon_rule)
         if hit is None:
             return False
         check, received = hit

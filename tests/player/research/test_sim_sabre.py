@@ -148,21 +148,24 @@ class Abandoner(Scripted):
         return None
 
 
-def test_simulator_offers_progress_at_sabres_checks_and_abandons(envivio: Video) -> None:
+@pytest.mark.parametrize("profile", ["sabre", "default"])
+def test_simulator_offers_progress_at_the_profiles_checks_and_abandons(envivio: Video, profile: str) -> None:
     rate_bps = 1e6  # 125,000 B/s: 1,500 bytes take 12 ms, so the 50 ms interval paces the checks
     latency = 0.1
     trace = Trace(name="c", durations_s=np.array([1000.0]), bandwidth_bps=np.array([rate_bps]),
                   latency_s=np.array([latency]))
     video = envivio.truncated(4)
     algorithm = Abandoner(segment=2, after=5)
-    result = run_session("x", video, trace, PROFILES["default"], abr=algorithm)
+    result = run_session("x", video, trace, PROFILES[profile], abr=algorithm)
     assert result.abandoned == 1
     assert result.qualities.tolist() == [0, 0, 0, 0]  # decided again after the abandonment
     checks = [p for p in algorithm.progress if p.segment_index == 2 and p.quality == video.ladder.top]
     assert len(checks) == 5
-    # The first check waits for 1,500 bytes after the first byte (12 ms, later than 50 ms after the
-    # request), the next ones for 50 ms each (1,500 more bytes take only 12 ms).
-    first = latency + 1500 / (rate_bps / 8)
+    # Sabre's schedule: the first check waits for 1,500 bytes after the first byte (12 ms, later than
+    # 50 ms after the request), the next ones for 50 ms each (1,500 more bytes take only 12 ms). The
+    # grid (the default profile, the headless player's): every 50 ms from the request, the first
+    # with 1,500 bytes of the body in (at 100 ms none has come).
+    first = latency + 1500 / (rate_bps / 8) if profile == "sabre" else 0.15
     assert [p.elapsed_s for p in checks] == pytest.approx([first + 0.05 * k for k in range(5)])
     assert all(abs(p.bytes_received - (p.elapsed_s - latency) * rate_bps / 8) <= 1 for p in checks)
     assert all(p.ttfb_s == latency for p in checks)
