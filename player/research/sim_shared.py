@@ -36,6 +36,13 @@ from player.video import Video
 # the shaper's delivered bytes less the segments' over 60 responses at N = 2 (docs/FLEET.md).
 RESPONSE_HEADER_BYTES = 364
 
+# The shared-link model's version, part of each `--players-per-link` results key
+# (`experiment_cells.Cell.key`), so a rerun into an older results folder runs the groups again rather
+# than reusing rows the model computed differently (simulated rows, and the emulated rows' link-model
+# column). 1 (keys without it): responses without header bytes; 2: each response carries
+# `RESPONSE_HEADER_BYTES`. Raise it whenever the shared-link model's answers change.
+SHARED_LINK_MODEL_VERSION = f"2h{RESPONSE_HEADER_BYTES}"
+
 
 class SharedLinkDriver:
     """Plays N sessions of one video over one trace together, in virtual time (see the module docstring).
