@@ -1,7 +1,9 @@
 """Fairness between players behind one bottleneck: Jain's index, QoE spread, instability, utilisation.
 
 Pure functions of per-player figures, so simulated groups (`sim_shared`) and emulated ones (players
-through one shaper) are scored by the same code.
+through one shaper) are scored by the same code. `mode_gap` compares the two modes over the same
+links with the statistics a single realisation needs: a paired bootstrap interval and the range of
+gaps the simulator's own timing chaos gives (bench/fairness.py, docs/FLEET.md).
 """
 
 from __future__ import annotations
