@@ -17,7 +17,7 @@ start offset; `--offsets K` plays each trace from K seeded random offsets, K tim
 emulation's run time): the gap's paired bootstrap 95% interval over links; the range of gaps a
 perfect model would show when every player's start moves later by at most 0.1 s (the simulator
 against itself, `--moves` runs per link); the emulated mean against the simulator's mean over those
-moves; a verdict (within 10%, chaos, not significant, model error); and the load-insensitive
+moves; a verdict (within 10%, chaos, chaos or bias, not significant, model error); and the load-insensitive
 agreement: the gap over the sum of the terms' magnitudes (BBA's mean is a small difference of large
 terms), the emulated downloads' median error against the link model at their request times (every
 player's requests on the link), and the share of identical quality decisions.
@@ -275,8 +275,9 @@ def main() -> int:
           "draw) against its unmoved answer, drawn per link 4000 times. moves: how far the simulator's mean moves "
           "over those moves (max - min over |sim|). vs moves mean: the emulated mean against the simulator's mean "
           "over its moves (the unmoved run included), with its bootstrap interval. verdict: within 10%; else chaos "
-          "(the gap lies in the chaos range: these links cannot tell it from a perfect model); else not significant "
-          "(the bootstrap interval holds 0); else model error. gap/terms: emu - sim over the sum of the simulator's "
+          "(the gap lies in the chaos range and the bootstrap interval holds 0: these links cannot tell it from a "
+          "perfect model), chaos or bias (in the range, but one sign over the links: look per link), not "
+          "significant (outside the range, the interval holds 0) or model error (neither). gap/terms: emu - sim over the sum of the simulator's "
           "term magnitudes. model err: median |download / link model - 1| of the emulated downloads (every "
           "player's requests on the link, abandoned ones with the bytes they had, each response with its header "
           "bytes); same q: share of segments whose quality both modes chose alike.")

@@ -100,8 +100,8 @@ class ModeGap:
     over the full sample's |simulated mean|).
     `chaos_pct` is the 95% range of the gap a perfect model would show when the timing differs by at
     most what `jittered` moves it: per link, one of the simulator's own answers with the timing moved,
-    against its answer unmoved. A gap inside it cannot be told from chaos with these links; a gap
-    outside it, and a bootstrap interval that excludes 0, is a model error. `jitter_spread_pct`: how
+    against its answer unmoved. A gap inside it cannot be told from chaos by its size; a gap outside
+    it, with a bootstrap interval that excludes 0, is a model error (`verdict`). `jitter_spread_pct`: how
     far the simulator's mean over all links moves over the timing moves (max - min over |mean|).
     `gap_to_jitter_mean_pct`: the emulated mean against the simulator's mean over its timing moves
     (the nominal one included), which a single realisation of a chaotic cell does not pin down."""
@@ -118,13 +118,16 @@ class ModeGap:
 
     @property
     def verdict(self) -> str:
-        """'within 10%'; else 'chaos' (inside the chaos range); else 'not significant' (the bootstrap
-        interval holds 0); else 'model error'."""
+        """'within 10%'; else by whether the gap lies in the chaos range and whether the bootstrap
+        interval holds 0: 'chaos' (both), 'chaos or bias' (in the range, but one sign over the links:
+        look per link, a small systematic error hides there), 'not significant' (outside the range,
+        the interval holds 0), 'model error' (neither)."""
         if abs(self.gap_pct) <= 10.0:
             return "within 10%"
-        if self.chaos_pct[0] <= self.gap_pct <= self.chaos_pct[1]:
-            return "chaos"
+        chaotic = self.chaos_pct[0] <= self.gap_pct <= self.chaos_pct[1]
         low, high = self.gap_ci_pct
+        if chaotic:
+            return "chaos" if low <= 0.0 <= high else "chaos or bias"
         return "not significant" if low <= 0.0 <= high else "model error"
 
     def as_dict(self) -> dict[str, object]:
