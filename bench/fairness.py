@@ -12,14 +12,19 @@ measured in the same run is N = 1 (one player alone, today's simulator and emula
 what one player already shows, before any sharing. Speed 1 by default: at K x, every wall-clock
 cost of a request (server, event loop, shaper quantum) counts K times in session time.
 
-A second table says how well-posed each cell's gap is and gives the load-insensitive agreement: the
-gap over the sum of the terms' magnitudes (BBA's mean is a small difference of large terms), the
-simulator's own mean with the players' timing moved by at most 0.1 s (and whether the emulated mean
-lies in that range), the emulated downloads' median error against the link model at their request
-times (every player's requests on the link), and the share of identical quality decisions.
+A second table says how far each cell's gap can be told from chaos, per link (a trace from one
+start offset; `--offsets K` plays each trace from K seeded random offsets, K times the links and the
+emulation's run time): the gap's paired bootstrap 95% interval over links; the range of gaps a
+perfect model would show when every player's start moves later by at most 0.1 s (the simulator
+against itself, `--moves` runs per link); the emulated mean against the simulator's mean over those
+moves; a verdict (within 10%, chaos, chaos or bias, not significant, model error); and the load-insensitive
+agreement: the gap over the sum of the terms' magnitudes (BBA's mean is a small difference of large
+terms), the emulated downloads' median error against the link model at their request times (every
+player's requests on the link), and the share of identical quality decisions.
 
-    python bench/fairness.py [--abr bba,bola,dynamic] [--players 1,2,4,8] [--traces 8] [--speed 1]
-                             [--join-spacing-s 2] [--sessions-per-worker 16] [--keep DIR] [--json FILE]
+    python bench/fairness.py [--abr bba,bola,dynamic] [--players 1,2,4,8] [--traces 8] [--offsets 1]
+                             [--moves 12] [--seed 0] [--speed 1] [--join-spacing-s 2]
+                             [--sessions-per-worker 16] [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,9 +44,11 @@ import numpy as np
 from abr.qoe import QoeModel
 from netsim.sources import open_traces
 from netsim.trace import Trace
-from player.research.experiment import ExperimentConfig, open_content, run_experiment
+from player.research.experiment import ExperimentConfig, open_content, run_experiment, trace_offsets_s
 from player.research.experiment_shared import fairness_summary
+from player.research.fairness import ModeGap, mode_gap
 from player.research.sim import profile
+from player.research.sweep import trace_keys
 from server.config import default_cache_dir
 
 TRACE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "pensieve" / "test-public"
@@ -107,23 +115,43 @@ def agreement(rows: list[dict[str, Any]], abr: str) -> dict[str, float]:
             "identical_decisions": same / total if total else float("nan")}
 
 
-def timing_spread(abr: str, n: int, traces: list[Trace], content: Any, prof: Any, join_spacing_s: float,
-                  ) -> list[float]:
-    """The simulator's mean QoE_lin over `traces` with the players' timing moved by at most 0.1 s (the
-    link's start in the trace by 0 or 0.05 s; with N > 1 the join spacing by -0.1 to +0.1 s): less
-    than the emulated requests drift from the simulated ones over a session (0.1-0.5 s). How far
-    these answers spread is how well a sim-vs-emulation gap of the mean can be told at all."""
-    from player.research.sim_shared import run_shared
+MOVE_S = 0.1  # how far the timing moves: less than the emulated requests drift from the simulated ones (0.1-0.5 s)
 
-    spacings = [join_spacing_s] if n == 1 else [max(0.0, join_spacing_s + d) for d in (0.0, -0.1, -0.05, 0.05, 0.1)]
-    means = []
-    for spacing in spacings:
-        for offset in (0.0, 0.05):
-            qoes = [r.metrics.qoe["lin"] for t in traces
-                    for r in run_shared([abr] * n, content.video, t, prof, offset_s=offset,
-                                        join_spacing_s=spacing).players]
-            means.append(float(np.mean(qoes)))
-    return means
+
+def timing_moves(abr: str, n: int, links: list[tuple[Trace, float]], content: Any, prof: Any, join_spacing_s: float,
+                 moves: int, seed: int) -> list[list[float]]:
+    """Per link (trace, start offset): the simulator's mean QoE_lin over the link's players, `moves`
+    times, each time every player's start moved later by its own uniform draw in [0, MOVE_S] s (player
+    0's through the link's start in the trace, the others' through their joins); seeded per link.
+    How far these answers spread is how well a single realisation's gap can be told from chaos."""
+    from player.research.sim_shared import join_times_s, run_shared
+
+    nominal = join_times_s(n, join_spacing_s)
+    out = []
+    for index, (trace, offset) in enumerate(links):
+        rng = np.random.default_rng([seed, index])
+        means = []
+        for _ in range(moves):
+            shift = rng.uniform(0.0, MOVE_S, size=n)
+            joins = [0.0] + [j + u - shift[0] for j, u in zip(nominal[1:], shift[1:])]
+            if min(joins) < 0:  # joins closer than MOVE_S: move them together instead
+                joins = list(nominal)
+            played = run_shared([abr] * n, content.video, trace, prof, offset_s=offset + float(shift[0]), joins_s=joins)
+            means.append(float(np.mean([r.metrics.qoe["lin"] for r in played.players])))
+        out.append(means)
+    return out
+
+
+def link_means(rows: list[dict[str, Any]], abr: str) -> dict[str, dict[str, float]]:
+    """Per mode, per link (trace key): the mean QoE_lin of its players; links with a failed player in
+    either mode left out (paired)."""
+    mine = [r for r in rows if r["abr"] == abr]
+    failed = {r["trace"] for r in mine if r.get("error")}
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in mine:
+        if r["trace"] not in failed:
+            out.setdefault(r["mode"], {}).setdefault(r["trace"], []).append(float(r["qoe_lin"]))
+    return {mode: {k: float(np.mean(v)) for k, v in links.items()} for mode, links in out.items()}
 
 
 def _row(abr: str, n: int, sim: dict[str, float], emu: dict[str, float], load: str) -> str:
@@ -134,16 +162,17 @@ def _row(abr: str, n: int, sim: dict[str, float], emu: dict[str, float], load: s
             f"{int(sim['players']):3d} {int(emu['players']):3d} | {load:>11} {emu['loop_lag_p99_ms']:6.0f}")
 
 
-CHECK_HEADER = (f"{'abr':10} {'N':>2} | {'gap/|sim|':>9} {'gap/terms':>9} | {'sim +-0.1 s: min..max':>22} "
-                f"{'spread':>7} {'emu in':>6} | {'model err':>9} {'same q':>6}")
+CHECK_HEADER = (f"{'abr':10} {'N':>2} {'links':>5} | {'gap/|sim| [boot 95%]':>24} | {'chaos 95%':>17} "
+                f"{'moves':>6} | {'vs moves mean [95%]':>24} | {'verdict':>15} | {'gap/terms':>9} {'model err':>9} "
+                f"{'same q':>6}")
 
 
-def _check_row(abr: str, n: int, gap_pct: float, emu_qoe: float, fit: dict[str, float]) -> str:
-    low, high = fit["sim_timing_min"], fit["sim_timing_max"]
-    inside = "yes" if low - 1e-9 <= emu_qoe <= high + 1e-9 else "no"
-    return (f"{abr:10} {n:2d} | {gap_pct:+8.1f}% {fit['qoe_gap_of_terms_pct']:+8.1f}% | {low:9.2f} .. {high:9.2f} "
-            f"{fit['sim_timing_spread_pct']:6.1f}% {inside:>6} | {fit['model_error_median'] * 100:8.1f}% "
-            f"{fit['identical_decisions'] * 100:5.1f}%")
+def _check_row(abr: str, n: int, gap: ModeGap, fit: dict[str, float]) -> str:
+    ci, chaos, centre = gap.gap_ci_pct, gap.chaos_pct, gap.gap_to_jitter_mean_ci_pct
+    return (f"{abr:10} {n:2d} {gap.links:5d} | {gap.gap_pct:+7.1f}% [{ci[0]:+6.1f}, {ci[1]:+6.1f}] | "
+            f"{chaos[0]:+7.1f}..{chaos[1]:+6.1f}% {gap.jitter_spread_pct:5.1f}% | {gap.gap_to_jitter_mean_pct:+7.1f}% "
+            f"[{centre[0]:+6.1f}, {centre[1]:+6.1f}] | {gap.verdict:>15} | {fit['qoe_gap_of_terms_pct']:+8.1f}% "
+            f"{fit['model_error_median'] * 100:8.1f}% {fit['identical_decisions'] * 100:5.1f}%")
 
 
 HEADER = (f"{'abr':10} {'N':>2} | {'Jain sim':>8} {'emu':>4} | {'QoE sim':>7} {'emu':>7} {'gap':>8} | "
@@ -162,12 +191,20 @@ def main() -> int:
     parser.add_argument("--sessions-per-worker", type=int, default=16, help="emulated players per event loop")
     parser.add_argument("--start-spacing-s", type=float, default=0.3,
                         help="wall seconds between emulated players' bootstraps (a login storm times out on a loaded machine)")
+    parser.add_argument("--offsets", type=int, default=1,
+                        help="start offsets per trace (1: each link from the trace's start; K > 1: K seeded random "
+                             "offsets, so K times the links and the emulation's run time)")
+    parser.add_argument("--moves", type=int, default=12, help="simulator runs per link with the timing moved")
+    parser.add_argument("--seed", type=int, default=0, help="offsets, timing moves and bootstrap")
     parser.add_argument("--keep", type=Path, help="keep each N's results (results.jsonl) under this folder")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not TRACE_DIR.is_dir():
         print(f"skipped: no traces at {TRACE_DIR}", file=sys.stderr)
         return 0
+    if args.offsets < 1 or args.moves < 1:
+        parser.error("--offsets and --moves must be >= 1")
+    seed = args.seed if args.offsets > 1 else None
     abrs = tuple(args.abr.split(","))
     ns = [int(n) for n in args.players.split(",")]
     files = sorted(p for p in TRACE_DIR.iterdir() if p.name != "README.md")[:: max(1, 72 // args.traces)][: args.traces]
@@ -186,8 +223,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-fairness-") as tmp:
         root = args.keep or Path(tmp)
         for n in ns:
-            traces = [widened(t, n) for t in base]
-            config = ExperimentConfig(abrs=abrs, modes=("sim", "emulate"), profile=prof, speed=args.speed,
+            traces = [widened(t, n) for t in base] * args.offsets
+            links = dict(zip(trace_keys([t.name for t in traces]), zip(traces, trace_offsets_s(traces, seed))))
+            config = ExperimentConfig(abrs=abrs, modes=("sim", "emulate"), profile=prof, speed=args.speed, seed=seed,
                                       workers=args.workers, sessions_per_worker=args.sessions_per_worker,
                                       players_per_link=n, join_spacing_s=args.join_spacing_s,
                                       start_spacing_s=args.start_spacing_s)
@@ -202,17 +240,22 @@ def main() -> int:
                 sim, emu = got.get(("sim", abr)), got.get(("emulate", abr))
                 if sim is None or emu is None:
                     continue
+                sim_started = time.monotonic()
                 gap = (emu["qoe"] - sim["qoe"]) / abs(sim["qoe"]) * 100 if sim["qoe"] else float("nan")
                 terms = abs(sim["bitrate_term"]) + abs(sim["rebuffer_term"]) + abs(sim["switch_term"])
-                spread = timing_spread(abr, n, traces, content, prof, args.join_spacing_s)
-                fit = {**agreement(list(summary.rows), abr), "qoe_gap_of_terms_pct": (emu["qoe"] - sim["qoe"]) / terms * 100,
-                       "sim_timing_min": min(spread), "sim_timing_max": max(spread),
-                       "sim_timing_spread_pct": (max(spread) - min(spread)) / abs(sim["qoe"]) * 100}
+                per_link = link_means(list(summary.rows), abr)
+                keys = [k for k in per_link.get("sim", {}) if k in per_link.get("emulate", {})]
+                moved = timing_moves(abr, n, [links[k] for k in keys], content, prof, args.join_spacing_s,
+                                     args.moves, args.seed)
+                stats = mode_gap([per_link["sim"][k] for k in keys], [per_link["emulate"][k] for k in keys], moved,
+                                 seed=args.seed)
+                fit = {**agreement(list(summary.rows), abr), "qoe_gap_of_terms_pct": (emu["qoe"] - sim["qoe"]) / terms * 100}
                 results[f"{abr}/N={n}"] = {"sim": sim, "emulate": emu, "qoe_gap_pct": gap, "load": load,
                                            "jain_gap_pct": (emu["jain"] - sim["jain"]) / sim["jain"] * 100,
-                                           "wall_s": summary.wall_s, **fit}
+                                           "wall_s": summary.wall_s, "statistics": stats.as_dict(),
+                                           "sim_wall_s": time.monotonic() - sim_started, **fit}
                 lines.append(_row(abr, n, sim, emu, load))
-                checks.append(_check_row(abr, n, gap, emu["qoe"], fit))
+                checks.append(_check_row(abr, n, stats, fit))
                 print(lines[-1], flush=True)
     print()
     print(HEADER)
@@ -224,14 +267,20 @@ def main() -> int:
     print()
     print(CHECK_HEADER)
     print("\n".join(checks))
-    print("\nHow well-posed each gap is, and the load-insensitive agreement. gap/terms: emu - sim over the sum of "
-          "the simulator's term magnitudes (|bitrate| + |rebuffer| + |switch|): a mean that is a small difference "
-          "of large terms makes gap/|sim| large for small disagreements. sim +-0.1 s: the simulator's own mean "
-          "QoE_lin with the timing moved by at most 0.1 s (link start +0/0.05 s, join spacing -0.1..+0.1 s), "
-          "min..max and its spread over |sim|; emu in: whether the emulated mean lies in that range. model err: "
-          "median |download / link model - 1| of the emulated downloads (every player's requests on the link, "
-          "abandoned ones with the bytes they had, each response with its header bytes); "
-          "same q: share of segments whose quality both modes chose alike.")
+    print("\nHow well-posed each gap is, and the load-insensitive agreement. links: traces x start offsets "
+          "(--offsets), paired (a link with a failed player in either mode is left out). gap/|sim|: as above, with a "
+          "paired percentile-bootstrap 95% interval over links. chaos 95%: the gap a perfect model would show when "
+          f"every player's start moves later by at most {MOVE_S:g} s (less than emulated requests drift): per link, "
+          "one of the simulator's own answers with the starts moved (--moves per link, each player its own uniform "
+          "draw) against its unmoved answer, drawn per link 4000 times. moves: how far the simulator's mean moves "
+          "over those moves (max - min over |sim|). vs moves mean: the emulated mean against the simulator's mean "
+          "over its moves (the unmoved run included), with its bootstrap interval. verdict: within 10%; else chaos "
+          "(the gap lies in the chaos range and the bootstrap interval holds 0: these links cannot tell it from a "
+          "perfect model), chaos or bias (in the range, but one sign over the links: look per link), not "
+          "significant (outside the range, the interval holds 0) or model error (neither). gap/terms: emu - sim over the sum of the simulator's "
+          "term magnitudes. model err: median |download / link model - 1| of the emulated downloads (every "
+          "player's requests on the link, abandoned ones with the bytes they had, each response with its header "
+          "bytes); same q: share of segments whose quality both modes chose alike.")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
     return 0

@@ -18,6 +18,7 @@ from netsim.trace import Trace
 from player.client.fetch import FetchConfig
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.research.sim import LatencyLookup, SessionResult, SimProfile, download_step
+from player.research.sim_shared import SHARED_LINK_MODEL_VERSION
 from player.session import SegmentRecord
 from player.video import Video
 
@@ -62,8 +63,9 @@ class Cell:
     def key(self) -> str:
         speed = "-" if self.speed is None else f"{self.speed:g}"
         parts = [self.mode, self.abr, self.trace, f"{self.offset_s:.3f}", speed, self.variant, self.content]
-        if self.players > 1:  # one player alone keeps the key it always had
-            parts.append(f"link={self.players}x{self.join_spacing_s:g}s#{self.player}")
+        if self.players > 1:  # one player alone keeps the key it always had (today's simulator)
+            parts.append(f"link={self.players}x{self.join_spacing_s:g}s,model={SHARED_LINK_MODEL_VERSION}"
+                         f"#{self.player}")
         return "|".join(parts)
 
     @property

@@ -36,6 +36,13 @@ from player.video import Video
 # the shaper's delivered bytes less the segments' over 60 responses at N = 2 (docs/FLEET.md).
 RESPONSE_HEADER_BYTES = 364
 
+# The shared-link model's version, part of each `--players-per-link` results key
+# (`experiment_cells.Cell.key`), so a rerun into an older results folder runs the groups again rather
+# than reusing rows the model computed differently (simulated rows, and the emulated rows' link-model
+# column). 1 (keys without it): responses without header bytes; 2: each response carries
+# `RESPONSE_HEADER_BYTES`. Raise it whenever the shared-link model's answers change.
+SHARED_LINK_MODEL_VERSION = f"2h{RESPONSE_HEADER_BYTES}"
+
 
 class SharedLinkDriver:
     """Plays N sessions of one video over one trace together, in virtual time (see the module docstring).
@@ -146,14 +153,19 @@ def join_times_s(players: int, spacing_s: float) -> tuple[float, ...]:
 
 def run_shared(abr_specs: Sequence[str], video: Video, trace: Trace, prof: SimProfile, *, offset_s: float = 0.0,
                join_spacing_s: float = 0.0, models: Sequence[QoeModel] | None = None,
-               header_bytes: int = RESPONSE_HEADER_BYTES) -> SharedLinkResult:
+               header_bytes: int = RESPONSE_HEADER_BYTES, joins_s: Sequence[float] | None = None) -> SharedLinkResult:
     """One player per spec in `abr_specs` (the same name repeated for a homogeneous group), all behind
-    one link playing `trace` from `offset_s`, player i joining `i * join_spacing_s` after the first, each
-    response carrying `header_bytes` on the link besides its segment (N > 1; one player alone is
-    `run_session`, unchanged)."""
+    one link playing `trace` from `offset_s`, player i joining `i * join_spacing_s` after the first (or
+    `joins_s[i]` link seconds after time 0, when given: the first must be 0), each response carrying
+    `header_bytes` on the link besides its segment (N > 1; one player alone is `run_session`, unchanged)."""
     if not abr_specs:
         raise ValueError("give at least one ABR spec (one per player)")
-    joins = join_times_s(len(abr_specs), join_spacing_s)
+    if joins_s is None:
+        joins = join_times_s(len(abr_specs), join_spacing_s)
+    else:
+        joins = tuple(float(j) for j in joins_s)
+        if len(joins) != len(abr_specs) or joins[0] != 0.0 or not all(math.isfinite(j) and j >= 0 for j in joins):
+            raise ValueError(f"give one join time >= 0 s per player, the first 0, got {joins_s!r}")
     models = prof.qoe_models(video) if models is None else models
     if len(abr_specs) == 1:
         results: list[SessionResult] = [run_session(abr_specs[0], video, trace, prof, offset_s=offset_s, models=models)]

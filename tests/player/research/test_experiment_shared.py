@@ -17,6 +17,7 @@ from player.cli import main
 from player.client.eventlog import EventLog
 from player.research.experiment_shared import abandoned_downloads, shared_model_download_s
 from player.research.sim import profile
+from player.research.sim_shared import SHARED_LINK_MODEL_VERSION
 from player.session import Fetch, PlaybackSession, SegmentRecord
 from player.video import AudioTrack, Video
 from tests.player.conftest import LONG_TITLE, Scripted
@@ -68,6 +69,14 @@ def test_players_per_link_writes_a_row_per_player_with_the_links_fairness(
     capsys.readouterr()
     assert _sim(out, "--players-per-link", "3", "--join-spacing-s", "2") == 0
     assert "3 sessions run" in capsys.readouterr().out
+    # Rows an older shared-link model wrote (their keys have no model version, as before header bytes)
+    # are not reused: every group runs again.
+    old = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(f",model={SHARED_LINK_MODEL_VERSION}#" in r["key"] for r in old)
+    (out / "results.jsonl").write_text("".join(
+        json.dumps({**r, "key": r["key"].replace(f",model={SHARED_LINK_MODEL_VERSION}", "")}) + "\n" for r in old))
+    assert _sim(out, "--players-per-link", "3", "--join-spacing-s", "2") == 0
+    assert "12 sessions run" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [("--players-per-link", "0", "--players-per-link must be >= 1"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from player.research.fairness import festive_instability, jain_index, link_fairness
+from player.research.fairness import festive_instability, jain_index, link_fairness, mode_gap
 
 
 @pytest.mark.parametrize(("values", "expected"), [
@@ -50,3 +50,43 @@ def test_link_fairness_summarises_a_group() -> None:
     with pytest.raises(ValueError, match="capacity > 0"):
         link_fairness(avg_bitrates_bps=[1.0], qoes=[1.0], switches=[0], instabilities=[0.0], received_bytes=1,
                       capacity_bytes=0)
+
+
+def test_a_gap_inside_what_the_simulators_own_timing_moves_give_is_chaos() -> None:
+    # Each link's mean is -1 unmoved and -6 or +4 with the timing moved: a perfect model whose
+    # emulation lands on one of those answers per link is over 10% off a mean near zero.
+    gap = mode_gap([-1.0] * 8, [4, 4, 4, -6, 4, -6, 4, -6], [[-6.0, 4.0]] * 8)
+    assert gap.gap_pct == pytest.approx(125.0)
+    assert gap.chaos_pct[0] < gap.gap_pct < gap.chaos_pct[1] and gap.gap_ci_pct[0] < 0 < gap.gap_ci_pct[1]
+    assert gap.verdict == "chaos"
+    assert gap.gap_to_jitter_mean_pct == pytest.approx(125.0)  # the moves' mean is the unmoved -1 here
+    assert gap.jitter_spread_pct == pytest.approx(1000.0)  # -6 .. +4 over |-1|
+    assert gap == mode_gap([-1.0] * 8, [4, 4, 4, -6, 4, -6, 4, -6], [[-6.0, 4.0]] * 8)  # seeded
+
+
+def test_a_steady_gap_beyond_the_timing_moves_is_a_model_error() -> None:
+    gap = mode_gap([10.0] * 8, [8.0] * 8, [[9.9, 10.1]] * 8)
+    assert gap.gap_pct == pytest.approx(-20.0) and gap.gap_ci_pct == pytest.approx((-20.0, -20.0))
+    assert -1.01 < gap.chaos_pct[0] < gap.chaos_pct[1] < 1.01 and gap.verdict == "model error"
+    assert mode_gap([10.0] * 8, [9.5] * 8, [[9.9, 10.1]] * 8).verdict == "within 10%"
+
+
+def test_a_gap_the_links_spread_too_widely_to_pin_down_is_not_significant() -> None:
+    gap = mode_gap([10.0] * 8, [22, 1, 22, 1, 22, 1, 22, 1], [[10.01, 9.99]] * 8)
+    assert gap.gap_pct == pytest.approx(15.0) and gap.gap_ci_pct[0] < 0 < gap.gap_ci_pct[1]
+    assert gap.verdict == "not significant"
+
+
+def test_a_gap_of_one_sign_the_size_of_chaos_is_flagged_as_possibly_biased() -> None:
+    # The moves give -6 or +4 around -1; the emulation is 0.5 worse on every link: chaos by its size,
+    # but no chaos draw is needed to explain a difference that every link shows.
+    gap = mode_gap([-1.0] * 8, [-1.5] * 8, [[-6.0, 4.0]] * 8)
+    assert gap.gap_pct == pytest.approx(-50.0) and gap.gap_ci_pct == pytest.approx((-50.0, -50.0))
+    assert gap.verdict == "chaos or bias"
+
+
+def test_mode_gap_rejects_unpaired_links() -> None:
+    with pytest.raises(ValueError, match="one simulated, emulated and jittered entry per link"):
+        mode_gap([1.0, 2.0], [1.0], [[1.0], [2.0]])
+    with pytest.raises(ValueError, match="at least one answer with the timing moved"):
+        mode_gap([1.0], [1.0], [[]])

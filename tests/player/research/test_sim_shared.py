@@ -124,6 +124,25 @@ def test_bad_groups_are_clear_errors(envivio: Video) -> None:
         simulate_shared("bba", envivio, [CONSTANT], prof, players=0)
     with pytest.raises(ValueError, match="join spacing"):
         run_shared(["bba"] * 2, envivio, CONSTANT, prof, join_spacing_s=-1.0)
+    for joins in ([0.0], [0.5, 1.0], [0.0, -1.0]):
+        with pytest.raises(ValueError, match="one join time >= 0 s per player, the first 0"):
+            run_shared(["bba"] * 2, envivio, CONSTANT, prof, joins_s=joins)
+
+
+def test_explicit_joins_are_the_spacing_they_spell_and_move_each_player_alone(envivio: Video) -> None:
+    from netsim.sources import open_traces
+    from player.bundled import TRACES_DIR
+
+    (trace,) = open_traces([str(TRACES_DIR / "norway_bus_1")])
+    prof = PROFILES["default"]
+    spaced = run_shared(["bba"] * 3, envivio, trace, prof, join_spacing_s=2.0)
+    same = run_shared(["bba"] * 3, envivio, trace, prof, joins_s=[0.0, 2.0, 4.0])
+    assert same.joins_s == spaced.joins_s and same.fairness == spaced.fairness
+    for a, b in zip(same.players, spaced.players):
+        np.testing.assert_array_equal(a.download_s, b.download_s)
+    moved = run_shared(["bba"] * 3, envivio, trace, prof, joins_s=[0.0, 2.0, 4.1])
+    assert moved.joins_s == (0.0, 2.0, 4.1) and moved.players[2].trace_offset_s == pytest.approx(4.1)
+    np.testing.assert_array_equal(moved.players[0].download_s[:1], spaced.players[0].download_s[:1])
 
 
 @pytest.mark.parametrize("abr", ["bba", "bola", "mpc-robust"])
