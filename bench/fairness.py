@@ -180,7 +180,7 @@ HEADER = (f"{'abr':10} {'N':>2} | {'Jain sim':>8} {'emu':>4} | {'QoE sim':>7} {'
           f"{'load 1-min':>11} {'lag99':>6}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--abr", default="bba,bola,dynamic")
     parser.add_argument("--players", default="1,2,4,8")
@@ -198,7 +198,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="offsets, timing moves and bootstrap")
     parser.add_argument("--keep", type=Path, help="keep each N's results (results.jsonl) under this folder")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not TRACE_DIR.is_dir():
         print(f"skipped: no traces at {TRACE_DIR}", file=sys.stderr)
         return 0

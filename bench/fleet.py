@@ -1,5 +1,7 @@
-"""Fleet scale on one machine: a release-night flash crowd and predictive placement, in one run.
+"""Fleet scale on one machine: shared bottlenecks, a release-night flash crowd and predictive placement, in one run.
 
+0. Shared bottlenecks (`bench/fairness.py`, run in this process with the arguments of `--fairness`):
+   the fairness table, ABR x N players per link, simulation vs emulation, with its statistics.
 1. Flash crowd (`abrkit crowd`): K = 1,000 sessions of a new title press play within 60 s at 10x
    time-warp, while 20 sessions of another title are already playing, against the stack in
    processes mode (two edges); the same 20 sessions first play alone (the quiet baseline, the
@@ -12,15 +14,17 @@
    the edges' ByteLRU, LRU alone vs LRU plus the planned placement, with its requests/s; the
    reference is a bare OrderedDict LRU loop over the same log (what the edge's cache class costs).
 
-    python bench/fleet.py [--sessions 1000] [--speed 10] [--requests 1000000] [--json FILE]
+    python bench/fleet.py [--fairness "ARGS"] [--sessions 1000] [--speed 10] [--requests 1000000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -133,6 +137,19 @@ def cache_simulator(args: argparse.Namespace) -> dict[str, Any]:
     return {**result.as_dict(), "reference_rps": round(reference), "log_requests": len(log), "log_made_s": made_s}
 
 
+def fairness_table(args: argparse.Namespace) -> dict[str, Any]:
+    """`bench/fairness.py` with `--fairness`'s arguments, in this process: its tables on stdout, its figures back."""
+    spec = importlib.util.spec_from_file_location("bench_fairness", Path(__file__).with_name("fairness.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print("shared bottlenecks: python bench/fairness.py " + args.fairness, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-fairness-") as tmp:
+        out = Path(tmp) / "fairness.json"
+        module.main([*shlex.split(args.fairness), "--json", str(out)])
+        return json.loads(out.read_text()) if out.is_file() else {}
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -145,11 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--playing", type=int, default=20, help="M: sessions already playing (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="crowd processes (default 2)")
     parser.add_argument("--requests", type=int, default=1_000_000, help="cache simulator log size (default 1M)")
+    parser.add_argument("--fairness", default="--abr bba,bola --players 1,2,4,8",
+                        help='arguments of bench/fairness.py for the shared-bottleneck table (default "%(default)s")')
+    parser.add_argument("--skip-fairness", action="store_true")
     parser.add_argument("--skip-crowd", action="store_true")
     parser.add_argument("--skip-cache", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}
+    if not args.skip_fairness:
+        out["shared_bottlenecks"] = fairness_table(args)
     if not args.skip_crowd:
         out["flash_crowd"] = flash_crowd(args)
     if not args.skip_cache:
