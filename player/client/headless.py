@@ -69,6 +69,7 @@ class PlayerConfig:
     max_segment_failures: int = 3  # failed fetches of one segment before playback gives up
     buffer_sample_s: float = 0.5  # session seconds between buffer samples in the event log
     cmcd: bool = True
+    abandonment: bool = True  # offer video downloads in flight to an ABR with `should_abandon`
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -418,7 +419,8 @@ class HeadlessPlayer:
         media, index = action.media, action.segment_index
         rep = self.video_reps[action.quality] if media == "video" else self.audio_reps[action.quality]
         segment = rep.segments[index]
-        progress = self._abandon_check(action) if media == "video" and isinstance(self.abr, Abandoning) else None
+        progress = (self._abandon_check(action) if media == "video" and self.config.abandonment
+                    and isinstance(self.abr, Abandoning) else None)
         headers = self._cmcd(rep, media, index, segment.duration_s) | range_header(segment.byte_range)
         self.fetcher.done_with(self._ports.pop(media, None))  # the request acts once it reaches the shaper
         try:

@@ -98,13 +98,14 @@ class EmulationSettings:
 
 
 def player_config(cell: Cell, settings: EmulationSettings) -> PlayerConfig:
-    """The headless player of an emulated cell: the profile's player policy and ABR parameters."""
+    """The headless player of an emulated cell: the profile's player policy, abandonment switch
+    (`--no-abandon` holds in both modes) and ABR parameters."""
     profile = settings.profile
     name, _ = parse_spec(cell.abr)
     assert cell.speed is not None
     params = {**profile.objective_params(name, None), **profile.abr_params.get(name, {})}
     return PlayerConfig(abr=cell.abr, abr_params=params, session=profile.session, speed=cell.speed,
-                        decode=settings.decode)
+                        decode=settings.decode, abandonment=profile.abandonment)
 
 
 # -- rows -------------------------------------------------------------------------------------------

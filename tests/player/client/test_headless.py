@@ -280,6 +280,13 @@ async def test_abandoned_download_is_decided_again(tmp_path: Path, long_content:
         report = await play_headless(_target(stack, password, LONG_TITLE), PlayerConfig(abr="bba", max_segments=3),
                                      link=LinkConfig(trace=synthetic.constant(1e6, duration_s=600)), events=log,
                                      player_factory=factory)
+        offered_when_on = abr.offered
+        off = await play_headless(_target(stack, password, LONG_TITLE),
+                                  PlayerConfig(abr="bba", max_segments=1, abandonment=False),
+                                  link=LinkConfig(trace=synthetic.constant(1e6, duration_s=600)),
+                                  player_factory=factory)
+    # abandonment off (`--no-abandon`): no download is offered, however willing the ABR
+    assert off.error is None and off.abandoned == 0 and abr.offered == offered_when_on
     assert report.error is None and report.abandoned == 1
     assert report.failed_requests == 0  # an abandoned download is the player's choice, not a failure
     assert abr.offered >= 1
