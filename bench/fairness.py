@@ -48,6 +48,7 @@ from player.research.experiment import ExperimentConfig, open_content, run_exper
 from player.research.experiment_shared import fairness_summary
 from player.research.fairness import ModeGap, mode_gap
 from player.research.sim import profile
+from player.research.sim_shared import RESPONSE_HEADER_BYTES
 from player.research.sweep import trace_keys
 from server.config import default_cache_dir
 
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(p for p in TRACE_DIR.iterdir() if p.name != "README.md")[:: max(1, 72 // args.traces)][: args.traces]
     base = open_traces([str(p) for p in files])
     content = open_content("demo", cache_dir=default_cache_dir())
-    prof = profile("default")
+    # Each response's header bytes on every link: N > 1 carries them (sim_shared); N = 1 (`run_session`) too.
+    prof = profile("default").with_player(response_header_bytes=RESPONSE_HEADER_BYTES)
     (model,) = [m for m in prof.qoe_models(content.video) if m.name == "lin"]
     ladder_bps = np.asarray(content.video.ladder.bitrates_bps, dtype=np.float64)
     results: dict[str, Any] = {}

@@ -78,6 +78,10 @@ def add_player_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--abandon", action=argparse.BooleanOptionalAction, default=None,
                        help="offer downloads to algorithms that can abandon them (simulation)")
     group.add_argument("--rtt-ms", type=float, metavar="MS", help="request latency where a trace has none")
+    group.add_argument("--response-header-bytes", type=int, metavar="N",
+                       help="bytes of each response's status line and headers on the link before its body "
+                            "(simulation; default 0 as the reference simulators; this stack's answers carry about "
+                            "364, so emulation parity sets them)")
 
 
 def player_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,6 +93,8 @@ def player_settings(args: argparse.Namespace) -> dict[str, Any]:
             settings[option] = value
     if getattr(args, "abandon", None) is not None:
         settings["abandonment"] = args.abandon
+    if getattr(args, "response_header_bytes", None) is not None:
+        settings["response_header_bytes"] = args.response_header_bytes
     if getattr(args, "rtt_ms", None) is not None:
         settings["rtt_s"] = args.rtt_ms / 1000
     return settings

@@ -58,6 +58,10 @@ class SimProfile:
     payload_factor: float = 1.0  # goodput / trace capacity
     rtt_s: float = 0.08  # base request latency (used when the trace has none)
     latency_on_trace_clock: bool = True  # False: Pensieve adds the RTT to the delay only
+    # Bytes of each response's status line and headers, crossing the link before its body. 0 (the
+    # reference simulators' convention: a segment's bytes only); an HTTP player's link carries them
+    # too (this stack's answers: `sim_shared.RESPONSE_HEADER_BYTES`), so emulation parity sets them.
+    response_header_bytes: int = 0
     abr_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Abandonment: an algorithm with `should_abandon` is offered each download's progress at the
     # checks of `player.abandon.AbandonRule` (the headless player's too): every `abandon_check_s`
@@ -79,6 +83,8 @@ class SimProfile:
             raise ValueError(f"payload factor must be in (0, 1], got {self.payload_factor}")
         if self.rtt_s < 0:
             raise ValueError(f"RTT must be >= 0 s, got {self.rtt_s}")
+        if self.response_header_bytes < 0:
+            raise ValueError(f"response header bytes must be >= 0, got {self.response_header_bytes}")
         if self.abandonment and not self.latency_on_trace_clock:
             raise ValueError("abandonment needs the request latency on the trace clock (latency_on_trace_clock)")
         self.abandon_rule  # checks the interval, the bytes and the schedule (AbandonRule)
@@ -284,7 +290,8 @@ class SessionDriver:
         link = LinkModel(trace, payload_factor=prof.payload_factor)
         self._link: LinkModel | FaultedLink = (
             FaultedLink(link, faults_from(faults, trace_time_s)) if faults else link)
-        self._pipelines = (PipelinesDriver(session, video, trace, prof, trace_time_s=trace_time_s, link=self._link)
+        self._pipelines = (PipelinesDriver(session, video, trace, prof, trace_time_s=trace_time_s, link=self._link,
+                                           header_bytes=prof.response_header_bytes)
                            if video.audio is not None else None)
         # getattr decides what isinstance(abr, Abandoning) would, without a runtime protocol check per session
         self._abandoning: Abandoning | None = (
@@ -301,6 +308,7 @@ class SessionDriver:
         next_action, on_download, finish_time = session.next_action, session.on_download, self._link.finish_time
         sizes, append = self._sizes, self.records.append
         on_trace_clock, has_latency, rtt_s = prof.latency_on_trace_clock, trace.latency_s is not None, prof.rtt_s
+        header = prof.response_header_bytes
         while True:
             action = next_action()
             if type(action) is not Fetch:
@@ -315,13 +323,13 @@ class SessionDriver:
             start, requested = self.trace_time_s, session.time_s
             if on_trace_clock:
                 latency = trace.latency_at(start) if has_latency else rtt_s
-                finish = finish_time(start + latency, size)
+                finish = finish_time(start + latency, size + header)
                 if self._abandoning is not None and self._abandoned(size, start, latency, finish):
                     continue
                 elapsed = finish - start
             else:
                 latency = rtt_s
-                finish = finish_time(start, size)
+                finish = finish_time(start, size + header)
                 elapsed = finish - start + latency
             self.trace_time_s = finish
             append(on_download(requested + elapsed, size_bytes=size, ttfb_s=latency))
@@ -332,7 +340,8 @@ class SessionDriver:
         assert self._abandoning is not None
         requested = self.session.time_s
         hit = first_abandonment(self.session, self._link, self._abandoning, size_bytes=size, start_s=start,
-                                latency_s=latency, finish_s=finish, rule=self.prof.abandon_rule)
+                                latency_s=latency, finish_s=finish, rule=self.prof.abandon_rule,
+                                header_bytes=self.prof.response_header_bytes)
         if hit is None:
             return False
         check, received = hit
@@ -453,7 +462,10 @@ class LatencyLookup:
 
 def download_step(links: LinkBatch | FaultedLinkBatch, latency: LatencyLookup, prof: SimProfile, trace_time: np.ndarray,
                   size_bytes: np.ndarray, which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(trace time when the download ends, session time it took) for requests made at `trace_time`."""
+    """(trace time when the download ends, session time it took) for requests made at `trace_time`
+    (each response's `prof.response_header_bytes` before its body)."""
+    if prof.response_header_bytes:
+        size_bytes = size_bytes + prof.response_header_bytes
     if prof.latency_on_trace_clock:
         finish = links.finish_time(trace_time + latency.at(trace_time, which), size_bytes, which)
         return finish, finish - trace_time

@@ -56,13 +56,15 @@ def link_checks(rule: AbandonRule, link: LinkModel | FaultedLink, *, size_bytes:
 
 
 def first_abandonment(session: PlaybackSession, link: LinkModel | FaultedLink, abr: Abandoning, *, size_bytes: int,
-                      start_s: float, latency_s: float, finish_s: float, rule: AbandonRule) -> tuple[float, int] | None:
+                      start_s: float, latency_s: float, finish_s: float, rule: AbandonRule,
+                      header_bytes: int = 0) -> tuple[float, int] | None:
     """A download on a link of its own: offers it to `abr` at `rule`'s checks (`link_checks`) with the
     session advanced to each (session time at the request + link time since); the link time and
-    bytes received where the ABR gave it up, None if it did not (the caller tells the session)."""
+    bytes received where the ABR gave it up, None if it did not (the caller tells the session).
+    `header_bytes`: the response's, crossing the link before its body (`SimProfile.response_header_bytes`)."""
     requested = session.time_s
     for check, received in link_checks(rule, link, size_bytes=size_bytes, start_s=start_s, latency_s=latency_s,
-                                       finish_s=finish_s):
+                                       finish_s=finish_s, header_bytes=header_bytes):
         session.advance(requested + (check - start_s))
         progress = session.progress(bytes_received=received, size_bytes=size_bytes, elapsed_s=check - start_s,
                                     ttfb_s=latency_s)

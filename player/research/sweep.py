@@ -230,7 +230,8 @@ def _optimal_cache_path(video: Video, start: Start, config: SweepConfig) -> Path
     if trace.latency_s is not None:
         digest.update(trace.latency_s.tobytes())
     # What the optimum depends on: the download model, the player policy and the QoE (not names).
-    download_model = (prof.session, prof.payload_factor, prof.rtt_s, prof.latency_on_trace_clock)
+    download_model = (prof.session, prof.payload_factor, prof.rtt_s, prof.latency_on_trace_clock,
+                      *((prof.response_header_bytes,) if prof.response_header_bytes else ()))  # 0: keys as before
     objective = (model.name, model.rebuffer_penalty, model.switch_penalty, model.startup_penalty,
                  model.quality_metric, model.first_counted_segment, getattr(model.utility, "__name__", ""))
     digest.update(repr((download_model, objective, config.optimal_grid_s, start.offset_s, _CACHE_VERSION)).encode())

@@ -12,7 +12,14 @@ from abr.types import Ladder
 from netsim.link import LinkModel
 from netsim.trace import Trace
 from player.research.sim import PROFILES, result_of, run_session
-from player.research.sim_shared import SharedLinkDriver, run_shared, simulate_shared, transfer_bytes, transfer_end_s
+from player.research.sim_shared import (
+    RESPONSE_HEADER_BYTES,
+    SharedLinkDriver,
+    run_shared,
+    simulate_shared,
+    transfer_bytes,
+    transfer_end_s,
+)
 from player.session import PlaybackSession
 from player.video import Video
 from tests.player.conftest import Scripted
@@ -191,3 +198,29 @@ def test_an_abandoning_abr_gives_up_downloads_on_a_shared_link(envivio: Video) -
     no_abandon = run_shared(["bola"] * 2, envivio, wide, dataclasses.replace(PROFILES["default"], abandonment=False),
                             join_spacing_s=2.0)
     assert sum(p.abandoned for p in no_abandon.players) == 0
+
+
+@pytest.mark.parametrize("abr", ["bba", "bola"])
+def test_header_bytes_alone_are_the_shared_drivers_with_one_session(envivio: Video, abr: str) -> None:
+    # `response_header_bytes` in the single-link simulator (both engines, abandonment included) is
+    # what the shared link charges each response: one session on it is the same session alone.
+    from player.research.sim import run_batch
+
+    trace = Trace(name="steps", durations_s=np.array([7.0, 13.0]), bandwidth_bps=np.array([3e6, 0.4e6]))
+    prof = PROFILES["default"].with_player(response_header_bytes=RESPONSE_HEADER_BYTES)
+    session = PlaybackSession(prof.make_abr(abr, envivio), envivio, prof.session)
+    driver = SharedLinkDriver([session], envivio, trace, prof, header_bytes=RESPONSE_HEADER_BYTES)
+    driver.drive()
+    shared = result_of(abr, envivio, trace, prof, session, driver.drivers[0].records, offset_s=0.0,
+                       models=prof.qoe_models(envivio), abandoned=driver.drivers[0].abandoned)
+    alone = run_session(abr, envivio, trace, prof)
+    without = run_session(abr, envivio, trace, PROFILES["default"])
+    np.testing.assert_array_equal(shared.qualities, alone.qualities)
+    np.testing.assert_allclose(shared.download_s, alone.download_s, rtol=1e-9)
+    assert alone.abandoned == shared.abandoned
+    assert not np.allclose(alone.download_s, without.download_s)  # 364 bytes more per response
+    if abr == "bba":  # the lock-step engine charges them too
+        (batch,) = run_batch(abr, envivio, [trace], prof)
+        np.testing.assert_allclose(batch.download_s, alone.download_s, rtol=1e-9)
+    with pytest.raises(ValueError, match="response header bytes"):
+        PROFILES["default"].with_player(response_header_bytes=-1)
