@@ -6,6 +6,9 @@ PIP    := $(PY) -m pip
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_TEST := $(VENV)/.installed-test
 PYTEST_ARGS ?=
+# Two worker processes (CI has two cores), a test file per worker at a time (its module fixtures built once);
+# tests marked `wallclock` run alone (tests/conftest.py). PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test bench venv clean
 
@@ -27,7 +30,7 @@ demo: $(STAMP_BASE)
 	$(VENV)/bin/abrkit demo
 
 test: $(STAMP_TEST)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP_TEST)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -3,11 +3,17 @@ packaged demo title (clear and encrypted) used by the server and player tests.""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import pickle
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -20,6 +26,73 @@ from server.packaging.demo import DemoClipConfig, write_demo_source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+# -- parallel runs (pytest-xdist; `make test` runs two workers): wall-clock tests run alone --
+
+_LOCK_DIR_ENV = "ABRKIT_TEST_LOCK_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller makes the folder of the workers' run lock (they inherit the variable)."""
+    if not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no":
+        os.environ[_LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="abrkit-test-lock-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and _LOCK_DIR_ENV in os.environ:
+        shutil.rmtree(os.environ.pop(_LOCK_DIR_ENV), ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Under pytest-xdist, a test marked `wallclock` (it compares timing against the wall clock: the shaper's
+    fidelity, emulation against simulation, time warp) runs while no other worker runs a test: it waits for
+    the test in progress elsewhere to end, and the other workers wait for it, so it sees the machine as a
+    one-process run would. Every other test holds the run's lock shared; a turnstile in front of it gives a
+    waiting wall-clock test precedence over the other workers' next tests. Setup and teardown are inside the
+    lock (stacks start and stop there). Outside xdist this does nothing."""
+    lock_dir = os.environ.get(_LOCK_DIR_ENV) if hasattr(item.config, "workerinput") else None
+    if lock_dir is None:
+        yield
+        return
+    alone = item.get_closest_marker("wallclock") is not None
+    with open(Path(lock_dir) / "turnstile", "a+b") as turnstile, open(Path(lock_dir) / "run", "a+b") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+T = TypeVar("T")
+
+
+def built_once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]) -> T:
+    """`build(folder)` for a session fixture whose content every process of the run may share (it is only
+    read). In one process: built into a fresh temporary folder. Under pytest-xdist: the first worker to ask
+    builds it into the run's common temporary folder while holding a lock, and the others, once it is done,
+    load the same result (pickled beside it) instead of building it again."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    with open(f"{folder}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = Path(f"{folder}.pickle")
+        if done.exists():
+            return pickle.loads(done.read_bytes())  # written by this run's own worker
+        shutil.rmtree(folder, ignore_errors=True)  # a worker that failed while building left it half made
+        folder.mkdir()
+        value = build(folder)
+        done.write_bytes(pickle.dumps(value))
+        return value
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -107,7 +180,10 @@ class PackagedTitles:
 
 @pytest.fixture(scope="session")
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> PackagedTitles:
-    base = tmp_path_factory.mktemp("packaged")
+    return built_once_per_run(tmp_path_factory, "packaged", _package_titles)
+
+
+def _package_titles(base: Path) -> PackagedTitles:
     source = write_demo_source(base / "clip.mp4", TEST_CLIP)
     content = base / "content"
     # veryfast keeps the suite quick; rate control and GOP handling are the same as the default.

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 PLAY_S = 12.0  # past the loop point: the test clip loops every 8 s
 
 
+@pytest.mark.wallclock
 async def test_dashjs_plays_the_low_latency_channel_near_its_target_latency(
         tmp_path: Path, packaged: PackagedTitles) -> None:
     async with page_server() as origin:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import built_once_per_run
 from tests.interop.corpus import Tools, build_corpus
 
 
@@ -17,4 +18,4 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if os.environ.get("CI"):
             pytest.fail(f"the interop corpus needs its tools in CI: {tools}")
         pytest.skip(tools)
-    return build_corpus(tools, tmp_path_factory.mktemp("interop-corpus"))
+    return built_once_per_run(tmp_path_factory, "interop-corpus", lambda root: build_corpus(tools, root))

@@ -20,6 +20,8 @@ from netsim.shaper import Shaper, ShaperConfig
 from player.client.fetch import FetchConfig, Fetcher, FetchError
 from tests.player.conftest import serving_app
 
+pytestmark = pytest.mark.wallclock  # the warp clock against the wall clock
+
 BODY_BYTES = 100_000
 
 

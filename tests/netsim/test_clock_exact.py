@@ -19,6 +19,8 @@ from netsim.shaper import Shaper, ShaperConfig
 from player.client.fetch import Fetcher
 from tests.netsim.test_clock import slow_server
 
+pytestmark = pytest.mark.wallclock  # exact timers and downloads against the wall clock, under a busy loop
+
 BODY_BYTES = 100_000
 
 

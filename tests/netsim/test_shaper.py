@@ -19,6 +19,8 @@ from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.trace import Trace
 
+pytestmark = pytest.mark.wallclock  # the shaper's delivery against the trace, timed on the wall clock
+
 
 def steps_trace(rates_mbps: list[float], step_s: float) -> Trace:
     """Piecewise-constant rates (Mbit/s), each for `step_s` (a local builder: conftest's `step_trace` has 10 s steps)."""

@@ -19,6 +19,7 @@ from server.packager import PackageConfig, package_source, parse_ladder
 from server.packaging.demo import DemoClipConfig
 from server.packaging.source import DemoSource
 from server.stack import RunningStack, start_stack_with_demo_user
+from tests.conftest import built_once_per_run
 
 LONG_TITLE = "long"
 
@@ -53,7 +54,11 @@ def long_content(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Packaged straight from the demo clip: no MP4 in between (the file input path is tested with `packaged`), at
     12 frames/s since no test decodes it (segment sizes follow the ladder's bitrates; half the frames halve the
     encode, the fixture's cost)."""
-    content = tmp_path_factory.mktemp("long") / "content"
+    return built_once_per_run(tmp_path_factory, "long", _package_long)
+
+
+def _package_long(base: Path) -> Path:
+    content = base / "content"
     clip = DemoClipConfig(duration_s=40.0, width=640, height=360, frame_rate=12)
     package_source(DemoSource(clip), content / LONG_TITLE,
                    PackageConfig(ladder=parse_ladder("144p:200k,216p:450k,288p:800k,360p:1400k"), preset="veryfast"),

@@ -166,6 +166,7 @@ async def _emulate(stack: RunningStack, password: str, abr: str, trace: object, 
                                link=LinkConfig(trace=trace, shape_bootstrap=False), decoder_factory=None)  # type: ignore[arg-type]
 
 
+@pytest.mark.wallclock
 @pytest.mark.parametrize("abr", ["bba", "rate", "mpc-robust"])
 async def test_simulation_and_emulation_agree(tmp_path: Path, long_content: Path, abr: str) -> None:
     # Documented tolerance (docs/PLAYER.md): >= 70% of segments at the same quality, mean bitrate

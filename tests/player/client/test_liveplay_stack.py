@@ -39,6 +39,7 @@ def _stack_config(tmp_path: Path, content_root: Path, *, speed: float) -> StackC
     return config
 
 
+@pytest.mark.wallclock
 async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
     config = _stack_config(tmp_path, packaged.content_root, speed=10.0)
     async with start_stack(config) as stack, aiohttp.ClientSession() as session:

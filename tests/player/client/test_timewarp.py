@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from netsim import synthetic
 from netsim.shaper import Shaper
@@ -16,6 +17,8 @@ from player.client.headless import PlayerConfig
 from player.research.experiment import model_download_s
 from player.research.sim import PROFILES
 from tests.player.conftest import LONG_TITLE, running_stack
+
+pytestmark = pytest.mark.wallclock  # a warped session's clock against the wall clock
 
 
 async def test_a_warped_session_leaves_server_time_and_loop_stalls_out(tmp_path: Path, long_content: Path) -> None:

@@ -98,6 +98,7 @@ def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
     assert stalls["relative_pct"] is None and written["failed"] == 1  # 0 stalls in sim: no percentage
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow
 def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTitles) -> None:
     content = channel_content(packaged.content_root / CLEAR_TITLE)

@@ -87,6 +87,7 @@ def test_bad_link_settings_are_one_clear_error(tmp_path: Path, capsys: pytest.Ca
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.wallclock
 @pytest.mark.slow  # about 40 s: 40 s of media at 2x, plus a stack
 def test_two_emulated_players_share_one_shaper_and_agree_with_the_simulator(
         tmp_path: Path, long_content: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -79,6 +79,7 @@ def test_optimum_sees_the_faults_and_still_bounds_every_algorithm(envivio: Video
             assert result.qoe_lin <= faulted + 1e-9, f"{name} beat the optimum on {trace.name}"
 
 
+@pytest.mark.wallclock
 async def test_an_outage_stalls_simulation_and_emulation_alike(tmp_path: Path, long_content: Path) -> None:
     # A fixed quality keeps decisions out of it: only the link and the buffer differ. Tolerance as in
     # test_simulation_and_emulation_agree (docs/PLAYER.md): download times within 15%.
