@@ -56,8 +56,8 @@ def _parse_plain(payload: str) -> dict[str, CmcdValue] | None:
     """`parse_cmcd` of a payload without backslashes, without whitespace outside quoted values and
     without commas inside them (what players send), split on commas; None for anything else, or
     anything it does not take, which `_parse_items` then reads (and reports) item by item."""
-    if "\\" in payload:
-        return None
+    if "\\" in payload or payload.endswith(","):
+        return None  # a trailing ',' is reported before its item's value is checked (`_parse_items`)
     out: dict[str, CmcdValue] = {}
     for item in payload.split(","):
         key, eq, raw = item.partition("=")
