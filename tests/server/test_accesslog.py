@@ -121,25 +121,37 @@ def test_bad_settings_are_refused(settings: dict[str, float]) -> None:
 
 @pytest.fixture
 def restored_access_log() -> Iterator[None]:
-    """The access and audit loggers as they were (configure_logging sets both up)."""
-    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in (access_log, audit_log)]
+    """The access and audit loggers with no listener but what the test adds (an earlier test in the
+    same process, e.g. under `pytest -n`, may have left one), then as they were (configure_logging
+    sets both up)."""
+    saved = [(logger, list(logger.handlers), list(logger.filters), logger.level, logger.propagate, logger.disabled)
+             for logger in (access_log, audit_log)]
+    for logger, handlers, filters, *_ in saved:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        for f in filters:
+            logger.removeFilter(f)
+        logger.disabled = False
     yield
-    for logger, handlers, level, propagate in saved:
+    for logger, handlers, filters, level, propagate, disabled in saved:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
-            if handler not in handlers:
-                handler.close()
+            handler.close()
         for handler in handlers:
             logger.addHandler(handler)
+        for f in filters:
+            logger.addFilter(f)
         logger.setLevel(level)
         logger.propagate = propagate
+        logger.disabled = disabled
 
 
 def test_configured_file_log_takes_the_fast_path_and_other_handlers_still_hear_every_line(
         tmp_path: Path, restored_access_log: None) -> None:
     configure_logging(tmp_path / "access.log", audit_log_to=None)
     sink = fast_sink(access_log)
-    assert sink is not None
+    assert sink is not None, (access_log.handlers, access_log.filters, access_log.level, access_log.propagate,
+                              access_log.disabled)
     sink.write_line('{"n":1}')
     heard: list[str] = []
 
