@@ -121,20 +121,26 @@ def test_bad_settings_are_refused(settings: dict[str, float]) -> None:
 
 @pytest.fixture
 def restored_access_log() -> Iterator[None]:
-    """The access and audit loggers with no listener but what the test adds (an earlier test in the
-    same process, e.g. under `pytest -n`, may have left one), then as they were (configure_logging
-    sets both up)."""
-    saved = [(logger, list(logger.handlers), list(logger.filters), logger.level, logger.propagate, logger.disabled)
-             for logger in (access_log, audit_log)]
+    """The access and audit loggers as a fresh process has them (no listener, propagating), then as
+    they were (configure_logging sets both up). Under `pytest -n` an earlier test in the same worker
+    may have configured them: pytest then attaches its capture handlers to them at each phase, as to
+    every logger that does not propagate, and the fast path rightly declines. pytest's own handlers
+    are pytest's to add and remove."""
+    def ours(handler: logging.Handler) -> bool:
+        return not type(handler).__module__.startswith("_pytest")
+
+    saved = [(logger, [h for h in logger.handlers if ours(h)], list(logger.filters), logger.level, logger.propagate,
+              logger.disabled) for logger in (access_log, audit_log)]
     for logger, handlers, filters, *_ in saved:
         for handler in handlers:
             logger.removeHandler(handler)
         for f in filters:
             logger.removeFilter(f)
         logger.disabled = False
+        logger.propagate = True
     yield
     for logger, handlers, filters, level, propagate, disabled in saved:
-        for handler in list(logger.handlers):
+        for handler in [h for h in logger.handlers if ours(h)]:
             logger.removeHandler(handler)
             handler.close()
         for handler in handlers:
