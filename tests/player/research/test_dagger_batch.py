@@ -12,7 +12,6 @@ import pytest
 from abr.algorithms.learned import encode_model, load_model
 from abr.qoe import QOE_MODELS
 from netsim import synthetic
-from netsim.formats import load_traces
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
@@ -28,17 +27,7 @@ from player.research.train import (
     expert_values,
     train,
 )
-from player.video import Video, load_video
-
-
-@pytest.fixture(scope="module")
-def short_video() -> Video:
-    return load_video(ENVIVIO_DIR).truncated(10)
-
-
-@pytest.fixture(scope="module")
-def traces() -> list[Trace]:
-    return load_traces([TRACES_DIR])[:4]
+from player.video import Video
 
 
 class _State:
@@ -50,24 +39,24 @@ class _State:
 
 
 @pytest.mark.parametrize("profile_name", ["pensieve", "default"])
-def test_batched_expert_values_equal_the_scalar_experts_at_every_state(profile_name: str, short_video: Video,
-                                                                        traces: list[Trace]) -> None:
+def test_batched_expert_values_equal_the_scalar_experts_at_every_state(profile_name: str, video_10: Video,
+                                                                        traces_4: list[Trace]) -> None:
     prof = PROFILES[profile_name]
     config = ExpertConfig(horizon_segments=4)
     offsets = np.array([0.0, 13.0, 41.5, 7.25])
-    state = LockStep(short_video, prof, _links(traces, prof), LatencyLookup(traces, prof), offsets)
+    state = LockStep(video_10, prof, _links(traces_4, prof), LatencyLookup(traces_4, prof), offsets)
     rng = np.random.default_rng(3)
     checked = 0
     while not state.done:
         values = batch_expert_values(state, QOE_MODELS["lin"], horizon_segments=config.horizon_segments,
                                      grid_s=config.grid_s)
-        for j, trace in enumerate(traces):
+        for j, trace in enumerate(traces_4):
             scalar = _State(state.segment_index, float(state.buffer_s[j]), int(state.last_quality[j]))
-            expected = expert_values(short_video, trace, prof, scalar, float(state.trace_time_s[j]), config)  # type: ignore[arg-type]
+            expected = expert_values(video_10, trace, prof, scalar, float(state.trace_time_s[j]), config)  # type: ignore[arg-type]
             np.testing.assert_allclose(values[j], expected, rtol=0, atol=1e-9)
             checked += 1
-        state.step(rng.integers(0, len(short_video.ladder), len(traces)))
-    assert checked == len(traces) * short_video.segment_count
+        state.step(rng.integers(0, len(video_10.ladder), len(traces_4)))
+    assert checked == len(traces_4) * video_10.segment_count
 
 
 def _links(traces: list[Trace], prof: object) -> object:
@@ -76,19 +65,19 @@ def _links(traces: list[Trace], prof: object) -> object:
     return LinkBatch(traces, payload_factor=prof.payload_factor)  # type: ignore[attr-defined]
 
 
-def test_lockstep_expert_rollouts_are_the_session_engines(short_video: Video, traces: list[Trace]) -> None:
+def test_lockstep_expert_rollouts_are_the_session_engines(video_10: Video, traces_4: list[Trace]) -> None:
     prof = PROFILES["pensieve"]
     expert = ExpertConfig(horizon_segments=4)
     offsets = [0.0, 22.0, 5.5, 60.0]
-    batch = lockstep_rollouts(short_video, prof, traces, range(len(traces)), offsets, policy=None, beta=1.0,
+    batch = lockstep_rollouts(video_10, prof, traces_4, range(len(traces_4)), offsets, policy=None, beta=1.0,
                               label_fraction=1.0, rng=np.random.default_rng(0), model=QOE_MODELS["lin"],
                               horizon_segments=expert.horizon_segments, grid_s=expert.grid_s)
-    tasks = tuple(_Rollout(trace=t, offset_s=o, beta=1.0, seed=(0, 0, j, 0)) for j, (t, o) in enumerate(zip(traces, offsets)))
-    singles = _run_rollouts(_RolloutBatch(video=short_video, prof=prof, expert=expert, policy=None, label_fraction=1.0,
+    tasks = tuple(_Rollout(trace=t, offset_s=o, beta=1.0, seed=(0, 0, j, 0)) for j, (t, o) in enumerate(zip(traces_4, offsets)))
+    singles = _run_rollouts(_RolloutBatch(video=video_10, prof=prof, expert=expert, policy=None, label_fraction=1.0,
                                           rollouts=tasks))
     for j, single in enumerate(singles):
         rows = np.flatnonzero(batch.session == j)
-        assert rows.size == single.values.shape[0] == short_video.segment_count - 1  # every decision after the first
+        assert rows.size == single.values.shape[0] == video_10.segment_count - 1  # every decision after the first
         for k, row in enumerate(rows):
             # The engines add the same times in another order: equal up to rounding, and the two rollouts
             # play the same qualities until the expert's best is a tie that rounding breaks either way.
@@ -102,26 +91,26 @@ def test_lockstep_expert_rollouts_are_the_session_engines(short_video: Video, tr
             assert batch.qoe[j] == pytest.approx(single.qoe, abs=1e-9)
 
 
-def test_lockstep_validation_scores_what_the_session_engine_scores(short_video: Video, traces: list[Trace]) -> None:
+def test_lockstep_validation_scores_what_the_session_engine_scores(video_10: Video, traces_4: list[Trace]) -> None:
     prof = PROFILES["pensieve"]
-    result = train(short_video, traces, prof, TrainConfig(iterations=0, max_epochs=20, ensemble=1, engine="batch",
+    result = train(video_10, traces_4, prof, TrainConfig(iterations=0, max_epochs=20, ensemble=1, engine="batch",
                                                           validation_fraction=0.0,
                                                           expert=ExpertConfig(horizon_segments=3)))
-    offsets = [[3.0, 50.0]] * len(traces)
-    batch = evaluate_lockstep(result.model, short_video, prof, traces, QOE_MODELS["lin"], offsets_s=offsets)
-    single = evaluate_policy(result.model, short_video, traces, prof, offsets_s=offsets)
+    offsets = [[3.0, 50.0]] * len(traces_4)
+    batch = evaluate_lockstep(result.model, video_10, prof, traces_4, QOE_MODELS["lin"], offsets_s=offsets)
+    single = evaluate_policy(result.model, video_10, traces_4, prof, offsets_s=offsets)
     np.testing.assert_allclose(batch, single, atol=1e-9)
 
 
 def test_batch_training_with_extra_traces_is_reproducible_and_validates_on_real_traces_only(
-        short_video: Video, traces: list[Trace]) -> None:
+        video_10: Video, traces_4: list[Trace]) -> None:
     extra = [dataclasses.replace(synthetic.constant(rate_bps, duration_s=120.0), name=name)
              for name, rate_bps in (("fast", 3e6), ("slow", 0.6e6))]
     config = TrainConfig(iterations=1, max_epochs=20, ensemble=2, engine="batch", validation_fraction=0.25,
                          expert=ExpertConfig(horizon_segments=3))
-    one = train(short_video, traces, PROFILES["pensieve"], config, extra_traces=extra)
-    again = train(short_video, traces, PROFILES["pensieve"], config, extra_traces=extra)
-    plain = train(short_video, traces, PROFILES["pensieve"], config)
+    one = train(video_10, traces_4, PROFILES["pensieve"], config, extra_traces=extra)
+    again = train(video_10, traces_4, PROFILES["pensieve"], config, extra_traces=extra)
+    plain = train(video_10, traces_4, PROFILES["pensieve"], config)
     assert encode_model(one.model) == encode_model(again.model) != encode_model(plain.model)
     assert not {"fast", "slow"} & set(one.validation_traces) and len(one.validation_traces) == 1
     # Every round rolls out the 3 fit traces and both extra ones (9 decisions each after the fixed first).
@@ -129,11 +118,11 @@ def test_batch_training_with_extra_traces_is_reproducible_and_validates_on_real_
     assert one.model.metadata["engine"] == "batch" and one.model.metadata["extra_traces"] == 2
 
 
-def test_batch_engine_refuses_profiles_it_cannot_run(short_video: Video, traces: list[Trace]) -> None:
+def test_batch_engine_refuses_profiles_it_cannot_run(video_10: Video, traces_4: list[Trace]) -> None:
     prof = dataclasses.replace(PROFILES["default"], session=dataclasses.replace(PROFILES["default"].session,
                                                                                  startup_threshold_s=10.0))
     with pytest.raises(ValueError, match="engine 'session'"):
-        train(short_video, traces, prof, TrainConfig(iterations=0, engine="batch"))
+        train(video_10, traces_4, prof, TrainConfig(iterations=0, engine="batch"))
     with pytest.raises(ValueError, match="engine"):
         TrainConfig(engine="gpu")
 
