@@ -130,14 +130,11 @@ class LiveDriver:
         if n == 1 and self._abandoning is not None and session.abandonable:
             ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, 0) + rtt / 2)
             finish = self._link.finish_time(ready + offset, size) - offset
-            start = requested + offset
-            hit = first_abandonment(session, self._link, self._abandoning, size_bytes=size, start_s=start,
+            hit = first_abandonment(session, self._link, self._abandoning, size_bytes=size, start_s=requested + offset,
                                     latency_s=ready - requested, finish_s=finish + offset,
                                     rule=self._abandon)
-            if hit is not None:
-                # The session time first_abandonment advanced to, to the bit: `check - offset` can be
-                # an ulp before it, which the session refuses as time going backwards.
-                session.on_abandon(requested + (hit[0] - start), bytes_received=hit[1], ttfb_s=ready - requested)
+            if hit is not None:  # told where the check left the session (`hit[0] - offset` can be an ulp before)
+                session.on_abandon(session.time_s, bytes_received=hit[1], ttfb_s=ready - requested)
                 self.abandoned += 1
                 return
         arrivals: list[ChunkArrival] = []

@@ -338,14 +338,13 @@ class SessionDriver:
         """Offers the download requested at trace time `start` to `should_abandon` at each progress
         check before it completes at `finish`; True (and the session told) if the ABR gave it up."""
         assert self._abandoning is not None
-        requested = self.session.time_s
         hit = first_abandonment(self.session, self._link, self._abandoning, size_bytes=size, start_s=start,
                                 latency_s=latency, finish_s=finish, rule=self.prof.abandon_rule,
                                 header_bytes=self.prof.response_header_bytes)
         if hit is None:
             return False
         check, received = hit
-        self.session.on_abandon(requested + (check - start), bytes_received=received, ttfb_s=latency)
+        self.session.on_abandon(self.session.time_s, bytes_received=received, ttfb_s=latency)  # where the check left it
         self.trace_time_s = check
         self.abandoned += 1
         return True

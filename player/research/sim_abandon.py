@@ -60,7 +60,8 @@ def first_abandonment(session: PlaybackSession, link: LinkModel | FaultedLink, a
                       header_bytes: int = 0) -> tuple[float, int] | None:
     """A download on a link of its own: offers it to `abr` at `rule`'s checks (`link_checks`) with the
     session advanced to each (session time at the request + link time since); the link time and
-    bytes received where the ABR gave it up, None if it did not (the caller tells the session).
+    bytes received where the ABR gave it up, None if it did not (the caller tells the session, which
+    then stands at that check's time: `session.time_s`).
     `header_bytes`: the response's, crossing the link before its body (`SimProfile.response_header_bytes`)."""
     requested = session.time_s
     for check, received in link_checks(rule, link, size_bytes=size_bytes, start_s=start_s, latency_s=latency_s,
