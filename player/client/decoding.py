@@ -48,5 +48,10 @@ class Decoder(Protocol):
         ...
 
     async def finish(self) -> DecodeSummary:
-        """Wait for every submitted segment, then report."""
+        """Wait for every submitted segment, then report (a VOD session; a live one never finishes)."""
+        ...
+
+    def close(self) -> None:
+        """The session is over (finished or not): stop and join any worker threads. Idempotent; may
+        block for one segment's decode, so the harness calls it off the event loop."""
         ...

@@ -207,6 +207,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if decoder_factory is not None else None
+        if decoder is not None:  # every path stops its threads: VOD, live (which never finishes it), errors
+            stack.push_async_callback(asyncio.to_thread, decoder.close)
         if before_playback is not None:
             await before_playback()
         async with keep_alive(fetcher, source.stack):  # signed URLs and the token outlive the session

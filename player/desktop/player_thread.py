@@ -222,7 +222,7 @@ class PlayerThread:
 
     def _shutdown(self) -> None:
         if self.decoder is not None:
-            self.decoder.close()
+            self.decoder.stop_presenting()  # the harness joins its workers when the session ends
         if self.player is not None:
             self.player.stop()
         elif self.live_player is not None:

@@ -309,10 +309,20 @@ class DesktopDecoder(DecodePipeline):
         """Why audio segments (or init segments) could not be used, oldest first."""
         return tuple(e for e in list(self._errors) if e.startswith("audio "))
 
-    def close(self) -> None:
-        """Stop presenting for good: release a blocked worker; queued segments are skipped."""
+    def stop_presenting(self) -> None:
+        """Stop presenting for good (the user quit): release a blocked worker; queued segments are skipped."""
         self._closed = True
         self.frames.close()
+
+    def close(self) -> None:
+        """The session is over: skip what is still queued and join both workers. Frames already
+        queued stay for the window, unless a video worker is still busy (a live session ends without
+        `finish`): it may be waiting for room in the frame queue, so the queue is closed to release it."""
+        self._closed = True
+        if any(not f.done() for f in self._futures):
+            self.frames.close()
+        self._audio_executor.shutdown(wait=True, cancel_futures=True)
+        super().close()
 
     async def finish(self) -> DecodeSummary:
         await asyncio.gather(*(asyncio.wrap_future(f) for f in self._audio_futures))

@@ -139,6 +139,21 @@ class DecodePipeline:
         """Wait for every submitted segment, then report."""
         await asyncio.gather(*(asyncio.wrap_future(f) for f in self._futures))
         self._executor.shutdown(wait=True)
+        return self._summary()
+
+    def close(self) -> None:
+        """The session is over: drop the segments still queued, let the one being decoded finish and
+        join the worker thread. Idempotent; blocks for at most one segment's decode (call it off the
+        event loop). A live session never calls `finish`, so this is what stops its worker."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> DecodePipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _summary(self) -> DecodeSummary:
         return DecodeSummary(frames_decoded=self._frames_decoded, frames_failed=self._frames_failed,
                              segments=self._segments, failed_segments=self._failed_segments,
                              first_frame_wall=self._first_frame_wall, errors=tuple(self._errors))

@@ -178,6 +178,9 @@ class InitSegmentsOnly:
         return DecodeSummary(frames_decoded=0, frames_failed=0, segments=self.segments, failed_segments=0,
                              first_frame_wall=None, errors=tuple(self.errors))
 
+    def close(self) -> None:
+        """Nothing to stop: it decodes nothing and has no thread."""
+
 
 class _PlaySink:
     """An event sink that keeps only the wall time playback started (the rest is in the report)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -230,12 +231,16 @@ def test_window_plays_a_low_latency_channel_chunk_by_chunk(packaged: PackagedTit
 @pytest.mark.slow
 def test_window_plays_a_live_hls_channel(packaged: PackagedTitles, display: str) -> None:
     presented: list[int] = []
+    decode_threads = {t for t in threading.enumerate() if t.name.startswith(("abrkit-decode", "abrkit-audio"))}
     with in_background(live_origin(packaged.content_root)) as origin:
         app = live_app(f"{origin}/live/master.m3u8", exit_after_s=10.0, target_latency_s=8.0)
         for t in (6.0, 9.0):
             app.at(t, lambda app: presented.append(app.stats.frames_presented))
         result = app.run()
     assert result.report is not None and result.report.error is None, result.report
+    # The window closed: its decoder's threads are stopped and joined (a live session never finishes it).
+    left = {t for t in threading.enumerate() if t.name.startswith(("abrkit-decode", "abrkit-audio"))}
+    assert left <= decode_threads, [t.name for t in left - decode_threads]
     live = result.report.live
     assert live is not None and live["protocol"] == "hls" and live["stalls"] == 0, live
     assert abs(live["latency_p50_s"] - 8.0) < 1.5, live
