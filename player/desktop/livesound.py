@@ -19,10 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from player.desktop.liveclock import SessionClock
 from player.media.avsync import PcmBuffer
+from player.media.distribution import Distribution
 from player.media.stretch import StretchReader
 
 # Heard audio further than this from the clock is restarted at the clock instead of steered back
@@ -34,7 +33,9 @@ RESYNC_S = 0.2
 class SoundStats:
     """What a live window's sound did."""
 
-    drift_ms: list[float] = field(default_factory=list)  # heard audio media time minus the session clock
+    # |heard audio media time - the session clock| at each window update, in bounded memory
+    drift_ms: Distribution = field(default_factory=Distribution)
+    last_drift_ms: float | None = None  # the latest, signed
     restarts: int = 0  # the sound restarted at the clock: its start, resumes, drift past RESYNC_S (clock jumps)
 
 
@@ -94,7 +95,8 @@ class LiveSound:
             player.play()
             return
         if drift_s is not None:
-            self.stats.drift_ms.append(drift_s * 1000.0)
+            self.stats.last_drift_ms = drift_s * 1000.0
+            self.stats.drift_ms.add(abs(self.stats.last_drift_ms))
 
     def heard_s(self) -> float:
         """Seconds of sound the output has played (its play cursor, over every restart; silence
@@ -116,15 +118,15 @@ def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bo
                   else "starting" if has_audio else "none in this stream (video only)")
         return {"audio": reason, "errors": list(errors[:5])}
     silence_s = sound.pcm.silence_frames / sound.pcm.sample_rate_hz
-    drift = np.abs(np.asarray(sound.stats.drift_ms)) if sound.stats.drift_ms else np.zeros(0)
+    drift = sound.stats.drift_ms
     return {
         "audio": "failed" if errors and sound.heard_s() <= silence_s else "played",
         "heard_s": round(sound.heard_s(), 3),
         "silence_s": round(silence_s, 3),
-        "drift_ms": {"count": int(drift.size),
-                     "p50": round(float(np.percentile(drift, 50)), 1) if drift.size else None,
-                     "p95": round(float(np.percentile(drift, 95)), 1) if drift.size else None,
-                     "max": round(float(drift.max()), 1) if drift.size else None},
+        "drift_ms": {"count": drift.count,
+                     "p50": round(drift.percentile(50), 1) if drift.count else None,
+                     "p95": round(drift.percentile(95), 1) if drift.count else None,
+                     "max": round(drift.max, 1) if drift.count else None},
         "restarts": sound.stats.restarts,
         "ratio": round(sound.reader.ratios[-1], 4) if sound.reader.ratios else None,
         "errors_count": len(errors), "errors": list(errors[:5]),

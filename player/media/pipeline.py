@@ -76,6 +76,7 @@ class DecodePipeline:
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
     def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+        self._futures = pending(self._futures)
         self._futures.append(self._executor.submit(self._decode, kind, rep_id, index, data))
 
     def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
@@ -157,3 +158,9 @@ class DecodePipeline:
         return DecodeSummary(frames_decoded=self._frames_decoded, frames_failed=self._frames_failed,
                              segments=self._segments, failed_segments=self._failed_segments,
                              first_frame_wall=self._first_frame_wall, errors=tuple(self._errors))
+
+
+def pending(futures: list[Future[None]]) -> list[Future[None]]:
+    """The futures not done yet: a live session submits for hours, so the done ones are let go
+    (their failures are already counted in the summary)."""
+    return [f for f in futures if not f.done()]

@@ -143,10 +143,10 @@ def test_live_sound_follows_the_session_clock_through_a_rate_change_and_a_seek_t
             playhead += 0.02 * rate
             clock.follow(playhead_s=playhead, at_wall_s=wall.now_s, rate=rate, running=True)
             output.fill()
-            before = len(sound.stats.drift_ms)
+            before = sound.stats.drift_ms.count
             sound.follow()
-            if len(sound.stats.drift_ms) > before:
-                drift_ms.append((wall.now_s, sound.stats.drift_ms[-1]))
+            if sound.stats.drift_ms.count > before:
+                drift_ms.append((wall.now_s, sound.stats.last_drift_ms))
 
     clock.follow(playhead_s=playhead, at_wall_s=wall.now_s, rate=1.0, running=True)
     sound.follow()

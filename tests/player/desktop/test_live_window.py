@@ -256,7 +256,7 @@ def test_window_sound_follows_a_seek_back_to_the_live_edge(packaged: PackagedTit
     def sample(app: DesktopApp) -> None:
         assert app.sound is not None
         samples.append({"clock": app.clock_s, "heard": app.sound.heard_media_s(), "live": app.backend.snapshot.live,
-                        "restarts": app.sound.stats.restarts, "drifts": len(app.sound.stats.drift_ms)})
+                        "restarts": app.sound.stats.restarts, "drifts": app.sound.stats.drift_ms.count})
 
     with in_background(live_origin(packaged.content_root)) as origin:
         app = live_app(f"{origin}/live/manifest.mpd", exit_after_s=15.0)
