@@ -35,6 +35,16 @@ class DecodeSummary:
     errors: tuple[str, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SegmentFailure:
+    """A segment of which nothing could be used (`DecodeSummary.errors` has the same as text)."""
+
+    media: TrackKind
+    rendition: str  # as `rendition_key` names it
+    segment_index: int  # 0-based, as the session's events count segments
+    reason: str
+
+
 class Decoder(Protocol):
     """Takes a session's segments as they arrive and decodes them off the event loop; never holds up
     fetching, and counts failures instead of raising them."""

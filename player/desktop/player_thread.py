@@ -8,6 +8,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from abr.estimators import harmonic_mean, throughput_bps
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import Decoder
+from player.client.decoding import Decoder, SegmentFailure
 from player.client.fetch import Fetcher
 from player.client.harness import DemoTarget, LinkConfig, PlayTarget, TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
@@ -26,7 +27,7 @@ from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
 from player.errors import CliError
-from player.events import EventSink
+from player.events import EventSink, emit_event
 from player.media.avsync import DesktopDecoder, FrameQueue, PcmBuffer, VideoFrame
 from player.session import PlaybackSession
 
@@ -139,6 +140,17 @@ class LockableAbr:
         return self.inner.should_abandon(progress)
 
 
+def log_audio_failures(failures: Sequence[SegmentFailure], logged: int, sink: EventSink,
+                       now_s: Callable[[], float]) -> int:
+    """Put the audio segments that failed since the first `logged` into the session's event log (the
+    `--log` stream) as `audio_failure` events (rendition, segment, reason), at session time `now_s()`;
+    returns how many are logged now. The overlay, summary and JSON say the same (`sound_summary`)."""
+    for failure in failures[logged:]:
+        emit_event(sink, now_s(), "audio_failure", rendition=failure.rendition, segment=failure.segment_index,
+                   reason=failure.reason)
+    return max(logged, len(failures))
+
+
 class PlayerThread:
     """The headless player on its own event loop in a background thread, with thread-safe controls."""
 
@@ -173,6 +185,7 @@ class PlayerThread:
         self._play_task: asyncio.Task[PlaybackReport] | None = None
         self._running = False  # the player's clock has started
         self._stopping = False  # shut down, possibly before the thread's loop existed
+        self._audio_failures_logged = 0
         self._thread = threading.Thread(target=self._main, name="abrkit-player", daemon=True)
 
     def start(self) -> None:
@@ -313,6 +326,7 @@ class PlayerThread:
         last_qoe_wall = -math.inf
         qoe: dict[str, float] | None = None
         while True:
+            self._log_audio_failures()
             live = self.live_player
             if live is not None and getattr(live, "session", None) is not None:
                 self._publish_live(live)
@@ -330,6 +344,12 @@ class PlayerThread:
                     last_qoe_wall = time.monotonic()
                 self.snapshot = self._snapshot(player, qoe)
             await asyncio.sleep(self.options.snapshot_interval_s)
+
+    def _log_audio_failures(self) -> None:
+        player = self.live_player if self.live_player is not None else self.player
+        if self.decoder is not None and player is not None:
+            self._audio_failures_logged = log_audio_failures(self.decoder.audio_failures(), self._audio_failures_logged,
+                                                             player.events, player.now)
 
     def _publish_live(self, player: LivePlayer) -> None:
         session = player.session

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import DecodeSummary, InitUrls
+from player.client.decoding import DecodeSummary, InitUrls, SegmentFailure
 from player.client.fetch import Fetcher
 from player.media.decoder import (
     AudioDecoder,
@@ -310,6 +310,10 @@ class DesktopDecoder(DecodePipeline):
     def audio_errors(self) -> tuple[str, ...]:
         """Why audio segments (or init segments) could not be used, oldest first."""
         return tuple(e for e in list(self._errors) if e.startswith("audio "))
+
+    def audio_failures(self) -> tuple[SegmentFailure, ...]:
+        """The audio segments that could not be used, oldest first (`audio_errors` as records)."""
+        return tuple(f for f in list(self.failures) if f.media == "audio")
 
     def stop_presenting(self) -> None:
         """Stop presenting for good (the user quit): release a blocked worker; queued segments are skipped."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import DecodeSummary, InitUrls, rendition_key
+from player.client.decoding import DecodeSummary, InitUrls, SegmentFailure, rendition_key
 from player.client.fetch import Fetcher, FetchError
 from player.client.hls.aes import DecryptionError as AesError
 from player.client.hls.aes import clear_bytes
@@ -49,6 +49,7 @@ class DecodePipeline:
         self._failed_segments = 0
         self._first_frame_wall: float | None = None
         self._errors: list[str] = []
+        self.failures: list[SegmentFailure] = []  # as `_errors`, for events (the desktop's audio_failure)
         self._expected_per_segment: dict[str, int] = {}
 
     @staticmethod
@@ -128,6 +129,8 @@ class DecodePipeline:
         """A segment of which nothing could be used: every frame it should have given counts as failed."""
         self._failed_segments += 1
         self._errors.append(f"{kind} segment {index} of {rep_id}: {reason}")
+        self.failures.append(SegmentFailure(media="audio" if kind == "audio" else "video", rendition=rep_id,
+                                            segment_index=index, reason=reason))
         if kind == "video":
             self._frames_failed += expected or declared_frames(data) or self._expected_per_segment.get(rep_id, 1)
 

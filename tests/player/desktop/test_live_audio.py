@@ -7,6 +7,7 @@ in the window, a channel whose audio segments are damaged: the picture plays, th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -227,10 +228,11 @@ async def damaged_audio_channel(content_root: Path) -> AsyncIterator[str]:
 
 @pytest.mark.desktop
 @pytest.mark.slow
-def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: PackagedTitles, display: str) -> None:
+def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: PackagedTitles, display: str,
+                                                                    tmp_path: Path) -> None:
     lines: list[str] = []
     with in_background(damaged_audio_channel(packaged.content_root)) as url:
-        app = live_app(f"{url}/live/manifest.mpd", exit_after_s=6.0)
+        app = live_app(f"{url}/live/manifest.mpd", exit_after_s=6.0, log_path=tmp_path / "events.jsonl")
         app.at(5.5, lambda a: lines.extend(a._stats_lines(a.backend.snapshot)))
         result = app.run()
     assert result.report is not None and result.report.error is None, result.report
@@ -240,3 +242,8 @@ def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: Pac
     assert sound["errors"][0].startswith("audio segment") and "decode" in sound["errors"][0], sound
     assert sound["silence_s"] > 1.0  # what played was silence, and it is counted
     assert any(line.startswith("audio FAILED in") for line in lines), lines  # the overlay says it
+    # and so does the --log event stream, one event per failed segment, as it happened
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    failures = [e for e in events if e["type"] == "audio_failure"]
+    assert failures and all("decode" in e["reason"] and isinstance(e["segment"], int) for e in failures), failures
+    assert len({(e["rendition"], e["segment"]) for e in failures}) == len(failures)

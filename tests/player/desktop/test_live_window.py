@@ -73,10 +73,11 @@ def assert_sound(result: Any, *, heard_min_s: float, frames_p95_ms: float = AV_D
     return sound
 
 
-def live_app(url: str, *, exit_after_s: float, target_latency_s: float | None = None) -> DesktopApp:
+def live_app(url: str, *, exit_after_s: float, target_latency_s: float | None = None,
+             log_path: Path | None = None) -> DesktopApp:
     """A 640x360 window playing the live presentation at `url` with the dynamic ABR."""
     return DesktopApp(UrlTarget(url=url), PlayerConfig(abr="dynamic"), options=DesktopConfig(window_size_px=(640, 360)),
-                      exit_after_s=exit_after_s,
+                      exit_after_s=exit_after_s, log_path=log_path,
                       live=LivePlayConfig(duration_s=3600.0, target_latency_s=target_latency_s))
 
 
