@@ -184,6 +184,8 @@ def ensure_demo_title(
         if _title_complete(title_dir, stamp):  # built by another process while we waited
             return title_dir
         package_source(DemoSource(clip), title_dir, config, title=DEMO_TITLE)
-        stamp_path = title_dir / _DEMO_STAMP
-        stamp_path.write_text(json.dumps(stamp, sort_keys=True), encoding="utf-8")
+        # Last and atomic: a reader outside the lock sees no stamp or the whole one, never a part.
+        stamp_tmp = title_dir / f".{_DEMO_STAMP}.{os.getpid()}.tmp"
+        stamp_tmp.write_text(json.dumps(stamp, sort_keys=True), encoding="utf-8")
+        os.replace(stamp_tmp, title_dir / _DEMO_STAMP)
     return title_dir

@@ -52,6 +52,7 @@ from server.keys import Secrets, ServiceSecrets, load_or_create_secrets, load_se
 from server.live.channel import LiveConfig
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
 from server.passwords import hash_password
+from server.privatefiles import file_lock
 from server.regions import RegionsConfig, load_regions
 from server.revocation import create_store
 from server.supervisor import Supervisor, start_together, subprocess_launcher
@@ -236,18 +237,23 @@ class Credentials:
 def ensure_demo_user(config: StackConfig) -> Credentials:
     """The demo user (entitled to every title) with a generated password kept in the 0600 secrets file,
     created on first use; an existing `demo` user with another password is left alone and gets a new one
-    only if the stored password no longer matches."""
+    only if the stored password no longer matches.
+
+    Check and creation hold one lock (`.demo-user.lock` beside the stack file): two processes sharing
+    a config (two test workers, two `abrkit play demo`) would otherwise both make a user, and the first
+    one's password would no longer log in."""
     from server.passwords import verify_password
     secrets_path = config.resolved_secrets_path
-    stored = load_or_create_secrets(secrets_path).demo_password
-    users = read_users(config.config_path) if config.config_path.exists() else {}
-    current = users.get(DEMO_USERNAME)
-    if stored and current and verify_password(current.password_hash, stored):
-        return Credentials(username=DEMO_USERNAME, password=stored)
-    password = _secrets.token_urlsafe(12)
-    record = UserRecord(username=DEMO_USERNAME, password_hash=hash_password(password), titles=("*",))
-    update_users(config.config_path, lambda u: u.__setitem__(DEMO_USERNAME, record))
-    store_demo_password(secrets_path, password)
+    with file_lock(config.config_path.with_name(".demo-user")):
+        stored = load_or_create_secrets(secrets_path).demo_password
+        users = read_users(config.config_path) if config.config_path.exists() else {}
+        current = users.get(DEMO_USERNAME)
+        if stored and current and verify_password(current.password_hash, stored):
+            return Credentials(username=DEMO_USERNAME, password=stored)
+        password = _secrets.token_urlsafe(12)
+        record = UserRecord(username=DEMO_USERNAME, password_hash=hash_password(password), titles=("*",))
+        update_users(config.config_path, lambda u: u.__setitem__(DEMO_USERNAME, record))
+        store_demo_password(secrets_path, password)
     return Credentials(username=DEMO_USERNAME, password=password)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -196,11 +197,21 @@ def _optimal_task(video: Video, start: Start, config: SweepConfig) -> float:
                             config=OptimalConfig(grid_s=config.optimal_grid_s), faults=config.faults).qoe
     cache = _optimal_cache_path(video, start, config)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"qoe": value, "trace": start.trace.name, "offset_s": start.offset_s}))
-        os.replace(tmp, cache)
+        _store(cache, json.dumps({"qoe": value, "trace": start.trace.name, "offset_s": start.offset_s}))
     return value
+
+
+def _store(path: Path, text: str) -> None:
+    """Replace `path` with `text` atomically: a temp file of this writer alone (process and thread: a
+    sweep's executor may run threads), renamed over it, so readers see the old entry or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cached_optimal(video: Video, start: Start, config: SweepConfig) -> float | None:

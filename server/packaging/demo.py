@@ -9,6 +9,8 @@ The same config always gives the same frames and samples, bit for bit.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -222,7 +224,20 @@ def write_demo_source(path: Path, config: DemoClipConfig, *, crf: int = 14) -> P
 
     Single-threaded x264 and bit-exact muxing keep the file identical from run to run. Keyframes
     come every 1.25 s, off any usual segment grid, as in real inputs that packaging must re-GOP.
+    Written aside and renamed into place: another process reading `path` (a shared cache folder)
+    sees the old file or the whole new one.
     """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_clip(tmp, config, crf)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_clip(path: Path, config: DemoClipConfig, crf: int) -> None:
     clip = DemoClip(config)
     with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as out:
         video = out.add_stream(
@@ -244,4 +259,3 @@ def write_demo_source(path: Path, config: DemoClipConfig, *, crf: int = 14) -> P
                 out.mux(audio.encode(frame))
         out.mux(video.encode(None))
         out.mux(audio.encode(None))
-    return path
