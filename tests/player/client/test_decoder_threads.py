@@ -12,14 +12,14 @@ from player.client.harness import LinkConfig, UrlTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig
 from player.media.avsync import DesktopDecoder, FrameQueue, PcmBuffer
-from tests.player.client.test_liveplay import Origin, live_origin  # noqa: F401 (the fixture)
+from tests.player.client.conftest import Origin
 
 
 def _decode_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith(("abrkit-decode", "abrkit-audio"))}
 
 
-async def test_a_live_window_session_stops_and_joins_its_decode_threads(live_origin: Origin) -> None:  # noqa: F811
+async def test_a_live_window_session_stops_and_joins_its_decode_threads(live_origin: Origin) -> None:
     url, _ = await live_origin(speed=10.0)  # the channel at the player's speed: 2.4 s of wall time
     before = _decode_threads()
     frames = FrameQueue(capacity_frames=2)  # no window draws: the video worker soon waits for room

@@ -30,8 +30,7 @@ from player.client.hls import HlsError, MediaPlaylist, parse_playlist
 from player.client.liveplay import LivePlayConfig, LivePlayer
 from server.live.channel import warped_clock
 from server.stack import start_stack
-from tests.player.client.test_liveplay import Origin, live_origin  # noqa: F401 (the fixture)
-from tests.player.client.test_liveplay_stack import _stack_config
+from tests.player.client.conftest import Origin, live_stack_config
 from tests.player.conftest import serving_app
 from tests.server.conftest import PASSWORD
 
@@ -78,7 +77,7 @@ def test_live_tags_are_read_dates_extrapolated_and_bad_ones_refused() -> None:
 
 
 # --------------------------------------------------------------------------- our channel
-async def test_plays_our_channels_live_playlists(live_origin: Origin) -> None:  # noqa: F811
+async def test_plays_our_channels_live_playlists(live_origin: Origin) -> None:
     url, statuses = await live_origin(low_latency=False)  # 4 s segments, EXT-X-TARGETDURATION:4
     report = await _play(f"{url}/live/master.m3u8", duration_s=6.0, target_s=8.0)
     live = _check_played(report, duration_s=6.0, slack_s=1.0)
@@ -91,7 +90,7 @@ async def test_plays_our_channels_live_playlists(live_origin: Origin) -> None:  
     assert len(audio) >= 2 and audio[:len(report.records)] == [r.segment_index for r in report.records][:len(audio)]
 
 
-async def test_plays_our_channel_sped_up(live_origin: Origin) -> None:  # noqa: F811
+async def test_plays_our_channel_sped_up(live_origin: Origin) -> None:
     url, statuses = await live_origin(low_latency=False, speed=10.0)
     report = await _play(f"{url}/live/master.m3u8", speed=10.0, duration_s=40.0)  # 4 s of wall time
     live = _check_played(report, duration_s=40.0, slack_s=2.0)
@@ -99,7 +98,7 @@ async def test_plays_our_channel_sped_up(live_origin: Origin) -> None:  # noqa: 
     assert statuses["segment 404"] == 0
 
 
-async def test_a_sped_up_channel_at_1x_is_a_clear_error(live_origin: Origin) -> None:  # noqa: F811
+async def test_a_sped_up_channel_at_1x_is_a_clear_error(live_origin: Origin) -> None:
     url, _ = await live_origin(low_latency=False, speed=10.0)
     report = await _play(f"{url}/live/master.m3u8", speed=1.0, duration_s=30.0, target_s=8.0)
     assert report.error is not None and "runs faster than the player's" in report.error
@@ -366,7 +365,7 @@ async def test_live_presentations_refused_at_bootstrap(files: dict[str, str], ex
 
 
 async def test_plays_the_stacks_channel_over_hls_through_the_gateway_and_edge(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
-    config = _stack_config(tmp_path, packaged.content_root, speed=10.0)
+    config = live_stack_config(tmp_path, packaged.content_root, speed=10.0)
     players: list[LivePlayer] = []
     async with start_stack(config) as stack:
         target = TitleTarget(title="live", gateway_url=stack.gateway_url, username="alice", password=PASSWORD,

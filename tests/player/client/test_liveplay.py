@@ -6,14 +6,10 @@ keeps working K times faster against a channel whose clock runs K times faster."
 from __future__ import annotations
 
 import re
-import socket
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from netsim.sources import open_trace
 from player.client.harness import LinkConfig, UrlTarget, play_headless
@@ -22,45 +18,7 @@ from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse
 from player.client.mpd import MpdError
 from player.errors import CliError
 from player.research.experiment_live import LiveRunConfig, live_link
-from server.live.channel import LiveConfig
-from server.origin import OriginConfig, create_app
-from tests.conftest import CLEAR_TITLE, PackagedTitles
-
-STATUS = web.AppKey("statuses", Counter)
-Origin = Callable[..., Awaitable[tuple[str, Counter[str]]]]
-
-
-@web.middleware
-async def _statuses(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
-    response = await handler(request)
-    if request.path.endswith(".m4s"):
-        request.app[STATUS][f"segment {response.status}"] += 1
-    return response
-
-
-@pytest.fixture
-async def live_origin(packaged: PackagedTitles) -> AsyncIterator[Origin]:
-    runners: list[web.AppRunner] = []
-
-    async def start(**changes: Any) -> tuple[str, Counter[str]]:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
-                          **changes)
-        app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
-        app.middlewares.append(_statuses)
-        app[STATUS] = Counter()
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        runners.append(runner)
-        return url, app[STATUS]
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+from tests.player.client.conftest import Origin
 
 
 async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:

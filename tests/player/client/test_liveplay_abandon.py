@@ -17,12 +17,12 @@ from player.client.liveplay import LivePlayConfig
 from player.live import LiveConfig
 from player.research.live_sim import LiveSimConfig, run_live_session
 from player.video import load_video
-from tests.player.client.test_liveplay import Origin, live_origin  # noqa: F401 (the fixture)
+from tests.player.client.conftest import Origin
 
 COLLAPSE = "step:8e6,0.15e6@8"  # 8 s at 8 Mbit/s, then 8 s at 150 kbit/s, looped
 
 
-async def test_the_headless_live_player_abandons_on_a_collapsing_link(live_origin: Origin) -> None:  # noqa: F811
+async def test_the_headless_live_player_abandons_on_a_collapsing_link(live_origin: Origin) -> None:
     url, _ = await live_origin(low_latency=False)  # whole 4 s segments, target 8 s
     report = await play_headless(
         UrlTarget(url=f"{url}/live/manifest.mpd"), PlayerConfig(abr="dynamic", decode="none"),

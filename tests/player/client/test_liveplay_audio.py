@@ -18,7 +18,7 @@ from player.client.liveplay import LivePlayConfig
 from player.live import LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Wait
 from player.timeline import Timeline
-from tests.player.client.test_liveplay import Origin, live_origin  # noqa: F401 (the fixture)
+from tests.player.client.conftest import Origin
 
 
 @dataclass
@@ -69,7 +69,7 @@ def test_a_live_session_with_audio_joins_both_pipelines_at_one_position() -> Non
 
 
 @pytest.mark.parametrize("low_latency", [False, True])
-async def test_the_headless_live_player_plays_the_channels_audio(live_origin: Origin, low_latency: bool) -> None:  # noqa: F811
+async def test_the_headless_live_player_plays_the_channels_audio(live_origin: Origin, low_latency: bool) -> None:
     url, statuses = await live_origin(low_latency=low_latency)
     report = await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), PlayerConfig(abr="dynamic", decode="none"),
                                  link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40),

@@ -5,7 +5,6 @@ its own clock (the stack's time left out, the channel following: `live_player_cl
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,31 +16,17 @@ from player.client.harness import TitleTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, parse_server_time
 from player.research.experiment_live import LiveRunConfig, live_link
-from server.config import EdgeConfig, RateLimitPolicy, StackConfig, save_stack_config
+from server.config import EdgeConfig, StackConfig
 from server.live.channel import LiveConfig, warped_clock
 from server.stack import start_stack
 from tests.conftest import CLEAR_TITLE
-from tests.server.conftest import PASSWORD, write_users
-
-
-def _stack_config(tmp_path: Path, content_root: Path, *, speed: float) -> StackConfig:
-    config = StackConfig(config_path=tmp_path / "state" / "stack.json", content_root=content_root, port=0,
-                         heartbeat_s=0.2, access_log=False, shutdown_timeout_s=2.0, edges=1,
-                         rate_limit=RateLimitPolicy(rate_per_s=100, burst=100), live_title=CLEAR_TITLE,
-                         # Live 3 wall seconds before the stack starts (30 s of channel at 10x): older
-                         # than the 8 s target, so the player can join at it.
-                         live_speed=speed, live_start_s=float(math.floor(time.time())) - 3.0,
-                         # The channel follows the player's clock, which leaves out the stack's time
-                         # and the loop's stalls (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
-                         live_player_clocks=True, low_latency=True)
-    save_stack_config(config)
-    write_users(config.config_path, {"alice": ("live",)})
-    return config
+from tests.player.client.conftest import live_stack_config
+from tests.server.conftest import PASSWORD
 
 
 @pytest.mark.wallclock
 async def test_a_player_at_speed_10_joins_the_stacks_channel_at_speed_10(tmp_path: Path, packaged) -> None:  # type: ignore[no-untyped-def]
-    config = _stack_config(tmp_path, packaged.content_root, speed=10.0)
+    config = live_stack_config(tmp_path, packaged.content_root, speed=10.0)
     async with start_stack(config) as stack, aiohttp.ClientSession() as session:
         # The edge's /time and the origin's run one clock, 10x the wall clock from the availability start.
         samples = []
