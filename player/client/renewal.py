@@ -13,11 +13,14 @@ A renewal answer also carries the steering's current ranking of edges (its `mani
 first). The player adopts it (`EdgeRanking`): from then on it fails over along that ranking, the
 edges steering no longer lists last, so after a region outage it stays on the edges steering now
 prefers instead of going back to its old ones when their exclusion ends, and returns to them when
-steering lists them first again. A failover (a request leaving the first edge of the ranking: it failed,
-lacks the object or is excluded) means the ranking the player holds is stale, so it renews at once
+steering lists them first again. A failover away from a first edge that failed (the fetcher excluded it:
+no connection, a timeout, a 5xx) means the ranking the player holds is stale, so it renews at once
 (no sooner than `FAILOVER_RENEW_GAP_S` after the previous renewal, spacing out while steering has not
 noticed) rather than at half the URL lifetime; a live player's manifest refreshes follow the ranking too
-(`EdgeRanking.manifest_urls`).
+(`EdgeRanking.manifest_urls`). A first edge that is up but answers 404 (it lacks the object) is not a
+reason to renew the playback grant: the URLs are valid and the edge is healthy. It asks for one early
+renewal per ranking (the title may have moved, and steering would then rank another edge first), not
+one every few seconds for as long as that edge keeps answering 404.
 """
 
 from __future__ import annotations
@@ -154,17 +157,23 @@ class SessionRenewal:
         self.refreshes = 0
         self.stopped: str | None = None  # why renewing stopped for good
         self._failover = asyncio.Event()  # a request left the first edge since the last renewal
+        self._asked_for_lacking: tuple[str, ...] | None = None  # the ranking a 404 failover last asked about
         self._renewed_at = now
         # Early renewals that bring no new ranking (steering has not noticed yet) space out, doubling.
         self._gap_s = FAILOVER_RENEW_GAP_S
 
     def route(self, inner: Route | None) -> Route:
         """A fetcher route that sends signed URLs with the current token, then on through `inner`; a
-        request that fails over from the steering's first edge asks for an early renewal."""
+        request that fails over from the steering's first edge asks for an early renewal (when that
+        edge failed; once per ranking when it only lacked the object)."""
         async def routed(url: str) -> str:
             edges = self.session.edges
             if edges is not None and edges.is_failover(url):
-                self._failover.set()
+                if self.fetcher.excluded(edges.order[0]):  # the first edge failed: steering will move
+                    self._failover.set()
+                elif self._asked_for_lacking != edges.order:  # it lacks the object: ask once per ranking
+                    self._asked_for_lacking = edges.order
+                    self._failover.set()
             url = with_signed_token(url, self.url_token)
             return await inner(url) if inner is not None else url
 

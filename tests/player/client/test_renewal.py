@@ -214,13 +214,20 @@ async def test_a_live_players_manifest_refreshes_follow_the_steerings_ranking(tm
     assert first not in refreshes, "the refreshes kept the bootstrap's order of edges"
 
 
-async def test_a_failover_renewal_waits_out_the_gap_and_never_delays_a_due_one() -> None:
+def _renewal_over_edges_a_b(lifetime_s: float) -> tuple[SessionRenewal, Fetcher]:
+    """A session's renewal (URLs and token living `lifetime_s`) over edges a then b; no request is made."""
     session = StackSession(gateway_url="http://gateway:9", title="film", session_id="s", url_token="t",
-                           urls_expire_in_s=60.0, access_token="a", access_expires_in_s=60.0,
+                           urls_expire_in_s=lifetime_s, access_token="a", access_expires_in_s=lifetime_s,
                            edges=EdgeRanking(["http://a:1/m.mpd", "http://b:2/m.mpd"]))
-    renewal = SessionRenewal(None, session)  # type: ignore[arg-type]  # no request is made here
+    fetcher = Fetcher(None)  # type: ignore[arg-type]
+    return SessionRenewal(fetcher, session), fetcher
+
+
+async def test_a_failover_renewal_waits_out_the_gap_and_never_delays_a_due_one() -> None:
+    renewal, fetcher = _renewal_over_edges_a_b(60.0)
     routed = renewal.route(None)
     assert await routed("http://a:1/v/seg-1.m4s") == "http://a:1/v/seg-1.m4s" and not renewal._failover.is_set()
+    fetcher.exclude("http://a:1/v/seg-2.m4s")  # the first edge failed
     await routed("http://b:2/v/seg-2.m4s")  # left the first edge: a failover
     started = time.monotonic()
     assert await renewal._wait(30.0)  # early, once the gap since the last renewal (start) is out
@@ -229,3 +236,24 @@ async def test_a_failover_renewal_waits_out_the_gap_and_never_delays_a_due_one()
     started = time.monotonic()
     assert not await renewal._wait(0.3)
     assert time.monotonic() - started < FAILOVER_RENEW_GAP_S
+
+
+async def test_a_first_edge_that_only_lacks_the_object_asks_for_one_early_renewal_per_ranking() -> None:
+    # A 404 says the edge is up and the URLs are valid: no reason to renew the playback grant every
+    # few seconds. Only the steering's ranking might be stale (the title moved): one renewal per ranking.
+    renewal, fetcher = _renewal_over_edges_a_b(600.0)
+    routed = renewal.route(None)
+    await routed("http://b:2/v/seg-1.m4s")  # a answered 404 (it is not excluded): ask once
+    assert renewal._failover.is_set()
+    renewal._failover.clear()  # as `renew` does; its answer kept the ranking
+    for n in range(2, 8):
+        await routed(f"http://b:2/v/seg-{n}.m4s")  # a keeps answering 404
+    assert not renewal._failover.is_set()  # before: each asked again (renewals 1, 2, 4... s apart)
+    fetcher.exclude("http://a:1/v/seg-8.m4s")  # now a fails (no connection, 5xx): steering will move
+    await routed("http://b:2/v/seg-8.m4s")
+    assert renewal._failover.is_set()
+    renewal._failover.clear()
+    edges = renewal.session.edges
+    assert edges is not None and edges.adopt(["http://b:2/m.mpd", "http://a:1/m.mpd"])
+    await routed("http://a:1/v/seg-9.m4s")  # a new ranking whose first edge lacks a segment: asks once again
+    assert renewal._failover.is_set()
