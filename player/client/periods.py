@@ -214,3 +214,6 @@ class _PeriodDecoder:
         if self.last or self.player is None or not self.player.session.finished:
             return await self.inner.finish()
         return DecodeSummary(frames_decoded=0, frames_failed=0, segments=0, failed_segments=0, first_frame_wall=None)
+
+    def close(self) -> None:
+        """Nothing here: the session's decoder is closed by whoever made it (the harness), after the last Period."""
