@@ -346,10 +346,13 @@ class PlayerThread:
             await asyncio.sleep(self.options.snapshot_interval_s)
 
     def _log_audio_failures(self) -> None:
+        # At the session's time (its clock as last advanced, <= 50 ms ago): a Period's player that has
+        # not started yet has no clock to read.
         player = self.live_player if self.live_player is not None else self.player
-        if self.decoder is not None and player is not None:
+        session = getattr(player, "session", None)
+        if self.decoder is not None and player is not None and session is not None:
             self._audio_failures_logged = log_audio_failures(self.decoder.audio_failures(), self._audio_failures_logged,
-                                                             player.events, player.now)
+                                                             player.events, lambda: session.time_s)
 
     def _publish_live(self, player: LivePlayer) -> None:
         session = player.session
