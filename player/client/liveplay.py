@@ -139,6 +139,9 @@ class LivePlayer:
         self.audio_reps = self.audio_representations(manifest) if config.audio else []
         self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
         self._link_rate_Bps: float | None = None  # the last chunked body's link rate (ChunkTimer.rate_Bps)
+        # The body sizes of the player's other answers on its link, the latest of each kind (the live
+        # simulator's `ControlTraffic` takes them from an emulated twin): MPD, UTCTiming, init segment
+        self.control_bytes = {"manifest": 0, "sync": 0, "init": 0}
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
@@ -201,6 +204,7 @@ class LivePlayer:
                         f"{value} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
                         "leaves out the stack's time, so the channel must follow it (a stack with "
                         "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
+                self.control_bytes["sync"] = len(result.body)
                 server_s = parse_server_time(result.body.decode("utf-8", "replace"))
                 sample = (received - sent, server_s - (sent + received) / 2)
                 if self.clock_lag_s is not None:
@@ -430,7 +434,8 @@ class LivePlayer:
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
             return
-        await self.fetcher.fetch(rep.init.urls)
+        result = await self.fetcher.fetch(rep.init.urls)
+        self.control_bytes["init"] = len(result.body)
         self.requests += 1
         self._inits.add(rep.id)
 
@@ -448,6 +453,7 @@ class LivePlayer:
             urls = manifest_urls_now(self.source.stack, self.source.manifest_urls)  # steering's latest ranking
             result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
             self.requests += 1
+            self.control_bytes["manifest"] = len(result.body)
             manifest = parse_mpd(result.body, result.url)
             if not is_live(manifest) or manifest.availability_start_time is None:
                 raise PlaybackError("the refreshed MPD is no longer live")
@@ -497,7 +503,7 @@ class LivePlayer:
                     "chunk_s": self.session.schedule.chunk_duration_s, "early_requests": self.early_requests,
                     "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
                     "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3),
-                    "channel_age_s": round(self.channel_age_s, 3),
+                    "channel_age_s": round(self.channel_age_s, 3), "control_bytes": dict(self.control_bytes),
                     # session time of the join: about the link's (trace) time then, as the link starts
                     # with the first shaped request, the clock sync at session time 0
                     "joined_at_s": None if self.session.joined_at_s is None else round(self.session.joined_at_s, 4)})
