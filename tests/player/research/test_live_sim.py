@@ -45,14 +45,16 @@ def base_video(seed: int) -> Video:
 @given(trace=traces(), algorithm=st.sampled_from(LIVE_ALGORITHMS), seed=st.integers(0, 2**16),
        segment_s=st.sampled_from((1.0, 2.0, 4.0)), chunks=st.sampled_from((None, 1, 2, 4)),
        target_s=st.floats(0.5, 8.0), max_drift_s=st.floats(1.0, 20.0), offset_s=st.floats(0.0, 30.0),
-       catchup=st.sampled_from(("default", "lolp")))
+       catchup=st.sampled_from(("default", "lolp")),
+       control=st.sampled_from((ControlTraffic(), ControlTraffic(manifest_bytes=3800, sync_requests=3, sync_bytes=390,
+                                                                 init_bytes=1300))))
 def test_live_sessions_never_fetch_before_availability(trace: Trace, algorithm: str, seed: int, segment_s: float,
                                                        chunks: int | None, target_s: float, max_drift_s: float,
-                                                       offset_s: float, catchup: str) -> None:
+                                                       offset_s: float, catchup: str, control: ControlTraffic) -> None:
     live = LiveConfig(target_latency_s=target_s, max_drift_s=max_drift_s, catchup=catchup)  # type: ignore[arg-type]
     config = LiveSimConfig(live=live, segment_duration_s=segment_s,
                            chunk_duration_s=None if chunks is None else segment_s / chunks,
-                           duration_s=40.0, channel_age_s=max(10.0, target_s))
+                           duration_s=40.0, channel_age_s=max(10.0, target_s), control=control)
     result = run_live_session(algorithm, base_video(seed), trace, config, offset_s=offset_s, record_events=True)
     schedule = config.schedule()
     requests = {}
