@@ -66,10 +66,11 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     info = emulate_info = asyncio.run(emulate())
-    sim = sim_config(config, content, channel_age_s=info["channel_age_s"])
+    sim = sim_config(config, content, channel_age_s=info["channel_age_s"], control_bytes=info.get("control_bytes"))
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
-    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0).drive()
+    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
+               control=sim.control).drive()
     emulated = players[0].session
     # Both sessions keep the ABR's sample per video record (LiveSession.record_sample_bps).
     emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, emulated.record_sample_bps) if bps}

@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from abr.estimators import ChunkArrival, chunk_active_s
+from abr.estimators import ChunkArrival
 from abr.qoe import LiveQoe, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, Ladder
 from netsim.clock import sleep_on
 from player.client.bootstrap import PlaybackSource
+from player.client.chunktimer import ChunkTimer, chunk_ends  # noqa: F401  (chunk_ends: re-exported)
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
@@ -111,140 +111,6 @@ def parse_server_time(text: str) -> float:
     return value.timestamp()
 
 
-def chunk_ends(data: bytes | bytearray, start: int) -> tuple[list[int], int]:
-    """Where each complete `mdat` box ends in `data` (ISO BMFF box headers walked from `start`, a
-    box boundary): a CMAF chunk is a `moof`+`mdat` pair. Returns the ends and the next unread box start."""
-    ends: list[int] = []
-    pos = start
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > len(data):
-                break
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-            header = 16
-        if size < header:
-            raise PlaybackError(f"a live segment has a malformed box header (size {size}) at byte {pos}")
-        if pos + size > len(data):
-            break
-        pos += size
-        if kind == b"mdat":
-            ends.append(pos)
-    return ends, pos
-
-
-class ChunkTimer:
-    """The arrival of a chunked body's CMAF chunks, as pieces of it come in: each complete
-    `moof`+`mdat` becomes a `ChunkArrival` from the time its first byte began crossing the link to
-    the time its last byte came. A piece that ends one chunk and starts the next starts the next at
-    that time (the link was busy through it); the wait before a chunk that was not made yet is idle,
-    not network time (`abr.estimators.chunk_active_s`, which `active_s` applies to these arrivals).
-
-    A chunk that begins a piece after an idle link: that piece's bytes crossed before it arrived,
-    for as long as the link takes to carry them. Leaving that out (measuring from the piece's
-    arrival, as dash.js's moof parsing does) shortens every such chunk by up to one read or pacing
-    period, which on small chunks is a large part of their time (at 10x in emulation, 10-20 ms of a
-    40-60 ms chunk: measured so, samples ran 5-21% above the shaper's own record). So the piece is
-    taken to have crossed at the link's rate measured between consecutive pieces of a chunk so far
-    in this body (`rate_Bps`; the previous body's, `rate_hint_Bps`, before one is measured), never
-    before the previous piece came (the link carried that first) nor, for the first chunk, before
-    the request (`requested_s`).
-
-    Before any rate is known, with `ready_s` (chunk index -> the earliest its bytes could leave for
-    us: made, plus half the round trip) the chunk starts when the piece could have started
-    crossing: after the previous piece, not before the chunk was ready; `left_out_s` (seconds the
-    reading clock has left out since the answer began: the channel streams the rest on the clock
-    as it stood then) moves that readiness earlier. Without either, at the piece's arrival."""
-
-    def __init__(self, ready_s: Callable[[int], float] | None = None, *,
-                 left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
-                 requested_s: float | None = None) -> None:
-        self.body = bytearray()
-        self.arrivals: list[ChunkArrival] = []
-        self.first_byte_s: float | None = None
-        self._scan = 0
-        self._chunk_start = 0
-        self._ready_s = ready_s
-        self._left_out_s = left_out_s
-        self._last_piece_s: float | None = None
-        self._rate_hint_Bps = rate_hint_Bps
-        # The link's rate between consecutive pieces of one chunk, summed over this body.
-        self._paced_bytes = 0
-        self._paced_s = 0.0
-        # The chunk in progress: its first piece (arrival, its bytes of it, whether it began inside
-        # a piece that ended the previous chunk), the arrival of the piece before, its latest piece.
-        self._first: tuple[float, int, bool] | None = None
-        self._requested_s = requested_s  # no byte of the answer crossed before its request
-        self._before_s: float | None = None
-        self._latest_s: float | None = None
-
-    @property
-    def rate_Bps(self) -> float | None:
-        """The link's rate (bytes/s) measured between pieces of a chunk in this body, else the hint."""
-        if self._paced_bytes > 0 and self._paced_s > 0:
-            return self._paced_bytes / self._paced_s
-        return self._rate_hint_Bps
-
-    def _add(self, t: float, size: int, *, inside: bool) -> None:
-        """`size` bytes of the chunk in progress came in a piece at `t` (`inside`: after the end of
-        the previous chunk, in the same piece)."""
-        if self._first is None:
-            self._first = (t, size, inside)
-            self._before_s = self._last_piece_s
-        else:
-            assert self._latest_s is not None
-            if t > self._latest_s:
-                self._paced_bytes += size
-                self._paced_s += t - self._latest_s
-        self._latest_s = t
-
-    def _first_byte_s(self, index: int) -> float:
-        """When the chunk in progress began crossing (class docstring)."""
-        assert self._first is not None
-        t, size, inside = self._first
-        if inside:
-            return t
-        rate = self.rate_Bps
-        if rate is not None and rate > 0:
-            start = t - size / rate
-        elif self._ready_s is not None and self._before_s is not None:
-            start = self._ready_s(index) - (self._left_out_s() if self._left_out_s is not None else 0.0)
-        else:
-            return t
-        floor = self._before_s if self._before_s is not None else self._requested_s
-        if floor is not None:
-            start = max(start, floor)
-        return min(start, t)
-
-    def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
-        """Add `piece` (arrived at `t`); the chunks it completed."""
-        if not piece:
-            return []
-        if self.first_byte_s is None:
-            self.first_byte_s = t
-        begin = len(self.body)
-        self.body += piece
-        ends, self._scan = chunk_ends(self.body, self._scan)
-        done = []
-        pos = begin
-        for end in ends:
-            self._add(t, end - pos, inside=pos > begin)
-            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done)), last_byte_s=t,
-                                     size_bytes=end - self._chunk_start))
-            self._chunk_start = pos = end
-            self._first = None
-        if len(self.body) > pos:  # the rest of this piece is the next chunk's first bytes
-            self._add(t, len(self.body) - pos, inside=pos > begin)
-        self.arrivals += done
-        self._last_piece_s = t
-        return done
-
-    def active_s(self) -> float | None:
-        """The time the network was delivering the chunks (None before any arrived)."""
-        return chunk_active_s(self.arrivals) if self.arrivals else None
-
-
 class LivePlayer:
     """One live session (module docstring); `run()` returns the report."""
 
@@ -273,6 +139,9 @@ class LivePlayer:
         self.audio_reps = self.audio_representations(manifest) if config.audio else []
         self.abandoned = 0  # downloads the ABR gave up (whole segments only: LiveSession.abandonable)
         self._link_rate_Bps: float | None = None  # the last chunked body's link rate (ChunkTimer.rate_Bps)
+        # The body sizes of the player's other answers on its link, the latest of each kind (the live
+        # simulator's `ControlTraffic` takes them from an emulated twin): MPD, UTCTiming, init segment
+        self.control_bytes = {"manifest": 0, "sync": 0, "init": 0}
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
@@ -335,6 +204,7 @@ class LivePlayer:
                         f"{value} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
                         "leaves out the stack's time, so the channel must follow it (a stack with "
                         "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
+                self.control_bytes["sync"] = len(result.body)
                 server_s = parse_server_time(result.body.decode("utf-8", "replace"))
                 sample = (received - sent, server_s - (sent + received) / 2)
                 if self.clock_lag_s is not None:
@@ -564,7 +434,8 @@ class LivePlayer:
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
             return
-        await self.fetcher.fetch(rep.init.urls)
+        result = await self.fetcher.fetch(rep.init.urls)
+        self.control_bytes["init"] = len(result.body)
         self.requests += 1
         self._inits.add(rep.id)
 
@@ -582,6 +453,7 @@ class LivePlayer:
             urls = manifest_urls_now(self.source.stack, self.source.manifest_urls)  # steering's latest ranking
             result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
             self.requests += 1
+            self.control_bytes["manifest"] = len(result.body)
             manifest = parse_mpd(result.body, result.url)
             if not is_live(manifest) or manifest.availability_start_time is None:
                 raise PlaybackError("the refreshed MPD is no longer live")
@@ -631,7 +503,7 @@ class LivePlayer:
                     "chunk_s": self.session.schedule.chunk_duration_s, "early_requests": self.early_requests,
                     "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
                     "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3),
-                    "channel_age_s": round(self.channel_age_s, 3),
+                    "channel_age_s": round(self.channel_age_s, 3), "control_bytes": dict(self.control_bytes),
                     # session time of the join: about the link's (trace) time then, as the link starts
                     # with the first shaped request, the clock sync at session time 0
                     "joined_at_s": None if self.session.joined_at_s is None else round(self.session.joined_at_s, 4)})

@@ -29,13 +29,14 @@ from netsim.trace import Trace
 from player.client.fetch import FetchError
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig, distinct_bitrates
-from player.client.liveplay import LivePlayConfig
+from player.client.liveplay import CLOCK_SYNC_SAMPLES, LivePlayConfig
 from player.client.mpd import parse_mpd
 from player.errors import CliError
 from player.live import LiveConfig
 from player.research.experiment import ResultStore
 from player.research.experiment_cells import _lag_probe, _p99_ms
-from player.research.live_sim import LiveSimConfig, run_live_session
+from player.research.live_sim import ControlTraffic, LiveSimConfig, run_live_session
+from player.research.sim_shared import RESPONSE_HEADER_BYTES
 from player.research.stats import Interval, mean_ci, relative_pct
 from player.research.sweep import trace_keys
 from player.session import SessionConfig
@@ -53,6 +54,11 @@ METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrat
 # clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect").
 GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps")
 _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
+# The live player's other answers on its link (body bytes), when no emulated twin measured them: this
+# stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
+CONTROL_BODY_BYTES_ESTIMATE = {"manifest": 3500, "sync": 24, "init": 930}
+# Raise whenever the simulated twin's model changes, so a resumed run does not reuse older rows.
+LIVE_SIM_MODEL_VERSION = "control1"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,9 +152,21 @@ def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -
     return 3 * config.chunk_s + 0.5 if config.low_latency else 2 * segment_duration_s
 
 
-def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None) -> LiveSimConfig:
+def control_traffic(control_bytes: dict[str, int] | None = None) -> ControlTraffic:
+    """The live player's other requests on its link (`ControlTraffic`): an MPD refresh every
+    minimumUpdatePeriod followed by `CLOCK_SYNC_SAMPLES` UTCTiming requests, a rung's init segment
+    before its first segment; bodies as the emulated twin measured them (`control_bytes`, its
+    report's), else `CONTROL_BODY_BYTES_ESTIMATE`, each answer's headers as this stack sends them."""
+    body = {**CONTROL_BODY_BYTES_ESTIMATE, **{k: v for k, v in (control_bytes or {}).items() if v}}
+    return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES, sync_requests=CLOCK_SYNC_SAMPLES,
+                          sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES)
+
+
+def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,
+               control_bytes: dict[str, int] | None = None) -> LiveSimConfig:
     """The simulator's settings for one session: the live policy the player takes from the channel's
-    MPD (its target; `PlaybackRate` 0.96-1.04 at low latency, else 0.95-1.05), the same link RTT."""
+    MPD (its target; `PlaybackRate` 0.96-1.04 at low latency, else 0.95-1.05), the same link RTT, and
+    the player's other requests on the link (`control_traffic`: bodies as its twin measured them)."""
     target = channel_target_latency_s(config, content.segment_duration_s)
     low, high = (0.96, 1.04) if config.low_latency else (0.95, 1.05)
     age = channel_age_s if channel_age_s is not None else config.sim_channel_age_s
@@ -156,14 +174,17 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
                          segment_duration_s=content.segment_duration_s,
                          chunk_duration_s=config.chunk_s if config.low_latency else None,
                          duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
-                         session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True)
+                         session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True,
+                         control=control_traffic(control_bytes))
 
 
 def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
-            channel_age_s: float | None = None, trace_time_s: float | None = None) -> Row:
+            channel_age_s: float | None = None, trace_time_s: float | None = None,
+            control_bytes: dict[str, int] | None = None) -> Row:
     """One simulated live session as a row; it joins at `channel_age_s` and at `trace_time_s` into the
-    trace (its emulated twin's, when there is one)."""
-    result = run_live_session(abr, content.video, trace, sim_config(config, content, channel_age_s=channel_age_s),
+    trace, its player's other answers `control_bytes` big (its emulated twin's, when there is one)."""
+    result = run_live_session(abr, content.video, trace,
+                              sim_config(config, content, channel_age_s=channel_age_s, control_bytes=control_bytes),
                               offset_s=trace_time_s or 0.0)
     s = result.stats
     return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
@@ -237,6 +258,7 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "seeks_to_live": info["seeks_to_live"], "avg_bitrate_kbps": float(np.mean(bitrates)) / 1e3 if bitrates
             else math.nan, "qoe_per_segment": info["qoe_live_per_segment"], "segments": len(bitrates),
             "channel_age_s": info["channel_age_s"], "joined_at_s": info.get("joined_at_s"),
+            **{f"{kind}_bytes": size for kind, size in (info.get("control_bytes") or {}).items()},
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
             "early_requests": info["early_requests"], "wall_s": round(time.monotonic() - started, 3)}
 
@@ -325,7 +347,9 @@ def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, trac
                 twin = twins.get((abr, names[id(trace)]), {})
                 record(key(mode, abr, trace),
                        sim_row(abr, trace, config, content, channel_age_s=twin.get("channel_age_s"),
-                               trace_time_s=twin.get("joined_at_s")))
+                               trace_time_s=twin.get("joined_at_s"),
+                               control_bytes={k: twin[f"{k}_bytes"] for k in CONTROL_BODY_BYTES_ESTIMATE
+                                              if twin.get(f"{k}_bytes")}))
     except KeyboardInterrupt:
         if store is not None:
             notify(f"interrupted: finished sessions are saved in {store.path}; the same command runs the rest")
@@ -343,7 +367,8 @@ def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
               "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
               "rtt_ms": config.rtt_ms, "exclude_stack_time": config.exclude_stack_time,
               "segment_duration_s": content.segment_duration_s,
-              "ladder_bps": list(content.video.ladder.bitrates_bps), "loop_segments": content.video.segment_count}
+              "ladder_bps": list(content.video.ladder.bitrates_bps), "loop_segments": content.video.segment_count,
+              "sim_model": LIVE_SIM_MODEL_VERSION}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -417,7 +442,8 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
-              "channel_age_s", "joined_at_s", "throughput_p50_bps", "abandoned", "early_requests", "wall_s", "loop_lag_p99_ms"]
+              "channel_age_s", "joined_at_s", "throughput_p50_bps", "abandoned", "early_requests", "wall_s", "loop_lag_p99_ms",
+              "manifest_bytes", "sync_bytes", "init_bytes"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

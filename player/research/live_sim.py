@@ -7,11 +7,20 @@ exists and the request has arrived, and crosses the link after the previous chun
 plays each chunk as it lands. A download's `active_s` (the time its chunks were on the link,
 `abr.estimators.chunk_active_s`) goes with it to the ABR. Abandonment is offered for whole segments
 only (`LiveSession.abandonable`), never in low-latency mode.
+
+The link carries more than media (`ControlTraffic`): the live player fetches the MPD every
+`minimumUpdatePeriod` and then re-syncs its clock with UTCTiming requests, one after another, and
+fetches a rung's init segment before its first segment. Those bytes share the link with the media:
+a chunk on the link while they cross ends that much later (the link is work-conserving; under fair
+sharing a small answer that finishes first delays the larger one by exactly its bytes). Measured
+against the shaper's own byte record, they are the ~4.9 kB per 4 s segment the emulated link
+carried beyond the segments' bodies (docs/LIVE-SIM.md, "What else crosses the link").
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +45,31 @@ LIVE_ABANDON = AbandonRule(check_s=ABANDON_CHECK_S, check_bytes=ABANDON_CHECK_BY
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ControlTraffic:
+    """What the live player (player.client.liveplay) fetches over its link besides media, as bytes
+    on the link (body and response headers): the MPD every `refresh_period_s` (None: one segment, the
+    player's fallback for a missing minimumUpdatePeriod) after the previous refresh's exchange ended,
+    then `sync_requests` UTCTiming requests one after another; and a rung's init segment
+    (`init_bytes`), fetched before the first segment played at that rung. All zero: media only."""
+
+    manifest_bytes: int = 0
+    sync_requests: int = 0
+    sync_bytes: int = 0
+    init_bytes: int = 0
+    refresh_period_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.manifest_bytes, self.sync_requests, self.sync_bytes, self.init_bytes) < 0:
+            raise ValueError(f"control traffic sizes and counts must be >= 0, got {self}")
+        if self.refresh_period_s is not None and not self.refresh_period_s > 0:
+            raise ValueError(f"the manifest refresh period must be > 0 s, got {self.refresh_period_s}")
+
+    @property
+    def refreshes(self) -> bool:
+        return self.manifest_bytes > 0 or self.sync_requests > 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class LiveSimConfig:
     """One live experiment: the channel (segment and chunk durations), the player and the link."""
 
@@ -49,6 +83,7 @@ class LiveSimConfig:
     # True: the ABR sees upcoming segment sizes estimated from the ladder's bitrates, as a live player
     # reading an MPD does (player/client/liveplay.py `LiveContent`); False: the real sizes.
     nominal_sizes: bool = False
+    control: ControlTraffic = field(default_factory=ControlTraffic)  # the player's other requests on the link
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0 or self.channel_age_s < 0 or self.rtt_s < 0:
@@ -94,7 +129,7 @@ class LiveDriver:
 
     def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
                  payload_factor: float = 1.0, trace_time_s: float = 0.0, abandonment: bool = True,
-                 abandon: AbandonRule = LIVE_ABANDON) -> None:
+                 abandon: AbandonRule = LIVE_ABANDON, control: ControlTraffic = ControlTraffic()) -> None:
         self.session = session
         # As the VOD simulator (SimProfile.abandonment, player.abandon's rule): a whole-segment download
         # the session calls abandonable is offered to the ABR's should_abandon (player/research/sim_abandon.py).
@@ -106,6 +141,16 @@ class LiveDriver:
         self._sizes = video.sizes_bytes
         self._link = LinkModel(trace, payload_factor=payload_factor)
         self._offset_s = trace_time_s - session.time_s
+        # The player's other requests (`ControlTraffic`): answers not yet on the link as (session time
+        # their first byte can cross, bytes); the link is busy with them until `_free_s`.
+        self._control = control
+        self._side: deque[tuple[float, int]] = deque()
+        self.planned: list[tuple[float, int]] = []  # every control answer so far, as queued
+        self._free_s = -math.inf
+        refresh_s = control.refresh_period_s or session.schedule.segment_duration_s
+        self._refresh_period_s = refresh_s
+        self._next_refresh_s = session.time_s + refresh_s if control.refreshes else math.inf
+        self._inits: set[int] = set()
 
     def drive(self) -> None:
         session = self.session
@@ -123,7 +168,12 @@ class LiveDriver:
         session, schedule, offset = self.session, self.session.schedule, self._offset_s
         size = int(self._sizes[fetch.segment_index, fetch.quality])
         requested = session.time_s
-        rtt = self.trace.latency_at(requested + offset) if self.trace.latency_s is not None else self.rtt_s
+        rtt = self._rtt(requested)
+        if self._control.init_bytes and fetch.quality not in self._inits:
+            # The rung's init segment comes first, one request after another (LivePlayer._init).
+            self._inits.add(fetch.quality)
+            requested = self._transfer(requested + rtt, self._control.init_bytes)
+            rtt = self._rtt(requested)
         n = schedule.chunks_per_segment
         # CMAF chunks of one segment carry about equal media; their bytes are split evenly here.
         parts = [size // n + (1 if c < size % n else 0) for c in range(n)]
@@ -143,12 +193,53 @@ class LiveDriver:
             # Sent once the request is in and the chunk is made; half an RTT to reach the client.
             ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, c) + rtt / 2)
             start = max(ready, end)
-            end = self._link.finish_time(start + offset, part) - offset
+            end = self._transfer(start, part)
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
             if c < n - 1:
                 session.on_chunk(end, size_bytes=part, media_duration_s=schedule.chunk_s)
         session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
                             active_s=chunk_active_s(arrivals) if n > 1 else None)
+
+
+    def _rtt(self, at_s: float) -> float:
+        return self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
+
+    def _finish(self, start_s: float, size_bytes: float) -> float:
+        return self._link.finish_time(start_s + self._offset_s, size_bytes) - self._offset_s
+
+    def _plan(self, until_s: float) -> None:
+        """Queue the control answers whose requests go out by `until_s`: the MPD, then the clock
+        syncs one after another (each a round trip and its bytes), then the refresh period again."""
+        control = self._control
+        while self._next_refresh_s <= until_s:
+            at = self._next_refresh_s
+            for size in (control.manifest_bytes, *([control.sync_bytes] * control.sync_requests)):
+                first = at + self._rtt(at)
+                self._side.append((first, size))
+                self.planned.append((first, size))
+                at = self._finish(first, size)  # alone on the link: the next request waits for this answer
+            self._next_refresh_s = at + self._refresh_period_s
+
+    def _transfer(self, start_s: float, size_bytes: int) -> float:
+        """When `size_bytes` starting to cross at `start_s` have crossed, with the control answers
+        sharing the link: one still crossing at `start_s`, or arriving before the end, adds its
+        bytes (a work-conserving link); one that crossed while the link was idle does not."""
+        self._plan(start_s)
+        while self._side and self._side[0][0] <= start_s:
+            first, size = self._side.popleft()
+            self._free_s = self._finish(max(first, self._free_s), size)
+        extra = 0.0
+        if self._free_s > start_s:  # the link still carries control bytes when this transfer starts
+            offset = self._offset_s
+            extra = self._link.bytes_until(self._free_s + offset) - self._link.bytes_until(start_s + offset)
+        end = self._finish(start_s, size_bytes + extra)
+        self._plan(end)
+        while self._side and self._side[0][0] < end:
+            extra += self._side.popleft()[1]
+            end = self._finish(start_s, size_bytes + extra)
+            self._plan(end)
+        self._free_s = end
+        return end
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -186,7 +277,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     content = NominalSizes(video) if config.nominal_sizes else video
     session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
-    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s)
+    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s, control=config.control)
     driver.drive()
     records = session.records
     bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)

@@ -26,6 +26,7 @@ from player.research.experiment_live import (
     summarize_rows,
     write_live_run,
 )
+from player.research.sim_shared import RESPONSE_HEADER_BYTES
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 
 
@@ -115,6 +116,11 @@ def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTi
     assert simulated["channel_age_s"] == emulated["channel_age_s"] > 0  # the twin joined the same channel
     assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5, emulated["loop_lag_p99_ms"]
     assert emulated["avg_bitrate_kbps"] == pytest.approx(simulated["avg_bitrate_kbps"], rel=0.3)
+    # The player's other answers on its link, as its twin's link carries them (live_sim.ControlTraffic)
+    assert emulated["manifest_bytes"] > 1000 and emulated["init_bytes"] > 100
+    assert emulated["sync_bytes"] == len("2026-01-01T00:00:00.000Z")  # an xs:dateTime
+    control = sim_config(config, content, channel_age_s=1.0, control_bytes={"manifest": emulated["manifest_bytes"]}).control
+    assert control.manifest_bytes == emulated["manifest_bytes"] + RESPONSE_HEADER_BYTES and control.sync_requests == 3
 
 
 def test_abrkit_run_live_in_the_simulator_writes_sessions_and_summary(packaged: PackagedTitles, tmp_path: Path,

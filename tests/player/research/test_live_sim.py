@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from abr.types import Ladder
-from netsim.synthetic import from_spec
+from abr.types import Decision, Ladder
+from netsim.synthetic import constant, from_spec
 from netsim.trace import Trace
-from player.live import LiveConfig
-from player.research.live_sim import LiveSimConfig, compare_live, format_live_table, live_video, run_live_session
+from player.live import LiveConfig, LiveSession
+from player.research.live_sim import (
+    ControlTraffic,
+    LiveDriver,
+    LiveSimConfig,
+    compare_live,
+    format_live_table,
+    live_video,
+    run_live_session,
+)
 from player.video import Video
+from tests.player.conftest import Scripted
 from tests.player.research.test_sim_terminates import random_traces
 
 LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
@@ -34,14 +45,16 @@ def base_video(seed: int) -> Video:
 @given(trace=traces(), algorithm=st.sampled_from(LIVE_ALGORITHMS), seed=st.integers(0, 2**16),
        segment_s=st.sampled_from((1.0, 2.0, 4.0)), chunks=st.sampled_from((None, 1, 2, 4)),
        target_s=st.floats(0.5, 8.0), max_drift_s=st.floats(1.0, 20.0), offset_s=st.floats(0.0, 30.0),
-       catchup=st.sampled_from(("default", "lolp")))
+       catchup=st.sampled_from(("default", "lolp")),
+       control=st.sampled_from((ControlTraffic(), ControlTraffic(manifest_bytes=3800, sync_requests=3, sync_bytes=390,
+                                                                 init_bytes=1300))))
 def test_live_sessions_never_fetch_before_availability(trace: Trace, algorithm: str, seed: int, segment_s: float,
                                                        chunks: int | None, target_s: float, max_drift_s: float,
-                                                       offset_s: float, catchup: str) -> None:
+                                                       offset_s: float, catchup: str, control: ControlTraffic) -> None:
     live = LiveConfig(target_latency_s=target_s, max_drift_s=max_drift_s, catchup=catchup)  # type: ignore[arg-type]
     config = LiveSimConfig(live=live, segment_duration_s=segment_s,
                            chunk_duration_s=None if chunks is None else segment_s / chunks,
-                           duration_s=40.0, channel_age_s=max(10.0, target_s))
+                           duration_s=40.0, channel_age_s=max(10.0, target_s), control=control)
     result = run_live_session(algorithm, base_video(seed), trace, config, offset_s=offset_s, record_events=True)
     schedule = config.schedule()
     requests = {}
@@ -97,3 +110,58 @@ def test_live_qoe_of_a_session_adds_up_its_terms() -> None:
     q = result.qoe
     assert q["total"] == pytest.approx(q["bitrate"] - q["switch"] - q["rebuffer"] - q["latency"] - q["speed"])
     assert result.latency_s.size == result.qualities.size == result.playback_rate.size == result.rebuffer_s.size
+
+
+def _ends(control: ControlTraffic, *, rate_bps: float, chunk_s: float | None, qualities: tuple[int, ...],
+          max_drift_s: float = math.inf) -> tuple[dict[int, float], LiveDriver]:
+    """Each segment's download end (session time) of one scripted session over a constant link."""
+    ladder = Ladder(bitrates_bps=(1_000_000, 2_000_000), segment_duration_s=2.0)
+    sizes = np.tile(np.array([[250_000, 500_000]], dtype=np.int64), (40, 1))
+    video = Video(name="uniform", ladder=ladder, sizes_bytes=sizes, segment_count=40)
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=2.0, max_drift_s=max_drift_s, min_rate=1.0, max_rate=1.0),
+                           segment_duration_s=2.0, chunk_duration_s=chunk_s, duration_s=20.0, channel_age_s=10.0,
+                           control=control)
+    session = LiveSession(Scripted(*[Decision(quality=q, reason="scripted") for q in qualities]), video, config.session,
+                          live=config.live, schedule=config.schedule())
+    driver = LiveDriver(session, video, constant(rate_bps, duration_s=600.0), rtt_s=0.08, control=control)
+    driver.drive()
+    return {r.segment_index: r.request_time_s + r.download_s for r in session.records}, driver
+
+
+def test_the_players_refreshes_share_a_busy_link_with_the_media() -> None:
+    # 1 Mbit/s of media over a 0.8 Mbit/s link: busy from the join on but for each segment request's
+    # round trip, so a refresh answer that lands before a download ends pushes that end back by its
+    # bytes (a work-conserving link), less what crossed while the link waited for a request.
+    refresh = ControlTraffic(manifest_bytes=25_000, sync_requests=2, sync_bytes=5_000)
+    media_only, _ = _ends(ControlTraffic(), rate_bps=0.8e6, chunk_s=0.5, qualities=(0,) * 40)
+    shared, driver = _ends(refresh, rate_bps=0.8e6, chunk_s=0.5, qualities=(0,) * 40)
+    assert media_only.keys() == shared.keys() and len(shared) >= 8
+    answers = driver.planned
+    assert answers[0] == (pytest.approx(2.0 + 0.08), 25_000)  # a refresh period after the join, a round trip
+    assert [size for _, size in answers[:6]] == [25_000, 5_000, 5_000] * 2  # the MPD, then the clock syncs
+    for segment, end in shared.items():
+        landed = [size for first, size in answers if first < end]
+        delay_s = end - media_only[segment]
+        assert -1e-9 <= sum(landed) * 8 / 0.8e6 - delay_s <= 0.08 * len(landed) / 3
+        assert delay_s > 0.9 * sum(landed) * 8 / 0.8e6
+
+
+def test_refreshes_on_an_idle_link_and_nothing_else_leave_the_media_alone() -> None:
+    # 8 Mbit/s: a refresh's answers cross before the next chunk is made, or delay it by what is left of them.
+    idle = ControlTraffic(manifest_bytes=4_000, sync_requests=3, sync_bytes=400)
+    fast, _ = _ends(ControlTraffic(), rate_bps=8e6, chunk_s=0.5, qualities=(0,) * 40)
+    shared, _ = _ends(idle, rate_bps=8e6, chunk_s=0.5, qualities=(0,) * 40)
+    delays = [shared[k] - fast[k] for k in fast]
+    assert all(0 <= d <= 5_200 * 8 / 8e6 + 1e-9 for d in delays) and sum(d < 1e-9 for d in delays) >= 0.8 * len(delays)
+
+
+def test_a_rungs_init_segment_comes_first_one_round_trip_before_its_first_segment() -> None:
+    init = ControlTraffic(init_bytes=10_000)
+    plain, _ = _ends(ControlTraffic(), rate_bps=8e6, chunk_s=None, qualities=(0, 0, 1, 1, 0) + (0,) * 30)
+    with_init, _ = _ends(init, rate_bps=8e6, chunk_s=None, qualities=(0, 0, 1, 1, 0) + (0,) * 30)
+    first, *rest = sorted(plain)
+    delays = {k: with_init[k] - plain[k] for k in plain}
+    fetch_s = 0.08 + 10_000 * 8 / 8e6  # a round trip and the init's bytes
+    assert delays[first] == pytest.approx(fetch_s)  # the first rung's
+    assert delays[first + 2] == pytest.approx(fetch_s)  # the second rung's, at its first segment
+    assert all(abs(delays[k]) < 1e-9 for k in rest if k != first + 2)  # known rungs: none
