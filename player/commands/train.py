@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.errors import CliError
+from player.research.provenance import ProgressLines
 from player.research.sim import PROFILES, profile
 from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
 from player.video import load_video
@@ -82,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                         help="import this Python file or module first (as sim, run and play do; repeatable)")
     progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show progress (the default: a bar on a terminal, a line every 10 s elsewhere)")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     parser.set_defaults(func=run)
 
@@ -151,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
             (keep / f"round-{r}.json").write_bytes(encode_model(policy))
 
     wall0, cpu0 = time.monotonic(), _cpu_s()
-    disable = None if args.progress is None else not args.progress
-    with tqdm(total=total_rollouts(traces, config, extra), unit="rollout", desc="training", disable=disable,
-              file=sys.stderr) as bar:
+    # A bar on a terminal, elsewhere (a log file, CI) a line every 10 s, as `abrkit sim` does.
+    with ProgressLines(total_rollouts(traces, config, extra), desc="training", unit="rollout",
+                       enabled=args.progress is not False) as bar:
         result = train(video, traces, prof, config, extra_traces=extra, metadata={"command": _command_line(args)}, progress=bar.update,
                        log=bar.write, on_round=write_round, init_policy=init)
     data = encode_model(result.model)

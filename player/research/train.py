@@ -176,10 +176,11 @@ class RoundStats:
     round: int
     beta: float  # probability of executing the expert's quality in this round's rollouts
     samples: int  # labelled decisions in the data set after this round
-    rollout_qoe: float  # mean QoE of this round's rollouts (the mixture policy)
+    rollout_qoe: float  # mean QoE of this round's rollouts as played (the mixture, or the policy with exploration)
     agreement: float | None  # share of this round's decisions where the previous policy chose the expert's best
     #                          quality (None in round 0, which has no policy yet)
     validation_qoe: float  # mean QoE of the refitted policy on the validation traces (switch margin 0)
+    policy_qoe: float | None = None  # policy teacher: its own mean QoE on the rollout sessions, without exploration
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -305,6 +306,7 @@ class _RolloutData:
     values: np.ndarray  # (n, Q) expert values of each quality
     qoe: float  # the rollout session's QoE
     agreed: int  # labelled decisions where the rolled-out policy chose the expert's best quality
+    policy_qoe: float | None = None  # policy teacher: the session's QoE under the policy alone (no exploration)
 
 
 def _run_rollouts(batch: _RolloutBatch) -> list[_RolloutData]:
@@ -515,7 +517,8 @@ def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, polic
             rows = order[bounds[j]:bounds[j + 1]]
             # The agreement is a round total; it is booked on the chunk's first session.
             out.append(_RolloutData(features=data.features[rows], values=data.values[rows], qoe=float(data.qoe[j]),
-                                    agreed=data.agreed if j == 0 else 0))
+                                    agreed=data.agreed if j == 0 else 0,
+                                    policy_qoe=None if data.policy_qoe is None else float(data.policy_qoe[j])))
         progress(len(chunk))
     return out
 
@@ -649,11 +652,15 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             score = validate(policy)
             stats = RoundStats(round=r, beta=beta, samples=int(v_all.shape[0]),
                                rollout_qoe=float(np.mean([d.qoe for d in results])), agreement=agreement,
-                               validation_qoe=score)
+                               validation_qoe=score, policy_qoe=None if teacher is None else
+                               float(np.mean([d.policy_qoe for d in results])))
             rounds.append(stats)
             agreed = "-" if agreement is None else f"{agreement:.3f}"
-            played = f"beta {beta:.3f}" if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}"
-            say(f"round {r}: {played}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
+            played = (f"beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f} (the mixture)"
+                      if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}, {stats.samples} "
+                      f"samples, rollout QoE {stats.policy_qoe:.2f} ({stats.rollout_qoe:.2f} as played, with "
+                      f"{config.explore:.0%} random qualities)")
+            say(f"round {r}: {played}, "
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
@@ -678,7 +685,8 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
-                "validation_qoe": round(s.validation_qoe, 4)} for s in rounds]
+                "validation_qoe": round(s.validation_qoe, 4),
+                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s in rounds]
     chosen = dataclasses.replace(model, switch_margin=margin)
     versus = {} if init_policy is None else {"validation_vs_init": _versus_init(
         validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}
