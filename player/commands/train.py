@@ -10,14 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.errors import CliError
+from player.research.falling import falling_copies
+from player.research.provenance import ProgressLines
+from player.research.selection import SELECTION_RULES, Selection
 from player.research.sim import PROFILES, profile
-from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
+from player.research.train import ExpertConfig, TrainConfig, split_traces, total_rollouts, train
 from player.video import load_video
 
 
@@ -54,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--extra-traces", nargs="+", default=[], metavar="DIR_OR_FILE",
                         help="more traces to roll out and fit on (e.g. from `abrkit trace generate`); never used "
                              "for validation, which stays on held-out --traces")
+    parser.add_argument("--falling-copies", type=int, default=0, metavar="K",
+                        help="also roll out and fit on K copies of each fit trace with seeded bandwidth drops "
+                             "(player/research/falling.py), so the policy meets collapses; validation stays on the "
+                             "held-out real traces (default 0)")
     parser.add_argument("--engine", choices=("batch", "session"), default="batch",
                         help="play rollouts in lock-step with the batched expert (batch, default) or one session "
                              "at a time in --workers processes (session)")
@@ -77,12 +82,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--warm-start", action="store_true",
                         help="fit each round's networks starting from the previous round's (round 0 from "
                              "--init-model) instead of a fresh draw; needs the regret target")
+    parser.add_argument("--select", choices=SELECTION_RULES, default="mean",
+                        help="pick the round and switch margin by the mean validation QoE (mean, default) or with "
+                             "the worst --tail-share of the per-session differences from --init-model counted "
+                             "--tail-weight times (tail; see docs/LEARNED.md)")
+    parser.add_argument("--tail-share", type=float, default=Selection().share, metavar="F",
+                        help="--select tail: share of the validation sessions that count extra (default %(default)s)")
+    parser.add_argument("--tail-weight", type=float, default=Selection().weight, metavar="W",
+                        help="--select tail: how many times they count (default %(default)s)")
     parser.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
                         help="also write every round's policy (switch margin 0) to DIR/round-<r>.json")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                         help="import this Python file or module first (as sim, run and play do; repeatable)")
     progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress")
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show progress (the default: a bar on a terminal, a line every 10 s elsewhere)")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     parser.set_defaults(func=run)
 
@@ -103,10 +117,13 @@ def _command_line(args: argparse.Namespace) -> str:
              "--validation-fraction", str(args.validation_fraction), "--target", args.target,
              "--engine", args.engine, "--ensemble", str(args.ensemble), "--epochs", str(args.epochs),
              *(("--extra-traces", *args.extra_traces) if args.extra_traces else ()),
+             *(("--falling-copies", str(args.falling_copies)) if args.falling_copies else ()),
              "--validation-offsets", str(args.validation_offsets),
              *(("--teacher", "policy", "--init-model", str(args.init_model), "--explore", str(args.explore),
                 "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ()),
-             *(("--warm-start",) if args.warm_start else ())]
+             *(("--warm-start",) if args.warm_start else ()),
+             *(("--select", "tail", "--tail-share", str(args.tail_share), "--tail-weight", str(args.tail_weight))
+               if args.select == "tail" else ())]
     return shlex.join(parts)
 
 
@@ -115,12 +132,19 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise CliError("--workers must be >= 0")
     workers = (os.cpu_count() or 1) if args.workers == 0 else args.workers
+    try:
+        selection = Selection(rule=args.select, share=args.tail_share, weight=args.tail_weight)
+    except ValueError as error:
+        raise CliError(f"--select: {error}") from None
+    if args.select == "tail" and args.init_model is None:
+        print("note: --select tail without --init-model weights the worst sessions' own QoE (no reference policy)",
+              file=sys.stderr)
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
                          validation_fraction=args.validation_fraction,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
-                         warm_start=args.warm_start,
+                         warm_start=args.warm_start, selection=selection,
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
     if (args.teacher == "policy") != (args.init_model is not None):
@@ -137,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
     extra = open_traces(args.extra_traces) if args.extra_traces else []
     if args.extra_traces and not extra:
         raise CliError(f"no traces found in --extra-traces {' '.join(args.extra_traces)}")
+    if args.falling_copies < 0:
+        raise CliError("--falling-copies must be >= 0")
+    if args.falling_copies:
+        fit, _ = split_traces(traces, config.validation_fraction, config.seed)
+        extra = [*extra, *falling_copies(fit, args.falling_copies, config.seed)]
     video = load_video(args.video)
     for note in video.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -151,9 +180,9 @@ def run(args: argparse.Namespace) -> int:
             (keep / f"round-{r}.json").write_bytes(encode_model(policy))
 
     wall0, cpu0 = time.monotonic(), _cpu_s()
-    disable = None if args.progress is None else not args.progress
-    with tqdm(total=total_rollouts(traces, config, extra), unit="rollout", desc="training", disable=disable,
-              file=sys.stderr) as bar:
+    # A bar on a terminal, elsewhere (a log file, CI) a line every 10 s, as `abrkit sim` does.
+    with ProgressLines(total_rollouts(traces, config, extra), desc="training", unit="rollout",
+                       enabled=args.progress is not False) as bar:
         result = train(video, traces, prof, config, extra_traces=extra, metadata={"command": _command_line(args)}, progress=bar.update,
                        log=bar.write, on_round=write_round, init_policy=init)
     data = encode_model(result.model)

@@ -141,6 +141,7 @@ class LockStepRollouts:
     session: np.ndarray  # (n,) the session each row comes from
     qoe: np.ndarray  # (B,) each session's QoE under the played (mixture) policy
     agreed: int  # labelled decisions where the policy chose the expert's best quality
+    policy_qoe: np.ndarray | None = None  # (B,) the policy teacher's own QoE on these sessions, without exploration
 
 
 def _start(video: Video, prof: SimProfile, traces: Sequence[Trace], offsets_s: Sequence[float],

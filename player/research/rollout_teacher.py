@@ -70,17 +70,23 @@ def policy_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], whi
                     rng: np.random.Generator) -> LockStepRollouts:
     """Sessions j = 0..B-1 on `traces[which[j]]` from `offsets_s[j]`, played in lock-step by `policy`
     (a uniformly random quality with probability `explore` per decision, so the data also holds the
-    states a slightly different policy reaches); every decision is recorded with `policy_values`."""
+    states a slightly different policy reaches); every decision is recorded with `policy_values`.
+    `qoe` is what the sessions scored with the exploration; `policy_qoe` what `policy` alone scores on
+    the same sessions: the first decision's value of the policy's own choice (nothing is played yet,
+    and the continuation is the policy's), so it costs nothing more."""
     state = _start(video, prof, traces, offsets_s, which)
     sessions = len(offsets_s)
     rungs = len(video.ladder)
     rows_x, rows_v = [], []
     agreed = 0
+    own: np.ndarray | None = None
     while state.to_decision():
         obs = state.observation()
         values = policy_values(state, policy, model)
         choice = np.asarray(policy.decide_batch(obs), dtype=np.int64)
         agreed += int(np.sum(choice == np.argmax(values, axis=1)))
+        if own is None:
+            own = values[np.arange(sessions), choice]
         draws = rng.random(sessions)
         random_q = rng.integers(0, rungs, sessions)
         rows_x.append(batch_observation_features(obs))
@@ -90,4 +96,5 @@ def policy_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], whi
     qoe = model.scores(bitrates[state.qualities], state.rebuffer_s, bitrates)
     steps = len(rows_x)
     return LockStepRollouts(features=np.concatenate(rows_x), values=np.concatenate(rows_v),
-                            session=np.tile(np.arange(sessions), steps), qoe=qoe, agreed=agreed)
+                            session=np.tile(np.arange(sessions), steps), qoe=qoe, agreed=agreed,
+                            policy_qoe=own)

@@ -41,6 +41,7 @@ from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.research.ensemble import average_networks, restandardise, split_members
 from player.research.optimal import OptimalConfig, offline_optimal
+from player.research.selection import Selection, versus_init
 from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
 from player.video import Video
 
@@ -101,7 +102,9 @@ class TrainConfig:
     probability `explore` per decision; each round fits on the data of its last `window_rounds`
     rounds (older labels price an older policy's continuation). `beta` and `label_fraction` do not
     apply. `warm_start`: each round's networks start from the previous round's (round 0 from
-    `init_policy` when given) instead of a fresh draw."""
+    `init_policy` when given) instead of a fresh draw. `selection` picks the best round and switch
+    margin (`player.research.selection`: the mean, or with the tail of the differences from
+    `init_policy` weighted); the margin the policy teacher rolls out next is always the mean's."""
 
     seed: int = 0
     iterations: int = 8
@@ -125,6 +128,7 @@ class TrainConfig:
     explore: float = 0.05
     window_rounds: int = 2
     warm_start: bool = False
+    selection: Selection = field(default_factory=Selection)
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -176,10 +180,11 @@ class RoundStats:
     round: int
     beta: float  # probability of executing the expert's quality in this round's rollouts
     samples: int  # labelled decisions in the data set after this round
-    rollout_qoe: float  # mean QoE of this round's rollouts (the mixture policy)
+    rollout_qoe: float  # mean QoE of this round's rollouts as played (the mixture, or the policy with exploration)
     agreement: float | None  # share of this round's decisions where the previous policy chose the expert's best
     #                          quality (None in round 0, which has no policy yet)
     validation_qoe: float  # mean QoE of the refitted policy on the validation traces (switch margin 0)
+    policy_qoe: float | None = None  # policy teacher: its own mean QoE on the rollout sessions, without exploration
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -305,6 +310,7 @@ class _RolloutData:
     values: np.ndarray  # (n, Q) expert values of each quality
     qoe: float  # the rollout session's QoE
     agreed: int  # labelled decisions where the rolled-out policy chose the expert's best quality
+    policy_qoe: float | None = None  # policy teacher: the session's QoE under the policy alone (no exploration)
 
 
 def _run_rollouts(batch: _RolloutBatch) -> list[_RolloutData]:
@@ -515,25 +521,10 @@ def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, polic
             rows = order[bounds[j]:bounds[j + 1]]
             # The agreement is a round total; it is booked on the chunk's first session.
             out.append(_RolloutData(features=data.features[rows], values=data.values[rows], qoe=float(data.qoe[j]),
-                                    agreed=data.agreed if j == 0 else 0))
+                                    agreed=data.agreed if j == 0 else 0,
+                                    policy_qoe=None if data.policy_qoe is None else float(data.policy_qoe[j])))
         progress(len(chunk))
     return out
-
-
-def _versus_init(mine: np.ndarray, init: np.ndarray, names: Sequence[str],
-                 say: Callable[[str], None]) -> dict[str, Any]:
-    """The trained policy against the initial one on the validation sessions, paired by trace (each
-    trace's mean over its start offsets, as they are not independent), with a bootstrap 95 % interval."""
-    from player.research.stats import paired_comparison
-
-    by_trace = [{f"{j}:{n}": float(q) for j, (n, q) in enumerate(zip(names, v.reshape(len(names), -1).mean(axis=1)))}
-                for v in (mine, init)]
-    versus = paired_comparison("trained", by_trace[0], "init", by_trace[1])
-    d = versus.difference
-    say(f"against the initial policy on validation, paired by trace: {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] "
-        f"per session (95 % bootstrap), better on {versus.wins} of {versus.pairs} traces")
-    return {"difference": round(d.mean, 4), "ci95": [round(d.low, 4), round(d.high, 4)], "traces": versus.pairs,
-            "wins": versus.wins, "ties": versus.ties, "losses": versus.losses}
 
 
 def _policy_digest(policy: PolicyModel) -> str:
@@ -594,7 +585,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
         "engine": config.engine, "extra_traces": len(extra_traces),
-        **({"warm_start": True} if config.warm_start else {}),
+        **({"warm_start": True} if config.warm_start else {}), "selection": config.selection.metadata(),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
             "init_policy_sha256_16": _policy_digest(init_policy),
             "init_policy_command": init_policy.metadata.get("command")}
@@ -619,6 +610,12 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
 
     def validate(policy: PolicyModel) -> float:
         return float(np.mean(validate_sessions(policy)))
+
+    reference = None if init_policy is None or config.selection.rule == "mean" else validate_sessions(init_policy)
+
+    def rank(policy: PolicyModel) -> tuple[float, float]:  # (selection score, mean validation QoE)
+        sessions = validate_sessions(policy)
+        return config.selection.score(sessions, reference), float(np.mean(sessions))
 
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
@@ -646,19 +643,23 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             meta = {**base_meta, "round": r, "samples": int(v_all.shape[0])}
             policy = fit_policy(x_all, v_all, video, config, seed=config.seed, metadata=meta, executor=pool,
                                 init=(policy or init_policy) if config.warm_start else None)
-            score = validate(policy)
+            key, score = rank(policy)
             stats = RoundStats(round=r, beta=beta, samples=int(v_all.shape[0]),
                                rollout_qoe=float(np.mean([d.qoe for d in results])), agreement=agreement,
-                               validation_qoe=score)
+                               validation_qoe=score, policy_qoe=None if teacher is None else
+                               float(np.mean([d.policy_qoe for d in results])))
             rounds.append(stats)
             agreed = "-" if agreement is None else f"{agreement:.3f}"
-            played = f"beta {beta:.3f}" if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}"
-            say(f"round {r}: {played}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f}, "
+            played = (f"beta {beta:.3f}, {stats.samples} samples, rollout QoE {stats.rollout_qoe:.2f} (the mixture)"
+                      if teacher is None else f"policy teacher, margin {teacher.switch_margin:g}, {stats.samples} "
+                      f"samples, rollout QoE {stats.policy_qoe:.2f} ({stats.rollout_qoe:.2f} as played, with "
+                      f"{config.explore:.0%} random qualities)")
+            say(f"round {r}: {played}, "
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
-            if best is None or score > best[0]:
-                best = (score, r, policy)
+            if best is None or key > best[0]:
+                best = (key, r, policy)
             if teacher is not None:  # the next round rolls out this policy with its best margin
                 margins = [(validate(dataclasses.replace(policy, switch_margin=m)) if m else score, m)
                            for m in config.switch_margins]
@@ -668,23 +669,27 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     assert best is not None
-    score, best_round, model = best
-    margin_scores = []
-    for margin in config.switch_margins:
-        candidate = dataclasses.replace(model, switch_margin=margin)
-        margin_scores.append((margin, score if margin == 0 else validate(candidate)))
-    margin, margin_score = max(margin_scores, key=lambda pair: (pair[1], -pair[0]))  # the smallest on a tie
+    _, best_round, model = best
+    ranked = [(m, *rank(dataclasses.replace(model, switch_margin=m))) for m in config.switch_margins]
+    margin_scores = [(m, q) for m, _, q in ranked]
+    margin, key, margin_score = max(ranked, key=lambda t: (t[1], -t[0]))  # the smallest on a tie
     say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
+    if reference is not None:
+        say(f"selected by {config.selection.describe()}: {key:.2f} (the initial policy {np.mean(reference):.2f}; " +
+            ", ".join(f"{m:g}: {k:.2f}" for m, k, _ in ranked) + ")")
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
-                "validation_qoe": round(s.validation_qoe, 4)} for s in rounds]
+                "validation_qoe": round(s.validation_qoe, 4),
+                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s in rounds]
     chosen = dataclasses.replace(model, switch_margin=margin)
-    versus = {} if init_policy is None else {"validation_vs_init": _versus_init(
+    versus = {} if init_policy is None else {"validation_vs_init": versus_init(
         validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}
     final = dataclasses.replace(
         chosen, metadata={**model.metadata, **versus, "best_round": best_round, "rounds": history,
-                  "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores}},
+                  "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores},
+                  **({} if reference is None else {"selection_score": round(key, 4), "selection_score_init":
+                                                   round(float(np.mean(reference)), 4)})},
     )
     return TrainResult(model=final, rounds=tuple(rounds), best_round=best_round, margin_scores=tuple(margin_scores),
                        fit_traces=tuple(t.name for t in fit_traces),

@@ -14,7 +14,7 @@ from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
-from player.research.rollout_teacher import clone_sessions, policy_values
+from player.research.rollout_teacher import clone_sessions, policy_rollouts, policy_values
 from player.research.sim import PROFILES, LatencyLookup, LockStep
 from player.research.train import TrainConfig, train
 from player.video import Video
@@ -58,6 +58,21 @@ def test_clones_copy_one_session_each_and_play_on_independently(video_10: Video,
     assert clone.buffer_s[0] < clone.buffer_s[1] and state.segment_index == 2 and state.qualities[2].sum() == 0
 
 
+def test_rollouts_report_the_policys_own_qoe_beside_the_explored_sessions(video_10: Video,
+                                                                        traces_4: list[Trace]) -> None:
+    model, policy = QOE_MODELS["lin"], load_model()
+    offsets = [0.0, 17.0, 55.5, 3.25]
+    data = policy_rollouts(video_10, PROFILES["pensieve"], traces_4, range(4), offsets, policy=Learned(policy),
+                           model=model, explore=0.5, rng=np.random.default_rng(3))
+    state = _state(video_10, traces_4, offsets)  # the same sessions, played by the policy alone
+    state.play_out(Learned(policy))
+    bitrates = np.asarray(video_10.ladder.bitrates_bps, dtype=np.float64)
+    assert data.policy_qoe is not None
+    np.testing.assert_allclose(data.policy_qoe, model.scores(bitrates[state.qualities], state.rebuffer_s, bitrates),
+                               rtol=0, atol=1e-9)
+    assert not np.allclose(data.policy_qoe, data.qoe)  # half the decisions random: the played QoE differs
+
+
 def test_policy_teacher_training_is_reproducible_and_fits_a_window_of_rounds(video_10: Video,
                                                                            traces_4: list[Trace]) -> None:
     init = load_model()
@@ -69,7 +84,8 @@ def test_policy_teacher_training_is_reproducible_and_fits_a_window_of_rounds(vid
     # 3 fit traces, 9 decisions each after the fixed first; round 2 drops round 0's data.
     assert [r.samples for r in one.rounds] == [27, 54, 54]
     assert one.model.metadata["teacher"] == "policy" and len(one.model.metadata["init_policy_sha256_16"]) == 16
-    assert all(r.agreement is not None for r in one.rounds)
+    assert all(r.agreement is not None and r.policy_qoe is not None for r in one.rounds)
+    assert one.model.metadata["rounds"][0]["policy_qoe"] == round(one.rounds[0].policy_qoe, 4)
     with pytest.raises(ValueError, match="initial policy"):
         train(video_10, traces_4, PROFILES["pensieve"], config)
     with pytest.raises(ValueError, match="batch engine"):

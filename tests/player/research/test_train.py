@@ -139,8 +139,10 @@ def test_abrkit_train_writes_a_model_that_abrkit_sim_runs(tmp_path: Path, shared
     video = str(shared_dir / "video/pensieve-envivio")
     code = main(["train", "--traces", str(train_dir), "--video", video, "--out", str(out), "--seed", "7",
                  "--iterations", "1", "--horizon", "4", "--validation-offsets", "1", "--keep-rounds",
-                 str(tmp_path / "rounds"), "--no-progress"])
-    assert code == 0 and "wrote" in capsys.readouterr().out
+                 str(tmp_path / "rounds")])
+    captured = capsys.readouterr()
+    assert code == 0 and "wrote" in captured.out
+    assert "training: 4/4 rollouts (100%)" in captured.err  # progress lines although stderr is no terminal
     model = load_model(out)
     assert model.metadata["command"].startswith("abrkit train --traces ")
     assert model.metadata["seed"] == 7 and len(model.metadata["rounds"]) == 2
