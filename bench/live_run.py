@@ -11,13 +11,16 @@ means with 95% CIs (latency p50/p95, stalls, stall time, bitrate, the MMSys 2020
 segment, downloads abandoned) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean:
 the simulator is the reference measured in the same run. The load average is printed beside
 (the emulated half runs on the wall clock: a loaded machine makes it late, K times more at K x).
-Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table.
+Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
+resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
+with the same settings into the same folder plays only the sessions not there (a killed run resumes).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +83,8 @@ def main() -> None:
                            exclude_stack_time=not args.no_exclude)
     load_before = os.getloadavg()
     started = time.monotonic()
-    rows = run_live_comparison(config, content, traces)
+    rows = run_live_comparison(config, content, traces, out_dir=args.out,
+                               notify=lambda text: print(text, file=sys.stderr))
     wall_s = time.monotonic() - started
     load_after = os.getloadavg()
     lag = max((r.get("loop_lag_p99_ms") or 0 for r in rows), default=0)

@@ -8,7 +8,8 @@ and builds the `LiveSchedule` (whole segments, or CMAF chunks of `D - availabili
 the target latency, never asks for a segment before it exists (`Wait`), steers latency with the
 playback rate. A low-latency segment is read as its chunked body arrives; each complete
 `moof`+`mdat` is handed to `on_chunk` at once. Every `minimumUpdatePeriod` the MPD is fetched again
-and the session told where the newest segment is (`on_available`). Playback stops after
+and the session told where the newest segment is (`on_available`); the clock is synced again on an
+update once dash.js's adaptive interval has passed (player/clocksync.py). Playback stops after
 `duration_s` of session time from the join.
 
 Time: session time = the fetcher's clock since start x `speed`, as in the VOD player. A live
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,7 @@ from player.client.fetch import Fetcher, FetchError
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.client.renewal import manifest_urls_now
+from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
 from player.events import EventSink, emit_event
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
@@ -51,7 +53,6 @@ from player.timeline import MediaType, Timeline
 
 UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
 DEFAULT_TARGET_LATENCY_S = 3.0
-CLOCK_SYNC_SAMPLES = 3  # UTCTiming requests per sync; the shortest round trip's answer counts
 _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
@@ -59,11 +60,12 @@ CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LivePlayConfig:
-    """How long to play and what latency to aim for (None: the MPD's ServiceDescription target,
-    else its suggestedPresentationDelay, else 3 s)."""
+    """How long to play, what latency to aim for (None: the MPD's ServiceDescription target,
+    else its suggestedPresentationDelay, else 3 s) and when to sync the clock (dash.js's schedule)."""
 
     duration_s: float = 60.0
     target_latency_s: float | None = None
+    clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -133,6 +135,8 @@ class LivePlayer:
         self._t0 = 0.0
         self._synced_at = 0.0  # session time of the clock sync the channel's rate is next measured from
         self._rate_offset_s = 0.0  # and the offset it found
+        self.sync_schedule = ClockSyncSchedule(live.clock_sync)
+        self.resyncs_s: list[float] = []  # session time each re-sync after the join began
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live when the session joined (its clock)
         # Live audio: its own pipeline, as in VOD (a window's decoder decodes it too)
@@ -185,16 +189,21 @@ class LivePlayer:
     # -- clock and schedule -------------------------------------------------------------------------
 
     async def sync_clock(self) -> float:
+        """The join's clock sync: server time minus session time (`utc_offset`) from the first
+        request and the background attempts after it (`ClockSyncConfig.join_requests`)."""
+        return await self.utc_offset(self.live.clock_sync.join_requests)
+
+    async def utc_offset(self, requests: int) -> float:
         """Server time minus session time, from the first UTCTiming we understand (our own clock
         when the MPD has none: a warning event says so). The server's time is taken at the midpoint
         of the request, so a request held up on one leg errs by up to half its round trip: of
-        `CLOCK_SYNC_SAMPLES` requests the one with the shortest round trip counts (NTP's clock
+        `requests` one after another the one with the shortest round trip counts (NTP's clock
         filter, RFC 5905 section 10), which matters most on a sped-up clock."""
         for scheme, value in self.manifest.utc_timing:
             if scheme not in UTC_TIMING_SCHEMES or not value.startswith(("http://", "https://")):
                 continue
             best: tuple[float, float] | None = None  # (round trip, offset)
-            for _ in range(CLOCK_SYNC_SAMPLES):
+            for _ in range(requests):
                 sent = self.now()
                 result = await self.fetcher.fetch([value], headers=self.channel_headers())
                 received = self.now()
@@ -245,6 +254,7 @@ class LivePlayer:
         error: str | None = None
         self.clock_offset_s = self._rate_offset_s = await self.sync_clock()
         self._synced_at = self.now()
+        self.sync_schedule.synced(self._synced_at, self.clock_offset_s)
         schedule = self.schedule(self.manifest)
         self.channel_age_s = -schedule.availability_start_s
         live_config = self.live_config(schedule)
@@ -473,10 +483,14 @@ class LivePlayer:
             emit_event(self.events, now, "manifest_refresh", publish_time=str(manifest.publish_time))
 
     async def _resync(self) -> None:
-        """Sync the clock again (as dash.js does on refresh) and check the channel's clock runs at
+        """Sync the clock again when its schedule says so (dash.js: on an MPD update, once the
+        adaptive interval has passed; player/clocksync.py), and check the channel's clock runs at
         the player's speed: a channel at 1x played with `--speed 10` would show a tenth of the media
         the player expects, so that is an error naming both rates."""
-        offset = await self.sync_clock()
+        if not self.sync_schedule.due(self.now()):
+            return
+        self.resyncs_s.append(self.now())
+        offset = await self.utc_offset(RESYNC_REQUESTS)
         at = self.now()
         elapsed = at - self._synced_at
         if elapsed >= self.config.speed:  # over a wall second at least: a few ms of jitter is a few %
@@ -492,6 +506,7 @@ class LivePlayer:
             # each sample only overstates it (sync_clock), so the smallest so far is the best.
             offset = min(offset, self.clock_offset_s)
         self.clock_offset_s = offset
+        self.sync_schedule.synced(at, offset)  # the interval widens while the offset holds
 
     # -- report -------------------------------------------------------------------------------------
 
@@ -504,6 +519,7 @@ class LivePlayer:
                     "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
                     "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3),
                     "channel_age_s": round(self.channel_age_s, 3), "control_bytes": dict(self.control_bytes),
+                    "resyncs_s": [round(t, 3) for t in self.resyncs_s],
                     # session time of the join: about the link's (trace) time then, as the link starts
                     # with the first shaped request, the clock sync at session time 0
                     "joined_at_s": None if self.session.joined_at_s is None else round(self.session.joined_at_s, 4)})

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import math
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from netsim.trace import Trace
 from player.client.fetch import FetchError
 from player.client.harness import LinkConfig, TitleTarget, play_headless
 from player.client.headless import PlayerConfig, distinct_bitrates
-from player.client.liveplay import CLOCK_SYNC_SAMPLES, LivePlayConfig
+from player.client.liveplay import LivePlayConfig
 from player.client.mpd import parse_mpd
+from player.clocksync import ClockSyncConfig
 from player.errors import CliError
 from player.live import LiveConfig
 from player.research.experiment import ResultStore
@@ -58,7 +60,7 @@ _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency tar
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
 CONTROL_BODY_BYTES_ESTIMATE = {"manifest": 3500, "sync": 24, "init": 930}
 # Raise whenever the simulated twin's model changes, so a resumed run does not reuse older rows.
-LIVE_SIM_MODEL_VERSION = "control1"
+LIVE_SIM_MODEL_VERSION = "sync1"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +84,8 @@ class LiveRunConfig:
     # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
     # channel following each player's clock (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
     exclude_stack_time: bool = True
+    # When the players re-sync their clocks (dash.js's schedule), and so their simulated twins' links
+    clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
 
     def __post_init__(self) -> None:
         if not self.abrs or len(set(self.abrs)) != len(self.abrs):
@@ -152,14 +156,17 @@ def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -
     return 3 * config.chunk_s + 0.5 if config.low_latency else 2 * segment_duration_s
 
 
-def control_traffic(control_bytes: dict[str, int] | None = None) -> ControlTraffic:
+def control_traffic(control_bytes: dict[str, int] | None = None,
+                    clock_sync: ClockSyncConfig | None = None) -> ControlTraffic:
     """The live player's other requests on its link (`ControlTraffic`): an MPD refresh every
-    minimumUpdatePeriod followed by `CLOCK_SYNC_SAMPLES` UTCTiming requests, a rung's init segment
-    before its first segment; bodies as the emulated twin measured them (`control_bytes`, its
-    report's), else `CONTROL_BODY_BYTES_ESTIMATE`, each answer's headers as this stack sends them."""
+    minimumUpdatePeriod, a UTCTiming request after those `clock_sync`'s schedule says (the player's
+    own, `LivePlayConfig.clock_sync`), a rung's init segment before its first segment; bodies as the
+    emulated twin measured them (`control_bytes`, its report's), else `CONTROL_BODY_BYTES_ESTIMATE`,
+    each answer's headers as this stack sends them."""
     body = {**CONTROL_BODY_BYTES_ESTIMATE, **{k: v for k, v in (control_bytes or {}).items() if v}}
-    return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES, sync_requests=CLOCK_SYNC_SAMPLES,
-                          sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES)
+    return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES,
+                          sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES,
+                          clock_sync=clock_sync or ClockSyncConfig())
 
 
 def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,
@@ -175,7 +182,7 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
                          chunk_duration_s=config.chunk_s if config.low_latency else None,
                          duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
                          session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True,
-                         control=control_traffic(control_bytes))
+                         control=control_traffic(control_bytes, config.clock_sync))
 
 
 def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
@@ -193,7 +200,7 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "seeks_to_live": s.seeks_to_live, "avg_bitrate_kbps": result.avg_bitrate_bps / 1e3,
             "qoe_per_segment": result.qoe_per_segment, "segments": int(result.qualities.size),
             "channel_age_s": channel_age_s, "throughput_p50_bps": result.throughput_p50_bps,
-            "abandoned": result.abandoned, "wall_s": None}
+            "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None}
 
 
 # -- emulation --------------------------------------------------------------------------------------
@@ -241,7 +248,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
     player = PlayerConfig(abr=abr, decode="none", speed=config.speed, audio=False,
                           session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S))
     link = live_link(trace, config)
-    live = LivePlayConfig(duration_s=config.duration_s, target_latency_s=config.target_latency_s)
+    live = LivePlayConfig(duration_s=config.duration_s, target_latency_s=config.target_latency_s,
+                          clock_sync=config.clock_sync)
     started = time.monotonic()
     row: Row = {"mode": "emulate", "abr": abr, "trace": trace.name}
     try:
@@ -260,7 +268,7 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "channel_age_s": info["channel_age_s"], "joined_at_s": info.get("joined_at_s"),
             **{f"{kind}_bytes": size for kind, size in (info.get("control_bytes") or {}).items()},
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
-            "early_requests": info["early_requests"], "wall_s": round(time.monotonic() - started, 3)}
+            "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []), "wall_s": round(time.monotonic() - started, 3)}
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
@@ -368,7 +376,7 @@ def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
               "rtt_ms": config.rtt_ms, "exclude_stack_time": config.exclude_stack_time,
               "segment_duration_s": content.segment_duration_s,
               "ladder_bps": list(content.video.ladder.bitrates_bps), "loop_segments": content.video.segment_count,
-              "sim_model": LIVE_SIM_MODEL_VERSION}
+              "sim_model": LIVE_SIM_MODEL_VERSION, "clock_sync": dataclasses.asdict(config.clock_sync)}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

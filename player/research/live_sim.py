@@ -9,8 +9,9 @@ plays each chunk as it lands. A download's `active_s` (the time its chunks were 
 only (`LiveSession.abandonable`), never in low-latency mode.
 
 The link carries more than media (`ControlTraffic`): the live player fetches the MPD every
-`minimumUpdatePeriod` and then re-syncs its clock with UTCTiming requests, one after another, and
-fetches a rung's init segment before its first segment. Those bytes share the link with the media:
+`minimumUpdatePeriod`, after some of those updates re-syncs its clock with a UTCTiming request (the
+schedule both follow: player/clocksync.py, dash.js's), and fetches a rung's init segment before its
+first segment. Those bytes share the link with the media:
 a chunk on the link while they cross ends that much later (the link is work-conserving; under fair
 sharing a small answer that finishes first delays the larger one by exactly its bytes). Measured
 against the shaper's own byte record, they are the ~4.9 kB per 4 s segment the emulated link
@@ -33,6 +34,7 @@ from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.link import LinkModel
 from netsim.trace import Trace
 from player.abandon import AbandonRule
+from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
 from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
@@ -49,24 +51,27 @@ class ControlTraffic:
     """What the live player (player.client.liveplay) fetches over its link besides media, as bytes
     on the link (body and response headers): the MPD every `refresh_period_s` (None: one segment, the
     player's fallback for a missing minimumUpdatePeriod) after the previous refresh's exchange ended,
-    then `sync_requests` UTCTiming requests one after another; and a rung's init segment
-    (`init_bytes`), fetched before the first segment played at that rung. All zero: media only."""
+    then, when `clock_sync`'s schedule says so (`ClockSyncSchedule.due`), a UTCTiming request
+    (`sync_bytes`); and a rung's init segment (`init_bytes`), fetched before the first segment played
+    at that rung. All zero: media only. The join's own clock sync is not on the simulated link (the
+    simulated session joins at time 0, the player a few round trips later). The simulated clock
+    never drifts, so the sync interval only widens."""
 
     manifest_bytes: int = 0
-    sync_requests: int = 0
     sync_bytes: int = 0
     init_bytes: int = 0
     refresh_period_s: float | None = None
+    clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
 
     def __post_init__(self) -> None:
-        if min(self.manifest_bytes, self.sync_requests, self.sync_bytes, self.init_bytes) < 0:
+        if min(self.manifest_bytes, self.sync_bytes, self.init_bytes) < 0:
             raise ValueError(f"control traffic sizes and counts must be >= 0, got {self}")
         if self.refresh_period_s is not None and not self.refresh_period_s > 0:
             raise ValueError(f"the manifest refresh period must be > 0 s, got {self.refresh_period_s}")
 
     @property
     def refreshes(self) -> bool:
-        return self.manifest_bytes > 0 or self.sync_requests > 0
+        return self.manifest_bytes > 0 or self.sync_bytes > 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,6 +151,9 @@ class LiveDriver:
         self._control = control
         self._side: deque[tuple[float, int]] = deque()
         self.planned: list[tuple[float, int]] = []  # every control answer so far, as queued
+        self.resyncs_s: list[float] = []  # session time each clock re-sync began (the player's `resyncs_s`)
+        self._sync = ClockSyncSchedule(control.clock_sync)
+        self._sync.synced(session.time_s, 0.0)  # the join's
         self._free_s = -math.inf
         refresh_s = control.refresh_period_s or session.schedule.segment_duration_s
         self._refresh_period_s = refresh_s
@@ -209,16 +217,25 @@ class LiveDriver:
 
     def _plan(self, until_s: float) -> None:
         """Queue the control answers whose requests go out by `until_s`: the MPD, then the clock
-        syncs one after another (each a round trip and its bytes), then the refresh period again."""
+        re-sync when due (each a round trip and its bytes, one after another), then the refresh
+        period again."""
         control = self._control
         while self._next_refresh_s <= until_s:
-            at = self._next_refresh_s
-            for size in (control.manifest_bytes, *([control.sync_bytes] * control.sync_requests)):
-                first = at + self._rtt(at)
-                self._side.append((first, size))
-                self.planned.append((first, size))
-                at = self._finish(first, size)  # alone on the link: the next request waits for this answer
+            at = self._exchange(self._next_refresh_s, control.manifest_bytes)
+            if control.sync_bytes and self._sync.due(at):
+                self.resyncs_s.append(at)
+                for _ in range(RESYNC_REQUESTS):
+                    at = self._exchange(at, control.sync_bytes)
+                self._sync.synced(at, 0.0)
             self._next_refresh_s = at + self._refresh_period_s
+
+    def _exchange(self, at_s: float, size_bytes: int) -> float:
+        """One control request at `at_s`, its answer queued; when it has crossed (alone on the link:
+        the next request waits for this answer)."""
+        first = at_s + self._rtt(at_s)
+        self._side.append((first, size_bytes))
+        self.planned.append((first, size_bytes))
+        return self._finish(first, size_bytes)
 
     def _transfer(self, start_s: float, size_bytes: int) -> float:
         """When `size_bytes` starting to cross at `start_s` have crossed, with the control answers
@@ -258,6 +275,7 @@ class LiveResult:
     events: tuple[SessionEvent, ...] = ()
     throughput_p50_bps: float | None = None  # the ABR's samples' median, as the live player reports it
     abandoned: int = 0  # downloads the ABR gave up (`LiveDriver.abandoned`)
+    resyncs_s: tuple[float, ...] = ()  # session time each clock re-sync began (`LiveDriver.resyncs_s`)
 
 
     @property
@@ -289,7 +307,8 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     return LiveResult(abr=abr_spec, trace=trace.name, stats=session.stats(), qoe=qoe,
                       qualities=np.array([r.quality for r in records], dtype=np.int64), bitrates_bps=bitrates,
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
-                      throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned)
+                      throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned,
+                      resyncs_s=tuple(driver.resyncs_s))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -35,6 +35,8 @@ async def _statuses(request: web.Request, handler: Callable[[web.Request], Await
     response = await handler(request)
     if request.path.endswith(".m4s"):
         request.app[STATUS][f"segment {response.status}"] += 1
+    elif request.path.endswith("/time"):  # the UTCTiming source
+        request.app[STATUS]["time"] += 1
     return response
 
 

@@ -54,7 +54,11 @@ async def test_joins_the_live_channel_through_the_shaper_at_1x(live_origin: Orig
 async def test_joins_the_live_channel_at_speed_10(live_origin: Origin) -> None:
     url, statuses = await live_origin(low_latency=False, speed=10.0)
     report = await _play(url, speed=10.0, duration_s=40.0)  # 4 s of wall time
-    _check(report, statuses, duration_s=40.0, slack_s=1.5)
+    live = _check(report, statuses, duration_s=40.0, slack_s=1.5)
+    # dash.js's clock sync schedule (player/clocksync.py): 3 requests at the join, then one on the
+    # first MPD refresh (every 4 s segment) 30 s after it, in session time
+    assert len(live["resyncs_s"]) == 1 and 30.0 <= live["resyncs_s"][0] <= 30.0 + 4.0 + 1.5, live["resyncs_s"]
+    assert statuses["time"] == 3 + 1 and live["manifest_refreshes"] >= 8
 
 
 async def test_low_latency_reads_chunks_as_they_arrive(live_origin: Origin) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from abr.types import Decision, Ladder
 from netsim.synthetic import constant, from_spec
 from netsim.trace import Trace
+from player.clocksync import ClockSyncConfig
 from player.live import LiveConfig, LiveSession
 from player.research.live_sim import (
     ControlTraffic,
@@ -27,6 +28,9 @@ from tests.player.conftest import Scripted
 from tests.player.research.test_sim_terminates import random_traces
 
 LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
+# A clock sync after every 2 s refresh (the shortest interval dash.js allows, held there)
+EVERY_REFRESH = ClockSyncConfig(time_between_sync_attempts_s=2.0, minimum_time_between_sync_attempts_s=2.0,
+                                maximum_time_between_sync_attempts_s=2.0)
 
 
 def traces() -> st.SearchStrategy[Trace]:
@@ -46,7 +50,7 @@ def base_video(seed: int) -> Video:
        segment_s=st.sampled_from((1.0, 2.0, 4.0)), chunks=st.sampled_from((None, 1, 2, 4)),
        target_s=st.floats(0.5, 8.0), max_drift_s=st.floats(1.0, 20.0), offset_s=st.floats(0.0, 30.0),
        catchup=st.sampled_from(("default", "lolp")),
-       control=st.sampled_from((ControlTraffic(), ControlTraffic(manifest_bytes=3800, sync_requests=3, sync_bytes=390,
+       control=st.sampled_from((ControlTraffic(), ControlTraffic(manifest_bytes=3800, sync_bytes=390,
                                                                  init_bytes=1300))))
 def test_live_sessions_never_fetch_before_availability(trace: Trace, algorithm: str, seed: int, segment_s: float,
                                                        chunks: int | None, target_s: float, max_drift_s: float,
@@ -132,27 +136,51 @@ def test_the_players_refreshes_share_a_busy_link_with_the_media() -> None:
     # 1 Mbit/s of media over a 0.8 Mbit/s link: busy from the join on but for each segment request's
     # round trip, so a refresh answer that lands before a download ends pushes that end back by its
     # bytes (a work-conserving link), less what crossed while the link waited for a request.
-    refresh = ControlTraffic(manifest_bytes=25_000, sync_requests=2, sync_bytes=5_000)
+    refresh = ControlTraffic(manifest_bytes=25_000, sync_bytes=5_000, clock_sync=EVERY_REFRESH)
     media_only, _ = _ends(ControlTraffic(), rate_bps=0.8e6, chunk_s=0.5, qualities=(0,) * 40)
     shared, driver = _ends(refresh, rate_bps=0.8e6, chunk_s=0.5, qualities=(0,) * 40)
     assert media_only.keys() == shared.keys() and len(shared) >= 8
     answers = driver.planned
     assert answers[0] == (pytest.approx(2.0 + 0.08), 25_000)  # a refresh period after the join, a round trip
-    assert [size for _, size in answers[:6]] == [25_000, 5_000, 5_000] * 2  # the MPD, then the clock syncs
+    assert [size for _, size in answers[:6]] == [25_000, 5_000] * 3  # the MPD, then the clock sync
     for segment, end in shared.items():
         landed = [size for first, size in answers if first < end]
         delay_s = end - media_only[segment]
-        assert -1e-9 <= sum(landed) * 8 / 0.8e6 - delay_s <= 0.08 * len(landed) / 3
+        assert -1e-9 <= sum(landed) * 8 / 0.8e6 - delay_s <= 0.08 * len(landed) / 2
         assert delay_s > 0.9 * sum(landed) * 8 / 0.8e6
+
+
+def test_the_clock_is_synced_again_on_the_players_schedule() -> None:
+    # dash.js's defaults: the first re-sync on the first refresh 30 s after the join's, then 60 s
+    # after that one, then 120 s (a simulated clock never drifts); one UTCTiming answer each
+    control = ControlTraffic(manifest_bytes=4_000, sync_bytes=400)
+    ladder = Ladder(bitrates_bps=(1_000_000,), segment_duration_s=2.0)
+    video = Video(name="uniform", ladder=ladder, sizes_bytes=np.full((200, 1), 250_000, dtype=np.int64),
+                  segment_count=200)
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=4.0), segment_duration_s=2.0, chunk_duration_s=None,
+                           duration_s=300.0, channel_age_s=10.0, control=control)
+    result = run_live_session("dynamic", video, constant(8e6, duration_s=600.0), config)
+    exchange_s = 0.08 + 400 * 8 / 8e6  # the sync's round trip and bytes
+    refresh_s = 2.0 + 0.08 + 4_000 * 8 / 8e6  # a refresh: the period, the MPD's round trip and bytes (an idle link)
+    r = result.resyncs_s
+    assert len(r) == 3
+    assert 30.0 <= r[0] < 30.0 + refresh_s
+    assert 60.0 <= r[1] - (r[0] + exchange_s) < 60.0 + refresh_s + 0.1
+    assert 120.0 <= r[2] - (r[1] + exchange_s) < 120.0 + refresh_s + 0.1
+    never = run_live_session("dynamic", video, constant(8e6, duration_s=600.0),
+                             LiveSimConfig(live=config.live, segment_duration_s=2.0, chunk_duration_s=None,
+                                           duration_s=300.0, channel_age_s=10.0,
+                                           control=ControlTraffic(manifest_bytes=4_000)))
+    assert never.resyncs_s == ()  # no UTCTiming answer modelled: no re-sync
 
 
 def test_refreshes_on_an_idle_link_and_nothing_else_leave_the_media_alone() -> None:
     # 8 Mbit/s: a refresh's answers cross before the next chunk is made, or delay it by what is left of them.
-    idle = ControlTraffic(manifest_bytes=4_000, sync_requests=3, sync_bytes=400)
+    idle = ControlTraffic(manifest_bytes=4_000, sync_bytes=400, clock_sync=EVERY_REFRESH)
     fast, _ = _ends(ControlTraffic(), rate_bps=8e6, chunk_s=0.5, qualities=(0,) * 40)
     shared, _ = _ends(idle, rate_bps=8e6, chunk_s=0.5, qualities=(0,) * 40)
     delays = [shared[k] - fast[k] for k in fast]
-    assert all(0 <= d <= 5_200 * 8 / 8e6 + 1e-9 for d in delays) and sum(d < 1e-9 for d in delays) >= 0.8 * len(delays)
+    assert all(0 <= d <= 4_400 * 8 / 8e6 + 1e-9 for d in delays) and sum(d < 1e-9 for d in delays) >= 0.8 * len(delays)
 
 
 def test_a_rungs_init_segment_comes_first_one_round_trip_before_its_first_segment() -> None:
