@@ -13,7 +13,8 @@ Keys never appear in logs, reprs or error messages.
 playlist is refused clearly until the HLS reader plugs in there). Timings: `PlaybackSource.timings_s`
 holds the wall seconds of each step; the steps in `PREROLL_STEPS` (segment index, keys and license,
 init segments) stand between having a manifest and the first media request, so they count in the
-session's startup as well.
+session's startup as well, except in a comparison with the simulator, which has no pre-roll: there
+the report gives them apart (`PlaybackReport.preroll_s`; player/client/periods.py).
 """
 
 from __future__ import annotations

@@ -86,7 +86,10 @@ class LinkConfig:
     trace: Trace | None = None
     rtt_ms: float = 80.0
     offset_s: float = 0.0
-    shape_bootstrap: bool = True  # False: token/playback/manifest/license/init go unshaped (sim comparisons)
+    # False: token/playback/manifest/license/init go unshaped (sim comparisons), and the session's
+    # time starts at the first media request, as the simulator's does: `startup_s` leaves out the
+    # pre-roll, which the report gives apart (`preroll_s`, wall seconds; docs/PLAYER.md "Startup").
+    shape_bootstrap: bool = True
     faults: tuple[FaultWindow, ...] = ()  # outages and loss bursts, in trace seconds from the link's start
     # True: the link's clock, and with it the session's, stands still while a request is at the
     # server (netsim.clock), so the stack's own time is no trace time at any speed, as in the
@@ -229,7 +232,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                                        on_player=on_live_player, player_class=live_class,
                                        clock_lag_s=shaper.clock.paused_s if excluding and shaper is not None else None)
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,
-                                      player_factory=player_factory, before_media=media)
+                                      player_factory=player_factory, before_media=media,
+                                      preroll_in_startup=link.shape_bootstrap or shaper is None)
 
 
 def pipeline_factory(mode: str) -> DecoderFactory | None:

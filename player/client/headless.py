@@ -174,6 +174,11 @@ class PlaybackReport:
     audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (`records` are the video's)
     requests_by_media: Mapping[str, int] = field(default_factory=dict)  # video, audio, other (init segments)
     live: Mapping[str, Any] | None = None  # a live session's figures (player/client/liveplay.py)
+    # Wall seconds of the pre-roll (`bootstrap.PREROLL_STEPS`: indexes, license, keys, init segments)
+    # and whether `startup_s` counts them (False: session time 0 is the first media request, as in
+    # the simulator, for sim comparisons whose pre-roll goes unshaped: `LinkConfig.shape_bootstrap`).
+    preroll_s: float = 0.0
+    preroll_in_startup: bool = True
 
     @property
     def qualities(self) -> list[int]:
@@ -198,7 +203,8 @@ class PlaybackReport:
             "title": self.title, "abr": self.abr, "frames_decoded": self.frames_decoded, "frames_failed": self.frames_failed,
             "requests": self.requests, "failed_requests": self.failed_requests, "abandoned": self.abandoned,
             "duration_s": round(self.duration_s, 4), "first_frame_s": self.first_frame_s,
-            "bootstrap_s": dict(self.bootstrap_s), "qualities": self.qualities, "error": self.error,
+            "bootstrap_s": dict(self.bootstrap_s), "preroll_s": self.preroll_s,
+            "preroll_in_startup": self.preroll_in_startup, "qualities": self.qualities, "error": self.error,
             "http_counts": dict(self.http_counts), "periods": self.periods,
             "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
             "requests_by_media": dict(self.requests_by_media), "media": self.media_summary(),

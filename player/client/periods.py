@@ -3,7 +3,9 @@
 Each Period has its own adaptation sets, ladder, codecs and timelines (an ad break, content from
 another packager). The headless player plays one Period; `play_periods` runs one player per Period
 in sequence and joins them: one clock, whose zero is when the manifest was in hand (so the pre-roll
-steps - segment indexes, license, init segments - count in the startup); the ABR object with its
+steps - segment indexes, license, init segments - count in the startup), or, for a comparison with
+the simulator (`preroll_in_startup=False`), the first media request (the pre-roll is then reported
+apart, as `preroll_s`); the ABR object with its
 download history, the buffer, the stalls and the startup carry over from each Period's session to
 the next (`PlaybackSession.continue_from`); one decoder takes the segments of every Period (its
 renditions named by `rendition_key`); and the report covers the whole presentation. A Period that
@@ -71,11 +73,15 @@ def check_periods(sources: Sequence[PlaybackSource], first: HeadlessPlayer, conf
 
 async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
                        decoder: Decoder | None, player_factory: PlayerFactory = HeadlessPlayer,
-                       before_media: Callable[[], object] | None = None) -> PlaybackReport:
+                       before_media: Callable[[], object] | None = None,
+                       preroll_in_startup: bool = True) -> PlaybackReport:
     """Plays every Period of `source` in order and reports on all of them (errors inside playback
     are in `report.error`; a Period that cannot be played raises `PlaybackError` before playback).
     `before_media()` is called once the first Period's init segments are in, before its first
-    media request (the harness starts shaping there when the bootstrap goes unshaped)."""
+    media request (the harness starts shaping there when the bootstrap goes unshaped).
+    `preroll_in_startup=False`: session time 0 is that first media request, not the manifest in
+    hand, so `startup_s` leaves the pre-roll out (it is in `report.preroll_s`): the harness asks
+    for this when the pre-roll goes unshaped on the wall clock, where the simulator has none."""
     loop = asyncio.get_running_loop()
     # Session time 0 is when the manifest was in hand: the pre-roll steps already done count.
     # On the session's clock, the fetcher's (an emulated session's warp clock leaves time out).
@@ -102,7 +108,6 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
             check_periods(sources, player, config)
         last = index == len(sources) - 1 or (remaining is not None and player.content.segment_count >= remaining)
         player.interactive = player.interactive and last
-        player.clock_origin = origin
         if view is not None:
             view.player, view.last = player, last
         if multi:
@@ -118,6 +123,13 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
                 player.source = replace(player.source, timings_s=timings)
         if before_media is not None and not players:
             before_media()
+        if not players and not preroll_in_startup:
+            # The first media request is next, at session time 0 (the pre-roll is reported apart);
+            # a warp clock that holds for the player stands still until it reaches the link, as
+            # after every download, so the player's setup and first decision are no session time.
+            fetcher.acting()
+            origin = fetcher.clock()
+        player.clock_origin = origin
         players.append(player)
         report = await player.run()
         reports.append(report)
@@ -126,6 +138,8 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
         if report.error is not None or not player.session.finished or last:
             break
     report = _joined(reports, players, sources, timings, fetcher.counts)
+    report = replace(report, preroll_s=round(sum(timings.get(step, 0.0) for step in PREROLL_STEPS), 4),
+                     preroll_in_startup=preroll_in_startup)
     emit_event(events, (fetcher.clock() - origin) * config.speed, "end",
                **{k: v for k, v in report.as_dict().items() if k != "qualities"})
     return report

@@ -284,7 +284,8 @@ async def _emulate_one(cell: Cell, trace: Trace, endpoint: TitleTarget, settings
     await asyncio.sleep(delay_s)
     profile = settings.profile
     config = player_config(cell, settings)
-    # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap.
+    # Bootstrap (token, playback, MPD, license) unshaped, as the simulator has no bootstrap; session
+    # time starts at the first media request, the pre-roll apart in the row's `preroll_s`.
     link = LinkConfig(trace=trace, rtt_ms=profile.rtt_s * 1000, offset_s=cell.offset_s, shape_bootstrap=False,
                       exclude_server_time=True, exclude_loop_stalls=True, exclude_client_time=True)
     started = time.monotonic()

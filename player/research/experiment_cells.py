@@ -197,7 +197,7 @@ def emulate_row(cell: Cell, report: PlaybackReport, trace: Trace, profile: SimPr
     return {**base_row(cell), **_metrics_fields(metrics), "error": report.error,
             "frames_decoded": report.frames_decoded, "frames_failed": report.frames_failed,
             "requests": report.requests, "failed_requests": report.failed_requests, "abandoned": report.abandoned,
-            "wall_s": round(wall_s, 3), "timeline": timeline}
+            "preroll_s": report.preroll_s, "wall_s": round(wall_s, 3), "timeline": timeline}
 
 
 def session_result(row: Row) -> SessionResult:

@@ -20,7 +20,7 @@ from player.research.stats import Interval, bootstrap_ci
 from player.research.sweep import AbrSummary, summarize
 from player.research.sweep_report import SESSION_FIELDS, plot_cdf, plot_timeline
 
-CSV_FIELDS = ("mode", *SESSION_FIELDS, "speed", "frames_decoded", "frames_failed", "error")
+CSV_FIELDS = ("mode", *SESSION_FIELDS, "preroll_s", "speed", "frames_decoded", "frames_failed", "error")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
