@@ -1,0 +1,129 @@
+"""LL-HLS in the live HLS player (player/client/hlslive.py): the parts of a playlist read, and our
+low-latency channel played by parts with blocking playlist reloads, at 1x and at K=10, near the
+target latency (PART-HOLD-BACK) where whole segments sit three target durations behind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from netsim.sources import open_trace
+from player.client.harness import LinkConfig, UrlTarget, play_headless
+from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.hls import HlsError, MediaPlaylist, parse_playlist
+from player.client.hlslive import HlsLivePlayer
+from player.client.liveplay import LivePlayConfig
+from server.live.channel import LiveConfig
+from server.origin import OriginConfig, create_app
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
+URL = "http://h/live/playlist.m3u8"
+LL = ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=2,HOLD-BACK=12\n"
+      "#EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-MAP:URI=\"init.mp4\"\n"
+      '#EXT-X-PART:DURATION=0.5,URI="7.0.m4s",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.5,URI="7.1.m4s"\n'
+      "#EXTINF:1,\n7.m4s\n"
+      '#EXT-X-PART:DURATION=0.5,URI="all.m4s",BYTERANGE="100@0",INDEPENDENT=YES\n'
+      '#EXT-X-PART:DURATION=0.5,URI="all.m4s",BYTERANGE="50"\n'
+      '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="all.m4s",BYTERANGE-START=150\n')
+STATUS = web.AppKey("statuses", Counter)
+Origin = Callable[..., Awaitable[tuple[str, Counter[str]]]]
+
+
+def test_parts_and_the_preload_hint_are_read() -> None:
+    playlist = parse_playlist(LL, URL)
+    assert isinstance(playlist, MediaPlaylist) and playlist.part_count == 4
+    assert [(p.sequence, p.index, p.independent) for p in playlist.parts] == [
+        (7, 0, True), (7, 1, False), (8, 0, True), (8, 1, False)]
+    assert playlist.parts[0].uri == "http://h/live/7.0.m4s" and playlist.parts[3].byte_range == (100, 149)
+    hint = playlist.preload_hint
+    assert hint is not None and (hint.sequence, hint.index, hint.byte_range) == (8, 2, (150, -1))
+    assert playlist.part(8, 1) is playlist.parts[3] and playlist.part(8, 2) is None
+    for bad, expected in [('URI="7.1.m4s"', "URI is missing"), ("DURATION=0.5,URI=\"7.0", "DURATION is missing"),
+                          ('BYTERANGE="100@0"', "no @offset"), ("TYPE=PART,", "TYPE=")]:
+        text = LL.replace(bad, {"DURATION is missing": 'URI="7.0', "TYPE=": "TYPE=NOPE,"}.get(expected, "X=1"), 1)
+        with pytest.raises(HlsError, match=expected):
+            parse_playlist(text, URL)
+    with pytest.raises(HlsError, match="gaps"):
+        parse_playlist(LL.replace(",INDEPENDENT=YES\n", ",GAP=YES\n", 1), URL)
+    with pytest.raises(HlsError, match="parts per segment"):
+        parse_playlist(LL + '#EXT-X-PART:DURATION=0.01,URI="x.m4s"\n' * 200, URL)
+
+
+@web.middleware
+async def _statuses(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+    response = await handler(request)
+    name = request.path.rsplit("/", 1)[-1]
+    kind = "part" if name.count(".") == 2 else "segment" if name.endswith(".m4s") else "playlist" if (
+        name.endswith(".m3u8")) else "other"
+    request.app[STATUS][f"{kind} {response.status}"] += 1
+    return response
+
+
+@pytest.fixture
+async def ll_origin(packaged: PackagedTitles) -> AsyncIterator[Origin]:
+    runners: list[web.AppRunner] = []
+
+    async def start(**changes: Any) -> tuple[str, Counter[str]]:
+        live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, low_latency=True,
+                          clock_origin_s=time.time(), **changes)
+        app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
+        app.middlewares.append(_statuses)
+        app[STATUS] = Counter()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", app[STATUS]  # type: ignore[union-attr]
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def _play(url: str, *, speed: float, duration_s: float) -> PlaybackReport:
+    config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
+    return await asyncio.wait_for(play_headless(UrlTarget(url=f"{url}/live/master.m3u8"), config, link=link,
+                                                live=LivePlayConfig(duration_s=duration_s)), 60)
+
+
+def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *, stalls: int = 0) -> dict[str, Any]:
+    assert report.error is None, report.error
+    live = dict(report.live or {})
+    assert live["played_s"] >= duration_s - 0.5 and live["stalls"] <= stalls and live["early_requests"] == 0, live
+    assert statuses["part 404"] == statuses["segment 404"] == statuses["playlist 400"] == 0, statuses
+    return live
+
+
+@pytest.mark.wallclock
+@pytest.mark.parametrize("speed", [1.0, 10.0])
+async def test_plays_our_low_latency_channel_by_parts(ll_origin: Origin, speed: float) -> None:
+    url, statuses = await ll_origin(speed=speed)
+    duration_s = 5.0 * speed
+    report = await _play(url, speed=speed, duration_s=duration_s)
+    # At 10x a part is 50 wall ms: on a loaded machine one late wake-up (the origin's, the player's)
+    # can come late enough for a short stall, as for the DASH player's chunks (test_liveplay.py).
+    live = _played(report, statuses, duration_s, stalls=int(speed > 1))
+    assert live["ll_hls_parts"] == "played" and live["chunk_s"] == 0.5
+    assert live["target_latency_s"] == 2.0  # PART-HOLD-BACK, the MPD's target too
+    assert abs(live["latency_p50_s"] - 2.0) <= 0.6 * max(1.0, speed / 5), live
+    assert live["part_requests"] >= 4 and statuses["part 200"] >= live["part_requests"]
+    assert live["blocking_reloads"] >= 4
+
+
+@pytest.mark.wallclock
+async def test_whole_segments_where_parts_are_not_played(ll_origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HlsLivePlayer, "play_parts", False)
+    url, statuses = await ll_origin(speed=10.0)
+    report = await _play(url, speed=10.0, duration_s=40.0)
+    live = _played(report, statuses, 40.0)
+    assert live["ll_hls_parts"] == "offered, not played" and live["chunk_s"] is None
+    assert live["target_latency_s"] == 12.0 and statuses["part 200"] == 0  # HOLD-BACK: 3 target durations
