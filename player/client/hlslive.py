@@ -124,7 +124,13 @@ class HlsLivePlayer(LivePlayer):
     async def sync_clock(self) -> float:
         """The first reload of the lowest rung's playlist fixes the segment duration, the sequence
         number of index 0 and the clock (server time - session time) from the newest segment's end."""
-        await self._reload(self.renditions[self.playing])
+        r = self.renditions[self.playing]
+        playlist = await self._reload(r)
+        if self.chunk_s and playlist.can_block_reload and playlist.preload_hint is not None:
+            # The newest part may have been out for up to a part when that playlist was made; the
+            # answer to a blocking reload for the next one comes as it is published: the clock to a
+            # round trip, not to a part (else the join sits up to a part further back than the target).
+            await self._reload(r, want=playlist.preload_hint.sequence, part=playlist.preload_hint.index)
         emit_event(self.events, self.now(), "clock_sync", url=None,
                    reason="EXT-X-PROGRAM-DATE-TIME" if self.first_date_s is not None else "media sequence numbers")
         return self.clock_offset_s
@@ -429,19 +435,32 @@ class _PartStream:
         player, r = self.player, self.r
         index, sent = 0, 0
         per_segment = round(player.segment_s / player.chunk_s) if player.chunk_s else 0
-        while index < per_segment:
-            part = await player._part(r, self.sequence, index)
-            if part is None:
-                break
-            headers = {"Cache-Control": "no-cache", "CMCD-Object": "ot=v"}
-            if part.byte_range is not None:
-                first, last = part.byte_range
-                headers["Range"] = f"bytes={first}-{last if last >= 0 else ''}"
-            async for piece in self._get(part.uri, headers, f"part {part.sequence}.{part.index}"):
-                sent += len(piece)
-                yield piece
-            player.part_requests += 1
-            index += 1
+        # Parts already published when this one is reached are asked for together (a join mid-segment,
+        # a late start): one round trip for all of them, as one chunked DASH response would bring them.
+        ahead: dict[int, asyncio.Task[bytes]] = {}
+        try:
+            while index < per_segment:
+                part = await player._part(r, self.sequence, index)
+                if part is None:
+                    break
+                playlist = r.playlist
+                assert playlist is not None
+                for later in playlist.parts:
+                    if later.sequence == self.sequence and later.index > index and later.index not in ahead:
+                        ahead[later.index] = asyncio.create_task(self._whole(later))
+                if index in ahead:
+                    body = await ahead.pop(index)
+                    sent += len(body)
+                    yield body
+                else:
+                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}"):
+                        sent += len(piece)
+                        yield piece
+                player.part_requests += 1
+                index += 1
+        finally:
+            for task in ahead.values():
+                task.cancel()
         playlist = r.playlist
         assert playlist is not None
         segment = next((s for s in playlist.segments if s.sequence == self.sequence), None)
@@ -455,19 +474,35 @@ class _PartStream:
             body += piece
         yield body[sent:]
 
-    async def _get(self, uri: str, headers: dict[str, str], what: str) -> Any:
+    async def _whole(self, part: Part) -> bytes:
+        body = b""
+        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False):
+            body += piece
+        return body
+
+    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True) -> Any:
         player = self.player
         player.requests += 1
         url = await player._route(uri)
         async with player.fetcher.session.get(url, headers=headers) as response:
-            self._response = response
+            if own:
+                self._response = response
             if response.status not in (200, 206):
                 text = (await response.read())[:200].decode("utf-8", "replace").strip()
                 raise PlaybackError(f"GET {redact_url(uri)} ({what}, listed in the live playlist): "
                                     f"HTTP {response.status} {text}".rstrip())
             async for piece in response.content.iter_any():
                 yield piece
-        self._response = None
+        if own:
+            self._response = None
+
+
+def _part_headers(part: Part) -> dict[str, str]:
+    headers = {"Cache-Control": "no-cache", "CMCD-Object": "ot=v"}
+    if part.byte_range is not None:
+        first, last = part.byte_range
+        headers["Range"] = f"bytes={first}-{last if last >= 0 else ''}"
+    return headers
 
 
 def _after(part: Part, per_segment: int) -> Part:
