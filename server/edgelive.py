@@ -301,12 +301,11 @@ class LiveEdge:
             keep_s = ttl_s(obj.headers.get("Cache-Control"), 0.0)
             path, _, query = content_path.partition("?")
             kind = classify(path[1:].partition("/")[2])
-            if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None:
+            if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None \
+                    and not query:  # a blocking reload's answer is pinned by its query: as long as the origin says
                 keep_s = min(keep_s, self.manifest_max_age_s)
-                if not query and (part_target_s := _part_target_s(obj.body)) is not None:
-                    # An LL-HLS playlist changes every part: kept for half of one (a blocking
-                    # reload's answer is pinned by its query, and kept like any playlist).
-                    keep_s = min(keep_s, part_target_s / 2 / self.speed)
+                if (part_target_s := _part_target_s(obj.body)) is not None:
+                    keep_s = min(keep_s, part_target_s / 2 / self.speed)  # an LL-HLS playlist changes every part
             if keep_s:
                 obj.expires_at_s = asyncio.get_running_loop().time() + keep_s
                 self.cache.put(content_path, obj, obj.size_bytes + 256)
