@@ -7,7 +7,7 @@
 // from this origin, a shaping proxy in front of the edge, instead of the edge itself), buffer_s
 // (optional, dash.js: the buffer it keeps ahead, at every quality), live_s (optional: a live channel;
 // stop after this many seconds of playing instead of at target_s, sampling dash.js's or hls.js's
-// live latency).
+// live latency), max_rate (optional, hls.js: maxLiveSyncPlaybackRate).
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -103,7 +103,12 @@ async function playHlsjs(video, playlistUrl) {
   }
   // lowLatencyMode (hls.js's default, said here): parts, preload hints and blocking playlist reloads
   // where the playlist offers them (EXT-X-PART-INF, EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES).
-  const hls = new Hls({ lowLatencyMode: true, debug: false });
+  const config = { lowLatencyMode: true, debug: false };
+  if (params.get('max_rate')) {
+    // hls.js's catch-up (off by default: 1): speed up to this rate while behind its target latency.
+    config.maxLiveSyncPlaybackRate = Number(params.get('max_rate'));
+  }
+  const hls = new Hls(config);
   hls.on(Hls.Events.ERROR, (event, data) => {
     if (data.fatal) fail('hls.js fatal error', { type: data.type, details: data.details, url: data.url });
     else report.nonFatal = (report.nonFatal || []).concat([data.details]).slice(-20);
