@@ -10,6 +10,11 @@ long as the LRU keeps them); an error (a segment not yet available is a 404) is 
 clients that asked together and not kept. `live_coalescing=False` gives every request its own
 origin fetch (the reference of bench/live_edge.py).
 
+LL-HLS: a blocking playlist reload is one object per `(_HLS_msn, _HLS_part)` (its key and origin
+request carry those two alone, in one spelling; a malformed one is a 400 here), kept as long as the
+origin says since its query pins it; an ordinary LL-HLS playlist is kept for half a part target.
+Parts are objects like segments (bench/llhls_edge.py).
+
 Emulation (`EdgeConfig.live_player_clocks`): a request carrying `X-Abrkit-Channel-Lag` (its player's
 clock runs that far behind the channel's, server/live/origin.py) gets its own origin fetch, with the
 lag plus the time it spent here so far, and is neither coalesced nor kept: it is the channel as that

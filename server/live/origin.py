@@ -1,7 +1,8 @@
 """The origin's live routes: `/<channel>/...` of a live channel, and `GET /time`.
 
 Same names as a packaged title (server.content): `manifest.mpd` (dynamic), `master.m3u8`,
-`video|audio/<rep>/playlist.m3u8` (live), `init.mp4`, `<n>.m4s`. A segment asked for before it is
+`video|audio/<rep>/playlist.m3u8` (live), `init.mp4`, `<n>.m4s`, and at low latency LL-HLS parts
+`<n>.<c>.m4s` and blocking playlist reloads (`_HLS_msn`/`_HLS_part`, server/live/hls.py). A segment asked for before it is
 available, or after it left the time-shift window, is a 404 whose JSON body says which (and
 `Retry-After` when it will be available). At low latency a segment still being published is sent
 with chunked transfer encoding, each CMAF chunk written when the wall clock reaches its end.
