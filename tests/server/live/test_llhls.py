@@ -149,3 +149,19 @@ async def test_the_edge_coalesces_blocking_reloads_and_parts(live_stack: StackFa
                 assert response.status == 400, query
                 assert "blocking playlist reload" in (await response.json())["error"]
         assert stack.counts["/live/video/v216p/playlist.m3u8"] == 1  # refused at the edge, not forwarded
+
+
+async def test_a_blocking_reload_that_would_wait_too_long_is_a_503(live_stack: StackFactory,  # noqa: F811
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.live import origin
+
+    monkeypatch.setattr(origin, "BLOCKING_TIMEOUT_TARGET_DURATIONS", 0.05)  # 0.2 s of 4 s segments
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)
+    async with aiohttp.ClientSession() as http:
+        started = time.time()
+        async with http.get(f"{stack.origin_url}/live/video/v216p/playlist.m3u8?_HLS_msn=3&_HLS_part=5") as response:
+            assert response.status == 503 and "within 0.2 s" in (await response.json())["error"]
+            assert response.headers["Cache-Control"] == "no-store"
+        assert 0.15 < time.time() - started < 1.0  # after the timeout, not when the part came
+        async with http.head(f"{stack.origin_url}/live/video/v216p/3.0.m4s") as response:
+            assert response.status == 200 and response.headers["Cache-Control"].endswith("immutable")
