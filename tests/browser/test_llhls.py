@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ async def test_hlsjs_plays_the_low_latency_channel_by_parts_near_its_target(
     async with page_server() as origin:
         config = StackConfig(config_path=tmp_path / "stack.json", content_root=packaged.content_root, port=0, edges=1,
                              heartbeat_s=0.25, access_log=False, allowed_origins=(origin,), live_title=CLEAR_TITLE,
-                             low_latency=True)
+                             low_latency=True, live_start_s=float(int(time.time())) - 20)  # a channel on air
         async with start_stack_with_demo_user(config) as (stack, credentials):
             run = await play_in_chromium(page_url(origin, stack, credentials.password, player="hlsjs", title="live",
                                                   live_s=PLAY_S))
@@ -40,10 +41,16 @@ async def test_hlsjs_plays_the_low_latency_channel_by_parts_near_its_target(
     p50 = statistics.median(latency) if latency else float("nan")
     print(f"\nhls.js {report['version']} in {run.browser}, LL-HLS live channel: latency p50 {p50:.2f} s "
           f"(max {max(latency, default=0):.2f} s, target {report['targetLatency']}, {len(latency)} samples), "
-          f"{len(parts)} parts, {len(blocking)} blocking reloads, {frames['totalVideoFrames']} frames, "
+          f"{len(parts)} parts, {len(blocking)} blocking reloads, {len(run.failed)} cancelled, "
+          f"{frames['totalVideoFrames']} frames, "
           f"{report['stalls']} stalls, {report['playingSeconds']:.1f} s played")
     assert report["errors"] == [], run.describe()
-    assert run.failed == [], run.describe()
+    # hls.js cancels what it asked for ahead (a hinted part, a blocking reload) once it no longer
+    # needs it, e.g. on a switch of rendition (a net::ERR_ABORTED in Chromium's log): that, and
+    # nothing else, may fail.
+    cancelled = [r for r in run.failed if "ABORTED" in r["error"] and (
+        _PART.search(r["url"].split("?")[0]) or "_HLS_msn=" in r["url"])]
+    assert [r for r in run.failed if r not in cancelled] == [], run.describe()
     assert [r for r in run.responses if r["status"] >= 400] == [], run.describe()
     assert report["playingSeconds"] >= PLAY_S, run.describe()
     assert frames["totalVideoFrames"] >= 0.8 * PLAY_S * packaged.clip.frame_rate, run.describe()
