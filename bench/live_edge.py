@@ -68,7 +68,7 @@ async def serve(root: Path, start_s: float, coalescing: bool) -> None:
 
     @web.middleware
     async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-        counts[request.path] += 1
+        counts[request.path_qs] += 1  # with the query: bench/llhls_edge.py counts blocking reloads by it
         return await handler(request)
 
     async def report(request: web.Request) -> web.Response:

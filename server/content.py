@@ -20,7 +20,8 @@ from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, is_valid_title
 REPRESENTATION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _MEDIA_PATH = re.compile(
     r"(?P<media>video|audio)/(?P<rep>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/"
-    rf"(?:(?P<init>init\.mp4)|(?P<playlist>{re.escape(MEDIA_PLAYLIST_NAME)})|[1-9][0-9]{{0,8}}\.m4s)"
+    rf"(?:(?P<init>init\.mp4)|(?P<playlist>{re.escape(MEDIA_PLAYLIST_NAME)})"
+    r"|[1-9][0-9]{0,8}(?:\.(?:0|[1-9][0-9]{0,2}))?\.m4s)"  # <n>.m4s, or a live LL-HLS part <n>.<c>.m4s
 )
 
 

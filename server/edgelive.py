@@ -10,6 +10,11 @@ long as the LRU keeps them); an error (a segment not yet available is a 404) is 
 clients that asked together and not kept. `live_coalescing=False` gives every request its own
 origin fetch (the reference of bench/live_edge.py).
 
+LL-HLS: a blocking playlist reload is one object per `(_HLS_msn, _HLS_part)` (its key and origin
+request carry those two alone, in one spelling; a malformed one is a 400 here), kept as long as the
+origin says since its query pins it; an ordinary LL-HLS playlist is kept for half a part target.
+Parts are objects like segments (bench/llhls_edge.py).
+
 Emulation (`EdgeConfig.live_player_clocks`): a request carrying `X-Abrkit-Channel-Lag` (its player's
 clock runs that far behind the channel's, server/live/origin.py) gets its own origin fetch, with the
 lag plus the time it spent here so far, and is neither coalesced nor kept: it is the channel as that
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,6 +39,7 @@ from server.formats.dash import TIME_URL_PLACEHOLDER
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
 from server.live.channel import warped_clock
+from server.live.hls import BadBlockingRequest, blocking_request
 from server.live.origin import CHANNEL_LAG_HEADER, BadChannelLag, ChannelClock, channel_lag_s, lag_error
 from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
@@ -128,6 +135,7 @@ class LiveEdge:
         self.coalescing = config.live_coalescing
         # Manifests age on the channel's clock: a channel K times faster changes K times as often.
         self.manifest_max_age_s = config.live_manifest_max_age_s / config.live_speed
+        self.speed = config.live_speed
         # What `/time` answers (on a player's clock when it says how far behind, in emulation).
         self.clock = ChannelClock(warped_clock(config.live_speed, config.live_clock_origin_s),
                                   player_clocks=config.live_player_clocks)
@@ -147,10 +155,19 @@ class LiveEdge:
             lag_s = channel_lag_s(request, self.clock)
         except BadChannelLag as exc:
             return lag_error(exc)
-        obj = self.cache.get(content_path) if lag_s is None else None
+        kind = classify(content_path[1:].partition("/")[2])
+        key = content_path
+        if kind is not None and kind[0] is ContentKind.PLAYLIST and kind[1] is not None:
+            try:  # LL-HLS blocking reloads: one object per (msn, part), other parameters left out
+                blocking = blocking_request(request.query)
+            except BadBlockingRequest as exc:
+                return json_error(400, f"blocking playlist reload: {exc}", headers={"Cache-Control": "no-store"})
+            if blocking is not None:
+                key = f"{content_path}?{blocking.query}"
+        obj = self.cache.get(key) if lag_s is None else None
         stats = self.edge.stats  # the edge's /metrics count live requests with the rest
         if lag_s is not None:  # one player's view of the channel: its own fetch (module docstring)
-            obj = self._start_fetch(content_path, request_id(request), lag_s=lag_s, arrived_s=self.clock())
+            obj = self._start_fetch(key, request_id(request), lag_s=lag_s, arrived_s=self.clock())
             stats.cache_misses += 1
             label = "MISS"
         elif obj is not None and obj.expires_at_s > loop_now:
@@ -158,18 +175,17 @@ class LiveEdge:
             stats.cache_hits += 1
             label = "HIT"
         else:
-            obj = self.inflight.get(content_path) if self.coalescing else None
+            obj = self.inflight.get(key) if self.coalescing else None
             if obj is not None:
                 self.stats.coalesced += 1
                 stats.cache_hits += 1
                 label = "HIT-INFLIGHT"
             else:
-                obj = self._start_fetch(content_path, request_id(request))
+                obj = self._start_fetch(key, request_id(request))
                 stats.cache_misses += 1
                 label = "MISS"
         add_log_fields(request, edge_id=self.edge.config.edge_id, cache=label)
         await obj.ready()
-        kind = classify(content_path[1:].partition("/")[2])
         if obj.status != 200 or (kind is not None and kind[0] is ContentKind.MANIFEST):
             while not obj.done:
                 await obj.changed().wait()
@@ -248,6 +264,7 @@ class LiveEdge:
 
     def _start_fetch(self, content_path: str, req_id: str, *, lag_s: float | None = None,
                      arrived_s: float = 0.0) -> LiveObject:
+        """Fetch `content_path` (with a blocking reload's canonical query, the object's key)."""
         obj = LiveObject()
         if self.coalescing and lag_s is None:
             self.inflight[content_path] = obj
@@ -287,10 +304,23 @@ class LiveEdge:
                 del self.inflight[content_path]
         if obj.status == 200 and obj.done and not obj.truncated and lag_s is None:
             keep_s = ttl_s(obj.headers.get("Cache-Control"), 0.0)
-            kind = classify(content_path[1:].partition("/")[2])
-            if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None:
+            path, _, query = content_path.partition("?")
+            kind = classify(path[1:].partition("/")[2])
+            if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None \
+                    and not query:  # a blocking reload's answer is pinned by its query: as long as the origin says
                 keep_s = min(keep_s, self.manifest_max_age_s)
+                if (part_target_s := _part_target_s(obj.body)) is not None:
+                    keep_s = min(keep_s, part_target_s / 2 / self.speed)  # an LL-HLS playlist changes every part
             if keep_s:
                 obj.expires_at_s = asyncio.get_running_loop().time() + keep_s
                 self.cache.put(content_path, obj, obj.size_bytes + 256)
 
+
+
+_PART_INF = re.compile(rb"^#EXT-X-PART-INF:(?:.*,)?PART-TARGET=([0-9]+(?:\.[0-9]+)?)", re.MULTILINE)
+
+
+def _part_target_s(playlist: bytes) -> float | None:
+    """An LL-HLS playlist's PART-TARGET (None: it has no parts)."""
+    match = _PART_INF.search(playlist, 0, 4096)
+    return float(match[1]) if match is not None and float(match[1]) > 0 else None

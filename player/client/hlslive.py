@@ -12,9 +12,14 @@ live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
   the playlist's dates onto the session clock. No clock sync with the server is needed, and a channel
   whose clock runs K times faster plays with `--speed K`. Without dates, the media sequence number
   times the segment duration stands in for them.
-- **LL-HLS**: parts (`EXT-X-PART`) are not played: a playlist that has them is played by whole
-  segments (an event says so). With `EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES` the wait for the
-  next segment is a blocking playlist reload (`_HLS_msn`, RFC 8216bis 6.2.5.2), without `_HLS_part`.
+- **LL-HLS** (draft-pantos-hls-rfc8216bis): a playlist with parts (`EXT-X-PART-INF` and
+  `EXT-X-PART`) is played by parts, as the DASH player plays CMAF chunks: the schedule has chunks of
+  one segment / its parts, the target latency is `PART-HOLD-BACK`, the segment being published is
+  read part by part (each part one chunk of the same `_read`), the part an `EXT-X-PRELOAD-HINT`
+  names is requested before it is published (the server holds it), and the playlist is reloaded by
+  blocking reloads for the next part (`_HLS_msn`/`_HLS_part`, 6.2.5.2). A complete segment is one
+  request as before. Without parts (or with `play_parts` off) whole segments are played; with
+  `CAN-BLOCK-RELOAD=YES` the wait for the next segment is then a blocking reload with `_HLS_msn`.
 
 A playlist that misbehaves (the media sequence going back, a listed segment changing its URI or
 date, segments of very different durations, a target duration or init section that changes, no new
@@ -35,7 +40,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from player.client.bootstrap import failover_urls
 from player.client.headless import PlaybackError, distinct_bitrates
-from player.client.hls import HlsError, MediaPlaylist, Segment, parse_playlist
+from player.client.hls import HlsError, MediaPlaylist, Part, Segment, parse_playlist
 from player.client.liveplay import DEFAULT_TARGET_LATENCY_S, LivePlayer, is_live
 from player.client.mpd import Manifest, Representation
 from player.events import emit_event
@@ -77,6 +82,8 @@ class _Rendition:
 class HlsLivePlayer(LivePlayer):
     """One live HLS session (module docstring); `run()` returns the report."""
 
+    play_parts = True  # play LL-HLS parts where offered (False: whole segments, as without them)
+
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
         if not is_hls_live(manifest):
@@ -108,23 +115,32 @@ class HlsLivePlayer(LivePlayer):
         self.reloads = 0
         self.blocking_reloads = 0
         self.parts_offered = False
+        self.chunk_s: float | None = None  # one part (segment / parts per segment) when parts are played
+        self.part_hold_back_s: float | None = None
+        self.part_requests = 0
 
     # -- clock and schedule -------------------------------------------------------------------------
 
     async def sync_clock(self) -> float:
         """The first reload of the lowest rung's playlist fixes the segment duration, the sequence
         number of index 0 and the clock (server time - session time) from the newest segment's end."""
-        await self._reload(self.renditions[self.playing])
+        r = self.renditions[self.playing]
+        playlist = await self._reload(r)
+        if self.chunk_s and playlist.can_block_reload and playlist.preload_hint is not None:
+            # The newest part may have been out for up to a part when that playlist was made; the
+            # answer to a blocking reload for the next one comes as it is published: the clock to a
+            # round trip, not to a part (else the join sits up to a part further back than the target).
+            await self._reload(r, want=playlist.preload_hint.sequence, part=playlist.preload_hint.index)
         emit_event(self.events, self.now(), "clock_sync", url=None,
                    reason="EXT-X-PROGRAM-DATE-TIME" if self.first_date_s is not None else "media sequence numbers")
         return self.clock_offset_s
 
     def schedule(self, manifest: Manifest) -> LiveSchedule:
         return LiveSchedule(availability_start_s=self._date_s(self.base_sequence, None) - self.clock_offset_s,
-                            segment_duration_s=self.segment_s)
+                            segment_duration_s=self.segment_s, chunk_duration_s=self.chunk_s)
 
     def live_config(self, schedule: LiveSchedule) -> LiveConfig:
-        target = (self.live.target_latency_s or self.hold_back_s
+        target = (self.live.target_latency_s or (self.part_hold_back_s if self.chunk_s else None) or self.hold_back_s
                   or JOIN_TARGET_DURATIONS * self.target_duration_s or DEFAULT_TARGET_LATENCY_S)
         return LiveConfig(target_latency_s=target)
 
@@ -136,14 +152,16 @@ class HlsLivePlayer(LivePlayer):
 
     # -- playlists ----------------------------------------------------------------------------------
 
-    async def _reload(self, r: _Rendition, *, want: int | None = None) -> MediaPlaylist:
-        """Reload `r`'s media playlist (blocking until segment `want` is listed, where the server can),
-        check it against the last one, and move the clock and the session's schedule by it."""
+    async def _reload(self, r: _Rendition, *, want: int | None = None, part: int | None = None) -> MediaPlaylist:
+        """Reload `r`'s media playlist (blocking until segment `want`, or its part `part`, is listed,
+        where the server can), check it against the last one, and move the clock and the session's
+        schedule by it."""
         async with r.lock:
             old = r.playlist
             url = r.url
             if want is not None and old is not None and old.can_block_reload:
-                url = _with_query(r.url, {"_HLS_msn": str(want)})
+                query = {"_HLS_msn": str(want)} if part is None else {"_HLS_msn": str(want), "_HLS_part": str(part)}
+                url = _with_query(r.url, query)
                 self.blocking_reloads += 1
             try:
                 result = await self.fetcher.fetch(failover_urls(self.source, url),
@@ -156,12 +174,13 @@ class HlsLivePlayer(LivePlayer):
             self.reloads += 1
             if not isinstance(playlist, MediaPlaylist):
                 raise PlaybackError(f"{_name(r.url)}: a media playlist became a master playlist on reload")
+            if self.segment_s == 0:
+                self._first(playlist)
             if (playlist.part_count or playlist.part_target_s) and not self.parts_offered:
                 self.parts_offered = True
                 emit_event(self.events, received, "manifest_refresh", url=redact_url(r.url),
-                           note="LL-HLS parts offered: not played, whole segments instead")
-            if self.segment_s == 0:
-                self._first(playlist)
+                           note=f"LL-HLS parts offered: played, {self.chunk_s:g} s each" if self.chunk_s else
+                           "LL-HLS parts offered: not played, whole segments instead")
             self._check(r, old, playlist)
             last = playlist.segments[-1]
             r.changed = old is None or last.sequence > old.segments[-1].sequence
@@ -191,6 +210,18 @@ class HlsLivePlayer(LivePlayer):
         first = playlist.segments[0]
         self.base_sequence = first.sequence
         self.first_date_s = first.program_date_time_s
+        complete = {s.sequence for s in playlist.segments}
+        counts = [sum(1 for p in playlist.parts if p.sequence == n) for n in sorted({p.sequence for p in playlist.parts})
+                  if n in complete]
+        if self.play_parts and playlist.part_target_s and counts and len(set(counts)) == 1:
+            # Parts played as the chunks of a uniform schedule: so many to a segment, each the same share.
+            self.chunk_s = self.segment_s / counts[0]
+            self.part_hold_back_s = playlist.part_hold_back_s or 3 * playlist.part_target_s  # rfc8216bis 4.4.3.8
+            if hasattr(self.decoder, "continuous"):
+                # The window's decoder (player/media/avsync.py) takes the parts as pieces of one stream,
+                # as it does a low-latency MPD's chunks (which it knows from the MPD; a playlist's
+                # parts are known only now, before anything is submitted).
+                self.decoder.continuous = True  # type: ignore[union-attr]
 
     def _check(self, r: _Rendition, old: MediaPlaylist | None, new: MediaPlaylist) -> None:
         """What RFC 8216 6.2.2 requires of a live playlist's reloads, and what the live session needs."""
@@ -249,9 +280,15 @@ class HlsLivePlayer(LivePlayer):
                                 "video segment of that number: the audio and video media sequences do not align")
 
     def _clock(self, playlist: MediaPlaylist, received_s: float, *, video: bool = True) -> None:
-        """The newest listed segment was complete when the playlist arrived: server time >= its end."""
+        """The newest listed segment was complete when the playlist arrived: server time >= its end;
+        when parts are played, the newest listed part was (the session learns that chunk's time)."""
         last = playlist.segments[-1]
         end = self._date_s(last.sequence, last) + last.duration_s
+        newest, chunk = last.sequence, None
+        if self.chunk_s and playlist.parts and playlist.parts[-1].sequence > last.sequence:
+            part = playlist.parts[-1]
+            newest, chunk = part.sequence, min(part.index, round(self.segment_s / self.chunk_s) - 1)
+            end = self._date_s(part.sequence, None) + (chunk + 1) * self.chunk_s
         bound = end - received_s
         if self.reloads > 2 and bound - self.clock_offset_s > 2 * self.segment_s + self.config.speed:
             raise PlaybackError(
@@ -261,17 +298,23 @@ class HlsLivePlayer(LivePlayer):
         if self.reloads == 1 or bound > self.clock_offset_s:
             self.clock_offset_s = bound
         session = getattr(self, "session", None)
-        if session is not None and video and last.sequence >= self.base_sequence:
-            session.on_available(segment=last.sequence - self.base_sequence, available_at_s=end - self.clock_offset_s)
+        if session is not None and video and newest >= self.base_sequence:
+            session.on_available(segment=newest - self.base_sequence, chunk=chunk,
+                                 available_at_s=end - self.clock_offset_s)
 
-    async def _listed(self, r: _Rendition, sequence: int) -> Segment | None:
-        """Segment `sequence` of `r`'s playlist once a reload lists it (None: the stream ended before it)."""
+    async def _listed(self, r: _Rendition, sequence: int) -> Segment | Part | None:
+        """Segment `sequence` of `r`'s playlist once a reload lists it (None: the stream ended before
+        it); when parts are played, its first part as soon as that is listed or hinted."""
         while True:
             playlist = r.playlist
             if playlist is not None:
                 first, last = playlist.segments[0].sequence, playlist.segments[-1].sequence
                 if first <= sequence <= last:
                     return playlist.segments[sequence - first]
+                if self.chunk_s and sequence == last + 1:
+                    part = playlist.part(sequence, 0) or playlist.preload_hint
+                    if part is not None and part.sequence == sequence and part.index == 0:
+                        return part
                 if sequence < first:
                     raise PlaybackError(f"segment {sequence} has left the live playlist {_name(r.url)} "
                                         f"(it now starts at {first}): the player fell behind its window")
@@ -280,7 +323,10 @@ class HlsLivePlayer(LivePlayer):
                 if not playlist.can_block_reload:
                     interval = self.target_duration_s / (1 if r.changed else 2)
                     await self._sleep(r.loaded_at_s + interval - self.now())
-            await self._reload(r, want=sequence)
+            if self.chunk_s:
+                await self._reload(r, want=sequence, part=0)
+            else:
+                await self._reload(r, want=sequence)
 
     # -- the session --------------------------------------------------------------------------------
 
@@ -296,6 +342,9 @@ class HlsLivePlayer(LivePlayer):
             await asyncio.Event().wait()
             return
         await self._init(rep)
+        if isinstance(segment, Part):  # being published: read part by part
+            await self._read(_PartStream(self, r, sequence), action, self.session.schedule, self.now())
+            return
         url = await self._route(segment.uri)
         headers = {"Cache-Control": "no-cache", "CMCD-Object": "ot=v"}
         if segment.byte_range is not None:
@@ -318,7 +367,15 @@ class HlsLivePlayer(LivePlayer):
             playlist = r.playlist
             if playlist is not None and playlist.ended:
                 return
-            if playlist is not None and playlist.can_block_reload:
+            if playlist is not None and playlist.can_block_reload and self.chunk_s:
+                hint = playlist.preload_hint or (playlist.parts[-1] if playlist.parts else None)
+                if hint is not None and hint is not playlist.preload_hint:
+                    hint = _after(hint, round(self.segment_s / self.chunk_s))
+                if hint is None:
+                    await self._reload(r, want=playlist.segments[-1].sequence + 1)
+                else:
+                    await self._reload(r, want=hint.sequence, part=hint.index)
+            elif playlist is not None and playlist.can_block_reload:
                 await self._reload(r, want=playlist.segments[-1].sequence + 1)
             else:
                 due = r.loaded_at_s + self.target_duration_s / (1 if r.changed else 2)
@@ -333,10 +390,133 @@ class HlsLivePlayer(LivePlayer):
 
     def live_summary(self) -> dict[str, Any]:
         out = super().live_summary()
+        parts = "played" if self.chunk_s else "offered, not played" if self.parts_offered else "none offered"
         out.update({"protocol": "hls", "playlist_reloads": self.reloads, "blocking_reloads": self.blocking_reloads,
-                    "ll_hls_parts": "offered, not played" if self.parts_offered else "none offered",
-                    "ended": self.ended_at is not None})
+                    "ll_hls_parts": parts, "part_requests": self.part_requests, "ended": self.ended_at is not None})
         return out
+
+    async def _part(self, r: _Rendition, sequence: int, index: int) -> Part | None:
+        """Part `index` of segment `sequence` once listed or hinted (a blocking reload for it when
+        neither; None: the segment is complete with fewer parts, or no longer lists them)."""
+        while True:
+            playlist = r.playlist
+            assert playlist is not None
+            part = playlist.part(sequence, index)
+            if part is not None:
+                return part
+            hint = playlist.preload_hint
+            if hint is not None and (hint.sequence, hint.index) == (sequence, index):
+                return hint
+            if playlist.segments[-1].sequence >= sequence or playlist.ended:
+                return None
+            if r.lock.locked():  # a reload is on its way (the refresh loop's, for this part most likely)
+                async with r.lock:
+                    pass
+                continue
+            if not playlist.can_block_reload:
+                await self._sleep(r.loaded_at_s + (playlist.part_target_s or self.target_duration_s) / 2 - self.now())
+                await self._reload(r)
+            else:
+                await self._reload(r, want=sequence, part=index)
+
+
+class _PartStream:
+    """Segment `sequence` read part by part, as one chunked body (what `LivePlayer._read` reads):
+    each part is one CMAF chunk. Should the playlist stop listing its parts before the last (the
+    player fell far behind), the rest comes from the complete segment."""
+
+    content_length = None
+
+    def __init__(self, player: HlsLivePlayer, r: _Rendition, sequence: int) -> None:
+        self.player, self.r, self.sequence = player, r, sequence
+        self.content = self
+        self._response: Any = None
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+
+    async def iter_any(self) -> Any:
+        player, r = self.player, self.r
+        index, sent = 0, 0
+        per_segment = round(player.segment_s / player.chunk_s) if player.chunk_s else 0
+        # Parts already published when this one is reached are asked for together (a join mid-segment,
+        # a late start): one round trip for all of them, as one chunked DASH response would bring them.
+        ahead: dict[int, asyncio.Task[bytes]] = {}
+        try:
+            while index < per_segment:
+                part = await player._part(r, self.sequence, index)
+                if part is None:
+                    break
+                playlist = r.playlist
+                assert playlist is not None
+                for later in playlist.parts:
+                    if later.sequence == self.sequence and later.index > index and later.index not in ahead:
+                        ahead[later.index] = asyncio.create_task(self._whole(later))
+                if index in ahead:
+                    body = await ahead.pop(index)
+                    sent += len(body)
+                    yield body
+                else:
+                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}"):
+                        sent += len(piece)
+                        yield piece
+                player.part_requests += 1
+                index += 1
+        finally:
+            for task in ahead.values():
+                task.cancel()
+        playlist = r.playlist
+        assert playlist is not None
+        segment = next((s for s in playlist.segments if s.sequence == self.sequence), None)
+        if segment is None:
+            return
+        expected = sum(p.duration_s for p in playlist.parts if p.sequence == self.sequence)
+        if index and expected >= segment.duration_s * (1 - UNIFORM_TOLERANCE):
+            return  # every part was read
+        body = b""
+        async for piece in self._get(segment.uri, {"Cache-Control": "no-cache"}, f"segment {self.sequence}"):
+            body += piece
+        yield body[sent:]
+
+    async def _whole(self, part: Part) -> bytes:
+        body = b""
+        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False):
+            body += piece
+        return body
+
+    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True) -> Any:
+        player = self.player
+        player.requests += 1
+        url = await player._route(uri)
+        async with player.fetcher.session.get(url, headers=headers) as response:
+            if own:
+                self._response = response
+            if response.status not in (200, 206):
+                text = (await response.read())[:200].decode("utf-8", "replace").strip()
+                raise PlaybackError(f"GET {redact_url(uri)} ({what}, listed in the live playlist): "
+                                    f"HTTP {response.status} {text}".rstrip())
+            async for piece in response.content.iter_any():
+                yield piece
+        if own:
+            self._response = None
+
+
+def _part_headers(part: Part) -> dict[str, str]:
+    headers = {"Cache-Control": "no-cache", "CMCD-Object": "ot=v"}
+    if part.byte_range is not None:
+        first, last = part.byte_range
+        headers["Range"] = f"bytes={first}-{last if last >= 0 else ''}"
+    return headers
+
+
+def _after(part: Part, per_segment: int) -> Part:
+    """The part after `part` (its URI unknown: only its numbers are used)."""
+    if part.index + 1 < per_segment:
+        return Part(uri="", duration_s=0.0, byte_range=None, sequence=part.sequence, index=part.index + 1,
+                    independent=False, line=0)
+    return Part(uri="", duration_s=0.0, byte_range=None, sequence=part.sequence + 1, index=0, independent=False,
+                line=0)
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:

@@ -147,6 +147,7 @@ class LiveChannel:
             for rendition in renditions:
                 self._tracks[(media, rendition.id)] = self._load_track(media, rendition.id, title_dir)
         self._tables: dict[tuple[str, str, int], FragmentTable] = {}
+        self._longest: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def _load_track(self, media: str, rep_id: str, title_dir: Path) -> _Track:
@@ -281,6 +282,29 @@ class LiveChannel:
             sequence = (number - 1) * self.chunks_per_segment + c + 1
             out.append(build_fragment(table, first, stop, decode_time=decode_time, sequence=sequence % 2**32 or 1))
         return out
+
+    def chunk_durations_s(self, media: str, rep_id: str, number: int) -> list[float]:
+        """The media duration of each chunk of segment `number` (seconds; LL-HLS part durations):
+        what its samples last, which for audio differs a little from `chunk_duration_s`."""
+        track = self._tracks[(media, rep_id)]
+        loop, index = divmod(number - 1, self.loop_segments)
+        table = self._table(track, index + 1)
+        skip = track.skip_samples if loop and index == 0 else 0
+        ranges = chunk_ranges(table.durations, track.chunk_ticks, self.chunks_per_segment, skip=skip)
+        scale = track.info.timescale
+        return [sum(table.durations[first:stop]) / scale for first, stop in ranges]
+
+    def longest_chunk_s(self, media: str, rep_id: str) -> float:
+        """The longest chunk of a rendition over one loop (an LL-HLS PART-TARGET bounds every part)."""
+        key = (media, rep_id)
+        with self._lock:
+            known = self._longest.get(key)
+        if known is None:
+            known = max(max(self.chunk_durations_s(media, rep_id, number), default=0.0)
+                        for number in range(1, self.loop_segments + 2))  # +1: the loop point's first segment
+            with self._lock:
+                self._longest[key] = known
+        return known
 
     def kid(self, media: str) -> bytes | None:
         """The default KID of a media type's renditions (None: clear)."""

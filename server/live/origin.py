@@ -1,7 +1,8 @@
 """The origin's live routes: `/<channel>/...` of a live channel, and `GET /time`.
 
 Same names as a packaged title (server.content): `manifest.mpd` (dynamic), `master.m3u8`,
-`video|audio/<rep>/playlist.m3u8` (live), `init.mp4`, `<n>.m4s`. A segment asked for before it is
+`video|audio/<rep>/playlist.m3u8` (live), `init.mp4`, `<n>.m4s`, and at low latency LL-HLS parts
+`<n>.<c>.m4s` and blocking playlist reloads (`_HLS_msn`/`_HLS_part`, server/live/hls.py). A segment asked for before it is
 available, or after it left the time-shift window, is a 404 whose JSON body says which (and
 `Retry-After` when it will be available). At low latency a segment still being published is sent
 with chunked transfer encoding, each CMAF chunk written when the wall clock reaches its end.
@@ -25,8 +26,14 @@ from aiohttp import web
 from server.content import ContentKind, classify
 from server.formats.hls import PLAYLIST_CONTENT_TYPE
 from server.httpapi import json_error
-from server.live.channel import LiveChannel, NotAvailable
-from server.live.hls import live_media_playlist
+from server.live.channel import MAX_SEGMENT_NUMBER, LiveChannel, NotAvailable
+from server.live.hls import (
+    BadBlockingRequest,
+    blocking_ready_at_s,
+    blocking_request,
+    check_blocking,
+    live_media_playlist,
+)
 from server.live.mpd import iso_datetime, live_mpd
 
 Clock = Callable[[], float]
@@ -38,6 +45,8 @@ MAX_CHANNEL_LAG_S = 86_400.0
 LIVE_CHANNEL = web.AppKey("abrkit_live_channel", LiveChannel)
 LIVE_CLOCK = web.AppKey("abrkit_live_clock", object)
 _SEGMENT_TYPE = "video/iso.segment"
+BLOCKING_TIMEOUT_TARGET_DURATIONS = 3.0  # a blocking playlist reload is answered 503 after this long
+PART_HOLD_PARTS = 3.0  # a part due within this many parts is held until published, later ones are 404s
 
 
 class ChannelClock:
@@ -130,15 +139,16 @@ def add_live_routes(app: web.Application, channel: LiveChannel, *, clock: Clock 
         except BadChannelLag as exc:
             return lag_error(exc)
         if kind[0] is ContentKind.PLAYLIST:
-            text = live_media_playlist(channel, media, rep_id, clock() - (lag or 0.0))
-            return web.Response(text=text, headers={"Cache-Control": "public, max-age=1",
-                                                    "Content-Type": PLAYLIST_CONTENT_TYPE})
+            return await _media_playlist(request, channel, media, rep_id, _behind(clock, lag or 0.0))
         if kind[0] is ContentKind.INIT:
             return web.Response(body=track.init, headers={
                 "Content-Type": f"{media}/mp4", "Cache-Control": "public, max-age=31536000, immutable",
                 "ETag": f'"{etag_base}-{media}-{rep_id}-init"'})
-        return await _segment(request, channel, media, rep_id, int(name.removesuffix(".m4s")), clock, etag_base,
-                              lag)
+        number, _, part = name.removesuffix(".m4s").partition(".")
+        if part:
+            return await _part(channel, media, rep_id, int(number), int(part), _behind(clock, lag or 0.0),
+                               etag_base, lag)
+        return await _segment(request, channel, media, rep_id, int(number), clock, etag_base, lag)
 
     app.router.add_get(f"/{channel.config.channel}/{{path:.+}}", serve)
 
@@ -187,6 +197,64 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
     except ConnectionResetError:  # the client (an edge, a player) went away mid-segment
         pass
     return response
+
+
+async def _media_playlist(request: web.Request, channel: LiveChannel, media: str, rep_id: str,
+                          clock: Clock) -> web.Response:
+    """A live media playlist; at low latency a blocking reload (`_HLS_msn`/`_HLS_part`, rfc8216bis
+    6.2.5.2) is held until the playlist contains what it asks for: 400 for a malformed one or one
+    too far ahead, 503 if that takes longer than `BLOCKING_TIMEOUT_TARGET_DURATIONS`."""
+    headers = {"Cache-Control": "public, max-age=1", "Content-Type": PLAYLIST_CONTENT_TYPE}
+    now = clock()
+    try:
+        blocking = blocking_request(request.query)
+        if blocking is not None:
+            check_blocking(channel, media, rep_id, blocking, now)
+    except BadBlockingRequest as exc:
+        return json_error(400, f"blocking playlist reload: {exc}", headers={"Cache-Control": "no-store"})
+    if blocking is not None and channel.config.low_latency:
+        ready_s = blocking_ready_at_s(channel, blocking)
+        timeout_s = BLOCKING_TIMEOUT_TARGET_DURATIONS * float(channel.segment_s)
+        if ready_s - now > timeout_s:
+            await asyncio.sleep(timeout_s / channel.config.speed)
+            return json_error(503, f"the playlist did not reach {blocking.query} within {timeout_s:g} s",
+                              headers={"Cache-Control": "no-store", "Retry-After": "1"})
+        while (wait_s := ready_s - clock()) > 0:
+            await asyncio.sleep(wait_s / channel.config.speed)  # channel seconds to wall seconds
+        now = max(clock(), ready_s)
+        # Pinned by its query: any later version contains what it asked for too (6.2.5.2).
+        headers["Cache-Control"] = f"public, max-age={max(1, math.floor(float(channel.segment_s)))}"
+    return web.Response(text=live_media_playlist(channel, media, rep_id, now), headers=headers)
+
+
+async def _part(channel: LiveChannel, media: str, rep_id: str, number: int, index: int, clock: Clock,
+                etag_base: str, lag_s: float | None) -> web.Response:
+    """LL-HLS part `index` of segment `number` (one CMAF chunk): once published; a part due within
+    `PART_HOLD_PARTS` parts (the preload hint's) is held until then (rfc8216bis 6.2.6)."""
+    no_store = {"Cache-Control": "no-store"}
+    if not channel.config.low_latency:
+        return json_error(404, "this live channel publishes no parts (it is not low latency)", headers=no_store)
+    if index >= channel.chunks_per_segment or not 1 <= number <= MAX_SEGMENT_NUMBER:
+        return json_error(404, f"no part {number}.{index}: a segment has {channel.chunks_per_segment} parts "
+                          f"(0..{channel.chunks_per_segment - 1})", headers=no_store, segment=number)
+    now = clock()
+    if number < channel.oldest_available(now):
+        return json_error(404, f"part {number}.{index} has left the {channel.config.time_shift_buffer_s:g} s "
+                          "time-shift window", headers=no_store, segment=number)
+    ready_s = channel.chunk_available_at_s(number, index)
+    if ready_s - now > PART_HOLD_PARTS * channel.chunk_duration_s:
+        return json_error(404, f"part {number}.{index} is not available yet (in {ready_s - now:.3f} s)",
+                          headers={**no_store, "Retry-After": str(max(1, math.ceil(ready_s - now)))},
+                          segment=number, available_at=iso_datetime(ready_s))
+    while (wait_s := ready_s - clock()) > 0:
+        await asyncio.sleep(wait_s / channel.config.speed)
+    loop = asyncio.get_running_loop()
+    chunks = await loop.run_in_executor(None, channel.segment_chunks, media, rep_id, number)
+    headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
+               "ETag": f'"{etag_base}-{media}-{rep_id}-{number}.{index}"'}
+    if lag_s is not None:
+        headers[CHANNEL_LAG_HEADER] = f"{lag_s:.6f}"
+    return web.Response(body=chunks[index], headers=headers)
 
 
 def _behind(clock: Clock, lag_s: float) -> Clock:

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 BROWSER_DIR = Path(__file__).resolve().parent
 NODE_MODULES = BROWSER_DIR / "node_modules"
 LIBRARIES = {"dashjs": NODE_MODULES / "dashjs" / "dist" / "modern" / "umd",
-             "shaka": NODE_MODULES / "shaka-player" / "dist"}
+             "shaka": NODE_MODULES / "shaka-player" / "dist", "hlsjs": NODE_MODULES / "hls.js" / "dist"}
 PLAYERS = ("dashjs", "shaka")
 TARGET_S = 5.0  # of the 10 s test clip: past the first segment boundary (4 s) and a license exchange
 DRIVER_TIMEOUT_S = 120.0
@@ -72,6 +72,7 @@ async def page_server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_static("/lib/dashjs/", LIBRARIES["dashjs"])
     app.router.add_static("/lib/shaka/", LIBRARIES["shaka"])
+    app.router.add_static("/lib/hlsjs/", LIBRARIES["hlsjs"])
     app.router.add_static("/", BROWSER_DIR / "page")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

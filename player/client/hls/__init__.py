@@ -16,6 +16,7 @@ from player.client.hls.playlist import (
     Key,
     MasterPlaylist,
     MediaPlaylist,
+    Part,
     Rendition,
     Segment,
     Variant,
@@ -23,6 +24,6 @@ from player.client.hls.playlist import (
 )
 
 __all__ = [
-    "HlsError", "InitSection", "Key", "MasterPlaylist", "MediaPlaylist", "Rendition", "Segment",
+    "HlsError", "InitSection", "Key", "MasterPlaylist", "MediaPlaylist", "Part", "Rendition", "Segment",
     "Track", "Variant", "build_manifest", "default_kid", "load_hls", "looks_like_hls", "parse_playlist",
 ]

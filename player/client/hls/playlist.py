@@ -32,10 +32,12 @@ _PDT = "#EXT-X-PROGRAM-DATE-TIME"
 _SERVER_CONTROL = "#EXT-X-SERVER-CONTROL"  # LL-HLS (RFC 8216bis 4.4.3.8)
 _PART_INF = "#EXT-X-PART-INF"
 _PART = "#EXT-X-PART"
+_PRELOAD_HINT = "#EXT-X-PRELOAD-HINT"
+PARTS_PER_SEGMENT_LIMIT = 64  # EXT-X-PART tags a playlist may list per segment it lists (hostile input)
 _MEDIA_TAGS = frozenset({tags.EXTINF, tags.EXT_X_TARGETDURATION, tags.EXT_X_MEDIA_SEQUENCE, tags.EXT_X_MAP,
                          tags.EXT_X_BYTERANGE, tags.EXT_X_DISCONTINUITY, tags.EXT_X_ENDLIST, tags.EXT_X_KEY,
                          tags.EXT_X_PLAYLIST_TYPE, "#EXT-X-DISCONTINUITY-SEQUENCE", "#EXT-X-I-FRAMES-ONLY",
-                         _PDT, _SERVER_CONTROL, _PART_INF, _PART})
+                         _PDT, _SERVER_CONTROL, _PART_INF, _PART, _PRELOAD_HINT})
 _MASTER_TAGS = frozenset({tags.EXT_X_STREAM_INF, tags.EXT_X_MEDIA, tags.EXT_X_I_FRAME_STREAM_INF,
                           tags.EXT_X_SESSION_KEY, "#EXT-X-SESSION-DATA"})
 _KNOWN_METHODS = frozenset({tags.METHOD_NONE, tags.METHOD_AES_128, *tags.SAMPLE_METHODS, "AES-256", "AES-256-CTR"})
@@ -84,6 +86,22 @@ class Segment:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Part:
+    """An LL-HLS Partial Segment (EXT-X-PART, rfc8216bis 4.4.4.9): part `index` of the segment whose
+    media sequence number is `sequence`, listed before that segment's EXTINF (or, for the segment
+    being published, after the last segment). Also the next part an EXT-X-PRELOAD-HINT names
+    (4.4.5.3; duration 0, byte range end -1 when open-ended)."""
+
+    uri: str
+    duration_s: float
+    byte_range: tuple[int, int] | None  # inclusive, as in an HTTP Range header
+    sequence: int
+    index: int
+    independent: bool
+    line: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MediaPlaylist:
     url: str
     target_duration_s: float | None
@@ -97,6 +115,17 @@ class MediaPlaylist:
     part_hold_back_s: float | None = None
     part_target_s: float | None = None
     part_count: int = 0
+    parts: tuple[Part, ...] = ()  # in order; those of the segment being published come last
+    preload_hint: Part | None = None  # EXT-X-PRELOAD-HINT:TYPE=PART
+
+    def part(self, sequence: int, index: int) -> Part | None:
+        """Part `index` of segment `sequence`, if listed."""
+        for part in reversed(self.parts):
+            if part.sequence == sequence and part.index == index:
+                return part
+            if part.sequence < sequence:
+                return None
+        return None
 
     @property
     def duration_s(self) -> float:
@@ -197,7 +226,8 @@ class _Media:
         pending_pdt: float | None = None
         total_s = 0.0
         control: dict[str, float | bool | None] = {}
-        part_count = 0
+        parts: list[Part] = []
+        hint: Part | None = None
         for line in lines:
             tag = line.tag
             if tag is None:
@@ -267,7 +297,11 @@ class _Media:
                 control["part_target_s"] = src.decimal(line, attrs["PART-TARGET"], "PART-TARGET", minimum=0,
                                                        maximum=MAX_DURATION_S, allow_zero=False)
             elif tag == _PART:
-                part_count += 1
+                if len(parts) >= PARTS_PER_SEGMENT_LIMIT * (len(segments) + 1):
+                    raise src.error(line, f"more than {PARTS_PER_SEGMENT_LIMIT} parts per segment")
+                parts.append(self._part(line, sequence + len(segments), parts))
+            elif tag == _PRELOAD_HINT:
+                hint = self._preload_hint(line, sequence + len(segments), parts) or hint
             elif tag == "#EXT-X-SKIP":
                 raise src.error(line, "a delta playlist (skipped segments) answers a request with _HLS_skip, "
                                       "which this player never makes")
@@ -282,7 +316,8 @@ class _Media:
         if not segments:
             raise src.error(None, "lists no segments")
         return MediaPlaylist(url=src.url, target_duration_s=target, segments=tuple(segments), ended=ended,
-                             playlist_type=playlist_type, part_count=part_count, **control)  # type: ignore[arg-type]
+                             playlist_type=playlist_type, part_count=len(parts), parts=tuple(parts),
+                             preload_hint=hint, **control)  # type: ignore[arg-type]
 
     def _date_time(self, line: Line) -> float:
         """An EXT-X-PROGRAM-DATE-TIME value (ISO 8601 with a time zone, 4.3.2.6) as unix seconds."""
@@ -317,6 +352,49 @@ class _Media:
                                               "of the same resource")
             offset = previous.byte_range[1] + 1
         return offset, offset + length - 1
+
+    def _part(self, line: Line, sequence: int, parts: list[Part]) -> Part:
+        src = self.source
+        attrs = src.attributes(line)
+        uri = src.resolve(line, src.quoted(line, attrs, "URI", required=True) or "")
+        if "DURATION" not in attrs:
+            raise src.error(line, "the required attribute DURATION is missing")
+        duration = src.decimal(line, attrs["DURATION"], "DURATION", minimum=0, maximum=MAX_DURATION_S)
+        if (src.enumerated(line, attrs, "GAP") or "NO") == "YES":
+            raise src.error(line, "gaps (parts marked missing) are not supported")
+        byte_range = None
+        if (raw := src.quoted(line, attrs, "BYTERANGE")) is not None:
+            length, offset = src.byte_range(line, raw, "BYTERANGE")
+            if offset is None:  # after the previous part's range, of the same resource (4.4.4.9)
+                previous = parts[-1] if parts else None
+                if previous is None or previous.byte_range is None or previous.uri != uri:
+                    raise src.error(line, "BYTERANGE has no @offset, and the previous part is not a sub-range "
+                                          "of the same resource")
+                offset = previous.byte_range[1] + 1
+            byte_range = (offset, offset + length - 1)
+        index = parts[-1].index + 1 if parts and parts[-1].sequence == sequence else 0
+        return Part(uri=uri, duration_s=duration, byte_range=byte_range, sequence=sequence, index=index,
+                    independent=(src.enumerated(line, attrs, "INDEPENDENT") or "NO") == "YES", line=line.number)
+
+    def _preload_hint(self, line: Line, sequence: int, parts: list[Part]) -> Part | None:
+        """The next part an EXT-X-PRELOAD-HINT:TYPE=PART names (None for TYPE=MAP)."""
+        src = self.source
+        attrs = src.attributes(line)
+        kind = src.enumerated(line, attrs, "TYPE", required=True)
+        if kind not in ("PART", "MAP"):
+            raise src.error(line, f"TYPE={show(kind or '')} is not PART or MAP")
+        if kind != "PART":
+            return None
+        uri = src.resolve(line, src.quoted(line, attrs, "URI", required=True) or "")
+        byte_range = None
+        if "BYTERANGE-START" in attrs or "BYTERANGE-LENGTH" in attrs:
+            start = src.integer(line, attrs.get("BYTERANGE-START", "0"), "BYTERANGE-START")
+            length = src.integer(line, attrs["BYTERANGE-LENGTH"], "BYTERANGE-LENGTH") if (
+                "BYTERANGE-LENGTH" in attrs) else None
+            byte_range = (start, start + length - 1 if length else -1)
+        index = parts[-1].index + 1 if parts and parts[-1].sequence == sequence else 0
+        return Part(uri=uri, duration_s=0.0, byte_range=byte_range, sequence=sequence, index=index,
+                    independent=False, line=line.number)
 
     def _map(self, line: Line, keys: dict[str, Key]) -> InitSection:
         src = self.source

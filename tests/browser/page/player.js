@@ -1,11 +1,13 @@
-// Plays one title of a running abrkit stack in dash.js or Shaka Player, as a web player on another
+// Plays one title of a running abrkit stack in dash.js, Shaka Player or hls.js, as a web player on another
 // origin would, and keeps what happened in window.abrkit (the driver reads it once `done` is true).
 //
-// Query: gateway (URL), username, password, title, player ("dashjs" | "shaka"), target_s (stop once
+// Query: gateway (URL), username, password, title, player ("dashjs" | "shaka" | "hlsjs": its HLS
+// playlists, in lowLatencyMode), target_s (stop once
 // the playhead passes it), timeout_s (give up after it), via (optional: fetch the MPD and segments
 // from this origin, a shaping proxy in front of the edge, instead of the edge itself), buffer_s
 // (optional, dash.js: the buffer it keeps ahead, at every quality), live_s (optional: a live channel;
-// stop after this many seconds of playing instead of at target_s, sampling dash.js's live latency).
+// stop after this many seconds of playing instead of at target_s, sampling dash.js's or hls.js's
+// live latency), max_rate (optional, hls.js: maxLiveSyncPlaybackRate).
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -25,7 +27,8 @@ const report = {
   manifestUrl: null,
   licenseUrl: null,
   wallSeconds: 0,
-  liveLatency: [],       // live only: dash.js's getCurrentLiveLatency() every 0.5 s while playing (s)
+  liveLatency: [],       // live only: dash.js's getCurrentLiveLatency() or hls.js's latency every 0.5 s (s)
+  targetLatency: null,   // live only, hls.js: its targetLatency (s; PART-HOLD-BACK in low-latency mode)
   playingSeconds: 0,     // live only: wall seconds since the first frame played
 };
 window.abrkit = report;
@@ -90,6 +93,36 @@ async function playDashjs(video, manifestUrl, token) {
   player.initialize(video, manifestUrl, true);
   window.abrkitDash = player;
   return player;
+}
+
+async function playHlsjs(video, playlistUrl) {
+  await loadScript('/lib/hlsjs/hls.min.js');
+  report.version = Hls.version;
+  if (!Hls.isSupported()) {
+    throw new Error('hls.js: MediaSource is not supported');
+  }
+  // lowLatencyMode (hls.js's default, said here): parts, preload hints and blocking playlist reloads
+  // where the playlist offers them (EXT-X-PART-INF, EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES).
+  const config = { lowLatencyMode: true, debug: false };
+  if (params.get('max_rate')) {
+    // hls.js's catch-up (off by default: 1): speed up to this rate while behind its target latency.
+    config.maxLiveSyncPlaybackRate = Number(params.get('max_rate'));
+  }
+  const hls = new Hls(config);
+  hls.on(Hls.Events.ERROR, (event, data) => {
+    if (data.fatal) fail('hls.js fatal error', { type: data.type, details: data.details, url: data.url });
+    else report.nonFatal = (report.nonFatal || []).concat([data.details]).slice(-20);
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (event, data) => {
+    const level = hls.levels[data.level];
+    if (level) report.qualities.push(level.bitrate);
+  });
+  video.addEventListener('waiting', () => { if (video.currentTime > 0) report.stalls += 1; });
+  hls.loadSource(playlistUrl);
+  hls.attachMedia(video);
+  hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch((e) => fail('play()', e)));
+  window.abrkitHls = hls;
+  return hls;
 }
 
 async function playShaka(video, manifestUrl, token) {
@@ -179,7 +212,7 @@ async function main() {
     method: 'POST',
     headers: { Authorization: `Bearer ${token}` },
   });
-  report.manifestUrl = steering.manifest_urls[0];
+  report.manifestUrl = report.player === 'hlsjs' ? steering.hls_urls[0] : steering.manifest_urls[0];
   if (params.get('via')) {
     // Through a shaping proxy in front of the edge (same path: the signature is in it).
     const url = new URL(report.manifestUrl);
@@ -188,6 +221,8 @@ async function main() {
   }
   if (report.player === 'dashjs') {
     await playDashjs(video, report.manifestUrl, token);
+  } else if (report.player === 'hlsjs') {
+    await playHlsjs(video, report.manifestUrl);
   } else if (report.player === 'shaka') {
     await playShaka(video, report.manifestUrl, token);
   } else {
@@ -202,9 +237,14 @@ async function main() {
     if (playingSince === null && !video.paused && video.readyState >= 3) playingSince = performance.now();
     if (playingSince === null) return false;
     report.playingSeconds = (performance.now() - playingSince) / 1000;
-    if (window.abrkitDash && performance.now() - lastSample >= 500) {
+    if ((window.abrkitDash || window.abrkitHls) && performance.now() - lastSample >= 500) {
       lastSample = performance.now();
-      report.liveLatency.push(window.abrkitDash.getCurrentLiveLatency());
+      if (window.abrkitDash) {
+        report.liveLatency.push(window.abrkitDash.getCurrentLiveLatency());
+      } else {
+        report.liveLatency.push(window.abrkitHls.latency);
+        report.targetLatency = window.abrkitHls.targetLatency;
+      }
     }
     return report.playingSeconds >= liveS;
   };

@@ -1,0 +1,62 @@
+"""hls.js (npm) in lowLatencyMode, in Debian's Chromium, plays our low-latency channel over LL-HLS
+through the stack: parts from an edge, preload hints, blocking playlist reloads (`_HLS_msn` /
+`_HLS_part`), across the channel's loop point, and reports a live latency near PART-HOLD-BACK.
+See docs/LIVE-SERVER.md ("HLS") and docs/BROWSER.md."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from server.config import StackConfig
+from server.stack import start_stack_with_demo_user
+from tests.browser.test_players import browser_installed, page_server, page_url, play_in_chromium  # noqa: F401
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
+pytestmark = pytest.mark.slow
+
+PLAY_S = 12.0  # past the loop point: the test clip loops every 8 s
+_PART = re.compile(r"/[0-9]+\.[0-9]+\.m4s$")
+
+
+@pytest.mark.wallclock
+async def test_hlsjs_plays_the_low_latency_channel_by_parts_near_its_target(
+        tmp_path: Path, packaged: PackagedTitles) -> None:
+    async with page_server() as origin:
+        config = StackConfig(config_path=tmp_path / "stack.json", content_root=packaged.content_root, port=0, edges=1,
+                             heartbeat_s=0.25, access_log=False, allowed_origins=(origin,), live_title=CLEAR_TITLE,
+                             low_latency=True, live_start_s=float(int(time.time())) - 20)  # a channel on air
+        async with start_stack_with_demo_user(config) as (stack, credentials):
+            run = await play_in_chromium(page_url(origin, stack, credentials.password, player="hlsjs", title="live",
+                                                  live_s=PLAY_S))
+    report = run.report
+    latency = [x for x in report["liveLatency"] if x is not None and x > 0]
+    parts = [r for r in run.responses if _PART.search(r["url"].split("?")[0])]
+    blocking = [r for r in run.responses if "_HLS_msn=" in r["url"]]
+    frames = report["frames"]
+    p50 = statistics.median(latency) if latency else float("nan")
+    print(f"\nhls.js {report['version']} in {run.browser}, LL-HLS live channel: latency p50 {p50:.2f} s "
+          f"(max {max(latency, default=0):.2f} s, target {report['targetLatency']}, {len(latency)} samples), "
+          f"{len(parts)} parts, {len(blocking)} blocking reloads, {len(run.failed)} cancelled, "
+          f"{frames['totalVideoFrames']} frames, "
+          f"{report['stalls']} stalls, {report['playingSeconds']:.1f} s played")
+    assert report["errors"] == [], run.describe()
+    # hls.js cancels what it asked for ahead (a hinted part, a blocking reload) once it no longer
+    # needs it, e.g. on a switch of rendition (a net::ERR_ABORTED in Chromium's log): that, and
+    # nothing else, may fail.
+    cancelled = [r for r in run.failed if "ABORTED" in r["error"] and (
+        _PART.search(r["url"].split("?")[0]) or "_HLS_msn=" in r["url"])]
+    assert [r for r in run.failed if r not in cancelled] == [], run.describe()
+    assert [r for r in run.responses if r["status"] >= 400] == [], run.describe()
+    assert report["playingSeconds"] >= PLAY_S, run.describe()
+    assert frames["totalVideoFrames"] >= 0.8 * PLAY_S * packaged.clip.frame_rate, run.describe()
+    assert frames["corruptedVideoFrames"] == 0, run.describe()
+    # It took the low-latency path: parts and blocking reloads, not whole segments on a timer.
+    assert len(parts) >= 8 and len(blocking) >= 8, run.describe()
+    # Near PART-HOLD-BACK (2 s: the MPD's target), far under HOLD-BACK (12 s, whole segments).
+    assert report["targetLatency"] == pytest.approx(2.0, abs=0.01), run.describe()
+    assert latency and p50 < 3.5, run.describe()

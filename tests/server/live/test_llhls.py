@@ -1,0 +1,167 @@
+"""LL-HLS at the origin and the edge: parts in the live media playlists, blocking playlist reload
+(rfc8216bis 6.2.5.2), parts held until published, coalescing at the edge, and hostile queries.
+The test clip's channel: 4 s segments of eight 0.5 s chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+
+import aiohttp
+import m3u8
+import pytest
+
+from server.live.channel import LiveChannel
+from server.live.hls import BadBlockingRequest, BlockingRequest, blocking_request, check_blocking, live_media_playlist
+from tests.conftest import PackagedTitles
+from tests.server.live.conftest import make_channel
+from tests.server.live.test_live_http import StackFactory, live_stack  # noqa: F401  (the fixture)
+
+START_S = 1_000_000.0
+
+
+def _attrs(playlist: str, tag: str) -> dict[str, str]:
+    line = next(line for line in playlist.splitlines() if line.startswith(tag + ":"))
+    return dict(re.findall(r'([A-Z-]+)=("[^"]*"|[^,]*)', line.partition(":")[2]))
+
+
+@pytest.mark.parametrize("media,rep", [("video", "v216p"), ("audio", "a128k")])
+def test_playlist_lists_parts_and_a_preload_hint_that_m3u8_reads(channel: LiveChannel, media: str, rep: str) -> None:
+    now = START_S + 9 * 4 + 1.7  # segment 10 in progress: three of its chunks published
+    text = live_media_playlist(channel, media, rep, now)
+    control = _attrs(text, "#EXT-X-SERVER-CONTROL")
+    part_target = float(_attrs(text, "#EXT-X-PART-INF")["PART-TARGET"])
+    assert control["CAN-BLOCK-RELOAD"] == "YES" and 0.5 <= part_target < 0.6
+    assert float(control["PART-HOLD-BACK"]) >= 3 * part_target and float(control["HOLD-BACK"]) >= 3 * 4
+    parsed = m3u8.loads(text)  # the world's parser
+    assert parsed.server_control.can_block_reload == "YES" and parsed.part_inf.part_target == part_target
+    assert parsed.preload_hint.hint_type == "PART" and parsed.preload_hint.uri == "10.3.m4s"
+    complete = [s for s in parsed.segments if s.uri]
+    assert complete[-1].uri == "9.m4s" and f"{parsed.media_sequence}.m4s" == complete[0].uri
+    in_progress = parsed.segments[-1]
+    assert in_progress.uri is None and [p.uri for p in in_progress.parts] == ["10.0.m4s", "10.1.m4s", "10.2.m4s"]
+    assert in_progress.parts[0].independent == "YES"
+    with_parts = [s for s in complete if s.parts]
+    assert [s.uri for s in with_parts] == ["7.m4s", "8.m4s", "9.m4s"]  # three target durations of history
+    for segment in with_parts:
+        durations = [p.duration for p in segment.parts]
+        assert len(durations) == 8 and all(d <= part_target for d in durations)
+        assert sum(durations) == pytest.approx(segment.duration, abs=0.03)
+        assert segment.parts[0].independent == "YES"
+        assert all((p.independent == "YES") == (media == "audio") for p in segment.parts[1:])
+
+
+def test_whole_segment_channels_have_no_parts(packaged: PackagedTitles) -> None:
+    channel = make_channel(packaged, start_s=START_S)
+    text = live_media_playlist(channel, "video", "v216p", START_S + 40.2)
+    assert "EXT-X-PART" not in text and "SERVER-CONTROL" not in text and "PRELOAD-HINT" not in text
+    assert check_blocking(channel, "video", "v216p", BlockingRequest(11), START_S + 40.2) is None  # an ordinary reload
+    with pytest.raises(BadBlockingRequest, match="no parts"):
+        check_blocking(channel, "video", "v216p", BlockingRequest(11, 0), START_S + 40.2)
+
+
+@pytest.mark.parametrize("query,message", [
+    ({"_HLS_msn": "abc"}, "decimal integer"), ({"_HLS_msn": "-1"}, "decimal integer"),
+    ({"_HLS_msn": "1e3"}, "decimal integer"), ({"_HLS_msn": " 7"}, "decimal integer"),
+    ({"_HLS_msn": "01"}, "decimal integer"), ({"_HLS_msn": "9" * 400}, "decimal integer"),
+    ({"_HLS_msn": ""}, "decimal integer"), ({"_HLS_msn": "5", "_HLS_part": "x"}, "_HLS_part"),
+    ({"_HLS_part": "2"}, "without _HLS_msn")])
+def test_malformed_blocking_queries_are_named(query: dict[str, str], message: str) -> None:
+    with pytest.raises(BadBlockingRequest, match=message):
+        blocking_request(query)
+
+
+def test_blocking_requests_too_far_ahead_are_refused(channel: LiveChannel) -> None:
+    now = START_S + 9 * 4 + 1.7  # last complete 9, newest part 10.2
+    assert blocking_request({"_HLS_msn": "11", "_HLS_part": "1", "other": "x"}) == BlockingRequest(11, 1)
+    check_blocking(channel, "video", "v216p", BlockingRequest(11), now)  # last + 2: allowed
+    check_blocking(channel, "video", "v216p", BlockingRequest(10, 8), now)  # 10.7: five parts ahead
+    check_blocking(channel, "video", "v216p", BlockingRequest(11, 0), now)  # six parts ahead: the limit
+    check_blocking(channel, "video", "v216p", BlockingRequest(3, 0), now)  # long published: at once
+    for request, message in ((BlockingRequest(12), "more than two segments"),
+                             (BlockingRequest(11, 1), "Advance Part Limit")):  # seven parts ahead
+        with pytest.raises(BadBlockingRequest, match=message):
+            check_blocking(channel, "video", "v216p", request, now)
+
+
+def _in_segment(channel: LiveChannel, chunks: float) -> float:
+    """Seconds since the channel's start that put `chunks` chunks into segment 3."""
+    return 8 + chunks * channel.chunk_duration_s
+
+
+async def test_blocking_reload_and_parts_at_the_origin(live_stack: StackFactory) -> None:  # noqa: F811
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)  # segment 3: chunks 0-1 published
+    channel, base = stack.channel, f"{stack.origin_url}/live/video/v216p/"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "playlist.m3u8") as response:
+            text = await response.text()
+        assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="3.2.m4s"' in text
+        started = time.time()
+        async with http.get(base + "playlist.m3u8?_HLS_msn=3&_HLS_part=3") as response:
+            text = await response.text()
+            assert response.status == 200 and "max-age=" in response.headers["Cache-Control"]
+        assert time.time() >= channel.chunk_available_at_s(3, 3) - 0.02 and time.time() - started > 0.5
+        assert 'URI="3.3.m4s"' in text and '"3.4.m4s"' in text.split("PRELOAD-HINT")[1]
+        async with http.get(base + "3.4.m4s") as response:  # the hint: held until published
+            assert response.status == 200 and await response.read() == channel.segment_chunks("video", "v216p", 3)[4]
+        assert time.time() >= channel.chunk_available_at_s(3, 4) - 0.02
+        for path, status, message in (("4.1.m4s", 404, "not available yet"), ("3.8.m4s", 404, "8 parts"),
+                                      ("1.0.m4s", 200, ""),
+                                      ("playlist.m3u8?_HLS_msn=6", 400, "more than two segments"),
+                                      ("playlist.m3u8?_HLS_msn=3&_HLS_part=-1", 400, "decimal integer"),
+                                      ("playlist.m3u8?_HLS_part=1", 400, "without _HLS_msn")):
+            async with http.get(base + path) as response:
+                assert response.status == status, path
+                if message:
+                    assert message in (await response.json())["error"]
+                    assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_the_edge_coalesces_blocking_reloads_and_parts(live_stack: StackFactory) -> None:  # noqa: F811
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)
+    assert stack.edge is not None
+    base = stack.edge.url + "/live/video/v216p/"
+    want = stack.channel.segment_chunks("video", "v216p", 3)[3]
+    queries = ("_HLS_msn=3&_HLS_part=3", "_HLS_part=3&_HLS_msn=3", "_HLS_msn=3&_HLS_part=3&CMCD=ot%3Dm")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def playlist(query: str) -> tuple[int, str, str]:
+            async with http.get(f"{base}playlist.m3u8?{query}") as response:
+                return response.status, await response.text(), response.headers.get("X-Cache", "")
+
+        async def part() -> tuple[int, bytes]:
+            async with http.get(base + "3.3.m4s") as response:
+                return response.status, await response.read()
+
+        lists = asyncio.gather(*(playlist(queries[i % 3]) for i in range(60)))
+        parts = asyncio.gather(*(part() for _ in range(60)))
+        got_lists, got_parts = await lists, await parts
+        assert all(status == 200 and 'URI="3.3.m4s"' in text for status, text, _ in got_lists)
+        assert Counter(label for _, _, label in got_lists)["MISS"] == 1
+        assert all(result == (200, want) for result in got_parts)
+        assert stack.counts["/live/video/v216p/playlist.m3u8"] == 1  # one held origin request for all 60
+        assert stack.counts["/live/video/v216p/3.3.m4s"] == 1
+        by_path = stack.edge.edge.live.stats.by_path  # type: ignore[union-attr]
+        assert by_path["/live/video/v216p/playlist.m3u8?_HLS_msn=3&_HLS_part=3"] == 1
+        for query in ("_HLS_msn=x", "_HLS_msn=1&_HLS_msn=2", "_HLS_part=0", "_HLS_msn=" + "9" * 5000):
+            async with http.get(f"{base}playlist.m3u8?{query}") as response:
+                assert response.status == 400, query
+                assert "blocking playlist reload" in (await response.json())["error"]
+        assert stack.counts["/live/video/v216p/playlist.m3u8"] == 1  # refused at the edge, not forwarded
+
+
+async def test_a_blocking_reload_that_would_wait_too_long_is_a_503(live_stack: StackFactory,  # noqa: F811
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.live import origin
+
+    monkeypatch.setattr(origin, "BLOCKING_TIMEOUT_TARGET_DURATIONS", 0.05)  # 0.2 s of 4 s segments
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)
+    async with aiohttp.ClientSession() as http:
+        started = time.time()
+        async with http.get(f"{stack.origin_url}/live/video/v216p/playlist.m3u8?_HLS_msn=3&_HLS_part=5") as response:
+            assert response.status == 503 and "within 0.2 s" in (await response.json())["error"]
+            assert response.headers["Cache-Control"] == "no-store"
+        assert 0.15 < time.time() - started < 1.0  # after the timeout, not when the part came
+        async with http.head(f"{stack.origin_url}/live/video/v216p/3.0.m4s") as response:
+            assert response.status == 200 and response.headers["Cache-Control"].endswith("immutable")
