@@ -11,8 +11,6 @@ from pathlib import Path
 TESTS = Path(__file__).parent
 # (importing module, module it imports fixtures from): to be moved into conftests, then taken off here.
 STILL_IMPORTING = {
-    ("tests/browser/test_live.py", "tests/browser/test_players.py"),
-    ("tests/server/live/test_player_clocks.py", "tests/server/live/test_live_http.py"),
     ("tests/server/test_edge_access.py", "tests/server/test_edge.py"),
     ("tests/server/test_edgefast.py", "tests/server/test_edge.py"),
 }

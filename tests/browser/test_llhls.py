@@ -14,7 +14,7 @@ import pytest
 
 from server.config import StackConfig
 from server.stack import start_stack_with_demo_user
-from tests.browser.test_players import browser_installed, page_server, page_url, play_in_chromium  # noqa: F401
+from tests.browser.test_players import page_server, page_url, play_in_chromium
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -32,37 +31,14 @@ from server.config import StackConfig
 from server.packager import PackageConfig, package, parse_ladder
 from server.packaging.demo import DemoClipConfig, write_demo_source
 from server.stack import RunningStack, start_stack_with_demo_user
+from tests.browser.conftest import BROWSER_DIR, LIBRARIES
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE, PackagedTitles
 
 pytestmark = pytest.mark.slow
 
-BROWSER_DIR = Path(__file__).resolve().parent
-NODE_MODULES = BROWSER_DIR / "node_modules"
-LIBRARIES = {"dashjs": NODE_MODULES / "dashjs" / "dist" / "modern" / "umd",
-             "shaka": NODE_MODULES / "shaka-player" / "dist", "hlsjs": NODE_MODULES / "hls.js" / "dist"}
 PLAYERS = ("dashjs", "shaka")
 TARGET_S = 5.0  # of the 10 s test clip: past the first segment boundary (4 s) and a license exchange
 DRIVER_TIMEOUT_S = 120.0
-
-
-def _missing() -> str | None:
-    if shutil.which("chromium") is None:
-        return "Debian's chromium is not installed (apt-get install chromium)"
-    if shutil.which("node") is None:
-        return "node is not installed"
-    for path in (*LIBRARIES.values(), NODE_MODULES / "playwright-core"):
-        if not path.is_dir():
-            return f"{path} is missing (run `npm ci` in {BROWSER_DIR})"
-    return None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def browser_installed() -> None:
-    missing = _missing()
-    if missing is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run: {missing} (.ci/run installs them)")
-        pytest.skip(missing)
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.hls import HlsError, MediaPlaylist, parse_playlist
 from player.client.hlslive import HlsLivePlayer
 from player.client.liveplay import LivePlayConfig
-from tests.player.client.test_liveplay import Origin, live_origin  # noqa: F401 (the fixture)
+from tests.player.client.conftest import Origin
 from tests.player.conftest import serving_app
 
 URL = "http://h/live/playlist.m3u8"

@@ -16,8 +16,7 @@ import pytest
 from server.live.channel import LiveChannel
 from server.live.hls import BadBlockingRequest, BlockingRequest, blocking_request, check_blocking, live_media_playlist
 from tests.conftest import PackagedTitles
-from tests.server.live.conftest import make_channel
-from tests.server.live.test_live_http import StackFactory, live_stack  # noqa: F401  (the fixture)
+from tests.server.live.conftest import StackFactory, make_channel
 
 START_S = 1_000_000.0
 
