@@ -23,7 +23,7 @@ __all__ = [
     "DEFAULT_MAX_SEGMENT_URLS", "MAX_ATTRIBUTES", "MAX_BANDWIDTH_BPS", "MAX_BYTE_OFFSET", "MAX_DIMENSION_PX",
     "MAX_DURATION_S", "MAX_FRAME_RATE", "MAX_KEY_URIS", "MAX_LINE_CHARS", "MAX_MEDIA_PLAYLISTS",
     "MAX_PLAYLIST_BYTES", "MAX_PLAYLIST_LINES", "MAX_PRESENTATION_S", "MAX_RENDITIONS", "MAX_SEQUENCE",
-    "MAX_VARIANTS", "HlsError",
+    "MAX_VARIANTS", "HlsError", "NoSegmentsYet",
 ]
 
 
@@ -32,3 +32,15 @@ class HlsError(ValueError):
 
     The message names the playlist, the line and the tag at fault.
     """
+
+
+class NoSegmentsYet(HlsError):
+    """A live media playlist that lists no complete segment yet (a channel in its first segment:
+    LL-HLS lists that segment's parts only). The loader waits for the first one; the fields say how."""
+
+    def __init__(self, message: str, *, media_sequence: int, can_block_reload: bool,
+                 wait_s: float | None) -> None:
+        super().__init__(message)
+        self.media_sequence = media_sequence  # the number the first segment will have
+        self.can_block_reload = can_block_reload  # the server holds a reload with _HLS_msn until it is listed
+        self.wait_s = wait_s  # the part target (else the target duration): how long to wait between reloads

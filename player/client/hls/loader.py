@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from player.client.fetch import Fetcher, FetchError, FetchResult
 from player.client.hls.lexer import show
-from player.client.hls.limits import MAX_KEY_URIS, MAX_MEDIA_PLAYLISTS, HlsError
+from player.client.hls.limits import MAX_KEY_URIS, MAX_MEDIA_PLAYLISTS, HlsError, NoSegmentsYet
 from player.client.hls.manifest import Track, audio_renditions, build_manifest, rendition_ids, video_variants
 from player.client.hls.playlist import MasterPlaylist, MediaPlaylist, parse_playlist
 from player.client.mpd.model import Manifest
@@ -25,6 +25,10 @@ from server.formats.urls import redact_url
 
 _T = TypeVar("_T")
 _CONCURRENCY = 8
+# A live channel in its first segment lists none complete yet (LL-HLS: that segment's parts only).
+# The loader reloads until one is listed, for at most this many reloads (a blocking reload holds
+# until the segment is complete; otherwise one part target, else one target duration, apart).
+FIRST_SEGMENT_RELOADS = 8
 
 
 def looks_like_hls(url: str, content_type: str | None, body: bytes) -> bool:
@@ -39,7 +43,7 @@ def looks_like_hls(url: str, content_type: str | None, body: bytes) -> bool:
 async def load_hls(fetcher: Fetcher, body: bytes, url: str) -> Manifest:
     """The manifest of the playlist `body` fetched from `url` (a master or a lone media playlist),
     with every media playlist and AES-128 key fetched (the caller times it all as manifest time)."""
-    first = parse_playlist(body, url)
+    first = await _parsed(fetcher, body, url)
     if isinstance(first, MediaPlaylist):
         bandwidth = _measured_bps(first) or await _probe_bps(fetcher, first)
         tracks = [Track(id=rendition_ids([url], "v")[0], kind="video", bandwidth_bps=bandwidth, playlist=first)]
@@ -70,10 +74,37 @@ async def _tracks(fetcher: Fetcher, master: MasterPlaylist) -> list[Track]:
 
 async def _media_playlist(fetcher: Fetcher, url: str) -> MediaPlaylist:
     result = await _fetch(fetcher, url, "media playlist", {"CMCD-Object": "ot=m"})
-    playlist = parse_playlist(result.body, result.url)
+    playlist = await _parsed(fetcher, result.body, result.url)
     if not isinstance(playlist, MediaPlaylist):
         raise HlsError(f"HLS playlist {_name(url)}: a master playlist names another master playlist")
     return playlist
+
+
+async def _parsed(fetcher: Fetcher, body: bytes, url: str) -> MasterPlaylist | MediaPlaylist:
+    """The playlist `body` fetched from `url`; a live one that lists no complete segment yet is
+    reloaded (at most FIRST_SEGMENT_RELOADS times) until it does. The reloads' answers are parsed
+    against `url`: a blocking reload's query is not part of where the playlist is."""
+    for reload in range(FIRST_SEGMENT_RELOADS + 1):
+        try:
+            return parse_playlist(body, url)
+        except NoSegmentsYet as empty:
+            if reload == FIRST_SEGMENT_RELOADS:
+                raise HlsError(f"{empty} after {FIRST_SEGMENT_RELOADS} reloads") from None
+            body = (await _first_segment(fetcher, url, empty)).body
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+async def _first_segment(fetcher: Fetcher, url: str, empty: NoSegmentsYet) -> FetchResult:
+    """The playlist reloaded once its first segment may be listed: a blocking reload for that segment
+    where the server offers one (RFC 8216bis 6.2.5.2), else a plain reload after one part (or target)."""
+    if empty.can_block_reload:
+        separator = "&" if "?" in url else "?"
+        return await _fetch(fetcher, f"{url}{separator}_HLS_msn={empty.media_sequence}", "media playlist",
+                            {"CMCD-Object": "ot=m"})
+    if empty.wait_s is None:
+        raise HlsError(f"{empty}, and names no target duration to wait for one") from None
+    await asyncio.sleep(empty.wait_s)
+    return await _fetch(fetcher, url, "media playlist", {"CMCD-Object": "ot=m"})
 
 
 def _measured_bps(playlist: MediaPlaylist) -> int | None:

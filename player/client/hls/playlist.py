@@ -25,6 +25,7 @@ from player.client.hls.limits import (
     MAX_SEQUENCE,
     MAX_VARIANTS,
     HlsError,
+    NoSegmentsYet,
 )
 from server.formats import hls as tags
 
@@ -313,6 +314,11 @@ class _Media:
                 raise _mixed(src, line)
         if pending_duration is not None:
             raise src.error(pending_duration[0], "no segment URI follows this #EXTINF")
+        if not segments and not ended:
+            wait_s = control.get("part_target_s") or target
+            raise NoSegmentsYet(str(src.error(None, "lists no complete segment yet")), media_sequence=sequence,
+                                can_block_reload=bool(control.get("can_block_reload")),
+                                wait_s=float(wait_s) if wait_s else None)
         if not segments:
             raise src.error(None, "lists no segments")
         return MediaPlaylist(url=src.url, target_duration_s=target, segments=tuple(segments), ended=ended,

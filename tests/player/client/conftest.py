@@ -50,8 +50,8 @@ async def live_origin(packaged: PackagedTitles) -> AsyncIterator[Origin]:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
-                          **changes)
+        live = LiveConfig(**{"source_title": CLEAR_TITLE, "availability_start_s": time.time() - 20,
+                             "time_url": f"{url}/time", **changes})
         app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
         app.middlewares.append(_statuses)
         app[STATUS] = Counter()

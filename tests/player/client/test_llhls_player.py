@@ -5,6 +5,7 @@ target latency (PART-HOLD-BACK) where whole segments sit three target durations 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -15,6 +16,7 @@ from netsim.sources import open_trace
 from player.client.harness import LinkConfig, UrlTarget, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.hls import HlsError, MediaPlaylist, parse_playlist
+from player.client.hls.limits import NoSegmentsYet
 from player.client.hlslive import HlsLivePlayer
 from player.client.liveplay import LivePlayConfig
 from tests.player.client.conftest import Origin
@@ -50,6 +52,17 @@ def test_parts_and_the_preload_hint_are_read() -> None:
         parse_playlist(LL + '#EXT-X-PART:DURATION=0.01,URI="x.m4s"\n' * 200, URL)
 
 
+def test_a_live_playlist_in_its_first_segment_says_so() -> None:
+    """Only parts listed (a channel in its first segment): the loader is told what to wait for; an
+    ended playlist with no segment stays malformed."""
+    only_parts = LL.split("#EXTINF")[0]
+    with pytest.raises(NoSegmentsYet, match="lists no complete segment yet") as caught:
+        parse_playlist(only_parts, URL)
+    assert (caught.value.media_sequence, caught.value.can_block_reload, caught.value.wait_s) == (7, True, 0.5)
+    with pytest.raises(HlsError, match="lists no segments"):
+        parse_playlist(only_parts + "#EXT-X-ENDLIST\n", URL)
+
+
 async def _play(url: str, *, speed: float, duration_s: float) -> PlaybackReport:
     config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
     link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
@@ -67,7 +80,7 @@ def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *
 
 @pytest.mark.wallclock
 @pytest.mark.parametrize("speed", [1.0, 4.0])
-async def test_plays_our_low_latency_channel_by_parts(live_origin: Origin, speed: float) -> None:  # noqa: F811
+async def test_plays_our_low_latency_channel_by_parts(live_origin: Origin, speed: float) -> None:
     url, statuses = await live_origin(low_latency=True, speed=speed)
     duration_s = 5.0 * speed
     report = await _play(url, speed=speed, duration_s=duration_s)
@@ -83,7 +96,16 @@ async def test_plays_our_low_latency_channel_by_parts(live_origin: Origin, speed
 
 
 @pytest.mark.wallclock
-async def test_whole_segments_where_parts_are_not_played(live_origin: Origin,  # noqa: F811
+async def test_joins_a_channel_still_in_its_first_segment(live_origin: Origin) -> None:
+    """0.2 s after the channel starts its playlists list parts only: the player waits for the first
+    segment with a blocking reload (hls.js only logs levelEmptyError meanwhile) and plays."""
+    url, statuses = await live_origin(low_latency=True, speed=4.0, availability_start_s=time.time() - 0.2)
+    live = _played(await _play(url, speed=4.0, duration_s=8.0), statuses, 8.0, stalls=1)
+    assert live["ll_hls_parts"] == "played"
+
+
+@pytest.mark.wallclock
+async def test_whole_segments_where_parts_are_not_played(live_origin: Origin,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(HlsLivePlayer, "play_parts", False)
     url, statuses = await live_origin(low_latency=True, speed=10.0)
@@ -94,7 +116,7 @@ async def test_whole_segments_where_parts_are_not_played(live_origin: Origin,  #
 
 
 @pytest.mark.wallclock
-async def test_parts_without_blocking_reload_are_polled_for(live_origin: Origin) -> None:  # noqa: F811
+async def test_parts_without_blocking_reload_are_polled_for(live_origin: Origin) -> None:
     """A server that lists parts but cannot block (no CAN-BLOCK-RELOAD): the player reloads every half
     part target while it waits for one, and still plays by parts near PART-HOLD-BACK."""
     url, statuses = await live_origin(low_latency=True, speed=4.0)
