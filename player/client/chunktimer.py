@@ -62,11 +62,14 @@ class ChunkTimer:
     floor, a wall millisecond later, 10 ms of a ~30-80 ms chunk at 10x (measured so, bola's samples
     on a 5 Mbit/s link ran 14% under it). A piece that ends a chunk and came later after the one
     before than its bytes need at the measured rate is taken to have come when they crossed at that
-    rate, and that wait is not taken as the link's rate (the rest of the gap is not network time)."""
+    rate, and that wait is not taken as the link's rate (the rest of the gap is not network time),
+    by at most `tail_slack_s` (0: never): the live player gives two wall milliseconds of session
+    time, the floor and the loop's wake-up, so a tail a real network delays longer (a retransmission)
+    still counts as network time."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
-                 requested_s: float | None = None) -> None:
+                 requested_s: float | None = None, tail_slack_s: float = 0.0) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
@@ -85,6 +88,7 @@ class ChunkTimer:
         self._requested_s = requested_s  # no byte of the answer crossed before its request
         self._before_s: float | None = None
         self._latest_s: float | None = None
+        self._tail_slack_s = tail_slack_s  # the most a chunk's late last piece is moved back (class docstring)
 
     @property
     def rate_Bps(self) -> float | None:
@@ -106,7 +110,7 @@ class ChunkTimer:
             if t > self._latest_s:
                 rate = self.rate_Bps
                 if tail and rate is not None and rate > 0 and self._latest_s + size / rate < t - 1e-9:
-                    return self._latest_s + size / rate
+                    return max(self._latest_s + size / rate, t - self._tail_slack_s)
                 self._paced_bytes += size
                 self._paced_s += t - self._latest_s
         self._latest_s = t

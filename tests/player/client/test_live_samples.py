@@ -43,13 +43,21 @@ def test_a_chunks_late_tail_is_counted_when_its_bytes_crossed() -> None:
     # A 1000-byte chunk in three pieces on a 1000 B/s link; its 200-byte tail comes 0.6 s after the
     # piece before (a paced link's timer floor, at 10x), where it needs 0.2 s.
     chunk = _box(b"moof", 8) + _box(b"mdat", 976)
-    timer = ChunkTimer(requested_s=0.0)
+    timer = ChunkTimer(requested_s=0.0, tail_slack_s=1.0)
     timer.feed(1.0, chunk[:400])
     timer.feed(1.4, chunk[400:800])  # 400 bytes in 0.4 s: 1000 B/s
     (late,) = timer.feed(2.0, chunk[800:])  # the tail's 200 bytes need 0.2 s: came 0.4 s late
     assert late.last_byte_s == pytest.approx(1.6)
     assert timer.rate_Bps == pytest.approx(1000.0)  # the wait is not the link's rate
-    on_time = ChunkTimer(requested_s=0.0)
+    bounded = ChunkTimer(requested_s=0.0, tail_slack_s=0.1)  # later than the slack: network time
+    bounded.feed(1.0, chunk[:400])
+    bounded.feed(1.4, chunk[400:800])
+    assert bounded.feed(2.0, chunk[800:])[0].last_byte_s == pytest.approx(1.9)
+    plain = ChunkTimer(requested_s=0.0)  # no slack (the HLS player): as it came
+    plain.feed(1.0, chunk[:400])
+    plain.feed(1.4, chunk[400:800])
+    assert plain.feed(2.0, chunk[800:])[0].last_byte_s == 2.0
+    on_time = ChunkTimer(requested_s=0.0, tail_slack_s=1.0)
     on_time.feed(1.0, chunk[:400])
     on_time.feed(1.4, chunk[400:800])
     (arrival,) = on_time.feed(1.5, chunk[800:])  # faster than the rate: as it came
