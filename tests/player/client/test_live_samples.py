@@ -53,7 +53,7 @@ def test_a_chunks_late_tail_is_counted_when_its_bytes_crossed() -> None:
     bounded.feed(1.0, chunk[:400])
     bounded.feed(1.4, chunk[400:800])
     assert bounded.feed(2.0, chunk[800:])[0].last_byte_s == pytest.approx(1.9)
-    plain = ChunkTimer(requested_s=0.0)  # no slack (the HLS player): as it came
+    plain = ChunkTimer(requested_s=0.0)  # no slack (the default): as it came
     plain.feed(1.0, chunk[:400])
     plain.feed(1.4, chunk[400:800])
     assert plain.feed(2.0, chunk[800:])[0].last_byte_s == 2.0
