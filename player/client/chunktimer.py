@@ -55,11 +55,21 @@ class ChunkTimer:
     us: made, plus half the round trip) the chunk starts when the piece could have started
     crossing: after the previous piece, not before the chunk was ready; `left_out_s` (seconds the
     reading clock has left out since the answer began: the channel streams the rest on the clock
-    as it stood then) moves that readiness earlier. Without either, at the piece's arrival."""
+    as it stood then) moves that readiness earlier. Without either, at the piece's arrival.
+
+    The last piece of a chunk, likewise: a paced link hands over the tail of a drained queue (a few
+    hundred bytes owed a fraction of a millisecond after its last tick) no sooner than its timer
+    floor, a wall millisecond later, 10 ms of a ~30-80 ms chunk at 10x (measured so, bola's samples
+    on a 5 Mbit/s link ran 14% under it). A piece that ends a chunk and came later after the one
+    before than its bytes need at the measured rate is taken to have come when they crossed at that
+    rate, and that wait is not taken as the link's rate (the rest of the gap is not network time),
+    by at most `tail_slack_s` (0: never): the live player gives two wall milliseconds of session
+    time, the floor and the loop's wake-up, so a tail a real network delays longer (a retransmission)
+    still counts as network time."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
-                 requested_s: float | None = None) -> None:
+                 requested_s: float | None = None, tail_slack_s: float = 0.0) -> None:
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
@@ -78,6 +88,7 @@ class ChunkTimer:
         self._requested_s = requested_s  # no byte of the answer crossed before its request
         self._before_s: float | None = None
         self._latest_s: float | None = None
+        self._tail_slack_s = tail_slack_s  # the most a chunk's late last piece is moved back (class docstring)
 
     @property
     def rate_Bps(self) -> float | None:
@@ -86,18 +97,24 @@ class ChunkTimer:
             return self._paced_bytes / self._paced_s
         return self._rate_hint_Bps
 
-    def _add(self, t: float, size: int, *, inside: bool) -> None:
+    def _add(self, t: float, size: int, *, inside: bool, tail: bool = False) -> float:
         """`size` bytes of the chunk in progress came in a piece at `t` (`inside`: after the end of
-        the previous chunk, in the same piece)."""
+        the previous chunk, in the same piece; `tail`: they end the chunk and the piece). Returns
+        when they came: `t`, except for a tail that came later than the link's rate needs (class
+        docstring), which is neither measured as the link's rate nor counted past its crossing."""
         if self._first is None:
             self._first = (t, size, inside)
             self._before_s = self._last_piece_s
         else:
             assert self._latest_s is not None
             if t > self._latest_s:
+                rate = self.rate_Bps
+                if tail and rate is not None and rate > 0 and self._latest_s + size / rate < t - 1e-9:
+                    return max(self._latest_s + size / rate, t - self._tail_slack_s)
                 self._paced_bytes += size
                 self._paced_s += t - self._latest_s
         self._latest_s = t
+        return t
 
     def _first_byte_s(self, index: int) -> float:
         """When the chunk in progress began crossing (class docstring)."""
@@ -129,8 +146,8 @@ class ChunkTimer:
         done = []
         pos = begin
         for end in ends:
-            self._add(t, end - pos, inside=pos > begin)
-            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done)), last_byte_s=t,
+            last = self._add(t, end - pos, inside=pos > begin, tail=end == len(self.body))
+            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done)), last_byte_s=last,
                                      size_bytes=end - self._chunk_start))
             self._chunk_start = pos = end
             self._first = None

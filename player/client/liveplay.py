@@ -54,6 +54,9 @@ from player.timeline import MediaType, Timeline
 UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
 DEFAULT_TARGET_LATENCY_S = 3.0
 _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
+# The most a chunk's late last piece is moved back to when its bytes crossed (ChunkTimer): a paced
+# link's timer floor (1 ms) and the loop's wake-up, in wall seconds (session seconds x the speed).
+_TAIL_SLACK_WALL_S = 0.002
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
@@ -361,7 +364,8 @@ class LivePlayer:
         # (other requests held at the stack, the loop's stalls) makes the rest come that much early.
         lag_at_answer_s = self._clock_lag_now()
         timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s,
-                           rate_hint_Bps=self._link_rate_Bps, requested_s=requested)
+                           rate_hint_Bps=self._link_rate_Bps, requested_s=requested,
+                           tail_slack_s=_TAIL_SLACK_WALL_S * self.config.speed)
         chunk_start = 0
         rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)
