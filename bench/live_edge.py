@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +156,10 @@ def _pct(values: list[float], q: int) -> float:
     return round(values[min(len(values) - 1, int(len(values) * q / 100))], 1)
 
 
-def measure(root: Path, clients: int, segments: int, coalescing: bool) -> dict[str, Any]:
+@contextmanager
+def bench_servers(root: Path, coalescing: bool) -> Iterator[tuple[str, str, float]]:
+    """The origin and edge of a channel starting now (`serve`), in a process of their own so the
+    clients' loop does not slow them; yields (origin URL, edge URL, the channel's start)."""
     start_s = float(int(time.time()))
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(root), str(start_s), str(int(coalescing))],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -163,11 +168,23 @@ def measure(root: Path, clients: int, segments: int, coalescing: bool) -> dict[s
         line = child.stdout.readline().split()
         if not line or line[0] != "ready":
             raise RuntimeError("the bench servers did not start")
-        return asyncio.run(run_clients(line[2], line[1], start_s, clients, segments))
+        yield line[1], line[2], start_s
     finally:
         if child.stdin is not None:
             child.stdin.close()
         child.wait(timeout=30)
+
+
+def raise_open_files_limit(needed: int) -> None:
+    """Room for `needed` open files (sockets), as far as the hard limit allows."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, needed)), hard))
+
+
+def measure(root: Path, clients: int, segments: int, coalescing: bool) -> dict[str, Any]:
+    with bench_servers(root, coalescing) as (origin_url, edge_url, start_s):
+        return asyncio.run(run_clients(edge_url, origin_url, start_s, clients, segments))
 
 
 def main() -> int:
@@ -180,9 +197,7 @@ def main() -> int:
     if args.serve:
         asyncio.run(serve(Path(args.serve[0]), float(args.serve[1]), args.serve[2] == "1"))
         return 0
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.clients + 1024)), hard))
+    raise_open_files_limit(4 * args.clients + 1024)
     from server.config import default_cache_dir
     root = ensure_title(default_cache_dir() / "bench-live")
     print(f"live edge: {args.clients} clients, {args.segments} segments of {SEGMENT_S:g} s in {CHUNK_S:g} s chunks")

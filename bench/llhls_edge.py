@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from live_edge import CHANNEL, CHUNK_S, REP, SEGMENT_S, _pct, ensure_title  # noqa: E402
+from live_edge import CHANNEL, CHUNK_S, REP, SEGMENT_S, _pct, bench_servers, ensure_title, raise_open_files_limit  # noqa: E402
 
 PER_SEGMENT = round(SEGMENT_S / CHUNK_S)
 
@@ -88,20 +87,8 @@ async def run_clients(edge_url: str, origin_url: str, start_s: float, clients: i
 
 
 def measure(root: Path, clients: int, count: int, coalescing: bool) -> dict[str, Any]:
-    start_s = float(int(time.time()))
-    server = Path(__file__).resolve().parent / "live_edge.py"
-    child = subprocess.Popen([sys.executable, str(server), "--serve", str(root), str(start_s), str(int(coalescing))],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None and child.stdin is not None
-        line = child.stdout.readline().split()
-        if not line or line[0] != "ready":
-            raise RuntimeError("the bench servers did not start")
-        return asyncio.run(run_clients(line[2], line[1], start_s, clients, count))
-    finally:
-        if child.stdin is not None:
-            child.stdin.close()
-        child.wait(timeout=30)
+    with bench_servers(root, coalescing) as (origin_url, edge_url, start_s):  # live_edge.py's, LL-HLS included
+        return asyncio.run(run_clients(edge_url, origin_url, start_s, clients, count))
 
 
 def main() -> int:
@@ -110,9 +97,7 @@ def main() -> int:
     parser.add_argument("--parts", type=int, default=8, help="consecutive parts each client fetches")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 6 * args.clients + 1024)), hard))
+    raise_open_files_limit(6 * args.clients + 1024)
     from server.config import default_cache_dir
     root = ensure_title(default_cache_dir() / "bench-live")
     print(f"LL-HLS edge: {args.clients} clients, {args.parts} parts of {CHUNK_S:g} s (load average "
