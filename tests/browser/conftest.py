@@ -7,8 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from server.config import StackConfig
+from tests.conftest import CLEAR_TITLE, PackagedTitles
 
 BROWSER_DIR = Path(__file__).resolve().parent
 NODE_MODULES = BROWSER_DIR / "node_modules"
@@ -34,3 +38,13 @@ def browser_installed() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"browser tests cannot run: {missing} (.ci/run installs them)")
         pytest.skip(missing)
+
+
+LIVE_PLAY_S = 12.0  # how long the live tests play: past the loop point (the test clip loops every 8 s)
+
+
+def live_stack_config(tmp_path: Path, packaged: PackagedTitles, page_origin: str, **changes: Any) -> StackConfig:
+    """A stack with one edge and the clear test title's low-latency live channel, open to the test page."""
+    return StackConfig(**{"config_path": tmp_path / "stack.json", "content_root": packaged.content_root, "port": 0,
+                          "edges": 1, "heartbeat_s": 0.25, "access_log": False, "allowed_origins": (page_origin,),
+                          "live_title": CLEAR_TITLE, "low_latency": True, **changes})

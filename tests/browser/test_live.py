@@ -10,23 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from server.config import StackConfig
 from server.stack import start_stack_with_demo_user
+from tests.browser.conftest import LIVE_PLAY_S, live_stack_config
 from tests.browser.test_players import page_server, page_url, play_in_chromium
-from tests.conftest import CLEAR_TITLE, PackagedTitles
+from tests.conftest import PackagedTitles
 
 pytestmark = pytest.mark.slow
 
-PLAY_S = 12.0  # past the loop point: the test clip loops every 8 s
+PLAY_S = LIVE_PLAY_S
 
 
 @pytest.mark.wallclock
 async def test_dashjs_plays_the_low_latency_channel_near_its_target_latency(
         tmp_path: Path, packaged: PackagedTitles) -> None:
     async with page_server() as origin:
-        config = StackConfig(config_path=tmp_path / "stack.json", content_root=packaged.content_root, port=0, edges=1,
-                             heartbeat_s=0.25, access_log=False, allowed_origins=(origin,), live_title=CLEAR_TITLE,
-                             low_latency=True)
+        config = live_stack_config(tmp_path, packaged, origin)
         async with start_stack_with_demo_user(config) as (stack, credentials):
             run = await play_in_chromium(page_url(origin, stack, credentials.password, player="dashjs", title="live",
                                                   live_s=PLAY_S))

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from server.config import StackConfig
 from server.stack import start_stack_with_demo_user
+from tests.browser.conftest import LIVE_PLAY_S, live_stack_config
 from tests.browser.test_players import page_server, page_url, play_in_chromium
-from tests.conftest import CLEAR_TITLE, PackagedTitles
+from tests.conftest import PackagedTitles
 
 pytestmark = pytest.mark.slow
 
-PLAY_S = 12.0  # past the loop point: the test clip loops every 8 s
+PLAY_S = LIVE_PLAY_S
 _PART = re.compile(r"/[0-9]+\.[0-9]+\.m4s$")
 
 
@@ -27,9 +27,8 @@ _PART = re.compile(r"/[0-9]+\.[0-9]+\.m4s$")
 async def test_hlsjs_plays_the_low_latency_channel_by_parts_near_its_target(
         tmp_path: Path, packaged: PackagedTitles) -> None:
     async with page_server() as origin:
-        config = StackConfig(config_path=tmp_path / "stack.json", content_root=packaged.content_root, port=0, edges=1,
-                             heartbeat_s=0.25, access_log=False, allowed_origins=(origin,), live_title=CLEAR_TITLE,
-                             low_latency=True, live_start_s=float(int(time.time())) - 20)  # a channel on air
+        config = live_stack_config(tmp_path, packaged, origin,
+                                   live_start_s=float(int(time.time())) - 20)  # a channel on air for 20 s
         async with start_stack_with_demo_user(config) as (stack, credentials):
             run = await play_in_chromium(page_url(origin, stack, credentials.password, player="hlsjs", title="live",
                                                   live_s=PLAY_S))
