@@ -77,10 +77,10 @@ def main() -> None:
     traces = open_traces([str(args.traces)])
     if args.limit:
         traces = traces[: args.limit]
-    content = channel_content(ensure_demo_title(default_cache_dir() / "content"))
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=not args.no_exclude)
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     load_before = os.getloadavg()
     started = time.monotonic()
     rows = run_live_comparison(config, content, traces, out_dir=args.out,

@@ -29,7 +29,7 @@ from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.live import LiveSession
 from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel, sim_config
-from player.research.live_sim import LiveDriver, NominalSizes, live_video
+from player.research.live_sim import LiveDriver, NominalSizes, live_chunks, live_video
 from player.session import SessionConfig
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
@@ -48,9 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     trace = (open_trace(args.trace) if ":" in args.trace
              else next(t for t in open_traces([str(args.traces)]) if t.name == args.trace))
-    content = channel_content(ensure_demo_title(default_cache_dir() / "content"))
     config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
                            stack_processes=True, exclude_stack_time=not args.no_exclude)
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     players: list[LivePlayer] = []
 
     async def emulate() -> dict[str, Any]:
@@ -69,8 +69,9 @@ def main() -> None:
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"], control_bytes=info.get("control_bytes"))
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
+    chunks = live_chunks(content.video, content.chunk_sizes_bytes, sim) if content.chunk_sizes_bytes is not None else None
     LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
-               control=sim.control).drive()
+               control=sim.control, chunk_sizes_bytes=chunks).drive()
     emulated = players[0].session
     # Both sessions keep the ABR's sample per video record (LiveSession.record_sample_bps).
     emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, emulated.record_sample_bps) if bps}

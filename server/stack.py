@@ -49,7 +49,7 @@ from server.faults import FAULTS_PATH
 from server.formats.urls import url_host
 from server.internal import internal_headers
 from server.keys import Secrets, ServiceSecrets, load_or_create_secrets, load_secrets, secrets_for, store_demo_password
-from server.live.channel import LiveConfig
+from server.live.channel import LiveChannel, LiveConfig
 from server.observability import IDLE_TIMEOUT_S, configure_logging, service_runner
 from server.passwords import hash_password
 from server.privatefiles import file_lock
@@ -132,6 +132,20 @@ def live_config(config: StackConfig) -> LiveConfig | None:
                       availability_start_s=config.live_start_s if config.live_start_s is not None else time.time(),
                       low_latency=config.low_latency, chunk_s=config.live_chunk_s, speed=config.live_speed,
                       clock_origin_s=config.live_start_s, player_clocks=config.live_player_clocks)
+
+
+def live_video_chunk_sizes(content_root: Path, title: str, *, low_latency: bool,
+                           chunk_s: float) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The bytes a live channel looping `title` sends of each video segment of one loop, chunk by
+    chunk (one moof+mdat per CMAF chunk at low latency, one per segment otherwise), per rendition id:
+    what a player downloads, which a live simulator's twin downloads too (player/research/experiment_live.py).
+    Every loop sends the same video bytes (only audio leaves out its priming samples after the first).
+    ValueError for a title that cannot be a channel, or chunks that do not divide its segments."""
+    channel = LiveChannel(LiveConfig(channel="live" if title != "live" else "live-channel", source_title=title,
+                                     availability_start_s=0.0, low_latency=low_latency, chunk_s=chunk_s), content_root)
+    return {track.rep_id: tuple(tuple(len(chunk) for chunk in channel.segment_chunks("video", track.rep_id, number))
+                                for number in range(1, channel.loop_segments + 1))
+            for track in channel.tracks() if track.media == "video"}
 
 
 def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets: ServiceSecrets) -> web.Application:

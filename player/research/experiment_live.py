@@ -60,7 +60,7 @@ _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency tar
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
 CONTROL_BODY_BYTES_ESTIMATE = {"manifest": 3500, "sync": 24, "init": 930}
 # Raise whenever the simulated twin's model changes, so a resumed run does not reuse older rows.
-LIVE_SIM_MODEL_VERSION = "sync1"
+LIVE_SIM_MODEL_VERSION = "chunks1"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,15 +115,24 @@ class LiveChannelContent:
 
     title_dir: Path
     video: Video
+    # The bytes of each chunk the channel sends, (segment, rung, chunk) over one loop (one chunk per
+    # segment without low latency): `video.sizes_bytes` are their sums. None: the simulator splits
+    # each segment's size evenly across its chunks.
+    chunk_sizes_bytes: np.ndarray | None = None
 
     @property
     def segment_duration_s(self) -> float:
         return self.video.ladder.segment_duration_s
 
 
-def channel_content(title_dir: Path) -> LiveChannelContent:
-    """The channel a live stack makes of `title_dir` (a clear error for what cannot be one)."""
+def channel_content(title_dir: Path, *, low_latency: bool = True, chunk_s: float = 0.5) -> LiveChannelContent:
+    """The channel a live stack makes of `title_dir` (a clear error for what cannot be one), cut into
+    `chunk_s` CMAF chunks at low latency: each segment's and chunk's bytes are what the stack's channel
+    sends (`server.stack.live_video_chunk_sizes`), which the simulated twin then downloads. The
+    packaged segments' sizes (segments.json) differ from them by a moof per chunk, and a segment's
+    chunks carry unequal media (on the demo title 0.5-1.3 x an even split)."""
     from abr.types import Ladder
+    from server.stack import live_video_chunk_sizes
 
     if not (title_dir / SEGMENTS_NAME).is_file() or not (title_dir / MANIFEST_NAME).is_file():
         raise CliError(f"{title_dir}: a live run needs a packaged title (segments.json and manifest.mpd)")
@@ -143,10 +152,16 @@ def channel_content(title_dir: Path) -> LiveChannelContent:
     missing = [r.id for r in reps if r.id not in by_id]
     if missing:
         raise CliError(f"{title_dir}: representations {missing} of the MPD are not in segments.json")
-    sizes = np.array([by_id[r.id].segment_sizes_bytes[:loop] for r in reps], dtype=np.int64).T
+    try:
+        sent = live_video_chunk_sizes(title_dir.parent, title_dir.name, low_latency=low_latency, chunk_s=chunk_s)
+    except (ValueError, OSError) as exc:  # Mp4FormatError is a ValueError
+        raise CliError(f"{title_dir}: cannot serve it as a live channel: {exc}") from None
+    chunks = np.array([sent[r.id] for r in reps], dtype=np.int64).transpose(1, 0, 2)  # (segment, rung, chunk)
+    if chunks.shape[0] != loop:
+        raise CliError(f"{title_dir}: the channel loops {chunks.shape[0]} segments, segments.json {loop}")
     ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=nominal)
-    video = Video(name=f"{meta.title}-channel", ladder=ladder, sizes_bytes=sizes, segment_count=loop)
-    return LiveChannelContent(title_dir=title_dir.resolve(), video=video)
+    video = Video(name=f"{meta.title}-channel", ladder=ladder, sizes_bytes=chunks.sum(axis=2), segment_count=loop)
+    return LiveChannelContent(title_dir=title_dir.resolve(), video=video, chunk_sizes_bytes=chunks)
 
 
 def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -> float:
@@ -185,14 +200,23 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
                          control=control_traffic(control_bytes, config.clock_sync))
 
 
+def check_chunks(config: LiveRunConfig, content: LiveChannelContent) -> None:
+    """A clear error when `content`'s chunks are not the ones the run's channel sends."""
+    chunks = round(content.segment_duration_s / config.chunk_s) if config.low_latency else 1
+    if content.chunk_sizes_bytes is not None and content.chunk_sizes_bytes.shape[2] != chunks:
+        raise CliError(f"the channel's content was cut into {content.chunk_sizes_bytes.shape[2]} chunks per segment, "
+                       f"the run plays {chunks}: make it with channel_content(..., low_latency, chunk_s) as the run's")
+
+
 def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
             channel_age_s: float | None = None, trace_time_s: float | None = None,
             control_bytes: dict[str, int] | None = None) -> Row:
     """One simulated live session as a row; it joins at `channel_age_s` and at `trace_time_s` into the
     trace, its player's other answers `control_bytes` big (its emulated twin's, when there is one)."""
+    check_chunks(config, content)
     result = run_live_session(abr, content.video, trace,
                               sim_config(config, content, channel_age_s=channel_age_s, control_bytes=control_bytes),
-                              offset_s=trace_time_s or 0.0)
+                              offset_s=trace_time_s or 0.0, chunk_sizes_bytes=content.chunk_sizes_bytes)
     s = result.stats
     return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
             "latency_p50_s": s.latency_p50_s, "latency_p95_s": s.latency_p95_s, "latency_max_s": s.latency_max_s,
@@ -316,6 +340,7 @@ def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, trac
     joins at its stored twin's channel age) and returns the rows of the whole plan."""
     if not traces:
         raise CliError("no traces given")
+    check_chunks(config, content)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise CliError(f"{out_dir}: exists and is not a directory")
     store = ResultStore(out_dir / LIVE_RESULTS_NAME, notify=notify) if out_dir is not None else None

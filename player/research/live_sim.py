@@ -103,16 +103,39 @@ class LiveSimConfig:
                             chunk_duration_s=self.chunk_duration_s)
 
 
+def _loop_rows(base: Video, config: LiveSimConfig) -> tuple[int, np.ndarray]:
+    """How many segments the run can reach, and the base's row of each (with 8 to spare)."""
+    count = math.ceil((config.channel_age_s + config.duration_s) / config.segment_duration_s)
+    return count, np.arange(count + 8) % base.segment_count
+
+
 def live_video(base: Video, config: LiveSimConfig) -> Video:
     """The channel as content: `base` (video only) looped for as many segments as the run can reach,
     each segment's sizes scaled from the base's segment duration to the channel's."""
-    count = math.ceil((config.channel_age_s + config.duration_s) / config.segment_duration_s)
-    rows = np.arange(count + 8) % base.segment_count
+    count, rows = _loop_rows(base, config)
     scale = config.segment_duration_s / base.ladder.segment_duration_s
     sizes = np.maximum(np.rint(base.sizes_bytes[rows] * scale), 1).astype(np.int64)
     ladder = Ladder(bitrates_bps=base.ladder.bitrates_bps, segment_duration_s=config.segment_duration_s)
     return Video(name=f"{base.name}-live", ladder=ladder, sizes_bytes=sizes, segment_count=count,
                  resolutions=base.resolutions)
+
+
+def live_chunks(base: Video, chunk_sizes_bytes: np.ndarray, config: LiveSimConfig) -> np.ndarray:
+    """Per-chunk sizes (segment, rung, chunk) of `base`, as a channel sends them, looped as
+    `live_video` loops the segments. They must be the base's own: one row per segment and rung, the
+    channel's chunks per segment, summing to the segment's size, at the channel's segment duration
+    (real chunks are not rescaled). ValueError naming what does not fit."""
+    expected = (base.segment_count, len(base.ladder), config.schedule().chunks_per_segment)
+    if chunk_sizes_bytes.ndim != 3 or chunk_sizes_bytes.shape != expected:
+        raise ValueError(f"chunk sizes must be (segments, rungs, chunks per segment) = {expected}, "
+                         f"got {chunk_sizes_bytes.shape}")
+    if abs(base.ladder.segment_duration_s - config.segment_duration_s) > 1e-9:
+        raise ValueError(f"real chunk sizes are of {base.ladder.segment_duration_s:g} s segments, the channel "
+                         f"has {config.segment_duration_s:g} s")
+    if (chunk_sizes_bytes < 0).any() or not np.array_equal(chunk_sizes_bytes.sum(axis=2),
+                                                           base.sizes_bytes[:base.segment_count]):
+        raise ValueError("chunk sizes must be >= 0 and sum to each segment's size")
+    return chunk_sizes_bytes[_loop_rows(base, config)[1]]
 
 
 class NominalSizes:
@@ -134,8 +157,12 @@ class LiveDriver:
 
     def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
                  payload_factor: float = 1.0, trace_time_s: float = 0.0, abandonment: bool = True,
-                 abandon: AbandonRule = LIVE_ABANDON, control: ControlTraffic = ControlTraffic()) -> None:
+                 abandon: AbandonRule = LIVE_ABANDON, control: ControlTraffic = ControlTraffic(),
+                 chunk_sizes_bytes: np.ndarray | None = None) -> None:
         self.session = session
+        # Each chunk's bytes (segment, rung, chunk; `live_chunks`), as the channel sends them; None:
+        # a segment's size split evenly across its chunks.
+        self._chunks = chunk_sizes_bytes
         # As the VOD simulator (SimProfile.abandonment, player.abandon's rule): a whole-segment download
         # the session calls abandonable is offered to the ABR's should_abandon (player/research/sim_abandon.py).
         self._abandoning = session.abr if abandonment and isinstance(session.abr, Abandoning) else None
@@ -183,8 +210,10 @@ class LiveDriver:
             requested = self._transfer(requested + rtt, self._control.init_bytes)
             rtt = self._rtt(requested)
         n = schedule.chunks_per_segment
-        # CMAF chunks of one segment carry about equal media; their bytes are split evenly here.
-        parts = [size // n + (1 if c < size % n else 0) for c in range(n)]
+        if self._chunks is not None:
+            parts = [int(b) for b in self._chunks[fetch.segment_index, fetch.quality]]
+        else:  # no chunk sizes known (a size table): CMAF chunks of equal media, their bytes split evenly
+            parts = [size // n + (1 if c < size % n else 0) for c in range(n)]
         if n == 1 and self._abandoning is not None and session.abandonable:
             ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, 0) + rtt / 2)
             finish = self._link.finish_time(ready + offset, size) - offset
@@ -288,14 +317,19 @@ class LiveResult:
 
 
 def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimConfig, *,
-                     abr: AbrAlgorithm | None = None, offset_s: float = 0.0, record_events: bool = False) -> LiveResult:
-    """Simulate one live session of `base` looped as a channel (`live_video`) over `trace`."""
+                     abr: AbrAlgorithm | None = None, offset_s: float = 0.0, record_events: bool = False,
+                     chunk_sizes_bytes: np.ndarray | None = None) -> LiveResult:
+    """Simulate one live session of `base` looped as a channel (`live_video`) over `trace`; with
+    `chunk_sizes_bytes` (segment, rung, chunk of `base`: `live_chunks`) each chunk is that big, else
+    a segment's size is split evenly across its chunks."""
     video = live_video(base, config)
+    chunks = live_chunks(base, chunk_sizes_bytes, config) if chunk_sizes_bytes is not None else None
     algorithm = abr if abr is not None else make(abr_spec)
     content = NominalSizes(video) if config.nominal_sizes else video
     session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
-    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s, control=config.control)
+    driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s, control=config.control,
+                        chunk_sizes_bytes=chunks)
     driver.drive()
     records = session.records
     bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from netsim.sources import open_trace
 from player.cli import main
 from player.client.headless import distinct_bitrates
 from player.client.mpd import parse_mpd
 from player.clocksync import ClockSyncConfig
+from player.errors import CliError
 from player.research.experiment_live import (
     LiveRunConfig,
     channel_content,
@@ -28,6 +32,9 @@ from player.research.experiment_live import (
     write_live_run,
 )
 from player.research.sim_shared import RESPONSE_HEADER_BYTES
+from server.formats.boxes import iter_boxes
+from server.live.channel import LiveConfig
+from server.origin import OriginConfig, create_app
 from tests.conftest import CLEAR_TITLE, PackagedTitles
 
 
@@ -39,7 +46,42 @@ def test_the_channel_is_the_titles_looped_segments_with_the_mpds_ladder(packaged
     meta = json.loads((title / "segments.json").read_text())
     full = [d for d in meta["video"][0]["segment_durations_s"] if abs(d - meta["segment_duration_s"]) < 1e-3]
     assert content.video.segment_count == len(full) >= 1
-    assert content.video.sizes_bytes[0, 0] == meta["video"][0]["segment_sizes_bytes"][0]
+    # What the channel sends (the next test): the packaged segment and a moof for each of 7 more chunks
+    assert 0 < content.video.sizes_bytes[0, 0] - meta["video"][0]["segment_sizes_bytes"][0] < 7 * 200
+
+
+async def test_the_twins_chunks_are_the_bytes_the_channel_sends(packaged: PackagedTitles) -> None:
+    # The origin's answer for a published segment, cut at its moof boxes, is the content's chunk sizes
+    # for that segment's row (second loop: loops send the same video bytes), and sums to its size.
+    content = channel_content(packaged.content_root / CLEAR_TITLE, chunk_s=0.5)
+    chunks = content.chunk_sizes_bytes
+    assert chunks is not None and chunks.shape == (content.video.segment_count, len(content.video.ladder), 8)
+    number = content.video.segment_count + 2  # published in full a second ago
+    live = LiveConfig(source_title=CLEAR_TITLE, low_latency=True,
+                      availability_start_s=time.time() - number * content.segment_duration_s - 1.0)
+    runner = web.AppRunner(create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live)),
+                           access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    rep = distinct_bitrates(list(parse_mpd((packaged.content_root / CLEAR_TITLE / "manifest.mpd").read_bytes(),
+                                           "http://x/m.mpd").video.representations))[-1]
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{site.port}/live/video/{rep.id}/{number}.m4s") as response:
+            assert response.status == 200
+            body = await response.read()
+    finally:
+        await runner.cleanup()
+    moofs = [box.offset for box in iter_boxes(body) if box.type == "moof"] + [len(body)]
+    row = (number - 1) % content.video.segment_count
+    assert [b - a for a, b in zip(moofs, moofs[1:])] == chunks[row, -1].tolist()
+    assert len(body) == content.video.sizes_bytes[row, -1]
+    whole = channel_content(packaged.content_root / CLEAR_TITLE, low_latency=False)
+    assert whole.chunk_sizes_bytes is not None and whole.chunk_sizes_bytes.shape[2] == 1
+    with pytest.raises(CliError, match="chunks per segment"):  # content cut for another run
+        run_live_comparison(LiveRunConfig(abrs=("dynamic",), modes=("sim",), low_latency=False), content,
+                            [open_trace("constant:5e6")])
 
 
 def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: PackagedTitles) -> None:
@@ -60,8 +102,8 @@ def test_a_live_row_counts_the_downloads_the_abr_abandoned(packaged: PackagedTit
     # 0.3 Mbit/s; low-latency segments never are.
     content = channel_content(packaged.content_root / CLEAR_TITLE)
     drop = open_trace("step:6e6,3e5@10")
-    whole = sim_row("bola", drop, LiveRunConfig(abrs=("bola",), low_latency=False, duration_s=40.0), content,
-                    channel_age_s=60.0)
+    whole = sim_row("bola", drop, LiveRunConfig(abrs=("bola",), low_latency=False, duration_s=40.0),
+                    channel_content(packaged.content_root / CLEAR_TITLE, low_latency=False), channel_age_s=60.0)
     assert whole["abandoned"] >= 1
     chunked = sim_row("bola", drop, LiveRunConfig(abrs=("bola",), duration_s=40.0), content, channel_age_s=60.0)
     assert chunked["abandoned"] == 0

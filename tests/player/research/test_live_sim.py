@@ -193,3 +193,39 @@ def test_a_rungs_init_segment_comes_first_one_round_trip_before_its_first_segmen
     assert delays[first] == pytest.approx(fetch_s)  # the first rung's
     assert delays[first + 2] == pytest.approx(fetch_s)  # the second rung's, at its first segment
     assert all(abs(delays[k]) < 1e-9 for k in rest if k != first + 2)  # known rungs: none
+
+
+def _chunk_events(chunk_sizes_bytes: np.ndarray | None) -> list[float]:
+    """Session times the chunks of one scripted low-latency session landed (its `chunk` events)."""
+    ladder = Ladder(bitrates_bps=(1_000_000, 2_000_000), segment_duration_s=2.0)
+    sizes = np.tile(np.array([[250_000, 500_000]], dtype=np.int64), (4, 1))
+    base = Video(name="uneven", ladder=ladder, sizes_bytes=sizes, segment_count=4)
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=2.0, min_rate=1.0, max_rate=1.0), segment_duration_s=2.0,
+                           chunk_duration_s=0.5, duration_s=10.0, channel_age_s=10.0)
+    result = run_live_session("l2a", base, constant(1.2e6, duration_s=600.0), config,
+                              abr=Scripted(*[Decision(quality=0, reason="scripted")] * 12), record_events=True,
+                              chunk_sizes_bytes=chunk_sizes_bytes)
+    return [e.time_s for e in result.events if e.kind == "chunk"]
+
+
+def test_real_chunk_sizes_time_each_chunk_by_its_own_bytes() -> None:
+    # A segment's chunks as a channel sends them: a keyframe chunk twice an even share, then less.
+    # Over a busy 1.2 Mbit/s link each chunk lands when the bytes before it and its own have crossed:
+    # the first 62.5 kB later than an even split (0.42 s), the third 20.8 kB later (0.14 s).
+    uneven = np.tile(np.array([[[125_000, 41_667, 41_667, 41_666], [250_000, 83_334, 83_333, 83_333]]],
+                              dtype=np.int64), (4, 1, 1))
+    even, real = _chunk_events(None), _chunk_events(uneven)
+    assert len(even) == len(real) > 6
+    assert real[0] - even[0] == pytest.approx(62_500 * 8 / 1.2e6, abs=0.01)
+    assert real[2] - even[2] == pytest.approx(20_834 * 8 / 1.2e6, abs=0.01)
+    assert _chunk_events(np.tile(np.array([[[62_500] * 4, [125_000] * 4]], dtype=np.int64), (4, 1, 1))) == even
+
+
+@pytest.mark.parametrize(("chunks", "message"), [
+    (np.ones((4, 2, 3), dtype=np.int64), "chunks per segment"),
+    (np.ones((3, 2, 4), dtype=np.int64), "chunks per segment"),
+    (np.tile(np.array([[[62_500] * 4, [125_000, 125_000, 125_000, 124_999]]], dtype=np.int64), (4, 1, 1)), "sum"),
+])
+def test_chunk_sizes_that_are_not_the_videos_are_refused(chunks: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _chunk_events(chunks)
