@@ -83,10 +83,16 @@ def main() -> None:
           f"({emulate_info['rebuffer_s']} s), join {emulate_info['join_s']} s")
     print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
           f"join {stats.join_s:.4f} s")
+    # Session times from each side's join: the first frame, and when the first segment was asked for
+    for name, one in (("emulate", emulated), ("sim", twin)):
+        first = one.records[0] if one.records else None
+        joined = one.joined_at_s or 0.0
+        print(f"  {name}: joined at {joined:.3f} s; first request +{(first.request_time_s - joined) if first else math.nan:.3f} s, "
+              f"first frame +{(one.startup_s or math.nan) - joined:.3f} s")
     by_e = {r.segment_index: r for r in emulated.records}
     by_s = {r.segment_index: r for r in twin.records}
     print(f"{'seg':>4} {'quality':>8} {'req - avail s':>14} {'download s':>12} {'ttfb s':>12} {'buffer s':>12} "
-          f"{'stall s':>10} {'ABR kbit/s':>12}   (emulate/sim)")
+          f"{'stall s':>10} {'ABR kbit/s':>12} {'end - complete s (diff)':>24}   (emulate/sim)")
 
     def cell(record: Any, value: float, width: int) -> str:
         return f"{value:.2f}".rjust(width) if record is not None else "nan".rjust(width)
@@ -104,6 +110,9 @@ def main() -> None:
                 pair.append(cell(record, value, width))
             cols.append("/".join(pair).rjust({6: 14, 5: 12, 4: 10}[width]))
         cols.append(f"{emu_samples.get(k, math.nan) / 1e3:.0f}/{sim_samples.get(k, math.nan) / 1e3:.0f}".rjust(12))
+        ends = [r.request_time_s + r.download_s - sch.complete_s(k) if r is not None else math.nan
+                for r, sch in ((e, emulated.schedule), (s, twin.schedule))]
+        cols.append(f"{ends[0]:.3f}/{ends[1]:.3f} ({ends[0] - ends[1]:+.3f})".rjust(24))
         print(" ".join(cols))
     both = [(emu_samples[k], sim_samples[k]) for k in sorted(set(emu_samples) & set(sim_samples))]
     if both:
