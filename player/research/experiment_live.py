@@ -60,7 +60,7 @@ _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency tar
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
 CONTROL_BODY_BYTES_ESTIMATE = {"manifest": 3500, "sync": 24, "init": 930}
 # Raise whenever the simulated twin's model changes, so a resumed run does not reuse older rows.
-LIVE_SIM_MODEL_VERSION = "chunks1"
+LIVE_SIM_MODEL_VERSION = "chunks1h"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -177,11 +177,11 @@ def control_traffic(control_bytes: dict[str, int] | None = None,
     minimumUpdatePeriod, a UTCTiming request after those `clock_sync`'s schedule says (the player's
     own, `LivePlayConfig.clock_sync`), a rung's init segment before its first segment; bodies as the
     emulated twin measured them (`control_bytes`, its report's), else `CONTROL_BODY_BYTES_ESTIMATE`,
-    each answer's headers as this stack sends them."""
+    each answer's headers as this stack sends them (a segment's too)."""
     body = {**CONTROL_BODY_BYTES_ESTIMATE, **{k: v for k, v in (control_bytes or {}).items() if v}}
     return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES,
                           sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES,
-                          clock_sync=clock_sync or ClockSyncConfig())
+                          media_header_bytes=RESPONSE_HEADER_BYTES, clock_sync=clock_sync or ClockSyncConfig())
 
 
 def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,

@@ -53,18 +53,22 @@ class ControlTraffic:
     player's fallback for a missing minimumUpdatePeriod) after the previous refresh's exchange ended,
     then, when `clock_sync`'s schedule says so (`ClockSyncSchedule.due`), a UTCTiming request
     (`sync_bytes`); and a rung's init segment (`init_bytes`), fetched before the first segment played
-    at that rung. All zero: media only. The join's own clock sync is not on the simulated link (the
-    simulated session joins at time 0, the player a few round trips later). The simulated clock
-    never drifts, so the sync interval only widens."""
+    at that rung; and each media answer's status line and headers (`media_header_bytes`), which cross
+    the link before its first chunk (the origin sends them when the request arrives, the chunks as
+    they are made; chunked transfer's framing, about 9 B a chunk, is left out). All zero: media only.
+    The join's own clock syncs are not on the simulated link: they end before the player joins, and
+    its twin starts at the join, at the trace time the player joined at (experiment_live.sim_row).
+    The simulated clock never drifts, so the sync interval only widens."""
 
     manifest_bytes: int = 0
     sync_bytes: int = 0
     init_bytes: int = 0
+    media_header_bytes: int = 0
     refresh_period_s: float | None = None
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
 
     def __post_init__(self) -> None:
-        if min(self.manifest_bytes, self.sync_bytes, self.init_bytes) < 0:
+        if min(self.manifest_bytes, self.sync_bytes, self.init_bytes, self.media_header_bytes) < 0:
             raise ValueError(f"control traffic sizes and counts must be >= 0, got {self}")
         if self.refresh_period_s is not None and not self.refresh_period_s > 0:
             raise ValueError(f"the manifest refresh period must be > 0 s, got {self.refresh_period_s}")
@@ -225,7 +229,9 @@ class LiveDriver:
                 self.abandoned += 1
                 return
         arrivals: list[ChunkArrival] = []
-        end = -math.inf
+        # The answer's headers leave when the request is in, before any chunk is made.
+        end = self._transfer(requested + rtt, self._control.media_header_bytes) if self._control.media_header_bytes \
+            else -math.inf
         for c, part in enumerate(parts):
             # Sent once the request is in and the chunk is made; half an RTT to reach the client.
             ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, c) + rtt / 2)

@@ -229,3 +229,17 @@ def test_real_chunk_sizes_time_each_chunk_by_its_own_bytes() -> None:
 def test_chunk_sizes_that_are_not_the_videos_are_refused(chunks: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _chunk_events(chunks)
+
+
+def test_each_media_answers_headers_cross_before_its_first_chunk() -> None:
+    # Whole segments on an idle 2 Mbit/s link: every download ends 364 B later (1.456 ms), the headers'
+    # own time; the first byte of the body too.
+    plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
+    headed, driver = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
+    assert plain.keys() == headed.keys() and len(plain) > 5
+    assert [headed[k] - plain[k] for k in plain] == pytest.approx([364 * 8 / 2e6] * len(plain), abs=1e-6)
+    assert all(r.ttfb_s == pytest.approx(0.08 + 364 * 8 / 2e6) for r in driver.session.records)
+    # At low latency a request waits at the origin for its first chunk: the headers crossed meanwhile.
+    low_plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
+    low_headed, _ = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
+    assert max(abs(low_headed[k] - low_plain[k]) for k in low_plain) < 364 * 8 / 2e6 + 1e-9
