@@ -172,23 +172,30 @@ def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -
 
 
 def control_traffic(control_bytes: dict[str, int] | None = None,
-                    clock_sync: ClockSyncConfig | None = None) -> ControlTraffic:
+                    clock_sync: ClockSyncConfig | None = None, *, join: bool = False) -> ControlTraffic:
     """The live player's other requests on its link (`ControlTraffic`): an MPD refresh every
     minimumUpdatePeriod, a UTCTiming request after those `clock_sync`'s schedule says (the player's
     own, `LivePlayConfig.clock_sync`), a rung's init segment before its first segment; bodies as the
     emulated twin measured them (`control_bytes`, its report's), else `CONTROL_BODY_BYTES_ESTIMATE`,
-    each answer's headers as this stack sends them (a segment's too)."""
+    each answer's headers as this stack sends them (a segment's too); with `join`, the join's clock
+    sync requests before the session joins (a session that starts where its player started, not at
+    its join)."""
     body = {**CONTROL_BODY_BYTES_ESTIMATE, **{k: v for k, v in (control_bytes or {}).items() if v}}
+    sync = clock_sync or ClockSyncConfig()
     return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES,
                           sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES,
-                          media_header_bytes=RESPONSE_HEADER_BYTES, clock_sync=clock_sync or ClockSyncConfig())
+                          media_header_bytes=RESPONSE_HEADER_BYTES, clock_sync=sync,
+                          join_syncs=sync.join_requests if join else 0)
 
 
 def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,
                control_bytes: dict[str, int] | None = None) -> LiveSimConfig:
     """The simulator's settings for one session: the live policy the player takes from the channel's
     MPD (its target; `PlaybackRate` 0.96-1.04 at low latency, else 0.95-1.05), the same link RTT, and
-    the player's other requests on the link (`control_traffic`: bodies as its twin measured them)."""
+    the player's other requests on the link (`control_traffic`: bodies as its twin measured them).
+    A twin of an emulated session (`channel_age_s` given: the age its player joined at) starts at that
+    join, where its player's join sync had ended; one without starts as a player does, its join sync
+    on its link, the channel `sim_channel_age_s` old."""
     target = channel_target_latency_s(config, content.segment_duration_s)
     low, high = (0.96, 1.04) if config.low_latency else (0.95, 1.05)
     age = channel_age_s if channel_age_s is not None else config.sim_channel_age_s
@@ -197,7 +204,7 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
                          chunk_duration_s=config.chunk_s if config.low_latency else None,
                          duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
                          session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True,
-                         control=control_traffic(control_bytes, config.clock_sync))
+                         control=control_traffic(control_bytes, config.clock_sync, join=channel_age_s is None))
 
 
 def check_chunks(config: LiveRunConfig, content: LiveChannelContent) -> None:

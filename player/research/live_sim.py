@@ -56,19 +56,22 @@ class ControlTraffic:
     at that rung; and each media answer's status line and headers (`media_header_bytes`), which cross
     the link before its first chunk (the origin sends them when the request arrives, the chunks as
     they are made; chunked transfer's framing, about 9 B a chunk, is left out). All zero: media only.
-    The join's own clock syncs are not on the simulated link: they end before the player joins, and
-    its twin starts at the join, at the trace time the player joined at (experiment_live.sim_row).
-    The simulated clock never drifts, so the sync interval only widens."""
+    Before the join, `join_syncs` UTCTiming requests one after another (the player's join sync:
+    `ClockSyncConfig.join_requests`, 1 + 2), from session time 0: the session joins once their answers
+    have crossed, and the refresh and re-sync schedules start there, as the player's do. 0: it joins at
+    time 0 (a twin started at its emulated player's join, at the trace time and channel age it joined
+    at: experiment_live.sim_row). The simulated clock never drifts, so the sync interval only widens."""
 
     manifest_bytes: int = 0
     sync_bytes: int = 0
     init_bytes: int = 0
     media_header_bytes: int = 0
+    join_syncs: int = 0
     refresh_period_s: float | None = None
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
 
     def __post_init__(self) -> None:
-        if min(self.manifest_bytes, self.sync_bytes, self.init_bytes, self.media_header_bytes) < 0:
+        if min(self.manifest_bytes, self.sync_bytes, self.init_bytes, self.media_header_bytes, self.join_syncs) < 0:
             raise ValueError(f"control traffic sizes and counts must be >= 0, got {self}")
         if self.refresh_period_s is not None and not self.refresh_period_s > 0:
             raise ValueError(f"the manifest refresh period must be > 0 s, got {self.refresh_period_s}")
@@ -184,11 +187,15 @@ class LiveDriver:
         self.planned: list[tuple[float, int]] = []  # every control answer so far, as queued
         self.resyncs_s: list[float] = []  # session time each clock re-sync began (the player's `resyncs_s`)
         self._sync = ClockSyncSchedule(control.clock_sync)
-        self._sync.synced(session.time_s, 0.0)  # the join's
         self._free_s = -math.inf
+        joined = session.time_s
+        for _ in range(control.join_syncs):  # the join's clock sync, one request after another
+            joined = self._exchange(joined, control.sync_bytes)
+        self._sync.synced(joined, 0.0)  # the join's
         refresh_s = control.refresh_period_s or session.schedule.segment_duration_s
         self._refresh_period_s = refresh_s
-        self._next_refresh_s = session.time_s + refresh_s if control.refreshes else math.inf
+        self._next_refresh_s = joined + refresh_s if control.refreshes else math.inf
+        session.advance(joined)  # the session joins at its first action
         self._inits: set[int] = set()
 
     def drive(self) -> None:

@@ -89,6 +89,10 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     config = LiveRunConfig(abrs=("dynamic",), duration_s=20.0)
     settings = sim_config(config, content, channel_age_s=37.5)
     assert settings.channel_age_s == 37.5 and settings.nominal_sizes and settings.chunk_duration_s == 0.5
+    # It starts at its twin's join, where that player's join sync had ended; one with no twin starts
+    # as a player does, its 1 + 2 sync requests on its link before it joins.
+    assert settings.control.join_syncs == 0
+    assert sim_config(config, content, channel_age_s=None).control.join_syncs == 3
     assert settings.live.target_latency_s == 2.0 and (settings.live.min_rate, settings.live.max_rate) == (0.96, 1.04)
     row = sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
     assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - 2.0) < 0.5

@@ -243,3 +243,18 @@ def test_each_media_answers_headers_cross_before_its_first_chunk() -> None:
     low_plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     low_headed, _ = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     assert max(abs(low_headed[k] - low_plain[k]) for k in low_plain) < 364 * 8 / 2e6 + 1e-9
+
+
+def test_a_session_that_starts_as_its_player_joins_after_its_clock_sync() -> None:
+    # 1 + 2 UTCTiming requests one after another (388 B each with headers) over 1 Mbit/s, 80 ms RTT:
+    # the session joins 3 x (80 ms + 3.1 ms) after it started; its first MPD refresh one period later.
+    sync = ControlTraffic(manifest_bytes=3818, sync_bytes=388, join_syncs=3, refresh_period_s=2.0)
+    ends, driver = _ends(sync, rate_bps=1e6, chunk_s=0.5, qualities=(0,) * 40)
+    joined = 3 * (0.08 + 388 * 8 / 1e6)
+    assert driver.session.joined_at_s == pytest.approx(joined)
+    assert driver.session.records[0].request_time_s == pytest.approx(joined)
+    assert [size for _, size in driver.planned[:4]] == [388, 388, 388, 3818]
+    assert driver.planned[3][0] == pytest.approx(joined + 2.0 + 0.08)  # the refresh's answer's first byte
+    at_zero, plain = _ends(ControlTraffic(manifest_bytes=3818, sync_bytes=388, refresh_period_s=2.0),
+                           rate_bps=1e6, chunk_s=0.5, qualities=(0,) * 40)
+    assert plain.session.joined_at_s == 0.0 and plain.planned[0][0] == pytest.approx(2.08)
