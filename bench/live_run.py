@@ -14,25 +14,35 @@ the simulator is the reference measured in the same run. The load average is pri
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
 with the same settings into the same folder plays only the sessions not there (a killed run resumes).
+
+    python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR]
+
+re-simulates the twins of a stored run's emulated sessions with this tree's simulator and prints the
+same tables: a change to the simulator's model judged against the same emulated sessions, paired,
+in seconds and whatever the load (give the run's own --speed, --duration-s and --abr).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from netsim.sources import open_traces
+from netsim.trace import Trace
 from player.research.experiment_live import (
     GAP_METRICS,
+    LiveChannelContent,
     LiveRunConfig,
     channel_content,
     format_live_run,
     live_gaps,
     run_live_comparison,
     summarize_rows,
+    twin_row,
     write_live_run,
 )
 from server.config import default_cache_dir
@@ -61,6 +71,22 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace]) -> None:
+    """The stored emulated sessions of `path` and their twins simulated now, as the tables."""
+    by_name = {t.name: t for t in traces}
+    emulated = [r for r in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+                if r.get("mode") == "emulate" and not r.get("error") and r["abr"] in config.abrs]
+    missing = sorted({r["trace"] for r in emulated} - set(by_name))
+    if missing:
+        raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}")
+    started = time.monotonic()
+    rows = emulated + [twin_row(r["abr"], by_name[r["trace"]], config, content, r) for r in emulated]
+    print(f"{len(emulated)} emulated sessions of {path}, their twins simulated in {time.monotonic() - started:.1f} s")
+    print(format_live_run(rows))
+    print()
+    print(markdown(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
@@ -73,6 +99,8 @@ def main() -> None:
     parser.add_argument("--no-exclude", action="store_true",
                         help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--twins-of", type=Path, metavar="JSONL",
+                        help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
     args = parser.parse_args()
     traces = open_traces([str(args.traces)])
     if args.limit:
@@ -81,6 +109,9 @@ def main() -> None:
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=not args.no_exclude)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
+    if args.twins_of:
+        twins_of(args.twins_of, config, content, traces)
+        return
     load_before = os.getloadavg()
     started = time.monotonic()
     rows = run_live_comparison(config, content, traces, out_dir=args.out,

@@ -234,6 +234,15 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None}
 
 
+def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:
+    """The simulated twin of emulated row `twin` ({}: none, a twin on its own): it joins at the
+    channel age and trace time that session joined at, its player's other answers as big as it
+    measured them."""
+    return sim_row(abr, trace, config, content, channel_age_s=twin.get("channel_age_s"),
+                   trace_time_s=twin.get("joined_at_s"),
+                   control_bytes={k: twin[f"{k}_bytes"] for k in CONTROL_BODY_BYTES_ESTIMATE if twin.get(f"{k}_bytes")})
+
+
 # -- emulation --------------------------------------------------------------------------------------
 
 
@@ -384,12 +393,7 @@ def run_live_comparison(config: LiveRunConfig, content: LiveChannelContent, trac
             if mode == "sim" and not finished(key(mode, abr, trace)):
                 # The emulated link's trace starts with the player's first shaped request (its clock
                 # sync, at session time 0), so the trace time at its join is about the join's session time.
-                twin = twins.get((abr, names[id(trace)]), {})
-                record(key(mode, abr, trace),
-                       sim_row(abr, trace, config, content, channel_age_s=twin.get("channel_age_s"),
-                               trace_time_s=twin.get("joined_at_s"),
-                               control_bytes={k: twin[f"{k}_bytes"] for k in CONTROL_BODY_BYTES_ESTIMATE
-                                              if twin.get(f"{k}_bytes")}))
+                record(key(mode, abr, trace), twin_row(abr, trace, config, content, twins.get((abr, names[id(trace)]), {})))
     except KeyboardInterrupt:
         if store is not None:
             notify(f"interrupted: finished sessions are saved in {store.path}; the same command runs the rest")
