@@ -231,7 +231,9 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "seeks_to_live": s.seeks_to_live, "avg_bitrate_kbps": result.avg_bitrate_bps / 1e3,
             "qoe_per_segment": result.qoe_per_segment, "segments": int(result.qualities.size),
             "channel_age_s": channel_age_s, "throughput_p50_bps": result.throughput_p50_bps,
-            "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None}
+            "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None,
+            # whose chunk sizes the twin downloaded: the channel's own, or an even split of each segment
+            "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even"}
 
 
 def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:

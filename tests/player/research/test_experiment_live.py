@@ -193,6 +193,9 @@ def test_abrkit_run_live_in_the_simulator_writes_sessions_and_summary(packaged: 
     assert summary["failed"] == 0 and summary["gaps"] == [] and len(summary["summaries"]) == 2
     assert summary["summaries"][0]["latency_p50_s"]["mean"] > 0
     assert "NaN" not in (out / "summary.json").read_text()  # strict JSON: no value is null
+    # the twins downloaded the chunks the channel sends (channel_content), not an even split
+    stored = [json.loads(line) for line in (out / "live_results.jsonl").read_text().splitlines()]
+    assert {r["chunk_sizes"] for r in stored} == {"channel"}
 
 
 @pytest.mark.parametrize(("args", "message"), [
