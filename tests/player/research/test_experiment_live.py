@@ -214,6 +214,15 @@ def test_abrkit_run_live_needs_a_packaged_title(tmp_path: Path, capsys: pytest.C
     assert code != 0 and "packaged title" in capsys.readouterr().err
 
 
+def test_abrkit_run_live_refuses_chunks_that_do_not_divide_the_segments(packaged: PackagedTitles, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(CliError, match="cannot serve it as a live channel: chunk_s 0.3 does not divide"):
+        channel_content(packaged.content_root / CLEAR_TITLE, chunk_s=0.3)
+    code = main(["run", "--live", "--abr", "dynamic", "--traces", "constant:5e6", "--mode", "sim", "--chunk-s", "0.3",
+                 "--video-or-title", str(packaged.content_root / CLEAR_TITLE), "--out", str(tmp_path / "o")])
+    assert code != 0 and "does not divide" in capsys.readouterr().err
+
+
 def test_an_interrupted_live_run_resumes_where_it_stopped(packaged: PackagedTitles, tmp_path: Path) -> None:
     content = channel_content(packaged.content_root / CLEAR_TITLE)
     config = LiveRunConfig(abrs=("dynamic", "l2a"), modes=("sim",), duration_s=10.0)
