@@ -52,9 +52,11 @@ Row = dict[str, Any]
 # Per-session figures summarised per algorithm and mode (means with 95% CIs), and compared for the gap.
 METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment",
            "abandoned")
-# The last: the median of the ABR's throughput samples, per download, which the load moves little (a
-# clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect").
-GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps")
+# Then the median of the ABR's throughput samples, per download, which the load moves little (a
+# clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect");
+# and the median time to first byte, per request: what the emulated link and player add to each one
+# (docs/LIVE-SIM.md, "The twin against emulation").
+GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps", "ttfb_p50_s")
 _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
 # The live player's other answers on its link (body bytes), when no emulated twin measured them: this
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
@@ -233,7 +235,8 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "channel_age_s": channel_age_s, "throughput_p50_bps": result.throughput_p50_bps,
             "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None,
             # whose chunk sizes the twin downloaded: the channel's own, or an even split of each segment
-            "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even"}
+            "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even",
+            "ttfb_p50_s": result.ttfb_p50_s}
 
 
 def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:
@@ -310,6 +313,7 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "channel_age_s": info["channel_age_s"], "joined_at_s": info.get("joined_at_s"),
             **{f"{kind}_bytes": size for kind, size in (info.get("control_bytes") or {}).items()},
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
+            "ttfb_p50_s": float(np.median([r.ttfb_s for r in report.records])) if report.records else None,
             "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []), "wall_s": round(time.monotonic() - started, 3)}
 
 
@@ -468,7 +472,7 @@ def format_live_run(rows: Sequence[Row]) -> str:
     """The table (mode, algorithm: means ± 95% CI) and the gaps."""
     names = {"latency_p50_s": "lat p50 s", "latency_p95_s": "lat p95 s", "stalls": "stalls", "rebuffer_s": "stall s",
              "avg_bitrate_kbps": "kbit/s", "qoe_per_segment": "live QoE/seg", "throughput_p50_bps": "ABR sample",
-             "abandoned": "abandoned"}
+             "abandoned": "abandoned", "ttfb_p50_s": "TTFB p50 s"}
     lines = [f"{'mode':<8} {'abr':<10} {'n':>3} " + " ".join(f"{names[m]:>17}" for m in METRICS)]
     for (mode, abr), metrics in summarize_rows(rows).items():
         n = max(i.n for i in metrics.values())
@@ -488,7 +492,8 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     out_dir.mkdir(parents=True, exist_ok=True)
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
-              "channel_age_s", "joined_at_s", "throughput_p50_bps", "abandoned", "early_requests", "wall_s", "loop_lag_p99_ms",
+              "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
+              "loop_lag_p99_ms",
               "manifest_bytes", "sync_bytes", "init_bytes"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:

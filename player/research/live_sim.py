@@ -318,6 +318,7 @@ class LiveResult:
     throughput_p50_bps: float | None = None  # the ABR's samples' median, as the live player reports it
     abandoned: int = 0  # downloads the ABR gave up (`LiveDriver.abandoned`)
     resyncs_s: tuple[float, ...] = ()  # session time each clock re-sync began (`LiveDriver.resyncs_s`)
+    ttfb_p50_s: float | None = None  # the median time to first byte of the video downloads
 
 
     @property
@@ -355,7 +356,8 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
                       qualities=np.array([r.quality for r in records], dtype=np.int64), bitrates_bps=bitrates,
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
                       throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned,
-                      resyncs_s=tuple(driver.resyncs_s))
+                      resyncs_s=tuple(driver.resyncs_s),
+                      ttfb_p50_s=float(np.median([r.ttfb_s for r in records])) if records else None)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

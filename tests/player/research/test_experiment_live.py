@@ -98,6 +98,7 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - 2.0) < 0.5
     # The ABR's samples' median, chunk-aware as the live player's (the idle waits for chunks left out)
     assert row["throughput_p50_bps"] == pytest.approx(5e6, rel=0.05)
+    assert 0.08 <= row["ttfb_p50_s"] < 0.6  # a round trip, and at the live edge the wait for the first chunk
     assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
 
 
@@ -164,6 +165,7 @@ def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTi
     assert emulated["mode"] == "emulate" and simulated["mode"] == "sim"
     assert emulated["error"] is None, emulated["error"]
     assert emulated["early_requests"] == 0 and emulated["throughput_p50_bps"] > 3e6  # chunk-aware, at 4x
+    assert emulated["ttfb_p50_s"] >= 0.08 and simulated["ttfb_p50_s"] >= 0.08  # at least the round trip
     assert simulated["channel_age_s"] == emulated["channel_age_s"] > 0  # the twin joined the same channel
     assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5, emulated["loop_lag_p99_ms"]
     assert emulated["avg_bitrate_kbps"] == pytest.approx(simulated["avg_bitrate_kbps"], rel=0.3)
