@@ -101,6 +101,7 @@ class HlsLivePlayer(LivePlayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.play_parts = self.play_parts and self.live.play_parts  # LivePlayConfig: --no-hls-low-latency-mode
         self.renditions = {rep.id: _Rendition(rep=rep, url=rep.base_urls[0])
                            for rep in (*self.reps, *self.audio_reps)}
         self.playing = self.reps[0].id

@@ -203,3 +203,23 @@ def test_a_resumed_simulated_twin_joins_at_its_stored_emulated_twins_age(package
     sim = dict(rows[1])
     assert sim.pop("key").endswith("|sim|dynamic|" + trace.name)
     assert sim == sim_row("dynamic", trace, config, content, channel_age_s=37.5)
+
+
+@pytest.mark.wallclock
+def test_abrkit_run_live_plays_ll_hls_through_the_shaper(packaged: PackagedTitles, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`--protocol hls` at low latency: the emulated player plays the channel's LL-HLS parts through
+    the shaper (one short trace at 4x), its playlist and clock-sync sizes reported for its twin."""
+    out = tmp_path / "out"
+    code = main(["run", "--live", "--protocol", "hls", "--abr", "dynamic", "--traces", "constant:5e6",
+                 "--video-or-title", str(packaged.content_root / CLEAR_TITLE), "--mode", "both", "--speed", "4",
+                 "--live-duration-s", "8", "--out", str(out), "--quiet"])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    assert "over HLS" in text.out
+    rows = {r["mode"]: r for r in csv.DictReader((out / "sessions.csv").open())}
+    emulated = rows["emulate"]
+    assert emulated["error"] == "" and int(emulated["segments"]) >= 2 and emulated["early_requests"] == "0"
+    assert abs(float(emulated["latency_p50_s"]) - 2.0) < 1.0  # PART-HOLD-BACK: played by parts, not at HOLD-BACK (12 s)
+    assert 300 < int(emulated["manifest_bytes"]) < 5000 and int(emulated["sync_bytes"]) > 300
+    assert json.loads((out / "summary.json").read_text())["settings"]["protocol"] == "hls"
