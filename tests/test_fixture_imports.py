@@ -10,10 +10,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).parent
 # (importing module, module it imports fixtures from): to be moved into conftests, then taken off here.
-STILL_IMPORTING = {
-    ("tests/server/test_edge_access.py", "tests/server/test_edge.py"),
-    ("tests/server/test_edgefast.py", "tests/server/test_edge.py"),
-}
+STILL_IMPORTING: set[tuple[str, str]] = set()
 
 
 def _fixtures(module: Path) -> set[str]:

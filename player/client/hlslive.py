@@ -101,6 +101,7 @@ class HlsLivePlayer(LivePlayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.play_parts = self.play_parts and self.live.play_parts  # LivePlayConfig: --no-hls-low-latency-mode
         self.renditions = {rep.id: _Rendition(rep=rep, url=rep.base_urls[0])
                            for rep in (*self.reps, *self.audio_reps)}
         self.playing = self.reps[0].id
@@ -131,6 +132,7 @@ class HlsLivePlayer(LivePlayer):
             # answer to a blocking reload for the next one comes as it is published: the clock to a
             # round trip, not to a part (else the join sits up to a part further back than the target).
             await self._reload(r, want=playlist.preload_hint.sequence, part=playlist.preload_hint.index)
+        self.control_bytes["sync"] = self.control_bytes["manifest"]  # this player's clock sync: those reloads
         emit_event(self.events, self.now(), "clock_sync", url=None,
                    reason="EXT-X-PROGRAM-DATE-TIME" if self.first_date_s is not None else "media sequence numbers")
         return self.clock_offset_s
@@ -168,6 +170,8 @@ class HlsLivePlayer(LivePlayer):
                                                   headers={"Cache-Control": "no-cache", "CMCD-Object": "ot=m"})
                 received = self.now()
                 playlist = parse_playlist(result.body, r.url)
+                if r.rep in self.reps:  # a video playlist: the live simulator's twin plays video only
+                    self.control_bytes["manifest"] = len(result.body)
             except HlsError as exc:
                 raise PlaybackError(f"the live playlist could not be read on reload: {exc}") from None
             self.requests += 1

@@ -69,6 +69,9 @@ class LivePlayConfig:
     duration_s: float = 60.0
     target_latency_s: float | None = None
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
+    # Live HLS: play LL-HLS parts where a playlist offers them (hls.js's lowLatencyMode); False:
+    # whole segments at HOLD-BACK (player/client/hlslive.py)
+    play_parts: bool = True
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:

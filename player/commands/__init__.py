@@ -1,15 +1,25 @@
 """Subcommands of `abrkit`; each module provides `register(subparsers)` (see `player.cli`).
 
 This package's own functions are the options several commands share: algorithms (`--abr`,
-`--plugin`, `--list-abr`) and player settings (`--buffer-cap-s`, ...).
+`--plugin`, `--list-abr`), player settings (`--buffer-cap-s`, ...) and the live players' switches
+(`abrkit play`, `abrkit run --live`): the clock-sync schedule, dash.js's `streaming.utcSynchronization`
+settings (`player.clocksync.ClockSyncConfig`), and whether LL-HLS parts are played (hls.js's
+`lowLatencyMode`). Standard library only at import (the parsers must not load the player,
+docs/DESKTOP.md "Cold start"); each value is checked as it is parsed (an argparse error naming the
+flag), the clock-sync settings together by `ClockSyncConfig` (a `CliError` naming them).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from player.errors import CliError
+
+if TYPE_CHECKING:
+    from player.clocksync import ClockSyncConfig
 
 ABR_HELP = ("algorithm spec NAME[:ARG][,key=value...], e.g. rate:safety=0.8; several as 'a;b', 'a,b' or a "
             "repeated --abr (see --list-abr for every algorithm and its parameters)")
@@ -98,3 +108,73 @@ def player_settings(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "rtt_ms", None) is not None:
         settings["rtt_s"] = args.rtt_ms / 1000
     return settings
+
+
+# -- the live players' switches ----------------------------------------------------------------
+
+# flag dest -> (ClockSyncConfig field, factor from the flag's unit to the field's)
+_CLOCK_SYNC_FIELDS = {
+    "sync_background_attempts": ("background_attempts", None),
+    "time_between_sync_attempts_s": ("time_between_sync_attempts_s", 1.0),
+    "min_time_between_sync_attempts_s": ("minimum_time_between_sync_attempts_s", 1.0),
+    "max_time_between_sync_attempts_s": ("maximum_time_between_sync_attempts_s", 1.0),
+    "sync_adjustment_factor": ("adjustment_factor", 1.0),
+    "max_allowed_drift_ms": ("maximum_allowed_drift_s", 1e-3),
+}
+
+
+def _number(low: float, *, above: bool = False, integer: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= low (> low with `above`), an integer with `integer`."""
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'a whole number' if integer else 'a number'} expected, "
+                                             f"got {text[:40]!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g}, got {text[:40]!r}")
+        return value
+    return parse
+
+
+def add_clock_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    """dash.js's `streaming.utcSynchronization` settings (defaults: dash.js's, `ClockSyncConfig`'s)."""
+    group = parser.add_argument_group(
+        "live clock sync (DASH; dash.js streaming.utcSynchronization, its defaults)")
+    group.add_argument("--sync-background-attempts", type=_number(0, integer=True), metavar="N",
+                       help="UTCTiming requests after the join's first, confirming its offset "
+                            "(backgroundAttempts; default 2)")
+    group.add_argument("--time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                       help="first interval before a re-sync, at an MPD update (timeBetweenSyncAttempts; default 30)")
+    group.add_argument("--min-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                       help="shortest re-sync interval (minimumTimeBetweenSyncAttempts; default 2)")
+    group.add_argument("--max-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                       help="longest re-sync interval (maximumTimeBetweenSyncAttempts; default 600)")
+    group.add_argument("--sync-adjustment-factor", type=_number(1), metavar="F",
+                       help="the interval is multiplied by F while the offset holds, divided when it drifts "
+                            "(timeBetweenSyncAttemptsAdjustmentFactor; default 2)")
+    group.add_argument("--max-allowed-drift-ms", type=_number(0), metavar="MS",
+                       help="offset change still counted as holding (maximumAllowedDrift; default 100)")
+
+
+def clock_sync_config(args: argparse.Namespace) -> ClockSyncConfig:
+    """The `ClockSyncConfig` the flags ask for (unset ones: dash.js's defaults); `CliError` naming
+    the flags' values when they do not fit together (minimum <= first <= maximum)."""
+    from player.clocksync import ClockSyncConfig
+
+    changes: dict[str, float] = {}
+    for dest, (name, unit) in _CLOCK_SYNC_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            changes[name] = value if unit is None else value * unit
+    try:
+        return ClockSyncConfig(**changes)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise CliError(f"live clock sync settings: {exc}") from None
+
+
+def add_hls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hls-low-latency-mode", action=argparse.BooleanOptionalAction, default=True,
+                        help="live HLS: play LL-HLS parts (EXT-X-PART) where a playlist offers them, at "
+                             "PART-HOLD-BACK; --no-hls-low-latency-mode plays whole segments at HOLD-BACK "
+                             "(hls.js lowLatencyMode; default on)")

@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from player.commands import abr_specs, add_abr_arguments, list_abrs_requested, load_plugins
+from player.commands import (
+    abr_specs,
+    add_abr_arguments,
+    add_clock_sync_arguments,
+    add_hls_arguments,
+    clock_sync_config,
+    list_abrs_requested,
+    load_plugins,
+)
 from player.errors import CliError
 from player.media.modes import DECODE_MODES
 
@@ -54,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--target-latency-s", type=float,
                         help="live: latency to hold (default: the MPD's ServiceDescription target, else its "
                              "suggestedPresentationDelay, else 3 s)")
+    add_hls_arguments(parser)
     parser.add_argument("--log", type=Path, help="write the event log (JSON lines) here")
     parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
     parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
@@ -68,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="content key for a plain MPD or HLS URL (hex; repeatable)")
     parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
     parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")
+    add_clock_sync_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -134,7 +144,8 @@ def _live_config(args: argparse.Namespace, *, default_duration_s: float) -> Live
 
     duration_s = args.duration_s if args.duration_s is not None else default_duration_s
     try:
-        return LivePlayConfig(duration_s=duration_s, target_latency_s=args.target_latency_s)
+        return LivePlayConfig(duration_s=duration_s, target_latency_s=args.target_latency_s,
+                              clock_sync=clock_sync_config(args), play_parts=args.hls_low_latency_mode)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

@@ -11,7 +11,10 @@ from netsim.sources import open_traces
 from player.commands import (
     abr_specs,
     add_abr_arguments,
+    add_clock_sync_arguments,
+    add_hls_arguments,
     add_player_arguments,
+    clock_sync_config,
     list_abrs_requested,
     load_plugins,
     player_settings,
@@ -60,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_player_arguments(parser)
     add_live_arguments(parser)
+    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
+                        help="live: the emulated players play the channel's MPD, or its HLS playlists (LL-HLS "
+                             "parts when --chunk-s > 0; default %(default)s)")
+    add_clock_sync_arguments(parser)  # live: the emulated players' clock sync, and so their twins' links
+    add_hls_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -74,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.live:
         require(args, "abr", "traces", "video_or_title", "out")
-        return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode])
+        return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode], clock_sync=clock_sync_config(args))
     require(args, "abr", "traces", "video_or_title", "out")
     abrs = abr_specs(args)
     if args.workers < 0:

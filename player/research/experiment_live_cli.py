@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from netsim.sources import open_traces
+from player.clocksync import ClockSyncConfig
 from player.errors import CliError
 
 
@@ -24,8 +25,11 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                        help="target latency (default: the channel's, 3 chunks + 0.5 s, or 2 segments)")
 
 
-def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, ...]) -> int:
-    """`abrkit run --live` once the command has checked the required options."""
+def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, ...], *,
+             clock_sync: ClockSyncConfig | None = None) -> int:
+    """`abrkit run --live` once the command has checked the required options (`clock_sync`: the
+    players' schedule from player/commands/__init__.py's switches; the protocol and LL-HLS parts
+    switches are read from `args` where the command has them)."""
     from player.research.experiment_live import (
         LiveRunConfig,
         channel_content,
@@ -40,7 +44,11 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             abrs=abrs, modes=modes, duration_s=args.live_duration_s, speed=args.speed,
             low_latency=args.chunk_s > 0, chunk_s=args.chunk_s if args.chunk_s > 0 else 0.5,
             target_latency_s=args.target_latency_s, rtt_ms=args.rtt_ms if args.rtt_ms is not None else 80.0,
-            concurrency=args.sessions_per_worker, stack_processes=args.stack_processes)
+            concurrency=args.sessions_per_worker, stack_processes=args.stack_processes,
+            clock_sync=clock_sync or ClockSyncConfig(), protocol=getattr(args, "protocol", "dash"),
+            play_parts=getattr(args, "hls_low_latency_mode", True),
+            # HLS: the stack's time counted (LiveRunConfig; docs/LIVE-SERVER.md, "Held requests in emulation")
+            exclude_stack_time=getattr(args, "protocol", "dash") == "dash")
     except ValueError as exc:
         raise CliError(f"live run settings: {exc}") from None
     title_dir = _title_dir(args.video_or_title)
@@ -55,11 +63,13 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             "algorithms": list(config.abrs), "modes": list(config.modes), "traces": len(traces),
             "duration_s": config.duration_s, "speed": config.speed, "low_latency": config.low_latency,
             "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
-            "rtt_ms": config.rtt_ms, "concurrency": config.concurrency}
+            "rtt_ms": config.rtt_ms, "concurrency": config.concurrency, "protocol": config.protocol,
+            "play_parts": config.play_parts}
     files = write_live_run(rows, args.out, meta=meta)
     print(f"live: {title_dir.name} as a channel ({content.segment_duration_s:g} s segments, "
           f"{'%g s chunks' % config.chunk_s if config.low_latency else 'whole segments'}), {len(traces)} traces, "
-          f"{config.duration_s:g} s each, emulation at {config.speed:g}x")
+          f"{config.duration_s:g} s each, emulation at {config.speed:g}x over {config.protocol.upper()}"
+          f"{' (LL-HLS parts off)' if config.protocol == 'hls' and not config.play_parts else ''}")
     print(format_live_run(rows))
     print(f"\nwrote {', '.join(str(f) for f in files)}")
     failed = [r for r in rows if r.get("error")]

@@ -22,6 +22,7 @@ from server.formats.boxes import Mp4FormatError
 from server.formats.hls import MASTER_PLAYLIST_NAME
 from server.formats.names import MANIFEST_NAME, SEGMENTS_NAME, check_title
 from server.formats.segments import load_segments_json
+from server.live.chunkcache import ChunkCache, Chunks
 from server.live.rewrite import FragmentTable, build_fragment, chunk_ranges, parse_fragment
 from server.packaging.mp4split import InitInfo, parse_init
 
@@ -68,6 +69,11 @@ class LiveConfig:
     # player whose clock leaves out the stack's time sees the channel on that clock (docs/LIVE-EMULATION.md,
     # "The stack's time in live emulation"). Off: the header is ignored.
     player_clocks: bool = False
+    # Keep each segment's built chunks for the time-shift window (server.live.chunkcache), so that
+    # its LL-HLS parts and whole-segment requests after the first are served without rebuilding it.
+    # Off: every request re-times and cuts the source fragment again (the reference bench/live_origin_cpu.py
+    # measures the cache against).
+    chunk_cache: bool = True
 
     def __post_init__(self) -> None:
         check_title(self.channel, hint="the live channel name")
@@ -149,6 +155,9 @@ class LiveChannel:
         self._tables: dict[tuple[str, str, int], FragmentTable] = {}
         self._longest: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        # The window's segments (+2: the one being published and one asked for early) per rendition.
+        window = math.ceil(config.time_shift_buffer_s / float(self.segment_s)) + 2
+        self.chunk_cache = ChunkCache(max_segments=window * len(self._tracks) if config.chunk_cache else 0)
 
     def _load_track(self, media: str, rep_id: str, title_dir: Path) -> _Track:
         directory = title_dir / media / rep_id
@@ -264,9 +273,21 @@ class LiveChannel:
                 self._tables[key] = table
         return table
 
-    def segment_chunks(self, media: str, rep_id: str, number: int) -> list[bytes]:
+    def segment_chunks(self, media: str, rep_id: str, number: int) -> Chunks:
         """Segment `number` of a rendition as its chunks (one element without low latency), each a
-        moof+mdat with continuous tfdt and a unique mfhd sequence number. Empty chunks are b""."""
+        moof+mdat with continuous tfdt and a unique mfhd sequence number. Empty chunks are b"".
+        Built once and kept while in the time-shift window (`LiveConfig.chunk_cache`)."""
+        if (media, rep_id) not in self._tracks:
+            raise KeyError((media, rep_id))
+        return self.chunk_cache.get((media, rep_id, number), lambda: self.build_segment_chunks(media, rep_id, number),
+                                    oldest=self.oldest_available(self.clock()))
+
+    def kept_chunks(self, media: str, rep_id: str, number: int) -> Chunks | None:
+        """`segment_chunks` if the cache holds them (None: they must be built, off the event loop)."""
+        return self.chunk_cache.peek((media, rep_id, number))
+
+    def build_segment_chunks(self, media: str, rep_id: str, number: int) -> Chunks:
+        """`segment_chunks` built from the source fragment, not looked up."""
         track = self._tracks[(media, rep_id)]
         loop, index = divmod(number - 1, self.loop_segments)
         table = self._table(track, index + 1)
@@ -281,7 +302,7 @@ class LiveChannel:
             decode_time = base + sum(table.durations[:first])
             sequence = (number - 1) * self.chunks_per_segment + c + 1
             out.append(build_fragment(table, first, stop, decode_time=decode_time, sequence=sequence % 2**32 or 1))
-        return out
+        return tuple(out)
 
     def chunk_durations_s(self, media: str, rep_id: str, number: int) -> list[float]:
         """The media duration of each chunk of segment `number` (seconds; LL-HLS part durations):

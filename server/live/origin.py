@@ -168,8 +168,7 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
             headers["Retry-After"] = str(max(1, math.ceil(exc.available_at_s - now)))
             extra["available_at"] = iso_datetime(exc.available_at_s)
         return json_error(404, str(exc), headers=headers, segment=number, **extra)
-    loop = asyncio.get_running_loop()
-    chunks = await loop.run_in_executor(None, channel.segment_chunks, media, rep_id, number)
+    chunks = await _chunks(channel, media, rep_id, number)
     headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
                "ETag": f'"{etag_base}-{media}-{rep_id}-{number}"', LIVE_CHUNKS_HEADER: str(len(chunks))}
     if lag_s is not None:
@@ -248,13 +247,20 @@ async def _part(channel: LiveChannel, media: str, rep_id: str, number: int, inde
                           segment=number, available_at=iso_datetime(ready_s))
     while (wait_s := ready_s - clock()) > 0:
         await asyncio.sleep(wait_s / channel.config.speed)
-    loop = asyncio.get_running_loop()
-    chunks = await loop.run_in_executor(None, channel.segment_chunks, media, rep_id, number)
+    chunks = await _chunks(channel, media, rep_id, number)
     headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
                "ETag": f'"{etag_base}-{media}-{rep_id}-{number}.{index}"'}
     if lag_s is not None:
         headers[CHANNEL_LAG_HEADER] = f"{lag_s:.6f}"
     return web.Response(body=chunks[index], headers=headers)
+
+
+async def _chunks(channel: LiveChannel, media: str, rep_id: str, number: int) -> tuple[bytes, ...]:
+    """A segment's chunks: from the channel's cache on the loop, else built in a worker thread."""
+    kept = channel.kept_chunks(media, rep_id, number)
+    if kept is not None:
+        return kept
+    return await asyncio.get_running_loop().run_in_executor(None, channel.segment_chunks, media, rep_id, number)
 
 
 def _behind(clock: Clock, lag_s: float) -> Clock:

@@ -1,18 +1,41 @@
-"""Helpers shared by the server tests: keys, token policies and issuers, users files, fake titles with key stores."""
+"""Helpers shared by the server tests: keys, token policies and issuers, users files, fake titles with key stores;
+and the edge tests' fixtures (a fake title, an instrumented origin, edges in front of it: tests/server/edgekit.py)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
 
 from server.config import TokenPolicy
+from server.edge import EdgeConfig, RunningEdge, start_edge
 from server.keys import ed25519_public
 from server.passwords import hash_password
 from server.revocation import create_store
 from server.tokens import TokenIssuer
 from server.users import UserRecord, update_users
+from tests.server.edgekit import (
+    INTERNAL,
+    LICENSE_URL,
+    MANIFEST,
+    REPS,
+    SEGMENT_BYTES,
+    SEGMENTS_PER_REP,
+    TITLE,
+    VERIFY_KEY,
+    EdgeFactory,
+    OriginProbe,
+    object_bytes,
+    start_origin,
+    title_paths,
+)
 
 PASSWORD = "correct horse battery"
 SIGNING_KEY = b"k" * 32  # the tests' Ed25519 seed for tokens (auth's key)
@@ -63,3 +86,76 @@ def fake_title(root: Path, title: str, *, tracks: tuple[str, ...] = ("video", "a
     with os.fdopen(fd, "w") as out:
         json.dump({"title": title, "keys": entries}, out)
     return keys
+
+
+# -- the edge tests' fixtures (tests/server/test_edge*.py) ------------------------------------------
+
+@pytest.fixture
+def content_root(tmp_path: Path) -> Path:
+    root = tmp_path / "content"
+    for path in title_paths()[1:]:
+        file = root / path.lstrip("/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(object_bytes(path))
+    (root / TITLE / "manifest.mpd").write_text(MANIFEST)
+    (root / TITLE / "segments.json").write_text(json.dumps({
+        kind: [{"id": rep, "segment_sizes_bytes": [SEGMENT_BYTES] * SEGMENTS_PER_REP} for rep in reps]
+        for kind, reps in REPS.items()}))
+    return root
+
+
+@pytest.fixture
+async def origin(content_root: Path) -> AsyncIterator[OriginProbe]:
+    probe = await start_origin(content_root)
+    yield probe
+    probe.gate.set()
+    await probe.stop()
+
+
+@pytest.fixture
+async def make_edge(origin: OriginProbe) -> AsyncIterator[EdgeFactory]:
+    running: list[RunningEdge] = []
+
+    async def factory(**overrides: Any) -> RunningEdge:
+        settings: dict[str, Any] = {"edge_id": "edge-test", "origin_url": origin.url, "url_verify_key": VERIFY_KEY,
+                                    "internal_token": INTERNAL, "license_url": LICENSE_URL, "origin_timeout_s": 5.0}
+        settings.update(overrides)
+        edge = await start_edge(EdgeConfig(**settings))
+        running.append(edge)
+        return edge
+
+    yield factory
+    origin.gate.set()
+    for edge in running:
+        await edge.stop()
+
+
+@pytest.fixture
+async def edge(make_edge: EdgeFactory) -> RunningEdge:
+    return await make_edge()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(record.getMessage()))
+
+
+@pytest.fixture
+def access_lines() -> Any:
+    logger = logging.getLogger("abrkit.access")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

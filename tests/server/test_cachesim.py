@@ -38,8 +38,7 @@ from server.placement import (
     TitleInfo,
     synthetic_catalogue,
 )
-from tests.server import test_edge as edge_tests
-from tests.server.test_edge import (
+from tests.server.edgekit import (
     INTERNAL_HEADERS,
     REPS,
     SEGMENT_BYTES,
@@ -52,10 +51,6 @@ from tests.server.test_edge import (
 )
 
 # The edge tests' fixtures: a real origin (instrumented) and edges in front of it, over real sockets.
-content_root = edge_tests.content_root
-http = edge_tests.http
-make_edge = edge_tests.make_edge
-origin = edge_tests.origin
 
 YEAR_S = 31_536_000.0
 

@@ -1,7 +1,6 @@
 """The edge's access rules: URLs of an ended login or a changed user are refused within the recheck,
 a revocation store that cannot answer is 503, and `/internal/*` needs the internal credential from
-any peer (fixtures from tests/server/test_edge.py)."""
-# ruff: noqa: F811  (the imported fixtures are test arguments by name)
+any peer."""
 
 from __future__ import annotations
 
@@ -15,20 +14,7 @@ import pytest
 from server.edge import RunningEdge
 from server.internal import INTERNAL_HEADER, internal_headers
 from server.revocation import RevocationStore, create_store
-from tests.server.test_edge import (  # noqa: F401  (fixtures)
-    INTERNAL_HEADERS,
-    SEGMENT,
-    TITLE,
-    EdgeFactory,
-    OriginProbe,
-    content_root,
-    edge,
-    get,
-    http,
-    make_edge,
-    origin,
-    signed,
-)
+from tests.server.edgekit import INTERNAL_HEADERS, SEGMENT, TITLE, EdgeFactory, OriginProbe, get, signed
 
 
 async def test_urls_of_an_ended_login_or_a_changed_user_are_refused_within_the_recheck(

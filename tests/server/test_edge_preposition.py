@@ -8,15 +8,10 @@ import aiohttp
 import pytest
 
 from server.edge import RunningEdge
-from tests.server import test_edge as edge_tests
-from tests.server.test_edge import INTERNAL_HEADERS, TITLE, OriginProbe, cli_edge, get, signed, title_paths
+from tests.server.edgekit import INTERNAL_HEADERS, TITLE, OriginProbe, get, signed, title_paths
+from tests.server.test_edge import cli_edge
 
-# The edge tests' fixtures: a real origin (instrumented) and edges in front of it, over real sockets.
-content_root = edge_tests.content_root
-edge = edge_tests.edge
-http = edge_tests.http
-make_edge = edge_tests.make_edge
-origin = edge_tests.origin
+# The edge tests' fixtures (tests/server/conftest.py): a real origin (instrumented) and edges in front of it.
 
 
 async def test_a_selection_warms_only_those_renditions_and_their_first_segments(

@@ -1,8 +1,7 @@
 """The edge's cache-hit fast path (server/edgefast.py) answers exactly as the full handler does: same
 headers and body, same access-log line, same metrics, requests on one connection in order, and every
 request it must not answer (revoked login, fault, range, conditional, CORS, HTTP/1.0, close) left to
-the full handler (fixtures from tests/server/test_edge.py)."""
-# ruff: noqa: F811  (the imported fixtures are test arguments by name)
+the full handler."""
 
 from __future__ import annotations
 
@@ -23,21 +22,15 @@ from server.edgefast import EdgeRunner
 from server.edgeorigin import MEMORY_FILE_MIN_BYTES, MemoryFile
 from server.revocation import RevocationStore, create_store
 from server.stack import make_runner as stack_runner
-from tests.server.test_edge import (  # noqa: F401  (fixtures)
+from tests.server.edgekit import (
     INTERNAL_HEADERS,
     SEGMENT,
     TITLE,
     VERIFY_KEY,
     EdgeFactory,
     OriginProbe,
-    access_lines,
-    content_root,
-    edge,
     get,
-    http,
-    make_edge,
     object_bytes,
-    origin,
     signed,
     wait_until,
 )

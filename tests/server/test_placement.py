@@ -27,12 +27,7 @@ from server.placement import (
     synthetic_catalogue,
 )
 from tests.conftest import PackagedTitles
-from tests.server import test_edge as edge_tests
-from tests.server.test_edge import INTERNAL_HEADERS, TITLE, EdgeFactory, title_paths
-
-content_root = edge_tests.content_root
-make_edge = edge_tests.make_edge
-origin = edge_tests.origin
+from tests.server.edgekit import INTERNAL_HEADERS, TITLE, EdgeFactory, title_paths
 
 GB = 10**9
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from netsim.sources import open_trace
 from player.client.bootstrap import BootstrapError
@@ -85,6 +85,14 @@ async def test_plays_our_channels_live_playlists(live_origin: Origin) -> None:
     fetched = len(report.records) + len(report.audio_records)
     assert statuses["segment 404"] == 0 and fetched <= statuses["segment 200"] <= fetched + 2  # + in flight
     assert live["ll_hls_parts"] == "none offered" and live["chunk_s"] is None
+    # Its other answers' sizes, as the DASH player reports them: a video playlist (reloads and the
+    # join's clock sync, a reload too) and an init segment.
+    async with ClientSession() as http, http.get(f"{url}/live/video/v216p/playlist.m3u8") as response:
+        playlist_bytes = len(await response.read())
+    sizes = live["control_bytes"]
+    assert sizes["manifest"] == pytest.approx(playlist_bytes, rel=0.1), sizes
+    # the join's playlist: shorter, as this channel (20 s old) is younger than its time-shift window
+    assert 300 < sizes["sync"] <= sizes["manifest"] and sizes["init"] > 500, sizes
     # The audio rendition's playlist is played beside the video's, segment for segment.
     audio = [r.segment_index for r in report.audio_records]
     assert len(audio) >= 2 and audio[:len(report.records)] == [r.segment_index for r in report.records][:len(audio)]

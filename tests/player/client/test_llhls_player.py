@@ -17,7 +17,6 @@ from player.client.harness import LinkConfig, UrlTarget, play_headless
 from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.hls import HlsError, MediaPlaylist, parse_playlist
 from player.client.hls.limits import NoSegmentsYet
-from player.client.hlslive import HlsLivePlayer
 from player.client.liveplay import LivePlayConfig
 from tests.player.client.conftest import Origin
 from tests.player.conftest import serving_app
@@ -63,11 +62,12 @@ def test_a_live_playlist_in_its_first_segment_says_so() -> None:
         parse_playlist(only_parts + "#EXT-X-ENDLIST\n", URL)
 
 
-async def _play(url: str, *, speed: float, duration_s: float) -> PlaybackReport:
+async def _play(url: str, *, speed: float, duration_s: float, play_parts: bool = True) -> PlaybackReport:
     config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
     link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
+    live = LivePlayConfig(duration_s=duration_s, play_parts=play_parts)
     return await asyncio.wait_for(play_headless(UrlTarget(url=f"{url}/live/master.m3u8"), config, link=link,
-                                                live=LivePlayConfig(duration_s=duration_s)), 60)
+                                                live=live), 60)
 
 
 def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *, stalls: int = 0) -> dict[str, Any]:
@@ -105,11 +105,10 @@ async def test_joins_a_channel_still_in_its_first_segment(live_origin: Origin) -
 
 
 @pytest.mark.wallclock
-async def test_whole_segments_where_parts_are_not_played(live_origin: Origin,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(HlsLivePlayer, "play_parts", False)
+async def test_whole_segments_where_parts_are_not_played(live_origin: Origin) -> None:
+    """`LivePlayConfig(play_parts=False)`: `--no-hls-low-latency-mode` (hls.js lowLatencyMode off)."""
     url, statuses = await live_origin(low_latency=True, speed=10.0)
-    report = await _play(url, speed=10.0, duration_s=40.0)
+    report = await _play(url, speed=10.0, duration_s=40.0, play_parts=False)
     live = _played(report, statuses, 40.0)
     assert live["ll_hls_parts"] == "offered, not played" and live["chunk_s"] is None
     assert live["target_latency_s"] == 12.0 and live["part_requests"] == 0  # HOLD-BACK: 3 target durations

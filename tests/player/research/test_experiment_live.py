@@ -263,3 +263,36 @@ def test_a_resumed_simulated_twin_joins_at_its_stored_emulated_twins_age(package
     sim = dict(rows[1])
     assert sim.pop("key").endswith("|sim|dynamic|" + trace.name)
     assert sim == sim_row("dynamic", trace, config, content, channel_age_s=37.5)
+
+
+@pytest.mark.wallclock
+def test_abrkit_run_live_plays_ll_hls_through_the_shaper(packaged: PackagedTitles, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`--protocol hls` at low latency: the emulated player plays the channel's LL-HLS parts through
+    the shaper (one short trace at 4x), its playlist and clock-sync sizes reported for its twin."""
+    out = tmp_path / "out"
+    code = main(["run", "--live", "--protocol", "hls", "--abr", "dynamic", "--traces", "constant:5e6",
+                 "--video-or-title", str(packaged.content_root / CLEAR_TITLE), "--mode", "both", "--speed", "4",
+                 "--live-duration-s", "8", "--out", str(out), "--quiet"])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    assert "over HLS" in text.out
+    rows = {r["mode"]: r for r in csv.DictReader((out / "sessions.csv").open())}
+    emulated = rows["emulate"]
+    assert emulated["error"] == "" and int(emulated["segments"]) >= 2 and emulated["early_requests"] == "0", emulated
+    # By parts near PART-HOLD-BACK (2 s), not whole segments at HOLD-BACK (12 s); the stack's time is
+    # counted for HLS (LiveRunConfig), so a loaded machine adds its milliseconds x 4 to the latency.
+    assert 1.5 < float(emulated["latency_p50_s"]) < 5.0, emulated
+    assert 300 < int(emulated["manifest_bytes"]) < 5000 and int(emulated["sync_bytes"]) > 300
+    assert json.loads((out / "summary.json").read_text())["settings"]["protocol"] == "hls"
+
+
+def test_hls_emulation_counts_the_stacks_time() -> None:
+    """The HLS player's clock cannot leave out its blocking reloads' holds (it sends no channel-lag
+    header): leaving the stack's time out for it is refused, and `run --live --protocol hls` counts it."""
+    with pytest.raises(ValueError, match="HLS emulation counts the stack's time"):
+        LiveRunConfig(abrs=("dynamic",), protocol="hls")
+    assert LiveRunConfig(abrs=("dynamic",), protocol="hls", exclude_stack_time=False).protocol == "hls"
+    with pytest.raises(ValueError, match="dash or hls"):
+        LiveRunConfig(abrs=("dynamic",), protocol="smooth")
+
