@@ -49,12 +49,19 @@ class Decoder(Protocol):
     """Takes a session's segments as they arrive and decodes them off the event loop; never holds up
     fetching, and counts failures instead of raising them."""
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
-        """Fetch every rendition's init segment, once, before playback starts."""
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
+        """Fetch every rendition's init segment, once, before playback starts. `continuous`: the
+        submissions to come are chunks of one stream (a low-latency live schedule's chunks: a DASH
+        MPD's `availabilityTimeOffset` chunks, LL-HLS parts), not whole segments, so a video decoder
+        keeps the frames it holds back for reordering from one submission to the next instead of
+        draining after each (which would drop the reference frames the next chunk needs); the
+        player decides it from its schedule (`LiveSchedule.chunks_per_segment` > 1)."""
         ...
 
-    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes) -> None:
-        """Queue segment `index` (0-based) of rendition `rep_id` for decoding; returns at once."""
+    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
+        """Queue segment `index` (0-based) of rendition `rep_id` for decoding; returns at once. After a
+        `continuous` start `data` may be a chunk of the segment: `ends_segment` says if it is its last
+        (the decoder drains there: GOPs are closed and segment-aligned, so nothing is held back past it)."""
         ...
 
     async def finish(self) -> DecodeSummary:

@@ -298,9 +298,8 @@ class PlayerThread:
             has_audio = self.config.audio and bool(live_class.audio_representations(manifest))
             self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
                                    end_s=math.inf, has_audio=has_audio, live=True)
-            chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)
             self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture,
-                                          on_started=self._started, continuous=chunked)
+                                          on_started=self._started)  # chunks or not: the live player's `start` says
             return self.decoder
         count = min(r.segment_count for r in reps)
         if self.config.max_segments is not None:

@@ -263,13 +263,8 @@ class DesktopDecoder(DecodePipeline):
     """
 
     def __init__(self, source: PlaybackSource, frames: FrameQueue, pcm: PcmBuffer, *,
-                 texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None,
-                 continuous: bool = False) -> None:
+                 texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None) -> None:
         super().__init__(source, mode="all")
-        # `continuous`: the submissions are pieces of one stream (a low-latency live channel's CMAF
-        # chunks), so video decoders are not drained after each one (that would drop the reference
-        # frames the next chunk needs); B-frames held back come out with the next piece.
-        self.continuous = continuous
         self.frames = frames
         self.pcm = pcm
         self.on_started = on_started
@@ -282,18 +277,19 @@ class DesktopDecoder(DecodePipeline):
 
     # -- called on the player's event loop -------------------------------------------------------
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
-        await super().start(init_urls, fetcher)
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
+        await super().start(init_urls, fetcher, continuous=continuous)
         if self.on_started is not None:
             self.on_started()
 
-    def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def submit(self, kind: str, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         epoch = self.frames.epoch
         self._futures, self._audio_futures = pending(self._futures), pending(self._audio_futures)
+        job = (self._in_epoch, epoch, kind, rep_id, index, data, ends_segment)
         if kind == "audio":
-            self._audio_futures.append(self._audio_executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
+            self._audio_futures.append(self._audio_executor.submit(*job))
         else:
-            self._futures.append(self._executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
+            self._futures.append(self._executor.submit(*job))
 
     @property
     def busy(self) -> bool:
@@ -337,13 +333,7 @@ class DesktopDecoder(DecodePipeline):
 
     # -- on the workers ---------------------------------------------------------------------------
 
-    def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
-        decoder = super()._decoder(kind, rep_id)
-        if self.continuous and isinstance(decoder, SegmentDecoder):
-            decoder.drain_each_segment = False
-        return decoder
-
-    def _in_epoch(self, epoch: int, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def _in_epoch(self, epoch: int, kind: str, rep_id: str, index: int, data: bytes, ends_segment: bool) -> None:
         if self._closed or epoch != self.frames.epoch:
             return  # a seek made it stale: not worth decoding
         worker = "audio" if kind == "audio" else "video"
@@ -352,10 +342,10 @@ class DesktopDecoder(DecodePipeline):
             for decoder in list(self._decoders.values()):
                 if isinstance(decoder, AudioDecoder) == (worker == "audio"):
                     decoder.reset()
-        self._decode(kind, rep_id, index, data)
+        self._decode(kind, rep_id, index, data, ends_segment)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
-                        data: bytes, mode: str) -> DecodeResult:
+                        data: bytes, mode: str, drain: bool) -> DecodeResult:
         epoch = self._decoding_epoch["audio" if kind == "audio" else "video"]
         if isinstance(decoder, AudioDecoder):
             result = decoder.decode(data, mode="all", keep_pcm=True, segment_number=index + 1)
@@ -369,7 +359,8 @@ class DesktopDecoder(DecodePipeline):
             pixels = self._converter.to_ndarray(decoded.frame)
             self.frames.put(VideoFrame(epoch, decoded.pts_s, rep_id, pixels))
 
-        return decoder.decode(data, mode=mode, on_frame=on_frame, segment_number=index + 1)  # type: ignore[arg-type]
+        return decoder.decode(data, mode=mode, on_frame=on_frame, segment_number=index + 1,  # type: ignore[arg-type]
+                              drain=drain)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -51,6 +51,8 @@ class DecodePipeline:
         self._errors: list[str] = []
         self.failures: list[SegmentFailure] = []  # as `_errors`, for events (the desktop's audio_failure)
         self._expected_per_segment: dict[str, int] = {}
+        self.continuous = False  # `start`'s: submissions are chunks of one stream (the `Decoder` protocol)
+        self._held: dict[str, int] = {}  # continuous: frames of a segment's chunks not out yet, per rendition
 
     @staticmethod
     def _rendition_keys(source: PlaybackSource) -> dict[str, str | None]:
@@ -64,8 +66,12 @@ class DecodePipeline:
                     keys[rendition_key(p, rep.id)] = next((source.keys[k] for k in kids if k in source.keys), None)
         return keys
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
-        """Fetch every rendition's init segment (small, once, before playback starts)."""
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
+        """Fetch every rendition's init segment (small, once, before playback starts); `continuous`:
+        the submissions are chunks of one stream, so video decoders are not drained after each
+        (B-frames held back come out with the next chunk)."""
+        self.continuous = continuous
+
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:
                 result = await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
@@ -76,9 +82,9 @@ class DecodePipeline:
 
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
-    def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def submit(self, kind: str, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         self._futures = pending(self._futures)
-        self._futures.append(self._executor.submit(self._decode, kind, rep_id, index, data))
+        self._futures.append(self._executor.submit(self._decode, kind, rep_id, index, data, ends_segment))
 
     def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
         decoder = self._decoders.get(rep_id)
@@ -96,15 +102,17 @@ class DecodePipeline:
             decoder = self._decoders[rep_id] = cls(init, key_hex=self._keys.get(rep_id), name=rep_id, config=config)
         return decoder
 
-    def _decode(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def _decode(self, kind: str, rep_id: str, index: int, data: bytes, ends_segment: bool = True) -> None:
         self._segments += 1
         mode = "all" if kind == "audio" else self.mode
+        # A chunk that does not end its segment keeps the video decoder's held-back frames for the next one
+        drain = ends_segment or not self.continuous
         result: DecodeResult | None
         try:
             rep = self._reps.get(rep_id)
             if rep is not None and index < rep.segment_count:
                 data = clear_bytes(rep.segments[index].cipher, data)  # HLS AES-128: whole-segment encryption
-            result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode)
+            result = self._decode_segment(self._decoder(kind, rep_id), kind, rep_id, index, data, mode, drain)
         except AesError as exc:
             self._segment_failed(kind, rep_id, index, str(exc), 0, data)
             return
@@ -121,7 +129,15 @@ class DecodePipeline:
             return
         self._expected_per_segment.setdefault(rep_id, max(result.frames_expected, 1))
         self._frames_decoded += result.frames_decoded
-        self._frames_failed += result.frames_failed
+        failed = result.frames_failed
+        if self.continuous and mode != "none":
+            # Frames a chunk held back come out with a later chunk of the segment; what its last
+            # chunk (drained) leaves missing failed.
+            balance = self._held.pop(rep_id, 0) + result.frames_expected - result.frames_decoded
+            failed = max(0, balance) if drain else 0
+            if not drain:
+                self._held[rep_id] = max(0, balance)
+        self._frames_failed += failed
         if result.frames_decoded and self._first_frame_wall is None and result.first_frame_s is not None:
             self._first_frame_wall = time.monotonic() - result.decode_s + result.first_frame_s
 
@@ -135,9 +151,12 @@ class DecodePipeline:
             self._frames_failed += expected or declared_frames(data) or self._expected_per_segment.get(rep_id, 1)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
-                        data: bytes, mode: str) -> DecodeResult:
-        """One segment through its rendition's decoder (the desktop player's subclass sends frames and PCM on)."""
-        return decoder.decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
+                        data: bytes, mode: str, drain: bool) -> DecodeResult:
+        """One segment (or chunk: `drain` False unless it ends its segment) through its rendition's
+        decoder (the desktop player's subclass sends frames and PCM on)."""
+        if isinstance(decoder, AudioDecoder):
+            return decoder.decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
+        return decoder.decode(data, mode=mode, segment_number=index + 1, drain=drain)  # type: ignore[arg-type]
 
     async def finish(self) -> DecodeSummary:
         """Wait for every submitted segment, then report."""

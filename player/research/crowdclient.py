@@ -162,7 +162,7 @@ class InitSegmentsOnly:
         self.segments = 0
         self.errors: list[str] = []
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:
                 await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
@@ -171,7 +171,7 @@ class InitSegmentsOnly:
 
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
-    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes) -> None:
+    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         self.segments += 1
 
     async def finish(self) -> DecodeSummary:
@@ -270,7 +270,7 @@ async def play_session(http: aiohttp.ClientSession, spec: SessionSpec, settings:
         row["bootstrap_ms"] = {k: round(v * 1000, 2) for k, v in source.timings_s.items()}
         player = HeadlessPlayer(source, settings.player_config(spec.max_segments), fetcher, events=sink,
                                 decoder=decoder)
-        await decoder.start(player.init_urls(), fetcher)
+        await decoder.start(player.init_urls(), fetcher, continuous=False)  # VOD: whole segments
         report = await player.run()
     except BootstrapError as exc:
         row["error"] = f"bootstrap: {exc}"

@@ -29,7 +29,8 @@ async def test_each_audio_segment_that_fails_is_one_audio_failure_event(packaged
     audio = manifest.audio.representations[0]  # type: ignore[union-attr]
     decoder = DesktopDecoder(source, FrameQueue(4), PcmBuffer(), texture_size_px=(64, 36))
     async with serving_origin(packaged.content_root) as origin, aiohttp.ClientSession() as http:
-        await decoder.start({audio.id: ([f"{origin}/{CLEAR_TITLE}/audio/{audio.id}/init.mp4"], {})}, Fetcher(http))
+        await decoder.start({audio.id: ([f"{origin}/{CLEAR_TITLE}/audio/{audio.id}/init.mp4"], {})}, Fetcher(http),
+                            continuous=False)
     segment = (title_dir / "audio" / audio.id / "1.m4s").read_bytes()
     mdat = segment.find(b"mdat") + 4
     log_path = tmp_path / "events.jsonl"
