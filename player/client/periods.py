@@ -225,6 +225,9 @@ class _PeriodDecoder:
     def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         self.inner.submit(kind, rendition_key(self.period_index, rep_id), index, data, ends_segment=ends_segment)
 
+    def new_errors(self) -> tuple[str, ...]:
+        return self.inner.new_errors()
+
     async def finish(self) -> DecodeSummary:
         if self.last or self.player is None or not self.player.session.finished:
             return await self.inner.finish()

@@ -638,7 +638,8 @@ class DesktopApp:
         if media is None or not media.live:
             return None
         return sound_summary(self.sound, has_audio=media.has_audio, audio_enabled=self.backend.config.audio,
-                             errors=decoder.audio_errors() if decoder is not None else ())
+                             errors=decoder.audio_errors() if decoder is not None else (),
+                             error_count=decoder.audio_log.count if decoder is not None else 0)
 
     def summary_lines(self) -> list[str]:
         """The end-of-session summary: QoE and presentation figures."""

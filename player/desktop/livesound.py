@@ -110,9 +110,10 @@ class LiveSound:
 
 
 def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bool,
-                  errors: tuple[str, ...]) -> dict[str, Any]:
+                  errors: tuple[str, ...], error_count: int | None = None) -> dict[str, Any]:
     """A live window's sound for the summary, the JSON and the overlay: what was heard and how far from
-    the clock, or why nothing was (never a silent window without saying so)."""
+    the clock, or why nothing was (never a silent window without saying so). `errors` are the audio
+    failures kept (the first and last), `error_count` how many there were (default: as many)."""
     if sound is None:
         reason = ("off (PlayerConfig.audio is False)" if not audio_enabled
                   else "starting" if has_audio else "none in this stream (video only)")
@@ -129,7 +130,7 @@ def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bo
                      "max": round(drift.max, 1) if drift.count else None},
         "restarts": sound.stats.restarts,
         "ratio": round(sound.reader.ratios[-1], 4) if sound.reader.ratios else None,
-        "errors_count": len(errors), "errors": list(errors[:5]),
+        "errors_count": len(errors) if error_count is None else error_count, "errors": list(errors[:5]),
     }
 
 

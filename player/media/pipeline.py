@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import DecodeSummary, InitUrls, SegmentFailure, rendition_key
+from player.client.decoding import DecodeSummary, ErrorLog, InitUrls, SegmentFailure, rendition_key
 from player.client.fetch import Fetcher, FetchError
 from player.client.hls.aes import DecryptionError as AesError
 from player.client.hls.aes import clear_bytes
@@ -48,8 +48,9 @@ class DecodePipeline:
         self._segments = 0
         self._failed_segments = 0
         self._first_frame_wall: float | None = None
-        self._errors: list[str] = []
-        self.failures: list[SegmentFailure] = []  # as `_errors`, for events (the desktop's audio_failure)
+        # Why init segments and segments failed (bounded: a stream that keeps failing fails once a
+        # segment), with each failed segment's record (for events: the desktop's audio_failure)
+        self.errors = ErrorLog()
         self._expected_per_segment: dict[str, int] = {}
         self.continuous = False  # `start`'s: submissions are chunks of one stream (the `Decoder` protocol)
         self._held: dict[str, int] = {}  # continuous: frames of a segment's chunks not out yet, per rendition
@@ -78,7 +79,7 @@ class DecodePipeline:
                 rep = self._reps.get(rep_id)
                 self._inits[rep_id] = clear_bytes(rep.init.cipher if rep and rep.init else None, result.body)
             except (FetchError, AesError) as exc:
-                self._errors.append(f"init segment of {rep_id}: {exc}")
+                self.errors.add(f"init segment of {rep_id}: {exc}")
 
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
@@ -144,11 +145,14 @@ class DecodePipeline:
     def _segment_failed(self, kind: str, rep_id: str, index: int, reason: str, expected: int, data: bytes) -> None:
         """A segment of which nothing could be used: every frame it should have given counts as failed."""
         self._failed_segments += 1
-        self._errors.append(f"{kind} segment {index} of {rep_id}: {reason}")
-        self.failures.append(SegmentFailure(media="audio" if kind == "audio" else "video", rendition=rep_id,
-                                            segment_index=index, reason=reason))
+        self._failed(f"{kind} segment {index} of {rep_id}: {reason}",
+                     SegmentFailure(media="audio" if kind == "audio" else "video", rendition=rep_id,
+                                    segment_index=index, reason=reason))
         if kind == "video":
             self._frames_failed += expected or declared_frames(data) or self._expected_per_segment.get(rep_id, 1)
+
+    def _failed(self, message: str, failure: SegmentFailure) -> None:
+        self.errors.add(message, failure)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
                         data: bytes, mode: str, drain: bool) -> DecodeResult:
@@ -157,6 +161,9 @@ class DecodePipeline:
         if isinstance(decoder, AudioDecoder):
             return decoder.decode(data, mode=mode, segment_number=index + 1)  # type: ignore[arg-type]
         return decoder.decode(data, mode=mode, segment_number=index + 1, drain=drain)  # type: ignore[arg-type]
+
+    def new_errors(self) -> tuple[str, ...]:
+        return self.errors.take_new()
 
     async def finish(self) -> DecodeSummary:
         """Wait for every submitted segment, then report."""
@@ -179,7 +186,8 @@ class DecodePipeline:
     def _summary(self) -> DecodeSummary:
         return DecodeSummary(frames_decoded=self._frames_decoded, frames_failed=self._frames_failed,
                              segments=self._segments, failed_segments=self._failed_segments,
-                             first_frame_wall=self._first_frame_wall, errors=tuple(self._errors))
+                             first_frame_wall=self._first_frame_wall, errors=self.errors.messages(),
+                             errors_left_out=self.errors.left_out)
 
 
 def pending(futures: list[Future[None]]) -> list[Future[None]]:

@@ -160,7 +160,8 @@ class InitSegmentsOnly:
 
     def __init__(self) -> None:
         self.segments = 0
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # one per init segment at most: no bound needed
+        self._errors_taken = 0
 
     async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
@@ -173,6 +174,10 @@ class InitSegmentsOnly:
 
     def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         self.segments += 1
+
+    def new_errors(self) -> tuple[str, ...]:
+        new, self._errors_taken = tuple(self.errors[self._errors_taken:]), len(self.errors)
+        return new
 
     async def finish(self) -> DecodeSummary:
         return DecodeSummary(frames_decoded=0, frames_failed=0, segments=self.segments, failed_segments=0,

@@ -247,3 +247,5 @@ def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: Pac
     failures = [e for e in events if e["type"] == "audio_failure"]
     assert failures and all("decode" in e["reason"] and isinstance(e["segment"], int) for e in failures), failures
     assert len({(e["rendition"], e["segment"]) for e in failures}) == len(failures)
+    # every one the summary counts, those found as the session ended too (the decoder's `on_settled`)
+    assert len(failures) == sound["errors_count"], (failures, sound)
