@@ -212,6 +212,10 @@ class PlayerThread:
     def seek(self, position_s: float) -> None:
         self._call(self._seek, position_s)
 
+    def note_join_without_audio(self, waited_s: float) -> None:
+        """The live window's join started the picture without sound after `waited_s` (livejoin.py)."""
+        self._call(self._join_without_audio, waited_s)
+
     def set_paused(self, paused: bool) -> None:
         self._call(self._set_paused, paused)
 
@@ -361,6 +365,13 @@ class PlayerThread:
             with self._audio_failures_lock:
                 self._audio_failures_logged = log_audio_failures(
                     self.decoder.audio_log, self._audio_failures_logged, player.events, lambda: session.time_s)
+
+    def _join_without_audio(self, waited_s: float) -> None:
+        player = self.live_player
+        session = getattr(player, "session", None)
+        if player is not None and session is not None:
+            emit_event(player.events, session.time_s, "audio_missing", waited_s=round(waited_s, 3),
+                       reason=f"no audio decoded at the join within {waited_s:.1f} s: the picture started without sound")
 
     def _publish_live(self, player: LivePlayer) -> None:
         session = player.session
