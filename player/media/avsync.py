@@ -356,6 +356,8 @@ class DesktopDecoder(DecodePipeline):
             for decoder in list(self._decoders.values()):
                 if isinstance(decoder, AudioDecoder) == (worker == "audio"):
                     decoder.reset()
+            if worker == "video":
+                self._held.clear()  # the frames chunks held back went with the reset (a seek, not a failure)
         self._decode(kind, rep_id, index, data, ends_segment)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,

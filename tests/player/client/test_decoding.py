@@ -87,3 +87,48 @@ def test_a_stream_that_keeps_failing_keeps_exact_counts_in_bounded_memory() -> N
     assert summary.errors[-1] == f"video segment {segments - 1} of r1: no init segment for r1"
     assert len(decoder.errors.failures()) == 2 * KEPT_ERRORS
     assert summary.frames_failed >= segments // 2  # the video segments' frames: counted, not kept
+
+
+class _Chunked(DecodePipeline):
+    """A pipeline whose decoder is a script: each submission's `data` says (frames expected, decoded)."""
+
+    def _decoder(self, kind, rep_id):  # noqa: ANN001, ANN202
+        return None
+
+    def _decode_segment(self, decoder, kind, rep_id, index, data, mode, drain):  # noqa: ANN001, ANN202
+        expected, decoded = data
+        self.drains.append(drain)
+        return SimpleNamespace(frames_expected=expected, frames_decoded=decoded,
+                               frames_failed=max(0, expected - decoded), first_frame_s=None, decode_s=0.0)
+
+
+def test_frames_a_chunk_holds_back_fail_only_if_its_segments_end_does_not_bring_them_out() -> None:
+    decoder = _Chunked(SimpleNamespace(manifest=_NoRenditions(), keys={}))  # type: ignore[arg-type]
+    decoder.drains = []  # type: ignore[attr-defined]
+    decoder.continuous = True  # as `start(..., continuous=True)` sets it
+    # Segment 0: 2 frames held back by the first chunk come out with the last (drained) one.
+    # Segment 1: its last chunk leaves 3 missing: those failed.
+    for index, chunks in enumerate([[(12, 10), (12, 12), (12, 14)], [(12, 9), (12, 12), (12, 12)]]):
+        for n, counts in enumerate(chunks):
+            decoder.submit("video", "v", index, counts, ends_segment=n == len(chunks) - 1)  # type: ignore[arg-type]
+    summary = asyncio.run(decoder.finish())
+    assert decoder.drains == [False, False, True] * 2  # type: ignore[attr-defined]
+    assert (summary.frames_decoded, summary.frames_failed) == (69, 3)
+
+
+def test_a_seek_forgets_the_frames_chunks_held_back_they_are_not_failures() -> None:
+    from player.media.avsync import FrameQueue, PcmBuffer
+
+    class ChunkedWindow(_Chunked, DesktopDecoder):
+        pass
+
+    decoder = ChunkedWindow(SimpleNamespace(manifest=_NoRenditions(), keys={}), FrameQueue(4), PcmBuffer(),  # type: ignore[arg-type]
+                            texture_size_px=(64, 36))
+    decoder.drains = []  # type: ignore[attr-defined]
+    decoder.continuous = True
+    decoder.submit("video", "v", 3, (12, 10), ends_segment=False)  # type: ignore[arg-type]  # 2 held back
+    decoder._futures[-1].result()
+    decoder.flush(40.0)  # a seek to live: the decoders are reset, what they held is gone
+    decoder.submit("video", "v", 10, (12, 12), ends_segment=True)  # type: ignore[arg-type]
+    summary = asyncio.run(decoder.finish())
+    assert (summary.frames_decoded, summary.frames_failed) == (22, 0)
