@@ -578,7 +578,8 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
         print(f"  the server ignored Range on {report.http_counts['range_ignored']} requests "
               "(the ranges were cut out of whole-object answers)")
     if report.decode_errors:
-        more = f" (and {len(report.decode_errors) - 1} more)" if len(report.decode_errors) > 1 else ""
+        count = max(report.decode_error_count, len(report.decode_errors))  # more than those kept, if it kept failing
+        more = f" (and {count - 1} more)" if count > 1 else ""
         print(f"  decoding failed: {report.decode_errors[0]}{more}")
     if report.audio_records:
         by_media = report.requests_by_media

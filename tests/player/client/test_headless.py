@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import jwt
@@ -20,7 +21,7 @@ from player.client.bootstrap import BootstrapError, request_license
 from player.client.eventlog import EventLog
 from player.client.fetch import Fetcher
 from player.client.harness import LinkConfig, TitleTarget, UrlTarget, play_headless
-from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackReport, PlayerConfig, print_report
 from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
 from player.research.experiment import model_download_s
@@ -120,7 +121,8 @@ async def test_corrupt_segment_is_counted_and_playback_goes_on(tmp_path: Path, p
     assert log.of_type("decode_error")
 
 
-async def test_decode_errors_are_logged_as_they_happen_not_at_the_end(tmp_path: Path, packaged: PackagedTitles) -> None:
+async def test_decode_errors_are_logged_as_they_happen_not_at_the_end(tmp_path: Path, packaged: PackagedTitles,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     content = tmp_path / "content"
     shutil.copytree(packaged.content_root / CLEAR_TITLE, content / CLEAR_TITLE)
     for rendition in (content / CLEAR_TITLE / "video").iterdir():
@@ -138,6 +140,10 @@ async def test_decode_errors_are_logged_as_they_happen_not_at_the_end(tmp_path: 
     # logged once, while the next segments were still downloading (before: after the last one, at the end)
     assert kinds == ["download", "decode_error", "download", "download", "end"], kinds
     assert report.as_dict()["decode_error_count"] == 1
+    # A stream that kept failing: the report keeps the first and last errors, and counts them all.
+    print_report(replace(report, decode_errors=report.decode_errors * 2, decode_error_count=300), as_json=False)
+    assert "(and 299 more)" in capsys.readouterr().out
+    assert replace(report, decode_error_count=300).as_dict()["decode_error_count"] == 300
 
 
 async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) -> None:
