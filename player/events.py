@@ -18,9 +18,10 @@ LiveEventKind = Literal["chunk", "rate"]
 # What the headless driver and its harness emit. "abandon" is both: the driver reports the ABR's
 # decision to give a download up (to_quality, reason), the session that the download was dropped.
 # The live driver (`player.client.liveplay`) adds the clock sync, MPD refreshes and early requests (404s);
-# the desktop window each audio segment that could not be used, as it happens (its sound went silent).
+# the desktop window each audio segment that could not be used, as it happens (its sound went silent),
+# and a live join that started without sound (`audio_missing`: none decoded in time).
 DriverEventKind = Literal["bootstrap", "start", "period", "request", "buffer", "abandon", "decode_error", "error",
-                          "end", "clock_sync", "manifest_refresh", "early_request", "audio_failure"]
+                          "end", "clock_sync", "manifest_refresh", "early_request", "audio_failure", "audio_missing"]
 EventKind = SessionEventKind | LiveEventKind | DriverEventKind
 
 SESSION_EVENT_KINDS: frozenset[str] = frozenset(get_args(SessionEventKind))

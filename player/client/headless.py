@@ -44,6 +44,7 @@ from player.timeline import MediaType, Timeline
 from server.formats.cmcd import cmcd_headers
 
 MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to the event log)
+DECODE_ERROR_POLL_S = 0.05  # wall seconds between looks for new decode errors (logged as they happen)
 
 
 class PlaybackError(CliError):
@@ -169,7 +170,8 @@ class PlaybackReport:
     bootstrap_s: Mapping[str, float]
     error: str | None = None
     http_counts: Mapping[str, int] = field(default_factory=dict)  # `Fetcher.counts`: redirects, ranges cut...
-    decode_errors: tuple[str, ...] = ()  # why segments failed to decode, one line each
+    decode_errors: tuple[str, ...] = ()  # why segments failed to decode, one line each (the first and last kept)
+    decode_error_count: int = 0  # how many failed (more than `decode_errors` lists on a stream that keeps failing)
     periods: int = 1  # DASH Periods played (records and frames cover them all)
     audio_records: tuple[SegmentRecord, ...] = ()  # the audio pipeline's segments (`records` are the video's)
     requests_by_media: Mapping[str, int] = field(default_factory=dict)  # video, audio, other (init segments)
@@ -206,7 +208,8 @@ class PlaybackReport:
             "bootstrap_s": dict(self.bootstrap_s), "preroll_s": self.preroll_s,
             "preroll_in_startup": self.preroll_in_startup, "qualities": self.qualities, "error": self.error,
             "http_counts": dict(self.http_counts), "periods": self.periods,
-            "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]), "decode_error_count": len(self.decode_errors),
+            "decode_errors": list(self.decode_errors[:MAX_REPORTED_ERRORS]),
+            "decode_error_count": max(self.decode_error_count, len(self.decode_errors)),
             "requests_by_media": dict(self.requests_by_media), "media": self.media_summary(),
         })
         if self.live is not None:
@@ -331,6 +334,7 @@ class HeadlessPlayer:
                    segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s),
                    **({"audio_segments": audio.segment_count} if audio is not None else {}))
         sampler = asyncio.create_task(self._sample_buffer())
+        watcher = asyncio.create_task(self._watch_decode_errors())
         error: str | None = None
         try:
             await self._play()
@@ -339,19 +343,19 @@ class HeadlessPlayer:
             emit_event(self.events, self.now(), "error", message=error)
         finally:
             sampler.cancel()
-        frames_decoded = frames_failed = 0
+            watcher.cancel()
+        frames_decoded = frames_failed = error_count = 0
         first_frame_s = None
         decode_errors: tuple[str, ...] = ()
         if self.decoder is not None:
             summary = await self.decoder.finish()
+            self._log_decode_errors()  # the last segments' (the watcher logged the others as they happened)
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
-            decode_errors = summary.errors
-            for message in summary.errors:
-                emit_event(self.events, self.now(), "decode_error", message=message)
+            decode_errors, error_count = summary.errors, summary.error_count
             if summary.first_frame_wall is not None:
                 first_frame_s = (summary.first_frame_wall - self._t0) * self.config.speed
         report = self._report(error, frames_decoded, frames_failed, first_frame_s)
-        report = replace(report, decode_errors=decode_errors)
+        report = replace(report, decode_errors=decode_errors, decode_error_count=error_count)
         emit_event(self.events, self.now(), "end",
                    **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
         return report
@@ -493,6 +497,17 @@ class HeadlessPlayer:
                    duration_s=round(attempt.duration_s * wall_to_session, 4),
                    **({"note": attempt.note} if attempt.note else {}), **extra)
 
+    def _log_decode_errors(self) -> None:
+        if self.decoder is not None:
+            for message in self.decoder.new_errors():
+                emit_event(self.events, self.now(), "decode_error", message=message)
+
+    async def _watch_decode_errors(self) -> None:
+        """`decode_error` events as the decoder's worker finds them (within `DECODE_ERROR_POLL_S`)."""
+        while self.decoder is not None:
+            self._log_decode_errors()
+            await asyncio.sleep(DECODE_ERROR_POLL_S)
+
     async def _sample_buffer(self) -> None:
         session = self.session
         while True:
@@ -563,7 +578,8 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
         print(f"  the server ignored Range on {report.http_counts['range_ignored']} requests "
               "(the ranges were cut out of whole-object answers)")
     if report.decode_errors:
-        more = f" (and {len(report.decode_errors) - 1} more)" if len(report.decode_errors) > 1 else ""
+        count = max(report.decode_error_count, len(report.decode_errors))  # more than those kept, if it kept failing
+        more = f" (and {count - 1} more)" if count > 1 else ""
         print(f"  decoding failed: {report.decode_errors[0]}{more}")
     if report.audio_records:
         by_media = report.requests_by_media

@@ -221,11 +221,6 @@ class HlsLivePlayer(LivePlayer):
             # Parts played as the chunks of a uniform schedule: so many to a segment, each the same share.
             self.chunk_s = self.segment_s / counts[0]
             self.part_hold_back_s = playlist.part_hold_back_s or 3 * playlist.part_target_s  # rfc8216bis 4.4.3.8
-            if hasattr(self.decoder, "continuous"):
-                # The window's decoder (player/media/avsync.py) takes the parts as pieces of one stream,
-                # as it does a low-latency MPD's chunks (which it knows from the MPD; a playlist's
-                # parts are known only now, before anything is submitted).
-                self.decoder.continuous = True  # type: ignore[union-attr]
 
     def _check(self, r: _Rendition, old: MediaPlaylist | None, new: MediaPlaylist) -> None:
         """What RFC 8216 6.2.2 requires of a live playlist's reloads, and what the live session needs."""

@@ -273,8 +273,9 @@ class LivePlayer:
         self.session = LiveSession(make(self.config.abr, **dict(self.config.abr_params)), self.content,
                                    self.config.session, live=live_config, schedule=schedule, sink=self.events)
         if self.decoder is not None:
+            # Chunks (DASH low-latency, LL-HLS parts) are submitted one by one as pieces of one stream
             await self.decoder.start({r.id: (list(r.init.urls), {}) for r in (*self.reps, *self.audio_reps)
-                                      if r.init is not None}, self.fetcher)
+                                      if r.init is not None}, self.fetcher, continuous=schedule.chunks_per_segment > 1)
         emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
@@ -387,7 +388,8 @@ class LivePlayer:
                 last_byte_s = chunk.last_byte_s
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
                     self.decoder.submit(action.media, rep_id, action.segment_index,
-                                        bytes(timer.body[chunk_start:chunk_start + chunk.size_bytes]))
+                                        bytes(timer.body[chunk_start:chunk_start + chunk.size_bytes]),
+                                        ends_segment=index == n - 1)
                 chunk_start += chunk.size_bytes
                 if index < n - 1:  # the last chunk completes the segment: on_download
                     session.on_chunk(max(t, session.time_s), size_bytes=chunk.size_bytes,

@@ -117,7 +117,7 @@ async def play_periods(source: PlaybackSource, config: PlayerConfig, fetcher: Fe
                        codecs=sorted({r.codecs or "?" for a in period.adaptation_sets for r in a.representations}))
         if shared is not None:
             started = loop.time()
-            await shared.start(player.init_urls(), fetcher)
+            await shared.start(player.init_urls(), fetcher, continuous=False)  # VOD: whole segments
             if not players:
                 timings["init_s"] = loop.time() - started
                 player.source = replace(player.source, timings_s=timings)
@@ -218,11 +218,15 @@ class _PeriodDecoder:
         self.player: HeadlessPlayer | None = None
         self.last = True
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
-        await self.inner.start({rendition_key(self.period_index, k): v for k, v in init_urls.items()}, fetcher)
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
+        await self.inner.start({rendition_key(self.period_index, k): v for k, v in init_urls.items()}, fetcher,
+                               continuous=continuous)
 
-    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes) -> None:
-        self.inner.submit(kind, rendition_key(self.period_index, rep_id), index, data)
+    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
+        self.inner.submit(kind, rendition_key(self.period_index, rep_id), index, data, ends_segment=ends_segment)
+
+    def new_errors(self) -> tuple[str, ...]:
+        return self.inner.new_errors()
 
     async def finish(self) -> DecodeSummary:
         if self.last or self.player is None or not self.player.session.finished:

@@ -26,6 +26,7 @@ from player.desktop import DesktopUnavailable
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
 from player.desktop.liveclock import SessionClock
+from player.desktop.livejoin import LiveJoin
 from player.desktop.livesound import LiveSound, sound_lines, sound_summary
 from player.desktop.overlay import History, HistoryPoint, Spinner, StatsPanel, SummaryPanel
 from player.desktop.player_thread import (
@@ -158,6 +159,7 @@ class DesktopApp:
         self.window: Any = None
         self.audio: pyglet.media.Player | SessionClock | None = None  # the clock: audio, or a live session
         self.sound: LiveSound | None = None  # a live window's sound, following the session clock
+        self.join: LiveJoin | None = None  # a live window's join: the picture waits for the sound
         self._audio_buffer_s = 0.9  # pyglet's audio read-ahead, put back after a live window's sound
         self._texture: pyglet.image.Texture | None = None
         self._texture_view: pyglet.image.TextureRegion | None = None
@@ -393,6 +395,7 @@ class DesktopApp:
             self.audio.pause()
             self.audio.delete()
             self.audio = SessionClock()
+            self.join = LiveJoin(has_audio=media.has_audio, on_without_audio=self.backend.note_join_without_audio)
             if media.has_audio:
                 from pyglet.media import Player
                 from pyglet.media.drivers.base import AbstractAudioPlayer
@@ -478,9 +481,13 @@ class DesktopApp:
         assert isinstance(self.audio, SessionClock)
         if snap is None or not snap.started:
             return
-        running = want  # the session's playhead is the master: frames it overtook are dropped and counted
-        self.audio.follow(playhead_s=snap.playhead_s, at_wall_s=snap.wall_s,
-                          rate=snap.live.playback_rate if snap.live is not None else 1.0, running=running)
+        now, rate = time.monotonic(), snap.live.playback_rate if snap.live is not None else 1.0
+        # The session's playhead is the master (frames it overtook are dropped and counted); the join
+        # waits, bounded, for a frame and the sound at the playhead (livejoin.py).
+        running = want and (self.join is None or self.join.ready(
+            now, frame=self._last_frame is not None or self.frames.first_pts_s() is not None,
+            pcm_s=lambda: self.pcm.available_s(snap.playhead_s + (now - snap.wall_s) * rate)))
+        self.audio.follow(playhead_s=snap.playhead_s, at_wall_s=snap.wall_s, rate=rate, running=running)
         self._clock_started = self._clock_started or running
 
     def _start_position(self) -> float | None:
@@ -638,7 +645,8 @@ class DesktopApp:
         if media is None or not media.live:
             return None
         return sound_summary(self.sound, has_audio=media.has_audio, audio_enabled=self.backend.config.audio,
-                             errors=decoder.audio_errors() if decoder is not None else ())
+                             errors=decoder.audio_errors() if decoder is not None else (),
+                             error_count=decoder.audio_log.count if decoder is not None else 0, join=self.join)
 
     def summary_lines(self) -> list[str]:
         """The end-of-session summary: QoE and presentation figures."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from player.desktop.liveclock import SessionClock
+from player.desktop.livejoin import LiveJoin
 from player.media.avsync import PcmBuffer
 from player.media.distribution import Distribution
 from player.media.stretch import StretchReader
@@ -110,9 +111,12 @@ class LiveSound:
 
 
 def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bool,
-                  errors: tuple[str, ...]) -> dict[str, Any]:
+                  errors: tuple[str, ...], error_count: int | None = None,
+                  join: LiveJoin | None = None) -> dict[str, Any]:
     """A live window's sound for the summary, the JSON and the overlay: what was heard and how far from
-    the clock, or why nothing was (never a silent window without saying so)."""
+    the clock, or why nothing was (never a silent window without saying so). `errors` are the audio
+    failures kept (the first and last), `error_count` how many there were (default: as many); `join`
+    how the picture and the sound started (`join`: the wait, and whether the sound was there)."""
     if sound is None:
         reason = ("off (PlayerConfig.audio is False)" if not audio_enabled
                   else "starting" if has_audio else "none in this stream (video only)")
@@ -129,7 +133,9 @@ def sound_summary(sound: LiveSound | None, *, has_audio: bool, audio_enabled: bo
                      "max": round(drift.max, 1) if drift.count else None},
         "restarts": sound.stats.restarts,
         "ratio": round(sound.reader.ratios[-1], 4) if sound.reader.ratios else None,
-        "errors_count": len(errors), "errors": list(errors[:5]),
+        "errors_count": len(errors) if error_count is None else error_count, "errors": list(errors[:5]),
+        "join": None if join is None or join.waited_s is None else {"waited_s": round(join.waited_s, 3),
+                                                                     "with_audio": join.with_audio},
     }
 
 
@@ -143,6 +149,9 @@ def sound_lines(summary: dict[str, Any]) -> list[str]:
         ratio = "-" if summary["ratio"] is None else f"{summary['ratio']:.3f}x"
         lines = [f"audio {summary['heard_s']:.1f} s heard, {summary['silence_s']:.1f} s silence; drift from the "
                  f"clock p95 {p95}; stretched {ratio} (pitch kept), restarts {summary['restarts']}"]
+    join = summary.get("join")
+    if join is not None and not join["with_audio"]:
+        lines.append(f"audio missing at the join: the picture started alone after {join['waited_s']:.1f} s")
     if summary["errors"]:
         count = summary.get("errors_count", len(summary["errors"]))
         lines.append(f"audio FAILED in {count} segment(s): {summary['errors'][0][:160]}")

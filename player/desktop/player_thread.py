@@ -8,7 +8,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from abr.estimators import harmonic_mean, throughput_bps
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Decision, Observation, Progress
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import Decoder, SegmentFailure
+from player.client.decoding import Decoder, ErrorLog
 from player.client.fetch import Fetcher
 from player.client.harness import DemoTarget, LinkConfig, PlayTarget, TitleTarget, play_headless
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
@@ -140,15 +140,18 @@ class LockableAbr:
         return self.inner.should_abandon(progress)
 
 
-def log_audio_failures(failures: Sequence[SegmentFailure], logged: int, sink: EventSink,
-                       now_s: Callable[[], float]) -> int:
+def log_audio_failures(failures: ErrorLog, logged: int, sink: EventSink, now_s: Callable[[], float]) -> int:
     """Put the audio segments that failed since the first `logged` into the session's event log (the
     `--log` stream) as `audio_failure` events (rendition, segment, reason), at session time `now_s()`;
-    returns how many are logged now. The overlay, summary and JSON say the same (`sound_summary`)."""
-    for failure in failures[logged:]:
-        emit_event(sink, now_s(), "audio_failure", rendition=failure.rendition, segment=failure.segment_index,
-                   reason=failure.reason)
-    return max(logged, len(failures))
+    returns how many are logged now. The overlay, summary and JSON say the same (`sound_summary`).
+    (Failures the bounded log no longer keeps are not logged: more than `KEPT_ERRORS` between two
+    calls 50 ms apart, more than any stream's segments.)"""
+    new, count, _ = failures.since(logged)
+    for _, failure in new:
+        if failure is not None:
+            emit_event(sink, now_s(), "audio_failure", rendition=failure.rendition,
+                       segment=failure.segment_index, reason=failure.reason)
+    return max(logged, count)
 
 
 class PlayerThread:
@@ -186,6 +189,7 @@ class PlayerThread:
         self._running = False  # the player's clock has started
         self._stopping = False  # shut down, possibly before the thread's loop existed
         self._audio_failures_logged = 0
+        self._audio_failures_lock = threading.Lock()  # the publisher and the decoder's last word (`on_settled`)
         self._thread = threading.Thread(target=self._main, name="abrkit-player", daemon=True)
 
     def start(self) -> None:
@@ -207,6 +211,10 @@ class PlayerThread:
 
     def seek(self, position_s: float) -> None:
         self._call(self._seek, position_s)
+
+    def note_join_without_audio(self, waited_s: float) -> None:
+        """The live window's join started the picture without sound after `waited_s` (livejoin.py)."""
+        self._call(self._join_without_audio, waited_s)
 
     def set_paused(self, paused: bool) -> None:
         self._call(self._set_paused, paused)
@@ -298,9 +306,9 @@ class PlayerThread:
             has_audio = self.config.audio and bool(live_class.audio_representations(manifest))
             self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture,
                                    end_s=math.inf, has_audio=has_audio, live=True)
-            chunked = any(r.live is not None and not r.live.availability_time_complete for r in reps)
             self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture,
-                                          on_started=self._started, continuous=chunked)
+                                          on_started=self._started,  # chunks or not: the live player's `start` says
+                                          on_settled=self._log_audio_failures)
             return self.decoder
         count = min(r.segment_count for r in reps)
         if self.config.max_segments is not None:
@@ -309,7 +317,8 @@ class PlayerThread:
         has_audio = self.config.audio and manifest.audio is not None and bool(manifest.audio.representations)
         self.media = MediaInfo(title=source.title, renditions=renditions, texture_size_px=texture, end_s=end_s,
                                has_audio=has_audio)
-        self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started)
+        self.decoder = DesktopDecoder(source, self.frames, self.pcm, texture_size_px=texture, on_started=self._started,
+                                      on_settled=self._log_audio_failures)
         return self.decoder
 
     def _make_player(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *, events: EventSink,
@@ -346,13 +355,23 @@ class PlayerThread:
             await asyncio.sleep(self.options.snapshot_interval_s)
 
     def _log_audio_failures(self) -> None:
+        # Every 50 ms (the publisher), and once the decoder has settled (VOD: before the player's `end`
+        # event; live: as the session's decoder closes, before the log does), so the log misses none.
         # At the session's time (its clock as last advanced, <= 50 ms ago): a Period's player that has
         # not started yet has no clock to read.
         player = self.live_player if self.live_player is not None else self.player
         session = getattr(player, "session", None)
         if self.decoder is not None and player is not None and session is not None:
-            self._audio_failures_logged = log_audio_failures(self.decoder.audio_failures(), self._audio_failures_logged,
-                                                             player.events, lambda: session.time_s)
+            with self._audio_failures_lock:
+                self._audio_failures_logged = log_audio_failures(
+                    self.decoder.audio_log, self._audio_failures_logged, player.events, lambda: session.time_s)
+
+    def _join_without_audio(self, waited_s: float) -> None:
+        player = self.live_player
+        session = getattr(player, "session", None)
+        if player is not None and session is not None:
+            emit_event(player.events, session.time_s, "audio_missing", waited_s=round(waited_s, 3),
+                       reason=f"no audio decoded at the join within {waited_s:.1f} s: the picture started without sound")
 
     def _publish_live(self, player: LivePlayer) -> None:
         session = player.session

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from player.client.bootstrap import PlaybackSource
-from player.client.decoding import DecodeSummary, InitUrls, SegmentFailure
+from player.client.decoding import DecodeSummary, ErrorLog, InitUrls, SegmentFailure
 from player.client.fetch import Fetcher
 from player.media.decoder import (
     AudioDecoder,
@@ -259,41 +259,43 @@ class DesktopDecoder(DecodePipeline):
     Video keeps the pipeline's worker; audio gets its own, so PCM is ready ahead of the frames even
     while the video worker waits for room in the frame queue. Segments of an epoch that a seek made
     stale are skipped unopened; decoders are reset at the start of each new epoch. `on_started` is
-    called once the init segments are in (the player's clock starts right after).
+    called once the init segments are in (the player's clock starts right after); `on_settled` once
+    no failure can come any more (`finish` has waited for every segment, or `close` joined the
+    workers), on the thread that called it: the window logs the last audio failures there.
     """
 
     def __init__(self, source: PlaybackSource, frames: FrameQueue, pcm: PcmBuffer, *,
                  texture_size_px: tuple[int, int], on_started: Callable[[], None] | None = None,
-                 continuous: bool = False) -> None:
+                 on_settled: Callable[[], None] | None = None) -> None:
         super().__init__(source, mode="all")
-        # `continuous`: the submissions are pieces of one stream (a low-latency live channel's CMAF
-        # chunks), so video decoders are not drained after each one (that would drop the reference
-        # frames the next chunk needs); B-frames held back come out with the next piece.
-        self.continuous = continuous
         self.frames = frames
         self.pcm = pcm
         self.on_started = on_started
+        self.on_settled = on_settled
         self._converter = FrameConverter(*texture_size_px, format="rgba")
         self._audio_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abrkit-audio")
         self._audio_futures: list[Future[None]] = []
         self._decoding_epoch = {"video": 0, "audio": 0}  # per worker: the epoch being decoded
         self._closed = False
         self.last_flush = Flush(0, 0.0)
+        # The audio segments that failed, apart (bounded as `errors`, where video failures could crowd them out)
+        self.audio_log = ErrorLog()
 
     # -- called on the player's event loop -------------------------------------------------------
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
-        await super().start(init_urls, fetcher)
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
+        await super().start(init_urls, fetcher, continuous=continuous)
         if self.on_started is not None:
             self.on_started()
 
-    def submit(self, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def submit(self, kind: str, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         epoch = self.frames.epoch
         self._futures, self._audio_futures = pending(self._futures), pending(self._audio_futures)
+        job = (self._in_epoch, epoch, kind, rep_id, index, data, ends_segment)
         if kind == "audio":
-            self._audio_futures.append(self._audio_executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
+            self._audio_futures.append(self._audio_executor.submit(*job))
         else:
-            self._futures.append(self._executor.submit(self._in_epoch, epoch, kind, rep_id, index, data))
+            self._futures.append(self._executor.submit(*job))
 
     @property
     def busy(self) -> bool:
@@ -308,12 +310,8 @@ class DesktopDecoder(DecodePipeline):
         return self.last_flush
 
     def audio_errors(self) -> tuple[str, ...]:
-        """Why audio segments (or init segments) could not be used, oldest first."""
-        return tuple(e for e in list(self._errors) if e.startswith("audio "))
-
-    def audio_failures(self) -> tuple[SegmentFailure, ...]:
-        """The audio segments that could not be used, oldest first (`audio_errors` as records)."""
-        return tuple(f for f in list(self.failures) if f.media == "audio")
+        """Why audio segments could not be used, oldest first (the first and last kept: `audio_log`)."""
+        return self.audio_log.messages()
 
     def stop_presenting(self) -> None:
         """Stop presenting for good (the user quit): release a blocked worker; queued segments are skipped."""
@@ -329,21 +327,27 @@ class DesktopDecoder(DecodePipeline):
             self.frames.close()
         self._audio_executor.shutdown(wait=True, cancel_futures=True)
         super().close()
+        self._settled()
 
     async def finish(self) -> DecodeSummary:
         await asyncio.gather(*(asyncio.wrap_future(f) for f in self._audio_futures))
         self._audio_executor.shutdown(wait=True)
-        return await super().finish()
+        summary = await super().finish()
+        self._settled()
+        return summary
+
+    def _settled(self) -> None:
+        if self.on_settled is not None:
+            self.on_settled()
 
     # -- on the workers ---------------------------------------------------------------------------
 
-    def _decoder(self, kind: str, rep_id: str) -> SegmentDecoder | AudioDecoder:
-        decoder = super()._decoder(kind, rep_id)
-        if self.continuous and isinstance(decoder, SegmentDecoder):
-            decoder.drain_each_segment = False
-        return decoder
+    def _failed(self, message: str, failure: SegmentFailure) -> None:
+        super()._failed(message, failure)
+        if failure.media == "audio":
+            self.audio_log.add(message, failure)
 
-    def _in_epoch(self, epoch: int, kind: str, rep_id: str, index: int, data: bytes) -> None:
+    def _in_epoch(self, epoch: int, kind: str, rep_id: str, index: int, data: bytes, ends_segment: bool) -> None:
         if self._closed or epoch != self.frames.epoch:
             return  # a seek made it stale: not worth decoding
         worker = "audio" if kind == "audio" else "video"
@@ -352,10 +356,12 @@ class DesktopDecoder(DecodePipeline):
             for decoder in list(self._decoders.values()):
                 if isinstance(decoder, AudioDecoder) == (worker == "audio"):
                     decoder.reset()
-        self._decode(kind, rep_id, index, data)
+            if worker == "video":
+                self._held.clear()  # the frames chunks held back went with the reset (a seek, not a failure)
+        self._decode(kind, rep_id, index, data, ends_segment)
 
     def _decode_segment(self, decoder: SegmentDecoder | AudioDecoder, kind: str, rep_id: str, index: int,
-                        data: bytes, mode: str) -> DecodeResult:
+                        data: bytes, mode: str, drain: bool) -> DecodeResult:
         epoch = self._decoding_epoch["audio" if kind == "audio" else "video"]
         if isinstance(decoder, AudioDecoder):
             result = decoder.decode(data, mode="all", keep_pcm=True, segment_number=index + 1)
@@ -369,7 +375,8 @@ class DesktopDecoder(DecodePipeline):
             pixels = self._converter.to_ndarray(decoded.frame)
             self.frames.put(VideoFrame(epoch, decoded.pts_s, rep_id, pixels))
 
-        return decoder.decode(data, mode=mode, on_frame=on_frame, segment_number=index + 1)  # type: ignore[arg-type]
+        return decoder.decode(data, mode=mode, on_frame=on_frame, segment_number=index + 1,  # type: ignore[arg-type]
+                              drain=drain)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -249,7 +249,7 @@ class _TrackDecoder:
         )
 
     def _run(self, segment: bytes, mode: DecodeMode, segment_number: int | None,
-             on_frame: Callable[[av.AudioFrame | av.VideoFrame, float], None]) -> _Tally:
+             on_frame: Callable[[av.AudioFrame | av.VideoFrame, float], None], *, drain: bool | None = None) -> _Tally:
         if mode not in DECODE_MODES:
             raise ValueError(f"mode must be one of {', '.join(DECODE_MODES)}, got {mode!r}")
         tally = _Tally(started=time.perf_counter())
@@ -290,7 +290,7 @@ class _TrackDecoder:
             tally.error(error)
         finally:
             container.close()
-        if mode != "none" and self.drain_each_segment:
+        if mode != "none" and (self.drain_each_segment if drain is None else drain):
             self._decode_into(None, tally, on_frame)
             self._codec.flush_buffers()
         if mode == "keyframes":
@@ -407,10 +407,12 @@ class SegmentDecoder(_TrackDecoder):
 
     def decode(self, segment: bytes, *, mode: DecodeMode = "all", keep_frames: bool = False,
                on_frame: Callable[[DecodedFrame], None] | None = None,
-               segment_number: int | None = None) -> DecodeResult:
+               segment_number: int | None = None, drain: bool = True) -> DecodeResult:
         """Decodes one media segment. `on_frame` gets every clean frame as it comes out (e.g. to
         feed a bounded queue); `keep_frames` also returns them all. Raises `DecodeError` when
-        nothing decodes; other problems are counted in the result."""
+        nothing decodes; other problems are counted in the result. `drain=False`: `segment` is a
+        chunk of a segment that goes on in the next call, so the frames held back for reordering
+        stay in the decoder (they come out with the next chunk; the segment's last one drains)."""
         kept: list[DecodedFrame] = []
 
         def take(frame: av.AudioFrame | av.VideoFrame, pts_s: float) -> None:
@@ -421,7 +423,7 @@ class SegmentDecoder(_TrackDecoder):
                 if on_frame is not None:
                     on_frame(decoded)
 
-        tally = self._run(segment, mode, segment_number, take)
+        tally = self._run(segment, mode, segment_number, take, drain=drain)
         return DecodeResult(**self._result_fields(tally, mode, segment_number), frames=tuple(kept))
 
 

@@ -160,9 +160,10 @@ class InitSegmentsOnly:
 
     def __init__(self) -> None:
         self.segments = 0
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # one per init segment at most: no bound needed
+        self._errors_taken = 0
 
-    async def start(self, init_urls: InitUrls, fetcher: Fetcher) -> None:
+    async def start(self, init_urls: InitUrls, fetcher: Fetcher, *, continuous: bool) -> None:
         async def one(rep_id: str, urls: Sequence[str], headers: Mapping[str, str]) -> None:
             try:
                 await fetcher.fetch(list(urls), headers={"CMCD-Object": "ot=i", **headers})
@@ -171,8 +172,12 @@ class InitSegmentsOnly:
 
         await asyncio.gather(*(one(rep_id, urls, headers) for rep_id, (urls, headers) in init_urls.items() if urls))
 
-    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes) -> None:
+    def submit(self, kind: TrackKind, rep_id: str, index: int, data: bytes, *, ends_segment: bool = True) -> None:
         self.segments += 1
+
+    def new_errors(self) -> tuple[str, ...]:
+        new, self._errors_taken = tuple(self.errors[self._errors_taken:]), len(self.errors)
+        return new
 
     async def finish(self) -> DecodeSummary:
         return DecodeSummary(frames_decoded=0, frames_failed=0, segments=self.segments, failed_segments=0,
@@ -270,7 +275,7 @@ async def play_session(http: aiohttp.ClientSession, spec: SessionSpec, settings:
         row["bootstrap_ms"] = {k: round(v * 1000, 2) for k, v in source.timings_s.items()}
         player = HeadlessPlayer(source, settings.player_config(spec.max_segments), fetcher, events=sink,
                                 decoder=decoder)
-        await decoder.start(player.init_urls(), fetcher)
+        await decoder.start(player.init_urls(), fetcher, continuous=False)  # VOD: whole segments
         report = await player.run()
     except BootstrapError as exc:
         row["error"] = f"bootstrap: {exc}"

@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import jwt
@@ -20,7 +21,7 @@ from player.client.bootstrap import BootstrapError, request_license
 from player.client.eventlog import EventLog
 from player.client.fetch import Fetcher
 from player.client.harness import LinkConfig, TitleTarget, UrlTarget, play_headless
-from player.client.headless import PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackReport, PlayerConfig, print_report
 from player.events import EVENT_KINDS
 from player.media.pipeline import DecodePipeline
 from player.research.experiment import model_download_s
@@ -118,6 +119,31 @@ async def test_corrupt_segment_is_counted_and_playback_goes_on(tmp_path: Path, p
     assert report.frames_failed > 0
     assert report.frames_decoded >= packaged.frame_count - 4 * FRAMES_PER_S  # the other segments decode
     assert log.of_type("decode_error")
+
+
+async def test_decode_errors_are_logged_as_they_happen_not_at_the_end(tmp_path: Path, packaged: PackagedTitles,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(packaged.content_root / CLEAR_TITLE, content / CLEAR_TITLE)
+    for rendition in (content / CLEAR_TITLE / "video").iterdir():
+        (rendition / "1.m4s").write_bytes(b"not a segment")  # the first segment (index 0) fails to decode
+    log = EventLog()
+    async with serving_origin(content) as origin:
+        report = await play_headless(UrlTarget(url=f"{origin}/{CLEAR_TITLE}/manifest.mpd"),
+                                     PlayerConfig(abr="bba", speed=8.0, audio=False), events=log,
+                                     link=LinkConfig(trace=synthetic.constant(2e6, duration_s=600)),
+                                     decoder_factory=_decoder())
+    assert report.error is None and report.metrics.segments == 3
+    assert len(report.decode_errors) == 1 and report.decode_errors[0].startswith("video segment 0 of "), \
+        report.decode_errors
+    kinds = [e["type"] for e in log.events if e["type"] in ("download", "decode_error", "end")]
+    # logged once, while the next segments were still downloading (before: after the last one, at the end)
+    assert kinds == ["download", "decode_error", "download", "download", "end"], kinds
+    assert report.as_dict()["decode_error_count"] == 1
+    # A stream that kept failing: the report keeps the first and last errors, and counts them all.
+    print_report(replace(report, decode_errors=report.decode_errors * 2, decode_error_count=300), as_json=False)
+    assert "(and 299 more)" in capsys.readouterr().out
+    assert replace(report, decode_error_count=300).as_dict()["decode_error_count"] == 300
 
 
 async def test_wrong_key_is_detected_as_failed_frames(packaged: PackagedTitles) -> None:

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from player.desktop.liveclock import SessionClock
+from player.desktop.livejoin import JOIN_WAIT_S
 from player.desktop.livesound import RESYNC_S, LiveSound, sound_lines, sound_summary
 from player.media.avsync import PcmBuffer
 from player.media.stretch import StretchReader
@@ -247,3 +248,8 @@ def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: Pac
     failures = [e for e in events if e["type"] == "audio_failure"]
     assert failures and all("decode" in e["reason"] and isinstance(e["segment"], int) for e in failures), failures
     assert len({(e["rendition"], e["segment"]) for e in failures}) == len(failures)
+    # every one the summary counts, those found as the session ended too (the decoder's `on_settled`)
+    assert len(failures) == sound["errors_count"], (failures, sound)
+    # The join waited for the sound for JOIN_WAIT_S, then started the picture alone, and said so once.
+    assert sound["join"] is not None and sound["join"]["with_audio"] is False, sound
+    assert [e["waited_s"] for e in events if e["type"] == "audio_missing"] == [pytest.approx(JOIN_WAIT_S, abs=0.1)]

@@ -67,6 +67,8 @@ def assert_sound(result: Any, *, heard_min_s: float, frames_p95_ms: float = AV_D
     # Silence is counted where the output read no decoded PCM: at the join, on a loaded machine, the
     # first audio segment can decode a little after the clock started (0.64 s seen at load 13).
     assert sound["heard_s"] >= heard_min_s and sound["silence_s"] < 1.0, sound
+    # The join waited for the sound: the picture and the sound started together (livejoin.py).
+    assert sound["join"] is not None and sound["join"]["with_audio"] is True, sound
     assert sound["drift_ms"]["count"] > 50 and sound["drift_ms"]["p95"] <= AV_DRIFT_BOUND_MS, sound
     assert result.av_offset.p50_ms <= AV_SYNC_TOLERANCE_MS, result.av_offset
     assert result.av_offset.p95_ms <= frames_p95_ms, result.av_offset

@@ -64,10 +64,10 @@ class _Exploding(DecodePipeline):
     """A pipeline whose decoding raises what no decoder is meant to raise (a bug, or a library
     error on content nobody tested)."""
 
-    def _decode_segment(self, decoder, kind, rep_id, index, data, mode):  # noqa: ANN001, ANN202
+    def _decode_segment(self, decoder, kind, rep_id, index, data, mode, drain):  # noqa: ANN001, ANN202
         if index == 1:
             raise RuntimeError("Frame does not match AudioResampler setup")
-        return super()._decode_segment(decoder, kind, rep_id, index, data, mode)
+        return super()._decode_segment(decoder, kind, rep_id, index, data, mode, drain)
 
 
 @pytest.mark.parametrize("pipeline", ["bad key", "exploding decoder"])
@@ -84,7 +84,8 @@ async def test_errors_inside_the_decode_worker_fail_frames_and_never_end_playbac
     decoder = DecodePipeline(source) if pipeline == "bad key" else _Exploding(source)
     rep = manifest.video.representations[0]  # type: ignore[union-attr]
     async with serving_origin(packaged.content_root) as origin, aiohttp.ClientSession() as http:
-        await decoder.start({rep.id: ([f"{origin}/{title}/video/{rep.id}/init.mp4"], {})}, Fetcher(http))
+        await decoder.start({rep.id: ([f"{origin}/{title}/video/{rep.id}/init.mp4"], {})}, Fetcher(http),
+                            continuous=False)
     segments = sorted((title_dir / "video" / rep.id).glob("[0-9]*.m4s"), key=lambda p: int(p.stem))
     for index, path in enumerate(segments):
         decoder.submit("video", rep.id, index, Path(path).read_bytes())

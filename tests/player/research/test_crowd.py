@@ -142,7 +142,7 @@ async def test_the_init_only_decoder_fetches_every_init_and_drops_media(aiohttp_
         fetcher = ModeledLinkFetcher(http, FetchConfig(attempts=1), link=LinkModel(synthetic.constant(1e8)),
                                      offset_s=0.0, rtt_s=0.0, speed=1.0, tally=Tally(), rng=random.Random(0))
         await decoder.start({rep: ([str(server.make_url(f"/{rep}/init.mp4"))], {}) for rep in ("v1", "a1", "broken")},
-                            fetcher)
+                            fetcher, continuous=False)
     decoder.submit("video", "v1", 0, b"media")
     summary = await decoder.finish()
     assert sorted(seen) == ["/a1/init.mp4", "/broken/init.mp4", "/v1/init.mp4"]
