@@ -30,12 +30,14 @@ _MIN_SLEEP_S = 0.001
 # On a bounded warp clock (netsim.clock) a tick runs at its exact clock time however late the loop
 # wakes, so the floor only has to keep float rounding from spinning: 0.1 ms of link time.
 _MIN_SLEEP_BOUNDED_S = 0.0001
-# On a clock without exact timers (live links) a wake-up comes up to a millisecond after its due time
-# (epoll waits whole milliseconds, rounded up), so a queue's last bytes ("the tail") would reach the
-# client that late on average half of it, 5 ms of session time at 10x. Instead a tick releases a
-# tail due within half that millisecond at once, and the link wakes for a tail half a millisecond
-# before it is due: the tail then leaves within half a millisecond either side of its due time,
-# on average at it (the link borrows at most that half millisecond's bytes, and pays them back).
+# On an emulation clock without exact timers (`WarpClock.loose_timers`: live links) a wake-up comes up
+# to a millisecond after its due time (epoll waits whole milliseconds, rounded up), so a queue's last
+# bytes ("the tail") reached the client that late, and later still behind the timer floor: 8 ms of
+# session time at 10x (median). Instead a tick releases a tail due within half that millisecond at
+# once, and the link wakes for a tail half a millisecond before it is due: the tail then leaves
+# within half a millisecond either side of its due time, on average at it (the link borrows at most
+# that half millisecond's bytes, and pays them back). The delay line leads its bytes the same way.
+# Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
 _TAIL_LEAD_S = 0.0005
 
 
@@ -135,7 +137,7 @@ class PacedLink:
         self._clock0 = self._warp.now()
         self._min_sleep_s = _MIN_SLEEP_BOUNDED_S if self._warp.bounded else _MIN_SLEEP_S
         # A bounded clock runs each tick at its exact time: a tail leaves when due, never early.
-        self._tail_lead_s = 0.0 if self._warp.bounded else _TAIL_LEAD_S
+        self._tail_lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -215,7 +217,7 @@ class PacedLink:
         return self.model.time_for_bytes(self.cursor + len(queues) * min(queues)) - self._tail_lead_s
 
     def _tail_due(self, now: float) -> bool:
-        """Whether, without exact timers, some queue's tail is due within the tail lead of `now`."""
+        """Whether, on loose timers, some queue's tail is due within the tail lead of `now`."""
         queues = self._queues() if self._tail_lead_s else []
         return bool(queues) and self._tail_wake(queues) <= now
 
@@ -230,8 +232,8 @@ class PacedLink:
         # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
         # before the next quantum, tick when its last byte is due (a response sharing the link ends
         # when the model says, not at the next quantum). With one pipe, that is the whole queue.
-        # Without exact timers the wake for that tail comes `_tail_lead_s` before it is due, and the
-        # tick releases it whole (`_share`): it leaves within the lead either side of its due time.
+        # On loose timers the wake for that tail comes `_tail_lead_s` before it is due, and the tick
+        # releases it whole (`_share`): it leaves within the lead either side of its due time.
         drained = self._tail_wake(queues)
         if drained < at:
             at = max(drained, now + (_MIN_SLEEP_BOUNDED_S if self._tail_lead_s else self._min_sleep_s))
@@ -315,7 +317,7 @@ class Pipe:
     __slots__ = (
         "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
         "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written", "_warp",
-        "on_write",
+        "on_write", "_lead_s",
     )
 
     def __init__(
@@ -348,6 +350,9 @@ class Pipe:
         self.sink_paused = False
         self.written = 0
         self.on_write: Callable[[], None] | None = None  # told after bytes were written to the sink
+        # On a clock with loose timers the delay line leaves bytes within half a millisecond either
+        # side of their due time, as the link does a tail (`_TAIL_LEAD_S`), not up to a ms after it.
+        self._lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         if link is not None:
             link.attach(self)
 
@@ -413,19 +418,19 @@ class Pipe:
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._timer = self._warp.call_at(due, self._flush)
+            self._timer = self._warp.call_at(due - self._lead_s, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
         if self.sink is None:
             return
         now = self._warp.now()
-        while self.delayed and self.delayed[0][0] <= now:
+        while self.delayed and self.delayed[0][0] <= now + self._lead_s:
             _, chunk = self.delayed.popleft()
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -433,7 +438,7 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():

@@ -1,7 +1,8 @@
 """A paced link's tails on a live link (a warp clock without exact timers, as `live_link` runs): the
-last byte of each chunk a live channel pushes must reach the client when the link model says, not a
-timer floor or an epoll wake-up later (docs/SHAPER.md, "Tails"). No sockets: a `PacedLink` and a
-`Pipe` on the real event loop, whose transports record the clock reading of each write."""
+last byte of each chunk a live channel pushes (and a request through the delay line) must reach the
+other end when the model says, not a timer floor or an epoll wake-up later (docs/SHAPER.md, "Tails on
+loose timers"). No sockets: a `PacedLink` and a `Pipe` on the real event loop, whose transports
+record the clock reading of each write."""
 
 from __future__ import annotations
 
@@ -77,14 +78,13 @@ class Tails:
         return statistics.median(self.lateness_s)
 
 
-async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float,
-                      bounded: bool = False) -> Tails:
+async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float) -> Tails:
     """Feed `chunk_bytes` one after another, `gap_s` of session time apart, into an idle paced link
     of constant `rate_bps` (trace time) at `speed` (the shaper's quantum at that speed), and return
     each chunk's lateness: the clock reading of its last byte's write less the model's time for its
     bytes from the moment it was fed (each chunk finds the link idle: it is shorter than the gap)."""
     loop = asyncio.get_running_loop()
-    clock = WarpClock(loop, cover_stalls=True, exact_timers=bounded)
+    clock = WarpClock(loop, cover_stalls=True, exact_timers=False)
     trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
     model = FaultedLink(LinkModel(trace, payload_factor=1.0), ())
     quantum_s = pacing_quantum_ms(None, speed) / 1000.0
@@ -128,3 +128,45 @@ async def test_a_live_links_chunk_tails_end_when_the_model_says(speed: float, re
     assert tails.median_s <= 0.003, tails
     # ...and no tail leaves more than the lead before its time (the lateness of a wake never does that).
     assert min(tails.lateness_s) >= -(_TAIL_LEAD_S * speed + 1e-4), tails
+
+
+async def _delay_line_lateness(clock: WarpClock, *, speed: float, requests: int) -> list[float]:
+    """Each request's lateness (session seconds) through the delay line of an 80 ms RTT at `speed`,
+    sent at every phase of the loop's millisecond."""
+    loop = asyncio.get_running_loop()
+    sink = _Sink(clock)
+    delay_s = 0.080 / speed
+    pipe = Pipe(loop, _Owner(), link=None, delay=lambda: delay_s, limit_bytes=256 * 1024, warp=clock)
+    pipe.source = _Source()  # type: ignore[assignment]
+    pipe.start_sink(sink)  # type: ignore[arg-type]
+    lateness: list[float] = []
+    try:
+        for i in range(requests):
+            await asyncio.sleep(0.005 + 0.0007 * i)
+            sent_s = clock.now()
+            pipe.feed(b"GET / HTTP/1.1\r\n\r\n")
+            while len(sink.writes) <= i:
+                await asyncio.sleep(0.0002)
+            lateness.append((sink.writes[-1][0] - sent_s - delay_s) * speed)
+    finally:
+        clock.close()
+    return lateness
+
+
+async def test_a_live_links_delay_line_delivers_when_the_rtt_says() -> None:
+    # A request crossing the 80 ms RTT of a live link at 10x (8 ms of wall time). Before the lead it
+    # reached the server 8-9 ms of session time late (median: epoll's millisecond); now about 0.
+    loop = asyncio.get_running_loop()
+    clock = WarpClock(loop, cover_stalls=True, exact_timers=False)
+    assert clock.loose_timers
+    lateness = await _delay_line_lateness(clock, speed=10.0, requests=30)
+    assert statistics.median(lateness) <= 0.003, lateness
+    assert min(lateness) >= -(_TAIL_LEAD_S * 10.0 + 1e-4), lateness
+
+
+async def test_plain_shaping_never_delivers_early() -> None:
+    # `abrkit shape`'s clock leaves nothing out: no lead, so a TTFB is never short of the RTT.
+    clock = WarpClock(asyncio.get_running_loop())
+    assert not clock.loose_timers
+    lateness = await _delay_line_lateness(clock, speed=10.0, requests=10)
+    assert min(lateness) >= 0.0, lateness
