@@ -89,7 +89,7 @@ class WarpClock:
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
-                 "_events_only", "_idle_wall_s", "_closed", "_syncs")
+                 "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -115,6 +115,7 @@ class WarpClock:
         # The clock never reads past a timer that has not run (`exact_timers` False: stalls only, as
         # the heartbeat finds them; a timer the loop runs late is then link time, not left out).
         self._bounded = cover_stalls and exact_timers
+        self._cover_stalls = cover_stalls
         self.late_s = 0.0  # loop seconds left out because a timer ran late (part of `stalled_s`)
         self.timers_run = 0  # (reporting)
         self._client_hold: asyncio.TimerHandle | None = None  # the safety expiry of a hold for the client
@@ -134,6 +135,13 @@ class WarpClock:
     def bounded(self) -> bool:
         """Whether the clock never reads past a timer that has not run (`cover_stalls`)."""
         return self._bounded
+
+    @property
+    def loose_timers(self) -> bool:
+        """Whether the clock leaves the loop's stalls out but not its timers' lateness (`cover_stalls`
+        without `exact_timers`: live emulation): a timer runs when the loop wakes, up to a
+        millisecond after its time (netsim.pacing leads its tails and delay line by half of that)."""
+        return self._cover_stalls and not self._bounded
 
     @property
     def events_only(self) -> bool:

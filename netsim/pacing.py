@@ -30,6 +30,15 @@ _MIN_SLEEP_S = 0.001
 # On a bounded warp clock (netsim.clock) a tick runs at its exact clock time however late the loop
 # wakes, so the floor only has to keep float rounding from spinning: 0.1 ms of link time.
 _MIN_SLEEP_BOUNDED_S = 0.0001
+# On an emulation clock without exact timers (`WarpClock.loose_timers`: live links) a wake-up comes up
+# to a millisecond after its due time (epoll waits whole milliseconds, rounded up), so a queue's last
+# bytes ("the tail") reached the client that late, and later still behind the timer floor: 8 ms of
+# session time at 10x (median). Instead a tick releases a tail due within half that millisecond at
+# once, and the link wakes for a tail half a millisecond before it is due: the tail then leaves
+# within half a millisecond either side of its due time, on average at it (the link borrows at most
+# that half millisecond's bytes, and pays them back). The delay line leads its bytes the same way.
+# Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
+_TAIL_LEAD_S = 0.0005
 
 
 class PipeOwner(Protocol):
@@ -109,7 +118,7 @@ class PacedLink:
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
         "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at", "_warp", "_clock0",
-        "_min_sleep_s",
+        "_min_sleep_s", "_tail_lead_s",
     )
 
     def __init__(
@@ -127,6 +136,8 @@ class PacedLink:
         self._warp = warp if warp is not None else WarpClock(loop)
         self._clock0 = self._warp.now()
         self._min_sleep_s = _MIN_SLEEP_BOUNDED_S if self._warp.bounded else _MIN_SLEEP_S
+        # A bounded clock runs each tick at its exact time: a tail leaves when due, never early.
+        self._tail_lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -174,6 +185,9 @@ class PacedLink:
             return
         now = self.clock()
         self._catch_up(self.model.bytes_until(now))
+        if self._tail_due(now):
+            self._tick()  # a small answer due within the tail lead leaves now, not at a wake-up later
+            return
         self._schedule(now)
 
     def settle(self) -> None:
@@ -193,8 +207,22 @@ class PacedLink:
         self.cursor = max(self.cursor, available - (self._owed_limit_bytes if self._owed else 0))
         self._owed = False
 
+    def _queues(self) -> list[int]:
+        """The queue lengths of the pipes the link can serve now."""
+        return [len(p.buf) for p in self.pipes if p.buf and not p.sink_paused]
+
+    def _tail_wake(self, queues: list[int]) -> float:
+        """When the link wakes for the shortest queue's last byte: when it is due, shared fairly,
+        less the tail lead (a tick then releases it whole: `_share`)."""
+        return self.model.time_for_bytes(self.cursor + len(queues) * min(queues)) - self._tail_lead_s
+
+    def _tail_due(self, now: float) -> bool:
+        """Whether, on loose timers, some queue's tail is due within the tail lead of `now`."""
+        queues = self._queues() if self._tail_lead_s else []
+        return bool(queues) and self._tail_wake(queues) <= now
+
     def _schedule(self, now: float) -> None:
-        queues = [len(p.buf) for p in self.pipes if p.buf and not p.sink_paused]
+        queues = self._queues()
         if not queues:
             return
         pending = sum(queues)
@@ -204,9 +232,11 @@ class PacedLink:
         # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
         # before the next quantum, tick when its last byte is due (a response sharing the link ends
         # when the model says, not at the next quantum). With one pipe, that is the whole queue.
-        drained = self.model.time_for_bytes(self.cursor + len(queues) * min(queues))
+        # On loose timers the wake for that tail comes `_tail_lead_s` before it is due, and the tick
+        # releases it whole (`_share`): it leaves within the lead either side of its due time.
+        drained = self._tail_wake(queues)
         if drained < at:
-            at = max(drained, now + self._min_sleep_s)
+            at = max(drained, now + (_MIN_SLEEP_BOUNDED_S if self._tail_lead_s else self._min_sleep_s))
         # Also wake on stats bin edges: bytes due in a bin leave in it, even from a burst at its end.
         next_bin = (math.floor(now / self._bin_s) + 1) * self._bin_s
         edge = min(self._changes.next_after(now), self.model.next_fault_edge_s(now), next_bin)
@@ -224,11 +254,15 @@ class PacedLink:
             # A budget due at this time, less float rounding: link times are loop times less `_clock0`
             # (about 1e-11 s of rounding, 1e-5 bytes at 10x), and a byte short would wait a whole tick.
             budget = int(available - self.cursor + 1e-3)
-            if ready and budget > 0:
+            # What is due by the tail lead: a queue it empties (a tail) goes now (see `_TAIL_LEAD_S`).
+            tail_budget = budget
+            if self._tail_lead_s:
+                tail_budget = int(self.model.bytes_until(now + self._tail_lead_s) - self.cursor + 1e-3)
+            if ready and tail_budget > 0:
                 # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
                 # (a late tick may owe more than one buffer); any other dry queue is idle.
                 throttled = any(p.source_paused for p in ready)
-                sent = self._share(ready, budget)
+                sent = self._share(ready, budget, tail_budget)
                 self._record(now, sent)
                 queued = any(p.buf for p in ready)
                 self.cursor += sent
@@ -243,15 +277,22 @@ class PacedLink:
         self._schedule(now)
 
     @staticmethod
-    def _share(ready: list[Pipe], budget: int) -> int:
-        """Water-filling: each pipe gets an equal share, what a short queue leaves goes to the rest."""
+    def _share(ready: list[Pipe], budget: int, tail_budget: int) -> int:
+        """Water-filling: each pipe gets an equal share, what a short queue leaves goes to the rest.
+        A queue that its equal share of `tail_budget` (>= `budget`: what is due a tail lead later)
+        empties goes whole: a tail due within the lead leaves now, not a late wake-up later."""
         ready.sort(key=lambda p: len(p.buf))
-        remaining = budget
+        remaining, remaining_tail = budget, tail_budget
         for i, pipe in enumerate(ready):
-            take = min(len(pipe.buf), remaining // (len(ready) - i))
+            queued = len(pipe.buf)
+            if queued <= remaining_tail // (len(ready) - i):
+                take = queued
+            else:
+                take = min(queued, max(remaining, 0) // (len(ready) - i))
             if take:
                 pipe.release(take)
                 remaining -= take
+                remaining_tail -= take
         return budget - remaining
 
     def _record(self, now: float, sent: int) -> None:
@@ -276,7 +317,7 @@ class Pipe:
     __slots__ = (
         "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
         "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written", "_warp",
-        "on_write",
+        "on_write", "_lead_s",
     )
 
     def __init__(
@@ -309,6 +350,9 @@ class Pipe:
         self.sink_paused = False
         self.written = 0
         self.on_write: Callable[[], None] | None = None  # told after bytes were written to the sink
+        # On a clock with loose timers the delay line leaves bytes within half a millisecond either
+        # side of their due time, as the link does a tail (`_TAIL_LEAD_S`), not up to a ms after it.
+        self._lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         if link is not None:
             link.attach(self)
 
@@ -374,19 +418,19 @@ class Pipe:
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._timer = self._warp.call_at(due, self._flush)
+            self._timer = self._warp.call_at(due - self._lead_s, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
         if self.sink is None:
             return
         now = self._warp.now()
-        while self.delayed and self.delayed[0][0] <= now:
+        while self.delayed and self.delayed[0][0] <= now + self._lead_s:
             _, chunk = self.delayed.popleft()
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -394,7 +438,7 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._timer = self._warp.call_at(self.delayed[0][0], self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():
