@@ -327,3 +327,27 @@ def test_control_traffic_refuses_an_unknown_reload() -> None:
         ControlTraffic(reload="dash")
     with pytest.raises(ValueError, match="target duration"):
         ControlTraffic(reload="poll", target_duration_s=0.0)
+
+
+def test_a_rung_switched_to_has_its_playlist_reloaded_first() -> None:
+    # 6 s behind the edge the segments are complete (and listed) when requested: the HLS twin's
+    # downloads end with the playlists' bytes only, but for a rung switched to (segment 4 to the
+    # second rung, segment 6 back), whose stale playlist the player reloads first: a round trip and
+    # the playlist's 2 kB more (HlsLivePlayer._listed).
+    def ends(control: ControlTraffic) -> dict[int, float]:
+        ladder = Ladder(bitrates_bps=(1_000_000, 2_000_000), segment_duration_s=2.0)
+        video = Video(name="uniform", ladder=ladder, segment_count=40,
+                      sizes_bytes=np.tile(np.array([[250_000, 500_000]], dtype=np.int64), (40, 1)))
+        config = LiveSimConfig(live=LiveConfig(target_latency_s=6.0, min_rate=1.0, max_rate=1.0), segment_duration_s=2.0,
+                               chunk_duration_s=None, duration_s=20.0, channel_age_s=10.0, control=control)
+        abr = Scripted(*[Decision(quality=q, reason="scripted") for q in (0, 0, 1, 1, 0) + (0,) * 35])
+        session = LiveSession(abr, video, config.session, live=config.live, schedule=config.schedule())
+        LiveDriver(session, video, constant(8e6, duration_s=600.0), rtt_s=0.08, control=control).drive()
+        return {r.segment_index: r.request_time_s + r.download_s for r in session.records}
+
+    hls, media = ends(ControlTraffic(manifest_bytes=2_000, reload="segment")), ends(ControlTraffic())
+    delays = {k: hls[k] - media[k] for k in media}
+    first = min(delays)
+    assert delays[first + 1] < 0.0025  # listed already, same rung
+    assert delays[first + 2] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # the switch
+    assert delays[first + 4] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # and back
