@@ -281,7 +281,7 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None,
             # whose chunk sizes the twin downloaded: the channel's own, or an even split of each segment
             "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even",
-            "ttfb_p50_s": result.ttfb_p50_s}
+            "ttfb_p50_s": result.ttfb_p50_s, "playlist_reloads": result.playlist_reloads}
 
 
 def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:
@@ -359,7 +359,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             **{f"{kind}_bytes": size for kind, size in (info.get("control_bytes") or {}).items()},
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
             "ttfb_p50_s": float(np.median([r.ttfb_s for r in report.records])) if report.records else None,
-            "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []), "wall_s": round(time.monotonic() - started, 3)}
+            "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []),
+            "playlist_reloads": info.get("playlist_reloads"), "wall_s": round(time.monotonic() - started, 3)}
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
@@ -541,7 +542,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
               "loop_lag_p99_ms",
-              "manifest_bytes", "sync_bytes", "init_bytes"]
+              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

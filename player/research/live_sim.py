@@ -222,6 +222,8 @@ class LiveDriver:
         self._hint_s = -math.inf
         self._newest = -math.inf
         self._rung = 0
+        self._joined_with = 0  # 1: `_sent` starts with the playlist a twin started at its player's join had
+        self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
         joined = session.time_s
         for k in range(control.join_syncs):  # the join's clock sync (HLS: reloads), one request after another
             joined = self._reload(joined, blocking=k > 0) if control.hls else self._exchange(joined, control.sync_bytes)
@@ -231,6 +233,7 @@ class LiveDriver:
             if not self._sent:  # a twin started at its player's join: the playlist that player joined with
                 self._sent.append(joined - self._rtt(joined) / 2)
                 self._listed.append(joined)
+                self._joined_with = 1
                 self._hint_s = self._next_publish(self._sent[-1])
             refresh_s = 0.0 if control.reload != "poll" else control.target_duration_s or refresh_s
         self._refresh_period_s = refresh_s
@@ -305,6 +308,12 @@ class LiveDriver:
         session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
                             active_s=chunk_active_s(arrivals) if n > 1 else None)
 
+
+    def playlist_reloads(self) -> int:
+        """The HLS player's playlist reloads whose answers landed by the session's end (its join's
+        when modelled, the refreshes, a switched-to rung's): its report's `playlist_reloads`."""
+        end = self.session.time_s
+        return sum(1 for t in self._listed[self._joined_with:] if t <= end) + sum(1 for t in self._switch_reloads if t <= end)
 
     def _rtt(self, at_s: float) -> float:
         return self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
@@ -386,6 +395,7 @@ class LiveDriver:
             if control.reload != "poll":
                 sent = max(sent, wanted)
             listed = self._transfer(sent + rtt / 2, control.manifest_bytes)
+            self._switch_reloads.append(listed)
             if control.reload == "poll" and sent < complete:
                 listed = max(listed, self._listed_s(complete))
             return listed, parts and sent < complete
@@ -442,6 +452,7 @@ class LiveResult:
     abandoned: int = 0  # downloads the ABR gave up (`LiveDriver.abandoned`)
     resyncs_s: tuple[float, ...] = ()  # session time each clock re-sync began (`LiveDriver.resyncs_s`)
     ttfb_p50_s: float | None = None  # the median time to first byte of the video downloads
+    playlist_reloads: int | None = None  # HLS: reloads landed by the end (`LiveDriver.playlist_reloads`)
 
 
     @property
@@ -480,6 +491,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
                       throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned,
                       resyncs_s=tuple(driver.resyncs_s),
+                      playlist_reloads=driver.playlist_reloads() if config.control.hls else None,
                       ttfb_p50_s=float(np.median([r.ttfb_s for r in records])) if records else None)
 
 

@@ -107,6 +107,11 @@ def test_the_twin_of_an_hls_session_sends_what_the_hls_player_does(packaged: Pac
     # Whole segments of the low-latency channel: a segment's chunks in one answer
     row = sim_row("dynamic", open_trace("constant:5e6"), whole_config, content, channel_age_s=30.0)
     assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - whole.live.target_latency_s) < 1.0
+    # One blocking reload per segment (60 s of 4 s segments), plus one per rung switched to; by parts, one per part
+    assert 15 <= row["playlist_reloads"] <= 15 + row["rate_changes"] + 1, row
+    config = LiveRunConfig(abrs=("dynamic",), protocol="hls", exclude_stack_time=False)
+    row = sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=30.0)
+    assert 120 <= row["playlist_reloads"] <= 120 + row["rate_changes"] + 1, row
 
 
 def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: PackagedTitles) -> None:
