@@ -2,14 +2,18 @@
 
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
+                             [--protocol dash|hls] [--no-parts]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
 trace with the headless live player through the shaper (80 ms RTT), `--concurrency` at once, and in
 the simulator joining the channel at the age its emulated twin found it. Prints per algorithm the
 means with 95% CIs (latency p50/p95, stalls, stall time, bitrate, the MMSys 2020 live QoE per
-segment, downloads abandoned) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean:
-the simulator is the reference measured in the same run. The load average is printed beside
+segment, downloads abandoned) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean
+(the difference alone where that mean is 0): the simulator is the reference measured in the same run.
+`--protocol hls` plays the channel's LL-HLS playlists (parts; `--no-parts`: whole segments, blocking
+reloads per segment), the stack's time counted (HLS emulation cannot leave it out), and simulates
+the HLS player's twin (docs/LIVE-SIM.md, "The twin of an HLS session"). The load average is printed beside
 (the emulated half runs on the wall clock: a loaded machine makes it late, K times more at K x).
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -66,9 +71,14 @@ def markdown(rows: list[dict[str, object]]) -> str:
         cells = []
         for metric in GAP_METRICS:
             g = gaps.get((abr, metric))
-            cells.append("-" if g is None else f"{g.difference.mean:+.2f} ({g.relative_pct:+.1f}%)")
+            cells.append("-" if g is None else gap_text(g.difference.mean, g.relative_pct))
         lines.append(f"| {abr} | gap (emulate - sim) | | {cells[2]} | | {cells[3]} | {cells[1]} | {cells[0]} | |")
     return "\n".join(lines)
+
+
+def gap_text(difference: float, relative_pct: float) -> str:
+    """A gap with its percentage of the simulated mean, or alone where that mean is 0 (no percentage)."""
+    return f"{difference:+.2f}" + (f" ({relative_pct:+.1f}%)" if math.isfinite(relative_pct) else "")
 
 
 def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace]) -> None:
@@ -99,6 +109,8 @@ def main() -> None:
     parser.add_argument("--no-exclude", action="store_true",
                         help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash")
+    parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")
     parser.add_argument("--twins-of", type=Path, metavar="JSONL",
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
     args = parser.parse_args()
@@ -107,7 +119,8 @@ def main() -> None:
         traces = traces[: args.limit]
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
-                           exclude_stack_time=not args.no_exclude)
+                           exclude_stack_time=not args.no_exclude and args.protocol == "dash", protocol=args.protocol,
+                           play_parts=not args.no_parts)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     if args.twins_of:
         twins_of(args.twins_of, config, content, traces)
@@ -127,7 +140,8 @@ def main() -> None:
     print()
     print(markdown(rows))
     if args.out:
-        write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed,
+        write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed, "protocol": config.protocol,
+                                             "play_parts": config.play_parts,
                                              "concurrency": config.concurrency, "traces": len(traces),
                                              "load_before": load_before, "load_after": load_after})
 

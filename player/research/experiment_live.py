@@ -61,8 +61,13 @@ _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency tar
 # The live player's other answers on its link (body bytes), when no emulated twin measured them: this
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
 CONTROL_BODY_BYTES_ESTIMATE = {"manifest": 3500, "sync": 24, "init": 930}
+# The HLS player's media playlist (body bytes) when no emulated twin measured it: this stack's LL-HLS
+# playlist of the demo channel (its parts listed for the last 3 target durations), 2170-2324 B in
+# `bench/live_run.py --protocol hls`'s emulated sessions.
+HLS_PLAYLIST_BYTES_ESTIMATE = 2300
 # Raise whenever the simulated twin's model changes, so a resumed run does not reuse older rows.
-LIVE_SIM_MODEL_VERSION = "chunks1h"
+LIVE_SIM_MODEL_VERSION = "hlstwin1"
+HOLD_BACK_TARGET_DURATIONS = 3  # RFC 8216 6.3.3 / server.live.hls: where the HLS player joins whole segments
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -185,20 +190,37 @@ def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -
 
 
 def control_traffic(control_bytes: dict[str, int] | None = None,
-                    clock_sync: ClockSyncConfig | None = None, *, join: bool = False) -> ControlTraffic:
+                    clock_sync: ClockSyncConfig | None = None, *, join: bool = False, reload: str = "mpd",
+                    target_duration_s: float | None = None) -> ControlTraffic:
     """The live player's other requests on its link (`ControlTraffic`): an MPD refresh every
     minimumUpdatePeriod, a UTCTiming request after those `clock_sync`'s schedule says (the player's
     own, `LivePlayConfig.clock_sync`), a rung's init segment before its first segment; bodies as the
     emulated twin measured them (`control_bytes`, its report's), else `CONTROL_BODY_BYTES_ESTIMATE`,
     each answer's headers as this stack sends them (a segment's too); with `join`, the join's clock
     sync requests before the session joins (a session that starts where its player started, not at
-    its join)."""
-    body = {**CONTROL_BODY_BYTES_ESTIMATE, **{k: v for k, v in (control_bytes or {}).items() if v}}
+    its join). The HLS player's (`reload` other than "mpd": `ControlTraffic.reload`) reloads its
+    media playlist instead, with no clock sync; its join is one reload, two when it plays parts."""
+    estimate = {**CONTROL_BODY_BYTES_ESTIMATE, **({"manifest": HLS_PLAYLIST_BYTES_ESTIMATE} if reload != "mpd" else {})}
+    body = {**estimate, **{k: v for k, v in (control_bytes or {}).items() if v}}
     sync = clock_sync or ClockSyncConfig()
+    joins = sync.join_requests if reload == "mpd" else 2 if reload == "part" else 1
     return ControlTraffic(manifest_bytes=body["manifest"] + RESPONSE_HEADER_BYTES,
                           sync_bytes=body["sync"] + RESPONSE_HEADER_BYTES, init_bytes=body["init"] + RESPONSE_HEADER_BYTES,
                           media_header_bytes=RESPONSE_HEADER_BYTES, clock_sync=sync,
-                          join_syncs=sync.join_requests if join else 0)
+                          join_syncs=joins if join else 0, reload=reload, target_duration_s=target_duration_s)
+
+
+def plays_chunks(config: LiveRunConfig) -> bool:
+    """Whether the run's players play CMAF chunks (DASH at low latency) or LL-HLS parts; else whole segments."""
+    return config.low_latency and (config.protocol == "dash" or config.play_parts)
+
+
+def hls_reload(config: LiveRunConfig) -> str:
+    """How the run's HLS player reloads its playlist (`ControlTraffic.reload`): the channel offers
+    blocking reloads at low latency only (server.live.hls)."""
+    if config.protocol == "dash":
+        return "mpd"
+    return ("part" if config.play_parts else "segment") if config.low_latency else "poll"
 
 
 def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,
@@ -208,16 +230,25 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
     the player's other requests on the link (`control_traffic`: bodies as its twin measured them).
     A twin of an emulated session (`channel_age_s` given: the age its player joined at) starts at that
     join, where its player's join sync had ended; one without starts as a player does, its join sync
-    on its link, the channel `sim_channel_age_s` old."""
+    on its link, the channel `sim_channel_age_s` old. The HLS player (player/client/hlslive.py) aims
+    for PART-HOLD-BACK when it plays parts, else HOLD-BACK (3 target durations), at the session's
+    default rates (0.95-1.05), and plays whole segments unless it plays parts."""
+    reload = hls_reload(config)
     target = channel_target_latency_s(config, content.segment_duration_s)
     low, high = (0.96, 1.04) if config.low_latency else (0.95, 1.05)
+    target_duration_s = float(max(1, math.floor(content.segment_duration_s + 0.5)))  # EXT-X-TARGETDURATION
+    if reload != "mpd":
+        low, high = LiveConfig().min_rate, LiveConfig().max_rate
+        if config.target_latency_s is None:
+            target = max(target, 3 * config.chunk_s) if reload == "part" else HOLD_BACK_TARGET_DURATIONS * target_duration_s
     age = channel_age_s if channel_age_s is not None else config.sim_channel_age_s
     return LiveSimConfig(live=LiveConfig(target_latency_s=target, min_rate=low, max_rate=high),
                          segment_duration_s=content.segment_duration_s,
-                         chunk_duration_s=config.chunk_s if config.low_latency else None,
+                         chunk_duration_s=config.chunk_s if plays_chunks(config) else None,
                          duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
                          session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True,
-                         control=control_traffic(control_bytes, config.clock_sync, join=channel_age_s is None))
+                         control=control_traffic(control_bytes, config.clock_sync, join=channel_age_s is None,
+                                                 reload=reload, target_duration_s=target_duration_s))
 
 
 def check_chunks(config: LiveRunConfig, content: LiveChannelContent) -> None:
@@ -234,9 +265,12 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
     """One simulated live session as a row; it joins at `channel_age_s` and at `trace_time_s` into the
     trace, its player's other answers `control_bytes` big (its emulated twin's, when there is one)."""
     check_chunks(config, content)
+    chunks = content.chunk_sizes_bytes
+    if chunks is not None and not plays_chunks(config):  # LL-HLS segments played whole: a segment's chunks in one answer
+        chunks = chunks.sum(axis=2, keepdims=True)
     result = run_live_session(abr, content.video, trace,
                               sim_config(config, content, channel_age_s=channel_age_s, control_bytes=control_bytes),
-                              offset_s=trace_time_s or 0.0, chunk_sizes_bytes=content.chunk_sizes_bytes)
+                              offset_s=trace_time_s or 0.0, chunk_sizes_bytes=chunks)
     s = result.stats
     return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
             "latency_p50_s": s.latency_p50_s, "latency_p95_s": s.latency_p95_s, "latency_max_s": s.latency_max_s,
@@ -247,7 +281,7 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None,
             # whose chunk sizes the twin downloaded: the channel's own, or an even split of each segment
             "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even",
-            "ttfb_p50_s": result.ttfb_p50_s}
+            "ttfb_p50_s": result.ttfb_p50_s, "playlist_reloads": result.playlist_reloads}
 
 
 def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:
@@ -325,7 +359,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             **{f"{kind}_bytes": size for kind, size in (info.get("control_bytes") or {}).items()},
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
             "ttfb_p50_s": float(np.median([r.ttfb_s for r in report.records])) if report.records else None,
-            "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []), "wall_s": round(time.monotonic() - started, 3)}
+            "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []),
+            "playlist_reloads": info.get("playlist_reloads"), "wall_s": round(time.monotonic() - started, 3)}
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
@@ -495,8 +530,8 @@ def format_live_run(rows: Sequence[Row]) -> str:
         lines.append("\nemulate - sim, paired per trace (95% CI; % of sim's mean):")
         for g in gaps:
             lines.append(f"  {g.abr:<10} {names[g.metric]:<13} sim {g.sim_mean:9.2f}  emulate {g.emulate_mean:9.2f}  "
-                         f"diff {g.difference.mean:+.2f} [{g.difference.low:+.2f}, {g.difference.high:+.2f}]  "
-                         f"({g.relative_pct:+.1f}%)")
+                         f"diff {g.difference.mean:+.2f} [{g.difference.low:+.2f}, {g.difference.high:+.2f}]"
+                         + (f"  ({g.relative_pct:+.1f}%)" if math.isfinite(g.relative_pct) else ""))
     return "\n".join(lines)
 
 
@@ -507,7 +542,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
               "loop_lag_p99_ms",
-              "manifest_bytes", "sync_bytes", "init_bytes"]
+              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

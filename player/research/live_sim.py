@@ -16,10 +16,20 @@ a chunk on the link while they cross ends that much later (the link is work-cons
 sharing a small answer that finishes first delays the larger one by exactly its bytes). Measured
 against the shaper's own byte record, they are the ~4.9 kB per 4 s segment the emulated link
 carried beyond the segments' bodies (docs/LIVE-SIM.md, "What else crosses the link").
+
+The twin of a live HLS player (player/client/hlslive.py; `ControlTraffic.reload` other than "mpd")
+sends what that player sends instead: no clock sync (its clock is the playlists' dates), the join's
+playlist reloads, then the playing rendition's playlist reloaded by blocking reloads held at the
+server until the next part ("part") or segment ("segment") is published, or polled every target
+duration, half of one after a reload that listed nothing new ("poll"). A segment is requested only
+once a reload has listed it (or hinted its first part), a rung switched to has its playlist
+reloaded first, and LL-HLS parts are requests of their own, one after another, each with its headers
+(those already published when the first goes out are asked for together).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -44,6 +54,7 @@ from player.video import Video
 # The live player (player.client.liveplay) checks at Sabre's cadence as its chunks arrive: so does
 # its simulator, on the one rule's Sabre schedule.
 LIVE_ABANDON = AbandonRule(check_s=ABANDON_CHECK_S, check_bytes=ABANDON_CHECK_BYTES, schedule="sabre")
+RELOADS = ("mpd", "part", "segment", "poll")  # ControlTraffic.reload
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -69,8 +80,19 @@ class ControlTraffic:
     join_syncs: int = 0
     refresh_period_s: float | None = None
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
+    # "mpd": the DASH player's (above). The HLS player's (module docstring; `manifest_bytes` a media
+    # playlist, `sync_bytes` unused): "part", a blocking reload per LL-HLS part; "segment", one per
+    # segment; "poll", a reload every `target_duration_s` (None: a segment), half of one after a
+    # reload that listed no new segment. `join_syncs` are then the join's reloads: a plain one, and
+    # with "part" a second blocking for the part its answer hinted (HlsLivePlayer.sync_clock).
+    reload: str = "mpd"
+    target_duration_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.reload not in RELOADS:
+            raise ValueError(f"reload must be one of {', '.join(RELOADS)}, got {self.reload!r}")
+        if self.target_duration_s is not None and not self.target_duration_s > 0:
+            raise ValueError(f"the target duration must be > 0 s, got {self.target_duration_s}")
         if min(self.manifest_bytes, self.sync_bytes, self.init_bytes, self.media_header_bytes, self.join_syncs) < 0:
             raise ValueError(f"control traffic sizes and counts must be >= 0, got {self}")
         if self.refresh_period_s is not None and not self.refresh_period_s > 0:
@@ -78,7 +100,11 @@ class ControlTraffic:
 
     @property
     def refreshes(self) -> bool:
-        return self.manifest_bytes > 0 or self.sync_bytes > 0
+        return self.manifest_bytes > 0 or (self.sync_bytes > 0 and not self.hls)
+
+    @property
+    def hls(self) -> bool:
+        return self.reload != "mpd"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -188,11 +214,28 @@ class LiveDriver:
         self.resyncs_s: list[float] = []  # session time each clock re-sync began (the player's `resyncs_s`)
         self._sync = ClockSyncSchedule(control.clock_sync)
         self._free_s = -math.inf
+        # HLS: each playlist answer's session time of leaving the server (`_sent`) and of having
+        # crossed (`_listed`), in order; the publish time the last one's preload hint waits for; the
+        # newest segment a poll listed; the rung whose playlist is reloaded (the join's: the lowest).
+        self._sent: list[float] = []
+        self._listed: list[float] = []
+        self._hint_s = -math.inf
+        self._newest = -math.inf
+        self._rung = 0
+        self._joined_with = 0  # 1: `_sent` starts with the playlist a twin started at its player's join had
+        self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
         joined = session.time_s
-        for _ in range(control.join_syncs):  # the join's clock sync, one request after another
-            joined = self._exchange(joined, control.sync_bytes)
+        for k in range(control.join_syncs):  # the join's clock sync (HLS: reloads), one request after another
+            joined = self._reload(joined, blocking=k > 0) if control.hls else self._exchange(joined, control.sync_bytes)
         self._sync.synced(joined, 0.0)  # the join's
         refresh_s = control.refresh_period_s or session.schedule.segment_duration_s
+        if control.hls:  # blocking: at once for what the last playlist hinted; polling: a target duration on
+            if not self._sent:  # a twin started at its player's join: the playlist that player joined with
+                self._sent.append(joined - self._rtt(joined) / 2)
+                self._listed.append(joined)
+                self._joined_with = 1
+                self._hint_s = self._next_publish(self._sent[-1])
+            refresh_s = 0.0 if control.reload != "poll" else control.target_duration_s or refresh_s
         self._refresh_period_s = refresh_s
         self._next_refresh_s = joined + refresh_s if control.refreshes else math.inf
         session.advance(joined)  # the session joins at its first action
@@ -215,6 +258,10 @@ class LiveDriver:
         size = int(self._sizes[fetch.segment_index, fetch.quality])
         requested = session.time_s
         rtt = self._rtt(requested)
+        by_part = False  # HLS parts: each chunk its own request (else one answer)
+        if self._control.hls and self._control.refreshes:
+            requested, by_part = self._hls_listed(fetch, requested)
+            rtt = self._rtt(requested)
         if self._control.init_bytes and fetch.quality not in self._inits:
             # The rung's init segment comes first, one request after another (LivePlayer._init).
             self._inits.add(fetch.quality)
@@ -236,12 +283,23 @@ class LiveDriver:
                 self.abandoned += 1
                 return
         arrivals: list[ChunkArrival] = []
+        headers = self._control.media_header_bytes
         # The answer's headers leave when the request is in, before any chunk is made.
-        end = self._transfer(requested + rtt, self._control.media_header_bytes) if self._control.media_header_bytes \
-            else -math.inf
+        end = self._transfer(requested + rtt, headers) if headers else -math.inf
+        asked = requested
         for c, part in enumerate(parts):
+            available = schedule.chunk_available_s(fetch.segment_index, c)
+            if by_part and c > 0:
+                # An LL-HLS part: its own request, sent with the one before when a playlist listed it by
+                # then (HlsLivePlayer's parts asked for together), else once that one has landed and
+                # the playlist hinting this one (answered as the part before was published) has crossed.
+                if self._listed_s(available) > asked:
+                    asked = max(end, self._listed_s(schedule.chunk_available_s(fetch.segment_index, c - 1)))
+                    rtt = self._rtt(asked)
+                if headers:
+                    end = self._transfer(max(asked + rtt, end), headers)
             # Sent once the request is in and the chunk is made; half an RTT to reach the client.
-            ready = max(requested + rtt, schedule.chunk_available_s(fetch.segment_index, c) + rtt / 2)
+            ready = max(asked + rtt, available + rtt / 2)
             start = max(ready, end)
             end = self._transfer(start, part)
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
@@ -250,6 +308,12 @@ class LiveDriver:
         session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
                             active_s=chunk_active_s(arrivals) if n > 1 else None)
 
+
+    def playlist_reloads(self) -> int:
+        """The HLS player's playlist reloads whose answers landed by the session's end (its join's
+        when modelled, the refreshes, a switched-to rung's): its report's `playlist_reloads`."""
+        end = self.session.time_s
+        return sum(1 for t in self._listed[self._joined_with:] if t <= end) + sum(1 for t in self._switch_reloads if t <= end)
 
     def _rtt(self, at_s: float) -> float:
         return self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
@@ -263,6 +327,9 @@ class LiveDriver:
         period again."""
         control = self._control
         while self._next_refresh_s <= until_s:
+            if control.hls:
+                self._plan_reload()
+                continue
             at = self._exchange(self._next_refresh_s, control.manifest_bytes)
             if control.sync_bytes and self._sync.due(at):
                 self.resyncs_s.append(at)
@@ -270,6 +337,72 @@ class LiveDriver:
                     at = self._exchange(at, control.sync_bytes)
                 self._sync.synced(at, 0.0)
             self._next_refresh_s = at + self._refresh_period_s
+
+    def _plan_reload(self) -> None:
+        """The HLS player's next reload of the playing rendition's playlist (`ControlTraffic.reload`)."""
+        control = self._control
+        if control.reload == "poll":
+            end = self._reload(self._next_refresh_s, blocking=False)
+            schedule = self.session.schedule
+            newest = math.floor((self._sent[-1] - schedule.availability_start_s) / schedule.segment_duration_s + 1e-9)
+            changed = newest > self._newest  # RFC 8216 6.3.4: half a target duration after one that was not
+            self._newest = max(self._newest, newest)
+            self._next_refresh_s = end + self._refresh_period_s / (1 if changed else 2)
+        else:  # the next request goes out as the answer lands
+            self._next_refresh_s = self._reload(self._next_refresh_s, blocking=True)
+
+    def _reload(self, at_s: float, *, blocking: bool) -> float:
+        """One playlist reload requested at `at_s`, its answer queued: `blocking`, the server holds
+        it until what the last playlist hinted is published. When it has crossed (alone on the link)."""
+        rtt = self._rtt(at_s)
+        sent = max(at_s + rtt / 2, self._hint_s) if blocking else at_s + rtt / 2
+        self._hint_s = self._next_publish(sent)
+        first = sent + rtt / 2
+        self._side.append((first, self._control.manifest_bytes))
+        self.planned.append((first, self._control.manifest_bytes))
+        end = self._finish(first, self._control.manifest_bytes)
+        self._sent.append(sent)
+        self._listed.append(end)
+        return end
+
+    def _next_publish(self, at_s: float) -> float:
+        """When the first part ("part") or segment published after `at_s` is, on the session clock."""
+        schedule = self.session.schedule
+        unit = schedule.chunk_s if self._control.reload == "part" else schedule.segment_duration_s
+        start = schedule.availability_start_s
+        return start + (math.floor((at_s - start) / unit + 1e-9) + 1) * unit
+
+    def _listed_s(self, published_s: float) -> float:
+        """When the first playlist made after `published_s` (listing what was published then) has crossed."""
+        while self._next_refresh_s < math.inf and (not self._sent or self._sent[-1] < published_s - 1e-9):
+            self._plan_reload()
+        k = bisect.bisect_left(self._sent, published_s - 1e-9)
+        return self._listed[k] if k < len(self._listed) else -math.inf
+
+    def _hls_listed(self, fetch: Fetch, requested_s: float) -> tuple[float, bool]:
+        """When the HLS player can request `fetch`: once a reload lists the segment (or, playing parts,
+        hints its first part); a rung switched to has its own playlist reloaded first, blocking for
+        that. And whether each part is a request of its own (else one answer: the segment was
+        complete when listed)."""
+        control, schedule, index = self._control, self.session.schedule, fetch.segment_index
+        parts = control.reload == "part" and schedule.chunks_per_segment > 1
+        complete = schedule.complete_s(index)
+        wanted = schedule.first_available_s(index) if parts else complete
+        if fetch.quality != self._rung:  # HlsLivePlayer._listed on the new rung's stale playlist
+            self._rung = fetch.quality
+            rtt = self._rtt(requested_s)
+            sent = requested_s + rtt / 2
+            if control.reload != "poll":
+                sent = max(sent, wanted)
+            listed = self._transfer(sent + rtt / 2, control.manifest_bytes)
+            self._switch_reloads.append(listed)
+            if control.reload == "poll" and sent < complete:
+                listed = max(listed, self._listed_s(complete))
+            return listed, parts and sent < complete
+        if parts:  # hinted by the playlist made as the part before it was published
+            listed = max(requested_s, self._listed_s(wanted - schedule.chunk_s))
+            return listed, self._listed_s(complete) > listed
+        return max(requested_s, self._listed_s(complete)), False
 
     def _exchange(self, at_s: float, size_bytes: int) -> float:
         """One control request at `at_s`, its answer queued; when it has crossed (alone on the link:
@@ -319,6 +452,7 @@ class LiveResult:
     abandoned: int = 0  # downloads the ABR gave up (`LiveDriver.abandoned`)
     resyncs_s: tuple[float, ...] = ()  # session time each clock re-sync began (`LiveDriver.resyncs_s`)
     ttfb_p50_s: float | None = None  # the median time to first byte of the video downloads
+    playlist_reloads: int | None = None  # HLS: reloads landed by the end (`LiveDriver.playlist_reloads`)
 
 
     @property
@@ -357,6 +491,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
                       latency_s=latency, playback_rate=rate, rebuffer_s=rebuffer, events=tuple(session.events),
                       throughput_p50_bps=session.throughput_p50_bps(), abandoned=driver.abandoned,
                       resyncs_s=tuple(driver.resyncs_s),
+                      playlist_reloads=driver.playlist_reloads() if config.control.hls else None,
                       ttfb_p50_s=float(np.median([r.ttfb_s for r in records])) if records else None)
 
 

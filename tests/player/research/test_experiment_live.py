@@ -84,6 +84,36 @@ async def test_the_twins_chunks_are_the_bytes_the_channel_sends(packaged: Packag
                             [open_trace("constant:5e6")])
 
 
+def test_the_twin_of_an_hls_session_sends_what_the_hls_player_does(packaged: PackagedTitles) -> None:
+    # player/client/hlslive.py: LL-HLS parts with a blocking reload per part, its join two reloads
+    # (the second for the hinted part), PART-HOLD-BACK (the channel's 2 s) at the session's default
+    # rates; parts off, whole segments with a blocking reload per segment and HOLD-BACK (3 target
+    # durations); a channel without low latency offers no blocking: a reload every target duration.
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    parts = sim_config(LiveRunConfig(abrs=("dynamic",), protocol="hls", exclude_stack_time=False), content,
+                       channel_age_s=None, control_bytes={"manifest": 2170, "sync": 2300})
+    assert (parts.control.reload, parts.control.join_syncs, parts.chunk_duration_s) == ("part", 2, 0.5)
+    assert parts.control.manifest_bytes == 2170 + RESPONSE_HEADER_BYTES
+    assert parts.live.target_latency_s == 2.0 and (parts.live.min_rate, parts.live.max_rate) == (0.95, 1.05)
+    whole_config = LiveRunConfig(abrs=("dynamic",), protocol="hls", play_parts=False, exclude_stack_time=False)
+    whole = sim_config(whole_config, content, channel_age_s=30.0)
+    target_duration_s = round(content.segment_duration_s)
+    assert (whole.control.reload, whole.control.join_syncs, whole.chunk_duration_s) == ("segment", 0, None)
+    assert whole.live.target_latency_s == 3 * target_duration_s
+    poll = sim_config(LiveRunConfig(abrs=("dynamic",), protocol="hls", low_latency=False, exclude_stack_time=False),
+                      content, channel_age_s=None)
+    assert (poll.control.reload, poll.control.join_syncs, poll.control.target_duration_s) == ("poll", 1, target_duration_s)
+    assert sim_config(LiveRunConfig(abrs=("dynamic",)), content, channel_age_s=None).control.reload == "mpd"
+    # Whole segments of the low-latency channel: a segment's chunks in one answer
+    row = sim_row("dynamic", open_trace("constant:5e6"), whole_config, content, channel_age_s=30.0)
+    assert row["error"] is None and row["stalls"] == 0 and abs(row["latency_p50_s"] - whole.live.target_latency_s) < 1.0
+    # One blocking reload per segment (60 s of 4 s segments), plus one per rung switched to; by parts, one per part
+    assert 15 <= row["playlist_reloads"] <= 15 + row["rate_changes"] + 1, row
+    config = LiveRunConfig(abrs=("dynamic",), protocol="hls", exclude_stack_time=False)
+    row = sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=30.0)
+    assert 120 <= row["playlist_reloads"] <= 120 + row["rate_changes"] + 1, row
+
+
 def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: PackagedTitles) -> None:
     content = channel_content(packaged.content_root / CLEAR_TITLE)
     config = LiveRunConfig(abrs=("dynamic",), duration_s=20.0)
@@ -145,6 +175,8 @@ def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     stalls = next(g for g in written["gaps"] if g["metric"] == "stalls")
     assert stalls["relative_pct"] is None and written["failed"] == 1  # 0 stalls in sim: no percentage
+    text = format_live_run(rows)  # ... and the table gives the difference alone, not "(+nan%)"
+    assert "nan" not in text and "diff +0.00 [+0.00, +0.00]\n" in text + "\n"
 
 
 @pytest.mark.wallclock

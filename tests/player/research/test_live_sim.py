@@ -51,7 +51,10 @@ def base_video(seed: int) -> Video:
        target_s=st.floats(0.5, 8.0), max_drift_s=st.floats(1.0, 20.0), offset_s=st.floats(0.0, 30.0),
        catchup=st.sampled_from(("default", "lolp")),
        control=st.sampled_from((ControlTraffic(), ControlTraffic(manifest_bytes=3800, sync_bytes=390,
-                                                                 init_bytes=1300))))
+                                                                 init_bytes=1300),
+                                *(ControlTraffic(manifest_bytes=2300, init_bytes=1300, media_header_bytes=364,
+                                                 join_syncs=2, reload=r, target_duration_s=2.0)
+                                  for r in ("part", "segment", "poll")))))
 def test_live_sessions_never_fetch_before_availability(trace: Trace, algorithm: str, seed: int, segment_s: float,
                                                        chunks: int | None, target_s: float, max_drift_s: float,
                                                        offset_s: float, catchup: str, control: ControlTraffic) -> None:
@@ -258,3 +261,93 @@ def test_a_session_that_starts_as_its_player_joins_after_its_clock_sync() -> Non
     at_zero, plain = _ends(ControlTraffic(manifest_bytes=3818, sync_bytes=388, refresh_period_s=2.0),
                            rate_bps=1e6, chunk_s=0.5, qualities=(0,) * 40)
     assert plain.session.joined_at_s == 0.0 and plain.planned[0][0] == pytest.approx(2.08)
+
+
+def test_an_hls_twin_reloads_its_playlist_as_the_hls_player_does() -> None:
+    # The HLS player (player/client/hlslive.py) sends no clock sync and no MPD: playing LL-HLS parts it
+    # asks at once for the playlist that hints the next part, which the server holds until that part
+    # is published (every 0.5 s here, at session times k x 0.5), so each answer leaves the server then
+    # and its first byte lands half an RTT later; whole segments, one blocking reload per segment.
+    part, driver = _ends(ControlTraffic(manifest_bytes=2_000, sync_bytes=400, reload="part"), rate_bps=8e6,
+                         chunk_s=0.5, qualities=(0,) * 40)
+    firsts = [first for first, _ in driver.planned]
+    assert {size for _, size in driver.planned} == {2_000}  # playlists only, no UTCTiming answer
+    assert firsts[0] == pytest.approx(0.08)  # the first reload: the part it waits for was out at the join
+    assert firsts[1:] == pytest.approx([0.54 + 0.5 * k for k in range(len(firsts) - 1)])
+    assert len(firsts) >= 2 * max(part)  # one per part up to the last download
+    _, whole = _ends(ControlTraffic(manifest_bytes=2_000, reload="segment"), rate_bps=8e6, chunk_s=None,
+                     qualities=(0,) * 40)
+    firsts = [first for first, _ in whole.planned]
+    assert firsts[1:] == pytest.approx([2.04 + 2.0 * k for k in range(len(firsts) - 1)])
+    # Without blocking reloads: a target duration after a reload that listed a new segment, half of
+    # one after one that did not (RFC 8216 6.3.4), each after the last answer landed.
+    _, poll = _ends(ControlTraffic(manifest_bytes=2_000, reload="poll", target_duration_s=1.0), rate_bps=8e6,
+                    chunk_s=None, qualities=(0,) * 40)
+    exchange_s = 0.08 + 2_000 * 8 / 8e6
+    gaps = {round(b[0] - a[0] - exchange_s, 6) for a, b in zip(poll.planned, poll.planned[1:], strict=False)}
+    assert gaps == {1.0, 0.5}
+
+
+def test_an_hls_segment_is_requested_once_a_playlist_lists_it() -> None:
+    # Whole segments, complete at even session times: the DASH twin's request waits at the origin, the
+    # HLS player's goes out once the blocking reload's answer (sent as the segment completes, half an
+    # RTT and 2 kB on the link) has landed: a half RTT and the playlist's bytes later. Polling every
+    # target duration (4 s, twice the segment) lists a segment up to a poll later still.
+    mpd, _ = _ends(ControlTraffic(), rate_bps=8e6, chunk_s=None, qualities=(0,) * 40)
+    blocking, driver = _ends(ControlTraffic(manifest_bytes=2_000, reload="segment"), rate_bps=8e6, chunk_s=None,
+                             qualities=(0,) * 40)
+    later = [blocking[k] - mpd[k] for k in sorted(mpd)[1:]]
+    assert later == pytest.approx([0.04 + 2_000 * 8 / 8e6] * len(later), abs=1e-6)
+    assert all(r.ttfb_s == pytest.approx(0.08) for r in driver.session.records)  # from the player's request
+    poll, _ = _ends(ControlTraffic(manifest_bytes=2_000, reload="poll", target_duration_s=4.0), rate_bps=8e6,
+                    chunk_s=None, qualities=(0,) * 40)
+    waits = [poll[k] - blocking[k] for k in sorted(blocking)[1:]]
+    assert all(-1e-9 <= w <= 4.0 + 0.09 for w in waits) and max(waits) > 1.0
+
+
+def test_ll_hls_parts_are_requests_of_their_own() -> None:
+    # 1 Mbit/s of media over a 1.2 Mbit/s link: a part takes 0.42 s of the 0.5 s between parts. The
+    # HLS player asks for part c once part c - 1 and the playlist hinting c have landed, so each part
+    # costs a round trip and its headers the DASH player's one chunked answer does not: the downloads
+    # fall behind, by more than a part's round trip each. On an 8 Mbit/s link the requests are at the
+    # origin before their parts exist, and only the headers and playlists' bytes remain.
+    def ends(reload: str, rate_bps: float) -> dict[int, float]:
+        return _ends(ControlTraffic(manifest_bytes=2_000, media_header_bytes=364, reload=reload), rate_bps=rate_bps,
+                     chunk_s=0.5, qualities=(0,) * 40)[0]
+
+    dash, hls = ends("mpd", 1.2e6), ends("part", 1.2e6)
+    later = [hls[k] - dash[k] for k in sorted(dash)]
+    assert min(later) > 0.08 and max(later) > 0.4
+    dash, hls = ends("mpd", 8e6), ends("part", 8e6)
+    assert all(abs(hls[k] - dash[k]) < 0.01 for k in sorted(dash)[1:])
+
+
+def test_control_traffic_refuses_an_unknown_reload() -> None:
+    with pytest.raises(ValueError, match="reload must be one of"):
+        ControlTraffic(reload="dash")
+    with pytest.raises(ValueError, match="target duration"):
+        ControlTraffic(reload="poll", target_duration_s=0.0)
+
+
+def test_a_rung_switched_to_has_its_playlist_reloaded_first() -> None:
+    # 6 s behind the edge the segments are complete (and listed) when requested: the HLS twin's
+    # downloads end with the playlists' bytes only, but for a rung switched to (segment 4 to the
+    # second rung, segment 6 back), whose stale playlist the player reloads first: a round trip and
+    # the playlist's 2 kB more (HlsLivePlayer._listed).
+    def ends(control: ControlTraffic) -> dict[int, float]:
+        ladder = Ladder(bitrates_bps=(1_000_000, 2_000_000), segment_duration_s=2.0)
+        video = Video(name="uniform", ladder=ladder, segment_count=40,
+                      sizes_bytes=np.tile(np.array([[250_000, 500_000]], dtype=np.int64), (40, 1)))
+        config = LiveSimConfig(live=LiveConfig(target_latency_s=6.0, min_rate=1.0, max_rate=1.0), segment_duration_s=2.0,
+                               chunk_duration_s=None, duration_s=20.0, channel_age_s=10.0, control=control)
+        abr = Scripted(*[Decision(quality=q, reason="scripted") for q in (0, 0, 1, 1, 0) + (0,) * 35])
+        session = LiveSession(abr, video, config.session, live=config.live, schedule=config.schedule())
+        LiveDriver(session, video, constant(8e6, duration_s=600.0), rtt_s=0.08, control=control).drive()
+        return {r.segment_index: r.request_time_s + r.download_s for r in session.records}
+
+    hls, media = ends(ControlTraffic(manifest_bytes=2_000, reload="segment")), ends(ControlTraffic())
+    delays = {k: hls[k] - media[k] for k in media}
+    first = min(delays)
+    assert delays[first + 1] < 0.0025  # listed already, same rung
+    assert delays[first + 2] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # the switch
+    assert delays[first + 4] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # and back
