@@ -1,0 +1,64 @@
+"""A/V sync of a packaged title, read the way players read it (server/packaging/avsync.py).
+
+An HLS player presents each track at its fMP4 media time: hls.js and Safari from the timestamps
+alone, FFmpeg (and Chromium's MSE) after each init segment's edit list; a DASH player also subtracts
+each AdaptationSet's presentationTimeOffset. For each, the clip's t=0 must be seen and heard at
+the same time: the HLS playlist has no offset to carry a per-track correction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import m3u8
+import pytest
+from defusedxml import ElementTree
+
+from server.formats.hls import MASTER_PLAYLIST_NAME
+from server.formats.names import MANIFEST_NAME
+from server.packaging.avsync import audio_origin_s, video_origin_s
+from server.packaging.demo import DemoClip
+from tests.conftest import PackagedTitles
+
+AUDIO_FRAME_S = 1024 / 48_000  # one AAC frame: the brief's bar (early sound is noticed from ~45 ms)
+SOUND_EARLY_LIMIT_S = 0.005  # sound ahead of picture is what people notice first: a few ms at most
+
+
+def _first_segment(playlist_path: Path) -> bytes:
+    """init (EXT-X-MAP) + first media segment of a media playlist, as an HLS player joins them."""
+    playlist = m3u8.load(str(playlist_path))
+    base = playlist_path.parent
+    return (base / playlist.segment_map[0].uri).read_bytes() + (base / playlist.segments[0].uri).read_bytes()
+
+
+def _dash_offsets_s(title_dir: Path) -> dict[str, float]:
+    """presentationTimeOffset (s) per AdaptationSet contentType of the MPD."""
+    ns = {"m": "urn:mpeg:dash:schema:mpd:2011"}
+    offsets = {}
+    for aset in ElementTree.parse(title_dir / MANIFEST_NAME).getroot().iterfind(".//m:AdaptationSet", ns):
+        template = aset.find("m:SegmentTemplate", ns)
+        assert template is not None
+        pto = int(template.get("presentationTimeOffset", "0"))
+        offsets[str(aset.get("contentType"))] = pto / int(template.get("timescale", "1"))
+    return offsets
+
+
+@pytest.mark.parametrize("ignore_editlist", [False, True], ids=["with-edit-lists", "timestamps-only"])
+def test_hls_and_dash_present_sound_with_picture(packaged: PackagedTitles, ignore_editlist: bool) -> None:
+    title_dir = packaged.clear.title_dir
+    master = m3u8.load(str(title_dir / MASTER_PLAYLIST_NAME))
+    video = _first_segment(title_dir / master.playlists[0].uri)
+    audio = _first_segment(title_dir / next(m.uri for m in master.media if m.type == "AUDIO"))
+    video_s = video_origin_s(video, ignore_editlist=ignore_editlist)
+    audio_s = audio_origin_s(audio, DemoClip(packaged.clip), ignore_editlist=ignore_editlist)
+    # HLS: the media timestamps (and edit lists) are all a player has.
+    assert abs(audio_s - video_s) < AUDIO_FRAME_S, (
+        f"HLS: the clip's t=0 is heard at {audio_s * 1000:.1f} ms media time, seen at {video_s * 1000:.1f} ms"
+    )
+    assert audio_s - video_s > -SOUND_EARLY_LIMIT_S
+    # DASH: each track less its AdaptationSet's offset; the first frame lands on the Period start.
+    offsets = _dash_offsets_s(title_dir)
+    dash_video_s, dash_audio_s = video_s - offsets["video"], audio_s - offsets["audio"]
+    assert abs(dash_audio_s - dash_video_s) < AUDIO_FRAME_S
+    assert dash_audio_s - dash_video_s > -SOUND_EARLY_LIMIT_S
+    assert abs(dash_video_s) < 0.005
