@@ -8,16 +8,19 @@ the same time: the HLS playlist has no offset to carry a per-track correction.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import m3u8
 import pytest
 from defusedxml import ElementTree
 
+from server.formats.boxes import Mp4FormatError
 from server.formats.hls import MASTER_PLAYLIST_NAME
 from server.formats.names import MANIFEST_NAME
 from server.packaging.avsync import audio_origin_s, video_origin_s
 from server.packaging.demo import DemoClip
+from server.packaging.mp4split import shift_decode_times, split_fragmented_mp4
 from tests.conftest import PackagedTitles
 
 AUDIO_FRAME_S = 1024 / 48_000  # one AAC frame: the brief's bar (early sound is noticed from ~45 ms)
@@ -62,3 +65,29 @@ def test_hls_and_dash_present_sound_with_picture(packaged: PackagedTitles, ignor
     assert abs(dash_audio_s - dash_video_s) < AUDIO_FRAME_S
     assert dash_audio_s - dash_video_s > -SOUND_EARLY_LIMIT_S
     assert abs(dash_video_s) < 0.005
+
+
+def test_shifting_a_segment_moves_only_its_decode_time(packaged: PackagedTitles) -> None:
+    directory = packaged.encrypted.title_dir / "audio" / "a128k"  # encrypted: senc/saio must stay valid
+    init = (directory / "init.mp4").read_bytes()
+    segment = (directory / "2.m4s").read_bytes()
+    shifted = shift_decode_times(segment, 2976)
+    assert len(shifted) == len(segment)
+    (before,) = split_fragmented_mp4(init + segment).fragments
+    (after,) = split_fragmented_mp4(init + shifted).fragments
+    assert after.base_media_decode_time == before.base_media_decode_time + 2976
+    assert after.earliest_presentation_time == before.earliest_presentation_time + 2976
+    assert (after.duration, after.sample_count, after.has_senc) == (before.duration, before.sample_count, True)
+    # Only the tfdt value's bytes differ.
+    assert sum(a != b for a, b in zip(segment, shifted)) <= 4
+
+
+def test_shifting_refuses_what_it_cannot_retime(packaged: PackagedTitles) -> None:
+    segment = (packaged.clear.title_dir / "audio" / "a128k" / "1.m4s").read_bytes()
+    with pytest.raises(Mp4FormatError, match="does not fit"):
+        shift_decode_times(segment, -(10**9))  # before media time 0
+    sidx = struct.pack(">I4sIIIIIHHIII", 44, b"sidx", 0, 1, 48_000, 0, 0, 0, 1, 0, 0, 0)  # a stale index
+    with pytest.raises(Mp4FormatError, match="sidx"):
+        shift_decode_times(sidx + segment, 10)
+    with pytest.raises(Mp4FormatError, match="no tfdt"):
+        shift_decode_times(b"\x00\x00\x00\x08free", 10)
