@@ -22,6 +22,7 @@ from server.packaging.avsync import audio_origin_s, video_origin_s
 from server.packaging.demo import DemoClip
 from server.packaging.mp4split import shift_decode_times, split_fragmented_mp4
 from tests.conftest import PackagedTitles
+from tests.server.live.conftest import make_channel
 
 AUDIO_FRAME_S = 1024 / 48_000  # one AAC frame: the brief's bar (early sound is noticed from ~45 ms)
 SOUND_EARLY_LIMIT_S = 0.005  # sound ahead of picture is what people notice first: a few ms at most
@@ -91,3 +92,22 @@ def test_shifting_refuses_what_it_cannot_retime(packaged: PackagedTitles) -> Non
         shift_decode_times(sidx + segment, 10)
     with pytest.raises(Mp4FormatError, match="no tfdt"):
         shift_decode_times(b"\x00\x00\x00\x08free", 10)
+
+
+@pytest.mark.parametrize("number", [1, 3], ids=["first-loop", "second-loop"])
+def test_live_segments_present_sound_with_picture(packaged: PackagedTitles, number: int) -> None:
+    """The live channel re-times the packaged segments (whole loops later; the audio's priming frame
+    left out after the first loop, tests/server/live): sound stays with picture over live HLS."""
+    channel = make_channel(packaged, start_s=1_000_000.0)
+    loop_s = float(channel.loop_s)
+
+    def track(media: str, rep_id: str) -> bytes:
+        found = channel.track(media, rep_id)
+        assert found is not None
+        return found.init + b"".join(channel.build_segment_chunks(media, rep_id, number))
+
+    video_s = video_origin_s(track("video", "v216p"), ignore_editlist=True)
+    audio_s = audio_origin_s(track("audio", "a128k"), DemoClip(packaged.clip), ignore_editlist=True)
+    loops = (number - 1) // channel.loop_segments
+    assert video_s == pytest.approx(loops * loop_s + 2 / 24, abs=1e-6)
+    assert abs(audio_s - video_s) < AUDIO_FRAME_S and audio_s - video_s > -SOUND_EARLY_LIMIT_S
