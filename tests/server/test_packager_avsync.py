@@ -16,11 +16,14 @@ import pytest
 from defusedxml import ElementTree
 
 from server.formats.boxes import Mp4FormatError
-from server.formats.hls import MASTER_PLAYLIST_NAME
+from server.formats.hls import MASTER_PLAYLIST_NAME, MEDIA_PLAYLIST_NAME
 from server.formats.names import MANIFEST_NAME
+from server.packager import package_source
 from server.packaging.avsync import audio_origin_s, video_origin_s
-from server.packaging.demo import DemoClip
+from server.packaging.demo import DemoClip, DemoClipConfig
 from server.packaging.mp4split import shift_decode_times, split_fragmented_mp4
+from server.packaging.settings import PackageConfig
+from server.packaging.source import DemoSource
 from tests.conftest import PackagedTitles
 from tests.server.live.conftest import make_channel
 
@@ -111,3 +114,20 @@ def test_live_segments_present_sound_with_picture(packaged: PackagedTitles, numb
     loops = (number - 1) // channel.loop_segments
     assert video_s == pytest.approx(loops * loop_s + 2 / 24, abs=1e-6)
     assert abs(audio_s - video_s) < AUDIO_FRAME_S and audio_s - video_s > -SOUND_EARLY_LIMIT_S
+
+
+def test_without_b_frames_the_video_moves_instead(tmp_path: Path) -> None:
+    """x264's ultrafast preset has no B-frames: the first frame is presented at media time 0, before
+    the first audio sample after the priming (21.3 ms), so the video moves later instead."""
+    clip = DemoClipConfig(duration_s=3.0, width=384, height=216)
+    result = package_source(DemoSource(clip), tmp_path / "nob", PackageConfig(preset="ultrafast", segment_s=3.0),
+                            title="nob")
+    title_dir = result.title_dir
+    video = _first_segment(title_dir / "video" / result.segments.video[0].id / MEDIA_PLAYLIST_NAME)
+    audio = _first_segment(title_dir / "audio" / result.segments.audio[0].id / MEDIA_PLAYLIST_NAME)
+    video_s = video_origin_s(video, ignore_editlist=True)
+    audio_s = audio_origin_s(audio, DemoClip(clip), ignore_editlist=True)
+    assert video_s == pytest.approx(1024 / 48_000, abs=1e-4)  # moved by the priming, to the tick
+    assert abs(audio_s - video_s) < 1e-3
+    offsets = _dash_offsets_s(title_dir)
+    assert offsets["video"] == pytest.approx(offsets["audio"], abs=1e-4) == pytest.approx(video_s, abs=1e-4)
