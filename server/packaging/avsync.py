@@ -51,7 +51,7 @@ def video_origin_s(data: bytes, *, ignore_editlist: bool = False) -> float:
 
 def audio_origin_s(data: bytes, clip: DemoClip, *, ignore_editlist: bool = False) -> float:
     """Media time (s) at which the clip's t=0 is heard. `data`: init + media segment(s) holding at
-    least 2.5 s of the clip's sound at its sample rate."""
+    least 2.4 s of the clip's sound at its sample rate."""
     rate = clip.config.sample_rate_hz
     chunks, first_time = [], None
     with _open(data, ignore_editlist) as container:

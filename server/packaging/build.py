@@ -393,8 +393,8 @@ def _audio_start_ticks(track: PackagedTrack, priming_samples: int) -> int:
 def align_tracks(
     video: list[PackagedTrack], audio: PackagedTrack, priming_samples: int
 ) -> tuple[list[PackagedTrack], PackagedTrack]:
-    """Moves the later-starting tracks on the media timeline (their tfdt) so that the source's t=0
-    has one media time in every track: the first video frame's presentation time (x264's B-frame
+    """Moves the tracks that would present the source's t=0 first later on the media timeline
+    (their tfdt), so that it has one media time in every track: the first video frame's presentation time (x264's B-frame
     delay, two frames) and the audio's first presented sample (after the AAC priming) agree.
 
     An HLS playlist cannot carry the MPD's presentationTimeOffset, and players that honour only the
