@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 DEMO_TITLE = "demo"
-_BUILD_FORMAT = 3  # bump when packaging output changes, so cached demo titles are rebuilt (2: browser-ready MPD, 3: HLS playlists)
+_BUILD_FORMAT = 4  # bump when packaging output changes, so cached demo titles are rebuilt (2: browser-ready MPD, 3: HLS playlists, 4: A/V start aligned in media time)
 _DEMO_STAMP = ".abrkit-demo.json"
 
 

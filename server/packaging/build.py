@@ -179,6 +179,7 @@ class _Build:
         if audio is not None:
             total_samples = round(total_frames / self.frame_rate * self.config.audio_sample_rate_hz)
             audio_track = audio.finish(segment_count, total_samples)
+            video_tracks, audio_track = align_tracks(video_tracks, audio_track, audio.priming_samples)
         for track in video_tracks + ([audio_track] if audio_track else []):
             if len(track.fragments) != segment_count:
                 raise RuntimeError(
@@ -357,7 +358,7 @@ class _Build:
             sets.append(
                 MpdAdaptationSet(
                     content_type="audio", mime_type="audio/mp4", timescale=audio_track.init.timescale,
-                    presentation_time_offset=audio.priming_samples * audio_track.init.timescale // info.sample_rate_hz,
+                    presentation_time_offset=_audio_start_ticks(audio_track, audio.priming_samples),
                     segment_starts=tuple(f.base_media_decode_time for f in audio_track.fragments),
                     segment_durations=tuple(f.duration for f in audio_track.fragments),
                     initialization="audio/$RepresentationID$/init.mp4", media="audio/$RepresentationID$/$Number$.m4s",
@@ -380,6 +381,33 @@ class _Build:
             default_kid=uuid.UUID(bytes=key.kid),
             license_url=LAURL_PLACEHOLDER,
         )
+
+
+def _audio_start_ticks(track: PackagedTrack, priming_samples: int) -> int:
+    """Media time (track timescale) of the audio's first presented sample, the source's t=0: the
+    first AAC frame decodes the encoder's priming samples, which are not presented."""
+    rate = track.init.sample_rate_hz or track.init.timescale
+    return track.fragments[0].base_media_decode_time + priming_samples * track.init.timescale // rate
+
+
+def align_tracks(
+    video: list[PackagedTrack], audio: PackagedTrack, priming_samples: int
+) -> tuple[list[PackagedTrack], PackagedTrack]:
+    """Moves the tracks that would present the source's t=0 first later on the media timeline
+    (their tfdt), so that it has one media time in every track: the first video frame's presentation time (x264's B-frame
+    delay, two frames) and the audio's first presented sample (after the AAC priming) agree.
+
+    An HLS playlist cannot carry the MPD's presentationTimeOffset, and players that honour only the
+    media timestamps (hls.js, Safari, ffplay, our HLS path) would otherwise present sound as much
+    earlier as the video's delay exceeds the priming (62 ms at 24 fps). The MPD's offsets then name
+    the same instant for both tracks (docs/PACKAGING.md, "A/V alignment").
+    """
+    first = video[0]
+    video_start = Fraction(first.fragments[0].earliest_presentation_time, first.init.timescale)
+    audio_start = Fraction(_audio_start_ticks(audio, priming_samples), audio.init.timescale)
+    if video_start >= audio_start:
+        return video, audio.shifted(round((video_start - audio_start) * audio.init.timescale))
+    return [t.shifted(round((audio_start - video_start) * t.init.timescale)) for t in video], audio
 
 
 def even_size(value: float) -> int:

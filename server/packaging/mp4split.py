@@ -363,3 +363,28 @@ def _fragment(data: Buffer, moof: Box, start: int, end: int, defaults: TrackDefa
         starts_with_sync_sample=not first_flags & _SYNC_NON_SYNC_FLAG,
         has_senc=find_box(data, "senc", traf) is not None,
     )
+
+
+def shift_decode_times(segment: Buffer, ticks: int) -> bytes:
+    """`segment` (one media segment: moof+mdat, with styp/prft before it) with `ticks` added to every
+    tfdt baseMediaDecodeTime: the whole track moves on the media timeline, sample bytes and sizes
+    unchanged. Used to start tracks of one title at the same media time (`build._align_tracks`)."""
+    out = bytearray(segment)
+    shifted = 0
+    for moof in (box for box in iter_boxes(out) if box.type == "moof"):
+        for tfdt in find_boxes(out, "traf/tfdt", moof):
+            version, _ = _full_box(out, tfdt)
+            fmt = ">Q" if version == 1 else ">I"
+            if tfdt.payload_offset + 4 + struct.calcsize(fmt) > tfdt.end:
+                raise Mp4FormatError("tfdt box too small")
+            (base,) = struct.unpack_from(fmt, out, tfdt.payload_offset + 4)
+            new = base + ticks
+            if not 0 <= new < (1 << (64 if version == 1 else 32)):
+                raise Mp4FormatError(f"tfdt {base} + {ticks} does not fit a version {version} tfdt")
+            struct.pack_into(fmt, out, tfdt.payload_offset + 4, new)
+            shifted += 1
+    if any(box.type == "sidx" for box in iter_boxes(out)):
+        raise Mp4FormatError("a segment with a sidx cannot be re-timed here (its earliest time would go stale)")
+    if shifted == 0:
+        raise Mp4FormatError("no tfdt to re-time in the segment")
+    return bytes(out)

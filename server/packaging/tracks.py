@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,14 @@ from av.video.frame import PictureType
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from server.formats.boxes import Mp4FormatError
-from server.packaging.mp4split import Fragment, InitInfo, append_to_moov, parse_init, split_fragmented_mp4
+from server.packaging.mp4split import (
+    Fragment,
+    InitInfo,
+    append_to_moov,
+    parse_init,
+    shift_decode_times,
+    split_fragmented_mp4,
+)
 from server.packaging.planes import ColorTags, copy_frame
 
 FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
@@ -62,6 +69,21 @@ class PackagedTrack:
     init: InitInfo
     fragments: tuple[Fragment, ...]
     segment_sizes_bytes: tuple[int, ...]
+
+    def shifted(self, ticks: int) -> PackagedTrack:
+        """Moves the track `ticks` (its timescale) later on the media timeline: rewrites every
+        segment's tfdt in place and returns the track with its fragments' times moved."""
+        if ticks == 0:
+            return self
+        for number in range(1, len(self.fragments) + 1):
+            path = self.directory / f"{number}.m4s"
+            path.write_bytes(shift_decode_times(path.read_bytes(), ticks))
+        fragments = tuple(
+            replace(f, base_media_decode_time=f.base_media_decode_time + ticks,
+                    earliest_presentation_time=f.earliest_presentation_time + ticks)
+            for f in self.fragments
+        )
+        return replace(self, fragments=fragments)
 
 
 def _write_segments(

@@ -334,10 +334,13 @@ def test_segment_boundaries_align_across_renditions(packaged: PackagedTitles) ->
 def test_audio_segments_end_within_one_aac_frame_of_video_boundaries(packaged: PackagedTitles) -> None:
     split = split_fragmented_mp4(rendition_bytes(packaged.clear.title_dir, "audio", "a128k", 3))
     assert [f.sequence_number for f in split.fragments] == [1, 2, 3]
-    priming = 1024
+    # Media time of the source's t=0: the first sample after the AAC priming (the MPD's offset).
+    audio_set = parse_mpd(packaged.clear.title_dir).findall("mpd:Period/mpd:AdaptationSet", NS)[1]
+    start = int(audio_set.find("mpd:SegmentTemplate", NS).get("presentationTimeOffset"))
+    assert start == split.fragments[0].base_media_decode_time + 1024  # the first AAC frame is priming
     for k, fragment in enumerate(split.fragments):
-        assert abs((fragment.base_media_decode_time - priming) - k * 4 * 48_000) <= 1024
-    end = split.fragments[-1].base_media_decode_time + split.fragments[-1].duration - priming
+        assert abs((fragment.base_media_decode_time - start) - k * 4 * 48_000) <= 1024
+    end = split.fragments[-1].base_media_decode_time + split.fragments[-1].duration - start
     assert abs(end - 10 * 48_000) <= 1024
 
 
@@ -398,7 +401,10 @@ def test_mpd_describes_the_presentation(packaged: PackagedTitles) -> None:
     channels = audio_rep.find("mpd:AudioChannelConfiguration", NS)
     assert channels.get("value") == "2"
     audio_template = audio_set.find("mpd:SegmentTemplate", NS)
-    assert audio_template.get("presentationTimeOffset") == "1024"  # AAC encoder delay
+    # Both offsets name the source's t=0: the video's first frame (two frames of B-frame delay) and
+    # the audio's first sample after the AAC encoder delay, which the packager moved to that time.
+    audio_timescale = int(audio_template.get("timescale"))
+    assert int(audio_template.get("presentationTimeOffset")) / audio_timescale == pto / timescale == 2 / 24
 
 
 def test_encrypted_mpd_signals_cenc_and_clearkey_in_the_layout_browser_players_accept(
