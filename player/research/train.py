@@ -104,7 +104,7 @@ class TrainConfig:
     apply. `warm_start`: each round's networks start from the previous round's (round 0 from
     `init_policy` when given) instead of a fresh draw. `selection` picks the best round and switch
     margin (`player.research.selection`: the mean, or with the tail of the differences from
-    `init_policy` weighted); the margin the policy teacher rolls out next is always the mean's."""
+    `init_policy` weighted), and so does the margin the policy teacher rolls out next."""
 
     seed: int = 0
     iterations: int = 8
@@ -608,9 +608,6 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                                      offsets_s=validation_offsets)
         return evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe, offsets_s=validation_offsets)
 
-    def validate(policy: PolicyModel) -> float:
-        return float(np.mean(validate_sessions(policy)))
-
     reference = None if init_policy is None or config.selection.rule == "mean" else validate_sessions(init_policy)
 
     def rank(policy: PolicyModel) -> tuple[float, float]:  # (selection score, mean validation QoE)
@@ -661,10 +658,11 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             if best is None or key > best[0]:
                 best = (key, r, policy)
             if teacher is not None:  # the next round rolls out this policy with its best margin
-                margins = [(validate(dataclasses.replace(policy, switch_margin=m)) if m else score, m)
+                margins = [(rank(dataclasses.replace(policy, switch_margin=m))[0] if m else key, m)
                            for m in config.switch_margins]
                 teacher = dataclasses.replace(policy, switch_margin=max(margins, key=lambda p: (p[0], -p[1]))[1])
-                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g}")
+                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g} (by "
+                    f"{config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for k, m in margins) + ")")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
