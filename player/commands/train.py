@@ -17,10 +17,11 @@ from player.commands import load_plugins
 from player.commands.trace import _range
 from player.errors import CliError
 from player.research.falling import FallingSpec, falling_copies
+from player.research.folds import split_traces
 from player.research.provenance import ProgressLines
 from player.research.selection import SELECTION_RULES, Selection
 from player.research.sim import PROFILES, profile
-from player.research.train import ExpertConfig, TrainConfig, split_traces, total_rollouts, train
+from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
 from player.video import load_video
 
 
@@ -51,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                               "model's, 4.3 for lin); higher makes the imitated policy hedge")
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                         help="share of the training traces held out to pick the best round (default %(default)s)")
+    parser.add_argument("--validation-fold", type=int, default=0, metavar="I",
+                        help="hold out the I-th share of --validation-fraction of a seeded shuffle of the traces "
+                             "(0, the default, is the split of every earlier model; 1/fraction folds): one run "
+                             "per fold cross-validates a recipe (player/research/folds.py)")
     parser.add_argument("--validation-offsets", type=int, default=defaults.validation_offsets, metavar="N",
                         help="seeded start offsets per held-out trace, besides offset 0, in the validation that picks "
                              "the round and the switch margin: more resolve smaller differences (default %(default)s)")
@@ -128,6 +133,7 @@ def _command_line(args: argparse.Namespace) -> str:
              *(("--falling-copies", str(args.falling_copies)) if args.falling_copies else ()),
              *(("--falling-depth", args.falling_depth) if args.falling_copies and args.falling_depth else ()),
              *(("--falling-every", args.falling_every) if args.falling_copies and args.falling_every else ()),
+             *(("--validation-fold", str(args.validation_fold)) if args.validation_fold else ()),
              "--validation-offsets", str(args.validation_offsets),
              *(("--teacher", "policy", "--init-model", str(args.init_model), "--explore", str(args.explore),
                 "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ()),
@@ -167,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         print("note: --select tail without --init-model weights the worst sessions' own QoE (no reference policy)",
               file=sys.stderr)
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
-                         validation_fraction=args.validation_fraction,
+                         validation_fraction=args.validation_fraction, validation_fold=args.validation_fold,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
@@ -191,8 +197,11 @@ def run(args: argparse.Namespace) -> int:
     if args.falling_copies < 0:
         raise CliError("--falling-copies must be >= 0")
     spec = falling_spec(args)
+    try:
+        fit, _ = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
+    except ValueError as error:
+        raise CliError(f"--validation-fold: {error}") from None
     if args.falling_copies:
-        fit, _ = split_traces(traces, config.validation_fraction, config.seed)
         extra = [*extra, *falling_copies(fit, args.falling_copies, config.seed, spec)]
     video = load_video(args.video)
     for note in video.notes:
