@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import shlex
@@ -13,12 +14,14 @@ from pathlib import Path
 from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.sources import open_traces
 from player.commands import load_plugins
+from player.commands.trace import _range
 from player.errors import CliError
-from player.research.falling import falling_copies
+from player.research.falling import FallingSpec, falling_copies
+from player.research.folds import split_traces
 from player.research.provenance import ProgressLines
 from player.research.selection import SELECTION_RULES, Selection
 from player.research.sim import PROFILES, profile
-from player.research.train import ExpertConfig, TrainConfig, split_traces, total_rollouts, train
+from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
 from player.video import load_video
 
 
@@ -49,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                               "model's, 4.3 for lin); higher makes the imitated policy hedge")
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                         help="share of the training traces held out to pick the best round (default %(default)s)")
+    parser.add_argument("--validation-fold", type=int, default=0, metavar="I",
+                        help="hold out the I-th share of --validation-fraction of a seeded shuffle of the traces "
+                             "(0, the default, is the split of every earlier model; 1/fraction folds): one run "
+                             "per fold cross-validates a recipe (player/research/folds.py)")
     parser.add_argument("--validation-offsets", type=int, default=defaults.validation_offsets, metavar="N",
                         help="seeded start offsets per held-out trace, besides offset 0, in the validation that picks "
                              "the round and the switch margin: more resolve smaller differences (default %(default)s)")
@@ -59,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="also roll out and fit on K copies of each fit trace with seeded bandwidth drops "
                              "(player/research/falling.py), so the policy meets collapses; validation stays on the "
                              "held-out real traces (default 0)")
+    parser.add_argument("--falling-depth", default=None, metavar="LO:HI",
+                        help="--falling-copies: the bandwidth during a drop, a fraction of the trace's own, drawn "
+                             "per drop from LO:HI (default %s:%s)" % FallingSpec().factor)
+    parser.add_argument("--falling-every", default=None, metavar="LO:HI",
+                        help="--falling-copies: seconds of normal bandwidth between drops, drawn from LO:HI "
+                             "(default %g:%g)" % FallingSpec().normal_s)
     parser.add_argument("--engine", choices=("batch", "session"), default="batch",
                         help="play rollouts in lock-step with the batched expert (batch, default) or one session "
                              "at a time in --workers processes (session)")
@@ -118,6 +131,9 @@ def _command_line(args: argparse.Namespace) -> str:
              "--engine", args.engine, "--ensemble", str(args.ensemble), "--epochs", str(args.epochs),
              *(("--extra-traces", *args.extra_traces) if args.extra_traces else ()),
              *(("--falling-copies", str(args.falling_copies)) if args.falling_copies else ()),
+             *(("--falling-depth", args.falling_depth) if args.falling_copies and args.falling_depth else ()),
+             *(("--falling-every", args.falling_every) if args.falling_copies and args.falling_every else ()),
+             *(("--validation-fold", str(args.validation_fold)) if args.validation_fold else ()),
              "--validation-offsets", str(args.validation_offsets),
              *(("--teacher", "policy", "--init-model", str(args.init_model), "--explore", str(args.explore),
                 "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ()),
@@ -125,6 +141,23 @@ def _command_line(args: argparse.Namespace) -> str:
              *(("--select", "tail", "--tail-share", str(args.tail_share), "--tail-weight", str(args.tail_weight))
                if args.select == "tail" else ())]
     return shlex.join(parts)
+
+
+def falling_spec(args: argparse.Namespace) -> FallingSpec:
+    """The drops of `--falling-copies` from `--falling-depth` / `--falling-every` (errors name the option)."""
+    if (args.falling_depth or args.falling_every) and not args.falling_copies:
+        raise CliError("--falling-depth and --falling-every shape the drops of --falling-copies, which is 0")
+    spec = FallingSpec()
+    for option, field_name, text in (("--falling-depth", "factor", args.falling_depth),
+                                     ("--falling-every", "normal_s", args.falling_every)):
+        if text is None:
+            continue
+        try:
+            spec = dataclasses.replace(spec, **{field_name: _range(text, option)})
+        except ValueError as error:
+            message = str(error).replace(f"FallingSpec.{field_name}", option)
+            raise CliError(message) from None
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         print("note: --select tail without --init-model weights the worst sessions' own QoE (no reference policy)",
               file=sys.stderr)
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
-                         validation_fraction=args.validation_fraction,
+                         validation_fraction=args.validation_fraction, validation_fold=args.validation_fold,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
@@ -163,9 +196,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"no traces found in --extra-traces {' '.join(args.extra_traces)}")
     if args.falling_copies < 0:
         raise CliError("--falling-copies must be >= 0")
+    spec = falling_spec(args)
+    try:
+        fit, _ = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
+    except ValueError as error:
+        raise CliError(f"--validation-fold: {error}") from None
     if args.falling_copies:
-        fit, _ = split_traces(traces, config.validation_fraction, config.seed)
-        extra = [*extra, *falling_copies(fit, args.falling_copies, config.seed)]
+        extra = [*extra, *falling_copies(fit, args.falling_copies, config.seed, spec)]
     video = load_video(args.video)
     for note in video.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -40,6 +40,7 @@ from abr.types import Decision, Observation
 from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.research.ensemble import average_networks, restandardise, split_members
+from player.research.folds import split_traces, traces_digest
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.selection import Selection, versus_init
 from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
@@ -84,7 +85,8 @@ class TrainConfig:
     `iterations` DAgger rounds follow the expert round, each with `rollouts_per_trace` rollouts per
     fitting trace from random offsets; round i plays the expert with probability `beta ** i` (Ross et
     al. section 3) and labels `label_fraction` of the policy's own decisions. `validation_fraction` of
-    the training traces (at least one) are held out to pick the best round, each scored from offset 0
+    the training traces (at least one; the `validation_fold`-th such share, `player.research.folds`)
+    are held out to pick the best round, each scored from offset 0
     and `validation_offsets` seeded offsets. The model: `ensemble` MLPs of `hidden_sizes` (L2
     `l2_alpha`, Adam at `learning_rate`, `max_epochs`) fitted to `target` ("regret": each quality's
     regret clipped at `regret_clip`; "action": the expert's best quality), their outputs averaged.
@@ -104,7 +106,7 @@ class TrainConfig:
     apply. `warm_start`: each round's networks start from the previous round's (round 0 from
     `init_policy` when given) instead of a fresh draw. `selection` picks the best round and switch
     margin (`player.research.selection`: the mean, or with the tail of the differences from
-    `init_policy` weighted); the margin the policy teacher rolls out next is always the mean's."""
+    `init_policy` weighted), and so does the margin the policy teacher rolls out next."""
 
     seed: int = 0
     iterations: int = 8
@@ -112,6 +114,7 @@ class TrainConfig:
     beta: float = 0.5
     label_fraction: float = 1.0
     validation_fraction: float = 0.2
+    validation_fold: int = 0
     hidden_sizes: tuple[int, ...] = (64, 64)
     l2_alpha: float = 1e-3
     max_epochs: int = 60
@@ -153,6 +156,8 @@ class TrainConfig:
             raise ValueError(f"unknown target {self.target!r}; choose from {', '.join(_TARGETS)}")
         if not self.regret_clip > 0:
             raise ValueError(f"regret_clip must be > 0, got {self.regret_clip}")
+        if self.validation_fold < 0:
+            raise ValueError(f"validation_fold must be >= 0, got {self.validation_fold}")
         if self.validation_offsets < 0:
             raise ValueError(f"validation_offsets must be >= 0, got {self.validation_offsets}")
         if not self.switch_margins or any(not (m >= 0 and math.isfinite(m)) for m in self.switch_margins):
@@ -441,27 +446,6 @@ def evaluate_policy(model: PolicyModel, video: Video, traces: Sequence[Trace], p
 # -- the DAgger loop -------------------------------------------------------------------------------------------------
 
 
-def split_traces(traces: Sequence[Trace], fraction: float, seed: int) -> tuple[list[Trace], list[Trace]]:
-    """(fit, validation) traces: a seeded shuffle of the names, `fraction` of them (>= 1 when > 0) held out."""
-    order = sorted(range(len(traces)), key=lambda i: traces[i].name)
-    rng = np.random.default_rng([seed, 0x5EED])
-    order = [order[i] for i in rng.permutation(len(order))]
-    held = 0 if fraction == 0 else max(1, int(round(fraction * len(traces))))
-    if held >= len(traces):
-        held = 0  # too few traces to hold any out: validate on the fit traces
-    validation = [traces[i] for i in sorted(order[:held])]
-    fit = [traces[i] for i in sorted(order[held:])]
-    return fit, validation or fit
-
-
-def traces_digest(traces: Sequence[Trace]) -> str:
-    """A short content hash of a trace set (names and arrays), recorded in the model's metadata."""
-    digest = hashlib.sha256()
-    for trace in sorted(traces, key=lambda t: t.name):
-        digest.update(trace.name.encode() + b"\0" + trace.durations_s.tobytes() + trace.bandwidth_bps.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _rollout_tasks(traces: Sequence[Trace], config: TrainConfig, round_index: int, beta: float) -> list[_Rollout]:
     tasks = []
     for j, trace in enumerate(traces):
@@ -542,7 +526,7 @@ def _expert_qoe(expert: ExpertConfig) -> QoeModel:
 
 def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: Sequence[Trace] = ()) -> int:
     """How many rollouts `train` runs (for a progress bar)."""
-    fit, _ = split_traces(traces, config.validation_fraction, config.seed)
+    fit, _ = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
     return (len(fit) + len(extra_traces)) * config.rollouts_per_trace * (config.iterations + 1)
 
 
@@ -565,7 +549,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
-    fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed)
+    fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
     rollout_traces = [*fit_traces, *extra_traces]
     seg_s = video.ladder.segment_duration_s
     if config.engine == "batch" and max(prof.session.startup_threshold_s, prof.session.rebuffer_resume_s) > seg_s:
@@ -584,6 +568,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                    "qoe": config.expert.qoe, "rebuffer_penalty": config.expert.rebuffer_penalty},
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
+        **({"validation_fold": config.validation_fold} if config.validation_fold else {}),
         "engine": config.engine, "extra_traces": len(extra_traces),
         **({"warm_start": True} if config.warm_start else {}), "selection": config.selection.metadata(),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
@@ -607,9 +592,6 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             return evaluate_lockstep(policy, video, prof, validation, QOE_MODELS[config.expert.qoe],
                                      offsets_s=validation_offsets)
         return evaluate_policy(policy, video, validation, prof, qoe=config.expert.qoe, offsets_s=validation_offsets)
-
-    def validate(policy: PolicyModel) -> float:
-        return float(np.mean(validate_sessions(policy)))
 
     reference = None if init_policy is None or config.selection.rule == "mean" else validate_sessions(init_policy)
 
@@ -661,10 +643,11 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             if best is None or key > best[0]:
                 best = (key, r, policy)
             if teacher is not None:  # the next round rolls out this policy with its best margin
-                margins = [(validate(dataclasses.replace(policy, switch_margin=m)) if m else score, m)
+                margins = [(rank(dataclasses.replace(policy, switch_margin=m))[0] if m else key, m)
                            for m in config.switch_margins]
                 teacher = dataclasses.replace(policy, switch_margin=max(margins, key=lambda p: (p[0], -p[1]))[1])
-                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g}")
+                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g} (by "
+                    f"{config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for k, m in margins) + ")")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -10,6 +10,7 @@ import pytest
 from abr.algorithms.learned import load_model
 from netsim.trace import Trace
 from player.research.falling import FallingSpec, falling_copies
+from player.research.folds import split_traces
 from player.research.selection import Selection
 from player.research.sim import PROFILES
 from player.research.train import TrainConfig, train
@@ -38,12 +39,25 @@ def test_tail_rule_counts_the_worst_differences_again_and_the_reference_scores_i
 def test_training_with_the_tail_rule_records_its_score_against_the_initial_policy(video_10: Video,
                                                                                   traces_4: list[Trace]) -> None:
     config = TrainConfig(iterations=1, max_epochs=10, ensemble=1, engine="batch", validation_fraction=0.25,
-                         teacher="policy", switch_margins=(0.0, 0.4), selection=Selection(rule="tail"))
-    result = train(video_10, traces_4, PROFILES["pensieve"], config, init_policy=load_model())
+                         validation_fold=2, teacher="policy", switch_margins=(0.0, 0.4), selection=Selection(rule="tail"))
+    lines: list[str] = []
+    result = train(video_10, traces_4, PROFILES["pensieve"], config, init_policy=load_model(), log=lines.append)
     meta = result.model.metadata
     assert meta["selection"] == {"rule": "tail", "share": 0.1, "weight": 2.0}
     assert isinstance(meta["selection_score"], float) and isinstance(meta["selection_score_init"], float)
     assert "worst_tenth_sessions" in meta["validation_vs_init"]
+    fit, validation = split_traces(traces_4, 0.25, 0, fold=2)  # a cross-validation fold: another held-out trace
+    assert result.validation_traces == tuple(t.name for t in validation) != tuple(t.name for t in split_traces(
+        traces_4, 0.25, 0)[1]) and result.fit_traces == tuple(t.name for t in fit) and meta["validation_fold"] == 2
+    # The margin the next round rolls out is chosen by the tail scores too: for the best round they are the
+    # scores the final selection prints (same policy, sessions and reference), and the best of them wins.
+    rollout = [line for line in lines if line.startswith(f"round {result.best_round}: rolls out next")]
+    assert len(rollout) == 1 and "(by tail: " in rollout[0]
+    scores = dict(pair.split(": ") for pair in rollout[0].split("(by tail: ")[1].rstrip(")").split(", "))
+    selected = next(line for line in lines if line.startswith("selected by"))
+    assert selected.endswith("; " + ", ".join(f"{m}: {k}" for m, k in scores.items()) + ")")
+    best = max(scores, key=lambda m: (float(scores[m]), -float(m)))
+    assert rollout[0].startswith(f"round {result.best_round}: rolls out next with switch margin {best} ")
 
 
 def test_falling_copies_keep_the_trace_and_lay_seeded_drops_over_it(traces_4: list[Trace]) -> None:
@@ -75,4 +89,26 @@ def test_abrkit_train_refuses_bad_selection_and_falling_options(tmp_path: Path, 
     assert "--select: selection share must be in (0, 1]" in capsys.readouterr().err
     assert main([*args, "--falling-copies", "-1"]) != 0
     assert "--falling-copies must be >= 0" in capsys.readouterr().err
+    assert main([*args, "--falling-depth", "0.3:0.7"]) != 0
+    assert "--falling-depth and --falling-every shape the drops of --falling-copies, which is 0" in capsys.readouterr().err
+    assert main([*args, "--falling-copies", "1", "--falling-depth", "0.5:2"]) != 0
+    assert "--falling-depth is a fraction of the bandwidth (<= 1), got (0.5, 2.0)" in capsys.readouterr().err
+    assert main([*args, "--falling-copies", "1", "--falling-every", "60:30"]) != 0
+    assert "--falling-every must be a range 0 < low <= high, got (60.0, 30.0)" in capsys.readouterr().err
+    assert main([*args, "--falling-copies", "1", "--falling-every", "soon"]) != 0
+    assert "--falling-every must be a number or lo:hi, got 'soon'" in capsys.readouterr().err
+    assert main([*args, "--validation-fold", "9"]) != 0
+    assert "--validation-fold: validation fold 9 does not exist: 4 traces" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_abrkit_train_shapes_the_falling_drops_from_its_options() -> None:
+    from player.cli import build_parser
+    from player.commands.train import _command_line, falling_spec
+
+    base = ["train", "--traces", "T", "--video", "V", "--out", "m.json", "--falling-copies", "2"]
+    args = build_parser().parse_args([*base, "--falling-depth", "0.3:0.7", "--falling-every", "90",
+                                      "--validation-fold", "3"])
+    assert falling_spec(args) == FallingSpec(factor=(0.3, 0.7), normal_s=(90.0, 90.0))
+    assert "--falling-copies 2 --falling-depth 0.3:0.7 --falling-every 90 --validation-fold 3" in _command_line(args)
+    assert falling_spec(build_parser().parse_args(base)) == FallingSpec()

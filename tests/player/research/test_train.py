@@ -16,17 +16,10 @@ from netsim.formats import load_traces
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
+from player.research.folds import fold_count, split_traces
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.sim import PROFILES, run_session
-from player.research.train import (
-    ExpertConfig,
-    TrainConfig,
-    expert_values,
-    fit_policy,
-    session_trace_time_s,
-    split_traces,
-    train,
-)
+from player.research.train import ExpertConfig, TrainConfig, expert_values, fit_policy, session_trace_time_s, train
 from player.video import Video, load_video
 
 
@@ -94,6 +87,23 @@ def test_split_holds_out_a_seeded_share_of_traces(bundled_traces: list[Trace]) -
     assert len(validation) == 2 and not {t.name for t in fit} & {t.name for t in validation}
     assert [t.name for t in split_traces(traces, 0.2, seed=4)[1]] == [t.name for t in validation]
     assert split_traces(traces[:1], 0.2, seed=4) == (traces[:1], traces[:1])  # nothing to hold out
+
+
+def test_validation_folds_hold_out_every_trace_once_and_fold_0_is_the_old_split(bundled_traces: list[Trace]) -> None:
+    traces = [dataclasses.replace(t, name=f"t{i:02d}") for i in range(23) for t in bundled_traces[:1]]
+    assert fold_count(23, 0.2) == 4 and fold_count(1, 0.2) == 1 and fold_count(23, 0.0) == 1
+    folds = [split_traces(traces, 0.2, seed=4, fold=k) for k in range(4)]
+    # fold 0 is the split every model before wave 9 was trained with (measured with that code)
+    assert [t.name for t in folds[0][1]] == ["t04", "t06", "t11", "t13", "t14"] == [t.name for t in split_traces(
+        traces, 0.2, seed=4)[1]]
+    held = [t.name for _, validation in folds for t in validation]
+    assert sorted(held) == [t.name for t in traces] and [len(v) for _, v in folds] == [5, 5, 5, 8]
+    for fit, validation in folds:
+        assert len(fit) + len(validation) == 23 and not {t.name for t in fit} & {t.name for t in validation}
+    with pytest.raises(ValueError, match=r"validation fold 4 does not exist: 23 traces .* make 4 folds \(0..3\)"):
+        split_traces(traces, 0.2, seed=4, fold=4)
+    with pytest.raises(ValueError, match="validation_fold must be >= 0"):
+        TrainConfig(validation_fold=-1)
 
 
 def test_fit_policy_learns_the_best_rung_and_never_picks_unseen_classes(short_video: Video) -> None:
