@@ -47,6 +47,22 @@ MAX_REPORTED_ERRORS = 20  # decode errors listed in the JSON report (all go to t
 DECODE_ERROR_POLL_S = 0.05  # wall seconds between looks for new decode errors (logged as they happen)
 
 
+def log_decode_errors(decoder: Decoder | None, events: EventSink, now: Callable[[], float]) -> None:
+    """A `decode_error` event for each error the decoder found since the last look (`Decoder.new_errors`)."""
+    if decoder is not None:
+        for message in decoder.new_errors():
+            emit_event(events, now(), "decode_error", message=message)
+
+
+async def watch_decode_errors(decoder: Decoder | None, events: EventSink, now: Callable[[], float]) -> None:
+    """`decode_error` events as the decoder's worker finds them (within `DECODE_ERROR_POLL_S`), until
+    cancelled; the player looks once more (`log_decode_errors`) when its session is over. Shared by
+    the VOD player and the live ones (`player.client.liveplay`, HLS too), so the log is the same."""
+    while decoder is not None:
+        log_decode_errors(decoder, events, now)
+        await asyncio.sleep(DECODE_ERROR_POLL_S)
+
+
 class PlaybackError(CliError):
     """Playback stopped for good; the message says which segment and why."""
 
@@ -334,7 +350,7 @@ class HeadlessPlayer:
                    segments=self.content.segment_count, bootstrap_s=dict(self.source.timings_s),
                    **({"audio_segments": audio.segment_count} if audio is not None else {}))
         sampler = asyncio.create_task(self._sample_buffer())
-        watcher = asyncio.create_task(self._watch_decode_errors())
+        watcher = asyncio.create_task(watch_decode_errors(self.decoder, self.events, self.now))
         error: str | None = None
         try:
             await self._play()
@@ -349,7 +365,8 @@ class HeadlessPlayer:
         decode_errors: tuple[str, ...] = ()
         if self.decoder is not None:
             summary = await self.decoder.finish()
-            self._log_decode_errors()  # the last segments' (the watcher logged the others as they happened)
+            # the last segments' (the watcher logged the others as they happened)
+            log_decode_errors(self.decoder, self.events, self.now)
             frames_decoded, frames_failed = summary.frames_decoded, summary.frames_failed
             decode_errors, error_count = summary.errors, summary.error_count
             if summary.first_frame_wall is not None:
@@ -496,17 +513,6 @@ class HeadlessPlayer:
                    ttfb_s=None if attempt.ttfb_s is None else round(attempt.ttfb_s * wall_to_session, 4),
                    duration_s=round(attempt.duration_s * wall_to_session, 4),
                    **({"note": attempt.note} if attempt.note else {}), **extra)
-
-    def _log_decode_errors(self) -> None:
-        if self.decoder is not None:
-            for message in self.decoder.new_errors():
-                emit_event(self.events, self.now(), "decode_error", message=message)
-
-    async def _watch_decode_errors(self) -> None:
-        """`decode_error` events as the decoder's worker finds them (within `DECODE_ERROR_POLL_S`)."""
-        while self.decoder is not None:
-            self._log_decode_errors()
-            await asyncio.sleep(DECODE_ERROR_POLL_S)
 
     async def _sample_buffer(self) -> None:
         session = self.session

@@ -42,7 +42,14 @@ from player.client.bootstrap import PlaybackSource
 from player.client.chunktimer import ChunkTimer, chunk_ends  # noqa: F401  (chunk_ends: re-exported)
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
-from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig, distinct_bitrates
+from player.client.headless import (
+    PlaybackError,
+    PlaybackReport,
+    PlayerConfig,
+    distinct_bitrates,
+    log_decode_errors,
+    watch_decode_errors,
+)
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.client.renewal import manifest_urls_now
 from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
@@ -282,6 +289,7 @@ class LivePlayer:
         refresher = asyncio.create_task(self._refresh_loop())
         player = asyncio.create_task(self._play_all())
         stopper = asyncio.create_task(self._stop.wait())
+        watcher = asyncio.create_task(watch_decode_errors(self.decoder, self.events, self.now))  # as in VOD
         try:
             done, _ = await asyncio.wait((player, refresher, stopper), return_when=asyncio.FIRST_COMPLETED)
             failed = next((t for t in done if t is not stopper and t.exception() is not None), None)
@@ -290,9 +298,12 @@ class LivePlayer:
         except (FetchError, PlaybackError, MpdError) as exc:
             error = str(exc)
         finally:
-            for task in (player, refresher, stopper):
+            for task in (player, refresher, stopper, watcher):
                 task.cancel()
-            await asyncio.gather(player, refresher, stopper, return_exceptions=True)
+            await asyncio.gather(player, refresher, stopper, watcher, return_exceptions=True)
+        # The errors found since the watcher's last look (a live decoder never finishes: segments still
+        # queued are dropped when it closes, after this report)
+        log_decode_errors(self.decoder, self.events, self.now)
         return self._report(error)
 
     async def _play_all(self) -> None:

@@ -25,8 +25,10 @@ from tests.conftest import CLEAR_TITLE, PackagedTitles
 from tests.server.conftest import write_users
 
 STATUS = web.AppKey("statuses", Counter)
-# live_origin(**LiveConfig changes) -> (origin URL, counts of "segment <status>")
+# live_origin(middlewares=(), **LiveConfig changes) -> (origin URL, counts of "segment <status>")
 Origin = Callable[..., Awaitable[tuple[str, Counter[str]]]]
+Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+                     Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -43,17 +45,18 @@ async def _statuses(request: web.Request, handler: Callable[[web.Request], Await
 @pytest.fixture
 async def live_origin(packaged: PackagedTitles) -> AsyncIterator[Origin]:
     """Starts our origin publishing a live channel of the clear test title (live 20 s ago; keyword
-    arguments change its `LiveConfig`); each start returns its URL and the segment statuses answered."""
+    arguments change its `LiveConfig`, `middlewares` misbehave inside it); each start returns its URL
+    and the segment statuses answered."""
     runners: list[web.AppRunner] = []
 
-    async def start(**changes: Any) -> tuple[str, Counter[str]]:
+    async def start(middlewares: tuple[Middleware, ...] = (), **changes: Any) -> tuple[str, Counter[str]]:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         live = LiveConfig(**{"source_title": CLEAR_TITLE, "availability_start_s": time.time() - 20,
                              "time_url": f"{url}/time", **changes})
         app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
-        app.middlewares.append(_statuses)
+        app.middlewares.extend((_statuses, *middlewares))
         app[STATUS] = Counter()
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
