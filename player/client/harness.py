@@ -227,8 +227,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                     shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,
                                        before_media=lambda: routes.shape(shaper is not None),
-                                       # headless live decodes nothing yet (`--decode` is ignored); a window does
-                                       decoder=decoder if on_live_player is not None else None,
+                                       decoder=decoder, finish_decoder=on_live_player is None,  # headless
                                        on_player=on_live_player, player_class=live_class,
                                        clock_lag_s=shaper.clock.paused_s if excluding and shaper is not None else None)
             return await play_periods(source, config, fetcher, events=events, decoder=decoder,

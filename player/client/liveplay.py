@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -131,11 +131,14 @@ class LivePlayer:
 
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None,
-                 clock_lag_s: Callable[[], float] | None = None) -> None:
+                 clock_lag_s: Callable[[], float] | None = None, finish_decoder: bool = False) -> None:
         manifest = source.manifest
         self.reps = self.video_representations(manifest)
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
+        # Headless: the session's end finishes the decoder (the segments downloaded are all decoded) and
+        # the report counts its frames, as in VOD. A window's decoder is never finished (it plays on).
+        self.finish_decoder = finish_decoder
         # Seconds of the fetcher's clock left out so far (the stack's time, the loop's stalls); None:
         # the clock is the wall's (module docstring).
         self.clock_lag_s = clock_lag_s
@@ -301,10 +304,18 @@ class LivePlayer:
             for task in (player, refresher, stopper, watcher):
                 task.cancel()
             await asyncio.gather(player, refresher, stopper, watcher, return_exceptions=True)
-        # The errors found since the watcher's last look (a live decoder never finishes: segments still
-        # queued are dropped when it closes, after this report)
+        report = self._report(error)
+        if self.decoder is not None and self.finish_decoder:
+            summary = await self.decoder.finish()
+            first_frame_s = (None if summary.first_frame_wall is None
+                             else (summary.first_frame_wall - self._t0) * self.config.speed)
+            report = replace(report, frames_decoded=summary.frames_decoded, frames_failed=summary.frames_failed,
+                             first_frame_s=first_frame_s, decode_errors=summary.errors,
+                             decode_error_count=summary.error_count)
+        # The errors found since the watcher's last look (a window's live decoder never finishes: segments
+        # still queued are dropped when it closes, after this report)
         log_decode_errors(self.decoder, self.events, self.now)
-        return self._report(error)
+        return report
 
     async def _play_all(self) -> None:
         """One pipeline per media type, side by side (as the VOD player); the first error ends both."""
@@ -575,15 +586,17 @@ async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetch
                     decoder: Decoder | None = None,
                     on_player: Callable[[LivePlayer], object] | None = None,
                     player_class: type[LivePlayer] | None = None,
-                    clock_lag_s: Callable[[], float] | None = None) -> PlaybackReport:
+                    clock_lag_s: Callable[[], float] | None = None,
+                    finish_decoder: bool = False) -> PlaybackReport:
     """Play the live MPD of `source` for `live.duration_s` of session time; the report's `live` has
     latency p50/p95/max, join time, drift, rate changes, stalls and early requests. `decoder` gets
-    the media as it arrives; `on_player(player)` is handed the player before it runs (the desktop
+    the media as it arrives (`finish_decoder`: finished at the end, its frames in the report, as the
+    headless player does); `on_player(player)` is handed the player before it runs (the desktop
     window reads its session); `player_class` another live player (HLS: `player.client.hlslive`)."""
     if before_media is not None:
         before_media()
     player = (player_class or LivePlayer)(source, config, fetcher, live=live, events=events, decoder=decoder,
-                                          clock_lag_s=clock_lag_s)
+                                          clock_lag_s=clock_lag_s, finish_decoder=finish_decoder)
     if on_player is not None:
         on_player(player)
     return await player.run()

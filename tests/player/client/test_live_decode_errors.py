@@ -46,9 +46,10 @@ def _corrupting(nth: int) -> Callable[..., Awaitable[web.StreamResponse]]:
     return corrupt
 
 
+@pytest.mark.parametrize("window", [True, False], ids=["window", "headless"])
 @pytest.mark.parametrize("path", ["manifest.mpd", "master.m3u8"], ids=["dash", "hls"])
 async def test_a_corrupt_live_segment_is_logged_as_it_happens_and_playback_goes_on(live_origin: Origin,
-                                                                                    path: str) -> None:
+                                                                                    path: str, window: bool) -> None:
     url, _ = await live_origin(speed=10.0, low_latency=False, middlewares=(_corrupting(2),))
     decoders: list[DecodePipeline] = []
 
@@ -57,12 +58,13 @@ async def test_a_corrupt_live_segment_is_logged_as_it_happens_and_playback_goes_
         return decoders[-1]
 
     log = EventLog()
-    # The window's path (a live channel is decoded when `on_live_player` is set), at 10x: about 3 s of
-    # wall time, 4 s segments.
+    # The window's path (`on_live_player` set: its decoder is never finished) and the headless one (the
+    # session's end finishes the decoder and the report counts its frames), at 10x: about 3 s of wall
+    # time, 4 s segments.
     report = await play_headless(UrlTarget(url=f"{url}/live/{path}"),
                                  PlayerConfig(abr="rate", decode="none", speed=10.0, audio=False),
                                  link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=20), events=log,
-                                 decoder_factory=factory, on_live_player=lambda player: None,
+                                 decoder_factory=factory, on_live_player=(lambda player: None) if window else None,
                                  live=LivePlayConfig(duration_s=28.0, target_latency_s=8.0))
     assert report.error is None, report.error
     events = [e for e in log.events if e["type"] in ("download", "decode_error")]
@@ -80,3 +82,9 @@ async def test_a_corrupt_live_segment_is_logged_as_it_happens_and_playback_goes_
     summary = decoders[0]._summary()  # closed by the harness: what it decoded by then
     assert summary.failed_segments == 1 and summary.segments >= 3, summary
     assert summary.frames_decoded > 0, summary
+    if window:  # the window's decoder plays on: the report has no frame counts
+        assert report.frames_decoded == 0 and report.decode_error_count == 0, report
+    else:  # headless: every downloaded segment decoded before the report, as in VOD
+        assert report.frames_decoded == summary.frames_decoded > 0, report
+        assert report.frames_failed > 0 and report.decode_error_count == 1, report
+        assert report.first_frame_s is not None and report.first_frame_s > 0, report
