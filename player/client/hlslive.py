@@ -22,7 +22,7 @@ live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
   `CAN-BLOCK-RELOAD=YES` the wait for the next segment is then a blocking reload with `_HLS_msn`.
 
 A reload older than the playlist the player has (a cache's copy: its window starting earlier, fewer
-segments or parts at the end) is ignored as hls.js and ExoPlayer do, reloaded again soon and
+segments or parts at the end) is ignored as ExoPlayer's playlist tracker does, reloaded again soon and
 counted (`stale_playlists`); only four target durations of nothing newer end the session. A
 blocking reload never asks for what the playlist already lists. A playlist that misbehaves (the
 media sequence going back with other segments under those numbers, a listed segment changing its
@@ -293,7 +293,7 @@ class HlsLivePlayer(LivePlayer):
 
     async def _stale(self, r: _Rendition, reason: str, received_s: float) -> MediaPlaylist:
         """A reload older than the playlist `r` has (a cache's older copy, a server behind another):
-        ignored as hls.js and ExoPlayer do (the newer one kept, a reload again soon, under the lock
+        ignored as ExoPlayer's playlist tracker does (the newer one kept, a reload again soon, under the lock
         so the rendition's other reloads wait for it too); an error once no reload for
         `STALE_TARGET_DURATIONS` target durations gave a current one (RFC 8216 6.2.2: a server must
         not serve one)."""
