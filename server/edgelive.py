@@ -12,7 +12,8 @@ origin fetch (the reference of bench/live_edge.py).
 
 LL-HLS: a blocking playlist reload is one object per `(_HLS_msn, _HLS_part)` (its key and origin
 request carry those two alone, in one spelling; a malformed one is a 400 here), kept as long as the
-origin says since its query pins it; an ordinary LL-HLS playlist is kept for half a part target.
+origin says since its query pins it (on the channel's clock: 1/K as long at K x); an ordinary LL-HLS
+playlist is kept for half a part target.
 Parts are objects like segments (bench/llhls_edge.py).
 
 Emulation (`EdgeConfig.live_player_clocks`): a request carrying `X-Abrkit-Channel-Lag` (its player's
@@ -306,8 +307,13 @@ class LiveEdge:
             keep_s = ttl_s(obj.headers.get("Cache-Control"), 0.0)
             path, _, query = content_path.partition("?")
             kind = classify(path[1:].partition("/")[2])
-            if kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST) and keep_s is not None \
-                    and not query:  # a blocking reload's answer is pinned by its query: as long as the origin says
+            playlist = kind is not None and kind[0] in (ContentKind.MANIFEST, ContentKind.PLAYLIST)
+            if playlist and keep_s is not None and query:
+                # A blocking reload's answer is pinned by its query, kept as long as the origin says: on
+                # the channel's clock (its max-age is a segment), else at 4x a client asking late for
+                # a part gets a playlist 4 segments old where the origin would answer a current one.
+                keep_s /= self.speed
+            elif playlist and keep_s is not None:
                 keep_s = min(keep_s, self.manifest_max_age_s)
                 if (part_target_s := _part_target_s(obj.body)) is not None:
                     keep_s = min(keep_s, part_target_s / 2 / self.speed)  # an LL-HLS playlist changes every part

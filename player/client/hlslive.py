@@ -21,10 +21,14 @@ live media playlists (RFC 8216 section 6.2.2 / 6.3.4) instead of a dynamic MPD.
   request as before. Without parts (or with `play_parts` off) whole segments are played; with
   `CAN-BLOCK-RELOAD=YES` the wait for the next segment is then a blocking reload with `_HLS_msn`.
 
-A playlist that misbehaves (the media sequence going back, a listed segment changing its URI or
-date, segments of very different durations, a target duration or init section that changes, no new
-segment for four target durations) ends the session with a `PlaybackError` naming the playlist and
-what was wrong. Audio renditions play in their own pipeline (headless), their playlists reloaded
+A reload older than the playlist the player has (a cache's copy: its window starting earlier, fewer
+segments or parts at the end) is ignored as ExoPlayer's playlist tracker does, reloaded again soon and
+counted (`stale_playlists`); only four target durations of nothing newer end the session. A
+blocking reload never asks for what the playlist already lists. A playlist that misbehaves (the
+media sequence going back with other segments under those numbers, a listed segment changing its
+URI or date, segments of very different durations, a target duration or init section that changes,
+no new segment for four target durations) ends the session with a `PlaybackError` naming the
+playlist and what was wrong. Audio renditions play in their own pipeline (headless), their playlists reloaded
 when a segment they need is not listed yet, their segments matched to the video's by media sequence
 number (checked against the dates).
 """
@@ -76,6 +80,7 @@ class _Rendition:
     loaded_at_s: float = -math.inf  # session time of the last reload
     target_s: float | None = None  # its EXT-X-TARGETDURATION (it must not change)
     changed: bool = True  # whether that reload listed a new segment
+    fresh_at_s: float = -math.inf  # session time of the last reload that was not older than the one before
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -115,6 +120,7 @@ class HlsLivePlayer(LivePlayer):
         self.ended_at: int | None = None  # the last segment, once a reload has EXT-X-ENDLIST
         self.reloads = 0
         self.blocking_reloads = 0
+        self.stale_playlists = 0  # reloads that gave a playlist older than one already had (ignored)
         self.parts_offered = False
         self.chunk_s: float | None = None  # one part (segment / parts per segment) when parts are played
         self.part_hold_back_s: float | None = None
@@ -160,6 +166,10 @@ class HlsLivePlayer(LivePlayer):
         schedule by it."""
         async with r.lock:
             old = r.playlist
+            if want is not None and old is not None and _lists(old, want, part):
+                # A reload that landed while this one waited for the lock lists it already: asking
+                # now would ask for an older playlist than this one (a cache may well have one).
+                return old
             url = r.url
             if want is not None and old is not None and old.can_block_reload:
                 query = {"_HLS_msn": str(want)} if part is None else {"_HLS_msn": str(want), "_HLS_part": str(part)}
@@ -185,7 +195,14 @@ class HlsLivePlayer(LivePlayer):
                 emit_event(self.events, received, "manifest_refresh", url=redact_url(r.url),
                            note=f"LL-HLS parts offered: played, {self.chunk_s:g} s each" if self.chunk_s else
                            "LL-HLS parts offered: not played, whole segments instead")
+            reason = _older(old, playlist) if old is not None else None
+            if reason is not None:
+                if not self._a_copy_of(old, playlist):  # not an older copy: the playlist itself went back
+                    raise PlaybackError(f"{_name(r.url)}: {reason}, its segments not those listed before under "
+                                        "those numbers (RFC 8216 6.2.2: the media sequence must not decrease)")
+                return await self._stale(r, reason, received)
             self._check(r, old, playlist)
+            r.fresh_at_s = received
             last = playlist.segments[-1]
             r.changed = old is None or last.sequence > old.segments[-1].sequence
             r.playlist, r.loaded_at_s = playlist, received
@@ -250,13 +267,6 @@ class HlsLivePlayer(LivePlayer):
                                     f"{b.program_date_time_s - expected:+.3f} s from where the durations put it")  # type: ignore[operator]
         if old is None:
             return
-        old_first, new_first = old.segments[0].sequence, new.segments[0].sequence
-        if new_first < old_first:
-            raise PlaybackError(f"{name}: EXT-X-MEDIA-SEQUENCE went back from {old_first} to {new_first} on reload "
-                                "(RFC 8216 6.2.2: it must not decrease)")
-        if new.segments[-1].sequence < old.segments[-1].sequence:
-            raise PlaybackError(f"{name}: the reload lists up to segment {new.segments[-1].sequence}, the last one "
-                                f"listed up to {old.segments[-1].sequence}: segments were removed from the end")
         before = {s.sequence: s for s in old.segments}
         for segment in new.segments:
             seen = before.get(segment.sequence)
@@ -268,6 +278,38 @@ class HlsLivePlayer(LivePlayer):
             if (seen.program_date_time_s is not None and segment.program_date_time_s is not None
                     and abs(seen.program_date_time_s - segment.program_date_time_s) > DATE_TOLERANCE * self.segment_s):
                 raise PlaybackError(f"{name}: segment {segment.sequence} changed its EXT-X-PROGRAM-DATE-TIME on reload")
+
+    def _a_copy_of(self, old: MediaPlaylist | None, new: MediaPlaylist) -> bool:
+        """Whether `new` can be an earlier version of the playlist `old` is: it shares segments with
+        `old` and lists each under the URI and date `old` does (a server that restarted its count
+        does not, nor one whose window moved back past `old`'s)."""
+        assert old is not None
+        before = {s.sequence: s for s in old.segments}
+        shared = [(before[s.sequence], s) for s in new.segments if s.sequence in before]
+        return bool(shared) and all(
+            a.uri == b.uri and (a.program_date_time_s is None or b.program_date_time_s is None
+                                or abs(a.program_date_time_s - b.program_date_time_s) <= DATE_TOLERANCE * self.segment_s)
+            for a, b in shared)
+
+    async def _stale(self, r: _Rendition, reason: str, received_s: float) -> MediaPlaylist:
+        """A reload older than the playlist `r` has (a cache's older copy, a server behind another):
+        ignored as ExoPlayer's playlist tracker does (the newer one kept, a reload again soon, under the lock
+        so the rendition's other reloads wait for it too); an error once no reload for
+        `STALE_TARGET_DURATIONS` target durations gave a current one (RFC 8216 6.2.2: a server must
+        not serve one)."""
+        playlist = r.playlist
+        assert playlist is not None
+        self.stale_playlists += 1
+        r.changed, r.loaded_at_s = False, received_s
+        since_s = received_s - r.fresh_at_s
+        bound_s = STALE_TARGET_DURATIONS * self.target_duration_s
+        if since_s > bound_s:
+            raise PlaybackError(f"{_name(r.url)}: {reason}, and every reload for {since_s:.1f} s ({bound_s:g} s "
+                                "allowed) gave a playlist older than one already received (RFC 8216 6.2.2)")
+        emit_event(self.events, received_s, "manifest_refresh", url=redact_url(r.url),
+                   note=f"an older playlist ignored: {reason}")
+        await self._sleep((playlist.part_target_s or self.target_duration_s) / 2)
+        return playlist
 
     def _check_aligned(self, r: _Rendition, playlist: MediaPlaylist) -> None:
         last = playlist.segments[-1]
@@ -319,9 +361,13 @@ class HlsLivePlayer(LivePlayer):
                                         f"(it now starts at {first}): the player fell behind its window")
                 if playlist.ended:
                     return None
+                if await _reloading(r):  # the refresh loop's reload may list it: look again first
+                    continue
                 if not playlist.can_block_reload:
-                    interval = self.target_duration_s / (1 if r.changed else 2)
-                    await self._sleep(r.loaded_at_s + interval - self.now())
+                    due = r.loaded_at_s + self.target_duration_s / (1 if r.changed else 2)
+                    if due > self.now():
+                        await self._sleep(due - self.now())
+                        continue  # a reload meanwhile may list it
             if self.chunk_s:
                 await self._reload(r, want=sequence, part=0)
             else:
@@ -371,11 +417,14 @@ class HlsLivePlayer(LivePlayer):
                 if hint is not None and hint is not playlist.preload_hint:
                     hint = _after(hint, round(self.segment_s / self.chunk_s))
                 if hint is None:
-                    await self._reload(r, want=playlist.segments[-1].sequence + 1)
+                    reloaded = await self._reload(r, want=playlist.segments[-1].sequence + 1)
                 else:
-                    await self._reload(r, want=hint.sequence, part=hint.index)
+                    reloaded = await self._reload(r, want=hint.sequence, part=hint.index)
+                if reloaded is playlist:
+                    continue  # a fetch's reload went first (or an older one came): ask for what is next now
             elif playlist is not None and playlist.can_block_reload:
-                await self._reload(r, want=playlist.segments[-1].sequence + 1)
+                if await self._reload(r, want=playlist.segments[-1].sequence + 1) is playlist:
+                    continue
             else:
                 due = r.loaded_at_s + self.target_duration_s / (1 if r.changed else 2)
                 if due > self.now():
@@ -391,7 +440,8 @@ class HlsLivePlayer(LivePlayer):
         out = super().live_summary()
         parts = "played" if self.chunk_s else "offered, not played" if self.parts_offered else "none offered"
         out.update({"protocol": "hls", "playlist_reloads": self.reloads, "blocking_reloads": self.blocking_reloads,
-                    "ll_hls_parts": parts, "part_requests": self.part_requests, "ended": self.ended_at is not None})
+                    "ll_hls_parts": parts, "part_requests": self.part_requests, "ended": self.ended_at is not None,
+                    "stale_playlists": self.stale_playlists})
         return out
 
     async def _part(self, r: _Rendition, sequence: int, index: int) -> Part | None:
@@ -408,9 +458,7 @@ class HlsLivePlayer(LivePlayer):
                 return hint
             if playlist.segments[-1].sequence >= sequence or playlist.ended:
                 return None
-            if r.lock.locked():  # a reload is on its way (the refresh loop's, for this part most likely)
-                async with r.lock:
-                    pass
+            if await _reloading(r):  # the refresh loop's reload, for this part most likely: look again
                 continue
             if not playlist.can_block_reload:
                 await self._sleep(r.loaded_at_s + (playlist.part_target_s or self.target_duration_s) / 2 - self.now())
@@ -499,6 +547,43 @@ class _PartStream:
                 yield piece
         if own:
             self._response = None
+
+
+async def _reloading(r: _Rendition) -> bool:
+    """Wait for a reload of `r` on its way, if one is (True: the playlist may have changed)."""
+    if not r.lock.locked():
+        return False
+    async with r.lock:
+        return True
+
+
+def _lists(playlist: MediaPlaylist, sequence: int, part: int | None) -> bool:
+    """Whether `playlist` lists segment `sequence` (complete) or, with `part`, that part of it."""
+    if playlist.segments[-1].sequence >= sequence:
+        return True
+    return part is not None and _newest_part(playlist) >= (sequence, part)
+
+
+def _older(old: MediaPlaylist, new: MediaPlaylist) -> str | None:
+    """What makes `new` older than `old` (None: it is not): its window starts before old's, or it
+    lists fewer segments or parts at the end (RFC 8216 6.2.2: neither may happen on a reload)."""
+    old_first, new_first = old.segments[0].sequence, new.segments[0].sequence
+    if new_first < old_first:
+        return f"EXT-X-MEDIA-SEQUENCE went back from {old_first} to {new_first} on reload"
+    old_last, new_last = old.segments[-1].sequence, new.segments[-1].sequence
+    if new_last < old_last:
+        return f"the reload lists up to segment {new_last}, the last one listed up to {old_last}"
+    if new_last == old_last and not new.ended and _newest_part(new) < _newest_part(old):
+        return (f"the reload lists parts up to {'.'.join(map(str, _newest_part(new)))}, the last one listed up to "
+                f"{'.'.join(map(str, _newest_part(old)))}")
+    return None
+
+
+def _newest_part(playlist: MediaPlaylist) -> tuple[int, int]:
+    """The newest part listed (the last complete segment's end where none is listed after it)."""
+    last = playlist.segments[-1].sequence
+    part = playlist.parts[-1] if playlist.parts else None
+    return (part.sequence, part.index) if part is not None and part.sequence > last else (last, 1 << 30)
 
 
 def _part_headers(part: Part) -> dict[str, str]:

@@ -360,7 +360,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "throughput_p50_bps": info["throughput_p50_bps"], "abandoned": report.abandoned,
             "ttfb_p50_s": float(np.median([r.ttfb_s for r in report.records])) if report.records else None,
             "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []),
-            "playlist_reloads": info.get("playlist_reloads"), "wall_s": round(time.monotonic() - started, 3)}
+            "playlist_reloads": info.get("playlist_reloads"), "stale_playlists": info.get("stale_playlists"),
+            "wall_s": round(time.monotonic() - started, 3)}
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
@@ -542,7 +543,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
               "loop_lag_p99_ms",
-              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads"]
+              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads", "stale_playlists"]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

@@ -391,3 +391,46 @@ async def test_plays_the_stacks_channel_over_hls_through_the_gateway_and_edge(tm
     error_s = true_offset_s - players[0].clock_offset_s
     assert -0.5 <= error_s <= 4.0 + 1.5, error_s
     _check_played(report, duration_s=40.0, slack_s=4.0)
+
+
+# --------------------------------------------------------------------------- older playlists (a cache's copy)
+def _older_once(script: LiveScript, at_reload: int) -> Callable[[str, int, int], str]:
+    """At reload `at_reload` the playlist as it was two segments earlier (an edge's stale copy)."""
+    return lambda text, k, newest: script.text(newest - 2) if k == at_reload else text
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["plain", "blocking"])
+async def test_an_older_playlist_served_once_is_ignored_and_counted(block: bool) -> None:
+    script = LiveScript(block=block)
+    script.mutate = _older_once(script, 5)
+    async with scripted(script) as url:
+        report = await _play(url, speed=SPEED, duration_s=10.0)
+    live = _check_played(report, duration_s=10.0, slack_s=SEGMENT_S)
+    assert live["stale_playlists"] == 1
+    assert script.statuses[404] == 0
+
+
+async def test_a_server_that_only_serves_older_playlists_is_one_clear_error() -> None:
+    script = LiveScript()
+    kept: dict[str, int] = {}
+
+    def older(text: str, k: int, newest: int) -> str:
+        if k < 3:
+            kept["newest"] = newest
+            return text
+        return script.text(kept["newest"] - 1)  # always one segment behind the last current one
+
+    script.mutate = older
+    async with scripted(script) as url:
+        report = await _play(url, speed=SPEED, duration_s=30.0)
+    assert report.error is not None and "older than one already received" in report.error, report.error
+    assert "\n" not in report.error and "Traceback" not in report.error
+
+
+async def test_whole_segments_take_one_reload_each() -> None:
+    """A fetch that waited for the refresh loop's reload looks again before reloading itself."""
+    script = LiveScript(block=True)
+    async with scripted(script) as url:
+        report = await _play(url, speed=SPEED, duration_s=12.0)
+    live = _check_played(report, duration_s=12.0, slack_s=SEGMENT_S)
+    assert live["playlist_reloads"] <= len(report.records) + 3, (live["playlist_reloads"], len(report.records))

@@ -53,7 +53,8 @@ StackFactory = Callable[..., Awaitable[Stack]]
 async def live_stack(packaged: PackagedTitles) -> AsyncIterator[StackFactory]:
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def factory(*, since_start_s: float, coalescing: bool = True, **changes: Any) -> Stack:
+    async def factory(*, since_start_s: float, coalescing: bool = True, edge_speed: float = 1.0,
+                      **changes: Any) -> Stack:
         live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - since_start_s,
                           low_latency=True, **changes)
         app = create_app(OriginConfig(content_root=packaged.content_root, port=0, live=live))
@@ -68,6 +69,7 @@ async def live_stack(packaged: PackagedTitles) -> AsyncIterator[StackFactory]:
         edge = await start_edge(EdgeConfig(edge_id="edge-live", origin_url=origin_url, url_verify_key=VERIFY_KEY,
                                            require_signature=False, live_channels=("live",),
                                            live_coalescing=coalescing, license_url="http://license.test/license",
+                                           live_speed=edge_speed,
                                            live_player_clocks=bool(changes.get("player_clocks", False))))
         cleanups.append(edge.stop)
         return Stack(LiveChannel(live, packaged.content_root), origin_url, app[COUNTS], edge)

@@ -150,6 +150,22 @@ async def test_the_edge_coalesces_blocking_reloads_and_parts(live_stack: StackFa
         assert stack.counts["/live/video/v216p/playlist.m3u8"] == 1  # refused at the edge, not forwarded
 
 
+async def test_the_edge_keeps_a_blocking_reloads_answer_on_the_channels_clock(live_stack: StackFactory) -> None:  # noqa: F811
+    """The origin's max-age for a pinned answer is a segment of channel time: at 8x the edge keeps it
+    1/8 as long (else a late ask for an old part gets a playlist segments behind the channel)."""
+    stack = await live_stack(since_start_s=12.2, edge_speed=8.0)
+    assert stack.edge is not None
+    url = stack.edge.url + "/live/video/v216p/playlist.m3u8?_HLS_msn=1"
+    async with aiohttp.ClientSession() as http:
+        labels = []
+        for wait_s in (0.0, 0.0, 0.7):
+            await asyncio.sleep(wait_s)
+            async with http.get(url) as response:
+                assert response.status == 200 and response.headers["Cache-Control"] == "public, max-age=4"
+                labels.append(response.headers["X-Cache"])
+    assert labels == ["MISS", "HIT", "MISS"]  # kept 4 s / 8 = 0.5 s, not 4 s
+
+
 async def test_a_blocking_reload_that_would_wait_too_long_is_a_503(live_stack: StackFactory,  # noqa: F811
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from server.live import origin
