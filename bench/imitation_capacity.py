@@ -22,8 +22,9 @@ from abr.qoe import QOE_MODELS
 from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.research.dagger_batch import lockstep_rollouts
+from player.research.folds import split_traces
 from player.research.sim import PROFILES
-from player.research.train import TrainConfig, fit_policy, split_traces
+from player.research.train import TrainConfig, fit_policy
 from player.video import Video, load_video
 
 REPO = Path(__file__).resolve().parents[1]
