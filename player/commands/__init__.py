@@ -137,24 +137,27 @@ def _number(low: float, *, above: bool = False, integer: bool = False) -> Callab
     return parse
 
 
-def add_clock_sync_arguments(parser: argparse.ArgumentParser) -> None:
-    """dash.js's `streaming.utcSynchronization` settings (defaults: dash.js's, `ClockSyncConfig`'s)."""
+def add_clock_sync_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """dash.js's `streaming.utcSynchronization` settings (defaults: dash.js's, `ClockSyncConfig`'s);
+    the options added (for `mark_live_only`)."""
     group = parser.add_argument_group(
         "live clock sync (DASH; dash.js streaming.utcSynchronization, its defaults)")
-    group.add_argument("--sync-background-attempts", type=_number(0, integer=True), metavar="N",
-                       help="UTCTiming requests after the join's first, confirming its offset "
-                            "(backgroundAttempts; default 2)")
-    group.add_argument("--time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
-                       help="first interval before a re-sync, at an MPD update (timeBetweenSyncAttempts; default 30)")
-    group.add_argument("--min-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
-                       help="shortest re-sync interval (minimumTimeBetweenSyncAttempts; default 2)")
-    group.add_argument("--max-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
-                       help="longest re-sync interval (maximumTimeBetweenSyncAttempts; default 600)")
-    group.add_argument("--sync-adjustment-factor", type=_number(1), metavar="F",
-                       help="the interval is multiplied by F while the offset holds, divided when it drifts "
-                            "(timeBetweenSyncAttemptsAdjustmentFactor; default 2)")
-    group.add_argument("--max-allowed-drift-ms", type=_number(0), metavar="MS",
-                       help="offset change still counted as holding (maximumAllowedDrift; default 100)")
+    return [
+        group.add_argument("--sync-background-attempts", type=_number(0, integer=True), metavar="N",
+                           help="UTCTiming requests after the join's first, confirming its offset "
+                                "(backgroundAttempts; default 2)"),
+        group.add_argument("--time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                           help="first interval before a re-sync, at an MPD update (timeBetweenSyncAttempts; default 30)"),
+        group.add_argument("--min-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                           help="shortest re-sync interval (minimumTimeBetweenSyncAttempts; default 2)"),
+        group.add_argument("--max-time-between-sync-attempts-s", type=_number(0, above=True), metavar="S",
+                           help="longest re-sync interval (maximumTimeBetweenSyncAttempts; default 600)"),
+        group.add_argument("--sync-adjustment-factor", type=_number(1), metavar="F",
+                           help="the interval is multiplied by F while the offset holds, divided when it drifts "
+                                "(timeBetweenSyncAttemptsAdjustmentFactor; default 2)"),
+        group.add_argument("--max-allowed-drift-ms", type=_number(0), metavar="MS",
+                           help="offset change still counted as holding (maximumAllowedDrift; default 100)"),
+    ]
 
 
 def clock_sync_config(args: argparse.Namespace) -> ClockSyncConfig:
@@ -173,8 +176,23 @@ def clock_sync_config(args: argparse.Namespace) -> ClockSyncConfig:
         raise CliError(f"live clock sync settings: {exc}") from None
 
 
-def add_hls_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hls-low-latency-mode", action=argparse.BooleanOptionalAction, default=True,
-                        help="live HLS: play LL-HLS parts (EXT-X-PART) where a playlist offers them, at "
-                             "PART-HOLD-BACK; --no-hls-low-latency-mode plays whole segments at HOLD-BACK "
-                             "(hls.js lowLatencyMode; default on)")
+def add_hls_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """hls.js's `lowLatencyMode` switch; the option added (for `mark_live_only`)."""
+    return [parser.add_argument(
+        "--hls-low-latency-mode", action=argparse.BooleanOptionalAction, default=True,
+        help="live HLS: play LL-HLS parts (EXT-X-PART) where a playlist offers them, at PART-HOLD-BACK; "
+             "--no-hls-low-latency-mode plays whole segments at HOLD-BACK (hls.js lowLatencyMode; default on)")]
+
+
+def mark_live_only(parser: argparse.ArgumentParser, actions: list[argparse.Action]) -> None:
+    """Record `actions` as options that apply only with `--live` (`refuse_live_only` reads them)."""
+    parser.set_defaults(live_only=tuple((a.dest, "/".join(a.option_strings), a.default) for a in actions))
+
+
+def refuse_live_only(args: argparse.Namespace) -> None:
+    """`CliError` naming the live-only options given without `--live` (they would be ignored)."""
+    given = [name for dest, name, default in getattr(args, "live_only", ())
+             if getattr(args, dest, default) != default]
+    if given and not getattr(args, "live", False):
+        raise CliError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --live "
+                       "(this run is video on demand)")

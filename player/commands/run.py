@@ -17,7 +17,9 @@ from player.commands import (
     clock_sync_config,
     list_abrs_requested,
     load_plugins,
+    mark_live_only,
     player_settings,
+    refuse_live_only,
     require,
 )
 from player.errors import CliError
@@ -62,12 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--timelines", type=int, default=2, metavar="N", help="traces with session timelines in the report")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     add_player_arguments(parser)
-    add_live_arguments(parser)
-    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
+    live_only = add_live_arguments(parser)
+    live_only.append(parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
                         help="live: the emulated players play the channel's MPD, or its HLS playlists (LL-HLS "
-                             "parts when --chunk-s > 0; default %(default)s)")
-    add_clock_sync_arguments(parser)  # live: the emulated players' clock sync, and so their twins' links
-    add_hls_arguments(parser)
+                             "parts when --chunk-s > 0; default %(default)s)"))
+    live_only += add_clock_sync_arguments(parser)  # live: the emulated players' clock sync, and so their twins' links
+    live_only += add_hls_arguments(parser)
+    mark_live_only(parser, live_only)
     parser.set_defaults(func=run)
 
 
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     if list_abrs_requested(args):
         return 0
+    refuse_live_only(args)
     if args.live:
         require(args, "abr", "traces", "video_or_title", "out")
         return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode], clock_sync=clock_sync_config(args))

@@ -19,7 +19,9 @@ from player.commands import (
     add_player_arguments,
     list_abrs_requested,
     load_plugins,
+    mark_live_only,
     player_settings,
+    refuse_live_only,
     require,
 )
 from player.errors import CliError
@@ -74,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--plot-sessions", type=int, default=2, help="timelines to plot per algorithm with --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    add_live_arguments(parser)
+    mark_live_only(parser, add_live_arguments(parser))
     parser.set_defaults(func=run)
 
 
@@ -121,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     plugins = load_plugins(args)
     if list_abrs_requested(args):
         return 0
+    refuse_live_only(args)
     if args.live:
         return run_live(args)
     require(args, "abr", "traces", "video")
@@ -196,25 +199,28 @@ def run(args: argparse.Namespace) -> int:
 # -- --live: live sessions (player.research.live_sim) -------------------------------------------------------
 
 
-def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+def add_live_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """`--live` and its options; returns the options, which apply only with it (`mark_live_only`)."""
     group = parser.add_argument_group("live (with --live)")
     group.add_argument("--live", action="store_true",
                        help="play the video looped as a live channel: join at the live edge minus the target latency, "
                             "keep latency near it by playback rate, report latency and the MMSys 2020 live QoE")
-    group.add_argument("--target-latency-s", type=float, default=None, metavar="S",
-                       help="target latency (default 1.5 s in low-latency mode, 4 s with whole segments)")
-    group.add_argument("--segment-duration-s", type=float, default=2.0, metavar="S",
-                       help="the channel's segment duration (default %(default)s; the video's sizes are scaled to it)")
-    group.add_argument("--chunk-duration-s", type=float, default=0.5, metavar="S",
-                       help="low-latency CMAF chunk duration, 0 for whole segments (default %(default)s)")
-    group.add_argument("--live-duration-s", type=float, default=300.0, metavar="S",
-                       help="channel time each session plays (default %(default)s)")
-    group.add_argument("--min-rate", type=float, default=0.95, help="slowest catch-up rate (default %(default)s)")
-    group.add_argument("--max-rate", type=float, default=1.05, help="fastest catch-up rate (default %(default)s)")
-    group.add_argument("--max-drift-s", type=float, default=6.0, metavar="S",
-                       help="seek to the live edge past target + this (default %(default)s; inf: never)")
-    group.add_argument("--catchup", choices=("default", "lolp"), default="default",
-                       help="catch-up rule: dash.js default (latency) or LoL+'s hybrid (buffer, then latency)")
+    return [
+        group.add_argument("--target-latency-s", type=float, default=None, metavar="S",
+                           help="target latency (default 1.5 s in low-latency mode, 4 s with whole segments)"),
+        group.add_argument("--segment-duration-s", type=float, default=2.0, metavar="S",
+                           help="the channel's segment duration (default %(default)s; the video's sizes are scaled to it)"),
+        group.add_argument("--chunk-duration-s", type=float, default=0.5, metavar="S",
+                           help="low-latency CMAF chunk duration, 0 for whole segments (default %(default)s)"),
+        group.add_argument("--live-duration-s", type=float, default=300.0, metavar="S",
+                           help="channel time each session plays (default %(default)s)"),
+        group.add_argument("--min-rate", type=float, default=0.95, help="slowest catch-up rate (default %(default)s)"),
+        group.add_argument("--max-rate", type=float, default=1.05, help="fastest catch-up rate (default %(default)s)"),
+        group.add_argument("--max-drift-s", type=float, default=6.0, metavar="S",
+                           help="seek to the live edge past target + this (default %(default)s; inf: never)"),
+        group.add_argument("--catchup", choices=("default", "lolp"), default="default",
+                           help="catch-up rule: dash.js default (latency) or LoL+'s hybrid (buffer, then latency)"),
+    ]
 
 
 def run_live(args: argparse.Namespace) -> int:

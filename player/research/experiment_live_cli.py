@@ -12,17 +12,20 @@ from player.clocksync import ClockSyncConfig
 from player.errors import CliError
 
 
-def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+def add_live_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """`--live` and its options; returns the options, which apply only with it."""
     group = parser.add_argument_group("live (with --live)")
     group.add_argument("--live", action="store_true",
                        help="compare live algorithms: the title looped as the stack's live channel (emulation, clock "
                             "at --speed) and in the simulator, same traces; latency, stalls, live QoE and the gap")
-    group.add_argument("--live-duration-s", type=float, default=60.0, metavar="S",
-                       help="channel seconds played after the join (default %(default)s)")
-    group.add_argument("--chunk-s", type=float, default=0.5, metavar="S",
-                       help="low-latency CMAF chunk duration; 0: whole segments (default %(default)s)")
-    group.add_argument("--target-latency-s", type=float, metavar="S",
-                       help="target latency (default: the channel's, 3 chunks + 0.5 s, or 2 segments)")
+    return [
+        group.add_argument("--live-duration-s", type=float, default=60.0, metavar="S",
+                           help="channel seconds played after the join (default %(default)s)"),
+        group.add_argument("--chunk-s", type=float, default=0.5, metavar="S",
+                           help="low-latency CMAF chunk duration; 0: whole segments (default %(default)s)"),
+        group.add_argument("--target-latency-s", type=float, metavar="S",
+                           help="target latency (default: the channel's, 3 chunks + 0.5 s, or 2 segments)"),
+    ]
 
 
 def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, ...], *,

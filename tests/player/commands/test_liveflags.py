@@ -68,3 +68,27 @@ def test_run_live_lists_and_takes_them(capsys: pytest.CaptureFixture[str]) -> No
         _args("run", "--help")
     out = capsys.readouterr().out
     assert "--max-allowed-drift-ms" in out and "maximumAllowedDrift" in out and "lowLatencyMode" in out
+
+
+@pytest.mark.parametrize("argv,named", [
+    (("run", "--abr", "bba", "--traces", "x", "--video-or-title", "y", "--out", "z", "--protocol", "hls"),
+     "--protocol applies only with --live"),
+    (("run", "--abr", "bba", "--traces", "x", "--video-or-title", "y", "--out", "z", "--chunk-s", "0",
+      "--max-allowed-drift-ms", "50", "--no-hls-low-latency-mode"),
+     "--chunk-s, --max-allowed-drift-ms, --hls-low-latency-mode/--no-hls-low-latency-mode apply only with --live"),
+    (("sim", "--abr", "bba", "--traces", "x", "--video", "y", "--catchup", "lolp", "--live-duration-s", "10"),
+     "--live-duration-s, --catchup apply only with --live"),
+])
+def test_live_only_options_without_live_are_an_error_not_ignored(argv: tuple[str, ...], named: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from player.cli import main
+
+    assert main(list(argv)) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_live_only_options_at_their_defaults_or_with_live_are_accepted() -> None:
+    from player.commands import refuse_live_only
+
+    refuse_live_only(_args("run", "--abr", "bba"))  # nothing given
+    refuse_live_only(_args("run", "--live", "--protocol", "hls", "--max-allowed-drift-ms", "50"))
