@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if args.select == "tail" and args.init_model is None:
         print("note: --select tail without --init-model weights the worst sessions' own QoE (no reference policy)",
               file=sys.stderr)
+    if args.validation_fold < 0:
+        raise CliError(f"--validation-fold must be >= 0, got {args.validation_fold}")
     config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
                          validation_fraction=args.validation_fraction, validation_fold=args.validation_fold,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,

@@ -99,6 +99,8 @@ def test_abrkit_train_refuses_bad_selection_and_falling_options(tmp_path: Path, 
     assert "--falling-every must be a number or lo:hi, got 'soon'" in capsys.readouterr().err
     assert main([*args, "--validation-fold", "9"]) != 0
     assert "--validation-fold: validation fold 9 does not exist: 4 traces" in capsys.readouterr().err
+    assert main([*args, "--validation-fold", "-1"]) != 0
+    assert "--validation-fold must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
 
