@@ -19,11 +19,14 @@ Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
 with the same settings into the same folder plays only the sessions not there (a killed run resumes).
 
-    python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR]
+    python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR] [--request-excess-s S]
 
 re-simulates the twins of a stored run's emulated sessions with this tree's simulator and prints the
 same tables: a change to the simulator's model judged against the same emulated sessions, paired,
-in seconds and whatever the load (give the run's own --speed, --duration-s and --abr).
+in seconds and whatever the load (give the run's own --speed, --duration-s and --abr), and per
+algorithm how many session pairs agree on their number of stalls. `--request-excess-s` adds that much
+to each of the twins' round trips (a diagnostic: how much of the gap the emulated player's and link's
+own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ").
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def gap_text(difference: float, relative_pct: float) -> str:
     return f"{difference:+.2f}" + (f" ({relative_pct:+.1f}%)" if math.isfinite(relative_pct) else "")
 
 
-def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace]) -> None:
+def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace], *,
+             request_excess_s: float = 0.0) -> None:
     """The stored emulated sessions of `path` and their twins simulated now, as the tables."""
     by_name = {t.name: t for t in traces}
     emulated = [r for r in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -90,8 +94,19 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     if missing:
         raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}")
     started = time.monotonic()
-    rows = emulated + [twin_row(r["abr"], by_name[r["trace"]], config, content, r) for r in emulated]
-    print(f"{len(emulated)} emulated sessions of {path}, their twins simulated in {time.monotonic() - started:.1f} s")
+    twins = [twin_row(r["abr"], by_name[r["trace"]], config, content, r, request_excess_s=request_excess_s)
+             for r in emulated]
+    rows = emulated + twins
+    excess = f", each round trip {request_excess_s:g} s longer" if request_excess_s else ""
+    print(f"{len(emulated)} emulated sessions of {path}, their twins simulated{excess} in "
+          f"{time.monotonic() - started:.1f} s")
+    for abr in config.abrs:
+        pairs = [(e, s) for e, s in zip(emulated, twins) if e["abr"] == abr]
+        if pairs:
+            print(f"  {abr}: {sum(e['stalls'] == s['stalls'] for e, s in pairs)} of {len(pairs)} session pairs agree on "
+                  f"their number of stalls, {sum((e['stalls'] > 0) == (s['stalls'] > 0) for e, s in pairs)} on "
+                  f"stall / no stall; stalls emulated {sum(e['stalls'] for e, _ in pairs)}, "
+                  f"simulated {sum(s['stalls'] for _, s in pairs)}")
     print(format_live_run(rows))
     print()
     print(markdown(rows))
@@ -113,7 +128,13 @@ def main() -> None:
     parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")
     parser.add_argument("--twins-of", type=Path, metavar="JSONL",
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
+    parser.add_argument("--request-excess-s", type=float, default=0.0, metavar="S",
+                        help="with --twins-of: add S s to each of the twins' round trips (a diagnostic)")
     args = parser.parse_args()
+    if args.request_excess_s and not args.twins_of:
+        parser.error("--request-excess-s is a diagnostic of --twins-of: give it with --twins-of")
+    if not (math.isfinite(args.request_excess_s) and args.request_excess_s >= 0):
+        parser.error(f"--request-excess-s must be a finite time >= 0 s, got {args.request_excess_s}")
     traces = open_traces([str(args.traces)])
     if args.limit:
         traces = traces[: args.limit]
@@ -123,7 +144,7 @@ def main() -> None:
                            play_parts=not args.no_parts)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     if args.twins_of:
-        twins_of(args.twins_of, config, content, traces)
+        twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s)
         return
     load_before = os.getloadavg()
     started = time.monotonic()

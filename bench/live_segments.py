@@ -1,7 +1,8 @@
 """One live session emulated and simulated, compared segment by segment (where a live gap comes from).
 
     python bench/live_segments.py [--abr l2a] [--trace norway_bus_1] [--speed 10] [--duration-s 60]
-                                  [--no-exclude]
+                                  [--no-exclude] [--save FILE.json]
+    python bench/live_segments.py --load FILE.json
 
 Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
 processes and the shaper, then its simulated twin (same channel age and trace time at the join), and
@@ -9,14 +10,20 @@ prints per segment: the quality chosen, the request time after the segment's fir
 available, the download time, the time to first byte, the buffer before the request, the stall
 charged to it and the ABR's throughput sample (chunk-aware), emulated / simulated; then the ratio of
 those samples, emulated / simulated (a per-download figure: the one that found w5's merge of the
-exact timers inflating the emulated samples). A segment one side skipped (a seek to live) shows `nan`.
-Asserts nothing; the load average is printed beside (the emulated side runs on the wall clock).
+exact timers inflating the emulated samples), and each side's stalls (session time from its join,
+the segment played into, how long). A segment one side skipped (a seek to live) shows `nan`.
+`--save` keeps the emulated session (its report, records, samples and events) as JSON; `--load`
+compares a kept session with the twin this tree simulates now: a change to the twin judged segment
+by segment against the same emulated session, in a second, whatever the load. Asserts nothing; the
+load average is printed beside (the emulated side runs on the wall clock).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -24,71 +31,121 @@ from typing import Any
 
 from abr.registry import make
 from netsim.sources import open_trace, open_traces
+from netsim.trace import Trace
+from player.client.eventlog import EventLog
 from player.client.harness import play_headless
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig, LivePlayer
-from player.live import LiveSession
+from player.live import LiveSchedule, LiveSession, LiveStats
 from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel, sim_config
 from player.research.live_sim import LiveDriver, NominalSizes, live_chunks, live_video
-from player.session import SessionConfig
+from player.session import SegmentRecord, SessionConfig
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
+STALL_EVENTS = ("stall", "resume", "seek")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--abr", default="l2a")
-    parser.add_argument("--trace", default="norway_bus_1", help="a trace name in --traces, or a spec (constant:5e6)")
-    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
-    parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--duration-s", type=float, default=60.0)
-    parser.add_argument("--no-exclude", action="store_true", help="count the stack's time and the loop's stalls")
-    args = parser.parse_args()
-    trace = (open_trace(args.trace) if ":" in args.trace
-             else next(t for t in open_traces([str(args.traces)]) if t.name == args.trace))
-    config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
-                           stack_processes=True, exclude_stack_time=not args.no_exclude)
-    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Side:
+    """One session as the comparison reads it: the emulated player's (kept with --save) or the twin's."""
+
+    records: list[SegmentRecord]
+    samples_bps: list[float | None]  # the ABR's sample per record (LiveSession.record_sample_bps)
+    schedule: LiveSchedule
+    joined_at_s: float
+    startup_s: float | None
+    events: list[dict[str, Any]]  # {"t": session s, "type": kind, ...}
+
+    @classmethod
+    def of(cls, session: LiveSession, events: list[dict[str, Any]]) -> Side:
+        return cls(records=list(session.records), samples_bps=list(session.record_sample_bps),
+                   schedule=session.schedule, joined_at_s=session.joined_at_s or 0.0, startup_s=session.startup_s,
+                   events=events)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"records": [dataclasses.asdict(r) for r in self.records], "samples_bps": self.samples_bps,
+                "schedule": dataclasses.asdict(self.schedule), "joined_at_s": self.joined_at_s,
+                "startup_s": self.startup_s, "events": self.events}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Side:
+        return cls(records=[SegmentRecord(**r) for r in data["records"]], samples_bps=data["samples_bps"],
+                   schedule=LiveSchedule(**data["schedule"]), joined_at_s=data["joined_at_s"],
+                   startup_s=data["startup_s"], events=data["events"])
+
+
+def find_trace(name: str, traces: Path) -> Trace:
+    return open_trace(name) if ":" in name else next(t for t in open_traces([str(traces)]) if t.name == name)
+
+
+def emulate(args: argparse.Namespace, trace: Trace, config: LiveRunConfig, content: Any) -> dict[str, Any]:
+    """One emulated session: its live report (`info`) and the session itself (`emulated`)."""
     players: list[LivePlayer] = []
+    log = EventLog()
 
-    async def emulate() -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
         async with serve_channel(content, config) as target:
             player = PlayerConfig(abr=args.abr, decode="none", speed=args.speed, audio=False,
                                   session=SessionConfig(buffer_cap_s=30.0))
-            link = live_link(trace, config)
-            report = await play_headless(target, player, link=link, live=LivePlayConfig(duration_s=args.duration_s),
-                                         on_live_player=players.append)
+            report = await play_headless(target, player, link=live_link(trace, config), events=log,
+                                         live=LivePlayConfig(duration_s=args.duration_s), on_live_player=players.append)
             if report.error is not None or report.live is None:
                 raise SystemExit(f"the emulated session failed: {report.error}")
             return dict(report.live)
 
     load = os.getloadavg()[0]
-    info = emulate_info = asyncio.run(emulate())
+    info = asyncio.run(run())
+    kept = [e for e in log.events if e["type"] in (*STALL_EVENTS, "chunk", "manifest_refresh", "abandon")]
+    return {"abr": args.abr, "trace": trace.name, "speed": args.speed, "duration_s": args.duration_s,
+            "exclude_stack_time": config.exclude_stack_time, "load": load, "info": info,
+            "emulated": Side.of(players[0].session, kept).as_json()}
+
+
+def simulate_twin(kept: dict[str, Any], trace: Trace, config: LiveRunConfig, content: Any) -> tuple[Side, LiveStats]:
+    """The twin of a kept emulated session, as this tree's simulator plays it, and its stats."""
+    info = kept["info"]
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"], control_bytes=info.get("control_bytes"))
     video = live_video(content.video, sim)
-    twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
+    twin = LiveSession(make(kept["abr"]), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule(),
+                       record_events=True)
     chunks = live_chunks(content.video, content.chunk_sizes_bytes, sim) if content.chunk_sizes_bytes is not None else None
     LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
                control=sim.control, chunk_sizes_bytes=chunks).drive()
-    emulated = players[0].session
-    # Both sessions keep the ABR's sample per video record (LiveSession.record_sample_bps).
-    emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, emulated.record_sample_bps) if bps}
-    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, twin.record_sample_bps) if bps}
-    stats = twin.stats()
-    print(f"{args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
-          f"stack time {'counted' if args.no_exclude else 'left out'})")
-    print(f"  emulate: latency p50 {emulate_info['latency_p50_s']} s, {emulate_info['stalls']} stalls "
-          f"({emulate_info['rebuffer_s']} s), join {emulate_info['join_s']} s")
-    print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
-          f"join {stats.join_s:.4f} s")
-    # Session times from each side's join: the first frame, and when the first segment was asked for
+    events = [{"t": e.time_s, "type": e.kind, **e.data} for e in twin.events if e.kind in (*STALL_EVENTS, "chunk")]
+    return Side.of(twin, events), twin.stats()
+
+
+def stalls(side: Side) -> list[tuple[float, float]]:
+    """Each stall as the session saw it: session time from the join (when the session noticed it, at
+    its next step) and the playhead where it ran dry."""
+    return [(e["t"] - side.joined_at_s, e["playhead_s"]) for e in side.events if e["type"] == "stall"]
+
+
+def chunk_times(side: Side, segment: int) -> list[float]:
+    """When each chunk but the last of `segment` was had (session s after it was first available);
+    the last completes the download (its record)."""
+    start = side.schedule.first_available_s(segment)
+    return [e["t"] - start for e in side.events if e["type"] == "chunk" and e.get("segment") == segment]
+
+
+def compare(kept: dict[str, Any], emulated: Side, twin: Side, twin_stats: LiveStats, *,
+            chunks_of: tuple[int, ...] = ()) -> None:
+    info = kept["info"]
+    stats = ("latency_p50_s", "stalls", "rebuffer_s", "join_s")
+    print(f"{kept['abr']} on {kept['trace']} at {kept['speed']:g}x for {kept['duration_s']:g} s (load average "
+          f"{kept['load']:.1f}; stack time {'left out' if kept['exclude_stack_time'] else 'counted'})")
+    print("  emulate: " + ", ".join(f"{k} {info[k]}" for k in stats))
+    print("  sim:     " + ", ".join(f"{k} {v:.4f}" for k, v in ((k, getattr(twin_stats, k)) for k in stats)))
     for name, one in (("emulate", emulated), ("sim", twin)):
         first = one.records[0] if one.records else None
-        joined = one.joined_at_s or 0.0
-        print(f"  {name}: joined at {joined:.3f} s; first request +{(first.request_time_s - joined) if first else math.nan:.3f} s, "
-              f"first frame +{(one.startup_s or math.nan) - joined:.3f} s")
+        print(f"  {name}: joined at {one.joined_at_s:.3f} s; first request "
+              f"+{(first.request_time_s - one.joined_at_s) if first else math.nan:.3f} s, "
+              f"first frame +{(one.startup_s or math.nan) - one.joined_at_s:.3f} s; stalls (s from join @ playhead s): "
+              + (", ".join(f"{t:.2f} @ {p:.2f}" for t, p in stalls(one)) or "none"))
+    emu_samples = {r.segment_index: bps for r, bps in zip(emulated.records, emulated.samples_bps) if bps}
+    sim_samples = {r.segment_index: bps for r, bps in zip(twin.records, twin.samples_bps) if bps}
     by_e = {r.segment_index: r for r in emulated.records}
     by_s = {r.segment_index: r for r in twin.records}
     print(f"{'seg':>4} {'quality':>8} {'req - avail s':>14} {'download s':>12} {'ttfb s':>12} {'buffer s':>12} "
@@ -114,11 +171,43 @@ def main() -> None:
                 for r, sch in ((e, emulated.schedule), (s, twin.schedule))]
         cols.append(f"{ends[0]:.3f}/{ends[1]:.3f} ({ends[0] - ends[1]:+.3f})".rjust(24))
         print(" ".join(cols))
+    for k in chunks_of:
+        e_t, s_t = chunk_times(emulated, k), chunk_times(twin, k)
+        print(f"segment {k}'s chunks had, s after its first was available (emulate/sim, diff): "
+              + ", ".join(f"{a:.3f}/{b:.3f} ({a - b:+.3f})" for a, b in zip(e_t, s_t)))
     both = [(emu_samples[k], sim_samples[k]) for k in sorted(set(emu_samples) & set(sim_samples))]
     if both:
         ratios = sorted(e / s for e, s in both)
         print(f"ABR's throughput sample, emulate / sim: median {ratios[len(ratios) // 2]:.3f}, "
               f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--abr", default="l2a")
+    parser.add_argument("--trace", default="norway_bus_1", help="a trace name in --traces, or a spec (constant:5e6)")
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--no-exclude", action="store_true", help="count the stack's time and the loop's stalls")
+    parser.add_argument("--save", type=Path, metavar="FILE", help="keep the emulated session as JSON")
+    parser.add_argument("--load", type=Path, metavar="FILE", help="a kept emulated session: simulate its twin only")
+    parser.add_argument("--chunks-of", default="", metavar="K,...", help="print these segments' chunk times")
+    args = parser.parse_args()
+    if args.load:
+        kept = json.loads(args.load.read_text(encoding="utf-8"))
+        args.abr, args.trace, args.speed, args.duration_s = kept["abr"], kept["trace"], kept["speed"], kept["duration_s"]
+        args.no_exclude = not kept["exclude_stack_time"]
+    trace = find_trace(args.trace, args.traces)
+    config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
+                           stack_processes=True, exclude_stack_time=not args.no_exclude)
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
+    if not args.load:
+        kept = emulate(args, trace, config, content)
+        if args.save:
+            args.save.write_text(json.dumps(kept, default=float), encoding="utf-8")
+    compare(kept, Side.from_json(kept["emulated"]), *simulate_twin(kept, trace, config, content),
+            chunks_of=tuple(int(k) for k in args.chunks_of.split(",") if k))
 
 
 if __name__ == "__main__":

@@ -414,7 +414,8 @@ class LivePlayer:
                                         ends_segment=index == n - 1)
                 chunk_start += chunk.size_bytes
                 if index < n - 1:  # the last chunk completes the segment: on_download
-                    session.on_chunk(max(t, session.time_s), size_bytes=chunk.size_bytes,
+                    # Had when it could have come (`_not_before_made`), not when its early bytes did.
+                    session.on_chunk(max(t, had_s, session.time_s), size_bytes=chunk.size_bytes,
                                      media_duration_s=schedule.chunk_s, media=action.media)
         done = max(self.now(), session.time_s)
         ttfb = (timer.first_byte_s if timer.first_byte_s is not None else done) - requested

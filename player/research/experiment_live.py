@@ -224,7 +224,7 @@ def hls_reload(config: LiveRunConfig) -> str:
 
 
 def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_age_s: float | None,
-               control_bytes: dict[str, int] | None = None) -> LiveSimConfig:
+               control_bytes: dict[str, int] | None = None, request_excess_s: float = 0.0) -> LiveSimConfig:
     """The simulator's settings for one session: the live policy the player takes from the channel's
     MPD (its target; `PlaybackRate` 0.96-1.04 at low latency, else 0.95-1.05), the same link RTT, and
     the player's other requests on the link (`control_traffic`: bodies as its twin measured them).
@@ -232,7 +232,8 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
     join, where its player's join sync had ended; one without starts as a player does, its join sync
     on its link, the channel `sim_channel_age_s` old. The HLS player (player/client/hlslive.py) aims
     for PART-HOLD-BACK when it plays parts, else HOLD-BACK (3 target durations), at the session's
-    default rates (0.95-1.05), and plays whole segments unless it plays parts."""
+    default rates (0.95-1.05), and plays whole segments unless it plays parts. `request_excess_s`:
+    `LiveSimConfig.request_excess_s` (a diagnostic; 0 models the network alone)."""
     reload = hls_reload(config)
     target = channel_target_latency_s(config, content.segment_duration_s)
     low, high = (0.96, 1.04) if config.low_latency else (0.95, 1.05)
@@ -247,6 +248,7 @@ def sim_config(config: LiveRunConfig, content: LiveChannelContent, *, channel_ag
                          chunk_duration_s=config.chunk_s if plays_chunks(config) else None,
                          duration_s=config.duration_s, channel_age_s=max(age, target), rtt_s=config.rtt_ms / 1000,
                          session=SessionConfig(buffer_cap_s=_BUFFER_CAP_S), nominal_sizes=True,
+                         request_excess_s=request_excess_s,
                          control=control_traffic(control_bytes, config.clock_sync, join=channel_age_s is None,
                                                  reload=reload, target_duration_s=target_duration_s))
 
@@ -261,15 +263,17 @@ def check_chunks(config: LiveRunConfig, content: LiveChannelContent) -> None:
 
 def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, *,
             channel_age_s: float | None = None, trace_time_s: float | None = None,
-            control_bytes: dict[str, int] | None = None) -> Row:
+            control_bytes: dict[str, int] | None = None, request_excess_s: float = 0.0) -> Row:
     """One simulated live session as a row; it joins at `channel_age_s` and at `trace_time_s` into the
-    trace, its player's other answers `control_bytes` big (its emulated twin's, when there is one)."""
+    trace, its player's other answers `control_bytes` big (its emulated twin's, when there is one);
+    `request_excess_s` added to each round trip (`LiveSimConfig.request_excess_s`, a diagnostic)."""
     check_chunks(config, content)
     chunks = content.chunk_sizes_bytes
     if chunks is not None and not plays_chunks(config):  # LL-HLS segments played whole: a segment's chunks in one answer
         chunks = chunks.sum(axis=2, keepdims=True)
     result = run_live_session(abr, content.video, trace,
-                              sim_config(config, content, channel_age_s=channel_age_s, control_bytes=control_bytes),
+                              sim_config(config, content, channel_age_s=channel_age_s, control_bytes=control_bytes,
+                                         request_excess_s=request_excess_s),
                               offset_s=trace_time_s or 0.0, chunk_sizes_bytes=chunks)
     s = result.stats
     return {"mode": "sim", "abr": abr, "trace": trace.name, "error": None,
@@ -284,12 +288,13 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "ttfb_p50_s": result.ttfb_p50_s, "playlist_reloads": result.playlist_reloads}
 
 
-def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row) -> Row:
+def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row, *,
+             request_excess_s: float = 0.0) -> Row:
     """The simulated twin of emulated row `twin` ({}: none, a twin on its own): it joins at the
     channel age and trace time that session joined at, its player's other answers as big as it
-    measured them."""
+    measured them (`request_excess_s`: `sim_row`'s)."""
     return sim_row(abr, trace, config, content, channel_age_s=twin.get("channel_age_s"),
-                   trace_time_s=twin.get("joined_at_s"),
+                   trace_time_s=twin.get("joined_at_s"), request_excess_s=request_excess_s,
                    control_bytes={k: twin[f"{k}_bytes"] for k in CONTROL_BODY_BYTES_ESTIMATE if twin.get(f"{k}_bytes")})
 
 

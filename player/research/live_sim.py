@@ -122,10 +122,16 @@ class LiveSimConfig:
     # reading an MPD does (player/client/liveplay.py `LiveContent`); False: the real sizes.
     nominal_sizes: bool = False
     control: ControlTraffic = field(default_factory=ControlTraffic)  # the player's other requests on the link
+    # A diagnostic, not a network: time added to every request's round trip (`LiveDriver`), to ask
+    # how much of a sim-vs-emulation gap the emulated player's and link's own time per request makes
+    # (docs/LIVE-SIM.md, "Where the twin's stalls differ"). 0 in every model run.
+    request_excess_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0 or self.channel_age_s < 0 or self.rtt_s < 0:
             raise ValueError("a live run needs duration > 0 s, channel age >= 0 s and RTT >= 0 s")
+        if not (math.isfinite(self.request_excess_s) and self.request_excess_s >= 0):
+            raise ValueError(f"the request excess must be a finite time >= 0 s, got {self.request_excess_s}")
         if not self.channel_age_s >= self.live.target_latency_s:
             raise ValueError("the channel must have been live at least the target latency when the session joins")
         LiveSchedule(availability_start_s=0.0, segment_duration_s=self.segment_duration_s,
@@ -186,13 +192,15 @@ class NominalSizes:
 
 class LiveDriver:
     """Plays a `LiveSession` over one trace in virtual time (contract in the module docstring).
-    `trace_time_s` is the trace time at session time 0."""
+    `trace_time_s` is the trace time at session time 0; `request_excess_s` is added to every
+    request's round trip (`LiveSimConfig.request_excess_s`: a diagnostic)."""
 
     def __init__(self, session: LiveSession, video: Video, trace: Trace, *, rtt_s: float = 0.08,
                  payload_factor: float = 1.0, trace_time_s: float = 0.0, abandonment: bool = True,
                  abandon: AbandonRule = LIVE_ABANDON, control: ControlTraffic = ControlTraffic(),
-                 chunk_sizes_bytes: np.ndarray | None = None) -> None:
+                 chunk_sizes_bytes: np.ndarray | None = None, request_excess_s: float = 0.0) -> None:
         self.session = session
+        self._excess_s = request_excess_s
         # Each chunk's bytes (segment, rung, chunk; `live_chunks`), as the channel sends them; None:
         # a segment's size split evenly across its chunks.
         self._chunks = chunk_sizes_bytes
@@ -316,7 +324,8 @@ class LiveDriver:
         return sum(1 for t in self._listed[self._joined_with:] if t <= end) + sum(1 for t in self._switch_reloads if t <= end)
 
     def _rtt(self, at_s: float) -> float:
-        return self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
+        rtt = self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
+        return rtt + self._excess_s
 
     def _finish(self, start_s: float, size_bytes: float) -> float:
         return self._link.finish_time(start_s + self._offset_s, size_bytes) - self._offset_s
@@ -477,7 +486,7 @@ def run_live_session(abr_spec: str, base: Video, trace: Trace, config: LiveSimCo
     session = LiveSession(algorithm, content, config.session, live=config.live, schedule=config.schedule(),
                           record_events=record_events)
     driver = LiveDriver(session, video, trace, rtt_s=config.rtt_s, trace_time_s=offset_s, control=config.control,
-                        chunk_sizes_bytes=chunks)
+                        chunk_sizes_bytes=chunks, request_excess_s=config.request_excess_s)
     driver.drive()
     records = session.records
     bitrates = np.array([r.bitrate_bps for r in records], dtype=np.float64)

@@ -5,16 +5,20 @@ keeps working K times faster against a channel whose clock runs K times faster."
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from netsim.sources import open_trace
+from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, UrlTarget, play_headless
 from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
-from player.client.liveplay import ChunkTimer, LivePlayConfig, chunk_ends, parse_server_time
+from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
 from player.research.experiment_live import LiveRunConfig, live_link
@@ -185,3 +189,36 @@ async def test_a_clock_without_the_stacks_time_plays_a_channel_that_follows_it(l
     plain_url, _ = await live_origin(low_latency=True, speed=10.0)
     with pytest.raises(PlaybackError, match="X-Abrkit-Channel-Lag"):
         await _play_excluding(plain_url)
+
+
+@web.middleware
+async def _slow_mpd(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+    if request.path.endswith(".mpd"):
+        await asyncio.sleep(0.06)
+    return await handler(request)
+
+
+async def test_a_chunk_early_on_a_clock_that_left_time_out_is_had_once_it_could_have_come(live_origin: Origin) -> None:
+    # Each MPD answered 60 wall ms late: the player's clock (the stack's time left out) stands still
+    # for it while the channel streams the segment in flight on, so that segment's later chunks come
+    # up to 0.6 s early on the player's clock. The session has each chunk no sooner than it was made
+    # and half its request's round trip (40 ms) later, as the simulator does; it had them when their
+    # early bytes came.
+    url, _ = await live_origin(low_latency=True, speed=10.0, player_clocks=True, middlewares=(_slow_mpd,))
+    log, players = EventLog(), list[LivePlayer]()
+    link = live_link(open_trace("constant:5e6"), LiveRunConfig(abrs=("dynamic",), rtt_ms=40))
+    report = await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), PlayerConfig(abr="dynamic", decode="none",
+                                 speed=10.0, audio=False), link=link, events=log, live=LivePlayConfig(duration_s=20.0),
+                                 on_live_player=players.append)
+    assert report.error is None, report.error
+    schedule = players[0].session.schedule
+    index: Counter[int] = Counter()  # the video's chunks (no sound: its chunks' events would mix in)
+    early = []
+    for event in log.of_type("chunk"):
+        segment = event["segment"]
+        made_s = schedule.chunk_available_s(segment, index[segment])
+        index[segment] += 1
+        if event["t"] < made_s + 0.02 - 1e-3:
+            early.append((segment, index[segment] - 1, round(event["t"] - made_s, 3)))
+    assert sum(index.values()) >= 20 and not early, early

@@ -120,7 +120,7 @@ def test_live_qoe_of_a_session_adds_up_its_terms() -> None:
 
 
 def _ends(control: ControlTraffic, *, rate_bps: float, chunk_s: float | None, qualities: tuple[int, ...],
-          max_drift_s: float = math.inf) -> tuple[dict[int, float], LiveDriver]:
+          max_drift_s: float = math.inf, request_excess_s: float = 0.0) -> tuple[dict[int, float], LiveDriver]:
     """Each segment's download end (session time) of one scripted session over a constant link."""
     ladder = Ladder(bitrates_bps=(1_000_000, 2_000_000), segment_duration_s=2.0)
     sizes = np.tile(np.array([[250_000, 500_000]], dtype=np.int64), (40, 1))
@@ -130,7 +130,8 @@ def _ends(control: ControlTraffic, *, rate_bps: float, chunk_s: float | None, qu
                            control=control)
     session = LiveSession(Scripted(*[Decision(quality=q, reason="scripted") for q in qualities]), video, config.session,
                           live=config.live, schedule=config.schedule())
-    driver = LiveDriver(session, video, constant(rate_bps, duration_s=600.0), rtt_s=0.08, control=control)
+    driver = LiveDriver(session, video, constant(rate_bps, duration_s=600.0), rtt_s=0.08, control=control,
+                        request_excess_s=request_excess_s)
     driver.drive()
     return {r.segment_index: r.request_time_s + r.download_s for r in session.records}, driver
 
@@ -246,6 +247,23 @@ def test_each_media_answers_headers_cross_before_its_first_chunk() -> None:
     low_plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     low_headed, _ = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     assert max(abs(low_headed[k] - low_plain[k]) for k in low_plain) < 364 * 8 / 2e6 + 1e-9
+
+
+def test_a_request_excess_lengthens_every_round_trip_and_nothing_else() -> None:
+    # The diagnostic (LiveSimConfig.request_excess_s): whole segments on an idle 2 Mbit/s link each
+    # come 30 ms later, their first byte 30 ms later; an MPD refresh's answer too.
+    control = ControlTraffic(media_header_bytes=364)
+    plain, _ = _ends(control, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
+    late, driver = _ends(control, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40, request_excess_s=0.03)
+    assert plain.keys() == late.keys() and len(plain) > 5
+    assert [late[k] - plain[k] for k in plain] == pytest.approx([0.03] * len(plain), abs=1e-6)
+    assert all(r.ttfb_s == pytest.approx(0.08 + 0.03 + 364 * 8 / 2e6) for r in driver.session.records)
+    refresh = ControlTraffic(manifest_bytes=3818, refresh_period_s=2.0)
+    _, plain_driver = _ends(refresh, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
+    _, late_driver = _ends(refresh, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40, request_excess_s=0.03)
+    assert late_driver.planned[0][0] - plain_driver.planned[0][0] == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="request excess"):
+        LiveSimConfig(request_excess_s=-0.01)
 
 
 def test_a_session_that_starts_as_its_player_joins_after_its_clock_sync() -> None:
