@@ -300,6 +300,7 @@ class LivePlayer:
                 raise failed.exception()  # type: ignore[misc]
         except (FetchError, PlaybackError, MpdError) as exc:
             error = str(exc)
+            emit_event(self.events, self.now(), "error", message=error)  # as the VOD player logs it
         finally:
             for task in (player, refresher, stopper, watcher):
                 task.cancel()
@@ -315,6 +316,9 @@ class LivePlayer:
         # The errors found since the watcher's last look (a window's live decoder never finishes: segments
         # still queued are dropped when it closes, after this report)
         log_decode_errors(self.decoder, self.events, self.now)
+        # The session's last event, as the VOD player's: the report, so a log reader sees why it ended.
+        emit_event(self.events, self.now(), "end",
+                   **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
         return report
 
     async def _play_all(self) -> None:
