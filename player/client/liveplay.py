@@ -137,7 +137,8 @@ class LivePlayer:
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
         # Headless: the session's end finishes the decoder (the segments downloaded are all decoded) and
-        # the report counts its frames, as in VOD. A window's decoder is never finished (it plays on).
+        # the report counts its frames, as in VOD. A window's decoder is never finished (it plays on):
+        # the session's end closes it, dropping what is still queued.
         self.finish_decoder = finish_decoder
         # Seconds of the fetcher's clock left out so far (the stack's time, the loop's stalls); None:
         # the clock is the wall's (module docstring).
@@ -313,8 +314,13 @@ class LivePlayer:
             report = replace(report, frames_decoded=summary.frames_decoded, frames_failed=summary.frames_failed,
                              first_frame_s=first_frame_s, decode_errors=summary.errors,
                              decode_error_count=summary.error_count)
-        # The errors found since the watcher's last look (a window's live decoder never finishes: segments
-        # still queued are dropped when it closes, after this report)
+        elif self.decoder is not None:
+            # A window's live decoder is never finished (segments still queued are dropped) but closed
+            # here rather than by the harness after the session (a second close does nothing), so what
+            # it finds as it closes (the segment it was decoding, the window's audio failures logged as
+            # it settles) is in the log before `end`.
+            await asyncio.to_thread(self.decoder.close)
+        # The errors found since the watcher's last look
         log_decode_errors(self.decoder, self.events, self.now)
         # The session's last event, as the VOD player's: the report, so a log reader sees why it ended.
         emit_event(self.events, self.now(), "end",

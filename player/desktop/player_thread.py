@@ -358,8 +358,8 @@ class PlayerThread:
             await asyncio.sleep(self.options.snapshot_interval_s)
 
     def _log_audio_failures(self) -> None:
-        # Every 50 ms (the publisher), and once the decoder has settled (VOD: before the player's `end`
-        # event; live: as the session's decoder closes, before the log does), so the log misses none.
+        # Every 50 ms (the publisher), and once the decoder has settled (VOD: finished, live: closed by
+        # the session's end; both before the player's `end` event), so the log misses none.
         # At the session's time (its clock as last advanced, <= 50 ms ago): a Period's player that has
         # not started yet has no clock to read.
         player = self.live_player if self.live_player is not None else self.player
