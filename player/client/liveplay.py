@@ -537,9 +537,13 @@ class LivePlayer:
         if elapsed >= self.config.speed:  # over a wall second at least: a few ms of jitter is a few %
             rate = 1.0 + (offset - self._rate_offset_s) / elapsed  # server seconds per session second
             if abs(rate - 1.0) > 0.2:
+                channel = rate * self.config.speed
+                # A measured 0.9x is a 1x channel on a loaded machine: channel speeds are whole numbers
+                # (but for slow motion), and the measure is a few wall seconds of /time requests.
+                suggested = round(channel) if channel >= 0.5 else channel
                 raise PlaybackError(
-                    f"the live channel's clock runs at {rate * self.config.speed:.1f}x the wall clock but the player "
-                    f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
+                    f"the live channel's clock runs at {channel:.1f}x the wall clock but the player "
+                    f"at {self.config.speed:g}x: play it at --speed {suggested:.2g}, or run the "
                     f"channel at the player's speed (server LiveConfig.speed)")
             self._rate_offset_s, self._synced_at = offset, at
         if self.clock_lag_s is not None:

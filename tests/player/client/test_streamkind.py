@@ -1,11 +1,13 @@
 """`abrkit play URL` learns whether the stream is on demand, live DASH or live HLS from its manifest;
 an option given for another kind (a target latency for an on-demand title, `--max-segments` for a
 live channel, the clock-sync settings for live HLS, `--no-hls-low-latency-mode` for live DASH) is an
-error naming it and the stream's kind, before playback, not an option silently ignored."""
+error naming it and the stream's kind, before playback, not an option silently ignored; `--speed K`
+on a channel at 1x is an error naming the speed once the player has measured the channel's clock."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -49,3 +51,22 @@ def test_options_for_the_streams_kind_pass_and_kinds_are_checked() -> None:
         StreamOptions(applies_to=(("--target-latency-s", live),)).check("on-demand", "title 'bbb'")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="stream kinds must be some of"):
         StreamOptions(applies_to=(("--x", frozenset({"vod"})),))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path,named", [
+    ("live/manifest.mpd", r"the live channel's clock runs at 1\.\dx the wall clock but the player at 10x: play it at "
+                          r"--speed 1, or run the channel at the player's speed"),
+    ("live/master.m3u8", r"has listed no new segment for [\d.]+ s \(target duration 4 s\): the stream stopped, or its "
+                         r"clock runs slower than the player's \(--speed 10\)"),
+], ids=["dash", "hls"])
+async def test_play_sped_up_on_a_channel_at_1x_is_a_clear_error_naming_the_speed(
+        live_origin: Origin, path: str, named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A live URL's channel may run K times faster (our stack's, `abrkit serve --live --live-speed K`), so
+    # --speed is not refused up front: the player measures the channel's clock (DASH: at the first re-sync,
+    # 30 s of session; HLS: the playlist stops listing new segments) and stops with an error naming it.
+    url, _ = await live_origin(low_latency=False)
+    argv = ["play", "--headless", "--decode", "none", f"{url}/{path}", "--speed", "10", "--duration-s", "60"]
+    code = await asyncio.to_thread(main, argv)
+    out = capsys.readouterr()
+    assert code == 1 and re.search(named, out.out), out
+    assert "Traceback" not in out.err, out.err
