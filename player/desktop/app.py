@@ -562,6 +562,8 @@ class DesktopApp:
 
     def _tick(self, dt: float) -> None:
         """Every 1/refresh_hz: follow the stream; redraw (and flip) only if the picture changed."""
+        if self.backend.error is not None:  # no session (bootstrap failed): close now, `run` raises it
+            self.quit()
         if self._quitting or self.window is None:
             return
         tick_wall = time.monotonic()
