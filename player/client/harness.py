@@ -32,6 +32,7 @@ from player.client.hlslive import live_player_class
 from player.client.liveplay import LivePlayConfig, LivePlayer, play_live
 from player.client.periods import PlayerFactory, play_periods
 from player.client.renewal import keep_alive
+from player.client.streamkind import StreamOptions, stream_kind
 from player.events import EventSink, emit_event
 
 
@@ -175,7 +176,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                         on_link: Callable[[Shaper], None] | None = None, shared_link: Shaper | None = None,
                         before_playback: Callable[[], Awaitable[object]] | None = None,
                         live: LivePlayConfig | None = None,
-                        on_live_player: Callable[[LivePlayer], object] | None = None) -> PlaybackReport:
+                        on_live_player: Callable[[LivePlayer], object] | None = None,
+                        stream_options: StreamOptions = StreamOptions()) -> PlaybackReport:
     """Bootstrap and play one session; returns its report (errors inside playback are in `report.error`).
     `player_factory(source, config, fetcher, events=, decoder=)` builds the player (the desktop player
     passes one that keeps a handle for its controls). `on_link(shaper)` is handed the shaped link once
@@ -184,7 +186,9 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
     must then be None); `before_playback()` is awaited between bootstrap and playback (to start
     several players together). A live MPD (dynamic, open-ended template) plays with the live player
     (`player.client.liveplay`) for `live.duration_s` (default `LivePlayConfig()`), decoding with the
-    decoder when one is made; `on_live_player(player)` is handed that player before it runs."""
+    decoder when one is made; `on_live_player(player)` is handed that player before it runs.
+    `stream_options`: options given that apply to some kinds of stream only; one the bootstrapped
+    stream would ignore is a `CliError` before playback (`player.client.streamkind`)."""
     if shared_link is not None and link.trace is not None:
         raise ValueError("a player behind a shared link takes its trace from that shaper: give no link.trace")
     connector = aiohttp.TCPConnector(limit=16, ttl_dns_cache=300)
@@ -206,6 +210,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         if isinstance(target, DemoTarget):
             target = await stack.enter_async_context(_demo_stack(target.protocol))
         source = await _bootstrap(fetcher, target)
+        stream_options.check(stream_kind(source.manifest),
+                             target.url if isinstance(target, UrlTarget) else f"title {target.title!r}")
         if events is None:
             events = stack.enter_context(EventLog(log_path))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
@@ -249,7 +255,8 @@ def pipeline_factory(mode: str) -> DecoderFactory | None:
 
 
 async def headless_session(target: PlayTarget, config: PlayerConfig, link: LinkConfig,
-                           log: Path | None, live: LivePlayConfig | None = None) -> PlaybackReport:
+                           log: Path | None, live: LivePlayConfig | None = None,
+                           stream_options: StreamOptions = StreamOptions()) -> PlaybackReport:
     """`play_headless` with the decoder `config.decode` asks for (the command-line default)."""
     return await play_headless(target, config, link=link, log_path=log, decoder_factory=pipeline_factory(config.decode),
-                               live=live)
+                               live=live, stream_options=stream_options)

@@ -137,7 +137,8 @@ class LivePlayer:
         self.source, self.config, self.fetcher, self.live, self.events = source, config, fetcher, live, events
         self.decoder = decoder
         # Headless: the session's end finishes the decoder (the segments downloaded are all decoded) and
-        # the report counts its frames, as in VOD. A window's decoder is never finished (it plays on).
+        # the report counts its frames, as in VOD. A window's decoder is never finished (it plays on):
+        # the session's end closes it, dropping what is still queued.
         self.finish_decoder = finish_decoder
         # Seconds of the fetcher's clock left out so far (the stack's time, the loop's stalls); None:
         # the clock is the wall's (module docstring).
@@ -300,6 +301,7 @@ class LivePlayer:
                 raise failed.exception()  # type: ignore[misc]
         except (FetchError, PlaybackError, MpdError) as exc:
             error = str(exc)
+            emit_event(self.events, self.now(), "error", message=error)  # as the VOD player logs it
         finally:
             for task in (player, refresher, stopper, watcher):
                 task.cancel()
@@ -312,9 +314,17 @@ class LivePlayer:
             report = replace(report, frames_decoded=summary.frames_decoded, frames_failed=summary.frames_failed,
                              first_frame_s=first_frame_s, decode_errors=summary.errors,
                              decode_error_count=summary.error_count)
-        # The errors found since the watcher's last look (a window's live decoder never finishes: segments
-        # still queued are dropped when it closes, after this report)
+        elif self.decoder is not None:
+            # A window's live decoder is never finished (segments still queued are dropped) but closed
+            # here rather than by the harness after the session (a second close does nothing), so what
+            # it finds as it closes (the segment it was decoding, the window's audio failures logged as
+            # it settles) is in the log before `end`.
+            await asyncio.to_thread(self.decoder.close)
+        # The errors found since the watcher's last look
         log_decode_errors(self.decoder, self.events, self.now)
+        # The session's last event, as the VOD player's: the report, so a log reader sees why it ended.
+        emit_event(self.events, self.now(), "end",
+                   **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
         return report
 
     async def _play_all(self) -> None:
@@ -528,9 +538,13 @@ class LivePlayer:
         if elapsed >= self.config.speed:  # over a wall second at least: a few ms of jitter is a few %
             rate = 1.0 + (offset - self._rate_offset_s) / elapsed  # server seconds per session second
             if abs(rate - 1.0) > 0.2:
+                channel = rate * self.config.speed
+                # A measured 0.9x is a 1x channel on a loaded machine: channel speeds are whole numbers
+                # (but for slow motion), and the measure is a few wall seconds of /time requests.
+                suggested = round(channel) if channel >= 0.5 else channel
                 raise PlaybackError(
-                    f"the live channel's clock runs at {rate * self.config.speed:.1f}x the wall clock but the player "
-                    f"at {self.config.speed:g}x: play it at --speed {rate * self.config.speed:.2g}, or run the "
+                    f"the live channel's clock runs at {channel:.1f}x the wall clock but the player "
+                    f"at {self.config.speed:g}x: play it at --speed {suggested:.2g}, or run the "
                     f"channel at the player's speed (server LiveConfig.speed)")
             self._rate_offset_s, self._synced_at = offset, at
         if self.clock_lag_s is not None:

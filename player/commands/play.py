@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from player.client.harness import PlayTarget
     from player.client.headless import PlayerConfig
     from player.client.liveplay import LivePlayConfig
+    from player.client.streamkind import StreamOptions
     from player.desktop.demostack import DemoStackProcess
 
 # `player.client.bootstrap.PROTOCOLS`, spelled out so that building the parser does not import the
@@ -55,14 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
     parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
     parser.add_argument("--decode", choices=DECODE_MODES, default="all", help="headless decoding (default all)")
-    parser.add_argument("--max-segments", type=int, help="stop after this many segments")
-    parser.add_argument("--duration-s", type=float, default=None,
-                        help="live: play this many seconds from the join (session time; default 60 headless, "
-                             "until you quit in a window)")
-    parser.add_argument("--target-latency-s", type=float,
-                        help="live: latency to hold (default: the MPD's ServiceDescription target, else its "
-                             "suggestedPresentationDelay, else 3 s)")
-    add_hls_arguments(parser)
+    on_demand = [parser.add_argument("--max-segments", type=int, help="on demand: stop after this many segments")]
+    live = [
+        parser.add_argument("--duration-s", type=float, default=None,
+                            help="live: play this many seconds from the join (session time; default 60 headless, "
+                                 "until you quit in a window)"),
+        parser.add_argument("--target-latency-s", type=float,
+                            help="live: latency to hold (default: the MPD's ServiceDescription target, else its "
+                                 "suggestedPresentationDelay, else 3 s)")]
+    live_hls = add_hls_arguments(parser)
     parser.add_argument("--log", type=Path, help="write the event log (JSON lines) here")
     parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
     parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
@@ -77,8 +79,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="content key for a plain MPD or HLS URL (hex; repeatable)")
     parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
     parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")
-    add_clock_sync_arguments(parser)
-    parser.set_defaults(func=run)
+    live_dash = add_clock_sync_arguments(parser)
+    # Which kinds of stream each of these options applies to (`player.client.streamkind.StreamKind`):
+    # the stream's kind is known after the bootstrap, where one given for another kind is refused.
+    parser.set_defaults(func=run, stream_kinds=tuple(
+        (a.dest, "/".join(a.option_strings), a.default, kinds)
+        for actions, kinds in ((on_demand, ("on-demand",)), (live, ("live DASH", "live HLS")),
+                               (live_dash, ("live DASH",)), (live_hls, ("live HLS",)))
+        for a in actions))
 
 
 def _password(args: argparse.Namespace) -> str | None:
@@ -119,6 +127,15 @@ def play_target(args: argparse.Namespace) -> PlayTarget:
         raise CliError("no password: use --password-stdin or ABRKIT_PASSWORD (or play the demo with no argument)")
     return TitleTarget(title=args.target, gateway_url=args.gateway or DEFAULT_GATEWAY, username=args.user or "demo",
                        password=password, protocol=args.protocol, region=args.region)
+
+
+def stream_options(args: argparse.Namespace) -> StreamOptions:
+    """The options given that apply to some kinds of stream only (those left at their defaults are not
+    given), for the harness to refuse once it knows the stream's kind."""
+    from player.client.streamkind import StreamOptions
+
+    return StreamOptions(applies_to=tuple((name, frozenset(kinds)) for dest, name, default, kinds in args.stream_kinds
+                                          if getattr(args, dest) != default))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,10 +189,10 @@ def _run(args: argparse.Namespace, *, windowed: bool, demo_stack: DemoStackProce
         live = _live_config(args, default_duration_s=WINDOW_LIVE_DURATION_S)
         return run_desktop(target, config, link, exit_after_s=args.exit_after, screenshot=args.screenshot,
                            as_json=args.json, log_path=args.log, demo_stack=demo_stack,
-                           command_start_unix_s=started_unix_s, live=live)
+                           command_start_unix_s=started_unix_s, live=live, stream_options=stream_options(args))
     live = _live_config(args, default_duration_s=60.0)
     from player.client.headless import print_report
 
-    report = asyncio.run(headless_session(target, config, link, args.log, live))
+    report = asyncio.run(headless_session(target, config, link, args.log, live, stream_options(args)))
     print_report(report, as_json=args.json)
     return 0 if report.error is None else 1

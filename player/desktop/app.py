@@ -22,6 +22,7 @@ import pyglet
 from player.client.harness import DemoTarget, LinkConfig, PlayTarget
 from player.client.headless import PlayerConfig
 from player.client.liveplay import LivePlayConfig
+from player.client.streamkind import StreamOptions
 from player.desktop import DesktopUnavailable
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
@@ -138,7 +139,7 @@ class DesktopApp:
                  options: DesktopConfig = DesktopConfig(), *, log_path: Path | None = None,
                  exit_after_s: float | None = None, screenshot: Path | None = None,
                  demo_stack: DemoStackProcess | None = None, command_start_unix_s: float | None = None,
-                 live: LivePlayConfig | None = None) -> None:
+                 live: LivePlayConfig | None = None, stream_options: StreamOptions = StreamOptions()) -> None:
         if config.speed != 1.0:
             raise CliError(f"the desktop player plays in real time (speed 1); got --speed {config.speed}")
         if exit_after_s is not None and not exit_after_s > 0:
@@ -152,7 +153,8 @@ class DesktopApp:
         self.pcm = PcmBuffer()
         self.stats = SyncStats()
         self.backend = PlayerThread(target, config, link, frames=self.frames, pcm=self.pcm, options=options,
-                                    log_path=log_path, demo_stack=demo_stack, marks=self.marks, live=live)
+                                    log_path=log_path, demo_stack=demo_stack, marks=self.marks, live=live,
+                                    stream_options=stream_options)
         self.show_stats = options.show_stats
         self.user_paused = False
         self.ended = False
@@ -560,6 +562,8 @@ class DesktopApp:
 
     def _tick(self, dt: float) -> None:
         """Every 1/refresh_hz: follow the stream; redraw (and flip) only if the picture changed."""
+        if self.backend.error is not None:  # no session (bootstrap failed): close now, `run` raises it
+            self.quit()
         if self._quitting or self.window is None:
             return
         tick_wall = time.monotonic()
@@ -678,12 +682,12 @@ def run_desktop(target: PlayTarget, config: PlayerConfig, link: LinkConfig = Lin
                 exit_after_s: float | None = None, screenshot: Path | None = None, as_json: bool = False,
                 log_path: Path | None = None, options: DesktopConfig = DesktopConfig(),
                 demo_stack: DemoStackProcess | None = None, command_start_unix_s: float | None = None,
-                live: LivePlayConfig | None = None) -> int:
+                live: LivePlayConfig | None = None, stream_options: StreamOptions = StreamOptions()) -> int:
     """Play in a window until the user quits (or `exit_after_s`), print the summary; the exit code.
     Raises `DesktopUnavailable` (a `CliError`) when no window can be opened: play headless instead."""
     app = DesktopApp(target, config, link, options, log_path=log_path, exit_after_s=exit_after_s,
                      screenshot=screenshot, demo_stack=demo_stack, command_start_unix_s=command_start_unix_s,
-                     live=live)
+                     live=live, stream_options=stream_options)
     result = app.run()
     print_summary(result, as_json=as_json)
     sys.stdout.flush()

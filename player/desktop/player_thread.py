@@ -24,6 +24,7 @@ from player.client.harness import DemoTarget, LinkConfig, PlayTarget, TitleTarge
 from player.client.headless import HeadlessPlayer, PlaybackReport, PlayerConfig
 from player.client.hlslive import live_player_class
 from player.client.liveplay import LivePlayConfig, LivePlayer
+from player.client.streamkind import StreamOptions
 from player.desktop.config import DesktopConfig
 from player.desktop.demostack import DemoStackProcess
 from player.errors import CliError
@@ -160,8 +161,9 @@ class PlayerThread:
     def __init__(self, target: PlayTarget, config: PlayerConfig, link: LinkConfig, *, frames: FrameQueue,
                  pcm: PcmBuffer, options: DesktopConfig, log_path: Path | None = None,
                  demo_stack: DemoStackProcess | None = None, marks: StartupMarks | None = None,
-                 live: LivePlayConfig | None = None) -> None:
+                 live: LivePlayConfig | None = None, stream_options: StreamOptions = StreamOptions()) -> None:
         self.target = target
+        self.stream_options = stream_options
         self.live = live if live is not None else LivePlayConfig(duration_s=WINDOW_LIVE_DURATION_S)
         # The demo title plays from a stack in its own process (started now if the caller has not
         # already: `abrkit play` starts it before importing the player).
@@ -285,7 +287,8 @@ class PlayerThread:
         self.marks.stack_ready_unix_s = time.time()
         return await play_headless(target, self.config, link=self.link, log_path=self.log_path,
                                    decoder_factory=self._make_decoder, player_factory=self._make_player,
-                                   live=self.live, on_live_player=self._set_live_player)
+                                   live=self.live, on_live_player=self._set_live_player,
+                                   stream_options=self.stream_options)
 
     def _set_live_player(self, player: LivePlayer) -> None:
         self.live_player = player
@@ -355,8 +358,8 @@ class PlayerThread:
             await asyncio.sleep(self.options.snapshot_interval_s)
 
     def _log_audio_failures(self) -> None:
-        # Every 50 ms (the publisher), and once the decoder has settled (VOD: before the player's `end`
-        # event; live: as the session's decoder closes, before the log does), so the log misses none.
+        # Every 50 ms (the publisher), and once the decoder has settled (VOD: finished, live: closed by
+        # the session's end; both before the player's `end` event), so the log misses none.
         # At the session's time (its clock as last advanced, <= 50 ms ago): a Period's player that has
         # not started yet has no clock to read.
         player = self.live_player if self.live_player is not None else self.player

@@ -1,13 +1,18 @@
 """The edge tests' world (tests/server/test_edge*.py): a fake title's bytes, a real origin instrumented to
-count and hold requests (`OriginProbe`), signed URLs and small HTTP helpers; their fixtures
+count and hold requests (`OriginProbe`), signed URLs, small HTTP helpers and `abrkit edge` run as a
+process (`cli_edge`); their fixtures
 (`content_root`, `origin`, `make_edge`, `edge`, `http`) are in tests/server/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,3 +149,27 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+# --- `abrkit edge` as a process ----------------------------------------------------------------------
+
+@asynccontextmanager
+async def cli_edge(origin: OriginProbe, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`abrkit edge --workers 2` as a child process (stdout and stderr piped) and its URL once ready;
+    stopped with SIGTERM at the end, which must exit 0."""
+    key_file, internal_file = tmp_path / "key.hex", tmp_path / "internal.hex"
+    key_file.write_text(VERIFY_KEY.hex())
+    internal_file.write_text(INTERNAL.hex())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "player", "edge", "--origin", origin.url, "--port", "0", "--workers", "2",
+        "--key-file", str(key_file), "--internal-token-file", str(internal_file), "--access-log", "off",
+        "--edge-id", "multi",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+        yield proc, line.split("ready at ")[1].split()[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0

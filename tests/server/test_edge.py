@@ -9,10 +9,8 @@ import logging
 import os
 import re
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +23,16 @@ from server.edge import EDGE, EdgeConfig, RunningEdge
 from server.formats.dash import LAURL_PLACEHOLDER
 from server.internal import INTERNAL_HEADER
 from tests.server.edgekit import (
-    INTERNAL,
     INTERNAL_HEADERS,
     LICENSE_URL,
     MANIFEST,
-    REPO_ROOT,
     SEGMENT,
     SEGMENT_BYTES,
     TITLE,
     VERIFY_KEY,
     EdgeFactory,
     OriginProbe,
+    cli_edge,
     get,
     object_bytes,
     raw_request,
@@ -529,28 +526,6 @@ def test_config_rejects_bad_values(overrides: dict[str, Any]) -> None:
 
 
 # --- several worker processes -----------------------------------------------------------------------
-
-@asynccontextmanager
-async def cli_edge(origin: OriginProbe, tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """`abrkit edge --workers 2` as a child process (stdout and stderr piped) and its URL once ready;
-    stopped with SIGTERM at the end, which must exit 0."""
-    key_file, internal_file = tmp_path / "key.hex", tmp_path / "internal.hex"
-    key_file.write_text(VERIFY_KEY.hex())
-    internal_file.write_text(INTERNAL.hex())
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "player", "edge", "--origin", origin.url, "--port", "0", "--workers", "2",
-        "--key-file", str(key_file), "--internal-token-file", str(internal_file), "--access-log", "off",
-        "--edge-id", "multi",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
-        yield proc, line.split("ready at ")[1].split()[0]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-
 
 async def test_cli_edge_with_two_workers_shares_one_port_and_warms_every_worker(
         origin: OriginProbe, tmp_path: Path, http: aiohttp.ClientSession) -> None:

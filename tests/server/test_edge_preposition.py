@@ -8,8 +8,7 @@ import aiohttp
 import pytest
 
 from server.edge import RunningEdge
-from tests.server.edgekit import INTERNAL_HEADERS, TITLE, OriginProbe, get, signed, title_paths
-from tests.server.test_edge import cli_edge
+from tests.server.edgekit import INTERNAL_HEADERS, TITLE, OriginProbe, cli_edge, get, signed, title_paths
 
 # The edge tests' fixtures (tests/server/conftest.py): a real origin (instrumented) and edges in front of it.
 

@@ -250,6 +250,7 @@ def test_window_says_so_when_a_live_channels_audio_does_not_decode(packaged: Pac
     assert len({(e["rendition"], e["segment"]) for e in failures}) == len(failures)
     # every one the summary counts, those found as the session ended too (the decoder's `on_settled`)
     assert len(failures) == sound["errors_count"], (failures, sound)
+    assert events[-1]["type"] == "end"  # those found as the decoder closed included
     # The join waited for the sound for JOIN_WAIT_S, then started the picture alone, and said so once.
     assert sound["join"] is not None and sound["join"]["with_audio"] is False, sound
     assert [e["waited_s"] for e in events if e["type"] == "audio_missing"] == [pytest.approx(JOIN_WAIT_S, abs=0.1)]
