@@ -119,7 +119,7 @@ def main() -> None:
         traces = traces[: args.limit]
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
-                           exclude_stack_time=not args.no_exclude and args.protocol == "dash", protocol=args.protocol,
+                           exclude_stack_time=not args.no_exclude, protocol=args.protocol,
                            play_parts=not args.no_parts)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     if args.twins_of:

@@ -177,8 +177,9 @@ class HlsLivePlayer(LivePlayer):
                 self.blocking_reloads += 1
             try:
                 result = await self.fetcher.fetch(failover_urls(self.source, url),
-                                                  headers={"Cache-Control": "no-cache", "CMCD-Object": "ot=m"})
+                                                  headers={**self.channel_headers(), "CMCD-Object": "ot=m"})
                 received = self.now()
+                self.check_channel_lag(result.headers, _name(r.url))
                 playlist = parse_playlist(result.body, r.url)
                 if r.rep in self.reps:  # a video playlist: the live simulator's twin plays video only
                     self.control_bytes["manifest"] = len(result.body)
@@ -505,7 +506,8 @@ class _PartStream:
                     sent += len(body)
                     yield body
                 else:
-                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}"):
+                    async for piece in self._get(part.uri, {**player.channel_headers(), **_part_headers(part)},
+                                                 f"part {part.sequence}.{part.index}"):
                         sent += len(piece)
                         yield piece
                 player.part_requests += 1
@@ -528,7 +530,8 @@ class _PartStream:
 
     async def _whole(self, part: Part) -> bytes:
         body = b""
-        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False):
+        async for piece in self._get(part.uri, {**self.player.channel_headers(), **_part_headers(part)},
+                                     f"part {part.sequence}.{part.index}", own=False):
             body += piece
         return body
 
