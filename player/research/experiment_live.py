@@ -90,7 +90,11 @@ class LiveRunConfig:
     stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
     # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
     # channel following each player's clock (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
-    exclude_stack_time: bool = True
+    # None: the protocol's: DASH leaves it out; HLS counts it, because the clock counts an LL-HLS
+    # hold for publication in one step at its end and stands still until then, and a blocking
+    # reload or a hinted part is held nearly all the time, so the player's other transfers would
+    # move in steps (docs/LIVE-SERVER.md, "Held requests in emulation"). True works for HLS too.
+    exclude_stack_time: bool | None = None
     # When the players re-sync their clocks (dash.js's schedule), and so their simulated twins' links
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
     # The emulated players play the channel's MPD ("dash") or its HLS playlists ("hls": LL-HLS parts
@@ -101,6 +105,8 @@ class LiveRunConfig:
     def __post_init__(self) -> None:
         if self.protocol not in ("dash", "hls"):
             raise ValueError(f"protocol must be dash or hls, got {self.protocol!r}")
+        if self.exclude_stack_time is None:
+            object.__setattr__(self, "exclude_stack_time", self.protocol == "dash")
         if not self.abrs or len(set(self.abrs)) != len(self.abrs):
             raise ValueError("give each ABR algorithm once, at least one")
         if not self.modes or any(m not in MODES for m in self.modes):
@@ -305,6 +311,9 @@ async def serve_channel(content: LiveChannelContent, config: LiveRunConfig) -> A
             live_title=content.title_dir.name, live_channel=channel, low_latency=config.low_latency,
             live_chunk_s=config.chunk_s, live_speed=config.speed, processes=config.stack_processes,
             live_player_clocks=config.exclude_stack_time,
+            # Already CHANNEL_LEAD_SEGMENTS segments old: a player's first playlist lists a complete
+            # segment even when its clock, leaving out the stack's start-up, runs behind the channel's
+            live_start_s=time.time() - CHANNEL_LEAD_SEGMENTS * content.segment_duration_s / config.speed,
             # One demo account for every viewer (as `abrkit run` emulation): no per-client limits.
             rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000),
             login_rate_limit=RateLimitPolicy(rate_per_s=1e6, burst=1_000_000), max_concurrent_per_client=100_000,
@@ -312,6 +321,9 @@ async def serve_channel(content: LiveChannelContent, config: LiveRunConfig) -> A
         async with start_stack_with_demo_user(stack_config) as (stack, credentials):
             yield TitleTarget(gateway_url=stack.gateway_url, title=channel, username=credentials.username,
                               password=credentials.password, protocol=config.protocol)
+
+
+CHANNEL_LEAD_SEGMENTS = 2  # how old the emulated channel is when its stack starts
 
 
 def live_link(trace: Trace, config: LiveRunConfig) -> LinkConfig:
