@@ -2,7 +2,7 @@
 
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
-                             [--protocol dash|hls] [--no-parts]
+                             [--protocol dash|hls] [--no-parts] [--exclude | --no-exclude]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
@@ -12,7 +12,8 @@ means with 95% CIs (latency p50/p95, stalls, stall time, bitrate, the MMSys 2020
 segment, downloads abandoned) in each mode, and the paired emulate - sim gap, as a percentage of the simulated mean
 (the difference alone where that mean is 0): the simulator is the reference measured in the same run.
 `--protocol hls` plays the channel's LL-HLS playlists (parts; `--no-parts`: whole segments, blocking
-reloads per segment), the stack's time counted (HLS emulation cannot leave it out), and simulates
+reloads per segment), the stack's time counted (`--exclude` leaves it out, as DASH runs do by
+default: LiveRunConfig, docs/LIVE-SERVER.md "Held requests in emulation"), and simulates
 the HLS player's twin (docs/LIVE-SIM.md, "The twin of an HLS session"). The load average is printed beside
 (the emulated half runs on the wall clock: a loaded machine makes it late, K times more at K x).
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--stack-processes", action="store_true")
     parser.add_argument("--no-exclude", action="store_true",
                         help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
+    parser.add_argument("--exclude", action="store_true",
+                        help="leave the stack's time out for HLS too (DASH's default; HLS counts it by default)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--protocol", choices=("dash", "hls"), default="dash")
     parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")
@@ -140,7 +143,8 @@ def main() -> None:
         traces = traces[: args.limit]
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
-                           exclude_stack_time=not args.no_exclude and args.protocol == "dash", protocol=args.protocol,
+                           exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
+                           protocol=args.protocol,
                            play_parts=not args.no_parts)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
     if args.twins_of:

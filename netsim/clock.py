@@ -8,6 +8,9 @@ removes it: while any request is held at the upstream (`hold` when its bytes rea
 `release` at the first byte of the answer), the clock stops, and the link, its delay lines, the
 player's session clock and its HTTP timeouts, which all read this clock, stop with it. What stays
 is the trace's own time: at any K an emulated session then sees the link the simulator sees.
+A live server that holds a request until the channel publishes what it asks for (an LL-HLS blocking
+reload, a preload hint's part) says how long it waited (server.formats.servertiming); that wait is the
+channel's time, not the stack's, and `release(waited_s=)` counts it: the clock moves on by it.
 
 With `cover_stalls`, the clock also leaves out the times its event loop was stalled: a callback
 that ran long, or the process waiting for a core on a loaded machine. Nothing in the loop (the
@@ -89,7 +92,8 @@ class WarpClock:
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
-                 "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls")
+                 "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls", "_waits", "waited_s",
+                 "_floor")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -110,6 +114,11 @@ class WarpClock:
         self.held_s = 0.0  # loop seconds left out while requests were held (closed holds; reporting)
         self.holds_total = 0  # requests held so far (reporting)
         self.stalled_s = 0.0  # loop seconds left out as stalls of the loop (reporting)
+        self.waited_s = 0.0  # loop seconds held for a live channel's publication, counted (`release`)
+        self._waits: list[tuple[float, float]] = []  # those spans (loop times) in the current stand-still
+        # Where counting them moved the clock to: a bounded clock's timers due before it run late
+        # without that lateness being left out (it is the channel's time).
+        self._floor = -math.inf
         self._timers: list[WarpTimer] = []  # heap of `call_at` timers not run yet
         self._timer_handle: asyncio.TimerHandle | None = None  # the loop's wake-up for the earliest
         # The clock never reads past a timer that has not run (`exact_timers` False: stalls only, as
@@ -248,7 +257,7 @@ class WarpClock:
             return
         if self._bounded:
             # The clock stood at the timer's due time while the loop was late: leave the lateness out.
-            lateness = (self._anchor_clock + t - self._anchor_loop) - first.due_s
+            lateness = (self._anchor_clock + t - self._anchor_loop) - max(first.due_s, self._floor)
             if lateness > 0:
                 self.late_s += lateness
                 self.stalled_s += lateness
@@ -274,7 +283,7 @@ class WarpClock:
                 self._pinned = None
                 if not self._holds:  # the callbacks' own time is no clock time
                     t = self._loop.time()
-                    self._anchor_clock, self._anchor_loop = due, t
+                    self._anchor_clock, self._anchor_loop = max(due, self._floor), t
                     if self._beat is not None:
                         self._limit_loop = t + self._beat_s + self._slack_s
         self._arm()
@@ -293,7 +302,7 @@ class WarpClock:
         self._anchor_clock = self.now()
         self._anchor_loop = t
         if unbounded is not None:  # what the beat's limit (or a timer not yet run) left out: a stall
-            self.stalled_s += max(0.0, unbounded - self._anchor_clock)
+            self.stalled_s += max(0.0, unbounded - max(self._anchor_clock, self._floor))
         if self._beat is not None:
             self._limit_loop = t + self._beat_s + self._slack_s
         if self._timer_handle is not None and abs((t - self._anchor_clock) - offset) > 1e-9:
@@ -344,17 +353,36 @@ class WarpClock:
         self._holds += 1
         self.holds_total += counted
 
-    def release(self) -> None:
-        """A held request's answer began (or its connection closed): run on when none is held."""
+    def release(self, *, waited_s: float = 0.0) -> None:
+        """A held request's answer began (or its connection closed): run on when none is held.
+
+        `waited_s`: the last `waited_s` loop seconds of this hold were the server waiting for the
+        live channel to publish what the request asked for (an LL-HLS blocking reload, a preload
+        hint's part; the answer's `Server-Timing`, `publish_wait_s`), not the stack's own work: the
+        channel's time, which the clock counts. It stood still meanwhile, so it moves on by those
+        spans (their union with other requests' waits, within this stand-still) as it runs again;
+        timers due in them run at once."""
         if self._holds == 0:
             raise RuntimeError("release() without a matching hold()")
+        if not (math.isfinite(waited_s) and waited_s >= 0):
+            raise ValueError(f"waited_s must be finite and >= 0, got {waited_s}")
+        t = self._loop.time()
+        if waited_s > 0:
+            self._waits.append((t - waited_s, t))
         self._holds -= 1
         if self._holds:
             return
-        t = self._loop.time()
         assert self._held_since is not None
-        self.held_s += t - self._held_since
+        waited = _union_s(self._waits, self._held_since, t)
+        self._waits.clear()
+        self.held_s += t - self._held_since - waited
+        self.waited_s += waited
         self._held_since = None
+        # The channel's time while held: the clock counts it (never reading below what an earlier
+        # count reached, should a bounded clock have been held at a timer due before that).
+        self._anchor_clock = max(self._anchor_clock + waited, self._floor)
+        if waited > 0:
+            self._floor = self._anchor_clock
         self._anchor_loop = t  # the clock reads on from where it stopped
         self._limit_loop = t + self._beat_s + self._slack_s if self._beat is not None else math.inf
         self._arm()
@@ -423,6 +451,17 @@ class WarpClock:
     def remove_on_resume(self, callback: Callable[[], None]) -> None:
         if callback in self._resume_callbacks:
             self._resume_callbacks.remove(callback)
+
+
+def _union_s(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """The length of the union of `spans` (start, end) within [start, end]."""
+    total, reached = 0.0, start
+    for first, last in sorted(spans):
+        first, last = max(first, reached), min(last, end)
+        if last > first:
+            total += last - first
+            reached = last
+    return total
 
 
 def warp_of(clock: Callable[[], float]) -> WarpClock | None:

@@ -20,6 +20,7 @@ from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindo
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
 from netsim.trace import Trace
+from server.formats.servertiming import HEAD_LIMIT_BYTES, head_end, head_publish_wait_s
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
-                 "target", "_held", "_connecting")
+                 "target", "_held", "_connecting", "_head")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -148,6 +149,7 @@ class _Connection:
         self.down.sink = client
         self.up.source = client
         self._held = False  # a request of ours is at the upstream and the clock stands still for it
+        self._head = bytearray()  # the held request's answer's head, until it is all in
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:
@@ -221,10 +223,21 @@ class _Connection:
         if not self.down.buf and not self.down.delayed:
             self._shaper.clock.hold_for_client(self.client_key)
 
-    def response_began(self) -> None:
-        if self._held:
-            self._held = False
-            self._shaper.clock.release()
+    def response_began(self, data: bytes | None = None) -> None:
+        """The answer's first bytes came (None: none is coming): the clock runs again once its head is
+        in, counting the time the server says it waited for a live channel (server.formats.servertiming)."""
+        if not self._held:
+            return
+        waited_s = 0.0
+        if data is not None:
+            self._head += data
+            end = head_end(self._head)
+            if end < 0 and len(self._head) < HEAD_LIMIT_BYTES:
+                return  # the rest of the head is still at the server
+            waited_s = head_publish_wait_s(self._head[:end]) if end >= 0 else 0.0
+        self._head.clear()
+        self._held = False
+        self._shaper.clock.release(waited_s=waited_s)
 
     def client_lost(self, exc: Exception | None) -> None:
         # Nobody is left to read the response: drop both directions at once.
@@ -312,7 +325,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         self._conn.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self._conn.response_began()  # the clock runs again before these bytes are paced
+        self._conn.response_began(data)  # the clock runs again before these bytes are paced
         self._conn.response_data()
         self._conn.down.feed(data)
 

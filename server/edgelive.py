@@ -14,7 +14,9 @@ LL-HLS: a blocking playlist reload is one object per `(_HLS_msn, _HLS_part)` (it
 request carry those two alone, in one spelling; a malformed one is a 400 here), kept as long as the
 origin says since its query pins it (on the channel's clock: 1/K as long at K x); an ordinary LL-HLS
 playlist is kept for half a part target.
-Parts are objects like segments (bench/llhls_edge.py).
+Parts are objects like segments (bench/llhls_edge.py). An answer the origin held for the channel
+(`Server-Timing: publish-wait`) tells each client how long it waited for it here: the origin's wait
+less what of it had passed when the client joined the fetch (none for a cached answer).
 
 Emulation (`EdgeConfig.live_player_clocks`): a request carrying `X-Abrkit-Channel-Lag` (its player's
 clock runs that far behind the channel's, server/live/origin.py) gets its own origin fetch, with the
@@ -37,6 +39,7 @@ from aiohttp import web
 from server.cache import ByteLRU
 from server.content import ContentKind, classify
 from server.formats.dash import TIME_URL_PLACEHOLDER
+from server.formats.servertiming import publish_wait_header, publish_wait_s
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
 from server.live.channel import warped_clock
@@ -57,7 +60,8 @@ _FORWARD = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Retry-Aft
 class LiveObject:
     """One origin response as it arrives: status and headers first, then the body piece by piece."""
 
-    __slots__ = ("status", "headers", "pieces", "size_bytes", "_body", "done", "truncated", "expires_at_s", "_changed", "_ready")
+    __slots__ = ("status", "headers", "pieces", "size_bytes", "_body", "done", "truncated", "expires_at_s", "_changed",
+                 "_ready", "started_s", "publish_wait_s")
 
     def __init__(self) -> None:
         self.status = 0
@@ -70,10 +74,17 @@ class LiveObject:
         self.expires_at_s = 0.0  # loop time; while complete and fresh, served from the cache
         self._changed = asyncio.Event()
         self._ready = asyncio.Event()
+        self.started_s = 0.0  # loop time the origin fetch began
+        self.publish_wait_s = 0.0  # how long the origin held it for the channel (its Server-Timing)
 
-    def start(self, status: int, headers: dict[str, str]) -> None:
-        self.status, self.headers = status, headers
+    def start(self, status: int, headers: dict[str, str], *, publish_wait_s: float = 0.0) -> None:
+        self.status, self.headers, self.publish_wait_s = status, headers, publish_wait_s
         self._ready.set()
+
+    def waited_s(self, arrived_s: float) -> float:
+        """How long a client that asked at loop time `arrived_s` waited here for the channel: the
+        origin's wait less what of it had passed when the client joined (0 for a cache hit)."""
+        return max(0.0, self.publish_wait_s - max(0.0, arrived_s - self.started_s))
 
     def append(self, piece: bytes) -> None:
         self.pieces.append(piece)
@@ -194,6 +205,8 @@ class LiveEdge:
             return json_error(502, "origin broke off the response", headers={"Cache-Control": "no-store"})
         headers = {name: obj.headers[name] for name in _FORWARD if name in obj.headers}
         headers["X-Cache"] = label
+        if (waited_s := obj.waited_s(loop_now)) > 0:  # this client's share of a blocking hold
+            headers["Server-Timing"] = publish_wait_header(waited_s)
         if obj.status != 200:
             return web.Response(status=obj.status, body=obj.body, headers=headers)
         if kind is not None and kind[0] is ContentKind.MANIFEST:
@@ -267,6 +280,7 @@ class LiveEdge:
                      arrived_s: float = 0.0) -> LiveObject:
         """Fetch `content_path` (with a blocking reload's canonical query, the object's key)."""
         obj = LiveObject()
+        obj.started_s = asyncio.get_running_loop().time()
         if self.coalescing and lag_s is None:
             self.inflight[content_path] = obj
         task = asyncio.get_running_loop().create_task(self._fetch(content_path, obj, req_id, lag_s, arrived_s))
@@ -290,7 +304,8 @@ class LiveEdge:
                 headers[CHANNEL_LAG_HEADER] = f"{lag_s + max(0.0, self.clock() - arrived_s):.6f}"
             async with session.get(edge.config.origin_url + content_path, headers=headers,
                                    timeout=self._timeout) as response:
-                obj.start(response.status, {k: v for k, v in response.headers.items() if k in _FORWARD})
+                obj.start(response.status, {k: v for k, v in response.headers.items() if k in _FORWARD},
+                          publish_wait_s=sum(publish_wait_s(v) for v in response.headers.getall("Server-Timing", ())))
                 async for piece in response.content.iter_any():
                     obj.append(piece)
             obj.finish()

@@ -226,8 +226,9 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                 # The live player runs on the link's clock. When that clock leaves out the stack's time
                 # (or the loop's stalls), the channel must follow it: the player says by how much on
                 # each request (player.client.liveplay, docs/LIVE-EMULATION.md "The stack's time in live emulation").
-                # (DASH only: the HLS live player's clock comes from the playlists' dates, not from `/time`.)
-                excluding = (live_class is LivePlayer and shaper is not None and shared_link is None
+                # (HLS too: its clock comes from the playlists' dates, which the channel then dates on
+                # the player's clock; an LL-HLS hold for publication is counted, netsim.clock.)
+                excluding = (shaper is not None and shared_link is None
                              and (link.exclude_server_time or link.exclude_loop_stalls))
                 if shaper is not None and not excluding:
                     shaper.exclude_server_time = False

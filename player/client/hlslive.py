@@ -176,9 +176,16 @@ class HlsLivePlayer(LivePlayer):
                 url = _with_query(r.url, query)
                 self.blocking_reloads += 1
             try:
+                lag_sent = self._clock_lag_now()  # what the request's channel-lag header says
                 result = await self.fetcher.fetch(failover_urls(self.source, url),
-                                                  headers={"Cache-Control": "no-cache", "CMCD-Object": "ot=m"})
+                                                  headers={**self.channel_headers(), "CMCD-Object": "ot=m"})
                 received = self.now()
+                # The playlist is dated on the channel as the player's clock stood when it asked; the
+                # time the clock left out since (other requests' holds at the stack) would make its
+                # dates look that much ahead of this clock: the bound takes it out (0 on a clock that
+                # leaves nothing out).
+                dated = received + self._clock_lag_now() - lag_sent
+                self.check_channel_lag(result.headers, _name(r.url))
                 playlist = parse_playlist(result.body, r.url)
                 if r.rep in self.reps:  # a video playlist: the live simulator's twin plays video only
                     self.control_bytes["manifest"] = len(result.body)
@@ -208,7 +215,7 @@ class HlsLivePlayer(LivePlayer):
             r.playlist, r.loaded_at_s = playlist, received
             if r.rep not in self.reps:  # audio: its segments must sit where the video's of that number do
                 self._check_aligned(r, playlist)
-                self._clock(playlist, received, video=False)
+                self._clock(playlist, dated, video=False)
                 return playlist
             if playlist.ended:
                 self.ended_at = last.sequence
@@ -219,7 +226,7 @@ class HlsLivePlayer(LivePlayer):
                     f"the live playlist {_name(r.url)} has listed no new segment for {received - self.newest_at_s:.1f} s "
                     f"(target duration {self.target_duration_s:g} s): the stream stopped, or its clock runs slower "
                     f"than the player's (--speed {self.config.speed:g})")
-            self._clock(playlist, received)
+            self._clock(playlist, dated)
             return playlist
 
     def _first(self, playlist: MediaPlaylist) -> None:
@@ -505,7 +512,8 @@ class _PartStream:
                     sent += len(body)
                     yield body
                 else:
-                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}"):
+                    async for piece in self._get(part.uri, {**player.channel_headers(), **_part_headers(part)},
+                                                 f"part {part.sequence}.{part.index}"):
                         sent += len(piece)
                         yield piece
                 player.part_requests += 1
@@ -528,7 +536,8 @@ class _PartStream:
 
     async def _whole(self, part: Part) -> bytes:
         body = b""
-        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False):
+        async for piece in self._get(part.uri, {**self.player.channel_headers(), **_part_headers(part)},
+                                     f"part {part.sequence}.{part.index}", own=False):
             body += piece
         return body
 

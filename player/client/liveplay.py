@@ -149,6 +149,7 @@ class LivePlayer:
         self.requests = 0
         self.refreshes = 0
         self.clock_offset_s = 0.0  # server unix time - session time
+        self.joined_offset_s = 0.0  # what the join's clock sync found (the report's clock_drift_s is from it)
         self._t0 = 0.0
         self._synced_at = 0.0  # session time of the clock sync the channel's rate is next measured from
         self._rate_offset_s = 0.0  # and the offset it found
@@ -191,6 +192,15 @@ class LivePlayer:
             headers[CHANNEL_LAG_HEADER] = f"{max(0.0, self.clock_lag_s() * self.config.speed):.6f}"
         return headers
 
+    def check_channel_lag(self, headers: Mapping[str, str], what: str) -> None:
+        """A `PlaybackError` when this player's clock leaves out time and `what`'s answer (its
+        `headers`) does not follow it (`CHANNEL_LAG_HEADER` not echoed)."""
+        if self.clock_lag_s is not None and CHANNEL_LAG_HEADER.lower() not in {k.lower() for k in headers}:
+            raise PlaybackError(
+                f"{what} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
+                "leaves out the stack's time, so the channel must follow it (a stack with "
+                "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
+
     def _clock_lag_now(self) -> float:
         """Channel seconds the player's clock has left out so far (0 on a clock that leaves none out)."""
         return self.clock_lag_s() * self.config.speed if self.clock_lag_s is not None else 0.0
@@ -224,12 +234,7 @@ class LivePlayer:
                 sent = self.now()
                 result = await self.fetcher.fetch([value], headers=self.channel_headers())
                 received = self.now()
-                if self.clock_lag_s is not None and CHANNEL_LAG_HEADER.lower() not in {
-                        k.lower() for k in result.headers}:
-                    raise PlaybackError(
-                        f"{value} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
-                        "leaves out the stack's time, so the channel must follow it (a stack with "
-                        "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
+                self.check_channel_lag(result.headers, value)
                 self.control_bytes["sync"] = len(result.body)
                 server_s = parse_server_time(result.body.decode("utf-8", "replace"))
                 sample = (received - sent, server_s - (sent + received) / 2)
@@ -269,7 +274,7 @@ class LivePlayer:
     async def run(self) -> PlaybackReport:
         self._t0 = self.fetcher.clock()
         error: str | None = None
-        self.clock_offset_s = self._rate_offset_s = await self.sync_clock()
+        self.clock_offset_s = self._rate_offset_s = self.joined_offset_s = await self.sync_clock()
         self._synced_at = self.now()
         self.sync_schedule.synced(self._synced_at, self.clock_offset_s)
         schedule = self.schedule(self.manifest)
@@ -563,6 +568,9 @@ class LivePlayer:
         out.update({"target_latency_s": self.session.live.target_latency_s,
                     "chunk_s": self.session.schedule.chunk_duration_s, "early_requests": self.early_requests,
                     "manifest_refreshes": self.refreshes, "clock_offset_s": round(self.clock_offset_s, 4),
+                    # how far the offset moved since the join: a clock that loses time the channel does
+                    # not follow (an emulated player's, leaving out time the channel ran) drifts
+                    "clock_drift_s": round(self.clock_offset_s - self.joined_offset_s, 4),
                     "played_s": round(self.session.time_s - (self.session.joined_at_s or self.session.time_s), 3),
                     "channel_age_s": round(self.channel_age_s, 3), "control_bytes": dict(self.control_bytes),
                     "resyncs_s": [round(t, 3) for t in self.resyncs_s],

@@ -49,9 +49,7 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             target_latency_s=args.target_latency_s, rtt_ms=args.rtt_ms if args.rtt_ms is not None else 80.0,
             concurrency=args.sessions_per_worker, stack_processes=args.stack_processes,
             clock_sync=clock_sync or ClockSyncConfig(), protocol=getattr(args, "protocol", "dash"),
-            play_parts=getattr(args, "hls_low_latency_mode", True),
-            # HLS: the stack's time counted (LiveRunConfig; docs/LIVE-SERVER.md, "Held requests in emulation")
-            exclude_stack_time=getattr(args, "protocol", "dash") == "dash")
+            play_parts=getattr(args, "hls_low_latency_mode", True))
     except ValueError as exc:
         raise CliError(f"live run settings: {exc}") from None
     title_dir = _title_dir(args.video_or_title)

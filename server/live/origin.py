@@ -25,6 +25,7 @@ from aiohttp import web
 
 from server.content import ContentKind, classify
 from server.formats.hls import PLAYLIST_CONTENT_TYPE
+from server.formats.servertiming import publish_wait_header
 from server.httpapi import json_error
 from server.live.channel import MAX_SEGMENT_NUMBER, LiveChannel, NotAvailable
 from server.live.hls import (
@@ -139,7 +140,7 @@ def add_live_routes(app: web.Application, channel: LiveChannel, *, clock: Clock 
         except BadChannelLag as exc:
             return lag_error(exc)
         if kind[0] is ContentKind.PLAYLIST:
-            return await _media_playlist(request, channel, media, rep_id, _behind(clock, lag or 0.0))
+            return await _media_playlist(request, channel, media, rep_id, _behind(clock, lag or 0.0), lag)
         if kind[0] is ContentKind.INIT:
             return web.Response(body=track.init, headers={
                 "Content-Type": f"{media}/mp4", "Cache-Control": "public, max-age=31536000, immutable",
@@ -199,11 +200,14 @@ async def _segment(request: web.Request, channel: LiveChannel, media: str, rep_i
 
 
 async def _media_playlist(request: web.Request, channel: LiveChannel, media: str, rep_id: str,
-                          clock: Clock) -> web.Response:
+                          clock: Clock, lag_s: float | None = None) -> web.Response:
     """A live media playlist; at low latency a blocking reload (`_HLS_msn`/`_HLS_part`, rfc8216bis
     6.2.5.2) is held until the playlist contains what it asks for: 400 for a malformed one or one
-    too far ahead, 503 if that takes longer than `BLOCKING_TIMEOUT_TARGET_DURATIONS`."""
+    too far ahead, 503 if that takes longer than `BLOCKING_TIMEOUT_TARGET_DURATIONS`. The answer
+    says how long it waited for publication (`Server-Timing: publish-wait`)."""
     headers = {"Cache-Control": "public, max-age=1", "Content-Type": PLAYLIST_CONTENT_TYPE}
+    if lag_s is not None:
+        headers[CHANNEL_LAG_HEADER] = f"{lag_s:.6f}"
     now = clock()
     try:
         blocking = blocking_request(request.query)
@@ -215,11 +219,12 @@ async def _media_playlist(request: web.Request, channel: LiveChannel, media: str
         ready_s = blocking_ready_at_s(channel, blocking)
         timeout_s = BLOCKING_TIMEOUT_TARGET_DURATIONS * float(channel.segment_s)
         if ready_s - now > timeout_s:
-            await asyncio.sleep(timeout_s / channel.config.speed)
+            waited_s = await _wait_until(now + timeout_s, clock, channel.config.speed)
             return json_error(503, f"the playlist did not reach {blocking.query} within {timeout_s:g} s",
-                              headers={"Cache-Control": "no-store", "Retry-After": "1"})
-        while (wait_s := ready_s - clock()) > 0:
-            await asyncio.sleep(wait_s / channel.config.speed)  # channel seconds to wall seconds
+                              headers={"Cache-Control": "no-store", "Retry-After": "1",
+                                       "Server-Timing": publish_wait_header(waited_s)})
+        if (waited_s := await _wait_until(ready_s, clock, channel.config.speed)) > 0:
+            headers["Server-Timing"] = publish_wait_header(waited_s)
         now = max(clock(), ready_s)
         # Pinned by its query: any later version contains what it asked for too (6.2.5.2).
         headers["Cache-Control"] = f"public, max-age={max(1, math.floor(float(channel.segment_s)))}"
@@ -245,11 +250,12 @@ async def _part(channel: LiveChannel, media: str, rep_id: str, number: int, inde
         return json_error(404, f"part {number}.{index} is not available yet (in {ready_s - now:.3f} s)",
                           headers={**no_store, "Retry-After": str(max(1, math.ceil(ready_s - now)))},
                           segment=number, available_at=iso_datetime(ready_s))
-    while (wait_s := ready_s - clock()) > 0:
-        await asyncio.sleep(wait_s / channel.config.speed)
+    waited_s = await _wait_until(ready_s, clock, channel.config.speed)
     chunks = await _chunks(channel, media, rep_id, number)
     headers = {"Content-Type": _SEGMENT_TYPE, "Cache-Control": "public, max-age=31536000, immutable",
                "ETag": f'"{etag_base}-{media}-{rep_id}-{number}.{index}"'}
+    if waited_s > 0:
+        headers["Server-Timing"] = publish_wait_header(waited_s)
     if lag_s is not None:
         headers[CHANNEL_LAG_HEADER] = f"{lag_s:.6f}"
     return web.Response(body=chunks[index], headers=headers)
@@ -261,6 +267,17 @@ async def _chunks(channel: LiveChannel, media: str, rep_id: str, number: int) ->
     if kept is not None:
         return kept
     return await asyncio.get_running_loop().run_in_executor(None, channel.segment_chunks, media, rep_id, number)
+
+
+async def _wait_until(ready_s: float, clock: Clock, speed: float) -> float:
+    """Wait until `clock` (channel seconds) reaches `ready_s`; the wall seconds that took: the
+    channel's time, not this server's work (server.formats.servertiming)."""
+    loop = asyncio.get_running_loop()
+    started = None
+    while (wait_s := ready_s - clock()) > 0:
+        started = loop.time() if started is None else started
+        await asyncio.sleep(wait_s / speed)  # channel seconds to wall seconds
+    return 0.0 if started is None else loop.time() - started
 
 
 def _behind(clock: Clock, lag_s: float) -> Clock:

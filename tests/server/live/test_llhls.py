@@ -13,6 +13,7 @@ import aiohttp
 import m3u8
 import pytest
 
+from server.formats.servertiming import publish_wait_s
 from server.live.channel import LiveChannel
 from server.live.hls import BadBlockingRequest, BlockingRequest, blocking_request, check_blocking, live_media_playlist
 from tests.conftest import PackagedTitles
@@ -96,23 +97,33 @@ async def test_blocking_reload_and_parts_at_the_origin(live_stack: StackFactory)
     async with aiohttp.ClientSession() as http:
         async with http.get(base + "playlist.m3u8") as response:
             text = await response.text()
+            assert "Server-Timing" not in response.headers  # not held
         assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="3.2.m4s"' in text
         started = time.time()
         async with http.get(base + "playlist.m3u8?_HLS_msn=3&_HLS_part=3") as response:
             text = await response.text()
             assert response.status == 200 and "max-age=" in response.headers["Cache-Control"]
-        assert time.time() >= channel.chunk_available_at_s(3, 3) - 0.02 and time.time() - started > 0.5
+            # How long it was held for the channel (server.formats.servertiming): all but the
+            # server's own milliseconds of the wait
+            waited_s = publish_wait_s(response.headers["Server-Timing"])
+        took_s = time.time() - started
+        assert time.time() >= channel.chunk_available_at_s(3, 3) - 0.02 and took_s > 0.5
+        assert took_s - 0.1 < waited_s <= took_s
         assert 'URI="3.3.m4s"' in text and '"3.4.m4s"' in text.split("PRELOAD-HINT")[1]
+        started = time.time()
         async with http.get(base + "3.4.m4s") as response:  # the hint: held until published
             assert response.status == 200 and await response.read() == channel.segment_chunks("video", "v216p", 3)[4]
+            waited_s = publish_wait_s(response.headers["Server-Timing"])
         assert time.time() >= channel.chunk_available_at_s(3, 4) - 0.02
+        assert time.time() - started - 0.1 < waited_s <= time.time() - started
         for path, status, message in (("4.1.m4s", 404, "not available yet"), ("3.8.m4s", 404, "8 parts"),
-                                      ("1.0.m4s", 200, ""),
+                                      ("1.0.m4s", 200, ""),  # published long ago: not held
                                       ("playlist.m3u8?_HLS_msn=6", 400, "more than two segments"),
                                       ("playlist.m3u8?_HLS_msn=3&_HLS_part=-1", 400, "decimal integer"),
                                       ("playlist.m3u8?_HLS_part=1", 400, "without _HLS_msn")):
             async with http.get(base + path) as response:
                 assert response.status == status, path
+                assert "Server-Timing" not in response.headers, path
                 if message:
                     assert message in (await response.json())["error"]
                     assert response.headers["Cache-Control"] == "no-store"
@@ -150,6 +161,30 @@ async def test_the_edge_coalesces_blocking_reloads_and_parts(live_stack: StackFa
         assert stack.counts["/live/video/v216p/playlist.m3u8"] == 1  # refused at the edge, not forwarded
 
 
+async def test_the_edge_tells_each_client_its_own_share_of_a_blocking_hold(live_stack: StackFactory) -> None:  # noqa: F811
+    """Two clients held on one origin wait (coalesced): each is told how long it waited, the later
+    one less; a cached answer was not held at all (server.formats.servertiming)."""
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)  # part 3.3 is due in about 0.8 s
+    assert stack.edge is not None
+    url = stack.edge.url + "/live/video/v216p/playlist.m3u8?_HLS_msn=3&_HLS_part=3"
+    async with aiohttp.ClientSession() as http:
+        async def ask(delay_s: float) -> tuple[float, float, str]:
+            await asyncio.sleep(delay_s)
+            started = time.time()
+            async with http.get(url) as response:
+                assert response.status == 200
+                return (time.time() - started, publish_wait_s(response.headers.get("Server-Timing")),
+                        response.headers["X-Cache"])
+
+        (took_1, waited_1, label_1), (took_2, waited_2, label_2) = await asyncio.gather(ask(0.0), ask(0.3))
+        assert (label_1, label_2) == ("MISS", "HIT-INFLIGHT") and took_1 > 0.5
+        for took_s, waited_s in ((took_1, waited_1), (took_2, waited_2)):
+            assert took_s - 0.1 < waited_s <= took_s + 0.01
+        assert waited_2 < waited_1 - 0.2
+        _, waited_3, label_3 = await ask(0.0)
+        assert label_3 == "HIT" and waited_3 == 0.0
+
+
 async def test_the_edge_keeps_a_blocking_reloads_answer_on_the_channels_clock(live_stack: StackFactory) -> None:  # noqa: F811
     """The origin's max-age for a pinned answer is a segment of channel time: at 8x the edge keeps it
     1/8 as long (else a late ask for an old part gets a playlist segments behind the channel)."""
@@ -177,6 +212,7 @@ async def test_a_blocking_reload_that_would_wait_too_long_is_a_503(live_stack: S
         async with http.get(f"{stack.origin_url}/live/video/v216p/playlist.m3u8?_HLS_msn=3&_HLS_part=5") as response:
             assert response.status == 503 and "within 0.2 s" in (await response.json())["error"]
             assert response.headers["Cache-Control"] == "no-store"
+            assert 0.15 < publish_wait_s(response.headers["Server-Timing"]) < 1.0  # the channel's time too
         assert 0.15 < time.time() - started < 1.0  # after the timeout, not when the part came
         async with http.head(f"{stack.origin_url}/live/video/v216p/3.0.m4s") as response:
             assert response.status == 200 and response.headers["Cache-Control"].endswith("immutable")

@@ -29,6 +29,13 @@ async def test_a_lagging_player_gets_the_channel_on_its_own_clock(live_stack: St
     path = "/live/video/v216p/3.m4s"
     ends = chunk_ends(channel, "v216p", 3)
     async with aiohttp.ClientSession() as http:
+        # A playlist too (the HLS player's clock is its dates): at 4.5 s behind only segment 1 is complete
+        playlists = {}
+        for lag in ("0", "4.5"):
+            async with http.get(edge_url + "/live/video/v216p/playlist.m3u8", headers={CHANNEL_LAG_HEADER: lag}) as response:
+                assert response.status == 200 and response.headers[CHANNEL_LAG_HEADER].startswith(lag)
+                playlists[lag] = await response.text()
+        assert "\n2.m4s" in playlists["0"] and "\n2.m4s" not in playlists["4.5"] and "\n1.m4s" in playlists["4.5"]
         async with http.get(edge_url + path, headers={CHANNEL_LAG_HEADER: "0.6"}) as response:
             assert response.status == 200 and response.headers[CHANNEL_LAG_HEADER].startswith("0.6")
             got, arrivals = await chunk_arrivals(response, ends)
@@ -63,4 +70,6 @@ async def test_a_stack_without_player_clocks_ignores_the_lag(live_stack: StackFa
                 assert response.status == 200 and CHANNEL_LAG_HEADER not in response.headers
                 assert _stamp(await response.text()) == pytest.approx(time.time(), abs=1.0)
             async with http.get(url + "/live/video/v216p/3.m4s", headers={CHANNEL_LAG_HEADER: "junk"}) as response:
+                assert response.status == 200 and CHANNEL_LAG_HEADER not in response.headers
+            async with http.get(url + "/live/video/v216p/playlist.m3u8", headers={CHANNEL_LAG_HEADER: "5"}) as response:
                 assert response.status == 200 and CHANNEL_LAG_HEADER not in response.headers
