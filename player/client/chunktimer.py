@@ -79,6 +79,8 @@ class ChunkTimer:
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
                  requested_s: float | None = None, tail_slack_s: float = 0.0, tail_lead_s: float = 0.0) -> None:
+        if not (tail_slack_s >= 0 and tail_lead_s >= 0):
+            raise ValueError(f"a chunk timer's tail slack and lead must be >= 0 s, got {tail_slack_s} and {tail_lead_s}")
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None

@@ -81,3 +81,5 @@ def test_a_chunks_early_tail_is_counted_when_its_bytes_crossed() -> None:
     assert sooner[0] == pytest.approx(1.57)
     assert sooner[1] == pytest.approx(600 / 0.57)
     assert tail_at(1.5, 0.0) == (1.5, pytest.approx(600 / 0.5))  # no lead: as it came
+    with pytest.raises(ValueError, match="tail slack and lead must be >= 0"):
+        ChunkTimer(tail_lead_s=-0.001)
