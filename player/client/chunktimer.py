@@ -57,19 +57,30 @@ class ChunkTimer:
     reading clock has left out since the answer began: the channel streams the rest on the clock
     as it stood then) moves that readiness earlier. Without either, at the piece's arrival.
 
-    The last piece of a chunk, likewise: a paced link hands over the tail of a drained queue (a few
-    hundred bytes owed a fraction of a millisecond after its last tick) no sooner than its timer
-    floor, a wall millisecond later, 10 ms of a ~30-80 ms chunk at 10x (measured so, bola's samples
-    on a 5 Mbit/s link ran 14% under it). A piece that ends a chunk and came later after the one
-    before than its bytes need at the measured rate is taken to have come when they crossed at that
-    rate, and that wait is not taken as the link's rate (the rest of the gap is not network time),
-    by at most `tail_slack_s` (0: never): the live player gives two wall milliseconds of session
-    time, the floor and the loop's wake-up, so a tail a real network delays longer (a retransmission)
-    still counts as network time."""
+    The last piece of a chunk, likewise, is timed by the link's timers more than by its bytes. A
+    paced link hands over the tail of a drained queue (a few hundred bytes to a tick's worth) when
+    its timer fires: once no sooner than its floor, a wall millisecond late (wave 8: 10 ms of a
+    ~30-80 ms chunk at 10x; bola's samples on a 5 Mbit/s link ran 14% under it), and on live
+    links' loose timers now within half a wall millisecond either side of when it is due, later
+    when the loop is late (netsim/pacing.py, docs/SHAPER.md "Tails on loose timers"). A piece that
+    ends a chunk (and its piece) is taken to have come when its bytes crossed at the rate measured
+    before it, moved back by at most `tail_slack_s` and on by at most `tail_lead_s` (0: as it came),
+    and its timing is not taken as the link's rate: it says when a timer fired. The live player
+    gives two wall milliseconds of session time back (the floor and the loop's wake-up) and the
+    link's half-millisecond lead on; correcting late tails alone left the early ones in the chunk's
+    time and the rate, and samples on that link read 1.6-3.4% high. A tail later than the slack (a
+    real network's retransmission, a stalled loop) counts past it as the chunk's time, not as the
+    rate; one earlier than the lead allows says the link was faster than the rate (the previous
+    body's, on a link that sped up: a chunk in two pieces has no other say), so it counts, less the
+    lead, as both. Within them a chunk that comes in two pieces measures nothing new: on
+    the live player's 10x link that is a tail within 5 ms early or 20 ms late of the rate, which a
+    2x faster link leaves behind in a few bodies (tests/player/client/test_chunktimer.py)."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
-                 requested_s: float | None = None, tail_slack_s: float = 0.0) -> None:
+                 requested_s: float | None = None, tail_slack_s: float = 0.0, tail_lead_s: float = 0.0) -> None:
+        if not (tail_slack_s >= 0 and tail_lead_s >= 0):
+            raise ValueError(f"a chunk timer's tail slack and lead must be >= 0 s, got {tail_slack_s} and {tail_lead_s}")
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
@@ -89,6 +100,7 @@ class ChunkTimer:
         self._before_s: float | None = None
         self._latest_s: float | None = None
         self._tail_slack_s = tail_slack_s  # the most a chunk's late last piece is moved back (class docstring)
+        self._tail_lead_s = tail_lead_s  # the most an early one is moved on
 
     @property
     def rate_Bps(self) -> float | None:
@@ -100,8 +112,8 @@ class ChunkTimer:
     def _add(self, t: float, size: int, *, inside: bool, tail: bool = False) -> float:
         """`size` bytes of the chunk in progress came in a piece at `t` (`inside`: after the end of
         the previous chunk, in the same piece; `tail`: they end the chunk and the piece). Returns
-        when they came: `t`, except for a tail that came later than the link's rate needs (class
-        docstring), which is neither measured as the link's rate nor counted past its crossing."""
+        when they came: `t`, except for a tail, which is taken to have come when it crossed at the
+        link's rate within the slack and the lead (class docstring)."""
         if self._first is None:
             self._first = (t, size, inside)
             self._before_s = self._last_piece_s
@@ -109,8 +121,13 @@ class ChunkTimer:
             assert self._latest_s is not None
             if t > self._latest_s:
                 rate = self.rate_Bps
-                if tail and rate is not None and rate > 0 and self._latest_s + size / rate < t - 1e-9:
-                    return max(self._latest_s + size / rate, t - self._tail_slack_s)
+                if tail and rate is not None and rate > 0:
+                    # Moved to its crossing at the rate, back by at most the slack, on by at most the lead,
+                    # and not the link's rate unless earlier than the lead allows (class docstring).
+                    due = self._latest_s + size / rate
+                    if t >= due - self._tail_lead_s:
+                        return max(due, t - self._tail_slack_s)
+                    t += self._tail_lead_s
                 self._paced_bytes += size
                 self._paced_s += t - self._latest_s
         self._latest_s = t

@@ -64,6 +64,9 @@ _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a se
 # The most a chunk's late last piece is moved back to when its bytes crossed (ChunkTimer): a paced
 # link's timer floor (1 ms) and the loop's wake-up, in wall seconds (session seconds x the speed).
 _TAIL_SLACK_WALL_S = 0.002
+# The most an early one is moved on: the paced link releases a tail up to half a wall millisecond
+# before it is due on live links' loose timers (netsim.pacing._TAIL_LEAD_S).
+_TAIL_LEAD_WALL_S = 0.0005
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
@@ -406,7 +409,8 @@ class LivePlayer:
         lag_at_answer_s = self._clock_lag_now()
         timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s,
                            rate_hint_Bps=self._link_rate_Bps, requested_s=requested,
-                           tail_slack_s=_TAIL_SLACK_WALL_S * self.config.speed)
+                           tail_slack_s=_TAIL_SLACK_WALL_S * self.config.speed,
+                           tail_lead_s=_TAIL_LEAD_WALL_S * self.config.speed)
         chunk_start = 0
         rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)

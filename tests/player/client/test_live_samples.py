@@ -60,5 +60,26 @@ def test_a_chunks_late_tail_is_counted_when_its_bytes_crossed() -> None:
     on_time = ChunkTimer(requested_s=0.0, tail_slack_s=1.0)
     on_time.feed(1.0, chunk[:400])
     on_time.feed(1.4, chunk[400:800])
-    (arrival,) = on_time.feed(1.5, chunk[800:])  # faster than the rate: as it came
+    (arrival,) = on_time.feed(1.5, chunk[800:])  # faster than the rate, no lead: as it came
     assert arrival.last_byte_s == 1.5
+
+
+def test_a_chunks_early_tail_is_counted_when_its_bytes_crossed() -> None:
+    # The same link; a paced link on loose timers may hand the tail over up to its lead early.
+    chunk = _box(b"moof", 8) + _box(b"mdat", 976)
+
+    def tail_at(t: float, lead_s: float) -> tuple[float, float | None]:
+        timer = ChunkTimer(requested_s=0.0, tail_slack_s=1.0, tail_lead_s=lead_s)
+        timer.feed(1.0, chunk[:400])
+        timer.feed(1.4, chunk[400:800])  # 1000 B/s
+        (arrival,) = timer.feed(t, chunk[800:])  # the tail's 200 bytes are due at 1.6
+        return arrival.last_byte_s, timer.rate_Bps
+
+    early = tail_at(1.5, 0.15)  # 0.1 s early, within the lead: when its bytes crossed, not a rate
+    assert early[0] == pytest.approx(1.6) and early[1] == pytest.approx(1000.0)
+    sooner = tail_at(1.42, 0.15)  # earlier than the lead allows: the link was faster, less the lead
+    assert sooner[0] == pytest.approx(1.57)
+    assert sooner[1] == pytest.approx(600 / 0.57)
+    assert tail_at(1.5, 0.0) == (1.5, pytest.approx(600 / 0.5))  # no lead: as it came
+    with pytest.raises(ValueError, match="tail slack and lead must be >= 0"):
+        ChunkTimer(tail_lead_s=-0.001)
