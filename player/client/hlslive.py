@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -68,6 +69,22 @@ def live_player_class(manifest: Manifest) -> type[LivePlayer] | None:
     if is_hls_live(manifest):
         return HlsLivePlayer
     return LivePlayer if is_live(manifest) else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartRecord:
+    """One LL-HLS part as the player fetched it (session times): when its request went out, its
+    first and last byte came, its bytes, and whether it was asked for with an earlier part
+    (`ahead`: already published when that one was reached). For comparisons with the simulator's
+    twin (bench/live_segments.py --protocol hls)."""
+
+    segment: int  # the session's segment index
+    index: int
+    requested_s: float
+    first_byte_s: float
+    last_byte_s: float
+    size_bytes: int
+    ahead: bool
 
 
 @dataclass(eq=False)
@@ -125,6 +142,7 @@ class HlsLivePlayer(LivePlayer):
         self.chunk_s: float | None = None  # one part (segment / parts per segment) when parts are played
         self.part_hold_back_s: float | None = None
         self.part_requests = 0
+        self.part_log: list[PartRecord] = []  # every video part fetched, in order
 
     # -- clock and schedule -------------------------------------------------------------------------
 
@@ -179,6 +197,8 @@ class HlsLivePlayer(LivePlayer):
                 result = await self.fetcher.fetch(failover_urls(self.source, url),
                                                   headers={"Cache-Control": "no-cache", "CMCD-Object": "ot=m"})
                 received = self.now()
+                # Held for the part it names, the answer crossed with that part: its timer counts it
+                self.answers_landed.append((received, _answer_bytes(result.body, result.headers)))
                 playlist = parse_playlist(result.body, r.url)
                 if r.rep in self.reps:  # a video playlist: the live simulator's twin plays video only
                     self.control_bytes["manifest"] = len(result.body)
@@ -505,7 +525,8 @@ class _PartStream:
                     sent += len(body)
                     yield body
                 else:
-                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}"):
+                    async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}",
+                                                 part=part):
                         sent += len(piece)
                         yield piece
                 player.part_requests += 1
@@ -528,14 +549,20 @@ class _PartStream:
 
     async def _whole(self, part: Part) -> bytes:
         body = b""
-        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False):
+        async for piece in self._get(part.uri, _part_headers(part), f"part {part.sequence}.{part.index}", own=False,
+                                     part=part):
             body += piece
         return body
 
-    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True) -> Any:
+    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True,
+                   part: Part | None = None) -> Any:
+        """The answer to `uri`, piece by piece; a `part`'s timing goes into the player's `part_log`."""
         player = self.player
         player.requests += 1
         url = await player._route(uri)
+        requested = player.now()
+        first = last = math.nan
+        size = 0
         async with player.fetcher.session.get(url, headers=headers) as response:
             if own:
                 self._response = response
@@ -544,9 +571,16 @@ class _PartStream:
                 raise PlaybackError(f"GET {redact_url(uri)} ({what}, listed in the live playlist): "
                                     f"HTTP {response.status} {text}".rstrip())
             async for piece in response.content.iter_any():
+                last = player.now()
+                first = last if size == 0 else first
+                size += len(piece)
                 yield piece
         if own:
             self._response = None
+        if part is not None:
+            player.part_log.append(PartRecord(segment=part.sequence - player.base_sequence, index=part.index,
+                                              requested_s=requested, first_byte_s=first, last_byte_s=last,
+                                              size_bytes=size, ahead=not own))
 
 
 async def _reloading(r: _Rendition) -> bool:
@@ -584,6 +618,11 @@ def _newest_part(playlist: MediaPlaylist) -> tuple[int, int]:
     last = playlist.segments[-1].sequence
     part = playlist.parts[-1] if playlist.parts else None
     return (part.sequence, part.index) if part is not None and part.sequence > last else (last, 1 << 30)
+
+
+def _answer_bytes(body: bytes, headers: Mapping[str, str]) -> int:
+    """An HTTP/1.1 answer's bytes on the link: status line, header lines and body."""
+    return len(b"HTTP/1.1 200 OK\r\n\r\n") + sum(len(k) + len(v) + 4 for k, v in headers.items()) + len(body)
 
 
 def _part_headers(part: Part) -> dict[str, str]:
