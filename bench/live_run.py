@@ -121,7 +121,8 @@ def main() -> None:
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=not args.no_exclude and args.protocol == "dash", protocol=args.protocol,
                            play_parts=not args.no_parts)
-    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
+                              protocol=config.protocol)
     if args.twins_of:
         twins_of(args.twins_of, config, content, traces)
         return

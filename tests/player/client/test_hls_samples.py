@@ -5,16 +5,23 @@ playlist's bytes (as the simulator's twin counts them, player/research/live_sim.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from player.client import liveplay
 from player.client.harness import UrlTarget, play_headless
 from player.client.headless import PlayerConfig
+from player.client.hls import MasterPlaylist, parse_playlist
 from player.client.hlslive import HlsLivePlayer
 from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer
+from player.errors import CliError
+from player.research.experiment_live import channel_content
+from tests.conftest import CLEAR_TITLE, PackagedTitles
 from tests.player.client.conftest import Origin
 from tests.player.client.test_liveplay import _box
 
@@ -87,3 +94,28 @@ async def test_the_hls_player_gives_its_part_timer_every_playlist_answer(live_or
     # Each part's request, first and last byte logged (bench/live_segments.py --protocol hls)
     assert player.part_log and all(p.requested_s <= p.first_byte_s <= p.last_byte_s and p.size_bytes > 0
                                    for p in player.part_log)
+
+
+def test_an_hls_twins_ladder_is_the_master_playlists_bandwidths(packaged: PackagedTitles) -> None:
+    # The HLS player's ABR sees each variant's BANDWIDTH (peak, with its audio): so does its twin.
+    title = packaged.content_root / CLEAR_TITLE
+    master = parse_playlist((title / "master.m3u8").read_bytes(), "http://h/master.m3u8")
+    assert isinstance(master, MasterPlaylist)
+    hls = channel_content(title, chunk_s=0.5, protocol="hls")
+    dash = channel_content(title, chunk_s=0.5)
+    assert hls.video.ladder.bitrates_bps == tuple(sorted(v.bandwidth_bps for v in master.variants))
+    assert all(h > d for h, d in zip(hls.video.ladder.bitrates_bps, dash.video.ladder.bitrates_bps))
+    assert np.array_equal(hls.video.sizes_bytes, dash.video.sizes_bytes)  # the bytes are the channel's all the same
+
+
+def test_an_hls_ladder_that_does_not_match_the_mpd_is_a_clear_error(packaged: PackagedTitles, tmp_path: Path) -> None:
+    title = tmp_path / "clip"
+    shutil.copytree(packaged.content_root / CLEAR_TITLE, title)
+    text = (title / "master.m3u8").read_text()
+    first = text.index("#EXT-X-STREAM-INF")
+    (title / "master.m3u8").write_text(text[:first] + text[text.index("#EXT-X-STREAM-INF", first + 1):])
+    with pytest.raises(CliError, match="video variants of distinct BANDWIDTH needed, one per rung"):
+        channel_content(title, chunk_s=0.5, protocol="hls")
+    (title / "master.m3u8").unlink()
+    with pytest.raises(CliError, match="needs the title's master playlist"):
+        channel_content(title, chunk_s=0.5, protocol="hls")
