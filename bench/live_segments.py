@@ -1,7 +1,7 @@
 """One live session emulated and simulated, compared segment by segment (where a live gap comes from).
 
     python bench/live_segments.py [--abr l2a] [--trace norway_bus_1] [--speed 10] [--duration-s 60]
-                                  [--no-exclude]
+                                  [--no-exclude] [--protocol hls]
 
 Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
 processes and the shaper, then its simulated twin (same channel age and trace time at the join), and
@@ -11,6 +11,8 @@ charged to it and the ABR's throughput sample (chunk-aware), emulated / simulate
 those samples, emulated / simulated (a per-download figure: the one that found w5's merge of the
 exact timers inflating the emulated samples). A segment one side skipped (a seek to live) shows `nan`.
 Asserts nothing; the load average is printed beside (the emulated side runs on the wall clock).
+`--protocol hls` plays the LL-HLS player instead (its stack time counted) and adds each part: when
+it was asked for, its first and last byte, from its publication (`compare_hls`).
 """
 
 from __future__ import annotations
