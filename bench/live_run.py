@@ -146,7 +146,8 @@ def main() -> None:
                            exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
                            protocol=args.protocol,
                            play_parts=not args.no_parts)
-    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s)
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
+                              protocol=config.protocol)
     if args.twins_of:
         twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s)
         return

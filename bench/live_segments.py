@@ -1,7 +1,7 @@
 """One live session emulated and simulated, compared segment by segment (where a live gap comes from).
 
     python bench/live_segments.py [--abr l2a] [--trace norway_bus_1] [--speed 10] [--duration-s 60]
-                                  [--no-exclude] [--save FILE.json]
+                                  [--no-exclude] [--save FILE.json] [--protocol hls]
     python bench/live_segments.py --load FILE.json
 
 Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
@@ -16,6 +16,8 @@ the segment played into, how long). A segment one side skipped (a seek to live) 
 compares a kept session with the twin this tree simulates now: a change to the twin judged segment
 by segment against the same emulated session, in a second, whatever the load. Asserts nothing; the
 load average is printed beside (the emulated side runs on the wall clock).
+`--protocol hls` plays the LL-HLS player instead (its stack time counted) and adds each part: when
+it was asked for, its first and last byte, from its publication (`compare_hls`).
 """
 
 from __future__ import annotations
@@ -182,6 +184,80 @@ def compare(kept: dict[str, Any], emulated: Side, twin: Side, twin_stats: LiveSt
               f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
 
 
+def compare_hls(args: argparse.Namespace, trace: Any) -> None:
+    """The LL-HLS player and its twin, segment by segment and part by part: per segment the quality,
+    when it was asked for (after its first part was published), the ABR's sample and the time the
+    ABR measured it over (bits / sample); per part when it was asked for, its first and last byte,
+    from the part's publication, and its bytes, emulated / simulated (the twin's part request is its
+    first byte less a round trip and headers: the log has its arrivals only)."""
+    config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
+                           stack_processes=True, exclude_stack_time=False, protocol="hls")
+    content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
+                              protocol="hls")
+    players: list[Any] = []
+
+    async def emulate() -> dict[str, Any]:
+        async with serve_channel(content, config) as target:
+            player = PlayerConfig(abr=args.abr, decode="none", speed=args.speed, audio=False,
+                                  session=SessionConfig(buffer_cap_s=30.0))
+            report = await play_headless(target, player, link=live_link(trace, config),
+                                         live=LivePlayConfig(duration_s=args.duration_s), on_live_player=players.append)
+            if report.error is not None or report.live is None:
+                raise SystemExit(f"the emulated session failed: {report.error}")
+            return dict(report.live)
+
+    load = os.getloadavg()[0]
+    info = asyncio.run(emulate())
+    sim = sim_config(config, content, channel_age_s=info["channel_age_s"], control_bytes=info.get("control_bytes"))
+    video = live_video(content.video, sim)
+    twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
+    chunks = live_chunks(content.video, content.chunk_sizes_bytes, sim) if content.chunk_sizes_bytes is not None else None
+    driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
+                        control=sim.control, chunk_sizes_bytes=chunks)
+    driver.drive()
+    player = players[0]
+    emulated = player.session
+    stats = twin.stats()
+    print(f"HLS {args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f})")
+    print(f"  emulate: latency p50 {info['latency_p50_s']} s, {info['stalls']} stalls ({info['rebuffer_s']} s), "
+          f"reloads {info.get('playlist_reloads')}, part requests {info.get('part_requests')}")
+    print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
+          f"reloads {driver.playlist_reloads()}")
+    parts_e: dict[int, list[Any]] = {}
+    for p in player.part_log:
+        parts_e.setdefault(p.segment, []).append(p)
+    parts_s = {k: (requested, arrivals) for k, requested, arrivals in driver.arrival_log}
+    samples = {name: {r.segment_index: (r, bps) for r, bps in zip(one.records, one.record_sample_bps)}
+               for name, one in (("emulate", emulated), ("sim", twin))}
+    ratios: list[float] = []
+    for k in sorted(set(samples["emulate"]) | set(samples["sim"])):
+        (e, e_bps), (s, s_bps) = (samples[n].get(k, (None, None)) for n in ("emulate", "sim"))
+        cells = []
+        for record, bps, schedule in ((e, e_bps, emulated.schedule), (s, s_bps, twin.schedule)):
+            if record is None:
+                cells.append("-")
+                continue
+            over_s = record.size_bytes * 8 / bps if bps else math.nan
+            cells.append(f"q{record.quality} asked {record.request_time_s - schedule.first_available_s(k):+.3f} "
+                         f"{(bps or math.nan) / 1e3:.0f} kbit/s over {over_s:.3f} s ({record.size_bytes} B)")
+        print(f"seg {k}: emulate {cells[0]} | sim {cells[1]}")
+        if e_bps and s_bps:
+            ratios.append(e_bps / s_bps)
+        for p in parts_e.get(k, []):
+            avail = emulated.schedule.chunk_available_s(k, p.index)
+            print(f"    e part {p.index}{'*' if p.ahead else ' '} asked {p.requested_s - avail:+.3f} first "
+                  f"{p.first_byte_s - avail:+.3f} last {p.last_byte_s - avail:+.3f} ({p.size_bytes} B)")
+        if k in parts_s:
+            for c, a in enumerate(parts_s[k][1]):
+                avail = twin.schedule.chunk_available_s(k, c)
+                print(f"    s part {c}  first {a.first_byte_s - avail:+.3f} last {a.last_byte_s - avail:+.3f} "
+                      f"({a.size_bytes} B)")
+    if ratios:
+        ratios.sort()
+        print(f"ABR's throughput sample, emulate / sim: median {ratios[len(ratios) // 2]:.3f}, "
+              f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--abr", default="l2a")
@@ -193,7 +269,14 @@ def main() -> None:
     parser.add_argument("--save", type=Path, metavar="FILE", help="keep the emulated session as JSON")
     parser.add_argument("--load", type=Path, metavar="FILE", help="a kept emulated session: simulate its twin only")
     parser.add_argument("--chunks-of", default="", metavar="K,...", help="print these segments' chunk times")
+    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
+                        help="hls: the LL-HLS player (its stack time counted) and its twin, part by part")
     args = parser.parse_args()
+    if args.protocol == "hls":
+        if args.save or args.load or args.chunks_of:
+            parser.error("--save, --load and --chunks-of are DASH only")
+        compare_hls(args, find_trace(args.trace, args.traces))
+        return
     if args.load:
         kept = json.loads(args.load.read_text(encoding="utf-8"))
         args.abr, args.trace, args.speed, args.duration_s = kept["abr"], kept["trace"], kept["speed"], kept["duration_s"]

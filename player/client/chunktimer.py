@@ -4,8 +4,9 @@ player.client.hlslive). Split from liveplay.py, which it served alone."""
 
 from __future__ import annotations
 
+import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from abr.estimators import ChunkArrival, chunk_active_s
 from player.client.headless import PlaybackError
@@ -74,11 +75,21 @@ class ChunkTimer:
     body's, on a link that sped up: a chunk in two pieces has no other say), so it counts, less the
     lead, as both. Within them a chunk that comes in two pieces measures nothing new: on
     the live player's 10x link that is a tail within 5 ms early or 20 ms late of the rate, which a
-    2x faster link leaves behind in a few bodies (tests/player/client/test_chunktimer.py)."""
+    2x faster link leaves behind in a few bodies (tests/player/client/test_chunktimer.py).
+
+    `others` (the player's other answers on the same link, as (session time landed, bytes) in the
+    order they landed, appended as they do) shared the link with a chunk's first piece when they
+    were crossing as it did: one that landed after the previous piece and before that piece (its
+    bytes crossed while the piece was on its way) moves the chunk's start back by its bytes' time
+    at the link's rate; one that landed later, before the chunk ended, by as many bytes as the
+    piece (a fair-shared link gives both the same share). An LL-HLS part and the blocking playlist
+    reload held for it are answered at the same moment: left out, each part's time was short by the
+    playlist's (about 2.6 kB on a 20 kB part) and its sample that much high."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
-                 requested_s: float | None = None, tail_slack_s: float = 0.0, tail_lead_s: float = 0.0) -> None:
+                 requested_s: float | None = None, tail_slack_s: float = 0.0, tail_lead_s: float = 0.0,
+                 others: Sequence[tuple[float, int]] = ()) -> None:
         if not (tail_slack_s >= 0 and tail_lead_s >= 0):
             raise ValueError(f"a chunk timer's tail slack and lead must be >= 0 s, got {tail_slack_s} and {tail_lead_s}")
         self.body = bytearray()
@@ -101,6 +112,7 @@ class ChunkTimer:
         self._latest_s: float | None = None
         self._tail_slack_s = tail_slack_s  # the most a chunk's late last piece is moved back (class docstring)
         self._tail_lead_s = tail_lead_s  # the most an early one is moved on
+        self._others = others
 
     @property
     def rate_Bps(self) -> float | None:
@@ -133,15 +145,15 @@ class ChunkTimer:
         self._latest_s = t
         return t
 
-    def _first_byte_s(self, index: int) -> float:
-        """When the chunk in progress began crossing (class docstring)."""
+    def _first_byte_s(self, index: int, last_s: float) -> float:
+        """When the chunk in progress (its last byte at `last_s`) began crossing (class docstring)."""
         assert self._first is not None
         t, size, inside = self._first
         if inside:
             return t
         rate = self.rate_Bps
         if rate is not None and rate > 0:
-            start = t - size / rate
+            start = self._shared_start_s(t - size / rate, t, size, last_s, rate)
         elif self._ready_s is not None and self._before_s is not None:
             start = self._ready_s(index) - (self._left_out_s() if self._left_out_s is not None else 0.0)
         else:
@@ -150,6 +162,18 @@ class ChunkTimer:
         if floor is not None:
             start = max(start, floor)
         return min(start, t)
+
+    def _shared_start_s(self, start_s: float, t: float, size: int, last_s: float, rate_Bps: float) -> float:
+        """`start_s` moved back by the other answers that crossed with the chunk's first piece (`size`
+        bytes at `t`; the chunk ended at `last_s`), after the previous piece (class docstring)."""
+        after = self._before_s if self._before_s is not None else -math.inf
+        for landed, other in reversed(self._others):
+            if landed > last_s:
+                continue
+            if landed <= after or landed < start_s:
+                break
+            start_s -= (other if landed <= t else min(other, size)) / rate_Bps
+        return start_s
 
     def feed(self, t: float, piece: bytes) -> list[ChunkArrival]:
         """Add `piece` (arrived at `t`); the chunks it completed."""
@@ -164,7 +188,7 @@ class ChunkTimer:
         pos = begin
         for end in ends:
             last = self._add(t, end - pos, inside=pos > begin, tail=end == len(self.body))
-            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done)), last_byte_s=last,
+            done.append(ChunkArrival(first_byte_s=self._first_byte_s(len(self.arrivals) + len(done), last), last_byte_s=last,
                                      size_bytes=end - self._chunk_start))
             self._chunk_start = pos = end
             self._first = None

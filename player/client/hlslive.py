@@ -36,8 +36,10 @@ number (checked against the dates).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import statistics
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -68,6 +70,22 @@ def live_player_class(manifest: Manifest) -> type[LivePlayer] | None:
     if is_hls_live(manifest):
         return HlsLivePlayer
     return LivePlayer if is_live(manifest) else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartRecord:
+    """One LL-HLS part as the player fetched it (session times): when its request went out, its
+    first and last byte came, its bytes, and whether it was asked for with an earlier part
+    (`ahead`: already published when that one was reached). For comparisons with the simulator's
+    twin (bench/live_segments.py --protocol hls)."""
+
+    segment: int  # the session's segment index
+    index: int
+    requested_s: float
+    first_byte_s: float
+    last_byte_s: float
+    size_bytes: int
+    ahead: bool
 
 
 @dataclass(eq=False)
@@ -125,6 +143,8 @@ class HlsLivePlayer(LivePlayer):
         self.chunk_s: float | None = None  # one part (segment / parts per segment) when parts are played
         self.part_hold_back_s: float | None = None
         self.part_requests = 0
+        self.part_log: list[PartRecord] = []  # every video part fetched, in order
+        self.part_rtt_s = math.inf  # the quickest first byte of a part so far: about a round trip
 
     # -- clock and schedule -------------------------------------------------------------------------
 
@@ -186,6 +206,8 @@ class HlsLivePlayer(LivePlayer):
                 # leaves nothing out).
                 dated = received + self._clock_lag_now() - lag_sent
                 self.check_channel_lag(result.headers, _name(r.url))
+                # Held for the part it names, the answer crossed with that part: its timer counts it
+                self.answers_landed.append((received, _answer_bytes(result.body, result.headers)))
                 playlist = parse_playlist(result.body, r.url)
                 if r.rep in self.reps:  # a video playlist: the live simulator's twin plays video only
                     self.control_bytes["manifest"] = len(result.body)
@@ -494,28 +516,37 @@ class _PartStream:
         player, r = self.player, self.r
         index, sent = 0, 0
         per_segment = round(player.segment_s / player.chunk_s) if player.chunk_s else 0
-        # Parts already published when this one is reached are asked for together (a join mid-segment,
-        # a late start): one round trip for all of them, as one chunked DASH response would bring them.
+        # A part already published when the one before is nearly in (a join mid-segment, a late
+        # start) is asked for then, one at a time, so that the parts cross one after another as
+        # one chunked DASH response would bring them, with no round trip between: asked for all at
+        # once, they shared the link and the first, which playback needs first, came last (1.4 s
+        # later than in turn on a 4 Mbit/s link, 8 parts of 200 kB).
         ahead: dict[int, asyncio.Task[bytes]] = {}
+
+        def launch(later: int) -> None:
+            playlist = r.playlist
+            if later >= per_segment or later in ahead or playlist is None:
+                return
+            part = playlist.part(self.sequence, later)  # listed: published (a hinted one is held)
+            if part is not None:
+                ahead[later] = asyncio.create_task(self._whole(part, lambda: launch(later + 1)))
+
         try:
             while index < per_segment:
                 part = await player._part(r, self.sequence, index)
                 if part is None:
                     break
-                playlist = r.playlist
-                assert playlist is not None
-                for later in playlist.parts:
-                    if later.sequence == self.sequence and later.index > index and later.index not in ahead:
-                        ahead[later.index] = asyncio.create_task(self._whole(later))
                 if index in ahead:
                     body = await ahead.pop(index)
                     sent += len(body)
                     yield body
                 else:
                     async for piece in self._get(part.uri, {**player.channel_headers(), **_part_headers(part)},
-                                                 f"part {part.sequence}.{part.index}"):
+                                                 f"part {part.sequence}.{part.index}",
+                                                 part=part, near_end=functools.partial(launch, index + 1)):
                         sent += len(piece)
                         yield piece
+                launch(index + 1)  # (already asked for unless it ended too soon to tell)
                 player.part_requests += 1
                 index += 1
         finally:
@@ -534,17 +565,24 @@ class _PartStream:
             body += piece
         yield body[sent:]
 
-    async def _whole(self, part: Part) -> bytes:
+    async def _whole(self, part: Part, near_end: Callable[[], None]) -> bytes:
         body = b""
         async for piece in self._get(part.uri, {**self.player.channel_headers(), **_part_headers(part)},
-                                     f"part {part.sequence}.{part.index}", own=False):
+                                     f"part {part.sequence}.{part.index}", own=False, part=part, near_end=near_end):
             body += piece
         return body
 
-    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True) -> Any:
+    async def _get(self, uri: str, headers: dict[str, str], what: str, *, own: bool = True,
+                   part: Part | None = None, near_end: Callable[[], None] | None = None) -> Any:
+        """The answer to `uri`, piece by piece; a `part`'s timing goes into the player's `part_log`.
+        `near_end` is called once the rest of the answer would take about a round trip at the rate
+        its pieces came (the round trip: the quickest first byte of a part so far, `part_rtt_s`)."""
         player = self.player
         player.requests += 1
         url = await player._route(uri)
+        requested = player.now()
+        first = last = math.nan
+        size = 0
         async with player.fetcher.session.get(url, headers=headers) as response:
             if own:
                 self._response = response
@@ -552,10 +590,25 @@ class _PartStream:
                 text = (await response.read())[:200].decode("utf-8", "replace").strip()
                 raise PlaybackError(f"GET {redact_url(uri)} ({what}, listed in the live playlist): "
                                     f"HTTP {response.status} {text}".rstrip())
+            total = response.content_length
             async for piece in response.content.iter_any():
+                last = player.now()
+                if size == 0:
+                    first = last
+                    player.part_rtt_s = min(player.part_rtt_s, first - requested)
+                size += len(piece)
+                if near_end is not None and total and last > first and size < total:
+                    rate = (size - len(piece)) / (last - first) if size > len(piece) else 0.0
+                    if rate > 0 and (total - size) / rate <= player.part_rtt_s:
+                        near_end()
+                        near_end = None
                 yield piece
         if own:
             self._response = None
+        if part is not None:
+            player.part_log.append(PartRecord(segment=part.sequence - player.base_sequence, index=part.index,
+                                              requested_s=requested, first_byte_s=first, last_byte_s=last,
+                                              size_bytes=size, ahead=not own))
 
 
 async def _reloading(r: _Rendition) -> bool:
@@ -593,6 +646,11 @@ def _newest_part(playlist: MediaPlaylist) -> tuple[int, int]:
     last = playlist.segments[-1].sequence
     part = playlist.parts[-1] if playlist.parts else None
     return (part.sequence, part.index) if part is not None and part.sequence > last else (last, 1 << 30)
+
+
+def _answer_bytes(body: bytes, headers: Mapping[str, str]) -> int:
+    """An HTTP/1.1 answer's bytes on the link: status line, header lines and body."""
+    return len(b"HTTP/1.1 200 OK\r\n\r\n") + sum(len(k) + len(v) + 4 for k, v in headers.items()) + len(body)
 
 
 def _part_headers(part: Part) -> dict[str, str]:

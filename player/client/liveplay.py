@@ -167,6 +167,9 @@ class LivePlayer:
         # The body sizes of the player's other answers on its link, the latest of each kind (the live
         # simulator's `ControlTraffic` takes them from an emulated twin): MPD, UTCTiming, init segment
         self.control_bytes = {"manifest": 0, "sync": 0, "init": 0}
+        # The other answers' (session time landed, bytes) that share the link with media, for ChunkTimer
+        # (`others`): the HLS player's playlist reloads (player.client.hlslive); none tracked here
+        self.answers_landed: list[tuple[float, int]] = []
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:
@@ -410,7 +413,7 @@ class LivePlayer:
         timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s,
                            rate_hint_Bps=self._link_rate_Bps, requested_s=requested,
                            tail_slack_s=_TAIL_SLACK_WALL_S * self.config.speed,
-                           tail_lead_s=_TAIL_LEAD_WALL_S * self.config.speed)
+                           tail_lead_s=_TAIL_LEAD_WALL_S * self.config.speed, others=self.answers_landed)
         chunk_start = 0
         rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)

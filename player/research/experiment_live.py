@@ -130,7 +130,8 @@ class LiveRunConfig:
 class LiveChannelContent:
     """A packaged title as a live channel: `video` holds the segments the channel loops (the leading
     ones of full duration, video only) with the MPD's bandwidths as the ladder, as the live player
-    reads it; `title_dir` is what the stack serves."""
+    reads it (HLS: the master playlist's BANDWIDTH, `channel_content(protocol="hls")`); `title_dir`
+    is what the stack serves."""
 
     title_dir: Path
     video: Video
@@ -144,12 +145,16 @@ class LiveChannelContent:
         return self.video.ladder.segment_duration_s
 
 
-def channel_content(title_dir: Path, *, low_latency: bool = True, chunk_s: float = 0.5) -> LiveChannelContent:
+def channel_content(title_dir: Path, *, low_latency: bool = True, chunk_s: float = 0.5,
+                    protocol: str = "dash") -> LiveChannelContent:
     """The channel a live stack makes of `title_dir` (a clear error for what cannot be one), cut into
     `chunk_s` CMAF chunks at low latency: each segment's and chunk's bytes are what the stack's channel
     sends (`server.stack.live_video_chunk_sizes`), which the simulated twin then downloads. The
     packaged segments' sizes (segments.json) differ from them by a moof per chunk, and a segment's
-    chunks carry unequal media (on the demo title 0.5-1.3 x an even split)."""
+    chunks carry unequal media (on the demo title 0.5-1.3 x an even split). The ladder is what the
+    `protocol`'s player reads: the MPD's bandwidths (DASH), or the master playlist's BANDWIDTH (HLS:
+    each variant's peak segment rate with its audio's, 2-43% above the MPD's on the demo title), so
+    that a twin's ABR sees the rates its emulated player's does."""
     from abr.types import Ladder
     from server.stack import live_video_chunk_sizes
 
@@ -178,9 +183,33 @@ def channel_content(title_dir: Path, *, low_latency: bool = True, chunk_s: float
     chunks = np.array([sent[r.id] for r in reps], dtype=np.int64).transpose(1, 0, 2)  # (segment, rung, chunk)
     if chunks.shape[0] != loop:
         raise CliError(f"{title_dir}: the channel loops {chunks.shape[0]} segments, segments.json {loop}")
-    ladder = Ladder(bitrates_bps=tuple(r.bandwidth_bps for r in reps), segment_duration_s=nominal)
+    bitrates = tuple(r.bandwidth_bps for r in reps) if protocol == "dash" else _hls_ladder_bps(title_dir, len(reps))
+    ladder = Ladder(bitrates_bps=bitrates, segment_duration_s=nominal)
     video = Video(name=f"{meta.title}-channel", ladder=ladder, sizes_bytes=chunks.sum(axis=2), segment_count=loop)
     return LiveChannelContent(title_dir=title_dir.resolve(), video=video, chunk_sizes_bytes=chunks)
+
+
+def _hls_ladder_bps(title_dir: Path, rungs: int) -> tuple[int, ...]:
+    """The video variants' BANDWIDTH in the title's master playlist, ascending, as the HLS player's
+    ladder (player.client.hls: one rung per variant URI); one per rung of the MPD."""
+    from player.client.hls import HlsError, MasterPlaylist, parse_playlist
+    from server.formats.hls import MASTER_PLAYLIST_NAME
+
+    path = title_dir / MASTER_PLAYLIST_NAME
+    try:
+        master = parse_playlist(path.read_bytes(), f"http://localhost/{title_dir.name}/{MASTER_PLAYLIST_NAME}")
+    except (OSError, HlsError) as exc:
+        raise CliError(f"{title_dir}: an HLS live run needs the title's master playlist: {exc}") from None
+    if not isinstance(master, MasterPlaylist):
+        raise CliError(f"{path}: not a master playlist")
+    first: dict[str, int] = {}
+    for variant in master.variants:  # a video listed once per audio group: its first listing
+        first.setdefault(variant.uri, variant.bandwidth_bps)
+    bandwidths = sorted(first.values())
+    if len(bandwidths) != rungs or len(set(bandwidths)) != rungs:
+        raise CliError(f"{path}: {len(bandwidths)} video variants of distinct BANDWIDTH needed, one per rung of "
+                       f"the MPD ({rungs})")
+    return tuple(bandwidths)
 
 
 def channel_target_latency_s(config: LiveRunConfig, segment_duration_s: float) -> float:

@@ -53,7 +53,8 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
     except ValueError as exc:
         raise CliError(f"live run settings: {exc}") from None
     title_dir = _title_dir(args.video_or_title)
-    content = channel_content(title_dir, low_latency=config.low_latency, chunk_s=config.chunk_s)
+    content = channel_content(title_dir, low_latency=config.low_latency, chunk_s=config.chunk_s,
+                              protocol=config.protocol)
     traces = open_traces(args.traces)
     total = len(traces) * len(config.abrs) * len(config.modes)
     with ProgressLines(total, unit="session", desc="live run", enabled=not args.quiet) as bar:

@@ -232,6 +232,8 @@ class LiveDriver:
         self._rung = 0
         self._joined_with = 0  # 1: `_sent` starts with the playlist a twin started at its player's join had
         self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
+        # Each download's (segment index, request time, its chunks' arrivals): bench/live_segments.py
+        self.arrival_log: list[tuple[int, float, tuple[ChunkArrival, ...]]] = []
         joined = session.time_s
         for k in range(control.join_syncs):  # the join's clock sync (HLS: reloads), one request after another
             joined = self._reload(joined, blocking=k > 0) if control.hls else self._exchange(joined, control.sync_bytes)
@@ -315,6 +317,7 @@ class LiveDriver:
                 session.on_chunk(end, size_bytes=part, media_duration_s=schedule.chunk_s)
         session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
                             active_s=chunk_active_s(arrivals) if n > 1 else None)
+        self.arrival_log.append((fetch.segment_index, requested, tuple(arrivals)))
 
 
     def playlist_reloads(self) -> int:
