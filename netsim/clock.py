@@ -31,11 +31,6 @@ complete, until the server sends more (server time), the clock stands still. The
 player decides and asks at the instant a download ends; with this, so does the emulated one,
 whatever its decision and its HTTP client cost in CPU.
 
-A live link cannot hold for the client that way (its channel streams on the wall clock: a hold
-from a chunk's last byte until the server sends the next would stop the link between chunks). It
-holds narrower (`hold_for_send`): while the player builds and sends a request, from the moment it
-says so until the request's bytes reach the shaper, and only when the link owes nothing then.
-
 With `events_only` (a bounded clock whose every wait outside the model is held: the shaper with
 `exclude_client_time`), the clock moves only at the model's events: it reads the due time of the
 last timer it ran, or where a hold left it, and the loop's time between events is no clock time at
@@ -94,8 +89,7 @@ class WarpClock:
                  "_created_loop", "_created_clock", "_beat_s", "_slack_s", "_beat", "held_s", "holds_total",
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
-                 "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls", "_send_hold", "send_check",
-                 "send_holds", "send_timeouts")
+                 "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -134,11 +128,6 @@ class WarpClock:
         self._idle_wall_s = idle_wall_s  # ...unless nothing happened for this long (loop seconds)
         self._closed = False
         self._syncs: list[Callable[[], None]] = []  # `sync` callbacks (the shaper's links)
-        # `hold_for_send`: None (off), or whether the link owes nothing now (the shaper's check)
-        self.send_check: Callable[[], bool] | None = None
-        self._send_hold: asyncio.TimerHandle | None = None  # the safety expiry of a hold for a send
-        self.send_holds = 0  # (reporting)
-        self.send_timeouts = 0  # of which expired before the request reached the link (reporting)
         if cover_stalls:
             self._heartbeat()
 
@@ -327,7 +316,6 @@ class WarpClock:
         """Stop the heartbeat and drop pending timers (the clock keeps reading; it no longer leaves
         stalls out)."""
         self.client_acted()
-        self.sent()
         self._closed = True
         if self._events_only:  # from here on the clock reads on with the loop
             self._reanchor()
@@ -410,36 +398,6 @@ class WarpClock:
         self.client_timeouts += 1
         self._client_hold = None
         self._client_keys.clear()
-        self.release()
-
-    def hold_for_send(self, max_wall_s: float = 0.05) -> None:
-        """The player is about to build and send a request that goes through the shaper: if the
-        link owes nothing now (`send_check`: no byte queued or in a delay line, either way), stand
-        still until the request's bytes reach the shaper or more of an answer comes from a server
-        (`sent`), at most `max_wall_s` of loop time. The player's CPU time and the loop's hop for a
-        request are then no link time, as in the simulator, where a request leaves the instant the
-        player decides; no byte the link should carry meanwhile waits, and a live channel's next
-        chunk ends the hold as it arrives. With the hold, the clock's lag behind the wall clock
-        grows, which a live player tells the channel on its next request (server.live). Off
-        (`send_check` None) for every clock but a live emulation's."""
-        if self._send_hold is not None or self.send_check is None or self._closed or not self.send_check():
-            return
-        self.hold(counted=False)
-        self.send_holds += 1
-        self._send_hold = self._loop.call_later(max_wall_s, self._send_expired)
-
-    def sent(self) -> None:
-        """End a hold for a send (`hold_for_send`): the request reached the shaper, a server sent
-        more, a connection closed; a no-op without one."""
-        if self._send_hold is None:
-            return
-        self._send_hold.cancel()
-        self._send_hold = None
-        self.release()
-
-    def _send_expired(self) -> None:
-        self.send_timeouts += 1
-        self._send_hold = None
         self.release()
 
     def add_sync(self, callback: Callable[[], None]) -> None:

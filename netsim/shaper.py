@@ -81,10 +81,6 @@ class ShaperConfig:
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
     # as in the simulator, where the next request leaves the instant a download ends.
     exclude_client_time: bool = False
-    # True (with exclude_server_time; live emulation): the clock stands still while the player builds
-    # and sends a request, until its bytes reach the shaper, if the link owes nothing when it begins
-    # (netsim.clock `hold_for_send`): a request's own CPU and loop hop cost no link time.
-    exclude_send_time: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -209,20 +205,13 @@ class _Connection:
         return self.peer[1] if isinstance(self.peer, tuple) and len(self.peer) >= 2 else id(self)
 
     def response_data(self) -> None:
-        """More of the answer came from the upstream: the wait for it (server time) is over, and the
-        link has bytes to carry (a hold for a send ends: netsim.clock `hold_for_send`)."""
+        """More of the answer came from the upstream: the wait for it (server time) is over."""
         self._shaper.clock.client_acted(self.client_key)
-        self._shaper.clock.sent()
 
     def request_arrived(self) -> None:
-        """Request bytes from the client: the player has acted (netsim.clock `hold_for_client`,
-        `hold_for_send`), and this connection's previous answer was complete."""
+        """Request bytes from the client: the player has acted (netsim.clock `hold_for_client`), and
+        this connection's previous answer was complete."""
         self._shaper.clock.client_done(None, self.client_key)
-        self._shaper.clock.sent()
-
-    def owes_nothing(self) -> bool:
-        """No byte of this connection is queued at the link or in a delay line, either way."""
-        return not (self.down.buf or self.down.delayed or self.up.buf or self.up.delayed)
 
     def response_written(self) -> None:
         """Bytes went to the client. If nothing of ours is left queued for it, either the response
@@ -263,7 +252,6 @@ class _Connection:
         self._connected()
         self.response_began()
         self._shaper.clock.client_acted(self.client_key)  # nobody is left to act on this connection
-        self._shaper.clock.sent()
         self.down.kill()
         self.up.kill()
         for transport in (self.client, self.upstream):
@@ -471,13 +459,6 @@ class Shaper:
         no link time either)."""
         self.clock.holds_for_client = self.excludes_client_time
         self.clock.events_only = self.excludes_client_time and self.clock.bounded  # exact timers, stalls out
-        self.clock.send_check = self._owes_nothing if self._exclude_server_time and self.config.exclude_send_time else None
-        if self.clock.send_check is None:
-            self.clock.sent()
-
-    def _owes_nothing(self) -> bool:
-        """Whether no connection has a byte at the link or in a delay line (netsim.clock `hold_for_send`)."""
-        return all(conn.owes_nothing() for conn in self._connections)
 
     @property
     def excludes_client_time(self) -> bool:

@@ -211,14 +211,6 @@ class Fetcher:
         if warp is not None:
             warp.hold_for_client()
 
-    def sending(self) -> None:
-        """Tell a warp clock that this client is about to build and send a request through its
-        shaper (netsim.clock `hold_for_send`: its CPU and loop hop are then no link time if the link
-        owes nothing); nothing on any other clock."""
-        warp = warp_of(self.clock)
-        if warp is not None:
-            warp.hold_for_send()
-
     def acted(self, port: int | None = None) -> None:
         """Tell a warp clock that this client acted (netsim.clock `hold_for_client`): it waits, or
         has nothing more to ask, and is done with the answer that came on local `port`; nothing on

@@ -104,9 +104,6 @@ class LinkConfig:
     # True: the player's own time from a response's last byte to its next request (or wait) is no
     # link time either, as in the simulator (netsim.clock `hold_for_client`).
     exclude_client_time: bool = False
-    # True: the player's own time building and sending a request is no link time when the link owes
-    # nothing then (netsim.clock `hold_for_send`; live emulation, which cannot hold for the client).
-    exclude_send_time: bool = False
 
 
 class ShapedRoutes:
@@ -143,8 +140,7 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
                           speed=speed, start_offset_s=link.offset_s, faults=link.faults,
                           exclude_server_time=link.exclude_server_time, exclude_loop_stalls=link.exclude_loop_stalls,
-                          exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers,
-                          exclude_send_time=link.exclude_send_time)
+                          exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers)
     async with Shaper(config) as shaper:
         yield shaper
 

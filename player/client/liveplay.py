@@ -359,8 +359,6 @@ class LivePlayer:
         ref = _template(rep).ref(_template(rep).start_number + action.segment_index)
         url = await self._route(ref.url)
         while True:
-            if url != ref.url:  # through the shaper: building and sending this is no link time
-                self.fetcher.sending()
             requested = self.now()
             self.requests += 1
             async with self.fetcher.session.get(url, headers=self.channel_headers()) as response:

@@ -330,7 +330,7 @@ def live_link(trace: Trace, config: LiveRunConfig) -> LinkConfig:
     simulated twin's (docs/LIVE-EMULATION.md, "The stack's time in live emulation")."""
     return LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
                       exclude_server_time=config.exclude_stack_time, exclude_loop_stalls=config.exclude_stack_time,
-                      exact_timers=False, exclude_send_time=config.exclude_stack_time)
+                      exact_timers=False)
 
 
 async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: TitleTarget) -> Row:
