@@ -37,8 +37,7 @@ _MIN_SLEEP_BOUNDED_S = 0.0001
 # once, and the link wakes for a tail half a millisecond before it is due: the tail then leaves
 # within half a millisecond either side of its due time, on average at it (the link borrows at most
 # that half millisecond's bytes, and pays them back). The delay line leads its bytes the same way.
-# The head of a burst on an idle link (an answer's first bytes, each chunk a live channel pushes)
-# waited for that floor too: its first byte reached the client 1.2 wall ms late (12 ms of session time
+# The head of an answer on an idle link (its first bytes from the server) waited for that floor too: its first byte reached the client 1.2 wall ms late (12 ms of session time
 # at 10x, most of the emulated TTFB's excess over the RTT). It is woken as a tail is, half a millisecond
 # before its first packet is due, and that tick releases what is due by then plus the lead.
 # Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
@@ -184,15 +183,17 @@ class PacedLink:
             self._timer.cancel()
             self._timer = None
 
-    def notify(self) -> None:
+    def notify(self, *, head: bool = False) -> None:
         """A pipe has new data or its receiver drained: start pacing if the link was idle. On loose
-        timers the head of the burst is woken for as a tail is (`_TAIL_LEAD_S`): its first packet
-        leaves within the lead of its time, not behind the timer floor."""
+        timers the `head` of an answer (its first bytes from the server) is woken for as a tail is
+        (`_TAIL_LEAD_S`): its first packet leaves within the lead of its time, not behind the timer
+        floor. (Only an answer's head: the chunks a live channel pushes later in the same answer keep
+        the floor, which the live player's chunk timer is calibrated on; docs/LIVE-EMULATION.md.)"""
         if self._timer is not None or self._in_tick:
             return
         now = self.clock()
         self._catch_up(self.model.bytes_until(now))
-        self._head = bool(self._tail_lead_s)
+        self._head = head and bool(self._tail_lead_s)
         if self._tail_due(now) or self._head_due(now):
             self._tick()  # an answer's head or whole small answer due within the lead leaves now
             return
@@ -379,7 +380,8 @@ class Pipe:
         if link is not None:
             link.attach(self)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, *, head: bool = False) -> None:
+        """Bytes from the source (`head`: an answer's first bytes; `PacedLink.notify`)."""
         if self.done:
             return
         if self.link is None:
@@ -388,7 +390,7 @@ class Pipe:
             if not self.buf and not self.sink_paused:
                 self.link.settle()  # this pipe joins the backlogged ones: its share starts now
             self.buf += data
-            self.link.notify()
+            self.link.notify(head=head)
         self._flow_control()
 
     def feed_eof(self, *, abort: bool = False) -> None:

@@ -79,11 +79,14 @@ class Tails:
         return statistics.median(self.lateness_s)
 
 
-async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float) -> Tails:
+async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float,
+                      heads_are_answers: bool = False) -> Tails:
     """Feed `chunk_bytes` one after another, `gap_s` of session time apart, into an idle paced link
     of constant `rate_bps` (trace time) at `speed` (the shaper's quantum at that speed), and return
     each chunk's lateness: the clock reading of its last byte's write less the model's time for its
-    bytes from the moment it was fed (each chunk finds the link idle: it is shorter than the gap)."""
+    bytes from the moment it was fed (each chunk finds the link idle: it is shorter than the gap).
+    `heads_are_answers`: each chunk is the first bytes of an answer (the shaper's `head`), not a live
+    chunk later in one."""
     loop = asyncio.get_running_loop()
     clock = WarpClock(loop, cover_stalls=True, exact_timers=False)
     trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
@@ -102,7 +105,7 @@ async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, 
         for size in chunk_bytes:
             fed_s = clock.now()
             before, first_write = sum(n for _, n in sink.writes), len(sink.writes)
-            pipe.feed(bytes(size))
+            pipe.feed(bytes(size), head=heads_are_answers)
             ideal_s = fed_s + size / rate_Bps
             while sum(n for _, n in sink.writes) < before + size:
                 await asyncio.sleep(0.0002)
@@ -125,13 +128,14 @@ async def test_a_live_links_chunk_tails_end_when_the_model_says(speed: float, re
     # Before the tail lead (main at 8ac5a48), at 10x: median 7.3-8.0 ms of session time late, nearly
     # every chunk late (a tail waited for the 1 ms timer floor and epoll's millisecond); now about 1 ms
     # (2.1 ms at load 12 on two cores: the loop's own lateness, which the median keeps, not the link's).
-    tails = await paced_tails(rate_bps=5e6, speed=speed, chunk_bytes=_CHUNKS * repeats, gap_s=gap_s)
+    tails = await paced_tails(rate_bps=5e6, speed=speed, chunk_bytes=_CHUNKS * repeats, gap_s=gap_s,
+                              heads_are_answers=True)
     assert tails.delivered_bytes == tails.fed_bytes
     # The loop's own lateness (a loaded machine) still counts, so the median, not the worst, is bounded...
     assert tails.median_s <= 0.003, tails
     # ...and no tail leaves more than the lead before its time (the lateness of a wake never does that).
     assert min(tails.lateness_s) >= -(_TAIL_LEAD_S * speed + 1e-4), tails
-    # Each chunk's first packet likewise. Before the head was woken as a tail is (main at 7ca40a2) it
+    # Each answer's first packet likewise. Before the head was woken as a tail is (main at 7ca40a2) it
     # waited for the 1 ms timer floor: at 10x 10-12 ms of session time late, the bulk of the emulated
     # time to first byte's excess over the RTT (docs/LIVE-EMULATION.md, "Where a request's time goes").
     assert statistics.median(tails.head_lateness_s) <= 0.003, tails
