@@ -37,6 +37,9 @@ _MIN_SLEEP_BOUNDED_S = 0.0001
 # once, and the link wakes for a tail half a millisecond before it is due: the tail then leaves
 # within half a millisecond either side of its due time, on average at it (the link borrows at most
 # that half millisecond's bytes, and pays them back). The delay line leads its bytes the same way.
+# The head of an answer on an idle link (its first bytes from the server) waited for that floor too: its first byte reached the client 1.2 wall ms late (12 ms of session time
+# at 10x, most of the emulated TTFB's excess over the RTT). It is woken as a tail is, half a millisecond
+# before its first packet is due, and that tick releases what is due by then plus the lead.
 # Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
 _TAIL_LEAD_S = 0.0005
 
@@ -118,7 +121,7 @@ class PacedLink:
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
         "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at", "_warp", "_clock0",
-        "_min_sleep_s", "_tail_lead_s",
+        "_min_sleep_s", "_tail_lead_s", "_head",
     )
 
     def __init__(
@@ -138,6 +141,7 @@ class PacedLink:
         self._min_sleep_s = _MIN_SLEEP_BOUNDED_S if self._warp.bounded else _MIN_SLEEP_S
         # A bounded clock runs each tick at its exact time: a tail leaves when due, never early.
         self._tail_lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
+        self._head = False  # the next tick serves the head of a burst on an idle link (`notify`)
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -179,14 +183,19 @@ class PacedLink:
             self._timer.cancel()
             self._timer = None
 
-    def notify(self) -> None:
-        """A pipe has new data or its receiver drained: start pacing if the link was idle."""
+    def notify(self, *, head: bool = False) -> None:
+        """A pipe has new data or its receiver drained: start pacing if the link was idle. On loose
+        timers the `head` of an answer (its first bytes from the server) is woken for as a tail is
+        (`_TAIL_LEAD_S`): its first packet leaves within the lead of its time, not behind the timer
+        floor. (Only an answer's head: the chunks a live channel pushes later in the same answer keep
+        the floor, which the live player's chunk timer is calibrated on; docs/LIVE-EMULATION.md.)"""
         if self._timer is not None or self._in_tick:
             return
         now = self.clock()
         self._catch_up(self.model.bytes_until(now))
-        if self._tail_due(now):
-            self._tick()  # a small answer due within the tail lead leaves now, not at a wake-up later
+        self._head = head and bool(self._tail_lead_s)
+        if self._tail_due(now) or self._head_due(now):
+            self._tick()  # an answer's head or whole small answer due within the lead leaves now
             return
         self._schedule(now)
 
@@ -221,6 +230,15 @@ class PacedLink:
         queues = self._queues() if self._tail_lead_s else []
         return bool(queues) and self._tail_wake(queues) <= now
 
+    def _head_wake(self, queues: list[int]) -> float:
+        """When the link wakes for the first packet of a burst (`_head`): when it is due, less the lead."""
+        return self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, sum(queues))) - self._tail_lead_s
+
+    def _head_due(self, now: float) -> bool:
+        """Whether a burst's first packet (`_head`, loose timers) is due within the lead of `now`."""
+        queues = self._queues() if self._head else []
+        return bool(queues) and self._head_wake(queues) <= now
+
     def _schedule(self, now: float) -> None:
         queues = self._queues()
         if not queues:
@@ -228,7 +246,10 @@ class PacedLink:
         pending = sum(queues)
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
-        at = max(due, self._last_tick + self._quantum_s, now + self._min_sleep_s)
+        floor = now + self._min_sleep_s
+        if self._head:  # a burst's head on loose timers: woken as a tail is, the lead before it is due
+            due, floor = self._head_wake(queues), now + _MIN_SLEEP_BOUNDED_S
+        at = max(due, self._last_tick + self._quantum_s, floor)
         # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
         # before the next quantum, tick when its last byte is due (a response sharing the link ends
         # when the model says, not at the next quantum). With one pipe, that is the whole queue.
@@ -247,6 +268,7 @@ class PacedLink:
     def _tick(self) -> None:
         self._timer = None
         self._in_tick = True
+        head, self._head = self._head, False
         try:
             now = self.clock()
             available = self.model.bytes_until(now)
@@ -258,6 +280,8 @@ class PacedLink:
             tail_budget = budget
             if self._tail_lead_s:
                 tail_budget = int(self.model.bytes_until(now + self._tail_lead_s) - self.cursor + 1e-3)
+                if head:  # a burst's head: what is due by the lead goes now, borrowed from the next tick
+                    budget = tail_budget
             if ready and tail_budget > 0:
                 # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
                 # (a late tick may owe more than one buffer); any other dry queue is idle.
@@ -356,7 +380,8 @@ class Pipe:
         if link is not None:
             link.attach(self)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, *, head: bool = False) -> None:
+        """Bytes from the source (`head`: an answer's first bytes; `PacedLink.notify`)."""
         if self.done:
             return
         if self.link is None:
@@ -365,7 +390,7 @@ class Pipe:
             if not self.buf and not self.sink_paused:
                 self.link.settle()  # this pipe joins the backlogged ones: its share starts now
             self.buf += data
-            self.link.notify()
+            self.link.notify(head=head)
         self._flow_control()
 
     def feed_eof(self, *, abort: bool = False) -> None:

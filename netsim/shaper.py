@@ -29,6 +29,9 @@ DelaySplit = Literal["request", "symmetric"]
 _DEFAULT_QUANTUM_MS = 10.0  # of trace time
 _MIN_QUANTUM_MS = 2.0  # of wall time
 _STALL_COVER_S = 0.2  # wall seconds
+# An answer's first bytes from the server, its headers and its body's first read, are its head
+# (netsim.pacing wakes for them as for a tail); a live channel's later chunks are not.
+_HEAD_BYTES = 4096
 # Kernel send buffer towards the client (Linux doubles it). Autotuning would let a client that stops
 # reading soak up megabytes the link model never delivered, then get them as one burst.
 _CLIENT_SNDBUF_BYTES = 64 * 1024
@@ -132,7 +135,7 @@ class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
-                 "target", "_held", "_connecting", "_head")
+                 "target", "_held", "_connecting", "_head", "_answer_bytes")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -150,6 +153,7 @@ class _Connection:
         self.up.source = client
         self._held = False  # a request of ours is at the upstream and the clock stands still for it
         self._head = bytearray()  # the held request's answer's head, until it is all in
+        self._answer_bytes: int | None = None  # of the answer to the last request (None: none asked yet)
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:
@@ -196,6 +200,7 @@ class _Connection:
 
     def request_delivered(self) -> None:
         """Request bytes reached the upstream: its time until it answers is not link time."""
+        self._answer_bytes = 0
         if not self._held and self._shaper.exclude_server_time:
             self._held = True
             self._shaper.clock.hold()
@@ -222,6 +227,15 @@ class _Connection:
         either. Both end the hold: the client's act, or more bytes from the upstream."""
         if not self.down.buf and not self.down.delayed:
             self._shaper.clock.hold_for_client(self.client_key)
+
+    def answer_head(self, size: int) -> bool:
+        """Whether `size` more bytes from the upstream are part of its answer's head: its headers and
+        first body bytes, within `_HEAD_BYTES` of the request (netsim.pacing: the head's wake)."""
+        if self._answer_bytes is None:
+            return False
+        head = self._answer_bytes < _HEAD_BYTES
+        self._answer_bytes += size
+        return head
 
     def response_began(self, data: bytes | None = None) -> None:
         """The answer's first bytes came (None: none is coming): the clock runs again once its head is
@@ -325,9 +339,10 @@ class _UpstreamProtocol(asyncio.Protocol):
         self._conn.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        head = self._conn.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
         self._conn.response_began(data)  # the clock runs again before these bytes are paced
         self._conn.response_data()
-        self._conn.down.feed(data)
+        self._conn.down.feed(data, head=head)
 
     def eof_received(self) -> bool:
         self._conn.down.feed_eof()

@@ -1,7 +1,7 @@
 """A paced link's tails on a live link (a warp clock without exact timers, as `live_link` runs): the
 last byte of each chunk a live channel pushes (and a request through the delay line) must reach the
 other end when the model says, not a timer floor or an epoll wake-up later (docs/SHAPER.md, "Tails on
-loose timers"). No sockets: a `PacedLink` and a `Pipe` on the real event loop, whose transports
+loose timers"), and so must the first. No sockets: a `PacedLink` and a `Pipe` on the real event loop, whose transports
 record the clock reading of each write."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from netsim import synthetic
 from netsim.clock import WarpClock
 from netsim.faults import FaultedLink
 from netsim.link import LinkModel
-from netsim.pacing import _TAIL_LEAD_S, PacedLink, Pipe, RateChanges
+from netsim.pacing import _SEGMENT_BYTES, _TAIL_LEAD_S, PacedLink, Pipe, RateChanges
 from netsim.shaper import pacing_quantum_ms
 
 pytestmark = pytest.mark.wallclock  # the loop's real timers (epoll's millisecond) decide the tails
@@ -66,6 +66,7 @@ class Tails:
     in session (trace) seconds; and the bytes delivered against the bytes fed."""
 
     lateness_s: tuple[float, ...]
+    head_lateness_s: tuple[float, ...]  # the same for each chunk's first packet (its first write)
     delivered_bytes: int
     fed_bytes: int
 
@@ -78,11 +79,14 @@ class Tails:
         return statistics.median(self.lateness_s)
 
 
-async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float) -> Tails:
+async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, ...], gap_s: float,
+                      heads_are_answers: bool = False) -> Tails:
     """Feed `chunk_bytes` one after another, `gap_s` of session time apart, into an idle paced link
     of constant `rate_bps` (trace time) at `speed` (the shaper's quantum at that speed), and return
     each chunk's lateness: the clock reading of its last byte's write less the model's time for its
-    bytes from the moment it was fed (each chunk finds the link idle: it is shorter than the gap)."""
+    bytes from the moment it was fed (each chunk finds the link idle: it is shorter than the gap).
+    `heads_are_answers`: each chunk is the first bytes of an answer (the shaper's `head`), not a live
+    chunk later in one."""
     loop = asyncio.get_running_loop()
     clock = WarpClock(loop, cover_stalls=True, exact_timers=False)
     trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
@@ -96,20 +100,22 @@ async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, 
     pipe.start_sink(sink)  # type: ignore[arg-type]
     rate_Bps = rate_bps * speed / 8.0
     lateness: list[float] = []
+    heads: list[float] = []
     try:
         for size in chunk_bytes:
             fed_s = clock.now()
-            before = sum(n for _, n in sink.writes)
-            pipe.feed(bytes(size))
+            before, first_write = sum(n for _, n in sink.writes), len(sink.writes)
+            pipe.feed(bytes(size), head=heads_are_answers)
             ideal_s = fed_s + size / rate_Bps
             while sum(n for _, n in sink.writes) < before + size:
                 await asyncio.sleep(0.0002)
             lateness.append((sink.writes[-1][0] - ideal_s) * speed)
+            heads.append((sink.writes[first_write][0] - fed_s - min(_SEGMENT_BYTES, size) / rate_Bps) * speed)
             await asyncio.sleep(max(gap_s / speed - (clock.now() - fed_s), 0.0))
     finally:
         link.close()
         clock.close()
-    return Tails(lateness_s=tuple(lateness), delivered_bytes=sum(n for _, n in sink.writes),
+    return Tails(lateness_s=tuple(lateness), head_lateness_s=tuple(heads), delivered_bytes=sum(n for _, n in sink.writes),
                  fed_bytes=sum(chunk_bytes))
 
 
@@ -122,12 +128,18 @@ async def test_a_live_links_chunk_tails_end_when_the_model_says(speed: float, re
     # Before the tail lead (main at 8ac5a48), at 10x: median 7.3-8.0 ms of session time late, nearly
     # every chunk late (a tail waited for the 1 ms timer floor and epoll's millisecond); now about 1 ms
     # (2.1 ms at load 12 on two cores: the loop's own lateness, which the median keeps, not the link's).
-    tails = await paced_tails(rate_bps=5e6, speed=speed, chunk_bytes=_CHUNKS * repeats, gap_s=gap_s)
+    tails = await paced_tails(rate_bps=5e6, speed=speed, chunk_bytes=_CHUNKS * repeats, gap_s=gap_s,
+                              heads_are_answers=True)
     assert tails.delivered_bytes == tails.fed_bytes
     # The loop's own lateness (a loaded machine) still counts, so the median, not the worst, is bounded...
     assert tails.median_s <= 0.003, tails
     # ...and no tail leaves more than the lead before its time (the lateness of a wake never does that).
     assert min(tails.lateness_s) >= -(_TAIL_LEAD_S * speed + 1e-4), tails
+    # Each answer's first packet likewise. Before the head was woken as a tail is (main at 7ca40a2) it
+    # waited for the 1 ms timer floor: at 10x 10-12 ms of session time late, the bulk of the emulated
+    # time to first byte's excess over the RTT (docs/LIVE-EMULATION.md, "Where a request's time goes").
+    assert statistics.median(tails.head_lateness_s) <= 0.003, tails
+    assert min(tails.head_lateness_s) >= -(_TAIL_LEAD_S * speed + 1e-4), tails
 
 
 async def _delay_line_lateness(clock: WarpClock, *, speed: float, requests: int) -> list[float]:
