@@ -24,18 +24,19 @@ async def test_a_wait_for_publication_moves_the_clock_on_by_its_span() -> None:
     clock = WarpClock(loop)
     clock.hold()
     at_hold = clock.now()
-    await asyncio.sleep(0.05)
-    clock.release(waited_s=0.04)  # 40 of those ~50 ms the server waited for the channel
+    await asyncio.sleep(0.1)
+    clock.release(waited_s=0.06)  # 60 of those ~100 ms the server waited for the channel
     held = clock.held_s
-    assert clock.waited_s == pytest.approx(0.04) and held >= 0.01 - 1e-3
-    assert clock.now() - at_hold == pytest.approx(0.04, abs=2e-3)  # the stack's ~10 ms left out, no more
+    assert clock.waited_s == pytest.approx(0.06) and held >= 0.04 - 1e-3
+    # the stack's ~40 ms left out, no more (the slack: a loaded machine's lost core between the lines)
+    assert clock.now() - at_hold == pytest.approx(0.06, abs=0.01)
     assert clock.paused_s() == pytest.approx(held, abs=1e-4)
     # A wait longer than the stand-still counts only the stand-still (the clock never runs ahead)
     clock.hold()
     before = clock.now()
     await asyncio.sleep(0.02)
     clock.release(waited_s=5.0)
-    assert clock.now() - before < 0.03 and clock.waited_s < 0.04 + 0.03
+    assert clock.now() - before < 0.03 and clock.waited_s < 0.06 + 0.03
     for bad in (-0.1, float("nan"), float("inf")):
         clock.hold()
         with pytest.raises(ValueError, match="waited_s"):
