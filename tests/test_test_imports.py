@@ -21,7 +21,6 @@ LEFT_TO_MOVE = frozenset({
     ("tests.player.research.test_sim_pipelines", "tests.player.research.test_sim_terminates"),
     ("tests.player.research.test_live_sim", "tests.player.research.test_sim_terminates"),
     ("tests.player.client.test_abandon_checks", "tests.netsim.test_clock"),
-    ("tests.player.client.test_live_samples", "tests.player.client.test_liveplay"),
     ("tests.netsim.test_clock_exact", "tests.netsim.test_clock"),
 })
 

@@ -114,3 +114,8 @@ def write_ffmpeg_dash(out_dir: Path, **options: str) -> Path:
         for stream in (*videos, audio):
             container.mux(stream.encode(None))
     return out_dir / "manifest.mpd"
+
+
+def mp4_box(kind: bytes, n: int) -> bytes:
+    """An ISO-BMFF box of `kind` with `n` zero bytes of payload (8 + n bytes): chunk bodies for timer tests."""
+    return (8 + n).to_bytes(4, "big") + kind + bytes(n)

@@ -22,10 +22,9 @@ from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer
 from player.errors import CliError
 from player.research.experiment_live import channel_content
 from tests.conftest import CLEAR_TITLE, PackagedTitles
-from tests.player.client.conftest import Origin
-from tests.player.client.test_liveplay import _box
+from tests.player.client.conftest import Origin, mp4_box
 
-_PART = _box(b"moof", 8) + _box(b"mdat", 976)  # 1000 bytes
+_PART = mp4_box(b"moof", 8) + mp4_box(b"mdat", 976)  # 1000 bytes
 
 
 def _second_part(others: list[tuple[float, int]]) -> tuple[float, float]:

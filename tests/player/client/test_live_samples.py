@@ -16,8 +16,7 @@ from player.client.headless import PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig
 from player.research.experiment_live import LiveRunConfig, live_link
 from server.stack import start_stack
-from tests.player.client.conftest import live_stack_config
-from tests.player.client.test_liveplay import _box
+from tests.player.client.conftest import live_stack_config, mp4_box
 from tests.server.conftest import PASSWORD
 
 _RATE_BPS = 5e6
@@ -42,7 +41,7 @@ async def test_whole_segment_samples_at_10x_measure_a_fast_links_rate(tmp_path: 
 def test_a_chunks_late_tail_is_counted_when_its_bytes_crossed() -> None:
     # A 1000-byte chunk in three pieces on a 1000 B/s link; its 200-byte tail comes 0.6 s after the
     # piece before (a paced link's timer floor, at 10x), where it needs 0.2 s.
-    chunk = _box(b"moof", 8) + _box(b"mdat", 976)
+    chunk = mp4_box(b"moof", 8) + mp4_box(b"mdat", 976)
     timer = ChunkTimer(requested_s=0.0, tail_slack_s=1.0)
     timer.feed(1.0, chunk[:400])
     timer.feed(1.4, chunk[400:800])  # 400 bytes in 0.4 s: 1000 B/s
@@ -66,7 +65,7 @@ def test_a_chunks_late_tail_is_counted_when_its_bytes_crossed() -> None:
 
 def test_a_chunks_early_tail_is_counted_when_its_bytes_crossed() -> None:
     # The same link; a paced link on loose timers may hand the tail over up to its lead early.
-    chunk = _box(b"moof", 8) + _box(b"mdat", 976)
+    chunk = mp4_box(b"moof", 8) + mp4_box(b"mdat", 976)
 
     def tail_at(t: float, lead_s: float) -> tuple[float, float | None]:
         timer = ChunkTimer(requested_s=0.0, tail_slack_s=1.0, tail_lead_s=lead_s)

@@ -22,7 +22,7 @@ from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer, chunk
 from player.client.mpd import MpdError
 from player.errors import CliError
 from player.research.experiment_live import LiveRunConfig, live_link
-from tests.player.client.conftest import Origin
+from tests.player.client.conftest import Origin, mp4_box
 
 
 async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:
@@ -77,13 +77,9 @@ async def test_low_latency_reads_chunks_as_they_arrive(live_origin: Origin) -> N
     assert live["qoe_live"]["total"] == pytest.approx(live["qoe_live_per_segment"] * len(report.records), abs=0.01)
 
 
-def _box(kind: bytes, n: int) -> bytes:
-    return (8 + n).to_bytes(4, "big") + kind + bytes(n)
-
-
 def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
     # A 400 B/s link; 40-byte chunks made 0.5 s apart, each paced in two pieces of 20 bytes.
-    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    chunk = mp4_box(b"moof", 4) + mp4_box(b"mdat", 20)  # 40 bytes
     timer = ChunkTimer()
     assert timer.active_s() is None and timer.feed(0.0, b"") == []
     assert timer.feed(1.0, chunk[:20]) == []  # first byte at 1.0
@@ -101,7 +97,7 @@ def test_chunk_timer_leaves_out_the_waits_for_chunks_not_made_yet() -> None:
 def test_chunk_timer_counts_the_first_piece_of_a_chunk_at_the_links_rate() -> None:
     # Measured from its first piece's arrival, a chunk paced in a few pieces loses that piece's
     # crossing: at 10x in emulation 20 ms of a 40-60 ms chunk, and its sample ran 5-25% high.
-    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    chunk = mp4_box(b"moof", 4) + mp4_box(b"mdat", 20)  # 40 bytes
     timer = ChunkTimer(rate_hint_Bps=50.0, requested_s=0.5)  # the previous body's rate, too slow now
     for t, start in ((1.0, 0), (1.1, 10), (1.2, 20)):
         assert timer.feed(t, chunk[start:start + 10]) == []
@@ -124,7 +120,7 @@ def test_chunk_timer_without_a_rate_starts_a_chunk_once_it_was_ready() -> None:
     # Chunks that each come in one piece give no rate: a chunk then started crossing once ready
     # (made, half the round trip), moved earlier by the time the clock left out since the answer
     # began (the channel streams on the clock as it stood then); after the previous piece.
-    chunk = _box(b"moof", 4) + _box(b"mdat", 20)  # 40 bytes
+    chunk = mp4_box(b"moof", 4) + mp4_box(b"mdat", 20)  # 40 bytes
     ready, left_out = {0: 0.9, 1: 1.4}, [0.0]
     timer = ChunkTimer(lambda index: ready[index], left_out_s=lambda: left_out[0])
     assert [(c.first_byte_s, c.last_byte_s) for c in timer.feed(1.0, chunk)] == [(1.0, 1.0)]
