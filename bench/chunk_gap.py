@@ -81,6 +81,14 @@ def main() -> None:
           f"every pair counted {max(rates_without) * 8e-6:.2f}")
     print(f"sample with / without the gap: median {statistics.median(ratios):.4f}, min {ratios[0]:.4f}, "
           f"max {ratios[-1]:.4f}; {sum(r < 0.99 for r in ratios)} lower by >1%, {sum(r > 1.01 for r in ratios)} higher")
+    speed = float(bodies[0].kwargs.get("back_to_back_s", 0.0)) / liveplay._BACK_TO_BACK_WALL_S
+    gaps = sorted((b.pieces[i][0] - b.pieces[i - 1][0]) / speed * 1e3 for b in bodies for i in range(1, len(b.pieces)))
+    if gaps:
+        def at(q: float) -> float:
+            return gaps[min(len(gaps) - 1, int(q * len(gaps)))]
+        print(f"gaps between a body's pieces (wall ms): {len(gaps)}, {sum(g < liveplay._BACK_TO_BACK_WALL_S * 1e3 for g in gaps)} "
+              f"under the gap ({liveplay._BACK_TO_BACK_WALL_S * 1e3:g} ms); min {gaps[0]:.3f}, p1 {at(0.01):.3f}, "
+              f"p5 {at(0.05):.3f}, p10 {at(0.1):.3f}, median {at(0.5):.3f}")
     print(f"mean sample (Mbit/s): with {statistics.mean(a for a, _ in pairs) * 1e-6:.3f}, "
           f"without {statistics.mean(b for _, b in pairs) * 1e-6:.3f}")
 
