@@ -1,7 +1,8 @@
 """A chunk's early and late tails in live emulation: the live player's chunked bodies on a constant
 link, each body's sample over the link's rate (median, p10, p90) as played, and its very piece
 arrivals replayed through the chunk timer with the tail lead (as the live player has it) and
-without it (late tails corrected only): the paired replay is the figure load does not move
+without it (late tails corrected only), and with and without the back-to-back gap (pieces a late
+loop read together left out of the link's rate): the paired replays are the figures load does not move
 (docs/LIVE-EMULATION.md, "Early and late tails").
 
     python bench/chunk_tails.py [--rate-bps 5e6] [--abr bola] [--speed 10] [--duration-s 60] [--runs 2]
@@ -41,11 +42,13 @@ class _Recorded(ChunkTimer):
         return super().feed(t, piece)
 
 
-def _replayed(body: _Recorded, *, lead: bool) -> float:
+def _replayed(body: _Recorded, *, lead: bool, gap: bool = True) -> float:
     """The body's sample (bytes/s) through a fresh timer given the same rate hint, request time and
-    slack, with or without the lead (readiness, used only before a rate is known, left out of both)."""
+    slack, with or without the lead, with or without the back-to-back gap (readiness, used only
+    before a rate is known, left out of all)."""
     kwargs = {k: body.kwargs[k] for k in ("rate_hint_Bps", "requested_s", "tail_slack_s")}
-    timer = ChunkTimer(**kwargs, tail_lead_s=body.kwargs["tail_lead_s"] if lead else 0.0)
+    timer = ChunkTimer(**kwargs, tail_lead_s=body.kwargs["tail_lead_s"] if lead else 0.0,
+                       back_to_back_s=body.kwargs.get("back_to_back_s", 0.0) if gap else 0.0)
     for t, piece in body.pieces:
         timer.feed(t, piece)
     active = timer.active_s()
@@ -84,12 +87,15 @@ def main() -> None:
     played = [len(b.body) / b.active_s() / rate_Bps for b in bodies]  # type: ignore[operator]
     late_only = [_replayed(b, lead=False) / rate_Bps for b in bodies]
     with_lead = [_replayed(b, lead=True) / rate_Bps for b in bodies]
+    no_gap = [_replayed(b, lead=True, gap=False) / rate_Bps for b in bodies]
     print(f"{args.abr} on a constant {args.rate_bps / 1e6:g} Mbit/s link at {args.speed:g}x, {args.runs} runs of "
           f"{args.duration_s:g} s; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"sample / link rate, as played:              {_summary(played)}")
     print(f"replayed, late tails only (before wave 10): {_summary(late_only)}")
     print(f"replayed, early and late tails (the timer): {_summary(with_lead)}")
     print(f"paired, with / without the lead:            {_summary([a / b for a, b in zip(with_lead, late_only)])}")
+    print(f"replayed, back-to-back pairs counted:       {_summary(no_gap)}")
+    print(f"paired, with / without the back-to-back gap: {_summary([a / b for a, b in zip(with_lead, no_gap)])}")
 
 
 if __name__ == "__main__":

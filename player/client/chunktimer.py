@@ -84,14 +84,24 @@ class ChunkTimer:
     at the link's rate; one that landed later, before the chunk ended, by as many bytes as the
     piece (a fair-shared link gives both the same share). An LL-HLS part and the blocking playlist
     reload held for it are answered at the same moment: left out, each part's time was short by the
-    playlist's (about 2.6 kB on a 20 kB part) and its sample that much high."""
+    playlist's (about 2.6 kB on a 20 kB part) and its sample that much high.
+
+    A piece read within `back_to_back_s` of the one before was read back to back with it: a loop
+    late to read finds what the link handed over separately queued and reads it piece after piece
+    (aiohttp hands over one received buffer a read), so their gap is the loop's own work, not the
+    link's time, and their pair is left out of the rate (the piece's timing is kept). Counted, one
+    such pair after a stall took the rate to 1.7 MB/s on a 4-5 Mbit/s link, and an LL-HLS part that
+    then came in one piece was timed by it (18-22 kB in 4 ms; docs/LIVE-SIM.md): a part is one to
+    three pieces, so one pair is its whole rate, and the rate carries to the next body."""
 
     def __init__(self, ready_s: Callable[[int], float] | None = None, *,
                  left_out_s: Callable[[], float] | None = None, rate_hint_Bps: float | None = None,
                  requested_s: float | None = None, tail_slack_s: float = 0.0, tail_lead_s: float = 0.0,
-                 others: Sequence[tuple[float, int]] = ()) -> None:
+                 others: Sequence[tuple[float, int]] = (), back_to_back_s: float = 0.0) -> None:
         if not (tail_slack_s >= 0 and tail_lead_s >= 0):
             raise ValueError(f"a chunk timer's tail slack and lead must be >= 0 s, got {tail_slack_s} and {tail_lead_s}")
+        if not back_to_back_s >= 0:
+            raise ValueError(f"a chunk timer's back-to-back gap must be >= 0 s, got {back_to_back_s}")
         self.body = bytearray()
         self.arrivals: list[ChunkArrival] = []
         self.first_byte_s: float | None = None
@@ -113,6 +123,7 @@ class ChunkTimer:
         self._tail_slack_s = tail_slack_s  # the most a chunk's late last piece is moved back (class docstring)
         self._tail_lead_s = tail_lead_s  # the most an early one is moved on
         self._others = others
+        self._back_to_back_s = back_to_back_s  # pieces closer than this were read back to back (class docstring)
 
     @property
     def rate_Bps(self) -> float | None:
@@ -132,6 +143,7 @@ class ChunkTimer:
         else:
             assert self._latest_s is not None
             if t > self._latest_s:
+                apart = t - self._latest_s >= self._back_to_back_s  # else read back to back: not the link's
                 rate = self.rate_Bps
                 if tail and rate is not None and rate > 0:
                     # Moved to its crossing at the rate, back by at most the slack, on by at most the lead,
@@ -140,8 +152,9 @@ class ChunkTimer:
                     if t >= due - self._tail_lead_s:
                         return max(due, t - self._tail_slack_s)
                     t += self._tail_lead_s
-                self._paced_bytes += size
-                self._paced_s += t - self._latest_s
+                if apart:
+                    self._paced_bytes += size
+                    self._paced_s += t - self._latest_s
         self._latest_s = t
         return t
 

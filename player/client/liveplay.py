@@ -67,6 +67,12 @@ _TAIL_SLACK_WALL_S = 0.002
 # The most an early one is moved on: the paced link releases a tail up to half a wall millisecond
 # before it is due on live links' loose timers (netsim.pacing._TAIL_LEAD_S).
 _TAIL_LEAD_WALL_S = 0.0005
+# Pieces read closer together than this (wall seconds) were read back to back by a late loop, not
+# handed over apart by the link (ChunkTimer's back_to_back_s): the paced link's ticks are 2 ms or more
+# apart (netsim.shaper.pacing_quantum_ms), but a tail may wake sooner after a tick, and an early tail
+# is what says a link sped up: above half a millisecond, tests/player/client/test_chunktimer.py's
+# 2x faster link is no longer caught up with.
+_BACK_TO_BACK_WALL_S = 0.00025
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
@@ -413,7 +419,8 @@ class LivePlayer:
         timer = ChunkTimer(ready_s if n > 1 else None, left_out_s=lambda: self._clock_lag_now() - lag_at_answer_s,
                            rate_hint_Bps=self._link_rate_Bps, requested_s=requested,
                            tail_slack_s=_TAIL_SLACK_WALL_S * self.config.speed,
-                           tail_lead_s=_TAIL_LEAD_WALL_S * self.config.speed, others=self.answers_landed)
+                           tail_lead_s=_TAIL_LEAD_WALL_S * self.config.speed, others=self.answers_landed,
+                           back_to_back_s=_BACK_TO_BACK_WALL_S * self.config.speed)
         chunk_start = 0
         rep_id = (self.reps if action.media == "video" else self.audio_reps)[action.quality].id
         abandon = self._abandon_check(response, action, requested)

@@ -19,8 +19,10 @@ from player.client.chunktimer import ChunkTimer
 # piece (player/client/liveplay.py `_TAIL_SLACK_WALL_S`, `_TAIL_LEAD_WALL_S`).
 _QUANTUM_S = 0.02
 _LINK_LEAD_S = 0.005
+_BACK_TO_BACK_S = 0.0025  # the live player's back-to-back gap (liveplay.py `_BACK_TO_BACK_WALL_S`)
 _SLACK_S = 0.02
 _LEAD_S = 0.005
+_BACK_TO_BACK_S = 0.0025  # the live player's back-to-back gap (liveplay.py `_BACK_TO_BACK_WALL_S`)
 _CHUNK_PERIOD_S = 0.5  # a chunk made every 0.5 s, pushed as it is made
 
 Lateness = Callable[[random.Random], float]
@@ -78,7 +80,8 @@ def _read(ticks: list[tuple[float, int]], rng: random.Random, lateness: tuple[La
 
 def _samples(rates_Bps: list[float], lateness: tuple[Lateness, Lateness], *, seed: int = 1,
              chunk_bytes: tuple[int, int] = (18_000, 45_000), chunks: int = 8, slack_s: float = _SLACK_S,
-             lead_s: float = _LEAD_S, hint_Bps: float | None = None) -> list[float]:
+             lead_s: float = _LEAD_S, hint_Bps: float | None = None,
+             back_to_back_s: float = _BACK_TO_BACK_S) -> list[float]:
     """Each body's sample (bytes over active time, bytes/s): one whole-segment body of `chunks`
     chunks per rate, the next body hinted with the last one's rate, as the live player does."""
     rng = random.Random(seed)
@@ -89,7 +92,7 @@ def _samples(rates_Bps: list[float], lateness: tuple[Lateness, Lateness], *, see
         sizes = [rng.randint(*chunk_bytes) for _ in range(chunks)]
         body = b"".join(_chunk(size) for size in sizes)
         timer = ChunkTimer(rate_hint_Bps=hint, requested_s=t0 - 0.05, tail_slack_s=slack_s,
-                           tail_lead_s=lead_s)
+                           tail_lead_s=lead_s, back_to_back_s=back_to_back_s)
         pos = 0
         for k, size in enumerate(sizes):
             for at, n in _read(_paced(t0 + k * _CHUNK_PERIOD_S, size, rate, rng, lateness), rng, lateness):
@@ -134,3 +137,45 @@ def test_a_stale_rate_is_left_behind_when_the_link_changes(factor: float) -> Non
     rate = 625_000.0 * factor
     samples = _samples([rate] * 4, _QUIET, hint_Bps=625_000.0, chunk_bytes=(30_000, 45_000))
     assert samples[-1] / rate == pytest.approx(1.0, abs=0.03), [s / rate for s in samples]
+
+
+def test_pieces_a_late_loop_read_back_to_back_are_not_the_links_rate() -> None:
+    # A 5 Mbit/s link at 10x hands over 30 kB chunks as 12.5 kB, 12.5 kB and a 5 kB tail, each as its
+    # bytes crossed; on the second chunk the loop stalls and reads its first two pieces 0.5 ms apart
+    # (session time), 18 ms after the first came. Counted, that pair read 25 MB/s and took the body's
+    # rate 32% high, and the next body's part that comes in one piece was timed by it.
+    rate = 625_000.0
+    sizes = [12_500, 12_500, 5_000]
+    body = b"".join(_chunk(sum(sizes)) for _ in range(4))
+
+    def replay(back_to_back_s: float) -> tuple[float | None, float]:
+        timer = ChunkTimer(rate_hint_Bps=rate, requested_s=0.95, tail_slack_s=_SLACK_S, tail_lead_s=_LEAD_S,
+                           back_to_back_s=back_to_back_s)
+        pos = 0
+        for k in range(4):
+            start, crossed = 1.0 + k * _CHUNK_PERIOD_S, 0
+            times = [start + (crossed := crossed + size) / rate for size in sizes]
+            if k == 1:
+                times[0] += 0.018  # the loop stalls past the first piece, then reads both at once
+                times[1] = times[0] + 0.0005
+            for at, size in zip(times, sizes, strict=True):
+                timer.feed(at, body[pos:pos + size])
+                pos += size
+        # The next body: an LL-HLS part of 20 kB that comes in one piece, timed by the rate carried over.
+        part = ChunkTimer(rate_hint_Bps=timer.rate_Bps, requested_s=3.5, tail_slack_s=_SLACK_S,
+                          tail_lead_s=_LEAD_S, back_to_back_s=back_to_back_s)
+        part.feed(4.0, _chunk(20_000))
+        active = part.active_s()
+        assert active is not None
+        return timer.rate_Bps, 20_000 / active
+
+    rate_Bps, part_Bps = replay(_BACK_TO_BACK_S)
+    assert rate_Bps == pytest.approx(rate, rel=0.01)
+    assert part_Bps == pytest.approx(rate, rel=0.01)
+    counted, counted_part = replay(0.0)  # every pair counted, as before
+    assert counted is not None and counted > 1.3 * rate and counted_part > 1.3 * rate
+
+
+def test_a_negative_back_to_back_gap_is_refused() -> None:
+    with pytest.raises(ValueError, match="back-to-back gap must be >= 0 s, got -0.001"):
+        ChunkTimer(back_to_back_s=-0.001)
