@@ -46,6 +46,13 @@ def split_traces(traces: Sequence[Trace], fraction: float, seed: int,
     return fit, validation or fit
 
 
+def validation_offsets(validation: Sequence[Trace], seed: int, count: int) -> list[list[float]]:
+    """The `count` seeded start offsets (s) of each held-out trace, besides offset 0, on which `abrkit
+    train` validates: trace j's come from a generator seeded by (seed, j), j its place in `validation`."""
+    return [np.random.default_rng([seed, 0x0FF5E7, j]).uniform(0.0, t.duration_s, count).tolist()
+            for j, t in enumerate(validation)]
+
+
 def traces_digest(traces: Sequence[Trace]) -> str:
     """A short content hash of a trace set (names and arrays), recorded in the model's metadata."""
     digest = hashlib.sha256()

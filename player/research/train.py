@@ -41,6 +41,7 @@ from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.research.ensemble import average_networks, restandardise, split_members
 from player.research.folds import split_traces, traces_digest
+from player.research.folds import validation_offsets as held_out_offsets
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.selection import Selection, versus_init
 from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
@@ -581,9 +582,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
     xs: list[np.ndarray] = []
     vs: list[np.ndarray] = []
-    validation_offsets = [np.random.default_rng([config.seed, 0x0FF5E7, j]).uniform(0.0, t.duration_s,
-                                                                                   config.validation_offsets).tolist()
-                          for j, t in enumerate(validation)]
+    validation_offsets = held_out_offsets(validation, config.seed, config.validation_offsets)
 
     def validate_sessions(policy: PolicyModel) -> np.ndarray:  # per session, trace by trace, offset 0 first
         if config.engine == "batch":
