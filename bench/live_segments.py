@@ -37,6 +37,7 @@ from netsim.trace import Trace
 from player.client.eventlog import EventLog
 from player.client.harness import play_headless
 from player.client.headless import PlayerConfig
+from player.client.hlslive import HlsLivePlayer
 from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.live import LiveSchedule, LiveSession, LiveStats
 from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel, sim_config
@@ -82,10 +83,11 @@ def find_trace(name: str, traces: Path) -> Trace:
     return open_trace(name) if ":" in name else next(t for t in open_traces([str(traces)]) if t.name == name)
 
 
-def emulate(args: argparse.Namespace, trace: Trace, config: LiveRunConfig, content: Any) -> dict[str, Any]:
-    """One emulated session: its live report (`info`) and the session itself (`emulated`)."""
+def play_once(args: argparse.Namespace, trace: Trace, config: LiveRunConfig, content: Any,
+              log: EventLog | None = None) -> tuple[dict[str, Any], LivePlayer, float]:
+    """One emulated session through the stack in processes and the shaper: its live report, its
+    player and the load average before it (both protocols' comparisons start from this)."""
     players: list[LivePlayer] = []
-    log = EventLog()
 
     async def run() -> dict[str, Any]:
         async with serve_channel(content, config) as target:
@@ -98,11 +100,17 @@ def emulate(args: argparse.Namespace, trace: Trace, config: LiveRunConfig, conte
             return dict(report.live)
 
     load = os.getloadavg()[0]
-    info = asyncio.run(run())
+    return asyncio.run(run()), players[0], load
+
+
+def emulate(args: argparse.Namespace, trace: Trace, config: LiveRunConfig, content: Any) -> dict[str, Any]:
+    """One emulated session: its live report (`info`) and the session itself (`emulated`)."""
+    log = EventLog()
+    info, player, load = play_once(args, trace, config, content, log)
     kept = [e for e in log.events if e["type"] in (*STALL_EVENTS, "chunk", "manifest_refresh", "abandon")]
     return {"abr": args.abr, "trace": trace.name, "speed": args.speed, "duration_s": args.duration_s,
             "exclude_stack_time": config.exclude_stack_time, "load": load, "info": info,
-            "emulated": Side.of(players[0].session, kept).as_json()}
+            "emulated": Side.of(player.session, kept).as_json()}
 
 
 def simulate_twin(kept: dict[str, Any], trace: Trace, config: LiveRunConfig, content: Any) -> tuple[Side, LiveStats]:
@@ -194,20 +202,8 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
                            stack_processes=True, exclude_stack_time=False, protocol="hls")
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol="hls")
-    players: list[Any] = []
-
-    async def emulate() -> dict[str, Any]:
-        async with serve_channel(content, config) as target:
-            player = PlayerConfig(abr=args.abr, decode="none", speed=args.speed, audio=False,
-                                  session=SessionConfig(buffer_cap_s=30.0))
-            report = await play_headless(target, player, link=live_link(trace, config),
-                                         live=LivePlayConfig(duration_s=args.duration_s), on_live_player=players.append)
-            if report.error is not None or report.live is None:
-                raise SystemExit(f"the emulated session failed: {report.error}")
-            return dict(report.live)
-
-    load = os.getloadavg()[0]
-    info = asyncio.run(emulate())
+    info, player, load = play_once(args, trace, config, content)
+    assert isinstance(player, HlsLivePlayer)  # (the part log is the HLS player's)
     sim = sim_config(config, content, channel_age_s=info["channel_age_s"], control_bytes=info.get("control_bytes"))
     video = live_video(content.video, sim)
     twin = LiveSession(make(args.abr), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule())
@@ -215,7 +211,6 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
     driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
                         control=sim.control, chunk_sizes_bytes=chunks)
     driver.drive()
-    player = players[0]
     emulated = player.session
     stats = twin.stats()
     print(f"HLS {args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f})")
