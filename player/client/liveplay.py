@@ -435,7 +435,8 @@ class LivePlayer:
             for index, chunk in enumerate(timer.feed(t, piece), before):
                 if self.clock_lag_s is not None and n > 1:
                     had_s = await self._not_before_made(schedule, action.segment_index, index, chunk, requested,
-                                                        timer, had_s, last_byte_s)
+                                                        timer, had_s, last_byte_s,
+                                                        left_out_s=self._clock_lag_now() - lag_at_answer_s)
                 last_byte_s = chunk.last_byte_s
                 if self.decoder is not None and n > 1:  # the window decodes each chunk as it comes
                     self.decoder.submit(action.media, rep_id, action.segment_index,
@@ -486,7 +487,8 @@ class LivePlayer:
         return check
 
     async def _not_before_made(self, schedule: LiveSchedule, segment: int, index: int, chunk: ChunkArrival,
-                               requested: float, timer: ChunkTimer, previous_s: float, previous_last_s: float) -> float:
+                               requested: float, timer: ChunkTimer, previous_s: float, previous_last_s: float, *,
+                               left_out_s: float) -> float:
         """With a clock that leaves out the stack's time, the channel follows it from each request on
         (`CHANNEL_LAG_HEADER`), but time this clock leaves out while a segment streams (the player's
         other requests at the stack, its loop's stalls) makes the rest of the segment come early on
@@ -494,10 +496,18 @@ class LivePlayer:
         sent once made and half the request's round trip later, after the previous chunk (done at
         `previous_s`), then its own time on the link (from its first byte, or the previous chunk's last
         byte `previous_last_s` if that came later: one piece may end one chunk and begin the next).
+        Held by no more than `left_out_s`, the time the clock has left out since the answer began:
+        only that makes a chunk early on it. The model alone holds chunks that came on time: the first
+        chunk's own time runs from its first piece counted back at the rate (less any MPD answer that
+        shared it; `ChunkTimer`) while it is made ready at that piece's arrival, so the piece's crossing
+        counts twice, and on a link-bound segment each later chunk keeps the hold (wave 10, 4x, quiet:
+        12 ms median, 30-90 ms where an MPD answer crossed with the first chunk; the emulated sessions
+        stalled more than their twins, each late chunk a short stall on a near-empty buffer).
         Returns when it is had."""
         first_byte_s = timer.first_byte_s if timer.first_byte_s is not None else requested
         ready = max(first_byte_s, schedule.chunk_available_s(segment, index) + (first_byte_s - requested) / 2)
         due = max(ready, previous_s) + max(0.0, chunk.last_byte_s - max(chunk.first_byte_s, previous_last_s))
+        due = min(due, max(self.now(), chunk.last_byte_s) + max(0.0, left_out_s))
         if due > self.now():
             await self._sleep(due - self.now())
         return max(due, chunk.last_byte_s)

@@ -6,14 +6,17 @@ keeps working K times faster against a channel whose clock runs K times faster."
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from abr.estimators import ChunkArrival
 from netsim.sources import open_trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, UrlTarget, play_headless
@@ -21,6 +24,7 @@ from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
+from player.live import LiveSchedule
 from player.research.experiment_live import LiveRunConfig, live_link
 from tests.player.client.conftest import Origin, mp4_box
 
@@ -185,6 +189,43 @@ async def test_a_clock_without_the_stacks_time_plays_a_channel_that_follows_it(l
     plain_url, _ = await live_origin(low_latency=True, speed=10.0)
     with pytest.raises(PlaybackError, match="X-Abrkit-Channel-Lag"):
         await _play_excluding(plain_url)
+
+
+class _Clock:
+    """The session clock `LivePlayer._not_before_made` reads and sleeps on, scripted."""
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+
+    def now(self) -> float:
+        return self.now_s
+
+    async def _sleep(self, session_s: float) -> None:
+        self.now_s += session_s
+
+
+async def test_a_chunk_that_came_on_time_is_not_held() -> None:
+    # A segment made long before its request, on a link-bound answer: the first piece (arrived at
+    # 10.1 s, counted back at the rate to 10.04 s) began chunk 0, which ended at 10.6 s, and chunk 1
+    # came right after it. Nothing was left out of the clock, so nothing came early: each is had as it
+    # came (the gate held both 60 ms: the first piece's crossing counted twice, kept by chunk 1).
+    schedule = LiveSchedule(availability_start_s=0.0, segment_duration_s=4.0, chunk_duration_s=0.5)
+    timer = SimpleNamespace(first_byte_s=10.1)
+    clock = _Clock(10.6)
+    chunk0 = ChunkArrival(first_byte_s=10.04, last_byte_s=10.6, size_bytes=20_000)
+    had0 = await LivePlayer._not_before_made(clock, schedule, 1, 0, chunk0, 10.0, timer, -math.inf, -math.inf,
+                                             left_out_s=0.0)
+    clock.now_s = 11.1
+    chunk1 = ChunkArrival(first_byte_s=10.6, last_byte_s=11.1, size_bytes=18_000)
+    had1 = await LivePlayer._not_before_made(clock, schedule, 1, 1, chunk1, 10.0, timer, had0, 10.6, left_out_s=0.0)
+    assert (had0, had1) == (pytest.approx(10.6), pytest.approx(11.1))
+    # Early on a clock that left 0.3 s out since the answer began: chunk 3 of segment 3 (made at 14 s)
+    # came at 13.8 s; had once made, half the round trip (0.05 s) and its own 0.01 s later.
+    clock.now_s = 13.8
+    chunk3 = ChunkArrival(first_byte_s=13.79, last_byte_s=13.8, size_bytes=2_000)
+    had3 = await LivePlayer._not_before_made(clock, schedule, 3, 3, chunk3, 12.4, SimpleNamespace(first_byte_s=12.5),
+                                             13.0, 13.0, left_out_s=0.3)
+    assert had3 == pytest.approx(14.06) and clock.now_s == pytest.approx(14.06)
 
 
 @web.middleware
