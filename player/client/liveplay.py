@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -73,6 +74,9 @@ _TAIL_LEAD_WALL_S = 0.0005
 # is what says a link sped up: above half a millisecond, tests/player/client/test_chunktimer.py's
 # 2x faster link is no longer caught up with.
 _BACK_TO_BACK_WALL_S = 0.00025
+# The other answers on the link kept for ChunkTimer's `others` (LivePlayer.answers_landed): the few that
+# can have crossed beside a chunk's first piece (a blocking reload per part, a rung switch's reload)
+_ANSWERS_KEPT = 64
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
@@ -174,8 +178,10 @@ class LivePlayer:
         # simulator's `ControlTraffic` takes them from an emulated twin): MPD, UTCTiming, init segment
         self.control_bytes = {"manifest": 0, "sync": 0, "init": 0}
         # The other answers' (session time landed, bytes) that share the link with media, for ChunkTimer
-        # (`others`): the HLS player's playlist reloads (player.client.hlslive); none tracked here
-        self.answers_landed: list[tuple[float, int]] = []
+        # (`others`): the HLS player's playlist reloads (player.client.hlslive); none tracked here. A timer
+        # reads back only to its chunk's previous piece, so the latest few are kept, not a live session's
+        # every reload (one per part: 7,200 an hour)
+        self.answers_landed: deque[tuple[float, int]] = deque(maxlen=_ANSWERS_KEPT)
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:

@@ -85,7 +85,7 @@ async def test_the_hls_player_gives_its_part_timer_every_playlist_answer(live_or
     (player,) = players
     assert isinstance(player, HlsLivePlayer) and player.chunk_s is not None and player.part_requests > 0
     landed = player.answers_landed
-    assert len(landed) == player.reloads and [t for t, _ in landed] == sorted(t for t, _ in landed)
+    assert len(landed) == min(player.reloads, landed.maxlen or player.reloads) and [t for t, _ in landed] == sorted(t for t, _ in landed)
     # A video playlist's answer: its body and, before it, the status line and headers.
     assert all(size > player.control_bytes["manifest"] // 2 for _, size in landed), landed
     assert max(size for _, size in landed) > player.control_bytes["manifest"] + 100
