@@ -1,8 +1,9 @@
 """The DASH live player's requests besides media on the link they share (`ControlTraffic` "mpd").
 
 One answer at a time, as the player (player/client/liveplay.py `_refresh_loop`) fetches them: the
-MPD a refresh period after the previous refresh's exchange ended, then, when the clock sync schedule
-says so, the UTCTiming answer(s), each a round trip after its request. An answer crossing alone has
+MPD a refresh period after the previous MPD answer had crossed (dash.js's ManifestUpdater: a clock
+re-sync meanwhile does not push it back, only a re-sync still crossing then does), and after an MPD,
+when the clock sync schedule says so, the UTCTiming answer(s), each a round trip after its request. An answer crossing alone has
 the link to itself; one crossing while a media transfer does shares the link fairly with it
 (`LinkModel.shared_finish`, the shaper's per-pipe fair share): the media ends later by exactly the
 answer's bytes (when the answer is the smaller), and the answer ends later than alone (up to twice
@@ -43,8 +44,11 @@ class ControlFlow:
         self._sync = sync
         self.planned = planned  # every answer requested so far: (first byte's session time, bytes)
         self.resyncs_s: list[float] = []  # session time each clock re-sync began
-        self.refreshed_s: list[float] = []  # session time each refresh's MPD answer had crossed
+        # session time each refresh was done: its MPD answer crossed, and its re-sync when it had one
+        # (the player's `manifest_refresh` event)
+        self.refreshed_s: list[float] = []
         self._now_s = -math.inf  # the answers' state is known up to here
+        self._loaded_s = -math.inf  # when the last MPD answer had crossed
         self._answer: _Answer | None = None
         self._request(first_request_s, 0)
 
@@ -63,12 +67,13 @@ class ControlFlow:
                 return
             self._sync.synced(end_s, 0.0)
         else:
-            self.refreshed_s.append(end_s)
+            self._loaded_s = end_s
             if self._sync_bytes and self._sync.due(end_s):
                 self.resyncs_s.append(end_s)
                 self._request(end_s, RESYNC_REQUESTS)
                 return
-        self._request(end_s + self._period_s, 0)
+        self.refreshed_s.append(end_s)
+        self._request(max(self._loaded_s + self._period_s, end_s), 0)
 
     def _bytes_until(self, time_s: float) -> float:
         return self._link.bytes_until(time_s + self._offset_s)

@@ -64,7 +64,7 @@ RELOADS = ("mpd", "part", "segment", "poll")  # ControlTraffic.reload
 class ControlTraffic:
     """What the live player (player.client.liveplay) fetches over its link besides media, as bytes
     on the link (body and response headers): the MPD every `refresh_period_s` (None: one segment, the
-    player's fallback for a missing minimumUpdatePeriod) after the previous refresh's exchange ended,
+    player's fallback for a missing minimumUpdatePeriod) after the previous MPD answer had crossed,
     then, when `clock_sync`'s schedule says so (`ClockSyncSchedule.due`), a UTCTiming request
     (`sync_bytes`); and a rung's init segment (`init_bytes`), fetched before the first segment played
     at that rung; and each media answer's status line and headers (`media_header_bytes`), which cross
@@ -349,8 +349,8 @@ class LiveDriver:
 
     @property
     def refreshed_s(self) -> list[float]:
-        """DASH: session time each refresh's MPD answer had crossed (the player's `manifest_refresh`
-        event, before any re-sync), those crossed by the session's end."""
+        """DASH: session time each refresh was done (its MPD answer crossed, and its re-sync if it had
+        one: the player's `manifest_refresh` event), those done by the session's end."""
         return self._flow.refreshed_s if self._flow is not None else []
 
     def _plan(self, until_s: float) -> None:

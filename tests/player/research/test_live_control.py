@@ -57,6 +57,16 @@ def test_the_clock_sync_follows_its_refresh_and_shares_the_link_too() -> None:
     end = flow.transfer(1.0, 200_000)  # 2 s alone
     assert [size for _, size in flow.planned[:3]] == [4_000, 1_000, 4_000]
     assert flow.resyncs_s == pytest.approx([1.18])  # as the MPD answer had crossed, shared
-    # the UTCTiming answer from 1.28 s, shared (20 ms); the next MPD a period after it, a round trip
-    assert flow.planned[2][0] == pytest.approx(1.3 + 2.0 + 0.1)
+    # the UTCTiming answer from 1.28 s, shared (20 ms, done at 1.3 s); the next MPD a period after the
+    # last one had crossed (dash.js: the re-sync does not push it back), a round trip
+    assert flow.refreshed_s[0] == pytest.approx(1.3)
+    assert flow.planned[2][0] == pytest.approx(1.18 + 2.0 + 0.1)
     assert end == pytest.approx(3.0 + 0.04 + 0.01)
+
+
+def test_a_resync_still_crossing_at_the_period_holds_the_next_refresh_back() -> None:
+    # a 250 kB UTCTiming answer (2.5 s alone) after the MPD crossed at 1.14 s: done at 3.74 s, past 1.14 + 2 s
+    flow = _flow(sync_bytes=250_000, clock_sync=EVERY_REFRESH)
+    flow.advance(10.0)
+    assert flow.resyncs_s[0] == pytest.approx(1.14) and flow.refreshed_s[0] == pytest.approx(3.74)
+    assert flow.planned[2][0] == pytest.approx(3.74 + 0.1)
