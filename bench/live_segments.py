@@ -121,10 +121,12 @@ def simulate_twin(kept: dict[str, Any], trace: Trace, config: LiveRunConfig, con
     twin = LiveSession(make(kept["abr"]), NominalSizes(video), sim.session, live=sim.live, schedule=sim.schedule(),
                        record_events=True)
     chunks = live_chunks(content.video, content.chunk_sizes_bytes, sim) if content.chunk_sizes_bytes is not None else None
-    LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
-               control=sim.control, chunk_sizes_bytes=chunks).drive()
+    driver = LiveDriver(twin, video, trace, rtt_s=sim.rtt_s, trace_time_s=info.get("joined_at_s") or 0.0,
+                        control=sim.control, chunk_sizes_bytes=chunks)
+    driver.drive()
     events = [{"t": e.time_s, "type": e.kind, **e.data} for e in twin.events if e.kind in (*STALL_EVENTS, "chunk")]
-    return Side.of(twin, events), twin.stats()
+    events += [{"t": t, "type": "manifest_refresh"} for t in driver.refreshed_s]
+    return Side.of(twin, sorted(events, key=lambda e: e["t"])), twin.stats()
 
 
 def stalls(side: Side) -> list[tuple[float, float]]:
@@ -185,6 +187,14 @@ def compare(kept: dict[str, Any], emulated: Side, twin: Side, twin_stats: LiveSt
         e_t, s_t = chunk_times(emulated, k), chunk_times(twin, k)
         print(f"segment {k}'s chunks had, s after its first was available (emulate/sim, diff): "
               + ", ".join(f"{a:.3f}/{b:.3f} ({a - b:+.3f})" for a, b in zip(e_t, s_t)))
+    refreshed = [[e["t"] - one.joined_at_s for e in one.events if e["type"] == "manifest_refresh"]
+                 for one in (emulated, twin)]
+    if all(len(r) > 1 for r in refreshed):
+        cycles = [sorted(b - a for a, b in zip(r, r[1:])) for r in refreshed]
+        n = min(map(len, refreshed))
+        print(f"MPD refreshes: cycle median {cycles[0][len(cycles[0]) // 2]:.3f}/{cycles[1][len(cycles[1]) // 2]:.3f} s "
+              f"(emulate/sim); refresh k done, emulate - sim, s: "
+              + " ".join(f"{a - b:+.2f}" for a, b in zip(refreshed[0][:n], refreshed[1][:n])))
     both = [(emu_samples[k], sim_samples[k]) for k in sorted(set(emu_samples) & set(sim_samples))]
     if both:
         ratios = sorted(e / s for e, s in both)

@@ -60,6 +60,18 @@ class LinkModel:
     def download_time(self, start_s: float, size_bytes: float) -> float:
         return self.finish_time(start_s, size_bytes) - start_s
 
+    def shared_finish(self, start_s: float, first_bytes: float, second_bytes: float) -> tuple[float, float]:
+        """When each of two transfers receiving from `start_s` on completes if they share the link
+        fairly (processor sharing: the shaper's `PacedLink` splits its capacity evenly between
+        backlogged pipes) and nothing else starts: each has half the capacity until the smaller is
+        done, the larger then all of it. Work-conserving, so the larger ends when both transfers'
+        bytes have crossed (as if alone with the smaller's bytes added to its own); the smaller ends
+        when twice its bytes have, later than alone. Equal sizes end together."""
+        base = self.bytes_until(start_s)
+        small_end = max(start_s, self.time_for_bytes(base + 2 * min(first_bytes, second_bytes)))
+        both_end = max(start_s, self.time_for_bytes(base + first_bytes + second_bytes))
+        return (small_end, both_end) if first_bytes <= second_bytes else (both_end, small_end)
+
 
 class LinkBatch:
     """Many traces at once, vectorised: element j of every query array is a transfer on trace j.

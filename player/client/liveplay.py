@@ -535,13 +535,17 @@ class LivePlayer:
         """Re-read the MPD every minimumUpdatePeriod (one segment when it is missing or 0) and tell
         the session where the newest segment is."""
         period = self.manifest.minimum_update_period_s or self.session.schedule.segment_duration_s
+        loaded = self.now()
         while True:
-            await self._sleep(period)
+            # dash.js (ManifestUpdater.update): a period after the last MPD was loaded and parsed; a
+            # clock re-sync meanwhile (its background sync) does not push the refresh back.
+            await self._sleep(period - (self.now() - loaded))
             urls = manifest_urls_now(self.source.stack, self.source.manifest_urls)  # steering's latest ranking
             result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
             self.requests += 1
             self.control_bytes["manifest"] = len(result.body)
             manifest = parse_mpd(result.body, result.url)
+            loaded = self.now()
             if not is_live(manifest) or manifest.availability_start_time is None:
                 raise PlaybackError("the refreshed MPD is no longer live")
             self.manifest = manifest

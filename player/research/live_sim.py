@@ -13,7 +13,9 @@ The link carries more than media (`ControlTraffic`): the live player fetches the
 schedule both follow: player/clocksync.py, dash.js's), and fetches a rung's init segment before its
 first segment. Those bytes share the link with the media:
 a chunk on the link while they cross ends that much later (the link is work-conserving; under fair
-sharing a small answer that finishes first delays the larger one by exactly its bytes). Measured
+sharing a small answer that finishes first delays the larger one by exactly its bytes), and the
+DASH player's MPD and UTCTiming answers end later than alone, so its next refresh does too
+(player/research/live_control.py; HLS playlists are timed as if alone). Measured
 against the shaper's own byte record, they are the ~4.9 kB per 4 s segment the emulated link
 carried beyond the segments' bodies (docs/LIVE-SIM.md, "What else crosses the link").
 
@@ -44,8 +46,9 @@ from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.link import LinkModel
 from netsim.trace import Trace
 from player.abandon import AbandonRule
-from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
+from player.clocksync import ClockSyncConfig, ClockSyncSchedule
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
+from player.research.live_control import ControlFlow
 from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
 from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
@@ -61,7 +64,7 @@ RELOADS = ("mpd", "part", "segment", "poll")  # ControlTraffic.reload
 class ControlTraffic:
     """What the live player (player.client.liveplay) fetches over its link besides media, as bytes
     on the link (body and response headers): the MPD every `refresh_period_s` (None: one segment, the
-    player's fallback for a missing minimumUpdatePeriod) after the previous refresh's exchange ended,
+    player's fallback for a missing minimumUpdatePeriod) after the previous MPD answer had crossed,
     then, when `clock_sync`'s schedule says so (`ClockSyncSchedule.due`), a UTCTiming request
     (`sync_bytes`); and a rung's init segment (`init_bytes`), fetched before the first segment played
     at that rung; and each media answer's status line and headers (`media_header_bytes`), which cross
@@ -214,8 +217,8 @@ class LiveDriver:
         self._sizes = video.sizes_bytes
         self._link = LinkModel(trace, payload_factor=payload_factor)
         self._offset_s = trace_time_s - session.time_s
-        # The player's other requests (`ControlTraffic`): answers not yet on the link as (session time
-        # their first byte can cross, bytes); the link is busy with them until `_free_s`.
+        # The player's other requests (`ControlTraffic`). HLS: answers not yet on the link as (session
+        # time their first byte can cross, bytes); the link is busy with them until `_free_s`.
         self._control = control
         self._side: deque[tuple[float, int]] = deque()
         self.planned: list[tuple[float, int]] = []  # every control answer so far, as queued
@@ -248,6 +251,15 @@ class LiveDriver:
             refresh_s = 0.0 if control.reload != "poll" else control.target_duration_s or refresh_s
         self._refresh_period_s = refresh_s
         self._next_refresh_s = joined + refresh_s if control.refreshes else math.inf
+        # DASH: the MPD and clock sync answers share the link with the media as they cross (live_control.py).
+        self._flow: ControlFlow | None = None
+        if control.refreshes and not control.hls:
+            self._flow = ControlFlow(self._link, offset_s=self._offset_s, rtt=self._rtt,
+                                     manifest_bytes=control.manifest_bytes, sync_bytes=control.sync_bytes,
+                                     period_s=refresh_s, first_request_s=self._next_refresh_s, sync=self._sync,
+                                     planned=self.planned)
+            self.resyncs_s = self._flow.resyncs_s
+            self._next_refresh_s = math.inf  # the flow plans them
         session.advance(joined)  # the session joins at its first action
         self._inits: set[int] = set()
 
@@ -256,6 +268,8 @@ class LiveDriver:
         while True:
             action = session.next_action()
             if isinstance(action, Finished):
+                if self._flow is not None:  # the answers crossed by the end (the player's re-syncs so far)
+                    self._flow.advance(session.time_s)
                 return
             if isinstance(action, Wait):
                 session.advance(session.time_s + action.duration_s)
@@ -333,22 +347,16 @@ class LiveDriver:
     def _finish(self, start_s: float, size_bytes: float) -> float:
         return self._link.finish_time(start_s + self._offset_s, size_bytes) - self._offset_s
 
+    @property
+    def refreshed_s(self) -> list[float]:
+        """DASH: session time each refresh was done (its MPD answer crossed, and its re-sync if it had
+        one: the player's `manifest_refresh` event), those done by the session's end."""
+        return self._flow.refreshed_s if self._flow is not None else []
+
     def _plan(self, until_s: float) -> None:
-        """Queue the control answers whose requests go out by `until_s`: the MPD, then the clock
-        re-sync when due (each a round trip and its bytes, one after another), then the refresh
-        period again."""
-        control = self._control
+        """HLS: queue the playlist reloads whose requests go out by `until_s` (DASH's answers: `_flow`)."""
         while self._next_refresh_s <= until_s:
-            if control.hls:
-                self._plan_reload()
-                continue
-            at = self._exchange(self._next_refresh_s, control.manifest_bytes)
-            if control.sync_bytes and self._sync.due(at):
-                self.resyncs_s.append(at)
-                for _ in range(RESYNC_REQUESTS):
-                    at = self._exchange(at, control.sync_bytes)
-                self._sync.synced(at, 0.0)
-            self._next_refresh_s = at + self._refresh_period_s
+            self._plan_reload()
 
     def _plan_reload(self) -> None:
         """The HLS player's next reload of the playing rendition's playlist (`ControlTraffic.reload`)."""
@@ -417,17 +425,19 @@ class LiveDriver:
         return max(requested_s, self._listed_s(complete)), False
 
     def _exchange(self, at_s: float, size_bytes: int) -> float:
-        """One control request at `at_s`, its answer queued; when it has crossed (alone on the link:
-        the next request waits for this answer)."""
+        """One of the DASH join's UTCTiming requests at `at_s`: when its answer has crossed (alone on
+        the link: the session joins once they have)."""
         first = at_s + self._rtt(at_s)
-        self._side.append((first, size_bytes))
         self.planned.append((first, size_bytes))
         return self._finish(first, size_bytes)
 
     def _transfer(self, start_s: float, size_bytes: int) -> float:
         """When `size_bytes` starting to cross at `start_s` have crossed, with the control answers
-        sharing the link: one still crossing at `start_s`, or arriving before the end, adds its
-        bytes (a work-conserving link); one that crossed while the link was idle does not."""
+        sharing the link. DASH: `ControlFlow.transfer`. HLS: a playlist answer still crossing at
+        `start_s`, or arriving before the end, adds its bytes (a work-conserving link); one that
+        crossed while the link was idle does not (each timed as if alone)."""
+        if self._flow is not None:
+            return self._flow.transfer(start_s, size_bytes)
         self._plan(start_s)
         while self._side and self._side[0][0] <= start_s:
             first, size = self._side.popleft()

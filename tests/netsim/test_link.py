@@ -5,6 +5,7 @@ import pytest
 
 from netsim import synthetic
 from netsim.link import LinkBatch, LinkModel
+from netsim.sharing import replay
 from netsim.trace import Trace
 
 
@@ -53,6 +54,19 @@ def test_inverse_of_cumulative_capacity(step_trace: Trace) -> None:
     link = LinkModel(step_trace)
     for t in [0.0, 0.3, 9.99, 10.0, 25.5, 31.0, 95.25]:
         assert link.time_for_bytes(link.bytes_until(t)) == pytest.approx(t, abs=1e-9)
+
+
+def test_two_transfers_sharing_the_link_end_as_fair_sharing_has_them() -> None:
+    # 1 MB/s then 0.25 MB/s from 1 s: a 0.2 MB answer and a 1 MB segment both receiving from 0.5 s
+    link = LinkModel(Trace(name="step", durations_s=np.array([1.0, 10.0]), bandwidth_bps=np.array([8e6, 2e6])))
+    answer_end, segment_end = link.shared_finish(0.5, 200_000, 1_000_000)
+    assert answer_end == pytest.approx(0.9)  # half of 1 MB/s: 0.4 s, not the 0.2 s it takes alone
+    assert segment_end == pytest.approx(link.finish_time(0.5, 1_200_000))  # later by the answer's bytes only
+    assert link.shared_finish(0.5, 1_000_000, 200_000) == (segment_end, answer_end)  # either order
+    assert link.shared_finish(0.5, 300_000, 300_000) == pytest.approx((1.4, 1.4))  # equal sizes end together
+    # across the rate change the smaller gets half of each rate: as netsim.sharing's processor sharing has it
+    assert link.shared_finish(0.5, 500_000, 900_000) == pytest.approx(tuple(replay(link, [(0.5, 0.0, 500_000),
+                                                                                         (0.5, 0.0, 900_000)])))
 
 
 def test_batch_equals_scalar_for_every_trace(rng: np.random.Generator) -> None:

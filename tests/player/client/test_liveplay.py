@@ -69,6 +69,39 @@ async def test_joins_the_live_channel_at_speed_10(live_origin: Origin) -> None:
     assert statuses["time"] == 3 + 1 and live["manifest_refreshes"] >= 8
 
 
+async def test_a_clock_resync_does_not_push_the_next_refresh_back(live_origin: Origin) -> None:
+    # dash.js refreshes a period after the MPD was loaded, its clock re-sync in the background. The
+    # re-sync's answer (the 4th /time, at the first refresh 30 s after the join) is held 0.3 s of wall
+    # time, 3 s of session time at 10x, split around the answer so its midpoint stays true.
+    times = 0
+
+    @web.middleware
+    async def slow_resync(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+        nonlocal times
+        slow = request.path.endswith("/time") and (times := times + 1) > 3
+        if slow:
+            await asyncio.sleep(0.15)
+        response = await handler(request)
+        if slow:
+            await asyncio.sleep(0.15)
+        return response
+
+    url, statuses = await live_origin((slow_resync,), low_latency=False, speed=10.0)
+    log = EventLog()
+    config = PlayerConfig(abr="dynamic", decode="none", speed=10.0)
+    report = await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config,
+                                 link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40), events=log,
+                                 live=LivePlayConfig(duration_s=40.0))
+    live = _check(report, statuses, duration_s=40.0, slack_s=1.5)
+    assert len(live["resyncs_s"]) == 1 and statuses["time"] == 3 + 1
+    resync = live["resyncs_s"][0]  # as the refresh's MPD was parsed
+    # that refresh done once its re-sync is (3 s on); the next a period (4 s) and an MPD exchange after
+    # its MPD, not 4 s after the re-sync
+    after = [e["t"] for e in log.events if e["type"] == "manifest_refresh" and e["t"] > resync]
+    assert len(after) >= 2 and after[0] >= resync + 3.0 and 4.0 <= after[1] - resync < 4.0 + 1.5, (resync, after)
+
+
 async def test_low_latency_reads_chunks_as_they_arrive(live_origin: Origin) -> None:
     url, statuses = await live_origin(low_latency=True)  # 0.5 s chunks, target 2 s
     report = await _play(url, speed=1.0, duration_s=6.0)

@@ -154,6 +154,23 @@ def test_the_players_refreshes_share_a_busy_link_with_the_media() -> None:
         assert delay_s > 0.9 * sum(landed) * 8 / 0.8e6
 
 
+def test_a_refresh_crossing_a_streaming_segment_shares_the_link_fairly() -> None:
+    # 1 Mbit/s segments over a 0.8 Mbit/s link (2.5 s each, one after another): the first refresh's
+    # 4 kB answer crosses from 2.08 s, in the middle of segment 4. With half the link while the segment
+    # streams it ends 2 x 40 ms after its first byte (alone: 40 ms) and the next refresh goes out a
+    # period after that, as the emulated player's does; the segment ends the answer's 40 ms later
+    # than with media alone, as before.
+    refresh = ControlTraffic(manifest_bytes=4_000, refresh_period_s=2.0)
+    media_only, _ = _ends(ControlTraffic(), rate_bps=0.8e6, chunk_s=None, qualities=(0,) * 40)
+    shared, driver = _ends(refresh, rate_bps=0.8e6, chunk_s=None, qualities=(0,) * 40)
+    alone_s = 4_000 * 8 / 0.8e6
+    first = driver.planned[0][0]
+    assert first == pytest.approx(2.08) and media_only[4] - 2.5 < first < first + 2 * alone_s < media_only[4]
+    assert driver.refreshed_s[0] == pytest.approx(first + 2 * alone_s)
+    assert driver.planned[1][0] == pytest.approx(first + 2 * alone_s + 2.0 + 0.08)  # a period on, a round trip
+    assert shared[4] == pytest.approx(media_only[4] + alone_s)
+
+
 def test_the_clock_is_synced_again_on_the_players_schedule() -> None:
     # dash.js's defaults: the first re-sync on the first refresh 30 s after the join's, then 60 s
     # after that one, then 120 s (a simulated clock never drifts); one UTCTiming answer each
