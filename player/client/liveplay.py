@@ -291,7 +291,22 @@ class LivePlayer:
 
     async def run(self) -> PlaybackReport:
         self._t0 = self.fetcher.clock()
-        error: str | None = None
+        try:
+            await self._join()
+        except (FetchError, PlaybackError, MpdError) as exc:
+            # Failed before the session started (the clock sync, the first playlists, an init segment):
+            # logged and reported as a failure later is, with an `end` event, and no live figures.
+            emit_event(self.events, self.now(), "error", message=str(exc))
+            report = PlaybackReport.not_started(self.source, self.config, [r.bandwidth_bps for r in self.reps],
+                                                requests=self.requests, failed_requests=self.early_requests,
+                                                error=str(exc))
+            emit_event(self.events, self.now(), "end",
+                       **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
+            return report
+        return await self._session()
+
+    async def _join(self) -> None:
+        """The clock sync, the schedule and the session, and the decoder started: the session can start."""
         self.clock_offset_s = self._rate_offset_s = self.joined_offset_s = await self.sync_clock()
         self._synced_at = self.now()
         self.sync_schedule.synced(self._synced_at, self.clock_offset_s)
@@ -310,6 +325,11 @@ class LivePlayer:
             # Chunks (DASH low-latency, LL-HLS parts) are submitted one by one as pieces of one stream
             await self.decoder.start({r.id: (list(r.init.urls), {}) for r in (*self.reps, *self.audio_reps)
                                       if r.init is not None}, self.fetcher, continuous=schedule.chunks_per_segment > 1)
+
+    async def _session(self) -> PlaybackReport:
+        """From the `start` event to the `end` event: the session played until its end or an error."""
+        error: str | None = None
+        schedule, live_config = self.session.schedule, self.session.live
         emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
@@ -654,12 +674,3 @@ async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetch
         on_player(player)
     return await player.run()
 
-
-def format_live(live: Mapping[str, Any]) -> str:
-    """The report's live line."""
-    join = live.get("join_s")
-    join_text = f"{join:.2f} s" if isinstance(join, float) else "-"
-    return (f"  live: latency p50 {live['latency_p50_s']} s, p95 {live['latency_p95_s']} s, max "
-            f"{live['latency_max_s']} s (target {live['target_latency_s']} s), join {join_text}, drift "
-            f"{live['drift_mean_s']} s, {live['rate_changes']} rate changes, {live['stalls']} stalls, "
-            f"{live['seeks_to_live']} seeks to live, {live['early_requests']} early requests")
