@@ -26,7 +26,7 @@ from player.research.live_sim import (
 )
 from player.video import Video
 from tests.player.conftest import Scripted
-from tests.player.research.test_sim_terminates import random_traces
+from tests.player.research.simkit import random_traces
 
 LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
 # A clock sync after every 2 s refresh (the shortest interval dash.js allows, held there)
