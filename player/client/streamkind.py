@@ -1,7 +1,7 @@
 """What kind of session `abrkit play` runs, and options given for another kind. Three things decide
 what an option can do: the stream (on demand, live DASH, live HLS: known only from the bootstrapped
-manifest), the player (a window, or headless) and the target (a URL played directly, a title
-through a stack's gateway, the demo on a stack of its own). An option the session would not read
+manifest), the player (a window, or headless), the target (a URL played directly, a title
+through a stack's gateway, the demo on a stack of its own) and the link (shaped by a trace, or not). An option the session would not read
 (a target latency for an on-demand title, `--exit-after` with no window, `--user` for a URL) is an
 error naming it, not a session that quietly differs from the one asked for.
 
@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 StreamKind = Literal["on-demand", "live DASH", "live HLS"]
 PlayerKind = Literal["window", "headless"]
 TargetKind = Literal["URL", "title", "demo"]
-SessionKind = StreamKind | PlayerKind | TargetKind
+LinkKind = Literal["with --trace", "without --trace"]
+SessionKind = StreamKind | PlayerKind | TargetKind | LinkKind
 STREAM_KINDS: tuple[StreamKind, ...] = get_args(StreamKind)
 PLAYER_KINDS: tuple[PlayerKind, ...] = get_args(PlayerKind)
 TARGET_KINDS: tuple[TargetKind, ...] = get_args(TargetKind)
+LINK_KINDS: tuple[LinkKind, ...] = get_args(LinkKind)
 # One session is one kind of each: an option applies to some kinds of one of them.
-KIND_AXES: tuple[tuple[SessionKind, ...], ...] = (STREAM_KINDS, PLAYER_KINDS, TARGET_KINDS)
+KIND_AXES: tuple[tuple[SessionKind, ...], ...] = (STREAM_KINDS, PLAYER_KINDS, TARGET_KINDS, LINK_KINDS)
 LIVE: frozenset[StreamKind] = frozenset({"live DASH", "live HLS"})
 
 # How `check` says what the session is: "{subject} is an on-demand stream", "{subject} plays headless".
@@ -34,7 +36,8 @@ _IS: dict[SessionKind, str] = {
     "on-demand": "is an on-demand stream", "live DASH": "is a live DASH stream", "live HLS": "is a live HLS stream",
     "window": "plays in a window", "headless": "plays headless (no window)",
     "URL": "is a URL, played directly (not through a stack's gateway)",
-    "title": "is a title, played through a stack's gateway", "demo": "plays on a stack of its own"}
+    "title": "is a title, played through a stack's gateway", "demo": "plays on a stack of its own",
+    "with --trace": "plays through a shaped link", "without --trace": "plays on an unshaped link (no --trace)"}
 
 
 def stream_kind(manifest: Manifest) -> StreamKind:
@@ -55,7 +58,7 @@ def _axis(kind: SessionKind) -> tuple[SessionKind, ...]:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StreamOptions:
     """Options given (as the user spelled them, e.g. `--target-latency-s`), each with the kinds of
-    session it applies to (all of one axis: stream, player or target); `check` refuses those that
+    session it applies to (all of one axis: stream, player, target or link); `check` refuses those that
     do not apply to the session's kind on that axis."""
 
     applies_to: tuple[tuple[str, frozenset[SessionKind]], ...] = ()

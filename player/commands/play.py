@@ -52,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
     add_abr_arguments(parser, default="dynamic, dash.js's default")
     parser.add_argument("--trace", help="shape the link to this trace (file or synthetic spec, e.g. step:4e6,1e6@5)")
-    parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link")
-    parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
+    traced = [parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link"),
+              parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")]
     parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
     headless = [parser.add_argument("--decode", choices=DECODE_MODES, default="all",
                                     help="headless decoding (default all; a window decodes every frame)")]
@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         (a.dest, "/".join(a.option_strings), a.default, kinds)
         for actions, kinds in ((on_demand, ("on-demand",)), (live, ("live DASH", "live HLS")),
                                (live_dash, ("live DASH",)), (live_hls, ("live HLS",)), (window, ("window",)),
-                               (headless, ("headless",)), (title, ("title",)), (url, ("URL",)))
+                               (headless, ("headless",)), (title, ("title",)), (url, ("URL",)),
+                               (traced, ("with --trace",)))
         for a in actions))
 
 
@@ -151,8 +152,9 @@ def stream_options(args: argparse.Namespace) -> StreamOptions:
 
 
 def check_player_and_target(args: argparse.Namespace, *, windowed: bool) -> None:
-    """`CliError` for an option the player (window or headless) or the target would ignore."""
+    """`CliError` for an option the player (window or headless), the target or the link would ignore."""
     options = stream_options(args)
+    options.check("with --trace" if args.trace else "without --trace", "the session")
     if windowed:
         options.check("window", "the session")
     else:

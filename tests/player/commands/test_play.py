@@ -83,7 +83,11 @@ def test_live_plays_60_s_headless_and_until_quit_in_a_window_unless_told() -> No
     (("bbb", "--headless", "--key", "00" * 16 + ":" + "11" * 16), False,
      "title 'bbb' is a title, played through a stack's gateway, which this option does not apply to: "
      "--key (URL only); leave it out"),
-], ids=["headless-window-options", "no-display", "window-decode", "url-login-options", "demo-user", "title-key"])
+    (("https://cdn.example/t/manifest.mpd", "--headless", "--rtt-ms", "40", "--offset-s", "5"), False,
+     "the session plays on an unshaped link (no --trace), which these options do not apply to: "
+     "--rtt-ms (with --trace only), --offset-s (with --trace only); leave them out"),
+], ids=["headless-window-options", "no-display", "window-decode", "url-login-options", "demo-user", "title-key",
+        "link-without-trace"])
 def test_options_the_player_or_the_target_would_ignore_are_an_error_naming_them(
         argv: tuple[str, ...], windowed: bool, named: str) -> None:
     with pytest.raises(CliError) as caught:
@@ -95,7 +99,8 @@ def test_options_the_player_or_the_target_would_ignore_are_an_error_naming_them(
     (("https://cdn.example/t/manifest.mpd", "--exit-after", "5", "--screenshot", "x.png", "--key", "00:11"), True),
     (("bbb", "--headless", "--decode", "none", "--user", "alice", "--region", "eu", "--password-stdin"), False),
     (("--headless", "--decode", "all", "--target-latency-s", "3"), False),  # a default given, a stream option
-], ids=["window-url", "headless-title", "demo"])
+    (("--headless", "--trace", "constant:5e6", "--rtt-ms", "40", "--offset-s", "5"), False),
+], ids=["window-url", "headless-title", "demo", "traced"])
 def test_options_for_the_player_and_target_pass(argv: tuple[str, ...], windowed: bool) -> None:
     play.check_player_and_target(_args(*argv), windowed=windowed)
 
