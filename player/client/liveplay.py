@@ -30,7 +30,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from abr.estimators import ChunkArrival
@@ -52,9 +52,10 @@ from player.client.headless import (
     log_decode_errors,
     watch_decode_errors,
 )
+from player.client.liveconfig import LivePlayConfig
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.client.renewal import manifest_urls_now
-from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
+from player.clocksync import RESYNC_REQUESTS, ClockSyncSchedule
 from player.events import EventSink, emit_event
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
@@ -79,25 +80,6 @@ _BACK_TO_BACK_WALL_S = 0.00025
 _ANSWERS_KEPT = 64
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LivePlayConfig:
-    """How long to play, what latency to aim for (None: the MPD's ServiceDescription target,
-    else its suggestedPresentationDelay, else 3 s) and when to sync the clock (dash.js's schedule)."""
-
-    duration_s: float = 60.0
-    target_latency_s: float | None = None
-    clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
-    # Live HLS: play LL-HLS parts where a playlist offers them (hls.js's lowLatencyMode); False:
-    # whole segments at HOLD-BACK (player/client/hlslive.py)
-    play_parts: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.duration_s > 0:
-            raise ValueError(f"live play duration must be > 0 s, got {self.duration_s}")
-        if self.target_latency_s is not None and not self.target_latency_s > 0:
-            raise ValueError(f"target latency must be > 0 s, got {self.target_latency_s}")
 
 
 def is_live(manifest: Manifest) -> bool:

@@ -31,7 +31,7 @@ from player.media.modes import DECODE_MODES
 if TYPE_CHECKING:
     from player.client.harness import PlayTarget
     from player.client.headless import PlayerConfig
-    from player.client.liveplay import LivePlayConfig
+    from player.client.liveconfig import LivePlayConfig
     from player.client.streamkind import StreamOptions, TargetKind
     from player.desktop.demostack import DemoStackProcess
 
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live_config(args: argparse.Namespace, *, default_duration_s: float) -> LivePlayConfig:
-    from player.client.liveplay import LivePlayConfig
+    from player.client.liveconfig import LivePlayConfig
 
     duration_s = args.duration_s if args.duration_s is not None else default_duration_s
     try:
