@@ -228,6 +228,9 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
           f"reloads {info.get('playlist_reloads')}, part requests {info.get('part_requests')}")
     print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
           f"reloads {driver.playlist_reloads()}")
+    for name, kept in (("emulated parts", player.part_log), ("simulated downloads", driver.arrival_log)):
+        if kept.maxlen is not None and len(kept) == kept.maxlen:  # bounded logs (a live session's can be hours)
+            print(f"  only the latest {kept.maxlen} {name} are kept: the first segments show none of them")
     parts_e: dict[int, list[Any]] = {}
     for p in player.part_log:
         parts_e.setdefault(p.segment, []).append(p)

@@ -212,8 +212,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
         source = await _bootstrap(fetcher, target)
         stream_options.check(stream_kind(source.manifest),
                              target.url if isinstance(target, UrlTarget) else f"title {target.title!r}")
-        if events is None:
-            events = stack.enter_context(EventLog(log_path))
+        if events is None:  # written to `log_path` only: a window's live session plays for hours
+            events = stack.enter_context(EventLog(log_path, keep=False))
         emit_event(events, 0.0, "bootstrap", **{k: round(v, 4) for k, v in source.timings_s.items()})
         decoder = decoder_factory(source) if decoder_factory is not None else None
         if decoder is not None:  # every path stops its threads: VOD, live (which never finishes it), errors

@@ -232,6 +232,17 @@ class PlaybackReport:
             out["live"] = dict(self.live)
         return out
 
+    @classmethod
+    def not_started(cls, source: PlaybackSource, config: PlayerConfig, ladder_bps: Sequence[float], *,
+                    requests: int, failed_requests: int, error: str) -> PlaybackReport:
+        """The report of a session that failed before it started (a live join's clock sync or first
+        playlists): nothing played, the error says why."""
+        metrics = session_metrics(bitrates_bps=[], rebuffer_s=[], ladder_bps=ladder_bps, segment_duration_s=1.0,
+                                  startup_s=0.0, rebuffer_count=0)
+        return cls(title=source.title, abr=config.abr, metrics=metrics, records=(), frames_decoded=0, frames_failed=0,
+                   requests=requests, failed_requests=failed_requests, abandoned=0, duration_s=0.0,
+                   first_frame_s=None, bootstrap_s=dict(source.timings_s), error=error)
+
 
 class HeadlessPlayer:
     """One playback session against real HTTP servers: a pipeline task per media type."""
@@ -594,8 +605,16 @@ def print_report(report: PlaybackReport, *, as_json: bool) -> None:
               f"requests video {by_media.get('video', 0)}, audio {by_media.get('audio', 0)}, "
               f"other {by_media.get('other', 0)}")
     if report.live is not None:
-        from player.client.liveplay import format_live
-
         print(format_live(report.live))
     if report.error:
         print(f"  playback stopped: {report.error}")
+
+
+def format_live(live: Mapping[str, Any]) -> str:
+    """The report's live line."""
+    join = live.get("join_s")
+    join_text = f"{join:.2f} s" if isinstance(join, float) else "-"
+    return (f"  live: latency p50 {live['latency_p50_s']} s, p95 {live['latency_p95_s']} s, max "
+            f"{live['latency_max_s']} s (target {live['target_latency_s']} s), join {join_text}, drift "
+            f"{live['drift_mean_s']} s, {live['rate_changes']} rate changes, {live['stalls']} stalls, "
+            f"{live['seeks_to_live']} seeks to live, {live['early_requests']} early requests")

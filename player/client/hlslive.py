@@ -39,6 +39,7 @@ import asyncio
 import functools
 import math
 import statistics
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ STALE_TARGET_DURATIONS = 4.0  # no new segment for this many target durations: t
 UNIFORM_TOLERANCE = 0.1  # a segment's EXTINF may differ from the median by this fraction of it
 DATE_TOLERANCE = 0.25  # of a segment duration: how far a date may sit from where the durations put it
 JOIN_TARGET_DURATIONS = 3.0  # RFC 8216 6.3.3
+PARTS_KEPT = 1024  # HlsLivePlayer.part_log: the latest video parts (an hour of 0.5 s parts is 7,200)
 
 
 def is_hls_live(manifest: Manifest) -> bool:
@@ -143,7 +145,7 @@ class HlsLivePlayer(LivePlayer):
         self.chunk_s: float | None = None  # one part (segment / parts per segment) when parts are played
         self.part_hold_back_s: float | None = None
         self.part_requests = 0
-        self.part_log: list[PartRecord] = []  # every video part fetched, in order
+        self.part_log: deque[PartRecord] = deque(maxlen=PARTS_KEPT)  # the latest video parts fetched, in order
         self.part_rtt_s = math.inf  # the quickest first byte of a part so far: about a round trip
 
     # -- clock and schedule -------------------------------------------------------------------------

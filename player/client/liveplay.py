@@ -30,8 +30,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 from abr.estimators import ChunkArrival
@@ -39,7 +38,9 @@ from abr.qoe import LiveQoe, session_metrics
 from abr.registry import make
 from abr.types import Abandoning, Ladder
 from netsim.clock import sleep_on
+from player.client import channelclock
 from player.client.bootstrap import PlaybackSource
+from player.client.channelclock import UTC_TIMING_SCHEMES, parse_server_time
 from player.client.chunktimer import ChunkTimer, chunk_ends  # noqa: F401  (chunk_ends: re-exported)
 from player.client.decoding import Decoder
 from player.client.fetch import Fetcher, FetchError
@@ -51,15 +52,15 @@ from player.client.headless import (
     log_decode_errors,
     watch_decode_errors,
 )
+from player.client.liveconfig import LivePlayConfig
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
 from player.client.renewal import manifest_urls_now
-from player.clocksync import RESYNC_REQUESTS, ClockSyncConfig, ClockSyncSchedule
+from player.clocksync import RESYNC_REQUESTS, ClockSyncSchedule
 from player.events import EventSink, emit_event
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
 from player.timeline import MediaType, Timeline
 
-UTC_TIMING_SCHEMES = ("urn:mpeg:dash:utc:http-xsdate:2014", "urn:mpeg:dash:utc:http-iso:2014")
 DEFAULT_TARGET_LATENCY_S = 3.0
 _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
 # The most a chunk's late last piece is moved back to when its bytes crossed (ChunkTimer): a paced
@@ -79,25 +80,6 @@ _BACK_TO_BACK_WALL_S = 0.00025
 _ANSWERS_KEPT = 64
 # Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
 CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LivePlayConfig:
-    """How long to play, what latency to aim for (None: the MPD's ServiceDescription target,
-    else its suggestedPresentationDelay, else 3 s) and when to sync the clock (dash.js's schedule)."""
-
-    duration_s: float = 60.0
-    target_latency_s: float | None = None
-    clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
-    # Live HLS: play LL-HLS parts where a playlist offers them (hls.js's lowLatencyMode); False:
-    # whole segments at HOLD-BACK (player/client/hlslive.py)
-    play_parts: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.duration_s > 0:
-            raise ValueError(f"live play duration must be > 0 s, got {self.duration_s}")
-        if self.target_latency_s is not None and not self.target_latency_s > 0:
-            raise ValueError(f"target latency must be > 0 s, got {self.target_latency_s}")
 
 
 def is_live(manifest: Manifest) -> bool:
@@ -128,17 +110,6 @@ def _template(rep: Representation) -> LiveTemplate:
     return rep.live
 
 
-def parse_server_time(text: str) -> float:
-    """An http-xsdate / http-iso answer (xs:dateTime) as unix seconds."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise PlaybackError(f"the UTCTiming server answered {text.strip()[:60]!r}, not an xs:dateTime") from None
-    if value.tzinfo is None:
-        raise PlaybackError(f"the UTCTiming server's time {text.strip()[:60]!r} has no time zone")
-    return value.timestamp()
-
-
 class LivePlayer:
     """One live session (module docstring); `run()` returns the report."""
 
@@ -164,10 +135,13 @@ class LivePlayer:
         self.clock_offset_s = 0.0  # server unix time - session time
         self.joined_offset_s = 0.0  # what the join's clock sync found (the report's clock_drift_s is from it)
         self._t0 = 0.0
-        self._synced_at = 0.0  # session time of the clock sync the channel's rate is next measured from
+        self._synced_at = 0.0  # session time of the offset read the channel's rate is next measured from
+        self._sampled_s: float | None = None  # session time the last clock sync's offset was read (`utc_offset`)
         self._rate_offset_s = 0.0  # and the offset it found
         self.sync_schedule = ClockSyncSchedule(live.clock_sync)
         self.resyncs_s: list[float] = []  # session time each re-sync after the join began
+        self._overdue_checked: set[int] = set()  # segments whose lateness had the channel's rate measured (`_overdue`)
+        self._overdue_lock = asyncio.Lock()
         self._inits: set[str] = set()
         self.channel_age_s = 0.0  # how long the channel had been live when the session joined (its clock)
         # Live audio: its own pipeline, as in VOD (a window's decoder decodes it too)
@@ -247,7 +221,7 @@ class LivePlayer:
         for scheme, value in self.manifest.utc_timing:
             if scheme not in UTC_TIMING_SCHEMES or not value.startswith(("http://", "https://")):
                 continue
-            best: tuple[float, float] | None = None  # (round trip, offset)
+            best: tuple[float, float, float] | None = None  # (round trip, offset, session time it was read at)
             for _ in range(requests):
                 sent = self.now()
                 result = await self.fetcher.fetch([value], headers=self.channel_headers())
@@ -255,19 +229,21 @@ class LivePlayer:
                 self.check_channel_lag(result.headers, value)
                 self.control_bytes["sync"] = len(result.body)
                 server_s = parse_server_time(result.body.decode("utf-8", "replace"))
-                sample = (received - sent, server_s - (sent + received) / 2)
+                sample = (received - sent, server_s - (sent + received) / 2, (sent + received) / 2)
                 if self.clock_lag_s is not None:
                     # The clock stands still while the request is at the server, so every round trip
                     # looks alike; the server's time is read a little into that stand-still, which
                     # only ever overstates the offset: the smallest offset is the best.
-                    sample = (sample[1], sample[1])
+                    sample = (sample[1], *sample[1:])
                 best = sample if best is None or sample[0] < best[0] else best
             assert best is not None
             emit_event(self.events, self.now(), "clock_sync", url=value, round_trip_s=round(best[0], 4))
+            self._sampled_s = best[2]
             return best[1]
         import time
 
         emit_event(self.events, self.now(), "clock_sync", url=None, reason="no http-xsdate UTCTiming: local clock")
+        self._sampled_s = self.now()
         return time.time() - self.now()
 
     def schedule(self, manifest: Manifest) -> LiveSchedule:
@@ -291,10 +267,27 @@ class LivePlayer:
 
     async def run(self) -> PlaybackReport:
         self._t0 = self.fetcher.clock()
-        error: str | None = None
+        try:
+            await self._join()
+        except (FetchError, PlaybackError, MpdError) as exc:
+            # Failed before the session started (the clock sync, the first playlists, an init segment):
+            # logged and reported as a failure later is, with an `end` event, and no live figures.
+            emit_event(self.events, self.now(), "error", message=str(exc))
+            report = PlaybackReport.not_started(self.source, self.config, [r.bandwidth_bps for r in self.reps],
+                                                requests=self.requests, failed_requests=self.early_requests,
+                                                error=str(exc))
+            emit_event(self.events, self.now(), "end",
+                       **{k: v for k, v in report.as_dict().items() if k not in ("qualities", "media")})
+            return report
+        return await self._session()
+
+    async def _join(self) -> None:
+        """The clock sync, the schedule and the session, and the decoder started: the session can start."""
         self.clock_offset_s = self._rate_offset_s = self.joined_offset_s = await self.sync_clock()
-        self._synced_at = self.now()
-        self.sync_schedule.synced(self._synced_at, self.clock_offset_s)
+        self.sync_schedule.synced(self.now(), self.clock_offset_s)
+        # The channel's rate is measured between the times offsets were read, not those syncs' ends: the
+        # join's best read may be its first of three (at 10x, a 1x channel measured 0.5-0.7x over 5 s).
+        self._synced_at = self.now() if self._sampled_s is None else self._sampled_s
         schedule = self.schedule(self.manifest)
         self.channel_age_s = -schedule.availability_start_s
         live_config = self.live_config(schedule)
@@ -310,6 +303,11 @@ class LivePlayer:
             # Chunks (DASH low-latency, LL-HLS parts) are submitted one by one as pieces of one stream
             await self.decoder.start({r.id: (list(r.init.urls), {}) for r in (*self.reps, *self.audio_reps)
                                       if r.init is not None}, self.fetcher, continuous=schedule.chunks_per_segment > 1)
+
+    async def _session(self) -> PlaybackReport:
+        """From the `start` event to the `end` event: the session played until its end or an error."""
+        error: str | None = None
+        schedule, live_config = self.session.schedule, self.session.live
         emit_event(self.events, self.now(), "start", title=self.source.title, abr=self.config.abr, live=True,
                    speed=self.config.speed, target_latency_s=live_config.target_latency_s,
                    chunk_s=schedule.chunk_duration_s, clock_offset_s=round(self.clock_offset_s, 4))
@@ -402,6 +400,7 @@ class LivePlayer:
                     self.early_requests += 1
                     emit_event(self.events, requested, "early_request", segment=action.segment_index,
                                number=ref.number, media=action.media)
+                    await self._overdue(action.segment_index, requested)
                     await self._sleep(_EARLY_RETRY_S)
                     continue
                 if response.status != 200:
@@ -518,6 +517,18 @@ class LivePlayer:
             await self._sleep(due - self.now())
         return max(due, chunk.last_byte_s)
 
+    async def _overdue(self, segment: int, requested: float) -> None:
+        """A segment still missing `OVERDUE_S` after the schedule says it was made: the channel's clock
+        may run slower than the player's (a 1x channel at `--speed 10` answered ~280 404s before the
+        next re-sync measured it): measure it now, once per segment, after `OVERDUE_WALL_S` of it."""
+        if requested - self.session.schedule.first_available_s(segment) < channelclock.OVERDUE_S:
+            return
+        async with self._overdue_lock:  # the other pipeline waits for a measure under way, not asking again
+            if segment not in self._overdue_checked:
+                self._overdue_checked.add(segment)
+                await self._sleep(self._synced_at + channelclock.OVERDUE_WALL_S * self.config.speed - self.now())
+                await self._resync(overdue=True)
+
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
             return
@@ -563,29 +574,23 @@ class LivePlayer:
                                           available_at_s=at)
             emit_event(self.events, now, "manifest_refresh", publish_time=str(manifest.publish_time))
 
-    async def _resync(self) -> None:
+    async def _resync(self, *, overdue: bool = False) -> None:
         """Sync the clock again when its schedule says so (dash.js: on an MPD update, once the
-        adaptive interval has passed; player/clocksync.py), and check the channel's clock runs at
-        the player's speed: a channel at 1x played with `--speed 10` would show a tenth of the media
-        the player expects, so that is an error naming both rates."""
-        if not self.sync_schedule.due(self.now()):
+        adaptive interval has passed; player/clocksync.py) or a segment is `overdue` (`_overdue`), and
+        check the channel's clock runs at the player's speed (player/client/channelclock.py)."""
+        if not overdue and not self.sync_schedule.due(self.now()):
             return
         self.resyncs_s.append(self.now())
         offset = await self.utc_offset(RESYNC_REQUESTS)
-        at = self.now()
-        elapsed = at - self._synced_at
-        if elapsed >= self.config.speed:  # over a wall second at least: a few ms of jitter is a few %
-            rate = 1.0 + (offset - self._rate_offset_s) / elapsed  # server seconds per session second
-            if abs(rate - 1.0) > 0.2:
-                channel = rate * self.config.speed
-                # A measured 0.9x is a 1x channel on a loaded machine: channel speeds are whole numbers
-                # (but for slow motion), and the measure is a few wall seconds of /time requests.
-                suggested = round(channel) if channel >= 0.5 else channel
-                raise PlaybackError(
-                    f"the live channel's clock runs at {channel:.1f}x the wall clock but the player "
-                    f"at {self.config.speed:g}x: play it at --speed {suggested:.2g}, or run the "
-                    f"channel at the player's speed (server LiveConfig.speed)")
-            self._rate_offset_s, self._synced_at = offset, at
+        at, read_s = self.now(), self._sampled_s if self._sampled_s is not None else self.now()
+        elapsed = read_s - self._synced_at
+        if elapsed >= self.config.speed * (channelclock.OVERDUE_WALL_S if overdue else channelclock.RESYNC_WALL_S):
+            error = channelclock.channel_rate_error(offset_s=offset, base_offset_s=self._rate_offset_s, elapsed_s=elapsed,
+                                            speed=self.config.speed,
+                                            tolerance=channelclock.OVERDUE_TOLERANCE if overdue else channelclock.RESYNC_TOLERANCE)
+            if error is not None:
+                raise PlaybackError(error)
+            self._rate_offset_s, self._synced_at = offset, read_s
         if self.clock_lag_s is not None:
             # The channel follows this clock (CHANNEL_LAG_HEADER): the offset does not change, and
             # each sample only overstates it (sync_clock), so the smallest so far is the best.
@@ -658,12 +663,3 @@ async def play_live(source: PlaybackSource, config: PlayerConfig, fetcher: Fetch
         on_player(player)
     return await player.run()
 
-
-def format_live(live: Mapping[str, Any]) -> str:
-    """The report's live line."""
-    join = live.get("join_s")
-    join_text = f"{join:.2f} s" if isinstance(join, float) else "-"
-    return (f"  live: latency p50 {live['latency_p50_s']} s, p95 {live['latency_p95_s']} s, max "
-            f"{live['latency_max_s']} s (target {live['target_latency_s']} s), join {join_text}, drift "
-            f"{live['drift_mean_s']} s, {live['rate_changes']} rate changes, {live['stalls']} stalls, "
-            f"{live['seeks_to_live']} seeks to live, {live['early_requests']} early requests")

@@ -31,8 +31,8 @@ from player.media.modes import DECODE_MODES
 if TYPE_CHECKING:
     from player.client.harness import PlayTarget
     from player.client.headless import PlayerConfig
-    from player.client.liveplay import LivePlayConfig
-    from player.client.streamkind import StreamOptions
+    from player.client.liveconfig import LivePlayConfig
+    from player.client.streamkind import StreamOptions, TargetKind
     from player.desktop.demostack import DemoStackProcess
 
 # `player.client.bootstrap.PROTOCOLS`, spelled out so that building the parser does not import the
@@ -52,10 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--headless", action="store_true", help="no window: fetch, decode and report QoE")
     add_abr_arguments(parser, default="dynamic, dash.js's default")
     parser.add_argument("--trace", help="shape the link to this trace (file or synthetic spec, e.g. step:4e6,1e6@5)")
-    parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link")
-    parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")
+    traced = [parser.add_argument("--rtt-ms", type=float, default=80.0, help="base round-trip time of the shaped link"),
+              parser.add_argument("--offset-s", type=float, default=0.0, help="start this far into the trace")]
     parser.add_argument("--speed", type=float, default=1.0, help="run trace time and the clock K times faster")
-    parser.add_argument("--decode", choices=DECODE_MODES, default="all", help="headless decoding (default all)")
+    headless = [parser.add_argument("--decode", choices=DECODE_MODES, default="all",
+                                    help="headless decoding (default all; a window decodes every frame)")]
     on_demand = [parser.add_argument("--max-segments", type=int, help="on demand: stop after this many segments")]
     live = [
         parser.add_argument("--duration-s", type=float, default=None,
@@ -67,25 +68,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     live_hls = add_hls_arguments(parser)
     parser.add_argument("--log", type=Path, help="write the event log (JSON lines) here")
     parser.add_argument("--json", action="store_true", help="print the session report as one JSON object")
-    parser.add_argument("--gateway", default=None, help=f"gateway of a running stack (default {DEFAULT_GATEWAY})")
-    parser.add_argument("--user", default=None, help="username for the gateway (default: demo)")
-    parser.add_argument("--region", help="the client region to tell the playback API (a stack started with "
-                                         "--regions ranks its edges for it; docs/STEERING.md)")
-    parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    title = [
+        parser.add_argument("--gateway", default=None, help=f"title: gateway of a running stack (default {DEFAULT_GATEWAY})"),
+        parser.add_argument("--user", default=None, help="title: username for the gateway (default: demo)"),
+        parser.add_argument("--region", help="title: the client region to tell the playback API (a stack started with "
+                                             "--regions ranks its edges for it; docs/STEERING.md)"),
+        parser.add_argument("--password-stdin", action="store_true", help="title: read the password from stdin")]
     parser.add_argument("--protocol", choices=PROTOCOLS, default="auto",
                         help="dash or hls; auto (default): a title plays its MPD, a URL is HLS when its content "
                              "type, .m3u8 suffix or first line says so")
-    parser.add_argument("--key", action="append", default=[], metavar="KID:KEY",
-                        help="content key for a plain MPD or HLS URL (hex; repeatable)")
-    parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds")
-    parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")
+    url = [parser.add_argument("--key", action="append", default=[], metavar="KID:KEY",
+                               help="URL: content key for a plain MPD or HLS URL (hex; repeatable)")]
+    window = [parser.add_argument("--exit-after", type=float, help="window: quit after this many seconds"),
+              parser.add_argument("--screenshot", type=Path, help="window: save the last frame as PNG on exit")]
     live_dash = add_clock_sync_arguments(parser)
-    # Which kinds of stream each of these options applies to (`player.client.streamkind.StreamKind`):
-    # the stream's kind is known after the bootstrap, where one given for another kind is refused.
-    parser.set_defaults(func=run, stream_kinds=tuple(
+    # Which kinds of session each of these options applies to (`player.client.streamkind.SessionKind`):
+    # one given for another kind is refused, the player's and the target's before anything starts, the
+    # stream's once the bootstrap has read its manifest.
+    parser.set_defaults(func=run, option_kinds=tuple(
         (a.dest, "/".join(a.option_strings), a.default, kinds)
         for actions, kinds in ((on_demand, ("on-demand",)), (live, ("live DASH", "live HLS")),
-                               (live_dash, ("live DASH",)), (live_hls, ("live HLS",)))
+                               (live_dash, ("live DASH",)), (live_hls, ("live HLS",)), (window, ("window",)),
+                               (headless, ("headless",)), (title, ("title",)), (url, ("URL",)),
+                               (traced, ("with --trace",)))
         for a in actions))
 
 
@@ -118,9 +123,10 @@ def play_target(args: argparse.Namespace) -> PlayTarget:
     from player.client.bootstrap import parse_key_args
     from player.client.harness import DemoTarget, TitleTarget, UrlTarget
 
-    if not args.target:
+    kind = target_kind(args)
+    if kind == "demo":
         return DemoTarget(protocol=args.protocol)
-    if args.target.startswith(("http://", "https://")):
+    if kind == "URL":
         return UrlTarget(url=args.target, keys=parse_key_args(args.key), protocol=args.protocol)
     password = _password(args)
     if password is None:
@@ -129,13 +135,34 @@ def play_target(args: argparse.Namespace) -> PlayTarget:
                        password=password, protocol=args.protocol, region=args.region)
 
 
+def target_kind(args: argparse.Namespace) -> TargetKind:
+    """The demo (no target), an http(s) URL played directly, or a title played through a gateway."""
+    if not args.target:
+        return "demo"
+    return "URL" if args.target.startswith(("http://", "https://")) else "title"
+
+
 def stream_options(args: argparse.Namespace) -> StreamOptions:
-    """The options given that apply to some kinds of stream only (those left at their defaults are not
-    given), for the harness to refuse once it knows the stream's kind."""
+    """The options given that apply to some kinds of session only (those left at their defaults are not
+    given): the player and the target are checked here, the stream by the harness once it is known."""
     from player.client.streamkind import StreamOptions
 
-    return StreamOptions(applies_to=tuple((name, frozenset(kinds)) for dest, name, default, kinds in args.stream_kinds
+    return StreamOptions(applies_to=tuple((name, frozenset(kinds)) for dest, name, default, kinds in args.option_kinds
                                           if getattr(args, dest) != default))
+
+
+def check_player_and_target(args: argparse.Namespace, *, windowed: bool) -> None:
+    """`CliError` for an option the player (window or headless), the target or the link would ignore."""
+    options = stream_options(args)
+    options.check("with --trace" if args.trace else "without --trace", "the session")
+    if windowed:
+        options.check("window", "the session")
+    else:
+        options.check("headless", "with --headless, the session" if args.headless
+                      else "with no display (DISPLAY unset), the session")
+    kind = target_kind(args)
+    options.check(kind, args.target if kind == "URL" else f"title {args.target!r}" if kind == "title"
+                  else "the demo (no URL or title given)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from player.desktop import display_available
 
     windowed = not args.headless and display_available()
+    check_player_and_target(args, windowed=windowed)
     demo_stack = None
     if windowed and not args.target and not args.list_abr:
         from player.desktop.demostack import DemoStackProcess
@@ -157,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _live_config(args: argparse.Namespace, *, default_duration_s: float) -> LivePlayConfig:
-    from player.client.liveplay import LivePlayConfig
+    from player.client.liveconfig import LivePlayConfig
 
     duration_s = args.duration_s if args.duration_s is not None else default_duration_s
     try:

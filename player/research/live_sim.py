@@ -58,6 +58,7 @@ from player.video import Video
 # its simulator, on the one rule's Sabre schedule.
 LIVE_ABANDON = AbandonRule(check_s=ABANDON_CHECK_S, check_bytes=ABANDON_CHECK_BYTES, schedule="sabre")
 RELOADS = ("mpd", "part", "segment", "poll")  # ControlTraffic.reload
+ARRIVALS_KEPT = 1024  # LiveDriver.arrival_log: the latest downloads (an hour of 2 s segments is 1,800)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -235,8 +236,8 @@ class LiveDriver:
         self._rung = 0
         self._joined_with = 0  # 1: `_sent` starts with the playlist a twin started at its player's join had
         self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
-        # Each download's (segment index, request time, its chunks' arrivals): bench/live_segments.py
-        self.arrival_log: list[tuple[int, float, tuple[ChunkArrival, ...]]] = []
+        # The latest downloads' (segment index, request time, its chunks' arrivals): bench/live_segments.py
+        self.arrival_log: deque[tuple[int, float, tuple[ChunkArrival, ...]]] = deque(maxlen=ARRIVALS_KEPT)
         joined = session.time_s
         for k in range(control.join_syncs):  # the join's clock sync (HLS: reloads), one request after another
             joined = self._reload(joined, blocking=k > 0) if control.hls else self._exchange(joined, control.sync_bytes)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from server.stack import start_stack_with_demo_user
+from tests.browser.browserkit import page_server, page_url, play_in_chromium
 from tests.browser.conftest import LIVE_PLAY_S, live_stack_config
-from tests.browser.test_players import page_server, page_url, play_in_chromium
 from tests.conftest import PackagedTitles
 
 pytestmark = pytest.mark.slow

@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import numpy as np
 import pytest
-from aiohttp import web
 
 from netsim import synthetic
 from netsim.clock import WarpClock, sleep_on
 from netsim.shaper import Shaper, ShaperConfig
 from player.client.fetch import FetchConfig, Fetcher, FetchError
-from tests.player.conftest import serving_app
+from tests.netsim.clockkit import BODY_BYTES, slow_server
 
 pytestmark = pytest.mark.wallclock  # the warp clock against the wall clock
-
-BODY_BYTES = 100_000
 
 
 async def test_the_clock_stands_still_while_held_and_nested_holds_count() -> None:
@@ -80,20 +75,6 @@ async def test_a_stalled_loop_costs_the_covered_clock_at_most_one_beat() -> None
         assert clock.now() == pytest.approx(held_at, abs=0.007)
     finally:
         clock.close()
-
-
-@asynccontextmanager
-async def slow_server(think_s: float) -> AsyncIterator[str]:
-    """An HTTP server (host:port) that thinks `think_s` loop seconds before it answers with BODY_BYTES."""
-
-    async def handler(request: web.Request) -> web.Response:
-        await asyncio.sleep(think_s)
-        return web.Response(body=b"x" * BODY_BYTES)
-
-    app = web.Application()
-    app.router.add_get("/seg", handler)
-    async with serving_app(app) as base:
-        yield base.removeprefix("http://")
 
 
 async def _download_trace_s(*, speed: float, think_s: float, exclude: bool,

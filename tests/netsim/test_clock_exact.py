@@ -17,7 +17,7 @@ from netsim.clock import WarpClock, sleep_on
 from netsim.link import LinkModel
 from netsim.shaper import Shaper, ShaperConfig
 from player.client.fetch import Fetcher
-from tests.netsim.test_clock import slow_server
+from tests.netsim.clockkit import slow_server
 
 pytestmark = pytest.mark.wallclock  # exact timers and downloads against the wall clock, under a busy loop
 

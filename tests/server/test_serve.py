@@ -10,7 +10,7 @@ import pytest
 
 from server.commands.serve import browser_hint
 from tests.conftest import PackagedTitles
-from tests.server.test_stack import abrkit_serve
+from tests.server.stackkit import abrkit_serve
 
 
 @pytest.mark.parametrize(("origins", "expected"), [

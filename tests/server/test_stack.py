@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +25,8 @@ from server.revocation import RevocationStore
 from server.stack import start_stack
 from server.users import read_users
 from tests.conftest import ENCRYPTED_TITLE
-from tests.server.conftest import PASSWORD, write_users
+from tests.server.conftest import write_users
+from tests.server.stackkit import abrkit_serve, login
 
 HEARTBEAT_S = 0.25
 
@@ -45,12 +44,6 @@ def stack_config(tmp_path: Path, packaged) -> StackConfig:  # type: ignore[no-un
     save_stack_config(config)
     write_users(config.config_path, {"alice": (ENCRYPTED_TITLE,), "bob": ("clip",)})
     return config
-
-
-async def login(session: aiohttp.ClientSession, gateway_url: str, username: str = "alice") -> dict[str, str]:
-    async with session.post(f"{gateway_url}/auth/token", json={"username": username, "password": PASSWORD}) as resp:
-        assert resp.status == 200
-        return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
 
 
 async def test_embedded_stack_token_playback_manifest_license_segment(stack_config: StackConfig,
@@ -187,27 +180,6 @@ async def test_processes_mode_restarts_a_service_killed_from_outside_and_says_so
         assert f"service {victim} (pid {pid}) was killed by SIGKILL; restarting it in 0.1 s (restart 1)" in logged
         assert f"service {victim} restarted (pid {stack.pid(victim)})" in logged
     assert not any(stack.alive(name) for name in stack.service_names)
-
-
-@contextmanager
-def abrkit_serve(*args: str, stderr: int = subprocess.PIPE) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    """`abrkit serve ARGS` as a child process, and its console (stdout) lines up to the ready line;
-    killed at the end if still running."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "player.cli", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=stderr, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("ready"):
-                break
-        yield proc, lines
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def gateway_health(gateway_url: str) -> int:

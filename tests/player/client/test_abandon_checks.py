@@ -18,7 +18,7 @@ from netsim.trace import Trace
 from player.abandon import AbandonRule
 from player.client.fetch import Abandoned, FetchConfig, Fetcher
 from player.research.sim_abandon import link_checks
-from tests.netsim.test_clock import BODY_BYTES, slow_server
+from tests.netsim.clockkit import BODY_BYTES, slow_server
 from tests.player.conftest import serving_app
 
 RTT_S = 0.08

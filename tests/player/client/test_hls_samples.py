@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from player.client import liveplay
+from player.client import hlslive, liveplay
 from player.client.harness import UrlTarget, play_headless
 from player.client.headless import PlayerConfig
 from player.client.hls import MasterPlaylist, parse_playlist
@@ -78,6 +78,7 @@ async def test_the_hls_player_gives_its_part_timer_every_playlist_answer(live_or
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(liveplay, "ChunkTimer", timer)
+        patch.setattr(hlslive, "PARTS_KEPT", 4)  # the part log keeps the latest parts, not a whole session's
         report = await asyncio.wait_for(play_headless(
             UrlTarget(url=f"{url}/live/master.m3u8"), PlayerConfig(abr="bola", decode="none", speed=4.0, audio=False),
             live=LivePlayConfig(duration_s=8.0), on_live_player=players.append), 60.0)
@@ -90,9 +91,11 @@ async def test_the_hls_player_gives_its_part_timer_every_playlist_answer(live_or
     assert all(size > player.control_bytes["manifest"] // 2 for _, size in landed), landed
     assert max(size for _, size in landed) > player.control_bytes["manifest"] + 100
     assert seen and all(others is landed for others in seen)  # each video download's timer has them
-    # Each part's request, first and last byte logged (bench/live_segments.py --protocol hls)
-    assert player.part_log and all(p.requested_s <= p.first_byte_s <= p.last_byte_s and p.size_bytes > 0
-                                   for p in player.part_log)
+    # Each part's request, first and last byte logged (bench/live_segments.py --protocol hls), the latest 4
+    assert player.part_requests > 4 and len(player.part_log) == 4, (player.part_requests, player.part_log)
+    assert all(p.requested_s <= p.first_byte_s <= p.last_byte_s and p.size_bytes > 0 for p in player.part_log)
+    records = player.session.records  # the latest, not the first session's four
+    assert len(records) >= 2 and player.part_log[0].segment >= records[-1].segment_index > records[0].segment_index
 
 
 def test_an_hls_twins_ladder_is_the_master_playlists_bandwidths(packaged: PackagedTitles) -> None:

@@ -5,8 +5,11 @@ not finished, and what it finds as it closes comes before `end`)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -69,6 +72,22 @@ async def test_a_live_session_that_plays_its_duration_ends_with_end(live_origin:
     assert report.error is None, report.error
     assert log.events[-1]["type"] == "end" and log.events[-1]["error"] is None and not log.of_type("error")
     assert log.events[-1]["live"]["played_s"] == report.live["played_s"]  # type: ignore[index]
+
+
+async def test_the_harness_own_log_goes_to_its_file_and_is_not_kept(live_origin: Origin, tmp_path: Path) -> None:
+    # With no sink given, the harness logs to `log_path` and keeps nothing in memory: nobody reads it
+    # there, and a window's live session (decisions, downloads, chunks, rate changes) plays for hours.
+    url, _ = await live_origin(speed=10.0, low_latency=True)
+    players: list[Any] = []
+    path = tmp_path / "events.jsonl"
+    report = await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"),
+                                 PlayerConfig(abr="rate", decode="none", speed=10.0, audio=False), log_path=path,
+                                 live=LivePlayConfig(duration_s=6.0), on_live_player=players.append)
+    assert report.error is None, report.error
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) > 20 and lines[-1]["type"] == "end" and any(e["type"] == "download" for e in lines)
+    (player,) = players
+    assert isinstance(player.events, EventLog) and player.events.events == []
 
 
 class _FailingAsItCloses(DecodePipeline):

@@ -20,7 +20,7 @@ from abr.estimators import ChunkArrival
 from netsim.sources import open_trace
 from player.client.eventlog import EventLog
 from player.client.harness import LinkConfig, UrlTarget, play_headless
-from player.client.headless import PlaybackError, PlaybackReport, PlayerConfig
+from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.liveplay import ChunkTimer, LivePlayConfig, LivePlayer, chunk_ends, parse_server_time
 from player.client.mpd import MpdError
 from player.errors import CliError
@@ -187,11 +187,18 @@ def test_server_times_must_be_xs_datetimes() -> None:
     assert issubclass(MpdError, Exception)
 
 
-async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_origin: Origin) -> None:
-    url, _ = await live_origin(low_latency=False)  # the channel at 1x, the player at 10x
+@pytest.mark.parametrize("low_latency", [False, True], ids=["segments", "chunks"])
+async def test_a_channel_at_another_speed_than_the_player_is_a_clear_error(live_origin: Origin,
+                                                                            low_latency: bool) -> None:
+    url, statuses = await live_origin(low_latency=low_latency)  # the channel at 1x, the player at 10x
     report = await _play(url, speed=10.0, duration_s=60.0)
     assert report.error is not None and "--speed" in report.error
     assert re.search(r"clock runs at (0.9|1.0|1.1)\d?x the wall clock but the player at 10x", report.error)
+    # Found by the first segment still missing half a second after its time (player/client/channelclock.py),
+    # not by the re-sync 30 s into the session: 8 and 6 early requests at load 7, where the re-sync took
+    # 280 and 39 (a 404 every 0.1 session s, both pipelines, for 3 wall seconds).
+    assert statuses["segment 404"] == report.failed_requests <= 20, statuses
+    assert statuses["time"] == 3 + 1  # the join's sync, then one measure
 
 
 async def _play_excluding(url: str) -> PlaybackReport:
@@ -218,10 +225,13 @@ async def test_a_clock_without_the_stacks_time_plays_a_channel_that_follows_it(l
     # The origin's wake-ups for each chunk still run on the loop's time: on a loaded machine one can
     # come late enough for a short stall (each 10 wall ms is 0.1 s here).
     assert live["stalls"] <= 1 and abs(live["latency_p50_s"] - live["target_latency_s"]) <= 0.3, live
-    # Without player_clocks the channel would run on without the player: a clear error, not a drift.
-    plain_url, _ = await live_origin(low_latency=True, speed=10.0)
-    with pytest.raises(PlaybackError, match="X-Abrkit-Channel-Lag"):
-        await _play_excluding(plain_url)
+    # Without player_clocks the channel would run on without the player: a clear error at the join's
+    # clock sync, not a drift (reported as any failure is: tests/player/client/test_live_join_errors.py).
+    plain_url, plain = await live_origin(low_latency=True, speed=10.0)
+    error = (await _play_excluding(plain_url)).error
+    assert error is not None and error.startswith(f"{plain_url}/time does not answer on the player's clock "
+                                                  "(X-Abrkit-Channel-Lag)"), error
+    assert plain["time"] == 1 and not plain["segment 200"]  # its first answer said so
 
 
 class _Clock:

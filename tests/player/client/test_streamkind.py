@@ -49,7 +49,7 @@ def test_options_for_the_streams_kind_pass_and_kinds_are_checked() -> None:
     StreamOptions().check("on-demand", "x")
     with pytest.raises(CliError, match=r"^title 'bbb' is an on-demand stream, .*--target-latency-s \(live only\)"):
         StreamOptions(applies_to=(("--target-latency-s", live),)).check("on-demand", "title 'bbb'")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="stream kinds must be some of"):
+    with pytest.raises(ValueError, match="kinds must be some of one of"):
         StreamOptions(applies_to=(("--x", frozenset({"vod"})),))  # type: ignore[arg-type]
 
 

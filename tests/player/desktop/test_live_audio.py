@@ -26,7 +26,7 @@ from player.media.avsync import PcmBuffer
 from player.media.stretch import StretchReader
 from tests.conftest import PackagedTitles
 from tests.player.desktop.conftest import in_background
-from tests.player.desktop.test_live_window import live_app, live_origin
+from tests.player.desktop.livekit import live_app, live_origin
 
 RATE_HZ = 48_000
 

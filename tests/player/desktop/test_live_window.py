@@ -7,50 +7,22 @@ latency, target, rate and the distance to the live edge. The channel's audio is 
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp import web
 from PIL import Image
 
-from player.client.harness import UrlTarget
-from player.client.headless import PlayerConfig
-from player.client.liveplay import LivePlayConfig
 from player.desktop.app import LIVE_LATE_DROP_S, DesktopApp, live_lines
-from player.desktop.config import DesktopConfig
 from player.desktop.liveclock import SessionClock
 from player.desktop.player_thread import LiveState
 from player.media.avsync import AV_SYNC_TOLERANCE_MS
-from server.live.channel import LiveConfig
-from server.origin import OriginConfig, create_app
-from tests.conftest import CLEAR_TITLE, PackagedTitles
+from tests.conftest import PackagedTitles
 from tests.player.desktop.conftest import in_background
-
-
-@contextlib.asynccontextmanager
-async def live_origin(content_root: Path, *, low_latency: bool = False) -> AsyncIterator[str]:
-    """Our origin publishing a live channel of the clear test title, started 20 s ago: 4 s segments,
-    or with `low_latency` 0.5 s CMAF chunks released as they are made."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    live = LiveConfig(source_title=CLEAR_TITLE, availability_start_s=time.time() - 20, time_url=f"{url}/time",
-                      low_latency=low_latency)
-    runner = web.AppRunner(create_app(OriginConfig(content_root=content_root, port=0, live=live)), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
-        yield url
-    finally:
-        await runner.cleanup()
-
+from tests.player.desktop.livekit import live_app, live_origin
 
 # ITU-R BT.1359 puts the acceptability of A/V offsets at +90 ms (audio early) and -185 ms (audio
 # late); a rate step leaves up to 0.05 x the output's 0.9 s read-ahead = 45 ms before the stretcher
@@ -73,14 +45,6 @@ def assert_sound(result: Any, *, heard_min_s: float, frames_p95_ms: float = AV_D
     assert result.av_offset.p50_ms <= AV_SYNC_TOLERANCE_MS, result.av_offset
     assert result.av_offset.p95_ms <= frames_p95_ms, result.av_offset
     return sound
-
-
-def live_app(url: str, *, exit_after_s: float, target_latency_s: float | None = None,
-             log_path: Path | None = None) -> DesktopApp:
-    """A 640x360 window playing the live presentation at `url` with the dynamic ABR."""
-    return DesktopApp(UrlTarget(url=url), PlayerConfig(abr="dynamic"), options=DesktopConfig(window_size_px=(640, 360)),
-                      exit_after_s=exit_after_s, log_path=log_path,
-                      live=LivePlayConfig(duration_s=3600.0, target_latency_s=target_latency_s))
 
 
 def _key(name: str) -> int:

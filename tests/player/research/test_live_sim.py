@@ -14,6 +14,7 @@ from netsim.synthetic import constant, from_spec
 from netsim.trace import Trace
 from player.clocksync import ClockSyncConfig
 from player.live import LiveConfig, LiveSession
+from player.research import live_sim
 from player.research.live_sim import (
     ControlTraffic,
     LiveDriver,
@@ -25,7 +26,7 @@ from player.research.live_sim import (
 )
 from player.video import Video
 from tests.player.conftest import Scripted
-from tests.player.research.test_sim_terminates import random_traces
+from tests.player.research.simkit import random_traces
 
 LIVE_ALGORITHMS = ("l2a", "lolp", "dynamic", "bola", "rate", "bba")
 # A clock sync after every 2 s refresh (the shortest interval dash.js allows, held there)
@@ -134,6 +135,14 @@ def _ends(control: ControlTraffic, *, rate_bps: float, chunk_s: float | None, qu
                         request_excess_s=request_excess_s)
     driver.drive()
     return {r.segment_index: r.request_time_s + r.download_s for r in session.records}, driver
+
+
+def test_the_twins_arrival_log_keeps_the_latest_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not a whole session's (an hour of 2 s segments: 1,800): bench/live_segments.py reads the latest.
+    monkeypatch.setattr(live_sim, "ARRIVALS_KEPT", 3)
+    ends, driver = _ends(ControlTraffic(), rate_bps=4e6, chunk_s=0.5, qualities=(0,) * 40)
+    assert len(ends) > 3 and [k for k, _, _ in driver.arrival_log] == sorted(ends)[-3:]
+    assert all(len(arrivals) == 4 for _, _, arrivals in driver.arrival_log)  # 2 s segments, 0.5 s chunks
 
 
 def test_the_players_refreshes_share_a_busy_link_with_the_media() -> None:

@@ -17,7 +17,7 @@ from player.session import PlaybackSession
 from player.video import AudioTrack, Video, video_from_title
 from server.formats.segments import AudioRenditionInfo, TitleSegments, VideoRenditionInfo
 from tests.player.conftest import Scripted
-from tests.player.research.test_sim_terminates import ALGORITHMS, profiles, traces
+from tests.player.research.simkit import ALGORITHMS, profiles, traces
 
 CONSTANT = Trace(name="1kB/s", durations_s=np.array([1000.0]), bandwidth_bps=np.array([8000.0]))
 NO_RTT = dataclasses.replace(PROFILES["default"], rtt_s=0.0)

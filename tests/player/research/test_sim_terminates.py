@@ -3,7 +3,6 @@ engines and the Gymnasium environment. A wait that cannot move the clock used to
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -11,15 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import abr
 from abr.types import BatchAbr, Ladder
 from netsim.trace import Trace
 from player.research.sim import PROFILES, SessionDriver, SimProfile, simulate
 from player.session import Fetch, PlaybackSession, SessionConfig, Wait
 from player.video import Video
 from tests.player.conftest import FixedContent, Scripted
+from tests.player.research.simkit import ALGORITHMS, profiles, traces
 
-ALGORITHMS = tuple(n for n in abr.names() if n != "learned")  # learned needs its trained ladder
 EXAMPLES = 150
 
 
@@ -44,25 +42,6 @@ class CountingSession(PlaybackSession):
 
 
 @st.composite
-def random_traces(draw: st.DrawFn, *, max_intervals: int = 30, durations_s: tuple[float, float] = (0.01, 30.0),
-                  rates_bps: tuple[float, float] = (2e4, 1e8)) -> Trace:
-    """Random traces with zero-capacity intervals (at least one interval carries data) and, or not,
-    a latency per interval: the link shapes that once made sessions loop forever."""
-    n = draw(st.integers(1, max_intervals))
-    durations = draw(st.lists(st.floats(*durations_s), min_size=n, max_size=n))
-    rates = draw(st.lists(st.one_of(st.just(0.0), st.floats(*rates_bps)), min_size=n, max_size=n))
-    if not any(r > 0 for r in rates):
-        rates[0] = 1e6
-    latency = draw(st.one_of(st.none(), st.lists(st.floats(0.0, 0.3), min_size=n, max_size=n)))
-    return Trace(name="random", durations_s=np.array(durations), bandwidth_bps=np.array(rates),
-                 latency_s=None if latency is None else np.array(latency))
-
-
-def traces() -> st.SearchStrategy[Trace]:
-    return random_traces()
-
-
-@st.composite
 def videos(draw: st.DrawFn) -> Video:
     rungs = draw(st.integers(1, 8))
     rates = sorted(set(draw(st.lists(st.integers(50_000, 40_000_000), min_size=rungs, max_size=rungs))))
@@ -73,13 +52,6 @@ def videos(draw: st.DrawFn) -> Video:
     sizes = np.maximum(1, np.asarray(rates) * segment_s / 8 * noise).astype(np.int64)
     return Video(name="random", ladder=Ladder(bitrates_bps=tuple(rates), segment_duration_s=segment_s),
                  sizes_bytes=sizes, segment_count=count)
-
-
-@st.composite
-def profiles(draw: st.DrawFn) -> SimProfile:
-    base = PROFILES[draw(st.sampled_from(sorted(PROFILES)))]
-    cap = draw(st.one_of(st.floats(0.1, 120.0), st.sampled_from((4.0, 25.0, 60.0))))
-    return dataclasses.replace(base, session=dataclasses.replace(base.session, buffer_cap_s=cap))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from server.edge import EdgeConfig, start_edge
 from server.formats.dash import MPD_NS
+from tests.server.live.chunkkit import chunk_arrivals, chunk_ends
 from tests.server.live.conftest import VERIFY_KEY, StackFactory
 
 
@@ -49,27 +49,6 @@ async def test_chunks_are_released_on_the_wall_clock(live_stack: StackFactory) -
     for index, arrived in enumerate(arrivals):
         assert arrived >= channel.chunk_available_at_s(3, index) - 0.05, index  # never early
     assert arrivals[-1] - arrivals[0] > 2.5  # released over the segment, not at its end
-
-
-def chunk_ends(channel: Any, rendition: str, segment: int) -> list[int]:
-    """Where each CMAF chunk of a video segment ends in its body, in bytes."""
-    ends, total = [], 0
-    for chunk in channel.segment_chunks("video", rendition, segment):
-        total += len(chunk)
-        ends.append(total)
-    return ends
-
-
-async def chunk_arrivals(response: aiohttp.ClientResponse, ends: list[int]) -> tuple[int, list[float]]:
-    """Reads a chunked body: the bytes read and the wall time each chunk (ending at `ends`) was had."""
-    arrivals: list[float] = []
-    got = 0
-    async for piece in response.content.iter_any():
-        got += len(piece)
-        now = time.time()
-        while len(arrivals) < len(ends) and ends[len(arrivals)] <= got:
-            arrivals.append(now)
-    return got, arrivals
 
 
 async def _read(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes, str]:

@@ -20,7 +20,7 @@ from server.formats.dash import MPD_NS
 from server.stack import start_stack
 from tests.conftest import CLEAR_TITLE, ENCRYPTED_TITLE
 from tests.server.conftest import write_users
-from tests.server.test_stack import login
+from tests.server.stackkit import login
 
 
 @pytest.fixture

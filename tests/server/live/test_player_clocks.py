@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from server.live.origin import CHANNEL_LAG_HEADER
+from tests.server.live.chunkkit import chunk_arrivals, chunk_ends
 from tests.server.live.conftest import StackFactory
-from tests.server.live.test_live_http import chunk_arrivals, chunk_ends
 
 
 def _stamp(text: str) -> float:
