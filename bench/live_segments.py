@@ -1,7 +1,7 @@
 """One live session emulated and simulated, compared segment by segment (where a live gap comes from).
 
     python bench/live_segments.py [--abr l2a] [--trace norway_bus_1] [--speed 10] [--duration-s 60]
-                                  [--no-exclude] [--save FILE.json] [--protocol hls [--exclude]]
+                                  [--no-exclude] [--save FILE.json] [--protocol hls]
     python bench/live_segments.py --load FILE.json
 
 Plays the demo title's low-latency channel (as bench/live_run.py) once through the stack in
@@ -199,7 +199,7 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
     from the part's publication, and its bytes, emulated / simulated (the twin's part request is its
     first byte less a round trip and headers: the log has its arrivals only)."""
     config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
-                           stack_processes=True, exclude_stack_time=args.exclude and not args.no_exclude, protocol="hls")
+                           stack_processes=True, exclude_stack_time=not args.no_exclude, protocol="hls")
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol="hls")
     info, player, load = play_once(args, trace, config, content)
@@ -286,12 +286,11 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--no-exclude", action="store_true", help="count the stack's time and the loop's stalls")
-    parser.add_argument("--exclude", action="store_true", help="hls: leave the stack's time out (DASH's default)")
     parser.add_argument("--save", type=Path, metavar="FILE", help="keep the emulated session as JSON")
     parser.add_argument("--load", type=Path, metavar="FILE", help="a kept emulated session: simulate its twin only")
     parser.add_argument("--chunks-of", default="", metavar="K,...", help="print these segments' chunk times")
     parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
-                        help="hls: the LL-HLS player and its twin, part by part (its stack time counted unless --exclude)")
+                        help="hls: the LL-HLS player and its twin, part by part")
     args = parser.parse_args()
     if args.protocol == "hls":
         if args.save or args.load or args.chunks_of:
