@@ -125,7 +125,8 @@ def main() -> None:
     parser.add_argument("--no-exclude", action="store_true",
                         help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
     parser.add_argument("--exclude", action="store_true",
-                        help="leave the stack's time out for HLS too (DASH's default; HLS counts it by default)")
+                        help="leave the stack's time out (the default for both protocols since wave 11; kept so "
+                             "older commands run)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--protocol", choices=("dash", "hls"), default="dash")
     parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")

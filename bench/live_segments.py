@@ -209,7 +209,7 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
     from the part's publication, and its bytes, emulated / simulated (the twin's part request is its
     first byte less a round trip and headers: the log has its arrivals only)."""
     config = LiveRunConfig(abrs=(args.abr,), duration_s=args.duration_s, speed=args.speed, concurrency=1,
-                           stack_processes=True, exclude_stack_time=False, protocol="hls")
+                           stack_processes=True, exclude_stack_time=not args.no_exclude, protocol="hls")
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol="hls")
     info, player, load = play_once(args, trace, config, content)
@@ -223,7 +223,8 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
     driver.drive()
     emulated = player.session
     stats = twin.stats()
-    print(f"HLS {args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f})")
+    print(f"HLS {args.abr} on {trace.name} at {args.speed:g}x for {args.duration_s:g} s (load average {load:.1f}; "
+          f"stack time {'left out' if config.exclude_stack_time else 'counted'})")
     print(f"  emulate: latency p50 {info['latency_p50_s']} s, {info['stalls']} stalls ({info['rebuffer_s']} s), "
           f"reloads {info.get('playlist_reloads')}, part requests {info.get('part_requests')}")
     print(f"  sim:     latency p50 {stats.latency_p50_s:.4f} s, {stats.stalls} stalls ({stats.rebuffer_s:.4f} s), "
@@ -264,6 +265,30 @@ def compare_hls(args: argparse.Namespace, trace: Any) -> None:
         ratios.sort()
         print(f"ABR's throughput sample, emulate / sim: median {ratios[len(ratios) // 2]:.3f}, "
               f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
+    part_delays(player, emulated.schedule, twin.schedule, parts_s)
+
+
+def part_delays(player: HlsLivePlayer, emulated: Any, twin: Any, parts_s: dict[int, Any]) -> None:
+    """Per kind of part request, median and p90 (ms of session time): a part asked for before it was
+    published (held at the server), its first byte after its publication, emulated and in the twin;
+    one asked for once published, its first byte after the request (TTFB)."""
+    def stats(values: list[float]) -> str:
+        if not values:
+            return "none"
+        values = sorted(values)
+        return (f"median {values[len(values) // 2] * 1e3:.0f} ms, p90 {values[int(0.9 * (len(values) - 1))] * 1e3:.0f} "
+                f"ms ({len(values)})")
+
+    held, published = [], []
+    for p in player.part_log:
+        avail = emulated.chunk_available_s(p.segment, p.index)
+        (held if p.requested_s < avail else published).append(
+            p.first_byte_s - avail if p.requested_s < avail else p.first_byte_s - p.requested_s)
+    twin_first = [a.first_byte_s - twin.chunk_available_s(k, c)
+                  for k, (_, arrivals) in parts_s.items() for c, a in enumerate(arrivals)]
+    print(f"parts asked before published, first byte after publication: emulate {stats(held)}; "
+          f"sim (every part) {stats(twin_first)}")
+    print(f"parts asked once published, first byte after the request: emulate {stats(published)}")
 
 
 def main() -> None:
@@ -278,7 +303,7 @@ def main() -> None:
     parser.add_argument("--load", type=Path, metavar="FILE", help="a kept emulated session: simulate its twin only")
     parser.add_argument("--chunks-of", default="", metavar="K,...", help="print these segments' chunk times")
     parser.add_argument("--protocol", choices=("dash", "hls"), default="dash",
-                        help="hls: the LL-HLS player (its stack time counted) and its twin, part by part")
+                        help="hls: the LL-HLS player and its twin, part by part")
     args = parser.parse_args()
     if args.protocol == "hls":
         if args.save or args.load or args.chunks_of:

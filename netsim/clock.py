@@ -11,6 +11,8 @@ is the trace's own time: at any K an emulated session then sees the link the sim
 A live server that holds a request until the channel publishes what it asks for (an LL-HLS blocking
 reload, a preload hint's part) says how long it waited (server.formats.servertiming); that wait is the
 channel's time, not the stack's, and `release(waited_s=)` counts it: the clock moves on by it.
+Where the player announced when the channel publishes it (`expected_waits`, netsim.waits), the
+shaper holds the clock only from then on: the wait runs on the clock as it happens.
 
 With `cover_stalls`, the clock also leaves out the times its event loop was stalled: a callback
 that ran long, or the process waiting for a core on a loaded machine. Nothing in the loop (the
@@ -60,6 +62,8 @@ import itertools
 import math
 from collections.abc import Callable
 
+from netsim.waits import ExpectedWaits
+
 _ORDER = itertools.count()  # ties between timers due at the same clock time: first scheduled, first run
 
 
@@ -93,7 +97,7 @@ class WarpClock:
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
                  "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls", "_waits", "waited_s",
-                 "_floor")
+                 "_floor", "expected_waits")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -119,6 +123,9 @@ class WarpClock:
         # Where counting them moved the clock to: a bounded clock's timers due before it run late
         # without that lateness being left out (it is the channel's time).
         self._floor = -math.inf
+        # Requests a player expects the live server to hold for publication, and until when on this
+        # clock (netsim.waits): the shaper lets the clock run through that wait as it happens.
+        self.expected_waits = ExpectedWaits()
         self._timers: list[WarpTimer] = []  # heap of `call_at` timers not run yet
         self._timer_handle: asyncio.TimerHandle | None = None  # the loop's wake-up for the earliest
         # The clock never reads past a timer that has not run (`exact_timers` False: stalls only, as

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from netsim.clock import WarpClock
+from netsim.clock import WarpClock, WarpTimer
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
 from netsim.trace import Trace
+from netsim.waits import RequestTargets
 from server.formats.servertiming import HEAD_LIMIT_BYTES, head_end, head_publish_wait_s
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ class _Connection:
     """One client connection and its upstream: two pipes and the close/half-close bookkeeping."""
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
-                 "target", "_held", "_connecting", "_head", "_answer_bytes")
+                 "target", "_held", "_connecting", "_head", "_answer_bytes", "_targets", "_publish_at",
+                 "_hold_timer")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -154,6 +156,11 @@ class _Connection:
         self._held = False  # a request of ours is at the upstream and the clock stands still for it
         self._head = bytearray()  # the held request's answer's head, until it is all in
         self._answer_bytes: int | None = None  # of the answer to the last request (None: none asked yet)
+        # The requests' targets, matched against the waits a player announced (netsim.waits), and
+        # the clock time the server publishes what the request on its way asks for (None: unknown).
+        self._targets = RequestTargets()
+        self._publish_at: float | None = None
+        self._hold_timer: WarpTimer | None = None  # holds the clock at that time, if still at the server
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:
@@ -198,12 +205,34 @@ class _Connection:
         self.up.start_sink(transport)
         self.client.resume_reading()
 
+    def request_sent(self, data: bytes) -> None:
+        """Request bytes from the client: a request whose wait for a live channel its player announced
+        (netsim.waits) is held only from that channel's publication on."""
+        if self._targets.lost:
+            return
+        for target in self._targets.feed(data):
+            self._publish_at = self._shaper.clock.expected_waits.take(target)
+
     def request_delivered(self) -> None:
-        """Request bytes reached the upstream: its time until it answers is not link time."""
+        """Request bytes reached the upstream: its time until it answers is not link time, but for a
+        wait for the live channel its player announced: that runs on the clock as it happens."""
         self._answer_bytes = 0
-        if not self._held and self._shaper.exclude_server_time:
-            self._held = True
-            self._shaper.clock.hold()
+        if self._held or self._hold_timer is not None or not self._shaper.exclude_server_time:
+            return
+        clock = self._shaper.clock
+        publish_at, self._publish_at = self._publish_at, None
+        if publish_at is not None and publish_at > clock.now():
+            self._hold_timer = clock.call_at(publish_at, self._hold_at_publication)
+            return
+        self._held = True
+        clock.hold()
+
+    def _hold_at_publication(self) -> None:
+        """The channel published what the request waits for and no answer has come: the rest is the
+        stack's time."""
+        self._hold_timer = None
+        self._held = True
+        self._shaper.clock.hold()
 
     @property
     def client_key(self) -> object:
@@ -239,7 +268,11 @@ class _Connection:
 
     def response_began(self, data: bytes | None = None) -> None:
         """The answer's first bytes came (None: none is coming): the clock runs again once its head is
-        in, counting the time the server says it waited for a live channel (server.formats.servertiming)."""
+        in, counting the time the server says it waited for a live channel (server.formats.servertiming)
+        and the clock did not run through."""
+        if self._hold_timer is not None:  # came before the announced publication: the clock ran all along
+            self._hold_timer.cancel()
+            self._hold_timer = None
         if not self._held:
             return
         waited_s = 0.0
@@ -310,6 +343,7 @@ class _ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._conn is not None:
             self._conn.request_arrived()
+            self._conn.request_sent(data)
             self._conn.up.feed(data)
 
     def eof_received(self) -> bool:

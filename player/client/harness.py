@@ -227,7 +227,8 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                 # (or the loop's stalls), the channel must follow it: the player says by how much on
                 # each request (player.client.liveplay, docs/LIVE-EMULATION.md "The stack's time in live emulation").
                 # (HLS too: its clock comes from the playlists' dates, which the channel then dates on
-                # the player's clock; an LL-HLS hold for publication is counted, netsim.clock.)
+                # the player's clock; an LL-HLS hold for publication is counted as it happens where the
+                # player announced it, player.client.hlswait, else at its answer, netsim.clock.)
                 excluding = (shaper is not None and shared_link is None
                              and (link.exclude_server_time or link.exclude_loop_stalls))
                 if shaper is not None and not excluding:

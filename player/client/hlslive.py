@@ -48,6 +48,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from player.client.bootstrap import failover_urls
 from player.client.headless import PlaybackError, distinct_bitrates
 from player.client.hls import HlsError, MediaPlaylist, Part, Segment, parse_playlist
+from player.client.hlsorder import lists, older
+from player.client.hlswait import announce_wait, publication_s
 from player.client.liveplay import DEFAULT_TARGET_LATENCY_S, LivePlayer, is_live
 from player.client.mpd import Manifest, Representation
 from player.events import emit_event
@@ -188,7 +190,7 @@ class HlsLivePlayer(LivePlayer):
         schedule by it."""
         async with r.lock:
             old = r.playlist
-            if want is not None and old is not None and _lists(old, want, part):
+            if want is not None and old is not None and lists(old, want, part):
                 # A reload that landed while this one waited for the lock lists it already: asking
                 # now would ask for an older playlist than this one (a cache may well have one).
                 return old
@@ -199,8 +201,10 @@ class HlsLivePlayer(LivePlayer):
                 self.blocking_reloads += 1
             try:
                 lag_sent = self._clock_lag_now()  # what the request's channel-lag header says
-                result = await self.fetcher.fetch(failover_urls(self.source, url),
-                                                  headers={**self.channel_headers(), "CMCD-Object": "ot=m"})
+                urls = failover_urls(self.source, url)
+                if url != r.url and want is not None:  # a blocking reload: held until that is published
+                    self._announce(urls, want, part)
+                result = await self.fetcher.fetch(urls, headers={**self.channel_headers(), "CMCD-Object": "ot=m"})
                 received = self.now()
                 # The playlist is dated on the channel as the player's clock stood when it asked; the
                 # time the clock left out since (other requests' holds at the stack) would make its
@@ -226,7 +230,7 @@ class HlsLivePlayer(LivePlayer):
                 emit_event(self.events, received, "manifest_refresh", url=redact_url(r.url),
                            note=f"LL-HLS parts offered: played, {self.chunk_s:g} s each" if self.chunk_s else
                            "LL-HLS parts offered: not played, whole segments instead")
-            reason = _older(old, playlist) if old is not None else None
+            reason = older(old, playlist) if old is not None else None
             if reason is not None:
                 if not self._a_copy_of(old, playlist):  # not an older copy: the playlist itself went back
                     raise PlaybackError(f"{_name(r.url)}: {reason}, its segments not those listed before under "
@@ -252,6 +256,14 @@ class HlsLivePlayer(LivePlayer):
                     f"than the player's (--speed {self.config.speed:g})")
             self._clock(playlist, dated)
             return playlist
+
+    def _announce(self, urls: list[str], sequence: int, part: int | None) -> None:
+        """Emulation: tell the link's clock when the channel publishes what a request for `urls`
+        waits for (part `part` of segment `sequence`, or all of it), so that wait runs on the clock."""
+        if self.clock_lag_s is not None and self.segment_s:
+            end_s = publication_s(segment_start_s=self._date_s(sequence, None), segment_s=self.segment_s,
+                                  part_s=self.chunk_s, part=part)
+            announce_wait(self.fetcher.clock, urls, self._t0 + (end_s - self.clock_offset_s) / self.config.speed)
 
     def _first(self, playlist: MediaPlaylist) -> None:
         durations = [s.duration_s for s in playlist.segments]
@@ -582,6 +594,8 @@ class _PartStream:
         player = self.player
         player.requests += 1
         url = await player._route(uri)
+        if part is not None:  # a hinted part is held until it is published
+            player._announce([url], part.sequence, part.index)
         requested = player.now()
         first = last = math.nan
         size = 0
@@ -619,35 +633,6 @@ async def _reloading(r: _Rendition) -> bool:
         return False
     async with r.lock:
         return True
-
-
-def _lists(playlist: MediaPlaylist, sequence: int, part: int | None) -> bool:
-    """Whether `playlist` lists segment `sequence` (complete) or, with `part`, that part of it."""
-    if playlist.segments[-1].sequence >= sequence:
-        return True
-    return part is not None and _newest_part(playlist) >= (sequence, part)
-
-
-def _older(old: MediaPlaylist, new: MediaPlaylist) -> str | None:
-    """What makes `new` older than `old` (None: it is not): its window starts before old's, or it
-    lists fewer segments or parts at the end (RFC 8216 6.2.2: neither may happen on a reload)."""
-    old_first, new_first = old.segments[0].sequence, new.segments[0].sequence
-    if new_first < old_first:
-        return f"EXT-X-MEDIA-SEQUENCE went back from {old_first} to {new_first} on reload"
-    old_last, new_last = old.segments[-1].sequence, new.segments[-1].sequence
-    if new_last < old_last:
-        return f"the reload lists up to segment {new_last}, the last one listed up to {old_last}"
-    if new_last == old_last and not new.ended and _newest_part(new) < _newest_part(old):
-        return (f"the reload lists parts up to {'.'.join(map(str, _newest_part(new)))}, the last one listed up to "
-                f"{'.'.join(map(str, _newest_part(old)))}")
-    return None
-
-
-def _newest_part(playlist: MediaPlaylist) -> tuple[int, int]:
-    """The newest part listed (the last complete segment's end where none is listed after it)."""
-    last = playlist.segments[-1].sequence
-    part = playlist.parts[-1] if playlist.parts else None
-    return (part.sequence, part.index) if part is not None and part.sequence > last else (last, 1 << 30)
 
 
 def _answer_bytes(body: bytes, headers: Mapping[str, str]) -> int:

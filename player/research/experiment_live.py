@@ -90,10 +90,9 @@ class LiveRunConfig:
     stack_processes: bool = False  # serve the channel with one process per service (less load on this loop)
     # Leave the stack's time and the players' loop stalls out of the emulated players' clocks, the
     # channel following each player's clock (docs/LIVE-EMULATION.md, "The stack's time in live emulation").
-    # None: the protocol's: DASH leaves it out; HLS counts it, because the clock counts an LL-HLS
-    # hold for publication in one step at its end and stands still until then, and a blocking
-    # reload or a hinted part is held nearly all the time, so the player's other transfers would
-    # move in steps (docs/LIVE-SERVER.md, "Held requests in emulation"). True works for HLS too.
+    # None: left out, for either protocol (HLS counted it until its holds for publication ran on the
+    # clock as they happen: docs/LIVE-EMULATION.md, "The wait counted while it happens"). False: the
+    # reference, the stack's time counted.
     exclude_stack_time: bool | None = None
     # When the players re-sync their clocks (dash.js's schedule), and so their simulated twins' links
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
@@ -106,7 +105,7 @@ class LiveRunConfig:
         if self.protocol not in ("dash", "hls"):
             raise ValueError(f"protocol must be dash or hls, got {self.protocol!r}")
         if self.exclude_stack_time is None:
-            object.__setattr__(self, "exclude_stack_time", self.protocol == "dash")
+            object.__setattr__(self, "exclude_stack_time", True)
         if not self.abrs or len(set(self.abrs)) != len(self.abrs):
             raise ValueError("give each ABR algorithm once, at least one")
         if not self.modes or any(m not in MODES for m in self.modes):

@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from netsim import synthetic
 from netsim.clock import WarpClock
 from netsim.shaper import Shaper, ShaperConfig
-from server.formats.servertiming import publish_wait_header
+from tests.netsim.conftest import held_server
 
 pytestmark = pytest.mark.wallclock  # the warp clock against the wall clock
 
@@ -77,31 +75,6 @@ async def test_a_bounded_clock_runs_the_timers_due_in_a_wait_and_keeps_its_span(
         assert clock.now() >= at_hold + 0.05 and clock.stalled_s - stalled < 0.004
     finally:
         clock.close()
-
-
-@asynccontextmanager
-async def held_server(hold_s: float, *, stated_s: float | None, split_head: bool = False) -> AsyncIterator[int]:
-    """A raw HTTP/1.1 server that holds each request `hold_s` and says it waited `stated_s` for
-    publication (None: says nothing); `split_head`: the head's last lines come 30 ms after its first."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(hold_s)
-        timing = b"" if stated_s is None else f"Server-Timing: {publish_wait_header(stated_s)}\r\n".encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
-        if split_head:
-            await writer.drain()
-            await asyncio.sleep(0.03)
-        writer.write(timing + b"Content-Length: 2\r\nConnection: close\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.mark.parametrize("stated_s,split_head", [(None, False), (0.2, False), (0.2, True)])
