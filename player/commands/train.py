@@ -16,12 +16,13 @@ from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.commands.trace import _range
 from player.errors import CliError
+from player.research.expert import ExpertConfig
 from player.research.falling import FallingSpec, falling_copies
 from player.research.folds import split_traces
 from player.research.provenance import ProgressLines
 from player.research.selection import SELECTION_RULES, Selection
 from player.research.sim import PROFILES, profile
-from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
+from player.research.train import TrainConfig, total_rollouts, train
 from player.video import load_video
 
 

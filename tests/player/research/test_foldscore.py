@@ -10,11 +10,12 @@ import pytest
 from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
+from player.research.expert import ExpertConfig
 from player.research.folds import split_traces
 from player.research.foldscore import fold_plan, fold_sessions, main, score_on_fold
 from player.research.selection import Selection
 from player.research.sim import PROFILES
-from player.research.train import ExpertConfig, TrainConfig, train
+from player.research.train import TrainConfig, train
 from player.video import Video
 
 
