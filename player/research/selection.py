@@ -68,6 +68,25 @@ class Selection:
                                                                  "weight": self.weight}
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MarginChoice:
+    """A policy's decision rule scored at each switch margin: the one with the best selection score
+    (the smallest margin on a tie), and every margin's (margin, selection score, mean validation QoE)."""
+
+    margin: float
+    score: float
+    mean_qoe: float
+    scores: tuple[tuple[float, float, float], ...]
+
+
+def best_margin(rank: Callable[[float], tuple[float, float]], margins: Sequence[float]) -> MarginChoice:
+    """`rank(m)` gives (selection score, mean QoE) of the policy at switch margin m. A round is as good as
+    its best margin: `abrkit train` ranks rounds by this, so a round that wins only with its margin wins."""
+    scores = tuple((float(m), *rank(m)) for m in margins)
+    margin, score, mean = max(scores, key=lambda t: (t[1], -t[0]))
+    return MarginChoice(margin=margin, score=score, mean_qoe=mean, scores=scores)
+
+
 def versus_init(mine: np.ndarray, init: np.ndarray, names: Sequence[str],
                 say: Callable[[str], None]) -> dict[str, Any]:
     """The trained policy against the initial one on the validation sessions, paired by trace (each

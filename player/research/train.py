@@ -42,7 +42,7 @@ from player.research.ensemble import average_networks, restandardise, split_memb
 from player.research.expert import ExpertConfig, expert_qoe, expert_values, session_trace_time_s
 from player.research.folds import split_traces, traces_digest
 from player.research.folds import validation_offsets as held_out_offsets
-from player.research.selection import Selection, versus_init
+from player.research.selection import MarginChoice, Selection, best_margin, versus_init
 from player.research.sim import SimProfile, run_session
 from player.video import Video
 
@@ -519,6 +519,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
 
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
+    choices: list[MarginChoice] = []
     policy: PolicyModel | None = None
     teacher = init_policy
     try:
@@ -558,22 +559,26 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
-            if best is None or key > best[0]:
-                best = (key, r, policy)
+            # A round is ranked at its best switch margin (the one it would ship with), not at margin 0.
+            choice = best_margin(lambda m: (key, score) if m == 0 else rank(dataclasses.replace(policy, switch_margin=m)),
+                                 config.switch_margins)
+            choices.append(choice)
+            if best is None or choice.score > best[0]:
+                best = (choice.score, r, policy)
+            scored = f"(by {config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for m, k, _ in choice.scores) + ")"
             if teacher is not None:  # the next round rolls out this policy with its best margin
-                margins = [(rank(dataclasses.replace(policy, switch_margin=m))[0] if m else key, m)
-                           for m in config.switch_margins]
-                teacher = dataclasses.replace(policy, switch_margin=max(margins, key=lambda p: (p[0], -p[1]))[1])
-                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g} (by "
-                    f"{config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for k, m in margins) + ")")
+                teacher = dataclasses.replace(policy, switch_margin=choice.margin)
+                say(f"round {r}: rolls out next with switch margin {choice.margin:g} {scored}")
+            else:
+                say(f"round {r}: best switch margin {choice.margin:g} {scored}")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     assert best is not None
     _, best_round, model = best
-    ranked = [(m, *rank(dataclasses.replace(model, switch_margin=m))) for m in config.switch_margins]
+    ranked = choices[best_round].scores
     margin_scores = [(m, q) for m, _, q in ranked]
-    margin, key, margin_score = max(ranked, key=lambda t: (t[1], -t[0]))  # the smallest on a tie
+    margin, key, margin_score = choices[best_round].margin, choices[best_round].score, choices[best_round].mean_qoe
     say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
     if reference is not None:
@@ -581,8 +586,9 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             ", ".join(f"{m:g}: {k:.2f}" for m, k, _ in ranked) + ")")
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
-                "validation_qoe": round(s.validation_qoe, 4),
-                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s in rounds]
+                "validation_qoe": round(s.validation_qoe, 4), "switch_margin": c.margin,
+                "selection_score_at_margin": round(c.score, 4),
+                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s, c in zip(rounds, choices)]
     chosen = dataclasses.replace(model, switch_margin=margin)
     versus = {} if init_policy is None else {"validation_vs_init": versus_init(
         validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}

@@ -9,6 +9,7 @@ import pytest
 
 from abr.algorithms.learned import load_model
 from netsim.trace import Trace
+from player.research.expert import ExpertConfig
 from player.research.falling import FallingSpec, falling_copies
 from player.research.folds import split_traces
 from player.research.selection import Selection
@@ -114,3 +115,30 @@ def test_abrkit_train_shapes_the_falling_drops_from_its_options() -> None:
     assert falling_spec(args) == FallingSpec(factor=(0.3, 0.7), normal_s=(90.0, 90.0))
     assert "--falling-copies 2 --falling-depth 0.3:0.7 --falling-every 90 --validation-fold 3" in _command_line(args)
     assert falling_spec(build_parser().parse_args(base)) == FallingSpec()
+
+
+@pytest.mark.parametrize("teacher", ["expert", "policy"])
+def test_training_ranks_each_round_at_its_best_switch_margin(video_10: Video, traces_4: list[Trace], teacher: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Validation scores by (round, switch margin): round 1 is ahead at margin 0, round 0 at margin 0.4 is the
+    # best of all. Ranking rounds by their margin-0 score (until wave 11) kept round 1 and never saw it.
+    import player.research.dagger_batch as dagger_batch
+
+    table = {(0, 0.0): 10.0, (0, 0.4): 15.0, (1, 0.0): 12.0, (1, 0.4): 11.0}
+
+    def scored(policy: object, video: Video, prof: object, traces: list[Trace], model: object, *,
+               offsets_s: list[list[float]]) -> np.ndarray:
+        meta = policy.metadata  # type: ignore[attr-defined]
+        value = table.get((meta.get("round", -1), policy.switch_margin), 0.0)  # type: ignore[attr-defined]
+        return np.full(sum(1 + len(o) for o in offsets_s), value)
+
+    monkeypatch.setattr(dagger_batch, "evaluate_lockstep", scored)
+    config = TrainConfig(iterations=1, max_epochs=5, ensemble=1, engine="batch", validation_fraction=0.25,
+                         teacher=teacher, switch_margins=(0.0, 0.4), expert=ExpertConfig(horizon_segments=3))
+    lines: list[str] = []
+    result = train(video_10, traces_4, PROFILES["pensieve"], config, log=lines.append,
+                   init_policy=load_model() if teacher == "policy" else None)
+    assert (result.best_round, result.model.switch_margin) == (0, 0.4)
+    assert dict(result.margin_scores) == {0.0: 10.0, 0.4: 15.0}
+    assert [r["switch_margin"] for r in result.model.metadata["rounds"]] == [0.4, 0.0]
+    assert "switch margin 0.4: validation QoE 15.00 (0: 10.00, 0.4: 15.00)" in lines
