@@ -87,6 +87,18 @@ def best_margin(rank: Callable[[float], tuple[float, float]], margins: Sequence[
     return MarginChoice(margin=margin, score=score, mean_qoe=mean, scores=scores)
 
 
+def best_guard(rank: Callable[[float, float], tuple[float, float]], at_zero: MarginChoice,
+               floors: Sequence[float]) -> tuple[float, MarginChoice, dict[float, MarginChoice]]:
+    """The safety floor (s, `PolicyModel.safety_floor_s`) and switch margin chosen together for one policy:
+    `rank(m, f)` scores it at margin m and floor f, `at_zero` is its margins already scored without a floor.
+    The best selection score wins, the smallest floor (then margin) on a tie. Returns the floor, its
+    margins, and every floor's."""
+    margins = [m for m, _, _ in at_zero.scores]
+    by_floor = {float(f): at_zero if f == 0 else best_margin(lambda m, f=f: rank(m, f), margins) for f in floors}
+    floor = max(by_floor, key=lambda f: (by_floor[f].score, -f))
+    return floor, by_floor[floor], by_floor
+
+
 def versus_init(mine: np.ndarray, init: np.ndarray, names: Sequence[str],
                 say: Callable[[str], None]) -> dict[str, Any]:
     """The trained policy against the initial one on the validation sessions, paired by trace (each

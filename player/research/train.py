@@ -42,7 +42,7 @@ from player.research.ensemble import average_networks, restandardise, split_memb
 from player.research.expert import ExpertConfig, expert_qoe, expert_values, session_trace_time_s
 from player.research.folds import split_traces, traces_digest
 from player.research.folds import validation_offsets as held_out_offsets
-from player.research.selection import MarginChoice, Selection, best_margin, versus_init
+from player.research.selection import MarginChoice, Selection, best_guard, best_margin, versus_init
 from player.research.sim import SimProfile, run_session
 from player.video import Video
 
@@ -81,7 +81,9 @@ class TrainConfig:
     apply. `warm_start`: each round's networks start from the previous round's (round 0 from
     `init_policy` when given) instead of a fresh draw. `selection` picks the best round and switch
     margin (`player.research.selection`: the mean, or with the tail of the differences from
-    `init_policy` weighted), and so does the margin the policy teacher rolls out next."""
+    `init_policy` weighted), and so does the margin the policy teacher rolls out next; a round is ranked
+    at its best margin. The chosen round's decision rule then gets the safety floor of `safety_floors_s`
+    (`PolicyModel.safety_floor_s`, chosen with the margin by the same rule; rollouts do not use it)."""
 
     seed: int = 0
     iterations: int = 8
@@ -107,8 +109,11 @@ class TrainConfig:
     window_rounds: int = 2
     warm_start: bool = False
     selection: Selection = field(default_factory=Selection)
+    safety_floors_s: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
+        if not self.safety_floors_s or any(not (f >= 0 and math.isfinite(f)) for f in self.safety_floors_s):
+            raise ValueError(f"safety_floors_s must be finite values >= 0 s, got {self.safety_floors_s}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.rollouts_per_trace < 1:
@@ -491,6 +496,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         **({"validation_fold": config.validation_fold} if config.validation_fold else {}),
         "engine": config.engine, "extra_traces": len(extra_traces),
         **({"warm_start": True} if config.warm_start else {}), "selection": config.selection.metadata(),
+        **({} if config.safety_floors_s == (0.0,) else {"safety_floors_s": list(config.safety_floors_s)}),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
             "init_policy_sha256_16": _policy_digest(init_policy),
             "init_policy_command": init_policy.metadata.get("command")}
@@ -576,9 +582,14 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             pool.shutdown(cancel_futures=True)
     assert best is not None
     _, best_round, model = best
-    ranked = choices[best_round].scores
+    floor, choice, by_floor = best_guard(lambda m, f: rank(dataclasses.replace(model, switch_margin=m, safety_floor_s=f)),
+                                         choices[best_round], config.safety_floors_s)
+    ranked = choice.scores
     margin_scores = [(m, q) for m, _, q in ranked]
-    margin, key, margin_score = choices[best_round].margin, choices[best_round].score, choices[best_round].mean_qoe
+    margin, key, margin_score = choice.margin, choice.score, choice.mean_qoe
+    if config.safety_floors_s != (0.0,):
+        say(f"safety floor {floor:g} s (by {config.selection.rule}, each at its best margin: " +
+            ", ".join(f"{f:g} s: {c.score:.2f} at {c.margin:g}" for f, c in by_floor.items()) + ")")
     say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
     if reference is not None:
@@ -589,12 +600,14 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                 "validation_qoe": round(s.validation_qoe, 4), "switch_margin": c.margin,
                 "selection_score_at_margin": round(c.score, 4),
                 **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s, c in zip(rounds, choices)]
-    chosen = dataclasses.replace(model, switch_margin=margin)
+    chosen = dataclasses.replace(model, switch_margin=margin, safety_floor_s=floor)
     versus = {} if init_policy is None else {"validation_vs_init": versus_init(
         validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}
     final = dataclasses.replace(
         chosen, metadata={**model.metadata, **versus, "best_round": best_round, "rounds": history,
                   "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores},
+                  **({} if config.safety_floors_s == (0.0,) else {"safety_floor_scores": {
+                      f"{f:g}": round(c.score, 4) for f, c in by_floor.items()}}),
                   **({} if reference is None else {"selection_score": round(key, 4), "selection_score_init":
                                                    round(float(np.mean(reference)), 4)})},
     )
