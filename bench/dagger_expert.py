@@ -1,6 +1,6 @@
 """The imitation expert's cost per labelled decision: the batched expert over a lock-step batch
 (`player.research.dagger_batch.batch_expert_values`, what `abrkit train --engine batch` runs)
-against the one-session expert (`player.research.train.expert_values`, `--engine session`),
+against the one-session expert (`player.research.expert.expert_values`, `--engine session`),
 measured in the same run on the same states (CPU time, so the machine's load matters less).
 
 Sessions on the Pensieve training traces from seeded offsets play the expert's best quality; every
@@ -23,8 +23,8 @@ from abr.qoe import QOE_MODELS
 from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from player.research.dagger_batch import batch_expert_values
+from player.research.expert import ExpertConfig, expert_values
 from player.research.sim import PROFILES, LatencyLookup, LockStep
-from player.research.train import ExpertConfig, expert_values
 from player.video import load_video
 
 REPO = Path(__file__).resolve().parents[1]

@@ -46,7 +46,12 @@ class PolicyModel:
     `switch_margin` is the decision rule's hysteresis, in score units (QoE for a regret model): keep
     the previous quality unless another one scores more than this above it. The scores are estimates,
     and every needless switch costs the switch penalty; `abrkit train` picks the margin on its
-    validation traces."""
+    validation traces.
+
+    `safety_floor_s` is a guard for bandwidth collapses: with less than this much buffer (s) the decision
+    steps down, at most one rung below the previous quality (0, the default, turns it off). A policy that
+    holds a high rung into a collapse stalls for seconds; the guard bounds how long it can hold it once the
+    buffer runs low. `abrkit train --safety-floors` picks it on validation with the margin."""
 
     feature_schema: FeatureSchema
     ladder_bitrates_bps: tuple[int, ...]  # the ladder it was trained on
@@ -58,6 +63,7 @@ class PolicyModel:
     coefs_: tuple[np.ndarray, ...]  # (F, H1), (H1, H2), ..., (Hk, Q)
     intercepts_: tuple[np.ndarray, ...]  # (H1,), ..., (Q,)
     switch_margin: float = 0.0
+    safety_floor_s: float = 0.0
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,8 @@ class PolicyModel:
             raise ValueError(f"unknown activation {self.activation!r}; choose from {', '.join(_ACTIVATIONS)}")
         if not (self.switch_margin >= 0 and math.isfinite(self.switch_margin)):
             raise ValueError(f"switch_margin must be finite and >= 0, got {self.switch_margin}")
+        if not (self.safety_floor_s >= 0 and math.isfinite(self.safety_floor_s)):
+            raise ValueError(f"safety_floor_s must be finite and >= 0 s, got {self.safety_floor_s}")
         if not self.coefs_ or len(self.coefs_) != len(self.intercepts_):
             raise ValueError("a model needs one intercept vector per weight matrix, and at least one layer")
         arrays = [np.array(a, dtype=np.float64) for a in (self.input_mean_, self.input_scale_)]
@@ -115,23 +123,31 @@ class PolicyModel:
             hidden = out if layer == last else (np.maximum(out, 0.0) if self.activation == "relu" else np.tanh(out))
         return hidden
 
-    def predict(self, x: np.ndarray, last_quality: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, x: np.ndarray, last_quality: np.ndarray | None = None,
+                buffer_s: np.ndarray | None = None) -> np.ndarray:
         """(B,) the quality per row: the highest-scoring one (the lowest on a tie), except that the
         previous quality (`last_quality`, -1 for none) is kept unless the best beats it by more than
-        `switch_margin`."""
-        return self.choose(self.scores(x), last_quality)
+        `switch_margin`, and that below `safety_floor_s` of buffer (`buffer_s`) it is at most one rung
+        below the previous quality."""
+        return self.choose(self.scores(x), last_quality, buffer_s)
 
-    def choose(self, scores: np.ndarray, last_quality: np.ndarray | None) -> np.ndarray:
+    def choose(self, scores: np.ndarray, last_quality: np.ndarray | None,
+               buffer_s: np.ndarray | None = None) -> np.ndarray:
         """`predict`'s rule applied to (B, Q) scores."""
         best = np.argmax(scores, axis=1)
-        if last_quality is None or self.switch_margin == 0:
+        if last_quality is None:
             return best
         last = np.asarray(last_quality, dtype=np.int64)
-        rows = np.arange(scores.shape[0])
         valid = (last >= 0) & (last < scores.shape[1])
-        kept = scores[rows, np.where(valid, last, 0)]
-        keep = valid & (scores[rows, best] - kept <= self.switch_margin)
-        return np.where(keep, last, best)
+        chosen = best
+        if self.switch_margin > 0:
+            rows = np.arange(scores.shape[0])
+            kept = scores[rows, np.where(valid, last, 0)]
+            chosen = np.where(valid & (scores[rows, best] - kept <= self.switch_margin), last, best)
+        if self.safety_floor_s > 0 and buffer_s is not None:
+            low = valid & (np.asarray(buffer_s, dtype=np.float64) < self.safety_floor_s)
+            chosen = np.where(low, np.minimum(chosen, np.maximum(last - 1, 0)), chosen)
+        return chosen
 
 
 # -- the file format ---------------------------------------------------------------------------------------------
@@ -150,7 +166,8 @@ def _body(model: PolicyModel) -> dict[str, Any]:
             "input_mean": model.input_mean_.tolist(), "input_scale": model.input_scale_.tolist(),
             "coefs": [w.tolist() for w in model.coefs_], "intercepts": [b.tolist() for b in model.intercepts_],
         },
-        "decision": {"switch_margin": model.switch_margin},
+        "decision": {"switch_margin": model.switch_margin,
+                     **({"safety_floor_s": model.safety_floor_s} if model.safety_floor_s else {})},
         "metadata": dict(model.metadata),
     }
 
@@ -206,6 +223,7 @@ def decode_model(data: bytes, source: str) -> PolicyModel:
             coefs_=tuple(np.asarray(w, dtype=np.float64) for w in network["coefs"]),
             intercepts_=tuple(np.asarray(b, dtype=np.float64) for b in network["intercepts"]),
             switch_margin=float(doc["decision"]["switch_margin"]),
+            safety_floor_s=float(doc["decision"].get("safety_floor_s", 0.0)),
             metadata=doc.get("metadata") or {},
         )
     except ValueError as exc:
@@ -270,7 +288,11 @@ class Learned:
             return Decision(quality=0, reason="one rung -> q0")
         scores = self.model.scores(features.observation_features(obs))
         last = -1 if obs.last_quality is None else obs.last_quality
-        quality = int(self.model.choose(scores, np.array([last]))[0])
+        quality = int(self.model.choose(scores, np.array([last]), np.array([obs.buffer_s]))[0])
+        unguarded = int(self.model.choose(scores, np.array([last]))[0])
+        if quality != unguarded:
+            return Decision(quality=quality, reason=f"safety floor: buffer {obs.buffer_s:.1f}s < "
+                                                    f"{self.model.safety_floor_s:g}s, q{quality} (else q{unguarded})")
         best = int(np.argmax(scores[0]))
         if quality != best:
             return Decision(quality=quality, reason=f"keep q{quality}: q{best} scores only "
@@ -283,7 +305,8 @@ class Learned:
         self.check_ladder(obs.ladder)
         if len(obs.ladder) == 1:
             return np.zeros(obs.batch_size, dtype=np.int64)
-        return self.model.predict(features.batch_observation_features(obs), obs.last_quality).astype(np.int64)
+        return self.model.predict(features.batch_observation_features(obs), obs.last_quality,
+                                  obs.buffer_s).astype(np.int64)
 
 
 def _lead(scores: np.ndarray, quality: int) -> float:

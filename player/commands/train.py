@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import resource
 import shlex
@@ -16,12 +17,13 @@ from netsim.sources import open_traces
 from player.commands import load_plugins
 from player.commands.trace import _range
 from player.errors import CliError
+from player.research.expert import ExpertConfig
 from player.research.falling import FallingSpec, falling_copies
 from player.research.folds import split_traces
 from player.research.provenance import ProgressLines
 from player.research.selection import SELECTION_RULES, Selection
 from player.research.sim import PROFILES, profile
-from player.research.train import ExpertConfig, TrainConfig, total_rollouts, train
+from player.research.train import TrainConfig, total_rollouts, train
 from player.video import load_video
 
 
@@ -103,6 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="--select tail: share of the validation sessions that count extra (default %(default)s)")
     parser.add_argument("--tail-weight", type=float, default=Selection().weight, metavar="W",
                         help="--select tail: how many times they count (default %(default)s)")
+    parser.add_argument("--safety-floors", default="0", metavar="S,S,...",
+                        help="buffer floors (s) to choose from with the switch margin: below the chosen one the "
+                             "policy steps down at least a rung (0 = none; default %(default)s, off)")
     parser.add_argument("--keep-rounds", type=Path, default=None, metavar="DIR",
                         help="also write every round's policy (switch margin 0) to DIR/round-<r>.json")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
@@ -139,8 +144,20 @@ def _command_line(args: argparse.Namespace) -> str:
                 "--window-rounds", str(args.window_rounds)) if args.teacher == "policy" else ()),
              *(("--warm-start",) if args.warm_start else ()),
              *(("--select", "tail", "--tail-share", str(args.tail_share), "--tail-weight", str(args.tail_weight))
-               if args.select == "tail" else ())]
+               if args.select == "tail" else ()),
+             *(("--safety-floors", args.safety_floors) if safety_floors(args) != (0.0,) else ())]
     return shlex.join(parts)
+
+
+def safety_floors(args: argparse.Namespace) -> tuple[float, ...]:
+    """`--safety-floors` as seconds (errors name the option)."""
+    try:
+        floors = tuple(float(f) for f in args.safety_floors.split(","))
+    except ValueError:
+        raise CliError(f"--safety-floors must be seconds separated by commas, got {args.safety_floors!r}") from None
+    if any(not (f >= 0 and math.isfinite(f)) for f in floors):
+        raise CliError(f"--safety-floors must be finite values >= 0 s, got {args.safety_floors!r}")
+    return floors
 
 
 def falling_spec(args: argparse.Namespace) -> FallingSpec:
@@ -179,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
                          teacher=args.teacher, explore=args.explore, window_rounds=args.window_rounds,
-                         warm_start=args.warm_start, selection=selection,
+                         warm_start=args.warm_start, selection=selection, safety_floors_s=safety_floors(args),
                          expert=ExpertConfig(horizon_segments=args.horizon,
                                              rebuffer_penalty=args.expert_rebuffer_penalty))
     if (args.teacher == "policy") != (args.init_model is not None):
@@ -236,8 +253,9 @@ def run(args: argparse.Namespace) -> int:
           f"expert up to round {result.best_round}")
     margin = result.model.switch_margin  # the one `train` picked from `margin_scores`
     margin_qoe = dict(result.margin_scores)[margin]
+    floor = result.model.safety_floor_s
     print(f"best round {result.best_round}: validation QoE {best.validation_qoe:.2f} per session, "
-          f"{margin_qoe:.2f} with switch margin {margin:g}")
+          f"{margin_qoe:.2f} with switch margin {margin:g}" + (f" and safety floor {floor:g} s" if floor else ""))
     print(f"wrote {args.out} ({len(data)} bytes) in {wall_s:.0f} s wall, {cpu_s:.0f} s CPU "
           f"({workers} worker{'s' if workers != 1 else ''})")
     return 0

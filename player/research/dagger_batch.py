@@ -1,6 +1,6 @@
 """DAgger on the lock-step batch engine: the instant-solver expert for B sessions at once.
 
-`player.research.train` asks the expert (`train.expert_values`) once per decision: six small
+`player.research.train` asks the expert (`expert.expert_values`) once per decision: six small
 offline-optimum searches of about 2 ms each, mostly Python overhead. Here one search serves every
 session of a lock-step batch (`player.research.sim.LockStep`) and every first choice at once: the
 frontier holds states of all (session, first quality) roots, expands them with the simulator's own
@@ -38,7 +38,7 @@ def batch_expert_values(state: LockStep, model: QoeModel, *, horizon_segments: i
                         beam_states: int = 8) -> np.ndarray:
     """(B, Q) for each session of `state` (about to choose segment `state.segment_index`) and each
     quality q: q's own QoE term plus the best QoE of the next `horizon_segments - 1` segments after
-    it, knowing the future trace (the expert's Q-values, as `train.expert_values` for one session).
+    it, knowing the future trace (the expert's Q-values, as `expert.expert_values` for one session).
 
     As the offline optimum does, a narrow search first (`beam_states` states per root and segment)
     finds a real session per root whose QoE is a floor; the full search then drops states that

@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES), help="(default pensieve)")
     parser.add_argument("--switch-margin", type=float, default=None,
                         help="score every model with this switch margin instead of its own")
+    parser.add_argument("--safety-floor", type=float, default=None, metavar="S",
+                        help="score every model with this safety floor (s of buffer) instead of its own")
     parser.add_argument("--tail-share", type=float, default=0.1, help="as abrkit train's (default 0.1)")
     parser.add_argument("--tail-weight", type=float, default=2.0, help="as abrkit train's (default 2)")
     parser.add_argument("--worst", type=int, default=5, help="worst sessions named per model (default 5)")
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         selection = Selection(rule="tail", share=args.tail_share, weight=args.tail_weight)
         if args.switch_margin is not None and not args.switch_margin >= 0:
             raise ValueError(f"--switch-margin must be >= 0, got {args.switch_margin}")
+        if args.safety_floor is not None and not args.safety_floor >= 0:
+            raise ValueError(f"--safety-floor must be >= 0 s, got {args.safety_floor}")
         files = _model_files(args.models)
         models: dict[str, PolicyModel] = {}
         for path in files:
@@ -169,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--models: {path}: {error}") from None
             if args.switch_margin is not None:
                 model = dataclasses.replace(model, switch_margin=args.switch_margin)
+            if args.safety_floor is not None:
+                model = dataclasses.replace(model, safety_floor_s=args.safety_floor)
             models[str(path)] = model
         try:
             reference = load_model(args.reference)

@@ -68,6 +68,37 @@ class Selection:
                                                                  "weight": self.weight}
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MarginChoice:
+    """A policy's decision rule scored at each switch margin: the one with the best selection score
+    (the smallest margin on a tie), and every margin's (margin, selection score, mean validation QoE)."""
+
+    margin: float
+    score: float
+    mean_qoe: float
+    scores: tuple[tuple[float, float, float], ...]
+
+
+def best_margin(rank: Callable[[float], tuple[float, float]], margins: Sequence[float]) -> MarginChoice:
+    """`rank(m)` gives (selection score, mean QoE) of the policy at switch margin m. A round is as good as
+    its best margin: `abrkit train` ranks rounds by this, so a round that wins only with its margin wins."""
+    scores = tuple((float(m), *rank(m)) for m in margins)
+    margin, score, mean = max(scores, key=lambda t: (t[1], -t[0]))
+    return MarginChoice(margin=margin, score=score, mean_qoe=mean, scores=scores)
+
+
+def best_guard(rank: Callable[[float, float], tuple[float, float]], at_zero: MarginChoice,
+               floors: Sequence[float]) -> tuple[float, MarginChoice, dict[float, MarginChoice]]:
+    """The safety floor (s, `PolicyModel.safety_floor_s`) and switch margin chosen together for one policy:
+    `rank(m, f)` scores it at margin m and floor f, `at_zero` is its margins already scored without a floor.
+    The best selection score wins, the smallest floor (then margin) on a tie. Returns the floor, its
+    margins, and every floor's."""
+    margins = [m for m, _, _ in at_zero.scores]
+    by_floor = {float(f): at_zero if f == 0 else best_margin(lambda m, f=f: rank(m, f), margins) for f in floors}
+    floor = max(by_floor, key=lambda f: (by_floor[f].score, -f))
+    return floor, by_floor[floor], by_floor
+
+
 def versus_init(mine: np.ndarray, init: np.ndarray, names: Sequence[str],
                 say: Callable[[str], None]) -> dict[str, Any]:
     """The trained policy against the initial one on the validation sessions, paired by trace (each

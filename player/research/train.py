@@ -35,16 +35,15 @@ import numpy as np
 
 from abr.algorithms.learned import Learned, PolicyModel
 from abr.features import observation_features, schema
-from abr.qoe import QOE_MODELS, QoeModel
+from abr.qoe import QOE_MODELS
 from abr.types import Decision, Observation
-from netsim.link import LinkBatch
 from netsim.trace import Trace
 from player.research.ensemble import average_networks, restandardise, split_members
+from player.research.expert import ExpertConfig, expert_qoe, expert_values, session_trace_time_s
 from player.research.folds import split_traces, traces_digest
 from player.research.folds import validation_offsets as held_out_offsets
-from player.research.optimal import OptimalConfig, offline_optimal
-from player.research.selection import Selection, versus_init
-from player.research.sim import LatencyLookup, SimProfile, buffer_step, cap_sleep_s, download_step, run_session
+from player.research.selection import MarginChoice, Selection, best_guard, best_margin, versus_init
+from player.research.sim import SimProfile, run_session
 from player.video import Video
 
 Progress = Callable[[int], None]
@@ -52,31 +51,6 @@ _TARGETS = ("regret", "action")
 _ENGINES = ("batch", "session")
 _TEACHERS = ("expert", "policy")
 _LOCKSTEP_SESSIONS = 128  # sessions per lock-step rollout batch (bounds the expert's frontier)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ExpertConfig:
-    """The instant solver: the offline optimum over the next `horizon_segments` segments from the
-    session's state, on a state-merging grid of `grid_s`. Comyco plans 8 chunks ahead; 6 costs a third
-    as much and trained policies as good on validation (docs/LEARNED.md reports the agreement of both
-    with the full-session optimum). `rebuffer_penalty` overrides the QoE model's in the expert's values
-    (a pessimistic expert); by default it is the QoE model's."""
-
-    horizon_segments: int = 6
-    grid_s: float = 1.0
-    qoe: str = "lin"
-    rebuffer_penalty: float | None = None  # per stall second in the expert's values (None: the QoE model's)
-
-    def __post_init__(self) -> None:
-        penalty = self.rebuffer_penalty
-        if penalty is not None and not (penalty >= 0 and math.isfinite(penalty)):
-            raise ValueError(f"rebuffer_penalty must be finite and >= 0, got {self.rebuffer_penalty}")
-        if self.horizon_segments < 1:
-            raise ValueError(f"horizon_segments must be >= 1, got {self.horizon_segments}")
-        if not self.grid_s > 0:
-            raise ValueError(f"grid_s must be > 0 s, got {self.grid_s}")
-        if self.qoe not in QOE_MODELS:
-            raise ValueError(f"unknown QoE model {self.qoe!r}; choose from {', '.join(QOE_MODELS)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -107,7 +81,9 @@ class TrainConfig:
     apply. `warm_start`: each round's networks start from the previous round's (round 0 from
     `init_policy` when given) instead of a fresh draw. `selection` picks the best round and switch
     margin (`player.research.selection`: the mean, or with the tail of the differences from
-    `init_policy` weighted), and so does the margin the policy teacher rolls out next."""
+    `init_policy` weighted), and so does the margin the policy teacher rolls out next; a round is ranked
+    at its best margin. The chosen round's decision rule then gets the safety floor of `safety_floors_s`
+    (`PolicyModel.safety_floor_s`, chosen with the margin by the same rule; rollouts do not use it)."""
 
     seed: int = 0
     iterations: int = 8
@@ -133,8 +109,11 @@ class TrainConfig:
     window_rounds: int = 2
     warm_start: bool = False
     selection: Selection = field(default_factory=Selection)
+    safety_floors_s: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
+        if not self.safety_floors_s or any(not (f >= 0 and math.isfinite(f)) for f in self.safety_floors_s):
+            raise ValueError(f"safety_floors_s must be finite values >= 0 s, got {self.safety_floors_s}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.rollouts_per_trace < 1:
@@ -201,54 +180,6 @@ class TrainResult:
     margin_scores: tuple[tuple[float, float], ...]  # (switch margin, validation QoE) of the best round's policy
     fit_traces: tuple[str, ...]
     validation_traces: tuple[str, ...]
-
-
-# -- the expert ---------------------------------------------------------------------------------------------------
-
-
-def session_trace_time_s(obs: Observation, offset_s: float, prof: SimProfile) -> float:
-    """The trace time at which `run_session` will start the download `obs` is asked about.
-
-    `run_session` keeps session time and trace time together except for the request latency: with
-    `latency_on_trace_clock` both clocks pass it; otherwise (the Pensieve profile) the session adds the
-    RTT to each download's duration while the trace clock does not. Simulated sessions never abandon,
-    so `segment_index` downloads have finished.
-    """
-    if prof.latency_on_trace_clock:
-        return offset_s + obs.time_s
-    return offset_s + obs.time_s - obs.segment_index * prof.rtt_s
-
-
-def expert_values(video: Video, trace: Trace, prof: SimProfile, obs: Observation, trace_time_s: float,
-                  config: ExpertConfig) -> np.ndarray:
-    """(Q,) the best QoE reachable over the instant solver's horizon after choosing each quality for
-    segment `obs.segment_index`: the segment's own QoE term plus the offline optimum of the following
-    `horizon_segments - 1` segments from the state that choice leads to (Q-values of the expert)."""
-    model = _expert_qoe(config)
-    bitrates = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
-    utility = model.utility(bitrates, bitrates)
-    rungs = bitrates.size
-    n = obs.segment_index
-    sleep = float(cap_sleep_s(np.array([obs.buffer_s]), prof.session)[0])  # 0 unless called over the cap
-    start_s, buffer_s = trace_time_s + sleep, obs.buffer_s - sleep
-    qualities = np.arange(rungs)
-    link = LinkBatch([trace], payload_factor=prof.payload_factor)
-    finish, elapsed = download_step(link, LatencyLookup([trace], prof), prof, np.full(rungs, start_s),
-                                    video.sizes_bytes[n, qualities].astype(np.float64), np.zeros(rungs, dtype=np.int64))
-    stall, after = buffer_step(np.full(rungs, buffer_s), elapsed, video.ladder.segment_duration_s,
-                               started=n > 0 or buffer_s > 0)
-    values = np.zeros(rungs)
-    if n >= model.first_counted_segment:
-        previous = utility if obs.last_quality is None else utility[obs.last_quality]
-        values = utility - model.rebuffer_penalty * stall - model.switch_penalty * np.abs(utility - previous)
-    end = min(video.segment_count, n + config.horizon_segments)
-    if n + 1 < end:
-        window = video.truncated(end)
-        for q in range(rungs):
-            values[q] += offline_optimal(window, trace, prof, qoe=model, config=OptimalConfig(grid_s=config.grid_s),
-                                         start_segment=n + 1, start_trace_time_s=float(finish[q]),
-                                         start_buffer_s=float(after[q]), start_quality=q).qoe
-    return values
 
 
 # -- rollouts --------------------------------------------------------------------------------------------------
@@ -485,7 +416,7 @@ def _collect_lockstep(video: Video, prof: SimProfile, config: TrainConfig, polic
     from player.research.dagger_batch import LockStepRollouts, lockstep_rollouts
     from player.research.rollout_teacher import policy_rollouts
 
-    model = _expert_qoe(config.expert)
+    model = expert_qoe(config.expert)
     slot = {id(t): j for j, t in enumerate(traces)}
     rng = np.random.default_rng([config.seed, round_index, 0xDA66E5 if teacher is None else 0x7EAC])
     out: list[_RolloutData] = []
@@ -516,13 +447,6 @@ def _policy_digest(policy: PolicyModel) -> str:
     from abr.algorithms.learned import encode_model
 
     return hashlib.sha256(encode_model(policy)).hexdigest()[:16]
-
-
-def _expert_qoe(expert: ExpertConfig) -> QoeModel:
-    model = QOE_MODELS[expert.qoe]
-    if expert.rebuffer_penalty is not None:
-        model = dataclasses.replace(model, rebuffer_penalty=expert.rebuffer_penalty)
-    return model
 
 
 def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: Sequence[Trace] = ()) -> int:
@@ -572,6 +496,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         **({"validation_fold": config.validation_fold} if config.validation_fold else {}),
         "engine": config.engine, "extra_traces": len(extra_traces),
         **({"warm_start": True} if config.warm_start else {}), "selection": config.selection.metadata(),
+        **({} if config.safety_floors_s == (0.0,) else {"safety_floors_s": list(config.safety_floors_s)}),
         **({"teacher": "policy", "explore": config.explore, "window_rounds": config.window_rounds,
             "init_policy_sha256_16": _policy_digest(init_policy),
             "init_policy_command": init_policy.metadata.get("command")}
@@ -600,6 +525,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
 
     rounds: list[RoundStats] = []
     best: tuple[float, int, PolicyModel] | None = None
+    choices: list[MarginChoice] = []
     policy: PolicyModel | None = None
     teacher = init_policy
     try:
@@ -639,22 +565,31 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
                 f"agreement {agreed}, validation QoE {score:.2f} ({time.process_time() - started:.0f} s CPU here)")
             if on_round is not None:
                 on_round(r, policy)
-            if best is None or key > best[0]:
-                best = (key, r, policy)
+            # A round is ranked at its best switch margin (the one it would ship with), not at margin 0.
+            choice = best_margin(lambda m: (key, score) if m == 0 else rank(dataclasses.replace(policy, switch_margin=m)),
+                                 config.switch_margins)
+            choices.append(choice)
+            if best is None or choice.score > best[0]:
+                best = (choice.score, r, policy)
+            scored = f"(by {config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for m, k, _ in choice.scores) + ")"
             if teacher is not None:  # the next round rolls out this policy with its best margin
-                margins = [(rank(dataclasses.replace(policy, switch_margin=m))[0] if m else key, m)
-                           for m in config.switch_margins]
-                teacher = dataclasses.replace(policy, switch_margin=max(margins, key=lambda p: (p[0], -p[1]))[1])
-                say(f"round {r}: rolls out next with switch margin {teacher.switch_margin:g} (by "
-                    f"{config.selection.rule}: " + ", ".join(f"{m:g}: {k:.2f}" for k, m in margins) + ")")
+                teacher = dataclasses.replace(policy, switch_margin=choice.margin)
+                say(f"round {r}: rolls out next with switch margin {choice.margin:g} {scored}")
+            else:
+                say(f"round {r}: best switch margin {choice.margin:g} {scored}")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     assert best is not None
     _, best_round, model = best
-    ranked = [(m, *rank(dataclasses.replace(model, switch_margin=m))) for m in config.switch_margins]
+    floor, choice, by_floor = best_guard(lambda m, f: rank(dataclasses.replace(model, switch_margin=m, safety_floor_s=f)),
+                                         choices[best_round], config.safety_floors_s)
+    ranked = choice.scores
     margin_scores = [(m, q) for m, _, q in ranked]
-    margin, key, margin_score = max(ranked, key=lambda t: (t[1], -t[0]))  # the smallest on a tie
+    margin, key, margin_score = choice.margin, choice.score, choice.mean_qoe
+    if config.safety_floors_s != (0.0,):
+        say(f"safety floor {floor:g} s (by {config.selection.rule}, each at its best margin: " +
+            ", ".join(f"{f:g} s: {c.score:.2f} at {c.margin:g}" for f, c in by_floor.items()) + ")")
     say(f"switch margin {margin:g}: validation QoE {margin_score:.2f} (" +
         ", ".join(f"{m:g}: {q:.2f}" for m, q in margin_scores) + ")")
     if reference is not None:
@@ -662,14 +597,17 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
             ", ".join(f"{m:g}: {k:.2f}" for m, k, _ in ranked) + ")")
     history = [{"round": s.round, "beta": s.beta, "samples": s.samples, "rollout_qoe": round(s.rollout_qoe, 4),
                 "agreement": None if s.agreement is None else round(s.agreement, 4),
-                "validation_qoe": round(s.validation_qoe, 4),
-                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s in rounds]
-    chosen = dataclasses.replace(model, switch_margin=margin)
+                "validation_qoe": round(s.validation_qoe, 4), "switch_margin": c.margin,
+                "selection_score_at_margin": round(c.score, 4),
+                **({} if s.policy_qoe is None else {"policy_qoe": round(s.policy_qoe, 4)})} for s, c in zip(rounds, choices)]
+    chosen = dataclasses.replace(model, switch_margin=margin, safety_floor_s=floor)
     versus = {} if init_policy is None else {"validation_vs_init": versus_init(
         validate_sessions(chosen), validate_sessions(init_policy), [t.name for t in validation], say)}
     final = dataclasses.replace(
         chosen, metadata={**model.metadata, **versus, "best_round": best_round, "rounds": history,
                   "switch_margin_validation_qoe": {f"{m:g}": round(q, 4) for m, q in margin_scores},
+                  **({} if config.safety_floors_s == (0.0,) else {"safety_floor_scores": {
+                      f"{f:g}": round(c.score, 4) for f, c in by_floor.items()}}),
                   **({} if reference is None else {"selection_score": round(key, 4), "selection_score_init":
                                                    round(float(np.mean(reference)), 4)})},
     )

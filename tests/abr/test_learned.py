@@ -186,6 +186,38 @@ def test_switch_margin_keeps_the_last_quality_unless_another_scores_clearly_high
     assert any(d.reason.startswith("keep q") for d in decisions)
 
 
+def test_safety_floor_steps_down_below_the_buffer_floor_and_nowhere_else(tmp_path: Path) -> None:
+    high = np.array([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]] * 5)  # the network wants the top rung
+    last = np.array([3, 3, 0, -1, 3])
+    buffer_s = np.array([2.0, 10.0, 2.0, 2.0, 5.999])
+    guarded = dataclasses.replace(_model(), safety_floor_s=6.0)
+    # Below 6 s: one rung under the last quality (q0 stays q0; no last quality, no guard); above: the policy's.
+    assert guarded.choose(high, last, buffer_s).tolist() == [2, 5, 0, 5, 2]
+    assert guarded.choose(high, last).tolist() == [5, 5, 5, 5, 5]  # no buffer given: no guard
+    assert _model().choose(high, last, buffer_s).tolist() == [5, 5, 5, 5, 5]  # floor 0: off
+    low = high[:, ::-1]  # the network already steps down further: the guard does not raise it
+    assert guarded.choose(low, last, buffer_s).tolist() == [0, 0, 0, 0, 0]
+    held = dataclasses.replace(guarded, switch_margin=10.0)  # the margin would keep q3; the floor does not
+    assert held.choose(high, last, buffer_s).tolist() == [2, 3, 0, 5, 2]
+    # The scalar and batch decisions apply it alike, and the reason says when it stepped down.
+    model = dataclasses.replace(_model(seed=4), safety_floor_s=8.0)
+    obs = [_observation(buffer_s=b, rate_bps=r, last_quality=q) for b in (2.0, 20.0) for r in (4e5, 6e6) for q in (0, 3, 5)]
+    decisions = [make_learned(model=model).decide(o) for o in obs]
+    rows = np.vstack([features.observation_features(o) for o in obs])
+    lasts, buffers = np.array([o.last_quality for o in obs]), np.array([o.buffer_s for o in obs])
+    assert [d.quality for d in decisions] == model.predict(rows, lasts, buffers).tolist()
+    assert all(d.quality <= max(o.last_quality - 1, 0) for d, o in zip(decisions, obs) if o.buffer_s < 8.0)
+    assert any(d.reason.startswith("safety floor: buffer 2.0s < 8s") for d in decisions)
+    # The file keeps it; a model without one is written as before (the shipped model's bytes do not change).
+    path = tmp_path / "m.json"
+    path.write_bytes(encode_model(model))
+    assert load_model(path).safety_floor_s == 8.0
+    assert "safety_floor_s" not in json.loads(encode_model(_model()))["decision"]
+    assert encode_model(load_model()) == default_model_path().read_bytes()
+    with pytest.raises(ValueError, match="safety_floor_s"):
+        dataclasses.replace(model, safety_floor_s=-1.0)
+
+
 def test_batch_features_equal_the_scalar_ones_bit_for_bit() -> None:
     rng = np.random.default_rng(5)
     sessions, depth = 7, 5

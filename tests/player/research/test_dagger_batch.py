@@ -16,17 +16,9 @@ from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
 from player.research.dagger_batch import batch_expert_values, evaluate_lockstep, lockstep_rollouts
+from player.research.expert import ExpertConfig, expert_values
 from player.research.sim import PROFILES, LatencyLookup, LockStep
-from player.research.train import (
-    ExpertConfig,
-    TrainConfig,
-    _Rollout,
-    _RolloutBatch,
-    _run_rollouts,
-    evaluate_policy,
-    expert_values,
-    train,
-)
+from player.research.train import TrainConfig, _Rollout, _RolloutBatch, _run_rollouts, evaluate_policy, train
 from player.video import Video
 
 

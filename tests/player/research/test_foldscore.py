@@ -10,11 +10,12 @@ import pytest
 from abr.algorithms.learned import PolicyModel, encode_model, load_model
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
+from player.research.expert import ExpertConfig
 from player.research.folds import split_traces
 from player.research.foldscore import fold_plan, fold_sessions, main, score_on_fold
 from player.research.selection import Selection
 from player.research.sim import PROFILES
-from player.research.train import ExpertConfig, TrainConfig, train
+from player.research.train import TrainConfig, train
 from player.video import Video
 
 
@@ -55,6 +56,13 @@ def test_cli_scores_files_and_round_dirs_and_refuses_bad_input(tmp_path: Path,
     out = capsys.readouterr().out
     assert out.startswith("fold 1: 2 held-out traces x 1 start; validation QoE with the worst 10% of per-session differences from the reference")
     assert f"{rounds / 'round-0.json'}: score " in out and "  worst: " in out
+    # The shipped model against itself scores the reference; with a 30 s safety floor it steps down and does not.
+    assert main([*common, "--fold", "1", "--models", str(rounds), "--worst", "0"]) == 0
+    itself = capsys.readouterr().out.split(": score ")[1].split(" (reference ")
+    assert itself[0] == itself[1].split(",")[0]
+    assert main([*common, "--fold", "1", "--models", str(rounds), "--worst", "0", "--safety-floor", "30"]) == 0
+    guarded = capsys.readouterr().out.split(": score ")[1].split(" (reference ")
+    assert guarded[1].split(",")[0] == itself[1].split(",")[0] and float(guarded[0]) < float(itself[0])
     bad, empty = tmp_path / "bad.json", tmp_path / "empty"
     bad.write_text('{"not": "a policy"}')
     empty.mkdir()
@@ -64,6 +72,7 @@ def test_cli_scores_files_and_round_dirs_and_refuses_bad_input(tmp_path: Path,
         (["--models", str(bad)], f"--models: {bad}: "),
         (["--models", str(empty)], f"--models: no .json policy files in {empty}"),
         (["--models", str(rounds), "--switch-margin", "-1"], "--switch-margin must be >= 0"),
+        (["--models", str(rounds), "--safety-floor", "-1"], "--safety-floor must be >= 0 s"),
         (["--models", str(rounds), "--tail-weight", "0.5"], "selection weight must be >= 1"),
     ]:
         assert main([*common, *argv]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from abr.algorithms.learned import load_model
 from netsim.trace import Trace
+from player.research.expert import ExpertConfig
 from player.research.falling import FallingSpec, falling_copies
 from player.research.folds import split_traces
 from player.research.selection import Selection
@@ -99,6 +101,10 @@ def test_abrkit_train_refuses_bad_selection_and_falling_options(tmp_path: Path, 
     assert "--falling-every must be a number or lo:hi, got 'soon'" in capsys.readouterr().err
     assert main([*args, "--validation-fold", "9"]) != 0
     assert "--validation-fold: validation fold 9 does not exist: 4 traces" in capsys.readouterr().err
+    assert main([*args, "--safety-floors", "0,soon"]) != 0
+    assert "--safety-floors must be seconds separated by commas, got '0,soon'" in capsys.readouterr().err
+    assert main([*args, "--safety-floors", "0,-2"]) != 0
+    assert "--safety-floors must be finite values >= 0 s, got '0,-2'" in capsys.readouterr().err
     assert main([*args, "--validation-fold", "-1"]) != 0
     assert "--validation-fold must be >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
@@ -114,3 +120,100 @@ def test_abrkit_train_shapes_the_falling_drops_from_its_options() -> None:
     assert falling_spec(args) == FallingSpec(factor=(0.3, 0.7), normal_s=(90.0, 90.0))
     assert "--falling-copies 2 --falling-depth 0.3:0.7 --falling-every 90 --validation-fold 3" in _command_line(args)
     assert falling_spec(build_parser().parse_args(base)) == FallingSpec()
+    assert "--safety-floors" not in _command_line(build_parser().parse_args(base))
+    assert _command_line(build_parser().parse_args([*base, "--safety-floors", "0,4,8"])).endswith(" --safety-floors 0,4,8")
+
+
+@pytest.mark.parametrize("teacher", ["expert", "policy"])
+def test_training_ranks_each_round_at_its_best_switch_margin(video_10: Video, traces_4: list[Trace], teacher: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Validation scores by (round, switch margin): round 1 is ahead at margin 0, round 0 at margin 0.4 is the
+    # best of all. Ranking rounds by their margin-0 score (until wave 11) kept round 1 and never saw it.
+    import player.research.dagger_batch as dagger_batch
+
+    table = {(0, 0.0): 10.0, (0, 0.4): 15.0, (1, 0.0): 12.0, (1, 0.4): 11.0}
+
+    def scored(policy: object, video: Video, prof: object, traces: list[Trace], model: object, *,
+               offsets_s: list[list[float]]) -> np.ndarray:
+        meta = policy.metadata  # type: ignore[attr-defined]
+        value = table.get((meta.get("round", -1), policy.switch_margin), 0.0)  # type: ignore[attr-defined]
+        return np.full(sum(1 + len(o) for o in offsets_s), value)
+
+    monkeypatch.setattr(dagger_batch, "evaluate_lockstep", scored)
+    config = TrainConfig(iterations=1, max_epochs=5, ensemble=1, engine="batch", validation_fraction=0.25,
+                         teacher=teacher, switch_margins=(0.0, 0.4), expert=ExpertConfig(horizon_segments=3))
+    lines: list[str] = []
+    result = train(video_10, traces_4, PROFILES["pensieve"], config, log=lines.append,
+                   init_policy=load_model() if teacher == "policy" else None)
+    assert (result.best_round, result.model.switch_margin) == (0, 0.4)
+    assert dict(result.margin_scores) == {0.0: 10.0, 0.4: 15.0}
+    assert [r["switch_margin"] for r in result.model.metadata["rounds"]] == [0.4, 0.0]
+    assert "switch margin 0.4: validation QoE 15.00 (0: 10.00, 0.4: 15.00)" in lines
+
+
+def test_a_safety_floor_steps_a_greedy_policy_down_before_a_collapse_stalls_it(video_10: Video) -> None:
+    from abr import features
+    from abr.algorithms.learned import Learned, PolicyModel
+    from abr.qoe import QOE_MODELS
+    from abr.types import Decision, Observation
+    from netsim import synthetic
+    from player.research.sim import run_session
+
+    ladder, schema = video_10.ladder, features.schema(len(video_10.ladder))
+    greedy = PolicyModel(  # scores every rung by its index whatever it sees: holds the top rung into anything
+        feature_schema=schema, ladder_bitrates_bps=ladder.bitrates_bps, segment_duration_s=ladder.segment_duration_s,
+        sklearn_version="test", activation="relu", input_mean_=np.zeros(schema.size), input_scale_=np.ones(schema.size),
+        coefs_=(np.zeros((schema.size, 4)), np.zeros((4, len(ladder)))),
+        intercepts_=(np.zeros(4), np.arange(len(ladder), dtype=np.float64)))
+    collapsing = synthetic.step([8e6, 4e5], step_s=16.0)  # 16 s at 8 Mbit/s, 16 s at 0.4 Mbit/s, again
+
+    class Recorded:
+        name = "learned"
+
+        def __init__(self, inner: Learned) -> None:
+            self.inner, self.seen = inner, []  # type: ignore[var-annotated]
+
+        def decide(self, obs: Observation) -> Decision:
+            decision = self.inner.decide(obs)
+            self.seen.append((obs.buffer_s, obs.last_quality, decision.quality))
+            return decision
+
+    played = {}
+    for floor in (0.0, 8.0):
+        abr = Recorded(Learned(dataclasses.replace(greedy, safety_floor_s=floor)))
+        played[floor] = (run_session("learned", video_10, collapsing, PROFILES["pensieve"], abr=abr,
+                                     models=(QOE_MODELS["lin"],)).metrics, abr.seen)
+    unguarded, (guarded, seen) = played[0.0][0], played[8.0]
+    assert all(q == 5 for _, _, q in played[0.0][1])
+    assert unguarded.rebuffer_s > 1.0 and guarded.rebuffer_s < unguarded.rebuffer_s  # 1.88 s, then none
+    below = [(last, q) for b, last, q in seen if b < 8.0 and last is not None]
+    assert below and all(q == max(last - 1, 0) for last, q in below)
+    assert all(q == 5 for b, last, q in seen if b >= 8.0 or last is None)
+
+
+def test_training_chooses_the_safety_floor_with_the_switch_margin(video_10: Video, traces_4: list[Trace],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import player.research.dagger_batch as dagger_batch
+
+    # Round 0 is best; with a 4 s floor its best margin moves from 0.4 to 0 and scores higher still.
+    table = {(0, 0.0, 0.0): 10.0, (0, 0.4, 0.0): 15.0, (1, 0.0, 0.0): 12.0, (1, 0.4, 0.0): 11.0,
+             (0, 0.0, 4.0): 16.0, (0, 0.4, 4.0): 14.0}
+
+    def scored(policy: object, video: Video, prof: object, traces: list[Trace], model: object, *,
+               offsets_s: list[list[float]]) -> np.ndarray:
+        key = (policy.metadata.get("round", -1), policy.switch_margin, policy.safety_floor_s)  # type: ignore[attr-defined]
+        return np.full(sum(1 + len(o) for o in offsets_s), table.get(key, 0.0))
+
+    monkeypatch.setattr(dagger_batch, "evaluate_lockstep", scored)
+    config = TrainConfig(iterations=1, max_epochs=5, ensemble=1, engine="batch", validation_fraction=0.25,
+                         switch_margins=(0.0, 0.4), safety_floors_s=(0.0, 4.0), expert=ExpertConfig(horizon_segments=3))
+    lines: list[str] = []
+    result = train(video_10, traces_4, PROFILES["pensieve"], config, log=lines.append)
+    model = result.model
+    assert (result.best_round, model.switch_margin, model.safety_floor_s) == (0, 0.0, 4.0)
+    assert dict(result.margin_scores) == {0.0: 16.0, 0.4: 14.0}
+    assert model.metadata["safety_floor_scores"] == {"0": 15.0, "4": 16.0}
+    assert "safety floor 4 s (by mean, each at its best margin: 0 s: 15.00 at 0.4, 4 s: 16.00 at 0)" in lines
+    assert TrainConfig(safety_floors_s=(0.0, 4.0)).safety_floors_s == (0.0, 4.0)
+    with pytest.raises(ValueError, match="safety_floors_s"):
+        TrainConfig(safety_floors_s=(-1.0,))

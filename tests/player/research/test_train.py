@@ -16,10 +16,11 @@ from netsim.formats import load_traces
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
+from player.research.expert import ExpertConfig, expert_values, session_trace_time_s
 from player.research.folds import fold_count, split_traces
 from player.research.optimal import OptimalConfig, offline_optimal
 from player.research.sim import PROFILES, run_session
-from player.research.train import ExpertConfig, TrainConfig, expert_values, fit_policy, session_trace_time_s, train
+from player.research.train import TrainConfig, fit_policy, train
 from player.video import Video, load_video
 
 
