@@ -22,8 +22,10 @@ from netsim.faults import FaultedLink, FaultWindow
 from netsim.trace import Trace
 
 # Below a full segment the link waits for more capacity instead of waking every quantum; a real
-# bottleneck also serves whole packets (TCP MSS over Ethernet).
-_SEGMENT_BYTES = 1448
+# bottleneck also serves whole packets (TCP MSS over Ethernet). A receiver has a byte when the packet
+# carrying it has crossed: the simulated live twin reports its time to first byte so (live_sim).
+PACKET_BYTES = 1448
+_SEGMENT_BYTES = PACKET_BYTES
 # An unshaped direction may hold this much in its delay line before the sender is paused.
 _DELAY_LINE_LIMIT_BYTES = 4 * 1024 * 1024
 _MIN_SLEEP_S = 0.001
