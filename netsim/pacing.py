@@ -153,7 +153,7 @@ class PacedLink:
         # A bounded clock runs each tick at its exact time: a tail leaves when due, never early.
         self._tail_lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         self._head = False  # the next tick serves the head of a burst on an idle link (`notify`)
-        self._spin_until = -math.inf  # link time the head's wake polls the loop until (`_PRECISE_S`)
+        self._spin_until = -math.inf  # link time the head's first packet is due (`_spin`, `_PRECISE_S`)
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -256,7 +256,6 @@ class PacedLink:
         if not queues:
             return
         if self._head:  # a burst's head on loose timers: at its time, the loop polled for it (`_PRECISE_S`)
-            self._spin_until = max(self._head_wake(queues), self._last_tick + self._quantum_s)
             self._spin()
             return
         pending = sum(queues)
@@ -280,9 +279,16 @@ class PacedLink:
         self._timer = self._warp.call_at(self._clock0 + at, self._tick)
 
     def _spin(self) -> None:
-        """Wait for the head's time (`_spin_until`): on the clock's timer until `_PRECISE_S` before
-        it, then polling the loop (or, while the clock is held, on its timer); then tick."""
+        """Wait for the head's first packet: on the clock's timer until `_PRECISE_S` before it is
+        due, then polling the loop (or, while the clock is held, on its timer); then tick. Its time
+        is taken again at each pass: an answer's headers often come alone and its body's first bytes
+        a moment later, and the first packet is then both (one tick: the body's first piece does not
+        wait a quantum behind its headers). No quantum after the last tick: the link was idle."""
         self._timer = None
+        queues = self._queues()
+        if not queues:
+            return
+        self._spin_until = self._head_wake(queues)
         left_s = self._spin_until - self.clock()
         if left_s <= 0:
             self._tick()

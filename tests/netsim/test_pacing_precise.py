@@ -86,6 +86,19 @@ def _delay_line(loop: EpollLoop, clock: WarpClock, delay_s: float) -> tuple[Pipe
     return pipe, sink
 
 
+def _paced(loop: EpollLoop, clock: WarpClock, *, speed: float, rate_bps: float) -> tuple[PacedLink, Pipe, _Sink]:
+    """An idle paced link of constant `rate_bps` at `speed` (the shaper's quantum) and a pipe on it."""
+    trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
+    quantum_s = pacing_quantum_ms(None, speed) / 1000.0
+    link = PacedLink(loop, FaultedLink(LinkModel(trace, payload_factor=1.0), ()), RateChanges(trace, quantum_s),  # type: ignore[arg-type]
+                     quantum_s=quantum_s, bin_s=1.0, owed_limit_bytes=256 * 1024, warp=clock)
+    pipe = Pipe(loop, _Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)  # type: ignore[arg-type]
+    pipe.source = _Source()  # type: ignore[assignment]
+    sink = _Sink(clock)
+    pipe.start_sink(sink)  # type: ignore[arg-type]
+    return link, pipe, sink
+
+
 @pytest.mark.parametrize("speed", [4.0, 10.0])
 def test_a_request_crosses_the_delay_line_in_its_round_trip(speed: float) -> None:
     # 80 ms of RTT at K (20 / 8 wall ms), requests sent at every phase of the millisecond. Led by half
@@ -115,14 +128,7 @@ def test_an_answers_first_packet_crosses_when_the_model_says() -> None:
     loop = EpollLoop()
     clock = _live_clock(loop)
     speed, rate_bps = 4.0, 5e6
-    trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
-    quantum_s = pacing_quantum_ms(None, speed) / 1000.0
-    link = PacedLink(loop, FaultedLink(LinkModel(trace, payload_factor=1.0), ()), RateChanges(trace, quantum_s),  # type: ignore[arg-type]
-                     quantum_s=quantum_s, bin_s=1.0, owed_limit_bytes=256 * 1024, warp=clock)
-    pipe = Pipe(loop, _Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)  # type: ignore[arg-type]
-    pipe.source = _Source()  # type: ignore[assignment]
-    sink = _Sink(clock)
-    pipe.start_sink(sink)  # type: ignore[arg-type]
+    link, pipe, sink = _paced(loop, clock, speed=speed, rate_bps=rate_bps)
     packet_s = _SEGMENT_BYTES * 8 / (rate_bps * speed)
     heads = []
     for i in range(8):
@@ -154,3 +160,28 @@ def test_no_polling_while_the_clock_is_held() -> None:
     clock.release()
     loop.run_for(0.003)
     assert len(sink.writes) == 1
+
+
+def test_an_answers_body_right_behind_its_headers_does_not_wait_a_quantum() -> None:
+    # The origin writes an answer's headers (300 B) and, a moment later, its body, on an idle 5 Mbit/s
+    # link at 4x. The headers, a whole answer due within the lead, leave at once; the body's first
+    # packet is then due (300 + 1,448) B after the headers came: 0.70 wall ms. It waited a whole
+    # quantum behind the headers' tick instead (2.5 wall ms, 10 ms of session time on the player's
+    # TTFB): the head's wait kept the quantum after the last tick, on a link that had gone idle.
+    loop = EpollLoop()
+    clock = _live_clock(loop)
+    speed, rate_bps = 4.0, 5e6
+    link, pipe, sink = _paced(loop, clock, speed=speed, rate_bps=rate_bps)
+    byte_s = 8 / (rate_bps * speed)
+    for i in range(4):
+        loop.run_for(0.05 + 0.00013 * i)
+        fed, before = clock.now(), len(sink.writes)
+        pipe.feed(bytes(300), head=True)
+        loop.run_for(0.00005)
+        pipe.feed(bytes(20_000), head=True)
+        loop.run_for(0.05)
+        writes = sink.writes[before:]
+        assert sum(n for _, n in writes) == 20_300
+        first_body = next(t for k, (t, _) in enumerate(writes) if sum(n for _, n in writes[:k + 1]) > 300)
+        assert first_body - fed <= (300 + _SEGMENT_BYTES) * byte_s + 2 * _SOON_S, first_body - fed
+    link.close()
