@@ -44,6 +44,7 @@ from abr.qoe import LiveQoe
 from abr.registry import make
 from abr.types import Abandoning, AbrAlgorithm, Ladder
 from netsim.link import LinkModel
+from netsim.pacing import PACKET_BYTES
 from netsim.trace import Trace
 from player.abandon import AbandonRule
 from player.clocksync import ClockSyncConfig, ClockSyncSchedule
@@ -304,14 +305,15 @@ class LiveDriver:
                                     latency_s=ready - requested, finish_s=finish + offset,
                                     rule=self._abandon)
             if hit is not None:  # told where the check left the session (`hit[0] - offset` can be an ulp before)
-                session.on_abandon(session.time_s, bytes_received=hit[1], ttfb_s=ready - requested)
+                session.on_abandon(session.time_s, bytes_received=hit[1],
+                                   ttfb_s=self._finish(ready, min(PACKET_BYTES, size)) - requested)
                 self.abandoned += 1
                 return
         arrivals: list[ChunkArrival] = []
         headers = self._control.media_header_bytes
         # The answer's headers leave when the request is in, before any chunk is made.
         end = self._transfer(requested + rtt, headers) if headers else -math.inf
-        asked = requested
+        asked, headed_s = requested, end
         for c, part in enumerate(parts):
             available = schedule.chunk_available_s(fetch.segment_index, c)
             if by_part and c > 0:
@@ -330,10 +332,18 @@ class LiveDriver:
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
             if c < n - 1:
                 session.on_chunk(end, size_bytes=part, media_duration_s=schedule.chunk_s)
-        session.on_download(end, size_bytes=size, ttfb_s=arrivals[0].first_byte_s - requested,
+        session.on_download(end, size_bytes=size, ttfb_s=self._first_body_byte_s(arrivals[0], headed_s) - requested,
                             active_s=chunk_active_s(arrivals) if n > 1 else None)
         self.arrival_log.append((fetch.segment_index, requested, tuple(arrivals)))
 
+
+    def _first_body_byte_s(self, chunk: ChunkArrival, headed_s: float) -> float:
+        """When the answer's first body byte reaches the player: with the packet that carries it, as the
+        emulated player times it (its first body piece's arrival; the shaper serves whole packets,
+        `netsim.pacing.PACKET_BYTES`), not as it leaves. Headers the chunk followed on the link without a
+        pause (`headed_s`: when they crossed) fill the start of that packet."""
+        lead = self._control.media_header_bytes % PACKET_BYTES if chunk.first_byte_s <= headed_s else 0
+        return min(self._finish(chunk.first_byte_s, min(PACKET_BYTES - lead, chunk.size_bytes)), chunk.last_byte_s)
 
     def playlist_reloads(self) -> int:
         """The HLS player's playlist reloads whose answers landed by the session's end (its join's

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from abr.estimators import ChunkArrival
 from abr.types import Decision, Ladder
 from netsim.synthetic import constant, from_spec
 from netsim.trace import Trace
@@ -263,16 +264,36 @@ def test_chunk_sizes_that_are_not_the_videos_are_refused(chunks: np.ndarray, mes
 
 def test_each_media_answers_headers_cross_before_its_first_chunk() -> None:
     # Whole segments on an idle 2 Mbit/s link: every download ends 364 B later (1.456 ms), the headers'
-    # own time; the first byte of the body too.
+    # own time; the first body byte comes with the first packet (1,448 B), the headers at its start.
     plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
     headed, driver = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
     assert plain.keys() == headed.keys() and len(plain) > 5
     assert [headed[k] - plain[k] for k in plain] == pytest.approx([364 * 8 / 2e6] * len(plain), abs=1e-6)
-    assert all(r.ttfb_s == pytest.approx(0.08 + 364 * 8 / 2e6) for r in driver.session.records)
+    assert all(r.ttfb_s == pytest.approx(0.08 + 1448 * 8 / 2e6) for r in driver.session.records)
     # At low latency a request waits at the origin for its first chunk: the headers crossed meanwhile.
     low_plain, _ = _ends(ControlTraffic(), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     low_headed, _ = _ends(ControlTraffic(media_header_bytes=364), rate_bps=2e6, chunk_s=0.5, qualities=(0,) * 40)
     assert max(abs(low_headed[k] - low_plain[k]) for k in low_plain) < 364 * 8 / 2e6 + 1e-9
+
+
+def test_the_twins_ttfb_is_its_first_body_packets_arrival() -> None:
+    # The emulated player's TTFB is its first body piece's arrival (player.client.liveplay), which the
+    # shaper hands over a packet at a time: the twin's too, not its first byte's leaving the server. On
+    # 300 kbit/s a packet's crossing is 38.6 ms; the answer's 364 B of headers lead the body in its
+    # first packet, whole segments or chunks (the DASH twin asks for a segment once its first chunk is
+    # made, so that chunk follows the headers at once).
+    byte_s = 8 / 300e3
+    for chunk_s in (None, 0.5):
+        _, driver = _ends(ControlTraffic(media_header_bytes=364), rate_bps=300e3, chunk_s=chunk_s, qualities=(0,) * 40)
+        assert len(driver.session.records) > 3
+        for (_, requested, arrivals), record in zip(driver.arrival_log, driver.session.records, strict=True):
+            assert arrivals[0].first_byte_s == pytest.approx(requested + 0.08 + 364 * byte_s)
+            assert record.ttfb_s == pytest.approx(0.08 + 1448 * byte_s)
+    # A chunk made after its answer's headers had crossed alone: its own first packet is whole.
+    late = ChunkArrival(first_byte_s=1.0, last_byte_s=2.0, size_bytes=20_000)
+    assert driver._first_body_byte_s(late, headed_s=0.5) == pytest.approx(1.0 + 1448 * byte_s)
+    small = ChunkArrival(first_byte_s=1.0, last_byte_s=1.0 + 500 * byte_s, size_bytes=500)
+    assert driver._first_body_byte_s(small, headed_s=0.5) == pytest.approx(small.last_byte_s)
 
 
 def test_a_request_excess_lengthens_every_round_trip_and_nothing_else() -> None:
@@ -283,7 +304,7 @@ def test_a_request_excess_lengthens_every_round_trip_and_nothing_else() -> None:
     late, driver = _ends(control, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40, request_excess_s=0.03)
     assert plain.keys() == late.keys() and len(plain) > 5
     assert [late[k] - plain[k] for k in plain] == pytest.approx([0.03] * len(plain), abs=1e-6)
-    assert all(r.ttfb_s == pytest.approx(0.08 + 0.03 + 364 * 8 / 2e6) for r in driver.session.records)
+    assert all(r.ttfb_s == pytest.approx(0.08 + 0.03 + 1448 * 8 / 2e6) for r in driver.session.records)
     refresh = ControlTraffic(manifest_bytes=3818, refresh_period_s=2.0)
     _, plain_driver = _ends(refresh, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40)
     _, late_driver = _ends(refresh, rate_bps=2e6, chunk_s=None, qualities=(0,) * 40, request_excess_s=0.03)
@@ -342,7 +363,8 @@ def test_an_hls_segment_is_requested_once_a_playlist_lists_it() -> None:
                              qualities=(0,) * 40)
     later = [blocking[k] - mpd[k] for k in sorted(mpd)[1:]]
     assert later == pytest.approx([0.04 + 2_000 * 8 / 8e6] * len(later), abs=1e-6)
-    assert all(r.ttfb_s == pytest.approx(0.08) for r in driver.session.records)  # from the player's request
+    # From the player's request to its first packet's arrival.
+    assert all(r.ttfb_s == pytest.approx(0.08 + 1448 * 8 / 8e6) for r in driver.session.records)
     poll, _ = _ends(ControlTraffic(manifest_bytes=2_000, reload="poll", target_duration_s=4.0), rate_bps=8e6,
                     chunk_s=None, qualities=(0,) * 40)
     waits = [poll[k] - blocking[k] for k in sorted(blocking)[1:]]
