@@ -38,21 +38,12 @@ _MIN_SLEEP_BOUNDED_S = 0.0001
 # session time at 10x (median). Instead a tick releases a tail due within half that millisecond at
 # once, and the link wakes for a tail half a millisecond before it is due: the tail then leaves
 # within half a millisecond either side of its due time, on average at it (the link borrows at most
-# that half millisecond's bytes, and pays them back). A paced direction's delay line leads its bytes
-# the same way. The head of an answer on an idle link (its first bytes from the server) waited for that
-# floor too: its first byte reached the client 1.2 wall ms late (12 ms of session time at 10x, most of
-# the emulated TTFB's excess over the RTT); it and a request's delay line are polled to their time
-# instead (`_PRECISE_S`). Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
+# that half millisecond's bytes, and pays them back). The delay line leads its bytes the same way.
+# The head of an answer on an idle link (its first bytes from the server) waited for that floor too: its first byte reached the client 1.2 wall ms late (12 ms of session time
+# at 10x, most of the emulated TTFB's excess over the RTT). It is woken as a tail is, half a millisecond
+# before its first packet is due, and that tick releases what is due by then plus the lead.
+# Plain shaping (`abrkit shape`: a wall clock) keeps its timers as they were: a byte never early.
 _TAIL_LEAD_S = 0.0005
-# What is due once per request, on loose timers: the request's crossing of the delay line and its
-# answer's first packet. The lead above leaves them within half a millisecond either side only if a
-# wake-up is late by 0-1 ms; measured, it is later (the loop's own wake-up on top: `python
-# bench/live_request_time.py`, the delay line 0.5-0.9 wall ms late at the median, an answer's first
-# packet due 0.6 ms ahead at 4x 0.6 ms late, 2-4 ms of session time each). So their wake comes this
-# much early and the loop is polled (`call_soon`, no sleep) until they are due: they leave at their
-# time, for a millisecond and a half of polling per request. Never while the clock is held (it would
-# poll through the stack's time): the wait then goes back on the clock's timer.
-_PRECISE_S = 0.0015
 
 
 class PipeOwner(Protocol):
@@ -132,7 +123,7 @@ class PacedLink:
     __slots__ = (
         "_loop", "model", "origin", "cursor", "pipes", "_timer", "_last_tick", "_quantum_s",
         "_in_tick", "_bin_s", "bins", "_changes", "_owed", "_owed_limit_bytes", "_closed_at", "_warp", "_clock0",
-        "_min_sleep_s", "_tail_lead_s", "_head", "_spin_until",
+        "_min_sleep_s", "_tail_lead_s", "_head",
     )
 
     def __init__(
@@ -153,7 +144,6 @@ class PacedLink:
         # A bounded clock runs each tick at its exact time: a tail leaves when due, never early.
         self._tail_lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
         self._head = False  # the next tick serves the head of a burst on an idle link (`notify`)
-        self._spin_until = -math.inf  # link time the head's first packet is due (`_spin`, `_PRECISE_S`)
         self.model = model
         self._changes = changes
         self._owed = False  # the last tick emptied a queue that our read-ahead limit had throttled
@@ -162,7 +152,7 @@ class PacedLink:
         self.origin = loop.time()
         self.cursor = 0.0
         self.pipes: list[Pipe] = []
-        self._timer: WarpTimer | asyncio.Handle | None = None
+        self._timer: WarpTimer | None = None
         self._last_tick = -math.inf
         self._quantum_s = quantum_s
         self._in_tick = False
@@ -197,17 +187,17 @@ class PacedLink:
 
     def notify(self, *, head: bool = False) -> None:
         """A pipe has new data or its receiver drained: start pacing if the link was idle. On loose
-        timers the `head` of an answer (its first bytes from the server) is waited for by polling the
-        loop (`_spin`, `_PRECISE_S`): its first packet leaves at its time, not behind the timer floor or
-        epoll's millisecond. (Only an answer's head: the chunks a live channel pushes later in the same
-        answer keep the floor, which the live player's chunk timer is calibrated on; docs/LIVE-EMULATION.md.)"""
+        timers the `head` of an answer (its first bytes from the server) is woken for as a tail is
+        (`_TAIL_LEAD_S`): its first packet leaves within the lead of its time, not behind the timer
+        floor. (Only an answer's head: the chunks a live channel pushes later in the same answer keep
+        the floor, which the live player's chunk timer is calibrated on; docs/LIVE-EMULATION.md.)"""
         if self._timer is not None or self._in_tick:
             return
         now = self.clock()
         self._catch_up(self.model.bytes_until(now))
         self._head = head and bool(self._tail_lead_s)
         if self._tail_due(now) or self._head_due(now):
-            self._tick()  # an answer's head due now, or a whole small answer due within the lead, leaves now
+            self._tick()  # an answer's head or whole small answer due within the lead leaves now
             return
         self._schedule(now)
 
@@ -243,11 +233,11 @@ class PacedLink:
         return bool(queues) and self._tail_wake(queues) <= now
 
     def _head_wake(self, queues: list[int]) -> float:
-        """When the first packet of a burst (`_head`) is due: the link polls the loop for it (`_spin`)."""
-        return self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, sum(queues)))
+        """When the link wakes for the first packet of a burst (`_head`): when it is due, less the lead."""
+        return self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, sum(queues))) - self._tail_lead_s
 
     def _head_due(self, now: float) -> bool:
-        """Whether a burst's first packet (`_head`, loose timers) is due by `now`."""
+        """Whether a burst's first packet (`_head`, loose timers) is due within the lead of `now`."""
         queues = self._queues() if self._head else []
         return bool(queues) and self._head_wake(queues) <= now
 
@@ -255,13 +245,12 @@ class PacedLink:
         queues = self._queues()
         if not queues:
             return
-        if self._head:  # a burst's head on loose timers: at its time, the loop polled for it (`_PRECISE_S`)
-            self._spin()
-            return
         pending = sum(queues)
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
         floor = now + self._min_sleep_s
+        if self._head:  # a burst's head on loose timers: woken as a tail is, the lead before it is due
+            due, floor = self._head_wake(queues), now + _MIN_SLEEP_BOUNDED_S
         at = max(due, self._last_tick + self._quantum_s, floor)
         # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
         # before the next quantum, tick when its last byte is due (a response sharing the link ends
@@ -278,30 +267,10 @@ class PacedLink:
             at = edge
         self._timer = self._warp.call_at(self._clock0 + at, self._tick)
 
-    def _spin(self) -> None:
-        """Wait for the head's first packet: on the clock's timer until `_PRECISE_S` before it is
-        due, then polling the loop (or, while the clock is held, on its timer); then tick. Its time
-        is taken again at each pass: an answer's headers often come alone and its body's first bytes
-        a moment later, and the first packet is then both (one tick: the body's first piece does not
-        wait a quantum behind its headers). No quantum after the last tick: the link was idle."""
-        self._timer = None
-        queues = self._queues()
-        if not queues:
-            return
-        self._spin_until = self._head_wake(queues)
-        left_s = self._spin_until - self.clock()
-        if left_s <= 0:
-            self._tick()
-        elif left_s > _PRECISE_S or self._warp.paused:
-            wake = self._spin_until - (_PRECISE_S if left_s > _PRECISE_S else 0.0)
-            self._timer = self._warp.call_at(self._clock0 + wake, self._spin)
-        else:
-            self._timer = self._loop.call_soon(self._spin)
-
     def _tick(self) -> None:
         self._timer = None
         self._in_tick = True
-        self._head = False
+        head, self._head = self._head, False
         try:
             now = self.clock()
             available = self.model.bytes_until(now)
@@ -313,6 +282,8 @@ class PacedLink:
             tail_budget = budget
             if self._tail_lead_s:
                 tail_budget = int(self.model.bytes_until(now + self._tail_lead_s) - self.cursor + 1e-3)
+                if head:  # a burst's head: what is due by the lead goes now, borrowed from the next tick
+                    budget = tail_budget
             if ready and tail_budget > 0:
                 # A sender paused by our read-ahead limit is backlogged even if its queue runs dry
                 # (a late tick may owe more than one buffer); any other dry queue is idle.
@@ -372,7 +343,7 @@ class Pipe:
     __slots__ = (
         "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
         "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written", "_warp",
-        "on_write", "_lead_s", "_precise",
+        "on_write", "_lead_s",
     )
 
     def __init__(
@@ -396,7 +367,7 @@ class Pipe:
         self.buf = bytearray()  # read from the source, not yet released by the link
         self.delayed: deque[tuple[float, bytes]] = deque()  # released, waiting out the one-way delay
         self._delayed_bytes = 0
-        self._timer: WarpTimer | asyncio.Handle | None = None
+        self._timer: WarpTimer | None = None
         self._last_due = 0.0
         self.eof = False
         self._abort = False
@@ -408,11 +379,6 @@ class Pipe:
         # On a clock with loose timers the delay line leaves bytes within half a millisecond either
         # side of their due time, as the link does a tail (`_TAIL_LEAD_S`), not up to a ms after it.
         self._lead_s = _TAIL_LEAD_S if self._warp.loose_timers else 0.0
-        # An unpaced direction (the requests' delay line) is one wait per request: polled to its time
-        # (`_PRECISE_S`) rather than led.
-        self._precise = link is None and self._warp.loose_timers
-        if self._precise:
-            self._lead_s = 0.0
         if link is not None:
             link.attach(self)
 
@@ -479,18 +445,7 @@ class Pipe:
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._arm(self._warp.now())
-
-    def _arm(self, now: float) -> None:
-        """Wake for the first delayed bytes: the lead before they are due, or (`_precise`) polling
-        the loop from `_PRECISE_S` before until they are due."""
-        due = self.delayed[0][0] - self._lead_s
-        if not self._precise:
-            self._timer = self._warp.call_at(due, self._flush)
-        elif due - now > _PRECISE_S or self._warp.paused:
-            self._timer = self._warp.call_at(due - _PRECISE_S if due - now > _PRECISE_S else due, self._flush)
-        else:
-            self._timer = self._loop.call_soon(self._flush)
+            self._timer = self._warp.call_at(due - self._lead_s, self._flush)
 
     def _flush(self) -> None:
         self._timer = None
@@ -502,7 +457,7 @@ class Pipe:
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._arm(now)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -510,7 +465,7 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._arm(self._warp.now())
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():
