@@ -28,6 +28,13 @@ in seconds and whatever the load (give the run's own --speed, --duration-s and -
 algorithm how many session pairs agree on their number of stalls. `--request-excess-s` adds that much
 to each of the twins' round trips (a diagnostic: how much of the gap the emulated player's and link's
 own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ").
+
+    python bench/live_run.py --compare A/live_results.jsonl B/live_results.jsonl
+
+two stored runs of the same settings against each other, paired per trace (bench/live_noise.py):
+each run's gap, emulate B - emulate A (the emulation's run-to-run noise floor) and sim B - sim A in
+the gap's form; the live QoE gap split by term; and how many traces the 5% goal needs at that
+noise (docs/LIVE-SIM.md, "Noise floor"). A run's and `--twins-of`'s tables end with its QoE gap by term.
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ from player.research.experiment_live import (
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live_noise import compare_runs, gap_text, run_terms  # noqa: E402
+
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 
 
@@ -78,11 +89,6 @@ def markdown(rows: list[dict[str, object]]) -> str:
             cells.append("-" if g is None else gap_text(g.difference.mean, g.relative_pct))
         lines.append(f"| {abr} | gap (emulate - sim) | | {cells[2]} | | {cells[3]} | {cells[1]} | {cells[0]} | |")
     return "\n".join(lines)
-
-
-def gap_text(difference: float, relative_pct: float) -> str:
-    """A gap with its percentage of the simulated mean, or alone where that mean is 0 (no percentage)."""
-    return f"{difference:+.2f}" + (f" ({relative_pct:+.1f}%)" if math.isfinite(relative_pct) else "")
 
 
 def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace], *,
@@ -111,6 +117,8 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     print(format_live_run(rows))
     print()
     print(markdown(rows))
+    print()
+    print(run_terms(rows))
 
 
 def main() -> None:
@@ -133,7 +141,15 @@ def main() -> None:
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
     parser.add_argument("--request-excess-s", type=float, default=0.0, metavar="S",
                         help="with --twins-of: add S s to each of the twins' round trips (a diagnostic)")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),
+                        help="compare two stored runs' live_results.jsonl (no emulation): the noise floor")
     args = parser.parse_args()
+    if args.compare:
+        for path in args.compare:
+            if not path.is_file():
+                parser.error(f"--compare: {path} is not a file")
+        print(compare_runs(*args.compare))
+        return
     if args.request_excess_s and not args.twins_of:
         parser.error("--request-excess-s is a diagnostic of --twins-of: give it with --twins-of")
     if not (math.isfinite(args.request_excess_s) and args.request_excess_s >= 0):
@@ -165,6 +181,8 @@ def main() -> None:
     print(format_live_run(rows))
     print()
     print(markdown(rows))
+    print()
+    print(run_terms(rows))
     if args.out:
         write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed, "protocol": config.protocol,
                                              "play_parts": config.play_parts,
