@@ -20,22 +20,47 @@ Asserts nothing; reads the runs, plays nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from player.research.experiment_live import GAP_METRICS, QOE_TERMS, LiveGap, Row, live_gaps
-from player.research.stats import t_quantile_975
+from netsim.trace import Trace
+from player.research.experiment import trace_offsets_s
+from player.research.experiment_live import GAP_METRICS, QOE_TERMS, LiveGap, Row
+from player.research.stats import mean_ci, t_quantile_975
 
 TERM_METRICS = ("qoe_per_segment", *(f"qoe_{term}_per_segment" for term in QOE_TERMS))
 NAMES = {"qoe_per_segment": "live QoE/seg", "avg_bitrate_kbps": "kbit/s", "latency_p50_s": "latency p50 s",
          "stalls": "stalls", "throughput_p50_bps": "ABR sample", "ttfb_p50_s": "TTFB p50 s",
          **{f"qoe_{term}_per_segment": term for term in QOE_TERMS}}
 GOAL_PCT = 5.0  # issue 16: the twin within 5% of emulation
+_OFFSET = re.compile(r"@\d+(\.\d+)?s$")  # a trace played from a start offset: `offset_traces`'s names
+
+
+def offset_traces(traces: Sequence[Trace], offsets: int, seed: int = 0) -> list[Trace]:
+    """Each trace from `offsets` start points, each a trace of its own: the trace as it is, then
+    `offsets` - 1 seeded ones (`trace_offsets_s` with `seed`, `seed` + 1, ...: the same for every
+    algorithm and both modes, so sessions stay paired), rotated (`Trace.rotated`: the emulated link
+    and the twin both start there) and named `name@<offset>s`. The traces at 0 come first, with
+    their own names: they pair with a run played without offsets."""
+    if offsets < 1:
+        raise ValueError(f"offsets per trace must be >= 1, got {offsets}")
+    out = list(traces)
+    for k in range(offsets - 1):
+        for trace, offset_s in zip(traces, trace_offsets_s(traces, seed + k)):
+            out.append(dataclasses.replace(trace.rotated(offset_s), name=f"{trace.name}@{offset_s:g}s"))
+    return out
+
+
+def base_trace(name: str) -> str:
+    """The trace a session's trace name was played from (`offset_traces`)."""
+    return _OFFSET.sub("", name)
 
 
 def load_run(path: Path) -> list[Row]:
@@ -61,9 +86,25 @@ class Pairing:
     other: tuple[Row, ...]
 
     def gaps(self, metrics: Sequence[str]) -> dict[tuple[str, str], LiveGap]:
-        """(abr, metric) -> the paired gap, `live_gaps`'s figures and CIs (reference as its "sim")."""
-        rows = [{**r, "mode": "sim"} for r in self.reference] + [{**r, "mode": "emulate"} for r in self.other]
-        return {(g.abr, g.metric): g for g in live_gaps(rows, metrics)}
+        """(abr, metric) -> the paired gap (the reference as `LiveGap`'s "sim"): the mean over traces
+        of each trace's difference, with its 95% CI. A trace played from several start offsets
+        (`offset_traces`) is one sample, the mean of its sessions' differences, as they are not
+        independent; with one session per trace these are `live_gaps`'s figures and CIs."""
+        out = {}
+        for abr in _abrs([self]):
+            for metric in metrics:
+                differences = self.differences(abr, metric)
+                if not differences:
+                    continue
+                ref = [float(r[metric]) for r in self.reference if r["abr"] == abr and r["trace"] in differences]
+                other = [float(r[metric]) for r in self.other if r["abr"] == abr and r["trace"] in differences]
+                by_trace: dict[str, list[float]] = {}
+                for trace, difference in differences.items():
+                    by_trace.setdefault(base_trace(trace), []).append(difference)
+                out[(abr, metric)] = LiveGap(abr=abr, metric=metric, sim_mean=float(np.mean(ref)),
+                                             emulate_mean=float(np.mean(other)),
+                                             difference=mean_ci([float(np.mean(v)) for v in by_trace.values()]))
+        return out
 
     def differences(self, abr: str, metric: str) -> dict[str, float]:
         """trace -> other - reference, where both have the figure."""
@@ -234,10 +275,16 @@ def compare_runs(path_a: Path, path_b: Path) -> str:
                       sessions_table(a, b)])
 
 
-def run_terms(rows: Sequence[Row]) -> str:
-    """One run's live QoE gap (emulate - sim) by term (`term_table`)."""
-    return term_table([Pairing(label="emulate - sim", reference=tuple(r for r in rows if r["mode"] == "sim"),
-                               other=tuple(r for r in rows if r["mode"] == "emulate"))])
+def run_tables(rows: Sequence[Row]) -> str:
+    """One run's gap (emulate - sim) with its CIs over traces (`Pairing.gaps`: a trace's offsets
+    are one sample) and its live QoE gap by term (`term_table`)."""
+    pairs = [Pairing(label="emulate - sim", reference=tuple(r for r in rows if r["mode"] == "sim" and not r.get("error")),
+                     other=tuple(r for r in rows if r["mode"] == "emulate" and not r.get("error")))]
+    traces = {base_trace(r["trace"]) for r in pairs[0].other}
+    return "\n".join([f"emulate - sim, paired per session, 95% CIs over the {len(traces)} traces "
+                      f"({len(pairs[0].other)} emulated sessions):", "", gap_table(pairs), "",
+                      "The live QoE/segment gap by term, as each enters the total (% of the simulated mean QoE):", "",
+                      term_table(pairs)])
 
 
 def _abrs(pairs: Sequence[Pairing]) -> list[str]:

@@ -3,6 +3,7 @@
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
                              [--protocol dash|hls] [--no-parts] [--exclude | --no-exclude]
+                             [--offsets N [--seed S]]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
@@ -19,6 +20,9 @@ the HLS player's twin (docs/LIVE-SIM.md, "The twin of an HLS session"). The load
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
 with the same settings into the same folder plays only the sessions not there (a killed run resumes).
+`--offsets N` plays each trace from N start offsets (its start, then N-1 seeded ones, the same
+for every algorithm and both modes: more sessions over the same traces), each trace's sessions one
+sample of the gap's CI; the tables then end with the gap per trace and the QoE gap by term.
 
     python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR] [--request-excess-s S]
 
@@ -66,7 +70,7 @@ from server.stack import ensure_demo_title
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_noise import compare_runs, gap_text, run_terms  # noqa: E402
+from live_noise import compare_runs, gap_text, offset_traces, run_tables  # noqa: E402
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 
@@ -118,7 +122,7 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     print()
     print(markdown(rows))
     print()
-    print(run_terms(rows))
+    print(run_tables(rows))
 
 
 def main() -> None:
@@ -141,6 +145,10 @@ def main() -> None:
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
     parser.add_argument("--request-excess-s", type=float, default=0.0, metavar="S",
                         help="with --twins-of: add S s to each of the twins' round trips (a diagnostic)")
+    parser.add_argument("--offsets", type=int, default=1, metavar="N",
+                        help="play each trace from N start offsets: its start and N-1 seeded ones, each a session "
+                             "(the gaps' CIs over traces; bench/live_noise.py offset_traces)")
+    parser.add_argument("--seed", type=int, help="with --offsets: the first seed of the offsets (default 0)")
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),
                         help="compare two stored runs' live_results.jsonl (no emulation): the noise floor")
     args = parser.parse_args()
@@ -157,6 +165,11 @@ def main() -> None:
     traces = open_traces([str(args.traces)])
     if args.limit:
         traces = traces[: args.limit]
+    if args.offsets < 1:
+        parser.error(f"--offsets must be >= 1, got {args.offsets}")
+    if args.seed is not None and args.offsets == 1:
+        parser.error("--seed draws the start offsets of --offsets N (N > 1): give both")
+    traces = offset_traces(traces, args.offsets, args.seed or 0)
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
@@ -182,7 +195,7 @@ def main() -> None:
     print()
     print(markdown(rows))
     print()
-    print(run_terms(rows))
+    print(run_tables(rows))
     if args.out:
         write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed, "protocol": config.protocol,
                                              "play_parts": config.play_parts,

@@ -547,14 +547,14 @@ def summarize_rows(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Inter
     return out
 
 
-def live_gaps(rows: Sequence[Row], metrics: Sequence[str] = GAP_METRICS) -> list[LiveGap]:
-    """Per algorithm and metric (`GAP_METRICS` unless given): emulate - sim over the traces both finished."""
+def live_gaps(rows: Sequence[Row]) -> list[LiveGap]:
+    """Per algorithm and `GAP_METRICS`: emulate - sim over the traces both finished."""
     sim = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "sim" and not r.get("error")}
     emu = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "emulate" and not r.get("error")}
     gaps = []
     for abr in dict.fromkeys(a for a, _ in emu):
         pairs = [(sim[k], emu[k]) for k in emu if k[0] == abr and k in sim]
-        for metric in metrics:
+        for metric in GAP_METRICS:
             both = [(float(s[metric]), float(e[metric])) for s, e in pairs if _finite(s.get(metric)) and _finite(e.get(metric))]
             if not both:
                 continue

@@ -39,8 +39,8 @@ def test_the_qoe_gap_by_term_adds_up_to_the_gap_each_term_as_it_enters_the_total
     # QoE gap is -500/seg, -500/6495 of the sim's mean, made of the two penalties negated.
     sim = [row("sim", t, stalls=1) for t in "abc"]
     emu = [row("emulate", t, stalls=2, rebuffer=400.0 + i, latency=1100.0 - i) for i, t in enumerate("abc")]
-    table = noise.run_terms(sim + emu)
-    cells = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
+    table = noise.run_tables(sim + emu)
+    cells = [c.strip() for c in table.splitlines()[-1].split("|")[1:-1]]
     assert cells[:3] == ["x", "emulate - sim", "3"]
     reference = 8000 - 1000 - 5 - 500
     assert cells[3].startswith(f"{100 * -500 / reference:+.1f}% ± ")
@@ -91,3 +91,38 @@ def test_the_gaps_spread_is_split_into_what_a_second_run_repeats_and_its_noise(n
     assert split.sessions_needed(4) < one / 2
     assert math.isnan(noise.SpreadSplit(abr="x", metric="stalls", traces=3, sim_mean=0.0, gap_sd=1.0,
                                         noise_var=0.5).sessions_needed())
+
+
+def test_with_one_session_per_trace_the_pairing_is_the_runs_own_gap(noise: ModuleType) -> None:
+    from player.research.experiment_live import live_gaps
+
+    rows = [row("sim", t, stalls=s) for t, s in zip("abcde", (1, 2, 0, 4, 2))]
+    rows += [row("emulate", t, stalls=s, latency=1000.0 + s) for t, s in zip("abcde", (2, 2, 1, 7, 2))]
+    own = {(g.abr, g.metric): g for g in live_gaps(rows)}
+    (pairing,) = [p for p in noise.pairings(rows, rows) if p.label == "emulate A - sim A"]
+    ours = pairing.gaps(["stalls", "qoe_per_segment"])
+    for key in ours:
+        assert ours[key] == own[key]
+
+
+def test_a_traces_start_offsets_are_more_sessions_and_one_sample_of_the_ci(noise: ModuleType) -> None:
+    from netsim.sources import open_trace
+
+    traces = [open_trace("step:1e6,4e6@30"), open_trace("step:3e6,1e6@50")]
+    played = noise.offset_traces(traces, 3, seed=7)
+    assert [t.name for t in played[:2]] == [t.name for t in traces]  # at 0: pairs with a run without offsets
+    assert len(played) == 6 and len({t.name for t in played}) == 6
+    assert [noise.base_trace(t.name) for t in played] == [t.name for t in traces] * 3
+    again = noise.offset_traces(traces, 3, seed=7)
+    assert [t.name for t in again] == [t.name for t in played]  # the same for every algorithm and mode
+    offset_s = float(played[2].name.rsplit("@", 1)[1][:-1])
+    assert 0 < offset_s < traces[0].duration_s
+    assert played[2].bandwidth_at(0.0) == traces[0].bandwidth_at(offset_s)  # rotated: it starts there
+    with pytest.raises(ValueError):
+        noise.offset_traces(traces, 0)
+    # Two traces, two sessions each: the CI is over the 2 traces' mean differences, not 4 sessions
+    sim = [row("sim", n, stalls=1) for n in ("a", "a@5s", "b", "b@7.5s")]
+    emu = [row("emulate", n, stalls=s) for n, s in zip(("a", "a@5s", "b", "b@7.5s"), (1, 3, 2, 4))]
+    (gap,) = noise.Pairing(label="x", reference=tuple(sim), other=tuple(emu)).gaps(["stalls"]).values()
+    assert gap.difference.n == 2 and gap.difference.mean == pytest.approx(1.5)  # traces: (0 + 2) / 2, (1 + 3) / 2
+    assert gap.difference.half_width == pytest.approx(12.706 * 0.5 ** 0.5 / 2 ** 0.5)  # t(1) x sd / sqrt(2)
