@@ -179,6 +179,23 @@ def term_table(pairs: Sequence[Pairing]) -> str:
     return "\n".join(lines)
 
 
+def term_scale_table(rows: Sequence[Row]) -> str:
+    """Per algorithm and mode: each term's mean per segment and the live QoE's: where the QoE is a
+    small difference of large terms, a 1% change of one term is many % of the QoE."""
+    lines = ["| abr | mode | n | " + " | ".join(QOE_TERMS) + " | live QoE/seg | QoE / bitrate term |",
+             "| --- | --- | --- |" + " --- |" * (len(QOE_TERMS) + 2)]
+    for abr in dict.fromkeys(r["abr"] for r in rows):
+        for mode in ("sim", "emulate"):
+            chosen = [r for r in rows if r["abr"] == abr and r["mode"] == mode and _finite(r.get("qoe_bitrate_per_segment"))]
+            if chosen:
+                means = {m: float(np.mean([r[m] for r in chosen])) for m in TERM_METRICS}
+                lines.append(f"| {abr} | {mode} | {len(chosen)} | "
+                             + " | ".join(f"{means[f'qoe_{t}_per_segment']:.1f}" for t in QOE_TERMS)
+                             + f" | {means['qoe_per_segment']:.1f} | "
+                             + f"{means['qoe_per_segment'] / means['qoe_bitrate_per_segment']:.0%} |")
+    return "\n".join(lines)
+
+
 def _pct_of(mean: float, half_width: float, reference: float) -> str:
     mean += 0.0  # no "-0.0%" for a penalty's unchanged term negated
     if not reference:
@@ -269,7 +286,7 @@ def compare_runs(path_a: Path, path_b: Path) -> str:
                       "Paired per trace: other - reference, mean ± 95% CI (% of the reference's mean):", "",
                       gap_table(pairs), "",
                       "The live QoE/segment gap by term, as each enters the total (% of the reference's mean QoE):", "",
-                      term_table(pairs), "",
+                      term_table(pairs), "", "The terms' means per segment, run A:", "", term_scale_table(a), "",
                       "The gap's spread over traces (emulate - sim), the share of its variance a second run does not "
                       "repeat, and the traces its CI needs:", "",
                       sessions_table(a, b)])
@@ -284,7 +301,7 @@ def run_tables(rows: Sequence[Row]) -> str:
     return "\n".join([f"emulate - sim, paired per session, 95% CIs over the {len(traces)} traces "
                       f"({len(pairs[0].other)} emulated sessions):", "", gap_table(pairs), "",
                       "The live QoE/segment gap by term, as each enters the total (% of the simulated mean QoE):", "",
-                      term_table(pairs)])
+                      term_table(pairs), "", "The terms' means per segment:", "", term_scale_table(rows)])
 
 
 def _abrs(pairs: Sequence[Pairing]) -> list[str]:

@@ -40,8 +40,10 @@ def test_the_qoe_gap_by_term_adds_up_to_the_gap_each_term_as_it_enters_the_total
     sim = [row("sim", t, stalls=1) for t in "abc"]
     emu = [row("emulate", t, stalls=2, rebuffer=400.0 + i, latency=1100.0 - i) for i, t in enumerate("abc")]
     table = noise.run_tables(sim + emu)
-    cells = [c.strip() for c in table.splitlines()[-1].split("|")[1:-1]]
-    assert cells[:3] == ["x", "emulate - sim", "3"]
+    # the scale: each term's mean per segment, and the QoE as a share of the reward
+    assert "| x | sim | 3 | 8000.0 | 0.0 | 1000.0 | 5.0 | 500.0 | 6495.0 | 81% |" in table
+    cells = [c.strip() for c in noise.term_table(noise.pairings(sim + emu, [])[:1]).splitlines()[-1].split("|")[1:-1]]
+    assert cells[:3] == ["x", "emulate A - sim A", "3"]
     reference = 8000 - 1000 - 5 - 500
     assert cells[3].startswith(f"{100 * -500 / reference:+.1f}% ± ")
     by_term = dict(zip(noise.QOE_TERMS, cells[4:]))
