@@ -31,7 +31,9 @@ same tables: a change to the simulator's model judged against the same emulated 
 in seconds and whatever the load (give the run's own --speed, --duration-s and --abr), and per
 algorithm how many session pairs agree on their number of stalls. `--request-excess-s` adds that much
 to each of the twins' round trips (a diagnostic: how much of the gap the emulated player's and link's
-own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ").
+own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ"). `--join-shift-s S`
+adds each twin against one joining S s later in channel age, paired: how far the figures move with
+the join's phase alone (docs/LIVE-SIM.md, "Noise floor").
 
     python bench/live_run.py --compare A/live_results.jsonl B/live_results.jsonl
 
@@ -70,7 +72,7 @@ from server.stack import ensure_demo_title
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_noise import compare_runs, gap_text, offset_traces, run_tables  # noqa: E402
+from live_noise import Pairing, compare_runs, gap_table, gap_text, offset_traces, run_tables  # noqa: E402
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 
@@ -96,8 +98,11 @@ def markdown(rows: list[dict[str, object]]) -> str:
 
 
 def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace], *,
-             request_excess_s: float = 0.0) -> None:
-    """The stored emulated sessions of `path` and their twins simulated now, as the tables."""
+             request_excess_s: float = 0.0, join_shift_s: float = 0.0) -> None:
+    """The stored emulated sessions of `path` and their twins simulated now, as the tables; with
+    `join_shift_s`, then each twin against one joining that much later in channel age (its trace
+    time unchanged), paired (`live_noise.gap_table`): how far a session's figures move with its
+    join's phase alone, as a second run's sessions join elsewhere (docs/LIVE-SIM.md, "Noise floor")."""
     by_name = {t.name: t for t in traces}
     emulated = [r for r in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
                 if r.get("mode") == "emulate" and not r.get("error") and r["abr"] in config.abrs]
@@ -123,6 +128,12 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     print(markdown(rows))
     print()
     print(run_tables(rows))
+    if join_shift_s:
+        shifted = [twin_row(r["abr"], by_name[r["trace"]], config, content,
+                            {**r, "channel_age_s": r["channel_age_s"] + join_shift_s}) for r in emulated]
+        print(f"\nEach twin against one joining {join_shift_s:g} s later (channel age), paired per trace:\n")
+        print(gap_table([Pairing(label=f"twin {join_shift_s:g} s later - twin", reference=tuple(twins),
+                                 other=tuple(shifted))]))
 
 
 def main() -> None:
@@ -149,6 +160,9 @@ def main() -> None:
                         help="play each trace from N start offsets: its start and N-1 seeded ones, each a session "
                              "(the gaps' CIs over traces; bench/live_noise.py offset_traces)")
     parser.add_argument("--seed", type=int, help="with --offsets: the first seed of the offsets (default 0)")
+    parser.add_argument("--join-shift-s", type=float, default=0.0, metavar="S",
+                        help="with --twins-of: also each twin against one joining S s later (a diagnostic: the "
+                             "figures' sensitivity to the join's phase, the run-to-run noise)")
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),
                         help="compare two stored runs' live_results.jsonl (no emulation): the noise floor")
     args = parser.parse_args()
@@ -160,6 +174,10 @@ def main() -> None:
         return
     if args.request_excess_s and not args.twins_of:
         parser.error("--request-excess-s is a diagnostic of --twins-of: give it with --twins-of")
+    if args.join_shift_s and not args.twins_of:
+        parser.error("--join-shift-s is a diagnostic of --twins-of: give it with --twins-of")
+    if not (math.isfinite(args.join_shift_s) and args.join_shift_s >= 0):
+        parser.error(f"--join-shift-s must be a finite time >= 0 s, got {args.join_shift_s}")
     if not (math.isfinite(args.request_excess_s) and args.request_excess_s >= 0):
         parser.error(f"--request-excess-s must be a finite time >= 0 s, got {args.request_excess_s}")
     traces = open_traces([str(args.traces)])
@@ -178,7 +196,8 @@ def main() -> None:
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol=config.protocol)
     if args.twins_of:
-        twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s)
+        twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s,
+                 join_shift_s=args.join_shift_s)
         return
     load_before = os.getloadavg()
     started = time.monotonic()
