@@ -108,7 +108,8 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
                 if r.get("mode") == "emulate" and not r.get("error") and r["abr"] in config.abrs]
     missing = sorted({r["trace"] for r in emulated} - set(by_name))
     if missing:
-        raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}")
+        raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}"
+                         + (" (a run with --offsets: give its --offsets and --seed)" if any("@" in m for m in missing) else ""))
     started = time.monotonic()
     twins = [twin_row(r["abr"], by_name[r["trace"]], config, content, r, request_excess_s=request_excess_s)
              for r in emulated]
