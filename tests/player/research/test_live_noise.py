@@ -13,6 +13,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from tests.conftest import CLEAR_TITLE, PackagedTitles
+
 BENCH = Path(__file__).resolve().parents[3] / "bench"
 
 
@@ -128,3 +130,30 @@ def test_a_traces_start_offsets_are_more_sessions_and_one_sample_of_the_ci(noise
     (gap,) = noise.Pairing(label="x", reference=tuple(sim), other=tuple(emu)).gaps(["stalls"]).values()
     assert gap.difference.n == 2 and gap.difference.mean == pytest.approx(1.5)  # traces: (0 + 2) / 2, (1 + 3) / 2
     assert gap.difference.half_width == pytest.approx(12.706 * 0.5 ** 0.5 / 2 ** 0.5)  # t(1) x sd / sqrt(2)
+
+
+def test_twins_of_with_a_join_shift_pairs_each_twin_with_one_joining_later(packaged: PackagedTitles, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # bench/live_run.py --twins-of RUN --join-shift-s S: the stored session's twin against one joining S s later
+    from netsim.sources import open_trace
+    from player.research.experiment_live import LiveRunConfig, channel_content, sim_row
+
+    spec = importlib.util.spec_from_file_location("live_run", BENCH / "live_run.py")
+    assert spec is not None and spec.loader is not None
+    live_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(live_run)
+    content = channel_content(packaged.content_root / CLEAR_TITLE)
+    config = LiveRunConfig(abrs=("dynamic",), duration_s=20.0, speed=4.0)
+    trace = open_trace("step:3e6,6e5,3e6@5")
+    stored = {**sim_row("dynamic", trace, config, content, channel_age_s=37.5), "mode": "emulate", "joined_at_s": 0.0}
+    run = tmp_path / "live_results.jsonl"
+    run.write_text(json.dumps(stored) + "\n")
+    live_run.twins_of(run, config, content, [trace], join_shift_s=1.7)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("| dynamic | twin 1.7 s later - twin | 1 |"))
+    later = sim_row("dynamic", trace, config, content, channel_age_s=37.5 + 1.7, trace_time_s=0.0)
+    twin = sim_row("dynamic", trace, config, content, channel_age_s=37.5, trace_time_s=0.0)
+    assert later["latency_p50_s"] != twin["latency_p50_s"]  # the shift moves this session
+    assert f"{later['latency_p50_s'] - twin['latency_p50_s']:+.2f}" in line.split("|")[6]
+    live_run.twins_of(run, config, content, [trace])
+    assert "later - twin" not in capsys.readouterr().out
