@@ -3,6 +3,7 @@
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
                              [--protocol dash|hls] [--no-parts] [--exclude | --no-exclude]
+                             [--offsets N [--seed S]]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
@@ -19,6 +20,9 @@ the HLS player's twin (docs/LIVE-SIM.md, "The twin of an HLS session"). The load
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
 with the same settings into the same folder plays only the sessions not there (a killed run resumes).
+`--offsets N` plays each trace from N start offsets (its start, then N-1 seeded ones, the same
+for every algorithm and both modes: more sessions over the same traces), each trace's sessions one
+sample of the gap's CI; the tables then end with the gap per trace and the QoE gap by term.
 
     python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR] [--request-excess-s S]
 
@@ -27,7 +31,16 @@ same tables: a change to the simulator's model judged against the same emulated 
 in seconds and whatever the load (give the run's own --speed, --duration-s and --abr), and per
 algorithm how many session pairs agree on their number of stalls. `--request-excess-s` adds that much
 to each of the twins' round trips (a diagnostic: how much of the gap the emulated player's and link's
-own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ").
+own time per request makes; docs/LIVE-SIM.md, "Where the twin's stalls differ"). `--join-shift-s S`
+adds each twin against one joining S s later in channel age, paired: how far the figures move with
+the join's phase alone (docs/LIVE-SIM.md, "Noise floor").
+
+    python bench/live_run.py --compare A/live_results.jsonl B/live_results.jsonl
+
+two stored runs of the same settings against each other, paired per trace (bench/live_noise.py):
+each run's gap, emulate B - emulate A (the emulation's run-to-run noise floor) and sim B - sim A in
+the gap's form; the live QoE gap split by term; and how many traces the 5% goal needs at that
+noise (docs/LIVE-SIM.md, "Noise floor"). A run's and `--twins-of`'s tables end with its QoE gap by term.
 """
 
 from __future__ import annotations
@@ -57,6 +70,10 @@ from player.research.experiment_live import (
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live_noise import Pairing, compare_runs, gap_table, gap_text, offset_traces, run_tables  # noqa: E402
+
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 
 
@@ -80,20 +97,19 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def gap_text(difference: float, relative_pct: float) -> str:
-    """A gap with its percentage of the simulated mean, or alone where that mean is 0 (no percentage)."""
-    return f"{difference:+.2f}" + (f" ({relative_pct:+.1f}%)" if math.isfinite(relative_pct) else "")
-
-
 def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, traces: list[Trace], *,
-             request_excess_s: float = 0.0) -> None:
-    """The stored emulated sessions of `path` and their twins simulated now, as the tables."""
+             request_excess_s: float = 0.0, join_shift_s: float = 0.0) -> None:
+    """The stored emulated sessions of `path` and their twins simulated now, as the tables; with
+    `join_shift_s`, then each twin against one joining that much later in channel age (its trace
+    time unchanged), paired (`live_noise.gap_table`): how far a session's figures move with its
+    join's phase alone, as a second run's sessions join elsewhere (docs/LIVE-SIM.md, "Noise floor")."""
     by_name = {t.name: t for t in traces}
     emulated = [r for r in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
                 if r.get("mode") == "emulate" and not r.get("error") and r["abr"] in config.abrs]
     missing = sorted({r["trace"] for r in emulated} - set(by_name))
     if missing:
-        raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}")
+        raise SystemExit(f"{path}: traces not in --traces: {', '.join(missing[:5])}"
+                         + (" (a run with --offsets: give its --offsets and --seed)" if any("@" in m for m in missing) else ""))
     started = time.monotonic()
     twins = [twin_row(r["abr"], by_name[r["trace"]], config, content, r, request_excess_s=request_excess_s)
              for r in emulated]
@@ -111,6 +127,14 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     print(format_live_run(rows))
     print()
     print(markdown(rows))
+    print()
+    print(run_tables(rows))
+    if join_shift_s:
+        shifted = [twin_row(r["abr"], by_name[r["trace"]], config, content,
+                            {**r, "channel_age_s": r["channel_age_s"] + join_shift_s}) for r in emulated]
+        print(f"\nEach twin against one joining {join_shift_s:g} s later (channel age), paired per trace:\n")
+        print(gap_table([Pairing(label=f"twin {join_shift_s:g} s later - twin", reference=tuple(twins),
+                                 other=tuple(shifted))]))
 
 
 def main() -> None:
@@ -134,14 +158,38 @@ def main() -> None:
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
     parser.add_argument("--request-excess-s", type=float, default=0.0, metavar="S",
                         help="with --twins-of: add S s to each of the twins' round trips (a diagnostic)")
+    parser.add_argument("--offsets", type=int, default=1, metavar="N",
+                        help="play each trace from N start offsets: its start and N-1 seeded ones, each a session "
+                             "(the gaps' CIs over traces; bench/live_noise.py offset_traces)")
+    parser.add_argument("--seed", type=int, help="with --offsets: the first seed of the offsets (default 0)")
+    parser.add_argument("--join-shift-s", type=float, default=0.0, metavar="S",
+                        help="with --twins-of: also each twin against one joining S s later (a diagnostic: the "
+                             "figures' sensitivity to the join's phase, the run-to-run noise)")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),
+                        help="compare two stored runs' live_results.jsonl (no emulation): the noise floor")
     args = parser.parse_args()
+    if args.compare:
+        for path in args.compare:
+            if not path.is_file():
+                parser.error(f"--compare: {path} is not a file")
+        print(compare_runs(*args.compare))
+        return
     if args.request_excess_s and not args.twins_of:
         parser.error("--request-excess-s is a diagnostic of --twins-of: give it with --twins-of")
+    if args.join_shift_s and not args.twins_of:
+        parser.error("--join-shift-s is a diagnostic of --twins-of: give it with --twins-of")
+    if not (math.isfinite(args.join_shift_s) and args.join_shift_s >= 0):
+        parser.error(f"--join-shift-s must be a finite time >= 0 s, got {args.join_shift_s}")
     if not (math.isfinite(args.request_excess_s) and args.request_excess_s >= 0):
         parser.error(f"--request-excess-s must be a finite time >= 0 s, got {args.request_excess_s}")
     traces = open_traces([str(args.traces)])
     if args.limit:
         traces = traces[: args.limit]
+    if args.offsets < 1:
+        parser.error(f"--offsets must be >= 1, got {args.offsets}")
+    if args.seed is not None and args.offsets == 1:
+        parser.error("--seed draws the start offsets of --offsets N (N > 1): give both")
+    traces = offset_traces(traces, args.offsets, args.seed or 0)
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
@@ -150,7 +198,8 @@ def main() -> None:
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol=config.protocol)
     if args.twins_of:
-        twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s)
+        twins_of(args.twins_of, config, content, traces, request_excess_s=args.request_excess_s,
+                 join_shift_s=args.join_shift_s)
         return
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -166,6 +215,8 @@ def main() -> None:
     print(format_live_run(rows))
     print()
     print(markdown(rows))
+    print()
+    print(run_tables(rows))
     if args.out:
         write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed, "protocol": config.protocol,
                                              "play_parts": config.play_parts,

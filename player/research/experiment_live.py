@@ -57,6 +57,9 @@ METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrat
 # and the median time to first byte, per request: what the emulated link and player add to each one
 # (docs/LIVE-SIM.md, "The twin against emulation").
 GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps", "ttfb_p50_s")
+# The live QoE's terms (`abr.qoe.LiveQoe.terms`: the bitrate reward, then the penalties, >= 0), each
+# per segment as `qoe_per_segment` is, in a row as `qoe_<term>_per_segment`: where a QoE gap comes from.
+QOE_TERMS = ("bitrate", "rebuffer", "latency", "speed", "switch")
 _BUFFER_CAP_S = 30.0  # both modes: live buffers never reach it (the latency target bounds them)
 # The live player's other answers on its link (body bytes), when no emulated twin measured them: this
 # stack's low-latency demo channel (MPD 3454 B, an xs:dateTime, a rung's rewritten init 929 B).
@@ -314,7 +317,14 @@ def sim_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelC
             "abandoned": result.abandoned, "resyncs_s": [round(t, 3) for t in result.resyncs_s], "wall_s": None,
             # whose chunk sizes the twin downloaded: the channel's own, or an even split of each segment
             "chunk_sizes": "channel" if content.chunk_sizes_bytes is not None else "even",
-            "ttfb_p50_s": result.ttfb_p50_s, "playlist_reloads": result.playlist_reloads}
+            "ttfb_p50_s": result.ttfb_p50_s, "playlist_reloads": result.playlist_reloads,
+            **qoe_term_fields(result.qoe, int(result.qualities.size))}
+
+
+def qoe_term_fields(terms: dict[str, float], segments: int) -> dict[str, float]:
+    """A session's live QoE terms (`LiveQoe.terms`, summed over its `segments`) per segment, as a row's
+    `qoe_<term>_per_segment` (`QOE_TERMS`): qoe_per_segment is the bitrate's less the others."""
+    return {f"qoe_{term}_per_segment": terms[term] / max(segments, 1) for term in QOE_TERMS}
 
 
 def twin_row(abr: str, trace: Trace, config: LiveRunConfig, content: LiveChannelContent, twin: Row, *,
@@ -401,7 +411,8 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "ttfb_p50_s": float(np.median([r.ttfb_s for r in report.records])) if report.records else None,
             "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []),
             "playlist_reloads": info.get("playlist_reloads"), "stale_playlists": info.get("stale_playlists"),
-            "clock_drift_s": info.get("clock_drift_s"), "wall_s": round(time.monotonic() - started, 3)}
+            "clock_drift_s": info.get("clock_drift_s"), "wall_s": round(time.monotonic() - started, 3),
+            **qoe_term_fields(info["qoe_live"], len(report.records))}
 
 
 async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces: Sequence[Trace],
@@ -583,7 +594,8 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
               "loop_lag_p99_ms",
-              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads", "stale_playlists", "clock_drift_s"]
+              "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads", "stale_playlists", "clock_drift_s",
+              *(f"qoe_{term}_per_segment" for term in QOE_TERMS)]
     sessions = out_dir / "sessions.csv"
     with sessions.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

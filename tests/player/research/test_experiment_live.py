@@ -19,6 +19,7 @@ from player.client.mpd import parse_mpd
 from player.clocksync import ClockSyncConfig
 from player.errors import CliError
 from player.research.experiment_live import (
+    QOE_TERMS,
     LiveRunConfig,
     channel_content,
     format_live_run,
@@ -130,6 +131,11 @@ def test_a_simulated_twin_joins_at_its_emulated_twins_channel_age(packaged: Pack
     assert row["throughput_p50_bps"] == pytest.approx(5e6, rel=0.05)
     assert 0.08 <= row["ttfb_p50_s"] < 0.6  # a round trip, and at the live edge the wait for the first chunk
     assert row == sim_row("dynamic", open_trace("constant:5e6"), config, content, channel_age_s=37.5)
+    # The live QoE's terms per segment (the reward less the penalties) make its total, as the emulated
+    # row's do (`emulate_row`): where a QoE gap comes from (bench/live_run.py --compare)
+    terms = {t: row[f"qoe_{t}_per_segment"] for t in QOE_TERMS}
+    assert terms["bitrate"] > 0 and terms["latency"] > 0 and terms["rebuffer"] == 0
+    assert terms["bitrate"] - sum(v for t, v in terms.items() if t != "bitrate") == pytest.approx(row["qoe_per_segment"])
 
 
 def test_a_live_row_counts_the_downloads_the_abr_abandoned(packaged: PackagedTitles) -> None:
