@@ -31,10 +31,12 @@ models no timeout; docs/EXPERIMENTS.md, "Time-warp", says how experiments keep t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,8 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 NOT_HERE_STATUS = frozenset({404, 410})  # this alternative lacks the object: try the next one
 _RANGE_HEADER = re.compile(r"^\s*bytes\s*=\s*(\d+)\s*-\s*(\d+)\s*$", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+ERROR_BODY_BYTES = 2048  # read of a 4xx/5xx answer's body, for its error text
+ERROR_TEXT_CHARS = 200  # kept of that text (a server's words go into logs and reports)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,13 +121,34 @@ class FetchResult:
 
 
 class FetchError(Exception):
-    """A request that failed for good; `permanent` when the server said no (4xx) rather than failing."""
+    """A request that failed for good; `permanent` when the server said no (4xx) rather than failing.
+    `server_text`: what the last 4xx/5xx answer said about it (`error_text`; None: nothing), also at
+    the end of the message ("GET ...: HTTP 400: _HLS_part ... is more than 6 parts past ...")."""
 
-    def __init__(self, message: str, *, attempts: Sequence[Attempt], permanent: bool, status: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, attempts: Sequence[Attempt], permanent: bool, status: int | None = None,
+                 server_text: str | None = None):
+        super().__init__(f"{message}: {server_text}" if server_text else message)
         self.attempts = tuple(attempts)
         self.permanent = permanent
         self.status = status
+        self.server_text = server_text
+
+
+def error_text(body: bytes, content_type: str = "") -> str:
+    """A 4xx/5xx answer's own words, safe to log: a JSON body's `"error"` (the bundled servers'
+    `json_error`), else the text; control and format characters (newlines, escapes, bidi overrides:
+    a hostile server must not forge log lines or terminal output) become spaces, runs of spaces one,
+    and at most `ERROR_TEXT_CHARS` characters are kept ("..." says more was cut). "" for none."""
+    text = body[:ERROR_BODY_BYTES].decode("utf-8", "replace")
+    if "json" in content_type.lower():
+        try:
+            said = json.loads(text)
+        except ValueError:
+            said = None
+        if isinstance(said, dict) and isinstance(said.get("error"), str):
+            text = said["error"]
+    text = " ".join("".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text).split())
+    return text if len(text) <= ERROR_TEXT_CHARS else text[:ERROR_TEXT_CHARS - 3] + "..."
 
 
 ABANDONED = "abandoned"  # the error an attempt records when the caller abandoned it (not a failure)
@@ -295,6 +320,7 @@ class Fetcher:
         refused: dict[str, _Refused] = {}  # alternatives that cannot serve this object
         failures: Counter[str] = Counter()  # transient failures of each alternative in this request
         last_status: int | None = None
+        last_text: str | None = None  # what the last 4xx/5xx answer said
         backoff_step = 0
         for _ in range(max(self.config.attempts, len(alternatives))):
             candidates = [u for u in alternatives if u not in refused]
@@ -311,13 +337,15 @@ class Fetcher:
                                            byte_range)
             except _Permanent as exc:
                 raise FetchError(f"{method} {redact_url(url)}: HTTP {exc.status}", attempts=attempts, permanent=True,
-                                 status=exc.status) from None
+                                 status=exc.status, server_text=exc.text or None) from None
             except _Refused as exc:
                 refused[url] = exc
+                last_text = exc.text or last_text
                 if exc.status in NOT_HERE_STATUS and len(refused) < len(alternatives):
                     self.counts["not_here"] += 1
             except _Transient as exc:
                 last_status = exc.status
+                last_text = exc.text or None
                 backoff_step += 1
                 failures[url] += 1
                 self.exclude(url, alternative_bases(alternatives)[url])
@@ -326,11 +354,11 @@ class Fetcher:
             where = f" (on all {len(alternatives)} alternatives)" if len(alternatives) > 1 else ""
             status = first.status if all(r.status == first.status for r in refused.values()) else None
             raise FetchError(f"{method} {redact_url(alternatives[0])}: {first.reason}{where}", attempts=attempts,
-                             permanent=True, status=status)
+                             permanent=True, status=status, server_text=last_text)
         tried = ", ".join(sorted({host_of(a.url) for a in attempts}))
         reason = attempts[-1].error if attempts and attempts[-1].error else f"HTTP {last_status}"
         raise FetchError(f"{method} {redact_url(urls[0])} failed after {len(attempts)} attempts on {tried}: {reason}",
-                         attempts=attempts, permanent=False, status=last_status)
+                         attempts=attempts, permanent=False, status=last_status, server_text=last_text)
 
     def _backoff_s(self, step: int) -> float:
         ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** (step - 1))
@@ -428,13 +456,29 @@ class _Exchange:
         self.request_id = response.headers.get("X-Request-ID")
         if status < 400:
             return response
+        text = await self._error_text(response)
         response.release()
         self.record(f"HTTP {status}")
         if status in RETRYABLE_STATUS or status >= 500:
-            raise _Transient(status)
+            raise _Transient(status, text)
         if status in NOT_HERE_STATUS:
-            raise _Refused(status, f"HTTP {status}")
-        raise _Permanent(status)
+            raise _Refused(status, f"HTTP {status}", text)
+        raise _Permanent(status, text)
+
+    async def _error_text(self, response: aiohttp.ClientResponse) -> str:
+        """`error_text` of a 4xx/5xx answer's first `ERROR_BODY_BYTES` ("" when it sends none in
+        `read_timeout_s`, or the connection fails: the status alone then)."""
+        body = b""
+        try:
+            while len(body) < ERROR_BODY_BYTES:
+                piece = await self.fetcher.within(response.content.read(ERROR_BODY_BYTES - len(body)),
+                                                  self.fetcher.config.read_timeout_s)
+                if not piece:
+                    break
+                body += piece
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        return error_text(body, response.headers.get("Content-Type", ""))
 
     async def finish(self, response: aiohttp.ClientResponse, expected_bytes: int,
                      on_progress: ProgressCallback | None, byte_range: tuple[int, int] | None) -> FetchResult:
@@ -530,18 +574,21 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Transient(Exception):
-    def __init__(self, status: int | None) -> None:
+    def __init__(self, status: int | None, text: str = "") -> None:
         self.status = status
+        self.text = text  # the server's error text (`error_text`), "" for none
 
 
 class _Permanent(Exception):
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, text: str = "") -> None:
         self.status = status
+        self.text = text
 
 
 class _Refused(Exception):
     """This alternative cannot serve the object (404/410, a bad redirect, a wrong Content-Range)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, text: str = "") -> None:
         self.status = status
         self.reason = reason
+        self.text = text

@@ -115,7 +115,8 @@ def check_blocking(channel: LiveChannel, media: str, rep_id: str, request: Block
     asked = (request.msn - 1) * k + min(request.part, k - 1)
     if asked - newest_part > limit:
         raise BadBlockingRequest(f"{MSN_PARAM}={request.msn}&{PART_PARAM}={request.part} is more than "
-                                 f"{limit:g} parts past the playlist's last part (the Advance Part Limit)")
+                                 f"{limit:g} parts past the playlist's last part, {newest_part // k + 1}.{newest_part % k} "
+                                 "(the Advance Part Limit)")
 
 
 def live_media_playlist(channel: LiveChannel, media: str, rep_id: str, now_s: float) -> str:

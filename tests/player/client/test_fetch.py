@@ -15,7 +15,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from player.client.fetch import Attempt, FetchConfig, Fetcher, FetchError, alternative_bases, requested_range
+from player.client.fetch import (
+    ERROR_TEXT_CHARS,
+    Attempt,
+    FetchConfig,
+    Fetcher,
+    FetchError,
+    alternative_bases,
+    error_text,
+    requested_range,
+)
 from tests.interop.server import MisbehavingServer, misbehaving_servers
 from tests.player.conftest import serving_app
 
@@ -126,6 +135,62 @@ async def test_a_403_ends_the_request_at_once() -> None:
         with pytest.raises(FetchError, match="HTTP 403"):
             await f.fetch([f"{origin}/a", f"{origin}/b"])
     assert len(seen) == 1
+
+
+async def test_a_400_names_itself_with_the_servers_words() -> None:
+    """The bundled servers say what is wrong in a JSON `error`: the request's error carries it (the
+    status alone said nothing about which limit a blocking playlist reload broke)."""
+    said = "blocking playlist reload: _HLS_msn=120&_HLS_part=7 is more than 6 parts past the playlist's last part"
+
+    async def bad(request: web.Request) -> web.Response:
+        return web.json_response({"error": said}, status=400)
+
+    app = web.Application()
+    app.router.add_get("/{p:.*}", bad)
+    async with serving_app(app) as origin, fetcher() as (f, seen):
+        with pytest.raises(FetchError) as info:
+            await f.fetch([f"{origin}/live/playlist.m3u8?_HLS_msn=120&_HLS_part=7"])
+    assert str(info.value).endswith(f": HTTP 400: {said}") and info.value.server_text == said
+    assert info.value.status == 400 and info.value.permanent
+    assert [a.error for a in seen] == ["HTTP 400"]  # an attempt's error stays its kind (reports count them)
+
+
+async def test_a_hostile_error_body_cannot_forge_log_lines() -> None:
+    """Newlines, terminal escapes, a bidi override and a megabyte: one bounded line of printable text."""
+    hostile = ("oops\r\n2026-01-01 INFO login ok user=admin\x1b[2J\u202etxt.exe\x00" + "A" * 1_000_000).encode()
+
+    async def bad(request: web.Request) -> web.Response:
+        return web.Response(status=403, body=hostile, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/{p:.*}", bad)
+    async with serving_app(app) as origin, fetcher() as (f, _):
+        with pytest.raises(FetchError) as info:
+            await f.fetch([f"{origin}/a"])
+    text = info.value.server_text
+    assert text is not None and text.startswith("oops 2026-01-01 INFO login ok user=admin [2J txt.exe AAA")
+    assert len(text) <= ERROR_TEXT_CHARS and text.endswith("...")
+    assert str(info.value).isprintable() and "\n" not in str(info.value)
+
+
+async def test_a_5xx_that_never_recovers_says_what_the_server_said() -> None:
+    async def unavailable(request: web.Request) -> web.Response:
+        return web.json_response({"error": "the playlist did not reach _HLS_msn=9 within 12 s"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/{p:.*}", unavailable)
+    async with serving_app(app) as origin, fetcher(replace(QUICK, attempts=2)) as (f, _):
+        with pytest.raises(FetchError, match=r"failed after 2 attempts .*: HTTP 503: the playlist did not reach"):
+            await f.fetch([f"{origin}/a"])
+
+
+@pytest.mark.parametrize("body,content_type,expected", [
+    (b"", "", ""), (b'{"error": "no"}', "application/json; charset=utf-8", "no"),
+    (b'{"error": 5}', "application/json", '{"error": 5}'), (b"{not json", "application/json", "{not json"),
+    (b"<h1>502  Bad\tGateway</h1>", "text/html", "<h1>502 Bad Gateway</h1>"),
+    ("caf\u00e9 \u2028ok".encode(), "text/plain", "caf\u00e9 ok"), (b"\xff\xfe", "", "\ufffd\ufffd")])
+def test_error_text(body: bytes, content_type: str, expected: str) -> None:
+    assert error_text(body, content_type) == expected
 
 
 @pytest.mark.parametrize("failing", ["error503", "stall", "truncate"])

@@ -13,6 +13,7 @@ import aiohttp
 import m3u8
 import pytest
 
+from player.client.fetch import FetchConfig, Fetcher, FetchError
 from server.formats.servertiming import publish_wait_s
 from server.live.channel import LiveChannel
 from server.live.hls import BadBlockingRequest, BlockingRequest, blocking_request, check_blocking, live_media_playlist
@@ -84,6 +85,23 @@ def test_blocking_requests_too_far_ahead_are_refused(channel: LiveChannel) -> No
                              (BlockingRequest(11, 1), "Advance Part Limit")):  # seven parts ahead
         with pytest.raises(BadBlockingRequest, match=message):
             check_blocking(channel, "video", "v216p", request, now)
+
+
+@pytest.mark.parametrize("through_edge", [False, True])
+async def test_a_blocking_reload_too_far_ahead_names_the_limit_to_the_player(live_stack: StackFactory,  # noqa: F811
+                                                                            through_edge: bool) -> None:
+    """The 400 says which limit and where the playlist's end stood, through the edge too, and the
+    player's error keeps it (it said only "HTTP 400")."""
+    stack = await live_stack(since_start_s=8.0 + 0.5 * 2 + 0.2)  # segment 3: chunks 0-1 published, 3.1 the newest
+    assert stack.edge is not None
+    base = stack.edge.url if through_edge else stack.origin_url
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(FetchError) as info:  # 4.3: ten parts past 3.1
+            await Fetcher(http, FetchConfig(attempts=1)).fetch([f"{base}/live/video/v216p/playlist.m3u8?_HLS_msn=4"
+                                                                "&_HLS_part=3"])
+    assert info.value.status == 400
+    assert info.value.server_text == ("blocking playlist reload: _HLS_msn=4&_HLS_part=3 is more than 6 parts past "
+                                      "the playlist's last part, 3.1 (the Advance Part Limit)")
 
 
 def _in_segment(channel: LiveChannel, chunks: float) -> float:
