@@ -139,20 +139,23 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES,
+                        help="a folder of traces (default: Pensieve's test-public in ../shared, its 71 Norway traces)")
     parser.add_argument("--limit", type=int, default=0, help="the first N traces (default all)")
-    parser.add_argument("--abr", default="l2a,lolp,dynamic,bola")
-    parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--duration-s", type=float, default=60.0)
-    parser.add_argument("--stack-processes", action="store_true")
+    parser.add_argument("--abr", default="l2a,lolp,dynamic,bola", help="comma-separated live algorithms")
+    parser.add_argument("--speed", type=float, default=10.0,
+                        help="emulation time-warp K (4 with --concurrency 5 costs what 10 with 2 does, with less per-request time)")
+    parser.add_argument("--concurrency", type=int, default=2, help="emulated sessions at once")
+    parser.add_argument("--duration-s", type=float, default=60.0, help="session time each session plays")
+    parser.add_argument("--stack-processes", action="store_true",
+                        help="run the stack in its own processes (the player's loop then carries only players)")
     parser.add_argument("--no-exclude", action="store_true",
                         help="count the stack's time and the players' loop stalls (the reference of the exclusion)")
     parser.add_argument("--exclude", action="store_true",
                         help="leave the stack's time out (the default for both protocols since wave 11; kept so "
                              "older commands run)")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash")
+    parser.add_argument("--out", type=Path, help="folder for live_results.jsonl, sessions.csv and logs")
+    parser.add_argument("--protocol", choices=("dash", "hls"), default="dash", help="the channel's protocol")
     parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")
     parser.add_argument("--twins-of", type=Path, metavar="JSONL",
                         help="re-simulate the twins of this stored run's emulated sessions (no emulation)")
