@@ -466,19 +466,23 @@ class _Exchange:
         raise _Permanent(status, text)
 
     async def _error_text(self, response: aiohttp.ClientResponse) -> str:
-        """`error_text` of a 4xx/5xx answer's first `ERROR_BODY_BYTES` ("" when it sends none in
-        `read_timeout_s`, or the connection fails: the status alone then)."""
-        body = b""
-        try:
+        """`error_text` of a 4xx/5xx answer's first `ERROR_BODY_BYTES`, read within one `read_timeout_s`
+        in all (a body that trickles cannot hold the error path longer; what came by then is used, ""
+        when nothing did or the connection failed: the status alone then)."""
+        body = bytearray()
+
+        async def read() -> None:
             while len(body) < ERROR_BODY_BYTES:
-                piece = await self.fetcher.within(response.content.read(ERROR_BODY_BYTES - len(body)),
-                                                  self.fetcher.config.read_timeout_s)
+                piece = await response.content.read(ERROR_BODY_BYTES - len(body))
                 if not piece:
-                    break
-                body += piece
+                    return
+                body.extend(piece)
+
+        try:
+            await self.fetcher.within(read(), self.fetcher.config.read_timeout_s)
         except (TimeoutError, aiohttp.ClientError, OSError):
             pass
-        return error_text(body, response.headers.get("Content-Type", ""))
+        return error_text(bytes(body), response.headers.get("Content-Type", ""))
 
     async def finish(self, response: aiohttp.ClientResponse, expected_bytes: int,
                      on_progress: ProgressCallback | None, byte_range: tuple[int, int] | None) -> FetchResult:

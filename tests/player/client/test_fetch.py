@@ -3,6 +3,7 @@ stalls, Range ignored or answered wrongly, bodies cut short. Real sockets on 127
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import time
@@ -171,6 +172,33 @@ async def test_a_hostile_error_body_cannot_forge_log_lines() -> None:
     assert text is not None and text.startswith("oops 2026-01-01 INFO login ok user=admin [2J txt.exe AAA")
     assert len(text) <= ERROR_TEXT_CHARS and text.endswith("...")
     assert str(info.value).isprintable() and "\n" not in str(info.value)
+
+
+async def test_an_error_body_that_trickles_is_read_within_one_read_timeout() -> None:
+    """A 403 whose body comes a byte at a time (every 20 ms, never ending): its text is what came within
+    one read timeout (0.5 s, about 25 bytes), not a read timeout per byte until 2 KiB (41 s)."""
+    sent: list[int] = [0]
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=403, headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        try:
+            while sent[0] < 5000:
+                await response.write(b"x")
+                sent[0] += 1
+                await asyncio.sleep(0.02)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{p:.*}", trickle)
+    async with serving_app(app) as origin, fetcher() as (f, _):
+        with pytest.raises(FetchError) as info:
+            await f.fetch([f"{origin}/a"])
+    text = info.value.server_text
+    assert text is not None and set(text) == {"x"}
+    assert len(text) < 200 and sent[0] < 500  # before: the reads went on to 2,048 bytes
 
 
 async def test_a_5xx_that_never_recovers_says_what_the_server_said() -> None:
