@@ -417,3 +417,47 @@ def test_a_rung_switched_to_has_its_playlist_reloaded_first() -> None:
     assert delays[first + 1] < 0.0025  # listed already, same rung
     assert delays[first + 2] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # the switch
     assert delays[first + 4] == pytest.approx(0.08 + 2_000 * 8 / 8e6, abs=0.0025)  # and back
+
+
+def _tiny_parts(control: ControlTraffic) -> LiveDriver:
+    """An LL-HLS session of 4 kB segments (1 kB parts every 0.5 s) on a 0.8 Mbit/s link: each part is
+    asked for before it is published, and answered then with the blocking reload held for it."""
+    ladder = Ladder(bitrates_bps=(16_000, 32_000), segment_duration_s=2.0)
+    video = Video(name="tiny", ladder=ladder, segment_count=40,
+                  sizes_bytes=np.tile(np.array([[4_000, 8_000]], dtype=np.int64), (40, 1)))
+    config = LiveSimConfig(live=LiveConfig(target_latency_s=2.0, min_rate=1.0, max_rate=1.0), segment_duration_s=2.0,
+                           chunk_duration_s=0.5, duration_s=20.0, channel_age_s=10.0, control=control)
+    session = LiveSession(Scripted(*[Decision(quality=0, reason="scripted")] * 40), video, config.session,
+                          live=config.live, schedule=config.schedule())
+    driver = LiveDriver(session, video, constant(8e5, duration_s=600.0), rtt_s=0.08, control=control)
+    driver.drive()
+    return driver
+
+
+def test_a_playlist_answer_crossing_with_a_part_delays_it_by_its_share() -> None:
+    # Parts 1-3 of each segment after the join's are asked for before they are published; the 4 kB reload held
+    # for each is answered with it and they cross together: fair shares, so the 1 kB part ends after
+    # twice its bytes (20 ms), not after both answers' 5 kB (50 ms: the playlist's whole bytes added to
+    # the part's). Alone (no playlist on the link) it takes 10 ms.
+    def held(driver: LiveDriver) -> list[float]:
+        return [a.last_byte_s - a.first_byte_s for _, _, arrivals in list(driver.arrival_log)[1:]
+                for a in arrivals[1:]]
+
+    shared = held(_tiny_parts(ControlTraffic(manifest_bytes=4_000, reload="part")))
+    assert len(shared) > 20 and shared == pytest.approx([0.02] * len(shared))
+    alone = held(_tiny_parts(ControlTraffic(manifest_bytes=1, reload="part")))
+    assert alone == pytest.approx([0.01] * len(alone), abs=1e-4)
+
+
+def test_an_hls_playlist_answer_crossing_with_a_part_lands_later_than_alone() -> None:
+    # The blocking reload held for parts 1-3 is answered as the part is published and shares the link
+    # with it: it lands as both have crossed (5 kB from its first byte: 50 ms), not after its own 40 ms,
+    # and the player's next reload goes out then. The one for part 0 crosses alone (that part is
+    # asked for once this playlist has hinted it).
+    driver = _tiny_parts(ControlTraffic(manifest_bytes=4_000, reload="part"))
+    firsts = [first for first, _ in driver.planned]
+    reloads = driver._reloads
+    assert reloads is not None
+    end = driver.session.time_s
+    crossed = [round(b - a, 6) for a, b in zip(firsts[1:], reloads.listed_s[2:], strict=False) if a < end - 1.0]
+    assert set(crossed) == {0.04, 0.05} and crossed.count(0.05) > 2 * crossed.count(0.04) > 10
