@@ -20,6 +20,14 @@ from netsim.link import LinkModel
 from player.live import LiveSchedule
 from player.research.live_control import Answer, AnswerFlow
 
+# Of a request's round trip, the share an answer the server held for a publication still has to
+# cross after it leaves the server, in the HLS twin: none. The emulated link puts the whole round trip
+# on the request (`netsim.shaper.ShaperConfig.delay_split` "request", as the link model's finish time
+# after `rtt` does), so a held LL-HLS part or playlist crosses from its publication on (emulated:
+# -3 / 13 ms median / p90 after it, docs/LIVE-EMULATION.md); half a round trip made the twin's 40 ms
+# later. The DASH twin's chunks keep half (docs/LIVE-SIM.md, "Held answers").
+HELD_ANSWER_RTTS = 0.0
+
 
 class PlaylistFlow(AnswerFlow):
     """The playing rendition's playlist reloads of one live HLS session (module docstring), in session
@@ -50,8 +58,9 @@ class PlaylistFlow(AnswerFlow):
             self._cross_current()
             joined = self.listed_s[-1]
         self.joined_with = 0  # 1: `sent_s` starts with the playlist the player joined with (not a reload)
-        if not join_reloads:
-            self.sent_s.append(joined - rtt(joined) / 2)
+        if not join_reloads:  # it crossed just before the join, alone: it left the server its crossing earlier
+            crossing = self._finish(joined, playlist_bytes) - joined  # at the rate it joined at
+            self.sent_s.append(joined - crossing - HELD_ANSWER_RTTS * rtt(joined))
             self.listed_s.append(joined)
             self.joined_with = 1
             self._hint_s = self._next_publish(self.sent_s[-1])
@@ -66,13 +75,16 @@ class PlaylistFlow(AnswerFlow):
         return start + (math.floor((at_s - start) / self._unit_s + 1e-9) + 1) * self._unit_s
 
     def _request(self, at_s: float, *, blocking: bool) -> None:
-        """A reload requested at `at_s`: `blocking`, the server holds it until what the last playlist
-        hinted is published; its answer leaves then, half a round trip from the player."""
+        """A reload requested at `at_s`: the server has it a round trip later, and `blocking` holds it
+        until what the last playlist hinted is published; its answer crosses as it leaves (the emulated
+        link puts the whole round trip on the request: `HELD_ANSWER_RTTS`)."""
         rtt = self._rtt(at_s)
-        sent = max(at_s + rtt / 2, self._hint_s) if blocking else at_s + rtt / 2
+        sent = at_s + (1 - HELD_ANSWER_RTTS) * rtt
+        if blocking:
+            sent = max(sent, self._hint_s)
         self._hint_s = self._next_publish(sent)
         self.sent_s.append(sent)
-        self._queue(sent + rtt / 2, self._bytes)
+        self._queue(sent + HELD_ANSWER_RTTS * rtt, self._bytes)
 
     def _crossed(self, answer: Answer, end_s: float) -> None:
         self.listed_s.append(end_s)

@@ -50,7 +50,7 @@ from player.abandon import AbandonRule
 from player.clocksync import ClockSyncConfig, ClockSyncSchedule
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
 from player.research.live_control import AnswerFlow, ControlFlow
-from player.research.live_playlists import PlaylistFlow
+from player.research.live_playlists import HELD_ANSWER_RTTS, PlaylistFlow
 from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
 from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
@@ -225,6 +225,7 @@ class LiveDriver:
         self.resyncs_s: list[float] = []  # session time each clock re-sync began (the player's `resyncs_s`)
         self._sync = ClockSyncSchedule(control.clock_sync)
         self._rung = 0  # HLS: the rung whose playlist is reloaded (the join's: the lowest)
+        self._held_rtts = HELD_ANSWER_RTTS if control.hls else 0.5
         self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
         # The latest downloads' (segment index, request time, its chunks' arrivals): bench/live_segments.py
         self.arrival_log: deque[tuple[int, float, tuple[ChunkArrival, ...]]] = deque(maxlen=ARRIVALS_KEPT)
@@ -318,8 +319,9 @@ class LiveDriver:
                     rtt = self._rtt(asked)
                 if headers:
                     end = self._transfer(max(asked + rtt, end), headers)
-            # Sent once the request is in and the chunk is made; half an RTT to reach the client.
-            ready = max(asked + rtt, available + rtt / 2)
+            # Sent once the request is in and the chunk is made; DASH: half an RTT to reach the client.
+            # HLS: an answer the server held for publication crosses as it leaves (`HELD_ANSWER_RTTS`).
+            ready = max(asked + rtt, available + self._held_rtts * rtt)
             start = max(ready, end)
             end = self._transfer(start, part)
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
@@ -372,10 +374,10 @@ class LiveDriver:
         if fetch.quality != self._rung:  # HlsLivePlayer._listed on the new rung's stale playlist
             self._rung = fetch.quality
             rtt = self._rtt(requested_s)
-            sent = requested_s + rtt / 2
+            sent = requested_s + (1 - HELD_ANSWER_RTTS) * rtt  # the server has it (live_playlists.py)
             if control.reload != "poll":
                 sent = max(sent, wanted)
-            listed = self._transfer(sent + rtt / 2, control.manifest_bytes)
+            listed = self._transfer(sent + HELD_ANSWER_RTTS * rtt, control.manifest_bytes)
             self._switch_reloads.append(listed)
             if control.reload == "poll" and sent < complete:
                 listed = max(listed, reloads.listed_by(complete))
