@@ -25,7 +25,8 @@ from player.research.live_control import Answer, AnswerFlow
 # on the request (`netsim.shaper.ShaperConfig.delay_split` "request", as the link model's finish time
 # after `rtt` does), so a held LL-HLS part or playlist crosses from its publication on (emulated:
 # -3 / 13 ms median / p90 after it, docs/LIVE-EMULATION.md); half a round trip made the twin's 40 ms
-# later. The DASH twin's chunks keep half (docs/LIVE-SIM.md, "HLS playlists on the shared link").
+# later. The DASH twin's chunks keep half, as its emulation does (docs/LIVE-SIM.md, "HLS playlists on the
+# shared link").
 HELD_ANSWER_RTTS = 0.0
 
 
