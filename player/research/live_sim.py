@@ -14,8 +14,9 @@ schedule both follow: player/clocksync.py, dash.js's), and fetches a rung's init
 first segment. Those bytes share the link with the media:
 a chunk on the link while they cross ends that much later (the link is work-conserving; under fair
 sharing a small answer that finishes first delays the larger one by exactly its bytes), and the
-DASH player's MPD and UTCTiming answers end later than alone, so its next refresh does too
-(player/research/live_control.py; HLS playlists are timed as if alone). Measured
+answers end later than alone, so the player's next request does too: the DASH player's MPD and
+UTCTiming answers (player/research/live_control.py), the HLS player's playlists (live_playlists.py),
+whose landing also lists what the player asks for next. Measured
 against the shaper's own byte record, they are the ~4.9 kB per 4 s segment the emulated link
 carried beyond the segments' bodies (docs/LIVE-SIM.md, "What else crosses the link").
 
@@ -31,7 +32,6 @@ reloaded first, and LL-HLS parts are requests of their own, one after another, e
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -49,7 +49,8 @@ from netsim.trace import Trace
 from player.abandon import AbandonRule
 from player.clocksync import ClockSyncConfig, ClockSyncSchedule
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession, LiveStats
-from player.research.live_control import ControlFlow
+from player.research.live_control import AnswerFlow, ControlFlow
+from player.research.live_playlists import HELD_ANSWER_RTTS, PlaylistFlow
 from player.research.sim_abandon import first_abandonment
 from player.research.stats import Interval, mean_ci
 from player.session import Fetch, Finished, SessionConfig, SessionEvent, Wait
@@ -219,49 +220,40 @@ class LiveDriver:
         self._sizes = video.sizes_bytes
         self._link = LinkModel(trace, payload_factor=payload_factor)
         self._offset_s = trace_time_s - session.time_s
-        # The player's other requests (`ControlTraffic`). HLS: answers not yet on the link as (session
-        # time their first byte can cross, bytes); the link is busy with them until `_free_s`.
-        self._control = control
-        self._side: deque[tuple[float, int]] = deque()
+        self._control = control  # the player's other requests
         self.planned: list[tuple[float, int]] = []  # every control answer so far, as queued
         self.resyncs_s: list[float] = []  # session time each clock re-sync began (the player's `resyncs_s`)
         self._sync = ClockSyncSchedule(control.clock_sync)
-        self._free_s = -math.inf
-        # HLS: each playlist answer's session time of leaving the server (`_sent`) and of having
-        # crossed (`_listed`), in order; the publish time the last one's preload hint waits for; the
-        # newest segment a poll listed; the rung whose playlist is reloaded (the join's: the lowest).
-        self._sent: list[float] = []
-        self._listed: list[float] = []
-        self._hint_s = -math.inf
-        self._newest = -math.inf
-        self._rung = 0
-        self._joined_with = 0  # 1: `_sent` starts with the playlist a twin started at its player's join had
+        self._rung = 0  # HLS: the rung whose playlist is reloaded (the join's: the lowest)
+        self._held_rtts = HELD_ANSWER_RTTS if control.hls else 0.5
         self._switch_reloads: list[float] = []  # when each reload of a rung switched to had crossed
         # The latest downloads' (segment index, request time, its chunks' arrivals): bench/live_segments.py
         self.arrival_log: deque[tuple[int, float, tuple[ChunkArrival, ...]]] = deque(maxlen=ARRIVALS_KEPT)
-        joined = session.time_s
-        for k in range(control.join_syncs):  # the join's clock sync (HLS: reloads), one request after another
-            joined = self._reload(joined, blocking=k > 0) if control.hls else self._exchange(joined, control.sync_bytes)
-        self._sync.synced(joined, 0.0)  # the join's
         refresh_s = control.refresh_period_s or session.schedule.segment_duration_s
-        if control.hls:  # blocking: at once for what the last playlist hinted; polling: a target duration on
-            if not self._sent:  # a twin started at its player's join: the playlist that player joined with
-                self._sent.append(joined - self._rtt(joined) / 2)
-                self._listed.append(joined)
-                self._joined_with = 1
-                self._hint_s = self._next_publish(self._sent[-1])
-            refresh_s = 0.0 if control.reload != "poll" else control.target_duration_s or refresh_s
-        self._refresh_period_s = refresh_s
-        self._next_refresh_s = joined + refresh_s if control.refreshes else math.inf
-        # DASH: the MPD and clock sync answers share the link with the media as they cross (live_control.py).
-        self._flow: ControlFlow | None = None
-        if control.refreshes and not control.hls:
-            self._flow = ControlFlow(self._link, offset_s=self._offset_s, rtt=self._rtt,
-                                     manifest_bytes=control.manifest_bytes, sync_bytes=control.sync_bytes,
-                                     period_s=refresh_s, first_request_s=self._next_refresh_s, sync=self._sync,
-                                     planned=self.planned)
-            self.resyncs_s = self._flow.resyncs_s
-            self._next_refresh_s = math.inf  # the flow plans them
+        # The answers share the link with the media as they cross: DASH's MPD and clock sync answers
+        # (live_control.py), HLS's playlist reloads (live_playlists.py).
+        self._flow: AnswerFlow | None = None
+        self._dash: ControlFlow | None = None
+        self._reloads: PlaylistFlow | None = None
+        joined = session.time_s
+        if control.hls:  # the join's reloads; blocking: at once for what the last playlist hinted; polling: a
+            # target duration on
+            self._flow = self._reloads = PlaylistFlow(
+                self._link, offset_s=self._offset_s, rtt=self._rtt, schedule=session.schedule,
+                reload=control.reload, playlist_bytes=control.manifest_bytes,
+                period_s=0.0 if control.reload != "poll" else control.target_duration_s or refresh_s,
+                start_s=joined, join_reloads=control.join_syncs, refreshes=control.refreshes, planned=self.planned)
+            joined = self._reloads.joined_s
+        else:
+            for _ in range(control.join_syncs):  # the join's clock sync, one request after another
+                joined = self._exchange(joined, control.sync_bytes)
+            self._sync.synced(joined, 0.0)  # the join's
+            if control.refreshes:
+                self._flow = self._dash = ControlFlow(
+                    self._link, offset_s=self._offset_s, rtt=self._rtt, manifest_bytes=control.manifest_bytes,
+                    sync_bytes=control.sync_bytes, period_s=refresh_s, first_request_s=joined + refresh_s,
+                    sync=self._sync, planned=self.planned)
+                self.resyncs_s = self._dash.resyncs_s
         session.advance(joined)  # the session joins at its first action
         self._inits: set[int] = set()
 
@@ -270,7 +262,7 @@ class LiveDriver:
         while True:
             action = session.next_action()
             if isinstance(action, Finished):
-                if self._flow is not None:  # the answers crossed by the end (the player's re-syncs so far)
+                if self._flow is not None:  # the answers crossed by the end (the player's re-syncs, reloads so far)
                     self._flow.advance(session.time_s)
                 return
             if isinstance(action, Wait):
@@ -320,13 +312,16 @@ class LiveDriver:
                 # An LL-HLS part: its own request, sent with the one before when a playlist listed it by
                 # then (HlsLivePlayer's parts asked for together), else once that one has landed and
                 # the playlist hinting this one (answered as the part before was published) has crossed.
-                if self._listed_s(available) > asked:
-                    asked = max(end, self._listed_s(schedule.chunk_available_s(fetch.segment_index, c - 1)))
+                reloads = self._reloads
+                assert reloads is not None  # parts are asked for by an HLS player that reloads
+                if not reloads.crossed_by(available, asked):
+                    asked = max(end, reloads.listed_by(schedule.chunk_available_s(fetch.segment_index, c - 1)))
                     rtt = self._rtt(asked)
                 if headers:
                     end = self._transfer(max(asked + rtt, end), headers)
-            # Sent once the request is in and the chunk is made; half an RTT to reach the client.
-            ready = max(asked + rtt, available + rtt / 2)
+            # Sent once the request is in and the chunk is made; DASH: half an RTT to reach the client.
+            # HLS: an answer the server held for publication crosses as it leaves (`HELD_ANSWER_RTTS`).
+            ready = max(asked + rtt, available + self._held_rtts * rtt)
             start = max(ready, end)
             end = self._transfer(start, part)
             arrivals.append(ChunkArrival(first_byte_s=start, last_byte_s=end, size_bytes=part))
@@ -349,7 +344,9 @@ class LiveDriver:
         """The HLS player's playlist reloads whose answers landed by the session's end (its join's
         when modelled, the refreshes, a switched-to rung's): its report's `playlist_reloads`."""
         end = self.session.time_s
-        return sum(1 for t in self._listed[self._joined_with:] if t <= end) + sum(1 for t in self._switch_reloads if t <= end)
+        reloads = self._reloads
+        landed = sum(1 for t in reloads.listed_s[reloads.joined_with:] if t <= end) if reloads is not None else 0
+        return landed + sum(1 for t in self._switch_reloads if t <= end)
 
     def _rtt(self, at_s: float) -> float:
         rtt = self.trace.latency_at(at_s + self._offset_s) if self.trace.latency_s is not None else self.rtt_s
@@ -362,78 +359,33 @@ class LiveDriver:
     def refreshed_s(self) -> list[float]:
         """DASH: session time each refresh was done (its MPD answer crossed, and its re-sync if it had
         one: the player's `manifest_refresh` event), those done by the session's end."""
-        return self._flow.refreshed_s if self._flow is not None else []
-
-    def _plan(self, until_s: float) -> None:
-        """HLS: queue the playlist reloads whose requests go out by `until_s` (DASH's answers: `_flow`)."""
-        while self._next_refresh_s <= until_s:
-            self._plan_reload()
-
-    def _plan_reload(self) -> None:
-        """The HLS player's next reload of the playing rendition's playlist (`ControlTraffic.reload`)."""
-        control = self._control
-        if control.reload == "poll":
-            end = self._reload(self._next_refresh_s, blocking=False)
-            schedule = self.session.schedule
-            newest = math.floor((self._sent[-1] - schedule.availability_start_s) / schedule.segment_duration_s + 1e-9)
-            changed = newest > self._newest  # RFC 8216 6.3.4: half a target duration after one that was not
-            self._newest = max(self._newest, newest)
-            self._next_refresh_s = end + self._refresh_period_s / (1 if changed else 2)
-        else:  # the next request goes out as the answer lands
-            self._next_refresh_s = self._reload(self._next_refresh_s, blocking=True)
-
-    def _reload(self, at_s: float, *, blocking: bool) -> float:
-        """One playlist reload requested at `at_s`, its answer queued: `blocking`, the server holds
-        it until what the last playlist hinted is published. When it has crossed (alone on the link)."""
-        rtt = self._rtt(at_s)
-        sent = max(at_s + rtt / 2, self._hint_s) if blocking else at_s + rtt / 2
-        self._hint_s = self._next_publish(sent)
-        first = sent + rtt / 2
-        self._side.append((first, self._control.manifest_bytes))
-        self.planned.append((first, self._control.manifest_bytes))
-        end = self._finish(first, self._control.manifest_bytes)
-        self._sent.append(sent)
-        self._listed.append(end)
-        return end
-
-    def _next_publish(self, at_s: float) -> float:
-        """When the first part ("part") or segment published after `at_s` is, on the session clock."""
-        schedule = self.session.schedule
-        unit = schedule.chunk_s if self._control.reload == "part" else schedule.segment_duration_s
-        start = schedule.availability_start_s
-        return start + (math.floor((at_s - start) / unit + 1e-9) + 1) * unit
-
-    def _listed_s(self, published_s: float) -> float:
-        """When the first playlist made after `published_s` (listing what was published then) has crossed."""
-        while self._next_refresh_s < math.inf and (not self._sent or self._sent[-1] < published_s - 1e-9):
-            self._plan_reload()
-        k = bisect.bisect_left(self._sent, published_s - 1e-9)
-        return self._listed[k] if k < len(self._listed) else -math.inf
+        return self._dash.refreshed_s if self._dash is not None else []
 
     def _hls_listed(self, fetch: Fetch, requested_s: float) -> tuple[float, bool]:
         """When the HLS player can request `fetch`: once a reload lists the segment (or, playing parts,
         hints its first part); a rung switched to has its own playlist reloaded first, blocking for
         that. And whether each part is a request of its own (else one answer: the segment was
         complete when listed)."""
-        control, schedule, index = self._control, self.session.schedule, fetch.segment_index
+        control, schedule, index, reloads = self._control, self.session.schedule, fetch.segment_index, self._reloads
+        assert reloads is not None  # an HLS player's twin
         parts = control.reload == "part" and schedule.chunks_per_segment > 1
         complete = schedule.complete_s(index)
         wanted = schedule.first_available_s(index) if parts else complete
         if fetch.quality != self._rung:  # HlsLivePlayer._listed on the new rung's stale playlist
             self._rung = fetch.quality
             rtt = self._rtt(requested_s)
-            sent = requested_s + rtt / 2
+            sent = requested_s + (1 - HELD_ANSWER_RTTS) * rtt  # the server has it (live_playlists.py)
             if control.reload != "poll":
                 sent = max(sent, wanted)
-            listed = self._transfer(sent + rtt / 2, control.manifest_bytes)
+            listed = self._transfer(sent + HELD_ANSWER_RTTS * rtt, control.manifest_bytes)
             self._switch_reloads.append(listed)
             if control.reload == "poll" and sent < complete:
-                listed = max(listed, self._listed_s(complete))
+                listed = max(listed, reloads.listed_by(complete))
             return listed, parts and sent < complete
         if parts:  # hinted by the playlist made as the part before it was published
-            listed = max(requested_s, self._listed_s(wanted - schedule.chunk_s))
-            return listed, self._listed_s(complete) > listed
-        return max(requested_s, self._listed_s(complete)), False
+            listed = max(requested_s, reloads.listed_by(wanted - schedule.chunk_s))
+            return listed, not reloads.crossed_by(complete, listed)
+        return max(requested_s, reloads.listed_by(complete)), False
 
     def _exchange(self, at_s: float, size_bytes: int) -> float:
         """One of the DASH join's UTCTiming requests at `at_s`: when its answer has crossed (alone on
@@ -443,28 +395,11 @@ class LiveDriver:
         return self._finish(first, size_bytes)
 
     def _transfer(self, start_s: float, size_bytes: int) -> float:
-        """When `size_bytes` starting to cross at `start_s` have crossed, with the control answers
-        sharing the link. DASH: `ControlFlow.transfer`. HLS: a playlist answer still crossing at
-        `start_s`, or arriving before the end, adds its bytes (a work-conserving link); one that
-        crossed while the link was idle does not (each timed as if alone)."""
+        """When `size_bytes` starting to cross at `start_s` have crossed, with the player's other answers
+        sharing the link (`AnswerFlow.transfer`: DASH's MPD and clock sync, HLS's playlists)."""
         if self._flow is not None:
             return self._flow.transfer(start_s, size_bytes)
-        self._plan(start_s)
-        while self._side and self._side[0][0] <= start_s:
-            first, size = self._side.popleft()
-            self._free_s = self._finish(max(first, self._free_s), size)
-        extra = 0.0
-        if self._free_s > start_s:  # the link still carries control bytes when this transfer starts
-            offset = self._offset_s
-            extra = self._link.bytes_until(self._free_s + offset) - self._link.bytes_until(start_s + offset)
-        end = self._finish(start_s, size_bytes + extra)
-        self._plan(end)
-        while self._side and self._side[0][0] < end:
-            extra += self._side.popleft()[1]
-            end = self._finish(start_s, size_bytes + extra)
-            self._plan(end)
-        self._free_s = end
-        return end
+        return self._finish(start_s, size_bytes)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
