@@ -215,10 +215,12 @@ def main() -> None:
     wall_s = time.monotonic() - started
     load_after = os.getloadavg()
     lag = max((r.get("loop_lag_p99_ms") or 0 for r in rows), default=0)
+    busy = max((r.get("player_cpu_share") or 0 for r in rows), default=0)
     print(f"{len(traces)} traces x {len(config.abrs)} algorithms, {config.duration_s:g} s each, emulation at "
           f"{config.speed:g}x, {config.concurrency} at once{' (stack in processes)' if config.stack_processes else ''}; "
           f"{wall_s:.0f} s wall; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
-          f"player loop lag p99 {lag} ms; {sum(1 for r in rows if r.get('error'))} failed")
+          f"player loop lag p99 {lag} ms, its process busy {busy:.0%} of the emulation's wall time; "
+          f"{sum(1 for r in rows if r.get('error'))} failed")
     print(format_live_run(rows))
     print()
     print(markdown(rows))
