@@ -220,10 +220,11 @@ def format_judgement(rows: Sequence[Row]) -> str:
     entries = judgement(rows)
     if not entries:
         return ""
-    sessions = len(run_pairing(rows).other)
-    traces = len({base_trace(r["trace"]) for r in run_pairing(rows).other})
-    lines = [f"issue 16's goal, the gap within ±{GOAL_PCT:g}% of sim's mean ({sessions} emulated sessions over "
-             f"{traces} traces; a trace's sessions averaged, the 95% CI over traces):"]
+    emulated = run_pairing(rows).other
+    traces = len({(r["abr"], base_trace(r["trace"])) for r in emulated})
+    per = f"{len(emulated) / traces:g} session{'s' * (len(emulated) != traces)}"
+    lines = [f"issue 16's goal, the gap within ±{GOAL_PCT:g}% of sim's mean ({per} per trace and algorithm, a trace's "
+             f"averaged, the 95% CI over traces; the traces needed at as many sessions per trace):"]
     for e in entries:
         cells = []
         for metric, name in (("stalls", "stalls"), ("qoe_per_segment", "live QoE")):

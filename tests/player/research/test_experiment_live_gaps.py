@@ -79,7 +79,7 @@ def test_the_runs_gap_averages_a_traces_sessions_and_counts_its_ci_over_traces(t
     assert (agree.emulated_stalls, agree.simulated_stalls) == (18, 12)
     text = format_live_run(sim + emu)
     assert "x          2 of 6 pairs agree on their number of stalls, 6 on stall / no stall" in text
-    assert "6 emulated sessions over 2 traces" in text
+    assert "(3 sessions per trace and algorithm" in text
     assert "n 2   sim      2.00  emulate      3.00  diff +1.00 [+1.00, +1.00]  (+50.0% ± 0.0%)" in text
     write_live_run(sim + emu, tmp_path, meta={})
     written = json.loads((tmp_path / "summary.json").read_text())
