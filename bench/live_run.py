@@ -215,12 +215,15 @@ def main() -> None:
     wall_s = time.monotonic() - started
     load_after = os.getloadavg()
     lag = max((r.get("loop_lag_p99_ms") or 0 for r in rows), default=0)
-    busy = max((r.get("player_cpu_share") or 0 for r in rows), default=0)
+    players_s = max((r.get("player_cpu_s_per_session") or 0 for r in rows), default=0)
+    stack_s = max((r.get("stack_cpu_s_per_session") or 0 for r in rows), default=0)
+    # the cores a session's work keeps busy at this concurrency, each session duration / speed of wall
+    cores = (players_s + stack_s) * config.concurrency * config.speed / config.duration_s
     print(f"{len(traces)} traces x {len(config.abrs)} algorithms, {config.duration_s:g} s each, emulation at "
           f"{config.speed:g}x, {config.concurrency} at once{' (stack in processes)' if config.stack_processes else ''}; "
           f"{wall_s:.0f} s wall; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
-          f"player loop lag p99 {lag} ms, its process busy {busy:.0%} of the emulation's wall time; "
-          f"{sum(1 for r in rows if r.get('error'))} failed")
+          f"player loop lag p99 {lag} ms; CPU per session {players_s:.2f} s players, {stack_s:.2f} s stack (at "
+          f"{config.concurrency} at once, {cores:.2f} cores busy unloaded); {sum(1 for r in rows if r.get('error'))} failed")
     print(format_live_run(rows))
     print()
     print(markdown(rows))

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -419,7 +420,7 @@ async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces
     gate = asyncio.Semaphore(config.concurrency)
     lags_s: list[float] = []
     probe = asyncio.create_task(_lag_probe(lags_s))
-    cpu_s, wall_s = time.process_time(), time.monotonic()
+    cpu = os.times()
     async with serve_channel(content, config) as target:
         async def one(index: int, abr: str, trace: Trace, key: str) -> Row:
             async with gate:
@@ -438,12 +439,15 @@ async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces
     # How late this loop (players, shapers and, unless in processes, the stack) woke, p99: a player's
     # clock at K x is K times as late in channel time.
     lag_ms = _p99_ms(lags_s)
-    # ... and how busy this process was (its CPU seconds per wall second; the stack's are not in it
-    # with `stack_processes`): near 1 its loop is saturated whatever the machine's load.
-    busy = round((time.process_time() - cpu_s) / max(time.monotonic() - wall_s, 1e-9), 3)
+    # ... and the CPU seconds a session cost this process (players, shapers; the stack too unless
+    # in processes) and the stack's processes (counted once they have exited, at the stack's stop):
+    # the work a concurrency asks of the machine, which its load moves little, unlike the lag.
+    spent = os.times()
+    players_s = (spent.user - cpu.user + spent.system - cpu.system) / max(len(rows), 1)
+    stack_s = (spent.children_user - cpu.children_user + spent.children_system - cpu.children_system) / max(len(rows), 1)
     for row in rows:
-        row["loop_lag_p99_ms"] = lag_ms
-        row["player_cpu_share"] = busy
+        row.update(loop_lag_p99_ms=lag_ms, player_cpu_s_per_session=round(players_s, 3),
+                   stack_cpu_s_per_session=round(stack_s, 3))
     return rows
 
 
@@ -566,7 +570,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
-              "loop_lag_p99_ms", "player_cpu_share",
+              "loop_lag_p99_ms", "player_cpu_s_per_session", "stack_cpu_s_per_session",
               "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads", "stale_playlists", "clock_drift_s",
               *(f"qoe_{term}_per_segment" for term in QOE_TERMS)]
     sessions = out_dir / "sessions.csv"
