@@ -181,11 +181,13 @@ def gap_text(difference: float, relative_pct: float) -> str:
 
 
 def ci_text(gap: LiveGap) -> str:
-    """The gap's mean and 95% CI half-width, with both as a % of the reference mean where it is not 0."""
+    """The gap's mean and 95% CI half-width, with both as a % of the reference mean where it is not 0;
+    times (`_s`) to the millisecond, as the emulation's own time per request is a few of them."""
     d = gap.difference
     if d.n < 2:  # one pair has no spread to estimate (as `Interval` prints it)
         return gap_text(d.mean, gap.relative_pct) + " (n=1, no CI)"
-    text = f"{d.mean:+.2f} ± {d.half_width:.2f}"
+    digits = 3 if gap.metric.endswith("_s") else 2
+    text = f"{d.mean:+.{digits}f} ± {d.half_width:.{digits}f}"
     if math.isfinite(gap.relative_pct):
         return text + f" ({gap.relative_pct:+.1f}% ± {gap.half_width_pct:.1f}%)"
     return text

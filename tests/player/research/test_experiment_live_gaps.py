@@ -16,6 +16,7 @@ from player.research.experiment_live import format_live_run, write_live_run
 from player.research.experiment_live_gaps import (
     Pairing,
     base_trace,
+    ci_text,
     judgement,
     live_gaps,
     offset_traces,
@@ -120,3 +121,12 @@ def test_abrkit_run_live_plays_each_trace_from_its_offsets(packaged: PackagedTit
     assert summary["settings"]["offsets"] == 3 and summary["settings"]["seed"] == 5
     assert main([*common, "--offsets", "0", "--out", str(tmp_path / "none")]) != 0
     assert "--offsets must be >= 1" in capsys.readouterr().err
+
+
+def test_a_time_gap_is_given_to_the_millisecond() -> None:
+    # the emulation's own time per request is a few ms: at 2 decimals a 4 ms latency gap read +0.00
+    sim = [row("sim", n, stalls=1) for n in "abc"]
+    emu = [{**row("emulate", n, stalls=1), "latency_p50_s": 2.0 + d} for n, d in zip("abc", (0.003, 0.004, 0.005))]
+    gaps = Pairing(label="x", reference=tuple(sim), other=tuple(emu)).gaps(["latency_p50_s", "stalls"])
+    assert ci_text(gaps[("x", "latency_p50_s")]).startswith("+0.004 ± 0.002 (+0.2% ± ")
+    assert ci_text(gaps[("x", "stalls")]).startswith("+0.00 ± 0.00")
