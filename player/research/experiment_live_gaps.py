@@ -232,8 +232,13 @@ def format_judgement(rows: Sequence[Row]) -> str:
         for metric, name in (("stalls", "stalls"), ("qoe_per_segment", "live QoE")):
             m = e.get(metric)
             if m is not None:
-                half = f"±{m['half_width_pct']:.1f}%" if math.isfinite(m["half_width_pct"]) else "no CI"
-                cells.append(f"{name} CI {half}, ±{GOAL_PCT:g}% needs {needed_text(m['traces_needed'])} traces")
+                if m["traces"] < 2:
+                    cells.append(f"{name} no CI (1 trace)")
+                elif not math.isfinite(m["half_width_pct"]):
+                    cells.append(f"{name} gap {m['gap']:+.2f}, no % (sim's mean 0)")
+                else:
+                    cells.append(f"{name} CI ±{m['half_width_pct']:.1f}%, ±{GOAL_PCT:g}% needs "
+                                 f"{needed_text(m['traces_needed'])} traces")
         lines.append(f"  {e['abr']:<10} {e['same_count']} of {e['pairs']} pairs agree on their number of stalls, "
                      f"{e['same_kind']} on stall / no stall; " + "; ".join(cells))
     return "\n".join(lines)

@@ -100,6 +100,9 @@ def test_the_traces_a_five_percent_ci_needs_follow_the_per_trace_spread() -> Non
     assert entry["stalls"]["sd_per_trace"] == pytest.approx(sd)
     assert entry["stalls"]["traces_needed"] == pytest.approx(1.96 ** 2 * sd ** 2 / 0.25)
     assert f"±5% needs {math.ceil(1.96 ** 2 * sd ** 2 / 0.25)} traces" in format_live_run(rows)
+    calm = [{**r, "stalls": 0} for r in rows]  # no stalls in sim: a gap, but no percentage of it
+    assert "stalls gap +0.00, no % (sim's mean 0); live QoE CI" in format_live_run(calm)
+    assert "stalls no CI (1 trace)" in format_live_run([r for r in rows if r["trace"] == "t0"])
 
 
 def test_abrkit_run_live_plays_each_trace_from_its_offsets(packaged: PackagedTitles, tmp_path: Path,
