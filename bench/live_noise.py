@@ -5,7 +5,7 @@
 (this module is `bench/live_run.py --compare`'s, and its tables are printed by live_run.py after
 each run too). For each algorithm both runs played, paired per trace, with 95% CIs (Student t over
 the traces both sides finished) and as a percentage of the reference's mean, in the form of the
-sim-vs-emulate gap (`experiment_live.live_gaps`):
+sim-vs-emulate gap (player/research/experiment_live_gaps.py, which `abrkit run --live` reports with):
 
 - each run's gap, emulate - sim; then emulate B - emulate A (the noise floor: the same code, channel
   and traces emulated twice) and sim B - sim A (the twins, which join where their emulated sessions did);
@@ -20,47 +20,33 @@ Asserts nothing; reads the runs, plays nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from netsim.trace import Trace
-from player.research.experiment import trace_offsets_s
-from player.research.experiment_live import GAP_METRICS, QOE_TERMS, LiveGap, Row
-from player.research.stats import mean_ci, t_quantile_975
+from player.research.experiment_live import QOE_TERMS, Row
+from player.research.experiment_live_gaps import (
+    GAP_METRICS,
+    GOAL_PCT,
+    Pairing,
+    abrs_of,
+    base_trace,
+    ci_text,
+    finite,
+    needed_text,
+    run_pairing,
+    traces_needed,
+)
+from player.research.stats import t_quantile_975
 
 TERM_METRICS = ("qoe_per_segment", *(f"qoe_{term}_per_segment" for term in QOE_TERMS))
 NAMES = {"qoe_per_segment": "live QoE/seg", "avg_bitrate_kbps": "kbit/s", "latency_p50_s": "latency p50 s",
          "stalls": "stalls", "throughput_p50_bps": "ABR sample", "ttfb_p50_s": "TTFB p50 s",
          **{f"qoe_{term}_per_segment": term for term in QOE_TERMS}}
-GOAL_PCT = 5.0  # issue 16: the twin within 5% of emulation
-_OFFSET = re.compile(r"@\d+(\.\d+)?s$")  # a trace played from a start offset: `offset_traces`'s names
-
-
-def offset_traces(traces: Sequence[Trace], offsets: int, seed: int = 0) -> list[Trace]:
-    """Each trace from `offsets` start points, each a trace of its own: the trace as it is, then
-    `offsets` - 1 seeded ones (`trace_offsets_s` with `seed`, `seed` + 1, ...: the same for every
-    algorithm and both modes, so sessions stay paired), rotated (`Trace.rotated`: the emulated link
-    and the twin both start there) and named `name@<offset>s`. The traces at 0 come first, with
-    their own names: they pair with a run played without offsets."""
-    if offsets < 1:
-        raise ValueError(f"offsets per trace must be >= 1, got {offsets}")
-    out = list(traces)
-    for k in range(offsets - 1):
-        for trace, offset_s in zip(traces, trace_offsets_s(traces, seed + k)):
-            out.append(dataclasses.replace(trace.rotated(offset_s), name=f"{trace.name}@{offset_s:g}s"))
-    return out
-
-
-def base_trace(name: str) -> str:
-    """The trace a session's trace name was played from (`offset_traces`)."""
-    return _OFFSET.sub("", name)
 
 
 def load_run(path: Path) -> list[Row]:
@@ -77,42 +63,6 @@ def load_run(path: Path) -> list[Row]:
     return [r for r in rows.values() if not r.get("error")]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Pairing:
-    """`other` - `reference`, paired per (algorithm, trace): `label` says which runs and modes."""
-
-    label: str
-    reference: tuple[Row, ...]
-    other: tuple[Row, ...]
-
-    def gaps(self, metrics: Sequence[str]) -> dict[tuple[str, str], LiveGap]:
-        """(abr, metric) -> the paired gap (the reference as `LiveGap`'s "sim"): the mean over traces
-        of each trace's difference, with its 95% CI. A trace played from several start offsets
-        (`offset_traces`) is one sample, the mean of its sessions' differences, as they are not
-        independent; with one session per trace these are `live_gaps`'s figures and CIs."""
-        out = {}
-        for abr in _abrs([self]):
-            for metric in metrics:
-                differences = self.differences(abr, metric)
-                if not differences:
-                    continue
-                ref = [float(r[metric]) for r in self.reference if r["abr"] == abr and r["trace"] in differences]
-                other = [float(r[metric]) for r in self.other if r["abr"] == abr and r["trace"] in differences]
-                by_trace: dict[str, list[float]] = {}
-                for trace, difference in differences.items():
-                    by_trace.setdefault(base_trace(trace), []).append(difference)
-                out[(abr, metric)] = LiveGap(abr=abr, metric=metric, sim_mean=float(np.mean(ref)),
-                                             emulate_mean=float(np.mean(other)),
-                                             difference=mean_ci([float(np.mean(v)) for v in by_trace.values()]))
-        return out
-
-    def differences(self, abr: str, metric: str) -> dict[str, float]:
-        """trace -> other - reference, where both have the figure."""
-        ref = {r["trace"]: r.get(metric) for r in self.reference if r["abr"] == abr}
-        return {r["trace"]: float(r[metric]) - float(ref[r["trace"]]) for r in self.other
-                if r["abr"] == abr and _finite(r.get(metric)) and _finite(ref.get(r["trace"]))}
-
-
 def pairings(a: Sequence[Row], b: Sequence[Row]) -> list[Pairing]:
     """Each run's gap (emulate - sim), then emulate B - emulate A (the noise floor) and sim B - sim A."""
     def of(rows: Sequence[Row], mode: str) -> tuple[Row, ...]:
@@ -124,29 +74,13 @@ def pairings(a: Sequence[Row], b: Sequence[Row]) -> list[Pairing]:
             Pairing(label="sim B - sim A", reference=of(a, "sim"), other=of(b, "sim"))]
 
 
-def gap_text(difference: float, relative_pct: float) -> str:
-    """A gap with its percentage of the simulated mean, or alone where that mean is 0 (no percentage)."""
-    return f"{difference:+.2f}" + (f" ({relative_pct:+.1f}%)" if math.isfinite(relative_pct) else "")
-
-
-def ci_text(gap: LiveGap) -> str:
-    """The gap's mean and 95% CI half-width, with both as a % of the reference mean where it is not 0."""
-    d = gap.difference
-    if d.n < 2:  # one pair has no spread to estimate (as `Interval` prints it)
-        return gap_text(d.mean, gap.relative_pct) + " (n=1, no CI)"
-    text = f"{d.mean:+.2f} ± {d.half_width:.2f}"
-    if math.isfinite(gap.relative_pct):
-        return text + f" ({gap.relative_pct:+.1f}% ± {100 * d.half_width / abs(gap.sim_mean):.1f}%)"
-    return text
-
-
 def gap_table(pairs: Sequence[Pairing]) -> str:
     """Per algorithm and pairing: the gap of each `GAP_METRICS` figure, paired per trace."""
     columns = list(GAP_METRICS)
     lines = ["| abr | pairing | n | " + " | ".join(NAMES[m] for m in columns) + " |",
              "| --- | --- | --- |" + " --- |" * len(columns)]
     computed = [(p, p.gaps(columns)) for p in pairs]
-    for abr in _abrs(pairs):
+    for abr in abrs_of(pairs):
         for pairing, gaps in computed:
             cells = [gaps.get((abr, m)) for m in columns]
             n = max((g.difference.n for g in cells if g is not None), default=0)
@@ -162,7 +96,7 @@ def term_table(pairs: Sequence[Pairing]) -> str:
     % of the reference's mean live QoE/segment, with 95% CIs."""
     lines = ["| abr | pairing | n | live QoE/seg | " + " | ".join(QOE_TERMS) + " |",
              "| --- | --- | --- | --- |" + " --- |" * len(QOE_TERMS)]
-    for abr in _abrs(pairs):
+    for abr in abrs_of(pairs):
         for pairing in pairs:
             gaps = pairing.gaps(TERM_METRICS)
             total = gaps.get((abr, "qoe_per_segment"))
@@ -186,7 +120,7 @@ def term_scale_table(rows: Sequence[Row]) -> str:
              "| --- | --- | --- |" + " --- |" * (len(QOE_TERMS) + 2)]
     for abr in dict.fromkeys(r["abr"] for r in rows):
         for mode in ("sim", "emulate"):
-            chosen = [r for r in rows if r["abr"] == abr and r["mode"] == mode and _finite(r.get("qoe_bitrate_per_segment"))]
+            chosen = [r for r in rows if r["abr"] == abr and r["mode"] == mode and finite(r.get("qoe_bitrate_per_segment"))]
             if chosen:
                 means = {m: float(np.mean([r[m] for r in chosen])) for m in TERM_METRICS}
                 lines.append(f"| {abr} | {mode} | {len(chosen)} | "
@@ -223,24 +157,21 @@ class SpreadSplit:
     def sessions_needed(self, runs_per_trace: int = 1, goal_pct: float = GOAL_PCT) -> float:
         """Traces for the gap's 95% CI half-width to be `goal_pct`% of the simulated mean, each played
         `runs_per_trace` times (its gap the mean of those: the noise's variance divided by them)."""
-        if not self.sim_mean:
-            return math.nan
-        variance = self.stable_var + self.noise_var / runs_per_trace
-        return 1.96 ** 2 * variance / (goal_pct / 100 * self.sim_mean) ** 2
+        return traces_needed(math.sqrt(self.stable_var + self.noise_var / runs_per_trace), self.sim_mean, goal_pct)
 
 
 def spread_split(a: Sequence[Row], b: Sequence[Row], metric: str) -> list[SpreadSplit]:
     """Per algorithm, over the traces both runs finished in both modes."""
     gap_a, gap_b = pairings(a, b)[:2]
     out = []
-    for abr in _abrs([gap_a, gap_b]):
+    for abr in abrs_of([gap_a, gap_b]):
         da, db = gap_a.differences(abr, metric), gap_b.differences(abr, metric)
         common = sorted(set(da) & set(db))
         if len(common) < 3:
             continue
         ga, gb = np.array([da[t] for t in common]), np.array([db[t] for t in common])
         sims = [float(r[metric]) for r in (*gap_a.reference, *gap_b.reference)
-                if r["abr"] == abr and r["trace"] in common and _finite(r.get(metric))]
+                if r["abr"] == abr and r["trace"] in common and finite(r.get(metric))]
         # each run's spread over traces, pooled; the noise: Var(gB - gA) = 2 Var(one run's noise)
         out.append(SpreadSplit(abr=abr, metric=metric, traces=len(common), sim_mean=float(np.mean(sims)),
                                gap_sd=math.sqrt((ga.var(ddof=1) + gb.var(ddof=1)) / 2),
@@ -257,7 +188,7 @@ def sessions_table(a: Sequence[Row], b: Sequence[Row], *, runs: Sequence[int] = 
         for s in spread_split(a, b, metric):
             half_pct = 100 * t_quantile_975(s.traces - 1) * s.gap_sd / math.sqrt(s.traces) / abs(s.sim_mean)
             share = s.noise_var / s.gap_sd ** 2 if s.gap_sd else math.nan
-            needed = ", ".join(_count(s.sessions_needed(r)) for r in runs)
+            needed = ", ".join(needed_text(s.sessions_needed(r)) for r in runs)
             lines.append(f"| {s.abr} | {NAMES[metric]} | {s.traces} | {s.sim_mean:.2f} | {s.gap_sd:.2f} | "
                          f"{min(share, 1.0):.0%} | ±{half_pct:.1f}% | {needed} |")
     return "\n".join(lines)
@@ -295,23 +226,9 @@ def compare_runs(path_a: Path, path_b: Path) -> str:
 def run_tables(rows: Sequence[Row]) -> str:
     """One run's gap (emulate - sim) with its CIs over traces (`Pairing.gaps`: a trace's offsets
     are one sample) and its live QoE gap by term (`term_table`)."""
-    pairs = [Pairing(label="emulate - sim", reference=tuple(r for r in rows if r["mode"] == "sim" and not r.get("error")),
-                     other=tuple(r for r in rows if r["mode"] == "emulate" and not r.get("error")))]
+    pairs = [run_pairing(rows)]
     traces = {base_trace(r["trace"]) for r in pairs[0].other}
     return "\n".join([f"emulate - sim, paired per session, 95% CIs over the {len(traces)} traces "
                       f"({len(pairs[0].other)} emulated sessions):", "", gap_table(pairs), "",
                       "The live QoE/segment gap by term, as each enters the total (% of the simulated mean QoE):", "",
                       term_table(pairs), "", "The terms' means per segment:", "", term_scale_table(rows)])
-
-
-def _abrs(pairs: Sequence[Pairing]) -> list[str]:
-    return list(dict.fromkeys(r["abr"] for p in pairs for r in (*p.reference, *p.other)))
-
-
-def _count(value: float) -> str:
-    return "-" if not math.isfinite(value) else str(max(2, math.ceil(value)))
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-

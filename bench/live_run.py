@@ -3,7 +3,7 @@
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
                              [--protocol dash|hls] [--no-parts] [--exclude | --no-exclude]
-                             [--offsets N [--seed S]]
+                             [--offsets N] [--seed S]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
@@ -20,9 +20,11 @@ the HLS player's twin (docs/LIVE-SIM.md, "The twin of an HLS session"). The load
 Asserts nothing. The same as `abrkit run --live --mode both ...` with a markdown table; with `--out`
 resumable as it is: each finished session is one flushed line of OUT/live_results.jsonl, and a rerun
 with the same settings into the same folder plays only the sessions not there (a killed run resumes).
-`--offsets N` plays each trace from N start offsets (its start, then N-1 seeded ones, the same
-for every algorithm and both modes: more sessions over the same traces), each trace's sessions one
-sample of the gap's CI; the tables then end with the gap per trace and the QoE gap by term.
+`--offsets N` plays each trace from N start offsets (its start, then N-1 drawn with seeds S, S+1, ...
+of `--seed S`, default 0: the same for every algorithm and both modes, more sessions over the same
+traces), each trace's sessions one sample of the gap's CI; `--seed S` alone plays each trace once,
+from the offset seed S draws (`abrkit run --live` takes both the same way:
+player/research/experiment_live_gaps.py `offset_traces`). The tables then end with the gap per trace and the QoE gap by term.
 
     python bench/live_run.py --twins-of OUT/live_results.jsonl [--traces DIR] [--request-excess-s S]
 
@@ -56,23 +58,29 @@ from pathlib import Path
 from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.research.experiment_live import (
-    GAP_METRICS,
     LiveChannelContent,
     LiveRunConfig,
     channel_content,
     format_live_run,
-    live_gaps,
     run_live_comparison,
     summarize_rows,
     twin_row,
     write_live_run,
+)
+from player.research.experiment_live_gaps import (
+    GAP_METRICS,
+    Pairing,
+    gap_text,
+    live_gaps,
+    offset_traces,
+    stall_agreement,
 )
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_noise import Pairing, compare_runs, gap_table, gap_text, offset_traces, run_tables  # noqa: E402
+from live_noise import compare_runs, gap_table, run_tables  # noqa: E402
 
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 
@@ -117,13 +125,9 @@ def twins_of(path: Path, config: LiveRunConfig, content: LiveChannelContent, tra
     excess = f", each round trip {request_excess_s:g} s longer" if request_excess_s else ""
     print(f"{len(emulated)} emulated sessions of {path}, their twins simulated{excess} in "
           f"{time.monotonic() - started:.1f} s")
-    for abr in config.abrs:
-        pairs = [(e, s) for e, s in zip(emulated, twins) if e["abr"] == abr]
-        if pairs:
-            print(f"  {abr}: {sum(e['stalls'] == s['stalls'] for e, s in pairs)} of {len(pairs)} session pairs agree on "
-                  f"their number of stalls, {sum((e['stalls'] > 0) == (s['stalls'] > 0) for e, s in pairs)} on "
-                  f"stall / no stall; stalls emulated {sum(e['stalls'] for e, _ in pairs)}, "
-                  f"simulated {sum(s['stalls'] for _, s in pairs)}")
+    for a in stall_agreement(rows):
+        print(f"  {a.abr}: {a.same_count} of {a.pairs} session pairs agree on their number of stalls, {a.same_kind} "
+              f"on stall / no stall; stalls emulated {a.emulated_stalls:g}, simulated {a.simulated_stalls:g}")
     print(format_live_run(rows))
     print()
     print(markdown(rows))
@@ -163,8 +167,10 @@ def main() -> None:
                         help="with --twins-of: add S s to each of the twins' round trips (a diagnostic)")
     parser.add_argument("--offsets", type=int, default=1, metavar="N",
                         help="play each trace from N start offsets: its start and N-1 seeded ones, each a session "
-                             "(the gaps' CIs over traces; bench/live_noise.py offset_traces)")
-    parser.add_argument("--seed", type=int, help="with --offsets: the first seed of the offsets (default 0)")
+                             "(the gaps' CIs over traces; player/research/experiment_live_gaps.py offset_traces)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="with --offsets N: the offsets' first seed (default 0); alone: each trace from the "
+                             "offset seed S draws only (as abrkit run --live --seed S)")
     parser.add_argument("--join-shift-s", type=float, default=0.0, metavar="S",
                         help="with --twins-of: also each twin against one joining S s later (a diagnostic: the "
                              "figures' sensitivity to the join's phase, the run-to-run noise)")
@@ -190,9 +196,7 @@ def main() -> None:
         traces = traces[: args.limit]
     if args.offsets < 1:
         parser.error(f"--offsets must be >= 1, got {args.offsets}")
-    if args.seed is not None and args.offsets == 1:
-        parser.error("--seed draws the start offsets of --offsets N (N > 1): give both")
-    traces = offset_traces(traces, args.offsets, args.seed or 0)
+    traces = offset_traces(traces, args.offsets, args.seed)
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
@@ -211,10 +215,15 @@ def main() -> None:
     wall_s = time.monotonic() - started
     load_after = os.getloadavg()
     lag = max((r.get("loop_lag_p99_ms") or 0 for r in rows), default=0)
+    players_s = max((r.get("player_cpu_s_per_session") or 0 for r in rows), default=0)
+    stack_s = max((r.get("stack_cpu_s_per_session") or 0 for r in rows), default=0)
+    # the cores a session's work keeps busy at this concurrency, each session duration / speed of wall
+    cores = (players_s + stack_s) * config.concurrency * config.speed / config.duration_s
     print(f"{len(traces)} traces x {len(config.abrs)} algorithms, {config.duration_s:g} s each, emulation at "
           f"{config.speed:g}x, {config.concurrency} at once{' (stack in processes)' if config.stack_processes else ''}; "
           f"{wall_s:.0f} s wall; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
-          f"player loop lag p99 {lag} ms; {sum(1 for r in rows if r.get('error'))} failed")
+          f"player loop lag p99 {lag} ms; CPU per session {players_s:.2f} s players, {stack_s:.2f} s stack (at "
+          f"{config.concurrency} at once, {cores:.2f} cores busy unloaded); {sum(1 for r in rows if r.get('error'))} failed")
     print(format_live_run(rows))
     print()
     print(markdown(rows))

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--sessions-per-worker", type=int, default=16, metavar="M",
                         help="emulated sessions run at once in each worker task (default %(default)s)")
     parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="run tasks on this Dask cluster instead")
-    parser.add_argument("--seed", type=int, help="start each trace at a seeded random offset (default: at 0)")
+    parser.add_argument("--seed", type=int, help="start each trace at a seeded random offset (default: at 0); with "
+                                                 "--live --offsets N: the first seed of the N-1 offsets after the start")
     parser.add_argument("--decode", nargs="?", const="all", default="none", choices=DECODE_MODES,
                         help="decode emulated video (--decode = all; default none)")
     parser.add_argument("--stack-processes", action="store_true", help="serve the title with one process per service")

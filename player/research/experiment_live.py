@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -37,9 +38,10 @@ from player.errors import CliError
 from player.live import LiveConfig
 from player.research.experiment import ResultStore
 from player.research.experiment_cells import _lag_probe, _p99_ms
+from player.research.experiment_live_gaps import format_judgement, judgement, live_gaps
 from player.research.live_sim import ControlTraffic, LiveSimConfig, run_live_session
 from player.research.sim_shared import RESPONSE_HEADER_BYTES
-from player.research.stats import Interval, mean_ci, relative_pct
+from player.research.stats import Interval, mean_ci
 from player.research.sweep import trace_keys
 from player.session import SessionConfig
 from player.video import Video
@@ -52,11 +54,6 @@ Row = dict[str, Any]
 # Per-session figures summarised per algorithm and mode (means with 95% CIs), and compared for the gap.
 METRICS = ("latency_p50_s", "latency_p95_s", "stalls", "rebuffer_s", "avg_bitrate_kbps", "qoe_per_segment",
            "abandoned")
-# Then the median of the ABR's throughput samples, per download, which the load moves little (a
-# clock drifting from the channel's showed there first: docs/LIVE-EMULATION.md, "Wave 5's merge and its bisect");
-# and the median time to first byte, per request: what the emulated link and player add to each one
-# (docs/LIVE-SIM.md, "The twin against emulation").
-GAP_METRICS = ("qoe_per_segment", "avg_bitrate_kbps", "latency_p50_s", "stalls", "throughput_p50_bps", "ttfb_p50_s")
 # The live QoE's terms (`abr.qoe.LiveQoe.terms`: the bitrate reward, then the penalties, >= 0), each
 # per segment as `qoe_per_segment` is, in a row as `qoe_<term>_per_segment`: where a QoE gap comes from.
 QOE_TERMS = ("bitrate", "rebuffer", "latency", "speed", "switch")
@@ -423,6 +420,7 @@ async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces
     gate = asyncio.Semaphore(config.concurrency)
     lags_s: list[float] = []
     probe = asyncio.create_task(_lag_probe(lags_s))
+    cpu = os.times()
     async with serve_channel(content, config) as target:
         async def one(index: int, abr: str, trace: Trace, key: str) -> Row:
             async with gate:
@@ -441,8 +439,15 @@ async def emulate_all(config: LiveRunConfig, content: LiveChannelContent, traces
     # How late this loop (players, shapers and, unless in processes, the stack) woke, p99: a player's
     # clock at K x is K times as late in channel time.
     lag_ms = _p99_ms(lags_s)
+    # ... and the CPU seconds a session cost this process (players, shapers; the stack too unless
+    # in processes) and the stack's processes (counted once they have exited, at the stack's stop):
+    # the work a concurrency asks of the machine, which its load moves little, unlike the lag.
+    spent = os.times()
+    players_s = (spent.user - cpu.user + spent.system - cpu.system) / max(len(rows), 1)
+    stack_s = (spent.children_user - cpu.children_user + spent.children_system - cpu.children_system) / max(len(rows), 1)
     for row in rows:
-        row["loop_lag_p99_ms"] = lag_ms
+        row.update(loop_lag_p99_ms=lag_ms, player_cpu_s_per_session=round(players_s, 3),
+                   stack_cpu_s_per_session=round(stack_s, 3))
     return rows
 
 
@@ -522,21 +527,6 @@ def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LiveGap:
-    """Emulate - sim for one algorithm and metric, paired per trace (95% CI), and relative to sim's mean."""
-
-    abr: str
-    metric: str
-    sim_mean: float
-    emulate_mean: float
-    difference: Interval
-
-    @property
-    def relative_pct(self) -> float:
-        return relative_pct(self.difference.mean, self.sim_mean)
-
-
 def summarize_rows(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Interval]]:
     """(mode, abr) -> metric -> mean with 95% CI over the finished sessions."""
     out: dict[tuple[str, str], dict[str, Interval]] = {}
@@ -544,24 +534,6 @@ def summarize_rows(rows: Sequence[Row]) -> dict[tuple[str, str], dict[str, Inter
         chosen = [r for r in rows if (r["mode"], r["abr"]) == key and not r.get("error")]
         out[key] = {m: mean_ci([float(r[m]) for r in chosen if _finite(r.get(m))]) for m in METRICS}
     return out
-
-
-def live_gaps(rows: Sequence[Row]) -> list[LiveGap]:
-    """Per algorithm and `GAP_METRICS`: emulate - sim over the traces both finished."""
-    sim = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "sim" and not r.get("error")}
-    emu = {(r["abr"], r["trace"]): r for r in rows if r["mode"] == "emulate" and not r.get("error")}
-    gaps = []
-    for abr in dict.fromkeys(a for a, _ in emu):
-        pairs = [(sim[k], emu[k]) for k in emu if k[0] == abr and k in sim]
-        for metric in GAP_METRICS:
-            both = [(float(s[metric]), float(e[metric])) for s, e in pairs if _finite(s.get(metric)) and _finite(e.get(metric))]
-            if not both:
-                continue
-            s_values, e_values = zip(*both)
-            gaps.append(LiveGap(abr=abr, metric=metric, sim_mean=float(np.mean(s_values)),
-                                emulate_mean=float(np.mean(e_values)),
-                                difference=mean_ci([e - s for s, e in both])))
-    return gaps
 
 
 def _finite(value: object) -> bool:
@@ -579,11 +551,16 @@ def format_live_run(rows: Sequence[Row]) -> str:
         lines.append(f"{mode:<8} {abr:<10} {n:>3} " + " ".join(f"{metrics[m]!s:>17}" for m in METRICS))
     gaps = live_gaps(rows)
     if gaps:
-        lines.append("\nemulate - sim, paired per trace (95% CI; % of sim's mean):")
+        lines.append("\nemulate - sim, paired per session, a trace's sessions averaged (n traces; 95% CI over them; "
+                     "% of sim's mean ± the CI's half-width):")
         for g in gaps:
-            lines.append(f"  {g.abr:<10} {names[g.metric]:<13} sim {g.sim_mean:9.2f}  emulate {g.emulate_mean:9.2f}  "
-                         f"diff {g.difference.mean:+.2f} [{g.difference.low:+.2f}, {g.difference.high:+.2f}]"
-                         + (f"  ({g.relative_pct:+.1f}%)" if math.isfinite(g.relative_pct) else ""))
+            pct = f"{g.relative_pct:+.1f}%" if math.isfinite(g.relative_pct) else ""
+            if pct and math.isfinite(g.half_width_pct):
+                pct += f" ± {g.half_width_pct:.1f}%"
+            lines.append(f"  {g.abr:<10} {names[g.metric]:<13} n {g.difference.n:<3} sim {g.sim_mean:9.2f}  "
+                         f"emulate {g.emulate_mean:9.2f}  diff {g.difference.mean:+.2f} "
+                         f"[{g.difference.low:+.2f}, {g.difference.high:+.2f}]" + (f"  ({pct})" if pct else ""))
+        lines += ["", format_judgement(rows)]
     return "\n".join(lines)
 
 
@@ -593,7 +570,7 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
     fields = ["mode", "abr", "trace", "error", "latency_p50_s", "latency_p95_s", "latency_max_s", "join_s", "stalls",
               "rebuffer_s", "rate_changes", "seeks_to_live", "avg_bitrate_kbps", "qoe_per_segment", "segments",
               "channel_age_s", "joined_at_s", "throughput_p50_bps", "ttfb_p50_s", "abandoned", "early_requests", "wall_s",
-              "loop_lag_p99_ms",
+              "loop_lag_p99_ms", "player_cpu_s_per_session", "stack_cpu_s_per_session",
               "manifest_bytes", "sync_bytes", "init_bytes", "playlist_reloads", "stale_playlists", "clock_drift_s",
               *(f"qoe_{term}_per_segment" for term in QOE_TERMS)]
     sessions = out_dir / "sessions.csv"
@@ -605,7 +582,9 @@ def write_live_run(rows: Sequence[Row], out_dir: Path, *, meta: dict[str, Any]) 
                "summaries": [{"mode": mode, "abr": abr, **{m: vars_of(i) for m, i in metrics.items()}}
                              for (mode, abr), metrics in summarize_rows(rows).items()],
                "gaps": [{"abr": g.abr, "metric": g.metric, "sim_mean": g.sim_mean, "emulate_mean": g.emulate_mean,
-                         "difference": vars_of(g.difference), "relative_pct": g.relative_pct} for g in live_gaps(rows)],
+                         "difference": vars_of(g.difference), "relative_pct": g.relative_pct,
+                         "half_width_pct": g.half_width_pct} for g in live_gaps(rows)],
+               "judgement": judgement(rows),
                "failed": sum(1 for r in rows if r.get("error"))}
     path = out_dir / "summary.json"
     # Strict JSON (jq, browsers): a figure with no value (a mean over nothing, a % of 0) is null.

@@ -25,6 +25,11 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]
                            help="low-latency CMAF chunk duration; 0: whole segments (default %(default)s)"),
         group.add_argument("--target-latency-s", type=float, metavar="S",
                            help="target latency (default: the channel's, 3 chunks + 0.5 s, or 2 segments)"),
+        group.add_argument("--offsets", type=int, default=1, metavar="N",
+                           help="play each trace from N start offsets, each a session: its start, then N-1 drawn "
+                                "with seeds S, S+1, ... of --seed S (default 0); the gaps' CIs are over traces, a "
+                                "trace's sessions averaged (default %(default)s; --seed alone: each trace once, from "
+                                "the offset its seed draws)"),
     ]
 
 
@@ -40,6 +45,7 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
         run_live_comparison,
         write_live_run,
     )
+    from player.research.experiment_live_gaps import offset_traces
     from player.research.provenance import ProgressLines
 
     try:
@@ -52,10 +58,12 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             play_parts=getattr(args, "hls_low_latency_mode", True))
     except ValueError as exc:
         raise CliError(f"live run settings: {exc}") from None
+    if args.offsets < 1:
+        raise CliError(f"--offsets must be >= 1, got {args.offsets}")
     title_dir = _title_dir(args.video_or_title)
     content = channel_content(title_dir, low_latency=config.low_latency, chunk_s=config.chunk_s,
                               protocol=config.protocol)
-    traces = open_traces(args.traces)
+    traces = offset_traces(open_traces(args.traces), args.offsets, args.seed)
     total = len(traces) * len(config.abrs) * len(config.modes)
     with ProgressLines(total, unit="session", desc="live run", enabled=not args.quiet) as bar:
         rows = run_live_comparison(config, content, traces, tick=lambda row: bar.update(1), out_dir=args.out,
@@ -66,10 +74,11 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             "duration_s": config.duration_s, "speed": config.speed, "low_latency": config.low_latency,
             "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
             "rtt_ms": config.rtt_ms, "concurrency": config.concurrency, "protocol": config.protocol,
-            "play_parts": config.play_parts}
+            "play_parts": config.play_parts, "offsets": args.offsets, "seed": args.seed}
     files = write_live_run(rows, args.out, meta=meta)
+    played = f"{len(traces)} sessions of {len(traces) // args.offsets} traces" if args.offsets > 1 else f"{len(traces)} traces"
     print(f"live: {title_dir.name} as a channel ({content.segment_duration_s:g} s segments, "
-          f"{'%g s chunks' % config.chunk_s if config.low_latency else 'whole segments'}), {len(traces)} traces, "
+          f"{'%g s chunks' % config.chunk_s if config.low_latency else 'whole segments'}), {played}, "
           f"{config.duration_s:g} s each, emulation at {config.speed:g}x over {config.protocol.upper()}"
           f"{' (LL-HLS parts off)' if config.protocol == 'hls' and not config.play_parts else ''}")
     print(format_live_run(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -206,6 +207,9 @@ def test_emulation_and_simulation_of_one_live_session_agree(packaged: PackagedTi
     assert emulated["ttfb_p50_s"] >= 0.08 and simulated["ttfb_p50_s"] >= 0.08  # at least the round trip
     assert simulated["channel_age_s"] == emulated["channel_age_s"] > 0  # the twin joined the same channel
     assert abs(emulated["latency_p50_s"] - simulated["latency_p50_s"]) < 0.5, emulated["loop_lag_p99_ms"]
+    # what the session cost the players' process and the stack's, in CPU seconds (24 s at 4x: 6 s of wall)
+    assert 0 < emulated["player_cpu_s_per_session"] < 6 * (os.cpu_count() or 1)
+    assert 0 < emulated["stack_cpu_s_per_session"]
     assert emulated["avg_bitrate_kbps"] == pytest.approx(simulated["avg_bitrate_kbps"], rel=0.3)
     # The player's other answers on its link, as its twin's link carries them (live_sim.ControlTraffic)
     assert emulated["manifest_bytes"] > 1000 and emulated["init_bytes"] > 100

@@ -109,29 +109,6 @@ def test_with_one_session_per_trace_the_pairing_is_the_runs_own_gap(noise: Modul
         assert ours[key] == own[key]
 
 
-def test_a_traces_start_offsets_are_more_sessions_and_one_sample_of_the_ci(noise: ModuleType) -> None:
-    from netsim.sources import open_trace
-
-    traces = [open_trace("step:1e6,4e6@30"), open_trace("step:3e6,1e6@50")]
-    played = noise.offset_traces(traces, 3, seed=7)
-    assert [t.name for t in played[:2]] == [t.name for t in traces]  # at 0: pairs with a run without offsets
-    assert len(played) == 6 and len({t.name for t in played}) == 6
-    assert [noise.base_trace(t.name) for t in played] == [t.name for t in traces] * 3
-    again = noise.offset_traces(traces, 3, seed=7)
-    assert [t.name for t in again] == [t.name for t in played]  # the same for every algorithm and mode
-    offset_s = float(played[2].name.rsplit("@", 1)[1][:-1])
-    assert 0 < offset_s < traces[0].duration_s
-    assert played[2].bandwidth_at(0.0) == traces[0].bandwidth_at(offset_s)  # rotated: it starts there
-    with pytest.raises(ValueError):
-        noise.offset_traces(traces, 0)
-    # Two traces, two sessions each: the CI is over the 2 traces' mean differences, not 4 sessions
-    sim = [row("sim", n, stalls=1) for n in ("a", "a@5s", "b", "b@7.5s")]
-    emu = [row("emulate", n, stalls=s) for n, s in zip(("a", "a@5s", "b", "b@7.5s"), (1, 3, 2, 4))]
-    (gap,) = noise.Pairing(label="x", reference=tuple(sim), other=tuple(emu)).gaps(["stalls"]).values()
-    assert gap.difference.n == 2 and gap.difference.mean == pytest.approx(1.5)  # traces: (0 + 2) / 2, (1 + 3) / 2
-    assert gap.difference.half_width == pytest.approx(12.706 * 0.5 ** 0.5 / 2 ** 0.5)  # t(1) x sd / sqrt(2)
-
-
 def test_twins_of_with_a_join_shift_pairs_each_twin_with_one_joining_later(packaged: PackagedTitles, tmp_path: Path,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     # bench/live_run.py --twins-of RUN --join-shift-s S: the stored session's twin against one joining S s later
