@@ -196,3 +196,19 @@ def refuse_live_only(args: argparse.Namespace) -> None:
     if given and not getattr(args, "live", False):
         raise CliError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --live "
                        "(this run is video on demand)")
+
+
+def mark_vod_only(parser: argparse.ArgumentParser, dests: tuple[str, ...]) -> None:
+    """Record the options at `dests` (already added) as ones a `--live` run does not use
+    (`refuse_vod_only` reads them)."""
+    parser.set_defaults(vod_only=tuple((dest, "--" + dest.replace("_", "-"), parser.get_default(dest))
+                                       for dest in dests))
+
+
+def refuse_vod_only(args: argparse.Namespace) -> None:
+    """`CliError` naming the video-on-demand-only options given with `--live` (they would be ignored)."""
+    given = [name for dest, name, default in getattr(args, "vod_only", ())
+             if getattr(args, dest, default) != default]
+    if given and getattr(args, "live", False):
+        raise CliError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with --live "
+                       "(video on demand only; a live run's sessions at once: --sessions-per-worker)")

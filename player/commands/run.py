@@ -18,8 +18,10 @@ from player.commands import (
     list_abrs_requested,
     load_plugins,
     mark_live_only,
+    mark_vod_only,
     player_settings,
     refuse_live_only,
+    refuse_vod_only,
     require,
 )
 from player.errors import CliError
@@ -72,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     live_only += add_clock_sync_arguments(parser)  # live: the emulated players' clock sync, and so their twins' links
     live_only += add_hls_arguments(parser)
     mark_live_only(parser, live_only)
+    # Read by the VOD experiment only: a live run plays its sessions in this process, on the live clock.
+    mark_vod_only(parser, ("workers", "dask", "decode", "players_per_link", "join_spacing_s", "timelines", "profile",
+                           "buffer_cap_s", "cap_rule", "startup_threshold_s", "rebuffer_resume_s", "initial_quality",
+                           "abandon", "response_header_bytes"))
     parser.set_defaults(func=run)
 
 
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if list_abrs_requested(args):
         return 0
     refuse_live_only(args)
+    refuse_vod_only(args)
     if args.live:
         require(args, "abr", "traces", "video_or_title", "out")
         return run_live(args, tuple(abr_specs(args)), MODE_CHOICES[args.mode], clock_sync=clock_sync_config(args))

@@ -92,3 +92,27 @@ def test_live_only_options_at_their_defaults_or_with_live_are_accepted() -> None
 
     refuse_live_only(_args("run", "--abr", "bba"))  # nothing given
     refuse_live_only(_args("run", "--live", "--protocol", "hls", "--max-allowed-drift-ms", "50"))
+
+
+@pytest.mark.parametrize("argv,named", [
+    (("--workers", "4"), "--workers does not apply with --live"),
+    (("--dask", "tcp://x:8786", "--decode", "--profile", "pensieve"), "--dask, --decode, --profile do not apply"),
+    (("--buffer-cap-s", "30", "--players-per-link", "2", "--no-abandon"),
+     "--players-per-link, --buffer-cap-s, --abandon do not apply"),
+])
+def test_vod_only_options_with_live_are_an_error_not_ignored(argv: tuple[str, ...], named: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`abrkit run --live` plays its sessions in this process on the live clock: the VOD experiment's
+    executor, decode, profile and player settings were silently ignored."""
+    from player.cli import main
+
+    assert main(["run", "--live", "--abr", "dynamic", "--traces", "x", "--video-or-title", "y", "--out", "z",
+                 *argv]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_vod_only_options_at_their_defaults_or_without_live_are_accepted() -> None:
+    from player.commands import refuse_vod_only
+
+    refuse_vod_only(_args("run", "--live", "--sessions-per-worker", "8", "--seed", "3", "--rtt-ms", "40"))
+    refuse_vod_only(_args("run", "--workers", "4", "--buffer-cap-s", "30", "--profile", "pensieve"))
