@@ -11,8 +11,12 @@ available, the download time, the time to first byte, the buffer before the requ
 charged to it and the ABR's throughput sample (chunk-aware), emulated / simulated; then the ratio of
 those samples, emulated / simulated (a per-download figure: the one that found w5's merge of the
 exact timers inflating the emulated samples), and each side's stalls (session time from its join,
-the segment played into, how long). A segment one side skipped (a seek to live) shows `nan`.
-`--save` keeps the emulated session (its report, records, samples and events) as JSON; `--load`
+the segment played into, how long). A segment one side skipped (a seek to live) shows `nan`. Then
+when each side had its first chunk after the join, and the latency split into its parts (the
+latency at the first frame, the rate control's part, stalls, jumps) at 5-60 s after the join and
+as time-weighted means (bench/live_latency_parts.py): where a latency gap appears, once or
+accumulated (sessions kept before wave 12 have no latency samples: that table is left out).
+`--save` keeps the emulated session (its report, records, samples, latency samples and events) as JSON; `--load`
 compares a kept session with the twin this tree simulates now: a change to the twin judged segment
 by segment against the same emulated session, in a second, whatever the load. Asserts nothing; the
 load average is printed beside (the emulated side runs on the wall clock).
@@ -28,6 +32,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,9 @@ from player.session import SegmentRecord, SessionConfig
 from server.config import default_cache_dir
 from server.stack import ensure_demo_title
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_latency_parts import format_parts, latency_parts  # noqa: E402
+
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "pensieve" / "test-public"
 STALL_EVENTS = ("stall", "resume", "seek")
 
@@ -60,23 +68,27 @@ class Side:
     joined_at_s: float
     startup_s: float | None
     events: list[dict[str, Any]]  # {"t": session s, "type": kind, ...}
+    # (session s, latency s, playback rate) as the session sampled them (`LiveSession.latency_samples`;
+    # empty in sessions kept before wave 12)
+    latency_samples: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def of(cls, session: LiveSession, events: list[dict[str, Any]]) -> Side:
         return cls(records=list(session.records), samples_bps=list(session.record_sample_bps),
                    schedule=session.schedule, joined_at_s=session.joined_at_s or 0.0, startup_s=session.startup_s,
-                   events=events)
+                   events=events, latency_samples=list(session.latency_samples))
 
     def as_json(self) -> dict[str, Any]:
         return {"records": [dataclasses.asdict(r) for r in self.records], "samples_bps": self.samples_bps,
                 "schedule": dataclasses.asdict(self.schedule), "joined_at_s": self.joined_at_s,
-                "startup_s": self.startup_s, "events": self.events}
+                "startup_s": self.startup_s, "events": self.events, "latency_samples": self.latency_samples}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Side:
         return cls(records=[SegmentRecord(**r) for r in data["records"]], samples_bps=data["samples_bps"],
                    schedule=LiveSchedule(**data["schedule"]), joined_at_s=data["joined_at_s"],
-                   startup_s=data["startup_s"], events=data["events"])
+                   startup_s=data["startup_s"], events=data["events"],
+                   latency_samples=[tuple(x) for x in data.get("latency_samples", [])])
 
 
 def find_trace(name: str, traces: Path) -> Trace:
@@ -200,6 +212,13 @@ def compare(kept: dict[str, Any], emulated: Side, twin: Side, twin_stats: LiveSt
         ratios = sorted(e / s for e, s in both)
         print(f"ABR's throughput sample, emulate / sim: median {ratios[len(ratios) // 2]:.3f}, "
               f"mean {sum(ratios) / len(ratios):.3f} over {len(ratios)} segments")
+    first_chunks = [next((e["t"] - one.joined_at_s for e in one.events if e["type"] == "chunk"), math.nan)
+                    for one in (emulated, twin)]
+    print(f"the first chunk had +{first_chunks[0]:.3f}/+{first_chunks[1]:.3f} s after the join "
+          f"({1e3 * (first_chunks[0] - first_chunks[1]):+.1f} ms, emulate/sim)")
+    if emulated.latency_samples:
+        print(format_parts(*(latency_parts(one.latency_samples, one.events, one.joined_at_s)
+                             for one in (emulated, twin))))
 
 
 def compare_hls(args: argparse.Namespace, trace: Any) -> None:

@@ -249,9 +249,16 @@ class PacedLink:
         due = self.model.time_for_bytes(self.cursor + min(_SEGMENT_BYTES, pending))
         # The floor keeps float rounding (a budget of 0.99 bytes) from spinning the loop.
         floor = now + self._min_sleep_s
-        if self._head:  # a burst's head on loose timers: woken as a tail is, the lead before it is due
-            due, floor = self._head_wake(queues), now + _MIN_SLEEP_BOUNDED_S
-        at = max(due, self._last_tick + self._quantum_s, floor)
+        if self._head:
+            # A burst's head on loose timers: woken as a tail is, the lead before it is due, and not
+            # a quantum after the last tick: the link was idle (`notify` marks a head only when no
+            # tick was due). An origin's headers often come alone, a whole answer due within the
+            # lead that leaves at once, and its body a moment later: that body's first packet waited
+            # a quantum behind the headers' tick (2.5 wall ms at 4x, 10 ms of session time on each
+            # such TTFB and, on the join's requests, on the first frame; docs/LIVE-EMULATION.md).
+            at = max(self._head_wake(queues), now + _MIN_SLEEP_BOUNDED_S)
+        else:
+            at = max(due, self._last_tick + self._quantum_s, floor)
         # Shared fairly, the shortest queue empties once each ready pipe has had as much: if that is
         # before the next quantum, tick when its last byte is due (a response sharing the link ends
         # when the model says, not at the next quantum). With one pipe, that is the whole queue.

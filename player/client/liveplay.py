@@ -502,16 +502,20 @@ class LivePlayer:
         `previous_s`), then its own time on the link (from its first byte, or the previous chunk's last
         byte `previous_last_s` if that came later: one piece may end one chunk and begin the next).
         Held by no more than `left_out_s`, the time the clock has left out since the answer began:
-        only that makes a chunk early on it. The model alone holds chunks that came on time: the first
-        chunk's own time runs from its first piece counted back at the rate (less any MPD answer that
-        shared it; `ChunkTimer`) while it is made ready at that piece's arrival, so the piece's crossing
-        counts twice, and on a link-bound segment each later chunk keeps the hold (wave 10, 4x, quiet:
-        12 ms median, 30-90 ms where an MPD answer crossed with the first chunk; the emulated sessions
-        stalled more than their twins, each late chunk a short stall on a near-empty buffer).
+        only that makes a chunk early on it. (The model alone held chunks that came on time: the first
+        chunk's own time ran from its first piece counted back at the rate while it was made ready at
+        that piece's arrival, so the piece's crossing counted twice, and on a link-bound segment each
+        later chunk kept the hold: wave 10, 4x, 12 ms median, 30-90 ms where an MPD answer crossed
+        with the first chunk. The cap bounds what is left of that; wave 12 took the double count out,
+        which the cap had let through whenever the clock left time out, as a loaded loop's stalls do.)
         Returns when it is had."""
         first_byte_s = timer.first_byte_s if timer.first_byte_s is not None else requested
         ready = max(first_byte_s, schedule.chunk_available_s(segment, index) + (first_byte_s - requested) / 2)
-        due = max(ready, previous_s) + max(0.0, chunk.last_byte_s - max(chunk.first_byte_s, previous_last_s))
+        # Had from the answer's first piece on (made before it came), a chunk's own time runs from
+        # that piece's arrival, not from its first byte counted back at the rate: that packet's
+        # crossing is in both (each chunk of a link-bound join's first segment held 7 ms at 4x).
+        start_s = max(chunk.first_byte_s, previous_last_s, first_byte_s if ready <= first_byte_s else -math.inf)
+        due = max(ready, previous_s) + max(0.0, chunk.last_byte_s - start_s)
         due = min(due, max(self.now(), chunk.last_byte_s) + max(0.0, left_out_s))
         if due > self.now():
             await self._sleep(due - self.now())

@@ -262,6 +262,16 @@ async def test_a_chunk_that_came_on_time_is_not_held() -> None:
     chunk1 = ChunkArrival(first_byte_s=10.6, last_byte_s=11.1, size_bytes=18_000)
     had1 = await LivePlayer._not_before_made(clock, schedule, 1, 1, chunk1, 10.0, timer, had0, 10.6, left_out_s=0.0)
     assert (had0, had1) == (pytest.approx(10.6), pytest.approx(11.1))
+    # The same with 0.1 s left out of the clock meanwhile (a loaded loop's stall, another request at
+    # the stack): it makes nothing early that was made before the request, so nothing is held. (Held
+    # 60 ms each before wave 12, the cap then letting the double count through: at 4x under load each
+    # chunk of a link-bound join's first segment came 7 ms late, and the first frame with it.)
+    clock.now_s = 10.6
+    had0 = await LivePlayer._not_before_made(clock, schedule, 1, 0, chunk0, 10.0, timer, -math.inf, -math.inf,
+                                             left_out_s=0.1)
+    clock.now_s = max(clock.now_s, 11.1)
+    had1 = await LivePlayer._not_before_made(clock, schedule, 1, 1, chunk1, 10.0, timer, had0, 10.6, left_out_s=0.1)
+    assert (had0, had1) == (pytest.approx(10.6), pytest.approx(11.1))
     # Early on a clock that left 0.3 s out since the answer began: chunk 3 of segment 3 (made at 14 s)
     # came at 13.8 s; had once made, half the round trip (0.05 s) and its own 0.01 s later.
     clock.now_s = 13.8
