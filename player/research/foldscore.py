@@ -139,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="as abrkit train's (default 0.2)")
     parser.add_argument("--validation-offsets", type=int, default=40, help="as abrkit train's (default 40)")
-    parser.add_argument("--seed", type=int, default=0, help="as abrkit train's (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the split's seed: abrkit train's --split-seed, else its --seed (default 0)")
     parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES), help="(default pensieve)")
     parser.add_argument("--switch-margin", type=float, default=None,
                         help="score every model with this switch margin instead of its own")
