@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from abr.algorithms.learned import PolicyModel, load_model
-from player.research.foldscore import FoldPlan, fold_plan, fold_sessions
+from player.research.foldscore import FoldPlan, fold_parser, fold_plan, fold_sessions
 from player.research.selection import Selection
-from player.research.sim import PROFILES, SimProfile, profile
+from player.research.sim import SimProfile, profile
 from player.research.stats import Interval
 from player.video import Video
 
@@ -100,23 +100,14 @@ def score_folds(models: Mapping[str, PolicyModel], candidates: Mapping[str, Poli
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m player.research.tailnoise",
-        description="The tail rule's noise on validation folds: every seed copy's gap (tail score minus the "
-                    "reference's mean) against every other copy, and candidates' gaps against the copies.")
-    parser.add_argument("--traces", nargs="+", required=True, metavar="DIR_OR_FILE", help="the training traces")
-    parser.add_argument("--video", required=True, help="the video abrkit train was given")
+    parser = fold_parser("python -m player.research.tailnoise",
+                         "The tail rule's noise on validation folds: every seed copy's gap (tail score minus the "
+                         "reference's mean) against every other copy, and candidates' gaps against the copies.")
     parser.add_argument("--models", nargs="+", required=True, metavar="FILE",
                         help="two or more seed copies of one recipe (e.g. the shipped model and --seed S --split-seed 0 "
                              "re-runs of its command)")
     parser.add_argument("--candidates", nargs="*", default=[], metavar="FILE", help="policies to place in that spread")
     parser.add_argument("--folds", default="0", help="folds, separated by commas (default 0)")
-    parser.add_argument("--validation-fraction", type=float, default=0.2, help="as abrkit train's (default 0.2)")
-    parser.add_argument("--validation-offsets", type=int, default=40, help="as foldscore's (default 40)")
-    parser.add_argument("--seed", type=int, default=0, help="the split's seed, as foldscore's (default 0)")
-    parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES), help="(default pensieve)")
-    parser.add_argument("--tail-share", type=float, default=0.1, help="as abrkit train's (default 0.1)")
-    parser.add_argument("--tail-weight", type=float, default=2.0, help="as abrkit train's (default 2)")
     return parser
 
 
