@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--out", required=True, type=Path, help="model file to write (JSON)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of every random draw (default %(default)s)")
+    parser.add_argument("--split-seed", type=int, default=None, metavar="S",
+                        help="seed of the held-out split and the validation offsets instead of --seed: copies of a "
+                             "recipe with other --seed values then validate on the same sessions (default: --seed)")
     parser.add_argument("--iterations", type=int, default=defaults.iterations,
                         help="DAgger rounds after the expert round (default %(default)s)")
     parser.add_argument("--workers", type=int, default=1, help="rollout worker processes (default 1; 0 = all cores)")
@@ -128,7 +131,8 @@ def _cpu_s() -> float:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as it reproduces this model (recorded in the model file)."""
     parts = ["abrkit", "train", "--traces", *args.traces, "--video", args.video, "--out", str(args.out),
-             "--seed", str(args.seed), "--iterations", str(args.iterations), "--profile", args.profile,
+             "--seed", str(args.seed), *(("--split-seed", str(args.split_seed)) if args.split_seed is not None else ()),
+             "--iterations", str(args.iterations), "--profile", args.profile,
              "--rollouts-per-trace", str(args.rollouts_per_trace), "--horizon", str(args.horizon),
              *(() if args.expert_rebuffer_penalty is None else
                ("--expert-rebuffer-penalty", str(args.expert_rebuffer_penalty))),
@@ -191,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.validation_fold < 0:
         raise CliError(f"--validation-fold must be >= 0, got {args.validation_fold}")
-    config = TrainConfig(seed=args.seed, iterations=args.iterations, rollouts_per_trace=args.rollouts_per_trace,
+    config = TrainConfig(seed=args.seed, split_seed=args.split_seed, iterations=args.iterations,
+                         rollouts_per_trace=args.rollouts_per_trace,
                          validation_fraction=args.validation_fraction, validation_fold=args.validation_fold,
                          validation_offsets=args.validation_offsets, target=args.target, workers=workers,
                          engine=args.engine, ensemble=args.ensemble, max_epochs=args.epochs,
@@ -217,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--falling-copies must be >= 0")
     spec = falling_spec(args)
     try:
-        fit, _ = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
+        fit, _ = split_traces(traces, config.validation_fraction, config.held_out_seed, config.validation_fold)
     except ValueError as error:
         raise CliError(f"--validation-fold: {error}") from None
     if args.falling_copies:

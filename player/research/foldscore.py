@@ -124,29 +124,36 @@ def _model_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m player.research.foldscore",
-        description="Score policy files on one validation fold of the training traces as `abrkit train "
-                    "--select tail` ranks its rounds, against a reference (the shipped model by default).")
+def fold_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser with the options that say which sessions a fold holds and how the tail rule
+    scores them, as `abrkit train`'s (shared with `player.research.tailnoise`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--traces", nargs="+", required=True, metavar="DIR_OR_FILE",
                         help="the training traces (as given to abrkit train)")
     parser.add_argument("--video", required=True, help="the video abrkit train was given")
+    parser.add_argument("--validation-fraction", type=float, default=0.2, help="as abrkit train's (default 0.2)")
+    parser.add_argument("--validation-offsets", type=int, default=40, help="as abrkit train's (default 40)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the split's seed: abrkit train's --split-seed, else its --seed (default 0)")
+    parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES), help="(default pensieve)")
+    parser.add_argument("--tail-share", type=float, default=0.1, help="as abrkit train's (default 0.1)")
+    parser.add_argument("--tail-weight", type=float, default=2.0, help="as abrkit train's (default 2)")
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = fold_parser("python -m player.research.foldscore",
+                         "Score policy files on one validation fold of the training traces as `abrkit train --select "
+                         "tail` ranks its rounds, against a reference (the shipped model by default).")
     parser.add_argument("--models", nargs="+", required=True, metavar="FILE_OR_DIR",
                         help="policy files, or directories of them (e.g. a --keep-rounds directory)")
     parser.add_argument("--reference", default=None, metavar="MODEL",
                         help="the policy the tail rule compares with (default: the shipped model)")
     parser.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
-    parser.add_argument("--validation-fraction", type=float, default=0.2, help="as abrkit train's (default 0.2)")
-    parser.add_argument("--validation-offsets", type=int, default=40, help="as abrkit train's (default 40)")
-    parser.add_argument("--seed", type=int, default=0, help="as abrkit train's (default 0)")
-    parser.add_argument("--profile", default="pensieve", choices=sorted(PROFILES), help="(default pensieve)")
     parser.add_argument("--switch-margin", type=float, default=None,
                         help="score every model with this switch margin instead of its own")
     parser.add_argument("--safety-floor", type=float, default=None, metavar="S",
                         help="score every model with this safety floor (s of buffer) instead of its own")
-    parser.add_argument("--tail-share", type=float, default=0.1, help="as abrkit train's (default 0.1)")
-    parser.add_argument("--tail-weight", type=float, default=2.0, help="as abrkit train's (default 2)")
     parser.add_argument("--worst", type=int, default=5, help="worst sessions named per model (default 5)")
     return parser
 

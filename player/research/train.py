@@ -83,9 +83,14 @@ class TrainConfig:
     margin (`player.research.selection`: the mean, or with the tail of the differences from
     `init_policy` weighted), and so does the margin the policy teacher rolls out next; a round is ranked
     at its best margin. The chosen round's decision rule then gets the safety floor of `safety_floors_s`
-    (`PolicyModel.safety_floor_s`, chosen with the margin by the same rule; rollouts do not use it)."""
+    (`PolicyModel.safety_floor_s`, chosen with the margin by the same rule; rollouts do not use it).
+
+    `seed` seeds every draw; `split_seed`, when given, seeds the held-out split and the validation
+    offsets instead (`held_out_seed`), so copies of a recipe that differ only in their rollouts and fits
+    (`seed`) validate on the same sessions and can be told apart from seed noise (docs/LEARNED.md, round 11)."""
 
     seed: int = 0
+    split_seed: int | None = None
     iterations: int = 8
     rollouts_per_trace: int = 1
     beta: float = 0.5
@@ -110,6 +115,11 @@ class TrainConfig:
     warm_start: bool = False
     selection: Selection = field(default_factory=Selection)
     safety_floors_s: tuple[float, ...] = (0.0,)
+
+    @property
+    def held_out_seed(self) -> int:
+        """The seed of the held-out split and the validation offsets: `split_seed`, else `seed`."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def __post_init__(self) -> None:
         if not self.safety_floors_s or any(not (f >= 0 and math.isfinite(f)) for f in self.safety_floors_s):
@@ -451,7 +461,7 @@ def _policy_digest(policy: PolicyModel) -> str:
 
 def total_rollouts(traces: Sequence[Trace], config: TrainConfig, extra_traces: Sequence[Trace] = ()) -> int:
     """How many rollouts `train` runs (for a progress bar)."""
-    fit, _ = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
+    fit, _ = split_traces(traces, config.validation_fraction, config.held_out_seed, config.validation_fold)
     return (len(fit) + len(extra_traces)) * config.rollouts_per_trace * (config.iterations + 1)
 
 
@@ -474,7 +484,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     video = video.folded()
     tick = progress or (lambda n: None)
     say = log or (lambda line: None)
-    fit_traces, validation = split_traces(traces, config.validation_fraction, config.seed, config.validation_fold)
+    fit_traces, validation = split_traces(traces, config.validation_fraction, config.held_out_seed, config.validation_fold)
     rollout_traces = [*fit_traces, *extra_traces]
     seg_s = video.ladder.segment_duration_s
     if config.engine == "batch" and max(prof.session.startup_threshold_s, prof.session.rebuffer_resume_s) > seg_s:
@@ -494,6 +504,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
         "profile": prof.name, "video": video.name, "traces": len(traces), "traces_sha256_16": traces_digest(traces),
         "validation_traces": len(validation) if validation is not fit_traces else 0,
         **({"validation_fold": config.validation_fold} if config.validation_fold else {}),
+        **({"split_seed": config.split_seed} if config.split_seed is not None else {}),
         "engine": config.engine, "extra_traces": len(extra_traces),
         **({"warm_start": True} if config.warm_start else {}), "selection": config.selection.metadata(),
         **({} if config.safety_floors_s == (0.0,) else {"safety_floors_s": list(config.safety_floors_s)}),
@@ -507,7 +518,7 @@ def train(video: Video, traces: Sequence[Trace], prof: SimProfile, config: Train
     pool = ProcessPoolExecutor(max_workers=config.workers) if config.workers > 1 else None
     xs: list[np.ndarray] = []
     vs: list[np.ndarray] = []
-    validation_offsets = held_out_offsets(validation, config.seed, config.validation_offsets)
+    validation_offsets = held_out_offsets(validation, config.held_out_seed, config.validation_offsets)
 
     def validate_sessions(policy: PolicyModel) -> np.ndarray:  # per session, trace by trace, offset 0 first
         if config.engine == "batch":

@@ -62,6 +62,25 @@ def test_training_with_the_tail_rule_records_its_score_against_the_initial_polic
     assert rollout[0].startswith(f"round {result.best_round}: rolls out next with switch margin {best} ")
 
 
+def test_split_seed_keeps_the_validation_sessions_of_another_seed(video_10: Video, traces_4: list[Trace]) -> None:
+    """Seed copies of a recipe (`--seed S --split-seed 0`) differ in rollouts and fits only: they hold out
+    the same traces from the same offsets, so the initial policy scores the same validation mean."""
+    config = TrainConfig(iterations=0, max_epochs=10, ensemble=1, engine="batch", validation_fraction=0.25,
+                         validation_offsets=2, teacher="policy", switch_margins=(0.0,), selection=Selection(rule="tail"))
+    init = load_model()
+    runs = {name: train(video_10, traces_4, PROFILES["pensieve"], dataclasses.replace(config, **change), init_policy=init)
+            for name, change in (("base", {}), ("copy", {"seed": 3, "split_seed": 0}), ("plain", {"seed": 3}))}
+    base, copy, plain = (runs[n] for n in ("base", "copy", "plain"))
+    assert copy.validation_traces == base.validation_traces != plain.validation_traces
+    assert copy.fit_traces == base.fit_traces
+    assert copy.model.metadata["selection_score_init"] == base.model.metadata["selection_score_init"]
+    assert plain.model.metadata["selection_score_init"] != base.model.metadata["selection_score_init"]
+    assert copy.model.metadata["split_seed"] == 0 and "split_seed" not in base.model.metadata
+    assert copy.model.metadata["seed"] == 3 and [w.tolist() for w in copy.model.coefs_] != [
+        w.tolist() for w in base.model.coefs_]  # its own rollouts and fit
+    assert TrainConfig(seed=3).held_out_seed == 3 and TrainConfig(seed=3, split_seed=0).held_out_seed == 0
+
+
 def test_falling_copies_keep_the_trace_and_lay_seeded_drops_over_it(traces_4: list[Trace]) -> None:
     spec = FallingSpec(normal_s=(20.0, 40.0), drop_s=(5.0, 10.0), factor=(0.1, 0.2))
     copies = falling_copies(traces_4, 2, seed=5, spec=spec)

@@ -149,7 +149,7 @@ def test_abrkit_train_writes_a_model_that_abrkit_sim_runs(tmp_path: Path, shared
     out = tmp_path / "model.json"
     video = str(shared_dir / "video/pensieve-envivio")
     code = main(["train", "--traces", str(train_dir), "--video", video, "--out", str(out), "--seed", "7",
-                 "--iterations", "1", "--horizon", "4", "--validation-offsets", "1", "--keep-rounds",
+                 "--split-seed", "0", "--iterations", "1", "--horizon", "4", "--validation-offsets", "1", "--keep-rounds",
                  str(tmp_path / "rounds")])
     captured = capsys.readouterr()
     assert code == 0 and "wrote" in captured.out
@@ -157,6 +157,7 @@ def test_abrkit_train_writes_a_model_that_abrkit_sim_runs(tmp_path: Path, shared
     model = load_model(out)
     assert model.metadata["command"].startswith("abrkit train --traces ")
     assert model.metadata["seed"] == 7 and len(model.metadata["rounds"]) == 2
+    assert model.metadata["split_seed"] == 0 and " --seed 7 --split-seed 0 " in model.metadata["command"]
     assert model.metadata["validation_offsets"] == 1
     rounds = [load_model(tmp_path / "rounds" / f"round-{r}.json") for r in (0, 1)]
     assert [r.metadata["round"] for r in rounds] == [0, 1] and all(r.switch_margin == 0 for r in rounds)
