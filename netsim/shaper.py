@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netsim.clock import WarpClock, WarpTimer
+from netsim.early import EarlyAnswers
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
@@ -137,7 +138,7 @@ class _Connection:
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
                  "target", "_held", "_connecting", "_head", "_answer_bytes", "_targets", "_publish_at",
-                 "_hold_timer")
+                 "_hold_timer", "early")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -161,6 +162,7 @@ class _Connection:
         self._targets = RequestTargets()
         self._publish_at: float | None = None
         self._hold_timer: WarpTimer | None = None  # holds the clock at that time, if still at the server
+        self.early = EarlyAnswers(warp, self.answer_received, shaper._answer_kept)  # its answer if it comes before
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:
@@ -223,9 +225,21 @@ class _Connection:
         publish_at, self._publish_at = self._publish_at, None
         if publish_at is not None and publish_at > clock.now():
             self._hold_timer = clock.call_at(publish_at, self._hold_at_publication)
+            self.early.request_waits()
             return
         self._held = True
         clock.hold()
+
+    def answer_received(self, data: bytes) -> None:
+        """Bytes of the answer from the upstream; ones that come before the publication the player
+        announced, on the clock, wait for it (netsim.early), and so does the rest of the answer."""
+        if self.early.keep(data, self._hold_timer):
+            self._hold_timer = None
+            return
+        head = self.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
+        self.response_began(data)  # the clock runs again before these bytes are paced
+        self.response_data()
+        self.down.feed(data, head=head)
 
     def _hold_at_publication(self) -> None:
         """The channel published what the request waits for and no answer has come: the rest is the
@@ -296,8 +310,11 @@ class _Connection:
         self.response_began()  # no answer is coming: the clock runs on
         self.upstream = None
         self.up.kill()
-        # Bytes already read from the upstream still cross the link before the client sees the end.
-        self.down.feed_eof(abort=exc is not None)
+        # Bytes already read from the upstream (kept ones too) still cross the link before the client sees the end.
+        self.early.after(lambda: self._upstream_done(abort=exc is not None))
+
+    def _upstream_done(self, *, abort: bool) -> None:
+        self.down.feed_eof(abort=abort)
         self.pipe_finished()
 
     def pipe_finished(self) -> None:
@@ -310,6 +327,7 @@ class _Connection:
             return
         self._closed = True
         self._connected()
+        self.early.drop()
         self.response_began()
         self._shaper.clock.client_acted(self.client_key)  # nobody is left to act on this connection
         self.down.kill()
@@ -373,13 +391,10 @@ class _UpstreamProtocol(asyncio.Protocol):
         self._conn.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        head = self._conn.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
-        self._conn.response_began(data)  # the clock runs again before these bytes are paced
-        self._conn.response_data()
-        self._conn.down.feed(data, head=head)
+        self._conn.answer_received(data)
 
     def eof_received(self) -> bool:
-        self._conn.down.feed_eof()
+        self._conn.early.after(self._conn.down.feed_eof)  # after an answer kept for its publication
         return True  # the client may still be sending
 
     def pause_writing(self) -> None:
@@ -423,6 +438,7 @@ class Shaper:
         self._server: asyncio.Server | None = None
         self._routes: list[asyncio.Server] = []
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
+        self.early_answers = 0  # answers kept until the clock reached their publication (netsim.early)
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
         self._exclude_server_time = config.exclude_server_time  # may be turned off at run time
@@ -601,6 +617,9 @@ class Shaper:
         if self.config.delay_split == "request":
             return (lambda: 0.0), latency
         return (lambda: latency() / 2), (lambda: latency() / 2)
+
+    def _answer_kept(self) -> None:
+        self.early_answers += 1
 
     def _connection_opened(self, client: asyncio.Transport, target: tuple[str, int]) -> _Connection:
         conn = _Connection(self, client, target)

@@ -11,10 +11,11 @@ from server.formats.servertiming import publish_wait_header
 
 @asynccontextmanager
 async def held_server(hold_s: float, *, stated_s: float | None, split_head: bool = False,
-                      on_hold: Callable[[], None] | None = None) -> AsyncIterator[int]:
+                      on_hold: Callable[[], None] | None = None, answer: bytes | None = None) -> AsyncIterator[int]:
     """A raw HTTP/1.1 server that holds each request `hold_s` and says it waited `stated_s` for
     publication (None: says nothing); `split_head`: the head's last lines come 30 ms after its first;
-    `on_hold` is called as each request comes and as its hold ends."""
+    `on_hold` is called as each request comes and as its hold ends; `answer`: these bytes instead
+    (head and body), then the connection closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -23,6 +24,10 @@ async def held_server(hold_s: float, *, stated_s: float | None, split_head: bool
         await asyncio.sleep(hold_s)
         if on_hold is not None:
             on_hold()
+        if answer is not None:
+            writer.write(answer)
+            writer.close()
+            return
         timing = b"" if stated_s is None else f"Server-Timing: {publish_wait_header(stated_s)}\r\n".encode()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
         if split_head:
