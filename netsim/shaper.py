@@ -214,30 +214,30 @@ class _Connection:
             return
         for target in self._targets.feed(data):
             self._publish_at = self._shaper.clock.expected_waits.take(target)
+            self.early.request_sent(self._publish_at)
 
     def request_delivered(self) -> None:
         """Request bytes reached the upstream: its time until it answers is not link time, but for a
         wait for the live channel its player announced: that runs on the clock as it happens."""
         self._answer_bytes = 0
+        self.early.request_delivered()
         if self._held or self._hold_timer is not None or not self._shaper.exclude_server_time:
             return
         clock = self._shaper.clock
         publish_at, self._publish_at = self._publish_at, None
         if publish_at is not None and publish_at > clock.now():
             self._hold_timer = clock.call_at(publish_at, self._hold_at_publication)
-            self.early.request_waits()
             return
         self._held = True
         clock.hold()
 
     def answer_received(self, data: bytes) -> None:
-        """Bytes of the answer from the upstream; ones that come before the publication the player
-        announced, on the clock, wait for it (netsim.early), and so does the rest of the answer."""
-        if self.early.keep(data, self._hold_timer):
-            self._hold_timer = None
+        """Bytes of the answer from the upstream; an answer to an announced wait that comes ahead of the
+        clock waits for it (netsim.early), the rest of it too."""
+        self.response_began(data)  # the clock runs again before these bytes are paced (or kept)
+        if self.early.keep(data):
             return
         head = self.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
-        self.response_began(data)  # the clock runs again before these bytes are paced
         self.response_data()
         self.down.feed(data, head=head)
 
@@ -438,7 +438,8 @@ class Shaper:
         self._server: asyncio.Server | None = None
         self._routes: list[asyncio.Server] = []
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
-        self.early_answers = 0  # answers kept until the clock reached their publication (netsim.early)
+        self.early_answers = 0  # answers kept until the clock reached the server's view they were made at (netsim.early)
+        self.early_kept_s = 0.0  # clock seconds they were kept, in all
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
         self._exclude_server_time = config.exclude_server_time  # may be turned off at run time
@@ -618,8 +619,9 @@ class Shaper:
             return (lambda: 0.0), latency
         return (lambda: latency() / 2), (lambda: latency() / 2)
 
-    def _answer_kept(self) -> None:
+    def _answer_kept(self, kept_s: float) -> None:
         self.early_answers += 1
+        self.early_kept_s += kept_s
 
     def _connection_opened(self, client: asyncio.Transport, target: tuple[str, int]) -> _Connection:
         conn = _Connection(self, client, target)

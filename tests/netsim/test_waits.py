@@ -14,7 +14,7 @@ import pytest
 
 from netsim import synthetic
 from netsim.clock import WarpClock
-from netsim.early import EarlyAnswers
+from netsim.early import AnnouncedRequest, EarlyAnswers, kept_until_s
 from netsim.shaper import Shaper, ShaperConfig
 from netsim.waits import ExpectedWaits, RequestTargets
 from tests.netsim.conftest import held_server
@@ -196,31 +196,82 @@ async def test_a_client_gone_while_its_answer_is_kept_frees_it(caplog: pytest.Lo
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.wallclock
+async def test_an_answer_to_a_request_the_clock_left_behind_in_the_delay_line_waits_for_the_server_view() -> None:
+    """The clock leaves out 300 ms while a request is in the link's 100 ms delay line: the server
+    sees it 300 ms later than the player's clock says, so its view is that far ahead, and it answers
+    at once (the publication, 150 ms after the send, is past in its view) with what it has at that
+    view. The answer waits until the clock reads that view (400 ms), not only for the publication:
+    kept to 150 ms, the player would still ask for its next part 250 ms ahead of its clock."""
+    async with held_server(0.0, stated_s=None) as port:
+        config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=port, trace=synthetic.constant(5e6, duration_s=60),
+                              rtt_ms=100, exclude_server_time=True, exclude_loop_stalls=True)
+        async with Shaper(config) as shaper:
+            started = shaper.clock.now()
+            shaper.clock.expected_waits.expect(TARGET, started + 0.15)
+            reader, writer = await asyncio.open_connection(shaper.host, shaper.port)
+            writer.write(f"GET {TARGET} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            while not shaper.clock.expected_waits.taken:  # the shaper has read the request
+                await asyncio.sleep(0)
+            loop = asyncio.get_running_loop()
+            stalled_s = loop.time()
+            shaper.clock.hold(counted=False)  # a stall left out, the request in the delay line
+            await asyncio.sleep(0.3)
+            shaper.clock.release()
+            stalled_s = loop.time() - stalled_s  # 0.3 s, more on a loaded machine
+            head = await asyncio.wait_for(reader.readuntil(b"ok"), 5.0)
+            answered_s = shaper.clock.now() - started
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200") and shaper.early_answers == 1
+    # The server's view, 0.1 + the stall (~0.1 before; the publication, 0.15, with wave 11's bound)
+    assert 0.1 + stalled_s - 0.01 <= answered_s < 1.0 + stalled_s
+    assert shaper.early_kept_s == pytest.approx(stalled_s, abs=0.02)
+
+
 async def test_an_answer_kept_is_delivered_once_then_what_came_after_it_in_order() -> None:
-    """`EarlyAnswers` alone: the clock left out ~30 ms of a request's wait, so its answer is kept
-    that long (not to the publication 1 s away: no longer than the clock left out); its later bytes
-    join it, the upstream's end and close follow it in the order they came; the next answer is not
-    kept. (A bounded clock: its sleeps end at their exact readings, whatever the load.)"""
+    """`EarlyAnswers` alone: the clock left out ~100 ms of an announced request's wait at the server,
+    so its answer is kept that long (not to the publication 1 s away: no longer than the clock left
+    out); its later bytes join it, the upstream's end and close follow it in the order they came; the
+    next answer is not kept. (A bounded clock: its sleeps end at their exact readings, whatever the load.)"""
     clock = WarpClock(asyncio.get_running_loop(), cover_stalls=True)
     seen: list[object] = []
-    kept: list[bool] = []
-    early = EarlyAnswers(clock, seen.append, lambda: kept.append(True))
-    publication = clock.call_at(clock.now() + 1.0, lambda: seen.append("published"))
+    kept: list[float] = []
+    early = EarlyAnswers(clock, seen.append, kept.append)
     paused_s = clock.paused_s()
-    early.request_waits()
+    early.request_sent(clock.now() + 1.0)
+    early.request_delivered()
     clock.hold(counted=False)
-    await asyncio.sleep(0.03)  # on the loop: the clock stands still
+    await asyncio.sleep(0.1)  # on the loop: the clock stands still
     clock.release()
     left_out_s = clock.paused_s() - paused_s
-    assert early.keep(b"HTTP/1.1 200 OK\r\n", publication) and early.keep(b"\r\nok", None)
-    assert publication.cancelled and early.keeping and early.kept_bytes == 21 and kept == [True]
+    assert early.keep(b"HTTP/1.1 200 OK\r\n") and early.keep(b"\r\nok")
+    assert early.keeping and early.kept_bytes == 21 and kept == [pytest.approx(left_out_s, abs=1e-3)]
     early.after(lambda: seen.append("eof"))
     early.after(lambda: seen.append("lost"))
     await clock.sleep(left_out_s - 0.005, acts=False)
     assert seen == [] and early.keeping  # not yet
     await clock.sleep(0.01, acts=False)
-    assert seen == [b"HTTP/1.1 200 OK\r\n\r\nok", "eof", "lost"] and not early.keeping
-    assert not early.keep(b"next", None)  # an answer to a request for no publication
+    assert seen == [b"HTTP/1.1 200 OK\r\n", b"\r\nok", "eof", "lost"] and not early.keeping
+    early.request_sent(None)
+    early.request_delivered()
+    assert not early.keep(b"next")  # an answer to a request for no publication
     early.after(lambda: seen.append("now"))
-    assert seen[-1] == "now" and kept == [True]
+    assert seen[-1] == "now" and len(kept) == 1
     clock.close()
+
+
+def test_an_answer_is_kept_to_the_server_view_it_was_made_at_within_bounds() -> None:
+    """`kept_until_s` (clock seconds; left-out times as `WarpClock.paused_s` reads them)."""
+    at_server = AnnouncedRequest(publish_at_s=10.0, paused_sent_s=1.0, delivered_s=9.0, paused_delivered_s=1.0)
+    # 0.5 s left out while the server waited: to the publication, not past it
+    assert kept_until_s(at_server, now_s=9.6, paused_now_s=1.5) == pytest.approx(10.0)
+    # 0.3 s left out but answered at 9.2: the publication was announced too late; 0.3 s, no more
+    assert kept_until_s(at_server, now_s=9.2, paused_now_s=1.3) == pytest.approx(9.5)
+    assert kept_until_s(at_server, now_s=9.2, paused_now_s=1.0) is None  # nothing left out: at once
+    # 30 ms ahead: under the floor, at once (kept with none)
+    assert kept_until_s(at_server, now_s=9.8, paused_now_s=1.03) is None
+    assert kept_until_s(at_server, now_s=9.8, paused_now_s=1.03, min_early_s=0.0) == pytest.approx(9.83)
+    # 1.2 s left out in the delay line: the server saw it at 10.2, past the publication
+    in_line = AnnouncedRequest(publish_at_s=10.0, paused_sent_s=1.0, delivered_s=9.0, paused_delivered_s=2.2)
+    assert kept_until_s(in_line, now_s=9.05, paused_now_s=2.2) == pytest.approx(10.2)
+    assert kept_until_s(AnnouncedRequest(publish_at_s=10.0, paused_sent_s=1.0), 9.6, 9.0) is None  # not sent on
