@@ -23,10 +23,11 @@ from netsim.clock import WarpClock, WarpTimer
 
 # An answer less ahead of the clock than this (clock seconds) crosses at once. Kept, it would leave
 # behind a loose timer (live emulation's clock), late by the loop's wake-up: ms, more under load, as
-# much as it was early. Parts the player asked for came 5 ms after their publication (median of 2
-# runs, load 14-17) where they had come 2-16 ms before it, and the ABR's throughput sample fell
-# 4-9% below its twin's (bench/live_segments.py, docs/LIVE-EMULATION.md). 50 ms is 0.2 s of channel
-# at 4x, 0.5 s at 10x: far inside the Advance Part Limit (6 parts, 3 s of channel).
+# much as it was early. With none, parts the player asked for came -1 to +7 ms after their
+# publication (medians of 6 runs, load 13-18) where they had come 2 and 16 ms before it, and the
+# ABR's throughput sample fell to 0.91-0.97 of its twin's (bench/live_segments.py,
+# docs/LIVE-EMULATION.md). 50 ms is 0.2 s of channel at 4x, 0.5 s at 10x: far inside the Advance
+# Part Limit (6 parts, 3 s of channel).
 MIN_EARLY_S = 0.05
 
 

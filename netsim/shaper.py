@@ -162,7 +162,7 @@ class _Connection:
         self._targets = RequestTargets()
         self._publish_at: float | None = None
         self._hold_timer: WarpTimer | None = None  # holds the clock at that time, if still at the server
-        self.early = EarlyAnswers(warp, self.answer_received, shaper._answer_kept)  # its answer if it comes before
+        self.early = EarlyAnswers(warp, self.answer_received, shaper._answer_kept)  # answers ahead of the clock
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:

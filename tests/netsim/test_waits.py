@@ -165,6 +165,26 @@ async def test_the_end_of_an_answer_kept_follows_its_bytes() -> None:
 
 
 @pytest.mark.wallclock
+async def test_an_upstream_reset_after_an_answer_kept_follows_its_bytes() -> None:
+    """The server resets its connection 0.1 s after an answer the shaper keeps for 0.5 s: the
+    answer still crosses, then the reset (before, the reset went first and the answer was dropped)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    clock: list[WarpClock] = []
+    async with held_server(0.6, stated_s=None, on_hold=stall_at_first_request(clock, 0.5), answer=answer,
+                           reset=True) as port:
+        async with Shaper(early_config(port)) as shaper:
+            clock.append(shaper.clock)
+            shaper.clock.expected_waits.expect(TARGET, shaper.clock.now() + 0.6)
+            reader, writer = await asyncio.open_connection(shaper.host, shaper.port)
+            writer.write(f"GET {TARGET} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            async with asyncio.timeout(5.0):
+                while not shaper.stats().connections_accepted or shaper.stats().connections_open:
+                    await asyncio.sleep(0.01)
+            writer.close()
+            assert shaper.early_answers == 1 and shaper.stats().down_bytes == len(answer)
+
+
+@pytest.mark.wallclock
 async def test_a_client_gone_while_its_answer_is_kept_frees_it(caplog: pytest.LogCaptureFixture) -> None:
     """The client goes (a reset) while its early answer is kept: the connection closes on both sides, the
     answer is forgotten and its timer cancelled; nothing runs at the publication."""
