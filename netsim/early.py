@@ -11,7 +11,9 @@ the player then asks for its next part by an answer ahead of its clock while the
 request by the clock: past the Advance Part Limit, an HTTP 400 (docs/LIVE-EMULATION.md, "The rare
 HTTP 400"). The shaper keeps such an answer off the link (`EarlyAnswers`) until the clock reads the
 server's view it was made at (`kept_until_s`), and what the upstream did after it (its end, its
-close) follows it in order.
+close) follows it in order. Where the shaper stamps the lag again as the request leaves the delay
+line (netsim.lagstamp: the emulated live player's link), the server sees it at the clock, and only
+the wait at the server is left to keep: an answer then due at its publication anyway.
 """
 
 from __future__ import annotations
@@ -86,12 +88,14 @@ class EarlyAnswers:
         """A request reached the shaper; `publish_at_s`: the publication its player announced (None: none)."""
         self._request = None if publish_at_s is None else AnnouncedRequest(publish_at_s, self._clock.paused_s())
 
-    def request_delivered(self) -> None:
-        """Request bytes reached the server (the first of them count)."""
+    def request_delivered(self, *, restamped: bool = False) -> None:
+        """Request bytes reached the server (the first of them count); `restamped`: with its lag as it
+        stands now (netsim.lagstamp), so the server sees it at the clock, whatever was left out before."""
         request = self._request
         if request is not None and request.delivered_s is None:
-            self._request = AnnouncedRequest(request.publish_at_s, request.paused_sent_s, self._clock.now(),
-                                             self._clock.paused_s())
+            paused_s = self._clock.paused_s()
+            self._request = AnnouncedRequest(request.publish_at_s, paused_s if restamped else request.paused_sent_s,
+                                             self._clock.now(), paused_s)
 
     @property
     def keeping(self) -> bool:

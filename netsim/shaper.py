@@ -18,6 +18,7 @@ from typing import Literal
 from netsim.clock import WarpClock, WarpTimer
 from netsim.early import EarlyAnswers
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
+from netsim.lagstamp import LagRestamp
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
 from netsim.trace import Trace
@@ -87,6 +88,9 @@ class ShaperConfig:
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
     # as in the simulator, where the next request leaves the instant a download ends.
     exclude_client_time: bool = False
+    # True: the player stamps its live requests' lag by this shaper's clock (player.client.harness):
+    # it is stamped again as each request leaves the delay line (netsim.lagstamp).
+    restamp_channel_lag: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -204,7 +208,10 @@ class _Connection:
             return
         self.upstream = transport
         self.down.source = transport
-        self.up.start_sink(transport)
+        shaper = self._shaper
+        restamp = shaper.config.restamp_channel_lag
+        self.up.start_sink(LagRestamp(transport, lambda: shaper.clock.paused_s() * shaper.config.speed) if restamp
+                           else transport)
         self.client.resume_reading()
 
     def request_sent(self, data: bytes) -> None:
@@ -220,7 +227,7 @@ class _Connection:
         """Request bytes reached the upstream: its time until it answers is not link time, but for a
         wait for the live channel its player announced: that runs on the clock as it happens."""
         self._answer_bytes = 0
-        self.early.request_delivered()
+        self.early.request_delivered(restamped=self._shaper.config.restamp_channel_lag)
         if self._held or self._hold_timer is not None or not self._shaper.exclude_server_time:
             return
         clock = self._shaper.clock

@@ -14,14 +14,17 @@ from server.formats.servertiming import publish_wait_header
 @asynccontextmanager
 async def held_server(hold_s: float, *, stated_s: float | None, split_head: bool = False,
                       on_hold: Callable[[], None] | None = None, answer: bytes | None = None,
-                      reset: bool = False) -> AsyncIterator[int]:
+                      reset: bool = False, heads: list[bytes] | None = None) -> AsyncIterator[int]:
     """A raw HTTP/1.1 server that holds each request `hold_s` and says it waited `stated_s` for
     publication (None: says nothing); `split_head`: the head's last lines come 30 ms after its first;
     `on_hold` is called as each request comes and as its hold ends; `answer`: these bytes instead
-    (head and body), then the connection closes (`reset`: is reset 0.1 s later)."""
+    (head and body), then the connection closes (`reset`: is reset 0.1 s later); `heads` gets each
+    request's head."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if heads is not None:
+            heads.append(head)
         if on_hold is not None:
             on_hold()
         await asyncio.sleep(hold_s)
