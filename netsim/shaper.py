@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netsim.clock import WarpClock, WarpTimer
+from netsim.early import EarlyAnswers
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
+from netsim.lagstamp import LagRestamp
 from netsim.link import LinkModel
 from netsim.pacing import LinkStats, PacedLink, Pipe, RateChanges, peak_bytes
 from netsim.trace import Trace
@@ -86,6 +88,9 @@ class ShaperConfig:
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
     # as in the simulator, where the next request leaves the instant a download ends.
     exclude_client_time: bool = False
+    # True: the player stamps its live requests' lag by this shaper's clock (player.client.harness):
+    # it is stamped again as each request leaves the delay line (netsim.lagstamp).
+    restamp_channel_lag: bool = False
 
     def __post_init__(self) -> None:
         for name in ("upstream_host", "listen_host"):
@@ -137,7 +142,7 @@ class _Connection:
 
     __slots__ = ("_shaper", "client", "upstream", "down", "up", "down_link", "up_link", "_closed", "task", "peer",
                  "target", "_held", "_connecting", "_head", "_answer_bytes", "_targets", "_publish_at",
-                 "_hold_timer")
+                 "_hold_timer", "early")
 
     def __init__(self, shaper: Shaper, client: asyncio.Transport, target: tuple[str, int]) -> None:
         self._shaper = shaper
@@ -161,6 +166,7 @@ class _Connection:
         self._targets = RequestTargets()
         self._publish_at: float | None = None
         self._hold_timer: WarpTimer | None = None  # holds the clock at that time, if still at the server
+        self.early = EarlyAnswers(warp, self.answer_received, shaper._answer_kept)  # answers ahead of the clock
         # Connecting to the upstream is the server's time too (the link model charges no handshake).
         self._connecting = shaper.exclude_server_time
         if self._connecting:
@@ -202,7 +208,10 @@ class _Connection:
             return
         self.upstream = transport
         self.down.source = transport
-        self.up.start_sink(transport)
+        shaper = self._shaper
+        restamp = shaper.config.restamp_channel_lag
+        self.up.start_sink(LagRestamp(transport, lambda: shaper.clock.paused_s() * shaper.config.speed) if restamp
+                           else transport)
         self.client.resume_reading()
 
     def request_sent(self, data: bytes) -> None:
@@ -212,11 +221,13 @@ class _Connection:
             return
         for target in self._targets.feed(data):
             self._publish_at = self._shaper.clock.expected_waits.take(target)
+            self.early.request_sent(self._publish_at)
 
     def request_delivered(self) -> None:
         """Request bytes reached the upstream: its time until it answers is not link time, but for a
         wait for the live channel its player announced: that runs on the clock as it happens."""
         self._answer_bytes = 0
+        self.early.request_delivered(restamped=self._shaper.config.restamp_channel_lag)
         if self._held or self._hold_timer is not None or not self._shaper.exclude_server_time:
             return
         clock = self._shaper.clock
@@ -226,6 +237,16 @@ class _Connection:
             return
         self._held = True
         clock.hold()
+
+    def answer_received(self, data: bytes) -> None:
+        """Bytes of the answer from the upstream; an answer to an announced wait that comes ahead of the
+        clock waits for it (netsim.early), the rest of it too."""
+        self.response_began(data)  # the clock runs again before these bytes are paced (or kept)
+        if self.early.keep(data):
+            return
+        head = self.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
+        self.response_data()
+        self.down.feed(data, head=head)
 
     def _hold_at_publication(self) -> None:
         """The channel published what the request waits for and no answer has come: the rest is the
@@ -296,8 +317,11 @@ class _Connection:
         self.response_began()  # no answer is coming: the clock runs on
         self.upstream = None
         self.up.kill()
-        # Bytes already read from the upstream still cross the link before the client sees the end.
-        self.down.feed_eof(abort=exc is not None)
+        # Bytes already read from the upstream (kept ones too) still cross the link before the client sees the end.
+        self.early.after(lambda: self._upstream_done(abort=exc is not None))
+
+    def _upstream_done(self, *, abort: bool) -> None:
+        self.down.feed_eof(abort=abort)
         self.pipe_finished()
 
     def pipe_finished(self) -> None:
@@ -310,6 +334,7 @@ class _Connection:
             return
         self._closed = True
         self._connected()
+        self.early.drop()
         self.response_began()
         self._shaper.clock.client_acted(self.client_key)  # nobody is left to act on this connection
         self.down.kill()
@@ -373,13 +398,10 @@ class _UpstreamProtocol(asyncio.Protocol):
         self._conn.upstream_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        head = self._conn.answer_head(len(data))  # an answer's first bytes (netsim.pacing: the head's wake)
-        self._conn.response_began(data)  # the clock runs again before these bytes are paced
-        self._conn.response_data()
-        self._conn.down.feed(data, head=head)
+        self._conn.answer_received(data)
 
     def eof_received(self) -> bool:
-        self._conn.down.feed_eof()
+        self._conn.early.after(self._conn.down.feed_eof)  # after an answer kept for its publication
         return True  # the client may still be sending
 
     def pause_writing(self) -> None:
@@ -423,6 +445,8 @@ class Shaper:
         self._server: asyncio.Server | None = None
         self._routes: list[asyncio.Server] = []
         self._unreachable: set[tuple[str, int]] = set()  # upstreams whose outage was logged
+        self.early_answers = 0  # answers kept until the clock reached the server's view they were made at (netsim.early)
+        self.early_kept_s = 0.0  # clock seconds they were kept, in all
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
         self._exclude_server_time = config.exclude_server_time  # may be turned off at run time
@@ -601,6 +625,10 @@ class Shaper:
         if self.config.delay_split == "request":
             return (lambda: 0.0), latency
         return (lambda: latency() / 2), (lambda: latency() / 2)
+
+    def _answer_kept(self, kept_s: float) -> None:
+        self.early_answers += 1
+        self.early_kept_s += kept_s
 
     def _connection_opened(self, client: asyncio.Transport, target: tuple[str, int]) -> _Connection:
         conn = _Connection(self, client, target)

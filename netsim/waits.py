@@ -59,27 +59,31 @@ class ExpectedWaits:
         return until
 
 
-class RequestTargets:
-    """The request targets in one HTTP/1.1 client connection's byte stream, as each request head
-    completes (`feed`). A body with `Content-Length` is skipped; a chunked request body, or a head
-    past 64 KiB, ends the parsing of the connection (`lost`): its later requests are not matched."""
+class RequestHeads:
+    """One HTTP/1.1 client connection's byte stream, split as it comes (`feed`) into whole request
+    heads and what passes as it is: a body with `Content-Length`; after a chunked request body, or a
+    head past 64 KiB, everything (`lost`: no later head can be told apart)."""
 
     __slots__ = ("_head", "_skip_bytes", "lost")
 
     def __init__(self) -> None:
-        self._head = bytearray()
+        self._head = bytearray()  # of a head still coming
         self._skip_bytes = 0  # of a request body still to pass
         self.lost = False
 
-    def feed(self, data: bytes) -> list[str]:
-        """The targets of the request heads `data` completes (in order)."""
-        targets: list[str] = []
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """The pieces `data` completes, in order, each with whether it is a whole head."""
+        pieces: list[tuple[bytes, bool]] = []
         view = memoryview(data)
-        while view and not self.lost:
+        while view:
+            if self.lost:
+                pieces.append((bytes(view), False))
+                break
             if self._skip_bytes:
-                skipped = min(self._skip_bytes, len(view))
-                self._skip_bytes -= skipped
-                view = view[skipped:]
+                passed = min(self._skip_bytes, len(view))
+                pieces.append((bytes(view[:passed]), False))
+                self._skip_bytes -= passed
+                view = view[passed:]
                 continue
             start = max(0, len(self._head) - 3)  # the blank line may straddle two reads
             self._head += view
@@ -87,17 +91,55 @@ class RequestTargets:
             if end < 0:
                 if len(self._head) > _HEAD_LIMIT_BYTES:
                     self.lost = True
-                return targets
+                    pieces.append((self.rest(), False))
+                break
             end += 4
             rest = len(self._head) - end
             head = bytes(self._head[:end])
             view = view[len(view) - rest:]
             self._head.clear()
-            line = head.split(b"\r\n", 1)[0].split(b" ")
-            if len(line) == 3 and line[1].startswith(b"/"):
-                targets.append(line[1].decode("latin-1"))
-            if _CHUNKED.search(head):
+            pieces.append((head, True))
+            skip = body_after(head)
+            if skip is None:
                 self.lost = True
-            elif (length := _CONTENT_LENGTH.search(head)) is not None:
-                self._skip_bytes = int(length[1])
+            else:
+                self._skip_bytes = skip
+        return pieces
+
+    def rest(self) -> bytes:
+        """The bytes of a head that has not ended (the stream ends: they pass as they came)."""
+        rest = bytes(self._head)
+        self._head.clear()
+        return rest
+
+
+class RequestTargets:
+    """The request targets in one HTTP/1.1 client connection's byte stream, as each request head
+    completes (`feed`, split by `RequestHeads`): after a chunked request body, or a head past 64 KiB,
+    the connection's later requests are not matched (`lost`)."""
+
+    __slots__ = ("_heads",)
+
+    def __init__(self) -> None:
+        self._heads = RequestHeads()
+
+    @property
+    def lost(self) -> bool:
+        return self._heads.lost
+
+    def feed(self, data: bytes) -> list[str]:
+        """The targets of the request heads `data` completes (in order)."""
+        targets: list[str] = []
+        for head, whole in self._heads.feed(data):
+            line = head.split(b"\r\n", 1)[0].split(b" ")
+            if whole and len(line) == 3 and line[1].startswith(b"/"):
+                targets.append(line[1].decode("latin-1"))
         return targets
+
+
+def body_after(head: bytes) -> int | None:
+    """The length of the body after request head `head` (None: chunked, which cannot be followed)."""
+    if _CHUNKED.search(head):
+        return None
+    length = _CONTENT_LENGTH.search(head)
+    return 0 if length is None else int(length[1])

@@ -141,7 +141,9 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
     config = ShaperConfig(upstream_host="127.0.0.1", upstream_port=9, trace=link.trace, rtt_ms=link.rtt_ms,
                           speed=speed, start_offset_s=link.offset_s, faults=link.faults,
                           exclude_server_time=link.exclude_server_time, exclude_loop_stalls=link.exclude_loop_stalls,
-                          exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers)
+                          exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers,
+                          # the live player stamps its lag by this clock then (`play_headless`: `excluding`)
+                          restamp_channel_lag=link.exclude_server_time or link.exclude_loop_stalls)
     async with Shaper(config) as shaper:
         yield shaper
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from netsim.shaper import Shaper
 from netsim.trace import Trace
 from player.client.fetch import FetchError
 from player.client.harness import LinkConfig, TitleTarget, play_headless
@@ -389,8 +390,9 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
                           clock_sync=config.clock_sync, play_parts=config.play_parts)
     started = time.monotonic()
     row: Row = {"mode": "emulate", "abr": abr, "trace": trace.name}
+    shapers: list[Shaper] = []
     try:
-        report = await play_headless(target, player, link=link, live=live)
+        report = await play_headless(target, player, link=link, live=live, on_link=shapers.append)
     except (CliError, FetchError, OSError, asyncio.TimeoutError, ValueError) as exc:  # one failed session, not the run
         return {**row, "error": f"{type(exc).__name__}: {exc}"}
     info = report.live or {}
@@ -409,6 +411,9 @@ async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: Tit
             "early_requests": info["early_requests"], "resyncs_s": info.get("resyncs_s", []),
             "playlist_reloads": info.get("playlist_reloads"), "stale_playlists": info.get("stale_playlists"),
             "clock_drift_s": info.get("clock_drift_s"), "wall_s": round(time.monotonic() - started, 3),
+            # Answers ahead of the player's clock kept until it agreed (netsim.early), and for how long in all.
+            "early_answers": sum(s.early_answers for s in shapers),
+            "early_kept_s": round(sum(s.early_kept_s for s in shapers), 4),
             **qoe_term_fields(info["qoe_live"], len(report.records))}
 
 

@@ -12,6 +12,9 @@ import re
 MANIFEST_NAME = "manifest.mpd"
 SEGMENTS_NAME = "segments.json"
 KEYS_NAME = "keys.json"  # read by the license service only; never served
+# Channel seconds an emulated live player's clock runs behind the channel's (server.live.origin,
+# player.client.liveplay, netsim.lagstamp).
+CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 TITLE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TITLE_RULE = "use up to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
