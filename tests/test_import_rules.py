@@ -4,6 +4,8 @@
 - `server.formats` is a leaf: only the standard library (numpy if it must) and itself.
 - `player` imports of `server` only the formats leaf and what starts a local stack
   (`server.stack`, `server.config`, `server.users`); `player.cli` may also import `server.commands`.
+- `netsim` imports of `server` only the formats leaf (the shaper reads `Server-Timing` there), and
+  `server` imports nothing of `netsim`.
 - `player.session` imports no room; `player.client` and `player.media` import none of
   `player.research`, `player.desktop`, `player.commands`; and there is no cycle between the player's
   rooms (each top-level module counts as a room of its own) except the few justified in `JUSTIFIED`.
@@ -103,6 +105,11 @@ def rule_violations(imports: Iterable[Import]) -> list[str]:
                 problems.append(f"{where}: server.formats is a leaf (nothing else of ours)")
             elif not _ours(target) and top not in sys.stdlib_module_names and top not in FORMATS_THIRD_PARTY:
                 problems.append(f"{where}: server.formats imports the standard library only (no PyAV, no aiohttp)")
+        if _within(imp.importer, ("netsim",)) and _within(target, ("server",)) and not _within(
+                target, ("server.formats",)):
+            problems.append(f"{where}: netsim imports of server only server.formats")
+        if _within(imp.importer, ("server",)) and _within(target, ("netsim",)):
+            problems.append(f"{where}: server imports nothing of netsim")
         if _within(imp.importer, ("player",)) and _within(target, ("server",)):
             allowed = PLAYER_MAY_IMPORT_FROM_SERVER + (CLI_MAY_ALSO_IMPORT if imp.importer == "player.cli" else ())
             if not _within(target, allowed):
@@ -181,6 +188,9 @@ def test_the_collector_sees_lazy_relative_and_type_checking_imports() -> None:
     ({"player__video": "def f():\n    from server.packager import load_segments_json"}, "player imports of server"),
     ({"player__research__chaos": "from server.edge import internal_token"}, "player imports of server"),
     ({"player__commands__serve": "from server.commands import CommandError"}, "player imports of server"),
+    ({"netsim__shaper": "from server.edgelive import LiveObject"}, "netsim imports of server only"),
+    ({"netsim__clock": "def f():\n    import server.live.origin"}, "netsim imports of server only"),
+    ({"server__edgelive": "from netsim.clock import WarpClock"}, "server imports nothing of netsim"),
     ({"player__session": "from player.client.fetch import Fetcher"}, "session core imports no room"),
     ({"player__client__fetch": "from player.research.sim import simulate"}, "client and media import no"),
     ({"player__media__decoder": "def f():\n    import player.desktop.app"}, "client and media import no"),
@@ -196,6 +206,7 @@ def test_each_rule_catches_a_module_that_breaks_it(modules: dict[str, str], rule
     {"player__research__chaos": "from server.stack import RunningStack\nfrom server.config import StackConfig"},
     {"server__formats__segments": "import json\nfrom server.formats.names import SEGMENTS_NAME"},
     {"server__edge": "from server.formats.cmcd import parse_cmcd\nimport aiohttp"},
+    {"netsim__shaper": "from server.formats.servertiming import head_end"},
 ])
 def test_allowed_imports_pass(modules: dict[str, str]) -> None:
     assert rule_violations(fake(**modules)) == []
