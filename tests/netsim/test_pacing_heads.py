@@ -19,7 +19,7 @@ from netsim.faults import FaultedLink
 from netsim.link import LinkModel
 from netsim.pacing import _SEGMENT_BYTES, _TAIL_LEAD_S, PacedLink, Pipe, RateChanges
 from netsim.shaper import pacing_quantum_ms
-from tests.netsim.test_pacing_tails import _Owner, _Sink, _Source
+from tests.netsim.pipekit import Owner, Sink, Source
 
 _WAKE_LATENCY_S = 0.0002  # the loop's own wake-up after epoll's timeout (0.1-0.4 ms measured)
 _SOON_S = 0.00001  # a `call_soon` callback runs on the loop's next pass
@@ -71,7 +71,7 @@ class EpollLoop:
         self._t = end
 
 
-def _paced(loop: EpollLoop, *, speed: float, rate_bps: float) -> tuple[WarpClock, PacedLink, Pipe, _Sink]:
+def _paced(loop: EpollLoop, *, speed: float, rate_bps: float) -> tuple[WarpClock, PacedLink, Pipe, Sink]:
     """A live link's clock, an idle paced link of constant `rate_bps` at `speed` (the shaper's
     quantum) and a pipe on it."""
     clock = WarpClock(loop, cover_stalls=True, exact_timers=False)  # type: ignore[arg-type]
@@ -80,9 +80,9 @@ def _paced(loop: EpollLoop, *, speed: float, rate_bps: float) -> tuple[WarpClock
     quantum_s = pacing_quantum_ms(None, speed) / 1000.0
     link = PacedLink(loop, FaultedLink(LinkModel(trace, payload_factor=1.0), ()), RateChanges(trace, quantum_s),  # type: ignore[arg-type]
                      quantum_s=quantum_s, bin_s=1.0, owed_limit_bytes=256 * 1024, warp=clock)
-    pipe = Pipe(loop, _Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)  # type: ignore[arg-type]
-    pipe.source = _Source()  # type: ignore[assignment]
-    sink = _Sink(clock)
+    pipe = Pipe(loop, Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)  # type: ignore[arg-type]
+    pipe.source = Source()  # type: ignore[assignment]
+    sink = Sink(clock)
     pipe.start_sink(sink)  # type: ignore[arg-type]
     return clock, link, pipe, sink
 

@@ -18,46 +18,9 @@ from netsim.faults import FaultedLink
 from netsim.link import LinkModel
 from netsim.pacing import _SEGMENT_BYTES, _TAIL_LEAD_S, PacedLink, Pipe, RateChanges
 from netsim.shaper import pacing_quantum_ms
+from tests.netsim.pipekit import Owner, Sink, Source
 
 pytestmark = pytest.mark.wallclock  # the loop's real timers (epoll's millisecond) decide the tails
-
-
-class _Sink:
-    """The client's transport: remembers the clock reading of every write."""
-
-    def __init__(self, clock: WarpClock) -> None:
-        self._clock = clock
-        self.writes: list[tuple[float, int]] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append((self._clock.now(), len(data)))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
-
-
-class _Source:
-    """The upstream's transport (never paused here: the chunks are smaller than the read-ahead)."""
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-
-class _Owner:
-    def pipe_finished(self) -> None:
-        pass
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,9 +57,9 @@ async def paced_tails(*, rate_bps: float, speed: float, chunk_bytes: tuple[int, 
     quantum_s = pacing_quantum_ms(None, speed) / 1000.0
     link = PacedLink(loop, model, RateChanges(trace, quantum_s), quantum_s=quantum_s, bin_s=1.0,
                      owed_limit_bytes=256 * 1024, warp=clock)
-    sink = _Sink(clock)
-    pipe = Pipe(loop, _Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)
-    pipe.source = _Source()  # type: ignore[assignment]
+    sink = Sink(clock)
+    pipe = Pipe(loop, Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)
+    pipe.source = Source()  # type: ignore[assignment]
     pipe.start_sink(sink)  # type: ignore[arg-type]
     rate_Bps = rate_bps * speed / 8.0
     lateness: list[float] = []
@@ -146,10 +109,10 @@ async def _delay_line_lateness(clock: WarpClock, *, speed: float, requests: int)
     """Each request's lateness (session seconds) through the delay line of an 80 ms RTT at `speed`,
     sent at every phase of the loop's millisecond."""
     loop = asyncio.get_running_loop()
-    sink = _Sink(clock)
+    sink = Sink(clock)
     delay_s = 0.080 / speed
-    pipe = Pipe(loop, _Owner(), link=None, delay=lambda: delay_s, limit_bytes=256 * 1024, warp=clock)
-    pipe.source = _Source()  # type: ignore[assignment]
+    pipe = Pipe(loop, Owner(), link=None, delay=lambda: delay_s, limit_bytes=256 * 1024, warp=clock)
+    pipe.source = Source()  # type: ignore[assignment]
     pipe.start_sink(sink)  # type: ignore[arg-type]
     lateness: list[float] = []
     try:
