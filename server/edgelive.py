@@ -39,12 +39,13 @@ from aiohttp import web
 from server.cache import ByteLRU
 from server.content import ContentKind, classify
 from server.formats.dash import TIME_URL_PLACEHOLDER
+from server.formats.names import CHANNEL_LAG_HEADER
 from server.formats.servertiming import publish_wait_header, publish_wait_s
 from server.httpapi import json_error
 from server.httpcache import RangeNotSatisfiable, parse_range, ttl_s
 from server.live.channel import warped_clock
 from server.live.hls import BadBlockingRequest, blocking_request
-from server.live.origin import CHANNEL_LAG_HEADER, BadChannelLag, ChannelClock, channel_lag_s, lag_error
+from server.live.origin import BadChannelLag, ChannelClock, channel_lag_s, lag_error
 from server.observability import REQUEST_ID_HEADER, add_log_fields, request_id
 
 if TYPE_CHECKING:

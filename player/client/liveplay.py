@@ -60,6 +60,7 @@ from player.events import EventSink, emit_event
 from player.live import ABANDON_CHECK_BYTES, ABANDON_CHECK_S, LiveConfig, LiveSchedule, LiveSession
 from player.session import Fetch, Finished, Hold, Wait
 from player.timeline import MediaType, Timeline
+from server.formats.names import CHANNEL_LAG_HEADER  # channel seconds the player's clock runs behind
 
 DEFAULT_TARGET_LATENCY_S = 3.0
 _EARLY_RETRY_S = 0.1  # session seconds before asking again after a 404 for a segment not there yet
@@ -78,8 +79,6 @@ _BACK_TO_BACK_WALL_S = 0.00025
 # The other answers on the link kept for ChunkTimer's `others` (LivePlayer.answers_landed): the few that
 # can have crossed beside a chunk's first piece (a blocking reload per part, a rung switch's reload)
 _ANSWERS_KEPT = 64
-# Channel seconds the player's clock runs behind the channel's (server.live.origin.CHANNEL_LAG_HEADER).
-CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
 
 
 def is_live(manifest: Manifest) -> bool:

@@ -65,7 +65,7 @@ class LiveConfig:
     # when the channel object is made. A stack sets its availability start, so its origin and every
     # edge's `/time` (other processes) run one clock.
     clock_origin_s: float | None = None
-    # Emulation only: honour `X-Abrkit-Channel-Lag` (server.live.origin.CHANNEL_LAG_HEADER), so that a
+    # Emulation only: honour `X-Abrkit-Channel-Lag` (server.formats.names.CHANNEL_LAG_HEADER), so that a
     # player whose clock leaves out the stack's time sees the channel on that clock (docs/LIVE-EMULATION.md,
     # "The stack's time in live emulation"). Off: the header is ignored.
     player_clocks: bool = False

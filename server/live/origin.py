@@ -25,6 +25,7 @@ from aiohttp import web
 
 from server.content import ContentKind, classify
 from server.formats.hls import PLAYLIST_CONTENT_TYPE
+from server.formats.names import CHANNEL_LAG_HEADER
 from server.formats.servertiming import publish_wait_header
 from server.httpapi import json_error
 from server.live.channel import MAX_SEGMENT_NUMBER, LiveChannel, NotAvailable
@@ -39,9 +40,8 @@ from server.live.mpd import iso_datetime, live_mpd
 
 Clock = Callable[[], float]
 LIVE_CHUNKS_HEADER = "X-Live-Chunks"  # on a segment: how many CMAF chunks it is published in
-# Emulation: channel seconds the asking player's clock runs behind the channel's (module docstring);
-# echoed on the answer when honoured, so a player knows its channel follows its clock.
-CHANNEL_LAG_HEADER = "X-Abrkit-Channel-Lag"
+# Emulation: CHANNEL_LAG_HEADER says how many channel seconds the asking player's clock runs behind the
+# channel's (module docstring); echoed on the answer when honoured, so a player knows its channel follows its clock.
 MAX_CHANNEL_LAG_S = 86_400.0
 LIVE_CHANNEL = web.AppKey("abrkit_live_channel", LiveChannel)
 LIVE_CLOCK = web.AppKey("abrkit_live_clock", object)

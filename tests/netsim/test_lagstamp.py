@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -87,9 +88,15 @@ async def test_a_stall_in_the_delay_line_is_in_the_lag_the_server_reads(restamp:
         assert lag == 0.0
 
 
-def test_the_header_is_the_one_the_player_stamps_and_the_channel_reads() -> None:
+def test_the_header_is_named_once_in_server_formats() -> None:
+    # The player stamps it, the shaper re-stamps it, the edge and the origin read it: one name, in
+    # server.formats (netsim may import only that of server), never a copy that could drift apart.
     from player.client.liveplay import CHANNEL_LAG_HEADER as stamped
     from server.formats.names import CHANNEL_LAG_HEADER
     from server.live.origin import CHANNEL_LAG_HEADER as read
 
-    assert stamped == read == CHANNEL_LAG_HEADER  # three copies of one name (netsim reads server.formats')
+    assert stamped is read is CHANNEL_LAG_HEADER
+    root = Path(__file__).resolve().parents[2]
+    defined = [str(path.relative_to(root)) for folder in ("abr", "netsim", "player", "server")
+               for path in sorted((root / folder).rglob("*.py")) if "CHANNEL_LAG_HEADER = " in path.read_text()]
+    assert defined == ["server/formats/names.py"]

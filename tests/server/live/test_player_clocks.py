@@ -11,7 +11,7 @@ from datetime import datetime
 import aiohttp
 import pytest
 
-from server.live.origin import CHANNEL_LAG_HEADER
+from server.formats.names import CHANNEL_LAG_HEADER
 from tests.server.live.chunkkit import chunk_arrivals, chunk_ends
 from tests.server.live.conftest import StackFactory
 
