@@ -74,3 +74,15 @@ def test_the_sampler_reads_the_thread_that_made_it_and_stops() -> None:
     assert len(cores.samples) == count  # stopped
     if HAS_SCHEDSTAT:
         assert count >= 2 and cores.waited_s is not None and cores.waited_s >= 0.0
+
+
+def test_what_the_clock_left_out_is_no_wait() -> None:
+    left_out = [0.0]
+    cores = CoreWait(sample_s=0.005)
+    cores.left_out_s = lambda: left_out[0]
+    left_out[0] = 5.0  # more than the thread can have waited in its life here
+    time.sleep(0.03)
+    cores.stop()
+    if HAS_SCHEDSTAT:
+        assert cores.samples[-1][1] < 0 < cores.samples[0][1] + 1e-9  # the wait less 5 s
+        assert cores.waited_s is not None and cores.waited_s < -4.0
