@@ -43,7 +43,9 @@ def run_queue_wait_s(thread_id: int) -> float | None:
 
 
 def largest_wait_s(samples: list[tuple[float, float]], window_s: float) -> float:
-    """The most wait in any span of `window_s` between samples ((wall s, cumulative wait s), in time order)."""
+    """The most wait in any span of `window_s` between samples ((wall s, cumulative wait s), in time order).
+    The kernel credits a wait as it ends (the thread gets its core), so one long wait shows whole in
+    the span it ended in, and may be longer than the span."""
     best, first = 0.0, 0
     for wall_s, wait_s in samples:
         while wall_s - samples[first][0] > window_s:
@@ -100,7 +102,7 @@ class CoreWait:
             return
         net = " that its clock did not leave out" if self.left_out_s is not None else ""
         pytest.skip(f"{what} not judged on a loaded machine: the test's event loop waited {bunched_s:.3f} s for "
-                    f"a core{net} within {window_s:g} s ({bunched_s * speed:.2f} s of session at {speed:g}x, over the "
+                    f"a core{net} in waits that ended within {window_s:g} s ({bunched_s * speed:.2f} s of session at {speed:g}x, over the "
                     f"claim's {slack_s:g} s; {self.waited_s:.2f} s in all); the load-free checks passed "
                     "(tests/player/client/corekit.py)")
 
