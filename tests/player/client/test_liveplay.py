@@ -30,7 +30,7 @@ from tests.player.client.conftest import Origin, mp4_box
 from tests.player.client.corekit import CoreWait, core_wait
 
 # The span of wall time over which a wait for a core is bunched enough to drain a buffer (corekit)
-_WAIT_WINDOW_S = 0.25
+_WAIT_WINDOW_S = 0.5
 
 
 async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:

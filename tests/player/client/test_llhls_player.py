@@ -23,7 +23,7 @@ from tests.player.client.corekit import CoreWait, core_wait
 from tests.player.conftest import serving_app
 
 # The span of wall time over which a wait for a core is bunched enough to drain a buffer (corekit)
-_WAIT_WINDOW_S = 0.25
+_WAIT_WINDOW_S = 0.5
 URL = "http://h/live/playlist.m3u8"
 LL = ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=2,HOLD-BACK=12\n"
       "#EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-MAP:URI=\"init.mp4\"\n"
