@@ -80,6 +80,13 @@ class CoreWait:
         while not self._stop.wait(self._sample_s):
             self._sample()
 
+    def restart(self, left_out_s: Callable[[], float] | None = None) -> None:
+        """Counts from now on (the wait before, a stack starting, was no session time), less what
+        `left_out_s` reads (see the class)."""
+        self.left_out_s = left_out_s
+        self.samples = []
+        self._sample()
+
     def stop(self) -> None:
         if self._sampler.is_alive():
             self._stop.set()

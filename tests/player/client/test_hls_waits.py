@@ -57,8 +57,9 @@ def test_an_emulated_ll_hls_player_leaving_the_stacks_time_out_waits_for_parts_a
     def found(player: LivePlayer) -> None:
         players.append(player)
         clock = warp_of(player.fetcher.clock)
-        if clock is not None:  # the wait its heartbeat left out cost no session time
-            cores.left_out_s = lambda: clock.stalled_s
+        # the session's clock starts: the wait before (the stack starting) and what the clock's
+        # heartbeat leaves out from now on cost no session time
+        cores.restart(None if clock is None else lambda: clock.stalled_s)
 
     async def run() -> dict[str, object]:
         async with serve_channel(content, config) as target:
