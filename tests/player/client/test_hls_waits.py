@@ -20,6 +20,7 @@ from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel
 from player.session import SessionConfig
 from tests.conftest import CLEAR_TITLE, PackagedTitles
+from tests.player.client.corekit import core_wait
 
 
 def test_a_part_is_published_when_its_media_has_ended() -> None:
@@ -53,17 +54,25 @@ def test_an_emulated_ll_hls_player_leaving_the_stacks_time_out_waits_for_parts_a
                            protocol="hls", exclude_stack_time=True)
     players: list[LivePlayer] = []
 
+    def found(player: LivePlayer) -> None:
+        players.append(player)
+        clock = warp_of(player.fetcher.clock)
+        # the session's clock starts: the wait before (the stack starting) and what the clock's
+        # heartbeat leaves out from now on cost no session time
+        cores.restart(None if clock is None else lambda: clock.stalled_s)
+
     async def run() -> dict[str, object]:
         async with serve_channel(content, config) as target:
             report = await play_headless(
                 target, PlayerConfig(abr="dynamic", decode="none", speed=config.speed, audio=False,
                                      session=SessionConfig(buffer_cap_s=30.0)),
                 link=live_link(open_trace("constant:5e6"), config), live=LivePlayConfig(duration_s=config.duration_s),
-                on_live_player=players.append)
+                on_live_player=found)
             assert report.error is None and report.live is not None, report.error
             return dict(report.live)
 
-    info = asyncio.run(run())
+    with core_wait() as cores:
+        info = asyncio.run(run())
     (player,) = players
     assert isinstance(player, HlsLivePlayer) and player.chunk_s
     warp = warp_of(player.fetcher.clock)
@@ -72,7 +81,11 @@ def test_an_emulated_ll_hls_player_leaving_the_stacks_time_out_waits_for_parts_a
     published = [p.first_byte_s - p.requested_s for p in player.part_log
                  if p.requested_s >= schedule.chunk_available_s(p.segment, p.index)]
     assert published and statistics.median(published) < 0.25, published  # 0.08-0.1 s: a round trip and the bytes
-    assert float(info["latency_p50_s"]) < 2.5, info  # PART-HOLD-BACK 2 s
     # Most blocking reloads and hinted parts were announced and matched on the wire
     assert warp.expected_waits.taken >= player.blocking_reloads // 2 > 0, (warp.expected_waits.taken,
                                                                           player.blocking_reloads)
+    # The clock leaves out the loop's stalls its heartbeat finds, not a core lost in many short
+    # preemptions (corekit): the latency is judged unless the loop waited past its 0.5 s of slack,
+    # less the stalls the clock left out.
+    cores.timing_claims_hold(speed=config.speed, slack_s=0.5, window_s=0.5, what="the latency")
+    assert float(info["latency_p50_s"]) < 2.5, info  # PART-HOLD-BACK 2 s

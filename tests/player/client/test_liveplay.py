@@ -28,6 +28,10 @@ from player.errors import CliError
 from player.live import LiveSchedule
 from player.research.experiment_live import LiveRunConfig, live_link
 from tests.player.client.conftest import Origin, mp4_box
+from tests.player.client.corekit import CoreWait, core_wait
+
+# The span of wall time over which a wait for a core is bunched enough to drain a buffer (corekit)
+_WAIT_WINDOW_S = 0.5
 
 
 async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:
@@ -37,7 +41,8 @@ async def _play(url: str, *, speed: float, duration_s: float, target_s: float | 
                                live=LivePlayConfig(duration_s=duration_s, target_latency_s=target_s))
 
 
-def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float, slack_s: float) -> dict[str, Any]:
+def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float, slack_s: float,
+           cores: CoreWait | None = None, speed: float = 1.0) -> dict[str, Any]:
     assert report.error is None, report.error
     live = report.live
     assert live is not None
@@ -45,11 +50,13 @@ def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float,
     # every segment downloaded was a 200; at the end each pipeline (video, audio) may have one in flight
     fetched = len(report.records) + len(report.audio_records)
     assert fetched <= statuses["segment 200"] <= fetched + 2 and len(report.records) >= 2
-    assert live["played_s"] >= duration_s - 0.5
-    assert live["stalls"] == 0 and live["join_s"] is not None
-    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
+    assert live["played_s"] >= duration_s - 0.5 and live["join_s"] is not None
     assert live["manifest_refreshes"] >= 1
     assert report.as_dict()["live"] == dict(live)  # what --json prints
+    if cores is not None:  # the timing claims, unless the loop waited for a core past their slack (corekit)
+        cores.timing_claims_hold(speed=speed, slack_s=slack_s, window_s=_WAIT_WINDOW_S, what="no stalls, the latency")
+    assert live["stalls"] == 0, live
+    assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
     return live
 
 
@@ -62,8 +69,9 @@ async def test_joins_the_live_channel_through_the_shaper_at_1x(live_origin: Orig
 
 async def test_joins_the_live_channel_at_speed_10(live_origin: Origin) -> None:
     url, statuses = await live_origin(low_latency=False, speed=10.0)
-    report = await _play(url, speed=10.0, duration_s=40.0)  # 4 s of wall time
-    live = _check(report, statuses, duration_s=40.0, slack_s=1.5)
+    with core_wait() as cores:
+        report = await _play(url, speed=10.0, duration_s=40.0)  # 4 s of wall time
+    live = _check(report, statuses, duration_s=40.0, slack_s=1.5, cores=cores, speed=10.0)
     # dash.js's clock sync schedule (player/clocksync.py): 3 requests at the join, then one on the
     # first MPD refresh (every 4 s segment) 30 s after it, in session time
     assert len(live["resyncs_s"]) == 1 and 30.0 <= live["resyncs_s"][0] <= 30.0 + 4.0 + 1.5, live["resyncs_s"]
