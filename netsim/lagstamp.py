@@ -41,7 +41,7 @@ class LagRestamp(asyncio.Transport):
         self._sink = sink
         self._lag_s = lag_s
         self._heads = RequestHeads()
-        self.restamped = 0  # heads whose lag was stamped again (reporting)
+        self.restamped = 0  # heads whose lag was stamped again (for tests and debugging; no report reads it)
 
     @property
     def lost(self) -> bool:

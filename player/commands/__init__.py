@@ -184,6 +184,12 @@ def add_hls_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
              "--no-hls-low-latency-mode plays whole segments at HOLD-BACK (hls.js lowLatencyMode; default on)")]
 
 
+def _given(args: argparse.Namespace, marked: str) -> list[str]:
+    """The options recorded under `marked` ((dest, name, default): `mark_live_only`, `mark_vod_only`) given
+    other than at their default."""
+    return [name for dest, name, default in getattr(args, marked, ()) if getattr(args, dest, default) != default]
+
+
 def mark_live_only(parser: argparse.ArgumentParser, actions: list[argparse.Action]) -> None:
     """Record `actions` as options that apply only with `--live` (`refuse_live_only` reads them)."""
     parser.set_defaults(live_only=tuple((a.dest, "/".join(a.option_strings), a.default) for a in actions))
@@ -191,8 +197,7 @@ def mark_live_only(parser: argparse.ArgumentParser, actions: list[argparse.Actio
 
 def refuse_live_only(args: argparse.Namespace) -> None:
     """`CliError` naming the live-only options given without `--live` (they would be ignored)."""
-    given = [name for dest, name, default in getattr(args, "live_only", ())
-             if getattr(args, dest, default) != default]
+    given = _given(args, "live_only")
     if given and not getattr(args, "live", False):
         raise CliError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --live "
                        "(this run is video on demand)")
@@ -207,8 +212,7 @@ def mark_vod_only(parser: argparse.ArgumentParser, dests: tuple[str, ...]) -> No
 
 def refuse_vod_only(args: argparse.Namespace) -> None:
     """`CliError` naming the video-on-demand-only options given with `--live` (they would be ignored)."""
-    given = [name for dest, name, default in getattr(args, "vod_only", ())
-             if getattr(args, dest, default) != default]
+    given = _given(args, "vod_only")
     if given and getattr(args, "live", False):
         raise CliError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with --live "
                        "(video on demand only; a live run's sessions at once: --sessions-per-worker)")
