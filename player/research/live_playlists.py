@@ -107,6 +107,8 @@ class PlaylistFlow(AnswerFlow):
         """When the first playlist made after `published_s` (listing what was published then) has
         crossed; -inf if none will. Crosses the answers until then on an otherwise idle link: the
         caller has no media on it before that playlist lands (it waits for the listing)."""
+        if not math.isfinite(published_s):  # nothing is published at an infinite time: no playlist lists it
+            return -math.inf
         while (k := self._index(published_s)) >= len(self.listed_s):
             if not self._cross_current():
                 return -math.inf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from netsim.link import LinkModel
@@ -43,6 +45,14 @@ def test_a_reload_answered_with_a_media_transfer_shares_the_link() -> None:
     flow.advance(0.5)
     assert flow.transfer(0.5, 1_000) == pytest.approx(0.52)
     assert flow.listed_by(0.5) == pytest.approx(0.55)
+
+
+def test_no_playlist_lists_what_is_never_published() -> None:
+    # An infinite publication time (a part that never comes): answered at once, not by crossing
+    # reloads forever.
+    flow = _flow()
+    assert flow.listed_by(math.inf) == -math.inf
+    assert flow.listed_by(0.5) == pytest.approx(0.54)  # the flow is untouched by the question
 
 
 def test_crossed_by_asks_about_the_past_without_timing_the_future() -> None:
