@@ -227,11 +227,22 @@ class LiveSession(PlaybackSession):
         the channel publishes (a chunk, or a whole segment). Not the published edge less the target,
         which starts up to a unit over the target (a whole 4 s segment: 2 s on average); not the exact
         point either, which can leave a few tenths of a second of a whole segment to play while the
-        next one downloads (a stall at the join)."""
+        next one downloads (a stall at the join). Nor a chunk boundary that leaves only its segment's
+        last chunk to play: the next segment's first chunk, which carries its keyframe (1.3-1.4x a
+        later chunk), would have to cross in one chunk's time, so a rung chosen at the link's rate
+        stalls. That position moves to the next segment's start, a chunk nearer the edge, where that
+        chunk is made (docs/LIVE-SIM.md, "The join's last chunk")."""
         schedule = self.schedule
         unit = schedule.chunk_s if schedule.chunk_duration_s is not None else schedule.segment_duration_s
-        point = self.time_s - schedule.availability_start_s - self.live.target_latency_s
-        return max(0.0, math.floor(point / unit + 0.5) * unit)
+        now = self.time_s - schedule.availability_start_s
+        position = max(0.0, math.floor((now - self.live.target_latency_s) / unit + 0.5) * unit)
+        if schedule.chunk_duration_s is None:
+            return position
+        segment_d = schedule.segment_duration_s
+        next_start = (math.floor(position / segment_d + 1e-9) + 1) * segment_d
+        if next_start - position <= unit + 1e-9 and now - next_start >= unit - 1e-9:
+            return next_start
+        return position
 
     def _go_to(self, position_s: float) -> int:
         """Put the playhead at `position_s`, each media type's next fetch at its segment holding it;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -116,6 +117,25 @@ def test_a_join_starts_at_the_boundary_nearest_the_target_not_up_to_a_segment_ov
     # 4.9 s old: 0.9 s -> the boundary at 0 s (latency 4.9), a whole segment to play, not 0.1 s of one.
     live = session(LiveSchedule(availability_start_s=-4.9, segment_duration_s=2.0), LiveConfig(target_latency_s=4.0))
     assert isinstance(live.next_action(), Fetch) and live.playhead_s == 0.0
+
+
+def test_a_join_never_starts_with_only_its_segments_last_chunk_to_play() -> None:
+    # 2 s segments of 0.5 s chunks, target 2 s, the channel 7.6 s old: the nearest chunk boundary is
+    # 5.5 s, the last chunk of the segment 4..6 s; the next segment's first chunk (its keyframe's,
+    # the largest) would have to cross in 0.5 s. The join starts that segment instead (latency 1.6 s,
+    # its first three chunks made).
+    schedule = LiveSchedule(availability_start_s=-7.6, segment_duration_s=2.0, chunk_duration_s=0.5)
+    live = session(schedule, LiveConfig(target_latency_s=2.0))
+    action = live.next_action()
+    assert isinstance(action, Fetch) and action.segment_index == 3
+    assert live.playhead_s == pytest.approx(6.0) and live.latency_s == pytest.approx(1.6)
+    # Two chunks left (7.1 s old: 5.0 s): the join stays at the boundary nearest the target.
+    live = session(replace(schedule, availability_start_s=-7.1), LiveConfig(target_latency_s=2.0))
+    assert isinstance(live.next_action(), Fetch) and live.playhead_s == pytest.approx(5.0)
+    # The next segment's start with no chunk of it made yet (target 0.5 s, 4.0 s old): stays.
+    live = session(LiveSchedule(availability_start_s=-4.0, segment_duration_s=2.0, chunk_duration_s=0.5),
+                   LiveConfig(target_latency_s=0.5))
+    assert isinstance(live.next_action(), Fetch) and live.playhead_s == pytest.approx(3.5)
 
 
 def test_session_waits_for_a_segment_that_is_not_available_yet() -> None:
