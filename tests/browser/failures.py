@@ -23,10 +23,12 @@ ABORTED = "net::ERR_ABORTED"
 # heard over the DevTools protocol after the fact). Shaka aborts inside the switch and dispatches its
 # 'adaptation' event a microtask later; dash.js abandons and requests the switch in one call.
 SWITCH_WINDOW_S = 2.0
-# Our segment and LL-HLS part names (server/formats/names.py, server/live/hls.py):
-# `.../video|audio/<rendition>/<n>.m4s` and `.../<n>.<c>.m4s`. Manifests, playlists, init segments,
-# licenses and /time never match: an abort of one of them is always a failure.
-_SEGMENT = re.compile(r"/(?P<kind>video|audio)/(?P<rendition>[^/]+)/(?P<number>[0-9]+(?:\.[0-9]+)?)\.m4s$")
+# Our segment, LL-HLS part and init segment names (server/formats/names.py, server/live/hls.py):
+# `.../video|audio/<rendition>/<n>.m4s`, `.../<n>.<c>.m4s` and `.../init.mp4` (Shaka aborts the old
+# rendition's init segment too when it is still in flight: its SegmentPrefetch clears both). Manifests,
+# playlists, licenses and /time never match: an abort of one of them is always a failure.
+_SEGMENT = re.compile(r"/(?P<kind>video|audio)/(?P<rendition>[^/]+)/"
+                      r"(?:(?P<number>[0-9]+(?:\.[0-9]+)?)\.m4s|(?P<init>init)\.mp4)$")
 # The page reports switches of the video rendition only (page/player.js, `switches`).
 _SWITCHED_KINDS = frozenset({"video"})
 
@@ -35,11 +37,11 @@ Entry = dict[str, Any]
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SegmentName:
-    """A media segment (or LL-HLS part) URL in our layout: its media kind, rendition and number."""
+    """A media segment (LL-HLS part, init segment) URL in our layout: its media kind, rendition and number."""
 
     kind: str
     rendition: str
-    number: str  # "<n>" or "<n>.<c>" (a part)
+    number: str  # "<n>", "<n>.<c>" (a part) or "init"
 
 
 def segment_name(url: str) -> SegmentName | None:
@@ -47,7 +49,7 @@ def segment_name(url: str) -> SegmentName | None:
     found = _SEGMENT.search(urlsplit(url).path)
     if found is None:
         return None
-    return SegmentName(kind=found["kind"], rendition=found["rendition"], number=found["number"])
+    return SegmentName(kind=found["kind"], rendition=found["rendition"], number=found["number"] or found["init"])
 
 
 def switch_near(failure: Entry, switches: Sequence[Entry]) -> Entry | None:
@@ -74,8 +76,8 @@ def refetch_of(failure: Entry, responses: Sequence[Entry]) -> Entry | None:
 
 def is_switch_abort(failure: Entry, responses: Sequence[Entry], switches: Sequence[Entry]) -> bool:
     """True if the player itself cancelled `failure` as part of a quality switch: an `net::ERR_ABORTED` GET
-    of a video segment, a switch of rendition the page reported within SWITCH_WINDOW_S of it, and the same
-    segment then answered from another rendition."""
+    of a video segment (or init segment), a switch of rendition the page reported within SWITCH_WINDOW_S of
+    it, and the same segment then answered from another rendition."""
     name = segment_name(failure["url"])
     return (failure.get("error") == ABORTED and failure.get("method") == "GET" and name is not None
             and name.kind in _SWITCHED_KINDS and switch_near(failure, switches) is not None
