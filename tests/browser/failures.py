@@ -1,11 +1,12 @@
 """Who failed a request the browser reports as failed (run_player.mjs's `failed`, `failed_after_done`).
 
-A browser test fails on a network error, an HTTP error, an abort of a manifest, init segment or license,
-and an abort the player did not decide. Two kinds of `net::ERR_ABORTED` are not failures:
+A browser test fails on a network error, an HTTP error, an abort of a manifest, playlist or license, and
+an abort the player did not decide. Two kinds of `net::ERR_ABORTED` are not failures:
 
-- a **switch abort**: the player cancelled a segment of the rendition it was leaving and fetched the same
-  segment from another one (Shaka 5.2's SegmentPrefetch.switchStream on an ABR switch, dash.js's
-  AbandonRequestsRule). Known by evidence, not by its URL's suffix: see `is_switch_abort`;
+- a **switch abort**: the player cancelled a video segment (or init segment) of the rendition it was
+  leaving and fetched the same one from another rendition (Shaka 5.2's SegmentPrefetch.switchStream on an
+  ABR switch, dash.js's AbandonRequestsRule). Known by evidence, not by its URL's suffix: see
+  `is_switch_abort`;
 - an abort once the driver stopped the page (screenshot, `browser.close()`): the driver's doing, kept
   apart in `after_done` and printed.
 """
@@ -45,7 +46,7 @@ class SegmentName:
 
 
 def segment_name(url: str) -> SegmentName | None:
-    """The segment `url` names, or None for anything else (a manifest, an init segment, a license ...)."""
+    """The segment `url` names, or None for anything else (a manifest, a playlist, a license ...)."""
     found = _SEGMENT.search(urlsplit(url).path)
     if found is None:
         return None
