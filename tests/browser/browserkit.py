@@ -17,6 +17,7 @@ from aiohttp import web
 
 from server.stack import RunningStack
 from tests.browser.conftest import BROWSER_DIR, LIBRARIES
+from tests.browser.failures import Failures, sort_failures
 
 TARGET_S = 5.0  # of the 10 s test clip: past the first segment boundary (4 s) and a license exchange
 DRIVER_TIMEOUT_S = 120.0
@@ -44,17 +45,32 @@ async def page_server() -> AsyncIterator[str]:
 
 @dataclass(frozen=True)
 class BrowserRun:
-    """What the page reported (`report`, see page/player.js) and what Chromium saw on the network."""
+    """What the page reported (`report`, see page/player.js) and what Chromium saw on the network
+    (run_player.mjs: `failed` while the page played, `failed_after_done` once the driver stopped it)."""
 
     report: dict[str, Any]
     screenshot: dict[str, float]  # luma mean and std of a screenshot of the video element at the end
     responses: list[dict[str, Any]]
     failed: list[dict[str, Any]]
+    failed_after_done: list[dict[str, Any]]
+    in_flight_at_stop: list[dict[str, Any]]  # started, not finished, when the driver stopped the page
     console: list[str]
     browser: str
 
+    @property
+    def failures(self) -> Failures:
+        """The failed requests by who failed them (tests/browser/failures.py)."""
+        return sort_failures(self.failed, self.failed_after_done, self.responses, self.report.get("switches", []))
+
     def describe(self) -> str:
-        return json.dumps({"report": self.report, "screenshot": self.screenshot, "failed": self.failed, "console": self.console[-20:]}, indent=1)
+        return json.dumps({"report": self.report, "screenshot": self.screenshot, "failed": self.failed,
+                           "failed_after_done": self.failed_after_done, "in_flight_at_stop": self.in_flight_at_stop,
+                           "unexplained": self.failures.unexplained, "console": self.console[-20:]}, indent=1)
+
+    def failures_line(self) -> str:
+        """The failures' summary (times from the page's `done`) and what was in flight when the driver stopped."""
+        summary = self.failures.summary(self.report.get("doneAt"), self.report.get("cancelled", []))
+        return f"{summary}, {len(self.in_flight_at_stop)} in flight at stop"
 
 
 async def play_in_chromium(page_url: str) -> BrowserRun:
@@ -75,6 +91,7 @@ async def play_in_chromium(page_url: str) -> BrowserRun:
     if out.get("error") or out.get("report") is None:
         raise AssertionError(f"the page did not finish: {out.get('error')}\n{json.dumps(out)[-3000:]}")
     return BrowserRun(report=out["report"], screenshot=out["screenshot"], responses=out["responses"], failed=out["failed"],
+                      failed_after_done=out["failed_after_done"], in_flight_at_stop=out["in_flight_at_stop"],
                       console=out["console"], browser=out["browser"])
 
 

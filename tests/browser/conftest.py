@@ -1,6 +1,7 @@
 """The browser tests' shared ground: where the npm builds live, and a module-wide check that Chromium,
 node and the players' builds are installed (a skip with the reason, a failure under CI, where .ci/run
-installs them)."""
+installs them) that every module playing in a browser uses (`BROWSER` in its pytestmark; the unit tests
+of failures.py need no browser)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,16 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def browser_installed() -> None:
     missing = _missing()
     if missing is not None:
         if os.environ.get("CI"):
             pytest.fail(f"browser tests cannot run: {missing} (.ci/run installs them)")
         pytest.skip(missing)
+
+
+BROWSER = pytest.mark.usefixtures("browser_installed")
 
 
 LIVE_PLAY_S = 12.0  # how long the live tests play: past the loop point (the test clip loops every 8 s)

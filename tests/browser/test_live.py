@@ -12,10 +12,10 @@ import pytest
 
 from server.stack import start_stack_with_demo_user
 from tests.browser.browserkit import page_server, page_url, play_in_chromium
-from tests.browser.conftest import LIVE_PLAY_S, live_stack_config
+from tests.browser.conftest import BROWSER, LIVE_PLAY_S, live_stack_config
 from tests.conftest import PackagedTitles
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, BROWSER]
 
 PLAY_S = LIVE_PLAY_S
 
@@ -34,9 +34,11 @@ async def test_dashjs_plays_the_low_latency_channel_near_its_target_latency(
     print(f"\ndash.js {report['version']} in {run.browser}, live channel: latency p50 "
           f"{statistics.median(latency) if latency else float('nan'):.2f} s (max {max(latency, default=0):.2f} s, "
           f"{len(latency)} samples), {frames['totalVideoFrames']} frames, {report['stalls']} stalls, "
-          f"{report['playingSeconds']:.1f} s played")
+          f"{report['playingSeconds']:.1f} s played; failed requests: {run.failures_line()}")
     assert report["errors"] == [], run.describe()
-    assert run.failed == [], run.describe()
+    # Chunked requests in flight when the driver closes the page are its doing (failed_after_done); while
+    # playing, nothing fails but a switch abort (tests/browser/failures.py).
+    assert run.failures.unexplained == (), run.describe()
     segment_errors = [r for r in run.responses if r["status"] >= 400]
     assert segment_errors == [], run.describe()  # never asked for a segment before it existed
     assert report["playingSeconds"] >= PLAY_S, run.describe()

@@ -30,9 +30,20 @@ const report = {
   liveLatency: [],       // live only: dash.js's getCurrentLiveLatency() or hls.js's latency every 0.5 s (s)
   targetLatency: null,   // live only, hls.js: its targetLatency (s; PART-HOLD-BACK in low-latency mode)
   playingSeconds: 0,     // live only: wall seconds since the first frame played
+  // When (Date.now(), ms: the driver stamps the browser's network events with the same clock) the player
+  // chose another video rendition, and which; and what it says it gave up downloading (Shaka's
+  // 'downloadfailed', dash.js's FRAGMENT_LOADING_ABANDONED), for telling its own cancels from failures.
+  switches: [],          // {t_ms, from_bps, to_bps, height}
+  cancelled: [],         // {t_ms, url, why}
+  doneAt: null,          // Date.now() when the page finished
 };
 window.abrkit = report;
 const started = performance.now();
+
+// The player chose the video rendition of `toBps` (from the one of `fromBps`; null for its first choice).
+function switched(fromBps, toBps, height) {
+  report.switches.push({ t_ms: Date.now(), from_bps: fromBps ?? null, to_bps: toBps ?? null, height: height ?? null });
+}
 
 function fail(where, error) {
   const text = error && error.message ? error.message : JSON.stringify(error);
@@ -84,6 +95,13 @@ async function playDashjs(video, manifestUrl, token) {
       report.qualities.push(e.newRepresentation.bandwidth);
     }
   });
+  player.on(events.QUALITY_CHANGE_REQUESTED, (e) => {
+    const to = e.newRepresentation;
+    if (e.mediaType === 'video' && to) switched(e.oldRepresentation && e.oldRepresentation.bandwidth, to.bandwidth, to.height);
+  });
+  player.on(events.FRAGMENT_LOADING_ABANDONED, (e) => {
+    report.cancelled.push({ t_ms: Date.now(), url: e.request && e.request.url, why: 'abandoned' });
+  });
   player.on(events.BUFFER_EMPTY, (e) => { if (e.mediaType === 'video') report.stalls += 1; });
   // The license server URL comes from the MPD (ClearKey ContentProtection, dashif:Laurl): what is
   // under test is that dash.js finds it there. The page adds only the bearer token.
@@ -113,6 +131,13 @@ async function playHlsjs(video, playlistUrl) {
     if (data.fatal) fail('hls.js fatal error', { type: data.type, details: data.details, url: data.url });
     else report.nonFatal = (report.nonFatal || []).concat([data.details]).slice(-20);
   });
+  let levelBps = null;
+  hls.on(Hls.Events.LEVEL_SWITCHING, (event, data) => {
+    const level = hls.levels[data.level];
+    if (!level) return;
+    switched(levelBps, level.bitrate, level.height);
+    levelBps = level.bitrate;
+  });
   hls.on(Hls.Events.LEVEL_SWITCHED, (event, data) => {
     const level = hls.levels[data.level];
     if (level) report.qualities.push(level.bitrate);
@@ -136,9 +161,17 @@ async function playShaka(video, manifestUrl, token) {
   await player.attach(video);
   player.addEventListener('error', (e) => fail('shaka error', e.detail));
   player.addEventListener('buffering', (e) => { if (e.buffering && video.currentTime > 0) report.stalls += 1; });
-  player.addEventListener('adaptation', () => {
+  player.addEventListener('adaptation', (e) => {
+    const bps = (track) => track && (track.videoBandwidth || track.bandwidth);
+    if (e.newTrack) switched(bps(e.oldTrack), bps(e.newTrack), e.newTrack.height);
     const active = player.getVariantTracks().find((t) => t.active);
     if (active) report.qualities.push(active.videoBandwidth || active.bandwidth);
+  });
+  player.addEventListener('downloadfailed', (e) => {
+    // Shaka's own aborts (e.g. on a switch, SegmentPrefetch.switchStream) end as OPERATION_ABORTED.
+    const code = e.error ? e.error.code : null;
+    report.cancelled.push({ t_ms: Date.now(), url: e.request && e.request.uris[0],
+      why: code === shaka.util.Error.Code.OPERATION_ABORTED ? 'aborted' : `failed (code ${code}, HTTP ${e.httpResponseCode})` });
   });
   const license = shaka.net.NetworkingEngine.RequestType.LICENSE;
   // No drm.servers: Shaka takes the ClearKey license URL from the MPD (dashif:Laurl) as well.
@@ -192,6 +225,7 @@ function finish(video) {
     fail('canvas', e);
   }
   report.wallSeconds = (performance.now() - started) / 1000;
+  report.doneAt = Date.now();
   report.done = true;
 }
 
