@@ -35,6 +35,11 @@ again (its next request reaches the shaper, or it starts to wait) or, if the ans
 complete, until the server sends more (server time), the clock stands still. The simulator's
 player decides and asks at the instant a download ends; with this, so does the emulated one,
 whatever its decision and its HTTP client cost in CPU.
+A live link cannot hold for its client so (its channel streams on the wall clock: a hold between two
+chunks would stop the link). Only while the live player says its one open request is alone
+(`lone_request`) does the clock leave out the player's own time before that request reaches the
+shaper (`hold_for_player`) and its delay line's lateness (`leave_out_lateness`): nothing of the
+player's streams then, and the server has not seen the request yet.
 
 With `events_only` (a bounded clock whose every wait outside the model is held: the shaper with
 `exclude_client_time`), the clock moves only at the model's events: it reads the due time of the
@@ -97,7 +102,7 @@ class WarpClock:
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
                  "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls", "_waits", "waited_s",
-                 "_floor", "expected_waits")
+                 "_floor", "expected_waits", "lone_request")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
                  slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
@@ -144,6 +149,8 @@ class WarpClock:
         self._idle_wall_s = idle_wall_s  # ...unless nothing happened for this long (loop seconds)
         self._closed = False
         self._syncs: list[Callable[[], None]] = []  # `sync` callbacks (the shaper's links)
+        # The live player says its one open request is alone on the link (`leave_out_lateness`)
+        self.lone_request = False
         if cover_stalls:
             self._heartbeat()
 
@@ -434,6 +441,44 @@ class WarpClock:
         self._client_hold = None
         self._client_keys.clear()
         self.release()
+
+    def leave_out_lateness(self, due_s: float) -> float:
+        """On loose timers (live emulation), bytes due at clock time `due_s` leave late: the player's
+        only open request (`lone_request`) reaching its server, on a timer the loop ran late. Nothing
+        else of the player's streams meanwhile, so the lateness is left out as a bounded clock leaves
+        out a late timer's (`late_s`, `stalled_s`): the clock reads `due_s` again. Before the bytes go,
+        so the lag the request is stamped with (netsim.lagstamp) counts it. Returns the loop seconds
+        left out (0 when held, not lone, or on time)."""
+        if not (self.loose_timers and self.lone_request) or self._holds or self._pinned is not None:
+            return 0.0
+        due_s = max(due_s, self._floor)
+        late = self.now() - due_s
+        if late <= 0:
+            return 0.0
+        t = self._loop.time()
+        self.stalled_s += self._anchor_clock + t - self._anchor_loop - due_s  # a stall past the beat's limit too
+        self.late_s += late
+        self._anchor_clock, self._anchor_loop = due_s, t
+        if self._beat is not None:
+            self._limit_loop = t + self._beat_s + self._slack_s
+        if self._timer_handle is not None:
+            self._arm()  # the clock moved back against the loop: so did its timers' wall times
+        return late
+
+    def hold_for_player(self, max_wall_s: float = 0.05) -> None:
+        """On loose timers, the live player acts with nothing of its own streaming: it is about to send
+        its only open request (`lone_request`), or its lone request's answer is in and nothing else is
+        open. Stand still until its next request's bytes reach the shaper (the shaper's
+        `request_arrived`: `client_done(None)`), or it starts a sleep, or at most `max_wall_s` of loop
+        time. Its decisions, its HTTP client's CPU and the loop's hop to the shaper are then no link
+        time, as in the simulator; the channel follows, as the lag is stamped again when the request
+        leaves the delay line (netsim.lagstamp). The caller knows nothing of its streams: only it may ask."""
+        if not self.loose_timers or self._client_keys or self._closed:
+            return
+        self.hold(counted=False)
+        self.client_holds += 1
+        self._client_hold = self._loop.call_later(max_wall_s, self._client_hold_expired)
+        self._client_keys.add(None)
 
     def add_sync(self, callback: Callable[[], None]) -> None:
         """Call `callback()` on `sync`: it brings what it paces up to the clock's reading."""

@@ -350,7 +350,7 @@ class Pipe:
     __slots__ = (
         "_loop", "_conn", "link", "_delay", "_limit", "source", "sink", "buf", "delayed", "_delayed_bytes",
         "_timer", "_last_due", "eof", "_abort", "done", "source_paused", "sink_paused", "written", "_warp",
-        "on_write", "_lead_s",
+        "on_write", "_lead_s", "_exact_lone",
     )
 
     def __init__(
@@ -362,10 +362,14 @@ class Pipe:
         delay: Callable[[], float],
         limit_bytes: int,
         warp: WarpClock | None = None,
+        exact_lone: bool = False,
     ) -> None:
         self._loop = loop
         self._warp = warp if warp is not None else WarpClock(loop)
         self._conn = conn
+        # A request pipe: a live player's lone request leaves the delay line at its due time on the
+        # clock, not within the lead either side of it (`_lead`, netsim.clock `leave_out_lateness`).
+        self._exact_lone = exact_lone
         self.link = link
         self._delay = delay
         self._limit = limit_bytes if link is not None else _DELAY_LINE_LIMIT_BYTES
@@ -452,19 +456,38 @@ class Pipe:
         self.delayed.append((due, chunk))
         self._delayed_bytes += len(chunk)
         if self._timer is None:
-            self._timer = self._warp.call_at(due - self._lead_s, self._flush)
+            self._timer = self._warp.call_at(due - self._lead(), self._flush)
+
+    def _lone(self) -> bool:
+        """Whether the delay line carries a live player's lone request on loose timers (`exact_lone`,
+        netsim.clock `lone_request`): it leaves at its due time on the clock, with no lead."""
+        return self._exact_lone and self._warp.lone_request and self._warp.loose_timers
+
+    def _lead(self) -> float:
+        """How long before their due time the delay line's bytes may leave (none for a lone request)."""
+        return 0.0 if self._lone() else self._lead_s
 
     def _flush(self) -> None:
         self._timer = None
         if self.sink is None:
             return
+        lead = self._lead()
         now = self._warp.now()
-        while self.delayed and self.delayed[0][0] <= now + self._lead_s:
+        if self._lone() and self.delayed:
+            # Sent at its due time whatever the loop's wake-up: a timer armed with the lead (before the
+            # request was alone) waits for it; one that ran late has its lateness left out.
+            due = self.delayed[0][0]
+            if now < due - 1e-9:
+                self._timer = self._warp.call_at(due, self._flush)
+                return
+            self._warp.leave_out_lateness(due)
+            now = max(self._warp.now(), due)
+        while self.delayed and self.delayed[0][0] <= now + lead:
             _, chunk = self.delayed.popleft()
             self._delayed_bytes -= len(chunk)
             self._write(chunk)
         if self.delayed:
-            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead(), self._flush)
         self._flow_control()
         self._maybe_finish()
 
@@ -472,7 +495,7 @@ class Pipe:
         """The sink connected: deliver what is already due."""
         self.sink = sink
         if self.delayed and self._timer is None:
-            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead_s, self._flush)
+            self._timer = self._warp.call_at(self.delayed[0][0] - self._lead(), self._flush)
 
     def _write(self, chunk: bytes) -> None:
         if self.sink is None or self.sink.is_closing():

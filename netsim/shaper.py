@@ -155,7 +155,9 @@ class _Connection:
         client.set_write_buffer_limits(high=limit)
         warp = shaper.clock
         self.down = Pipe(shaper._loop, self, link=self.down_link, delay=down_delay, limit_bytes=limit, warp=warp)
-        self.up = Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit, warp=warp)
+        # (a live player's lone request reaches the server at its due time: netsim.clock `lone_request`)
+        self.up = Pipe(shaper._loop, self, link=self.up_link, delay=up_delay, limit_bytes=limit, warp=warp,
+                       exact_lone=True)
         self.down.sink = client
         self.up.source = client
         self._held = False  # a request of ours is at the upstream and the clock stands still for it

@@ -110,6 +110,7 @@ class HlsLivePlayer(LivePlayer):
     """One live HLS session (module docstring); `run()` returns the report."""
 
     play_parts = True  # play LL-HLS parts where offered (False: whole segments, as without them)
+    tells_open_requests = False  # its reloads and parts are not counted (player.client.openrequests)
 
     @staticmethod
     def video_representations(manifest: Manifest) -> list[Representation]:

@@ -54,6 +54,7 @@ from player.client.headless import (
 )
 from player.client.liveconfig import LivePlayConfig
 from player.client.mpd import LiveTemplate, Manifest, MpdError, Representation, parse_mpd
+from player.client.openrequests import OpenRequests
 from player.client.renewal import manifest_urls_now
 from player.clocksync import RESYNC_REQUESTS, ClockSyncSchedule
 from player.events import EventSink, emit_event
@@ -112,6 +113,10 @@ def _template(rep: Representation) -> LiveTemplate:
 class LivePlayer:
     """One live session (module docstring); `run()` returns the report."""
 
+    # Whether every request it makes through its link is counted (`OpenRequests`), so the link's clock
+    # may leave a lone one's hops out; a subclass with requests it does not count says False.
+    tells_open_requests = True
+
     def __init__(self, source: PlaybackSource, config: PlayerConfig, fetcher: Fetcher, *,
                  live: LivePlayConfig, events: EventSink, decoder: Decoder | None = None,
                  clock_lag_s: Callable[[], float] | None = None, finish_decoder: bool = False) -> None:
@@ -126,6 +131,7 @@ class LivePlayer:
         # Seconds of the fetcher's clock left out so far (the stack's time, the loop's stalls); None:
         # the clock is the wall's (module docstring).
         self.clock_lag_s = clock_lag_s
+        self.open_requests = OpenRequests(fetcher.clock, enabled=clock_lag_s is not None and self.tells_open_requests)
         self._stop = asyncio.Event()  # `stop()`: end the session now, with its report
         self.manifest = manifest
         self.early_requests = 0  # 404s for segments not there yet (the session should cause none)
@@ -223,7 +229,8 @@ class LivePlayer:
             best: tuple[float, float, float] | None = None  # (round trip, offset, session time it was read at)
             for _ in range(requests):
                 sent = self.now()
-                result = await self.fetcher.fetch([value], headers=self.channel_headers())
+                async with self.open_requests.one(lone=False):
+                    result = await self.fetcher.fetch([value], headers=self.channel_headers())
                 received = self.now()
                 self.check_channel_lag(result.headers, value)
                 self.control_bytes["sync"] = len(result.body)
@@ -391,7 +398,8 @@ class LivePlayer:
         while True:
             requested = self.now()
             self.requests += 1
-            async with self.fetcher.session.get(url, headers=self.channel_headers()) as response:
+            async with (self.open_requests.one(),  # sent alone, its hops are no link time (OpenRequests)
+                        self.fetcher.session.get(url, headers=self.channel_headers()) as response):
                 if response.status == 404:
                     text = (await response.read()).decode("utf-8", "replace")
                     if "not available yet" not in text:
@@ -535,7 +543,8 @@ class LivePlayer:
     async def _init(self, rep: Representation) -> None:
         if rep.init is None or rep.id in self._inits:
             return
-        result = await self.fetcher.fetch(rep.init.urls)
+        async with self.open_requests.one():
+            result = await self.fetcher.fetch(rep.init.urls)
         self.control_bytes["init"] = len(result.body)
         self.requests += 1
         self._inits.add(rep.id)
@@ -555,7 +564,8 @@ class LivePlayer:
             # clock re-sync meanwhile (its background sync) does not push the refresh back.
             await self._sleep(period - (self.now() - loaded))
             urls = manifest_urls_now(self.source.stack, self.source.manifest_urls)  # steering's latest ranking
-            result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
+            async with self.open_requests.one():
+                result = await self.fetcher.fetch(urls, headers={"Cache-Control": "no-cache"})
             self.requests += 1
             self.control_bytes["manifest"] = len(result.body)
             manifest = parse_mpd(result.body, result.url)
