@@ -182,7 +182,7 @@ def test_where_the_kernel_does_not_say_nothing_is_read() -> None:
 @pytest.mark.skipif(not HAS_SCHEDSTAT or not hasattr(os, "sched_setaffinity"), reason="no per-thread schedstat")
 async def test_a_shapers_clock_leaves_out_the_wait_for_a_core_it_measured() -> None:
     """The loop's thread and a busy child pinned to one core: a 0.5 s callback shares it, so a good
-    part of it is a wait for the core (0.05 s at least, as test_corekit.py finds), which the link's
+    part of it is a wait for the core (0.05 s at least), which the link's
     clock (and so the channel's lag) leaves out; without `exclude_core_waits` it leaves none out."""
     cpu = min(os.sched_getaffinity(0))
     before = os.sched_getaffinity(0)
