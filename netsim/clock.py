@@ -52,6 +52,13 @@ milliseconds later can end hundreds of milliseconds later, so the same session t
 from run to run. A clock with nothing due and nothing held for `idle_wall_s` of loop time runs on
 with the loop from there (a server that stops mid-answer must still time out).
 
+With `run_delay` (`netsim.corewait`: the loop thread's wait for a core so far, as Linux measures it),
+the clock reads the loop's time less that wait (`CoreFreeLoop`): a process waiting for a core runs
+nothing, so the emulated world does not age either, however short and many the waits (the heartbeat
+finds only those past its slack). Everything above then runs on that time, so a beat or timer late
+by a core wait finds nothing more to leave out (`stalled_s`, `late_s` count the rest; the wait is
+`core_waited_s`), and `paused_s`, what the live channel is told, includes it.
+
 `now` reads the clock (loop seconds, the left-out spans removed); `call_at` runs a callback at a
 clock time; `wall_at` maps a clock time to the loop's time (None while held: nothing is due until it
 runs again, and `on_resume` callbacks then reschedule); `sync` has every link paced on the clock
@@ -67,6 +74,7 @@ import itertools
 import math
 from collections.abc import Callable
 
+from netsim.corewait import CoreFreeLoop, LoopTime
 from netsim.waits import ExpectedWaits
 
 _ORDER = itertools.count()  # ties between timers due at the same clock time: first scheduled, first run
@@ -102,13 +110,15 @@ class WarpClock:
                  "stalled_s", "_held_since", "_timers", "_timer_handle", "_bounded", "late_s", "timers_run",
                  "_client_hold", "client_holds", "client_timeouts", "_pinned", "holds_for_client", "_client_keys",
                  "_events_only", "_idle_wall_s", "_closed", "_syncs", "_cover_stalls", "_waits", "waited_s",
-                 "_floor", "expected_waits", "lone_request")
+                 "_floor", "expected_waits", "lone_request", "_wall_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, cover_stalls: bool = False, beat_s: float = 0.005,
-                 slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True) -> None:
+                 slack_s: float = 0.001, idle_wall_s: float = 0.5, exact_timers: bool = True,
+                 run_delay: Callable[[], float] | None = None) -> None:
         if not (beat_s > 0 and slack_s >= 0 and idle_wall_s >= 0):
             raise ValueError("need beat_s > 0, slack_s >= 0 and idle_wall_s >= 0")
-        self._loop = loop
+        self._wall_loop = loop  # `_loop` is its time less the waits for a core, with `run_delay`
+        self._loop: LoopTime = loop if run_delay is None else CoreFreeLoop(loop, run_delay)
         now = loop.time()
         self._anchor_loop = now  # the clock read `_anchor_clock` at loop time `_anchor_loop`...
         self._anchor_clock = now
@@ -188,8 +198,13 @@ class WarpClock:
         return self._holds > 0
 
     def paused_s(self) -> float:
-        """Loop seconds left out so far (holds, the current one included, and stalls)."""
-        return (self._loop.time() - self._created_loop) - (self.now() - self._created_clock)
+        """Loop seconds left out so far (holds, the current one included, stalls and waits for a core)."""
+        return (self._wall_loop.time() - self._created_loop) - (self.now() - self._created_clock)
+
+    @property
+    def core_waited_s(self) -> float:
+        """Loop seconds left out as the loop thread's wait for a core (`run_delay`; part of `paused_s`)."""
+        return self._loop.left_out_s if isinstance(self._loop, CoreFreeLoop) else 0.0
 
     def now(self) -> float:
         """The clock's time: event-loop seconds, the left-out spans removed."""
@@ -306,7 +321,7 @@ class WarpClock:
         """The loop time at which the clock reads `clock_s` if it runs on (None while held)."""
         if self._holds:
             return None
-        return self._anchor_loop + clock_s - self._anchor_clock
+        return self._anchor_loop + clock_s - self._anchor_clock + self.core_waited_s
 
     def _reanchor(self) -> float:
         """Anchor the clock's reading at the loop's time now; returns that loop time."""
@@ -337,7 +352,7 @@ class WarpClock:
 
     def close(self) -> None:
         """Stop the heartbeat and drop pending timers (the clock keeps reading; it no longer leaves
-        stalls out)."""
+        stalls or waits for a core out)."""
         self.client_acted()
         self._closed = True
         if self._events_only:  # from here on the clock reads on with the loop
@@ -353,6 +368,8 @@ class WarpClock:
             self._beat = None
             self._reanchor()
             self._limit_loop = math.inf
+        if isinstance(self._loop, CoreFreeLoop):
+            self._loop.stop()
 
     def hold(self, *, counted: bool = True) -> None:
         """A request reached the server: stop the clock until its answer begins (nested holds count).

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netsim.clock import WarpClock, WarpTimer
+from netsim.corewait import RunDelay
 from netsim.early import EarlyAnswers
 from netsim.faults import DEFAULT_RECOVERY_S, FaultedLink, FaultKind, FaultWindow
 from netsim.lagstamp import LagRestamp
@@ -83,6 +84,9 @@ class ShaperConfig:
     # With exclude_loop_stalls: False leaves out only the stalls the clock's heartbeat finds, not the
     # lateness of each pacing tick (netsim.clock `exact_timers`); live emulation turns it off.
     exact_timers: bool = True
+    # True: the clock also leaves out the loop thread's wait for a core, as Linux measures it (netsim.corewait;
+    # where it does not, nothing): the process ran nothing meanwhile, however short and many the waits.
+    exclude_core_waits: bool = False
     # True (with exclude_server_time): the clock also stands still from the moment a response's last
     # queued byte goes to the client until the client acts again (its next request arrives, it waits
     # or reads on; netsim.clock `hold_for_client`): the player's hops and decisions cost no link time,
@@ -451,6 +455,7 @@ class Shaper:
         self.early_kept_s = 0.0  # clock seconds they were kept, in all
         self._loop: asyncio.AbstractEventLoop  # set by start()
         self.clock: WarpClock  # the link's clock (set by start()); see `ShaperConfig.exclude_server_time`
+        self._run_delay: RunDelay | None = None  # the loop thread's wait for a core (exclude_core_waits)
         self._exclude_server_time = config.exclude_server_time  # may be turned off at run time
         self._shared: tuple[PacedLink, PacedLink | None] | None = None
         self._down_links: list[PacedLink] = []
@@ -472,8 +477,10 @@ class Shaper:
         if self._server is not None:
             raise RuntimeError("shaper already started")
         self._loop = asyncio.get_running_loop()
+        self._run_delay = RunDelay.open() if self.config.exclude_core_waits else None  # this (the loop's) thread
         self.clock = WarpClock(self._loop, cover_stalls=self.config.exclude_loop_stalls,
-                               exact_timers=self.config.exact_timers)
+                               exact_timers=self.config.exact_timers,
+                               run_delay=None if self._run_delay is None else self._run_delay.seconds)
         self._update_clock_modes()
         target = (self.config.upstream_host, self.config.upstream_port)
         self._server = await self._loop.create_server(
@@ -506,6 +513,9 @@ class Shaper:
         for link in self._live_links:
             link.close()
         self.clock.close()
+        if self._run_delay is not None:  # the closed clock reads it no more
+            self._run_delay.close()
+            self._run_delay = None
         await self._server.wait_closed()
         for route in self._routes:
             await route.wait_closed()

@@ -102,9 +102,18 @@ class LinkConfig:
     # False: leave out only the stalls the clock's heartbeat finds, not each late timer's lateness
     # (netsim.clock `exact_timers`; live emulation, whose channel streams on the wall clock).
     exact_timers: bool = True
+    # True: the clock also leaves out the loop thread's measured wait for a core (netsim.corewait; Linux),
+    # however short: a live player stamps its lag by this clock then, and the channel must follow it
+    # (`live_player_clocks`, `LiveConfig.player_clocks`).
+    exclude_core_waits: bool = False
     # True: the player's own time from a response's last byte to its next request (or wait) is no
     # link time either, as in the simulator (netsim.clock `hold_for_client`).
     exclude_client_time: bool = False
+
+    @property
+    def leaves_time_out(self) -> bool:
+        """Whether the clock leaves time out that a live channel must be told of (its lag header)."""
+        return self.exclude_server_time or self.exclude_loop_stalls or self.exclude_core_waits
 
 
 class ShapedRoutes:
@@ -142,8 +151,9 @@ async def _shaper(link: LinkConfig, speed: float) -> AsyncIterator[Shaper | None
                           speed=speed, start_offset_s=link.offset_s, faults=link.faults,
                           exclude_server_time=link.exclude_server_time, exclude_loop_stalls=link.exclude_loop_stalls,
                           exclude_client_time=link.exclude_client_time, exact_timers=link.exact_timers,
+                          exclude_core_waits=link.exclude_core_waits,
                           # the live player stamps its lag by this clock then (`play_headless`: `excluding`)
-                          restamp_channel_lag=link.exclude_server_time or link.exclude_loop_stalls)
+                          restamp_channel_lag=link.leaves_time_out)
     async with Shaper(config) as shaper:
         yield shaper
 
@@ -231,8 +241,7 @@ async def play_headless(target: PlayTarget, config: PlayerConfig, *, link: LinkC
                 # (HLS too: its clock comes from the playlists' dates, which the channel then dates on
                 # the player's clock; an LL-HLS hold for publication is counted as it happens where the
                 # player announced it, player.client.hlswait, else at its answer, netsim.clock.)
-                excluding = (shaper is not None and shared_link is None
-                             and (link.exclude_server_time or link.exclude_loop_stalls))
+                excluding = shaper is not None and shared_link is None and link.leaves_time_out
                 if shaper is not None and not excluding:
                     shaper.exclude_server_time = False
                 return await play_live(source, config, fetcher, live=live or LivePlayConfig(), events=events,

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import replace
 
 import pytest
 
 from netsim.clock import WarpClock, warp_of
+from netsim.corewait import RunDelay
 from netsim.sources import open_trace
 from player.client.harness import play_headless
 from player.client.headless import PlayerConfig
@@ -20,7 +22,6 @@ from player.client.liveplay import LivePlayConfig, LivePlayer
 from player.research.experiment_live import LiveRunConfig, channel_content, live_link, serve_channel
 from player.session import SessionConfig
 from tests.conftest import CLEAR_TITLE, PackagedTitles
-from tests.player.client.corekit import core_wait
 
 
 def test_a_part_is_published_when_its_media_has_ended() -> None:
@@ -48,35 +49,34 @@ def test_an_emulated_ll_hls_player_leaving_the_stacks_time_out_waits_for_parts_a
     answers, the clock stood still while a blocking reload was held, nearly always, so a published
     part asked for meanwhile waited for the next publication (first byte 0.44 s after its request,
     median, on a Norway trace; latency 3.7 s against the twin's 2.0 s). Announced, the parts' first
-    bytes come a round trip and their bytes after the request, and the latency holds its target."""
+    bytes come a round trip and their bytes after the request, and the latency holds its target. The
+    link's clock leaves out the loop's wait for a core too (`exclude_core_waits`), and the channel
+    follows it: on a loaded machine the latency is judged all the same (it was skipped when the loop
+    waited for a core past its slack: docs/LIVE-SERVER.md, "Under load")."""
     content = channel_content(packaged.content_root / CLEAR_TITLE)
     config = LiveRunConfig(abrs=("dynamic",), modes=("emulate",), duration_s=8.0, speed=4.0, concurrency=1,
                            protocol="hls", exclude_stack_time=True)
     players: list[LivePlayer] = []
-
-    def found(player: LivePlayer) -> None:
-        players.append(player)
-        clock = warp_of(player.fetcher.clock)
-        # the session's clock starts: the wait before (the stack starting) and what the clock's
-        # heartbeat leaves out from now on cost no session time
-        cores.restart(None if clock is None else lambda: clock.stalled_s)
 
     async def run() -> dict[str, object]:
         async with serve_channel(content, config) as target:
             report = await play_headless(
                 target, PlayerConfig(abr="dynamic", decode="none", speed=config.speed, audio=False,
                                      session=SessionConfig(buffer_cap_s=30.0)),
-                link=live_link(open_trace("constant:5e6"), config), live=LivePlayConfig(duration_s=config.duration_s),
-                on_live_player=found)
+                link=replace(live_link(open_trace("constant:5e6"), config), exclude_core_waits=True),
+                live=LivePlayConfig(duration_s=config.duration_s), on_live_player=players.append)
             assert report.error is None and report.live is not None, report.error
             return dict(report.live)
 
-    with core_wait() as cores:
-        info = asyncio.run(run())
+    info = asyncio.run(run())
     (player,) = players
     assert isinstance(player, HlsLivePlayer) and player.chunk_s
     warp = warp_of(player.fetcher.clock)
     assert warp is not None
+    reader = RunDelay.open()
+    if reader is not None:
+        reader.close()
+    assert (warp.core_waited_s > 0) == (reader is not None)  # it left the waits out where the kernel gives them
     schedule = player.session.schedule
     published = [p.first_byte_s - p.requested_s for p in player.part_log
                  if p.requested_s >= schedule.chunk_available_s(p.segment, p.index)]
@@ -84,8 +84,4 @@ def test_an_emulated_ll_hls_player_leaving_the_stacks_time_out_waits_for_parts_a
     # Most blocking reloads and hinted parts were announced and matched on the wire
     assert warp.expected_waits.taken >= player.blocking_reloads // 2 > 0, (warp.expected_waits.taken,
                                                                           player.blocking_reloads)
-    # The clock leaves out the loop's stalls its heartbeat finds, not a core lost in many short
-    # preemptions (corekit): the latency is judged unless the loop waited past its 0.5 s of slack,
-    # less the stalls the clock left out.
-    cores.timing_claims_hold(speed=config.speed, slack_s=0.5, window_s=0.5, what="the latency")
     assert float(info["latency_p50_s"]) < 2.5, info  # PART-HOLD-BACK 2 s

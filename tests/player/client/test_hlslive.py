@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
+from netsim.clock import warp_of
 from netsim.sources import open_trace
 from player.client.bootstrap import BootstrapError
 from player.client.harness import LinkConfig, TitleTarget, UrlTarget, play_headless
@@ -31,7 +32,6 @@ from player.client.liveplay import LivePlayConfig, LivePlayer
 from server.live.channel import warped_clock
 from server.stack import start_stack
 from tests.player.client.conftest import Origin, live_stack_config
-from tests.player.client.corekit import CoreWait, core_wait
 from tests.player.conftest import serving_app
 from tests.server.conftest import PASSWORD
 
@@ -46,15 +46,12 @@ async def _play(url: str, *, speed: float = 1.0, duration_s: float, target_s: fl
         duration_s=duration_s, target_latency_s=target_s)), HANG_GUARD_S)
 
 
-def _check_played(report: PlaybackReport, *, duration_s: float, slack_s: float,
-                  cores: CoreWait | None = None, speed: float = 1.0) -> dict[str, Any]:
+def _check_played(report: PlaybackReport, *, duration_s: float, slack_s: float) -> dict[str, Any]:
     assert report.error is None, report.error
     live = dict(report.live or {})
     assert live["protocol"] == "hls" and live["early_requests"] == 0
     assert live["played_s"] >= duration_s - 0.5, live
     assert live["playlist_reloads"] >= 2 and len(report.records) >= 2
-    if cores is not None:  # the timing claims, unless the loop waited for a core past their slack (corekit)
-        cores.timing_claims_hold(speed=speed, slack_s=slack_s, window_s=0.5, what="no stalls, the latency")
     assert live["stalls"] == 0, live
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
     return live
@@ -383,20 +380,25 @@ async def test_plays_the_stacks_channel_over_hls_through_the_gateway_and_edge(tm
     async with start_stack(config) as stack:
         target = TitleTarget(title="live", gateway_url=stack.gateway_url, username="alice", password=PASSWORD,
                              protocol="hls")
-        with core_wait() as cores:
-            report = await asyncio.wait_for(play_headless(
-                target, PlayerConfig(abr="dynamic", decode="none", speed=10.0),
-                link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40),
-                live=LivePlayConfig(duration_s=40.0, target_latency_s=10.0), on_live_player=players.append), HANG_GUARD_S)
+        # The link's clock leaves out the loop's wait for a core and the channel follows the player's
+        # clock, so the timing claims are judged at any load (wave 12 skipped them past a bunched
+        # wait: docs/LIVE-SERVER.md, "Under load").
+        report = await asyncio.wait_for(play_headless(
+            target, PlayerConfig(abr="dynamic", decode="none", speed=10.0),
+            link=LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_core_waits=True),
+            live=LivePlayConfig(duration_s=40.0, target_latency_s=10.0), on_live_player=players.append), HANG_GUARD_S)
         assert stack.config.live_start_s is not None
-        true_offset_s = warped_clock(10.0, stack.config.live_start_s)() - players[0].now()
+        warp = warp_of(players[0].fetcher.clock)
+        assert warp is not None
+        # the channel as this player sees it: behind the wall's by what its clock left out (its lag)
+        true_offset_s = (warped_clock(10.0, stack.config.live_start_s)() - warp.paused_s() * 10.0) - players[0].now()
     # The clock comes from the newest listed segment's end, a lower bound of the server's time: it
     # errs low by how long that segment had been out when a reload saw it (under a segment plus the
     # edge's manifest lifetime and the request), and latency reads that much low until a reload
     # sees a segment sooner after its end. Both bounds are checked here.
     error_s = true_offset_s - players[0].clock_offset_s
     assert -0.5 <= error_s <= 4.0 + 1.5, error_s
-    _check_played(report, duration_s=40.0, slack_s=4.0, cores=cores, speed=10.0)
+    _check_played(report, duration_s=40.0, slack_s=4.0)
 
 
 # --------------------------------------------------------------------------- older playlists (a cache's copy)

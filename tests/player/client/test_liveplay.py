@@ -28,21 +28,19 @@ from player.errors import CliError
 from player.live import LiveSchedule
 from player.research.experiment_live import LiveRunConfig, live_link
 from tests.player.client.conftest import Origin, mp4_box
-from tests.player.client.corekit import CoreWait, core_wait
-
-# The span of wall time over which a wait for a core is bunched enough to drain a buffer (corekit)
-_WAIT_WINDOW_S = 0.5
 
 
-async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None) -> PlaybackReport:
+async def _play(url: str, *, speed: float, duration_s: float, target_s: float | None = None,
+                core_free: bool = False) -> PlaybackReport:
+    """`core_free`: the link's clock leaves out the loop's wait for a core, and the channel follows it
+    (the origin must honour the lag header: `live_origin(player_clocks=True)`)."""
     config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
-    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_core_waits=core_free)
     return await play_headless(UrlTarget(url=f"{url}/live/manifest.mpd"), config, link=link,
                                live=LivePlayConfig(duration_s=duration_s, target_latency_s=target_s))
 
 
-def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float, slack_s: float,
-           cores: CoreWait | None = None, speed: float = 1.0) -> dict[str, Any]:
+def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float, slack_s: float) -> dict[str, Any]:
     assert report.error is None, report.error
     live = report.live
     assert live is not None
@@ -53,8 +51,6 @@ def _check(report: PlaybackReport, statuses: Counter[str], *, duration_s: float,
     assert live["played_s"] >= duration_s - 0.5 and live["join_s"] is not None
     assert live["manifest_refreshes"] >= 1
     assert report.as_dict()["live"] == dict(live)  # what --json prints
-    if cores is not None:  # the timing claims, unless the loop waited for a core past their slack (corekit)
-        cores.timing_claims_hold(speed=speed, slack_s=slack_s, window_s=_WAIT_WINDOW_S, what="no stalls, the latency")
     assert live["stalls"] == 0, live
     assert abs(live["latency_p50_s"] - live["target_latency_s"]) <= slack_s, live
     return live
@@ -68,10 +64,13 @@ async def test_joins_the_live_channel_through_the_shaper_at_1x(live_origin: Orig
 
 
 async def test_joins_the_live_channel_at_speed_10(live_origin: Origin) -> None:
-    url, statuses = await live_origin(low_latency=False, speed=10.0)
-    with core_wait() as cores:
-        report = await _play(url, speed=10.0, duration_s=40.0)  # 4 s of wall time
-    live = _check(report, statuses, duration_s=40.0, slack_s=1.5, cores=cores, speed=10.0)
+    # At 10x each 10 ms the process waits for a core would be 0.1 s of session and channel with nothing
+    # in the loop moving: the link's clock leaves that wait out, and the channel follows the player's
+    # clock, so the timing claims are judged at any load (wave 12 skipped them past a bunched wait:
+    # docs/LIVE-SERVER.md, "Under load").
+    url, statuses = await live_origin(low_latency=False, speed=10.0, player_clocks=True)
+    report = await _play(url, speed=10.0, duration_s=40.0, core_free=True)  # 4 s of wall time
+    live = _check(report, statuses, duration_s=40.0, slack_s=1.5)
     # dash.js's clock sync schedule (player/clocksync.py): 3 requests at the join, then one on the
     # first MPD refresh (every 4 s segment) 30 s after it, in session time
     assert len(live["resyncs_s"]) == 1 and 30.0 <= live["resyncs_s"][0] <= 30.0 + 4.0 + 1.5, live["resyncs_s"]

@@ -18,12 +18,10 @@ from player.client.headless import PlaybackReport, PlayerConfig
 from player.client.hls import HlsError, MediaPlaylist, parse_playlist
 from player.client.hls.limits import NoSegmentsYet
 from player.client.liveplay import LivePlayConfig
+from server.formats.names import CHANNEL_LAG_HEADER
 from tests.player.client.conftest import Origin
-from tests.player.client.corekit import CoreWait, core_wait
 from tests.player.conftest import serving_app
 
-# The span of wall time over which a wait for a core is bunched enough to drain a buffer (corekit)
-_WAIT_WINDOW_S = 0.5
 URL = "http://h/live/playlist.m3u8"
 LL = ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=2,HOLD-BACK=12\n"
       "#EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-MAP:URI=\"init.mp4\"\n"
@@ -65,24 +63,23 @@ def test_a_live_playlist_in_its_first_segment_says_so() -> None:
         parse_playlist(only_parts + "#EXT-X-ENDLIST\n", URL)
 
 
-async def _play(url: str, *, speed: float, duration_s: float, play_parts: bool = True) -> PlaybackReport:
+async def _play(url: str, *, speed: float, duration_s: float, play_parts: bool = True,
+                core_free: bool = False) -> PlaybackReport:
+    """`core_free`: the link's clock leaves out the loop's wait for a core, and the channel follows it
+    (the origin must honour the lag header: `live_origin(player_clocks=True)`)."""
     config = PlayerConfig(abr="dynamic", decode="none", speed=speed)
-    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40)
+    link = LinkConfig(trace=open_trace("constant:5e6"), rtt_ms=40, exclude_core_waits=core_free)
     live = LivePlayConfig(duration_s=duration_s, play_parts=play_parts)
     return await asyncio.wait_for(play_headless(UrlTarget(url=f"{url}/live/master.m3u8"), config, link=link,
                                                 live=live), 60)
 
 
-def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *, stalls: int = 0,
-            cores: CoreWait | None = None, speed: float = 1.0, slack_s: float = 0.0) -> dict[str, Any]:
-    """The checks that hold at any load, then (with `cores`) the stall count unless the loop waited for
-    a core past `slack_s` session seconds (corekit: the rest of the test is then skipped)."""
+def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *, stalls: int = 0) -> dict[str, Any]:
+    """The checks that hold at any load, then the stall count."""
     assert report.error is None, report.error
     live = dict(report.live or {})
     assert live["played_s"] >= duration_s - 0.5 and live["early_requests"] == 0, live
     assert statuses["segment 404"] == 0, statuses  # parts too: none asked for before it was listed or hinted
-    if cores is not None:
-        cores.timing_claims_hold(speed=speed, slack_s=slack_s, window_s=_WAIT_WINDOW_S, what="the stalls, the latency")
     assert live["stalls"] <= stalls, live
     return live
 
@@ -90,11 +87,13 @@ def _played(report: PlaybackReport, statuses: Counter[str], duration_s: float, *
 @pytest.mark.wallclock
 @pytest.mark.parametrize("speed", [1.0, 4.0])
 async def test_plays_our_low_latency_channel_by_parts(live_origin: Origin, speed: float) -> None:
-    url, statuses = await live_origin(low_latency=True, speed=speed)
+    # The link's clock leaves out the loop's wait for a core and the channel follows the player's clock,
+    # so the timing claims are judged at any load (wave 12 skipped them past a bunched wait:
+    # docs/LIVE-SERVER.md, "Under load").
+    url, statuses = await live_origin(low_latency=True, speed=speed, player_clocks=True)
     duration_s = 5.0 * speed
     slack_s = 0.6 * max(1.0, speed / 5)
-    with core_wait() as cores:
-        report = await _play(url, speed=speed, duration_s=duration_s)
+    report = await _play(url, speed=speed, duration_s=duration_s, core_free=True)
     # Time-warped at 4x (a part is 125 wall ms; at 10x, 50 ms, a loaded 2-core machine stalls a part
     # request now and then): one late wake-up may still come late enough for a short stall, as for
     # the DASH player's chunks at 10x (test_liveplay.py).
@@ -104,7 +103,7 @@ async def test_plays_our_low_latency_channel_by_parts(live_origin: Origin, speed
     assert live["target_latency_s"] == 2.0  # PART-HOLD-BACK, the MPD's target too
     assert live["part_requests"] >= 4 and statuses["segment 200"] >= live["part_requests"]
     assert live["blocking_reloads"] >= 4
-    _played(report, statuses, duration_s, stalls=int(speed > 1), cores=cores, speed=speed, slack_s=slack_s)
+    _played(report, statuses, duration_s, stalls=int(speed > 1))
     assert abs(live["latency_p50_s"] - 2.0) <= slack_s, live
 
 
@@ -131,28 +130,34 @@ async def test_whole_segments_where_parts_are_not_played(live_origin: Origin) ->
 async def test_parts_without_blocking_reload_are_polled_for(live_origin: Origin) -> None:
     """A server that lists parts but cannot block (no CAN-BLOCK-RELOAD): the player reloads every half
     part target while it waits for one, and still plays by parts near PART-HOLD-BACK."""
-    url, statuses = await live_origin(low_latency=True, speed=4.0)
+    # The link's clock leaves out the loop's wait for a core and the channel follows the player's clock
+    # (the proxy passes the lag on, both ways), so the timing claims are judged at any load (wave 12
+    # skipped them past a bunched wait: docs/LIVE-SERVER.md, "Under load").
+    url, statuses = await live_origin(low_latency=True, speed=4.0, player_clocks=True)
     queries: list[str] = []
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         queries.append(request.query_string)
-        async with ClientSession() as http, http.get(url + request.path) as response:  # no query: no blocking
+        lag = {k: v for k, v in request.headers.items() if k.lower() == CHANNEL_LAG_HEADER.lower()}
+        # no query: no blocking
+        async with ClientSession() as http, http.get(url + request.path, headers=lag) as response:
             body = await response.read()
             if request.path.endswith("playlist.m3u8"):
                 body = body.replace(b"CAN-BLOCK-RELOAD=YES,", b"")
-            return web.Response(status=response.status, body=body,
-                                headers={"Content-Type": response.headers.get("Content-Type", "")})
+            headers = {"Content-Type": response.headers.get("Content-Type", "")}
+            if CHANNEL_LAG_HEADER in response.headers:
+                headers[CHANNEL_LAG_HEADER] = response.headers[CHANNEL_LAG_HEADER]
+            return web.Response(status=response.status, body=body, headers=headers)
 
     app = web.Application()
     app.router.add_get("/{path:.*}", proxy)
-    with core_wait() as cores:
-        async with serving_app(app) as base:
-            report = await _play(base, speed=4.0, duration_s=20.0)
+    async with serving_app(app) as base:
+        report = await _play(base, speed=4.0, duration_s=20.0, core_free=True)
     assert report.error is None, report.error
     live = dict(report.live or {})
     assert live.get("ll_hls_parts") == "played" and live["blocking_reloads"] == 0 and live["part_requests"] >= 8, live
     assert not any("_HLS_" in q for q in queries)
-    _played(report, statuses, 20.0, stalls=1, cores=cores, speed=4.0, slack_s=1.2)
+    _played(report, statuses, 20.0, stalls=1)
     assert abs(live["latency_p50_s"] - 2.0) <= 1.2, live
 
 
