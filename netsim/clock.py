@@ -290,9 +290,7 @@ class WarpClock:
             if lateness > 0:
                 self.late_s += lateness
                 self.stalled_s += lateness
-            self._anchor_clock, self._anchor_loop = first.due_s, t
-            if self._beat is not None:
-                self._limit_loop = t + self._beat_s + self._slack_s
+            self._anchor_at(first.due_s, t)
         # Every timer due at this reading runs now (in due order); the next one waits for its time.
         due = self.now() if not self._bounded else first.due_s
         # A bounded clock reads exactly `due` while its callbacks run (and what they set off at once).
@@ -311,10 +309,7 @@ class WarpClock:
             if self._pinned is not None:
                 self._pinned = None
                 if not self._holds:  # the callbacks' own time is no clock time
-                    t = self._loop.time()
-                    self._anchor_clock, self._anchor_loop = max(due, self._floor), t
-                    if self._beat is not None:
-                        self._limit_loop = t + self._beat_s + self._slack_s
+                    self._anchor_at(max(due, self._floor), self._loop.time())
         self._arm()
 
     def wall_at(self, clock_s: float) -> float | None:
@@ -322,6 +317,13 @@ class WarpClock:
         if self._holds:
             return None
         return self._anchor_loop + clock_s - self._anchor_clock + self.core_waited_s
+
+    def _anchor_at(self, clock_s: float, loop_s: float) -> None:
+        """The clock reads `clock_s` at loop time `loop_s` and runs on from there, up to the beat's
+        limit (the next beat plus its slack) while a heartbeat runs."""
+        self._anchor_clock, self._anchor_loop = clock_s, loop_s
+        if self._beat is not None:
+            self._limit_loop = loop_s + self._beat_s + self._slack_s
 
     def _reanchor(self) -> float:
         """Anchor the clock's reading at the loop's time now; returns that loop time."""
@@ -475,9 +477,7 @@ class WarpClock:
         t = self._loop.time()
         self.stalled_s += self._anchor_clock + t - self._anchor_loop - due_s  # a stall past the beat's limit too
         self.late_s += late
-        self._anchor_clock, self._anchor_loop = due_s, t
-        if self._beat is not None:
-            self._limit_loop = t + self._beat_s + self._slack_s
+        self._anchor_at(due_s, t)
         if self._timer_handle is not None:
             self._arm()  # the clock moved back against the loop: so did its timers' wall times
         return late
