@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_INTERVAL_S = 1e-6  # shorter intervals are float noise, not a measurement (real traces: >= 1 ms)
+# Bounds no measured network comes near, so that a trace's sums and products (bits carried, the mean) stay finite:
+MAX_INTERVAL_S = 1e12  # about 31,700 years
+MAX_BANDWIDTH_BPS = 1e15  # 1 Pbit/s
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, eq=False)
@@ -35,8 +38,14 @@ class Trace:
         if np.any(durations < MIN_INTERVAL_S):
             raise ValueError(f"trace {self.name!r}: an interval shorter than {MIN_INTERVAL_S * 1e6:g} us is no network trace "
                              f"(shortest: {float(durations.min()):.3g} s)")
+        if float(durations.max()) > MAX_INTERVAL_S:
+            raise ValueError(f"trace {self.name!r}: an interval of {float(durations.max()):.3g} s is no network trace "
+                             f"(at most {MAX_INTERVAL_S:g} s)")
         if not np.all(np.isfinite(bandwidth)) or np.any(bandwidth < 0):
             raise ValueError(f"trace {self.name!r}: bandwidths must be finite and >= 0")
+        if float(bandwidth.max()) > MAX_BANDWIDTH_BPS:
+            raise ValueError(f"trace {self.name!r}: a bandwidth of {float(bandwidth.max()):.3g} bit/s is no network's "
+                             f"(at most {MAX_BANDWIDTH_BPS:g} bit/s, 1 Pbit/s)")
         if not np.any(bandwidth > 0) or not float(np.dot(durations, bandwidth)) > 0:
             raise ValueError(f"trace {self.name!r}: bandwidth is zero everywhere")
         durations.setflags(write=False)

@@ -195,8 +195,9 @@ class LivePlayer:
         if self.clock_lag_s is not None and CHANNEL_LAG_HEADER.lower() not in {k.lower() for k in headers}:
             raise PlaybackError(
                 f"{what} does not answer on the player's clock ({CHANNEL_LAG_HEADER}): this player's clock "
-                "leaves out the stack's time, so the channel must follow it (a stack with "
-                "live_player_clocks, as `abrkit run --live` starts); or play without excluding server time")
+                "leaves out time (the stack's, or the loop's waits for a core), so the channel must follow it "
+                "(a stack with live_player_clocks, as `abrkit run --live` starts); or play on a clock that "
+                "leaves nothing out")
 
     def _clock_lag_now(self) -> float:
         """Channel seconds the player's clock has left out so far (0 on a clock that leaves none out)."""

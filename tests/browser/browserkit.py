@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -57,7 +58,7 @@ class BrowserRun:
     console: list[str]
     browser: str
 
-    @property
+    @cached_property  # sorted once: the run is frozen (cached_property writes the instance's dict, not a field)
     def failures(self) -> Failures:
         """The failed requests by who failed them (tests/browser/failures.py)."""
         return sort_failures(self.failed, self.failed_after_done, self.responses, self.report.get("switches", []))

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from netsim.formats import FORMATS, TraceFormatError, load_trace
 from netsim.trace import Trace
 
+# A value that overflows in the trace's sums would warn and leave an infinite mean: make that a failure.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 MEMORY_BUDGET_BYTES = 64 * 1024 * 1024
 
@@ -87,6 +89,8 @@ def test_binary_junk_any_suffix_and_format(tmp_path: Path, data: bytes, suffix: 
 @pytest.mark.parametrize("text, where", [
     ("0 1\n1 nan\n", ":2:"), ("0 1\n1 -2\n", ":2:"), ("0 1\n2 1\n1 1\n", ":3:"), ("0 1\n1 1e400\n", ":2:"),
     ("0 1\n1 1e305\n", "p.log"),  # finite Mbit/s whose bit/s overflow
+    ("0 1\n1e300 1\n", "p.log"),  # finite times and rates whose bits carried overflow (the mean was inf)
+    ("0 1\n1 2e9\n", "p.log"),  # 2 Pbit/s
 ])
 def test_pensieve_errors_name_file_and_line(tmp_path: Path, text: str, where: str) -> None:
     path = tmp_path / "p.log"
