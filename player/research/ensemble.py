@@ -8,14 +8,19 @@ standardised with the data of the round that fitted it. `split_members` recovers
 computes the same function of the raw features; `train.fit_policy(init=...)` then lets each member
 continue from there (approximate policy iteration with a round-to-round regularisation: a round
 moves the previous network rather than redrawing it, so the noise of a fresh initialisation does
-not add to the noise of the labels).
+not add to the noise of the labels). `average_policies` averages whole policy files the same way (seed
+copies of a recipe, for example), each restandardised to the first one's inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
-from abr.algorithms.learned import PolicyModel
+from abr.algorithms.learned import PolicyModel, encode_model
 
 Member = tuple[list[np.ndarray], list[np.ndarray]]
 
@@ -100,3 +105,34 @@ def start_regressor(net: object, member: Member, x: np.ndarray, outputs: int) ->
     net.coefs_ = [np.array(w, dtype=x.dtype) for w in member[0]]  # type: ignore[attr-defined]
     net.intercepts_ = [np.array(b, dtype=x.dtype) for b in member[1]]  # type: ignore[attr-defined]
     net.n_features_in_ = x.shape[1]  # type: ignore[attr-defined]
+
+
+def average_policies(policies: Sequence[PolicyModel], *, switch_margin: float = 0.0,
+                     metadata: Mapping[str, Any] | None = None) -> PolicyModel:
+    """One policy whose scores are the mean of `policies`' scores, each policy weighing the same whatever its
+    own ensemble size: every network is rewritten for the first policy's input standardisation
+    (`restandardise`) and the networks are laid side by side (`average_networks`), so the result is an
+    ordinary model file (wider, not deeper). The decision rule is new: `switch_margin`, no safety floor.
+    The metadata records each source policy's content hash and decision rule. Policies for other
+    features, ladders, activations or depths are refused with a ValueError."""
+    if len(policies) < 2:
+        raise ValueError(f"averaging needs two or more policies, got {len(policies)}")
+    first = policies[0]
+    for k, p in enumerate(policies[1:], start=1):
+        if (p.feature_schema.names, p.ladder_bitrates_bps, p.segment_duration_s) != (
+                first.feature_schema.names, first.ladder_bitrates_bps, first.segment_duration_s):
+            raise ValueError(f"policy {k} decides on other features or another ladder than policy 0")
+        if p.activation != first.activation or len(p.coefs_) != len(first.coefs_):
+            raise ValueError(f"policy {k} has another activation or depth ({p.activation}, {len(p.coefs_)} layers) "
+                             f"than policy 0 ({first.activation}, {len(first.coefs_)} layers)")
+    nets = [restandardise(([np.array(w) for w in p.coefs_], [np.array(b) for b in p.intercepts_]),
+                          p.input_mean_, p.input_scale_, first.input_mean_, first.input_scale_) for p in policies]
+    coefs, intercepts = average_networks(nets)
+    sources = [{"sha256_16": hashlib.sha256(encode_model(p)).hexdigest()[:16], "switch_margin": p.switch_margin,
+                "safety_floor_s": p.safety_floor_s} for p in policies]
+    return PolicyModel(
+        feature_schema=first.feature_schema, ladder_bitrates_bps=first.ladder_bitrates_bps,
+        segment_duration_s=first.segment_duration_s, sklearn_version=first.sklearn_version,
+        activation=first.activation, input_mean_=first.input_mean_, input_scale_=first.input_scale_,
+        coefs_=tuple(coefs), intercepts_=tuple(intercepts), switch_margin=switch_margin,
+        metadata={**(metadata or {}), "average_of": sources})

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abr.algorithms.learned import default_model_path, encode_model, load_model
+from abr.algorithms.learned import decode_model, default_model_path, encode_model, load_model
 from netsim.trace import Trace
 from player.bundled import ENVIVIO_DIR, TRACES_DIR
 from player.cli import main
-from player.research.ensemble import average_networks, restandardise, split_members
+from player.research.ensemble import average_networks, average_policies, restandardise, split_members
 from player.research.sim import PROFILES
 from player.research.train import TrainConfig, fit_policy, train
 from player.video import Video
@@ -47,6 +47,30 @@ def test_the_shipped_network_splits_into_its_members_and_averages_back() -> None
     with pytest.raises(ValueError, match="not block-diagonal"):
         split_members(mixed, 3, (64, 64))
 
+
+
+def test_averaged_policies_score_the_mean_of_their_scores() -> None:
+    model = load_model()
+    other = dataclasses.replace(  # another policy, standardised for other data
+        model, input_mean_=model.input_mean_ + 0.4, input_scale_=model.input_scale_ * 1.6,
+        coefs_=(model.coefs_[0] * 1.2, model.coefs_[1], model.coefs_[2] * 0.7), switch_margin=0.4)
+    x = np.random.default_rng(2).normal(size=(60, 40)) * model.input_scale_ + model.input_mean_
+    both = average_policies([model, other, other], switch_margin=0.2, metadata={"note": "test"})
+    np.testing.assert_allclose(both.scores(x), (model.scores(x) + 2 * other.scores(x)) / 3, rtol=0, atol=1e-9)
+    assert np.max(np.abs(both.scores(x) - model.scores(x))) > 0.1
+    assert [w.shape for w in both.coefs_] == [(40, 576), (576, 576), (576, 6)]
+    assert both.switch_margin == 0.2 and both.metadata["note"] == "test"
+    assert [s["switch_margin"] for s in both.metadata["average_of"]] == [0.0, 0.4, 0.4]
+    again = decode_model(encode_model(both), "averaged")  # an ordinary model file
+    np.testing.assert_array_equal(again.scores(x), both.scores(x))
+    with pytest.raises(ValueError, match="two or more"):
+        average_policies([model])
+    with pytest.raises(ValueError, match="another ladder"):
+        average_policies([model, dataclasses.replace(model, ladder_bitrates_bps=(1, 2, 3, 4, 5, 6))])
+    shallow = dataclasses.replace(model, coefs_=(model.coefs_[0], model.coefs_[1] @ model.coefs_[2]),
+                                  intercepts_=(model.intercepts_[0], model.intercepts_[2]))
+    with pytest.raises(ValueError, match="depth"):
+        average_policies([model, shallow])
 
 def test_a_warm_fit_starts_from_the_initial_policy(video_10: Video) -> None:
     init = load_model()
