@@ -212,10 +212,16 @@ class WarpClock:
             return self._anchor_clock
         if self._pinned is not None:
             return self._pinned
+        return self._reading_at(self._loop.time())
+
+    def _reading_at(self, t: float) -> float:
+        """The running clock's reading at loop time `t` (neither held nor pinned). A caller that also
+        anchors at `t` reads the loop once: a second read would put the span between the two on both
+        sides (clock time and, from the anchor on, held or stalled time)."""
         if self._events_only:  # stands at the last event, unless nothing happened for idle_wall_s
-            reading = self._anchor_clock + max(self._loop.time() - self._anchor_loop - self._idle_wall_s, 0.0)
+            reading = self._anchor_clock + max(t - self._anchor_loop - self._idle_wall_s, 0.0)
         else:  # never below the anchor: the limit may lie behind a re-anchoring that came late
-            reading = self._anchor_clock + max(min(self._loop.time(), self._limit_loop) - self._anchor_loop, 0.0)
+            reading = self._anchor_clock + max(min(t, self._limit_loop) - self._anchor_loop, 0.0)
         if self._bounded and self._timers:
             return min(reading, self._timers[0].due_s)
         return reading
@@ -329,8 +335,9 @@ class WarpClock:
         """Anchor the clock's reading at the loop's time now; returns that loop time."""
         t = self._loop.time()
         offset = self._anchor_loop - self._anchor_clock
-        unbounded = None if self._holds or self._pinned is not None else self._anchor_clock + t - self._anchor_loop
-        self._anchor_clock = self.now()
+        running = not self._holds and self._pinned is None
+        unbounded = self._anchor_clock + t - self._anchor_loop if running else None
+        self._anchor_clock = self._reading_at(t) if running else self.now()  # the reading at `t` itself
         self._anchor_loop = t
         if unbounded is not None:  # what the beat's limit (or a timer not yet run) left out: a stall
             self.stalled_s += max(0.0, unbounded - max(self._anchor_clock, self._floor))
@@ -471,10 +478,10 @@ class WarpClock:
         if not (self.loose_timers and self.lone_request) or self._holds or self._pinned is not None:
             return 0.0
         due_s = max(due_s, self._floor)
-        late = self.now() - due_s
+        t = self._loop.time()  # one read: the lateness and the stall are measured at the same instant
+        late = self._reading_at(t) - due_s
         if late <= 0:
             return 0.0
-        t = self._loop.time()
         self.stalled_s += self._anchor_clock + t - self._anchor_loop - due_s  # a stall past the beat's limit too
         self.late_s += late
         self._anchor_at(due_s, t)

@@ -54,9 +54,11 @@ class PipeOwner(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LinkStats:
-    """What one link delivered, per `bin_s` wall seconds of its own clock."""
+    """What one link delivered, per `bin_s` seconds of its own clock (loop seconds, less what the clock
+    leaves out: netsim.clock)."""
 
     started_s: float  # event-loop time at which the link's clock started
+    started_clock_s: float  # the link's clock (its `WarpClock`) reading then: the bins' origin on that clock
     bin_s: float
     delivered_bytes: tuple[int, ...]  # bytes the link released in each bin
     capacity_bytes: tuple[float, ...]  # bytes the link model (faults included) offered in each bin
@@ -341,7 +343,8 @@ class PacedLink:
         edges = [min(i * self._bin_s, now) for i in range(count + 1)]
         available = [self.model.bytes_until(t) for t in edges]
         capacity = tuple(b - a for a, b in zip(available, available[1:]))
-        return LinkStats(started_s=self.origin, bin_s=self._bin_s, delivered_bytes=tuple(delivered), capacity_bytes=capacity)
+        return LinkStats(started_s=self.origin, started_clock_s=self._clock0, bin_s=self._bin_s,
+                         delivered_bytes=tuple(delivered), capacity_bytes=capacity)
 
 
 class Pipe:

@@ -1,5 +1,6 @@
 """A virtual-time event loop for the clock's and the pacing's tests (tests/netsim/epollkit.py,
-test_clock_corewait.py): what a `WarpClock` and a paced link use of a loop, on a time the test moves."""
+test_clock_corewait.py, test_clock_reads.py, test_pacing_bins.py): what a `WarpClock` and a paced link
+use of a loop, on a time the test moves."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ class VirtualLoop:
             if not handle.cancelled:
                 handle.callback()
         self._t = end
+
+
+class SteppingLoop(VirtualLoop):
+    """Virtual time that moves on by `step_s` after every read of it: any two lines that read the loop
+    lie a step apart, as on a loaded machine that may lose its core (or slow down) between any two.
+    `reads` keeps what each read returned (test_clock_reads.py)."""
+
+    def __init__(self, step_s: float) -> None:
+        super().__init__()
+        self.step_s = step_s
+        self.reads: list[float] = []
+
+    def time(self) -> float:
+        t = self._t
+        self._t += self.step_s
+        self.reads.append(t)
+        return t

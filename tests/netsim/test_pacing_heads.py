@@ -10,12 +10,10 @@ import pytest
 
 from netsim import synthetic
 from netsim.clock import WarpClock
-from netsim.faults import FaultedLink
-from netsim.link import LinkModel
-from netsim.pacing import _SEGMENT_BYTES, _TAIL_LEAD_S, PacedLink, Pipe, RateChanges
+from netsim.pacing import _SEGMENT_BYTES, _TAIL_LEAD_S, PacedLink, Pipe
 from netsim.shaper import pacing_quantum_ms
 from tests.netsim.epollkit import WAKE_LATENCY_S, EpollLoop
-from tests.netsim.pipekit import Owner, Sink, Source
+from tests.netsim.pipekit import Sink, paced_pipe
 
 
 def _paced(loop: EpollLoop, *, speed: float, rate_bps: float) -> tuple[WarpClock, PacedLink, Pipe, Sink]:
@@ -24,13 +22,7 @@ def _paced(loop: EpollLoop, *, speed: float, rate_bps: float) -> tuple[WarpClock
     clock = WarpClock(loop, cover_stalls=True, exact_timers=False)  # type: ignore[arg-type]
     assert clock.loose_timers
     trace = synthetic.constant(rate_bps, duration_s=600.0).scaled(speed)
-    quantum_s = pacing_quantum_ms(None, speed) / 1000.0
-    link = PacedLink(loop, FaultedLink(LinkModel(trace, payload_factor=1.0), ()), RateChanges(trace, quantum_s),  # type: ignore[arg-type]
-                     quantum_s=quantum_s, bin_s=1.0, owed_limit_bytes=256 * 1024, warp=clock)
-    pipe = Pipe(loop, Owner(), link=link, delay=lambda: 0.0, limit_bytes=256 * 1024, warp=clock)  # type: ignore[arg-type]
-    pipe.source = Source()  # type: ignore[assignment]
-    sink = Sink(clock)
-    pipe.start_sink(sink)  # type: ignore[arg-type]
+    link, pipe, sink = paced_pipe(loop, clock, trace, pacing_quantum_ms(None, speed) / 1000.0)
     return clock, link, pipe, sink
 
 
