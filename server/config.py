@@ -196,6 +196,10 @@ class PlaybackConfig:
     url_ttl_s: int = DEFAULT_URL_TTL_S
     heartbeat_s: float = 1.0
     missed_heartbeats: int = 2  # an edge silent for this many intervals leaves the ranking
+    # Fail static: when no edge is live, steer to the edges whose last report (healthy) came within this
+    # many intervals rather than refuse every session: then the heartbeats are late, not every edge
+    # down (a loaded machine, a busy steering API); 0 refuses at once (server/playback.py, docs/SERVER.md).
+    fail_static_heartbeats: int = 30
     weights: SteeringWeights = SteeringWeights()
     allowed_origins: tuple[str, ...] = ()
     max_edges: int = 1024
@@ -211,6 +215,9 @@ class PlaybackConfig:
         _check_positive(self.heartbeat_s, "heartbeat_s")
         if self.missed_heartbeats < 1:
             raise ValueError("missed_heartbeats must be >= 1")
+        if self.fail_static_heartbeats != 0 and not self.missed_heartbeats <= self.fail_static_heartbeats <= 100_000:
+            raise ValueError(f"fail_static_heartbeats must be 0 (off) or from missed_heartbeats "
+                             f"({self.missed_heartbeats}) to 100000, got {self.fail_static_heartbeats}")
         check_origins(self.allowed_origins)
         _check_positive(self.max_edges, "max_edges")
         _check_internal_token(self.internal_token)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +59,21 @@ class WorkerGroup:
 
 async def send_heartbeats(session: aiohttp.ClientSession, *, edge_id: str, steering_url: str,
                           headers: Mapping[str, str], interval_s: float, beat: Callable[[], dict[str, Any] | None],
-                          stats: EdgeStats) -> None:
+                          stats: EdgeStats, clock: Callable[[], float] = time.monotonic,
+                          sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """POST `beat()` (None: nothing to report yet) with `headers` (the internal credential) to the
     steering API every `interval_s`, until cancelled. A failure is counted and logged once per outage,
-    and its end once; it never stops."""
+    and its end once; it never stops.
+
+    Beats keep to a fixed schedule (one every `interval_s` from the first), not `interval_s` after
+    each answer: steering drops an edge silent for `missed_heartbeats` intervals, so a beat whose POST
+    took most of an interval (a loaded machine, a busy steering API) must not push the next one past
+    that window. A beat that overran whole slots is sent at once and the missed slots are skipped,
+    never sent in a burst."""
     target = f"{steering_url}/internal/edges/heartbeat"
     timeout = aiohttp.ClientTimeout(total=max(0.5, min(5.0, 2 * interval_s)))
     failing = False
+    due_s = clock()
     while True:
         report = beat()
         if report is not None:
@@ -84,4 +93,6 @@ async def send_heartbeats(session: aiohttp.ClientSession, *, edge_id: str, steer
             elif failing:
                 log.info("edge %s: heartbeats to %s accepted again", edge_id, target)
                 failing = False
-        await asyncio.sleep(interval_s)
+        now_s = clock()
+        due_s = max(due_s + interval_s, now_s)  # the next slot; after an overrun, now
+        await sleep(due_s - now_s)

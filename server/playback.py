@@ -16,6 +16,7 @@ token, its revocation and the entitlement.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
@@ -35,6 +36,8 @@ from server.observability import METRICS, Metrics, add_log_fields, metrics_handl
 from server.regions import REGION_HEADER, Placement, Ranked, place_client, rank_for_client
 from server.revocation import StoreUnavailable
 from server.tokens import TOKENS, Claims, TokenError, TokenVerifier, authenticate, unauthorized, unavailable
+
+log = logging.getLogger("abrkit.playback")
 
 Clock = Callable[[], float]
 _EDGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -76,11 +79,14 @@ def parse_heartbeat(body: object, *, now: float) -> EdgeStatus:
 
 
 class EdgeRegistry:
-    """The edges heard from; an edge is live while healthy and heard within `stale_after_s`."""
+    """The edges heard from; an edge is live while healthy and heard within `stale_after_s`. When none
+    is, `fail_static` gives those that last reported healthy within `fail_static_s` (0: none)."""
 
-    def __init__(self, *, stale_after_s: float, max_edges: int = 1024) -> None:
+    def __init__(self, *, stale_after_s: float, max_edges: int = 1024, fail_static_s: float = 0.0) -> None:
         self.stale_after_s = stale_after_s
+        self.fail_static_s = fail_static_s
         self.max_edges = max_edges
+        self.failing_static = False  # steering by `fail_static` now (logged once per episode)
         self._edges: dict[str, EdgeStatus] = {}
 
     def heartbeat(self, status: EdgeStatus) -> None:
@@ -99,6 +105,14 @@ class EdgeRegistry:
 
     def live(self, now: float) -> list[EdgeStatus]:
         return [e for e in self._edges.values() if e.healthy and self._fresh(e, now)]
+
+    def fail_static(self, now: float) -> list[EdgeStatus]:
+        """The edges to steer to when none is live: every one whose last heartbeat, within
+        `fail_static_s`, said healthy. No edge being live more often means the heartbeats are late
+        (the steering API or the machine busy) than that every edge is down; an edge that said it is
+        unhealthy stays out. As a load balancer's panic mode or fail-open, it costs a client of a
+        truly dead stack a failed fetch instead of a 503."""
+        return [e for e in self._edges.values() if e.healthy and now - e.last_seen_s <= self.fail_static_s]
 
     def all(self) -> list[EdgeStatus]:
         return list(self._edges.values())
@@ -222,10 +236,23 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
     now = rt.monotonic()
     edges, ranking = steer(title, rt.registry.live(now), rt.config, client)
     metrics = request.app[METRICS]
+    registry, was_failing_static = rt.registry, rt.registry.failing_static
+    registry.failing_static = not edges and bool(late := registry.fail_static(now))
+    if registry.failing_static:
+        edges, ranking = steer(title, late, rt.config, client)
+        metrics.inc("playback_fail_static_total", help="Sessions steered to edges whose heartbeats were late")
+        if not was_failing_static:
+            log.warning("no edge heard within %g s: steering to the %d edge(s) last heard healthy, up to %.2f s "
+                        "ago, until one is heard again (fail static)", registry.stale_after_s, len(late),
+                        max(now - e.last_seen_s for e in late))
+    elif was_failing_static and edges:
+        log.info("edges heard again: steering by live edges only")
     if not edges:
         metrics.inc("playback_refused_total", labels={"reason": "no_edge"}, help="Sessions refused")
         return json_error(503, "no healthy edge", reason=(
-            f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"), headers={"Retry-After": "1"})
+            f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"
+            + (f" (nor in the last {rt.registry.fail_static_s:g} s)" if rt.registry.fail_static_s else "")),
+            headers={"Retry-After": "1"})
     ttl_s = rt.config.url_ttl_s
     region = client.region if client is not None else ""
     urls = manifest_urls(title, edges, signer=rt.signer, grant=_grant(rt, title, session_id, claims, region))
@@ -284,7 +311,8 @@ def create_app(config: PlaybackConfig, *, tokens: TokenVerifier | None = None, m
                wall: Clock = time.time) -> web.Application:
     app = web.Application(middlewares=service_middlewares(config.allowed_origins, config.internal_token),
                           client_max_size=256 * 1024)
-    registry = EdgeRegistry(stale_after_s=config.heartbeat_s * config.missed_heartbeats, max_edges=config.max_edges)
+    registry = EdgeRegistry(stale_after_s=config.heartbeat_s * config.missed_heartbeats, max_edges=config.max_edges,
+                            fail_static_s=config.heartbeat_s * config.fail_static_heartbeats)
     app[_RUNTIME] = _Runtime(config=config, registry=registry, monotonic=monotonic, wall=wall,
                              signer=urlsign.UrlSigner(config.url_signing_key),
                              internal=InternalCredential(config.internal_token))

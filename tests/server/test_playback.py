@@ -109,6 +109,52 @@ async def test_no_healthy_edge_is_503_with_a_reason(client: TestClient, policy: 
     assert body["error"] == "no healthy edge" and "reason" in body
 
 
+async def test_when_no_edge_is_live_the_ones_late_but_healthy_are_steered_to(
+        client: TestClient, policy: TokenPolicy, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    # Fail static: every heartbeat late (a loaded machine) is not every edge down. Edges last heard
+    # healthy within 30 heartbeats are steered to, best first as ever; one that said it is unhealthy is not.
+    await beat(client, "edge-0", 9000)
+    await beat(client, "edge-1", 9001)
+    await beat(client, "edge-2", 9002, healthy=False)
+    clock.now += 5.0  # no edge live any more (heard 5 s ago, the window is 2 s)
+    with caplog.at_level("WARNING", logger="abrkit.playback"):
+        first = await start(client, policy)
+        second = await start(client, policy)
+    assert {URL(u).port for u in first["manifest_urls"]} == {9000, 9001}
+    assert second["manifest_urls"][0].split("/s/")[0] == first["manifest_urls"][0].split("/s/")[0]
+    assert len([r for r in caplog.records if "fail static" in r.getMessage()]) == 1, "logged once per episode"
+    metrics = await (await client.get("/metrics", headers=EDGE_AUTH)).text()
+    assert "playback_fail_static_total 2" in metrics
+    edges = await (await client.get("/internal/edges", headers=EDGE_AUTH)).json()
+    assert not any(e["live"] for e in edges["edges"]), "/internal/edges still says which edges are live"
+    await beat(client, "edge-1", 9001)  # one heard again: live edges only
+    assert [URL(u).port for u in (await start(client, policy))["manifest_urls"]] == [9001]
+    clock.now += 30.01  # edge-1 heard 30.01 s ago, edge-0 35.01 s: past the 30 heartbeats
+    resp = await client.post("/playback/demo", headers=bearer(policy))
+    assert resp.status == 503
+    assert "nor in the last 30 s" in (await resp.json())["reason"]
+
+
+async def test_fail_static_can_be_turned_off(aiohttp_client, tmp_path: Path, policy: TokenPolicy,  # type: ignore[no-untyped-def]
+                                             clock: FakeClock) -> None:
+    fake_title(tmp_path / "content", "demo")
+    config = PlaybackConfig(content_root=tmp_path / "content", tokens=policy, url_signing_key=URL_KEY,
+                            internal_token=INTERNAL_TOKEN, license_url=LICENSE_URL, heartbeat_s=1.0,
+                            fail_static_heartbeats=0)
+    client = await aiohttp_client(playback.create_app(config, monotonic=clock), headers=EDGE_AUTH)
+    await beat(client, "edge-0", 9000)
+    clock.now += 2.01
+    resp = await client.post("/playback/demo", headers=bearer(policy))
+    assert resp.status == 503 and (await resp.json())["error"] == "no healthy edge"
+
+
+@pytest.mark.parametrize("heartbeats", [1, -1, 100_001])
+def test_fail_static_must_cover_the_live_window(tmp_path: Path, policy: TokenPolicy, heartbeats: int) -> None:
+    with pytest.raises(ValueError, match="fail_static_heartbeats must be 0"):
+        PlaybackConfig(content_root=tmp_path, tokens=policy, url_signing_key=URL_KEY, license_url=LICENSE_URL,
+                       fail_static_heartbeats=heartbeats)
+
+
 @pytest.mark.parametrize(("title", "titles", "status"), [
     ("premium", ("demo",), 403), ("nosuch", ("demo",), 403), ("nosuch", ("*",), 404), ("..", ("*",), 404),
     ("a%00b", ("*",), 404)])
