@@ -3,7 +3,7 @@
     python bench/live_run.py [--traces DIR] [--limit N] [--abr l2a,lolp,dynamic,bola] [--speed 10]
                              [--concurrency 2] [--duration-s 60] [--stack-processes] [--out DIR]
                              [--protocol dash|hls] [--no-parts] [--exclude | --no-exclude]
-                             [--offsets N] [--seed S]
+                             [--offsets N] [--seed S] [--exclude-core-waits]
 
 The demo title (4 s segments) as the stack's low-latency live channel (0.5 s chunks, target 2 s),
 its clock `--speed` times the wall clock (`abrkit serve --live --speed K`); each algorithm plays each
@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--exclude", action="store_true",
                         help="leave the stack's time out (the default for both protocols since wave 11; kept so "
                              "older commands run)")
+    parser.add_argument("--exclude-core-waits", action="store_true",
+                        help="also leave each player loop's wait for a core out of its clock (loaded machines)")
     parser.add_argument("--out", type=Path, help="folder for live_results.jsonl, sessions.csv and logs")
     parser.add_argument("--protocol", choices=("dash", "hls"), default="dash", help="the channel's protocol")
     parser.add_argument("--no-parts", action="store_true", help="HLS: play whole segments, not LL-HLS parts")
@@ -200,7 +202,7 @@ def main() -> None:
     config = LiveRunConfig(abrs=tuple(args.abr.split(",")), duration_s=args.duration_s, speed=args.speed,
                            concurrency=args.concurrency, stack_processes=args.stack_processes,
                            exclude_stack_time=False if args.no_exclude else True if args.exclude else None,
-                           protocol=args.protocol,
+                           protocol=args.protocol, exclude_core_waits=args.exclude_core_waits,
                            play_parts=not args.no_parts)
     content = channel_content(ensure_demo_title(default_cache_dir() / "content"), chunk_s=config.chunk_s,
                               protocol=config.protocol)
@@ -232,6 +234,7 @@ def main() -> None:
     if args.out:
         write_live_run(rows, args.out, meta={"bench": "live_run", "speed": config.speed, "protocol": config.protocol,
                                              "play_parts": config.play_parts,
+                                             "exclude_core_waits": config.exclude_core_waits,
                                              "concurrency": config.concurrency, "traces": len(traces),
                                              "load_before": load_before, "load_after": load_after})
 

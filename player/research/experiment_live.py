@@ -95,6 +95,11 @@ class LiveRunConfig:
     # clock as they happen: docs/LIVE-EMULATION.md, "The wait counted while it happens"). False: the
     # reference, the stack's time counted.
     exclude_stack_time: bool | None = None
+    # Also leave out each player loop's measured wait for a core (netsim.corewait; Linux), which the
+    # heartbeat of the loop stalls finds only past its slack: for runs on a loaded machine. Needs the
+    # stack's time left out (the channel then follows each player's clock). docs/LIVE-EMULATION.md,
+    # "The loop's wait for a core".
+    exclude_core_waits: bool = False
     # When the players re-sync their clocks (dash.js's schedule), and so their simulated twins' links
     clock_sync: ClockSyncConfig = field(default_factory=ClockSyncConfig)
     # The emulated players play the channel's MPD ("dash") or its HLS playlists ("hls": LL-HLS parts
@@ -107,6 +112,9 @@ class LiveRunConfig:
             raise ValueError(f"protocol must be dash or hls, got {self.protocol!r}")
         if self.exclude_stack_time is None:
             object.__setattr__(self, "exclude_stack_time", True)
+        if self.exclude_core_waits and not self.exclude_stack_time:
+            raise ValueError("leaving the loop's waits for a core out needs the stack's time left out too "
+                             "(the channel follows the player's clock only then)")
         if not self.abrs or len(set(self.abrs)) != len(self.abrs):
             raise ValueError("give each ABR algorithm once, at least one")
         if not self.modes or any(m not in MODES for m in self.modes):
@@ -378,7 +386,7 @@ def live_link(trace: Trace, config: LiveRunConfig) -> LinkConfig:
     simulated twin's (docs/LIVE-EMULATION.md, "The stack's time in live emulation")."""
     return LinkConfig(trace=trace, rtt_ms=config.rtt_ms, shape_bootstrap=False,
                       exclude_server_time=config.exclude_stack_time, exclude_loop_stalls=config.exclude_stack_time,
-                      exact_timers=False)
+                      exact_timers=False, exclude_core_waits=config.exclude_core_waits)
 
 
 async def emulate_row(abr: str, trace: Trace, config: LiveRunConfig, target: TitleTarget) -> Row:
@@ -529,6 +537,8 @@ def settings_key(config: LiveRunConfig, content: LiveChannelContent) -> str:
               "sim_model": LIVE_SIM_MODEL_VERSION, "clock_sync": dataclasses.asdict(config.clock_sync)}
     if config.protocol != "dash" or not config.play_parts:  # (so a DASH run's stored sessions keep their key)
         fields.update(protocol=config.protocol, play_parts=config.play_parts)
+    if config.exclude_core_waits:  # (likewise)
+        fields.update(exclude_core_waits=True)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

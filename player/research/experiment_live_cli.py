@@ -30,6 +30,10 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]
                                 "with seeds S, S+1, ... of --seed S (default 0); the gaps' CIs are over traces, a "
                                 "trace's sessions averaged (default %(default)s; --seed alone: each trace once, from "
                                 "the offset its seed draws)"),
+        group.add_argument("--exclude-core-waits", action="store_true",
+                           help="also leave each player loop's wait for a core (as Linux measures it) out of its "
+                                "clock: for runs on a loaded machine (docs/LIVE-EMULATION.md, \"The loop's wait for "
+                                "a core\")"),
     ]
 
 
@@ -55,7 +59,7 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             target_latency_s=args.target_latency_s, rtt_ms=args.rtt_ms if args.rtt_ms is not None else 80.0,
             concurrency=args.sessions_per_worker, stack_processes=args.stack_processes,
             clock_sync=clock_sync or ClockSyncConfig(), protocol=getattr(args, "protocol", "dash"),
-            play_parts=getattr(args, "hls_low_latency_mode", True))
+            play_parts=getattr(args, "hls_low_latency_mode", True), exclude_core_waits=args.exclude_core_waits)
     except ValueError as exc:
         raise CliError(f"live run settings: {exc}") from None
     if args.offsets < 1:
@@ -74,7 +78,8 @@ def run_live(args: argparse.Namespace, abrs: tuple[str, ...], modes: tuple[str, 
             "duration_s": config.duration_s, "speed": config.speed, "low_latency": config.low_latency,
             "chunk_s": config.chunk_s if config.low_latency else None, "target_latency_s": config.target_latency_s,
             "rtt_ms": config.rtt_ms, "concurrency": config.concurrency, "protocol": config.protocol,
-            "play_parts": config.play_parts, "offsets": args.offsets, "seed": args.seed}
+            "play_parts": config.play_parts, "offsets": args.offsets, "seed": args.seed,
+            "exclude_core_waits": config.exclude_core_waits}
     files = write_live_run(rows, args.out, meta=meta)
     played = f"{len(traces)} sessions of {len(traces) // args.offsets} traces" if args.offsets > 1 else f"{len(traces)} traces"
     print(f"live: {title_dir.name} as a channel ({content.segment_duration_s:g} s segments, "

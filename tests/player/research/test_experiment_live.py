@@ -163,6 +163,19 @@ def test_live_emulation_leaves_out_the_stacks_time_without_exact_timers() -> Non
     assert not link.shape_bootstrap and link.trace is trace and link.rtt_ms == 80.0
     plain = live_link(trace, LiveRunConfig(abrs=("bola",), exclude_stack_time=False))
     assert not plain.exclude_server_time and not plain.exclude_loop_stalls
+    assert not link.exclude_core_waits and not plain.exclude_core_waits  # opt-in
+
+
+def test_the_loops_waits_for_a_core_are_left_out_on_request_and_keyed_apart(packaged: PackagedTitles) -> None:
+    trace = open_trace("constant:5e6")
+    waits = LiveRunConfig(abrs=("bola",), exclude_core_waits=True)
+    link = live_link(trace, waits)
+    assert link.exclude_core_waits and link.exclude_server_time and link.leaves_time_out
+    content = channel_content(packaged.content_root / CLEAR_TITLE, chunk_s=0.5)
+    plain = LiveRunConfig(abrs=("bola",))
+    assert settings_key(waits, content) != settings_key(plain, content), "a rerun must not reuse the other's sessions"
+    with pytest.raises(ValueError, match="needs the stack's time left out"):
+        LiveRunConfig(abrs=("bola",), exclude_core_waits=True, exclude_stack_time=False)
 
 
 def test_the_gap_is_emulate_minus_sim_paired_per_trace(tmp_path: Path) -> None:
