@@ -1,0 +1,188 @@
+"""Is bandwidth prediction the lever for the learned policy? Its headroom, measured (docs/LEARNED.md,
+round 13), on the Pensieve training traces only: fold 0's fit share against its 25 held-out traces.
+
+Table 1: a learned throughput predictor (`player/research/predictor.py`, fitted on bba and F sessions
+over the fit traces) against the harmonic mean of 5 and dash.js's EWMA, scored by `bench/estimators.py`
+on the held-out traces' sessions: the capacity of the next transfer (at the last quality) and the mean
+capacity over the next `--window` seconds.
+Table 2: round 4's imitation (`bench/imitation_capacity.py`: horizon-6 expert labels, one 64x64 network)
+with input columns appended: (a) none; (b) the oracle, the true values of table 1's two targets at each
+state (b1, b2: one of them; b3: the mean capacity in each of the next six segment durations; and the
+two with seeded noise of a given size, the most a predictor that accurate could add); (c) the
+predictors' estimates of them from the player's own history. Agreement with the expert's best
+quality and mean regret per decision (QoE), on the fit states and the held-out states, over `--seeds`
+fits.
+
+    python bench/prediction_headroom.py [--starts 4] [--window 20] [--predictor-starts 4] [--seeds 5]
+
+Seeded (one BLAS thread), so the figures do not depend on the machine's load; prints CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from abr.algorithms.learned import make_learned
+from abr.estimators import DashEwma, HarmonicMean
+from abr.registry import make
+from abr.types import BatchAbr
+from netsim.sources import open_traces
+from netsim.trace import Trace
+from player.research.folds import split_traces
+from player.research.predictor import (
+    TARGETS,
+    Histories,
+    PredictedThroughput,
+    PredictorConfig,
+    ThroughputPredictor,
+    fit_predictor,
+    future_capacity_bps,
+    history_inputs,
+    mean_capacity_bps,
+    play_histories,
+    training_set,
+)
+from player.research.sim import PROFILES, LockStep
+from player.research.train import TrainConfig, fit_policy
+from player.video import Video, load_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from estimators import Sample, score, table  # noqa: E402
+from imitation_capacity import SHARED, agreement_regret, expert_labels, seeded_starts  # noqa: E402
+
+_LOG2_TOP_CLIP = (-8.0, 4.0)  # as the features' log2 throughput / top bitrate
+BINS = 6  # the expert's horizon, in segments
+NOISE_LOG2 = (0.15, 0.3, 0.6)  # standard deviations of the noisy oracles' errors, log2 units
+PREDICTORS = {
+    "MLP 64x64, last 8": PredictorConfig(history=8),
+    "MLP 64x64, last 20": PredictorConfig(history=20),
+    "linear (ridge), last 8": PredictorConfig(history=8, kind="linear", l2_alpha=1.0),
+    "linear (ridge), last 20": PredictorConfig(history=20, kind="linear", l2_alpha=1.0),
+}
+
+
+def histories(video: Video, traces: list[Trace], starts: int, seed: int, window_s: float) -> list[Histories]:
+    """bba's and F's sessions on every trace from `starts` offsets seeded by (`seed`, trace, rollout)."""
+    which, offsets = seeded_starts(traces, starts, seed)
+    players: list[Callable[[], BatchAbr]] = [lambda: make("bba"), make_learned]  # type: ignore[list-item]
+    return [play_histories(build(), video, PROFILES["pensieve"], traces, which, offsets, window_s=window_s)
+            for build in players]
+
+
+def sessions(runs: Sequence[Histories], target: str) -> list[list[Sample]]:
+    """Every session's downloads, each with the truth of `target` before its request."""
+    column = TARGETS.index(target)
+    return [[Sample(download=d, true_bps=float(h.truth_bps[j, i, column])) for i, d in enumerate(h.downloads(j))]
+            for h in runs for j in range(h.download_bytes.shape[0])]
+
+
+def top_relative(log2_bps: np.ndarray, top_bps: float) -> np.ndarray:
+    return np.clip(log2_bps - np.log2(top_bps), *_LOG2_TOP_CLIP)
+
+
+def extra_columns(window_s: float, predictors: Sequence[ThroughputPredictor], top_bps: float
+                  ) -> Callable[[LockStep], np.ndarray]:
+    """The oracle's two columns, then each predictor's two, then the oracle's mean capacity in each of
+    `BINS` segment-long bins from the request on, as log2(capacity / top bitrate)."""
+    def columns(state: LockStep) -> np.ndarray:
+        seg_s = state.video.ladder.segment_duration_s
+        bins = np.stack([mean_capacity_bps(state, k * seg_s, (k + 1) * seg_s) for k in range(BINS)], axis=1)
+        out = [top_relative(np.log2(future_capacity_bps(state, window_s)), top_bps)]
+        seen = slice(0, state.segment_index)
+        for p in predictors:
+            x = history_inputs(state.hist_bytes[:, seen], state.hist_s[:, seen], p.config.history)
+            out.append(top_relative(p.predict_log2_mbps(x) + np.log2(1e6), top_bps))
+        out.append(top_relative(np.log2(np.maximum(bins, 1.0)), top_bps))
+        return np.concatenate(out, axis=1)
+    return columns
+
+
+def _spread(values: np.ndarray) -> str:
+    return f"{values.mean():.3f}" if values.size == 1 else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=4, help="expert rollouts per trace, from seeded offsets")
+    parser.add_argument("--predictor-starts", type=int, default=4, help="bba and F sessions per trace for the predictor")
+    parser.add_argument("--window", type=float, default=20.0, help="the second target's window, s")
+    parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=5, help="fits per variant, seeds 0..N-1")
+    args = parser.parse_args()
+    video = load_video(SHARED / "video/pensieve-envivio").folded()
+    fit, held_out = split_traces(open_traces([str(SHARED / "traces/pensieve/train")]), 0.2, 0)
+
+    train_runs = histories(video, fit, args.predictor_starts, 11, args.window)
+    held_runs = histories(video, held_out, args.predictor_starts, 12, args.window)
+    predictors = {}
+    for name, config in PREDICTORS.items():
+        pairs = [training_set(h, config.history) for h in train_runs]
+        x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        predictors[name] = fit_predictor(x, y, config)
+    print(f"predictors fitted on {len(x)} requests of bba and F on {len(fit)} fit traces ({args.predictor_starts} "
+          f"seeded starts each); scored on {len(held_out)} held-out traces ({time.process_time():.0f} s CPU so far)")
+    for target in TARGETS:
+        held = sessions(held_runs, target)
+        builders = {"harmonic 5 (Pensieve, MPC)": lambda: HarmonicMean(window=5), "dash.js EWMA 3/8 s": DashEwma}
+        builders |= {f"predictor: {name}": (lambda p=p, t=target: PredictedThroughput(p, t))
+                     for name, p in predictors.items()}
+        what = "the next transfer at the last quality" if target == "next" else f"the next {args.window:g} s"
+        print(table(f"\nTable 1{'ab'[TARGETS.index(target)]}: the capacity of {what}, held-out sessions of bba and F",
+                    [score(name, build, held) for name, build in builders.items()]), flush=True)
+
+    top_bps = float(video.ladder.bitrates_bps[-1])
+    chosen = [predictors["MLP 64x64, last 8"], predictors["MLP 64x64, last 20"], predictors["linear (ridge), last 8"]]
+    columns = extra_columns(args.window, chosen, top_bps)
+    x_fit, v_fit = expert_labels(video, fit, args.starts, 1, args.horizon, extra_columns=columns)
+    x_held, v_held = expert_labels(video, held_out, args.starts, 2, args.horizon, extra_columns=columns)
+    base = x_fit.shape[1] - 2 * (1 + len(chosen)) - BINS
+    bins = list(range(base + 2 * (1 + len(chosen)), x_fit.shape[1]))
+    print(f"\n{len(x_fit)} fit states ({len(fit)} traces), {len(x_held)} held-out states ({len(held_out)} traces); "
+          f"{time.process_time():.0f} s CPU so far")
+    oracle, predicted = [base, base + 1], [[base + 2 + 2 * k, base + 3 + 2 * k] for k in range(len(chosen))]
+    noisy = []
+    for k, sd in enumerate(NOISE_LOG2):  # the oracle with seeded noise, independent of everything the player saw
+        rng = np.random.default_rng([7, k])
+        x_fit = np.concatenate([x_fit, x_fit[:, oracle] + rng.normal(0.0, sd, (len(x_fit), 2))], axis=1)
+        x_held = np.concatenate([x_held, x_held[:, oracle] + rng.normal(0.0, sd, (len(x_held), 2))], axis=1)
+        noisy.append([x_fit.shape[1] - 2, x_fit.shape[1] - 1])
+    variants = {"(a) none": [], "(b) oracle: next transfer, next window": oracle,
+                "(b1) oracle: next transfer only": [base], "(b2) oracle: next window only": [base + 1],
+                f"(b3) oracle: mean capacity in each of the next {BINS} segment durations": bins}
+    variants |= {f"(b) oracle with noise, sd {sd:g} in log2": cols for sd, cols in zip(NOISE_LOG2, noisy)}
+    variants |= {"(c) MLP predictor, last 8": predicted[0], "(c) MLP predictor, last 20": predicted[1],
+                 "(c) linear predictor, last 8": predicted[2]}
+    print(f"\nTable 2: imitation of the horizon-6 expert, one 64x64 network, 60 epochs, fit seeds 0..{args.seeds - 1} "
+          "(mean, range); |err| p50: the extra columns' median relative error against the oracle's on the held-out "
+          "states (next transfer / next window)\n"
+          "| extra inputs | |err| p50 % | agreement fit | agreement held out | regret fit | regret held out | "
+          "regret held out - (a)'s, same seed | x 47 decisions |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
+    baseline = None
+    for name, extra in variants.items():
+        keep = list(range(base)) + extra
+        runs = []
+        for seed in range(args.seeds):
+            model = fit_policy(x_fit[:, keep], v_fit, video, TrainConfig(hidden_sizes=(64, 64), max_epochs=60,
+                                                                         ensemble=1),
+                               seed=seed, extra_names=[f"extra_{k}" for k in extra])
+            runs.append((*agreement_regret(model, x_fit[:, keep], v_fit), *agreement_regret(model, x_held[:, keep], v_held)))
+        a_fit, r_fit, a_held, r_held = np.asarray(runs).T
+        error = ("" if len(extra) != 2 or extra == oracle else
+                 " / ".join(f"{100 * np.median(np.abs(2.0 ** (x_held[:, c] - x_held[:, o]) - 1)):.1f}"
+                            for c, o in zip(extra, oracle)))
+        baseline = r_held if baseline is None else baseline
+        gain = r_held - baseline
+        print(f"| {name} | {error} | " + " | ".join(_spread(v) for v in (a_fit, a_held, r_fit, r_held, gain)) +
+              f" | {47 * gain.mean():+.2f} |", flush=True)
+    print(f"\n{time.process_time():.0f} s CPU in all")
+
+
+if __name__ == "__main__":
+    main()
