@@ -22,7 +22,7 @@ from abr.algorithms.learned import PolicyModel
 from abr.qoe import QOE_MODELS
 from netsim.sources import open_traces
 from netsim.trace import Trace
-from player.research.dagger_batch import lockstep_rollouts
+from player.research.dagger_batch import LockStepRollouts, lockstep_rollouts
 from player.research.folds import split_traces
 from player.research.sim import PROFILES, LockStep
 from player.research.train import TrainConfig, fit_policy
@@ -41,15 +41,14 @@ def seeded_starts(traces: list[Trace], starts: int, seed: int) -> tuple[list[int
                    for i, j in enumerate(which)]
 
 
-def expert_labels(video: Video, traces: list[Trace], starts: int, seed: int, horizon: int, *,
-                  extra_columns: Callable[[LockStep], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(features, the expert's values) of every decision of expert rollouts, `starts` per trace from
-    offsets seeded by (`seed`, trace, rollout); `extra_columns` as in `lockstep_rollouts`."""
+def expert_rollouts(video: Video, traces: list[Trace], starts: int, seed: int, horizon: int, *,
+                    extra_columns: Callable[[LockStep], np.ndarray] | None = None) -> LockStepRollouts:
+    """The expert's own rollouts, `starts` per trace from offsets seeded by (`seed`, trace, rollout),
+    every decision labelled with its values; `extra_columns` as in `lockstep_rollouts`."""
     which, offsets = seeded_starts(traces, starts, seed)
-    data = lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=None, beta=1.0,
+    return lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=None, beta=1.0,
                              label_fraction=1.0, rng=np.random.default_rng(0), model=QOE_MODELS["lin"],
                              horizon_segments=horizon, grid_s=1.0, extra_columns=extra_columns)
-    return data.features, data.values
 
 
 def agreement_regret(model: PolicyModel, x: np.ndarray, values: np.ndarray) -> tuple[float, float]:
@@ -66,8 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     video = load_video(SHARED / "video/pensieve-envivio").folded()
     fit, held_out = split_traces(open_traces([str(SHARED / "traces/pensieve/train")]), 0.2, 0)
-    x_fit, v_fit = expert_labels(video, fit, args.starts, 1, args.horizon)
-    x_held, v_held = expert_labels(video, held_out, args.starts, 2, args.horizon)
+    fit_data, held_data = (expert_rollouts(video, fit, args.starts, 1, args.horizon),
+                           expert_rollouts(video, held_out, args.starts, 2, args.horizon))
+    (x_fit, v_fit), (x_held, v_held) = (fit_data.features, fit_data.values), (held_data.features, held_data.values)
     print(f"{len(x_fit)} fit states ({len(fit)} traces), {len(x_held)} held-out states ({len(held_out)} traces)")
     print("| hidden layers | epochs | agreement fit | agreement held out | regret fit | regret held out |\n"
           "| --- | --- | --- | --- | --- | --- |")

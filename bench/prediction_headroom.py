@@ -28,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from abr.algorithms.learned import make_learned
+from abr.algorithms.learned import PolicyModel, make_learned
 from abr.estimators import DashEwma, HarmonicMean
+from abr.features import batch_observation_features
+from abr.qoe import QOE_MODELS
 from abr.registry import make
 from abr.types import BatchAbr
+from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from netsim.trace import Trace
 from player.research.folds import split_traces
@@ -48,13 +51,13 @@ from player.research.predictor import (
     play_histories,
     training_set,
 )
-from player.research.sim import PROFILES, LockStep
+from player.research.sim import PROFILES, LatencyLookup, LockStep
 from player.research.train import TrainConfig, fit_policy
 from player.video import Video, load_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from estimators import Sample, score, table  # noqa: E402
-from imitation_capacity import SHARED, agreement_regret, expert_labels, seeded_starts  # noqa: E402
+from imitation_capacity import SHARED, agreement_regret, expert_rollouts, seeded_starts  # noqa: E402
 
 _LOG2_TOP_CLIP = (-8.0, 4.0)  # as the features' log2 throughput / top bitrate
 BINS = 6  # the expert's horizon, in segments
@@ -103,6 +106,44 @@ def extra_columns(window_s: float, predictors: Sequence[ThroughputPredictor], to
     return columns
 
 
+def with_noisy_oracles(x: np.ndarray, oracle: list[int], rng: np.random.Generator) -> np.ndarray:
+    """`x` with copies of its `oracle` columns plus seeded noise of each `NOISE_LOG2` size appended,
+    independent of everything the player saw."""
+    return np.concatenate([x, *(x[:, oracle] + rng.normal(0.0, sd, (len(x), len(oracle))) for sd in NOISE_LOG2)],
+                          axis=1)
+
+
+class Player:
+    """Plays networks fitted on extra columns in lock-step sessions (`traces[which[j]]` from
+    `offsets[j]`), the columns computed as in the labelled states; the choice is the top score."""
+
+    def __init__(self, video: Video, traces: list[Trace], which: list[int], offsets: list[float],
+                 columns: Callable[[LockStep], np.ndarray], oracle: list[int]) -> None:
+        self.video, self.traces, self.which, self.offsets = video, traces, which, offsets
+        self.columns, self.oracle = columns, oracle
+
+    def _state(self) -> LockStep:
+        prof = PROFILES["pensieve"]
+        return LockStep(self.video, prof, LinkBatch(self.traces, payload_factor=prof.payload_factor),
+                        LatencyLookup(self.traces, prof), np.asarray(self.offsets), which=np.asarray(self.which))
+
+    def _score(self, state: LockStep) -> np.ndarray:
+        bitrates = np.asarray(self.video.ladder.bitrates_bps, dtype=np.float64)
+        return QOE_MODELS["lin"].scores(bitrates[state.qualities], state.rebuffer_s, bitrates)
+
+    def qoe(self, model: PolicyModel, keep: list[int]) -> np.ndarray:
+        state, rng = self._state(), np.random.default_rng(9)
+        while state.to_decision():
+            x = np.concatenate([batch_observation_features(state.observation()), self.columns(state)], axis=1)
+            state.step(np.argmax(model.scores(with_noisy_oracles(x, self.oracle, rng)[:, keep]), axis=1))
+        return self._score(state)
+
+    def reference(self, abr: BatchAbr) -> np.ndarray:
+        state = self._state()
+        state.play_out(abr)
+        return self._score(state)
+
+
 def _spread(values: np.ndarray) -> str:
     return f"{values.mean():.3f}" if values.size == 1 else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})"
 
@@ -114,6 +155,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="the second target's window, s")
     parser.add_argument("--horizon", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=5, help="fits per variant, seeds 0..N-1")
+    parser.add_argument("--play-starts", type=int, default=8, help="played sessions per held-out trace (table 3)")
     args = parser.parse_args()
     video = load_video(SHARED / "video/pensieve-envivio").folded()
     fit, held_out = split_traces(open_traces([str(SHARED / "traces/pensieve/train")]), 0.2, 0)
@@ -139,19 +181,18 @@ def main() -> None:
     top_bps = float(video.ladder.bitrates_bps[-1])
     chosen = [predictors["MLP 64x64, last 8"], predictors["MLP 64x64, last 20"], predictors["linear (ridge), last 8"]]
     columns = extra_columns(args.window, chosen, top_bps)
-    x_fit, v_fit = expert_labels(video, fit, args.starts, 1, args.horizon, extra_columns=columns)
-    x_held, v_held = expert_labels(video, held_out, args.starts, 2, args.horizon, extra_columns=columns)
+    fit_data = expert_rollouts(video, fit, args.starts, 1, args.horizon, extra_columns=columns)
+    held_data = expert_rollouts(video, held_out, args.starts, 2, args.horizon, extra_columns=columns)
+    (x_fit, v_fit), (x_held, v_held) = (fit_data.features, fit_data.values), (held_data.features, held_data.values)
     base = x_fit.shape[1] - 2 * (1 + len(chosen)) - BINS
     bins = list(range(base + 2 * (1 + len(chosen)), x_fit.shape[1]))
     print(f"\n{len(x_fit)} fit states ({len(fit)} traces), {len(x_held)} held-out states ({len(held_out)} traces); "
           f"{time.process_time():.0f} s CPU so far")
     oracle, predicted = [base, base + 1], [[base + 2 + 2 * k, base + 3 + 2 * k] for k in range(len(chosen))]
-    noisy = []
-    for k, sd in enumerate(NOISE_LOG2):  # the oracle with seeded noise, independent of everything the player saw
-        rng = np.random.default_rng([7, k])
-        x_fit = np.concatenate([x_fit, x_fit[:, oracle] + rng.normal(0.0, sd, (len(x_fit), 2))], axis=1)
-        x_held = np.concatenate([x_held, x_held[:, oracle] + rng.normal(0.0, sd, (len(x_held), 2))], axis=1)
-        noisy.append([x_fit.shape[1] - 2, x_fit.shape[1] - 1])
+    x_fit = with_noisy_oracles(x_fit, oracle, np.random.default_rng(7))
+    x_held = with_noisy_oracles(x_held, oracle, np.random.default_rng(8))
+    noisy = [[x_fit.shape[1] - 2 * (len(NOISE_LOG2) - k), x_fit.shape[1] - 2 * (len(NOISE_LOG2) - k) + 1]
+             for k in range(len(NOISE_LOG2))]
     variants = {"(a) none": [], "(b) oracle: next transfer, next window": oracle,
                 "(b1) oracle: next transfer only": [base], "(b2) oracle: next window only": [base + 1],
                 f"(b3) oracle: mean capacity in each of the next {BINS} segment durations": bins}
@@ -164,23 +205,37 @@ def main() -> None:
           "| extra inputs | |err| p50 % | agreement fit | agreement held out | regret fit | regret held out | "
           "regret held out - (a)'s, same seed | x 47 decisions |\n"
           "| --- | --- | --- | --- | --- | --- | --- | --- |")
-    baseline = None
+    which, offsets = seeded_starts(held_out, args.play_starts, 3)
+    play = Player(video, held_out, which, offsets, columns, oracle)
+    baseline, played = None, {}
     for name, extra in variants.items():
         keep = list(range(base)) + extra
-        runs = []
+        runs, qoe = [], []
         for seed in range(args.seeds):
             model = fit_policy(x_fit[:, keep], v_fit, video, TrainConfig(hidden_sizes=(64, 64), max_epochs=60,
                                                                          ensemble=1),
                                seed=seed, extra_names=[f"extra_{k}" for k in extra])
             runs.append((*agreement_regret(model, x_fit[:, keep], v_fit), *agreement_regret(model, x_held[:, keep], v_held)))
+            qoe.append(play.qoe(model, keep))
         a_fit, r_fit, a_held, r_held = np.asarray(runs).T
         error = ("" if len(extra) != 2 or extra == oracle else
                  " / ".join(f"{100 * np.median(np.abs(2.0 ** (x_held[:, c] - x_held[:, o]) - 1)):.1f}"
                             for c, o in zip(extra, oracle)))
         baseline = r_held if baseline is None else baseline
         gain = r_held - baseline
+        played[name] = (np.asarray(qoe), 47 * gain.mean())
         print(f"| {name} | {error} | " + " | ".join(_spread(v) for v in (a_fit, a_held, r_fit, r_held, gain)) +
               f" | {47 * gain.mean():+.2f} |", flush=True)
+    expert = expert_rollouts(video, held_out, args.play_starts, 3, args.horizon).qoe
+    shipped = play.reference(make_learned())
+    print(f"\nTable 3: the same networks played on the held-out traces ({len(offsets)} sessions, {args.play_starts} "
+          f"seeded starts per trace; QoE_lin per session; the clairvoyant horizon-{args.horizon} expert scores "
+          f"{expert.mean():.2f} and F (shipped, for scale) {shipped.mean():.2f} on them)\n"
+          "| extra inputs | QoE per session, mean over seeds (range) | - (a)'s, paired by seed and session | "
+          "table 2's bridge |\n| --- | --- | --- | --- |")
+    first = played["(a) none"][0]
+    for name, (qoe, bridge) in played.items():
+        print(f"| {name} | {_spread(qoe.mean(axis=1))} | {_spread((qoe - first).mean(axis=1))} | {-bridge:+.2f} |")
     print(f"\n{time.process_time():.0f} s CPU in all")
 
 
