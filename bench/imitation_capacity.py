@@ -42,12 +42,14 @@ def seeded_starts(traces: list[Trace], starts: int, seed: int) -> tuple[list[int
 
 
 def expert_rollouts(video: Video, traces: list[Trace], starts: int, seed: int, horizon: int, *,
-                    extra_columns: Callable[[LockStep], np.ndarray] | None = None) -> LockStepRollouts:
-    """The expert's own rollouts, `starts` per trace from offsets seeded by (`seed`, trace, rollout),
-    every decision labelled with its values; `extra_columns` as in `lockstep_rollouts`."""
+                    extra_columns: Callable[[LockStep], np.ndarray] | None = None,
+                    policy: PolicyModel | None = None, beta: float = 1.0) -> LockStepRollouts:
+    """The expert's rollouts (a DAgger round's mixture with `policy`, expert share `beta`), `starts` per
+    trace from offsets seeded by (`seed`, trace, rollout), every decision labelled with the expert's
+    values; `extra_columns` as in `lockstep_rollouts`."""
     which, offsets = seeded_starts(traces, starts, seed)
-    return lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=None, beta=1.0,
-                             label_fraction=1.0, rng=np.random.default_rng(0), model=QOE_MODELS["lin"],
+    return lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=policy, beta=beta,
+                             label_fraction=1.0, rng=np.random.default_rng(seed), model=QOE_MODELS["lin"],
                              horizon_segments=horizon, grid_s=1.0, extra_columns=extra_columns)
 
 

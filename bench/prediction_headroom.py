@@ -8,12 +8,15 @@ capacity over the next `--window` seconds.
 Table 2: round 4's imitation (`bench/imitation_capacity.py`: horizon-6 expert labels, one 64x64 network)
 with input columns appended: (a) none; (b) the oracle, the true values of table 1's two targets at each
 state (b1, b2: one of them; b3: the mean capacity in each of the next six segment durations; and the
-two with seeded noise of a given size, the most a predictor that accurate could add); (c) the
+two with seeded noise of a given size: a predictor that accurate whose errors are independent of
+the truth); (c) the
 predictors' estimates of them from the player's own history. Agreement with the expert's best
 quality and mean regret per decision (QoE), on the fit states and the held-out states, over `--seeds`
-fits.
+fits. Table 3: those networks played on held-out sessions (QoE per session). Table 4: (a), (b) and
+(c) after DAgger rounds (the recipe's first stage), played the same way.
 
-    python bench/prediction_headroom.py [--starts 4] [--window 20] [--predictor-starts 4] [--seeds 5]
+    python bench/prediction_headroom.py [--starts 4] [--window 20] [--predictor-starts 4] [--seeds 5] [--dagger-rounds 3]
+        [--dagger-seeds 3] [--play-starts 8]
 
 Seeded (one BLAS thread), so the figures do not depend on the machine's load; prints CPU seconds.
 """
@@ -144,6 +147,37 @@ class Player:
         return self._score(state)
 
 
+class Columns:
+    """A network fitted on some columns, given all of them (a DAgger round's policy)."""
+
+    def __init__(self, model: PolicyModel, keep: list[int]) -> None:
+        self.model, self.keep = model, keep
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x[:, self.keep])
+
+
+def fit_on(x: np.ndarray, values: np.ndarray, video: Video, keep: list[int], base: int, seed: int) -> PolicyModel:
+    """One 64x64 network, 60 epochs, on the schema's columns and `keep`'s extra ones."""
+    return fit_policy(x[:, keep], values, video, TrainConfig(hidden_sizes=(64, 64), max_epochs=60, ensemble=1),
+                      seed=seed, extra_names=[f"extra_{k}" for k in keep[base:]])
+
+
+def dagger(video: Video, traces: list[Trace], data: tuple[np.ndarray, np.ndarray], keep: list[int], base: int,
+           columns: Callable[[LockStep], np.ndarray], args: argparse.Namespace, seed: int) -> PolicyModel:
+    """Round 0 fitted on the expert's labels `data`, then `args.dagger_rounds` DAgger rounds (expert
+    share 0.5^i, every decision labelled, all rounds' labels refitted), as `abrkit train` does."""
+    xs, vs = [data[0]], [data[1]]
+    model = fit_on(data[0], data[1], video, keep, base, seed)
+    for i in range(1, args.dagger_rounds + 1):
+        more = expert_rollouts(video, traces, args.starts, 100 * (seed + 1) + i, args.horizon, extra_columns=columns,
+                               policy=Columns(model, keep), beta=0.5 ** i)  # type: ignore[arg-type]
+        xs.append(more.features)
+        vs.append(more.values)
+        model = fit_on(np.concatenate(xs), np.concatenate(vs), video, keep, base, seed)
+    return model
+
+
 def _spread(values: np.ndarray) -> str:
     return f"{values.mean():.3f}" if values.size == 1 else f"{values.mean():.3f} ({values.min():.3f}..{values.max():.3f})"
 
@@ -155,6 +189,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="the second target's window, s")
     parser.add_argument("--horizon", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=5, help="fits per variant, seeds 0..N-1")
+    parser.add_argument("--dagger-rounds", type=int, default=3, help="DAgger rounds for table 4")
+    parser.add_argument("--dagger-seeds", type=int, default=3, help="fit seeds for table 4")
     parser.add_argument("--play-starts", type=int, default=8, help="played sessions per held-out trace (table 3)")
     args = parser.parse_args()
     video = load_video(SHARED / "video/pensieve-envivio").folded()
@@ -212,9 +248,7 @@ def main() -> None:
         keep = list(range(base)) + extra
         runs, qoe = [], []
         for seed in range(args.seeds):
-            model = fit_policy(x_fit[:, keep], v_fit, video, TrainConfig(hidden_sizes=(64, 64), max_epochs=60,
-                                                                         ensemble=1),
-                               seed=seed, extra_names=[f"extra_{k}" for k in extra])
+            model = fit_on(x_fit, v_fit, video, keep, base, seed)
             runs.append((*agreement_regret(model, x_fit[:, keep], v_fit), *agreement_regret(model, x_held[:, keep], v_held)))
             qoe.append(play.qoe(model, keep))
         a_fit, r_fit, a_held, r_held = np.asarray(runs).T
@@ -236,6 +270,17 @@ def main() -> None:
     first = played["(a) none"][0]
     for name, (qoe, bridge) in played.items():
         print(f"| {name} | {_spread(qoe.mean(axis=1))} | {_spread((qoe - first).mean(axis=1))} | {-bridge:+.2f} |")
+    print(f"\nTable 4: {args.dagger_rounds} DAgger rounds after round 0 (the networks of tables 2 and 3), then "
+          f"played as table 3; fit seeds 0..{args.dagger_seeds - 1} ({time.process_time():.0f} s CPU so far)\n"
+          "| extra inputs | QoE per session, mean over seeds (range) | - (a)'s, paired by seed and session |\n"
+          "| --- | --- | --- |")
+    first = None
+    for name in ("(a) none", "(b) oracle: next transfer, next window", "(c) MLP predictor, last 20"):
+        keep = list(range(base)) + variants[name]
+        qoe = np.asarray([play.qoe(dagger(video, fit, (fit_data.features, v_fit), keep, base, columns, args, seed), keep)
+                          for seed in range(args.dagger_seeds)])
+        first = qoe if first is None else first
+        print(f"| {name} | {_spread(qoe.mean(axis=1))} | {_spread((qoe - first).mean(axis=1))} |", flush=True)
     print(f"\n{time.process_time():.0f} s CPU in all")
 
 
