@@ -13,6 +13,7 @@ Figures do not depend on the machine's load (seeded, one BLAS thread); about 2 m
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,9 @@ from abr.algorithms.learned import PolicyModel
 from abr.qoe import QOE_MODELS
 from netsim.sources import open_traces
 from netsim.trace import Trace
-from player.research.dagger_batch import lockstep_rollouts
+from player.research.dagger_batch import LockStepRollouts, lockstep_rollouts
 from player.research.folds import split_traces
-from player.research.sim import PROFILES
+from player.research.sim import PROFILES, LockStep
 from player.research.train import TrainConfig, fit_policy
 from player.video import Video, load_video
 
@@ -32,17 +33,28 @@ SHARED = REPO.parent / "shared"
 SIZES = (((64, 64), 60), ((256, 256), 120), ((128, 128, 128), 120))
 
 
-def _labels(video: Video, traces: list[Trace], starts: int, seed: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def seeded_starts(traces: list[Trace], starts: int, seed: int) -> tuple[list[int], list[float]]:
+    """(trace of each session, its start offset in s): `starts` sessions per trace, offsets seeded by
+    (`seed`, trace, session)."""
     which = [j for j in range(len(traces)) for _ in range(starts)]
-    offsets = [float(np.random.default_rng([seed, j, i]).uniform(0.0, traces[j].duration_s))
-               for i, j in enumerate(which)]
-    data = lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=None, beta=1.0,
-                             label_fraction=1.0, rng=np.random.default_rng(0), model=QOE_MODELS["lin"],
-                             horizon_segments=horizon, grid_s=1.0)
-    return data.features, data.values
+    return which, [float(np.random.default_rng([seed, j, i]).uniform(0.0, traces[j].duration_s))
+                   for i, j in enumerate(which)]
 
 
-def _score(model: PolicyModel, x: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+def expert_rollouts(video: Video, traces: list[Trace], starts: int, seed: int, horizon: int, *,
+                    extra_columns: Callable[[LockStep], np.ndarray] | None = None,
+                    policy: PolicyModel | None = None, beta: float = 1.0) -> LockStepRollouts:
+    """The expert's rollouts (a DAgger round's mixture with `policy`, expert share `beta`), `starts` per
+    trace from offsets seeded by (`seed`, trace, rollout), every decision labelled with the expert's
+    values; `extra_columns` as in `lockstep_rollouts`."""
+    which, offsets = seeded_starts(traces, starts, seed)
+    return lockstep_rollouts(video, PROFILES["pensieve"], traces, which, offsets, policy=policy, beta=beta,
+                             label_fraction=1.0, rng=np.random.default_rng(seed), model=QOE_MODELS["lin"],
+                             horizon_segments=horizon, grid_s=1.0, extra_columns=extra_columns)
+
+
+def agreement_regret(model: PolicyModel, x: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """Share of states where `model` chooses the expert's best quality, and its mean regret (QoE)."""
     choice = np.argmax(model.scores(x), axis=1)
     regret = values.max(axis=1) - values[np.arange(len(values)), choice]
     return float(np.mean(choice == np.argmax(values, axis=1))), float(np.mean(regret))
@@ -55,14 +67,16 @@ def main() -> None:
     args = parser.parse_args()
     video = load_video(SHARED / "video/pensieve-envivio").folded()
     fit, held_out = split_traces(open_traces([str(SHARED / "traces/pensieve/train")]), 0.2, 0)
-    x_fit, v_fit = _labels(video, fit, args.starts, 1, args.horizon)
-    x_held, v_held = _labels(video, held_out, args.starts, 2, args.horizon)
+    fit_data, held_data = (expert_rollouts(video, fit, args.starts, 1, args.horizon),
+                           expert_rollouts(video, held_out, args.starts, 2, args.horizon))
+    (x_fit, v_fit), (x_held, v_held) = (fit_data.features, fit_data.values), (held_data.features, held_data.values)
     print(f"{len(x_fit)} fit states ({len(fit)} traces), {len(x_held)} held-out states ({len(held_out)} traces)")
     print("| hidden layers | epochs | agreement fit | agreement held out | regret fit | regret held out |\n"
           "| --- | --- | --- | --- | --- | --- |")
     for hidden, epochs in SIZES:
         model = fit_policy(x_fit, v_fit, video, TrainConfig(hidden_sizes=hidden, max_epochs=epochs, ensemble=1), seed=0)
-        (agree_fit, regret_fit), (agree_held, regret_held) = _score(model, x_fit, v_fit), _score(model, x_held, v_held)
+        (agree_fit, regret_fit), (agree_held, regret_held) = (agreement_regret(model, x_fit, v_fit),
+                                                              agreement_regret(model, x_held, v_held))
         print(f"| {'x'.join(map(str, hidden))} | {epochs} | {agree_fit:.3f} | {agree_held:.3f} | {regret_fit:.3f} | "
               f"{regret_held:.3f} |", flush=True)
 

@@ -17,7 +17,7 @@ same QoE: the batch engine's sessions are the session engine's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,19 +152,23 @@ def _start(video: Video, prof: SimProfile, traces: Sequence[Trace], offsets_s: S
 
 def lockstep_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], which: Sequence[int],
                       offsets_s: Sequence[float], *, policy: PolicyModel | None, beta: float, label_fraction: float,
-                      rng: np.random.Generator, model: QoeModel, horizon_segments: int,
-                      grid_s: float) -> LockStepRollouts:
+                      rng: np.random.Generator, model: QoeModel, horizon_segments: int, grid_s: float,
+                      extra_columns: Callable[[LockStep], np.ndarray] | None = None) -> LockStepRollouts:
     """One DAgger round for sessions j = 0..B-1 on `traces[which[j]]` from `offsets_s[j]`, in lock-step:
     at every decision the expert values each quality; the session plays the expert's best with
     probability `beta` (always without a `policy`), else the policy's choice; a decision is
     recorded when the expert played it or with probability `label_fraction`. Two draws per session
-    and decision, whatever the expert says, so the random stream depends only on `rng`."""
+    and decision, whatever the expert says, so the random stream depends only on `rng`.
+    `extra_columns(state)`, (B, k), is appended to each decision's features before the policy sees
+    them (research on inputs the schema lacks, `bench/prediction_headroom.py`)."""
     state = _start(video, prof, traces, offsets_s, which)
     sessions = len(offsets_s)
     rows_x, rows_v, rows_s = [], [], []
     agreed = 0
     while state.to_decision():
         x = batch_observation_features(state.observation())
+        if extra_columns is not None:
+            x = np.concatenate([x, extra_columns(state)], axis=1)
         values = batch_expert_values(state, model, horizon_segments=horizon_segments, grid_s=grid_s)
         best = np.argmax(values, axis=1)
         if policy is None:

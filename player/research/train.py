@@ -284,7 +284,7 @@ def _run_rollouts(batch: _RolloutBatch) -> list[_RolloutData]:
 
 def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainConfig, *, seed: int,
                metadata: Mapping[str, Any] | None = None, executor: Executor | None = None,
-               init: PolicyModel | None = None) -> PolicyModel:
+               init: PolicyModel | None = None, extra_names: Sequence[str] = ()) -> PolicyModel:
     """Standardise the features, fit `config.ensemble` MLPs to the expert's values (in `executor` when
     given, one member per task), average them into one network and export its parameters. With `init`
     (regret target only), member k starts from `init`'s member k (`player.research.warm_start`).
@@ -293,12 +293,16 @@ def fit_policy(x: np.ndarray, values: np.ndarray, video: Video, config: TrainCon
     rungs the data never shows get a score no input reaches. target "regret": a regressor of each
     quality's regret against the expert's best (clipped at `regret_clip`), i.e. cost-sensitive
     imitation: a near-tie costs little, a quality that stalls costs what it loses.
+    `extra_names` name input columns appended to the schema's (research on other inputs: such a
+    model scores, but `learned` cannot build its features, so `load_model` refuses its file).
     """
     import sklearn
     from sklearn.preprocessing import StandardScaler
 
     rungs = len(video.ladder)
     feature_schema = schema(rungs)
+    if extra_names:
+        feature_schema = dataclasses.replace(feature_schema, names=feature_schema.names + tuple(extra_names))
     if x.ndim != 2 or x.shape[1] != feature_schema.size or values.shape != (x.shape[0], rungs):
         raise ValueError(f"need (n, {feature_schema.size}) features and (n, {rungs}) values, got {x.shape} and "
                          f"{values.shape}")

@@ -83,6 +83,23 @@ def test_lockstep_expert_rollouts_are_the_session_engines(video_10: Video, trace
             assert batch.qoe[j] == pytest.approx(single.qoe, abs=1e-9)
 
 
+def test_lockstep_rollouts_append_extra_columns_to_every_decision(video_10: Video, traces_4: list[Trace]) -> None:
+    prof, traces, offsets = PROFILES["pensieve"], traces_4[:2], [0.0, 22.0]
+
+    def rollouts(**extra: object) -> object:
+        return lockstep_rollouts(video_10, prof, traces, range(2), offsets, policy=None, beta=1.0, label_fraction=1.0,
+                                 rng=np.random.default_rng(0), model=QOE_MODELS["lin"], horizon_segments=2, grid_s=1.0,
+                                 **extra)
+
+    plain = rollouts()
+    more = rollouts(extra_columns=lambda s: np.stack([s.trace_time_s, np.full(2, float(s.segment_index))], axis=1))
+    assert more.features.shape == (plain.features.shape[0], plain.features.shape[1] + 2)
+    np.testing.assert_array_equal(more.features[:, :-2], plain.features)
+    np.testing.assert_array_equal(more.values, plain.values)
+    np.testing.assert_array_equal(more.features[more.session == 1, -1], np.arange(1, video_10.segment_count))
+    assert more.features[more.session == 1, -2][0] > offsets[1]  # the trace time of the second request
+
+
 def test_lockstep_validation_scores_what_the_session_engine_scores(video_10: Video, traces_4: list[Trace]) -> None:
     prof = PROFILES["pensieve"]
     result = train(video_10, traces_4, prof, TrainConfig(iterations=0, max_epochs=20, ensemble=1, engine="batch",

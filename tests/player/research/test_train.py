@@ -119,6 +119,19 @@ def test_fit_policy_learns_the_best_rung_and_never_picks_unseen_classes(short_vi
     assert np.mean(regret.predict(x) == best) > 0.9 and np.mean(action.predict(x) == best) > 0.9
 
 
+def test_fit_policy_takes_named_extra_columns_for_research(short_video: Video) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 42))
+    best = np.where(x[:, 41] > 0, 2, 4)  # only the second extra column tells the best rung
+    values = np.zeros((200, 6))
+    values[np.arange(200), best] = 1.0
+    with pytest.raises(ValueError, match=r"need \(n, 40\) features"):
+        fit_policy(x, values, short_video, TrainConfig(max_epochs=100), seed=0)
+    model = fit_policy(x, values, short_video, TrainConfig(max_epochs=100), seed=0, extra_names=("oracle", "hint"))
+    assert model.feature_schema.names[-2:] == ("oracle", "hint") and model.feature_schema.size == 42
+    assert np.mean(model.predict(x) == best) > 0.9
+
+
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="target"):
         TrainConfig(target="reward")
