@@ -40,6 +40,15 @@ def _check_port(port: int, what: str) -> None:
         raise ValueError(f"{what} must be in 0..65535, got {port}")
 
 
+def _check_heartbeats(missed: int, fail_static: int) -> None:
+    """Steering's windows in heartbeats: live within `missed`, fail static within `fail_static` (0: off)."""
+    if not 1 <= missed <= 100_000:
+        raise ValueError(f"missed_heartbeats must be in [1, 100000], got {missed}")
+    if fail_static != 0 and not missed <= fail_static <= 100_000:
+        raise ValueError(f"fail_static_heartbeats must be 0 (off) or from missed_heartbeats "
+                         f"({missed}) to 100000, got {fail_static}")
+
+
 def _check_positive(value: float, what: str) -> None:
     if not value > 0:
         raise ValueError(f"{what} must be > 0, got {value}")
@@ -213,11 +222,7 @@ class PlaybackConfig:
         _check_url(self.license_url, "license_url")
         _check_positive(self.url_ttl_s, "url_ttl_s")
         _check_positive(self.heartbeat_s, "heartbeat_s")
-        if self.missed_heartbeats < 1:
-            raise ValueError("missed_heartbeats must be >= 1")
-        if self.fail_static_heartbeats != 0 and not self.missed_heartbeats <= self.fail_static_heartbeats <= 100_000:
-            raise ValueError(f"fail_static_heartbeats must be 0 (off) or from missed_heartbeats "
-                             f"({self.missed_heartbeats}) to 100000, got {self.fail_static_heartbeats}")
+        _check_heartbeats(self.missed_heartbeats, self.fail_static_heartbeats)
         check_origins(self.allowed_origins)
         _check_positive(self.max_edges, "max_edges")
         _check_internal_token(self.internal_token)
@@ -492,6 +497,8 @@ class StackConfig:
     allowed_origins: tuple[str, ...] = ()
     edge_cache_bytes: int = 256 * 1024 * 1024
     heartbeat_s: float = 1.0
+    missed_heartbeats: int = 2  # steering: an edge silent this many intervals leaves the ranking (PlaybackConfig)
+    fail_static_heartbeats: int = 30  # steering: with none live, edges heard healthy within this many (0: off)
     access_ttl_s: int = 900
     refresh_ttl_s: int = 86_400
     url_ttl_s: int = DEFAULT_URL_TTL_S
@@ -536,6 +543,7 @@ class StackConfig:
             raise ValueError("host and internal_host must not be empty")
         _check_positive(self.edge_cache_bytes, "edge_cache_bytes")
         _check_positive(self.heartbeat_s, "heartbeat_s")
+        _check_heartbeats(self.missed_heartbeats, self.fail_static_heartbeats)
         _check_positive(self.access_ttl_s, "access_ttl_s")
         _check_positive(self.refresh_ttl_s, "refresh_ttl_s")
         _check_positive(self.url_ttl_s, "url_ttl_s")

@@ -191,7 +191,8 @@ def build_app(name: str, config: StackConfig, ports: Mapping[str, int], secrets:
         return playback.create_app(PlaybackConfig(
             host=host, port=port, content_root=config.content_root, tokens=tokens,
             url_signing_key=secrets.require("url_signing_key"), internal_token=internal, license_url=license_url,
-            url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, allowed_origins=config.allowed_origins,
+            url_ttl_s=config.url_ttl_s, heartbeat_s=config.heartbeat_s, missed_heartbeats=config.missed_heartbeats,
+            fail_static_heartbeats=config.fail_static_heartbeats, allowed_origins=config.allowed_origins,
             live_titles=_live_titles(config), regions=regions))
     if kind == "license":
         from server import license

@@ -20,9 +20,11 @@ import aiohttp
 import pytest
 
 from player.cli import main as abrkit
+from server import playback
 from server.config import BackendPolicy, RateLimitPolicy, StackConfig, load_stack_config, save_stack_config
-from server.revocation import RevocationStore
-from server.stack import start_stack
+from server.keys import load_or_create_secrets, secrets_for
+from server.revocation import RevocationStore, create_store
+from server.stack import build_app, start_stack
 from server.users import read_users
 from tests.conftest import ENCRYPTED_TITLE
 from tests.server.conftest import write_users
@@ -278,7 +280,8 @@ def test_abrkit_user_add_list_set_revoke(tmp_path: Path, monkeypatch: pytest.Mon
 def test_stack_file_round_trips(tmp_path: Path) -> None:
     config = StackConfig(config_path=tmp_path / "stack.json", content_root=tmp_path / "content", edges=3,
                          allowed_origins=("http://a.example",), service_ports={"origin": 9001},
-                         backend_overrides={"license": BackendPolicy(timeout_s=1.5)})
+                         backend_overrides={"license": BackendPolicy(timeout_s=1.5)}, missed_heartbeats=3,
+                         fail_static_heartbeats=0)
     save_stack_config(config)
     assert load_stack_config(config.config_path) == config
     data = json.loads(config.config_path.read_text())
@@ -287,6 +290,20 @@ def test_stack_file_round_trips(tmp_path: Path) -> None:
     config.config_path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="edgez"):
         load_stack_config(config.config_path)
+
+
+def test_the_stack_files_steering_windows_reach_the_playback_api(tmp_path: Path) -> None:
+    config = StackConfig(config_path=tmp_path / "stack.json", content_root=tmp_path / "content", heartbeat_s=0.5,
+                         missed_heartbeats=3, fail_static_heartbeats=40)
+    secrets = load_or_create_secrets(config.resolved_secrets_path)
+    create_store(config.resolved_revocations_path)
+    app = build_app("playback", config, {name: 0 for name in ("playback", "gateway")}, secrets_for("playback", secrets))
+    registry = app[playback._RUNTIME].registry
+    assert (registry.stale_after_s, registry.fail_static_s) == (1.5, 20.0)
+    with pytest.raises(ValueError, match="fail_static_heartbeats must be 0 .off. or from missed_heartbeats .3."):
+        replace(config, fail_static_heartbeats=2)
+    with pytest.raises(ValueError, match="missed_heartbeats must be in"):
+        replace(config, missed_heartbeats=0)
 
 
 async def test_processes_mode_hands_each_service_its_own_secrets_and_no_file(stack_config: StackConfig) -> None:
