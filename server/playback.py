@@ -86,7 +86,7 @@ class EdgeRegistry:
         self.stale_after_s = stale_after_s
         self.fail_static_s = fail_static_s
         self.max_edges = max_edges
-        self.failing_static = False  # steering by `fail_static` now (logged once per episode)
+        self.failing_static = False  # `steerable` gives `fail_static`'s edges now (logged once per episode)
         self._edges: dict[str, EdgeStatus] = {}
 
     def heartbeat(self, status: EdgeStatus) -> None:
@@ -113,6 +113,22 @@ class EdgeRegistry:
         unhealthy stays out. As a load balancer's panic mode or fail-open, it costs a client of a
         truly dead stack a failed fetch instead of a 503."""
         return [e for e in self._edges.values() if e.healthy and now - e.last_seen_s <= self.fail_static_s]
+
+    def steerable(self, now: float) -> list[EdgeStatus]:
+        """The edges steering ranks: the live ones; only when no edge at all is live, `fail_static`'s
+        (`failing_static` says which, and each change is logged once). Decided on the whole fleet, not
+        on one client's ranking: an edge late while others are heard is down, not late."""
+        live = self.live(now)
+        late = [] if live else self.fail_static(now)
+        if bool(late) != self.failing_static:
+            if late:
+                log.warning("no edge heard within %g s: steering to the %d edge(s) last heard healthy, up to "
+                            "%.2f s ago, until one is heard again (fail static)", self.stale_after_s, len(late),
+                            max(now - e.last_seen_s for e in late))
+            elif live:
+                log.info("edges heard again: steering by live edges only")
+            self.failing_static = bool(late)
+        return late or live
 
     def all(self) -> list[EdgeStatus]:
         return list(self._edges.values())
@@ -233,26 +249,17 @@ async def _session(request: web.Request, session_id: str, *, renewal: bool = Fal
         client = _placement(request, rt)
     except ValueError as exc:
         return json_error(400, str(exc))
-    now = rt.monotonic()
-    edges, ranking = steer(title, rt.registry.live(now), rt.config, client)
+    candidates = rt.registry.steerable(rt.monotonic())
+    edges, ranking = steer(title, candidates, rt.config, client)
     metrics = request.app[METRICS]
-    registry, was_failing_static = rt.registry, rt.registry.failing_static
-    registry.failing_static = not edges and bool(late := registry.fail_static(now))
-    if registry.failing_static:
-        edges, ranking = steer(title, late, rt.config, client)
+    if rt.registry.failing_static and edges:
         metrics.inc("playback_fail_static_total", help="Sessions steered to edges whose heartbeats were late")
-        if not was_failing_static:
-            log.warning("no edge heard within %g s: steering to the %d edge(s) last heard healthy, up to %.2f s "
-                        "ago, until one is heard again (fail static)", registry.stale_after_s, len(late),
-                        max(now - e.last_seen_s for e in late))
-    elif was_failing_static and edges:
-        log.info("edges heard again: steering by live edges only")
     if not edges:
         metrics.inc("playback_refused_total", labels={"reason": "no_edge"}, help="Sessions refused")
-        return json_error(503, "no healthy edge", reason=(
-            f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"
-            + (f" (nor in the last {rt.registry.fail_static_s:g} s)" if rt.registry.fail_static_s else "")),
-            headers={"Retry-After": "1"})
+        reason = (f"no edge has reported healthy in the last {rt.registry.stale_after_s:g} s"
+                  + (f" (nor in the last {rt.registry.fail_static_s:g} s)" if rt.registry.fail_static_s else "")
+                  if not candidates else f"none of the {len(candidates)} live edge(s) is ranked for this client")
+        return json_error(503, "no healthy edge", reason=reason, headers={"Retry-After": "1"})
     ttl_s = rt.config.url_ttl_s
     region = client.region if client is not None else ""
     urls = manifest_urls(title, edges, signer=rt.signer, grant=_grant(rt, title, session_id, claims, region))

@@ -14,6 +14,7 @@ from server.config import PlaybackConfig, SteeringWeights, TokenPolicy
 from server.internal import internal_headers
 from server.keys import ed25519_public
 from server.playback import EdgeStatus, rank_edges, rendezvous_weight
+from server.regions import regions_from_json
 from server.revocation import RevocationStore
 from server.tokens import TokenIssuer
 from tests.server.conftest import INTERNAL_TOKEN, SIGNING_KEY, URL_KEY, fake_title, issue, token_policy
@@ -133,6 +134,28 @@ async def test_when_no_edge_is_live_the_ones_late_but_healthy_are_steered_to(
     resp = await client.post("/playback/demo", headers=bearer(policy))
     assert resp.status == 503
     assert "nor in the last 30 s" in (await resp.json())["reason"]
+
+
+async def test_an_edge_late_while_another_is_heard_is_down_not_late(
+        aiohttp_client, tmp_path: Path, policy: TokenPolicy, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    # Fail static is decided on the whole fleet, not on one client's ranking: here the only live edge is
+    # a telco ISP's, which a client of no ISP is not steered to, and the region's edge went silent while
+    # the telco edge kept beating, so it is down. The answer stays 503 (it was not fail static).
+    fake_title(tmp_path / "content", "demo")
+    regions = regions_from_json({"regions": ["eu"], "default_region": "eu", "edges": [
+        {"id": "eu-1", "region": "eu", "capacity": 10, "rtt_ms": {"eu": 10}},
+        {"id": "telco-1", "region": "eu", "isp": "telco", "capacity": 10, "rtt_ms": {"eu": 3}}]})
+    config = PlaybackConfig(content_root=tmp_path / "content", tokens=policy, url_signing_key=URL_KEY,
+                            internal_token=INTERNAL_TOKEN, license_url=LICENSE_URL, heartbeat_s=1.0, regions=regions)
+    client = await aiohttp_client(playback.create_app(config, monotonic=clock), headers=EDGE_AUTH)
+    await beat(client, "eu-1", 9000)
+    clock.now += 5.0
+    await beat(client, "telco-1", 9001)
+    resp = await client.post("/playback/demo?region=eu", headers=bearer(policy))
+    assert resp.status == 503, await resp.text()
+    assert "none of the 1 live edge(s) is ranked for this client" in (await resp.json())["reason"]
+    metrics = await (await client.get("/metrics", headers=EDGE_AUTH)).text()
+    assert "playback_fail_static_total" not in metrics
 
 
 async def test_fail_static_can_be_turned_off(aiohttp_client, tmp_path: Path, policy: TokenPolicy,  # type: ignore[no-untyped-def]
