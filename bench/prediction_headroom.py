@@ -37,9 +37,9 @@ from abr.features import batch_observation_features
 from abr.qoe import QOE_MODELS
 from abr.registry import make
 from abr.types import BatchAbr
-from netsim.link import LinkBatch
 from netsim.sources import open_traces
 from netsim.trace import Trace
+from player.research.dagger_batch import start_sessions
 from player.research.folds import split_traces
 from player.research.predictor import (
     TARGETS,
@@ -54,7 +54,7 @@ from player.research.predictor import (
     play_histories,
     training_set,
 )
-from player.research.sim import PROFILES, LatencyLookup, LockStep
+from player.research.sim import PROFILES, LockStep
 from player.research.train import TrainConfig, fit_policy
 from player.video import Video, load_video
 
@@ -126,9 +126,7 @@ class Player:
         self.columns, self.oracle = columns, oracle
 
     def _state(self) -> LockStep:
-        prof = PROFILES["pensieve"]
-        return LockStep(self.video, prof, LinkBatch(self.traces, payload_factor=prof.payload_factor),
-                        LatencyLookup(self.traces, prof), np.asarray(self.offsets), which=np.asarray(self.which))
+        return start_sessions(self.video, PROFILES["pensieve"], self.traces, self.offsets, self.which)
 
     def _score(self, state: LockStep) -> np.ndarray:
         bitrates = np.asarray(self.video.ladder.bitrates_bps, dtype=np.float64)

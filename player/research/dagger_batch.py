@@ -144,8 +144,9 @@ class LockStepRollouts:
     policy_qoe: np.ndarray | None = None  # (B,) the policy teacher's own QoE on these sessions, without exploration
 
 
-def _start(video: Video, prof: SimProfile, traces: Sequence[Trace], offsets_s: Sequence[float],
-           which: Sequence[int]) -> LockStep:
+def start_sessions(video: Video, prof: SimProfile, traces: Sequence[Trace], offsets_s: Sequence[float],
+                   which: Sequence[int]) -> LockStep:
+    """Lock-step sessions j = 0..B-1 on `traces[which[j]]` from `offsets_s[j]`, before their first request."""
     return LockStep(video, prof, LinkBatch(traces, payload_factor=prof.payload_factor), LatencyLookup(traces, prof),
                     np.asarray(offsets_s, dtype=np.float64), which=np.asarray(which, dtype=np.int64))
 
@@ -161,7 +162,7 @@ def lockstep_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], w
     and decision, whatever the expert says, so the random stream depends only on `rng`.
     `extra_columns(state)`, (B, k), is appended to each decision's features before the policy sees
     them (research on inputs the schema lacks, `bench/prediction_headroom.py`)."""
-    state = _start(video, prof, traces, offsets_s, which)
+    state = start_sessions(video, prof, traces, offsets_s, which)
     sessions = len(offsets_s)
     rows_x, rows_v, rows_s = [], [], []
     agreed = 0
@@ -195,7 +196,7 @@ def evaluate_lockstep(policy: PolicyModel, video: Video, prof: SimProfile, trace
     """`train.evaluate_policy` on the batch engine: QoE per session, each trace from offset 0 and then
     from each of its `offsets_s[j]`, in that order."""
     starts = [(j, o) for j in range(len(traces)) for o in (0.0, *(offsets_s[j] if offsets_s else ()))]
-    state = _start(video, prof, traces, [o for _, o in starts], [j for j, _ in starts])
+    state = start_sessions(video, prof, traces, [o for _, o in starts], [j for j, _ in starts])
     state.play_out(Learned(policy))
     bitrates = np.asarray(video.ladder.bitrates_bps, dtype=np.float64)
     return model.scores(bitrates[state.qualities], state.rebuffer_s, bitrates)

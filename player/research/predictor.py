@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from abr.types import BatchAbr, Download
-from netsim.link import LinkBatch
 from netsim.trace import Trace
-from player.research.sim import LatencyLookup, LockStep, SimProfile
+from player.research.dagger_batch import start_sessions
+from player.research.sim import LockStep, SimProfile, download_step
 from player.video import Video
 
 TARGETS = ("next", "window")  # the columns of `future_capacity_bps` and of a prediction
@@ -92,10 +92,10 @@ def future_capacity_bps(state: LockStep, window_s: float) -> np.ndarray:
         raise ValueError(f"window_s must be > 0 s, got {window_s}")
     prof, t = state.prof, state.trace_time_s
     size = state.video.sizes_bytes[state.segment_index, np.maximum(state.last_quality, 0)].astype(np.float64)
-    size = size + prof.response_header_bytes
-    start = t + state.latency.at(t, state.which) if prof.latency_on_trace_clock else t
-    finish = state.links.finish_time(start, size, state.which)
-    return np.stack([size * 8.0 / (finish - start), mean_capacity_bps(state, 0.0, window_s)], axis=1)
+    finish, _ = download_step(state.links, state.latency, prof, t, size, state.which)  # the simulator's own step
+    start = t + state.latency.at(t, state.which) if prof.latency_on_trace_clock else t  # its first byte's request
+    payload = size + prof.response_header_bytes
+    return np.stack([payload * 8.0 / (finish - start), mean_capacity_bps(state, 0.0, window_s)], axis=1)
 
 
 def mean_capacity_bps(state: LockStep, from_s: float, to_s: float) -> np.ndarray:
@@ -130,8 +130,7 @@ def play_histories(abr: BatchAbr, video: Video, prof: SimProfile, traces: Sequen
                    offsets_s: Sequence[float], *, window_s: float) -> Histories:
     """Sessions j = 0..B-1 of `abr` on `traces[which[j]]` from `offsets_s[j]` on the lock-step engine,
     with the truth before every request."""
-    state = LockStep(video, prof, LinkBatch(traces, payload_factor=prof.payload_factor), LatencyLookup(traces, prof),
-                     np.asarray(offsets_s, dtype=np.float64), which=np.asarray(which, dtype=np.int64))
+    state = start_sessions(video, prof, traces, offsets_s, which)
     truth, ttfb = [], []
     while not state.done:
         truth.append(future_capacity_bps(state, window_s))

@@ -24,7 +24,7 @@ from abr.features import batch_observation_features
 from abr.qoe import QoeModel
 from abr.types import BatchAbr
 from netsim.trace import Trace
-from player.research.dagger_batch import LockStepRollouts, _start
+from player.research.dagger_batch import LockStepRollouts, start_sessions
 from player.research.sim import LockStep, SimProfile
 from player.video import Video
 
@@ -74,7 +74,7 @@ def policy_rollouts(video: Video, prof: SimProfile, traces: Sequence[Trace], whi
     `qoe` is what the sessions scored with the exploration; `policy_qoe` what `policy` alone scores on
     the same sessions: the first decision's value of the policy's own choice (nothing is played yet,
     and the continuation is the policy's), so it costs nothing more."""
-    state = _start(video, prof, traces, offsets_s, which)
+    state = start_sessions(video, prof, traces, offsets_s, which)
     sessions = len(offsets_s)
     rungs = len(video.ladder)
     rows_x, rows_v = [], []
